@@ -1,0 +1,23 @@
+#!/usr/bin/env node
+// The meshfed command. It runs meshfed's TypeScript sources directly with Node 24's type stripping,
+// so it needs Node.js 24: `npx meshfed` and npm scripts use the Node 24 that `npm ci` installs.
+const major = Number(process.versions.node.split('.')[0]);
+if (major < 24) {
+  process.stderr.write(
+    `meshfed: needs Node.js 24 or newer, found ${process.version}. Run it as "npx meshfed" inside the project ` +
+      '(after "npm ci", which brings Node 24), or install Node.js 24 LTS.\n',
+  );
+  process.exit(1);
+}
+const { runCli } = await import('../cli/main.ts');
+const controller = new AbortController();
+let interrupted = 0;
+for (const sig of ['SIGINT', 'SIGTERM']) {
+  process.on(sig, () => {
+    interrupted++;
+    if (interrupted > 1) process.exit(130);
+    controller.abort(new Error(sig));
+  });
+}
+const code = await runCli(process.argv.slice(2), { signal: controller.signal });
+process.exitCode = code;

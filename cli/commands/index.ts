@@ -1,0 +1,4 @@
+import type { Command } from '../command.ts';
+
+/** Every command of the meshfed CLI. Each lives in its own file under cli/commands/. */
+export const COMMANDS: Command[] = [];

@@ -1,0 +1,15 @@
+/** jest runs TypeScript through swc (TypeScript 7 has no JS compiler API, so ts-jest cannot work). */
+export default {
+  testEnvironment: 'node',
+  extensionsToTreatAsEsm: ['.ts'],
+  transform: {
+    '^.+\\.ts$': [
+      '@swc/jest',
+      { jsc: { parser: { syntax: 'typescript' }, target: 'es2023' }, module: { type: 'es6' } },
+    ],
+  },
+  testMatch: ['<rootDir>/**/*.test.ts'],
+  testPathIgnorePatterns: ['/node_modules/', '/.bench-peers/'],
+  testTimeout: 60_000,
+  maxWorkers: 2,
+};
