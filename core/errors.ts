@@ -35,7 +35,8 @@ export const ERROR_CODES = {
   MESHFED_DISCOVERY_UNAVAILABLE: 'a discovery backend (Consul, Kubernetes) is unreachable (retryable)',
   MESHFED_DISCOVERY_INVALID: 'a discovery backend returned data that cannot be used',
   MESHFED_DISCOVERY_UNKNOWN_SERVICE: 'export/unexport named a service the static services file does not list',
-  MESHFED_DISCOVERY_FORBIDDEN: 'a discovery backend refused the credentials (Consul ACL token, Kubernetes RBAC)',
+  MESHFED_DISCOVERY_FORBIDDEN:
+    'a discovery backend refused the credentials (Consul ACL token, Kubernetes RBAC)',
   MESHFED_GATEWAY_LISTEN: 'a listener could not bind its address',
   MESHFED_GATEWAY_NO_ROUTE: 'no exported service matches the requested name',
   MESHFED_GATEWAY_NO_HEALTHY_UPSTREAM: 'a service has no healthy target left',
