@@ -1,0 +1,27 @@
+/** discovery/: where this cluster's services come from and where imported services go. */
+export { abortableDelay, Backoff, FailureLog } from './backoff.ts';
+export { CombinedSource, mergeServices } from './combined-source.ts';
+export {
+  type ConsulSinkConfig,
+  type ConsulSourceConfig,
+  type DiscoveryConfig,
+  discoveryConfigSchema,
+  type KubernetesSinkConfig,
+  type KubernetesSourceConfig,
+  type StaticFile,
+  type StaticSourceConfig,
+  staticFileSchema,
+} from './config.ts';
+export {
+  computeImports,
+  type ImportEvent,
+  ImportReconciler,
+  type ImportReconcilerOptions,
+} from './import-reconciler.ts';
+export { canonicalServices, digestServices } from './service-set.ts';
+export {
+  StaticFileSource,
+  type StaticFileSourceOptions,
+  servicesFromStaticFile,
+  setExportedInFile,
+} from './static-file-source.ts';
