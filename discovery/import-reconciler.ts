@@ -49,11 +49,15 @@ export type ImportEvent =
   | { type: 'ApplyRetry'; sink: string; attempt: number };
 
 export interface ImportReconcilerOptions {
-  view: CatalogView;
+  /** the federated catalog (federation/'s FederationNode in the daemon) */
+  catalog: CatalogView;
   sinks: readonly ImportSink[];
   /** this cluster's name: its own entries are never imported */
   cluster: string;
-  log?: Logger;
+  logger?: Logger;
+  /** lets the federated view fill before the first apply, so a restart does not withdraw and
+   * re-add every import while the catalog is still loading (ms) */
+  initialDelayMs?: number;
   /** quiet period that coalesces bursts of catalog changes (ms) */
   debounceMs?: number;
   /** periodic full re-apply (ms); 0 turns it off */
@@ -84,6 +88,7 @@ export class ImportReconciler {
   private readonly log: Logger;
   private readonly debounceMs: number;
   private readonly resyncMs: number;
+  private readonly initialDelayMs: number;
   private readonly sinks: SinkState[];
   private desired: ImportedService[] = [];
   private desiredDigest = '';
@@ -92,6 +97,8 @@ export class ImportReconciler {
   private expiryTimer: NodeJS.Timeout | undefined;
   private resyncTimer: NodeJS.Timeout | undefined;
   private stopped = true;
+  /** no apply before this time (initialDelayMs after start) */
+  private holdUntil = 0;
   private readonly idleWaiters: (() => void)[] = [];
   /** events handled, by type: for tests and the admin dump */
   readonly eventCounts: Record<ImportEvent['type'], number> = {
@@ -102,9 +109,10 @@ export class ImportReconciler {
   };
 
   constructor(options: ImportReconcilerOptions) {
-    this.view = options.view;
+    this.view = options.catalog;
+    this.initialDelayMs = options.initialDelayMs ?? 0;
     this.cluster = options.cluster;
-    this.log = options.log ?? silentLogger();
+    this.log = options.logger ?? silentLogger();
     this.debounceMs = options.debounceMs ?? 200;
     this.resyncMs = options.resyncMs ?? 300_000;
     this.sinks = options.sinks.map((sink) => ({
@@ -127,7 +135,9 @@ export class ImportReconciler {
       this.resyncTimer = setInterval(() => this.enqueue({ type: 'ResyncTriggered' }), this.resyncMs);
       this.resyncTimer.unref();
     }
-    this.handle({ type: 'CatalogChanged' });
+    this.holdUntil = Date.now() + this.initialDelayMs;
+    if (this.initialDelayMs > 0) this.enqueue({ type: 'CatalogChanged' });
+    else this.handle({ type: 'CatalogChanged' });
   }
 
   async stop(): Promise<void> {
@@ -163,10 +173,11 @@ export class ImportReconciler {
     }
     // coalesce bursts: one recompute per quiet period
     if (this.debounceTimer) clearTimeout(this.debounceTimer);
+    const delay = Math.max(this.debounceMs, this.holdUntil - Date.now());
     this.debounceTimer = setTimeout(() => {
       this.debounceTimer = undefined;
       this.handle(event);
-    }, this.debounceMs);
+    }, delay);
   }
 
   private handle(event: ImportEvent): void {

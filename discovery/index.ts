@@ -25,3 +25,14 @@ export {
   servicesFromStaticFile,
   setExportedInFile,
 } from './static-file-source.ts';
+export { type BlockingResult, ConsulApi, type ConsulAccess, nextBlockingIndex } from './consul-client.ts';
+export { ConsulSink, type ConsulSinkOptions } from './consul-sink.ts';
+export { CONSUL_META, ConsulSource, type ConsulSourceOptions } from './consul-source.ts';
+export {
+  consulSinkSchema,
+  consulSourceSchema,
+  kubernetesSinkSchema,
+  kubernetesSourceSchema,
+  staticSourceSchema,
+} from './config.ts';
+export { createSinks, createSources, type DiscoveryDeps } from './factory.ts';

@@ -67,7 +67,13 @@ describe('ImportReconciler', () => {
   test('applies the imported set, debounces bursts and withdraws removed services', async () => {
     const view = new MemoryCatalog();
     const sink = new RecordingSink();
-    const rec = new ImportReconciler({ view, sinks: [sink], cluster: 'east', debounceMs: 30, resyncMs: 0 });
+    const rec = new ImportReconciler({
+      catalog: view,
+      sinks: [sink],
+      cluster: 'east',
+      debounceMs: 30,
+      resyncMs: 0,
+    });
     await rec.start();
     try {
       await rec.idle();
@@ -92,7 +98,7 @@ describe('ImportReconciler', () => {
       new MeshfedError('MESHFED_DISCOVERY_UNAVAILABLE', 'down', { retryable: true }),
     );
     const rec = new ImportReconciler({
-      view,
+      catalog: view,
       sinks: [sink],
       cluster: 'east',
       debounceMs: 5,
@@ -120,7 +126,13 @@ describe('ImportReconciler', () => {
   test('an entry that expires without any catalog event is withdrawn on time', async () => {
     const view = new MemoryCatalog();
     const sink = new RecordingSink();
-    const rec = new ImportReconciler({ view, sinks: [sink], cluster: 'east', debounceMs: 5, resyncMs: 0 });
+    const rec = new ImportReconciler({
+      catalog: view,
+      sinks: [sink],
+      cluster: 'east',
+      debounceMs: 5,
+      resyncMs: 0,
+    });
     view.put('west', orders, { expiresAt: Date.now() + 150 });
     await rec.start();
     try {
