@@ -1,0 +1,25 @@
+// The public surface of ca/: the federated trust root, cluster intermediates, leaves, bundles and verification.
+export { CertificateSource, type CertificateSourceOptions, readLeafFiles } from './certificate-source.ts';
+export { isKeyType } from './keys.ts';
+export {
+  BACKDATE_MS,
+  createRoot,
+  DEFAULT_INTERMEDIATE_TTL_MS,
+  DEFAULT_LEAF_TTL_MS,
+  DEFAULT_ROOT_TTL_MS,
+  type IssueLeafOptions,
+  issueIntermediate,
+  issueLeaf,
+  loadCa,
+} from './issuer.ts';
+export { normaliseFingerprint, parseCertificates, pemBlocks } from './pem.ts';
+export {
+  assertClusterName,
+  assertTrustDomain,
+  parseSpiffeId,
+  type SpiffeIdParts,
+  spiffeIdFor,
+} from './spiffe.ts';
+export { TrustBundle } from './trust-bundle.ts';
+export * from './types.ts';
+export { peerCertificateChain, verify } from './verify.ts';
