@@ -44,14 +44,17 @@ export class Backoff {
 }
 
 /**
- * Logs a failing backend without flooding: the first failure is logged, then at most one line
- * per `everyMs` carrying how many were suppressed, and one line when it recovers.
+ * Logs a failing backend without flooding. Many loops (one per watched service or resource) share
+ * one FailureLog and report under their own key: the first failure is logged, then at most one
+ * line per `everyMs` carrying how many were suppressed, and one "recovered" line once every
+ * failing loop has succeeded again. A loop that keeps failing while others work cannot make the
+ * log alternate between "failed" and "recovered".
  */
 export class FailureLog {
   private readonly log: Logger;
   private readonly what: string;
   private readonly everyMs: number;
-  private failing = false;
+  private readonly failingKeys = new Set<string>();
   private failures = 0;
   private suppressed = 0;
   private lastLogged = 0;
@@ -63,15 +66,21 @@ export class FailureLog {
   }
 
   get isFailing(): boolean {
-    return this.failing;
+    return this.failingKeys.size > 0;
   }
 
-  failure(err: unknown, retryInMs: number): void {
+  failure(err: unknown, retryInMs: number, key = ''): void {
     this.failures++;
     const now = Date.now();
-    if (!this.failing || now - this.lastLogged >= this.everyMs) {
+    if (this.failingKeys.size === 0 || now - this.lastLogged >= this.everyMs) {
       this.log.warn(
-        { err, retryInMs, failures: this.failures, suppressed: this.suppressed },
+        {
+          err,
+          retryInMs,
+          failures: this.failures,
+          suppressed: this.suppressed,
+          failingLoops: this.failingKeys.size + 1,
+        },
         `${this.what} failed; keeping the last known state and retrying with back-off`,
       );
       this.lastLogged = now;
@@ -79,16 +88,16 @@ export class FailureLog {
     } else {
       this.suppressed++;
     }
-    this.failing = true;
+    this.failingKeys.add(key);
   }
 
-  success(): void {
-    if (this.failing) {
+  success(key = ''): void {
+    if (!this.failingKeys.delete(key)) return;
+    if (this.failingKeys.size === 0) {
       this.log.info({ failures: this.failures }, `${this.what} recovered`);
+      this.failures = 0;
+      this.suppressed = 0;
     }
-    this.failing = false;
-    this.failures = 0;
-    this.suppressed = 0;
   }
 }
 

@@ -136,13 +136,13 @@ export class ConsulSource implements EndpointSource {
         index = nextBlockingIndex(index, res.index);
         this.noteFiltered(res.filtered);
         backoff.reset();
-        this.failures.success();
+        this.failures.success('catalog');
         this.syncWatches(api, parsed.data);
         this.catalogSynced = true;
       } catch (err) {
         if (signal.aborted) break;
         const delay = backoff.next();
-        this.failures.failure(err, delay);
+        this.failures.failure(err, delay, 'catalog');
         await abortableDelay(delay, signal);
       }
     }
@@ -155,6 +155,7 @@ export class ConsulSource implements EndpointSource {
       if (this.catalogTags.has(name)) continue;
       w.abort.abort();
       this.watches.delete(name);
+      this.failures.success(name); // a watch that is gone cannot keep the source "failing"
       removed = true;
     }
     for (const name of this.catalogTags.keys()) {
@@ -191,7 +192,7 @@ export class ConsulSource implements EndpointSource {
         index = nextBlockingIndex(index, res.index);
         this.noteFiltered(res.filtered);
         backoff.reset();
-        this.failures.success();
+        this.failures.success(name);
         w.answered = true;
         const next = this.toLocalService(name, parsed.data, w.service);
         if (JSON.stringify(next) !== JSON.stringify(w.service)) {
@@ -201,7 +202,7 @@ export class ConsulSource implements EndpointSource {
       } catch (err) {
         if (signal.aborted) break;
         const delay = backoff.next();
-        this.failures.failure(err, delay);
+        this.failures.failure(err, delay, name);
         await abortableDelay(delay, signal);
       }
     }

@@ -36,3 +36,13 @@ export {
   staticSourceSchema,
 } from './config.ts';
 export { createSinks, createSources, type DiscoveryDeps } from './factory.ts';
+export { type KubeItem, type KubeList, ListWatch, type ListWatchOptions } from './kube-list-watch.ts';
+export { kubeError, type KubernetesAccess, loadKubeConfig } from './kubernetes-client.ts';
+export {
+  EXPORT_ANNOTATION,
+  KubernetesSource,
+  type KubernetesSourceOptions,
+  MANAGED_BY_LABEL,
+  MANAGED_BY_VALUE,
+  protocolOf,
+} from './kubernetes-source.ts';

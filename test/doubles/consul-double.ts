@@ -37,6 +37,7 @@ interface Waiter {
   key: string;
   index: number;
   fire: () => void;
+  cancel: () => void;
 }
 
 export class ConsulDouble extends HttpDouble {
@@ -149,6 +150,7 @@ export class ConsulDouble extends HttpDouble {
   }
 
   protected override onStop(): void {
+    for (const w of this.waiters) w.cancel();
     this.waiters = [];
   }
 
@@ -293,6 +295,9 @@ export class ConsulDouble extends HttpDouble {
       fire: () => {
         if (timer) clearTimeout(timer);
         answer();
+      },
+      cancel: () => {
+        if (timer) clearTimeout(timer);
       },
     };
     timer = setTimeout(() => {
