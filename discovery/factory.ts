@@ -4,7 +4,6 @@ import {
   type EndpointSource,
   type ImportSink,
   type Logger,
-  MeshfedError,
   type Registry,
   silentLogger,
 } from '../core/index.ts';
@@ -12,6 +11,8 @@ import { CombinedSource } from './combined-source.ts';
 import type { DiscoveryConfig } from './config.ts';
 import { ConsulSink } from './consul-sink.ts';
 import { ConsulSource } from './consul-source.ts';
+import { KubernetesSink } from './kubernetes-sink.ts';
+import { KubernetesSource } from './kubernetes-source.ts';
 import { StaticFileSource } from './static-file-source.ts';
 
 export interface DiscoveryDeps {
@@ -40,10 +41,7 @@ export function createSources(config: DiscoveryConfig, deps: DiscoveryDeps = {})
       return new StaticFileSource({ file: pathFrom(deps, s.file), debounceMs: s.debounce, log });
     if (s.type === 'consul')
       return new ConsulSource({ config: { ...s, tokenFile: pathFrom(deps, s.tokenFile) }, log });
-    throw new MeshfedError(
-      'MESHFED_CONFIG_INVALID',
-      'discovery.sources: kubernetes source is not available yet',
-    );
+    return new KubernetesSource({ config: { ...s, kubeconfig: pathFrom(deps, s.kubeconfig) }, log });
   });
   return new CombinedSource(sources, log);
 }
@@ -61,6 +59,11 @@ export function createSinks(config: DiscoveryConfig, deps: DiscoveryDeps = {}): 
         egress,
         log,
       });
-    throw new MeshfedError('MESHFED_CONFIG_INVALID', 'discovery.sinks: kubernetes sink is not available yet');
+    return new KubernetesSink({
+      config: { ...s, kubeconfig: pathFrom(deps, s.kubeconfig) },
+      gatewayId,
+      egress,
+      log,
+    });
   });
 }

@@ -46,3 +46,12 @@ export {
   MANAGED_BY_VALUE,
   protocolOf,
 } from './kubernetes-source.ts';
+export {
+  CLUSTERS_ANNOTATION,
+  derivedServiceName,
+  IMPORTED_ANNOTATION,
+  KubernetesSink,
+  type KubernetesSinkOptions,
+  OWNER_ANNOTATION,
+  SPEC_HASH_ANNOTATION,
+} from './kubernetes-sink.ts';

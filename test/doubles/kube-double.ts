@@ -69,6 +69,8 @@ export class KubeDouble extends HttpDouble {
   gone410AsHttp = false;
   /** how often watches that asked for bookmarks get one */
   bookmarkIntervalMs = 1000;
+  /** called before a PUT is handled (tests use it to play a concurrent writer) */
+  beforeReplace: ((plural: string, namespace: string, name: string) => void) | undefined;
   /** CRDs installed: without them the MCS resources answer 404 like a cluster without the CRDs */
   mcsInstalled = true;
   readonly namespaces = new Set<string>(['default', 'kube-system']);
@@ -250,6 +252,7 @@ export class KubeDouble extends HttpDouble {
       return sendJson(res, 201, this.put(t.plural, obj));
     }
     if (method === 'PUT') {
+      this.beforeReplace?.(t.plural, namespace, name!);
       let obj: KubeObject;
       try {
         obj = JSON.parse(body) as KubeObject;
