@@ -1,0 +1,383 @@
+import type {
+  CatalogChange,
+  CatalogView,
+  ClusterState,
+  GatewayEndpoint,
+  Locality,
+  RemoteServiceInstance,
+  ServiceRef,
+} from '../core/index.ts';
+import { SetDigest } from './digest.ts';
+import { type AnnounceMessage, type EntryMessage, entryKey, type TombstoneMessage } from './messages.ts';
+
+/** The signed text an accepted message came in: its own JWS, or the snapshot part that carried it. */
+export type Proof = string;
+
+interface HeldEntry {
+  instance: RemoteServiceInstance;
+  proof: Proof;
+}
+
+interface HeldTombstone {
+  revision: number;
+  expiresAt: number;
+  proof: Proof;
+}
+
+interface HeldCluster {
+  cluster: string;
+  locality?: Locality;
+  gateways: GatewayEndpoint[];
+  /** the announcement's own issue time, as the cluster reported it */
+  lastHeartbeat?: number;
+  announceRevision: number;
+  announceProof?: Proof;
+  /** local clock: when we last heard from it (or resumed listening); staleness counts from here */
+  lastSeen: number;
+  stale: boolean;
+  digest: SetDigest;
+  /** entry keys of this cluster */
+  keys: Set<string>;
+}
+
+export type ApplyResult = 'applied' | 'unchanged' | 'stale_revision' | 'duplicate';
+
+/**
+ * The federated view: the newest verified entry per (cluster, namespace, name), tombstones that keep older
+ * revisions out, and per-cluster liveness. It only ever receives messages that passed MessageVerifier; its own
+ * rule is "strictly newer revision wins". Changes are coalesced per key and delivered once per event-loop turn,
+ * so listeners get the smallest diff (an entry changed twice in one turn is reported once).
+ */
+export class CatalogStore implements CatalogView {
+  readonly #self: string;
+  readonly #staleAfter: () => number;
+  readonly #entries = new Map<string, HeldEntry>();
+  readonly #tombstones = new Map<string, HeldTombstone>();
+  readonly #byService = new Map<string, Set<string>>();
+  readonly #clusters = new Map<string, HeldCluster>();
+  readonly #listeners = new Set<(changes: readonly CatalogChange[]) => void>();
+  #pending = new Map<string, CatalogChange>();
+  #flushScheduled = false;
+  #version = 0;
+
+  constructor(o: { self: string; staleAfter: number | (() => number) }) {
+    this.#self = o.self;
+    const s = o.staleAfter;
+    this.#staleAfter = typeof s === 'number' ? () => s : s;
+  }
+
+  /** bumps on every change: persistence writes only when it moved */
+  get version(): number {
+    return this.#version;
+  }
+
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  // ---- CatalogView ----
+
+  services(): readonly ServiceRef[] {
+    const out: ServiceRef[] = [];
+    for (const [svc, keys] of this.#byService) {
+      if (keys.size === 0) continue;
+      const slash = svc.indexOf('/');
+      out.push({ namespace: svc.slice(0, slash), name: svc.slice(slash + 1) });
+    }
+    return out;
+  }
+
+  instances(namespace: string, name: string): readonly RemoteServiceInstance[] {
+    const keys = this.#byService.get(`${namespace}/${name}`);
+    if (!keys) return [];
+    const out: RemoteServiceInstance[] = [];
+    for (const k of keys) out.push(this.#entries.get(k)!.instance);
+    return out;
+  }
+
+  clusters(): readonly ClusterState[] {
+    return [...this.#clusters.values()].map((c) => this.#clusterState(c));
+  }
+
+  onChange(listener: (changes: readonly CatalogChange[]) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  // ---- inputs (verified messages only) ----
+
+  applyEntry(msg: EntryMessage, proof: Proof, now: number): ApplyResult {
+    if (msg.cluster === this.#self) return 'unchanged';
+    const key = entryKey(msg.cluster, msg.namespace, msg.name);
+    const held = this.#entries.get(key);
+    if (held) {
+      if (held.instance.revision === msg.revision) return 'duplicate';
+      if (held.instance.revision > msg.revision) return 'stale_revision';
+    }
+    const tomb = this.#tombstones.get(key);
+    if (tomb && tomb.revision >= msg.revision)
+      return tomb.revision === msg.revision ? 'duplicate' : 'stale_revision';
+    if (tomb) this.#tombstones.delete(key);
+    const c = this.#cluster(msg.cluster, now);
+    const instance: RemoteServiceInstance = Object.freeze({
+      cluster: msg.cluster,
+      namespace: msg.namespace,
+      name: msg.name,
+      ports: msg.ports as RemoteServiceInstance['ports'],
+      locality: msg.locality,
+      weight: msg.weight,
+      gateways: msg.gateways,
+      revision: msg.revision,
+      expiresAt: msg.expiresAt,
+      stale: c.stale,
+    });
+    this.#entries.set(key, { instance, proof });
+    if (held) {
+      c.digest.remove(msg.namespace, msg.name, held.instance.revision);
+    } else {
+      c.keys.add(key);
+      const svc = `${msg.namespace}/${msg.name}`;
+      let set = this.#byService.get(svc);
+      if (!set) {
+        set = new Set();
+        this.#byService.set(svc, set);
+      }
+      set.add(key);
+    }
+    c.digest.add(msg.namespace, msg.name, msg.revision);
+    this.#version++;
+    // a refresh that only moves revision and expiry is not news to a router
+    if (!held || !sameRouting(held.instance, instance)) {
+      this.#queue(`e:${key}`, { type: 'upsert', instance });
+      if (!held) this.#queueCluster(c);
+    }
+    return 'applied';
+  }
+
+  applyTombstone(msg: TombstoneMessage, proof: Proof, now: number): ApplyResult {
+    if (msg.cluster === this.#self) return 'unchanged';
+    const key = entryKey(msg.cluster, msg.namespace, msg.name);
+    const held = this.#entries.get(key);
+    if (held && held.instance.revision >= msg.revision) return 'stale_revision';
+    const tomb = this.#tombstones.get(key);
+    if (tomb && tomb.revision >= msg.revision)
+      return tomb.revision === msg.revision ? 'duplicate' : 'stale_revision';
+    this.#tombstones.set(key, { revision: msg.revision, expiresAt: msg.expiresAt, proof });
+    this.#version++;
+    if (held) this.#remove(key, held, now);
+    return 'applied';
+  }
+
+  /** Returns 'applied' with `digestMatches` telling whether our copy of that cluster's set equals its own. */
+  applyAnnounce(
+    msg: AnnounceMessage,
+    proof: Proof,
+    now: number,
+  ): { result: ApplyResult; digestMatches: boolean } {
+    if (msg.cluster === this.#self) return { result: 'unchanged', digestMatches: true };
+    const c = this.#cluster(msg.cluster, now);
+    if (c.announceRevision >= msg.revision) {
+      return {
+        result: c.announceRevision === msg.revision ? 'duplicate' : 'stale_revision',
+        digestMatches: c.digest.hex() === msg.digest,
+      };
+    }
+    const changed =
+      c.stale ||
+      c.lastHeartbeat === undefined ||
+      JSON.stringify([c.locality, c.gateways]) !== JSON.stringify([msg.locality, msg.gateways]);
+    c.announceRevision = msg.revision;
+    c.announceProof = proof;
+    c.lastHeartbeat = msg.issuedAt;
+    c.locality = msg.locality;
+    c.gateways = msg.gateways;
+    c.lastSeen = now;
+    this.#version++;
+    if (c.stale) this.#setStale(c, false);
+    else if (changed) this.#queueCluster(c);
+    return { result: 'applied', digestMatches: c.digest.hex() === msg.digest };
+  }
+
+  /**
+   * Anti-entropy: after a complete, verified snapshot of `cluster` as of revision `asOf`, entries we hold that it
+   * does not list and that are not newer than the snapshot were withdrawn while we were not listening.
+   */
+  prune(cluster: string, listed: ReadonlySet<string>, asOf: number, now: number): number {
+    const c = this.#clusters.get(cluster);
+    if (!c) return 0;
+    let removed = 0;
+    for (const key of [...c.keys]) {
+      if (listed.has(key)) continue;
+      const held = this.#entries.get(key)!;
+      if (held.instance.revision > asOf) continue;
+      this.#remove(key, held, now);
+      removed++;
+    }
+    return removed;
+  }
+
+  /** Staleness and expiry. Skipped while this node is not connected: silence then says nothing about others. */
+  tick(now: number, connected: boolean): void {
+    if (!connected) return;
+    const staleAfter = this.#staleAfter();
+    for (const c of this.#clusters.values()) {
+      if (!c.stale && now - c.lastSeen > staleAfter) this.#setStale(c, true);
+    }
+    for (const [key, held] of this.#entries) {
+      const c = this.#clusters.get(held.instance.cluster)!;
+      // a stale cluster's entries are kept (flagged) until it comes back: the partition may be on our side
+      if (!c.stale && held.instance.expiresAt < now) this.#remove(key, held, now);
+    }
+    for (const [key, t] of this.#tombstones) {
+      if (t.expiresAt < now) {
+        this.#tombstones.delete(key);
+        this.#version++;
+      }
+    }
+  }
+
+  /** After (re)connecting: staleness counts from now, not from the start of the outage. */
+  resume(now: number): void {
+    for (const c of this.#clusters.values()) c.lastSeen = Math.max(c.lastSeen, now);
+  }
+
+  digestOf(cluster: string): string | undefined {
+    return this.#clusters.get(cluster)?.digest.hex();
+  }
+
+  /** What persistence writes: every held proof and which (key, revision) it vouches for. */
+  exportState(): {
+    entries: { key: string; revision: number; proof: Proof }[];
+    tombstones: { key: string; revision: number; proof: Proof }[];
+    announces: { cluster: string; revision: number; proof: Proof; stale: boolean }[];
+  } {
+    return {
+      entries: [...this.#entries].map(([key, h]) => ({ key, revision: h.instance.revision, proof: h.proof })),
+      tombstones: [...this.#tombstones].map(([key, t]) => ({ key, revision: t.revision, proof: t.proof })),
+      announces: [...this.#clusters.values()]
+        .filter((c) => c.announceProof !== undefined)
+        .map((c) => ({
+          cluster: c.cluster,
+          revision: c.announceRevision,
+          proof: c.announceProof!,
+          stale: c.stale,
+        })),
+    };
+  }
+
+  /** Marks a cluster stale or live as persisted (used when loading from disk). */
+  restoreStale(cluster: string, stale: boolean): void {
+    const c = this.#clusters.get(cluster);
+    if (c && c.stale !== stale) this.#setStale(c, stale);
+  }
+
+  // ---- internals ----
+
+  #cluster(name: string, now: number): HeldCluster {
+    let c = this.#clusters.get(name);
+    if (!c) {
+      c = {
+        cluster: name,
+        gateways: [],
+        announceRevision: 0,
+        lastSeen: now,
+        stale: false,
+        digest: new SetDigest(),
+        keys: new Set(),
+      };
+      this.#clusters.set(name, c);
+      this.#queueCluster(c);
+    }
+    return c;
+  }
+
+  #remove(key: string, held: HeldEntry, _now: number): void {
+    const inst = held.instance;
+    this.#entries.delete(key);
+    const c = this.#clusters.get(inst.cluster)!;
+    c.keys.delete(key);
+    c.digest.remove(inst.namespace, inst.name, inst.revision);
+    const svc = `${inst.namespace}/${inst.name}`;
+    const set = this.#byService.get(svc);
+    set?.delete(key);
+    if (set?.size === 0) this.#byService.delete(svc);
+    this.#version++;
+    this.#queue(`e:${key}`, {
+      type: 'remove',
+      cluster: inst.cluster,
+      namespace: inst.namespace,
+      name: inst.name,
+    });
+    this.#queueCluster(c);
+  }
+
+  #setStale(c: HeldCluster, stale: boolean): void {
+    c.stale = stale;
+    this.#version++;
+    this.#queueCluster(c);
+    for (const key of c.keys) {
+      const held = this.#entries.get(key)!;
+      held.instance = Object.freeze({ ...held.instance, stale });
+      this.#queue(`e:${key}`, { type: 'upsert', instance: held.instance });
+    }
+  }
+
+  #clusterState(c: HeldCluster): ClusterState {
+    const s: ClusterState = {
+      cluster: c.cluster,
+      gateways: c.gateways,
+      stale: c.stale,
+      services: c.keys.size,
+    };
+    if (c.locality) s.locality = c.locality;
+    if (c.lastHeartbeat !== undefined) s.lastHeartbeat = c.lastHeartbeat;
+    return s;
+  }
+
+  #queueCluster(c: HeldCluster): void {
+    // resolved at flush time, so the listener sees the cluster's final state of this turn
+    this.#queue(`c:${c.cluster}`, {
+      type: 'cluster',
+      state: { cluster: c.cluster, gateways: [], stale: false, services: 0 },
+    });
+  }
+
+  #queue(id: string, change: CatalogChange): void {
+    if (this.#listeners.size === 0) return;
+    this.#pending.delete(id);
+    this.#pending.set(id, change);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flush());
+    }
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    const pending = this.#pending;
+    this.#pending = new Map();
+    const changes: CatalogChange[] = [];
+    for (const [id, change] of pending) {
+      if (change.type === 'cluster') {
+        const c = this.#clusters.get(id.slice(2));
+        if (c) changes.push({ type: 'cluster', state: this.#clusterState(c) });
+      } else changes.push(change);
+    }
+    if (changes.length === 0) return;
+    for (const l of this.#listeners) {
+      try {
+        l(changes);
+      } catch {
+        // a listener's bug must not stop delivery to the others
+      }
+    }
+  }
+}
+
+function sameRouting(a: RemoteServiceInstance, b: RemoteServiceInstance): boolean {
+  return (
+    a.weight === b.weight &&
+    a.stale === b.stale &&
+    JSON.stringify([a.ports, a.locality, a.gateways]) === JSON.stringify([b.ports, b.locality, b.gateways])
+  );
+}

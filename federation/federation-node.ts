@@ -1,0 +1,670 @@
+import { readFileSync } from 'node:fs';
+import {
+  connect,
+  createInbox,
+  credsAuthenticator,
+  type Msg,
+  type NatsConnection,
+  type NodeConnectionOptions,
+  nuid,
+} from '@nats-io/transport-node';
+import type { CertificateSource, IssuedLeaf, TrustBundle } from '../ca/index.ts';
+import {
+  type CatalogChange,
+  type CatalogView,
+  type ClusterState,
+  Counter,
+  componentLogger,
+  type EndpointSource,
+  type GatewayEndpoint,
+  type Locality,
+  type Logger,
+  MeshfedError,
+  parseConfig,
+  type Registry,
+  type RemoteServiceInstance,
+  type ServiceRef,
+  toMeshfedError,
+} from '../core/index.ts';
+import { readCatalogFile, writeCatalogFile } from './catalog-file.ts';
+import { CatalogStore } from './catalog-store.ts';
+import {
+  type FederationConfig,
+  type FederationConfigInput,
+  federationConfigSchema,
+  republishIntervalOf,
+} from './config.ts';
+import { SetDigest } from './digest.ts';
+import { JwsSigner } from './jws.ts';
+import { type EntryMessage, entryKey, type SnapshotMessage } from './messages.ts';
+import { CatalogPublisher } from './publisher.ts';
+import { RejectionRecorder } from './rejections.ts';
+import { clusterOfSubject, type Subjects, subjects } from './subjects.ts';
+import { type Accepted, MessageVerifier } from './verifier.ts';
+
+export interface FederationNodeOptions {
+  config: FederationConfig | FederationConfigInput;
+  cluster: string;
+  trustDomain: string;
+  locality: Locality;
+  gateways: GatewayEndpoint[];
+  /** this cluster's federation identity; must be started */
+  signer: CertificateSource;
+  bundle: () => TrustBundle;
+  /** the local services to export (exported: true only); without it the node only watches */
+  source?: EndpointSource;
+  logger: Logger;
+  registry: Registry;
+  /** test hook: the clock */
+  now?: () => number;
+}
+
+export interface NatsStatus {
+  connected: boolean;
+  server?: string;
+  lastError?: string;
+}
+
+/** One snapshot being received: parts arrive in any order, each verified on arrival. */
+interface Collection {
+  cluster: string;
+  parts: number;
+  seen: Set<number>;
+  keys: Set<string>;
+  digest: SetDigest;
+  count: number;
+  asOf: number;
+  expectedDigest: string;
+  startedAt: number;
+}
+
+const SNAPSHOT_PART_BYTES = 256 * 1024;
+const MAX_COLLECTIONS = 4096;
+
+/**
+ * A cluster's member of the federated catalog: it publishes this cluster's exported services as signed entries
+ * and announcements on NATS, answers snapshot requests for its own cluster, and keeps the verified view of every
+ * other cluster (CatalogView). It survives NATS outages (the view stays, persisted to stateDir) and converges by
+ * anti-entropy when NATS returns: heartbeats carry a digest of each cluster's set, and a mismatch pulls a
+ * snapshot that also removes entries whose tombstones were missed.
+ */
+export class FederationNode implements CatalogView {
+  readonly config: FederationConfig;
+  readonly cluster: string;
+  readonly #o: FederationNodeOptions;
+  readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #subjects: Subjects;
+  readonly #store: CatalogStore;
+  readonly #verifier: MessageVerifier;
+  readonly #rejections: RejectionRecorder;
+  readonly #publisher: CatalogPublisher | undefined;
+  readonly #accepted: Counter<'type'>;
+  #jws: JwsSigner | undefined;
+  #nc: NatsConnection | undefined;
+  #connected = false;
+  #lastError: string | undefined;
+  #stopped = true;
+  #timers: NodeJS.Timeout[] = [];
+  #persistTimer: NodeJS.Timeout | undefined;
+  #persistedVersion = -1;
+  #unsubscribeSource: (() => void) | undefined;
+  #inbox = '';
+  #requests = new Map<string, number>();
+  #collections = new Map<string, Collection>();
+  #lastSyncAsk = new Map<string, number>();
+  #connectLoop: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  #onRotated = (leaf: IssuedLeaf): void => this.#adoptSigner(leaf, true);
+
+  constructor(o: FederationNodeOptions) {
+    this.#o = o;
+    this.config = parseConfig(federationConfigSchema, o.config, { source: 'federation' });
+    this.cluster = o.cluster;
+    this.#now = o.now ?? Date.now;
+    this.#log = componentLogger(o.logger, 'federation', o.cluster);
+    this.#subjects = subjects(this.config.subjectPrefix);
+    this.#store = new CatalogStore({ self: o.cluster, staleAfter: this.config.staleAfter });
+    this.#verifier = new MessageVerifier({
+      trustDomain: o.trustDomain,
+      bundle: o.bundle,
+      maxMessageBytes: this.config.maxMessageBytes,
+      maxSnapshotBytes: SNAPSHOT_PART_BYTES * 4,
+      now: this.#now,
+    });
+    this.#rejections = new RejectionRecorder(o.registry, this.#log);
+    this.#accepted =
+      (o.registry.getSingleMetric('meshfed_catalog_accepted_total') as Counter<'type'> | undefined) ??
+      new Counter({
+        name: 'meshfed_catalog_accepted_total',
+        help: 'verified catalog messages accepted, by type (entry, tombstone, announce, snapshot)',
+        labelNames: ['type'],
+        registers: [o.registry],
+      });
+    if (o.source) {
+      this.#publisher = new CatalogPublisher({
+        cluster: o.cluster,
+        locality: o.locality,
+        gateways: o.gateways,
+        entryTtl: this.config.entryTtl,
+        signer: () => this.#jws!,
+        now: this.#now,
+      });
+    }
+  }
+
+  // ---- CatalogView ----
+  services(): readonly ServiceRef[] {
+    return this.#store.services();
+  }
+  instances(namespace: string, name: string): readonly RemoteServiceInstance[] {
+    return this.#store.instances(namespace, name);
+  }
+  clusters(): readonly ClusterState[] {
+    return this.#store.clusters();
+  }
+  onChange(listener: (changes: readonly CatalogChange[]) => void): () => void {
+    return this.#store.onChange(listener);
+  }
+
+  natsStatus(): NatsStatus {
+    const s: NatsStatus = { connected: this.#connected };
+    if (this.#connected && this.#nc) s.server = this.#nc.getServer();
+    if (this.#lastError !== undefined) s.lastError = this.#lastError;
+    return s;
+  }
+
+  /** Loads the persisted catalog, then connects in the background; never fails because NATS is down. */
+  async start(): Promise<void> {
+    if (!this.#stopped) return;
+    this.#stopped = false;
+    this.#loadState();
+    if (this.#publisher) {
+      this.#adoptSigner(this.#o.signer.current(), false);
+      this.#o.signer.on('rotated', this.#onRotated);
+      this.#publish(this.#publisher.update(this.#o.source!.current()));
+      this.#unsubscribeSource = this.#o.source!.onChange((services) => {
+        this.#publish(this.#publisher!.update(services));
+        this.#announce();
+      });
+      this.#every(this.config.heartbeatInterval, () => this.#announce());
+      this.#every(republishIntervalOf(this.config), () => this.#publish(this.#publisher!.refreshAll()));
+    }
+    const tick = Math.max(20, Math.min(1000, Math.floor(this.config.staleAfter / 10)));
+    this.#every(tick, () => {
+      this.#store.tick(this.#now(), this.#connected);
+      this.#expireCollections();
+      this.#schedulePersist();
+    });
+    this.#connectLoop = this.#connectUntilStopped();
+  }
+
+  /** Stops publishing and listening; with `withdraw` (or config withdrawOnStop) tombstones every export first. */
+  async stop(o: { withdraw?: boolean } = {}): Promise<void> {
+    if (this.#stopped) return;
+    const withdraw = o.withdraw ?? this.config.withdrawOnStop;
+    if (withdraw && this.#publisher && this.#nc && this.#connected) {
+      this.#publish(this.#publisher.withdrawAll());
+      this.#announce();
+      await this.#nc.flush().catch(() => undefined);
+    }
+    this.#stopped = true;
+    this.#wake?.();
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    if (this.#persistTimer) clearTimeout(this.#persistTimer);
+    this.#unsubscribeSource?.();
+    this.#o.signer.off('rotated', this.#onRotated);
+    const nc = this.#nc;
+    this.#nc = undefined;
+    this.#connected = false;
+    if (nc) await nc.close().catch(() => undefined);
+    await this.#connectLoop;
+    this.#persistNow();
+  }
+
+  // ---- connection ----
+
+  #natsOptions(): NodeConnectionOptions {
+    const n = this.config.nats;
+    const opts: NodeConnectionOptions = {
+      servers: [...n.servers],
+      name: n.name ?? `meshfed-federation-${this.cluster}`,
+      reconnect: true,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: n.reconnectWait,
+      reconnectJitter: Math.floor(n.reconnectWait / 4),
+      timeout: Math.max(1000, n.reconnectWait * 2),
+      pingInterval: Math.max(1000, Math.floor(this.config.staleAfter / 4)),
+      maxPingOut: 2,
+    };
+    if (n.user !== undefined) opts.user = n.user;
+    if (n.pass !== undefined) opts.pass = n.pass;
+    if (n.token !== undefined) opts.token = n.token;
+    if (n.credsFile !== undefined) {
+      const file = n.credsFile;
+      opts.authenticator = credsAuthenticator(() => readFileSync(file));
+    }
+    if (n.tls) {
+      const tls: NonNullable<NodeConnectionOptions['tls']> = {};
+      if (n.tls.caFile) tls.caFile = n.tls.caFile;
+      if (n.tls.certFile) tls.certFile = n.tls.certFile;
+      if (n.tls.keyFile) tls.keyFile = n.tls.keyFile;
+      opts.tls = tls;
+    }
+    return opts;
+  }
+
+  async #connectUntilStopped(): Promise<void> {
+    const n = this.config.nats;
+    while (!this.#stopped) {
+      try {
+        const nc = await connect(this.#natsOptions());
+        if (this.#stopped) {
+          await nc.close();
+          return;
+        }
+        this.#nc = nc;
+        this.#lastError = undefined;
+        this.#subscribe(nc);
+        void this.#watchStatus(nc);
+        this.#onConnected();
+        await nc.closed();
+        if (this.#stopped) return;
+        this.#connected = false;
+        this.#log.warn('NATS connection closed; connecting again');
+      } catch (err) {
+        const e = new MeshfedError(
+          'MESHFED_NATS_UNAVAILABLE',
+          `cannot reach NATS at ${n.servers.join(', ')}: ${(err as Error).message}; the last verified catalog stays in use`,
+          { cause: err, retryable: true },
+        );
+        if (this.#lastError !== e.message) this.#log.warn({ err: e }, 'NATS unavailable; retrying');
+        this.#lastError = e.message;
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, n.reconnectWait);
+        this.#wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  }
+
+  async #watchStatus(nc: NatsConnection): Promise<void> {
+    for await (const s of nc.status()) {
+      if (this.#stopped || nc !== this.#nc) return;
+      if (s.type === 'disconnect') {
+        this.#connected = false;
+        this.#lastError = `disconnected from ${s.server}`;
+        this.#log.warn({ server: s.server }, 'NATS disconnected; keeping the last verified catalog');
+      } else if (s.type === 'reconnect') {
+        this.#lastError = undefined;
+        this.#log.info({ server: s.server }, 'NATS reconnected; resynchronising');
+        this.#onConnected();
+      } else if (s.type === 'error') {
+        this.#lastError = s.error.message;
+      }
+    }
+  }
+
+  #onConnected(): void {
+    this.#connected = true;
+    this.#store.resume(this.#now());
+    this.#announce();
+    // anti-entropy: ask every cluster for its whole set, not only for what was missed
+    this.#requestSync(undefined);
+  }
+
+  #subscribe(nc: NatsConnection): void {
+    const s = this.#subjects;
+    const safe =
+      (fn: (m: Msg) => void) =>
+      (err: Error | null, m: Msg): void => {
+        if (err) return;
+        try {
+          fn(m);
+        } catch (e) {
+          // nothing a peer sends may crash the process; this is a bug of ours, logged with what came in
+          this.#log.error({ err: toMeshfedError(e), subject: m.subject }, 'catalog message handling failed');
+        }
+      };
+    nc.subscribe(s.catalog('*'), { callback: safe((m) => this.#onCatalog(m)) });
+    nc.subscribe(s.announce('*'), { callback: safe((m) => this.#onAnnounce(m)) });
+    this.#inbox = createInbox();
+    nc.subscribe(`${this.#inbox}.*`, { callback: safe((m) => this.#onSnapshotPart(m)) });
+    if (this.#publisher) {
+      // one answer per cluster even when several of its nodes listen
+      const queue = `${this.config.subjectPrefix}.responders.${this.cluster}`;
+      nc.subscribe(s.sync(this.cluster), { queue, callback: safe((m) => this.#onSyncRequest(m)) });
+      nc.subscribe(s.syncAll, { queue, callback: safe((m) => this.#onSyncRequest(m)) });
+    }
+  }
+
+  // ---- receiving ----
+
+  #reject(
+    v: Exclude<ReturnType<MessageVerifier['verify']>, Accepted>,
+    subject: string,
+    source: 'nats' | 'snapshot' | 'disk',
+  ): void {
+    this.#rejections.record(v, { subject, source });
+  }
+
+  #onCatalog(m: Msg): void {
+    const subjectCluster = clusterOfSubject(m.subject);
+    if (subjectCluster === this.cluster) return;
+    const v = this.#verifier.verify(m.data, { subjectCluster });
+    if (!v.ok) {
+      this.#reject(v, m.subject, 'nats');
+      return;
+    }
+    const now = this.#now();
+    const proof = v.msg;
+    let result: string;
+    const text = Buffer.from(m.data).toString('utf8');
+    if (proof.type === 'entry') result = this.#store.applyEntry(proof, text, now);
+    else if (proof.type === 'tombstone') result = this.#store.applyTombstone(proof, text, now);
+    else {
+      this.#reject(
+        {
+          ok: false,
+          reason: 'bad_payload',
+          signer: v.signer,
+          detail: `a ${proof.type} on the catalog subject`,
+        },
+        m.subject,
+        'nats',
+      );
+      return;
+    }
+    this.#afterApply(result, v, m.subject);
+  }
+
+  #onAnnounce(m: Msg): void {
+    const subjectCluster = clusterOfSubject(m.subject);
+    if (subjectCluster === this.cluster) return;
+    const v = this.#verifier.verify(m.data, { subjectCluster });
+    if (!v.ok) {
+      this.#reject(v, m.subject, 'nats');
+      return;
+    }
+    if (v.msg.type !== 'announce') {
+      this.#reject(
+        {
+          ok: false,
+          reason: 'bad_payload',
+          signer: v.signer,
+          detail: `a ${v.msg.type} on the announce subject`,
+        },
+        m.subject,
+        'nats',
+      );
+      return;
+    }
+    const { result, digestMatches } = this.#store.applyAnnounce(
+      v.msg,
+      Buffer.from(m.data).toString('utf8'),
+      this.#now(),
+    );
+    this.#afterApply(result, v, m.subject);
+    if (!digestMatches) this.#requestSync(v.msg.cluster);
+  }
+
+  #afterApply(result: string, v: Accepted, subject: string): void {
+    if (result === 'applied') {
+      this.#accepted.inc({ type: v.msg.type });
+      this.#schedulePersist();
+    } else if (result === 'stale_revision') {
+      this.#reject(
+        {
+          ok: false,
+          reason: 'stale_revision',
+          signer: v.signer,
+          detail: `a replayed or older ${v.msg.type}`,
+        },
+        subject,
+        'nats',
+      );
+    }
+  }
+
+  #requestSync(cluster: string | undefined): void {
+    const nc = this.#nc;
+    if (!nc || !this.#connected) return;
+    const now = this.#now();
+    const key = cluster ?? '*';
+    // a digest mismatch is asked about at most once per heartbeat interval per cluster
+    const last = this.#lastSyncAsk.get(key) ?? 0;
+    if (cluster !== undefined && now - last < this.config.heartbeatInterval) return;
+    this.#lastSyncAsk.set(key, now);
+    const req = nuid.next();
+    this.#requests.set(req, now);
+    const subject = cluster === undefined ? this.#subjects.syncAll : this.#subjects.sync(cluster);
+    nc.publish(subject, JSON.stringify({ req }), { reply: `${this.#inbox}.${req}` });
+  }
+
+  #onSyncRequest(m: Msg): void {
+    if (!this.#publisher || !m.reply || m.data.byteLength > 256) return;
+    let req: unknown;
+    try {
+      req = (JSON.parse(Buffer.from(m.data).toString('utf8')) as { req?: unknown }).req;
+    } catch {
+      return;
+    }
+    if (typeof req !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(req)) return;
+    for (const part of this.#publisher.snapshot(req, SNAPSHOT_PART_BYTES)) this.#nc?.publish(m.reply, part);
+  }
+
+  #onSnapshotPart(m: Msg): void {
+    const req = clusterOfSubject(m.subject);
+    if (!this.#requests.has(req)) return;
+    const v = this.#verifier.verify(m.data, { snapshot: true });
+    if (!v.ok) {
+      this.#reject(v, m.subject, 'snapshot');
+      return;
+    }
+    const snap = v.msg;
+    if (snap.type !== 'snapshot' || snap.req !== req) {
+      this.#reject(
+        {
+          ok: false,
+          reason: 'bad_payload',
+          signer: v.signer,
+          detail: 'not a snapshot part for this request',
+        },
+        m.subject,
+        'snapshot',
+      );
+      return;
+    }
+    if (snap.cluster === this.cluster) return;
+    this.#applySnapshotPart(snap, Buffer.from(m.data).toString('utf8'), v);
+  }
+
+  #applySnapshotPart(snap: SnapshotMessage, proof: string, v: Accepted): void {
+    const id = `${snap.cluster}|${snap.req}`;
+    let col = this.#collections.get(id);
+    if (!col) {
+      if (this.#collections.size >= MAX_COLLECTIONS) return;
+      col = {
+        cluster: snap.cluster,
+        parts: snap.parts,
+        seen: new Set(),
+        keys: new Set(),
+        digest: new SetDigest(),
+        count: snap.count,
+        asOf: snap.asOf,
+        expectedDigest: snap.digest,
+        startedAt: this.#now(),
+      };
+      this.#collections.set(id, col);
+    }
+    if (
+      col.parts !== snap.parts ||
+      col.asOf !== snap.asOf ||
+      col.seen.has(snap.part) ||
+      snap.part >= snap.parts
+    ) {
+      return;
+    }
+    col.seen.add(snap.part);
+    const now = this.#now();
+    let applied = 0;
+    for (const e of snap.entries) {
+      const key = entryKey(e.cluster, e.namespace, e.name);
+      if (col.keys.has(key)) continue;
+      col.keys.add(key);
+      col.digest.add(e.namespace, e.name, e.revision);
+      if (e.expiresAt < now) continue;
+      if (this.#store.applyEntry(e as EntryMessage, proof, now) === 'applied') applied++;
+    }
+    this.#accepted.inc({ type: 'snapshot' });
+    if (applied > 0) this.#schedulePersist();
+    if (col.seen.size < col.parts) return;
+    this.#collections.delete(id);
+    if (col.digest.count === col.count && col.digest.hex() === col.expectedDigest) {
+      const removed = this.#store.prune(col.cluster, col.keys, col.asOf, now);
+      if (removed > 0) {
+        this.#log.info(
+          { peer: col.cluster, removed },
+          'anti-entropy removed entries withdrawn while we were not listening',
+        );
+      }
+    } else {
+      this.#log.warn(
+        { peer: col.cluster, signer: v.signer, count: col.digest.count, expected: col.count },
+        'a snapshot did not match its own digest; nothing pruned',
+      );
+    }
+  }
+
+  #expireCollections(): void {
+    const now = this.#now();
+    for (const [id, c] of this.#collections) {
+      if (now - c.startedAt > this.config.syncTimeout) this.#collections.delete(id);
+    }
+    for (const [req, at] of this.#requests) {
+      if (now - at > this.config.syncTimeout) this.#requests.delete(req);
+    }
+  }
+
+  // ---- publishing ----
+
+  #adoptSigner(leaf: IssuedLeaf, republish: boolean): void {
+    this.#jws = new JwsSigner({ chainPem: leaf.chainPem, keyPem: leaf.keyPem });
+    if (republish && this.#publisher) {
+      // entries signed by the old leaf would die with it: re-sign them all now
+      this.#publish(this.#publisher.refreshAll());
+      this.#announce();
+    }
+  }
+
+  #publish(messages: string[]): void {
+    const nc = this.#nc;
+    if (!nc || nc.isClosed()) return;
+    const subject = this.#subjects.catalog(this.cluster);
+    for (const m of messages) nc.publish(subject, m);
+  }
+
+  #announce(): void {
+    if (!this.#publisher || !this.#nc || this.#nc.isClosed()) return;
+    this.#nc.publish(this.#subjects.announce(this.cluster), this.#publisher.announce());
+  }
+
+  #every(ms: number, fn: () => void): void {
+    const t = setInterval(() => {
+      try {
+        fn();
+      } catch (err) {
+        this.#log.error({ err: toMeshfedError(err) }, 'federation timer task failed');
+      }
+    }, ms);
+    t.unref();
+    this.#timers.push(t);
+  }
+
+  // ---- persistence ----
+
+  #schedulePersist(): void {
+    if (!this.config.stateDir || this.#persistTimer || this.#store.version === this.#persistedVersion) return;
+    this.#persistTimer = setTimeout(() => {
+      this.#persistTimer = undefined;
+      this.#persistNow();
+    }, 500);
+    this.#persistTimer.unref();
+  }
+
+  #persistNow(): void {
+    const dir = this.config.stateDir;
+    if (!dir || this.#store.version === this.#persistedVersion) return;
+    const version = this.#store.version;
+    try {
+      writeCatalogFile(dir, this.cluster, this.#store.exportState(), this.#now());
+      this.#persistedVersion = version;
+    } catch (err) {
+      this.#log.error(
+        { err: toMeshfedError(err) },
+        'cannot persist the catalog; the view in memory is unaffected',
+      );
+    }
+  }
+
+  #loadState(): void {
+    const dir = this.config.stateDir;
+    if (!dir) return;
+    let file: ReturnType<typeof readCatalogFile>;
+    try {
+      file = readCatalogFile(dir);
+    } catch (err) {
+      this.#log.error({ err: toMeshfedError(err) }, 'the persisted catalog is unusable; starting empty');
+      return;
+    }
+    if (!file) return;
+    const now = this.#now();
+    const verified: (Accepted | undefined)[] = file.proofs.map((p) => {
+      const v = this.#verifier.verify(p, { snapshot: true, checkExpiry: false });
+      if (!v.ok) {
+        this.#reject(v, 'stateDir', 'disk');
+        return undefined;
+      }
+      return v;
+    });
+    const lookup = (idx: number, key: string, revision: number): Accepted['msg'] | undefined => {
+      const msg = verified[idx]?.msg;
+      if (!msg) return undefined;
+      if (msg.type === 'snapshot') {
+        return msg.entries.find(
+          (e) => entryKey(e.cluster, e.namespace, e.name) === key && e.revision === revision,
+        ) as EntryMessage | undefined;
+      }
+      if (msg.type === 'announce') return msg.cluster === key && msg.revision === revision ? msg : undefined;
+      return entryKey(msg.cluster, (msg as EntryMessage).namespace, (msg as EntryMessage).name) === key &&
+        (msg as EntryMessage).revision === revision
+        ? msg
+        : undefined;
+    };
+    let entries = 0;
+    for (const [cluster, revision, idx, stale] of file.announces) {
+      const msg = lookup(idx, cluster, revision);
+      if (msg?.type !== 'announce') continue;
+      this.#store.applyAnnounce(msg, file.proofs[idx]!, now);
+      this.#store.restoreStale(cluster, stale);
+    }
+    for (const [key, revision, idx] of file.tombstones) {
+      const msg = lookup(idx, key, revision);
+      if (msg?.type === 'tombstone') this.#store.applyTombstone(msg, file.proofs[idx]!, now);
+    }
+    for (const [key, revision, idx] of file.entries) {
+      const msg = lookup(idx, key, revision);
+      if (msg?.type === 'entry' && this.#store.applyEntry(msg, file.proofs[idx]!, now) === 'applied')
+        entries++;
+    }
+    this.#persistedVersion = this.#store.version;
+    this.#log.info(
+      { entries, listed: file.entries.length, savedAt: new Date(file.savedAt).toISOString() },
+      'loaded the persisted catalog',
+    );
+  }
+}

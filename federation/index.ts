@@ -1,0 +1,16 @@
+// The public surface of federation/: the signed, federated service catalog over NATS.
+export { CATALOG_FILE } from './catalog-file.ts';
+export { CatalogStore } from './catalog-store.ts';
+export {
+  type FederationConfig,
+  type FederationConfigInput,
+  federationConfigSchema,
+  natsConnectionSchema,
+} from './config.ts';
+export { SetDigest } from './digest.ts';
+export { FederationNode, type FederationNodeOptions, type NatsStatus } from './federation-node.ts';
+export { JwsSigner, type JwsAlg } from './jws.ts';
+export * from './messages.ts';
+export { CatalogPublisher, RevisionClock } from './publisher.ts';
+export { type Subjects, subjects } from './subjects.ts';
+export { MessageVerifier, REJECT_REASONS, type RejectReason, type Verdict } from './verifier.ts';

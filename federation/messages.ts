@@ -1,0 +1,103 @@
+import { dnsLabel, PROTOCOLS, z } from '../core/index.ts';
+
+/**
+ * The catalog wire schema, version 1. Every message is the payload of a compact JWS (see jws.ts) signed by the
+ * publishing cluster's federation identity. Receivers reject unknown versions and unknown fields, so a change
+ * of meaning always comes with a new `v`. docs/protocol.md documents each field.
+ */
+export const SCHEMA_VERSION = 1;
+
+const label = dnsLabel();
+const epochMs = z.number().int().nonnegative().max(8.64e15);
+/** revisions are integers that must stay exact in a double */
+const revision = z.number().int().positive().max(Number.MAX_SAFE_INTEGER);
+
+const localitySchema = z.strictObject({
+  region: z.string().min(1).max(128),
+  zone: z.string().min(1).max(128),
+});
+
+const portSchema = z.strictObject({
+  name: z.string().min(1).max(63),
+  port: z.number().int().min(1).max(65535),
+  protocol: z.enum(PROTOCOLS as readonly [string, ...string[]]),
+});
+
+const gatewaySchema = z.strictObject({
+  name: z.string().min(1).max(253),
+  address: z.string().min(3).max(300),
+  locality: localitySchema.optional(),
+});
+
+const envelope = {
+  v: z.literal(SCHEMA_VERSION),
+  cluster: label,
+  issuedAt: epochMs,
+  expiresAt: epochMs,
+};
+
+export const entrySchema = z.strictObject({
+  ...envelope,
+  type: z.literal('entry'),
+  namespace: label,
+  name: label,
+  revision,
+  ports: z.array(portSchema).min(1).max(64),
+  locality: localitySchema,
+  gateways: z.array(gatewaySchema).max(64),
+  weight: z.number().int().nonnegative().max(1_000_000),
+});
+
+export const tombstoneSchema = z.strictObject({
+  ...envelope,
+  type: z.literal('tombstone'),
+  namespace: label,
+  name: label,
+  revision,
+});
+
+/** A cluster's gateway announcement and heartbeat; `digest` summarises its live entry set for anti-entropy. */
+export const announceSchema = z.strictObject({
+  ...envelope,
+  type: z.literal('announce'),
+  revision,
+  locality: localitySchema,
+  gateways: z.array(gatewaySchema).max(64),
+  services: z.number().int().nonnegative(),
+  digest: z.string().regex(/^[0-9a-f]{32}$/),
+});
+
+/**
+ * One part of a snapshot: the sender's whole live set as of revision `asOf` is `count` entries whose digest is
+ * `digest`, split into `parts` signed parts. Signing parts rather than single entries makes a full sync cost one
+ * signature check per part instead of per entry.
+ */
+export const snapshotSchema = z.strictObject({
+  ...envelope,
+  type: z.literal('snapshot'),
+  /** the request id this snapshot answers */
+  req: z.string().min(1).max(64),
+  part: z.number().int().nonnegative(),
+  parts: z.number().int().positive().max(10_000),
+  asOf: revision,
+  count: z.number().int().nonnegative(),
+  digest: z.string().regex(/^[0-9a-f]{32}$/),
+  entries: z.array(entrySchema).max(20_000),
+});
+
+export const messageSchema = z.discriminatedUnion('type', [
+  entrySchema,
+  tombstoneSchema,
+  announceSchema,
+  snapshotSchema,
+]);
+
+export type EntryMessage = z.infer<typeof entrySchema>;
+export type TombstoneMessage = z.infer<typeof tombstoneSchema>;
+export type AnnounceMessage = z.infer<typeof announceSchema>;
+export type SnapshotMessage = z.infer<typeof snapshotSchema>;
+export type CatalogMessage = z.infer<typeof messageSchema>;
+
+export function entryKey(cluster: string, namespace: string, name: string): string {
+  return `${cluster}/${namespace}/${name}`;
+}

@@ -1,0 +1,212 @@
+import type { GatewayEndpoint, LocalService, Locality } from '../core/index.ts';
+import { SetDigest } from './digest.ts';
+import type { JwsSigner } from './jws.ts';
+import {
+  type AnnounceMessage,
+  type EntryMessage,
+  SCHEMA_VERSION,
+  type SnapshotMessage,
+  type TombstoneMessage,
+} from './messages.ts';
+
+/**
+ * Revisions are microsecond-scale timestamps that never repeat or go back within a process: `max(last + 1,
+ * now × 1000)`. A restarted publisher therefore continues above its previous revisions without persisting a
+ * counter (as long as its clock did not step back by more than the downtime), and `now × 1000` stays below 2^53
+ * until the year 2255.
+ */
+export class RevisionClock {
+  #last = 0;
+  readonly #now: () => number;
+
+  constructor(now: () => number = Date.now) {
+    this.#now = now;
+  }
+
+  next(): number {
+    this.#last = Math.max(this.#last + 1, this.#now() * 1000);
+    return this.#last;
+  }
+
+  get last(): number {
+    return this.#last;
+  }
+}
+
+interface Own {
+  msg: EntryMessage;
+  jws: string;
+  /** the routing content, to tell a real change from a refresh */
+  content: string;
+}
+
+export interface PublisherOptions {
+  cluster: string;
+  locality: Locality;
+  gateways: GatewayEndpoint[];
+  entryTtl: number;
+  signer: () => JwsSigner;
+  now?: () => number;
+}
+
+/**
+ * This cluster's side of the catalog: turns the exported local services into signed entries and tombstones,
+ * refreshes them before they expire, announces the gateways with a digest of the live set, and cuts snapshots.
+ * It does no I/O: the node sends what it returns.
+ */
+export class CatalogPublisher {
+  readonly #o: PublisherOptions;
+  readonly #clock: RevisionClock;
+  readonly #now: () => number;
+  readonly #own = new Map<string, Own>();
+  readonly #digest = new SetDigest();
+
+  constructor(o: PublisherOptions) {
+    this.#o = o;
+    this.#now = o.now ?? Date.now;
+    this.#clock = new RevisionClock(this.#now);
+  }
+
+  get size(): number {
+    return this.#own.size;
+  }
+
+  /** The new local set; returns the signed messages (entries and tombstones) to publish. */
+  update(services: readonly LocalService[]): string[] {
+    const out: string[] = [];
+    const seen = new Set<string>();
+    for (const s of services) {
+      if (!s.exported || s.ports.length === 0) continue;
+      const key = `${s.namespace}/${s.name}`;
+      seen.add(key);
+      const content = {
+        ports: s.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol })),
+        weight: s.endpoints.filter((e) => e.healthy).length,
+      };
+      const contentKey = JSON.stringify(content);
+      const held = this.#own.get(key);
+      if (held && held.content === contentKey) continue;
+      out.push(this.#sign(s.namespace, s.name, content.ports, content.weight, contentKey));
+    }
+    for (const [key, held] of this.#own) {
+      if (!seen.has(key)) out.push(this.#withdraw(key, held));
+    }
+    return out;
+  }
+
+  /** Re-signs every entry with a new revision and expiry (TTL refresh, signer rotation, gateway change). */
+  refreshAll(): string[] {
+    return [...this.#own.values()].map((h) =>
+      this.#sign(h.msg.namespace, h.msg.name, h.msg.ports, h.msg.weight, h.content),
+    );
+  }
+
+  /** Tombstones for everything exported (graceful withdraw on stop). */
+  withdrawAll(): string[] {
+    return [...this.#own].map(([key, held]) => this.#withdraw(key, held));
+  }
+
+  announce(): string {
+    const now = this.#now();
+    const msg: AnnounceMessage = {
+      v: SCHEMA_VERSION,
+      type: 'announce',
+      cluster: this.#o.cluster,
+      revision: this.#clock.next(),
+      issuedAt: now,
+      expiresAt: now + this.#o.entryTtl,
+      locality: this.#o.locality,
+      gateways: this.#o.gateways,
+      services: this.#own.size,
+      digest: this.#digest.hex(),
+    };
+    return this.#o.signer().sign(msg);
+  }
+
+  /** The whole live set as signed parts of at most `partBytes` of payload each. */
+  snapshot(req: string, partBytes: number): string[] {
+    const now = this.#now();
+    const asOf = this.#clock.next();
+    const groups: EntryMessage[][] = [[]];
+    let size = 0;
+    for (const h of this.#own.values()) {
+      const len = h.jws.length; // a generous estimate of the entry's JSON size
+      if (size + len > partBytes && groups[groups.length - 1]!.length > 0) {
+        groups.push([]);
+        size = 0;
+      }
+      groups[groups.length - 1]!.push(h.msg);
+      size += len;
+    }
+    const signer = this.#o.signer();
+    return groups.map((entries, part) => {
+      const msg: SnapshotMessage = {
+        v: SCHEMA_VERSION,
+        type: 'snapshot',
+        cluster: this.#o.cluster,
+        req,
+        part,
+        parts: groups.length,
+        asOf,
+        count: this.#own.size,
+        digest: this.#digest.hex(),
+        issuedAt: now,
+        expiresAt: now + this.#o.entryTtl,
+        entries,
+      };
+      return signer.sign(msg);
+    });
+  }
+
+  setGateways(gateways: GatewayEndpoint[]): void {
+    this.#o.gateways = gateways;
+  }
+
+  #sign(
+    namespace: string,
+    name: string,
+    ports: EntryMessage['ports'],
+    weight: number,
+    content: string,
+  ): string {
+    const now = this.#now();
+    const key = `${namespace}/${name}`;
+    const held = this.#own.get(key);
+    const msg: EntryMessage = {
+      v: SCHEMA_VERSION,
+      type: 'entry',
+      cluster: this.#o.cluster,
+      namespace,
+      name,
+      revision: this.#clock.next(),
+      issuedAt: now,
+      expiresAt: now + this.#o.entryTtl,
+      ports,
+      locality: this.#o.locality,
+      gateways: this.#o.gateways,
+      weight,
+    };
+    const jws = this.#o.signer().sign(msg);
+    if (held) this.#digest.remove(namespace, name, held.msg.revision);
+    this.#digest.add(namespace, name, msg.revision);
+    this.#own.set(key, { msg, jws, content });
+    return jws;
+  }
+
+  #withdraw(key: string, held: Own): string {
+    const now = this.#now();
+    const msg: TombstoneMessage = {
+      v: SCHEMA_VERSION,
+      type: 'tombstone',
+      cluster: this.#o.cluster,
+      namespace: held.msg.namespace,
+      name: held.msg.name,
+      revision: this.#clock.next(),
+      issuedAt: now,
+      expiresAt: now + this.#o.entryTtl,
+    };
+    this.#own.delete(key);
+    this.#digest.remove(held.msg.namespace, held.msg.name, held.msg.revision);
+    return this.#o.signer().sign(msg);
+  }
+}

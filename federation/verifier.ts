@@ -1,0 +1,284 @@
+import { type KeyObject, verify as cryptoVerify, X509Certificate } from 'node:crypto';
+import { type TrustBundle, type VerifiedIdentity, verify } from '../ca/index.ts';
+import { isMeshfedError } from '../core/index.ts';
+import type { JwsAlg } from './jws.ts';
+import { type CatalogMessage, messageSchema, SCHEMA_VERSION } from './messages.ts';
+
+/** Why a message was refused; the `reason` label of meshfed_catalog_rejected_total. */
+export type RejectReason =
+  | 'oversized'
+  | 'not_jws'
+  | 'bad_header'
+  | 'untrusted_chain'
+  | 'certificate_expired'
+  | 'wrong_identity'
+  | 'bad_signature'
+  | 'bad_payload'
+  | 'unsupported_version'
+  | 'wrong_cluster'
+  | 'expired'
+  | 'stale_revision';
+
+export const REJECT_REASONS: readonly RejectReason[] = [
+  'oversized',
+  'not_jws',
+  'bad_header',
+  'untrusted_chain',
+  'certificate_expired',
+  'wrong_identity',
+  'bad_signature',
+  'bad_payload',
+  'unsupported_version',
+  'wrong_cluster',
+  'expired',
+  'stale_revision',
+];
+
+export interface Accepted {
+  ok: true;
+  msg: CatalogMessage;
+  /** the signer's SPIFFE ID */
+  signer: string;
+  signerCluster: string;
+}
+
+export interface Rejected {
+  ok: false;
+  reason: RejectReason;
+  /** the signer's SPIFFE ID when the chain verified, else its leaf fingerprint or "unknown" */
+  signer: string;
+  detail: string;
+}
+
+export type Verdict = Accepted | Rejected;
+
+/** What one `x5c` header resolved to: a trusted signing key or a refusal; cached per header. */
+interface SignerResult {
+  bundle: TrustBundle;
+  bundleVersion: number;
+  alg: JwsAlg;
+  key?: KeyObject;
+  identity?: VerifiedIdentity;
+  /** the chain is good until then (leaf notAfter); re-verified after */
+  validUntil: number;
+  refusal?: Rejected;
+}
+
+export interface VerifierOptions {
+  trustDomain: string;
+  bundle: () => TrustBundle;
+  maxMessageBytes: number;
+  /** snapshot parts may be larger than single messages */
+  maxSnapshotBytes?: number;
+  /** distinct signer headers remembered; default 1024 */
+  cacheSize?: number;
+  now?: () => number;
+}
+
+const CODE_REASON: Record<string, RejectReason> = {
+  MESHFED_CA_EXPIRED: 'certificate_expired',
+  MESHFED_CA_NOT_YET_VALID: 'certificate_expired',
+  MESHFED_CA_WRONG_TRUST_DOMAIN: 'wrong_identity',
+  MESHFED_CA_WRONG_KIND: 'wrong_identity',
+  MESHFED_CA_BAD_KEY_USAGE: 'wrong_identity',
+  MESHFED_CA_BAD_SPIFFE_ID: 'wrong_identity',
+  MESHFED_CA_WRONG_CLUSTER: 'wrong_cluster',
+};
+
+/**
+ * Turns raw bytes into a verified catalog message or a refusal, never throwing. Order matters for cost: the size
+ * check comes before any parsing, and the chain behind an `x5c` header is verified once and cached (bounded LRU
+ * keyed by the encoded header, which is identical on every message of one signer), so each further message
+ * costs one signature check.
+ */
+export class MessageVerifier {
+  readonly #o: VerifierOptions;
+  readonly #cache = new Map<string, SignerResult>();
+  readonly #cacheSize: number;
+  readonly #now: () => number;
+  readonly #decoder = new TextDecoder('utf-8', { fatal: true });
+
+  constructor(o: VerifierOptions) {
+    this.#o = o;
+    this.#cacheSize = o.cacheSize ?? 1024;
+    this.#now = o.now ?? Date.now;
+  }
+
+  /** `checkExpiry: false` is for the persisted catalog: it is re-verified, but kept past expiry until NATS says otherwise. */
+  verify(
+    raw: string | Uint8Array,
+    o: { snapshot?: boolean; checkExpiry?: boolean; subjectCluster?: string } = {},
+  ): Verdict {
+    const limit = o.snapshot ? (this.#o.maxSnapshotBytes ?? 1024 * 1024) : this.#o.maxMessageBytes;
+    const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.byteLength;
+    if (size > limit)
+      return refuse('oversized', 'unknown', `${size} bytes is more than the limit of ${limit}`);
+    let text: string;
+    try {
+      text = typeof raw === 'string' ? raw : this.#decoder.decode(raw);
+    } catch {
+      return refuse('not_jws', 'unknown', 'the message is not UTF-8 text');
+    }
+    const dot1 = text.indexOf('.');
+    const dot2 = dot1 === -1 ? -1 : text.indexOf('.', dot1 + 1);
+    if (dot1 <= 0 || dot2 === -1 || text.indexOf('.', dot2 + 1) !== -1) {
+      return refuse('not_jws', 'unknown', 'the message is not a compact JWS (header.payload.signature)');
+    }
+    const headerSeg = text.slice(0, dot1);
+    const signer = this.#signer(headerSeg);
+    if (signer.refusal) return signer.refusal;
+    const id = signer.identity!;
+    const sig = Buffer.from(text.slice(dot2 + 1), 'base64url');
+    let good = false;
+    try {
+      good = cryptoVerify(
+        'sha256',
+        Buffer.from(text.slice(0, dot2)),
+        { key: signer.key!, dsaEncoding: 'ieee-p1363' },
+        sig,
+      );
+    } catch {
+      good = false;
+    }
+    if (!good)
+      return refuse('bad_signature', id.spiffeId, 'the signature does not verify with the x5c leaf key');
+    let payload: unknown;
+    try {
+      payload = JSON.parse(Buffer.from(text.slice(dot1 + 1, dot2), 'base64url').toString('utf8'));
+    } catch {
+      return refuse('bad_payload', id.spiffeId, 'the payload is not JSON');
+    }
+    if (
+      typeof payload === 'object' &&
+      payload !== null &&
+      (payload as { v?: unknown }).v !== SCHEMA_VERSION
+    ) {
+      return refuse(
+        'unsupported_version',
+        id.spiffeId,
+        `schema version ${JSON.stringify((payload as { v?: unknown }).v)} is not ${SCHEMA_VERSION}; upgrade this gateway`,
+      );
+    }
+    const parsed = messageSchema.safeParse(payload);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      return refuse('bad_payload', id.spiffeId, `${issue.path.join('.') || 'payload'}: ${issue.message}`);
+    }
+    const msg = parsed.data;
+    if (msg.cluster !== id.cluster || (o.subjectCluster !== undefined && o.subjectCluster !== msg.cluster)) {
+      return refuse(
+        'wrong_cluster',
+        id.spiffeId,
+        `a message for cluster "${msg.cluster}" signed by ${id.spiffeId}${o.subjectCluster === undefined ? '' : ` on the subject of cluster "${o.subjectCluster}"`}`,
+      );
+    }
+    if (msg.type === 'snapshot' && msg.entries.some((e) => e.cluster !== msg.cluster)) {
+      return refuse(
+        'wrong_cluster',
+        id.spiffeId,
+        `a snapshot of cluster "${msg.cluster}" holds another cluster's entry`,
+      );
+    }
+    if (o.checkExpiry !== false && msg.expiresAt < this.#now()) {
+      return refuse(
+        'expired',
+        id.spiffeId,
+        `the ${msg.type} expired at ${new Date(msg.expiresAt).toISOString()}`,
+      );
+    }
+    return { ok: true, msg, signer: id.spiffeId, signerCluster: id.cluster! };
+  }
+
+  #signer(headerSeg: string): SignerResult {
+    const bundle = this.#o.bundle();
+    const now = this.#now();
+    const hit = this.#cache.get(headerSeg);
+    if (hit && hit.bundle === bundle && hit.bundleVersion === bundle.version && now <= hit.validUntil) {
+      // refresh its LRU position
+      this.#cache.delete(headerSeg);
+      this.#cache.set(headerSeg, hit);
+      return hit;
+    }
+    const result = this.#resolve(headerSeg, bundle, now);
+    this.#cache.delete(headerSeg);
+    if (this.#cache.size >= this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value!);
+    this.#cache.set(headerSeg, result);
+    return result;
+  }
+
+  #resolve(headerSeg: string, bundle: TrustBundle, now: number): SignerResult {
+    const base = { bundle, bundleVersion: bundle.version, alg: 'ES256' as JwsAlg };
+    // refusals are cached briefly, so a flood of one forged header costs a map lookup each
+    const refusal = (reason: RejectReason, signer: string, detail: string): SignerResult => ({
+      ...base,
+      validUntil: now + 60_000,
+      refusal: refuse(reason, signer, detail),
+    });
+    let header: unknown;
+    try {
+      header = JSON.parse(Buffer.from(headerSeg, 'base64url').toString('utf8'));
+    } catch {
+      return refusal('bad_header', 'unknown', 'the JWS header is not base64url JSON');
+    }
+    const h = header as { alg?: unknown; x5c?: unknown };
+    if (typeof header !== 'object' || header === null || (h.alg !== 'ES256' && h.alg !== 'RS256')) {
+      return refusal(
+        'bad_header',
+        'unknown',
+        `the JWS alg must be ES256 or RS256, got ${JSON.stringify(h?.alg)}`,
+      );
+    }
+    if (
+      !Array.isArray(h.x5c) ||
+      h.x5c.length === 0 ||
+      h.x5c.length > 8 ||
+      !h.x5c.every((c) => typeof c === 'string' && c.length < 16_384)
+    ) {
+      return refusal(
+        'bad_header',
+        'unknown',
+        'the JWS header needs an x5c chain of 1 to 8 base64 certificates',
+      );
+    }
+    const ders = (h.x5c as string[]).map((c) => Buffer.from(c, 'base64'));
+    let leaf: X509Certificate;
+    try {
+      leaf = new X509Certificate(ders[0]!);
+    } catch {
+      return refusal('bad_header', 'unknown', 'the first x5c certificate cannot be parsed');
+    }
+    let identity: VerifiedIdentity;
+    try {
+      identity = verify(ders, bundle, {
+        trustDomain: this.#o.trustDomain,
+        kinds: ['federation'],
+        usage: 'signing',
+        now: new Date(now),
+      });
+    } catch (err) {
+      const code = isMeshfedError(err) ? err.code : 'MESHFED_INTERNAL';
+      const reason = CODE_REASON[code] ?? 'untrusted_chain';
+      const detail = `${code}: ${err instanceof Error ? err.message : String(err)}`;
+      // an expired certificate may be replaced by a valid one under the same header never; a short retry is enough
+      return { ...refusal(reason, leaf.fingerprint256, detail), validUntil: now + 5_000 };
+    }
+    const key = leaf.publicKey;
+    const alg: JwsAlg = h.alg;
+    const keyMatches =
+      alg === 'ES256'
+        ? key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1'
+        : key.asymmetricKeyType === 'rsa';
+    if (!keyMatches) {
+      return refusal(
+        'bad_header',
+        identity.spiffeId,
+        `alg ${alg} does not match the ${key.asymmetricKeyType} leaf key`,
+      );
+    }
+    return { ...base, alg, key, identity, validUntil: identity.notAfter.getTime() };
+  }
+}
+
+function refuse(reason: RejectReason, signer: string, detail: string): Rejected {
+  return { ok: false, reason, signer, detail };
+}

@@ -1,0 +1,153 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  type CaMaterial,
+  CertificateSource,
+  createRoot,
+  type IssuedLeaf,
+  issueIntermediate,
+  issueLeaf,
+  TrustBundle,
+} from '../../ca/index.ts';
+import {
+  createRegistry,
+  type EndpointSource,
+  type LocalService,
+  type Logger,
+  type Registry,
+  silentLogger,
+} from '../../core/index.ts';
+import { FederationNode, type FederationConfigInput } from '../../federation/index.ts';
+
+export const TD = 'mesh.example';
+
+/** One trust root, one intermediate and one federation leaf per cluster. */
+export interface Pki {
+  root: CaMaterial;
+  bundle: TrustBundle;
+  intermediates: Map<string, CaMaterial>;
+  leaves: Map<string, IssuedLeaf>;
+}
+
+export async function makePki(clusters: string[], trustDomain = TD): Promise<Pki> {
+  const root = await createRoot({ trustDomain });
+  const bundle = TrustBundle.fromPem(root.certPem);
+  const intermediates = new Map<string, CaMaterial>();
+  const leaves = new Map<string, IssuedLeaf>();
+  for (const c of clusters) {
+    const ca = await issueIntermediate(root, { cluster: c });
+    intermediates.set(c, ca);
+    leaves.set(c, await issueLeaf(ca, { kind: 'federation' }));
+  }
+  return { root, bundle, intermediates, leaves };
+}
+
+export async function certificateSource(pki: Pki, cluster: string): Promise<CertificateSource> {
+  const src = new CertificateSource({
+    issue: async () => pki.leaves.get(cluster)!,
+    bundle: () => pki.bundle,
+  });
+  await src.start();
+  return src;
+}
+
+/** A test EndpointSource whose set the test replaces. */
+export class ListSource implements EndpointSource {
+  readonly name = 'list';
+  #services: LocalService[];
+  readonly #listeners = new Set<(s: readonly LocalService[]) => void>();
+
+  constructor(services: LocalService[] = []) {
+    this.#services = services;
+  }
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+  current(): readonly LocalService[] {
+    return this.#services;
+  }
+  onChange(listener: (s: readonly LocalService[]) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+  set(services: LocalService[]): void {
+    this.#services = services;
+    for (const l of this.#listeners) l(services);
+  }
+}
+
+export function service(
+  namespace: string,
+  name: string,
+  healthy = 2,
+  o: { exported?: boolean; port?: number } = {},
+): LocalService {
+  return {
+    namespace,
+    name,
+    source: 'test',
+    exported: o.exported ?? true,
+    ports: [{ name: 'http', port: o.port ?? 8080, protocol: 'http' }],
+    endpoints: Array.from({ length: healthy }, (_, i) => ({
+      host: `10.0.0.${i + 1}`,
+      ports: { http: 8080 },
+      healthy: true,
+    })),
+  };
+}
+
+export function tempDir(prefix = 'meshfed-fed-'): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  return { dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** Intervals short enough for tests: stale after 1.2 s of silence. */
+export const FAST: Partial<FederationConfigInput> = {
+  heartbeatInterval: '150ms',
+  staleAfter: '1200ms',
+  entryTtl: '30s',
+  syncTimeout: '5s',
+};
+
+export async function startNode(o: {
+  pki: Pki;
+  cluster: string;
+  servers: string[];
+  source?: EndpointSource;
+  stateDir?: string;
+  registry?: Registry;
+  logger?: Logger;
+  config?: Partial<FederationConfigInput>;
+}): Promise<FederationNode> {
+  const node = new FederationNode({
+    config: {
+      nats: { servers: o.servers, reconnectWait: '200ms' },
+      ...FAST,
+      ...(o.stateDir ? { stateDir: o.stateDir } : {}),
+      ...o.config,
+    },
+    cluster: o.cluster,
+    trustDomain: TD,
+    locality: { region: `region-${o.cluster}`, zone: `zone-${o.cluster}-a` },
+    gateways: [{ name: 'gw-1', address: `127.0.0.1:${15443}` }],
+    signer: await certificateSource(o.pki, o.cluster),
+    bundle: () => o.pki.bundle,
+    ...(o.source ? { source: o.source } : {}),
+    logger: o.logger ?? silentLogger(),
+    registry: o.registry ?? createRegistry(),
+  });
+  await node.start();
+  return node;
+}
+
+/** The (cluster → weight) map a view holds for one service. */
+export function offers(node: FederationNode, namespace: string, name: string): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const i of node.instances(namespace, name)) out[i.cluster] = i.weight;
+  return out;
+}
+
+export async function counterValue(registry: Registry, reason: string): Promise<number> {
+  const m = await registry.getSingleMetric('meshfed_catalog_rejected_total')?.get();
+  return m?.values.find((v) => v.labels.reason === reason)?.value ?? 0;
+}
