@@ -46,6 +46,10 @@ export const consulSourceSchema = z.strictObject({
   namespace: dnsLabel().default('default'),
   /** blocking query wait (Consul caps it at 10m) */
   wait: duration().default(300_000),
+  /** parallel non-blocking reads of changed services (two long polls are always open besides) */
+  concurrency: z.number().int().min(1).max(64).default(8),
+  /** full re-read of every service, which also catches instances registered without checks */
+  resync: duration().default(300_000),
   backoff,
 });
 

@@ -50,18 +50,29 @@ export interface ConsulSourceOptions {
   log?: Logger;
 }
 
-interface ServiceWatch {
-  abort: AbortController;
-  /** what the last good health answer said */
-  service: LocalService | undefined;
-  answered: boolean;
-}
+const checksSchema = z.array(
+  z.object({
+    CheckID: z.string(),
+    Status: z.string(),
+    ServiceID: z.string().nullish(),
+    ServiceName: z.string().nullish(),
+    ModifyIndex: z.number().nullish(),
+  }),
+);
 
 /**
- * This cluster's services from a Consul agent. One blocking query follows the catalog's service
- * list; one blocking query per service follows its passing instances. Every loop keeps its own
- * X-Consul-Index (reset per Consul's rules) and backs off with jitter on errors; failures never
- * clear the last known set, and one shared FailureLog keeps a dead agent to a few log lines.
+ * This cluster's services from a Consul agent, with a fixed number of connections however many
+ * services there are (Consul limits each client to 200 by default, http_max_conns_per_client):
+ *
+ * - a blocking query on /v1/catalog/services follows which services exist (and their tags);
+ * - a blocking query on /v1/health/state/any follows every check, so a health change, a new
+ *   instance or a removed one names the services it touched;
+ * - the touched services are re-read with /v1/health/service/<name>?passing by a small worker
+ *   pool, and a periodic resync re-reads all of them (instances without checks change no check).
+ *
+ * Each long poll keeps its own X-Consul-Index (reset per Consul's rules) and backs off with
+ * jitter on errors; failures never clear the last known set, and one keyed FailureLog keeps a
+ * dead agent to a few log lines.
  */
 export class ConsulSource implements EndpointSource {
   readonly name = 'consul';
@@ -71,33 +82,55 @@ export class ConsulSource implements EndpointSource {
   private readonly failures: FailureLog;
   private api: ConsulApi | undefined;
   private abort = new AbortController();
-  private readonly watches = new Map<string, ServiceWatch>();
+  private readonly loops = new Set<Promise<void>>();
   /** tags per service name from the last catalog answer */
   private catalogTags = new Map<string, string[]>();
+  /** last good LocalService per Consul service name (undefined: known, nothing to report) */
+  private readonly services = new Map<string, LocalService | undefined>();
+  /** per service, a signature of its checks from the last health/state answer */
+  private checkSignatures = new Map<string, string>();
+  private readonly dirty = new Set<string>();
+  private inFlight = 0;
+  private catalogAnswered = false;
+  private checksAnswered = false;
   private flushScheduled = false;
   private warnedFiltered = false;
-  private readonly loops = new Set<Promise<void>>();
-  private catalogSynced = false;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private readBackoff: Backoff;
+  private readRetry: NodeJS.Timeout | undefined;
+  /** reads of single services, for tests and the bench */
+  readonly stats = { serviceReads: 0, resyncs: 0 };
 
   constructor(options: ConsulSourceOptions) {
     this.config = options.config;
     this.log = (options.log ?? silentLogger()).child({ source: 'consul' });
     this.holder = new ServiceSetHolder((err) => this.log.error({ err }, 'a discovery listener threw'));
     this.failures = new FailureLog(this.log, 'reading services from Consul');
+    this.readBackoff = this.backoff();
   }
 
   /** Starts the watch loops and returns at once; an unreachable agent is retried in the background. */
   async start(): Promise<void> {
     this.abort = new AbortController();
-    this.api = new ConsulApi(this.config);
-    this.track(this.catalogLoop(this.api, this.abort.signal));
+    const api = new ConsulApi(this.config);
+    this.api = api;
+    this.track(this.catalogLoop(api, this.abort.signal));
+    this.track(this.checksLoop(api, this.abort.signal));
+    if (this.config.resync > 0) {
+      this.resyncTimer = setInterval(() => {
+        this.stats.resyncs++;
+        for (const name of this.catalogTags.keys()) if (name !== 'consul') this.dirty.add(name);
+        this.pump();
+      }, this.config.resync);
+      this.resyncTimer.unref();
+    }
   }
 
   async stop(): Promise<void> {
     this.abort.abort();
-    for (const w of this.watches.values()) w.abort.abort();
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    if (this.readRetry) clearTimeout(this.readRetry);
     await Promise.allSettled([...this.loops]);
-    this.watches.clear();
     this.api?.destroy();
   }
 
@@ -114,96 +147,150 @@ export class ConsulSource implements EndpointSource {
     return this.holder.onChange(listener);
   }
 
-  /** true once the service list was read and every service answered at least once. */
+  /** true once both long polls answered and every service they named has been read. */
   get synced(): boolean {
-    return this.catalogSynced && [...this.watches.values()].every((w) => w.answered);
+    return this.catalogAnswered && this.checksAnswered && this.dirty.size === 0 && this.inFlight === 0;
   }
 
-  private async catalogLoop(api: ConsulApi, signal: AbortSignal): Promise<void> {
+  /** One blocking-query loop: index bookkeeping, validation, back-off and failure logging. */
+  private async longPoll<T>(
+    api: ConsulApi,
+    key: string,
+    what: string,
+    call: (c: ConsulApi['consul'], o: Record<string, unknown>) => Promise<unknown>,
+    schema: z.ZodType<T>,
+    onAnswer: (body: T) => void,
+    signal: AbortSignal,
+  ): Promise<void> {
     const backoff = this.backoff();
     let index = 0;
     while (!signal.aborted) {
       try {
-        const res = await api.blockingGet<unknown>(
-          (c, o) => c.catalog.service.list(o),
-          'GET /v1/catalog/services',
-          index,
-          this.config.wait,
-          signal,
-        );
-        const parsed = catalogServicesSchema.safeParse(res.body);
-        if (!parsed.success) throw invalid('GET /v1/catalog/services', parsed.error);
+        const res = await api.blockingGet<unknown>(call, what, index, this.config.wait, signal);
+        if (signal.aborted) break;
+        const parsed = schema.safeParse(res.body);
+        if (!parsed.success) throw invalid(what, parsed.error);
+        const changed = res.index !== index;
         index = nextBlockingIndex(index, res.index);
         this.noteFiltered(res.filtered);
         backoff.reset();
-        this.failures.success('catalog');
-        this.syncWatches(api, parsed.data);
-        this.catalogSynced = true;
+        this.failures.success(key);
+        // a wait that expired with the same index carries nothing new
+        if (changed) onAnswer(parsed.data);
       } catch (err) {
         if (signal.aborted) break;
         const delay = backoff.next();
-        this.failures.failure(err, delay, 'catalog');
+        this.failures.failure(err, delay, key);
         await abortableDelay(delay, signal);
       }
     }
   }
 
-  private syncWatches(api: ConsulApi, catalog: Record<string, string[] | null>): void {
-    this.catalogTags = new Map(Object.entries(catalog).map(([k, v]) => [k, v ?? []]));
-    let removed = false;
-    for (const [name, w] of this.watches) {
-      if (this.catalogTags.has(name)) continue;
-      w.abort.abort();
-      this.watches.delete(name);
-      this.failures.success(name); // a watch that is gone cannot keep the source "failing"
-      removed = true;
-    }
-    for (const name of this.catalogTags.keys()) {
-      if (name === 'consul' || this.watches.has(name)) continue;
-      const w: ServiceWatch = { abort: new AbortController(), service: undefined, answered: false };
-      this.watches.set(name, w);
-      const signal = AbortSignal.any([this.abort.signal, w.abort.signal]);
-      this.track(this.serviceLoop(api, name, w, signal));
-    }
-    if (removed) this.scheduleFlush();
+  private catalogLoop(api: ConsulApi, signal: AbortSignal): Promise<void> {
+    return this.longPoll(
+      api,
+      'catalog',
+      'GET /v1/catalog/services',
+      (c, o) => c.catalog.service.list(o),
+      catalogServicesSchema,
+      (catalog) => {
+        const next = new Map(Object.entries(catalog).map(([k, v]) => [k, v ?? []] as [string, string[]]));
+        next.delete('consul');
+        let removed = false;
+        for (const name of this.services.keys()) {
+          if (next.has(name)) continue;
+          this.services.delete(name);
+          this.dirty.delete(name);
+          removed = true;
+        }
+        for (const [name, tags] of next) {
+          const prev = this.catalogTags.get(name);
+          // new services, and services whose tags changed (export opt-in by tag), are re-read
+          if (!prev || prev.join(',') !== tags.join(',')) this.dirty.add(name);
+        }
+        this.catalogTags = next;
+        this.catalogAnswered = true;
+        if (removed) this.scheduleFlush();
+        this.pump();
+      },
+      signal,
+    );
   }
 
-  private async serviceLoop(
-    api: ConsulApi,
-    name: string,
-    w: ServiceWatch,
-    signal: AbortSignal,
-  ): Promise<void> {
-    const backoff = this.backoff();
-    let index = 0;
-    const what = `GET /v1/health/service/${name}?passing`;
-    while (!signal.aborted) {
-      try {
-        const res = await api.blockingGet<unknown>(
-          (c, o) => c.health.service({ ...o, service: name, passing: true }),
-          what,
-          index,
-          this.config.wait,
-          signal,
-        );
-        const parsed = healthSchema.safeParse(res.body);
-        if (!parsed.success) throw invalid(what, parsed.error);
-        if (signal.aborted) break;
-        index = nextBlockingIndex(index, res.index);
-        this.noteFiltered(res.filtered);
-        backoff.reset();
-        this.failures.success(name);
-        w.answered = true;
-        const next = this.toLocalService(name, parsed.data, w.service);
-        if (JSON.stringify(next) !== JSON.stringify(w.service)) {
-          w.service = next;
-          this.scheduleFlush();
+  private checksLoop(api: ConsulApi, signal: AbortSignal): Promise<void> {
+    return this.longPoll(
+      api,
+      'checks',
+      'GET /v1/health/state/any',
+      (c, o) => c.health.state({ ...o, state: 'any' }),
+      checksSchema,
+      (checks) => {
+        const parts = new Map<string, string[]>();
+        for (const c of checks) {
+          if (!c.ServiceName) continue; // node-level checks (serfHealth)
+          const list = parts.get(c.ServiceName) ?? [];
+          list.push(`${c.ServiceID}|${c.CheckID}|${c.Status}|${c.ModifyIndex ?? ''}`);
+          parts.set(c.ServiceName, list);
         }
-      } catch (err) {
-        if (signal.aborted) break;
-        const delay = backoff.next();
-        this.failures.failure(err, delay, name);
-        await abortableDelay(delay, signal);
+        const next = new Map<string, string>();
+        for (const [name, list] of parts) next.set(name, list.sort().join(';'));
+        for (const [name, sig] of next) if (this.checkSignatures.get(name) !== sig) this.dirty.add(name);
+        for (const name of this.checkSignatures.keys()) if (!next.has(name)) this.dirty.add(name);
+        this.checkSignatures = next;
+        this.checksAnswered = true;
+        this.pump();
+      },
+      signal,
+    );
+  }
+
+  /** Keeps up to `concurrency` single-service reads running while services are dirty. */
+  private pump(): void {
+    const api = this.api;
+    if (!api || this.abort.signal.aborted || this.readRetry) return;
+    while (this.inFlight < this.config.concurrency && this.dirty.size > 0) {
+      const name = this.dirty.values().next().value as string;
+      this.dirty.delete(name);
+      // a service the catalog no longer lists needs no read: it is gone
+      if (this.catalogAnswered && !this.catalogTags.has(name)) continue;
+      this.inFlight++;
+      void this.read(api, name).finally(() => {
+        this.inFlight--;
+        this.pump();
+      });
+    }
+  }
+
+  private async read(api: ConsulApi, name: string): Promise<void> {
+    const what = `GET /v1/health/service/${name}?passing`;
+    this.stats.serviceReads++;
+    try {
+      const body = await api.call<unknown>(
+        (c, o) => c.health.service({ ...o, service: name, passing: true }),
+        what,
+      );
+      const parsed = healthSchema.safeParse(body);
+      if (!parsed.success) throw invalid(what, parsed.error);
+      this.failures.success('reads');
+      this.readBackoff.reset();
+      if (!this.catalogTags.has(name) && this.catalogAnswered) return;
+      const prev = this.services.get(name);
+      const next = this.toLocalService(name, parsed.data, prev);
+      if (JSON.stringify(next) !== JSON.stringify(prev) || !this.services.has(name)) {
+        this.services.set(name, next);
+        this.scheduleFlush();
+      }
+    } catch (err) {
+      if (this.abort.signal.aborted) return;
+      // keep the last known state of this service and read it again after a back-off
+      this.dirty.add(name);
+      if (!this.readRetry) {
+        const delay = this.readBackoff.next();
+        this.failures.failure(err, delay, 'reads');
+        this.readRetry = setTimeout(() => {
+          this.readRetry = undefined;
+          this.pump();
+        }, delay);
       }
     }
   }
@@ -260,16 +347,26 @@ export class ConsulSource implements EndpointSource {
     };
   }
 
+  /**
+   * Publishes the set once the reads in progress are done, or at the latest 100 ms after the first
+   * pending change: a resync of 1,000 services becomes a handful of notifications, not 1,000.
+   */
   private scheduleFlush(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    // many watches answering in the same tick become one change
-    setImmediate(() => {
+    const started = Date.now();
+    const attempt = () => {
+      if (this.abort.signal.aborted) return;
+      if ((this.inFlight > 0 || this.dirty.size > 0) && Date.now() - started < 100) {
+        setTimeout(attempt, 5);
+        return;
+      }
       this.flushScheduled = false;
       const out: LocalService[] = [];
-      for (const w of this.watches.values()) if (w.service) out.push(w.service);
+      for (const svc of this.services.values()) if (svc) out.push(svc);
       this.holder.set(out);
-    });
+    };
+    setImmediate(attempt);
   }
 
   private noteFiltered(filtered: boolean): void {

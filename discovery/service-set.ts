@@ -39,18 +39,23 @@ function cmp(a: string, b: string): number {
 
 /** A digest of a canonical set: equal digests mean nothing a listener cares about changed. */
 export function digestServices(services: readonly LocalService[]): string {
-  return createHash('sha256').update(JSON.stringify(services)).digest('hex');
+  const h = createHash('sha256');
+  for (const s of services) h.update(JSON.stringify(s)).update('\n');
+  return h.digest('hex');
 }
 
 /**
  * Holds a source's last good set and its listeners. `set()` notifies only when the canonical
- * content changed, so a backend that re-reports the same state never wakes anyone up.
+ * content changed, so a backend that re-reports the same state never wakes anyone up. The
+ * canonical form of each service object is cached by identity: sources keep unchanged services as
+ * the same objects, so a set of 1,000 services where one changed costs one canonicalisation.
  */
 export class ServiceSetHolder {
   private services: readonly LocalService[] = Object.freeze([]);
   private digest = digestServices([]);
   private readonly listeners = new Set<(services: readonly LocalService[]) => void>();
   private readonly onListenerError: (err: unknown) => void;
+  private cache = new WeakMap<LocalService, { key: string; json: string; canonical: LocalService }>();
 
   constructor(onListenerError: (err: unknown) => void) {
     this.onListenerError = onListenerError;
@@ -62,11 +67,23 @@ export class ServiceSetHolder {
 
   /** Replaces the set; returns true when it changed (and listeners were called). */
   set(services: Iterable<LocalService>): boolean {
-    const canonical = canonicalServices(services);
-    const digest = digestServices(canonical);
+    const entries: { key: string; json: string; canonical: LocalService }[] = [];
+    for (const s of services) {
+      let c = this.cache.get(s);
+      if (!c) {
+        const canonical = Object.freeze(canonicalServices([s])[0]!);
+        c = { key: serviceKey(s), json: JSON.stringify(canonical), canonical };
+        this.cache.set(s, c);
+      }
+      entries.push(c);
+    }
+    entries.sort((a, b) => cmp(a.key, b.key));
+    const h = createHash('sha256');
+    for (const e of entries) h.update(e.json).update('\n');
+    const digest = h.digest('hex');
     if (digest === this.digest) return false;
     this.digest = digest;
-    this.services = Object.freeze(canonical);
+    this.services = Object.freeze(entries.map((e) => e.canonical));
     for (const l of [...this.listeners]) {
       try {
         l(this.services);

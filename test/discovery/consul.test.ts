@@ -101,6 +101,28 @@ describe('ConsulSource against the Consul double', () => {
     }
   });
 
+  test('300 services use a bounded number of connections (Consul allows 200 per client)', async () => {
+    for (let i = 0; i < 300; i++)
+      consul.register({ id: `s-${i}`, service: `s-${i}`, port: 1000, tags: ['meshfed-export'] });
+    const src = new ConsulSource({ config: sourceConfig(consul, { concurrency: 4 }) });
+    await src.start();
+    try {
+      await waitFor(() => src.synced && src.current().length === 300, {
+        timeoutMs: 30_000,
+        what: '300 services',
+      });
+      // two long polls plus the read pool, whatever the number of services
+      expect(consul.peakConnections).toBeLessThanOrEqual(2 + 4);
+      const reads = src.stats.serviceReads;
+      consul.setStatus('s-42', 'critical');
+      await waitFor(() => find(src, 's-42')?.endpoints.length === 0, { what: 's-42 to lose its endpoint' });
+      // a health change re-reads the service it touched, not all 300
+      expect(src.stats.serviceReads - reads).toBeLessThanOrEqual(2);
+    } finally {
+      await src.stop();
+    }
+  });
+
   test('an index that goes backwards (snapshot restore) is reset and changes keep flowing', async () => {
     consul.register({ id: 'a-1', service: 'alpha', port: 1000, tags: ['meshfed-export'] });
     const src = new ConsulSource({ config: sourceConfig(consul) });

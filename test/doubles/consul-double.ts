@@ -7,6 +7,7 @@ import { HttpDouble, sendJson } from './http-double.ts';
  *
  * - GET  /v1/catalog/services             blocking; map service name → tags
  * - GET  /v1/health/service/:name         blocking; `passing` filters to instances whose checks all pass
+ * - GET  /v1/health/state/:state          blocking; every check in that state (`any` = all)
  * - GET  /v1/agent/services               the agent's own registrations, ID → service
  * - PUT  /v1/agent/service/register       ID, Name, Tags, Meta, Address, Port
  * - PUT  /v1/agent/service/deregister/:id 404 for an unknown ID
@@ -49,6 +50,8 @@ export class ConsulDouble extends HttpDouble {
   /** raft index: moves on every write */
   private raftIndex = 10;
   private servicesIndex = 10;
+  /** moves whenever any check is added, removed or changes status */
+  private checksIndex = 10;
   private readonly serviceIndex = new Map<string, number>();
   private waiters: Waiter[] = [];
 
@@ -94,6 +97,7 @@ export class ConsulDouble extends HttpDouble {
     inst.status = status;
     inst.modifyIndex = this.raftIndex;
     this.serviceIndex.set(inst.service, this.raftIndex);
+    this.checksIndex = this.raftIndex;
     this.wake();
   }
 
@@ -117,6 +121,7 @@ export class ConsulDouble extends HttpDouble {
   resetIndexes(to = 2): void {
     this.raftIndex = to;
     this.servicesIndex = to;
+    this.checksIndex = to;
     for (const k of this.serviceIndex.keys()) this.serviceIndex.set(k, to);
     for (const inst of this.instances.values()) inst.modifyIndex = to;
   }
@@ -131,11 +136,13 @@ export class ConsulDouble extends HttpDouble {
     this.serviceIndex.set(service, this.raftIndex);
     if (oldService && oldService !== service) this.serviceIndex.set(oldService, this.raftIndex);
     this.servicesIndex = this.raftIndex;
+    this.checksIndex = this.raftIndex;
     this.wake();
   }
 
   private indexFor(key: string): number {
     if (key === 'services') return this.servicesIndex;
+    if (key === 'checks') return this.checksIndex;
     // a service that never existed reports the services table index, like Consul
     return this.serviceIndex.get(key.slice('service:'.length)) ?? this.servicesIndex;
   }
@@ -196,6 +203,26 @@ export class ConsulDouble extends HttpDouble {
           : [...this.instances.values()]
               .filter((i) => i.service === name && (!passing || i.status === 'passing'))
               .map((i) => this.healthEntry(i)),
+      );
+    }
+    const state = /^\/v1\/health\/state\/(any|passing|warning|critical)$/.exec(path);
+    if (req.method === 'GET' && state) {
+      return this.blocking(req, res, url, 'checks', anonymous, () =>
+        anonymous
+          ? []
+          : [...this.instances.values()]
+              .filter((i) => state[1] === 'any' || i.status === state[1])
+              .map((i) => ({
+                Node: i.node,
+                CheckID: `service:${i.id}`,
+                Name: `Service '${i.service}' check`,
+                Status: i.status,
+                ServiceID: i.id,
+                ServiceName: i.service,
+                ServiceTags: i.tags,
+                CreateIndex: i.modifyIndex,
+                ModifyIndex: i.modifyIndex,
+              })),
       );
     }
     if (req.method === 'GET' && path === '/v1/agent/services') {

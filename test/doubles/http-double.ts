@@ -27,6 +27,8 @@ export abstract class HttpDouble {
   fault: Fault = { kind: 'none' };
   /** method + path + query of every request, in order */
   readonly requests: string[] = [];
+  /** the most connections that were open at once */
+  peakConnections = 0;
 
   get port(): number {
     return this.portNumber;
@@ -46,6 +48,7 @@ export abstract class HttpDouble {
     server.keepAliveTimeout = 60_000;
     server.on('connection', (s) => {
       this.sockets.add(s);
+      this.peakConnections = Math.max(this.peakConnections, this.sockets.size);
       s.on('close', () => this.sockets.delete(s));
     });
     server.listen(this.portNumber, '127.0.0.1');
