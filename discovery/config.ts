@@ -28,6 +28,8 @@ const consulAuth = {
   token: z.string().min(1).optional(),
   tokenFile: z.string().min(1).optional(),
   datacenter: z.string().min(1).optional(),
+  /** per-request timeout of non-blocking calls (blocking queries allow wait + wait/16 on top) */
+  timeout: duration().default(10_000),
 };
 
 export const staticSourceSchema = z.strictObject({

@@ -8,6 +8,8 @@ export interface ConsulAccess {
   token?: string | undefined;
   tokenFile?: string | undefined;
   datacenter?: string | undefined;
+  /** timeout of non-blocking calls (ms) */
+  timeout?: number | undefined;
 }
 
 export interface BlockingResult<T> {
@@ -97,7 +99,7 @@ export class ConsulApi {
     what: string,
   ): Promise<T> {
     try {
-      const out = await fn(this.consul, { ...this.common(), timeout: 10_000 });
+      const out = await fn(this.consul, { ...this.common(), timeout: this.access.timeout ?? 10_000 });
       if (isErrorLike(out)) throw out;
       return out as T;
     } catch (err) {

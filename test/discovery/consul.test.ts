@@ -18,6 +18,7 @@ function sourceConfig(double: ConsulDouble, extra: Record<string, unknown> = {})
     type: 'consul',
     address: `127.0.0.1:${double.port}`,
     wait: '1s',
+    timeout: '1s',
     backoff: { min: '20ms', max: '200ms' },
     ...extra,
   });
