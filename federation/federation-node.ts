@@ -38,6 +38,7 @@ import { SetDigest } from './digest.ts';
 import { JwsSigner } from './jws.ts';
 import { type EntryMessage, entryKey, type SnapshotMessage } from './messages.ts';
 import { CatalogPublisher } from './publisher.ts';
+import { ingestCatalogMessage } from './ingest.ts';
 import { RejectionRecorder } from './rejections.ts';
 import { clusterOfSubject, type Subjects, subjects } from './subjects.ts';
 import { type Accepted, MessageVerifier } from './verifier.ts';
@@ -355,31 +356,15 @@ export class FederationNode implements CatalogView {
   #onCatalog(m: Msg): void {
     const subjectCluster = clusterOfSubject(m.subject);
     if (subjectCluster === this.cluster) return;
-    const v = this.#verifier.verify(m.data, { subjectCluster });
-    if (!v.ok) {
-      this.#reject(v, m.subject, 'nats');
+    const out = ingestCatalogMessage(this.#verifier, this.#store, m.data, {
+      subjectCluster,
+      now: this.#now(),
+    });
+    if (!out.verdict.ok) {
+      this.#reject(out.verdict, m.subject, 'nats');
       return;
     }
-    const now = this.#now();
-    const proof = v.msg;
-    let result: string;
-    const text = Buffer.from(m.data).toString('utf8');
-    if (proof.type === 'entry') result = this.#store.applyEntry(proof, text, now);
-    else if (proof.type === 'tombstone') result = this.#store.applyTombstone(proof, text, now);
-    else {
-      this.#reject(
-        {
-          ok: false,
-          reason: 'bad_payload',
-          signer: v.signer,
-          detail: `a ${proof.type} on the catalog subject`,
-        },
-        m.subject,
-        'nats',
-      );
-      return;
-    }
-    this.#afterApply(result, v, m.subject);
+    this.#afterApply(out.result!, out.verdict, m.subject);
   }
 
   #onAnnounce(m: Msg): void {

@@ -14,3 +14,5 @@ export * from './messages.ts';
 export { CatalogPublisher, RevisionClock } from './publisher.ts';
 export { type Subjects, subjects } from './subjects.ts';
 export { MessageVerifier, REJECT_REASONS, type RejectReason, type Verdict } from './verifier.ts';
+export { RejectionRecorder } from './rejections.ts';
+export { type IngestOutcome, ingestCatalogMessage } from './ingest.ts';
