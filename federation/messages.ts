@@ -5,7 +5,7 @@ import { dnsLabel, PROTOCOLS, z } from '../core/index.ts';
  * publishing cluster's federation identity. Receivers reject unknown versions and unknown fields, so a change
  * of meaning always comes with a new `v`. docs/protocol.md documents each field.
  */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 1 as const;
 
 const label = dnsLabel();
 const epochMs = z.number().int().nonnegative().max(8.64e15);

@@ -133,7 +133,8 @@ describe('receiver under mutated input (fast-check)', () => {
                   revision: l.revision + 100,
                   [m.field]: 'x',
                 });
-              case 'expired':
+              default:
+                // 'expired': correctly signed but past its expiry
                 return signers[l.cluster]!.sign({
                   ...payload(l, now),
                   expiresAt: now - 1,
