@@ -12,6 +12,7 @@ let nextBundleId = 1;
  */
 export class TrustBundle {
   readonly #roots = new Map<string, X509Certificate>();
+  readonly #intermediates = new Map<string, X509Certificate>();
   readonly #explicitTrustDomain: string | undefined;
   #version = 0;
   /** unique per bundle object in this process; with `version` it keys cached verification results */
@@ -35,15 +36,38 @@ export class TrustBundle {
     for (const c of parseCertificates(rootPem, 'the root to add')) this.#addCert(c, 'the root to add');
   }
 
-  /** Removes the root with this SHA-256 fingerprint (any case, with or without colons). */
+  /** Removes the root (or remembered intermediate) with this SHA-256 fingerprint (any case, with or without colons). */
   remove(fingerprint256: string): boolean {
-    const removed = this.#roots.delete(normaliseFingerprint(fingerprint256));
+    const fp = normaliseFingerprint(fingerprint256);
+    const removed = this.#roots.delete(fp) || this.#intermediates.delete(fp);
     if (removed) this.#version++;
     return removed;
   }
 
   has(fingerprint256: string): boolean {
     return this.#roots.has(normaliseFingerprint(fingerprint256));
+  }
+
+  /**
+   * Remembers intermediates (never trusted by themselves: they only help build paths to a root). Needed on the
+   * accepting side of mutual TLS: node's TLS server exposes only the client's leaf, not the intermediates it sent.
+   * Sources: every cluster's ca.crt, or the x5c chains of verified catalog entries. Returns how many were new.
+   */
+  addIntermediates(pem: string | readonly X509Certificate[]): number {
+    const certs = typeof pem === 'string' ? parseCertificates(pem, 'the intermediates to add') : pem;
+    let added = 0;
+    for (const c of certs) {
+      const f = certFacts(c);
+      if (!f.isCa || this.#roots.has(f.fingerprint256) || this.#intermediates.has(f.fingerprint256)) continue;
+      this.#intermediates.set(f.fingerprint256, c);
+      added++;
+    }
+    if (added > 0) this.#version++;
+    return added;
+  }
+
+  intermediates(): readonly X509Certificate[] {
+    return [...this.#intermediates.values()];
   }
 
   roots(): readonly X509Certificate[] {

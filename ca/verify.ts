@@ -142,7 +142,8 @@ function buildChain(certs: X509Certificate[], bundle: TrustBundle): ChainResult 
   const leaf = factsOf(certs[0]!, 0);
   const id = leafIdentity(leaf);
   const path: CertFacts[] = [leaf];
-  const pool = certs.slice(1);
+  // presented intermediates first, then the ones the bundle remembers (a TLS server sees only the client's leaf)
+  const pool = [...certs.slice(1), ...bundle.intermediates()];
   let current = certs[0]!;
   let anchor: CertFacts | undefined;
   while (!anchor) {
@@ -167,7 +168,11 @@ function buildChain(certs: X509Certificate[], bundle: TrustBundle): ChainResult 
       }
       throw fail(
         'MESHFED_CA_UNKNOWN_ROOT',
-        `the chain of ${id.spiffeId} ends at "${oneLine(current.issuer)}", which is not in the trust bundle (${bundle.size} roots)`,
+        `the chain of ${id.spiffeId} ends at "${oneLine(current.issuer)}", which is not in the trust bundle (${bundle.size} roots)${
+          certs.length === 1
+            ? '; only the leaf was given: pass its intermediates too, or add them to the bundle (addIntermediates)'
+            : ''
+        }`,
         { spiffeId: id.spiffeId },
       );
     }
@@ -178,7 +183,7 @@ function buildChain(certs: X509Certificate[], bundle: TrustBundle): ChainResult 
         `the signature on "${oneLine(current.subject)}" does not verify with its issuer "${oneLine(next.subject)}"`,
       );
     }
-    const nf = factsOf(next, certs.indexOf(next));
+    const nf = factsOf(next, path.length);
     checkIssuer(nf, 'intermediate');
     path.push(nf);
     current = next;

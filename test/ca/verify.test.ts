@@ -120,6 +120,15 @@ describe('verify refuses', () => {
   test('a leaf alone (intermediate missing)', async () => {
     const leaf = await issueLeaf(east, { kind: 'gateway', name: 'gw-1' });
     expect(codeOf(() => verify(leaf.certPem, bundle))).toBe('MESHFED_CA_UNKNOWN_ROOT');
+    // a bundle that remembers the intermediate (what a TLS server needs) completes the path
+    const withInts = TrustBundle.fromPem(root.certPem);
+    expect(withInts.addIntermediates(east.certPem + west.certPem)).toBe(2);
+    expect(withInts.addIntermediates(east.certPem)).toBe(0);
+    expect(verify(leaf.certPem, withInts, { cluster: 'east' }).name).toBe('gw-1');
+    // remembered intermediates are never trust anchors
+    const onlyInts = new TrustBundle();
+    onlyInts.addIntermediates(east.certPem);
+    expect(codeOf(() => verify(leaf.chainPem, onlyInts))).toBe('MESHFED_CA_UNKNOWN_ROOT');
   });
 
   test('an expired leaf and a not-yet-valid leaf, with the clock-skew allowance', async () => {
