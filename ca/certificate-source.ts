@@ -9,6 +9,7 @@ import type { IssuedLeaf } from './types.ts';
 
 /** setTimeout cannot wait longer than this; longer waits are taken in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
+const MIN_RENEW_DELAY_MS = 500;
 
 export interface CertificateSourceOptions {
   issue: () => Promise<IssuedLeaf>;
@@ -96,7 +97,8 @@ export class CertificateSource extends EventEmitter {
   #renewDelay(leaf: IssuedLeaf): number {
     const start = leaf.notBefore.getTime();
     const life = leaf.notAfter.getTime() - start;
-    return Math.max(0, start + life * this.#renewAt - Date.now());
+    // never spin: a leaf already past its renewal point (e.g. heavily backdated) is renewed after a short pause
+    return Math.max(MIN_RENEW_DELAY_MS, start + life * this.#renewAt - Date.now());
   }
 
   #schedule(delayMs: number): void {
