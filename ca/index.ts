@@ -23,3 +23,13 @@ export {
 export { TrustBundle } from './trust-bundle.ts';
 export * from './types.ts';
 export { peerCertificateChain, verify } from './verify.ts';
+export {
+  CLUSTER_FILES,
+  caMetaJson,
+  LEAF_FILES,
+  type LoadedCaDir,
+  loadCaDir,
+  ROOT_FILES,
+} from './ca-directory.ts';
+export { type OutputFile, readInputFile, readKeyFile, writeFilesAtomically } from './files.ts';
+export { type CertificateDescription, describeCertificate } from './inspect.ts';
