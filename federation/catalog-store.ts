@@ -57,6 +57,8 @@ export class CatalogStore implements CatalogView {
   readonly #clusters = new Map<string, HeldCluster>();
   readonly #listeners = new Set<(changes: readonly CatalogChange[]) => void>();
   #pending = new Map<string, CatalogChange>();
+  /** no entry expires before this (a lower bound): the expiry scan runs only when it is due */
+  #nextExpiry = Number.POSITIVE_INFINITY;
   #flushScheduled = false;
   #version = 0;
 
@@ -132,6 +134,7 @@ export class CatalogStore implements CatalogView {
       stale: c.stale,
     });
     this.#entries.set(key, { instance, proof });
+    if (msg.expiresAt < this.#nextExpiry) this.#nextExpiry = msg.expiresAt;
     if (held) {
       c.digest.remove(msg.namespace, msg.name, held.instance.revision);
     } else {
@@ -223,10 +226,15 @@ export class CatalogStore implements CatalogView {
     for (const c of this.#clusters.values()) {
       if (!c.stale && now - c.lastSeen > staleAfter) this.#setStale(c, true);
     }
-    for (const [key, held] of this.#entries) {
-      const c = this.#clusters.get(held.instance.cluster)!;
-      // a stale cluster's entries are kept (flagged) until it comes back: the partition may be on our side
-      if (!c.stale && held.instance.expiresAt < now) this.#remove(key, held, now);
+    if (now > this.#nextExpiry) {
+      let next = Number.POSITIVE_INFINITY;
+      for (const [key, held] of this.#entries) {
+        const c = this.#clusters.get(held.instance.cluster)!;
+        // a stale cluster's entries are kept (flagged) until it comes back: the partition may be on our side
+        if (!c.stale && held.instance.expiresAt < now) this.#remove(key, held, now);
+        else if (held.instance.expiresAt < next) next = Math.max(held.instance.expiresAt, now + 1000);
+      }
+      this.#nextExpiry = next;
     }
     for (const [key, t] of this.#tombstones) {
       if (t.expiresAt < now) {

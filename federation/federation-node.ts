@@ -54,6 +54,8 @@ export interface FederationNodeOptions {
   bundle: () => TrustBundle;
   /** the local services to export (exported: true only); without it the node only watches */
   source?: EndpointSource;
+  /** false: publish and answer snapshots only, hold no view of other clusters (default true) */
+  watch?: boolean;
   logger: Logger;
   registry: Registry;
   /** test hook: the clock */
@@ -168,6 +170,11 @@ export class FederationNode implements CatalogView {
     return this.#store.onChange(listener);
   }
 
+  /** how many remote entries the view holds */
+  entryCount(): number {
+    return this.#store.size;
+  }
+
   natsStatus(): NatsStatus {
     const s: NatsStatus = { connected: this.#connected };
     if (this.#connected && this.#nc) s.server = this.#nc.getServer();
@@ -186,7 +193,6 @@ export class FederationNode implements CatalogView {
       this.#publish(this.#publisher.update(this.#o.source!.current()));
       this.#unsubscribeSource = this.#o.source!.onChange((services) => {
         this.#publish(this.#publisher!.update(services));
-        this.#announce();
       });
       this.#every(this.config.heartbeatInterval, () => this.#announce());
       this.#every(republishIntervalOf(this.config), () => this.#publish(this.#publisher!.refreshAll()));
@@ -331,10 +337,12 @@ export class FederationNode implements CatalogView {
           this.#log.error({ err: toMeshfedError(e), subject: m.subject }, 'catalog message handling failed');
         }
       };
-    nc.subscribe(s.catalog('*'), { callback: safe((m) => this.#onCatalog(m)) });
-    nc.subscribe(s.announce('*'), { callback: safe((m) => this.#onAnnounce(m)) });
-    this.#inbox = createInbox();
-    nc.subscribe(`${this.#inbox}.*`, { callback: safe((m) => this.#onSnapshotPart(m)) });
+    if (this.#o.watch !== false) {
+      nc.subscribe(s.catalog('*'), { callback: safe((m) => this.#onCatalog(m)) });
+      nc.subscribe(s.announce('*'), { callback: safe((m) => this.#onAnnounce(m)) });
+      this.#inbox = createInbox();
+      nc.subscribe(`${this.#inbox}.*`, { callback: safe((m) => this.#onSnapshotPart(m)) });
+    }
     if (this.#publisher) {
       // one answer per cluster even when several of its nodes listen
       const queue = `${this.config.subjectPrefix}.responders.${this.cluster}`;
@@ -417,7 +425,7 @@ export class FederationNode implements CatalogView {
 
   #requestSync(cluster: string | undefined): void {
     const nc = this.#nc;
-    if (!nc || !this.#connected) return;
+    if (!nc || !this.#connected || this.#o.watch === false) return;
     const now = this.#now();
     const key = cluster ?? '*';
     // a digest mismatch is asked about at most once per heartbeat interval per cluster
@@ -428,6 +436,7 @@ export class FederationNode implements CatalogView {
     this.#requests.set(req, now);
     const subject = cluster === undefined ? this.#subjects.syncAll : this.#subjects.sync(cluster);
     nc.publish(subject, JSON.stringify({ req }), { reply: `${this.#inbox}.${req}` });
+    this.#log.debug({ peer: cluster ?? 'all', req }, 'snapshot requested');
   }
 
   #onSyncRequest(m: Msg): void {
@@ -439,7 +448,10 @@ export class FederationNode implements CatalogView {
       return;
     }
     if (typeof req !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(req)) return;
-    for (const part of this.#publisher.snapshot(req, SNAPSHOT_PART_BYTES)) this.#nc?.publish(m.reply, part);
+    const started = this.#now();
+    const parts = this.#publisher.snapshot(req, SNAPSHOT_PART_BYTES);
+    for (const part of parts) this.#nc?.publish(m.reply, part);
+    this.#log.debug({ req, parts: parts.length, ms: this.#now() - started }, 'snapshot sent');
   }
 
   #onSnapshotPart(m: Msg): void {
@@ -509,6 +521,10 @@ export class FederationNode implements CatalogView {
     if (applied > 0) this.#schedulePersist();
     if (col.seen.size < col.parts) return;
     this.#collections.delete(id);
+    this.#log.debug(
+      { peer: col.cluster, req: snap.req, parts: col.parts, entries: col.count, ms: now - col.startedAt },
+      'snapshot received',
+    );
     if (col.digest.count === col.count && col.digest.hex() === col.expectedDigest) {
       const removed = this.#store.prune(col.cluster, col.keys, col.asOf, now);
       if (removed > 0) {

@@ -38,6 +38,10 @@ interface Own {
   jws: string;
   /** the routing content, to tell a real change from a refresh */
   content: string;
+  /** the source object it was built from: an unchanged object is skipped without rebuilding */
+  from?: LocalService;
+  /** the entry's JSON size, for cutting snapshots into parts */
+  bytes: number;
 }
 
 export interface PublisherOptions {
@@ -60,6 +64,7 @@ export class CatalogPublisher {
   readonly #now: () => number;
   readonly #own = new Map<string, Own>();
   readonly #digest = new SetDigest();
+  #lastList: readonly LocalService[] | undefined;
 
   constructor(o: PublisherOptions) {
     this.#o = o;
@@ -73,23 +78,56 @@ export class CatalogPublisher {
 
   /** The new local set; returns the signed messages (entries and tombstones) to publish. */
   update(services: readonly LocalService[]): string[] {
+    const last = this.#lastList;
+    this.#lastList = services;
+    // fast path: the same list with a few objects replaced under the same names (sources replace what changed)
+    if (last && last.length === services.length) {
+      const changed: LocalService[] = [];
+      let sameNames = true;
+      for (let i = 0; i < services.length; i++) {
+        const s = services[i]!;
+        const l = last[i]!;
+        if (s === l) continue;
+        if (
+          s.namespace !== l.namespace ||
+          s.name !== l.name ||
+          s.exported !== l.exported ||
+          s.ports.length === 0
+        ) {
+          sameNames = false;
+          break;
+        }
+        changed.push(s);
+      }
+      if (sameNames) return this.#apply(changed, false);
+    }
+    return this.#apply(services, true);
+  }
+
+  #apply(services: readonly LocalService[], complete: boolean): string[] {
     const out: string[] = [];
     const seen = new Set<string>();
     for (const s of services) {
       if (!s.exported || s.ports.length === 0) continue;
       const key = `${s.namespace}/${s.name}`;
       seen.add(key);
+      const before = this.#own.get(key);
+      if (before && before.from === s) continue;
       const content = {
         ports: s.ports.map((p) => ({ name: p.name, port: p.port, protocol: p.protocol })),
         weight: s.endpoints.filter((e) => e.healthy).length,
       };
       const contentKey = JSON.stringify(content);
-      const held = this.#own.get(key);
-      if (held && held.content === contentKey) continue;
-      out.push(this.#sign(s.namespace, s.name, content.ports, content.weight, contentKey));
+      if (before && before.content === contentKey) {
+        before.from = s;
+        continue;
+      }
+      out.push(this.#sign(s.namespace, s.name, content.ports, content.weight, contentKey, s));
     }
-    for (const [key, held] of this.#own) {
-      if (!seen.has(key)) out.push(this.#withdraw(key, held));
+    if (complete) {
+      for (const [key, held] of this.#own) {
+        if (!seen.has(key)) out.push(this.#withdraw(key, held));
+      }
     }
     return out;
   }
@@ -97,7 +135,7 @@ export class CatalogPublisher {
   /** Re-signs every entry with a new revision and expiry (TTL refresh, signer rotation, gateway change). */
   refreshAll(): string[] {
     return [...this.#own.values()].map((h) =>
-      this.#sign(h.msg.namespace, h.msg.name, h.msg.ports, h.msg.weight, h.content),
+      this.#sign(h.msg.namespace, h.msg.name, h.msg.ports, h.msg.weight, h.content, h.from),
     );
   }
 
@@ -130,7 +168,7 @@ export class CatalogPublisher {
     const groups: EntryMessage[][] = [[]];
     let size = 0;
     for (const h of this.#own.values()) {
-      const len = h.jws.length; // a generous estimate of the entry's JSON size
+      const len = h.bytes + 1;
       if (size + len > partBytes && groups[groups.length - 1]!.length > 0) {
         groups.push([]);
         size = 0;
@@ -168,6 +206,7 @@ export class CatalogPublisher {
     ports: EntryMessage['ports'],
     weight: number,
     content: string,
+    from: LocalService | undefined,
   ): string {
     const now = this.#now();
     const key = `${namespace}/${name}`;
@@ -189,7 +228,9 @@ export class CatalogPublisher {
     const jws = this.#o.signer().sign(msg);
     if (held) this.#digest.remove(namespace, name, held.msg.revision);
     this.#digest.add(namespace, name, msg.revision);
-    this.#own.set(key, { msg, jws, content });
+    const own: Own = { msg, jws, content, bytes: JSON.stringify(msg).length };
+    if (from) own.from = from;
+    this.#own.set(key, own);
     return jws;
   }
 
