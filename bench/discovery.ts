@@ -1,14 +1,20 @@
 /**
  * Discovery latency: time from a change in a backend (Consul or Kubernetes API double) to the
- * change being visible in the source's onChange, with 1,000 services registered. Prints median,
- * p99 and mean. When federation/ is present, test/discovery/federation-e2e.test.ts covers the
- * remote view; this script measures the discovery part alone (the federation bench covers the rest).
+ * change being visible (a) in the source's onChange and (b) in a remote cluster's federated
+ * catalog view (east source → east FederationNode → nats-server → west FederationNode), with
+ * 1,000 services registered and exported. Prints median, p90, p99 and mean.
  *
- *   npm run bench:discovery [-- --services 1000 --changes 200]
+ *   npm run bench:discovery [-- --services 1000 --changes 200 --only consul|kubernetes]
+ *
+ * The doubles run in this same process (their CPU is counted).
  *
  * Shared, noisy machine: quote medians.
  */
 import { performance } from 'node:perf_hooks';
+import type { CatalogView } from '../core/index.ts';
+import { startNatsServer } from '../core/index.ts';
+import type { FederationNode } from '../federation/index.ts';
+import { makePki, type Pki, startNode } from '../test/federation/helpers.ts';
 import { createLogger, type EndpointSource, type LocalService } from '../core/index.ts';
 import {
   ConsulSource,
@@ -56,6 +62,83 @@ function visible(src: EndpointSource, check: (set: readonly LocalService[]) => b
   });
 }
 
+function visibleRemote(view: CatalogView, check: () => boolean): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (check()) return resolve();
+    const timer = setTimeout(() => {
+      off();
+      reject(new Error('change not visible in the remote view within 10 s'));
+    }, TIMEOUT_MS);
+    const off = view.onChange(() => {
+      if (!check()) return;
+      clearTimeout(timer);
+      off();
+      resolve();
+    });
+  });
+}
+
+interface Federation {
+  pki: Pki;
+  url: string;
+}
+
+/** east publishes `src`; returns west's view once it holds every service. */
+async function federate(
+  fed: Federation,
+  src: EndpointSource,
+  ns: string,
+): Promise<{ west: FederationNode; stop: () => Promise<void> }> {
+  const t0 = performance.now();
+  const east = await startNode({
+    pki: fed.pki,
+    cluster: 'east',
+    servers: [fed.url],
+    source: src,
+    config: { staleAfter: '60s', heartbeatInterval: '5s' },
+  });
+  const west = await startNode({
+    pki: fed.pki,
+    cluster: 'west',
+    servers: [fed.url],
+    config: { staleAfter: '60s', heartbeatInterval: '5s' },
+  });
+  await visibleRemote(west, () => west.services().filter((r) => r.namespace === ns).length >= SERVICES).catch(
+    async () => {
+      // a first sync of 1,000 entries may take longer than one change: wait on
+      for (let i = 0; i < 60 && west.services().filter((r) => r.namespace === ns).length < SERVICES; i++) {
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    },
+  );
+  console.log(
+    `  federation: west view holds ${west.services().length} services after ${(performance.now() - t0).toFixed(0)} ms`,
+  );
+  return {
+    west,
+    stop: async () => {
+      await west.stop();
+      await east.stop();
+    },
+  };
+}
+
+async function measureRemote(
+  label: string,
+  west: FederationNode,
+  change: (i: number) => () => boolean,
+): Promise<void> {
+  const ms: number[] = [];
+  for (let n = 0; n < CHANGES; n++) {
+    const i = (n * 7919) % SERVICES;
+    const t0 = performance.now();
+    const check = change(i);
+    await visibleRemote(west, check);
+    ms.push(performance.now() - t0);
+  }
+  report(label, ms);
+}
+
 async function measure(
   label: string,
   src: EndpointSource,
@@ -74,7 +157,7 @@ async function measure(
   report(label, ms);
 }
 
-async function consulBench(): Promise<void> {
+async function consulBench(fed: Federation | undefined): Promise<void> {
   const consul = new ConsulDouble();
   await consul.start();
   for (let i = 0; i < SERVICES; i++) {
@@ -120,11 +203,22 @@ async function consulBench(): Promise<void> {
       return s !== undefined && s.endpoints.some((e) => e.host === '10.0.0.1') === want;
     },
   );
+  if (fed) {
+    const { west, stop } = await federate(fed, src, 'default');
+    await measureRemote('consul → remote view: health flip (weight)', west, (i) => {
+      const passing = consul.get(`svc-${i}-1`)!.status !== 'passing';
+      consul.setStatus(`svc-${i}-1`, passing ? 'passing' : 'critical');
+      const extra = consul.get(`svc-${i}-extra`) ? 1 : 0;
+      const want = (passing ? 1 : 0) + extra;
+      return () => (west.instances('default', `svc-${i}`)[0]?.weight ?? -1) === want;
+    });
+    await stop();
+  }
   await src.stop();
   await consul.stop();
 }
 
-async function kubeBench(): Promise<void> {
+async function kubeBench(fed: Federation | undefined): Promise<void> {
   const kube = new KubeDouble();
   kube.namespaces.add('bench');
   await kube.start();
@@ -168,6 +262,22 @@ async function kubeBench(): Promise<void> {
     },
     (_n, set) => set.some((s) => s.name === target.name && s.exported === target.ready),
   );
+  if (fed) {
+    const { west, stop } = await federate(fed, src, 'bench');
+    await measureRemote('kubernetes → remote view: readiness flip', west, (n) => {
+      // only services still exported after the annotation row are visible remotely
+      const names = src
+        .current()
+        .filter((s) => s.exported)
+        .map((s) => Number(s.name.slice(4)));
+      const i = names[n % names.length]!;
+      const cur = kube.get('endpointslices', 'bench', `svc-${i}-abc12`)!;
+      const ready = !(cur.endpoints as { conditions: { ready: boolean } }[])[0]!.conditions.ready;
+      kube.put('endpointslices', slice('bench', `svc-${i}`, [{ ip: '10.2.0.1', ready }]));
+      return () => (west.instances('bench', `svc-${i}`)[0]?.weight ?? -1) === (ready ? 1 : 0);
+    });
+    await stop();
+  }
   await src.stop();
   await kube.stop();
 }
@@ -175,5 +285,19 @@ async function kubeBench(): Promise<void> {
 console.log(
   `discovery bench: ${SERVICES} services, ${CHANGES} sequential changes per row, Node ${process.version}`,
 );
-await consulBench();
-await kubeBench();
+let fed: Federation | undefined;
+let nats: Awaited<ReturnType<typeof startNatsServer>> | undefined;
+try {
+  nats = await startNatsServer({ name: 'bench-discovery' });
+  fed = { pki: await makePki(['east', 'west']), url: nats.url };
+} catch (err) {
+  console.log(`no nats-server (${(err as Error).message}): remote-view rows skipped`);
+}
+try {
+  const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+  if (only !== 'kubernetes') await consulBench(fed);
+  if (only !== 'consul') await kubeBench(fed);
+} finally {
+  await nats?.stop();
+  nats?.cleanup();
+}
