@@ -26,7 +26,6 @@ import {
   createRegistry,
   type EndpointSource,
   type LocalService,
-  type NatsSupercluster,
   silentLogger,
   startNatsSupercluster,
 } from '../core/index.ts';
@@ -42,6 +41,8 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '10' },
     rate: { type: 'string', default: '200' },
     'child-view': { type: 'string' },
+    transport: { type: 'boolean', default: false },
+    keys: { type: 'string', default: '20000' },
   },
 });
 
@@ -334,8 +335,166 @@ function round(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
+/**
+ * The transport choice, measured: JetStream KV (put → watch, and a new watcher's initial load) against plain
+ * subjects (publish → subscribe, and a snapshot request answered in parts), on the same JetStream-enabled
+ * supercluster, with catalog-sized payloads (unsigned: this isolates the transport).
+ */
+async function transport(keys: number, rate: number, seconds: number): Promise<Record<string, number>> {
+  const { connect } = await import('@nats-io/transport-node');
+  const { Kvm } = await import('@nats-io/kv');
+  console.log(
+    `\n== transport: JetStream KV vs plain subjects, ${keys} keys, ${rate} changes/s for ${seconds} s`,
+  );
+  const sc = await startNatsSupercluster({
+    clusters: NATS_CLUSTERS.map((name) => ({ name })),
+    jetstream: true,
+  });
+  const value = 'x'.repeat(1300); // the size of a signed entry with its x5c chain
+  try {
+    const writer = await connect({ servers: sc.cluster('nats-a').urls });
+    const reader = await connect({ servers: sc.cluster('nats-c').urls });
+    // the bucket lives in one NATS cluster (R1 here; R3 needs 3 servers per cluster) — the writer's
+    const kv = await new Kvm(writer).create('catalog', { history: 1 });
+    const rkv = await new Kvm(reader).open('catalog');
+    const t0 = performance.now();
+    for (let i = 0; i < keys; i += 500) {
+      await Promise.all(
+        Array.from({ length: Math.min(500, keys - i) }, (_, k) =>
+          kv.put(`c${(i + k) % 50}.bench.svc-${i + k}`, value),
+        ),
+      );
+    }
+    const fillS = (performance.now() - t0) / 1000;
+    // initial load of a new watcher
+    const t1 = performance.now();
+    let initial = 0;
+    const pending = new Map<string, number>();
+    const kvLat: number[] = [];
+    let initialDone: () => void = () => undefined;
+    const loaded = new Promise<void>((r) => {
+      initialDone = r;
+    });
+    const watch = await rkv.watch({ key: '>' });
+    void (async () => {
+      for await (const e of watch) {
+        if (!e.isUpdate) {
+          if (++initial === keys) initialDone();
+          continue;
+        }
+        const t = pending.get(e.key);
+        if (t !== undefined) {
+          kvLat.push(performance.now() - t);
+          pending.delete(e.key);
+        }
+      }
+    })();
+    await loaded;
+    const kvLoadS = (performance.now() - t1) / 1000;
+    const count = Math.round(rate * seconds);
+    const start = performance.now();
+    for (let k = 0; k < count; k++) {
+      await sleep(start + (k * 1000) / rate - performance.now());
+      const key = `c${k % 50}.bench.svc-${k % keys}`;
+      pending.set(key, performance.now());
+      void kv.put(key, value);
+    }
+    await until(() => pending.size === 0, 20_000, 'the KV updates').catch(() => undefined);
+    watch.stop();
+
+    // plain subjects: publish → subscribe across the gateways, and a snapshot in 256 KiB parts
+    const subLat: number[] = [];
+    const sent = new Map<string, number>();
+    reader.subscribe('bench.catalog.*', {
+      callback: (_e, m) => {
+        const t = sent.get(m.subject);
+        if (t !== undefined) {
+          subLat.push(performance.now() - t);
+          sent.delete(m.subject);
+        }
+      },
+    });
+    await reader.flush();
+    const perPart = Math.floor((256 * 1024) / (value.length + 3));
+    writer.subscribe('bench.snapshot', {
+      callback: (_e, m) => {
+        for (let i = 0; i < keys; i += perPart) {
+          const n = Math.min(perPart, keys - i);
+          writer.publish(m.reply!, JSON.stringify(Array.from({ length: n }, () => value)));
+        }
+      },
+    });
+    await writer.flush();
+    // interest crosses the gateways asynchronously: probe until the subscription is seen
+    for (let probe = 0; probe < 200; probe++) {
+      const subject = `bench.catalog.probe${probe}`;
+      sent.set(subject, performance.now());
+      writer.publish(subject, value);
+      await sleep(10);
+      if (subLat.length > 0) break;
+    }
+    subLat.length = 0;
+    sent.clear();
+    const start2 = performance.now();
+    for (let k = 0; k < count; k++) {
+      await sleep(start2 + (k * 1000) / rate - performance.now());
+      const subject = `bench.catalog.k${k}`;
+      sent.set(subject, performance.now());
+      writer.publish(subject, value);
+    }
+    await until(() => sent.size === 0, 20_000, 'the subject updates').catch(() => undefined);
+    const inbox = `_INBOX.bench.${Date.now()}`;
+    let got = 0;
+    let snapDone: () => void = () => undefined;
+    const snapDoneP = new Promise<void>((r) => {
+      snapDone = r;
+    });
+    reader.subscribe(inbox, {
+      callback: (_e, m) => {
+        got += (JSON.parse(m.string()) as unknown[]).length;
+        if (got >= keys) snapDone();
+      },
+    });
+    await reader.flush();
+    const t3 = performance.now();
+    reader.publish('bench.snapshot', '', { reply: inbox });
+    await snapDoneP;
+    const snapS = (performance.now() - t3) / 1000;
+    kvLat.sort((a, b) => a - b);
+    subLat.sort((a, b) => a - b);
+    const r = {
+      keys,
+      kv_fill_s: round(fillS),
+      kv_initial_load_s: round(kvLoadS),
+      kv_update_p50_ms: round(percentile(kvLat, 50)),
+      kv_update_p99_ms: round(percentile(kvLat, 99)),
+      subject_p50_ms: round(percentile(subLat, 50)),
+      subject_p99_ms: round(percentile(subLat, 99)),
+      subject_snapshot_s: round(snapS),
+    };
+    console.log(
+      `KV: fill ${r.kv_fill_s} s, new watcher loads ${keys} keys in ${r.kv_initial_load_s} s, update p50 ${r.kv_update_p50_ms} ms p99 ${r.kv_update_p99_ms} ms`,
+    );
+    console.log(
+      `subjects: publish p50 ${r.subject_p50_ms} ms p99 ${r.subject_p99_ms} ms, snapshot of ${keys} values in ${r.subject_snapshot_s} s`,
+    );
+    await writer.close();
+    await reader.close();
+    return r;
+  } finally {
+    await sc.stop();
+    sc.cleanup();
+  }
+}
+
 async function main(): Promise<void> {
   if (args['child-view']) return childView(args['child-view']);
+  if (args.transport) {
+    const r = await transport(Number(args.keys), Number(args.rate), Number(args.seconds));
+    mkdirSync(join(here, 'results'), { recursive: true });
+    writeFileSync(join(here, 'results', 'catalog-transport.json'), `${JSON.stringify(r, null, 2)}\n`);
+    process.exit(0);
+  }
   const scales = (args.scale ?? ['10x1000', '50x2000']).map(
     (s) => s.split('x').map(Number) as [number, number],
   );

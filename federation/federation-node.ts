@@ -190,12 +190,16 @@ export class FederationNode implements CatalogView {
     if (this.#publisher) {
       this.#adoptSigner(this.#o.signer.current(), false);
       this.#o.signer.on('rotated', this.#onRotated);
-      this.#publish(this.#publisher.update(this.#o.source!.current()));
+      // the whole initial set goes out as a bulk snapshot (on connect), not as one signed message per entry
+      this.#publisher.update(this.#o.source!.current(), { sign: false });
       this.#unsubscribeSource = this.#o.source!.onChange((services) => {
         this.#publish(this.#publisher!.update(services));
       });
       this.#every(this.config.heartbeatInterval, () => this.#announce());
-      this.#every(republishIntervalOf(this.config), () => this.#publish(this.#publisher!.refreshAll()));
+      this.#every(republishIntervalOf(this.config), () => {
+        this.#publisher!.refreshAll();
+        this.#publishBulk();
+      });
     }
     const tick = Math.max(20, Math.min(1000, Math.floor(this.config.staleAfter / 10)));
     this.#every(tick, () => {
@@ -319,6 +323,7 @@ export class FederationNode implements CatalogView {
   #onConnected(): void {
     this.#connected = true;
     this.#store.resume(this.#now());
+    this.#publishBulk();
     this.#announce();
     // anti-entropy: ask every cluster for its whole set, not only for what was missed
     this.#requestSync(undefined);
@@ -340,6 +345,7 @@ export class FederationNode implements CatalogView {
     if (this.#o.watch !== false) {
       nc.subscribe(s.catalog('*'), { callback: safe((m) => this.#onCatalog(m)) });
       nc.subscribe(s.announce('*'), { callback: safe((m) => this.#onAnnounce(m)) });
+      nc.subscribe(s.bulk('*'), { callback: safe((m) => this.#onBulk(m)) });
       this.#inbox = createInbox();
       nc.subscribe(`${this.#inbox}.*`, { callback: safe((m) => this.#onSnapshotPart(m)) });
     }
@@ -454,6 +460,25 @@ export class FederationNode implements CatalogView {
     this.#log.debug({ req, parts: parts.length, ms: this.#now() - started }, 'snapshot sent');
   }
 
+  #onBulk(m: Msg): void {
+    const subjectCluster = clusterOfSubject(m.subject);
+    if (subjectCluster === this.cluster) return;
+    const v = this.#verifier.verify(m.data, { snapshot: true, subjectCluster });
+    if (!v.ok) {
+      this.#reject(v, m.subject, 'nats');
+      return;
+    }
+    if (v.msg.type !== 'snapshot') {
+      this.#reject(
+        { ok: false, reason: 'bad_payload', signer: v.signer, detail: `a ${v.msg.type} on the bulk subject` },
+        m.subject,
+        'nats',
+      );
+      return;
+    }
+    this.#applySnapshotPart(v.msg, Buffer.from(m.data).toString('utf8'), v);
+  }
+
   #onSnapshotPart(m: Msg): void {
     const req = clusterOfSubject(m.subject);
     if (!this.#requests.has(req)) return;
@@ -557,9 +582,18 @@ export class FederationNode implements CatalogView {
     this.#jws = new JwsSigner({ chainPem: leaf.chainPem, keyPem: leaf.keyPem });
     if (republish && this.#publisher) {
       // entries signed by the old leaf would die with it: re-sign them all now
-      this.#publish(this.#publisher.refreshAll());
+      this.#publisher.refreshAll();
+      this.#publishBulk();
       this.#announce();
     }
+  }
+
+  #publishBulk(): void {
+    const nc = this.#nc;
+    if (!this.#publisher || !nc || nc.isClosed()) return;
+    const subject = this.#subjects.bulk(this.cluster);
+    for (const part of this.#publisher.snapshot(`push-${nuid.next()}`, SNAPSHOT_PART_BYTES))
+      nc.publish(subject, part);
   }
 
   #publish(messages: string[]): void {

@@ -35,7 +35,6 @@ export class RevisionClock {
 
 interface Own {
   msg: EntryMessage;
-  jws: string;
   /** the routing content, to tell a real change from a refresh */
   content: string;
   /** the source object it was built from: an unchanged object is skipped without rebuilding */
@@ -65,6 +64,7 @@ export class CatalogPublisher {
   readonly #own = new Map<string, Own>();
   readonly #digest = new SetDigest();
   #lastList: readonly LocalService[] | undefined;
+  #signEach = true;
 
   constructor(o: PublisherOptions) {
     this.#o = o;
@@ -76,8 +76,12 @@ export class CatalogPublisher {
     return this.#own.size;
   }
 
-  /** The new local set; returns the signed messages (entries and tombstones) to publish. */
-  update(services: readonly LocalService[]): string[] {
+  /**
+   * The new local set; returns the signed messages (entries and tombstones) to publish. With `sign: false` the
+   * new revisions are recorded but nothing is signed: the caller publishes a bulk snapshot instead.
+   */
+  update(services: readonly LocalService[], o: { sign?: boolean } = {}): string[] {
+    this.#signEach = o.sign !== false;
     const last = this.#lastList;
     this.#lastList = services;
     // fast path: the same list with a few objects replaced under the same names (sources replace what changed)
@@ -122,7 +126,8 @@ export class CatalogPublisher {
         before.from = s;
         continue;
       }
-      out.push(this.#sign(s.namespace, s.name, content.ports, content.weight, contentKey, s));
+      const jws = this.#sign(s.namespace, s.name, content.ports, content.weight, contentKey, s);
+      if (jws) out.push(jws);
     }
     if (complete) {
       for (const [key, held] of this.#own) {
@@ -132,11 +137,15 @@ export class CatalogPublisher {
     return out;
   }
 
-  /** Re-signs every entry with a new revision and expiry (TTL refresh, signer rotation, gateway change). */
-  refreshAll(): string[] {
-    return [...this.#own.values()].map((h) =>
-      this.#sign(h.msg.namespace, h.msg.name, h.msg.ports, h.msg.weight, h.content, h.from),
-    );
+  /**
+   * Gives every entry a new revision and expiry (TTL refresh, signer rotation, gateway change) without signing
+   * each: the caller publishes them as a bulk snapshot, one signature per part instead of per entry.
+   */
+  refreshAll(): void {
+    this.#signEach = false;
+    for (const h of [...this.#own.values()]) {
+      this.#sign(h.msg.namespace, h.msg.name, h.msg.ports, h.msg.weight, h.content, h.from);
+    }
   }
 
   /** Tombstones for everything exported (graceful withdraw on stop). */
@@ -225,10 +234,10 @@ export class CatalogPublisher {
       gateways: this.#o.gateways,
       weight,
     };
-    const jws = this.#o.signer().sign(msg);
+    const jws = this.#signEach ? this.#o.signer().sign(msg) : '';
     if (held) this.#digest.remove(namespace, name, held.msg.revision);
     this.#digest.add(namespace, name, msg.revision);
-    const own: Own = { msg, jws, content, bytes: JSON.stringify(msg).length };
+    const own: Own = { msg, content, bytes: JSON.stringify(msg).length };
     if (from) own.from = from;
     this.#own.set(key, own);
     return jws;

@@ -2,6 +2,8 @@
 export interface Subjects {
   /** entries and tombstones of one cluster; subscribe with `catalog(*)` */
   catalog(cluster: string): string;
+  /** bulk snapshots one cluster pushes (at start and on every TTL refresh): one signature per part */
+  bulk(cluster: string): string;
   /** gateway announcements (heartbeats) of one cluster */
   announce(cluster: string): string;
   /** snapshot request for one cluster (answered by that cluster's publisher) */
@@ -13,6 +15,7 @@ export interface Subjects {
 export function subjects(prefix: string): Subjects {
   return {
     catalog: (c) => `${prefix}.catalog.${c}`,
+    bulk: (c) => `${prefix}.bulk.${c}`,
     announce: (c) => `${prefix}.announce.${c}`,
     sync: (c) => `${prefix}.sync.${c}`,
     syncAll: `${prefix}.sync-all`,
