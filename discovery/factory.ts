@@ -59,10 +59,13 @@ export function createSinks(config: DiscoveryConfig, deps: DiscoveryDeps = {}): 
         egress,
         log,
       });
+    // in a pod the egress is reachable at the pod IP (Downward API POD_IP), not at loopback
+    const podIp = process.env.POD_IP;
+    const kubeEgress = podIp ? { host: podIp, port: egress.port } : egress;
     return new KubernetesSink({
       config: { ...s, kubeconfig: pathFrom(deps, s.kubeconfig) },
       gatewayId,
-      egress,
+      egress: kubeEgress,
       log,
     });
   });
