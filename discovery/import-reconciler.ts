@@ -144,8 +144,13 @@ export class ImportReconciler {
     this.stopped = true;
     this.unsubscribe?.();
     for (const t of [this.debounceTimer, this.expiryTimer]) if (t) clearTimeout(t);
+    this.debounceTimer = undefined;
+    this.expiryTimer = undefined;
     if (this.resyncTimer) clearInterval(this.resyncTimer);
-    for (const s of this.sinks) if (s.retryTimer) clearTimeout(s.retryTimer);
+    for (const s of this.sinks) {
+      if (s.retryTimer) clearTimeout(s.retryTimer);
+      s.retryTimer = undefined;
+    }
     await this.idle();
     await Promise.allSettled(this.sinks.map((s) => s.sink.stop()));
   }

@@ -123,6 +123,24 @@ describe('ImportReconciler', () => {
     }
   });
 
+  test('stop() during a pending debounce returns at once and applies nothing more', async () => {
+    const view = new MemoryCatalog();
+    const sink = new RecordingSink();
+    const rec = new ImportReconciler({
+      catalog: view,
+      sinks: [sink],
+      cluster: 'east',
+      debounceMs: 60_000,
+      resyncMs: 0,
+    });
+    await rec.start();
+    await rec.idle();
+    const applied = sink.applied.length;
+    view.put('west', orders); // arms a one-minute debounce
+    await rec.stop();
+    expect(sink.applied.length).toBe(applied);
+  });
+
   test('an entry that expires without any catalog event is withdrawn on time', async () => {
     const view = new MemoryCatalog();
     const sink = new RecordingSink();
