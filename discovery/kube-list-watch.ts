@@ -1,7 +1,7 @@
 import { type KubeConfig, Watch } from '@kubernetes/client-node';
 import { MeshfedError } from '../core/index.ts';
 import { abortableDelay, Backoff, type FailureLog } from './backoff.ts';
-import { kubeError } from './kubernetes-client.ts';
+import { kubeError, withTimeout } from './kubernetes-client.ts';
 
 export interface KubeMeta {
   name?: string;
@@ -99,7 +99,7 @@ export class ListWatch {
 
   private async relist(): Promise<void> {
     this.stats.lists++;
-    const list = await this.o.list();
+    const list = await withTimeout(this.o.list(), this.o.idleTimeoutMs, this.o.what, this.server);
     if (!list || !Array.isArray(list.items)) {
       throw new MeshfedError('MESHFED_DISCOVERY_INVALID', `${this.o.what}: the list answer has no items`, {
         retryable: true,

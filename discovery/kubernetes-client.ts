@@ -106,3 +106,28 @@ export function statusOf(err: unknown): number | undefined {
   const d = (err as MeshfedError).details;
   return typeof d?.status === 'number' ? d.status : undefined;
 }
+
+/**
+ * The generated client has no request timeout: a hung API server would stall a list or a write
+ * forever. The request is abandoned (its socket closes with the server); the caller retries.
+ */
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string, server: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new MeshfedError(
+            'MESHFED_DISCOVERY_UNAVAILABLE',
+            `the Kubernetes API at ${server} did not answer ${what} within ${ms} ms`,
+            {
+              retryable: true,
+              details: { server, operation: what },
+            },
+          ),
+        ),
+      ms,
+    );
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -11,7 +11,7 @@ import {
 import type { KubernetesSinkConfig } from './config.ts';
 import { runAll } from './consul-sink.ts';
 import type { KubeItem } from './kube-list-watch.ts';
-import { kubeError, loadKubeConfig, statusOf } from './kubernetes-client.ts';
+import { kubeError, loadKubeConfig, statusOf, withTimeout } from './kubernetes-client.ts';
 import { MANAGED_BY_LABEL, MANAGED_BY_VALUE, MCS_GROUP, MCS_VERSION } from './kubernetes-source.ts';
 
 export const SPEC_HASH_ANNOTATION = 'meshfed.io/spec-hash';
@@ -28,6 +28,8 @@ export interface KubernetesSinkOptions {
   log?: Logger;
   kubeConfig?: KubeConfig;
   concurrency?: number;
+  /** per API call (ms); a hung API server turns into a retryable error */
+  timeoutMs?: number;
 }
 
 /** The Service meshfed derives for an import; kept within the 63-character name limit. */
@@ -61,6 +63,7 @@ export class KubernetesSink implements ImportSink {
   private readonly egress: { host: string; port: number };
   private readonly log: Logger;
   private readonly concurrency: number;
+  private readonly timeoutMs: number;
   private kc: KubeConfig | undefined;
   private res: { services: Resource; slices: Resource; imports: Resource } | undefined;
   private server = '';
@@ -73,6 +76,7 @@ export class KubernetesSink implements ImportSink {
     this.egress = options.config.egressAddress ?? options.egress;
     this.log = (options.log ?? silentLogger()).child({ sink: 'kubernetes' });
     this.concurrency = options.concurrency ?? 8;
+    this.timeoutMs = options.timeoutMs ?? 30_000;
     this.kc = options.kubeConfig;
   }
 
@@ -332,7 +336,7 @@ export class KubernetesSink implements ImportSink {
 
   private async call<T>(fn: () => Promise<T>, what: string): Promise<T> {
     try {
-      return await fn();
+      return await withTimeout(fn(), this.timeoutMs, what, this.server);
     } catch (err) {
       throw kubeError(err, what, this.server);
     }

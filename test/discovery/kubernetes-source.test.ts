@@ -178,6 +178,27 @@ describe('KubernetesSource against the API double', () => {
     expect(warns.length).toBeLessThanOrEqual(2);
   });
 
+  test('a hung API server (list never answers) is timed out, the set kept, and it recovers', async () => {
+    kube.put('services', service('shop', 'a', { annotations: { 'meshfed.io/export': 'true' } }));
+    const { log, lines } = captureLogger();
+    src = new KubernetesSource({
+      config: config({ idleTimeout: '1s' }),
+      kubeConfig: kubeConfigFor(kube),
+      log,
+    });
+    await src.start();
+    const s = src;
+    await waitFor(() => find(s, 'shop', 'a'));
+    kube.fault = { kind: 'hang' };
+    kube.compact();
+    kube.dropWatches();
+    await waitFor(() => lines.some((l) => l.level === 'warn'), { what: 'the hang to be noticed' });
+    expect(find(s, 'shop', 'a')).toBeDefined();
+    kube.fault = { kind: 'none' };
+    kube.put('services', service('shop', 'b'));
+    await waitFor(() => find(s, 'shop', 'b'), { what: 'recovery after the hang' });
+  });
+
   test('a cluster without the MCS CRDs still works (annotation only)', async () => {
     kube.mcsInstalled = false;
     kube.put('services', service('shop', 'a', { annotations: { 'meshfed.io/export': 'true' } }));
