@@ -132,6 +132,8 @@ function nodeConfig(servers: string[]) {
   };
 }
 
+const viewRegistry = createRegistry();
+
 async function observer(name: string, servers: string[], pki: Pki): Promise<FederationNode> {
   const signer = sourceOf(pki.leaves.get(name)!, pki.bundle);
   await signer.start();
@@ -271,6 +273,15 @@ async function runScale(clusters: number, services: number, seconds: number, rat
       });
     }
     const count = Math.round(seconds * rate);
+    const stalls: string[] = [];
+    let lastBeat = performance.now();
+    const beat = setInterval(() => {
+      const now = performance.now();
+      if (now - lastBeat > 100) stalls.push(`${new Date().toISOString()} ${(now - lastBeat).toFixed(0)}ms`);
+      lastBeat = now;
+    }, 10);
+    const cpu0 = process.cpuUsage();
+    let cpuUsed = cpu0;
     const start = performance.now();
     let rng = 42;
     const rand = (n: number) => {
@@ -290,6 +301,26 @@ async function runScale(clusters: number, services: number, seconds: number, rat
       sources[c]!.setWeight(j, weight);
     }
     const sent = performance.now() - start;
+    clearInterval(beat);
+    console.log(
+      `event loop stalls over 100 ms during the change stream: ${stalls.length}; process CPU ${((process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6).toFixed(1)} s in ${(sent / 1000).toFixed(1)} s of wall time`,
+    );
+    const cpu = process.cpuUsage(cpu0);
+    cpuUsed = cpu;
+    if (process.env.BENCH_DEBUG) {
+      const accepted = await viewRegistry.getSingleMetric('meshfed_catalog_accepted_total')?.get();
+      const rejected = await viewRegistry.getSingleMetric('meshfed_catalog_rejected_total')?.get();
+      console.error(
+        JSON.stringify({
+          stalls: stalls.length,
+          cpu_user_s: cpu.user / 1e6,
+          cpu_system_s: cpu.system / 1e6,
+          wall_s: sent / 1000,
+          accepted: accepted?.values,
+          rejected: rejected?.values,
+        }),
+      );
+    }
     await until(() => pending.size === 0, 30_000, 'the last changes to propagate').catch(() => undefined);
     latencies.sort((a, b) => a - b);
     const achieved = (latencies.length / sent) * 1000;
@@ -320,6 +351,9 @@ async function runScale(clusters: number, services: number, seconds: number, rat
       propagation_p50_ms: round(percentile(latencies, 50)),
       propagation_p99_ms: round(percentile(latencies, 99)),
       propagation_max_ms: round(latencies[latencies.length - 1] ?? Number.NaN),
+      // CPU the whole bench process (publishers + 3 views) spent per change: steadier than latency on a busy host
+      cpu_ms_per_change: round((cpuUsed.user + cpuUsed.system) / 1000 / Math.max(1, latencies.length)),
+      wall_over_cpu: round(sent / ((cpuUsed.user + cpuUsed.system) / 1000)),
       full_sync_s: round(fullSync),
       rss_mb: round(mem.rss_mb),
       heap_mb: round(mem.heap_mb),
