@@ -12,6 +12,7 @@ import type { DiscoveryConfig } from './config.ts';
 import { ConsulSink } from './consul-sink.ts';
 import { ConsulSource } from './consul-source.ts';
 import { KubernetesSink } from './kubernetes-sink.ts';
+import { registerSourceMetrics } from './metrics.ts';
 import { KubernetesSource } from './kubernetes-source.ts';
 import { StaticFileSource } from './static-file-source.ts';
 
@@ -43,6 +44,7 @@ export function createSources(config: DiscoveryConfig, deps: DiscoveryDeps = {})
       return new ConsulSource({ config: { ...s, tokenFile: pathFrom(deps, s.tokenFile) }, log });
     return new KubernetesSource({ config: { ...s, kubeconfig: pathFrom(deps, s.kubeconfig) }, log });
   });
+  if (deps.registry) registerSourceMetrics(deps.registry, sources);
   return new CombinedSource(sources, log);
 }
 

@@ -3,12 +3,14 @@ import {
   type ImportedService,
   type ImportSink,
   type Logger,
+  type Registry,
   type RemoteServiceInstance,
   type ServicePort,
   serviceKey,
   silentLogger,
 } from '../core/index.ts';
 import { Backoff } from './backoff.ts';
+import { type ImportMetrics, importMetrics } from './metrics.ts';
 
 /**
  * What one local cluster should import: every service that another cluster offers through a
@@ -63,6 +65,8 @@ export interface ImportReconcilerOptions {
   /** periodic full re-apply (ms); 0 turns it off */
   resyncMs?: number;
   backoff?: { minMs?: number; maxMs?: number };
+  /** meshfed_discovery_imports and meshfed_discovery_applies_total go here when given */
+  registry?: Registry;
 }
 
 interface SinkState {
@@ -90,6 +94,7 @@ export class ImportReconciler {
   private readonly resyncMs: number;
   private readonly initialDelayMs: number;
   private readonly sinks: SinkState[];
+  private readonly metrics: ImportMetrics | undefined;
   private desired: ImportedService[] = [];
   private desiredDigest = '';
   private unsubscribe: (() => void) | undefined;
@@ -111,6 +116,7 @@ export class ImportReconciler {
   constructor(options: ImportReconcilerOptions) {
     this.view = options.catalog;
     this.initialDelayMs = options.initialDelayMs ?? 0;
+    this.metrics = options.registry ? importMetrics(options.registry) : undefined;
     this.cluster = options.cluster;
     this.log = options.logger ?? silentLogger();
     this.debounceMs = options.debounceMs ?? 200;
@@ -247,9 +253,12 @@ export class ImportReconciler {
       s.applied = digest;
       s.backoff.reset();
       s.lastTerminal = undefined;
+      this.metrics?.imports.set({ sink: s.sink.name }, set.length);
+      this.metrics?.applies.inc({ sink: s.sink.name, result: 'ok' });
       this.log.debug({ sink: s.sink.name, services: set.length }, 'imports applied');
     } catch (err) {
       const retryable = (err as { retryable?: unknown }).retryable === true;
+      this.metrics?.applies.inc({ sink: s.sink.name, result: retryable ? 'retryable' : 'terminal' });
       if (retryable && !this.stopped) {
         const delay = s.backoff.next();
         if (s.backoff.attempts === 1 || s.backoff.attempts % 10 === 0) {

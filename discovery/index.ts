@@ -55,3 +55,4 @@ export {
   OWNER_ANNOTATION,
   SPEC_HASH_ANNOTATION,
 } from './kubernetes-sink.ts';
+export { type ImportMetrics, importMetrics, registerSourceMetrics } from './metrics.ts';

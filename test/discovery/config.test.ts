@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
-import { isMeshfedError, parseConfig } from '../../core/index.ts';
+import { createRegistry, isMeshfedError, parseConfig } from '../../core/index.ts';
 import {
   createSinks,
   createSources,
@@ -82,7 +82,9 @@ describe('discoveryConfigSchema', () => {
       },
       { source: 'gateway.yaml' },
     );
-    const combined = createSources(cfg, { basePath: '/etc/meshfed' });
+    const registry = createRegistry();
+    const combined = createSources(cfg, { basePath: '/etc/meshfed', registry });
+    expect(registry.getSingleMetric('meshfed_discovery_services')).toBeDefined();
     expect(combined.name).toBe('static+consul');
     expect((combined.sources[0] as unknown as { file: string }).file).toBe('/etc/meshfed/services.yaml');
     expect(createSinks(cfg, { gatewayId: 'g' }).map((s) => s.name)).toEqual(['consul', 'kubernetes']);

@@ -1,4 +1,10 @@
-import { type ImportedService, type ImportSink, MeshfedError, waitFor } from '../../core/index.ts';
+import {
+  createRegistry,
+  type ImportedService,
+  type ImportSink,
+  MeshfedError,
+  waitFor,
+} from '../../core/index.ts';
 import { computeImports, ImportReconciler } from '../../discovery/index.ts';
 import { MemoryCatalog } from '../doubles/memory-catalog.ts';
 
@@ -97,6 +103,7 @@ describe('ImportReconciler', () => {
       new MeshfedError('MESHFED_DISCOVERY_UNAVAILABLE', 'down', { retryable: true }),
       new MeshfedError('MESHFED_DISCOVERY_UNAVAILABLE', 'down', { retryable: true }),
     );
+    const registry = createRegistry();
     const rec = new ImportReconciler({
       catalog: view,
       sinks: [sink],
@@ -104,6 +111,7 @@ describe('ImportReconciler', () => {
       debounceMs: 5,
       resyncMs: 0,
       backoff: { minMs: 10, maxMs: 40 },
+      registry,
     });
     view.put('west', orders);
     await rec.start();
@@ -118,6 +126,11 @@ describe('ImportReconciler', () => {
       expect(sink.last).toHaveLength(1);
       view.put('central', billing);
       await waitFor(() => sink.last?.length === 2);
+      const metrics = await registry.getMetricsAsJSON();
+      const applies = metrics.find((m) => m.name === 'meshfed_discovery_applies_total')!.values;
+      expect(applies.find((v) => v.labels.result === 'retryable')?.value).toBe(2);
+      expect(applies.find((v) => v.labels.result === 'terminal')?.value).toBe(1);
+      expect(metrics.find((m) => m.name === 'meshfed_discovery_imports')!.values[0]!.value).toBe(2);
     } finally {
       await rec.stop();
     }
