@@ -43,6 +43,8 @@ const healthEntrySchema = z.object({
 const healthSchema = z.array(healthEntrySchema);
 type HealthEntry = z.output<typeof healthEntrySchema>;
 
+const MIN_CALL_INTERVAL_MS = 20;
+
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export interface ConsulSourceOptions {
@@ -164,7 +166,13 @@ export class ConsulSource implements EndpointSource {
   ): Promise<void> {
     const backoff = this.backoff();
     let index = 0;
+    let lastCall = 0;
     while (!signal.aborted) {
+      // Consul's docs ask blocking-query clients to rate-limit: an index that moves constantly
+      // must not turn this loop into a hot loop against the agent (at most one call per 20 ms)
+      const since = Date.now() - lastCall;
+      if (since < MIN_CALL_INTERVAL_MS) await abortableDelay(MIN_CALL_INTERVAL_MS - since, signal);
+      lastCall = Date.now();
       try {
         const res = await api.blockingGet<unknown>(call, what, index, this.config.wait, signal);
         if (signal.aborted) break;
