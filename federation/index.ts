@@ -1,5 +1,5 @@
 // The public surface of federation/: the signed, federated service catalog over NATS.
-export { CATALOG_FILE } from './catalog-file.ts';
+export { CATALOG_FILE, readCatalogFile, writeCatalogFile } from './catalog-file.ts';
 export { CatalogStore } from './catalog-store.ts';
 export {
   type FederationConfig,

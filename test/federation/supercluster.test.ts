@@ -1,14 +1,33 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { type NatsSupercluster, startNatsSupercluster, waitFor } from '../../core/index.ts';
-import { CATALOG_FILE, type FederationNode } from '../../federation/index.ts';
-import { ListSource, makePki, offers, type Pki, service, startNode, tempDir } from './helpers.ts';
+import { connect } from '@nats-io/transport-node';
+import { createRoot, issueIntermediate, issueLeaf } from '../../ca/index.ts';
+import {
+  createRegistry,
+  type NatsSupercluster,
+  type Registry,
+  startNatsSupercluster,
+  waitFor,
+} from '../../core/index.ts';
+import { CATALOG_FILE, type FederationNode, JwsSigner, SCHEMA_VERSION } from '../../federation/index.ts';
+import {
+  counterValue,
+  ListSource,
+  makePki,
+  offers,
+  type Pki,
+  service,
+  startNode,
+  TD,
+  tempDir,
+} from './helpers.ts';
 
 const CLUSTERS = ['east', 'west', 'north'];
 let sc: NatsSupercluster;
 let pki: Pki;
 const nodes = new Map<string, FederationNode>();
 const sources = new Map<string, ListSource>();
+const registries = new Map<string, Registry>();
 const state = tempDir('meshfed-fed-state-');
 
 function urls(c: string): string[] {
@@ -24,9 +43,18 @@ beforeAll(async () => {
     const src = new ListSource([service('shop', `svc-${c}`, 1), service('shop', 'common', 2)]);
     sources.set(c, src);
     // each mesh cluster talks only to its own NATS cluster; NATS gateways carry the rest
+    const registry = createRegistry();
+    registries.set(c, registry);
     nodes.set(
       c,
-      await startNode({ pki, cluster: c, servers: urls(c), source: src, stateDir: join(state.dir, c) }),
+      await startNode({
+        pki,
+        cluster: c,
+        servers: urls(c),
+        source: src,
+        stateDir: join(state.dir, c),
+        registry,
+      }),
     );
   }
 });
@@ -63,6 +91,44 @@ describe('three mesh clusters on a NATS supercluster', () => {
     west.set([service('shop', 'svc-west', 1), service('shop', 'common', 7)]);
     await waitFor(() => others('west').every((n) => n.instances('shop', 'pay').length === 0));
     expect(offers(nodes.get('east')!, 'shop', 'common')).toEqual({ west: 7, north: 2 });
+  });
+
+  test('forged entries published straight onto the catalog subjects are refused', async () => {
+    // a process holding no valid key: one certificate from a root nobody trusts, and west's real key for east
+    const foreignRoot = await createRoot({ trustDomain: TD });
+    const foreign = await issueLeaf(await issueIntermediate(foreignRoot, { cluster: 'east' }), {
+      kind: 'federation',
+    });
+    const now = Date.now();
+    const forged = {
+      v: SCHEMA_VERSION,
+      type: 'entry' as const,
+      cluster: 'east',
+      namespace: 'shop',
+      name: 'evil',
+      revision: now * 1000 + 7,
+      issuedAt: now,
+      expiresAt: now + 60_000,
+      ports: [{ name: 'http', port: 80, protocol: 'http' }],
+      locality: { region: 'r', zone: 'z' },
+      gateways: [{ name: 'evil', address: '127.0.0.1:1' }],
+      weight: 100,
+    };
+    const nc = await connect({ servers: urls('north') });
+    nc.publish('meshfed.catalog.east', new JwsSigner(foreign).sign(forged));
+    const west = pki.leaves.get('west')!;
+    nc.publish('meshfed.catalog.east', new JwsSigner(west).sign(forged));
+    nc.publish('meshfed.bulk.east', 'not a snapshot');
+    await nc.flush();
+    await waitFor(
+      async () =>
+        (await counterValue(registries.get('west')!, 'untrusted_chain')) >= 1 &&
+        (await counterValue(registries.get('west')!, 'wrong_cluster')) >= 1 &&
+        (await counterValue(registries.get('north')!, 'untrusted_chain')) >= 1,
+      { what: 'the forgeries to be counted' },
+    );
+    for (const n of others('east')) expect(n.instances('shop', 'evil')).toHaveLength(0);
+    await nc.close();
   });
 
   test('a cluster whose NATS dies goes stale within the bound and converges after, withdrawals included', async () => {

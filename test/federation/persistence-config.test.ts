@@ -1,0 +1,141 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { freePort, isMeshfedError, parseConfig } from '../../core/index.ts';
+import {
+  CATALOG_FILE,
+  type EntryMessage,
+  federationConfigSchema,
+  JwsSigner,
+  SCHEMA_VERSION,
+  writeCatalogFile,
+} from '../../federation/index.ts';
+import { makePki, type Pki, startNode, tempDir } from './helpers.ts';
+
+let pki: Pki;
+beforeAll(async () => {
+  pki = await makePki(['east', 'west', 'view']);
+});
+
+function entry(cluster: string, name: string, revision: number): EntryMessage {
+  const now = Date.now();
+  return {
+    v: SCHEMA_VERSION,
+    type: 'entry',
+    cluster,
+    namespace: 'shop',
+    name,
+    revision,
+    issuedAt: now,
+    expiresAt: now + 60_000,
+    ports: [{ name: 'http', port: 8080, protocol: 'http' }],
+    locality: { region: 'r', zone: 'z' },
+    gateways: [{ name: 'gw', address: '127.0.0.1:15443' }],
+    weight: 2,
+  };
+}
+
+const signer = (c: string) =>
+  new JwsSigner({ chainPem: pki.leaves.get(c)!.chainPem, keyPem: pki.leaves.get(c)!.keyPem });
+
+describe('persisted catalog', () => {
+  test('a tampered file can drop entries but never add one', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const good = signer('east').sign(entry('east', 'orders', 10));
+      const forged = signer('west').sign(entry('east', 'evil', 11)); // west's key, east's entry
+      const [h, , s] = good.split('.');
+      const swapped = `${h}.${Buffer.from(JSON.stringify(entry('east', 'evil2', 12))).toString('base64url')}.${s}`;
+      writeCatalogFile(dir, 'view', {
+        entries: [
+          { key: 'east/shop/orders', revision: 10, proof: good },
+          { key: 'east/shop/evil', revision: 11, proof: forged },
+          { key: 'east/shop/evil2', revision: 12, proof: swapped },
+          // the index names a revision its proof does not contain
+          { key: 'east/shop/orders-old', revision: 9, proof: good },
+        ],
+        tombstones: [],
+        announces: [],
+      });
+      expect(JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8')).format).toBe('meshfed-catalog/1');
+      const dead = await freePort(); // no NATS at all: the view must come from disk alone
+      const node = await startNode({
+        pki,
+        cluster: 'view',
+        servers: [`nats://127.0.0.1:${dead}`],
+        stateDir: dir,
+      });
+      try {
+        expect(node.natsStatus().connected).toBe(false);
+        expect(node.services().map((x) => x.name)).toEqual(['orders']);
+        expect(node.instances('shop', 'orders')[0]).toMatchObject({
+          cluster: 'east',
+          revision: 10,
+          weight: 2,
+        });
+      } finally {
+        await node.stop();
+      }
+    } finally {
+      cleanup();
+    }
+  });
+
+  test('a damaged file is reported and the node starts empty', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      writeFileSync(join(dir, CATALOG_FILE), '{"format":"something else"');
+      const dead = await freePort();
+      const node = await startNode({
+        pki,
+        cluster: 'view',
+        servers: [`nats://127.0.0.1:${dead}`],
+        stateDir: dir,
+      });
+      expect(node.entryCount()).toBe(0);
+      await node.stop();
+    } finally {
+      cleanup();
+    }
+  });
+});
+
+describe('federation config', () => {
+  const base = { nats: { servers: ['nats://127.0.0.1:4222'] } };
+
+  test('defaults are explicit and durations parse', () => {
+    const c = parseConfig(federationConfigSchema, { ...base, staleAfter: '30s' }, { source: 'test' });
+    expect(c).toMatchObject({
+      subjectPrefix: 'meshfed',
+      heartbeatInterval: 5000,
+      staleAfter: 30_000,
+      entryTtl: 60_000,
+      maxMessageBytes: 65_536,
+      withdrawOnStop: false,
+    });
+  });
+
+  test('every problem is reported at once, naming the field', () => {
+    let err: unknown;
+    try {
+      parseConfig(
+        federationConfigSchema,
+        {
+          nats: { servers: [], passwd: 'x' },
+          staleAfter: '1s',
+          heartbeatInterval: '5s',
+          subjectPrefix: 'a.*',
+        },
+        { source: 'gw.yaml' },
+      );
+    } catch (e) {
+      err = e;
+    }
+    expect(isMeshfedError(err, 'MESHFED_CONFIG_INVALID')).toBe(true);
+    const paths = ((err as { details: { problems: { path: string }[] } }).details.problems ?? []).map(
+      (p) => p.path,
+    );
+    expect(paths).toEqual(
+      expect.arrayContaining(['nats.servers', 'nats.passwd', 'subjectPrefix', 'staleAfter']),
+    );
+  });
+});
