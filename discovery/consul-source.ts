@@ -44,6 +44,8 @@ const healthSchema = z.array(healthEntrySchema);
 type HealthEntry = z.output<typeof healthEntrySchema>;
 
 const MIN_CALL_INTERVAL_MS = 20;
+/** how long a registration change waits for the checks loop to name the service it touched */
+const CHECKS_GRACE_MS = 300;
 
 const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
@@ -70,7 +72,8 @@ const checksSchema = z.array(
  * - a blocking query on /v1/health/state/any follows every check, so a health change, a new
  *   instance or a removed one names the services it touched;
  * - the touched services are re-read with /v1/health/service/<name>?passing by a small worker
- *   pool, and a periodic resync re-reads all of them (instances without checks change no check).
+ *   pool; a registration that moved no check (an instance without checks) re-reads all of them,
+ *   and so does a periodic resync.
  *
  * Each long poll keeps its own X-Consul-Index (reset per Consul's rules) and backs off with
  * jitter on errors; failures never clear the last known set, and one keyed FailureLog keeps a
@@ -101,7 +104,9 @@ export class ConsulSource implements EndpointSource {
   private readBackoff: Backoff;
   private readRetry: NodeJS.Timeout | undefined;
   /** reads of single services, for tests and the bench */
-  readonly stats = { serviceReads: 0, resyncs: 0 };
+  readonly stats = { serviceReads: 0, resyncs: 0, fullReads: 0 };
+  /** highest X-Consul-Index the checks loop has seen */
+  private checksIndex = 0;
 
   constructor(options: ConsulSourceOptions) {
     this.config = options.config;
@@ -161,7 +166,7 @@ export class ConsulSource implements EndpointSource {
     what: string,
     call: (c: ConsulApi['consul'], o: Record<string, unknown>) => Promise<unknown>,
     schema: z.ZodType<T>,
-    onAnswer: (body: T) => void,
+    onAnswer: (body: T, index: number) => void,
     signal: AbortSignal,
   ): Promise<void> {
     const backoff = this.backoff();
@@ -184,7 +189,7 @@ export class ConsulSource implements EndpointSource {
         backoff.reset();
         this.failures.success(key);
         // a wait that expired with the same index carries nothing new
-        if (changed) onAnswer(parsed.data);
+        if (changed) onAnswer(parsed.data, res.index);
       } catch (err) {
         if (signal.aborted) break;
         const delay = backoff.next();
@@ -201,7 +206,8 @@ export class ConsulSource implements EndpointSource {
       'GET /v1/catalog/services',
       (c, o) => c.catalog.service.list(o),
       catalogServicesSchema,
-      (catalog) => {
+      (catalog, catalogIndex) => {
+        const first = !this.catalogAnswered;
         const next = new Map(Object.entries(catalog).map(([k, v]) => [k, v ?? []] as [string, string[]]));
         next.delete('consul');
         let removed = false;
@@ -219,6 +225,7 @@ export class ConsulSource implements EndpointSource {
         this.catalogTags = next;
         this.catalogAnswered = true;
         if (removed) this.scheduleFlush();
+        if (!first) this.verifyCoveredByChecks(catalogIndex);
         this.pump();
       },
       signal,
@@ -232,7 +239,7 @@ export class ConsulSource implements EndpointSource {
       'GET /v1/health/state/any',
       (c, o) => c.health.state({ ...o, state: 'any' }),
       checksSchema,
-      (checks) => {
+      (checks, checksIndex) => {
         const parts = new Map<string, string[]>();
         for (const c of checks) {
           if (!c.ServiceName) continue; // node-level checks (serfHealth)
@@ -246,10 +253,28 @@ export class ConsulSource implements EndpointSource {
         for (const name of this.checkSignatures.keys()) if (!next.has(name)) this.dirty.add(name);
         this.checkSignatures = next;
         this.checksAnswered = true;
+        this.checksIndex = Math.max(this.checksIndex, checksIndex);
         this.pump();
       },
       signal,
     );
+  }
+
+  /**
+   * A registration change moves the catalog's index; if it wrote or removed a check, the checks
+   * index moves to the same raft index and the checks loop names the service. If the checks index
+   * has not caught up shortly after, the change was to an instance without checks, which names no
+   * service: re-read them all (bounded by the read pool) rather than wait for the next resync.
+   */
+  private verifyCoveredByChecks(catalogIndex: number): void {
+    if (this.checksIndex >= catalogIndex) return;
+    const timer = setTimeout(() => {
+      if (this.abort.signal.aborted || this.checksIndex >= catalogIndex) return;
+      this.stats.fullReads++;
+      for (const name of this.catalogTags.keys()) this.dirty.add(name);
+      this.pump();
+    }, CHECKS_GRACE_MS);
+    timer.unref();
   }
 
   /** Keeps up to `concurrency` single-service reads running while services are dirty. */

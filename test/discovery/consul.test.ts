@@ -124,6 +124,36 @@ describe('ConsulSource against the Consul double', () => {
     }
   });
 
+  test('an instance registered without checks is seen at once (no wait for the periodic resync)', async () => {
+    consul.register({
+      id: 'a-1',
+      service: 'alpha',
+      port: 1000,
+      tags: ['meshfed-export'],
+      address: '10.0.0.1',
+    });
+    const src = new ConsulSource({ config: sourceConfig(consul, { resync: '1h' }) });
+    await src.start();
+    try {
+      await waitFor(() => src.synced && find(src, 'alpha'));
+      const reads = src.stats.fullReads;
+      consul.register({ id: 'a-2', service: 'alpha', port: 1000, address: '10.0.0.2', checks: false });
+      await waitFor(() => find(src, 'alpha')?.endpoints.length === 2, { what: 'the check-less instance' });
+      expect(src.stats.fullReads).toBeGreaterThanOrEqual(reads + 1);
+      // an instance with checks is named by the checks loop (a full re-read only if that loop is
+      // slower than the grace period, which a loaded CI machine can make happen)
+      consul.register({ id: 'a-3', service: 'alpha', port: 1000, address: '10.0.0.3' });
+      await waitFor(() => find(src, 'alpha')?.endpoints.length === 3);
+      consul.deregister('a-2');
+      await waitFor(() => find(src, 'alpha')?.endpoints.length === 2, {
+        what: 'the check-less instance to go',
+      });
+      expect(src.stats.fullReads).toBeGreaterThanOrEqual(reads + 2);
+    } finally {
+      await src.stop();
+    }
+  });
+
   test('an index that goes backwards (snapshot restore) is reset and changes keep flowing', async () => {
     consul.register({ id: 'a-1', service: 'alpha', port: 1000, tags: ['meshfed-export'] });
     const src = new ConsulSource({ config: sourceConfig(consul) });

@@ -30,6 +30,8 @@ export interface ConsulInstance {
   nodeMeta: Record<string, string>;
   /** aggregate check status */
   status: 'passing' | 'warning' | 'critical';
+  /** false: registered without any check (then it appears in no /v1/health/state answer) */
+  checks: boolean;
   /** the index at which this instance last changed */
   modifyIndex: number;
 }
@@ -74,18 +76,24 @@ export class ConsulDouble extends HttpDouble {
       nodeAddress: '127.0.0.1',
       nodeMeta: {},
       status: 'passing',
+      checks: true,
       ...prev,
       ...inst,
       modifyIndex: 0,
     };
-    this.write(next.service, () => this.instances.set(next.id, next), prev?.service);
+    this.write(
+      next.service,
+      () => this.instances.set(next.id, next),
+      prev?.service,
+      next.checks || prev?.checks === true,
+    );
     return this.instances.get(next.id)!;
   }
 
   deregister(id: string): boolean {
     const prev = this.instances.get(id);
     if (!prev) return false;
-    this.write(prev.service, () => this.instances.delete(id));
+    this.write(prev.service, () => this.instances.delete(id), undefined, prev.checks);
     return true;
   }
 
@@ -128,7 +136,7 @@ export class ConsulDouble extends HttpDouble {
 
   // ---- internals ----
 
-  private write(service: string, apply: () => void, oldService?: string): void {
+  private write(service: string, apply: () => void, oldService?: string, touchesChecks = true): void {
     this.raftIndex++;
     apply();
     const inst = [...this.instances.values()].filter((i) => i.service === service);
@@ -136,7 +144,8 @@ export class ConsulDouble extends HttpDouble {
     this.serviceIndex.set(service, this.raftIndex);
     if (oldService && oldService !== service) this.serviceIndex.set(oldService, this.raftIndex);
     this.servicesIndex = this.raftIndex;
-    this.checksIndex = this.raftIndex;
+    // the checks table only moves when a check is written or removed
+    if (touchesChecks) this.checksIndex = this.raftIndex;
     this.wake();
   }
 
@@ -211,7 +220,7 @@ export class ConsulDouble extends HttpDouble {
         anonymous
           ? []
           : [...this.instances.values()]
-              .filter((i) => state[1] === 'any' || i.status === state[1])
+              .filter((i) => i.checks && (state[1] === 'any' || i.status === state[1]))
               .map((i) => ({
                 Node: i.node,
                 CheckID: `service:${i.id}`,
@@ -361,16 +370,18 @@ export class ConsulDouble extends HttpDouble {
         CreateIndex: i.modifyIndex,
         ModifyIndex: i.modifyIndex,
       },
-      Checks: [
-        {
-          Node: i.node,
-          CheckID: `service:${i.id}`,
-          Name: `Service '${i.service}' check`,
-          Status: i.status,
-          ServiceID: i.id,
-          ServiceName: i.service,
-        },
-      ],
+      Checks: !i.checks
+        ? []
+        : [
+            {
+              Node: i.node,
+              CheckID: `service:${i.id}`,
+              Name: `Service '${i.service}' check`,
+              Status: i.status,
+              ServiceID: i.id,
+              ServiceName: i.service,
+            },
+          ],
     };
   }
 
