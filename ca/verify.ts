@@ -279,8 +279,17 @@ function chainResult(chain: ChainInput, bundle: TrustBundle): ChainResult {
     try {
       r = buildChain(parseChain(chain), bundle);
     } catch (err) {
-      if (!(err instanceof MeshfedError)) throw err;
-      r = err;
+      // untrusted input must never surface as anything but a typed refusal
+      r =
+        err instanceof MeshfedError
+          ? err
+          : new MeshfedError(
+              'MESHFED_CA_MALFORMED',
+              `the certificate chain cannot be processed: ${(err as Error).message}`,
+              {
+                cause: err,
+              },
+            );
     }
     if (cache.results.size >= CACHE_MAX) cache.results.delete(cache.results.keys().next().value!);
     cache.results.set(key, r);
