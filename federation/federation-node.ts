@@ -36,7 +36,7 @@ import {
 } from './config.ts';
 import { SetDigest } from './digest.ts';
 import { JwsSigner } from './jws.ts';
-import { type EntryMessage, entryKey, type SnapshotMessage } from './messages.ts';
+import { type AnnounceMessage, type EntryMessage, entryKey, type SnapshotMessage } from './messages.ts';
 import { CatalogPublisher } from './publisher.ts';
 import { ingestCatalogMessage } from './ingest.ts';
 import { RejectionRecorder } from './rejections.ts';
@@ -83,6 +83,12 @@ interface Collection {
 
 const SNAPSHOT_PART_BYTES = 256 * 1024;
 const MAX_COLLECTIONS = 4096;
+/**
+ * Snapshots requested at once. Each is one cluster's whole set (about 1 MiB for 2,000 services): pulling them a
+ * few at a time keeps a new view from being sent everything at once, which NATS answers by cutting the view off
+ * as a slow consumer when the process cannot read fast enough.
+ */
+const SYNC_CONCURRENCY = 4;
 
 /**
  * A cluster's member of the federated catalog: it publishes this cluster's exported services as signed entries
@@ -116,6 +122,9 @@ export class FederationNode implements CatalogView {
   #requests = new Map<string, number>();
   #collections = new Map<string, Collection>();
   #lastSyncAsk = new Map<string, number>();
+  /** cluster → request id of its snapshot in flight */
+  #syncInFlight = new Map<string, { req: string; at: number }>();
+  #syncQueue = new Set<string>();
   #connectLoop: Promise<void> | undefined;
   #wake: (() => void) | undefined;
   #onRotated = (leaf: IssuedLeaf): void => this.#adoptSigner(leaf, true);
@@ -322,6 +331,8 @@ export class FederationNode implements CatalogView {
 
   #onConnected(): void {
     this.#connected = true;
+    // requests sent on the old connection will not be answered
+    this.#syncInFlight.clear();
     this.#store.resume(this.#now());
     this.#publishBulk();
     this.#announce();
@@ -402,13 +413,13 @@ export class FederationNode implements CatalogView {
       );
       return;
     }
-    const { result, digestMatches } = this.#store.applyAnnounce(
-      v.msg,
-      Buffer.from(m.data).toString('utf8'),
-      this.#now(),
-    );
-    this.#afterApply(result, v, m.subject);
-    if (!digestMatches) this.#requestSync(v.msg.cluster);
+    this.#applyAnnounce(v.msg, Buffer.from(m.data).toString('utf8'), v, m.subject);
+  }
+
+  #applyAnnounce(msg: AnnounceMessage, proof: string, v: Accepted, subject: string): void {
+    const { result, digestMatches } = this.#store.applyAnnounce(msg, proof, this.#now());
+    this.#afterApply(result, v, subject);
+    if (!digestMatches) this.#requestSync(msg.cluster);
   }
 
   #afterApply(result: string, v: Accepted, subject: string): void {
@@ -429,20 +440,49 @@ export class FederationNode implements CatalogView {
     }
   }
 
+  /**
+   * `undefined` asks every publisher to announce itself to us now (answers arrive as announcements, whose
+   * digests then queue the snapshots we lack); a cluster name queues a snapshot of that cluster.
+   */
   #requestSync(cluster: string | undefined): void {
     const nc = this.#nc;
     if (!nc || !this.#connected || this.#o.watch === false) return;
     const now = this.#now();
-    const key = cluster ?? '*';
+    if (cluster === undefined) {
+      const req = nuid.next();
+      this.#requests.set(req, now);
+      nc.publish(this.#subjects.syncAll, JSON.stringify({ req }), { reply: `${this.#inbox}.${req}` });
+      this.#log.debug({ peer: 'all', req }, 'announcements requested');
+      return;
+    }
     // a digest mismatch is asked about at most once per heartbeat interval per cluster
-    const last = this.#lastSyncAsk.get(key) ?? 0;
-    if (cluster !== undefined && now - last < this.config.heartbeatInterval) return;
-    this.#lastSyncAsk.set(key, now);
-    const req = nuid.next();
-    this.#requests.set(req, now);
-    const subject = cluster === undefined ? this.#subjects.syncAll : this.#subjects.sync(cluster);
-    nc.publish(subject, JSON.stringify({ req }), { reply: `${this.#inbox}.${req}` });
-    this.#log.debug({ peer: cluster ?? 'all', req }, 'snapshot requested');
+    if (this.#syncInFlight.has(cluster) || this.#syncQueue.has(cluster)) return;
+    const last = this.#lastSyncAsk.get(cluster) ?? 0;
+    if (now - last < this.config.heartbeatInterval) return;
+    this.#syncQueue.add(cluster);
+    this.#pumpSync();
+  }
+
+  #pumpSync(): void {
+    const nc = this.#nc;
+    if (!nc || !this.#connected) return;
+    for (const cluster of this.#syncQueue) {
+      if (this.#syncInFlight.size >= SYNC_CONCURRENCY) return;
+      this.#syncQueue.delete(cluster);
+      const now = this.#now();
+      const req = nuid.next();
+      this.#lastSyncAsk.set(cluster, now);
+      this.#requests.set(req, now);
+      this.#syncInFlight.set(cluster, { req, at: now });
+      nc.publish(this.#subjects.sync(cluster), JSON.stringify({ req }), { reply: `${this.#inbox}.${req}` });
+      this.#log.debug({ peer: cluster, req }, 'snapshot requested');
+    }
+  }
+
+  #syncDone(cluster: string, req: string): void {
+    if (this.#syncInFlight.get(cluster)?.req !== req) return;
+    this.#syncInFlight.delete(cluster);
+    this.#pumpSync();
   }
 
   #onSyncRequest(m: Msg): void {
@@ -454,6 +494,11 @@ export class FederationNode implements CatalogView {
       return;
     }
     if (typeof req !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(req)) return;
+    if (m.subject === this.#subjects.syncAll) {
+      // everyone asks everyone at once here: answer small, and let the asker pull snapshots at its own pace
+      this.#nc?.publish(m.reply, this.#publisher.announce());
+      return;
+    }
     const started = this.#now();
     const parts = this.#publisher.snapshot(req, SNAPSHOT_PART_BYTES);
     for (const part of parts) this.#nc?.publish(m.reply, part);
@@ -485,6 +530,12 @@ export class FederationNode implements CatalogView {
     const v = this.#verifier.verify(m.data, { snapshot: true });
     if (!v.ok) {
       this.#reject(v, m.subject, 'snapshot');
+      return;
+    }
+    if (v.msg.type === 'announce') {
+      if (v.msg.cluster !== this.cluster) {
+        this.#applyAnnounce(v.msg, Buffer.from(m.data).toString('utf8'), v, m.subject);
+      }
       return;
     }
     const snap = v.msg;
@@ -546,6 +597,7 @@ export class FederationNode implements CatalogView {
     if (applied > 0) this.#schedulePersist();
     if (col.seen.size < col.parts) return;
     this.#collections.delete(id);
+    this.#syncDone(col.cluster, snap.req);
     this.#log.debug(
       { peer: col.cluster, req: snap.req, parts: col.parts, entries: col.count, ms: now - col.startedAt },
       'snapshot received',
@@ -573,6 +625,10 @@ export class FederationNode implements CatalogView {
     }
     for (const [req, at] of this.#requests) {
       if (now - at > this.config.syncTimeout) this.#requests.delete(req);
+    }
+    for (const [cluster, f] of this.#syncInFlight) {
+      // an unanswered request (responder gone, parts lost) frees its slot; the next mismatch asks again
+      if (now - f.at > this.config.syncTimeout) this.#syncDone(cluster, f.req);
     }
   }
 

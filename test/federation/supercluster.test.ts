@@ -141,7 +141,7 @@ describe('three mesh clusters on a NATS supercluster', () => {
     });
     const staleAfterMs = Date.now() - killedAt;
     // the bound is 1.2 s plus one check interval; allow scheduling noise on a shared machine
-    expect(staleAfterMs).toBeLessThan(5_000);
+    expect(staleAfterMs).toBeLessThan(8_000);
     const east = nodes.get('east')!;
     // stale entries stay visible, flagged
     expect(east.instances('shop', 'svc-north')).toEqual([
