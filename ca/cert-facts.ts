@@ -1,6 +1,5 @@
 import type { X509Certificate } from 'node:crypto';
-import { px } from './x509-lib.ts';
-import { readUriConstraints, type UriConstraints } from './der.ts';
+import { decodeKeyUsage, decodeOid, readTlvs, readUriConstraints, type UriConstraints } from './der.ts';
 
 /** OIDs of the extensions meshfed understands; a certificate with any other critical extension is refused. */
 export const OID = {
@@ -37,7 +36,7 @@ export interface CertFacts {
   notAfter: Date;
   isCa: boolean;
   pathLen: number | undefined;
-  /** KeyUsage bit flags (px.KeyUsageFlags), undefined when the extension is absent */
+  /** KeyUsage bit flags (as @peculiar/x509's KeyUsageFlags), undefined when the extension is absent */
   keyUsage: number | undefined;
   /** extended key usage OIDs, undefined when the extension is absent */
   extKeyUsage: string[] | undefined;
@@ -63,31 +62,80 @@ export function certFacts(cert: X509Certificate): CertFacts {
   return facts;
 }
 
+const EXTENSIONS_TAG = 0xa3;
+
+/**
+ * Reads the extensions meshfed relies on straight from the DER (node:crypto exposes neither pathLen, KeyUsage bits
+ * nor name constraints, and a full ASN.1 library costs milliseconds per certificate on the cold verify path).
+ * Duplicate extensions are refused, as RFC 5280 and OpenSSL require.
+ */
 function parseFacts(cert: X509Certificate, fingerprint256: string): CertFacts {
-  const p = new px.X509Certificate(cert.raw);
-  const bc = p.getExtension(px.BasicConstraintsExtension);
-  const ku = p.getExtension(px.KeyUsagesExtension);
-  const eku = p.getExtension(px.ExtendedKeyUsageExtension);
-  const san = p.getExtension(px.SubjectAlternativeNameExtension);
-  const nc = p.extensions.find((e) => e.type === OID.nameConstraints);
-  const names = san?.names.items ?? [];
-  return {
+  const [outer] = readTlvs(cert.raw);
+  const [tbs] = readTlvs(outer!.value);
+  const tbsParts = readTlvs(tbs!.value);
+  const serialTlv = tbsParts[tbsParts[0]!.tag === 0xa0 ? 1 : 0]!;
+  let serial = serialTlv.value;
+  if (serial.length > 1 && serial[0] === 0 && serial[1]! > 0x7f) serial = serial.subarray(1);
+  const facts: CertFacts = {
     cert,
     fingerprint256,
-    serial: p.serialNumber.toLowerCase(),
+    serial: serial.toString('hex'),
     subject: oneLine(cert.subject),
     notBefore: cert.validFromDate,
     notAfter: cert.validToDate,
-    isCa: bc?.ca === true,
-    pathLen: bc?.ca ? bc.pathLength : undefined,
-    keyUsage: ku ? ku.usages : undefined,
-    extKeyUsage: eku ? eku.usages.map(String) : undefined,
-    uris: names.filter((n) => n.type === 'url').map((n) => n.value),
-    dnsNames: names.filter((n) => n.type === 'dns').map((n) => n.value),
-    uriConstraints: nc ? readUriConstraints(Buffer.from(nc.value)) : undefined,
+    isCa: false,
+    pathLen: undefined,
+    keyUsage: undefined,
+    extKeyUsage: undefined,
+    uris: [],
+    dnsNames: [],
+    uriConstraints: undefined,
     selfIssued: cert.subject === cert.issuer,
-    unknownCritical: p.extensions.find((e) => e.critical && !UNDERSTOOD_CRITICAL.has(e.type))?.type,
+    unknownCritical: undefined,
   };
+  const extWrapper = tbsParts.find((t) => t.tag === EXTENSIONS_TAG);
+  if (!extWrapper) return facts;
+  const seen = new Set<string>();
+  for (const ext of readTlvs(readTlvs(extWrapper.value)[0]!.value)) {
+    const parts = readTlvs(ext.value);
+    const oid = decodeOid(parts[0]!.value);
+    const critical = parts[1]?.tag === 0x01 && parts[1].value[0] !== 0;
+    const octets = parts.find((p) => p.tag === 0x04);
+    if (!octets) throw new Error(`extension ${oid} has no value`);
+    if (seen.has(oid)) throw new Error(`extension ${oid} appears twice`);
+    seen.add(oid);
+    const [value] = readTlvs(octets.value);
+    switch (oid) {
+      case OID.basicConstraints: {
+        const items = readTlvs(value!.value);
+        const caFlag = items.find((t) => t.tag === 0x01);
+        facts.isCa = caFlag !== undefined && caFlag.value[0] !== 0;
+        const len = items.find((t) => t.tag === 0x02);
+        if (facts.isCa && len)
+          facts.pathLen =
+            len.value.length > 4 ? Number.MAX_SAFE_INTEGER : len.value.readUIntBE(0, len.value.length);
+        break;
+      }
+      case OID.keyUsage:
+        facts.keyUsage = decodeKeyUsage(value!.value);
+        break;
+      case OID.extKeyUsage:
+        facts.extKeyUsage = readTlvs(value!.value).map((t) => decodeOid(t.value));
+        break;
+      case OID.subjectAltName:
+        for (const n of readTlvs(value!.value)) {
+          if (n.tag === 0x86) facts.uris.push(n.value.toString('latin1'));
+          else if (n.tag === 0x82) facts.dnsNames.push(n.value.toString('latin1'));
+        }
+        break;
+      case OID.nameConstraints:
+        facts.uriConstraints = readUriConstraints(octets.value);
+        break;
+      default:
+        if (critical && !UNDERSTOOD_CRITICAL.has(oid)) facts.unknownCritical ??= oid;
+    }
+  }
+  return facts;
 }
 
 /** node:crypto prints distinguished names one attribute per line; messages want them on one line. */

@@ -76,3 +76,29 @@ export function uriHostMatches(host: string, constraint: string): boolean {
   const h = host.toLowerCase();
   return constraint.startsWith('.') ? h.endsWith(constraint) : h === constraint;
 }
+
+/** Dotted form of a DER OBJECT IDENTIFIER's contents. */
+export function decodeOid(v: Buffer): string {
+  if (v.length === 0) throw new Error('empty OID');
+  const parts: number[] = [];
+  let n = 0;
+  for (const b of v) {
+    n = n * 128 + (b & 0x7f);
+    if (!(b & 0x80)) {
+      parts.push(n);
+      n = 0;
+    }
+  }
+  const first = parts.shift()!;
+  const a = first < 80 ? Math.floor(first / 40) : 2;
+  return [a, first - a * 40, ...parts].join('.');
+}
+
+/** KeyUsage BIT STRING → flags where bit i of the ASN.1 string is 1 << i (digitalSignature = 1, keyCertSign = 32). */
+export function decodeKeyUsage(v: Buffer): number {
+  let flags = 0;
+  for (let i = 0; i < (v.length - 1) * 8 && i < 16; i++) {
+    if ((v[1 + (i >> 3)]! >> (7 - (i & 7))) & 1) flags |= 1 << i;
+  }
+  return flags;
+}

@@ -39,18 +39,30 @@ function rotated(src: CertificateSource, timeoutMs: number): Promise<IssuedLeaf>
 }
 
 test('renews at 2/3 of the life, emits rotated, and the old leaf still verifies during the overlap', async () => {
-  const src = new CertificateSource({ issue: shortLeaf, bundle: () => bundle });
+  const calls: number[] = [];
+  const src = new CertificateSource({
+    issue: () => {
+      calls.push(Date.now());
+      return issueLeaf(east, { kind: 'gateway', name: 'gw-1', ttlMs: 4500, notBefore: new Date() });
+    },
+    bundle: () => bundle,
+  });
   try {
     const first = await src.start();
     expect(src.current()).toBe(first);
-    const next = await rotated(src, 5000);
-    const renewedAfter = Date.now() - first.notBefore.getTime();
-    expect(renewedAfter).toBeGreaterThanOrEqual(1500); // not immediately …
-    expect(Date.now()).toBeLessThan(first.notAfter.getTime()); // … and before the old leaf expired
+    const next = await rotated(src, 15_000);
+    const life = first.notAfter.getTime() - first.notBefore.getTime();
+    // the renewal started at 2/3 of the life (not at once), while the old leaf was still valid
+    expect(calls).toHaveLength(2);
+    expect(calls[1]! - first.notBefore.getTime()).toBeGreaterThanOrEqual(life * 0.6);
+    expect(calls[1]!).toBeLessThan(first.notAfter.getTime());
     expect(next.serial).not.toBe(first.serial);
     expect(src.current()).toBe(next);
-    expect(verify(first.chainPem, bundle).serial).toBe(first.serial);
-    expect(verify(next.chainPem, bundle).serial).toBe(next.serial);
+    const during = new Date(calls[1]!);
+    expect(verify(first.chainPem, bundle, { now: during }).serial).toBe(first.serial);
+    expect(verify(next.chainPem, bundle, { now: new Date(next.notBefore.getTime() + 1000) }).serial).toBe(
+      next.serial,
+    );
   } finally {
     src.stop();
   }
@@ -71,7 +83,7 @@ test('a failed renewal emits error, keeps the current leaf, and is retried', asy
   src.on('error', (e) => errors.push(e));
   try {
     const first = await src.start();
-    const next = await rotated(src, 8000);
+    const next = await rotated(src, 15_000);
     expect(errors).toHaveLength(1);
     expect((errors[0] as { code: string }).code).toBe('MESHFED_INTERNAL');
     expect(calls).toBe(3);
@@ -134,7 +146,7 @@ test('rotated fires for every renewal while listeners swap TLS contexts', async 
     await src.start();
     const [leaf] = (await Promise.race([
       once(src, 'rotated'),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('no rotation')), 5000)),
+      new Promise((_, reject) => setTimeout(() => reject(new Error('no rotation')), 15_000)),
     ])) as [IssuedLeaf];
     expect(verify(leaf.chainPem, bundle, { kinds: ['gateway'] }).serial).toBe(leaf.serial);
   } finally {
