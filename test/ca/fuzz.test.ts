@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, webcrypto, X509Certificate } from 'node:crypto';
 import fc from 'fast-check';
 import {
   type CaMaterial,
@@ -9,6 +9,7 @@ import {
   TrustBundle,
   verify,
 } from '../../ca/index.ts';
+import { px } from '../../ca/x509-lib.ts';
 import { MeshfedError } from '../../core/index.ts';
 
 let root: CaMaterial;
@@ -63,4 +64,32 @@ test('arbitrary text as a PEM chain is a typed refusal', () => {
     }),
     { numRuns: 200 },
   );
+});
+
+test('a certificate with a duplicated extension (two SANs) is refused as malformed', async () => {
+  const signingKey = createPrivateKey(east.keyPem).toCryptoKey(
+    { name: 'ECDSA', namedCurve: 'P-256' },
+    false,
+    ['sign'],
+  ) as webcrypto.CryptoKey;
+  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair;
+  const cert = await px.X509CertificateGenerator.create({
+    subject: 'CN=dup',
+    issuer: new px.X509Certificate(east.certPem).subjectName,
+    publicKey: keys.publicKey,
+    signingKey,
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+    extensions: [
+      new px.SubjectAlternativeNameExtension([
+        { type: 'url', value: 'spiffe://mesh.example/cluster/east/gateway/a' },
+      ]),
+      new px.SubjectAlternativeNameExtension([
+        { type: 'url', value: 'spiffe://mesh.example/cluster/west/gateway/b' },
+      ]),
+    ],
+  });
+  expect(outcome(cert.toString('pem') + east.certPem)).toBe('MESHFED_CA_MALFORMED');
 });
