@@ -1,0 +1,93 @@
+import { duration, hostPort, z } from '../core/index.ts';
+
+export const TUNNEL_ALPN = 'meshfed-tunnel/1';
+
+const tcpPortSchema = z.strictObject({
+  listen: hostPort('127.0.0.1').describe('local address apps connect to for this service'),
+  service: z.string().regex(/^[a-z0-9-]+\.[a-z0-9-]+$/, 'expected name.namespace, e.g. "db.shop"'),
+  port: z.string().min(1).optional().describe('service port name (default: the first port)'),
+});
+
+export const gatewayConfigSchema = z
+  .strictObject({
+    listeners: z
+      .strictObject({
+        eastWest: hostPort()
+          .default({ host: '0.0.0.0', port: 15443 })
+          .describe('mTLS listener other gateways dial'),
+        egress: hostPort('127.0.0.1')
+          .default({ host: '127.0.0.1', port: 15001 })
+          .describe('plain HTTP/1.1 and h2c listener for local apps'),
+        admin: hostPort('127.0.0.1')
+          .default({ host: '127.0.0.1', port: 15000 })
+          .describe('/healthz, /readyz, /metrics, /debug/*'),
+      })
+      .default({
+        eastWest: { host: '0.0.0.0', port: 15443 },
+        egress: { host: '127.0.0.1', port: 15001 },
+        admin: { host: '127.0.0.1', port: 15000 },
+      }),
+    tcpPorts: z
+      .array(tcpPortSchema)
+      .default([])
+      .describe('per-service local TCP ports, carried over CONNECT tunnels'),
+    egressTrustedNetworks: z
+      .array(z.string())
+      .default(['127.0.0.0/8', '::1/128'])
+      .describe('CIDRs allowed to use the egress listener'),
+    limits: z
+      .strictObject({
+        maxConnections: z.number().int().min(1).default(10_000).describe('per listener'),
+        maxHeaderBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(32 * 1024),
+        headersTimeout: duration()
+          .default(10_000)
+          .describe('slowloris guard: the whole header block within this'),
+        maxConcurrentStreams: z.number().int().min(1).default(256).describe('HTTP/2 streams per connection'),
+        maxResetsPerSecond: z
+          .number()
+          .int()
+          .min(1)
+          .default(200)
+          .describe('HTTP/2 rapid-reset guard per connection'),
+        helloTimeout: duration().default(5_000).describe('east-west: the TLS ClientHello within this'),
+      })
+      .default({
+        maxConnections: 10_000,
+        maxHeaderBytes: 32 * 1024,
+        headersTimeout: 10_000,
+        maxConcurrentStreams: 256,
+        maxResetsPerSecond: 200,
+        helloTimeout: 5_000,
+      }),
+    tunnelConnectionsPerGateway: z
+      .number()
+      .int()
+      .min(1)
+      .max(16)
+      .default(2)
+      .describe('pooled HTTP/2 sessions per remote gateway'),
+  })
+  .default({
+    listeners: {
+      eastWest: { host: '0.0.0.0', port: 15443 },
+      egress: { host: '127.0.0.1', port: 15001 },
+      admin: { host: '127.0.0.1', port: 15000 },
+    },
+    tcpPorts: [],
+    egressTrustedNetworks: ['127.0.0.0/8', '::1/128'],
+    limits: {
+      maxConnections: 10_000,
+      maxHeaderBytes: 32 * 1024,
+      headersTimeout: 10_000,
+      maxConcurrentStreams: 256,
+      maxResetsPerSecond: 200,
+      helloTimeout: 5_000,
+    },
+    tunnelConnectionsPerGateway: 2,
+  });
+
+export type GatewayConfig = z.output<typeof gatewayConfigSchema>;

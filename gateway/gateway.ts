@@ -1,0 +1,1171 @@
+import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http2, {
+  type ClientHttp2Stream,
+  constants as h2c,
+  type Http2SecureServer,
+  type Http2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type IncomingHttpHeaders as H2Headers,
+} from 'node:http2';
+import net, { BlockList, type Server, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import {
+  context,
+  propagation,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  type Tracer,
+} from '@opentelemetry/api';
+import {
+  type CertificateSource,
+  type IssuedLeaf,
+  parseSpiffeId,
+  peerCertificateChain,
+  type TrustBundle,
+  type VerifiedIdentity,
+  verify,
+} from '../ca/index.ts';
+import {
+  type CatalogView,
+  Counter,
+  type EndpointSource,
+  Gauge,
+  Histogram,
+  LATENCY_BUCKETS,
+  type Locality,
+  type LocalService,
+  type Logger,
+  MeshfedError,
+  parseClustersetHost,
+  type Registry,
+  serviceKey,
+} from '../core/index.ts';
+import type { Balancers, BalancerTarget, Failure, PickResult } from './balancer/index.ts';
+import type { BalancerConfig } from './balancer/index.ts';
+import { type HelloResult, MAX_HELLO_BYTES, parseClientHello } from './client-hello.ts';
+import { type GatewayConfig, TUNNEL_ALPN } from './config.ts';
+import { H2Pool } from './h2-pool.ts';
+import { requestHeadersForUpstream, responseHeadersForClient } from './headers.ts';
+
+type Req = IncomingMessage | Http2ServerRequest;
+type Res = ServerResponse | Http2ServerResponse;
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+/** Decides whether an authenticated caller may reach a service; throw or return false to refuse. */
+export type AuthorizeHook = (o: {
+  peer: string;
+  caller: string;
+  service: string;
+  cluster: string;
+}) => boolean;
+
+export interface GatewayOptions {
+  config: GatewayConfig;
+  cluster: string;
+  trustDomain: string;
+  locality: Locality;
+  identity: CertificateSource;
+  bundle: () => TrustBundle;
+  catalog: CatalogView;
+  local: EndpointSource;
+  balancers: Balancers;
+  balancerConfig: BalancerConfig;
+  registry: Registry;
+  logger: Logger;
+  tracer?: Tracer;
+  authorize?: AuthorizeHook;
+  /** the gateway's name in spans and metrics */
+  name?: string;
+}
+
+class HttpError extends Error {
+  readonly status: number;
+  readonly reason: string;
+  constructor(status: number, reason: string, message: string) {
+    super(message);
+    this.status = status;
+    this.reason = reason;
+  }
+}
+
+function splitHostPort(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
+}
+
+/**
+ * The east-west gateway's data plane: the egress listener for local apps, the east-west listener
+ * (mTLS tunnel, SNI passthrough, or terminated mTLS for exported services) and the admin listener.
+ * Every request picks a target from the locality-aware balancer and retries idempotent requests and
+ * connect failures on another target within a retry budget.
+ */
+export class Gateway {
+  private readonly o: GatewayOptions;
+  private readonly log: Logger;
+  private readonly pool: H2Pool;
+  private readonly agent: http.Agent;
+  private readonly servers: Server[] = [];
+  private egressH1!: http.Server;
+  private egressH2!: Http2Server;
+  private tls!: Http2SecureServer;
+  private admin!: http.Server;
+  private localIndex = new Map<string, LocalService>();
+  private readonly unsubscribe: () => void;
+  private readonly trusted = new BlockList();
+  private readonly peers = new WeakMap<object, VerifiedIdentity>();
+  private readonly sockets = new Set<Socket>();
+  private active = 0;
+  private retriesInFlight = 0;
+  private draining = false;
+  private started = false;
+  private bound: Record<string, string> = {};
+  private readonly requests: Counter;
+  private readonly duration: Histogram;
+  private readonly refused: Counter;
+  private readonly retries: Counter;
+
+  constructor(o: GatewayOptions) {
+    this.o = o;
+    this.log = o.logger;
+    const creds = { leaf: () => o.identity.current(), bundle: o.bundle, trustDomain: o.trustDomain };
+    this.pool = new H2Pool({
+      size: o.config.tunnelConnectionsPerGateway,
+      connectTimeoutMs: o.balancerConfig.timeouts.connect,
+      creds,
+    });
+    this.agent = new http.Agent({
+      keepAlive: true,
+      maxSockets: 256,
+      timeout: o.balancerConfig.timeouts.idle,
+    });
+    for (const cidr of o.config.egressTrustedNetworks) {
+      const [addr, bits] = cidr.split('/');
+      const type = addr!.includes(':') ? 'ipv6' : 'ipv4';
+      this.trusted.addSubnet(addr!, Number(bits ?? (type === 'ipv4' ? 32 : 128)), type);
+    }
+    const reindex = (s: readonly LocalService[]) => {
+      this.localIndex = new Map(s.map((x) => [serviceKey(x), x]));
+    };
+    reindex(o.local.current());
+    this.unsubscribe = o.local.onChange(reindex);
+    const labels = ['listener', 'source_cluster', 'destination_cluster', 'service', 'code'];
+    this.requests = new Counter({
+      name: 'meshfed_requests_total',
+      help: 'proxied requests',
+      labelNames: labels,
+      registers: [o.registry],
+    });
+    this.duration = new Histogram({
+      name: 'meshfed_request_duration_seconds',
+      help: 'proxied request latency, first byte in to response headers out',
+      labelNames: ['listener', 'source_cluster', 'destination_cluster', 'service'],
+      buckets: LATENCY_BUCKETS,
+      registers: [o.registry],
+    });
+    this.refused = new Counter({
+      name: 'meshfed_refused_total',
+      help: 'connections or requests refused before reaching a backend, by reason',
+      labelNames: ['listener', 'reason'],
+      registers: [o.registry],
+    });
+    this.retries = new Counter({
+      name: 'meshfed_retries_total',
+      help: 'retried requests, and retries denied by the budget',
+      labelNames: ['outcome'],
+      registers: [o.registry],
+    });
+    const self = this;
+    new Gauge({
+      name: 'meshfed_active_connections',
+      help: 'open client connections on the egress and east-west listeners',
+      registers: [o.registry],
+      collect() {
+        this.set(self.sockets.size);
+      },
+    });
+    new Gauge({
+      name: 'meshfed_active_requests',
+      help: 'requests in flight',
+      registers: [o.registry],
+      collect() {
+        this.set(self.active);
+      },
+    });
+  }
+
+  // ---------------------------------------------------------------- listeners
+
+  async start(): Promise<void> {
+    const c = this.o.config;
+    const limits = c.limits;
+    const h1opts = {
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeout,
+      requestTimeout: 0,
+      keepAliveTimeout: 65_000,
+    };
+    const h2settings = {
+      maxConcurrentStreams: limits.maxConcurrentStreams,
+      maxHeaderListSize: limits.maxHeaderBytes,
+    };
+
+    this.egressH1 = http.createServer(h1opts, (req, res) => void this.onEgress(req, res));
+    this.egressH2 = http2.createServer({
+      settings: h2settings,
+      maxSessionInvalidFrames: 100,
+      maxSessionRejectedStreams: 100,
+    });
+    this.egressH2.on('request', (req, res) => void this.onEgress(req, res));
+    this.egressH2.on('session', (s) => this.guardSession(s, 'egress'));
+
+    const leaf = this.o.identity.current();
+    this.tls = http2.createSecureServer({
+      ...this.tlsContextOptions(leaf),
+      allowHTTP1: true,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+      ALPNProtocols: ['h2', 'http/1.1'],
+      settings: h2settings,
+      maxSessionInvalidFrames: 100,
+      maxSessionRejectedStreams: 100,
+      ...{ maxHeaderSize: limits.maxHeaderBytes },
+    });
+    this.tls.on(
+      'request',
+      (req: Http2ServerRequest | IncomingMessage, res: Http2ServerResponse | ServerResponse) =>
+        void this.onIngress(req, res),
+    );
+    this.tls.on('session', (s) => this.guardSession(s, 'eastWest'));
+    this.tls.on('tlsClientError', (err) =>
+      this.refused.inc({ listener: 'eastWest', reason: tlsReason(err) }),
+    );
+    // certificates rotate without dropping connections: new handshakes get the new context
+    this.o.identity.on('rotated', (l: IssuedLeaf) => this.tls.setSecureContext(this.tlsContextOptions(l)));
+
+    const egress = net.createServer({ pauseOnConnect: true }, (s) => this.acceptEgress(s));
+    const eastWest = net.createServer({ pauseOnConnect: true }, (s) => this.acceptEastWest(s));
+    egress.maxConnections = limits.maxConnections;
+    eastWest.maxConnections = limits.maxConnections;
+    this.admin = http.createServer((req, res) => void this.onAdmin(req, res));
+    await this.listen(egress, c.listeners.egress, 'egress');
+    await this.listen(eastWest, c.listeners.eastWest, 'eastWest');
+    await this.listen(this.admin, c.listeners.admin, 'admin');
+    for (const t of c.tcpPorts) {
+      const srv = net.createServer((s) => this.acceptTcp(s, t.service, t.port));
+      srv.maxConnections = limits.maxConnections;
+      await this.listen(srv, t.listen, `tcp:${t.service}`);
+    }
+    this.started = true;
+  }
+
+  private tlsContextOptions(leaf: IssuedLeaf) {
+    return { cert: leaf.chainPem, key: leaf.keyPem, ca: this.o.bundle().toPem() };
+  }
+
+  private async listen(srv: Server, addr: { host: string; port: number }, name: string): Promise<void> {
+    srv.listen(addr.port, addr.host);
+    try {
+      await Promise.race([once(srv, 'listening'), once(srv, 'error').then(([e]) => Promise.reject(e))]);
+    } catch (err) {
+      throw new MeshfedError(
+        'MESHFED_GATEWAY_LISTEN',
+        `listener ${name} cannot bind ${addr.host}:${addr.port}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    const a = srv.address() as net.AddressInfo;
+    this.bound[name] = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+    this.servers.push(srv);
+  }
+
+  addresses(): Record<string, string> {
+    return { ...this.bound };
+  }
+
+  private track(s: Socket): void {
+    this.sockets.add(s);
+    s.once('close', () => this.sockets.delete(s));
+    s.on('error', () => undefined);
+  }
+
+  /** HTTP/2 rapid-reset guard: a client that resets streams faster than the limit loses the session. */
+  private guardSession(session: http2.ServerHttp2Session, listener: string): void {
+    let resets = 0;
+    let windowStart = Date.now();
+    session.on('stream', (stream) => {
+      stream.on('aborted', () => {
+        const now = Date.now();
+        if (now - windowStart > 1000) {
+          windowStart = now;
+          resets = 0;
+        }
+        if (++resets > this.o.config.limits.maxResetsPerSecond) {
+          this.refused.inc({ listener, reason: 'rapid-reset' });
+          session.goaway(h2c.NGHTTP2_ENHANCE_YOUR_CALM);
+          session.destroy();
+        }
+      });
+    });
+    session.on('error', () => undefined);
+  }
+
+  private acceptEgress(socket: Socket): void {
+    this.track(socket);
+    const addr = socket.remoteAddress ?? '';
+    const family = addr.includes(':') && !addr.startsWith('::ffff:') ? 'ipv6' : 'ipv4';
+    const plain = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
+    if (this.draining || !this.trusted.check(plain, family)) {
+      this.refused.inc({ listener: 'egress', reason: this.draining ? 'draining' : 'untrusted-network' });
+      socket.destroy();
+      return;
+    }
+    const timer = setTimeout(() => socket.destroy(), this.o.config.limits.headersTimeout);
+    let buf = Buffer.alloc(0);
+    const onData = (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      const n = Math.min(buf.length, H2_PREFACE.length);
+      if (!buf.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return done(false);
+      if (buf.length >= H2_PREFACE.length) done(true);
+    };
+    const done = (h2: boolean) => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.pause();
+      socket.unshift(buf);
+      // the servers take the unshifted bytes over themselves; resuming here would lose them to nobody
+      if (h2) this.egressH2.emit('connection', socket);
+      else {
+        this.egressH1.emit('connection', socket);
+        socket.resume();
+      }
+    };
+    socket.on('data', onData);
+    socket.resume();
+  }
+
+  private acceptEastWest(socket: Socket): void {
+    this.track(socket);
+    if (this.draining) {
+      this.refused.inc({ listener: 'eastWest', reason: 'draining' });
+      socket.destroy();
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.refused.inc({ listener: 'eastWest', reason: 'hello-timeout' });
+      socket.destroy();
+    }, this.o.config.limits.helloTimeout);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (d: Buffer) => {
+      chunks.push(d);
+      size += d.length;
+      const buf = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+      const hello = parseClientHello(buf);
+      if (!hello.ok && hello.reason === 'incomplete' && size < MAX_HELLO_BYTES) return;
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.pause();
+      this.routeHello(socket, buf, hello);
+    };
+    socket.on('data', onData);
+    socket.resume();
+  }
+
+  /** Tunnel by ALPN; passthrough by SNI for services with a TLS port; terminate for exported HTTP services; else close. */
+  private routeHello(socket: Socket, buf: Buffer, hello: HelloResult): void {
+    if (!hello.ok) {
+      this.refused.inc({
+        listener: 'eastWest',
+        reason: hello.reason === 'not-tls' ? 'not-tls' : 'malformed-hello',
+      });
+      socket.destroy();
+      return;
+    }
+    const toTls = () => {
+      socket.unshift(buf);
+      // TLSSocket reads the unshifted ClientHello and then the handle itself: no resume() here
+      this.tls.emit('connection', socket);
+    };
+    if (hello.alpn.includes(TUNNEL_ALPN)) {
+      toTls();
+      return;
+    }
+    const ref = hello.serverName ? parseClustersetHost(hello.serverName) : undefined;
+    const svc = ref ? this.localIndex.get(serviceKey(ref)) : undefined;
+    if (!svc?.exported) {
+      this.refused.inc({ listener: 'eastWest', reason: hello.serverName ? 'not-exported' : 'no-sni' });
+      socket.destroy();
+      return;
+    }
+    const tlsPorts = svc.ports.filter((p) => p.protocol === 'tls');
+    const port = ref?.portName
+      ? tlsPorts.find((p) => p.name === ref.portName || String(p.port) === ref.portName)
+      : tlsPorts[0];
+    if (!port) {
+      if (ref?.portName) {
+        this.refused.inc({ listener: 'eastWest', reason: 'unknown-port' });
+        socket.destroy();
+        return;
+      }
+      toTls();
+      return;
+    }
+    this.passthrough(socket, buf, svc, port.name);
+  }
+
+  private passthrough(
+    client: Socket,
+    hello: Buffer,
+    svc: LocalService,
+    portName: string,
+    attempt = 0,
+    exclude = new Set<string>(),
+  ): void {
+    const pick = this.o.balancers.pick(svc.namespace, svc.name, { scope: 'local', portName, exclude });
+    if (!pick) {
+      this.refused.inc({ listener: 'eastWest', reason: 'no-healthy-upstream' });
+      client.destroy();
+      return;
+    }
+    const { host, port } = splitHostPort(pick.target.address);
+    const t0 = performance.now();
+    const upstream = net.connect({ host, port });
+    upstream.setNoDelay(true);
+    const connectTimer = setTimeout(
+      () => upstream.destroy(new Error('connect timeout')),
+      this.o.balancerConfig.timeouts.connect,
+    );
+    upstream.once('error', (err) => {
+      clearTimeout(connectTimer);
+      if (!upstream.readyState || upstream.connecting) {
+        pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'connect' });
+        exclude.add(pick.target.id);
+        if (attempt < this.o.balancerConfig.retry.attempts && !client.destroyed) {
+          this.passthrough(client, hello, svc, portName, attempt + 1, exclude);
+          return;
+        }
+      }
+      this.log.debug({ err }, 'passthrough upstream error');
+      client.destroy();
+    });
+    upstream.once('connect', () => {
+      clearTimeout(connectTimer);
+      pick.release({ ok: true, latencyMs: performance.now() - t0 });
+      upstream.write(hello);
+      client.pipe(upstream);
+      upstream.pipe(client);
+      client.resume();
+      client.once('close', () => upstream.destroy());
+      upstream.once('close', () => client.destroy());
+    });
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  private startSpan(
+    name: string,
+    headers: Record<string, unknown>,
+    attrs: Record<string, string>,
+  ): Span | undefined {
+    if (!this.o.tracer) return undefined;
+    const parent = propagation.extract(context.active(), headers as Record<string, string>);
+    return this.o.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes: attrs }, parent);
+  }
+
+  private injectTrace(span: Span | undefined, headers: Record<string, unknown>): void {
+    if (!span) return;
+    delete headers.traceparent;
+    delete headers.tracestate;
+    propagation.inject(trace.setSpan(context.active(), span), headers);
+  }
+
+  private fail(res: Res, status: number, reason: string, message: string): void {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    const body = JSON.stringify({ error: reason, message });
+    (res as ServerResponse).writeHead(status, {
+      'content-type': 'application/json',
+      'x-meshfed-error': reason,
+      'content-length': Buffer.byteLength(body),
+    });
+    res.end(body);
+  }
+
+  private async onEgress(req: Req, res: Res): Promise<void> {
+    const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? '';
+    const ref = parseClustersetHost(authority);
+    const svcName = ref ? `${ref.name}.${ref.namespace}` : authority;
+    if (!ref) {
+      this.refused.inc({ listener: 'egress', reason: 'unknown-service' });
+      return this.fail(
+        res,
+        503,
+        'unknown-service',
+        `${authority || '(no host)'} is not a <service>.<namespace>.svc.clusterset.local name`,
+      );
+    }
+    const known =
+      this.localIndex.has(serviceKey(ref)) || this.o.catalog.instances(ref.namespace, ref.name).length > 0;
+    if (!known) {
+      this.refused.inc({ listener: 'egress', reason: 'unknown-service' });
+      return this.fail(
+        res,
+        503,
+        'unknown-service',
+        `no cluster offers ${svcName}; is it exported? (meshfed services)`,
+      );
+    }
+    const span = this.startSpan(`egress ${svcName}`, req.headers, {
+      'meshfed.listener': 'egress',
+      'meshfed.cluster': this.o.cluster,
+      'meshfed.gateway': this.o.name ?? this.o.cluster,
+      'meshfed.service': svcName,
+    });
+    await this.proxy(req, res, ref, {
+      scope: 'any',
+      listener: 'egress',
+      span,
+      ...(ref.port ? { port: ref.port } : {}),
+      ...(ref.portName ? { portName: ref.portName } : {}),
+    });
+  }
+
+  private peerIdentity(req: Req): VerifiedIdentity {
+    const socket = ((req as Http2ServerRequest).stream?.session?.socket ?? req.socket) as TLSSocket;
+    const cached = this.peers.get(socket);
+    if (cached) return cached;
+    const chain = peerCertificateChain(socket);
+    const extra = String(req.headers['x-meshfed-chain'] ?? '')
+      .split(',')
+      .filter(Boolean)
+      .slice(0, 3)
+      .map((b) => Buffer.from(b, 'base64'));
+    const id = verify(chain.length > 1 ? chain : [...chain, ...extra], this.o.bundle(), {
+      trustDomain: this.o.trustDomain,
+      kinds: ['gateway'],
+      usage: 'client',
+    });
+    this.peers.set(socket, id);
+    return id;
+  }
+
+  private async onIngress(req: Req, res: Res): Promise<void> {
+    let peer: VerifiedIdentity;
+    try {
+      peer = this.peerIdentity(req);
+    } catch (err) {
+      const e = err as MeshfedError;
+      this.refused.inc({ listener: 'eastWest', reason: 'peer-identity' });
+      return this.fail(res, 403, 'peer-identity', `peer certificate refused: ${e.message}`);
+    }
+    if (req.method === 'CONNECT' && 'stream' in req) {
+      this.handleConnect(req, res as Http2ServerResponse, peer);
+      return;
+    }
+    const tunnelled = req.headers['x-meshfed-service'];
+    let ref: ReturnType<typeof parseClustersetHost>;
+    if (typeof tunnelled === 'string') {
+      const [namespace, name, port] = tunnelled.split('/');
+      ref = namespace && name ? { namespace, name, ...(port ? { portName: port } : {}) } : undefined;
+    } else {
+      ref = parseClustersetHost((req.headers[':authority'] as string | undefined) ?? req.headers.host ?? '');
+    }
+    const svc = ref ? this.localIndex.get(serviceKey(ref)) : undefined;
+    if (!ref || !svc?.exported) {
+      this.refused.inc({ listener: 'eastWest', reason: 'not-exported' });
+      return this.fail(res, 404, 'not-exported', 'no exported service of this cluster has that name');
+    }
+    // a gateway may speak only for callers of its own cluster
+    let caller = peer.spiffeId;
+    const asserted = req.headers['x-meshfed-caller'];
+    if (typeof asserted === 'string' && asserted !== '') {
+      let ok = false;
+      try {
+        const id = parseSpiffeId(asserted);
+        ok = id.trustDomain === this.o.trustDomain && id.cluster === peer.cluster;
+      } catch {
+        ok = false;
+      }
+      if (!ok) {
+        this.refused.inc({ listener: 'eastWest', reason: 'caller-identity' });
+        return this.fail(
+          res,
+          403,
+          'caller-identity',
+          `gateway ${peer.spiffeId} may not assert caller ${asserted}`,
+        );
+      }
+      caller = asserted;
+    }
+    if (this.o.authorize) {
+      let allowed = false;
+      try {
+        allowed = this.o.authorize({
+          peer: peer.spiffeId,
+          caller,
+          service: `${ref.name}.${ref.namespace}`,
+          cluster: this.o.cluster,
+        });
+      } catch {
+        allowed = false;
+      }
+      if (!allowed) {
+        this.refused.inc({ listener: 'eastWest', reason: 'unauthorized' });
+        return this.fail(res, 403, 'unauthorized', `${caller} may not call ${ref.name}.${ref.namespace}`);
+      }
+    }
+    const span = this.startSpan(`ingress ${ref.name}.${ref.namespace}`, req.headers, {
+      'meshfed.listener': 'eastWest',
+      'meshfed.cluster': this.o.cluster,
+      'meshfed.gateway': this.o.name ?? this.o.cluster,
+      'meshfed.service': `${ref.name}.${ref.namespace}`,
+      'meshfed.peer': peer.spiffeId,
+    });
+    await this.proxy(req, res, ref, {
+      scope: 'local',
+      listener: 'eastWest',
+      span,
+      caller,
+      sourceCluster: peer.cluster ?? '',
+      ...(ref.portName ? { portName: ref.portName } : {}),
+    });
+  }
+
+  private async proxy(
+    req: Req,
+    res: Res,
+    ref: { namespace: string; name: string },
+    o: {
+      scope: 'any' | 'local';
+      listener: string;
+      span: Span | undefined;
+      caller?: string;
+      sourceCluster?: string;
+      port?: number;
+      portName?: string;
+    },
+  ): Promise<void> {
+    const t0 = performance.now();
+    const service = `${ref.name}.${ref.namespace}`;
+    const method = req.method ?? 'GET';
+    const bodyless =
+      (method === 'GET' || method === 'HEAD' || method === 'OPTIONS') &&
+      !req.headers['content-length'] &&
+      !req.headers['transfer-encoding'];
+    const retryable = IDEMPOTENT.has(method) && bodyless;
+    const exclude = new Set<string>();
+    const rc = this.o.balancerConfig.retry;
+    this.active++;
+    let destination = '';
+    let status = 0;
+    let lastError: Error | undefined;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const pick = this.o.balancers.pick(ref.namespace, ref.name, {
+          scope: o.scope,
+          exclude,
+          ...(o.port !== undefined ? { port: o.port } : {}),
+          ...(o.portName !== undefined ? { portName: o.portName } : {}),
+        });
+        if (!pick) {
+          // after a failed try, the failure says more than "nothing left to try"
+          throw lastError ?? new HttpError(503, 'no-healthy-upstream', `no healthy target for ${service}`);
+        }
+        destination = pick.target.cluster;
+        const outcome = await this.tryOnce(req, res, pick, o, attempt > 0 ? 'retry' : 'first', retryable);
+        if (outcome.done) {
+          status = outcome.status;
+          return;
+        }
+        exclude.add(pick.target.id);
+        lastError = outcome.error;
+        const budget = Math.max(rc.minRetryConcurrency, (this.active * rc.budgetPercent) / 100);
+        if (
+          attempt >= rc.attempts ||
+          !outcome.canRetry ||
+          this.retriesInFlight >= budget ||
+          res.headersSent ||
+          req.destroyed
+        ) {
+          if (attempt < rc.attempts && outcome.canRetry && this.retriesInFlight >= budget)
+            this.retries.inc({ outcome: 'budget-exhausted' });
+          throw outcome.error;
+        }
+        this.retries.inc({ outcome: 'retried' });
+      }
+    } catch (err) {
+      const e = err instanceof HttpError ? err : new HttpError(502, 'upstream-error', (err as Error).message);
+      status = e.status;
+      this.fail(res, e.status, e.reason, e.message);
+    } finally {
+      this.active--;
+      const labels = {
+        listener: o.listener,
+        source_cluster: o.sourceCluster ?? this.o.cluster,
+        destination_cluster: destination,
+        service,
+      };
+      this.requests.inc({ ...labels, code: String(status) });
+      this.duration.observe(labels, (performance.now() - t0) / 1000);
+      if (o.span) {
+        o.span.setAttribute('http.response.status_code', status);
+        if (status >= 500) o.span.setStatus({ code: SpanStatusCode.ERROR });
+        o.span.end();
+      }
+    }
+  }
+
+  /**
+   * One try against one target. Resolves `done` once the response is under way (or complete);
+   * otherwise says whether another target may be tried (connect failures always; 5xx and resets
+   * only for idempotent requests without a body, whose response has not started).
+   */
+  private async tryOnce(
+    req: Req,
+    res: Res,
+    pick: PickResult,
+    o: { listener: string; span: Span | undefined; caller?: string },
+    kind: 'first' | 'retry',
+    retryable: boolean,
+  ): Promise<{ done: true; status: number } | { done: false; canRetry: boolean; error: Error }> {
+    const t = pick.target;
+    const t0 = performance.now();
+    const release = (ok: boolean, failure?: Failure) =>
+      pick.release({ ok, latencyMs: performance.now() - t0, ...(failure ? { failure } : {}) });
+    if (kind === 'retry') this.retriesInFlight++;
+    try {
+      const useH2 = !t.local || t.port.protocol === 'grpc' || t.port.protocol === 'http2';
+      if (!useH2) return await this.viaHttp1(req, res, t, o, release, retryable);
+      let session: http2.ClientHttp2Session;
+      try {
+        session = await this.pool.session(t.address, t.local ? undefined : t.cluster);
+      } catch (err) {
+        const refused = err instanceof MeshfedError && err.code.startsWith('MESHFED_CA_');
+        release(false, refused ? 'refused' : 'connect');
+        return {
+          done: false,
+          canRetry: true,
+          error: new HttpError(503, refused ? 'upstream-identity' : 'connect-failed', (err as Error).message),
+        };
+      }
+      return await this.viaH2(req, res, session, pick, o, release, retryable);
+    } finally {
+      if (kind === 'retry') this.retriesInFlight--;
+    }
+  }
+
+  private upstreamHeaders(
+    req: Req,
+    t: BalancerTarget,
+    o: { span: Span | undefined; caller?: string },
+  ): Record<string, unknown> {
+    const headers = requestHeadersForUpstream(req.headers) as Record<string, unknown>;
+    const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? '';
+    this.injectTrace(o.span, headers);
+    if (t.local) {
+      if (o.caller) headers['x-meshfed-peer-identity'] = o.caller;
+      headers.host = authority;
+    } else {
+      const ref = parseClustersetHost(authority);
+      headers['x-meshfed-service'] = `${ref?.namespace ?? ''}/${ref?.name ?? ''}/${t.port.name}`;
+      // node's TLS server only exposes our leaf: send our intermediate so the peer can check the whole chain
+      headers['x-meshfed-chain'] = this.intermediatesB64();
+      if (o.caller) headers['x-meshfed-caller'] = o.caller;
+    }
+    return headers;
+  }
+
+  private chainCache: { pem: string; b64: string } | undefined;
+  private intermediatesB64(): string {
+    const pem = this.o.identity.current().chainPem;
+    if (this.chainCache?.pem !== pem) {
+      const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+      this.chainCache = {
+        pem,
+        b64: blocks
+          .slice(1)
+          .map((b) => new X509Certificate(b).raw.toString('base64'))
+          .join(','),
+      };
+    }
+    return this.chainCache.b64;
+  }
+
+  private viaH2(
+    req: Req,
+    res: Res,
+    session: http2.ClientHttp2Session,
+    pick: PickResult,
+    o: { span: Span | undefined; caller?: string },
+    release: (ok: boolean, f?: Failure) => void,
+    retryable: boolean,
+  ): Promise<{ done: true; status: number } | { done: false; canRetry: boolean; error: Error }> {
+    const t = pick.target;
+    const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? t.address;
+    const headers = this.upstreamHeaders(req, t, o);
+    delete headers.host;
+    const bodyless = req.method === 'GET' || req.method === 'HEAD';
+    const h2headers: Record<string, unknown> = {
+      ...headers,
+      ':method': req.method ?? 'GET',
+      ':path': req.url ?? '/',
+      ':authority': authority,
+      ':scheme': 'http',
+    };
+    return new Promise((resolve) => {
+      let stream: ClientHttp2Stream;
+      try {
+        stream = session.request(h2headers as http2.OutgoingHttpHeaders, {
+          endStream: bodyless && !req.headers['content-length'],
+        });
+      } catch (err) {
+        release(false, 'reset');
+        resolve({
+          done: false,
+          canRetry: true,
+          error: new HttpError(502, 'upstream-error', (err as Error).message),
+        });
+        return;
+      }
+      let settled = false;
+      const timer = setTimeout(() => {
+        stream.close(h2c.NGHTTP2_CANCEL);
+        if (!settled) {
+          settled = true;
+          release(false, 'timeout');
+          resolve({
+            done: false,
+            canRetry: retryable,
+            error: new HttpError(504, 'upstream-timeout', `${t.cluster} did not answer in time`),
+          });
+        } else res.destroy();
+      }, this.o.balancerConfig.timeouts.request);
+      stream.on('response', (h: H2Headers) => {
+        const status = Number(h[':status'] ?? 502);
+        if (status >= 500 && retryable && !settled && status !== 501) {
+          settled = true;
+          clearTimeout(timer);
+          stream.close();
+          release(false, '5xx');
+          resolve({
+            done: false,
+            canRetry: true,
+            error: new HttpError(status, 'upstream-status', `upstream answered ${status}`),
+          });
+          return;
+        }
+        settled = true;
+        release(status < 500, status >= 500 ? '5xx' : undefined);
+        (res as ServerResponse).writeHead(status, responseHeadersForClient(h));
+        stream.on('trailers', (tr) =>
+          (res as ServerResponse).addTrailers(responseHeadersForClient(tr) as Record<string, string>),
+        );
+        stream.pipe(res as NodeJS.WritableStream);
+        stream.once('end', () => clearTimeout(timer));
+        resolve({ done: true, status });
+      });
+      stream.once('error', (err) => {
+        clearTimeout(timer);
+        if (!settled) {
+          settled = true;
+          release(false, 'reset');
+          resolve({
+            done: false,
+            canRetry: retryable,
+            error: new HttpError(502, 'upstream-reset', err.message),
+          });
+        } else res.destroy();
+      });
+      stream.once('close', () => {
+        clearTimeout(timer);
+        if (!settled) {
+          settled = true;
+          release(false, 'reset');
+          resolve({
+            done: false,
+            canRetry: retryable,
+            error: new HttpError(502, 'upstream-reset', `stream closed (code ${stream.rstCode})`),
+          });
+        }
+      });
+      res.once('close', () => {
+        if (!stream.closed) stream.close(h2c.NGHTTP2_CANCEL);
+      });
+      if (!bodyless || req.headers['content-length']) req.pipe(stream);
+    });
+  }
+
+  private viaHttp1(
+    req: Req,
+    res: Res,
+    t: BalancerTarget,
+    o: { span: Span | undefined; caller?: string },
+    release: (ok: boolean, f?: Failure) => void,
+    retryable: boolean,
+  ): Promise<{ done: true; status: number } | { done: false; canRetry: boolean; error: Error }> {
+    const { host, port } = splitHostPort(t.address);
+    const headers = this.upstreamHeaders(req, t, o);
+    return new Promise((resolve) => {
+      let settled = false;
+      let connected = false;
+      const up = http.request({
+        host,
+        port,
+        method: req.method,
+        path: req.url,
+        headers: headers as http.OutgoingHttpHeaders,
+        agent: this.agent,
+        timeout: this.o.balancerConfig.timeouts.request,
+      });
+      up.once('socket', (s: Socket) => {
+        if (!s.connecting) connected = true;
+        else s.once('connect', () => (connected = true));
+      });
+      const connectTimer = setTimeout(() => {
+        if (!connected) up.destroy(new Error('connect timeout'));
+      }, this.o.balancerConfig.timeouts.connect);
+      up.once('timeout', () => up.destroy(new Error('request timeout')));
+      up.once('response', (r) => {
+        clearTimeout(connectTimer);
+        const status = r.statusCode ?? 502;
+        if (status >= 500 && status !== 501 && retryable) {
+          settled = true;
+          r.resume();
+          release(false, '5xx');
+          resolve({
+            done: false,
+            canRetry: true,
+            error: new HttpError(status, 'upstream-status', `upstream answered ${status}`),
+          });
+          return;
+        }
+        settled = true;
+        release(status < 500, status >= 500 ? '5xx' : undefined);
+        (res as ServerResponse).writeHead(status, responseHeadersForClient(r.headers));
+        r.pipe(res as NodeJS.WritableStream);
+        resolve({ done: true, status });
+      });
+      up.once('error', (err) => {
+        clearTimeout(connectTimer);
+        if (settled) {
+          res.destroy();
+          return;
+        }
+        settled = true;
+        const beforeConnect = !connected;
+        release(false, beforeConnect ? 'connect' : /timeout/.test(err.message) ? 'timeout' : 'reset');
+        resolve({
+          done: false,
+          canRetry: beforeConnect || retryable,
+          error: new HttpError(
+            beforeConnect ? 503 : /timeout/.test(err.message) ? 504 : 502,
+            beforeConnect ? 'connect-failed' : 'upstream-error',
+            err.message,
+          ),
+        });
+      });
+      res.once('close', () => {
+        if (!up.destroyed && !settled) up.destroy();
+      });
+      const bodyless =
+        (req.method === 'GET' || req.method === 'HEAD') &&
+        !req.headers['content-length'] &&
+        !req.headers['transfer-encoding'];
+      if (bodyless) up.end();
+      else req.pipe(up);
+    });
+  }
+
+  // ---------------------------------------------------------------- TCP over CONNECT
+
+  private acceptTcp(socket: Socket, service: string, portName: string | undefined): void {
+    this.track(socket);
+    const [name, namespace] = service.split('.') as [string, string];
+    const pick = this.o.balancers.pick(namespace, name, { scope: 'any', ...(portName ? { portName } : {}) });
+    if (!pick) {
+      this.refused.inc({ listener: 'tcp', reason: 'no-healthy-upstream' });
+      socket.destroy();
+      return;
+    }
+    const t = pick.target;
+    const t0 = performance.now();
+    if (t.local) {
+      const { host, port } = splitHostPort(t.address);
+      const up = net.connect({ host, port });
+      up.once('connect', () => {
+        pick.release({ ok: true, latencyMs: performance.now() - t0 });
+        socket.pipe(up);
+        up.pipe(socket);
+      });
+      up.once('error', () => {
+        pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'connect' });
+        socket.destroy();
+      });
+      socket.once('close', () => up.destroy());
+      up.once('close', () => socket.destroy());
+      return;
+    }
+    this.pool.session(t.address, t.cluster).then(
+      (session) => {
+        const stream = session.request({
+          ':method': 'CONNECT',
+          ':authority': `${name}.${namespace}.svc.clusterset.local:${t.port.port}`,
+          'x-meshfed-chain': this.intermediatesB64(),
+        });
+        stream.once('response', (h) => {
+          const ok = h[':status'] === 200;
+          pick.release({ ok, latencyMs: performance.now() - t0, ...(ok ? {} : { failure: '5xx' as const }) });
+          if (!ok) return socket.destroy();
+          socket.pipe(stream);
+          stream.pipe(socket);
+        });
+        stream.once('error', () => socket.destroy());
+        stream.once('close', () => socket.destroy());
+        socket.once('close', () => stream.close());
+      },
+      () => {
+        pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'connect' });
+        socket.destroy();
+      },
+    );
+  }
+
+  /** CONNECT on the tunnel: a raw TCP stream to a local endpoint of an exported TCP service. */
+  handleConnect(req: Http2ServerRequest, res: Http2ServerResponse, peer: VerifiedIdentity): void {
+    const ref = parseClustersetHost(String(req.headers[':authority'] ?? ''));
+    const svc = ref ? this.localIndex.get(serviceKey(ref)) : undefined;
+    if (!ref || !svc?.exported) {
+      this.refused.inc({ listener: 'eastWest', reason: 'not-exported' });
+      res.writeHead(404);
+      res.end();
+      return;
+    }
+    const port = svc.ports.find((p) => p.port === ref.port) ?? svc.ports[0]!;
+    const pick = this.o.balancers.pick(ref.namespace, ref.name, { scope: 'local', portName: port.name });
+    if (!pick) {
+      res.writeHead(503);
+      res.end();
+      return;
+    }
+    const { host, port: p } = splitHostPort(pick.target.address);
+    const t0 = performance.now();
+    const up = net.connect({ host, port: p });
+    up.once('connect', () => {
+      pick.release({ ok: true, latencyMs: performance.now() - t0 });
+      res.writeHead(200);
+      req.pipe(up);
+      up.pipe(res as unknown as NodeJS.WritableStream);
+      this.log.debug({ peer: peer.spiffeId, service: `${ref.name}.${ref.namespace}` }, 'tcp tunnel opened');
+    });
+    up.once('error', () => {
+      pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'connect' });
+      if (!res.headersSent) {
+        res.writeHead(503);
+        res.end();
+      } else res.destroy();
+    });
+    res.once('close', () => up.destroy());
+  }
+
+  // ---------------------------------------------------------------- admin
+
+  private async onAdmin(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const json = (status: number, v: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(`${JSON.stringify(v, null, 2)}\n`);
+    };
+    try {
+      switch (url.pathname) {
+        case '/healthz':
+          return json(200, { status: 'ok' });
+        case '/readyz':
+          return this.started && !this.draining
+            ? json(200, { status: 'ready' })
+            : json(503, { status: this.draining ? 'draining' : 'starting' });
+        case '/metrics': {
+          const text = await this.o.registry.metrics();
+          res.writeHead(200, { 'content-type': this.o.registry.contentType });
+          res.end(text);
+          return;
+        }
+        case '/debug/routes': {
+          const [ns, name] = (url.searchParams.get('service') ?? '').split('/');
+          if (!ns || !name) return json(400, { error: 'use /debug/routes?service=<namespace>/<name>' });
+          return json(200, this.o.balancers.explain(ns, name));
+        }
+        case '/debug/catalog':
+          return json(200, {
+            clusters: this.o.catalog.clusters(),
+            services: this.o.catalog
+              .services()
+              .map((s) => ({ ...s, instances: this.o.catalog.instances(s.namespace, s.name) })),
+            local: this.o.local.current(),
+          });
+        case '/debug/config':
+          return json(200, {
+            cluster: this.o.cluster,
+            locality: this.o.locality,
+            gateway: this.o.config,
+            balancer: this.o.balancerConfig,
+          });
+        default:
+          return json(404, {
+            error: 'not found',
+            paths: ['/healthz', '/readyz', '/metrics', '/debug/routes', '/debug/catalog', '/debug/config'],
+          });
+      }
+    } catch (err) {
+      json(500, { error: (err as Error).message });
+    }
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /** Stops accepting, lets in-flight requests finish (bounded), then closes idle connections. */
+  async drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    for (const s of this.servers) if (s !== this.admin) s.close();
+    const deadline = Date.now() + timeoutMs;
+    while (this.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    this.egressH1?.closeIdleConnections();
+  }
+
+  async stop(): Promise<void> {
+    this.draining = true;
+    this.unsubscribe();
+    this.pool.close();
+    this.agent.destroy();
+    for (const s of this.sockets) s.destroy();
+    await Promise.all(
+      this.servers.map(
+        (s) =>
+          new Promise<void>((resolve) => {
+            if (!s.listening) return resolve();
+            s.close(() => resolve());
+          }),
+      ),
+    );
+  }
+}
+
+function tlsReason(err: Error): string {
+  const m = err.message.toLowerCase();
+  if (m.includes('certificate') && m.includes('expired')) return 'client-cert-expired';
+  if (m.includes('peer did not return a certificate') || m.includes('certificate required'))
+    return 'no-client-cert';
+  if (m.includes('unknown ca') || m.includes('unable to get') || m.includes('certificate'))
+    return 'client-cert-untrusted';
+  if (m.includes('version')) return 'tls-version';
+  return 'tls-error';
+}

@@ -1,0 +1,150 @@
+import http2, { type ClientHttp2Session } from 'node:http2';
+import tls, { type TLSSocket } from 'node:tls';
+import { type IssuedLeaf, peerCertificateChain, type TrustBundle, verify } from '../ca/index.ts';
+import { MeshfedError } from '../core/index.ts';
+import { TUNNEL_ALPN } from './config.ts';
+
+export interface TunnelCredentials {
+  leaf: () => IssuedLeaf;
+  bundle: () => TrustBundle;
+  trustDomain: string;
+}
+
+interface Entry {
+  sessions: (ClientHttp2Session | undefined)[];
+  connecting: (Promise<ClientHttp2Session> | undefined)[];
+  next: number;
+}
+
+/**
+ * Pooled, multiplexed HTTP/2 sessions: a few per upstream (a remote gateway over mTLS, or a local
+ * h2c endpoint), never one per request. A session that closes or errors leaves the pool and the next
+ * request dials again. Remote gateways must prove a gateway identity of the cluster we meant to reach.
+ */
+export class H2Pool {
+  private readonly entries = new Map<string, Entry>();
+  private readonly size: number;
+  private readonly connectTimeoutMs: number;
+  private readonly creds: TunnelCredentials | undefined;
+  private closed = false;
+
+  constructor(o: { size: number; connectTimeoutMs: number; creds?: TunnelCredentials }) {
+    this.size = o.size;
+    this.connectTimeoutMs = o.connectTimeoutMs;
+    this.creds = o.creds;
+  }
+
+  /** A ready session to `address`; TLS (tunnel) when `cluster` is given, h2c otherwise. */
+  session(address: string, cluster?: string): Promise<ClientHttp2Session> {
+    if (this.closed)
+      return Promise.reject(new MeshfedError('MESHFED_GATEWAY_UPSTREAM', 'the gateway is stopping'));
+    const key = cluster === undefined ? `h2c|${address}` : `tls|${cluster}|${address}`;
+    let e = this.entries.get(key);
+    if (!e) {
+      e = { sessions: new Array(this.size), connecting: new Array(this.size), next: 0 };
+      this.entries.set(key, e);
+    }
+    const i = e.next;
+    e.next = (e.next + 1) % this.size;
+    const s = e.sessions[i];
+    if (s && !s.closed && !s.destroyed) return Promise.resolve(s);
+    const pending = e.connecting[i];
+    if (pending) return pending;
+    const entry = e;
+    const p = this.dial(address, cluster).then(
+      (session) => {
+        entry.sessions[i] = session;
+        entry.connecting[i] = undefined;
+        const drop = () => {
+          if (entry.sessions[i] === session) entry.sessions[i] = undefined;
+        };
+        session.once('close', drop);
+        session.once('error', drop);
+        session.once('goaway', drop);
+        return session;
+      },
+      (err: unknown) => {
+        entry.connecting[i] = undefined;
+        throw err;
+      },
+    );
+    entry.connecting[i] = p;
+    return p;
+  }
+
+  private dial(address: string, cluster?: string): Promise<ClientHttp2Session> {
+    const colon = address.lastIndexOf(':');
+    const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
+    const port = Number(address.slice(colon + 1));
+    return new Promise((resolve, reject) => {
+      let session: ClientHttp2Session;
+      const settings = { enablePush: false, initialWindowSize: 1 << 20 };
+      if (cluster !== undefined) {
+        const creds = this.creds;
+        if (!creds) return reject(new MeshfedError('MESHFED_INTERNAL', 'tunnel credentials are missing'));
+        const leaf = creds.leaf();
+        // http2.connect forces ALPN to ['h2']: dial TLS ourselves so the tunnel ALPN is offered
+        const tlsOptions: tls.ConnectionOptions = {
+          host,
+          port,
+          cert: leaf.chainPem,
+          key: leaf.keyPem,
+          ca: creds.bundle().toPem(),
+          minVersion: 'TLSv1.3',
+          ALPNProtocols: [TUNNEL_ALPN, 'h2'],
+          servername: `gateway.${cluster}.meshfed.internal`,
+          // the SPIFFE identity is checked below with ca/verify; the hostname means nothing here
+          checkServerIdentity: () => undefined,
+        };
+        session = http2.connect(`https://${host}:${port}`, {
+          createConnection: () => tls.connect(tlsOptions),
+          settings,
+          peerMaxConcurrentStreams: 1000,
+        });
+      } else {
+        session = http2.connect(`http://${host}:${port}`, { settings });
+      }
+      const timer = setTimeout(() => {
+        session.destroy();
+        reject(
+          new MeshfedError('MESHFED_GATEWAY_TIMEOUT', `connect to ${address} timed out`, { retryable: true }),
+        );
+      }, this.connectTimeoutMs);
+      session.once('error', (err) => {
+        clearTimeout(timer);
+        reject(
+          new MeshfedError('MESHFED_GATEWAY_UPSTREAM', `connect to ${address}: ${err.message}`, {
+            cause: err,
+            retryable: true,
+          }),
+        );
+      });
+      session.once('connect', () => {
+        clearTimeout(timer);
+        if (cluster !== undefined) {
+          try {
+            verify(peerCertificateChain(session.socket as TLSSocket), this.creds!.bundle(), {
+              trustDomain: this.creds!.trustDomain,
+              cluster,
+              kinds: ['gateway'],
+            });
+          } catch (err) {
+            session.destroy();
+            reject(err);
+            return;
+          }
+        }
+        session.removeAllListeners('error');
+        session.on('error', () => undefined);
+        session.unref();
+        resolve(session);
+      });
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const e of this.entries.values()) for (const s of e.sessions) s?.close();
+    this.entries.clear();
+  }
+}

@@ -1,0 +1,276 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import {
+  type CaMaterial,
+  CertificateSource,
+  createRoot,
+  issueIntermediate,
+  issueLeaf,
+  TrustBundle,
+} from '../../ca/index.ts';
+import {
+  type CatalogChange,
+  type CatalogView,
+  type ClusterState,
+  createRegistry,
+  type EndpointSource,
+  type LocalService,
+  type Registry,
+  type RemoteServiceInstance,
+  type ServiceRef,
+  silentLogger,
+} from '../../core/index.ts';
+import { Balancers, balancerConfigSchema } from '../../gateway/balancer/index.ts';
+import { Gateway, gatewayConfigSchema } from '../../gateway/index.ts';
+
+export const TRUST_DOMAIN = 'meshfed.test';
+
+/** A CatalogView double: tests set the remote offers directly. */
+export class TestCatalog implements CatalogView {
+  private list: RemoteServiceInstance[] = [];
+  private readonly listeners = new Set<(c: readonly CatalogChange[]) => void>();
+  services(): readonly ServiceRef[] {
+    return this.list.map((i) => ({ namespace: i.namespace, name: i.name }));
+  }
+  instances(namespace: string, name: string): readonly RemoteServiceInstance[] {
+    return this.list.filter((i) => i.namespace === namespace && i.name === name);
+  }
+  clusters(): readonly ClusterState[] {
+    return [...new Set(this.list.map((i) => i.cluster))].map((cluster) => ({
+      cluster,
+      gateways: [],
+      stale: false,
+      services: 0,
+    }));
+  }
+  onChange(l: (c: readonly CatalogChange[]) => void): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+  /** `cluster` offers `svc` behind the gateway at `gateway` (host:port). */
+  offer(cluster: string, svc: LocalService, gateway: string): void {
+    const instance: RemoteServiceInstance = {
+      namespace: svc.namespace,
+      name: svc.name,
+      cluster,
+      ports: svc.ports,
+      locality: { region: `${cluster}-region`, zone: `${cluster}-zone` },
+      weight: 1,
+      gateways: [{ name: `${cluster}-gw`, address: gateway }],
+      revision: 1,
+      expiresAt: Date.now() + 3_600_000,
+      stale: false,
+    };
+    this.list = this.list.filter(
+      (i) => !(i.cluster === cluster && i.namespace === svc.namespace && i.name === svc.name),
+    );
+    this.list.push(instance);
+    for (const l of this.listeners) l([{ type: 'upsert', instance }]);
+  }
+}
+
+/** An EndpointSource double holding this cluster's services. */
+export class TestSource implements EndpointSource {
+  readonly name = 'test';
+  private services: LocalService[] = [];
+  private readonly listeners = new Set<(s: readonly LocalService[]) => void>();
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+  current(): readonly LocalService[] {
+    return this.services;
+  }
+  onChange(l: (s: readonly LocalService[]) => void): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+  set(services: LocalService[]): void {
+    this.services = services;
+    for (const l of this.listeners) l(services);
+  }
+}
+
+/** A local HTTP backend that answers with what it saw, as JSON. */
+export async function echoServer(label: string): Promise<{ server: http.Server; address: string }> {
+  const server = http.createServer((req, res) => {
+    if (req.url?.startsWith('/status/')) {
+      res.writeHead(Number(req.url.slice(8)));
+      res.end();
+      return;
+    }
+    let size = 0;
+    req.on('data', (d: Buffer) => {
+      size += d.length;
+    });
+    req.on('end', () => {
+      const body = JSON.stringify({ label, method: req.method, url: req.url, headers: req.headers, size });
+      res.writeHead(200, { 'content-type': 'application/json', 'x-backend': label });
+      res.end(body);
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  return { server, address: `127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
+
+export function httpService(
+  namespace: string,
+  name: string,
+  addresses: string[],
+  exported = true,
+  protocol: 'http' | 'tcp' | 'tls' | 'grpc' = 'http',
+): LocalService {
+  return {
+    namespace,
+    name,
+    ports: [{ name: protocol, port: 8080, protocol }],
+    endpoints: addresses.map((a) => ({
+      host: a.slice(0, a.lastIndexOf(':')),
+      ports: { [protocol]: Number(a.slice(a.lastIndexOf(':') + 1)) },
+      healthy: true,
+    })),
+    exported,
+    source: 'test',
+  };
+}
+
+export interface TestGateway {
+  cluster: string;
+  gateway: Gateway;
+  catalog: TestCatalog;
+  source: TestSource;
+  registry: Registry;
+  identity: CertificateSource;
+  eastWest: string;
+  egress: string;
+  admin: string;
+  close(): Promise<void>;
+}
+
+export interface Mesh {
+  root: CaMaterial;
+  bundle: TrustBundle;
+  intermediate(cluster: string): Promise<CaMaterial>;
+  gateway(cluster: string, o?: { authorize?: (o: { caller: string }) => boolean }): Promise<TestGateway>;
+}
+
+export async function createMesh(): Promise<Mesh> {
+  const root = await createRoot({ trustDomain: TRUST_DOMAIN });
+  const bundle = TrustBundle.fromPem(root.certPem);
+  const cas = new Map<string, CaMaterial>();
+  const intermediate = async (cluster: string) => {
+    let ca = cas.get(cluster);
+    if (!ca) {
+      ca = await issueIntermediate(root, { cluster });
+      cas.set(cluster, ca);
+    }
+    return ca;
+  };
+  return {
+    root,
+    bundle,
+    intermediate,
+    async gateway(cluster, o = {}) {
+      const ca = await intermediate(cluster);
+      const identity = new CertificateSource({
+        issue: () => issueLeaf(ca, { kind: 'gateway', name: `${cluster}-gw` }),
+        bundle: () => bundle,
+      });
+      await identity.start();
+      const catalog = new TestCatalog();
+      const source = new TestSource();
+      const registry = createRegistry();
+      const logger = silentLogger();
+      const balancerConfig = balancerConfigSchema.parse({
+        healthCheck: { interval: 60_000 },
+        retry: { attempts: 2, budgetPercent: 100, minRetryConcurrency: 10 },
+      });
+      const locality = { region: `${cluster}-region`, zone: `${cluster}-zone` };
+      const balancers = new Balancers({
+        cluster,
+        locality,
+        catalog,
+        local: source,
+        config: balancerConfig,
+        registry,
+        logger,
+      });
+      const config = gatewayConfigSchema.parse({
+        listeners: { eastWest: '127.0.0.1:0', egress: '127.0.0.1:0', admin: '127.0.0.1:0' },
+        limits: { headersTimeout: 1_000, helloTimeout: 1_000 },
+      });
+      const gateway = new Gateway({
+        config,
+        cluster,
+        trustDomain: TRUST_DOMAIN,
+        locality,
+        identity,
+        bundle: () => bundle,
+        catalog,
+        local: source,
+        balancers,
+        balancerConfig,
+        registry,
+        logger,
+        ...(o.authorize ? { authorize: o.authorize } : {}),
+      });
+      await gateway.start();
+      const a = gateway.addresses();
+      return {
+        cluster,
+        gateway,
+        catalog,
+        source,
+        registry,
+        identity,
+        eastWest: a.eastWest!,
+        egress: a.egress!,
+        admin: a.admin!,
+        async close() {
+          await gateway.stop();
+          balancers.close();
+          identity.stop();
+        },
+      };
+    },
+  };
+}
+
+/** One HTTP/1.1 request; resolves with status, headers and the whole body. */
+export function request(
+  address: string,
+  o: {
+    host: string;
+    path?: string;
+    method?: string;
+    headers?: Record<string, string>;
+    body?: Buffer | string;
+  },
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  const i = address.lastIndexOf(':');
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: address.slice(0, i),
+        port: Number(address.slice(i + 1)),
+        method: o.method ?? 'GET',
+        path: o.path ?? '/',
+        headers: { host: o.host, ...o.headers },
+        agent: false,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            headers: res.headers,
+            body: Buffer.concat(chunks).toString(),
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(o.body);
+  });
+}
