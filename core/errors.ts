@@ -43,6 +43,7 @@ export const ERROR_CODES = {
   MESHFED_GATEWAY_UPSTREAM: 'an upstream connection failed (retryable)',
   MESHFED_GATEWAY_TIMEOUT: 'an upstream did not answer within its timeout',
   MESHFED_GATEWAY_OVERLOADED: 'a circuit breaker or connection limit refused the request',
+  MESHFED_GATEWAY_DRAINING: 'a gateway is draining and takes no new requests (retryable elsewhere)',
   MESHFED_GATEWAY_IDENTITY_REFUSED: 'a peer or asserted caller identity is not allowed',
   MESHFED_ADMIN_UNREACHABLE: 'the admin API of a gateway cannot be reached',
   MESHFED_INSECURE_ENVIRONMENT: 'the process environment turns TLS verification off',

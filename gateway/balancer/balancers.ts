@@ -1,0 +1,433 @@
+import {
+  type CatalogView,
+  type EndpointSource,
+  Counter,
+  Gauge,
+  type Locality,
+  type LocalService,
+  type Logger,
+  type Registry,
+  type ServicePort,
+  serviceKey,
+} from '../../core/index.ts';
+import type { BalancerConfig } from './config.ts';
+import { levelLoads, localityLevel } from './priority.ts';
+
+export interface BalancerTarget {
+  id: string;
+  local: boolean;
+  cluster: string;
+  locality: Locality;
+  /** host:port: a local endpoint's port for the chosen service port, or a remote gateway's east-west address */
+  address: string;
+  weight: number;
+  gatewayName?: string;
+  /** the service port this target serves */
+  port: ServicePort;
+}
+
+/** How a try failed; 'cancelled' (the caller went away, or a breaker refused) counts against nobody. */
+export type Failure = 'connect' | 'timeout' | '5xx' | 'reset' | 'refused' | 'cancelled';
+
+export interface PickResult {
+  target: BalancerTarget;
+  level: 0 | 1 | 2;
+  release(outcome: { ok: boolean; latencyMs: number; failure?: Failure }): void;
+}
+
+export interface PickOptions {
+  /** 'local': only this cluster's endpoints (at the destination gateway; never re-forward) */
+  scope?: 'any' | 'local';
+  exclude?: ReadonlySet<string>;
+  portName?: string;
+  port?: number;
+}
+
+/** Per-target state that outlives catalog changes (keyed by target id). */
+class TargetStats {
+  outstanding = 0;
+  /** peak-EWMA latency in ms: jumps up to a slow sample at once, decays toward fast ones */
+  ewma = 0;
+  lastSample = 0;
+  consecutiveFailures = 0;
+  ejections = 0;
+  ejectedUntil = 0;
+  activeHealthy = true;
+  activeStreak = 0;
+  requests = 0;
+  failures = 0;
+}
+
+const DECAY_MS = 10_000;
+
+export interface ResolvedService {
+  namespace: string;
+  name: string;
+  port: ServicePort;
+  targets: BalancerTarget[];
+}
+
+export interface BalancersOptions {
+  cluster: string;
+  locality: Locality;
+  catalog: CatalogView;
+  local: EndpointSource;
+  config: BalancerConfig;
+  registry: Registry;
+  logger: Logger;
+  probe?: (t: BalancerTarget) => Promise<boolean>;
+  now?: () => number;
+  random?: () => number;
+}
+
+function choosePort(ports: readonly ServicePort[], o: PickOptions): ServicePort | undefined {
+  if (o.portName) return ports.find((p) => p.name === o.portName);
+  if (o.port !== undefined) return ports.find((p) => p.port === o.port);
+  return ports[0];
+}
+
+/**
+ * One load balancer per service, fed by this cluster's endpoints and the federated catalog:
+ * locality priorities with spill-over, power-of-two-choices on outstanding × latency within a
+ * level, outlier ejection with growing back-off and a cap, and an explanation of every decision.
+ */
+export class Balancers {
+  private readonly o: BalancersOptions;
+  private readonly stats = new Map<string, TargetStats>();
+  private readonly now: () => number;
+  private readonly random: () => number;
+  private readonly ejectionsTotal: Counter;
+  private readonly healthTimer: NodeJS.Timeout | undefined;
+  private localIndex = new Map<string, LocalService>();
+  private readonly unsubscribe: () => void;
+  private probing = false;
+
+  constructor(o: BalancersOptions) {
+    this.o = o;
+    this.now = o.now ?? Date.now;
+    this.random = o.random ?? Math.random;
+    const self = this;
+    this.ejectionsTotal = new Counter({
+      name: 'meshfed_outlier_ejections_total',
+      help: 'targets ejected by outlier detection',
+      labelNames: ['source_cluster', 'destination_cluster'],
+      registers: [o.registry],
+    });
+    new Gauge({
+      name: 'meshfed_upstream_healthy',
+      help: '1 when a target is neither ejected nor failing active health checks',
+      labelNames: ['source_cluster', 'destination_cluster', 'target'],
+      registers: [o.registry],
+      collect() {
+        this.reset();
+        for (const [id, s] of self.stats) {
+          const cluster = id.split('|')[1] ?? '';
+          this.set(
+            { source_cluster: o.cluster, destination_cluster: cluster, target: id },
+            s.ejectedUntil <= self.now() && s.activeHealthy ? 1 : 0,
+          );
+        }
+      },
+    });
+    const reindex = (services: readonly LocalService[]) => {
+      this.localIndex = new Map(services.map((s) => [serviceKey(s), s]));
+    };
+    reindex(o.local.current());
+    this.unsubscribe = o.local.onChange(reindex);
+    if (o.probe) {
+      this.healthTimer = setInterval(() => void this.runHealthChecks(), o.config.healthCheck.interval);
+      this.healthTimer.unref();
+    }
+  }
+
+  private stat(id: string): TargetStats {
+    let s = this.stats.get(id);
+    if (!s) {
+      s = new TargetStats();
+      this.stats.set(id, s);
+    }
+    return s;
+  }
+
+  /** The targets of a service for one of its ports, local endpoints first. */
+  resolve(namespace: string, name: string, o: PickOptions = {}): ResolvedService | undefined {
+    const key = `${namespace}/${name}`;
+    const local = this.localIndex.get(key);
+    const remotes = o.scope === 'local' ? [] : this.o.catalog.instances(namespace, name);
+    const ports = local?.ports ?? remotes[0]?.ports;
+    if (!ports) return undefined;
+    const port = choosePort(ports, o);
+    if (!port) return undefined;
+    const targets: BalancerTarget[] = [];
+    if (local) {
+      for (const e of local.endpoints) {
+        if (!e.healthy) continue;
+        const p = e.ports[port.name] ?? port.port;
+        targets.push({
+          id: `local|${this.o.cluster}|${e.host}:${p}`,
+          local: true,
+          cluster: this.o.cluster,
+          locality: { region: this.o.locality.region, zone: e.zone ?? this.o.locality.zone },
+          address: `${e.host.includes(':') ? `[${e.host}]` : e.host}:${p}`,
+          weight: 1,
+          port,
+        });
+      }
+    }
+    for (const inst of remotes) {
+      if (inst.cluster === this.o.cluster || inst.stale || inst.weight <= 0 || inst.gateways.length === 0)
+        continue;
+      if (inst.expiresAt && inst.expiresAt < this.now()) continue;
+      const remotePort = inst.ports.find((p) => p.name === port.name) ?? port;
+      for (const g of inst.gateways) {
+        targets.push({
+          id: `remote|${inst.cluster}|${g.name}|${g.address}`,
+          local: false,
+          cluster: inst.cluster,
+          locality: g.locality ?? inst.locality,
+          address: g.address,
+          weight: inst.weight / inst.gateways.length,
+          gatewayName: g.name,
+          port: remotePort,
+        });
+      }
+    }
+    return { namespace, name, port, targets };
+  }
+
+  private healthy(t: BalancerTarget, now: number): boolean {
+    const s = this.stats.get(t.id);
+    return !s || (s.ejectedUntil <= now && s.activeHealthy);
+  }
+
+  pick(namespace: string, name: string, o: PickOptions = {}): PickResult | undefined {
+    const svc = this.resolve(namespace, name, o);
+    if (!svc) return undefined;
+    const now = this.now();
+    const candidates = o.exclude ? svc.targets.filter((t) => !o.exclude!.has(t.id)) : svc.targets;
+    if (candidates.length === 0) return undefined;
+    const levels: BalancerTarget[][] = [[], [], []];
+    for (const t of candidates) levels[localityLevel(this.o.locality, t.locality)]!.push(t);
+    const weights = levels.map((l) => ({
+      total: l.reduce((a, t) => a + t.weight, 0),
+      healthy: l.reduce((a, t) => a + (this.healthy(t, now) ? t.weight : 0), 0),
+    }));
+    const loads = levelLoads(weights, this.o.config.overprovisioningFactor);
+    let level: 0 | 1 | 2;
+    let pool: BalancerTarget[];
+    if (loads.every((l) => l === 0)) {
+      // panic: nothing is healthy; try everything rather than fail outright
+      level = (levels.findIndex((l) => l.length > 0) as 0 | 1 | 2) ?? 2;
+      pool = levels[level]!;
+    } else {
+      let r = this.random();
+      level = 2;
+      for (let i = 0; i < 3; i++) {
+        if (r < loads[i]! || i === 2) {
+          level = i as 0 | 1 | 2;
+          break;
+        }
+        r -= loads[i]!;
+      }
+      if (loads[level] === 0) level = loads.findIndex((l) => l > 0) as 0 | 1 | 2;
+      pool = levels[level]!.filter((t) => this.healthy(t, now));
+    }
+    const target = this.p2c(pool, now);
+    if (!target) return undefined;
+    const s = this.stat(target.id);
+    s.outstanding++;
+    s.requests++;
+    let released = false;
+    return {
+      target,
+      level,
+      release: (outcome) => {
+        if (released) return;
+        released = true;
+        s.outstanding--;
+        this.observe(target, s, outcome, svc.targets);
+      },
+    };
+  }
+
+  /** Two random candidates (by weight); the one with less outstanding work × latency wins. */
+  private p2c(pool: readonly BalancerTarget[], now: number): BalancerTarget | undefined {
+    if (pool.length <= 1) return pool[0];
+    const a = this.weighted(pool);
+    let b = this.weighted(pool);
+    if (a === b) b = pool[(pool.indexOf(a) + 1) % pool.length]!;
+    return this.cost(a, now) <= this.cost(b, now) ? a : b;
+  }
+
+  private weighted(pool: readonly BalancerTarget[]): BalancerTarget {
+    const total = pool.reduce((x, t) => x + t.weight, 0);
+    let r = this.random() * total;
+    for (const t of pool) {
+      r -= t.weight;
+      if (r < 0) return t;
+    }
+    return pool[pool.length - 1]!;
+  }
+
+  private cost(t: BalancerTarget, now: number): number {
+    const s = this.stats.get(t.id);
+    if (!s) return 0;
+    const age = now - s.lastSample;
+    const latency = s.ewma * Math.exp(-age / DECAY_MS) + 1;
+    return ((s.outstanding + 1) * latency) / Math.max(t.weight, 0.001);
+  }
+
+  private observe(
+    t: BalancerTarget,
+    s: TargetStats,
+    o: { ok: boolean; latencyMs: number; failure?: Failure },
+    peers: readonly BalancerTarget[],
+  ): void {
+    if (o.failure === 'cancelled') return;
+    const now = this.now();
+    const decayed = s.ewma * Math.exp(-(now - s.lastSample) / DECAY_MS);
+    s.ewma = o.latencyMs > decayed ? o.latencyMs : decayed * 0.7 + o.latencyMs * 0.3;
+    s.lastSample = now;
+    if (o.ok) {
+      s.consecutiveFailures = 0;
+      return;
+    }
+    s.failures++;
+    s.consecutiveFailures++;
+    const c = this.o.config.outlier;
+    if (s.consecutiveFailures < c.consecutiveFailures || s.ejectedUntil > now) return;
+    // cap: never eject more than maxEjectionPercent of the targets this service could use
+    const ejected = peers.filter((p) => (this.stats.get(p.id)?.ejectedUntil ?? 0) > now).length;
+    if (((ejected + 1) / Math.max(peers.length, 1)) * 100 > c.maxEjectionPercent) return;
+    s.ejections++;
+    s.ejectedUntil = now + Math.min(c.baseEjection * s.ejections, c.maxEjection);
+    s.consecutiveFailures = 0;
+    this.ejectionsTotal.inc({ source_cluster: this.o.cluster, destination_cluster: t.cluster });
+    this.o.logger.warn(
+      { target: t.id, cluster: t.cluster, failure: o.failure, ejectedForMs: s.ejectedUntil - now },
+      'target ejected by outlier detection',
+    );
+  }
+
+  /** Active health checks of remote gateways, with thresholds in both directions. */
+  private async runHealthChecks(): Promise<void> {
+    if (this.probing || !this.o.probe) return;
+    this.probing = true;
+    try {
+      const seen = new Map<string, BalancerTarget>();
+      for (const ref of this.o.catalog.services()) {
+        for (const t of this.resolve(ref.namespace, ref.name)?.targets ?? [])
+          if (!t.local) seen.set(t.address, t);
+      }
+      const hc = this.o.config.healthCheck;
+      await Promise.all(
+        [...seen.values()].map(async (t) => {
+          const ok = await Promise.race([
+            this.o.probe!(t).catch(() => false),
+            new Promise<boolean>((r) => setTimeout(() => r(false), hc.timeout).unref()),
+          ]);
+          for (const [id, s] of this.stats) {
+            if (!id.endsWith(`|${t.address}`)) continue;
+            s.activeStreak = ok === s.activeHealthy ? 0 : s.activeStreak + 1;
+            if (!s.activeHealthy && ok && s.activeStreak >= hc.healthyThreshold) {
+              s.activeHealthy = true;
+              s.activeStreak = 0;
+            } else if (s.activeHealthy && !ok && s.activeStreak >= hc.unhealthyThreshold) {
+              s.activeHealthy = false;
+              s.activeStreak = 0;
+            }
+          }
+        }),
+      );
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  /** Why traffic for a service goes where it goes (for `meshfed routes` and /debug/routes). */
+  explain(namespace: string, name: string, o: PickOptions = {}): RouteExplanation {
+    const svc = this.resolve(namespace, name, o);
+    const now = this.now();
+    if (!svc) {
+      return { service: `${name}.${namespace}`, from: this.o.cluster, known: false, levels: [] };
+    }
+    const names = ['same zone', 'same region', 'other regions'];
+    const levels: RouteExplanation['levels'] = [0, 1, 2].map((i) => ({
+      level: i,
+      locality: names[i]!,
+      load: 0,
+      healthyWeight: 0,
+      totalWeight: 0,
+      targets: [],
+    }));
+    for (const t of svc.targets) {
+      const lvl = levels[localityLevel(this.o.locality, t.locality)]!;
+      const s = this.stats.get(t.id);
+      const healthy = this.healthy(t, now);
+      lvl.totalWeight += t.weight;
+      if (healthy) lvl.healthyWeight += t.weight;
+      lvl.targets.push({
+        target: t.local ? `${t.address} (local endpoint)` : `${t.cluster}/${t.gatewayName} ${t.address}`,
+        cluster: t.cluster,
+        zone: t.locality.zone,
+        weight: Math.round(t.weight * 100) / 100,
+        state: !healthy
+          ? s && s.ejectedUntil > now
+            ? `ejected ${Math.ceil((s.ejectedUntil - now) / 1000)}s`
+            : 'failing health checks'
+          : 'healthy',
+        outstanding: s?.outstanding ?? 0,
+        ewmaMs: s ? Math.round(s.ewma * 10) / 10 : 0,
+        requests: s?.requests ?? 0,
+        failures: s?.failures ?? 0,
+      });
+    }
+    const loads = levelLoads(
+      levels.map((l) => ({ healthy: l.healthyWeight, total: l.totalWeight })),
+      this.o.config.overprovisioningFactor,
+    );
+    levels.forEach((l, i) => {
+      l.load = Math.round(loads[i]! * 1000) / 10;
+    });
+    return {
+      service: `${name}.${namespace}`,
+      from: this.o.cluster,
+      known: true,
+      port: `${svc.port.port}/${svc.port.protocol}`,
+      panic: loads.every((x) => x === 0) && svc.targets.length > 0,
+      levels: levels.filter((l) => l.targets.length > 0),
+    };
+  }
+
+  close(): void {
+    this.unsubscribe();
+    if (this.healthTimer) clearInterval(this.healthTimer);
+  }
+}
+
+export interface RouteExplanation {
+  service: string;
+  from: string;
+  known: boolean;
+  port?: string;
+  panic?: boolean;
+  levels: {
+    level: number;
+    locality: string;
+    /** percent of new requests this level receives */
+    load: number;
+    healthyWeight: number;
+    totalWeight: number;
+    targets: {
+      target: string;
+      cluster: string;
+      zone: string;
+      weight: number;
+      state: string;
+      outstanding: number;
+      ewmaMs: number;
+      requests: number;
+      failures: number;
+    }[];
+  }[];
+}

@@ -1,0 +1,111 @@
+import { duration, z } from '../../core/index.ts';
+
+export const balancerConfigSchema = z
+  .strictObject({
+    overprovisioningFactor: z
+      .number()
+      .min(1)
+      .max(10)
+      .default(1.4)
+      .describe(
+        "a locality level keeps all its traffic while healthy share × this ≥ 1 (Envoy's default 1.4)",
+      ),
+    outlier: z
+      .strictObject({
+        consecutiveFailures: z
+          .number()
+          .int()
+          .min(1)
+          .default(5)
+          .describe('failures in a row that eject a target'),
+        baseEjection: duration().default(30_000).describe('first ejection; the n-th lasts n × this'),
+        maxEjection: duration().default(300_000).describe('cap on one ejection'),
+        maxEjectionPercent: z
+          .number()
+          .min(0)
+          .max(100)
+          .default(50)
+          .describe('never eject more than this share of targets'),
+      })
+      .default({
+        consecutiveFailures: 5,
+        baseEjection: 30_000,
+        maxEjection: 300_000,
+        maxEjectionPercent: 50,
+      }),
+    healthCheck: z
+      .strictObject({
+        interval: duration().default(5_000).describe('active health check period for remote gateways'),
+        timeout: duration().default(1_000),
+        unhealthyThreshold: z.number().int().min(1).default(2),
+        healthyThreshold: z.number().int().min(1).default(2),
+      })
+      .default({ interval: 5_000, timeout: 1_000, unhealthyThreshold: 2, healthyThreshold: 2 }),
+    retry: z
+      .strictObject({
+        attempts: z
+          .number()
+          .int()
+          .min(0)
+          .max(5)
+          .default(2)
+          .describe('extra tries for idempotent requests and connect failures'),
+        budgetPercent: z
+          .number()
+          .min(0)
+          .max(100)
+          .default(20)
+          .describe('retries in flight may be at most this share of active requests'),
+        minRetryConcurrency: z
+          .number()
+          .int()
+          .min(0)
+          .default(3)
+          .describe('retries always allowed in flight, whatever the budget'),
+        backoffBase: duration()
+          .default(25)
+          .describe('retry n waits a random time in [0, min(backoffMax, backoffBase × 2^n)) (full jitter)'),
+        backoffMax: duration().default(250),
+      })
+      .default({ attempts: 2, budgetPercent: 20, minRetryConcurrency: 3, backoffBase: 25, backoffMax: 250 }),
+    timeouts: z
+      .strictObject({
+        connect: duration().default(1_000),
+        request: duration().default(15_000).describe('whole request, first byte to last, per try'),
+        idle: duration().default(60_000),
+      })
+      .default({ connect: 1_000, request: 15_000, idle: 60_000 }),
+    circuitBreaker: z
+      .strictObject({
+        maxConnections: z
+          .number()
+          .int()
+          .min(1)
+          .default(1024)
+          .describe('connections (or tunnel streams carrying TCP) per target'),
+        maxPending: z
+          .number()
+          .int()
+          .min(1)
+          .default(1024)
+          .describe('requests per target waiting for a connection or a free stream'),
+        maxRequests: z.number().int().min(1).default(1024).describe('concurrent requests per target'),
+        maxClusterRequests: z
+          .number()
+          .int()
+          .min(1)
+          .default(4096)
+          .describe('concurrent requests to all targets of one destination cluster'),
+      })
+      .default({ maxConnections: 1024, maxPending: 1024, maxRequests: 1024, maxClusterRequests: 4096 }),
+  })
+  .default({
+    overprovisioningFactor: 1.4,
+    outlier: { consecutiveFailures: 5, baseEjection: 30_000, maxEjection: 300_000, maxEjectionPercent: 50 },
+    healthCheck: { interval: 5_000, timeout: 1_000, unhealthyThreshold: 2, healthyThreshold: 2 },
+    retry: { attempts: 2, budgetPercent: 20, minRetryConcurrency: 3, backoffBase: 25, backoffMax: 250 },
+    timeouts: { connect: 1_000, request: 15_000, idle: 60_000 },
+    circuitBreaker: { maxConnections: 1024, maxPending: 1024, maxRequests: 1024, maxClusterRequests: 4096 },
+  });
+
+export type BalancerConfig = z.output<typeof balancerConfigSchema>;

@@ -1,0 +1,12 @@
+export {
+  type BalancerTarget,
+  Balancers,
+  type BalancersOptions,
+  type Failure,
+  type PickOptions,
+  type PickResult,
+  type ResolvedService,
+  type RouteExplanation,
+} from './balancers.ts';
+export { type BalancerConfig, balancerConfigSchema } from './config.ts';
+export { levelLoads, localityLevel } from './priority.ts';

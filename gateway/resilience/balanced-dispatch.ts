@@ -1,0 +1,118 @@
+import { MeshfedError } from '../../core/index.ts';
+import type { Balancers, BalancerTarget, Failure, PickResult } from '../balancer/index.ts';
+import type { CircuitBreakers } from './circuit-breaker.ts';
+import type { CallContext, Dispatch } from './dispatch.ts';
+import { UpstreamFailure } from './dispatch.ts';
+import { isTimeoutReason } from './timeouts.ts';
+
+export interface BalancedDispatchOptions<R> {
+  balancers: Pick<Balancers, 'pick'>;
+  breakers?: CircuitBreakers;
+  /**
+   * Sends one try to one target. Throw an UpstreamFailure (or any error: it counts as 'reset', or
+   * 'connect' if the error code says the connection failed); honour `signal` to stop early.
+   */
+  send: (target: BalancerTarget, ctx: CallContext & { signal: AbortSignal }) => Promise<R>;
+  /** Says whether an answer is a failure (e.g. HTTP 5xx); the default treats every answer as ok. */
+  classify?: (result: R) => Failure | undefined;
+  now?: () => number;
+}
+
+const CONNECT_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET_BEFORE_CONNECT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET_CONNECT',
+]);
+
+function failureOf(err: unknown): Failure {
+  if (err instanceof UpstreamFailure) return err.failure;
+  const code = (err as { code?: string } | null)?.code ?? '';
+  if (code === 'ECONNREFUSED') return 'refused';
+  if (CONNECT_CODES.has(code)) return 'connect';
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'ETIMEDOUT')
+    return 'timeout';
+  return 'reset';
+}
+
+/** How many other targets to look at when a picked target's breaker is full. */
+const BREAKER_REPICKS = 3;
+
+/**
+ * The innermost dispatch: pick a target (locality, outlier state, P2C), take its circuit breaker,
+ * send, and report the outcome back to the balancer. A try aborted by the per-try timeout counts as
+ * a 'timeout' against its target; a caller that goes away counts against nobody.
+ */
+export function balancedDispatch<R>(o: BalancedDispatchOptions<R>): Dispatch<R> {
+  const now = o.now ?? (() => performance.now());
+  return async (ctx) => {
+    let pick: PickResult | undefined;
+    let releaseBreaker: (() => void) | undefined;
+    const exclude = new Set(ctx.exclude);
+    for (let i = 0; i <= BREAKER_REPICKS; i++) {
+      const opts = {
+        exclude,
+        ...(ctx.scope ? { scope: ctx.scope } : {}),
+        ...(ctx.portName ? { portName: ctx.portName } : {}),
+      };
+      // retries prefer untried targets, but a used one beats none (Envoy's host predicate is best effort)
+      pick =
+        o.balancers.pick(ctx.namespace, ctx.name, opts) ??
+        (i === 0 && exclude.size > 0
+          ? o.balancers.pick(ctx.namespace, ctx.name, { ...opts, exclude: new Set() })
+          : undefined);
+      if (!pick) break;
+      releaseBreaker = o.breakers ? o.breakers.acquireRequest(pick.target) : () => {};
+      if (releaseBreaker) break;
+      pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
+      exclude.add(pick.target.id);
+      pick = undefined;
+    }
+    if (!pick || !releaseBreaker) {
+      if (o.breakers && exclude.size > ctx.exclude.size) {
+        throw new MeshfedError(
+          'MESHFED_GATEWAY_OVERLOADED',
+          `${ctx.name}.${ctx.namespace}: every target tried is at its circuit-breaker limit (circuitBreaker.*)`,
+          { retryable: true },
+        );
+      }
+      throw new MeshfedError(
+        'MESHFED_GATEWAY_NO_HEALTHY_UPSTREAM',
+        `${ctx.name}.${ctx.namespace}: no target is available (none known, or all excluded); check 'meshfed routes ${ctx.name}.${ctx.namespace}'`,
+      );
+    }
+    const target = pick.target;
+    const signal = ctx.signal ?? new AbortController().signal;
+    const t0 = now();
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    aborted.catch(() => {});
+    try {
+      const result = await Promise.race([o.send(target, { ...ctx, signal }), aborted]);
+      const failure = o.classify?.(result);
+      pick.release({ ok: !failure, latencyMs: now() - t0, ...(failure ? { failure } : {}) });
+      if (failure) throw new UpstreamFailure(failure, target, { response: result });
+      return result;
+    } catch (err) {
+      if (err instanceof UpstreamFailure && err.target === target) throw err;
+      if (signal.aborted) {
+        const timeout = isTimeoutReason(signal.reason);
+        pick.release({ ok: false, latencyMs: now() - t0, failure: timeout ? 'timeout' : 'cancelled' });
+        if (timeout) throw new UpstreamFailure('timeout', target, { cause: signal.reason });
+        throw err;
+      }
+      const failure = failureOf(err);
+      pick.release({ ok: false, latencyMs: now() - t0, failure });
+      throw err instanceof UpstreamFailure ? err : new UpstreamFailure(failure, target, { cause: err });
+    } finally {
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+      releaseBreaker();
+    }
+  };
+}

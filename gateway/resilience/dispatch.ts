@@ -1,0 +1,79 @@
+import { MeshfedError } from '../../core/index.ts';
+import type { BalancerTarget, Failure } from '../balancer/index.ts';
+
+/**
+ * The resilience layers are promise-based middleware around one dispatch function:
+ * `Layer = (next) => (ctx) => Promise<result>`. Each layer does one job (deadline, retry, per-try
+ * timeout, drain) and is testable alone; `compose` stacks them, the first layer outermost. The
+ * innermost dispatch is `balancedDispatch`, which picks a target and calls the data plane's `send`.
+ */
+export interface CallContext {
+  namespace: string;
+  name: string;
+  /** safe to send twice (GET, HEAD, OPTIONS, PUT, DELETE, or marked so by the caller) */
+  idempotent: boolean;
+  scope?: 'any' | 'local';
+  portName?: string;
+  /** ms on the layers' clock after which no new try starts and the running try is aborted */
+  deadline?: number;
+  /** aborted when the running try must stop: per-try timeout, deadline, or the caller went away */
+  signal?: AbortSignal;
+  /** 0 for the first try */
+  attempt: number;
+  /** target ids already tried by this call; retries prefer others */
+  exclude: Set<string>;
+}
+
+export type Dispatch<R> = (ctx: CallContext) => Promise<R>;
+export type Layer<R> = (next: Dispatch<R>) => Dispatch<R>;
+
+/** `compose(terminal, a, b, c)` = `a(b(c(terminal)))`: a sees the call first. */
+export function compose<R>(terminal: Dispatch<R>, ...layers: readonly Layer<R>[]): Dispatch<R> {
+  let d = terminal;
+  for (let i = layers.length - 1; i >= 0; i--) d = layers[i]!(d);
+  return d;
+}
+
+/** Builds the context for a new call; `exclude` starts empty. */
+export function callContext(
+  c: Omit<CallContext, 'attempt' | 'exclude'> & Partial<Pick<CallContext, 'exclude'>>,
+): CallContext {
+  return { ...c, attempt: 0, exclude: c.exclude ?? new Set() };
+}
+
+/**
+ * One try failed at a known target. `failure` says how, which decides whether a retry is safe:
+ * connect/refused never reached the application, the others may have.
+ */
+export class UpstreamFailure extends MeshfedError {
+  readonly failure: Failure;
+  readonly target: BalancerTarget;
+  /** the upstream's answer when it was a 5xx, so the last one can still be passed through */
+  readonly response: unknown;
+
+  constructor(failure: Failure, target: BalancerTarget, o: { cause?: unknown; response?: unknown } = {}) {
+    const code = failure === 'timeout' ? 'MESHFED_GATEWAY_TIMEOUT' : 'MESHFED_GATEWAY_UPSTREAM';
+    const where = target.local
+      ? `local endpoint ${target.address}`
+      : `gateway ${target.gatewayName ?? target.address} of cluster ${target.cluster}`;
+    super(
+      code,
+      `${failure} from ${where}; it is retried elsewhere when safe, and ejected after repeated failures`,
+      {
+        cause: o.cause,
+        retryable: true,
+        details: { failure, target: target.id, cluster: target.cluster },
+      },
+    );
+    this.failure = failure;
+    this.target = target;
+    this.response = o.response;
+  }
+}
+
+/** Connect failures never reached the application, so they are safe to retry for any method. */
+export function isRetryable(err: unknown, idempotent: boolean): err is UpstreamFailure {
+  if (!(err instanceof UpstreamFailure)) return false;
+  if (err.failure === 'connect' || err.failure === 'refused') return true;
+  return idempotent;
+}

@@ -1,0 +1,15 @@
+export { balancedDispatch, type BalancedDispatchOptions } from './balanced-dispatch.ts';
+export { type BreakerConfig, type BreakerLimit, CircuitBreakers } from './circuit-breaker.ts';
+export {
+  type CallContext,
+  callContext,
+  compose,
+  type Dispatch,
+  isRetryable,
+  type Layer,
+  UpstreamFailure,
+} from './dispatch.ts';
+export { Drain } from './drain.ts';
+export { type ResilienceMetrics, resilienceMetrics } from './metrics.ts';
+export { backoffMs, budgetPerService, type RetryOptions, RetryBudget, retry } from './retry.ts';
+export { type Clock, deadline, isTimeoutReason, perTryTimeout } from './timeouts.ts';
