@@ -22,6 +22,29 @@ export interface Command {
   run(ctx: CommandContext): Promise<unknown>;
 }
 
+/**
+ * A command whose implementation is imported only when it runs: `meshfed status` must not pay for
+ * loading Kubernetes, OpenTelemetry and the CA libraries it does not use.
+ */
+export function lazyCommand(path: string[], summary: string, load: () => Promise<Command>): Command {
+  let loaded: Command | undefined;
+  const get = async () => {
+    loaded ??= await load();
+    return loaded;
+  };
+  return {
+    path,
+    summary,
+    get usage() {
+      return loaded?.usage ?? `meshfed ${path.join(' ')} --help`;
+    },
+    async run(ctx) {
+      return (await get()).run(ctx);
+    },
+    load: get,
+  } as Command & { load: () => Promise<Command> };
+}
+
 /** Parses a command's own flags; unknown flags are usage errors (exit 2) that name the flag. */
 export function parseFlags<T extends OptionSpec>(
   ctx: CommandContext,

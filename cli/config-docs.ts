@@ -69,15 +69,39 @@ function walk(s: JsonSchema, path: string, required: boolean, out: ConfigField[]
 }
 
 /** Every field of a config schema with its type, default and description (from `.describe()`). */
-export function configFields(schema: z.ZodType): ConfigField[] {
+export function configFields(schema: z.ZodType, sample?: unknown): ConfigField[] {
   const json = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any' }) as JsonSchema;
   const out: ConfigField[] = [];
   walk(json, '', true, out);
+  if (sample !== undefined) {
+    // defaults behind transforms (durations, host:port) do not survive JSON Schema: read the
+    // effective value of each field from a minimal config parsed by the real schema
+    const parsed = schema.safeParse(sample);
+    if (parsed.success) {
+      for (const f of out) {
+        if (f.default !== '' || f.path.includes('[') || f.path.includes('{')) continue;
+        const v = f.path
+          .split('.')
+          .reduce<unknown>(
+            (o, k) => (o && typeof o === 'object' ? (o as Record<string, unknown>)[k] : undefined),
+            parsed.data,
+          );
+        if (v === undefined || (typeof v === 'object' && v !== null && !('host' in v))) continue;
+        const shown =
+          typeof v === 'object' && v !== null && 'host' in v
+            ? `"${(v as { host: string }).host}:${(v as { port: number }).port}"`
+            : /integer \\\| string/.test(f.type)
+              ? `${JSON.stringify(v)} (ms)`
+              : JSON.stringify(v);
+        f.default = `\`${shown}\``;
+      }
+    }
+  }
   return out;
 }
 
-export function renderConfigDocs(schema: z.ZodType, intro: string): string {
-  const rows = configFields(schema).map(
+export function renderConfigDocs(schema: z.ZodType, intro: string, sample?: unknown): string {
+  const rows = configFields(schema, sample).map(
     (f) =>
       `| \`${f.path}\` | ${f.type} | ${f.required && f.default === '' ? 'yes' : ''} | ${f.default} | ${f.description.replace(/\|/g, '\\|').replace(/\n/g, ' ')} |`,
   );

@@ -67,6 +67,8 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
     const words = argv.filter((a) => !a.startsWith('-'));
     if (argv.length === 0 || argv[0] === '--help' || argv[0] === 'help' || argv[0] === '-h') {
       const sub = argv[0] === 'help' ? route(commands, argv.slice(1)) : undefined;
+      const subLoader = (sub?.command as { load?: () => Promise<Command> } | undefined)?.load;
+      if (sub && subLoader) sub.command = await subLoader();
       stdout.write(sub ? `${sub.command.usage}\n` : helpText(commands));
       return EXIT_OK;
     }
@@ -88,6 +90,8 @@ export async function runCli(argv: string[], options: RunOptions = {}): Promise<
         `unknown command "${words[0] ?? argv[0]}"; run "meshfed --help" for the list`,
       );
     }
+    const loader = (found.command as { load?: () => Promise<Command> }).load;
+    if (loader) found.command = await loader();
     if (found.rest.includes('--help') || found.rest.includes('-h')) {
       stdout.write(`${found.command.usage}\n`);
       return EXIT_OK;

@@ -1,0 +1,485 @@
+import { readFileSync, statSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { collectDefaultMetrics } from 'prom-client';
+import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
+import { CertificateSource, issueLeaf, loadCa, TrustBundle, type IssuedLeaf } from '../ca/index.ts';
+import {
+  componentLogger,
+  createLogger,
+  createRegistry,
+  Gauge,
+  type Logger,
+  MeshfedError,
+  type Registry,
+  serviceKey,
+} from '../core/index.ts';
+import { createSinks, createSources, ImportReconciler } from '../discovery/index.ts';
+import { FederationNode } from '../federation/index.ts';
+import { Balancers } from '../gateway/balancer/index.ts';
+import { Gateway } from '../gateway/index.ts';
+import { AdminServer } from './admin/admin-server.ts';
+import { type LoadedDaemonConfig, loadDaemonConfig } from './daemon-config.ts';
+import { startTelemetry, type Telemetry } from './telemetry.ts';
+
+/** Refuses environments that would silently turn TLS verification off. */
+export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): void {
+  if (env.NODE_TLS_REJECT_UNAUTHORIZED === '0') {
+    throw new MeshfedError(
+      'MESHFED_INSECURE_ENVIRONMENT',
+      'NODE_TLS_REJECT_UNAUTHORIZED=0 turns TLS certificate verification off; meshfed refuses to start. Unset it.',
+    );
+  }
+}
+
+/** A private key readable by group or others is refused: mTLS identity must not leak. */
+export function checkKeyFile(file: string): void {
+  let mode: number;
+  try {
+    mode = statSync(file).mode;
+  } catch (err) {
+    throw new MeshfedError(
+      'MESHFED_CONFIG_UNREADABLE',
+      `${file}: cannot read key file: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  if ((mode & 0o077) !== 0) {
+    throw new MeshfedError(
+      'MESHFED_FILE_INSECURE',
+      `${file}: private key is readable by other users (mode ${(mode & 0o777).toString(8)}); run: chmod 600 ${file}`,
+    );
+  }
+}
+
+export interface DaemonOptions {
+  logger?: Logger;
+  /** tests pass an in-memory span exporter */
+  spanExporter?: SpanExporter;
+}
+
+/** The gateway daemon: the composition root that wires identity, discovery, federation and data plane. */
+export class Daemon {
+  loaded: LoadedDaemonConfig;
+  readonly log: Logger;
+  readonly registry: Registry;
+  private readonly options: DaemonOptions;
+  private readonly startedAt = Date.now();
+  private bundle!: TrustBundle;
+  gatewayIdentity!: CertificateSource;
+  federationIdentity!: CertificateSource;
+  source!: ReturnType<typeof createSources>;
+  federation!: FederationNode;
+  balancers!: Balancers;
+  gateway!: Gateway;
+  private reconciler: ImportReconciler | undefined;
+  private admin: AdminServer | undefined;
+  private telemetry: Telemetry | undefined;
+  private stopping = false;
+
+  constructor(loaded: LoadedDaemonConfig, options: DaemonOptions = {}) {
+    this.loaded = loaded;
+    this.options = options;
+    const c = loaded.config;
+    this.log =
+      options.logger ??
+      createLogger({
+        level: c.observability.logLevel,
+        base: { pid: process.pid, cluster: c.cluster, gateway: c.name },
+      });
+    this.registry = createRegistry();
+  }
+
+  static fromFile(file: string, options: DaemonOptions = {}): Daemon {
+    return new Daemon(loadDaemonConfig(file), options);
+  }
+
+  get config() {
+    return this.loaded.config;
+  }
+
+  private loadBundle(): TrustBundle {
+    const c = this.config;
+    const file = c.identity.caDir
+      ? join(this.loaded.path(c.identity.caDir), 'bundle.crt')
+      : this.loaded.path(c.identity.bundle!);
+    try {
+      return TrustBundle.fromPem(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new MeshfedError(
+        'MESHFED_CA_MALFORMED',
+        `${file}: cannot load the trust bundle: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+  }
+
+  private async identities(): Promise<void> {
+    const c = this.config;
+    const bundle = () => this.bundle;
+    if (c.identity.caDir) {
+      const dir = this.loaded.path(c.identity.caDir);
+      checkKeyFile(join(dir, 'ca.key'));
+      const ca = await loadCa({
+        certPem: readFileSync(join(dir, 'ca.crt'), 'utf8'),
+        keyPem: readFileSync(join(dir, 'ca.key'), 'utf8'),
+        trustDomain: c.trustDomain,
+      });
+      const ttlMs = c.identity.leafTtl;
+      this.gatewayIdentity = new CertificateSource({
+        issue: () => issueLeaf(ca, { kind: 'gateway', name: c.name, ttlMs }),
+        bundle,
+        logger: componentLogger(this.log, 'identity'),
+      });
+      this.federationIdentity = new CertificateSource({
+        issue: () => issueLeaf(ca, { kind: 'federation', ttlMs }),
+        bundle,
+        logger: componentLogger(this.log, 'identity'),
+      });
+    } else {
+      const id = c.identity;
+      checkKeyFile(this.loaded.path(id.gatewayKey!));
+      checkKeyFile(this.loaded.path(id.federationKey!));
+      this.gatewayIdentity = CertificateSource.fromFiles({
+        certFile: this.loaded.path(id.gatewayCert!),
+        keyFile: this.loaded.path(id.gatewayKey!),
+        bundleFile: this.loaded.path(id.bundle!),
+      });
+      this.federationIdentity = CertificateSource.fromFiles({
+        certFile: this.loaded.path(id.federationCert!),
+        keyFile: this.loaded.path(id.federationKey!),
+        bundleFile: this.loaded.path(id.bundle!),
+      });
+    }
+    const onError = (err: unknown) =>
+      this.log.error({ err }, 'certificate renewal failed; keeping the current one');
+    this.gatewayIdentity.on('error', onError);
+    this.federationIdentity.on('error', onError);
+    this.gatewayIdentity.on('rotated', (leaf: IssuedLeaf) =>
+      this.log.info(
+        { cert: { spiffeId: leaf.spiffeId, serial: leaf.serial, notAfter: leaf.notAfter } },
+        'gateway certificate rotated',
+      ),
+    );
+    await this.gatewayIdentity.start();
+    await this.federationIdentity.start();
+  }
+
+  private advertise(): string {
+    const c = this.config;
+    if (c.advertise) return `${c.advertise.host}:${c.advertise.port}`;
+    const ew = c.gateway.listeners.eastWest;
+    if (ew.host === '0.0.0.0' || ew.host === '::') {
+      throw new MeshfedError(
+        'MESHFED_CONFIG_INVALID',
+        `${this.loaded.file}: advertise: required when gateway.listeners.eastWest listens on a wildcard address; set it to the host:port other clusters dial`,
+      );
+    }
+    return `${ew.host}:${ew.port}`;
+  }
+
+  private metrics(): void {
+    collectDefaultMetrics({ register: this.registry, prefix: 'meshfed_process_' });
+    const self = this;
+    new Gauge({
+      name: 'meshfed_cert_expiry_seconds',
+      help: 'seconds until the current certificate of each identity expires',
+      labelNames: ['identity'],
+      registers: [this.registry],
+      collect() {
+        for (const [name, src] of [
+          ['gateway', self.gatewayIdentity],
+          ['federation', self.federationIdentity],
+        ] as const) {
+          const leaf = src?.current();
+          if (leaf) this.set({ identity: name }, (leaf.notAfter.getTime() - Date.now()) / 1000);
+        }
+      },
+    });
+    new Gauge({
+      name: 'meshfed_nats_connected',
+      help: '1 when the federation is connected to NATS',
+      registers: [this.registry],
+      collect() {
+        this.set(self.federation?.natsStatus().connected ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'meshfed_catalog_services',
+      help: 'services in the federated catalog, by serving cluster and staleness',
+      labelNames: ['source_cluster', 'destination_cluster', 'stale'],
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        if (!self.federation) return;
+        for (const ref of self.federation.services()) {
+          for (const inst of self.federation.instances(ref.namespace, ref.name)) {
+            this.inc({
+              source_cluster: self.config.cluster,
+              destination_cluster: inst.cluster,
+              stale: String(inst.stale),
+            });
+          }
+        }
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    const c = this.config;
+    checkEnvironment();
+    mkdirSync(this.loaded.path(c.stateDir), { recursive: true, mode: 0o700 });
+    this.bundle = this.loadBundle();
+    this.metrics();
+    if (c.observability.tracing.exporter !== 'none' || this.options.spanExporter) {
+      this.telemetry = startTelemetry({
+        config: c.observability.tracing,
+        serviceName: 'meshfed-gateway',
+        cluster: c.cluster,
+        gateway: c.name,
+        ...(this.options.spanExporter ? { exporter: this.options.spanExporter } : {}),
+      });
+    }
+    await this.identities();
+    const deps = {
+      logger: componentLogger(this.log, 'discovery', c.cluster),
+      registry: this.registry,
+      basePath: this.loaded.path('.'),
+    };
+    this.source = createSources(c.discovery, deps);
+    await this.source.start();
+    const address = this.advertise();
+    this.federation = new FederationNode({
+      config: {
+        ...c.federation,
+        stateDir: this.loaded.path(c.federation.stateDir ?? join(c.stateDir, 'catalog')),
+      },
+      cluster: c.cluster,
+      trustDomain: c.trustDomain,
+      locality: c.locality,
+      gateways: [{ name: c.name, address, locality: c.locality }],
+      signer: this.federationIdentity,
+      bundle: () => this.bundle,
+      source: this.source,
+      logger: componentLogger(this.log, 'federation', c.cluster),
+      registry: this.registry,
+    });
+    await this.federation.start();
+    this.balancers = new Balancers({
+      cluster: c.cluster,
+      locality: c.locality,
+      catalog: this.federation,
+      local: this.source,
+      config: c.balancer,
+      registry: this.registry,
+      logger: componentLogger(this.log, 'balancer', c.cluster),
+    });
+    this.gateway = new Gateway({
+      config: c.gateway,
+      cluster: c.cluster,
+      trustDomain: c.trustDomain,
+      locality: c.locality,
+      identity: this.gatewayIdentity,
+      bundle: () => this.bundle,
+      catalog: this.federation,
+      local: this.source,
+      balancers: this.balancers,
+      balancerConfig: c.balancer,
+      name: c.name,
+      registry: this.registry,
+      logger: componentLogger(this.log, 'gateway', c.cluster),
+      ...(this.telemetry ? { tracer: this.telemetry.tracer } : {}),
+    });
+    await this.gateway.start();
+    const sinks = createSinks(c.discovery, deps);
+    if (sinks.length > 0) {
+      this.reconciler = new ImportReconciler({
+        cluster: c.cluster,
+        catalog: this.federation,
+        sinks,
+        debounceMs: c.discovery.importDebounce,
+        resyncMs: c.discovery.resyncInterval,
+        logger: componentLogger(this.log, 'imports', c.cluster),
+      });
+      await this.reconciler.start();
+    }
+    this.admin = new AdminServer({
+      backend: this.adminBackend(),
+      socketPath: this.loaded.adminSocket,
+      logger: componentLogger(this.log, 'admin', c.cluster),
+      ...(c.admin.grpc
+        ? {
+            tcp: {
+              ...c.admin.grpc,
+              certPem: this.gatewayIdentity.current().chainPem,
+              keyPem: this.gatewayIdentity.current().keyPem,
+              bundle: () => this.bundle,
+              trustDomain: c.trustDomain,
+            },
+          }
+        : {}),
+    });
+    await this.admin.start();
+    this.log.info({ addresses: this.addresses(), advertise: address }, 'gateway started');
+  }
+
+  addresses(): Record<string, string> {
+    const out: Record<string, string> = { ...this.gateway.addresses(), adminSocket: this.loaded.adminSocket };
+    if (this.admin?.tcpPort) out.adminGrpc = `${this.config.admin.grpc!.host}:${this.admin.tcpPort}`;
+    return out;
+  }
+
+  private adminBackend() {
+    const self = this;
+    return {
+      status() {
+        const leaf = self.gatewayIdentity.current();
+        const nats = self.federation.natsStatus();
+        const local = self.source.current();
+        return {
+          cluster: self.config.cluster,
+          gateway: self.config.name,
+          trust_domain: self.config.trustDomain,
+          region: self.config.locality.region,
+          zone: self.config.locality.zone,
+          spiffe_id: leaf.spiffeId,
+          cert_serial: leaf.serial,
+          cert_not_after_ms: leaf.notAfter.getTime(),
+          nats_connected: nats.connected,
+          nats_server: nats.server ?? '',
+          nats_last_error: nats.lastError ?? '',
+          clusters_seen: self.federation.clusters().map((cl) => cl.cluster),
+          uptime_ms: Date.now() - self.startedAt,
+          version: '',
+          now_ms: Date.now(),
+          addresses: self.addresses(),
+          bundle_root_fingerprints: self.bundle.roots().map((r) => r.fingerprint256),
+          local_services: local.length,
+          exported_services: local.filter((s) => s.exported).length,
+        };
+      },
+      clusters() {
+        return self.federation.clusters().map((cl) => ({
+          name: cl.cluster,
+          region: cl.locality?.region ?? '',
+          zone: cl.locality?.zone ?? '',
+          gateways: cl.gateways.map((g) => ({ name: g.name, address: g.address })),
+          last_heartbeat_ms: cl.lastHeartbeat ?? 0,
+          stale: cl.stale,
+          services: cl.services,
+          self: cl.cluster === self.config.cluster,
+        }));
+      },
+      services() {
+        const byKey = new Map<
+          string,
+          { namespace: string; name: string; ports: unknown[]; offers: unknown[]; exported: boolean }
+        >();
+        for (const svc of self.source.current()) {
+          byKey.set(serviceKey(svc), {
+            namespace: svc.namespace,
+            name: svc.name,
+            ports: svc.ports,
+            exported: svc.exported,
+            offers: [
+              {
+                cluster: self.config.cluster,
+                region: self.config.locality.region,
+                zone: self.config.locality.zone,
+                weight: svc.endpoints.filter((e) => e.healthy).length,
+                stale: false,
+                revision: 0,
+                local: true,
+              },
+            ],
+          });
+        }
+        for (const ref of self.federation.services()) {
+          const key = serviceKey(ref);
+          const entry = byKey.get(key) ?? {
+            namespace: ref.namespace,
+            name: ref.name,
+            ports: [],
+            offers: [],
+            exported: false,
+          };
+          for (const inst of self.federation.instances(ref.namespace, ref.name)) {
+            if (inst.cluster === self.config.cluster) continue;
+            if (entry.ports.length === 0) entry.ports = inst.ports;
+            entry.offers.push({
+              cluster: inst.cluster,
+              region: inst.locality.region,
+              zone: inst.locality.zone,
+              weight: inst.weight,
+              stale: inst.stale,
+              revision: inst.revision,
+              local: false,
+            });
+          }
+          byKey.set(key, entry);
+        }
+        return [...byKey.values()].sort((a, b) =>
+          `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),
+        );
+      },
+      routes(namespace: string, name: string) {
+        return self.balancers.explain(namespace, name);
+      },
+    };
+  }
+
+  /** SIGHUP: re-read the config and the trust material; apply what can change live. */
+  async reload(): Promise<{ applied: string[]; needsRestart: string[] }> {
+    const next = loadDaemonConfig(this.loaded.file);
+    const applied: string[] = [];
+    const needsRestart: string[] = [];
+    const prev = this.config;
+    if (next.config.observability.logLevel !== prev.observability.logLevel) {
+      this.log.level = next.config.observability.logLevel;
+      applied.push('observability.logLevel');
+    }
+    this.bundle = this.loadBundle();
+    applied.push('trust bundle re-read');
+    for (const key of [
+      'cluster',
+      'trustDomain',
+      'name',
+      'gateway',
+      'federation',
+      'discovery',
+      'balancer',
+      'admin',
+    ] as const) {
+      if (JSON.stringify(next.config[key]) !== JSON.stringify(prev[key])) needsRestart.push(key);
+    }
+    this.loaded = { ...next, config: { ...next.config } as typeof next.config };
+    this.log.info({ applied, needsRestart }, 'configuration reloaded');
+    return { applied, needsRestart };
+  }
+
+  /**
+   * SIGTERM: stop accepting, let in-flight requests finish within the bound, then leave. Nothing is
+   * withdrawn from the federation: other gateways of this cluster may still serve these services,
+   * and the entries age out (stale, then expired) if none does.
+   */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    await this.gateway
+      ?.drain(this.config.drainTimeout)
+      .catch((err: unknown) => this.log.warn({ err }, 'drain failed'));
+    await this.gateway?.stop();
+    await this.admin?.stop();
+    await this.reconciler?.stop();
+    await this.federation?.stop();
+    await this.source?.stop();
+    this.gatewayIdentity?.stop();
+    this.federationIdentity?.stop();
+    this.balancers?.close();
+    await this.telemetry?.shutdown();
+    this.log.info('gateway stopped');
+  }
+}

@@ -1,0 +1,331 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { createRoot, issueIntermediate } from '../../ca/index.ts';
+import {
+  freePort,
+  MeshfedError,
+  type NatsSupercluster,
+  startNatsSupercluster,
+  waitFor,
+} from '../../core/index.ts';
+import { AdminClient } from '../admin/admin-client.ts';
+import {
+  DEMO_CLUSTERS,
+  DEMO_NAMESPACE,
+  DEMO_SERVICES,
+  DEMO_TRUST_DOMAIN,
+  type DemoClusterSpec,
+} from './demo-layout.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/meshfed.js', import.meta.url));
+
+export interface DemoServiceProcess {
+  name: string;
+  kind: string;
+  cluster: string;
+  port: number;
+  pid: number;
+  child: ChildProcess;
+}
+
+export interface DemoClusterState {
+  name: string;
+  locality: DemoClusterSpec['locality'];
+  dir: string;
+  configFile: string;
+  servicesFile: string;
+  natsUrl: string;
+  addresses: { eastWest: string; egress: string; admin: string };
+  adminSocket: string;
+  gateway?: ChildProcess;
+  services: DemoServiceProcess[];
+}
+
+function writeSecret(file: string, text: string): void {
+  writeFileSync(file, text, { mode: 0o600 });
+}
+
+async function spawnService(o: {
+  name: string;
+  kind: string;
+  cluster: string;
+  port?: number;
+}): Promise<DemoServiceProcess> {
+  const args = [
+    BIN,
+    'demo-service',
+    '--kind',
+    o.kind,
+    '--cluster',
+    o.cluster,
+    '--service',
+    `${o.name}.${DEMO_NAMESPACE}`,
+  ];
+  if (o.port) args.push('--port', String(o.port));
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => {
+    if (stderr.length < 2000) stderr += d.toString();
+  });
+  const rl = createInterface({ input: child.stdout! });
+  const line = await Promise.race([
+    once(rl, 'line').then(([l]) => l as string),
+    once(child, 'exit').then(() => {
+      throw new MeshfedError(
+        'MESHFED_INTERNAL',
+        `demo service ${o.name} in ${o.cluster} exited: ${stderr.trim()}`,
+      );
+    }),
+  ]);
+  rl.close();
+  const info = JSON.parse(line) as { port: number; pid: number };
+  return { name: o.name, kind: o.kind, cluster: o.cluster, port: info.port, pid: child.pid!, child };
+}
+
+export class Demo {
+  readonly dir: string;
+  readonly clusters: DemoClusterState[] = [];
+  nats: NatsSupercluster | undefined;
+  private readonly log: (line: string) => void;
+  private stopped = false;
+
+  constructor(o: { dir: string; log?: (line: string) => void }) {
+    this.dir = resolve(o.dir);
+    this.log = o.log ?? (() => undefined);
+  }
+
+  cluster(name: string): DemoClusterState {
+    const c = this.clusters.find((x) => x.name === name);
+    if (!c) throw new MeshfedError('MESHFED_INTERNAL', `no demo cluster ${name}`);
+    return c;
+  }
+
+  service(cluster: string, name: string): DemoServiceProcess {
+    const s = this.cluster(cluster).services.find((x) => x.name === name);
+    if (!s) throw new MeshfedError('MESHFED_INTERNAL', `no demo service ${name} in ${cluster}`);
+    return s;
+  }
+
+  async start(): Promise<void> {
+    rmSync(this.dir, { recursive: true, force: true });
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+
+    this.log('creating the trust root (ECDSA P-256) and one intermediate per cluster');
+    const root = await createRoot({ trustDomain: DEMO_TRUST_DOMAIN });
+    mkdirSync(join(this.dir, 'root'), { recursive: true });
+    writeFileSync(join(this.dir, 'root', 'root.crt'), root.certPem);
+    writeSecret(join(this.dir, 'root', 'root.key'), root.keyPem);
+
+    this.log('starting three nats-servers joined as a NATS supercluster');
+    this.nats = await startNatsSupercluster({
+      clusters: DEMO_CLUSTERS.map((c) => ({ name: c.name, size: 1 })),
+      jetstream: false,
+      baseDir: join(this.dir, 'nats'),
+    });
+
+    for (const spec of DEMO_CLUSTERS) {
+      const dir = join(this.dir, spec.name);
+      const caDir = join(dir, 'ca');
+      mkdirSync(caDir, { recursive: true, mode: 0o700 });
+      const inter = await issueIntermediate(root, { cluster: spec.name });
+      writeFileSync(join(caDir, 'ca.crt'), inter.chainPem);
+      writeSecret(join(caDir, 'ca.key'), inter.keyPem);
+      writeFileSync(join(caDir, 'bundle.crt'), root.certPem);
+      const [eastWest, egress, admin] = [await freePort(), await freePort(), await freePort()];
+      const state: DemoClusterState = {
+        name: spec.name,
+        locality: spec.locality,
+        dir,
+        configFile: join(dir, 'gateway.yaml'),
+        servicesFile: join(dir, 'services.yaml'),
+        natsUrl: this.nats.cluster(spec.name).urls[0]!,
+        addresses: {
+          eastWest: `127.0.0.1:${eastWest}`,
+          egress: `127.0.0.1:${egress}`,
+          admin: `127.0.0.1:${admin}`,
+        },
+        adminSocket: join(dir, 'admin.sock'),
+        services: [],
+      };
+      this.clusters.push(state);
+    }
+
+    this.log('starting the demo services (hello: HTTP, greeter: gRPC, internal: not exported)');
+    for (const c of this.clusters) {
+      for (const svc of DEMO_SERVICES.filter((s) => s.clusters.includes(c.name))) {
+        c.services.push(await spawnService({ name: svc.name, kind: svc.kind, cluster: c.name }));
+      }
+      this.writeServicesFile(c);
+      this.writeGatewayConfig(c);
+    }
+
+    this.log('starting one gateway per cluster (meshfed gateway --config …)');
+    for (const c of this.clusters) this.startGateway(c);
+    await this.waitReady();
+  }
+
+  writeServicesFile(c: DemoClusterState): void {
+    const services = DEMO_SERVICES.filter((s) => s.clusters.includes(c.name)).map((s) => {
+      const proc = c.services.find((p) => p.name === s.name)!;
+      const portName = s.protocol === 'grpc' ? 'grpc' : 'http';
+      return {
+        namespace: DEMO_NAMESPACE,
+        name: s.name,
+        exported: s.exported,
+        ports: [{ name: portName, port: s.port, protocol: s.protocol }],
+        endpoints: [
+          { host: '127.0.0.1', ports: { [portName]: proc.port }, healthy: true, zone: c.locality.zone },
+        ],
+      };
+    });
+    writeFileSync(
+      c.servicesFile,
+      `# Services of cluster ${c.name} (the static discovery source). Edit and save: the gateway reloads it.\n${stringify({ services })}`,
+    );
+  }
+
+  writeGatewayConfig(c: DemoClusterState): void {
+    const config = {
+      cluster: c.name,
+      trustDomain: DEMO_TRUST_DOMAIN,
+      name: `${c.name}-gw`,
+      locality: c.locality,
+      stateDir: 'state',
+      identity: { caDir: 'ca', leafTtl: '1h' },
+      admin: { socket: c.adminSocket },
+      drainTimeout: '2s',
+      gateway: {
+        listeners: { eastWest: c.addresses.eastWest, egress: c.addresses.egress, admin: c.addresses.admin },
+      },
+      balancer: {
+        outlier: { consecutiveFailures: 2, baseEjection: '3s', maxEjection: '10s', maxEjectionPercent: 100 },
+        healthCheck: { interval: '1s', timeout: '500ms' },
+      },
+      federation: {
+        nats: { servers: [c.natsUrl] },
+        heartbeatInterval: '1s',
+        staleAfter: '5s',
+      },
+      discovery: { sources: [{ type: 'static', file: 'services.yaml' }] },
+      observability: { logLevel: 'info' },
+    };
+    writeFileSync(
+      c.configFile,
+      `# meshfed gateway of cluster ${c.name}; every field: docs/config.md\n${stringify(config)}`,
+    );
+  }
+
+  startGateway(c: DemoClusterState): void {
+    const logFile = join(c.dir, 'gateway.log');
+    const out = openSync(logFile, 'a');
+    c.gateway = spawn(process.execPath, [BIN, 'gateway', '--config', c.configFile], {
+      stdio: ['ignore', out, out],
+      cwd: c.dir,
+    });
+    closeSync(out);
+  }
+
+  /** Every gateway is up, sees all three clusters, and every exported service from each cluster. */
+  async waitReady(timeoutMs = 180_000): Promise<void> {
+    const exported = DEMO_SERVICES.filter((s) => s.exported);
+    for (const c of this.clusters) {
+      const client = new AdminClient({ address: `unix:${c.adminSocket}` });
+      try {
+        await waitFor(
+          async () => {
+            if (c.gateway?.exitCode !== null && c.gateway?.exitCode !== undefined) {
+              throw new MeshfedError(
+                'MESHFED_INTERNAL',
+                `the gateway of ${c.name} exited with code ${c.gateway.exitCode}; see ${join(c.dir, 'gateway.log')}`,
+              );
+            }
+            const services = await client.services().catch(() => undefined);
+            if (!services) return false;
+            return exported.every((s) => {
+              const got = services.find(
+                (x: { name: string; namespace: string }) =>
+                  x.name === s.name && x.namespace === DEMO_NAMESPACE,
+              );
+              const offers = new Set((got?.offers ?? []).map((o: { cluster: string }) => o.cluster));
+              return s.clusters.every((cl) => offers.has(cl));
+            });
+          },
+          { timeoutMs, intervalMs: 200, what: `the gateway of ${c.name} to see the whole federation` },
+        ).catch((err: unknown) => {
+          if (c.gateway?.exitCode !== null && c.gateway?.exitCode !== undefined) {
+            throw new MeshfedError(
+              'MESHFED_INTERNAL',
+              `the gateway of ${c.name} exited with code ${c.gateway.exitCode}; see ${join(c.dir, 'gateway.log')}`,
+            );
+          }
+          throw err;
+        });
+      } finally {
+        client.close();
+      }
+    }
+  }
+
+  async stopService(cluster: string, name: string): Promise<void> {
+    const s = this.service(cluster, name);
+    if (s.child.exitCode === null && s.child.signalCode === null) {
+      const exited = once(s.child, 'exit');
+      s.child.kill('SIGTERM');
+      await exited;
+    }
+  }
+
+  async startService(cluster: string, name: string): Promise<void> {
+    const c = this.cluster(cluster);
+    const old = this.service(cluster, name);
+    const fresh = await spawnService({ name, kind: old.kind, cluster, port: old.port });
+    c.services[c.services.indexOf(old)] = fresh;
+  }
+
+  describe(): Record<string, unknown> {
+    return {
+      trustDomain: DEMO_TRUST_DOMAIN,
+      dir: this.dir,
+      clusters: this.clusters.map((c) => ({
+        name: c.name,
+        locality: c.locality,
+        dir: c.dir,
+        config: c.configFile,
+        services_file: c.servicesFile,
+        nats: c.natsUrl,
+        addresses: c.addresses,
+        adminSocket: c.adminSocket,
+        pid: c.gateway?.pid,
+        services: c.services.map((s) => ({
+          name: `${s.name}.${DEMO_NAMESPACE}`,
+          kind: s.kind,
+          port: s.port,
+          pid: s.pid,
+        })),
+      })),
+    };
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const waits: Promise<unknown>[] = [];
+    for (const c of this.clusters) {
+      for (const child of [c.gateway, ...c.services.map((s) => s.child)]) {
+        if (child && child.exitCode === null && child.signalCode === null) {
+          waits.push(once(child, 'exit'));
+          child.kill('SIGTERM');
+          const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+          t.unref();
+        }
+      }
+    }
+    await Promise.all(waits);
+    await this.nats?.stop();
+  }
+}
