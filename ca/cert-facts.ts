@@ -1,4 +1,5 @@
 import type { X509Certificate } from 'node:crypto';
+import { MeshfedError } from '../core/index.ts';
 import { decodeKeyUsage, decodeOid, readTlvs, readUriConstraints, type UriConstraints } from './der.ts';
 
 /** OIDs of the extensions meshfed understands; a certificate with any other critical extension is refused. */
@@ -56,7 +57,16 @@ export function certFacts(cert: X509Certificate): CertFacts {
   const fp = cert.fingerprint256;
   const hit = cache.get(fp);
   if (hit) return hit;
-  const facts = parseFacts(cert, fp);
+  let facts: CertFacts;
+  try {
+    facts = parseFacts(cert, fp);
+  } catch (err) {
+    throw new MeshfedError(
+      'MESHFED_CA_MALFORMED',
+      `certificate "${oneLine(cert.subject)}" has undecodable extensions (${(err as Error).message})`,
+      { cause: err },
+    );
+  }
   if (cache.size >= CACHE_MAX) cache.delete(cache.keys().next().value!);
   cache.set(fp, facts);
   return facts;
