@@ -380,7 +380,30 @@ export class Balancers {
         ewmaMs: s ? Math.round(s.ewma * 10) / 10 : 0,
         requests: s?.requests ?? 0,
         failures: s?.failures ?? 0,
+        share: healthy ? t.weight : 0,
+        ...(s && s.ejectedUntil > now ? { ejectedUntil: new Date(s.ejectedUntil).toISOString() } : {}),
       });
+    }
+    // stale clusters are kept in view (no new traffic) so an operator sees why they get nothing
+    if (o.scope !== 'local') {
+      for (const inst of this.o.catalog.instances(namespace, name)) {
+        if (!inst.stale || inst.cluster === this.o.cluster) continue;
+        for (const g of inst.gateways) {
+          const locality = g.locality ?? inst.locality;
+          levels[localityLevel(this.o.locality, locality)]!.targets.push({
+            target: `${inst.cluster}/${g.name} ${g.address}`,
+            cluster: inst.cluster,
+            zone: locality.zone,
+            weight: 0,
+            state: 'stale (cluster heartbeats stopped)',
+            outstanding: 0,
+            ewmaMs: 0,
+            requests: 0,
+            failures: 0,
+            share: 0,
+          });
+        }
+      }
     }
     const loads = levelLoads(
       levels.map((l) => ({ healthy: l.healthyWeight, total: l.totalWeight })),
@@ -388,6 +411,10 @@ export class Balancers {
     );
     levels.forEach((l, i) => {
       l.load = Math.round(loads[i]! * 1000) / 10;
+      // effective share of a target = its level's load × its part of the level's healthy weight
+      for (const t of l.targets) {
+        t.share = l.healthyWeight > 0 ? Math.round(((loads[i]! * t.share) / l.healthyWeight) * 1000) / 10 : 0;
+      }
     });
     return {
       service: `${name}.${namespace}`,
@@ -428,6 +455,10 @@ export interface RouteExplanation {
       ewmaMs: number;
       requests: number;
       failures: number;
+      /** percent of the service's new requests this target receives */
+      share: number;
+      /** ISO time when an outlier ejection ends */
+      ejectedUntil?: string;
     }[];
   }[];
 }

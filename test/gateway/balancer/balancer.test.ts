@@ -1,0 +1,285 @@
+import { levelLoads } from '../../../gateway/balancer/index.ts';
+import type { Balancers } from '../../../gateway/balancer/index.ts';
+import { FixedCatalog, FixedSource, makeBalancers } from './fixtures.ts';
+
+/** Picks n times, releasing each at once with the latency/outcome `outcome` gives; returns counts. */
+function drive(
+  b: Balancers,
+  n: number,
+  outcome: (id: string) => { ok: boolean; latencyMs: number } = () => ({ ok: true, latencyMs: 2 }),
+): { levels: number[]; byTarget: Map<string, number> } {
+  const levels = [0, 0, 0];
+  const byTarget = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const p = b.pick('shop', 'orders');
+    if (!p) throw new Error('no pick');
+    levels[p.level]!++;
+    byTarget.set(p.target.id, (byTarget.get(p.target.id) ?? 0) + 1);
+    const o = outcome(p.target.id);
+    p.release(o.ok ? o : { ...o, failure: '5xx' });
+  }
+  return { levels, byTarget };
+}
+
+function failTimes(b: Balancers, targetId: string, times: number): void {
+  let done = 0;
+  for (let guard = 0; done < times && guard < 10_000; guard++) {
+    const p = b.pick('shop', 'orders');
+    if (!p) return;
+    if (p.target.id === targetId) {
+      p.release({ ok: false, latencyMs: 1, failure: 'connect' });
+      done++;
+    } else p.release({ ok: true, latencyMs: 1 });
+  }
+}
+
+/** Three levels: 2 endpoints in our zone, 2 in another zone of our region, a remote region with 2 gateways. */
+function threeLevels(config: Record<string, unknown> = {}) {
+  const catalog = new FixedCatalog();
+  catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 4, gateways: 2 });
+  const local = new FixedSource();
+  local.endpoints(['eu-a', 'eu-a', 'eu-b', 'eu-b']);
+  return { catalog, local, ...makeBalancers(catalog, local, config) };
+}
+
+describe('levelLoads (spill-over maths, see docs/load-balancing.md)', () => {
+  test.each([
+    {
+      name: 'all healthy: P0 takes everything',
+      levels: [
+        [4, 4],
+        [4, 4],
+        [4, 4],
+      ],
+      loads: [1, 0, 0],
+    },
+    {
+      name: '3/4 healthy × 1.4 = 1.05 ≥ 1: still everything',
+      levels: [
+        [3, 4],
+        [4, 4],
+        [4, 4],
+      ],
+      loads: [1, 0, 0],
+    },
+    {
+      name: '1/2 healthy: P0 70 %, P1 30 %',
+      levels: [
+        [1, 2],
+        [2, 2],
+        [4, 4],
+      ],
+      loads: [0.7, 0.3, 0],
+    },
+    {
+      name: '1/4 + 1/4: 35 % + 35 % + rest to P2',
+      levels: [
+        [1, 4],
+        [1, 4],
+        [4, 4],
+      ],
+      loads: [0.35, 0.35, 0.3],
+    },
+    {
+      name: 'health sums below 100 %: normalised',
+      levels: [
+        [1, 4],
+        [1, 4],
+        [0, 4],
+      ],
+      loads: [0.5, 0.5, 0],
+    },
+    {
+      name: 'an empty level is skipped',
+      levels: [
+        [0, 0],
+        [1, 2],
+        [2, 2],
+      ],
+      loads: [0, 0.7, 0.3],
+    },
+    {
+      name: 'nothing healthy: all zero (panic)',
+      levels: [
+        [0, 2],
+        [0, 2],
+        [0, 0],
+      ],
+      loads: [0, 0, 0],
+    },
+  ])('$name', ({ levels, loads }) => {
+    const got = levelLoads(
+      levels.map(([healthy, total]) => ({ healthy: healthy!, total: total! })),
+      1.4,
+    );
+    got.forEach((g, i) => {
+      expect(g).toBeCloseTo(loads[i]!, 6);
+    });
+  });
+
+  test('the overprovisioning factor is configurable', () => {
+    expect(
+      levelLoads(
+        [
+          { healthy: 1, total: 2 },
+          { healthy: 2, total: 2 },
+        ],
+        1,
+      ),
+    ).toEqual([0.5, 0.5]);
+  });
+});
+
+describe('locality preference and failover', () => {
+  test('≥ 99 % of 1,000 picks go to our zone while it is healthy', () => {
+    const { balancers } = threeLevels();
+    const { levels } = drive(balancers, 1000);
+    expect(levels[0]).toBeGreaterThanOrEqual(990);
+    balancers.close();
+  });
+
+  test('after ejecting our zone all picks go to the next level; back when the ejection ends', () => {
+    const { balancers, clock } = threeLevels({ outlier: { maxEjectionPercent: 100 } });
+    for (const id of ['local|home|10.0.0.1:8080', 'local|home|10.0.0.2:8080']) failTimes(balancers, id, 5);
+    const after = drive(balancers, 1000);
+    expect(after.levels).toEqual([0, 1000, 0]);
+    clock.t += 30_001; // baseEjection 30 s
+    const back = drive(balancers, 1000);
+    expect(back.levels[0]).toBeGreaterThanOrEqual(990);
+    balancers.close();
+  });
+
+  test.each([
+    {
+      name: 'half our zone ejected: 70 % stay, 30 % spill to the region',
+      eject: ['local|home|10.0.0.1:8080'],
+      shares: [0.7, 0.3, 0],
+    },
+    {
+      name: 'our zone and half the region ejected: 70 % region, 30 % remote',
+      eject: ['local|home|10.0.0.1:8080', 'local|home|10.0.0.2:8080', 'local|home|10.0.0.3:8080'],
+      shares: [0, 0.7, 0.3],
+    },
+  ])('spill-over shares match the maths: $name', ({ eject, shares }) => {
+    const { balancers } = threeLevels({ outlier: { maxEjectionPercent: 100 } });
+    for (const id of eject) failTimes(balancers, id, 5);
+    const n = 4000;
+    const { levels } = drive(balancers, n);
+    levels.forEach((count, i) => {
+      expect(Math.abs(count / n - shares[i]!)).toBeLessThan(0.03);
+    });
+    const ex = balancers.explain('shop', 'orders');
+    expect(ex.levels.map((l) => l.load)).toEqual(
+      shares.map((s) => s * 100).filter((_, i) => ex.levels.some((l) => l.level === i)),
+    );
+    balancers.close();
+  });
+
+  test('panic: when nothing is healthy, traffic still goes to the nearest level and explain says so', () => {
+    const catalog = new FixedCatalog();
+    const local = new FixedSource();
+    local.endpoints(['eu-a', 'eu-a']);
+    const { balancers } = makeBalancers(catalog, local, { outlier: { maxEjectionPercent: 100 } });
+    for (const id of ['local|home|10.0.0.1:8080', 'local|home|10.0.0.2:8080']) failTimes(balancers, id, 5);
+    expect(balancers.pick('shop', 'orders')?.level).toBe(0);
+    expect(balancers.explain('shop', 'orders').panic).toBe(true);
+    balancers.close();
+  });
+
+  test('stale clusters get no traffic but show in explain; scope local uses only local endpoints', () => {
+    const catalog = new FixedCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { stale: true });
+    catalog.offer('north', { region: 'no', zone: 'no-a' }, { weight: 2, gateways: 2 });
+    const local = new FixedSource();
+    local.endpoints(['eu-b']);
+    const { balancers } = makeBalancers(catalog, local, {});
+    const { byTarget } = drive(balancers, 500);
+    expect([...byTarget.keys()].some((id) => id.includes('|west|'))).toBe(false);
+    const ex = balancers.explain('shop', 'orders');
+    const states = ex.levels.flatMap((l) => l.targets.map((t) => `${t.cluster}:${t.state}`));
+    expect(states).toContain('west:stale (cluster heartbeats stopped)');
+    for (let i = 0; i < 100; i++) {
+      const p = balancers.pick('shop', 'orders', { scope: 'local' });
+      expect(p?.target.local).toBe(true);
+      p?.release({ ok: true, latencyMs: 1 });
+    }
+    expect(JSON.parse(JSON.stringify(ex))).toEqual(ex);
+    balancers.close();
+  });
+
+  test('a remote cluster weight is split across its gateways', () => {
+    const catalog = new FixedCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 6, gateways: 3 });
+    const { balancers } = makeBalancers(catalog, new FixedSource(), {});
+    const ex = balancers.explain('shop', 'orders');
+    expect(ex.levels[0]!.targets.map((t) => t.weight)).toEqual([2, 2, 2]);
+    expect(ex.levels[0]!.targets.map((t) => t.share)).toEqual([33.3, 33.3, 33.3]);
+    balancers.close();
+  });
+});
+
+describe('power of two choices', () => {
+  test('a slow target gets less traffic than a fast one', () => {
+    const catalog = new FixedCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 2, gateways: 2 });
+    const { balancers, clock } = makeBalancers(catalog, new FixedSource(), {});
+    const slow = 'remote|west|gw0|127.0.0.10:15443';
+    const { byTarget } = drive(balancers, 1000, (id) => {
+      clock.t += 1;
+      return { ok: true, latencyMs: id === slow ? 200 : 5 };
+    });
+    expect(byTarget.get(slow) ?? 0).toBeLessThan(200);
+    expect(byTarget.get(slow) ?? 0).toBeGreaterThan(0);
+    balancers.close();
+  });
+
+  test('with equal latency weights are honoured', () => {
+    const catalog = new FixedCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 6, gateways: 1 });
+    catalog.offer('east', { region: 'us', zone: 'us-b' }, { weight: 2, gateways: 1 });
+    const { balancers } = makeBalancers(catalog, new FixedSource(), {});
+    const { byTarget } = drive(balancers, 2000);
+    const west = byTarget.get('remote|west|gw0|127.0.0.10:15443') ?? 0;
+    expect(west / 2000).toBeGreaterThan(0.6);
+    balancers.close();
+  });
+});
+
+describe('outlier detection', () => {
+  test('ejection back-off grows (base × n) and is capped at maxEjection', () => {
+    const catalog = new FixedCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 4, gateways: 4 });
+    const { balancers, clock } = makeBalancers(catalog, new FixedSource(), {
+      outlier: { baseEjection: '30s', maxEjection: '75s' },
+    });
+    const id = 'remote|west|gw0|127.0.0.10:15443';
+    const durations: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      failTimes(balancers, id, 5);
+      const t = balancers
+        .explain('shop', 'orders')
+        .levels[0]!.targets.find((x) => x.target.endsWith('127.0.0.10:15443'))!;
+      expect(t.ejectedUntil).toBeDefined();
+      const until = Date.parse(t.ejectedUntil!);
+      durations.push(until - clock.t);
+      clock.t = until + 1;
+    }
+    expect(durations).toEqual([30_000, 60_000, 75_000, 75_000]);
+    balancers.close();
+  });
+
+  test('never ejects more than maxEjectionPercent of the targets', () => {
+    const catalog = new FixedCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 4, gateways: 4 });
+    const { balancers, registry } = makeBalancers(catalog, new FixedSource(), {});
+    for (let i = 0; i < 4; i++) failTimes(balancers, `remote|west|gw${i}|127.0.0.${10 + i}:15443`, 5);
+    const states = balancers.explain('shop', 'orders').levels[0]!.targets.map((t) => t.state);
+    expect(states.filter((s) => s.startsWith('ejected'))).toHaveLength(2);
+    return registry.getSingleMetricAsString('meshfed_outlier_ejections_total').then((text) => {
+      expect(text).toContain(
+        'meshfed_outlier_ejections_total{source_cluster="home",destination_cluster="west"} 2',
+      );
+      balancers.close();
+    });
+  });
+});
