@@ -89,7 +89,7 @@ export function configFields(schema: z.ZodType, sample?: unknown): ConfigField[]
         if (v === undefined || (typeof v === 'object' && v !== null && !('host' in v))) continue;
         const shown =
           typeof v === 'object' && v !== null && 'host' in v
-            ? `"${(v as { host: string }).host}:${(v as { port: number }).port}"`
+            ? `"${(v as { host: string }).host}:${(v as unknown as { port: number }).port}"`
             : /integer \\\| string/.test(f.type)
               ? `${JSON.stringify(v)} (ms)`
               : JSON.stringify(v);
