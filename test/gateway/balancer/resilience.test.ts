@@ -1,0 +1,295 @@
+import { isMeshfedError, Registry } from '../../../core/index.ts';
+import type { BalancerTarget } from '../../../gateway/balancer/index.ts';
+import {
+  backoffMs,
+  balancedDispatch,
+  budgetPerService,
+  type CallContext,
+  CircuitBreakers,
+  callContext,
+  compose,
+  Drain,
+  perTryTimeout,
+  RetryBudget,
+  resilienceMetrics,
+  retry,
+  UpstreamFailure,
+} from '../../../gateway/resilience/index.ts';
+import { FixedCatalog, FixedSource, makeBalancers } from './fixtures.ts';
+
+const noSleep = async () => {};
+
+function twoGateways() {
+  const catalog = new FixedCatalog();
+  catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 2, gateways: 2 });
+  return makeBalancers(catalog, new FixedSource(), {});
+}
+
+function ctx(idempotent = true): CallContext {
+  return callContext({ namespace: 'shop', name: 'orders', idempotent });
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    return isMeshfedError(err) ? err.code : `not a MeshfedError: ${String(err)}`;
+  }
+  return 'resolved';
+}
+
+describe('retry', () => {
+  test.each([
+    {
+      name: 'connect failure, POST: retried elsewhere',
+      failure: 'connect' as const,
+      idempotent: false,
+      sends: 2,
+      ok: true,
+    },
+    {
+      name: 'reset, GET: retried elsewhere',
+      failure: 'reset' as const,
+      idempotent: true,
+      sends: 2,
+      ok: true,
+    },
+    {
+      name: 'reset, POST: not retried (may have reached the app)',
+      failure: 'reset' as const,
+      idempotent: false,
+      sends: 1,
+      ok: false,
+    },
+    { name: '5xx, POST: not retried', failure: '5xx' as const, idempotent: false, sends: 1, ok: false },
+  ])('$name', async ({ failure, idempotent, sends, ok }) => {
+    const { balancers } = twoGateways();
+    const tried: string[] = [];
+    const send = async (t: BalancerTarget) => {
+      tried.push(t.id);
+      if (tried.length === 1) {
+        if (failure === '5xx') return 503;
+        throw new UpstreamFailure(failure, t);
+      }
+      return 200;
+    };
+    const dispatch = compose(
+      balancedDispatch({ balancers, send, classify: (s: number) => (s >= 500 ? '5xx' : undefined) }),
+      retry<number>({
+        attempts: 2,
+        budgetFor: budgetPerService({ budgetPercent: 20, minRetryConcurrency: 3 }),
+        backoffBase: 25,
+        backoffMax: 250,
+        sleep: noSleep,
+      }),
+    );
+    const result = await dispatch(ctx(idempotent)).then(
+      (v) => v,
+      (e: unknown) => e,
+    );
+    expect(tried).toHaveLength(sends);
+    if (sends === 2) expect(tried[1]).not.toBe(tried[0]);
+    if (ok) expect(result).toBe(200);
+    else expect(result).toBeInstanceOf(UpstreamFailure);
+    balancers.close();
+  });
+
+  test.each([
+    { name: 'with a 20 % budget retries stay bounded', percent: 20, min: 3, maxSends: 100 + 2 * 20 + 3 },
+    { name: 'without a budget every call is tried three times', percent: 100, min: 1000, maxSends: 300 },
+  ])('retry budget stops retry storms: $name', async ({ percent, min, maxSends }) => {
+    const { balancers } = twoGateways();
+    const registry = new Registry();
+    const metrics = resilienceMetrics(registry);
+    let sends = 0;
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const send = async (t: BalancerTarget): Promise<number> => {
+      sends++;
+      await gate;
+      throw new UpstreamFailure('connect', t);
+    };
+    const dispatch = compose(
+      balancedDispatch({ balancers, send }),
+      retry<number>({
+        attempts: 2,
+        budgetFor: budgetPerService({ budgetPercent: percent, minRetryConcurrency: min }),
+        backoffBase: 1,
+        backoffMax: 1,
+        sleep: noSleep,
+        metrics,
+        sourceCluster: 'home',
+      }),
+    );
+    const calls = Array.from({ length: 100 }, () => dispatch(ctx()).catch(() => 'failed'));
+    open();
+    const results = await Promise.all(calls);
+    expect(results.every((r) => r === 'failed')).toBe(true);
+    expect(sends).toBeLessThanOrEqual(maxSends);
+    if (percent === 20) {
+      expect(sends).toBeGreaterThan(100);
+      const text = await registry.getSingleMetricAsString('meshfed_upstream_retry_budget_exhausted_total');
+      expect(text).toMatch(/destination_cluster="west"} [1-9]/);
+    } else expect(sends).toBe(300);
+    balancers.close();
+  });
+
+  test('RetryBudget: min concurrency, then a share of active requests', () => {
+    const b = new RetryBudget({ budgetPercent: 20, minRetryConcurrency: 3 });
+    b.active = 10;
+    expect([b.tryAcquire(), b.tryAcquire(), b.tryAcquire(), b.tryAcquire()]).toEqual([
+      true,
+      true,
+      true,
+      false,
+    ]);
+    b.active = 50;
+    expect(b.allowed()).toBe(10);
+  });
+
+  test.each([0, 1, 2, 5])('back-off for retry %i is jittered below min(max, base × 2^n)', (n) => {
+    expect(backoffMs(n, 25, 250, () => 0.999_999)).toBeLessThan(Math.min(250, 25 * 2 ** n));
+    expect(backoffMs(n, 25, 250, () => 0)).toBe(0);
+  });
+});
+
+describe('per-try timeout', () => {
+  test('a hung target times out, counts as a timeout against it, and the retry goes elsewhere', async () => {
+    const { balancers } = twoGateways();
+    const tried: string[] = [];
+    let hung = '';
+    const send = (t: BalancerTarget, c: { signal: AbortSignal }) => {
+      tried.push(t.id);
+      if (tried.length === 1) {
+        hung = t.id;
+        return new Promise<number>((_, reject) =>
+          c.signal.addEventListener('abort', () => reject(c.signal.reason)),
+        );
+      }
+      return Promise.resolve(200);
+    };
+    const dispatch = compose(
+      balancedDispatch({ balancers, send }),
+      retry<number>({
+        attempts: 1,
+        budgetFor: budgetPerService({ budgetPercent: 20, minRetryConcurrency: 3 }),
+        backoffBase: 1,
+        backoffMax: 1,
+        sleep: noSleep,
+      }),
+      perTryTimeout<number>({ ms: 20 }),
+    );
+    await expect(dispatch(ctx())).resolves.toBe(200);
+    expect(tried[1]).not.toBe(hung);
+    const t = balancers
+      .explain('shop', 'orders')
+      .levels[0]!.targets.find((x) => hung.endsWith(x.target.split(' ')[1]!));
+    expect(t?.failures).toBe(1);
+    balancers.close();
+  });
+
+  test('no time left before a try: MESHFED_GATEWAY_TIMEOUT without sending', async () => {
+    let sends = 0;
+    const dispatch = perTryTimeout<number>({ ms: 1000, clock: { now: () => 10 } })(async () => ++sends);
+    expect(await codeOf(dispatch({ ...ctx(), deadline: 10 }))).toBe('MESHFED_GATEWAY_TIMEOUT');
+    expect(sends).toBe(0);
+  });
+});
+
+describe('circuit breakers', () => {
+  const target = (id: string, cluster = 'west'): BalancerTarget => ({
+    id,
+    local: false,
+    cluster,
+    locality: { region: 'us', zone: 'us-a' },
+    address: '127.0.0.1:1',
+    weight: 1,
+    port: { name: 'http', port: 80, protocol: 'http' },
+  });
+
+  test.each([
+    {
+      limit: 'requests' as const,
+      config: { maxRequests: 2 },
+      acquire: (b: CircuitBreakers) => b.acquireRequest(target('a')),
+    },
+    {
+      limit: 'pending' as const,
+      config: { maxPending: 2 },
+      acquire: (b: CircuitBreakers) => b.acquirePending(target('a')),
+    },
+    {
+      limit: 'connections' as const,
+      config: { maxConnections: 2 },
+      acquire: (b: CircuitBreakers) => b.acquireConnection(target('a')),
+    },
+    {
+      limit: 'cluster_requests' as const,
+      config: { maxClusterRequests: 2 },
+      acquire: (() => {
+        let i = 0;
+        return (b: CircuitBreakers) => b.acquireRequest(target(`t${i++}`));
+      })(),
+    },
+  ])('refuses past the $limit limit and admits again after a release', async ({ limit, config, acquire }) => {
+    const registry = new Registry();
+    const b = new CircuitBreakers(
+      { maxConnections: 100, maxPending: 100, maxRequests: 100, maxClusterRequests: 100, ...config },
+      { metrics: resilienceMetrics(registry), sourceCluster: 'home' },
+    );
+    const first = acquire(b);
+    expect(first).toBeDefined();
+    expect(acquire(b)).toBeDefined();
+    expect(acquire(b)).toBeUndefined();
+    first!();
+    first!(); // releasing twice must not free two slots
+    expect(acquire(b)).toBeDefined();
+    expect(acquire(b)).toBeUndefined();
+    const text = await registry.getSingleMetricAsString('meshfed_upstream_circuit_breaker_open_total');
+    expect(text).toContain(`limit="${limit}"} 2`);
+  });
+
+  test('balanced dispatch refuses with MESHFED_GATEWAY_OVERLOADED when every target is full', async () => {
+    const { balancers } = twoGateways();
+    const breakers = new CircuitBreakers({
+      maxConnections: 1,
+      maxPending: 1,
+      maxRequests: 1,
+      maxClusterRequests: 10,
+    });
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const dispatch = balancedDispatch({ balancers, breakers, send: () => gate.then(() => 200) });
+    const a = dispatch(ctx());
+    const b = dispatch(ctx());
+    expect(await codeOf(dispatch(ctx()))).toBe('MESHFED_GATEWAY_OVERLOADED');
+    open();
+    await expect(Promise.all([a, b])).resolves.toEqual([200, 200]);
+    balancers.close();
+  });
+});
+
+describe('drain', () => {
+  test('refuses new calls, lets calls in flight finish, then resolves', async () => {
+    const d = new Drain();
+    let finish!: () => void;
+    const inFlight = d.layer<number>()(() => new Promise<number>((r) => (finish = () => r(1))));
+    const running = inFlight(ctx());
+    const drained = d.drain(10_000);
+    expect(await codeOf(d.layer<number>()(async () => 2)(ctx()))).toBe('MESHFED_GATEWAY_DRAINING');
+    expect(d.active).toBe(1);
+    finish();
+    await expect(running).resolves.toBe(1);
+    await expect(drained).resolves.toEqual({ remaining: 0 });
+  });
+
+  test('reports what is left when the grace period ends', async () => {
+    const d = new Drain();
+    d.enter();
+    await expect(d.drain(10)).resolves.toEqual({ remaining: 1 });
+  });
+});
