@@ -565,7 +565,15 @@ async function main(): Promise<void> {
     },
   };
   mkdirSync(join(here, 'results'), { recursive: true });
-  writeFileSync(join(here, 'results', 'catalog.json'), `${JSON.stringify(out, null, 2)}\n`);
+  // scales run separately (--scale) accumulate in one file; a scale run again replaces its own figures
+  const file = join(here, 'results', 'catalog.json');
+  let previous: Record<string, unknown> = {};
+  try {
+    previous = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    previous = {};
+  }
+  writeFileSync(file, `${JSON.stringify({ ...previous, ...out }, null, 2)}\n`);
   console.log(`\nwrote bench/results/catalog.json`);
   process.exit(0);
 }
