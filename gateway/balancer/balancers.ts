@@ -100,6 +100,11 @@ export class Balancers {
   private readonly healthTimer: NodeJS.Timeout | undefined;
   private localIndex = new Map<string, LocalService>();
   private readonly unsubscribe: () => void;
+  /**
+   * resolve() results per service/scope/port, dropped on every catalog or endpoint change and when
+   * the first remote entry in them expires: pick() runs per request and must not rebuild them.
+   */
+  private readonly resolved = new Map<string, { svc: ResolvedService | undefined; validUntil: number }>();
   private probing = false;
 
   constructor(o: BalancersOptions) {
@@ -131,9 +136,15 @@ export class Balancers {
     });
     const reindex = (services: readonly LocalService[]) => {
       this.localIndex = new Map(services.map((s) => [serviceKey(s), s]));
+      this.resolved.clear();
     };
     reindex(o.local.current());
-    this.unsubscribe = o.local.onChange(reindex);
+    const offLocal = o.local.onChange(reindex);
+    const offCatalog = o.catalog.onChange(() => this.resolved.clear());
+    this.unsubscribe = () => {
+      offLocal();
+      offCatalog();
+    };
     if (o.probe) {
       this.healthTimer = setInterval(() => void this.runHealthChecks(), o.config.healthCheck.interval);
       this.healthTimer.unref();
@@ -151,6 +162,19 @@ export class Balancers {
 
   /** The targets of a service for one of its ports, local endpoints first. */
   resolve(namespace: string, name: string, o: PickOptions = {}): ResolvedService | undefined {
+    const cacheKey = `${namespace}/${name}|${o.scope ?? 'any'}|${o.portName ?? ''}|${o.port ?? ''}`;
+    const hit = this.resolved.get(cacheKey);
+    if (hit && hit.validUntil > this.now()) return hit.svc;
+    if (this.resolved.size > 10_000) this.resolved.clear();
+    const svc = this.resolveUncached(namespace, name, o);
+    let validUntil = Number.POSITIVE_INFINITY;
+    for (const inst of o.scope === 'local' ? [] : this.o.catalog.instances(namespace, name))
+      if (inst.expiresAt) validUntil = Math.min(validUntil, inst.expiresAt);
+    this.resolved.set(cacheKey, { svc, validUntil });
+    return svc;
+  }
+
+  private resolveUncached(namespace: string, name: string, o: PickOptions): ResolvedService | undefined {
     const key = `${namespace}/${name}`;
     const local = this.localIndex.get(key);
     const remotes = o.scope === 'local' ? [] : this.o.catalog.instances(namespace, name);
