@@ -13,14 +13,16 @@ import http2, {
 import net, { BlockList, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import {
-  context,
-  propagation,
+  defaultTextMapGetter,
+  defaultTextMapSetter,
+  ROOT_CONTEXT,
   type Span,
   SpanKind,
   SpanStatusCode,
   trace,
   type Tracer,
 } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import {
   type CertificateSource,
   type IssuedLeaf,
@@ -51,6 +53,9 @@ import { type HelloResult, MAX_HELLO_BYTES, parseClientHello } from './client-he
 import { type GatewayConfig, TUNNEL_ALPN } from './config.ts';
 import { H2Pool } from './h2-pool.ts';
 import { requestHeadersForUpstream, responseHeadersForClient } from './headers.ts';
+
+// W3C trace context directly, so traceparent works whether or not a global propagator is installed
+const W3C = new W3CTraceContextPropagator();
 
 type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
@@ -216,7 +221,13 @@ export class Gateway {
       maxHeaderListSize: limits.maxHeaderBytes,
     };
 
-    this.egressH1 = http.createServer(h1opts, (req, res) => void this.onEgress(req, res));
+    this.egressH1 = http.createServer(
+      { ...h1opts, connectionsCheckingInterval: Math.min(1_000, limits.headersTimeout) },
+      (req, res) => void this.onEgress(req, res),
+    );
+    // this server never listens (sockets arrive by 'connection' after the h2c sniff), but node only
+    // tracks connections for headersTimeout (slowloris) once 'listening' fires: start that tracking
+    this.egressH1.emit('listening');
     this.egressH2 = http2.createServer({
       settings: h2settings,
       maxSessionInvalidFrames: 100,
@@ -242,6 +253,11 @@ export class Gateway {
       'request',
       (req: Http2ServerRequest | IncomingMessage, res: Http2ServerResponse | ServerResponse) =>
         void this.onIngress(req, res),
+    );
+    // node's compat layer answers CONNECT with 405 unless someone listens for 'connect'
+    this.tls.on(
+      'connect',
+      (req: Http2ServerRequest, res: Http2ServerResponse) => void this.onIngress(req, res),
     );
     this.tls.on('session', (s) => this.guardSession(s, 'eastWest'));
     this.tls.on('tlsClientError', (err) =>
@@ -476,7 +492,7 @@ export class Gateway {
     attrs: Record<string, string>,
   ): Span | undefined {
     if (!this.o.tracer) return undefined;
-    const parent = propagation.extract(context.active(), headers as Record<string, string>);
+    const parent = W3C.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
     return this.o.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes: attrs }, parent);
   }
 
@@ -484,7 +500,7 @@ export class Gateway {
     if (!span) return;
     delete headers.traceparent;
     delete headers.tracestate;
-    propagation.inject(trace.setSpan(context.active(), span), headers);
+    W3C.inject(trace.setSpan(ROOT_CONTEXT, span), headers, defaultTextMapSetter);
   }
 
   private fail(res: Res, status: number, reason: string, message: string): void {

@@ -1,3 +1,4 @@
+import type { Tracer } from '@opentelemetry/api';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import {
@@ -150,7 +151,14 @@ export interface Mesh {
   root: CaMaterial;
   bundle: TrustBundle;
   intermediate(cluster: string): Promise<CaMaterial>;
-  gateway(cluster: string, o?: { authorize?: (o: { caller: string }) => boolean }): Promise<TestGateway>;
+  gateway(
+    cluster: string,
+    o?: {
+      authorize?: (o: { caller: string }) => boolean;
+      tracer?: Tracer;
+      config?: Record<string, unknown>;
+    },
+  ): Promise<TestGateway>;
 }
 
 export async function createMesh(): Promise<Mesh> {
@@ -197,6 +205,7 @@ export async function createMesh(): Promise<Mesh> {
       const config = gatewayConfigSchema.parse({
         listeners: { eastWest: '127.0.0.1:0', egress: '127.0.0.1:0', admin: '127.0.0.1:0' },
         limits: { headersTimeout: 1_000, helloTimeout: 1_000 },
+        ...o.config,
       });
       const gateway = new Gateway({
         config,
@@ -212,6 +221,7 @@ export async function createMesh(): Promise<Mesh> {
         registry,
         logger,
         ...(o.authorize ? { authorize: o.authorize } : {}),
+        ...(o.tracer ? { tracer: o.tracer } : {}),
       });
       await gateway.start();
       const a = gateway.addresses();
