@@ -6,10 +6,12 @@
 //   npm run bench:lb -- --rate 500 --slow 10  (shorter run)
 // The per-target send is pluggable: import { runScenario } and pass your own `send` (e.g. through real gateways).
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { Pool } from 'undici';
 import { createLogger, Registry } from '../core/index.ts';
 import { type BalancerTarget, Balancers, balancerConfigSchema } from '../gateway/balancer/index.ts';
@@ -46,35 +48,47 @@ interface Backends {
   slowBetween(from: number, to: number): void;
 }
 
+/**
+ * The backends run in a worker thread so that their answers do not wait on the load generator's event
+ * loop (and the other way round); the slow window is given in Date.now() time, which both threads share.
+ */
 async function startBackends(n: number, slowDelayMs: number): Promise<Backends> {
+  const worker = new Worker(new URL(import.meta.url), { workerData: { n, slowDelayMs } });
+  const [addresses] = (await once(worker, 'message')) as [string[]];
+  return {
+    addresses,
+    slowBetween(from, to) {
+      worker.postMessage({ from, to });
+    },
+    async close() {
+      await worker.terminate();
+    },
+  };
+}
+
+async function backendWorker(n: number, slowDelayMs: number): Promise<void> {
   let slowFrom = Number.POSITIVE_INFINITY;
   let slowTo = 0;
+  parentPort!.on('message', (m: { from: number; to: number }) => {
+    slowFrom = m.from;
+    slowTo = m.to;
+  });
   const servers: Server[] = [];
   for (let i = 0; i < n; i++) {
     const s = createServer((req, res) => {
-      const t = performance.now();
+      const t = Date.now();
       const answer = () => {
         if (!res.destroyed) res.end('ok');
       };
       req.resume();
-      if (i === 0 && t >= slowFrom && t < slowTo) setTimeout(answer, slowDelayMs).unref();
+      if (i === 0 && t >= slowFrom && t < slowTo) setTimeout(answer, slowDelayMs);
       else answer();
     });
     s.keepAliveTimeout = 60_000;
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
     servers.push(s);
   }
-  return {
-    addresses: servers.map((s) => `127.0.0.1:${(s.address() as AddressInfo).port}`),
-    slowBetween(from, to) {
-      slowFrom = from;
-      slowTo = to;
-    },
-    async close() {
-      for (const s of servers) s.closeAllConnections();
-      await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-    },
-  };
+  parentPort!.postMessage(servers.map((s) => `127.0.0.1:${(s.address() as AddressInfo).port}`));
 }
 
 /** Direct HTTP/1.1 send over an undici pool per target. */
@@ -208,7 +222,7 @@ export async function runScenario(
     call = () =>
       send(targets[next++ % targets.length]!, AbortSignal.timeout(o.tryTimeoutMs)).then((s) => s === 200);
   }
-  const t0 = performance.now();
+  const t0 = Date.now();
   backends.slowBetween(t0 + o.warmupMs, t0 + o.warmupMs + o.slowMs);
   const result = await openLoop(o, call);
   const sum = async (name: string) =>
@@ -275,4 +289,5 @@ async function main(): Promise<void> {
   );
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (!isMainThread) await backendWorker(workerData.n, workerData.slowDelayMs);
+else if (import.meta.url === `file://${process.argv[1]}`) await main();
