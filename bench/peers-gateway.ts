@@ -1,0 +1,154 @@
+// The peers-harness candidate: runs the real meshfed Gateway (real identity checks) in the topology
+// the harness asks for, from its environment (see /work/shared/bench/peers/README.md).
+import { readFileSync } from 'node:fs';
+import { CertificateSource, TrustBundle } from '../ca/index.ts';
+import {
+  type CatalogView,
+  createRegistry,
+  type EndpointSource,
+  type LocalService,
+  parseClustersetHost,
+  type RemoteServiceInstance,
+  silentLogger,
+} from '../core/index.ts';
+import { Balancers, balancerConfigSchema } from '../gateway/balancer/index.ts';
+import { Gateway, gatewayConfigSchema } from '../gateway/index.ts';
+
+const env = (k: string, d?: string): string => {
+  const v = process.env[k] ?? d;
+  if (v === undefined) throw new Error(`${k} is not set`);
+  return v;
+};
+const topology = env('BENCH_TOPOLOGY');
+const td = env('BENCH_TRUST_DOMAIN', 'mesh.example');
+const ref = parseClustersetHost(env('BENCH_SERVICE_HOST', 'echo.bench.svc.clusterset.local'))!;
+const split = (a: string) => ({
+  host: a.slice(0, a.lastIndexOf(':')),
+  port: Number(a.slice(a.lastIndexOf(':') + 1)),
+});
+
+class Static implements EndpointSource, CatalogView {
+  readonly name = 'bench';
+  private readonly local: LocalService[];
+  private readonly remote: RemoteServiceInstance[];
+  constructor(local: LocalService[], remote: RemoteServiceInstance[]) {
+    this.local = local;
+    this.remote = remote;
+  }
+  async start() {}
+  async stop() {}
+  current() {
+    return this.local;
+  }
+  onChange(_l: (x: never) => void) {
+    return () => undefined;
+  }
+  services() {
+    return this.remote.map((r) => ({ namespace: r.namespace, name: r.name }));
+  }
+  instances(ns: string, n: string) {
+    return this.remote.filter((r) => r.namespace === ns && r.name === n);
+  }
+  clusters() {
+    return [];
+  }
+}
+
+async function start(o: {
+  cluster: string;
+  cert: string;
+  key: string;
+  listeners: Record<string, string>;
+  local: LocalService[];
+  remote: RemoteServiceInstance[];
+}) {
+  const identity = CertificateSource.fromFiles({
+    certFile: o.cert,
+    keyFile: o.key,
+    bundleFile: env('BENCH_CA'),
+  });
+  await identity.start();
+  const bundle = TrustBundle.fromPem(readFileSync(env('BENCH_CA'), 'utf8'));
+  const src = new Static(o.local, o.remote);
+  const registry = createRegistry();
+  const logger = silentLogger();
+  const locality = { region: o.cluster, zone: o.cluster };
+  const balancerConfig = balancerConfigSchema.parse({ healthCheck: { interval: 3_600_000 } });
+  const balancers = new Balancers({
+    cluster: o.cluster,
+    locality,
+    catalog: src as unknown as CatalogView,
+    local: src,
+    config: balancerConfig,
+    registry,
+    logger,
+  });
+  const gw = new Gateway({
+    config: gatewayConfigSchema.parse({ listeners: o.listeners }),
+    cluster: o.cluster,
+    trustDomain: td,
+    locality,
+    identity,
+    bundle: () => bundle,
+    catalog: src as unknown as CatalogView,
+    local: src,
+    balancers,
+    balancerConfig,
+    registry,
+    logger,
+  });
+  await gw.start();
+  return gw;
+}
+
+const svc = (addr: string, protocol: 'http' | 'tls'): LocalService => ({
+  ...ref,
+  ports: [{ name: protocol, port: split(addr).port, protocol }],
+  endpoints: [{ host: split(addr).host, ports: { [protocol]: split(addr).port }, healthy: true }],
+  exported: true,
+  source: 'bench',
+});
+
+const gwB = env('BENCH_GW_B_ADDR', '127.0.0.22:25443');
+const spare = (n: number) => `127.0.0.${n}:0`;
+if (topology === 'passthrough') {
+  await start({
+    cluster: 'cluster-b',
+    cert: env('BENCH_GW_B_CERT'),
+    key: env('BENCH_GW_B_KEY'),
+    listeners: { eastWest: gwB, egress: spare(22), admin: spare(22) },
+    local: [svc(env('BENCH_BACKEND_TLS'), 'tls')],
+    remote: [],
+  });
+} else {
+  const local = svc(env('BENCH_BACKEND_HTTP'), 'http');
+  await start({
+    cluster: 'cluster-b',
+    cert: env('BENCH_GW_B_CERT'),
+    key: env('BENCH_GW_B_KEY'),
+    listeners: { eastWest: gwB, egress: spare(22), admin: spare(22) },
+    local: [local],
+    remote: [],
+  });
+  await start({
+    cluster: 'cluster-a',
+    cert: env('BENCH_GW_A_CERT'),
+    key: env('BENCH_GW_A_KEY'),
+    listeners: { eastWest: spare(21), egress: env('BENCH_GW_A_ADDR'), admin: spare(21) },
+    local: [],
+    remote: [
+      {
+        ...ref,
+        cluster: 'cluster-b',
+        ports: local.ports,
+        locality: { region: 'cluster-b', zone: 'cluster-b' },
+        weight: 1,
+        gateways: [{ name: 'gw-b', address: gwB }],
+        revision: 1,
+        expiresAt: 0,
+        stale: false,
+      },
+    ],
+  });
+}
+process.stdout.write(`meshfed gateway candidate ready (${topology}, pooled HTTP/2 tunnel in every mode)\n`);
