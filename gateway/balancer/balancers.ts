@@ -338,10 +338,18 @@ export class Balancers {
     if (this.probing || !this.o.probe) return;
     this.probing = true;
     try {
+      // one probe per gateway address, applied to every target id at that address (ids that were
+      // never picked included, so a dead gateway is known before the first request goes to it)
       const seen = new Map<string, BalancerTarget>();
+      const idsAt = new Map<string, Set<string>>();
       for (const ref of this.o.catalog.services()) {
-        for (const t of this.resolve(ref.namespace, ref.name)?.targets ?? [])
-          if (!t.local) seen.set(t.address, t);
+        for (const t of this.resolve(ref.namespace, ref.name)?.targets ?? []) {
+          if (t.local) continue;
+          seen.set(t.address, t);
+          const ids = idsAt.get(t.address) ?? new Set<string>();
+          ids.add(t.id);
+          idsAt.set(t.address, ids);
+        }
       }
       const hc = this.o.config.healthCheck;
       await Promise.all(
@@ -350,8 +358,8 @@ export class Balancers {
             this.o.probe!(t).catch(() => false),
             new Promise<boolean>((r) => setTimeout(() => r(false), hc.timeout).unref()),
           ]);
-          for (const [id, s] of this.stats) {
-            if (!id.endsWith(`|${t.address}`)) continue;
+          for (const id of idsAt.get(t.address) ?? []) {
+            const s = this.stat(id);
             s.activeStreak = ok === s.activeHealthy ? 0 : s.activeStreak + 1;
             if (!s.activeHealthy && ok && s.activeStreak >= hc.healthyThreshold) {
               s.activeHealthy = true;

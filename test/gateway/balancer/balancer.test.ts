@@ -1,6 +1,6 @@
-import { levelLoads } from '../../../gateway/balancer/index.ts';
-import type { Balancers } from '../../../gateway/balancer/index.ts';
-import { FixedCatalog, FixedSource, makeBalancers } from './fixtures.ts';
+import { createLogger, Registry, waitFor } from '../../../core/index.ts';
+import { Balancers, balancerConfigSchema, levelLoads } from '../../../gateway/balancer/index.ts';
+import { FixedCatalog, FixedSource, makeBalancers, SELF } from './fixtures.ts';
 
 /** Picks n times, releasing each at once with the latency/outcome `outcome` gives; returns counts. */
 function drive(
@@ -281,5 +281,44 @@ describe('outlier detection', () => {
       );
       balancers.close();
     });
+  });
+});
+
+describe('active health checks', () => {
+  test('a gateway failing its probes leaves the rotation and comes back after healthy probes', async () => {
+    const catalog = new FixedCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 2, gateways: 2 });
+    let down = true;
+    const probed: string[] = [];
+    const balancers = new Balancers({
+      cluster: 'home',
+      locality: SELF,
+      catalog,
+      local: new FixedSource(),
+      config: balancerConfigSchema.parse({ healthCheck: { interval: '10ms', timeout: '500ms' } }),
+      registry: new Registry(),
+      logger: createLogger({ level: 'silent' }),
+      probe: async (t) => {
+        probed.push(t.address);
+        return !(down && t.address === '127.0.0.10:15443');
+      },
+    });
+    const stateOf = () =>
+      balancers
+        .explain('shop', 'orders')
+        .levels[0]!.targets.find((t) => t.target.endsWith('127.0.0.10:15443'))!.state;
+    await waitFor(() => stateOf() === 'failing health checks', {
+      timeoutMs: 10_000,
+      what: 'gw0 marked unhealthy',
+    });
+    for (let i = 0; i < 200; i++) {
+      const p = balancers.pick('shop', 'orders')!;
+      expect(p.target.address).toBe('127.0.0.11:15443');
+      p.release({ ok: true, latencyMs: 1 });
+    }
+    down = false;
+    await waitFor(() => stateOf() === 'healthy', { timeoutMs: 10_000, what: 'gw0 healthy again' });
+    expect(probed.filter((a) => a === '127.0.0.10:15443').length).toBeGreaterThanOrEqual(4);
+    balancers.close();
   });
 });
