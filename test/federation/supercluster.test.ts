@@ -141,7 +141,7 @@ describe('three mesh clusters on a NATS supercluster', () => {
     });
     const staleAfterMs = Date.now() - killedAt;
     // the bound is 1.2 s plus one check interval; allow scheduling noise on a shared machine
-    expect(staleAfterMs).toBeLessThan(8_000);
+    expect(staleAfterMs).toBeLessThan(10_000);
     const east = nodes.get('east')!;
     // stale entries stay visible, flagged
     expect(east.instances('shop', 'svc-north')).toEqual([
@@ -149,7 +149,7 @@ describe('three mesh clusters on a NATS supercluster', () => {
     ]);
     // north itself keeps its whole view while its NATS is down
     const northNode = nodes.get('north')!;
-    expect(northNode.natsStatus().connected).toBe(false);
+    await waitFor(() => !northNode.natsStatus().connected, { what: 'north to notice its NATS is gone' });
     expect(Object.keys(offers(northNode, 'shop', 'common')).sort()).toEqual(['east', 'west']);
 
     // withdrawals on both sides of the partition
