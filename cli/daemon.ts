@@ -19,7 +19,7 @@ import { Balancers } from '../gateway/balancer/index.ts';
 import { Gateway } from '../gateway/index.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { type LoadedDaemonConfig, loadDaemonConfig } from './daemon-config.ts';
-import { startTelemetry, type Telemetry } from './telemetry.ts';
+import type { Telemetry } from './telemetry.ts';
 
 /** Refuses environments that would silently turn TLS verification off. */
 export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): void {
@@ -235,6 +235,8 @@ export class Daemon {
     this.bundle = this.loadBundle();
     this.metrics();
     if (c.observability.tracing.exporter !== 'none' || this.options.spanExporter) {
+      // the OpenTelemetry SDK is large: load it only when tracing is on
+      const { startTelemetry } = await import('./telemetry.ts');
       this.telemetry = startTelemetry({
         config: c.observability.tracing,
         serviceName: 'meshfed-gateway',
@@ -362,16 +364,32 @@ export class Daemon {
         };
       },
       clusters() {
-        return self.federation.clusters().map((cl) => ({
-          name: cl.cluster,
-          region: cl.locality?.region ?? '',
-          zone: cl.locality?.zone ?? '',
-          gateways: cl.gateways.map((g) => ({ name: g.name, address: g.address })),
-          last_heartbeat_ms: cl.lastHeartbeat ?? 0,
-          stale: cl.stale,
-          services: cl.services,
-          self: cl.cluster === self.config.cluster,
-        }));
+        const c = self.config;
+        const local = self.source.current().filter((x) => x.exported).length;
+        const selfEntry = {
+          name: c.cluster,
+          region: c.locality.region,
+          zone: c.locality.zone,
+          gateways: [{ name: c.name, address: self.advertise() }],
+          last_heartbeat_ms: Date.now(),
+          stale: false,
+          services: local,
+          self: true,
+        };
+        const others = self.federation
+          .clusters()
+          .filter((cl) => cl.cluster !== c.cluster)
+          .map((cl) => ({
+            name: cl.cluster,
+            region: cl.locality?.region ?? '',
+            zone: cl.locality?.zone ?? '',
+            gateways: cl.gateways.map((g) => ({ name: g.name, address: g.address })),
+            last_heartbeat_ms: cl.lastHeartbeat ?? 0,
+            stale: cl.stale,
+            services: cl.services,
+            self: false,
+          }));
+        return [selfEntry, ...others];
       },
       services() {
         const byKey = new Map<

@@ -1,0 +1,188 @@
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { connect } from 'node:net';
+import { waitFor } from '../../core/index.ts';
+import { greeterClient, HttpCaller, sayHello } from '../../cli/demo/traffic.ts';
+
+/**
+ * The whole product, as a user runs it: `meshfed demo --headless` starts three real nats-servers
+ * (a supercluster) and three `meshfed gateway` child processes; we call across clusters, stop a
+ * service, watch failover, and check the admin CLI's --json views agree with what happened.
+ */
+
+const NODE = process.execPath;
+const BIN = join(process.cwd(), 'bin', 'meshfed.js');
+const HELLO = 'hello.demo.svc.clusterset.local';
+
+interface DemoInfo {
+  clusters: {
+    name: string;
+    config: string;
+    pid: number;
+    addresses: { eastWest: string; egress: string; admin: string; tcpHello?: string };
+    services: { name: string; port: number; pid: number }[];
+  }[];
+}
+
+let demo: ChildProcess;
+let info: DemoInfo;
+
+function cli(args: string[]): { code: number | null; json: unknown; stderr: string } {
+  const r = spawnSync(NODE, [BIN, ...args, '--json'], { encoding: 'utf8', timeout: 20_000 });
+  let json: unknown;
+  try {
+    json = JSON.parse(r.stdout);
+  } catch {
+    json = undefined;
+  }
+  return { code: r.status, json, stderr: r.stderr };
+}
+
+function cluster(name: string) {
+  const c = info.clusters.find((x) => x.name === name);
+  if (!c) throw new Error(`no cluster ${name}`);
+  return c;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+beforeAll(async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'meshfed-e2e-'));
+  demo = spawn(NODE, [BIN, 'demo', '--headless', '--dir', join(dir, 'demo')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  demo.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const rl = createInterface({ input: demo.stdout! });
+  const line = await Promise.race([
+    once(rl, 'line').then(([l]) => l as string),
+    once(demo, 'exit').then(([code]) => {
+      throw new Error(`demo exited with ${code}: ${stderr}`);
+    }),
+  ]);
+  info = JSON.parse(line) as DemoInfo;
+}, 300_000);
+
+afterAll(async () => {
+  if (demo && demo.exitCode === null) {
+    const exited = once(demo, 'exit');
+    demo.kill('SIGTERM');
+    await exited;
+  }
+});
+
+describe('three clusters, end to end', () => {
+  test('HTTP from east is served in east (same zone first)', async () => {
+    const caller = new HttpCaller(cluster('east').addresses.egress, HELLO);
+    const results = await Promise.all(Array.from({ length: 20 }, () => caller.call()));
+    await caller.close();
+    expect(results.every((r) => r.ok)).toBe(true);
+    expect(new Set(results.map((r) => r.cluster))).toEqual(new Set(['east']));
+  });
+
+  test('gRPC unary and server-streaming from east reach greeter in west or eu, with status', async () => {
+    const client = greeterClient(cluster('east').addresses.egress);
+    try {
+      const reply = await sayHello(client, 'e2e');
+      expect(reply.message).toBe('hello e2e');
+      expect(['west', 'eu']).toContain(reply.cluster);
+      const messages: { seq: number }[] = [];
+      const stream = client.SayHelloStream({ name: 's', count: 5 });
+      for await (const m of stream) messages.push(m as { seq: number });
+      expect(messages.map((m) => m.seq)).toEqual([0, 1, 2, 3, 4]);
+      await expect(sayHello(client, 'fail')).rejects.toMatchObject({ code: 9 });
+    } finally {
+      client.close();
+    }
+  });
+
+  test('a service that is not exported is refused with a 503 that says so', async () => {
+    const caller = new HttpCaller(cluster('west').addresses.egress, 'internal.demo.svc.clusterset.local');
+    const r = await caller.call();
+    await caller.close();
+    expect(r.ok).toBe(false);
+    expect(r.status).toBe(503);
+  });
+
+  test('the admin CLI sees every cluster live and every exported service where it runs', () => {
+    const clusters = cli(['clusters', '--config', cluster('east').config]);
+    expect({ code: clusters.code, stderr: clusters.stderr }).toEqual({ code: 0, stderr: '' });
+    const names = (clusters.json as { name: string; stale: boolean }[]).map((c) => c.name).sort();
+    expect(names).toEqual(['east', 'eu', 'west']);
+    expect((clusters.json as { stale: boolean }[]).every((c) => !c.stale)).toBe(true);
+    const services = cli(['services', '--config', cluster('east').config]);
+    expect(services.code).toBe(0);
+    const hello = (services.json as { name: string; offers: { cluster: string }[] }[]).find(
+      (s) => s.name === 'hello',
+    );
+    expect(hello?.offers.map((o) => o.cluster).sort()).toEqual(['east', 'eu', 'west']);
+    const greeter = (services.json as { name: string; offers: { cluster: string }[] }[]).find(
+      (s) => s.name === 'greeter',
+    );
+    expect(greeter?.offers.map((o) => o.cluster).sort()).toEqual(['eu', 'west']);
+    const status = cli(['status', '--config', cluster('west').config]);
+    expect(status.code).toBe(0);
+    expect(status.json).toMatchObject({ cluster: 'west', nats_connected: true });
+  });
+
+  test("stopping east's hello fails over to another locality; routes --json shows why", async () => {
+    const east = cluster('east');
+    const hello = east.services.find((s) => s.name === 'hello.demo')!;
+    process.kill(hello.pid, 'SIGTERM');
+    await waitFor(() => !alive(hello.pid), { timeoutMs: 5000, what: 'east hello to stop' });
+    const caller = new HttpCaller(east.addresses.egress, HELLO);
+    const started = Date.now();
+    // within a few seconds every call is served by west or eu, and none fails
+    await waitFor(
+      async () => {
+        const rs = await Promise.all(Array.from({ length: 10 }, () => caller.call()));
+        return rs.every((r) => r.ok && r.cluster !== 'east');
+      },
+      { timeoutMs: 10_000, intervalMs: 100, what: 'failover away from east' },
+    );
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const after = await Promise.all(Array.from({ length: 30 }, () => caller.call()));
+    await caller.close();
+    expect(after.filter((r) => !r.ok)).toEqual([]);
+    expect(after.every((r) => r.cluster === 'west' || r.cluster === 'eu')).toBe(true);
+    const routes = cli(['routes', 'hello.demo', '--config', east.config]);
+    expect({ code: routes.code, stderr: routes.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(JSON.stringify(routes.json)).toContain('west');
+  });
+
+  test('the demo stops everything it started', async () => {
+    const pids = info.clusters.flatMap((c) => [c.pid, ...c.services.map((s) => s.pid)]);
+    const exited = once(demo, 'exit');
+    demo.kill('SIGTERM');
+    const [code] = await exited;
+    expect(code).toBe(0);
+    await waitFor(() => pids.every((p) => !alive(p)), {
+      timeoutMs: 10_000,
+      what: 'every demo process to exit',
+    });
+    const egress = cluster('east').addresses.egress.split(':');
+    await expect(
+      new Promise((resolve, reject) => {
+        const s = connect(Number(egress[1]), egress[0]!);
+        s.once('connect', () => {
+          s.destroy();
+          resolve('connected');
+        });
+        s.once('error', reject);
+      }),
+    ).rejects.toThrow();
+  });
+});
