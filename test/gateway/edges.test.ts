@@ -138,7 +138,8 @@ test('TLS passthrough by SNI: the client completes its handshake with the backen
     client.once('secureConnect', resolve);
     client.once('error', reject);
   });
-  expect(client.getPeerCertificate().serialNumber.toLowerCase()).toBe(backendLeaf.serial.replace(/^0+/, ''));
+  const strip = (x: string) => x.toLowerCase().replace(/^0+/, '');
+  expect(strip(client.getPeerCertificate().serialNumber)).toBe(strip(backendLeaf.serial));
   client.write('ping');
   const [d] = (await new Promise((r) => client.once('data', (x) => r([x])))) as [Buffer];
   expect(d.toString()).toBe('ping');
