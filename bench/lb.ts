@@ -231,6 +231,7 @@ export async function runScenario(
     retries: await sum('meshfed_upstream_retries_total'),
     ejections: await sum('meshfed_outlier_ejections_total'),
   };
+  if (process.env.LB_EXPLAIN) console.log(JSON.stringify(balancers.explain('shop', 'orders'), null, 1));
   balancers.close();
   await close();
   await backends.close();

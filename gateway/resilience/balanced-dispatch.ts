@@ -86,6 +86,7 @@ export function balancedDispatch<R>(o: BalancedDispatchOptions<R>): Dispatch<R> 
     const target = pick.target;
     const signal = ctx.signal ?? new AbortController().signal;
     const t0 = now();
+    let reported = false;
     let onAbort: (() => void) | undefined;
     const aborted = new Promise<never>((_, reject) => {
       onAbort = () => reject(signal.reason);
@@ -97,10 +98,12 @@ export function balancedDispatch<R>(o: BalancedDispatchOptions<R>): Dispatch<R> 
       const result = await Promise.race([o.send(target, { ...ctx, signal }), aborted]);
       const failure = o.classify?.(result);
       pick.release({ ok: !failure, latencyMs: now() - t0, ...(failure ? { failure } : {}) });
+      reported = true;
       if (failure) throw new UpstreamFailure(failure, target, { response: result });
       return result;
     } catch (err) {
-      if (err instanceof UpstreamFailure && err.target === target) throw err;
+      // a classified answer (e.g. 5xx) was reported above; a send that throws UpstreamFailure itself was not
+      if (reported) throw err;
       if (signal.aborted) {
         const timeout = isTimeoutReason(signal.reason);
         pick.release({ ok: false, latencyMs: now() - t0, failure: timeout ? 'timeout' : 'cancelled' });

@@ -293,3 +293,20 @@ describe('drain', () => {
     await expect(d.drain(10)).resolves.toEqual({ remaining: 1 });
   });
 });
+
+describe('outcome reporting', () => {
+  test('a send that throws UpstreamFailure itself is still reported to the balancer (regression: outstanding leaked)', async () => {
+    const { balancers } = twoGateways();
+    const dispatch = balancedDispatch<number>({
+      balancers,
+      send: async (t) => {
+        throw new UpstreamFailure('refused', t);
+      },
+    });
+    for (let i = 0; i < 4; i++) await dispatch(ctx()).catch(() => {});
+    const targets = balancers.explain('shop', 'orders').levels[0]!.targets;
+    expect(targets.reduce((a, t) => a + t.outstanding, 0)).toBe(0);
+    expect(targets.reduce((a, t) => a + t.failures, 0)).toBe(4);
+    balancers.close();
+  });
+});
