@@ -866,7 +866,7 @@ export class Gateway {
           });
         } else res.destroy();
       }, this.o.balancerConfig.timeouts.request);
-      stream.on('response', (h: H2Headers) => {
+      stream.on('response', (h: H2Headers, flags: number) => {
         const status = Number(h[':status'] ?? 502);
         if (status >= 500 && retryable && !settled && status !== 501) {
           settled = true;
@@ -882,7 +882,17 @@ export class Gateway {
         }
         settled = true;
         release(status < 500, status >= 500 ? '5xx' : undefined);
-        (res as ServerResponse).writeHead(status, responseHeadersForClient(h));
+        const out = responseHeadersForClient(h);
+        if (out['grpc-status'] !== undefined && (flags & h2c.NGHTTP2_FLAG_END_STREAM) !== 0) {
+          // gRPC "trailers-only" answer (an error with no messages): status and message belong in trailers
+          const trailers: Record<string, string> = {};
+          for (const k of ['grpc-status', 'grpc-message', 'grpc-status-details-bin']) {
+            if (out[k] !== undefined) trailers[k] = String(out[k]);
+            delete out[k];
+          }
+          (res as ServerResponse).writeHead(status, out);
+          (res as ServerResponse).addTrailers(trailers);
+        } else (res as ServerResponse).writeHead(status, out);
         stream.on('trailers', (tr) =>
           (res as ServerResponse).addTrailers(responseHeadersForClient(tr) as Record<string, string>),
         );

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { connect } from 'node:net';
 import { waitFor } from '../../core/index.ts';
+import { parsePrometheusText } from '../helpers/prometheus.ts';
 import { greeterClient, HttpCaller, sayHello } from '../../cli/demo/traffic.ts';
 
 /**
@@ -161,6 +162,32 @@ describe('three clusters, end to end', () => {
     const routes = cli(['routes', 'hello.demo', '--config', east.config]);
     expect({ code: routes.code, stderr: routes.stderr }).toEqual({ code: 0, stderr: '' });
     expect(JSON.stringify(routes.json)).toContain('west');
+  });
+
+  test('/metrics parses as Prometheus text and carries the operator series with cluster labels', async () => {
+    const res = await fetch(`http://${cluster('east').addresses.admin}/metrics`);
+    expect(res.status).toBe(200);
+    const families = parsePrometheusText(await res.text());
+    for (const name of [
+      'meshfed_requests_total',
+      'meshfed_request_duration_seconds',
+      'meshfed_active_connections',
+      'meshfed_upstream_healthy',
+      'meshfed_outlier_ejections_total',
+      'meshfed_catalog_services',
+      'meshfed_catalog_rejected_total',
+      'meshfed_cert_expiry_seconds',
+      'meshfed_nats_connected',
+    ]) {
+      expect({ name, present: families.has(name) }).toEqual({ name, present: true });
+    }
+    expect(families.get('meshfed_request_duration_seconds')!.type).toBe('histogram');
+    const served = families.get('meshfed_requests_total')!.samples;
+    expect(
+      served.some((s) => s.labels.source_cluster === 'east' && s.labels.destination_cluster === 'west'),
+    ).toBe(true);
+    expect(families.get('meshfed_nats_connected')!.samples[0]!.value).toBe(1);
+    expect(families.get('meshfed_cert_expiry_seconds')!.samples.every((s) => s.value > 0)).toBe(true);
   });
 
   test('the demo stops everything it started', async () => {
