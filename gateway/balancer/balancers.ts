@@ -52,6 +52,8 @@ class TargetStats {
   consecutiveFailures = 0;
   ejections = 0;
   ejectedUntil = 0;
+  /** back from an ejection but not yet proven: one trial request at a time until one succeeds */
+  probation = false;
   activeHealthy = true;
   activeStreak = 0;
   requests = 0;
@@ -221,7 +223,10 @@ export class Balancers {
 
   private healthy(t: BalancerTarget, now: number): boolean {
     const s = this.stats.get(t.id);
-    return !s || (s.ejectedUntil <= now && s.activeHealthy);
+    if (!s) return true;
+    if (s.ejectedUntil > now || !s.activeHealthy) return false;
+    // a target whose ejection just ended gets one request, not the whole burst that queued meanwhile
+    return !s.probation || s.outstanding === 0;
   }
 
   pick(namespace: string, name: string, o: PickOptions = {}): PickResult | undefined {
@@ -314,18 +319,22 @@ export class Balancers {
     s.lastSample = now;
     if (o.ok) {
       s.consecutiveFailures = 0;
+      s.probation = false;
       return;
     }
     s.failures++;
     s.consecutiveFailures++;
     const c = this.o.config.outlier;
-    if (s.consecutiveFailures < c.consecutiveFailures || s.ejectedUntil > now) return;
+    if (s.ejectedUntil > now) return;
+    // a failed trial after an ejection re-ejects at once (with the longer back-off)
+    if (s.consecutiveFailures < c.consecutiveFailures && !s.probation) return;
     // cap: never eject more than maxEjectionPercent of the targets this service could use
     const ejected = peers.filter((p) => (this.stats.get(p.id)?.ejectedUntil ?? 0) > now).length;
     if (((ejected + 1) / Math.max(peers.length, 1)) * 100 > c.maxEjectionPercent) return;
     s.ejections++;
     s.ejectedUntil = now + Math.min(c.baseEjection * s.ejections, c.maxEjection);
     s.consecutiveFailures = 0;
+    s.probation = true;
     this.ejectionsTotal.inc({ source_cluster: this.o.cluster, destination_cluster: t.cluster });
     this.o.logger.warn(
       { target: t.id, cluster: t.cluster, failure: o.failure, ejectedForMs: s.ejectedUntil - now },

@@ -322,3 +322,41 @@ describe('active health checks', () => {
     balancers.close();
   });
 });
+
+describe('probation after an ejection (regression: a burst queued during the ejection all hit a still-dead endpoint)', () => {
+  test('a target back from ejection gets one trial request at a time; a failed trial re-ejects, a success ends probation', () => {
+    const catalog = new FixedCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 4, gateways: 2 });
+    const local = new FixedSource();
+    local.endpoints(['eu-a']);
+    const { balancers, clock } = makeBalancers(catalog, local, {
+      outlier: { consecutiveFailures: 2, baseEjection: '3s', maxEjectionPercent: 100 },
+    });
+    const first = balancers.pick('shop', 'orders')!;
+    first.release({ ok: true, latencyMs: 1 });
+    const localId = first.target.id;
+    expect(localId.startsWith('local|')).toBe(true);
+    failTimes(balancers, localId, 2);
+    clock.t += 3_001;
+    // ten concurrent picks after the ejection ended: exactly one goes to the local endpoint
+    const burst = Array.from({ length: 10 }, () => balancers.pick('shop', 'orders')!);
+    expect(burst.filter((p) => p.target.id === localId)).toHaveLength(1);
+    const trial = burst.find((p) => p.target.id === localId)!;
+    trial.release({ ok: false, latencyMs: 1, failure: 'connect' });
+    for (const p of burst) if (p !== trial) p.release({ ok: true, latencyMs: 1 });
+    // one failed trial is enough to eject it again
+    expect(
+      Array.from({ length: 20 }, () => balancers.pick('shop', 'orders')!).every(
+        (p) => p.target.id !== localId,
+      ),
+    ).toBe(true);
+    clock.t += 6_001;
+    const again = balancers.pick('shop', 'orders')!;
+    expect(again.target.id).toBe(localId);
+    again.release({ ok: true, latencyMs: 1 });
+    // proven healthy: it takes concurrent requests again
+    const after = Array.from({ length: 10 }, () => balancers.pick('shop', 'orders')!);
+    expect(after.filter((p) => p.target.id === localId).length).toBeGreaterThan(1);
+    balancers.close();
+  });
+});
