@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { connect as natsConnect } from '@nats-io/transport-node';
-import { issueLeaf, loadCa, TrustBundle, verify } from '../../ca/index.ts';
+import { issueLeaf, loadCa, peerCertificateChain, TrustBundle, verify } from '../../ca/index.ts';
 import { MeshfedError, toMeshfedError } from '../../core/index.ts';
 import { AdminClient } from '../admin/admin-client.ts';
 import type { Command } from '../command.ts';
@@ -219,14 +219,7 @@ function handshake(address: string, id: Identity, timeoutMs = 3000): Promise<{ m
     });
     sock.once('secureConnect', () => {
       try {
-        const chain: Buffer[] = [];
-        let c = sock.getPeerCertificate(true);
-        const seen = new Set<string>();
-        while (c?.raw && !seen.has(c.fingerprint256)) {
-          seen.add(c.fingerprint256);
-          chain.push(c.raw);
-          c = c.issuerCertificate;
-        }
+        const chain = peerCertificateChain(sock);
         const v = verify(chain.slice(0, 4), id.bundle, { kinds: ['gateway'] });
         resolve({ ms: performance.now() - t0, peer: v.spiffeId });
       } catch (err) {

@@ -164,6 +164,18 @@ describe('three clusters, end to end', () => {
     expect(JSON.stringify(routes.json)).toContain('west');
   });
 
+  test('meshfed check reaches every remote gateway over mTLS and NATS, and says OK', () => {
+    const r = cli(['check', '--config', cluster('west').config]);
+    const results = (r.json as { results: { check: string; status: string; detail: string }[] }).results;
+    const failed = results.filter((x) => x.status === 'FAIL');
+    expect(failed).toEqual([]);
+    expect(r.code).toBe(0);
+    const mtls = results.filter((x) => x.check.startsWith('mTLS to '));
+    expect(mtls.map((x) => x.check).sort()).toEqual(['mTLS to east/east-gw', 'mTLS to eu/eu-gw']);
+    expect(mtls.every((x) => x.status === 'OK')).toBe(true);
+    expect(results.find((x) => x.check === 'NATS reachable')?.status).toBe('OK');
+  });
+
   test('/metrics parses as Prometheus text and carries the operator series with cluster labels', async () => {
     const res = await fetch(`http://${cluster('east').addresses.admin}/metrics`);
     expect(res.status).toBe(200);
