@@ -22,7 +22,7 @@ export {
 } from './spiffe.ts';
 export { TrustBundle } from './trust-bundle.ts';
 export * from './types.ts';
-export { peerCertificateChain, verify } from './verify.ts';
+export { derChainOf, peerCertificateChain, verify } from './verify.ts';
 export {
   CLUSTER_FILES,
   caMetaJson,

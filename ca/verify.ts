@@ -403,9 +403,14 @@ export function verify(
 
 /** The chain a TLS peer presented (leaf first) as DER buffers, for verify(); [] when it presented none. */
 export function peerCertificateChain(socket: TLSSocket): Buffer[] {
+  return derChainOf(socket.getPeerCertificate(true));
+}
+
+/** The DER chain (leaf first) of a peer certificate object as node:tls or grpc-js expose it. */
+export function derChainOf(cert: DetailedPeerCertificate | undefined): Buffer[] {
   const out: Buffer[] = [];
   const seen = new Set<string>();
-  let c: DetailedPeerCertificate | undefined = socket.getPeerCertificate(true);
+  let c = cert;
   while (c?.raw && !seen.has(c.fingerprint256)) {
     seen.add(c.fingerprint256);
     out.push(c.raw);

@@ -1,4 +1,3 @@
-import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, {
@@ -26,6 +25,7 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import {
   type CertificateSource,
   type IssuedLeaf,
+  parseCertificates,
   parseSpiffeId,
   peerCertificateChain,
   type TrustBundle,
@@ -805,12 +805,11 @@ export class Gateway {
   private intermediatesB64(): string {
     const pem = this.o.identity.current().chainPem;
     if (this.chainCache?.pem !== pem) {
-      const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
       this.chainCache = {
         pem,
-        b64: blocks
+        b64: parseCertificates(pem, 'the gateway certificate chain')
           .slice(1)
-          .map((b) => new X509Certificate(b).raw.toString('base64'))
+          .map((c) => c.raw.toString('base64'))
           .join(','),
       };
     }
@@ -900,30 +899,20 @@ export class Gateway {
         stream.once('end', () => clearTimeout(timer));
         resolve({ done: true, status });
       });
-      stream.once('error', (err) => {
+      // the stream failed or closed: before a response that is a retryable reset; after one, an
+      // error must cut the client's response short (a normal close after the end must not)
+      const lost = (message: string, cutResponse: boolean) => {
         clearTimeout(timer);
-        if (!settled) {
-          settled = true;
-          release(false, 'reset');
-          resolve({
-            done: false,
-            canRetry: retryable,
-            error: new HttpError(502, 'upstream-reset', err.message),
-          });
-        } else res.destroy();
-      });
-      stream.once('close', () => {
-        clearTimeout(timer);
-        if (!settled) {
-          settled = true;
-          release(false, 'reset');
-          resolve({
-            done: false,
-            canRetry: retryable,
-            error: new HttpError(502, 'upstream-reset', `stream closed (code ${stream.rstCode})`),
-          });
+        if (settled) {
+          if (cutResponse) res.destroy();
+          return;
         }
-      });
+        settled = true;
+        release(false, 'reset');
+        resolve({ done: false, canRetry: retryable, error: new HttpError(502, 'upstream-reset', message) });
+      };
+      stream.once('error', (err) => lost(err.message, true));
+      stream.once('close', () => lost(`stream closed (code ${stream.rstCode})`, false));
       res.once('close', () => {
         if (!stream.closed) stream.close(h2c.NGHTTP2_CANCEL);
       });

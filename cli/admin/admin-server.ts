@@ -4,7 +4,7 @@ import type { DetailedPeerCertificate } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { parseSpiffeId, type TrustBundle, verify } from '../../ca/index.ts';
+import { derChainOf, parseSpiffeId, type TrustBundle, verify } from '../../ca/index.ts';
 import { type Logger, MeshfedError } from '../../core/index.ts';
 
 export const ADMIN_PROTO = fileURLToPath(new URL('./admin.proto', import.meta.url));
@@ -119,14 +119,7 @@ export class AdminServer {
         'MESHFED_GATEWAY_IDENTITY_REFUSED',
         'admin API: a client certificate is required',
       );
-    const chain: Buffer[] = [];
-    let c: DetailedPeerCertificate | undefined = cert;
-    const seen = new Set<string>();
-    while (c?.raw && !seen.has(c.fingerprint256)) {
-      seen.add(c.fingerprint256);
-      chain.push(c.raw);
-      c = c.issuerCertificate;
-    }
+    const chain = derChainOf(cert);
     if (chain.length > 1) {
       verify(chain.slice(0, 4), this.options.tcp.bundle(), {
         trustDomain: this.options.tcp.trustDomain,

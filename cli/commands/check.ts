@@ -1,9 +1,15 @@
-import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { connect as natsConnect } from '@nats-io/transport-node';
-import { issueLeaf, loadCa, peerCertificateChain, TrustBundle, verify } from '../../ca/index.ts';
+import {
+  issueLeaf,
+  loadCa,
+  parseCertificates,
+  peerCertificateChain,
+  TrustBundle,
+  verify,
+} from '../../ca/index.ts';
 import { MeshfedError, toMeshfedError } from '../../core/index.ts';
 import { AdminClient } from '../admin/admin-client.ts';
 import type { Command } from '../command.ts';
@@ -134,8 +140,7 @@ async function loadIdentity(l: LoadedDaemonConfig, out: CheckResult[]): Promise<
 
 /** notAfter of a CA chain (intermediate first) after checking it chains to the bundle. */
 function verifyCa(chainPem: string, bundle: TrustBundle): Date {
-  const blocks = chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  const certs = blocks.map((b) => new X509Certificate(b));
+  const certs = parseCertificates(chainPem, 'the cluster CA file');
   const top = certs[certs.length - 1];
   if (!top) throw new MeshfedError('MESHFED_CA_MALFORMED', 'the cluster CA file holds no certificate');
   const root = bundle.roots().find((r) => top.checkIssued(r) && top.verify(r.publicKey));

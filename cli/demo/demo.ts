@@ -87,6 +87,17 @@ async function spawnService(o: {
   return { name: o.name, kind: o.kind, cluster: o.cluster, port: info.port, pid: child.pid!, child };
 }
 
+/** A gateway that exited during start-up is reported with its log, not as a readiness timeout. */
+function assertGatewayRunning(c: DemoClusterState): void {
+  const code = c.gateway?.exitCode;
+  if (code !== null && code !== undefined) {
+    throw new MeshfedError(
+      'MESHFED_INTERNAL',
+      `the gateway of ${c.name} exited with code ${code}; see ${join(c.dir, 'gateway.log')}`,
+    );
+  }
+}
+
 export class Demo {
   readonly dir: string;
   readonly clusters: DemoClusterState[] = [];
@@ -238,12 +249,7 @@ export class Demo {
       try {
         await waitFor(
           async () => {
-            if (c.gateway?.exitCode !== null && c.gateway?.exitCode !== undefined) {
-              throw new MeshfedError(
-                'MESHFED_INTERNAL',
-                `the gateway of ${c.name} exited with code ${c.gateway.exitCode}; see ${join(c.dir, 'gateway.log')}`,
-              );
-            }
+            assertGatewayRunning(c);
             const services = await client.services().catch(() => undefined);
             if (!services) return false;
             return exported.every((s) => {
@@ -257,12 +263,7 @@ export class Demo {
           },
           { timeoutMs, intervalMs: 200, what: `the gateway of ${c.name} to see the whole federation` },
         ).catch((err: unknown) => {
-          if (c.gateway?.exitCode !== null && c.gateway?.exitCode !== undefined) {
-            throw new MeshfedError(
-              'MESHFED_INTERNAL',
-              `the gateway of ${c.name} exited with code ${c.gateway.exitCode}; see ${join(c.dir, 'gateway.log')}`,
-            );
-          }
+          assertGatewayRunning(c);
           throw err;
         });
       } finally {
