@@ -31,6 +31,13 @@ const identitySchema = z
       .describe('federation leaf + intermediate PEM (`--kind federation`)'),
     federationKey: z.string().min(1).optional().describe('its private key (mode 0600)'),
     bundle: z.string().min(1).optional().describe('trust bundle PEM: every root of the federation'),
+    intermediates: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "PEM file of other clusters' intermediates, added to the bundle so peers that send only their leaf (third-party mTLS clients) verify; re-read on SIGHUP",
+      ),
   })
   .superRefine((v, ctx) => {
     const files = [v.gatewayCert, v.gatewayKey, v.federationCert, v.federationKey, v.bundle];
@@ -102,6 +109,7 @@ export type DaemonConfig = z.output<typeof daemonConfigSchema>;
 export const RENAMED_OPTIONS: Record<string, string> = {
   'listeners.eastWest': 'gateway.listeners.eastWest',
   'gateway.ingress': 'gateway.listeners.eastWest',
+  'gateway.egressTrustedNetworks': 'gateway.egress.trustedNetworks',
 };
 
 export interface LoadedDaemonConfig {

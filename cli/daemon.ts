@@ -53,6 +53,20 @@ export function checkKeyFile(file: string): void {
   }
 }
 
+function readTrustFile<T>(file: string, what: string, use: (pem: string) => T): T {
+  try {
+    return use(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new MeshfedError(
+      'MESHFED_CA_MALFORMED',
+      `${file}: cannot load ${what}: ${(err as Error).message}`,
+      {
+        cause: err,
+      },
+    );
+  }
+}
+
 export interface DaemonOptions {
   logger?: Logger;
   /** tests pass an in-memory span exporter */
@@ -104,17 +118,12 @@ export class Daemon {
     const file = c.identity.caDir
       ? join(this.loaded.path(c.identity.caDir), 'bundle.crt')
       : this.loaded.path(c.identity.bundle!);
-    try {
-      return TrustBundle.fromPem(readFileSync(file, 'utf8'));
-    } catch (err) {
-      throw new MeshfedError(
-        'MESHFED_CA_MALFORMED',
-        `${file}: cannot load the trust bundle: ${(err as Error).message}`,
-        {
-          cause: err,
-        },
-      );
+    const bundle = readTrustFile(file, 'the trust bundle', (pem) => TrustBundle.fromPem(pem));
+    if (c.identity.intermediates) {
+      const extra = this.loaded.path(c.identity.intermediates);
+      readTrustFile(extra, 'identity.intermediates', (pem) => bundle.addIntermediates(pem));
     }
+    return bundle;
   }
 
   private async identities(): Promise<void> {

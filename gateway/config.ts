@@ -31,10 +31,20 @@ export const gatewayConfigSchema = z
       .array(tcpPortSchema)
       .default([])
       .describe('per-service local TCP ports, carried over CONNECT tunnels'),
-    egressTrustedNetworks: z
-      .array(z.string())
-      .default(['127.0.0.0/8', '::1/128'])
-      .describe('CIDRs allowed to use the egress listener'),
+    egress: z
+      .strictObject({
+        trustedNetworks: z
+          .array(z.string())
+          .default(['127.0.0.0/8', '::1/128'])
+          .describe('CIDRs allowed to use the egress listener (checked before anything else)'),
+        clientAuth: z
+          .enum(['none', 'optional', 'required'])
+          .default('none')
+          .describe(
+            'workload mTLS on the egress listener: none (plain HTTP/h2c only); optional (TLS callers that present a workload certificate are identified, plain callers are not); required (every request needs a verified workload certificate of this cluster, else 403)',
+          ),
+      })
+      .default({ trustedNetworks: ['127.0.0.0/8', '::1/128'], clientAuth: 'none' }),
     limits: z
       .strictObject({
         maxConnections: z.number().int().min(1).default(10_000).describe('per listener'),
@@ -78,7 +88,7 @@ export const gatewayConfigSchema = z
       admin: { host: '127.0.0.1', port: 15000 },
     },
     tcpPorts: [],
-    egressTrustedNetworks: ['127.0.0.0/8', '::1/128'],
+    egress: { trustedNetworks: ['127.0.0.0/8', '::1/128'], clientAuth: 'none' },
     limits: {
       maxConnections: 10_000,
       maxHeaderBytes: 32 * 1024,

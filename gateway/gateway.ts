@@ -119,12 +119,15 @@ export class Gateway {
   private readonly servers: Server[] = [];
   private egressH1!: http.Server;
   private egressH2!: Http2Server;
+  /** workload mTLS on the egress listener (clientAuth optional/required) */
+  private egressTls: Http2SecureServer | undefined;
   private tls!: Http2SecureServer;
   private admin!: http.Server;
   private localIndex = new Map<string, LocalService>();
   private readonly unsubscribe: () => void;
   private readonly trusted = new BlockList();
   private readonly peers = new WeakMap<object, VerifiedIdentity>();
+  private readonly callers = new WeakMap<object, string | { reason: string; message: string }>();
   private readonly sockets = new Set<Socket>();
   private active = 0;
   private retriesInFlight = 0;
@@ -135,6 +138,7 @@ export class Gateway {
   private readonly duration: Histogram;
   private readonly refused: Counter;
   private readonly retries: Counter;
+  private readonly clientCerts: Counter;
 
   constructor(o: GatewayOptions) {
     this.o = o;
@@ -150,7 +154,7 @@ export class Gateway {
       maxSockets: 256,
       timeout: o.balancerConfig.timeouts.idle,
     });
-    for (const cidr of o.config.egressTrustedNetworks) {
+    for (const cidr of o.config.egress.trustedNetworks) {
       const [addr, bits] = cidr.split('/');
       const type = addr!.includes(':') ? 'ipv6' : 'ipv4';
       this.trusted.addSubnet(addr!, Number(bits ?? (type === 'ipv4' ? 32 : 128)), type);
@@ -178,6 +182,12 @@ export class Gateway {
       name: 'meshfed_refused_total',
       help: 'connections or requests refused before reaching a backend, by reason',
       labelNames: ['listener', 'reason'],
+      registers: [o.registry],
+    });
+    this.clientCerts = new Counter({
+      name: 'meshfed_egress_client_certs_total',
+      help: 'egress requests by the outcome of the workload certificate check (verified, or why it was refused)',
+      labelNames: ['result'],
       registers: [o.registry],
     });
     this.retries = new Counter({
@@ -236,35 +246,25 @@ export class Gateway {
     this.egressH2.on('request', (req, res) => void this.onEgress(req, res));
     this.egressH2.on('session', (s) => this.guardSession(s, 'egress'));
 
-    const leaf = this.o.identity.current();
-    this.tls = http2.createSecureServer({
-      ...this.tlsContextOptions(leaf),
-      allowHTTP1: true,
-      requestCert: true,
+    this.tls = this.secureServer('eastWest', (req, res) => void this.onIngress(req, res), {
       rejectUnauthorized: true,
       minVersion: 'TLSv1.3',
-      ALPNProtocols: ['h2', 'http/1.1'],
-      settings: h2settings,
-      maxSessionInvalidFrames: 100,
-      maxSessionRejectedStreams: 100,
-      ...{ maxHeaderSize: limits.maxHeaderBytes },
     });
-    this.tls.on(
-      'request',
-      (req: Http2ServerRequest | IncomingMessage, res: Http2ServerResponse | ServerResponse) =>
-        void this.onIngress(req, res),
-    );
     // node's compat layer answers CONNECT with 405 unless someone listens for 'connect'
     this.tls.on(
       'connect',
       (req: Http2ServerRequest, res: Http2ServerResponse) => void this.onIngress(req, res),
     );
-    this.tls.on('session', (s) => this.guardSession(s, 'eastWest'));
-    this.tls.on('tlsClientError', (err) =>
-      this.refused.inc({ listener: 'eastWest', reason: tlsReason(err) }),
-    );
+    if (c.egress.clientAuth !== 'none') {
+      // the handshake accepts any client certificate (or none): each request is then checked with
+      // ca/verify and refused with a status that says why, which a failed handshake cannot do
+      this.egressTls = this.secureServer('egress', (req, res) => void this.onEgress(req, res), {
+        rejectUnauthorized: false,
+        minVersion: 'TLSv1.2',
+      });
+    }
     // certificates rotate without dropping connections: new handshakes get the new context
-    this.o.identity.on('rotated', (l: IssuedLeaf) => this.tls.setSecureContext(this.tlsContextOptions(l)));
+    this.o.identity.on('rotated', this.onRotated);
 
     const egress = net.createServer({ pauseOnConnect: true }, (s) => this.acceptEgress(s));
     const eastWest = net.createServer({ pauseOnConnect: true }, (s) => this.acceptEastWest(s));
@@ -281,6 +281,38 @@ export class Gateway {
     }
     this.started = true;
   }
+
+  /** A TLS server asking for client certificates, serving HTTP/1.1 and h2 with this gateway's limits. */
+  private secureServer(
+    listener: string,
+    onRequest: (req: Req, res: Res) => void,
+    o: { rejectUnauthorized: boolean; minVersion: 'TLSv1.2' | 'TLSv1.3' },
+  ): Http2SecureServer {
+    const limits = this.o.config.limits;
+    const srv = http2.createSecureServer({
+      ...this.tlsContextOptions(this.o.identity.current()),
+      ...o,
+      allowHTTP1: true,
+      requestCert: true,
+      ALPNProtocols: ['h2', 'http/1.1'],
+      settings: {
+        maxConcurrentStreams: limits.maxConcurrentStreams,
+        maxHeaderListSize: limits.maxHeaderBytes,
+      },
+      maxSessionInvalidFrames: 100,
+      maxSessionRejectedStreams: 100,
+      ...{ maxHeaderSize: limits.maxHeaderBytes },
+    });
+    srv.on('request', onRequest);
+    srv.on('session', (s) => this.guardSession(s, listener));
+    srv.on('tlsClientError', (err) => this.refused.inc({ listener, reason: tlsReason(err) }));
+    return srv;
+  }
+
+  private readonly onRotated = (l: IssuedLeaf) => {
+    this.tls.setSecureContext(this.tlsContextOptions(l));
+    this.egressTls?.setSecureContext(this.tlsContextOptions(l));
+  };
 
   private tlsContextOptions(leaf: IssuedLeaf) {
     return { cert: leaf.chainPem, key: leaf.keyPem, ca: this.o.bundle().toPem() };
@@ -347,17 +379,20 @@ export class Gateway {
     let buf = Buffer.alloc(0);
     const onData = (d: Buffer) => {
       buf = Buffer.concat([buf, d]);
+      // a TLS record starts with content type 22 (handshake); plain HTTP never does
+      if (this.egressTls && buf[0] === 0x16) return done('tls');
       const n = Math.min(buf.length, H2_PREFACE.length);
-      if (!buf.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return done(false);
-      if (buf.length >= H2_PREFACE.length) done(true);
+      if (!buf.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return done('h1');
+      if (buf.length >= H2_PREFACE.length) done('h2');
     };
-    const done = (h2: boolean) => {
+    const done = (kind: 'h1' | 'h2' | 'tls') => {
       clearTimeout(timer);
       socket.off('data', onData);
       socket.pause();
       socket.unshift(buf);
       // the servers take the unshifted bytes over themselves; resuming here would lose them to nobody
-      if (h2) this.egressH2.emit('connection', socket);
+      if (kind === 'tls') this.egressTls!.emit('connection', socket);
+      else if (kind === 'h2') this.egressH2.emit('connection', socket);
       else {
         this.egressH1.emit('connection', socket);
         socket.resume();
@@ -541,6 +576,11 @@ export class Gateway {
         `no cluster offers ${svcName}; is it exported? (meshfed services)`,
       );
     }
+    const caller = this.egressCaller(req);
+    if (typeof caller === 'object') {
+      this.refused.inc({ listener: 'egress', reason: caller.reason });
+      return this.fail(res, 403, caller.reason, caller.message);
+    }
     const span = this.startSpan(`egress ${svcName}`, req.headers, {
       'meshfed.listener': 'egress',
       'meshfed.cluster': this.o.cluster,
@@ -551,9 +591,79 @@ export class Gateway {
       scope: 'any',
       listener: 'egress',
       span,
+      ...(caller ? { caller } : {}),
       ...(ref.port ? { port: ref.port } : {}),
       ...(ref.portName ? { portName: ref.portName } : {}),
     });
+  }
+
+  /**
+   * The calling workload's SPIFFE ID from its verified certificate (undefined: a plain or anonymous
+   * caller that clientAuth lets in), or why the request is refused. Verified once per connection.
+   */
+  private egressCaller(req: Req): string | undefined | { reason: string; message: string } {
+    const mode = this.o.config.egress.clientAuth;
+    if (mode === 'none') return undefined;
+    const socket = ((req as Http2ServerRequest).stream?.session?.socket ?? req.socket) as TLSSocket;
+    let outcome = this.callers.get(socket);
+    if (!outcome) {
+      outcome = this.checkWorkload(socket) ?? (mode === 'optional' ? 'anonymous' : 'required');
+      this.callers.set(socket, outcome);
+      this.clientCerts.inc({
+        result:
+          typeof outcome === 'object'
+            ? outcome.reason
+            : outcome.startsWith('spiffe://')
+              ? 'verified'
+              : outcome,
+      });
+    }
+    if (outcome === 'anonymous') return undefined;
+    if (outcome === 'required') {
+      return {
+        reason: 'client-cert-required',
+        message: `this egress listener requires a workload certificate of cluster ${this.o.cluster} (mTLS); connect with TLS and present one`,
+      };
+    }
+    return outcome;
+  }
+
+  /** undefined: no certificate was presented */
+  private checkWorkload(socket: TLSSocket): string | { reason: string; message: string } | undefined {
+    if (!socket.encrypted) return undefined;
+    const chain = peerCertificateChain(socket);
+    if (chain.length === 0) return undefined;
+    try {
+      // the TLS server exposes only the leaf: our own intermediates complete a chain of this cluster
+      const own = parseCertificates(this.o.identity.current().chainPem, 'the gateway certificate chain')
+        .slice(1)
+        .map((c) => c.raw);
+      const id = verify([...chain, ...own], this.o.bundle(), {
+        trustDomain: this.o.trustDomain,
+        kinds: ['workload'],
+        usage: 'client',
+      });
+      if (id.cluster !== this.o.cluster) {
+        return {
+          reason: 'client-cert-foreign-cluster',
+          message: `${id.spiffeId} belongs to cluster ${id.cluster}; this gateway speaks only for workloads of cluster ${this.o.cluster}`,
+        };
+      }
+      return id.spiffeId;
+    } catch (err) {
+      const code = err instanceof MeshfedError ? err.code : 'MESHFED_CA_MALFORMED';
+      return {
+        reason:
+          code === 'MESHFED_CA_EXPIRED'
+            ? 'client-cert-expired'
+            : code === 'MESHFED_CA_WRONG_CLUSTER'
+              ? 'client-cert-foreign-cluster'
+              : code === 'MESHFED_CA_WRONG_KIND'
+                ? 'client-cert-not-workload'
+                : 'client-cert-untrusted',
+        message: `workload certificate refused (${code}): ${(err as Error).message}`,
+      };
+    }
   }
 
   private peerIdentity(req: Req): VerifiedIdentity {
@@ -1159,6 +1269,7 @@ export class Gateway {
   async stop(): Promise<void> {
     this.draining = true;
     this.unsubscribe();
+    this.o.identity.off('rotated', this.onRotated);
     this.pool.close();
     this.agent.destroy();
     for (const s of this.sockets) s.destroy();

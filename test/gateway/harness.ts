@@ -1,5 +1,6 @@
 import type { Tracer } from '@opentelemetry/api';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import {
   type CaMaterial,
@@ -254,11 +255,13 @@ export function request(
     method?: string;
     headers?: Record<string, string>;
     body?: Buffer | string;
+    /** speak TLS (https) with these options instead of plain HTTP */
+    tls?: https.RequestOptions;
   },
 ): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   const i = address.lastIndexOf(':');
   return new Promise((resolve, reject) => {
-    const req = http.request(
+    const req = (o.tls ? https : http).request(
       {
         host: address.slice(0, i),
         port: Number(address.slice(i + 1)),
@@ -266,6 +269,7 @@ export function request(
         path: o.path ?? '/',
         headers: { host: o.host, ...o.headers },
         agent: false,
+        ...o.tls,
       },
       (res) => {
         const chunks: Buffer[] = [];
