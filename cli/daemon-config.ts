@@ -93,6 +93,15 @@ export const daemonConfigSchema = z.strictObject({
         ),
     })
     .default({}),
+  workers: z
+    .number()
+    .int()
+    .min(1)
+    .max(256)
+    .default(1)
+    .describe(
+      'data-plane processes (node:cluster). 1: one event loop in this process. N > 1: N workers bind the data-plane ports with SO_REUSEPORT (Linux spreads connections), this process supervises them (restarts a crashed one) and serves the admin listener with their metrics summed',
+    ),
   drainTimeout: duration()
     .default(15_000)
     .describe('SIGTERM: how long in-flight requests may take to finish'),

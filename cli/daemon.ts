@@ -18,6 +18,7 @@ import { FederationNode } from '../federation/index.ts';
 import { Balancers } from '../gateway/balancer/index.ts';
 import { Gateway } from '../gateway/index.ts';
 import { AdminServer } from './admin/admin-server.ts';
+import { WorkerPool } from './worker-pool.ts';
 import { type LoadedDaemonConfig, loadDaemonConfig } from './daemon-config.ts';
 import type { Telemetry } from './telemetry.ts';
 
@@ -69,6 +70,8 @@ function readTrustFile<T>(file: string, what: string, use: (pem: string) => T): 
 
 export interface DaemonOptions {
   logger?: Logger;
+  /** data-plane worker processes; overrides the config's `workers` (the --workers flag) */
+  workers?: number;
   /** tests pass an in-memory span exporter */
   spanExporter?: SpanExporter;
 }
@@ -86,7 +89,8 @@ export class Daemon {
   source!: ReturnType<typeof createSources>;
   federation!: FederationNode;
   balancers!: Balancers;
-  gateway!: Gateway;
+  /** the data plane: this process's Gateway (workers: 1), or the supervisor of N worker processes */
+  gateway!: Gateway | WorkerPool;
   private reconciler: ImportReconciler | undefined;
   private admin: AdminServer | undefined;
   private telemetry: Telemetry | undefined;
@@ -279,31 +283,52 @@ export class Daemon {
       registry: this.registry,
     });
     await this.federation.start();
+    const workers = this.options.workers ?? c.workers;
     this.balancers = new Balancers({
       cluster: c.cluster,
       locality: c.locality,
       catalog: this.federation,
       local: this.source,
       config: c.balancer,
-      registry: this.registry,
+      // with workers, these balancers only explain routes: the workers' own balancers report the metrics
+      registry: workers > 1 ? createRegistry() : this.registry,
       logger: componentLogger(this.log, 'balancer', c.cluster),
     });
-    this.gateway = new Gateway({
-      config: c.gateway,
-      cluster: c.cluster,
-      trustDomain: c.trustDomain,
-      locality: c.locality,
-      identity: this.gatewayIdentity,
-      bundle: () => this.bundle,
-      catalog: this.federation,
-      local: this.source,
-      balancers: this.balancers,
-      balancerConfig: c.balancer,
-      name: c.name,
-      registry: this.registry,
-      logger: componentLogger(this.log, 'gateway', c.cluster),
-      ...(this.telemetry ? { tracer: this.telemetry.tracer } : {}),
-    });
+    this.gateway =
+      workers > 1
+        ? new WorkerPool({
+            count: workers,
+            config: c,
+            identity: this.gatewayIdentity,
+            trust: () => ({
+              roots: this.bundle.toPem(),
+              intermediates: this.bundle
+                .intermediates()
+                .map((x) => x.toString())
+                .join(''),
+            }),
+            source: this.source,
+            catalog: this.federation,
+            balancers: this.balancers,
+            registry: this.registry,
+            logger: componentLogger(this.log, 'workers', c.cluster),
+          })
+        : new Gateway({
+            config: c.gateway,
+            cluster: c.cluster,
+            trustDomain: c.trustDomain,
+            locality: c.locality,
+            identity: this.gatewayIdentity,
+            bundle: () => this.bundle,
+            catalog: this.federation,
+            local: this.source,
+            balancers: this.balancers,
+            balancerConfig: c.balancer,
+            name: c.name,
+            registry: this.registry,
+            logger: componentLogger(this.log, 'gateway', c.cluster),
+            ...(this.telemetry ? { tracer: this.telemetry.tracer } : {}),
+          });
     await this.gateway.start();
     const sinks = createSinks(c.discovery, deps);
     if (sinks.length > 0) {
@@ -469,6 +494,7 @@ export class Daemon {
       applied.push('observability.logLevel');
     }
     this.bundle = this.loadBundle();
+    if (this.gateway instanceof WorkerPool) this.gateway.trustChanged();
     applied.push('trust bundle re-read');
     for (const key of [
       'cluster',
@@ -479,6 +505,7 @@ export class Daemon {
       'discovery',
       'balancer',
       'admin',
+      'workers',
     ] as const) {
       if (JSON.stringify(next.config[key]) !== JSON.stringify(prev[key])) needsRestart.push(key);
     }

@@ -50,6 +50,7 @@ import {
 import type { Balancers, BalancerTarget, Failure, PickResult } from './balancer/index.ts';
 import type { BalancerConfig } from './balancer/index.ts';
 import { type HelloResult, MAX_HELLO_BYTES, parseClientHello } from './client-hello.ts';
+import { adminHandler } from './admin-endpoint.ts';
 import { type GatewayConfig, TUNNEL_ALPN } from './config.ts';
 import { H2Pool } from './h2-pool.ts';
 import { requestHeadersForUpstream, responseHeadersForClient } from './headers.ts';
@@ -88,6 +89,13 @@ export interface GatewayOptions {
   authorize?: AuthorizeHook;
   /** the gateway's name in spans and metrics */
   name?: string;
+  /**
+   * bind the data-plane listeners with SO_REUSEPORT (exclusive, outside node:cluster's sharing): several
+   * worker processes listen on the same ports and the kernel spreads connections among them
+   */
+  reusePort?: boolean;
+  /** default true; a multi-process gateway's supervisor serves the admin listener instead */
+  adminListener?: boolean;
 }
 
 class HttpError extends Error {
@@ -122,7 +130,7 @@ export class Gateway {
   /** workload mTLS on the egress listener (clientAuth optional/required) */
   private egressTls: Http2SecureServer | undefined;
   private tls!: Http2SecureServer;
-  private admin!: http.Server;
+  private admin: http.Server | undefined;
   private localIndex = new Map<string, LocalService>();
   private readonly unsubscribe: () => void;
   private readonly trusted = new BlockList();
@@ -270,10 +278,28 @@ export class Gateway {
     const eastWest = net.createServer({ pauseOnConnect: true }, (s) => this.acceptEastWest(s));
     egress.maxConnections = limits.maxConnections;
     eastWest.maxConnections = limits.maxConnections;
-    this.admin = http.createServer((req, res) => void this.onAdmin(req, res));
+    const o = this.o;
+    const admin = http.createServer(
+      adminHandler({
+        state: () => (this.draining ? 'draining' : this.started ? 'ready' : 'starting'),
+        metrics: async () => ({ contentType: o.registry.contentType, text: await o.registry.metrics() }),
+        balancers: o.balancers,
+        catalog: o.catalog,
+        local: o.local,
+        config: () => ({
+          cluster: o.cluster,
+          locality: o.locality,
+          gateway: o.config,
+          balancer: o.balancerConfig,
+        }),
+      }),
+    );
     await this.listen(egress, c.listeners.egress, 'egress');
     await this.listen(eastWest, c.listeners.eastWest, 'eastWest');
-    await this.listen(this.admin, c.listeners.admin, 'admin');
+    if (this.o.adminListener !== false) {
+      await this.listen(admin, c.listeners.admin, 'admin');
+      this.admin = admin;
+    }
     for (const t of c.tcpPorts) {
       const srv = net.createServer((s) => this.acceptTcp(s, t.service, t.port));
       srv.maxConnections = limits.maxConnections;
@@ -319,7 +345,8 @@ export class Gateway {
   }
 
   private async listen(srv: Server, addr: { host: string; port: number }, name: string): Promise<void> {
-    srv.listen(addr.port, addr.host);
+    const shared = this.o.reusePort === true && name !== 'admin';
+    srv.listen({ port: addr.port, host: addr.host, ...(shared ? { exclusive: true, reusePort: true } : {}) });
     try {
       await Promise.race([once(srv, 'listening'), once(srv, 'error').then(([e]) => Promise.reject(e))]);
     } catch (err) {
@@ -1200,59 +1227,6 @@ export class Gateway {
       } else res.destroy();
     });
     res.once('close', () => up.destroy());
-  }
-
-  // ---------------------------------------------------------------- admin
-
-  private async onAdmin(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://admin');
-    const json = (status: number, v: unknown) => {
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(`${JSON.stringify(v, null, 2)}\n`);
-    };
-    try {
-      switch (url.pathname) {
-        case '/healthz':
-          return json(200, { status: 'ok' });
-        case '/readyz':
-          return this.started && !this.draining
-            ? json(200, { status: 'ready' })
-            : json(503, { status: this.draining ? 'draining' : 'starting' });
-        case '/metrics': {
-          const text = await this.o.registry.metrics();
-          res.writeHead(200, { 'content-type': this.o.registry.contentType });
-          res.end(text);
-          return;
-        }
-        case '/debug/routes': {
-          const [ns, name] = (url.searchParams.get('service') ?? '').split('/');
-          if (!ns || !name) return json(400, { error: 'use /debug/routes?service=<namespace>/<name>' });
-          return json(200, this.o.balancers.explain(ns, name));
-        }
-        case '/debug/catalog':
-          return json(200, {
-            clusters: this.o.catalog.clusters(),
-            services: this.o.catalog
-              .services()
-              .map((s) => ({ ...s, instances: this.o.catalog.instances(s.namespace, s.name) })),
-            local: this.o.local.current(),
-          });
-        case '/debug/config':
-          return json(200, {
-            cluster: this.o.cluster,
-            locality: this.o.locality,
-            gateway: this.o.config,
-            balancer: this.o.balancerConfig,
-          });
-        default:
-          return json(404, {
-            error: 'not found',
-            paths: ['/healthz', '/readyz', '/metrics', '/debug/routes', '/debug/catalog', '/debug/config'],
-          });
-      }
-    } catch (err) {
-      json(500, { error: (err as Error).message });
-    }
   }
 
   // ---------------------------------------------------------------- lifecycle

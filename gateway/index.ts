@@ -3,3 +3,4 @@ export { type AuthorizeHook, Gateway, type GatewayOptions } from './gateway.ts';
 export { type GatewayConfig, gatewayConfigSchema, TUNNEL_ALPN } from './config.ts';
 export { type HelloResult, parseClientHello } from './client-hello.ts';
 export { H2Pool } from './h2-pool.ts';
+export { type AdminEndpointOptions, adminHandler } from './admin-endpoint.ts';

@@ -1,12 +1,15 @@
+import cluster from 'node:cluster';
+import { MeshfedError } from '../../core/index.ts';
 import type { Command } from '../command.ts';
 import { parseFlags, requireFlag } from '../command.ts';
 import { Daemon } from '../daemon.ts';
+import { runWorker } from '../gateway-worker.ts';
 
 export const gatewayCommand: Command = {
   path: ['gateway'],
   summary: 'run the gateway daemon from a config file',
   usage: [
-    'meshfed gateway --config gateway.yaml',
+    'meshfed gateway --config gateway.yaml [--workers N]',
     '',
     'Runs one east-west gateway: identity, discovery, federation over NATS, and the data plane.',
     'Every field of the config file is documented in docs/config.md.',
@@ -14,11 +17,31 @@ export const gatewayCommand: Command = {
     'Signals: SIGTERM/SIGINT drain (stop accepting, finish in-flight requests within drainTimeout)',
     'and exit; SIGHUP re-reads the config and trust bundle without dropping connections.',
     'Refuses to start when NODE_TLS_REJECT_UNAUTHORIZED=0 or a key file is readable by others.',
+    '',
+    '--workers N  data-plane processes (overrides `workers` in the config; default 1, one event loop).',
+    '             With N > 1 this process supervises N workers that share the data-plane ports',
+    '             (SO_REUSEPORT), replaces a worker that dies, and serves /metrics summed over all.',
   ].join('\n'),
   async run(ctx) {
-    const { values } = parseFlags(ctx, { config: { type: 'string', short: 'c' } }, 'gateway');
+    // a data-plane worker forked by the supervisor (node:cluster re-runs this same command line)
+    if (cluster.isWorker) process.exit(await runWorker());
+    const { values } = parseFlags(
+      ctx,
+      { config: { type: 'string', short: 'c' }, workers: { type: 'string' } },
+      'gateway',
+    );
     const file = requireFlag(values, 'config', 'gateway');
-    const daemon = Daemon.fromFile(file);
+    let workers: number | undefined;
+    if (values.workers !== undefined) {
+      workers = Number(values.workers);
+      if (!Number.isInteger(workers) || workers < 1 || workers > 256) {
+        throw new MeshfedError(
+          'MESHFED_USAGE',
+          `--workers: expected a whole number from 1 to 256, got "${values.workers}"`,
+        );
+      }
+    }
+    const daemon = Daemon.fromFile(file, workers === undefined ? {} : { workers });
     const onHup = () => {
       daemon
         .reload()

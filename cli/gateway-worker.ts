@@ -1,0 +1,169 @@
+import cluster from 'node:cluster';
+import { collectDefaultMetrics } from 'prom-client';
+import { CertificateSource, type IssuedLeaf, TrustBundle } from '../ca/index.ts';
+import { componentLogger, createLogger, createRegistry, type Registry } from '../core/index.ts';
+import { Balancers } from '../gateway/balancer/index.ts';
+import { Gateway } from '../gateway/index.ts';
+import type { Telemetry } from './telemetry.ts';
+import {
+  type FromWorker,
+  MirroredCatalog,
+  MirroredSource,
+  type ToWorker,
+  type TrustMaterial,
+  type WorkerStats,
+} from './worker-protocol.ts';
+
+function send(m: FromWorker): void {
+  process.send?.(m);
+}
+
+export function trustBundleOf(t: TrustMaterial): TrustBundle {
+  const bundle = TrustBundle.fromPem(t.roots);
+  if (t.intermediates) bundle.addIntermediates(t.intermediates);
+  return bundle;
+}
+
+/** Sums a metric's values in a registry's JSON (requests, connections) for the supervisor's worker view. */
+function total(metrics: { name: string; values?: { value: number }[] }[], name: string): number {
+  return (metrics.find((m) => m.name === name)?.values ?? []).reduce((sum, v) => sum + v.value, 0);
+}
+
+/**
+ * One data-plane worker of a multi-process gateway (`workers: N`). The supervisor owns identity,
+ * discovery and federation and streams what the data plane needs over the IPC channel: the gateway
+ * leaf, the trust bundle, this cluster's services and the federated catalog. The worker binds the
+ * data-plane ports with SO_REUSEPORT beside its siblings and drains when the supervisor says so, or
+ * when the supervisor is gone.
+ */
+export async function runWorker(): Promise<number> {
+  const messages: ToWorker[] = [];
+  let wake: (() => void) | undefined;
+  const queue = (m: ToWorker) => {
+    messages.push(m);
+    wake?.();
+  };
+  process.on('message', queue);
+  // signals reach the whole process group: the supervisor coordinates the drain, not each worker
+  const ignore = () => undefined;
+  process.on('SIGTERM', ignore);
+  process.on('SIGINT', ignore);
+  send({ t: 'hello' });
+  while (messages[0]?.t !== 'init') {
+    messages.shift();
+    await new Promise<void>((r) => {
+      wake = r;
+    });
+  }
+  const init = messages.shift() as Extract<ToWorker, { t: 'init' }>;
+  const c = init.config;
+  const log = createLogger({
+    level: c.observability.logLevel,
+    base: { pid: process.pid, cluster: c.cluster, gateway: c.name, worker: cluster.worker?.id ?? 0 },
+  });
+  const startedAtMs = Date.now();
+  const registry: Registry = createRegistry();
+  collectDefaultMetrics({ register: registry, prefix: 'meshfed_process_' });
+  let bundle = trustBundleOf(init.trust);
+  let leaf: IssuedLeaf = init.leaf;
+  const identity = new CertificateSource({ issue: async () => leaf, bundle: () => bundle });
+  await identity.start();
+  const catalog = new MirroredCatalog(init.instances, init.clusters);
+  const local = new MirroredSource(init.local);
+  let telemetry: Telemetry | undefined;
+  if (c.observability.tracing.exporter !== 'none') {
+    const { startTelemetry } = await import('./telemetry.ts');
+    telemetry = startTelemetry({
+      config: c.observability.tracing,
+      serviceName: 'meshfed-gateway',
+      cluster: c.cluster,
+      gateway: c.name,
+    });
+  }
+  const balancers = new Balancers({
+    cluster: c.cluster,
+    locality: c.locality,
+    catalog,
+    local,
+    config: c.balancer,
+    registry,
+    logger: componentLogger(log, 'balancer', c.cluster),
+  });
+  const gateway = new Gateway({
+    config: c.gateway,
+    cluster: c.cluster,
+    trustDomain: c.trustDomain,
+    locality: c.locality,
+    identity,
+    bundle: () => bundle,
+    catalog,
+    local,
+    balancers,
+    balancerConfig: c.balancer,
+    name: c.name,
+    registry,
+    logger: componentLogger(log, 'gateway', c.cluster),
+    reusePort: true,
+    adminListener: false,
+    ...(telemetry ? { tracer: telemetry.tracer } : {}),
+  });
+  try {
+    await gateway.start();
+  } catch (err) {
+    send({ t: 'failed', message: (err as Error).message });
+    return 1;
+  }
+  send({ t: 'ready', addresses: gateway.addresses() });
+
+  let drainMs: number | undefined;
+  const stopped = new Promise<void>((resolve) => {
+    const handle = (m: ToWorker) => {
+      switch (m.t) {
+        case 'leaf':
+          leaf = m.leaf;
+          void identity.renewNow();
+          return;
+        case 'trust':
+          bundle = trustBundleOf(m.trust);
+          return;
+        case 'local':
+          local.set(m.services);
+          return;
+        case 'catalog':
+          catalog.apply(m.changes);
+          return;
+        case 'stats':
+          void registry.getMetricsAsJSON().then((metrics) => {
+            const stats: WorkerStats = {
+              pid: process.pid,
+              requests: total(metrics, 'meshfed_requests_total'),
+              connections: total(metrics, 'meshfed_active_connections'),
+              startedAtMs,
+            };
+            send({ t: 'stats', id: m.id, stats, metrics });
+          });
+          return;
+        case 'drain':
+          drainMs = m.timeoutMs;
+          resolve();
+          return;
+        case 'init':
+          return;
+      }
+    };
+    for (const m of messages.splice(0)) handle(m);
+    wake = undefined;
+    process.off('message', queue);
+    process.on('message', handle);
+    // the supervisor is gone (killed): nobody will restart us or route our metrics; leave cleanly
+    process.once('disconnect', () => resolve());
+  });
+  await stopped;
+  await gateway.drain(drainMs ?? c.drainTimeout).catch((err: unknown) => log.warn({ err }, 'drain failed'));
+  await gateway.stop();
+  balancers.close();
+  identity.stop();
+  await telemetry?.shutdown();
+  log.info('worker stopped');
+  return 0;
+}

@@ -1,0 +1,324 @@
+import cluster, { type Worker } from 'node:cluster';
+import { once } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
+import { AggregatorRegistry } from 'prom-client';
+import type { CertificateSource, IssuedLeaf } from '../ca/index.ts';
+import {
+  type CatalogView,
+  Counter,
+  type EndpointSource,
+  Gauge,
+  type Logger,
+  MeshfedError,
+  type Registry,
+} from '../core/index.ts';
+import type { Balancers } from '../gateway/balancer/index.ts';
+import { adminHandler } from '../gateway/index.ts';
+import type { DaemonConfig } from './daemon-config.ts';
+import type { FromWorker, MetricsJson, ToWorker, TrustMaterial, WorkerStats } from './worker-protocol.ts';
+
+const STATS_TIMEOUT_MS = 2_000;
+/** a worker that dies sooner than this after its start counts as a crash loop: restarts back off */
+const CRASH_LOOP_MS = 5_000;
+const MAX_BACKOFF_MS = 30_000;
+
+export interface WorkerPoolOptions {
+  count: number;
+  config: DaemonConfig;
+  identity: CertificateSource;
+  trust: () => TrustMaterial;
+  source: EndpointSource;
+  catalog: CatalogView;
+  /** for /debug/routes: the supervisor's view of the routes (outlier state lives in each worker) */
+  balancers: Balancers;
+  registry: Registry;
+  logger: Logger;
+}
+
+interface Entry {
+  worker: Worker;
+  pid: number;
+  ready: boolean;
+  startedAt: number;
+}
+
+/** Binds host:0 for a moment to learn a free port: every worker must bind the same concrete port. */
+async function concretePort(host: string, port: number): Promise<number> {
+  if (port !== 0) return port;
+  const srv = net.createServer();
+  srv.listen(0, host);
+  await once(srv, 'listening');
+  const p = (srv.address() as net.AddressInfo).port;
+  srv.close();
+  await once(srv, 'close');
+  return p;
+}
+
+/**
+ * The supervisor of a multi-process gateway (`workers: N`, node:cluster). It keeps N data-plane workers
+ * running (a worker that dies is replaced, with back-off when it keeps dying), feeds them what the
+ * control plane learns (leaf rotations, trust bundle, local services, catalog changes), serves the
+ * admin listener with every worker's metrics summed, and drains them all on shutdown.
+ */
+export class WorkerPool {
+  private readonly o: WorkerPoolOptions;
+  private readonly log: Logger;
+  private config!: DaemonConfig;
+  private readonly entries = new Map<number, Entry>();
+  private readonly replies = new Map<number, (m: Extract<FromWorker, { t: 'stats' }>) => void>();
+  private readonly unsubscribe: (() => void)[] = [];
+  private readonly restarts: Counter;
+  private admin: http.Server | undefined;
+  private bound: Record<string, string> = {};
+  private stopping = false;
+  private fastCrashes = 0;
+  private seq = 0;
+
+  constructor(o: WorkerPoolOptions) {
+    this.o = o;
+    this.log = o.logger;
+    this.restarts = new Counter({
+      name: 'meshfed_worker_restarts_total',
+      help: 'data-plane workers replaced after they exited unexpectedly',
+      registers: [o.registry],
+    });
+    const self = this;
+    new Gauge({
+      name: 'meshfed_workers',
+      help: 'data-plane worker processes, by state',
+      labelNames: ['state'],
+      registers: [o.registry],
+      collect() {
+        const ready = [...self.entries.values()].filter((e) => e.ready).length;
+        this.set({ state: 'ready' }, ready);
+        this.set({ state: 'starting' }, self.entries.size - ready);
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    const c = this.o.config;
+    const l = c.gateway.listeners;
+    const at = async (a: { host: string; port: number }) => ({
+      ...a,
+      port: await concretePort(a.host, a.port),
+    });
+    this.config = {
+      ...c,
+      gateway: {
+        ...c.gateway,
+        listeners: { ...l, egress: await at(l.egress), eastWest: await at(l.eastWest) },
+        tcpPorts: await Promise.all(
+          c.gateway.tcpPorts.map(async (t) => ({ ...t, listen: await at(t.listen) })),
+        ),
+      },
+    };
+    cluster.setupPrimary({ serialization: 'advanced' });
+    const onRotated = (leaf: IssuedLeaf) => this.broadcast({ t: 'leaf', leaf });
+    this.o.identity.on('rotated', onRotated);
+    this.unsubscribe.push(
+      () => this.o.identity.off('rotated', onRotated),
+      this.o.source.onChange((services) => this.broadcast({ t: 'local', services })),
+      this.o.catalog.onChange((changes) => this.broadcast({ t: 'catalog', changes })),
+    );
+    try {
+      await Promise.all(Array.from({ length: this.o.count }, () => this.fork()));
+      await this.listenAdmin();
+    } catch (err) {
+      await this.drain(0);
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** The TLS/trust material changed (SIGHUP): every worker swaps it. */
+  trustChanged(): void {
+    this.broadcast({ t: 'trust', trust: this.o.trust() });
+  }
+
+  private broadcast(m: ToWorker): void {
+    for (const e of this.entries.values()) if (e.worker.isConnected()) e.worker.send(m);
+  }
+
+  private init(): ToWorker {
+    const catalog = this.o.catalog;
+    return {
+      t: 'init',
+      config: this.config,
+      leaf: this.o.identity.current(),
+      trust: this.o.trust(),
+      local: this.o.source.current(),
+      instances: catalog.services().flatMap((s) => catalog.instances(s.namespace, s.name)),
+      clusters: catalog.clusters(),
+    };
+  }
+
+  /** Starts one worker; resolves once it listens, rejects when it fails or exits first. */
+  private fork(initial = true): Promise<void> {
+    const worker = cluster.fork();
+    const entry: Entry = { worker, pid: worker.process.pid ?? 0, ready: false, startedAt: Date.now() };
+    this.entries.set(worker.id, entry);
+    return new Promise((resolve, reject) => {
+      worker.on('message', (m: FromWorker) => {
+        switch (m.t) {
+          case 'hello':
+            worker.send(this.init());
+            return;
+          case 'ready':
+            entry.ready = true;
+            this.bound = m.addresses;
+            this.log.info({ worker: worker.id, pid: entry.pid }, 'data-plane worker ready');
+            resolve();
+            return;
+          case 'failed':
+            reject(new MeshfedError('MESHFED_GATEWAY_LISTEN', `worker ${entry.pid}: ${m.message}`));
+            return;
+          case 'stats':
+            this.replies.get(m.id)?.(m);
+            return;
+        }
+      });
+      worker.on('error', () => undefined);
+      worker.once('exit', (code, signal) => {
+        this.entries.delete(worker.id);
+        if (!entry.ready) {
+          reject(
+            new MeshfedError(
+              'MESHFED_GATEWAY_LISTEN',
+              `data-plane worker ${entry.pid} exited (${signal ?? `code ${code}`}) before it was ready; its log says why`,
+            ),
+          );
+        }
+        if (this.stopping || (initial && !entry.ready)) return;
+        this.replace(entry, code, signal);
+      });
+    });
+  }
+
+  private replace(entry: Entry, code: number | null, signal: string | null): void {
+    this.restarts.inc();
+    this.fastCrashes = Date.now() - entry.startedAt < CRASH_LOOP_MS ? this.fastCrashes + 1 : 0;
+    const delay = this.fastCrashes === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 250 * 2 ** this.fastCrashes);
+    this.log.warn(
+      { pid: entry.pid, code, signal, restartInMs: delay },
+      'data-plane worker exited unexpectedly; starting a replacement',
+    );
+    const timer = setTimeout(() => {
+      if (this.stopping) return;
+      // a replacement that dies before it is ready is replaced again (the exit handler), with back-off
+      this.fork(false).catch((err: unknown) => this.log.error({ err }, 'replacement worker failed'));
+    }, delay);
+    timer.unref();
+  }
+
+  /** Every live worker's counters and metrics (a worker that does not answer in time is left out). */
+  async collect(): Promise<{ stats: WorkerStats[]; metrics: MetricsJson[][] }> {
+    const id = ++this.seq;
+    const live = [...this.entries.values()].filter((e) => e.ready && e.worker.isConnected());
+    const answers: Extract<FromWorker, { t: 'stats' }>[] = [];
+    await new Promise<void>((resolve) => {
+      if (live.length === 0) return resolve();
+      const timer = setTimeout(resolve, STATS_TIMEOUT_MS);
+      this.replies.set(id, (m) => {
+        answers.push(m);
+        if (answers.length === live.length) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      for (const e of live) e.worker.send({ t: 'stats', id } satisfies ToWorker);
+    });
+    this.replies.delete(id);
+    return { stats: answers.map((a) => a.stats), metrics: answers.map((a) => a.metrics) };
+  }
+
+  private async listenAdmin(): Promise<void> {
+    const c = this.config;
+    const a = c.gateway.listeners.admin;
+    this.admin = http.createServer(
+      adminHandler({
+        state: () =>
+          this.stopping
+            ? 'draining'
+            : [...this.entries.values()].filter((e) => e.ready).length >= this.o.count
+              ? 'ready'
+              : 'starting',
+        metrics: async () => {
+          const own = await this.o.registry.getMetricsAsJSON();
+          const { metrics } = await this.collect();
+          // prom-client's aggregator prints NaN (e.g. a young process's event-loop lag) as "Nan", which
+          // Prometheus cannot parse: an undefined sample is left out instead
+          const defined = [own, ...metrics].map((list) =>
+            list.map((m) => ({ ...m, values: m.values.filter((v) => !Number.isNaN(v.value)) })),
+          );
+          const sum = AggregatorRegistry.aggregate(defined);
+          return { contentType: sum.contentType, text: await sum.metrics() };
+        },
+        balancers: this.o.balancers,
+        catalog: this.o.catalog,
+        local: this.o.source,
+        config: () => ({
+          cluster: c.cluster,
+          locality: c.locality,
+          workers: this.o.count,
+          gateway: c.gateway,
+          balancer: c.balancer,
+        }),
+        views: {
+          '/debug/workers': async () => ({
+            supervisor: process.pid,
+            desired: this.o.count,
+            restarts: (await this.restarts.get()).values[0]?.value ?? 0,
+            workers: (await this.collect()).stats.sort((x, y) => x.startedAtMs - y.startedAtMs),
+          }),
+        },
+      }),
+    );
+    this.admin.listen(a.port, a.host);
+    try {
+      await Promise.race([
+        once(this.admin, 'listening'),
+        once(this.admin, 'error').then(([e]) => Promise.reject(e)),
+      ]);
+    } catch (err) {
+      throw new MeshfedError(
+        'MESHFED_GATEWAY_LISTEN',
+        `listener admin cannot bind ${a.host}:${a.port}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+  }
+
+  addresses(): Record<string, string> {
+    const out = { ...this.bound };
+    const a = this.admin?.address() as net.AddressInfo | null | undefined;
+    if (a) out.admin = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+    return out;
+  }
+
+  /** Every worker stops accepting and finishes in-flight requests within the bound, then exits. */
+  async drain(timeoutMs: number): Promise<void> {
+    this.stopping = true;
+    const exits = [...this.entries.values()].map((e) =>
+      e.worker.isDead() ? Promise.resolve() : once(e.worker, 'exit').then(() => undefined),
+    );
+    this.broadcast({ t: 'drain', timeoutMs });
+    // a worker stuck past the bound (and a grace for its own cleanup) is killed
+    const deadline = setTimeout(() => {
+      for (const e of this.entries.values()) e.worker.process.kill('SIGKILL');
+    }, timeoutMs + 5_000);
+    await Promise.all(exits);
+    clearTimeout(deadline);
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const u of this.unsubscribe.splice(0)) u();
+    for (const e of this.entries.values()) e.worker.process.kill('SIGKILL');
+    if (this.admin?.listening) {
+      this.admin.closeAllConnections();
+      await new Promise<void>((r) => this.admin!.close(() => r()));
+    }
+  }
+}

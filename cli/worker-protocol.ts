@@ -1,0 +1,131 @@
+import type { IssuedLeaf } from '../ca/index.ts';
+import type {
+  CatalogChange,
+  CatalogView,
+  ClusterState,
+  EndpointSource,
+  LocalService,
+  Registry,
+  RemoteServiceInstance,
+  ServiceRef,
+} from '../core/index.ts';
+import type { DaemonConfig } from './daemon-config.ts';
+
+// Messages between the supervisor (node:cluster primary, which runs identity, discovery and federation)
+// and its data-plane workers. The channel uses node's "advanced" serialization, so Dates survive.
+
+export interface TrustMaterial {
+  /** the bundle's roots */
+  roots: string;
+  /** intermediates the bundle knows besides (identity.intermediates) */
+  intermediates: string;
+}
+
+export type ToWorker =
+  | {
+      t: 'init';
+      /** the daemon config with concrete listener ports */
+      config: DaemonConfig;
+      leaf: IssuedLeaf;
+      trust: TrustMaterial;
+      local: readonly LocalService[];
+      instances: readonly RemoteServiceInstance[];
+      clusters: readonly ClusterState[];
+    }
+  | { t: 'leaf'; leaf: IssuedLeaf }
+  | { t: 'trust'; trust: TrustMaterial }
+  | { t: 'local'; services: readonly LocalService[] }
+  | { t: 'catalog'; changes: readonly CatalogChange[] }
+  | { t: 'stats'; id: number }
+  | { t: 'drain'; timeoutMs: number };
+
+export interface WorkerStats {
+  pid: number;
+  /** requests this worker proxied since it started */
+  requests: number;
+  connections: number;
+  startedAtMs: number;
+}
+
+/** one metric of a registry's getMetricsAsJSON() */
+export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>[number];
+
+export type FromWorker =
+  /** the worker listens for messages: the supervisor answers with init */
+  | { t: 'hello' }
+  | { t: 'ready'; addresses: Record<string, string> }
+  | { t: 'stats'; id: number; stats: WorkerStats; metrics: MetricsJson[] }
+  | { t: 'failed'; message: string };
+
+/** The supervisor's catalog as a worker sees it: a snapshot, then every change as the primary saw it. */
+export class MirroredCatalog implements CatalogView {
+  private readonly byKey = new Map<string, RemoteServiceInstance>();
+  private readonly clusterStates = new Map<string, ClusterState>();
+  private readonly listeners = new Set<(c: readonly CatalogChange[]) => void>();
+
+  constructor(instances: readonly RemoteServiceInstance[], clusters: readonly ClusterState[]) {
+    for (const i of instances) this.byKey.set(instanceKey(i), i);
+    for (const c of clusters) this.clusterStates.set(c.cluster, c);
+  }
+
+  apply(changes: readonly CatalogChange[]): void {
+    for (const c of changes) {
+      if (c.type === 'upsert') this.byKey.set(instanceKey(c.instance), c.instance);
+      else if (c.type === 'remove') this.byKey.delete(instanceKey(c));
+      else this.clusterStates.set(c.state.cluster, c.state);
+    }
+    for (const l of this.listeners) l(changes);
+  }
+
+  services(): readonly ServiceRef[] {
+    const seen = new Map<string, ServiceRef>();
+    for (const i of this.byKey.values())
+      seen.set(`${i.namespace}/${i.name}`, { namespace: i.namespace, name: i.name });
+    return [...seen.values()];
+  }
+
+  instances(namespace: string, name: string): readonly RemoteServiceInstance[] {
+    return [...this.byKey.values()].filter((i) => i.namespace === namespace && i.name === name);
+  }
+
+  clusters(): readonly ClusterState[] {
+    return [...this.clusterStates.values()];
+  }
+
+  onChange(listener: (changes: readonly CatalogChange[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
+
+function instanceKey(i: { cluster: string; namespace: string; name: string }): string {
+  return `${i.cluster}|${i.namespace}/${i.name}`;
+}
+
+/** This cluster's services as the supervisor's discovery sources last reported them. */
+export class MirroredSource implements EndpointSource {
+  readonly name = 'supervisor';
+  private services: readonly LocalService[];
+  private readonly listeners = new Set<(s: readonly LocalService[]) => void>();
+
+  constructor(services: readonly LocalService[]) {
+    this.services = services;
+  }
+
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+
+  current(): readonly LocalService[] {
+    return this.services;
+  }
+
+  set(services: readonly LocalService[]): void {
+    this.services = services;
+    for (const l of this.listeners) l(services);
+  }
+
+  onChange(listener: (services: readonly LocalService[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}

@@ -1,0 +1,71 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CatalogView, EndpointSource } from '../core/index.ts';
+import type { Balancers } from './balancer/index.ts';
+
+export interface AdminEndpointOptions {
+  state: () => 'starting' | 'ready' | 'draining';
+  /** the Prometheus exposition (one process's registry, or several processes' aggregated) */
+  metrics: () => Promise<{ contentType: string; text: string }>;
+  balancers: Balancers;
+  catalog: CatalogView;
+  local: EndpointSource;
+  config: () => unknown;
+  /** more JSON views, by path (e.g. /debug/workers) */
+  views?: Record<string, () => unknown>;
+}
+
+/**
+ * The admin listener's HTTP handler: /healthz, /readyz, /metrics and the /debug JSON views. Shared by a
+ * single-process gateway and by the supervisor of a multi-process one, which serves every worker's
+ * metrics summed.
+ */
+export function adminHandler(o: AdminEndpointOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const json = (res: ServerResponse, status: number, v: unknown) => {
+    res.writeHead(status, { 'content-type': 'application/json' });
+    res.end(`${JSON.stringify(v, null, 2)}\n`);
+  };
+  const paths = ['/healthz', '/readyz', '/metrics', '/debug/routes', '/debug/catalog', '/debug/config'];
+  paths.push(...Object.keys(o.views ?? {}));
+  const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const view = o.views?.[url.pathname];
+    if (view) return json(res, 200, await view());
+    switch (url.pathname) {
+      case '/healthz':
+        return json(res, 200, { status: 'ok' });
+      case '/readyz': {
+        const state = o.state();
+        return json(res, state === 'ready' ? 200 : 503, { status: state });
+      }
+      case '/metrics': {
+        const m = await o.metrics();
+        res.writeHead(200, { 'content-type': m.contentType });
+        res.end(m.text);
+        return;
+      }
+      case '/debug/routes': {
+        const [ns, name] = (url.searchParams.get('service') ?? '').split('/');
+        if (!ns || !name) return json(res, 400, { error: 'use /debug/routes?service=<namespace>/<name>' });
+        return json(res, 200, o.balancers.explain(ns, name));
+      }
+      case '/debug/catalog':
+        return json(res, 200, {
+          clusters: o.catalog.clusters(),
+          services: o.catalog
+            .services()
+            .map((s) => ({ ...s, instances: o.catalog.instances(s.namespace, s.name) })),
+          local: o.local.current(),
+        });
+      case '/debug/config':
+        return json(res, 200, o.config());
+      default:
+        return json(res, 404, { error: 'not found', paths });
+    }
+  };
+  return (req, res) => {
+    serve(req, res).catch((err: unknown) => {
+      if (!res.headersSent) json(res, 500, { error: (err as Error).message });
+      else res.destroy();
+    });
+  };
+}

@@ -1,0 +1,116 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { type NatsServerProcess, startNatsServer, waitFor } from '../../core/index.ts';
+import { parsePrometheusText } from '../helpers/prometheus.ts';
+import { alive, type GatewayProcess, startGatewayProcess } from './daemon-process.ts';
+import { echoServer, request } from './harness.ts';
+
+// `workers: 2`: real processes sharing the data-plane ports with SO_REUSEPORT under one supervisor.
+
+interface WorkersView {
+  supervisor: number;
+  desired: number;
+  restarts: number;
+  workers: { pid: number; requests: number; connections: number; startedAtMs: number }[];
+}
+
+let nats: NatsServerProcess;
+let gw: GatewayProcess;
+let backend: Awaited<ReturnType<typeof echoServer>>;
+
+async function workers(): Promise<WorkersView> {
+  const r = await request(gw.admin, { host: 'admin', path: '/debug/workers' });
+  expect(r.status).toBe(200);
+  return JSON.parse(r.body) as WorkersView;
+}
+
+/** `count` requests, each on a new connection, so the kernel spreads them over the workers. */
+async function burst(count: number): Promise<number[]> {
+  const statuses: number[] = [];
+  for (let i = 0; i < count; i += 10) {
+    const batch = Array.from({ length: Math.min(10, count - i) }, () =>
+      request(gw.egress, { host: 'web.shop.svc.clusterset.local' }).then((r) => r.status),
+    );
+    statuses.push(...(await Promise.all(batch)));
+  }
+  return statuses;
+}
+
+beforeAll(async () => {
+  nats = await startNatsServer({ name: 'workers' });
+  backend = await echoServer('east-web');
+  gw = await startGatewayProcess({
+    natsUrl: nats.url,
+    services: { web: backend.address },
+    config: { workers: 3 },
+    // the flag wins over the file
+    args: ['--workers', '2'],
+  });
+}, 90_000);
+
+afterAll(async () => {
+  await gw?.stop();
+  backend?.server.close();
+  await nats?.stop();
+});
+
+test('requests are served by more than one worker process; /metrics sums them', async () => {
+  const before = await workers();
+  expect(before.desired).toBe(2);
+  expect(before.workers).toHaveLength(2);
+  expect(before.workers.map((w) => w.pid)).not.toContain(before.supervisor);
+  const statuses = await burst(200);
+  expect(statuses.every((s) => s === 200)).toBe(true);
+  const after = await workers();
+  const served = after.workers.map((w) => w.requests);
+  expect(served.filter((n) => n > 0).length).toBe(2);
+  expect(served.reduce((a, b) => a + b, 0)).toBe(200);
+  const m = await request(gw.admin, { host: 'admin', path: '/metrics' });
+  const families = parsePrometheusText(m.body);
+  const requests = families.get('meshfed_requests_total');
+  expect(requests?.samples.reduce((a, s) => a + s.value, 0)).toBe(200);
+  // the supervisor's own series are there too
+  expect(families.has('meshfed_nats_connected')).toBe(true);
+  expect(families.get('meshfed_workers')?.samples).toContainEqual(
+    expect.objectContaining({ labels: { state: 'ready' }, value: 2 }),
+  );
+}, 60_000);
+
+test('a killed worker is replaced and traffic keeps flowing', async () => {
+  const before = await workers();
+  const victim = before.workers[0]!.pid;
+  process.kill(victim, 'SIGKILL');
+  const after = await waitFor(
+    async () => {
+      const v = await workers();
+      return v.workers.length === 2 && !v.workers.some((w) => w.pid === victim) ? v : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
+  expect(after.restarts).toBe(1);
+  expect(after.workers.every((w) => alive(w.pid))).toBe(true);
+  const statuses = await burst(50);
+  expect(statuses.every((s) => s === 200)).toBe(true);
+}, 60_000);
+
+test('meshfed status answers from the supervisor', () => {
+  const r = spawnSync(
+    process.execPath,
+    [join(process.cwd(), 'bin', 'meshfed.js'), 'status', '--config', gw.config, '--json'],
+    {
+      encoding: 'utf8',
+      timeout: 20_000,
+    },
+  );
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  const status = JSON.parse(r.stdout) as { cluster: string; addresses: Record<string, string> };
+  expect(status.cluster).toBe('east');
+  expect(status.addresses.egress).toBe(gw.egress);
+}, 30_000);
+
+test('SIGTERM drains every worker and the supervisor exits 0', async () => {
+  const pids = (await workers()).workers.map((w) => w.pid);
+  expect(await gw.stop()).toBe(0);
+  expect(pids.filter(alive)).toEqual([]);
+}, 30_000);
