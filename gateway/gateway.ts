@@ -1020,10 +1020,12 @@ export class Gateway {
         release(status < 500, status >= 500 ? '5xx' : undefined);
         const out = responseHeadersForClient(h);
         if (out['grpc-status'] !== undefined && (flags & h2c.NGHTTP2_FLAG_END_STREAM) !== 0) {
-          // gRPC "trailers-only" answer (an error with no messages): status and message belong in trailers
-          const trailers: Record<string, string> = {};
-          for (const k of ['grpc-status', 'grpc-message', 'grpc-status-details-bin']) {
-            if (out[k] !== undefined) trailers[k] = String(out[k]);
+          // gRPC "trailers-only" answer (an error with no messages): its whole header block is the
+          // trailers (status, message and the server's trailing metadata); only content-type stays
+          const trailers: Record<string, string | string[]> = {};
+          for (const [k, v] of Object.entries(out)) {
+            if (k === 'content-type' || v === undefined) continue;
+            trailers[k] = Array.isArray(v) ? v : String(v);
             delete out[k];
           }
           (res as ServerResponse).writeHead(status, out);
