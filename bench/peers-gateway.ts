@@ -157,3 +157,5 @@ if (topology === 'passthrough') {
   });
 }
 process.stdout.write(`meshfed gateway candidate ready (${topology}, pooled HTTP/2 tunnel in every mode)\n`);
+// the harness stops candidates with SIGTERM; exiting normally lets `--cpu-prof` write its profile
+process.once('SIGTERM', () => process.exit(0));

@@ -22,6 +22,7 @@ import {
   type Tracer,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { Agent as UndiciAgent } from 'undici';
 import {
   type CertificateSource,
   type IssuedLeaf,
@@ -123,7 +124,7 @@ export class Gateway {
   private readonly o: GatewayOptions;
   private readonly log: Logger;
   private readonly pool: H2Pool;
-  private readonly agent: http.Agent;
+  private readonly upstream: UndiciAgent;
   private readonly servers: Server[] = [];
   private egressH1!: http.Server;
   private egressH2!: Http2Server;
@@ -157,10 +158,12 @@ export class Gateway {
       connectTimeoutMs: o.balancerConfig.timeouts.connect,
       creds,
     });
-    this.agent = new http.Agent({
-      keepAlive: true,
-      maxSockets: 256,
-      timeout: o.balancerConfig.timeouts.idle,
+    this.upstream = new UndiciAgent({
+      connections: 256,
+      connect: { timeout: o.balancerConfig.timeouts.connect },
+      headersTimeout: o.balancerConfig.timeouts.request,
+      bodyTimeout: o.balancerConfig.timeouts.request,
+      keepAliveTimeout: o.balancerConfig.timeouts.idle,
     });
     for (const cidr of o.config.egress.trustedNetworks) {
       const [addr, bits] = cidr.split('/');
@@ -1059,6 +1062,10 @@ export class Gateway {
     });
   }
 
+  /**
+   * One try against a local HTTP/1.1 endpoint through undici's pooled client: its dispatch API is the
+   * leanest path Node has (no ClientRequest/IncomingMessage objects), which the terminate path lives on.
+   */
   private viaHttp1(
     req: Req,
     res: Res,
@@ -1067,76 +1074,104 @@ export class Gateway {
     release: (ok: boolean, f?: Failure) => void,
     retryable: boolean,
   ): Promise<{ done: true; status: number } | { done: false; canRetry: boolean; error: Error }> {
-    const { host, port } = splitHostPort(t.address);
     const headers = this.upstreamHeaders(req, t, o);
+    // node's server has already answered `Expect: 100-continue`; the upstream gets the body directly
+    delete headers.expect;
+    const bodyless =
+      (req.method === 'GET' || req.method === 'HEAD') &&
+      !req.headers['content-length'] &&
+      !req.headers['transfer-encoding'];
+    const out = res as ServerResponse;
     return new Promise((resolve) => {
       let settled = false;
+      let discard = false;
       let connected = false;
-      const up = http.request({
-        host,
-        port,
-        method: req.method,
-        path: req.url,
-        headers: headers as http.OutgoingHttpHeaders,
-        agent: this.agent,
-        timeout: this.o.balancerConfig.timeouts.request,
-      });
-      up.once('socket', (s: Socket) => {
-        if (!s.connecting) connected = true;
-        else s.once('connect', () => (connected = true));
-      });
-      const connectTimer = setTimeout(() => {
-        if (!connected) up.destroy(new Error('connect timeout'));
-      }, this.o.balancerConfig.timeouts.connect);
-      up.once('timeout', () => up.destroy(new Error('request timeout')));
-      up.once('response', (r) => {
-        clearTimeout(connectTimer);
-        const status = r.statusCode ?? 502;
-        if (status >= 500 && status !== 501 && retryable) {
-          settled = true;
-          r.resume();
-          release(false, '5xx');
-          resolve({
-            done: false,
-            canRetry: true,
-            error: new HttpError(status, 'upstream-status', `upstream answered ${status}`),
-          });
-          return;
-        }
-        settled = true;
-        release(status < 500, status >= 500 ? '5xx' : undefined);
-        (res as ServerResponse).writeHead(status, responseHeadersForClient(r.headers));
-        r.pipe(res as NodeJS.WritableStream);
-        resolve({ done: true, status });
-      });
-      up.once('error', (err) => {
-        clearTimeout(connectTimer);
+      let controller: { abort(reason: Error): void; pause(): void; resume(): void } | undefined;
+      const fail = (err: Error & { code?: string }) => {
         if (settled) {
-          res.destroy();
+          if (!discard) res.destroy();
           return;
         }
         settled = true;
-        const beforeConnect = !connected;
-        release(false, beforeConnect ? 'connect' : /timeout/.test(err.message) ? 'timeout' : 'reset');
+        const code = err.code ?? '';
+        const beforeConnect = !connected || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ECONNREFUSED';
+        const timedOut = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+        release(false, beforeConnect ? 'connect' : timedOut ? 'timeout' : 'reset');
         resolve({
           done: false,
           canRetry: beforeConnect || retryable,
           error: new HttpError(
-            beforeConnect ? 503 : /timeout/.test(err.message) ? 504 : 502,
-            beforeConnect ? 'connect-failed' : 'upstream-error',
+            beforeConnect ? 503 : timedOut ? 504 : 502,
+            beforeConnect ? 'connect-failed' : timedOut ? 'upstream-timeout' : 'upstream-error',
             err.message,
           ),
         });
-      });
+      };
       res.once('close', () => {
-        if (!up.destroyed && !settled) up.destroy();
+        if (!out.writableFinished) controller?.abort(new Error('the client went away'));
       });
-      const bodyless =
-        (req.method === 'GET' || req.method === 'HEAD') &&
-        !req.headers['content-length'] &&
-        !req.headers['transfer-encoding'];
-      if (bodyless) up.end();
-      else req.pipe(up);
+      const onDrain = () => controller?.resume();
+      try {
+        this.upstream.dispatch(
+          {
+            origin: `http://${t.address}`,
+            path: req.url ?? '/',
+            method: req.method ?? 'GET',
+            headers: headers as Record<string, string | string[]>,
+            body: bodyless ? null : (req as IncomingMessage),
+          },
+          {
+            onRequestStart: (c) => {
+              controller = c;
+            },
+            onResponseStarted: () => {
+              connected = true;
+            },
+            onRequestSent: () => {
+              connected = true;
+            },
+            onResponseStart: (_c, status, h) => {
+              connected = true;
+              if (status < 200) return;
+              if (status >= 500 && status !== 501 && retryable) {
+                settled = true;
+                discard = true;
+                release(false, '5xx');
+                resolve({
+                  done: false,
+                  canRetry: true,
+                  error: new HttpError(status, 'upstream-status', `upstream answered ${status}`),
+                });
+                return;
+              }
+              settled = true;
+              release(status < 500, status >= 500 ? '5xx' : undefined);
+              out.writeHead(status, responseHeadersForClient(h));
+              resolve({ done: true, status });
+            },
+            onResponseData: (c, chunk) => {
+              if (discard) return;
+              if (!out.write(chunk)) {
+                c.pause();
+                out.once('drain', onDrain);
+              }
+            },
+            onResponseEnd: () => {
+              if (!discard) out.end();
+            },
+            onResponseError: (_c, err) => fail(err),
+          },
+        );
+      } catch (err) {
+        // undici refuses a request it cannot send (an invalid header value, say) before any I/O
+        settled = true;
+        release(false, 'reset');
+        resolve({
+          done: false,
+          canRetry: false,
+          error: new HttpError(502, 'upstream-error', (err as Error).message),
+        });
+      }
     });
   }
 
@@ -1247,7 +1282,7 @@ export class Gateway {
     this.unsubscribe();
     this.o.identity.off('rotated', this.onRotated);
     this.pool.close();
-    this.agent.destroy();
+    void this.upstream.destroy();
     for (const s of this.sockets) s.destroy();
     await Promise.all(
       this.servers.map(
