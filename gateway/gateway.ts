@@ -274,7 +274,6 @@ export class Gateway {
         minVersion: 'TLSv1.2',
       });
     }
-    // certificates rotate without dropping connections: new handshakes get the new context
     this.o.identity.on('rotated', this.onRotated);
 
     const egress = net.createServer({ pauseOnConnect: true }, (s) => this.acceptEgress(s));
@@ -338,9 +337,11 @@ export class Gateway {
     return srv;
   }
 
+  /** certificates rotate without dropping connections: new handshakes, and new tunnel sessions, use the new leaf */
   private readonly onRotated = (l: IssuedLeaf) => {
     this.tls.setSecureContext(this.tlsContextOptions(l));
     this.egressTls?.setSecureContext(this.tlsContextOptions(l));
+    this.pool.rotate();
   };
 
   private tlsContextOptions(leaf: IssuedLeaf) {

@@ -142,6 +142,21 @@ export class H2Pool {
     });
   }
 
+  /**
+   * Our certificate rotated: the tunnel sessions dialled with the old one leave the pool and close
+   * gracefully (GOAWAY: streams in flight finish), so the next requests dial with the new one.
+   */
+  rotate(): void {
+    for (const [key, e] of this.entries) {
+      if (!key.startsWith('tls|')) continue;
+      for (let i = 0; i < e.sessions.length; i++) {
+        const s = e.sessions[i];
+        e.sessions[i] = undefined;
+        s?.close();
+      }
+    }
+  }
+
   close(): void {
     this.closed = true;
     for (const e of this.entries.values()) for (const s of e.sessions) s?.close();

@@ -1,0 +1,151 @@
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
+import { type IssuedLeaf, issueLeaf, parseCertificates } from '../../ca/index.ts';
+import { waitFor } from '../../core/index.ts';
+import { TUNNEL_ALPN } from '../../gateway/index.ts';
+import { createMesh, echoServer, httpService, type Mesh, request, type TestGateway } from './harness.ts';
+
+// Certificate hot-swap: the gateway's leaf rotates through its CertificateSource while it runs.
+
+let mesh: Mesh;
+let a: TestGateway;
+let web: Awaited<ReturnType<typeof echoServer>>;
+let betaLeaf: IssuedLeaf;
+/** a stand-in remote gateway of cluster beta that answers with the serial of the client certificate */
+let spy: http2.Http2SecureServer;
+const spySessions: { serial: string; closed: boolean }[] = [];
+
+const sameSerial = (x: string, y: string) => BigInt(`0x${x}`) === BigInt(`0x${y}`);
+
+function split(address: string) {
+  const i = address.lastIndexOf(':');
+  return { host: address.slice(0, i), port: Number(address.slice(i + 1)) };
+}
+
+beforeAll(async () => {
+  mesh = await createMesh();
+  a = await mesh.gateway('alpha');
+  web = await echoServer('alpha-web');
+  a.source.set([httpService('shop', 'web', [web.address])]);
+  betaLeaf = await issueLeaf(await mesh.intermediate('beta'), { kind: 'gateway', name: 'beta-gw' });
+  spy = http2.createSecureServer({
+    cert: betaLeaf.chainPem,
+    key: betaLeaf.keyPem,
+    ca: mesh.bundle.toPem(),
+    requestCert: true,
+    ALPNProtocols: ['h2'],
+  });
+  spy.on('session', (s) => {
+    const entry = {
+      serial: (s.socket as TLSSocket).getPeerCertificate().serialNumber,
+      closed: false,
+    };
+    spySessions.push(entry);
+    s.once('close', () => {
+      entry.closed = true;
+    });
+  });
+  spy.on('stream', (stream, _headers) => {
+    const serial = (stream.session?.socket as TLSSocket).getPeerCertificate().serialNumber;
+    stream.respond({ ':status': 200 });
+    stream.end(serial);
+  });
+  spy.listen(0, '127.0.0.1');
+  await new Promise((r) => spy.once('listening', r));
+  const api = httpService('shop', 'api', ['127.0.0.1:1']);
+  a.catalog.offer('beta', api, `127.0.0.1:${(spy.address() as AddressInfo).port}`);
+}, 30_000);
+
+afterAll(async () => {
+  await a?.close();
+  web?.server.close();
+  spy?.close();
+});
+
+/** A tunnel session to alpha's east-west listener, as another gateway (beta) opens one. */
+function tunnel(): { session: http2.ClientHttp2Session; serverSerial: Promise<string> } {
+  let socket: TLSSocket;
+  const session = http2.connect(`https://${a.eastWest}`, {
+    createConnection: () => {
+      socket = tls.connect({
+        ...split(a.eastWest),
+        ca: mesh.bundle.toPem(),
+        cert: betaLeaf.chainPem,
+        key: betaLeaf.keyPem,
+        ALPNProtocols: [TUNNEL_ALPN, 'h2'],
+        checkServerIdentity: () => undefined,
+      });
+      return socket;
+    },
+  });
+  session.on('error', () => undefined);
+  const serverSerial = new Promise<string>((resolve) =>
+    session.once('connect', () => resolve(socket.getPeerCertificate().serialNumber)),
+  );
+  return { session, serverSerial };
+}
+
+function get(session: http2.ClientHttp2Session): Promise<number> {
+  const intermediates = parseCertificates(betaLeaf.chainPem, 'beta chain')
+    .slice(1)
+    .map((c) => c.raw.toString('base64'))
+    .join(',');
+  const stream = session.request({
+    ':path': '/',
+    ':authority': 'web.shop.svc.clusterset.local',
+    'x-meshfed-service': 'shop/web/http',
+    'x-meshfed-chain': intermediates,
+  });
+  return new Promise((resolve, reject) => {
+    let status = 0;
+    stream.on('response', (h) => {
+      status = Number(h[':status']);
+    });
+    stream.resume();
+    stream.on('end', () => resolve(status));
+    stream.on('error', reject);
+  });
+}
+
+test('after a rotation, new handshakes present the new leaf and open connections keep working', async () => {
+  const before = a.identity.current();
+  const old = tunnel();
+  expect(sameSerial(await old.serverSerial, before.serial)).toBe(true);
+  expect(await get(old.session)).toBe(200);
+
+  const rotated = await a.identity.renewNow();
+  expect(rotated.serial).not.toBe(before.serial);
+
+  const fresh = tunnel();
+  expect(sameSerial(await fresh.serverSerial, rotated.serial)).toBe(true);
+  expect(await get(fresh.session)).toBe(200);
+  // the connection made before the rotation was not dropped: it still serves requests
+  expect(old.session.closed || old.session.destroyed).toBe(false);
+  expect(await get(old.session)).toBe(200);
+  old.session.close();
+  fresh.session.close();
+});
+
+test("pooled tunnel sessions move to the new leaf: the old one gets a graceful close, requests don't fail", async () => {
+  const call = async () => {
+    const r = await request(a.egress, { host: 'api.shop.svc.clusterset.local' });
+    expect(r.status).toBe(200);
+    return r.body;
+  };
+  const first = await call();
+  expect(sameSerial(first, a.identity.current().serial)).toBe(true);
+  const sessionsBefore = spySessions.length;
+  const rotated = await a.identity.renewNow();
+  const second = await call();
+  expect(sameSerial(second, rotated.serial)).toBe(true);
+  expect(spySessions.length).toBeGreaterThan(sessionsBefore);
+  // every session presented with an older certificate is closed by the pool
+  await waitFor(
+    () => spySessions.filter((s) => !sameSerial(s.serial, rotated.serial)).every((s) => s.closed),
+    {
+      timeoutMs: 5_000,
+    },
+  );
+  for (let i = 0; i < 10; i++) expect(sameSerial(await call(), rotated.serial)).toBe(true);
+});
