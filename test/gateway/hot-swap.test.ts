@@ -46,8 +46,9 @@ beforeAll(async () => {
       entry.closed = true;
     });
   });
-  spy.on('stream', (stream, _headers) => {
-    const serial = (stream.session?.socket as TLSSocket).getPeerCertificate().serialNumber;
+  spy.on('stream', (stream) => {
+    const socket = stream.session?.socket as TLSSocket | undefined;
+    const serial = socket?.getPeerCertificate().serialNumber ?? '';
     stream.respond({ ':status': 200 });
     stream.end(serial);
   });
