@@ -48,13 +48,25 @@ import {
   type Registry,
   serviceKey,
 } from '../core/index.ts';
-import type { Balancers, BalancerTarget, Failure, PickResult } from './balancer/index.ts';
-import type { BalancerConfig } from './balancer/index.ts';
+import type { BalancerConfig, Balancers, BalancerTarget, Failure } from './balancer/index.ts';
 import { type HelloResult, MAX_HELLO_BYTES, parseClientHello } from './client-hello.ts';
 import { adminHandler } from './admin-endpoint.ts';
 import { type GatewayConfig, TUNNEL_ALPN } from './config.ts';
 import { H2Pool } from './h2-pool.ts';
 import { requestHeadersForUpstream, responseHeadersForClient } from './headers.ts';
+import {
+  balancedDispatch,
+  budgetPerService,
+  type CallContext,
+  CircuitBreakers,
+  callContext,
+  compose,
+  type Dispatch,
+  perTryTimeout,
+  resilienceMetrics,
+  retry,
+  UpstreamFailure,
+} from './resilience/index.ts';
 
 // W3C trace context directly, so traceparent works whether or not a global propagator is installed
 const W3C = new W3CTraceContextPropagator();
@@ -99,14 +111,65 @@ export interface GatewayOptions {
   adminListener?: boolean;
 }
 
-class HttpError extends Error {
-  readonly status: number;
-  readonly reason: string;
-  constructor(status: number, reason: string, message: string) {
-    super(message);
-    this.status = status;
-    this.reason = reason;
+/** What the innermost send of a proxied request needs: the request, its response, its span. */
+interface Exchange {
+  req: Req;
+  res: Res;
+  span: Span | undefined;
+  caller?: string;
+}
+
+/** A try whose response headers arrived; `forwarded: false` is a 5xx held back for a retry. */
+interface Sent {
+  status: number;
+  cluster: string;
+  forwarded: boolean;
+}
+
+/** What viaH2/viaHttp1 report to the one place that settles a try (send). */
+interface UpstreamAttempt {
+  /** false once the try is settled (answered, failed, timed out, or the caller left) */
+  readonly open: boolean;
+  /** how to stop the upstream request when the try is abandoned */
+  onCancel(fn: () => void): void;
+  /** response headers arrived: forwards them and returns true, or false when the upstream must be dropped */
+  respond(
+    status: number,
+    headers: http.OutgoingHttpHeaders,
+    trailers?: Record<string, string | string[]>,
+  ): boolean;
+  /** the upstream failed: before a response the try fails; after a forwarded one the response is cut */
+  fail(failure: Failure, err: unknown): void;
+}
+
+/** Maps the error that ended a proxied request to what the caller sees (at the edge only). */
+function errorAnswer(err: unknown): { status: number; reason: string; message: string; forwarded?: boolean } {
+  const message = (err as Error).message;
+  if (err instanceof UpstreamFailure) {
+    const sent = err.response as Sent | undefined;
+    if (sent) return { status: sent.status, reason: 'upstream-status', message, forwarded: sent.forwarded };
+    const cause = err.cause;
+    if (cause instanceof MeshfedError && cause.code.startsWith('MESHFED_CA_'))
+      return { status: 503, reason: 'upstream-identity', message: `${message}: ${cause.message}` };
+    switch (err.failure) {
+      case 'connect':
+      case 'refused':
+        return { status: 503, reason: 'connect-failed', message };
+      case 'overflow':
+        return { status: 503, reason: 'overloaded', message };
+      case 'timeout':
+        return { status: 504, reason: 'upstream-timeout', message };
+      default:
+        return { status: 502, reason: 'upstream-reset', message };
+    }
   }
+  if (err instanceof MeshfedError) {
+    if (err.code === 'MESHFED_GATEWAY_TIMEOUT') return { status: 504, reason: 'upstream-timeout', message };
+    if (err.code === 'MESHFED_GATEWAY_OVERLOADED') return { status: 503, reason: 'overloaded', message };
+    if (err.code === 'MESHFED_GATEWAY_NO_HEALTHY_UPSTREAM')
+      return { status: 503, reason: 'no-healthy-upstream', message };
+  }
+  return { status: 502, reason: 'upstream-error', message };
 }
 
 function splitHostPort(address: string): { host: string; port: number } {
@@ -139,15 +202,16 @@ export class Gateway {
   private readonly callers = new WeakMap<object, string | { reason: string; message: string }>();
   private readonly sockets = new Set<Socket>();
   private active = 0;
-  private retriesInFlight = 0;
   private draining = false;
   private started = false;
   private bound: Record<string, string> = {};
   private readonly requests: Counter;
   private readonly duration: Histogram;
   private readonly refused: Counter;
-  private readonly retries: Counter;
   private readonly clientCerts: Counter;
+  private readonly breakers: CircuitBreakers;
+  /** pick → circuit breaker → send, inside retry (budget per service) and a per-try timeout */
+  private readonly dispatch: Dispatch<Sent, Exchange>;
 
   constructor(o: GatewayOptions) {
     this.o = o;
@@ -158,12 +222,14 @@ export class Gateway {
       connectTimeoutMs: o.balancerConfig.timeouts.connect,
       creds,
     });
+    const bc = o.balancerConfig;
     this.upstream = new UndiciAgent({
-      connections: 256,
-      connect: { timeout: o.balancerConfig.timeouts.connect },
-      headersTimeout: o.balancerConfig.timeouts.request,
-      bodyTimeout: o.balancerConfig.timeouts.request,
-      keepAliveTimeout: o.balancerConfig.timeouts.idle,
+      // circuitBreaker.maxConnections per local endpoint; requests past it wait (circuitBreaker.maxPending)
+      connections: bc.circuitBreaker.maxConnections,
+      connect: { timeout: bc.timeouts.connect },
+      headersTimeout: bc.timeouts.request,
+      bodyTimeout: bc.timeouts.idle,
+      keepAliveTimeout: bc.timeouts.idle,
     });
     for (const cidr of o.config.egress.trustedNetworks) {
       const [addr, bits] = cidr.split('/');
@@ -201,12 +267,25 @@ export class Gateway {
       labelNames: ['result'],
       registers: [o.registry],
     });
-    this.retries = new Counter({
-      name: 'meshfed_retries_total',
-      help: 'retried requests, and retries denied by the budget',
-      labelNames: ['outcome'],
-      registers: [o.registry],
-    });
+    const metrics = resilienceMetrics(o.registry);
+    this.breakers = new CircuitBreakers(bc.circuitBreaker, { metrics, sourceCluster: o.cluster });
+    this.dispatch = compose<Sent, Exchange>(
+      balancedDispatch<Sent, Exchange>({
+        balancers: o.balancers,
+        breakers: this.breakers,
+        send: (t, ctx) => this.send(t, ctx),
+        classify: (s) => (s.status >= 500 && s.status !== 501 ? '5xx' : undefined),
+      }),
+      retry<Sent, Exchange>({
+        attempts: bc.retry.attempts,
+        budgetFor: budgetPerService(bc.retry),
+        backoffBase: bc.retry.backoffBase,
+        backoffMax: bc.retry.backoffMax,
+        metrics,
+        sourceCluster: o.cluster,
+      }),
+      perTryTimeout<Sent, Exchange>({ ms: bc.timeouts.request }),
+    );
     const self = this;
     new Gauge({
       name: 'meshfed_active_connections',
@@ -819,51 +898,33 @@ export class Gateway {
       (method === 'GET' || method === 'HEAD' || method === 'OPTIONS') &&
       !req.headers['content-length'] &&
       !req.headers['transfer-encoding'];
-    const retryable = IDEMPOTENT.has(method) && bodyless;
-    const exclude = new Set<string>();
-    const rc = this.o.balancerConfig.retry;
     this.active++;
     let destination = '';
     let status = 0;
-    let lastError: Error | undefined;
     try {
-      for (let attempt = 0; ; attempt++) {
-        const pick = this.o.balancers.pick(ref.namespace, ref.name, {
-          scope: o.scope,
-          exclude,
-          ...(o.port !== undefined ? { port: o.port } : {}),
-          ...(o.portName !== undefined ? { portName: o.portName } : {}),
-        });
-        if (!pick) {
-          // after a failed try, the failure says more than "nothing left to try"
-          throw lastError ?? new HttpError(503, 'no-healthy-upstream', `no healthy target for ${service}`);
-        }
-        destination = pick.target.cluster;
-        const outcome = await this.tryOnce(req, res, pick, o, attempt > 0 ? 'retry' : 'first', retryable);
-        if (outcome.done) {
-          status = outcome.status;
-          return;
-        }
-        exclude.add(pick.target.id);
-        lastError = outcome.error;
-        const budget = Math.max(rc.minRetryConcurrency, (this.active * rc.budgetPercent) / 100);
-        if (
-          attempt >= rc.attempts ||
-          !outcome.canRetry ||
-          this.retriesInFlight >= budget ||
-          res.headersSent ||
-          req.destroyed
-        ) {
-          if (attempt < rc.attempts && outcome.canRetry && this.retriesInFlight >= budget)
-            this.retries.inc({ outcome: 'budget-exhausted' });
-          throw outcome.error;
-        }
-        this.retries.inc({ outcome: 'retried' });
-      }
+      const sent = await this.dispatch(
+        callContext(
+          {
+            namespace: ref.namespace,
+            name: ref.name,
+            // a body already streamed to a failed try cannot be sent again
+            idempotent: IDEMPOTENT.has(method) && bodyless,
+            scope: o.scope,
+            ...(o.port !== undefined ? { port: o.port } : {}),
+            ...(o.portName !== undefined ? { portName: o.portName } : {}),
+          },
+          { req, res, span: o.span, ...(o.caller ? { caller: o.caller } : {}) },
+        ),
+      );
+      destination = sent.cluster;
+      status = sent.status;
     } catch (err) {
-      const e = err instanceof HttpError ? err : new HttpError(502, 'upstream-error', (err as Error).message);
-      status = e.status;
-      this.fail(res, e.status, e.reason, e.message);
+      const answer = errorAnswer(err);
+      if (err instanceof UpstreamFailure) destination = err.target.cluster;
+      status = answer.status;
+      // a response already under way (a passed-through 5xx, or a body cut short) is not replaced
+      if (!res.headersSent) this.fail(res, answer.status, answer.reason, answer.message);
+      else if (!answer.forwarded) res.destroy();
     } finally {
       this.active--;
       const labels = {
@@ -883,41 +944,80 @@ export class Gateway {
   }
 
   /**
-   * One try against one target. Resolves `done` once the response is under way (or complete);
-   * otherwise says whether another target may be tried (connect failures always; 5xx and resets
-   * only for idempotent requests without a body, whose response has not started).
+   * One try against one target, the innermost step of `this.dispatch`. Resolves once the response
+   * headers are forwarded (the body then streams on its own, cut after `timeouts.idle` without data),
+   * or with `forwarded: false` for a 5xx that the retry layer may still replace. Rejects with an
+   * UpstreamFailure that says how the try failed, or with the abort reason of the per-try timeout.
    */
-  private async tryOnce(
-    req: Req,
-    res: Res,
-    pick: PickResult,
-    o: { listener: string; span: Span | undefined; caller?: string },
-    kind: 'first' | 'retry',
-    retryable: boolean,
-  ): Promise<{ done: true; status: number } | { done: false; canRetry: boolean; error: Error }> {
-    const t = pick.target;
-    const t0 = performance.now();
-    const release = (ok: boolean, failure?: Failure) =>
-      pick.release({ ok, latencyMs: performance.now() - t0, ...(failure ? { failure } : {}) });
-    if (kind === 'retry') this.retriesInFlight++;
-    try {
+  private send(t: BalancerTarget, ctx: CallContext<Exchange> & { signal: AbortSignal }): Promise<Sent> {
+    const { req, res } = ctx.payload;
+    // the last allowed try (and any try of a request that will not be retried) passes a 5xx through
+    const forward5xx = !ctx.idempotent || ctx.attempt >= this.o.balancerConfig.retry.attempts;
+    return new Promise<Sent>((resolve, reject) => {
+      let settled = false;
+      let forwarded = false;
+      let cancel = () => {};
+      const finish = () => {
+        settled = true;
+        ctx.signal.removeEventListener('abort', onAbort);
+        res.off('close', onClientGone);
+      };
+      const onAbort = () => {
+        if (settled) return;
+        finish();
+        cancel();
+        reject(ctx.signal.reason);
+      };
+      const onClientGone = () => {
+        if (settled) return;
+        finish();
+        cancel();
+        reject(new UpstreamFailure('cancelled', t));
+      };
+      const attempt: UpstreamAttempt = {
+        get open() {
+          return !settled;
+        },
+        onCancel: (fn) => {
+          cancel = fn;
+        },
+        respond: (status, headers, trailers) => {
+          if (settled) return false;
+          finish();
+          if (status >= 500 && status !== 501 && !forward5xx) {
+            resolve({ status, cluster: t.cluster, forwarded: false });
+            return false;
+          }
+          const out = res as ServerResponse;
+          out.writeHead(status, headers);
+          if (trailers) out.addTrailers(trailers);
+          forwarded = true;
+          resolve({ status, cluster: t.cluster, forwarded: true });
+          return true;
+        },
+        fail: (failure, err) => {
+          if (!settled) {
+            finish();
+            reject(new UpstreamFailure(failure, t, { cause: err }));
+          } else if (forwarded) res.destroy();
+        },
+      };
+      ctx.signal.addEventListener('abort', onAbort, { once: true });
+      res.once('close', onClientGone);
       const useH2 = !t.local || t.port.protocol === 'grpc' || t.port.protocol === 'http2';
-      if (!useH2) return await this.viaHttp1(req, res, t, o, release, retryable);
-      let session: http2.ClientHttp2Session;
-      try {
-        session = await this.pool.session(t.address, t.local ? undefined : t.cluster);
-      } catch (err) {
-        const refused = err instanceof MeshfedError && err.code.startsWith('MESHFED_CA_');
-        release(false, refused ? 'refused' : 'connect');
-        return {
-          done: false,
-          canRetry: true,
-          error: new HttpError(503, refused ? 'upstream-identity' : 'connect-failed', (err as Error).message),
-        };
-      }
-      return await this.viaH2(req, res, session, pick, o, release, retryable);
+      if (useH2) this.viaH2(req, res, t, ctx.payload, attempt);
+      else this.viaHttp1(req, res, t, ctx.payload, attempt);
+    });
+  }
+
+  /** Waits for a circuit-breaker 'pending' slot's worth of time: until `ready` settles. */
+  private async pending<T>(t: BalancerTarget, ready: () => Promise<T>): Promise<T> {
+    const release = this.breakers.acquirePending(t);
+    if (!release) throw new UpstreamFailure('overflow', t);
+    try {
+      return await ready();
     } finally {
-      if (kind === 'retry') this.retriesInFlight--;
+      release();
     }
   }
 
@@ -957,18 +1057,19 @@ export class Gateway {
     return this.chainCache.b64;
   }
 
-  private viaH2(
-    req: Req,
-    res: Res,
-    session: http2.ClientHttp2Session,
-    pick: PickResult,
-    o: { span: Span | undefined; caller?: string },
-    release: (ok: boolean, f?: Failure) => void,
-    retryable: boolean,
-  ): Promise<{ done: true; status: number } | { done: false; canRetry: boolean; error: Error }> {
-    const t = pick.target;
+  private async viaH2(req: Req, res: Res, t: BalancerTarget, x: Exchange, a: UpstreamAttempt): Promise<void> {
+    let session: http2.ClientHttp2Session;
+    try {
+      session = await this.pending(t, () => this.pool.session(t.address, t.local ? undefined : t.cluster));
+    } catch (err) {
+      if (err instanceof UpstreamFailure) return a.fail(err.failure, err.cause);
+      const identity = err instanceof MeshfedError && err.code.startsWith('MESHFED_CA_');
+      return a.fail(identity ? 'refused' : 'connect', err);
+    }
+    // the per-try timeout or the caller may have ended the try while the session was dialled
+    if (!a.open) return;
     const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? t.address;
-    const headers = this.upstreamHeaders(req, t, o);
+    const headers = this.upstreamHeaders(req, t, x);
     delete headers.host;
     const bodyless = req.method === 'GET' || req.method === 'HEAD';
     const h2headers: Record<string, unknown> = {
@@ -978,104 +1079,60 @@ export class Gateway {
       ':authority': authority,
       ':scheme': 'http',
     };
-    return new Promise((resolve) => {
-      let stream: ClientHttp2Stream;
-      try {
-        stream = session.request(h2headers as http2.OutgoingHttpHeaders, {
-          endStream: bodyless && !req.headers['content-length'],
-        });
-      } catch (err) {
-        release(false, 'reset');
-        resolve({
-          done: false,
-          canRetry: true,
-          error: new HttpError(502, 'upstream-error', (err as Error).message),
-        });
+    let stream: ClientHttp2Stream;
+    try {
+      stream = session.request(h2headers as http2.OutgoingHttpHeaders, {
+        endStream: bodyless && !req.headers['content-length'],
+      });
+    } catch (err) {
+      return a.fail('reset', err);
+    }
+    a.onCancel(() => stream.close(h2c.NGHTTP2_CANCEL));
+    stream.setTimeout(this.o.balancerConfig.timeouts.idle, () => stream.close(h2c.NGHTTP2_CANCEL));
+    stream.on('response', (h: H2Headers, flags: number) => {
+      const status = Number(h[':status'] ?? 502);
+      const out = responseHeadersForClient(h);
+      let trailers: Record<string, string | string[]> | undefined;
+      if (out['grpc-status'] !== undefined && (flags & h2c.NGHTTP2_FLAG_END_STREAM) !== 0) {
+        // gRPC "trailers-only" answer (an error with no messages): its whole header block is the
+        // trailers (status, message and the server's trailing metadata); only content-type stays
+        trailers = {};
+        for (const [k, v] of Object.entries(out)) {
+          if (k === 'content-type' || v === undefined) continue;
+          trailers[k] = Array.isArray(v) ? v : String(v);
+          delete out[k];
+        }
+      }
+      if (!a.respond(status, out, trailers)) {
+        stream.close();
         return;
       }
-      let settled = false;
-      const timer = setTimeout(() => {
-        stream.close(h2c.NGHTTP2_CANCEL);
-        if (!settled) {
-          settled = true;
-          release(false, 'timeout');
-          resolve({
-            done: false,
-            canRetry: retryable,
-            error: new HttpError(504, 'upstream-timeout', `${t.cluster} did not answer in time`),
-          });
-        } else res.destroy();
-      }, this.o.balancerConfig.timeouts.request);
-      stream.on('response', (h: H2Headers, flags: number) => {
-        const status = Number(h[':status'] ?? 502);
-        if (status >= 500 && retryable && !settled && status !== 501) {
-          settled = true;
-          clearTimeout(timer);
-          stream.close();
-          release(false, '5xx');
-          resolve({
-            done: false,
-            canRetry: true,
-            error: new HttpError(status, 'upstream-status', `upstream answered ${status}`),
-          });
-          return;
-        }
-        settled = true;
-        release(status < 500, status >= 500 ? '5xx' : undefined);
-        const out = responseHeadersForClient(h);
-        if (out['grpc-status'] !== undefined && (flags & h2c.NGHTTP2_FLAG_END_STREAM) !== 0) {
-          // gRPC "trailers-only" answer (an error with no messages): its whole header block is the
-          // trailers (status, message and the server's trailing metadata); only content-type stays
-          const trailers: Record<string, string | string[]> = {};
-          for (const [k, v] of Object.entries(out)) {
-            if (k === 'content-type' || v === undefined) continue;
-            trailers[k] = Array.isArray(v) ? v : String(v);
-            delete out[k];
-          }
-          (res as ServerResponse).writeHead(status, out);
-          (res as ServerResponse).addTrailers(trailers);
-        } else (res as ServerResponse).writeHead(status, out);
-        stream.on('trailers', (tr) =>
-          (res as ServerResponse).addTrailers(responseHeadersForClient(tr) as Record<string, string>),
-        );
-        stream.pipe(res as NodeJS.WritableStream);
-        stream.once('end', () => clearTimeout(timer));
-        resolve({ done: true, status });
-      });
-      // the stream failed or closed: before a response that is a retryable reset; after one, an
-      // error must cut the client's response short (a normal close after the end must not)
-      const lost = (message: string, cutResponse: boolean) => {
-        clearTimeout(timer);
-        if (settled) {
-          if (cutResponse) res.destroy();
-          return;
-        }
-        settled = true;
-        release(false, 'reset');
-        resolve({ done: false, canRetry: retryable, error: new HttpError(502, 'upstream-reset', message) });
-      };
-      stream.once('error', (err) => lost(err.message, true));
-      stream.once('close', () => lost(`stream closed (code ${stream.rstCode})`, false));
-      res.once('close', () => {
-        if (!stream.closed) stream.close(h2c.NGHTTP2_CANCEL);
-      });
-      if (!bodyless || req.headers['content-length']) req.pipe(stream);
+      stream.on('trailers', (tr) =>
+        (res as ServerResponse).addTrailers(responseHeadersForClient(tr) as Record<string, string>),
+      );
+      stream.pipe(res as NodeJS.WritableStream);
     });
+    // before a response a lost stream is a reset; after one it cuts the client's response short,
+    // but a normal close after the end must not
+    stream.once('error', (err) => a.fail('reset', err));
+    stream.once('close', () => {
+      if (a.open || stream.rstCode !== h2c.NGHTTP2_NO_ERROR)
+        a.fail('reset', new Error(`stream closed (code ${stream.rstCode})`));
+    });
+    res.once('close', () => {
+      if (!stream.closed) stream.close(h2c.NGHTTP2_CANCEL);
+    });
+    if (!bodyless || req.headers['content-length']) req.pipe(stream);
   }
 
   /**
    * One try against a local HTTP/1.1 endpoint through undici's pooled client: its dispatch API is the
    * leanest path Node has (no ClientRequest/IncomingMessage objects), which the terminate path lives on.
+   * undici writes a streamed body only once connected, so a connect failure has consumed none of it
+   * and the request can go to another target whatever its method.
    */
-  private viaHttp1(
-    req: Req,
-    res: Res,
-    t: BalancerTarget,
-    o: { span: Span | undefined; caller?: string },
-    release: (ok: boolean, f?: Failure) => void,
-    retryable: boolean,
-  ): Promise<{ done: true; status: number } | { done: false; canRetry: boolean; error: Error }> {
-    const headers = this.upstreamHeaders(req, t, o);
+  private viaHttp1(req: Req, res: Res, t: BalancerTarget, x: Exchange, a: UpstreamAttempt): void {
+    const headers = this.upstreamHeaders(req, t, x);
     // node's server has already answered `Expect: 100-continue`; the upstream gets the body directly
     delete headers.expect;
     const bodyless =
@@ -1083,97 +1140,68 @@ export class Gateway {
       !req.headers['content-length'] &&
       !req.headers['transfer-encoding'];
     const out = res as ServerResponse;
-    return new Promise((resolve) => {
-      let settled = false;
-      let discard = false;
-      let connected = false;
-      let controller: { abort(reason: Error): void; pause(): void; resume(): void } | undefined;
-      const fail = (err: Error & { code?: string }) => {
-        if (settled) {
-          if (!discard) res.destroy();
-          return;
-        }
-        settled = true;
-        const code = err.code ?? '';
-        const beforeConnect = !connected || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ECONNREFUSED';
-        const timedOut = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
-        release(false, beforeConnect ? 'connect' : timedOut ? 'timeout' : 'reset');
-        resolve({
-          done: false,
-          canRetry: beforeConnect || retryable,
-          error: new HttpError(
-            beforeConnect ? 503 : timedOut ? 504 : 502,
-            beforeConnect ? 'connect-failed' : timedOut ? 'upstream-timeout' : 'upstream-error',
-            err.message,
-          ),
-        });
-      };
-      res.once('close', () => {
-        if (!out.writableFinished) controller?.abort(new Error('the client went away'));
-      });
-      const onDrain = () => controller?.resume();
-      try {
-        this.upstream.dispatch(
-          {
-            origin: `http://${t.address}`,
-            path: req.url ?? '/',
-            method: req.method ?? 'GET',
-            headers: headers as Record<string, string | string[]>,
-            body: bodyless ? null : (req as IncomingMessage),
-          },
-          {
-            onRequestStart: (c) => {
-              controller = c;
-            },
-            onResponseStarted: () => {
-              connected = true;
-            },
-            onRequestSent: () => {
-              connected = true;
-            },
-            onResponseStart: (_c, status, h) => {
-              connected = true;
-              if (status < 200) return;
-              if (status >= 500 && status !== 501 && retryable) {
-                settled = true;
-                discard = true;
-                release(false, '5xx');
-                resolve({
-                  done: false,
-                  canRetry: true,
-                  error: new HttpError(status, 'upstream-status', `upstream answered ${status}`),
-                });
-                return;
-              }
-              settled = true;
-              release(status < 500, status >= 500 ? '5xx' : undefined);
-              out.writeHead(status, responseHeadersForClient(h));
-              resolve({ done: true, status });
-            },
-            onResponseData: (c, chunk) => {
-              if (discard) return;
-              if (!out.write(chunk)) {
-                c.pause();
-                out.once('drain', onDrain);
-              }
-            },
-            onResponseEnd: () => {
-              if (!discard) out.end();
-            },
-            onResponseError: (_c, err) => fail(err),
-          },
-        );
-      } catch (err) {
-        // undici refuses a request it cannot send (an invalid header value, say) before any I/O
-        settled = true;
-        release(false, 'reset');
-        resolve({
-          done: false,
-          canRetry: false,
-          error: new HttpError(502, 'upstream-error', (err as Error).message),
-        });
-      }
+    // waiting for one of the endpoint's connections is 'pending' (circuitBreaker.maxPending)
+    const releasePending = this.breakers.acquirePending(t);
+    if (!releasePending) {
+      a.fail('overflow', undefined);
+      return;
+    }
+    let connected = false;
+    let discard = false;
+    let controller: { abort(reason: Error): void; pause(): void; resume(): void } | undefined;
+    a.onCancel(() => controller?.abort(new Error('the try was abandoned')));
+    res.once('close', () => {
+      if (!out.writableFinished) controller?.abort(new Error('the client went away'));
     });
+    const onDrain = () => controller?.resume();
+    const onConnected = () => {
+      connected = true;
+      releasePending();
+    };
+    try {
+      this.upstream.dispatch(
+        {
+          origin: `http://${t.address}`,
+          path: req.url ?? '/',
+          method: req.method ?? 'GET',
+          headers: headers as Record<string, string | string[]>,
+          body: bodyless ? null : (req as IncomingMessage),
+        },
+        {
+          // undici calls this on a connected socket, right before it writes the request
+          onRequestStart: (c) => {
+            controller = c;
+            onConnected();
+          },
+          onResponseStart: (_c, status, h) => {
+            if (status < 200) return;
+            discard = !a.respond(status, responseHeadersForClient(h));
+          },
+          onResponseData: (c, chunk) => {
+            if (discard) return;
+            if (!out.write(chunk)) {
+              c.pause();
+              out.once('drain', onDrain);
+            }
+          },
+          onResponseEnd: () => {
+            if (!discard) out.end();
+          },
+          onResponseError: (_c, err: Error & { code?: string }) => {
+            releasePending();
+            const code = err.code ?? '';
+            const beforeConnect = !connected || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ECONNREFUSED';
+            const timedOut = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+            if (discard) return;
+            a.fail(beforeConnect ? 'connect' : timedOut ? 'timeout' : 'reset', err);
+          },
+        },
+      );
+    } catch (err) {
+      // undici refuses a request it cannot send (an invalid header value, say) before any I/O
+      releasePending();
+      a.fail('reset', err);
+    }
   }
 
   // ---------------------------------------------------------------- TCP over CONNECT

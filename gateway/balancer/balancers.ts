@@ -26,8 +26,11 @@ export interface BalancerTarget {
   port: ServicePort;
 }
 
-/** How a try failed; 'cancelled' (the caller went away, or a breaker refused) counts against nobody. */
-export type Failure = 'connect' | 'timeout' | '5xx' | 'reset' | 'refused' | 'cancelled';
+/**
+ * How a try failed. 'cancelled' (the caller went away) and 'overflow' (a circuit breaker of this
+ * gateway refused before anything was sent) count against nobody.
+ */
+export type Failure = 'connect' | 'timeout' | '5xx' | 'reset' | 'refused' | 'cancelled' | 'overflow';
 
 export interface PickResult {
   target: BalancerTarget;
@@ -312,7 +315,7 @@ export class Balancers {
     o: { ok: boolean; latencyMs: number; failure?: Failure },
     peers: readonly BalancerTarget[],
   ): void {
-    if (o.failure === 'cancelled') return;
+    if (o.failure === 'cancelled' || o.failure === 'overflow') return;
     const now = this.now();
     const decayed = s.ewma * Math.exp(-(now - s.lastSample) / DECAY_MS);
     s.ewma = o.latencyMs > decayed ? o.latencyMs : decayed * 0.7 + o.latencyMs * 0.3;

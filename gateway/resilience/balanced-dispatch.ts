@@ -5,14 +5,14 @@ import type { CallContext, Dispatch } from './dispatch.ts';
 import { UpstreamFailure } from './dispatch.ts';
 import { isTimeoutReason } from './timeouts.ts';
 
-export interface BalancedDispatchOptions<R> {
+export interface BalancedDispatchOptions<R, P = undefined> {
   balancers: Pick<Balancers, 'pick'>;
   breakers?: CircuitBreakers;
   /**
    * Sends one try to one target. Throw an UpstreamFailure (or any error: it counts as 'reset', or
    * 'connect' if the error code says the connection failed); honour `signal` to stop early.
    */
-  send: (target: BalancerTarget, ctx: CallContext & { signal: AbortSignal }) => Promise<R>;
+  send: (target: BalancerTarget, ctx: CallContext<P> & { signal: AbortSignal }) => Promise<R>;
   /** Says whether an answer is a failure (e.g. HTTP 5xx); the default treats every answer as ok. */
   classify?: (result: R) => Failure | undefined;
   now?: () => number;
@@ -45,7 +45,7 @@ const BREAKER_REPICKS = 3;
  * send, and report the outcome back to the balancer. A try aborted by the per-try timeout counts as
  * a 'timeout' against its target; a caller that goes away counts against nobody.
  */
-export function balancedDispatch<R>(o: BalancedDispatchOptions<R>): Dispatch<R> {
+export function balancedDispatch<R, P = undefined>(o: BalancedDispatchOptions<R, P>): Dispatch<R, P> {
   const now = o.now ?? (() => performance.now());
   return async (ctx) => {
     let pick: PickResult | undefined;
@@ -56,6 +56,7 @@ export function balancedDispatch<R>(o: BalancedDispatchOptions<R>): Dispatch<R> 
         exclude,
         ...(ctx.scope ? { scope: ctx.scope } : {}),
         ...(ctx.portName ? { portName: ctx.portName } : {}),
+        ...(ctx.port !== undefined ? { port: ctx.port } : {}),
       };
       // retries prefer untried targets, but a used one beats none (Envoy's host predicate is best effort)
       pick =

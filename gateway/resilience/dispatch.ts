@@ -7,13 +7,14 @@ import type { BalancerTarget, Failure } from '../balancer/index.ts';
  * timeout, drain) and is testable alone; `compose` stacks them, the first layer outermost. The
  * innermost dispatch is `balancedDispatch`, which picks a target and calls the data plane's `send`.
  */
-export interface CallContext {
+export interface CallContext<P = undefined> {
   namespace: string;
   name: string;
   /** safe to send twice (GET, HEAD, OPTIONS, PUT, DELETE, or marked so by the caller) */
   idempotent: boolean;
   scope?: 'any' | 'local';
   portName?: string;
+  port?: number;
   /** ms on the layers' clock after which no new try starts and the running try is aborted */
   deadline?: number;
   /** aborted when the running try must stop: per-try timeout, deadline, or the caller went away */
@@ -22,23 +23,29 @@ export interface CallContext {
   attempt: number;
   /** target ids already tried by this call; retries prefer others */
   exclude: Set<string>;
+  /** what the innermost send needs and the layers never look at (the gateway's request and response) */
+  payload: P;
 }
 
-export type Dispatch<R> = (ctx: CallContext) => Promise<R>;
-export type Layer<R> = (next: Dispatch<R>) => Dispatch<R>;
+export type Dispatch<R, P = undefined> = (ctx: CallContext<P>) => Promise<R>;
+export type Layer<R, P = undefined> = (next: Dispatch<R, P>) => Dispatch<R, P>;
 
 /** `compose(terminal, a, b, c)` = `a(b(c(terminal)))`: a sees the call first. */
-export function compose<R>(terminal: Dispatch<R>, ...layers: readonly Layer<R>[]): Dispatch<R> {
+export function compose<R, P = undefined>(
+  terminal: Dispatch<R, P>,
+  ...layers: readonly Layer<R, P>[]
+): Dispatch<R, P> {
   let d = terminal;
   for (let i = layers.length - 1; i >= 0; i--) d = layers[i]!(d);
   return d;
 }
 
 /** Builds the context for a new call; `exclude` starts empty. */
-export function callContext(
-  c: Omit<CallContext, 'attempt' | 'exclude'> & Partial<Pick<CallContext, 'exclude'>>,
-): CallContext {
-  return { ...c, attempt: 0, exclude: c.exclude ?? new Set() };
+export function callContext<P = undefined>(
+  c: Omit<CallContext<P>, 'attempt' | 'exclude' | 'payload'> & Partial<Pick<CallContext<P>, 'exclude'>>,
+  payload?: P,
+): CallContext<P> {
+  return { ...c, attempt: 0, exclude: c.exclude ?? new Set(), payload: payload as P };
 }
 
 /**
@@ -71,9 +78,13 @@ export class UpstreamFailure extends MeshfedError {
   }
 }
 
-/** Connect failures never reached the application, so they are safe to retry for any method. */
+/**
+ * Connect failures and circuit-breaker overflows never reached the application, so they are safe to
+ * retry for any method; a try the caller cancelled is never retried (nobody is waiting for it).
+ */
 export function isRetryable(err: unknown, idempotent: boolean): err is UpstreamFailure {
   if (!(err instanceof UpstreamFailure)) return false;
-  if (err.failure === 'connect' || err.failure === 'refused') return true;
+  if (err.failure === 'cancelled') return false;
+  if (err.failure === 'connect' || err.failure === 'refused' || err.failure === 'overflow') return true;
   return idempotent;
 }

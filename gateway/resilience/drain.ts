@@ -53,7 +53,7 @@ export class Drain {
     return { remaining: this.inFlight };
   }
 
-  layer<R>(): Layer<R> {
+  layer<R, P = undefined>(): Layer<R, P> {
     return (next) => async (ctx) => {
       const leave = this.enter();
       try {

@@ -42,11 +42,11 @@ export function backoffMs(retry: number, base: number, max: number, random: () =
   return random() * Math.min(max, base * 2 ** retry);
 }
 
-export interface RetryOptions {
+export interface RetryOptions<P = undefined> {
   /** extra tries after the first */
   attempts: number;
   /** one budget per upstream service is what Envoy does; share one object per service */
-  budgetFor: (ctx: CallContext) => RetryBudget;
+  budgetFor: (ctx: CallContext<P>) => RetryBudget;
   backoffBase: number;
   backoffMax: number;
   metrics?: ResilienceMetrics;
@@ -67,7 +67,7 @@ const realSleep = (ms: number) =>
  * different target (the failed one goes into ctx.exclude), with jittered back-off, inside the
  * call's deadline and the service's retry budget. Everything else is rethrown at once.
  */
-export function retry<R>(o: RetryOptions): Layer<R> {
+export function retry<R, P = undefined>(o: RetryOptions<P>): Layer<R, P> {
   const now = o.clock?.now ?? Date.now;
   const random = o.random ?? Math.random;
   const sleep = o.sleep ?? realSleep;
@@ -109,7 +109,7 @@ export function retry<R>(o: RetryOptions): Layer<R> {
 export function budgetPerService(o: {
   budgetPercent: number;
   minRetryConcurrency: number;
-}): (ctx: CallContext) => RetryBudget {
+}): (ctx: Pick<CallContext, 'namespace' | 'name'>) => RetryBudget {
   const budgets = new Map<string, RetryBudget>();
   return (ctx) => {
     const key = `${ctx.namespace}/${ctx.name}`;

@@ -6,7 +6,7 @@ export interface Clock {
 }
 
 /** Sets the overall deadline of a call (all tries and back-offs together) unless one is set. */
-export function deadline<R>(o: { ms: number; clock?: Clock }): Layer<R> {
+export function deadline<R, P = undefined>(o: { ms: number; clock?: Clock }): Layer<R, P> {
   const now = o.clock?.now ?? Date.now;
   return (next) => (ctx) => next(ctx.deadline === undefined ? { ...ctx, deadline: now() + o.ms } : ctx);
 }
@@ -17,8 +17,13 @@ export const TIMEOUT_REASON = Symbol('meshfed per-try timeout');
  * Aborts each try after `ms` (or at the call's deadline, whichever comes first). The abort reason
  * is a MESHFED_GATEWAY_TIMEOUT error tagged with TIMEOUT_REASON, so the balanced dispatch below
  * records a 'timeout' against the target and the retry layer above may try elsewhere.
+ *
+ * The abort waits for one more turn of the event loop (setImmediate runs after the I/O poll phase):
+ * after a stall (GC, a busy loop, a starved CPU) the timer phase runs before the poll phase, so an
+ * answer that arrived in time but was not yet read would otherwise be thrown away as a timeout and
+ * counted against a healthy target.
  */
-export function perTryTimeout<R>(o: { ms: number; clock?: Clock }): Layer<R> {
+export function perTryTimeout<R, P = undefined>(o: { ms: number; clock?: Clock }): Layer<R, P> {
   const now = o.clock?.now ?? Date.now;
   return (next) => async (ctx) => {
     const left = ctx.deadline === undefined ? o.ms : Math.min(o.ms, ctx.deadline - now());
@@ -29,19 +34,23 @@ export function perTryTimeout<R>(o: { ms: number; clock?: Clock }): Layer<R> {
       );
     }
     const ac = new AbortController();
+    let immediate: NodeJS.Immediate | undefined;
     const timer = setTimeout(() => {
-      const reason = new MeshfedError(
-        'MESHFED_GATEWAY_TIMEOUT',
-        `${ctx.name}.${ctx.namespace}: no answer within ${Math.round(left)} ms (timeouts.request)`,
-        { retryable: true },
-      );
-      ac.abort(Object.assign(reason, { [TIMEOUT_REASON]: true }));
+      immediate = setImmediate(() => {
+        const reason = new MeshfedError(
+          'MESHFED_GATEWAY_TIMEOUT',
+          `${ctx.name}.${ctx.namespace}: no answer within ${Math.round(left)} ms (timeouts.request)`,
+          { retryable: true },
+        );
+        ac.abort(Object.assign(reason, { [TIMEOUT_REASON]: true }));
+      });
     }, left);
     const signal = ctx.signal ? AbortSignal.any([ctx.signal, ac.signal]) : ac.signal;
     try {
       return await next({ ...ctx, signal });
     } finally {
       clearTimeout(timer);
+      if (immediate) clearImmediate(immediate);
     }
   };
 }

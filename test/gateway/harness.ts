@@ -138,6 +138,7 @@ export function httpService(
 export interface TestGateway {
   cluster: string;
   gateway: Gateway;
+  balancers: Balancers;
   catalog: TestCatalog;
   source: TestSource;
   registry: Registry;
@@ -158,6 +159,8 @@ export interface Mesh {
       authorize?: (o: { caller: string }) => boolean;
       tracer?: Tracer;
       config?: Record<string, unknown>;
+      /** balancer settings on top of the harness defaults (slow health checks, a generous retry budget) */
+      balancer?: Record<string, unknown>;
     },
   ): Promise<TestGateway>;
 }
@@ -192,6 +195,7 @@ export async function createMesh(): Promise<Mesh> {
       const balancerConfig = balancerConfigSchema.parse({
         healthCheck: { interval: 60_000 },
         retry: { attempts: 2, budgetPercent: 100, minRetryConcurrency: 10 },
+        ...o.balancer,
       });
       const locality = { region: `${cluster}-region`, zone: `${cluster}-zone` };
       const balancers = new Balancers({
@@ -229,6 +233,7 @@ export async function createMesh(): Promise<Mesh> {
       return {
         cluster,
         gateway,
+        balancers,
         catalog,
         source,
         registry,
