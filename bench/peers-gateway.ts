@@ -1,5 +1,6 @@
 // The peers-harness candidate: runs the real meshfed Gateway (real identity checks) in the topology
 // the harness asks for, from its environment (see /work/shared/bench/peers/README.md).
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { CertificateSource, TrustBundle } from '../ca/index.ts';
 import {
@@ -20,6 +21,29 @@ const env = (k: string, d?: string): string => {
   return v;
 };
 const topology = env('BENCH_TOPOLOGY');
+// multi-core mode (BENCH_WORKERS=N > 1): N processes, each running the gateways, share the ports with
+// SO_REUSEPORT as `meshfed gateway --workers N` does; the default is the harness's one event loop
+const workers = Number(env('BENCH_WORKERS', '1'));
+if (!Number.isInteger(workers) || workers < 1)
+  throw new Error(`BENCH_WORKERS must be a positive integer, got ${workers}`);
+if (workers > 1 && cluster.isPrimary) {
+  let ready = 0;
+  for (let i = 0; i < workers; i++) {
+    cluster.fork().on('message', (m) => {
+      if (m === 'ready' && ++ready === workers)
+        process.stdout.write(`meshfed gateway candidate ready (${topology}, ${workers} worker processes)\n`);
+    });
+  }
+  cluster.on('exit', (_w, code) => {
+    process.stderr.write(`a worker exited (code ${code})\n`);
+    process.exit(1);
+  });
+  process.once('SIGTERM', () => {
+    for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGTERM');
+    process.exit(0);
+  });
+  await new Promise(() => undefined);
+}
 const td = env('BENCH_TRUST_DOMAIN', 'mesh.example');
 const ref = parseClustersetHost(env('BENCH_SERVICE_HOST', 'echo.bench.svc.clusterset.local'))!;
 const split = (a: string) => ({
@@ -101,6 +125,7 @@ async function start(o: {
     balancerConfig,
     registry,
     logger,
+    reusePort: workers > 1,
   });
   await gw.start();
   return gw;
@@ -156,6 +181,7 @@ if (topology === 'passthrough') {
     ],
   });
 }
-process.stdout.write(`meshfed gateway candidate ready (${topology}, pooled HTTP/2 tunnel in every mode)\n`);
+if (workers > 1) process.send?.('ready');
+else process.stdout.write(`meshfed gateway candidate ready (${topology}, one event loop)\n`);
 // the harness stops candidates with SIGTERM; exiting normally lets `--cpu-prof` write its profile
 process.once('SIGTERM', () => process.exit(0));
