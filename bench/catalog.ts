@@ -1,17 +1,25 @@
 /**
  * Catalog benchmark (issue 4): propagation latency under a steady change rate, full sync time of a newly joined
- * cluster, and resident memory of one view. The NATS side is real (a supercluster of 3 NATS clusters); the mesh
- * clusters' publishers are simulated in this process (one FederationNode each, publish-only), and three watching
- * views (one per NATS cluster) observe. Prints figures and writes bench/results/catalog.json.
+ * cluster, and resident memory of one view. The NATS side is real (a supercluster of 3 NATS clusters). The mesh
+ * clusters' publishers are simulated in one child process (one publish-only FederationNode each); every view is
+ * a real FederationNode in its own process, as a gateway would run it (persistence to a stateDir included), so
+ * the publishers' work never delays a view's event loop and each view's memory is its own.
  *
- *   npm run bench:catalog                 both scales
+ *   npm run bench:catalog                                   both scales
  *   npm run bench:catalog -- --scale 10x1000 --seconds 10 --rate 200
+ *   BENCH_PROF=view|joiner|publishers npm run bench:catalog   CPU profiles in /tmp/meshfed-prof
+ *
+ * Latency is publish → visible in all three watching views, timed with each process's
+ * performance.timeOrigin + performance.now() (one machine, one clock).
  */
-import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, fork } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
+import { getHeapSpaceStatistics } from 'node:v8';
 import {
   CertificateSource,
   createRoot,
@@ -20,14 +28,11 @@ import {
   issueLeaf,
   TrustBundle,
 } from '../ca/index.ts';
-import pino from 'pino';
 import {
-  createLogger,
   createRegistry,
   type EndpointSource,
   type LocalService,
   silentLogger,
-  startNatsServer,
   startNatsSupercluster,
 } from '../core/index.ts';
 import { FederationNode } from '../federation/index.ts';
@@ -41,11 +46,39 @@ const { values: args } = parseArgs({
     scale: { type: 'string', multiple: true },
     seconds: { type: 'string', default: '10' },
     rate: { type: 'string', default: '200' },
-    'child-view': { type: 'string' },
-    transport: { type: 'boolean', default: false },
-    keys: { type: 'string', default: '20000' },
+    role: { type: 'string' },
+    spec: { type: 'string' },
+    name: { type: 'string' },
+    servers: { type: 'string' },
   },
 });
+
+/** wall clock in ms with sub-ms resolution, comparable between processes on this machine */
+const clock = (): number => performance.timeOrigin + performance.now();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
+
+async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+const median = (xs: number[]): number =>
+  percentile(
+    [...xs].sort((a, b) => a - b),
+    50,
+  );
 
 class BenchSource implements EndpointSource {
   readonly name = 'bench';
@@ -83,474 +116,414 @@ function svc(name: string, healthy: number): LocalService {
       { name: 'grpc', port: 9090, protocol: 'grpc' },
     ],
     endpoints: Array.from({ length: healthy }, (_, k) => ({
-      host: `10.0.0.${k}`,
+      host: `10.0.${k >> 8}.${k & 255}`,
       ports: { http: 8080 },
       healthy: true,
     })),
   };
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
-
-async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
-function sourceOf(leaf: IssuedLeaf, bundle: TrustBundle): CertificateSource {
-  return new CertificateSource({ issue: async () => leaf, bundle: () => bundle });
-}
-
-interface Pki {
-  bundle: TrustBundle;
+/** What every child process is told (one JSON file). */
+interface Spec {
   rootPem: string;
-  leaves: Map<string, IssuedLeaf>;
+  leaves: Record<string, IssuedLeaf>;
+  servers: string[][];
+  clusters: number;
+  services: number;
 }
 
-async function makePki(names: string[]): Promise<Pki> {
-  const root = await createRoot({ trustDomain: TD });
-  const leaves = new Map<string, IssuedLeaf>();
-  for (const n of names)
-    leaves.set(n, await issueLeaf(await issueIntermediate(root, { cluster: n }), { kind: 'federation' }));
-  return { bundle: TrustBundle.fromPem(root.certPem), rootPem: root.certPem, leaves };
-}
-
-function nodeConfig(servers: string[]) {
+function nodeConfig(servers: string[], stateDir?: string) {
   return {
     nats: { servers, reconnectWait: '500ms' },
     heartbeatInterval: '2s',
     staleAfter: '30s',
     // no TTL refresh inside the measured window: only the steady change stream moves
     entryTtl: '30m',
+    ...(stateDir ? { stateDir } : {}),
   };
 }
 
-const viewRegistry = createRegistry();
-
-async function observer(name: string, servers: string[], pki: Pki): Promise<FederationNode> {
-  const signer = sourceOf(pki.leaves.get(name)!, pki.bundle);
-  await signer.start();
-  const node = new FederationNode({
-    config: nodeConfig(servers),
-    cluster: name,
-    trustDomain: TD,
-    locality: { region: 'bench', zone: 'bench-a' },
-    gateways: [],
-    signer,
-    bundle: () => pki.bundle,
-    logger: process.env.BENCH_DEBUG
-      ? createLogger({ level: 'debug', destination: pino.destination(2) })
-      : silentLogger(),
-    registry: createRegistry(),
-  });
-  await node.start();
-  return node;
+function leafOf(spec: Spec, name: string): IssuedLeaf {
+  const l = spec.leaves[name]!;
+  return { ...l, notBefore: new Date(l.notBefore), notAfter: new Date(l.notAfter) };
 }
 
-/** The child-process role: one view, fully synced, then report its resident memory. */
-async function childView(spec: string): Promise<void> {
-  const o = JSON.parse(readFileSync(spec, 'utf8')) as {
-    servers: string[];
-    rootPem: string;
-    leaf: IssuedLeaf;
-    expected: number;
+async function signerOf(spec: Spec, bundle: TrustBundle, name: string): Promise<CertificateSource> {
+  const leaf = leafOf(spec, name);
+  const s = new CertificateSource({ issue: async () => leaf, bundle: () => bundle });
+  await s.start();
+  return s;
+}
+
+function send(msg: unknown): void {
+  process.send!(msg);
+}
+
+function loopDelay() {
+  const h = monitorEventLoopDelay({ resolution: 5 });
+  h.enable();
+  return {
+    reset: () => h.reset(),
+    read: () => ({ loop_p99_ms: round(h.percentile(99) / 1e6), loop_max_ms: round(h.max / 1e6) }),
   };
-  const leaf = { ...o.leaf, notBefore: new Date(o.leaf.notBefore), notAfter: new Date(o.leaf.notAfter) };
-  const bundle = TrustBundle.fromPem(o.rootPem);
-  const pki: Pki = { bundle, rootPem: o.rootPem, leaves: new Map([['rss-view', leaf]]) };
-  const started = Date.now();
-  const node = await observer('rss-view', o.servers, pki);
-  await until(() => node.entryCount() >= o.expected, 120_000, 'the child view to sync');
-  const syncS = (Date.now() - started) / 1000;
-  await sleep(1000);
-  (globalThis as { gc?: () => void }).gc?.();
-  await sleep(200);
-  const m = process.memoryUsage();
-  process.stdout.write(
-    `${JSON.stringify({ rss_mb: m.rss / 1048576, heap_mb: m.heapUsed / 1048576, entries: node.entryCount(), sync_s: syncS })}\n`,
-  );
-  await node.stop();
-  process.exit(0);
 }
 
-async function measureRss(
-  servers: string[],
-  pki: Pki,
-  expected: number,
-): Promise<{ rss_mb: number; heap_mb: number; sync_s: number }> {
-  const spec = join(tmpdir(), `meshfed-bench-view-${process.pid}.json`);
-  writeFileSync(
-    spec,
-    JSON.stringify({ servers, rootPem: pki.rootPem, leaf: pki.leaves.get('rss-view'), expected }),
-  );
-  const child = spawn(
-    process.execPath,
-    [
-      ...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=/tmp/prof'] : []),
-      '--expose-gc',
-      join(here, 'catalog.ts'),
-      '--child-view',
-      spec,
-    ],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-  });
-  const code = await new Promise<number | null>((r) => child.on('exit', r));
-  if (code !== 0) throw new Error(`the memory probe exited with ${code}`);
-  return JSON.parse(out.trim().split('\n').pop()!);
-}
+// ---- child role: every simulated publisher, and the change stream ----
 
-async function runScale(clusters: number, services: number, seconds: number, rate: number) {
-  const label = `${clusters}x${services}`;
-  console.log(`\n== ${label}: ${clusters} clusters × ${services} services = ${clusters * services} entries`);
-  const names = Array.from({ length: clusters }, (_, i) => `c${i}`);
-  const viewNames = NATS_CLUSTERS.map((_, i) => `view-${i}`);
-  const t0 = Date.now();
-  const [sc, pki] = await Promise.all([
-    startNatsSupercluster({ clusters: NATS_CLUSTERS.map((name) => ({ name })) }),
-    makePki([...names, ...viewNames, 'joiner', 'rss-view']),
-  ]);
-  console.log(`setup: supercluster and ${names.length + 5} identities in ${Date.now() - t0} ms`);
-  const natsOf = (i: number) => sc.cluster(NATS_CLUSTERS[i % NATS_CLUSTERS.length]!).urls;
+async function publishersRole(spec: Spec): Promise<void> {
+  const bundle = TrustBundle.fromPem(spec.rootPem);
+  const names = Array.from({ length: spec.clusters }, (_, i) => `c${i}`);
   const sources: BenchSource[] = [];
-  const publishers: FederationNode[] = [];
-  try {
-    const t1 = Date.now();
-    for (const [i, name] of names.entries()) {
-      const src = new BenchSource(Array.from({ length: services }, (_, j) => svc(`svc-${j}`, 1 + (j % 5))));
-      sources.push(src);
-      const signer = sourceOf(pki.leaves.get(name)!, pki.bundle);
-      await signer.start();
-      const node = new FederationNode({
-        config: nodeConfig(natsOf(i)),
-        cluster: name,
-        trustDomain: TD,
-        locality: { region: `region-${i % 5}`, zone: `zone-${i}` },
-        gateways: [{ name: 'gw-1', address: `10.1.${i}.1:15443` }],
-        signer,
-        bundle: () => pki.bundle,
-        source: src,
-        watch: false,
-        logger: silentLogger(),
-        registry: createRegistry(),
-      });
-      await node.start();
-      publishers.push(node);
-    }
-    const total = clusters * services;
-    await until(
-      () => publishers.every((p) => p.natsStatus().connected),
-      120_000,
-      'the publishers to connect',
+  const nodes: FederationNode[] = [];
+  for (const [i, name] of names.entries()) {
+    const src = new BenchSource(
+      Array.from({ length: spec.services }, (_, j) => svc(`svc-${j}`, 1 + (j % 5))),
     );
-    console.log(`${clusters} publishers up in ${((Date.now() - t1) / 1000).toFixed(1)} s`);
-    // the watching views join one after the other: each is a full-sync sample, and one process syncing three
-    // views at once would starve its own sockets (NATS cuts slow consumers after a 10 s write deadline)
-    const views: FederationNode[] = [];
-    const viewSyncs: number[] = [];
-    for (const [i, v] of viewNames.entries()) {
-      const t = performance.now();
-      const view = await observer(v, natsOf(i), pki);
-      await until(() => view.entryCount() >= total, 120_000, `${v} to sync`);
-      viewSyncs.push((performance.now() - t) / 1000);
-      views.push(view);
+    sources.push(src);
+    const node = new FederationNode({
+      config: nodeConfig(spec.servers[i % spec.servers.length]!),
+      cluster: name,
+      trustDomain: TD,
+      locality: { region: `region-${i % 5}`, zone: `zone-${i}` },
+      gateways: [{ name: 'gw-1', address: `10.1.${i}.1:15443` }],
+      signer: await signerOf(spec, bundle, name),
+      bundle: () => bundle,
+      source: src,
+      watch: false,
+      logger: silentLogger(),
+      registry: createRegistry(),
+    });
+    await node.start();
+    nodes.push(node);
+  }
+  await until(() => nodes.every((n) => n.natsStatus().connected), 120_000, 'the publishers to connect');
+  send({ type: 'ready' });
+  process.on('message', async (m: { type: string; rate?: number; seconds?: number }) => {
+    if (m.type === 'stop') {
+      await Promise.all(nodes.map((n) => n.stop()));
+      process.exit(0);
     }
-    console.log(
-      `full sync of the 3 watching views, one at a time: ${viewSyncs.map((x) => x.toFixed(2)).join(', ')} s`,
-    );
-
-    // propagation: publish → visible in every watching view
-    const pending = new Map<string, { t: number; weight: number; seen: number }>();
-    const latencies: number[] = [];
-    for (const v of views) {
-      v.onChange((changes) => {
-        const now = performance.now();
-        for (const ch of changes) {
-          if (ch.type !== 'upsert') continue;
-          const key = `${ch.instance.cluster}/${ch.instance.name}`;
-          const p = pending.get(key);
-          if (!p || p.weight !== ch.instance.weight) continue;
-          if (++p.seen === views.length) {
-            latencies.push(now - p.t);
-            pending.delete(key);
-          }
-        }
-      });
-    }
-    const count = Math.round(seconds * rate);
-    const stalls: string[] = [];
-    let lastBeat = performance.now();
-    const beat = setInterval(() => {
-      const now = performance.now();
-      if (now - lastBeat > 100) stalls.push(`${new Date().toISOString()} ${(now - lastBeat).toFixed(0)}ms`);
-      lastBeat = now;
-    }, 10);
+    if (m.type !== 'stream') return;
+    const rate = m.rate!;
+    const count = Math.round(m.seconds! * rate);
+    const changes: [string, number, number][] = [];
+    const loop = loopDelay();
     const cpu0 = process.cpuUsage();
-    let cpuUsed = cpu0;
-    const start = performance.now();
     let rng = 42;
     const rand = (n: number) => {
       rng = (rng * 1103515245 + 12345) & 0x7fffffff;
       return rng % n;
     };
-    for (let k = 0; k < count; k++) {
-      await sleep(start + (k * 1000) / rate - performance.now());
-      const c = rand(clusters);
-      const j = rand(services);
-      const key = `${names[c]}/svc-${j}`;
-      if (pending.has(key)) continue;
-      const old = sources[c]!.services[j]!.endpoints.length;
-      const weight = 6 + ((old + 1 + rand(40)) % 50);
-      if (weight === old) continue;
-      pending.set(key, { t: performance.now(), weight, seen: 0 });
-      sources[c]!.setWeight(j, weight);
+    const start = clock();
+    let k = 0;
+    // each tick publishes every change that is due by now: a late timer makes a burst, never a lower rate
+    while (k < count) {
+      const due = Math.min(count, Math.floor(((clock() - start) * rate) / 1000) + 1);
+      for (; k < due; k++) {
+        const c = rand(spec.clusters);
+        const j = rand(spec.services);
+        // weights only grow, so (service, weight) names one change and a later one supersedes it
+        const weight = sources[c]!.services[j]!.endpoints.length + 1;
+        changes.push([`${names[c]}/svc-${j}`, weight, clock()]);
+        sources[c]!.setWeight(j, weight);
+      }
+      await sleep(start + (k * 1000) / rate - clock());
     }
-    const sent = performance.now() - start;
-    clearInterval(beat);
-    console.log(
-      `event loop stalls over 100 ms during the change stream: ${stalls.length}; process CPU ${((process.cpuUsage(cpu0).user + process.cpuUsage(cpu0).system) / 1e6).toFixed(1)} s in ${(sent / 1000).toFixed(1)} s of wall time`,
-    );
+    const wall = clock() - start;
     const cpu = process.cpuUsage(cpu0);
-    cpuUsed = cpu;
-    if (process.env.BENCH_DEBUG) {
-      const accepted = await viewRegistry.getSingleMetric('meshfed_catalog_accepted_total')?.get();
-      const rejected = await viewRegistry.getSingleMetric('meshfed_catalog_rejected_total')?.get();
+    send({
+      type: 'streamed',
+      changes,
+      wall_ms: wall,
+      cpu_ms: (cpu.user + cpu.system) / 1000,
+      ...loop.read(),
+    });
+  });
+}
+
+// ---- child role: one view (a watching cluster, or the joiner) ----
+
+async function viewRole(spec: Spec, name: string, serversIdx: number): Promise<void> {
+  const bundle = TrustBundle.fromPem(spec.rootPem);
+  const stateDir = mkdtempSync(join(tmpdir(), `meshfed-bench-${name}-`));
+  const expected = spec.clusters * spec.services;
+  const node = new FederationNode({
+    config: nodeConfig(spec.servers[serversIdx]!, stateDir),
+    cluster: name,
+    trustDomain: TD,
+    locality: { region: 'bench', zone: 'bench-a' },
+    gateways: [],
+    signer: await signerOf(spec, bundle, name),
+    bundle: () => bundle,
+    logger: silentLogger(),
+    registry: createRegistry(),
+  });
+  const baseRss = process.memoryUsage().rss / 1048576;
+  const started = clock();
+  await node.start();
+  await until(() => node.entryCount() >= expected, 300_000, `${name} to sync`);
+  const syncS = (clock() - started) / 1000;
+  // what the view holds once the sync's garbage had a chance to go (no forced GC: what an operator would see)
+  await sleep(2000);
+  const mem = process.memoryUsage();
+  if (process.env.BENCH_DEBUG) {
+    const spaces = getHeapSpaceStatistics().map(
+      (x) =>
+        `${x.space_name}=${(x.space_size / 1048576).toFixed(0)}/${(x.space_used_size / 1048576).toFixed(0)}`,
+    );
+    const status = readFileSync('/proc/self/status', 'utf8')
+      .split('\n')
+      .filter((l) => /^Rss/.test(l))
+      .join(' ');
+    console.error(name, 'rss', (mem.rss / 1048576).toFixed(0), status.replace(/\s+/g, ' '), spaces.join(' '));
+    for (const wait of [5000, 10000]) {
+      await sleep(wait);
+      const m = process.memoryUsage();
       console.error(
-        JSON.stringify({
-          stalls: stalls.length,
-          cpu_user_s: cpu.user / 1e6,
-          cpu_system_s: cpu.system / 1e6,
-          wall_s: sent / 1000,
-          accepted: accepted?.values,
-          rejected: rejected?.values,
-        }),
+        name,
+        `+${wait}ms rss`,
+        (m.rss / 1048576).toFixed(0),
+        'heapTotal',
+        (m.heapTotal / 1048576).toFixed(0),
+        'used',
+        (m.heapUsed / 1048576).toFixed(0),
       );
     }
-    await until(() => pending.size === 0, 30_000, 'the last changes to propagate').catch(() => undefined);
+  }
+  send({
+    type: 'synced',
+    sync_s: syncS,
+    rss_mb: mem.rss / 1048576,
+    heap_mb: mem.heapUsed / 1048576,
+    heap_total_mb: mem.heapTotal / 1048576,
+    external_mb: mem.external / 1048576,
+    base_rss_mb: baseRss,
+    entries: node.entryCount(),
+  });
+  const seen: [string, number, number][] = [];
+  let recording = false;
+  node.onChange((changes) => {
+    if (!recording) return;
+    const t = clock();
+    for (const ch of changes) {
+      if (ch.type === 'upsert')
+        seen.push([`${ch.instance.cluster}/${ch.instance.name}`, ch.instance.weight, t]);
+    }
+  });
+  const loop = loopDelay();
+  process.on('message', async (m: { type: string }) => {
+    if (m.type === 'record') {
+      recording = true;
+      loop.reset();
+    } else if (m.type === 'report') {
+      recording = false;
+      const mem2 = process.memoryUsage();
+      send({ type: 'report', seen, rss_mb: mem2.rss / 1048576, ...loop.read() });
+    } else if (m.type === 'stop') {
+      await node.stop();
+      rmSync(stateDir, { recursive: true, force: true });
+      process.exit(0);
+    }
+  });
+}
+
+// ---- the orchestrator ----
+
+interface Child {
+  proc: ChildProcess;
+  next<T>(type: string): Promise<T>;
+}
+
+function spawnRole(role: string, specFile: string, extra: string[] = []): Child {
+  const prof = process.env.BENCH_PROF;
+  const execArgv =
+    prof && role.startsWith(prof) ? ['--cpu-prof', '--cpu-prof-dir=/tmp/meshfed-prof'] : ([] as string[]);
+  if (role !== 'publishers' && process.env.BENCH_VIEW_FLAGS)
+    execArgv.push(...process.env.BENCH_VIEW_FLAGS.split(' '));
+  const proc = fork(join(here, 'catalog.ts'), ['--role', role, '--spec', specFile, ...extra], {
+    execArgv,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  const queue: { type: string }[] = [];
+  const waiters: { type: string; resolve: (m: unknown) => void; reject: (e: Error) => void }[] = [];
+  proc.on('message', (m: { type: string }) => {
+    const w = waiters.findIndex((x) => x.type === m.type);
+    if (w >= 0) waiters.splice(w, 1)[0]!.resolve(m);
+    else queue.push(m);
+  });
+  proc.on('exit', (code) => {
+    for (const w of waiters.splice(0)) w.reject(new Error(`${role} exited with ${code}`));
+  });
+  return {
+    proc,
+    next<T>(type: string): Promise<T> {
+      const i = queue.findIndex((x) => x.type === type);
+      if (i >= 0) return Promise.resolve(queue.splice(i, 1)[0] as T);
+      return new Promise<T>((resolve, reject) => {
+        waiters.push({ type, resolve: resolve as (m: unknown) => void, reject });
+      });
+    },
+  };
+}
+
+async function stopChild(c: Child): Promise<void> {
+  if (c.proc.exitCode !== null) return;
+  const exited = once(c.proc, 'exit');
+  c.proc.send({ type: 'stop' });
+  await exited;
+}
+
+interface Synced {
+  sync_s: number;
+  rss_mb: number;
+  heap_mb: number;
+  heap_total_mb: number;
+  external_mb: number;
+  base_rss_mb: number;
+}
+
+async function runScale(clusters: number, services: number, seconds: number, rate: number) {
+  const label = `${clusters}x${services}`;
+  const total = clusters * services;
+  console.log(`\n== ${label}: ${clusters} clusters × ${services} services = ${total} entries`);
+  const names = Array.from({ length: clusters }, (_, i) => `c${i}`);
+  const viewNames = NATS_CLUSTERS.map((_, i) => `view-${i}`);
+  const t0 = Date.now();
+  const root = await createRoot({ trustDomain: TD });
+  const leaves: Record<string, IssuedLeaf> = {};
+  const sc = await startNatsSupercluster({ clusters: NATS_CLUSTERS.map((name) => ({ name })) });
+  for (const n of [...names, ...viewNames, 'joiner'])
+    leaves[n] = await issueLeaf(await issueIntermediate(root, { cluster: n }), { kind: 'federation' });
+  console.log(`setup: supercluster and ${names.length + 4} identities in ${Date.now() - t0} ms`);
+  const spec: Spec = {
+    rootPem: root.certPem,
+    leaves,
+    servers: NATS_CLUSTERS.map((c) => sc.cluster(c).urls),
+    clusters,
+    services,
+  };
+  const specFile = join(tmpdir(), `meshfed-bench-catalog-${process.pid}.json`);
+  writeFileSync(specFile, JSON.stringify(spec));
+  const children: Child[] = [];
+  try {
+    const t1 = Date.now();
+    const pubs = spawnRole('publishers', specFile);
+    children.push(pubs);
+    await pubs.next('ready');
+    console.log(
+      `${clusters} publishers up (one child process) in ${((Date.now() - t1) / 1000).toFixed(1)} s`,
+    );
+    // the watching views join one after the other (one per NATS cluster): each is a full-sync sample
+    const views: Child[] = [];
+    const viewSync: Synced[] = [];
+    for (const [i, v] of viewNames.entries()) {
+      const c = spawnRole(`view`, specFile, ['--name', v, '--servers', String(i)]);
+      children.push(c);
+      views.push(c);
+      viewSync.push(await c.next<Synced>('synced'));
+    }
+    console.log(
+      `full sync of the 3 watching views, one at a time: ${viewSync.map((x) => x.sync_s.toFixed(2)).join(', ')} s; rss ${viewSync.map((x) => x.rss_mb.toFixed(0)).join(', ')} MB`,
+    );
+
+    for (const v of views) v.proc.send({ type: 'record' });
+    pubs.proc.send({ type: 'stream', rate, seconds });
+    const streamed = await pubs.next<{
+      changes: [string, number, number][];
+      wall_ms: number;
+      cpu_ms: number;
+      loop_p99_ms: number;
+      loop_max_ms: number;
+    }>('streamed');
+    // give the last changes time to arrive (bounded), then collect what every view saw
+    await sleep(3000);
+    const reports = await Promise.all(
+      views.map((v) => {
+        v.proc.send({ type: 'report' });
+        return v.next<{
+          seen: [string, number, number][];
+          rss_mb: number;
+          loop_p99_ms: number;
+          loop_max_ms: number;
+        }>('report');
+      }),
+    );
+    // per view: key → ascending [weight, time] of what it showed
+    const seenBy = reports.map((r) => {
+      const m = new Map<string, [number, number][]>();
+      for (const [key, w, t] of r.seen) {
+        const l = m.get(key) ?? [];
+        if (l.length === 0) m.set(key, l);
+        l.push([w, t]);
+      }
+      return m;
+    });
+    const latencies: number[] = [];
+    let lost = 0;
+    for (const [key, weight, t] of streamed.changes) {
+      let worst = 0;
+      for (const m of seenBy) {
+        // the first time this view showed this weight or a later one (two changes in one turn show only the last)
+        const hit = m.get(key)?.find(([w]) => w >= weight);
+        if (!hit) {
+          worst = Number.NaN;
+          break;
+        }
+        worst = Math.max(worst, hit[1] - t);
+      }
+      if (Number.isNaN(worst)) lost++;
+      else latencies.push(worst);
+    }
     latencies.sort((a, b) => a - b);
-    const achieved = (latencies.length / sent) * 1000;
+    const achieved = (streamed.changes.length / streamed.wall_ms) * 1000;
     console.log(
-      `propagation over ${latencies.length} changes at ${achieved.toFixed(0)}/s (asked ${rate}/s), lost ${pending.size}: p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${latencies[latencies.length - 1]?.toFixed(1)} ms`,
+      `propagation over ${latencies.length} changes at ${achieved.toFixed(0)}/s (asked ${rate}/s), lost ${lost}: p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${latencies[latencies.length - 1]?.toFixed(1)} ms`,
+    );
+    console.log(
+      `event loop delay p99/max: publishers ${streamed.loop_p99_ms}/${streamed.loop_max_ms} ms (CPU ${(streamed.cpu_ms / 1000).toFixed(1)} s in ${(streamed.wall_ms / 1000).toFixed(1)} s); views ${reports.map((r) => `${r.loop_p99_ms}/${r.loop_max_ms}`).join(', ')} ms`,
     );
 
-    // full sync of a newly joined cluster
-    const joinStart = performance.now();
-    const joiner = await observer('joiner', natsOf(1), pki);
-    await until(() => joiner.entryCount() >= total, 300_000, 'the joiner to sync');
-    const fullSync = (performance.now() - joinStart) / 1000;
-    console.log(`full sync of a new cluster (${joiner.entryCount()} entries): ${fullSync.toFixed(2)} s`);
-    await joiner.stop();
-
-    const mem = await measureRss(natsOf(2), pki, total);
+    // full sync of a newly joined cluster, in its own process
+    const joiner = spawnRole('joiner', specFile, ['--name', 'joiner', '--servers', '1']);
+    children.push(joiner);
+    const joined = await joiner.next<Synced>('synced');
     console.log(
-      `one view of ${total} entries in its own process: rss ${mem.rss_mb.toFixed(0)} MB (heap ${mem.heap_mb.toFixed(0)} MB), its own sync ${mem.sync_s.toFixed(2)} s`,
+      `full sync of a new cluster (${total} entries): ${joined.sync_s.toFixed(2)} s; its rss ${joined.rss_mb.toFixed(0)} MB (heap ${joined.heap_mb.toFixed(0)} of ${joined.heap_total_mb.toFixed(0)} MB, external ${joined.external_mb.toFixed(0)} MB, rss before the view started ${joined.base_rss_mb.toFixed(0)} MB)`,
     );
-    await Promise.all(views.map((v) => v.stop()));
+    const rssSamples = [...viewSync.map((s) => s.rss_mb), joined.rss_mb, ...reports.map((r) => r.rss_mb)];
     return {
       clusters,
       services,
       entries: total,
       change_rate_per_s: Math.round(achieved),
       changes_measured: latencies.length,
-      changes_lost: pending.size,
+      changes_lost: lost,
       propagation_p50_ms: round(percentile(latencies, 50)),
       propagation_p99_ms: round(percentile(latencies, 99)),
       propagation_max_ms: round(latencies[latencies.length - 1] ?? Number.NaN),
-      // CPU the whole bench process (publishers + 3 views) spent per change: steadier than latency on a busy host
-      cpu_ms_per_change: round((cpuUsed.user + cpuUsed.system) / 1000 / Math.max(1, latencies.length)),
-      wall_over_cpu: round(sent / ((cpuUsed.user + cpuUsed.system) / 1000)),
-      full_sync_s: round(fullSync),
-      full_sync_samples_s: [...viewSyncs, fullSync, mem.sync_s].map(round),
-      rss_mb: round(mem.rss_mb),
-      heap_mb: round(mem.heap_mb),
+      publisher_cpu_ms_per_change: round(streamed.cpu_ms / Math.max(1, streamed.changes.length)),
+      loop_delay_p99_ms: { publishers: streamed.loop_p99_ms, views: reports.map((r) => r.loop_p99_ms) },
+      full_sync_s: round(joined.sync_s),
+      full_sync_samples_s: [...viewSync.map((s) => s.sync_s), joined.sync_s].map(round),
+      rss_mb: round(joined.rss_mb),
+      rss_samples_mb: rssSamples.map(round),
+      rss_max_mb: round(Math.max(...rssSamples)),
+      heap_mb: round(joined.heap_mb),
+      rss_median_mb: round(median(rssSamples)),
     };
   } finally {
-    await Promise.all(publishers.map((p) => p.stop()));
-    await sc.stop();
-    sc.cleanup();
-  }
-}
-
-function round(x: number): number {
-  return Math.round(x * 100) / 100;
-}
-
-/**
- * The transport choice, measured: JetStream KV (put → watch, and a new watcher's initial load) against plain
- * subjects (publish → subscribe, and a snapshot request answered in parts), on the same JetStream-enabled
- * supercluster, with catalog-sized payloads (unsigned: this isolates the transport).
- */
-async function transport(keys: number, rate: number, seconds: number): Promise<Record<string, number>> {
-  const { connect } = await import('@nats-io/transport-node');
-  const { Kvm } = await import('@nats-io/kv');
-  console.log(
-    `\n== transport: JetStream KV vs plain subjects, ${keys} keys, ${rate} changes/s for ${seconds} s`,
-  );
-  // core's launcher cannot start a JetStream supercluster (nats-server refuses clustered JetStream on
-  // single-server clusters without routes), so KV is measured on one JetStream server: its best case
-  const server = await startNatsServer({ name: 'kv', jetstream: true });
-  const sc = {
-    cluster: (_: string) => ({ urls: [server.url] }),
-    stop: () => server.stop(),
-    cleanup: () => server.cleanup(),
-  };
-  const value = 'x'.repeat(1300); // the size of a signed entry with its x5c chain
-  try {
-    const writer = await connect({ servers: sc.cluster('nats-a').urls });
-    const reader = await connect({ servers: sc.cluster('nats-c').urls });
-    // the bucket lives in one NATS cluster (R1 here; R3 needs 3 servers per cluster) — the writer's
-    const kv = await new Kvm(writer).create('catalog', { history: 1 });
-    const rkv = await new Kvm(reader).open('catalog');
-    const t0 = performance.now();
-    for (let i = 0; i < keys; i += 500) {
-      await Promise.all(
-        Array.from({ length: Math.min(500, keys - i) }, (_, k) =>
-          kv.put(`c${(i + k) % 50}.bench.svc-${i + k}`, value),
-        ),
-      );
-    }
-    const fillS = (performance.now() - t0) / 1000;
-    // initial load of a new watcher
-    const t1 = performance.now();
-    let initial = 0;
-    const pending = new Map<string, number>();
-    const kvLat: number[] = [];
-    let initialDone: () => void = () => undefined;
-    const loaded = new Promise<void>((r) => {
-      initialDone = r;
-    });
-    const watch = await rkv.watch({ key: '>' });
-    void (async () => {
-      for await (const e of watch) {
-        if (!e.isUpdate) {
-          if (++initial === keys) initialDone();
-          continue;
-        }
-        const t = pending.get(e.key);
-        if (t !== undefined) {
-          kvLat.push(performance.now() - t);
-          pending.delete(e.key);
-        }
-      }
-    })();
-    await loaded;
-    const kvLoadS = (performance.now() - t1) / 1000;
-    const count = Math.round(rate * seconds);
-    const start = performance.now();
-    for (let k = 0; k < count; k++) {
-      await sleep(start + (k * 1000) / rate - performance.now());
-      const key = `c${k % 50}.bench.svc-${k % keys}`;
-      pending.set(key, performance.now());
-      void kv.put(key, value);
-    }
-    await until(() => pending.size === 0, 20_000, 'the KV updates').catch(() => undefined);
-    watch.stop();
-
-    // plain subjects: publish → subscribe across the gateways, and a snapshot in 256 KiB parts
-    const subLat: number[] = [];
-    const sent = new Map<string, number>();
-    reader.subscribe('bench.catalog.*', {
-      callback: (_e, m) => {
-        const t = sent.get(m.subject);
-        if (t !== undefined) {
-          subLat.push(performance.now() - t);
-          sent.delete(m.subject);
-        }
-      },
-    });
-    await reader.flush();
-    const perPart = Math.floor((256 * 1024) / (value.length + 3));
-    writer.subscribe('bench.snapshot', {
-      callback: (_e, m) => {
-        for (let i = 0; i < keys; i += perPart) {
-          const n = Math.min(perPart, keys - i);
-          writer.publish(m.reply!, JSON.stringify(Array.from({ length: n }, () => value)));
-        }
-      },
-    });
-    await writer.flush();
-    // interest crosses the gateways asynchronously: probe until the subscription is seen
-    for (let probe = 0; probe < 200; probe++) {
-      const subject = `bench.catalog.probe${probe}`;
-      sent.set(subject, performance.now());
-      writer.publish(subject, value);
-      await sleep(10);
-      if (subLat.length > 0) break;
-    }
-    subLat.length = 0;
-    sent.clear();
-    const start2 = performance.now();
-    for (let k = 0; k < count; k++) {
-      await sleep(start2 + (k * 1000) / rate - performance.now());
-      const subject = `bench.catalog.k${k}`;
-      sent.set(subject, performance.now());
-      writer.publish(subject, value);
-    }
-    await until(() => sent.size === 0, 20_000, 'the subject updates').catch(() => undefined);
-    const inbox = `_INBOX.bench.${Date.now()}`;
-    let got = 0;
-    let snapDone: () => void = () => undefined;
-    const snapDoneP = new Promise<void>((r) => {
-      snapDone = r;
-    });
-    reader.subscribe(inbox, {
-      callback: (_e, m) => {
-        got += (JSON.parse(m.string()) as unknown[]).length;
-        if (got >= keys) snapDone();
-      },
-    });
-    await reader.flush();
-    const t3 = performance.now();
-    reader.publish('bench.snapshot', '', { reply: inbox });
-    await snapDoneP;
-    const snapS = (performance.now() - t3) / 1000;
-    kvLat.sort((a, b) => a - b);
-    subLat.sort((a, b) => a - b);
-    const r = {
-      keys,
-      kv_fill_s: round(fillS),
-      kv_initial_load_s: round(kvLoadS),
-      kv_update_p50_ms: round(percentile(kvLat, 50)),
-      kv_update_p99_ms: round(percentile(kvLat, 99)),
-      subject_p50_ms: round(percentile(subLat, 50)),
-      subject_p99_ms: round(percentile(subLat, 99)),
-      subject_snapshot_s: round(snapS),
-    };
-    console.log(
-      `KV: fill ${r.kv_fill_s} s, new watcher loads ${keys} keys in ${r.kv_initial_load_s} s, update p50 ${r.kv_update_p50_ms} ms p99 ${r.kv_update_p99_ms} ms`,
-    );
-    console.log(
-      `subjects: publish p50 ${r.subject_p50_ms} ms p99 ${r.subject_p99_ms} ms, snapshot of ${keys} values in ${r.subject_snapshot_s} s`,
-    );
-    await writer.close();
-    await reader.close();
-    return r;
-  } finally {
+    await Promise.all(children.map(stopChild));
+    rmSync(specFile, { force: true });
     await sc.stop();
     sc.cleanup();
   }
 }
 
 async function main(): Promise<void> {
-  if (args['child-view']) return childView(args['child-view']);
-  if (args.transport) {
-    const r = await transport(Number(args.keys), Number(args.rate), Number(args.seconds));
-    mkdirSync(join(here, 'results'), { recursive: true });
-    writeFileSync(join(here, 'results', 'catalog-transport.json'), `${JSON.stringify(r, null, 2)}\n`);
-    process.exit(0);
+  if (args.role) {
+    const spec = JSON.parse(readFileSync(args.spec!, 'utf8')) as Spec;
+    if (args.role === 'publishers') return publishersRole(spec);
+    return viewRole(spec, args.name!, Number(args.servers));
   }
   const scales = (args.scale ?? ['10x1000', '50x2000']).map(
     (s) => s.split('x').map(Number) as [number, number],
@@ -566,7 +539,8 @@ async function main(): Promise<void> {
       node: process.version,
       cpus: cpus().length,
       cpu: cpus()[0]?.model,
-      note: 'shared 2-core machine: figures are noisy; one run, medians of the per-change latencies',
+      command: `npm run bench:catalog -- ${process.argv.slice(2).join(' ')}`.trim(),
+      note: 'shared 2-core machine: figures are noisy; publishers in one child process, every view in its own',
     },
   };
   mkdirSync(join(here, 'results'), { recursive: true });

@@ -1,20 +1,29 @@
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MeshfedError } from '../core/index.ts';
+import { Proof, ProofMaker } from './proof.ts';
 
 /**
- * The last verified catalog on disk. It stores the signed proofs themselves (each distinct one once) plus which
- * (key, revision) each held item is, so loading re-verifies every signature and can never resurrect an entry
- * that a later tombstone or snapshot removed. Writes are atomic: temp file, fsync, rename, fsync of the folder.
+ * The last verified catalog on disk. It stores the signed proofs themselves (each distinct one once, in Proof's
+ * compact form: interned header + deflated rest) plus which (key, revision) each held item is, so loading
+ * re-verifies every signature and can never resurrect an entry that a later tombstone or snapshot removed.
+ * Writes are atomic (temp file, fsync, rename, fsync of the folder) and asynchronous, in small pieces, so
+ * writing a 100,000-entry view never holds up the event loop.
  */
 export const CATALOG_FILE = 'catalog.json';
-const FORMAT = 'meshfed-catalog/1';
+const FORMAT = 'meshfed-catalog/2';
+
+/** A proof as stored: [header index, 'z' (deflated) or 'r' (raw), base64 of the rest of the JWS]. */
+export type StoredProof = [number, 'z' | 'r', string];
 
 export interface CatalogFile {
   format: typeof FORMAT;
   cluster: string;
   savedAt: number;
-  proofs: string[];
+  /** JWS header segments, shared by the proofs of one signer */
+  headers: string[];
+  proofs: StoredProof[];
   /** [key, revision, proof index] */
   entries: [string, number, number][];
   tombstones: [string, number, number][];
@@ -22,53 +31,91 @@ export interface CatalogFile {
   announces: [string, number, number, boolean][];
 }
 
-export function writeCatalogFile(
+export interface CatalogState {
+  entries: { key: string; revision: number; proof: string | Proof }[];
+  tombstones: { key: string; revision: number; proof: string | Proof }[];
+  announces: { cluster: string; revision: number; proof: string | Proof; stale: boolean }[];
+}
+
+/** rows per write: each piece is a few hundred KB of JSON at most */
+const ROWS_PER_PIECE = 4096;
+const PROOFS_PER_PIECE = 32;
+
+export async function writeCatalogFile(
   dir: string,
   cluster: string,
-  state: {
-    entries: { key: string; revision: number; proof: string }[];
-    tombstones: { key: string; revision: number; proof: string }[];
-    announces: { cluster: string; revision: number; proof: string; stale: boolean }[];
-  },
+  state: CatalogState,
   now = Date.now(),
-): void {
-  const proofs: string[] = [];
-  const index = new Map<string, number>();
-  const ref = (p: string): number => {
+): Promise<void> {
+  const maker = new ProofMaker();
+  const proofs: Proof[] = [];
+  const headers: string[] = [];
+  const headerIndex = new Map<string, number>();
+  // a snapshot part vouches for hundreds of entries: it is written once (Proofs are shared objects)
+  const index = new Map<string | Proof, number>();
+  const ref = (p: string | Proof): number => {
     let i = index.get(p);
     if (i === undefined) {
       i = proofs.length;
-      proofs.push(p);
+      proofs.push(typeof p === 'string' ? maker.make(p) : p);
       index.set(p, i);
     }
     return i;
   };
-  const file: CatalogFile = {
-    format: FORMAT,
-    cluster,
-    savedAt: now,
-    proofs,
-    entries: state.entries.map((e) => [e.key, e.revision, ref(e.proof)]),
-    tombstones: state.tombstones.map((t) => [t.key, t.revision, ref(t.proof)]),
-    announces: state.announces.map((a) => [a.cluster, a.revision, ref(a.proof), a.stale]),
+  const entries = state.entries.map((e): [string, number, number] => [e.key, e.revision, ref(e.proof)]);
+  const tombstones = state.tombstones.map((t): [string, number, number] => [t.key, t.revision, ref(t.proof)]);
+  const announces = state.announces.map((a): [string, number, number, boolean] => [
+    a.cluster,
+    a.revision,
+    ref(a.proof),
+    a.stale,
+  ]);
+  const stored = (p: Proof): StoredProof => {
+    let h = headerIndex.get(p.header);
+    if (h === undefined) {
+      h = headers.length;
+      headers.push(p.header);
+      headerIndex.set(p.header, h);
+    }
+    return [h, p.deflated ? 'z' : 'r', p.body.toString('base64')];
   };
   const target = join(dir, CATALOG_FILE);
   const tmp = `${target}.tmp-${process.pid}`;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const fd = openSync(tmp, 'w', 0o600);
+    const fh = await open(tmp, 'w', 0o600);
     try {
-      writeSync(fd, JSON.stringify(file));
-      fsyncSync(fd);
+      const write = (s: string) => fh.write(s);
+      const rows = async (name: string, list: unknown[], per: number, last: boolean): Promise<void> => {
+        await write(`${JSON.stringify(name)}:[`);
+        for (let i = 0; i < list.length; i += per) {
+          const piece = JSON.stringify(list.slice(i, i + per));
+          await write(`${i === 0 ? '' : ','}${piece.slice(1, -1)}`);
+        }
+        await write(last ? ']' : '],');
+      };
+      await write(
+        `{"format":${JSON.stringify(FORMAT)},"cluster":${JSON.stringify(cluster)},"savedAt":${now},`,
+      );
+      const storedProofs: StoredProof[] = [];
+      // headers are only known once every proof is encoded: proofs first, then the headers they name
+      for (const p of proofs) storedProofs.push(stored(p));
+      await rows('proofs', storedProofs, PROOFS_PER_PIECE, false);
+      await write(`"headers":${JSON.stringify(headers)},`);
+      await rows('entries', entries, ROWS_PER_PIECE, false);
+      await rows('tombstones', tombstones, ROWS_PER_PIECE, false);
+      await rows('announces', announces, ROWS_PER_PIECE, true);
+      await write('}');
+      await fh.sync();
     } finally {
-      closeSync(fd);
+      await fh.close();
     }
-    renameSync(tmp, target);
-    const dfd = openSync(dir, 'r');
+    await rename(tmp, target);
+    const dfd = await open(dir, 'r');
     try {
-      fsyncSync(dfd);
+      await dfd.sync();
     } finally {
-      closeSync(dfd);
+      await dfd.close();
     }
   } catch (err) {
     throw new MeshfedError(
@@ -79,8 +126,22 @@ export function writeCatalogFile(
   }
 }
 
+/** A read catalog file: its rows, and its proofs one at a time (text to re-verify, compact form to keep). */
+export interface LoadedCatalog {
+  cluster: string;
+  savedAt: number;
+  proofCount: number;
+  /** the proof's compact JWS text, or undefined when the stored form is damaged */
+  proofText(i: number): string | undefined;
+  /** the proof to hold in memory (no re-compression) */
+  proof(i: number): Proof;
+  entries: [string, number, number][];
+  tombstones: [string, number, number][];
+  announces: [string, number, number, boolean][];
+}
+
 /** Reads the file; undefined when there is none. A damaged file is an error (the caller logs it and starts empty). */
-export function readCatalogFile(dir: string): CatalogFile | undefined {
+export function readCatalogFile(dir: string): LoadedCatalog | undefined {
   const target = join(dir, CATALOG_FILE);
   let text: string;
   try {
@@ -103,8 +164,9 @@ export function readCatalogFile(dir: string): CatalogFile | undefined {
     Array.isArray(rows) && rows.every((r) => Array.isArray(r) && r.length === width);
   if (
     file?.format !== FORMAT ||
-    !Array.isArray(file.proofs) ||
-    !file.proofs.every((p) => typeof p === 'string') ||
+    !Array.isArray(file.headers) ||
+    !file.headers.every((h) => typeof h === 'string') ||
+    !okRows(file.proofs, 3) ||
     !okRows(file.entries, 3) ||
     !okRows(file.tombstones, 3) ||
     !okRows(file.announces, 4)
@@ -114,5 +176,35 @@ export function readCatalogFile(dir: string): CatalogFile | undefined {
       `${target} is not a ${FORMAT} file; delete it to start empty`,
     );
   }
-  return file;
+  const proofs = new Map<number, Proof | null>();
+  const proofAt = (i: number): Proof | null => {
+    let p = proofs.get(i);
+    if (p === undefined) {
+      const row = file.proofs[i];
+      const header = row ? file.headers[row[0]] : undefined;
+      p =
+        row && typeof header === 'string' && (row[1] === 'z' || row[1] === 'r') && typeof row[2] === 'string'
+          ? new Proof(header, Buffer.from(row[2], 'base64'), row[1] === 'z')
+          : null;
+      proofs.set(i, p);
+    }
+    return p;
+  };
+  return {
+    cluster: file.cluster,
+    savedAt: file.savedAt,
+    proofCount: file.proofs.length,
+    proofText: (i) => {
+      try {
+        return proofAt(i)?.text();
+      } catch {
+        // a damaged deflate stream: the proof is simply unusable
+        return undefined;
+      }
+    },
+    proof: (i) => proofAt(i)!,
+    entries: file.entries,
+    tombstones: file.tombstones,
+    announces: file.announces,
+  };
 }

@@ -9,19 +9,12 @@ import type {
 } from '../core/index.ts';
 import { SetDigest } from './digest.ts';
 import { type AnnounceMessage, type EntryMessage, entryKey, type TombstoneMessage } from './messages.ts';
-
-/** The signed text an accepted message came in: its own JWS, or the snapshot part that carried it. */
-export type Proof = string;
-
-interface HeldEntry {
-  instance: RemoteServiceInstance;
-  proof: Proof;
-}
+import type { Proof } from './proof.ts';
 
 interface HeldTombstone {
   revision: number;
   expiresAt: number;
-  proof: Proof;
+  proof: Proof | undefined;
 }
 
 interface HeldCluster {
@@ -31,14 +24,20 @@ interface HeldCluster {
   /** the announcement's own issue time, as the cluster reported it */
   lastHeartbeat?: number;
   announceRevision: number;
-  announceProof?: Proof;
+  announceProof: Proof | undefined;
   /** local clock: when we last heard from it (or resumed listening); staleness counts from here */
   lastSeen: number;
   stale: boolean;
   digest: SetDigest;
   /** entry keys of this cluster */
   keys: Set<string>;
+  /** the locality and gateways of its last entry: the next entry that carries equal ones shares them */
+  lastLocality: Locality | undefined;
+  lastGateways: GatewayEndpoint[] | undefined;
 }
+
+/** distinct port lists shared between entries; beyond this many, new ones are simply not shared */
+const PORTS_INTERNED_MAX = 10_000;
 
 export type ApplyResult = 'applied' | 'unchanged' | 'stale_revision' | 'duplicate';
 
@@ -51,7 +50,10 @@ export type ApplyResult = 'applied' | 'unchanged' | 'stale_revision' | 'duplicat
 export class CatalogStore implements CatalogView {
   readonly #self: string;
   readonly #staleAfter: () => number;
-  readonly #entries = new Map<string, HeldEntry>();
+  readonly #entries = new Map<string, RemoteServiceInstance>();
+  /** what vouches for each entry, when the caller keeps proofs (persistence); absent otherwise */
+  readonly #proofs = new Map<string, Proof>();
+  readonly #ports = new Map<string, RemoteServiceInstance['ports']>();
   readonly #tombstones = new Map<string, HeldTombstone>();
   readonly #byService = new Map<string, Set<string>>();
   readonly #clusters = new Map<string, HeldCluster>();
@@ -93,7 +95,7 @@ export class CatalogStore implements CatalogView {
     const keys = this.#byService.get(`${namespace}/${name}`);
     if (!keys) return [];
     const out: RemoteServiceInstance[] = [];
-    for (const k of keys) out.push(this.#entries.get(k)!.instance);
+    for (const k of keys) out.push(this.#entries.get(k)!);
     return out;
   }
 
@@ -108,35 +110,42 @@ export class CatalogStore implements CatalogView {
 
   // ---- inputs (verified messages only) ----
 
-  applyEntry(msg: EntryMessage, proof: Proof, now: number): ApplyResult {
+  applyEntry(msg: EntryMessage, proof: Proof | undefined, now: number): ApplyResult {
     if (msg.cluster === this.#self) return 'unchanged';
     const key = entryKey(msg.cluster, msg.namespace, msg.name);
     const held = this.#entries.get(key);
     if (held) {
-      if (held.instance.revision === msg.revision) return 'duplicate';
-      if (held.instance.revision > msg.revision) return 'stale_revision';
+      if (held.revision === msg.revision) return 'duplicate';
+      if (held.revision > msg.revision) return 'stale_revision';
     }
     const tomb = this.#tombstones.get(key);
     if (tomb && tomb.revision >= msg.revision)
       return tomb.revision === msg.revision ? 'duplicate' : 'stale_revision';
     if (tomb) this.#tombstones.delete(key);
     const c = this.#cluster(msg.cluster, now);
+    // a view of 100,000 entries holds ~50 distinct localities, gateway lists and port lists: share them
+    if (c.lastLocality === undefined || !sameJson(c.lastLocality, msg.locality))
+      c.lastLocality = msg.locality;
+    if (c.lastGateways === undefined || !sameJson(c.lastGateways, msg.gateways))
+      c.lastGateways = msg.gateways;
     const instance: RemoteServiceInstance = Object.freeze({
-      cluster: msg.cluster,
-      namespace: msg.namespace,
-      name: msg.name,
-      ports: msg.ports as RemoteServiceInstance['ports'],
-      locality: msg.locality,
+      cluster: c.cluster,
+      namespace: held ? held.namespace : msg.namespace,
+      name: held ? held.name : msg.name,
+      ports: this.#sharedPorts(msg.ports as RemoteServiceInstance['ports']),
+      locality: c.lastLocality,
       weight: msg.weight,
-      gateways: msg.gateways,
+      gateways: c.lastGateways,
       revision: msg.revision,
       expiresAt: msg.expiresAt,
       stale: c.stale,
     });
-    this.#entries.set(key, { instance, proof });
+    this.#entries.set(key, instance);
+    if (proof) this.#proofs.set(key, proof);
+    else this.#proofs.delete(key);
     if (msg.expiresAt < this.#nextExpiry) this.#nextExpiry = msg.expiresAt;
     if (held) {
-      c.digest.remove(msg.namespace, msg.name, held.instance.revision);
+      c.digest.remove(msg.namespace, msg.name, held.revision);
     } else {
       c.keys.add(key);
       const svc = `${msg.namespace}/${msg.name}`;
@@ -150,18 +159,18 @@ export class CatalogStore implements CatalogView {
     c.digest.add(msg.namespace, msg.name, msg.revision);
     this.#version++;
     // a refresh that only moves revision and expiry is not news to a router
-    if (!held || !sameRouting(held.instance, instance)) {
+    if (!held || !sameRouting(held, instance)) {
       this.#queue(`e:${key}`, { type: 'upsert', instance });
       if (!held) this.#queueCluster(c);
     }
     return 'applied';
   }
 
-  applyTombstone(msg: TombstoneMessage, proof: Proof, now: number): ApplyResult {
+  applyTombstone(msg: TombstoneMessage, proof: Proof | undefined, now: number): ApplyResult {
     if (msg.cluster === this.#self) return 'unchanged';
     const key = entryKey(msg.cluster, msg.namespace, msg.name);
     const held = this.#entries.get(key);
-    if (held && held.instance.revision >= msg.revision) return 'stale_revision';
+    if (held && held.revision >= msg.revision) return 'stale_revision';
     const tomb = this.#tombstones.get(key);
     if (tomb && tomb.revision >= msg.revision)
       return tomb.revision === msg.revision ? 'duplicate' : 'stale_revision';
@@ -174,7 +183,7 @@ export class CatalogStore implements CatalogView {
   /** Returns 'applied' with `digestMatches` telling whether our copy of that cluster's set equals its own. */
   applyAnnounce(
     msg: AnnounceMessage,
-    proof: Proof,
+    proof: Proof | undefined,
     now: number,
   ): { result: ApplyResult; digestMatches: boolean } {
     if (msg.cluster === this.#self) return { result: 'unchanged', digestMatches: true };
@@ -212,7 +221,7 @@ export class CatalogStore implements CatalogView {
     for (const key of [...c.keys]) {
       if (listed.has(key)) continue;
       const held = this.#entries.get(key)!;
-      if (held.instance.revision > asOf) continue;
+      if (held.revision > asOf) continue;
       this.#remove(key, held, now);
       removed++;
     }
@@ -229,10 +238,10 @@ export class CatalogStore implements CatalogView {
     if (now > this.#nextExpiry) {
       let next = Number.POSITIVE_INFINITY;
       for (const [key, held] of this.#entries) {
-        const c = this.#clusters.get(held.instance.cluster)!;
+        const c = this.#clusters.get(held.cluster)!;
         // a stale cluster's entries are kept (flagged) until it comes back: the partition may be on our side
-        if (!c.stale && held.instance.expiresAt < now) this.#remove(key, held, now);
-        else if (held.instance.expiresAt < next) next = Math.max(held.instance.expiresAt, now + 1000);
+        if (!c.stale && held.expiresAt < now) this.#remove(key, held, now);
+        else if (held.expiresAt < next) next = Math.max(held.expiresAt, now + 1000);
       }
       this.#nextExpiry = next;
     }
@@ -253,24 +262,31 @@ export class CatalogStore implements CatalogView {
     return this.#clusters.get(cluster)?.digest.hex();
   }
 
-  /** What persistence writes: every held proof and which (key, revision) it vouches for. */
+  /** What persistence writes: every held proof and which (key, revision) it vouches for (items without one are left out). */
   exportState(): {
     entries: { key: string; revision: number; proof: Proof }[];
     tombstones: { key: string; revision: number; proof: Proof }[];
     announces: { cluster: string; revision: number; proof: Proof; stale: boolean }[];
   } {
-    return {
-      entries: [...this.#entries].map(([key, h]) => ({ key, revision: h.instance.revision, proof: h.proof })),
-      tombstones: [...this.#tombstones].map(([key, t]) => ({ key, revision: t.revision, proof: t.proof })),
-      announces: [...this.#clusters.values()]
-        .filter((c) => c.announceProof !== undefined)
-        .map((c) => ({
+    const entries: { key: string; revision: number; proof: Proof }[] = [];
+    for (const [key, proof] of this.#proofs)
+      entries.push({ key, revision: this.#entries.get(key)!.revision, proof });
+    const tombstones: { key: string; revision: number; proof: Proof }[] = [];
+    for (const [key, t] of this.#tombstones) {
+      if (t.proof) tombstones.push({ key, revision: t.revision, proof: t.proof });
+    }
+    const announces: { cluster: string; revision: number; proof: Proof; stale: boolean }[] = [];
+    for (const c of this.#clusters.values()) {
+      if (c.announceProof) {
+        announces.push({
           cluster: c.cluster,
           revision: c.announceRevision,
-          proof: c.announceProof!,
+          proof: c.announceProof,
           stale: c.stale,
-        })),
-    };
+        });
+      }
+    }
+    return { entries, tombstones, announces };
   }
 
   /** Marks a cluster stale or live as persisted (used when loading from disk). */
@@ -292,6 +308,9 @@ export class CatalogStore implements CatalogView {
         stale: false,
         digest: new SetDigest(),
         keys: new Set(),
+        announceProof: undefined,
+        lastLocality: undefined,
+        lastGateways: undefined,
       };
       this.#clusters.set(name, c);
       this.#queueCluster(c);
@@ -299,9 +318,18 @@ export class CatalogStore implements CatalogView {
     return c;
   }
 
-  #remove(key: string, held: HeldEntry, _now: number): void {
-    const inst = held.instance;
+  #sharedPorts(ports: RemoteServiceInstance['ports']): RemoteServiceInstance['ports'] {
+    let id = '';
+    for (const p of ports) id += `${p.name}:${p.port}:${p.protocol},`;
+    const shared = this.#ports.get(id);
+    if (shared) return shared;
+    if (this.#ports.size < PORTS_INTERNED_MAX) this.#ports.set(id, ports);
+    return ports;
+  }
+
+  #remove(key: string, inst: RemoteServiceInstance, _now: number): void {
     this.#entries.delete(key);
+    this.#proofs.delete(key);
     const c = this.#clusters.get(inst.cluster)!;
     c.keys.delete(key);
     c.digest.remove(inst.namespace, inst.name, inst.revision);
@@ -324,9 +352,9 @@ export class CatalogStore implements CatalogView {
     this.#version++;
     this.#queueCluster(c);
     for (const key of c.keys) {
-      const held = this.#entries.get(key)!;
-      held.instance = Object.freeze({ ...held.instance, stale });
-      this.#queue(`e:${key}`, { type: 'upsert', instance: held.instance });
+      const instance = Object.freeze({ ...this.#entries.get(key)!, stale });
+      this.#entries.set(key, instance);
+      this.#queue(`e:${key}`, { type: 'upsert', instance });
     }
   }
 
@@ -386,6 +414,26 @@ function sameRouting(a: RemoteServiceInstance, b: RemoteServiceInstance): boolea
   return (
     a.weight === b.weight &&
     a.stale === b.stale &&
-    JSON.stringify([a.ports, a.locality, a.gateways]) === JSON.stringify([b.ports, b.locality, b.gateways])
+    sameJson(a.ports, b.ports) &&
+    sameJson(a.locality, b.locality) &&
+    sameJson(a.gateways, b.gateways)
   );
+}
+
+/** Deep equality of JSON data (objects, arrays, primitives); key order does not matter. */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  for (const k of ka) {
+    if (!sameJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  }
+  return true;
 }

@@ -37,11 +37,12 @@ import {
 import { SetDigest } from './digest.ts';
 import { JwsSigner } from './jws.ts';
 import { type AnnounceMessage, type EntryMessage, entryKey, type SnapshotMessage } from './messages.ts';
+import { type Proof, ProofMaker } from './proof.ts';
 import { CatalogPublisher } from './publisher.ts';
 import { ingestCatalogMessage } from './ingest.ts';
 import { RejectionRecorder } from './rejections.ts';
 import { clusterOfSubject, type Subjects, subjects } from './subjects.ts';
-import { type Accepted, MessageVerifier } from './verifier.ts';
+import { type Accepted, MessageVerifier, type Verdict } from './verifier.ts';
 
 export interface FederationNodeOptions {
   config: FederationConfig | FederationConfigInput;
@@ -82,6 +83,11 @@ interface Collection {
 }
 
 const SNAPSHOT_PART_BYTES = 256 * 1024;
+/** persistence waits this long after a change, so a burst of changes is written once */
+const PERSIST_DELAY_MS = 500;
+/** after a write that took W ms, the next one waits at least W × this (at most PERSIST_MAX_PAUSE_MS) */
+const PERSIST_PAUSE_FACTOR = 20;
+const PERSIST_MAX_PAUSE_MS = 30_000;
 const MAX_COLLECTIONS = 4096;
 /**
  * Snapshots requested at once. Each is one cluster's whole set (about 1 MiB for 2,000 services): pulling them a
@@ -117,6 +123,12 @@ export class FederationNode implements CatalogView {
   #timers: NodeJS.Timeout[] = [];
   #persistTimer: NodeJS.Timeout | undefined;
   #persistedVersion = -1;
+  /** earliest time of the next write: a write of a large catalog is followed by a proportionally longer pause */
+  #persistNotBefore = 0;
+  /** the write in progress, if any: writes never overlap */
+  #persisting: Promise<void> | undefined;
+  /** signed proofs are kept (compactly) only when there is a stateDir to persist them to */
+  readonly #proofs: ProofMaker | undefined;
   #unsubscribeSource: (() => void) | undefined;
   #inbox = '';
   #requests = new Map<string, number>();
@@ -145,6 +157,7 @@ export class FederationNode implements CatalogView {
       now: this.#now,
     });
     this.#rejections = new RejectionRecorder(o.registry, this.#log);
+    this.#proofs = this.config.stateDir ? new ProofMaker() : undefined;
     this.#accepted =
       (o.registry.getSingleMetric('meshfed_catalog_accepted_total') as Counter<'type'> | undefined) ??
       new Counter({
@@ -240,7 +253,8 @@ export class FederationNode implements CatalogView {
     this.#connected = false;
     if (nc) await nc.close().catch(() => undefined);
     await this.#connectLoop;
-    this.#persistNow();
+    await this.#persisting;
+    await this.#persistNow();
   }
 
   // ---- connection ----
@@ -384,6 +398,7 @@ export class FederationNode implements CatalogView {
     const out = ingestCatalogMessage(this.#verifier, this.#store, m.data, {
       subjectCluster,
       now: this.#now(),
+      proofs: this.#proofs,
     });
     if (!out.verdict.ok) {
       this.#reject(out.verdict, m.subject, 'nats');
@@ -413,10 +428,10 @@ export class FederationNode implements CatalogView {
       );
       return;
     }
-    this.#applyAnnounce(v.msg, Buffer.from(m.data).toString('utf8'), v, m.subject);
+    this.#applyAnnounce(v.msg, this.#proofs?.make(m.data), v, m.subject);
   }
 
-  #applyAnnounce(msg: AnnounceMessage, proof: string, v: Accepted, subject: string): void {
+  #applyAnnounce(msg: AnnounceMessage, proof: Proof | undefined, v: Accepted, subject: string): void {
     const { result, digestMatches } = this.#store.applyAnnounce(msg, proof, this.#now());
     this.#afterApply(result, v, subject);
     if (!digestMatches) this.#requestSync(msg.cluster);
@@ -521,7 +536,7 @@ export class FederationNode implements CatalogView {
       );
       return;
     }
-    this.#applySnapshotPart(v.msg, Buffer.from(m.data).toString('utf8'), v);
+    this.#applySnapshotPart(v.msg, m.data, v);
   }
 
   #onSnapshotPart(m: Msg): void {
@@ -534,7 +549,7 @@ export class FederationNode implements CatalogView {
     }
     if (v.msg.type === 'announce') {
       if (v.msg.cluster !== this.cluster) {
-        this.#applyAnnounce(v.msg, Buffer.from(m.data).toString('utf8'), v, m.subject);
+        this.#applyAnnounce(v.msg, this.#proofs?.make(m.data), v, m.subject);
       }
       return;
     }
@@ -553,10 +568,10 @@ export class FederationNode implements CatalogView {
       return;
     }
     if (snap.cluster === this.cluster) return;
-    this.#applySnapshotPart(snap, Buffer.from(m.data).toString('utf8'), v);
+    this.#applySnapshotPart(snap, m.data, v);
   }
 
-  #applySnapshotPart(snap: SnapshotMessage, proof: string, v: Accepted): void {
+  #applySnapshotPart(snap: SnapshotMessage, raw: Uint8Array, v: Accepted): void {
     const id = `${snap.cluster}|${snap.req}`;
     let col = this.#collections.get(id);
     if (!col) {
@@ -584,6 +599,7 @@ export class FederationNode implements CatalogView {
     }
     col.seen.add(snap.part);
     const now = this.#now();
+    const proof = this.#proofs?.make(raw);
     let applied = 0;
     for (const e of snap.entries) {
       const key = entryKey(e.cluster, e.namespace, e.name);
@@ -679,21 +695,35 @@ export class FederationNode implements CatalogView {
   // ---- persistence ----
 
   #schedulePersist(): void {
-    if (!this.config.stateDir || this.#persistTimer || this.#store.version === this.#persistedVersion) return;
+    if (
+      !this.config.stateDir ||
+      this.#persistTimer ||
+      this.#persisting ||
+      this.#store.version === this.#persistedVersion
+    )
+      return;
+    const delay = Math.max(PERSIST_DELAY_MS, this.#persistNotBefore - this.#now());
     this.#persistTimer = setTimeout(() => {
       this.#persistTimer = undefined;
-      this.#persistNow();
-    }, 500);
+      this.#persisting = this.#persistNow().finally(() => {
+        this.#persisting = undefined;
+        if (!this.#stopped) this.#schedulePersist();
+      });
+    }, delay);
     this.#persistTimer.unref();
   }
 
-  #persistNow(): void {
+  async #persistNow(): Promise<void> {
     const dir = this.config.stateDir;
     if (!dir || this.#store.version === this.#persistedVersion) return;
     const version = this.#store.version;
+    const started = performance.now();
     try {
-      writeCatalogFile(dir, this.cluster, this.#store.exportState(), this.#now());
+      await writeCatalogFile(dir, this.cluster, this.#store.exportState(), this.#now());
       this.#persistedVersion = version;
+      // under a steady change stream a 100,000-entry file would otherwise be rewritten twice a second
+      const took = performance.now() - started;
+      this.#persistNotBefore = this.#now() + Math.min(PERSIST_MAX_PAUSE_MS, took * PERSIST_PAUSE_FACTOR);
     } catch (err) {
       this.#log.error(
         { err: toMeshfedError(err) },
@@ -714,21 +744,35 @@ export class FederationNode implements CatalogView {
     }
     if (!file) return;
     const now = this.#now();
-    const verified: (Accepted | undefined)[] = file.proofs.map((p) => {
-      const v = this.#verifier.verify(p, { snapshot: true, checkExpiry: false });
-      if (!v.ok) {
+    const verified: (Accepted | undefined)[] = [];
+    for (let i = 0; i < file.proofCount; i++) {
+      const text = file.proofText(i);
+      const v: Verdict = text
+        ? this.#verifier.verify(text, { snapshot: true, checkExpiry: false })
+        : { ok: false, reason: 'not_jws', signer: 'unknown', detail: 'a damaged proof in the catalog file' };
+      if (v.ok) verified.push(v);
+      else {
+        verified.push(undefined);
         this.#reject(v, 'stateDir', 'disk');
-        return undefined;
       }
-      return v;
-    });
+    }
+    // the loaded proofs are kept as they were stored, so the next write still holds them
+    const proofAt = (idx: number): Proof | undefined => (this.#proofs ? file.proof(idx) : undefined);
+    // a snapshot part vouches for hundreds of entries: index each once instead of searching it per entry
+    const partIndex = new Map<number, Map<string, EntryMessage>>();
     const lookup = (idx: number, key: string, revision: number): Accepted['msg'] | undefined => {
       const msg = verified[idx]?.msg;
       if (!msg) return undefined;
       if (msg.type === 'snapshot') {
-        return msg.entries.find(
-          (e) => entryKey(e.cluster, e.namespace, e.name) === key && e.revision === revision,
-        ) as EntryMessage | undefined;
+        let byKey = partIndex.get(idx);
+        if (!byKey) {
+          byKey = new Map(
+            msg.entries.map((e) => [entryKey(e.cluster, e.namespace, e.name), e as EntryMessage]),
+          );
+          partIndex.set(idx, byKey);
+        }
+        const e = byKey.get(key);
+        return e?.revision === revision ? e : undefined;
       }
       if (msg.type === 'announce') return msg.cluster === key && msg.revision === revision ? msg : undefined;
       return entryKey(msg.cluster, (msg as EntryMessage).namespace, (msg as EntryMessage).name) === key &&
@@ -740,17 +784,16 @@ export class FederationNode implements CatalogView {
     for (const [cluster, revision, idx, stale] of file.announces) {
       const msg = lookup(idx, cluster, revision);
       if (msg?.type !== 'announce') continue;
-      this.#store.applyAnnounce(msg, file.proofs[idx]!, now);
+      this.#store.applyAnnounce(msg, proofAt(idx), now);
       this.#store.restoreStale(cluster, stale);
     }
     for (const [key, revision, idx] of file.tombstones) {
       const msg = lookup(idx, key, revision);
-      if (msg?.type === 'tombstone') this.#store.applyTombstone(msg, file.proofs[idx]!, now);
+      if (msg?.type === 'tombstone') this.#store.applyTombstone(msg, proofAt(idx), now);
     }
     for (const [key, revision, idx] of file.entries) {
       const msg = lookup(idx, key, revision);
-      if (msg?.type === 'entry' && this.#store.applyEntry(msg, file.proofs[idx]!, now) === 'applied')
-        entries++;
+      if (msg?.type === 'entry' && this.#store.applyEntry(msg, proofAt(idx), now) === 'applied') entries++;
     }
     this.#persistedVersion = this.#store.version;
     this.#log.info(

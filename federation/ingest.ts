@@ -1,4 +1,5 @@
 import type { ApplyResult, CatalogStore } from './catalog-store.ts';
+import type { ProofMaker } from './proof.ts';
 import type { Accepted, MessageVerifier, Rejected } from './verifier.ts';
 
 export type IngestOutcome =
@@ -13,7 +14,7 @@ export function ingestCatalogMessage(
   verifier: MessageVerifier,
   store: CatalogStore,
   raw: string | Uint8Array,
-  o: { subjectCluster?: string; now: number },
+  o: { subjectCluster?: string; now: number; proofs?: ProofMaker | undefined },
 ): IngestOutcome {
   const v = verifier.verify(raw, o.subjectCluster === undefined ? {} : { subjectCluster: o.subjectCluster });
   if (!v.ok) return { verdict: v };
@@ -28,7 +29,8 @@ export function ingestCatalogMessage(
       },
     };
   }
-  const proof = typeof raw === 'string' ? raw : Buffer.from(raw).toString('utf8');
+  // the proof is kept only for persistence
+  const proof = o.proofs?.make(raw);
   const result =
     msg.type === 'entry' ? store.applyEntry(msg, proof, o.now) : store.applyTombstone(msg, proof, o.now);
   if (result === 'stale_revision') {

@@ -45,7 +45,7 @@ describe('persisted catalog', () => {
       const forged = signer('west').sign(entry('east', 'evil', 11)); // west's key, east's entry
       const [h, , s] = good.split('.');
       const swapped = `${h}.${Buffer.from(JSON.stringify(entry('east', 'evil2', 12))).toString('base64url')}.${s}`;
-      writeCatalogFile(dir, 'view', {
+      await writeCatalogFile(dir, 'view', {
         entries: [
           { key: 'east/shop/orders', revision: 10, proof: good },
           { key: 'east/shop/evil', revision: 11, proof: forged },
@@ -56,7 +56,7 @@ describe('persisted catalog', () => {
         tombstones: [],
         announces: [],
       });
-      expect(JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8')).format).toBe('meshfed-catalog/1');
+      expect(JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8')).format).toBe('meshfed-catalog/2');
       const dead = await freePort(); // no NATS at all: the view must come from disk alone
       const node = await startNode({
         pki,

@@ -173,9 +173,9 @@ describe('CatalogStore revision rules', () => {
     const now = Date.now();
     const e1 = entry({ revision: 100 });
     const e2 = entry({ revision: 200, weight: 9 });
-    expect(store.applyEntry(e2, 'p2', now)).toBe('applied');
-    expect(store.applyEntry(e1, 'p1', now)).toBe('stale_revision');
-    expect(store.applyEntry(e2, 'p2', now)).toBe('duplicate');
+    expect(store.applyEntry(e2, undefined, now)).toBe('applied');
+    expect(store.applyEntry(e1, undefined, now)).toBe('stale_revision');
+    expect(store.applyEntry(e2, undefined, now)).toBe('duplicate');
     expect(store.instances('shop', 'orders')[0]!.weight).toBe(9);
     const tomb = {
       v: 1 as const,
@@ -185,19 +185,19 @@ describe('CatalogStore revision rules', () => {
       name: 'orders',
     };
     expect(
-      store.applyTombstone({ ...tomb, revision: 150, issuedAt: now, expiresAt: now + 1000 }, 't', now),
+      store.applyTombstone({ ...tomb, revision: 150, issuedAt: now, expiresAt: now + 1000 }, undefined, now),
     ).toBe('stale_revision');
     expect(
-      store.applyTombstone({ ...tomb, revision: 300, issuedAt: now, expiresAt: now + 1000 }, 't', now),
+      store.applyTombstone({ ...tomb, revision: 300, issuedAt: now, expiresAt: now + 1000 }, undefined, now),
     ).toBe('applied');
     expect(store.instances('shop', 'orders')).toHaveLength(0);
-    expect(store.applyEntry(e2, 'p2', now)).toBe('stale_revision'); // a replay after the withdrawal
-    expect(store.applyEntry(entry({ revision: 400 }), 'p4', now)).toBe('applied'); // a real re-export
+    expect(store.applyEntry(e2, undefined, now)).toBe('stale_revision'); // a replay after the withdrawal
+    expect(store.applyEntry(entry({ revision: 400 }), undefined, now)).toBe('applied'); // a real re-export
   });
 
   test('a cluster silent past the bound is stale only while we are connected', () => {
     const store = new CatalogStore({ self: 'west', staleAfter: 1000 });
-    store.applyEntry(entry(), 'p', 0);
+    store.applyEntry(entry(), undefined, 0);
     store.tick(5000, false);
     expect(store.clusters()[0]!.stale).toBe(false);
     store.tick(5000, true);
