@@ -11,7 +11,7 @@ import {
   serviceKey,
 } from '../../core/index.ts';
 import type { BalancerConfig } from './config.ts';
-import { levelLoads, localityLevel } from './priority.ts';
+import { levelPlan, localityLevel } from './priority.ts';
 
 export interface BalancerTarget {
   id: string;
@@ -46,7 +46,10 @@ export interface PickOptions {
   port?: number;
 }
 
-/** Per-target state that outlives catalog changes (keyed by target id). */
+/**
+ * Outlier and load state of one target for one service (Envoy keeps it per upstream cluster: a
+ * gateway that fails for `orders` is not ejected for `payments`). Outlives catalog changes.
+ */
 class TargetStats {
   outstanding = 0;
   /** peak-EWMA latency in ms: jumps up to a slow sample at once, decays toward fast ones */
@@ -57,10 +60,15 @@ class TargetStats {
   ejectedUntil = 0;
   /** back from an ejection but not yet proven: one trial request at a time until one succeeds */
   probation = false;
-  activeHealthy = true;
-  activeStreak = 0;
   requests = 0;
   failures = 0;
+}
+
+/** Active health of one address (a remote gateway answers for all its services at once). */
+interface ActiveHealth {
+  healthy: boolean;
+  /** probes in a row that disagree with `healthy` */
+  streak: number;
 }
 
 const DECAY_MS = 10_000;
@@ -68,6 +76,8 @@ const DECAY_MS = 10_000;
 export interface ResolvedService {
   namespace: string;
   name: string;
+  /** `namespace/name`, the key of this service's outlier state */
+  key: string;
   port: ServicePort;
   targets: BalancerTarget[];
 }
@@ -98,7 +108,10 @@ function choosePort(ports: readonly ServicePort[], o: PickOptions): ServicePort 
  */
 export class Balancers {
   private readonly o: BalancersOptions;
-  private readonly stats = new Map<string, TargetStats>();
+  /** per service (`namespace/name`), per target id */
+  private readonly stats = new Map<string, Map<string, TargetStats>>();
+  /** keyed by target address; only remote gateways are probed */
+  private readonly health = new Map<string, ActiveHealth>();
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly ejectionsTotal: Counter;
@@ -120,22 +133,32 @@ export class Balancers {
     this.ejectionsTotal = new Counter({
       name: 'meshfed_outlier_ejections_total',
       help: 'targets ejected by outlier detection',
-      labelNames: ['source_cluster', 'destination_cluster'],
+      labelNames: ['source_cluster', 'destination_cluster', 'service'],
       registers: [o.registry],
     });
     new Gauge({
       name: 'meshfed_upstream_healthy',
-      help: '1 when a target is neither ejected nor failing active health checks',
-      labelNames: ['source_cluster', 'destination_cluster', 'target'],
+      help: '1 when a target is neither ejected (for this service) nor failing active health checks',
+      labelNames: ['source_cluster', 'destination_cluster', 'service', 'target'],
       registers: [o.registry],
       collect() {
         this.reset();
-        for (const [id, s] of self.stats) {
-          const cluster = id.split('|')[1] ?? '';
-          this.set(
-            { source_cluster: o.cluster, destination_cluster: cluster, target: id },
-            s.ejectedUntil <= self.now() && s.activeHealthy ? 1 : 0,
-          );
+        const now = self.now();
+        for (const [key, targets] of self.stats) {
+          const [ns, name] = key.split('/');
+          for (const [id, s] of targets) {
+            const parts = id.split('|');
+            const active = self.health.get(parts[parts.length - 1] ?? '')?.healthy ?? true;
+            this.set(
+              {
+                source_cluster: o.cluster,
+                destination_cluster: parts[1] ?? '',
+                service: `${name}.${ns}`,
+                target: id,
+              },
+              s.ejectedUntil <= now && active ? 1 : 0,
+            );
+          }
         }
       },
     });
@@ -156,11 +179,21 @@ export class Balancers {
     }
   }
 
-  private stat(id: string): TargetStats {
-    let s = this.stats.get(id);
+  private statsOf(svc: ResolvedService): Map<string, TargetStats> {
+    let m = this.stats.get(svc.key);
+    if (!m) {
+      m = new Map();
+      this.stats.set(svc.key, m);
+    }
+    return m;
+  }
+
+  private stat(svc: ResolvedService, t: BalancerTarget): TargetStats {
+    const m = this.statsOf(svc);
+    let s = m.get(t.id);
     if (!s) {
       s = new TargetStats();
-      this.stats.set(id, s);
+      m.set(t.id, s);
     }
     return s;
   }
@@ -221,13 +254,18 @@ export class Balancers {
         });
       }
     }
-    return { namespace, name, port, targets };
+    return { namespace, name, key, port, targets };
   }
 
-  private healthy(t: BalancerTarget, now: number): boolean {
-    const s = this.stats.get(t.id);
+  private activeHealthy(t: BalancerTarget): boolean {
+    return this.health.get(t.address)?.healthy ?? true;
+  }
+
+  private healthy(svc: ResolvedService, t: BalancerTarget, now: number): boolean {
+    if (!this.activeHealthy(t)) return false;
+    const s = this.stats.get(svc.key)?.get(t.id);
     if (!s) return true;
-    if (s.ejectedUntil > now || !s.activeHealthy) return false;
+    if (s.ejectedUntil > now) return false;
     // a target whose ejection just ended gets one request, not the whole burst that queued meanwhile
     return !s.probation || s.outstanding === 0;
   }
@@ -242,31 +280,26 @@ export class Balancers {
     for (const t of candidates) levels[localityLevel(this.o.locality, t.locality)]!.push(t);
     const weights = levels.map((l) => ({
       total: l.reduce((a, t) => a + t.weight, 0),
-      healthy: l.reduce((a, t) => a + (this.healthy(t, now) ? t.weight : 0), 0),
+      healthy: l.reduce((a, t) => a + (this.healthy(svc, t, now) ? t.weight : 0), 0),
     }));
-    const loads = levelLoads(weights, this.o.config.overprovisioningFactor);
-    let level: 0 | 1 | 2;
-    let pool: BalancerTarget[];
-    if (loads.every((l) => l === 0)) {
-      // panic: nothing is healthy; try everything rather than fail outright
-      level = (levels.findIndex((l) => l.length > 0) as 0 | 1 | 2) ?? 2;
-      pool = levels[level]!;
-    } else {
-      let r = this.random();
-      level = 2;
-      for (let i = 0; i < 3; i++) {
-        if (r < loads[i]! || i === 2) {
-          level = i as 0 | 1 | 2;
-          break;
-        }
-        r -= loads[i]!;
+    const c = this.o.config;
+    const { loads, panic } = levelPlan(weights, c.overprovisioningFactor, c.panicThreshold);
+    if (loads.every((l) => l === 0)) return undefined;
+    let r = this.random();
+    let level: 0 | 1 | 2 = 2;
+    for (let i = 0; i < 3; i++) {
+      if (r < loads[i]! || i === 2) {
+        level = i as 0 | 1 | 2;
+        break;
       }
-      if (loads[level] === 0) level = loads.findIndex((l) => l > 0) as 0 | 1 | 2;
-      pool = levels[level]!.filter((t) => this.healthy(t, now));
+      r -= loads[i]!;
     }
-    const target = this.p2c(pool, now);
+    if (loads[level] === 0) level = loads.findIndex((l) => l > 0) as 0 | 1 | 2;
+    // in panic a level balances over all its targets, healthy or not
+    const pool = panic[level] ? levels[level]! : levels[level]!.filter((t) => this.healthy(svc, t, now));
+    const target = this.p2c(svc, pool, now);
     if (!target) return undefined;
-    const s = this.stat(target.id);
+    const s = this.stat(svc, target);
     s.outstanding++;
     s.requests++;
     let released = false;
@@ -277,18 +310,22 @@ export class Balancers {
         if (released) return;
         released = true;
         s.outstanding--;
-        this.observe(target, s, outcome, svc.targets);
+        this.observe(svc, target, s, outcome);
       },
     };
   }
 
   /** Two random candidates (by weight); the one with less outstanding work × latency wins. */
-  private p2c(pool: readonly BalancerTarget[], now: number): BalancerTarget | undefined {
+  private p2c(
+    svc: ResolvedService,
+    pool: readonly BalancerTarget[],
+    now: number,
+  ): BalancerTarget | undefined {
     if (pool.length <= 1) return pool[0];
     const a = this.weighted(pool);
     let b = this.weighted(pool);
     if (a === b) b = pool[(pool.indexOf(a) + 1) % pool.length]!;
-    return this.cost(a, now) <= this.cost(b, now) ? a : b;
+    return this.cost(svc, a, now) <= this.cost(svc, b, now) ? a : b;
   }
 
   private weighted(pool: readonly BalancerTarget[]): BalancerTarget {
@@ -301,8 +338,8 @@ export class Balancers {
     return pool[pool.length - 1]!;
   }
 
-  private cost(t: BalancerTarget, now: number): number {
-    const s = this.stats.get(t.id);
+  private cost(svc: ResolvedService, t: BalancerTarget, now: number): number {
+    const s = this.stats.get(svc.key)?.get(t.id);
     if (!s) return 0;
     const age = now - s.lastSample;
     const latency = s.ewma * Math.exp(-age / DECAY_MS) + 1;
@@ -310,10 +347,10 @@ export class Balancers {
   }
 
   private observe(
+    svc: ResolvedService,
     t: BalancerTarget,
     s: TargetStats,
     o: { ok: boolean; latencyMs: number; failure?: Failure },
-    peers: readonly BalancerTarget[],
   ): void {
     if (o.failure === 'cancelled' || o.failure === 'overflow') return;
     const now = this.now();
@@ -332,15 +369,26 @@ export class Balancers {
     // a failed trial after an ejection re-ejects at once (with the longer back-off)
     if (s.consecutiveFailures < c.consecutiveFailures && !s.probation) return;
     // cap: never eject more than maxEjectionPercent of the targets this service could use
-    const ejected = peers.filter((p) => (this.stats.get(p.id)?.ejectedUntil ?? 0) > now).length;
+    const peers = svc.targets;
+    const ejected = peers.filter((p) => (this.stats.get(svc.key)?.get(p.id)?.ejectedUntil ?? 0) > now).length;
     if (((ejected + 1) / Math.max(peers.length, 1)) * 100 > c.maxEjectionPercent) return;
     s.ejections++;
     s.ejectedUntil = now + Math.min(c.baseEjection * s.ejections, c.maxEjection);
     s.consecutiveFailures = 0;
     s.probation = true;
-    this.ejectionsTotal.inc({ source_cluster: this.o.cluster, destination_cluster: t.cluster });
+    this.ejectionsTotal.inc({
+      source_cluster: this.o.cluster,
+      destination_cluster: t.cluster,
+      service: `${svc.name}.${svc.namespace}`,
+    });
     this.o.logger.warn(
-      { target: t.id, cluster: t.cluster, failure: o.failure, ejectedForMs: s.ejectedUntil - now },
+      {
+        target: t.id,
+        cluster: t.cluster,
+        service: `${svc.name}.${svc.namespace}`,
+        failure: o.failure,
+        ejectedForMs: s.ejectedUntil - now,
+      },
       'target ejected by outlier detection',
     );
   }
@@ -350,17 +398,12 @@ export class Balancers {
     if (this.probing || !this.o.probe) return;
     this.probing = true;
     try {
-      // one probe per gateway address, applied to every target id at that address (ids that were
-      // never picked included, so a dead gateway is known before the first request goes to it)
+      // one probe per gateway address; its result holds for every service behind that gateway
+      // (targets never picked included, so a dead gateway is known before traffic goes to it)
       const seen = new Map<string, BalancerTarget>();
-      const idsAt = new Map<string, Set<string>>();
       for (const ref of this.o.catalog.services()) {
         for (const t of this.resolve(ref.namespace, ref.name)?.targets ?? []) {
-          if (t.local) continue;
-          seen.set(t.address, t);
-          const ids = idsAt.get(t.address) ?? new Set<string>();
-          ids.add(t.id);
-          idsAt.set(t.address, ids);
+          if (!t.local) seen.set(t.address, t);
         }
       }
       const hc = this.o.config.healthCheck;
@@ -370,16 +413,15 @@ export class Balancers {
             this.o.probe!(t).catch(() => false),
             new Promise<boolean>((r) => setTimeout(() => r(false), hc.timeout).unref()),
           ]);
-          for (const id of idsAt.get(t.address) ?? []) {
-            const s = this.stat(id);
-            s.activeStreak = ok === s.activeHealthy ? 0 : s.activeStreak + 1;
-            if (!s.activeHealthy && ok && s.activeStreak >= hc.healthyThreshold) {
-              s.activeHealthy = true;
-              s.activeStreak = 0;
-            } else if (s.activeHealthy && !ok && s.activeStreak >= hc.unhealthyThreshold) {
-              s.activeHealthy = false;
-              s.activeStreak = 0;
-            }
+          let h = this.health.get(t.address);
+          if (!h) {
+            h = { healthy: true, streak: 0 };
+            this.health.set(t.address, h);
+          }
+          h.streak = ok === h.healthy ? 0 : h.streak + 1;
+          if (h.streak >= (ok ? hc.healthyThreshold : hc.unhealthyThreshold)) {
+            h.healthy = ok;
+            h.streak = 0;
           }
         }),
       );
@@ -400,14 +442,15 @@ export class Balancers {
       level: i,
       locality: names[i]!,
       load: 0,
+      panic: false,
       healthyWeight: 0,
       totalWeight: 0,
       targets: [],
     }));
     for (const t of svc.targets) {
       const lvl = levels[localityLevel(this.o.locality, t.locality)]!;
-      const s = this.stats.get(t.id);
-      const healthy = this.healthy(t, now);
+      const s = this.stats.get(svc.key)?.get(t.id);
+      const healthy = this.healthy(svc, t, now);
       lvl.totalWeight += t.weight;
       if (healthy) lvl.healthyWeight += t.weight;
       lvl.targets.push({
@@ -449,15 +492,20 @@ export class Balancers {
         }
       }
     }
-    const loads = levelLoads(
+    const { loads, panic } = levelPlan(
       levels.map((l) => ({ healthy: l.healthyWeight, total: l.totalWeight })),
       this.o.config.overprovisioningFactor,
+      this.o.config.panicThreshold,
     );
     levels.forEach((l, i) => {
       l.load = Math.round(loads[i]! * 1000) / 10;
-      // effective share of a target = its level's load × its part of the level's healthy weight
+      l.panic = panic[i]!;
+      // effective share of a target = its level's load × its part of the weight it is picked from
+      // (the healthy weight, or in panic the whole level's)
+      const base = panic[i] ? l.totalWeight : l.healthyWeight;
       for (const t of l.targets) {
-        t.share = l.healthyWeight > 0 ? Math.round(((loads[i]! * t.share) / l.healthyWeight) * 1000) / 10 : 0;
+        const w = panic[i] ? t.weight : t.share;
+        t.share = base > 0 ? Math.round(((loads[i]! * w) / base) * 1000) / 10 : 0;
       }
     });
     return {
@@ -465,7 +513,7 @@ export class Balancers {
       from: this.o.cluster,
       known: true,
       port: `${svc.port.port}/${svc.port.protocol}`,
-      panic: loads.every((x) => x === 0) && svc.targets.length > 0,
+      panic: panic.some((p, i) => p && loads[i]! > 0),
       levels: levels.filter((l) => l.targets.length > 0),
     };
   }
@@ -481,12 +529,15 @@ export interface RouteExplanation {
   from: string;
   known: boolean;
   port?: string;
+  /** some level that receives traffic is in panic */
   panic?: boolean;
   levels: {
     level: number;
     locality: string;
     /** percent of new requests this level receives */
     load: number;
+    /** the level balances over all its targets, healthy or not (healthy share below panicThreshold) */
+    panic: boolean;
     healthyWeight: number;
     totalWeight: number;
     targets: {

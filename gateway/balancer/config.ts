@@ -10,6 +10,14 @@ export const balancerConfigSchema = z
       .describe(
         "a locality level keeps all its traffic while healthy share × this ≥ 1 (Envoy's default 1.4)",
       ),
+    panicThreshold: z
+      .number()
+      .min(0)
+      .max(100)
+      .default(50)
+      .describe(
+        "percent: below this healthy share a locality level balances over all its targets, healthy or not (Envoy's per-priority panic); 0 turns panic off",
+      ),
     outlier: z
       .strictObject({
         consecutiveFailures: z
@@ -101,6 +109,7 @@ export const balancerConfigSchema = z
   })
   .default({
     overprovisioningFactor: 1.4,
+    panicThreshold: 50,
     outlier: { consecutiveFailures: 5, baseEjection: 30_000, maxEjection: 300_000, maxEjectionPercent: 50 },
     healthCheck: { interval: 5_000, timeout: 1_000, unhealthyThreshold: 2, healthyThreshold: 2 },
     retry: { attempts: 2, budgetPercent: 20, minRetryConcurrency: 3, backoffBase: 25, backoffMax: 250 },

@@ -9,4 +9,4 @@ export {
   type RouteExplanation,
 } from './balancers.ts';
 export { type BalancerConfig, balancerConfigSchema } from './config.ts';
-export { levelLoads, localityLevel } from './priority.ts';
+export { type LevelPlan, levelLoads, levelPlan, localityLevel } from './priority.ts';

@@ -27,6 +27,46 @@ export function levelLoads(levels: readonly LevelWeights[], overprovisioning: nu
   return loads;
 }
 
+export interface LevelPlan {
+  /** share of new requests per level, summing to 1 (or all 0 when nothing can be picked) */
+  loads: number[];
+  /** per level: pick among all its targets, healthy or not (Envoy's per-priority panic) */
+  panic: boolean[];
+}
+
+/**
+ * Loads plus Envoy's per-priority panic: while the levels together have enough healthy capacity
+ * (normalised total health 100 %) nothing is in panic, the spill-over already moved the load.
+ * Below that, a level whose healthy share is under `panicThresholdPercent` is in panic: its load
+ * goes to all its targets, because a few survivors would otherwise take a load meant for many.
+ * When nothing at all is healthy, the nearest non-empty level takes everything, in panic. A
+ * threshold of 0 turns panic off (then a level with no healthy target takes no load, and with
+ * nothing healthy anywhere nothing can be picked).
+ */
+export function levelPlan(
+  levels: readonly LevelWeights[],
+  overprovisioning: number,
+  panicThresholdPercent: number,
+): LevelPlan {
+  const loads = levelLoads(levels, overprovisioning);
+  const totalHealth = levels.reduce(
+    (a, l) => a + (l.total <= 0 ? 0 : Math.min(1, (l.healthy / l.total) * overprovisioning)),
+    0,
+  );
+  if (panicThresholdPercent <= 0) return { loads, panic: levels.map(() => false) };
+  if (loads.every((l) => l === 0)) {
+    const nearest = levels.findIndex((l) => l.total > 0);
+    return {
+      loads: levels.map((_, i) => (i === nearest ? 1 : 0)),
+      panic: levels.map((_, i) => i === nearest),
+    };
+  }
+  const panic = levels.map(
+    (l) => totalHealth < 1 && l.total > 0 && (l.healthy / l.total) * 100 < panicThresholdPercent,
+  );
+  return { loads, panic };
+}
+
 /** 0: same zone, 1: same region, 2: anywhere else. */
 export function localityLevel(
   self: { region: string; zone: string },

@@ -1,5 +1,5 @@
 import { createLogger, Registry, waitFor } from '../../../core/index.ts';
-import { Balancers, balancerConfigSchema, levelLoads } from '../../../gateway/balancer/index.ts';
+import { Balancers, balancerConfigSchema, levelLoads, levelPlan } from '../../../gateway/balancer/index.ts';
 import { FixedCatalog, FixedSource, makeBalancers, SELF } from './fixtures.ts';
 
 /** Picks n times, releasing each at once with the latency/outcome `outcome` gives; returns counts. */
@@ -277,7 +277,7 @@ describe('outlier detection', () => {
     expect(states.filter((s) => s.startsWith('ejected'))).toHaveLength(2);
     return registry.getSingleMetricAsString('meshfed_outlier_ejections_total').then((text) => {
       expect(text).toContain(
-        'meshfed_outlier_ejections_total{source_cluster="home",destination_cluster="west"} 2',
+        'meshfed_outlier_ejections_total{source_cluster="home",destination_cluster="west",service="orders.shop"} 2',
       );
       balancers.close();
     });
@@ -357,6 +357,177 @@ describe('probation after an ejection (regression: a burst queued during the eje
     // proven healthy: it takes concurrent requests again
     const after = Array.from({ length: 10 }, () => balancers.pick('shop', 'orders')!);
     expect(after.filter((p) => p.target.id === localId).length).toBeGreaterThan(1);
+    balancers.close();
+  });
+});
+
+describe('per-priority panic threshold (Envoy semantics)', () => {
+  const F = false;
+  const T = true;
+  test.each([
+    {
+      name: 'all healthy',
+      levels: [
+        [4, 4],
+        [4, 4],
+        [4, 4],
+      ],
+      threshold: 50,
+      loads: [1, 0, 0],
+      panic: [F, F, F],
+    },
+    {
+      name: 'a weak P0 but enough capacity below: spill-over, no panic',
+      levels: [
+        [1, 4],
+        [4, 4],
+        [0, 0],
+      ],
+      threshold: 50,
+      loads: [0.35, 0.65, 0],
+      panic: [F, F, F],
+    },
+    {
+      name: 'one level at 25 %: not enough capacity anywhere, the level is in panic',
+      levels: [
+        [1, 4],
+        [0, 0],
+        [0, 0],
+      ],
+      threshold: 50,
+      loads: [1, 0, 0],
+      panic: [T, F, F],
+    },
+    {
+      name: 'exactly at the threshold is not panic',
+      levels: [
+        [2, 4],
+        [0, 0],
+        [0, 0],
+      ],
+      threshold: 50,
+      loads: [1, 0, 0],
+      panic: [F, F, F],
+    },
+    {
+      name: 'two weak levels: each below the threshold is in panic, loads normalised',
+      levels: [
+        [1, 4],
+        [1, 4],
+        [0, 4],
+      ],
+      threshold: 50,
+      loads: [0.5, 0.5, 0],
+      panic: [T, T, T],
+    },
+    {
+      name: 'a higher threshold puts a 60 % level in panic',
+      levels: [
+        [3, 5],
+        [0, 0],
+        [0, 0],
+      ],
+      threshold: 80,
+      loads: [1, 0, 0],
+      panic: [T, F, F],
+    },
+    {
+      name: 'nothing healthy: the nearest non-empty level takes everything, in panic',
+      levels: [
+        [0, 0],
+        [0, 2],
+        [0, 2],
+      ],
+      threshold: 50,
+      loads: [0, 1, 0],
+      panic: [F, T, F],
+    },
+    {
+      name: 'threshold 0 turns panic off: the survivors take the load',
+      levels: [
+        [1, 4],
+        [0, 0],
+        [0, 0],
+      ],
+      threshold: 0,
+      loads: [1, 0, 0],
+      panic: [F, F, F],
+    },
+    {
+      name: 'threshold 0 and nothing healthy: nothing can be picked',
+      levels: [
+        [0, 2],
+        [0, 0],
+        [0, 0],
+      ],
+      threshold: 0,
+      loads: [0, 0, 0],
+      panic: [F, F, F],
+    },
+  ])('$name', ({ levels, threshold, loads, panic }) => {
+    const plan = levelPlan(
+      levels.map(([healthy, total]) => ({ healthy: healthy!, total: total! })),
+      1.4,
+      threshold,
+    );
+    expect(plan.loads.map((l) => Math.round(l * 1000) / 1000)).toEqual(loads);
+    expect(plan.panic).toEqual(panic);
+  });
+
+  /** one level of four remote gateways, three of them ejected */
+  function threeOfFourEjected(panicThreshold: number) {
+    const catalog = new FixedCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 4, gateways: 4 });
+    const made = makeBalancers(catalog, new FixedSource(), {
+      panicThreshold,
+      outlier: { maxEjectionPercent: 100 },
+    });
+    for (let i = 1; i < 4; i++) failTimes(made.balancers, `remote|west|gw${i}|127.0.0.${10 + i}:15443`, 5);
+    return made;
+  }
+
+  test.each([
+    { threshold: 50, panic: true, targets: 4 },
+    { threshold: 20, panic: false, targets: 1 },
+    { threshold: 0, panic: false, targets: 1 },
+  ])(
+    'with 1 of 4 targets healthy and threshold $threshold: panic $panic, picks reach $targets targets',
+    ({ threshold, panic, targets }) => {
+      const { balancers } = threeOfFourEjected(threshold);
+      const { byTarget } = drive(balancers, 400);
+      expect(byTarget.size).toBe(targets);
+      if (panic) for (const n of byTarget.values()) expect(n).toBeGreaterThan(40);
+      const ex = balancers.explain('shop', 'orders');
+      expect(ex.panic).toBe(panic);
+      expect(ex.levels[0]!.panic).toBe(panic);
+      expect(ex.levels[0]!.targets.map((t) => t.share)).toEqual(panic ? [25, 25, 25, 25] : [100, 0, 0, 0]);
+      balancers.close();
+    },
+  );
+});
+
+describe('outlier state per (gateway, service)', () => {
+  test('a gateway failing for one service is ejected for that service only', async () => {
+    const catalog = new FixedCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 4, gateways: 2 });
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 4, gateways: 2, name: 'payments' });
+    const { balancers, registry } = makeBalancers(catalog, new FixedSource(), {});
+    const gw0 = 'remote|west|gw0|127.0.0.10:15443';
+    failTimes(balancers, gw0, 5);
+    const stateOf = (name: string) =>
+      balancers.explain('shop', name).levels[0]!.targets.find((t) => t.target.includes('gw0'))!.state;
+    expect(stateOf('orders')).toMatch(/^ejected/);
+    expect(stateOf('payments')).toBe('healthy');
+    const seen = new Set<string>();
+    for (let i = 0; i < 200; i++) {
+      const p = balancers.pick('shop', 'payments')!;
+      seen.add(p.target.id);
+      p.release({ ok: true, latencyMs: 1 });
+    }
+    expect(seen.has(gw0)).toBe(true);
+    const text = await registry.getSingleMetricAsString('meshfed_upstream_healthy');
+    expect(text).toContain(`service="orders.shop",target="${gw0}"} 0`);
+    expect(text).toContain(`service="payments.shop",target="${gw0}"} 1`);
     balancers.close();
   });
 });
