@@ -1,0 +1,93 @@
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import { type NatsServerProcess, startNatsServer, waitFor } from '../../core/index.ts';
+import { type GatewayProcess, startGatewayProcess } from './daemon-process.ts';
+import { request } from './harness.ts';
+
+// Graceful drain of a real `meshfed gateway` process on SIGTERM.
+
+let nats: NatsServerProcess;
+/** a backend whose /slow answers only when the test releases it */
+let backend: http.Server;
+let address: string;
+const held: http.ServerResponse[] = [];
+
+beforeAll(async () => {
+  nats = await startNatsServer({ name: 'drain' });
+  backend = http.createServer((req, res) => {
+    if (req.url === '/slow') held.push(res);
+    else res.end('fast');
+  });
+  backend.listen(0, '127.0.0.1');
+  await new Promise((r) => backend.once('listening', r));
+  address = `127.0.0.1:${(backend.address() as AddressInfo).port}`;
+}, 30_000);
+
+afterAll(async () => {
+  for (const r of held) r.destroy();
+  backend?.closeAllConnections();
+  backend?.close();
+  await nats?.stop();
+});
+
+function refused(addr: string): Promise<boolean> {
+  const i = addr.lastIndexOf(':');
+  return new Promise((resolve) => {
+    const s = net.connect({ host: addr.slice(0, i), port: Number(addr.slice(i + 1)) });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(false);
+    });
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code === 'ECONNREFUSED'));
+  });
+}
+
+async function slowCallInFlight(gw: GatewayProcess) {
+  const before = held.length;
+  const call = request(gw.egress, { host: 'web.shop.svc.clusterset.local', path: '/slow' }).catch(
+    (err: Error) => ({ status: 0, body: err.message, headers: {} }),
+  );
+  await waitFor(() => held.length === before + 1, { timeoutMs: 10_000 });
+  // wrapped: an async function returning the promise itself would wait for the answer
+  return { call };
+}
+
+test('SIGTERM: new connections are refused, the request in flight finishes, then the process exits 0', async () => {
+  const gw = await startGatewayProcess({ natsUrl: nats.url, services: { web: address } });
+  expect((await request(gw.egress, { host: 'web.shop.svc.clusterset.local' })).body).toBe('fast');
+  const { call } = await slowCallInFlight(gw);
+  const exited = new Promise<number | null>((r) => gw.child.once('exit', (code) => r(code)));
+  gw.child.kill('SIGTERM');
+  await waitFor(() => refused(gw.egress), { timeoutMs: 10_000 });
+  expect(await refused(gw.eastWest)).toBe(true);
+  const ready = await request(gw.admin, { host: 'admin', path: '/readyz' });
+  expect(ready.status).toBe(503);
+  expect(JSON.parse(ready.body).status).toBe('draining');
+  // still draining: the process waits for the request
+  expect(gw.child.exitCode).toBeNull();
+  held.shift()!.end('slow done');
+  const r = await call;
+  expect(r.status).toBe(200);
+  expect(r.body).toBe('slow done');
+  expect(await exited).toBe(0);
+}, 60_000);
+
+test('a request that outlasts drainTimeout is cut and the process still exits 0 within the bound', async () => {
+  const gw = await startGatewayProcess({
+    natsUrl: nats.url,
+    services: { web: address },
+    config: { drainTimeout: '1s' },
+  });
+  const { call } = await slowCallInFlight(gw);
+  const exited = new Promise<number | null>((r) => gw.child.once('exit', (code) => r(code)));
+  const t0 = Date.now();
+  gw.child.kill('SIGTERM');
+  expect(await exited).toBe(0);
+  const elapsed = Date.now() - t0;
+  // it waited for the request (the bound), and not much longer than the bound plus the shutdown
+  expect(elapsed).toBeGreaterThanOrEqual(900);
+  expect(elapsed).toBeLessThan(1_000 + 10_000);
+  const r = await call;
+  expect(r.status).not.toBe(200);
+  held.shift()?.destroy();
+}, 60_000);
