@@ -1,10 +1,10 @@
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { balancerConfigSchema } from '../gateway/balancer/index.ts';
-import { discoveryConfigSchema } from '../discovery/index.ts';
+import { discoveryConfigSchema } from '../discovery/config.ts';
 import { federationConfigSchema } from '../federation/index.ts';
 import { gatewayConfigSchema } from '../gateway/index.ts';
 import { dnsLabel, duration, hostPort, loadConfigFile, MeshfedError, z } from '../core/index.ts';
-import { tracingConfigSchema } from './telemetry.ts';
+import { tracingConfigSchema } from './telemetry-config.ts';
 
 const identitySchema = z
   .strictObject({

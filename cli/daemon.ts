@@ -13,7 +13,9 @@ import {
   type Registry,
   serviceKey,
 } from '../core/index.ts';
-import { createSinks, createSources, ImportReconciler } from '../discovery/index.ts';
+// discovery's modules one by one, not its index: the index also loads the Consul and Kubernetes clients
+import { createSinks, createSources } from '../discovery/factory.ts';
+import { ImportReconciler } from '../discovery/import-reconciler.ts';
 import { FederationNode } from '../federation/index.ts';
 import { Balancers } from '../gateway/balancer/index.ts';
 import { Gateway } from '../gateway/index.ts';
@@ -86,7 +88,7 @@ export class Daemon {
   private bundle!: TrustBundle;
   gatewayIdentity!: CertificateSource;
   federationIdentity!: CertificateSource;
-  source!: ReturnType<typeof createSources>;
+  source!: Awaited<ReturnType<typeof createSources>>;
   federation!: FederationNode;
   balancers!: Balancers;
   /** the data plane: this process's Gateway (workers: 1), or the supervisor of N worker processes */
@@ -264,7 +266,7 @@ export class Daemon {
       registry: this.registry,
       basePath: this.loaded.path('.'),
     };
-    this.source = createSources(c.discovery, deps);
+    this.source = await createSources(c.discovery, deps);
     await this.source.start();
     const address = this.advertise();
     this.federation = new FederationNode({
@@ -330,7 +332,7 @@ export class Daemon {
             ...(this.telemetry ? { tracer: this.telemetry.tracer } : {}),
           });
     await this.gateway.start();
-    const sinks = createSinks(c.discovery, deps);
+    const sinks = await createSinks(c.discovery, deps);
     if (sinks.length > 0) {
       this.reconciler = new ImportReconciler({
         cluster: c.cluster,

@@ -18,19 +18,9 @@ import {
   TraceIdRatioBasedSampler,
   ParentBasedSampler,
 } from '@opentelemetry/sdk-trace-base';
-import { z } from '../core/index.ts';
+import type { TracingConfig } from './telemetry-config.ts';
 
-export const tracingConfigSchema = z
-  .strictObject({
-    exporter: z.enum(['none', 'console', 'otlp']).default('none'),
-    /** OTLP/HTTP traces endpoint, e.g. http://127.0.0.1:4318/v1/traces */
-    endpoint: z.string().url().optional(),
-    /** share of new traces recorded (parent-based: a sampled caller's trace is always continued) */
-    sampleRatio: z.number().min(0).max(1).default(1),
-  })
-  .default({ exporter: 'none', sampleRatio: 1 });
-
-export type TracingConfig = z.output<typeof tracingConfigSchema>;
+export { type TracingConfig, tracingConfigSchema } from './telemetry-config.ts';
 
 export interface Telemetry {
   tracer: Tracer;

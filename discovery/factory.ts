@@ -9,12 +9,11 @@ import {
 } from '../core/index.ts';
 import { CombinedSource } from './combined-source.ts';
 import type { DiscoveryConfig } from './config.ts';
-import { ConsulSink } from './consul-sink.ts';
-import { ConsulSource } from './consul-source.ts';
-import { KubernetesSink } from './kubernetes-sink.ts';
 import { registerSourceMetrics } from './metrics.ts';
-import { KubernetesSource } from './kubernetes-source.ts';
 import { StaticFileSource } from './static-file-source.ts';
+
+// The Consul and Kubernetes clients are loaded only when the config uses them: @kubernetes/client-node
+// alone adds about 70 MB to a process's resident memory, and most gateways use one kind of source.
 
 export interface DiscoveryDeps {
   logger?: Logger;
@@ -35,40 +34,53 @@ function pathFrom(deps: DiscoveryDeps, file: string | undefined): string | undef
 }
 
 /** Builds every configured source and returns them as one (a CombinedSource, even for one). */
-export function createSources(config: DiscoveryConfig, deps: DiscoveryDeps = {}): CombinedSource {
+export async function createSources(
+  config: DiscoveryConfig,
+  deps: DiscoveryDeps = {},
+): Promise<CombinedSource> {
   const log = deps.logger ?? silentLogger();
-  const sources: EndpointSource[] = config.sources.map((s) => {
+  const sources: EndpointSource[] = [];
+  for (const s of config.sources) {
     if (s.type === 'static')
-      return new StaticFileSource({ file: pathFrom(deps, s.file), debounceMs: s.debounce, log });
-    if (s.type === 'consul')
-      return new ConsulSource({ config: { ...s, tokenFile: pathFrom(deps, s.tokenFile) }, log });
-    return new KubernetesSource({ config: { ...s, kubeconfig: pathFrom(deps, s.kubeconfig) }, log });
-  });
+      sources.push(new StaticFileSource({ file: pathFrom(deps, s.file), debounceMs: s.debounce, log }));
+    else if (s.type === 'consul') {
+      const { ConsulSource } = await import('./consul-source.ts');
+      sources.push(new ConsulSource({ config: { ...s, tokenFile: pathFrom(deps, s.tokenFile) }, log }));
+    } else {
+      const { KubernetesSource } = await import('./kubernetes-source.ts');
+      sources.push(new KubernetesSource({ config: { ...s, kubeconfig: pathFrom(deps, s.kubeconfig) }, log }));
+    }
+  }
   if (deps.registry) registerSourceMetrics(deps.registry, sources);
   return new CombinedSource(sources, log);
 }
 
 /** Builds every configured sink; the ImportReconciler drives them. */
-export function createSinks(config: DiscoveryConfig, deps: DiscoveryDeps = {}): ImportSink[] {
+export async function createSinks(config: DiscoveryConfig, deps: DiscoveryDeps = {}): Promise<ImportSink[]> {
   const log = deps.logger ?? silentLogger();
   const gatewayId = deps.gatewayId ?? hostname();
   const egress = deps.egress ?? { host: '127.0.0.1', port: 15001 };
-  return config.sinks.map((s) => {
-    if (s.type === 'consul')
-      return new ConsulSink({
-        config: { ...s, tokenFile: pathFrom(deps, s.tokenFile) },
-        gatewayId,
-        egress,
-        log,
-      });
+  const sinks: ImportSink[] = [];
+  for (const s of config.sinks) {
+    if (s.type === 'consul') {
+      const { ConsulSink } = await import('./consul-sink.ts');
+      sinks.push(
+        new ConsulSink({ config: { ...s, tokenFile: pathFrom(deps, s.tokenFile) }, gatewayId, egress, log }),
+      );
+      continue;
+    }
     // in a pod the egress is reachable at the pod IP (Downward API POD_IP), not at loopback
     const podIp = process.env.POD_IP;
     const kubeEgress = podIp ? { host: podIp, port: egress.port } : egress;
-    return new KubernetesSink({
-      config: { ...s, kubeconfig: pathFrom(deps, s.kubeconfig) },
-      gatewayId,
-      egress: kubeEgress,
-      log,
-    });
-  });
+    const { KubernetesSink } = await import('./kubernetes-sink.ts');
+    sinks.push(
+      new KubernetesSink({
+        config: { ...s, kubeconfig: pathFrom(deps, s.kubeconfig) },
+        gatewayId,
+        egress: kubeEgress,
+        log,
+      }),
+    );
+  }
+  return sinks;
 }

@@ -22,7 +22,8 @@ import {
   type Tracer,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { Agent as UndiciAgent } from 'undici';
+import type { Agent } from 'undici';
+import UndiciAgent from 'undici/lib/dispatcher/agent.js';
 import {
   type CertificateSource,
   type IssuedLeaf,
@@ -187,7 +188,7 @@ export class Gateway {
   private readonly o: GatewayOptions;
   private readonly log: Logger;
   private readonly pool: H2Pool;
-  private readonly upstream: UndiciAgent;
+  private readonly upstream: Agent;
   private readonly servers: Server[] = [];
   private egressH1!: http.Server;
   private egressH2!: Http2Server;

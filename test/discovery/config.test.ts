@@ -73,7 +73,7 @@ describe('discoveryConfigSchema', () => {
     ).not.toThrow();
   });
 
-  test('createSources/createSinks build one object per entry; relative files resolve against basePath', () => {
+  test('createSources/createSinks build one object per entry; relative files resolve against basePath', async () => {
     const cfg = parseConfig(
       discoveryConfigSchema,
       {
@@ -83,10 +83,10 @@ describe('discoveryConfigSchema', () => {
       { source: 'gateway.yaml' },
     );
     const registry = createRegistry();
-    const combined = createSources(cfg, { basePath: '/etc/meshfed', registry });
+    const combined = await createSources(cfg, { basePath: '/etc/meshfed', registry });
     expect(registry.getSingleMetric('meshfed_discovery_services')).toBeDefined();
     expect(combined.name).toBe('static+consul');
     expect((combined.sources[0] as unknown as { file: string }).file).toBe('/etc/meshfed/services.yaml');
-    expect(createSinks(cfg, { gatewayId: 'g' }).map((s) => s.name)).toEqual(['consul', 'kubernetes']);
+    expect((await createSinks(cfg, { gatewayId: 'g' })).map((s) => s.name)).toEqual(['consul', 'kubernetes']);
   });
 });

@@ -1,0 +1,160 @@
+// Idle resident memory of one meshfed gateway process (issue 5's goal: at most 60 MB), beside haproxy's
+// measured in the same run. The gateways are the real ones: `meshfed demo --headless` starts three clusters
+// (nats-servers, gateways, demo services); once every gateway is up and the demo's traffic is idle, each
+// gateway's RSS is sampled once a second and the median is kept.
+//   npm run bench:idle-rss                       (samples for 10 s)
+//   npm run bench:idle-rss -- --seconds 30
+// Writes bench/results/idle-rss.json.
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import { type AddressInfo, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' } } });
+const seconds = Number(values.seconds);
+if (!Number.isInteger(seconds) || seconds < 1)
+  throw new Error(`--seconds must be a positive integer, got ${values.seconds}`);
+
+interface Memory {
+  rss_mb: number;
+  anon_mb: number;
+  file_mb: number;
+}
+
+/** VmRSS and its anonymous / file-backed parts (file pages are mostly the shared executable). */
+function memoryOf(pid: number): Memory {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
+  return { rss_mb: kb('VmRSS') / 1024, anon_mb: kb('RssAnon') / 1024, file_mb: kb('RssFile') / 1024 };
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? Number.NaN;
+};
+
+async function sample(pids: number[]): Promise<Memory[]> {
+  const per = pids.map(() => [] as Memory[]);
+  for (let i = 0; i < seconds; i++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    for (const [k, pid] of pids.entries()) per[k]!.push(memoryOf(pid));
+  }
+  return per.map((xs) => ({
+    rss_mb: median(xs.map((x) => x.rss_mb)),
+    anon_mb: median(xs.map((x) => x.anon_mb)),
+    file_mb: median(xs.map((x) => x.file_mb)),
+  }));
+}
+
+async function startDemo(
+  dir: string,
+): Promise<{ child: ChildProcess; gateways: { cluster: string; pid: number }[] }> {
+  const child = spawn(process.execPath, ['bin/meshfed.js', 'demo', '--headless', '--dir', dir], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: child.stdout! });
+  const deadline = setTimeout(() => child.kill('SIGTERM'), 240_000);
+  for await (const line of lines) {
+    if (!line.startsWith('{')) continue;
+    clearTimeout(deadline);
+    const info = JSON.parse(line) as { clusters: { name: string; pid: number }[] };
+    return { child, gateways: info.clusters.map((c) => ({ cluster: c.name, pid: c.pid })) };
+  }
+  clearTimeout(deadline);
+  throw new Error('meshfed demo exited before it was ready (its stderr is above)');
+}
+
+/** haproxy as an idle east-west passthrough gateway: one thread, the peers harness's setup. */
+function startHaproxy(dir: string, port: number): ChildProcess {
+  const cfg = join(dir, 'haproxy.cfg');
+  writeFileSync(
+    cfg,
+    [
+      'global',
+      '  nbthread 1',
+      'defaults',
+      '  mode tcp',
+      '  timeout connect 5s',
+      '  timeout client 60s',
+      '  timeout server 60s',
+      'frontend eastwest',
+      `  bind 127.0.0.1:${port}`,
+      '  tcp-request inspect-delay 5s',
+      '  tcp-request content accept if { req.ssl_hello_type 1 }',
+      '  use_backend echo if { req.ssl_sni -i echo.bench.svc.clusterset.local }',
+      'backend echo',
+      '  server be 127.0.0.1:1',
+      '',
+    ].join('\n'),
+  );
+  return spawn('haproxy', ['-db', '-f', cfg], { stdio: 'ignore' });
+}
+
+const work = mkdtempSync(join(tmpdir(), 'meshfed-idle-rss-'));
+let demo: ChildProcess | undefined;
+let haproxy: ChildProcess | undefined;
+try {
+  const hasHaproxy = spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).status === 0;
+  if (hasHaproxy) {
+    // haproxy wants a real port: borrow a free one from the kernel
+    const probe = createServer().listen(0, '127.0.0.1');
+    await once(probe, 'listening');
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    haproxy = startHaproxy(work, port);
+  }
+  const started = await startDemo(join(work, 'demo'));
+  demo = started.child;
+  // the demo's own start-up traffic ends once it is ready; let the gateways settle before sampling
+  await new Promise((r) => setTimeout(r, 3000));
+  if (haproxy && haproxy.exitCode !== null)
+    throw new Error('haproxy exited at start (run haproxy -c on the config)');
+  const pids = [...started.gateways.map((g) => g.pid), ...(haproxy?.pid ? [haproxy.pid] : [])];
+  const mem = await sample(pids);
+  const gateways = started.gateways.map((g, i) => ({ cluster: g.cluster, ...mem[i]! }));
+  const ours = median(gateways.map((g) => g.rss_mb));
+  const peer = haproxy ? mem[mem.length - 1] : undefined;
+  const round = (x: number) => Math.round(x * 10) / 10;
+  for (const g of gateways)
+    console.log(
+      `meshfed gateway ${g.cluster}: rss ${round(g.rss_mb)} MB (anonymous ${round(g.anon_mb)}, file-backed ${round(g.file_mb)})`,
+    );
+  if (peer)
+    console.log(
+      `haproxy (one thread, idle): rss ${round(peer.rss_mb)} MB (anonymous ${round(peer.anon_mb)})`,
+    );
+  console.log(
+    `median idle gateway rss ${round(ours)} MB; goal <= 60 MB${peer ? `; ratio to haproxy ${round(ours / peer.rss_mb)}x` : ''}`,
+  );
+  mkdirSync('bench/results', { recursive: true });
+  writeFileSync(
+    'bench/results/idle-rss.json',
+    `${JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        command: `npm run bench:idle-rss -- --seconds ${seconds}`,
+        node: process.version,
+        gateway_rss_mb: round(ours),
+        gateways: gateways.map((g) => ({
+          ...g,
+          rss_mb: round(g.rss_mb),
+          anon_mb: round(g.anon_mb),
+          file_mb: round(g.file_mb),
+        })),
+        haproxy_rss_mb: peer ? round(peer.rss_mb) : null,
+        goal_mb: 60,
+      },
+      null,
+      2,
+    )}\n`,
+  );
+} finally {
+  demo?.kill('SIGTERM');
+  haproxy?.kill('SIGTERM');
+  if (demo && demo.exitCode === null) await new Promise((r) => demo!.once('exit', r));
+  rmSync(work, { recursive: true, force: true });
+}
