@@ -36,6 +36,7 @@ import {
   startNatsSupercluster,
 } from '../core/index.ts';
 import { FederationNode } from '../federation/index.ts';
+import { benchService } from './catalog-services.ts';
 
 const TD = 'bench.example';
 const NATS_CLUSTERS = ['nats-a', 'nats-b', 'nats-c'];
@@ -99,28 +100,10 @@ class BenchSource implements EndpointSource {
   /** replaces one service (a new object, so the publisher re-signs just that one) */
   setWeight(i: number, healthy: number): void {
     const next = this.services.slice();
-    next[i] = svc(this.services[i]!.name, healthy);
+    next[i] = benchService(this.services[i]!.name, healthy);
     this.services = next;
     for (const l of this.#listeners) l(next);
   }
-}
-
-function svc(name: string, healthy: number): LocalService {
-  return {
-    namespace: 'bench',
-    name,
-    source: 'bench',
-    exported: true,
-    ports: [
-      { name: 'http', port: 8080, protocol: 'http' },
-      { name: 'grpc', port: 9090, protocol: 'grpc' },
-    ],
-    endpoints: Array.from({ length: healthy }, (_, k) => ({
-      host: `10.0.${k >> 8}.${k & 255}`,
-      ports: { http: 8080 },
-      healthy: true,
-    })),
-  };
 }
 
 /** What every child process is told (one JSON file). */
@@ -177,7 +160,7 @@ async function publishersRole(spec: Spec): Promise<void> {
   const nodes: FederationNode[] = [];
   for (const [i, name] of names.entries()) {
     const src = new BenchSource(
-      Array.from({ length: spec.services }, (_, j) => svc(`svc-${j}`, 1 + (j % 5))),
+      Array.from({ length: spec.services }, (_, j) => benchService(`svc-${j}`, 1 + (j % 5))),
     );
     sources.push(src);
     const node = new FederationNode({

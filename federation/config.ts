@@ -4,55 +4,109 @@ import { duration, z } from '../core/index.ts';
 const SUBJECT_PREFIX = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
 
 export const natsConnectionSchema = z.strictObject({
-  /** nats://host:port URLs; the client fails over between them */
-  servers: z.array(z.string().min(1)).min(1),
-  /** client name shown in the server's monitoring pages */
-  name: z.string().optional(),
-  user: z.string().optional(),
-  pass: z.string().optional(),
-  token: z.string().optional(),
-  /** a NATS .creds file (JWT + nkey seed) */
-  credsFile: z.string().optional(),
-  /** wait between connection attempts (the client also reconnects on its own) */
-  reconnectWait: duration().default(1_000),
+  servers: z
+    .array(z.string().min(1))
+    .min(1)
+    .describe(
+      'nats://host:port URLs of this cluster’s NATS (in a supercluster: the local NATS cluster); the client fails over between them',
+    ),
+  name: z
+    .string()
+    .optional()
+    .describe('client name shown in the server’s monitoring pages (default meshfed-federation-<cluster>)'),
+  user: z.string().optional().describe('NATS user name'),
+  pass: z.string().optional().describe('NATS password (never logged)'),
+  token: z.string().optional().describe('NATS token (never logged)'),
+  credsFile: z.string().optional().describe('a NATS .creds file (JWT + nkey seed)'),
+  reconnectWait: duration()
+    .default(1_000)
+    .describe('wait between connection attempts (the client also reconnects on its own)'),
   tls: z
     .strictObject({
-      caFile: z.string().optional(),
-      certFile: z.string().optional(),
-      keyFile: z.string().optional(),
+      caFile: z.string().optional().describe('CA bundle PEM that signs the NATS servers’ certificates'),
+      certFile: z.string().optional().describe('client certificate PEM, when NATS requires mTLS'),
+      keyFile: z.string().optional().describe('its private key PEM'),
     })
-    .optional(),
+    .optional()
+    .describe('TLS to NATS'),
+});
+
+export const responderLimitsSchema = z.strictObject({
+  perRequester: z
+    .number()
+    .positive()
+    .max(1000)
+    .default(1)
+    .describe(
+      'snapshot and announcement requests per second one requester (one NATS connection) is answered',
+    ),
+  perRequesterBurst: z
+    .number()
+    .int()
+    .min(1)
+    .max(10_000)
+    .default(10)
+    .describe('requests one requester may make at once before perRequester applies'),
+  total: z
+    .number()
+    .positive()
+    .max(10_000)
+    .default(20)
+    .describe('requests per second this cluster answers from all requesters together'),
+  totalBurst: z
+    .number()
+    .int()
+    .min(1)
+    .max(100_000)
+    .default(100)
+    .describe(
+      'requests answered at once from all requesters before total applies (a new view asks every cluster)',
+    ),
 });
 
 export const federationConfigSchema = z
   .strictObject({
-    nats: natsConnectionSchema,
-    /** first token(s) of every subject meshfed uses; lets several federations share one NATS */
+    nats: natsConnectionSchema.describe('the NATS connection'),
     subjectPrefix: z
       .string()
       .regex(SUBJECT_PREFIX, 'expected NATS subject tokens such as "meshfed"')
-      .default('meshfed'),
-    /** how often this cluster announces its gateways (the liveness signal) */
-    heartbeatInterval: duration().default(5_000),
-    /** a cluster with no heartbeat for this long is stale: visible, flagged, no new traffic */
-    staleAfter: duration().default(20_000),
-    /** how long an entry stays valid unless re-published */
-    entryTtl: duration().default(60_000),
-    /** how often every exported entry is re-published; default entryTtl / 3 */
-    republishInterval: duration().optional(),
-    /** where the last verified catalog is persisted; no persistence when absent */
-    stateDir: z.string().optional(),
-    /** messages larger than this are refused before parsing */
+      .default('meshfed')
+      .describe('first token(s) of every subject meshfed uses; lets several federations share one NATS'),
+    heartbeatInterval: duration()
+      .default(5_000)
+      .describe('how often this cluster announces its gateways (the liveness signal)'),
+    staleAfter: duration()
+      .default(20_000)
+      .describe('a cluster with no heartbeat for this long is stale: visible, flagged, no new traffic'),
+    entryTtl: duration().default(60_000).describe('how long an entry stays valid unless re-published'),
+    republishInterval: duration()
+      .optional()
+      .describe('how often every exported entry is re-published as a bulk snapshot (default entryTtl / 3)'),
+    stateDir: z
+      .string()
+      .optional()
+      .describe(
+        'where the last verified catalog is persisted (re-verified at start); no persistence when absent',
+      ),
     maxMessageBytes: z
       .number()
       .int()
       .min(1024)
       .max(8 * 1024 * 1024)
-      .default(64 * 1024),
-    /** publish tombstones for every exported service on stop() */
-    withdrawOnStop: z.boolean().default(false),
-    /** how long the snapshot collection of a sync waits for the last reply */
-    syncTimeout: duration().default(10_000),
+      .default(64 * 1024)
+      .describe('single catalog messages larger than this are refused before parsing'),
+    withdrawOnStop: z
+      .boolean()
+      .default(false)
+      .describe('publish tombstones for every exported service on a graceful stop'),
+    syncTimeout: duration()
+      .default(10_000)
+      .describe('how long an incomplete snapshot waits for its missing parts before it is asked for again'),
+    responderLimits: responderLimitsSchema
+      .default({ perRequester: 1, perRequesterBurst: 10, total: 20, totalBurst: 100 })
+      .describe(
+        'rate limits on the snapshot and announcement requests this cluster answers, so a misbehaving peer cannot make it burn CPU',
+      ),
   })
   .superRefine((c, ctx) => {
     if (c.staleAfter <= c.heartbeatInterval) {

@@ -13,7 +13,7 @@ import {
   type CatalogChange,
   type CatalogView,
   type ClusterState,
-  Counter,
+  type Counter,
   componentLogger,
   type EndpointSource,
   type GatewayEndpoint,
@@ -39,8 +39,10 @@ import { JwsSigner } from './jws.ts';
 import { type AnnounceMessage, type EntryMessage, entryKey, type SnapshotMessage } from './messages.ts';
 import { type Proof, ProofMaker } from './proof.ts';
 import { CatalogPublisher } from './publisher.ts';
+import { type RefusalReason, RequestLimiter, requesterOf } from './request-limiter.ts';
 import { ingestCatalogMessage } from './ingest.ts';
 import { RejectionRecorder } from './rejections.ts';
+import { sharedCounter } from './shared-counter.ts';
 import { clusterOfSubject, type Subjects, subjects } from './subjects.ts';
 import { type Accepted, MessageVerifier, type Verdict } from './verifier.ts';
 
@@ -82,7 +84,12 @@ interface Collection {
   startedAt: number;
 }
 
-const SNAPSHOT_PART_BYTES = 256 * 1024;
+/**
+ * Snapshot parts are cut at 64 KiB of payload: a part then stays out of V8's large-object space on both sides,
+ * and 100,000 entries cost ~600 signature checks (~0.25 s). Receivers accept parts up to 1 MiB.
+ */
+const SNAPSHOT_PART_BYTES = 64 * 1024;
+const MAX_SNAPSHOT_BYTES = 1024 * 1024;
 /** persistence waits this long after a change, so a burst of changes is written once */
 const PERSIST_DELAY_MS = 500;
 /** after a write that took W ms, the next one waits at least W × this (at most PERSIST_MAX_PAUSE_MS) */
@@ -90,11 +97,11 @@ const PERSIST_PAUSE_FACTOR = 20;
 const PERSIST_MAX_PAUSE_MS = 30_000;
 const MAX_COLLECTIONS = 4096;
 /**
- * Snapshots requested at once. Each is one cluster's whole set (about 1 MiB for 2,000 services): pulling them a
- * few at a time keeps a new view from being sent everything at once, which NATS answers by cutting the view off
- * as a slow consumer when the process cannot read fast enough.
+ * Snapshots requested at once. Each is one cluster's whole set (about 1.3 MB for 2,000 services): pulling a
+ * bounded number at a time keeps a new view of 50 clusters from being sent ~65 MB at once, which NATS answers by
+ * cutting the view off as a slow consumer (64 MiB pending); eight keep the pipe full on loopback.
  */
-const SYNC_CONCURRENCY = 4;
+const SYNC_CONCURRENCY = 8;
 
 /**
  * A cluster's member of the federated catalog: it publishes this cluster's exported services as signed entries
@@ -115,6 +122,8 @@ export class FederationNode implements CatalogView {
   readonly #rejections: RejectionRecorder;
   readonly #publisher: CatalogPublisher | undefined;
   readonly #accepted: Counter<'type'>;
+  readonly #refused: Counter<'reason'>;
+  readonly #limiter: RequestLimiter;
   #jws: JwsSigner | undefined;
   #nc: NatsConnection | undefined;
   #connected = false;
@@ -132,6 +141,7 @@ export class FederationNode implements CatalogView {
   #unsubscribeSource: (() => void) | undefined;
   #inbox = '';
   #requests = new Map<string, number>();
+  readonly #refusalsLogged = new Set<string>();
   #collections = new Map<string, Collection>();
   #lastSyncAsk = new Map<string, number>();
   /** cluster → request id of its snapshot in flight */
@@ -153,19 +163,24 @@ export class FederationNode implements CatalogView {
       trustDomain: o.trustDomain,
       bundle: o.bundle,
       maxMessageBytes: this.config.maxMessageBytes,
-      maxSnapshotBytes: SNAPSHOT_PART_BYTES * 4,
+      maxSnapshotBytes: MAX_SNAPSHOT_BYTES,
       now: this.#now,
     });
     this.#rejections = new RejectionRecorder(o.registry, this.#log);
     this.#proofs = this.config.stateDir ? new ProofMaker() : undefined;
-    this.#accepted =
-      (o.registry.getSingleMetric('meshfed_catalog_accepted_total') as Counter<'type'> | undefined) ??
-      new Counter({
-        name: 'meshfed_catalog_accepted_total',
-        help: 'verified catalog messages accepted, by type (entry, tombstone, announce, snapshot)',
-        labelNames: ['type'],
-        registers: [o.registry],
-      });
+    this.#accepted = sharedCounter(
+      o.registry,
+      'meshfed_catalog_accepted_total',
+      'verified catalog messages accepted, by type (entry, tombstone, announce, snapshot)',
+      'type',
+    );
+    this.#refused = sharedCounter(
+      o.registry,
+      'meshfed_catalog_sync_refused_total',
+      'snapshot and announcement requests left unanswered by the responder rate limits (federation.responderLimits), by reason',
+      'reason',
+    );
+    this.#limiter = new RequestLimiter(this.config.responderLimits, this.#now());
     if (o.source) {
       this.#publisher = new CatalogPublisher({
         cluster: o.cluster,
@@ -509,6 +524,11 @@ export class FederationNode implements CatalogView {
       return;
     }
     if (typeof req !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(req)) return;
+    const refused = this.#limiter.take(requesterOf(m.reply), this.#now());
+    if (refused) {
+      this.#refuseRequest(refused, m.reply);
+      return;
+    }
     if (m.subject === this.#subjects.syncAll) {
       // everyone asks everyone at once here: answer small, and let the asker pull snapshots at its own pace
       this.#nc?.publish(m.reply, this.#publisher.announce());
@@ -518,6 +538,20 @@ export class FederationNode implements CatalogView {
     const parts = this.#publisher.snapshot(req, SNAPSHOT_PART_BYTES);
     for (const part of parts) this.#nc?.publish(m.reply, part);
     this.#log.debug({ req, parts: parts.length, ms: this.#now() - started }, 'snapshot sent');
+  }
+
+  #refuseRequest(reason: RefusalReason, reply: string): void {
+    this.#refused.inc({ reason });
+    const requester = requesterOf(reply);
+    // logged once per requester and reason (bounded), like rejections: a flood costs a counter increment
+    const once = `${requester}|${reason}`;
+    if (this.#refusalsLogged.has(once)) return;
+    if (this.#refusalsLogged.size >= 1024) this.#refusalsLogged.clear();
+    this.#refusalsLogged.add(once);
+    this.#log.warn(
+      { requester, reason },
+      'catalog sync request refused by the responder rate limit (federation.responderLimits; see meshfed_catalog_sync_refused_total)',
+    );
   }
 
   #onBulk(m: Msg): void {

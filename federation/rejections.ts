@@ -1,4 +1,5 @@
-import { Counter, type Logger, type Registry } from '../core/index.ts';
+import type { Counter, Logger, Registry } from '../core/index.ts';
+import { sharedCounter } from './shared-counter.ts';
 import type { Rejected } from './verifier.ts';
 
 const METRIC = 'meshfed_catalog_rejected_total';
@@ -15,16 +16,12 @@ export class RejectionRecorder {
 
   constructor(registry: Registry, log: Logger) {
     this.#log = log;
-    // several nodes (tests, benchmarks) may share one registry: reuse the metric
-    const existing = registry.getSingleMetric(METRIC) as Counter<'reason'> | undefined;
-    this.#counter =
-      existing ??
-      new Counter({
-        name: METRIC,
-        help: 'catalog messages refused (not JWS, forged, foreign root, wrong cluster, old revision, expired, malformed, oversized)',
-        labelNames: ['reason'],
-        registers: [registry],
-      });
+    this.#counter = sharedCounter(
+      registry,
+      METRIC,
+      'catalog messages refused (not JWS, forged, foreign root, wrong cluster, old revision, expired, malformed, oversized)',
+      'reason',
+    );
   }
 
   record(r: Rejected, context: { subject?: string; source: 'nats' | 'snapshot' | 'disk' }): void {
