@@ -1,35 +1,28 @@
-// Load-balancing resilience benchmark (issue 5): four "remote clusters" as real HTTP servers on 127.0.0.1; one of them
-// answers after 2 s for a 30 s window; open-loop load at a fixed rate; per-try timeout 1 s. Runs the same harness twice:
-// with meshfed's balancer + resilience layers, and with plain round robin (no retries, no outlier detection). Prints
-// both success ratios and latency figures and writes bench/results/lb.json. The machine is shared: figures are noisy.
-//   npm run bench:lb                          (rate 1000/s, warm-up 5 s, slow window 30 s, tail 5 s)
-//   npm run bench:lb -- --rate 500 --slow 10  (shorter run)
-// The per-target send is pluggable: import { runScenario } and pass your own `send` (e.g. through real gateways).
-import { mkdirSync, writeFileSync } from 'node:fs';
+// Load-balancing resilience benchmark (issue 5), through the real data plane: a load generator sends plain HTTP/1.1
+// to the egress listener of a real meshfed Gateway ("home"), which balances over four remote clusters, each a real
+// Gateway (mTLS tunnel, identity checks) in front of one HTTP backend. Cluster c0's backend answers after 2 s for a
+// 30 s window; home's per-try timeout is 1 s; everything else is the shipped default balancer config (outlier
+// detection, retry budget 20 %, circuit breakers). The baseline is a client doing plain round robin over the four
+// backends directly, with the same 1 s timeout and no retries. Prints both success ratios, success per phase
+// (warm-up / slow window / tail), latencies, ejection times and event-loop delay, and writes bench/results/lb.json.
+//   npm run bench:lb                                   (1,000 req/s, warm-up 5 s, slow window 30 s, tail 5 s)
+//   npm run bench:lb -- --rate 200 --slow 15 --mode meshfed
+//   node --cpu-prof bench/lb.ts ...                    (profiles the home gateway's thread)
+// Threads: home gateway + orchestration (main), remote gateways + backends (a worker), load generator (a worker),
+// so neither the load nor the far side shares an event loop with the gateway under test. The host is shared.
 import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { Pool } from 'undici';
-import { createLogger, Registry } from '../core/index.ts';
-import { type BalancerTarget, Balancers, balancerConfigSchema } from '../gateway/balancer/index.ts';
-import {
-  balancedDispatch,
-  budgetPerService,
-  CircuitBreakers,
-  callContext,
-  compose,
-  deadline,
-  perTryTimeout,
-  resilienceMetrics,
-  retry,
-  UpstreamFailure,
-} from '../gateway/resilience/index.ts';
-import { FixedCatalog, FixedSource } from '../test/gateway/balancer/fixtures.ts';
+import { type CaMaterial, createRoot } from '../ca/index.ts';
+import { createMesh, httpService, TRUST_DOMAIN, type TestGateway } from '../test/gateway/harness.ts';
 
-export interface ScenarioOptions {
+interface ScenarioOptions {
   rate: number;
   warmupMs: number;
   slowMs: number;
@@ -38,204 +31,287 @@ export interface ScenarioOptions {
   tryTimeoutMs: number;
 }
 
-/** Sends one request to one target; throws UpstreamFailure on failure. Replace to go through real gateways. */
-export type TargetSend = (target: BalancerTarget, signal: AbortSignal) => Promise<number>;
+type Mode = 'meshfed' | 'round-robin';
+const CLUSTERS = 4;
+const HOST = 'orders.shop.svc.clusterset.local';
+const PHASES = ['warmup', 'slow', 'tail'] as const;
 
-interface Backends {
-  addresses: string[];
-  close(): Promise<void>;
-  /** sets when backend 0 starts and stops being slow (ms on performance.now()) */
-  slowBetween(from: number, to: number): void;
-}
-
-/**
- * The backends run in a worker thread so that their answers do not wait on the load generator's event
- * loop (and the other way round); the slow window is given in Date.now() time, which both threads share.
- */
-async function startBackends(n: number, slowDelayMs: number): Promise<Backends> {
-  const worker = new Worker(new URL(import.meta.url), { workerData: { n, slowDelayMs } });
-  const [addresses] = (await once(worker, 'message')) as [string[]];
-  return {
-    addresses,
-    slowBetween(from, to) {
-      worker.postMessage({ from, to });
-    },
-    async close() {
-      await worker.terminate();
-    },
-  };
-}
-
-async function backendWorker(n: number, slowDelayMs: number): Promise<void> {
-  let slowFrom = Number.POSITIVE_INFINITY;
-  let slowTo = 0;
-  parentPort!.on('message', (m: { from: number; to: number }) => {
-    slowFrom = m.from;
-    slowTo = m.to;
-  });
-  const servers: Server[] = [];
-  for (let i = 0; i < n; i++) {
-    const s = createServer((req, res) => {
-      const t = Date.now();
-      const answer = () => {
-        if (!res.destroyed) res.end('ok');
-      };
-      req.resume();
-      if (i === 0 && t >= slowFrom && t < slowTo) setTimeout(answer, slowDelayMs);
-      else answer();
-    });
-    s.keepAliveTimeout = 60_000;
-    await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-    servers.push(s);
-  }
-  parentPort!.postMessage(servers.map((s) => `127.0.0.1:${(s.address() as AddressInfo).port}`));
-}
-
-/** Direct HTTP/1.1 send over an undici pool per target. */
-function directSend(): { send: TargetSend; close(): Promise<void> } {
-  const pools = new Map<string, Pool>();
-  return {
-    send: async (t, signal) => {
-      let pool = pools.get(t.address);
-      if (!pool) {
-        pool = new Pool(`http://${t.address}`, { connections: 512, pipelining: 1 });
-        pools.set(t.address, pool);
-      }
-      try {
-        const res = await pool.request({ path: '/', method: 'GET', signal });
-        await res.body.dump();
-        return res.statusCode;
-      } catch (err) {
-        if (signal.aborted) throw signal.reason;
-        const code = (err as { code?: string }).code;
-        throw new UpstreamFailure(code === 'ECONNREFUSED' ? 'refused' : 'reset', t, { cause: err });
-      }
-    },
-    close: async () => {
-      await Promise.all([...pools.values()].map((p) => p.destroy()));
-    },
-  };
-}
-
-interface RunResult {
+interface PhaseResult {
   sent: number;
   ok: number;
-  successRatio: number;
+}
+
+interface LoadResult {
+  sent: number;
+  ok: number;
+  phases: Record<(typeof PHASES)[number], PhaseResult>;
   p50Ms: number;
   p99Ms: number;
+  maxMs: number;
   errors: Record<string, number>;
+  /** event-loop delay of the load generator's thread: shows whether the load itself was starved */
+  loadEventLoopDelayMs: DelaySummary;
+  /** how far the open loop fell behind its schedule at worst */
+  maxScheduleLagMs: number;
+}
+
+interface DelaySummary {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+function summarize(h: ReturnType<typeof monitorEventLoopDelay>): DelaySummary {
+  const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+  return { p50: ms(h.percentile(50)), p99: ms(h.percentile(99)), max: ms(h.max) };
+}
+
+// ---------------------------------------------------------------- remote clusters (worker)
+
+interface RemoteCluster {
+  cluster: string;
+  eastWest: string;
+  backend: string;
+}
+
+/** Four clusters, each a backend and a real Gateway exporting shop/orders; c0's backend is slow in the window. */
+async function remotesWorker(root: CaMaterial, slowDelayMs: number): Promise<void> {
+  let slowFrom = Number.POSITIVE_INFINITY;
+  let slowTo = 0;
+  const mesh = await createMesh({ root });
+  const gateways: TestGateway[] = [];
+  const servers: http.Server[] = [];
+  const clusters: RemoteCluster[] = [];
+  for (let i = 0; i < CLUSTERS; i++) {
+    const server = http.createServer((req, res) => {
+      req.resume();
+      const now = Date.now();
+      if (i === 0 && now >= slowFrom && now < slowTo) {
+        const timer = setTimeout(() => res.end('ok'), slowDelayMs);
+        res.once('close', () => clearTimeout(timer));
+      } else res.end('ok');
+    });
+    server.keepAliveTimeout = 60_000;
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    servers.push(server);
+    const backend = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const gw = await mesh.gateway(`c${i}`);
+    gw.source.set([httpService('shop', 'orders', [backend])]);
+    gateways.push(gw);
+    clusters.push({ cluster: `c${i}`, eastWest: gw.eastWest, backend });
+  }
+  parentPort!.on('message', async (m: { slow?: [number, number]; stop?: true }) => {
+    if (m.slow) [slowFrom, slowTo] = m.slow;
+    if (m.stop) {
+      await Promise.all(gateways.map((g) => g.close()));
+      for (const s of servers) s.closeAllConnections();
+      parentPort!.postMessage({ stopped: true });
+    }
+  });
+  parentPort!.postMessage({ clusters });
+}
+
+// ---------------------------------------------------------------- load generator (worker)
+
+interface LoadPlan {
+  mode: Mode;
+  /** meshfed: the home gateway's egress listener; round robin: the four backends */
+  origins: string[];
+  o: ScenarioOptions;
 }
 
 /** Open loop: requests start on schedule whatever the earlier ones do, so slowness cannot lower the offered load. */
-async function openLoop(o: ScenarioOptions, call: () => Promise<boolean>): Promise<RunResult> {
+async function loadWorker(plan: LoadPlan): Promise<LoadResult> {
+  const { o } = plan;
+  const eld = monitorEventLoopDelay({ resolution: 10 });
+  eld.enable();
+  const pools = plan.origins.map((a) => new Pool(`http://${a}`, { connections: 1024, pipelining: 1 }));
   const total = Math.round((o.rate * (o.warmupMs + o.slowMs + o.tailMs)) / 1000);
-  const latencies: number[] = [];
-  const pending: Promise<void>[] = [];
-  let ok = 0;
+  const phases = Object.fromEntries(PHASES.map((p) => [p, { sent: 0, ok: 0 }])) as LoadResult['phases'];
   const errors: Record<string, number> = {};
+  const latencies: number[] = [];
+  let ok = 0;
+  let maxLag = 0;
+  const phaseOf = (at: number) =>
+    at < o.warmupMs ? 'warmup' : at < o.warmupMs + o.slowMs ? 'slow' : ('tail' as const);
+  // the gateway has its own per-try timeout and retries: the client only guards against a hang
+  const clientTimeout = plan.mode === 'meshfed' ? 30_000 : o.tryTimeoutMs;
+  const one = async (i: number): Promise<void> => {
+    const phase = phases[phaseOf((i * 1000) / o.rate)];
+    phase.sent++;
+    const t0 = performance.now();
+    try {
+      const res = await pools[plan.mode === 'meshfed' ? 0 : i % pools.length]!.request({
+        path: '/',
+        method: 'GET',
+        headers: { host: HOST },
+        signal: AbortSignal.timeout(clientTimeout),
+      });
+      await res.body.dump();
+      if (res.statusCode === 200) {
+        ok++;
+        phase.ok++;
+        latencies.push(performance.now() - t0);
+      } else {
+        const key = `${res.statusCode} ${res.headers['x-meshfed-error'] ?? ''}`.trim();
+        errors[key] = (errors[key] ?? 0) + 1;
+      }
+    } catch (err) {
+      const key = (err as { name?: string; code?: string }).code ?? (err as Error).name ?? String(err);
+      errors[key] = (errors[key] ?? 0) + 1;
+    }
+  };
+  const pending: Promise<void>[] = [];
+  // the worker's own start-up (loading modules) must not eat into the warm-up: say when ready, then
+  // wait for the common start time, on which the slow window is aligned too
+  parentPort!.postMessage({ ready: true });
+  const [{ startAt }] = (await once(parentPort!, 'message')) as [{ startAt: number }];
+  await new Promise<void>((r) => setTimeout(r, Math.max(0, startAt - Date.now())));
   const start = performance.now();
   let started = 0;
   await new Promise<void>((resolve) => {
     const tick = setInterval(() => {
-      const due = Math.min(total, Math.floor(((performance.now() - start) * o.rate) / 1000));
-      for (; started < due; started++) {
-        const t0 = performance.now();
-        pending.push(
-          call().then(
-            (good) => {
-              if (good) {
-                ok++;
-                latencies.push(performance.now() - t0);
-              }
-            },
-            (err: unknown) => {
-              const key =
-                err instanceof UpstreamFailure
-                  ? `${err.code}:${err.failure}`
-                  : ((err as { code?: string }).code ?? String(err));
-              errors[key] = (errors[key] ?? 0) + 1;
-            },
-          ),
-        );
-      }
+      const elapsed = performance.now() - start;
+      const due = Math.min(total, Math.floor((elapsed * o.rate) / 1000));
+      if (due > started) maxLag = Math.max(maxLag, elapsed - (started * 1000) / o.rate);
+      for (; started < due; started++) pending.push(one(started));
       if (started >= total) {
         clearInterval(tick);
         resolve();
       }
-    }, 2);
+    }, 1);
   });
   await Promise.all(pending);
+  eld.disable();
+  await Promise.all(pools.map((p) => p.close()));
   latencies.sort((a, b) => a - b);
   const at = (q: number) => Math.round((latencies[Math.floor(q * (latencies.length - 1))] ?? 0) * 10) / 10;
-  return { sent: total, ok, successRatio: ok / total, p50Ms: at(0.5), p99Ms: at(0.99), errors };
+  return {
+    sent: total,
+    ok,
+    phases,
+    p50Ms: at(0.5),
+    p99Ms: at(0.99),
+    maxMs: at(1),
+    errors,
+    loadEventLoopDelayMs: summarize(eld),
+    maxScheduleLagMs: Math.round(maxLag),
+  };
 }
 
-export async function runScenario(
-  mode: 'meshfed' | 'round-robin',
-  o: ScenarioOptions,
-  sendFactory: () => { send: TargetSend; close(): Promise<void> } = directSend,
-): Promise<RunResult & { retries: number; ejections: number }> {
-  const backends = await startBackends(4, o.slowDelayMs);
-  const catalog = new FixedCatalog();
-  backends.addresses.forEach((address, i) => {
-    catalog.offer(`c${i}`, { region: 'us', zone: `us-${i}` }, { weight: 4, gateways: 1 });
-    catalog.offers[i]!.gateways = [{ name: 'gw', address }];
+// ---------------------------------------------------------------- orchestration (main thread)
+
+interface ModeResult extends LoadResult {
+  successRatio: number;
+  /** the home gateway's counters (meshfed mode) */
+  retries?: number;
+  retryBudgetExhausted?: number;
+  ejections?: number;
+  breakerOpen?: number;
+  /** target state changes seen by polling explain every 50 ms, ms after the slow window began */
+  timeline?: string[];
+  /** event-loop delay of the home gateway's thread */
+  gatewayEventLoopDelayMs?: DelaySummary;
+}
+
+function startWorker<T>(data: Record<string, unknown>): { worker: Worker; first: Promise<T> } {
+  const worker = new Worker(new URL(import.meta.url), { workerData: data });
+  const first = new Promise<T>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
   });
-  const registry = new Registry();
-  const config = balancerConfigSchema.parse({ timeouts: { request: `${o.tryTimeoutMs}ms` } });
-  const balancers = new Balancers({
-    cluster: 'home',
-    locality: { region: 'eu', zone: 'eu-a' },
-    catalog,
-    local: new FixedSource(),
-    config,
-    registry,
-    logger: createLogger({ level: 'silent' }),
+  return { worker, first };
+}
+
+async function sumMetric(g: TestGateway, name: string): Promise<number> {
+  return ((await g.registry.getSingleMetric(name)?.get())?.values ?? []).reduce((a, v) => a + v.value, 0);
+}
+
+async function runMode(mode: Mode, root: CaMaterial, o: ScenarioOptions): Promise<ModeResult> {
+  const remotes = startWorker<{ clusters: RemoteCluster[] }>({
+    role: 'remotes',
+    root,
+    slowDelayMs: o.slowDelayMs,
   });
-  const { send, close } = sendFactory();
-  const metrics = resilienceMetrics(registry);
-  let call: () => Promise<boolean>;
+  const { clusters } = await remotes.first;
+  let home: TestGateway | undefined;
   if (mode === 'meshfed') {
-    const dispatch = compose(
-      balancedDispatch({
-        balancers,
-        breakers: new CircuitBreakers(config.circuitBreaker, { metrics, sourceCluster: 'home' }),
-        send: (t, ctx) => send(t, ctx.signal),
-        classify: (status: number) => (status >= 500 ? '5xx' : undefined),
-      }),
-      deadline<number>({ ms: o.tryTimeoutMs * (config.retry.attempts + 1) + config.retry.backoffMax * 2 }),
-      retry<number>({
-        attempts: config.retry.attempts,
-        budgetFor: budgetPerService(config.retry),
-        backoffBase: config.retry.backoffBase,
-        backoffMax: config.retry.backoffMax,
-        metrics,
-        sourceCluster: 'home',
-      }),
-      perTryTimeout<number>({ ms: config.timeouts.request }),
-    );
-    call = () =>
-      dispatch(callContext({ namespace: 'shop', name: 'orders', idempotent: true })).then((s) => s === 200);
-  } else {
-    const targets = balancers.resolve('shop', 'orders')!.targets;
-    let next = 0;
-    call = () =>
-      send(targets[next++ % targets.length]!, AbortSignal.timeout(o.tryTimeoutMs)).then((s) => s === 200);
+    const mesh = await createMesh({ root });
+    home = await mesh.gateway('home', {
+      // the shipped defaults, with the issue's 1 s per-try timeout (the harness's own retry settings are generous)
+      balancer: {
+        timeouts: { request: `${o.tryTimeoutMs}ms` },
+        retry: { attempts: 2, budgetPercent: 20, minRetryConcurrency: 3 },
+      },
+    });
+    for (const c of clusters)
+      home.catalog.offer(c.cluster, httpService('shop', 'orders', [c.backend]), c.eastWest);
   }
-  const t0 = Date.now();
-  backends.slowBetween(t0 + o.warmupMs, t0 + o.warmupMs + o.slowMs);
-  const result = await openLoop(o, call);
-  const sum = async (name: string) =>
-    ((await registry.getSingleMetric(name)?.get())?.values ?? []).reduce((a, v) => a + v.value, 0);
-  const extra = {
-    retries: await sum('meshfed_upstream_retries_total'),
-    ejections: await sum('meshfed_outlier_ejections_total'),
-  };
-  if (process.env.LB_EXPLAIN) console.log(JSON.stringify(balancers.explain('shop', 'orders'), null, 1));
-  balancers.close();
-  await close();
-  await backends.close();
-  return { ...result, ...extra };
+  const plan: LoadPlan = { mode, origins: home ? [home.egress] : clusters.map((c) => c.backend), o };
+  const load = startWorker<{ ready: true }>({ role: 'load', plan });
+  await load.first;
+  const done = once(load.worker, 'message') as Promise<[LoadResult]>;
+  const startAt = Date.now() + 100;
+  const slowFrom = startAt + o.warmupMs;
+  remotes.worker.postMessage({ slow: [slowFrom, slowFrom + o.slowMs] });
+  load.worker.postMessage({ startAt });
+  const eld = monitorEventLoopDelay({ resolution: 10 });
+  eld.enable();
+  const timeline: string[] = [];
+  const last = new Map<string, string>();
+  const poll = home
+    ? setInterval(() => {
+        for (const level of home!.balancers.explain('shop', 'orders').levels) {
+          for (const t of level.targets) {
+            const state = t.state.replace(/ \d+s$/, '');
+            if (last.get(t.cluster) !== state) {
+              timeline.push(`${Date.now() - slowFrom} ms: ${t.cluster} ${state}`);
+              last.set(t.cluster, state);
+            }
+          }
+        }
+      }, 50)
+    : undefined;
+  const [result] = await done;
+  clearInterval(poll);
+  eld.disable();
+  await load.worker.terminate();
+  const out: ModeResult = { ...result, successRatio: result.ok / result.sent };
+  if (home) {
+    out.retries = await sumMetric(home, 'meshfed_upstream_retries_total');
+    out.retryBudgetExhausted = await sumMetric(home, 'meshfed_upstream_retry_budget_exhausted_total');
+    out.ejections = await sumMetric(home, 'meshfed_outlier_ejections_total');
+    out.breakerOpen = await sumMetric(home, 'meshfed_upstream_circuit_breaker_open_total');
+    out.timeline = timeline;
+    out.gatewayEventLoopDelayMs = summarize(eld);
+    await home.close();
+  }
+  remotes.worker.postMessage({ stop: true });
+  await once(remotes.worker, 'message');
+  await remotes.worker.terminate();
+  return out;
+}
+
+function report(label: string, r: ModeResult): void {
+  const phases = PHASES.map((p) => `${p} ${r.phases[p].ok}/${r.phases[p].sent}`).join(', ');
+  console.log(
+    `${label}: success ${r.ok}/${r.sent} = ${r.successRatio.toFixed(5)}  (${phases})  ` +
+      `p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  max ${r.maxMs} ms`,
+  );
+  if (Object.keys(r.errors).length > 0) console.log(`  errors: ${JSON.stringify(r.errors)}`);
+  if (r.retries !== undefined) {
+    console.log(
+      `  retries ${r.retries}, retry budget exhausted ${r.retryBudgetExhausted}, ejections ${r.ejections}, ` +
+        `circuit breaker refusals ${r.breakerOpen}`,
+    );
+    console.log(`  ejection timeline (ms after the slow window began): ${r.timeline?.join('; ')}`);
+    console.log(`  event-loop delay, home gateway thread: ${JSON.stringify(r.gatewayEventLoopDelayMs)}`);
+  }
+  console.log(
+    `  event-loop delay, load generator thread: ${JSON.stringify(r.loadEventLoopDelayMs)}; ` +
+      `worst schedule lag ${r.maxScheduleLagMs} ms`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -245,6 +321,7 @@ async function main(): Promise<void> {
       warmup: { type: 'string', default: '5' },
       slow: { type: 'string', default: '30' },
       tail: { type: 'string', default: '5' },
+      mode: { type: 'string', default: 'both' },
     },
   });
   const o: ScenarioOptions = {
@@ -255,34 +332,38 @@ async function main(): Promise<void> {
     slowDelayMs: 2000,
     tryTimeoutMs: 1000,
   };
+  const modes: Mode[] = values.mode === 'both' ? ['meshfed', 'round-robin'] : [values.mode as Mode];
   console.log(
-    `lb bench: 4 backends on 127.0.0.1, backend 0 answers after ${o.slowDelayMs} ms for ${o.slowMs / 1000} s ` +
-      `(after ${o.warmupMs / 1000} s warm-up, then ${o.tailMs / 1000} s tail); ${o.rate} req/s open loop; ` +
-      `per-try timeout ${o.tryTimeoutMs} ms; ${availableParallelism()} cores, shared machine`,
+    `lb bench: home gateway → 4 remote clusters (real gateways, mTLS tunnel) on 127.0.0.1; c0's backend answers ` +
+      `after ${o.slowDelayMs} ms for ${o.slowMs / 1000} s (after ${o.warmupMs / 1000} s warm-up, then ` +
+      `${o.tailMs / 1000} s tail); ${o.rate} req/s open loop; per-try timeout ${o.tryTimeoutMs} ms; ` +
+      `${availableParallelism()} cores, load average ${loadavg()[0]!.toFixed(1)} (shared machine)`,
   );
-  const ours = await runScenario('meshfed', o);
-  console.log(
-    `meshfed balancer+resilience: success ${ours.ok}/${ours.sent} = ${ours.successRatio.toFixed(5)}  ` +
-      `p50 ${ours.p50Ms} ms  p99 ${ours.p99Ms} ms  retries ${ours.retries}  ejections ${ours.ejections}`,
-  );
-  const rr = await runScenario('round-robin', o);
-  console.log(
-    `plain round robin:           success ${rr.ok}/${rr.sent} = ${rr.successRatio.toFixed(5)}  ` +
-      `p50 ${rr.p50Ms} ms  p99 ${rr.p99Ms} ms`,
-  );
+  const root = await createRoot({ trustDomain: TRUST_DOMAIN });
+  const results: Partial<Record<Mode, ModeResult>> = {};
+  for (const mode of modes) {
+    results[mode] = await runMode(mode, root, o);
+    report(
+      mode === 'meshfed' ? 'meshfed (through the gateway)' : 'plain round robin (client → backends)',
+      results[mode]!,
+    );
+  }
+  if (!results.meshfed) return;
   mkdirSync(new URL('results/', import.meta.url), { recursive: true });
   writeFileSync(
     new URL('results/lb.json', import.meta.url),
     `${JSON.stringify(
       {
         date: new Date().toISOString(),
+        command: `npm run bench:lb -- ${process.argv.slice(2).join(' ')}`.trim(),
         node: process.version,
         cores: availableParallelism(),
+        loadAverage: loadavg()[0],
         scenario: o,
-        success_ratio: ours.successRatio,
-        round_robin_success_ratio: rr.successRatio,
-        meshfed: ours,
-        round_robin: rr,
+        success_ratio: results.meshfed.successRatio,
+        round_robin_success_ratio: results['round-robin']?.successRatio ?? null,
+        meshfed: results.meshfed,
+        round_robin: results['round-robin'] ?? null,
       },
       null,
       2,
@@ -290,5 +371,8 @@ async function main(): Promise<void> {
   );
 }
 
-if (!isMainThread) await backendWorker(workerData.n, workerData.slowDelayMs);
-else if (import.meta.url === `file://${process.argv[1]}`) await main();
+if (!isMainThread) {
+  const d = workerData as { role: 'remotes' | 'load'; root: CaMaterial; slowDelayMs: number; plan: LoadPlan };
+  if (d.role === 'remotes') await remotesWorker(d.root, d.slowDelayMs);
+  else parentPort!.postMessage(await loadWorker(d.plan));
+} else if (import.meta.url === `file://${process.argv[1]}`) await main();

@@ -52,6 +52,8 @@ export interface PickOptions {
  */
 class TargetStats {
   outstanding = 0;
+  /** sum of the start times of the outstanding requests: their mean age is now - startSum / outstanding */
+  startSum = 0;
   /** peak-EWMA latency in ms: jumps up to a slow sample at once, decays toward fast ones */
   ewma = 0;
   lastSample = 0;
@@ -301,6 +303,7 @@ export class Balancers {
     if (!target) return undefined;
     const s = this.stat(svc, target);
     s.outstanding++;
+    s.startSum += now;
     s.requests++;
     let released = false;
     return {
@@ -310,6 +313,7 @@ export class Balancers {
         if (released) return;
         released = true;
         s.outstanding--;
+        s.startSum -= now;
         this.observe(svc, target, s, outcome);
       },
     };
@@ -342,7 +346,10 @@ export class Balancers {
     const s = this.stats.get(svc.key)?.get(t.id);
     if (!s) return 0;
     const age = now - s.lastSample;
-    const latency = s.ewma * Math.exp(-age / DECAY_MS) + 1;
+    // requests still waiting are a latency sample in the making: a target that has stopped answering
+    // costs more with every millisecond, long before its first timeout gives the EWMA a sample
+    const waiting = s.outstanding > 0 ? now - s.startSum / s.outstanding : 0;
+    const latency = Math.max(s.ewma * Math.exp(-age / DECAY_MS), waiting) + 1;
     return ((s.outstanding + 1) * latency) / Math.max(t.weight, 0.001);
   }
 

@@ -165,8 +165,9 @@ export interface Mesh {
   ): Promise<TestGateway>;
 }
 
-export async function createMesh(): Promise<Mesh> {
-  const root = await createRoot({ trustDomain: TRUST_DOMAIN });
+/** A federation on loopback; pass `root` to let several threads or processes share one trust root. */
+export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
+  const root = o.root ?? (await createRoot({ trustDomain: TRUST_DOMAIN }));
   const bundle = TrustBundle.fromPem(root.certPem);
   const cas = new Map<string, CaMaterial>();
   const intermediate = async (cluster: string) => {

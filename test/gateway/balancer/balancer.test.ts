@@ -233,6 +233,35 @@ describe('power of two choices', () => {
     balancers.close();
   });
 
+  test('requests still waiting count as latency: a target that stopped answering loses traffic before its first timeout', () => {
+    const catalog = new FixedCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 2, gateways: 2 });
+    const { balancers, clock } = makeBalancers(catalog, new FixedSource(), {});
+    const stuck = 'remote|west|gw0|127.0.0.10:15443';
+    drive(balancers, 100, () => {
+      clock.t += 1;
+      return { ok: true, latencyMs: 5 };
+    });
+    /** picks until `id` is picked once more and keeps that pick open */
+    const hold = (id: string) => {
+      for (let i = 0; i < 100; i++) {
+        const p = balancers.pick('shop', 'orders')!;
+        if (p.target.id === id) return p;
+        p.release({ ok: true, latencyMs: 5 });
+      }
+      throw new Error(`${id} never picked`);
+    };
+    hold(stuck);
+    clock.t += 500;
+    // the fast gateway now has three requests in flight, the stuck one a single one: by counts alone
+    // (2 × 6 against 4 × 6) the stuck gateway would win; its 500 ms wait says otherwise
+    const other = 'remote|west|gw1|127.0.0.11:15443';
+    for (let i = 0; i < 3; i++) hold(other);
+    const next = balancers.pick('shop', 'orders')!;
+    expect(next.target.id).toBe(other);
+    balancers.close();
+  });
+
   test('with equal latency weights are honoured', () => {
     const catalog = new FixedCatalog();
     catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 6, gateways: 1 });
