@@ -45,6 +45,9 @@ if (workers > 1 && cluster.isPrimary) {
   await new Promise(() => undefined);
 }
 const td = env('BENCH_TRUST_DOMAIN', 'mesh.example');
+const reuse = env('BENCH_REUSE', 'reuse');
+if (reuse !== 'reuse' && reuse !== 'noreuse')
+  throw new Error(`BENCH_REUSE must be reuse or noreuse, got ${reuse}`);
 const ref = parseClustersetHost(env('BENCH_SERVICE_HOST', 'echo.bench.svc.clusterset.local'))!;
 const split = (a: string) => ({
   host: a.slice(0, a.lastIndexOf(':')),
@@ -113,7 +116,11 @@ async function start(o: {
     logger,
   });
   const gw = new Gateway({
-    config: gatewayConfigSchema.parse({ listeners: o.listeners }),
+    config: gatewayConfigSchema.parse({
+      listeners: o.listeners,
+      // BENCH_REUSE=noreuse: a new TCP+TLS connection from gw-A to gw-B per request (TLS sessions resumed)
+      ...(reuse === 'noreuse' ? { tunnelMaxRequestsPerConnection: 1 } : {}),
+    }),
     cluster: o.cluster,
     trustDomain: td,
     locality,

@@ -64,6 +64,11 @@ export const gatewayConfigSchema = z
           .default(200)
           .describe('HTTP/2 rapid-reset guard per connection'),
         helloTimeout: duration().default(5_000).describe('east-west: the TLS ClientHello within this'),
+        sessionIdleTimeout: duration()
+          .default(300_000)
+          .describe(
+            'HTTP/2 sessions (tunnel, h2c, egress TLS) with no frames for this long are closed gracefully (GOAWAY; open streams finish). 0: never. A session must open its first stream within headersTimeout',
+          ),
       })
       .default({
         maxConnections: 10_000,
@@ -72,6 +77,7 @@ export const gatewayConfigSchema = z
         maxConcurrentStreams: 256,
         maxResetsPerSecond: 200,
         helloTimeout: 5_000,
+        sessionIdleTimeout: 300_000,
       }),
     tunnelConnectionsPerGateway: z
       .number()
@@ -80,6 +86,14 @@ export const gatewayConfigSchema = z
       .max(16)
       .default(2)
       .describe('pooled HTTP/2 sessions per remote gateway'),
+    tunnelMaxRequestsPerConnection: z
+      .number()
+      .int()
+      .min(0)
+      .default(0)
+      .describe(
+        "a tunnel session serves at most this many requests, then closes once they finish and the next request dials anew (Envoy's max_requests_per_connection). 1: a new TCP+TLS connection per request, TLS sessions resumed. 0: no limit",
+      ),
   })
   .default({
     listeners: {
@@ -96,8 +110,10 @@ export const gatewayConfigSchema = z
       maxConcurrentStreams: 256,
       maxResetsPerSecond: 200,
       helloTimeout: 5_000,
+      sessionIdleTimeout: 300_000,
     },
     tunnelConnectionsPerGateway: 2,
+    tunnelMaxRequestsPerConnection: 0,
   });
 
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;

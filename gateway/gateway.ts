@@ -220,6 +220,7 @@ export class Gateway {
     const creds = { leaf: () => o.identity.current(), bundle: o.bundle, trustDomain: o.trustDomain };
     this.pool = new H2Pool({
       size: o.config.tunnelConnectionsPerGateway,
+      maxRequestsPerConnection: o.config.tunnelMaxRequestsPerConnection,
       connectTimeoutMs: o.balancerConfig.timeouts.connect,
       creds,
     });
@@ -455,8 +456,21 @@ export class Gateway {
     s.on('error', () => undefined);
   }
 
-  /** HTTP/2 rapid-reset guard: a client that resets streams faster than the limit loses the session. */
+  /**
+   * HTTP/2 session guards: a client that resets streams faster than the limit loses the session
+   * (rapid reset); a session that opens no stream within headersTimeout is closed (it holds a TLS
+   * connection and memory for nothing); one idle for sessionIdleTimeout is closed gracefully.
+   */
   private guardSession(session: http2.ServerHttp2Session, listener: string): void {
+    const limits = this.o.config.limits;
+    const silent = setTimeout(() => {
+      this.refused.inc({ listener, reason: 'no-request' });
+      session.goaway(h2c.NGHTTP2_NO_ERROR);
+      session.destroy();
+    }, limits.headersTimeout);
+    session.once('stream', () => clearTimeout(silent));
+    session.once('close', () => clearTimeout(silent));
+    if (limits.sessionIdleTimeout > 0) session.setTimeout(limits.sessionIdleTimeout, () => session.close());
     let resets = 0;
     let windowStart = Date.now();
     session.on('stream', (stream) => {

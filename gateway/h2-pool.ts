@@ -26,16 +26,55 @@ export class H2Pool {
   private readonly size: number;
   private readonly connectTimeoutMs: number;
   private readonly creds: TunnelCredentials | undefined;
+  private readonly maxRequests: number;
+  /** requests handed out per tunnel session (with maxRequestsPerConnection) */
+  private readonly uses = new WeakMap<ClientHttp2Session, number>();
+  /**
+   * The last TLS session ticket per tunnel upstream, from a connection whose peer we verified, and how
+   * long that peer's certificate is valid: a resumed handshake shows the client no certificate to check.
+   */
+  private readonly tickets = new Map<string, { ticket: Buffer; notAfter: number }>();
   private closed = false;
 
-  constructor(o: { size: number; connectTimeoutMs: number; creds?: TunnelCredentials }) {
+  constructor(o: {
+    size: number;
+    connectTimeoutMs: number;
+    creds?: TunnelCredentials;
+    /** tunnel sessions serve at most this many requests, then close once those finish; 0: no limit */
+    maxRequestsPerConnection?: number;
+  }) {
     this.size = o.size;
     this.connectTimeoutMs = o.connectTimeoutMs;
     this.creds = o.creds;
+    this.maxRequests = o.maxRequestsPerConnection ?? 0;
   }
 
   /** A ready session to `address`; TLS (tunnel) when `cluster` is given, h2c otherwise. */
   session(address: string, cluster?: string): Promise<ClientHttp2Session> {
+    const p = this.pooled(address, cluster);
+    if (cluster === undefined || this.maxRequests === 0) return p;
+    // several callers may wait for the same dial: those past the limit ask again (and dial anew)
+    return p.then((s) => (this.claim(s) ? s : this.session(address, cluster)));
+  }
+
+  /** Counts one request on `s`; the one that reaches the limit takes `s` out of the pool. */
+  private claim(s: ClientHttp2Session): boolean {
+    const n = (this.uses.get(s) ?? 0) + 1;
+    this.uses.set(s, n);
+    if (n > this.maxRequests) return false;
+    if (n === this.maxRequests) {
+      for (const e of this.entries.values()) {
+        const i = e.sessions.indexOf(s);
+        if (i !== -1) e.sessions[i] = undefined;
+      }
+      // the caller opens its stream as soon as this promise settles (before any macrotask); close()
+      // then lets that stream finish and refuses new ones
+      setImmediate(() => s.close());
+    }
+    return true;
+  }
+
+  private pooled(address: string, cluster?: string): Promise<ClientHttp2Session> {
     if (this.closed)
       return Promise.reject(new MeshfedError('MESHFED_GATEWAY_UPSTREAM', 'the gateway is stopping'));
     const key = cluster === undefined ? `h2c|${address}` : `tls|${cluster}|${address}`;
@@ -76,6 +115,8 @@ export class H2Pool {
     const colon = address.lastIndexOf(':');
     const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
     const port = Number(address.slice(colon + 1));
+    let ticket: Buffer | undefined;
+    let verifiedUntil = 0;
     return new Promise((resolve, reject) => {
       let session: ClientHttp2Session;
       const settings = { enablePush: false, initialWindowSize: 1 << 20 };
@@ -83,6 +124,8 @@ export class H2Pool {
         const creds = this.creds;
         if (!creds) return reject(new MeshfedError('MESHFED_INTERNAL', 'tunnel credentials are missing'));
         const leaf = creds.leaf();
+        const saved = this.tickets.get(`${cluster}|${address}`);
+        const offered = saved && saved.notAfter > Date.now() ? saved : undefined;
         // http2.connect forces ALPN to ['h2']: dial TLS ourselves so the tunnel ALPN is offered
         const tlsOptions: tls.ConnectionOptions = {
           host,
@@ -95,9 +138,19 @@ export class H2Pool {
           servername: `gateway.${cluster}.meshfed.internal`,
           // the SPIFFE identity is checked below with ca/verify; the hostname means nothing here
           checkServerIdentity: () => undefined,
+          ...(offered ? { session: offered.ticket } : {}),
         };
         session = http2.connect(`https://${host}:${port}`, {
-          createConnection: () => tls.connect(tlsOptions),
+          createConnection: () => {
+            const socket = tls.connect(tlsOptions);
+            // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified (below)
+            socket.on('session', (t: Buffer) => {
+              ticket = t;
+              if (verifiedUntil > 0)
+                this.tickets.set(`${cluster}|${address}`, { ticket: t, notAfter: verifiedUntil });
+            });
+            return socket;
+          },
           settings,
           peerMaxConcurrentStreams: 1000,
         });
@@ -123,11 +176,12 @@ export class H2Pool {
         clearTimeout(timer);
         if (cluster !== undefined) {
           try {
-            verify(peerCertificateChain(session.socket as TLSSocket), this.creds!.bundle(), {
-              trustDomain: this.creds!.trustDomain,
+            verifiedUntil = this.checkTunnelPeer(
+              session.socket as TLSSocket,
               cluster,
-              kinds: ['gateway'],
-            });
+              this.tickets.get(`${cluster}|${address}`),
+            );
+            if (ticket) this.tickets.set(`${cluster}|${address}`, { ticket, notAfter: verifiedUntil });
           } catch (err) {
             session.destroy();
             reject(err);
@@ -143,10 +197,31 @@ export class H2Pool {
   }
 
   /**
+   * The remote gateway must prove a gateway identity of `cluster`; returns its certificate's notAfter
+   * (ms). A resumed TLS session shows the client no certificate: it is accepted because we keep tickets
+   * only from verified connections to the same upstream, and only until that certificate expires.
+   */
+  private checkTunnelPeer(
+    socket: TLSSocket,
+    cluster: string,
+    saved: { notAfter: number } | undefined,
+  ): number {
+    if (socket.isSessionReused() && saved && saved.notAfter > Date.now()) return saved.notAfter;
+    const id = verify(peerCertificateChain(socket), this.creds!.bundle(), {
+      trustDomain: this.creds!.trustDomain,
+      cluster,
+      kinds: ['gateway'],
+    });
+    return id.notAfter.getTime();
+  }
+
+  /**
    * Our certificate rotated: the tunnel sessions dialled with the old one leave the pool and close
    * gracefully (GOAWAY: streams in flight finish), so the next requests dial with the new one.
    */
   rotate(): void {
+    // a resumed session would present our old certificate again
+    this.tickets.clear();
     for (const [key, e] of this.entries) {
       if (!key.startsWith('tls|')) continue;
       for (let i = 0; i < e.sessions.length; i++) {

@@ -1,7 +1,9 @@
 import type { Tracer } from '@opentelemetry/api';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import {
   type CaMaterial,
   CertificateSource,
@@ -293,4 +295,60 @@ export function request(
     req.on('error', reject);
     req.end(o.body);
   });
+}
+
+export interface SpySession {
+  /** the client certificate's serial (hex, as node prints it) */
+  serial: string;
+  /** the client resumed an earlier TLS session */
+  resumed: boolean;
+  streams: number;
+  closed: boolean;
+}
+
+/**
+ * A stand-in remote gateway of `cluster` (a real gateway leaf of that cluster) that records every
+ * tunnel session it accepts and answers each request with the client certificate's serial.
+ */
+export async function spyGateway(
+  mesh: Mesh,
+  cluster: string,
+): Promise<{ address: string; sessions: SpySession[]; close(): void }> {
+  const leaf = await issueLeaf(await mesh.intermediate(cluster), { kind: 'gateway', name: `${cluster}-spy` });
+  const sessions: SpySession[] = [];
+  const server = http2.createSecureServer({
+    cert: leaf.chainPem,
+    key: leaf.keyPem,
+    ca: mesh.bundle.toPem(),
+    requestCert: true,
+    ALPNProtocols: ['h2'],
+  });
+  const bySession = new WeakMap<object, SpySession>();
+  server.on('session', (s) => {
+    const socket = s.socket as TLSSocket;
+    const entry = {
+      serial: socket.getPeerCertificate().serialNumber,
+      resumed: socket.isSessionReused(),
+      streams: 0,
+      closed: false,
+    };
+    sessions.push(entry);
+    bySession.set(s, entry);
+    s.once('close', () => {
+      entry.closed = true;
+    });
+  });
+  server.on('stream', (stream) => {
+    const entry = stream.session ? bySession.get(stream.session) : undefined;
+    if (entry) entry.streams++;
+    stream.respond({ ':status': 200 });
+    stream.end(entry?.serial ?? '');
+  });
+  server.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  return {
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    sessions,
+    close: () => server.close(),
+  };
 }

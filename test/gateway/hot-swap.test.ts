@@ -1,10 +1,17 @@
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { type IssuedLeaf, issueLeaf, parseCertificates } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
 import { TUNNEL_ALPN } from '../../gateway/index.ts';
-import { createMesh, echoServer, httpService, type Mesh, request, type TestGateway } from './harness.ts';
+import {
+  createMesh,
+  echoServer,
+  httpService,
+  type Mesh,
+  request,
+  spyGateway,
+  type TestGateway,
+} from './harness.ts';
 
 // Certificate hot-swap: the gateway's leaf rotates through its CertificateSource while it runs.
 
@@ -13,8 +20,7 @@ let a: TestGateway;
 let web: Awaited<ReturnType<typeof echoServer>>;
 let betaLeaf: IssuedLeaf;
 /** a stand-in remote gateway of cluster beta that answers with the serial of the client certificate */
-let spy: http2.Http2SecureServer;
-const spySessions: { serial: string; closed: boolean }[] = [];
+let spy: Awaited<ReturnType<typeof spyGateway>>;
 
 const sameSerial = (x: string, y: string) => BigInt(`0x${x}`) === BigInt(`0x${y}`);
 
@@ -29,33 +35,8 @@ beforeAll(async () => {
   web = await echoServer('alpha-web');
   a.source.set([httpService('shop', 'web', [web.address])]);
   betaLeaf = await issueLeaf(await mesh.intermediate('beta'), { kind: 'gateway', name: 'beta-gw' });
-  spy = http2.createSecureServer({
-    cert: betaLeaf.chainPem,
-    key: betaLeaf.keyPem,
-    ca: mesh.bundle.toPem(),
-    requestCert: true,
-    ALPNProtocols: ['h2'],
-  });
-  spy.on('session', (s) => {
-    const entry = {
-      serial: (s.socket as TLSSocket).getPeerCertificate().serialNumber,
-      closed: false,
-    };
-    spySessions.push(entry);
-    s.once('close', () => {
-      entry.closed = true;
-    });
-  });
-  spy.on('stream', (stream) => {
-    const socket = stream.session?.socket as TLSSocket | undefined;
-    const serial = socket?.getPeerCertificate().serialNumber ?? '';
-    stream.respond({ ':status': 200 });
-    stream.end(serial);
-  });
-  spy.listen(0, '127.0.0.1');
-  await new Promise((r) => spy.once('listening', r));
-  const api = httpService('shop', 'api', ['127.0.0.1:1']);
-  a.catalog.offer('beta', api, `127.0.0.1:${(spy.address() as AddressInfo).port}`);
+  spy = await spyGateway(mesh, 'beta');
+  a.catalog.offer('beta', httpService('shop', 'api', ['127.0.0.1:1']), spy.address);
 }, 30_000);
 
 afterAll(async () => {
@@ -136,14 +117,14 @@ test("pooled tunnel sessions move to the new leaf: the old one gets a graceful c
   };
   const first = await call();
   expect(sameSerial(first, a.identity.current().serial)).toBe(true);
-  const sessionsBefore = spySessions.length;
+  const sessionsBefore = spy.sessions.length;
   const rotated = await a.identity.renewNow();
   const second = await call();
   expect(sameSerial(second, rotated.serial)).toBe(true);
-  expect(spySessions.length).toBeGreaterThan(sessionsBefore);
+  expect(spy.sessions.length).toBeGreaterThan(sessionsBefore);
   // every session presented with an older certificate is closed by the pool
   await waitFor(
-    () => spySessions.filter((s) => !sameSerial(s.serial, rotated.serial)).every((s) => s.closed),
+    () => spy.sessions.filter((s) => !sameSerial(s.serial, rotated.serial)).every((s) => s.closed),
     {
       timeoutMs: 5_000,
     },
