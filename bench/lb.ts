@@ -104,9 +104,16 @@ async function remotesWorker(root: CaMaterial, slowDelayMs: number): Promise<voi
   parentPort!.on('message', async (m: { slow?: [number, number]; stop?: true }) => {
     if (m.slow) [slowFrom, slowTo] = m.slow;
     if (m.stop) {
+      const refused: Record<string, number> = {};
+      for (const g of gateways) {
+        for (const v of (await g.registry.getSingleMetric('meshfed_refused_total')?.get())?.values ?? []) {
+          const key = `${g.cluster} ${v.labels.reason}`;
+          refused[key] = (refused[key] ?? 0) + v.value;
+        }
+      }
       await Promise.all(gateways.map((g) => g.close()));
       for (const s of servers) s.closeAllConnections();
-      parentPort!.postMessage({ stopped: true });
+      parentPort!.postMessage({ refused });
     }
   });
   parentPort!.postMessage({ clusters });
@@ -213,6 +220,10 @@ interface ModeResult extends LoadResult {
   timeline?: string[];
   /** event-loop delay of the home gateway's thread */
   gatewayEventLoopDelayMs?: DelaySummary;
+  /** retries by the failure of the try before */
+  retriesBy?: Record<string, number>;
+  /** connections or requests the remote gateways refused, by cluster and reason */
+  remoteRefused?: Record<string, number>;
 }
 
 function startWorker<T>(data: Record<string, unknown>): { worker: Worker; first: Promise<T> } {
@@ -225,7 +236,16 @@ function startWorker<T>(data: Record<string, unknown>): { worker: Worker; first:
 }
 
 async function sumMetric(g: TestGateway, name: string): Promise<number> {
-  return ((await g.registry.getSingleMetric(name)?.get())?.values ?? []).reduce((a, v) => a + v.value, 0);
+  return Object.values(await metricBy(g, name, 'source_cluster')).reduce((a, v) => a + v, 0);
+}
+
+async function metricBy(g: TestGateway, name: string, label: string): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const v of (await g.registry.getSingleMetric(name)?.get())?.values ?? []) {
+    const key = String(v.labels[label] ?? '');
+    out[key] = (out[key] ?? 0) + v.value;
+  }
+  return out;
 }
 
 async function runMode(mode: Mode, root: CaMaterial, o: ScenarioOptions): Promise<ModeResult> {
@@ -280,6 +300,7 @@ async function runMode(mode: Mode, root: CaMaterial, o: ScenarioOptions): Promis
   const out: ModeResult = { ...result, successRatio: result.ok / result.sent };
   if (home) {
     out.retries = await sumMetric(home, 'meshfed_upstream_retries_total');
+    out.retriesBy = await metricBy(home, 'meshfed_upstream_retries_total', 'failure');
     out.retryBudgetExhausted = await sumMetric(home, 'meshfed_upstream_retry_budget_exhausted_total');
     out.ejections = await sumMetric(home, 'meshfed_outlier_ejections_total');
     out.breakerOpen = await sumMetric(home, 'meshfed_upstream_circuit_breaker_open_total');
@@ -288,7 +309,8 @@ async function runMode(mode: Mode, root: CaMaterial, o: ScenarioOptions): Promis
     await home.close();
   }
   remotes.worker.postMessage({ stop: true });
-  await once(remotes.worker, 'message');
+  const [{ refused }] = (await once(remotes.worker, 'message')) as [{ refused: Record<string, number> }];
+  out.remoteRefused = refused;
   await remotes.worker.terminate();
   return out;
 }
@@ -302,11 +324,12 @@ function report(label: string, r: ModeResult): void {
   if (Object.keys(r.errors).length > 0) console.log(`  errors: ${JSON.stringify(r.errors)}`);
   if (r.retries !== undefined) {
     console.log(
-      `  retries ${r.retries}, retry budget exhausted ${r.retryBudgetExhausted}, ejections ${r.ejections}, ` +
+      `  retries ${r.retries} ${JSON.stringify(r.retriesBy)}, retry budget exhausted ${r.retryBudgetExhausted}, ejections ${r.ejections}, ` +
         `circuit breaker refusals ${r.breakerOpen}`,
     );
     console.log(`  ejection timeline (ms after the slow window began): ${r.timeline?.join('; ')}`);
     console.log(`  event-loop delay, home gateway thread: ${JSON.stringify(r.gatewayEventLoopDelayMs)}`);
+    console.log(`  refused by the remote gateways: ${JSON.stringify(r.remoteRefused)}`);
   }
   console.log(
     `  event-loop delay, load generator thread: ${JSON.stringify(r.loadEventLoopDelayMs)}; ` +

@@ -76,6 +76,8 @@ type Req = IncomingMessage | Http2ServerRequest;
 type Res = ServerResponse | Http2ServerResponse;
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+/** a stream reset by the client sooner than this after it opened counts toward the rapid-reset limit */
+const PREMATURE_RESET_MS = 500;
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
 /** Decides whether an authenticated caller may reach a service; throw or return false to refuse. */
@@ -474,8 +476,13 @@ export class Gateway {
     let resets = 0;
     let windowStart = Date.now();
     session.on('stream', (stream) => {
+      const opened = Date.now();
       stream.on('aborted', () => {
         const now = Date.now();
+        // only premature resets count (Envoy's rule): a peer gateway cancelling a stream when its own
+        // per-try timeout fires is not an attack, and killing its session would fail every stream
+        // it carries (the bench saw a slow cluster's timeouts take healthy requests down with it)
+        if (now - opened >= PREMATURE_RESET_MS) return;
         if (now - windowStart > 1000) {
           windowStart = now;
           resets = 0;

@@ -159,3 +159,27 @@ describe('a caller that goes away', () => {
     expect(explainFull().requests).toBe(requestsBefore + 1);
   });
 });
+
+describe('tunnel sessions and per-try timeouts', () => {
+  test('a peer gateway cancelling streams at its per-try timeout keeps its session (regression: the rapid-reset guard cut it, failing every stream on it)', async () => {
+    const beta = await mesh.gateway('beta', { config: { limits: { maxResetsPerSecond: 2 } } });
+    const alpha = await mesh.gateway('alpha2', {
+      balancer: { timeouts: { request: '600ms' }, outlier: { consecutiveFailures: 1000 } },
+    });
+    try {
+      const svc = httpService('shop', 'hung', [await endpoint('hang', 'beta-hang')]);
+      beta.source.set([svc]);
+      alpha.catalog.offer('beta', svc, beta.eastWest);
+      // five GETs, each tried three times: fifteen streams cancelled by alpha, far above beta's limit of 2/s
+      const answers = await Promise.all(
+        Array.from({ length: 5 }, () => request(alpha.egress, { host: host('hung') })),
+      );
+      expect(answers.map((r) => r.status)).toEqual([504, 504, 504, 504, 504]);
+      const refused = await beta.registry.getSingleMetric('meshfed_refused_total')?.get();
+      expect(refused?.values.filter((v) => v.labels.reason === 'rapid-reset')).toEqual([]);
+    } finally {
+      await alpha.close();
+      await beta.close();
+    }
+  });
+});
