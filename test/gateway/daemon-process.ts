@@ -4,7 +4,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { createRoot, issueIntermediate } from '../../ca/index.ts';
+import { type CaMaterial, createRoot, issueIntermediate } from '../../ca/index.ts';
 import { freePort, waitFor } from '../../core/index.ts';
 import { request } from './harness.ts';
 
@@ -21,6 +21,10 @@ export interface GatewayProcess {
   output(): string;
   /** SIGTERM, and the exit code */
   stop(): Promise<number | null>;
+  /** the trust root of the gateway's bundle */
+  root: CaMaterial;
+  /** the intermediates of the clusters asked for in `otherClusters`, from that root */
+  cas: Record<string, CaMaterial>;
 }
 
 /**
@@ -34,6 +38,11 @@ export async function startGatewayProcess(o: {
   /** merged into the config file */
   config?: Record<string, unknown>;
   args?: string[];
+  /**
+   * other clusters of the same root; their intermediates are written to intermediates.pem and named
+   * by identity.intermediates
+   */
+  otherClusters?: string[];
 }): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'meshfed-gw-'));
   const root = await createRoot({ trustDomain: 'mesh.example' });
@@ -43,6 +52,16 @@ export async function startGatewayProcess(o: {
   writeFileSync(join(caDir, 'ca.crt'), inter.chainPem);
   writeFileSync(join(caDir, 'ca.key'), inter.keyPem, { mode: 0o600 });
   writeFileSync(join(caDir, 'bundle.crt'), root.certPem);
+  const cas: Record<string, CaMaterial> = {};
+  for (const cluster of o.otherClusters ?? []) cas[cluster] = await issueIntermediate(root, { cluster });
+  if (o.otherClusters) {
+    writeFileSync(
+      join(dir, 'intermediates.pem'),
+      Object.values(cas)
+        .map((c) => c.certPem)
+        .join(''),
+    );
+  }
   const services = Object.entries(o.services).map(([name, address]) => ({
     namespace: 'shop',
     name,
@@ -64,7 +83,11 @@ export async function startGatewayProcess(o: {
     name: 'east-gw',
     locality: { region: 'r1', zone: 'z1' },
     stateDir: 'state',
-    identity: { caDir: 'ca', leafTtl: '1h' },
+    identity: {
+      caDir: 'ca',
+      leafTtl: '1h',
+      ...(o.otherClusters ? { intermediates: 'intermediates.pem' } : {}),
+    },
     drainTimeout: '5s',
     gateway: {
       listeners: {
@@ -99,6 +122,8 @@ export async function startGatewayProcess(o: {
     eastWest: `127.0.0.1:${eastWest}`,
     admin: `127.0.0.1:${admin}`,
     output: () => out,
+    root,
+    cas,
     async stop() {
       if (child.exitCode !== null) return child.exitCode;
       const exited = once(child, 'exit');
