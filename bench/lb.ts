@@ -39,6 +39,7 @@ const PHASES = ['warmup', 'slow', 'tail'] as const;
 interface PhaseResult {
   sent: number;
   ok: number;
+  p99Ms: number;
 }
 
 interface LoadResult {
@@ -135,7 +136,10 @@ async function loadWorker(plan: LoadPlan): Promise<LoadResult> {
   eld.enable();
   const pools = plan.origins.map((a) => new Pool(`http://${a}`, { connections: 1024, pipelining: 1 }));
   const total = Math.round((o.rate * (o.warmupMs + o.slowMs + o.tailMs)) / 1000);
-  const phases = Object.fromEntries(PHASES.map((p) => [p, { sent: 0, ok: 0 }])) as LoadResult['phases'];
+  const phases = Object.fromEntries(
+    PHASES.map((p) => [p, { sent: 0, ok: 0, p99Ms: 0 }]),
+  ) as LoadResult['phases'];
+  const phaseLatencies = Object.fromEntries(PHASES.map((p) => [p, [] as number[]]));
   const errors: Record<string, number> = {};
   const latencies: number[] = [];
   let ok = 0;
@@ -145,7 +149,8 @@ async function loadWorker(plan: LoadPlan): Promise<LoadResult> {
   // the gateway has its own per-try timeout and retries: the client only guards against a hang
   const clientTimeout = plan.mode === 'meshfed' ? 30_000 : o.tryTimeoutMs;
   const one = async (i: number): Promise<void> => {
-    const phase = phases[phaseOf((i * 1000) / o.rate)];
+    const name = phaseOf((i * 1000) / o.rate);
+    const phase = phases[name];
     phase.sent++;
     const t0 = performance.now();
     try {
@@ -160,6 +165,7 @@ async function loadWorker(plan: LoadPlan): Promise<LoadResult> {
         ok++;
         phase.ok++;
         latencies.push(performance.now() - t0);
+        phaseLatencies[name]!.push(performance.now() - t0);
       } else {
         const key = `${res.statusCode} ${res.headers['x-meshfed-error'] ?? ''}`.trim();
         errors[key] = (errors[key] ?? 0) + 1;
@@ -192,8 +198,13 @@ async function loadWorker(plan: LoadPlan): Promise<LoadResult> {
   await Promise.all(pending);
   eld.disable();
   await Promise.all(pools.map((p) => p.close()));
+  const at = (q: number, l = latencies) => Math.round((l[Math.floor(q * (l.length - 1))] ?? 0) * 10) / 10;
   latencies.sort((a, b) => a - b);
-  const at = (q: number) => Math.round((latencies[Math.floor(q * (latencies.length - 1))] ?? 0) * 10) / 10;
+  for (const p of PHASES)
+    phases[p].p99Ms = at(
+      0.99,
+      phaseLatencies[p]!.sort((a, b) => a - b),
+    );
   return {
     sent: total,
     ok,
@@ -316,7 +327,9 @@ async function runMode(mode: Mode, root: CaMaterial, o: ScenarioOptions): Promis
 }
 
 function report(label: string, r: ModeResult): void {
-  const phases = PHASES.map((p) => `${p} ${r.phases[p].ok}/${r.phases[p].sent}`).join(', ');
+  const phases = PHASES.map(
+    (p) => `${p} ${r.phases[p].ok}/${r.phases[p].sent} p99 ${r.phases[p].p99Ms} ms`,
+  ).join(', ');
   console.log(
     `${label}: success ${r.ok}/${r.sent} = ${r.successRatio.toFixed(5)}  (${phases})  ` +
       `p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  max ${r.maxMs} ms`,

@@ -49,7 +49,7 @@ import {
   type Registry,
   serviceKey,
 } from '../core/index.ts';
-import type { BalancerConfig, Balancers, BalancerTarget, Failure } from './balancer/index.ts';
+import type { BalancerConfig, Balancers, BalancerTarget, Failure, PickResult } from './balancer/index.ts';
 import { type HelloResult, MAX_HELLO_BYTES, parseClientHello } from './client-hello.ts';
 import { adminHandler } from './admin-endpoint.ts';
 import { type GatewayConfig, TUNNEL_ALPN } from './config.ts';
@@ -1237,6 +1237,10 @@ export class Gateway {
       socket.destroy();
       return;
     }
+    if (!this.connectionSlot(pick, 'tcp', socket)) {
+      socket.destroy();
+      return;
+    }
     const t = pick.target;
     const t0 = performance.now();
     if (t.local) {
@@ -1280,6 +1284,26 @@ export class Gateway {
     );
   }
 
+  /**
+   * A TCP connection (or CONNECT stream) to the picked target holds one circuitBreaker.maxConnections
+   * slot until `holder` closes; when the target has none left it is refused (counted, and the pick
+   * released without blaming the target).
+   */
+  private connectionSlot(
+    pick: PickResult,
+    listener: string,
+    holder: { once(e: 'close', f: () => void): unknown },
+  ) {
+    const release = this.breakers.acquireConnection(pick.target);
+    if (!release) {
+      pick.release({ ok: false, latencyMs: 0, failure: 'overflow' });
+      this.refused.inc({ listener, reason: 'circuit-breaker' });
+      return false;
+    }
+    holder.once('close', release);
+    return true;
+  }
+
   /** CONNECT on the tunnel: a raw TCP stream to a local endpoint of an exported TCP service. */
   handleConnect(req: Http2ServerRequest, res: Http2ServerResponse, peer: VerifiedIdentity): void {
     const ref = parseClustersetHost(String(req.headers[':authority'] ?? ''));
@@ -1292,7 +1316,7 @@ export class Gateway {
     }
     const port = svc.ports.find((p) => p.port === ref.port) ?? svc.ports[0]!;
     const pick = this.o.balancers.pick(ref.namespace, ref.name, { scope: 'local', portName: port.name });
-    if (!pick) {
+    if (!pick || !this.connectionSlot(pick, 'eastWest', res)) {
       res.writeHead(503);
       res.end();
       return;

@@ -33,6 +33,7 @@ export class CircuitBreakers {
     this.c = c;
     this.metrics = o.metrics;
     this.source = o.sourceCluster ?? '';
+    o.metrics?.activeRequests.add({ source: this.source, requestsByCluster: () => this.clusters });
   }
 
   private counts(id: string): Counts {

@@ -1,9 +1,11 @@
-import { Counter, type Registry } from '../../core/index.ts';
+import { Counter, Gauge, type Registry } from '../../core/index.ts';
 
 export interface ResilienceMetrics {
   retries: Counter<'source_cluster' | 'destination_cluster' | 'failure'>;
   budgetExhausted: Counter<'source_cluster' | 'destination_cluster'>;
   breakerOpen: Counter<'source_cluster' | 'destination_cluster' | 'limit'>;
+  /** circuit breakers report their requests in flight per destination cluster here */
+  activeRequests: Set<{ source: string; requestsByCluster(): ReadonlyMap<string, number> }>;
 }
 
 const byRegistry = new WeakMap<Registry, ResilienceMetrics>();
@@ -31,7 +33,21 @@ export function resilienceMetrics(registry: Registry): ResilienceMetrics {
       labelNames: ['source_cluster', 'destination_cluster', 'limit'],
       registers: [registry],
     }),
+    activeRequests: new Set(),
   };
+  const sources = m.activeRequests;
+  new Gauge({
+    name: 'meshfed_upstream_requests_active',
+    help: 'requests in flight per destination cluster, what circuitBreaker.maxClusterRequests limits',
+    labelNames: ['source_cluster', 'destination_cluster'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const b of sources)
+        for (const [cluster, n] of b.requestsByCluster())
+          this.set({ source_cluster: b.source, destination_cluster: cluster }, n);
+    },
+  });
   byRegistry.set(registry, m);
   return m;
 }

@@ -122,6 +122,12 @@ describe('circuit breakers in the gateway', () => {
   test('past circuitBreaker.maxRequests a request is refused at once with 503 overloaded and counted', async () => {
     const held = [0, 1].map(() => request(g.egress, { host: host('full') }));
     await waitFor(() => hung.size >= 2, { timeoutMs: 5_000 });
+    expect(
+      await metric('meshfed_upstream_requests_active', {
+        source_cluster: 'alpha',
+        destination_cluster: 'alpha',
+      }),
+    ).toBe(2);
     const r = await request(g.egress, { host: host('full') });
     expect(r.status).toBe(503);
     expect(r.headers['x-meshfed-error']).toBe('overloaded');
