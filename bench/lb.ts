@@ -8,8 +8,9 @@
 //   npm run bench:lb                                   (1,000 req/s, warm-up 5 s, slow window 30 s, tail 5 s)
 //   npm run bench:lb -- --rate 200 --slow 15 --mode meshfed
 //   node --cpu-prof bench/lb.ts ...                    (profiles the home gateway's thread)
-// Threads: home gateway + orchestration (main), remote gateways + backends (a worker), load generator (a worker),
-// so neither the load nor the far side shares an event loop with the gateway under test. The host is shared.
+// Threads: home gateway + orchestration (main), each remote cluster (gateway + backend) in a worker of its own,
+// the load generator in another, so neither the load nor the far side shares an event loop with the gateway
+// under test. The host is shared: the event-loop delays printed say how starved each side was.
 import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -54,6 +55,8 @@ interface LoadResult {
   loadEventLoopDelayMs: DelaySummary;
   /** how far the open loop fell behind its schedule at worst */
   maxScheduleLagMs: number;
+  /** per second of schedule: "ok/sent p99" */
+  perSecond: string[];
 }
 
 interface DelaySummary {
@@ -75,49 +78,45 @@ interface RemoteCluster {
   backend: string;
 }
 
-/** Four clusters, each a backend and a real Gateway exporting shop/orders; c0's backend is slow in the window. */
-async function remotesWorker(root: CaMaterial, slowDelayMs: number): Promise<void> {
+/**
+ * One remote cluster, in a worker thread of its own (a cluster is a machine of its own in real life): a backend
+ * and a real Gateway exporting shop/orders. Cluster 0's backend answers slowly in the window it is given.
+ */
+async function remoteWorker(root: CaMaterial, index: number, slowDelayMs: number): Promise<void> {
   let slowFrom = Number.POSITIVE_INFINITY;
   let slowTo = 0;
-  const mesh = await createMesh({ root });
-  const gateways: TestGateway[] = [];
-  const servers: http.Server[] = [];
-  const clusters: RemoteCluster[] = [];
-  for (let i = 0; i < CLUSTERS; i++) {
-    const server = http.createServer((req, res) => {
-      req.resume();
-      const now = Date.now();
-      if (i === 0 && now >= slowFrom && now < slowTo) {
-        const timer = setTimeout(() => res.end('ok'), slowDelayMs);
-        res.once('close', () => clearTimeout(timer));
-      } else res.end('ok');
-    });
-    server.keepAliveTimeout = 60_000;
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    servers.push(server);
-    const backend = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const gw = await mesh.gateway(`c${i}`);
-    gw.source.set([httpService('shop', 'orders', [backend])]);
-    gateways.push(gw);
-    clusters.push({ cluster: `c${i}`, eastWest: gw.eastWest, backend });
-  }
+  const eld = monitorEventLoopDelay({ resolution: 10 });
+  const server = http.createServer((req, res) => {
+    req.resume();
+    const now = Date.now();
+    if (now >= slowFrom && now < slowTo) {
+      const timer = setTimeout(() => res.end('ok'), slowDelayMs);
+      res.once('close', () => clearTimeout(timer));
+    } else res.end('ok');
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const backend = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const gw = await (await createMesh({ root })).gateway(`c${index}`);
+  gw.source.set([httpService('shop', 'orders', [backend])]);
   parentPort!.on('message', async (m: { slow?: [number, number]; stop?: true }) => {
-    if (m.slow) [slowFrom, slowTo] = m.slow;
+    if (m.slow) {
+      if (index === 0) [slowFrom, slowTo] = m.slow;
+      eld.enable();
+    }
     if (m.stop) {
+      eld.disable();
       const refused: Record<string, number> = {};
-      for (const g of gateways) {
-        for (const v of (await g.registry.getSingleMetric('meshfed_refused_total')?.get())?.values ?? []) {
-          const key = `${g.cluster} ${v.labels.reason}`;
-          refused[key] = (refused[key] ?? 0) + v.value;
-        }
-      }
-      await Promise.all(gateways.map((g) => g.close()));
-      for (const s of servers) s.closeAllConnections();
-      parentPort!.postMessage({ refused });
+      for (const v of (await gw.registry.getSingleMetric('meshfed_refused_total')?.get())?.values ?? [])
+        refused[`c${index} ${v.labels.reason}`] = v.value;
+      await gw.close();
+      server.closeAllConnections();
+      parentPort!.postMessage({ refused, eventLoopDelayMs: summarize(eld) });
     }
   });
-  parentPort!.postMessage({ clusters });
+  const cluster: RemoteCluster = { cluster: `c${index}`, eastWest: gw.eastWest, backend };
+  parentPort!.postMessage(cluster);
 }
 
 // ---------------------------------------------------------------- load generator (worker)
@@ -140,6 +139,11 @@ async function loadWorker(plan: LoadPlan): Promise<LoadResult> {
     PHASES.map((p) => [p, { sent: 0, ok: 0, p99Ms: 0 }]),
   ) as LoadResult['phases'];
   const phaseLatencies = Object.fromEntries(PHASES.map((p) => [p, [] as number[]]));
+  const seconds = Array.from({ length: Math.ceil(total / o.rate) }, () => ({
+    sent: 0,
+    ok: 0,
+    l: [] as number[],
+  }));
   const errors: Record<string, number> = {};
   const latencies: number[] = [];
   let ok = 0;
@@ -151,7 +155,9 @@ async function loadWorker(plan: LoadPlan): Promise<LoadResult> {
   const one = async (i: number): Promise<void> => {
     const name = phaseOf((i * 1000) / o.rate);
     const phase = phases[name];
+    const second = seconds[Math.floor(i / o.rate)]!;
     phase.sent++;
+    second.sent++;
     const t0 = performance.now();
     try {
       const res = await pools[plan.mode === 'meshfed' ? 0 : i % pools.length]!.request({
@@ -166,6 +172,8 @@ async function loadWorker(plan: LoadPlan): Promise<LoadResult> {
         phase.ok++;
         latencies.push(performance.now() - t0);
         phaseLatencies[name]!.push(performance.now() - t0);
+        second.ok++;
+        second.l.push(performance.now() - t0);
       } else {
         const key = `${res.statusCode} ${res.headers['x-meshfed-error'] ?? ''}`.trim();
         errors[key] = (errors[key] ?? 0) + 1;
@@ -176,6 +184,18 @@ async function loadWorker(plan: LoadPlan): Promise<LoadResult> {
     }
   };
   const pending: Promise<void>[] = [];
+  // not counted: open a few dozen client connections and the gateway's tunnel sessions first, as a running
+  // client population would have them; otherwise the first second opens ~1,000 connections at once, the
+  // listener's accept backlog overflows and dropped SYNs come back only after TCP's 1 s, 3 s, 7 s retries
+  for (let round = 0; round < 5; round++) {
+    await Promise.all(
+      Array.from({ length: 64 }, (_, i) =>
+        pools[i % pools.length]!.request({ path: '/', method: 'GET', headers: { host: HOST } })
+          .then((r) => r.body.dump())
+          .catch(() => undefined),
+      ),
+    );
+  }
   // the worker's own start-up (loading modules) must not eat into the warm-up: say when ready, then
   // wait for the common start time, on which the slow window is aligned too
   parentPort!.postMessage({ ready: true });
@@ -215,6 +235,13 @@ async function loadWorker(plan: LoadPlan): Promise<LoadResult> {
     errors,
     loadEventLoopDelayMs: summarize(eld),
     maxScheduleLagMs: Math.round(maxLag),
+    perSecond: seconds.map(
+      (x) =>
+        `${x.ok}/${x.sent} ${at(
+          0.99,
+          x.l.sort((a, b) => a - b),
+        )}ms`,
+    ),
   };
 }
 
@@ -235,6 +262,8 @@ interface ModeResult extends LoadResult {
   retriesBy?: Record<string, number>;
   /** connections or requests the remote gateways refused, by cluster and reason */
   remoteRefused?: Record<string, number>;
+  /** event-loop delay of the remote clusters' threads (the worst of the four for each figure) */
+  remoteEventLoopDelayMs?: DelaySummary;
 }
 
 function startWorker<T>(data: Record<string, unknown>): { worker: Worker; first: Promise<T> } {
@@ -260,12 +289,10 @@ async function metricBy(g: TestGateway, name: string, label: string): Promise<Re
 }
 
 async function runMode(mode: Mode, root: CaMaterial, o: ScenarioOptions): Promise<ModeResult> {
-  const remotes = startWorker<{ clusters: RemoteCluster[] }>({
-    role: 'remotes',
-    root,
-    slowDelayMs: o.slowDelayMs,
-  });
-  const { clusters } = await remotes.first;
+  const remotes = Array.from({ length: CLUSTERS }, (_, index) =>
+    startWorker<RemoteCluster>({ role: 'remote', root, index, slowDelayMs: o.slowDelayMs }),
+  );
+  const clusters = await Promise.all(remotes.map((r) => r.first));
   let home: TestGateway | undefined;
   if (mode === 'meshfed') {
     const mesh = await createMesh({ root });
@@ -273,7 +300,7 @@ async function runMode(mode: Mode, root: CaMaterial, o: ScenarioOptions): Promis
       // the shipped defaults, with the issue's 1 s per-try timeout (the harness's own retry settings are generous)
       balancer: {
         timeouts: { request: `${o.tryTimeoutMs}ms` },
-        retry: { attempts: 2, budgetPercent: 20, minRetryConcurrency: 3 },
+        retry: { attempts: 2, budgetPercent: 20, minRetriesPerSecond: 10 },
       },
     });
     for (const c of clusters)
@@ -285,7 +312,7 @@ async function runMode(mode: Mode, root: CaMaterial, o: ScenarioOptions): Promis
   const done = once(load.worker, 'message') as Promise<[LoadResult]>;
   const startAt = Date.now() + 100;
   const slowFrom = startAt + o.warmupMs;
-  remotes.worker.postMessage({ slow: [slowFrom, slowFrom + o.slowMs] });
+  for (const r of remotes) r.worker.postMessage({ slow: [slowFrom, slowFrom + o.slowMs] });
   load.worker.postMessage({ startAt });
   const eld = monitorEventLoopDelay({ resolution: 10 });
   eld.enable();
@@ -319,10 +346,22 @@ async function runMode(mode: Mode, root: CaMaterial, o: ScenarioOptions): Promis
     out.gatewayEventLoopDelayMs = summarize(eld);
     await home.close();
   }
-  remotes.worker.postMessage({ stop: true });
-  const [{ refused }] = (await once(remotes.worker, 'message')) as [{ refused: Record<string, number> }];
-  out.remoteRefused = refused;
-  await remotes.worker.terminate();
+  const stopped = await Promise.all(
+    remotes.map(async (r) => {
+      r.worker.postMessage({ stop: true });
+      const [m] = (await once(r.worker, 'message')) as [
+        { refused: Record<string, number>; eventLoopDelayMs: DelaySummary },
+      ];
+      await r.worker.terminate();
+      return m;
+    }),
+  );
+  out.remoteRefused = Object.assign({}, ...stopped.map((m) => m.refused));
+  out.remoteEventLoopDelayMs = {
+    p50: Math.max(...stopped.map((m) => m.eventLoopDelayMs.p50)),
+    p99: Math.max(...stopped.map((m) => m.eventLoopDelayMs.p99)),
+    max: Math.max(...stopped.map((m) => m.eventLoopDelayMs.max)),
+  };
   return out;
 }
 
@@ -342,8 +381,12 @@ function report(label: string, r: ModeResult): void {
     );
     console.log(`  ejection timeline (ms after the slow window began): ${r.timeline?.join('; ')}`);
     console.log(`  event-loop delay, home gateway thread: ${JSON.stringify(r.gatewayEventLoopDelayMs)}`);
-    console.log(`  refused by the remote gateways: ${JSON.stringify(r.remoteRefused)}`);
+    console.log(
+      `  remote clusters' threads: event-loop delay (worst) ${JSON.stringify(r.remoteEventLoopDelayMs)}, ` +
+        `refusals ${JSON.stringify(r.remoteRefused)}`,
+    );
   }
+  console.log(`  per second (ok/sent p99): ${r.perSecond.join(', ')}`);
   console.log(
     `  event-loop delay, load generator thread: ${JSON.stringify(r.loadEventLoopDelayMs)}; ` +
       `worst schedule lag ${r.maxScheduleLagMs} ms`,
@@ -408,7 +451,13 @@ async function main(): Promise<void> {
 }
 
 if (!isMainThread) {
-  const d = workerData as { role: 'remotes' | 'load'; root: CaMaterial; slowDelayMs: number; plan: LoadPlan };
-  if (d.role === 'remotes') await remotesWorker(d.root, d.slowDelayMs);
+  const d = workerData as {
+    role: 'remote' | 'load';
+    root: CaMaterial;
+    index: number;
+    slowDelayMs: number;
+    plan: LoadPlan;
+  };
+  if (d.role === 'remote') await remoteWorker(d.root, d.index, d.slowDelayMs);
   else parentPort!.postMessage(await loadWorker(d.plan));
 } else if (import.meta.url === `file://${process.argv[1]}`) await main();

@@ -119,6 +119,8 @@ export const RENAMED_OPTIONS: Record<string, string> = {
   'listeners.eastWest': 'gateway.listeners.eastWest',
   'gateway.ingress': 'gateway.listeners.eastWest',
   'gateway.egressTrustedNetworks': 'gateway.egress.trustedNetworks',
+  // the retry budget counts retries over a window now, not retries in flight (docs/load-balancing.md)
+  'balancer.retry.minRetryConcurrency': 'balancer.retry.minRetriesPerSecond',
 };
 
 export interface LoadedDaemonConfig {

@@ -282,7 +282,11 @@ export class Gateway {
       }),
       retry<Sent, Exchange>({
         attempts: bc.retry.attempts,
-        budgetFor: budgetPerService(bc.retry),
+        budgetFor: budgetPerService({
+          budgetPercent: bc.retry.budgetPercent,
+          minRetriesPerSecond: bc.retry.minRetriesPerSecond,
+          windowMs: bc.retry.budgetWindow,
+        }),
         backoffBase: bc.retry.backoffBase,
         backoffMax: bc.retry.backoffMax,
         metrics,

@@ -1,5 +1,14 @@
 import { duration, z } from '../../core/index.ts';
 
+const RETRY_DEFAULTS = {
+  attempts: 2,
+  budgetPercent: 20,
+  minRetriesPerSecond: 10,
+  budgetWindow: 10_000,
+  backoffBase: 25,
+  backoffMax: 250,
+};
+
 export const balancerConfigSchema = z
   .strictObject({
     overprovisioningFactor: z
@@ -63,19 +72,23 @@ export const balancerConfigSchema = z
           .min(0)
           .max(100)
           .default(20)
-          .describe('retries in flight may be at most this share of active requests'),
-        minRetryConcurrency: z
+          .describe(
+            'retries in the last budgetWindow may be at most this percent of the calls in it, per service',
+          ),
+        minRetriesPerSecond: z
           .number()
-          .int()
           .min(0)
-          .default(3)
-          .describe('retries always allowed in flight, whatever the budget'),
+          .default(10)
+          .describe('retries per second always allowed on top of budgetPercent'),
+        budgetWindow: duration()
+          .default(10_000)
+          .describe('how far back the retry budget counts calls and retries'),
         backoffBase: duration()
           .default(25)
           .describe('retry n waits a random time in [0, min(backoffMax, backoffBase × 2^n)) (full jitter)'),
         backoffMax: duration().default(250),
       })
-      .default({ attempts: 2, budgetPercent: 20, minRetryConcurrency: 3, backoffBase: 25, backoffMax: 250 }),
+      .default(RETRY_DEFAULTS),
     timeouts: z
       .strictObject({
         connect: duration().default(1_000),
@@ -112,7 +125,7 @@ export const balancerConfigSchema = z
     panicThreshold: 50,
     outlier: { consecutiveFailures: 5, baseEjection: 30_000, maxEjection: 300_000, maxEjectionPercent: 50 },
     healthCheck: { interval: 5_000, timeout: 1_000, unhealthyThreshold: 2, healthyThreshold: 2 },
-    retry: { attempts: 2, budgetPercent: 20, minRetryConcurrency: 3, backoffBase: 25, backoffMax: 250 },
+    retry: RETRY_DEFAULTS,
     timeouts: { connect: 1_000, request: 15_000, idle: 60_000 },
     circuitBreaker: { maxConnections: 1024, maxPending: 1024, maxRequests: 1024, maxClusterRequests: 4096 },
   });

@@ -11,5 +11,12 @@ export {
 } from './dispatch.ts';
 export { Drain } from './drain.ts';
 export { type ResilienceMetrics, resilienceMetrics } from './metrics.ts';
-export { backoffMs, budgetPerService, type RetryOptions, RetryBudget, retry } from './retry.ts';
+export {
+  backoffMs,
+  budgetPerService,
+  type RetryBudgetOptions,
+  type RetryOptions,
+  RetryBudget,
+  retry,
+} from './retry.ts';
 export { type Clock, deadline, isTimeoutReason, perTryTimeout } from './timeouts.ts';

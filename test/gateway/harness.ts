@@ -197,7 +197,7 @@ export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
       const logger = silentLogger();
       const balancerConfig = balancerConfigSchema.parse({
         healthCheck: { interval: 60_000 },
-        retry: { attempts: 2, budgetPercent: 100, minRetryConcurrency: 10 },
+        retry: { attempts: 2, budgetPercent: 100, minRetriesPerSecond: 100 },
         ...o.balancer,
       });
       const locality = { region: `${cluster}-region`, zone: `${cluster}-zone` };

@@ -77,7 +77,7 @@ describe('retry', () => {
       balancedDispatch({ balancers, send, classify: (s: number) => (s >= 500 ? '5xx' : undefined) }),
       retry<number>({
         attempts: 2,
-        budgetFor: budgetPerService({ budgetPercent: 20, minRetryConcurrency: 3 }),
+        budgetFor: budgetPerService({ budgetPercent: 20, minRetriesPerSecond: 1, windowMs: 10_000 }),
         backoffBase: 25,
         backoffMax: 250,
         sleep: noSleep,
@@ -95,7 +95,7 @@ describe('retry', () => {
   });
 
   test.each([
-    { name: 'with a 20 % budget retries stay bounded', percent: 20, min: 3, maxSends: 100 + 2 * 20 + 3 },
+    { name: 'with a 20 % budget retries stay bounded', percent: 20, min: 0, maxSends: 100 + 20 },
     { name: 'without a budget every call is tried three times', percent: 100, min: 1000, maxSends: 300 },
   ])('retry budget stops retry storms: $name', async ({ percent, min, maxSends }) => {
     const { balancers } = twoGateways();
@@ -115,7 +115,7 @@ describe('retry', () => {
       balancedDispatch({ balancers, send }),
       retry<number>({
         attempts: 2,
-        budgetFor: budgetPerService({ budgetPercent: percent, minRetryConcurrency: min }),
+        budgetFor: budgetPerService({ budgetPercent: percent, minRetriesPerSecond: min, windowMs: 10_000 }),
         backoffBase: 1,
         backoffMax: 1,
         sleep: noSleep,
@@ -136,17 +136,81 @@ describe('retry', () => {
     balancers.close();
   });
 
-  test('RetryBudget: min concurrency, then a share of active requests', () => {
-    const b = new RetryBudget({ budgetPercent: 20, minRetryConcurrency: 3 });
-    b.active = 10;
-    expect([b.tryAcquire(), b.tryAcquire(), b.tryAcquire(), b.tryAcquire()]).toEqual([
-      true,
-      true,
-      true,
-      false,
-    ]);
-    b.active = 50;
-    expect(b.allowed()).toBe(10);
+  test.each([
+    { name: 'no calls, no floor: nothing', calls: 0, percent: 20, floor: 0, elapsed: 0, granted: 0 },
+    { name: '100 calls at 20 %: 20 retries', calls: 100, percent: 20, floor: 0, elapsed: 0, granted: 20 },
+    { name: 'the floor: 1/s over 10 s adds 10', calls: 100, percent: 20, floor: 1, elapsed: 0, granted: 30 },
+    {
+      name: 'a quiet service still gets the floor',
+      calls: 0,
+      percent: 20,
+      floor: 1,
+      elapsed: 0,
+      granted: 10,
+    },
+    {
+      name: 'calls older than the window count no more',
+      calls: 100,
+      percent: 20,
+      floor: 0,
+      elapsed: 10_000,
+      granted: 0,
+    },
+  ])('RetryBudget over a window: $name', ({ calls, percent, floor, elapsed, granted }) => {
+    const clock = { t: 1_000_000 };
+    const b = new RetryBudget(
+      { budgetPercent: percent, minRetriesPerSecond: floor, windowMs: 10_000 },
+      () => clock.t,
+    );
+    for (let i = 0; i < calls; i++) b.recordCall();
+    clock.t += elapsed;
+    let n = 0;
+    while (n < 1000 && b.tryAcquire()) n++;
+    expect(n).toBe(granted);
+  });
+
+  test('RetryBudget: retries spent leave the window with it', () => {
+    const clock = { t: 1_000_000 };
+    const b = new RetryBudget({ budgetPercent: 50, minRetriesPerSecond: 0, windowMs: 10_000 }, () => clock.t);
+    for (let i = 0; i < 10; i++) b.recordCall();
+    clock.t += 5_000;
+    for (let i = 0; i < 10; i++) b.recordCall();
+    expect([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10].map(() => b.tryAcquire()).filter(Boolean)).toHaveLength(10);
+    // the first ten calls leave the window; so do none of the retries (spent at 5 s)
+    clock.t += 5_000;
+    expect(b.tryAcquire()).toBe(false);
+    // once the retries are old too, the second ten calls' share is free again
+    clock.t += 5_000;
+    expect(b.allowed()).toBe(0);
+  });
+
+  test('a burst of timeouts gets its retries (regression: a budget on retries in flight refused most of it)', async () => {
+    const { balancers } = twoGateways();
+    let open!: () => void;
+    const gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const tried = new Map<number, number>();
+    let n = 0;
+    const send = async (t: BalancerTarget, c: { payload: undefined; attempt: number }) => {
+      const call = n++;
+      tried.set(call, c.attempt);
+      if (c.attempt === 0) {
+        await gate;
+        throw new UpstreamFailure('timeout', t);
+      }
+      return 200;
+    };
+    const budgets = budgetPerService({ budgetPercent: 20, minRetriesPerSecond: 10, windowMs: 10_000 });
+    const dispatch = compose(
+      balancedDispatch({ balancers, send }),
+      retry<number>({ attempts: 2, budgetFor: budgets, backoffBase: 1, backoffMax: 1, sleep: noSleep }),
+    );
+    // 40 calls held by a target that then times out all at once: 8 from the 20 % share + 100 from the floor
+    const calls = Array.from({ length: 40 }, () => dispatch(ctx()));
+    open();
+    await expect(Promise.all(calls)).resolves.toEqual(new Array(40).fill(200));
+    balancers.close();
   });
 
   test.each([0, 1, 2, 5])('back-off for retry %i is jittered below min(max, base × 2^n)', (n) => {
@@ -174,7 +238,7 @@ describe('per-try timeout', () => {
       balancedDispatch({ balancers, send }),
       retry<number>({
         attempts: 1,
-        budgetFor: budgetPerService({ budgetPercent: 20, minRetryConcurrency: 3 }),
+        budgetFor: budgetPerService({ budgetPercent: 20, minRetriesPerSecond: 1, windowMs: 10_000 }),
         backoffBase: 1,
         backoffMax: 1,
         sleep: noSleep,
