@@ -14,7 +14,7 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -36,7 +36,7 @@ import {
   startNatsSupercluster,
 } from '../core/index.ts';
 import { FederationNode } from '../federation/index.ts';
-import { benchService } from './catalog-services.ts';
+import { benchService, mergeResults } from './catalog-common.ts';
 
 const TD = 'bench.example';
 const NATS_CLUSTERS = ['nats-a', 'nats-b', 'nats-c'];
@@ -526,16 +526,8 @@ async function main(): Promise<void> {
       note: 'shared 2-core machine: figures are noisy; publishers in one child process, every view in its own',
     },
   };
-  mkdirSync(join(here, 'results'), { recursive: true });
   // scales run separately (--scale) accumulate in one file; a scale run again replaces its own figures
-  const file = join(here, 'results', 'catalog.json');
-  let previous: Record<string, unknown> = {};
-  try {
-    previous = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch {
-    previous = {};
-  }
-  writeFileSync(file, `${JSON.stringify({ ...previous, ...out }, null, 2)}\n`);
+  mergeResults('catalog.json', out);
   console.log(`\nwrote bench/results/catalog.json`);
   process.exit(0);
 }
