@@ -36,6 +36,8 @@ type Mode = 'meshfed' | 'round-robin';
 const CLUSTERS = 4;
 const HOST = 'orders.shop.svc.clusterset.local';
 const PHASES = ['warmup', 'slow', 'tail'] as const;
+/** the client's own deadline for a request through the gateway (3 tries × 1 s + back-offs + slack) */
+const CLIENT_DEADLINE_MS = 5_000;
 
 interface PhaseResult {
   sent: number;
@@ -150,8 +152,9 @@ async function loadWorker(plan: LoadPlan): Promise<LoadResult> {
   let maxLag = 0;
   const phaseOf = (at: number) =>
     at < o.warmupMs ? 'warmup' : at < o.warmupMs + o.slowMs ? 'slow' : ('tail' as const);
-  // the gateway has its own per-try timeout and retries: the client only guards against a hang
-  const clientTimeout = plan.mode === 'meshfed' ? 30_000 : o.tryTimeoutMs;
+  // through the gateway a request may take three tries of tryTimeoutMs plus back-offs; the client gives it
+  // that and a little more (CLIENT_DEADLINE_MS), so a request queued behind a starved gateway counts as failed
+  const clientTimeout = plan.mode === 'meshfed' ? CLIENT_DEADLINE_MS : o.tryTimeoutMs;
   const one = async (i: number): Promise<void> => {
     const name = phaseOf((i * 1000) / o.rate);
     const phase = phases[name];

@@ -63,6 +63,8 @@ import {
   callContext,
   compose,
   type Dispatch,
+  deadline,
+  grpcTimeoutMs,
   perTryTimeout,
   resilienceMetrics,
   retry,
@@ -280,6 +282,8 @@ export class Gateway {
         send: (t, ctx) => this.send(t, ctx),
         classify: (s) => (s.status >= 500 && s.status !== 501 ? '5xx' : undefined),
       }),
+      // a gRPC caller's deadline bounds all tries together, as Envoy honours grpc-timeout
+      deadline<Sent, Exchange>({ ms: (ctx) => grpcTimeoutMs(ctx.payload.req.headers['grpc-timeout']) }),
       retry<Sent, Exchange>({
         attempts: bc.retry.attempts,
         budgetFor: budgetPerService({

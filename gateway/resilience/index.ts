@@ -9,7 +9,6 @@ export {
   type Layer,
   UpstreamFailure,
 } from './dispatch.ts';
-export { Drain } from './drain.ts';
 export { type ResilienceMetrics, resilienceMetrics } from './metrics.ts';
 export {
   backoffMs,
@@ -19,4 +18,4 @@ export {
   RetryBudget,
   retry,
 } from './retry.ts';
-export { type Clock, deadline, isTimeoutReason, perTryTimeout } from './timeouts.ts';
+export { type Clock, deadline, grpcTimeoutMs, isTimeoutReason, perTryTimeout } from './timeouts.ts';

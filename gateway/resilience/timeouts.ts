@@ -1,14 +1,41 @@
 import { MeshfedError } from '../../core/index.ts';
-import type { Layer } from './dispatch.ts';
+import type { CallContext, Layer } from './dispatch.ts';
 
 export interface Clock {
   now(): number;
 }
 
-/** Sets the overall deadline of a call (all tries and back-offs together) unless one is set. */
-export function deadline<R, P = undefined>(o: { ms: number; clock?: Clock }): Layer<R, P> {
+/**
+ * Sets the overall deadline of a call (all tries and back-offs together) unless one is set: `ms`, or
+ * what it returns for this call (undefined: no deadline). No try starts after it, and the running try
+ * is aborted at it (perTryTimeout).
+ */
+export function deadline<R, P = undefined>(o: {
+  ms: number | ((ctx: CallContext<P>) => number | undefined);
+  clock?: Clock;
+}): Layer<R, P> {
   const now = o.clock?.now ?? Date.now;
-  return (next) => (ctx) => next(ctx.deadline === undefined ? { ...ctx, deadline: now() + o.ms } : ctx);
+  return (next) => (ctx) => {
+    if (ctx.deadline !== undefined) return next(ctx);
+    const ms = typeof o.ms === 'number' ? o.ms : o.ms(ctx);
+    return next(ms === undefined ? ctx : { ...ctx, deadline: now() + ms });
+  };
+}
+
+const GRPC_TIMEOUT_UNIT_MS: Record<string, number> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1_000,
+  m: 1,
+  u: 1e-3,
+  n: 1e-6,
+};
+
+/** A gRPC `grpc-timeout` header value (up to 8 digits and a unit) in ms; undefined when absent or malformed. */
+export function grpcTimeoutMs(value: unknown): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const m = /^(\d{1,8})([HMSmun])$/.exec(value);
+  return m ? Number(m[1]) * GRPC_TIMEOUT_UNIT_MS[m[2]!]! : undefined;
 }
 
 export const TIMEOUT_REASON = Symbol('meshfed per-try timeout');

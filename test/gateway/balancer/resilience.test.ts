@@ -8,7 +8,8 @@ import {
   CircuitBreakers,
   callContext,
   compose,
-  Drain,
+  deadline,
+  grpcTimeoutMs,
   perTryTimeout,
   RetryBudget,
   resilienceMetrics,
@@ -262,6 +263,51 @@ describe('per-try timeout', () => {
   });
 });
 
+describe('deadline', () => {
+  test.each([
+    ['100m', 100],
+    ['2S', 2_000],
+    ['1M', 60_000],
+    ['1H', 3_600_000],
+    ['5000u', 5],
+    ['12345678n', 12.345678],
+    ['123456789m', undefined],
+    ['10', undefined],
+    ['1x', undefined],
+    [undefined, undefined],
+  ])('grpc-timeout %s is %s ms', (value, ms) => {
+    expect(grpcTimeoutMs(value)).toBe(ms);
+  });
+
+  test('a per-call deadline stops retries once it has passed', async () => {
+    const { balancers } = twoGateways();
+    const clock = { t: 0 };
+    let sends = 0;
+    const send = async (t: BalancerTarget): Promise<number> => {
+      sends++;
+      clock.t += 60; // each try takes 60 ms of the call's time
+      throw new UpstreamFailure('reset', t);
+    };
+    const dispatch = compose(
+      balancedDispatch({ balancers, send }),
+      deadline<number>({ ms: (c) => (c.name === 'orders' ? 100 : undefined), clock: { now: () => clock.t } }),
+      retry<number>({
+        attempts: 5,
+        budgetFor: budgetPerService({ budgetPercent: 100, minRetriesPerSecond: 100, windowMs: 10_000 }),
+        backoffBase: 1,
+        backoffMax: 1,
+        sleep: noSleep,
+        clock: { now: () => clock.t },
+        random: () => 0,
+      }),
+    );
+    expect(await codeOf(dispatch(ctx()))).toBe('MESHFED_GATEWAY_UPSTREAM');
+    // tries at 0 and 60 ms; at 120 ms the 100 ms deadline has passed
+    expect(sends).toBe(2);
+    balancers.close();
+  });
+});
+
 describe('circuit breakers', () => {
   const target = (id: string, cluster = 'west'): BalancerTarget => ({
     id,
@@ -334,27 +380,6 @@ describe('circuit breakers', () => {
     open();
     await expect(Promise.all([a, b])).resolves.toEqual([200, 200]);
     balancers.close();
-  });
-});
-
-describe('drain', () => {
-  test('refuses new calls, lets calls in flight finish, then resolves', async () => {
-    const d = new Drain();
-    let finish!: () => void;
-    const inFlight = d.layer<number>()(() => new Promise<number>((r) => (finish = () => r(1))));
-    const running = inFlight(ctx());
-    const drained = d.drain(10_000);
-    expect(await codeOf(d.layer<number>()(async () => 2)(ctx()))).toBe('MESHFED_GATEWAY_DRAINING');
-    expect(d.active).toBe(1);
-    finish();
-    await expect(running).resolves.toBe(1);
-    await expect(drained).resolves.toEqual({ remaining: 0 });
-  });
-
-  test('reports what is left when the grace period ends', async () => {
-    const d = new Drain();
-    d.enter();
-    await expect(d.drain(10)).resolves.toEqual({ remaining: 1 });
   });
 });
 
