@@ -414,12 +414,14 @@ async function main(): Promise<void> {
     slowDelayMs: 2000,
     tryTimeoutMs: 1000,
   };
+  const args = process.argv.slice(2);
+  const loadAtStart = loadavg()[0]!;
   const modes: Mode[] = values.mode === 'both' ? ['meshfed', 'round-robin'] : [values.mode as Mode];
   console.log(
     `lb bench: home gateway → 4 remote clusters (real gateways, mTLS tunnel) on 127.0.0.1; c0's backend answers ` +
       `after ${o.slowDelayMs} ms for ${o.slowMs / 1000} s (after ${o.warmupMs / 1000} s warm-up, then ` +
       `${o.tailMs / 1000} s tail); ${o.rate} req/s open loop; per-try timeout ${o.tryTimeoutMs} ms; ` +
-      `${availableParallelism()} cores, load average ${loadavg()[0]!.toFixed(1)} (shared machine)`,
+      `${availableParallelism()} cores, load average ${loadAtStart.toFixed(1)} (shared machine)`,
   );
   const root = await createRoot({ trustDomain: TRUST_DOMAIN });
   const results: Partial<Record<Mode, ModeResult>> = {};
@@ -437,10 +439,11 @@ async function main(): Promise<void> {
     `${JSON.stringify(
       {
         date: new Date().toISOString(),
-        command: `npm run bench:lb -- ${process.argv.slice(2).join(' ')}`.trim(),
+        command: ['npm run bench:lb', ...(args.length > 0 ? ['--', ...args] : [])].join(' '),
         node: process.version,
         cores: availableParallelism(),
-        loadAverage: loadavg()[0],
+        loadAverageAtStart: loadAtStart,
+        loadAverageAtEnd: loadavg()[0],
         scenario: o,
         success_ratio: results.meshfed.successRatio,
         round_robin_success_ratio: results['round-robin']?.successRatio ?? null,
