@@ -1,3 +1,6 @@
+import { once } from 'node:events';
+import net from 'node:net';
+import { Worker } from 'node:worker_threads';
 import { isMeshfedError, Registry } from '../../../core/index.ts';
 import type { BalancerTarget } from '../../../gateway/balancer/index.ts';
 import {
@@ -253,6 +256,37 @@ describe('per-try timeout', () => {
       .levels[0]!.targets.find((x) => hung.endsWith(x.target.split(' ')[1]!));
     expect(t?.failures).toBe(1);
     balancers.close();
+  });
+
+  test('an answer that arrived during an event-loop stall wins over the timer that expired in it (regression: it was thrown away as a timeout)', async () => {
+    // the peer runs on its own thread, so it answers while this thread is stalled
+    const peer = new Worker(
+      `const net = require('node:net');
+       const { parentPort } = require('node:worker_threads');
+       const s = net.createServer((c) => c.on('data', () => c.write('pong')));
+       s.listen(0, '127.0.0.1', () => parentPort.postMessage(s.address().port));`,
+      { eval: true },
+    );
+    try {
+      const [port] = (await once(peer, 'message')) as [number];
+      const socket = net.connect(port, '127.0.0.1');
+      await once(socket, 'connect');
+      const dispatch = perTryTimeout<string>({ ms: 50 })(
+        (c) =>
+          new Promise<string>((resolve, reject) => {
+            socket.once('data', (d) => resolve(d.toString()));
+            c.signal!.addEventListener('abort', () => reject(c.signal!.reason));
+            socket.write('ping');
+            // a stall longer than the per-try timeout: the answer lands in the socket meanwhile
+            const until = Date.now() + 300;
+            while (Date.now() < until);
+          }),
+      );
+      await expect(dispatch(ctx() as never)).resolves.toBe('pong');
+      socket.destroy();
+    } finally {
+      await peer.terminate();
+    }
   });
 
   test('no time left before a try: MESHFED_GATEWAY_TIMEOUT without sending', async () => {
