@@ -52,25 +52,33 @@ async function slowCallInFlight(gw: GatewayProcess) {
   return { call };
 }
 
-test('SIGTERM: new connections are refused, the request in flight finishes, then the process exits 0', async () => {
-  const gw = await startGatewayProcess({ natsUrl: nats.url, services: { web: address } });
-  expect((await request(gw.egress, { host: 'web.shop.svc.clusterset.local' })).body).toBe('fast');
-  const { call } = await slowCallInFlight(gw);
-  const exited = new Promise<number | null>((r) => gw.child.once('exit', (code) => r(code)));
-  gw.child.kill('SIGTERM');
-  await waitFor(() => refused(gw.egress), { timeoutMs: 10_000 });
-  expect(await refused(gw.eastWest)).toBe(true);
-  const ready = await request(gw.admin, { host: 'admin', path: '/readyz' });
-  expect(ready.status).toBe(503);
-  expect(JSON.parse(ready.body).status).toBe('draining');
-  // still draining: the process waits for the request
-  expect(gw.child.exitCode).toBeNull();
-  held.shift()!.end('slow done');
-  const r = await call;
-  expect(r.status).toBe(200);
-  expect(r.body).toBe('slow done');
-  expect(await exited).toBe(0);
-}, 60_000);
+test.each([1, 2])(
+  'workers: %i: SIGTERM refuses new connections, lets the request in flight finish, then exits 0',
+  async (workers) => {
+    const gw = await startGatewayProcess({
+      natsUrl: nats.url,
+      services: { web: address },
+      config: { workers },
+    });
+    expect((await request(gw.egress, { host: 'web.shop.svc.clusterset.local' })).body).toBe('fast');
+    const { call } = await slowCallInFlight(gw);
+    const exited = new Promise<number | null>((r) => gw.child.once('exit', (code) => r(code)));
+    gw.child.kill('SIGTERM');
+    await waitFor(() => refused(gw.egress), { timeoutMs: 10_000 });
+    expect(await refused(gw.eastWest)).toBe(true);
+    const ready = await request(gw.admin, { host: 'admin', path: '/readyz' });
+    expect(ready.status).toBe(503);
+    expect(JSON.parse(ready.body).status).toBe('draining');
+    // still draining: the process waits for the request
+    expect(gw.child.exitCode).toBeNull();
+    held.shift()!.end('slow done');
+    const r = await call;
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('slow done');
+    expect(await exited).toBe(0);
+  },
+  60_000,
+);
 
 test('a request that outlasts drainTimeout is cut and the process still exits 0 within the bound', async () => {
   const gw = await startGatewayProcess({
