@@ -8,6 +8,8 @@
  *   npm run bench:catalog                                   both scales
  *   npm run bench:catalog -- --scale 10x1000 --seconds 10 --rate 200
  *   BENCH_PROF=view|joiner|publishers npm run bench:catalog   CPU profiles in /tmp/meshfed-prof
+ *   BENCH_VIEW_FLAGS='--max-semi-space-size=2' …             V8 flags for every view process
+ *   BENCH_DEBUG=1 …                                            heap spaces of each view after its sync
  *
  * Latency is publish → visible in all three watching views, timed with each process's
  * performance.timeOrigin + performance.now() (one machine, one clock).
@@ -140,6 +142,16 @@ async function signerOf(spec: Spec, bundle: TrustBundle, name: string): Promise<
 
 function send(msg: unknown): void {
   process.send!(msg);
+}
+
+/** the process's private resident memory (Linux: RssAnon), i.e. without the node binary's shared file pages */
+function rssAnonMb(): number {
+  try {
+    const line = readFileSync('/proc/self/status', 'utf8').match(/^RssAnon:\s+(\d+) kB/m);
+    return line ? Number(line[1]) / 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 function loopDelay() {
@@ -281,6 +293,7 @@ async function viewRole(spec: Spec, name: string, serversIdx: number): Promise<v
     heap_total_mb: mem.heapTotal / 1048576,
     external_mb: mem.external / 1048576,
     base_rss_mb: baseRss,
+    rss_anon_mb: rssAnonMb(),
     entries: node.entryCount(),
   });
   const seen: [string, number, number][] = [];
@@ -317,10 +330,11 @@ interface Child {
   next<T>(type: string): Promise<T>;
 }
 
-function spawnRole(role: string, specFile: string, extra: string[] = []): Child {
+function spawnRole(role: string, specFile: string, extra: string[] = [], v8Flags: string[] = []): Child {
   const prof = process.env.BENCH_PROF;
   const execArgv =
     prof && role.startsWith(prof) ? ['--cpu-prof', '--cpu-prof-dir=/tmp/meshfed-prof'] : ([] as string[]);
+  execArgv.push(...v8Flags);
   if (role !== 'publishers' && process.env.BENCH_VIEW_FLAGS)
     execArgv.push(...process.env.BENCH_VIEW_FLAGS.split(' '));
   const proc = fork(join(here, 'catalog.ts'), ['--role', role, '--spec', specFile, ...extra], {
@@ -363,6 +377,7 @@ interface Synced {
   heap_total_mb: number;
   external_mb: number;
   base_rss_mb: number;
+  rss_anon_mb: number;
 }
 
 async function runScale(clusters: number, services: number, seconds: number, rate: number) {
@@ -375,9 +390,9 @@ async function runScale(clusters: number, services: number, seconds: number, rat
   const root = await createRoot({ trustDomain: TD });
   const leaves: Record<string, IssuedLeaf> = {};
   const sc = await startNatsSupercluster({ clusters: NATS_CLUSTERS.map((name) => ({ name })) });
-  for (const n of [...names, ...viewNames, 'joiner'])
+  for (const n of [...names, ...viewNames, 'joiner', 'joiner-small-young'])
     leaves[n] = await issueLeaf(await issueIntermediate(root, { cluster: n }), { kind: 'federation' });
-  console.log(`setup: supercluster and ${names.length + 4} identities in ${Date.now() - t0} ms`);
+  console.log(`setup: supercluster and ${names.length + 5} identities in ${Date.now() - t0} ms`);
   const spec: Spec = {
     rootPem: root.certPem,
     leaves,
@@ -471,7 +486,20 @@ async function runScale(clusters: number, services: number, seconds: number, rat
     children.push(joiner);
     const joined = await joiner.next<Synced>('synced');
     console.log(
-      `full sync of a new cluster (${total} entries): ${joined.sync_s.toFixed(2)} s; its rss ${joined.rss_mb.toFixed(0)} MB (heap ${joined.heap_mb.toFixed(0)} of ${joined.heap_total_mb.toFixed(0)} MB, external ${joined.external_mb.toFixed(0)} MB, rss before the view started ${joined.base_rss_mb.toFixed(0)} MB)`,
+      `full sync of a new cluster (${total} entries): ${joined.sync_s.toFixed(2)} s; its rss ${joined.rss_mb.toFixed(0)} MB (private ${joined.rss_anon_mb.toFixed(0)} MB; heap ${joined.heap_mb.toFixed(0)} of ${joined.heap_total_mb.toFixed(0)} MB, external ${joined.external_mb.toFixed(0)} MB; rss before the view started ${joined.base_rss_mb.toFixed(0)} MB)`,
+    );
+    await stopChild(joiner);
+    // the same join with V8's young generation capped (an operator setting: NODE_OPTIONS=--max-semi-space-size=2)
+    const small = spawnRole(
+      'joiner',
+      specFile,
+      ['--name', 'joiner-small-young', '--servers', '1'],
+      ['--max-semi-space-size=2'],
+    );
+    children.push(small);
+    const joinedSmall = await small.next<Synced>('synced');
+    console.log(
+      `the same with --max-semi-space-size=2: full sync ${joinedSmall.sync_s.toFixed(2)} s, rss ${joinedSmall.rss_mb.toFixed(0)} MB (private ${joinedSmall.rss_anon_mb.toFixed(0)} MB)`,
     );
     const rssSamples = [...viewSync.map((s) => s.rss_mb), joined.rss_mb, ...reports.map((r) => r.rss_mb)];
     return {
@@ -489,6 +517,11 @@ async function runScale(clusters: number, services: number, seconds: number, rat
       full_sync_s: round(joined.sync_s),
       full_sync_samples_s: [...viewSync.map((s) => s.sync_s), joined.sync_s].map(round),
       rss_mb: round(joined.rss_mb),
+      rss_private_mb: round(joined.rss_anon_mb),
+      rss_before_view_mb: round(joined.base_rss_mb),
+      rss_of_the_view_mb: round(joined.rss_mb - joined.base_rss_mb),
+      rss_semi_space_2_mb: round(joinedSmall.rss_mb),
+      full_sync_semi_space_2_s: round(joinedSmall.sync_s),
       rss_samples_mb: rssSamples.map(round),
       rss_max_mb: round(Math.max(...rssSamples)),
       heap_mb: round(joined.heap_mb),

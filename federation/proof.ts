@@ -52,6 +52,10 @@ export class ProofMaker {
     const rest = bytes.subarray(dot + 1);
     // small bodies are copied (the caller's buffer may be a view of a much larger read buffer)
     if (rest.byteLength < DEFLATE_FROM) return new Proof(header, Buffer.from(rest), false);
-    return new Proof(header, deflateRawSync(rest, { level: 1 }), true);
+    const deflated = deflateRawSync(rest, { level: 1 });
+    // zlib hands back a view of its 16 KiB output chunk; a part deflates to ~3 KB, so keep an exact copy
+    const exact = Buffer.allocUnsafeSlow(deflated.byteLength);
+    deflated.copy(exact);
+    return new Proof(header, exact, true);
   }
 }
