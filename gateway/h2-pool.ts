@@ -35,6 +35,8 @@ export class H2Pool {
    */
   private readonly tickets = new Map<string, { ticket: Buffer; notAfter: number }>();
   private closed = false;
+  /** bumped when our certificate rotates: dials started before do not enter the pool */
+  private generation = 0;
 
   constructor(o: {
     size: number;
@@ -67,9 +69,7 @@ export class H2Pool {
         const i = e.sessions.indexOf(s);
         if (i !== -1) e.sessions[i] = undefined;
       }
-      // the caller opens its stream as soon as this promise settles (before any macrotask); close()
-      // then lets that stream finish and refuses new ones
-      setImmediate(() => s.close());
+      closeAfterNextStream(s);
     }
     return true;
   }
@@ -90,10 +90,17 @@ export class H2Pool {
     const pending = e.connecting[i];
     if (pending) return pending;
     const entry = e;
+    const generation = this.generation;
     const p = this.dial(address, cluster).then(
       (session) => {
-        entry.sessions[i] = session;
         entry.connecting[i] = undefined;
+        if (generation !== this.generation && cluster !== undefined) {
+          // dialled with the certificate that rotated meanwhile: it serves the callers already waiting
+          // for it (their streams open right away and finish after the graceful close), then no one
+          setTimeout(() => session.close(), 1_000).unref();
+          return session;
+        }
+        entry.sessions[i] = session;
         const drop = () => {
           if (entry.sessions[i] === session) entry.sessions[i] = undefined;
         };
@@ -220,6 +227,7 @@ export class H2Pool {
    * gracefully (GOAWAY: streams in flight finish), so the next requests dial with the new one.
    */
   rotate(): void {
+    this.generation++;
     // a resumed session would present our old certificate again
     this.tickets.clear();
     for (const [key, e] of this.entries) {
@@ -237,4 +245,20 @@ export class H2Pool {
     for (const e of this.entries.values()) for (const s of e.sessions) s?.close();
     this.entries.clear();
   }
+}
+
+/**
+ * Closes `s` gracefully (GOAWAY: open streams finish, no new ones) once the caller that claimed it has
+ * opened its stream, which it does as soon as the session promise settles; a caller still waiting on
+ * something else is given up to a second before the session closes anyway.
+ */
+function closeAfterNextStream(s: ClientHttp2Session): void {
+  const before = s.state.nextStreamID;
+  const deadline = Date.now() + 1_000;
+  const check = () => {
+    if (s.closed || s.destroyed) return;
+    if (s.state.nextStreamID !== before || Date.now() > deadline) s.close();
+    else setTimeout(check, 5).unref();
+  };
+  setImmediate(check);
 }
