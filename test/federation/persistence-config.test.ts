@@ -1,15 +1,17 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, isMeshfedError, parseConfig } from '../../core/index.ts';
+import { createRegistry, freePort, isMeshfedError, parseConfig } from '../../core/index.ts';
 import {
   CATALOG_FILE,
+  CatalogPublisher,
   type EntryMessage,
   federationConfigSchema,
   JwsSigner,
   SCHEMA_VERSION,
   writeCatalogFile,
 } from '../../federation/index.ts';
-import { makePki, type Pki, startNode, tempDir } from './helpers.ts';
+import { ProofMaker } from '../../federation/proof.ts';
+import { counterValue, makePki, type Pki, service, startNode, tempDir } from './helpers.ts';
 
 let pki: Pki;
 beforeAll(async () => {
@@ -72,6 +74,65 @@ describe('persisted catalog', () => {
           revision: 10,
           weight: 2,
         });
+      } finally {
+        await node.stop();
+      }
+    } finally {
+      cleanup();
+    }
+  });
+
+  test('a proof is held compactly and given back byte for byte', () => {
+    const east = signer('east');
+    const publisher = new CatalogPublisher({
+      cluster: 'east',
+      locality: { region: 'r', zone: 'z' },
+      gateways: [{ name: 'gw', address: '127.0.0.1:15443' }],
+      entryTtl: 60_000,
+      signer: () => east,
+    });
+    publisher.update(
+      Array.from({ length: 300 }, (_, i) => service('shop', `svc-${i}`)),
+      { sign: false },
+    );
+    const [part] = publisher.snapshot('r1', 64 * 1024);
+    const single = east.sign(entry('east', 'orders', 10));
+    const maker = new ProofMaker();
+    for (const jws of [part!, single]) {
+      const proof = maker.make(Buffer.from(jws));
+      expect(proof.text()).toBe(jws);
+    }
+    // a snapshot part shrinks to a few percent; its x5c header is shared, not copied
+    const partProof = maker.make(part!);
+    expect(partProof.body.byteLength).toBeLessThan(part!.length / 10);
+    expect(partProof.header).toBe(maker.make(single).header);
+  });
+
+  test('a damaged proof in the file is refused and counted, never a crash', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const good = signer('east').sign(entry('east', 'orders', 10));
+      await writeCatalogFile(dir, 'view', {
+        entries: [{ key: 'east/shop/orders', revision: 10, proof: good }],
+        tombstones: [],
+        announces: [],
+      });
+      const file = JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8'));
+      // claims to be deflated, is not
+      file.proofs[0] = [0, 'z', Buffer.from('not a deflate stream').toString('base64')];
+      writeFileSync(join(dir, CATALOG_FILE), JSON.stringify(file));
+      const registry = createRegistry();
+      const dead = await freePort();
+      const node = await startNode({
+        pki,
+        cluster: 'view',
+        servers: [`nats://127.0.0.1:${dead}`],
+        stateDir: dir,
+        registry,
+      });
+      try {
+        expect(node.entryCount()).toBe(0);
+        expect(await counterValue(registry, 'not_jws')).toBe(1);
       } finally {
         await node.stop();
       }
