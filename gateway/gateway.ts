@@ -399,6 +399,7 @@ export class Gateway {
       await this.listen(srv, t.listen, `tcp:${t.service}`);
     }
     this.started = true;
+    this.o.balancers.healthChecks((t) => this.probe(t));
   }
 
   /** A TLS server asking for client certificates, serving HTTP/1.1 and h2 with this gateway's limits. */
@@ -1040,6 +1041,18 @@ export class Gateway {
     });
   }
 
+  /**
+   * Active health check of a remote gateway: a tunnel session to it (mTLS, its gateway identity for
+   * the cluster checked) answers an HTTP/2 PING. The balancer bounds it with healthCheck.timeout.
+   */
+  private async probe(t: BalancerTarget): Promise<boolean> {
+    if (t.local) return true;
+    const session = await this.pool.session(t.address, t.cluster);
+    return new Promise<boolean>((resolve) => {
+      if (!session.ping((err) => resolve(!err))) resolve(false);
+    });
+  }
+
   /** Waits for a circuit-breaker 'pending' slot's worth of time: until `ready` settles. */
   private async pending<T>(t: BalancerTarget, ready: () => Promise<T>): Promise<T> {
     const release = this.breakers.acquirePending(t);
@@ -1362,6 +1375,7 @@ export class Gateway {
 
   async stop(): Promise<void> {
     this.draining = true;
+    this.o.balancers.healthChecks(undefined);
     this.unsubscribe();
     this.o.identity.off('rotated', this.onRotated);
     this.pool.close();

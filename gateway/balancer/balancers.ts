@@ -117,7 +117,8 @@ export class Balancers {
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly ejectionsTotal: Counter;
-  private readonly healthTimer: NodeJS.Timeout | undefined;
+  private healthTimer: NodeJS.Timeout | undefined;
+  private probe: ((t: BalancerTarget) => Promise<boolean>) | undefined;
   private localIndex = new Map<string, LocalService>();
   private readonly unsubscribe: () => void;
   /**
@@ -175,10 +176,7 @@ export class Balancers {
       offLocal();
       offCatalog();
     };
-    if (o.probe) {
-      this.healthTimer = setInterval(() => void this.runHealthChecks(), o.config.healthCheck.interval);
-      this.healthTimer.unref();
-    }
+    this.healthChecks(o.probe);
   }
 
   private statsOf(svc: ResolvedService): Map<string, TargetStats> {
@@ -402,7 +400,8 @@ export class Balancers {
 
   /** Active health checks of remote gateways, with thresholds in both directions. */
   private async runHealthChecks(): Promise<void> {
-    if (this.probing || !this.o.probe) return;
+    const probe = this.probe;
+    if (this.probing || !probe) return;
     this.probing = true;
     try {
       // one probe per gateway address; its result holds for every service behind that gateway
@@ -417,7 +416,7 @@ export class Balancers {
       await Promise.all(
         [...seen.values()].map(async (t) => {
           const ok = await Promise.race([
-            this.o.probe!(t).catch(() => false),
+            probe(t).catch(() => false),
             new Promise<boolean>((r) => setTimeout(() => r(false), hc.timeout).unref()),
           ]);
           let h = this.health.get(t.address);
@@ -525,9 +524,22 @@ export class Balancers {
     };
   }
 
+  /**
+   * Starts active health checks of remote gateways with `probe` every healthCheck.interval (the data
+   * plane supplies it once it can dial them), or stops them (undefined).
+   */
+  healthChecks(probe: ((t: BalancerTarget) => Promise<boolean>) | undefined): void {
+    if (this.healthTimer) clearInterval(this.healthTimer);
+    this.healthTimer = undefined;
+    this.probe = probe;
+    if (!probe) return;
+    this.healthTimer = setInterval(() => void this.runHealthChecks(), this.o.config.healthCheck.interval);
+    this.healthTimer.unref();
+  }
+
   close(): void {
     this.unsubscribe();
-    if (this.healthTimer) clearInterval(this.healthTimer);
+    this.healthChecks(undefined);
   }
 }
 

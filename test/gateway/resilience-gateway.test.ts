@@ -189,3 +189,35 @@ describe('tunnel sessions and per-try timeouts', () => {
     }
   });
 });
+
+describe('active health checks of remote gateways', () => {
+  test('a remote gateway that goes away is marked unhealthy by probes alone, with no traffic to it', async () => {
+    const beta = await mesh.gateway('beta2');
+    const alpha = await mesh.gateway('alpha3', {
+      balancer: {
+        healthCheck: { interval: '50ms', timeout: '500ms', unhealthyThreshold: 2, healthyThreshold: 1 },
+      },
+    });
+    try {
+      const svc = httpService('shop', 'probed', [await endpoint('ok', 'beta-probed')]);
+      beta.source.set([svc]);
+      alpha.catalog.offer('beta2', svc, beta.eastWest);
+      const stateOf = () => alpha.balancers.explain('shop', 'probed').levels[0]!.targets[0]!.state;
+      // healthy probes (tunnel dialled, identity checked, PING answered) keep it in rotation
+      await waitFor(async () => (await request(alpha.egress, { host: host('probed') })).status === 200, {
+        timeoutMs: 5_000,
+      });
+      expect(stateOf()).toBe('healthy');
+      await beta.close();
+      await waitFor(() => stateOf() === 'failing health checks', {
+        timeoutMs: 5_000,
+        what: 'beta2 unhealthy',
+      });
+      const m = await alpha.registry.getSingleMetric('meshfed_upstream_healthy')?.get();
+      expect(m?.values.find((v) => v.labels.service === 'probed.shop')?.value).toBe(0);
+    } finally {
+      await alpha.close();
+      await beta.close();
+    }
+  });
+});
