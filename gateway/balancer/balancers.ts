@@ -274,7 +274,8 @@ export class Balancers {
     const svc = this.resolve(namespace, name, o);
     if (!svc) return undefined;
     const now = this.now();
-    const candidates = o.exclude ? svc.targets.filter((t) => !o.exclude!.has(t.id)) : svc.targets;
+    const candidates =
+      o.exclude && o.exclude.size > 0 ? svc.targets.filter((t) => !o.exclude!.has(t.id)) : svc.targets;
     if (candidates.length === 0) return undefined;
     const levels: BalancerTarget[][] = [[], [], []];
     for (const t of candidates) levels[localityLevel(this.o.locality, t.locality)]!.push(t);

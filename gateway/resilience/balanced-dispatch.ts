@@ -50,7 +50,8 @@ export function balancedDispatch<R, P = undefined>(o: BalancedDispatchOptions<R,
   return async (ctx) => {
     let pick: PickResult | undefined;
     let releaseBreaker: (() => void) | undefined;
-    const exclude = new Set(ctx.exclude);
+    // copied only when a full breaker adds to it: the call's own set is for the retry layer
+    let exclude = ctx.exclude;
     for (let i = 0; i <= BREAKER_REPICKS; i++) {
       const opts = {
         exclude,
@@ -68,6 +69,7 @@ export function balancedDispatch<R, P = undefined>(o: BalancedDispatchOptions<R,
       releaseBreaker = o.breakers ? o.breakers.acquireRequest(pick.target) : () => {};
       if (releaseBreaker) break;
       pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
+      if (exclude === ctx.exclude) exclude = new Set(ctx.exclude);
       exclude.add(pick.target.id);
       pick = undefined;
     }
