@@ -53,7 +53,7 @@ import type { BalancerConfig, Balancers, BalancerTarget, Failure, PickResult } f
 import { type HelloResult, MAX_HELLO_BYTES, parseClientHello } from './client-hello.ts';
 import { adminHandler } from './admin-endpoint.ts';
 import { type GatewayConfig, TUNNEL_ALPN } from './config.ts';
-import { H2Pool } from './h2-pool.ts';
+import { H2Pool, SESSION_WINDOW_BYTES, STREAM_WINDOW_BYTES } from './h2-pool.ts';
 import { requestHeadersForUpstream, responseHeadersForClient } from './headers.ts';
 import {
   balancedDispatch,
@@ -331,6 +331,7 @@ export class Gateway {
     const h2settings = {
       maxConcurrentStreams: limits.maxConcurrentStreams,
       maxHeaderListSize: limits.maxHeaderBytes,
+      initialWindowSize: STREAM_WINDOW_BYTES,
     };
 
     this.egressH1 = http.createServer(
@@ -367,8 +368,8 @@ export class Gateway {
     }
     this.o.identity.on('rotated', this.onRotated);
 
-    const egress = net.createServer({ pauseOnConnect: true }, (s) => this.acceptEgress(s));
-    const eastWest = net.createServer({ pauseOnConnect: true }, (s) => this.acceptEastWest(s));
+    const egress = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.acceptEgress(s));
+    const eastWest = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.acceptEastWest(s));
     egress.maxConnections = limits.maxConnections;
     eastWest.maxConnections = limits.maxConnections;
     const o = this.o;
@@ -394,7 +395,7 @@ export class Gateway {
       this.admin = admin;
     }
     for (const t of c.tcpPorts) {
-      const srv = net.createServer((s) => this.acceptTcp(s, t.service, t.port));
+      const srv = net.createServer({ noDelay: true }, (s) => this.acceptTcp(s, t.service, t.port));
       srv.maxConnections = limits.maxConnections;
       await this.listen(srv, t.listen, `tcp:${t.service}`);
     }
@@ -474,6 +475,8 @@ export class Gateway {
    */
   private guardSession(session: http2.ServerHttp2Session, listener: string): void {
     const limits = this.o.config.limits;
+    // uploads through the tunnel: the whole-connection window must not serialise concurrent streams
+    session.setLocalWindowSize(SESSION_WINDOW_BYTES);
     const silent = setTimeout(() => {
       this.refused.inc({ listener, reason: 'no-request' });
       session.goaway(h2c.NGHTTP2_NO_ERROR);
@@ -629,8 +632,7 @@ export class Gateway {
     }
     const { host, port } = splitHostPort(pick.target.address);
     const t0 = performance.now();
-    const upstream = net.connect({ host, port });
-    upstream.setNoDelay(true);
+    const upstream = net.connect({ host, port, noDelay: true });
     const connectTimer = setTimeout(
       () => upstream.destroy(new Error('connect timeout')),
       this.o.balancerConfig.timeouts.connect,
@@ -1266,7 +1268,7 @@ export class Gateway {
     const t0 = performance.now();
     if (t.local) {
       const { host, port } = splitHostPort(t.address);
-      const up = net.connect({ host, port });
+      const up = net.connect({ host, port, noDelay: true });
       up.once('connect', () => {
         pick.release({ ok: true, latencyMs: performance.now() - t0 });
         socket.pipe(up);
@@ -1344,7 +1346,7 @@ export class Gateway {
     }
     const { host, port: p } = splitHostPort(pick.target.address);
     const t0 = performance.now();
-    const up = net.connect({ host, port: p });
+    const up = net.connect({ host, port: p, noDelay: true });
     up.once('connect', () => {
       pick.release({ ok: true, latencyMs: performance.now() - t0 });
       res.writeHead(200);

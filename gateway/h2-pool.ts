@@ -1,8 +1,13 @@
 import http2, { type ClientHttp2Session } from 'node:http2';
+import net from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { type IssuedLeaf, peerCertificateChain, type TrustBundle, verify } from '../ca/index.ts';
 import { MeshfedError } from '../core/index.ts';
 import { TUNNEL_ALPN } from './config.ts';
+
+/** Flow-control windows of a tunnel session: per stream, and for the whole connection. */
+export const STREAM_WINDOW_BYTES = 1 << 20;
+export const SESSION_WINDOW_BYTES = 8 << 20;
 
 export interface TunnelCredentials {
   leaf: () => IssuedLeaf;
@@ -126,7 +131,7 @@ export class H2Pool {
     let verifiedUntil = 0;
     return new Promise((resolve, reject) => {
       let session: ClientHttp2Session;
-      const settings = { enablePush: false, initialWindowSize: 1 << 20 };
+      const settings = { enablePush: false, initialWindowSize: STREAM_WINDOW_BYTES };
       if (cluster !== undefined) {
         const creds = this.creds;
         if (!creds) return reject(new MeshfedError('MESHFED_INTERNAL', 'tunnel credentials are missing'));
@@ -150,6 +155,8 @@ export class H2Pool {
         session = http2.connect(`https://${host}:${port}`, {
           createConnection: () => {
             const socket = tls.connect(tlsOptions);
+            // Nagle would hold a message's last partial segment until the peer's delayed ACK (~40 ms)
+            socket.setNoDelay(true);
             // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified (below)
             socket.on('session', (t: Buffer) => {
               ticket = t;
@@ -162,7 +169,10 @@ export class H2Pool {
           peerMaxConcurrentStreams: 1000,
         });
       } else {
-        session = http2.connect(`http://${host}:${port}`, { settings });
+        session = http2.connect(`http://${host}:${port}`, {
+          settings,
+          createConnection: () => net.connect({ host, port, noDelay: true }),
+        });
       }
       const timer = setTimeout(() => {
         session.destroy();
@@ -197,6 +207,9 @@ export class H2Pool {
         }
         session.removeAllListeners('error');
         session.on('error', () => undefined);
+        // HTTP/2's connection window starts at 64 KiB for all streams together: one 64 KiB response then
+        // stalls every other stream for a WINDOW_UPDATE round trip. Per-stream windows still bound memory.
+        session.setLocalWindowSize(SESSION_WINDOW_BYTES);
         session.unref();
         resolve(session);
       });
