@@ -13,6 +13,8 @@ import { Proof, ProofMaker } from './proof.ts';
  */
 export const CATALOG_FILE = 'catalog.json';
 const FORMAT = 'meshfed-catalog/2';
+/** the format before compact proofs (plain JWS strings); still read, so an upgrade keeps the persisted view */
+const LEGACY_FORMAT = 'meshfed-catalog/1';
 
 /** A proof as stored: [header index, 'z' (deflated) or 'r' (raw), base64 of the rest of the JWS]. */
 export type StoredProof = [number, 'z' | 'r', string];
@@ -128,6 +130,8 @@ export async function writeCatalogFile(
 
 /** A read catalog file: its rows, and its proofs one at a time (text to re-verify, compact form to keep). */
 export interface LoadedCatalog {
+  /** false for a file of the previous format: it should be written again in this one */
+  current: boolean;
   cluster: string;
   savedAt: number;
   proofCount: number;
@@ -162,19 +166,34 @@ export function readCatalogFile(dir: string): LoadedCatalog | undefined {
   }
   const okRows = (rows: unknown, width: number): boolean =>
     Array.isArray(rows) && rows.every((r) => Array.isArray(r) && r.length === width);
-  if (
-    file?.format !== FORMAT ||
-    !Array.isArray(file.headers) ||
-    !file.headers.every((h) => typeof h === 'string') ||
-    !okRows(file.proofs, 3) ||
-    !okRows(file.entries, 3) ||
-    !okRows(file.tombstones, 3) ||
-    !okRows(file.announces, 4)
-  ) {
+  const legacy = (file as { format?: unknown } | null)?.format === LEGACY_FORMAT;
+  const okProofs = legacy
+    ? Array.isArray(file.proofs) && (file.proofs as unknown[]).every((p) => typeof p === 'string')
+    : file?.format === FORMAT &&
+      Array.isArray(file.headers) &&
+      file.headers.every((h) => typeof h === 'string') &&
+      okRows(file.proofs, 3);
+  if (!okProofs || !okRows(file.entries, 3) || !okRows(file.tombstones, 3) || !okRows(file.announces, 4)) {
     throw new MeshfedError(
       'MESHFED_CATALOG_STORE',
       `${target} is not a ${FORMAT} file; delete it to start empty`,
     );
+  }
+  if (legacy) {
+    const texts = file.proofs as unknown as string[];
+    const maker = new ProofMaker();
+    return {
+      current: false,
+      cluster: file.cluster,
+      savedAt: file.savedAt,
+      proofCount: texts.length,
+      proofText: (i) => texts[i],
+      // asked for verified proofs only, which are well-formed JWS
+      proof: (i) => maker.make(texts[i]!),
+      entries: file.entries,
+      tombstones: file.tombstones,
+      announces: file.announces,
+    };
   }
   const proofs = new Map<number, Proof | null>();
   const proofAt = (i: number): Proof | null => {
@@ -191,6 +210,7 @@ export function readCatalogFile(dir: string): LoadedCatalog | undefined {
     return p;
   };
   return {
+    current: true,
     cluster: file.cluster,
     savedAt: file.savedAt,
     proofCount: file.proofs.length,

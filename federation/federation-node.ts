@@ -829,7 +829,8 @@ export class FederationNode implements CatalogView {
       const msg = lookup(idx, key, revision);
       if (msg?.type === 'entry' && this.#store.applyEntry(msg, proofAt(idx), now) === 'applied') entries++;
     }
-    this.#persistedVersion = this.#store.version;
+    // a file of the previous format is written again (in this one) at the next chance
+    this.#persistedVersion = file.current ? this.#store.version : -1;
     this.#log.info(
       { entries, listed: file.entries.length, savedAt: new Date(file.savedAt).toISOString() },
       'loaded the persisted catalog',

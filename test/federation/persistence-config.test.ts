@@ -36,6 +36,12 @@ function entry(cluster: string, name: string, revision: number): EntryMessage {
   };
 }
 
+/** A view with a stateDir and no NATS at all: what it holds came from disk alone. */
+async function offlineView(dir: string, registry = createRegistry()) {
+  const dead = await freePort();
+  return startNode({ pki, cluster: 'view', servers: [`nats://127.0.0.1:${dead}`], stateDir: dir, registry });
+}
+
 const signer = (c: string) =>
   new JwsSigner({ chainPem: pki.leaves.get(c)!.chainPem, keyPem: pki.leaves.get(c)!.keyPem });
 
@@ -59,13 +65,7 @@ describe('persisted catalog', () => {
         announces: [],
       });
       expect(JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8')).format).toBe('meshfed-catalog/2');
-      const dead = await freePort(); // no NATS at all: the view must come from disk alone
-      const node = await startNode({
-        pki,
-        cluster: 'view',
-        servers: [`nats://127.0.0.1:${dead}`],
-        stateDir: dir,
-      });
+      const node = await offlineView(dir);
       try {
         expect(node.natsStatus().connected).toBe(false);
         expect(node.services().map((x) => x.name)).toEqual(['orders']);
@@ -122,14 +122,7 @@ describe('persisted catalog', () => {
       file.proofs[0] = [0, 'z', Buffer.from('not a deflate stream').toString('base64')];
       writeFileSync(join(dir, CATALOG_FILE), JSON.stringify(file));
       const registry = createRegistry();
-      const dead = await freePort();
-      const node = await startNode({
-        pki,
-        cluster: 'view',
-        servers: [`nats://127.0.0.1:${dead}`],
-        stateDir: dir,
-        registry,
-      });
+      const node = await offlineView(dir, registry);
       try {
         expect(node.entryCount()).toBe(0);
         expect(await counterValue(registry, 'not_jws')).toBe(1);
@@ -141,17 +134,47 @@ describe('persisted catalog', () => {
     }
   });
 
+  test('a file of the previous format (plain JWS proofs) still loads, re-verified', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const good = signer('east').sign(entry('east', 'orders', 10));
+      const forged = signer('west').sign(entry('east', 'evil', 11));
+      writeFileSync(
+        join(dir, CATALOG_FILE),
+        JSON.stringify({
+          format: 'meshfed-catalog/1',
+          cluster: 'view',
+          savedAt: Date.now(),
+          proofs: [good, forged, 'not a jws'],
+          entries: [
+            ['east/shop/orders', 10, 0],
+            ['east/shop/evil', 11, 1],
+            ['east/shop/junk', 12, 2],
+          ],
+          tombstones: [],
+          announces: [],
+        }),
+      );
+      const node = await offlineView(dir);
+      try {
+        expect(node.services().map((x) => x.name)).toEqual(['orders']);
+      } finally {
+        await node.stop();
+      }
+      // and it is written back in the current format, the proof intact
+      const rewritten = JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8'));
+      expect(rewritten.format).toBe('meshfed-catalog/2');
+      expect(rewritten.entries).toEqual([['east/shop/orders', 10, 0]]);
+    } finally {
+      cleanup();
+    }
+  });
+
   test('a damaged file is reported and the node starts empty', async () => {
     const { dir, cleanup } = tempDir();
     try {
       writeFileSync(join(dir, CATALOG_FILE), '{"format":"something else"');
-      const dead = await freePort();
-      const node = await startNode({
-        pki,
-        cluster: 'view',
-        servers: [`nats://127.0.0.1:${dead}`],
-        stateDir: dir,
-      });
+      const node = await offlineView(dir);
       expect(node.entryCount()).toBe(0);
       await node.stop();
     } finally {
