@@ -29,11 +29,24 @@ interface HeldCluster {
   lastSeen: number;
   stale: boolean;
   digest: SetDigest;
-  /** entry keys of this cluster */
-  keys: Set<string>;
+  /** its entries by service key (`namespace/name`, the string its Service record holds) */
+  entries: Map<string, RemoteServiceInstance>;
+  /** what vouches for each entry, when the caller keeps proofs (persistence) */
+  proofs: Map<string, Proof>;
   /** the locality and gateways of its last entry: the next entry that carries equal ones shares them */
   lastLocality: Locality | undefined;
   lastGateways: GatewayEndpoint[] | undefined;
+}
+
+/**
+ * One service name and the clusters that offer it. Its strings are the only copies: every cluster's entry
+ * shares them, so 100,000 entries of 2,000 services hold 2,000 names, not 100,000 (and no per-entry keys).
+ */
+interface Service {
+  key: string;
+  namespace: string;
+  name: string;
+  clusters: HeldCluster[];
 }
 
 /** distinct port lists shared between entries; beyond this many, new ones are simply not shared */
@@ -50,12 +63,11 @@ export type ApplyResult = 'applied' | 'unchanged' | 'stale_revision' | 'duplicat
 export class CatalogStore implements CatalogView {
   readonly #self: string;
   readonly #staleAfter: () => number;
-  readonly #entries = new Map<string, RemoteServiceInstance>();
-  /** what vouches for each entry, when the caller keeps proofs (persistence); absent otherwise */
-  readonly #proofs = new Map<string, Proof>();
   readonly #ports = new Map<string, RemoteServiceInstance['ports']>();
+  /** by entryKey(cluster, namespace, name) */
   readonly #tombstones = new Map<string, HeldTombstone>();
-  readonly #byService = new Map<string, Set<string>>();
+  readonly #services = new Map<string, Service>();
+  #size = 0;
   readonly #clusters = new Map<string, HeldCluster>();
   readonly #listeners = new Set<(changes: readonly CatalogChange[]) => void>();
   #pending = new Map<string, CatalogChange>();
@@ -76,27 +88,21 @@ export class CatalogStore implements CatalogView {
   }
 
   get size(): number {
-    return this.#entries.size;
+    return this.#size;
   }
 
   // ---- CatalogView ----
 
   services(): readonly ServiceRef[] {
     const out: ServiceRef[] = [];
-    for (const [svc, keys] of this.#byService) {
-      if (keys.size === 0) continue;
-      const slash = svc.indexOf('/');
-      out.push({ namespace: svc.slice(0, slash), name: svc.slice(slash + 1) });
-    }
+    for (const svc of this.#services.values()) out.push({ namespace: svc.namespace, name: svc.name });
     return out;
   }
 
   instances(namespace: string, name: string): readonly RemoteServiceInstance[] {
-    const keys = this.#byService.get(`${namespace}/${name}`);
-    if (!keys) return [];
-    const out: RemoteServiceInstance[] = [];
-    for (const k of keys) out.push(this.#entries.get(k)!);
-    return out;
+    const svc = this.#services.get(`${namespace}/${name}`);
+    if (!svc) return [];
+    return svc.clusters.map((c) => c.entries.get(svc.key)!);
   }
 
   clusters(): readonly ClusterState[] {
@@ -112,71 +118,73 @@ export class CatalogStore implements CatalogView {
 
   applyEntry(msg: EntryMessage, proof: Proof | undefined, now: number): ApplyResult {
     if (msg.cluster === this.#self) return 'unchanged';
-    const key = entryKey(msg.cluster, msg.namespace, msg.name);
-    const held = this.#entries.get(key);
+    const c = this.#clusters.get(msg.cluster);
+    const svcKey = `${msg.namespace}/${msg.name}`;
+    const held = c?.entries.get(svcKey);
     if (held) {
       if (held.revision === msg.revision) return 'duplicate';
       if (held.revision > msg.revision) return 'stale_revision';
     }
+    const key = entryKey(msg.cluster, msg.namespace, msg.name);
     const tomb = this.#tombstones.get(key);
     if (tomb && tomb.revision >= msg.revision)
       return tomb.revision === msg.revision ? 'duplicate' : 'stale_revision';
     if (tomb) this.#tombstones.delete(key);
-    const c = this.#cluster(msg.cluster, now);
+    const cluster = c ?? this.#cluster(msg.cluster, now);
+    let svc = this.#services.get(svcKey);
+    if (!svc) {
+      svc = { key: svcKey, namespace: msg.namespace, name: msg.name, clusters: [] };
+      this.#services.set(svcKey, svc);
+    }
     // a view of 100,000 entries holds ~50 distinct localities, gateway lists and port lists: share them
-    if (c.lastLocality === undefined || !sameJson(c.lastLocality, msg.locality))
-      c.lastLocality = msg.locality;
-    if (c.lastGateways === undefined || !sameJson(c.lastGateways, msg.gateways))
-      c.lastGateways = msg.gateways;
+    if (cluster.lastLocality === undefined || !sameJson(cluster.lastLocality, msg.locality))
+      cluster.lastLocality = msg.locality;
+    if (cluster.lastGateways === undefined || !sameJson(cluster.lastGateways, msg.gateways))
+      cluster.lastGateways = msg.gateways;
     const instance: RemoteServiceInstance = Object.freeze({
-      cluster: c.cluster,
-      namespace: held ? held.namespace : msg.namespace,
-      name: held ? held.name : msg.name,
+      cluster: cluster.cluster,
+      namespace: svc.namespace,
+      name: svc.name,
       ports: this.#sharedPorts(msg.ports as RemoteServiceInstance['ports']),
-      locality: c.lastLocality,
+      locality: cluster.lastLocality,
       weight: msg.weight,
-      gateways: c.lastGateways,
+      gateways: cluster.lastGateways,
       revision: msg.revision,
       expiresAt: msg.expiresAt,
-      stale: c.stale,
+      stale: cluster.stale,
     });
-    this.#entries.set(key, instance);
-    if (proof) this.#proofs.set(key, proof);
-    else this.#proofs.delete(key);
+    cluster.entries.set(svc.key, instance);
+    if (proof) cluster.proofs.set(svc.key, proof);
+    else cluster.proofs.delete(svc.key);
     if (msg.expiresAt < this.#nextExpiry) this.#nextExpiry = msg.expiresAt;
     if (held) {
-      c.digest.remove(msg.namespace, msg.name, held.revision);
+      cluster.digest.remove(msg.namespace, msg.name, held.revision);
     } else {
-      c.keys.add(key);
-      const svc = `${msg.namespace}/${msg.name}`;
-      let set = this.#byService.get(svc);
-      if (!set) {
-        set = new Set();
-        this.#byService.set(svc, set);
-      }
-      set.add(key);
+      svc.clusters.push(cluster);
+      this.#size++;
     }
-    c.digest.add(msg.namespace, msg.name, msg.revision);
+    cluster.digest.add(msg.namespace, msg.name, msg.revision);
     this.#version++;
     // a refresh that only moves revision and expiry is not news to a router
     if (!held || !sameRouting(held, instance)) {
       this.#queue(`e:${key}`, { type: 'upsert', instance });
-      if (!held) this.#queueCluster(c);
+      if (!held) this.#queueCluster(cluster);
     }
     return 'applied';
   }
 
-  applyTombstone(msg: TombstoneMessage, proof: Proof | undefined, now: number): ApplyResult {
+  applyTombstone(msg: TombstoneMessage, proof: Proof | undefined, _now: number): ApplyResult {
     if (msg.cluster === this.#self) return 'unchanged';
     const key = entryKey(msg.cluster, msg.namespace, msg.name);
-    const held = this.#entries.get(key);
+    const c = this.#clusters.get(msg.cluster);
+    const held = c?.entries.get(`${msg.namespace}/${msg.name}`);
     if (held && held.revision >= msg.revision) return 'stale_revision';
     const tomb = this.#tombstones.get(key);
     if (tomb && tomb.revision >= msg.revision)
       return tomb.revision === msg.revision ? 'duplicate' : 'stale_revision';
     this.#tombstones.set(key, { revision: msg.revision, expiresAt: msg.expiresAt, proof });
     this.#version++;
-    if (held) this.#remove(key, held, now);
+    if (c && held) this.#remove(c, held);
     return 'applied';
   }
 
@@ -214,15 +222,13 @@ export class CatalogStore implements CatalogView {
    * Anti-entropy: after a complete, verified snapshot of `cluster` as of revision `asOf`, entries we hold that it
    * does not list and that are not newer than the snapshot were withdrawn while we were not listening.
    */
-  prune(cluster: string, listed: ReadonlySet<string>, asOf: number, now: number): number {
+  prune(cluster: string, listed: ReadonlySet<string>, asOf: number, _now: number): number {
     const c = this.#clusters.get(cluster);
     if (!c) return 0;
     let removed = 0;
-    for (const key of [...c.keys]) {
-      if (listed.has(key)) continue;
-      const held = this.#entries.get(key)!;
-      if (held.revision > asOf) continue;
-      this.#remove(key, held, now);
+    for (const held of [...c.entries.values()]) {
+      if (held.revision > asOf || listed.has(entryKey(cluster, held.namespace, held.name))) continue;
+      this.#remove(c, held);
       removed++;
     }
     return removed;
@@ -237,11 +243,12 @@ export class CatalogStore implements CatalogView {
     }
     if (now > this.#nextExpiry) {
       let next = Number.POSITIVE_INFINITY;
-      for (const [key, held] of this.#entries) {
-        const c = this.#clusters.get(held.cluster)!;
-        // a stale cluster's entries are kept (flagged) until it comes back: the partition may be on our side
-        if (!c.stale && held.expiresAt < now) this.#remove(key, held, now);
-        else if (held.expiresAt < next) next = Math.max(held.expiresAt, now + 1000);
+      for (const c of this.#clusters.values()) {
+        for (const held of [...c.entries.values()]) {
+          // a stale cluster's entries are kept (flagged) until it comes back: the partition may be on our side
+          if (!c.stale && held.expiresAt < now) this.#remove(c, held);
+          else if (held.expiresAt < next) next = Math.max(held.expiresAt, now + 1000);
+        }
       }
       this.#nextExpiry = next;
     }
@@ -269,8 +276,12 @@ export class CatalogStore implements CatalogView {
     announces: { cluster: string; revision: number; proof: Proof; stale: boolean }[];
   } {
     const entries: { key: string; revision: number; proof: Proof }[] = [];
-    for (const [key, proof] of this.#proofs)
-      entries.push({ key, revision: this.#entries.get(key)!.revision, proof });
+    for (const c of this.#clusters.values()) {
+      for (const [svcKey, proof] of c.proofs) {
+        const held = c.entries.get(svcKey)!;
+        entries.push({ key: entryKey(c.cluster, held.namespace, held.name), revision: held.revision, proof });
+      }
+    }
     const tombstones: { key: string; revision: number; proof: Proof }[] = [];
     for (const [key, t] of this.#tombstones) {
       if (t.proof) tombstones.push({ key, revision: t.revision, proof: t.proof });
@@ -307,7 +318,8 @@ export class CatalogStore implements CatalogView {
         lastSeen: now,
         stale: false,
         digest: new SetDigest(),
-        keys: new Set(),
+        entries: new Map(),
+        proofs: new Map(),
         announceProof: undefined,
         lastLocality: undefined,
         lastGateways: undefined,
@@ -327,18 +339,17 @@ export class CatalogStore implements CatalogView {
     return ports;
   }
 
-  #remove(key: string, inst: RemoteServiceInstance, _now: number): void {
-    this.#entries.delete(key);
-    this.#proofs.delete(key);
-    const c = this.#clusters.get(inst.cluster)!;
-    c.keys.delete(key);
+  #remove(c: HeldCluster, inst: RemoteServiceInstance): void {
+    const svc = this.#services.get(`${inst.namespace}/${inst.name}`)!;
+    c.entries.delete(svc.key);
+    c.proofs.delete(svc.key);
+    this.#size--;
+    const at = svc.clusters.indexOf(c);
+    if (at >= 0) svc.clusters.splice(at, 1);
+    if (svc.clusters.length === 0) this.#services.delete(svc.key);
     c.digest.remove(inst.namespace, inst.name, inst.revision);
-    const svc = `${inst.namespace}/${inst.name}`;
-    const set = this.#byService.get(svc);
-    set?.delete(key);
-    if (set?.size === 0) this.#byService.delete(svc);
     this.#version++;
-    this.#queue(`e:${key}`, {
+    this.#queue(`e:${entryKey(inst.cluster, inst.namespace, inst.name)}`, {
       type: 'remove',
       cluster: inst.cluster,
       namespace: inst.namespace,
@@ -351,10 +362,10 @@ export class CatalogStore implements CatalogView {
     c.stale = stale;
     this.#version++;
     this.#queueCluster(c);
-    for (const key of c.keys) {
-      const instance = Object.freeze({ ...this.#entries.get(key)!, stale });
-      this.#entries.set(key, instance);
-      this.#queue(`e:${key}`, { type: 'upsert', instance });
+    for (const [svcKey, held] of c.entries) {
+      const instance = Object.freeze({ ...held, stale });
+      c.entries.set(svcKey, instance);
+      this.#queue(`e:${entryKey(c.cluster, held.namespace, held.name)}`, { type: 'upsert', instance });
     }
   }
 
@@ -363,7 +374,7 @@ export class CatalogStore implements CatalogView {
       cluster: c.cluster,
       gateways: c.gateways,
       stale: c.stale,
-      services: c.keys.size,
+      services: c.entries.size,
     };
     if (c.locality) s.locality = c.locality;
     if (c.lastHeartbeat !== undefined) s.lastHeartbeat = c.lastHeartbeat;
