@@ -9,6 +9,14 @@ const RETRY_DEFAULTS = {
   backoffMax: 250,
 };
 
+const CIRCUIT_BREAKER_DEFAULTS = {
+  maxConnections: 1024,
+  maxPending: 1024,
+  maxRequests: 1024,
+  maxClusterRequests: 4096,
+  maxServiceRequests: 4096,
+};
+
 export const balancerConfigSchema = z
   .strictObject({
     overprovisioningFactor: z
@@ -117,8 +125,16 @@ export const balancerConfigSchema = z
           .min(1)
           .default(4096)
           .describe('concurrent requests to all targets of one destination cluster'),
+        maxServiceRequests: z
+          .number()
+          .int()
+          .min(1)
+          .default(4096)
+          .describe(
+            "concurrent requests to one service, all targets together (Envoy's cluster max_requests)",
+          ),
       })
-      .default({ maxConnections: 1024, maxPending: 1024, maxRequests: 1024, maxClusterRequests: 4096 }),
+      .default(CIRCUIT_BREAKER_DEFAULTS),
   })
   .default({
     overprovisioningFactor: 1.4,
@@ -127,7 +143,7 @@ export const balancerConfigSchema = z
     healthCheck: { interval: 5_000, timeout: 1_000, unhealthyThreshold: 2, healthyThreshold: 2 },
     retry: RETRY_DEFAULTS,
     timeouts: { connect: 1_000, request: 15_000, idle: 60_000 },
-    circuitBreaker: { maxConnections: 1024, maxPending: 1024, maxRequests: 1024, maxClusterRequests: 4096 },
+    circuitBreaker: CIRCUIT_BREAKER_DEFAULTS,
   });
 
 export type BalancerConfig = z.output<typeof balancerConfigSchema>;

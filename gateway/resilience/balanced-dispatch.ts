@@ -52,6 +52,7 @@ export function balancedDispatch<R, P = undefined>(o: BalancedDispatchOptions<R,
     let releaseBreaker: (() => void) | undefined;
     // copied only when a full breaker adds to it: the call's own set is for the retry layer
     let exclude = ctx.exclude;
+    const service = `${ctx.namespace}/${ctx.name}`;
     for (let i = 0; i <= BREAKER_REPICKS; i++) {
       const opts = {
         exclude,
@@ -66,7 +67,7 @@ export function balancedDispatch<R, P = undefined>(o: BalancedDispatchOptions<R,
           ? o.balancers.pick(ctx.namespace, ctx.name, { ...opts, exclude: new Set() })
           : undefined);
       if (!pick) break;
-      releaseBreaker = o.breakers ? o.breakers.acquireRequest(pick.target) : () => {};
+      releaseBreaker = o.breakers ? o.breakers.acquireRequest(pick.target, service) : () => {};
       if (releaseBreaker) break;
       pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
       if (exclude === ctx.exclude) exclude = new Set(ctx.exclude);

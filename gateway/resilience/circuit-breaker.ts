@@ -1,13 +1,14 @@
 import type { BalancerTarget } from '../balancer/index.ts';
 import type { ResilienceMetrics } from './metrics.ts';
 
-export type BreakerLimit = 'connections' | 'pending' | 'requests' | 'cluster_requests';
+export type BreakerLimit = 'connections' | 'pending' | 'requests' | 'cluster_requests' | 'service_requests';
 
 export interface BreakerConfig {
   maxConnections: number;
   maxPending: number;
   maxRequests: number;
   maxClusterRequests: number;
+  maxServiceRequests: number;
 }
 
 interface Counts {
@@ -17,7 +18,8 @@ interface Counts {
 }
 
 /**
- * Envoy-style circuit breakers: plain concurrency limits per target and per destination cluster,
+ * Envoy-style circuit breakers: plain concurrency limits per target, per destination cluster and per
+ * service (what Envoy calls an upstream cluster),
  * which refuse at once (no queueing) when full. They protect a struggling upstream from a pile-up
  * and this gateway from holding unbounded state for it. `acquire*` returns a release function, or
  * undefined when the limit is reached (counted in meshfed_upstream_circuit_breaker_open_total).
@@ -26,6 +28,7 @@ export class CircuitBreakers {
   private readonly c: BreakerConfig;
   private readonly targets = new Map<string, Counts>();
   private readonly clusters = new Map<string, number>();
+  private readonly services = new Map<string, number>();
   private readonly metrics: ResilienceMetrics | undefined;
   private readonly source: string;
 
@@ -59,17 +62,23 @@ export class CircuitBreakers {
     };
   }
 
-  /** One request in flight to `t` (also counted against its cluster). */
-  acquireRequest(t: BalancerTarget): (() => void) | undefined {
+  /** One request in flight to `t` for `service` (`namespace/name`; also counted against t's cluster). */
+  acquireRequest(t: BalancerTarget, service = ''): (() => void) | undefined {
     const x = this.counts(t.id);
     const cluster = this.clusters.get(t.cluster) ?? 0;
+    const forService = this.services.get(service) ?? 0;
     if (x.requests >= this.c.maxRequests) return this.refuse(t, 'requests');
     if (cluster >= this.c.maxClusterRequests) return this.refuse(t, 'cluster_requests');
+    if (forService >= this.c.maxServiceRequests) return this.refuse(t, 'service_requests');
     x.requests++;
     this.clusters.set(t.cluster, cluster + 1);
+    this.services.set(service, forService + 1);
     return this.once(() => {
       x.requests--;
       this.clusters.set(t.cluster, (this.clusters.get(t.cluster) ?? 1) - 1);
+      const left = (this.services.get(service) ?? 1) - 1;
+      if (left > 0) this.services.set(service, left);
+      else this.services.delete(service);
       this.gc(t.id, x);
     });
   }

@@ -377,10 +377,26 @@ describe('circuit breakers', () => {
         return (b: CircuitBreakers) => b.acquireRequest(target(`t${i++}`));
       })(),
     },
+    {
+      limit: 'service_requests' as const,
+      config: { maxServiceRequests: 2 },
+      // a new target each time, far below the cluster limit: only the service's own limit binds
+      acquire: (() => {
+        let i = 0;
+        return (b: CircuitBreakers) => b.acquireRequest(target(`s${i++}`), 'shop/orders');
+      })(),
+    },
   ])('refuses past the $limit limit and admits again after a release', async ({ limit, config, acquire }) => {
     const registry = new Registry();
     const b = new CircuitBreakers(
-      { maxConnections: 100, maxPending: 100, maxRequests: 100, maxClusterRequests: 100, ...config },
+      {
+        maxConnections: 100,
+        maxPending: 100,
+        maxRequests: 100,
+        maxClusterRequests: 100,
+        maxServiceRequests: 100,
+        ...config,
+      },
       { metrics: resilienceMetrics(registry), sourceCluster: 'home' },
     );
     const first = acquire(b);
@@ -402,6 +418,7 @@ describe('circuit breakers', () => {
       maxPending: 1,
       maxRequests: 1,
       maxClusterRequests: 10,
+      maxServiceRequests: 10,
     });
     let open!: () => void;
     const gate = new Promise<void>((r) => {
