@@ -2,11 +2,13 @@ import {
   type CatalogView,
   type EndpointSource,
   Counter,
+  type GatewayEndpoint,
   Gauge,
   type Locality,
   type LocalService,
   type Logger,
   type Registry,
+  type RemoteServiceInstance,
   type ServicePort,
   serviceKey,
 } from '../../core/index.ts';
@@ -127,6 +129,8 @@ export class Balancers {
    */
   private readonly resolved = new Map<string, { svc: ResolvedService | undefined; validUntil: number }>();
   private probing = false;
+  /** one target per remote gateway address, for the probes; dropped when the catalog changes */
+  private probeSet: Map<string, BalancerTarget> | undefined;
 
   constructor(o: BalancersOptions) {
     this.o = o;
@@ -171,7 +175,10 @@ export class Balancers {
     };
     reindex(o.local.current());
     const offLocal = o.local.onChange(reindex);
-    const offCatalog = o.catalog.onChange(() => this.resolved.clear());
+    const offCatalog = o.catalog.onChange(() => {
+      this.resolved.clear();
+      this.probeSet = undefined;
+    });
     this.unsubscribe = () => {
       offLocal();
       offCatalog();
@@ -237,24 +244,18 @@ export class Balancers {
       }
     }
     for (const inst of remotes) {
-      if (inst.cluster === this.o.cluster || inst.stale || inst.weight <= 0 || inst.gateways.length === 0)
-        continue;
-      if (inst.expiresAt && inst.expiresAt < this.now()) continue;
+      if (!this.usable(inst)) continue;
       const remotePort = inst.ports.find((p) => p.name === port.name) ?? port;
-      for (const g of inst.gateways) {
-        targets.push({
-          id: `remote|${inst.cluster}|${g.name}|${g.address}`,
-          local: false,
-          cluster: inst.cluster,
-          locality: g.locality ?? inst.locality,
-          address: g.address,
-          weight: inst.weight / inst.gateways.length,
-          gatewayName: g.name,
-          port: remotePort,
-        });
-      }
+      for (const g of inst.gateways) targets.push(remoteTarget(inst, g, remotePort));
     }
     return { namespace, name, key, port, targets };
+  }
+
+  /** A remote offer that may get traffic: another cluster's, live, with weight and gateways. */
+  private usable(inst: RemoteServiceInstance): boolean {
+    if (inst.cluster === this.o.cluster || inst.stale || inst.weight <= 0 || inst.gateways.length === 0)
+      return false;
+    return !inst.expiresAt || inst.expiresAt >= this.now();
   }
 
   private activeHealthy(t: BalancerTarget): boolean {
@@ -407,12 +408,20 @@ export class Balancers {
     try {
       // one probe per gateway address; its result holds for every service behind that gateway
       // (targets never picked included, so a dead gateway is known before traffic goes to it)
-      const seen = new Map<string, BalancerTarget>();
-      for (const ref of this.o.catalog.services()) {
-        for (const t of this.resolve(ref.namespace, ref.name)?.targets ?? []) {
-          if (!t.local) seen.set(t.address, t);
+      // the gateway list is rebuilt only after the catalog changed: with a large catalog, resolving
+      // every service at every interval would stall the event loop
+      if (!this.probeSet) {
+        const seen = new Map<string, BalancerTarget>();
+        for (const ref of this.o.catalog.services()) {
+          for (const inst of this.o.catalog.instances(ref.namespace, ref.name)) {
+            if (!this.usable(inst)) continue;
+            for (const g of inst.gateways)
+              if (!seen.has(g.address)) seen.set(g.address, remoteTarget(inst, g, inst.ports[0]!));
+          }
         }
+        this.probeSet = seen;
       }
+      const seen = this.probeSet;
       const hc = this.o.config.healthCheck;
       await Promise.all(
         [...seen.values()].map(async (t) => {
@@ -576,4 +585,17 @@ export interface RouteExplanation {
       ejectedUntil?: string;
     }[];
   }[];
+}
+
+function remoteTarget(inst: RemoteServiceInstance, g: GatewayEndpoint, port: ServicePort): BalancerTarget {
+  return {
+    id: `remote|${inst.cluster}|${g.name}|${g.address}`,
+    local: false,
+    cluster: inst.cluster,
+    locality: g.locality ?? inst.locality,
+    address: g.address,
+    weight: inst.weight / inst.gateways.length,
+    gatewayName: g.name,
+    port,
+  };
 }
