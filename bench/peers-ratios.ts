@@ -1,0 +1,76 @@
+// Issue 5's data-plane table from one run of the peers harness: meshfed's figures as ratios to haproxy's
+// (and nginx's) measured in the same run. Reads the harness's results.json, prints the table, and writes
+// bench/results/peers.json (or the file given with --out).
+//   node bench/peers-ratios.ts .bench-peers/results/latest/results.json [--out bench/results/peers.json]
+// `npm run bench:peers` runs it after the harness.
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+
+interface Row {
+  topology: string;
+  candidate: string;
+  body: string;
+  conns: number;
+  rps: number;
+  req_per_gw_cpu_s: number;
+  p50_ms: number;
+  p99_ms: number;
+  errors_total: number;
+  noisy?: boolean;
+  other_cpu_pct: number;
+}
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: { out: { type: 'string', default: 'bench/results/peers.json' }, candidate: { type: 'string' } },
+});
+const file = positionals[0];
+if (!file) throw new Error('usage: node bench/peers-ratios.ts <harness results.json> [--out FILE]');
+const run = JSON.parse(readFileSync(file, 'utf8')) as { meta: Record<string, unknown>; results: Row[] };
+const ours = values.candidate ?? 'meshfed';
+
+const GOALS: { topology: string; body: string; metric: 'rps' | 'req_per_gw_cpu_s'; goal: number }[] = [
+  { topology: 'passthrough', body: 'small', metric: 'rps', goal: 0.9 },
+  { topology: 'passthrough', body: 'small', metric: 'req_per_gw_cpu_s', goal: 0.8 },
+  { topology: 'passthrough', body: '64k', metric: 'rps', goal: 0.9 },
+  { topology: 'terminate-reuse', body: 'small', metric: 'rps', goal: 0.7 },
+  { topology: 'terminate-reuse', body: 'small', metric: 'req_per_gw_cpu_s', goal: 0.6 },
+  { topology: 'terminate-noreuse', body: 'small', metric: 'rps', goal: 0.5 },
+];
+
+const find = (candidate: string, topology: string, body: string) =>
+  run.results.find((r) => r.candidate === candidate && r.topology === topology && r.body === body);
+const ratio = (a: number | undefined, b: number | undefined) =>
+  a !== undefined && b !== undefined && b > 0 ? Math.round((a / b) * 100) / 100 : null;
+
+const rows = GOALS.map((g) => {
+  const m = find(ours, g.topology, g.body);
+  const h = find('haproxy', g.topology, g.body);
+  const n = find('nginx', g.topology, g.body);
+  const vsHaproxy = ratio(m?.[g.metric], h?.[g.metric]);
+  return {
+    figure: `${g.topology}, ${g.body}: ${g.metric === 'rps' ? 'req/s' : 'requests per gateway CPU-second'}`,
+    meshfed: m?.[g.metric] ?? null,
+    haproxy: h?.[g.metric] ?? null,
+    nginx: n?.[g.metric] ?? null,
+    vs_haproxy: vsHaproxy,
+    vs_nginx: ratio(m?.[g.metric], n?.[g.metric]),
+    goal: g.goal,
+    met: vsHaproxy === null ? null : vsHaproxy >= g.goal,
+    // a peer's median taken over runs the harness marked noisy is less trustworthy than a quiet one
+    noisy: [m, h].some((r) => r?.noisy === true),
+  };
+});
+
+const pad = (s: unknown, n: number) => String(s ?? '-').padEnd(n);
+console.log(
+  `${pad('figure', 58)}${pad(ours, 10)}${pad('haproxy', 10)}${pad('nginx', 10)}${pad('÷haproxy', 10)}${pad('goal', 6)}`,
+);
+for (const r of rows)
+  console.log(
+    `${pad(r.figure, 58)}${pad(r.meshfed, 10)}${pad(r.haproxy, 10)}${pad(r.nginx, 10)}${pad(r.vs_haproxy, 10)}${pad(`≥${r.goal}`, 6)}${r.met ? ' met' : r.met === false ? ' not met' : ''}${r.noisy ? ' (noisy runs)' : ''}`,
+  );
+mkdirSync(dirname(values.out), { recursive: true });
+writeFileSync(values.out, `${JSON.stringify({ source: file, meta: run.meta, figures: rows }, null, 2)}\n`);
+console.log(`written: ${values.out}`);
