@@ -47,7 +47,22 @@ export const gatewayConfigSchema = z
       .default({ trustedNetworks: ['127.0.0.0/8', '::1/128'], clientAuth: 'none' }),
     limits: z
       .strictObject({
-        maxConnections: z.number().int().min(1).default(10_000).describe('per listener'),
+        maxConnections: z
+          .number()
+          .int()
+          .min(1)
+          .default(10_000)
+          .describe(
+            'client connections per listener (egress, east-west, each TCP port); past it a new connection is closed at accept and counted as refused{reason="listener-connection-limit"}',
+          ),
+        maxTotalConnections: z
+          .number()
+          .int()
+          .min(1)
+          .default(20_000)
+          .describe(
+            'client connections of all listeners together, per gateway process (Envoy\'s global downstream limit); past it a new connection is closed and counted as refused{reason="global-connection-limit"}',
+          ),
         maxHeaderBytes: z
           .number()
           .int()
@@ -72,6 +87,7 @@ export const gatewayConfigSchema = z
       })
       .default({
         maxConnections: 10_000,
+        maxTotalConnections: 20_000,
         maxHeaderBytes: 32 * 1024,
         headersTimeout: 10_000,
         maxConcurrentStreams: 256,
@@ -105,6 +121,7 @@ export const gatewayConfigSchema = z
     egress: { trustedNetworks: ['127.0.0.0/8', '::1/128'], clientAuth: 'none' },
     limits: {
       maxConnections: 10_000,
+      maxTotalConnections: 20_000,
       maxHeaderBytes: 32 * 1024,
       headersTimeout: 10_000,
       maxConcurrentStreams: 256,

@@ -372,6 +372,11 @@ export class Gateway {
     const eastWest = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.acceptEastWest(s));
     egress.maxConnections = limits.maxConnections;
     eastWest.maxConnections = limits.maxConnections;
+    // node closes a connection past a listener's maxConnections itself and tells us with 'drop'
+    egress.on('drop', () => this.refused.inc({ listener: 'egress', reason: 'listener-connection-limit' }));
+    eastWest.on('drop', () =>
+      this.refused.inc({ listener: 'eastWest', reason: 'listener-connection-limit' }),
+    );
     const o = this.o;
     const admin = http.createServer(
       adminHandler({
@@ -397,6 +402,9 @@ export class Gateway {
     for (const t of c.tcpPorts) {
       const srv = net.createServer({ noDelay: true }, (s) => this.acceptTcp(s, t.service, t.port));
       srv.maxConnections = limits.maxConnections;
+      srv.on('drop', () =>
+        this.refused.inc({ listener: `tcp:${t.service}`, reason: 'listener-connection-limit' }),
+      );
       await this.listen(srv, t.listen, `tcp:${t.service}`);
     }
     this.started = true;
@@ -462,10 +470,20 @@ export class Gateway {
     return { ...this.bound };
   }
 
-  private track(s: Socket): void {
+  /**
+   * Counts a new client connection against the gateway-wide limit (every listener together, as Envoy's
+   * global downstream connection limit): past it the connection is closed at once and counted.
+   */
+  private admit(s: Socket, listener: string): boolean {
+    s.on('error', () => undefined);
+    if (this.sockets.size >= this.o.config.limits.maxTotalConnections) {
+      this.refused.inc({ listener, reason: 'global-connection-limit' });
+      s.destroy();
+      return false;
+    }
     this.sockets.add(s);
     s.once('close', () => this.sockets.delete(s));
-    s.on('error', () => undefined);
+    return true;
   }
 
   /**
@@ -510,7 +528,7 @@ export class Gateway {
   }
 
   private acceptEgress(socket: Socket): void {
-    this.track(socket);
+    if (!this.admit(socket, 'egress')) return;
     const addr = socket.remoteAddress ?? '';
     const family = addr.includes(':') && !addr.startsWith('::ffff:') ? 'ipv6' : 'ipv4';
     const plain = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
@@ -547,7 +565,7 @@ export class Gateway {
   }
 
   private acceptEastWest(socket: Socket): void {
-    this.track(socket);
+    if (!this.admit(socket, 'eastWest')) return;
     if (this.draining) {
       this.refused.inc({ listener: 'eastWest', reason: 'draining' });
       socket.destroy();
@@ -1252,7 +1270,7 @@ export class Gateway {
   // ---------------------------------------------------------------- TCP over CONNECT
 
   private acceptTcp(socket: Socket, service: string, portName: string | undefined): void {
-    this.track(socket);
+    if (!this.admit(socket, `tcp:${service}`)) return;
     const [name, namespace] = service.split('.') as [string, string];
     const pick = this.o.balancers.pick(namespace, name, { scope: 'any', ...(portName ? { portName } : {}) });
     if (!pick) {

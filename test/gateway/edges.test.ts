@@ -281,3 +281,56 @@ describe('bad input', () => {
     expect(refused).toBeGreaterThanOrEqual(1);
   });
 });
+
+describe('connection limits', () => {
+  /** Opens a connection; the gateway may still close it right after. */
+  async function open(address: string): Promise<net.Socket> {
+    const sock = net.connect(splitAddr(address));
+    sock.on('error', () => undefined);
+    closers.push(() => sock.destroy());
+    await new Promise((r) => sock.once('connect', r));
+    return sock;
+  }
+
+  /** Waits until the gateway holds exactly n client connections. */
+  async function holds(g: TestGateway, n: number): Promise<void> {
+    await waitFor(
+      async () =>
+        (await g.registry.getSingleMetric('meshfed_active_connections')?.get())?.values[0]?.value === n,
+      { timeoutMs: 5_000, what: `the gateway to hold ${n} client connections` },
+    );
+  }
+
+  test('past the per-listener limit a new connection is closed at accept and counted', async () => {
+    const g = await gw('limits-listener', {
+      config: { limits: { headersTimeout: 10_000, helloTimeout: 10_000, maxConnections: 2 } },
+    });
+    const kept = [await open(g.egress), await open(g.egress)];
+    await holds(g, 2);
+    const third = await open(g.egress);
+    await new Promise((r) => third.once('close', r));
+    expect(await refusedCount(g, 'listener-connection-limit')).toBe(1);
+    // the limit is per listener: the east-west listener still takes one
+    await open(g.eastWest);
+    await holds(g, 3);
+    for (const s of kept) expect(s.destroyed).toBe(false);
+  });
+
+  test('past the gateway-wide limit a connection to any listener is closed and counted', async () => {
+    const g = await gw('limits-global', {
+      config: { limits: { headersTimeout: 10_000, helloTimeout: 10_000, maxTotalConnections: 2 } },
+    });
+    const kept = [await open(g.egress), await open(g.eastWest)];
+    await holds(g, 2);
+    const third = await open(g.eastWest);
+    await new Promise((r) => third.once('close', r));
+    expect(await refusedCount(g, 'global-connection-limit')).toBe(1);
+    expect(kept.map((s) => s.destroyed)).toEqual([false, false]);
+    // a slot freed by a closed connection can be taken again
+    kept[0]!.destroy();
+    await holds(g, 1);
+    await open(g.egress);
+    await holds(g, 2);
+    expect(await refusedCount(g, 'global-connection-limit')).toBe(1);
+  });
+});
