@@ -55,6 +55,14 @@ export const gatewayConfigSchema = z
           .describe(
             'client connections per listener (egress, east-west, each TCP port); past it a new connection is closed at accept and counted as refused{reason="listener-connection-limit"}',
           ),
+        listenBacklog: z
+          .number()
+          .int()
+          .min(1)
+          .default(1024)
+          .describe(
+            'pending connections the kernel queues per listener before the gateway accepts them (Envoy: 1024; node: 511). The kernel caps it at net.core.somaxconn',
+          ),
         maxTotalConnections: z
           .number()
           .int()
@@ -88,6 +96,7 @@ export const gatewayConfigSchema = z
       .default({
         maxConnections: 10_000,
         maxTotalConnections: 20_000,
+        listenBacklog: 1024,
         maxHeaderBytes: 32 * 1024,
         headersTimeout: 10_000,
         maxConcurrentStreams: 256,
@@ -122,6 +131,7 @@ export const gatewayConfigSchema = z
     limits: {
       maxConnections: 10_000,
       maxTotalConnections: 20_000,
+      listenBacklog: 1024,
       maxHeaderBytes: 32 * 1024,
       headersTimeout: 10_000,
       maxConcurrentStreams: 256,

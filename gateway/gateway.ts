@@ -451,7 +451,12 @@ export class Gateway {
 
   private async listen(srv: Server, addr: { host: string; port: number }, name: string): Promise<void> {
     const shared = this.o.reusePort === true && name !== 'admin';
-    srv.listen({ port: addr.port, host: addr.host, ...(shared ? { exclusive: true, reusePort: true } : {}) });
+    srv.listen({
+      port: addr.port,
+      host: addr.host,
+      backlog: this.o.config.limits.listenBacklog,
+      ...(shared ? { exclusive: true, reusePort: true } : {}),
+    });
     try {
       await Promise.race([once(srv, 'listening'), once(srv, 'error').then(([e]) => Promise.reject(e))]);
     } catch (err) {
