@@ -51,14 +51,19 @@ export class TestCatalog implements CatalogView {
     this.listeners.add(l);
     return () => this.listeners.delete(l);
   }
-  /** `cluster` offers `svc` behind the gateway at `gateway` (host:port). */
-  offer(cluster: string, svc: LocalService, gateway: string): void {
+  /** `cluster` offers `svc` behind the gateway at `gateway` (host:port), by default in a region of its own. */
+  offer(
+    cluster: string,
+    svc: LocalService,
+    gateway: string,
+    locality?: { region: string; zone: string },
+  ): void {
     const instance: RemoteServiceInstance = {
       namespace: svc.namespace,
       name: svc.name,
       cluster,
       ports: svc.ports,
-      locality: { region: `${cluster}-region`, zone: `${cluster}-zone` },
+      locality: locality ?? { region: `${cluster}-region`, zone: `${cluster}-zone` },
       weight: 1,
       gateways: [{ name: `${cluster}-gw`, address: gateway }],
       revision: 1,
@@ -93,8 +98,8 @@ export class TestSource implements EndpointSource {
   }
 }
 
-/** A local HTTP backend that answers with what it saw, as JSON. */
-export async function echoServer(label: string): Promise<{ server: http.Server; address: string }> {
+/** A local HTTP backend that answers with what it saw, as JSON (on `port`, or a free one). */
+export async function echoServer(label: string, port = 0): Promise<{ server: http.Server; address: string }> {
   const server = http.createServer((req, res) => {
     if (req.url?.startsWith('/status/')) {
       res.writeHead(Number(req.url.slice(8)));
@@ -111,7 +116,7 @@ export async function echoServer(label: string): Promise<{ server: http.Server; 
       res.end(body);
     });
   });
-  server.listen(0, '127.0.0.1');
+  server.listen(port, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
   return { server, address: `127.0.0.1:${(server.address() as AddressInfo).port}` };
 }
