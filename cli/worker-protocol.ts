@@ -59,33 +59,58 @@ export type FromWorker =
 
 /** The supervisor's catalog as a worker sees it: a snapshot, then every change as the primary saw it. */
 export class MirroredCatalog implements CatalogView {
-  private readonly byKey = new Map<string, RemoteServiceInstance>();
+  /**
+   * offers by service (`namespace/name`), then by cluster: the data plane asks for one service's offers
+   * on every egress request and every route resolution, which must not scan the whole catalog
+   */
+  private readonly byService = new Map<string, Map<string, RemoteServiceInstance>>();
   private readonly clusterStates = new Map<string, ClusterState>();
   private readonly listeners = new Set<(c: readonly CatalogChange[]) => void>();
 
   constructor(instances: readonly RemoteServiceInstance[], clusters: readonly ClusterState[]) {
-    for (const i of instances) this.byKey.set(instanceKey(i), i);
+    for (const i of instances) this.upsert(i);
     for (const c of clusters) this.clusterStates.set(c.cluster, c);
   }
 
   apply(changes: readonly CatalogChange[]): void {
     for (const c of changes) {
-      if (c.type === 'upsert') this.byKey.set(instanceKey(c.instance), c.instance);
-      else if (c.type === 'remove') this.byKey.delete(instanceKey(c));
+      if (c.type === 'upsert') this.upsert(c.instance);
+      else if (c.type === 'remove') this.remove(c);
       else this.clusterStates.set(c.state.cluster, c.state);
     }
     for (const l of this.listeners) l(changes);
   }
 
+  private upsert(i: RemoteServiceInstance): void {
+    const key = `${i.namespace}/${i.name}`;
+    let offers = this.byService.get(key);
+    if (!offers) {
+      offers = new Map();
+      this.byService.set(key, offers);
+    }
+    offers.set(i.cluster, i);
+  }
+
+  private remove(r: { cluster: string; namespace: string; name: string }): void {
+    const key = `${r.namespace}/${r.name}`;
+    const offers = this.byService.get(key);
+    if (!offers) return;
+    offers.delete(r.cluster);
+    if (offers.size === 0) this.byService.delete(key);
+  }
+
   services(): readonly ServiceRef[] {
-    const seen = new Map<string, ServiceRef>();
-    for (const i of this.byKey.values())
-      seen.set(`${i.namespace}/${i.name}`, { namespace: i.namespace, name: i.name });
-    return [...seen.values()];
+    const out: ServiceRef[] = [];
+    for (const offers of this.byService.values()) {
+      const first = offers.values().next().value!;
+      out.push({ namespace: first.namespace, name: first.name });
+    }
+    return out;
   }
 
   instances(namespace: string, name: string): readonly RemoteServiceInstance[] {
-    return [...this.byKey.values()].filter((i) => i.namespace === namespace && i.name === name);
+    const offers = this.byService.get(`${namespace}/${name}`);
+    return offers ? [...offers.values()] : [];
   }
 
   clusters(): readonly ClusterState[] {
@@ -96,10 +121,6 @@ export class MirroredCatalog implements CatalogView {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
-}
-
-function instanceKey(i: { cluster: string; namespace: string; name: string }): string {
-  return `${i.cluster}|${i.namespace}/${i.name}`;
 }
 
 /** This cluster's services as the supervisor's discovery sources last reported them. */
