@@ -1307,11 +1307,21 @@ export class Gateway {
     }
     this.pool.session(t.address, t.cluster).then(
       (session) => {
-        const stream = session.request({
-          ':method': 'CONNECT',
-          ':authority': `${name}.${namespace}.svc.clusterset.local:${t.port.port}`,
-          'x-meshfed-chain': this.intermediatesB64(),
-        });
+        // the client may have left while the tunnel was dialled: its 'close' is past, open nothing
+        if (socket.destroyed) return pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
+        let stream: ClientHttp2Stream;
+        try {
+          stream = session.request({
+            ':method': 'CONNECT',
+            ':authority': `${name}.${namespace}.svc.clusterset.local:${t.port.port}`,
+            'x-meshfed-chain': this.intermediatesB64(),
+          });
+        } catch {
+          // a session closing meanwhile (GOAWAY) refuses new streams; a throw here would be unhandled
+          pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'reset' });
+          socket.destroy();
+          return;
+        }
         stream.once('response', (h) => {
           const ok = h[':status'] === 200;
           pick.release({ ok, latencyMs: performance.now() - t0, ...(ok ? {} : { failure: '5xx' as const }) });
@@ -1320,7 +1330,13 @@ export class Gateway {
           stream.pipe(socket);
         });
         stream.once('error', () => socket.destroy());
-        stream.once('close', () => socket.destroy());
+        stream.once('close', () => {
+          // closed before any response (a no-op after one): the target's outstanding count must drop,
+          // without blame when it was the client that left
+          const failure = socket.destroyed ? 'cancelled' : 'reset';
+          pick.release({ ok: false, latencyMs: performance.now() - t0, failure });
+          socket.destroy();
+        });
         socket.once('close', () => stream.close());
       },
       () => {

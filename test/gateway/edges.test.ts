@@ -109,6 +109,34 @@ test('TCP via a local port and a CONNECT stream across gateways', async () => {
   expect(back.equals(payload)).toBe(true);
 }, 15_000);
 
+test('a TCP client that resets while the tunnel is dialled opens no CONNECT stream and holds no slot', async () => {
+  const b = await gw('pb2');
+  const opened = new Set<net.Socket>();
+  const srv = net.createServer((s) => {
+    opened.add(s);
+    s.once('close', () => opened.delete(s));
+    s.pipe(s);
+  });
+  srv.listen(0, '127.0.0.1');
+  await new Promise((r) => srv.once('listening', r));
+  closers.push(() => srv.close());
+  const db = httpService('data', 'db', [`127.0.0.1:${(srv.address() as AddressInfo).port}`], true, 'tcp');
+  b.source.set([db]);
+  const a = await gw('pa2', { config: { tcpPorts: [{ listen: '127.0.0.1:0', service: 'db.data' }] } });
+  a.catalog.offer('pb2', db, b.eastWest);
+  const tcpAddr = a.gateway.addresses()['tcp:db.data']!;
+  // reset (no FIN to pass on) before the first tunnel session to pb2 is up (its TLS handshake is still running)
+  const early = net.connect(splitAddr(tcpAddr));
+  await new Promise((r) => early.once('connect', r));
+  early.resetAndDestroy();
+  const payload = Buffer.alloc(1_000, 5);
+  expect((await roundTrip(tcpAddr, payload)).equals(payload)).toBe(true);
+  await waitFor(() => opened.size === 0, { timeoutMs: 3_000 });
+  const route = a.balancers.explain('data', 'db');
+  const outstanding = route.levels.flatMap((l) => l.targets).reduce((n, t) => n + t.outstanding, 0);
+  expect(outstanding).toBe(0);
+}, 15_000);
+
 test('TLS passthrough by SNI: the client completes its handshake with the backend, never the gateway', async () => {
   const b = await gw('sb');
   const backendLeaf = await issueLeaf(await mesh.intermediate('sb'), {
