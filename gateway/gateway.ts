@@ -801,10 +801,7 @@ export class Gateway {
     if (chain.length === 0) return undefined;
     try {
       // the TLS server exposes only the leaf: our own intermediates complete a chain of this cluster
-      const own = parseCertificates(this.o.identity.current().chainPem, 'the gateway certificate chain')
-        .slice(1)
-        .map((c) => c.raw);
-      const id = verify([...chain, ...own], this.o.bundle(), {
+      const id = verify([...chain, ...this.intermediates().raw], this.o.bundle(), {
         trustDomain: this.o.trustDomain,
         kinds: ['workload'],
         usage: 'client',
@@ -1110,19 +1107,21 @@ export class Gateway {
     return headers;
   }
 
-  private chainCache: { pem: string; b64: string } | undefined;
-  private intermediatesB64(): string {
+  private chainCache: { pem: string; raw: Buffer[]; b64: string } | undefined;
+  /** our leaf's intermediates (DER), parsed once per leaf */
+  private intermediates(): { raw: Buffer[]; b64: string } {
     const pem = this.o.identity.current().chainPem;
     if (this.chainCache?.pem !== pem) {
-      this.chainCache = {
-        pem,
-        b64: parseCertificates(pem, 'the gateway certificate chain')
-          .slice(1)
-          .map((c) => c.raw.toString('base64'))
-          .join(','),
-      };
+      const raw = parseCertificates(pem, 'the gateway certificate chain')
+        .slice(1)
+        .map((c) => c.raw);
+      this.chainCache = { pem, raw, b64: raw.map((r) => r.toString('base64')).join(',') };
     }
-    return this.chainCache.b64;
+    return this.chainCache;
+  }
+
+  private intermediatesB64(): string {
+    return this.intermediates().b64;
   }
 
   private async viaH2(req: Req, res: Res, t: BalancerTarget, x: Exchange, a: UpstreamAttempt): Promise<void> {
