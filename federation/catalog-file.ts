@@ -173,7 +173,15 @@ export function readCatalogFile(dir: string): LoadedCatalog | undefined {
       Array.isArray(file.headers) &&
       file.headers.every((h) => typeof h === 'string') &&
       okRows(file.proofs, 3);
-  if (!okProofs || !okRows(file.entries, 3) || !okRows(file.tombstones, 3) || !okRows(file.announces, 4)) {
+  // cluster and savedAt are read (and logged) at load: a file without them is as damaged as one without rows
+  const okHeader = typeof file?.cluster === 'string' && Number.isFinite(file.savedAt);
+  if (
+    !okProofs ||
+    !okHeader ||
+    !okRows(file.entries, 3) ||
+    !okRows(file.tombstones, 3) ||
+    !okRows(file.announces, 4)
+  ) {
     throw new MeshfedError(
       'MESHFED_CATALOG_STORE',
       `${target} is not a ${FORMAT} file; delete it to start empty`,

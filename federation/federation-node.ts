@@ -260,7 +260,9 @@ export class FederationNode implements CatalogView {
     this.#wake?.();
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
-    if (this.#persistTimer) clearTimeout(this.#persistTimer);
+    // forgotten, not just cleared: a leftover handle would keep #schedulePersist from ever arming it again
+    clearTimeout(this.#persistTimer);
+    this.#persistTimer = undefined;
     this.#unsubscribeSource?.();
     this.#o.signer.off('rotated', this.#onRotated);
     const nc = this.#nc;
@@ -729,7 +731,9 @@ export class FederationNode implements CatalogView {
   // ---- persistence ----
 
   #schedulePersist(): void {
+    // once stopped, stop() writes the last state itself: a timer armed now could overlap that write
     if (
+      this.#stopped ||
       !this.config.stateDir ||
       this.#persistTimer ||
       this.#persisting ||
@@ -741,7 +745,7 @@ export class FederationNode implements CatalogView {
       this.#persistTimer = undefined;
       this.#persisting = this.#persistNow().finally(() => {
         this.#persisting = undefined;
-        if (!this.#stopped) this.#schedulePersist();
+        this.#schedulePersist();
       });
     }, delay);
     this.#persistTimer.unref();

@@ -1,6 +1,13 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { createRegistry, freePort, isMeshfedError, parseConfig } from '../../core/index.ts';
+import {
+  createRegistry,
+  freePort,
+  isMeshfedError,
+  parseConfig,
+  startNatsServer,
+  waitFor,
+} from '../../core/index.ts';
 import {
   CATALOG_FILE,
   CatalogPublisher,
@@ -11,7 +18,7 @@ import {
   writeCatalogFile,
 } from '../../federation/index.ts';
 import { ProofMaker } from '../../federation/proof.ts';
-import { counterValue, makePki, type Pki, service, startNode, tempDir } from './helpers.ts';
+import { counterValue, ListSource, makePki, type Pki, service, startNode, tempDir } from './helpers.ts';
 
 let pki: Pki;
 beforeAll(async () => {
@@ -166,6 +173,61 @@ describe('persisted catalog', () => {
       expect(rewritten.format).toBe('meshfed-catalog/2');
       expect(rewritten.entries).toEqual([['east/shop/orders', 10, 0]]);
     } finally {
+      cleanup();
+    }
+  });
+
+  test('a file without a valid savedAt is reported as damaged and the node starts empty (no RangeError at start)', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      const good = signer('east').sign(entry('east', 'orders', 10));
+      await writeCatalogFile(dir, 'view', {
+        entries: [{ key: 'east/shop/orders', revision: 10, proof: good }],
+        tombstones: [],
+        announces: [],
+      });
+      const file = JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8'));
+      delete file.savedAt;
+      writeFileSync(join(dir, CATALOG_FILE), JSON.stringify(file));
+      const node = await offlineView(dir);
+      try {
+        expect(node.entryCount()).toBe(0);
+      } finally {
+        await node.stop();
+      }
+    } finally {
+      cleanup();
+    }
+  });
+
+  test('a view stopped with a write pending and started again keeps persisting', async () => {
+    const { dir, cleanup } = tempDir();
+    const nats = await startNatsServer({ name: 'persist-restart' });
+    const source = new ListSource([service('shop', 'orders', 1)]);
+    const east = await startNode({ pki, cluster: 'east', servers: [nats.url], source });
+    const view = await startNode({ pki, cluster: 'view', servers: [nats.url], stateDir: dir });
+    try {
+      await waitFor(() => view.services().length === 1, { what: 'the view to learn orders' });
+      // stopped within the write delay of that change: its write timer is pending
+      await view.stop();
+      await view.start();
+      source.set([service('shop', 'orders', 1), service('shop', 'payments', 1)]);
+      await waitFor(() => view.services().length === 2, { what: 'the view to learn payments' });
+      await waitFor(
+        () => {
+          try {
+            return JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8')).entries.length === 2;
+          } catch {
+            return false;
+          }
+        },
+        { what: 'the restarted view to persist payments' },
+      );
+    } finally {
+      await view.stop();
+      await east.stop();
+      await nats.stop();
+      nats.cleanup();
       cleanup();
     }
   });
