@@ -120,8 +120,10 @@ export interface GatewayOptions {
 interface Exchange {
   req: Req;
   res: Res;
+  /** the service the request was routed by (parsed once, at the edge) */
+  service: { namespace: string; name: string };
   span: Span | undefined;
-  caller?: string;
+  caller: string | undefined;
 }
 
 /** A try whose response headers arrived; `forwarded: false` is a 5xx held back for a retry. */
@@ -963,10 +965,10 @@ export class Gateway {
             // a body already streamed to a failed try cannot be sent again
             idempotent: IDEMPOTENT.has(method) && bodyless,
             scope: o.scope,
-            ...(o.port !== undefined ? { port: o.port } : {}),
-            ...(o.portName !== undefined ? { portName: o.portName } : {}),
+            port: o.port,
+            portName: o.portName,
           },
-          { req, res, span: o.span, ...(o.caller ? { caller: o.caller } : {}) },
+          { req, res, service: ref, span: o.span, caller: o.caller },
         ),
       );
       destination = sent.cluster;
@@ -1086,23 +1088,17 @@ export class Gateway {
     }
   }
 
-  private upstreamHeaders(
-    req: Req,
-    t: BalancerTarget,
-    o: { span: Span | undefined; caller?: string },
-  ): Record<string, unknown> {
+  /** The request's headers for `t`, without host (HTTP/1 adds it, h2 sends :authority). */
+  private upstreamHeaders(req: Req, t: BalancerTarget, x: Exchange): Record<string, unknown> {
     const headers = requestHeadersForUpstream(req.headers) as Record<string, unknown>;
-    const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? '';
-    this.injectTrace(o.span, headers);
+    this.injectTrace(x.span, headers);
     if (t.local) {
-      if (o.caller) headers['x-meshfed-peer-identity'] = o.caller;
-      headers.host = authority;
+      if (x.caller) headers['x-meshfed-peer-identity'] = x.caller;
     } else {
-      const ref = parseClustersetHost(authority);
-      headers['x-meshfed-service'] = `${ref?.namespace ?? ''}/${ref?.name ?? ''}/${t.port.name}`;
+      headers['x-meshfed-service'] = `${x.service.namespace}/${x.service.name}/${t.port.name}`;
       // node's TLS server only exposes our leaf: send our intermediate so the peer can check the whole chain
       headers['x-meshfed-chain'] = this.intermediatesB64();
-      if (o.caller) headers['x-meshfed-caller'] = o.caller;
+      if (x.caller) headers['x-meshfed-caller'] = x.caller;
     }
     return headers;
   }
@@ -1135,20 +1131,17 @@ export class Gateway {
     }
     // the per-try timeout or the caller may have ended the try while the session was dialled
     if (!a.open) return;
-    const authority = (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? t.address;
     const headers = this.upstreamHeaders(req, t, x);
-    delete headers.host;
+    // node sends pseudo-headers first wherever they stand in the object
+    headers[':method'] = req.method ?? 'GET';
+    headers[':path'] = req.url ?? '/';
+    headers[':authority'] =
+      (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? t.address;
+    headers[':scheme'] = 'http';
     const bodyless = req.method === 'GET' || req.method === 'HEAD';
-    const h2headers: Record<string, unknown> = {
-      ...headers,
-      ':method': req.method ?? 'GET',
-      ':path': req.url ?? '/',
-      ':authority': authority,
-      ':scheme': 'http',
-    };
     let stream: ClientHttp2Stream;
     try {
-      stream = session.request(h2headers as http2.OutgoingHttpHeaders, {
+      stream = session.request(headers as http2.OutgoingHttpHeaders, {
         endStream: bodyless && !req.headers['content-length'],
       });
     } catch (err) {
@@ -1200,6 +1193,7 @@ export class Gateway {
    */
   private viaHttp1(req: Req, res: Res, t: BalancerTarget, x: Exchange, a: UpstreamAttempt): void {
     const headers = this.upstreamHeaders(req, t, x);
+    headers.host = (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? '';
     // node's server has already answered `Expect: 100-continue`; the upstream gets the body directly
     delete headers.expect;
     const bodyless =
