@@ -545,9 +545,10 @@ export class Gateway {
       return;
     }
     const timer = setTimeout(() => socket.destroy(), this.o.config.limits.headersTimeout);
-    let buf = Buffer.alloc(0);
+    let buf: Buffer = Buffer.alloc(0);
     const onData = (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
+      // almost always one chunk decides: copy only when the sniff needs a second
+      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
       // a TLS record starts with content type 22 (handshake); plain HTTP never does
       if (this.egressTls && buf[0] === 0x16) return done('tls');
       const n = Math.min(buf.length, H2_PREFACE.length);
