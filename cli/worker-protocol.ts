@@ -1,13 +1,14 @@
 import type { IssuedLeaf } from '../ca/index.ts';
-import type {
-  CatalogChange,
-  CatalogView,
-  ClusterState,
-  EndpointSource,
-  LocalService,
-  Registry,
-  RemoteServiceInstance,
-  ServiceRef,
+import {
+  type CatalogChange,
+  type CatalogView,
+  type ClusterState,
+  type EndpointSource,
+  type LocalService,
+  type Registry,
+  type RemoteServiceInstance,
+  type ServiceRef,
+  serviceKey,
 } from '../core/index.ts';
 import type { DaemonConfig } from './daemon-config.ts';
 
@@ -82,7 +83,7 @@ export class MirroredCatalog implements CatalogView {
   }
 
   private upsert(i: RemoteServiceInstance): void {
-    const key = `${i.namespace}/${i.name}`;
+    const key = serviceKey(i);
     let offers = this.byService.get(key);
     if (!offers) {
       offers = new Map();
@@ -92,7 +93,7 @@ export class MirroredCatalog implements CatalogView {
   }
 
   private remove(r: { cluster: string; namespace: string; name: string }): void {
-    const key = `${r.namespace}/${r.name}`;
+    const key = serviceKey(r);
     const offers = this.byService.get(key);
     if (!offers) return;
     offers.delete(r.cluster);
@@ -109,7 +110,7 @@ export class MirroredCatalog implements CatalogView {
   }
 
   instances(namespace: string, name: string): readonly RemoteServiceInstance[] {
-    const offers = this.byService.get(`${namespace}/${name}`);
+    const offers = this.byService.get(serviceKey({ namespace, name }));
     return offers ? [...offers.values()] : [];
   }
 

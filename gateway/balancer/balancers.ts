@@ -220,7 +220,7 @@ export class Balancers {
   }
 
   private resolveUncached(namespace: string, name: string, o: PickOptions): ResolvedService | undefined {
-    const key = `${namespace}/${name}`;
+    const key = serviceKey({ namespace, name });
     const local = this.localIndex.get(key);
     const remotes = o.scope === 'local' ? [] : this.o.catalog.instances(namespace, name);
     const ports = local?.ports ?? remotes[0]?.ports;

@@ -1,4 +1,4 @@
-import { MeshfedError } from '../../core/index.ts';
+import { MeshfedError, serviceKey } from '../../core/index.ts';
 import type { Balancers, BalancerTarget, Failure, PickResult } from '../balancer/index.ts';
 import type { CircuitBreakers } from './circuit-breaker.ts';
 import type { CallContext, Dispatch } from './dispatch.ts';
@@ -52,7 +52,7 @@ export function balancedDispatch<R, P = undefined>(o: BalancedDispatchOptions<R,
     let releaseBreaker: (() => void) | undefined;
     // copied only when a full breaker adds to it: the call's own set is for the retry layer
     let exclude = ctx.exclude;
-    const service = `${ctx.namespace}/${ctx.name}`;
+    const service = serviceKey(ctx);
     for (let i = 0; i <= BREAKER_REPICKS; i++) {
       const opts = {
         exclude,

@@ -1,3 +1,4 @@
+import { serviceKey } from '../../core/index.ts';
 import type { CallContext, Layer } from './dispatch.ts';
 import { isRetryable } from './dispatch.ts';
 import type { ResilienceMetrics } from './metrics.ts';
@@ -141,7 +142,7 @@ export function budgetPerService(
 ): (ctx: Pick<CallContext, 'namespace' | 'name'>) => RetryBudget {
   const budgets = new Map<string, RetryBudget>();
   return (ctx) => {
-    const key = `${ctx.namespace}/${ctx.name}`;
+    const key = serviceKey(ctx);
     let b = budgets.get(key);
     if (!b) {
       b = new RetryBudget(o, now);
