@@ -226,7 +226,8 @@ export class CatalogStore implements CatalogView {
     const c = this.#clusters.get(cluster);
     if (!c) return 0;
     let removed = 0;
-    for (const held of [...c.entries.values()]) {
+    // #remove deletes the entry being visited, which a Map's iterator allows: no copy of 2,000 entries
+    for (const held of c.entries.values()) {
       if (held.revision > asOf || listed.has(entryKey(cluster, held.namespace, held.name))) continue;
       this.#remove(c, held);
       removed++;
@@ -244,7 +245,7 @@ export class CatalogStore implements CatalogView {
     if (now > this.#nextExpiry) {
       let next = Number.POSITIVE_INFINITY;
       for (const c of this.#clusters.values()) {
-        for (const held of [...c.entries.values()]) {
+        for (const held of c.entries.values()) {
           // a stale cluster's entries are kept (flagged) until it comes back: the partition may be on our side
           if (!c.stale && held.expiresAt < now) this.#remove(c, held);
           else if (held.expiresAt < next) next = Math.max(held.expiresAt, now + 1000);
