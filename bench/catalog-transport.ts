@@ -28,7 +28,7 @@ import {
   MessageVerifier,
   type SnapshotMessage,
 } from '../federation/index.ts';
-import { benchService, mergeResults } from './catalog-common.ts';
+import { benchService, mergeResults, percentile, round, sleep } from './catalog-common.ts';
 
 const TD = 'bench.example';
 const { values: args } = parseArgs({
@@ -47,14 +47,6 @@ const PER_CLUSTER = Math.ceil(ENTRIES / CLUSTERS);
 const TOTAL = PER_CLUSTER * CLUSTERS;
 const PART_BYTES = 64 * 1024;
 const SYNC_CONCURRENCY = 8;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
-const round = (x: number) => Math.round(x * 100) / 100;
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
 /** One simulated cluster: its publisher (entries, snapshots) and its source list. */
 interface Cluster {

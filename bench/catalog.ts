@@ -38,7 +38,7 @@ import {
   startNatsSupercluster,
 } from '../core/index.ts';
 import { FederationNode } from '../federation/index.ts';
-import { benchService, mergeResults } from './catalog-common.ts';
+import { benchService, mergeResults, percentile, round, sleep } from './catalog-common.ts';
 
 const TD = 'bench.example';
 const NATS_CLUSTERS = ['nats-a', 'nats-b', 'nats-c'];
@@ -63,7 +63,6 @@ const { values: args } = parseArgs({
  * every latency (one run here reported all 2,000 latencies between 9.53 and 9.65 s).
  */
 const clock = (): number => Number(process.hrtime.bigint()) / 1e6;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
 
 async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -71,15 +70,6 @@ async function until(check: () => boolean, timeoutMs: number, what: string): Pro
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(5);
   }
-}
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-function round(x: number): number {
-  return Math.round(x * 100) / 100;
 }
 
 const median = (xs: number[]): number =>
@@ -549,9 +539,13 @@ async function main(): Promise<void> {
   const scales = (args.scale ?? ['10x1000', '50x2000']).map(
     (s) => s.split('x').map(Number) as [number, number],
   );
+  const command = `npm run bench:catalog -- ${process.argv.slice(2).join(' ')}`.trim();
   const results: Record<string, unknown> = {};
   for (const [c, s] of scales) {
-    results[`${c}x${s}`] = await runScale(c, s, Number(args.seconds), Number(args.rate));
+    const figures = await runScale(c, s, Number(args.seconds), Number(args.rate));
+    // each scale says which run it came from: one scale run again replaces its figures but not the other's,
+    // which the top-level meta (the last run) would otherwise claim as its own
+    results[`${c}x${s}`] = { ...figures, measured: { date: new Date().toISOString(), command } };
   }
   const out = {
     ...results,
@@ -560,7 +554,7 @@ async function main(): Promise<void> {
       node: process.version,
       cpus: cpus().length,
       cpu: cpus()[0]?.model,
-      command: `npm run bench:catalog -- ${process.argv.slice(2).join(' ')}`.trim(),
+      command,
       note: 'shared 2-core machine: figures are noisy; publishers in one child process, every view in its own',
     },
   };
