@@ -52,6 +52,22 @@ async function offlineView(dir: string, registry = createRegistry()) {
 const signer = (c: string) =>
   new JwsSigner({ chainPem: pki.leaves.get(c)!.chainPem, keyPem: pki.leaves.get(c)!.keyPem });
 
+/** A catalog file holding one good entry (east's orders), then changed on disk by `damage`. */
+async function writeDamagedFile(
+  dir: string,
+  damage: (file: Record<string, unknown> & { proofs: unknown[] }) => void,
+) {
+  const good = signer('east').sign(entry('east', 'orders', 10));
+  await writeCatalogFile(dir, 'view', {
+    entries: [{ key: 'east/shop/orders', revision: 10, proof: good }],
+    tombstones: [],
+    announces: [],
+  });
+  const file = JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8'));
+  damage(file);
+  writeFileSync(join(dir, CATALOG_FILE), JSON.stringify(file));
+}
+
 describe('persisted catalog', () => {
   test('a tampered file can drop entries but never add one', async () => {
     const { dir, cleanup } = tempDir();
@@ -118,16 +134,10 @@ describe('persisted catalog', () => {
   test('a damaged proof in the file is refused and counted, never a crash', async () => {
     const { dir, cleanup } = tempDir();
     try {
-      const good = signer('east').sign(entry('east', 'orders', 10));
-      await writeCatalogFile(dir, 'view', {
-        entries: [{ key: 'east/shop/orders', revision: 10, proof: good }],
-        tombstones: [],
-        announces: [],
+      await writeDamagedFile(dir, (file) => {
+        // claims to be deflated, is not
+        file.proofs[0] = [0, 'z', Buffer.from('not a deflate stream').toString('base64')];
       });
-      const file = JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8'));
-      // claims to be deflated, is not
-      file.proofs[0] = [0, 'z', Buffer.from('not a deflate stream').toString('base64')];
-      writeFileSync(join(dir, CATALOG_FILE), JSON.stringify(file));
       const registry = createRegistry();
       const node = await offlineView(dir, registry);
       try {
@@ -180,15 +190,9 @@ describe('persisted catalog', () => {
   test('a file without a valid savedAt is reported as damaged and the node starts empty (no RangeError at start)', async () => {
     const { dir, cleanup } = tempDir();
     try {
-      const good = signer('east').sign(entry('east', 'orders', 10));
-      await writeCatalogFile(dir, 'view', {
-        entries: [{ key: 'east/shop/orders', revision: 10, proof: good }],
-        tombstones: [],
-        announces: [],
+      await writeDamagedFile(dir, (file) => {
+        delete file.savedAt;
       });
-      const file = JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8'));
-      delete file.savedAt;
-      writeFileSync(join(dir, CATALOG_FILE), JSON.stringify(file));
       const node = await offlineView(dir);
       try {
         expect(node.entryCount()).toBe(0);
