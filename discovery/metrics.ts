@@ -1,4 +1,4 @@
-import { Counter, type EndpointSource, Gauge, type Registry } from '../core/index.ts';
+import { type Counter, type EndpointSource, Gauge, type Registry, sharedCounter } from '../core/index.ts';
 
 /**
  * Discovery's metrics. Gauges are computed at scrape time from the sources' current sets, so
@@ -42,13 +42,11 @@ export function importMetrics(registry: Registry): ImportMetrics {
       labelNames: ['sink'],
       registers: [registry],
     });
-  const applies =
-    (registry.getSingleMetric('meshfed_discovery_applies_total') as Counter<'sink' | 'result'> | undefined) ??
-    new Counter({
-      name: 'meshfed_discovery_applies_total',
-      help: 'sink applies by result (ok, retryable, terminal)',
-      labelNames: ['sink', 'result'],
-      registers: [registry],
-    });
+  const applies = sharedCounter(
+    registry,
+    'meshfed_discovery_applies_total',
+    'sink applies by result (ok, retryable, terminal)',
+    ['sink', 'result'],
+  );
   return { imports, applies };
 }

@@ -24,6 +24,7 @@ import {
   type Registry,
   type RemoteServiceInstance,
   type ServiceRef,
+  sharedCounter,
   toMeshfedError,
 } from '../core/index.ts';
 import { readCatalogFile, writeCatalogFile } from './catalog-file.ts';
@@ -42,7 +43,6 @@ import { CatalogPublisher } from './publisher.ts';
 import { type RefusalReason, RequestLimiter, requesterOf } from './request-limiter.ts';
 import { ingestCatalogMessage } from './ingest.ts';
 import { RejectionRecorder } from './rejections.ts';
-import { sharedCounter } from './shared-counter.ts';
 import { clusterOfSubject, type Subjects, subjects } from './subjects.ts';
 import { type Accepted, MessageVerifier, type Verdict } from './verifier.ts';
 
@@ -172,13 +172,13 @@ export class FederationNode implements CatalogView {
       o.registry,
       'meshfed_catalog_accepted_total',
       'verified catalog messages accepted, by type (entry, tombstone, announce, snapshot)',
-      'type',
+      ['type'],
     );
     this.#refused = sharedCounter(
       o.registry,
       'meshfed_catalog_sync_refused_total',
       'snapshot and announcement requests left unanswered by the responder rate limits (federation.responderLimits), by reason',
-      'reason',
+      ['reason'],
     );
     this.#limiter = new RequestLimiter(this.config.responderLimits, this.#now());
     if (o.source) {

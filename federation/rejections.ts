@@ -1,5 +1,4 @@
-import type { Counter, Logger, Registry } from '../core/index.ts';
-import { sharedCounter } from './shared-counter.ts';
+import { type Counter, type Logger, type Registry, sharedCounter } from '../core/index.ts';
 import type { Rejected } from './verifier.ts';
 
 const METRIC = 'meshfed_catalog_rejected_total';
@@ -20,7 +19,7 @@ export class RejectionRecorder {
       registry,
       METRIC,
       'catalog messages refused (not JWS, forged, foreign root, wrong cluster, old revision, expired, malformed, oversized)',
-      'reason',
+      ['reason'],
     );
   }
 
