@@ -663,9 +663,11 @@ export class Gateway {
       () => upstream.destroy(new Error('connect timeout')),
       this.o.balancerConfig.timeouts.connect,
     );
+    // node clears `connecting` before it reports a failed connect: this flag is what says it failed
+    let connected = false;
     upstream.once('error', (err) => {
       clearTimeout(connectTimer);
-      if (!upstream.readyState || upstream.connecting) {
+      if (!connected) {
         pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'connect' });
         exclude.add(pick.target.id);
         if (attempt < this.o.balancerConfig.retry.attempts && !client.destroyed) {
@@ -677,6 +679,7 @@ export class Gateway {
       client.destroy();
     });
     upstream.once('connect', () => {
+      connected = true;
       clearTimeout(connectTimer);
       pick.release({ ok: true, latencyMs: performance.now() - t0 });
       upstream.write(hello);

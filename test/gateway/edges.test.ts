@@ -174,6 +174,41 @@ test('TLS passthrough by SNI: the client completes its handshake with the backen
   client.destroy();
 }, 15_000);
 
+test('TLS passthrough: a refused endpoint is released and the connection goes to the other one', async () => {
+  const b = await gw('sb2');
+  const backendLeaf = await issueLeaf(await mesh.intermediate('sb2'), {
+    kind: 'workload',
+    namespace: 'data',
+    serviceAccount: 'vault',
+    dnsNames: ['vault.data.svc.clusterset.local'],
+  });
+  const backend = tls.createServer({ cert: backendLeaf.chainPem, key: backendLeaf.keyPem }, (s) => s.pipe(s));
+  backend.listen(0, '127.0.0.1');
+  await new Promise((r) => backend.once('listening', r));
+  closers.push(() => backend.close());
+  // a port nobody listens on any more: connecting to it is refused at once
+  const gone = net.createServer().listen(0, '127.0.0.1');
+  await new Promise((r) => gone.once('listening', r));
+  const deadPort = (gone.address() as AddressInfo).port;
+  await new Promise((r) => gone.close(r));
+  const live = `127.0.0.1:${(backend.address() as AddressInfo).port}`;
+  b.source.set([httpService('data', 'vault', [`127.0.0.1:${deadPort}`, live], true, 'tls')]);
+  for (let i = 0; i < 10; i++) {
+    const client = tls.connect({
+      ...splitAddr(b.eastWest),
+      servername: 'vault.data.svc.clusterset.local',
+      ca: mesh.bundle.toPem(),
+    });
+    await new Promise((resolve, reject) => {
+      client.once('secureConnect', resolve);
+      client.once('error', reject);
+    });
+    client.destroy();
+  }
+  const targets = b.balancers.explain('data', 'vault').levels.flatMap((l) => l.targets);
+  expect(targets.reduce((n, t) => n + t.outstanding, 0)).toBe(0);
+}, 15_000);
+
 test('a remote gateway killed mid-traffic: requests fail over to the other cluster within 3 s', async () => {
   const a = await gw('fa');
   const b = await gw('fb');
