@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -50,7 +50,8 @@ export class NatsServerProcess {
   readonly options: NatsServerOptions;
   readonly workDir: string;
   readonly port: number;
-  readonly monitorPort: number;
+  /** the monitoring port (health, routes, gateways); picked again if another process took it first */
+  monitorPort: number;
   private child: ChildProcess | undefined;
   private readonly ownsWorkDir: boolean;
   private expectedRoutes = 0;
@@ -129,6 +130,25 @@ export class NatsServerProcess {
 
   /** Starts the process and waits until it accepts clients (routes/gateways are checked by the group). */
   async start(timeoutMs = 15_000): Promise<void> {
+    // the monitoring port was free when picked, but another process may bind it before nats-server does;
+    // nothing else refers to it, so pick another and try again (client, route and gateway ports are fixed)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.startOnce(timeoutMs);
+        return;
+      } catch (err) {
+        const taken =
+          err instanceof MeshfedError &&
+          err.code === 'MESHFED_NATS_START_FAILED' &&
+          err.message.includes(`:${this.monitorPort}`) &&
+          err.message.includes('address already in use');
+        if (!taken || attempt >= 3) throw err;
+        this.monitorPort = await freePort();
+      }
+    }
+  }
+
+  private async startOnce(timeoutMs: number): Promise<void> {
     if (this.running) return;
     const conf = join(this.workDir, 'nats.conf');
     writeFileSync(conf, this.config());
@@ -154,7 +174,7 @@ export class NatsServerProcess {
     const exited = once(child, 'exit').then(([code]) => {
       throw new MeshfedError(
         'MESHFED_NATS_START_FAILED',
-        `nats-server ${this.options.name} exited with code ${code} during start: ${stderr.trim() || 'see ' + join(this.workDir, 'nats.log')}`,
+        `nats-server ${this.options.name} exited with code ${code} during start: ${stderr.trim() || this.logTail() || `see ${join(this.workDir, 'nats.log')}`}`,
       );
     });
     const ready = waitFor(() => this.healthy(), {
@@ -164,6 +184,15 @@ export class NatsServerProcess {
     await Promise.race([ready, exited, spawnError]);
     exited.catch(() => undefined);
     spawnError.catch(() => undefined);
+  }
+
+  /** The end of nats-server's log (its fatal start-up errors go there, not to stderr). */
+  private logTail(): string {
+    try {
+      return readFileSync(join(this.workDir, 'nats.log'), 'utf8').slice(-1024).trim();
+    } catch {
+      return '';
+    }
   }
 
   private async monitor(path: string): Promise<Record<string, unknown> | undefined> {

@@ -1,7 +1,31 @@
 import { connect } from '@nats-io/transport-node';
-import { startNatsCluster, startNatsServer, startNatsSupercluster } from '../../core/index.ts';
+import { once } from 'node:events';
+import { createServer } from 'node:net';
+import {
+  NatsServerProcess,
+  startNatsCluster,
+  startNatsServer,
+  startNatsSupercluster,
+} from '../../core/index.ts';
 
 describe('nats-server helper (real processes)', () => {
+  test('a monitoring port taken by another process before nats-server binds it is picked again', async () => {
+    const squatter = createServer().listen(0, '127.0.0.1');
+    await once(squatter, 'listening');
+    const taken = (squatter.address() as { port: number }).port;
+    const server = await NatsServerProcess.create({ name: 'squatted' });
+    server.monitorPort = taken;
+    try {
+      await server.start();
+      expect(server.monitorPort).not.toBe(taken);
+      expect(await server.healthy()).toBe(true);
+    } finally {
+      await server.stop();
+      server.cleanup();
+      squatter.close();
+    }
+  });
+
   test('one server accepts clients and stops by PID', async () => {
     const server = await startNatsServer({ name: 'solo' });
     try {
