@@ -656,19 +656,11 @@ export class Gateway {
       client.destroy();
       return;
     }
-    const { host, port } = splitHostPort(pick.target.address);
-    const t0 = performance.now();
-    const upstream = net.connect({ host, port, noDelay: true });
-    const connectTimer = setTimeout(
-      () => upstream.destroy(new Error('connect timeout')),
-      this.o.balancerConfig.timeouts.connect,
-    );
+    const upstream = this.dialEndpoint(pick);
     // node clears `connecting` before it reports a failed connect: this flag is what says it failed
     let connected = false;
     upstream.once('error', (err) => {
-      clearTimeout(connectTimer);
       if (!connected) {
-        pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'connect' });
         exclude.add(pick.target.id);
         if (attempt < this.o.balancerConfig.retry.attempts && !client.destroyed) {
           this.passthrough(client, hello, svc, portName, attempt + 1, exclude);
@@ -680,8 +672,6 @@ export class Gateway {
     });
     upstream.once('connect', () => {
       connected = true;
-      clearTimeout(connectTimer);
-      pick.release({ ok: true, latencyMs: performance.now() - t0 });
       upstream.write(hello);
       client.pipe(upstream);
       upstream.pipe(client);
@@ -1285,23 +1275,18 @@ export class Gateway {
       return;
     }
     const t = pick.target;
-    const t0 = performance.now();
     if (t.local) {
-      const { host, port } = splitHostPort(t.address);
-      const up = net.connect({ host, port, noDelay: true });
+      const up = this.dialEndpoint(pick);
       up.once('connect', () => {
-        pick.release({ ok: true, latencyMs: performance.now() - t0 });
         socket.pipe(up);
         up.pipe(socket);
       });
-      up.once('error', () => {
-        pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'connect' });
-        socket.destroy();
-      });
+      up.once('error', () => socket.destroy());
       socket.once('close', () => up.destroy());
       up.once('close', () => socket.destroy());
       return;
     }
+    const t0 = performance.now();
     this.pool.session(t.address, t.cluster).then(
       (session) => {
         // the client may have left while the tunnel was dialled: its 'close' is past, open nothing
@@ -1344,6 +1329,32 @@ export class Gateway {
   }
 
   /**
+   * A TCP connection to the picked local endpoint (passthrough, TCP ports, CONNECT), given up after
+   * timeouts.connect. It settles the pick once: ok when connected, a 'connect' failure when it cannot
+   * connect, and without blame when it is destroyed first (the client left meanwhile).
+   */
+  private dialEndpoint(pick: PickResult): Socket {
+    const { host, port } = splitHostPort(pick.target.address);
+    const t0 = performance.now();
+    const up = net.connect({ host, port, noDelay: true });
+    const ms = this.o.balancerConfig.timeouts.connect;
+    const timer = setTimeout(() => up.destroy(new Error(`no connection within ${ms} ms`)), ms);
+    up.once('connect', () => {
+      clearTimeout(timer);
+      pick.release({ ok: true, latencyMs: performance.now() - t0 });
+    });
+    // after a release these are no-ops
+    up.once('error', () =>
+      pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'connect' }),
+    );
+    up.once('close', () => {
+      clearTimeout(timer);
+      pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
+    });
+    return up;
+  }
+
+  /**
    * A TCP connection (or CONNECT stream) to the picked target holds one circuitBreaker.maxConnections
    * slot until `holder` closes; when the target has none left it is refused (counted, and the pick
    * released without blaming the target).
@@ -1380,18 +1391,14 @@ export class Gateway {
       res.end();
       return;
     }
-    const { host, port: p } = splitHostPort(pick.target.address);
-    const t0 = performance.now();
-    const up = net.connect({ host, port: p, noDelay: true });
+    const up = this.dialEndpoint(pick);
     up.once('connect', () => {
-      pick.release({ ok: true, latencyMs: performance.now() - t0 });
       res.writeHead(200);
       req.pipe(up);
       up.pipe(res as unknown as NodeJS.WritableStream);
       this.log.debug({ peer: peer.spiffeId, service: `${ref.name}.${ref.namespace}` }, 'tcp tunnel opened');
     });
     up.once('error', () => {
-      pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'connect' });
       if (!res.headersSent) {
         res.writeHead(503);
         res.end();

@@ -1,3 +1,5 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
@@ -135,6 +137,44 @@ test('a TCP client that resets while the tunnel is dialled opens no CONNECT stre
   const route = a.balancers.explain('data', 'db');
   const outstanding = route.levels.flatMap((l) => l.targets).reduce((n, t) => n + t.outstanding, 0);
   expect(outstanding).toBe(0);
+}, 15_000);
+
+test('a TCP port whose endpoint never completes the connect closes the client after timeouts.connect', async () => {
+  // an endpoint whose process listens but never accepts (its event loop is blocked): once its accept
+  // queue is full, the kernel drops further SYNs and a connect neither succeeds nor fails
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const s = require('node:net').createServer().listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+        console.log(s.address().port);
+        setImmediate(() => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0));
+      });`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  closers.push(() => child.kill('SIGKILL'));
+  const [line] = (await once(child.stdout!, 'data')) as [Buffer];
+  const endpoint = `127.0.0.1:${Number(line.toString().trim())}`;
+  const fillers: net.Socket[] = [];
+  closers.push(() => {
+    for (const f of fillers) f.destroy();
+  });
+  for (let i = 0; i < 8; i++) fillers.push(net.connect(splitAddr(endpoint)).on('error', () => undefined));
+  const a = await gw('pc', {
+    config: { tcpPorts: [{ listen: '127.0.0.1:0', service: 'db.data' }] },
+    balancer: { timeouts: { connect: 300, request: 15_000, idle: 60_000 } },
+  });
+  a.source.set([httpService('data', 'db', [endpoint], true, 'tcp')]);
+  const client = net.connect(splitAddr(a.gateway.addresses()['tcp:db.data']!));
+  client.on('error', () => undefined);
+  let closed = false;
+  client.once('close', () => {
+    closed = true;
+  });
+  await waitFor(() => closed, { timeoutMs: 5_000, what: 'the gateway to close the client' });
+  const targets = a.balancers.explain('data', 'db').levels.flatMap((l) => l.targets);
+  expect(targets.reduce((n, t) => n + t.outstanding, 0)).toBe(0);
 }, 15_000);
 
 test('TLS passthrough by SNI: the client completes its handshake with the backend, never the gateway', async () => {
