@@ -17,10 +17,11 @@ import {
 import { createSinks, createSources } from '../discovery/factory.ts';
 import { ImportReconciler } from '../discovery/import-reconciler.ts';
 import { FederationNode } from '../federation/index.ts';
-import { Balancers } from '../gateway/balancer/index.ts';
-import { Gateway } from '../gateway/index.ts';
+import type { Balancers } from '../gateway/balancer/index.ts';
+import type { Gateway } from '../gateway/index.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { WorkerPool } from './worker-pool.ts';
+import { createBalancers, createGateway } from './data-plane.ts';
 import { type LoadedDaemonConfig, loadDaemonConfig } from './daemon-config.ts';
 import type { Telemetry } from './telemetry.ts';
 
@@ -286,16 +287,15 @@ export class Daemon {
     });
     await this.federation.start();
     const workers = this.options.workers ?? c.workers;
-    this.balancers = new Balancers({
-      cluster: c.cluster,
-      locality: c.locality,
+    const inputs = {
+      config: c,
       catalog: this.federation,
       local: this.source,
-      config: c.balancer,
-      // with workers, these balancers only explain routes: the workers' own balancers report the metrics
-      registry: workers > 1 ? createRegistry() : this.registry,
-      logger: componentLogger(this.log, 'balancer', c.cluster),
-    });
+      registry: this.registry,
+      log: this.log,
+    };
+    // with workers, these balancers only explain routes: the workers' own balancers report the metrics
+    this.balancers = createBalancers(inputs, workers > 1 ? createRegistry() : this.registry);
     this.gateway =
       workers > 1
         ? new WorkerPool({
@@ -315,21 +315,12 @@ export class Daemon {
             registry: this.registry,
             logger: componentLogger(this.log, 'workers', c.cluster),
           })
-        : new Gateway({
-            config: c.gateway,
-            cluster: c.cluster,
-            trustDomain: c.trustDomain,
-            locality: c.locality,
+        : createGateway({
+            ...inputs,
             identity: this.gatewayIdentity,
             bundle: () => this.bundle,
-            catalog: this.federation,
-            local: this.source,
             balancers: this.balancers,
-            balancerConfig: c.balancer,
-            name: c.name,
-            registry: this.registry,
-            logger: componentLogger(this.log, 'gateway', c.cluster),
-            ...(this.telemetry ? { tracer: this.telemetry.tracer } : {}),
+            tracer: this.telemetry?.tracer,
           });
     await this.gateway.start();
     const sinks = await createSinks(c.discovery, deps);

@@ -1,9 +1,8 @@
 import cluster from 'node:cluster';
 import { collectDefaultMetrics } from 'prom-client';
 import { CertificateSource, type IssuedLeaf, TrustBundle } from '../ca/index.ts';
-import { componentLogger, createLogger, createRegistry, type Registry } from '../core/index.ts';
-import { Balancers } from '../gateway/balancer/index.ts';
-import { Gateway } from '../gateway/index.ts';
+import { createLogger, createRegistry, type Registry } from '../core/index.ts';
+import { createBalancers, createGateway } from './data-plane.ts';
 import type { Telemetry } from './telemetry.ts';
 import {
   type FromWorker,
@@ -80,33 +79,12 @@ export async function runWorker(): Promise<number> {
       gateway: c.name,
     });
   }
-  const balancers = new Balancers({
-    cluster: c.cluster,
-    locality: c.locality,
-    catalog,
-    local,
-    config: c.balancer,
-    registry,
-    logger: componentLogger(log, 'balancer', c.cluster),
-  });
-  const gateway = new Gateway({
-    config: c.gateway,
-    cluster: c.cluster,
-    trustDomain: c.trustDomain,
-    locality: c.locality,
-    identity,
-    bundle: () => bundle,
-    catalog,
-    local,
-    balancers,
-    balancerConfig: c.balancer,
-    name: c.name,
-    registry,
-    logger: componentLogger(log, 'gateway', c.cluster),
-    reusePort: true,
-    adminListener: false,
-    ...(telemetry ? { tracer: telemetry.tracer } : {}),
-  });
+  const inputs = { config: c, catalog, local, registry, log };
+  const balancers = createBalancers(inputs);
+  const gateway = createGateway(
+    { ...inputs, identity, bundle: () => bundle, balancers, tracer: telemetry?.tracer },
+    { reusePort: true, adminListener: false },
+  );
   try {
     await gateway.start();
   } catch (err) {

@@ -1,0 +1,67 @@
+import type { Tracer } from '@opentelemetry/api';
+import type { CertificateSource, TrustBundle } from '../ca/index.ts';
+import {
+  type CatalogView,
+  componentLogger,
+  type EndpointSource,
+  type Logger,
+  type Registry,
+} from '../core/index.ts';
+import { Balancers } from '../gateway/balancer/index.ts';
+import { Gateway, type GatewayOptions } from '../gateway/index.ts';
+import type { DaemonConfig } from './daemon-config.ts';
+
+/**
+ * What a data plane is built from: the daemon config and the views of the control plane (the daemon's
+ * own, or a worker's mirrors of the supervisor's).
+ */
+export interface DataPlaneInputs {
+  config: DaemonConfig;
+  catalog: CatalogView;
+  local: EndpointSource;
+  registry: Registry;
+  /** the process's logger; each component gets its child */
+  log: Logger;
+}
+
+export function createBalancers(i: DataPlaneInputs, registry: Registry = i.registry): Balancers {
+  const c = i.config;
+  return new Balancers({
+    cluster: c.cluster,
+    locality: c.locality,
+    catalog: i.catalog,
+    local: i.local,
+    config: c.balancer,
+    registry,
+    logger: componentLogger(i.log, 'balancer', c.cluster),
+  });
+}
+
+export function createGateway(
+  i: DataPlaneInputs & {
+    identity: CertificateSource;
+    bundle: () => TrustBundle;
+    balancers: Balancers;
+    tracer: Tracer | undefined;
+  },
+  worker: Pick<GatewayOptions, 'reusePort' | 'adminListener'> = {},
+): Gateway {
+  const c = i.config;
+  return new Gateway({
+    config: c.gateway,
+    cluster: c.cluster,
+    trustDomain: c.trustDomain,
+    locality: c.locality,
+    identity: i.identity,
+    bundle: i.bundle,
+    catalog: i.catalog,
+    local: i.local,
+    balancers: i.balancers,
+    balancerConfig: c.balancer,
+    name: c.name,
+    registry: i.registry,
+    logger: componentLogger(i.log, 'gateway', c.cluster),
+    ...worker,
+    ...(i.tracer ? { tracer: i.tracer } : {}),
+  });
+}
