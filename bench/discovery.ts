@@ -16,12 +16,9 @@ import { startNatsServer } from '../core/index.ts';
 import type { FederationNode } from '../federation/index.ts';
 import { makePki, type Pki, startNode } from '../test/federation/helpers.ts';
 import { createLogger, type EndpointSource, type LocalService } from '../core/index.ts';
-import {
-  ConsulSource,
-  consulSourceSchema,
-  KubernetesSource,
-  kubernetesSourceSchema,
-} from '../discovery/index.ts';
+import { consulSourceSchema, kubernetesSourceSchema } from '../discovery/index.ts';
+import { ConsulSource } from '../discovery/consul-source.ts';
+import { KubernetesSource } from '../discovery/kubernetes-source.ts';
 import { ConsulDouble } from '../test/doubles/consul-double.ts';
 import { KubeDouble } from '../test/doubles/kube-double.ts';
 import { kubeConfigFor, service, slice } from '../test/doubles/kube-fixtures.ts';

@@ -1,6 +1,6 @@
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { balancerConfigSchema } from '../gateway/balancer/index.ts';
-import { discoveryConfigSchema } from '../discovery/config.ts';
+import { discoveryConfigSchema } from '../discovery/index.ts';
 import { federationConfigSchema } from '../federation/index.ts';
 import { gatewayConfigSchema } from '../gateway/index.ts';
 import { dnsLabel, duration, hostPort, loadConfigFile, MeshfedError, z } from '../core/index.ts';

@@ -13,9 +13,7 @@ import {
   type Registry,
   serviceKey,
 } from '../core/index.ts';
-// discovery's modules one by one, not its index: the index also loads the Consul and Kubernetes clients
-import { createSinks, createSources } from '../discovery/factory.ts';
-import { ImportReconciler } from '../discovery/import-reconciler.ts';
+import { createSinks, createSources, ImportReconciler } from '../discovery/index.ts';
 import { FederationNode } from '../federation/index.ts';
 import type { Balancers } from '../gateway/balancer/index.ts';
 import type { Gateway } from '../gateway/index.ts';

@@ -1,4 +1,10 @@
-/** discovery/: where this cluster's services come from and where imported services go. */
+/**
+ * discovery/: where this cluster's services come from and where imported services go.
+ *
+ * The Consul and Kubernetes sources and sinks are reached through createSources/createSinks, which load
+ * them (and the Consul and Kubernetes client libraries, ~80 MB of memory together) only when the config
+ * names them; importing this index therefore stays cheap. Their modules are not re-exported here.
+ */
 export { abortableDelay, Backoff, FailureLog } from './backoff.ts';
 export { CombinedSource, mergeServices } from './combined-source.ts';
 export {
@@ -25,9 +31,6 @@ export {
   servicesFromStaticFile,
   setExportedInFile,
 } from './static-file-source.ts';
-export { type BlockingResult, ConsulApi, type ConsulAccess, nextBlockingIndex } from './consul-client.ts';
-export { ConsulSink, type ConsulSinkOptions } from './consul-sink.ts';
-export { CONSUL_META, ConsulSource, type ConsulSourceOptions } from './consul-source.ts';
 export {
   consulSinkSchema,
   consulSourceSchema,
@@ -36,23 +39,4 @@ export {
   staticSourceSchema,
 } from './config.ts';
 export { createSinks, createSources, type DiscoveryDeps } from './factory.ts';
-export { type KubeItem, type KubeList, ListWatch, type ListWatchOptions } from './kube-list-watch.ts';
-export { kubeError, type KubernetesAccess, loadKubeConfig } from './kubernetes-client.ts';
-export {
-  EXPORT_ANNOTATION,
-  KubernetesSource,
-  type KubernetesSourceOptions,
-  MANAGED_BY_LABEL,
-  MANAGED_BY_VALUE,
-  protocolOf,
-} from './kubernetes-source.ts';
-export {
-  CLUSTERS_ANNOTATION,
-  derivedServiceName,
-  IMPORTED_ANNOTATION,
-  KubernetesSink,
-  type KubernetesSinkOptions,
-  OWNER_ANNOTATION,
-  SPEC_HASH_ANNOTATION,
-} from './kubernetes-sink.ts';
 export { type ImportMetrics, importMetrics, registerSourceMetrics } from './metrics.ts';

@@ -1,4 +1,4 @@
-import { setExportedInFile } from '../../discovery/static-file-source.ts';
+import { setExportedInFile } from '../../discovery/index.ts';
 import { MeshfedError } from '../../core/index.ts';
 import type { Command, CommandContext } from '../command.ts';
 import { parseFlags, requireFlag, writeJson } from '../command.ts';

@@ -2,14 +2,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type LocalService, waitFor } from '../../core/index.ts';
-import {
-  CONSUL_META,
-  ConsulSink,
-  ConsulSource,
-  consulSinkSchema,
-  consulSourceSchema,
-  nextBlockingIndex,
-} from '../../discovery/index.ts';
+import { consulSinkSchema, consulSourceSchema } from '../../discovery/index.ts';
+import { nextBlockingIndex } from '../../discovery/consul-client.ts';
+import { ConsulSink } from '../../discovery/consul-sink.ts';
+import { CONSUL_META, ConsulSource } from '../../discovery/consul-source.ts';
 import { ConsulDouble } from '../doubles/consul-double.ts';
 import { captureLogger } from '../doubles/log-capture.ts';
 

@@ -1,15 +1,15 @@
 import {
   CombinedSource,
-  ConsulSink,
-  ConsulSource,
   consulSinkSchema,
   consulSourceSchema,
   ImportReconciler,
-  KubernetesSink,
-  KubernetesSource,
   kubernetesSinkSchema,
   kubernetesSourceSchema,
 } from '../../discovery/index.ts';
+import { ConsulSink } from '../../discovery/consul-sink.ts';
+import { ConsulSource } from '../../discovery/consul-source.ts';
+import { KubernetesSink } from '../../discovery/kubernetes-sink.ts';
+import { KubernetesSource } from '../../discovery/kubernetes-source.ts';
 import { type NatsServerProcess, startNatsServer, waitFor } from '../../core/index.ts';
 import type { FederationNode } from '../../federation/index.ts';
 import { ConsulDouble } from '../doubles/consul-double.ts';

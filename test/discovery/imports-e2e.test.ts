@@ -1,11 +1,7 @@
 import { waitFor } from '../../core/index.ts';
-import {
-  ConsulSink,
-  consulSinkSchema,
-  ImportReconciler,
-  KubernetesSink,
-  kubernetesSinkSchema,
-} from '../../discovery/index.ts';
+import { consulSinkSchema, ImportReconciler, kubernetesSinkSchema } from '../../discovery/index.ts';
+import { ConsulSink } from '../../discovery/consul-sink.ts';
+import { KubernetesSink } from '../../discovery/kubernetes-sink.ts';
 import { ConsulDouble } from '../doubles/consul-double.ts';
 import { KubeDouble } from '../doubles/kube-double.ts';
 import { kubeConfigFor } from '../doubles/kube-fixtures.ts';

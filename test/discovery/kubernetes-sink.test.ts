@@ -1,5 +1,6 @@
 import { type ImportedService, waitFor } from '../../core/index.ts';
-import { KubernetesSink, kubernetesSinkSchema } from '../../discovery/index.ts';
+import { kubernetesSinkSchema } from '../../discovery/index.ts';
+import { KubernetesSink } from '../../discovery/kubernetes-sink.ts';
 import { KubeDouble, type KubeObject } from '../doubles/kube-double.ts';
 import { kubeConfigFor, service } from '../doubles/kube-fixtures.ts';
 import { captureLogger } from '../doubles/log-capture.ts';

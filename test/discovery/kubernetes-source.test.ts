@@ -2,12 +2,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isMeshfedError, type LocalService, waitFor } from '../../core/index.ts';
-import {
-  KubernetesSource,
-  kubernetesSourceSchema,
-  loadKubeConfig,
-  protocolOf,
-} from '../../discovery/index.ts';
+import { kubernetesSourceSchema } from '../../discovery/index.ts';
+import { loadKubeConfig } from '../../discovery/kubernetes-client.ts';
+import { KubernetesSource, protocolOf } from '../../discovery/kubernetes-source.ts';
 import { KubeDouble } from '../doubles/kube-double.ts';
 import { kubeConfigFor, kubeconfigYaml, service, slice } from '../doubles/kube-fixtures.ts';
 import { captureLogger } from '../doubles/log-capture.ts';
