@@ -99,7 +99,10 @@ export async function runWorker(): Promise<number> {
       switch (m.t) {
         case 'leaf':
           leaf = m.leaf;
-          void identity.renewNow();
+          // a leaf the TLS contexts cannot take is logged; the worker keeps serving with the one it has
+          identity
+            .renewNow()
+            .catch((err: Error) => log.error({ err }, 'the new gateway certificate could not be used'));
           return;
         case 'trust':
           bundle = trustBundleOf(m.trust);
@@ -111,15 +114,22 @@ export async function runWorker(): Promise<number> {
           catalog.apply(m.changes);
           return;
         case 'stats':
-          void registry.getMetricsAsJSON().then((metrics) => {
-            const stats: WorkerStats = {
-              pid: process.pid,
-              requests: total(metrics, 'meshfed_requests_total'),
-              connections: total(metrics, 'meshfed_active_connections'),
-              startedAtMs,
-            };
-            send({ t: 'stats', id: m.id, stats, metrics });
-          });
+          void registry.getMetricsAsJSON().then(
+            (metrics) => {
+              const stats: WorkerStats = {
+                pid: process.pid,
+                requests: total(metrics, 'meshfed_requests_total'),
+                connections: total(metrics, 'meshfed_active_connections'),
+                startedAtMs,
+              };
+              send({ t: 'stats', id: m.id, stats, metrics });
+            },
+            (err: Error) =>
+              log.warn(
+                { err },
+                'metrics collection failed; the supervisor gets no stats from this worker this time',
+              ),
+          );
           return;
         case 'drain':
           drainMs = m.timeoutMs;
