@@ -178,25 +178,25 @@ test('a TCP port whose endpoint never completes the connect closes the client af
   expect(targets.reduce((n, t) => n + t.outstanding, 0)).toBe(0);
 }, 15_000);
 
-test('TLS passthrough by SNI: the client completes its handshake with the backend, never the gateway', async () => {
-  const b = await gw('sb');
-  const backendLeaf = await issueLeaf(await mesh.intermediate('sb'), {
+/** A TLS echo server for `vault.data` of `cluster`, with a workload certificate of that cluster. */
+async function vaultBackend(cluster: string) {
+  const leaf = await issueLeaf(await mesh.intermediate(cluster), {
     kind: 'workload',
     namespace: 'data',
     serviceAccount: 'vault',
     dnsNames: ['vault.data.svc.clusterset.local'],
   });
-  const backend = tls.createServer({ cert: backendLeaf.chainPem, key: backendLeaf.keyPem }, (s) => s.pipe(s));
+  const backend = tls.createServer({ cert: leaf.chainPem, key: leaf.keyPem }, (s) => s.pipe(s));
   backend.listen(0, '127.0.0.1');
   await new Promise((r) => backend.once('listening', r));
   closers.push(() => backend.close());
-  const vault = httpService(
-    'data',
-    'vault',
-    [`127.0.0.1:${(backend.address() as AddressInfo).port}`],
-    true,
-    'tls',
-  );
+  return { leaf, address: `127.0.0.1:${(backend.address() as AddressInfo).port}` };
+}
+
+test('TLS passthrough by SNI: the client completes its handshake with the backend, never the gateway', async () => {
+  const b = await gw('sb');
+  const { leaf: backendLeaf, address } = await vaultBackend('sb');
+  const vault = httpService('data', 'vault', [address], true, 'tls');
   b.source.set([vault]);
   const client = tls.connect({
     ...splitAddr(b.eastWest),
@@ -217,22 +217,12 @@ test('TLS passthrough by SNI: the client completes its handshake with the backen
 
 test('TLS passthrough: a refused endpoint is released and the connection goes to the other one', async () => {
   const b = await gw('sb2');
-  const backendLeaf = await issueLeaf(await mesh.intermediate('sb2'), {
-    kind: 'workload',
-    namespace: 'data',
-    serviceAccount: 'vault',
-    dnsNames: ['vault.data.svc.clusterset.local'],
-  });
-  const backend = tls.createServer({ cert: backendLeaf.chainPem, key: backendLeaf.keyPem }, (s) => s.pipe(s));
-  backend.listen(0, '127.0.0.1');
-  await new Promise((r) => backend.once('listening', r));
-  closers.push(() => backend.close());
+  const { address: live } = await vaultBackend('sb2');
   // a port nobody listens on any more: connecting to it is refused at once
   const gone = net.createServer().listen(0, '127.0.0.1');
   await new Promise((r) => gone.once('listening', r));
   const deadPort = (gone.address() as AddressInfo).port;
   await new Promise((r) => gone.close(r));
-  const live = `127.0.0.1:${(backend.address() as AddressInfo).port}`;
   b.source.set([httpService('data', 'vault', [`127.0.0.1:${deadPort}`, live], true, 'tls')]);
   for (let i = 0; i < 10; i++) {
     const client = tls.connect({
