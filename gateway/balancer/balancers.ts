@@ -76,6 +76,8 @@ interface ActiveHealth {
 }
 
 const DECAY_MS = 10_000;
+/** a target's outlier and latency state is forgotten after this long without traffic (see pruneIdle) */
+export const IDLE_STATE_MS = 10 * 60_000;
 
 export interface ResolvedService {
   namespace: string;
@@ -129,6 +131,7 @@ export class Balancers {
    */
   private readonly resolved = new Map<string, { svc: ResolvedService | undefined; validUntil: number }>();
   private probing = false;
+  private lastPrune = 0;
   /** one target per remote gateway address, for the probes; dropped when the catalog changes */
   private probeSet: Map<string, BalancerTarget> | undefined;
 
@@ -172,18 +175,42 @@ export class Balancers {
     const reindex = (services: readonly LocalService[]) => {
       this.localIndex = new Map(services.map((s) => [serviceKey(s), s]));
       this.resolved.clear();
+      this.pruneIdle();
     };
     reindex(o.local.current());
     const offLocal = o.local.onChange(reindex);
     const offCatalog = o.catalog.onChange(() => {
       this.resolved.clear();
       this.probeSet = undefined;
+      this.pruneIdle();
     });
     this.unsubscribe = () => {
       offLocal();
       offCatalog();
     };
     this.healthChecks(o.probe);
+  }
+
+  /**
+   * Forgets the state of targets with no traffic for IDLE_STATE_MS (nothing in flight, not ejected, not on
+   * probation): targets that left the catalog or the endpoints would otherwise stay in memory for the life
+   * of the process. Runs on catalog and endpoint changes, at most once a minute.
+   */
+  private pruneIdle(): void {
+    const now = this.now();
+    if (now - this.lastPrune < 60_000) return;
+    this.lastPrune = now;
+    for (const [key, targets] of this.stats) {
+      for (const [id, s] of targets)
+        if (
+          s.outstanding === 0 &&
+          !s.probation &&
+          s.ejectedUntil <= now &&
+          now - s.lastSample > IDLE_STATE_MS
+        )
+          targets.delete(id);
+      if (targets.size === 0) this.stats.delete(key);
+    }
   }
 
   private statsOf(svc: ResolvedService): Map<string, TargetStats> {

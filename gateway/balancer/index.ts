@@ -2,6 +2,7 @@ export {
   type BalancerTarget,
   Balancers,
   type BalancersOptions,
+  IDLE_STATE_MS,
   type Failure,
   type PickOptions,
   type PickResult,

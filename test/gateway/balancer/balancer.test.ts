@@ -1,5 +1,11 @@
 import { createLogger, Registry, waitFor } from '../../../core/index.ts';
-import { Balancers, balancerConfigSchema, levelLoads, levelPlan } from '../../../gateway/balancer/index.ts';
+import {
+  Balancers,
+  balancerConfigSchema,
+  IDLE_STATE_MS,
+  levelLoads,
+  levelPlan,
+} from '../../../gateway/balancer/index.ts';
 import { FixedCatalog, FixedSource, makeBalancers, SELF } from './fixtures.ts';
 
 /** Picks n times, releasing each at once with the latency/outcome `outcome` gives; returns counts. */
@@ -557,6 +563,42 @@ describe('outlier state per (gateway, service)', () => {
     const text = await registry.getSingleMetricAsString('meshfed_upstream_healthy');
     expect(text).toContain(`service="orders.shop",target="${gw0}"} 0`);
     expect(text).toContain(`service="payments.shop",target="${gw0}"} 1`);
+    balancers.close();
+  });
+});
+
+describe('state of targets that go away', () => {
+  test('idle targets are forgotten after a catalog change; one with a request in flight is kept', async () => {
+    let now = 1_000_000;
+    const catalog = new FixedCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { gateways: 2 });
+    const registry = new Registry();
+    const balancers = new Balancers({
+      cluster: 'home',
+      locality: SELF,
+      catalog,
+      local: new FixedSource(),
+      config: balancerConfigSchema.parse({}),
+      registry,
+      logger: createLogger({ level: 'silent' }),
+      now: () => now,
+    });
+    const tracked = async () =>
+      ((await registry.getSingleMetric('meshfed_upstream_healthy')?.get())?.values ?? []).length;
+    // both gateways carry a request; one finishes, the other stays in flight
+    const done = balancers.pick('shop', 'orders')!;
+    const busy = balancers.pick('shop', 'orders', { exclude: new Set([done.target.id]) })!;
+    done.release({ ok: true, latencyMs: 5 });
+    expect(await tracked()).toBe(2);
+    // west withdraws the service; time passes
+    catalog.offers = [];
+    now += IDLE_STATE_MS + 61_000;
+    catalog.changed();
+    expect(await tracked()).toBe(1);
+    busy.release({ ok: true, latencyMs: 5 });
+    now += IDLE_STATE_MS + 61_000;
+    catalog.changed();
+    expect(await tracked()).toBe(0);
     balancers.close();
   });
 });

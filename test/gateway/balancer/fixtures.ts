@@ -26,8 +26,14 @@ export class FixedCatalog implements CatalogView {
   clusters(): readonly ClusterState[] {
     return [];
   }
-  onChange(_l: (c: readonly CatalogChange[]) => void): () => void {
-    return () => {};
+  private readonly listeners = new Set<(c: readonly CatalogChange[]) => void>();
+  onChange(l: (c: readonly CatalogChange[]) => void): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
+  /** tells the subscribers that the offers changed (the balancer re-reads them) */
+  changed(): void {
+    for (const l of this.listeners) l([]);
   }
   offer(
     cluster: string,
