@@ -28,7 +28,8 @@ import {
   MessageVerifier,
   type SnapshotMessage,
 } from '../federation/index.ts';
-import { benchService, mergeResults, percentile, round, sleep } from './catalog-common.ts';
+import { benchService, mergeResults } from './catalog-common.ts';
+import { percentile, round, sleep } from './figures.ts';
 
 const TD = 'bench.example';
 const { values: args } = parseArgs({

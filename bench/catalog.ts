@@ -38,7 +38,8 @@ import {
   startNatsSupercluster,
 } from '../core/index.ts';
 import { FederationNode } from '../federation/index.ts';
-import { benchService, mergeResults, percentile, round, sleep } from './catalog-common.ts';
+import { benchService, mergeResults } from './catalog-common.ts';
+import { median, percentile, round, sleep } from './figures.ts';
 
 const TD = 'bench.example';
 const NATS_CLUSTERS = ['nats-a', 'nats-b', 'nats-c'];
@@ -71,12 +72,6 @@ async function until(check: () => boolean, timeoutMs: number, what: string): Pro
     await sleep(5);
   }
 }
-
-const median = (xs: number[]): number =>
-  percentile(
-    [...xs].sort((a, b) => a - b),
-    50,
-  );
 
 class BenchSource implements EndpointSource {
   readonly name = 'bench';

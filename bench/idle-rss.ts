@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
+import { median, round } from './figures.ts';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' } } });
 const seconds = Number(values.seconds);
@@ -31,11 +32,6 @@ function memoryOf(pid: number): Memory {
   const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? Number.NaN);
   return { rss_mb: kb('VmRSS') / 1024, anon_mb: kb('RssAnon') / 1024, file_mb: kb('RssFile') / 1024 };
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? Number.NaN;
-};
 
 async function sample(pids: number[]): Promise<Memory[]> {
   const per = pids.map(() => [] as Memory[]);
@@ -118,7 +114,6 @@ try {
   const gateways = started.gateways.map((g, i) => ({ cluster: g.cluster, ...mem[i]! }));
   const ours = median(gateways.map((g) => g.rss_mb));
   const peer = haproxy ? mem[mem.length - 1] : undefined;
-  const round = (x: number) => Math.round(x * 10) / 10;
   for (const g of gateways)
     console.log(
       `meshfed gateway ${g.cluster}: rss ${round(g.rss_mb)} MB (anonymous ${round(g.anon_mb)}, file-backed ${round(g.file_mb)})`,

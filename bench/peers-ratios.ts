@@ -6,6 +6,7 @@
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
+import { round } from './figures.ts';
 
 interface Row {
   topology: string;
@@ -42,7 +43,7 @@ const GOALS: { topology: string; body: string; metric: 'rps' | 'req_per_gw_cpu_s
 const find = (candidate: string, topology: string, body: string) =>
   run.results.find((r) => r.candidate === candidate && r.topology === topology && r.body === body);
 const ratio = (a: number | undefined, b: number | undefined) =>
-  a !== undefined && b !== undefined && b > 0 ? Math.round((a / b) * 100) / 100 : null;
+  a !== undefined && b !== undefined && b > 0 ? round(a / b) : null;
 
 const rows = GOALS.map((g) => {
   const m = find(ours, g.topology, g.body);
