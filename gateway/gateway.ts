@@ -372,13 +372,6 @@ export class Gateway {
 
     const egress = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.acceptEgress(s));
     const eastWest = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.acceptEastWest(s));
-    egress.maxConnections = limits.maxConnections;
-    eastWest.maxConnections = limits.maxConnections;
-    // node closes a connection past a listener's maxConnections itself and tells us with 'drop'
-    egress.on('drop', () => this.refused.inc({ listener: 'egress', reason: 'listener-connection-limit' }));
-    eastWest.on('drop', () =>
-      this.refused.inc({ listener: 'eastWest', reason: 'listener-connection-limit' }),
-    );
     const o = this.o;
     const admin = http.createServer(
       adminHandler({
@@ -403,10 +396,6 @@ export class Gateway {
     }
     for (const t of c.tcpPorts) {
       const srv = net.createServer({ noDelay: true }, (s) => this.acceptTcp(s, t.service, t.port));
-      srv.maxConnections = limits.maxConnections;
-      srv.on('drop', () =>
-        this.refused.inc({ listener: `tcp:${t.service}`, reason: 'listener-connection-limit' }),
-      );
       await this.listen(srv, t.listen, `tcp:${t.service}`);
     }
     this.started = true;
@@ -451,8 +440,15 @@ export class Gateway {
     return { cert: leaf.chainPem, key: leaf.keyPem, ca: this.o.bundle().toPem() };
   }
 
+  /** Binds a listener; every data-plane one (not admin) gets the per-listener connection limit. */
   private async listen(srv: Server, addr: { host: string; port: number }, name: string): Promise<void> {
-    const shared = this.o.reusePort === true && name !== 'admin';
+    const dataPlane = name !== 'admin';
+    if (dataPlane) {
+      srv.maxConnections = this.o.config.limits.maxConnections;
+      // node closes a connection past maxConnections itself and tells us with 'drop'
+      srv.on('drop', () => this.refused.inc({ listener: name, reason: 'listener-connection-limit' }));
+    }
+    const shared = this.o.reusePort === true && dataPlane;
     srv.listen({
       port: addr.port,
       host: addr.host,
