@@ -45,6 +45,8 @@ export const ERROR_CODES = {
   MESHFED_GATEWAY_OVERLOADED: 'a circuit breaker or connection limit refused the request',
   MESHFED_GATEWAY_DRAINING: 'a gateway is draining and takes no new requests (retryable elsewhere)',
   MESHFED_GATEWAY_IDENTITY_REFUSED: 'a peer or asserted caller identity is not allowed',
+  MESHFED_GATEWAY_BAD_REQUEST:
+    'a request is malformed or not allowed on this listener (absolute-form target, underscore header, HTTP/1.1 CONNECT)',
   MESHFED_ADMIN_UNREACHABLE: 'the admin API of a gateway cannot be reached',
   MESHFED_INSECURE_ENVIRONMENT: 'the process environment turns TLS verification off',
 } as const;

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
 import type { CatalogView, EndpointSource } from '../core/index.ts';
 import type { Balancers } from './balancer/index.ts';
 
@@ -10,6 +11,8 @@ export interface AdminEndpointOptions {
   catalog: CatalogView;
   local: EndpointSource;
   config: () => unknown;
+  /** names besides localhost and IP literals that Host may carry (gateway.adminAllowedHosts) */
+  allowedHosts?: readonly string[];
   /** more JSON views, by path (e.g. /debug/workers) */
   views?: Record<string, () => unknown>;
 }
@@ -62,10 +65,31 @@ export function adminHandler(o: AdminEndpointOptions): (req: IncomingMessage, re
         return json(res, 404, { error: 'not found', paths });
     }
   };
+  const allowed = new Set((o.allowedHosts ?? []).map((h) => h.toLowerCase()));
   return (req, res) => {
+    if (!hostAllowed(req.headers.host, allowed)) {
+      return json(res, 421, {
+        error: 'misdirected',
+        message:
+          'the admin listener answers only localhost, IP addresses and gateway.adminAllowedHosts in Host',
+      });
+    }
     serve(req, res).catch((err: unknown) => {
       if (!res.headersSent) json(res, 500, { error: (err as Error).message });
       else res.destroy();
     });
   };
+}
+
+/**
+ * DNS rebinding guard: a page on another origin reaches the admin listener only under a name of its own
+ * choosing, so Host must be localhost, an IP literal (no page can own one), or a name the operator listed.
+ */
+export function hostAllowed(host: string | undefined, allowed: ReadonlySet<string>): boolean {
+  if (!host) return true;
+  const h = host.toLowerCase();
+  const name = h.startsWith('[') ? h.slice(1, h.indexOf(']')) : h.replace(/:\d+$/, '');
+  if (isIP(name) !== 0) return true;
+  if (name === 'localhost' || name.endsWith('.localhost')) return true;
+  return allowed.has(name);
 }

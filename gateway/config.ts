@@ -104,6 +104,18 @@ export const gatewayConfigSchema = z
         helloTimeout: 5_000,
         sessionIdleTimeout: 300_000,
       }),
+    headersWithUnderscores: z
+      .enum(['allow', 'drop-header', 'reject-request'])
+      .default('allow')
+      .describe(
+        "request headers whose names contain '_' (Envoy's headers_with_underscores_action): allow, drop-header, or reject-request (400). A name that a backend would read as an internal x-meshfed-* header (x_meshfed_caller) is dropped whatever this says",
+      ),
+    adminAllowedHosts: z
+      .array(z.string().min(1))
+      .default([])
+      .describe(
+        'host names (besides localhost and IP addresses) the admin listener answers in Host; any other name gets 421, so a web page cannot read the admin API through DNS rebinding',
+      ),
     tunnelConnectionsPerGateway: z
       .number()
       .int()
@@ -139,6 +151,8 @@ export const gatewayConfigSchema = z
       helloTimeout: 5_000,
       sessionIdleTimeout: 300_000,
     },
+    headersWithUnderscores: 'allow',
+    adminAllowedHosts: [],
     tunnelConnectionsPerGateway: 2,
     tunnelMaxRequestsPerConnection: 0,
   });

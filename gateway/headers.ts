@@ -12,7 +12,7 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
-/** Headers meshfed itself sets between gateways; a client can never supply them. */
+/** Headers meshfed itself sets between gateways and towards backends; a client can never supply them. */
 export const MESHFED_INTERNAL_HEADERS = new Set([
   'x-meshfed-service',
   'x-meshfed-caller',
@@ -20,6 +20,19 @@ export const MESHFED_INTERNAL_HEADERS = new Set([
   'x-meshfed-peer-identity',
 ]);
 
+/**
+ * Whether a header name is one of meshfed's internal headers as a backend would read it: names are
+ * case-insensitive, and CGI/WSGI-style servers read `_` as `-` (`x_meshfed_caller` is
+ * HTTP_X_MESHFED_CALLER to them). The one test of "is this an internal header".
+ */
+export function isInternalHeader(name: string): boolean {
+  return MESHFED_INTERNAL_HEADERS.has(name.toLowerCase().replaceAll('_', '-'));
+}
+
+/**
+ * The request headers an upstream gets: no hop-by-hop header, no pseudo-header, and none that a backend
+ * could read as an internal header unless `keepInternal`.
+ */
 export function requestHeadersForUpstream(
   incoming: IncomingHttpHeaders,
   keepInternal = false,
@@ -36,7 +49,7 @@ export function requestHeadersForUpstream(
       if (k === 'te' && String(v).toLowerCase() === 'trailers') out.te = 'trailers';
       continue;
     }
-    if (!keepInternal && MESHFED_INTERNAL_HEADERS.has(k)) continue;
+    if (!keepInternal && isInternalHeader(k)) continue;
     out[k] = v;
   }
   return out;

@@ -135,7 +135,7 @@ export async function startGatewayProcess(o: {
   await waitFor(
     async () => {
       if (child.exitCode !== null) throw new Error(`the gateway exited with ${child.exitCode}: ${out}`);
-      const r = await request(g.admin, { host: 'admin', path: '/readyz' }).catch(() => undefined);
+      const r = await request(g.admin, { host: g.admin, path: '/readyz' }).catch(() => undefined);
       return r?.status === 200;
     },
     { timeoutMs: 60_000, intervalMs: 100 },

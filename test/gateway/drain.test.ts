@@ -66,7 +66,7 @@ test.each([1, 2])(
     gw.child.kill('SIGTERM');
     await waitFor(() => refused(gw.egress), { timeoutMs: 10_000 });
     expect(await refused(gw.eastWest)).toBe(true);
-    const ready = await request(gw.admin, { host: 'admin', path: '/readyz' });
+    const ready = await request(gw.admin, { host: gw.admin, path: '/readyz' });
     expect(ready.status).toBe(503);
     expect(JSON.parse(ready.body).status).toBe('draining');
     // still draining: the process waits for the request

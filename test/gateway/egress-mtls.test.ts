@@ -189,10 +189,12 @@ describe('egress clientAuth: required', () => {
 });
 
 describe('egress clientAuth: optional', () => {
-  test('plain callers pass without a caller identity; TLS callers with a certificate are identified', async () => {
+  test('plain callers pass as the anonymous caller of this cluster; TLS callers with a certificate are identified', async () => {
     const plain = await request(open.egress, { host: 'web.shop.svc.clusterset.local' });
     expect(plain.status).toBe(200);
-    expect(JSON.parse(plain.body).headers['x-meshfed-peer-identity']).toBeUndefined();
+    expect(JSON.parse(plain.body).headers['x-meshfed-peer-identity']).toBe(
+      'spiffe://meshfed.test/cluster/alpha/anonymous',
+    );
     const anonymous = await tlsRequest(open.egress, 'web.shop.svc.clusterset.local');
     expect(anonymous.status).toBe(200);
     const identified = await tlsRequest(open.egress, 'api.shop.svc.clusterset.local', frontend);

@@ -66,7 +66,7 @@ describe('egress HTTP/1.1', () => {
     expect(JSON.parse(r.body).label).toBe('alpha-web');
   });
 
-  test('a remote service goes through the mTLS tunnel; the backend sees the calling gateway and the unchanged traceparent', async () => {
+  test('a remote service goes through the mTLS tunnel; the backend sees an anonymous caller of alpha (not its gateway) and the unchanged traceparent', async () => {
     const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
     const r = await request(a.egress, {
       host: 'api.shop.svc.clusterset.local',
@@ -78,9 +78,7 @@ describe('egress HTTP/1.1', () => {
     expect(seen.label).toBe('beta-api');
     expect(seen.url).toBe('/x?y=1');
     expect(seen.headers.traceparent).toBe(traceparent);
-    expect(seen.headers['x-meshfed-peer-identity']).toBe(
-      spiffeIdFor('meshfed.test', 'gateway', { cluster: 'alpha', name: 'alpha-gw' }),
-    );
+    expect(seen.headers['x-meshfed-peer-identity']).toBe('spiffe://meshfed.test/cluster/alpha/anonymous');
     // internal tunnel headers never reach the backend
     expect(seen.headers['x-meshfed-chain']).toBeUndefined();
   });
@@ -267,16 +265,16 @@ describe('east-west listener', () => {
 
 describe('admin', () => {
   test('health, readiness, metrics and route explanations', async () => {
-    const h = await request(a.admin, { host: 'admin', path: '/healthz' });
+    const h = await request(a.admin, { host: a.admin, path: '/healthz' });
     expect(h.status).toBe(200);
-    const ready = await request(a.admin, { host: 'admin', path: '/readyz' });
+    const ready = await request(a.admin, { host: a.admin, path: '/readyz' });
     expect(ready.status).toBe(200);
-    const m = await request(a.admin, { host: 'admin', path: '/metrics' });
+    const m = await request(a.admin, { host: a.admin, path: '/metrics' });
     expect(m.body).toContain('meshfed_requests_total');
-    const routes = await request(a.admin, { host: 'admin', path: '/debug/routes?service=shop/api' });
+    const routes = await request(a.admin, { host: a.admin, path: '/debug/routes?service=shop/api' });
     expect(routes.status).toBe(200);
     expect(routes.body).toContain('beta');
-    const bad = await request(a.admin, { host: 'admin', path: '/debug/routes' });
+    const bad = await request(a.admin, { host: a.admin, path: '/debug/routes' });
     expect(bad.status).toBe(400);
   });
 });

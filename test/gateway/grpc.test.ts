@@ -140,15 +140,16 @@ function unary(text: string, md = new grpc.Metadata(), deadlineMs = 5_000) {
   });
 }
 
-test('unary: reply, response headers and trailers cross both gateways; the server sees the calling gateway', async () => {
+test('unary: reply, response headers and trailers cross both gateways; the server sees an anonymous caller of the calling cluster', async () => {
   const r = await unary('hi', trailer({ 'x-req': 'abc' }));
   expect(r.err).toBeUndefined();
   expect(r.reply).toEqual({ text: 'echo hi' });
   expect(r.headers?.get('x-echo')).toEqual(['abc']);
   expect(r.status?.code).toBe(grpc.status.OK);
   expect(r.status?.metadata.get('x-trailer')).toEqual(['unary-done']);
+  // no workload certificate (clientAuth: none): the caller is alpha's anonymous caller, not its gateway
   expect(seenMetadata.at(-1)?.get('x-meshfed-peer-identity')).toEqual([
-    spiffeIdFor(TRUST_DOMAIN, 'gateway', { cluster: 'alpha', name: 'alpha-gw' }),
+    `spiffe://${TRUST_DOMAIN}/cluster/alpha/anonymous`,
   ]);
 });
 

@@ -19,7 +19,7 @@ let gw: GatewayProcess;
 let backend: Awaited<ReturnType<typeof echoServer>>;
 
 async function workers(): Promise<WorkersView> {
-  const r = await request(gw.admin, { host: 'admin', path: '/debug/workers' });
+  const r = await request(gw.admin, { host: gw.admin, path: '/debug/workers' });
   expect(r.status).toBe(200);
   return JSON.parse(r.body) as WorkersView;
 }
@@ -65,7 +65,7 @@ test('requests are served by more than one worker process; /metrics sums them', 
   const served = after.workers.map((w) => w.requests);
   expect(served.filter((n) => n > 0).length).toBe(2);
   expect(served.reduce((a, b) => a + b, 0)).toBe(200);
-  const m = await request(gw.admin, { host: 'admin', path: '/metrics' });
+  const m = await request(gw.admin, { host: gw.admin, path: '/metrics' });
   const families = parsePrometheusText(m.body);
   const requests = families.get('meshfed_requests_total');
   expect(requests?.samples.reduce((a, s) => a + s.value, 0)).toBe(200);

@@ -1,0 +1,39 @@
+import type { Tracer } from '@opentelemetry/api';
+import type { CertificateSource, TrustBundle } from '../ca/index.ts';
+import type { CatalogView, EndpointSource, Locality, Logger, Registry } from '../core/index.ts';
+import type { BalancerConfig, Balancers } from './balancer/index.ts';
+import type { GatewayConfig } from './config.ts';
+
+/** Decides whether an authenticated caller may reach a service; throw or return false to refuse. */
+export type AuthorizeHook = (call: {
+  peer: string;
+  caller: string;
+  service: string;
+  cluster: string;
+}) => boolean;
+
+export interface GatewayOptions {
+  config: GatewayConfig;
+  cluster: string;
+  trustDomain: string;
+  locality: Locality;
+  identity: CertificateSource;
+  bundle: () => TrustBundle;
+  catalog: CatalogView;
+  local: EndpointSource;
+  balancers: Balancers;
+  balancerConfig: BalancerConfig;
+  registry: Registry;
+  logger: Logger;
+  tracer?: Tracer;
+  authorize?: AuthorizeHook;
+  /** the gateway's name in spans and metrics */
+  name?: string;
+  /**
+   * bind the data-plane listeners with SO_REUSEPORT (exclusive, outside node:cluster's sharing): several
+   * worker processes listen on the same ports and the kernel spreads connections among them
+   */
+  reusePort?: boolean;
+  /** default true; a multi-process gateway's supervisor serves the admin listener instead */
+  adminListener?: boolean;
+}

@@ -1,0 +1,229 @@
+import type { ServerResponse } from 'node:http';
+import type { ClientHttp2Stream, Http2ServerResponse } from 'node:http2';
+import net, { type Socket } from 'node:net';
+import type { Counter, LocalService, Logger } from '../core/index.ts';
+import { refuse } from './answers.ts';
+import type { BalancerConfig, Balancers, PickResult } from './balancer/index.ts';
+import type { H2Pool } from './h2-pool.ts';
+import type { Identities } from './identity.ts';
+import { type Handler, routeOf } from './pipeline.ts';
+import type { CircuitBreakers } from './resilience/index.ts';
+
+export interface TcpRelayOptions {
+  balancers: Balancers;
+  breakers: CircuitBreakers;
+  pool: H2Pool;
+  identities: Identities;
+  config: BalancerConfig;
+  refused: Counter;
+  log: Logger;
+}
+
+function splitHostPort(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
+}
+
+/**
+ * Byte relays: SNI passthrough to a local TLS endpoint, a per-service TCP port (to a local endpoint, or
+ * over a CONNECT stream of the tunnel), and the terminal of the east-west CONNECT pipeline.
+ */
+export class TcpRelay {
+  readonly #o: TcpRelayOptions;
+  constructor(o: TcpRelayOptions) {
+    this.#o = o;
+  }
+
+  /**
+   * A TCP connection to the picked local endpoint, given up after timeouts.connect. It settles the pick
+   * once: ok when connected, a 'connect' failure when it cannot connect, and without blame when it is
+   * destroyed first (the client left meanwhile).
+   */
+  dialEndpoint(pick: PickResult): Socket {
+    const { host, port } = splitHostPort(pick.target.address);
+    const t0 = performance.now();
+    const up = net.connect({ host, port, noDelay: true });
+    const ms = this.#o.config.timeouts.connect;
+    const timer = setTimeout(() => up.destroy(new Error(`no connection within ${ms} ms`)), ms);
+    up.once('connect', () => {
+      clearTimeout(timer);
+      pick.release({ ok: true, latencyMs: performance.now() - t0 });
+    });
+    // after a release these are no-ops
+    up.once('error', () =>
+      pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'connect' }),
+    );
+    up.once('close', () => {
+      clearTimeout(timer);
+      pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
+    });
+    return up;
+  }
+
+  /**
+   * A TCP connection (or CONNECT stream) to the picked target holds one circuitBreaker.maxConnections
+   * slot until `holder` closes; when the target has none left it is refused (the pick released without
+   * blaming the target).
+   */
+  #slot(pick: PickResult, holder: { once(e: 'close', f: () => void): unknown }): boolean {
+    const release = this.#o.breakers.acquireConnection(pick.target);
+    if (!release) {
+      pick.release({ ok: false, latencyMs: 0, failure: 'overflow' });
+      return false;
+    }
+    holder.once('close', release);
+    return true;
+  }
+
+  /** SNI passthrough: the ClientHello and everything after it, unterminated, to a local TLS endpoint. */
+  passthrough(
+    client: Socket,
+    hello: Buffer,
+    svc: LocalService,
+    portName: string,
+    attempt = 0,
+    exclude = new Set<string>(),
+  ): void {
+    const pick = this.#o.balancers.pick(svc.namespace, svc.name, { scope: 'local', portName, exclude });
+    if (!pick) {
+      this.#o.refused.inc({ listener: 'eastWest', reason: 'no-healthy-upstream' });
+      client.destroy();
+      return;
+    }
+    const upstream = this.dialEndpoint(pick);
+    // node clears `connecting` before it reports a failed connect: this flag is what says it failed
+    let connected = false;
+    upstream.once('error', (err) => {
+      if (!connected) {
+        exclude.add(pick.target.id);
+        if (attempt < this.#o.config.retry.attempts && !client.destroyed) {
+          this.passthrough(client, hello, svc, portName, attempt + 1, exclude);
+          return;
+        }
+      }
+      this.#o.log.debug({ err }, 'passthrough upstream error');
+      client.destroy();
+    });
+    upstream.once('connect', () => {
+      connected = true;
+      upstream.write(hello);
+      client.pipe(upstream);
+      upstream.pipe(client);
+      client.resume();
+      client.once('close', () => upstream.destroy());
+      upstream.once('close', () => client.destroy());
+    });
+  }
+
+  /** A per-service TCP port: to a local endpoint, or as a CONNECT stream through a remote gateway. */
+  tcpPort(socket: Socket, listener: string, service: string, portName: string | undefined): void {
+    const refusedHere = (reason: string) => {
+      this.#o.refused.inc({ listener, reason });
+      socket.destroy();
+    };
+    let caller: string;
+    try {
+      caller = this.#o.identities.tcpCaller();
+    } catch {
+      refusedHere('client-cert-required');
+      return;
+    }
+    const [name, namespace] = service.split('.') as [string, string];
+    const pick = this.#o.balancers.pick(namespace, name, { scope: 'any', ...(portName ? { portName } : {}) });
+    if (!pick) {
+      refusedHere('no-healthy-upstream');
+      return;
+    }
+    if (!this.#slot(pick, socket)) {
+      refusedHere('circuit-breaker');
+      return;
+    }
+    const t = pick.target;
+    if (t.local) {
+      const up = this.dialEndpoint(pick);
+      up.once('connect', () => {
+        socket.pipe(up);
+        up.pipe(socket);
+      });
+      up.once('error', () => socket.destroy());
+      socket.once('close', () => up.destroy());
+      up.once('close', () => socket.destroy());
+      return;
+    }
+    const t0 = performance.now();
+    this.#o.pool.session(t.address, t.cluster).then(
+      (session) => {
+        // the client may have left while the tunnel was dialled: its 'close' is past, open nothing
+        if (socket.destroyed) return pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
+        let stream: ClientHttp2Stream;
+        try {
+          stream = session.request({
+            ':method': 'CONNECT',
+            ':authority': `${name}.${namespace}.svc.clusterset.local:${t.port.port}`,
+            'x-meshfed-chain': this.#o.identities.localChain().b64,
+            'x-meshfed-caller': caller,
+          });
+        } catch {
+          // a session closing meanwhile (GOAWAY) refuses new streams; a throw here would be unhandled
+          pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'reset' });
+          socket.destroy();
+          return;
+        }
+        stream.once('response', (h) => {
+          const ok = h[':status'] === 200;
+          pick.release({ ok, latencyMs: performance.now() - t0, ...(ok ? {} : { failure: '5xx' as const }) });
+          if (!ok) return socket.destroy();
+          socket.pipe(stream);
+          stream.pipe(socket);
+        });
+        stream.once('error', () => socket.destroy());
+        stream.once('close', () => {
+          // closed before any response (a no-op after one): the target's outstanding count must drop,
+          // without blame when it was the client that left
+          const failure = socket.destroyed ? 'cancelled' : 'reset';
+          pick.release({ ok: false, latencyMs: performance.now() - t0, failure });
+          socket.destroy();
+        });
+        socket.once('close', () => stream.close());
+      },
+      () => {
+        pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'connect' });
+        socket.destroy();
+      },
+    );
+  }
+
+  /**
+   * The terminal of the east-west CONNECT pipeline (identity, caller rule, route to a declared tcp port
+   * and authorization are behind it): a raw TCP stream to a local endpoint of that port.
+   */
+  readonly connect: Handler = async (r) => {
+    const route = routeOf(r);
+    const res = r.res as Http2ServerResponse;
+    const pick = this.#o.balancers.pick(route.namespace, route.name, {
+      scope: 'local',
+      ...(route.portName ? { portName: route.portName } : {}),
+    });
+    const service = `${route.name}.${route.namespace}`;
+    if (!pick) refuse('no-healthy-upstream', `${service} has no healthy local endpoint`);
+    if (!this.#slot(pick, res))
+      refuse('circuit-breaker', `${service}: every endpoint is at circuitBreaker.maxConnections`);
+    const up = this.dialEndpoint(pick);
+    up.once('connect', () => {
+      r.status = 200;
+      r.destination = pick.target.cluster;
+      res.writeHead(200);
+      r.req.pipe(up);
+      up.pipe(res as unknown as NodeJS.WritableStream);
+      this.#o.log.debug({ peer: r.peer?.spiffeId, caller: r.caller, service }, 'tcp tunnel opened');
+    });
+    up.once('error', () => {
+      if (!res.headersSent) {
+        r.status = 503;
+        (res as unknown as ServerResponse).writeHead(503, { 'x-meshfed-error': 'connect-failed' });
+        res.end();
+      } else res.destroy();
+    });
+    res.once('close', () => up.destroy());
+  };
+}

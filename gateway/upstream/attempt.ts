@@ -1,0 +1,113 @@
+import type { ServerResponse } from 'node:http';
+import type { OutgoingHttpHeaders } from 'node:http';
+import type { BalancerTarget, Failure } from '../balancer/index.ts';
+import type { GatewayRequest } from '../pipeline.ts';
+import { type CallContext, UpstreamFailure } from '../resilience/index.ts';
+
+/** A try whose response headers arrived; `forwarded: false` is a 5xx held back for a retry. */
+export interface Sent {
+  status: number;
+  cluster: string;
+  forwarded: boolean;
+}
+
+/** What an upstream codec reports to the one place that settles a try. */
+export interface UpstreamAttempt {
+  /** false once the try is settled (answered, failed, timed out, or the caller left) */
+  readonly open: boolean;
+  /** how to stop the upstream request when the try is abandoned */
+  onCancel(fn: () => void): void;
+  /** response headers arrived: forwards them and returns true, or false when the upstream must be dropped */
+  respond(
+    status: number,
+    headers: OutgoingHttpHeaders,
+    trailers?: Record<string, string | string[]>,
+  ): boolean;
+  /** the upstream failed: before a response the try fails; after a forwarded one the response is cut */
+  fail(failure: Failure, err: unknown): void;
+}
+
+/** An upstream protocol: sends one request to one target and reports through the attempt. */
+export interface UpstreamCodec {
+  send(r: GatewayRequest, t: BalancerTarget, a: UpstreamAttempt): void;
+}
+
+/**
+ * One try against one target, the innermost step of the forward dispatch. Resolves once the response
+ * headers are forwarded (the body then streams on its own), or with `forwarded: false` for a 5xx that
+ * the retry layer may still replace. Rejects with an UpstreamFailure that says how the try failed, or
+ * with the abort reason of the per-try timeout.
+ */
+export function sendTry(
+  t: BalancerTarget,
+  ctx: CallContext<GatewayRequest> & { signal: AbortSignal },
+  o: { codec: UpstreamCodec; maxAttempts: number },
+): Promise<Sent> {
+  const r = ctx.payload;
+  const res = r.res;
+  // the last allowed try (and any try of a request that will not be retried) passes a 5xx through
+  const forward5xx = !ctx.idempotent || ctx.attempt >= o.maxAttempts;
+  return new Promise<Sent>((resolve, reject) => {
+    let settled = false;
+    let forwarded = false;
+    let cancel = () => {};
+    const finish = () => {
+      settled = true;
+      ctx.signal.removeEventListener('abort', onAbort);
+      res.off('close', onClientGone);
+    };
+    const onAbort = () => {
+      if (settled) return;
+      finish();
+      cancel();
+      reject(ctx.signal.reason);
+    };
+    const onClientGone = () => {
+      if (settled) return;
+      finish();
+      cancel();
+      reject(new UpstreamFailure('cancelled', t));
+    };
+    const attempt: UpstreamAttempt = {
+      get open() {
+        return !settled;
+      },
+      onCancel: (fn) => {
+        cancel = fn;
+      },
+      respond: (status, headers, trailers) => {
+        if (settled) return false;
+        finish();
+        if (status >= 500 && status !== 501 && !forward5xx) {
+          resolve({ status, cluster: t.cluster, forwarded: false });
+          return false;
+        }
+        const out = res as ServerResponse;
+        out.writeHead(status, headers);
+        if (trailers) out.addTrailers(trailers);
+        forwarded = true;
+        resolve({ status, cluster: t.cluster, forwarded: true });
+        return true;
+      },
+      fail: (failure, err) => {
+        if (!settled) {
+          finish();
+          reject(new UpstreamFailure(failure, t, { cause: err }));
+        } else if (forwarded) res.destroy();
+      },
+    };
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    res.once('close', onClientGone);
+    o.codec.send(r, t, attempt);
+  });
+}
+
+/** Routes a try to HTTP/2 (remote gateways, gRPC and h2 endpoints) or HTTP/1.1 (other local endpoints). */
+export function byTarget(h2: UpstreamCodec, h1: UpstreamCodec): UpstreamCodec {
+  return {
+    send(r, t, a) {
+      const useH2 = !t.local || t.port.protocol === 'grpc' || t.port.protocol === 'http2';
+      (useH2 ? h2 : h1).send(r, t, a);
+    },
+  };
+}

@@ -1,0 +1,91 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Agent } from 'undici';
+import type { BalancerTarget } from '../balancer/index.ts';
+import { responseHeadersForClient } from '../headers.ts';
+import { authorityOf, hasBody } from '../http-request.ts';
+import type { Identities } from '../identity.ts';
+import type { GatewayRequest } from '../pipeline.ts';
+import type { CircuitBreakers } from '../resilience/index.ts';
+import type { UpstreamAttempt, UpstreamCodec } from './attempt.ts';
+import { badRequest } from './h2.ts';
+import { upstreamHeaders } from './request-headers.ts';
+
+/**
+ * HTTP/1.1 upstream to local endpoints through undici's pooled client: its dispatch API is the leanest
+ * path Node has (no ClientRequest/IncomingMessage objects). undici writes a streamed body only once
+ * connected, so a connect failure has consumed none of it and the request can go to another target.
+ */
+export class H1Upstream implements UpstreamCodec {
+  readonly #o: { agent: Agent; breakers: CircuitBreakers; identities: Identities };
+  constructor(o: { agent: Agent; breakers: CircuitBreakers; identities: Identities }) {
+    this.#o = o;
+  }
+
+  send(r: GatewayRequest, t: BalancerTarget, a: UpstreamAttempt): void {
+    const { req, res } = r;
+    const headers = upstreamHeaders(r, t, this.#o.identities);
+    headers.host = authorityOf(req);
+    // node's server has already answered `Expect: 100-continue`; the upstream gets the body directly
+    delete headers.expect;
+    const out = res as ServerResponse;
+    // waiting for one of the endpoint's connections is 'pending' (circuitBreaker.maxPending)
+    const releasePending = this.#o.breakers.acquirePending(t);
+    if (!releasePending) {
+      a.fail('overflow', undefined);
+      return;
+    }
+    let connected = false;
+    let discard = false;
+    let controller: { abort(reason: Error): void; pause(): void; resume(): void } | undefined;
+    a.onCancel(() => controller?.abort(new Error('the try was abandoned')));
+    res.once('close', () => {
+      if (!out.writableFinished) controller?.abort(new Error('the client went away'));
+    });
+    const onDrain = () => controller?.resume();
+    try {
+      this.#o.agent.dispatch(
+        {
+          origin: `http://${t.address}`,
+          path: req.url ?? '/',
+          method: req.method ?? 'GET',
+          headers: headers as Record<string, string | string[]>,
+          body: hasBody(req) ? (req as IncomingMessage) : null,
+        },
+        {
+          // undici calls this on a connected socket, right before it writes the request
+          onRequestStart: (c) => {
+            controller = c;
+            connected = true;
+            releasePending();
+          },
+          onResponseStart: (_c, status, h) => {
+            if (status < 200) return;
+            discard = !a.respond(status, responseHeadersForClient(h));
+          },
+          onResponseData: (c, chunk) => {
+            if (discard) return;
+            if (!out.write(chunk)) {
+              c.pause();
+              out.once('drain', onDrain);
+            }
+          },
+          onResponseEnd: () => {
+            if (!discard) out.end();
+          },
+          onResponseError: (_c, err: Error & { code?: string }) => {
+            releasePending();
+            const code = err.code ?? '';
+            const beforeConnect = !connected || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ECONNREFUSED';
+            const timedOut = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
+            if (discard) return;
+            a.fail(beforeConnect ? 'connect' : timedOut ? 'timeout' : 'reset', err);
+          },
+        },
+      );
+    } catch (err) {
+      // undici refuses a request it cannot send (an invalid header value, say) before any I/O
+      releasePending();
+      a.fail('cancelled', badRequest(err));
+    }
+  }
+}
