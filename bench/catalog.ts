@@ -125,7 +125,7 @@ function leafOf(spec: Spec, name: string): IssuedLeaf {
 
 async function signerOf(spec: Spec, bundle: TrustBundle, name: string): Promise<CertificateSource> {
   const leaf = leafOf(spec, name);
-  const s = new CertificateSource({ issue: async () => leaf, bundle: () => bundle });
+  const s = new CertificateSource({ logger: silentLogger(), issue: async () => leaf, bundle: () => bundle });
   await s.start();
   return s;
 }
