@@ -241,17 +241,11 @@ export class Daemon {
     await this.federationIdentity.start();
   }
 
+  /** the schema requires `advertise` whenever the east-west listener is a wildcard */
   private advertise(): string {
     const c = this.config;
-    if (c.advertise) return `${c.advertise.host}:${c.advertise.port}`;
-    const ew = c.gateway.listeners.eastWest;
-    if (ew.host === '0.0.0.0' || ew.host === '::') {
-      throw new MeshfedError(
-        'MESHFED_CONFIG_INVALID',
-        `${this.loaded.file}: advertise: required when gateway.listeners.eastWest listens on a wildcard address; set it to the host:port other clusters dial`,
-      );
-    }
-    return `${ew.host}:${ew.port}`;
+    const a = c.advertise ?? c.gateway.listeners.eastWest;
+    return `${a.host}:${a.port}`;
   }
 
   private metrics(): void {
