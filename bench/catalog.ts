@@ -30,13 +30,8 @@ import {
   issueLeaf,
   TrustBundle,
 } from '../ca/index.ts';
-import {
-  createRegistry,
-  type EndpointSource,
-  type LocalService,
-  silentLogger,
-  startNatsSupercluster,
-} from '../core/index.ts';
+import { createRegistry, type EndpointSource, type LocalService, silentLogger } from '../core/index.ts';
+import { startNatsSupercluster } from '../cli/demo/nats-topology.ts';
 import { FederationNode } from '../federation/index.ts';
 import { benchService, mergeResults } from './catalog-common.ts';
 import { median, percentile, round, sleep } from './figures.ts';

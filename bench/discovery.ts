@@ -12,7 +12,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { CatalogView } from '../core/index.ts';
-import { startNatsServer, silentLogger } from '../core/index.ts';
+import { silentLogger } from '../core/index.ts';
+import { startNatsServer } from '../cli/demo/nats-topology.ts';
 import type { FederationNode } from '../federation/index.ts';
 import { makePki, type Pki, startNode } from '../test/federation/helpers.ts';
 import { createLogger, type EndpointSource, type LocalService } from '../core/index.ts';

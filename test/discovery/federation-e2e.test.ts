@@ -10,13 +10,9 @@ import { ConsulSink } from '../../discovery/consul-sink.ts';
 import { ConsulSource } from '../../discovery/consul-source.ts';
 import { KubernetesSink } from '../../discovery/kubernetes-sink.ts';
 import { KubernetesSource } from '../../discovery/kubernetes-source.ts';
-import {
-  type NatsServerProcess,
-  startNatsServer,
-  waitFor,
-  createRegistry,
-  silentLogger,
-} from '../../core/index.ts';
+import { waitFor, createRegistry, silentLogger } from '../../core/index.ts';
+import type { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
+import { startNatsServer } from '../../cli/demo/nats-topology.ts';
 import type { FederationNode } from '../../federation/index.ts';
 import { ConsulDouble } from '../doubles/consul-double.ts';
 import { KubeDouble } from '../doubles/kube-double.ts';

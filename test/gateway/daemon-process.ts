@@ -5,7 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { type CaMaterial, createRoot, issueIntermediate } from '../../ca/index.ts';
-import { freePort, waitFor } from '../../core/index.ts';
+import { waitFor } from '../../core/index.ts';
+import { freePort } from '../../cli/demo/free-port.ts';
 import { request } from './harness.ts';
 
 const BIN = join(process.cwd(), 'bin', 'meshfed.js');
