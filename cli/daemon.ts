@@ -9,6 +9,7 @@ import {
   createRegistry,
   Gauge,
   type Logger,
+  isWildcardHost,
   MeshfedError,
   parseHostPort,
   type Registry,
@@ -21,7 +22,8 @@ import type { Gateway } from '../gateway/index.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { WorkerPool } from './worker-pool.ts';
 import { createBalancers, createGateway } from './data-plane.ts';
-import { type DaemonConfig, type LoadedDaemonConfig, loadDaemonConfig } from './daemon-config.ts';
+import { planReload } from './config-reload.ts';
+import { type LoadedDaemonConfig, loadDaemonConfig } from './daemon-config.ts';
 import type { Telemetry } from './telemetry.ts';
 
 /** Refuses environments that would silently turn TLS verification off. */
@@ -80,44 +82,6 @@ export interface DaemonOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/** Config keys SIGHUP applies to the running process; a change anywhere else needs a restart. */
-export const LIVE_CONFIG_KEYS: readonly string[] = ['observability.logLevel', 'drainTimeout'];
-
-function isLive(path: string): boolean {
-  return LIVE_CONFIG_KEYS.some((k) => path === k || path.startsWith(`${k}.`));
-}
-
-/** The running config with the live keys taken from the re-read one. */
-function withLiveKeys(running: DaemonConfig, next: DaemonConfig): DaemonConfig {
-  const out = structuredClone(running) as Record<string, unknown>;
-  for (const key of LIVE_CONFIG_KEYS) {
-    const parts = key.split('.');
-    let from: unknown = next;
-    let to = out;
-    for (const p of parts.slice(0, -1)) {
-      from = (from as Record<string, unknown>)[p];
-      to = to[p] as Record<string, unknown>;
-    }
-    const last = parts.at(-1)!;
-    to[last] = (from as Record<string, unknown>)[last];
-  }
-  return out as DaemonConfig;
-}
-
-/** Dotted paths of the fields that differ between two parsed configs (lists compare whole). */
-export function changedConfigPaths(a: unknown, b: unknown, prefix = ''): string[] {
-  const isRecord = (v: unknown): v is Record<string, unknown> =>
-    v !== null && typeof v === 'object' && !Array.isArray(v);
-  if (!isRecord(a) || !isRecord(b)) {
-    return JSON.stringify(a) === JSON.stringify(b) ? [] : [prefix];
-  }
-  const out: string[] = [];
-  for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
-    out.push(...changedConfigPaths(a[k], b[k], prefix === '' ? k : `${prefix}.${k}`));
-  }
-  return out;
-}
-
 /**
  * Where sinks point imported services, from the address the egress listener is bound to. Apps on
  * this host reach a wildcard listener at loopback; pods reach it at the pod IP when the Downward API
@@ -129,7 +93,8 @@ export function sinkEgress(
 ): { egress: { host: string; port: number }; podEgress: { host: string; port: number } } {
   const parsed = parseHostPort(bound);
   if (!parsed) throw new MeshfedError('MESHFED_INTERNAL', `the egress listener reported address ${bound}`);
-  const host = parsed.host === '0.0.0.0' ? '127.0.0.1' : parsed.host === '::' ? '::1' : parsed.host;
+  const loopback = parsed.host.includes(':') ? '::1' : '127.0.0.1';
+  const host = isWildcardHost(parsed.host) ? loopback : parsed.host;
   const egress = { host, port: parsed.port };
   return { egress, podEgress: env.POD_IP ? { host: env.POD_IP, port: parsed.port } : egress };
 }
@@ -537,22 +502,19 @@ export class Daemon {
 
   /**
    * SIGHUP: re-read the config and the trust material; apply what can change live
-   * (LIVE_CONFIG_KEYS and the trust bundle). Any other changed key is refused and named: the
+   * (LIVE_CONFIG_KEYS, cli/config-reload.ts, and the trust bundle). Any other changed key is refused and named: the
    * process keeps running on its value, so `status` and the config dump describe what actually
    * runs. An invalid file throws MESHFED_CONFIG_INVALID and changes nothing.
    */
   async reload(): Promise<{ applied: string[]; needsRestart: string[] }> {
-    const next = loadDaemonConfig(this.loaded.file).config;
-    const prev = this.config;
-    const changed = changedConfigPaths(prev, next);
-    const applied = changed.filter(isLive);
-    const needsRestart = changed.filter((p) => !isLive(p));
-    this.log.level = next.observability.logLevel;
+    const plan = planReload(this.config, loadDaemonConfig(this.loaded.file).config);
+    const { applied, needsRestart } = plan;
+    this.log.level = plan.config.observability.logLevel;
     this.bundle = this.loadBundle();
     if (this.gateway instanceof WorkerPool) this.gateway.trustChanged();
     applied.push('trust bundle re-read');
     // only the live keys move; paths, socket and everything else stay those of the running process
-    this.loaded = { ...this.loaded, config: withLiveKeys(prev, next) };
+    this.loaded = { ...this.loaded, config: plan.config };
     if (needsRestart.length > 0) {
       this.log.warn(
         { needsRestart },

@@ -157,7 +157,8 @@ function getPath(obj: unknown, dotted: string): unknown {
   return cur;
 }
 
-function deepFreeze<T>(value: T): T {
+/** Freezes an object and everything reachable from it (a parsed config is never changed in place). */
+export function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);
     for (const v of Object.values(value as Record<string, unknown>)) deepFreeze(v);

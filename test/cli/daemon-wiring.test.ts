@@ -130,7 +130,7 @@ describe('reload (SIGHUP)', () => {
       writeFileSync(configFile, stringify(next));
       const result = await daemon.reload();
       expect(result.applied).toEqual(expect.arrayContaining(['observability.logLevel', 'drainTimeout']));
-      expect(result.needsRestart.sort()).toEqual(['cluster', 'gateway.listeners.egress.port', 'name'].sort());
+      expect(result.needsRestart.sort()).toEqual(['cluster', 'gateway.listeners.egress', 'name'].sort());
       expect(daemon.log.level).toBe('debug');
       expect(daemon.config.drainTimeout).toBe(3000);
       expect(daemon.config.cluster).toBe('east');
