@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { configFields, renderConfigDocs } from '../../cli/config-docs.ts';
 import { daemonConfigSchema } from '../../cli/daemon-config.ts';
+import { MINIMAL_GATEWAY_CONFIG } from '../helpers/gateway-config.ts';
 
 const DOC = new URL('../../docs/config.md', import.meta.url);
 const INTRO = `# meshfed gateway configuration
@@ -18,18 +19,6 @@ composes); \`UPDATE=1 npm run jest -- test/cli/config-docs.test.ts\` rewrites it
 when it is out of date. An example: \`deploy/consul/gateway.yaml\`, or any \`.meshfed-demo/<cluster>/gateway.yaml\`
 written by \`npm run demo\`.`;
 
-/** The smallest valid config: every other field takes its default. */
-const MINIMAL = {
-  cluster: 'east',
-  advertise: 'gw.east.example:15443',
-  trustDomain: 'mesh.example',
-  locality: { region: 'us-east', zone: 'us-east-1a' },
-  stateDir: 'state',
-  identity: { caDir: 'ca' },
-  federation: { nats: { servers: ['nats://127.0.0.1:4222'] } },
-  discovery: { sources: [{ type: 'static', file: 'services.yaml' }] },
-};
-
 describe('docs/config.md', () => {
   test('documents every field of the gateway config with its default (golden file)', () => {
     const expected = renderConfigDocs(daemonConfigSchema, INTRO);
@@ -38,7 +27,7 @@ describe('docs/config.md', () => {
   });
 
   test('the minimal config is valid', () => {
-    expect(daemonConfigSchema.safeParse(MINIMAL).success).toBe(true);
+    expect(daemonConfigSchema.safeParse(MINIMAL_GATEWAY_CONFIG).success).toBe(true);
   });
 
   test('defaults are the schema\'s own, written as in a config file; fields without one are required (the page once showed a sample\'s "east" as the default cluster)', () => {

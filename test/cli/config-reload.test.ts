@@ -1,21 +1,10 @@
 import { planReload } from '../../cli/config-reload.ts';
 import { type DaemonConfig, daemonConfigSchema } from '../../cli/daemon-config.ts';
 import { parseConfig } from '../../core/index.ts';
-
-const BASE = {
-  cluster: 'east',
-  name: 'east-gw',
-  trustDomain: 'mesh.example',
-  locality: { region: 'us-east', zone: 'us-east-1a' },
-  stateDir: 'state',
-  identity: { caDir: 'ca' },
-  gateway: { listeners: { eastWest: '127.0.0.1:15443' } },
-  federation: { nats: { servers: ['nats://127.0.0.1:4222'] } },
-  discovery: { sources: [{ type: 'static', file: 'services.yaml' }] },
-};
+import { MINIMAL_GATEWAY_CONFIG } from '../helpers/gateway-config.ts';
 
 function parsed(extra: Record<string, unknown> = {}): DaemonConfig {
-  return parseConfig(daemonConfigSchema, { ...BASE, ...extra }, { source: 'gateway.yaml' });
+  return parseConfig(daemonConfigSchema, { ...MINIMAL_GATEWAY_CONFIG, ...extra }, { source: 'gateway.yaml' });
 }
 
 describe('planReload: what SIGHUP applies and what it refuses', () => {
@@ -40,7 +29,7 @@ describe('planReload: what SIGHUP applies and what it refuses', () => {
     },
     {
       name: 'an address is one field, named whole',
-      change: { gateway: { listeners: { eastWest: '127.0.0.1:15443', egress: '127.0.0.1:16001' } } },
+      change: { gateway: { listeners: { egress: '127.0.0.1:16001' } } },
       applied: [],
       needsRestart: ['gateway.listeners.egress'],
     },

@@ -4,22 +4,13 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { loadDaemonConfig } from '../../cli/daemon-config.ts';
 import type { ConfigProblem, MeshfedError } from '../../core/index.ts';
+import { MINIMAL_GATEWAY_CONFIG } from '../helpers/gateway-config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'meshfed-dcfg-'));
 
 /** The smallest valid gateway config; `extra` is merged over it. */
 function write(extra: Record<string, unknown>, name = 'gateway.yaml'): string {
-  const config = {
-    cluster: 'east',
-    trustDomain: 'mesh.example',
-    locality: { region: 'us-east', zone: 'us-east-1a' },
-    advertise: 'gw.east.example:15443',
-    stateDir: 'state',
-    identity: { caDir: 'ca' },
-    federation: { nats: { servers: ['nats://127.0.0.1:4222'] } },
-    discovery: { sources: [{ type: 'static', file: 'services.yaml' }] },
-    ...extra,
-  };
+  const config = { ...MINIMAL_GATEWAY_CONFIG, ...extra };
   const file = join(dir, name);
   writeFileSync(file, stringify(config));
   return file;
