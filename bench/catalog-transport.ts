@@ -19,7 +19,8 @@ import { parseArgs } from 'node:util';
 import { Kvm } from '@nats-io/kv';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createRoot, issueIntermediate, issueLeaf, TrustBundle } from '../ca/index.ts';
-import { type LocalService, startNatsServer } from '../core/index.ts';
+import type { LocalService } from '../core/index.ts';
+import { startNatsServer } from '../cli/demo/nats-topology.ts';
 import {
   CatalogPublisher,
   CatalogStore,

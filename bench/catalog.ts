@@ -30,13 +30,8 @@ import {
   issueLeaf,
   TrustBundle,
 } from '../ca/index.ts';
-import {
-  createRegistry,
-  type EndpointSource,
-  type LocalService,
-  silentLogger,
-  startNatsSupercluster,
-} from '../core/index.ts';
+import { createRegistry, type EndpointSource, type LocalService, silentLogger } from '../core/index.ts';
+import { startNatsSupercluster } from '../cli/demo/nats-topology.ts';
 import { FederationNode } from '../federation/index.ts';
 import { benchService, mergeResults } from './catalog-common.ts';
 import { median, percentile, round, sleep } from './figures.ts';
@@ -125,7 +120,7 @@ function leafOf(spec: Spec, name: string): IssuedLeaf {
 
 async function signerOf(spec: Spec, bundle: TrustBundle, name: string): Promise<CertificateSource> {
   const leaf = leafOf(spec, name);
-  const s = new CertificateSource({ issue: async () => leaf, bundle: () => bundle });
+  const s = new CertificateSource({ logger: silentLogger(), issue: async () => leaf, bundle: () => bundle });
   await s.start();
   return s;
 }

@@ -12,7 +12,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { CatalogView } from '../core/index.ts';
-import { startNatsServer } from '../core/index.ts';
+import { silentLogger } from '../core/index.ts';
+import { startNatsServer } from '../cli/demo/nats-topology.ts';
 import type { FederationNode } from '../federation/index.ts';
 import { makePki, type Pki, startNode } from '../test/federation/helpers.ts';
 import { createLogger, type EndpointSource, type LocalService } from '../core/index.ts';
@@ -224,6 +225,7 @@ async function kubeBench(fed: Federation | undefined): Promise<void> {
     kube.put('endpointslices', slice('bench', `svc-${i}`, [{ ip: '10.2.0.1', ready: true }]));
   }
   const src = new KubernetesSource({
+    log: silentLogger(),
     config: kubernetesSourceSchema.parse({ type: 'kubernetes' }),
     kubeConfig: kubeConfigFor(kube),
   });

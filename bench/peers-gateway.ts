@@ -90,6 +90,7 @@ async function start(o: {
   remote: RemoteServiceInstance[];
 }) {
   const identity = CertificateSource.fromFiles({
+    logger: silentLogger(),
     certFile: o.cert,
     keyFile: o.key,
     bundleFile: env('BENCH_CA'),

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { MeshfedError, type Logger, silentLogger, toMeshfedError } from '../core/index.ts';
+import { MeshfedError, type Logger, toMeshfedError } from '../core/index.ts';
 import { certFacts } from './cert-facts.ts';
 import { assertKeyMatches, readPrivateKey } from './keys.ts';
 import { parseCertificates } from './pem.ts';
@@ -16,7 +16,7 @@ export interface CertificateSourceOptions {
   bundle: () => TrustBundle;
   /** fraction of the leaf's lifetime after which it is renewed; default 2/3 */
   renewAt?: number;
-  logger?: Logger;
+  logger: Logger;
 }
 
 /**
@@ -48,7 +48,7 @@ export class CertificateSource extends EventEmitter {
     this.#issue = o.issue;
     this.#bundle = o.bundle;
     this.#renewAt = renewAt;
-    this.#log = o.logger ?? silentLogger();
+    this.#log = o.logger;
   }
 
   /** Obtains the first leaf and starts renewing. Rejects when the first issuance fails. */
@@ -148,7 +148,7 @@ export class CertificateSource extends EventEmitter {
     bundleFile: string;
     passphrase?: string;
     pollMs?: number;
-    logger?: Logger;
+    logger: Logger;
   }): CertificateSource {
     let bundle: TrustBundle | undefined;
     const readAll = async (): Promise<IssuedLeaf> => {
@@ -162,7 +162,7 @@ export class CertificateSource extends EventEmitter {
         if (!bundle) throw new MeshfedError('MESHFED_INTERNAL', 'the certificate source has not started');
         return bundle;
       },
-      ...(o.logger ? { logger: o.logger } : {}),
+      logger: o.logger,
     });
     const interval = o.pollMs ?? 2000;
     const onChange = (): void => {

@@ -3,7 +3,7 @@ import { balancerConfigSchema } from '../gateway/balancer/index.ts';
 import { discoveryConfigSchema } from '../discovery/index.ts';
 import { federationConfigSchema } from '../federation/index.ts';
 import { gatewayConfigSchema } from '../gateway/index.ts';
-import { dnsLabel, duration, hostPort, loadConfigFile, MeshfedError, z } from '../core/index.ts';
+import { dnsLabel, duration, hostPort, isWildcardHost, loadConfigFile, z } from '../core/index.ts';
 import { tracingConfigSchema } from './telemetry-config.ts';
 
 const identitySchema = z
@@ -16,7 +16,7 @@ const identitySchema = z
         'directory made by `meshfed ca cluster` (ca.crt, ca.key, bundle.crt): the gateway issues and renews its own short-lived gateway and federation leaves from it',
       ),
     leafTtl: duration()
-      .default(86_400_000)
+      .prefault('24h')
       .describe('lifetime of self-issued leaves (with caDir); renewed at 2/3 of it'),
     gatewayCert: z
       .string()
@@ -48,29 +48,44 @@ const identitySchema = z
           'set either caDir, or all of gatewayCert, gatewayKey, federationCert, federationKey and bundle',
       });
     }
-  });
+  })
+  .describe(
+    'where the gateway and federation identities come from: either caDir, or all of gatewayCert, gatewayKey, federationCert, federationKey and bundle',
+  );
 
 const observabilitySchema = z
   .strictObject({
-    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-    requestLogSampleRate: z
-      .number()
-      .min(0)
-      .max(1)
-      .default(0)
-      .describe('share of proxied requests logged at info (0: none; metrics and spans always carry them)'),
+    logLevel: z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'])
+      .default('info')
+      .describe('root log level (pino JSON on stdout); SIGHUP applies a change live'),
     tracing: tracingConfigSchema,
   })
-  .default({ logLevel: 'info', requestLogSampleRate: 0, tracing: { exporter: 'none', sampleRatio: 1 } });
+  .prefault({});
 
-export const daemonConfigSchema = z.strictObject({
+/** Unix socket paths must fit sun_path: 108 bytes on Linux, 104 on macOS; keep a margin. */
+export const MAX_SOCKET_PATH = 100;
+
+/** The admin socket a config names, resolved against the config file's directory. */
+export function adminSocketPath(
+  config: { admin: { socket?: string | undefined }; stateDir: string },
+  base: string,
+) {
+  const p = config.admin.socket ?? join(config.stateDir, 'admin.sock');
+  return isAbsolute(p) ? p : join(base, p);
+}
+
+const daemonFields = z.strictObject({
   cluster: dnsLabel().describe(
     "this gateway's cluster; its identities are spiffe://<trustDomain>/cluster/<cluster>/…",
   ),
   trustDomain: z.string().min(1).describe('the federation trust domain, e.g. mesh.example'),
   name: dnsLabel().default('gateway').describe("this gateway's name within its cluster"),
   locality: z
-    .strictObject({ region: z.string().min(1), zone: z.string().min(1) })
+    .strictObject({
+      region: z.string().min(1).describe('region of this gateway, e.g. us-east'),
+      zone: z.string().min(1).describe('zone within the region, e.g. us-east-1a'),
+    })
     .describe('where this gateway runs; drives locality-aware load balancing'),
   advertise: hostPort()
     .optional()
@@ -92,7 +107,7 @@ export const daemonConfigSchema = z.strictObject({
           'admin gRPC over TCP with mTLS; callers need an admin identity (`meshfed ca issue --kind admin`)',
         ),
     })
-    .default({}),
+    .prefault({}),
   workers: z
     .number()
     .int()
@@ -103,7 +118,7 @@ export const daemonConfigSchema = z.strictObject({
       'data-plane processes (node:cluster). 1: one event loop in this process. N > 1: N workers bind the data-plane ports with SO_REUSEPORT (Linux spreads connections), this process supervises them (restarts a crashed one) and serves the admin listener with their metrics summed',
     ),
   drainTimeout: duration()
-    .default(15_000)
+    .prefault('15s')
     .describe('SIGTERM: how long in-flight requests may take to finish'),
   gateway: gatewayConfigSchema,
   balancer: balancerConfigSchema,
@@ -112,7 +127,40 @@ export const daemonConfigSchema = z.strictObject({
   observability: observabilitySchema,
 });
 
-export type DaemonConfig = z.output<typeof daemonConfigSchema>;
+const WILDCARD_ADVERTISE =
+  'required when gateway.listeners.eastWest listens on a wildcard address; set it to the host:port other clusters dial';
+
+/**
+ * The gateway config. Rules that span fields are part of the schema (with `when`, so they are checked even
+ * when other fields are wrong: every problem is reported in one error).
+ */
+export const daemonConfigSchema = daemonFields.refine(
+  (c) => {
+    const ew = (c as Partial<DaemonConfig>).gateway?.listeners?.eastWest;
+    return c.advertise !== undefined || typeof ew?.host !== 'string' || !isWildcardHost(ew.host);
+  },
+  { path: ['advertise'], message: WILDCARD_ADVERTISE, when: () => true },
+);
+
+/** daemonConfigSchema plus the rules that depend on where the file lives (`base`, its directory). */
+export function daemonConfigSchemaAt(base: string) {
+  return daemonConfigSchema.refine(
+    (c) => {
+      // checked even when other fields failed: look only at what this rule needs
+      const v = c as { stateDir?: unknown; admin?: { socket?: unknown } };
+      const socket = v.admin?.socket;
+      if (typeof v.stateDir !== 'string' || (socket !== undefined && typeof socket !== 'string')) return true;
+      return adminSocketPath({ stateDir: v.stateDir, admin: { socket } }, base).length <= MAX_SOCKET_PATH;
+    },
+    {
+      path: ['admin', 'socket'],
+      message: `the admin socket path is longer than a Unix socket allows (${MAX_SOCKET_PATH} bytes); set admin.socket to a shorter path`,
+      when: () => true,
+    },
+  );
+}
+
+export type DaemonConfig = z.output<typeof daemonFields>;
 
 /** Options renamed since earlier versions: using the old name fails with the new one. */
 export const RENAMED_OPTIONS: Record<string, string> = {
@@ -133,15 +181,8 @@ export interface LoadedDaemonConfig {
 
 export function loadDaemonConfig(file: string): LoadedDaemonConfig {
   const abs = resolve(file);
-  const config = loadConfigFile(daemonConfigSchema, abs, { renamed: RENAMED_OPTIONS });
   const base = dirname(abs);
+  const config = loadConfigFile(daemonConfigSchemaAt(base), abs, { renamed: RENAMED_OPTIONS });
   const path = (p: string) => (isAbsolute(p) ? p : join(base, p));
-  const adminSocket = path(config.admin.socket ?? join(config.stateDir, 'admin.sock'));
-  if (adminSocket.length > 100) {
-    throw new MeshfedError(
-      'MESHFED_CONFIG_INVALID',
-      `${file}: admin.socket: the path ${adminSocket} is too long for a Unix socket (max ~100 bytes); set admin.socket to a shorter path`,
-    );
-  }
-  return { file: abs, config, path, adminSocket };
+  return { file: abs, config, path, adminSocket: adminSocketPath(config, base) };
 }

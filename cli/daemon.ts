@@ -9,7 +9,9 @@ import {
   createRegistry,
   Gauge,
   type Logger,
+  isWildcardHost,
   MeshfedError,
+  parseHostPort,
   type Registry,
   serviceKey,
 } from '../core/index.ts';
@@ -20,6 +22,7 @@ import type { Gateway } from '../gateway/index.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { WorkerPool } from './worker-pool.ts';
 import { createBalancers, createGateway } from './data-plane.ts';
+import { planReload } from './config-reload.ts';
 import { type LoadedDaemonConfig, loadDaemonConfig } from './daemon-config.ts';
 import type { Telemetry } from './telemetry.ts';
 
@@ -75,6 +78,25 @@ export interface DaemonOptions {
   workers?: number;
   /** tests pass an in-memory span exporter */
   spanExporter?: SpanExporter;
+  /** the process environment (POD_IP); read here, in the composition root, and nowhere else */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Where sinks point imported services, from the address the egress listener is bound to. Apps on
+ * this host reach a wildcard listener at loopback; pods reach it at the pod IP when the Downward API
+ * sets POD_IP.
+ */
+export function sinkEgress(
+  bound: string,
+  env: NodeJS.ProcessEnv,
+): { egress: { host: string; port: number }; podEgress: { host: string; port: number } } {
+  const parsed = parseHostPort(bound);
+  if (!parsed) throw new MeshfedError('MESHFED_INTERNAL', `the egress listener reported address ${bound}`);
+  const loopback = parsed.host.includes(':') ? '::1' : '127.0.0.1';
+  const host = isWildcardHost(parsed.host) ? loopback : parsed.host;
+  const egress = { host, port: parsed.port };
+  return { egress, podEgress: env.POD_IP ? { host: env.POD_IP, port: parsed.port } : egress };
 }
 
 /** The gateway daemon: the composition root that wires identity, discovery, federation and data plane. */
@@ -161,11 +183,13 @@ export class Daemon {
         certFile: this.loaded.path(id.gatewayCert!),
         keyFile: this.loaded.path(id.gatewayKey!),
         bundleFile: this.loaded.path(id.bundle!),
+        logger: componentLogger(this.log, 'identity'),
       });
       this.federationIdentity = CertificateSource.fromFiles({
         certFile: this.loaded.path(id.federationCert!),
         keyFile: this.loaded.path(id.federationKey!),
         bundleFile: this.loaded.path(id.bundle!),
+        logger: componentLogger(this.log, 'identity'),
       });
     }
     const onError = (err: unknown) =>
@@ -182,17 +206,11 @@ export class Daemon {
     await this.federationIdentity.start();
   }
 
+  /** the schema requires `advertise` whenever the east-west listener is a wildcard */
   private advertise(): string {
     const c = this.config;
-    if (c.advertise) return `${c.advertise.host}:${c.advertise.port}`;
-    const ew = c.gateway.listeners.eastWest;
-    if (ew.host === '0.0.0.0' || ew.host === '::') {
-      throw new MeshfedError(
-        'MESHFED_CONFIG_INVALID',
-        `${this.loaded.file}: advertise: required when gateway.listeners.eastWest listens on a wildcard address; set it to the host:port other clusters dial`,
-      );
-    }
-    return `${ew.host}:${ew.port}`;
+    const a = c.advertise ?? c.gateway.listeners.eastWest;
+    return `${a.host}:${a.port}`;
   }
 
   private metrics(): void {
@@ -260,12 +278,13 @@ export class Daemon {
       });
     }
     await this.identities();
-    const deps = {
-      logger: componentLogger(this.log, 'discovery', c.cluster),
+    const discoveryLog = componentLogger(this.log, 'discovery', c.cluster);
+    const basePath = this.loaded.path('.');
+    this.source = await createSources(c.discovery, {
+      logger: discoveryLog,
       registry: this.registry,
-      basePath: this.loaded.path('.'),
-    };
-    this.source = await createSources(c.discovery, deps);
+      basePath,
+    });
     await this.source.start();
     const address = this.advertise();
     this.federation = new FederationNode({
@@ -321,7 +340,13 @@ export class Daemon {
             tracer: this.telemetry?.tracer,
           });
     await this.gateway.start();
-    const sinks = await createSinks(c.discovery, deps);
+    // the address the egress listener actually bound, so registrations can never disagree with it
+    const sinks = await createSinks(c.discovery, {
+      logger: discoveryLog,
+      basePath,
+      gatewayId: c.name,
+      ...sinkEgress(this.gateway.addresses().egress!, this.options.env ?? process.env),
+    });
     if (sinks.length > 0) {
       this.reconciler = new ImportReconciler({
         cluster: c.cluster,
@@ -330,6 +355,7 @@ export class Daemon {
         debounceMs: c.discovery.importDebounce,
         resyncMs: c.discovery.resyncInterval,
         logger: componentLogger(this.log, 'imports', c.cluster),
+        registry: this.registry,
       });
       await this.reconciler.start();
     }
@@ -474,33 +500,27 @@ export class Daemon {
     };
   }
 
-  /** SIGHUP: re-read the config and the trust material; apply what can change live. */
+  /**
+   * SIGHUP: re-read the config and the trust material; apply what can change live
+   * (LIVE_CONFIG_KEYS, cli/config-reload.ts, and the trust bundle). Any other changed key is refused and named: the
+   * process keeps running on its value, so `status` and the config dump describe what actually
+   * runs. An invalid file throws MESHFED_CONFIG_INVALID and changes nothing.
+   */
   async reload(): Promise<{ applied: string[]; needsRestart: string[] }> {
-    const next = loadDaemonConfig(this.loaded.file);
-    const applied: string[] = [];
-    const needsRestart: string[] = [];
-    const prev = this.config;
-    if (next.config.observability.logLevel !== prev.observability.logLevel) {
-      this.log.level = next.config.observability.logLevel;
-      applied.push('observability.logLevel');
-    }
+    const plan = planReload(this.config, loadDaemonConfig(this.loaded.file).config);
+    const { applied, needsRestart } = plan;
+    this.log.level = plan.config.observability.logLevel;
     this.bundle = this.loadBundle();
     if (this.gateway instanceof WorkerPool) this.gateway.trustChanged();
     applied.push('trust bundle re-read');
-    for (const key of [
-      'cluster',
-      'trustDomain',
-      'name',
-      'gateway',
-      'federation',
-      'discovery',
-      'balancer',
-      'admin',
-      'workers',
-    ] as const) {
-      if (JSON.stringify(next.config[key]) !== JSON.stringify(prev[key])) needsRestart.push(key);
+    // only the live keys move; paths, socket and everything else stay those of the running process
+    this.loaded = { ...this.loaded, config: plan.config };
+    if (needsRestart.length > 0) {
+      this.log.warn(
+        { needsRestart },
+        `configuration reloaded, but ${needsRestart.join(', ')} changed and needs a restart; still running on the previous value`,
+      );
     }
-    this.loaded = { ...next, config: { ...next.config } as typeof next.config };
     this.log.info({ applied, needsRestart }, 'configuration reloaded');
     return { applied, needsRestart };
   }

@@ -1,7 +1,7 @@
 import cluster from 'node:cluster';
 import { collectDefaultMetrics } from 'prom-client';
 import { CertificateSource, type IssuedLeaf, TrustBundle } from '../ca/index.ts';
-import { createLogger, createRegistry, type Registry } from '../core/index.ts';
+import { componentLogger, createLogger, createRegistry, type Registry } from '../core/index.ts';
 import { createBalancers, createGateway } from './data-plane.ts';
 import type { Telemetry } from './telemetry.ts';
 import {
@@ -65,7 +65,11 @@ export async function runWorker(): Promise<number> {
   collectDefaultMetrics({ register: registry, prefix: 'meshfed_process_' });
   let bundle = trustBundleOf(init.trust);
   let leaf: IssuedLeaf = init.leaf;
-  const identity = new CertificateSource({ issue: async () => leaf, bundle: () => bundle });
+  const identity = new CertificateSource({
+    issue: async () => leaf,
+    bundle: () => bundle,
+    logger: componentLogger(log, 'identity'),
+  });
   await identity.start();
   const catalog = new MirroredCatalog(init.instances, init.clusters);
   const local = new MirroredSource(init.local);

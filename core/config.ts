@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { basename } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -25,14 +26,47 @@ export function parseHostPort(
 
 /** A listen or dial address written as `host:port`; parsed into `{ host, port }`. */
 export function hostPort(defaultHost = '0.0.0.0') {
-  return z.string().transform((value, ctx) => {
-    const parsed = parseHostPort(value, defaultHost);
-    if (!parsed) {
-      ctx.addIssue({ code: 'custom', message: `expected host:port, got ${JSON.stringify(value)}` });
-      return z.NEVER;
-    }
-    return parsed;
-  });
+  return z
+    .string()
+    .transform((value, ctx) => {
+      const parsed = parseHostPort(value, defaultHost);
+      if (!parsed) {
+        ctx.addIssue({ code: 'custom', message: `expected host:port, got ${JSON.stringify(value)}` });
+        return z.NEVER;
+      }
+      return parsed;
+    })
+    .meta({ format: 'host:port' });
+}
+
+/** True for the addresses that mean "every interface" (a listener bound there has no address to dial). */
+export function isWildcardHost(host: string): boolean {
+  return host === '0.0.0.0' || host === '::';
+}
+
+/**
+ * An IPv4 or IPv6 network written `address/prefix` ("10.0.0.0/8", "fd00::/8"); a bare address means
+ * that one host. Parsed into the canonical `address/prefix` string, so a component never meets a
+ * malformed one.
+ */
+export function cidr() {
+  return z
+    .string()
+    .transform((value, ctx) => {
+      const [address = '', prefix, extra] = value.trim().split('/');
+      const family = isIP(address);
+      const max = family === 6 ? 128 : 32;
+      const bits = prefix === undefined ? max : /^\d{1,3}$/.test(prefix) ? Number(prefix) : Number.NaN;
+      if (family === 0 || extra !== undefined || !(bits >= 0 && bits <= max)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected an IPv4 or IPv6 network such as "10.0.0.0/8" or "fd00::/8", got ${JSON.stringify(value)}`,
+        });
+        return z.NEVER;
+      }
+      return `${address}/${bits}`;
+    })
+    .meta({ format: 'CIDR' });
 }
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
@@ -47,28 +81,29 @@ export function parseDuration(value: string): number | undefined {
 
 /** A duration written as "30s", "5m", "24h" (or a number of milliseconds); parsed into milliseconds. */
 export function duration() {
-  return z.union([z.number().int().nonnegative(), z.string()]).transform((value, ctx) => {
-    if (typeof value === 'number') return value;
-    const ms = parseDuration(value);
-    if (ms === undefined) {
-      ctx.addIssue({
-        code: 'custom',
-        message: `expected a duration such as "500ms", "30s", "5m" or "24h", got ${JSON.stringify(value)}`,
-      });
-      return z.NEVER;
-    }
-    return ms;
-  });
+  return z
+    .union([z.number().int().nonnegative(), z.string()])
+    .transform((value, ctx) => {
+      if (typeof value === 'number') return value;
+      const ms = parseDuration(value);
+      if (ms === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a duration such as "500ms", "30s", "5m" or "24h", got ${JSON.stringify(value)}`,
+        });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .meta({ format: 'duration' });
 }
 
 /** A DNS label (RFC 1123): cluster names, zones, namespaces. */
 export function dnsLabel() {
   return z
     .string()
-    .regex(
-      /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
-      'expected a DNS label (lowercase letters, digits and "-")',
-    );
+    .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'expected a DNS label (lowercase letters, digits and "-")')
+    .meta({ format: 'DNS label' });
 }
 
 export interface ConfigProblem {
@@ -122,7 +157,8 @@ function getPath(obj: unknown, dotted: string): unknown {
   return cur;
 }
 
-function deepFreeze<T>(value: T): T {
+/** Freezes an object and everything reachable from it (a parsed config is never changed in place). */
+export function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);
     for (const v of Object.values(value as Record<string, unknown>)) deepFreeze(v);

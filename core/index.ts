@@ -4,4 +4,3 @@ export * from './errors.ts';
 export * from './logger.ts';
 export * from './metrics.ts';
 export * from './wait.ts';
-export * from './nats-server-process.ts';

@@ -1,10 +1,4 @@
-import {
-  type EndpointSource,
-  type LocalService,
-  type Logger,
-  serviceKey,
-  silentLogger,
-} from '../core/index.ts';
+import { type EndpointSource, type LocalService, type Logger, serviceKey } from '../core/index.ts';
 import { ServiceSetHolder } from './service-set.ts';
 
 /**
@@ -19,7 +13,7 @@ export class CombinedSource implements EndpointSource {
   private readonly unsubscribes: (() => void)[] = [];
   private readonly log: Logger;
 
-  constructor(sources: readonly EndpointSource[], log: Logger = silentLogger()) {
+  constructor(sources: readonly EndpointSource[], log: Logger) {
     this.sources = sources;
     this.name = sources.map((s) => s.name).join('+') || 'none';
     this.log = log;

@@ -3,7 +3,6 @@ import { dnsLabel, duration, hostPort, PROTOCOLS, z } from '../core/index.ts';
 /** "host:port" or "http(s)://host:port"; Consul's default agent address is 127.0.0.1:8500. */
 const consulAddress = z
   .string()
-  .default('127.0.0.1:8500')
   .transform((value, ctx) => {
     const text = /^https?:\/\//.test(value) ? value : `http://${value}`;
     let url: URL;
@@ -16,81 +15,122 @@ const consulAddress = z
     const secure = url.protocol === 'https:';
     const port = url.port === '' ? (secure ? 443 : 80) : Number(url.port);
     return { host: url.hostname.replace(/^\[|\]$/g, ''), port, secure };
-  });
+  })
+  .prefault('127.0.0.1:8500')
+  .describe('the Consul agent: host:port or http(s)://host:port');
 
 const backoff = z
-  .strictObject({ min: duration().default(250), max: duration().default(30_000) })
-  .default({ min: 250, max: 30_000 });
+  .strictObject({
+    min: duration().prefault('250ms').describe('first retry delay after a failed call'),
+    max: duration().prefault('30s').describe('cap on the retry delay (it doubles per failure, with jitter)'),
+  })
+  .prefault({})
+  .describe('retry delays after a failed call to the API');
 
 const consulAuth = {
   address: consulAddress,
-  /** ACL token; prefer tokenFile so the token stays out of the config file */
-  token: z.string().min(1).optional(),
-  tokenFile: z.string().min(1).optional(),
-  datacenter: z.string().min(1).optional(),
-  /** per-request timeout of non-blocking calls (blocking queries allow wait + wait/16 on top) */
-  timeout: duration().default(10_000),
+  token: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('ACL token; prefer tokenFile so the token stays out of the config file'),
+  tokenFile: z.string().min(1).optional().describe('file holding the ACL token'),
+  datacenter: z.string().min(1).optional().describe("Consul datacenter (default: the agent's own)"),
+  timeout: duration()
+    .prefault('10s')
+    .describe('per-request timeout of non-blocking calls (blocking queries allow wait + wait/16 on top)'),
 };
 
 export const staticSourceSchema = z.strictObject({
   type: z.literal('static'),
-  file: z.string().min(1),
-  /** how long to wait for an editor's burst of writes to settle before re-reading */
-  debounce: duration().default(100),
+  file: z
+    .string()
+    .min(1)
+    .describe('the services file (YAML, see docs/discovery.md); re-read when it changes'),
+  debounce: duration()
+    .prefault('100ms')
+    .describe("how long to wait for an editor's burst of writes to settle before re-reading"),
 });
 
 export const consulSourceSchema = z.strictObject({
   type: z.literal('consul'),
   ...consulAuth,
-  /** a service is exported when any instance carries this tag, or meta `<exportTag>=true` */
-  exportTag: z.string().min(1).default('meshfed-export'),
-  /** meshfed namespace for services that carry no `meshfed-namespace` meta */
-  namespace: dnsLabel().default('default'),
-  /** blocking query wait (Consul caps it at 10m) */
-  wait: duration().default(300_000),
-  /** parallel non-blocking reads of changed services (two long polls are always open besides) */
-  concurrency: z.number().int().min(1).max(64).default(8),
-  /** full re-read of every service, which also catches instances registered without checks */
-  resync: duration().default(300_000),
+  exportTag: z
+    .string()
+    .min(1)
+    .default('meshfed-export')
+    .describe('a service is exported when any instance carries this tag, or meta `<exportTag>=true`'),
+  namespace: dnsLabel()
+    .default('default')
+    .describe('meshfed namespace for services that carry no `meshfed-namespace` meta'),
+  wait: duration().prefault('5m').describe('blocking query wait (Consul caps it at 10m)'),
+  concurrency: z
+    .number()
+    .int()
+    .min(1)
+    .max(64)
+    .default(8)
+    .describe('parallel non-blocking reads of changed services (two long polls are always open besides)'),
+  resync: duration()
+    .prefault('5m')
+    .describe('full re-read of every service, which also catches instances registered without checks'),
   backoff,
 });
 
 const kubernetesAccess = {
-  /** kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or in-cluster */
-  kubeconfig: z.string().min(1).optional(),
-  context: z.string().min(1).optional(),
-  /** use the pod's service account (KUBERNETES_SERVICE_HOST + the mounted token) */
-  inCluster: z.boolean().default(false),
+  kubeconfig: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)'),
+  context: z.string().min(1).optional().describe("kubeconfig context (default: the file's current one)"),
+  inCluster: z
+    .boolean()
+    .default(false)
+    .describe("use the pod's service account (KUBERNETES_SERVICE_HOST + the mounted token)"),
 };
 
 export const kubernetesSourceSchema = z.strictObject({
   type: z.literal('kubernetes'),
   ...kubernetesAccess,
-  /** namespaces to watch; empty = all (needs a ClusterRole) */
-  namespaces: z.array(dnsLabel()).default([]),
-  /** asked of the API server per watch; the watch is then re-opened from the last resourceVersion */
-  watchTimeout: duration().default(300_000),
-  /** a watch that delivers nothing (not even a bookmark) for this long is treated as dead */
-  idleTimeout: duration().default(600_000),
+  namespaces: z
+    .array(dnsLabel())
+    .default([])
+    .describe('namespaces to watch; empty: all (needs a ClusterRole)'),
+  watchTimeout: duration()
+    .prefault('5m')
+    .describe('asked of the API server per watch; the watch is then re-opened from the last resourceVersion'),
+  idleTimeout: duration()
+    .prefault('10m')
+    .describe('a watch that delivers nothing (not even a bookmark) for this long is treated as dead'),
   backoff,
 });
 
 export const consulSinkSchema = z.strictObject({
   type: z.literal('consul'),
   ...consulAuth,
-  /** the Consul service name of an imported service; `{name}` and `{namespace}` are replaced */
-  nameTemplate: z.string().min(1).default('{name}'),
-  /** where local apps reach imported services (the gateway's egress listener) */
-  egressAddress: hostPort('127.0.0.1').optional(),
-  tags: z.array(z.string().min(1)).default(['meshfed-imported']),
+  nameTemplate: z
+    .string()
+    .min(1)
+    .default('{name}')
+    .describe('the Consul service name of an imported service; `{name}` and `{namespace}` are replaced'),
+  egressAddress: hostPort('127.0.0.1')
+    .optional()
+    .describe(
+      'where local apps reach imported services (default: the address the egress listener is bound to; loopback for a wildcard)',
+    ),
+  tags: z.array(z.string().min(1)).default(['meshfed-imported']).describe('tags of every registration'),
   backoff,
 });
 
 export const kubernetesSinkSchema = z.strictObject({
   type: z.literal('kubernetes'),
   ...kubernetesAccess,
-  /** an IP:port routable from pods, usually the gateway pod's IP and egress port */
-  egressAddress: hostPort().optional(),
+  egressAddress: hostPort()
+    .optional()
+    .describe(
+      "an IP:port routable from pods (default: $POD_IP and the egress listener's port, else the egress listener's address)",
+    ),
   backoff,
 });
 
@@ -102,12 +142,20 @@ export const sourceConfigSchema = z.discriminatedUnion('type', [
 export const sinkConfigSchema = z.discriminatedUnion('type', [consulSinkSchema, kubernetesSinkSchema]);
 
 export const discoveryConfigSchema = z.strictObject({
-  sources: z.array(sourceConfigSchema).min(1, 'at least one discovery source is required'),
-  sinks: z.array(sinkConfigSchema).default([]),
-  /** how long the import reconciler lets catalog changes settle before applying them */
-  importDebounce: duration().default(200),
-  /** periodic full re-apply, which repairs registrations someone changed by hand */
-  resyncInterval: duration().default(300_000),
+  sources: z
+    .array(sourceConfigSchema)
+    .min(1, 'at least one discovery source is required')
+    .describe("where this cluster's services come from; several are merged"),
+  sinks: z
+    .array(sinkConfigSchema)
+    .default([])
+    .describe('where imported services are registered so local apps resolve them'),
+  importDebounce: duration()
+    .prefault('200ms')
+    .describe('how long the import reconciler lets catalog changes settle before applying them'),
+  resyncInterval: duration()
+    .prefault('5m')
+    .describe('periodic full re-apply, which repairs registrations someone changed by hand'),
 });
 
 export type DiscoveryConfig = z.output<typeof discoveryConfigSchema>;

@@ -1,10 +1,4 @@
-import {
-  type ImportedService,
-  type ImportSink,
-  type Logger,
-  MeshfedError,
-  silentLogger,
-} from '../core/index.ts';
+import { type ImportedService, type ImportSink, type Logger, MeshfedError } from '../core/index.ts';
 import type { ConsulSinkConfig } from './config.ts';
 import { ConsulApi } from './consul-client.ts';
 import { CONSUL_META } from './consul-source.ts';
@@ -15,7 +9,7 @@ export interface ConsulSinkOptions {
   gatewayId: string;
   /** where local apps reach imported services: the egress listener (config.egressAddress wins) */
   egress: { host: string; port: number };
-  log?: Logger;
+  log: Logger;
   /** parallel agent calls per apply */
   concurrency?: number;
 }
@@ -57,7 +51,7 @@ export class ConsulSink implements ImportSink {
     this.config = options.config;
     this.gatewayId = options.gatewayId;
     this.egress = options.config.egressAddress ?? options.egress;
-    this.log = (options.log ?? silentLogger()).child({ sink: 'consul' });
+    this.log = options.log.child({ sink: 'consul' });
     this.concurrency = options.concurrency ?? 16;
   }
 

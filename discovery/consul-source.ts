@@ -6,7 +6,6 @@ import {
   MeshfedError,
   PROTOCOLS,
   type Protocol,
-  silentLogger,
   z,
 } from '../core/index.ts';
 import { abortableDelay, Backoff, FailureLog } from './backoff.ts';
@@ -51,7 +50,7 @@ const DNS_LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 export interface ConsulSourceOptions {
   config: ConsulSourceConfig;
-  log?: Logger;
+  log: Logger;
 }
 
 const checksSchema = z.array(
@@ -110,7 +109,7 @@ export class ConsulSource implements EndpointSource {
 
   constructor(options: ConsulSourceOptions) {
     this.config = options.config;
-    this.log = (options.log ?? silentLogger()).child({ source: 'consul' });
+    this.log = options.log.child({ source: 'consul' });
     this.holder = new ServiceSetHolder((err) => this.log.error({ err }, 'a discovery listener threw'));
     this.failures = new FailureLog(this.log, 'reading services from Consul');
     this.readBackoff = this.backoff();

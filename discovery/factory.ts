@@ -1,12 +1,5 @@
-import { hostname } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
-import {
-  type EndpointSource,
-  type ImportSink,
-  type Logger,
-  type Registry,
-  silentLogger,
-} from '../core/index.ts';
+import type { EndpointSource, ImportSink, Logger, Registry } from '../core/index.ts';
 import { CombinedSource } from './combined-source.ts';
 import type { DiscoveryConfig } from './config.ts';
 import { registerSourceMetrics } from './metrics.ts';
@@ -15,69 +8,85 @@ import { StaticFileSource } from './static-file-source.ts';
 // The Consul and Kubernetes clients are loaded only when the config uses them: @kubernetes/client-node
 // alone adds about 70 MB to a process's resident memory, and most gateways use one kind of source.
 
-export interface DiscoveryDeps {
-  logger?: Logger;
-  registry?: Registry;
+/** What every source needs from the composition root. */
+export interface SourceDeps {
+  logger: Logger;
+  registry: Registry;
   /** relative file names in the config (static file, kubeconfig, token files) are resolved here */
-  basePath?: string;
-  /** written as the owner of every registration a sink makes; must be stable across restarts */
-  gatewayId?: string;
-  /** the egress listener, where sinks point imported services */
-  egress?: { host: string; port: number };
+  basePath: string;
 }
 
-function pathFrom(deps: DiscoveryDeps, file: string): string;
-function pathFrom(deps: DiscoveryDeps, file: string | undefined): string | undefined;
-function pathFrom(deps: DiscoveryDeps, file: string | undefined): string | undefined {
-  if (file === undefined || isAbsolute(file) || deps.basePath === undefined) return file;
-  return resolve(deps.basePath, file);
+/**
+ * What every sink needs from the composition root. Nothing here has a default: the daemon once
+ * registered imports at a default address while its egress listened elsewhere.
+ */
+export interface SinkDeps {
+  logger: Logger;
+  /** relative file names in the config (kubeconfig, token files) are resolved here */
+  basePath: string;
+  /** written as the owner of every registration a sink makes; must be stable across restarts */
+  gatewayId: string;
+  /** where apps on this host reach the egress listener (Consul registrations point here) */
+  egress: { host: string; port: number };
+  /** where pods reach the egress listener (Kubernetes EndpointSlices point here) */
+  podEgress: { host: string; port: number };
+}
+
+function pathFrom(basePath: string, file: string): string;
+function pathFrom(basePath: string, file: string | undefined): string | undefined;
+function pathFrom(basePath: string, file: string | undefined): string | undefined {
+  if (file === undefined || isAbsolute(file)) return file;
+  return resolve(basePath, file);
 }
 
 /** Builds every configured source and returns them as one (a CombinedSource, even for one). */
-export async function createSources(
-  config: DiscoveryConfig,
-  deps: DiscoveryDeps = {},
-): Promise<CombinedSource> {
-  const log = deps.logger ?? silentLogger();
+export async function createSources(config: DiscoveryConfig, deps: SourceDeps): Promise<CombinedSource> {
+  const log = deps.logger;
   const sources: EndpointSource[] = [];
   for (const s of config.sources) {
     if (s.type === 'static')
-      sources.push(new StaticFileSource({ file: pathFrom(deps, s.file), debounceMs: s.debounce, log }));
+      sources.push(
+        new StaticFileSource({ file: pathFrom(deps.basePath, s.file), debounceMs: s.debounce, log }),
+      );
     else if (s.type === 'consul') {
       const { ConsulSource } = await import('./consul-source.ts');
-      sources.push(new ConsulSource({ config: { ...s, tokenFile: pathFrom(deps, s.tokenFile) }, log }));
+      sources.push(
+        new ConsulSource({ config: { ...s, tokenFile: pathFrom(deps.basePath, s.tokenFile) }, log }),
+      );
     } else {
       const { KubernetesSource } = await import('./kubernetes-source.ts');
-      sources.push(new KubernetesSource({ config: { ...s, kubeconfig: pathFrom(deps, s.kubeconfig) }, log }));
+      sources.push(
+        new KubernetesSource({ config: { ...s, kubeconfig: pathFrom(deps.basePath, s.kubeconfig) }, log }),
+      );
     }
   }
-  if (deps.registry) registerSourceMetrics(deps.registry, sources);
+  registerSourceMetrics(deps.registry, sources);
   return new CombinedSource(sources, log);
 }
 
 /** Builds every configured sink; the ImportReconciler drives them. */
-export async function createSinks(config: DiscoveryConfig, deps: DiscoveryDeps = {}): Promise<ImportSink[]> {
-  const log = deps.logger ?? silentLogger();
-  const gatewayId = deps.gatewayId ?? hostname();
-  const egress = deps.egress ?? { host: '127.0.0.1', port: 15001 };
+export async function createSinks(config: DiscoveryConfig, deps: SinkDeps): Promise<ImportSink[]> {
+  const { logger: log, gatewayId } = deps;
   const sinks: ImportSink[] = [];
   for (const s of config.sinks) {
     if (s.type === 'consul') {
       const { ConsulSink } = await import('./consul-sink.ts');
       sinks.push(
-        new ConsulSink({ config: { ...s, tokenFile: pathFrom(deps, s.tokenFile) }, gatewayId, egress, log }),
+        new ConsulSink({
+          config: { ...s, tokenFile: pathFrom(deps.basePath, s.tokenFile) },
+          gatewayId,
+          egress: deps.egress,
+          log,
+        }),
       );
       continue;
     }
-    // in a pod the egress is reachable at the pod IP (Downward API POD_IP), not at loopback
-    const podIp = process.env.POD_IP;
-    const kubeEgress = podIp ? { host: podIp, port: egress.port } : egress;
     const { KubernetesSink } = await import('./kubernetes-sink.ts');
     sinks.push(
       new KubernetesSink({
-        config: { ...s, kubeconfig: pathFrom(deps, s.kubeconfig) },
+        config: { ...s, kubeconfig: pathFrom(deps.basePath, s.kubeconfig) },
         gatewayId,
-        egress: kubeEgress,
+        egress: deps.podEgress,
         log,
       }),
     );

@@ -7,7 +7,6 @@ import {
   type RemoteServiceInstance,
   type ServicePort,
   serviceKey,
-  silentLogger,
 } from '../core/index.ts';
 import { Backoff } from './backoff.ts';
 import { type ImportMetrics, importMetrics } from './metrics.ts';
@@ -56,17 +55,17 @@ export interface ImportReconcilerOptions {
   sinks: readonly ImportSink[];
   /** this cluster's name: its own entries are never imported */
   cluster: string;
-  logger?: Logger;
+  logger: Logger;
   /** lets the federated view fill before the first apply, so a restart does not withdraw and
    * re-add every import while the catalog is still loading (ms) */
   initialDelayMs?: number;
-  /** quiet period that coalesces bursts of catalog changes (ms) */
-  debounceMs?: number;
-  /** periodic full re-apply (ms); 0 turns it off */
-  resyncMs?: number;
+  /** quiet period that coalesces bursts of catalog changes (ms; `discovery.importDebounce`) */
+  debounceMs: number;
+  /** periodic full re-apply (ms; `discovery.resyncInterval`); 0 turns it off */
+  resyncMs: number;
   backoff?: { minMs?: number; maxMs?: number };
-  /** meshfed_discovery_imports and meshfed_discovery_applies_total go here when given */
-  registry?: Registry;
+  /** where meshfed_discovery_imports and meshfed_discovery_applies_total are registered */
+  registry: Registry;
 }
 
 interface SinkState {
@@ -94,7 +93,7 @@ export class ImportReconciler {
   private readonly resyncMs: number;
   private readonly initialDelayMs: number;
   private readonly sinks: SinkState[];
-  private readonly metrics: ImportMetrics | undefined;
+  private readonly metrics: ImportMetrics;
   private desired: ImportedService[] = [];
   private desiredDigest = '';
   private unsubscribe: (() => void) | undefined;
@@ -116,11 +115,11 @@ export class ImportReconciler {
   constructor(options: ImportReconcilerOptions) {
     this.view = options.catalog;
     this.initialDelayMs = options.initialDelayMs ?? 0;
-    this.metrics = options.registry ? importMetrics(options.registry) : undefined;
+    this.metrics = importMetrics(options.registry);
     this.cluster = options.cluster;
-    this.log = options.logger ?? silentLogger();
-    this.debounceMs = options.debounceMs ?? 200;
-    this.resyncMs = options.resyncMs ?? 300_000;
+    this.log = options.logger;
+    this.debounceMs = options.debounceMs;
+    this.resyncMs = options.resyncMs;
     this.sinks = options.sinks.map((sink) => ({
       sink,
       backoff: new Backoff({ minMs: options.backoff?.minMs ?? 250, maxMs: options.backoff?.maxMs ?? 30_000 }),
@@ -253,12 +252,12 @@ export class ImportReconciler {
       s.applied = digest;
       s.backoff.reset();
       s.lastTerminal = undefined;
-      this.metrics?.imports.set({ sink: s.sink.name }, set.length);
-      this.metrics?.applies.inc({ sink: s.sink.name, result: 'ok' });
+      this.metrics.imports.set({ sink: s.sink.name }, set.length);
+      this.metrics.applies.inc({ sink: s.sink.name, result: 'ok' });
       this.log.debug({ sink: s.sink.name, services: set.length }, 'imports applied');
     } catch (err) {
       const retryable = (err as { retryable?: unknown }).retryable === true;
-      this.metrics?.applies.inc({ sink: s.sink.name, result: retryable ? 'retryable' : 'terminal' });
+      this.metrics.applies.inc({ sink: s.sink.name, result: retryable ? 'retryable' : 'terminal' });
       if (retryable && !this.stopped) {
         const delay = s.backoff.next();
         if (s.backoff.attempts === 1 || s.backoff.attempts % 10 === 0) {

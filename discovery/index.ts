@@ -38,5 +38,5 @@ export {
   kubernetesSourceSchema,
   staticSourceSchema,
 } from './config.ts';
-export { createSinks, createSources, type DiscoveryDeps } from './factory.ts';
+export { createSinks, createSources, type SinkDeps, type SourceDeps } from './factory.ts';
 export { type ImportMetrics, importMetrics, registerSourceMetrics } from './metrics.ts';

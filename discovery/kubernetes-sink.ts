@@ -1,13 +1,7 @@
 import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
-import {
-  type ImportedService,
-  type ImportSink,
-  type Logger,
-  MeshfedError,
-  silentLogger,
-} from '../core/index.ts';
+import { type ImportedService, type ImportSink, type Logger, MeshfedError } from '../core/index.ts';
 import type { KubernetesSinkConfig } from './config.ts';
 import { runAll } from './consul-sink.ts';
 import type { KubeItem } from './kube-list-watch.ts';
@@ -25,7 +19,7 @@ export interface KubernetesSinkOptions {
   gatewayId: string;
   /** the egress listener; must be routable from pods (config.egressAddress wins) */
   egress: { host: string; port: number };
-  log?: Logger;
+  log: Logger;
   kubeConfig?: KubeConfig;
   concurrency?: number;
   /** per API call (ms); a hung API server turns into a retryable error */
@@ -74,7 +68,7 @@ export class KubernetesSink implements ImportSink {
     this.config = options.config;
     this.gatewayId = options.gatewayId;
     this.egress = options.config.egressAddress ?? options.egress;
-    this.log = (options.log ?? silentLogger()).child({ sink: 'kubernetes' });
+    this.log = options.log.child({ sink: 'kubernetes' });
     this.concurrency = options.concurrency ?? 8;
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.kc = options.kubeConfig;

@@ -1,13 +1,5 @@
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
-import {
-  type Endpoint,
-  type EndpointSource,
-  type LocalService,
-  type Logger,
-  type Protocol,
-  type ServicePort,
-  silentLogger,
-} from '../core/index.ts';
+import type { Endpoint, EndpointSource, LocalService, Logger, Protocol, ServicePort } from '../core/index.ts';
 import { FailureLog } from './backoff.ts';
 import type { KubernetesSourceConfig } from './config.ts';
 import { type KubeItem, type KubeList, ListWatch } from './kube-list-watch.ts';
@@ -61,7 +53,7 @@ export function protocolOf(p: K8sServicePort): Protocol {
 
 export interface KubernetesSourceOptions {
   config: KubernetesSourceConfig;
-  log?: Logger;
+  log: Logger;
   /** an already loaded KubeConfig (tests, or a composition root that shares one) */
   kubeConfig?: KubeConfig;
 }
@@ -90,7 +82,7 @@ export class KubernetesSource implements EndpointSource {
 
   constructor(options: KubernetesSourceOptions) {
     this.config = options.config;
-    this.log = (options.log ?? silentLogger()).child({ source: 'kubernetes' });
+    this.log = options.log.child({ source: 'kubernetes' });
     this.holder = new ServiceSetHolder((err) => this.log.error({ err }, 'a discovery listener threw'));
     this.failures = new FailureLog(this.log, 'watching the Kubernetes API');
     this.kc = options.kubeConfig;

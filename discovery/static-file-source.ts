@@ -9,7 +9,6 @@ import {
   MeshfedError,
   parseConfigText,
   type ServiceRef,
-  silentLogger,
   toMeshfedError,
 } from '../core/index.ts';
 import { type StaticFile, staticFileSchema } from './config.ts';
@@ -17,9 +16,9 @@ import { ServiceSetHolder } from './service-set.ts';
 
 export interface StaticFileSourceOptions {
   file: string;
-  log?: Logger;
+  log: Logger;
   /** quiet period after the last change event before the file is re-read (ms) */
-  debounceMs?: number;
+  debounceMs: number;
 }
 
 /** Turns a validated file into the services it declares. */
@@ -64,8 +63,8 @@ export class StaticFileSource implements EndpointSource {
 
   constructor(options: StaticFileSourceOptions) {
     this.file = options.file;
-    this.log = (options.log ?? silentLogger()).child({ source: 'static', file: options.file });
-    this.debounceMs = options.debounceMs ?? 100;
+    this.log = options.log.child({ source: 'static', file: options.file });
+    this.debounceMs = options.debounceMs;
     this.holder = new ServiceSetHolder((err) => this.log.error({ err }, 'a discovery listener threw'));
   }
 

@@ -1,4 +1,4 @@
-import { duration, hostPort, z } from '../core/index.ts';
+import { cidr, duration, hostPort, z } from '../core/index.ts';
 
 export const TUNNEL_ALPN = 'meshfed-tunnel/1';
 
@@ -12,21 +12,15 @@ export const gatewayConfigSchema = z
   .strictObject({
     listeners: z
       .strictObject({
-        eastWest: hostPort()
-          .default({ host: '0.0.0.0', port: 15443 })
-          .describe('mTLS listener other gateways dial'),
+        eastWest: hostPort().prefault('0.0.0.0:15443').describe('mTLS listener other gateways dial'),
         egress: hostPort('127.0.0.1')
-          .default({ host: '127.0.0.1', port: 15001 })
+          .prefault('127.0.0.1:15001')
           .describe('plain HTTP/1.1 and h2c listener for local apps'),
         admin: hostPort('127.0.0.1')
-          .default({ host: '127.0.0.1', port: 15000 })
+          .prefault('127.0.0.1:15000')
           .describe('/healthz, /readyz, /metrics, /debug/*'),
       })
-      .default({
-        eastWest: { host: '0.0.0.0', port: 15443 },
-        egress: { host: '127.0.0.1', port: 15001 },
-        admin: { host: '127.0.0.1', port: 15000 },
-      }),
+      .prefault({}),
     tcpPorts: z
       .array(tcpPortSchema)
       .default([])
@@ -34,8 +28,8 @@ export const gatewayConfigSchema = z
     egress: z
       .strictObject({
         trustedNetworks: z
-          .array(z.string())
-          .default(['127.0.0.0/8', '::1/128'])
+          .array(cidr())
+          .prefault(['127.0.0.0/8', '::1/128'])
           .describe('CIDRs allowed to use the egress listener (checked before anything else)'),
         clientAuth: z
           .enum(['none', 'optional', 'required'])
@@ -44,7 +38,7 @@ export const gatewayConfigSchema = z
             'workload mTLS on the egress listener: none (plain HTTP/h2c only); optional (TLS callers that present a workload certificate are identified, plain callers are not); required (every request needs a verified workload certificate of this cluster, else 403)',
           ),
       })
-      .default({ trustedNetworks: ['127.0.0.0/8', '::1/128'], clientAuth: 'none' }),
+      .prefault({}),
     limits: z
       .strictObject({
         maxConnections: z
@@ -77,7 +71,7 @@ export const gatewayConfigSchema = z
           .min(1024)
           .default(32 * 1024),
         headersTimeout: duration()
-          .default(10_000)
+          .prefault('10s')
           .describe('slowloris guard: the whole header block within this'),
         maxConcurrentStreams: z.number().int().min(1).default(256).describe('HTTP/2 streams per connection'),
         maxResetsPerSecond: z
@@ -86,24 +80,14 @@ export const gatewayConfigSchema = z
           .min(1)
           .default(200)
           .describe('HTTP/2 rapid-reset guard per connection'),
-        helloTimeout: duration().default(5_000).describe('east-west: the TLS ClientHello within this'),
+        helloTimeout: duration().prefault('5s').describe('east-west: the TLS ClientHello within this'),
         sessionIdleTimeout: duration()
-          .default(300_000)
+          .prefault('5m')
           .describe(
             'HTTP/2 sessions (tunnel, h2c, egress TLS) with no frames for this long are closed gracefully (GOAWAY; open streams finish). 0: never. A session must open its first stream within headersTimeout',
           ),
       })
-      .default({
-        maxConnections: 10_000,
-        maxTotalConnections: 20_000,
-        listenBacklog: 1024,
-        maxHeaderBytes: 32 * 1024,
-        headersTimeout: 10_000,
-        maxConcurrentStreams: 256,
-        maxResetsPerSecond: 200,
-        helloTimeout: 5_000,
-        sessionIdleTimeout: 300_000,
-      }),
+      .prefault({}),
     headersWithUnderscores: z
       .enum(['allow', 'drop-header', 'reject-request'])
       .default('allow')
@@ -132,29 +116,6 @@ export const gatewayConfigSchema = z
         "a tunnel session serves at most this many requests, then closes once they finish and the next request dials anew (Envoy's max_requests_per_connection). 1: a new TCP+TLS connection per request, TLS sessions resumed. 0: no limit",
       ),
   })
-  .default({
-    listeners: {
-      eastWest: { host: '0.0.0.0', port: 15443 },
-      egress: { host: '127.0.0.1', port: 15001 },
-      admin: { host: '127.0.0.1', port: 15000 },
-    },
-    tcpPorts: [],
-    egress: { trustedNetworks: ['127.0.0.0/8', '::1/128'], clientAuth: 'none' },
-    limits: {
-      maxConnections: 10_000,
-      maxTotalConnections: 20_000,
-      listenBacklog: 1024,
-      maxHeaderBytes: 32 * 1024,
-      headersTimeout: 10_000,
-      maxConcurrentStreams: 256,
-      maxResetsPerSecond: 200,
-      helloTimeout: 5_000,
-      sessionIdleTimeout: 300_000,
-    },
-    headersWithUnderscores: 'allow',
-    adminAllowedHosts: [],
-    tunnelConnectionsPerGateway: 2,
-    tunnelMaxRequestsPerConnection: 0,
-  });
+  .prefault({});
 
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;

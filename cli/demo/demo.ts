@@ -6,13 +6,9 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { createRoot, issueIntermediate } from '../../ca/index.ts';
-import {
-  freePort,
-  MeshfedError,
-  type NatsSupercluster,
-  startNatsSupercluster,
-  waitFor,
-} from '../../core/index.ts';
+import { MeshfedError, waitFor } from '../../core/index.ts';
+import { freePort } from './free-port.ts';
+import { type NatsSupercluster, startNatsSupercluster } from './nats-topology.ts';
 import { AdminClient } from '../admin/admin-client.ts';
 import {
   DEMO_CLUSTERS,

@@ -11,7 +11,7 @@ import {
   TrustBundle,
   verify,
 } from '../../ca/index.ts';
-import { waitFor } from '../../core/index.ts';
+import { waitFor, silentLogger } from '../../core/index.ts';
 import { scratchDir } from './helpers.ts';
 
 let root: CaMaterial;
@@ -41,6 +41,7 @@ function rotated(src: CertificateSource, timeoutMs: number): Promise<IssuedLeaf>
 test('renews at 2/3 of the life, emits rotated, and the old leaf still verifies during the overlap', async () => {
   const calls: number[] = [];
   const src = new CertificateSource({
+    logger: silentLogger(),
     issue: () => {
       calls.push(Date.now());
       return issueLeaf(east, { kind: 'gateway', name: 'gw-1', ttlMs: 4500, notBefore: new Date() });
@@ -71,6 +72,7 @@ test('renews at 2/3 of the life, emits rotated, and the old leaf still verifies 
 test('a failed renewal emits error, keeps the current leaf, and is retried', async () => {
   let calls = 0;
   const src = new CertificateSource({
+    logger: silentLogger(),
     issue: async () => {
       calls++;
       if (calls === 2) throw new Error('CA unreachable');
@@ -94,11 +96,12 @@ test('a failed renewal emits error, keeps the current leaf, and is retried', asy
 });
 
 test('current() before start() and a bad renewAt are usage errors', () => {
-  const src = new CertificateSource({ issue: shortLeaf, bundle: () => bundle });
+  const src = new CertificateSource({ logger: silentLogger(), issue: shortLeaf, bundle: () => bundle });
   expect(() => src.current()).toThrow(expect.objectContaining({ code: 'MESHFED_INTERNAL' }));
-  expect(() => new CertificateSource({ issue: shortLeaf, bundle: () => bundle, renewAt: 1.5 })).toThrow(
-    expect.objectContaining({ code: 'MESHFED_USAGE' }),
-  );
+  expect(
+    () =>
+      new CertificateSource({ logger: silentLogger(), issue: shortLeaf, bundle: () => bundle, renewAt: 1.5 }),
+  ).toThrow(expect.objectContaining({ code: 'MESHFED_USAGE' }));
 });
 
 test('fromFiles re-reads files replaced by rename and ignores a half-written pair', async () => {
@@ -114,7 +117,13 @@ test('fromFiles re-reads files replaced by rename and ignores a half-written pai
   put(certFile, a.chainPem);
   put(keyFile, a.keyPem);
   put(bundleFile, root.certPem);
-  const src = CertificateSource.fromFiles({ certFile, keyFile, bundleFile, pollMs: 50 });
+  const src = CertificateSource.fromFiles({
+    logger: silentLogger(),
+    certFile,
+    keyFile,
+    bundleFile,
+    pollMs: 50,
+  });
   const errors: { code: string }[] = [];
   src.on('error', (e) => errors.push(e));
   try {
@@ -141,7 +150,12 @@ test('fromFiles re-reads files replaced by rename and ignores a half-written pai
 });
 
 test('rotated fires for every renewal while listeners swap TLS contexts', async () => {
-  const src = new CertificateSource({ issue: shortLeaf, bundle: () => bundle, renewAt: 0.3 });
+  const src = new CertificateSource({
+    logger: silentLogger(),
+    issue: shortLeaf,
+    bundle: () => bundle,
+    renewAt: 0.3,
+  });
   try {
     await src.start();
     const [leaf] = (await Promise.race([

@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
+  cidr,
   duration,
   hostPort,
   loadConfigFile,
@@ -166,5 +167,32 @@ describe('value parsers', () => {
     ['orders.shop.svc.clusterset.local:0', undefined],
   ])('parseClustersetHost(%j)', (input, expected) => {
     expect(parseClustersetHost(input)).toEqual(expected);
+  });
+});
+
+describe('cidr()', () => {
+  test.each([
+    ['10.0.0.0/8', '10.0.0.0/8'],
+    ['10.0.0.7', '10.0.0.7/32'],
+    [' 192.168.1.0/24 ', '192.168.1.0/24'],
+    ['0.0.0.0/0', '0.0.0.0/0'],
+    ['fd00::/8', 'fd00::/8'],
+    ['::1', '::1/128'],
+  ])('%s is %s', (input, output) => {
+    expect(cidr().parse(input)).toBe(output);
+  });
+
+  test.each([
+    '10.0.0.0/33',
+    '::/129',
+    '10.0.0.0/-1',
+    '10.0.0.0/8/8',
+    '10.0.0/8',
+    'example.com/8',
+    '10.0.0.0/',
+    '',
+  ])('%j is refused with a config problem, not a Node error', (input) => {
+    const r = cidr().safeParse(input);
+    expect(r.success).toBe(false);
   });
 });

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
-import { createRegistry, isMeshfedError, parseConfig } from '../../core/index.ts';
+import { createRegistry, isMeshfedError, parseConfig, silentLogger } from '../../core/index.ts';
 import {
   createSinks,
   createSources,
@@ -83,10 +83,20 @@ describe('discoveryConfigSchema', () => {
       { source: 'gateway.yaml' },
     );
     const registry = createRegistry();
-    const combined = await createSources(cfg, { basePath: '/etc/meshfed', registry });
+    const combined = await createSources(cfg, { logger: silentLogger(), basePath: '/etc/meshfed', registry });
     expect(registry.getSingleMetric('meshfed_discovery_services')).toBeDefined();
     expect(combined.name).toBe('static+consul');
     expect((combined.sources[0] as unknown as { file: string }).file).toBe('/etc/meshfed/services.yaml');
-    expect((await createSinks(cfg, { gatewayId: 'g' })).map((s) => s.name)).toEqual(['consul', 'kubernetes']);
+    expect(
+      (
+        await createSinks(cfg, {
+          logger: silentLogger(),
+          basePath: '/etc/meshfed',
+          gatewayId: 'g',
+          egress: { host: '127.0.0.1', port: 15001 },
+          podEgress: { host: '10.0.0.5', port: 15001 },
+        })
+      ).map((s) => s.name),
+    ).toEqual(['consul', 'kubernetes']);
   });
 });

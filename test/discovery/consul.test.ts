@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type LocalService, waitFor } from '../../core/index.ts';
+import { type LocalService, waitFor, silentLogger } from '../../core/index.ts';
 import { consulSinkSchema, consulSourceSchema } from '../../discovery/index.ts';
 import { nextBlockingIndex } from '../../discovery/consul-client.ts';
 import { ConsulSink } from '../../discovery/consul-sink.ts';
@@ -70,7 +70,7 @@ describe('ConsulSource against the Consul double', () => {
     consul.register({ id: 'internal-1', service: 'internal', port: 7000 });
     // an import registered by some meshfed sink must never be re-exported
     consul.register({ id: 'imp', service: 'remote', port: 15001, meta: { [CONSUL_META.managed]: 'true' } });
-    const src = new ConsulSource({ config: sourceConfig(consul) });
+    const src = new ConsulSource({ log: silentLogger(), config: sourceConfig(consul) });
     await src.start();
     try {
       await waitFor(() => src.synced && find(src, 'payments'), { what: 'the first sync' });
@@ -101,7 +101,7 @@ describe('ConsulSource against the Consul double', () => {
   test('300 services use a bounded number of connections (Consul allows 200 per client)', async () => {
     for (let i = 0; i < 300; i++)
       consul.register({ id: `s-${i}`, service: `s-${i}`, port: 1000, tags: ['meshfed-export'] });
-    const src = new ConsulSource({ config: sourceConfig(consul, { concurrency: 4 }) });
+    const src = new ConsulSource({ log: silentLogger(), config: sourceConfig(consul, { concurrency: 4 }) });
     await src.start();
     try {
       await waitFor(() => src.synced && src.current().length === 300, {
@@ -128,7 +128,7 @@ describe('ConsulSource against the Consul double', () => {
       tags: ['meshfed-export'],
       address: '10.0.0.1',
     });
-    const src = new ConsulSource({ config: sourceConfig(consul, { resync: '1h' }) });
+    const src = new ConsulSource({ log: silentLogger(), config: sourceConfig(consul, { resync: '1h' }) });
     await src.start();
     try {
       await waitFor(() => src.synced && find(src, 'alpha'));
@@ -152,7 +152,7 @@ describe('ConsulSource against the Consul double', () => {
 
   test('an index that goes backwards (snapshot restore) is reset and changes keep flowing', async () => {
     consul.register({ id: 'a-1', service: 'alpha', port: 1000, tags: ['meshfed-export'] });
-    const src = new ConsulSource({ config: sourceConfig(consul) });
+    const src = new ConsulSource({ log: silentLogger(), config: sourceConfig(consul) });
     await src.start();
     try {
       await waitFor(() => find(src, 'alpha'));
@@ -232,7 +232,7 @@ describe('ConsulSource against the Consul double', () => {
 
   test('the agent restarted on the same port: last set kept while down, changes seen after', async () => {
     consul.register({ id: 'a-1', service: 'alpha', port: 1000, tags: ['meshfed-export'] });
-    const src = new ConsulSource({ config: sourceConfig(consul) });
+    const src = new ConsulSource({ log: silentLogger(), config: sourceConfig(consul) });
     await src.start();
     try {
       await waitFor(() => find(src, 'alpha'));
@@ -260,6 +260,7 @@ describe('ConsulSink against the Consul double', () => {
 
   function sink(gatewayId = 'east-gw-1') {
     return new ConsulSink({
+      log: silentLogger(),
       config: consulSinkSchema.parse({
         type: 'consul',
         address: `127.0.0.1:${consul.port}`,
@@ -362,6 +363,7 @@ describe('ConsulSink against the Consul double', () => {
 
   test('a refused token is a FORBIDDEN, non-retryable error; an unreachable agent is retryable', async () => {
     const bad = new ConsulSink({
+      log: silentLogger(),
       config: consulSinkSchema.parse({ type: 'consul', address: `127.0.0.1:${consul.port}`, token: 'nope' }),
       gatewayId: 'g',
       egress: { host: '127.0.0.1', port: 15001 },

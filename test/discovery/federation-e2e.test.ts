@@ -10,7 +10,9 @@ import { ConsulSink } from '../../discovery/consul-sink.ts';
 import { ConsulSource } from '../../discovery/consul-source.ts';
 import { KubernetesSink } from '../../discovery/kubernetes-sink.ts';
 import { KubernetesSource } from '../../discovery/kubernetes-source.ts';
-import { type NatsServerProcess, startNatsServer, waitFor } from '../../core/index.ts';
+import { waitFor, createRegistry, silentLogger } from '../../core/index.ts';
+import type { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
+import { startNatsServer } from '../../cli/demo/nats-topology.ts';
 import type { FederationNode } from '../../federation/index.ts';
 import { ConsulDouble } from '../doubles/consul-double.ts';
 import { KubeDouble } from '../doubles/kube-double.ts';
@@ -36,36 +38,45 @@ beforeAll(async () => {
   await Promise.all([eastConsul.start(), eastKube.start(), westConsul.start(), westKube.start()]);
   eastKube.namespaces.add('shop');
   westKube.namespaces.add('shop');
-  eastSource = new CombinedSource([
-    new ConsulSource({
-      config: consulSourceSchema.parse({
-        type: 'consul',
-        address: `127.0.0.1:${eastConsul.port}`,
-        namespace: 'shop',
-        wait: '2s',
-        backoff: { min: '20ms', max: '200ms' },
+  eastSource = new CombinedSource(
+    [
+      new ConsulSource({
+        log: silentLogger(),
+        config: consulSourceSchema.parse({
+          type: 'consul',
+          address: `127.0.0.1:${eastConsul.port}`,
+          namespace: 'shop',
+          wait: '2s',
+          backoff: { min: '20ms', max: '200ms' },
+        }),
       }),
-    }),
-    new KubernetesSource({
-      config: kubernetesSourceSchema.parse({ type: 'kubernetes', backoff: { min: '20ms', max: '200ms' } }),
-      kubeConfig: kubeConfigFor(eastKube),
-    }),
-  ]);
+      new KubernetesSource({
+        log: silentLogger(),
+        config: kubernetesSourceSchema.parse({ type: 'kubernetes', backoff: { min: '20ms', max: '200ms' } }),
+        kubeConfig: kubeConfigFor(eastKube),
+      }),
+    ],
+    silentLogger(),
+  );
   await eastSource.start();
   east = await startNode({ pki, cluster: 'east', servers: [nats.url], source: eastSource });
   west = await startNode({ pki, cluster: 'west', servers: [nats.url] });
   reconciler = new ImportReconciler({
+    logger: silentLogger(),
+    registry: createRegistry(),
     catalog: west,
     cluster: 'west',
     debounceMs: 20,
     resyncMs: 0,
     sinks: [
       new ConsulSink({
+        log: silentLogger(),
         config: consulSinkSchema.parse({ type: 'consul', address: `127.0.0.1:${westConsul.port}` }),
         gatewayId: 'west-gw-1',
         egress: { host: '127.0.0.1', port: 15001 },
       }),
       new KubernetesSink({
+        log: silentLogger(),
         config: kubernetesSinkSchema.parse({ type: 'kubernetes' }),
         gatewayId: 'west-gw-1',
         egress: { host: '10.20.0.5', port: 15001 },

@@ -4,6 +4,7 @@ import {
   type ImportSink,
   MeshfedError,
   waitFor,
+  silentLogger,
 } from '../../core/index.ts';
 import { computeImports, ImportReconciler } from '../../discovery/index.ts';
 import { MemoryCatalog } from '../doubles/memory-catalog.ts';
@@ -74,6 +75,8 @@ describe('ImportReconciler', () => {
     const view = new MemoryCatalog();
     const sink = new RecordingSink();
     const rec = new ImportReconciler({
+      logger: silentLogger(),
+      registry: createRegistry(),
       catalog: view,
       sinks: [sink],
       cluster: 'east',
@@ -105,6 +108,7 @@ describe('ImportReconciler', () => {
     );
     const registry = createRegistry();
     const rec = new ImportReconciler({
+      logger: silentLogger(),
       catalog: view,
       sinks: [sink],
       cluster: 'east',
@@ -140,6 +144,8 @@ describe('ImportReconciler', () => {
     const view = new MemoryCatalog();
     const sink = new RecordingSink();
     const rec = new ImportReconciler({
+      logger: silentLogger(),
+      registry: createRegistry(),
       catalog: view,
       sinks: [sink],
       cluster: 'east',
@@ -158,6 +164,8 @@ describe('ImportReconciler', () => {
     const view = new MemoryCatalog();
     const sink = new RecordingSink();
     const rec = new ImportReconciler({
+      logger: silentLogger(),
+      registry: createRegistry(),
       catalog: view,
       sinks: [sink],
       cluster: 'east',

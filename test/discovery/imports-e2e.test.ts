@@ -1,4 +1,4 @@
-import { waitFor } from '../../core/index.ts';
+import { waitFor, createRegistry, silentLogger } from '../../core/index.ts';
 import { consulSinkSchema, ImportReconciler, kubernetesSinkSchema } from '../../discovery/index.ts';
 import { ConsulSink } from '../../discovery/consul-sink.ts';
 import { KubernetesSink } from '../../discovery/kubernetes-sink.ts';
@@ -18,6 +18,8 @@ describe('imports: catalog view → ImportReconciler → Consul and Kubernetes s
     await kube.start();
     const view = new MemoryCatalog();
     const rec = new ImportReconciler({
+      logger: silentLogger(),
+      registry: createRegistry(),
       catalog: view,
       cluster: 'east',
       debounceMs: 20,
@@ -25,11 +27,13 @@ describe('imports: catalog view → ImportReconciler → Consul and Kubernetes s
       backoff: { minMs: 20, maxMs: 200 },
       sinks: [
         new ConsulSink({
+          log: silentLogger(),
           config: consulSinkSchema.parse({ type: 'consul', address: `127.0.0.1:${consul.port}` }),
           gatewayId: 'east-gw',
           egress: { host: '127.0.0.1', port: 15001 },
         }),
         new KubernetesSink({
+          log: silentLogger(),
           config: kubernetesSinkSchema.parse({ type: 'kubernetes' }),
           gatewayId: 'east-gw',
           egress: { host: '10.0.0.5', port: 15001 },

@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isMeshfedError, type LocalService, waitFor } from '../../core/index.ts';
+import { isMeshfedError, type LocalService, waitFor, silentLogger } from '../../core/index.ts';
 import { kubernetesSourceSchema } from '../../discovery/index.ts';
 import { loadKubeConfig } from '../../discovery/kubernetes-client.ts';
 import { KubernetesSource, protocolOf } from '../../discovery/kubernetes-source.ts';
@@ -67,7 +67,7 @@ describe('KubernetesSource against the API double', () => {
       slice('shop', 'billing', [{ ip: '10.1.1.1', ready: true }], { portName: 'grpc', port: 9091 }),
     );
     kube.put('services', service('shop', 'internal'));
-    src = new KubernetesSource({ config: config(), kubeConfig: kubeConfigFor(kube) });
+    src = new KubernetesSource({ log: silentLogger(), config: config(), kubeConfig: kubeConfigFor(kube) });
     await src.start();
     const s = src;
     await waitFor(() => s.synced && find(s, 'shop', 'billing'), { what: 'the first sync' });
@@ -97,7 +97,7 @@ describe('KubernetesSource against the API double', () => {
 
   test('410 Gone after compaction re-lists, and nothing is missed', async () => {
     kube.put('services', service('shop', 'a', { annotations: { 'meshfed.io/export': 'true' } }));
-    src = new KubernetesSource({ config: config(), kubeConfig: kubeConfigFor(kube) });
+    src = new KubernetesSource({ log: silentLogger(), config: config(), kubeConfig: kubeConfigFor(kube) });
     await src.start();
     const s = src;
     await waitFor(() => find(s, 'shop', 'a'));
@@ -116,7 +116,7 @@ describe('KubernetesSource against the API double', () => {
 
   test('410 as an HTTP status is handled the same way', async () => {
     kube.gone410AsHttp = true;
-    src = new KubernetesSource({ config: config(), kubeConfig: kubeConfigFor(kube) });
+    src = new KubernetesSource({ log: silentLogger(), config: config(), kubeConfig: kubeConfigFor(kube) });
     await src.start();
     const s = src;
     await waitFor(() => s.synced);
@@ -128,7 +128,7 @@ describe('KubernetesSource against the API double', () => {
   });
 
   test('a dropped stream resumes from the last resourceVersion without missing or duplicating', async () => {
-    src = new KubernetesSource({ config: config(), kubeConfig: kubeConfigFor(kube) });
+    src = new KubernetesSource({ log: silentLogger(), config: config(), kubeConfig: kubeConfigFor(kube) });
     const seen: string[] = [];
     src.onChange((set) => seen.push(set.map((x) => x.name).join(',')));
     await src.start();
@@ -199,7 +199,11 @@ describe('KubernetesSource against the API double', () => {
   test('a cluster without the MCS CRDs still works (annotation only)', async () => {
     kube.mcsInstalled = false;
     kube.put('services', service('shop', 'a', { annotations: { 'meshfed.io/export': 'true' } }));
-    src = new KubernetesSource({ config: config({ namespaces: ['shop'] }), kubeConfig: kubeConfigFor(kube) });
+    src = new KubernetesSource({
+      log: silentLogger(),
+      config: config({ namespaces: ['shop'] }),
+      kubeConfig: kubeConfigFor(kube),
+    });
     await src.start();
     const s = src;
     await waitFor(() => s.synced && find(s, 'shop', 'a')?.exported);
@@ -210,7 +214,10 @@ describe('KubernetesSource against the API double', () => {
     const file = join(dir, 'kubeconfig');
     writeFileSync(file, kubeconfigYaml(kube));
     kube.put('services', service('default', 'web'));
-    src = new KubernetesSource({ config: config({ kubeconfig: file, context: 'double' }) });
+    src = new KubernetesSource({
+      log: silentLogger(),
+      config: config({ kubeconfig: file, context: 'double' }),
+    });
     await src.start();
     const s = src;
     await waitFor(() => find(s, 'default', 'web'), { what: 'a sync through the kubeconfig file' });

@@ -1,10 +1,7 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { connect } from '@nats-io/transport-node';
-import { freePort, waitFor } from '../../core/index.ts';
+import { waitFor } from '../../core/index.ts';
+import { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
 import type { FederationNode } from '../../federation/index.ts';
 import { ListSource, makePki, service, startNode } from '../federation/helpers.ts';
 
@@ -18,27 +15,22 @@ function userBlock(cluster: string): string {
   return text.slice(start + 'users: ['.length, end).trim();
 }
 
-let server: ChildProcess;
+let server: NatsServerProcess;
 let url: string;
 const nodes: FederationNode[] = [];
 
 beforeAll(async () => {
-  const port = await freePort();
-  const dir = mkdtempSync(join(tmpdir(), 'meshfed-nats-perm-'));
-  const conf = join(dir, 'nats.conf');
-  writeFileSync(
-    conf,
-    `listen: 127.0.0.1:${port}\nauthorization {\n  users: [\n${userBlock('east')}\n${userBlock('west')}\n  ]\n}\n`,
-  );
-  server = spawn('nats-server', ['-c', conf], {
+  server = new NatsServerProcess({
+    name: 'perm',
+    extraConfig: `authorization {\n  users: [\n${userBlock('east')}\n${userBlock('west')}\n  ]\n}`,
     env: {
       ...process.env,
       MESHFED_EAST_NATS_PASSWORD: 'east-secret',
       MESHFED_WEST_NATS_PASSWORD: 'west-secret',
     },
-    stdio: 'ignore',
   });
-  url = `nats://127.0.0.1:${port}`;
+  await server.start();
+  url = server.url;
   await waitFor(
     async () => {
       const nc = await connect({
@@ -57,11 +49,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all(nodes.map((n) => n.stop()));
-  if (server.exitCode === null) {
-    const exited = once(server, 'exit');
-    server.kill('SIGTERM');
-    await exited;
-  }
+  await server.stop();
+  server.cleanup();
 });
 
 test('federation works under the deploy/nats permissions, and east cannot publish west subjects', async () => {

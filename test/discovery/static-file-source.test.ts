@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isMeshfedError, type LocalService, waitFor } from '../../core/index.ts';
+import { isMeshfedError, type LocalService, waitFor, silentLogger } from '../../core/index.ts';
 import { CombinedSource, StaticFileSource, setExportedInFile } from '../../discovery/index.ts';
 import { captureLogger } from '../doubles/log-capture.ts';
 
@@ -31,7 +31,7 @@ function tempFile(text: string): string {
 
 describe('StaticFileSource', () => {
   test('reads services with defaults: namespace, healthy, endpoint ports from the service port', async () => {
-    const src = new StaticFileSource({ file: tempFile(GOOD), debounceMs: 20 });
+    const src = new StaticFileSource({ log: silentLogger(), file: tempFile(GOOD), debounceMs: 20 });
     await src.start();
     try {
       const byName = Object.fromEntries(src.current().map((s) => [s.name, s]));
@@ -47,7 +47,7 @@ describe('StaticFileSource', () => {
 
   test('a bad file at start is an error naming the file and the field', async () => {
     const file = tempFile('services:\n  - name: orders\n    ports: []\n');
-    const src = new StaticFileSource({ file });
+    const src = new StaticFileSource({ file, log: silentLogger(), debounceMs: 100 });
     const err = await src.start().then(
       () => undefined,
       (e: unknown) => e,
@@ -98,7 +98,7 @@ describe('StaticFileSource', () => {
 
   test('export/unexport rewrite the file atomically, keep comments, and the watcher picks it up', async () => {
     const file = tempFile(GOOD);
-    const src = new StaticFileSource({ file, debounceMs: 20 });
+    const src = new StaticFileSource({ log: silentLogger(), file, debounceMs: 20 });
     await src.start();
     try {
       expect(await src.export('shop', 'orders')).toBe(true);
@@ -134,10 +134,13 @@ describe('CombinedSource', () => {
     const b = tempFile(
       'services:\n  - namespace: shop\n    name: orders\n    ports: [{ name: http, port: 8080, protocol: http }]\n    endpoints: [{ host: 10.0.0.9 }]\n',
     );
-    const combined = new CombinedSource([
-      new StaticFileSource({ file: a, debounceMs: 20 }),
-      new StaticFileSource({ file: b, debounceMs: 20 }),
-    ]);
+    const combined = new CombinedSource(
+      [
+        new StaticFileSource({ log: silentLogger(), file: a, debounceMs: 20 }),
+        new StaticFileSource({ log: silentLogger(), file: b, debounceMs: 20 }),
+      ],
+      silentLogger(),
+    );
     await combined.start();
     try {
       const orders = () => combined.current().find((s) => s.name === 'orders')!;

@@ -45,6 +45,7 @@ export async function makePki(clusters: string[], trustDomain = TD): Promise<Pki
 
 export async function certificateSource(pki: Pki, cluster: string): Promise<CertificateSource> {
   const src = new CertificateSource({
+    logger: silentLogger(),
     issue: async () => pki.leaves.get(cluster)!,
     bundle: () => pki.bundle,
   });

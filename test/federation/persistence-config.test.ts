@@ -1,13 +1,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  createRegistry,
-  freePort,
-  isMeshfedError,
-  parseConfig,
-  startNatsServer,
-  waitFor,
-} from '../../core/index.ts';
+import { createRegistry, isMeshfedError, parseConfig, waitFor } from '../../core/index.ts';
+import { freePort } from '../../cli/demo/free-port.ts';
+import { startNatsServer } from '../../cli/demo/nats-topology.ts';
 import {
   CATALOG_FILE,
   CatalogPublisher,

@@ -1,11 +1,7 @@
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import {
-  createRegistry,
-  type NatsServerProcess,
-  type Registry,
-  startNatsServer,
-  waitFor,
-} from '../../core/index.ts';
+import { createRegistry, type Registry, waitFor } from '../../core/index.ts';
+import type { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
+import { startNatsServer } from '../../cli/demo/nats-topology.ts';
 import type { FederationNode } from '../../federation/index.ts';
 import { RequestLimiter, requesterOf } from '../../federation/request-limiter.ts';
 import { ListSource, makePki, type Pki, service, startNode } from './helpers.ts';

@@ -1,11 +1,6 @@
 import { connect } from '@nats-io/transport-node';
-import {
-  createRegistry,
-  type NatsCluster,
-  type Registry,
-  startNatsCluster,
-  waitFor,
-} from '../../core/index.ts';
+import { createRegistry, type Registry, waitFor } from '../../core/index.ts';
+import { type NatsCluster, startNatsCluster } from '../../cli/demo/nats-topology.ts';
 import type { FederationNode } from '../../federation/index.ts';
 import { counterValue, ListSource, makePki, offers, type Pki, service, startNode } from './helpers.ts';
 

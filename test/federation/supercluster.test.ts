@@ -2,13 +2,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { createRoot, issueIntermediate, issueLeaf } from '../../ca/index.ts';
-import {
-  createRegistry,
-  type NatsSupercluster,
-  type Registry,
-  startNatsSupercluster,
-  waitFor,
-} from '../../core/index.ts';
+import { createRegistry, type Registry, waitFor } from '../../core/index.ts';
+import { type NatsSupercluster, startNatsSupercluster } from '../../cli/demo/nats-topology.ts';
 import { CATALOG_FILE, type FederationNode, JwsSigner, SCHEMA_VERSION } from '../../federation/index.ts';
 import {
   counterValue,

@@ -5,48 +5,55 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { type CaMaterial, createRoot, issueIntermediate } from '../../ca/index.ts';
-import { freePort, waitFor } from '../../core/index.ts';
+import { waitFor } from '../../core/index.ts';
+import { freePort } from '../../cli/demo/free-port.ts';
 import { request } from './harness.ts';
 
 const BIN = join(process.cwd(), 'bin', 'meshfed.js');
 
-export interface GatewayProcess {
-  child: ChildProcess;
+export interface GatewayFiles {
   dir: string;
+  /** the config file */
   config: string;
   egress: string;
   eastWest: string;
   admin: string;
-  /** everything the process wrote so far (stdout and stderr) */
-  output(): string;
-  /** SIGTERM, and the exit code */
-  stop(): Promise<number | null>;
   /** the trust root of the gateway's bundle */
   root: CaMaterial;
   /** the intermediates of the clusters asked for in `otherClusters`, from that root */
   cas: Record<string, CaMaterial>;
 }
 
+export interface GatewayProcess extends GatewayFiles {
+  child: ChildProcess;
+  /** everything the process wrote so far (stdout and stderr) */
+  output(): string;
+  /** SIGTERM, and the exit code */
+  stop(): Promise<number | null>;
+}
+
 /**
- * A real `meshfed gateway` process of cluster `east`: its own CA directory, a static services file
- * (`services`: name → local address, all exported HTTP services in namespace shop) and a config
- * with fixed loopback ports.
+ * The directory of a gateway of cluster `east` named `east-gw`: its own CA directory (under `root`
+ * and `intermediate` when given, else a fresh root), a static services file (`services`: name →
+ * local address, all exported HTTP services in namespace shop) and a config with fixed loopback ports.
  */
-export async function startGatewayProcess(o: {
+export async function writeGatewayFiles(o: {
   natsUrl: string;
   services: Record<string, string>;
   /** merged into the config file */
   config?: Record<string, unknown>;
-  args?: string[];
   /**
    * other clusters of the same root; their intermediates are written to intermediates.pem and named
    * by identity.intermediates
    */
   otherClusters?: string[];
-}): Promise<GatewayProcess> {
+  root?: CaMaterial;
+  /** cluster east's intermediate under `root` */
+  intermediate?: CaMaterial;
+}): Promise<GatewayFiles> {
   const dir = mkdtempSync(join(tmpdir(), 'meshfed-gw-'));
-  const root = await createRoot({ trustDomain: 'mesh.example' });
-  const inter = await issueIntermediate(root, { cluster: 'east' });
+  const root = o.root ?? (await createRoot({ trustDomain: 'mesh.example' }));
+  const inter = o.intermediate ?? (await issueIntermediate(root, { cluster: 'east' }));
   const caDir = join(dir, 'ca');
   mkdirSync(caDir, { mode: 0o700 });
   writeFileSync(join(caDir, 'ca.crt'), inter.chainPem);
@@ -103,6 +110,23 @@ export async function startGatewayProcess(o: {
   };
   const file = join(dir, 'gateway.yaml');
   writeFileSync(file, stringify(config));
+  return {
+    dir,
+    config: file,
+    egress: `127.0.0.1:${egress}`,
+    eastWest: `127.0.0.1:${eastWest}`,
+    admin: `127.0.0.1:${admin}`,
+    root,
+    cas,
+  };
+}
+
+/** A real `meshfed gateway` process of cluster `east` from writeGatewayFiles. */
+export async function startGatewayProcess(
+  o: Parameters<typeof writeGatewayFiles>[0] & { args?: string[] },
+): Promise<GatewayProcess> {
+  const files = await writeGatewayFiles(o);
+  const { dir, config: file } = files;
   const child = spawn(process.execPath, [BIN, 'gateway', '--config', file, ...(o.args ?? [])], {
     cwd: dir,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -115,15 +139,9 @@ export async function startGatewayProcess(o: {
     out += d.toString();
   });
   const g: GatewayProcess = {
+    ...files,
     child,
-    dir,
-    config: file,
-    egress: `127.0.0.1:${egress}`,
-    eastWest: `127.0.0.1:${eastWest}`,
-    admin: `127.0.0.1:${admin}`,
     output: () => out,
-    root,
-    cas,
     async stop() {
       if (child.exitCode !== null) return child.exitCode;
       const exited = once(child, 'exit');

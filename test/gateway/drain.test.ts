@@ -1,6 +1,8 @@
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
-import { type NatsServerProcess, startNatsServer, waitFor } from '../../core/index.ts';
+import { waitFor } from '../../core/index.ts';
+import type { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
+import { startNatsServer } from '../../cli/demo/nats-topology.ts';
 import { type GatewayProcess, startGatewayProcess } from './daemon-process.ts';
 import { request } from './harness.ts';
 

@@ -192,6 +192,7 @@ export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
     async gateway(cluster, o = {}) {
       const ca = await intermediate(cluster);
       const identity = new CertificateSource({
+        logger: silentLogger(),
         issue: () => issueLeaf(ca, { kind: 'gateway', name: `${cluster}-gw` }),
         bundle: () => bundle,
       });

@@ -1,5 +1,6 @@
 import { issueIntermediate, issueLeaf, spiffeIdFor } from '../../ca/index.ts';
-import { type NatsServerProcess, startNatsServer } from '../../core/index.ts';
+import type { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
+import { startNatsServer } from '../../cli/demo/nats-topology.ts';
 import { type GatewayProcess, startGatewayProcess } from './daemon-process.ts';
 import { echoServer, request } from './harness.ts';
 

@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { type NatsServerProcess, startNatsServer, waitFor } from '../../core/index.ts';
+import { waitFor } from '../../core/index.ts';
+import type { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
+import { startNatsServer } from '../../cli/demo/nats-topology.ts';
 import { parsePrometheusText } from '../helpers/prometheus.ts';
 import { alive, type GatewayProcess, startGatewayProcess } from './daemon-process.ts';
 import { echoServer, request } from './harness.ts';

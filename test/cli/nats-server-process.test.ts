@@ -1,28 +1,35 @@
 import { connect } from '@nats-io/transport-node';
-import { once } from 'node:events';
-import { createServer } from 'node:net';
-import {
-  NatsServerProcess,
-  startNatsCluster,
-  startNatsServer,
-  startNatsSupercluster,
-} from '../../core/index.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
+import { startNatsCluster, startNatsServer, startNatsSupercluster } from '../../cli/demo/nats-topology.ts';
 
 describe('nats-server helper (real processes)', () => {
-  test('a monitoring port taken by another process before nats-server binds it is picked again', async () => {
-    const squatter = createServer().listen(0, '127.0.0.1');
-    await once(squatter, 'listening');
-    const taken = (squatter.address() as { port: number }).port;
-    const server = await NatsServerProcess.create({ name: 'squatted' });
-    server.monitorPort = taken;
+  test('every port is the one nats-server bound and reported; nothing is picked beforehand', async () => {
+    const server = await startNatsServer({ name: 'reported' });
     try {
-      await server.start();
-      expect(server.monitorPort).not.toBe(taken);
+      const { client, monitor } = server.ports;
+      expect(client).toBeGreaterThan(0);
+      expect(monitor).toBeGreaterThan(0);
+      expect(server.url).toBe(`nats://127.0.0.1:${client}`);
       expect(await server.healthy()).toBe(true);
+      // the config asked for -1 (let the server choose) for both
+      expect(readFileSync(join(server.workDir, 'nats.conf'), 'utf8')).toMatch(/^port: -1$/m);
     } finally {
       await server.stop();
       server.cleanup();
-      squatter.close();
+    }
+  });
+
+  test('a server that exits during start fails at once with MESHFED_NATS_START_FAILED, not at the deadline', async () => {
+    const server = new NatsServerProcess({ name: 'broken', extraConfig: 'no_such_option { x: 1 }' });
+    const t0 = Date.now();
+    try {
+      await expect(server.start(60_000)).rejects.toMatchObject({ code: 'MESHFED_NATS_START_FAILED' });
+      expect(Date.now() - t0).toBeLessThan(30_000);
+      expect(server.running).toBe(false);
+    } finally {
+      server.cleanup();
     }
   });
 
