@@ -84,6 +84,9 @@ function receiver(bundle: TrustBundle) {
     bundle: () => bundle,
     maxMessageBytes: 64 * 1024,
     maxSnapshotBytes: 1024 * 1024,
+    maxEntryTtl: 3_600_000,
+    maxClockSkew: 30_000,
+    now: Date.now,
   });
   const store = new CatalogStore({ self: 'bench-view', staleAfter: 60_000 });
   let rejected = 0;

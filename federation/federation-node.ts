@@ -27,6 +27,7 @@ import {
   sharedCounter,
   toMeshfedError,
 } from '../core/index.ts';
+import { GatewayAddressPolicy } from './address-policy.ts';
 import { readCatalogFile, writeCatalogFile } from './catalog-file.ts';
 import { CatalogStore } from './catalog-store.ts';
 import {
@@ -164,6 +165,9 @@ export class FederationNode implements CatalogView {
       bundle: o.bundle,
       maxMessageBytes: this.config.maxMessageBytes,
       maxSnapshotBytes: MAX_SNAPSHOT_BYTES,
+      maxEntryTtl: this.config.maxEntryTtl,
+      maxClockSkew: this.config.maxClockSkew,
+      gatewayAddresses: new GatewayAddressPolicy(this.config.gatewayAddresses),
       now: this.#now,
     });
     this.#rejections = new RejectionRecorder(o.registry, this.#log);

@@ -18,7 +18,13 @@ import {
   type Registry,
   silentLogger,
 } from '../../core/index.ts';
-import { FederationNode, type FederationConfigInput } from '../../federation/index.ts';
+import {
+  type EntryMessage,
+  FederationNode,
+  type FederationConfigInput,
+  JwsSigner,
+  SCHEMA_VERSION,
+} from '../../federation/index.ts';
 
 export const TD = 'mesh.example';
 
@@ -150,4 +156,30 @@ export function offers(node: FederationNode, namespace: string, name: string): R
 export async function counterValue(registry: Registry, reason: string): Promise<number> {
   const m = await registry.getSingleMetric('meshfed_catalog_rejected_total')?.get();
   return m?.values.find((v) => v.labels.reason === reason)?.value ?? 0;
+}
+
+/** An entry payload of `cluster` (default east's shop/orders, issued now, revision = now in µs), fields overridable. */
+export function entryMessage(o: Partial<EntryMessage> = {}): EntryMessage {
+  const now = Date.now();
+  return {
+    v: SCHEMA_VERSION,
+    type: 'entry',
+    cluster: 'east',
+    namespace: 'shop',
+    name: 'orders',
+    revision: now * 1000,
+    issuedAt: now,
+    expiresAt: now + 60_000,
+    ports: [{ name: 'http', port: 8080, protocol: 'http' }],
+    locality: { region: 'r', zone: 'z' },
+    gateways: [{ name: 'gw-1', address: '127.0.0.1:15443' }],
+    weight: 1,
+    ...o,
+  };
+}
+
+/** Signs as `cluster`'s federation identity: what a leaked federation key lets an attacker do. */
+export function signerOf(pki: Pki, cluster: string): JwsSigner {
+  const leaf = pki.leaves.get(cluster)!;
+  return new JwsSigner({ chainPem: leaf.chainPem, keyPem: leaf.keyPem });
 }
