@@ -36,7 +36,6 @@ import {
   federationConfigSchema,
   republishIntervalOf,
 } from './config.ts';
-import { SetDigest } from './digest.ts';
 import { JwsSigner } from './jws.ts';
 import { type AnnounceMessage, type EntryMessage, entryKey, type SnapshotMessage } from './messages.ts';
 import { type Proof, ProofMaker } from './proof.ts';
@@ -44,6 +43,7 @@ import { CatalogPublisher } from './publisher.ts';
 import { type RefusalReason, RequestLimiter, requesterOf } from './request-limiter.ts';
 import { ingestCatalogMessage } from './ingest.ts';
 import { RejectionRecorder } from './rejections.ts';
+import { SnapshotAssembly, type SnapshotVia } from './snapshot-assembly.ts';
 import { clusterOfSubject, type Subjects, subjects } from './subjects.ts';
 import { type Accepted, MessageVerifier, type Verdict } from './verifier.ts';
 
@@ -72,19 +72,6 @@ export interface NatsStatus {
   lastError?: string;
 }
 
-/** One snapshot being received: parts arrive in any order, each verified on arrival. */
-interface Collection {
-  cluster: string;
-  parts: number;
-  seen: Set<number>;
-  keys: Set<string>;
-  digest: SetDigest;
-  count: number;
-  asOf: number;
-  expectedDigest: string;
-  startedAt: number;
-}
-
 /**
  * Snapshot parts are cut at 64 KiB of payload: a part then stays out of V8's large-object space on both sides,
  * and 100,000 entries cost ~600 signature checks (~0.25 s). Receivers accept parts up to 1 MiB.
@@ -96,7 +83,6 @@ const PERSIST_DELAY_MS = 500;
 /** after a write that took W ms, the next one waits at least W × this (at most PERSIST_MAX_PAUSE_MS) */
 const PERSIST_PAUSE_FACTOR = 20;
 const PERSIST_MAX_PAUSE_MS = 30_000;
-const MAX_COLLECTIONS = 4096;
 /**
  * Snapshots requested at once. Each is one cluster's whole set (about 1.3 MB for 2,000 services): pulling a
  * bounded number at a time keeps a new view of 50 clusters from being sent ~65 MB at once, which NATS answers by
@@ -143,7 +129,7 @@ export class FederationNode implements CatalogView {
   #inbox = '';
   #requests = new Map<string, number>();
   readonly #refusalsLogged = new Set<string>();
-  #collections = new Map<string, Collection>();
+  readonly #assembly: SnapshotAssembly;
   #lastSyncAsk = new Map<string, number>();
   /** cluster → request id of its snapshot in flight */
   #syncInFlight = new Map<string, { req: string; at: number }>();
@@ -172,6 +158,12 @@ export class FederationNode implements CatalogView {
     });
     this.#rejections = new RejectionRecorder(o.registry, this.#log);
     this.#proofs = this.config.stateDir ? new ProofMaker() : undefined;
+    this.#assembly = new SnapshotAssembly({
+      store: this.#store,
+      proofs: this.#proofs,
+      log: this.#log,
+      syncTimeout: this.config.syncTimeout,
+    });
     this.#accepted = sharedCounter(
       o.registry,
       'meshfed_catalog_accepted_total',
@@ -576,7 +568,7 @@ export class FederationNode implements CatalogView {
       );
       return;
     }
-    this.#applySnapshotPart(v.msg, m.data, v);
+    this.#applySnapshotPart(v.msg, m.data, v, 'push');
   }
 
   #onSnapshotPart(m: Msg): void {
@@ -608,77 +600,21 @@ export class FederationNode implements CatalogView {
       return;
     }
     if (snap.cluster === this.cluster) return;
-    this.#applySnapshotPart(snap, m.data, v);
+    // only the answer to the request in flight to that cluster: a late or unasked reply holds nothing
+    if (this.#syncInFlight.get(snap.cluster)?.req !== req) return;
+    this.#applySnapshotPart(snap, m.data, v, 'reply');
   }
 
-  #applySnapshotPart(snap: SnapshotMessage, raw: Uint8Array, v: Accepted): void {
-    const id = `${snap.cluster}|${snap.req}`;
-    let col = this.#collections.get(id);
-    if (!col) {
-      if (this.#collections.size >= MAX_COLLECTIONS) return;
-      col = {
-        cluster: snap.cluster,
-        parts: snap.parts,
-        seen: new Set(),
-        keys: new Set(),
-        digest: new SetDigest(),
-        count: snap.count,
-        asOf: snap.asOf,
-        expectedDigest: snap.digest,
-        startedAt: this.#now(),
-      };
-      this.#collections.set(id, col);
-    }
-    if (
-      col.parts !== snap.parts ||
-      col.asOf !== snap.asOf ||
-      col.seen.has(snap.part) ||
-      snap.part >= snap.parts
-    ) {
-      return;
-    }
-    col.seen.add(snap.part);
-    const now = this.#now();
-    const proof = this.#proofs?.make(raw);
-    let applied = 0;
-    for (const e of snap.entries) {
-      const key = entryKey(e.cluster, e.namespace, e.name);
-      if (col.keys.has(key)) continue;
-      col.keys.add(key);
-      col.digest.add(e.namespace, e.name, e.revision);
-      if (e.expiresAt < now) continue;
-      if (this.#store.applyEntry(e as EntryMessage, proof, now) === 'applied') applied++;
-    }
+  #applySnapshotPart(snap: SnapshotMessage, raw: Uint8Array, v: Accepted, via: SnapshotVia): void {
+    const out = this.#assembly.add(snap, raw, via, v.signer, this.#now());
     this.#accepted.inc({ type: 'snapshot' });
-    if (applied > 0) this.#schedulePersist();
-    if (col.seen.size < col.parts) return;
-    this.#collections.delete(id);
-    this.#syncDone(col.cluster, snap.req);
-    this.#log.debug(
-      { peer: col.cluster, req: snap.req, parts: col.parts, entries: col.count, ms: now - col.startedAt },
-      'snapshot received',
-    );
-    if (col.digest.count === col.count && col.digest.hex() === col.expectedDigest) {
-      const removed = this.#store.prune(col.cluster, col.keys, col.asOf, now);
-      if (removed > 0) {
-        this.#log.info(
-          { peer: col.cluster, removed },
-          'anti-entropy removed entries withdrawn while we were not listening',
-        );
-      }
-    } else {
-      this.#log.warn(
-        { peer: col.cluster, signer: v.signer, count: col.digest.count, expected: col.count },
-        'a snapshot did not match its own digest; nothing pruned',
-      );
-    }
+    if (out.applied > 0) this.#schedulePersist();
+    if (out.complete && via === 'reply') this.#syncDone(snap.cluster, snap.req);
   }
 
   #expireCollections(): void {
     const now = this.#now();
-    for (const [id, c] of this.#collections) {
-      if (now - c.startedAt > this.config.syncTimeout) this.#collections.delete(id);
-    }
+    this.#assembly.expire(now);
     for (const [req, at] of this.#requests) {
       if (now - at > this.config.syncTimeout) this.#requests.delete(req);
     }
