@@ -19,6 +19,13 @@ export const natsConnectionSchema = z.strictObject({
   pass: z.string().optional().describe('NATS password (never logged)'),
   token: z.string().optional().describe('NATS token (never logged)'),
   credsFile: z.string().optional().describe('a NATS .creds file (JWT + nkey seed)'),
+  inboxPrefix: z
+    .string()
+    .regex(SUBJECT_PREFIX, 'expected NATS subject tokens such as "_INBOX"')
+    .default('_INBOX')
+    .describe(
+      'prefix of this client’s reply inboxes; responders answer only replies under _INBOX or their own inboxPrefix, so give every cluster the same one',
+    ),
   reconnectWait: duration()
     .default(1_000)
     .describe('wait between connection attempts (the client also reconnects on its own)'),
@@ -39,7 +46,7 @@ export const responderLimitsSchema = z.strictObject({
     .max(1000)
     .default(1)
     .describe(
-      'snapshot and announcement requests per second one requester (one NATS connection) is answered',
+      'snapshot and announcement requests per second one requesting cluster (the signer of the request) is answered',
     ),
   perRequesterBurst: z
     .number()

@@ -37,13 +37,20 @@ import {
   republishIntervalOf,
 } from './config.ts';
 import { JwsSigner } from './jws.ts';
-import { type AnnounceMessage, type EntryMessage, entryKey, type SnapshotMessage } from './messages.ts';
+import {
+  type AnnounceMessage,
+  type EntryMessage,
+  entryKey,
+  SCHEMA_VERSION,
+  type SnapshotMessage,
+  type SyncRequestMessage,
+} from './messages.ts';
 import { type Proof, ProofMaker } from './proof.ts';
 import { CatalogPublisher } from './publisher.ts';
-import { type RefusalReason, RequestLimiter, requesterOf } from './request-limiter.ts';
 import { ingestCatalogMessage } from './ingest.ts';
 import { RejectionRecorder } from './rejections.ts';
 import { SnapshotAssembly, type SnapshotVia } from './snapshot-assembly.ts';
+import { SyncResponder } from './sync-responder.ts';
 import { clusterOfSubject, type Subjects, subjects } from './subjects.ts';
 import { type Accepted, MessageVerifier, type Verdict } from './verifier.ts';
 
@@ -109,8 +116,7 @@ export class FederationNode implements CatalogView {
   readonly #rejections: RejectionRecorder;
   readonly #publisher: CatalogPublisher | undefined;
   readonly #accepted: Counter<'type'>;
-  readonly #refused: Counter<'reason'>;
-  readonly #limiter: RequestLimiter;
+  readonly #responder: SyncResponder;
   #jws: JwsSigner | undefined;
   #nc: NatsConnection | undefined;
   #connected = false;
@@ -128,7 +134,6 @@ export class FederationNode implements CatalogView {
   #unsubscribeSource: (() => void) | undefined;
   #inbox = '';
   #requests = new Map<string, number>();
-  readonly #refusalsLogged = new Set<string>();
   readonly #assembly: SnapshotAssembly;
   #lastSyncAsk = new Map<string, number>();
   /** cluster → request id of its snapshot in flight */
@@ -170,13 +175,15 @@ export class FederationNode implements CatalogView {
       'verified catalog messages accepted, by type (entry, tombstone, announce, snapshot)',
       ['type'],
     );
-    this.#refused = sharedCounter(
-      o.registry,
-      'meshfed_catalog_sync_refused_total',
-      'snapshot and announcement requests left unanswered by the responder rate limits (federation.responderLimits), by reason',
-      ['reason'],
-    );
-    this.#limiter = new RequestLimiter(this.config.responderLimits, this.#now());
+    this.#responder = new SyncResponder({
+      verifier: this.#verifier,
+      limits: this.config.responderLimits,
+      inboxPrefix: this.config.nats.inboxPrefix,
+      syncAllSubject: this.#subjects.syncAll,
+      log: this.#log,
+      registry: o.registry,
+      now: this.#now(),
+    });
     if (o.source) {
       this.#publisher = new CatalogPublisher({
         cluster: o.cluster,
@@ -220,9 +227,10 @@ export class FederationNode implements CatalogView {
     if (!this.#stopped) return;
     this.#stopped = false;
     this.#loadState();
+    // requests for snapshots are signed too, so every node needs its federation identity
+    this.#adoptSigner(this.#o.signer.current(), false);
+    this.#o.signer.on('rotated', this.#onRotated);
     if (this.#publisher) {
-      this.#adoptSigner(this.#o.signer.current(), false);
-      this.#o.signer.on('rotated', this.#onRotated);
       // the whole initial set goes out as a bulk snapshot (on connect), not as one signed message per entry
       this.#publisher.update(this.#o.source!.current(), { sign: false });
       this.#unsubscribeSource = this.#o.source!.onChange((services) => {
@@ -277,6 +285,7 @@ export class FederationNode implements CatalogView {
     const opts: NodeConnectionOptions = {
       servers: [...n.servers],
       name: n.name ?? `meshfed-federation-${this.cluster}`,
+      inboxPrefix: n.inboxPrefix,
       reconnect: true,
       maxReconnectAttempts: -1,
       reconnectTimeWait: n.reconnectWait,
@@ -384,7 +393,7 @@ export class FederationNode implements CatalogView {
       nc.subscribe(s.catalog('*'), { callback: safe((m) => this.#onCatalog(m)) });
       nc.subscribe(s.announce('*'), { callback: safe((m) => this.#onAnnounce(m)) });
       nc.subscribe(s.bulk('*'), { callback: safe((m) => this.#onBulk(m)) });
-      this.#inbox = createInbox();
+      this.#inbox = createInbox(this.config.nats.inboxPrefix);
       nc.subscribe(`${this.#inbox}.*`, { callback: safe((m) => this.#onSnapshotPart(m)) });
     }
     if (this.#publisher) {
@@ -479,7 +488,8 @@ export class FederationNode implements CatalogView {
     if (cluster === undefined) {
       const req = nuid.next();
       this.#requests.set(req, now);
-      nc.publish(this.#subjects.syncAll, JSON.stringify({ req }), { reply: `${this.#inbox}.${req}` });
+      const reply = `${this.#inbox}.${req}`;
+      nc.publish(this.#subjects.syncAll, this.#syncRequest(req, reply, now), { reply });
       this.#log.debug({ peer: 'all', req }, 'announcements requested');
       return;
     }
@@ -502,7 +512,8 @@ export class FederationNode implements CatalogView {
       this.#lastSyncAsk.set(cluster, now);
       this.#requests.set(req, now);
       this.#syncInFlight.set(cluster, { req, at: now });
-      nc.publish(this.#subjects.sync(cluster), JSON.stringify({ req }), { reply: `${this.#inbox}.${req}` });
+      const reply = `${this.#inbox}.${req}`;
+      nc.publish(this.#subjects.sync(cluster), this.#syncRequest(req, reply, now), { reply });
       this.#log.debug({ peer: cluster, req }, 'snapshot requested');
     }
   }
@@ -513,42 +524,35 @@ export class FederationNode implements CatalogView {
     this.#pumpSync();
   }
 
+  /** A request signed by our federation identity: responders rate it by our cluster and answer only `reply`. */
+  #syncRequest(req: string, reply: string, now: number): string {
+    const msg: SyncRequestMessage = {
+      v: SCHEMA_VERSION,
+      type: 'sync',
+      cluster: this.cluster,
+      req,
+      reply,
+      issuedAt: now,
+      expiresAt: now + this.config.syncTimeout,
+    };
+    return this.#jws!.sign(msg);
+  }
+
   #onSyncRequest(m: Msg): void {
-    if (!this.#publisher || !m.reply || m.data.byteLength > 256) return;
-    let req: unknown;
-    try {
-      req = (JSON.parse(Buffer.from(m.data).toString('utf8')) as { req?: unknown }).req;
-    } catch {
-      return;
-    }
-    if (typeof req !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(req)) return;
-    const refused = this.#limiter.take(requesterOf(m.reply), this.#now());
-    if (refused) {
-      this.#refuseRequest(refused, m.reply);
-      return;
-    }
-    if (m.subject === this.#subjects.syncAll) {
+    if (!this.#publisher) return;
+    const answer = this.#responder.handle(m.subject, m.reply, m.data, this.#now());
+    if (!answer) return;
+    if (answer.kind === 'announce') {
       // everyone asks everyone at once here: answer small, and let the asker pull snapshots at its own pace
-      this.#nc?.publish(m.reply, this.#publisher.announce());
+      this.#nc?.publish(answer.reply, this.#publisher.announce());
       return;
     }
     const started = this.#now();
-    const parts = this.#publisher.snapshot(req, SNAPSHOT_PART_BYTES);
-    for (const part of parts) this.#nc?.publish(m.reply, part);
-    this.#log.debug({ req, parts: parts.length, ms: this.#now() - started }, 'snapshot sent');
-  }
-
-  #refuseRequest(reason: RefusalReason, reply: string): void {
-    this.#refused.inc({ reason });
-    const requester = requesterOf(reply);
-    // logged once per requester and reason (bounded), like rejections: a flood costs a counter increment
-    const once = `${requester}|${reason}`;
-    if (this.#refusalsLogged.has(once)) return;
-    if (this.#refusalsLogged.size >= 1024) this.#refusalsLogged.clear();
-    this.#refusalsLogged.add(once);
-    this.#log.warn(
-      { requester, reason },
-      'catalog sync request refused by the responder rate limit (federation.responderLimits; see meshfed_catalog_sync_refused_total)',
+    const parts = this.#publisher.snapshot(answer.req, SNAPSHOT_PART_BYTES);
+    for (const part of parts) this.#nc?.publish(answer.reply, part);
+    this.#log.debug(
+      { req: answer.req, peer: answer.requester, parts: parts.length, ms: this.#now() - started },
+      'snapshot sent',
     );
   }
 

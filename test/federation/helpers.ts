@@ -24,6 +24,7 @@ import {
   type FederationConfigInput,
   JwsSigner,
   SCHEMA_VERSION,
+  type SyncRequestMessage,
 } from '../../federation/index.ts';
 
 export const TD = 'mesh.example';
@@ -182,4 +183,19 @@ export function entryMessage(o: Partial<EntryMessage> = {}): EntryMessage {
 export function signerOf(pki: Pki, cluster: string): JwsSigner {
   const leaf = pki.leaves.get(cluster)!;
   return new JwsSigner({ chainPem: leaf.chainPem, keyPem: leaf.keyPem });
+}
+
+/** A snapshot request signed by `cluster`'s federation identity, for the inbox `reply`. */
+export function signedSyncRequest(pki: Pki, cluster: string, req: string, reply: string): string {
+  const now = Date.now();
+  const msg: SyncRequestMessage = {
+    v: SCHEMA_VERSION,
+    type: 'sync',
+    cluster,
+    req,
+    reply,
+    issuedAt: now,
+    expiresAt: now + 30_000,
+  };
+  return signerOf(pki, cluster).sign(msg);
 }
