@@ -226,7 +226,7 @@ export function readCatalogFile(dir: string): LoadedCatalog | undefined {
       try {
         return proofAt(i)?.text();
       } catch {
-        // a damaged deflate stream: the proof is simply unusable
+        // a damaged deflate stream, or one that inflates beyond the largest message: the proof is unusable
         return undefined;
       }
     },

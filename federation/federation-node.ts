@@ -41,6 +41,7 @@ import {
   type AnnounceMessage,
   type EntryMessage,
   entryKey,
+  MAX_SNAPSHOT_BYTES,
   SCHEMA_VERSION,
   type SnapshotMessage,
   type SyncRequestMessage,
@@ -84,7 +85,6 @@ export interface NatsStatus {
  * and 100,000 entries cost ~600 signature checks (~0.25 s). Receivers accept parts up to 1 MiB.
  */
 const SNAPSHOT_PART_BYTES = 64 * 1024;
-const MAX_SNAPSHOT_BYTES = 1024 * 1024;
 /** persistence waits this long after a change, so a burst of changes is written once */
 const PERSIST_DELAY_MS = 500;
 /** after a write that took W ms, the next one waits at least W × this (at most PERSIST_MAX_PAUSE_MS) */

@@ -7,6 +7,9 @@ import { dnsLabel, PROTOCOLS, z } from '../core/index.ts';
  */
 export const SCHEMA_VERSION = 1 as const;
 
+/** The largest signed message a receiver accepts (a snapshot part; single messages have maxMessageBytes). */
+export const MAX_SNAPSHOT_BYTES = 1024 * 1024;
+
 const label = dnsLabel();
 const epochMs = z.number().int().nonnegative().max(8.64e15);
 /** revisions are integers that must stay exact in a double */

@@ -1,5 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { deflateRawSync } from 'node:zlib';
 import {
   createRegistry,
   freePort,
@@ -142,6 +143,29 @@ describe('persisted catalog', () => {
       const node = await offlineView(dir, registry);
       try {
         expect(node.entryCount()).toBe(0);
+        expect(await counterValue(registry, 'not_jws')).toBe(1);
+      } finally {
+        await node.stop();
+      }
+    } finally {
+      cleanup();
+    }
+  });
+
+  test('a deflate bomb in the file is refused without inflating it (a damaged proof, never an oversized one)', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      // 16 MiB of payload in ~16 KiB: inflated in full, it would only then be refused as oversized
+      const bomb = deflateRawSync(Buffer.alloc(16 * 1024 * 1024, 0x41), { level: 9 });
+      expect(bomb.byteLength).toBeLessThan(64 * 1024);
+      await writeDamagedFile(dir, (file) => {
+        file.proofs[0] = [0, 'z', bomb.toString('base64')];
+      });
+      const registry = createRegistry();
+      const node = await offlineView(dir, registry);
+      try {
+        expect(node.entryCount()).toBe(0);
+        expect(await counterValue(registry, 'oversized')).toBe(0);
         expect(await counterValue(registry, 'not_jws')).toBe(1);
       } finally {
         await node.stop();
