@@ -70,6 +70,7 @@ async function makeClusters(bundleOut: { bundle?: TrustBundle }): Promise<Cluste
       gateways: [{ name: 'gw-1', address: `10.1.${c}.1:15443` }],
       entryTtl: 30 * 60_000,
       signer: () => jws,
+      now: Date.now,
     });
     const services = Array.from({ length: PER_CLUSTER }, (_, j) => benchService(`svc-${j}`, 1 + (j % 5)));
     out.push({ name, publisher, services });

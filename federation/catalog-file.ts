@@ -47,7 +47,7 @@ export async function writeCatalogFile(
   dir: string,
   cluster: string,
   state: CatalogState,
-  now = Date.now(),
+  now: number,
 ): Promise<void> {
   const maker = new ProofMaker();
   const proofs: Proof[] = [];

@@ -8,13 +8,9 @@ import {
   startNatsServer,
   waitFor,
 } from '../../core/index.ts';
+import { type FederationNode, federationConfigSchema } from '../../federation/index.ts';
 import {
-  type AnnounceMessage,
-  type FederationNode,
-  federationConfigSchema,
-  SCHEMA_VERSION,
-} from '../../federation/index.ts';
-import {
+  announceMessage,
   counterValue,
   entryMessage,
   ListSource,
@@ -85,18 +81,11 @@ test('entries and announcements whose gateways fall outside the allowed ranges a
     ports: [{ name: 'tcp', port: 22, protocol: 'tcp' }],
     gateways: [{ name: 'gw', address: '10.9.9.9:22' }],
   });
-  const announce: AnnounceMessage = {
-    v: SCHEMA_VERSION,
-    type: 'announce',
-    cluster: 'east',
+  const announce = announceMessage({
     revision: now * 1000 + 1,
-    issuedAt: now,
-    expiresAt: now + 60_000,
-    locality: { region: 'r', zone: 'z' },
     gateways: [{ name: 'gw', address: 'redis.internal:6379' }],
     services: 1,
-    digest: '0'.repeat(32),
-  };
+  });
   const before = await counterValue(registry, 'gateway_not_allowed');
   attacker.publish('meshfed.catalog.east', signerOf(pki, 'east').sign(probe));
   attacker.publish('meshfed.announce.east', signerOf(pki, 'east').sign(announce));

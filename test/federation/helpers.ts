@@ -19,6 +19,7 @@ import {
   silentLogger,
 } from '../../core/index.ts';
 import {
+  type AnnounceMessage,
   type EntryMessage,
   FederationNode,
   type FederationConfigInput,
@@ -142,6 +143,7 @@ export async function startNode(o: {
     ...(o.source ? { source: o.source } : {}),
     logger: o.logger ?? silentLogger(),
     registry: o.registry ?? createRegistry(),
+    now: Date.now,
   });
   await node.start();
   return node;
@@ -198,4 +200,22 @@ export function signedSyncRequest(pki: Pki, cluster: string, req: string, reply:
     expiresAt: now + 30_000,
   };
   return signerOf(pki, cluster).sign(msg);
+}
+
+/** An announcement payload of `cluster` (default east, issued now, revision = now in µs), fields overridable. */
+export function announceMessage(o: Partial<AnnounceMessage> = {}): AnnounceMessage {
+  const now = Date.now();
+  return {
+    v: SCHEMA_VERSION,
+    type: 'announce',
+    cluster: 'east',
+    revision: now * 1000,
+    issuedAt: now,
+    expiresAt: now + 60_000,
+    locality: { region: 'r', zone: 'z' },
+    gateways: [{ name: 'gw', address: '127.0.0.1:15443' }],
+    services: 0,
+    digest: '0'.repeat(32),
+    ...o,
+  };
 }

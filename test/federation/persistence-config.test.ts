@@ -59,11 +59,16 @@ async function writeDamagedFile(
   damage: (file: Record<string, unknown> & { proofs: unknown[] }) => void,
 ) {
   const good = signer('east').sign(entry('east', 'orders', 10));
-  await writeCatalogFile(dir, 'view', {
-    entries: [{ key: 'east/shop/orders', revision: 10, proof: good }],
-    tombstones: [],
-    announces: [],
-  });
+  await writeCatalogFile(
+    dir,
+    'view',
+    {
+      entries: [{ key: 'east/shop/orders', revision: 10, proof: good }],
+      tombstones: [],
+      announces: [],
+    },
+    Date.now(),
+  );
   const file = JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8'));
   damage(file);
   writeFileSync(join(dir, CATALOG_FILE), JSON.stringify(file));
@@ -77,17 +82,22 @@ describe('persisted catalog', () => {
       const forged = signer('west').sign(entry('east', 'evil', 11)); // west's key, east's entry
       const [h, , s] = good.split('.');
       const swapped = `${h}.${Buffer.from(JSON.stringify(entry('east', 'evil2', 12))).toString('base64url')}.${s}`;
-      await writeCatalogFile(dir, 'view', {
-        entries: [
-          { key: 'east/shop/orders', revision: 10, proof: good },
-          { key: 'east/shop/evil', revision: 11, proof: forged },
-          { key: 'east/shop/evil2', revision: 12, proof: swapped },
-          // the index names a revision its proof does not contain
-          { key: 'east/shop/orders-old', revision: 9, proof: good },
-        ],
-        tombstones: [],
-        announces: [],
-      });
+      await writeCatalogFile(
+        dir,
+        'view',
+        {
+          entries: [
+            { key: 'east/shop/orders', revision: 10, proof: good },
+            { key: 'east/shop/evil', revision: 11, proof: forged },
+            { key: 'east/shop/evil2', revision: 12, proof: swapped },
+            // the index names a revision its proof does not contain
+            { key: 'east/shop/orders-old', revision: 9, proof: good },
+          ],
+          tombstones: [],
+          announces: [],
+        },
+        Date.now(),
+      );
       expect(JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8')).format).toBe('meshfed-catalog/2');
       const node = await offlineView(dir);
       try {
@@ -114,6 +124,7 @@ describe('persisted catalog', () => {
       gateways: [{ name: 'gw', address: '127.0.0.1:15443' }],
       entryTtl: 60_000,
       signer: () => east,
+      now: Date.now,
     });
     publisher.update(
       Array.from({ length: 300 }, (_, i) => service('shop', `svc-${i}`)),

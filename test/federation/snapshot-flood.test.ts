@@ -48,6 +48,7 @@ function eastPush(names: string[], partBytes: number): string[] {
     gateways: [{ name: 'gw', address: '127.0.0.1:15443' }],
     entryTtl: 60_000,
     signer: () => east,
+    now: Date.now,
   });
   publisher.update(
     names.map((n) => service('shop', n)),
