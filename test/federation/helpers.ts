@@ -156,6 +156,12 @@ export function offers(node: FederationNode, namespace: string, name: string): R
   return out;
 }
 
+/** meshfed_catalog_sync_refused_total{reason}: snapshot and announcement requests a responder left unanswered */
+export async function refusedValue(registry: Registry, reason: string): Promise<number> {
+  const m = await registry.getSingleMetric('meshfed_catalog_sync_refused_total')?.get();
+  return m?.values.find((v) => v.labels.reason === reason)?.value ?? 0;
+}
+
 export async function counterValue(registry: Registry, reason: string): Promise<number> {
   const m = await registry.getSingleMetric('meshfed_catalog_rejected_total')?.get();
   return m?.values.find((v) => v.labels.reason === reason)?.value ?? 0;

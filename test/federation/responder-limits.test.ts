@@ -12,15 +12,11 @@ import {
   ListSource,
   makePki,
   type Pki,
+  refusedValue as refused,
   service,
   signedSyncRequest as signedRequest,
   startNode,
 } from './helpers.ts';
-
-async function refused(registry: Registry, reason: string): Promise<number> {
-  const m = await registry.getSingleMetric('meshfed_catalog_sync_refused_total')?.get();
-  return m?.values.find((v) => v.labels.reason === reason)?.value ?? 0;
-}
 
 describe('RequestLimiter', () => {
   const limits = { perRequester: 2, perRequesterBurst: 3, total: 100, totalBurst: 5 };

@@ -7,7 +7,15 @@ import {
   waitFor,
 } from '../../core/index.ts';
 import type { FederationNode } from '../../federation/index.ts';
-import { ListSource, makePki, type Pki, service, signedSyncRequest, startNode } from './helpers.ts';
+import {
+  ListSource,
+  makePki,
+  type Pki,
+  refusedValue,
+  service,
+  signedSyncRequest,
+  startNode,
+} from './helpers.ts';
 
 /**
  * Issue 11 finding 6: a snapshot request named any reply subject and east published its signed snapshot there;
@@ -21,10 +29,7 @@ let registry: Registry;
 const conns: NatsConnection[] = [];
 const nodes: FederationNode[] = [];
 
-async function refused(reason: string): Promise<number> {
-  const m = await registry.getSingleMetric('meshfed_catalog_sync_refused_total')?.get();
-  return m?.values.find((v) => v.labels.reason === reason)?.value ?? 0;
-}
+const refused = (reason: string) => refusedValue(registry, reason);
 
 async function client(): Promise<NatsConnection> {
   const nc = await connect({ servers: nats.url });
