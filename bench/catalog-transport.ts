@@ -71,6 +71,7 @@ async function makeClusters(bundleOut: { bundle?: TrustBundle }): Promise<Cluste
       gateways: [{ name: 'gw-1', address: `10.1.${c}.1:15443` }],
       entryTtl: 30 * 60_000,
       signer: () => jws,
+      now: Date.now,
     });
     const services = Array.from({ length: PER_CLUSTER }, (_, j) => benchService(`svc-${j}`, 1 + (j % 5)));
     out.push({ name, publisher, services });
@@ -85,6 +86,9 @@ function receiver(bundle: TrustBundle) {
     bundle: () => bundle,
     maxMessageBytes: 64 * 1024,
     maxSnapshotBytes: 1024 * 1024,
+    maxEntryTtl: 3_600_000,
+    maxClockSkew: 30_000,
+    now: Date.now,
   });
   const store = new CatalogStore({ self: 'bench-view', staleAfter: 60_000 });
   let rejected = 0;

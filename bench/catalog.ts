@@ -172,6 +172,7 @@ async function publishersRole(spec: Spec): Promise<void> {
       watch: false,
       logger: silentLogger(),
       registry: createRegistry(),
+      now: Date.now,
     });
     await node.start();
     nodes.push(node);
@@ -237,6 +238,7 @@ async function viewRole(spec: Spec, name: string, serversIdx: number): Promise<v
     bundle: () => bundle,
     logger: silentLogger(),
     registry: createRegistry(),
+    now: Date.now,
   });
   const baseRss = process.memoryUsage().rss / 1048576;
   const started = clock();

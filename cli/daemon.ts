@@ -301,6 +301,7 @@ export class Daemon {
       source: this.source,
       logger: componentLogger(this.log, 'federation', c.cluster),
       registry: this.registry,
+      now: Date.now,
     });
     await this.federation.start();
     const workers = this.options.workers ?? c.workers;

@@ -47,7 +47,7 @@ export async function writeCatalogFile(
   dir: string,
   cluster: string,
   state: CatalogState,
-  now = Date.now(),
+  now: number,
 ): Promise<void> {
   const maker = new ProofMaker();
   const proofs: Proof[] = [];
@@ -226,7 +226,7 @@ export function readCatalogFile(dir: string): LoadedCatalog | undefined {
       try {
         return proofAt(i)?.text();
       } catch {
-        // a damaged deflate stream: the proof is simply unusable
+        // a damaged deflate stream, or one that inflates beyond the largest message: the proof is unusable
         return undefined;
       }
     },

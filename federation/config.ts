@@ -1,4 +1,5 @@
 import { duration, z } from '../core/index.ts';
+import { gatewayAddressesSchema } from './address-policy.ts';
 
 /** A NATS subject token prefix: letters, digits, "-" and "_", dot-separated, no wildcards. */
 const SUBJECT_PREFIX = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
@@ -18,6 +19,13 @@ export const natsConnectionSchema = z.strictObject({
   pass: z.string().optional().describe('NATS password (never logged)'),
   token: z.string().optional().describe('NATS token (never logged)'),
   credsFile: z.string().optional().describe('a NATS .creds file (JWT + nkey seed)'),
+  inboxPrefix: z
+    .string()
+    .regex(SUBJECT_PREFIX, 'expected NATS subject tokens such as "_INBOX"')
+    .default('_INBOX')
+    .describe(
+      'prefix of this client’s reply inboxes; responders answer only replies under _INBOX or their own inboxPrefix, so give every cluster the same one',
+    ),
   reconnectWait: duration()
     .default(1_000)
     .describe('wait between connection attempts (the client also reconnects on its own)'),
@@ -38,7 +46,7 @@ export const responderLimitsSchema = z.strictObject({
     .max(1000)
     .default(1)
     .describe(
-      'snapshot and announcement requests per second one requester (one NATS connection) is answered',
+      'snapshot and announcement requests per second one requesting cluster (the signer of the request) is answered',
     ),
   perRequesterBurst: z
     .number()
@@ -79,6 +87,21 @@ export const federationConfigSchema = z
       .default(20_000)
       .describe('a cluster with no heartbeat for this long is stale: visible, flagged, no new traffic'),
     entryTtl: duration().default(60_000).describe('how long an entry stays valid unless re-published'),
+    maxEntryTtl: duration()
+      .default(3_600_000)
+      .describe(
+        'the longest lifetime a remote message may claim: its expiresAt is capped at issuedAt + this (and at its signer certificate’s notAfter)',
+      ),
+    maxClockSkew: duration()
+      .default(30_000)
+      .describe(
+        'how far ahead of this gateway’s clock a remote message’s issuedAt or revision may be; further ahead is refused',
+      ),
+    gatewayAddresses: gatewayAddressesSchema
+      .optional()
+      .describe(
+        'allow-lists of the gateway addresses remote clusters may advertise; entries and announcements outside them are refused (no constraint when absent)',
+      ),
     republishInterval: duration()
       .optional()
       .describe('how often every exported entry is re-published as a bulk snapshot (default entryTtl / 3)'),
@@ -114,6 +137,13 @@ export const federationConfigSchema = z
         code: 'custom',
         path: ['staleAfter'],
         message: `must be longer than heartbeatInterval (${c.heartbeatInterval} ms), or every cluster flaps stale`,
+      });
+    }
+    if (c.entryTtl > c.maxEntryTtl) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['maxEntryTtl'],
+        message: `must be at least entryTtl (${c.entryTtl} ms), or this cluster's peers with the same setting cap its entries`,
       });
     }
     const republish = c.republishInterval ?? Math.floor(c.entryTtl / 3);

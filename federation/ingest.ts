@@ -1,5 +1,6 @@
 import type { ApplyResult, CatalogStore } from './catalog-store.ts';
-import type { ProofMaker } from './proof.ts';
+import type { EntryMessage, TombstoneMessage } from './messages.ts';
+import type { Proof, ProofMaker } from './proof.ts';
 import type { Accepted, MessageVerifier, Rejected } from './verifier.ts';
 
 export type IngestOutcome =
@@ -30,18 +31,23 @@ export function ingestCatalogMessage(
     };
   }
   // the proof is kept only for persistence
-  const proof = o.proofs?.make(raw);
-  const result =
-    msg.type === 'entry' ? store.applyEntry(msg, proof, o.now) : store.applyTombstone(msg, proof, o.now);
-  if (result === 'stale_revision') {
-    return {
-      verdict: {
-        ok: false,
-        reason: 'stale_revision',
-        signer: v.signer,
-        detail: `a replayed or older ${msg.type}`,
-      },
-    };
-  }
-  return { verdict: v, result };
+  const result = applyEntryOrTombstone(store, msg, o.proofs?.make(raw), o.now);
+  return result === 'stale_revision'
+    ? { verdict: staleRevision(v.signer, msg.type) }
+    : { verdict: v, result };
+}
+
+/** The newest-revision rule for one verified entry or tombstone. */
+export function applyEntryOrTombstone(
+  store: CatalogStore,
+  msg: EntryMessage | TombstoneMessage,
+  proof: Proof | undefined,
+  now: number,
+): ApplyResult {
+  return msg.type === 'entry' ? store.applyEntry(msg, proof, now) : store.applyTombstone(msg, proof, now);
+}
+
+/** A message older than what the view holds is a rejection too: a replay, or a publisher whose clock went back. */
+export function staleRevision(signer: string, type: string): Rejected {
+  return { ok: false, reason: 'stale_revision', signer, detail: `a replayed or older ${type}` };
 }

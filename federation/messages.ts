@@ -7,6 +7,9 @@ import { dnsLabel, PROTOCOLS, z } from '../core/index.ts';
  */
 export const SCHEMA_VERSION = 1 as const;
 
+/** The largest signed message a receiver accepts (a snapshot part; single messages have maxMessageBytes). */
+export const MAX_SNAPSHOT_BYTES = 1024 * 1024;
+
 const label = dnsLabel();
 const epochMs = z.number().int().nonnegative().max(8.64e15);
 /** revisions are integers that must stay exact in a double */
@@ -85,17 +88,31 @@ export const snapshotSchema = z.strictObject({
   entries: z.array(entrySchema).max(20_000),
 });
 
+/**
+ * A request for a snapshot (on `sync.<cluster>`) or for announcements (on `sync-all`), signed by the asking
+ * cluster's federation identity: responders hold each cluster to its own rate, which a requester cannot escape by
+ * inventing inboxes, and answer only to the inbox named here (the NATS reply subject must equal it).
+ */
+export const syncRequestSchema = z.strictObject({
+  ...envelope,
+  type: z.literal('sync'),
+  req: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/),
+  reply: z.string().min(1).max(256),
+});
+
 export const messageSchema = z.discriminatedUnion('type', [
   entrySchema,
   tombstoneSchema,
   announceSchema,
   snapshotSchema,
+  syncRequestSchema,
 ]);
 
 export type EntryMessage = z.infer<typeof entrySchema>;
 export type TombstoneMessage = z.infer<typeof tombstoneSchema>;
 export type AnnounceMessage = z.infer<typeof announceSchema>;
 export type SnapshotMessage = z.infer<typeof snapshotSchema>;
+export type SyncRequestMessage = z.infer<typeof syncRequestSchema>;
 export type CatalogMessage = z.infer<typeof messageSchema>;
 
 export function entryKey(cluster: string, namespace: string, name: string): string {

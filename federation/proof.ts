@@ -1,4 +1,5 @@
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { MAX_SNAPSHOT_BYTES } from './messages.ts';
 
 /**
  * The signed text an accepted message came in (its own JWS, or the snapshot part that carried it), kept only so
@@ -22,9 +23,15 @@ export class Proof {
     this.deflated = deflated;
   }
 
-  /** the compact JWS, byte for byte as it was signed */
+  /**
+   * The compact JWS, byte for byte as it was signed. A proof read from disk is untrusted until verified: its
+   * inflated size is bounded by the largest message a receiver accepts, so a deflate bomb in the catalog file
+   * throws (RangeError ERR_BUFFER_TOO_LARGE) after 1 MiB instead of filling memory.
+   */
   text(): string {
-    const body = this.deflated ? inflateRawSync(this.body) : this.body;
+    const body = this.deflated
+      ? inflateRawSync(this.body, { maxOutputLength: MAX_SNAPSHOT_BYTES })
+      : this.body;
     return `${this.header}.${body.toString('latin1')}`;
   }
 }

@@ -19,7 +19,7 @@ export class RevisionClock {
   #last = 0;
   readonly #now: () => number;
 
-  constructor(now: () => number = Date.now) {
+  constructor(now: () => number) {
     this.#now = now;
   }
 
@@ -49,7 +49,8 @@ export interface PublisherOptions {
   gateways: GatewayEndpoint[];
   entryTtl: number;
   signer: () => JwsSigner;
-  now?: () => number;
+  /** the clock: revisions, issuedAt and expiresAt come from it */
+  now: () => number;
 }
 
 /**
@@ -68,7 +69,7 @@ export class CatalogPublisher {
 
   constructor(o: PublisherOptions) {
     this.#o = o;
-    this.#now = o.now ?? Date.now;
+    this.#now = o.now;
     this.#clock = new RevisionClock(this.#now);
   }
 

@@ -1,4 +1,5 @@
 import { type Counter, type Logger, type Registry, sharedCounter } from '../core/index.ts';
+import type { MessageSource } from './events.ts';
 import type { Rejected } from './verifier.ts';
 
 const METRIC = 'meshfed_catalog_rejected_total';
@@ -23,7 +24,7 @@ export class RejectionRecorder {
     );
   }
 
-  record(r: Rejected, context: { subject?: string; source: 'nats' | 'snapshot' | 'disk' }): void {
+  record(r: Rejected, context: { subject?: string; source: MessageSource }): void {
     this.#counter.inc({ reason: r.reason });
     const once = `${r.signer}|${r.reason}`;
     if (this.#logged.has(once)) return;

@@ -11,8 +11,9 @@ const REQUESTERS_MAX = 4096;
 
 /**
  * Token buckets in front of a responder: one per requester and one for everyone together. A snapshot costs the
- * responder real CPU (cutting and signing its whole set), so one peer asking in a loop is held to its own rate,
- * and a peer that disguises itself as many requesters is still held by the total. Time comes from the caller.
+ * responder real CPU (cutting and signing its whole set), so one cluster asking in a loop is held to its own
+ * rate, and everyone together to the total. The requester is the cluster that signed the request (see
+ * sync-responder.ts): a name nobody can cycle. Time comes from the caller.
  */
 export class RequestLimiter {
   readonly #o: { perRequester: number; perRequesterBurst: number; total: number; totalBurst: number };
@@ -54,10 +55,4 @@ function refill(b: Bucket, now: number, perSecond: number, burst: number): void 
     b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * perSecond);
     b.at = now;
   }
-}
-
-/** The requester behind a reply subject: its inbox prefix, i.e. one NATS connection (`_INBOX.<nuid>.<req>`). */
-export function requesterOf(reply: string): string {
-  const dot = reply.lastIndexOf('.');
-  return dot > 0 ? reply.slice(0, dot) : reply;
 }

@@ -1,6 +1,7 @@
 import { type KeyObject, verify as cryptoVerify, X509Certificate } from 'node:crypto';
 import { type TrustBundle, type VerifiedIdentity, verify } from '../ca/index.ts';
 import { isMeshfedError } from '../core/index.ts';
+import type { GatewayAddressPolicy } from './address-policy.ts';
 import type { JwsAlg } from './jws.ts';
 import { type CatalogMessage, messageSchema, SCHEMA_VERSION } from './messages.ts';
 
@@ -17,6 +18,9 @@ export type RejectReason =
   | 'unsupported_version'
   | 'wrong_cluster'
   | 'expired'
+  | 'issued_in_future'
+  | 'revision_in_future'
+  | 'gateway_not_allowed'
   | 'stale_revision';
 
 export const REJECT_REASONS: readonly RejectReason[] = [
@@ -31,6 +35,9 @@ export const REJECT_REASONS: readonly RejectReason[] = [
   'unsupported_version',
   'wrong_cluster',
   'expired',
+  'issued_in_future',
+  'revision_in_future',
+  'gateway_not_allowed',
   'stale_revision',
 ];
 
@@ -69,10 +76,16 @@ export interface VerifierOptions {
   bundle: () => TrustBundle;
   maxMessageBytes: number;
   /** snapshot parts may be larger than single messages */
-  maxSnapshotBytes?: number;
+  maxSnapshotBytes: number;
+  /** a message's expiresAt is capped at issuedAt + this (and at its signer's notAfter) */
+  maxEntryTtl: number;
+  /** how far ahead of `now` an issuedAt (and a revision, in ms × 1000) may be */
+  maxClockSkew: number;
+  /** the gateway addresses each cluster may advertise; every address when absent */
+  gatewayAddresses?: GatewayAddressPolicy;
   /** distinct signer headers remembered; default 1024 */
   cacheSize?: number;
-  now?: () => number;
+  now: () => number;
 }
 
 const CODE_REASON: Record<string, RejectReason> = {
@@ -101,7 +114,7 @@ export class MessageVerifier {
   constructor(o: VerifierOptions) {
     this.#o = o;
     this.#cacheSize = o.cacheSize ?? 1024;
-    this.#now = o.now ?? Date.now;
+    this.#now = o.now;
   }
 
   /** `checkExpiry: false` is for the persisted catalog: it is re-verified, but kept past expiry until NATS says otherwise. */
@@ -109,7 +122,7 @@ export class MessageVerifier {
     raw: string | Uint8Array,
     o: { snapshot?: boolean; checkExpiry?: boolean; subjectCluster?: string } = {},
   ): Verdict {
-    const limit = o.snapshot ? (this.#o.maxSnapshotBytes ?? 1024 * 1024) : this.#o.maxMessageBytes;
+    const limit = o.snapshot ? this.#o.maxSnapshotBytes : this.#o.maxMessageBytes;
     const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.byteLength;
     if (size > limit)
       return refuse('oversized', 'unknown', `${size} bytes is more than the limit of ${limit}`);
@@ -179,7 +192,10 @@ export class MessageVerifier {
         `a snapshot of cluster "${msg.cluster}" holds another cluster's entry`,
       );
     }
-    if (o.checkExpiry !== false && msg.expiresAt < this.#now()) {
+    const now = this.#now();
+    const bounds = this.#checkBounds(msg, now, signer.validUntil);
+    if (bounds) return refuse(bounds.reason, id.spiffeId, bounds.detail);
+    if (o.checkExpiry !== false && msg.expiresAt < now) {
       return refuse(
         'expired',
         id.spiffeId,
@@ -187,6 +203,55 @@ export class MessageVerifier {
       );
     }
     return { ok: true, msg, signer: id.spiffeId, signerCluster: id.cluster! };
+  }
+
+  /**
+   * What makes one signed message unable to pin the view: a revision or issuedAt at most `maxClockSkew` ahead of
+   * our clock (publishers' revisions are their clock in µs, so a legitimate publisher overtakes any revision we
+   * accept within that skew), and an expiry capped at issuedAt + maxEntryTtl and at the signer's notAfter (the
+   * cap is applied to the message, entries of a snapshot included). Then the gateway address allow-list.
+   */
+  #checkBounds(
+    msg: CatalogMessage,
+    now: number,
+    signerNotAfter: number,
+  ): { reason: RejectReason; detail: string } | undefined {
+    const horizon = now + this.#o.maxClockSkew;
+    // the parsed message is ours (a fresh object from the schema), so its expiry may be capped in place
+    const items: { issuedAt: number; expiresAt: number; revision?: number }[] = [msg];
+    if (msg.type === 'snapshot') {
+      for (const e of msg.entries) items.push(e);
+      if (msg.asOf > horizon * 1000) {
+        return {
+          reason: 'revision_in_future',
+          detail: `snapshot asOf ${msg.asOf} is ahead of ${horizon * 1000}`,
+        };
+      }
+    }
+    for (const item of items) {
+      if (item.issuedAt > horizon) {
+        return {
+          reason: 'issued_in_future',
+          detail: `issuedAt ${new Date(item.issuedAt).toISOString()} is more than federation.maxClockSkew (${this.#o.maxClockSkew} ms) ahead of this gateway's clock`,
+        };
+      }
+      if (item.revision !== undefined && item.revision > horizon * 1000) {
+        return {
+          reason: 'revision_in_future',
+          detail: `revision ${item.revision} is more than federation.maxClockSkew (${this.#o.maxClockSkew} ms) ahead of this gateway's clock (revisions are the publisher's clock in µs)`,
+        };
+      }
+      item.expiresAt = Math.min(item.expiresAt, item.issuedAt + this.#o.maxEntryTtl, signerNotAfter);
+    }
+    const policy = this.#o.gatewayAddresses;
+    if (policy && (msg.type === 'entry' || msg.type === 'announce' || msg.type === 'snapshot')) {
+      const lists = msg.type === 'snapshot' ? msg.entries.map((e) => e.gateways) : [msg.gateways];
+      for (const gateways of lists) {
+        const wrong = policy.check(msg.cluster, gateways);
+        if (wrong) return { reason: 'gateway_not_allowed', detail: wrong };
+      }
+    }
+    return undefined;
   }
 
   #signer(headerSeg: string): SignerResult {

@@ -18,7 +18,15 @@ import {
   type Registry,
   silentLogger,
 } from '../../core/index.ts';
-import { FederationNode, type FederationConfigInput } from '../../federation/index.ts';
+import {
+  type AnnounceMessage,
+  type EntryMessage,
+  FederationNode,
+  type FederationConfigInput,
+  JwsSigner,
+  SCHEMA_VERSION,
+  type SyncRequestMessage,
+} from '../../federation/index.ts';
 
 export const TD = 'mesh.example';
 
@@ -136,6 +144,7 @@ export async function startNode(o: {
     ...(o.source ? { source: o.source } : {}),
     logger: o.logger ?? silentLogger(),
     registry: o.registry ?? createRegistry(),
+    now: Date.now,
   });
   await node.start();
   return node;
@@ -148,7 +157,72 @@ export function offers(node: FederationNode, namespace: string, name: string): R
   return out;
 }
 
+/** meshfed_catalog_sync_refused_total{reason}: snapshot and announcement requests a responder left unanswered */
+export async function refusedValue(registry: Registry, reason: string): Promise<number> {
+  const m = await registry.getSingleMetric('meshfed_catalog_sync_refused_total')?.get();
+  return m?.values.find((v) => v.labels.reason === reason)?.value ?? 0;
+}
+
 export async function counterValue(registry: Registry, reason: string): Promise<number> {
   const m = await registry.getSingleMetric('meshfed_catalog_rejected_total')?.get();
   return m?.values.find((v) => v.labels.reason === reason)?.value ?? 0;
+}
+
+/** An entry payload of `cluster` (default east's shop/orders, issued now, revision = now in µs), fields overridable. */
+export function entryMessage(o: Partial<EntryMessage> = {}): EntryMessage {
+  const now = Date.now();
+  return {
+    v: SCHEMA_VERSION,
+    type: 'entry',
+    cluster: 'east',
+    namespace: 'shop',
+    name: 'orders',
+    revision: now * 1000,
+    issuedAt: now,
+    expiresAt: now + 60_000,
+    ports: [{ name: 'http', port: 8080, protocol: 'http' }],
+    locality: { region: 'r', zone: 'z' },
+    gateways: [{ name: 'gw-1', address: '127.0.0.1:15443' }],
+    weight: 1,
+    ...o,
+  };
+}
+
+/** Signs as `cluster`'s federation identity: what a leaked federation key lets an attacker do. */
+export function signerOf(pki: Pki, cluster: string): JwsSigner {
+  const leaf = pki.leaves.get(cluster)!;
+  return new JwsSigner({ chainPem: leaf.chainPem, keyPem: leaf.keyPem });
+}
+
+/** A snapshot request signed by `cluster`'s federation identity, for the inbox `reply`. */
+export function signedSyncRequest(pki: Pki, cluster: string, req: string, reply: string): string {
+  const now = Date.now();
+  const msg: SyncRequestMessage = {
+    v: SCHEMA_VERSION,
+    type: 'sync',
+    cluster,
+    req,
+    reply,
+    issuedAt: now,
+    expiresAt: now + 30_000,
+  };
+  return signerOf(pki, cluster).sign(msg);
+}
+
+/** An announcement payload of `cluster` (default east, issued now, revision = now in µs), fields overridable. */
+export function announceMessage(o: Partial<AnnounceMessage> = {}): AnnounceMessage {
+  const now = Date.now();
+  return {
+    v: SCHEMA_VERSION,
+    type: 'announce',
+    cluster: 'east',
+    revision: now * 1000,
+    issuedAt: now,
+    expiresAt: now + 60_000,
+    locality: { region: 'r', zone: 'z' },
+    gateways: [{ name: 'gw', address: '127.0.0.1:15443' }],
+    services: 0,
+    digest: '0'.repeat(32),
+    ...o,
+  };
 }

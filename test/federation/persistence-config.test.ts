@@ -1,5 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { deflateRawSync } from 'node:zlib';
 import { createRegistry, isMeshfedError, parseConfig, waitFor } from '../../core/index.ts';
 import { freePort } from '../../cli/demo/free-port.ts';
 import { startNatsServer } from '../../cli/demo/nats-topology.ts';
@@ -53,11 +54,16 @@ async function writeDamagedFile(
   damage: (file: Record<string, unknown> & { proofs: unknown[] }) => void,
 ) {
   const good = signer('east').sign(entry('east', 'orders', 10));
-  await writeCatalogFile(dir, 'view', {
-    entries: [{ key: 'east/shop/orders', revision: 10, proof: good }],
-    tombstones: [],
-    announces: [],
-  });
+  await writeCatalogFile(
+    dir,
+    'view',
+    {
+      entries: [{ key: 'east/shop/orders', revision: 10, proof: good }],
+      tombstones: [],
+      announces: [],
+    },
+    Date.now(),
+  );
   const file = JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8'));
   damage(file);
   writeFileSync(join(dir, CATALOG_FILE), JSON.stringify(file));
@@ -71,17 +77,22 @@ describe('persisted catalog', () => {
       const forged = signer('west').sign(entry('east', 'evil', 11)); // west's key, east's entry
       const [h, , s] = good.split('.');
       const swapped = `${h}.${Buffer.from(JSON.stringify(entry('east', 'evil2', 12))).toString('base64url')}.${s}`;
-      await writeCatalogFile(dir, 'view', {
-        entries: [
-          { key: 'east/shop/orders', revision: 10, proof: good },
-          { key: 'east/shop/evil', revision: 11, proof: forged },
-          { key: 'east/shop/evil2', revision: 12, proof: swapped },
-          // the index names a revision its proof does not contain
-          { key: 'east/shop/orders-old', revision: 9, proof: good },
-        ],
-        tombstones: [],
-        announces: [],
-      });
+      await writeCatalogFile(
+        dir,
+        'view',
+        {
+          entries: [
+            { key: 'east/shop/orders', revision: 10, proof: good },
+            { key: 'east/shop/evil', revision: 11, proof: forged },
+            { key: 'east/shop/evil2', revision: 12, proof: swapped },
+            // the index names a revision its proof does not contain
+            { key: 'east/shop/orders-old', revision: 9, proof: good },
+          ],
+          tombstones: [],
+          announces: [],
+        },
+        Date.now(),
+      );
       expect(JSON.parse(readFileSync(join(dir, CATALOG_FILE), 'utf8')).format).toBe('meshfed-catalog/2');
       const node = await offlineView(dir);
       try {
@@ -108,6 +119,7 @@ describe('persisted catalog', () => {
       gateways: [{ name: 'gw', address: '127.0.0.1:15443' }],
       entryTtl: 60_000,
       signer: () => east,
+      now: Date.now,
     });
     publisher.update(
       Array.from({ length: 300 }, (_, i) => service('shop', `svc-${i}`)),
@@ -137,6 +149,29 @@ describe('persisted catalog', () => {
       const node = await offlineView(dir, registry);
       try {
         expect(node.entryCount()).toBe(0);
+        expect(await counterValue(registry, 'not_jws')).toBe(1);
+      } finally {
+        await node.stop();
+      }
+    } finally {
+      cleanup();
+    }
+  });
+
+  test('a deflate bomb in the file is refused without inflating it (a damaged proof, never an oversized one)', async () => {
+    const { dir, cleanup } = tempDir();
+    try {
+      // 16 MiB of payload in ~16 KiB: inflated in full, it would only then be refused as oversized
+      const bomb = deflateRawSync(Buffer.alloc(16 * 1024 * 1024, 0x41), { level: 9 });
+      expect(bomb.byteLength).toBeLessThan(64 * 1024);
+      await writeDamagedFile(dir, (file) => {
+        file.proofs[0] = [0, 'z', bomb.toString('base64')];
+      });
+      const registry = createRegistry();
+      const node = await offlineView(dir, registry);
+      try {
+        expect(node.entryCount()).toBe(0);
+        expect(await counterValue(registry, 'oversized')).toBe(0);
         expect(await counterValue(registry, 'not_jws')).toBe(1);
       } finally {
         await node.stop();

@@ -154,6 +154,10 @@ describe('receiver under mutated input (fast-check)', () => {
             trustDomain: TD,
             bundle: () => pki.bundle,
             maxMessageBytes: 16_384,
+            maxSnapshotBytes: 1024 * 1024,
+            maxEntryTtl: 3_600_000,
+            maxClockSkew: 30_000,
+            now: Date.now,
           });
           for (const raw of all) {
             ingestCatalogMessage(verifier, store, raw, { now });

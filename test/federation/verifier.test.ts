@@ -9,6 +9,7 @@ import {
   type RejectReason,
   SCHEMA_VERSION,
 } from '../../federation/index.ts';
+import { GatewayAddressPolicy } from '../../federation/address-policy.ts';
 import { captureLogger } from '../doubles/log-capture.ts';
 import { counterValue, makePki, type Pki, TD } from './helpers.ts';
 
@@ -57,8 +58,17 @@ function signer(leaf: IssuedLeaf): JwsSigner {
   return new JwsSigner({ chainPem: leaf.chainPem, keyPem: leaf.keyPem });
 }
 
-function verifier(): MessageVerifier {
-  return new MessageVerifier({ trustDomain: TD, bundle: () => pki.bundle, maxMessageBytes: 16 * 1024 });
+function verifier(o: { now?: () => number; gatewayAddresses?: GatewayAddressPolicy } = {}): MessageVerifier {
+  return new MessageVerifier({
+    trustDomain: TD,
+    bundle: () => pki.bundle,
+    maxMessageBytes: 16 * 1024,
+    maxSnapshotBytes: 1024 * 1024,
+    maxEntryTtl: 3_600_000,
+    maxClockSkew: 30_000,
+    now: o.now ?? Date.now,
+    ...(o.gatewayAddresses ? { gatewayAddresses: o.gatewayAddresses } : {}),
+  });
 }
 
 const b64 = (s: string) => Buffer.from(s).toString('base64url');
@@ -159,6 +169,49 @@ describe('MessageVerifier', () => {
     const v = verifier().verify(raw());
     expect(v.ok).toBe(false);
     if (!v.ok) expect(v.reason).toBe(reason);
+  });
+
+  test('an expiry is capped at issuedAt + maxEntryTtl and at the signer certificate’s notAfter', async () => {
+    const now = Date.now();
+    const far = verifier().verify(
+      signer(pki.leaves.get('east')!).sign(entry({ issuedAt: now, expiresAt: 8.64e15 })),
+    );
+    expect(far).toMatchObject({ ok: true, msg: { expiresAt: now + 3_600_000 } });
+    const shortLeaf = await issueLeaf(pki.intermediates.get('east')!, {
+      kind: 'federation',
+      ttlMs: 20 * 60_000,
+    });
+    const v = verifier().verify(
+      signer(shortLeaf).sign(entry({ issuedAt: now, expiresAt: now + 50 * 60_000 })),
+    );
+    expect(v.ok).toBe(true);
+    if (v.ok) expect(v.msg.expiresAt).toBe(shortLeaf.notAfter.getTime());
+  });
+
+  test('a revision or issuedAt ahead of our clock by more than maxClockSkew is refused', () => {
+    const now = Date.now();
+    const east = signer(pki.leaves.get('east')!);
+    const at = (msg: EntryMessage) => verifier({ now: () => now }).verify(east.sign(msg));
+    expect(at(entry({ revision: (now + 29_000) * 1000 }))).toMatchObject({ ok: true });
+    expect(at(entry({ revision: (now + 31_000) * 1000 }))).toMatchObject({ reason: 'revision_in_future' });
+    expect(at(entry({ revision: Number.MAX_SAFE_INTEGER }))).toMatchObject({ reason: 'revision_in_future' });
+    expect(at(entry({ issuedAt: now + 31_000, expiresAt: now + 90_000 }))).toMatchObject({
+      reason: 'issued_in_future',
+    });
+  });
+
+  test('gateway addresses outside the allow-list are refused', () => {
+    const policy = new GatewayAddressPolicy({ allow: ['10.0.0.0/8'], clusters: { west: ['192.0.2.0/24'] } });
+    const east = signer(pki.leaves.get('east')!);
+    const check = (address: string) =>
+      verifier({ gatewayAddresses: policy }).verify(
+        east.sign(entry({ gateways: [{ name: 'gw', address }] })),
+      );
+    expect(check('10.1.2.3:15443')).toMatchObject({ ok: true });
+    expect(check('127.0.0.1:22')).toMatchObject({ reason: 'gateway_not_allowed' });
+    expect(check('gateway.internal:15443')).toMatchObject({ reason: 'gateway_not_allowed' });
+    expect(policy.check('west', [{ name: 'gw', address: '10.1.2.3:15443' }])).toBeDefined();
+    expect(policy.check('west', [{ name: 'gw', address: '192.0.2.9:15443' }])).toBeUndefined();
   });
 
   test('a message on another cluster’s subject is refused', () => {
