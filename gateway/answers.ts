@@ -118,11 +118,12 @@ function grpcStatusOf(status: number): number {
  */
 export function writeAnswer(req: Req, res: Res, a: Answer): void {
   if (res.headersSent) {
-    res.destroy();
+    // a forwarded response (a passed-through 5xx) stands; one cut short cannot be answered any more
+    if (!a.forwarded) res.destroy();
     return;
   }
   const out = res as ServerResponse;
-  if (isGrpc(req)) {
+  if (isGrpc(req.headers)) {
     out.writeHead(200, {
       'content-type': 'application/grpc',
       'grpc-status': String(grpcStatusOf(a.status)),

@@ -21,7 +21,7 @@ import { connectRoute, egressRoute, tunnelRoute } from './layers/route.ts';
 import { traceLayer } from './layers/trace.ts';
 import { Listeners } from './listeners.ts';
 import { LocalServices } from './local-services.ts';
-import { type Handler, newRequest, type RequestLayer, stack } from './pipeline.ts';
+import { type Handler, fromNode, type RequestLayer, stack } from './pipeline.ts';
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
 import { CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
 import { TcpRelay } from './tcp-relay.ts';
@@ -200,7 +200,7 @@ export class Gateway {
   /** Runs a pipeline for one request; the answer layer answers every failure, this catches the rest. */
   #serve(pipeline: Handler, listener: 'egress' | 'eastWest') {
     return (req: Req, res: Res) => {
-      pipeline(newRequest(listener, req, res, this.#o.cluster)).catch((err: unknown) => {
+      pipeline(fromNode(listener, req, res, this.#o.cluster)).catch((err: unknown) => {
         this.#log.warn({ err, listener }, 'request pipeline failed');
         res.destroy();
       });

@@ -199,7 +199,7 @@ export class TcpRelay {
    */
   readonly connect: Handler = async (r) => {
     const route = routeOf(r);
-    const res = r.res as Http2ServerResponse;
+    const res = r.io.res as Http2ServerResponse;
     const pick = this.#o.balancers.pick(route.namespace, route.name, {
       scope: 'local',
       ...(route.portName ? { portName: route.portName } : {}),
@@ -213,7 +213,7 @@ export class TcpRelay {
       r.status = 200;
       r.destination = pick.target.cluster;
       res.writeHead(200);
-      r.req.pipe(up);
+      r.io.req.pipe(up);
       up.pipe(res as unknown as NodeJS.WritableStream);
       this.#o.log.debug({ peer: r.peer?.spiffeId, caller: r.caller, service }, 'tcp tunnel opened');
     });

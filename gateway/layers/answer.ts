@@ -1,5 +1,5 @@
 import type { Counter, Logger } from '../../core/index.ts';
-import { answerFor, Refusal, writeAnswer } from '../answers.ts';
+import { answerFor, Refusal } from '../answers.ts';
 import type { RequestLayer } from '../pipeline.ts';
 
 /**
@@ -16,9 +16,9 @@ export function answerLayer(o: { refused: Counter; log: Logger }): RequestLayer 
       const a = answerFor(err);
       r.status = a.status;
       try {
-        writeAnswer(r.req, r.res, a);
+        r.answer(a);
       } catch {
-        r.res.destroy();
+        r.io.res.destroy();
       }
     }
   };

@@ -1,13 +1,12 @@
 import { type CatalogView, parseClustersetHost, type ServiceRef } from '../../core/index.ts';
 import { refuse } from '../answers.ts';
-import { authorityOf } from '../http-request.ts';
 import type { LocalServices } from '../local-services.ts';
 import type { RequestLayer } from '../pipeline.ts';
 
 /** Egress: the service named by Host/:authority, known locally or offered by another cluster. */
 export function egressRoute(o: { catalog: CatalogView; local: LocalServices }): RequestLayer {
   return (next) => async (r) => {
-    const authority = authorityOf(r.req);
+    const authority = r.authority;
     const ref = parseClustersetHost(authority);
     if (!ref) {
       refuse(
@@ -40,13 +39,13 @@ const NOT_EXPORTED = 'no exported service of this cluster has that name';
  */
 export function tunnelRoute(o: { local: LocalServices }): RequestLayer {
   return (next) => async (r) => {
-    const tunnelled = r.req.headers['x-meshfed-service'];
+    const tunnelled = r.headers['x-meshfed-service'];
     let ref: (ServiceRef & { portName?: string }) | undefined;
     if (typeof tunnelled === 'string') {
       const [namespace, name, port] = tunnelled.split('/');
       ref = namespace && name ? { namespace, name, ...(port ? { portName: port } : {}) } : undefined;
     } else {
-      ref = parseClustersetHost(authorityOf(r.req));
+      ref = parseClustersetHost(r.authority);
     }
     if (!ref || !o.local.get(ref)?.exported) refuse('not-exported', NOT_EXPORTED);
     r.route = {
@@ -66,7 +65,7 @@ export function tunnelRoute(o: { local: LocalServices }): RequestLayer {
  */
 export function connectRoute(o: { local: LocalServices }): RequestLayer {
   return (next) => async (r) => {
-    const ref = parseClustersetHost(authorityOf(r.req));
+    const ref = parseClustersetHost(r.authority);
     const svc = ref ? o.local.get(ref) : undefined;
     if (!ref || !svc?.exported) refuse('not-exported', NOT_EXPORTED);
     const port = svc.ports.find((p) => p.port === ref.port);

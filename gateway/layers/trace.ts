@@ -19,7 +19,7 @@ export function traceLayer(o: { tracer: Tracer; cluster: string; gateway: string
   return (next) => async (r) => {
     const route = routeOf(r);
     const service = `${route.name}.${route.namespace}`;
-    const parent = W3C.extract(ROOT_CONTEXT, r.req.headers, defaultTextMapGetter);
+    const parent = W3C.extract(ROOT_CONTEXT, r.headers, defaultTextMapGetter);
     const span = o.tracer.startSpan(
       `${r.listener === 'egress' ? 'egress' : 'ingress'} ${service}`,
       {

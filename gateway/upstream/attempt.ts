@@ -44,7 +44,7 @@ export function sendTry(
   o: { codec: UpstreamCodec; maxAttempts: number },
 ): Promise<Sent> {
   const r = ctx.payload;
-  const res = r.res;
+  const res = r.io.res;
   // the last allowed try (and any try of a request that will not be retried) passes a 5xx through
   const forward5xx = !ctx.idempotent || ctx.attempt >= o.maxAttempts;
   return new Promise<Sent>((resolve, reject) => {

@@ -2,7 +2,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Agent } from 'undici';
 import type { BalancerTarget } from '../balancer/index.ts';
 import { responseHeadersForClient } from '../headers.ts';
-import { authorityOf, hasBody } from '../http-request.ts';
 import type { Identities } from '../identity.ts';
 import type { GatewayRequest } from '../pipeline.ts';
 import type { CircuitBreakers } from '../resilience/index.ts';
@@ -22,9 +21,9 @@ export class H1Upstream implements UpstreamCodec {
   }
 
   send(r: GatewayRequest, t: BalancerTarget, a: UpstreamAttempt): void {
-    const { req, res } = r;
+    const { req, res } = r.io;
     const headers = upstreamHeaders(r, t, this.#o.identities);
-    headers.host = authorityOf(req);
+    headers.host = r.authority;
     // node's server has already answered `Expect: 100-continue`; the upstream gets the body directly
     delete headers.expect;
     const out = res as ServerResponse;
@@ -46,10 +45,10 @@ export class H1Upstream implements UpstreamCodec {
       this.#o.agent.dispatch(
         {
           origin: `http://${t.address}`,
-          path: req.url ?? '/',
-          method: req.method ?? 'GET',
+          path: r.target,
+          method: r.method,
           headers: headers as Record<string, string | string[]>,
-          body: hasBody(req) ? (req as IncomingMessage) : null,
+          body: r.hasBody ? (req as IncomingMessage) : null,
         },
         {
           // undici calls this on a connected socket, right before it writes the request

@@ -4,7 +4,6 @@ import { MeshfedError } from '../../core/index.ts';
 import type { BalancerTarget } from '../balancer/index.ts';
 import type { H2Pool } from '../h2-pool.ts';
 import { responseHeadersForClient } from '../headers.ts';
-import { authorityOf, hasBody } from '../http-request.ts';
 import type { Identities } from '../identity.ts';
 import type { GatewayRequest } from '../pipeline.ts';
 import { type CircuitBreakers, UpstreamFailure } from '../resilience/index.ts';
@@ -42,7 +41,7 @@ export class H2Upstream implements UpstreamCodec {
   }
 
   async #send(r: GatewayRequest, t: BalancerTarget, a: UpstreamAttempt): Promise<void> {
-    const { req, res } = r;
+    const { req, res } = r.io;
     let session: http2.ClientHttp2Session;
     const release = this.#o.breakers.acquirePending(t);
     if (!release) return a.fail('overflow', undefined);
@@ -59,11 +58,11 @@ export class H2Upstream implements UpstreamCodec {
     if (!a.open) return;
     const headers = upstreamHeaders(r, t, this.#o.identities);
     // node sends pseudo-headers first wherever they stand in the object
-    headers[':method'] = req.method ?? 'GET';
-    headers[':path'] = req.url ?? '/';
-    headers[':authority'] = authorityOf(req) || t.address;
+    headers[':method'] = r.method;
+    headers[':path'] = r.target;
+    headers[':authority'] = r.authority || t.address;
     headers[':scheme'] = 'http';
-    const body = hasBody(req);
+    const body = r.hasBody;
     let stream: ClientHttp2Stream;
     try {
       stream = session.request(headers as http2.OutgoingHttpHeaders, { endStream: !body });
