@@ -17,7 +17,7 @@ import {
 } from '../core/index.ts';
 import { createSinks, createSources, ImportReconciler } from '../discovery/index.ts';
 import { FederationNode } from '../federation/index.ts';
-import type { Balancers } from '../gateway/balancer/index.ts';
+import type { Balancers } from '../gateway/index.ts';
 import type { Gateway } from '../gateway/index.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { WorkerPool } from './worker-pool.ts';

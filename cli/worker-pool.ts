@@ -13,7 +13,7 @@ import {
   MeshfedError,
   type Registry,
 } from '../core/index.ts';
-import type { Balancers } from '../gateway/balancer/index.ts';
+import type { Balancers } from '../gateway/index.ts';
 import { adminHandler } from '../gateway/index.ts';
 import type { DaemonConfig } from './daemon-config.ts';
 import type { FromWorker, MetricsJson, ToWorker, TrustMaterial, WorkerStats } from './worker-protocol.ts';

@@ -6,3 +6,11 @@ export { type GatewayConfig, gatewayConfigSchema, TUNNEL_ALPN } from './config.t
 export { type HelloResult, parseClientHello } from './client-hello.ts';
 export { H2Pool } from './h2-pool.ts';
 export { type AdminEndpointOptions, adminHandler } from './admin-endpoint.ts';
+export {
+  type BalancerConfig,
+  type BalancerTarget,
+  Balancers,
+  type BalancersOptions,
+  balancerConfigSchema,
+  type RouteExplanation,
+} from './balancer/index.ts';
