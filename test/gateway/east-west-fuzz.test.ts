@@ -146,17 +146,19 @@ test.each([
       { alpn: ['http/1.1'], servername: 'web.shop.svc.clusterset.local', identity: gw.ids[id] },
       5_000,
     );
-    if (!('socket' in c)) throw new Error(`the TLS handshake ended: ${c.outcome}`);
-    expect(c.alpn).toBe('http/1.1');
-    await exchange(
-      c.socket,
-      [
-        Buffer.from(
-          'CONNECT db.shop.svc.clusterset.local:5432 HTTP/1.1\r\nhost: db.shop.svc.clusterset.local:5432\r\n\r\n',
-        ),
-      ],
-      5_000,
-    );
+    // an answer, a close, or silence until the deadline is the gateway's choice, and one that no
+    // longer offers http/1.1 on this listener refuses the handshake: it must only survive
+    if ('socket' in c) {
+      await exchange(
+        c.socket,
+        [
+          Buffer.from(
+            'CONNECT db.shop.svc.clusterset.local:5432 HTTP/1.1\r\nhost: db.shop.svc.clusterset.local:5432\r\n\r\n',
+          ),
+        ],
+        5_000,
+      );
+    }
     expect(await gw.checkAlive()).toBeUndefined();
     await gw.checkServes();
   },
