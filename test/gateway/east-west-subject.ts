@@ -275,14 +275,16 @@ export class GatewayUnderTest {
     });
     this.child = child;
     this.exited = this.watch(child);
-    await waitFor(
+    // waitFor retries a check that throws: an exit is returned as a value to end the wait at once
+    const state = await waitFor(
       async () => {
-        if (this.dead()) throw new Error(`the restarted gateway exited: ${this.out}`);
+        if (this.dead()) return 'exited';
         const r = await request(this.gw.admin, { host: 'admin', path: '/readyz' }).catch(() => undefined);
-        return r?.status === 200;
+        return r?.status === 200 ? 'ready' : undefined;
       },
-      { timeoutMs: 30_000, intervalMs: 50, what: 'the restarted gateway to be ready' },
+      { timeoutMs: 30_000, intervalMs: 50, what: 'the gateway to be ready' },
     );
+    if (state === 'exited') throw new Error(`the gateway exited while starting: ${this.out}`);
   }
 
   /**
