@@ -1,7 +1,9 @@
 import http2 from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import fc from 'fast-check';
-import { type NatsServerProcess, startNatsServer, waitFor } from '../../core/index.ts';
+import type { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
+import { startNatsServer } from '../../cli/demo/nats-topology.ts';
+import { waitFor } from '../../core/index.ts';
 import { TUNNEL_ALPN } from '../../gateway/config.ts';
 import {
   exchange,

@@ -14,7 +14,8 @@ import {
   issueLeaf,
   parseCertificates,
 } from '../../ca/index.ts';
-import { freePort, waitFor } from '../../core/index.ts';
+import { freePort } from '../../cli/demo/free-port.ts';
+import { waitFor } from '../../core/index.ts';
 import { TUNNEL_ALPN } from '../../gateway/config.ts';
 import { echoServer, request } from './harness.ts';
 
@@ -243,7 +244,7 @@ export class GatewayUnderTest {
    */
   async checkAlive(): Promise<string | undefined> {
     const t = timeout(5_000);
-    const probe = request(this.gw.admin, { host: 'admin', path: '/healthz' }).then(
+    const probe = request(this.gw.admin, { host: this.gw.admin, path: '/healthz' }).then(
       (r) => r.status === 200,
       () => false,
     );
@@ -279,7 +280,7 @@ export class GatewayUnderTest {
     const state = await waitFor(
       async () => {
         if (this.dead()) return 'exited';
-        const r = await request(this.gw.admin, { host: 'admin', path: '/readyz' }).catch(() => undefined);
+        const r = await request(this.gw.admin, { host: this.gw.admin, path: '/readyz' }).catch(() => undefined);
         return r?.status === 200 ? 'ready' : undefined;
       },
       { timeoutMs: 30_000, intervalMs: 50, what: 'the gateway to be ready' },
@@ -321,7 +322,7 @@ export class GatewayUnderTest {
    * reader in test/helpers refuses, and these tests only need the gateway's own gauges and counters.
    */
   async metrics(): Promise<Map<string, { labels: Record<string, string>; value: number }[]>> {
-    const r = await request(this.gw.admin, { host: 'admin', path: '/metrics' });
+    const r = await request(this.gw.admin, { host: this.gw.admin, path: '/metrics' });
     const out = new Map<string, { labels: Record<string, string>; value: number }[]>();
     for (const line of r.body.split('\n')) {
       const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)/.exec(line);
