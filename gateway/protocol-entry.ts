@@ -18,6 +18,7 @@ export function sniffEgress(
   done: (kind: EgressProtocol) => void,
 ): void {
   const timer = setTimeout(() => socket.destroy(), o.timeoutMs);
+  socket.once('close', () => clearTimeout(timer));
   let buf: Buffer = Buffer.alloc(0);
   const finish = (kind: EgressProtocol) => {
     clearTimeout(timer);
@@ -52,6 +53,8 @@ export function readClientHello(
     o.onTimeout();
     socket.destroy();
   }, o.timeoutMs);
+  // a client that leaves before its ClientHello is complete is gone, not timed out
+  socket.once('close', () => clearTimeout(timer));
   const chunks: Buffer[] = [];
   let size = 0;
   const onData = (d: Buffer) => {

@@ -25,6 +25,7 @@ const TLS_REASONS: Record<string, string> = {
   ERR_SSL_UNSUPPORTED_PROTOCOL: 'tls-version',
   ERR_SSL_WRONG_VERSION_NUMBER: 'tls-version',
   ERR_SSL_NO_APPLICATION_PROTOCOL: 'alpn-mismatch',
+  ERR_TLS_HANDSHAKE_TIMEOUT: 'handshake-timeout',
 };
 
 export function tlsReason(err: Error & { code?: string }): string {
@@ -47,6 +48,8 @@ export function secureServer(o: {
   const srv = http2.createSecureServer({
     ...o.context,
     rejectUnauthorized: o.rejectUnauthorized,
+    // the rest of the handshake after the ClientHello gets the same bound (node's default is 120 s)
+    handshakeTimeout: o.limits.helloTimeout,
     minVersion: o.minVersion,
     allowHTTP1: true,
     requestCert: true,
@@ -60,7 +63,11 @@ export function secureServer(o: {
     ...{ maxHeaderSize: o.limits.maxHeaderBytes },
   });
   srv.on('session', (s) => guardSession(s, o.listener, o.limits, o.refused));
-  srv.on('tlsClientError', (err) => o.refused.inc({ listener: o.listener, reason: tlsReason(err) }));
+  // a failed or timed-out handshake ends its connection, whatever other listeners node's layers add
+  srv.on('tlsClientError', (err, socket) => {
+    o.refused.inc({ listener: o.listener, reason: tlsReason(err) });
+    socket.destroy();
+  });
   return srv;
 }
 

@@ -11,8 +11,10 @@ export function answerLayer(o: { refused: Counter; log: Logger }): RequestLayer 
     try {
       await next(r);
     } catch (err) {
-      if (err instanceof Refusal) o.refused.inc({ listener: r.listener, reason: err.reason });
-      else o.log.warn({ err, listener: r.listener }, 'request failed inside the gateway');
+      if (err instanceof Refusal) {
+        o.refused.inc({ listener: r.listener, reason: err.reason });
+        if (err.closesConnection) r.closeConnection();
+      } else o.log.warn({ err, listener: r.listener }, 'request failed inside the gateway');
       const a = answerFor(err);
       r.status = a.status;
       try {

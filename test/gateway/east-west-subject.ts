@@ -280,7 +280,9 @@ export class GatewayUnderTest {
     const state = await waitFor(
       async () => {
         if (this.dead()) return 'exited';
-        const r = await request(this.gw.admin, { host: this.gw.admin, path: '/readyz' }).catch(() => undefined);
+        const r = await request(this.gw.admin, { host: this.gw.admin, path: '/readyz' }).catch(
+          () => undefined,
+        );
         return r?.status === 200 ? 'ready' : undefined;
       },
       { timeoutMs: 30_000, intervalMs: 50, what: 'the gateway to be ready' },

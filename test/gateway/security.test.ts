@@ -342,3 +342,76 @@ describe('admin listener (suspected: DNS rebinding)', () => {
     expect(local.status).toBe(200);
   });
 });
+
+describe('found by the east-west fuzz test', () => {
+  test('an HTTP request naming a tcp or tls port through the tunnel is refused, not sent to that endpoint', async () => {
+    const gw = await issueLeaf(await mesh.intermediate('alpha'), { kind: 'gateway', name: 'alpha-gw3' });
+    const session = tunnelSession(beta.eastWest, gw);
+    try {
+      const stream = session.request({
+        ':path': '/',
+        ':authority': 'db.shop.svc.clusterset.local',
+        'x-meshfed-service': 'shop/db/tcp',
+        'x-meshfed-chain': intermediates(gw.chainPem),
+      });
+      stream.on('error', () => undefined);
+      const h = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('response', resolve));
+      stream.resume();
+      expect(h[':status']).toBe(403);
+      expect(h['x-meshfed-error']).toBe('not-an-http-port');
+      expect(rawTcp.received()).not.toContain('GET / HTTP');
+    } finally {
+      session.destroy();
+    }
+  });
+
+  test('a peer refused as not a gateway loses its session after the answer', async () => {
+    const wl = await issueLeaf(await mesh.intermediate('alpha'), {
+      kind: 'workload',
+      namespace: 'shop',
+      serviceAccount: 'sneaky',
+    });
+    const session = tunnelSession(beta.eastWest, wl);
+    const closed = new Promise((r) => session.once('close', r));
+    const stream = session.request({ ':path': '/', ':authority': 'api.shop.svc.clusterset.local' });
+    stream.on('error', () => undefined);
+    const h = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('response', resolve));
+    stream.resume();
+    expect(h['x-meshfed-error']).toBe('peer-identity');
+    await closed;
+  });
+
+  test('a ClientHello followed by silence is closed within helloTimeout, not after node’s 120 s', async () => {
+    const { clientHello } = await import('./east-west-inputs.ts');
+    const s = net.connect(splitAddr(beta.eastWest));
+    s.on('error', () => undefined);
+    // read what the gateway sends (its ServerHello): a socket that is not read never sees the close
+    s.resume();
+    s.write(clientHello({ alpn: [TUNNEL_ALPN, 'h2'] }));
+    // the harness sets helloTimeout to 1 s; the test's own timeout would catch a 120 s handshake
+    await new Promise((r) => s.once('close', r));
+  });
+
+  test('a client that leaves in the middle of its ClientHello is not counted as hello-timeout', async () => {
+    const g = await mesh.gateway('beta');
+    try {
+      const partial = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]);
+      const gone = net.connect(splitAddr(g.eastWest));
+      gone.on('error', () => undefined);
+      gone.resume();
+      gone.end(partial);
+      await new Promise((r) => gone.once('close', r));
+      // a second client that stays silent does time out; the first, started earlier, would have too
+      const stays = net.connect(splitAddr(g.eastWest));
+      stays.on('error', () => undefined);
+      stays.resume();
+      stays.write(partial);
+      await new Promise((r) => stays.once('close', r));
+      expect(
+        await metric(g, 'meshfed_refused_total', { listener: 'eastWest', reason: 'hello-timeout' }),
+      ).toBe(1);
+    } finally {
+      await g.close();
+    }
+  });
+});
