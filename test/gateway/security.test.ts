@@ -415,3 +415,28 @@ describe('found by the east-west fuzz test', () => {
     }
   });
 });
+
+test('a request its client abandons is recorded as 499 client-cancelled, and blames no target', async () => {
+  // an endpoint that accepts and never answers
+  const silent = net.createServer((s) => s.on('error', () => undefined));
+  silent.listen(0, '127.0.0.1');
+  await new Promise((r) => silent.once('listening', r));
+  closers.push(() => silent.close());
+  const g = await mesh.gateway('alpha', { balancer: { timeouts: { request: 30_000 } } });
+  try {
+    g.source.set([httpService('shop', 'slow', [`127.0.0.1:${(silent.address() as net.AddressInfo).port}`])]);
+    const client = net.connect(splitAddr(g.egress));
+    client.on('error', () => undefined);
+    client.write('GET / HTTP/1.1\r\nhost: slow.shop.svc.clusterset.local\r\n\r\n');
+    await waitFor(async () => (await metric(g, 'meshfed_active_requests', {})) === 1, { timeoutMs: 5_000 });
+    client.destroy();
+    await waitFor(
+      async () => (await metric(g, 'meshfed_requests_total', { service: 'slow.shop', code: '499' })) === 1,
+      { timeoutMs: 5_000 },
+    );
+    const states = g.balancers.explain('shop', 'slow').levels.flatMap((l) => l.targets.map((t) => t.state));
+    expect(states.filter((s) => s.startsWith('ejected'))).toEqual([]);
+  } finally {
+    await g.close();
+  }
+});
