@@ -31,13 +31,13 @@ export interface ForwardOptions {
  * the caller's gRPC deadline and a per-try timeout. An upstream failure is answered here (it is not a
  * refusal: the request reached the balancer) and recorded on the request for the metrics layer.
  */
-export function forward(o: ForwardOptions): Handler {
-  const bc = o.config;
+export function forward(options: ForwardOptions): Handler {
+  const bc = options.config;
   const dispatch = compose<Sent, GatewayRequest>(
     balancedDispatch<Sent, GatewayRequest>({
-      balancers: o.balancers,
-      breakers: o.breakers,
-      send: (t, ctx) => sendTry(t, ctx, { codec: o.codec, maxAttempts: bc.retry.attempts }),
+      balancers: options.balancers,
+      breakers: options.breakers,
+      send: (t, ctx) => sendTry(t, ctx, { codec: options.codec, maxAttempts: bc.retry.attempts }),
       classify: (s) => (s.status >= 500 && s.status !== 501 ? '5xx' : undefined),
     }),
     // a gRPC caller's deadline bounds all tries together, as Envoy honours grpc-timeout
@@ -51,8 +51,8 @@ export function forward(o: ForwardOptions): Handler {
       }),
       backoffBase: bc.retry.backoffBase,
       backoffMax: bc.retry.backoffMax,
-      metrics: o.metrics,
-      sourceCluster: o.cluster,
+      metrics: options.metrics,
+      sourceCluster: options.cluster,
     }),
     perTryTimeout<Sent, GatewayRequest>({ ms: bc.timeouts.request }),
   );

@@ -5,7 +5,7 @@ import type { Agent } from 'undici';
 import UndiciAgent from 'undici/lib/dispatcher/agent.js';
 import type { IssuedLeaf } from '../ca/index.ts';
 import { Counter, Gauge, type Logger } from '../core/index.ts';
-import { adminHandler } from './admin-endpoint.ts';
+import { adminServer } from './admin-endpoint.ts';
 import type { BalancerTarget } from './balancer/index.ts';
 import type { HelloResult } from './client-hello.ts';
 import { forward } from './forward.ts';
@@ -40,7 +40,7 @@ export type { AuthorizeHook, GatewayOptions } from './gateway-options.ts';
  * TCP relay. Each job lives in a file named for it; this class only composes them.
  */
 export class Gateway {
-  readonly #o: GatewayOptions;
+  readonly #options: GatewayOptions;
   readonly #log: Logger;
   readonly #pool: H2Pool;
   readonly #agent: Agent;
@@ -62,16 +62,20 @@ export class Gateway {
   #draining = false;
   #started = false;
 
-  constructor(o: GatewayOptions) {
-    this.#o = o;
-    this.#log = o.logger;
-    const c = o.config;
-    const bc = o.balancerConfig;
+  constructor(options: GatewayOptions) {
+    this.#options = options;
+    this.#log = options.logger;
+    const c = options.config;
+    const bc = options.balancerConfig;
     this.#pool = new H2Pool({
       size: c.tunnelConnectionsPerGateway,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       connectTimeoutMs: bc.timeouts.connect,
-      creds: { leaf: () => o.identity.current(), bundle: o.bundle, trustDomain: o.trustDomain },
+      creds: {
+        leaf: () => options.identity.current(),
+        bundle: options.bundle,
+        trustDomain: options.trustDomain,
+      },
     });
     this.#agent = new UndiciAgent({
       // circuitBreaker.maxConnections per local endpoint; requests past it wait (circuitBreaker.maxPending)
@@ -85,32 +89,32 @@ export class Gateway {
       name: 'meshfed_refused_total',
       help: 'connections or requests refused before reaching a backend, by reason',
       labelNames: ['listener', 'reason'],
-      registers: [o.registry],
+      registers: [options.registry],
     });
     this.#listeners = new Listeners({
       limits: c.limits,
       trustedNetworks: c.egress.trustedNetworks,
       refused: this.#refused,
-      reusePort: o.reusePort === true,
+      reusePort: options.reusePort === true,
     });
-    this.#local = new LocalServices(o.local);
+    this.#local = new LocalServices(options.local);
     this.#identities = new Identities({
-      cluster: o.cluster,
-      trustDomain: o.trustDomain,
-      identity: o.identity,
-      bundle: o.bundle,
+      cluster: options.cluster,
+      trustDomain: options.trustDomain,
+      identity: options.identity,
+      bundle: options.bundle,
       clientAuth: c.egress.clientAuth,
       clientCerts: new Counter({
         name: 'meshfed_egress_client_certs_total',
         help: 'egress requests by the outcome of the workload certificate check (verified, or why it was refused)',
         labelNames: ['result'],
-        registers: [o.registry],
+        registers: [options.registry],
       }),
     });
-    const metrics = resilienceMetrics(o.registry);
-    const breakers = new CircuitBreakers(bc.circuitBreaker, { metrics, sourceCluster: o.cluster });
+    const metrics = resilienceMetrics(options.registry);
+    const breakers = new CircuitBreakers(bc.circuitBreaker, { metrics, sourceCluster: options.cluster });
     this.#relay = new TcpRelay({
-      balancers: o.balancers,
+      balancers: options.balancers,
       breakers,
       pool: this.#pool,
       identities: this.#identities,
@@ -128,11 +132,11 @@ export class Gateway {
       new H1Upstream({ agent: this.#agent, breakers, identities: this.#identities }),
     );
     const send = forward({
-      balancers: o.balancers,
+      balancers: options.balancers,
       breakers,
       config: bc,
       metrics,
-      cluster: o.cluster,
+      cluster: options.cluster,
       codec,
     });
 
@@ -140,12 +144,18 @@ export class Gateway {
     const answer = answerLayer({ refused: this.#refused, log: this.#log });
     const headers = underscoreHeaders(c.headersWithUnderscores);
     const observe: RequestLayer[] = [
-      ...(o.tracer
-        ? [traceLayer({ tracer: o.tracer, cluster: o.cluster, gateway: o.name ?? o.cluster })]
+      ...(options.tracer
+        ? [
+            traceLayer({
+              tracer: options.tracer,
+              cluster: options.cluster,
+              gateway: options.name ?? options.cluster,
+            }),
+          ]
         : []),
-      metricsLayer({ metrics: requestMetrics(o.registry), inFlight: this.#inFlight }),
+      metricsLayer({ metrics: requestMetrics(options.registry), inFlight: this.#inFlight }),
     ];
-    const authorization = o.authorize ? [authorize(o.authorize, o.cluster)] : [];
+    const authorization = options.authorize ? [authorize(options.authorize, options.cluster)] : [];
     const peer = peerGateway(this.#identities);
     const callers = callerRule(this.#identities);
     this.#egress = stack(
@@ -153,7 +163,7 @@ export class Gateway {
       answer,
       requestTargetCheck,
       headers,
-      egressRoute({ catalog: o.catalog, local: this.#local }),
+      egressRoute({ catalog: options.catalog, local: this.#local }),
       egressCaller(this.#identities),
       ...observe,
     );
@@ -182,7 +192,7 @@ export class Gateway {
     new Gauge({
       name: 'meshfed_active_connections',
       help: 'open client connections on the egress and east-west listeners',
-      registers: [o.registry],
+      registers: [options.registry],
       collect() {
         this.set(self.#listeners.sockets.size);
       },
@@ -190,7 +200,7 @@ export class Gateway {
     new Gauge({
       name: 'meshfed_active_requests',
       help: 'requests in flight',
-      registers: [o.registry],
+      registers: [options.registry],
       collect() {
         this.set(self.#inFlight.count);
       },
@@ -200,7 +210,7 @@ export class Gateway {
   /** Runs a pipeline for one request; the answer layer answers every failure, this catches the rest. */
   #serve(pipeline: Handler, listener: 'egress' | 'eastWest') {
     return (req: Req, res: Res) => {
-      pipeline(fromNode(listener, req, res, this.#o.cluster)).catch((err: unknown) => {
+      pipeline(fromNode(listener, req, res, this.#options.cluster)).catch((err: unknown) => {
         this.#log.warn({ err, listener }, 'request pipeline failed');
         res.destroy();
       });
@@ -210,7 +220,7 @@ export class Gateway {
   // ---------------------------------------------------------------- listeners
 
   async start(): Promise<void> {
-    const c = this.#o.config;
+    const c = this.#options.config;
     const limits = c.limits;
     this.#egressH1 = http.createServer(
       {
@@ -237,7 +247,7 @@ export class Gateway {
     this.#egressH2.on('request', this.#serve(this.#egress, 'egress'));
     this.#egressH2.on('session', (s) => guardSession(s, 'egress', limits, this.#refused));
 
-    const context = tlsContextOptions(this.#o.identity.current(), this.#o.bundle());
+    const context = tlsContextOptions(this.#options.identity.current(), this.#options.bundle());
     this.#tls = secureServer({
       listener: 'eastWest',
       limits,
@@ -270,7 +280,7 @@ export class Gateway {
         else (resOrSocket as Res).destroy();
       });
     }
-    this.#o.identity.on('rotated', this.#onRotated);
+    this.#options.identity.on('rotated', this.#onRotated);
 
     const egress = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.#acceptEgress(s));
     const eastWest = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) =>
@@ -278,7 +288,7 @@ export class Gateway {
     );
     await this.#listeners.bind(egress, c.listeners.egress, 'egress');
     await this.#listeners.bind(eastWest, c.listeners.eastWest, 'eastWest');
-    if (this.#o.adminListener !== false) {
+    if (this.#options.adminListener !== false) {
       const admin = this.#adminServer();
       await this.#listeners.bind(admin, c.listeners.admin, 'admin');
       this.#admin = admin;
@@ -289,27 +299,28 @@ export class Gateway {
       await this.#listeners.bind(srv, t.listen, listener);
     }
     this.#started = true;
-    this.#o.balancers.healthChecks((t) => this.#probe(t));
+    this.#options.balancers.healthChecks((t) => this.#probe(t));
   }
 
   #adminServer(): http.Server {
-    const o = this.#o;
-    return http.createServer(
-      adminHandler({
-        state: () => (this.#draining ? 'draining' : this.#started ? 'ready' : 'starting'),
-        metrics: async () => ({ contentType: o.registry.contentType, text: await o.registry.metrics() }),
-        balancers: o.balancers,
-        catalog: o.catalog,
-        local: o.local,
-        allowedHosts: o.config.adminAllowedHosts,
-        config: () => ({
-          cluster: o.cluster,
-          locality: o.locality,
-          gateway: o.config,
-          balancer: o.balancerConfig,
-        }),
+    const options = this.#options;
+    return adminServer({
+      state: () => (this.#draining ? 'draining' : this.#started ? 'ready' : 'starting'),
+      metrics: async () => ({
+        contentType: options.registry.contentType,
+        text: await options.registry.metrics(),
       }),
-    );
+      balancers: options.balancers,
+      catalog: options.catalog,
+      local: options.local,
+      allowedHosts: options.config.adminAllowedHosts,
+      config: () => ({
+        cluster: options.cluster,
+        locality: options.locality,
+        gateway: options.config,
+        balancer: options.balancerConfig,
+      }),
+    });
   }
 
   /** An HTTP/1.1 CONNECT: meshfed tunnels TCP only as HTTP/2 CONNECT streams between gateways. */
@@ -323,7 +334,7 @@ export class Gateway {
 
   /** certificates rotate without dropping connections: new handshakes, and new tunnel sessions, use the new leaf */
   readonly #onRotated = (leaf: IssuedLeaf) => {
-    const context = tlsContextOptions(leaf, this.#o.bundle());
+    const context = tlsContextOptions(leaf, this.#options.bundle());
     this.#tls.setSecureContext(context);
     this.#egressTls?.setSecureContext(context);
     this.#pool.rotate();
@@ -334,7 +345,7 @@ export class Gateway {
    * sessions verify against it; established connections stay.
    */
   trustChanged(): void {
-    if (this.#started) this.#onRotated(this.#o.identity.current());
+    if (this.#started) this.#onRotated(this.#options.identity.current());
   }
 
   addresses(): Record<string, string> {
@@ -350,7 +361,7 @@ export class Gateway {
     }
     sniffEgress(
       socket,
-      { tls: this.#egressTls !== undefined, timeoutMs: this.#o.config.limits.headersTimeout },
+      { tls: this.#egressTls !== undefined, timeoutMs: this.#options.config.limits.headersTimeout },
       (kind) => {
         // the servers take the unshifted bytes over themselves; resuming here would lose them to nobody
         if (kind === 'tls') this.#egressTls!.emit('connection', socket);
@@ -373,7 +384,7 @@ export class Gateway {
     readClientHello(
       socket,
       {
-        timeoutMs: this.#o.config.limits.helloTimeout,
+        timeoutMs: this.#options.config.limits.helloTimeout,
         onTimeout: () => this.#refused.inc({ listener: 'eastWest', reason: 'hello-timeout' }),
       },
       (buf, hello) => this.#routeHello(socket, buf, hello),
@@ -433,9 +444,9 @@ export class Gateway {
 
   async stop(): Promise<void> {
     this.#draining = true;
-    this.#o.balancers.healthChecks(undefined);
+    this.#options.balancers.healthChecks(undefined);
     this.#local.stop();
-    this.#o.identity.off('rotated', this.#onRotated);
+    this.#options.identity.off('rotated', this.#onRotated);
     this.#pool.close();
     void this.#agent.destroy();
     for (const s of this.#listeners.sockets) s.destroy();

@@ -32,17 +32,17 @@ export interface IdentitiesOptions {
  * (only one of its own cluster). Each connection's certificate is verified once and remembered with it.
  */
 export class Identities {
-  readonly #o: IdentitiesOptions;
+  readonly #options: IdentitiesOptions;
   readonly #workloads = new WeakMap<object, string | Refusal>();
   readonly #peers = new WeakMap<object, VerifiedIdentity>();
   #chain: { pem: string; raw: Buffer[]; b64: string } | undefined;
 
-  constructor(o: IdentitiesOptions) {
-    this.#o = o;
+  constructor(options: IdentitiesOptions) {
+    this.#options = options;
   }
 
   get anonymous(): string {
-    return anonymousCaller(this.#o.trustDomain, this.#o.cluster);
+    return anonymousCaller(this.#options.trustDomain, this.#options.cluster);
   }
 
   /**
@@ -50,12 +50,12 @@ export class Identities {
    * caller of this cluster when clientAuth lets a caller in without one. Throws a Refusal otherwise.
    */
   workloadCaller(socket: TLSSocket): string {
-    if (this.#o.clientAuth === 'none') return this.anonymous;
+    if (this.#options.clientAuth === 'none') return this.anonymous;
     let outcome = this.#workloads.get(socket);
     if (!outcome) {
       outcome = this.#checkWorkload(socket);
       this.#workloads.set(socket, outcome);
-      this.#o.clientCerts.inc({
+      this.#options.clientCerts.inc({
         result:
           outcome instanceof Refusal ? outcome.reason : outcome === this.anonymous ? 'anonymous' : 'verified',
       });
@@ -66,7 +66,7 @@ export class Identities {
 
   /** A plain TCP caller (a per-service TCP port) carries no certificate: anonymous, unless one is required. */
   tcpCaller(): string {
-    if (this.#o.clientAuth === 'required') {
+    if (this.#options.clientAuth === 'required') {
       throw new Refusal(
         'client-cert-required',
         'this gateway requires a workload certificate (egress.clientAuth: required), which a plain TCP port cannot carry',
@@ -76,26 +76,26 @@ export class Identities {
   }
 
   #checkWorkload(socket: TLSSocket): string | Refusal {
-    const mode = this.#o.clientAuth;
+    const mode = this.#options.clientAuth;
     const chain = socket.encrypted ? peerCertificateChain(socket) : [];
     if (chain.length === 0) {
       if (mode === 'optional') return this.anonymous;
       return new Refusal(
         'client-cert-required',
-        `this egress listener requires a workload certificate of cluster ${this.#o.cluster} (mTLS); connect with TLS and present one`,
+        `this egress listener requires a workload certificate of cluster ${this.#options.cluster} (mTLS); connect with TLS and present one`,
       );
     }
     try {
       // the TLS server exposes only the leaf: our own intermediates complete a chain of this cluster
-      const id = verify([...chain, ...this.localChain().raw], this.#o.bundle(), {
-        trustDomain: this.#o.trustDomain,
+      const id = verify([...chain, ...this.localChain().raw], this.#options.bundle(), {
+        trustDomain: this.#options.trustDomain,
         kinds: ['workload'],
         usage: 'client',
       });
-      if (id.cluster !== this.#o.cluster) {
+      if (id.cluster !== this.#options.cluster) {
         return new Refusal(
           'client-cert-foreign-cluster',
-          `${id.spiffeId} belongs to cluster ${id.cluster}; this gateway speaks only for workloads of cluster ${this.#o.cluster}`,
+          `${id.spiffeId} belongs to cluster ${id.cluster}; this gateway speaks only for workloads of cluster ${this.#options.cluster}`,
         );
       }
       return id.spiffeId;
@@ -127,8 +127,8 @@ export class Identities {
       .slice(0, 3)
       .map((b) => Buffer.from(b, 'base64'));
     try {
-      const id = verify(chain.length > 1 ? chain : [...chain, ...extra], this.#o.bundle(), {
-        trustDomain: this.#o.trustDomain,
+      const id = verify(chain.length > 1 ? chain : [...chain, ...extra], this.#options.bundle(), {
+        trustDomain: this.#options.trustDomain,
         kinds: ['gateway'],
         usage: 'client',
       });
@@ -146,10 +146,15 @@ export class Identities {
   assertedCaller(peer: VerifiedIdentity, asserted: unknown): string {
     if (asserted === undefined || asserted === '') return peer.spiffeId;
     if (typeof asserted === 'string') {
-      if (peer.cluster && asserted === anonymousCaller(this.#o.trustDomain, peer.cluster)) return asserted;
+      if (peer.cluster && asserted === anonymousCaller(this.#options.trustDomain, peer.cluster))
+        return asserted;
       try {
         const id = parseSpiffeId(asserted);
-        if (id.trustDomain === this.#o.trustDomain && id.kind === 'workload' && id.cluster === peer.cluster)
+        if (
+          id.trustDomain === this.#options.trustDomain &&
+          id.kind === 'workload' &&
+          id.cluster === peer.cluster
+        )
           return asserted;
       } catch {
         // refused below
@@ -163,7 +168,7 @@ export class Identities {
 
   /** Our leaf's intermediates (DER and the header form), parsed once per leaf. */
   localChain(): { raw: Buffer[]; b64: string } {
-    const pem = this.#o.identity.current().chainPem;
+    const pem = this.#options.identity.current().chainPem;
     if (this.#chain?.pem !== pem) {
       const raw = parseCertificates(pem, 'the gateway certificate chain')
         .slice(1)

@@ -17,16 +17,16 @@ export class Listeners {
   readonly sockets = new Set<Socket>();
   readonly bound: Record<string, string> = {};
 
-  constructor(o: {
+  constructor(options: {
     limits: GatewayConfig['limits'];
     trustedNetworks: readonly string[];
     refused: Counter;
     reusePort: boolean;
   }) {
-    this.#limits = o.limits;
-    this.#refused = o.refused;
-    this.#reusePort = o.reusePort;
-    for (const cidr of o.trustedNetworks) {
+    this.#limits = options.limits;
+    this.#refused = options.refused;
+    this.#reusePort = options.reusePort;
+    for (const cidr of options.trustedNetworks) {
       const [addr, bits] = cidr.split('/');
       const type = addr!.includes(':') ? 'ipv6' : 'ipv4';
       this.#trusted.addSubnet(addr!, Number(bits ?? (type === 'ipv4' ? 32 : 128)), type);

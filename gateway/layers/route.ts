@@ -39,7 +39,7 @@ function httpPort(
 }
 
 /** Egress: the service named by Host/:authority, known locally or offered by another cluster. */
-export function egressRoute(o: { catalog: CatalogView; local: LocalServices }): RequestLayer {
+export function egressRoute(options: { catalog: CatalogView; local: LocalServices }): RequestLayer {
   return (next) => async (r) => {
     const authority = r.authority;
     const ref = parseClustersetHost(authority);
@@ -49,7 +49,8 @@ export function egressRoute(o: { catalog: CatalogView; local: LocalServices }): 
         `${authority.slice(0, 200) || '(no host)'} is not a <service>.<namespace>.svc.clusterset.local name`,
       );
     }
-    const ports = o.local.get(ref)?.ports ?? o.catalog.instances(ref.namespace, ref.name)[0]?.ports;
+    const ports =
+      options.local.get(ref)?.ports ?? options.catalog.instances(ref.namespace, ref.name)[0]?.ports;
     if (!ports) {
       refuse(
         'unknown-service',
@@ -68,7 +69,7 @@ const NOT_EXPORTED = 'no exported service of this cluster has that name';
  * East-west requests: the exported local service named by `x-meshfed-service` (namespace/name/port, what
  * gateways send) or by the authority (what a third-party mTLS client sends).
  */
-export function tunnelRoute(o: { local: LocalServices }): RequestLayer {
+export function tunnelRoute(options: { local: LocalServices }): RequestLayer {
   return (next) => async (r) => {
     const tunnelled = r.headers['x-meshfed-service'];
     let ref: (ServiceRef & { portName?: string }) | undefined;
@@ -78,7 +79,7 @@ export function tunnelRoute(o: { local: LocalServices }): RequestLayer {
     } else {
       ref = parseClustersetHost(r.authority);
     }
-    const svc = ref ? o.local.get(ref) : undefined;
+    const svc = ref ? options.local.get(ref) : undefined;
     if (!ref || !svc?.exported) refuse('not-exported', NOT_EXPORTED);
     const port = httpPort(`${ref.name}.${ref.namespace}`, svc.ports, ref);
     r.route = { namespace: ref.namespace, name: ref.name, scope: 'local', portName: port.name };
@@ -91,10 +92,10 @@ export function tunnelRoute(o: { local: LocalServices }): RequestLayer {
  * declares as `tcp`. An HTTP, gRPC or TLS port is never handed a raw stream: its backend would trust
  * in-band headers (an identity header) that no gateway checked, and TLS ports have SNI passthrough.
  */
-export function connectRoute(o: { local: LocalServices }): RequestLayer {
+export function connectRoute(options: { local: LocalServices }): RequestLayer {
   return (next) => async (r) => {
     const ref = parseClustersetHost(r.authority);
-    const svc = ref ? o.local.get(ref) : undefined;
+    const svc = ref ? options.local.get(ref) : undefined;
     if (!ref || !svc?.exported) refuse('not-exported', NOT_EXPORTED);
     const port = svc.ports.find((p) => p.port === ref.port);
     if (!port) {
