@@ -1,9 +1,10 @@
 import type { Tracer } from '@opentelemetry/api';
 import http from 'node:http';
+import { X509Certificate } from 'node:crypto';
 import http2 from 'node:http2';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import tls, { type TLSSocket } from 'node:tls';
 import {
   type CaMaterial,
   CertificateSource,
@@ -25,7 +26,7 @@ import {
   silentLogger,
 } from '../../core/index.ts';
 import { Balancers, balancerConfigSchema } from '../../gateway/balancer/index.ts';
-import { Gateway, gatewayConfigSchema } from '../../gateway/index.ts';
+import { Gateway, gatewayConfigSchema, TUNNEL_ALPN } from '../../gateway/index.ts';
 
 export const TRUST_DOMAIN = 'meshfed.test';
 
@@ -357,4 +358,32 @@ export async function spyGateway(
     sessions,
     close: () => server.close(),
   };
+}
+
+/** The `x-meshfed-chain` value a gateway sends for `chainPem`: its intermediates, base64 DER, comma separated. */
+export function chainHeader(chainPem: string): string {
+  const blocks = chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks
+    .slice(1)
+    .map((b) => new X509Certificate(b).raw.toString('base64'))
+    .join(',');
+}
+
+/** An HTTP/2 session to an east-west listener as a peer gateway dials it (tunnel ALPN, `leaf` as client cert). */
+export function tunnelSession(mesh: Mesh, address: string, leaf: { chainPem: string; keyPem: string }) {
+  const i = address.lastIndexOf(':');
+  const session = http2.connect(`https://${address}`, {
+    createConnection: () =>
+      tls.connect({
+        host: address.slice(0, i),
+        port: Number(address.slice(i + 1)),
+        ca: mesh.bundle.toPem(),
+        cert: leaf.chainPem,
+        key: leaf.keyPem,
+        ALPNProtocols: [TUNNEL_ALPN, 'h2'],
+        checkServerIdentity: () => undefined,
+      }),
+  });
+  session.on('error', () => undefined);
+  return session;
 }
