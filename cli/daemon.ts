@@ -2,7 +2,7 @@ import { readFileSync, statSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { collectDefaultMetrics } from 'prom-client';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { CertificateSource, issueLeaf, loadCa, TrustBundle, type IssuedLeaf } from '../ca/index.ts';
+import { CertificateSource, issueLeaf, TrustBundle, type IssuedLeaf } from '../ca/index.ts';
 import {
   componentLogger,
   createLogger,
@@ -18,6 +18,7 @@ import { FederationNode } from '../federation/index.ts';
 import type { Balancers } from '../gateway/balancer/index.ts';
 import type { Gateway } from '../gateway/index.ts';
 import { AdminServer } from './admin/admin-server.ts';
+import { IssuingCaDir } from './issuing-ca.ts';
 import { WorkerPool } from './worker-pool.ts';
 import { createBalancers, createGateway } from './data-plane.ts';
 import { type LoadedDaemonConfig, loadDaemonConfig } from './daemon-config.ts';
@@ -85,6 +86,8 @@ export class Daemon {
   private readonly options: DaemonOptions;
   private readonly startedAt = Date.now();
   private bundle!: TrustBundle;
+  /** with identity.caDir: the intermediate this daemon issues its own leaves from */
+  private issuingCa: IssuingCaDir | undefined;
   gatewayIdentity!: CertificateSource;
   federationIdentity!: CertificateSource;
   source!: Awaited<ReturnType<typeof createSources>>;
@@ -135,21 +138,21 @@ export class Daemon {
     const c = this.config;
     const bundle = () => this.bundle;
     if (c.identity.caDir) {
-      const dir = this.loaded.path(c.identity.caDir);
-      checkKeyFile(join(dir, 'ca.key'));
-      const ca = await loadCa({
-        certPem: readFileSync(join(dir, 'ca.crt'), 'utf8'),
-        keyPem: readFileSync(join(dir, 'ca.key'), 'utf8'),
+      const ca = new IssuingCaDir({
+        dir: this.loaded.path(c.identity.caDir),
         trustDomain: c.trustDomain,
+        checkKey: checkKeyFile,
       });
+      await ca.reload();
+      this.issuingCa = ca;
       const ttlMs = c.identity.leafTtl;
       this.gatewayIdentity = new CertificateSource({
-        issue: () => issueLeaf(ca, { kind: 'gateway', name: c.name, ttlMs }),
+        issue: () => issueLeaf(ca.current(), { kind: 'gateway', name: c.name, ttlMs }),
         bundle,
         logger: componentLogger(this.log, 'identity'),
       });
       this.federationIdentity = new CertificateSource({
-        issue: () => issueLeaf(ca, { kind: 'federation', ttlMs }),
+        issue: () => issueLeaf(ca.current(), { kind: 'federation', ttlMs }),
         bundle,
         logger: componentLogger(this.log, 'identity'),
       });
@@ -485,8 +488,13 @@ export class Daemon {
       applied.push('observability.logLevel');
     }
     this.bundle = this.loadBundle();
-    if (this.gateway instanceof WorkerPool) this.gateway.trustChanged();
+    this.gateway.trustChanged();
     applied.push('trust bundle re-read');
+    if (await this.issuingCa?.reload()) {
+      // a new intermediate (root rotation step 2): the leaves move to it now, not at their next renewal
+      await Promise.all([this.gatewayIdentity.renewNow(), this.federationIdentity.renewNow()]);
+      applied.push('identity.caDir re-read: leaves re-issued');
+    }
     for (const key of [
       'cluster',
       'trustDomain',

@@ -105,7 +105,13 @@ export async function runWorker(): Promise<number> {
             .catch((err: Error) => log.error({ err }, 'the new gateway certificate could not be used'));
           return;
         case 'trust':
-          bundle = trustBundleOf(m.trust);
+          try {
+            bundle = trustBundleOf(m.trust);
+          } catch (err) {
+            log.error({ err }, 'the new trust bundle cannot be used; keeping the current one');
+            return;
+          }
+          gateway.trustChanged();
           return;
         case 'local':
           local.set(m.services);

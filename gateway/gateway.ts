@@ -436,6 +436,18 @@ export class Gateway {
     this.pool.rotate();
   };
 
+  /**
+   * The trust bundle changed (a root added or removed, intermediates learnt): new handshakes on every TLS
+   * listener and new tunnel dials use it at once; connections already established are not dropped.
+   */
+  trustChanged(): void {
+    if (!this.started) return;
+    const leaf = this.o.identity.current();
+    this.tls.setSecureContext(this.tlsContextOptions(leaf));
+    this.egressTls?.setSecureContext(this.tlsContextOptions(leaf));
+    this.pool.trustChanged();
+  }
+
   private tlsContextOptions(leaf: IssuedLeaf) {
     return { cert: leaf.chainPem, key: leaf.keyPem, ca: this.o.bundle().toPem() };
   }

@@ -271,6 +271,17 @@ export class H2Pool {
     }
   }
 
+  /**
+   * The trust bundle changed: the next dials build their TLS context with the new bundle (as they would on
+   * any bundle version change), and no TLS session is resumed from a ticket, because a resumed handshake
+   * shows us no certificate and its peer was verified against the old bundle. Established sessions keep
+   * serving; whether their peer still verifies is the revalidation's decision, not the pool's.
+   */
+  trustChanged(): void {
+    this.tickets.clear();
+    this.context = undefined;
+  }
+
   close(): void {
     this.closed = true;
     for (const e of this.entries.values()) for (const s of e.sessions) s?.close();
