@@ -28,7 +28,7 @@ export interface GatewayProcess {
 }
 
 /**
- * A real `meshfed gateway` process of cluster `east`: its own CA directory, a static services file
+ * A real `meshfed gateway` process of cluster `east` (or `cluster`): its own CA directory (or `ca`), a static services file
  * (`services`: name → local address, all exported HTTP services in namespace shop) and a config
  * with fixed loopback ports.
  */
@@ -43,17 +43,27 @@ export async function startGatewayProcess(o: {
    * by identity.intermediates
    */
   otherClusters?: string[];
+  /** default east */
+  cluster?: string;
+  /**
+   * a cluster directory made by `meshfed ca cluster` (absolute path) under `root`, used in place of one
+   * made for this gateway alone
+   */
+  ca?: { root: CaMaterial; clusterDir: string };
 }): Promise<GatewayProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'meshfed-gw-'));
-  const root = await createRoot({ trustDomain: 'mesh.example' });
-  const inter = await issueIntermediate(root, { cluster: 'east' });
-  const caDir = join(dir, 'ca');
-  mkdirSync(caDir, { mode: 0o700 });
-  writeFileSync(join(caDir, 'ca.crt'), inter.chainPem);
-  writeFileSync(join(caDir, 'ca.key'), inter.keyPem, { mode: 0o600 });
-  writeFileSync(join(caDir, 'bundle.crt'), root.certPem);
+  const cluster = o.cluster ?? 'east';
+  const root = o.ca?.root ?? (await createRoot({ trustDomain: 'mesh.example' }));
+  const caDir = o.ca?.clusterDir ?? join(dir, 'ca');
+  if (!o.ca) {
+    const inter = await issueIntermediate(root, { cluster });
+    mkdirSync(caDir, { mode: 0o700 });
+    writeFileSync(join(caDir, 'ca.crt'), inter.chainPem);
+    writeFileSync(join(caDir, 'ca.key'), inter.keyPem, { mode: 0o600 });
+    writeFileSync(join(caDir, 'bundle.crt'), root.certPem);
+  }
   const cas: Record<string, CaMaterial> = {};
-  for (const cluster of o.otherClusters ?? []) cas[cluster] = await issueIntermediate(root, { cluster });
+  for (const other of o.otherClusters ?? []) cas[other] = await issueIntermediate(root, { cluster: other });
   if (o.otherClusters) {
     writeFileSync(
       join(dir, 'intermediates.pem'),
@@ -78,13 +88,13 @@ export async function startGatewayProcess(o: {
   writeFileSync(join(dir, 'services.yaml'), stringify({ services }));
   const [eastWest, egress, admin] = [await freePort(), await freePort(), await freePort()];
   const config = {
-    cluster: 'east',
+    cluster,
     trustDomain: 'mesh.example',
-    name: 'east-gw',
+    name: `${cluster}-gw`,
     locality: { region: 'r1', zone: 'z1' },
     stateDir: 'state',
     identity: {
-      caDir: 'ca',
+      caDir,
       leafTtl: '1h',
       ...(o.otherClusters ? { intermediates: 'intermediates.pem' } : {}),
     },
