@@ -1,10 +1,17 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRoot, issueIntermediate, issueLeaf, TrustBundle } from '../../ca/index.ts';
+import {
+  createRoot,
+  issueAdminIntermediate,
+  issueIntermediate,
+  issueLeaf,
+  TrustBundle,
+} from '../../ca/index.ts';
 import { AdminClient } from '../../cli/admin/admin-client.ts';
 import { type AdminBackend, AdminServer } from '../../cli/admin/admin-server.ts';
 import { MeshfedError, silentLogger } from '../../core/index.ts';
+import { forgeLeaf } from '../ca/helpers.ts';
 
 const backend: AdminBackend = {
   status: () => ({
@@ -46,12 +53,15 @@ describe('admin gRPC API', () => {
     dead.close();
   });
 
-  test('over TCP: mTLS with an admin identity is served, a gateway identity is refused', async () => {
+  test('over TCP: mTLS with an admin identity is served; a gateway identity, and an admin one from a cluster intermediate, are refused', async () => {
     const root = await createRoot({ trustDomain: 'mesh.example' });
     const east = await issueIntermediate(root, { cluster: 'east' });
+    const admins = await issueAdminIntermediate(root);
     const serverLeaf = await issueLeaf(east, { kind: 'gateway', name: 'gw' });
-    const adminLeaf = await issueLeaf(east, { kind: 'admin', name: 'alice' });
+    const adminLeaf = await issueLeaf(admins, { kind: 'admin', name: 'alice' });
     const gwLeaf = await issueLeaf(east, { kind: 'gateway', name: 'other' });
+    // what the holder of one cluster's intermediate key can make with openssl
+    const forged = forgeLeaf(east, 'spiffe://mesh.example/admin/mallory');
     const bundle = TrustBundle.fromPem(root.certPem);
     const server = new AdminServer({
       backend,
@@ -75,12 +85,25 @@ describe('admin gRPC API', () => {
       address,
       tls: { caPem: root.certPem, certPem: gwLeaf.chainPem, keyPem: gwLeaf.keyPem },
     });
+    const clusterIssued = new AdminClient({
+      address,
+      tls: { caPem: root.certPem, certPem: forged.chainPem, keyPem: forged.keyPem },
+    });
     try {
       expect((await ok.status()).cluster).toBe('east');
-      await expect(wrong.status()).rejects.toMatchObject({ code: 'MESHFED_GATEWAY_IDENTITY_REFUSED' });
+      // regression: any cluster intermediate could issue an admin identity every gateway accepted
+      await expect(clusterIssued.status()).rejects.toMatchObject({
+        code: 'MESHFED_GATEWAY_IDENTITY_REFUSED',
+        details: { reason: 'MESHFED_CA_WRONG_ISSUER' },
+      });
+      await expect(wrong.status()).rejects.toMatchObject({
+        code: 'MESHFED_GATEWAY_IDENTITY_REFUSED',
+        details: { reason: 'MESHFED_CA_WRONG_KIND' },
+      });
     } finally {
       ok.close();
       wrong.close();
+      clusterIssued.close();
       await server.stop();
     }
   });
