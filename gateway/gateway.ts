@@ -54,6 +54,7 @@ import { type HelloResult, MAX_HELLO_BYTES, parseClientHello } from './client-he
 import { adminHandler } from './admin-endpoint.ts';
 import { type GatewayConfig, TUNNEL_ALPN } from './config.ts';
 import { H2Pool, SESSION_WINDOW_BYTES, STREAM_WINDOW_BYTES } from './h2-pool.ts';
+import { PeerRevalidation } from './peer-revalidation.ts';
 import { requestHeadersForUpstream, responseHeadersForClient } from './headers.ts';
 import {
   balancedDispatch,
@@ -194,6 +195,8 @@ export class Gateway {
   private readonly o: GatewayOptions;
   private readonly log: Logger;
   private readonly pool: H2Pool;
+  /** re-verifies the peers of established mTLS connections (timer, trust changes) and closes the failing */
+  private readonly revalidation: PeerRevalidation;
   private readonly upstream: Agent;
   private readonly servers: Server[] = [];
   private egressH1!: http.Server;
@@ -224,11 +227,18 @@ export class Gateway {
     this.o = o;
     this.log = o.logger;
     const creds = { leaf: () => o.identity.current(), bundle: o.bundle, trustDomain: o.trustDomain };
+    this.revalidation = new PeerRevalidation({
+      bundle: o.bundle,
+      intervalMs: o.config.peerRevalidationInterval,
+      onClosed: (listener, reason) => this.refused.inc({ listener, reason }),
+      logger: o.logger,
+    });
     this.pool = new H2Pool({
       size: o.config.tunnelConnectionsPerGateway,
       maxRequestsPerConnection: o.config.tunnelMaxRequestsPerConnection,
       connectTimeoutMs: o.balancerConfig.timeouts.connect,
       creds,
+      revalidation: this.revalidation,
     });
     const bc = o.balancerConfig;
     this.upstream = new UndiciAgent({
@@ -446,6 +456,8 @@ export class Gateway {
     this.tls.setSecureContext(this.tlsContextOptions(leaf));
     this.egressTls?.setSecureContext(this.tlsContextOptions(leaf));
     this.pool.trustChanged();
+    // a root removed: established connections whose peer only chained to it close now
+    this.revalidation.sweep();
   }
 
   private tlsContextOptions(leaf: IssuedLeaf) {
@@ -777,7 +789,7 @@ export class Gateway {
     const socket = ((req as Http2ServerRequest).stream?.session?.socket ?? req.socket) as TLSSocket;
     let outcome = this.callers.get(socket);
     if (!outcome) {
-      outcome = this.checkWorkload(socket) ?? (mode === 'optional' ? 'anonymous' : 'required');
+      outcome = this.checkWorkload(socket, req) ?? (mode === 'optional' ? 'anonymous' : 'required');
       this.callers.set(socket, outcome);
       this.clientCerts.inc({
         result:
@@ -799,23 +811,35 @@ export class Gateway {
   }
 
   /** undefined: no certificate was presented */
-  private checkWorkload(socket: TLSSocket): string | { reason: string; message: string } | undefined {
+  private checkWorkload(
+    socket: TLSSocket,
+    req: Req,
+  ): string | { reason: string; message: string } | undefined {
     if (!socket.encrypted) return undefined;
     const chain = peerCertificateChain(socket);
     if (chain.length === 0) return undefined;
     try {
       // the TLS server exposes only the leaf: our own intermediates complete a chain of this cluster
-      const id = verify([...chain, ...this.intermediates().raw], this.o.bundle(), {
+      const full = [...chain, ...this.intermediates().raw];
+      const expect = {
         trustDomain: this.o.trustDomain,
-        kinds: ['workload'],
-        usage: 'client',
-      });
+        kinds: ['workload' as const],
+        usage: 'client' as const,
+      };
+      const id = verify(full, this.o.bundle(), expect);
       if (id.cluster !== this.o.cluster) {
         return {
           reason: 'client-cert-foreign-cluster',
           message: `${id.spiffeId} belongs to cluster ${id.cluster}; this gateway speaks only for workloads of cluster ${this.o.cluster}`,
         };
       }
+      this.revalidation.trackRequest(
+        'egress',
+        req,
+        full,
+        { ...expect, cluster: this.o.cluster },
+        id.spiffeId,
+      );
       return id.spiffeId;
     } catch (err) {
       const code = err instanceof MeshfedError ? err.code : 'MESHFED_CA_MALFORMED';
@@ -843,12 +867,11 @@ export class Gateway {
       .filter(Boolean)
       .slice(0, 3)
       .map((b) => Buffer.from(b, 'base64'));
-    const id = verify(chain.length > 1 ? chain : [...chain, ...extra], this.o.bundle(), {
-      trustDomain: this.o.trustDomain,
-      kinds: ['gateway'],
-      usage: 'client',
-    });
+    const full = chain.length > 1 ? chain : [...chain, ...extra];
+    const expect = { trustDomain: this.o.trustDomain, kinds: ['gateway' as const], usage: 'client' as const };
+    const id = verify(full, this.o.bundle(), expect);
     this.peers.set(socket, id);
+    this.revalidation.trackRequest('eastWest', req, full, expect, id.spiffeId);
     return id;
   }
 

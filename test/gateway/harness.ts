@@ -313,14 +313,19 @@ export interface SpySession {
 }
 
 /**
- * A stand-in remote gateway of `cluster` (a real gateway leaf of that cluster) that records every
+ * A stand-in remote gateway of `cluster` (a real gateway leaf of that cluster, valid for `ttlMs`) that records every
  * tunnel session it accepts and answers each request with the client certificate's serial.
  */
 export async function spyGateway(
   mesh: Mesh,
   cluster: string,
+  o: { ttlMs?: number } = {},
 ): Promise<{ address: string; sessions: SpySession[]; close(): void }> {
-  const leaf = await issueLeaf(await mesh.intermediate(cluster), { kind: 'gateway', name: `${cluster}-spy` });
+  const leaf = await issueLeaf(await mesh.intermediate(cluster), {
+    kind: 'gateway',
+    name: `${cluster}-spy`,
+    ...(o.ttlMs ? { ttlMs: o.ttlMs } : {}),
+  });
   const sessions: SpySession[] = [];
   const server = http2.createSecureServer({
     cert: leaf.chainPem,

@@ -1,3 +1,6 @@
+import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
+import http2 from 'node:http2';
 import {
   type CaMaterial,
   createRoot,
@@ -5,6 +8,7 @@ import {
   issueIntermediate,
   issueLeaf,
 } from '../../ca/index.ts';
+import { waitFor } from '../../core/index.ts';
 import {
   createMesh,
   echoServer,
@@ -19,7 +23,8 @@ import {
 } from './harness.ts';
 
 // Live trust changes: a root added to the running gateway's bundle is honoured by every TLS listener and by
-// the tunnel pool once Gateway.trustChanged() runs, without dropping the connections already open.
+// the tunnel pool once Gateway.trustChanged() runs, without dropping the connections already open; a root
+// removed closes the connections whose peer chained only to it.
 
 let mesh: Mesh;
 let alpha: TestGateway;
@@ -29,6 +34,8 @@ let nextRoot: CaMaterial;
 let betaNext: IssuedLeaf;
 /** a gateway of cluster beta under the root alpha trusts from the start */
 let betaOld: IssuedLeaf;
+/** a remote gateway of cluster beta under the added root, which our pool dials */
+let spy: Awaited<ReturnType<typeof spyGateway>> | undefined;
 
 const WEB = { namespace: 'shop', name: 'web' };
 
@@ -41,6 +48,11 @@ async function freshTunnelGet(leaf: IssuedLeaf): Promise<number> {
   } finally {
     t.session.destroy();
   }
+}
+
+async function refused(listener: string, reason: string): Promise<number> {
+  const m = await alpha.registry.getSingleMetric('meshfed_refused_total')?.get();
+  return m?.values.find((v) => v.labels.listener === listener && v.labels.reason === reason)?.value ?? 0;
 }
 
 /** handshakes and requests the east-west listener refused, whatever the reason */
@@ -63,6 +75,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
+  spy?.close();
   await alpha?.close();
   web?.server.close();
 });
@@ -89,13 +102,32 @@ test('regression: a gateway under a root added to the bundle is accepted after t
 
 test('the tunnel pool dials a remote gateway under the added root', async () => {
   const nextMesh: Mesh = { ...mesh, intermediate: (cluster) => issueIntermediate(nextRoot, { cluster }) };
-  const spy = await spyGateway(nextMesh, 'beta');
-  try {
-    alpha.catalog.offer('beta', httpService('shop', 'api', ['127.0.0.1:1']), spy.address);
-    const r = await request(alpha.egress, { host: 'api.shop.svc.clusterset.local' });
-    expect(r.status).toBe(200);
-    expect(spy.sessions).toHaveLength(1);
-  } finally {
-    spy.close();
-  }
+  // open until the end: the next test removes its root while our session to it is established
+  spy = await spyGateway(nextMesh, 'beta');
+  alpha.catalog.offer('beta', httpService('shop', 'api', ['127.0.0.1:1']), spy.address);
+  const r = await request(alpha.egress, { host: 'api.shop.svc.clusterset.local' });
+  expect(r.status).toBe(200);
+  expect(spy.sessions).toHaveLength(1);
+});
+
+test('a root removed from the bundle: established connections of its gateways close with GOAWAY, the others stay', async () => {
+  const next = tunnelSession(alpha.eastWest, betaNext, mesh.root.certPem);
+  const old = tunnelSession(alpha.eastWest, betaOld, mesh.root.certPem);
+  expect(await tunnelGet(next.session, betaNext, WEB)).toBe(200);
+  expect(await tunnelGet(old.session, betaOld, WEB)).toBe(200);
+  const goaway = once(next.session, 'goaway');
+
+  expect(mesh.bundle.remove(new X509Certificate(nextRoot.certPem).fingerprint256)).toBe(true);
+  alpha.gateway.trustChanged();
+
+  expect(await goaway).toEqual([http2.constants.NGHTTP2_NO_ERROR, expect.any(Number), undefined]);
+  await waitFor(() => next.session.closed || next.session.destroyed, { what: 'the session to close' });
+  expect(await refused('eastWest', 'peer-cert-untrusted')).toBe(1);
+  // our own pooled session to the gateway under that root (previous test) went the same way
+  await waitFor(() => spy!.sessions[0]!.closed, { what: 'our tunnel session to close' });
+  expect(await refused('tunnel', 'peer-cert-untrusted')).toBe(1);
+  expect(old.session.closed || old.session.destroyed).toBe(false);
+  expect(await tunnelGet(old.session, betaOld, WEB)).toBe(200);
+  expect(await freshTunnelGet(betaNext)).toBe(0);
+  old.session.close();
 });

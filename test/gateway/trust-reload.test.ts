@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -14,7 +15,8 @@ import { type GatewayProcess, startGatewayProcess } from './daemon-process.ts';
 import { echoServer, tunnelGet, tunnelSession } from './harness.ts';
 
 // SIGHUP after `meshfed ca bundle add`: a real gateway daemon, in one process and with data-plane workers,
-// accepts gateways of the added root on its east-west listener without a restart.
+// accepts gateways of the added root on its east-west listener without a restart; after `bundle remove`,
+// their established tunnels close.
 
 async function cli(...argv: string[]): Promise<number> {
   const sink = new PassThrough();
@@ -99,5 +101,18 @@ describe.each([
     } finally {
       writeFileSync(file, good);
     }
+  }, 60_000);
+
+  test('`ca bundle remove` + SIGHUP closes the established tunnels of that root and refuses new ones', async () => {
+    const established = tunnelSession(gw.eastWest, westNext, gw.root.certPem);
+    expect(await tunnelGet(established.session, westNext, { namespace: 'shop', name: 'web' })).toBe(200);
+    const fingerprint = new X509Certificate(nextRoot.certPem).fingerprint256;
+    expect(await cli('ca', 'bundle', 'remove', join(gw.dir, 'ca', 'bundle.crt'), fingerprint)).toBe(0);
+    gw.child.kill('SIGHUP');
+    await waitFor(() => established.session.closed || established.session.destroyed, {
+      timeoutMs: 15_000,
+      what: 'the tunnel of a gateway under the removed root to close',
+    });
+    expect(await freshMany(westNext)).toEqual(Array(8).fill(0));
   }, 60_000);
 });
