@@ -48,8 +48,13 @@ export async function runWorker(): Promise<number> {
   process.on('SIGTERM', ignore);
   process.on('SIGINT', ignore);
   send({ t: 'hello' });
+  // what the supervisor broadcast before our init (catalog changes, say) is in init already: drop it. Wait
+  // only when nothing is queued: init may have arrived together with the messages before it.
   while (messages[0]?.t !== 'init') {
-    messages.shift();
+    if (messages.length > 0) {
+      messages.shift();
+      continue;
+    }
     await new Promise<void>((r) => {
       wake = r;
     });

@@ -10,13 +10,13 @@ import { type GatewayProcess, startGatewayProcess } from '../gateway/daemon-proc
 import { echoServer, request, tunnelGet, tunnelSession } from '../gateway/harness.ts';
 
 // The whole root rotation of docs/ca.md, done with the `meshfed ca` commands on two running gateway daemons
-// (east and west, one process each) while requests cross between them in both directions: trust both roots
+// (east and west; one process each, then two workers each) while requests cross between them in both directions: trust both roots
 // (bundle add + SIGHUP), re-issue the intermediates under the new root (ca cluster --force + SIGHUP), retire
 // the old root (bundle remove + SIGHUP). Not one request may fail, and the certificates the gateways present
 // on the east-west listener must end up chained to the new root.
 
 const scratch = scratchDir('meshfed-rotation-');
-const p = (...parts: string[]) => join(scratch.dir, ...parts);
+afterAll(() => scratch.cleanup());
 
 async function cli(...argv: string[]): Promise<unknown> {
   const out = new PassThrough();
@@ -33,11 +33,6 @@ async function cli(...argv: string[]): Promise<unknown> {
   if (code !== 0) throw new Error(`meshfed ${argv.join(' ')} exited ${code}: ${error}`);
   return text.trim() === '' ? undefined : JSON.parse(text);
 }
-
-let nats: NatsServerProcess;
-let east: GatewayProcess;
-let west: GatewayProcess;
-const backends: Awaited<ReturnType<typeof echoServer>>[] = [];
 
 /** The certificate chain a gateway presents on its east-west listener, as any TLS client receives it. */
 function presented(g: GatewayProcess): Promise<{ leaf: Buffer; intermediate: Buffer; rootName: string }> {
@@ -85,7 +80,11 @@ async function rootsOf(g: GatewayProcess): Promise<string[]> {
  * Requests east → west (web) and west → east (api) with `concurrency` callers until `stop()`; bounded by
  * `maxRequests` and `maxMs` whatever happens.
  */
-function load(o: { concurrency: number; maxRequests: number; maxMs: number }) {
+function load(
+  east: GatewayProcess,
+  west: GatewayProcess,
+  o: { concurrency: number; maxRequests: number; maxMs: number },
+) {
   const failures: string[] = [];
   let sent = 0;
   let stopped = false;
@@ -114,141 +113,155 @@ function load(o: { concurrency: number; maxRequests: number; maxMs: number }) {
   };
 }
 
-beforeAll(async () => {
-  await cli('ca', 'init', '--trust-domain', 'mesh.example', '--out', p('root1'));
-  await cli('ca', 'cluster', '--ca', p('root1'), '--cluster', 'east', '--out', p('east'));
-  await cli('ca', 'cluster', '--ca', p('root1'), '--cluster', 'west', '--out', p('west'));
-  const root = (await loadCaDir(p('root1'))).ca;
-  nats = await startNatsServer({ name: 'root-rotation' });
-  backends.push(await echoServer('west-web'), await echoServer('east-api'));
-  west = await startGatewayProcess({
-    natsUrl: nats.url,
-    cluster: 'west',
-    services: { web: backends[0]!.address },
-    ca: { root, clusterDir: p('west') },
-  });
-  east = await startGatewayProcess({
-    natsUrl: nats.url,
-    cluster: 'east',
-    services: { api: backends[1]!.address },
-    ca: { root, clusterDir: p('east') },
-  });
-  // each cluster learns the other's services over NATS
-  await waitFor(
-    async () => {
-      const [a, b] = await Promise.all([
-        request(east.egress, { host: 'web.shop.svc.clusterset.local' }),
-        request(west.egress, { host: 'api.shop.svc.clusterset.local' }),
-      ]);
-      return a.status === 200 && b.status === 200;
-    },
-    { timeoutMs: 30_000, intervalMs: 200, what: 'east and west to reach each other' },
-  );
-}, 120_000);
+describe.each([
+  ['one process', 1],
+  ['two workers', 2],
+])('root rotation (%s)', (mode, workers) => {
+  const p = (...parts: string[]) => join(scratch.dir, mode.replace(' ', '-'), ...parts);
+  let nats: NatsServerProcess;
+  let east: GatewayProcess;
+  let west: GatewayProcess;
+  const backends: Awaited<ReturnType<typeof echoServer>>[] = [];
 
-afterAll(async () => {
-  await east?.stop();
-  await west?.stop();
-  for (const b of backends) b.server.close();
-  await nats?.stop();
-  scratch.cleanup();
-});
-
-test('three-step root rotation under load: zero failed requests, and the tunnel certificates move to the new root', async () => {
-  const gateways = [east, west];
-  const before = await Promise.all(gateways.map(presented));
-  const traffic = load({ concurrency: 4, maxRequests: 20_000, maxMs: 120_000 });
-  const hup = () => {
-    for (const g of gateways) g.child.kill('SIGHUP');
-  };
-  try {
-    // 1. trust both roots everywhere
-    await cli('ca', 'rotate', '--ca', p('root1'), '--out', p('root2'));
-    for (const c of ['east', 'west'])
-      await cli('ca', 'bundle', 'add', p(c, 'bundle.crt'), p('root2', 'root.crt'));
-    hup();
-    // "do not continue until every gateway trusts both roots": a gateway under the new root is accepted
-    await cli('ca', 'cluster', '--ca', p('root2'), '--cluster', 'probe', '--out', p('probe'));
-    await cli(
-      'ca',
-      'issue',
-      '--ca',
-      p('probe'),
-      '--kind',
-      'gateway',
-      '--name',
-      'probe-gw',
-      '--out',
-      p('probe-gw'),
+  beforeAll(async () => {
+    await cli('ca', 'init', '--trust-domain', 'mesh.example', '--out', p('root1'));
+    await cli('ca', 'cluster', '--ca', p('root1'), '--cluster', 'east', '--out', p('east'));
+    await cli('ca', 'cluster', '--ca', p('root1'), '--cluster', 'west', '--out', p('west'));
+    const root = (await loadCaDir(p('root1'))).ca;
+    nats = await startNatsServer({ name: `root-rotation-${workers}` });
+    backends.push(await echoServer('west-web'), await echoServer('east-api'));
+    west = await startGatewayProcess({
+      natsUrl: nats.url,
+      cluster: 'west',
+      services: { web: backends[0]!.address },
+      ca: { root, clusterDir: p('west') },
+      config: { workers },
+    });
+    east = await startGatewayProcess({
+      natsUrl: nats.url,
+      cluster: 'east',
+      services: { api: backends[1]!.address },
+      ca: { root, clusterDir: p('east') },
+      config: { workers },
+    });
+    // each cluster learns the other's services over NATS
+    await waitFor(
+      async () => {
+        const [a, b] = await Promise.all([
+          request(east.egress, { host: 'web.shop.svc.clusterset.local' }),
+          request(west.egress, { host: 'api.shop.svc.clusterset.local' }),
+        ]);
+        return a.status === 200 && b.status === 200;
+      },
+      { timeoutMs: 30_000, intervalMs: 200, what: 'east and west to reach each other' },
     );
-    const probe = readLeafFiles(p('probe-gw', 'cert.pem'), p('probe-gw', 'key.pem'));
-    for (const [g, service] of [
-      [east, 'api'],
-      [west, 'web'],
-    ] as const) {
-      await waitFor(async () => (await rootsOf(g)).length === 2, { timeoutMs: 15_000, what: 'both roots' });
-      expect(await probeGet(g, probe, service)).toBe(200);
-    }
-    const afterStep1 = traffic.sent();
+  }, 120_000);
 
-    // 2. the intermediates (and with them the leaves) move to the new root
-    for (const c of ['east', 'west'])
-      await cli('ca', 'cluster', '--ca', p('root2'), '--cluster', c, '--out', p(c), '--force');
-    hup();
-    const root2 = TrustBundle.fromPem((await loadCaDir(p('root2'))).ca.certPem);
-    for (const g of gateways) {
-      await waitFor(
-        async () => {
-          const c = await presented(g);
-          return verify([c.leaf, c.intermediate], root2, { kinds: ['gateway'] });
+  afterAll(async () => {
+    await east?.stop();
+    await west?.stop();
+    for (const b of backends) b.server.close();
+    await nats?.stop();
+  });
+
+  test('three-step root rotation under load: zero failed requests, and the tunnel certificates move to the new root', async () => {
+    const gateways = [east, west];
+    const before = await Promise.all(gateways.map(presented));
+    const traffic = load(east, west, { concurrency: 4, maxRequests: 20_000, maxMs: 120_000 });
+    const hup = () => {
+      for (const g of gateways) g.child.kill('SIGHUP');
+    };
+    try {
+      // 1. trust both roots everywhere
+      await cli('ca', 'rotate', '--ca', p('root1'), '--out', p('root2'));
+      for (const c of ['east', 'west'])
+        await cli('ca', 'bundle', 'add', p(c, 'bundle.crt'), p('root2', 'root.crt'));
+      hup();
+      // "do not continue until every gateway trusts both roots": a gateway under the new root is accepted
+      await cli('ca', 'cluster', '--ca', p('root2'), '--cluster', 'probe', '--out', p('probe'));
+      await cli(
+        'ca',
+        'issue',
+        '--ca',
+        p('probe'),
+        '--kind',
+        'gateway',
+        '--name',
+        'probe-gw',
+        '--out',
+        p('probe-gw'),
+      );
+      const probe = readLeafFiles(p('probe-gw', 'cert.pem'), p('probe-gw', 'key.pem'));
+      for (const [g, service] of [
+        [east, 'api'],
+        [west, 'web'],
+      ] as const) {
+        await waitFor(async () => (await rootsOf(g)).length === 2, { timeoutMs: 15_000, what: 'both roots' });
+        // several connections, so that with workers every one of them is asked
+        const answers = await Promise.all(Array.from({ length: 6 }, () => probeGet(g, probe, service)));
+        expect(answers).toEqual(Array(6).fill(200));
+      }
+      const afterStep1 = traffic.sent();
+
+      // 2. the intermediates (and with them the leaves) move to the new root
+      for (const c of ['east', 'west'])
+        await cli('ca', 'cluster', '--ca', p('root2'), '--cluster', c, '--out', p(c), '--force');
+      hup();
+      const root2 = TrustBundle.fromPem((await loadCaDir(p('root2'))).ca.certPem);
+      for (const g of gateways) {
+        await waitFor(
+          async () => {
+            const all = await Promise.all(Array.from({ length: 6 }, () => presented(g)));
+            return all.every((c) => verify([c.leaf, c.intermediate], root2, { kinds: ['gateway'] }));
+          },
+          { timeoutMs: 15_000, what: 'the gateway to present a certificate under the new root' },
+        );
+      }
+      await waitFor(() => traffic.sent() > afterStep1 + 100, {
+        timeoutMs: 30_000,
+        what: 'traffic after step 2',
+      });
+
+      // 3. retire the old root
+      const retired = (await cli('ca', 'rotate', '--ca', p('root2'), '--retire', p('root1'))) as {
+        retired: string;
+      };
+      for (const c of ['east', 'west'])
+        await cli('ca', 'bundle', 'remove', p(c, 'bundle.crt'), retired.retired);
+      hup();
+      for (const g of gateways)
+        await waitFor(async () => (await rootsOf(g)).length === 1, { timeoutMs: 15_000, what: 'one root' });
+      const afterStep3 = traffic.sent();
+      await waitFor(() => traffic.sent() > afterStep3 + 200, {
+        timeoutMs: 30_000,
+        what: 'traffic after step 3',
+      });
+    } finally {
+      await traffic.stop();
+    }
+    expect(traffic.failures).toEqual([]);
+    expect(traffic.sent()).toBeGreaterThan(300);
+
+    const after = await Promise.all(gateways.map(presented));
+    const root1 = TrustBundle.fromPem((await loadCaDir(p('root1'))).ca.certPem);
+    for (let i = 0; i < gateways.length; i++) {
+      const [b, a] = [before[i]!, after[i]!];
+      const was = verify([b.leaf, b.intermediate], root1, { kinds: ['gateway'] });
+      const now = verify(
+        [a.leaf, a.intermediate],
+        TrustBundle.fromPem((await loadCaDir(p('root2'))).ca.certPem),
+        {
+          kinds: ['gateway'],
         },
-        { timeoutMs: 15_000, what: 'the gateway to present a certificate under the new root' },
+      );
+      expect(now.spiffeId).toBe(was.spiffeId);
+      expect(now.serial).not.toBe(was.serial);
+      expect(a.rootName).not.toBe(b.rootName);
+      expect(now.chainRootFingerprint256).not.toBe(was.chainRootFingerprint256);
+      // the certificate in use no longer chains to the retired root
+      expect(() => verify([a.leaf, a.intermediate], root1)).toThrow(
+        expect.objectContaining({ code: 'MESHFED_CA_UNKNOWN_ROOT' }),
       );
     }
-    await waitFor(() => traffic.sent() > afterStep1 + 100, {
-      timeoutMs: 30_000,
-      what: 'traffic after step 2',
-    });
-
-    // 3. retire the old root
-    const retired = (await cli('ca', 'rotate', '--ca', p('root2'), '--retire', p('root1'))) as {
-      retired: string;
-    };
-    for (const c of ['east', 'west'])
-      await cli('ca', 'bundle', 'remove', p(c, 'bundle.crt'), retired.retired);
-    hup();
-    for (const g of gateways)
-      await waitFor(async () => (await rootsOf(g)).length === 1, { timeoutMs: 15_000, what: 'one root' });
-    const afterStep3 = traffic.sent();
-    await waitFor(() => traffic.sent() > afterStep3 + 200, {
-      timeoutMs: 30_000,
-      what: 'traffic after step 3',
-    });
-  } finally {
-    await traffic.stop();
-  }
-  expect(traffic.failures).toEqual([]);
-  expect(traffic.sent()).toBeGreaterThan(300);
-
-  const after = await Promise.all(gateways.map(presented));
-  const root1 = TrustBundle.fromPem((await loadCaDir(p('root1'))).ca.certPem);
-  for (let i = 0; i < gateways.length; i++) {
-    const [b, a] = [before[i]!, after[i]!];
-    const was = verify([b.leaf, b.intermediate], root1, { kinds: ['gateway'] });
-    const now = verify(
-      [a.leaf, a.intermediate],
-      TrustBundle.fromPem((await loadCaDir(p('root2'))).ca.certPem),
-      {
-        kinds: ['gateway'],
-      },
-    );
-    expect(now.spiffeId).toBe(was.spiffeId);
-    expect(now.serial).not.toBe(was.serial);
-    expect(a.rootName).not.toBe(b.rootName);
-    expect(now.chainRootFingerprint256).not.toBe(was.chainRootFingerprint256);
-    // the certificate in use no longer chains to the retired root
-    expect(() => verify([a.leaf, a.intermediate], root1)).toThrow(
-      expect.objectContaining({ code: 'MESHFED_CA_UNKNOWN_ROOT' }),
-    );
-  }
-}, 240_000);
+  }, 240_000);
+});
