@@ -19,6 +19,7 @@ import type { Balancers } from '../gateway/balancer/index.ts';
 import type { Gateway } from '../gateway/index.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { IssuingCaDir } from './issuing-ca.ts';
+import { watchTrustFiles } from './trust-watch.ts';
 import { WorkerPool } from './worker-pool.ts';
 import { createBalancers, createGateway } from './data-plane.ts';
 import { type LoadedDaemonConfig, loadDaemonConfig } from './daemon-config.ts';
@@ -70,6 +71,10 @@ function readTrustFile<T>(file: string, what: string, use: (pem: string) => T): 
   }
 }
 
+/** how often the trust files are checked for changes, and how long they must be quiet before a reload */
+const TRUST_POLL_MS = 2_000;
+const TRUST_DEBOUNCE_MS = 500;
+
 export interface DaemonOptions {
   logger?: Logger;
   /** data-plane worker processes; overrides the config's `workers` (the --workers flag) */
@@ -88,6 +93,9 @@ export class Daemon {
   private bundle!: TrustBundle;
   /** with identity.caDir: the intermediate this daemon issues its own leaves from */
   private issuingCa: IssuingCaDir | undefined;
+  /** the trust reload under way: the next one starts after it */
+  private trustReloads: Promise<unknown> = Promise.resolve();
+  private unwatchTrust: (() => void) | undefined;
   gatewayIdentity!: CertificateSource;
   federationIdentity!: CertificateSource;
   source!: Awaited<ReturnType<typeof createSources>>;
@@ -353,6 +361,16 @@ export class Daemon {
         : {}),
     });
     await this.admin.start();
+    this.unwatchTrust = watchTrustFiles(this.trustFiles(), {
+      pollMs: TRUST_POLL_MS,
+      debounceMs: TRUST_DEBOUNCE_MS,
+      onChange: () =>
+        this.reloadTrust().then(
+          (applied) => this.log.info({ applied }, 'trust files changed: reloaded'),
+          (err: unknown) =>
+            this.log.error({ err }, 'trust files changed but cannot be used; keeping the ones in use'),
+        ),
+    });
     this.log.info({ addresses: this.addresses(), advertise: address }, 'gateway started');
   }
 
@@ -477,6 +495,40 @@ export class Daemon {
     };
   }
 
+  /**
+   * Re-reads the trust material (SIGHUP, or one of its files changed): the bundle and identity.intermediates,
+   * applied to every listener and pool at once, and with identity.caDir the cluster intermediate, from which
+   * the leaves are re-issued when it changed (root rotation step 2). One reload at a time; a file that cannot
+   * be used is refused (the error says which and why) and the material in use stays.
+   */
+  private reloadTrust(): Promise<string[]> {
+    const next = this.trustReloads.then(async () => {
+      const applied: string[] = [];
+      this.bundle = this.loadBundle();
+      this.gateway.trustChanged();
+      applied.push('trust bundle re-read');
+      if (await this.issuingCa?.reload()) {
+        // a new intermediate: the leaves move to it now, not at their next renewal
+        await Promise.all([this.gatewayIdentity.renewNow(), this.federationIdentity.renewNow()]);
+        applied.push('identity.caDir re-read: leaves re-issued');
+      }
+      return applied;
+    });
+    this.trustReloads = next.catch(() => undefined);
+    return next;
+  }
+
+  /** The files reloadTrust() reads: a change to any of them reloads the trust material without SIGHUP. */
+  private trustFiles(): string[] {
+    const id = this.config.identity;
+    const files = [id.intermediates ? this.loaded.path(id.intermediates) : undefined];
+    if (id.caDir) {
+      const dir = this.loaded.path(id.caDir);
+      files.push(join(dir, 'bundle.crt'), join(dir, 'ca.crt'), join(dir, 'ca.key'));
+    } else files.push(this.loaded.path(id.bundle!));
+    return files.filter((f): f is string => f !== undefined);
+  }
+
   /** SIGHUP: re-read the config and the trust material; apply what can change live. */
   async reload(): Promise<{ applied: string[]; needsRestart: string[] }> {
     const next = loadDaemonConfig(this.loaded.file);
@@ -487,14 +539,7 @@ export class Daemon {
       this.log.level = next.config.observability.logLevel;
       applied.push('observability.logLevel');
     }
-    this.bundle = this.loadBundle();
-    this.gateway.trustChanged();
-    applied.push('trust bundle re-read');
-    if (await this.issuingCa?.reload()) {
-      // a new intermediate (root rotation step 2): the leaves move to it now, not at their next renewal
-      await Promise.all([this.gatewayIdentity.renewNow(), this.federationIdentity.renewNow()]);
-      applied.push('identity.caDir re-read: leaves re-issued');
-    }
+    applied.push(...(await this.reloadTrust()));
     for (const key of [
       'cluster',
       'trustDomain',
@@ -521,6 +566,7 @@ export class Daemon {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.unwatchTrust?.();
     await this.gateway
       ?.drain(this.config.drainTimeout)
       .catch((err: unknown) => this.log.warn({ err }, 'drain failed'));

@@ -16,7 +16,7 @@ import { echoServer, tunnelGet, tunnelSession } from './harness.ts';
 
 // SIGHUP after `meshfed ca bundle add`: a real gateway daemon, in one process and with data-plane workers,
 // accepts gateways of the added root on its east-west listener without a restart; after `bundle remove`,
-// their established tunnels close.
+// their established tunnels close. The daemon also notices a changed bundle file by itself.
 
 async function cli(...argv: string[]): Promise<number> {
   const sink = new PassThrough();
@@ -114,5 +114,16 @@ describe.each([
       what: 'the tunnel of a gateway under the removed root to close',
     });
     expect(await freshMany(westNext)).toEqual(Array(8).fill(0));
+  }, 60_000);
+
+  test('a bundle file changed on disk is applied without SIGHUP', async () => {
+    const rootFile = join(gw.dir, 'next-root.crt');
+    expect(await freshMany(westNext)).toEqual(Array(8).fill(0));
+    expect(await cli('ca', 'bundle', 'add', join(gw.dir, 'ca', 'bundle.crt'), rootFile)).toBe(0);
+    await waitFor(async () => (await freshMany(westNext)).every((s) => s === 200), {
+      timeoutMs: 15_000,
+      intervalMs: 200,
+      what: 'the changed bundle file to be applied',
+    });
   }, 60_000);
 });
