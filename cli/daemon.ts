@@ -352,8 +352,7 @@ export class Daemon {
         ? {
             tcp: {
               ...c.admin.grpc,
-              certPem: this.gatewayIdentity.current().chainPem,
-              keyPem: this.gatewayIdentity.current().keyPem,
+              leaf: () => this.gatewayIdentity.current(),
               bundle: () => this.bundle,
               trustDomain: c.trustDomain,
             },
@@ -361,6 +360,7 @@ export class Daemon {
         : {}),
     });
     await this.admin.start();
+    this.gatewayIdentity.on('rotated', () => this.admin?.credentialsChanged());
     this.unwatchTrust = watchTrustFiles(this.trustFiles(), {
       pollMs: TRUST_POLL_MS,
       debounceMs: TRUST_DEBOUNCE_MS,
@@ -506,6 +506,7 @@ export class Daemon {
       const applied: string[] = [];
       this.bundle = this.loadBundle();
       this.gateway.trustChanged();
+      this.admin?.credentialsChanged();
       applied.push('trust bundle re-read');
       if (await this.issuingCa?.reload()) {
         // a new intermediate: the leaves move to it now, not at their next renewal

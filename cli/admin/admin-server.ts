@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { derChainOf, type TrustBundle, verify } from '../../ca/index.ts';
 import { type Logger, MeshfedError } from '../../core/index.ts';
+import { LiveCredentials } from './live-credentials.ts';
 
 export const ADMIN_PROTO = fileURLToPath(new URL('./admin.proto', import.meta.url));
 /** gRPC metadata in which an admin client sends the intermediates of its certificate */
@@ -44,8 +45,8 @@ export interface AdminServerOptions {
   tcp?: {
     host: string;
     port: number;
-    certPem: string;
-    keyPem: string;
+    /** the certificate this listener presents; read again on credentialsChanged() */
+    leaf: () => { chainPem: string; keyPem: string };
     bundle: () => TrustBundle;
     trustDomain: string;
   };
@@ -70,6 +71,7 @@ export class AdminServer {
   private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 });
   private readonly options: AdminServerOptions;
   tcpPort: number | undefined;
+  private credentials: LiveCredentials | undefined;
 
   constructor(options: AdminServerOptions) {
     this.options = options;
@@ -152,10 +154,10 @@ export class AdminServer {
       chmodSync(o.socketPath, 0o600);
     }
     if (o.tcp) {
-      const roots = Buffer.from(o.tcp.bundle().toPem());
-      const creds = grpc.ServerCredentials.createSsl(
-        roots,
-        [{ cert_chain: Buffer.from(o.tcp.certPem), private_key: Buffer.from(o.tcp.keyPem) }],
+      this.credentials = new LiveCredentials(o.tcp.leaf, o.tcp.bundle);
+      const creds = grpc.experimental.createCertificateProviderServerCredentials(
+        this.credentials,
+        this.credentials,
         true,
       );
       this.tcpPort = await new Promise<number>((resolve, reject) =>
@@ -164,6 +166,11 @@ export class AdminServer {
         ),
       );
     }
+  }
+
+  /** The gateway's leaf rotated or the trust bundle changed: new TCP handshakes use the current ones. */
+  credentialsChanged(): void {
+    this.credentials?.changed();
   }
 
   async stop(): Promise<void> {
