@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import tls from 'node:tls';
@@ -118,6 +119,15 @@ describe.each([
   ['two workers', 2],
 ])('root rotation (%s)', (mode, workers) => {
   const p = (...parts: string[]) => join(scratch.dir, mode.replace(' ', '-'), ...parts);
+
+  /** a gateway leaf of cluster probe under the root in `rootDir`, made with the CLI */
+  async function probeLeaf(rootDir: string): Promise<IssuedLeaf> {
+    const dir = p(`probe-${rootDir}`);
+    await cli('ca', 'cluster', '--ca', p(rootDir), '--cluster', 'probe', '--out', dir);
+    const out = `${dir}-gw`;
+    await cli('ca', 'issue', '--ca', dir, '--kind', 'gateway', '--name', 'probe-gw', '--out', out);
+    return readLeafFiles(join(out, 'cert.pem'), join(out, 'key.pem'));
+  }
   let nats: NatsServerProcess;
   let east: GatewayProcess;
   let west: GatewayProcess;
@@ -178,20 +188,7 @@ describe.each([
         await cli('ca', 'bundle', 'add', p(c, 'bundle.crt'), p('root2', 'root.crt'));
       hup();
       // "do not continue until every gateway trusts both roots": a gateway under the new root is accepted
-      await cli('ca', 'cluster', '--ca', p('root2'), '--cluster', 'probe', '--out', p('probe'));
-      await cli(
-        'ca',
-        'issue',
-        '--ca',
-        p('probe'),
-        '--kind',
-        'gateway',
-        '--name',
-        'probe-gw',
-        '--out',
-        p('probe-gw'),
-      );
-      const probe = readLeafFiles(p('probe-gw', 'cert.pem'), p('probe-gw', 'key.pem'));
+      const probe = await probeLeaf('root2');
       for (const [g, service] of [
         [east, 'api'],
         [west, 'web'],
@@ -222,6 +219,12 @@ describe.each([
         what: 'traffic after step 2',
       });
 
+      // a gateway that stayed under the old root, connected before it is retired
+      const stale = await probeLeaf('root1');
+      const roots = readFileSync(p('root1', 'bundle.crt'), 'utf8');
+      const held = tunnelSession(east.eastWest, stale, roots);
+      expect(await tunnelGet(held.session, stale, { namespace: 'shop', name: 'api' })).toBe(200);
+
       // 3. retire the old root
       const retired = (await cli('ca', 'rotate', '--ca', p('root2'), '--retire', p('root1'))) as {
         retired: string;
@@ -231,6 +234,11 @@ describe.each([
       hup();
       for (const g of gateways)
         await waitFor(async () => (await rootsOf(g)).length === 1, { timeoutMs: 15_000, what: 'one root' });
+      // its established tunnel is closed, while the traffic between east and west goes on
+      await waitFor(() => held.session.closed || held.session.destroyed, {
+        timeoutMs: 15_000,
+        what: 'the tunnel of the gateway under the retired root to close',
+      });
       const afterStep3 = traffic.sent();
       await waitFor(() => traffic.sent() > afterStep3 + 200, {
         timeoutMs: 30_000,
