@@ -451,7 +451,8 @@ export class Gateway {
    * listener and new tunnel dials use it at once; connections already established are not dropped.
    */
   trustChanged(): void {
-    if (!this.started) return;
+    // before start() built the TLS servers there is nothing to re-apply: they will read the bundle then
+    if (!this.tls) return;
     const leaf = this.o.identity.current();
     this.tls.setSecureContext(this.tlsContextOptions(leaf));
     this.egressTls?.setSecureContext(this.tlsContextOptions(leaf));
