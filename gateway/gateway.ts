@@ -20,6 +20,7 @@ import { requestTargetCheck, underscoreHeaders } from './layers/request-checks.t
 import { connectRoute, egressRoute, tunnelRoute } from './layers/route.ts';
 import { traceLayer } from './layers/trace.ts';
 import { Listeners } from './listeners.ts';
+import { PeerRevalidation } from './peer-revalidation.ts';
 import { LocalServices } from './local-services.ts';
 import { type Handler, fromNode, type RequestLayer, stack } from './pipeline.ts';
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
@@ -43,6 +44,8 @@ export class Gateway {
   readonly #options: GatewayOptions;
   readonly #log: Logger;
   readonly #pool: H2Pool;
+  /** re-verifies the peers of established mTLS connections (timer, trust changes) and closes the failing */
+  readonly #revalidation: PeerRevalidation;
   readonly #agent: Agent;
   readonly #listeners: Listeners;
   readonly #local: LocalServices;
@@ -67,10 +70,17 @@ export class Gateway {
     this.#log = options.logger;
     const c = options.config;
     const bc = options.balancerConfig;
+    this.#revalidation = new PeerRevalidation({
+      bundle: options.bundle,
+      intervalMs: c.peerRevalidationInterval,
+      onClosed: (listener, reason) => this.#refused.inc({ listener, reason }),
+      logger: options.logger,
+    });
     this.#pool = new H2Pool({
       size: c.tunnelConnectionsPerGateway,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       connectTimeoutMs: bc.timeouts.connect,
+      revalidation: this.#revalidation,
       creds: {
         leaf: () => options.identity.current(),
         bundle: options.bundle,
@@ -104,6 +114,7 @@ export class Gateway {
       identity: options.identity,
       bundle: options.bundle,
       clientAuth: c.egress.clientAuth,
+      revalidation: this.#revalidation,
       clientCerts: new Counter({
         name: 'meshfed_egress_client_certs_total',
         help: 'egress requests by the outcome of the workload certificate check (verified, or why it was refused)',
@@ -345,7 +356,14 @@ export class Gateway {
    * sessions verify against it; established connections stay.
    */
   trustChanged(): void {
-    if (this.#started) this.#onRotated(this.#options.identity.current());
+    // before start() built the TLS servers there is nothing to re-apply: they read the bundle then
+    if (!this.#tls) return;
+    const context = tlsContextOptions(this.#options.identity.current(), this.#options.bundle());
+    this.#tls.setSecureContext(context);
+    this.#egressTls?.setSecureContext(context);
+    this.#pool.trustChanged();
+    // a root removed: established connections whose peer chained only to it close now
+    this.#revalidation.sweep();
   }
 
   addresses(): Record<string, string> {

@@ -8,6 +8,7 @@ import { callerRule } from '../../gateway/layers/identity.ts';
 import { requestTargetCheck, underscoreHeaders } from '../../gateway/layers/request-checks.ts';
 import { connectRoute, egressRoute, tunnelRoute } from '../../gateway/layers/route.ts';
 import type { LocalServices } from '../../gateway/local-services.ts';
+import type { PeerRevalidation } from '../../gateway/peer-revalidation.ts';
 import { type GatewayRequest, type Handler, type RequestLayer, stack } from '../../gateway/pipeline.ts';
 import { TestCatalog } from './harness.ts';
 
@@ -191,6 +192,7 @@ describe('callerRule', () => {
       throw new Error('not used');
     },
     clientAuth: 'none',
+    revalidation: {} as PeerRevalidation,
     clientCerts: new Counter({ name: 'x_total', help: 'x', labelNames: ['result'], registers: [] }),
   });
   const peer = {

@@ -93,7 +93,7 @@ async function connectTo(
   authority: string,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; error: string | undefined; stream: http2.ClientHttp2Stream; close(): void }> {
-  const session = tunnelSession(mesh, beta.eastWest, leaf);
+  const session = tunnelSession(beta.eastWest, leaf, mesh.bundle.toPem()).session;
   const stream = session.request({
     ':method': 'CONNECT',
     ':authority': authority,
@@ -330,7 +330,7 @@ describe('admin listener (suspected: DNS rebinding)', () => {
 describe('found by the east-west fuzz test', () => {
   test('an HTTP request naming a tcp or tls port through the tunnel is refused, not sent to that endpoint', async () => {
     const gw = await issueLeaf(await mesh.intermediate('alpha'), { kind: 'gateway', name: 'alpha-gw3' });
-    const session = tunnelSession(mesh, beta.eastWest, gw);
+    const session = tunnelSession(beta.eastWest, gw, mesh.bundle.toPem()).session;
     try {
       const stream = session.request({
         ':path': '/',
@@ -355,7 +355,7 @@ describe('found by the east-west fuzz test', () => {
       namespace: 'shop',
       serviceAccount: 'sneaky',
     });
-    const session = tunnelSession(mesh, beta.eastWest, wl);
+    const session = tunnelSession(beta.eastWest, wl, mesh.bundle.toPem()).session;
     const closed = new Promise((r) => session.once('close', r));
     const stream = session.request({ ':path': '/', ':authority': 'api.shop.svc.clusterset.local' });
     stream.on('error', () => undefined);

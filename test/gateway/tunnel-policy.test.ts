@@ -63,7 +63,7 @@ test('tunnelMaxRequestsPerConnection: 1 opens a new connection per request, resu
 
 test('a tunnel session that never sends a request is closed after headersTimeout, and counted', async () => {
   const leaf = await issueLeaf(await mesh.intermediate('alpha'), { kind: 'gateway', name: 'idle' });
-  const session = tunnelSession(mesh, strict.eastWest, leaf);
+  const session = tunnelSession(strict.eastWest, leaf, mesh.bundle.toPem()).session;
   await new Promise((r) => session.once('connect', r));
   await new Promise((r) => session.once('close', r));
   const m = await strict.registry.getSingleMetric('meshfed_refused_total')?.get();
@@ -73,7 +73,7 @@ test('a tunnel session that never sends a request is closed after headersTimeout
 test('a session idle for sessionIdleTimeout after its requests gets a graceful GOAWAY', async () => {
   strict.source.set([httpService('shop', 'web', ['127.0.0.1:1'])]);
   const leaf = await issueLeaf(await mesh.intermediate('alpha'), { kind: 'gateway', name: 'quiet' });
-  const session = tunnelSession(mesh, strict.eastWest, leaf);
+  const session = tunnelSession(strict.eastWest, leaf, mesh.bundle.toPem()).session;
   const goaway = new Promise<number>((r) => session.once('goaway', (code: number) => r(code)));
   // any answer will do (the endpoint is unreachable): the session carried a request
   const stream = session.request({ ':path': '/', ':authority': 'web.shop.svc.clusterset.local' });
