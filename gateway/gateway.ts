@@ -1,6 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import http2, { type Http2SecureServer, type Http2Server } from 'node:http2';
 import net, { type Socket } from 'node:net';
+import tls from 'node:tls';
 import type { Agent } from 'undici';
 import UndiciAgent from 'undici/lib/dispatcher/agent.js';
 import type { IssuedLeaf } from '../ca/index.ts';
@@ -8,8 +9,12 @@ import { Counter, Gauge, type Logger } from '../core/index.ts';
 import { adminHandler } from './admin-endpoint.ts';
 import type { BalancerTarget } from './balancer/index.ts';
 import type { HelloResult } from './client-hello.ts';
+import { FAST_ALPN } from './config.ts';
 import { forward } from './forward.ts';
 import type { GatewayOptions } from './gateway-options.ts';
+import { H1Entry } from './h1/entry.ts';
+import { H1Pool } from './h1/pool.ts';
+import { FastUpstream } from './h1/upstream.ts';
 import { H2Pool, STREAM_WINDOW_BYTES } from './h2-pool.ts';
 import type { Req, Res } from './http-request.ts';
 import { Identities } from './identity.ts';
@@ -25,12 +30,15 @@ import { type Handler, fromNode, type RequestLayer, stack } from './pipeline.ts'
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
 import { CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
 import { TcpRelay } from './tcp-relay.ts';
-import { guardSession, secureServer, tlsContextOptions } from './tls-servers.ts';
+import { guardSession, secureServer, tlsContextOptions, tlsReason } from './tls-servers.ts';
 import { byTarget } from './upstream/attempt.ts';
 import { H1Upstream } from './upstream/h1.ts';
 import { H2Upstream } from './upstream/h2.ts';
 
 export type { AuthorizeHook, GatewayOptions } from './gateway-options.ts';
+
+/** header fields per request head on the HTTP/1.1 codec (HAProxy's default is 101) */
+const MAX_HEADERS = 100;
 
 /**
  * The east-west gateway's data plane: the egress listener for local apps, the east-west listener (mTLS
@@ -53,6 +61,11 @@ export class Gateway {
   readonly #egress: Handler;
   readonly #eastWest: Handler;
   readonly #connect: Handler;
+  /** the HTTP/1.1 fast path (config.fastPath): its pool, its two entries and its east-west TLS server */
+  readonly #fastPool: H1Pool;
+  #fastEgress: H1Entry | undefined;
+  #fastEastWest: H1Entry | undefined;
+  #fastTls: tls.Server | undefined;
   #egressH1!: http.Server;
   #egressH2!: Http2Server;
   /** workload mTLS on the egress listener (clientAuth optional/required) */
@@ -118,14 +131,33 @@ export class Gateway {
       refused: this.#refused,
       log: this.#log,
     });
+    const tunnel = new H2Upstream({
+      pool: this.#pool,
+      breakers,
+      identities: this.#identities,
+      idleTimeoutMs: bc.timeouts.idle,
+    });
+    this.#fastPool = new H1Pool({
+      connectTimeoutMs: bc.timeouts.connect,
+      // under node's default keep-alive timeout (5 s), so a backend never closes a connection we reuse
+      idleTimeoutMs: Math.min(4_000, bc.timeouts.idle),
+      maxIdlePerKey: bc.circuitBreaker.maxConnections,
+      creds: { leaf: () => o.identity.current(), bundle: o.bundle, trustDomain: o.trustDomain },
+    });
     const codec = byTarget(
-      new H2Upstream({
-        pool: this.#pool,
-        breakers,
-        identities: this.#identities,
-        idleTimeoutMs: bc.timeouts.idle,
-      }),
+      tunnel,
       new H1Upstream({ agent: this.#agent, breakers, identities: this.#identities }),
+      c.fastPath
+        ? new FastUpstream({
+            pool: this.#fastPool,
+            breakers,
+            identities: this.#identities,
+            tunnel,
+            idleTimeoutMs: bc.timeouts.idle,
+            maxHeadBytes: c.limits.maxHeaderBytes,
+            maxHeaders: MAX_HEADERS,
+          })
+        : undefined,
     );
     const send = forward({
       balancers: o.balancers,
@@ -270,6 +302,7 @@ export class Gateway {
         else (resOrSocket as Res).destroy();
       });
     }
+    if (c.fastPath) this.#startFastPath(context);
     this.#o.identity.on('rotated', this.#onRotated);
 
     const egress = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.#acceptEgress(s));
@@ -290,6 +323,42 @@ export class Gateway {
     }
     this.#started = true;
     this.#o.balancers.healthChecks((t) => this.#probe(t));
+  }
+
+  /** the HTTP/1.1 codec's entries: egress (plain HTTP/1.1) and east-west (mTLS with the fast-path ALPN) */
+  #startFastPath(context: ReturnType<typeof tlsContextOptions>): void {
+    const c = this.#o.config;
+    const entry = (listener: 'egress' | 'eastWest', pipeline: Handler) => ({
+      listener,
+      pipeline,
+      cluster: this.#o.cluster,
+      maxHeadBytes: c.limits.maxHeaderBytes,
+      maxHeaders: MAX_HEADERS,
+      headersTimeoutMs: c.limits.headersTimeout,
+      keepAliveTimeoutMs: 65_000,
+      refused: this.#refused,
+      log: this.#log,
+    });
+    // upgrades, CONNECT and HTTP/1.0 at egress keep node's server
+    this.#fastEgress = new H1Entry({
+      ...entry('egress', this.#egress),
+      handover: (socket) => {
+        this.#egressH1.emit('connection', socket);
+        socket.resume();
+      },
+    });
+    this.#fastEastWest = new H1Entry(entry('eastWest', this.#eastWest));
+    this.#fastTls = tls.createServer({
+      ...context,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: 'TLSv1.3',
+      ALPNProtocols: [FAST_ALPN],
+    });
+    this.#fastTls.on('secureConnection', (s) => this.#fastEastWest!.accept(s));
+    this.#fastTls.on('tlsClientError', (err) =>
+      this.#refused.inc({ listener: 'eastWest', reason: tlsReason(err) }),
+    );
   }
 
   #adminServer(): http.Server {
@@ -326,7 +395,9 @@ export class Gateway {
     const context = tlsContextOptions(leaf, this.#o.bundle());
     this.#tls.setSecureContext(context);
     this.#egressTls?.setSecureContext(context);
+    this.#fastTls?.setSecureContext(context);
     this.#pool.rotate();
+    this.#fastPool.rotate();
   };
 
   /**
@@ -355,6 +426,7 @@ export class Gateway {
         // the servers take the unshifted bytes over themselves; resuming here would lose them to nobody
         if (kind === 'tls') this.#egressTls!.emit('connection', socket);
         else if (kind === 'h2') this.#egressH2.emit('connection', socket);
+        else if (this.#fastEgress) this.#fastEgress.accept(socket);
         else {
           this.#egressH1.emit('connection', socket);
           socket.resume();
@@ -390,7 +462,9 @@ export class Gateway {
       case 'terminate':
         socket.unshift(buf);
         // TLSSocket reads the unshifted ClientHello and then the handle itself: no resume() here
-        this.#tls.emit('connection', socket);
+        if (this.#fastTls && hello.ok && hello.alpn.includes(FAST_ALPN))
+          this.#fastTls.emit('connection', socket);
+        else this.#tls.emit('connection', socket);
         return;
       case 'passthrough':
         this.#relay.passthrough(socket, buf, route.service, route.portName);
@@ -429,6 +503,8 @@ export class Gateway {
     const deadline = Date.now() + timeoutMs;
     while (this.#inFlight.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     this.#egressH1?.closeIdleConnections();
+    this.#fastEgress?.closeIdle();
+    this.#fastEastWest?.closeIdle();
   }
 
   async stop(): Promise<void> {
@@ -437,6 +513,9 @@ export class Gateway {
     this.#local.stop();
     this.#o.identity.off('rotated', this.#onRotated);
     this.#pool.close();
+    this.#fastPool.close();
+    this.#fastEgress?.stop();
+    this.#fastEastWest?.stop();
     void this.#agent.destroy();
     for (const s of this.#listeners.sockets) s.destroy();
     await Promise.all(

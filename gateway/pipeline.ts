@@ -3,6 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Span } from '@opentelemetry/api';
 import type { VerifiedIdentity } from '../ca/index.ts';
 import { type Answer, writeAnswer } from './answers.ts';
+import type { Exchange } from './h1/exchange.ts';
 import { authorityOf, hasBody, type Req, type Res, socketOf } from './http-request.ts';
 
 /** The service a request is routed to, once the route layer has resolved it. */
@@ -36,8 +37,13 @@ export interface GatewayRequest {
    * left alone when it was forwarded, else cut.
    */
   answer(a: Answer): void;
-  /** the codec's own handle on the exchange: node's request and response for the node codecs */
+  /**
+   * the codec's own handle on the exchange: node's request and response for the node codecs (for a
+   * request of the HTTP/1.1 codec, node-shaped stand-ins made on first use)
+   */
   readonly io: NodeIo;
+  /** the HTTP/1.1 codec's exchange, for a request that arrived through it (gateway/h1) */
+  readonly fast?: Exchange;
   /** the cluster the call comes from: ours at egress, the verified peer's on the east-west listener */
   sourceCluster: string;
   /** the verified peer gateway (east-west only) */

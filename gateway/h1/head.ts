@@ -1,3 +1,5 @@
+import type { RefusalReason } from '../answers.ts';
+
 /**
  * meshfed's HTTP/1.1 head parser, strict per RFC 9112. It refuses, rather than repairs, everything a proxy
  * could read differently from the server behind it: a refusal here is a 400 (or 431/501/505/417) and a
@@ -28,27 +30,28 @@ export type HeadError =
   | 'invalid-chunk-extension'
   | 'invalid-trailer';
 
-export const HEAD_ERROR_STATUS: Record<HeadError, number> = {
-  'bare-cr-or-lf': 400,
-  'head-too-large': 431,
-  'too-many-headers': 431,
-  'invalid-request-line': 400,
-  'unsupported-method': 501,
-  'invalid-request-target': 400,
-  'unsupported-version': 505,
-  'invalid-header-name': 400,
-  'invalid-header-value': 400,
-  'obs-fold': 400,
-  'missing-host': 400,
-  'duplicate-header': 400,
-  'invalid-content-length': 400,
-  'content-length-with-transfer-encoding': 400,
-  'unsupported-transfer-encoding': 501,
-  'expectation-failed': 417,
-  'invalid-status-line': 502,
-  'invalid-chunk': 400,
-  'invalid-chunk-extension': 400,
-  'invalid-trailer': 400,
+/** The refusal (gateway/answers.ts) each head error is answered with; the connection is then closed. */
+export const HEAD_ERROR_REFUSAL: Record<HeadError, RefusalReason> = {
+  'bare-cr-or-lf': 'malformed-request',
+  'head-too-large': 'head-too-large',
+  'too-many-headers': 'head-too-large',
+  'invalid-request-line': 'malformed-request',
+  'unsupported-method': 'unsupported-method',
+  'invalid-request-target': 'invalid-request-target',
+  'unsupported-version': 'unsupported-version',
+  'invalid-header-name': 'malformed-request',
+  'invalid-header-value': 'malformed-request',
+  'obs-fold': 'malformed-request',
+  'missing-host': 'malformed-request',
+  'duplicate-header': 'malformed-request',
+  'invalid-content-length': 'malformed-request',
+  'content-length-with-transfer-encoding': 'malformed-request',
+  'unsupported-transfer-encoding': 'unsupported-transfer-encoding',
+  'expectation-failed': 'expectation-failed',
+  'invalid-status-line': 'malformed-request',
+  'invalid-chunk': 'malformed-request',
+  'invalid-chunk-extension': 'malformed-request',
+  'invalid-trailer': 'malformed-request',
 };
 
 export class HeadParseError extends Error {
