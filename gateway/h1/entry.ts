@@ -236,11 +236,20 @@ class H1Connection implements ClientConnection {
     try {
       used = framer.feed(d, 0);
     } catch (err) {
-      // a body whose framing is in doubt: nothing after it can be trusted, on either connection
-      this.#o.refused.inc({ listener: this.#o.listener, reason: 'malformed-request' });
-      this.#o.log.debug({ err }, 'request body framing refused');
-      this.#ex?.destroy();
-      this.socket.destroy();
+      // a body whose framing is in doubt: nothing after it can be trusted, on either connection. The
+      // caller gets a 400 if no response has started; the try is then cancelled, cutting the upstream.
+      const o = this.#o;
+      o.refused.inc({ listener: o.listener, reason: 'malformed-request' });
+      this.socket.off('data', this.#onData);
+      const ex = this.#ex;
+      if (ex && !ex.headersSent) {
+        ex.closeAfter = true;
+        const message = (err as Error).message;
+        writeAnswer({ headers: {} }, ex, { status: 400, reason: 'malformed-request', message });
+      } else {
+        ex?.destroy();
+        this.socket.destroy();
+      }
       return;
     }
     if (!this.#decoded && used > 0) this.#write(used === d.length ? d : d.subarray(0, used));
