@@ -142,6 +142,7 @@ export class Gateway {
       // under node's default keep-alive timeout (5 s), so a backend never closes a connection we reuse
       idleTimeoutMs: Math.min(4_000, bc.timeouts.idle),
       maxIdlePerKey: bc.circuitBreaker.maxConnections,
+      maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       creds: { leaf: () => o.identity.current(), bundle: o.bundle, trustDomain: o.trustDomain },
     });
     const codec = byTarget(

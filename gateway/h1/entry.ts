@@ -79,7 +79,6 @@ export class H1Entry {
 
 class H1Connection implements ClientConnection {
   readonly socket: Socket;
-  readonly #entry: H1Entry;
   readonly #o: H1EntryOptions;
   #buf: Buffer = EMPTY;
   #ex: Exchange | undefined;
@@ -96,7 +95,6 @@ class H1Connection implements ClientConnection {
   #draining = false;
 
   constructor(entry: H1Entry, socket: Socket) {
-    this.#entry = entry;
     this.#o = entry.options;
     this.socket = socket;
   }

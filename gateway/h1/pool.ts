@@ -20,6 +20,8 @@ export interface H1PoolOptions {
   /** an idle connection closes after this, shorter than a backend's own keep-alive timeout */
   idleTimeoutMs: number;
   maxIdlePerKey: number;
+  /** mTLS connections to gateways serve at most this many requests (tunnelMaxRequestsPerConnection); 0: no limit */
+  maxRequestsPerConnection: number;
   creds: TunnelCredentials;
 }
 
@@ -38,6 +40,13 @@ const TUNNEL_ONLY_MS = 60_000;
 export class H1Pool {
   readonly #keys = new Map<string, Key>();
   readonly #tunnelOnly = new Map<string, number>();
+  /** requests served per mTLS connection, against maxRequestsPerConnection */
+  readonly #uses = new WeakMap<Socket, number>();
+  /**
+   * The last TLS session ticket per gateway, from a connection whose peer we verified, and how long that
+   * peer's certificate is valid: a resumed handshake shows the client no certificate to check.
+   */
+  readonly #tickets = new Map<string, { ticket: Buffer; notAfter: number }>();
   readonly #o: H1PoolOptions;
   #context: { leaf: IssuedLeaf; bundle: TrustBundle; version: number; ctx: tls.SecureContext } | undefined;
   #closed = false;
@@ -74,6 +83,15 @@ export class H1Pool {
   release(c: PooledConnection): void {
     const s = c.socket;
     if (this.#closed || s.destroyed) return;
+    const max = this.#o.maxRequestsPerConnection;
+    if (max > 0 && c.key.startsWith('tls|')) {
+      const n = (this.#uses.get(s) ?? 0) + 1;
+      this.#uses.set(s, n);
+      if (n >= max) {
+        s.end();
+        return;
+      }
+    }
     let k = this.#keys.get(c.key);
     if (!k) {
       k = { idle: [] };
@@ -150,7 +168,12 @@ export class H1Pool {
         });
         return;
       }
+      const ticketKey = `${cluster}|${address}`;
+      const saved = this.#tickets.get(ticketKey);
+      const offered = saved && saved.notAfter > Date.now() ? saved : undefined;
+      let verifiedUntil = 0;
       const t = tls.connect({
+        ...(offered ? { session: offered.ticket } : {}),
         host,
         port,
         secureContext: this.#secureContext(),
@@ -162,6 +185,10 @@ export class H1Pool {
       });
       socket = t;
       t.setNoDelay(true);
+      // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified
+      t.on('session', (ticket: Buffer) => {
+        if (verifiedUntil > 0) this.#tickets.set(ticketKey, { ticket, notAfter: verifiedUntil });
+      });
       t.once('error', onError);
       t.once('secureConnect', () => {
         clearTimeout(timer);
@@ -172,7 +199,7 @@ export class H1Pool {
           return;
         }
         try {
-          this.#checkPeer(t, cluster);
+          verifiedUntil = t.isSessionReused() && offered ? offered.notAfter : this.#checkPeer(t, cluster);
         } catch (err) {
           fail(err as Error);
           return;
@@ -184,14 +211,18 @@ export class H1Pool {
     });
   }
 
-  /** The remote gateway must prove a gateway identity of `cluster` (the tunnel's rule). */
-  #checkPeer(socket: TLSSocket, cluster: string): void {
+  /**
+   * The remote gateway must prove a gateway identity of `cluster` (the tunnel's rule); returns its
+   * certificate's notAfter (ms), how long a ticket from this connection may be offered again.
+   */
+  #checkPeer(socket: TLSSocket, cluster: string): number {
     const creds = this.#o.creds;
-    verify(peerCertificateChain(socket), creds.bundle(), {
+    const id = verify(peerCertificateChain(socket), creds.bundle(), {
       trustDomain: creds.trustDomain,
       cluster,
       kinds: ['gateway'],
     });
+    return id.notAfter.getTime();
   }
 
   /** one TLS context per leaf and bundle version: building one parses the PEMs and loads the CA store */
@@ -218,6 +249,8 @@ export class H1Pool {
 
   /** Our certificate or the trust bundle changed: idle mTLS connections close; new ones use the new context. */
   rotate(): void {
+    // a resumed session would present our old certificate again
+    this.#tickets.clear();
     for (const [key, k] of this.#keys) {
       if (!key.startsWith('tls|')) continue;
       for (const s of k.idle.splice(0)) s.destroy();
