@@ -101,6 +101,9 @@ class H1Connection implements ClientConnection {
 
   start(): void {
     const s = this.socket;
+    // a client that half-closes after its request still gets the answer (node's HTTP server does the
+    // same); #onEnd closes the connection once nothing is in flight
+    s.allowHalfOpen = true;
     s.on('data', this.#onData);
     s.on('error', () => undefined);
     s.on('end', this.#onEnd);
@@ -108,7 +111,18 @@ class H1Connection implements ClientConnection {
     s.resume();
   }
 
+  /** untrusted bytes never crash the process: whatever a bug throws closes this connection only */
   readonly #onData = (d: Buffer): void => {
+    try {
+      this.#read(d);
+    } catch (err) {
+      this.#o.log.warn({ err, listener: this.#o.listener }, 'HTTP/1.1 connection failed');
+      this.#ex?.destroy();
+      this.socket.destroy();
+    }
+  };
+
+  #read(d: Buffer): void {
     if (this.#framer && !this.#framer.done) {
       this.#feedBody(d);
       return;
@@ -116,7 +130,7 @@ class H1Connection implements ClientConnection {
     this.#buf = this.#buf.length === 0 ? d : Buffer.concat([this.#buf, d]);
     if (!this.#ex) this.#parse();
     else if (this.#buf.length > MAX_READ_AHEAD) this.socket.pause();
-  };
+  }
 
   readonly #onEnd = (): void => {
     this.#ended = true;

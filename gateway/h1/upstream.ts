@@ -170,6 +170,14 @@ export class FastUpstream implements UpstreamCodec {
       throw new HeadParseError('invalid-status-line', 'too many interim responses');
     };
     const onData = (d: Buffer) => {
+      try {
+        read(d);
+      } catch (err) {
+        ex.destroy();
+        failed(err);
+      }
+    };
+    const read = (d: Buffer) => {
       if (res) {
         feed(d);
         return;

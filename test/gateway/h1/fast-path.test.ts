@@ -1,4 +1,5 @@
 import tls from 'node:tls';
+import fc from 'fast-check';
 import { issueLeaf } from '../../../ca/index.ts';
 import { FAST_ALPN, TUNNEL_ALPN } from '../../../gateway/index.ts';
 import { createMesh, httpService, type Mesh, request, type TestGateway } from '../harness.ts';
@@ -213,5 +214,45 @@ describe('mixed versions: a fast-path gateway and one on the HTTP/2 tunnel only'
     await new Promise((r) => socket.once('secureConnect', r));
     expect(socket.alpnProtocol).toBe('h2');
     socket.destroy();
+  });
+});
+
+describe('untrusted bytes never take a gateway down', () => {
+  test('random and mutated bytes on the egress fast path and the east-west fast-path ALPN; both still serve', async () => {
+    const leaf = await issueLeaf(await mesh.intermediate('alpha'), { kind: 'gateway', name: 'alpha-fuzz' });
+    const valid = `POST /f HTTP/1.1\r\nhost: ${HOST}\r\nx-meshfed-service: shop/echo/http\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n`;
+    const bytes = fc.oneof(
+      fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
+      fc
+        .array(fc.tuple(fc.nat(valid.length), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 4,
+        })
+        .map((edits) => {
+          const b = Buffer.from(valid, 'latin1');
+          for (const [at, v] of edits) b[at % b.length] = v;
+          return b;
+        }),
+    );
+    await fc.assert(
+      fc.asyncProperty(bytes, fc.boolean(), async (b, eastWest) => {
+        await rawExchange(eastWest ? beta.eastWest : alpha.egress, b, {
+          timeoutMs: 2_000,
+          end: true,
+          ...(eastWest
+            ? {
+                tls: {
+                  cert: leaf.chainPem,
+                  key: leaf.keyPem,
+                  ca: mesh.bundle.toPem(),
+                  ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN],
+                },
+              }
+            : {}),
+        });
+      }),
+      { seed: 1205, numRuns: 60 },
+    );
+    expect((await request(alpha.egress, { host: HOST, path: '/after' })).status).toBe(200);
   });
 });

@@ -29,7 +29,13 @@ export function statuses(received: string): number[] {
 export async function rawExchange(
   address: string,
   bytes: Buffer | string,
-  o: { tls?: tls.ConnectionOptions; until?: (received: string) => boolean; timeoutMs?: number } = {},
+  o: {
+    tls?: tls.ConnectionOptions;
+    until?: (received: string) => boolean;
+    timeoutMs?: number;
+    /** half-close after writing: the peer closes once it has answered what it read */
+    end?: boolean;
+  } = {},
 ): Promise<{ received: string; closed: boolean; alpn: string | false | null | undefined }> {
   const { host, port } = splitAddr(address);
   const socket = o.tls
@@ -57,7 +63,8 @@ export async function rawExchange(
       clearTimeout(timer);
       resolve();
     });
-    socket.write(bytes);
+    if (o.end) socket.end(bytes);
+    else socket.write(bytes);
   });
   socket.destroy();
   return { received, closed, alpn };
