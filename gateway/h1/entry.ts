@@ -101,9 +101,6 @@ class H1Connection implements ClientConnection {
 
   start(): void {
     const s = this.socket;
-    // a client that half-closes after its request still gets the answer (node's HTTP server does the
-    // same); #onEnd closes the connection once nothing is in flight
-    s.allowHalfOpen = true;
     s.on('data', this.#onData);
     s.on('error', () => undefined);
     s.on('end', this.#onEnd);
@@ -132,6 +129,11 @@ class H1Connection implements ClientConnection {
     else if (this.#buf.length > MAX_READ_AHEAD) this.socket.pause();
   }
 
+  /**
+   * A client that half-closes is gone, as node's HTTP server treats it (httpAllowHalfOpen: false): the
+   * socket ends our side too, its 'close' cancels the request in flight, and its try is not held
+   * against the target.
+   */
   readonly #onEnd = (): void => {
     this.#ended = true;
     if (!this.#ex) this.socket.end();
