@@ -11,7 +11,7 @@ export class TunnelOnly extends Error {}
 export interface PooledConnection {
   readonly socket: Socket;
   readonly key: string;
-  /** it served a request before (a request on it may meet the peer's idle close) */
+  /** it carried a whole exchange before (the peer knows our identity on it; its idle close may race us) */
   readonly reused: boolean;
 }
 
@@ -42,6 +42,8 @@ export class H1Pool {
   readonly #tunnelOnly = new Map<string, number>();
   /** requests served per mTLS connection, against maxRequestsPerConnection */
   readonly #uses = new WeakMap<Socket, number>();
+  /** connections that carried a whole exchange (a dial whose try ended first carried none) */
+  readonly #carried = new WeakSet<Socket>();
   /**
    * The last TLS session ticket per gateway, from a connection whose peer we verified, and how long that
    * peer's certificate is valid: a resumed handshake shows the client no certificate to check.
@@ -74,15 +76,19 @@ export class H1Pool {
       const s = idle.pop()!;
       if (s.destroyed || !s.readable || !s.writable) continue;
       this.#wake(s);
-      return Promise.resolve({ socket: s, key, reused: true });
+      return Promise.resolve({ socket: s, key, reused: this.#carried.has(s) });
     }
     return this.#dial(address, cluster).then((socket) => ({ socket, key, reused: false }));
   }
 
-  /** A connection whose exchange ended cleanly goes back to the pool (most recently used first). */
-  release(c: PooledConnection): void {
+  /**
+   * A connection whose exchange ended cleanly goes back to the pool (most recently used first);
+   * `carried: false` for one dialled for a try that ended before using it.
+   */
+  release(c: PooledConnection, carried = true): void {
     const s = c.socket;
     if (this.#closed || s.destroyed) return;
+    if (carried) this.#carried.add(s);
     const max = this.#o.maxRequestsPerConnection;
     if (max > 0 && c.key.startsWith('tls|')) {
       const n = (this.#uses.get(s) ?? 0) + 1;

@@ -75,7 +75,7 @@ export class FastUpstream implements UpstreamCodec {
       (c) => {
         release();
         // the per-try timeout or the caller may have ended the try while the connection was dialled
-        if (!a.open) this.#o.pool.release(c);
+        if (!a.open) this.#o.pool.release(c, false);
         else this.#exchange(r, ex, t, a, c);
       },
       (err: unknown) => {
@@ -102,11 +102,14 @@ export class FastUpstream implements UpstreamCodec {
     const headers = upstreamHeaders(r, t, o.identities);
     // the client's `Expect: 100-continue` is answered by this gateway when the body is asked for
     delete headers.expect;
+    // a remote gateway verifies our chain once per connection and keeps the identity with it: only the
+    // first request of a connection (one that was never reused) needs to carry it
+    if (c.reused && !t.local) delete headers['x-meshfed-chain'];
     let head: string;
     try {
       head = requestHead(r, r.authority || t.address, headers, ex.head.framing.kind === 'chunked');
     } catch (err) {
-      o.pool.release(c);
+      o.pool.release(c, false);
       a.fail('cancelled', err);
       return;
     }

@@ -256,3 +256,51 @@ describe('untrusted bytes never take a gateway down', () => {
     expect((await request(alpha.egress, { host: HOST, path: '/after' })).status).toBe(200);
   });
 });
+
+describe('between gateways', () => {
+  test('a pooled connection carries our chain on its first request only; the peer keeps the identity', async () => {
+    // a stand-in remote gateway of beta on the fast-path ALPN that records each request head
+    const leaf = await issueLeaf(await mesh.intermediate('spy'), { kind: 'gateway', name: 'spy-gw' });
+    const heads: { head: string; socket: number }[] = [];
+    let sockets = 0;
+    const spy = tls.createServer(
+      {
+        cert: leaf.chainPem,
+        key: leaf.keyPem,
+        ca: mesh.bundle.toPem(),
+        requestCert: true,
+        ALPNProtocols: [FAST_ALPN],
+      },
+      (s) => {
+        const id = ++sockets;
+        let buf = '';
+        s.on('error', () => undefined);
+        s.on('data', (d: Buffer) => {
+          buf += d.toString('latin1');
+          for (let end = buf.indexOf('\r\n\r\n'); end !== -1; end = buf.indexOf('\r\n\r\n')) {
+            heads.push({ head: buf.slice(0, end), socket: id });
+            buf = buf.slice(end + 4);
+            s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+          }
+        });
+      },
+    );
+    spy.listen(0, '127.0.0.1');
+    await new Promise((r) => spy.once('listening', r));
+    const port = (spy.address() as { port: number }).port;
+    alpha.catalog.offer('spy', httpService('shop', 'spied', [backend.address]), `127.0.0.1:${port}`);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await request(alpha.egress, { host: 'spied.shop.svc.clusterset.local' });
+        expect(res.status).toBe(200);
+      }
+      expect(heads).toHaveLength(3);
+      expect(new Set(heads.map((h) => h.socket)).size).toBe(1);
+      expect(heads[0]!.head).toMatch(/\r\nx-meshfed-chain: /);
+      expect(heads[1]!.head).not.toMatch(/x-meshfed-chain/);
+      expect(heads.every((h) => h.head.includes('x-meshfed-service: shop/spied/http'))).toBe(true);
+    } finally {
+      spy.close();
+    }
+  });
+});
