@@ -3,7 +3,16 @@ import fc from 'fast-check';
 import { issueLeaf } from '../../../ca/index.ts';
 import { FAST_ALPN, TUNNEL_ALPN } from '../../../gateway/index.ts';
 import { createMesh, httpService, type Mesh, request, type TestGateway } from '../harness.ts';
-import { intermediates, rawExchange, recordingBackend, statuses } from './raw-client.ts';
+import {
+  FLOOD_CHUNKS,
+  intermediates,
+  rawExchange,
+  recordingBackend,
+  splitAddr,
+  statuses,
+} from './raw-client.ts';
+import net from 'node:net';
+import { waitFor } from '../../../core/index.ts';
 
 // The HTTP/1.1 fast path end to end: egress (alpha) → pooled mTLS with the fast-path ALPN → beta's
 // east-west listener → beta's backend; framing (keep-alive, pipelining, chunked passthrough, HEAD, 204,
@@ -302,5 +311,38 @@ describe('between gateways', () => {
     } finally {
       spy.close();
     }
+  });
+});
+
+describe('backpressure', () => {
+  test('a client that stops reading stops the backend through both gateways; then every byte arrives', async () => {
+    const socket = net.connect(splitAddr(alpha.egress));
+    socket.on('error', () => undefined);
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(`GET /flood HTTP/1.1\r\nhost: ${HOST}\r\n\r\n`);
+    socket.pause();
+    // the backend blocks on 'drain' long before it has written everything, and stays there
+    let last = -1;
+    let still = 0;
+    await waitFor(
+      () => {
+        const w = backend.flood.written;
+        still = backend.flood.blocked && w === last ? still + 1 : 0;
+        last = w;
+        // unchanged over several polls while blocked: every buffer on the way is full
+        return still >= 8;
+      },
+      { timeoutMs: 10_000, intervalMs: 25 },
+    );
+    const stuckAt = backend.flood.written;
+    expect(stuckAt).toBeLessThan(FLOOD_CHUNKS);
+    let received = 0;
+    socket.on('data', (d: Buffer) => {
+      received += d.length;
+    });
+    socket.resume();
+    await waitFor(() => received >= FLOOD_CHUNKS * 65536, { timeoutMs: 20_000 });
+    expect(backend.flood.written).toBe(FLOOD_CHUNKS);
+    socket.destroy();
   });
 });

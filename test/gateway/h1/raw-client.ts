@@ -82,8 +82,16 @@ export interface Seen {
  * A backend that records every request it receives and answers by path: `/status/<n>`, `/head-length`
  * (content-length on HEAD), `/close` (a body delimited by the connection's close), else 200 echoing size.
  */
-export async function recordingBackend(): Promise<{ address: string; seen: Seen[]; close(): void }> {
+export const FLOOD_CHUNKS = 512;
+
+export async function recordingBackend(): Promise<{
+  address: string;
+  seen: Seen[];
+  flood: { written: number; blocked: boolean };
+  close(): void;
+}> {
   const seen: Seen[] = [];
+  const flood = { written: 0, blocked: false };
   const server = http.createServer((req, res) => {
     const parts: Buffer[] = [];
     req.on('data', (d: Buffer) => parts.push(d));
@@ -103,6 +111,25 @@ export async function recordingBackend(): Promise<{ address: string; seen: Seen[
         // no length, no chunking: HTTP/1.0 style, the body ends with the connection
         res.socket?.write('HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nclose-delimited body');
         res.socket?.end();
+      } else if (req.url === '/flood') {
+        // 32 MiB in 64 KiB writes that wait for 'drain': how far it gets shows the backpressure
+        res.writeHead(200, { 'content-length': FLOOD_CHUNKS * 65536 });
+        const chunk = Buffer.alloc(65536, 97);
+        const pump = () => {
+          while (flood.written < FLOOD_CHUNKS) {
+            flood.written++;
+            if (!res.write(chunk)) {
+              flood.blocked = true;
+              res.once('drain', () => {
+                flood.blocked = false;
+                pump();
+              });
+              return;
+            }
+          }
+          res.end();
+        };
+        pump();
       } else if (req.url === '/chunked') {
         res.writeHead(200, { 'content-type': 'text/plain' });
         res.write('first,');
@@ -119,6 +146,7 @@ export async function recordingBackend(): Promise<{ address: string; seen: Seen[
   return {
     address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     seen,
+    flood,
     close: () => {
       server.closeAllConnections();
       server.close();
