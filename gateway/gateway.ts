@@ -1,7 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import http2, { type Http2SecureServer, type Http2Server } from 'node:http2';
 import net, { type Socket } from 'node:net';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { Agent } from 'undici';
 import UndiciAgent from 'undici/lib/dispatcher/agent.js';
 import type { IssuedLeaf } from '../ca/index.ts';
@@ -12,9 +12,10 @@ import type { HelloResult } from './client-hello.ts';
 import { FAST_ALPN } from './config.ts';
 import { forward } from './forward.ts';
 import type { GatewayOptions } from './gateway-options.ts';
-import { H1Entry } from './h1/entry.ts';
+import type { H1Entry } from './h1/entry.ts';
 import { H1Pool } from './h1/pool.ts';
 import { FastUpstream } from './h1/upstream.ts';
+import { fastPathServers, MAX_HEADERS } from './h1/servers.ts';
 import { H2Pool, STREAM_WINDOW_BYTES } from './h2-pool.ts';
 import type { Req, Res } from './http-request.ts';
 import { Identities } from './identity.ts';
@@ -30,15 +31,12 @@ import { type Handler, fromNode, type RequestLayer, stack } from './pipeline.ts'
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
 import { CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
 import { TcpRelay } from './tcp-relay.ts';
-import { guardSession, secureServer, tlsContextOptions, tlsReason } from './tls-servers.ts';
+import { guardSession, secureServer, tlsContextOptions } from './tls-servers.ts';
 import { byTarget } from './upstream/attempt.ts';
 import { H1Upstream } from './upstream/h1.ts';
 import { H2Upstream } from './upstream/h2.ts';
 
 export type { AuthorizeHook, GatewayOptions } from './gateway-options.ts';
-
-/** header fields per request head on the HTTP/1.1 codec (HAProxy's default is 101) */
-const MAX_HEADERS = 100;
 
 /**
  * The east-west gateway's data plane: the egress listener for local apps, the east-west listener (mTLS
@@ -303,7 +301,21 @@ export class Gateway {
         else (resOrSocket as Res).destroy();
       });
     }
-    if (c.fastPath) this.#startFastPath(context);
+    if (c.fastPath) {
+      const fast = fastPathServers({
+        config: c,
+        cluster: this.#o.cluster,
+        egress: this.#egress,
+        eastWest: this.#eastWest,
+        egressH1: this.#egressH1,
+        context,
+        refused: this.#refused,
+        log: this.#log,
+      });
+      this.#fastEgress = fast.egress;
+      this.#fastEastWest = fast.eastWest;
+      this.#fastTls = fast.tls;
+    }
     this.#o.identity.on('rotated', this.#onRotated);
 
     const egress = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.#acceptEgress(s));
@@ -324,42 +336,6 @@ export class Gateway {
     }
     this.#started = true;
     this.#o.balancers.healthChecks((t) => this.#probe(t));
-  }
-
-  /** the HTTP/1.1 codec's entries: egress (plain HTTP/1.1) and east-west (mTLS with the fast-path ALPN) */
-  #startFastPath(context: ReturnType<typeof tlsContextOptions>): void {
-    const c = this.#o.config;
-    const entry = (listener: 'egress' | 'eastWest', pipeline: Handler) => ({
-      listener,
-      pipeline,
-      cluster: this.#o.cluster,
-      maxHeadBytes: c.limits.maxHeaderBytes,
-      maxHeaders: MAX_HEADERS,
-      headersTimeoutMs: c.limits.headersTimeout,
-      keepAliveTimeoutMs: 65_000,
-      refused: this.#refused,
-      log: this.#log,
-    });
-    // upgrades, CONNECT and HTTP/1.0 at egress keep node's server
-    this.#fastEgress = new H1Entry({
-      ...entry('egress', this.#egress),
-      handover: (socket) => {
-        this.#egressH1.emit('connection', socket);
-        socket.resume();
-      },
-    });
-    this.#fastEastWest = new H1Entry(entry('eastWest', this.#eastWest));
-    this.#fastTls = tls.createServer({
-      ...context,
-      requestCert: true,
-      rejectUnauthorized: true,
-      minVersion: 'TLSv1.3',
-      ALPNProtocols: [FAST_ALPN],
-    });
-    this.#fastTls.on('secureConnection', (s) => this.#fastEastWest!.accept(s));
-    this.#fastTls.on('tlsClientError', (err) =>
-      this.#refused.inc({ listener: 'eastWest', reason: tlsReason(err) }),
-    );
   }
 
   #adminServer(): http.Server {
