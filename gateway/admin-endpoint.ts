@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { CatalogView, EndpointSource } from '../core/index.ts';
 import type { Balancers } from './balancer/index.ts';
+import { type TrafficSnapshot, WINDOW_SECONDS } from './traffic-window.ts';
 
 export interface AdminEndpointOptions {
   state: () => 'starting' | 'ready' | 'draining';
@@ -13,6 +14,8 @@ export interface AdminEndpointOptions {
   config: () => unknown;
   /** names besides localhost and IP literals that Host may carry (gateway.adminAllowedHosts) */
   allowedHosts?: readonly string[];
+  /** the golden metrics' recent window (one process's, or every worker's merged) */
+  traffic: (windowMs: number) => Promise<TrafficSnapshot>;
   /** more JSON views, by path (e.g. /debug/workers) */
   views?: Record<string, () => unknown>;
 }
@@ -27,7 +30,15 @@ export function adminHandler(o: AdminEndpointOptions): (req: IncomingMessage, re
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(`${JSON.stringify(v, null, 2)}\n`);
   };
-  const paths = ['/healthz', '/readyz', '/metrics', '/debug/routes', '/debug/catalog', '/debug/config'];
+  const paths = [
+    '/healthz',
+    '/readyz',
+    '/metrics',
+    '/stats',
+    '/debug/routes',
+    '/debug/catalog',
+    '/debug/config',
+  ];
   paths.push(...Object.keys(o.views ?? {}));
   const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://admin');
@@ -46,6 +57,8 @@ export function adminHandler(o: AdminEndpointOptions): (req: IncomingMessage, re
         res.end(m.text);
         return;
       }
+      case '/stats':
+        return json(res, 200, await o.traffic(windowMsOf(url.searchParams.get('window'))));
       case '/debug/routes': {
         const [ns, name] = (url.searchParams.get('service') ?? '').split('/');
         if (!ns || !name) return json(res, 400, { error: 'use /debug/routes?service=<namespace>/<name>' });
@@ -92,4 +105,10 @@ export function hostAllowed(host: string | undefined, allowed: ReadonlySet<strin
   if (isIP(name) !== 0) return true;
   if (name === 'localhost' || name.endsWith('.localhost')) return true;
   return allowed.has(name);
+}
+
+/** `?window=` in seconds (default 60), clamped to what the gateways keep. */
+export function windowMsOf(v: string | null): number {
+  const n = Number(v ?? 60);
+  return Number.isFinite(n) ? Math.min(Math.max(Math.round(n), 1), WINDOW_SECONDS) * 1000 : 60_000;
 }

@@ -15,7 +15,8 @@ import type { Req, Res } from './http-request.ts';
 import { Identities } from './identity.ts';
 import { answerLayer } from './layers/answer.ts';
 import { authorize, callerRule, egressCaller, peerGateway } from './layers/identity.ts';
-import { InFlight, metricsLayer, requestMetrics } from './layers/metrics.ts';
+import { GoldenMetrics } from './golden-metrics.ts';
+import { InFlight, metricsLayer } from './layers/metrics.ts';
 import { requestTargetCheck, underscoreHeaders } from './layers/request-checks.ts';
 import { connectRoute, egressRoute, tunnelRoute } from './layers/route.ts';
 import { traceLayer } from './layers/trace.ts';
@@ -25,6 +26,7 @@ import { type Handler, fromNode, type RequestLayer, stack } from './pipeline.ts'
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
 import { CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
 import { TcpRelay } from './tcp-relay.ts';
+import type { TrafficSnapshot } from './traffic-window.ts';
 import { guardSession, secureServer, tlsContextOptions } from './tls-servers.ts';
 import { byTarget } from './upstream/attempt.ts';
 import { H1Upstream } from './upstream/h1.ts';
@@ -50,6 +52,8 @@ export class Gateway {
   readonly #relay: TcpRelay;
   readonly #refused: Counter;
   readonly #inFlight = new InFlight();
+  /** the golden metrics and their recent window: the recording API of every codec and relay */
+  readonly golden: GoldenMetrics;
   readonly #egress: Handler;
   readonly #eastWest: Handler;
   readonly #connect: Handler;
@@ -107,6 +111,10 @@ export class Gateway {
         registers: [o.registry],
       }),
     });
+    this.golden = new GoldenMetrics({
+      registry: o.registry,
+      ...(o.metricLimits ? { limits: o.metricLimits } : {}),
+    });
     const metrics = resilienceMetrics(o.registry);
     const breakers = new CircuitBreakers(bc.circuitBreaker, { metrics, sourceCluster: o.cluster });
     this.#relay = new TcpRelay({
@@ -117,6 +125,8 @@ export class Gateway {
       config: bc,
       refused: this.#refused,
       log: this.#log,
+      cluster: o.cluster,
+      golden: this.golden,
     });
     const codec = byTarget(
       new H2Upstream({
@@ -143,8 +153,8 @@ export class Gateway {
       ...(o.tracer
         ? [traceLayer({ tracer: o.tracer, cluster: o.cluster, gateway: o.name ?? o.cluster })]
         : []),
-      metricsLayer({ metrics: requestMetrics(o.registry), inFlight: this.#inFlight }),
     ];
+    const golden = metricsLayer({ golden: this.golden, inFlight: this.#inFlight });
     const authorization = o.authorize ? [authorize(o.authorize, o.cluster)] : [];
     const peer = peerGateway(this.#identities);
     const callers = callerRule(this.#identities);
@@ -155,6 +165,7 @@ export class Gateway {
       headers,
       egressRoute({ catalog: o.catalog, local: this.#local }),
       egressCaller(this.#identities),
+      golden,
       ...observe,
     );
     this.#eastWest = stack(
@@ -165,6 +176,7 @@ export class Gateway {
       headers,
       tunnelRoute({ local: this.#local }),
       callers,
+      golden,
       ...authorization,
       ...observe,
     );
@@ -175,6 +187,7 @@ export class Gateway {
       peer,
       connectRoute({ local: this.#local }),
       callers,
+      golden,
       ...authorization,
     );
 
@@ -302,6 +315,7 @@ export class Gateway {
         catalog: o.catalog,
         local: o.local,
         allowedHosts: o.config.adminAllowedHosts,
+        traffic: async (windowMs) => this.traffic(windowMs),
         config: () => ({
           cluster: o.cluster,
           locality: o.locality,
@@ -335,6 +349,11 @@ export class Gateway {
    */
   trustChanged(): void {
     if (this.#started) this.#onRotated(this.#o.identity.current());
+  }
+
+  /** Every golden tuple's calls over the last `windowMs`: what `meshfed stat`, `top` and /ui read. */
+  traffic(windowMs: number): TrafficSnapshot {
+    return this.golden.traffic(windowMs);
   }
 
   addresses(): Record<string, string> {

@@ -6,3 +6,21 @@ export { type GatewayConfig, gatewayConfigSchema, TUNNEL_ALPN } from './config.t
 export { type HelloResult, parseClientHello } from './client-hello.ts';
 export { H2Pool } from './h2-pool.ts';
 export { type AdminEndpointOptions, adminHandler } from './admin-endpoint.ts';
+export {
+  type CallProtocol,
+  DEFAULT_GOLDEN_LIMITS,
+  type Direction,
+  GoldenMetrics,
+  type GoldenLimits,
+  GoldenSeries,
+  goldenSeriesBound,
+} from './golden-metrics.ts';
+export {
+  mergeSnapshots,
+  quantile,
+  summarize,
+  type TrafficRow,
+  type TrafficSnapshot,
+  type TrafficSummary,
+  WINDOW_SECONDS,
+} from './traffic-window.ts';

@@ -49,6 +49,11 @@ export interface GatewayRequest {
   /** the cluster that answered ('' until a target answered) and the status sent to the caller */
   destination: string;
   status: number;
+  /** the grpc-status the caller got ('' until the codec saw one) */
+  grpcStatus: string;
+  /** body bytes received from the caller and sent back to it, counted by the codecs as they flow */
+  bytesIn: number;
+  bytesOut: number;
 }
 
 export type Handler = (r: GatewayRequest) => Promise<void>;
@@ -88,6 +93,9 @@ export function fromNode(
     sourceCluster,
     destination: '',
     status: 0,
+    grpcStatus: '',
+    bytesIn: 0,
+    bytesOut: 0,
   };
 }
 

@@ -1,36 +1,37 @@
-import { Counter, Histogram, LATENCY_BUCKETS, type Registry } from '../../core/index.ts';
-import { type RequestLayer, routeOf } from '../pipeline.ts';
+import { grpcStatusOf } from '../answers.ts';
+import type { CallProtocol, GoldenMetrics } from '../golden-metrics.ts';
+import { isGrpc } from '../http-request.ts';
+import { type GatewayRequest, type RequestLayer, routeOf } from '../pipeline.ts';
 
 /** Requests in flight through the pipelines (the meshfed_active_requests gauge, and what drain waits for). */
 export class InFlight {
   count = 0;
 }
 
-export interface RequestMetrics {
-  requests: Counter;
-  duration: Histogram;
-}
-
-export function requestMetrics(registry: Registry): RequestMetrics {
-  return {
-    requests: new Counter({
-      name: 'meshfed_requests_total',
-      help: 'proxied requests',
-      labelNames: ['listener', 'source_cluster', 'destination_cluster', 'service', 'code'],
-      registers: [registry],
-    }),
-    duration: new Histogram({
-      name: 'meshfed_request_duration_seconds',
-      help: 'proxied request latency, first byte in to response headers out',
-      labelNames: ['listener', 'source_cluster', 'destination_cluster', 'service'],
-      buckets: LATENCY_BUCKETS,
-      registers: [registry],
-    }),
+/** The response is over (sent, or cut): its 'close' has fired or is the next thing to happen. */
+function responseOver(res: GatewayRequest['io']['res']): boolean {
+  const s = res as {
+    writableFinished?: boolean;
+    destroyed?: boolean;
+    closed?: boolean;
+    stream?: { closed?: boolean };
   };
+  return (
+    s.writableFinished === true || s.destroyed === true || s.closed === true || s.stream?.closed === true
+  );
 }
 
-/** Counts each routed request and its latency by source and destination cluster, service and status. */
-export function metricsLayer(o: { metrics: RequestMetrics; inFlight: InFlight }): RequestLayer {
+function protocolOf(r: GatewayRequest): CallProtocol {
+  if (r.method === 'CONNECT') return 'tcp';
+  return isGrpc(r.headers) ? 'grpc' : 'http';
+}
+
+/**
+ * The golden metrics of every routed request or CONNECT stream (see golden-metrics.ts): latency to the
+ * response headers; status, grpc-status and bytes once the response is over (a gRPC status arrives in
+ * the trailers, the bytes with the body).
+ */
+export function metricsLayer(o: { golden: GoldenMetrics; inFlight: InFlight }): RequestLayer {
   return (next) => async (r) => {
     const route = routeOf(r);
     const t0 = performance.now();
@@ -39,14 +40,30 @@ export function metricsLayer(o: { metrics: RequestMetrics; inFlight: InFlight })
       await next(r);
     } finally {
       o.inFlight.count--;
-      const labels = {
-        listener: r.listener,
-        source_cluster: r.sourceCluster,
-        destination_cluster: r.destination,
-        service: `${route.name}.${route.namespace}`,
+      const seconds = (performance.now() - t0) / 1000;
+      const protocol = protocolOf(r);
+      const done = () => {
+        const grpc =
+          protocol !== 'grpc'
+            ? ''
+            : r.grpcStatus !== ''
+              ? r.grpcStatus
+              : r.status !== 200
+                ? String(grpcStatusOf(r.status))
+                : 'unknown';
+        o.golden
+          .series(
+            r.listener === 'egress' ? 'outbound' : 'inbound',
+            protocol,
+            r.sourceCluster,
+            r.caller,
+            r.destination,
+            `${route.name}.${route.namespace}`,
+          )
+          .record(r.status, grpc, seconds, r.bytesIn, r.bytesOut);
       };
-      o.metrics.requests.inc({ ...labels, code: String(r.status) });
-      o.metrics.duration.observe(labels, (performance.now() - t0) / 1000);
+      if (responseOver(r.io.res)) done();
+      else r.io.res.once('close', done);
     }
   };
 }

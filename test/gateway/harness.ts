@@ -25,7 +25,7 @@ import {
   silentLogger,
 } from '../../core/index.ts';
 import { Balancers, balancerConfigSchema } from '../../gateway/balancer/index.ts';
-import { Gateway, gatewayConfigSchema } from '../../gateway/index.ts';
+import { Gateway, gatewayConfigSchema, type GoldenLimits } from '../../gateway/index.ts';
 
 export const TRUST_DOMAIN = 'meshfed.test';
 
@@ -168,6 +168,7 @@ export interface Mesh {
       config?: Record<string, unknown>;
       /** balancer settings on top of the harness defaults (slow health checks, a generous retry budget) */
       balancer?: Record<string, unknown>;
+      metricLimits?: GoldenLimits;
     },
   ): Promise<TestGateway>;
 }
@@ -236,6 +237,7 @@ export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
         logger,
         ...(o.authorize ? { authorize: o.authorize } : {}),
         ...(o.tracer ? { tracer: o.tracer } : {}),
+        ...(o.metricLimits ? { metricLimits: o.metricLimits } : {}),
       });
       await gateway.start();
       const a = gateway.addresses();

@@ -28,6 +28,9 @@ function fakeRequest(o: Partial<Pick<GatewayRequest, 'method' | 'target' | 'auth
     sourceCluster: 'alpha',
     destination: '',
     status: 0,
+    grpcStatus: '',
+    bytesIn: 0,
+    bytesOut: 0,
   };
   return { r, answers };
 }
