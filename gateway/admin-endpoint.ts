@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { CatalogView, EndpointSource } from '../core/index.ts';
 import type { Balancers } from './balancer/index.ts';
-import { type TrafficSnapshot, WINDOW_SECONDS } from './traffic-window.ts';
+import { type TrafficSnapshot, windowMsOf } from './traffic-window.ts';
 
 export interface AdminEndpointOptions {
   state: () => 'starting' | 'ready' | 'draining';
@@ -105,10 +105,4 @@ export function hostAllowed(host: string | undefined, allowed: ReadonlySet<strin
   if (isIP(name) !== 0) return true;
   if (name === 'localhost' || name.endsWith('.localhost')) return true;
   return allowed.has(name);
-}
-
-/** `?window=` in seconds (default 60), clamped to what the gateways keep. */
-export function windowMsOf(v: string | null): number {
-  const n = Number(v ?? 60);
-  return Number.isFinite(n) ? Math.min(Math.max(Math.round(n), 1), WINDOW_SECONDS) * 1000 : 60_000;
 }

@@ -23,4 +23,5 @@ export {
   type TrafficSnapshot,
   type TrafficSummary,
   WINDOW_SECONDS,
+  windowMsOf,
 } from './traffic-window.ts';

@@ -15,6 +15,12 @@ interface Slot {
 /** The seconds of history kept per tuple: the longest window `meshfed stat` and the dashboard ask for. */
 export const WINDOW_SECONDS = 300;
 
+/** A requested window in seconds (a query parameter, a gRPC field), clamped to 1..WINDOW_SECONDS; else 60 s. */
+export function windowMsOf(seconds: unknown): number {
+  const n = Math.round(Number(seconds ?? 60));
+  return Number.isFinite(n) && n > 0 ? Math.min(n, WINDOW_SECONDS) * 1000 : 60_000;
+}
+
 /** The label tuple every golden series carries (see docs/observability.md). */
 export interface TrafficKey {
   direction: 'outbound' | 'inbound';
