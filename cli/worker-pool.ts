@@ -270,6 +270,7 @@ export class WorkerPool {
         catalog: this.o.catalog,
         local: this.o.source,
         traffic: (windowMs) => this.traffic(windowMs),
+        dashboard: { self: { cluster: c.cluster, gateway: c.name, locality: c.locality } },
         config: () => ({
           cluster: c.cluster,
           locality: c.locality,

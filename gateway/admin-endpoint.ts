@@ -2,6 +2,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { CatalogView, EndpointSource } from '../core/index.ts';
 import type { Balancers } from './balancer/index.ts';
+import { dashboardRoutes } from './dashboard/serve.ts';
+import type { DashboardSources } from './dashboard/state.ts';
 import { type TrafficSnapshot, windowMsOf } from './traffic-window.ts';
 
 export interface AdminEndpointOptions {
@@ -16,6 +18,8 @@ export interface AdminEndpointOptions {
   allowedHosts?: readonly string[];
   /** the golden metrics' recent window (one process's, or every worker's merged) */
   traffic: (windowMs: number) => Promise<TrafficSnapshot>;
+  /** who this gateway is, for the dashboard at /ui (and the policy hook); no dashboard without it */
+  dashboard?: Pick<DashboardSources, 'self' | 'policy'>;
   /** more JSON views, by path (e.g. /debug/workers) */
   views?: Record<string, () => unknown>;
 }
@@ -40,8 +44,19 @@ export function adminHandler(o: AdminEndpointOptions): (req: IncomingMessage, re
     '/debug/config',
   ];
   paths.push(...Object.keys(o.views ?? {}));
+  const ui = o.dashboard
+    ? dashboardRoutes({
+        ...o.dashboard,
+        catalog: o.catalog,
+        local: o.local,
+        traffic: o.traffic,
+        metrics: o.metrics,
+      })
+    : undefined;
+  if (ui) paths.push('/ui');
   const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://admin');
+    if (ui && (url.pathname === '/ui' || url.pathname.startsWith('/ui/'))) return ui(req, res, url.pathname);
     const view = o.views?.[url.pathname];
     if (view) return json(res, 200, await view());
     switch (url.pathname) {

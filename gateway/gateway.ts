@@ -316,6 +316,7 @@ export class Gateway {
         local: o.local,
         allowedHosts: o.config.adminAllowedHosts,
         traffic: async (windowMs) => this.traffic(windowMs),
+        dashboard: { self: { cluster: o.cluster, gateway: o.name ?? o.cluster, locality: o.locality } },
         config: () => ({
           cluster: o.cluster,
           locality: o.locality,
@@ -458,6 +459,8 @@ export class Gateway {
     this.#pool.close();
     void this.#agent.destroy();
     for (const s of this.#listeners.sockets) s.destroy();
+    // dashboards' event streams never end on their own
+    this.#admin?.closeAllConnections();
     await Promise.all(
       this.#listeners.servers.map(
         (s) =>
