@@ -6,7 +6,7 @@ import { type AdminBackend, AdminServer } from '../../cli/admin/admin-server.ts'
 import type { CommandContext } from '../../cli/command.ts';
 import { statCommand, topCommand } from '../../cli/commands/traffic-verbs.ts';
 import { silentLogger, waitFor } from '../../core/index.ts';
-import { createMesh, echoServer, httpService, request, type TestGateway } from '../gateway/harness.ts';
+import { createMesh, helloAcross, request, type TestGateway } from '../gateway/harness.ts';
 
 // `meshfed stat` and `meshfed top` against real gateways after known traffic, through the admin API.
 
@@ -32,19 +32,10 @@ function backendOf(g: TestGateway): AdminBackend {
 }
 
 beforeAll(async () => {
-  const mesh = await createMesh();
-  const balancer = { outlier: { consecutiveFailures: 1000 } };
-  west = await mesh.gateway('west', { balancer });
-  east = await mesh.gateway('east', { balancer });
-  const backend = await echoServer('west-hello');
-  const hello = httpService('shop', 'hello', [backend.address]);
-  west.source.set([hello]);
-  east.catalog.offer('west', hello, west.eastWest);
-  closers.push(
-    () => east.close(),
-    () => west.close(),
-    () => backend.server.close(),
-  );
+  // a failing backend must not be ejected halfway through the known traffic
+  const hop = await helloAcross(await createMesh(), { balancer: { outlier: { consecutiveFailures: 1000 } } });
+  ({ east, west } = hop);
+  closers.push(() => hop.close());
   const dir = mkdtempSync(join(tmpdir(), 'meshfed-stat-'));
   for (const g of [east, west]) {
     const socketPath = join(dir, `${g.cluster}.sock`);

@@ -1,29 +1,19 @@
 import http from 'node:http';
 import { waitFor } from '../../core/index.ts';
 import { isLoopback } from '../../gateway/dashboard/serve.ts';
-import { createMesh, echoServer, httpService, request, type TestGateway } from './harness.ts';
+import { createMesh, helloAcross, request, type TestGateway } from './harness.ts';
 
 // The dashboard's server side on a real gateway: the page and its headers, the state it is drawn from,
 // and the event stream that turns counter changes into events.
 
 const HOST = 'hello.shop.svc.clusterset.local';
 let east: TestGateway;
-let west: TestGateway;
 const closers: (() => unknown)[] = [];
 
 beforeAll(async () => {
-  const mesh = await createMesh();
-  west = await mesh.gateway('west');
-  east = await mesh.gateway('east');
-  const backend = await echoServer('west-hello');
-  const hello = httpService('shop', 'hello', [backend.address]);
-  west.source.set([hello]);
-  east.catalog.offer('west', hello, west.eastWest);
-  closers.push(
-    () => east.close(),
-    () => west.close(),
-    () => backend.server.close(),
-  );
+  const hop = await helloAcross(await createMesh());
+  east = hop.east;
+  closers.push(() => hop.close());
   for (let i = 0; i < 5; i++) expect((await request(east.egress, { host: HOST })).status).toBe(200);
 }, 30_000);
 

@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import { issueLeaf } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
 import { goldenSeriesBound, TUNNEL_ALPN } from '../../gateway/index.ts';
-import { createMesh, echoServer, httpService, type Mesh, request, type TestGateway } from './harness.ts';
+import { createMesh, helloAcross, httpService, type Mesh, request, type TestGateway } from './harness.ts';
 
 // Golden metrics on real gateways: both sides of a hop say exactly what crossed it, in every mode, and
 // no traffic can grow the series past the stated bound.
@@ -69,16 +69,11 @@ async function seriesCount(g: TestGateway): Promise<number> {
   return n;
 }
 
-/** east calls hello.shop, served only by west */
-async function eastToWest() {
-  const west = await gw('west');
-  const backend = await echoServer('west-hello');
-  closers.push(() => backend.server.close());
-  const hello = httpService('shop', 'hello', [backend.address]);
-  west.source.set([hello]);
-  const east = await gw('east');
-  east.catalog.offer('west', hello, west.eastWest);
-  return { east, west, hello };
+/** east calls hello.shop, served only by west; a failing backend is never ejected halfway through */
+async function eastToWest(o: Parameters<Mesh['gateway']>[1] = {}) {
+  const hop = await helloAcross(mesh, { balancer: { outlier: { consecutiveFailures: 1000 } }, ...o });
+  closers.push(() => hop.close());
+  return hop;
 }
 
 test('after N good and M failing calls from east to west, both gateways count exactly that', async () => {
@@ -131,13 +126,7 @@ test('after N good and M failing calls from east to west, both gateways count ex
 
 test('1,000 distinct paths and 1,000 distinct callers keep the series within the stated bound', async () => {
   const limits = { clusters: 8, services: 8, workloads: 10, tuples: 32 };
-  const west = await gw('west', { metricLimits: limits });
-  const backend = await echoServer('west-hello');
-  closers.push(() => backend.server.close());
-  const hello = httpService('shop', 'hello', [backend.address]);
-  west.source.set([hello]);
-  const east = await gw('east', { metricLimits: limits });
-  east.catalog.offer('west', hello, west.eastWest);
+  const { east, west } = await eastToWest({ metricLimits: limits });
 
   // 1,000 paths through east's egress (paths are never a label)
   const paths = Array.from({ length: 1000 }, (_, i) => `/item/${i}?q=${i}`);

@@ -262,6 +262,32 @@ export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
   };
 }
 
+/**
+ * The smallest cross-cluster hop: gateways of east and west, where only west serves hello.shop (an echo
+ * backend) and east's catalog offers it behind west's gateway. `close` stops all three.
+ */
+export async function helloAcross(
+  mesh: Mesh,
+  o: Parameters<Mesh['gateway']>[1] = {},
+): Promise<{ east: TestGateway; west: TestGateway; hello: LocalService; close(): Promise<void> }> {
+  const west = await mesh.gateway('west', o);
+  const backend = await echoServer('west-hello');
+  const hello = httpService('shop', 'hello', [backend.address]);
+  west.source.set([hello]);
+  const east = await mesh.gateway('east', o);
+  east.catalog.offer('west', hello, west.eastWest);
+  return {
+    east,
+    west,
+    hello,
+    async close() {
+      await east.close();
+      await west.close();
+      backend.server.close();
+    },
+  };
+}
+
 /** One HTTP/1.1 request; resolves with status, headers and the whole body. */
 export function request(
   address: string,
