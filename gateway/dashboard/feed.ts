@@ -11,7 +11,12 @@ export interface DashboardEvent {
 
 export type DashboardPayload = DashboardState & { events: DashboardEvent[] };
 
-/** a cluster with less than this share of a service's calls in a tick no longer serves it */
+/**
+ * A failover: the cluster that served at least HOME_SHARE of a service's calls in one tick serves less
+ * than MOVED_BELOW of them in the next. Calls spread over several clusters (power of two choices within
+ * a locality) swing from tick to tick without being a failover, and never reach HOME_SHARE.
+ */
+const HOME_SHARE = 0.8;
 const MOVED_BELOW = 0.1;
 
 /** events kept for late viewers; older ones are dropped */
@@ -21,7 +26,7 @@ interface Baseline {
   counters: Map<string, number>;
   healthy: Map<string, number>;
   stale: Map<string, boolean>;
-  /** per service: the cluster that served most of its calls in the last tick */
+  /** per service: the cluster that served at least HOME_SHARE of its calls in the last tick with calls */
   dominant: Map<string, string>;
 }
 
@@ -121,10 +126,10 @@ export class DashboardFeed {
       if (this.#clients.size === 0) this.#stop();
     });
     if (!this.#timer) {
-      this.#timer = setInterval(() => void this.#tick(), this.#intervalMs);
+      this.#timer = setInterval(() => void this.tick(), this.#intervalMs);
       this.#timer.unref();
     }
-    void this.#tick();
+    void this.tick();
     return true;
   }
 
@@ -142,7 +147,8 @@ export class DashboardFeed {
     this.#stop();
   }
 
-  async #tick(): Promise<void> {
+  /** One refresh: rebuild, diff, send. The timer runs it every `intervalMs`; tests call it directly. */
+  async tick(): Promise<void> {
     if (this.#busy) return;
     this.#busy = true;
     try {
@@ -205,8 +211,8 @@ export class DashboardFeed {
       const total = [...byCluster.values()].reduce((a, b) => a + b, 0);
       const [top] = [...byCluster].sort((x, y) => y[1] - x[1]);
       if (!top || total === 0) continue;
-      next.dominant.set(service, top[0]);
-      // the cluster that served most calls a tick ago now serves (almost) none: the calls moved
+      if (top[1] / total >= HOME_SHARE) next.dominant.set(service, top[0]);
+      // the cluster that served (nearly) all calls before now serves (almost) none: the calls moved
       const before = prev.dominant.get(service);
       if (before && (byCluster.get(before) ?? 0) / total < MOVED_BELOW) {
         const now = [...byCluster]
@@ -216,8 +222,10 @@ export class DashboardFeed {
         this.#event(atMs, 'failover', `${service}: calls moved from ${before} to ${now.join(', ')}`);
       }
     }
-    // a service with no calls this tick keeps the cluster it had, so a pause is not a failover
-    for (const [service, cluster] of prev.dominant)
-      if (!next.dominant.has(service)) next.dominant.set(service, cluster);
+    // a service with no calls this tick keeps the cluster it had, so a pause is not a failover; one whose
+    // calls spread out has no such cluster until they settle on one again
+    for (const [service, cluster] of prev.dominant) {
+      if (!calls.has(service)) next.dominant.set(service, cluster);
+    }
   }
 }
