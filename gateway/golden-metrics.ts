@@ -72,32 +72,29 @@ export function workloadOf(caller: string | undefined): string {
 }
 
 type Labels = Record<(typeof GOLDEN_LABELS)[number], string>;
-interface Inc {
-  inc(n?: number): void;
-}
+
+/** grpc-status values that are labels of their own; anything else a backend sends is `unknown` */
+const GRPC_LABELS = new Map(Array.from({ length: GRPC_CODES }, (_, i) => [String(i), String(i)]));
 
 /**
- * The series of one label tuple: its prom-client children are looked up once, so recording a call costs
- * a few additions and no label objects.
+ * The series of one label tuple. A call adds to plain numbers here (the registry reads them when it is
+ * scraped) and to one cached histogram child: no label objects, no hashing of labels per call.
  */
 export class GoldenSeries {
-  readonly #m: GoldenMetrics;
-  readonly #labels: Labels;
-  readonly #requests: Inc;
+  readonly labels: Labels;
+  requests = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  /** calls by status class, indexed as STATUS_CLASSES */
+  readonly responses = new Float64Array(STATUS_CLASSES.length);
+  /** gRPC calls by grpc_status label */
+  readonly grpc = new Map<string, number>();
   readonly #latency: { observe(v: number): void };
-  readonly #bytesIn: Inc;
-  readonly #bytesOut: Inc;
-  readonly #responses = new Map<number, Inc>();
-  readonly #grpc = new Map<string, Inc>();
   readonly #window: TupleWindow;
 
-  constructor(m: GoldenMetrics, labels: Labels, families: Families) {
-    this.#m = m;
-    this.#labels = labels;
-    this.#requests = families.requests.labels(labels);
-    this.#latency = families.latency.labels(labels);
-    this.#bytesIn = families.bytesIn.labels(labels);
-    this.#bytesOut = families.bytesOut.labels(labels);
+  constructor(labels: Labels, latency: Families['latency']) {
+    this.labels = labels;
+    this.#latency = latency.labels(labels);
     this.#window = new TupleWindow(labels as TrafficKey);
   }
 
@@ -112,26 +109,15 @@ export class GoldenSeries {
    * caller.
    */
   record(status: number, grpcStatus: string, seconds: number, bytesIn: number, bytesOut: number): void {
-    this.#requests.inc();
-    const cls = status >= 100 && status < 600 ? Math.floor(status / 100) : 0;
-    let responses = this.#responses.get(cls);
-    if (!responses) {
-      responses = this.#m.families.responses.labels({ ...this.#labels, status_class: STATUS_CLASSES[cls]! });
-      this.#responses.set(cls, responses);
-    }
-    responses.inc();
+    this.requests++;
+    this.responses[status >= 100 && status < 600 ? Math.floor(status / 100) : 0]!++;
     if (grpcStatus !== '') {
-      let g = this.#grpc.get(grpcStatus);
-      if (!g) {
-        const known = /^\d+$/.test(grpcStatus) && Number(grpcStatus) < GRPC_CODES;
-        g = this.#m.families.grpc.labels({ ...this.#labels, grpc_status: known ? grpcStatus : UNKNOWN });
-        this.#grpc.set(grpcStatus, g);
-      }
-      g.inc();
+      const label = GRPC_LABELS.get(grpcStatus) ?? UNKNOWN;
+      this.grpc.set(label, (this.grpc.get(label) ?? 0) + 1);
     }
     this.#latency.observe(seconds);
-    if (bytesIn > 0) this.#bytesIn.inc(bytesIn);
-    if (bytesOut > 0) this.#bytesOut.inc(bytesOut);
+    this.bytesIn += bytesIn;
+    this.bytesOut += bytesOut;
     const failed = status === 0 || status >= 500 || (grpcStatus !== '' && grpcStatus !== '0');
     this.#window.record(Date.now(), failed, seconds, bytesIn, bytesOut);
   }
@@ -183,25 +169,53 @@ export class GoldenMetrics {
     this.#workloads = new CappedValues(this.limits.workloads);
     const registers = [o.registry];
     const labelNames = GOLDEN_LABELS;
+    const all = () => [...this.#byTuple.values(), ...this.#overflow.values()];
+    /** a counter family whose values are the series' own numbers, read at each scrape */
+    const counter = <L extends string>(
+      name: string,
+      help: string,
+      extra: readonly L[],
+      values: (s: GoldenSeries, add: (labels: Partial<Record<L, string>>, v: number) => void) => void,
+    ) =>
+      new Counter<(typeof GOLDEN_LABELS)[number] | L>({
+        name,
+        help,
+        labelNames: [...labelNames, ...extra],
+        registers,
+        collect() {
+          this.reset();
+          for (const s of all()) {
+            values(s, (labels, v) => {
+              if (v > 0)
+                this.inc({ ...s.labels, ...labels } as Record<(typeof GOLDEN_LABELS)[number] | L, string>, v);
+            });
+          }
+        },
+      });
     this.families = {
-      requests: new Counter({
-        name: 'meshfed_requests_total',
-        help: 'calls that ended (HTTP and gRPC requests, CONNECT streams, TCP and passthrough connections), on the sending (outbound) and receiving (inbound) gateway',
-        labelNames,
-        registers,
-      }),
-      responses: new Counter({
-        name: 'meshfed_responses_total',
-        help: 'calls by the class of the HTTP status sent to the caller (none: ended without a response; TCP and TLS: 2xx connected, 5xx not)',
-        labelNames: [...labelNames, 'status_class'],
-        registers,
-      }),
-      grpc: new Counter({
-        name: 'meshfed_grpc_responses_total',
-        help: 'gRPC calls by grpc-status',
-        labelNames: [...labelNames, 'grpc_status'],
-        registers,
-      }),
+      requests: counter(
+        'meshfed_requests_total',
+        'calls that ended (HTTP and gRPC requests, CONNECT streams, TCP and passthrough connections), on the sending (outbound) and receiving (inbound) gateway',
+        [],
+        (s, add) => add({}, s.requests),
+      ),
+      responses: counter(
+        'meshfed_responses_total',
+        'calls by the class of the HTTP status sent to the caller (none: ended without a response; TCP and TLS: 2xx connected, 5xx not)',
+        ['status_class'],
+        (s, add) => {
+          for (let i = 0; i < STATUS_CLASSES.length; i++)
+            add({ status_class: STATUS_CLASSES[i]! }, s.responses[i]!);
+        },
+      ),
+      grpc: counter(
+        'meshfed_grpc_responses_total',
+        'gRPC calls by grpc-status',
+        ['grpc_status'],
+        (s, add) => {
+          for (const [grpc_status, n] of s.grpc) add({ grpc_status }, n);
+        },
+      ),
       latency: new Histogram({
         name: 'meshfed_request_duration_seconds',
         help: 'from the first byte of a call to its response headers (TCP and TLS: to the connection to the backend)',
@@ -209,18 +223,18 @@ export class GoldenMetrics {
         buckets: LATENCY_BUCKETS,
         registers,
       }),
-      bytesIn: new Counter({
-        name: 'meshfed_request_bytes_total',
-        help: 'body bytes received from callers (TCP and TLS: every byte)',
-        labelNames,
-        registers,
-      }),
-      bytesOut: new Counter({
-        name: 'meshfed_response_bytes_total',
-        help: 'body bytes sent back to callers (TCP and TLS: every byte)',
-        labelNames,
-        registers,
-      }),
+      bytesIn: counter(
+        'meshfed_request_bytes_total',
+        'body bytes received from callers (TCP and TLS: every byte)',
+        [],
+        (s, add) => add({}, s.bytesIn),
+      ),
+      bytesOut: counter(
+        'meshfed_response_bytes_total',
+        'body bytes sent back to callers (TCP and TLS: every byte)',
+        [],
+        (s, add) => add({}, s.bytesOut),
+      ),
     };
   }
 
@@ -269,12 +283,12 @@ export class GoldenMetrics {
           destination_cluster: OTHER,
           destination_service: OTHER,
         };
-        overflow = new GoldenSeries(this, other, this.families);
+        overflow = new GoldenSeries(other, this.families.latency);
         this.#overflow.set(key, overflow);
       }
       return overflow;
     }
-    s = new GoldenSeries(this, labels, this.families);
+    s = new GoldenSeries(labels, this.families.latency);
     this.#byTuple.set(id, s);
     return s;
   }
