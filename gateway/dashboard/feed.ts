@@ -12,12 +12,27 @@ export interface DashboardEvent {
 export type DashboardPayload = DashboardState & { events: DashboardEvent[] };
 
 /**
- * A failover: the cluster that served at least HOME_SHARE of a service's calls in one tick serves less
- * than MOVED_BELOW of them in the next. Calls spread over several clusters (power of two choices within
- * a locality) swing from tick to tick without being a failover, and never reach HOME_SHARE.
+ * A failover: the cluster that served at least HOME_SHARE of a service's calls over the last HORIZON
+ * ticks with calls (at least MIN_CALLS of them) serves less than MOVED_BELOW of them in this tick. Calls
+ * spread over several clusters (power of two choices within a locality) swing from tick to tick without
+ * being a failover: over several ticks no one of them holds HOME_SHARE.
  */
 const HOME_SHARE = 0.8;
 const MOVED_BELOW = 0.1;
+const HORIZON = 5;
+const MIN_CALLS = 10;
+
+/** calls per cluster of one tick */
+type Tick = Map<string, number>;
+
+/** the cluster that held the calls over these ticks, if one did */
+function homeOf(ticks: readonly Tick[]): string | undefined {
+  const byCluster = new Map<string, number>();
+  for (const t of ticks) for (const [c, n] of t) byCluster.set(c, (byCluster.get(c) ?? 0) + n);
+  const total = [...byCluster.values()].reduce((a, b) => a + b, 0);
+  const [top] = [...byCluster].sort((x, y) => y[1] - x[1]);
+  return top && total >= MIN_CALLS && top[1] / total >= HOME_SHARE ? top[0] : undefined;
+}
 
 /** events kept for late viewers; older ones are dropped */
 const MAX_EVENTS = 100;
@@ -26,8 +41,8 @@ interface Baseline {
   counters: Map<string, number>;
   healthy: Map<string, number>;
   stale: Map<string, boolean>;
-  /** per service: the cluster that served at least HOME_SHARE of its calls in the last tick with calls */
-  dominant: Map<string, string>;
+  /** per service: its calls per cluster in the last HORIZON ticks that had calls */
+  history: Map<string, Tick[]>;
 }
 
 function sum(
@@ -38,6 +53,20 @@ function sum(
   for (const s of samples) {
     const k = key(s);
     if (k !== undefined) out.set(k, (out.get(k) ?? 0) + s.value);
+  }
+  return out;
+}
+
+/**
+ * Where each service's calls went over the live window, as one tick of history: a page that opens
+ * sees a failover that follows at once, without waiting ticks to learn where the calls used to go.
+ */
+function recentCalls(b: BuiltState): Map<string, Tick[]> {
+  const out = new Map<string, Tick[]>();
+  for (const r of b.rows) {
+    const tick = out.get(r.destination_service)?.[0] ?? new Map<string, number>();
+    tick.set(r.destination_cluster, (tick.get(r.destination_cluster) ?? 0) + r.requests);
+    out.set(r.destination_service, [tick]);
   }
   return out;
 }
@@ -81,7 +110,7 @@ function baselineOf(b: BuiltState): Baseline {
       (x) => `${x.labels.service}|${x.labels.destination_cluster}|${x.labels.target}`,
     ),
     stale: new Map(b.state.clusters.map((c) => [c.name, c.stale])),
-    dominant: new Map(),
+    history: new Map(),
   };
 }
 
@@ -155,6 +184,7 @@ export class DashboardFeed {
       const built = await buildState(this.#src);
       const next = baselineOf(built);
       if (this.#base) this.#diff(this.#base, next, built.state.atMs);
+      else next.history = recentCalls(built);
       this.#base = next;
       const data = JSON.stringify({ ...built.state, events: this.#events });
       for (const res of this.#clients) res.write(`event: state\ndata: ${data}\n\n`);
@@ -208,24 +238,22 @@ export class DashboardFeed {
       else this.#event(atMs, 'live', `cluster ${cluster} is live again`);
     }
     for (const [service, byCluster] of calls) {
+      const before = prev.history.get(service) ?? [];
       const total = [...byCluster.values()].reduce((a, b) => a + b, 0);
-      const [top] = [...byCluster].sort((x, y) => y[1] - x[1]);
-      if (!top || total === 0) continue;
-      if (top[1] / total >= HOME_SHARE) next.dominant.set(service, top[0]);
+      const home = homeOf(before);
       // the cluster that served (nearly) all calls before now serves (almost) none: the calls moved
-      const before = prev.dominant.get(service);
-      if (before && (byCluster.get(before) ?? 0) / total < MOVED_BELOW) {
+      if (home && (byCluster.get(home) ?? 0) / total < MOVED_BELOW) {
         const now = [...byCluster]
           .filter(([, n]) => n / total >= MOVED_BELOW)
           .map(([c]) => c)
           .sort();
-        this.#event(atMs, 'failover', `${service}: calls moved from ${before} to ${now.join(', ')}`);
+        this.#event(atMs, 'failover', `${service}: calls moved from ${home} to ${now.join(', ')}`);
+        next.history.set(service, [byCluster]);
+      } else {
+        next.history.set(service, [...before, byCluster].slice(-HORIZON));
       }
     }
-    // a service with no calls this tick keeps the cluster it had, so a pause is not a failover; one whose
-    // calls spread out has no such cluster until they settle on one again
-    for (const [service, cluster] of prev.dominant) {
-      if (!calls.has(service)) next.dominant.set(service, cluster);
-    }
+    // a service with no calls this tick keeps its history, so a pause is not a failover
+    for (const [service, ticks] of prev.history) if (!calls.has(service)) next.history.set(service, ticks);
   }
 }

@@ -49,6 +49,16 @@ const cases: { name: string; steps: Step[] }[] = [
     ],
   },
   {
+    name: 'a few calls taking turns between two clusters are not a failover',
+    steps: [
+      { calls: { west: 0, eu: 0 }, events: [] },
+      { calls: { west: 6, eu: 0 }, events: [] },
+      { calls: { west: 6, eu: 6 }, events: [] },
+      { calls: { west: 12, eu: 6 }, events: [] },
+      { calls: { west: 12, eu: 12 }, events: [] },
+    ],
+  },
+  {
     name: 'a pause in the calls is not a failover',
     steps: [
       { calls: { east: 100 }, events: [] },

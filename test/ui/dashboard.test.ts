@@ -148,20 +148,35 @@ maybe(
     backends.east!.server.close();
     backends.east!.server.closeAllConnections();
 
-    await page.waitForFunction(
-      () => {
-        const ejected = document.querySelector('#events li[data-kind="ejection"]');
-        const moved = document.querySelector('#events li[data-kind="failover"]');
-        const local = document.querySelector('#services tr[data-service="hello.demo"][data-cluster="east"]');
-        return ejected !== null && moved !== null && local?.textContent?.includes('ejected');
-      },
-      undefined,
-      { timeout: 5_000, polling: 100 },
-    );
+    await page
+      .waitForFunction(
+        () => {
+          const ejected = document.querySelector('#events li[data-kind="ejection"]');
+          const moved = [...document.querySelectorAll('#events li[data-kind="failover"]')].some((e) =>
+            e.textContent?.includes('calls moved from east to'),
+          );
+          const local = document.querySelector(
+            '#services tr[data-service="hello.demo"][data-cluster="east"]',
+          );
+          return ejected !== null && moved && local?.textContent?.includes('ejected');
+        },
+        undefined,
+        { timeout: 5_000, polling: 100 },
+      )
+      .catch(async (err) => {
+        console.log(
+          await page.$eval('#events', (e) => e.textContent),
+          await page.$eval('#services', (e) => e.textContent),
+        );
+        throw err;
+      });
     expect(await page.evaluate(() => window.meshfedMark)).toBe(1);
     const ejection = await page.locator('#events li[data-kind="ejection"]').first().textContent();
     expect(ejection).toContain('hello.demo: a target in east was ejected');
-    const failover = await page.locator('#events li[data-kind="failover"]').first().textContent();
+    const failover = await page
+      .locator('#events li[data-kind="failover"]', { hasText: 'calls moved from east to' })
+      .first()
+      .textContent();
     expect(failover).toMatch(/hello\.demo: calls moved from east to (eu, west|eu|west)$/);
     // and the table says where the calls go now: most of them to the other clusters
     await page.waitForFunction(
