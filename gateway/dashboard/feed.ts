@@ -12,10 +12,12 @@ export interface DashboardEvent {
 export type DashboardPayload = DashboardState & { events: DashboardEvent[] };
 
 /**
- * A failover: the cluster that served at least HOME_SHARE of a service's calls over the last HORIZON
- * ticks with calls (at least MIN_CALLS of them) serves less than MOVED_BELOW of them in this tick. Calls
- * spread over several clusters (power of two choices within a locality) swing from tick to tick without
- * being a failover: over several ticks no one of them holds HOME_SHARE.
+ * A failover: a service's home cluster serves less than MOVED_BELOW of its calls in this tick. A
+ * cluster becomes the home when it served at least HOME_SHARE of the calls (at least MIN_CALLS of them)
+ * over the live window when the page opened, or over the last HORIZON ticks with calls; it stays the
+ * home through ticks that say nothing clear (a tick split by the failure itself) until the calls leave
+ * it. Calls spread over several clusters (power of two choices within a locality) give no home, so
+ * their swings from tick to tick are not failovers.
  */
 const HOME_SHARE = 0.8;
 const MOVED_BELOW = 0.1;
@@ -43,6 +45,8 @@ interface Baseline {
   stale: Map<string, boolean>;
   /** per service: its calls per cluster in the last HORIZON ticks that had calls */
   history: Map<string, Tick[]>;
+  /** per service: the cluster that holds its calls, while one does */
+  homes: Map<string, string>;
 }
 
 function sum(
@@ -111,6 +115,7 @@ function baselineOf(b: BuiltState): Baseline {
     ),
     stale: new Map(b.state.clusters.map((c) => [c.name, c.stale])),
     history: new Map(),
+    homes: new Map(),
   };
 }
 
@@ -184,7 +189,13 @@ export class DashboardFeed {
       const built = await buildState(this.#src);
       const next = baselineOf(built);
       if (this.#base) this.#diff(this.#base, next, built.state.atMs);
-      else next.history = recentCalls(built);
+      else {
+        next.history = recentCalls(built);
+        for (const [service, ticks] of next.history) {
+          const home = homeOf(ticks);
+          if (home) next.homes.set(service, home);
+        }
+      }
       this.#base = next;
       const data = JSON.stringify({ ...built.state, events: this.#events });
       for (const res of this.#clients) res.write(`event: state\ndata: ${data}\n\n`);
@@ -240,8 +251,8 @@ export class DashboardFeed {
     for (const [service, byCluster] of calls) {
       const before = prev.history.get(service) ?? [];
       const total = [...byCluster.values()].reduce((a, b) => a + b, 0);
-      const home = homeOf(before);
-      // the cluster that served (nearly) all calls before now serves (almost) none: the calls moved
+      const home = prev.homes.get(service);
+      // the cluster that held the calls now serves (almost) none of them: the calls moved
       if (home && (byCluster.get(home) ?? 0) / total < MOVED_BELOW) {
         const now = [...byCluster]
           .filter(([, n]) => n / total >= MOVED_BELOW)
@@ -249,11 +260,19 @@ export class DashboardFeed {
           .sort();
         this.#event(atMs, 'failover', `${service}: calls moved from ${home} to ${now.join(', ')}`);
         next.history.set(service, [byCluster]);
-      } else {
-        next.history.set(service, [...before, byCluster].slice(-HORIZON));
+        continue;
       }
+      const history = [...before, byCluster].slice(-HORIZON);
+      next.history.set(service, history);
+      const settled = history.length >= HORIZON ? homeOf(history) : undefined;
+      if (settled ?? home) next.homes.set(service, (settled ?? home)!);
     }
-    // a service with no calls this tick keeps its history, so a pause is not a failover
-    for (const [service, ticks] of prev.history) if (!calls.has(service)) next.history.set(service, ticks);
+    // a service with no calls this tick keeps its history and home, so a pause is not a failover
+    for (const [service, ticks] of prev.history) {
+      if (calls.has(service)) continue;
+      next.history.set(service, ticks);
+      const home = prev.homes.get(service);
+      if (home) next.homes.set(service, home);
+    }
   }
 }

@@ -8,6 +8,8 @@ import { TestSource } from './harness.ts';
 interface Step {
   /** calls sent per destination cluster of hello.demo, cumulative */
   calls?: Record<string, number>;
+  /** calls of hello.demo per destination cluster in the live window (what a page that opens learns first) */
+  window?: Record<string, number>;
   refused?: number;
   rejected?: number;
   ejections?: number;
@@ -26,7 +28,7 @@ const cases: { name: string; steps: Step[] }[] = [
   {
     name: 'east fails: an ejection, then the calls move from east to west and eu',
     steps: [
-      { calls: { east: 100 }, healthy: 1, events: [] },
+      { calls: { east: 100 }, window: { east: 40 }, healthy: 1, events: [] },
       { calls: { east: 150 }, healthy: 1, events: [] },
       {
         calls: { east: 151, west: 20, eu: 25 },
@@ -56,6 +58,26 @@ const cases: { name: string; steps: Step[] }[] = [
       { calls: { west: 6, eu: 6 }, events: [] },
       { calls: { west: 12, eu: 6 }, events: [] },
       { calls: { west: 12, eu: 12 }, events: [] },
+    ],
+  },
+  {
+    name: 'a tick split by the failure keeps the home, and the next tick shows the calls gone',
+    steps: [
+      { calls: { east: 100 }, window: { east: 40 }, events: [] },
+      { calls: { east: 110, west: 20, eu: 20 }, events: [] },
+      {
+        calls: { east: 110, west: 45, eu: 40 },
+        events: ['failover hello.demo: calls moved from east to eu, west'],
+      },
+      { calls: { east: 110, west: 70, eu: 60 }, events: [] },
+    ],
+  },
+  {
+    name: 'without a window to learn from, a home takes several ticks of calls',
+    steps: [
+      { calls: { east: 0 }, events: [] },
+      { calls: { east: 50 }, events: [] },
+      { calls: { east: 51, west: 30 }, events: [] },
     ],
   },
   {
@@ -125,7 +147,24 @@ test.each(cases)('$name', async ({ steps }) => {
     self: { cluster: 'east', gateway: 'east-gw', locality: { region: 'r', zone: 'z' } },
     catalog,
     local: new TestSource(),
-    traffic: async (windowMs) => ({ windowMs, atMs: Date.now(), buckets: [], rows: [] }),
+    traffic: async (windowMs) => ({
+      windowMs,
+      atMs: Date.now(),
+      buckets: [],
+      rows: Object.entries(step.window ?? {}).map(([cluster, requests]) => ({
+        direction: 'outbound' as const,
+        protocol: 'http',
+        source_cluster: 'east',
+        source_workload: 'unknown',
+        destination_cluster: cluster,
+        destination_service: 'hello.demo',
+        requests,
+        failures: 0,
+        bytesIn: 0,
+        bytesOut: 0,
+        latency: [],
+      })),
+    }),
     metrics: async () => ({ text: exposition(step) }),
   });
   let seen = 0;
