@@ -436,6 +436,9 @@ export class Daemon {
           exported_services: local.filter((s) => s.exported).length,
         };
       },
+      async stats(windowMs: number) {
+        return self.gateway.traffic(windowMs);
+      },
       clusters() {
         const c = self.config;
         const local = self.source.current().filter((x) => x.exported).length;

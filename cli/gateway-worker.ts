@@ -137,7 +137,7 @@ export async function runWorker(): Promise<number> {
                 connections: total(metrics, 'meshfed_active_connections'),
                 startedAtMs,
               };
-              send({ t: 'stats', id: m.id, stats, metrics });
+              send({ t: 'stats', id: m.id, stats, metrics, traffic: gateway.traffic(m.windowMs) });
             },
             (err: Error) =>
               log.warn(

@@ -14,7 +14,7 @@ import {
   type Registry,
 } from '../core/index.ts';
 import type { Balancers } from '../gateway/index.ts';
-import { adminServer } from '../gateway/index.ts';
+import { adminServer, mergeSnapshots, type TrafficSnapshot } from '../gateway/index.ts';
 import type { DaemonConfig } from './daemon-config.ts';
 import type { FromWorker, MetricsJson, ToWorker, TrustMaterial, WorkerStats } from './worker-protocol.ts';
 
@@ -213,7 +213,9 @@ export class WorkerPool {
   }
 
   /** Every live worker's counters and metrics (a worker that does not answer in time is left out). */
-  async collect(): Promise<{ stats: WorkerStats[]; metrics: MetricsJson[][] }> {
+  async collect(
+    windowMs = 60_000,
+  ): Promise<{ stats: WorkerStats[]; metrics: MetricsJson[][]; traffic: TrafficSnapshot[] }> {
     const id = ++this.seq;
     const live = [...this.entries.values()].filter((e) => e.ready && e.worker.isConnected());
     const answers: Extract<FromWorker, { t: 'stats' }>[] = [];
@@ -227,10 +229,19 @@ export class WorkerPool {
           resolve();
         }
       });
-      for (const e of live) e.worker.send({ t: 'stats', id } satisfies ToWorker);
+      for (const e of live) e.worker.send({ t: 'stats', id, windowMs } satisfies ToWorker);
     });
     this.replies.delete(id);
-    return { stats: answers.map((a) => a.stats), metrics: answers.map((a) => a.metrics) };
+    return {
+      stats: answers.map((a) => a.stats),
+      metrics: answers.map((a) => a.metrics),
+      traffic: answers.map((a) => a.traffic),
+    };
+  }
+
+  /** The golden metrics' window of every worker, added up (a worker that does not answer in time is left out). */
+  async traffic(windowMs: number): Promise<TrafficSnapshot> {
+    return mergeSnapshots((await this.collect(windowMs)).traffic, windowMs);
   }
 
   private async listenAdmin(): Promise<void> {
@@ -258,6 +269,8 @@ export class WorkerPool {
       catalog: this.o.catalog,
       local: this.o.source,
       allowedHosts: c.gateway.adminAllowedHosts,
+      traffic: (windowMs) => this.traffic(windowMs),
+      dashboard: { self: { cluster: c.cluster, gateway: c.name, locality: c.locality } },
       config: () => ({
         cluster: c.cluster,
         locality: c.locality,

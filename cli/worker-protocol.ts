@@ -10,6 +10,7 @@ import {
   type ServiceRef,
   serviceKey,
 } from '../core/index.ts';
+import type { TrafficSnapshot } from '../gateway/index.ts';
 import type { DaemonConfig } from './daemon-config.ts';
 
 // Messages between the supervisor (node:cluster primary, which runs identity, discovery and federation)
@@ -37,7 +38,8 @@ export type ToWorker =
   | { t: 'trust'; trust: TrustMaterial }
   | { t: 'local'; services: readonly LocalService[] }
   | { t: 'catalog'; changes: readonly CatalogChange[] }
-  | { t: 'stats'; id: number }
+  /** counters, metrics and the golden metrics' window of `windowMs` */
+  | { t: 'stats'; id: number; windowMs: number }
   | { t: 'drain'; timeoutMs: number };
 
 export interface WorkerStats {
@@ -55,7 +57,7 @@ export type FromWorker =
   /** the worker listens for messages: the supervisor answers with init */
   | { t: 'hello' }
   | { t: 'ready'; addresses: Record<string, string> }
-  | { t: 'stats'; id: number; stats: WorkerStats; metrics: MetricsJson[] }
+  | { t: 'stats'; id: number; stats: WorkerStats; metrics: MetricsJson[]; traffic: TrafficSnapshot }
   | { t: 'failed'; message: string };
 
 /** The supervisor's catalog as a worker sees it: a snapshot, then every change as the primary saw it. */

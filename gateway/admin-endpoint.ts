@@ -2,6 +2,9 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { CatalogView, EndpointSource } from '../core/index.ts';
 import type { Balancers } from './balancer/index.ts';
+import { dashboardRoutes } from './dashboard/serve.ts';
+import type { DashboardSources } from './dashboard/state.ts';
+import { type TrafficSnapshot, windowMsOf } from './traffic-window.ts';
 
 export interface AdminEndpointOptions {
   state: () => 'starting' | 'ready' | 'draining';
@@ -13,6 +16,10 @@ export interface AdminEndpointOptions {
   config: () => unknown;
   /** names besides localhost and IP literals that Host may carry (gateway.adminAllowedHosts) */
   allowedHosts?: readonly string[];
+  /** the golden metrics' recent window (one process's, or every worker's merged) */
+  traffic: (windowMs: number) => Promise<TrafficSnapshot>;
+  /** who this gateway is, for the dashboard at /ui (and the policy hook); no dashboard without it */
+  dashboard?: Pick<DashboardSources, 'self' | 'policy'>;
   /** more JSON views, by path (e.g. /debug/workers) */
   views?: Record<string, () => unknown>;
 }
@@ -27,10 +34,29 @@ export function adminHandler(o: AdminEndpointOptions): (req: IncomingMessage, re
     res.writeHead(status, { 'content-type': 'application/json' });
     res.end(`${JSON.stringify(v, null, 2)}\n`);
   };
-  const paths = ['/healthz', '/readyz', '/metrics', '/debug/routes', '/debug/catalog', '/debug/config'];
+  const paths = [
+    '/healthz',
+    '/readyz',
+    '/metrics',
+    '/stats',
+    '/debug/routes',
+    '/debug/catalog',
+    '/debug/config',
+  ];
   paths.push(...Object.keys(o.views ?? {}));
+  const ui = o.dashboard
+    ? dashboardRoutes({
+        ...o.dashboard,
+        catalog: o.catalog,
+        local: o.local,
+        traffic: o.traffic,
+        metrics: o.metrics,
+      })
+    : undefined;
+  if (ui) paths.push('/ui');
   const serve = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const url = new URL(req.url ?? '/', 'http://admin');
+    if (ui && (url.pathname === '/ui' || url.pathname.startsWith('/ui/'))) return ui(req, res, url.pathname);
     const view = o.views?.[url.pathname];
     if (view) return json(res, 200, await view());
     switch (url.pathname) {
@@ -48,6 +74,8 @@ export function adminHandler(o: AdminEndpointOptions): (req: IncomingMessage, re
         res.end(m.text.replace(/ Nan$/gm, ' NaN'));
         return;
       }
+      case '/stats':
+        return json(res, 200, await o.traffic(windowMsOf(url.searchParams.get('window'))));
       case '/debug/routes': {
         const [ns, name] = (url.searchParams.get('service') ?? '').split('/');
         if (!ns || !name) return json(res, 400, { error: 'use /debug/routes?service=<namespace>/<name>' });

@@ -110,7 +110,7 @@ export function answerFor(err: unknown): Answer {
 }
 
 /** gRPC status for an HTTP status meshfed answers with (gRPC's own HTTP-to-gRPC mapping, plus 504 and 403). */
-function grpcStatusOf(status: number): number {
+export function grpcStatusOf(status: number): number {
   switch (status) {
     case 400:
       return 3; // INVALID_ARGUMENT

@@ -3,6 +3,7 @@ import type { CertificateSource, TrustBundle } from '../ca/index.ts';
 import type { CatalogView, EndpointSource, Locality, Logger, Registry } from '../core/index.ts';
 import type { BalancerConfig, Balancers } from './balancer/index.ts';
 import type { GatewayConfig } from './config.ts';
+import type { GoldenLimits } from './golden-metrics.ts';
 
 /** Decides whether an authenticated caller may reach a service; throw or return false to refuse. */
 export type AuthorizeHook = (call: {
@@ -34,6 +35,8 @@ export interface GatewayOptions {
    * worker processes listen on the same ports and the kernel spreads connections among them
    */
   reusePort?: boolean;
+  /** caps on the golden metrics' label values and tuples (default DEFAULT_GOLDEN_LIMITS) */
+  metricLimits?: GoldenLimits;
   /** default true; a multi-process gateway's supervisor serves the admin listener instead */
   adminListener?: boolean;
 }

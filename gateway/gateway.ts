@@ -21,7 +21,8 @@ import type { Req, Res } from './http-request.ts';
 import { Identities } from './identity.ts';
 import { answerLayer } from './layers/answer.ts';
 import { authorize, callerRule, egressCaller, peerGateway } from './layers/identity.ts';
-import { InFlight, metricsLayer, requestMetrics } from './layers/metrics.ts';
+import { GoldenMetrics } from './golden-metrics.ts';
+import { InFlight, metricsLayer } from './layers/metrics.ts';
 import { requestTargetCheck, underscoreHeaders } from './layers/request-checks.ts';
 import { connectRoute, egressRoute, tunnelRoute } from './layers/route.ts';
 import { traceLayer } from './layers/trace.ts';
@@ -32,6 +33,7 @@ import { type Handler, fromNode, type RequestLayer, stack } from './pipeline.ts'
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
 import { CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
 import { TcpRelay } from './tcp-relay.ts';
+import type { TrafficSnapshot } from './traffic-window.ts';
 import { guardSession, secureServer, tlsContextOptions } from './tls-servers.ts';
 import { byTarget } from './upstream/attempt.ts';
 import { H1Upstream } from './upstream/h1.ts';
@@ -59,6 +61,8 @@ export class Gateway {
   readonly #relay: TcpRelay;
   readonly #refused: Counter;
   readonly #inFlight = new InFlight();
+  /** the golden metrics and their recent window: the recording API of every codec and relay */
+  readonly golden: GoldenMetrics;
   readonly #egress: Handler;
   readonly #eastWest: Handler;
   readonly #connect: Handler;
@@ -133,6 +137,10 @@ export class Gateway {
         registers: [options.registry],
       }),
     });
+    this.golden = new GoldenMetrics({
+      registry: options.registry,
+      ...(options.metricLimits ? { limits: options.metricLimits } : {}),
+    });
     const metrics = resilienceMetrics(options.registry);
     const breakers = new CircuitBreakers(bc.circuitBreaker, { metrics, sourceCluster: options.cluster });
     this.#relay = new TcpRelay({
@@ -143,6 +151,8 @@ export class Gateway {
       config: bc,
       refused: this.#refused,
       log: this.#log,
+      cluster: options.cluster,
+      golden: this.golden,
     });
     const tunnel = new H2Upstream({
       pool: this.#pool,
@@ -199,8 +209,8 @@ export class Gateway {
             }),
           ]
         : []),
-      metricsLayer({ metrics: requestMetrics(options.registry), inFlight: this.#inFlight }),
     ];
+    const golden = metricsLayer({ golden: this.golden, inFlight: this.#inFlight });
     const authorization = options.authorize ? [authorize(options.authorize, options.cluster)] : [];
     const peer = peerGateway(this.#identities);
     const callers = callerRule(this.#identities);
@@ -211,6 +221,7 @@ export class Gateway {
       headers,
       egressRoute({ catalog: options.catalog, local: this.#local }),
       egressCaller(this.#identities),
+      golden,
       ...observe,
     );
     this.#eastWest = stack(
@@ -221,6 +232,7 @@ export class Gateway {
       headers,
       tunnelRoute({ local: this.#local }),
       callers,
+      golden,
       ...authorization,
       ...observe,
     );
@@ -231,6 +243,7 @@ export class Gateway {
       peer,
       connectRoute({ local: this.#local }),
       callers,
+      golden,
       ...authorization,
     );
 
@@ -375,6 +388,14 @@ export class Gateway {
       catalog: options.catalog,
       local: options.local,
       allowedHosts: options.config.adminAllowedHosts,
+      traffic: async (windowMs) => this.traffic(windowMs),
+      dashboard: {
+        self: {
+          cluster: options.cluster,
+          gateway: options.name ?? options.cluster,
+          locality: options.locality,
+        },
+      },
       config: () => ({
         cluster: options.cluster,
         locality: options.locality,
@@ -416,6 +437,11 @@ export class Gateway {
     this.#pool.trustChanged();
     // a root removed: established connections whose peer chained only to it close now
     this.#revalidation.sweep();
+  }
+
+  /** Every golden tuple's calls over the last `windowMs`: what `meshfed stat`, `top` and /ui read. */
+  traffic(windowMs: number): TrafficSnapshot {
+    return this.golden.traffic(windowMs);
   }
 
   addresses(): Record<string, string> {
@@ -528,6 +554,8 @@ export class Gateway {
     this.#fastEastWest?.stop();
     void this.#agent.destroy();
     for (const s of this.#listeners.sockets) s.destroy();
+    // dashboards' event streams never end on their own
+    this.#admin?.closeAllConnections();
     await Promise.all(
       this.#listeners.servers.map(
         (s) =>

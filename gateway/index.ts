@@ -14,3 +14,22 @@ export {
   balancerConfigSchema,
   type RouteExplanation,
 } from './balancer/index.ts';
+export {
+  type CallProtocol,
+  DEFAULT_GOLDEN_LIMITS,
+  type Direction,
+  GoldenMetrics,
+  type GoldenLimits,
+  GoldenSeries,
+  goldenSeriesBound,
+} from './golden-metrics.ts';
+export {
+  mergeSnapshots,
+  quantile,
+  summarize,
+  type TrafficRow,
+  type TrafficSnapshot,
+  type TrafficSummary,
+  WINDOW_SECONDS,
+  windowMsOf,
+} from './traffic-window.ts';

@@ -41,6 +41,8 @@ export interface GatewayRequest {
    * left alone when it was forwarded, else cut.
    */
   answer(a: Answer): void;
+  /** calls `fn` once, when the response is over (sent whole, or cut): at once if it already is */
+  whenDone(fn: () => void): void;
   /** asks for the connection to close once this exchange ends (h2: GOAWAY; HTTP/1.1: Connection: close) */
   closeConnection(): void;
   /**
@@ -61,6 +63,11 @@ export interface GatewayRequest {
   /** the cluster that answered ('' until a target answered) and the status sent to the caller */
   destination: string;
   status: number;
+  /** the grpc-status the caller got ('' until the codec saw one) */
+  grpcStatus: string;
+  /** body bytes received from the caller and sent back to it, counted by the codecs as they flow */
+  bytesIn: number;
+  bytesOut: number;
 }
 
 export type Handler = (r: GatewayRequest) => Promise<void>;
@@ -97,6 +104,10 @@ export function fromNode(
     connection: (req as Http2ServerRequest).stream?.session ?? req.socket,
     hasBody: hasBody(req),
     answer: (a) => writeAnswer(req, res, a),
+    whenDone: (fn) => {
+      if (responseOver(res)) fn();
+      else res.once('close', fn);
+    },
     closeConnection: () => {
       const session = (req as Http2ServerRequest).stream?.session;
       if (session) session.close();
@@ -106,6 +117,9 @@ export function fromNode(
     sourceCluster,
     destination: '',
     status: 0,
+    grpcStatus: '',
+    bytesIn: 0,
+    bytesOut: 0,
   };
 }
 
@@ -113,4 +127,17 @@ export function fromNode(
 export function routeOf(r: GatewayRequest): RouteTarget {
   if (!r.route) throw new Error('pipeline order: this layer needs the route layer before it');
   return r.route;
+}
+
+/** The response is over (sent, or cut): its 'close' has fired or is the next thing to happen. */
+function responseOver(res: Res): boolean {
+  const s = res as {
+    writableFinished?: boolean;
+    destroyed?: boolean;
+    closed?: boolean;
+    stream?: { closed?: boolean };
+  };
+  return (
+    s.writableFinished === true || s.destroyed === true || s.closed === true || s.stream?.closed === true
+  );
 }

@@ -7,6 +7,7 @@ import type { BalancerConfig, Balancers, PickResult } from './balancer/index.ts'
 import type { H2Pool } from './h2-pool.ts';
 import type { Identities } from './identity.ts';
 import { type Handler, routeOf } from './pipeline.ts';
+import type { GoldenMetrics } from './golden-metrics.ts';
 import type { CircuitBreakers } from './resilience/index.ts';
 
 export interface TcpRelayOptions {
@@ -17,6 +18,45 @@ export interface TcpRelayOptions {
   config: BalancerConfig;
   refused: Counter;
   log: Logger;
+  /** this gateway's cluster: the source of its TCP ports' calls, the destination of passthrough */
+  cluster: string;
+  golden: GoldenMetrics;
+}
+
+/**
+ * Records a relayed connection in the golden metrics once it closes: 200 when it reached a backend (503
+ * when not), the seconds it took to get there, and every byte each way.
+ */
+function recordConnection(
+  options: TcpRelayOptions,
+  client: Socket,
+  t0: number,
+  call: {
+    direction: 'outbound' | 'inbound';
+    protocol: 'tcp' | 'tls';
+    source: string;
+    destination: () => string;
+    service: string;
+  },
+): { connected(): void } {
+  let connectedAfter = -1;
+  client.once('close', () => {
+    const ok = connectedAfter >= 0;
+    options.golden
+      .series(call.direction, call.protocol, call.source, undefined, call.destination(), call.service)
+      .record(
+        ok ? 200 : 503,
+        '',
+        ok ? connectedAfter : (performance.now() - t0) / 1000,
+        client.bytesRead,
+        client.bytesWritten,
+      );
+  });
+  return {
+    connected: () => {
+      if (connectedAfter < 0) connectedAfter = (performance.now() - t0) / 1000;
+    },
+  };
 }
 
 function splitHostPort(address: string): { host: string; port: number } {
@@ -83,6 +123,14 @@ export class TcpRelay {
     portName: string,
     attempt = 0,
     exclude = new Set<string>(),
+    call = recordConnection(this.#options, client, performance.now(), {
+      direction: 'inbound',
+      protocol: 'tls',
+      // the TLS is not terminated here: nothing says which cluster or workload is calling
+      source: '',
+      destination: () => this.#options.cluster,
+      service: `${svc.name}.${svc.namespace}`,
+    }),
   ): void {
     const pick = this.#options.balancers.pick(svc.namespace, svc.name, { scope: 'local', portName, exclude });
     if (!pick) {
@@ -97,7 +145,7 @@ export class TcpRelay {
       if (!connected) {
         exclude.add(pick.target.id);
         if (attempt < this.#options.config.retry.attempts && !client.destroyed) {
-          this.passthrough(client, hello, svc, portName, attempt + 1, exclude);
+          this.passthrough(client, hello, svc, portName, attempt + 1, exclude, call);
           return;
         }
       }
@@ -106,6 +154,7 @@ export class TcpRelay {
     });
     upstream.once('connect', () => {
       connected = true;
+      call.connected();
       upstream.write(hello);
       client.pipe(upstream);
       upstream.pipe(client);
@@ -133,6 +182,13 @@ export class TcpRelay {
       scope: 'any',
       ...(portName ? { portName } : {}),
     });
+    const call = recordConnection(this.#options, socket, performance.now(), {
+      direction: 'outbound',
+      protocol: 'tcp',
+      source: this.#options.cluster,
+      destination: () => pick?.target.cluster ?? '',
+      service,
+    });
     if (!pick) {
       refusedHere('no-healthy-upstream');
       return;
@@ -145,6 +201,7 @@ export class TcpRelay {
     if (t.local) {
       const up = this.dialEndpoint(pick);
       up.once('connect', () => {
+        call.connected();
         socket.pipe(up);
         up.pipe(socket);
       });
@@ -176,6 +233,7 @@ export class TcpRelay {
           const ok = h[':status'] === 200;
           pick.release({ ok, latencyMs: performance.now() - t0, ...(ok ? {} : { failure: '5xx' as const }) });
           if (!ok) return socket.destroy();
+          call.connected();
           socket.pipe(stream);
           stream.pipe(socket);
         });
@@ -211,22 +269,36 @@ export class TcpRelay {
     if (!pick) refuse('no-healthy-upstream', `${service} has no healthy local endpoint`);
     if (!this.#slot(pick, res))
       refuse('circuit-breaker', `${service}: every endpoint is at circuitBreaker.maxConnections`);
+    r.destination = pick.target.cluster;
     const up = this.dialEndpoint(pick);
-    up.once('connect', () => {
-      r.status = 200;
-      r.destination = pick.target.cluster;
-      res.writeHead(200);
-      r.io.req.pipe(up);
-      up.pipe(res as unknown as NodeJS.WritableStream);
-      this.#options.log.debug({ peer: r.peer?.spiffeId, caller: r.caller, service }, 'tcp tunnel opened');
+    // settles once the stream is relayed or refused, so the layers around it see how it began
+    await new Promise<void>((settle) => {
+      up.once('connect', () => {
+        r.status = 200;
+        res.writeHead(200);
+        r.io.req.on('data', (d: Buffer) => {
+          r.bytesIn += d.length;
+        });
+        up.on('data', (d: Buffer) => {
+          r.bytesOut += d.length;
+        });
+        r.io.req.pipe(up);
+        up.pipe(res as unknown as NodeJS.WritableStream);
+        this.#options.log.debug({ peer: r.peer?.spiffeId, caller: r.caller, service }, 'tcp tunnel opened');
+        settle();
+      });
+      up.once('error', () => {
+        if (!res.headersSent) {
+          r.status = 503;
+          (res as unknown as ServerResponse).writeHead(503, { 'x-meshfed-error': 'connect-failed' });
+          res.end();
+        } else res.destroy();
+        settle();
+      });
+      res.once('close', () => {
+        up.destroy();
+        settle();
+      });
     });
-    up.once('error', () => {
-      if (!res.headersSent) {
-        r.status = 503;
-        (res as unknown as ServerResponse).writeHead(503, { 'x-meshfed-error': 'connect-failed' });
-        res.end();
-      } else res.destroy();
-    });
-    res.once('close', () => up.destroy());
   };
 }

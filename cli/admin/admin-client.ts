@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { MeshfedError } from '../../core/index.ts';
 import { parseCertificates } from '../../ca/index.ts';
+import type { TrafficSnapshot } from '../../gateway/index.ts';
 import { ADMIN_CHAIN_METADATA, ADMIN_REFUSAL_METADATA, loadAdminService } from './admin-server.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: proto-loader objects are untyped JSON
@@ -103,6 +104,12 @@ export class AdminClient {
   async routes(namespace: string, name: string): Promise<Json> {
     const r = await this.call<{ explanation_json: string }>('Routes', { namespace, name });
     return JSON.parse(r.explanation_json);
+  }
+
+  /** The gateway's golden metrics over the last `windowSeconds` (a TrafficSnapshot). */
+  async stats(windowSeconds: number): Promise<TrafficSnapshot> {
+    const r = await this.call<{ snapshot_json: string }>('Stats', { window_seconds: windowSeconds });
+    return JSON.parse(r.snapshot_json) as TrafficSnapshot;
   }
 
   close(): void {

@@ -6,6 +6,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { derChainOf, type TrustBundle, verify } from '../../ca/index.ts';
 import { type Logger, MeshfedError } from '../../core/index.ts';
 import { LiveCredentials } from './live-credentials.ts';
+import { windowMsOf } from '../../gateway/index.ts';
 
 export const ADMIN_PROTO = fileURLToPath(new URL('./admin.proto', import.meta.url));
 /** gRPC metadata in which an admin client sends the intermediates of its certificate */
@@ -22,6 +23,8 @@ export interface AdminBackend {
   clusters(): Json;
   services(): Json;
   routes(namespace: string, name: string): unknown;
+  /** the golden metrics' window (a TrafficSnapshot) */
+  stats(windowMs: number): Promise<unknown>;
 }
 
 export function loadAdminService(): grpc.ServiceClientConstructor {
@@ -53,16 +56,19 @@ export interface AdminServerOptions {
   logger: Logger;
 }
 
-function unary<T>(fn: (req: Json) => T) {
+function unary<T>(fn: (req: Json) => T | Promise<T>) {
   return (call: grpc.ServerUnaryCall<Json, Json>, cb: grpc.sendUnaryData<Json>) => {
-    try {
-      cb(null, fn(call.request) as Json);
-    } catch (err) {
+    const fail = (err: unknown) => {
       const e = err instanceof MeshfedError ? err : undefined;
       cb({
         code: e?.code === 'MESHFED_GATEWAY_NO_ROUTE' ? grpc.status.NOT_FOUND : grpc.status.INTERNAL,
         details: (err as Error).message,
       });
+    };
+    try {
+      Promise.resolve(fn(call.request)).then((v) => cb(null, v as Json), fail);
+    } catch (err) {
+      fail(err);
     }
   };
 }
@@ -107,6 +113,12 @@ export class AdminServer {
         check,
         unary((req: { namespace: string; name: string }) => ({
           explanation_json: JSON.stringify(b.routes(req.namespace, req.name)),
+        })),
+      ),
+      Stats: admin(
+        check,
+        unary(async (req: { window_seconds: number }) => ({
+          snapshot_json: JSON.stringify(await b.stats(windowMsOf(req.window_seconds))),
         })),
       ),
     });

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { Command, CommandContext } from '../command.ts';
 import { parseFlags } from '../command.ts';
-import { Demo } from '../demo/demo.ts';
+import { Demo, dashboardUrl } from '../demo/demo.ts';
 import { greeterClient, HttpCaller, sayHello, Tally } from '../demo/traffic.ts';
 
 const HELLO = 'hello.demo.svc.clusterset.local';
@@ -98,11 +98,14 @@ async function live(ctx: CommandContext, demo: Demo): Promise<void> {
     }
   })();
   const hint = [
+    `Dashboard (watch the failover live): ${dashboardUrl(east.addresses.admin)}`,
     'Try, in another terminal (the demo keeps running):',
     `  npx meshfed clusters --config ${east.configFile}`,
     `  npx meshfed services --config ${east.configFile}`,
     `  npx meshfed routes hello.demo --config ${east.configFile}`,
     `  npx meshfed check --config ${east.configFile}`,
+    `  npx meshfed stat --config ${east.configFile}`,
+    `  npx meshfed top --config ${east.configFile}`,
     `  curl -s -H 'Host: ${HELLO}' http://${east.addresses.egress}/`,
     `  curl -s http://${east.addresses.admin}/metrics | grep meshfed_`,
     `Logs: ${join(demo.dir, '<cluster>', 'gateway.log')}.  Ctrl-C stops everything.`,
@@ -178,6 +181,9 @@ export const demoCommand: Command = {
     });
     try {
       await demo.start();
+      const urls = demo.clusters.map((c) => `${c.name} ${dashboardUrl(c.addresses.admin)}`).join(', ');
+      if (headless) ctx.stderr.write(`demo: dashboards: ${urls}\n`);
+      else ctx.stdout.write(`• dashboards: ${urls}\n`);
       if (headless) {
         ctx.stdout.write(`${JSON.stringify(demo.describe())}\n`);
         await waitAbort(ctx.signal);

@@ -31,6 +31,16 @@ export const COMMANDS: Command[] = [
     async () => (await import('./admin-verbs.ts')).routesCommand,
   ),
   lazyCommand(
+    ['stat'],
+    'per service: success rate, req/s, p50/p95/p99 by cluster over a window',
+    async () => (await import('./traffic-verbs.ts')).statCommand,
+  ),
+  lazyCommand(
+    ['top'],
+    'live view of the busiest service × cluster pairs, refreshing',
+    async () => (await import('./traffic-verbs.ts')).topCommand,
+  ),
+  lazyCommand(
     ['check'],
     'diagnose certificates, trust bundle, NATS, clock skew, mTLS to every gateway',
     async () => (await import('./check.ts')).checkCommand,

@@ -83,6 +83,11 @@ async function spawnService(o: {
   return { name: o.name, kind: o.kind, cluster: o.cluster, port: info.port, pid: child.pid!, child };
 }
 
+/** The dashboard a demo gateway serves on its (loopback) admin listener. */
+export function dashboardUrl(admin: string): string {
+  return `http://${admin}/ui`;
+}
+
 /** A gateway that exited during start-up is reported with its log, not as a readiness timeout. */
 function assertGatewayRunning(c: DemoClusterState): void {
   const code = c.gateway?.exitCode;
@@ -296,6 +301,7 @@ export class Demo {
         services_file: c.servicesFile,
         nats: c.natsUrl,
         addresses: c.addresses,
+        dashboard: dashboardUrl(c.addresses.admin),
         adminSocket: c.adminSocket,
         pid: c.gateway?.pid,
         services: c.services.map((s) => ({

@@ -201,6 +201,13 @@ class H1Connection implements ClientConnection {
       closeConnection: () => {
         ex.closeAfter = true;
       },
+      whenDone: (fn) => {
+        if (ex.finished || ex.gone) fn();
+        else ex.once('close', fn);
+      },
+      grpcStatus: '',
+      bytesIn: 0,
+      bytesOut: 0,
       get io() {
         return ex.nodeIo();
       },

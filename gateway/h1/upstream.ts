@@ -147,6 +147,7 @@ export class FastUpstream implements UpstreamCodec {
         failed(err);
         return;
       }
+      if (res!.framing.kind !== 'close') r.bytesOut += used;
       if (
         res!.framing.kind !== 'close' &&
         used > 0 &&
@@ -202,7 +203,14 @@ export class FastUpstream implements UpstreamCodec {
       }
       framer = bodyFramer(h.framing, {
         maxTrailerBytes: o.maxHeadBytes,
-        ...(h.framing.kind === 'close' ? { onData: (b: Buffer) => ex.write(b) } : {}),
+        ...(h.framing.kind === 'close'
+          ? {
+              onData: (b: Buffer) => {
+                r.bytesOut += b.length;
+                return ex.write(b);
+              },
+            }
+          : {}),
       });
       if (framer.done) complete(buf.length > 0);
       else if (buf.length > 0) feed(buf);
@@ -230,6 +238,8 @@ export class FastUpstream implements UpstreamCodec {
         {
           write: (b) => {
             if (over) return true;
+            // the body as the client framed it (a chunked body counts its chunk lines too)
+            r.bytesIn += b.length;
             if (s.write(b)) return true;
             s.once('drain', () => ex.resumeBody());
             return false;

@@ -1,36 +1,24 @@
-import { Counter, Histogram, LATENCY_BUCKETS, type Registry } from '../../core/index.ts';
-import { type RequestLayer, routeOf } from '../pipeline.ts';
+import { grpcStatusOf } from '../answers.ts';
+import type { CallProtocol, GoldenMetrics } from '../golden-metrics.ts';
+import { isGrpc } from '../http-request.ts';
+import { type GatewayRequest, type RequestLayer, routeOf } from '../pipeline.ts';
 
 /** Requests in flight through the pipelines (the meshfed_active_requests gauge, and what drain waits for). */
 export class InFlight {
   count = 0;
 }
 
-export interface RequestMetrics {
-  requests: Counter;
-  duration: Histogram;
+function protocolOf(r: GatewayRequest): CallProtocol {
+  if (r.method === 'CONNECT') return 'tcp';
+  return isGrpc(r.headers) ? 'grpc' : 'http';
 }
 
-export function requestMetrics(registry: Registry): RequestMetrics {
-  return {
-    requests: new Counter({
-      name: 'meshfed_requests_total',
-      help: 'proxied requests',
-      labelNames: ['listener', 'source_cluster', 'destination_cluster', 'service', 'code'],
-      registers: [registry],
-    }),
-    duration: new Histogram({
-      name: 'meshfed_request_duration_seconds',
-      help: 'proxied request latency, first byte in to response headers out',
-      labelNames: ['listener', 'source_cluster', 'destination_cluster', 'service'],
-      buckets: LATENCY_BUCKETS,
-      registers: [registry],
-    }),
-  };
-}
-
-/** Counts each routed request and its latency by source and destination cluster, service and status. */
-export function metricsLayer(options: { metrics: RequestMetrics; inFlight: InFlight }): RequestLayer {
+/**
+ * The golden metrics of every routed request or CONNECT stream (see golden-metrics.ts): latency to the
+ * response headers; status, grpc-status and bytes once the response is over (a gRPC status arrives in
+ * the trailers, the bytes with the body).
+ */
+export function metricsLayer(options: { golden: GoldenMetrics; inFlight: InFlight }): RequestLayer {
   return (next) => async (r) => {
     const route = routeOf(r);
     const t0 = performance.now();
@@ -39,14 +27,29 @@ export function metricsLayer(options: { metrics: RequestMetrics; inFlight: InFli
       await next(r);
     } finally {
       options.inFlight.count--;
-      const labels = {
-        listener: r.listener,
-        source_cluster: r.sourceCluster,
-        destination_cluster: r.destination,
-        service: `${route.name}.${route.namespace}`,
+      const seconds = (performance.now() - t0) / 1000;
+      const protocol = protocolOf(r);
+      const done = () => {
+        const grpc =
+          protocol !== 'grpc'
+            ? ''
+            : r.grpcStatus !== ''
+              ? r.grpcStatus
+              : r.status !== 200
+                ? String(grpcStatusOf(r.status))
+                : 'unknown';
+        options.golden
+          .series(
+            r.listener === 'egress' ? 'outbound' : 'inbound',
+            protocol,
+            r.sourceCluster,
+            r.caller,
+            r.destination,
+            `${route.name}.${route.namespace}`,
+          )
+          .record(r.status, grpc, seconds, r.bytesIn, r.bytesOut);
       };
-      options.metrics.requests.inc({ ...labels, code: String(r.status) });
-      options.metrics.duration.observe(labels, (performance.now() - t0) / 1000);
+      r.whenDone(done);
     }
   };
 }

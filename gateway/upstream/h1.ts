@@ -27,6 +27,8 @@ export class H1Upstream implements UpstreamCodec {
     // node's server has already answered `Expect: 100-continue`; the upstream gets the body directly
     delete headers.expect;
     const out = res as ServerResponse;
+    // undici reads the body itself: its declared length is what this codec can count without a copy
+    if (r.hasBody) r.bytesIn = Number(req.headers['content-length']) || 0;
     // waiting for one of the endpoint's connections is 'pending' (circuitBreaker.maxPending)
     const releasePending = this.#options.breakers.acquirePending(t);
     if (!releasePending) {
@@ -63,6 +65,7 @@ export class H1Upstream implements UpstreamCodec {
           },
           onResponseData: (c, chunk) => {
             if (discard) return;
+            r.bytesOut += chunk.length;
             if (!out.write(chunk)) {
               c.pause();
               out.once('drain', onDrain);

@@ -90,9 +90,14 @@ export class H2Upstream implements UpstreamCodec {
         stream.close();
         return;
       }
-      stream.on('trailers', (tr) =>
-        (res as ServerResponse).addTrailers(responseHeadersForClient(tr) as Record<string, string>),
-      );
+      if (trailers?.['grpc-status'] !== undefined) r.grpcStatus = String(trailers['grpc-status']);
+      stream.on('trailers', (tr) => {
+        if (tr['grpc-status'] !== undefined) r.grpcStatus = String(tr['grpc-status']);
+        (res as ServerResponse).addTrailers(responseHeadersForClient(tr) as Record<string, string>);
+      });
+      stream.on('data', (d: Buffer) => {
+        r.bytesOut += d.length;
+      });
       stream.pipe(res as NodeJS.WritableStream);
     });
     // before a response a lost stream is a reset; after one it cuts the client's response short,
@@ -105,6 +110,11 @@ export class H2Upstream implements UpstreamCodec {
     res.once('close', () => {
       if (!stream.closed) stream.close(h2c.NGHTTP2_CANCEL);
     });
-    if (body) req.pipe(stream);
+    if (body) {
+      req.on('data', (d: Buffer) => {
+        r.bytesIn += d.length;
+      });
+      req.pipe(stream);
+    }
   }
 }

@@ -27,6 +27,7 @@ const backend: AdminBackend = {
     { name: 'west', region: 'us-west', zone: 'us-west-2a', stale: false, services: 2, gateways: [] },
   ],
   services: () => [{ namespace: 'demo', name: 'hello', ports: [], offers: [{ cluster: 'west', weight: 3 }] }],
+  stats: async (windowMs) => ({ windowMs, atMs: 1, buckets: [], rows: [] }),
   routes: (ns, name) => {
     if (name === 'nope') throw new MeshfedError('MESHFED_GATEWAY_NO_ROUTE', `no service ${name}.${ns}`);
     return { service: `${name}.${ns}`, levels: [{ level: 0, targets: [{ id: 'x' }] }] };
@@ -56,6 +57,9 @@ describe('admin gRPC API', () => {
       expect((await client.clusters())[0].name).toBe('west');
       expect((await client.services())[0].offers[0].weight).toBe(3);
       expect((await client.routes('demo', 'hello')).levels[0].targets[0].id).toBe('x');
+      // the window asked for reaches the gateway, clamped to what it keeps
+      expect((await client.stats(30)).windowMs).toBe(30_000);
+      expect((await client.stats(100_000)).windowMs).toBe(300_000);
       await expect(client.routes('demo', 'nope')).rejects.toMatchObject({ code: 'MESHFED_GATEWAY_NO_ROUTE' });
     } finally {
       client.close();

@@ -25,6 +25,7 @@ interface DemoInfo {
     config: string;
     pid: number;
     addresses: { eastWest: string; egress: string; admin: string; tcpHello?: string };
+    dashboard: string;
     services: { name: string; port: number; pid: number }[];
   }[];
 }
@@ -200,6 +201,36 @@ describe('three clusters, end to end', () => {
     ).toBe(true);
     expect(families.get('meshfed_nats_connected')!.samples[0]!.value).toBe(1);
     expect(families.get('meshfed_cert_expiry_seconds')!.samples.every((s) => s.value > 0)).toBe(true);
+  });
+
+  test('gRPC statuses are counted on both sides; meshfed stat and the dashboard read the daemons', async () => {
+    // only the gRPC family: a young process's event-loop figures may read NaN, which is not what this checks
+    const grpcOf = async (c: string) => {
+      const text = await (await fetch(`http://${cluster(c).addresses.admin}/metrics`)).text();
+      const lines = text.split('\n').filter((l) => l.includes('meshfed_grpc_responses_total'));
+      return parsePrometheusText(lines.join('\n')).get('meshfed_grpc_responses_total')!.samples;
+    };
+    const grpc = await grpcOf('east');
+    // the earlier sayHello(client, 'fail') ended with FAILED_PRECONDITION (9), sent from east
+    const failed = grpc.filter((s) => s.labels.grpc_status === '9' && s.labels.direction === 'outbound');
+    expect(failed.map((s) => [s.labels.destination_service, s.value])).toEqual([['greeter.demo', 1]]);
+    const served = failed[0]!.labels.destination_cluster!;
+    const inbound = (await grpcOf(served)).filter(
+      (s) => s.labels.grpc_status === '9' && s.labels.direction === 'inbound',
+    );
+    expect(inbound.map((s) => [s.labels.source_cluster, s.value])).toEqual([['east', 1]]);
+
+    const stat = cli(['stat', 'hello.demo', '--config', cluster('east').config, '--window', '5m']);
+    expect({ code: stat.code, stderr: stat.stderr }).toEqual({ code: 0, stderr: '' });
+    const lines = (stat.json as { lines: { destinationCluster: string; requests: number }[] }).lines;
+    // east served its own calls before the failover, west or eu after it
+    expect(lines.map((l) => l.destinationCluster)).toEqual(expect.arrayContaining(['east']));
+    expect(lines.some((l) => l.destinationCluster === 'west' || l.destinationCluster === 'eu')).toBe(true);
+
+    const ui = await fetch(`${cluster('east').dashboard}/state`);
+    expect(ui.status).toBe(200);
+    const state = (await ui.json()) as { clusters: { name: string; stale: boolean }[] };
+    expect(state.clusters.map((c) => c.name).sort()).toEqual(['east', 'eu', 'west']);
   });
 
   test('the demo stops everything it started', async () => {

@@ -26,7 +26,7 @@ import {
   silentLogger,
 } from '../../core/index.ts';
 import { Balancers, balancerConfigSchema } from '../../gateway/balancer/index.ts';
-import { Gateway, gatewayConfigSchema, TUNNEL_ALPN } from '../../gateway/index.ts';
+import { Gateway, gatewayConfigSchema, type GoldenLimits, TUNNEL_ALPN } from '../../gateway/index.ts';
 
 export const TRUST_DOMAIN = 'meshfed.test';
 
@@ -175,6 +175,7 @@ export interface Mesh {
       config?: Record<string, unknown>;
       /** balancer settings on top of the harness defaults (slow health checks, a generous retry budget) */
       balancer?: Record<string, unknown>;
+      metricLimits?: GoldenLimits;
     },
   ): Promise<TestGateway>;
 }
@@ -244,6 +245,7 @@ export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
         logger,
         ...(o.authorize ? { authorize: o.authorize } : {}),
         ...(o.tracer ? { tracer: o.tracer } : {}),
+        ...(o.metricLimits ? { metricLimits: o.metricLimits } : {}),
       });
       await gateway.start();
       const a = gateway.addresses();
@@ -264,6 +266,32 @@ export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
           identity.stop();
         },
       };
+    },
+  };
+}
+
+/**
+ * The smallest cross-cluster hop: gateways of east and west, where only west serves hello.shop (an echo
+ * backend) and east's catalog offers it behind west's gateway. `close` stops all three.
+ */
+export async function helloAcross(
+  mesh: Mesh,
+  o: Parameters<Mesh['gateway']>[1] = {},
+): Promise<{ east: TestGateway; west: TestGateway; hello: LocalService; close(): Promise<void> }> {
+  const west = await mesh.gateway('west', o);
+  const backend = await echoServer('west-hello');
+  const hello = httpService('shop', 'hello', [backend.address]);
+  west.source.set([hello]);
+  const east = await mesh.gateway('east', o);
+  east.catalog.offer('west', hello, west.eastWest);
+  return {
+    east,
+    west,
+    hello,
+    async close() {
+      await east.close();
+      await west.close();
+      backend.server.close();
     },
   };
 }

@@ -27,10 +27,14 @@ function fakeRequest(o: Partial<Pick<GatewayRequest, 'method' | 'target' | 'auth
     hasBody: false,
     answer: (a) => answers.push(a),
     closeConnection: () => answers.push({ status: 0, reason: 'closed', message: '' }),
+    whenDone: (fn) => fn(),
     io: { req: {}, res: { destroy() {} } } as unknown as GatewayRequest['io'],
     sourceCluster: 'alpha',
     destination: '',
     status: 0,
+    grpcStatus: '',
+    bytesIn: 0,
+    bytesOut: 0,
   };
   return { r, answers };
 }

@@ -415,7 +415,11 @@ test('a request its client abandons is recorded as 499 client-cancelled, and bla
     await waitFor(async () => (await metric(g, 'meshfed_active_requests', {})) === 1, { timeoutMs: 5_000 });
     client.destroy();
     await waitFor(
-      async () => (await metric(g, 'meshfed_requests_total', { service: 'slow.shop', code: '499' })) === 1,
+      async () =>
+        (await metric(g, 'meshfed_responses_total', {
+          destination_service: 'slow.shop',
+          status_class: '4xx',
+        })) === 1,
       { timeoutMs: 5_000 },
     );
     const states = g.balancers.explain('shop', 'slow').levels.flatMap((l) => l.targets.map((t) => t.state));

@@ -78,6 +78,24 @@ test('requests are served by more than one worker process; /metrics sums them', 
   );
 }, 60_000);
 
+test("/stats and the dashboard add up every worker's window", async () => {
+  const r = await request(gw.admin, { host: gw.admin, path: '/stats?window=300' });
+  expect(r.status).toBe(200);
+  const snap = JSON.parse(r.body) as { windowMs: number; rows: { requests: number; direction: string }[] };
+  expect(snap.windowMs).toBe(300_000);
+  // the 200 calls of the test before, served by two workers, as one window
+  expect(snap.rows.reduce((n, row) => n + row.requests, 0)).toBe(200);
+  expect(new Set(snap.rows.map((row) => row.direction))).toEqual(new Set(['outbound']));
+  const ui = await request(gw.admin, { host: gw.admin, path: '/ui/state' });
+  expect(ui.status).toBe(200);
+  const state = JSON.parse(ui.body) as {
+    services: { service: string; offers: { cluster: string; local: boolean; health: string }[] }[];
+  };
+  const web = state.services.find((s) => s.service === 'web.shop');
+  // health comes from the workers' balancers (the supervisor's own never carry traffic)
+  expect(web?.offers).toEqual([expect.objectContaining({ cluster: 'east', local: true, health: 'healthy' })]);
+});
+
 test('a killed worker is replaced and traffic keeps flowing', async () => {
   const before = await workers();
   const victim = before.workers[0]!.pid;
