@@ -36,10 +36,16 @@ import { ProofMaker } from './proof.ts';
 import { CatalogPublisher } from './publisher.ts';
 import { RejectionRecorder } from './rejections.ts';
 import { SnapshotAssembly } from './snapshot-assembly.ts';
-import { type Subjects, subjects } from './subjects.ts';
+import { IntakeQueue } from './intake-queue.ts';
+import { clusterOfSubject, type Subjects, subjects } from './subjects.ts';
 import { SyncRequester } from './sync-requester.ts';
 import { SyncResponder } from './sync-responder.ts';
 import { MessageVerifier } from './verifier.ts';
+
+/** messages of one cluster that may wait unread; a flood past it loses its oldest, never another cluster's */
+const INTAKE_BACKLOG_PER_CLUSTER = 20_000;
+/** how long one turn of the event loop may spend verifying queued messages */
+const INTAKE_SLICE_MS = 20;
 
 export interface FederationNodeOptions {
   config: FederationConfig | FederationConfigInput;
@@ -94,6 +100,8 @@ export class FederationNode implements CatalogView {
   readonly #requester: SyncRequester;
   readonly #assembly: SnapshotAssembly;
   readonly #intake: CatalogIntake;
+  /** what the subscriptions receive, waiting per cluster to be verified and handled */
+  readonly #received: IntakeQueue;
   readonly #link: NatsLink;
   /** only with a stateDir; then signed proofs are kept (compactly) for it */
   readonly #persistence: CatalogPersistence | undefined;
@@ -175,6 +183,18 @@ export class FederationNode implements CatalogView {
       },
       log: this.#log,
       now: this.#now,
+    });
+    const dropped = sharedCounter(
+      o.registry,
+      'meshfed_catalog_intake_dropped_total',
+      'catalog messages dropped unread because their cluster had too many waiting (a flood)',
+      ['cluster'],
+    );
+    this.#received = new IntakeQueue({
+      maxPerKey: INTAKE_BACKLOG_PER_CLUSTER,
+      sliceMs: INTAKE_SLICE_MS,
+      run: (job) => job(),
+      onDrop: (cluster) => dropped.inc({ cluster }),
     });
     this.#intake = new CatalogIntake({
       cluster: o.cluster,
@@ -400,16 +420,22 @@ export class FederationNode implements CatalogView {
 
   #subscribe(nc: NatsConnection): void {
     const s = this.#subjects;
+    // queued per sending cluster (the subject names it), handled off the NATS client's read loop
     const safe =
-      (fn: (m: Msg) => void) =>
+      (fn: (m: Msg) => void, key?: string) =>
       (err: Error | null, m: Msg): void => {
         if (err) return;
-        try {
-          fn(m);
-        } catch (e) {
-          // nothing a peer sends may crash the process; this is a bug of ours, logged with what came in
-          this.#log.error({ err: toMeshfedError(e), subject: m.subject }, 'catalog message handling failed');
-        }
+        this.#received.push(key ?? clusterOfSubject(m.subject), () => {
+          try {
+            fn(m);
+          } catch (e) {
+            // nothing a peer sends may crash the process; this is a bug of ours, logged with what came in
+            this.#log.error(
+              { err: toMeshfedError(e), subject: m.subject },
+              'catalog message handling failed',
+            );
+          }
+        });
       };
     const intake = this.#intake;
     if (this.#watching) {
@@ -417,13 +443,13 @@ export class FederationNode implements CatalogView {
       nc.subscribe(s.announce('*'), { callback: safe((m) => intake.announce(m)) });
       nc.subscribe(s.bulk('*'), { callback: safe((m) => intake.bulk(m)) });
       this.#inbox = createInbox(this.config.nats.inboxPrefix);
-      nc.subscribe(`${this.#inbox}.*`, { callback: safe((m) => intake.reply(m)) });
+      nc.subscribe(`${this.#inbox}.*`, { callback: safe((m) => intake.reply(m), 'replies') });
     }
     if (this.#publisher) {
       // one answer per cluster even when several of its nodes listen
       const queue = `${this.config.subjectPrefix}.responders.${this.cluster}`;
-      nc.subscribe(s.sync(this.cluster), { queue, callback: safe((m) => intake.syncRequest(m)) });
-      nc.subscribe(s.syncAll, { queue, callback: safe((m) => intake.syncRequest(m)) });
+      nc.subscribe(s.sync(this.cluster), { queue, callback: safe((m) => intake.syncRequest(m), 'sync') });
+      nc.subscribe(s.syncAll, { queue, callback: safe((m) => intake.syncRequest(m), 'sync') });
     }
   }
 
