@@ -131,7 +131,8 @@ export class PolicyClient {
 
   /**
    * Waits until every gateway of `gateways` reports `scope` at `revision` or newer (by state reports, and a
-   * ping every `repingMs` for those that stay silent); returns who did and who did not by the deadline.
+   * ping every `repingMs` for those that stay silent); returns who did and who did not by the deadline. With
+   * `publish`, that signed bundle goes out once the reports are listened to, so none is missed.
    */
   async waitForRevision(o: {
     scope: string;
@@ -139,6 +140,7 @@ export class PolicyClient {
     gateways: readonly GatewayPolicyState[];
     timeoutMs: number;
     repingMs?: number;
+    publish?: string;
   }): Promise<{ reached: GatewayPolicyState[]; missing: GatewayPolicyState[]; ms: number }> {
     const started = Date.now();
     const pending = new Map(o.gateways.map((g) => [g.instance, g]));
@@ -171,6 +173,7 @@ export class PolicyClient {
     let timer: NodeJS.Timeout | undefined;
     try {
       await this.#nc.flush();
+      if (o.publish !== undefined) await this.publish(o.scope, o.publish);
       if (pending.size > 0) {
         await Promise.race([
           finished,

@@ -108,10 +108,10 @@ async function publishScope(
       { details: { reason: check.reason } },
     );
   }
-  await o.client.publish(o.signer.scope, raw);
   const wait = await o.client.waitForRevision({
     scope: o.signer.scope,
     revision,
+    publish: raw,
     gateways: o.gateways,
     timeoutMs: o.pe.timeoutMs,
   });

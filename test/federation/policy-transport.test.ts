@@ -114,10 +114,10 @@ describe('signed policy over a three-cluster NATS supercluster', () => {
       allowFrom('orders-allow-east', 'shop/orders', 'east'),
     ]);
     const gateways = await client.discover(300);
-    await client.publish(ADMIN_POLICY_SCOPE, b.raw);
     const wait = await client.waitForRevision({
       scope: ADMIN_POLICY_SCOPE,
       revision: b.revision,
+      publish: b.raw,
       gateways,
       timeoutMs: 10_000,
     });
