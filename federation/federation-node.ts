@@ -211,10 +211,10 @@ export class FederationNode implements CatalogView {
       stateDir: this.config.stateDir,
       heartbeatInterval: this.config.heartbeatInterval,
       signer: () => this.#jws!,
-      send: (subject, data) => {
+      send: (subject, data, reply) => {
         const nc = this.#link.connection;
         if (!nc || !this.#link.connected) return false;
-        nc.publish(subject, data);
+        nc.publish(subject, data, reply === undefined ? undefined : { reply });
         return true;
       },
       emit: (e) => this.#enqueue(e),
@@ -429,8 +429,11 @@ export class FederationNode implements CatalogView {
     this.#announce();
     // anti-entropy: ask every cluster for its whole set, not only for what was missed
     if (this.#canAsk()) this.#requester.askAll();
-    // peers that hold newer policy see this report and re-broadcast it
-    if (this.#watching) this.policy.report();
+    // peers report what they enforce every heartbeat; a newer revision there is pulled (policy-get)
+    if (this.#watching) {
+      this.policy.report();
+      this.policy.ping();
+    }
   }
 
   #canAsk(): boolean {
@@ -460,6 +463,9 @@ export class FederationNode implements CatalogView {
       this.#inbox = createInbox(this.config.nats.inboxPrefix);
       nc.subscribe(`${this.#inbox}.*`, { callback: safe((m) => intake.reply(m)) });
       const policy = this.policy;
+      const policyInbox = createInbox(this.config.nats.inboxPrefix);
+      policy.setInbox(policyInbox);
+      nc.subscribe(`${policyInbox}.*`, { callback: safe((m) => policy.inboxMessage(m)) });
       nc.subscribe(s.policyAll, { callback: safe((m) => policy.bundleMessage(m)) });
       nc.subscribe(s.policyState('*'), { callback: safe((m) => policy.stateMessage(m)) });
       nc.subscribe(s.policyPing, { callback: safe((m) => policy.requestMessage(m, 'ping')) });

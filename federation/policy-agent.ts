@@ -43,8 +43,8 @@ export interface PolicyAgentOptions {
   heartbeatInterval: number;
   /** this cluster's federation identity signs state reports */
   signer: () => JwsSigner;
-  /** publishes on the connection if there is one; false otherwise */
-  send: (subject: string, data: string | Uint8Array) => boolean;
+  /** publishes on the connection if there is one (with a reply subject for requests); false otherwise */
+  send: (subject: string, data: string | Uint8Array, reply?: string) => boolean;
   emit: (event: FederationEvent) => void;
   log: Logger;
   registry: Registry;
@@ -54,20 +54,24 @@ export interface PolicyAgentOptions {
 /**
  * A gateway's part of federated policy, beside the catalog on the same connection and the same event queue:
  * it verifies bundles (policy-verifier.ts), holds the newest per scope (PolicyStore, the PolicyView the gateway
- * consumes), persists them, reports what it enforces, and repairs peers that lag: when a peer's report shows an
- * older revision of a scope we hold, we re-broadcast our signed bundle (at most once per heartbeat interval per
- * scope, and not when someone else just did). A refused bundle changes nothing; it is counted and logged once.
+ * consumes), persists them, reports what it enforces, and catches up by itself: when a peer's report shows a
+ * newer revision of a scope (or a scope we lack), we ask `<p>.policy-get` for exactly that revision, at most
+ * once per heartbeat interval per scope, and every gateway holding it answers to our inbox. Pulling, not
+ * re-broadcasting, keeps a gateway's NATS permissions to its own report subject and inboxes. A refused bundle
+ * changes nothing; it is counted and logged once.
  */
 export class PolicyAgent implements PolicyView {
   readonly #o: PolicyAgentOptions;
   readonly #store: PolicyStore;
   readonly #rejections: RejectionRecorder;
   readonly #applied: Counter<'scope'>;
-  readonly #rebroadcasts: Counter<'scope'>;
+  readonly #resyncs: Counter<'scope'>;
   readonly #revision: Gauge<'scope'>;
   readonly #limiter: RequestLimiter;
-  /** scope → when it last went out, from us or anyone (anti-entropy suppression) */
-  readonly #lastSeen = new Map<string, number>();
+  /** scope → when we last asked for it (anti-entropy pacing) */
+  readonly #lastAsked = new Map<string, number>();
+  /** where answers to our policy-get requests arrive (set at every connect) */
+  #inbox: string | undefined;
   #dirty = false;
   #writing: Promise<void> | undefined;
 
@@ -86,10 +90,10 @@ export class PolicyAgent implements PolicyView {
       'policy revisions put in force, by signer scope (admin, cluster:<name>)',
       ['scope'],
     );
-    this.#rebroadcasts = sharedCounter(
+    this.#resyncs = sharedCounter(
       o.registry,
-      'meshfed_policy_rebroadcast_total',
-      'signed policy bundles re-broadcast because a peer reported an older revision (anti-entropy)',
+      'meshfed_policy_resync_requests_total',
+      'policy-get requests sent because a peer reported a newer revision than the one in force here (anti-entropy)',
       ['scope'],
     );
     this.#revision =
@@ -143,7 +147,23 @@ export class PolicyAgent implements PolicyView {
 
   // ---- intake: NATS callbacks become verified events ----
 
-  /** `<p>.policy.<scope…>` */
+  /** The inbox this connection listens on (`<inbox>.*`): answers to our policy-get and ping requests. */
+  setInbox(inbox: string): void {
+    this.#inbox = inbox;
+  }
+
+  /** `<inbox>.bundle` (answers to policy-get) and `<inbox>.state` (answers to our ping) */
+  inboxMessage(m: Msg): void {
+    if (m.subject.endsWith('.state')) this.stateMessage(m, { fromInbox: true });
+    else this.bundleMessage(m);
+  }
+
+  /** Asks every gateway for its state report at once (at connect: catch up without waiting a heartbeat). */
+  ping(): void {
+    if (this.#inbox) this.#o.send(this.#o.subjects.policyPing, new Uint8Array(0), `${this.#inbox}.state`);
+  }
+
+  /** `<p>.policy.<scope…>`, and answers on our inbox */
   bundleMessage(m: Msg): void {
     const scope = scopeOfSubject(m.subject, this.#o.subjects);
     const v = this.#o.verifier.bundle(m.data, scope === undefined ? {} : { subjectScope: scope });
@@ -155,8 +175,11 @@ export class PolicyAgent implements PolicyView {
   }
 
   /** `<p>.policy-state.<cluster>` */
-  stateMessage(m: Msg): void {
-    const v = this.#o.verifier.state(m.data, { subjectCluster: clusterOfSubject(m.subject) });
+  stateMessage(m: Msg, o: { fromInbox?: boolean } = {}): void {
+    const v = this.#o.verifier.state(
+      m.data,
+      o.fromInbox ? {} : { subjectCluster: clusterOfSubject(m.subject) },
+    );
     if (!v.ok) {
       this.#rejections.record(v, { subject: m.subject, source: 'nats' });
       return;
@@ -192,7 +215,7 @@ export class PolicyAgent implements PolicyView {
         this.#offer(e.bundle, e.source, e.subject);
         return;
       case 'PolicyStateReceived':
-        this.#repair(e.msg);
+        this.#catchUp(e.msg);
         return;
       case 'PolicyRequested':
         this.#answer(e.kind, e.reply, e.data);
@@ -220,14 +243,10 @@ export class PolicyAgent implements PolicyView {
 
   #offer(b: VerifiedBundle, source: 'nats' | 'file', subject: string): void {
     const result = this.#store.offer(b);
-    const now = this.#o.now();
-    if (result === 'duplicate') {
-      this.#lastSeen.set(b.scope, now);
-      return;
-    }
+    // several gateways answer one policy-get: the first applies, the others are the same bytes
+    if (result === 'duplicate') return;
     if (result === 'stale_revision' || result === 'conflicting_revision') {
       const held = this.#store.held(b.scope)!;
-      // our own re-broadcasts of older revisions can cross a newer apply in flight: not a peer's fault then
       this.#rejections.record(
         {
           reason: result,
@@ -238,7 +257,6 @@ export class PolicyAgent implements PolicyView {
       );
       return;
     }
-    this.#lastSeen.set(b.scope, now);
     this.#revision.set({ scope: b.scope }, b.revision);
     this.#o.log.info(
       { scope: b.scope, revision: b.revision, signer: b.signer, documents: b.documents.length, source },
@@ -250,17 +268,18 @@ export class PolicyAgent implements PolicyView {
     this.#persist();
   }
 
-  /** A peer reported what it enforces: re-broadcast every scope it holds an older revision of (or none). */
-  #repair(peer: PolicyStateMessage): void {
+  /** A peer reported what it enforces: ask for every scope it holds a newer revision of. */
+  #catchUp(peer: PolicyStateMessage): void {
+    if (!this.#inbox) return;
     const now = this.#o.now();
-    const theirs = new Map(peer.scopes.map((s) => [s.scope, s.revision]));
-    for (const held of this.#store.bundles()) {
-      const r = theirs.get(held.scope);
-      if (r !== undefined && r >= held.revision) continue;
-      if (now - (this.#lastSeen.get(held.scope) ?? 0) < this.#o.heartbeatInterval) continue;
-      if (this.#o.send(this.#o.subjects.policy(held.scope), held.raw)) {
-        this.#lastSeen.set(held.scope, now);
-        this.#rebroadcasts.inc({ scope: held.scope });
+    for (const { scope, revision } of peer.scopes) {
+      if (revision <= (this.#store.held(scope)?.revision ?? 0)) continue;
+      if (now - (this.#lastAsked.get(scope) ?? Number.NEGATIVE_INFINITY) < this.#o.heartbeatInterval)
+        continue;
+      const req: PolicyGetMessage = { v: POLICY_SCHEMA_VERSION, type: 'policy-get', scope, revision };
+      if (this.#o.send(this.#o.subjects.policyGet, JSON.stringify(req), `${this.#inbox}.bundle`)) {
+        this.#lastAsked.set(scope, now);
+        this.#resyncs.inc({ scope });
       }
     }
   }

@@ -244,6 +244,11 @@ describe('signed policy over a three-cluster NATS supercluster', () => {
     try {
       await waitFor(() => adminRevision(late) === applied, { what: 'the late node to get the admin policy' });
       expect(late.policy.current().byService.get('demo/greeter')?.trafficSplit).toBeDefined();
+      // it asked (policy-get) after a peer's report, and the answers of several holders were no rejections
+      const resync = await registry.getSingleMetric('meshfed_policy_resync_requests_total')?.get();
+      expect(resync?.values.find((v) => v.labels.scope === 'admin')?.value).toBeGreaterThan(0);
+      const rejected = await registry.getSingleMetric('meshfed_policy_rejected_total')?.get();
+      expect(rejected?.values.reduce((sum, v) => sum + v.value, 0) ?? 0).toBe(0);
     } finally {
       await late.stop();
     }
