@@ -161,21 +161,32 @@ function validateWhole(documents: readonly PolicyDocument[], scope: string): voi
 export const policyApplyCommand: Command = {
   path: ['policy', 'apply'],
   summary: 'validate, sign and publish policy documents; wait until every live gateway enforces them',
-  usage: `meshfed policy apply -f FILE|DIR [--dry-run] [flags]
+  usage: `meshfed policy apply -f FILE|DIR [--dry-run] [--resign] [flags]
 
 Adds the documents of FILE (or of every *.yaml in DIR) to the policy of the signer's scope, replacing documents
 of the same kind and name, signs the whole new revision and publishes it. Every problem of every document is
-reported at once, and nothing is published. --dry-run validates and shows what would change.
+reported at once, and nothing is published. --dry-run validates and shows what would change. --resign
+publishes a new revision even when nothing changed (-f optional): the policy in force, signed by the given
+certificate, e.g. before the certificate that signed it expires.
 
 ${POLICY_FLAGS_HELP}`,
   async run(ctx) {
     const { values } = parseFlags(
       ctx,
-      { ...POLICY_FLAGS, file: { type: 'string', short: 'f' }, 'dry-run': { type: 'boolean' } },
+      {
+        ...POLICY_FLAGS,
+        file: { type: 'string', short: 'f' },
+        'dry-run': { type: 'boolean' },
+        resign: { type: 'boolean' },
+      },
       'policy apply',
     );
-    const v = values as PolicyFlagValues & { 'dry-run'?: boolean };
-    const { documents, files } = readPolicyFiles(requireFlag(values, 'file', 'policy apply'));
+    const v = values as PolicyFlagValues & { 'dry-run'?: boolean; resign?: boolean };
+    const resign = v.resign === true;
+    const { documents, files } =
+      resign && values.file === undefined
+        ? { documents: [], files: [] }
+        : readPolicyFiles(requireFlag(values, 'file', 'policy apply'));
     const dryRun = v['dry-run'] === true;
     const haveNats = Boolean(v.nats ?? v.config ?? process.env.MESHFED_NATS_URL);
     if (dryRun && !haveNats) {
@@ -200,7 +211,7 @@ ${POLICY_FLAGS_HELP}`,
       const merged = mergeDocuments(current?.documents ?? [], documents);
       validateWhole(merged, scope);
       const changes = planChanges(current?.documents ?? [], merged);
-      if (dryRun || changes.every((c) => c.change === 'unchanged')) {
+      if (dryRun || (!resign && changes.every((c) => c.change === 'unchanged'))) {
         const result = {
           dryRun,
           scope,

@@ -186,6 +186,12 @@ describe('meshfed policy', () => {
     expect(again.code).toBe(0);
     expect(again.out.changes.every((c: { change: string }) => c.change === 'unchanged')).toBe(true);
     expect(adminRevision(nodes[0]!)).toBe(r.out.revision);
+    // --resign publishes the same documents as a new revision (before the signing certificate expires)
+    const resigned = await policy(['apply', '--resign']);
+    expect(resigned.code).toBe(0);
+    expect(resigned.out.revision).toBeGreaterThan(r.out.revision);
+    expect(resigned.out.documents).toBe(2);
+    for (const n of nodes) expect(adminRevision(n)).toBe(resigned.out.revision);
   });
 
   test('list --json and get show what is in force; diff names the changed fields (exit 3)', async () => {
