@@ -1,5 +1,5 @@
 import type { BalancerConfig, Balancers } from './balancer/index.ts';
-import { answerFor, writeAnswer } from './answers.ts';
+import { answerFor } from './answers.ts';
 import { isIdempotent } from './http-request.ts';
 import { type GatewayRequest, type Handler, routeOf } from './pipeline.ts';
 import {
@@ -31,17 +31,17 @@ export interface ForwardOptions {
  * the caller's gRPC deadline and a per-try timeout. An upstream failure is answered here (it is not a
  * refusal: the request reached the balancer) and recorded on the request for the metrics layer.
  */
-export function forward(o: ForwardOptions): Handler {
-  const bc = o.config;
+export function forward(options: ForwardOptions): Handler {
+  const bc = options.config;
   const dispatch = compose<Sent, GatewayRequest>(
     balancedDispatch<Sent, GatewayRequest>({
-      balancers: o.balancers,
-      breakers: o.breakers,
-      send: (t, ctx) => sendTry(t, ctx, { codec: o.codec, maxAttempts: bc.retry.attempts }),
+      balancers: options.balancers,
+      breakers: options.breakers,
+      send: (t, ctx) => sendTry(t, ctx, { codec: options.codec, maxAttempts: bc.retry.attempts }),
       classify: (s) => (s.status >= 500 && s.status !== 501 ? '5xx' : undefined),
     }),
     // a gRPC caller's deadline bounds all tries together, as Envoy honours grpc-timeout
-    deadline<Sent, GatewayRequest>({ ms: (ctx) => grpcTimeoutMs(ctx.payload.req.headers['grpc-timeout']) }),
+    deadline<Sent, GatewayRequest>({ ms: (ctx) => grpcTimeoutMs(ctx.payload.headers['grpc-timeout']) }),
     retry<Sent, GatewayRequest>({
       attempts: bc.retry.attempts,
       budgetFor: budgetPerService({
@@ -51,8 +51,8 @@ export function forward(o: ForwardOptions): Handler {
       }),
       backoffBase: bc.retry.backoffBase,
       backoffMax: bc.retry.backoffMax,
-      metrics: o.metrics,
-      sourceCluster: o.cluster,
+      metrics: options.metrics,
+      sourceCluster: options.cluster,
     }),
     perTryTimeout<Sent, GatewayRequest>({ ms: bc.timeouts.request }),
   );
@@ -65,7 +65,7 @@ export function forward(o: ForwardOptions): Handler {
             namespace: route.namespace,
             name: route.name,
             // a body already streamed to a failed try cannot be sent again
-            idempotent: isIdempotent(r.req),
+            idempotent: isIdempotent(r.method, r.hasBody),
             scope: route.scope,
             port: route.port,
             portName: route.portName,
@@ -80,8 +80,7 @@ export function forward(o: ForwardOptions): Handler {
       if (err instanceof UpstreamFailure) r.destination = err.target.cluster;
       r.status = answer.status;
       // a response already under way (a passed-through 5xx, or a body cut short) is not replaced
-      if (!r.res.headersSent) writeAnswer(r.req, r.res, answer);
-      else if (!answer.forwarded) r.res.destroy();
+      r.answer(answer);
     }
   };
 }

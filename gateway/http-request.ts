@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 
@@ -29,18 +29,17 @@ export function hasBody(req: Req): boolean {
 }
 
 /** Safe to send again to another target: an idempotent method and nothing streamed that cannot be replayed. */
-export function isIdempotent(req: Req): boolean {
-  return IDEMPOTENT.has(req.method ?? 'GET') && !hasBody(req);
+export function isIdempotent(method: string, body: boolean): boolean {
+  return IDEMPOTENT.has(method) && !body;
 }
 
 /**
  * The request target is origin-form (`/path?query`), or `*` for OPTIONS (RFC 9112 3.2). meshfed is not a
  * forward proxy: an absolute-form or authority-form target is the client's mistake, never the upstream's.
  */
-export function isOriginForm(req: Req): boolean {
-  const url = req.url ?? '';
-  if (url.startsWith('/')) return true;
-  return url === '*' && req.method === 'OPTIONS';
+export function isOriginForm(method: string, target: string): boolean {
+  if (target.startsWith('/')) return true;
+  return target === '*' && method === 'OPTIONS';
 }
 
 /** The TLS (or plain) socket a request arrived on, for HTTP/1.1 and HTTP/2 alike. */
@@ -49,6 +48,6 @@ export function socketOf(req: Req): TLSSocket {
 }
 
 /** A gRPC request (its errors are answered with a gRPC status, not only an HTTP one). */
-export function isGrpc(req: Req): boolean {
-  return String(req.headers['content-type'] ?? '').startsWith('application/grpc');
+export function isGrpc(headers: IncomingHttpHeaders): boolean {
+  return String(headers['content-type'] ?? '').startsWith('application/grpc');
 }

@@ -5,4 +5,12 @@ export { type GatewayRequest, type RequestLayer, stack } from './pipeline.ts';
 export { type GatewayConfig, gatewayConfigSchema, TUNNEL_ALPN } from './config.ts';
 export { type HelloResult, parseClientHello } from './client-hello.ts';
 export { H2Pool } from './h2-pool.ts';
-export { type AdminEndpointOptions, adminHandler } from './admin-endpoint.ts';
+export { type AdminEndpointOptions, adminHandler, adminServer } from './admin-endpoint.ts';
+export {
+  type BalancerConfig,
+  type BalancerTarget,
+  Balancers,
+  type BalancersOptions,
+  balancerConfigSchema,
+  type RouteExplanation,
+} from './balancer/index.ts';

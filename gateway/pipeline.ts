@@ -1,6 +1,10 @@
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
 import type { Span } from '@opentelemetry/api';
 import type { VerifiedIdentity } from '../ca/index.ts';
-import type { Req, Res } from './http-request.ts';
+import { type Answer, writeAnswer } from './answers.ts';
+import { authorityOf, hasBody, type Req, type Res, socketOf } from './http-request.ts';
 
 /** The service a request is routed to, once the route layer has resolved it. */
 export interface RouteTarget {
@@ -18,8 +22,25 @@ export interface RouteTarget {
  */
 export interface GatewayRequest {
   readonly listener: 'egress' | 'eastWest';
-  readonly req: Req;
-  readonly res: Res;
+  readonly method: string;
+  /** the request-target as received (origin-form once requestTargetCheck passed) */
+  readonly target: string;
+  /** `:authority` or `Host`; '' when the request names none */
+  readonly authority: string;
+  /** lower-case names; a layer may delete a header, never add one (the codecs build what goes upstream) */
+  readonly headers: IncomingHttpHeaders;
+  /** the connection the request arrived on (TLS for the east-west listener and egress mTLS) */
+  readonly socket: TLSSocket;
+  readonly hasBody: boolean;
+  /**
+   * Answers the caller with a gateway answer (a refusal or a failure); a response already under way is
+   * left alone when it was forwarded, else cut.
+   */
+  answer(a: Answer): void;
+  /** asks for the connection to close once this exchange ends (h2: GOAWAY; HTTP/1.1: Connection: close) */
+  closeConnection(): void;
+  /** the codec's own handle on the exchange: node's request and response for the node codecs */
+  readonly io: NodeIo;
   /** the cluster the call comes from: ours at egress, the verified peer's on the east-west listener */
   sourceCluster: string;
   /** the verified peer gateway (east-west only) */
@@ -45,9 +66,37 @@ export function stack(terminal: Handler, ...layers: readonly RequestLayer[]): Ha
   return h;
 }
 
-export function newRequest(listener: GatewayRequest['listener'], req: Req, res: Res, sourceCluster: string) {
-  const r: GatewayRequest = { listener, req, res, sourceCluster, destination: '', status: 0 };
-  return r;
+export interface NodeIo {
+  req: Req;
+  res: Res;
+}
+
+/** A request as node's HTTP/1.1 or HTTP/2 server hands it over, read once for every layer. */
+export function fromNode(
+  listener: GatewayRequest['listener'],
+  req: Req,
+  res: Res,
+  sourceCluster: string,
+): GatewayRequest {
+  return {
+    listener,
+    method: req.method ?? 'GET',
+    target: req.url ?? '',
+    authority: authorityOf(req),
+    headers: req.headers,
+    socket: socketOf(req),
+    hasBody: hasBody(req),
+    answer: (a) => writeAnswer(req, res, a),
+    closeConnection: () => {
+      const session = (req as Http2ServerRequest).stream?.session;
+      if (session) session.close();
+      else (res as ServerResponse).shouldKeepAlive = false;
+    },
+    io: { req, res },
+    sourceCluster,
+    destination: '',
+    status: 0,
+  };
 }
 
 /** The route a layer after the route layer relies on; a pipeline built in the wrong order fails loudly. */

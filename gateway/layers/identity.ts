@@ -1,4 +1,3 @@
-import { socketOf } from '../http-request.ts';
 import type { Identities } from '../identity.ts';
 import { type RequestLayer, routeOf } from '../pipeline.ts';
 import type { AuthorizeHook } from '../gateway-options.ts';
@@ -7,7 +6,7 @@ import { refuse } from '../answers.ts';
 /** Egress: the local caller (a verified workload certificate, or an anonymous caller of this cluster). */
 export function egressCaller(identities: Identities): RequestLayer {
   return (next) => async (r) => {
-    r.caller = identities.workloadCaller(socketOf(r.req));
+    r.caller = identities.workloadCaller(r.socket, r.io.req);
     return next(r);
   };
 }
@@ -15,7 +14,7 @@ export function egressCaller(identities: Identities): RequestLayer {
 /** East-west: the peer gateway's verified identity; the call's source cluster is the peer's. */
 export function peerGateway(identities: Identities): RequestLayer {
   return (next) => async (r) => {
-    r.peer = identities.peerGateway(socketOf(r.req), r.req.headers['x-meshfed-chain']);
+    r.peer = identities.peerGateway(r.socket, r.headers['x-meshfed-chain'], r.io.req);
     r.sourceCluster = r.peer.cluster ?? '';
     return next(r);
   };
@@ -25,7 +24,7 @@ export function peerGateway(identities: Identities): RequestLayer {
 export function callerRule(identities: Identities): RequestLayer {
   return (next) => async (r) => {
     if (!r.peer) throw new Error('pipeline order: callerRule needs peerGateway before it');
-    r.caller = identities.assertedCaller(r.peer, r.req.headers['x-meshfed-caller']);
+    r.caller = identities.assertedCaller(r.peer, r.headers['x-meshfed-caller']);
     return next(r);
   };
 }

@@ -5,10 +5,10 @@ import type { RequestLayer } from '../pipeline.ts';
 
 /** Refuses a request target that is not origin-form (meshfed is not a forward proxy) with a 400. */
 export const requestTargetCheck: RequestLayer = (next) => async (r) => {
-  if (!isOriginForm(r.req)) {
+  if (!isOriginForm(r.method, r.target)) {
     refuse(
       'invalid-request-target',
-      `request target "${String(r.req.url).slice(0, 100)}" is not origin-form: send the path (/...) and name the service in Host`,
+      `request target "${r.target.slice(0, 100)}" is not origin-form: send the path (/...) and name the service in Host`,
     );
   }
   return next(r);
@@ -22,7 +22,7 @@ export type UnderscoreAction = 'allow' | 'drop-header' | 'reject-request';
  */
 export function underscoreHeaders(action: UnderscoreAction): RequestLayer {
   return (next) => async (r) => {
-    const headers = r.req.headers as Record<string, unknown>;
+    const headers = r.headers as Record<string, unknown>;
     for (const name of Object.keys(headers)) {
       if (!name.includes('_')) continue;
       if (action === 'reject-request') {

@@ -2,7 +2,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Agent } from 'undici';
 import type { BalancerTarget } from '../balancer/index.ts';
 import { responseHeadersForClient } from '../headers.ts';
-import { authorityOf, hasBody } from '../http-request.ts';
 import type { Identities } from '../identity.ts';
 import type { GatewayRequest } from '../pipeline.ts';
 import type { CircuitBreakers } from '../resilience/index.ts';
@@ -16,20 +15,20 @@ import { upstreamHeaders } from './request-headers.ts';
  * connected, so a connect failure has consumed none of it and the request can go to another target.
  */
 export class H1Upstream implements UpstreamCodec {
-  readonly #o: { agent: Agent; breakers: CircuitBreakers; identities: Identities };
-  constructor(o: { agent: Agent; breakers: CircuitBreakers; identities: Identities }) {
-    this.#o = o;
+  readonly #options: { agent: Agent; breakers: CircuitBreakers; identities: Identities };
+  constructor(options: { agent: Agent; breakers: CircuitBreakers; identities: Identities }) {
+    this.#options = options;
   }
 
   send(r: GatewayRequest, t: BalancerTarget, a: UpstreamAttempt): void {
-    const { req, res } = r;
-    const headers = upstreamHeaders(r, t, this.#o.identities);
-    headers.host = authorityOf(req);
+    const { req, res } = r.io;
+    const headers = upstreamHeaders(r, t, this.#options.identities);
+    headers.host = r.authority;
     // node's server has already answered `Expect: 100-continue`; the upstream gets the body directly
     delete headers.expect;
     const out = res as ServerResponse;
     // waiting for one of the endpoint's connections is 'pending' (circuitBreaker.maxPending)
-    const releasePending = this.#o.breakers.acquirePending(t);
+    const releasePending = this.#options.breakers.acquirePending(t);
     if (!releasePending) {
       a.fail('overflow', undefined);
       return;
@@ -43,13 +42,13 @@ export class H1Upstream implements UpstreamCodec {
     });
     const onDrain = () => controller?.resume();
     try {
-      this.#o.agent.dispatch(
+      this.#options.agent.dispatch(
         {
           origin: `http://${t.address}`,
-          path: req.url ?? '/',
-          method: req.method ?? 'GET',
+          path: r.target,
+          method: r.method,
           headers: headers as Record<string, string | string[]>,
-          body: hasBody(req) ? (req as IncomingMessage) : null,
+          body: r.hasBody ? (req as IncomingMessage) : null,
         },
         {
           // undici calls this on a connected socket, right before it writes the request

@@ -15,7 +15,7 @@ export function upstreamHeaders(
   t: BalancerTarget,
   identities: Identities,
 ): Record<string, unknown> {
-  const headers = requestHeadersForUpstream(r.req.headers) as Record<string, unknown>;
+  const headers = requestHeadersForUpstream(r.headers) as Record<string, unknown>;
   if (r.span) {
     delete headers.traceparent;
     delete headers.tracestate;
