@@ -10,6 +10,23 @@ export interface Subjects {
   sync(cluster: string): string;
   /** snapshot request for every cluster (each publisher answers for its own) */
   syncAll: string;
+  /** signed policy bundles of one signer scope (`admin` or `cluster:<c>`); subscribe with `policyAll` */
+  policy(scope: string): string;
+  /** every policy scope: `<prefix>.policy.>` */
+  policyAll: string;
+  /** each gateway's signed report of the policy revisions it enforces (heartbeat and after every change) */
+  policyState(cluster: string): string;
+  /** request: every gateway answers with its policy state report (the CLI's view of who is live) */
+  policyPing: string;
+  /**
+   * request for the signed bundle of one scope at one revision: every gateway holding exactly it listens in one
+   * queue group, so one of them answers (not all)
+   */
+  policyGet(scope: string, revision: number): string;
+  /** every policy-get subject: `<prefix>.policy-get.>` */
+  policyGetAll: string;
+  /** the queue group of the policy-get responders */
+  policyResponders: string;
 }
 
 export function subjects(prefix: string): Subjects {
@@ -19,6 +36,13 @@ export function subjects(prefix: string): Subjects {
     announce: (c) => `${prefix}.announce.${c}`,
     sync: (c) => `${prefix}.sync.${c}`,
     syncAll: `${prefix}.sync-all`,
+    policy: (scope) => `${prefix}.policy.${scope.replace(':', '.')}`,
+    policyAll: `${prefix}.policy.>`,
+    policyState: (c) => `${prefix}.policy-state.${c}`,
+    policyPing: `${prefix}.policy-ping`,
+    policyGet: (scope, revision) => `${prefix}.policy-get.${scope.replace(':', '.')}.${revision}`,
+    policyGetAll: `${prefix}.policy-get.>`,
+    policyResponders: `${prefix}.policy-responders`,
   };
 }
 
