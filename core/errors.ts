@@ -47,6 +47,13 @@ export const ERROR_CODES = {
   MESHFED_GATEWAY_IDENTITY_REFUSED: 'a peer or asserted caller identity is not allowed',
   MESHFED_GATEWAY_BAD_REQUEST:
     'a request is malformed or not allowed on this listener (absolute-form target, underscore header, HTTP/1.1 CONNECT)',
+  MESHFED_POLICY_INVALID:
+    'policy documents are invalid (unknown kind or field, weights summing to 0, overlapping or unreachable rules); every problem names the document and field',
+  MESHFED_POLICY_TOO_LARGE: 'a policy file or document is over the size limit',
+  MESHFED_POLICY_UNKNOWN_SERVICE: 'a policy sends traffic to a service no cluster exports',
+  MESHFED_POLICY_REJECTED:
+    'a received policy was refused (signer not allowed, other cluster, older revision, replayed, expired or malformed)',
+  MESHFED_POLICY_NOT_CONVERGED: 'some live gateways did not report the applied policy revision in time',
   MESHFED_ADMIN_UNREACHABLE: 'the admin API of a gateway cannot be reached',
   MESHFED_INSECURE_ENVIRONMENT: 'the process environment turns TLS verification off',
 } as const;

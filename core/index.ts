@@ -3,4 +3,7 @@ export * from './config.ts';
 export * from './errors.ts';
 export * from './logger.ts';
 export * from './metrics.ts';
+export * from './policy.ts';
+export * from './policy-checks.ts';
+export * from './policy-schema.ts';
 export * from './wait.ts';
