@@ -69,6 +69,7 @@ export function forward(o: ForwardOptions): Handler {
             scope: route.scope,
             port: route.port,
             portName: route.portName,
+            cluster: route.cluster,
           },
           r,
         ),

@@ -14,14 +14,20 @@ import { H2Pool, STREAM_WINDOW_BYTES } from './h2-pool.ts';
 import type { Req, Res } from './http-request.ts';
 import { Identities } from './identity.ts';
 import { answerLayer } from './layers/answer.ts';
+import { authorizationPolicy, passthroughDecision } from './layers/authorization.ts';
+import { faultInjection } from './layers/fault-injection.ts';
 import { authorize, callerRule, egressCaller, peerGateway } from './layers/identity.ts';
 import { InFlight, metricsLayer, requestMetrics } from './layers/metrics.ts';
+import { type PolicyMetrics, policyMetrics } from './layers/policy-facts.ts';
+import { rateLimit } from './layers/rate-limit.ts';
 import { requestTargetCheck, underscoreHeaders } from './layers/request-checks.ts';
 import { connectRoute, egressRoute, tunnelRoute } from './layers/route.ts';
 import { traceLayer } from './layers/trace.ts';
+import { trafficSplit } from './layers/traffic-split.ts';
 import { Listeners } from './listeners.ts';
 import { LocalServices } from './local-services.ts';
 import { type Handler, fromNode, type RequestLayer, stack } from './pipeline.ts';
+import { PolicyIndex } from './policy/index.ts';
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
 import { CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
 import { TcpRelay } from './tcp-relay.ts';
@@ -50,6 +56,7 @@ export class Gateway {
   readonly #relay: TcpRelay;
   readonly #refused: Counter;
   readonly #inFlight = new InFlight();
+  readonly #policy: { index: PolicyIndex; metrics: PolicyMetrics } | undefined;
   readonly #egress: Handler;
   readonly #eastWest: Handler;
   readonly #connect: Handler;
@@ -146,6 +153,23 @@ export class Gateway {
       metricsLayer({ metrics: requestMetrics(o.registry), inFlight: this.#inFlight }),
     ];
     const authorization = o.authorize ? [authorize(o.authorize, o.cluster)] : [];
+    const index = o.policy
+      ? new PolicyIndex(o.policy, {
+          cluster: o.cluster,
+          onError: (err) =>
+            this.#log.error({ err }, 'policy set not compiled; the previous one stays in force'),
+        })
+      : undefined;
+    this.#policy = index ? { index, metrics: policyMetrics(o.registry, index) } : undefined;
+    const p = this.#policy;
+    const random = o.random ?? Math.random;
+    // destination: who may call (on the verified caller), then how often; source: faults, then the split
+    const destinationPolicy: RequestLayer[] = p
+      ? [authorizationPolicy({ ...p, local: this.#local }), rateLimit(p)]
+      : [];
+    const sourcePolicy: RequestLayer[] = p
+      ? [faultInjection({ ...p, random }), trafficSplit({ ...p, random })]
+      : [];
     const peer = peerGateway(this.#identities);
     const callers = callerRule(this.#identities);
     this.#egress = stack(
@@ -156,6 +180,7 @@ export class Gateway {
       egressRoute({ catalog: o.catalog, local: this.#local }),
       egressCaller(this.#identities),
       ...observe,
+      ...sourcePolicy,
     );
     this.#eastWest = stack(
       send,
@@ -166,6 +191,7 @@ export class Gateway {
       tunnelRoute({ local: this.#local }),
       callers,
       ...authorization,
+      ...destinationPolicy,
       ...observe,
     );
     // CONNECT passes the same identity, caller and authorization layers as a request
@@ -176,6 +202,7 @@ export class Gateway {
       connectRoute({ local: this.#local }),
       callers,
       ...authorization,
+      ...destinationPolicy,
     );
 
     const self = this;
@@ -392,8 +419,16 @@ export class Gateway {
         // TLSSocket reads the unshifted ClientHello and then the handle itself: no resume() here
         this.#tls.emit('connection', socket);
         return;
-      case 'passthrough':
+      case 'passthrough': {
+        // no caller can be known without terminating TLS: see passthroughDecision
+        const p = this.#policy;
+        if (p && passthroughDecision(p.index, route.service, route.portName, p.metrics)) {
+          this.#refused.inc({ listener: 'eastWest', reason: 'policy-denied' });
+          socket.destroy();
+          return;
+        }
         this.#relay.passthrough(socket, buf, route.service, route.portName);
+      }
     }
   }
 
@@ -435,6 +470,7 @@ export class Gateway {
     this.#draining = true;
     this.#o.balancers.healthChecks(undefined);
     this.#local.stop();
+    this.#policy?.index.stop();
     this.#o.identity.off('rotated', this.#onRotated);
     this.#pool.close();
     void this.#agent.destroy();

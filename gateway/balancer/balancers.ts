@@ -46,6 +46,8 @@ export interface PickOptions {
   exclude?: ReadonlySet<string>;
   portName?: string;
   port?: number;
+  /** only this cluster's targets (a split backend pinned to a cluster): locality priorities do not apply */
+  cluster?: string;
 }
 
 /**
@@ -302,8 +304,11 @@ export class Balancers {
     const svc = this.resolve(namespace, name, o);
     if (!svc) return undefined;
     const now = this.now();
+    const pinned = o.cluster;
     const candidates =
-      o.exclude && o.exclude.size > 0 ? svc.targets.filter((t) => !o.exclude!.has(t.id)) : svc.targets;
+      (o.exclude && o.exclude.size > 0) || pinned !== undefined
+        ? svc.targets.filter((t) => !o.exclude?.has(t.id) && (pinned === undefined || t.cluster === pinned))
+        : svc.targets;
     if (candidates.length === 0) return undefined;
     const levels: BalancerTarget[][] = [[], [], []];
     for (const t of candidates) levels[localityLevel(this.o.locality, t.locality)]!.push(t);

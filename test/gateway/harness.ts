@@ -19,6 +19,7 @@ import {
   createRegistry,
   type EndpointSource,
   type LocalService,
+  type PolicyView,
   type Registry,
   type RemoteServiceInstance,
   type ServiceRef,
@@ -168,6 +169,10 @@ export interface Mesh {
       config?: Record<string, unknown>;
       /** balancer settings on top of the harness defaults (slow health checks, a generous retry budget) */
       balancer?: Record<string, unknown>;
+      /** the federated policy this gateway enforces (a PolicyView double: test/gateway/policy-view.ts) */
+      policy?: PolicyView;
+      /** the random source of splits and faults */
+      random?: () => number;
     },
   ): Promise<TestGateway>;
 }
@@ -236,6 +241,8 @@ export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
         logger,
         ...(o.authorize ? { authorize: o.authorize } : {}),
         ...(o.tracer ? { tracer: o.tracer } : {}),
+        ...(o.policy ? { policy: o.policy } : {}),
+        ...(o.random ? { random: o.random } : {}),
       });
       await gateway.start();
       const a = gateway.addresses();

@@ -1,0 +1,53 @@
+import { serviceKey } from '../../core/index.ts';
+import { httpStatusOfGrpc } from '../answers.ts';
+import { type RequestLayer, routeOf } from '../pipeline.ts';
+import { faultsFor, type PolicyIndex } from '../policy/index.ts';
+import { POLICY_HEADER } from './authorization.ts';
+import { type PolicyMetrics, policyRequestOf, serviceLabel } from './policy-facts.ts';
+
+const realSleep = (ms: number) =>
+  new Promise<void>((resolve) => {
+    setTimeout(resolve, ms);
+  });
+
+/**
+ * FaultInjection at the source gateway, for the service as its callers address it (before a split): the
+ * first matching rule delays and/or aborts, each with its own percentage. An abort answers at once with
+ * the rule's HTTP status (or gRPC status), `x-meshfed-error: fault-injected` and the rule's name.
+ */
+export function faultInjection(o: {
+  index: PolicyIndex;
+  metrics: PolicyMetrics;
+  random: () => number;
+  sleep?: (ms: number) => Promise<void>;
+}): RequestLayer {
+  const sleep = o.sleep ?? realSleep;
+  return (next) => async (r) => {
+    const route = routeOf(r);
+    const faults = o.index.service(serviceKey(route))?.faults;
+    if (!faults) return next(r);
+    const f = faultsFor(faults, policyRequestOf(r), o.random);
+    if (!f) return next(r);
+    const service = serviceLabel(route);
+    r.policy = {
+      ...r.policy,
+      fault: f.delayMs !== undefined ? (f.abort ? 'delay+abort' : 'delay') : 'abort',
+    };
+    if (f.delayMs !== undefined) {
+      o.metrics.faults.inc({ service, rule: f.rule, fault: 'delay' });
+      await sleep(f.delayMs);
+    }
+    if (!f.abort) return next(r);
+    o.metrics.faults.inc({ service, rule: f.rule, fault: 'abort' });
+    const grpcStatus = f.abort.grpcStatus;
+    const status = grpcStatus !== undefined ? httpStatusOfGrpc(grpcStatus) : f.abort.httpStatus!;
+    r.status = status;
+    r.answer({
+      status,
+      reason: 'fault-injected',
+      message: `fault injected by ${f.rule}`,
+      headers: { [POLICY_HEADER]: f.rule },
+      ...(grpcStatus !== undefined ? { grpcStatus } : {}),
+    });
+  };
+}
