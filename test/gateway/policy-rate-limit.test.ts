@@ -1,10 +1,8 @@
-import http2 from 'node:http2';
-import tls from 'node:tls';
+import type http2 from 'node:http2';
 import { type IssuedLeaf, issueLeaf } from '../../ca/index.ts';
-import { TUNNEL_ALPN } from '../../gateway/index.ts';
 import { createMesh, echoServer, httpService, type Mesh, type TestGateway } from './harness.ts';
 import { policyDoc, TestPolicyView } from './policy-view.ts';
-import { chainHeader, splitAddress } from './tunnel-client.ts';
+import { chainHeader, tunnelSession } from './tunnel-client.ts';
 
 // RateLimit at the destination gateway: a token bucket of the gateway process, refused with 429 and
 // retry-after (gRPC RESOURCE_EXHAUSTED), optionally one bucket per source cluster.
@@ -53,18 +51,7 @@ afterAll(async () => {
 });
 
 function session(leaf: IssuedLeaf): http2.ClientHttp2Session {
-  const s = http2.connect(`https://${beta.eastWest}`, {
-    createConnection: () =>
-      tls.connect({
-        ...splitAddress(beta.eastWest),
-        ca: mesh.bundle.toPem(),
-        cert: leaf.chainPem,
-        key: leaf.keyPem,
-        ALPNProtocols: [TUNNEL_ALPN, 'h2'],
-        checkServerIdentity: () => undefined,
-      }),
-  });
-  s.on('error', () => undefined);
+  const s = tunnelSession(beta.eastWest, leaf, mesh.bundle.toPem());
   sessions.push(s);
   return s;
 }

@@ -1,5 +1,8 @@
 import { X509Certificate } from 'node:crypto';
+import http2 from 'node:http2';
 import net from 'node:net';
+import tls from 'node:tls';
+import { TUNNEL_ALPN } from '../../gateway/index.ts';
 
 /** `host:port` → what net.connect and tls.connect take. */
 export function splitAddress(address: string): { host: string; port: number } {
@@ -32,4 +35,25 @@ export async function byteCounter(): Promise<{ address: string; received: () => 
     received: () => bytes,
     close: () => server.close(),
   };
+}
+
+/** An HTTP/2 tunnel session to the east-west listener at `target`, as a gateway presenting `leaf` opens it. */
+export function tunnelSession(
+  target: string,
+  leaf: { chainPem: string; keyPem: string },
+  bundlePem: string,
+): http2.ClientHttp2Session {
+  const s = http2.connect(`https://${target}`, {
+    createConnection: () =>
+      tls.connect({
+        ...splitAddress(target),
+        ca: bundlePem,
+        cert: leaf.chainPem,
+        key: leaf.keyPem,
+        ALPNProtocols: [TUNNEL_ALPN, 'h2'],
+        checkServerIdentity: () => undefined,
+      }),
+  });
+  s.on('error', () => undefined);
+  return s;
 }
