@@ -4,7 +4,7 @@ import net, { type Socket } from 'node:net';
 import type { Agent } from 'undici';
 import UndiciAgent from 'undici/lib/dispatcher/agent.js';
 import type { IssuedLeaf } from '../ca/index.ts';
-import { Counter, Gauge, type Logger } from '../core/index.ts';
+import { Counter, Gauge, type Logger, type ServiceRef, serviceKey } from '../core/index.ts';
 import { adminHandler } from './admin-endpoint.ts';
 import type { BalancerTarget } from './balancer/index.ts';
 import type { HelloResult } from './client-hello.ts';
@@ -134,6 +134,17 @@ export class Gateway {
       }),
       new H1Upstream({ agent: this.#agent, breakers, identities: this.#identities }),
     );
+    const index = o.policy
+      ? new PolicyIndex(o.policy, {
+          cluster: o.cluster,
+          onError: (err) =>
+            this.#log.error({ err }, 'policy set not compiled; the previous one stays in force'),
+        })
+      : undefined;
+    this.#policy = index ? { index, metrics: policyMetrics(o.registry, index) } : undefined;
+    // a service's ResilienceOverride replaces the gateway-wide retry, timeout and outlier settings
+    const resilience = index ? (s: ServiceRef) => index.service(serviceKey(s))?.resilience : undefined;
+    o.balancers.outlierOverrides(resilience && ((s) => resilience(s)?.outlier));
     const send = forward({
       balancers: o.balancers,
       breakers,
@@ -141,6 +152,7 @@ export class Gateway {
       metrics,
       cluster: o.cluster,
       codec,
+      ...(resilience ? { resilience } : {}),
     });
 
     // the request pipelines, outermost layer first
@@ -153,14 +165,6 @@ export class Gateway {
       metricsLayer({ metrics: requestMetrics(o.registry), inFlight: this.#inFlight }),
     ];
     const authorization = o.authorize ? [authorize(o.authorize, o.cluster)] : [];
-    const index = o.policy
-      ? new PolicyIndex(o.policy, {
-          cluster: o.cluster,
-          onError: (err) =>
-            this.#log.error({ err }, 'policy set not compiled; the previous one stays in force'),
-        })
-      : undefined;
-    this.#policy = index ? { index, metrics: policyMetrics(o.registry, index) } : undefined;
     const p = this.#policy;
     const random = o.random ?? Math.random;
     // destination: who may call (on the verified caller), then how often; source: faults, then the split
@@ -469,6 +473,7 @@ export class Gateway {
   async stop(): Promise<void> {
     this.#draining = true;
     this.#o.balancers.healthChecks(undefined);
+    this.#o.balancers.outlierOverrides(undefined);
     this.#local.stop();
     this.#policy?.index.stop();
     this.#o.identity.off('rotated', this.#onRotated);

@@ -41,12 +41,12 @@ export interface UpstreamCodec {
 export function sendTry(
   t: BalancerTarget,
   ctx: CallContext<GatewayRequest> & { signal: AbortSignal },
-  o: { codec: UpstreamCodec; maxAttempts: number },
+  o: { codec: UpstreamCodec; lastTry: (ctx: CallContext<GatewayRequest>) => boolean },
 ): Promise<Sent> {
   const r = ctx.payload;
   const res = r.io.res;
   // the last allowed try (and any try of a request that will not be retried) passes a 5xx through
-  const forward5xx = !ctx.idempotent || ctx.attempt >= o.maxAttempts;
+  const forward5xx = !ctx.idempotent || o.lastTry(ctx);
   return new Promise<Sent>((resolve, reject) => {
     let settled = false;
     let forwarded = false;
