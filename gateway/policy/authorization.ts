@@ -59,19 +59,21 @@ const NO: Tri = 0;
 const YES: Tri = 1;
 const UNKNOWN: Tri = 2;
 
+// every compiled matcher has all its fields (undefined when absent): one object shape keeps the property
+// reads of the evaluation monomorphic, which is most of its cost with thousands of rules
 interface CompiledCaller {
-  spiffeId?: StringTest;
-  cluster?: StringTest;
-  namespace?: StringTest;
-  serviceAccount?: StringTest;
+  spiffeId: StringTest | undefined;
+  cluster: StringTest | undefined;
+  namespace: StringTest | undefined;
+  serviceAccount: StringTest | undefined;
 }
 
 interface CompiledRequest {
-  methods?: ReadonlySet<string>;
-  paths?: StringTest[];
-  ports?: ReadonlySet<number>;
-  grpcService?: string;
-  grpcMethod?: string;
+  methods: ReadonlySet<string> | undefined;
+  paths: StringTest[] | undefined;
+  ports: ReadonlySet<number> | undefined;
+  grpcService: string | undefined;
+  grpcMethod: string | undefined;
 }
 
 interface CompiledRule {
@@ -100,22 +102,24 @@ export interface CompiledAuthorization {
   readonly hasAllow: boolean;
 }
 
+const patternOrAny = (p: string | undefined) => (p === undefined ? undefined : compilePattern(p));
+
 function compileCaller(c: CallerMatch): CompiledCaller {
   return {
-    ...(c.spiffeId !== undefined ? { spiffeId: compilePattern(c.spiffeId) } : {}),
-    ...(c.cluster !== undefined ? { cluster: compilePattern(c.cluster) } : {}),
-    ...(c.namespace !== undefined ? { namespace: compilePattern(c.namespace) } : {}),
-    ...(c.serviceAccount !== undefined ? { serviceAccount: compilePattern(c.serviceAccount) } : {}),
+    spiffeId: patternOrAny(c.spiffeId),
+    cluster: patternOrAny(c.cluster),
+    namespace: patternOrAny(c.namespace),
+    serviceAccount: patternOrAny(c.serviceAccount),
   };
 }
 
 function compileRequest(m: RequestMatch): CompiledRequest {
   return {
-    ...(m.methods ? { methods: new Set(m.methods) } : {}),
-    ...(m.paths ? { paths: m.paths.map(compilePath) } : {}),
-    ...(m.ports ? { ports: new Set(m.ports) } : {}),
-    ...(m.grpc?.service !== undefined ? { grpcService: m.grpc.service } : {}),
-    ...(m.grpc?.method !== undefined ? { grpcMethod: m.grpc.method } : {}),
+    methods: m.methods ? new Set(m.methods) : undefined,
+    paths: m.paths?.map(compilePath),
+    ports: m.ports ? new Set(m.ports) : undefined,
+    grpcService: m.grpc?.service,
+    grpcMethod: m.grpc?.method,
   };
 }
 
@@ -233,33 +237,38 @@ function matchTo(to: CompiledRequest[] | undefined, call: AuthorizationCall): Tr
   if (!to) return YES;
   let best: Tri = NO;
   for (const t of to) {
-    let m: Tri = YES;
-    if (t.ports) m = call.port === undefined ? UNKNOWN : t.ports.has(call.port) ? YES : NO;
-    if (m !== NO && t.methods)
-      m = and(m, call.method === undefined ? UNKNOWN : t.methods.has(call.method) ? YES : NO);
-    if (m !== NO && t.paths) {
-      const path = call.path;
-      m = and(m, path === undefined ? UNKNOWN : t.paths.some((p) => p(path)) ? YES : NO);
-    }
-    if (m !== NO && (t.grpcService !== undefined || t.grpcMethod !== undefined)) {
-      // a request that is not gRPC never matches a gRPC condition; passthrough cannot tell
-      const g = call.grpc;
-      const known = call.method !== undefined;
-      m = and(
-        m,
-        !known
-          ? UNKNOWN
-          : g &&
-              (t.grpcService === undefined || t.grpcService === g.service) &&
-              (t.grpcMethod === undefined || t.grpcMethod === g.method)
-            ? YES
-            : NO,
-      );
-    }
+    const m = matchTo1(t, call);
     if (m === YES) return YES;
     if (m === UNKNOWN) best = UNKNOWN;
   }
   return best;
+}
+
+function matchTo1(t: CompiledRequest, call: AuthorizationCall): Tri {
+  let m: Tri = YES;
+  if (t.ports) m = call.port === undefined ? UNKNOWN : t.ports.has(call.port) ? YES : NO;
+  if (m !== NO && t.methods)
+    m = and(m, call.method === undefined ? UNKNOWN : t.methods.has(call.method) ? YES : NO);
+  if (m !== NO && t.paths) {
+    const path = call.path;
+    m = and(m, path === undefined ? UNKNOWN : t.paths.some((p) => p(path)) ? YES : NO);
+  }
+  if (m !== NO && (t.grpcService !== undefined || t.grpcMethod !== undefined)) {
+    // a request that is not gRPC never matches a gRPC condition; passthrough cannot tell
+    const g = call.grpc;
+    const known = call.method !== undefined;
+    m = and(
+      m,
+      !known
+        ? UNKNOWN
+        : g &&
+            (t.grpcService === undefined || t.grpcService === g.service) &&
+            (t.grpcMethod === undefined || t.grpcMethod === g.method)
+          ? YES
+          : NO,
+    );
+  }
+  return m;
 }
 
 function matchRule(rule: CompiledRule, f: CallerFacts, known: boolean, call: AuthorizationCall): Tri {
@@ -275,19 +284,49 @@ function firstMatch(
   call: AuthorizationCall,
   unknownMatches: boolean,
 ): CompiledRule | undefined {
+  // every fact known (a terminated request or stream): two-valued matching, the request path's case
+  const complete = known && call.method !== undefined && call.path !== undefined;
   let first: CompiledRule | undefined;
   for (const list of lists) {
     if (!list) continue;
-    for (const rule of list) {
+    for (let i = 0; i < list.length; i++) {
+      const rule = list[i]!;
       if (first && rule.ordinal >= first.ordinal) break;
-      const m = matchRule(rule, f, known, call);
-      if (m === YES || (m === UNKNOWN && unknownMatches)) {
-        first = rule;
-        break;
+      if (complete) {
+        if (!ruleMatches(rule, f, call)) continue;
+      } else {
+        const m = matchRule(rule, f, known, call);
+        if (m === NO || (m === UNKNOWN && !unknownMatches)) continue;
       }
+      first = rule;
+      break;
     }
   }
   return first;
+}
+
+const holds = (t: StringTest | undefined, v: string | undefined) =>
+  t === undefined || (v !== undefined && t(v));
+
+/** matchRule for a call whose facts are all known, without the three-valued bookkeeping. */
+function ruleMatches(rule: CompiledRule, f: CallerFacts, call: AuthorizationCall): boolean {
+  const from = rule.from;
+  if (from) {
+    let any = false;
+    for (let i = 0; i < from.length && !any; i++) {
+      const c = from[i]!;
+      any =
+        holds(c.cluster, f.cluster) &&
+        holds(c.spiffeId, f.spiffeId) &&
+        holds(c.namespace, f.namespace) &&
+        holds(c.serviceAccount, f.serviceAccount);
+    }
+    if (!any) return false;
+  }
+  const to = rule.to;
+  if (!to) return true;
+  for (let i = 0; i < to.length; i++) if (matchTo1(to[i]!, call) === YES) return true;
+  return false;
 }
 
 function candidates(index: RuleIndex, f: CallerFacts, known: boolean): (CompiledRule[] | undefined)[] {
