@@ -308,6 +308,7 @@ export class Daemon {
     const inputs = {
       config: c,
       catalog: this.federation,
+      policy: this.federation.policy,
       local: this.source,
       registry: this.registry,
       log: this.log,
@@ -329,6 +330,7 @@ export class Daemon {
             }),
             source: this.source,
             catalog: this.federation,
+            policy: this.federation.policy,
             balancers: this.balancers,
             registry: this.registry,
             logger: componentLogger(this.log, 'workers', c.cluster),
@@ -413,6 +415,10 @@ export class Daemon {
           bundle_root_fingerprints: self.bundle.roots().map((r) => r.fingerprint256),
           local_services: local.length,
           exported_services: local.filter((s) => s.exported).length,
+          policy_revisions: Object.fromEntries(
+            self.federation.policy.current().scopes.map((p) => [p.scope, p.revision]),
+          ),
+          policy_documents: self.federation.policy.current().documents.length,
         };
       },
       clusters() {

@@ -5,6 +5,7 @@ import {
   componentLogger,
   type EndpointSource,
   type Logger,
+  type PolicyView,
   type Registry,
 } from '../core/index.ts';
 import { Balancers } from '../gateway/balancer/index.ts';
@@ -18,6 +19,8 @@ import type { DaemonConfig } from './daemon-config.ts';
 export interface DataPlaneInputs {
   config: DaemonConfig;
   catalog: CatalogView;
+  /** the federated policy in force (the daemon's FederationNode, or a worker's mirror) */
+  policy: PolicyView;
   local: EndpointSource;
   registry: Registry;
   /** the process's logger; each component gets its child */
@@ -47,7 +50,8 @@ export function createGateway(
   worker: Pick<GatewayOptions, 'reusePort' | 'adminListener'> = {},
 ): Gateway {
   const c = i.config;
-  return new Gateway({
+  // `policy` is GatewayOptions.policy once the enforcement layers (branch policy-gw) are merged
+  const options: GatewayOptions & { policy?: PolicyView } = {
     config: c.gateway,
     cluster: c.cluster,
     trustDomain: c.trustDomain,
@@ -61,7 +65,9 @@ export function createGateway(
     name: c.name,
     registry: i.registry,
     logger: componentLogger(i.log, 'gateway', c.cluster),
+    policy: i.policy,
     ...worker,
     ...(i.tracer ? { tracer: i.tracer } : {}),
-  });
+  };
+  return new Gateway(options);
 }

@@ -7,6 +7,7 @@ import type { Telemetry } from './telemetry.ts';
 import {
   type FromWorker,
   MirroredCatalog,
+  MirroredPolicy,
   MirroredSource,
   type ToWorker,
   type TrustMaterial,
@@ -72,6 +73,7 @@ export async function runWorker(): Promise<number> {
   });
   await identity.start();
   const catalog = new MirroredCatalog(init.instances, init.clusters);
+  const policy = new MirroredPolicy(init.policy);
   const local = new MirroredSource(init.local);
   let telemetry: Telemetry | undefined;
   if (c.observability.tracing.exporter !== 'none') {
@@ -83,7 +85,7 @@ export async function runWorker(): Promise<number> {
       gateway: c.name,
     });
   }
-  const inputs = { config: c, catalog, local, registry, log };
+  const inputs = { config: c, catalog, policy, local, registry, log };
   const balancers = createBalancers(inputs);
   const gateway = createGateway(
     { ...inputs, identity, bundle: () => bundle, balancers, tracer: telemetry?.tracer },
@@ -116,6 +118,9 @@ export async function runWorker(): Promise<number> {
           return;
         case 'catalog':
           catalog.apply(m.changes);
+          return;
+        case 'policy':
+          policy.apply(m.policy);
           return;
         case 'stats':
           void registry.getMetricsAsJSON().then(

@@ -11,12 +11,20 @@ import {
   Gauge,
   type Logger,
   MeshfedError,
+  type PolicyView,
   type Registry,
 } from '../core/index.ts';
 import type { Balancers } from '../gateway/balancer/index.ts';
 import { adminHandler } from '../gateway/index.ts';
 import type { DaemonConfig } from './daemon-config.ts';
-import type { FromWorker, MetricsJson, ToWorker, TrustMaterial, WorkerStats } from './worker-protocol.ts';
+import {
+  type FromWorker,
+  type MetricsJson,
+  policySnapshot,
+  type ToWorker,
+  type TrustMaterial,
+  type WorkerStats,
+} from './worker-protocol.ts';
 
 const STATS_TIMEOUT_MS = 2_000;
 /** a worker that dies sooner than this after its start counts as a crash loop: restarts back off */
@@ -30,6 +38,7 @@ export interface WorkerPoolOptions {
   trust: () => TrustMaterial;
   source: EndpointSource;
   catalog: CatalogView;
+  policy: PolicyView;
   /** for /debug/routes: the supervisor's view of the routes (outlier state lives in each worker) */
   balancers: Balancers;
   registry: Registry;
@@ -121,6 +130,7 @@ export class WorkerPool {
       () => this.o.identity.off('rotated', onRotated),
       this.o.source.onChange((services) => this.broadcast({ t: 'local', services })),
       this.o.catalog.onChange((changes) => this.broadcast({ t: 'catalog', changes })),
+      this.o.policy.onChange((set) => this.broadcast({ t: 'policy', policy: policySnapshot(set) })),
     );
     try {
       await Promise.all(Array.from({ length: this.o.count }, () => this.fork()));
@@ -151,6 +161,7 @@ export class WorkerPool {
       local: this.o.source.current(),
       instances: catalog.services().flatMap((s) => catalog.instances(s.namespace, s.name)),
       clusters: catalog.clusters(),
+      policy: policySnapshot(this.o.policy.current()),
     };
   }
 

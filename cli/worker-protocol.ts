@@ -1,10 +1,16 @@
 import type { IssuedLeaf } from '../ca/index.ts';
 import {
+  buildPolicySet,
   type CatalogChange,
   type CatalogView,
   type ClusterState,
   type EndpointSource,
+  EMPTY_POLICY_SET,
   type LocalService,
+  type PolicyDocument,
+  type PolicyScopeRevision,
+  type PolicySet,
+  type PolicyView,
   type Registry,
   type RemoteServiceInstance,
   type ServiceRef,
@@ -32,13 +38,25 @@ export type ToWorker =
       local: readonly LocalService[];
       instances: readonly RemoteServiceInstance[];
       clusters: readonly ClusterState[];
+      policy: PolicySnapshot;
     }
   | { t: 'leaf'; leaf: IssuedLeaf }
   | { t: 'trust'; trust: TrustMaterial }
   | { t: 'local'; services: readonly LocalService[] }
   | { t: 'catalog'; changes: readonly CatalogChange[] }
+  | { t: 'policy'; policy: PolicySnapshot }
   | { t: 'stats'; id: number }
   | { t: 'drain'; timeoutMs: number };
+
+/** A PolicySet as it crosses to a worker (the worker indexes it again). */
+export interface PolicySnapshot {
+  documents: readonly PolicyDocument[];
+  scopes: readonly PolicyScopeRevision[];
+}
+
+export function policySnapshot(set: PolicySet): PolicySnapshot {
+  return { documents: set.documents, scopes: set.scopes };
+}
 
 export interface WorkerStats {
   pid: number;
@@ -147,6 +165,33 @@ export class MirroredSource implements EndpointSource {
   }
 
   onChange(listener: (services: readonly LocalService[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+}
+
+/** The supervisor's policy as a worker sees it: every revision whole, as the primary put it in force. */
+export class MirroredPolicy implements PolicyView {
+  private set: PolicySet = EMPTY_POLICY_SET;
+  private readonly listeners = new Set<(set: PolicySet) => void>();
+
+  constructor(snapshot: PolicySnapshot) {
+    this.apply(snapshot);
+  }
+
+  apply(snapshot: PolicySnapshot): void {
+    this.set = buildPolicySet(snapshot.documents, {
+      revision: this.set.revision + 1,
+      scopes: snapshot.scopes,
+    });
+    for (const l of this.listeners) l(this.set);
+  }
+
+  current(): PolicySet {
+    return this.set;
+  }
+
+  onChange(listener: (set: PolicySet) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }

@@ -1,7 +1,7 @@
-import { mkdirSync, readFileSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MeshfedError } from '../core/index.ts';
+import { replaceFile } from './atomic-file.ts';
 import { Proof, ProofMaker } from './proof.ts';
 
 /**
@@ -82,11 +82,8 @@ export async function writeCatalogFile(
     return [h, p.deflated ? 'z' : 'r', p.body.toString('base64')];
   };
   const target = join(dir, CATALOG_FILE);
-  const tmp = `${target}.tmp-${process.pid}`;
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const fh = await open(tmp, 'w', 0o600);
-    try {
+    await replaceFile(target, async (fh) => {
       const write = (s: string) => fh.write(s);
       const rows = async (name: string, list: unknown[], per: number, last: boolean): Promise<void> => {
         await write(`${JSON.stringify(name)}:[`);
@@ -108,17 +105,7 @@ export async function writeCatalogFile(
       await rows('tombstones', tombstones, ROWS_PER_PIECE, false);
       await rows('announces', announces, ROWS_PER_PIECE, true);
       await write('}');
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, target);
-    const dfd = await open(dir, 'r');
-    try {
-      await dfd.sync();
-    } finally {
-      await dfd.close();
-    }
+    });
   } catch (err) {
     throw new MeshfedError(
       'MESHFED_CATALOG_STORE',

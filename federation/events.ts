@@ -1,6 +1,8 @@
 import type { IssuedLeaf } from '../ca/index.ts';
 import type { LocalService } from '../core/index.ts';
 import type { AnnounceMessage, EntryMessage, SnapshotMessage, TombstoneMessage } from './messages.ts';
+import type { PolicyStateMessage } from './policy-messages.ts';
+import type { VerifiedBundle } from './policy-verifier.ts';
 import type { Proof } from './proof.ts';
 
 /**
@@ -51,6 +53,17 @@ export type FederationEvent =
   | { type: 'RefreshDue'; source: 'timer' }
   | { type: 'MaintenanceDue'; source: 'timer' }
   | { type: 'PersistDue'; source: 'timer' | 'change' }
+  | { type: 'PolicyBundleReceived'; source: 'nats' | 'file'; subject: string; bundle: VerifiedBundle }
+  | { type: 'PolicyStateReceived'; source: 'nats'; subject: string; msg: PolicyStateMessage; signer: string }
+  | {
+      type: 'PolicyRequested';
+      source: 'nats';
+      subject: string;
+      kind: 'ping' | 'get';
+      reply: string;
+      data: Uint8Array;
+    }
+  | { type: 'PolicyReportDue'; source: 'timer' }
   | {
       type: 'ConnectionStateChanged';
       source: 'nats';

@@ -30,6 +30,8 @@ import {
 import type { FederationEvent } from './events.ts';
 import { applyEntryOrTombstone, staleRevision } from './ingest.ts';
 import { JwsSigner } from './jws.ts';
+import { PolicyAgent } from './policy-agent.ts';
+import { PolicyVerifier } from './policy-verifier.ts';
 import { MAX_SNAPSHOT_BYTES } from './messages.ts';
 import { type LinkState, NatsLink, type NatsStatus } from './nats-link.ts';
 import { ProofMaker } from './proof.ts';
@@ -99,6 +101,8 @@ export class FederationNode implements CatalogView {
   readonly #persistence: CatalogPersistence | undefined;
   readonly #proofs: ProofMaker | undefined;
   readonly #watching: boolean;
+  /** the federated policy this gateway enforces (a PolicyView); fed by the same connection and event queue */
+  readonly policy: PolicyAgent;
   #jws: JwsSigner | undefined;
   #stopped = true;
   #timers: NodeJS.Timeout[] = [];
@@ -193,6 +197,31 @@ export class FederationNode implements CatalogView {
       onState: (state, detail) =>
         this.#enqueue({ type: 'ConnectionStateChanged', source: 'nats', state, ...detail }),
     });
+    this.policy = new PolicyAgent({
+      cluster: o.cluster,
+      gateway: o.gateways[0]?.name ?? 'watcher',
+      instance: nuid.next(),
+      subjects: this.#subjects,
+      verifier: new PolicyVerifier({
+        trustDomain: o.trustDomain,
+        bundle: o.bundle,
+        maxClockSkew: this.config.maxClockSkew,
+        now: this.#now,
+      }),
+      stateDir: this.config.stateDir,
+      heartbeatInterval: this.config.heartbeatInterval,
+      signer: () => this.#jws!,
+      send: (subject, data, reply) => {
+        const nc = this.#link.connection;
+        if (!nc || !this.#link.connected) return false;
+        nc.publish(subject, data, reply === undefined ? undefined : { reply });
+        return true;
+      },
+      emit: (e) => this.#enqueue(e),
+      log: this.#log,
+      registry: o.registry,
+      now: this.#now,
+    });
     if (o.source) {
       this.#publisher = new CatalogPublisher({
         cluster: o.cluster,
@@ -236,6 +265,7 @@ export class FederationNode implements CatalogView {
       for (const e of this.#persistence.load()) this.#enqueue(e);
       this.#persistence.loaded();
     }
+    if (this.#watching) for (const e of this.policy.load()) this.#enqueue(e);
     // requests for snapshots are signed too, so every node needs its federation identity
     this.#jws = signerFor(this.#o.signer.current());
     this.#o.signer.on('rotated', this.#onRotated);
@@ -248,6 +278,8 @@ export class FederationNode implements CatalogView {
       this.#every(this.config.heartbeatInterval, { type: 'HeartbeatDue', source: 'timer' });
       this.#every(republishIntervalOf(this.config), { type: 'RefreshDue', source: 'timer' });
     }
+    if (this.#watching)
+      this.#every(this.config.heartbeatInterval, { type: 'PolicyReportDue', source: 'timer' });
     const tick = Math.max(20, Math.min(1000, Math.floor(this.config.staleAfter / 10)));
     this.#every(tick, { type: 'MaintenanceDue', source: 'timer' });
     this.#link.start();
@@ -271,6 +303,7 @@ export class FederationNode implements CatalogView {
     this.#o.signer.off('rotated', this.#onRotated);
     await this.#link.stop();
     await this.#persistence?.close();
+    await this.policy.close();
   }
 
   // ---- the event queue ----
@@ -361,6 +394,12 @@ export class FederationNode implements CatalogView {
       case 'PersistDue':
         this.#persistence?.schedule();
         return;
+      case 'PolicyBundleReceived':
+      case 'PolicyStateReceived':
+      case 'PolicyRequested':
+      case 'PolicyReportDue':
+        this.policy.handle(e);
+        return;
       case 'ConnectionStateChanged':
         if (e.state === 'connected' || e.state === 'reconnected') this.#onConnected(now);
         return;
@@ -390,6 +429,11 @@ export class FederationNode implements CatalogView {
     this.#announce();
     // anti-entropy: ask every cluster for its whole set, not only for what was missed
     if (this.#canAsk()) this.#requester.askAll();
+    // peers report what they enforce every heartbeat; a newer revision there is pulled (policy-get)
+    if (this.#watching) {
+      this.policy.report();
+      this.policy.ping();
+    }
   }
 
   #canAsk(): boolean {
@@ -418,6 +462,14 @@ export class FederationNode implements CatalogView {
       nc.subscribe(s.bulk('*'), { callback: safe((m) => intake.bulk(m)) });
       this.#inbox = createInbox(this.config.nats.inboxPrefix);
       nc.subscribe(`${this.#inbox}.*`, { callback: safe((m) => intake.reply(m)) });
+      const policy = this.policy;
+      const policyInbox = createInbox(this.config.nats.inboxPrefix);
+      policy.setInbox(policyInbox);
+      nc.subscribe(`${policyInbox}.*`, { callback: safe((m) => policy.inboxMessage(m)) });
+      nc.subscribe(s.policyAll, { callback: safe((m) => policy.bundleMessage(m)) });
+      nc.subscribe(s.policyState('*'), { callback: safe((m) => policy.stateMessage(m)) });
+      nc.subscribe(s.policyPing, { callback: safe((m) => policy.requestMessage(m, 'ping')) });
+      nc.subscribe(s.policyGet, { callback: safe((m) => policy.requestMessage(m, 'get')) });
     }
     if (this.#publisher) {
       // one answer per cluster even when several of its nodes listen

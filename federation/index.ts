@@ -16,3 +16,19 @@ export { type Subjects, subjects } from './subjects.ts';
 export { MessageVerifier, REJECT_REASONS, type RejectReason, type Verdict } from './verifier.ts';
 export { RejectionRecorder } from './rejections.ts';
 export { type IngestOutcome, ingestCatalogMessage } from './ingest.ts';
+export { PolicyAgent } from './policy-agent.ts';
+export { POLICY_FILE, readPolicyFile } from './policy-file.ts';
+export * from './policy-messages.ts';
+export { PolicyStore } from './policy-store.ts';
+export {
+  type PolicyRejectReason,
+  type PolicyRejected,
+  PolicyVerifier,
+  type VerifiedBundle,
+} from './policy-verifier.ts';
+export {
+  type GatewayPolicyState,
+  nextPolicyRevision,
+  PolicyClient,
+  signPolicyBundle,
+} from './policy-client.ts';

@@ -10,6 +10,16 @@ export interface Subjects {
   sync(cluster: string): string;
   /** snapshot request for every cluster (each publisher answers for its own) */
   syncAll: string;
+  /** signed policy bundles of one signer scope (`admin` or `cluster:<c>`); subscribe with `policyAll` */
+  policy(scope: string): string;
+  /** every policy scope: `<prefix>.policy.>` */
+  policyAll: string;
+  /** each gateway's signed report of the policy revisions it enforces (heartbeat and after every change) */
+  policyState(cluster: string): string;
+  /** request: every gateway answers with its policy state report (the CLI's view of who is live) */
+  policyPing: string;
+  /** request: a gateway holding the asked scope revision answers with its signed bundle */
+  policyGet: string;
 }
 
 export function subjects(prefix: string): Subjects {
@@ -19,6 +29,11 @@ export function subjects(prefix: string): Subjects {
     announce: (c) => `${prefix}.announce.${c}`,
     sync: (c) => `${prefix}.sync.${c}`,
     syncAll: `${prefix}.sync-all`,
+    policy: (scope) => `${prefix}.policy.${scope.replace(':', '.')}`,
+    policyAll: `${prefix}.policy.>`,
+    policyState: (c) => `${prefix}.policy-state.${c}`,
+    policyPing: `${prefix}.policy-ping`,
+    policyGet: `${prefix}.policy-get`,
   };
 }
 

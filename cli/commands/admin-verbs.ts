@@ -58,6 +58,14 @@ export const statusCommand: Command = {
       ],
       ['clusters seen', (s.clusters_seen as string[]).join(', ') || 'none'],
       ['local services', `${s.local_services} (${s.exported_services} exported)`],
+      [
+        'policy',
+        Object.keys(s.policy_revisions ?? {}).length === 0
+          ? 'none'
+          : `${s.policy_documents} documents; ${Object.entries(s.policy_revisions as Record<string, number>)
+              .map(([scope, rev]) => `${scope}@${rev}`)
+              .join(', ')}`,
+      ],
       ['uptime', `${Math.round(Number(s.uptime_ms) / 1000)}s`],
       ...Object.entries(s.addresses as Record<string, string>).map(
         ([k, v]) => [`listener ${k}`, v] as [string, string],

@@ -91,6 +91,36 @@ export const COMMANDS: Command[] = [
     async () => (await import('./ca-rotate.ts')).caRotateCommand,
   ),
   lazyCommand(
+    ['policy', 'apply'],
+    'validate, sign and publish policy documents; wait until every live gateway enforces them',
+    async () => (await import('./policy.ts')).policyApplyCommand,
+  ),
+  lazyCommand(
+    ['policy', 'list'],
+    'every policy document in force, by scope, and which gateways enforce which revision',
+    async () => (await import('./policy.ts')).policyListCommand,
+  ),
+  lazyCommand(
+    ['policy', 'get'],
+    'one policy document in force (KIND/NAME), as YAML',
+    async () => (await import('./policy.ts')).policyGetCommand,
+  ),
+  lazyCommand(
+    ['policy', 'delete'],
+    'remove policy documents (KIND/NAME) and publish the new revision',
+    async () => (await import('./policy.ts')).policyDeleteCommand,
+  ),
+  lazyCommand(
+    ['policy', 'diff'],
+    'what applying a file would change, field by field',
+    async () => (await import('./policy.ts')).policyDiffCommand,
+  ),
+  lazyCommand(
+    ['policy', 'explain'],
+    'which rules match a call, which decides, what split, faults and limits apply, and why',
+    async () => (await import('./policy-explain.ts')).policyExplainCommand,
+  ),
+  lazyCommand(
     ['demo-service'],
     'run one demo service (hello: HTTP, greeter: gRPC)',
     async () => (await import('./demo-service.ts')).demoServiceCommand,

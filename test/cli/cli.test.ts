@@ -2,22 +2,12 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import type { Command } from '../../cli/command.ts';
 import { parseFlags, requireFlag } from '../../cli/command.ts';
 import { runCli } from '../../cli/main.ts';
+import { io } from '../helpers/cli-io.ts';
 import { MeshfedError } from '../../core/index.ts';
 import { violations } from '../../scripts/check-imports.js';
-
-function io() {
-  const out = new PassThrough();
-  const err = new PassThrough();
-  let o = '';
-  let e = '';
-  out.on('data', (d) => (o += d));
-  err.on('data', (d) => (e += d));
-  return { stdout: out, stderr: err, out: () => o, err: () => e };
-}
 
 const fake: Command[] = [
   {

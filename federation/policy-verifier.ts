@@ -1,0 +1,347 @@
+import { verify as cryptoVerify, X509Certificate } from 'node:crypto';
+import { type TrustBundle, type VerifiedIdentity, verify } from '../ca/index.ts';
+import {
+  ADMIN_POLICY_SCOPE,
+  CLUSTER_SIGNABLE_KINDS,
+  clusterPolicyScope,
+  isMeshfedError,
+  MAX_POLICY_SCOPE_BYTES,
+  type PolicyDocument,
+  type PolicyProblem,
+  policyCluster,
+  policyDocumentId,
+  validatePolicyDocuments,
+} from '../core/index.ts';
+import {
+  MAX_POLICY_MESSAGE_BYTES,
+  POLICY_SCHEMA_VERSION,
+  type PolicyStateMessage,
+  policyBundleSchema,
+  policyStateSchema,
+} from './policy-messages.ts';
+
+/** Why a policy message was refused; the `reason` label of meshfed_policy_rejected_total. */
+export type PolicyRejectReason =
+  | 'oversized'
+  | 'not_jws'
+  | 'bad_header'
+  | 'untrusted_chain'
+  | 'certificate_expired'
+  | 'wrong_identity'
+  | 'bad_signature'
+  | 'bad_payload'
+  | 'unsupported_version'
+  | 'wrong_scope'
+  | 'wrong_cluster'
+  | 'kind_not_allowed'
+  | 'invalid_policy'
+  | 'too_large'
+  | 'issued_in_future'
+  | 'revision_in_future'
+  | 'stale_revision'
+  | 'conflicting_revision';
+
+export interface PolicyRejected {
+  ok: false;
+  reason: PolicyRejectReason;
+  /** the signer's SPIFFE ID when the chain verified, else its leaf fingerprint or "unknown" */
+  signer: string;
+  detail: string;
+}
+
+export interface VerifiedBundle {
+  ok: true;
+  scope: string;
+  revision: number;
+  issuedAt: number;
+  signer: string;
+  documents: readonly PolicyDocument[];
+  /** the compact JWS as received: what is persisted and re-broadcast */
+  raw: string;
+}
+
+export interface VerifiedState {
+  ok: true;
+  msg: PolicyStateMessage;
+  signer: string;
+}
+
+export interface PolicyVerifierOptions {
+  trustDomain: string;
+  bundle: () => TrustBundle;
+  /** how far ahead of `now` an issuedAt (and a revision, in ms × 1000) may be */
+  maxClockSkew: number;
+  now: () => number;
+}
+
+const CODE_REASON: Record<string, PolicyRejectReason> = {
+  MESHFED_CA_EXPIRED: 'certificate_expired',
+  MESHFED_CA_NOT_YET_VALID: 'certificate_expired',
+  MESHFED_CA_WRONG_TRUST_DOMAIN: 'wrong_identity',
+  MESHFED_CA_WRONG_KIND: 'wrong_identity',
+  MESHFED_CA_WRONG_ISSUER: 'wrong_identity',
+  MESHFED_CA_BAD_KEY_USAGE: 'wrong_identity',
+  MESHFED_CA_BAD_SPIFFE_ID: 'wrong_identity',
+  MESHFED_CA_WRONG_CLUSTER: 'wrong_cluster',
+};
+
+function refuse(reason: PolicyRejectReason, signer: string, detail: string): PolicyRejected {
+  return { ok: false, reason, signer, detail };
+}
+
+/**
+ * Turns raw bytes into a verified policy bundle or state report, or a refusal; never throws. Who may sign what:
+ * an admin identity (`spiffe://<td>/admin/<name>`) signs the `admin` scope, any kind, for any service; a
+ * cluster's federation identity signs only its own scope `cluster:<c>`, and in it only AuthorizationPolicy and
+ * RateLimit pinned to its own cluster (`spec.target.cluster: <c>`), so no cluster can set policy for another.
+ * Policy messages are rare (one per apply), so chains are verified every time rather than cached here (ca/verify
+ * caches the chain walk itself).
+ */
+export class PolicyVerifier {
+  readonly #o: PolicyVerifierOptions;
+  readonly #decoder = new TextDecoder('utf-8', { fatal: true });
+
+  constructor(o: PolicyVerifierOptions) {
+    this.#o = o;
+  }
+
+  /**
+   * A signed bundle. `chainAt: 'issuedAt'` is for the persisted file: the chain was verified at receipt and is
+   * checked again as of its signing time, so a policy outlives the admin certificate that signed it on the
+   * gateways that already hold it. Over NATS the chain must be valid now (an expired signer is refused).
+   */
+  bundle(
+    raw: string | Uint8Array,
+    o: { subjectScope?: string; chainAt?: 'now' | 'issuedAt' } = {},
+  ): VerifiedBundle | PolicyRejected {
+    const opened = this.#open(raw, ['admin', 'federation'], o.chainAt ?? 'now');
+    if (!opened.ok) return opened;
+    const { id, payload, text } = opened;
+    const parsed = policyBundleSchema.safeParse(payload);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      return refuse('bad_payload', id.spiffeId, `${issue.path.join('.') || 'payload'}: ${issue.message}`);
+    }
+    const msg = parsed.data;
+    if (o.subjectScope !== undefined && o.subjectScope !== msg.scope) {
+      return refuse(
+        'wrong_scope',
+        id.spiffeId,
+        `a bundle of scope ${msg.scope} on the subject of ${o.subjectScope}`,
+      );
+    }
+    const own = id.kind === 'admin' ? ADMIN_POLICY_SCOPE : clusterPolicyScope(id.cluster ?? '');
+    if (msg.scope !== own) {
+      return refuse(
+        'wrong_scope',
+        id.spiffeId,
+        `${id.spiffeId} may sign the policy scope "${own}" only, not "${msg.scope}"${id.kind === 'admin' ? '' : ' (federation-wide policy needs an admin identity)'}`,
+      );
+    }
+    const bounds = this.#bounds(msg.issuedAt, msg.revision);
+    if (bounds) return refuse(bounds.reason, id.spiffeId, bounds.detail);
+    const bytes = Buffer.byteLength(JSON.stringify(msg.documents));
+    if (bytes > MAX_POLICY_SCOPE_BYTES) {
+      return refuse(
+        'too_large',
+        id.spiffeId,
+        `${bytes} bytes of documents; at most ${MAX_POLICY_SCOPE_BYTES}`,
+      );
+    }
+    let documents: PolicyDocument[];
+    try {
+      documents = validatePolicyDocuments(msg.documents, `${msg.scope}@${msg.revision}`);
+    } catch (err) {
+      const problems = (isMeshfedError(err) ? err.details?.problems : undefined) as
+        | PolicyProblem[]
+        | undefined;
+      const first = problems?.[0];
+      return refuse(
+        'invalid_policy',
+        id.spiffeId,
+        first
+          ? `${problems.length} problem(s); first: ${first.document}: ${first.path}: ${first.message}`
+          : String(err),
+      );
+    }
+    if (id.kind !== 'admin') {
+      for (const doc of documents) {
+        if (!CLUSTER_SIGNABLE_KINDS.includes(doc.kind)) {
+          return refuse(
+            'kind_not_allowed',
+            id.spiffeId,
+            `${policyDocumentId(doc)}: a cluster may sign only ${CLUSTER_SIGNABLE_KINDS.join(' and ')}; this kind needs an admin identity`,
+          );
+        }
+        if (policyCluster(doc) !== id.cluster) {
+          return refuse(
+            'wrong_cluster',
+            id.spiffeId,
+            `${policyDocumentId(doc)}: cluster ${id.cluster} may set policy only for its own services (spec.target.cluster: ${id.cluster})`,
+          );
+        }
+      }
+    }
+    return {
+      ok: true,
+      scope: msg.scope,
+      revision: msg.revision,
+      issuedAt: msg.issuedAt,
+      signer: id.spiffeId,
+      documents,
+      raw: text,
+    };
+  }
+
+  /** A gateway's state report, signed by its cluster's federation identity. */
+  state(raw: string | Uint8Array, o: { subjectCluster?: string } = {}): VerifiedState | PolicyRejected {
+    const opened = this.#open(raw, ['federation'], 'now');
+    if (!opened.ok) return opened;
+    const { id, payload } = opened;
+    const parsed = policyStateSchema.safeParse(payload);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      return refuse('bad_payload', id.spiffeId, `${issue.path.join('.') || 'payload'}: ${issue.message}`);
+    }
+    const msg = parsed.data;
+    if (msg.cluster !== id.cluster || (o.subjectCluster !== undefined && o.subjectCluster !== msg.cluster)) {
+      return refuse(
+        'wrong_cluster',
+        id.spiffeId,
+        `a state report of cluster "${msg.cluster}" signed by ${id.spiffeId}`,
+      );
+    }
+    const bounds = this.#bounds(msg.issuedAt, undefined);
+    if (bounds) return refuse(bounds.reason, id.spiffeId, bounds.detail);
+    return { ok: true, msg, signer: id.spiffeId };
+  }
+
+  #bounds(
+    issuedAt: number,
+    revision: number | undefined,
+  ): { reason: PolicyRejectReason; detail: string } | undefined {
+    const horizon = this.#o.now() + this.#o.maxClockSkew;
+    if (issuedAt > horizon) {
+      return {
+        reason: 'issued_in_future',
+        detail: `issuedAt ${new Date(issuedAt).toISOString()} is more than federation.maxClockSkew ahead of this gateway's clock`,
+      };
+    }
+    // a revision far in the future would pin the scope: nothing signed later could supersede it
+    if (revision !== undefined && revision > horizon * 1000) {
+      return {
+        reason: 'revision_in_future',
+        detail: `revision ${revision} is ahead of ${horizon * 1000} (revisions are the signer's clock in µs)`,
+      };
+    }
+    return undefined;
+  }
+
+  /** Size, compact-JWS shape, header, chain (at `now` or at the payload's issuedAt), signature, JSON, version. */
+  #open(
+    raw: string | Uint8Array,
+    kinds: ('admin' | 'federation')[],
+    chainAt: 'now' | 'issuedAt',
+  ): { ok: true; id: VerifiedIdentity; payload: unknown; text: string } | PolicyRejected {
+    const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.byteLength;
+    if (size > MAX_POLICY_MESSAGE_BYTES) {
+      return refuse(
+        'oversized',
+        'unknown',
+        `${size} bytes is more than the limit of ${MAX_POLICY_MESSAGE_BYTES}`,
+      );
+    }
+    let text: string;
+    try {
+      text = typeof raw === 'string' ? raw : this.#decoder.decode(raw);
+    } catch {
+      return refuse('not_jws', 'unknown', 'the message is not UTF-8 text');
+    }
+    const parts = text.split('.');
+    if (parts.length !== 3 || parts.some((p) => p === '')) {
+      return refuse('not_jws', 'unknown', 'the message is not a compact JWS (header.payload.signature)');
+    }
+    const [headerSeg, payloadSeg, sigSeg] = parts as [string, string, string];
+    let header: { alg?: unknown; x5c?: unknown };
+    let payload: unknown;
+    try {
+      header = JSON.parse(Buffer.from(headerSeg, 'base64url').toString('utf8'));
+    } catch {
+      return refuse('bad_header', 'unknown', 'the JWS header is not base64url JSON');
+    }
+    if (header === null || typeof header !== 'object' || (header.alg !== 'ES256' && header.alg !== 'RS256')) {
+      return refuse('bad_header', 'unknown', 'the JWS alg must be ES256 or RS256');
+    }
+    const x5c = header.x5c;
+    if (
+      !Array.isArray(x5c) ||
+      x5c.length === 0 ||
+      x5c.length > 8 ||
+      !x5c.every((c) => typeof c === 'string' && c.length < 16_384)
+    ) {
+      return refuse(
+        'bad_header',
+        'unknown',
+        'the JWS header needs an x5c chain of 1 to 8 base64 certificates',
+      );
+    }
+    try {
+      payload = JSON.parse(Buffer.from(payloadSeg, 'base64url').toString('utf8'));
+    } catch {
+      return refuse('bad_payload', 'unknown', 'the payload is not JSON');
+    }
+    const ders = (x5c as string[]).map((c) => Buffer.from(c, 'base64'));
+    let leaf: X509Certificate;
+    try {
+      leaf = new X509Certificate(ders[0]!);
+    } catch {
+      return refuse('bad_header', 'unknown', 'the first x5c certificate cannot be parsed');
+    }
+    const issuedAt = (payload as { issuedAt?: unknown } | null)?.issuedAt;
+    const at = chainAt === 'issuedAt' && typeof issuedAt === 'number' ? issuedAt : this.#o.now();
+    let id: VerifiedIdentity;
+    try {
+      id = verify(ders, this.#o.bundle(), {
+        trustDomain: this.#o.trustDomain,
+        kinds,
+        usage: 'signing',
+        now: new Date(at),
+      });
+    } catch (err) {
+      const code = isMeshfedError(err) ? err.code : 'MESHFED_INTERNAL';
+      return refuse(
+        CODE_REASON[code] ?? 'untrusted_chain',
+        leaf.fingerprint256,
+        `${code}: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+    const key = leaf.publicKey;
+    const keyMatches =
+      header.alg === 'ES256'
+        ? key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1'
+        : key.asymmetricKeyType === 'rsa';
+    let good = false;
+    try {
+      good =
+        keyMatches &&
+        cryptoVerify(
+          'sha256',
+          Buffer.from(`${headerSeg}.${payloadSeg}`),
+          { key, dsaEncoding: 'ieee-p1363' },
+          Buffer.from(sigSeg, 'base64url'),
+        );
+    } catch {
+      good = false;
+    }
+    if (!good)
+      return refuse('bad_signature', id.spiffeId, 'the signature does not verify with the x5c leaf key');
+    if ((payload as { v?: unknown } | null)?.v !== POLICY_SCHEMA_VERSION) {
+      return refuse(
+        'unsupported_version',
+        id.spiffeId,
+        `policy schema version ${JSON.stringify((payload as { v?: unknown } | null)?.v)} is not ${POLICY_SCHEMA_VERSION}; upgrade this gateway`,
+      );
+    }
+    return { ok: true, id, payload, text };
+  }
+}
