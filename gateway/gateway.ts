@@ -167,12 +167,13 @@ export class Gateway {
     const authorization = o.authorize ? [authorize(o.authorize, o.cluster)] : [];
     const p = this.#policy;
     const random = o.random ?? Math.random;
-    // destination: who may call (on the verified caller), then how often; source: faults, then the split
+    // destination: who may call (on the verified caller), then how often; source: the split, then faults
+    // (both keyed on the service as the caller addressed it)
     const destinationPolicy: RequestLayer[] = p
       ? [authorizationPolicy({ ...p, local: this.#local }), rateLimit(p)]
       : [];
     const sourcePolicy: RequestLayer[] = p
-      ? [faultInjection({ ...p, random }), trafficSplit({ ...p, random })]
+      ? [trafficSplit({ ...p, random }), faultInjection({ ...p, random })]
       : [];
     const peer = peerGateway(this.#identities);
     const callers = callerRule(this.#identities);

@@ -30,6 +30,10 @@ export function authorizationPolicy(o: {
       rule,
     });
     r.policy = { ...r.policy, authorization: d.allowed ? 'allow' : 'deny', rule };
+    r.span?.setAttributes({
+      'meshfed.policy.decision': d.allowed ? 'allow' : 'deny',
+      'meshfed.policy.rule': rule,
+    });
     if (!d.allowed) {
       refuse(
         'policy-denied',

@@ -11,7 +11,7 @@ const realSleep = (ms: number) =>
   });
 
 /**
- * FaultInjection at the source gateway, for the service as its callers address it (before a split): the
+ * FaultInjection at the source gateway, for the service as its callers address it (not a split's backend): the
  * first matching rule delays and/or aborts, each with its own percentage. An abort answers at once with
  * the rule's HTTP status (or gRPC status), `x-meshfed-error: fault-injected` and the rule's name.
  */
@@ -23,16 +23,15 @@ export function faultInjection(o: {
 }): RequestLayer {
   const sleep = o.sleep ?? realSleep;
   return (next) => async (r) => {
-    const route = routeOf(r);
+    const route = r.addressed ?? routeOf(r);
     const faults = o.index.service(serviceKey(route))?.faults;
     if (!faults) return next(r);
     const f = faultsFor(faults, policyRequestOf(r), o.random);
     if (!f) return next(r);
     const service = serviceLabel(route);
-    r.policy = {
-      ...r.policy,
-      fault: f.delayMs !== undefined ? (f.abort ? 'delay+abort' : 'delay') : 'abort',
-    };
+    const fault = f.delayMs !== undefined ? (f.abort ? 'delay+abort' : 'delay') : 'abort';
+    r.policy = { ...r.policy, fault };
+    r.span?.setAttributes({ 'meshfed.policy.fault': fault, 'meshfed.policy.fault_rule': f.rule });
     if (f.delayMs !== undefined) {
       o.metrics.faults.inc({ service, rule: f.rule, fault: 'delay' });
       await sleep(f.delayMs);

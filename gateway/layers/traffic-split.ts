@@ -23,6 +23,7 @@ export function trafficSplit(o: {
     const backend = `${b.name}.${b.namespace}${b.cluster ? `@${b.cluster}` : ''}`;
     o.metrics.routes.inc({ service: serviceLabel(route), route: choice.route, backend });
     r.policy = { ...r.policy, route: choice.route, backend };
+    r.span?.setAttributes({ 'meshfed.policy.route': choice.route, 'meshfed.policy.backend': backend });
     r.addressed = route;
     const { cluster: _pinned, ...unpinned } = route;
     r.route = {

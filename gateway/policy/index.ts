@@ -12,6 +12,7 @@ export {
   explainAuthorization,
   requestCall,
 } from './authorization.ts';
+export { type ExplainInput, explainPolicy, type PolicyExplanation } from './explain.ts';
 export { type CompiledFaults, compileFaults, type FaultDecision, faultsFor, matchFault } from './faults.ts';
 export { grpcCall, type PolicyRequest, policyPath } from './matchers.ts';
 export {

@@ -20,6 +20,7 @@ export class RateLimiter {
   readonly per: RateLimitBucket;
   /** what decides whether the limiter can be kept across policy changes */
   readonly shape: string;
+  readonly settings: { requests: number; interval: number; burst: number; bucketPer: RateLimitBucket };
   readonly #perMs: number;
   readonly #burst: number;
   readonly #buckets = new Map<string, Bucket>();
@@ -30,6 +31,7 @@ export class RateLimiter {
     this.id = doc.metadata.name;
     this.per = s.bucketPer;
     this.shape = rateLimitShape(doc);
+    this.settings = { requests: s.requests, interval: s.interval, burst: s.burst, bucketPer: s.bucketPer };
     this.#perMs = s.requests / s.interval;
     this.#burst = s.burst;
     this.#max = maxBuckets;

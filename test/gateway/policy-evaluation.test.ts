@@ -14,6 +14,7 @@ import {
   compileSplit,
   evaluateAuthorization,
   explainAuthorization,
+  explainPolicy,
   faultsFor,
   grpcCall,
   policyPath,
@@ -373,5 +374,83 @@ describe('compilePolicy', () => {
     expect(same.services.get('shop/api')!.rateLimits[0]).toBe(l);
     const changed = compilePolicy(set([limitDoc(6)], 3), 'a', { now: 0, previous: same });
     expect(changed.services.get('shop/api')!.rateLimits[0]).not.toBe(l);
+  });
+});
+
+describe('explainPolicy (what `meshfed policy explain` prints)', () => {
+  const set = buildPolicySet(
+    docs(
+      policyDoc('AuthorizationPolicy', 'api-access', {
+        target: { service: 'shop/api' },
+        rules: [
+          { name: 'no-b', action: 'DENY', from: [{ cluster: 'b' }] },
+          { name: 'shop', action: 'ALLOW', from: [{ namespace: 'shop' }], to: [{ methods: ['GET'] }] },
+        ],
+      }),
+      policyDoc('TrafficSplit', 'api-split', {
+        service: 'shop/api',
+        routes: [
+          {
+            name: 'canary',
+            backends: [
+              { service: 'shop/api', weight: 3 },
+              { service: 'shop/api-v2', cluster: 'c', weight: 1 },
+            ],
+          },
+        ],
+      }),
+      policyDoc('FaultInjection', 'api-faults', {
+        service: 'shop/api',
+        rules: [
+          {
+            name: 'chaos',
+            match: { headers: [{ name: 'x-chaos', present: true }] },
+            abort: { httpStatus: 500, percentage: 10 },
+          },
+        ],
+      }),
+      policyDoc('RateLimit', 'api-limit', { target: { service: 'shop/api', cluster: 'a' }, requests: 5 }),
+    ),
+    { revision: 4, scopes: [] },
+  );
+
+  test('a call is explained with the rules that match, the one that decides, the route, fault and limits', () => {
+    const e = explainPolicy(set, {
+      service: 'shop/api',
+      destinationCluster: 'a',
+      caller: wl('a', 'shop', 'web'),
+      sourceCluster: 'a',
+      method: 'GET',
+      target: '/items',
+      headers: { 'x-chaos': '1' },
+    });
+    expect(e.generation).toBe(4);
+    expect(e.authorization).toMatchObject({ allowed: true, reason: 'allow-rule', rule: 'api-access/shop' });
+    expect(e.authorization.matched).toEqual([{ rule: 'api-access/shop', action: 'ALLOW' }]);
+    expect(e.route).toEqual({
+      route: 'api-split/canary',
+      backends: [
+        { service: 'shop/api', weight: 3, percent: 75 },
+        { service: 'shop/api-v2', cluster: 'c', weight: 1, percent: 25 },
+      ],
+    });
+    expect(e.fault).toEqual({ rule: 'api-faults/chaos', abort: { httpStatus: 500, percentage: 10 } });
+    expect(e.rateLimits).toEqual([
+      { limit: 'api-limit', requests: 5, interval: 1000, burst: 5, bucketPer: 'gateway' },
+    ]);
+  });
+
+  test('facts left out are undecided; a limit pinned to another cluster is not listed', () => {
+    const e = explainPolicy(set, { service: 'shop/api', destinationCluster: 'z', sourceCluster: 'b' });
+    expect(e.authorization).toMatchObject({ allowed: false, rule: 'api-access/no-b' });
+    expect(e.authorization.undecided).toEqual([]);
+    const f = explainPolicy(set, {
+      service: 'shop/api',
+      destinationCluster: 'z',
+      caller: wl('a', 'shop', 'x'),
+      sourceCluster: 'a',
+    });
+    expect(f.authorization.undecided).toEqual([{ rule: 'api-access/shop', action: 'ALLOW' }]);
+    expect(f.rateLimits).toEqual([]);
   });
 });
