@@ -1,14 +1,28 @@
 import { serviceKey } from '../../core/index.ts';
 import { httpStatusOfGrpc } from '../answers.ts';
-import { type RequestLayer, routeOf } from '../pipeline.ts';
+import { type GatewayRequest, type RequestLayer, routeOf } from '../pipeline.ts';
 import { faultsFor, type PolicyIndex } from '../policy/index.ts';
 import { POLICY_HEADER } from './authorization.ts';
 import { type PolicyMetrics, policyRequestOf, serviceLabel } from './policy-facts.ts';
 
-const realSleep = (ms: number) =>
-  new Promise<void>((resolve) => {
-    setTimeout(resolve, ms);
+/** the status the metrics record for a caller that left before an answer (nginx's 499) */
+const CLIENT_GONE = 499;
+
+/** Waits `ms`, or less when the caller goes away first; says whether it is still there. */
+function delay(r: GatewayRequest, ms: number): Promise<boolean> {
+  const res = r.io.res;
+  return new Promise((resolve) => {
+    const onGone = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    const timer = setTimeout(() => {
+      res.off('close', onGone);
+      resolve(true);
+    }, ms);
+    res.once('close', onGone);
   });
+}
 
 /**
  * FaultInjection at the source gateway, for the service as its callers address it (not a split's backend): the
@@ -19,9 +33,7 @@ export function faultInjection(o: {
   index: PolicyIndex;
   metrics: PolicyMetrics;
   random: () => number;
-  sleep?: (ms: number) => Promise<void>;
 }): RequestLayer {
-  const sleep = o.sleep ?? realSleep;
   return (next) => async (r) => {
     const route = r.addressed ?? routeOf(r);
     const faults = o.index.service(serviceKey(route))?.faults;
@@ -34,7 +46,11 @@ export function faultInjection(o: {
     r.span?.setAttributes({ 'meshfed.policy.fault': fault, 'meshfed.policy.fault_rule': f.rule });
     if (f.delayMs !== undefined) {
       o.metrics.faults.inc({ service, rule: f.rule, fault: 'delay' });
-      await sleep(f.delayMs);
+      // a caller that leaves during the delay gets nothing sent upstream on its behalf
+      if (!(await delay(r, f.delayMs))) {
+        r.status = CLIENT_GONE;
+        return;
+      }
     }
     if (!f.abort) return next(r);
     o.metrics.faults.inc({ service, rule: f.rule, fault: 'abort' });

@@ -1,5 +1,7 @@
 import http from 'node:http';
 import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { waitFor } from '../../core/index.ts';
 import { seeded } from './balancer/fixtures.ts';
 import { createMesh, echoServer, httpService, type Mesh, type TestGateway } from './harness.ts';
 import { policyDoc, TestPolicyView } from './policy-view.ts';
@@ -11,6 +13,7 @@ import { splitAddress } from './tunnel-client.ts';
 let mesh: Mesh;
 let alpha: TestGateway;
 let beta: TestGateway;
+let counted: { address: string; requests: () => number };
 const closers: (() => void)[] = [];
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
@@ -54,6 +57,10 @@ beforeAll(async () => {
         },
       ],
     }),
+    policyDoc('FaultInjection', 'counted-faults', {
+      service: 'shop/counted',
+      rules: [{ name: 'long', delay: { fixed: 30_000, percentage: 100 } }],
+    }),
   ]);
   alpha = await mesh.gateway('alpha', { policy: view, random: seeded(7) });
   beta = await mesh.gateway('beta');
@@ -62,12 +69,14 @@ beforeAll(async () => {
     closers.push(() => e.server.close());
     return e.address;
   };
+  counted = await countingServer();
   const betaV2 = httpService('shop', 'orders-v2', [await echo('beta-orders-v2')]);
   beta.source.set([betaV2]);
   alpha.source.set([
     httpService('shop', 'orders', [await echo('alpha-orders')]),
     httpService('shop', 'orders-v2', [await echo('alpha-orders-v2')]),
     httpService('shop', 'faulty', [await echo('alpha-faulty')]),
+    httpService('shop', 'counted', [counted.address]),
   ]);
   alpha.catalog.offer('beta', betaV2, beta.eastWest);
 }, 30_000);
@@ -77,6 +86,24 @@ afterAll(async () => {
   for (const g of [alpha, beta]) await g?.close();
   for (const c of closers) c();
 });
+
+async function countingServer(): Promise<{ address: string; requests: () => number }> {
+  let n = 0;
+  const server = http.createServer((_req, res) => {
+    n++;
+    res.end();
+  });
+  server.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  closers.push(() => server.close());
+  return { address: `127.0.0.1:${(server.address() as AddressInfo).port}`, requests: () => n };
+}
+
+async function metricValue(name: string, labels: Record<string, string>): Promise<number> {
+  const m = await alpha.registry.getSingleMetric(name)?.get();
+  const v = m?.values.find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));
+  return v?.value ?? 0;
+}
 
 interface Sample {
   status: number;
@@ -199,5 +226,27 @@ describe('FaultInjection', () => {
   test('requests no fault rule matches pass untouched', async () => {
     const s = await get('faulty.shop.svc.clusterset.local');
     expect(s).toMatchObject({ status: 200, backend: 'alpha-faulty' });
+  });
+
+  test('a caller that leaves during a delay sends nothing upstream', async () => {
+    const req = http.request({
+      ...splitAddress(alpha.egress),
+      path: '/',
+      headers: { host: 'counted.shop.svc.clusterset.local' },
+      agent: false,
+    });
+    req.on('error', () => undefined);
+    req.end();
+    await waitFor(
+      async () => (await metricValue('meshfed_policy_faults_total', { rule: 'counted-faults/long' })) === 1,
+      { timeoutMs: 5_000 },
+    );
+    req.destroy();
+    await waitFor(
+      async () =>
+        (await metricValue('meshfed_requests_total', { service: 'counted.shop', code: '499' })) === 1,
+      { timeoutMs: 5_000 },
+    );
+    expect(counted.requests()).toBe(0);
   });
 });
