@@ -340,6 +340,7 @@ export class Gateway {
           gateway: o.config,
           balancer: o.balancerConfig,
         }),
+        ...(this.#policy ? { views: { '/debug/policy': () => this.#policy!.index.summary() } } : {}),
       }),
     );
   }

@@ -3,6 +3,7 @@ import { type CompiledAuthorization, compileAuthorization } from './authorizatio
 import { type CompiledFaults, compileFaults } from './faults.ts';
 import { RateLimiter, rateLimitShape } from './rate-limit.ts';
 import { type CompiledSplit, compileSplit } from './routes.ts';
+import { policySummary } from './summary.ts';
 
 /** Everything in force for one service at this gateway, compiled for the request path. */
 export interface CompiledService {
@@ -62,10 +63,12 @@ export class PolicyIndex {
   readonly #cluster: string;
   readonly #unsubscribe: () => void;
   readonly #onError: (err: unknown) => void;
+  readonly #view: PolicyView;
 
   constructor(view: PolicyView, o: { cluster: string; onError: (err: unknown) => void }) {
     this.#cluster = o.cluster;
     this.#onError = o.onError;
+    this.#view = view;
     this.#compiled = compilePolicy(view.current(), o.cluster);
     this.#unsubscribe = view.onChange((set) => this.#update(set));
   }
@@ -80,6 +83,11 @@ export class PolicyIndex {
 
   get revision(): number {
     return this.#compiled.revision;
+  }
+
+  /** The set in force and its compiled form, as /debug/policy shows them. */
+  summary(): unknown {
+    return policySummary(this.#view.current(), this.#compiled);
   }
 
   /** The compiled policies of `namespace/name`, or undefined when none names it. */

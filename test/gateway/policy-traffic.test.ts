@@ -3,7 +3,7 @@ import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { waitFor } from '../../core/index.ts';
 import { seeded } from './balancer/fixtures.ts';
-import { createMesh, echoServer, httpService, type Mesh, type TestGateway } from './harness.ts';
+import { createMesh, echoServer, httpService, type Mesh, request, type TestGateway } from './harness.ts';
 import { policyDoc, TestPolicyView } from './policy-view.ts';
 import { splitAddress } from './tunnel-client.ts';
 
@@ -249,4 +249,27 @@ describe('FaultInjection', () => {
     );
     expect(counted.requests()).toBe(0);
   });
+});
+
+test('/debug/policy shows the generation in force and each route’s shares', async () => {
+  const r = await request(alpha.admin, { host: alpha.admin, path: '/debug/policy' });
+  expect(r.status).toBe(200);
+  const body = JSON.parse(r.body) as {
+    generation: number;
+    services: { service: string; routes: unknown[] }[];
+  };
+  expect(body.generation).toBe(1);
+  expect(body.services.find((s) => s.service === 'shop/orders')?.routes).toEqual([
+    {
+      route: 'orders-split/beta-users',
+      backends: [{ service: 'shop/orders-v2', cluster: 'beta', percent: 100 }],
+    },
+    {
+      route: 'orders-split/canary',
+      backends: [
+        { service: 'shop/orders', percent: 90 },
+        { service: 'shop/orders-v2', percent: 10 },
+      ],
+    },
+  ]);
 });
