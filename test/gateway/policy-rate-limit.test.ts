@@ -8,7 +8,9 @@ import { chainHeader, tunnelSession } from './tunnel-client.ts';
 // retry-after (gRPC RESOURCE_EXHAUSTED), optionally one bucket per source cluster.
 
 const RATE = 100;
-const BURST = 10;
+// half a second of tokens: a load generator starved for less than that on a busy machine loses none, and
+// what the bucket held at the start is taken off the count below
+const BURST = 50;
 
 let mesh: Mesh;
 let beta: TestGateway;
@@ -95,12 +97,13 @@ test(`${RATE} req/s is held within 10% under ${3 * RATE} req/s offered`, async (
     if (due > 0) await new Promise((r) => setTimeout(r, due));
     calls.push(call(s, alphaGw, 'api'));
   }
-  const results = await Promise.all(calls);
+  // the window the bucket saw load in: first request sent to last request sent (not the last answer)
   const elapsedS = (performance.now() - t0) / 1000;
+  const results = await Promise.all(calls);
   const admitted = results.filter((r) => r.status === 200).length;
   const limited = results.filter((r) => r.status === 429);
   expect(admitted + limited.length).toBe(total);
-  // the sustained rate: what the bucket held at the start (its burst) is not rate
+  // the sustained rate: the burst the bucket held at the start is not rate
   const rate = (admitted - BURST) / elapsedS;
   expect(rate).toBeGreaterThanOrEqual(RATE * 0.9);
   expect(rate).toBeLessThanOrEqual(RATE * 1.1);
