@@ -34,6 +34,8 @@ export interface GatewayOptions {
   policy?: PolicyView;
   /** the random source of traffic splits and fault injection, in [0, 1) (tests pass a seeded one) */
   random?: () => number;
+  /** the clock of the rate limits' token buckets, in ms (tests read the times the buckets decided at) */
+  rateLimitClock?: () => number;
   /** the gateway's name in spans and metrics */
   name?: string;
   /**

@@ -170,7 +170,10 @@ export class Gateway {
     // destination: who may call (on the verified caller), then how often; source: the split, then faults
     // (both keyed on the service as the caller addressed it)
     const destinationPolicy: RequestLayer[] = p
-      ? [authorizationPolicy({ ...p, local: this.#local }), rateLimit(p)]
+      ? [
+          authorizationPolicy({ ...p, local: this.#local }),
+          rateLimit({ ...p, ...(o.rateLimitClock ? { now: o.rateLimitClock } : {}) }),
+        ]
       : [];
     const sourcePolicy: RequestLayer[] = p
       ? [trafficSplit({ ...p, random }), faultInjection({ ...p, random })]

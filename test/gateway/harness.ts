@@ -173,6 +173,8 @@ export interface Mesh {
       policy?: PolicyView;
       /** the random source of splits and faults */
       random?: () => number;
+      /** the rate limits' clock */
+      rateLimitClock?: () => number;
     },
   ): Promise<TestGateway>;
 }
@@ -243,6 +245,7 @@ export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
         ...(o.tracer ? { tracer: o.tracer } : {}),
         ...(o.policy ? { policy: o.policy } : {}),
         ...(o.random ? { random: o.random } : {}),
+        ...(o.rateLimitClock ? { rateLimitClock: o.rateLimitClock } : {}),
       });
       await gateway.start();
       const a = gateway.addresses();
