@@ -1,5 +1,5 @@
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { balancerConfigSchema } from '../gateway/balancer/index.ts';
+import { balancerConfigSchema } from '../gateway/index.ts';
 import { discoveryConfigSchema } from '../discovery/index.ts';
 import { federationConfigSchema } from '../federation/index.ts';
 import { gatewayConfigSchema } from '../gateway/index.ts';

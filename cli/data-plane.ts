@@ -8,7 +8,7 @@ import {
   type PolicyView,
   type Registry,
 } from '../core/index.ts';
-import { Balancers } from '../gateway/balancer/index.ts';
+import { Balancers } from '../gateway/index.ts';
 import { Gateway, type GatewayOptions } from '../gateway/index.ts';
 import type { DaemonConfig } from './daemon-config.ts';
 

@@ -1,6 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { once } from 'node:events';
-import http from 'node:http';
+import type http from 'node:http';
 import net from 'node:net';
 import { AggregatorRegistry } from 'prom-client';
 import type { CertificateSource, IssuedLeaf } from '../ca/index.ts';
@@ -14,8 +14,8 @@ import {
   type PolicyView,
   type Registry,
 } from '../core/index.ts';
-import type { Balancers } from '../gateway/balancer/index.ts';
-import { adminHandler } from '../gateway/index.ts';
+import type { Balancers } from '../gateway/index.ts';
+import { adminServer } from '../gateway/index.ts';
 import type { DaemonConfig } from './daemon-config.ts';
 import {
   type FromWorker,
@@ -247,45 +247,44 @@ export class WorkerPool {
   private async listenAdmin(): Promise<void> {
     const c = this.config;
     const a = c.gateway.listeners.admin;
-    this.admin = http.createServer(
-      adminHandler({
-        state: () =>
-          this.stopping
-            ? 'draining'
-            : [...this.entries.values()].filter((e) => e.ready).length >= this.o.count
-              ? 'ready'
-              : 'starting',
-        metrics: async () => {
-          const own = await this.o.registry.getMetricsAsJSON();
-          const { metrics } = await this.collect();
-          // prom-client's aggregator prints NaN (e.g. a young process's event-loop lag) as "Nan", which
-          // Prometheus cannot parse: an undefined sample is left out instead
-          const defined = [own, ...metrics].map((list) =>
-            list.map((m) => ({ ...m, values: m.values.filter((v) => !Number.isNaN(v.value)) })),
-          );
-          const sum = AggregatorRegistry.aggregate(defined);
-          return { contentType: sum.contentType, text: await sum.metrics() };
-        },
-        balancers: this.o.balancers,
-        catalog: this.o.catalog,
-        local: this.o.source,
-        config: () => ({
-          cluster: c.cluster,
-          locality: c.locality,
-          workers: this.o.count,
-          gateway: c.gateway,
-          balancer: c.balancer,
-        }),
-        views: {
-          '/debug/workers': async () => ({
-            supervisor: process.pid,
-            desired: this.o.count,
-            restarts: (await this.restarts.get()).values[0]?.value ?? 0,
-            workers: (await this.collect()).stats.sort((x, y) => x.startedAtMs - y.startedAtMs),
-          }),
-        },
+    this.admin = adminServer({
+      state: () =>
+        this.stopping
+          ? 'draining'
+          : [...this.entries.values()].filter((e) => e.ready).length >= this.o.count
+            ? 'ready'
+            : 'starting',
+      metrics: async () => {
+        const own = await this.o.registry.getMetricsAsJSON();
+        const { metrics } = await this.collect();
+        // prom-client's aggregator prints NaN (e.g. a young process's event-loop lag) as "Nan", which
+        // Prometheus cannot parse: an undefined sample is left out instead
+        const defined = [own, ...metrics].map((list) =>
+          list.map((m) => ({ ...m, values: m.values.filter((v) => !Number.isNaN(v.value)) })),
+        );
+        const sum = AggregatorRegistry.aggregate(defined);
+        return { contentType: sum.contentType, text: await sum.metrics() };
+      },
+      balancers: this.o.balancers,
+      catalog: this.o.catalog,
+      local: this.o.source,
+      allowedHosts: c.gateway.adminAllowedHosts,
+      config: () => ({
+        cluster: c.cluster,
+        locality: c.locality,
+        workers: this.o.count,
+        gateway: c.gateway,
+        balancer: c.balancer,
       }),
-    );
+      views: {
+        '/debug/workers': async () => ({
+          supervisor: process.pid,
+          desired: this.o.count,
+          restarts: (await this.restarts.get()).values[0]?.value ?? 0,
+          workers: (await this.collect()).stats.sort((x, y) => x.startedAtMs - y.startedAtMs),
+        }),
+      },
+    });
     this.admin.listen(a.port, a.host);
     try {
       await Promise.race([

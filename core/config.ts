@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import { basename } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -67,6 +67,20 @@ export function cidr() {
       return `${address}/${bits}`;
     })
     .meta({ format: 'CIDR' });
+}
+
+/**
+ * The ranges of a list of CIDRs as `cidr()` writes them (`address/bits`), for membership checks: the one
+ * place a validated range becomes a matcher (egress.trustedNetworks, federation.gatewayAddresses).
+ */
+export function cidrBlockList(ranges: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const range of ranges) {
+    const [address = '', bits = ''] = range.split('/');
+    const family = isIP(address) === 6 ? 'ipv6' : 'ipv4';
+    list.addSubnet(address, Number(bits), family);
+  }
+  return list;
 }
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;

@@ -1,28 +1,5 @@
-import { BlockList, isIP } from 'node:net';
-import { dnsLabel, parseHostPort, z } from '../core/index.ts';
-
-/** "10.0.0.0/8", "192.0.2.7/32", "fd00::/8": an IP literal and a prefix length that fits its family. */
-export function parseCidr(
-  value: string,
-): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | undefined {
-  const slash = value.indexOf('/');
-  if (slash <= 0) return undefined;
-  const address = value.slice(0, slash);
-  const bits = value.slice(slash + 1);
-  const version = isIP(address);
-  if (version === 0 || !/^\d{1,3}$/.test(bits)) return undefined;
-  const prefix = Number(bits);
-  if (prefix > (version === 4 ? 32 : 128)) return undefined;
-  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
-}
-
-/** A CIDR range in a config file; a bad one fails validation naming its field, never later as a Node error. */
-export function cidr() {
-  return z.string().refine((value) => parseCidr(value) !== undefined, {
-    error: (issue) =>
-      `expected a CIDR range such as "10.0.0.0/8" or "fd00::/8", got ${JSON.stringify(issue.input)}`,
-  });
-}
+import { type BlockList, isIP } from 'node:net';
+import { cidr, cidrBlockList, dnsLabel, parseHostPort, z } from '../core/index.ts';
 
 export const gatewayAddressesSchema = z.strictObject({
   allow: z
@@ -55,10 +32,10 @@ export class GatewayAddressPolicy {
   readonly #perCluster = new Map<string, { list: BlockList; text: string }>();
 
   constructor(config: GatewayAddressesConfig | undefined) {
-    this.#all = config?.allow ? blockList(config.allow) : undefined;
+    this.#all = config?.allow ? cidrBlockList(config.allow) : undefined;
     this.#allText = config?.allow?.join(', ') ?? '';
     for (const [cluster, ranges] of Object.entries(config?.clusters ?? {})) {
-      this.#perCluster.set(cluster, { list: blockList(ranges), text: ranges.join(', ') });
+      this.#perCluster.set(cluster, { list: cidrBlockList(ranges), text: ranges.join(', ') });
     }
   }
 
@@ -82,13 +59,4 @@ export class GatewayAddressPolicy {
     }
     return undefined;
   }
-}
-
-function blockList(ranges: readonly string[]): BlockList {
-  const list = new BlockList();
-  for (const r of ranges) {
-    const c = parseCidr(r)!;
-    list.addSubnet(c.address, c.prefix, c.family);
-  }
-  return list;
 }

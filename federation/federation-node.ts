@@ -469,7 +469,9 @@ export class FederationNode implements CatalogView {
       nc.subscribe(s.policyAll, { callback: safe((m) => policy.bundleMessage(m)) });
       nc.subscribe(s.policyState('*'), { callback: safe((m) => policy.stateMessage(m)) });
       nc.subscribe(s.policyPing, { callback: safe((m) => policy.requestMessage(m, 'ping')) });
-      nc.subscribe(s.policyGet, { callback: safe((m) => policy.requestMessage(m, 'get')) });
+      policy.serveAll((subject, queue, onMessage) =>
+        nc.subscribe(subject, { queue, callback: safe(onMessage) }),
+      );
     }
     if (this.#publisher) {
       // one answer per cluster even when several of its nodes listen

@@ -1,4 +1,4 @@
-import type { Msg } from '@nats-io/transport-node';
+import type { Msg, Subscription } from '@nats-io/transport-node';
 import {
   type Counter,
   Gauge,
@@ -12,12 +12,7 @@ import {
 import type { FederationEvent } from './events.ts';
 import type { JwsSigner } from './jws.ts';
 import { readPolicyFile, writePolicyFile } from './policy-file.ts';
-import {
-  POLICY_SCHEMA_VERSION,
-  type PolicyGetMessage,
-  type PolicyStateMessage,
-  policyGetSchema,
-} from './policy-messages.ts';
+import { POLICY_SCHEMA_VERSION, type PolicyStateMessage } from './policy-messages.ts';
 import { PolicyStore } from './policy-store.ts';
 import type { PolicyVerifier, VerifiedBundle } from './policy-verifier.ts';
 import { RejectionRecorder } from './rejections.ts';
@@ -72,6 +67,10 @@ export class PolicyAgent implements PolicyView {
   readonly #lastAsked = new Map<string, number>();
   /** where answers to our policy-get requests arrive (set at every connect) */
   #inbox: string | undefined;
+  /** scope → the policy-get subscription for the revision we hold */
+  readonly #serving = new Map<string, Subscription>();
+  /** subscribes in a queue group on the current connection (given at every new connection) */
+  #subscribe: ((subject: string, queue: string, onMessage: (m: Msg) => void) => Subscription) | undefined;
   #dirty = false;
   #writing: Promise<void> | undefined;
 
@@ -152,8 +151,33 @@ export class PolicyAgent implements PolicyView {
     this.#inbox = inbox;
   }
 
+  /**
+   * Answers policy-get for every revision held, on this connection (called at every new connection): one
+   * queue-group subscription per scope, on the subject of exactly the revision in force.
+   */
+  serveAll(subscribe: (subject: string, queue: string, onMessage: (m: Msg) => void) => Subscription): void {
+    this.#subscribe = subscribe;
+    // the subscriptions of a previous connection died with it
+    this.#serving.clear();
+    for (const b of this.#store.bundles()) this.#serve(b);
+  }
+
+  #serve(b: VerifiedBundle): void {
+    this.#serving.get(b.scope)?.unsubscribe();
+    this.#serving.delete(b.scope);
+    if (!this.#subscribe) return;
+    const sub = this.#subscribe(
+      this.#o.subjects.policyGet(b.scope, b.revision),
+      this.#o.subjects.policyResponders,
+      (m) => this.requestMessage(m, 'get'),
+    );
+    this.#serving.set(b.scope, sub);
+  }
+
   /** `<inbox>.bundle` (answers to policy-get) and `<inbox>.state` (answers to our ping) */
   inboxMessage(m: Msg): void {
+    // a NATS status message (no responders) has no body: nothing to verify or count
+    if (m.data.byteLength === 0) return;
     if (m.subject.endsWith('.state')) this.stateMessage(m, { fromInbox: true });
     else this.bundleMessage(m);
   }
@@ -220,7 +244,7 @@ export class PolicyAgent implements PolicyView {
         this.#catchUp(e.msg);
         return;
       case 'PolicyRequested':
-        this.#answer(e.kind, e.reply, e.data);
+        this.#answer(e.kind, e.reply, e.subject);
         return;
       case 'PolicyReportDue':
         this.report();
@@ -260,6 +284,7 @@ export class PolicyAgent implements PolicyView {
       return;
     }
     this.#revision.set({ scope: b.scope }, b.revision);
+    this.#serve(b);
     this.#o.log.info(
       { scope: b.scope, revision: b.revision, signer: b.signer, documents: b.documents.length, source },
       'policy revision in force',
@@ -278,28 +303,28 @@ export class PolicyAgent implements PolicyView {
       if (revision <= (this.#store.held(scope)?.revision ?? 0)) continue;
       if (now - (this.#lastAsked.get(scope) ?? Number.NEGATIVE_INFINITY) < this.#o.heartbeatInterval)
         continue;
-      const req: PolicyGetMessage = { v: POLICY_SCHEMA_VERSION, type: 'policy-get', scope, revision };
-      if (this.#o.send(this.#o.subjects.policyGet, JSON.stringify(req), `${this.#inbox}.bundle`)) {
+      if (
+        this.#o.send(this.#o.subjects.policyGet(scope, revision), new Uint8Array(0), `${this.#inbox}.bundle`)
+      ) {
         this.#lastAsked.set(scope, now);
         this.#resyncs.inc({ scope });
       }
     }
   }
 
-  #answer(kind: 'ping' | 'get', reply: string, data: Uint8Array): void {
+  #answer(kind: 'ping' | 'get', reply: string, subject: string): void {
     if (this.#limiter.take(kind, this.#o.now()) !== undefined) return;
     if (kind === 'ping') {
       this.#o.send(reply, this.#o.signer().sign(this.#stateMessage(this.#o.now())));
       return;
     }
-    let req: PolicyGetMessage;
-    try {
-      req = policyGetSchema.parse(JSON.parse(Buffer.from(data).toString('utf8')));
-    } catch {
-      return; // an unreadable request gets no answer; the asker times out
+    // we listen on the subject of the revision we hold; a request that raced a newer apply finds another
+    for (const b of this.#store.bundles()) {
+      if (subject === this.#o.subjects.policyGet(b.scope, b.revision)) {
+        this.#o.send(reply, b.raw);
+        return;
+      }
     }
-    const held = this.#store.held(req.scope);
-    if (held && held.revision === req.revision) this.#o.send(reply, held.raw);
   }
 
   #holds(data: Uint8Array): boolean {

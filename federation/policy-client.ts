@@ -4,7 +4,6 @@ import type { JwsSigner } from './jws.ts';
 import {
   POLICY_SCHEMA_VERSION,
   type PolicyBundleMessage,
-  type PolicyGetMessage,
   type PolicyStateMessage,
 } from './policy-messages.ts';
 import type { PolicyVerifier, VerifiedBundle } from './policy-verifier.ts';
@@ -92,10 +91,11 @@ export class PolicyClient {
 
   /** The signed bundle of `scope` at `revision` from any gateway holding exactly it; verified. */
   async fetch(scope: string, revision: number, timeoutMs: number): Promise<VerifiedBundle> {
-    const req: PolicyGetMessage = { v: POLICY_SCHEMA_VERSION, type: 'policy-get', scope, revision };
     let data: Uint8Array;
     try {
-      const m = await this.#nc.request(this.#subjects.policyGet, JSON.stringify(req), { timeout: timeoutMs });
+      const m = await this.#nc.request(this.#subjects.policyGet(scope, revision), new Uint8Array(0), {
+        timeout: timeoutMs,
+      });
       data = m.data;
     } catch (err) {
       throw new MeshfedError(

@@ -45,14 +45,5 @@ export const policyStateSchema = z.strictObject({
   issuedAt: epochMs,
 });
 
-/** Asks for the signed bundle of `scope` at `revision` (answered by any gateway that holds exactly it). */
-export const policyGetSchema = z.strictObject({
-  v: z.literal(POLICY_SCHEMA_VERSION),
-  type: z.literal('policy-get'),
-  scope: policyScopeSchema,
-  revision,
-});
-
 export type PolicyBundleMessage = z.infer<typeof policyBundleSchema>;
 export type PolicyStateMessage = z.infer<typeof policyStateSchema>;
-export type PolicyGetMessage = z.infer<typeof policyGetSchema>;

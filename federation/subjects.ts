@@ -18,8 +18,15 @@ export interface Subjects {
   policyState(cluster: string): string;
   /** request: every gateway answers with its policy state report (the CLI's view of who is live) */
   policyPing: string;
-  /** request: a gateway holding the asked scope revision answers with its signed bundle */
-  policyGet: string;
+  /**
+   * request for the signed bundle of one scope at one revision: every gateway holding exactly it listens in one
+   * queue group, so one of them answers (not all)
+   */
+  policyGet(scope: string, revision: number): string;
+  /** every policy-get subject: `<prefix>.policy-get.>` */
+  policyGetAll: string;
+  /** the queue group of the policy-get responders */
+  policyResponders: string;
 }
 
 export function subjects(prefix: string): Subjects {
@@ -33,7 +40,9 @@ export function subjects(prefix: string): Subjects {
     policyAll: `${prefix}.policy.>`,
     policyState: (c) => `${prefix}.policy-state.${c}`,
     policyPing: `${prefix}.policy-ping`,
-    policyGet: `${prefix}.policy-get`,
+    policyGet: (scope, revision) => `${prefix}.policy-get.${scope.replace(':', '.')}.${revision}`,
+    policyGetAll: `${prefix}.policy-get.>`,
+    policyResponders: `${prefix}.policy-responders`,
   };
 }
 

@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { CatalogView, EndpointSource } from '../core/index.ts';
 import type { Balancers } from './balancer/index.ts';
@@ -43,7 +43,9 @@ export function adminHandler(o: AdminEndpointOptions): (req: IncomingMessage, re
       case '/metrics': {
         const m = await o.metrics();
         res.writeHead(200, { 'content-type': m.contentType });
-        res.end(m.text);
+        // prom-client spells an undefined sample (a young process's event-loop lag) "Nan"; the text
+        // format's spelling is "NaN", which strict parsers require
+        res.end(m.text.replace(/ Nan$/gm, ' NaN'));
         return;
       }
       case '/debug/routes': {
@@ -92,4 +94,9 @@ export function hostAllowed(host: string | undefined, allowed: ReadonlySet<strin
   if (isIP(name) !== 0) return true;
   if (name === 'localhost' || name.endsWith('.localhost')) return true;
   return allowed.has(name);
+}
+
+/** The admin listener's server, for a single-process gateway and for a multi-process one's supervisor. */
+export function adminServer(options: AdminEndpointOptions): http.Server {
+  return http.createServer(adminHandler(options));
 }

@@ -13,10 +13,12 @@ const REFUSALS = {
   'not-exported': { status: 404, code: 'MESHFED_GATEWAY_NO_ROUTE' },
   'unknown-port': { status: 404, code: 'MESHFED_GATEWAY_NO_ROUTE' },
   'not-a-tcp-port': { status: 403, code: 'MESHFED_GATEWAY_NO_ROUTE' },
+  'not-an-http-port': { status: 403, code: 'MESHFED_GATEWAY_NO_ROUTE' },
   'invalid-request-target': { status: 400, code: 'MESHFED_GATEWAY_BAD_REQUEST' },
   'header-with-underscore': { status: 400, code: 'MESHFED_GATEWAY_BAD_REQUEST' },
   'connect-over-http1': { status: 405, code: 'MESHFED_GATEWAY_BAD_REQUEST' },
-  'peer-identity': { status: 403, code: 'MESHFED_GATEWAY_IDENTITY_REFUSED' },
+  // every later request on the connection would be refused the same way: close it (gracefully)
+  'peer-identity': { status: 403, code: 'MESHFED_GATEWAY_IDENTITY_REFUSED', closes: true },
   'caller-identity': { status: 403, code: 'MESHFED_GATEWAY_IDENTITY_REFUSED' },
   'client-cert-required': { status: 403, code: 'MESHFED_GATEWAY_IDENTITY_REFUSED' },
   'client-cert-expired': { status: 403, code: 'MESHFED_GATEWAY_IDENTITY_REFUSED' },
@@ -30,7 +32,7 @@ const REFUSALS = {
   'rate-limited': { status: 429, code: 'MESHFED_GATEWAY_OVERLOADED' },
   'no-healthy-upstream': { status: 503, code: 'MESHFED_GATEWAY_NO_HEALTHY_UPSTREAM' },
   'circuit-breaker': { status: 503, code: 'MESHFED_GATEWAY_OVERLOADED' },
-} as const satisfies Record<string, { status: number; code: ErrorCode }>;
+} as const satisfies Record<string, { status: number; code: ErrorCode; closes?: true }>;
 
 export type RefusalReason = keyof typeof REFUSALS;
 
@@ -40,10 +42,14 @@ export class Refusal extends MeshfedError {
   readonly status: number;
   /** extra response headers that say more than the reason (the deciding policy rule, retry-after) */
   readonly headers: Readonly<Record<string, string>> | undefined;
+  /** the connection the request came on is closed after the answer */
+  readonly closesConnection: boolean;
   constructor(reason: RefusalReason, message: string, headers?: Readonly<Record<string, string>>) {
     super(REFUSALS[reason].code, message, { details: { reason } });
+    const row: { status: number; closes?: true } = REFUSALS[reason];
     this.reason = reason;
-    this.status = REFUSALS[reason].status;
+    this.status = row.status;
+    this.closesConnection = row.closes === true;
     this.headers = headers;
   }
 }
@@ -75,6 +81,8 @@ const UPSTREAM_FAILURES: Record<string, { status: number; reason: string }> = {
   refused: { status: 503, reason: 'connect-failed' },
   overflow: { status: 503, reason: 'overloaded' },
   timeout: { status: 504, reason: 'upstream-timeout' },
+  // the caller went away: nobody reads the answer, and the target is not to blame (nginx's 499)
+  cancelled: { status: 499, reason: 'client-cancelled' },
 };
 
 /** meshfed error codes that end a proxied request, by code. */

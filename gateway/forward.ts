@@ -39,17 +39,17 @@ function earliest(a: number | undefined, b: number | undefined): number | undefi
  * the caller's gRPC deadline and a per-try timeout. An upstream failure is answered here (it is not a
  * refusal: the request reached the balancer) and recorded on the request for the metrics layer.
  */
-export function forward(o: ForwardOptions): Handler {
-  const bc = o.config;
-  const override = (ctx: ServiceRef) => o.resilience?.(ctx);
+export function forward(options: ForwardOptions): Handler {
+  const bc = options.config;
+  const override = (ctx: ServiceRef) => options.resilience?.(ctx);
   const attempts = (ctx: ServiceRef) => override(ctx)?.retry?.attempts ?? bc.retry.attempts;
   const dispatch = compose<Sent, GatewayRequest>(
     balancedDispatch<Sent, GatewayRequest>({
-      balancers: o.balancers,
-      breakers: o.breakers,
+      balancers: options.balancers,
+      breakers: options.breakers,
       send: (t, ctx) =>
         sendTry(t, ctx, {
-          codec: o.codec,
+          codec: options.codec,
           // a 5xx is held back for a retry only when another try may follow and retry-on lets it
           lastTry: (c) => c.attempt >= attempts(c) || !retries5xx(override(c)),
         }),
@@ -74,8 +74,8 @@ export function forward(o: ForwardOptions): Handler {
       }),
       backoffBase: bc.retry.backoffBase,
       backoffMax: bc.retry.backoffMax,
-      metrics: o.metrics,
-      sourceCluster: o.cluster,
+      metrics: options.metrics,
+      sourceCluster: options.cluster,
     }),
     perTryTimeout<Sent, GatewayRequest>({
       ms: (ctx) => override(ctx)?.retry?.perTryTimeout ?? bc.timeouts.request,

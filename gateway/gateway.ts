@@ -5,7 +5,7 @@ import type { Agent } from 'undici';
 import UndiciAgent from 'undici/lib/dispatcher/agent.js';
 import type { IssuedLeaf } from '../ca/index.ts';
 import { Counter, Gauge, type Logger, type ServiceRef, serviceKey } from '../core/index.ts';
-import { adminHandler } from './admin-endpoint.ts';
+import { adminServer } from './admin-endpoint.ts';
 import type { BalancerTarget } from './balancer/index.ts';
 import type { HelloResult } from './client-hello.ts';
 import { forward } from './forward.ts';
@@ -25,6 +25,7 @@ import { connectRoute, egressRoute, tunnelRoute } from './layers/route.ts';
 import { traceLayer } from './layers/trace.ts';
 import { trafficSplit } from './layers/traffic-split.ts';
 import { Listeners } from './listeners.ts';
+import { PeerRevalidation } from './peer-revalidation.ts';
 import { LocalServices } from './local-services.ts';
 import { type Handler, fromNode, type RequestLayer, stack } from './pipeline.ts';
 import { PolicyIndex } from './policy/index.ts';
@@ -46,9 +47,11 @@ export type { AuthorizeHook, GatewayOptions } from './gateway-options.ts';
  * TCP relay. Each job lives in a file named for it; this class only composes them.
  */
 export class Gateway {
-  readonly #o: GatewayOptions;
+  readonly #options: GatewayOptions;
   readonly #log: Logger;
   readonly #pool: H2Pool;
+  /** re-verifies the peers of established mTLS connections (timer, trust changes) and closes the failing */
+  readonly #revalidation: PeerRevalidation;
   readonly #agent: Agent;
   readonly #listeners: Listeners;
   readonly #local: LocalServices;
@@ -69,16 +72,27 @@ export class Gateway {
   #draining = false;
   #started = false;
 
-  constructor(o: GatewayOptions) {
-    this.#o = o;
-    this.#log = o.logger;
-    const c = o.config;
-    const bc = o.balancerConfig;
+  constructor(options: GatewayOptions) {
+    this.#options = options;
+    this.#log = options.logger;
+    const c = options.config;
+    const bc = options.balancerConfig;
+    this.#revalidation = new PeerRevalidation({
+      bundle: options.bundle,
+      intervalMs: c.peerRevalidationInterval,
+      onClosed: (listener, reason) => this.#refused.inc({ listener, reason }),
+      logger: options.logger,
+    });
     this.#pool = new H2Pool({
       size: c.tunnelConnectionsPerGateway,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       connectTimeoutMs: bc.timeouts.connect,
-      creds: { leaf: () => o.identity.current(), bundle: o.bundle, trustDomain: o.trustDomain },
+      revalidation: this.#revalidation,
+      creds: {
+        leaf: () => options.identity.current(),
+        bundle: options.bundle,
+        trustDomain: options.trustDomain,
+      },
     });
     this.#agent = new UndiciAgent({
       // circuitBreaker.maxConnections per local endpoint; requests past it wait (circuitBreaker.maxPending)
@@ -92,32 +106,33 @@ export class Gateway {
       name: 'meshfed_refused_total',
       help: 'connections or requests refused before reaching a backend, by reason',
       labelNames: ['listener', 'reason'],
-      registers: [o.registry],
+      registers: [options.registry],
     });
     this.#listeners = new Listeners({
       limits: c.limits,
       trustedNetworks: c.egress.trustedNetworks,
       refused: this.#refused,
-      reusePort: o.reusePort === true,
+      reusePort: options.reusePort === true,
     });
-    this.#local = new LocalServices(o.local);
+    this.#local = new LocalServices(options.local);
     this.#identities = new Identities({
-      cluster: o.cluster,
-      trustDomain: o.trustDomain,
-      identity: o.identity,
-      bundle: o.bundle,
+      cluster: options.cluster,
+      trustDomain: options.trustDomain,
+      identity: options.identity,
+      bundle: options.bundle,
       clientAuth: c.egress.clientAuth,
+      revalidation: this.#revalidation,
       clientCerts: new Counter({
         name: 'meshfed_egress_client_certs_total',
         help: 'egress requests by the outcome of the workload certificate check (verified, or why it was refused)',
         labelNames: ['result'],
-        registers: [o.registry],
+        registers: [options.registry],
       }),
     });
-    const metrics = resilienceMetrics(o.registry);
-    const breakers = new CircuitBreakers(bc.circuitBreaker, { metrics, sourceCluster: o.cluster });
+    const metrics = resilienceMetrics(options.registry);
+    const breakers = new CircuitBreakers(bc.circuitBreaker, { metrics, sourceCluster: options.cluster });
     this.#relay = new TcpRelay({
-      balancers: o.balancers,
+      balancers: options.balancers,
       breakers,
       pool: this.#pool,
       identities: this.#identities,
@@ -134,23 +149,23 @@ export class Gateway {
       }),
       new H1Upstream({ agent: this.#agent, breakers, identities: this.#identities }),
     );
-    const index = o.policy
-      ? new PolicyIndex(o.policy, {
-          cluster: o.cluster,
+    const index = options.policy
+      ? new PolicyIndex(options.policy, {
+          cluster: options.cluster,
           onError: (err) =>
             this.#log.error({ err }, 'policy set not compiled; the previous one stays in force'),
         })
       : undefined;
-    this.#policy = index ? { index, metrics: policyMetrics(o.registry, index) } : undefined;
+    this.#policy = index ? { index, metrics: policyMetrics(options.registry, index) } : undefined;
     // a service's ResilienceOverride replaces the gateway-wide retry, timeout and outlier settings
     const resilience = index ? (s: ServiceRef) => index.service(serviceKey(s))?.resilience : undefined;
-    o.balancers.outlierOverrides(resilience && ((s) => resilience(s)?.outlier));
+    options.balancers.outlierOverrides(resilience && ((s) => resilience(s)?.outlier));
     const send = forward({
-      balancers: o.balancers,
+      balancers: options.balancers,
       breakers,
       config: bc,
       metrics,
-      cluster: o.cluster,
+      cluster: options.cluster,
       codec,
       ...(resilience ? { resilience } : {}),
     });
@@ -159,20 +174,26 @@ export class Gateway {
     const answer = answerLayer({ refused: this.#refused, log: this.#log });
     const headers = underscoreHeaders(c.headersWithUnderscores);
     const observe: RequestLayer[] = [
-      ...(o.tracer
-        ? [traceLayer({ tracer: o.tracer, cluster: o.cluster, gateway: o.name ?? o.cluster })]
+      ...(options.tracer
+        ? [
+            traceLayer({
+              tracer: options.tracer,
+              cluster: options.cluster,
+              gateway: options.name ?? options.cluster,
+            }),
+          ]
         : []),
-      metricsLayer({ metrics: requestMetrics(o.registry), inFlight: this.#inFlight }),
+      metricsLayer({ metrics: requestMetrics(options.registry), inFlight: this.#inFlight }),
     ];
-    const authorization = o.authorize ? [authorize(o.authorize, o.cluster)] : [];
+    const authorization = options.authorize ? [authorize(options.authorize, options.cluster)] : [];
     const p = this.#policy;
-    const random = o.random ?? Math.random;
+    const random = options.random ?? Math.random;
     // destination: who may call (on the verified caller), then how often; source: the split, then faults
     // (both keyed on the service as the caller addressed it)
     const destinationPolicy: RequestLayer[] = p
       ? [
           authorizationPolicy({ ...p, local: this.#local }),
-          rateLimit({ ...p, ...(o.rateLimitClock ? { now: o.rateLimitClock } : {}) }),
+          rateLimit({ ...p, ...(options.rateLimitClock ? { now: options.rateLimitClock } : {}) }),
         ]
       : [];
     const sourcePolicy: RequestLayer[] = p
@@ -185,7 +206,7 @@ export class Gateway {
       answer,
       requestTargetCheck,
       headers,
-      egressRoute({ catalog: o.catalog, local: this.#local }),
+      egressRoute({ catalog: options.catalog, local: this.#local }),
       egressCaller(this.#identities),
       ...observe,
       ...sourcePolicy,
@@ -217,7 +238,7 @@ export class Gateway {
     new Gauge({
       name: 'meshfed_active_connections',
       help: 'open client connections on the egress and east-west listeners',
-      registers: [o.registry],
+      registers: [options.registry],
       collect() {
         this.set(self.#listeners.sockets.size);
       },
@@ -225,7 +246,7 @@ export class Gateway {
     new Gauge({
       name: 'meshfed_active_requests',
       help: 'requests in flight',
-      registers: [o.registry],
+      registers: [options.registry],
       collect() {
         this.set(self.#inFlight.count);
       },
@@ -235,7 +256,7 @@ export class Gateway {
   /** Runs a pipeline for one request; the answer layer answers every failure, this catches the rest. */
   #serve(pipeline: Handler, listener: 'egress' | 'eastWest') {
     return (req: Req, res: Res) => {
-      pipeline(fromNode(listener, req, res, this.#o.cluster)).catch((err: unknown) => {
+      pipeline(fromNode(listener, req, res, this.#options.cluster)).catch((err: unknown) => {
         this.#log.warn({ err, listener }, 'request pipeline failed');
         res.destroy();
       });
@@ -245,7 +266,7 @@ export class Gateway {
   // ---------------------------------------------------------------- listeners
 
   async start(): Promise<void> {
-    const c = this.#o.config;
+    const c = this.#options.config;
     const limits = c.limits;
     this.#egressH1 = http.createServer(
       {
@@ -272,7 +293,7 @@ export class Gateway {
     this.#egressH2.on('request', this.#serve(this.#egress, 'egress'));
     this.#egressH2.on('session', (s) => guardSession(s, 'egress', limits, this.#refused));
 
-    const context = tlsContextOptions(this.#o.identity.current(), this.#o.bundle());
+    const context = tlsContextOptions(this.#options.identity.current(), this.#options.bundle());
     this.#tls = secureServer({
       listener: 'eastWest',
       limits,
@@ -305,7 +326,7 @@ export class Gateway {
         else (resOrSocket as Res).destroy();
       });
     }
-    this.#o.identity.on('rotated', this.#onRotated);
+    this.#options.identity.on('rotated', this.#onRotated);
 
     const egress = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.#acceptEgress(s));
     const eastWest = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) =>
@@ -313,7 +334,7 @@ export class Gateway {
     );
     await this.#listeners.bind(egress, c.listeners.egress, 'egress');
     await this.#listeners.bind(eastWest, c.listeners.eastWest, 'eastWest');
-    if (this.#o.adminListener !== false) {
+    if (this.#options.adminListener !== false) {
       const admin = this.#adminServer();
       await this.#listeners.bind(admin, c.listeners.admin, 'admin');
       this.#admin = admin;
@@ -324,28 +345,29 @@ export class Gateway {
       await this.#listeners.bind(srv, t.listen, listener);
     }
     this.#started = true;
-    this.#o.balancers.healthChecks((t) => this.#probe(t));
+    this.#options.balancers.healthChecks((t) => this.#probe(t));
   }
 
   #adminServer(): http.Server {
-    const o = this.#o;
-    return http.createServer(
-      adminHandler({
-        state: () => (this.#draining ? 'draining' : this.#started ? 'ready' : 'starting'),
-        metrics: async () => ({ contentType: o.registry.contentType, text: await o.registry.metrics() }),
-        balancers: o.balancers,
-        catalog: o.catalog,
-        local: o.local,
-        allowedHosts: o.config.adminAllowedHosts,
-        config: () => ({
-          cluster: o.cluster,
-          locality: o.locality,
-          gateway: o.config,
-          balancer: o.balancerConfig,
-        }),
-        ...(this.#policy ? { views: { '/debug/policy': () => this.#policy!.index.summary() } } : {}),
+    const options = this.#options;
+    return adminServer({
+      state: () => (this.#draining ? 'draining' : this.#started ? 'ready' : 'starting'),
+      metrics: async () => ({
+        contentType: options.registry.contentType,
+        text: await options.registry.metrics(),
       }),
-    );
+      balancers: options.balancers,
+      catalog: options.catalog,
+      local: options.local,
+      allowedHosts: options.config.adminAllowedHosts,
+      config: () => ({
+        cluster: options.cluster,
+        locality: options.locality,
+        gateway: options.config,
+        balancer: options.balancerConfig,
+      }),
+      ...(this.#policy ? { views: { '/debug/policy': () => this.#policy!.index.summary() } } : {}),
+    });
   }
 
   /** An HTTP/1.1 CONNECT: meshfed tunnels TCP only as HTTP/2 CONNECT streams between gateways. */
@@ -359,7 +381,7 @@ export class Gateway {
 
   /** certificates rotate without dropping connections: new handshakes, and new tunnel sessions, use the new leaf */
   readonly #onRotated = (leaf: IssuedLeaf) => {
-    const context = tlsContextOptions(leaf, this.#o.bundle());
+    const context = tlsContextOptions(leaf, this.#options.bundle());
     this.#tls.setSecureContext(context);
     this.#egressTls?.setSecureContext(context);
     this.#pool.rotate();
@@ -370,7 +392,14 @@ export class Gateway {
    * sessions verify against it; established connections stay.
    */
   trustChanged(): void {
-    if (this.#started) this.#onRotated(this.#o.identity.current());
+    // before start() built the TLS servers there is nothing to re-apply: they read the bundle then
+    if (!this.#tls) return;
+    const context = tlsContextOptions(this.#options.identity.current(), this.#options.bundle());
+    this.#tls.setSecureContext(context);
+    this.#egressTls?.setSecureContext(context);
+    this.#pool.trustChanged();
+    // a root removed: established connections whose peer chained only to it close now
+    this.#revalidation.sweep();
   }
 
   addresses(): Record<string, string> {
@@ -386,7 +415,7 @@ export class Gateway {
     }
     sniffEgress(
       socket,
-      { tls: this.#egressTls !== undefined, timeoutMs: this.#o.config.limits.headersTimeout },
+      { tls: this.#egressTls !== undefined, timeoutMs: this.#options.config.limits.headersTimeout },
       (kind) => {
         // the servers take the unshifted bytes over themselves; resuming here would lose them to nobody
         if (kind === 'tls') this.#egressTls!.emit('connection', socket);
@@ -409,7 +438,7 @@ export class Gateway {
     readClientHello(
       socket,
       {
-        timeoutMs: this.#o.config.limits.helloTimeout,
+        timeoutMs: this.#options.config.limits.helloTimeout,
         onTimeout: () => this.#refused.inc({ listener: 'eastWest', reason: 'hello-timeout' }),
       },
       (buf, hello) => this.#routeHello(socket, buf, hello),
@@ -477,11 +506,11 @@ export class Gateway {
 
   async stop(): Promise<void> {
     this.#draining = true;
-    this.#o.balancers.healthChecks(undefined);
-    this.#o.balancers.outlierOverrides(undefined);
+    this.#options.balancers.healthChecks(undefined);
+    this.#options.balancers.outlierOverrides(undefined);
     this.#local.stop();
     this.#policy?.index.stop();
-    this.#o.identity.off('rotated', this.#onRotated);
+    this.#options.identity.off('rotated', this.#onRotated);
     this.#pool.close();
     void this.#agent.destroy();
     for (const s of this.#listeners.sockets) s.destroy();

@@ -10,6 +10,8 @@ import {
 } from '../ca/index.ts';
 import { type Counter, MeshfedError } from '../core/index.ts';
 import { type RefusalReason, Refusal } from './answers.ts';
+import type { Req } from './http-request.ts';
+import type { PeerRevalidation } from './peer-revalidation.ts';
 
 /** The caller SPIFFE ID a gateway asserts for a local caller that presented no certificate. */
 export function anonymousCaller(trustDomain: string, cluster: string): string {
@@ -24,6 +26,8 @@ export interface IdentitiesOptions {
   clientAuth: 'none' | 'optional' | 'required';
   /** meshfed_egress_client_certs_total{result} */
   clientCerts: Counter;
+  /** re-verifies the peers of established connections; every connection verified here is handed to it */
+  revalidation: PeerRevalidation;
 }
 
 /**
@@ -32,30 +36,30 @@ export interface IdentitiesOptions {
  * (only one of its own cluster). Each connection's certificate is verified once and remembered with it.
  */
 export class Identities {
-  readonly #o: IdentitiesOptions;
+  readonly #options: IdentitiesOptions;
   readonly #workloads = new WeakMap<object, string | Refusal>();
   readonly #peers = new WeakMap<object, VerifiedIdentity>();
   #chain: { pem: string; raw: Buffer[]; b64: string } | undefined;
 
-  constructor(o: IdentitiesOptions) {
-    this.#o = o;
+  constructor(options: IdentitiesOptions) {
+    this.#options = options;
   }
 
   get anonymous(): string {
-    return anonymousCaller(this.#o.trustDomain, this.#o.cluster);
+    return anonymousCaller(this.#options.trustDomain, this.#options.cluster);
   }
 
   /**
    * The SPIFFE ID of the local caller on `socket`: its verified workload certificate, or the anonymous
    * caller of this cluster when clientAuth lets a caller in without one. Throws a Refusal otherwise.
    */
-  workloadCaller(socket: TLSSocket): string {
-    if (this.#o.clientAuth === 'none') return this.anonymous;
+  workloadCaller(socket: TLSSocket, req: Req): string {
+    if (this.#options.clientAuth === 'none') return this.anonymous;
     let outcome = this.#workloads.get(socket);
     if (!outcome) {
-      outcome = this.#checkWorkload(socket);
+      outcome = this.#checkWorkload(socket, req);
       this.#workloads.set(socket, outcome);
-      this.#o.clientCerts.inc({
+      this.#options.clientCerts.inc({
         result:
           outcome instanceof Refusal ? outcome.reason : outcome === this.anonymous ? 'anonymous' : 'verified',
       });
@@ -66,7 +70,7 @@ export class Identities {
 
   /** A plain TCP caller (a per-service TCP port) carries no certificate: anonymous, unless one is required. */
   tcpCaller(): string {
-    if (this.#o.clientAuth === 'required') {
+    if (this.#options.clientAuth === 'required') {
       throw new Refusal(
         'client-cert-required',
         'this gateway requires a workload certificate (egress.clientAuth: required), which a plain TCP port cannot carry',
@@ -75,29 +79,39 @@ export class Identities {
     return this.anonymous;
   }
 
-  #checkWorkload(socket: TLSSocket): string | Refusal {
-    const mode = this.#o.clientAuth;
+  #checkWorkload(socket: TLSSocket, req: Req): string | Refusal {
+    const mode = this.#options.clientAuth;
     const chain = socket.encrypted ? peerCertificateChain(socket) : [];
     if (chain.length === 0) {
       if (mode === 'optional') return this.anonymous;
       return new Refusal(
         'client-cert-required',
-        `this egress listener requires a workload certificate of cluster ${this.#o.cluster} (mTLS); connect with TLS and present one`,
+        `this egress listener requires a workload certificate of cluster ${this.#options.cluster} (mTLS); connect with TLS and present one`,
       );
     }
     try {
       // the TLS server exposes only the leaf: our own intermediates complete a chain of this cluster
-      const id = verify([...chain, ...this.localChain().raw], this.#o.bundle(), {
-        trustDomain: this.#o.trustDomain,
-        kinds: ['workload'],
-        usage: 'client',
-      });
-      if (id.cluster !== this.#o.cluster) {
+      const full = [...chain, ...this.localChain().raw];
+      const expect = {
+        trustDomain: this.#options.trustDomain,
+        kinds: ['workload' as const],
+        usage: 'client' as const,
+      };
+      const id = verify(full, this.#options.bundle(), expect);
+      if (id.cluster !== this.#options.cluster) {
         return new Refusal(
           'client-cert-foreign-cluster',
-          `${id.spiffeId} belongs to cluster ${id.cluster}; this gateway speaks only for workloads of cluster ${this.#o.cluster}`,
+          `${id.spiffeId} belongs to cluster ${id.cluster}; this gateway speaks only for workloads of cluster ${this.#options.cluster}`,
         );
       }
+      // the connection lives on: its peer is verified again on a timer and on trust changes
+      this.#options.revalidation.trackRequest(
+        'egress',
+        req,
+        full,
+        { ...expect, cluster: this.#options.cluster },
+        id.spiffeId,
+      );
       return id.spiffeId;
     } catch (err) {
       const code = err instanceof MeshfedError ? err.code : 'MESHFED_CA_MALFORMED';
@@ -117,7 +131,7 @@ export class Identities {
    * The peer gateway on a tunnel or terminated connection. Node's TLS server exposes only the peer's
    * leaf: its intermediates travel in `x-meshfed-chain` (at most 3, base64 DER), or come from the bundle.
    */
-  peerGateway(socket: TLSSocket, chainHeader: unknown): VerifiedIdentity {
+  peerGateway(socket: TLSSocket, chainHeader: unknown, req: Req): VerifiedIdentity {
     const cached = this.#peers.get(socket);
     if (cached) return cached;
     const chain = peerCertificateChain(socket);
@@ -127,12 +141,15 @@ export class Identities {
       .slice(0, 3)
       .map((b) => Buffer.from(b, 'base64'));
     try {
-      const id = verify(chain.length > 1 ? chain : [...chain, ...extra], this.#o.bundle(), {
-        trustDomain: this.#o.trustDomain,
-        kinds: ['gateway'],
-        usage: 'client',
-      });
+      const full = chain.length > 1 ? chain : [...chain, ...extra];
+      const expect = {
+        trustDomain: this.#options.trustDomain,
+        kinds: ['gateway' as const],
+        usage: 'client' as const,
+      };
+      const id = verify(full, this.#options.bundle(), expect);
       this.#peers.set(socket, id);
+      this.#options.revalidation.trackRequest('eastWest', req, full, expect, id.spiffeId);
       return id;
     } catch (err) {
       throw new Refusal('peer-identity', `peer certificate refused: ${(err as Error).message}`);
@@ -146,10 +163,15 @@ export class Identities {
   assertedCaller(peer: VerifiedIdentity, asserted: unknown): string {
     if (asserted === undefined || asserted === '') return peer.spiffeId;
     if (typeof asserted === 'string') {
-      if (peer.cluster && asserted === anonymousCaller(this.#o.trustDomain, peer.cluster)) return asserted;
+      if (peer.cluster && asserted === anonymousCaller(this.#options.trustDomain, peer.cluster))
+        return asserted;
       try {
         const id = parseSpiffeId(asserted);
-        if (id.trustDomain === this.#o.trustDomain && id.kind === 'workload' && id.cluster === peer.cluster)
+        if (
+          id.trustDomain === this.#options.trustDomain &&
+          id.kind === 'workload' &&
+          id.cluster === peer.cluster
+        )
           return asserted;
       } catch {
         // refused below
@@ -163,7 +185,7 @@ export class Identities {
 
   /** Our leaf's intermediates (DER and the header form), parsed once per leaf. */
   localChain(): { raw: Buffer[]; b64: string } {
-    const pem = this.#o.identity.current().chainPem;
+    const pem = this.#options.identity.current().chainPem;
     if (this.#chain?.pem !== pem) {
       const raw = parseCertificates(pem, 'the gateway certificate chain')
         .slice(1)

@@ -23,4 +23,12 @@ export {
   policyPath,
   requestCall,
 } from './policy/index.ts';
-export { type AdminEndpointOptions, adminHandler } from './admin-endpoint.ts';
+export { type AdminEndpointOptions, adminHandler, adminServer } from './admin-endpoint.ts';
+export {
+  type BalancerConfig,
+  type BalancerTarget,
+  Balancers,
+  type BalancersOptions,
+  balancerConfigSchema,
+  type RouteExplanation,
+} from './balancer/index.ts';

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
-import net, { BlockList, type Server, type Socket } from 'node:net';
-import { type Counter, MeshfedError } from '../core/index.ts';
+import type net from 'node:net';
+import type { BlockList, Server, Socket } from 'node:net';
+import { type Counter, cidrBlockList, MeshfedError } from '../core/index.ts';
 import type { GatewayConfig } from './config.ts';
 
 /**
@@ -11,26 +12,22 @@ export class Listeners {
   readonly #limits: GatewayConfig['limits'];
   readonly #refused: Counter;
   readonly #reusePort: boolean;
-  readonly #trusted = new BlockList();
+  readonly #trusted: BlockList;
   readonly servers: Server[] = [];
   /** open client connections of every listener */
   readonly sockets = new Set<Socket>();
   readonly bound: Record<string, string> = {};
 
-  constructor(o: {
+  constructor(options: {
     limits: GatewayConfig['limits'];
     trustedNetworks: readonly string[];
     refused: Counter;
     reusePort: boolean;
   }) {
-    this.#limits = o.limits;
-    this.#refused = o.refused;
-    this.#reusePort = o.reusePort;
-    for (const cidr of o.trustedNetworks) {
-      const [addr, bits] = cidr.split('/');
-      const type = addr!.includes(':') ? 'ipv6' : 'ipv4';
-      this.#trusted.addSubnet(addr!, Number(bits ?? (type === 'ipv4' ? 32 : 128)), type);
-    }
+    this.#limits = options.limits;
+    this.#refused = options.refused;
+    this.#reusePort = options.reusePort;
+    this.#trusted = cidrBlockList(options.trustedNetworks);
   }
 
   /** Binds a listener; a data-plane one (not admin) gets the per-listener connection limit. */

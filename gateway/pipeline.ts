@@ -1,4 +1,5 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import type { Span } from '@opentelemetry/api';
 import type { VerifiedIdentity } from '../ca/index.ts';
@@ -51,6 +52,8 @@ export interface GatewayRequest {
    * left alone when it was forwarded, else cut.
    */
   answer(a: Answer): void;
+  /** asks for the connection to close once this exchange ends (h2: GOAWAY; HTTP/1.1: Connection: close) */
+  closeConnection(): void;
   /** the codec's own handle on the exchange: node's request and response for the node codecs */
   readonly io: NodeIo;
   /** the cluster the call comes from: ours at egress, the verified peer's on the east-west listener */
@@ -102,6 +105,11 @@ export function fromNode(
     socket: socketOf(req),
     hasBody: hasBody(req),
     answer: (a) => writeAnswer(req, res, a),
+    closeConnection: () => {
+      const session = (req as Http2ServerRequest).stream?.session;
+      if (session) session.close();
+      else (res as ServerResponse).shouldKeepAlive = false;
+    },
     io: { req, res },
     sourceCluster,
     destination: '',

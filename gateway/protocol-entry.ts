@@ -14,10 +14,11 @@ export type EgressProtocol = 'h1' | 'h2' | 'tls';
  */
 export function sniffEgress(
   socket: Socket,
-  o: { tls: boolean; timeoutMs: number },
+  options: { tls: boolean; timeoutMs: number },
   done: (kind: EgressProtocol) => void,
 ): void {
-  const timer = setTimeout(() => socket.destroy(), o.timeoutMs);
+  const timer = setTimeout(() => socket.destroy(), options.timeoutMs);
+  socket.once('close', () => clearTimeout(timer));
   let buf: Buffer = Buffer.alloc(0);
   const finish = (kind: EgressProtocol) => {
     clearTimeout(timer);
@@ -30,7 +31,7 @@ export function sniffEgress(
     // almost always one chunk decides: copy only when the sniff needs a second
     buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
     // a TLS record starts with content type 22 (handshake); plain HTTP never does
-    if (o.tls && buf[0] === 0x16) return finish('tls');
+    if (options.tls && buf[0] === 0x16) return finish('tls');
     const n = Math.min(buf.length, H2_PREFACE.length);
     if (!buf.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) return finish('h1');
     if (buf.length >= H2_PREFACE.length) finish('h2');
@@ -45,13 +46,15 @@ export function sniffEgress(
  */
 export function readClientHello(
   socket: Socket,
-  o: { timeoutMs: number; onTimeout: () => void },
+  options: { timeoutMs: number; onTimeout: () => void },
   done: (buf: Buffer, hello: HelloResult) => void,
 ): void {
   const timer = setTimeout(() => {
-    o.onTimeout();
+    options.onTimeout();
     socket.destroy();
-  }, o.timeoutMs);
+  }, options.timeoutMs);
+  // a client that leaves before its ClientHello is complete is gone, not timed out
+  socket.once('close', () => clearTimeout(timer));
   const chunks: Buffer[] = [];
   let size = 0;
   const onData = (d: Buffer) => {

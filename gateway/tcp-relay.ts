@@ -29,9 +29,9 @@ function splitHostPort(address: string): { host: string; port: number } {
  * over a CONNECT stream of the tunnel), and the terminal of the east-west CONNECT pipeline.
  */
 export class TcpRelay {
-  readonly #o: TcpRelayOptions;
-  constructor(o: TcpRelayOptions) {
-    this.#o = o;
+  readonly #options: TcpRelayOptions;
+  constructor(options: TcpRelayOptions) {
+    this.#options = options;
   }
 
   /**
@@ -43,7 +43,7 @@ export class TcpRelay {
     const { host, port } = splitHostPort(pick.target.address);
     const t0 = performance.now();
     const up = net.connect({ host, port, noDelay: true });
-    const ms = this.#o.config.timeouts.connect;
+    const ms = this.#options.config.timeouts.connect;
     const timer = setTimeout(() => up.destroy(new Error(`no connection within ${ms} ms`)), ms);
     up.once('connect', () => {
       clearTimeout(timer);
@@ -66,7 +66,7 @@ export class TcpRelay {
    * blaming the target).
    */
   #slot(pick: PickResult, holder: { once(e: 'close', f: () => void): unknown }): boolean {
-    const release = this.#o.breakers.acquireConnection(pick.target);
+    const release = this.#options.breakers.acquireConnection(pick.target);
     if (!release) {
       pick.release({ ok: false, latencyMs: 0, failure: 'overflow' });
       return false;
@@ -84,9 +84,9 @@ export class TcpRelay {
     attempt = 0,
     exclude = new Set<string>(),
   ): void {
-    const pick = this.#o.balancers.pick(svc.namespace, svc.name, { scope: 'local', portName, exclude });
+    const pick = this.#options.balancers.pick(svc.namespace, svc.name, { scope: 'local', portName, exclude });
     if (!pick) {
-      this.#o.refused.inc({ listener: 'eastWest', reason: 'no-healthy-upstream' });
+      this.#options.refused.inc({ listener: 'eastWest', reason: 'no-healthy-upstream' });
       client.destroy();
       return;
     }
@@ -96,12 +96,12 @@ export class TcpRelay {
     upstream.once('error', (err) => {
       if (!connected) {
         exclude.add(pick.target.id);
-        if (attempt < this.#o.config.retry.attempts && !client.destroyed) {
+        if (attempt < this.#options.config.retry.attempts && !client.destroyed) {
           this.passthrough(client, hello, svc, portName, attempt + 1, exclude);
           return;
         }
       }
-      this.#o.log.debug({ err }, 'passthrough upstream error');
+      this.#options.log.debug({ err }, 'passthrough upstream error');
       client.destroy();
     });
     upstream.once('connect', () => {
@@ -118,18 +118,21 @@ export class TcpRelay {
   /** A per-service TCP port: to a local endpoint, or as a CONNECT stream through a remote gateway. */
   tcpPort(socket: Socket, listener: string, service: string, portName: string | undefined): void {
     const refusedHere = (reason: string) => {
-      this.#o.refused.inc({ listener, reason });
+      this.#options.refused.inc({ listener, reason });
       socket.destroy();
     };
     let caller: string;
     try {
-      caller = this.#o.identities.tcpCaller();
+      caller = this.#options.identities.tcpCaller();
     } catch {
       refusedHere('client-cert-required');
       return;
     }
     const [name, namespace] = service.split('.') as [string, string];
-    const pick = this.#o.balancers.pick(namespace, name, { scope: 'any', ...(portName ? { portName } : {}) });
+    const pick = this.#options.balancers.pick(namespace, name, {
+      scope: 'any',
+      ...(portName ? { portName } : {}),
+    });
     if (!pick) {
       refusedHere('no-healthy-upstream');
       return;
@@ -151,7 +154,7 @@ export class TcpRelay {
       return;
     }
     const t0 = performance.now();
-    this.#o.pool.session(t.address, t.cluster).then(
+    this.#options.pool.session(t.address, t.cluster).then(
       (session) => {
         // the client may have left while the tunnel was dialled: its 'close' is past, open nothing
         if (socket.destroyed) return pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
@@ -160,7 +163,7 @@ export class TcpRelay {
           stream = session.request({
             ':method': 'CONNECT',
             ':authority': `${name}.${namespace}.svc.clusterset.local:${t.port.port}`,
-            'x-meshfed-chain': this.#o.identities.localChain().b64,
+            'x-meshfed-chain': this.#options.identities.localChain().b64,
             'x-meshfed-caller': caller,
           });
         } catch {
@@ -200,7 +203,7 @@ export class TcpRelay {
   readonly connect: Handler = async (r) => {
     const route = routeOf(r);
     const res = r.io.res as Http2ServerResponse;
-    const pick = this.#o.balancers.pick(route.namespace, route.name, {
+    const pick = this.#options.balancers.pick(route.namespace, route.name, {
       scope: 'local',
       ...(route.portName ? { portName: route.portName } : {}),
     });
@@ -215,7 +218,7 @@ export class TcpRelay {
       res.writeHead(200);
       r.io.req.pipe(up);
       up.pipe(res as unknown as NodeJS.WritableStream);
-      this.#o.log.debug({ peer: r.peer?.spiffeId, caller: r.caller, service }, 'tcp tunnel opened');
+      this.#options.log.debug({ peer: r.peer?.spiffeId, caller: r.caller, service }, 'tcp tunnel opened');
     });
     up.once('error', () => {
       if (!res.headersSent) {

@@ -25,6 +25,7 @@ const TLS_REASONS: Record<string, string> = {
   ERR_SSL_UNSUPPORTED_PROTOCOL: 'tls-version',
   ERR_SSL_WRONG_VERSION_NUMBER: 'tls-version',
   ERR_SSL_NO_APPLICATION_PROTOCOL: 'alpn-mismatch',
+  ERR_TLS_HANDSHAKE_TIMEOUT: 'handshake-timeout',
 };
 
 export function tlsReason(err: Error & { code?: string }): string {
@@ -36,7 +37,7 @@ export function tlsContextOptions(leaf: IssuedLeaf, bundle: TrustBundle) {
 }
 
 /** A TLS server asking for client certificates, serving HTTP/1.1 and h2 with the gateway's limits. */
-export function secureServer(o: {
+export function secureServer(options: {
   listener: string;
   limits: GatewayConfig['limits'];
   context: ReturnType<typeof tlsContextOptions>;
@@ -45,22 +46,28 @@ export function secureServer(o: {
   refused: Counter;
 }): Http2SecureServer {
   const srv = http2.createSecureServer({
-    ...o.context,
-    rejectUnauthorized: o.rejectUnauthorized,
-    minVersion: o.minVersion,
+    ...options.context,
+    rejectUnauthorized: options.rejectUnauthorized,
+    // the rest of the handshake after the ClientHello gets the same bound (node's default is 120 s)
+    handshakeTimeout: options.limits.helloTimeout,
+    minVersion: options.minVersion,
     allowHTTP1: true,
     requestCert: true,
     ALPNProtocols: TERMINATE_ALPN,
     settings: {
-      maxConcurrentStreams: o.limits.maxConcurrentStreams,
-      maxHeaderListSize: o.limits.maxHeaderBytes,
+      maxConcurrentStreams: options.limits.maxConcurrentStreams,
+      maxHeaderListSize: options.limits.maxHeaderBytes,
     },
     maxSessionInvalidFrames: 100,
     maxSessionRejectedStreams: 100,
-    ...{ maxHeaderSize: o.limits.maxHeaderBytes },
+    ...{ maxHeaderSize: options.limits.maxHeaderBytes },
   });
-  srv.on('session', (s) => guardSession(s, o.listener, o.limits, o.refused));
-  srv.on('tlsClientError', (err) => o.refused.inc({ listener: o.listener, reason: tlsReason(err) }));
+  srv.on('session', (s) => guardSession(s, options.listener, options.limits, options.refused));
+  // a failed or timed-out handshake ends its connection, whatever other listeners node's layers add
+  srv.on('tlsClientError', (err, socket) => {
+    options.refused.inc({ listener: options.listener, reason: tlsReason(err) });
+    socket.destroy();
+  });
   return srv;
 }
 

@@ -20,6 +20,8 @@ export const ALLOWED = {
   scripts: ['core'],
 };
 const FOLDERS = Object.keys(ALLOWED);
+/** folders whose imports of another folder must go through that folder's one public index.ts */
+const THROUGH_INDEX = new Set(['ca', 'federation', 'discovery', 'gateway', 'cli']);
 const IMPORT =
   /(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)|import\s+['"]([^'"]+)['"]/g;
 
@@ -47,12 +49,17 @@ export function violations(rootDir = root) {
       for (const m of text.matchAll(IMPORT)) {
         const spec = m[1] ?? m[2] ?? m[3];
         if (!spec?.startsWith('.')) continue;
-        const target = relative(rootDir, resolve(dirname(file), spec)).split(sep)[0];
+        const path = relative(rootDir, resolve(dirname(file), spec)).split(sep);
+        const target = path[0];
         if (target === folder || !FOLDERS.includes(target)) continue;
+        const line = text.slice(0, m.index).split('\n').length;
         if (!ALLOWED[folder].includes(target)) {
-          const line = text.slice(0, m.index).split('\n').length;
           out.push(
             `${relative(rootDir, file)}:${line}: ${folder}/ may not import ${target}/ (see DESIGN.md "Folders"): ${spec}`,
+          );
+        } else if (THROUGH_INDEX.has(folder) && !(path.length === 2 && path[1] === 'index.ts')) {
+          out.push(
+            `${relative(rootDir, file)}:${line}: ${folder}/ imports ${target}/ past its public index (import ${target}/index.ts): ${spec}`,
           );
         }
       }

@@ -30,23 +30,23 @@ export function requestMetrics(registry: Registry): RequestMetrics {
 }
 
 /** Counts each routed request and its latency by source and destination cluster, service and status. */
-export function metricsLayer(o: { metrics: RequestMetrics; inFlight: InFlight }): RequestLayer {
+export function metricsLayer(options: { metrics: RequestMetrics; inFlight: InFlight }): RequestLayer {
   return (next) => async (r) => {
     const route = routeOf(r);
     const t0 = performance.now();
-    o.inFlight.count++;
+    options.inFlight.count++;
     try {
       await next(r);
     } finally {
-      o.inFlight.count--;
+      options.inFlight.count--;
       const labels = {
         listener: r.listener,
         source_cluster: r.sourceCluster,
         destination_cluster: r.destination,
         service: `${route.name}.${route.namespace}`,
       };
-      o.metrics.requests.inc({ ...labels, code: String(r.status) });
-      o.metrics.duration.observe(labels, (performance.now() - t0) / 1000);
+      options.metrics.requests.inc({ ...labels, code: String(r.status) });
+      options.metrics.duration.observe(labels, (performance.now() - t0) / 1000);
     }
   };
 }

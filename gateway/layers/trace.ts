@@ -15,19 +15,19 @@ export const W3C = new W3CTraceContextPropagator();
  * A server span per request, child of the caller's `traceparent`; the upstream codecs inject it into
  * the request they send. Ends with the status the caller got.
  */
-export function traceLayer(o: { tracer: Tracer; cluster: string; gateway: string }): RequestLayer {
+export function traceLayer(options: { tracer: Tracer; cluster: string; gateway: string }): RequestLayer {
   return (next) => async (r) => {
     const route = routeOf(r);
     const service = `${route.name}.${route.namespace}`;
     const parent = W3C.extract(ROOT_CONTEXT, r.headers, defaultTextMapGetter);
-    const span = o.tracer.startSpan(
+    const span = options.tracer.startSpan(
       `${r.listener === 'egress' ? 'egress' : 'ingress'} ${service}`,
       {
         kind: SpanKind.SERVER,
         attributes: {
           'meshfed.listener': r.listener,
-          'meshfed.cluster': o.cluster,
-          'meshfed.gateway': o.gateway,
+          'meshfed.cluster': options.cluster,
+          'meshfed.gateway': options.gateway,
           'meshfed.service': service,
           ...(r.peer ? { 'meshfed.peer': r.peer.spiffeId } : {}),
         },

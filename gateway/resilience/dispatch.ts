@@ -4,13 +4,13 @@ import type { BalancerTarget, Failure } from '../balancer/index.ts';
 /**
  * The resilience layers are promise-based middleware around one dispatch function:
  * `Layer = (next) => (ctx) => Promise<result>`. Each layer does one job (deadline, retry, per-try
- * timeout, drain) and is testable alone; `compose` stacks them, the first layer outermost. The
+ * timeout) and is testable alone; `compose` stacks them, the first layer outermost. The
  * innermost dispatch is `balancedDispatch`, which picks a target and calls the data plane's `send`.
  */
 export interface CallContext<P = undefined> {
   namespace: string;
   name: string;
-  /** safe to send twice (GET, HEAD, OPTIONS, PUT, DELETE, or marked so by the caller) */
+  /** safe to send twice: an idempotent method (GET, HEAD, OPTIONS, PUT, DELETE, TRACE) with no body */
   idempotent: boolean;
   scope?: 'any' | 'local';
   portName?: string;

@@ -41,12 +41,12 @@ export interface UpstreamCodec {
 export function sendTry(
   t: BalancerTarget,
   ctx: CallContext<GatewayRequest> & { signal: AbortSignal },
-  o: { codec: UpstreamCodec; lastTry: (ctx: CallContext<GatewayRequest>) => boolean },
+  options: { codec: UpstreamCodec; lastTry: (ctx: CallContext<GatewayRequest>) => boolean },
 ): Promise<Sent> {
   const r = ctx.payload;
   const res = r.io.res;
   // the last allowed try (and any try of a request that will not be retried) passes a 5xx through
-  const forward5xx = !ctx.idempotent || o.lastTry(ctx);
+  const forward5xx = !ctx.idempotent || options.lastTry(ctx);
   return new Promise<Sent>((resolve, reject) => {
     let settled = false;
     let forwarded = false;
@@ -98,7 +98,7 @@ export function sendTry(
     };
     ctx.signal.addEventListener('abort', onAbort, { once: true });
     res.once('close', onClientGone);
-    o.codec.send(r, t, attempt);
+    options.codec.send(r, t, attempt);
   });
 }
 

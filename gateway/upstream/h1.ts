@@ -15,20 +15,20 @@ import { upstreamHeaders } from './request-headers.ts';
  * connected, so a connect failure has consumed none of it and the request can go to another target.
  */
 export class H1Upstream implements UpstreamCodec {
-  readonly #o: { agent: Agent; breakers: CircuitBreakers; identities: Identities };
-  constructor(o: { agent: Agent; breakers: CircuitBreakers; identities: Identities }) {
-    this.#o = o;
+  readonly #options: { agent: Agent; breakers: CircuitBreakers; identities: Identities };
+  constructor(options: { agent: Agent; breakers: CircuitBreakers; identities: Identities }) {
+    this.#options = options;
   }
 
   send(r: GatewayRequest, t: BalancerTarget, a: UpstreamAttempt): void {
     const { req, res } = r.io;
-    const headers = upstreamHeaders(r, t, this.#o.identities);
+    const headers = upstreamHeaders(r, t, this.#options.identities);
     headers.host = r.authority;
     // node's server has already answered `Expect: 100-continue`; the upstream gets the body directly
     delete headers.expect;
     const out = res as ServerResponse;
     // waiting for one of the endpoint's connections is 'pending' (circuitBreaker.maxPending)
-    const releasePending = this.#o.breakers.acquirePending(t);
+    const releasePending = this.#options.breakers.acquirePending(t);
     if (!releasePending) {
       a.fail('overflow', undefined);
       return;
@@ -42,7 +42,7 @@ export class H1Upstream implements UpstreamCodec {
     });
     const onDrain = () => controller?.resume();
     try {
-      this.#o.agent.dispatch(
+      this.#options.agent.dispatch(
         {
           origin: `http://${t.address}`,
           path: r.target,

@@ -31,9 +31,9 @@ export function badRequest(err: unknown): MeshfedError {
 
 /** HTTP/2 upstream: remote gateways over the pooled mTLS tunnel, and local h2/gRPC endpoints. */
 export class H2Upstream implements UpstreamCodec {
-  readonly #o: H2UpstreamOptions;
-  constructor(o: H2UpstreamOptions) {
-    this.#o = o;
+  readonly #options: H2UpstreamOptions;
+  constructor(options: H2UpstreamOptions) {
+    this.#options = options;
   }
 
   send(r: GatewayRequest, t: BalancerTarget, a: UpstreamAttempt): void {
@@ -43,10 +43,10 @@ export class H2Upstream implements UpstreamCodec {
   async #send(r: GatewayRequest, t: BalancerTarget, a: UpstreamAttempt): Promise<void> {
     const { req, res } = r.io;
     let session: http2.ClientHttp2Session;
-    const release = this.#o.breakers.acquirePending(t);
+    const release = this.#options.breakers.acquirePending(t);
     if (!release) return a.fail('overflow', undefined);
     try {
-      session = await this.#o.pool.session(t.address, t.local ? undefined : t.cluster);
+      session = await this.#options.pool.session(t.address, t.local ? undefined : t.cluster);
     } catch (err) {
       if (err instanceof UpstreamFailure) return a.fail(err.failure, err.cause);
       const identity = err instanceof MeshfedError && err.code.startsWith('MESHFED_CA_');
@@ -56,7 +56,7 @@ export class H2Upstream implements UpstreamCodec {
     }
     // the per-try timeout or the caller may have ended the try while the session was dialled
     if (!a.open) return;
-    const headers = upstreamHeaders(r, t, this.#o.identities);
+    const headers = upstreamHeaders(r, t, this.#options.identities);
     // node sends pseudo-headers first wherever they stand in the object
     headers[':method'] = r.method;
     headers[':path'] = r.target;
@@ -71,7 +71,7 @@ export class H2Upstream implements UpstreamCodec {
       return a.fail('cancelled', badRequest(err));
     }
     a.onCancel(() => stream.close(h2c.NGHTTP2_CANCEL));
-    stream.setTimeout(this.#o.idleTimeoutMs, () => stream.close(h2c.NGHTTP2_CANCEL));
+    stream.setTimeout(this.#options.idleTimeoutMs, () => stream.close(h2c.NGHTTP2_CANCEL));
     stream.on('response', (h: IncomingHttpHeaders, flags: number) => {
       const status = Number(h[':status'] ?? 502);
       const out = responseHeadersForClient(h);

@@ -100,4 +100,26 @@ describe('one-way import rule', () => {
     expect(v).toHaveLength(1);
     expect(v[0]).toContain('gateway/bad.ts:1: gateway/ may not import federation/');
   });
+
+  test('a cli/ file importing another folder past its index is caught; tests may reach inside', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshfed-imports-'));
+    for (const d of ['cli', 'gateway/balancer', 'test']) mkdirSync(join(dir, d), { recursive: true });
+    writeFileSync(join(dir, 'gateway', 'index.ts'), 'export const x = 1;\n');
+    writeFileSync(join(dir, 'gateway', 'balancer', 'index.ts'), 'export const b = 1;\n');
+    writeFileSync(
+      join(dir, 'cli', 'ok.ts'),
+      "import { x } from '../gateway/index.ts';\nexport const y = x;\n",
+    );
+    writeFileSync(
+      join(dir, 'cli', 'deep.ts'),
+      "import { b } from '../gateway/balancer/index.ts';\nexport const y = b;\n",
+    );
+    writeFileSync(
+      join(dir, 'test', 'deep.ts'),
+      "import { b } from '../gateway/balancer/index.ts';\nexport const y = b;\n",
+    );
+    const v = violations(dir);
+    expect(v).toHaveLength(1);
+    expect(v[0]).toContain('cli/deep.ts:1: cli/ imports gateway/ past its public index');
+  });
 });

@@ -106,7 +106,7 @@ test('a range that is not a CIDR fails the config, naming the field', () => {
       federationConfigSchema,
       {
         nats: { servers: ['nats://127.0.0.1:4222'] },
-        gatewayAddresses: { allow: ['10.0.0.0/33'], clusters: { east: ['10.1.0.0'] } },
+        gatewayAddresses: { allow: ['10.0.0.0/33'], clusters: { east: ['10.1.0.0/8/8'] } },
       },
       { source: 'gw.yaml' },
     );

@@ -8,6 +8,7 @@ import { callerRule } from '../../gateway/layers/identity.ts';
 import { requestTargetCheck, underscoreHeaders } from '../../gateway/layers/request-checks.ts';
 import { connectRoute, egressRoute, tunnelRoute } from '../../gateway/layers/route.ts';
 import type { LocalServices } from '../../gateway/local-services.ts';
+import type { PeerRevalidation } from '../../gateway/peer-revalidation.ts';
 import { type GatewayRequest, type Handler, type RequestLayer, stack } from '../../gateway/pipeline.ts';
 import { TestCatalog } from './harness.ts';
 
@@ -24,6 +25,7 @@ function fakeRequest(o: Partial<Pick<GatewayRequest, 'method' | 'target' | 'auth
     socket: {} as TLSSocket,
     hasBody: false,
     answer: (a) => answers.push(a),
+    closeConnection: () => answers.push({ status: 0, reason: 'closed', message: '' }),
     io: { req: {}, res: { destroy() {} } } as unknown as GatewayRequest['io'],
     sourceCluster: 'alpha',
     destination: '',
@@ -141,6 +143,19 @@ describe('routes', () => {
         fakeRequest({ authority: 'db.shop.svc.clusterset.local' }).r,
       ),
     ).toBe('passed');
+    const byAuthority = fakeRequest({ authority: 'db.shop.svc.clusterset.local' }).r;
+    await run(tunnelRoute({ local: services }), byAuthority);
+    // no port named: the first HTTP port, never the tcp one listed before it
+    expect(byAuthority.route?.portName).toBe('http');
+    for (const [port, outcome] of [
+      ['sql', 'not-an-http-port'],
+      ['tls', 'not-an-http-port'],
+      ['8080', 'passed'],
+      ['nope', 'unknown-port'],
+    ]) {
+      const r = fakeRequest({ headers: { 'x-meshfed-service': `shop/db/${port}` } }).r;
+      expect([port, await run(tunnelRoute({ local: services }), r)]).toEqual([port, outcome]);
+    }
     const hidden = fakeRequest({ headers: { 'x-meshfed-service': 'shop/hidden/tcp' } }).r;
     expect(await run(tunnelRoute({ local: services }), hidden)).toBe('not-exported');
     expect(
@@ -154,12 +169,17 @@ describe('routes', () => {
     const layer = egressRoute({ catalog, local: services });
     const api = fakeRequest({ authority: 'api.shop.svc.clusterset.local:80' }).r;
     expect(await run(layer, api)).toBe('passed');
-    expect(api.route).toEqual({ namespace: 'shop', name: 'api', scope: 'any', port: 80 });
+    expect(api.route).toEqual({ namespace: 'shop', name: 'api', scope: 'any', portName: 'http' });
     expect(await run(layer, fakeRequest({ authority: 'db.shop.svc.clusterset.local' }).r)).toBe('passed');
     expect(await run(layer, fakeRequest({ authority: 'nope.shop.svc.clusterset.local' }).r)).toBe(
       'unknown-service',
     );
     expect(await run(layer, fakeRequest({ authority: 'example.com' }).r)).toBe('unknown-service');
+    // a service with only a tcp port is reached by its TCP port, never by an HTTP request
+    catalog.offer('beta', svc('cache', [{ name: 'tcp', port: 6379, protocol: 'tcp' }]), '127.0.0.1:1');
+    expect(await run(layer, fakeRequest({ authority: 'cache.shop.svc.clusterset.local' }).r)).toBe(
+      'not-an-http-port',
+    );
   });
 });
 
@@ -172,6 +192,7 @@ describe('callerRule', () => {
       throw new Error('not used');
     },
     clientAuth: 'none',
+    revalidation: {} as PeerRevalidation,
     clientCerts: new Counter({ name: 'x_total', help: 'x', labelNames: ['result'], registers: [] }),
   });
   const peer = {

@@ -2,9 +2,18 @@ import type http2 from 'node:http2';
 import tls from 'node:tls';
 import { type IssuedLeaf, issueLeaf, spiffeIdFor } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
-import { createMesh, echoServer, httpService, type Mesh, request, type TestGateway } from './harness.ts';
+import {
+  createMesh,
+  echoServer,
+  httpService,
+  type Mesh,
+  request,
+  type TestGateway,
+  chainHeader,
+  tunnelSession,
+} from './harness.ts';
 import { policyDoc, TestPolicyView } from './policy-view.ts';
-import { byteCounter, chainHeader, splitAddress, tunnelSession } from './tunnel-client.ts';
+import { byteCounter, splitAddress } from './tunnel-client.ts';
 
 // AuthorizationPolicy at the destination gateway (beta), on the identity it verified: tunnel requests and
 // CONNECT streams from peer gateways of alpha and gamma (real gateway certificates, asserting callers as
@@ -77,7 +86,7 @@ const sessionOf = new Map<IssuedLeaf, http2.ClientHttp2Session>();
 function tunnel(leaf: IssuedLeaf): http2.ClientHttp2Session {
   let s = sessionOf.get(leaf);
   if (!s || s.closed || s.destroyed) {
-    s = tunnelSession(beta.eastWest, leaf, mesh.bundle.toPem());
+    s = tunnelSession(beta.eastWest, leaf, mesh.bundle.toPem()).session;
     sessionOf.set(leaf, s);
     sessions.push(s);
   }

@@ -1,8 +1,15 @@
 import type http2 from 'node:http2';
 import { type IssuedLeaf, issueLeaf } from '../../ca/index.ts';
-import { createMesh, echoServer, httpService, type Mesh, type TestGateway } from './harness.ts';
+import {
+  createMesh,
+  echoServer,
+  httpService,
+  type Mesh,
+  type TestGateway,
+  chainHeader,
+  tunnelSession,
+} from './harness.ts';
 import { policyDoc, TestPolicyView } from './policy-view.ts';
-import { chainHeader, tunnelSession } from './tunnel-client.ts';
 
 // RateLimit at the destination gateway: a token bucket of the gateway process, refused with 429 and
 // retry-after (gRPC RESOURCE_EXHAUSTED), optionally one bucket per source cluster.
@@ -62,7 +69,7 @@ afterAll(async () => {
 });
 
 function session(leaf: IssuedLeaf): http2.ClientHttp2Session {
-  const s = tunnelSession(beta.eastWest, leaf, mesh.bundle.toPem());
+  const s = tunnelSession(beta.eastWest, leaf, mesh.bundle.toPem()).session;
   sessions.push(s);
   return s;
 }

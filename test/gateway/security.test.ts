@@ -1,11 +1,19 @@
-import { X509Certificate } from 'node:crypto';
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import { type IssuedLeaf, issueLeaf, spiffeIdFor } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
 import { TUNNEL_ALPN } from '../../gateway/index.ts';
-import { createMesh, echoServer, httpService, type Mesh, request, type TestGateway } from './harness.ts';
+import {
+  chainHeader,
+  createMesh,
+  echoServer,
+  httpService,
+  type Mesh,
+  request,
+  type TestGateway,
+  tunnelSession,
+} from './harness.ts';
 
 // Regression tests for the attacks of the security review (issue 11), each performed as an operator of
 // a member cluster or a local workload would: a forged caller identity through CONNECT, a crash by one
@@ -39,14 +47,6 @@ async function tcpRecorder(): Promise<{ address: string; received: () => string 
 function splitAddr(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(':');
   return { host: address.slice(0, i), port: Number(address.slice(i + 1)) };
-}
-
-function intermediates(chainPem: string): string {
-  const blocks = chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  return blocks
-    .slice(1)
-    .map((b) => new X509Certificate(b).raw.toString('base64'))
-    .join(',');
 }
 
 async function metric(g: TestGateway, name: string, labels: Record<string, string>): Promise<number> {
@@ -87,33 +87,17 @@ afterAll(async () => {
   for (const c of closers) c();
 });
 
-function tunnelSession(target: string, leaf: { chainPem: string; keyPem: string }) {
-  const session = http2.connect(`https://${target}`, {
-    createConnection: () =>
-      tls.connect({
-        ...splitAddr(target),
-        ca: mesh.bundle.toPem(),
-        cert: leaf.chainPem,
-        key: leaf.keyPem,
-        ALPNProtocols: [TUNNEL_ALPN, 'h2'],
-        checkServerIdentity: () => undefined,
-      }),
-  });
-  session.on('error', () => undefined);
-  return session;
-}
-
 /** Opens a CONNECT stream to beta as `leaf`; resolves with the status (0: reset) and the open stream. */
 async function connectTo(
   leaf: IssuedLeaf,
   authority: string,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; error: string | undefined; stream: http2.ClientHttp2Stream; close(): void }> {
-  const session = tunnelSession(beta.eastWest, leaf);
+  const session = tunnelSession(beta.eastWest, leaf, mesh.bundle.toPem()).session;
   const stream = session.request({
     ':method': 'CONNECT',
     ':authority': authority,
-    'x-meshfed-chain': intermediates(leaf.chainPem),
+    'x-meshfed-chain': chainHeader(leaf.chainPem),
     ...headers,
   });
   stream.on('error', () => undefined);
@@ -341,4 +325,102 @@ describe('admin listener (suspected: DNS rebinding)', () => {
     });
     expect(local.status).toBe(200);
   });
+});
+
+describe('found by the east-west fuzz test', () => {
+  test('an HTTP request naming a tcp or tls port through the tunnel is refused, not sent to that endpoint', async () => {
+    const gw = await issueLeaf(await mesh.intermediate('alpha'), { kind: 'gateway', name: 'alpha-gw3' });
+    const session = tunnelSession(beta.eastWest, gw, mesh.bundle.toPem()).session;
+    try {
+      const stream = session.request({
+        ':path': '/',
+        ':authority': 'db.shop.svc.clusterset.local',
+        'x-meshfed-service': 'shop/db/tcp',
+        'x-meshfed-chain': chainHeader(gw.chainPem),
+      });
+      stream.on('error', () => undefined);
+      const h = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('response', resolve));
+      stream.resume();
+      expect(h[':status']).toBe(403);
+      expect(h['x-meshfed-error']).toBe('not-an-http-port');
+      expect(rawTcp.received()).not.toContain('GET / HTTP');
+    } finally {
+      session.destroy();
+    }
+  });
+
+  test('a peer refused as not a gateway loses its session after the answer', async () => {
+    const wl = await issueLeaf(await mesh.intermediate('alpha'), {
+      kind: 'workload',
+      namespace: 'shop',
+      serviceAccount: 'sneaky',
+    });
+    const session = tunnelSession(beta.eastWest, wl, mesh.bundle.toPem()).session;
+    const closed = new Promise((r) => session.once('close', r));
+    const stream = session.request({ ':path': '/', ':authority': 'api.shop.svc.clusterset.local' });
+    stream.on('error', () => undefined);
+    const h = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('response', resolve));
+    stream.resume();
+    expect(h['x-meshfed-error']).toBe('peer-identity');
+    await closed;
+  });
+
+  test('a ClientHello followed by silence is closed within helloTimeout, not after node’s 120 s', async () => {
+    const { clientHello } = await import('./east-west-inputs.ts');
+    const s = net.connect(splitAddr(beta.eastWest));
+    s.on('error', () => undefined);
+    // read what the gateway sends (its ServerHello): a socket that is not read never sees the close
+    s.resume();
+    s.write(clientHello({ alpn: [TUNNEL_ALPN, 'h2'] }));
+    // the harness sets helloTimeout to 1 s; the test's own timeout would catch a 120 s handshake
+    await new Promise((r) => s.once('close', r));
+  });
+
+  test('a client that leaves in the middle of its ClientHello is not counted as hello-timeout', async () => {
+    const g = await mesh.gateway('beta');
+    try {
+      const partial = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]);
+      const gone = net.connect(splitAddr(g.eastWest));
+      gone.on('error', () => undefined);
+      gone.resume();
+      gone.end(partial);
+      await new Promise((r) => gone.once('close', r));
+      // a second client that stays silent does time out; the first, started earlier, would have too
+      const stays = net.connect(splitAddr(g.eastWest));
+      stays.on('error', () => undefined);
+      stays.resume();
+      stays.write(partial);
+      await new Promise((r) => stays.once('close', r));
+      expect(
+        await metric(g, 'meshfed_refused_total', { listener: 'eastWest', reason: 'hello-timeout' }),
+      ).toBe(1);
+    } finally {
+      await g.close();
+    }
+  });
+});
+
+test('a request its client abandons is recorded as 499 client-cancelled, and blames no target', async () => {
+  // an endpoint that accepts and never answers
+  const silent = net.createServer((s) => s.on('error', () => undefined));
+  silent.listen(0, '127.0.0.1');
+  await new Promise((r) => silent.once('listening', r));
+  closers.push(() => silent.close());
+  const g = await mesh.gateway('alpha', { balancer: { timeouts: { request: 30_000 } } });
+  try {
+    g.source.set([httpService('shop', 'slow', [`127.0.0.1:${(silent.address() as net.AddressInfo).port}`])]);
+    const client = net.connect(splitAddr(g.egress));
+    client.on('error', () => undefined);
+    client.write('GET / HTTP/1.1\r\nhost: slow.shop.svc.clusterset.local\r\n\r\n');
+    await waitFor(async () => (await metric(g, 'meshfed_active_requests', {})) === 1, { timeoutMs: 5_000 });
+    client.destroy();
+    await waitFor(
+      async () => (await metric(g, 'meshfed_requests_total', { service: 'slow.shop', code: '499' })) === 1,
+      { timeoutMs: 5_000 },
+    );
+    const states = g.balancers.explain('shop', 'slow').levels.flatMap((l) => l.targets.map((t) => t.state));
+    expect(states.filter((s) => s.startsWith('ejected'))).toEqual([]);
+  } finally {
+    await g.close();
+  }
 });

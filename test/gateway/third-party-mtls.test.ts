@@ -2,6 +2,7 @@ import { issueIntermediate, issueLeaf, spiffeIdFor } from '../../ca/index.ts';
 import type { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
 import { startNatsServer } from '../../cli/demo/nats-topology.ts';
 import { type GatewayProcess, startGatewayProcess } from './daemon-process.ts';
+import { parsePrometheusText } from '../helpers/prometheus.ts';
 import { echoServer, request } from './harness.ts';
 
 // identity.intermediates: a third-party mTLS client (it sends no x-meshfed-chain; node's TLS server
@@ -56,4 +57,15 @@ test('a cluster of the same root whose intermediate is not configured is refused
   const r = await call(await issueLeaf(north, { kind: 'gateway', name: 'north-gw' }));
   expect(r.status).toBe(403);
   expect(r.error).toBe('peer-identity');
+});
+
+test("back-to-back scrapes of a daemon's /metrics both parse (an undefined sample is written NaN, not Nan)", async () => {
+  for (let i = 0; i < 3; i++) {
+    const [x, y] = await Promise.all([
+      request(gw.admin, { host: gw.admin, path: '/metrics' }),
+      request(gw.admin, { host: gw.admin, path: '/metrics' }),
+    ]);
+    expect(parsePrometheusText(x.body).size).toBeGreaterThan(0);
+    expect(parsePrometheusText(y.body).size).toBeGreaterThan(0);
+  }
 });
