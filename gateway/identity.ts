@@ -10,8 +10,11 @@ import {
 } from '../ca/index.ts';
 import { type Counter, MeshfedError } from '../core/index.ts';
 import { type RefusalReason, Refusal } from './answers.ts';
-import type { Req } from './http-request.ts';
 import type { PeerRevalidation } from './peer-revalidation.ts';
+import type { GatewayRequest } from './pipeline.ts';
+
+/** the connection a request arrived on, as the pipeline names it */
+type Connection = GatewayRequest['connection'];
 
 /** The caller SPIFFE ID a gateway asserts for a local caller that presented no certificate. */
 export function anonymousCaller(trustDomain: string, cluster: string): string {
@@ -53,11 +56,11 @@ export class Identities {
    * The SPIFFE ID of the local caller on `socket`: its verified workload certificate, or the anonymous
    * caller of this cluster when clientAuth lets a caller in without one. Throws a Refusal otherwise.
    */
-  workloadCaller(socket: TLSSocket, req: Req): string {
+  workloadCaller(socket: TLSSocket, connection: Connection): string {
     if (this.#options.clientAuth === 'none') return this.anonymous;
     let outcome = this.#workloads.get(socket);
     if (!outcome) {
-      outcome = this.#checkWorkload(socket, req);
+      outcome = this.#checkWorkload(socket, connection);
       this.#workloads.set(socket, outcome);
       this.#options.clientCerts.inc({
         result:
@@ -79,7 +82,7 @@ export class Identities {
     return this.anonymous;
   }
 
-  #checkWorkload(socket: TLSSocket, req: Req): string | Refusal {
+  #checkWorkload(socket: TLSSocket, connection: Connection): string | Refusal {
     const mode = this.#options.clientAuth;
     const chain = socket.encrypted ? peerCertificateChain(socket) : [];
     if (chain.length === 0) {
@@ -105,9 +108,9 @@ export class Identities {
         );
       }
       // the connection lives on: its peer is verified again on a timer and on trust changes
-      this.#options.revalidation.trackRequest(
+      this.#options.revalidation.trackConnection(
         'egress',
-        req,
+        connection,
         full,
         { ...expect, cluster: this.#options.cluster },
         id.spiffeId,
@@ -131,7 +134,7 @@ export class Identities {
    * The peer gateway on a tunnel or terminated connection. Node's TLS server exposes only the peer's
    * leaf: its intermediates travel in `x-meshfed-chain` (at most 3, base64 DER), or come from the bundle.
    */
-  peerGateway(socket: TLSSocket, chainHeader: unknown, req: Req): VerifiedIdentity {
+  peerGateway(socket: TLSSocket, chainHeader: unknown, connection: Connection): VerifiedIdentity {
     const cached = this.#peers.get(socket);
     if (cached) return cached;
     const chain = peerCertificateChain(socket);
@@ -149,7 +152,7 @@ export class Identities {
       };
       const id = verify(full, this.#options.bundle(), expect);
       this.#peers.set(socket, id);
-      this.#options.revalidation.trackRequest('eastWest', req, full, expect, id.spiffeId);
+      this.#options.revalidation.trackConnection('eastWest', connection, full, expect, id.spiffeId);
       return id;
     } catch (err) {
       throw new Refusal('peer-identity', `peer certificate refused: ${(err as Error).message}`);

@@ -1,5 +1,5 @@
-import type { Http2ServerRequest } from 'node:http2';
-import type { IncomingMessage } from 'node:http';
+import type { Http2Session } from 'node:http2';
+import type { Socket } from 'node:net';
 import { type TrustBundle, type VerifyExpectations, verify } from '../ca/index.ts';
 import { type Logger, MeshfedError } from '../core/index.ts';
 
@@ -59,18 +59,20 @@ export class PeerRevalidation {
   }
 
   /**
-   * Tracks the connection a server-side request arrived on (its h2 session, or its HTTP/1.1 socket), whose
-   * peer `chain` just verified with `expect`. A connection already tracked is left as it is.
+   * Tracks a server-side connection whose peer `chain` just verified with `expect`: an h2 session (closed
+   * with GOAWAY) or an HTTP/1.1 socket (ended after the response being written). One already tracked is
+   * left as it is.
    */
-  trackRequest(
+  trackConnection(
     listener: string,
-    req: IncomingMessage | Http2ServerRequest,
+    connection: Http2Session | Socket,
     chain: readonly Buffer[],
     expect: VerifyExpectations,
     peer: string,
   ): void {
-    const session = (req as Http2ServerRequest).stream?.session;
-    if (session) {
+    if (this.tracked.has(connection)) return;
+    if ('goaway' in connection) {
+      const session = connection;
       this.track(session, {
         listener,
         chain,
@@ -84,7 +86,7 @@ export class PeerRevalidation {
       });
       return;
     }
-    const socket = req.socket;
+    const socket = connection;
     this.track(socket, {
       listener,
       chain,

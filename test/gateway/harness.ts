@@ -31,6 +31,12 @@ import { Gateway, gatewayConfigSchema, TUNNEL_ALPN } from '../../gateway/index.t
 
 export const TRUST_DOMAIN = 'meshfed.test';
 
+/**
+ * Whether gateways of this harness take the HTTP/1.1 fast path (config.fastPath); MESHFED_FAST_PATH=0
+ * runs a suite on node's HTTP server and the HTTP/2 tunnel (test/gateway/tunnel-path/ does that).
+ */
+export const FAST_PATH = process.env.MESHFED_FAST_PATH !== '0';
+
 /** A CatalogView double: tests set the remote offers directly. */
 export class TestCatalog implements CatalogView {
   private list: RemoteServiceInstance[] = [];
@@ -227,6 +233,7 @@ export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
       const config = gatewayConfigSchema.parse({
         listeners: { eastWest: '127.0.0.1:0', egress: '127.0.0.1:0', admin: '127.0.0.1:0' },
         limits: { headersTimeout: 1_000, helloTimeout: 1_000 },
+        fastPath: FAST_PATH,
         ...o.config,
       });
       const gateway = new Gateway({

@@ -23,6 +23,7 @@ function fakeRequest(o: Partial<Pick<GatewayRequest, 'method' | 'target' | 'auth
     authority: o.authority ?? 'api.shop.svc.clusterset.local',
     headers: o.headers ?? {},
     socket: {} as TLSSocket,
+    connection: {} as TLSSocket,
     hasBody: false,
     answer: (a) => answers.push(a),
     closeConnection: () => answers.push({ status: 0, reason: 'closed', message: '' }),
