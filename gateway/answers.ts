@@ -26,6 +26,10 @@ const REFUSALS = {
   'client-cert-not-workload': { status: 403, code: 'MESHFED_GATEWAY_IDENTITY_REFUSED' },
   'client-cert-untrusted': { status: 403, code: 'MESHFED_GATEWAY_IDENTITY_REFUSED' },
   unauthorized: { status: 403, code: 'MESHFED_GATEWAY_IDENTITY_REFUSED' },
+  /** an AuthorizationPolicy denied the caller; `x-meshfed-policy` names the deciding rule */
+  'policy-denied': { status: 403, code: 'MESHFED_GATEWAY_IDENTITY_REFUSED' },
+  /** a RateLimit's token bucket is empty; `retry-after` says when a token is back */
+  'rate-limited': { status: 429, code: 'MESHFED_GATEWAY_OVERLOADED' },
   'no-healthy-upstream': { status: 503, code: 'MESHFED_GATEWAY_NO_HEALTHY_UPSTREAM' },
   // the HTTP/1.1 codec's refusals (gateway/h1): a message whose framing or syntax is in doubt
   'malformed-request': { status: 400, code: 'MESHFED_GATEWAY_BAD_REQUEST' },
@@ -45,19 +49,26 @@ export type RefusalReason = keyof typeof REFUSALS;
 export class Refusal extends MeshfedError {
   readonly reason: RefusalReason;
   readonly status: number;
+  /** extra response headers that say more than the reason (the deciding policy rule, retry-after) */
+  readonly headers: Readonly<Record<string, string>> | undefined;
   /** the connection the request came on is closed after the answer */
   readonly closesConnection: boolean;
-  constructor(reason: RefusalReason, message: string) {
+  constructor(reason: RefusalReason, message: string, headers?: Readonly<Record<string, string>>) {
     super(REFUSALS[reason].code, message, { details: { reason } });
     const row: { status: number; closes?: true } = REFUSALS[reason];
     this.reason = reason;
     this.status = row.status;
     this.closesConnection = row.closes === true;
+    this.headers = headers;
   }
 }
 
-export function refuse(reason: RefusalReason, message: string): never {
-  throw new Refusal(reason, message);
+export function refuse(
+  reason: RefusalReason,
+  message: string,
+  headers?: Readonly<Record<string, string>>,
+): never {
+  throw new Refusal(reason, message, headers);
 }
 
 /** What the caller sees for a failure: HTTP status, gRPC status, the reason and a message. */
@@ -67,6 +78,10 @@ export interface Answer {
   message: string;
   /** a response already under way that must not be replaced (a forwarded 5xx) */
   forwarded?: boolean;
+  /** extra response headers (lower-case names); never one of the answer's own */
+  headers?: Readonly<Record<string, string>>;
+  /** the gRPC status a gRPC caller gets, when it is not the one its HTTP status maps to (an injected abort) */
+  grpcStatus?: number;
 }
 
 /** How an upstream try failed, by the balancer's failure kind. */
@@ -90,7 +105,13 @@ const CODES: Partial<Record<ErrorCode, { status: number; reason: string }>> = {
 /** Maps the error that ended a request to what the caller sees (at the edge only), by code, never by text. */
 export function answerFor(err: unknown): Answer {
   const message = (err as Error)?.message ?? String(err);
-  if (err instanceof Refusal) return { status: err.status, reason: err.reason, message };
+  if (err instanceof Refusal)
+    return {
+      status: err.status,
+      reason: err.reason,
+      message,
+      ...(err.headers ? { headers: err.headers } : {}),
+    };
   if (err instanceof UpstreamFailure) {
     const sent = err.response as { status: number; forwarded: boolean } | undefined;
     if (sent) return { status: sent.status, reason: 'upstream-status', message, forwarded: sent.forwarded };
@@ -120,12 +141,47 @@ export function grpcStatusOf(status: number): number {
       return 12; // UNIMPLEMENTED
     case 405:
       return 12;
+    case 429:
+      return 8; // RESOURCE_EXHAUSTED
     case 504:
       return 4; // DEADLINE_EXCEEDED
     case 503:
       return 14; // UNAVAILABLE
     default:
       return 14;
+  }
+}
+
+/** The HTTP status an HTTP caller gets for a gRPC status (the gRPC-to-HTTP mapping gRPC gateways use). */
+export function httpStatusOfGrpc(grpcStatus: number): number {
+  switch (grpcStatus) {
+    case 0:
+      return 200;
+    case 3:
+    case 9:
+    case 11:
+      return 400;
+    case 16:
+      return 401;
+    case 7:
+      return 403;
+    case 5:
+      return 404;
+    case 6:
+    case 10:
+      return 409;
+    case 8:
+      return 429;
+    case 1:
+      return 499;
+    case 12:
+      return 501;
+    case 14:
+      return 503;
+    case 4:
+      return 504;
+    default:
+      return 500;
   }
 }
 
@@ -155,8 +211,9 @@ export function writeAnswer(req: Pick<Req, 'headers'>, res: Res | AnswerSink, a:
   const out = res as ServerResponse;
   if (isGrpc(req.headers)) {
     out.writeHead(200, {
+      ...a.headers,
       'content-type': 'application/grpc',
-      'grpc-status': String(grpcStatusOf(a.status)),
+      'grpc-status': String(a.grpcStatus ?? grpcStatusOf(a.status)),
       'grpc-message': encodeURIComponent(a.message),
       'x-meshfed-error': a.reason,
     });
@@ -165,6 +222,7 @@ export function writeAnswer(req: Pick<Req, 'headers'>, res: Res | AnswerSink, a:
   }
   const body = JSON.stringify({ error: a.reason, message: a.message });
   out.writeHead(a.status, {
+    ...a.headers,
     'content-type': 'application/json',
     'x-meshfed-error': a.reason,
     'content-length': Buffer.byteLength(body),

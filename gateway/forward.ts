@@ -1,7 +1,9 @@
+import type { ResilienceOverrideSpec, ServiceRef } from '../core/index.ts';
 import type { BalancerConfig, Balancers } from './balancer/index.ts';
 import { answerFor } from './answers.ts';
 import { isIdempotent } from './http-request.ts';
 import { type GatewayRequest, type Handler, routeOf } from './pipeline.ts';
+import { retries5xx, retryOnMatches } from './policy/index.ts';
 import {
   balancedDispatch,
   budgetPerService,
@@ -24,6 +26,12 @@ export interface ForwardOptions {
   metrics: ResilienceMetrics;
   cluster: string;
   codec: UpstreamCodec;
+  /** a service's ResilienceOverride (from the policy in force), replacing the gateway-wide settings */
+  resilience?: (service: ServiceRef) => ResilienceOverrideSpec | undefined;
+}
+
+function earliest(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.min(a, b);
 }
 
 /**
@@ -33,17 +41,32 @@ export interface ForwardOptions {
  */
 export function forward(options: ForwardOptions): Handler {
   const bc = options.config;
+  const override = (ctx: ServiceRef) => options.resilience?.(ctx);
+  const attempts = (ctx: ServiceRef) => override(ctx)?.retry?.attempts ?? bc.retry.attempts;
   const dispatch = compose<Sent, GatewayRequest>(
     balancedDispatch<Sent, GatewayRequest>({
       balancers: options.balancers,
       breakers: options.breakers,
-      send: (t, ctx) => sendTry(t, ctx, { codec: options.codec, maxAttempts: bc.retry.attempts }),
+      send: (t, ctx) =>
+        sendTry(t, ctx, {
+          codec: options.codec,
+          // a 5xx is held back for a retry only when another try may follow and retry-on lets it
+          lastTry: (c) => c.attempt >= attempts(c) || !retries5xx(override(c)),
+        }),
       classify: (s) => (s.status >= 500 && s.status !== 501 ? '5xx' : undefined),
     }),
-    // a gRPC caller's deadline bounds all tries together, as Envoy honours grpc-timeout
-    deadline<Sent, GatewayRequest>({ ms: (ctx) => grpcTimeoutMs(ctx.payload.headers['grpc-timeout']) }),
+    // a gRPC caller's deadline bounds all tries together, as Envoy honours grpc-timeout; so does a
+    // service's request timeout (the whole call, as Istio's route timeout)
+    deadline<Sent, GatewayRequest>({
+      ms: (ctx) =>
+        earliest(grpcTimeoutMs(ctx.payload.headers['grpc-timeout']), override(ctx)?.timeouts?.request),
+    }),
     retry<Sent, GatewayRequest>({
-      attempts: bc.retry.attempts,
+      attempts,
+      retryOn: (ctx, err) => {
+        const on = override(ctx)?.retry?.retryOn;
+        return !on || retryOnMatches(on, err);
+      },
       budgetFor: budgetPerService({
         budgetPercent: bc.retry.budgetPercent,
         minRetriesPerSecond: bc.retry.minRetriesPerSecond,
@@ -54,7 +77,9 @@ export function forward(options: ForwardOptions): Handler {
       metrics: options.metrics,
       sourceCluster: options.cluster,
     }),
-    perTryTimeout<Sent, GatewayRequest>({ ms: bc.timeouts.request }),
+    perTryTimeout<Sent, GatewayRequest>({
+      ms: (ctx) => override(ctx)?.retry?.perTryTimeout ?? bc.timeouts.request,
+    }),
   );
   return async (r) => {
     const route = routeOf(r);
@@ -69,6 +94,7 @@ export function forward(options: ForwardOptions): Handler {
             scope: route.scope,
             port: route.port,
             portName: route.portName,
+            cluster: route.cluster,
           },
           r,
         ),

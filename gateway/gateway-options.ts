@@ -1,6 +1,6 @@
 import type { Tracer } from '@opentelemetry/api';
 import type { CertificateSource, TrustBundle } from '../ca/index.ts';
-import type { CatalogView, EndpointSource, Locality, Logger, Registry } from '../core/index.ts';
+import type { CatalogView, EndpointSource, Locality, Logger, PolicyView, Registry } from '../core/index.ts';
 import type { BalancerConfig, Balancers } from './balancer/index.ts';
 import type { GatewayConfig } from './config.ts';
 import type { GoldenLimits } from './golden-metrics.ts';
@@ -28,6 +28,15 @@ export interface GatewayOptions {
   logger: Logger;
   tracer?: Tracer;
   authorize?: AuthorizeHook;
+  /**
+   * the federated traffic policy to enforce: authorization and rate limits as the destination gateway,
+   * splits and faults as the source gateway. Absent: no policy (exported = reachable), as before.
+   */
+  policy?: PolicyView;
+  /** the random source of traffic splits and fault injection, in [0, 1) (tests pass a seeded one) */
+  random?: () => number;
+  /** the clock of the rate limits' token buckets, in ms (tests read the times the buckets decided at) */
+  rateLimitClock?: () => number;
   /** the gateway's name in spans and metrics */
   name?: string;
   /**

@@ -5,7 +5,7 @@ import type tls from 'node:tls';
 import type { Agent } from 'undici';
 import UndiciAgent from 'undici/lib/dispatcher/agent.js';
 import type { IssuedLeaf } from '../ca/index.ts';
-import { Counter, Gauge, type Logger } from '../core/index.ts';
+import { Counter, Gauge, type Logger, type ServiceRef, serviceKey } from '../core/index.ts';
 import { adminServer } from './admin-endpoint.ts';
 import type { BalancerTarget } from './balancer/index.ts';
 import type { HelloResult } from './client-hello.ts';
@@ -20,16 +20,22 @@ import { H2Pool, STREAM_WINDOW_BYTES } from './h2-pool.ts';
 import type { Req, Res } from './http-request.ts';
 import { Identities } from './identity.ts';
 import { answerLayer } from './layers/answer.ts';
+import { authorizationPolicy, passthroughDecision } from './layers/authorization.ts';
+import { faultInjection } from './layers/fault-injection.ts';
 import { authorize, callerRule, egressCaller, peerGateway } from './layers/identity.ts';
 import { GoldenMetrics } from './golden-metrics.ts';
 import { InFlight, metricsLayer } from './layers/metrics.ts';
+import { type PolicyMetrics, policyMetrics } from './layers/policy-facts.ts';
+import { rateLimit } from './layers/rate-limit.ts';
 import { requestTargetCheck, underscoreHeaders } from './layers/request-checks.ts';
 import { connectRoute, egressRoute, tunnelRoute } from './layers/route.ts';
 import { traceLayer } from './layers/trace.ts';
+import { trafficSplit } from './layers/traffic-split.ts';
 import { Listeners } from './listeners.ts';
 import { PeerRevalidation } from './peer-revalidation.ts';
 import { LocalServices } from './local-services.ts';
 import { type Handler, fromNode, type RequestLayer, stack } from './pipeline.ts';
+import { PolicyIndex } from './policy/index.ts';
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
 import { CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
 import { TcpRelay } from './tcp-relay.ts';
@@ -63,6 +69,7 @@ export class Gateway {
   readonly #inFlight = new InFlight();
   /** the golden metrics and their recent window: the recording API of every codec and relay */
   readonly golden: GoldenMetrics;
+  readonly #policy: { index: PolicyIndex; metrics: PolicyMetrics } | undefined;
   readonly #egress: Handler;
   readonly #eastWest: Handler;
   readonly #connect: Handler;
@@ -187,6 +194,17 @@ export class Gateway {
           })
         : undefined,
     );
+    const index = options.policy
+      ? new PolicyIndex(options.policy, {
+          cluster: options.cluster,
+          onError: (err) =>
+            this.#log.error({ err }, 'policy set not compiled; the previous one stays in force'),
+        })
+      : undefined;
+    this.#policy = index ? { index, metrics: policyMetrics(options.registry, index) } : undefined;
+    // a service's ResilienceOverride replaces the gateway-wide retry, timeout and outlier settings
+    const resilience = index ? (s: ServiceRef) => index.service(serviceKey(s))?.resilience : undefined;
+    options.balancers.outlierOverrides(resilience && ((s) => resilience(s)?.outlier));
     const send = forward({
       balancers: options.balancers,
       breakers,
@@ -194,6 +212,7 @@ export class Gateway {
       metrics,
       cluster: options.cluster,
       codec,
+      ...(resilience ? { resilience } : {}),
     });
 
     // the request pipelines, outermost layer first
@@ -212,6 +231,19 @@ export class Gateway {
     ];
     const golden = metricsLayer({ golden: this.golden, inFlight: this.#inFlight });
     const authorization = options.authorize ? [authorize(options.authorize, options.cluster)] : [];
+    const p = this.#policy;
+    const random = options.random ?? Math.random;
+    // destination: who may call (on the verified caller), then how often; source: the split, then faults
+    // (both keyed on the service as the caller addressed it)
+    const destinationPolicy: RequestLayer[] = p
+      ? [
+          authorizationPolicy({ ...p, local: this.#local }),
+          rateLimit({ ...p, ...(options.rateLimitClock ? { now: options.rateLimitClock } : {}) }),
+        ]
+      : [];
+    const sourcePolicy: RequestLayer[] = p
+      ? [trafficSplit({ ...p, random }), faultInjection({ ...p, random })]
+      : [];
     const peer = peerGateway(this.#identities);
     const callers = callerRule(this.#identities);
     this.#egress = stack(
@@ -223,6 +255,7 @@ export class Gateway {
       egressCaller(this.#identities),
       golden,
       ...observe,
+      ...sourcePolicy,
     );
     this.#eastWest = stack(
       send,
@@ -234,6 +267,7 @@ export class Gateway {
       callers,
       golden,
       ...authorization,
+      ...destinationPolicy,
       ...observe,
     );
     // CONNECT passes the same identity, caller and authorization layers as a request
@@ -245,6 +279,7 @@ export class Gateway {
       callers,
       golden,
       ...authorization,
+      ...destinationPolicy,
     );
 
     const self = this;
@@ -402,6 +437,7 @@ export class Gateway {
         gateway: options.config,
         balancer: options.balancerConfig,
       }),
+      ...(this.#policy ? { views: { '/debug/policy': () => this.#policy!.index.summary() } } : {}),
     });
   }
 
@@ -502,8 +538,16 @@ export class Gateway {
           this.#fastTls.emit('connection', socket);
         else this.#tls.emit('connection', socket);
         return;
-      case 'passthrough':
+      case 'passthrough': {
+        // no caller can be known without terminating TLS: see passthroughDecision
+        const p = this.#policy;
+        if (p && passthroughDecision(p.index, route.service, route.portName, p.metrics)) {
+          this.#refused.inc({ listener: 'eastWest', reason: 'policy-denied' });
+          socket.destroy();
+          return;
+        }
         this.#relay.passthrough(socket, buf, route.service, route.portName);
+      }
     }
   }
 
@@ -546,7 +590,9 @@ export class Gateway {
   async stop(): Promise<void> {
     this.#draining = true;
     this.#options.balancers.healthChecks(undefined);
+    this.#options.balancers.outlierOverrides(undefined);
     this.#local.stop();
+    this.#policy?.index.stop();
     this.#options.identity.off('rotated', this.#onRotated);
     this.#pool.close();
     this.#fastPool.close();

@@ -5,6 +5,24 @@ export { type GatewayRequest, type RequestLayer, stack } from './pipeline.ts';
 export { FAST_ALPN, type GatewayConfig, gatewayConfigSchema, TUNNEL_ALPN } from './config.ts';
 export { type HelloResult, parseClientHello } from './client-hello.ts';
 export { H2Pool } from './h2-pool.ts';
+// the policy evaluation the enforcement layers run, for `meshfed policy explain`
+export {
+  type AuthorizationCall,
+  type AuthorizationDecision,
+  type AuthorizationExplanation,
+  chooseRoute,
+  compilePolicy,
+  evaluateAuthorization,
+  type ExplainInput,
+  explainAuthorization,
+  explainPolicy,
+  faultsFor,
+  matchFault,
+  matchRoute,
+  type PolicyExplanation,
+  policyPath,
+  requestCall,
+} from './policy/index.ts';
 export { type AdminEndpointOptions, adminHandler, adminServer } from './admin-endpoint.ts';
 export {
   type BalancerConfig,

@@ -16,6 +16,21 @@ export interface RouteTarget {
   scope: 'any' | 'local';
   port?: number;
   portName?: string;
+  /** only this cluster's targets (a traffic split backend pinned to a cluster); locality balancing is bypassed */
+  cluster?: string;
+}
+
+/** What the policy layers decided for a request, for metrics, spans and `x-meshfed-policy`. */
+export interface PolicyNote {
+  /** the authorization decision at the destination ('allow' also when no policy names the service) */
+  authorization?: 'allow' | 'deny';
+  /** the deciding rule, `<policy>/<rule>`, or 'default-deny' */
+  rule?: string;
+  /** the traffic split route and backend chosen at the source */
+  route?: string;
+  backend?: string;
+  /** the fault injected at the source */
+  fault?: 'delay' | 'abort' | 'delay+abort';
 }
 
 /**
@@ -59,6 +74,9 @@ export interface GatewayRequest {
   /** the caller's SPIFFE ID: a workload, an anonymous caller of a cluster, or a peer gateway itself */
   caller?: string;
   route?: RouteTarget;
+  /** the service the caller addressed, before a traffic split chose a backend (set by the split layer) */
+  addressed?: RouteTarget;
+  policy?: PolicyNote;
   span?: Span;
   /** the cluster that answered ('' until a target answered) and the status sent to the caller */
   destination: string;

@@ -10,6 +10,7 @@ import {
   type Registry,
   type RemoteServiceInstance,
   type ServicePort,
+  type ServiceRef,
   serviceKey,
 } from '../../core/index.ts';
 import type { BalancerConfig } from './config.ts';
@@ -46,6 +47,8 @@ export interface PickOptions {
   exclude?: ReadonlySet<string>;
   portName?: string;
   port?: number;
+  /** only this cluster's targets (a split backend pinned to a cluster): locality priorities do not apply */
+  cluster?: string;
 }
 
 /**
@@ -123,6 +126,7 @@ export class Balancers {
   private readonly ejectionsTotal: Counter;
   private healthTimer: NodeJS.Timeout | undefined;
   private probe: ((t: BalancerTarget) => Promise<boolean>) | undefined;
+  private outlierOverride: ((s: ServiceRef) => Partial<BalancerConfig['outlier']> | undefined) | undefined;
   private localIndex = new Map<string, LocalService>();
   private readonly unsubscribe: () => void;
   /**
@@ -302,8 +306,11 @@ export class Balancers {
     const svc = this.resolve(namespace, name, o);
     if (!svc) return undefined;
     const now = this.now();
+    const pinned = o.cluster;
     const candidates =
-      o.exclude && o.exclude.size > 0 ? svc.targets.filter((t) => !o.exclude!.has(t.id)) : svc.targets;
+      (o.exclude && o.exclude.size > 0) || pinned !== undefined
+        ? svc.targets.filter((t) => !o.exclude?.has(t.id) && (pinned === undefined || t.cluster === pinned))
+        : svc.targets;
     if (candidates.length === 0) return undefined;
     const levels: BalancerTarget[][] = [[], [], []];
     for (const t of candidates) levels[localityLevel(this.o.locality, t.locality)]!.push(t);
@@ -398,7 +405,8 @@ export class Balancers {
     }
     s.failures++;
     s.consecutiveFailures++;
-    const c = this.o.config.outlier;
+    const override = this.outlierOverride?.(svc);
+    const c = override ? { ...this.o.config.outlier, ...override } : this.o.config.outlier;
     if (s.ejectedUntil > now) return;
     // a failed trial after an ejection re-ejects at once (with the longer back-off)
     if (s.consecutiveFailures < c.consecutiveFailures && !s.probation) return;
@@ -559,6 +567,14 @@ export class Balancers {
       panic: panic.some((p, i) => p && loads[i]! > 0),
       levels: levels.filter((l) => l.targets.length > 0),
     };
+  }
+
+  /**
+   * Per-service outlier thresholds replacing the configured ones (a ResilienceOverride of the policy in
+   * force), read on each failure so a policy change applies at once; undefined restores the configured.
+   */
+  outlierOverrides(f: ((s: ServiceRef) => Partial<BalancerConfig['outlier']> | undefined) | undefined): void {
+    this.outlierOverride = f;
   }
 
   /**

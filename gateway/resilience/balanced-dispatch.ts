@@ -54,7 +54,13 @@ export function balancedDispatch<R, P = undefined>(o: BalancedDispatchOptions<R,
     let exclude = ctx.exclude;
     const service = serviceKey(ctx);
     for (let i = 0; i <= BREAKER_REPICKS; i++) {
-      const opts = { exclude, scope: ctx.scope, portName: ctx.portName, port: ctx.port };
+      const opts = {
+        exclude,
+        scope: ctx.scope,
+        portName: ctx.portName,
+        port: ctx.port,
+        cluster: ctx.cluster,
+      };
       // retries prefer untried targets, but a used one beats none (Envoy's host predicate is best effort)
       pick =
         o.balancers.pick(ctx.namespace, ctx.name, opts) ??

@@ -15,6 +15,8 @@ export interface CallContext<P = undefined> {
   scope?: 'any' | 'local';
   portName?: string;
   port?: number;
+  /** only this cluster's targets (a traffic split backend pinned to a cluster) */
+  cluster?: string;
   /** ms on the layers' clock after which no new try starts and the running try is aborted */
   deadline?: number;
   /** aborted when the running try must stop: per-try timeout, deadline, or the caller went away */

@@ -1,6 +1,6 @@
 import { serviceKey } from '../../core/index.ts';
 import type { CallContext, Layer } from './dispatch.ts';
-import { isRetryable } from './dispatch.ts';
+import { isRetryable, type UpstreamFailure } from './dispatch.ts';
 import type { ResilienceMetrics } from './metrics.ts';
 import type { Clock } from './timeouts.ts';
 
@@ -84,8 +84,10 @@ export function backoffMs(retry: number, base: number, max: number, random: () =
 }
 
 export interface RetryOptions<P = undefined> {
-  /** extra tries after the first */
-  attempts: number;
+  /** extra tries after the first (for this call: a service may override the gateway's number) */
+  attempts: number | ((ctx: CallContext<P>) => number);
+  /** which failures this call retries, on top of isRetryable (a service's retry-on conditions); default all */
+  retryOn?: (ctx: CallContext<P>, err: UpstreamFailure) => boolean;
   /** one budget per upstream service is what Envoy does; share one object per service */
   budgetFor: (ctx: CallContext<P>) => RetryBudget;
   backoffBase: number;
@@ -115,11 +117,13 @@ export function retry<R, P = undefined>(o: RetryOptions<P>): Layer<R, P> {
   return (next) => async (ctx) => {
     const budget = o.budgetFor(ctx);
     budget.recordCall();
+    const attempts = typeof o.attempts === 'number' ? o.attempts : o.attempts(ctx);
     for (let attempt = 0; ; attempt++) {
       try {
         return await next({ ...ctx, attempt });
       } catch (err) {
-        if (!isRetryable(err, ctx.idempotent) || attempt >= o.attempts || ctx.signal?.aborted) throw err;
+        if (!isRetryable(err, ctx.idempotent) || attempt >= attempts || ctx.signal?.aborted) throw err;
+        if (o.retryOn && !o.retryOn(ctx, err)) throw err;
         const wait = backoffMs(attempt, o.backoffBase, o.backoffMax, random);
         if (ctx.deadline !== undefined && now() + wait >= ctx.deadline) throw err;
         const labels = { source_cluster: o.sourceCluster ?? '', destination_cluster: err.target.cluster };

@@ -50,10 +50,14 @@ export const TIMEOUT_REASON = Symbol('meshfed per-try timeout');
  * answer that arrived in time but was not yet read would otherwise be thrown away as a timeout and
  * counted against a healthy target.
  */
-export function perTryTimeout<R, P = undefined>(o: { ms: number; clock?: Clock }): Layer<R, P> {
+export function perTryTimeout<R, P = undefined>(o: {
+  ms: number | ((ctx: CallContext<P>) => number);
+  clock?: Clock;
+}): Layer<R, P> {
   const now = o.clock?.now ?? Date.now;
   return (next) => async (ctx) => {
-    const left = ctx.deadline === undefined ? o.ms : Math.min(o.ms, ctx.deadline - now());
+    const ms = typeof o.ms === 'number' ? o.ms : o.ms(ctx);
+    const left = ctx.deadline === undefined ? ms : Math.min(ms, ctx.deadline - now());
     if (left <= 0) {
       throw new MeshfedError(
         'MESHFED_GATEWAY_TIMEOUT',

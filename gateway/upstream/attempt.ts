@@ -50,13 +50,13 @@ export interface UpstreamCodec {
 export function sendTry(
   t: BalancerTarget,
   ctx: CallContext<GatewayRequest> & { signal: AbortSignal },
-  options: { codec: UpstreamCodec; maxAttempts: number },
+  options: { codec: UpstreamCodec; lastTry: (ctx: CallContext<GatewayRequest>) => boolean },
 ): Promise<Sent> {
   const r = ctx.payload;
   // the HTTP/1.1 codec's exchange answers like node's response for what a try needs of it
   const res: Downstream = r.fast ?? (r.io.res as ServerResponse);
   // the last allowed try (and any try of a request that will not be retried) passes a 5xx through
-  const forward5xx = !ctx.idempotent || ctx.attempt >= options.maxAttempts;
+  const forward5xx = !ctx.idempotent || options.lastTry(ctx);
   return new Promise<Sent>((resolve, reject) => {
     let settled = false;
     let forwarded = false;

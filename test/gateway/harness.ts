@@ -20,6 +20,7 @@ import {
   createRegistry,
   type EndpointSource,
   type LocalService,
+  type PolicyView,
   type Registry,
   type RemoteServiceInstance,
   type ServiceRef,
@@ -176,6 +177,12 @@ export interface Mesh {
       /** balancer settings on top of the harness defaults (slow health checks, a generous retry budget) */
       balancer?: Record<string, unknown>;
       metricLimits?: GoldenLimits;
+      /** the federated policy this gateway enforces (a PolicyView double: test/gateway/policy-view.ts) */
+      policy?: PolicyView;
+      /** the random source of splits and faults */
+      random?: () => number;
+      /** the rate limits' clock */
+      rateLimitClock?: () => number;
     },
   ): Promise<TestGateway>;
 }
@@ -246,6 +253,9 @@ export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
         ...(o.authorize ? { authorize: o.authorize } : {}),
         ...(o.tracer ? { tracer: o.tracer } : {}),
         ...(o.metricLimits ? { metricLimits: o.metricLimits } : {}),
+        ...(o.policy ? { policy: o.policy } : {}),
+        ...(o.random ? { random: o.random } : {}),
+        ...(o.rateLimitClock ? { rateLimitClock: o.rateLimitClock } : {}),
       });
       await gateway.start();
       const a = gateway.addresses();
