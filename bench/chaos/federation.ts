@@ -339,6 +339,18 @@ export class Federation {
     });
   }
 
+  /** the raw /debug/catalog of `g` ('' when it does not answer) */
+  async catalogText(g: GatewayProc): Promise<string> {
+    try {
+      const r = await fetch(`http://${g.addresses.admin}/debug/catalog`, {
+        signal: AbortSignal.timeout(3000),
+      });
+      return await r.text();
+    } catch {
+      return '';
+    }
+  }
+
   /** the clusters `g` has a live offer of service `name` from, from its /debug/catalog view */
   async offers(g: GatewayProc, name: string): Promise<string[]> {
     try {
