@@ -1,5 +1,5 @@
 import { mkdirSync, readFileSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
+import { open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MeshfedError } from '../core/index.ts';
 import { Proof, ProofMaker } from './proof.ts';
@@ -120,6 +120,8 @@ export async function writeCatalogFile(
       await dfd.close();
     }
   } catch (err) {
+    // a half-written temp file would hold on to the space a full disk needs back, and be left behind
+    await rm(tmp, { force: true }).catch(() => undefined);
     throw new MeshfedError(
       'MESHFED_CATALOG_STORE',
       `cannot write the catalog to ${target}: ${(err as Error).message}; check that stateDir is writable`,
