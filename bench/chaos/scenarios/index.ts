@@ -1,7 +1,9 @@
 import type { Scenario } from '../scenario.ts';
 import { gatewayKill } from './gateway-kill.ts';
+import { natsOutage } from './nats-outage.ts';
 import { rollingRestart } from './rolling-restart.ts';
 import { slowCluster } from './slow-cluster.ts';
+import { stateDiskFull } from './state-disk-full.ts';
 
 /** every scenario, in the order `npm run chaos` runs them */
-export const SCENARIOS: Scenario[] = [gatewayKill, rollingRestart, slowCluster];
+export const SCENARIOS: Scenario[] = [gatewayKill, rollingRestart, natsOutage, slowCluster, stateDiskFull];
