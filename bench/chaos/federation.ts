@@ -32,6 +32,8 @@ export interface ClusterPlan {
   delayMs?: number;
   /** this cluster's processes run with their clock moved by this much (bench/chaos/clock-offset.ts) */
   clockOffsetMs?: number;
+  /** the others are expected to refuse this cluster's catalog (start() does not wait to see it) */
+  refused?: boolean;
   /** merged into every gateway config of the cluster (one level deep) */
   config?: Record<string, unknown>;
 }
@@ -330,7 +332,7 @@ export class Federation {
   /** the source cluster routes hello, greeter and echo to every serving cluster */
   async converged(
     timeoutMs = 60_000,
-    clusters = this.plans.filter((p) => p.serves).map((p) => p.name),
+    clusters = this.plans.filter((p) => p.serves && !p.refused).map((p) => p.name),
   ): Promise<void> {
     await waitFor(async () => (await this.offers(this.source, 'hello')).length >= clusters.length, {
       timeoutMs,

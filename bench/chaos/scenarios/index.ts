@@ -1,4 +1,5 @@
 import type { Scenario } from '../scenario.ts';
+import { clockSkew } from './clock-skew.ts';
 import { gatewayKill } from './gateway-kill.ts';
 import { natsOutage } from './nats-outage.ts';
 import { rollingRestart } from './rolling-restart.ts';
@@ -6,4 +7,11 @@ import { slowCluster } from './slow-cluster.ts';
 import { stateDiskFull } from './state-disk-full.ts';
 
 /** every scenario, in the order `npm run chaos` runs them */
-export const SCENARIOS: Scenario[] = [gatewayKill, rollingRestart, natsOutage, slowCluster, stateDiskFull];
+export const SCENARIOS: Scenario[] = [
+  gatewayKill,
+  rollingRestart,
+  natsOutage,
+  slowCluster,
+  stateDiskFull,
+  clockSkew,
+];
