@@ -22,6 +22,32 @@ export const TRUST_DOMAIN = 'mesh.example';
 export const HELLO = `hello.${NAMESPACE}.svc.clusterset.local`;
 export const GREETER = `greeter.${NAMESPACE}.svc.clusterset.local:50051`;
 
+/** every process a federation started, so an interrupted run can end them (see run.ts) */
+export const CHILDREN = new Set<ChildProcess>();
+/** every federation started and not yet stopped (their nats-servers are not in CHILDREN) */
+export const LIVE = new Set<Federation>();
+
+function track(child: ChildProcess): ChildProcess {
+  CHILDREN.add(child);
+  child.once('exit', () => CHILDREN.delete(child));
+  return child;
+}
+
+/**
+ * Runs `body` with this process's wall clock an hour back, so the root and intermediates it makes are
+ * valid from an hour ago, as in any federation whose CA was made before its gateways started. A cluster
+ * whose clock runs behind would otherwise see a CA made seconds ago as not valid yet.
+ */
+async function madeAnHourAgo<T>(body: () => Promise<T>): Promise<T> {
+  const realNow = Date.now;
+  Date.now = () => realNow() - 3_600_000;
+  try {
+    return await body();
+  } finally {
+    Date.now = realNow;
+  }
+}
+
 export interface ClusterPlan {
   name: string;
   region: string;
@@ -80,11 +106,13 @@ export class GatewayProc {
   start(): void {
     const out = openSync(join(this.dir, 'gateway.log'), 'a');
     const hook = this.env.MESHFED_CHAOS_CLOCK_OFFSET_MS ? ['--import', CLOCK_OFFSET_HOOK] : [];
-    this.child = spawn(process.execPath, [...hook, BIN, 'gateway', '--config', this.configFile], {
-      stdio: ['ignore', out, out],
-      cwd: this.dir,
-      env: this.env,
-    });
+    this.child = track(
+      spawn(process.execPath, [...hook, BIN, 'gateway', '--config', this.configFile], {
+        stdio: ['ignore', out, out],
+        cwd: this.dir,
+        env: this.env,
+      }),
+    );
     closeSync(out);
     this.pids.push(this.child.pid!);
   }
@@ -177,9 +205,11 @@ export class Federation {
   }
 
   async start(): Promise<void> {
+    LIVE.add(this);
     rmSync(this.dir, { recursive: true, force: true });
     mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    this.root = await createRoot({ trustDomain: TRUST_DOMAIN });
+    const root = await madeAnHourAgo(() => createRoot({ trustDomain: TRUST_DOMAIN }));
+    this.root = root;
     writeFileSync(join(this.dir, 'root.crt'), this.root.certPem);
     writeFileSync(join(this.dir, 'root.key'), this.root.keyPem, { mode: 0o600 });
     this.nats = await startNatsSupercluster({
@@ -187,7 +217,7 @@ export class Federation {
       baseDir: join(this.dir, 'nats'),
     });
     for (const plan of this.plans) {
-      const inter = await issueIntermediate(this.root, { cluster: plan.name });
+      const inter = await madeAnHourAgo(() => issueIntermediate(root, { cluster: plan.name }));
       const env: NodeJS.ProcessEnv = { ...process.env };
       if (plan.clockOffsetMs) env.MESHFED_CHAOS_CLOCK_OFFSET_MS = String(plan.clockOffsetMs);
       const backend = plan.serves ? await this.startBackend(plan, env) : undefined;
@@ -201,13 +231,11 @@ export class Federation {
   }
 
   private async startBackend(plan: ClusterPlan, env: NodeJS.ProcessEnv): Promise<Backend> {
-    const child = spawn(
-      process.execPath,
-      [BACKEND, '--cluster', plan.name, '--delay-ms', String(plan.delayMs ?? 0)],
-      {
+    const child = track(
+      spawn(process.execPath, [BACKEND, '--cluster', plan.name, '--delay-ms', String(plan.delayMs ?? 0)], {
         stdio: ['ignore', 'pipe', 'inherit'],
         env,
-      },
+      }),
     );
     const rl = createInterface({ input: child.stdout! });
     const [line] = (await Promise.race([
@@ -391,6 +419,7 @@ export class Federation {
     await Promise.all(this.gateways.map((g) => g.stop(5000)));
     for (const b of this.backends) b.child.kill('SIGTERM');
     await this.nats?.stop();
+    LIVE.delete(this);
   }
 }
 

@@ -87,7 +87,9 @@ export class LoadClient {
     this.o = { deadlineMs: 5000, host: HELLO, ...o };
     this.mix = o.mix ?? (o.tcpEcho ? DEFAULT_MIX : { ...DEFAULT_MIX, tcp: 0 });
     this.pool = new Pool(`http://${o.egress}`, {
-      connections: 64,
+      // enough that the client's own pool never queues at the rates the suite uses (a queue here
+      // would hide latency the way coordinated omission does)
+      connections: 512,
       headersTimeout: this.o.deadlineMs,
       bodyTimeout: this.o.deadlineMs,
     });
@@ -196,8 +198,10 @@ export class LoadClient {
 }
 
 function errorName(err: unknown): string {
-  const e = err as { code?: string; name?: string };
-  return e.code ?? e.name ?? 'error';
+  const e = err as { code?: string | number; name?: string };
+  // an AbortSignal.timeout() abort is a DOMException whose numeric code (23) says nothing
+  if (e.name === 'TimeoutError') return 'timeout';
+  return String(e.code ?? e.name ?? 'error');
 }
 
 /** one TCP connection: a line out, the same line back, close */

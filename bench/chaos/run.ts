@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { round } from '../figures.ts';
 import type { Scenario, ScenarioResult } from './scenario.ts';
 import { SCENARIOS } from './scenarios/index.ts';
+import { CHILDREN, LIVE } from './federation.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const RESULTS = join(ROOT, 'bench', 'results', 'chaos.json');
@@ -42,6 +43,16 @@ function pick(name: string): Scenario {
     process.exit(2);
   }
   return s;
+}
+
+// an interrupted run ends every process it started rather than leaving them to the host
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    for (const c of CHILDREN) c.kill('SIGKILL');
+    void Promise.all([...LIVE].flatMap((f) => (f.nats?.servers ?? []).map((s) => s.kill()))).finally(() =>
+      process.exit(130),
+    );
+  });
 }
 
 const results: Record<string, Entry> = (() => {
