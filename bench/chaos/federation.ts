@@ -189,6 +189,8 @@ export class Federation {
   nats: NatsSupercluster | undefined;
   readonly gateways: GatewayProc[] = [];
   readonly backends: Backend[] = [];
+  /** each cluster's intermediate CA */
+  readonly intermediates = new Map<string, CaMaterial>();
 
   constructor(dir: string, plans: ClusterPlan[]) {
     this.dir = resolve(dir);
@@ -218,6 +220,7 @@ export class Federation {
     });
     for (const plan of this.plans) {
       const inter = await madeAnHourAgo(() => issueIntermediate(root, { cluster: plan.name }));
+      this.intermediates.set(plan.name, inter);
       const env: NodeJS.ProcessEnv = { ...process.env };
       if (plan.clockOffsetMs) env.MESHFED_CHAOS_CLOCK_OFFSET_MS = String(plan.clockOffsetMs);
       const backend = plan.serves ? await this.startBackend(plan, env) : undefined;

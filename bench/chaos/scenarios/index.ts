@@ -1,5 +1,6 @@
 import type { Scenario } from '../scenario.ts';
 import { clockSkew } from './clock-skew.ts';
+import { flood } from './flood.ts';
 import { gatewayKill } from './gateway-kill.ts';
 import { natsOutage } from './nats-outage.ts';
 import { rollingRestart } from './rolling-restart.ts';
@@ -12,6 +13,7 @@ export const SCENARIOS: Scenario[] = [
   rollingRestart,
   natsOutage,
   slowCluster,
+  flood,
   stateDiskFull,
   clockSkew,
 ];
