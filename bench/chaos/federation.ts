@@ -64,6 +64,18 @@ export interface ClusterPlan {
   config?: Record<string, unknown>;
 }
 
+/** east (the load's source, serving nothing), west and eu: the shape most scenarios use */
+export function threeClusters(
+  o: { westGateways?: number; config?: Record<string, unknown> } = {},
+): ClusterPlan[] {
+  const config = o.config ? { config: o.config } : {};
+  return [
+    { name: 'east', region: 'us-east', gateways: 1, serves: false, ...config },
+    { name: 'west', region: 'us-west', gateways: o.westGateways ?? 1, serves: true, ...config },
+    { name: 'eu', region: 'eu-central', gateways: 1, serves: true, ...config },
+  ];
+}
+
 export class GatewayProc {
   readonly cluster: string;
   readonly name: string;

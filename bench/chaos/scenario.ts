@@ -1,6 +1,6 @@
 // What a chaos scenario is, and the checks every one of them makes besides its own criterion.
 import type { Federation, GatewayProc } from './federation.ts';
-import { type LoadClient, type LoadSummary, summarize } from './load.ts';
+import { LoadClient, type LoadSummary, summarize } from './load.ts';
 
 export interface ScenarioContext {
   /** requests per second of the legitimate load */
@@ -49,6 +49,17 @@ export async function lossCheck(
     unhealthy: await fed.unhealthy(),
     restartedUnexpectedly: fed.restartedUnexpectedly(restarted),
   };
+}
+
+/** the scenario's load through the source gateway's egress listener and TCP port */
+export function sourceLoad(fed: Federation, ctx: ScenarioContext, durationMs = ctx.durationMs): LoadClient {
+  const src = fed.source;
+  return new LoadClient({
+    egress: src.addresses.egress,
+    tcpEcho: src.addresses.tcpEcho!,
+    rate: ctx.rate,
+    durationMs,
+  });
 }
 
 export function lossOk(c: LossCheck): boolean {

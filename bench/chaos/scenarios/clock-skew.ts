@@ -3,8 +3,15 @@
 // work; with the defaults (30 s allowed) west's catalog must be refused, counted and logged at east.
 import { join } from 'node:path';
 import { Federation, metricSum } from '../federation.ts';
-import { LoadClient } from '../load.ts';
-import { loadFigures, lossCheck, lossNotes, type Scenario, summarize, withFederation } from '../scenario.ts';
+import {
+  loadFigures,
+  lossCheck,
+  lossNotes,
+  type Scenario,
+  summarize,
+  withFederation,
+  sourceLoad,
+} from '../scenario.ts';
 
 const FIVE_MIN = 5 * 60_000;
 // republished every 5 s: the catalog reaches the others by publication even where the anti-entropy
@@ -39,13 +46,8 @@ export const clockSkew: Scenario = {
     ]);
     try {
       await withFederation(within, async () => {
-        const src = within.source;
-        const load = new LoadClient({
-          egress: src.addresses.egress,
-          tcpEcho: src.addresses.tcpEcho!,
-          rate: ctx.rate,
-          durationMs: ctx.durationMs / 2,
-        });
+        const _src = within.source;
+        const load = sourceLoad(within, ctx, ctx.durationMs / 2);
         const s = summarize(await load.run());
         await load.close();
         const loss = await lossCheck(within, load);
@@ -82,12 +84,7 @@ export const clockSkew: Scenario = {
     ]);
     await withFederation(beyond, async () => {
       const src = beyond.source;
-      const load = new LoadClient({
-        egress: src.addresses.egress,
-        tcpEcho: src.addresses.tcpEcho!,
-        rate: ctx.rate,
-        durationMs: ctx.durationMs / 2,
-      });
+      const load = sourceLoad(beyond, ctx, ctx.durationMs / 2);
       const s = summarize(await load.run());
       await load.close();
       const metrics = await src.metrics();

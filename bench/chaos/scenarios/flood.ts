@@ -10,9 +10,16 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { issueLeaf } from '../../../ca/index.ts';
 import { round, sleep } from '../../figures.ts';
-import { CHILDREN, Federation } from '../federation.ts';
-import { LoadClient } from '../load.ts';
-import { loadFigures, lossCheck, lossNotes, type Scenario, summarize, withFederation } from '../scenario.ts';
+import { CHILDREN, Federation, threeClusters } from '../federation.ts';
+import {
+  loadFigures,
+  lossCheck,
+  lossNotes,
+  type Scenario,
+  summarize,
+  withFederation,
+  sourceLoad,
+} from '../scenario.ts';
 
 const ATTACKER = fileURLToPath(new URL('../attacker.ts', import.meta.url));
 /** the RSS bound this scenario holds the attacked gateway to */
@@ -32,11 +39,7 @@ export const flood: Scenario = {
   name: 'flood',
   criterion: `10,000 idle mTLS connections + 200 slowloris + HTTP/2 rapid reset against one gateway: legitimate success ≥ 99%, its RSS ≤ ${RSS_BOUND_MB} MB, p99 of legitimate requests stated`,
   async run(ctx) {
-    const fed = new Federation(join(ctx.dir, 'fed'), [
-      { name: 'east', region: 'us-east', gateways: 1, serves: false },
-      { name: 'west', region: 'us-west', gateways: 1, serves: true },
-      { name: 'eu', region: 'eu-central', gateways: 1, serves: true },
-    ]);
+    const fed = new Federation(join(ctx.dir, 'fed'), threeClusters());
     return withFederation(fed, async () => {
       const east = fed.source;
       const pid = east.child!.pid!;
@@ -78,12 +81,7 @@ export const flood: Scenario = {
       const lines = createInterface({ input: attacker.stdout! });
       const counts = once(lines, 'line').then(([l]) => JSON.parse(l as string) as Record<string, number>);
       await sleep(LEAD_MS);
-      const load = new LoadClient({
-        egress: east.addresses.egress,
-        tcpEcho: east.addresses.tcpEcho!,
-        rate: ctx.rate,
-        durationMs: ctx.durationMs,
-      });
+      const load = sourceLoad(fed, ctx);
       const s = summarize(await load.run());
       await load.close();
       const attack = await Promise.race([counts, once(attacker, 'exit').then(() => ({}))]);

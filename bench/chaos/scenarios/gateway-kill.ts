@@ -3,28 +3,27 @@
 // non-idempotent ones may fail only if they were in flight on the dead gateway.
 import { join } from 'node:path';
 import { sleep } from '../../figures.ts';
-import { Federation } from '../federation.ts';
-import { LoadClient, settleMs } from '../load.ts';
-import { loadFigures, lossCheck, lossNotes, type Scenario, summarize, withFederation } from '../scenario.ts';
+import { Federation, threeClusters } from '../federation.ts';
+import { settleMs } from '../load.ts';
+import {
+  loadFigures,
+  lossCheck,
+  lossNotes,
+  type Scenario,
+  summarize,
+  withFederation,
+  sourceLoad,
+} from '../scenario.ts';
 
 export const gatewayKill: Scenario = {
   name: 'gateway-kill',
   criterion:
     'failover ≤ 3 s; 0 failed idempotent requests (HTTP GET); non-idempotent failures ≤ requests in flight at the kill',
   async run(ctx) {
-    const fed = new Federation(join(ctx.dir, 'fed'), [
-      { name: 'east', region: 'us-east', gateways: 1, serves: false },
-      { name: 'west', region: 'us-west', gateways: 2, serves: true },
-      { name: 'eu', region: 'eu-central', gateways: 1, serves: true },
-    ]);
+    const fed = new Federation(join(ctx.dir, 'fed'), threeClusters({ westGateways: 2 }));
     return withFederation(fed, async () => {
-      const src = fed.source;
-      const load = new LoadClient({
-        egress: src.addresses.egress,
-        tcpEcho: src.addresses.tcpEcho!,
-        rate: ctx.rate,
-        durationMs: ctx.durationMs,
-      });
+      const _src = fed.source;
+      const load = sourceLoad(fed, ctx);
       const victim = fed.gatewaysOf('west')[0]!;
       const done = load.run();
       await sleep(ctx.durationMs * 0.4);

@@ -4,29 +4,27 @@
 import { join } from 'node:path';
 import { waitFor } from '../../../core/index.ts';
 import { round, sleep } from '../../figures.ts';
-import { Federation, metricSum } from '../federation.ts';
-import { LoadClient } from '../load.ts';
-import { loadFigures, lossCheck, lossNotes, type Scenario, summarize, withFederation } from '../scenario.ts';
+import { Federation, metricSum, threeClusters } from '../federation.ts';
+import {
+  loadFigures,
+  lossCheck,
+  lossNotes,
+  type Scenario,
+  summarize,
+  withFederation,
+  sourceLoad,
+} from '../scenario.ts';
 
 export const natsOutage: Scenario = {
   name: 'nats-outage',
   criterion:
     "routing continues on the last verified catalog while the source cluster's NATS is down (60 s); resync ≤ 10 s after it returns; a service withdrawn during the outage is withdrawn everywhere after it",
   async run(ctx) {
-    const fed = new Federation(join(ctx.dir, 'fed'), [
-      { name: 'east', region: 'us-east', gateways: 1, serves: false },
-      { name: 'west', region: 'us-west', gateways: 1, serves: true },
-      { name: 'eu', region: 'eu-central', gateways: 1, serves: true },
-    ]);
+    const fed = new Federation(join(ctx.dir, 'fed'), threeClusters());
     return withFederation(fed, async () => {
       const src = fed.source;
       const lead = 5000;
-      const load = new LoadClient({
-        egress: src.addresses.egress,
-        tcpEcho: src.addresses.tcpEcho!,
-        rate: ctx.rate,
-        durationMs: lead + ctx.natsOutageMs + 15_000,
-      });
+      const load = sourceLoad(fed, ctx, lead + ctx.natsOutageMs + 15_000);
       const done = load.run();
       await sleep(lead);
       const nats = fed.nats!.cluster('east').servers[0]!;

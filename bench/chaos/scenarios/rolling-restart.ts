@@ -3,28 +3,26 @@
 import { join } from 'node:path';
 import { waitFor } from '../../../core/index.ts';
 import { sleep } from '../../figures.ts';
-import { Federation } from '../federation.ts';
-import { LoadClient } from '../load.ts';
-import { loadFigures, lossCheck, lossNotes, type Scenario, summarize, withFederation } from '../scenario.ts';
+import { Federation, threeClusters } from '../federation.ts';
+import {
+  loadFigures,
+  lossCheck,
+  lossNotes,
+  type Scenario,
+  summarize,
+  withFederation,
+  sourceLoad,
+} from '../scenario.ts';
 
 export const rollingRestart: Scenario = {
   name: 'rolling-restart',
   criterion:
     '0 non-2xx (and 0 failed gRPC/TCP) while every gateway of a cluster is restarted in turn with SIGTERM',
   async run(ctx) {
-    const fed = new Federation(join(ctx.dir, 'fed'), [
-      { name: 'east', region: 'us-east', gateways: 1, serves: false },
-      { name: 'west', region: 'us-west', gateways: 2, serves: true },
-      { name: 'eu', region: 'eu-central', gateways: 1, serves: true },
-    ]);
+    const fed = new Federation(join(ctx.dir, 'fed'), threeClusters({ westGateways: 2 }));
     return withFederation(fed, async () => {
       const src = fed.source;
-      const load = new LoadClient({
-        egress: src.addresses.egress,
-        tcpEcho: src.addresses.tcpEcho!,
-        rate: ctx.rate,
-        durationMs: ctx.durationMs,
-      });
+      const load = sourceLoad(fed, ctx);
       const done = load.run();
       const west = fed.gatewaysOf('west');
       const steps: { gateway: string; drainMs: number; backMs: number }[] = [];

@@ -2,8 +2,15 @@
 // retries and outlier ejection, east must keep ≥ 99.9% of its requests succeeding.
 import { join } from 'node:path';
 import { Federation } from '../federation.ts';
-import { LoadClient } from '../load.ts';
-import { loadFigures, lossCheck, lossNotes, type Scenario, summarize, withFederation } from '../scenario.ts';
+import {
+  loadFigures,
+  lossCheck,
+  lossNotes,
+  type Scenario,
+  summarize,
+  withFederation,
+  sourceLoad,
+} from '../scenario.ts';
 
 export const slowCluster: Scenario = {
   name: 'slow-cluster',
@@ -16,13 +23,8 @@ export const slowCluster: Scenario = {
       { name: 'ap', region: 'ap-south', gateways: 1, serves: true, delayMs: 2000 },
     ]);
     return withFederation(fed, async () => {
-      const src = fed.source;
-      const load = new LoadClient({
-        egress: src.addresses.egress,
-        tcpEcho: src.addresses.tcpEcho!,
-        rate: ctx.rate,
-        durationMs: ctx.durationMs,
-      });
+      const _src = fed.source;
+      const load = sourceLoad(fed, ctx);
       const outcomes = await load.run();
       await load.close();
       const s = summarize(outcomes);

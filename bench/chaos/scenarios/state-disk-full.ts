@@ -6,9 +6,16 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
 import { join } from 'node:path';
 import { waitFor } from '../../../core/index.ts';
 import { sleep } from '../../figures.ts';
-import { Federation } from '../federation.ts';
-import { LoadClient } from '../load.ts';
-import { loadFigures, lossCheck, lossNotes, type Scenario, summarize, withFederation } from '../scenario.ts';
+import { Federation, threeClusters } from '../federation.ts';
+import {
+  loadFigures,
+  lossCheck,
+  lossNotes,
+  type Scenario,
+  summarize,
+  withFederation,
+  sourceLoad,
+} from '../scenario.ts';
 
 const PERSIST_ERROR = 'cannot persist the catalog';
 
@@ -41,11 +48,7 @@ export const stateDiskFull: Scenario = {
   criterion:
     'disk full under the catalog state dir: routing goes on, the error is logged once, the catalog file is never half-written, persistence resumes when space returns',
   async run(ctx) {
-    const fed = new Federation(join(ctx.dir, 'fed'), [
-      { name: 'east', region: 'us-east', gateways: 1, serves: false },
-      { name: 'west', region: 'us-west', gateways: 1, serves: true },
-      { name: 'eu', region: 'eu-central', gateways: 1, serves: true },
-    ]);
+    const fed = new Federation(join(ctx.dir, 'fed'), threeClusters());
     const stateDir = join(ctx.dir, 'fed', 'east-gw1', 'state', 'catalog');
     let mounted = false;
     let skipped: string | undefined;
@@ -62,12 +65,7 @@ export const stateDiskFull: Scenario = {
         east.start();
         await east.ready();
         await fed.converged();
-        const load = new LoadClient({
-          egress: east.addresses.egress,
-          tcpEcho: east.addresses.tcpEcho!,
-          rate: ctx.rate,
-          durationMs: ctx.durationMs,
-        });
+        const load = sourceLoad(fed, ctx);
         const done = load.run();
         await sleep(ctx.durationMs * 0.2);
         const before = catalogWhole(stateDir);
