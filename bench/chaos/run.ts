@@ -13,7 +13,6 @@ import { SCENARIOS } from './scenarios/index.ts';
 import { CHILDREN, LIVE } from './federation.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const RESULTS = join(ROOT, 'bench', 'results', 'chaos.json');
 const DOC = join(ROOT, 'docs', 'reliability.md');
 
 const { values, positionals } = parseArgs({
@@ -22,8 +21,13 @@ const { values, positionals } = parseArgs({
     rate: { type: 'string', default: '1000' },
     duration: { type: 'string', default: '30' },
     'nats-outage': { type: 'string', default: '60' },
+    // another results file (and its own table in docs/reliability.md), e.g. for a run at a lower rate
+    out: { type: 'string', default: 'chaos.json' },
+    // rewrite docs/reliability.md's table from the results file, running nothing
+    'doc-only': { type: 'boolean', default: false },
   },
 });
+const RESULTS = join(ROOT, 'bench', 'results', values.out);
 
 interface Entry extends ScenarioResult {
   criterion: string;
@@ -62,6 +66,11 @@ const results: Record<string, Entry> = (() => {
     return {};
   }
 })();
+
+if (values['doc-only']) {
+  save();
+  process.exit(0);
+}
 
 const command = `npm run chaos -- ${process.argv.slice(2).join(' ')}`.trim();
 const suiteStart = performance.now();
@@ -134,13 +143,14 @@ function headline(e: Entry): string {
 }
 
 function writeDoc(entries: Record<string, Entry>): void {
-  const marker = '<!-- chaos table: written by npm run chaos -->';
+  const marker = `<!-- chaos table ${values.out}: written by npm run chaos -->`;
   let doc: string;
   try {
     doc = readFileSync(DOC, 'utf8');
   } catch {
-    doc = `# Reliability\n\n${marker}\n${marker}\n`;
+    doc = '# Reliability\n';
   }
+  if (!doc.includes(marker)) doc += `\n${marker}\n${marker}\n`;
   const rows = Object.entries(entries).map(([name, e]) => {
     const verdict = e.skipped ? `skipped: ${e.skipped}` : e.pass ? 'pass' : `FAIL: ${e.notes.join('; ')}`;
     return `| ${name} | ${e.criterion} | ${verdict} | ${headline(e)} | ${e.date.slice(0, 16).replace('T', ' ')} UTC, load avg ${e.host.loadavgBefore[0]}→${e.host.loadavgAfter[0]} on ${e.host.cpus} shared cores | \`${e.command}\` |`;

@@ -1,4 +1,5 @@
 import type { Scenario } from '../scenario.ts';
+import { baseline } from './baseline.ts';
 import { clockSkew } from './clock-skew.ts';
 import { flood } from './flood.ts';
 import { gatewayKill } from './gateway-kill.ts';
@@ -9,6 +10,7 @@ import { stateDiskFull } from './state-disk-full.ts';
 
 /** every scenario, in the order `npm run chaos` runs them */
 export const SCENARIOS: Scenario[] = [
+  baseline,
   gatewayKill,
   rollingRestart,
   natsOutage,
