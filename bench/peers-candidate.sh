@@ -3,9 +3,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${BENCH_REUSE:-reuse}" = noreuse ]; then
-  tunnel='new TCP+TLS connection per request gw-A->gw-B (tunnelMaxRequestsPerConnection: 1), TLS session resumption on'
+  tunnel='HTTP/1.1 fast path (ALPN meshfed-h1/1), new TCP+TLS connection per request gw-A->gw-B (tunnelMaxRequestsPerConnection: 1), TLS session resumption on'
 else
-  tunnel='pooled HTTP/2 mTLS tunnel gw-A->gw-B (tunnelConnectionsPerGateway: 2, multiplexed)'
+  tunnel='HTTP/1.1 fast path: pooled keep-alive mTLS connections gw-A->gw-B (ALPN meshfed-h1/1), bytes forwarded by their framing'
 fi
 echo "meshfed: ${BENCH_WORKERS:-1} event loop(s) (BENCH_WORKERS, SO_REUSEPORT); $tunnel; gw-B->backend keep-alive" >"${BENCH_WORKDIR:-/tmp}/notes.txt"
 exec node_modules/.bin/node bench/peers-gateway.ts

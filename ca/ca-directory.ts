@@ -12,6 +12,7 @@ import type { CaMaterial } from './types.ts';
  * On-disk layout written by `meshfed ca`:
  *   root directory (init):      root.crt, root.key, bundle.crt, ca.json
  *   cluster directory (cluster): ca.crt (intermediate [+ its issuers below the root]), ca.key, bundle.crt, ca.json
+ *   admin directory (admin):    the same files as a cluster directory, for the admin intermediate
  *   leaf directory (issue):     cert.pem (leaf + intermediates), key.pem, bundle.crt
  * ca.json records what a certificate alone cannot say (the trust domain of a brought-your-own root).
  */
@@ -71,8 +72,11 @@ function trustDomainOf(certPem: string, what: string): string | undefined {
 export interface LoadedCaDir {
   ca: CaMaterial;
   bundle: TrustBundle;
-  /** "root" for an init directory (which may hold a brought-your-own intermediate), "cluster" for a cluster one */
-  layout: 'root' | 'cluster';
+  /**
+   * "root" for an init directory (which may hold a brought-your-own intermediate), "cluster" for a cluster one,
+   * "admin" for the admin intermediate's
+   */
+  layout: 'root' | 'cluster' | 'admin';
   certFile: string;
   keyFile: string;
   bundleFile: string;
@@ -80,8 +84,8 @@ export interface LoadedCaDir {
 
 /** Loads a directory written by `meshfed ca init` or `meshfed ca cluster`, validating everything. */
 export async function loadCaDir(dir: string, o: { passphrase?: string } = {}): Promise<LoadedCaDir> {
-  const layout = existsSync(join(dir, CLUSTER_FILES.cert)) ? 'cluster' : 'root';
-  const files = layout === 'cluster' ? CLUSTER_FILES : ROOT_FILES;
+  const intermediate = existsSync(join(dir, CLUSTER_FILES.cert));
+  const files = intermediate ? CLUSTER_FILES : ROOT_FILES;
   const certFile = join(dir, files.cert);
   const keyFile = join(dir, files.key);
   const bundleFile = join(dir, files.bundle);
@@ -104,12 +108,13 @@ export async function loadCaDir(dir: string, o: { passphrase?: string } = {}): P
     keyName: keyFile,
     ...(o.passphrase === undefined ? {} : { passphrase: o.passphrase }),
   });
-  if (layout === 'cluster' && ca.cluster === undefined) {
+  if (intermediate && ca.cluster === undefined && !ca.admin) {
     throw new MeshfedError(
       'MESHFED_CA_NOT_A_CA',
-      `${certFile} is not a cluster intermediate (no spiffe://${trustDomain}/cluster/<name> URI SAN)`,
+      `${certFile} is neither a cluster intermediate (URI SAN spiffe://${trustDomain}/cluster/<name>) nor the admin intermediate (spiffe://${trustDomain}/admin)`,
     );
   }
+  const layout = !intermediate ? 'root' : ca.admin ? 'admin' : 'cluster';
   const bundlePem = existsSync(bundleFile) ? readInputFile(bundleFile) : ca.bundlePem;
   if (!bundlePem) {
     throw new MeshfedError(

@@ -8,12 +8,14 @@ export {
   DEFAULT_LEAF_TTL_MS,
   DEFAULT_ROOT_TTL_MS,
   type IssueLeafOptions,
+  issueAdminIntermediate,
   issueIntermediate,
   issueLeaf,
   loadCa,
 } from './issuer.ts';
 export { normaliseFingerprint, parseCertificates, pemBlocks } from './pem.ts';
 export {
+  adminCaSpiffeId,
   assertClusterName,
   assertTrustDomain,
   parseSpiffeId,

@@ -14,7 +14,13 @@ import {
 } from './keys.ts';
 import { joinPem, parseCertificates } from './pem.ts';
 import { randomSerial } from './serial.ts';
-import { assertIdentityName, assertTrustDomain, parseSpiffeId, spiffeIdFor } from './spiffe.ts';
+import {
+  adminCaSpiffeId,
+  assertIdentityName,
+  assertTrustDomain,
+  parseSpiffeId,
+  spiffeIdFor,
+} from './spiffe.ts';
 import type { CaMaterial, IdentityKind, IssuedLeaf, KeyType } from './types.ts';
 
 const HOUR = 3_600_000;
@@ -202,6 +208,7 @@ export async function loadCa(o: {
   }
   const f = certFacts(cert);
   let cluster: string | undefined;
+  let admin = false;
   for (const uri of f.uris.filter((u) => u.startsWith('spiffe://'))) {
     const td = uri.slice('spiffe://'.length).split('/')[0];
     if (td !== o.trustDomain) {
@@ -210,7 +217,8 @@ export async function loadCa(o: {
         `${certName} names trust domain "${td}" (${uri}), not "${o.trustDomain}"; pass --trust-domain ${td}`,
       );
     }
-    if (uri !== `spiffe://${td}`) {
+    if (uri === adminCaSpiffeId(o.trustDomain)) admin = true;
+    else if (uri !== `spiffe://${td}`) {
       const id = parseSpiffeId(uri);
       if (id.kind !== 'cluster') {
         throw new MeshfedError(
@@ -231,6 +239,7 @@ export async function loadCa(o: {
     chainPem: selfSigned ? certPem : joinPem(below.map((c) => c.toString())),
     trustDomain: o.trustDomain,
     ...(cluster === undefined ? {} : { cluster }),
+    ...(admin ? { admin: true as const } : {}),
     keyType,
     ...(isSelfSigned(top) ? { bundlePem: top.toString() } : {}),
   };
@@ -245,7 +254,37 @@ export async function issueIntermediate(
   parent: CaMaterial,
   o: { cluster: string; ttlMs?: number; keyType?: KeyType },
 ): Promise<CaMaterial> {
-  const spiffeId = spiffeIdFor(parent.trustDomain, 'cluster', { cluster: o.cluster });
+  const ca = await issueSubordinate(parent, {
+    ...o,
+    spiffeId: spiffeIdFor(parent.trustDomain, 'cluster', { cluster: o.cluster }),
+    subject: [{ CN: [`meshfed cluster ${o.cluster}`] }, { OU: [o.cluster] }, { O: [parent.trustDomain] }],
+  });
+  return { ...ca, cluster: o.cluster };
+}
+
+/**
+ * The admin intermediate: the one CA that issues admin identities (spiffe://<td>/admin/<name>), bound to no
+ * cluster, so that no cluster's intermediate can vouch for an operator of the whole federation and the root can
+ * stay offline. CA with pathLen 0, URI SAN spiffe://<td>/admin, the same name constraint as a cluster
+ * intermediate; verify() lets it issue admin identities only.
+ */
+export async function issueAdminIntermediate(
+  parent: CaMaterial,
+  o: { ttlMs?: number; keyType?: KeyType } = {},
+): Promise<CaMaterial> {
+  const ca = await issueSubordinate(parent, {
+    ...o,
+    spiffeId: adminCaSpiffeId(parent.trustDomain),
+    subject: [{ CN: ['meshfed admin CA'] }, { OU: ['admin'] }, { O: [parent.trustDomain] }],
+  });
+  return { ...ca, admin: true };
+}
+
+/** An intermediate CA (pathLen 0) below `parent` with one SPIFFE URI SAN. */
+async function issueSubordinate(
+  parent: CaMaterial,
+  o: { spiffeId: string; subject: px.JsonName; ttlMs?: number; keyType?: KeyType },
+): Promise<CaMaterial> {
   const ttl = o.ttlMs ?? DEFAULT_INTERMEDIATE_TTL_MS;
   assertTtl(ttl);
   const signer = await signerFor(parent);
@@ -256,11 +295,7 @@ export async function issueIntermediate(
   const notAfter = Math.min(now + ttl, signer.cert.validToDate.getTime());
   const cert = await px.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
-    subject: new px.Name([
-      { CN: [`meshfed cluster ${o.cluster}`] },
-      { OU: [o.cluster] },
-      { O: [parent.trustDomain] },
-    ]),
+    subject: new px.Name(o.subject),
     issuer: signer.subject,
     notBefore: wholeSeconds(new Date(Math.max(now - BACKDATE_MS, signer.cert.validFromDate.getTime()))),
     notAfter: wholeSeconds(new Date(notAfter)),
@@ -273,7 +308,7 @@ export async function issueIntermediate(
         px.KeyUsageFlags.keyCertSign | px.KeyUsageFlags.cRLSign | px.KeyUsageFlags.digitalSignature,
         true,
       ),
-      new px.SubjectAlternativeNameExtension([{ type: 'url', value: spiffeId }]),
+      new px.SubjectAlternativeNameExtension([{ type: 'url', value: o.spiffeId }]),
       new px.Extension(OID.nameConstraints, true, nameConstraintsPermittingUriHost(parent.trustDomain)),
       await px.SubjectKeyIdentifierExtension.create(keys.publicKey),
       signer.authorityKeyId,
@@ -286,7 +321,6 @@ export async function issueIntermediate(
     keyPem: keys.keyPem,
     chainPem: parentIsRoot ? certPem : joinPem([certPem, parent.chainPem]),
     trustDomain: parent.trustDomain,
-    cluster: o.cluster,
     keyType,
     ...(parent.bundlePem === undefined ? {} : { bundlePem: parent.bundlePem }),
   };
@@ -316,15 +350,33 @@ const EKU: Record<IdentityKind, string[]> = {
   federation: [],
 };
 
-/** A leaf from a cluster intermediate, for one of meshfed's identities. */
+/**
+ * A leaf for one of meshfed's identities: admin identities from the admin intermediate, every other kind from
+ * its cluster's intermediate (verify() refuses anything else, so neither is ever issued here).
+ */
 export async function issueLeaf(ca: CaMaterial, o: IssueLeafOptions): Promise<IssuedLeaf> {
-  if (ca.cluster === undefined) {
+  if (o.kind === 'admin' && !ca.admin) {
+    throw new MeshfedError(
+      'MESHFED_CA_WRONG_ISSUER',
+      'admin certificates are issued from the admin intermediate only, not from a cluster intermediate or the root; create it with "meshfed ca admin"',
+    );
+  }
+  if (o.kind !== 'admin' && ca.admin) {
+    throw new MeshfedError(
+      'MESHFED_CA_WRONG_ISSUER',
+      `the admin intermediate issues admin certificates only; issue ${o.kind} certificates from a cluster intermediate`,
+    );
+  }
+  if (o.kind !== 'admin' && ca.cluster === undefined) {
     throw new MeshfedError(
       'MESHFED_USAGE',
       'leaf certificates are issued from a cluster intermediate, not from the root; run "meshfed ca cluster" first',
     );
   }
-  const spiffeId = spiffeIdFor(ca.trustDomain, o.kind, { cluster: ca.cluster, ...o });
+  const spiffeId = spiffeIdFor(ca.trustDomain, o.kind, {
+    ...(ca.cluster ? { cluster: ca.cluster } : {}),
+    ...o,
+  });
   const ttl = o.ttlMs ?? DEFAULT_LEAF_TTL_MS;
   assertTtl(ttl);
   for (const d of o.dnsNames ?? []) assertIdentityName('DNS name', d);
@@ -345,7 +397,7 @@ export async function issueLeaf(ca: CaMaterial, o: IssueLeafOptions): Promise<Is
     serialNumber: randomSerial(),
     subject: new px.Name([
       { CN: [`${o.kind} ${label}`.slice(0, 64)] },
-      { OU: [ca.cluster] },
+      { OU: [ca.cluster ?? 'admin'] },
       { O: [ca.trustDomain] },
     ]),
     issuer: signer.subject,

@@ -18,9 +18,19 @@ export function pemBlocks(pem: string): PemBlock[] {
 
 /** Parses every CERTIFICATE block; `what` names the input in errors ("root.crt", "the chain"). */
 export function parseCertificates(pem: string, what: string): X509Certificate[] {
-  const blocks = pemBlocks(pem).filter((b) => b.label === 'CERTIFICATE');
+  const all = pemBlocks(pem);
+  const blocks = all.filter((b) => b.label === 'CERTIFICATE');
   if (blocks.length === 0) {
     throw new MeshfedError('MESHFED_CA_MALFORMED', `${what}: no PEM "CERTIFICATE" block found`);
+  }
+  // a block begun and never ended is a file cut short (written in place, read half way): taking only the
+  // complete blocks would silently drop the rest, e.g. a root from a trust bundle
+  const begun = pem.match(/-----BEGIN [A-Z0-9 ]+-----/g)?.length ?? 0;
+  if (begun !== all.length) {
+    throw new MeshfedError(
+      'MESHFED_CA_MALFORMED',
+      `${what}: a PEM block begins but never ends; is the file still being written? (write it to a temp name and rename it into place)`,
+    );
   }
   return blocks.map((b, i) => {
     try {

@@ -81,6 +81,14 @@ export function spiffeIdFor(td: string, kind: IdentityKind | 'cluster', o: Spiff
   }
 }
 
+/**
+ * The SPIFFE ID of the admin intermediate, the only CA that may issue admin identities. It is a CA's ID, never a
+ * leaf's: parseSpiffeId() does not accept it.
+ */
+export function adminCaSpiffeId(td: string): string {
+  return `spiffe://${td}/admin`;
+}
+
 function bad(uri: string, why: string): MeshfedError {
   return new MeshfedError(
     'MESHFED_CA_BAD_SPIFFE_ID',

@@ -19,6 +19,8 @@ export interface CaMaterial {
   trustDomain: string;
   /** set for cluster intermediates */
   cluster?: string;
+  /** set for the admin intermediate (URI SAN spiffe://<td>/admin), which issues admin identities only */
+  admin?: true;
   keyType: KeyType;
   /** the root(s) this CA chains to, when known (a root: itself); what goes into a trust bundle */
   bundlePem?: string;
@@ -56,7 +58,7 @@ export interface VerifiedIdentity extends SpiffeIdentity {
   notAfter: Date;
   /** the trust-bundle root the chain ends at */
   chainRootFingerprint256: string;
-  /** the cluster of the intermediate that issued the leaf (for admin identities, which name no cluster) */
+  /** the cluster of the intermediate that issued the leaf */
   issuerCluster?: string;
 }
 

@@ -4,7 +4,7 @@ import { type ErrorCode, MeshfedError } from '../core/index.ts';
 import { type CertFacts, certFacts, OID, oneLine } from './cert-facts.ts';
 import { uriHostMatches } from './der.ts';
 import { pemBlocks } from './pem.ts';
-import { parseSpiffeId } from './spiffe.ts';
+import { adminCaSpiffeId, parseSpiffeId } from './spiffe.ts';
 import type { TrustBundle } from './trust-bundle.ts';
 import type { SpiffeIdentity, VerifiedIdentity, VerifyExpectations } from './types.ts';
 import { px } from './x509-lib.ts';
@@ -226,6 +226,17 @@ function buildChain(certs: X509Certificate[], bundle: TrustBundle): ChainResult 
         );
       }
       if (uri === `spiffe://${caTd}`) continue;
+      if (uri === adminCaSpiffeId(caTd)) {
+        // the admin intermediate speaks for operators of the whole federation, and for nothing else
+        if (id.kind !== 'admin') {
+          throw fail(
+            'MESHFED_CA_WRONG_ISSUER',
+            `${id.spiffeId} is issued under the admin intermediate "${ca.subject}", which may only issue admin identities`,
+            { spiffeId: id.spiffeId },
+          );
+        }
+        continue;
+      }
       let caId: SpiffeIdentity;
       try {
         caId = parseSpiffeId(uri);
@@ -238,8 +249,15 @@ function buildChain(certs: X509Certificate[], bundle: TrustBundle): ChainResult 
           `the CA "${ca.subject}" carries a ${caId.kind} identity, not a cluster one`,
         );
       }
-      // admin identities name no cluster: any cluster intermediate of the trust domain may issue them
-      if (id.kind !== 'admin' && id.cluster !== caId.cluster) {
+      // an admin is an operator of every cluster: no single cluster may vouch for one
+      if (id.kind === 'admin') {
+        throw fail(
+          'MESHFED_CA_WRONG_ISSUER',
+          `${id.spiffeId} was issued under the intermediate of cluster "${caId.cluster}"; admin identities are issued by the admin intermediate only (meshfed ca admin)`,
+          { spiffeId: id.spiffeId, issuerCluster: caId.cluster },
+        );
+      }
+      if (id.cluster !== caId.cluster) {
         throw fail(
           'MESHFED_CA_WRONG_CLUSTER',
           `${id.spiffeId} was issued by the intermediate of cluster "${caId.cluster}", which may only vouch for its own cluster`,
@@ -265,6 +283,15 @@ function buildChain(certs: X509Certificate[], bundle: TrustBundle): ChainResult 
         }
       }
     }
+  }
+  // the CA that signed an admin leaf must itself be the admin intermediate: not the root (kept offline), and
+  // not an intermediate that carries no SPIFFE ID at all
+  if (id.kind === 'admin' && !path[1]!.uris.includes(adminCaSpiffeId(id.trustDomain))) {
+    throw fail(
+      'MESHFED_CA_WRONG_ISSUER',
+      `${id.spiffeId} was issued by "${path[1]!.subject}", which is not the admin intermediate (SAN ${adminCaSpiffeId(id.trustDomain)}; meshfed ca admin)`,
+      { spiffeId: id.spiffeId },
+    );
   }
   return { id, path, issuerCluster };
 }

@@ -2,7 +2,7 @@ import { readFileSync, statSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { collectDefaultMetrics } from 'prom-client';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { CertificateSource, issueLeaf, loadCa, TrustBundle, type IssuedLeaf } from '../ca/index.ts';
+import { CertificateSource, issueLeaf, TrustBundle, type IssuedLeaf } from '../ca/index.ts';
 import {
   componentLogger,
   createLogger,
@@ -20,6 +20,8 @@ import { FederationNode } from '../federation/index.ts';
 import type { Balancers } from '../gateway/index.ts';
 import type { Gateway } from '../gateway/index.ts';
 import { AdminServer } from './admin/admin-server.ts';
+import { IssuingCaDir } from './issuing-ca.ts';
+import { watchTrustFiles } from './trust-watch.ts';
 import { WorkerPool } from './worker-pool.ts';
 import { createBalancers, createGateway } from './data-plane.ts';
 import { planReload } from './config-reload.ts';
@@ -72,6 +74,10 @@ function readTrustFile<T>(file: string, what: string, use: (pem: string) => T): 
   }
 }
 
+/** how often the trust files are checked for changes, and how long they must be quiet before a reload */
+const TRUST_POLL_MS = 2_000;
+const TRUST_DEBOUNCE_MS = 500;
+
 export interface DaemonOptions {
   logger?: Logger;
   /** data-plane worker processes; overrides the config's `workers` (the --workers flag) */
@@ -107,6 +113,11 @@ export class Daemon {
   private readonly options: DaemonOptions;
   private readonly startedAt = Date.now();
   private bundle!: TrustBundle;
+  /** with identity.caDir: the intermediate this daemon issues its own leaves from */
+  private issuingCa: IssuingCaDir | undefined;
+  /** the trust reload under way: the next one starts after it */
+  private trustReloads: Promise<unknown> = Promise.resolve();
+  private unwatchTrust: (() => void) | undefined;
   gatewayIdentity!: CertificateSource;
   federationIdentity!: CertificateSource;
   source!: Awaited<ReturnType<typeof createSources>>;
@@ -157,21 +168,21 @@ export class Daemon {
     const c = this.config;
     const bundle = () => this.bundle;
     if (c.identity.caDir) {
-      const dir = this.loaded.path(c.identity.caDir);
-      checkKeyFile(join(dir, 'ca.key'));
-      const ca = await loadCa({
-        certPem: readFileSync(join(dir, 'ca.crt'), 'utf8'),
-        keyPem: readFileSync(join(dir, 'ca.key'), 'utf8'),
+      const ca = new IssuingCaDir({
+        dir: this.loaded.path(c.identity.caDir),
         trustDomain: c.trustDomain,
+        checkKey: checkKeyFile,
       });
+      await ca.reload();
+      this.issuingCa = ca;
       const ttlMs = c.identity.leafTtl;
       this.gatewayIdentity = new CertificateSource({
-        issue: () => issueLeaf(ca, { kind: 'gateway', name: c.name, ttlMs }),
+        issue: () => issueLeaf(ca.current(), { kind: 'gateway', name: c.name, ttlMs }),
         bundle,
         logger: componentLogger(this.log, 'identity'),
       });
       this.federationIdentity = new CertificateSource({
-        issue: () => issueLeaf(ca, { kind: 'federation', ttlMs }),
+        issue: () => issueLeaf(ca.current(), { kind: 'federation', ttlMs }),
         bundle,
         logger: componentLogger(this.log, 'identity'),
       });
@@ -368,8 +379,7 @@ export class Daemon {
         ? {
             tcp: {
               ...c.admin.grpc,
-              certPem: this.gatewayIdentity.current().chainPem,
-              keyPem: this.gatewayIdentity.current().keyPem,
+              leaf: () => this.gatewayIdentity.current(),
               bundle: () => this.bundle,
               trustDomain: c.trustDomain,
             },
@@ -377,6 +387,17 @@ export class Daemon {
         : {}),
     });
     await this.admin.start();
+    this.gatewayIdentity.on('rotated', () => this.admin?.credentialsChanged());
+    this.unwatchTrust = watchTrustFiles(this.trustFiles(), {
+      pollMs: TRUST_POLL_MS,
+      debounceMs: TRUST_DEBOUNCE_MS,
+      onChange: () =>
+        this.reloadTrust().then(
+          (applied) => this.log.info({ applied }, 'trust files changed: reloaded'),
+          (err: unknown) =>
+            this.log.error({ err }, 'trust files changed but cannot be used; keeping the ones in use'),
+        ),
+    });
     this.log.info({ addresses: this.addresses(), advertise: address }, 'gateway started');
   }
 
@@ -502,6 +523,41 @@ export class Daemon {
   }
 
   /**
+   * Re-reads the trust material (SIGHUP, or one of its files changed): the bundle and identity.intermediates,
+   * applied to every listener and pool at once, and with identity.caDir the cluster intermediate, from which
+   * the leaves are re-issued when it changed (root rotation step 2). One reload at a time; a file that cannot
+   * be used is refused (the error says which and why) and the material in use stays.
+   */
+  private reloadTrust(): Promise<string[]> {
+    const next = this.trustReloads.then(async () => {
+      const applied: string[] = [];
+      this.bundle = this.loadBundle();
+      this.gateway.trustChanged();
+      this.admin?.credentialsChanged();
+      applied.push('trust bundle re-read');
+      if (await this.issuingCa?.reload()) {
+        // a new intermediate: the leaves move to it now, not at their next renewal
+        await Promise.all([this.gatewayIdentity.renewNow(), this.federationIdentity.renewNow()]);
+        applied.push('identity.caDir re-read: leaves re-issued');
+      }
+      return applied;
+    });
+    this.trustReloads = next.catch(() => undefined);
+    return next;
+  }
+
+  /** The files reloadTrust() reads: a change to any of them reloads the trust material without SIGHUP. */
+  private trustFiles(): string[] {
+    const id = this.config.identity;
+    const files = [id.intermediates ? this.loaded.path(id.intermediates) : undefined];
+    if (id.caDir) {
+      const dir = this.loaded.path(id.caDir);
+      files.push(join(dir, 'bundle.crt'), join(dir, 'ca.crt'), join(dir, 'ca.key'));
+    } else files.push(this.loaded.path(id.bundle!));
+    return files.filter((f): f is string => f !== undefined);
+  }
+
+  /**
    * SIGHUP: re-read the config and the trust material; apply what can change live
    * (LIVE_CONFIG_KEYS, cli/config-reload.ts, and the trust bundle). Any other changed key is refused and named: the
    * process keeps running on its value, so `status` and the config dump describe what actually
@@ -511,9 +567,7 @@ export class Daemon {
     const plan = planReload(this.config, loadDaemonConfig(this.loaded.file).config);
     const { applied, needsRestart } = plan;
     this.log.level = plan.config.observability.logLevel;
-    this.bundle = this.loadBundle();
-    if (this.gateway instanceof WorkerPool) this.gateway.trustChanged();
-    applied.push('trust bundle re-read');
+    applied.push(...(await this.reloadTrust()));
     // only the live keys move; paths, socket and everything else stay those of the running process
     this.loaded = { ...this.loaded, config: plan.config };
     if (needsRestart.length > 0) {
@@ -534,6 +588,7 @@ export class Daemon {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
+    this.unwatchTrust?.();
     await this.gateway
       ?.drain(this.config.drainTimeout)
       .catch((err: unknown) => this.log.warn({ err }, 'drain failed'));

@@ -48,8 +48,13 @@ export async function runWorker(): Promise<number> {
   process.on('SIGTERM', ignore);
   process.on('SIGINT', ignore);
   send({ t: 'hello' });
+  // what the supervisor broadcast before our init (catalog changes, say) is in init already: drop it. Wait
+  // only when nothing is queued: init may have arrived together with the messages before it.
   while (messages[0]?.t !== 'init') {
-    messages.shift();
+    if (messages.length > 0) {
+      messages.shift();
+      continue;
+    }
     await new Promise<void>((r) => {
       wake = r;
     });
@@ -109,7 +114,13 @@ export async function runWorker(): Promise<number> {
             .catch((err: Error) => log.error({ err }, 'the new gateway certificate could not be used'));
           return;
         case 'trust':
-          bundle = trustBundleOf(m.trust);
+          try {
+            bundle = trustBundleOf(m.trust);
+          } catch (err) {
+            log.error({ err }, 'the new trust bundle cannot be used; keeping the current one');
+            return;
+          }
+          gateway.trustChanged();
           return;
         case 'local':
           local.set(m.services);

@@ -23,6 +23,8 @@ export const ERROR_CODES = {
   MESHFED_CA_WRONG_TRUST_DOMAIN: 'a SPIFFE ID belongs to another trust domain',
   MESHFED_CA_WRONG_CLUSTER: 'a SPIFFE ID belongs to another cluster than the one claimed',
   MESHFED_CA_WRONG_KIND: 'a SPIFFE ID is of the wrong kind (e.g. a workload where a gateway is required)',
+  MESHFED_CA_WRONG_ISSUER:
+    'a certificate was issued by a CA that may not issue its kind (an admin identity from anything but the admin intermediate, or any other identity from it)',
   MESHFED_CA_BAD_KEY_USAGE: 'a certificate lacks the key usage or extended key usage required',
   MESHFED_CA_BAD_SPIFFE_ID: 'a SPIFFE ID is missing or malformed',
   MESHFED_CA_INVALID_NAME: 'a cluster, trust domain or identity name is not a valid DNS label',

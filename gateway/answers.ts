@@ -27,6 +27,15 @@ const REFUSALS = {
   'client-cert-untrusted': { status: 403, code: 'MESHFED_GATEWAY_IDENTITY_REFUSED' },
   unauthorized: { status: 403, code: 'MESHFED_GATEWAY_IDENTITY_REFUSED' },
   'no-healthy-upstream': { status: 503, code: 'MESHFED_GATEWAY_NO_HEALTHY_UPSTREAM' },
+  // the HTTP/1.1 codec's refusals (gateway/h1): a message whose framing or syntax is in doubt
+  'malformed-request': { status: 400, code: 'MESHFED_GATEWAY_BAD_REQUEST' },
+  'head-too-large': { status: 431, code: 'MESHFED_GATEWAY_BAD_REQUEST' },
+  'unsupported-method': { status: 501, code: 'MESHFED_GATEWAY_BAD_REQUEST' },
+  'unsupported-transfer-encoding': { status: 501, code: 'MESHFED_GATEWAY_BAD_REQUEST' },
+  'unsupported-version': { status: 505, code: 'MESHFED_GATEWAY_BAD_REQUEST' },
+  'expectation-failed': { status: 417, code: 'MESHFED_GATEWAY_BAD_REQUEST' },
+  'upgrade-not-supported': { status: 501, code: 'MESHFED_GATEWAY_BAD_REQUEST' },
+  'head-timeout': { status: 408, code: 'MESHFED_GATEWAY_BAD_REQUEST' },
   'circuit-breaker': { status: 503, code: 'MESHFED_GATEWAY_OVERLOADED' },
 } as const satisfies Record<string, { status: number; code: ErrorCode; closes?: true }>;
 
@@ -120,11 +129,24 @@ function grpcStatusOf(status: number): number {
   }
 }
 
+/** What an answer is written to: node's responses, and the HTTP/1.1 codec's exchange. */
+export interface AnswerSink {
+  readonly headersSent: boolean;
+  destroy(): unknown;
+  writeHead(status: number, headers: Record<string, string | number>): unknown;
+  end(body?: string): unknown;
+}
+
+/** The status of a refusal, for a codec that answers before any request exists (a malformed head). */
+export function refusalStatus(reason: RefusalReason): number {
+  return REFUSALS[reason].status;
+}
+
 /**
  * Writes an answer: a JSON body with `x-meshfed-error`, or for gRPC callers a trailers-only response
  * carrying `grpc-status`. A response already started is cut instead (its status was sent).
  */
-export function writeAnswer(req: Req, res: Res, a: Answer): void {
+export function writeAnswer(req: Pick<Req, 'headers'>, res: Res | AnswerSink, a: Answer): void {
   if (res.headersSent) {
     // a forwarded response (a passed-through 5xx) stands; one cut short cannot be answered any more
     if (!a.forwarded) res.destroy();

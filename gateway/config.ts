@@ -1,6 +1,11 @@
 import { cidr, duration, hostPort, z } from '../core/index.ts';
 
 export const TUNNEL_ALPN = 'meshfed-tunnel/1';
+/**
+ * The HTTP/1.1 fast path between gateways (gateway/h1). A client offers it before the tunnel ALPN, so a
+ * gateway without the fast path answers with the tunnel (h2) and the two still interoperate.
+ */
+export const FAST_ALPN = 'meshfed-h1/1';
 
 const tcpPortSchema = z.strictObject({
   listen: hostPort('127.0.0.1').describe('local address apps connect to for this service'),
@@ -100,6 +105,12 @@ export const gatewayConfigSchema = z
       .describe(
         'host names (besides localhost and IP addresses) the admin listener answers in Host; any other name gets 421, so a web page cannot read the admin API through DNS rebinding',
       ),
+    fastPath: z
+      .boolean()
+      .default(true)
+      .describe(
+        `HTTP/1.1 requests take meshfed's own codec (gateway/h1): egress parses each head once and forwards bytes over pooled mTLS connections with ALPN ${FAST_ALPN} to gateways that offer it (the HTTP/2 tunnel to those that do not), and the east-west listener accepts that ALPN. false: node's HTTP server and the HTTP/2 tunnel only`,
+      ),
     tunnelConnectionsPerGateway: z
       .number()
       .int()
@@ -107,6 +118,11 @@ export const gatewayConfigSchema = z
       .max(16)
       .default(2)
       .describe('pooled HTTP/2 sessions per remote gateway'),
+    peerRevalidationInterval: duration()
+      .default(30_000)
+      .describe(
+        'how often the peer certificate of every established mTLS connection (east-west, egress mTLS, our tunnel sessions) is verified again; a connection whose peer certificate expired or no longer chains to the trust bundle is closed gracefully (GOAWAY) and counted as refused{reason="peer-cert-expired"|"peer-cert-untrusted"}. A trust-bundle change re-verifies at once. 0: only on trust-bundle changes',
+      ),
     tunnelMaxRequestsPerConnection: z
       .number()
       .int()

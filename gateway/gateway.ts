@@ -1,6 +1,7 @@
 import http, { type IncomingMessage } from 'node:http';
 import http2, { type Http2SecureServer, type Http2Server } from 'node:http2';
 import net, { type Socket } from 'node:net';
+import type tls from 'node:tls';
 import type { Agent } from 'undici';
 import UndiciAgent from 'undici/lib/dispatcher/agent.js';
 import type { IssuedLeaf } from '../ca/index.ts';
@@ -8,8 +9,13 @@ import { Counter, Gauge, type Logger } from '../core/index.ts';
 import { adminServer } from './admin-endpoint.ts';
 import type { BalancerTarget } from './balancer/index.ts';
 import type { HelloResult } from './client-hello.ts';
+import { FAST_ALPN } from './config.ts';
 import { forward } from './forward.ts';
 import type { GatewayOptions } from './gateway-options.ts';
+import type { H1Entry } from './h1/entry.ts';
+import { H1Pool } from './h1/pool.ts';
+import { FastUpstream } from './h1/upstream.ts';
+import { fastPathServers, MAX_HEADERS } from './h1/servers.ts';
 import { H2Pool, STREAM_WINDOW_BYTES } from './h2-pool.ts';
 import type { Req, Res } from './http-request.ts';
 import { Identities } from './identity.ts';
@@ -20,6 +26,7 @@ import { requestTargetCheck, underscoreHeaders } from './layers/request-checks.t
 import { connectRoute, egressRoute, tunnelRoute } from './layers/route.ts';
 import { traceLayer } from './layers/trace.ts';
 import { Listeners } from './listeners.ts';
+import { PeerRevalidation } from './peer-revalidation.ts';
 import { LocalServices } from './local-services.ts';
 import { type Handler, fromNode, type RequestLayer, stack } from './pipeline.ts';
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
@@ -43,6 +50,8 @@ export class Gateway {
   readonly #options: GatewayOptions;
   readonly #log: Logger;
   readonly #pool: H2Pool;
+  /** re-verifies the peers of established mTLS connections (timer, trust changes) and closes the failing */
+  readonly #revalidation: PeerRevalidation;
   readonly #agent: Agent;
   readonly #listeners: Listeners;
   readonly #local: LocalServices;
@@ -53,6 +62,11 @@ export class Gateway {
   readonly #egress: Handler;
   readonly #eastWest: Handler;
   readonly #connect: Handler;
+  /** the HTTP/1.1 fast path (config.fastPath): its pool, its two entries and its east-west TLS server */
+  readonly #fastPool: H1Pool;
+  #fastEgress: H1Entry | undefined;
+  #fastEastWest: H1Entry | undefined;
+  #fastTls: tls.Server | undefined;
   #egressH1!: http.Server;
   #egressH2!: Http2Server;
   /** workload mTLS on the egress listener (clientAuth optional/required) */
@@ -67,10 +81,17 @@ export class Gateway {
     this.#log = options.logger;
     const c = options.config;
     const bc = options.balancerConfig;
+    this.#revalidation = new PeerRevalidation({
+      bundle: options.bundle,
+      intervalMs: c.peerRevalidationInterval,
+      onClosed: (listener, reason) => this.#refused.inc({ listener, reason }),
+      logger: options.logger,
+    });
     this.#pool = new H2Pool({
       size: c.tunnelConnectionsPerGateway,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       connectTimeoutMs: bc.timeouts.connect,
+      revalidation: this.#revalidation,
       creds: {
         leaf: () => options.identity.current(),
         bundle: options.bundle,
@@ -104,6 +125,7 @@ export class Gateway {
       identity: options.identity,
       bundle: options.bundle,
       clientAuth: c.egress.clientAuth,
+      revalidation: this.#revalidation,
       clientCerts: new Counter({
         name: 'meshfed_egress_client_certs_total',
         help: 'egress requests by the outcome of the workload certificate check (verified, or why it was refused)',
@@ -122,14 +144,38 @@ export class Gateway {
       refused: this.#refused,
       log: this.#log,
     });
+    const tunnel = new H2Upstream({
+      pool: this.#pool,
+      breakers,
+      identities: this.#identities,
+      idleTimeoutMs: bc.timeouts.idle,
+    });
+    this.#fastPool = new H1Pool({
+      connectTimeoutMs: bc.timeouts.connect,
+      // under node's default keep-alive timeout (5 s), so a backend never closes a connection we reuse
+      idleTimeoutMs: Math.min(4_000, bc.timeouts.idle),
+      maxIdlePerKey: bc.circuitBreaker.maxConnections,
+      maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
+      creds: {
+        leaf: () => options.identity.current(),
+        bundle: options.bundle,
+        trustDomain: options.trustDomain,
+      },
+    });
     const codec = byTarget(
-      new H2Upstream({
-        pool: this.#pool,
-        breakers,
-        identities: this.#identities,
-        idleTimeoutMs: bc.timeouts.idle,
-      }),
+      tunnel,
       new H1Upstream({ agent: this.#agent, breakers, identities: this.#identities }),
+      c.fastPath
+        ? new FastUpstream({
+            pool: this.#fastPool,
+            breakers,
+            identities: this.#identities,
+            tunnel,
+            idleTimeoutMs: bc.timeouts.idle,
+            maxHeadBytes: c.limits.maxHeaderBytes,
+            maxHeaders: MAX_HEADERS,
+          })
+        : undefined,
     );
     const send = forward({
       balancers: options.balancers,
@@ -280,6 +326,21 @@ export class Gateway {
         else (resOrSocket as Res).destroy();
       });
     }
+    if (c.fastPath) {
+      const fast = fastPathServers({
+        config: c,
+        cluster: this.#options.cluster,
+        egress: this.#egress,
+        eastWest: this.#eastWest,
+        egressH1: this.#egressH1,
+        context,
+        refused: this.#refused,
+        log: this.#log,
+      });
+      this.#fastEgress = fast.egress;
+      this.#fastEastWest = fast.eastWest;
+      this.#fastTls = fast.tls;
+    }
     this.#options.identity.on('rotated', this.#onRotated);
 
     const egress = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.#acceptEgress(s));
@@ -337,7 +398,9 @@ export class Gateway {
     const context = tlsContextOptions(leaf, this.#options.bundle());
     this.#tls.setSecureContext(context);
     this.#egressTls?.setSecureContext(context);
+    this.#fastTls?.setSecureContext(context);
     this.#pool.rotate();
+    this.#fastPool.rotate();
   };
 
   /**
@@ -345,7 +408,14 @@ export class Gateway {
    * sessions verify against it; established connections stay.
    */
   trustChanged(): void {
-    if (this.#started) this.#onRotated(this.#options.identity.current());
+    // before start() built the TLS servers there is nothing to re-apply: they read the bundle then
+    if (!this.#tls) return;
+    const context = tlsContextOptions(this.#options.identity.current(), this.#options.bundle());
+    this.#tls.setSecureContext(context);
+    this.#egressTls?.setSecureContext(context);
+    this.#pool.trustChanged();
+    // a root removed: established connections whose peer chained only to it close now
+    this.#revalidation.sweep();
   }
 
   addresses(): Record<string, string> {
@@ -366,6 +436,7 @@ export class Gateway {
         // the servers take the unshifted bytes over themselves; resuming here would lose them to nobody
         if (kind === 'tls') this.#egressTls!.emit('connection', socket);
         else if (kind === 'h2') this.#egressH2.emit('connection', socket);
+        else if (this.#fastEgress) this.#fastEgress.accept(socket);
         else {
           this.#egressH1.emit('connection', socket);
           socket.resume();
@@ -401,7 +472,9 @@ export class Gateway {
       case 'terminate':
         socket.unshift(buf);
         // TLSSocket reads the unshifted ClientHello and then the handle itself: no resume() here
-        this.#tls.emit('connection', socket);
+        if (this.#fastTls && hello.ok && hello.alpn.includes(FAST_ALPN))
+          this.#fastTls.emit('connection', socket);
+        else this.#tls.emit('connection', socket);
         return;
       case 'passthrough':
         this.#relay.passthrough(socket, buf, route.service, route.portName);
@@ -440,6 +513,8 @@ export class Gateway {
     const deadline = Date.now() + timeoutMs;
     while (this.#inFlight.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     this.#egressH1?.closeIdleConnections();
+    this.#fastEgress?.closeIdle();
+    this.#fastEastWest?.closeIdle();
   }
 
   async stop(): Promise<void> {
@@ -448,6 +523,9 @@ export class Gateway {
     this.#local.stop();
     this.#options.identity.off('rotated', this.#onRotated);
     this.#pool.close();
+    this.#fastPool.close();
+    this.#fastEgress?.stop();
+    this.#fastEastWest?.stop();
     void this.#agent.destroy();
     for (const s of this.#listeners.sockets) s.destroy();
     await Promise.all(

@@ -1,9 +1,16 @@
 import http2, { type ClientHttp2Session } from 'node:http2';
 import net from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
-import { type IssuedLeaf, peerCertificateChain, type TrustBundle, verify } from '../ca/index.ts';
+import {
+  type IssuedLeaf,
+  peerCertificateChain,
+  type TrustBundle,
+  type VerifyExpectations,
+  verify,
+} from '../ca/index.ts';
 import { MeshfedError } from '../core/index.ts';
 import { TUNNEL_ALPN } from './config.ts';
+import type { PeerRevalidation } from './peer-revalidation.ts';
 
 /** Flow-control windows of a tunnel session: per stream, and for the whole connection. */
 export const STREAM_WINDOW_BYTES = 1 << 20;
@@ -26,6 +33,13 @@ export interface TunnelCredentials {
   leaf: () => IssuedLeaf;
   bundle: () => TrustBundle;
   trustDomain: string;
+}
+
+/** a tunnel upstream's certificate as it was verified: until when, its chain, its SPIFFE ID */
+interface VerifiedPeer {
+  notAfter: number;
+  chain: readonly Buffer[];
+  spiffeId: string;
 }
 
 interface Entry {
@@ -51,7 +65,8 @@ export class H2Pool {
    * The last TLS session ticket per tunnel upstream, from a connection whose peer we verified, and how
    * long that peer's certificate is valid: a resumed handshake shows the client no certificate to check.
    */
-  private readonly tickets = new Map<string, { ticket: Buffer; notAfter: number }>();
+  private readonly tickets = new Map<string, { ticket: Buffer } & VerifiedPeer>();
+  private readonly revalidation: PeerRevalidation | undefined;
   private closed = false;
   private context:
     | { leaf: IssuedLeaf; bundle: TrustBundle; version: number; secureContext: tls.SecureContext }
@@ -65,7 +80,10 @@ export class H2Pool {
     creds?: TunnelCredentials;
     /** tunnel sessions serve at most this many requests, then close once those finish; 0: no limit */
     maxRequestsPerConnection?: number;
+    /** watches every tunnel session's remote gateway certificate for as long as the session lives */
+    revalidation?: PeerRevalidation;
   }) {
+    this.revalidation = o.revalidation;
     this.size = o.size;
     this.connectTimeoutMs = o.connectTimeoutMs;
     this.creds = o.creds;
@@ -86,10 +104,7 @@ export class H2Pool {
     this.uses.set(s, n);
     if (n > this.maxRequests) return false;
     if (n === this.maxRequests) {
-      for (const e of this.entries.values()) {
-        const i = e.sessions.indexOf(s);
-        if (i !== -1) e.sessions[i] = undefined;
-      }
+      this.unpool(s);
       closeAfterNextStream(s);
     }
     return true;
@@ -144,7 +159,7 @@ export class H2Pool {
     const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
     const port = Number(address.slice(colon + 1));
     let ticket: Buffer | undefined;
-    let verifiedUntil = 0;
+    let verified: VerifiedPeer | undefined;
     return new Promise((resolve, reject) => {
       let session: ClientHttp2Session;
       const settings = { enablePush: false, initialWindowSize: STREAM_WINDOW_BYTES };
@@ -191,8 +206,7 @@ export class H2Pool {
             // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified (below)
             socket.on('session', (t: Buffer) => {
               ticket = t;
-              if (verifiedUntil > 0)
-                this.tickets.set(`${cluster}|${address}`, { ticket: t, notAfter: verifiedUntil });
+              if (verified) this.tickets.set(`${cluster}|${address}`, { ticket: t, ...verified });
             });
             return socket;
           },
@@ -224,17 +238,24 @@ export class H2Pool {
         clearTimeout(timer);
         if (cluster !== undefined) {
           try {
-            verifiedUntil = this.checkTunnelPeer(
+            verified = this.checkTunnelPeer(
               session.socket as TLSSocket,
               cluster,
               this.tickets.get(`${cluster}|${address}`),
             );
-            if (ticket) this.tickets.set(`${cluster}|${address}`, { ticket, notAfter: verifiedUntil });
+            if (ticket) this.tickets.set(`${cluster}|${address}`, { ticket, ...verified });
           } catch (err) {
             session.destroy();
             reject(err);
             return;
           }
+          this.revalidation?.track(session, {
+            listener: 'tunnel',
+            chain: verified.chain,
+            expect: this.expectation(cluster),
+            peer: verified.spiffeId,
+            close: () => this.retire(session),
+          });
         }
         session.removeAllListeners('error');
         session.on('error', () => undefined);
@@ -256,23 +277,37 @@ export class H2Pool {
     });
   }
 
+  /** what the remote gateway of `cluster` must prove, at the dial and whenever it is checked again */
+  private expectation(cluster: string): VerifyExpectations {
+    return { trustDomain: this.creds!.trustDomain, cluster, kinds: ['gateway'] };
+  }
+
   /**
-   * The remote gateway must prove a gateway identity of `cluster`; returns its certificate's notAfter
-   * (ms). A resumed TLS session shows the client no certificate: it is accepted because we keep tickets
-   * only from verified connections to the same upstream, and only until that certificate expires.
+   * The remote gateway must prove a gateway identity of `cluster`; returns what was verified. A resumed TLS
+   * session shows the client no certificate: it is accepted because we keep tickets only from verified
+   * connections to the same upstream, and only until that certificate expires (or the bundle changes).
    */
-  private checkTunnelPeer(
-    socket: TLSSocket,
-    cluster: string,
-    saved: { notAfter: number } | undefined,
-  ): number {
-    if (socket.isSessionReused() && saved && saved.notAfter > Date.now()) return saved.notAfter;
-    const id = verify(peerCertificateChain(socket), this.creds!.bundle(), {
-      trustDomain: this.creds!.trustDomain,
-      cluster,
-      kinds: ['gateway'],
-    });
-    return id.notAfter.getTime();
+  private checkTunnelPeer(socket: TLSSocket, cluster: string, saved: VerifiedPeer | undefined): VerifiedPeer {
+    if (socket.isSessionReused() && saved && saved.notAfter > Date.now()) {
+      return { notAfter: saved.notAfter, chain: saved.chain, spiffeId: saved.spiffeId };
+    }
+    const chain = peerCertificateChain(socket);
+    const id = verify(chain, this.creds!.bundle(), this.expectation(cluster));
+    return { notAfter: id.notAfter.getTime(), chain, spiffeId: id.spiffeId };
+  }
+
+  /** No new request is given `s`. */
+  private unpool(s: ClientHttp2Session): void {
+    for (const e of this.entries.values()) {
+      const i = e.sessions.indexOf(s);
+      if (i !== -1) e.sessions[i] = undefined;
+    }
+  }
+
+  /** Takes `s` out of the pool and closes it gracefully (GOAWAY: its streams finish, no new ones). */
+  private retire(s: ClientHttp2Session): void {
+    this.unpool(s);
+    if (!s.closed && !s.destroyed) s.close();
   }
 
   /**
@@ -291,6 +326,17 @@ export class H2Pool {
         s?.close();
       }
     }
+  }
+
+  /**
+   * The trust bundle changed: the next dials build their TLS context with the new bundle (as they would on
+   * any bundle version change), and no TLS session is resumed from a ticket, because a resumed handshake
+   * shows us no certificate and its peer was verified against the old bundle. Established sessions keep
+   * serving; whether their peer still verifies is the revalidation's decision, not the pool's.
+   */
+  trustChanged(): void {
+    this.tickets.clear();
+    this.context = undefined;
   }
 
   close(): void {

@@ -10,6 +10,11 @@ import {
 } from '../ca/index.ts';
 import { type Counter, MeshfedError } from '../core/index.ts';
 import { type RefusalReason, Refusal } from './answers.ts';
+import type { PeerRevalidation } from './peer-revalidation.ts';
+import type { GatewayRequest } from './pipeline.ts';
+
+/** the connection a request arrived on, as the pipeline names it */
+type Connection = GatewayRequest['connection'];
 
 /** The caller SPIFFE ID a gateway asserts for a local caller that presented no certificate. */
 export function anonymousCaller(trustDomain: string, cluster: string): string {
@@ -24,6 +29,8 @@ export interface IdentitiesOptions {
   clientAuth: 'none' | 'optional' | 'required';
   /** meshfed_egress_client_certs_total{result} */
   clientCerts: Counter;
+  /** re-verifies the peers of established connections; every connection verified here is handed to it */
+  revalidation: PeerRevalidation;
 }
 
 /**
@@ -49,11 +56,11 @@ export class Identities {
    * The SPIFFE ID of the local caller on `socket`: its verified workload certificate, or the anonymous
    * caller of this cluster when clientAuth lets a caller in without one. Throws a Refusal otherwise.
    */
-  workloadCaller(socket: TLSSocket): string {
+  workloadCaller(socket: TLSSocket, connection: Connection): string {
     if (this.#options.clientAuth === 'none') return this.anonymous;
     let outcome = this.#workloads.get(socket);
     if (!outcome) {
-      outcome = this.#checkWorkload(socket);
+      outcome = this.#checkWorkload(socket, connection);
       this.#workloads.set(socket, outcome);
       this.#options.clientCerts.inc({
         result:
@@ -75,7 +82,7 @@ export class Identities {
     return this.anonymous;
   }
 
-  #checkWorkload(socket: TLSSocket): string | Refusal {
+  #checkWorkload(socket: TLSSocket, connection: Connection): string | Refusal {
     const mode = this.#options.clientAuth;
     const chain = socket.encrypted ? peerCertificateChain(socket) : [];
     if (chain.length === 0) {
@@ -87,17 +94,27 @@ export class Identities {
     }
     try {
       // the TLS server exposes only the leaf: our own intermediates complete a chain of this cluster
-      const id = verify([...chain, ...this.localChain().raw], this.#options.bundle(), {
+      const full = [...chain, ...this.localChain().raw];
+      const expect = {
         trustDomain: this.#options.trustDomain,
-        kinds: ['workload'],
-        usage: 'client',
-      });
+        kinds: ['workload' as const],
+        usage: 'client' as const,
+      };
+      const id = verify(full, this.#options.bundle(), expect);
       if (id.cluster !== this.#options.cluster) {
         return new Refusal(
           'client-cert-foreign-cluster',
           `${id.spiffeId} belongs to cluster ${id.cluster}; this gateway speaks only for workloads of cluster ${this.#options.cluster}`,
         );
       }
+      // the connection lives on: its peer is verified again on a timer and on trust changes
+      this.#options.revalidation.trackConnection(
+        'egress',
+        connection,
+        full,
+        { ...expect, cluster: this.#options.cluster },
+        id.spiffeId,
+      );
       return id.spiffeId;
     } catch (err) {
       const code = err instanceof MeshfedError ? err.code : 'MESHFED_CA_MALFORMED';
@@ -117,7 +134,7 @@ export class Identities {
    * The peer gateway on a tunnel or terminated connection. Node's TLS server exposes only the peer's
    * leaf: its intermediates travel in `x-meshfed-chain` (at most 3, base64 DER), or come from the bundle.
    */
-  peerGateway(socket: TLSSocket, chainHeader: unknown): VerifiedIdentity {
+  peerGateway(socket: TLSSocket, chainHeader: unknown, connection: Connection): VerifiedIdentity {
     const cached = this.#peers.get(socket);
     if (cached) return cached;
     const chain = peerCertificateChain(socket);
@@ -127,12 +144,15 @@ export class Identities {
       .slice(0, 3)
       .map((b) => Buffer.from(b, 'base64'));
     try {
-      const id = verify(chain.length > 1 ? chain : [...chain, ...extra], this.#options.bundle(), {
+      const full = chain.length > 1 ? chain : [...chain, ...extra];
+      const expect = {
         trustDomain: this.#options.trustDomain,
-        kinds: ['gateway'],
-        usage: 'client',
-      });
+        kinds: ['gateway' as const],
+        usage: 'client' as const,
+      };
+      const id = verify(full, this.#options.bundle(), expect);
       this.#peers.set(socket, id);
+      this.#options.revalidation.trackConnection('eastWest', connection, full, expect, id.spiffeId);
       return id;
     } catch (err) {
       throw new Refusal('peer-identity', `peer certificate refused: ${(err as Error).message}`);

@@ -1,9 +1,11 @@
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
-import type { Http2ServerRequest } from 'node:http2';
+import type { Http2ServerRequest, Http2Session } from 'node:http2';
+import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Span } from '@opentelemetry/api';
 import type { VerifiedIdentity } from '../ca/index.ts';
 import { type Answer, writeAnswer } from './answers.ts';
+import type { Exchange } from './h1/exchange.ts';
 import { authorityOf, hasBody, type Req, type Res, socketOf } from './http-request.ts';
 
 /** The service a request is routed to, once the route layer has resolved it. */
@@ -31,6 +33,8 @@ export interface GatewayRequest {
   readonly headers: IncomingHttpHeaders;
   /** the connection the request arrived on (TLS for the east-west listener and egress mTLS) */
   readonly socket: TLSSocket;
+  /** what carries the request: its h2 session, or for HTTP/1.1 its socket (tracked for peer re-verification) */
+  readonly connection: Http2Session | Socket;
   readonly hasBody: boolean;
   /**
    * Answers the caller with a gateway answer (a refusal or a failure); a response already under way is
@@ -39,8 +43,13 @@ export interface GatewayRequest {
   answer(a: Answer): void;
   /** asks for the connection to close once this exchange ends (h2: GOAWAY; HTTP/1.1: Connection: close) */
   closeConnection(): void;
-  /** the codec's own handle on the exchange: node's request and response for the node codecs */
+  /**
+   * the codec's own handle on the exchange: node's request and response for the node codecs (for a
+   * request of the HTTP/1.1 codec, node-shaped stand-ins made on first use)
+   */
   readonly io: NodeIo;
+  /** the HTTP/1.1 codec's exchange, for a request that arrived through it (gateway/h1) */
+  readonly fast?: Exchange;
   /** the cluster the call comes from: ours at egress, the verified peer's on the east-west listener */
   sourceCluster: string;
   /** the verified peer gateway (east-west only) */
@@ -85,6 +94,7 @@ export function fromNode(
     authority: authorityOf(req),
     headers: req.headers,
     socket: socketOf(req),
+    connection: (req as Http2ServerRequest).stream?.session ?? req.socket,
     hasBody: hasBody(req),
     answer: (a) => writeAnswer(req, res, a),
     closeConnection: () => {

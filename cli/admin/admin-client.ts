@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { MeshfedError } from '../../core/index.ts';
-import { loadAdminService } from './admin-server.ts';
+import { parseCertificates } from '../../ca/index.ts';
+import { ADMIN_CHAIN_METADATA, ADMIN_REFUSAL_METADATA, loadAdminService } from './admin-server.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: proto-loader objects are untyped JSON
 type Json = any;
@@ -14,6 +15,8 @@ export interface AdminTarget {
 /** The CLI's side of the admin API, with deadlines and errors that say what to do. */
 export class AdminClient {
   private readonly client: grpc.Client & Record<string, Json>;
+  /** sent with every call */
+  private readonly metadata = new grpc.Metadata();
   readonly address: string;
 
   constructor(target: AdminTarget) {
@@ -31,12 +34,21 @@ export class AdminClient {
       ? { 'grpc.ssl_target_name_override': target.tls.serverName }
       : {};
     this.client = new Admin(target.address, creds, options) as unknown as grpc.Client & Record<string, Json>;
+    if (target.tls) {
+      // the server sees only our leaf: the intermediates that complete its chain travel beside it
+      const chain = parseCertificates(target.tls.certPem, 'the admin certificate')
+        .slice(1)
+        .map((c) => c.raw.toString('base64'))
+        .join(',');
+      if (chain) this.metadata.set(ADMIN_CHAIN_METADATA, chain);
+    }
   }
 
   private call<T>(method: string, request: Json, timeoutMs = 5000): Promise<T> {
     return new Promise((resolve, reject) => {
       this.client[method](
         request,
+        this.metadata,
         { deadline: Date.now() + timeoutMs },
         (err: grpc.ServiceError | null, res: T) => {
           if (!err) return resolve(res);
@@ -51,10 +63,13 @@ export class AdminClient {
             return;
           }
           if (err.code === grpc.status.PERMISSION_DENIED) {
+            // why the gateway refused our certificate, as its MeshfedError code (e.g. MESHFED_CA_WRONG_ISSUER)
+            const reason = err.metadata?.get(ADMIN_REFUSAL_METADATA)[0];
             reject(
               new MeshfedError(
                 'MESHFED_GATEWAY_IDENTITY_REFUSED',
                 `admin API at ${this.address} refused us: ${err.details}`,
+                reason === undefined ? {} : { details: { reason: String(reason) } },
               ),
             );
             return;

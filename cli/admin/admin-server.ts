@@ -1,13 +1,17 @@
-import { X509Certificate } from 'node:crypto';
 import { chmodSync, rmSync } from 'node:fs';
 import type { DetailedPeerCertificate } from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { derChainOf, parseSpiffeId, type TrustBundle, verify } from '../../ca/index.ts';
+import { derChainOf, type TrustBundle, verify } from '../../ca/index.ts';
 import { type Logger, MeshfedError } from '../../core/index.ts';
+import { LiveCredentials } from './live-credentials.ts';
 
 export const ADMIN_PROTO = fileURLToPath(new URL('./admin.proto', import.meta.url));
+/** gRPC metadata in which an admin client sends the intermediates of its certificate */
+export const ADMIN_CHAIN_METADATA = 'x-meshfed-chain';
+/** gRPC trailing metadata of a PERMISSION_DENIED answer: the MeshfedError code that says why */
+export const ADMIN_REFUSAL_METADATA = 'x-meshfed-refused';
 
 // biome-ignore lint/suspicious/noExplicitAny: proto-loader objects are untyped JSON
 type Json = any;
@@ -41,8 +45,8 @@ export interface AdminServerOptions {
   tcp?: {
     host: string;
     port: number;
-    certPem: string;
-    keyPem: string;
+    /** the certificate this listener presents; read again on credentialsChanged() */
+    leaf: () => { chainPem: string; keyPem: string };
     bundle: () => TrustBundle;
     trustDomain: string;
   };
@@ -67,6 +71,7 @@ export class AdminServer {
   private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 64 * 1024 });
   private readonly options: AdminServerOptions;
   tcpPort: number | undefined;
+  private credentials: LiveCredentials | undefined;
 
   constructor(options: AdminServerOptions) {
     this.options = options;
@@ -77,7 +82,9 @@ export class AdminServer {
         try {
           check(call);
         } catch (err) {
-          cb({ code: grpc.status.PERMISSION_DENIED, details: (err as Error).message });
+          const metadata = new grpc.Metadata();
+          if (err instanceof MeshfedError) metadata.set(ADMIN_REFUSAL_METADATA, err.code);
+          cb({ code: grpc.status.PERMISSION_DENIED, details: (err as Error).message, metadata });
           return;
         }
         h(call, cb);
@@ -106,9 +113,12 @@ export class AdminServer {
   }
 
   /**
-   * Unix-socket callers are trusted by file permission (0600: the gateway's own user). TCP callers
-   * must present an admin certificate of this trust domain; grpc-js has checked the chain against
-   * the bundle, and ca/'s verify checks the SPIFFE ID kind.
+   * Unix-socket callers are trusted by file permission (0600: the gateway's own user). TCP callers must present
+   * an admin certificate of this trust domain, checked with ca/'s verify like every other peer: the whole chain,
+   * so that only the admin intermediate's admins pass (grpc-js has chained the leaf to some bundle root, which
+   * a cluster intermediate's certificate does too). grpc-js exposes only the client's leaf: the client sends its
+   * intermediates as `x-meshfed-chain` metadata (base64 DER, comma-separated), and the bundle's remembered
+   * intermediates complete the path for clients that do not.
    */
   private authorize(call: grpc.ServerUnaryCall<Json, Json>): void {
     const peer = call.getPeer();
@@ -119,33 +129,17 @@ export class AdminServer {
         'MESHFED_GATEWAY_IDENTITY_REFUSED',
         'admin API: a client certificate is required',
       );
-    const chain = derChainOf(cert);
-    if (chain.length > 1) {
-      verify(chain.slice(0, 4), this.options.tcp.bundle(), {
-        trustDomain: this.options.tcp.trustDomain,
-        kinds: ['admin'],
-        usage: 'client',
-      });
-      return;
-    }
-    // grpc-js exposes only the leaf; OpenSSL has already chained it to the bundle's roots
-    // (checkClientCertificate), so what is left to check is the SPIFFE identity itself.
-    const leaf = new X509Certificate(chain[0]!);
-    const uri = /URI:(spiffe:\/\/[^,\s]+)/.exec(leaf.subjectAltName ?? '')?.[1];
-    if (!uri)
-      throw new MeshfedError(
-        'MESHFED_CA_BAD_SPIFFE_ID',
-        'admin API: the client certificate has no SPIFFE ID',
-      );
-    const id = parseSpiffeId(uri);
-    if (id.trustDomain !== this.options.tcp.trustDomain || id.kind !== 'admin') {
-      throw new MeshfedError(
-        'MESHFED_GATEWAY_IDENTITY_REFUSED',
-        `admin API: ${uri} is not an admin identity of ${this.options.tcp.trustDomain}; issue one with meshfed ca issue --kind admin`,
-      );
-    }
-    if (Date.parse(leaf.validTo) < Date.now())
-      throw new MeshfedError('MESHFED_CA_EXPIRED', `admin API: ${uri} has expired`);
+    const presented = derChainOf(cert).slice(0, 4);
+    const sent = String(call.metadata.get(ADMIN_CHAIN_METADATA)[0] ?? '')
+      .split(',')
+      .filter(Boolean)
+      .slice(0, 3)
+      .map((b) => Buffer.from(b, 'base64'));
+    verify(presented.length > 1 ? presented : [...presented, ...sent], this.options.tcp.bundle(), {
+      trustDomain: this.options.tcp.trustDomain,
+      kinds: ['admin'],
+      usage: 'client',
+    });
   }
 
   async start(): Promise<void> {
@@ -160,10 +154,10 @@ export class AdminServer {
       chmodSync(o.socketPath, 0o600);
     }
     if (o.tcp) {
-      const roots = Buffer.from(o.tcp.bundle().toPem());
-      const creds = grpc.ServerCredentials.createSsl(
-        roots,
-        [{ cert_chain: Buffer.from(o.tcp.certPem), private_key: Buffer.from(o.tcp.keyPem) }],
+      this.credentials = new LiveCredentials(o.tcp.leaf, o.tcp.bundle);
+      const creds = grpc.experimental.createCertificateProviderServerCredentials(
+        this.credentials,
+        this.credentials,
         true,
       );
       this.tcpPort = await new Promise<number>((resolve, reject) =>
@@ -172,6 +166,11 @@ export class AdminServer {
         ),
       );
     }
+  }
+
+  /** The gateway's leaf rotated or the trust bundle changed: new TCP handshakes use the current ones. */
+  credentialsChanged(): void {
+    this.credentials?.changed();
   }
 
   async stop(): Promise<void> {

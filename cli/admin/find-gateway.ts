@@ -25,7 +25,7 @@ export function adminClientFrom(values: Record<string, unknown>, command: string
     if (!cert || !key || !ca) {
       throw new MeshfedError(
         'MESHFED_USAGE',
-        `${command}: --admin ${admin} is a TCP address: also give --cert/--key (an admin identity from "meshfed ca issue --kind admin") and --ca (the trust bundle)`,
+        `${command}: --admin ${admin} is a TCP address: also give --cert/--key (an admin identity: "meshfed ca issue --ca ADMIN-DIR --kind admin", ADMIN-DIR made by "meshfed ca admin") and --ca (the trust bundle)`,
       );
     }
     return new AdminClient({

@@ -14,7 +14,8 @@ const NAME = 'ca issue';
 
 export const caIssueCommand: Command = {
   path: ['ca', 'issue'],
-  summary: 'issue a gateway, federation, workload or admin certificate from a cluster intermediate',
+  summary:
+    'issue a gateway, federation or workload certificate from a cluster intermediate, or an admin one from the admin intermediate',
   usage: `Usage: meshfed ca issue --ca CDIR --kind gateway|federation|workload|admin [--name NAME]
          [--namespace NS --service-account SA] [--ttl 24h] [--key-type ...] [--dns NAME]... [--ip ADDR]... --out LDIR [--force]
 
@@ -22,7 +23,9 @@ Writes LDIR/cert.pem (leaf then intermediate), LDIR/key.pem (0600) and LDIR/bund
   gateway    spiffe://<td>/cluster/<c>/gateway/<name>        serverAuth + clientAuth
   federation spiffe://<td>/cluster/<c>/federation            signs catalog entries (not a TLS identity)
   workload   spiffe://<td>/cluster/<c>/ns/<ns>/sa/<sa>        serverAuth + clientAuth
-  admin      spiffe://<td>/admin/<name>                      clientAuth (for the admin API)`,
+  admin      spiffe://<td>/admin/<name>                      clientAuth (for the admin API)
+CDIR is a cluster directory (meshfed ca cluster); for --kind admin it is the admin intermediate's directory
+(meshfed ca admin): no cluster intermediate may issue admin identities.`,
   async run(ctx) {
     const { values } = parseFlags(
       ctx,
@@ -62,10 +65,15 @@ Writes LDIR/cert.pem (leaf then intermediate), LDIR/key.pem (0600) and LDIR/bund
     const ttlMs = parseDuration(values.ttl, 'ttl', NAME);
     const keyType = parseKeyType(values['key-type'], NAME);
     const parent = await loadCaDir(dir);
-    if (parent.layout !== 'cluster') {
+    const wanted = kind === 'admin' ? 'admin' : 'cluster';
+    if (parent.layout !== wanted) {
+      const from =
+        wanted === 'admin'
+          ? 'the admin intermediate\'s directory, made by "meshfed ca admin"'
+          : 'a cluster directory, made by "meshfed ca cluster"';
       throw new MeshfedError(
-        'MESHFED_USAGE',
-        `${dir} is a root directory; issue leaves from a cluster directory made by "meshfed ca cluster"`,
+        parent.layout === 'root' ? 'MESHFED_USAGE' : 'MESHFED_CA_WRONG_ISSUER',
+        `${dir} is ${parent.layout === 'root' ? 'a root directory' : `a ${parent.layout} intermediate's directory`}; issue --kind ${kind} certificates from ${from}`,
       );
     }
     const leaf = await issueLeaf(parent.ca, {

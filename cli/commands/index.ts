@@ -61,6 +61,11 @@ export const COMMANDS: Command[] = [
     async () => (await import('./ca-cluster.ts')).caClusterCommand,
   ),
   lazyCommand(
+    ['ca', 'admin'],
+    'issue the admin intermediate (the only issuer of admin identities)',
+    async () => (await import('./ca-cluster.ts')).caAdminCommand,
+  ),
+  lazyCommand(
     ['ca', 'issue'],
     'issue a leaf: gateway, federation, workload or admin',
     async () => (await import('./ca-issue.ts')).caIssueCommand,

@@ -6,7 +6,7 @@ import { refuse } from '../answers.ts';
 /** Egress: the local caller (a verified workload certificate, or an anonymous caller of this cluster). */
 export function egressCaller(identities: Identities): RequestLayer {
   return (next) => async (r) => {
-    r.caller = identities.workloadCaller(r.socket);
+    r.caller = identities.workloadCaller(r.socket, r.connection);
     return next(r);
   };
 }
@@ -14,7 +14,7 @@ export function egressCaller(identities: Identities): RequestLayer {
 /** East-west: the peer gateway's verified identity; the call's source cluster is the peer's. */
 export function peerGateway(identities: Identities): RequestLayer {
   return (next) => async (r) => {
-    r.peer = identities.peerGateway(r.socket, r.headers['x-meshfed-chain']);
+    r.peer = identities.peerGateway(r.socket, r.headers['x-meshfed-chain'], r.connection);
     r.sourceCluster = r.peer.cluster ?? '';
     return next(r);
   };

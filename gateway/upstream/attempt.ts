@@ -27,6 +27,15 @@ export interface UpstreamAttempt {
   fail(failure: Failure, err: unknown): void;
 }
 
+/** What a try writes the response to: node's response, or the HTTP/1.1 codec's exchange. */
+interface Downstream {
+  once(event: 'close', fn: () => void): unknown;
+  off(event: 'close', fn: () => void): unknown;
+  writeHead(status: number, headers: OutgoingHttpHeaders): unknown;
+  addTrailers(t: Record<string, string | string[]>): void;
+  destroy(): unknown;
+}
+
 /** An upstream protocol: sends one request to one target and reports through the attempt. */
 export interface UpstreamCodec {
   send(r: GatewayRequest, t: BalancerTarget, a: UpstreamAttempt): void;
@@ -44,7 +53,8 @@ export function sendTry(
   options: { codec: UpstreamCodec; maxAttempts: number },
 ): Promise<Sent> {
   const r = ctx.payload;
-  const res = r.io.res;
+  // the HTTP/1.1 codec's exchange answers like node's response for what a try needs of it
+  const res: Downstream = r.fast ?? (r.io.res as ServerResponse);
   // the last allowed try (and any try of a request that will not be retried) passes a 5xx through
   const forward5xx = !ctx.idempotent || ctx.attempt >= options.maxAttempts;
   return new Promise<Sent>((resolve, reject) => {
@@ -82,9 +92,8 @@ export function sendTry(
           resolve({ status, cluster: t.cluster, forwarded: false });
           return false;
         }
-        const out = res as ServerResponse;
-        out.writeHead(status, headers);
-        if (trailers) out.addTrailers(trailers);
+        res.writeHead(status, headers);
+        if (trailers) res.addTrailers(trailers);
         forwarded = true;
         resolve({ status, cluster: t.cluster, forwarded: true });
         return true;
@@ -102,12 +111,17 @@ export function sendTry(
   });
 }
 
-/** Routes a try to HTTP/2 (remote gateways, gRPC and h2 endpoints) or HTTP/1.1 (other local endpoints). */
-export function byTarget(h2: UpstreamCodec, h1: UpstreamCodec): UpstreamCodec {
+/**
+ * Routes a try to HTTP/2 (remote gateways, gRPC and h2 endpoints) or HTTP/1.1 (other local endpoints).
+ * A request of the HTTP/1.1 codec goes to `fast` (remote gateways, which falls back to the tunnel for a
+ * gateway without the fast path, and HTTP/1.1 endpoints); to h2 endpoints it takes the HTTP/2 codec.
+ */
+export function byTarget(h2: UpstreamCodec, h1: UpstreamCodec, fast?: UpstreamCodec): UpstreamCodec {
   return {
     send(r, t, a) {
       const useH2 = !t.local || t.port.protocol === 'grpc' || t.port.protocol === 'http2';
-      (useH2 ? h2 : h1).send(r, t, a);
+      if (fast && r.fast && !(t.local && useH2)) fast.send(r, t, a);
+      else (useH2 ? h2 : h1).send(r, t, a);
     },
   };
 }

@@ -65,8 +65,21 @@ describe('meshfed ca: the documented forms', () => {
       ['workload', ['--namespace', 'shop', '--service-account', 'orders']],
       ['admin', ['--name', 'alice']],
     ];
+    // admin identities come from the admin intermediate, which no cluster holds
+    const a = await cli('ca', 'admin', '--ca', p('root'), '--out', p('admins'), '--json');
+    expect(a.code).toBe(0);
+    expect(JSON.parse(a.out).certificate.spiffeId).toBe('spiffe://mesh.example/admin');
+    // [issuer directory, kind, what the refusal points to]: each intermediate issues its own kinds only
+    for (const [dir, kind, hint] of [
+      ['east', 'admin', 'meshfed ca admin'],
+      ['admins', 'gateway', 'meshfed ca cluster'],
+    ] as const) {
+      const argv = ['ca', 'issue', '--ca', p(dir), '--kind', kind, '--name', 'eve', '--out', p('eve')];
+      expect(await refused(argv, hint, p('eve'))).toBe('MESHFED_CA_WRONG_ISSUER');
+    }
     for (const [kind, extra] of kinds) {
-      const r = await cli('ca', 'issue', '--ca', p('east'), '--kind', kind, ...extra, '--out', p(kind));
+      const issuer = kind === 'admin' ? p('admins') : p('east');
+      const r = await cli('ca', 'issue', '--ca', issuer, '--kind', kind, ...extra, '--out', p(kind));
       expect({ kind, code: r.code, err: r.err }).toEqual({ kind, code: 0, err: '' });
       expect(statSync(p(kind, 'key.pem')).mode & 0o777).toBe(0o600);
       const chain = readFileSync(p(kind, 'cert.pem'), 'utf8');
@@ -76,7 +89,7 @@ describe('meshfed ca: the documented forms', () => {
         '-CAfile',
         p('east', 'bundle.crt'),
         '-untrusted',
-        p('east', 'ca.crt'),
+        join(issuer, 'ca.crt'),
         p(kind, 'cert.pem'),
       ]);
       expect(v.status).toBe(0);

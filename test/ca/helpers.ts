@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -59,4 +59,58 @@ export async function asyncCodeOf(f: () => Promise<unknown>): Promise<string | u
     return (err as { code?: string }).code ?? 'NO_CODE';
   }
   return undefined;
+}
+
+/**
+ * A leaf for `spiffeId` signed with `ca`'s key by openssl, outside meshfed's issuer (which refuses to mint what
+ * verify() refuses): what the holder of a CA key can make with openssl alone. EKU clientAuth and serverAuth.
+ */
+export function forgeLeaf(
+  ca: { certPem: string; keyPem: string; chainPem: string },
+  spiffeId: string,
+): { certPem: string; keyPem: string; chainPem: string } {
+  const { dir, cleanup } = scratchDir('meshfed-forge-');
+  try {
+    const run = (args: string[]) => {
+      const r = openssl(args, dir);
+      if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${r.stderr}`);
+    };
+    writeFileSync(join(dir, 'ca.crt'), ca.certPem);
+    writeFileSync(join(dir, 'ca.key'), ca.keyPem, { mode: 0o600 });
+    writeFileSync(
+      join(dir, 'ext.cnf'),
+      [
+        'basicConstraints=critical,CA:FALSE',
+        'keyUsage=critical,digitalSignature',
+        'extendedKeyUsage=clientAuth,serverAuth',
+        `subjectAltName=critical,URI:${spiffeId}`,
+        'subjectKeyIdentifier=hash',
+        'authorityKeyIdentifier=keyid',
+      ].join('\n'),
+    );
+    run(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'leaf.key']);
+    run(['req', '-new', '-key', 'leaf.key', '-subj', '/CN=forged', '-out', 'leaf.csr']);
+    run([
+      'x509',
+      '-req',
+      '-in',
+      'leaf.csr',
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-set_serial',
+      `0x${Math.floor(Math.random() * 2 ** 48).toString(16)}`,
+      '-days',
+      '1',
+      '-extfile',
+      'ext.cnf',
+      '-out',
+      'leaf.crt',
+    ]);
+    const certPem = readFileSync(join(dir, 'leaf.crt'), 'utf8');
+    return { certPem, keyPem: readFileSync(join(dir, 'leaf.key'), 'utf8'), chainPem: certPem + ca.chainPem };
+  } finally {
+    cleanup();
+  }
 }

@@ -5,6 +5,7 @@ import {
   type CaMaterial,
   createRoot,
   type IdentityKind,
+  issueAdminIntermediate,
   issueIntermediate,
   issueLeaf,
   type KeyType,
@@ -42,9 +43,11 @@ describe.each<KeyType>(['ecdsa-p256', 'rsa-2048'])('%s: openssl verify agrees wi
 
   test('every kind chains, through name constraints', async () => {
     const bundle = TrustBundle.fromPem(root.certPem);
+    const admins = await issueAdminIntermediate(root);
     for (const { kind, o } of KINDS) {
-      const leaf = await issueLeaf(east, { kind, ...o });
-      const r = opensslVerify(scratch.dir, root.certPem, east.chainPem, leaf.certPem);
+      const issuer = kind === 'admin' ? admins : east;
+      const leaf = await issueLeaf(issuer, { kind, ...o });
+      const r = opensslVerify(scratch.dir, root.certPem, issuer.chainPem, leaf.certPem);
       expect({ kind, status: r.status, out: r.stdout.trim().split(': ')[1] }).toEqual({
         kind,
         status: 0,
@@ -172,9 +175,11 @@ describe('bring your own CA made by openssl', () => {
     expect(east.keyType).toBe('rsa-2048');
     const bundle = TrustBundle.fromPem(file('corp-root.crt'));
     expect(bundle.trustDomain).toBeUndefined(); // the corporate root names no trust domain
+    const admins = await issueAdminIntermediate(root);
     for (const { kind, o } of KINDS) {
-      const leaf = await issueLeaf(east, { kind, ...o });
-      expect(opensslVerify(scratch.dir, file('corp-root.crt'), east.chainPem, leaf.certPem).status).toBe(0);
+      const issuer = kind === 'admin' ? admins : east;
+      const leaf = await issueLeaf(issuer, { kind, ...o });
+      expect(opensslVerify(scratch.dir, file('corp-root.crt'), issuer.chainPem, leaf.certPem).status).toBe(0);
       expect(verify(leaf.chainPem, bundle, { trustDomain: TD }).kind).toBe(kind);
     }
   });

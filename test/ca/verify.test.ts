@@ -3,6 +3,7 @@ import {
   type CaMaterial,
   createRoot,
   type IdentityKind,
+  issueAdminIntermediate,
   issueIntermediate,
   issueLeaf,
   parseSpiffeId,
@@ -10,18 +11,20 @@ import {
   TrustBundle,
   verify,
 } from '../../ca/index.ts';
-import { codeOf } from './helpers.ts';
+import { codeOf, forgeLeaf } from './helpers.ts';
 
 const TD = 'mesh.example';
 let root: CaMaterial;
 let east: CaMaterial;
 let west: CaMaterial;
+let admins: CaMaterial;
 let bundle: TrustBundle;
 
 beforeAll(async () => {
   root = await createRoot({ trustDomain: TD });
   east = await issueIntermediate(root, { cluster: 'east' });
   west = await issueIntermediate(root, { cluster: 'west' });
+  admins = await issueAdminIntermediate(root);
   bundle = TrustBundle.fromPem(root.certPem);
 });
 
@@ -44,7 +47,7 @@ const KINDS: {
 
 describe('issue and verify every identity kind', () => {
   test.each(KINDS)('$kind', async ({ kind, o, id, usage }) => {
-    const leaf = await issueLeaf(east, { kind, ...o });
+    const leaf = await issueLeaf(kind === 'admin' ? admins : east, { kind, ...o });
     expect(leaf.spiffeId).toBe(id);
     expect(leaf.serial).toMatch(/^[0-7][0-9a-f]{31}$/);
     const v = verify(leaf.chainPem, bundle, { kinds: [kind], usage, trustDomain: TD });
@@ -52,7 +55,7 @@ describe('issue and verify every identity kind', () => {
     expect(v.kind).toBe(kind);
     expect(v.serial).toBe(leaf.serial);
     expect(v.chainRootFingerprint256).toBe(new X509Certificate(root.certPem).fingerprint256);
-    expect(v.issuerCluster).toBe('east');
+    expect(v.issuerCluster).toBe(kind === 'admin' ? undefined : 'east');
     if (kind !== 'admin') expect(v.cluster).toBe('east');
     // the same chain as DER buffers and as X509Certificate objects
     const certs = leaf.chainPem.split(/(?<=-----END CERTIFICATE-----\n)/).filter((s) => s.trim() !== '');
@@ -71,7 +74,7 @@ describe('issue and verify every identity kind', () => {
   });
 
   test('key usage: admin is client-only, federation is not a TLS identity, gateway is both', async () => {
-    const admin = await issueLeaf(east, { kind: 'admin', name: 'alice' });
+    const admin = await issueLeaf(admins, { kind: 'admin', name: 'alice' });
     const fed = await issueLeaf(east, { kind: 'federation' });
     const gw = await issueLeaf(east, { kind: 'gateway', name: 'gw-1' });
     expect(codeOf(() => verify(admin.chainPem, bundle, { usage: 'server' }))).toBe(
@@ -88,6 +91,40 @@ describe('issue and verify every identity kind', () => {
     for (let i = 0; i < 50; i++) serials.add((await issueLeaf(east, { kind: 'federation' })).serial);
     expect(serials.size).toBe(50);
     for (const s of serials) expect(Number.parseInt(s.slice(0, 2), 16)).toBeLessThan(0x80);
+  });
+});
+
+describe('who may issue admin identities: the admin intermediate, and it nothing else', () => {
+  test('regression: an admin certificate from a cluster intermediate is refused (MESHFED_CA_WRONG_ISSUER)', () => {
+    const forged = forgeLeaf(east, `spiffe://${TD}/admin/mallory`);
+    for (const kinds of [undefined, ['admin' as const]]) {
+      expect(codeOf(() => verify(forged.chainPem, bundle, kinds ? { kinds } : {}))).toBe(
+        'MESHFED_CA_WRONG_ISSUER',
+      );
+    }
+  });
+
+  test('an admin certificate signed by the root itself is refused', () => {
+    const forged = forgeLeaf(root, `spiffe://${TD}/admin/mallory`);
+    expect(codeOf(() => verify(forged.chainPem, bundle))).toBe('MESHFED_CA_WRONG_ISSUER');
+  });
+
+  test('the admin intermediate cannot vouch for a gateway or a workload', () => {
+    for (const id of [`spiffe://${TD}/cluster/east/gateway/gw-1`, `spiffe://${TD}/cluster/east/ns/a/sa/b`]) {
+      expect(codeOf(() => verify(forgeLeaf(admins, id).chainPem, bundle))).toBe('MESHFED_CA_WRONG_ISSUER');
+    }
+  });
+
+  test("meshfed's issuer mints neither", async () => {
+    await expect(issueLeaf(east, { kind: 'admin', name: 'alice' })).rejects.toMatchObject({
+      code: 'MESHFED_CA_WRONG_ISSUER',
+    });
+    await expect(issueLeaf(admins, { kind: 'gateway', name: 'gw-1' })).rejects.toMatchObject({
+      code: 'MESHFED_CA_WRONG_ISSUER',
+    });
+    await expect(issueLeaf(root, { kind: 'admin', name: 'alice' })).rejects.toMatchObject({
+      code: 'MESHFED_CA_WRONG_ISSUER',
+    });
   });
 });
 

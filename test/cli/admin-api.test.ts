@@ -1,10 +1,19 @@
 import { mkdtempSync } from 'node:fs';
+import tls from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createRoot, issueIntermediate, issueLeaf, TrustBundle } from '../../ca/index.ts';
+import {
+  createRoot,
+  type IssuedLeaf,
+  issueAdminIntermediate,
+  issueIntermediate,
+  issueLeaf,
+  TrustBundle,
+} from '../../ca/index.ts';
 import { AdminClient } from '../../cli/admin/admin-client.ts';
 import { type AdminBackend, AdminServer } from '../../cli/admin/admin-server.ts';
 import { MeshfedError, silentLogger } from '../../core/index.ts';
+import { forgeLeaf } from '../ca/helpers.ts';
 
 const backend: AdminBackend = {
   status: () => ({
@@ -23,6 +32,17 @@ const backend: AdminBackend = {
     return { service: `${name}.${ns}`, levels: [{ level: 0, targets: [{ id: 'x' }] }] };
   },
 };
+
+/** An admin server on loopback TCP (mTLS), presenting `leaf()` and trusting `bundle`. */
+async function tcpAdminServer(leaf: () => IssuedLeaf, bundle: TrustBundle) {
+  const server = new AdminServer({
+    backend,
+    logger: silentLogger(),
+    tcp: { host: '127.0.0.1', port: 0, leaf, bundle: () => bundle, trustDomain: 'mesh.example' },
+  });
+  await server.start();
+  return { server, address: `127.0.0.1:${server.tcpPort}` };
+}
 
 describe('admin gRPC API', () => {
   test('over the Unix socket: every call answers; unknown services are NOT_FOUND; a dead socket is MESHFED_ADMIN_UNREACHABLE', async () => {
@@ -46,27 +66,17 @@ describe('admin gRPC API', () => {
     dead.close();
   });
 
-  test('over TCP: mTLS with an admin identity is served, a gateway identity is refused', async () => {
+  test('over TCP: mTLS with an admin identity is served; a gateway identity, and an admin one from a cluster intermediate, are refused', async () => {
     const root = await createRoot({ trustDomain: 'mesh.example' });
     const east = await issueIntermediate(root, { cluster: 'east' });
+    const admins = await issueAdminIntermediate(root);
     const serverLeaf = await issueLeaf(east, { kind: 'gateway', name: 'gw' });
-    const adminLeaf = await issueLeaf(east, { kind: 'admin', name: 'alice' });
+    const adminLeaf = await issueLeaf(admins, { kind: 'admin', name: 'alice' });
     const gwLeaf = await issueLeaf(east, { kind: 'gateway', name: 'other' });
+    // what the holder of one cluster's intermediate key can make with openssl
+    const forged = forgeLeaf(east, 'spiffe://mesh.example/admin/mallory');
     const bundle = TrustBundle.fromPem(root.certPem);
-    const server = new AdminServer({
-      backend,
-      logger: silentLogger(),
-      tcp: {
-        host: '127.0.0.1',
-        port: 0,
-        certPem: serverLeaf.chainPem,
-        keyPem: serverLeaf.keyPem,
-        bundle: () => bundle,
-        trustDomain: 'mesh.example',
-      },
-    });
-    await server.start();
-    const address = `127.0.0.1:${server.tcpPort}`;
+    const { server, address } = await tcpAdminServer(() => serverLeaf, bundle);
     const ok = new AdminClient({
       address,
       tls: { caPem: root.certPem, certPem: adminLeaf.chainPem, keyPem: adminLeaf.keyPem },
@@ -75,12 +85,75 @@ describe('admin gRPC API', () => {
       address,
       tls: { caPem: root.certPem, certPem: gwLeaf.chainPem, keyPem: gwLeaf.keyPem },
     });
+    const clusterIssued = new AdminClient({
+      address,
+      tls: { caPem: root.certPem, certPem: forged.chainPem, keyPem: forged.keyPem },
+    });
     try {
       expect((await ok.status()).cluster).toBe('east');
-      await expect(wrong.status()).rejects.toMatchObject({ code: 'MESHFED_GATEWAY_IDENTITY_REFUSED' });
+      // regression: any cluster intermediate could issue an admin identity every gateway accepted
+      await expect(clusterIssued.status()).rejects.toMatchObject({
+        code: 'MESHFED_GATEWAY_IDENTITY_REFUSED',
+        details: { reason: 'MESHFED_CA_WRONG_ISSUER' },
+      });
+      await expect(wrong.status()).rejects.toMatchObject({
+        code: 'MESHFED_GATEWAY_IDENTITY_REFUSED',
+        details: { reason: 'MESHFED_CA_WRONG_KIND' },
+      });
     } finally {
       ok.close();
       wrong.close();
+      clusterIssued.close();
+      await server.stop();
+    }
+  });
+
+  test('over TCP: a root added to the bundle and a rotated leaf take effect on credentialsChanged(), without a restart', async () => {
+    const root = await createRoot({ trustDomain: 'mesh.example' });
+    const east = await issueIntermediate(root, { cluster: 'east' });
+    const next = await createRoot({ trustDomain: 'mesh.example' });
+    const nextAdmin = await issueLeaf(await issueAdminIntermediate(next), { kind: 'admin', name: 'bob' });
+    let leaf = await issueLeaf(east, { kind: 'gateway', name: 'gw' });
+    const bundle = TrustBundle.fromPem(root.certPem);
+    const { server, address } = await tcpAdminServer(() => leaf, bundle);
+    /** the serial of the certificate the listener presents to a new connection */
+    const presented = () =>
+      new Promise<string>((resolve, reject) => {
+        const socket = tls.connect({
+          host: '127.0.0.1',
+          port: server.tcpPort!,
+          rejectUnauthorized: false,
+          ALPNProtocols: ['h2'],
+        });
+        socket.once('secureConnect', () => {
+          resolve(socket.getPeerCertificate().serialNumber.toLowerCase());
+          socket.destroy();
+        });
+        socket.once('error', reject);
+      });
+    const client = () =>
+      new AdminClient({
+        address,
+        tls: { caPem: root.certPem, certPem: nextAdmin.chainPem, keyPem: nextAdmin.keyPem },
+      });
+    const before = client();
+    try {
+      await expect(before.status()).rejects.toMatchObject({ code: 'MESHFED_ADMIN_UNREACHABLE' });
+      expect(BigInt(`0x${await presented()}`)).toBe(BigInt(`0x${leaf.serial}`));
+
+      bundle.add(next.certPem);
+      leaf = await issueLeaf(east, { kind: 'gateway', name: 'gw' });
+      server.credentialsChanged();
+
+      const after = client();
+      try {
+        expect((await after.status()).cluster).toBe('east');
+      } finally {
+        after.close();
+      }
+      expect(BigInt(`0x${await presented()}`)).toBe(BigInt(`0x${leaf.serial}`));
+    } finally {
+      before.close();
       await server.stop();
     }
   });

@@ -33,9 +33,10 @@ export interface GatewayProcess extends GatewayFiles {
 }
 
 /**
- * The directory of a gateway of cluster `east` named `east-gw`: its own CA directory (under `root`
- * and `intermediate` when given, else a fresh root), a static services file (`services`: name →
- * local address, all exported HTTP services in namespace shop) and a config with fixed loopback ports.
+ * The directory of a gateway of cluster `east` (or `cluster`) named `<cluster>-gw`: its own CA directory
+ * (`ca`, a cluster directory made by `meshfed ca cluster`; else one under `root` and `intermediate` when
+ * given, else under a fresh root), a static services file (`services`: name → local address, all exported
+ * HTTP services in namespace shop) and a config with fixed loopback ports.
  */
 export async function writeGatewayFiles(o: {
   natsUrl: string;
@@ -48,19 +49,29 @@ export async function writeGatewayFiles(o: {
    */
   otherClusters?: string[];
   root?: CaMaterial;
-  /** cluster east's intermediate under `root` */
+  /** the cluster's intermediate under `root` */
   intermediate?: CaMaterial;
+  /** default east */
+  cluster?: string;
+  /**
+   * a cluster directory made by `meshfed ca cluster` (absolute path) under `root`, used in place of one
+   * made for this gateway alone
+   */
+  ca?: { root: CaMaterial; clusterDir: string };
 }): Promise<GatewayFiles> {
   const dir = mkdtempSync(join(tmpdir(), 'meshfed-gw-'));
-  const root = o.root ?? (await createRoot({ trustDomain: 'mesh.example' }));
-  const inter = o.intermediate ?? (await issueIntermediate(root, { cluster: 'east' }));
-  const caDir = join(dir, 'ca');
-  mkdirSync(caDir, { mode: 0o700 });
-  writeFileSync(join(caDir, 'ca.crt'), inter.chainPem);
-  writeFileSync(join(caDir, 'ca.key'), inter.keyPem, { mode: 0o600 });
-  writeFileSync(join(caDir, 'bundle.crt'), root.certPem);
+  const cluster = o.cluster ?? 'east';
+  const root = o.ca?.root ?? o.root ?? (await createRoot({ trustDomain: 'mesh.example' }));
+  const caDir = o.ca?.clusterDir ?? join(dir, 'ca');
+  if (!o.ca) {
+    const inter = o.intermediate ?? (await issueIntermediate(root, { cluster }));
+    mkdirSync(caDir, { mode: 0o700 });
+    writeFileSync(join(caDir, 'ca.crt'), inter.chainPem);
+    writeFileSync(join(caDir, 'ca.key'), inter.keyPem, { mode: 0o600 });
+    writeFileSync(join(caDir, 'bundle.crt'), root.certPem);
+  }
   const cas: Record<string, CaMaterial> = {};
-  for (const cluster of o.otherClusters ?? []) cas[cluster] = await issueIntermediate(root, { cluster });
+  for (const other of o.otherClusters ?? []) cas[other] = await issueIntermediate(root, { cluster: other });
   if (o.otherClusters) {
     writeFileSync(
       join(dir, 'intermediates.pem'),
@@ -85,13 +96,13 @@ export async function writeGatewayFiles(o: {
   writeFileSync(join(dir, 'services.yaml'), stringify({ services }));
   const [eastWest, egress, admin] = [await freePort(), await freePort(), await freePort()];
   const config = {
-    cluster: 'east',
+    cluster,
     trustDomain: 'mesh.example',
-    name: 'east-gw',
+    name: `${cluster}-gw`,
     locality: { region: 'r1', zone: 'z1' },
     stateDir: 'state',
     identity: {
-      caDir: 'ca',
+      caDir,
       leafTtl: '1h',
       ...(o.otherClusters ? { intermediates: 'intermediates.pem' } : {}),
     },
@@ -121,7 +132,7 @@ export async function writeGatewayFiles(o: {
   };
 }
 
-/** A real `meshfed gateway` process of cluster `east` from writeGatewayFiles. */
+/** A real `meshfed gateway` process from writeGatewayFiles. */
 export async function startGatewayProcess(
   o: Parameters<typeof writeGatewayFiles>[0] & { args?: string[] },
 ): Promise<GatewayProcess> {

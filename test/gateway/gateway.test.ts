@@ -1,11 +1,18 @@
-import { X509Certificate } from 'node:crypto';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import { issueLeaf, spiffeIdFor } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
 import { TUNNEL_ALPN } from '../../gateway/index.ts';
-import { createMesh, echoServer, httpService, type Mesh, request, type TestGateway } from './harness.ts';
+import {
+  chainHeader,
+  createMesh,
+  echoServer,
+  httpService,
+  type Mesh,
+  request,
+  type TestGateway,
+} from './harness.ts';
 
 let mesh: Mesh;
 let a: TestGateway;
@@ -16,14 +23,6 @@ async function backend(label: string) {
   const s = await echoServer(label);
   backends.push(s);
   return s;
-}
-
-function intermediates(chainPem: string): string {
-  const blocks = chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  return blocks
-    .slice(1)
-    .map((b) => new X509Certificate(b).raw.toString('base64'))
-    .join(',');
 }
 
 function splitAddr(address: string): { host: string; port: number } {
@@ -208,7 +207,7 @@ describe('east-west listener', () => {
         ':authority': 'api.shop.svc.clusterset.local',
         'x-meshfed-service': 'shop/api/http',
         // the server sees only our leaf: intermediates travel in this header, as gateways send them
-        ...(leaf ? { 'x-meshfed-chain': intermediates(leaf.chainPem) } : {}),
+        ...(leaf ? { 'x-meshfed-chain': chainHeader(leaf.chainPem) } : {}),
         ...headers,
       });
       return await new Promise((resolve, reject) => {

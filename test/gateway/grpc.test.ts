@@ -1,5 +1,4 @@
 import * as grpc from '@grpc/grpc-js';
-import { spiffeIdFor } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
 import { createMesh, httpService, type Mesh, type TestGateway, TRUST_DOMAIN } from './harness.ts';
 

@@ -3,13 +3,14 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import type { TLSSocket } from 'node:tls';
+import tls, { type TLSSocket } from 'node:tls';
 import {
   type CaMaterial,
   CertificateSource,
   createRoot,
   issueIntermediate,
   issueLeaf,
+  parseCertificates,
   TrustBundle,
 } from '../../ca/index.ts';
 import {
@@ -25,9 +26,15 @@ import {
   silentLogger,
 } from '../../core/index.ts';
 import { Balancers, balancerConfigSchema } from '../../gateway/balancer/index.ts';
-import { Gateway, gatewayConfigSchema } from '../../gateway/index.ts';
+import { Gateway, gatewayConfigSchema, TUNNEL_ALPN } from '../../gateway/index.ts';
 
 export const TRUST_DOMAIN = 'meshfed.test';
+
+/**
+ * Whether gateways of this harness take the HTTP/1.1 fast path (config.fastPath); MESHFED_FAST_PATH=0
+ * runs a suite on node's HTTP server and the HTTP/2 tunnel (test/gateway/tunnel-path/ does that).
+ */
+export const FAST_PATH = process.env.MESHFED_FAST_PATH !== '0';
 
 /** A CatalogView double: tests set the remote offers directly. */
 export class TestCatalog implements CatalogView {
@@ -219,6 +226,7 @@ export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
       const config = gatewayConfigSchema.parse({
         listeners: { eastWest: '127.0.0.1:0', egress: '127.0.0.1:0', admin: '127.0.0.1:0' },
         limits: { headersTimeout: 1_000, helloTimeout: 1_000 },
+        fastPath: FAST_PATH,
         ...o.config,
       });
       const gateway = new Gateway({
@@ -313,14 +321,19 @@ export interface SpySession {
 }
 
 /**
- * A stand-in remote gateway of `cluster` (a real gateway leaf of that cluster) that records every
+ * A stand-in remote gateway of `cluster` (a real gateway leaf of that cluster, valid for `ttlMs`) that records every
  * tunnel session it accepts and answers each request with the client certificate's serial.
  */
 export async function spyGateway(
   mesh: Mesh,
   cluster: string,
+  o: { ttlMs?: number } = {},
 ): Promise<{ address: string; sessions: SpySession[]; close(): void }> {
-  const leaf = await issueLeaf(await mesh.intermediate(cluster), { kind: 'gateway', name: `${cluster}-spy` });
+  const leaf = await issueLeaf(await mesh.intermediate(cluster), {
+    kind: 'gateway',
+    name: `${cluster}-spy`,
+    ...(o.ttlMs ? { ttlMs: o.ttlMs } : {}),
+  });
   const sessions: SpySession[] = [];
   const server = http2.createSecureServer({
     cert: leaf.chainPem,
@@ -357,4 +370,75 @@ export async function spyGateway(
     sessions,
     close: () => server.close(),
   };
+}
+
+/** The `x-meshfed-chain` value a gateway sends for `chainPem`: its intermediates, base64 DER, comma separated. */
+export function chainHeader(chainPem: string): string {
+  return parseCertificates(chainPem, 'the tunnel client chain')
+    .slice(1)
+    .map((c) => c.raw.toString('base64'))
+    .join(',');
+}
+
+/**
+ * A tunnel session to a gateway's east-west listener at `address`, as a remote gateway holding `leaf` opens
+ * one; `socket` resolves once the TLS handshake is done (and rejects when it fails).
+ */
+export function tunnelSession(
+  address: string,
+  leaf: { chainPem: string; keyPem: string },
+  caPem: string,
+): { session: http2.ClientHttp2Session; connected: Promise<TLSSocket> } {
+  const i = address.lastIndexOf(':');
+  let socket: TLSSocket | undefined;
+  const session = http2.connect(`https://${address}`, {
+    createConnection: () => {
+      socket = tls.connect({
+        host: address.slice(0, i),
+        port: Number(address.slice(i + 1)),
+        ca: caPem,
+        cert: leaf.chainPem,
+        key: leaf.keyPem,
+        ALPNProtocols: [TUNNEL_ALPN, 'h2'],
+        checkServerIdentity: () => undefined,
+      });
+      return socket;
+    },
+  });
+  const connected = new Promise<TLSSocket>((resolve, reject) => {
+    session.once('connect', () => resolve(socket!));
+    session.once('error', reject);
+    session.once('close', () => reject(new Error('the tunnel session closed before it connected')));
+  });
+  connected.catch(() => undefined);
+  session.on('error', () => undefined);
+  return { session, connected };
+}
+
+/**
+ * One GET over a tunnel session to the exported HTTP service `namespace/name` (port "http"), carrying the
+ * intermediates of `leaf` as gateways send them; resolves with the status (0: the stream closed without an
+ * answer), or rejects when the stream fails.
+ */
+export function tunnelGet(
+  session: http2.ClientHttp2Session,
+  leaf: { chainPem: string },
+  service: { namespace: string; name: string },
+): Promise<number> {
+  const chain = chainHeader(leaf.chainPem);
+  const stream = session.request({
+    ':path': '/',
+    ':authority': `${service.name}.${service.namespace}.svc.clusterset.local`,
+    'x-meshfed-service': `${service.namespace}/${service.name}/http`,
+    'x-meshfed-chain': chain,
+  });
+  return new Promise((resolve, reject) => {
+    let status = 0;
+    stream.on('response', (h) => {
+      status = Number(h[':status']);
+    });
+    stream.resume();
+    stream.on('end', () => resolve(status));
+    stream.on('error', reject);
+  });
 }

@@ -1,8 +1,6 @@
-import http2 from 'node:http2';
-import tls, { type TLSSocket } from 'node:tls';
-import { type IssuedLeaf, issueLeaf, parseCertificates } from '../../ca/index.ts';
+import type http2 from 'node:http2';
+import { type IssuedLeaf, issueLeaf } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
-import { TUNNEL_ALPN } from '../../gateway/index.ts';
 import {
   createMesh,
   echoServer,
@@ -11,6 +9,8 @@ import {
   request,
   spyGateway,
   type TestGateway,
+  tunnelGet,
+  tunnelSession,
 } from './harness.ts';
 
 // Certificate hot-swap: the gateway's leaf rotates through its CertificateSource while it runs.
@@ -23,11 +23,6 @@ let betaLeaf: IssuedLeaf;
 let spy: Awaited<ReturnType<typeof spyGateway>>;
 
 const sameSerial = (x: string, y: string) => BigInt(`0x${x}`) === BigInt(`0x${y}`);
-
-function split(address: string) {
-  const i = address.lastIndexOf(':');
-  return { host: address.slice(0, i), port: Number(address.slice(i + 1)) };
-}
 
 beforeAll(async () => {
   mesh = await createMesh();
@@ -47,48 +42,12 @@ afterAll(async () => {
 
 /** A tunnel session to alpha's east-west listener, as another gateway (beta) opens one. */
 function tunnel(): { session: http2.ClientHttp2Session; serverSerial: Promise<string> } {
-  let socket: TLSSocket;
-  const session = http2.connect(`https://${a.eastWest}`, {
-    createConnection: () => {
-      socket = tls.connect({
-        ...split(a.eastWest),
-        ca: mesh.bundle.toPem(),
-        cert: betaLeaf.chainPem,
-        key: betaLeaf.keyPem,
-        ALPNProtocols: [TUNNEL_ALPN, 'h2'],
-        checkServerIdentity: () => undefined,
-      });
-      return socket;
-    },
-  });
-  session.on('error', () => undefined);
-  const serverSerial = new Promise<string>((resolve) =>
-    session.once('connect', () => resolve(socket.getPeerCertificate().serialNumber)),
-  );
-  return { session, serverSerial };
+  const { session, connected } = tunnelSession(a.eastWest, betaLeaf, mesh.bundle.toPem());
+  return { session, serverSerial: connected.then((socket) => socket.getPeerCertificate().serialNumber) };
 }
 
-function get(session: http2.ClientHttp2Session): Promise<number> {
-  const intermediates = parseCertificates(betaLeaf.chainPem, 'beta chain')
-    .slice(1)
-    .map((c) => c.raw.toString('base64'))
-    .join(',');
-  const stream = session.request({
-    ':path': '/',
-    ':authority': 'web.shop.svc.clusterset.local',
-    'x-meshfed-service': 'shop/web/http',
-    'x-meshfed-chain': intermediates,
-  });
-  return new Promise((resolve, reject) => {
-    let status = 0;
-    stream.on('response', (h) => {
-      status = Number(h[':status']);
-    });
-    stream.resume();
-    stream.on('end', () => resolve(status));
-    stream.on('error', reject);
-  });
-}
+const get = (session: http2.ClientHttp2Session) =>
+  tunnelGet(session, betaLeaf, { namespace: 'shop', name: 'web' });
 
 test('after a rotation, new handshakes present the new leaf and open connections keep working', async () => {
   const before = a.identity.current();

@@ -8,6 +8,7 @@ import { callerRule } from '../../gateway/layers/identity.ts';
 import { requestTargetCheck, underscoreHeaders } from '../../gateway/layers/request-checks.ts';
 import { connectRoute, egressRoute, tunnelRoute } from '../../gateway/layers/route.ts';
 import type { LocalServices } from '../../gateway/local-services.ts';
+import type { PeerRevalidation } from '../../gateway/peer-revalidation.ts';
 import { type GatewayRequest, type Handler, type RequestLayer, stack } from '../../gateway/pipeline.ts';
 import { TestCatalog } from './harness.ts';
 
@@ -22,6 +23,7 @@ function fakeRequest(o: Partial<Pick<GatewayRequest, 'method' | 'target' | 'auth
     authority: o.authority ?? 'api.shop.svc.clusterset.local',
     headers: o.headers ?? {},
     socket: {} as TLSSocket,
+    connection: {} as TLSSocket,
     hasBody: false,
     answer: (a) => answers.push(a),
     closeConnection: () => answers.push({ status: 0, reason: 'closed', message: '' }),
@@ -191,6 +193,7 @@ describe('callerRule', () => {
       throw new Error('not used');
     },
     clientAuth: 'none',
+    revalidation: {} as PeerRevalidation,
     clientCerts: new Counter({ name: 'x_total', help: 'x', labelNames: ['result'], registers: [] }),
   });
   const peer = {

@@ -1,11 +1,19 @@
-import { X509Certificate } from 'node:crypto';
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import { type IssuedLeaf, issueLeaf, spiffeIdFor } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
 import { TUNNEL_ALPN } from '../../gateway/index.ts';
-import { createMesh, echoServer, httpService, type Mesh, request, type TestGateway } from './harness.ts';
+import {
+  chainHeader,
+  createMesh,
+  echoServer,
+  httpService,
+  type Mesh,
+  request,
+  type TestGateway,
+  tunnelSession,
+} from './harness.ts';
 
 // Regression tests for the attacks of the security review (issue 11), each performed as an operator of
 // a member cluster or a local workload would: a forged caller identity through CONNECT, a crash by one
@@ -39,14 +47,6 @@ async function tcpRecorder(): Promise<{ address: string; received: () => string 
 function splitAddr(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(':');
   return { host: address.slice(0, i), port: Number(address.slice(i + 1)) };
-}
-
-function intermediates(chainPem: string): string {
-  const blocks = chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  return blocks
-    .slice(1)
-    .map((b) => new X509Certificate(b).raw.toString('base64'))
-    .join(',');
 }
 
 async function metric(g: TestGateway, name: string, labels: Record<string, string>): Promise<number> {
@@ -87,33 +87,17 @@ afterAll(async () => {
   for (const c of closers) c();
 });
 
-function tunnelSession(target: string, leaf: { chainPem: string; keyPem: string }) {
-  const session = http2.connect(`https://${target}`, {
-    createConnection: () =>
-      tls.connect({
-        ...splitAddr(target),
-        ca: mesh.bundle.toPem(),
-        cert: leaf.chainPem,
-        key: leaf.keyPem,
-        ALPNProtocols: [TUNNEL_ALPN, 'h2'],
-        checkServerIdentity: () => undefined,
-      }),
-  });
-  session.on('error', () => undefined);
-  return session;
-}
-
 /** Opens a CONNECT stream to beta as `leaf`; resolves with the status (0: reset) and the open stream. */
 async function connectTo(
   leaf: IssuedLeaf,
   authority: string,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; error: string | undefined; stream: http2.ClientHttp2Stream; close(): void }> {
-  const session = tunnelSession(beta.eastWest, leaf);
+  const session = tunnelSession(beta.eastWest, leaf, mesh.bundle.toPem()).session;
   const stream = session.request({
     ':method': 'CONNECT',
     ':authority': authority,
-    'x-meshfed-chain': intermediates(leaf.chainPem),
+    'x-meshfed-chain': chainHeader(leaf.chainPem),
     ...headers,
   });
   stream.on('error', () => undefined);
@@ -346,13 +330,13 @@ describe('admin listener (suspected: DNS rebinding)', () => {
 describe('found by the east-west fuzz test', () => {
   test('an HTTP request naming a tcp or tls port through the tunnel is refused, not sent to that endpoint', async () => {
     const gw = await issueLeaf(await mesh.intermediate('alpha'), { kind: 'gateway', name: 'alpha-gw3' });
-    const session = tunnelSession(beta.eastWest, gw);
+    const session = tunnelSession(beta.eastWest, gw, mesh.bundle.toPem()).session;
     try {
       const stream = session.request({
         ':path': '/',
         ':authority': 'db.shop.svc.clusterset.local',
         'x-meshfed-service': 'shop/db/tcp',
-        'x-meshfed-chain': intermediates(gw.chainPem),
+        'x-meshfed-chain': chainHeader(gw.chainPem),
       });
       stream.on('error', () => undefined);
       const h = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('response', resolve));
@@ -371,7 +355,7 @@ describe('found by the east-west fuzz test', () => {
       namespace: 'shop',
       serviceAccount: 'sneaky',
     });
-    const session = tunnelSession(beta.eastWest, wl);
+    const session = tunnelSession(beta.eastWest, wl, mesh.bundle.toPem()).session;
     const closed = new Promise((r) => session.once('close', r));
     const stream = session.request({ ':path': '/', ':authority': 'api.shop.svc.clusterset.local' });
     stream.on('error', () => undefined);

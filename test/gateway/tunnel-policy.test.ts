@@ -1,9 +1,15 @@
 import http2 from 'node:http2';
-import tls from 'node:tls';
 import { issueLeaf } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
-import { TUNNEL_ALPN } from '../../gateway/index.ts';
-import { createMesh, httpService, type Mesh, request, spyGateway, type TestGateway } from './harness.ts';
+import {
+  createMesh,
+  httpService,
+  type Mesh,
+  request,
+  spyGateway,
+  type TestGateway,
+  tunnelSession,
+} from './harness.ts';
 
 // Upstream connection policy (tunnelMaxRequestsPerConnection) and the tunnel server's session timeouts.
 
@@ -55,27 +61,9 @@ test('tunnelMaxRequestsPerConnection: 1 opens a new connection per request, resu
   await waitFor(() => s.every((x) => x.closed), { timeoutMs: 5_000 });
 });
 
-function tunnelSession(g: TestGateway, leaf: { chainPem: string; keyPem: string }) {
-  const i = g.eastWest.lastIndexOf(':');
-  const session = http2.connect(`https://${g.eastWest}`, {
-    createConnection: () =>
-      tls.connect({
-        host: g.eastWest.slice(0, i),
-        port: Number(g.eastWest.slice(i + 1)),
-        ca: mesh.bundle.toPem(),
-        cert: leaf.chainPem,
-        key: leaf.keyPem,
-        ALPNProtocols: [TUNNEL_ALPN, 'h2'],
-        checkServerIdentity: () => undefined,
-      }),
-  });
-  session.on('error', () => undefined);
-  return session;
-}
-
 test('a tunnel session that never sends a request is closed after headersTimeout, and counted', async () => {
   const leaf = await issueLeaf(await mesh.intermediate('alpha'), { kind: 'gateway', name: 'idle' });
-  const session = tunnelSession(strict, leaf);
+  const session = tunnelSession(strict.eastWest, leaf, mesh.bundle.toPem()).session;
   await new Promise((r) => session.once('connect', r));
   await new Promise((r) => session.once('close', r));
   const m = await strict.registry.getSingleMetric('meshfed_refused_total')?.get();
@@ -85,7 +73,7 @@ test('a tunnel session that never sends a request is closed after headersTimeout
 test('a session idle for sessionIdleTimeout after its requests gets a graceful GOAWAY', async () => {
   strict.source.set([httpService('shop', 'web', ['127.0.0.1:1'])]);
   const leaf = await issueLeaf(await mesh.intermediate('alpha'), { kind: 'gateway', name: 'quiet' });
-  const session = tunnelSession(strict, leaf);
+  const session = tunnelSession(strict.eastWest, leaf, mesh.bundle.toPem()).session;
   const goaway = new Promise<number>((r) => session.once('goaway', (code: number) => r(code)));
   // any answer will do (the endpoint is unreachable): the session carried a request
   const stream = session.request({ ':path': '/', ':authority': 'web.shop.svc.clusterset.local' });

@@ -1,0 +1,228 @@
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import { Readable, Writable } from 'node:stream';
+import type { AnswerSink } from '../answers.ts';
+import type { Req, Res } from '../http-request.ts';
+import type { NodeIo } from '../pipeline.ts';
+import type { RequestHead } from './head.ts';
+
+/** Where a request body goes once a codec asks for it; `write` returning false pauses the client. */
+export interface BodySink {
+  write(chunk: Buffer): boolean;
+  end(): void;
+}
+
+/** The client connection an exchange belongs to (gateway/h1/entry.ts). */
+export interface ClientConnection {
+  readonly socket: Socket;
+  /** starts reading the request body: its framed bytes as sent (`decoded: false`) or its payload */
+  startBody(sink: BodySink, decoded: boolean): void;
+  /** the sink drained: read on */
+  resumeBody(): void;
+  /** the response is complete: the connection reads the next request or closes */
+  responseDone(ex: Exchange): void;
+}
+
+type Mode = 'none' | 'length' | 'raw-chunked' | 'encode';
+
+const NO_INJECTION = /[\r\n\0]/;
+
+/** status line and fields, for a response meshfed writes itself or forwards */
+function serializeHead(status: number, headers: Record<string, unknown>, close: boolean): string {
+  let s = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+  for (const name in headers) {
+    const v = headers[name];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) {
+      for (const x of v) if (!NO_INJECTION.test(String(x))) s += `${name}: ${x}\r\n`;
+    } else if (!NO_INJECTION.test(String(v))) {
+      s += `${name}: ${v}\r\n`;
+    }
+  }
+  if (close) s += 'connection: close\r\n';
+  return `${s}\r\n`;
+}
+
+/**
+ * One request and its response on a client connection of the HTTP/1.1 codec. It is what the forward
+ * dispatch answers through (writeHead/write/end, like node's response, with the body's framing chosen by
+ * the headers given: content-length, `transfer-encoding: chunked` for bytes already chunk-encoded, else
+ * meshfed encodes chunks), and it hands node-shaped request and response objects to a codec that needs
+ * them (the HTTP/2 tunnel to a gateway without the fast path), created only then.
+ */
+export class Exchange implements AnswerSink {
+  readonly head: RequestHead;
+  readonly conn: ClientConnection;
+  headersSent = false;
+  /** the response was completely written */
+  finished = false;
+  /** the client went away (or the exchange was cut) before the response was complete */
+  gone = false;
+  #mode: Mode = 'none';
+  #close: (() => void)[] = [];
+  #trailers: Record<string, string | string[]> | undefined;
+  #io: NodeIo | undefined;
+  #bodyStarted = false;
+  /** set when the connection must close after this response (a body left unread, an upstream close) */
+  closeAfter = false;
+
+  constructor(conn: ClientConnection, head: RequestHead) {
+    this.conn = conn;
+    this.head = head;
+  }
+
+  get keepAlive(): boolean {
+    return this.head.keepAlive && !this.closeAfter;
+  }
+
+  /** Starts the request body towards `sink` (once; a second codec try finds it started). */
+  startBody(sink: BodySink, decoded: boolean): boolean {
+    if (this.#bodyStarted) return false;
+    this.#bodyStarted = true;
+    if (this.head.expectContinue && !this.headersSent)
+      this.conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+    this.conn.startBody(sink, decoded);
+    return true;
+  }
+
+  get bodyStarted(): boolean {
+    return this.#bodyStarted;
+  }
+
+  resumeBody(): void {
+    this.conn.resumeBody();
+  }
+
+  writeHead(status: number, headers: Record<string, unknown>): this {
+    if (this.headersSent || this.gone) return this;
+    this.headersSent = true;
+    const noBody = this.head.method === 'HEAD' || status === 204 || status === 304 || status < 200;
+    const out = headers;
+    if (noBody) this.#mode = 'none';
+    else if (out['content-length'] !== undefined) this.#mode = 'length';
+    else if (out['transfer-encoding'] === 'chunked') this.#mode = 'raw-chunked';
+    else {
+      this.#mode = 'encode';
+      out['transfer-encoding'] = 'chunked';
+    }
+    const socket = this.conn.socket;
+    // the head and the first body bytes usually leave in one segment
+    socket.cork();
+    queueMicrotask(() => socket.uncork());
+    socket.write(serializeHead(status, out, !this.keepAlive));
+    return this;
+  }
+
+  /** Writes body bytes as the mode says; false when the client is slow (wait for onceDrain). */
+  write(chunk: Buffer): boolean {
+    if (this.gone || this.finished || chunk.length === 0 || this.#mode === 'none') return !this.gone;
+    const socket = this.conn.socket;
+    if (this.#mode === 'encode') {
+      return socket.write(Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, CRLF]));
+    }
+    return socket.write(chunk);
+  }
+
+  onceDrain(fn: () => void): void {
+    this.conn.socket.once('drain', fn);
+  }
+
+  addTrailers(t: Record<string, string | string[]>): void {
+    this.#trailers = t;
+  }
+
+  /** Ends the response (with a last body piece, for an answer). */
+  end(body?: string | Buffer): this {
+    if (this.gone || this.finished) return this;
+    if (!this.headersSent) this.writeHead(200, { 'content-length': 0 });
+    if (body !== undefined && body.length > 0) this.write(Buffer.from(body));
+    if (this.#mode === 'encode') {
+      let tail = '0\r\n';
+      for (const [k, v] of Object.entries(this.#trailers ?? {})) {
+        for (const x of Array.isArray(v) ? v : [v]) if (!NO_INJECTION.test(x)) tail += `${k}: ${x}\r\n`;
+      }
+      this.conn.socket.write(`${tail}\r\n`);
+    }
+    this.finished = true;
+    this.#emitClose();
+    this.conn.responseDone(this);
+    return this;
+  }
+
+  /** Cuts the exchange: the client connection closes (a response cut short cannot be repaired). */
+  destroy(): this {
+    if (!this.finished && !this.gone) {
+      this.gone = true;
+      this.conn.socket.destroy();
+      this.#emitClose();
+    }
+    return this;
+  }
+
+  /** The client connection closed. */
+  clientGone(): void {
+    if (this.finished || this.gone) return;
+    this.gone = true;
+    this.#emitClose();
+  }
+
+  once(event: 'close', fn: () => void): this {
+    if (event === 'close') this.#close.push(fn);
+    return this;
+  }
+
+  off(event: 'close', fn: () => void): this {
+    const i = this.#close.indexOf(fn);
+    if (event === 'close' && i !== -1) this.#close.splice(i, 1);
+    return this;
+  }
+
+  #emitClose(): void {
+    const fns = this.#close;
+    this.#close = [];
+    for (const fn of fns) fn();
+    if (this.gone && this.#io && !(this.#io.res as Writable).destroyed) (this.#io.res as Writable).destroy();
+  }
+
+  /**
+   * node-shaped request body and response for the codecs built on node's streams (the HTTP/2 tunnel):
+   * the body is the request's decoded payload, the response writes through this exchange.
+   */
+  nodeIo(): NodeIo {
+    if (this.#io) return this.#io;
+    const ex = this;
+    let started = false;
+    const req = new Readable({
+      read() {
+        if (started) return ex.resumeBody();
+        started = true;
+        ex.startBody({ write: (b) => req.push(Buffer.from(b)), end: () => req.push(null) }, true);
+      },
+    });
+    const res = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        if (ex.write(chunk)) cb();
+        else ex.onceDrain(() => cb());
+      },
+      final(cb) {
+        ex.end();
+        cb();
+      },
+      destroy(err, cb) {
+        if (!ex.finished) ex.destroy();
+        cb(err);
+      },
+    });
+    Object.assign(req, { headers: this.head.headers, method: this.head.method, url: this.head.target });
+    Object.assign(res, {
+      writeHead: (s: number, h: Record<string, unknown>) => ex.writeHead(s, h),
+      addTrailers: (t: Record<string, string | string[]>) => ex.addTrailers(t),
+    });
+    Object.defineProperty(res, 'headersSent', { get: () => ex.headersSent });
+    // the node codecs use only the parts of IncomingMessage and ServerResponse given above
+    this.#io = { req: req as unknown as Req, res: res as unknown as Res };
+    return this.#io;
+  }
+}
+
+const CRLF = Buffer.from('\r\n');

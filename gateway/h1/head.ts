@@ -1,0 +1,367 @@
+import type { RefusalReason } from '../answers.ts';
+
+/**
+ * meshfed's HTTP/1.1 head parser, strict per RFC 9112. It refuses, rather than repairs, everything a proxy
+ * could read differently from the server behind it: a refusal here is a 400 (or 431/501/505/417) and a
+ * closed connection, never a guess. What it accepts it hands over as a compact head (method, target,
+ * version, lower-case headers) plus the body's framing, decided once, here.
+ */
+
+/** Why a head was refused; each is answered by the entry with `status` and the connection closed. */
+export type HeadError =
+  | 'bare-cr-or-lf'
+  | 'head-too-large'
+  | 'too-many-headers'
+  | 'invalid-request-line'
+  | 'unsupported-method'
+  | 'invalid-request-target'
+  | 'unsupported-version'
+  | 'invalid-header-name'
+  | 'invalid-header-value'
+  | 'obs-fold'
+  | 'missing-host'
+  | 'duplicate-header'
+  | 'invalid-content-length'
+  | 'content-length-with-transfer-encoding'
+  | 'unsupported-transfer-encoding'
+  | 'expectation-failed'
+  | 'invalid-status-line'
+  | 'invalid-chunk'
+  | 'invalid-chunk-extension'
+  | 'invalid-trailer';
+
+/** The refusal (gateway/answers.ts) each head error is answered with; the connection is then closed. */
+export const HEAD_ERROR_REFUSAL: Record<HeadError, RefusalReason> = {
+  'bare-cr-or-lf': 'malformed-request',
+  'head-too-large': 'head-too-large',
+  'too-many-headers': 'head-too-large',
+  'invalid-request-line': 'malformed-request',
+  'unsupported-method': 'unsupported-method',
+  'invalid-request-target': 'invalid-request-target',
+  'unsupported-version': 'unsupported-version',
+  'invalid-header-name': 'malformed-request',
+  'invalid-header-value': 'malformed-request',
+  'obs-fold': 'malformed-request',
+  'missing-host': 'malformed-request',
+  'duplicate-header': 'malformed-request',
+  'invalid-content-length': 'malformed-request',
+  'content-length-with-transfer-encoding': 'malformed-request',
+  'unsupported-transfer-encoding': 'unsupported-transfer-encoding',
+  'expectation-failed': 'expectation-failed',
+  'invalid-status-line': 'malformed-request',
+  'invalid-chunk': 'malformed-request',
+  'invalid-chunk-extension': 'malformed-request',
+  'invalid-trailer': 'malformed-request',
+};
+
+export class HeadParseError extends Error {
+  readonly reason: HeadError;
+  constructor(reason: HeadError, detail: string) {
+    super(`${reason}: ${detail}`);
+    this.reason = reason;
+  }
+}
+
+/** How a message's body is delimited (RFC 9112 6.3). */
+export type Framing =
+  | { kind: 'none' }
+  | { kind: 'length'; length: number }
+  | { kind: 'chunked' }
+  /** a response body that ends when the connection closes (never a request's) */
+  | { kind: 'close' };
+
+export type Headers = Record<string, string | string[]>;
+
+interface Common {
+  /** lower-case names; repeated fields joined with ", " (cookie with "; "), set-cookie kept as a list */
+  headers: Headers;
+  /** HTTP/1.x minor version: 1, or 0 for HTTP/1.0 */
+  minor: 0 | 1;
+  framing: Framing;
+  /** the connection may carry another message after this one */
+  keepAlive: boolean;
+  /** bytes of the head, CRLFCRLF included */
+  size: number;
+}
+
+export interface RequestHead extends Common {
+  method: string;
+  target: string;
+  /** `Expect: 100-continue` */
+  expectContinue: boolean;
+  /** `Connection: upgrade` with an `Upgrade` header: not the fast path's to carry */
+  upgrade: boolean;
+}
+
+export interface ResponseHead extends Common {
+  status: number;
+}
+
+export interface HeadLimits {
+  maxHeadBytes: number;
+  maxHeaders: number;
+}
+
+/**
+ * Methods the fast path forwards. CONNECT is parsed (its authority-form target is refused by the caller
+ * or handed to the tunnel path); anything else is 501: an unknown method is a parser disagreement waiting
+ * to happen.
+ */
+const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT']);
+
+export const TCHAR = table("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
+/** pchar / "/" / "?" of RFC 3986 (origin-form); '%' is checked to start a pct-encoding */
+const TARGET_CHAR = table(
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?%",
+);
+/** field-content: VCHAR, obs-text, and SP/HTAB inside a value */
+export const VALUE_CHAR = new Uint8Array(256);
+for (let c = 0x21; c <= 0x7e; c++) VALUE_CHAR[c] = 1;
+for (let c = 0x80; c <= 0xff; c++) VALUE_CHAR[c] = 1;
+VALUE_CHAR[0x20] = 1;
+VALUE_CHAR[0x09] = 1;
+/** the authority of a Host header: reg-name / IPv4 / [IPv6] with an optional port */
+const HOST_CHAR = table("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:[]%");
+const HEX = table('0123456789ABCDEFabcdef');
+
+function table(chars: string): Uint8Array {
+  const t = new Uint8Array(256);
+  for (let i = 0; i < chars.length; i++) t[chars.charCodeAt(i)] = 1;
+  return t;
+}
+
+/**
+ * Fields a message carries at most once: a second copy is a request the next hop may read differently
+ * (which Host, which length, which credentials), so it is refused rather than merged or dropped.
+ */
+const SINGLETON = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'content-type',
+  'authorization',
+  'proxy-authorization',
+  'expect',
+  'upgrade',
+  'max-forwards',
+  'if-modified-since',
+  'if-unmodified-since',
+  'user-agent',
+  'referer',
+  'from',
+]);
+
+const CR = 0x0d;
+const LF = 0x0a;
+const HEAD_END = Buffer.from('\r\n\r\n');
+
+/**
+ * Where the head in `buf` ends (the index after its CRLFCRLF), -1 while it is incomplete. Throws on a bare
+ * LF (an LF not after a CR) or a head longer than the limit, so a client cannot hold a buffer open with a
+ * head that will never parse.
+ */
+export function headEnd(buf: Buffer, maxHeadBytes: number): number {
+  const end = buf.indexOf(HEAD_END);
+  const scan = end === -1 ? buf.length : end + 4;
+  if (scan > maxHeadBytes) throw new HeadParseError('head-too-large', `more than ${maxHeadBytes} bytes`);
+  for (let i = buf.indexOf(LF); i !== -1 && i < scan; i = buf.indexOf(LF, i + 1)) {
+    if (i === 0 || buf[i - 1] !== CR) throw new HeadParseError('bare-cr-or-lf', `LF without CR at ${i}`);
+  }
+  return end === -1 ? -1 : end + 4;
+}
+
+/** Splits a complete head (ending in CRLFCRLF) into its start line and field lines; refuses bare CR. */
+function lines(head: string): string[] {
+  const out = head.slice(0, -4).split('\r\n');
+  for (const l of out) {
+    if (l.includes('\r') || l.includes('\n')) throw new HeadParseError('bare-cr-or-lf', 'CR without LF');
+  }
+  return out;
+}
+
+function isToken(s: string): boolean {
+  if (s.length === 0) return false;
+  for (let i = 0; i < s.length; i++) if (TCHAR[s.charCodeAt(i)] !== 1) return false;
+  return true;
+}
+
+/** origin-form (`/path?query`) with valid pct-encodings, or `*` for OPTIONS; nothing else is forwarded */
+function isOriginFormTarget(method: string, t: string): boolean {
+  if (t === '*') return method === 'OPTIONS';
+  if (t.charCodeAt(0) !== 0x2f) return false;
+  for (let i = 0; i < t.length; i++) {
+    const c = t.charCodeAt(i);
+    if (c > 0xff || TARGET_CHAR[c] !== 1) return false;
+    if (c === 0x25 && (HEX[t.charCodeAt(i + 1)] !== 1 || HEX[t.charCodeAt(i + 2)] !== 1)) return false;
+  }
+  return true;
+}
+
+function isAuthority(s: string): boolean {
+  if (s.length === 0 || s.length > 255) return false;
+  for (let i = 0; i < s.length; i++) if (HOST_CHAR[s.charCodeAt(i)] !== 1) return false;
+  return true;
+}
+
+/**
+ * Field lines into lower-case headers. A name is a token directly followed by ':' (no whitespace before
+ * the colon, RFC 9112 5.1); the value is trimmed of OWS and made of field-content only; a line starting
+ * with whitespace is obs-fold, refused (RFC 9112 5.2 lets a proxy refuse it).
+ */
+function fields(ls: string[], limits: HeadLimits): Headers {
+  if (ls.length - 1 > limits.maxHeaders) {
+    throw new HeadParseError('too-many-headers', `more than ${limits.maxHeaders} header fields`);
+  }
+  const headers: Headers = Object.create(null);
+  for (let n = 1; n < ls.length; n++) {
+    const l = ls[n]!;
+    const first = l.charCodeAt(0);
+    if (first === 0x20 || first === 0x09)
+      throw new HeadParseError('obs-fold', 'a field line continues the previous one');
+    const colon = l.indexOf(':');
+    const raw = colon === -1 ? '' : l.slice(0, colon);
+    if (!isToken(raw)) throw new HeadParseError('invalid-header-name', JSON.stringify(l.slice(0, 40)));
+    let a = colon + 1;
+    let b = l.length;
+    while (a < b && (l.charCodeAt(a) === 0x20 || l.charCodeAt(a) === 0x09)) a++;
+    while (b > a && (l.charCodeAt(b - 1) === 0x20 || l.charCodeAt(b - 1) === 0x09)) b--;
+    for (let i = a; i < b; i++) {
+      if (VALUE_CHAR[l.charCodeAt(i)] !== 1) throw new HeadParseError('invalid-header-value', `in ${raw}`);
+    }
+    const name = raw.toLowerCase();
+    const value = l.slice(a, b);
+    const prev = headers[name];
+    if (prev === undefined) {
+      headers[name] = name === 'set-cookie' ? [value] : value;
+    } else if (SINGLETON.has(name)) {
+      throw new HeadParseError('duplicate-header', `${name} appears more than once`);
+    } else if (Array.isArray(prev)) {
+      prev.push(value);
+    } else {
+      headers[name] = `${prev}${name === 'cookie' ? '; ' : ', '}${value}`;
+    }
+  }
+  return headers;
+}
+
+function tokens(v: string | string[] | undefined): string[] {
+  if (v === undefined) return [];
+  return String(v)
+    .toLowerCase()
+    .split(',')
+    .map((t) => t.trim())
+    .filter((t) => t !== '');
+}
+
+/** Content-Length: digits only, one value (a list, even of equal values, is refused), at most 2^53. */
+function contentLength(v: string): number {
+  if (!/^[0-9]{1,15}$/.test(v))
+    throw new HeadParseError('invalid-content-length', JSON.stringify(v.slice(0, 40)));
+  return Number(v);
+}
+
+/**
+ * The framing of a message per RFC 9112 6.3. Transfer-Encoding must be exactly `chunked` (no other
+ * coding: meshfed forwards bytes and decodes none) and never beside Content-Length.
+ */
+function framingOf(headers: Headers, minor: 0 | 1): Framing {
+  const te = headers['transfer-encoding'];
+  const cl = headers['content-length'];
+  if (te !== undefined) {
+    if (cl !== undefined)
+      throw new HeadParseError('content-length-with-transfer-encoding', 'both framings given');
+    if (minor === 0)
+      throw new HeadParseError('unsupported-transfer-encoding', 'Transfer-Encoding in HTTP/1.0');
+    if (String(te).toLowerCase() !== 'chunked')
+      throw new HeadParseError('unsupported-transfer-encoding', JSON.stringify(String(te).slice(0, 40)));
+    return { kind: 'chunked' };
+  }
+  if (cl !== undefined) {
+    const length = contentLength(String(cl));
+    return length === 0 ? { kind: 'none' } : { kind: 'length', length };
+  }
+  return { kind: 'none' };
+}
+
+function keepAliveOf(headers: Headers, minor: 0 | 1): boolean {
+  const conn = tokens(headers.connection);
+  if (minor === 0) return false;
+  return !conn.includes('close');
+}
+
+/** Parses a complete request head (`buf` ends at its CRLFCRLF, see headEnd). Throws HeadParseError. */
+export function parseRequestHead(buf: Buffer, limits: HeadLimits): RequestHead {
+  const ls = lines(buf.toString('latin1'));
+  const start = ls[0]!;
+  const sp1 = start.indexOf(' ');
+  const sp2 = start.indexOf(' ', sp1 + 1);
+  if (sp1 <= 0 || sp2 === -1 || start.indexOf(' ', sp2 + 1) !== -1) {
+    throw new HeadParseError('invalid-request-line', JSON.stringify(start.slice(0, 60)));
+  }
+  const method = start.slice(0, sp1);
+  const target = start.slice(sp1 + 1, sp2);
+  const version = start.slice(sp2 + 1);
+  if (!isToken(method)) throw new HeadParseError('invalid-request-line', 'method is not a token');
+  if (!METHODS.has(method)) throw new HeadParseError('unsupported-method', method.slice(0, 20));
+  let minor: 0 | 1;
+  if (version === 'HTTP/1.1') minor = 1;
+  else if (version === 'HTTP/1.0') minor = 0;
+  else if (/^HTTP\/[0-9]\.[0-9]$/.test(version)) throw new HeadParseError('unsupported-version', version);
+  else throw new HeadParseError('invalid-request-line', 'no HTTP version');
+  if (method !== 'CONNECT' && !isOriginFormTarget(method, target)) {
+    throw new HeadParseError('invalid-request-target', JSON.stringify(target.slice(0, 60)));
+  }
+  const headers = fields(ls, limits);
+  const host = headers.host;
+  if (minor === 1 && host === undefined) throw new HeadParseError('missing-host', 'HTTP/1.1 needs Host');
+  if (host !== undefined && !isAuthority(String(host)))
+    throw new HeadParseError('invalid-header-value', 'Host');
+  const framing = framingOf(headers, minor);
+  let expectContinue = false;
+  const expect = headers.expect;
+  if (expect !== undefined) {
+    if (String(expect).toLowerCase() !== '100-continue')
+      throw new HeadParseError('expectation-failed', String(expect).slice(0, 40));
+    expectContinue = minor === 1;
+  }
+  const upgrade = headers.upgrade !== undefined && tokens(headers.connection).includes('upgrade');
+  return {
+    method,
+    target,
+    minor,
+    headers,
+    framing,
+    keepAlive: keepAliveOf(headers, minor),
+    expectContinue,
+    upgrade,
+    size: buf.length,
+  };
+}
+
+/**
+ * Parses a complete response head from an upstream. The framing depends on the request (HEAD) and the
+ * status (1xx, 204, 304 carry no body); a body without a length ends with the connection.
+ */
+export function parseResponseHead(buf: Buffer, limits: HeadLimits, requestMethod: string): ResponseHead {
+  const ls = lines(buf.toString('latin1'));
+  const m = /^HTTP\/1\.([01]) ([1-9][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?$/.exec(ls[0]!);
+  if (!m) throw new HeadParseError('invalid-status-line', JSON.stringify(ls[0]!.slice(0, 60)));
+  const minor = m[1] === '1' ? 1 : 0;
+  const status = Number(m[2]);
+  const headers = fields(ls, limits);
+  let framing: Framing;
+  if (requestMethod === 'HEAD' || status < 200 || status === 204 || status === 304) {
+    framing = { kind: 'none' };
+  } else {
+    framing = framingOf(headers, minor);
+    if (framing.kind === 'none' && headers['content-length'] === undefined) framing = { kind: 'close' };
+  }
+  return {
+    status,
+    minor,
+    headers,
+    framing,
+    keepAlive: framing.kind !== 'close' && keepAliveOf(headers, minor),
+    size: buf.length,
+  };
+}

@@ -1,0 +1,153 @@
+import type { Http2Session } from 'node:http2';
+import type { Socket } from 'node:net';
+import { type TrustBundle, type VerifyExpectations, verify } from '../ca/index.ts';
+import { type Logger, MeshfedError } from '../core/index.ts';
+
+/** Why an established connection was closed: its peer's certificate expired, or no longer verifies. */
+export type RevalidationReason = 'peer-cert-expired' | 'peer-cert-untrusted';
+
+/**
+ * A server-side h2 session (or an HTTP/1.1 socket) that got GOAWAY is destroyed after this long if streams
+ * are still open: an expired peer may finish what is in flight, not keep a CONNECT stream for ever.
+ */
+export const CLOSE_GRACE_MS = 10_000;
+
+/** What a connection needs to be tracked: it tells when it closes. */
+interface Closable {
+  once(event: 'close', listener: () => void): unknown;
+}
+
+interface Tracked {
+  listener: string;
+  /** what verify() was given when the connection's peer was first checked (leaf first) */
+  chain: readonly Buffer[];
+  expect: VerifyExpectations;
+  peer: string;
+  /** closes the connection gracefully */
+  close: () => void;
+}
+
+export interface PeerRevalidationOptions {
+  bundle: () => TrustBundle;
+  /** how often every tracked connection's peer is verified again; 0: only when sweep() is called */
+  intervalMs: number;
+  /** one call per connection closed (a metric) */
+  onClosed: (listener: string, reason: RevalidationReason) => void;
+  logger: Logger;
+}
+
+/**
+ * Identity is verified when a connection's first request (or a tunnel dial) checks its peer; a connection
+ * can then live for hours. This re-verifies every established mTLS connection's peer chain on a timer and
+ * at once on a trust-bundle change, as Envoy does, and closes the connections whose peer certificate has
+ * expired or no longer chains to the bundle (a root removed): gracefully, GOAWAY first for HTTP/2.
+ * A leaf counts as expired at its notAfter exactly, as a new handshake would refuse it then; the clock skew
+ * verify() allows applies to everything else.
+ */
+export class PeerRevalidation {
+  private readonly o: PeerRevalidationOptions;
+  private readonly tracked = new Map<Closable, Tracked>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(o: PeerRevalidationOptions) {
+    this.o = o;
+  }
+
+  /** connections tracked now */
+  get size(): number {
+    return this.tracked.size;
+  }
+
+  /**
+   * Tracks a server-side connection whose peer `chain` just verified with `expect`: an h2 session (closed
+   * with GOAWAY) or an HTTP/1.1 socket (ended after the response being written). One already tracked is
+   * left as it is.
+   */
+  trackConnection(
+    listener: string,
+    connection: Http2Session | Socket,
+    chain: readonly Buffer[],
+    expect: VerifyExpectations,
+    peer: string,
+  ): void {
+    if (this.tracked.has(connection)) return;
+    if ('goaway' in connection) {
+      const session = connection;
+      this.track(session, {
+        listener,
+        chain,
+        expect,
+        peer,
+        close: () => {
+          if (session.closed || session.destroyed) return;
+          session.close();
+          setTimeout(() => session.destroy(), CLOSE_GRACE_MS).unref();
+        },
+      });
+      return;
+    }
+    const socket = connection;
+    this.track(socket, {
+      listener,
+      chain,
+      expect,
+      peer,
+      // HTTP/1.1 has no GOAWAY: the response being written is let out, then the connection ends
+      close: () => {
+        socket.end();
+        setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+      },
+    });
+  }
+
+  /** Tracks `connection` (a client session, say) until it closes; `t.close` is how to close it gracefully. */
+  track(connection: Closable, t: Tracked): void {
+    if (this.tracked.has(connection)) return;
+    this.tracked.set(connection, t);
+    connection.once('close', () => this.untrack(connection));
+    if (!this.timer && this.o.intervalMs > 0) {
+      this.timer = setInterval(() => this.sweep(), this.o.intervalMs);
+      // a connection being watched must not keep a stopping process alive
+      this.timer.unref();
+    }
+  }
+
+  private untrack(connection: Closable): void {
+    this.tracked.delete(connection);
+    if (this.tracked.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+  }
+
+  /** Verifies every tracked connection's peer again now; closes the ones that fail. Returns how many. */
+  sweep(): number {
+    const bundle = this.o.bundle();
+    const now = Date.now();
+    let closed = 0;
+    for (const [connection, t] of [...this.tracked]) {
+      const reason = this.failure(t, bundle, now);
+      if (!reason) continue;
+      this.untrack(connection);
+      closed++;
+      this.o.onClosed(t.listener, reason);
+      this.o.logger.warn(
+        { peer: t.peer, listener: t.listener, reason },
+        'closing an established connection: its peer certificate no longer verifies',
+      );
+      t.close();
+    }
+    return closed;
+  }
+
+  private failure(t: Tracked, bundle: TrustBundle, now: number): RevalidationReason | undefined {
+    try {
+      const id = verify([...t.chain], bundle, { ...t.expect, now: new Date(now) });
+      return id.notAfter.getTime() <= now ? 'peer-cert-expired' : undefined;
+    } catch (err) {
+      return err instanceof MeshfedError && err.code === 'MESHFED_CA_EXPIRED'
+        ? 'peer-cert-expired'
+        : 'peer-cert-untrusted';
+    }
+  }
+}

@@ -1,0 +1,348 @@
+import tls from 'node:tls';
+import fc from 'fast-check';
+import { issueLeaf } from '../../../ca/index.ts';
+import { FAST_ALPN, TUNNEL_ALPN } from '../../../gateway/index.ts';
+import { createMesh, httpService, type Mesh, request, type TestGateway } from '../harness.ts';
+import {
+  FLOOD_CHUNKS,
+  intermediates,
+  rawExchange,
+  recordingBackend,
+  splitAddr,
+  statuses,
+} from './raw-client.ts';
+import net from 'node:net';
+import { waitFor } from '../../../core/index.ts';
+
+// The HTTP/1.1 fast path end to end: egress (alpha) → pooled mTLS with the fast-path ALPN → beta's
+// east-west listener → beta's backend; framing (keep-alive, pipelining, chunked passthrough, HEAD, 204,
+// close-delimited bodies, Expect: 100-continue) and the negotiation with a gateway that has no fast path.
+
+const HOST = 'echo.shop.svc.clusterset.local';
+let mesh: Mesh;
+let alpha: TestGateway;
+let beta: TestGateway;
+let old: TestGateway;
+let backend: Awaited<ReturnType<typeof recordingBackend>>;
+
+beforeAll(async () => {
+  mesh = await createMesh();
+  backend = await recordingBackend();
+  alpha = await mesh.gateway('alpha', { config: { fastPath: true } });
+  beta = await mesh.gateway('beta', { config: { fastPath: true } });
+  // a gateway of the previous version: node's HTTP server and the HTTP/2 tunnel only
+  old = await mesh.gateway('old', { config: { fastPath: false } });
+  const echo = httpService('shop', 'echo', [backend.address]);
+  beta.source.set([echo]);
+  old.source.set([httpService('shop', 'legacy', [backend.address])]);
+  alpha.source.set([httpService('shop', 'home', [backend.address])]);
+  alpha.catalog.offer('beta', echo, beta.eastWest);
+  alpha.catalog.offer('old', httpService('shop', 'legacy', [backend.address]), old.eastWest);
+  old.catalog.offer('alpha', httpService('shop', 'home', [backend.address]), alpha.eastWest);
+});
+
+afterAll(async () => {
+  await Promise.all([alpha?.close(), beta?.close(), old?.close()]);
+  backend?.close();
+});
+
+function last() {
+  const s = backend.seen.at(-1);
+  if (!s) throw new Error('the backend saw no request');
+  return s;
+}
+
+describe('fast path egress → gateway → backend', () => {
+  test('a GET crosses both gateways; the backend sees the caller, the service and none of the forged headers', async () => {
+    const res = await request(alpha.egress, {
+      host: HOST,
+      path: '/a?b=c',
+      headers: {
+        'x-meshfed-caller': 'spiffe://meshfed.test/cluster/beta/ns/x/sa/forged',
+        'x-meshfed-peer-identity': 'spiffe://forged',
+      },
+    });
+    expect(res.status).toBe(200);
+    const seen = last();
+    expect(seen.url).toBe('/a?b=c');
+    expect(seen.headers['x-meshfed-peer-identity']).toBe('spiffe://meshfed.test/cluster/alpha/anonymous');
+    expect(seen.headers['x-meshfed-caller']).toBeUndefined();
+    expect(seen.headers['x-meshfed-service']).toBeUndefined();
+    expect(seen.headers.host).toBe(HOST);
+  });
+
+  test('the remote gateway offers the fast-path ALPN to a gateway, and a request on it works', async () => {
+    const leaf = await issueLeaf(await mesh.intermediate('alpha'), { kind: 'gateway', name: 'alpha-raw' });
+    const r = await rawExchange(
+      beta.eastWest,
+      `GET /raw HTTP/1.1\r\nhost: ${HOST}\r\nx-meshfed-service: shop/echo/http\r\nx-meshfed-chain: ${intermediates(leaf.chainPem)}\r\n\r\n`,
+      {
+        tls: {
+          cert: leaf.chainPem,
+          key: leaf.keyPem,
+          ca: mesh.bundle.toPem(),
+          ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN, 'h2'],
+        },
+        until: (s) => s.includes('"size"'),
+      },
+    );
+    expect(r.alpn).toBe(FAST_ALPN);
+    expect(statuses(r.received)).toEqual([200]);
+    // the gateway itself called (no caller asserted)
+    expect(last().headers['x-meshfed-peer-identity']).toMatch(/cluster\/alpha\/gateway\/alpha-raw$/);
+  });
+
+  test('a workload certificate on the fast-path ALPN is refused (403) like on the tunnel', async () => {
+    const leaf = await issueLeaf(await mesh.intermediate('alpha'), {
+      kind: 'workload',
+      namespace: 'shop',
+      serviceAccount: 'web',
+    });
+    const before = backend.seen.length;
+    const r = await rawExchange(
+      beta.eastWest,
+      `GET / HTTP/1.1\r\nhost: ${HOST}\r\nx-meshfed-service: shop/echo/http\r\n\r\n`,
+      {
+        tls: {
+          cert: leaf.chainPem,
+          key: leaf.keyPem,
+          ca: mesh.bundle.toPem(),
+          ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN],
+        },
+        until: (s) => s.includes('\r\n\r\n'),
+      },
+    );
+    expect(statuses(r.received)).toEqual([403]);
+    expect(backend.seen.length).toBe(before);
+  });
+
+  test('a chunked upload crosses both gateways as the client framed it', async () => {
+    const body = '5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n';
+    const r = await rawExchange(
+      alpha.egress,
+      `POST /up HTTP/1.1\r\nhost: ${HOST}\r\ntransfer-encoding: chunked\r\n\r\n${body}`,
+      { until: (s) => s.includes('"size"') },
+    );
+    expect(statuses(r.received)).toEqual([200]);
+    expect(last().body).toBe('hello world');
+    expect(last().headers['transfer-encoding']).toBe('chunked');
+  });
+
+  test('keep-alive and pipelining: three requests in one write get three responses in order', async () => {
+    const one = (p: string) => `GET ${p} HTTP/1.1\r\nhost: ${HOST}\r\n\r\n`;
+    const r = await rawExchange(alpha.egress, one('/status/201') + one('/status/202') + one('/status/204'), {
+      until: (s) => statuses(s).length === 3,
+    });
+    expect(statuses(r.received)).toEqual([201, 202, 204]);
+    expect(r.closed).toBe(false);
+  });
+
+  test('HEAD, 204, 304 and close-delimited bodies keep the connection framed', async () => {
+    const r = await rawExchange(
+      alpha.egress,
+      `HEAD /head-length HTTP/1.1\r\nhost: ${HOST}\r\n\r\nGET /status/304 HTTP/1.1\r\nhost: ${HOST}\r\n\r\nGET /close HTTP/1.1\r\nhost: ${HOST}\r\n\r\nGET /chunked HTTP/1.1\r\nhost: ${HOST}\r\n\r\n`,
+      { until: (s) => statuses(s).length === 4 && s.endsWith('0\r\n\r\n') },
+    );
+    expect(statuses(r.received)).toEqual([200, 304, 200, 200]);
+    // HEAD keeps the length it announces; the close-delimited body is re-framed in chunks for the client
+    expect(r.received).toMatch(/content-length: \d+/);
+    expect(r.received).toContain('close-delimited body');
+    expect(r.received).toContain('first,');
+  });
+
+  test('Expect: 100-continue gets a 100 from the gateway, then the answer', async () => {
+    const r = await rawExchange(
+      alpha.egress,
+      `POST /e HTTP/1.1\r\nhost: ${HOST}\r\nexpect: 100-continue\r\ncontent-length: 3\r\n\r\nabc`,
+      { until: (s) => s.includes('"size"') },
+    );
+    expect(statuses(r.received)).toEqual([100, 200]);
+    expect(last().body).toBe('abc');
+    expect(last().headers.expect).toBeUndefined();
+  });
+
+  test('an HTTP/1.0 request is handed to node’s server and still answered', async () => {
+    const r = await rawExchange(alpha.egress, `GET /status/200 HTTP/1.0\r\nhost: ${HOST}\r\n\r\n`);
+    expect(r.received).toMatch(/^HTTP\/1\.1 200 /);
+  });
+
+  test('a 64 KiB body streams through with its length', async () => {
+    const body = 'x'.repeat(64 * 1024);
+    const res = await request(alpha.egress, { host: HOST, method: 'PUT', path: '/big', body });
+    expect(res.status).toBe(200);
+    expect(JSON.parse(res.body).size).toBe(body.length);
+  });
+
+  test('a refused request with a body left unread closes the connection after the answer', async () => {
+    const r = await rawExchange(
+      alpha.egress,
+      'POST / HTTP/1.1\r\nhost: nothing.shop.svc.clusterset.local\r\ncontent-length: 100\r\n\r\npartial',
+    );
+    expect(statuses(r.received)).toEqual([503]);
+    expect(r.received).toContain('x-meshfed-error: unknown-service');
+    expect(r.closed).toBe(true);
+  });
+});
+
+describe('mixed versions: a fast-path gateway and one on the HTTP/2 tunnel only', () => {
+  test('fast-path egress → old gateway falls back to the tunnel', async () => {
+    for (let i = 0; i < 3; i++) {
+      const res = await request(alpha.egress, {
+        host: 'legacy.shop.svc.clusterset.local',
+        method: 'POST',
+        body: 'to-old',
+      });
+      expect(res.status).toBe(200);
+      expect(last().body).toBe('to-old');
+      expect(last().headers['x-meshfed-peer-identity']).toBe('spiffe://meshfed.test/cluster/alpha/anonymous');
+    }
+  });
+
+  test('old egress → fast-path gateway uses the tunnel, which the new gateway still serves', async () => {
+    const res = await request(old.egress, {
+      host: 'home.shop.svc.clusterset.local',
+      method: 'POST',
+      body: 'to-new',
+    });
+    expect(res.status).toBe(200);
+    expect(last().body).toBe('to-new');
+    expect(last().headers['x-meshfed-peer-identity']).toBe('spiffe://meshfed.test/cluster/old/anonymous');
+  });
+
+  test('an old gateway answers the fast-path offer with the tunnel (h2), never HTTP/1.1', async () => {
+    const leaf = await issueLeaf(await mesh.intermediate('alpha'), { kind: 'gateway', name: 'alpha-probe' });
+    const socket = tls.connect({
+      ...{ host: '127.0.0.1', port: Number(old.eastWest.split(':').at(-1)) },
+      cert: leaf.chainPem,
+      key: leaf.keyPem,
+      ca: mesh.bundle.toPem(),
+      ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN, 'h2'],
+      checkServerIdentity: () => undefined,
+    });
+    socket.on('error', () => undefined);
+    await new Promise((r) => socket.once('secureConnect', r));
+    expect(socket.alpnProtocol).toBe('h2');
+    socket.destroy();
+  });
+});
+
+describe('untrusted bytes never take a gateway down', () => {
+  test('random and mutated bytes on the egress fast path and the east-west fast-path ALPN; both still serve', async () => {
+    const leaf = await issueLeaf(await mesh.intermediate('alpha'), { kind: 'gateway', name: 'alpha-fuzz' });
+    const valid = `POST /f HTTP/1.1\r\nhost: ${HOST}\r\nx-meshfed-service: shop/echo/http\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n`;
+    const bytes = fc.oneof(
+      fc.uint8Array({ maxLength: 300 }).map((b) => Buffer.from(b)),
+      fc
+        .array(fc.tuple(fc.nat(valid.length), fc.integer({ min: 0, max: 255 })), {
+          minLength: 1,
+          maxLength: 4,
+        })
+        .map((edits) => {
+          const b = Buffer.from(valid, 'latin1');
+          for (const [at, v] of edits) b[at % b.length] = v;
+          return b;
+        }),
+    );
+    await fc.assert(
+      fc.asyncProperty(bytes, fc.boolean(), async (b, eastWest) => {
+        await rawExchange(eastWest ? beta.eastWest : alpha.egress, b, {
+          timeoutMs: 2_000,
+          end: true,
+          ...(eastWest
+            ? {
+                tls: {
+                  cert: leaf.chainPem,
+                  key: leaf.keyPem,
+                  ca: mesh.bundle.toPem(),
+                  ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN],
+                },
+              }
+            : {}),
+        });
+      }),
+      { seed: 1205, numRuns: 60 },
+    );
+    expect((await request(alpha.egress, { host: HOST, path: '/after' })).status).toBe(200);
+  });
+});
+
+describe('between gateways', () => {
+  test('a pooled connection carries our chain on its first request only; the peer keeps the identity', async () => {
+    // a stand-in remote gateway of beta on the fast-path ALPN that records each request head
+    const leaf = await issueLeaf(await mesh.intermediate('spy'), { kind: 'gateway', name: 'spy-gw' });
+    const heads: { head: string; socket: number }[] = [];
+    let sockets = 0;
+    const spy = tls.createServer(
+      {
+        cert: leaf.chainPem,
+        key: leaf.keyPem,
+        ca: mesh.bundle.toPem(),
+        requestCert: true,
+        ALPNProtocols: [FAST_ALPN],
+      },
+      (s) => {
+        const id = ++sockets;
+        let buf = '';
+        s.on('error', () => undefined);
+        s.on('data', (d: Buffer) => {
+          buf += d.toString('latin1');
+          for (let end = buf.indexOf('\r\n\r\n'); end !== -1; end = buf.indexOf('\r\n\r\n')) {
+            heads.push({ head: buf.slice(0, end), socket: id });
+            buf = buf.slice(end + 4);
+            s.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+          }
+        });
+      },
+    );
+    spy.listen(0, '127.0.0.1');
+    await new Promise((r) => spy.once('listening', r));
+    const port = (spy.address() as { port: number }).port;
+    alpha.catalog.offer('spy', httpService('shop', 'spied', [backend.address]), `127.0.0.1:${port}`);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await request(alpha.egress, { host: 'spied.shop.svc.clusterset.local' });
+        expect(res.status).toBe(200);
+      }
+      expect(heads).toHaveLength(3);
+      expect(new Set(heads.map((h) => h.socket)).size).toBe(1);
+      expect(heads[0]!.head).toMatch(/\r\nx-meshfed-chain: /);
+      expect(heads[1]!.head).not.toMatch(/x-meshfed-chain/);
+      expect(heads.every((h) => h.head.includes('x-meshfed-service: shop/spied/http'))).toBe(true);
+    } finally {
+      spy.close();
+    }
+  });
+});
+
+describe('backpressure', () => {
+  test('a client that stops reading stops the backend through both gateways; then every byte arrives', async () => {
+    const socket = net.connect(splitAddr(alpha.egress));
+    socket.on('error', () => undefined);
+    await new Promise((r) => socket.once('connect', r));
+    socket.write(`GET /flood HTTP/1.1\r\nhost: ${HOST}\r\n\r\n`);
+    socket.pause();
+    // the backend blocks on 'drain' long before it has written everything, and stays there
+    let last = -1;
+    let still = 0;
+    await waitFor(
+      () => {
+        const w = backend.flood.written;
+        still = backend.flood.blocked && w === last ? still + 1 : 0;
+        last = w;
+        // unchanged over several polls while blocked: every buffer on the way is full
+        return still >= 8;
+      },
+      { timeoutMs: 10_000, intervalMs: 25 },
+    );
+    const stuckAt = backend.flood.written;
+    expect(stuckAt).toBeLessThan(FLOOD_CHUNKS);
+    let received = 0;
+    socket.on('data', (d: Buffer) => {
+      received += d.length;
+    });
+    socket.resume();
+    await waitFor(() => received >= FLOOD_CHUNKS * 65536, { timeoutMs: 20_000 });
+    expect(backend.flood.written).toBe(FLOOD_CHUNKS);
+    socket.destroy();
+  });
+});

@@ -1,0 +1,155 @@
+import { X509Certificate } from 'node:crypto';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
+
+export function splitAddr(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  return { host: address.slice(0, i), port: Number(address.slice(i + 1)) };
+}
+
+/** The intermediates of a leaf's chain as the `x-meshfed-chain` header carries them. */
+export function intermediates(chainPem: string): string {
+  const blocks = chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks
+    .slice(1)
+    .map((b) => new X509Certificate(b).raw.toString('base64'))
+    .join(',');
+}
+
+/** Counts the responses (status lines) in what a connection received. */
+export function statuses(received: string): number[] {
+  return [...received.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+}
+
+/**
+ * Writes `bytes` on a new connection (TLS when `tls` is given) and collects what comes back until
+ * `until` holds for it, the peer closes, or the deadline passes (then it resolves with what it has).
+ */
+export async function rawExchange(
+  address: string,
+  bytes: Buffer | string,
+  o: {
+    tls?: tls.ConnectionOptions;
+    until?: (received: string) => boolean;
+    timeoutMs?: number;
+    /** half-close after writing: the peer closes once it has answered what it read */
+    end?: boolean;
+  } = {},
+): Promise<{ received: string; closed: boolean; alpn: string | false | null | undefined }> {
+  const { host, port } = splitAddr(address);
+  const socket = o.tls
+    ? tls.connect({ host, port, checkServerIdentity: () => undefined, ...o.tls })
+    : net.connect({ host, port });
+  socket.on('error', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    socket.once(o.tls ? 'secureConnect' : 'connect', () => resolve());
+    socket.once('close', () => reject(new Error('closed before connecting')));
+  });
+  let received = '';
+  let closed = false;
+  const alpn = o.tls ? (socket as tls.TLSSocket).alpnProtocol : undefined;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, o.timeoutMs ?? 3_000);
+    socket.on('data', (d: Buffer) => {
+      received += d.toString('latin1');
+      if (o.until?.(received)) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    socket.once('close', () => {
+      closed = true;
+      clearTimeout(timer);
+      resolve();
+    });
+    if (o.end) socket.end(bytes);
+    else socket.write(bytes);
+  });
+  socket.destroy();
+  return { received, closed, alpn };
+}
+
+export interface Seen {
+  method: string;
+  url: string;
+  headers: http.IncomingHttpHeaders;
+  rawHeaders: string[];
+  body: string;
+}
+
+/**
+ * A backend that records every request it receives and answers by path: `/status/<n>`, `/head-length`
+ * (content-length on HEAD), `/close` (a body delimited by the connection's close), else 200 echoing size.
+ */
+export const FLOOD_CHUNKS = 512;
+
+export async function recordingBackend(): Promise<{
+  address: string;
+  seen: Seen[];
+  flood: { written: number; blocked: boolean };
+  close(): void;
+}> {
+  const seen: Seen[] = [];
+  const flood = { written: 0, blocked: false };
+  const server = http.createServer((req, res) => {
+    const parts: Buffer[] = [];
+    req.on('data', (d: Buffer) => parts.push(d));
+    req.on('end', () => {
+      const body = Buffer.concat(parts).toString('latin1');
+      seen.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        headers: req.headers,
+        rawHeaders: req.rawHeaders,
+        body,
+      });
+      if (req.url?.startsWith('/status/')) {
+        res.writeHead(Number(req.url.slice(8)));
+        res.end();
+      } else if (req.url === '/close') {
+        // no length, no chunking: HTTP/1.0 style, the body ends with the connection
+        res.socket?.write('HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nclose-delimited body');
+        res.socket?.end();
+      } else if (req.url === '/flood') {
+        // 32 MiB in 64 KiB writes that wait for 'drain': how far it gets shows the backpressure
+        res.writeHead(200, { 'content-length': FLOOD_CHUNKS * 65536 });
+        const chunk = Buffer.alloc(65536, 97);
+        const pump = () => {
+          while (flood.written < FLOOD_CHUNKS) {
+            flood.written++;
+            if (!res.write(chunk)) {
+              flood.blocked = true;
+              res.once('drain', () => {
+                flood.blocked = false;
+                pump();
+              });
+              return;
+            }
+          }
+          res.end();
+        };
+        pump();
+      } else if (req.url === '/chunked') {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write('first,');
+        res.end('second');
+      } else {
+        const out = JSON.stringify({ size: body.length, body });
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) });
+        res.end(req.method === 'HEAD' ? undefined : out);
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  return {
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    seen,
+    flood,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}

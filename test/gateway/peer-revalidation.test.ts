@@ -1,0 +1,113 @@
+import { once } from 'node:events';
+import http2 from 'node:http2';
+import { type IssuedLeaf, issueLeaf } from '../../ca/index.ts';
+import { waitFor } from '../../core/index.ts';
+import {
+  createMesh,
+  echoServer,
+  httpService,
+  type Mesh,
+  request,
+  spyGateway,
+  type TestGateway,
+  tunnelGet,
+  tunnelSession,
+} from './harness.ts';
+
+// Identity is re-checked on established connections: a peer certificate that expires while its connection
+// is open gets the connection closed (GOAWAY), on the east-west listener, on egress mTLS and on our own
+// tunnel sessions; a peer that is still valid keeps its connection.
+
+/** short, so that a certificate valid for a few seconds is noticed soon after it expires */
+const INTERVAL_MS = 100;
+/** a peer certificate's lifetime: long enough for a handshake on a busy machine, short enough to wait for */
+const SHORT_TTL_MS = 3_000;
+
+let mesh: Mesh;
+let alpha: TestGateway;
+let web: Awaited<ReturnType<typeof echoServer>>;
+const WEB = { namespace: 'shop', name: 'web' };
+
+async function refused(listener: string, reason: string): Promise<number> {
+  const m = await alpha.registry.getSingleMetric('meshfed_refused_total')?.get();
+  return m?.values.find((v) => v.labels.listener === listener && v.labels.reason === reason)?.value ?? 0;
+}
+
+/** a GOAWAY the client got, and the session's close, or why not within the deadline */
+async function closedWithGoaway(session: http2.ClientHttp2Session, goaway: Promise<unknown>): Promise<void> {
+  await waitFor(() => session.closed || session.destroyed, {
+    timeoutMs: SHORT_TTL_MS + 10_000,
+    what: 'the connection of an expired peer to close',
+  });
+  expect(await goaway).toEqual([http2.constants.NGHTTP2_NO_ERROR, expect.any(Number), undefined]);
+}
+
+beforeAll(async () => {
+  mesh = await createMesh();
+  alpha = await mesh.gateway('alpha', {
+    config: { peerRevalidationInterval: INTERVAL_MS, egress: { clientAuth: 'optional' } },
+  });
+  web = await echoServer('alpha-web');
+  alpha.source.set([httpService('shop', 'web', [web.address])]);
+}, 30_000);
+
+afterAll(async () => {
+  await alpha?.close();
+  web?.server.close();
+});
+
+test('regression: a tunnel whose peer gateway certificate expires is closed with GOAWAY; a valid one stays', async () => {
+  const beta = await mesh.intermediate('beta');
+  const short: IssuedLeaf = await issueLeaf(beta, { kind: 'gateway', name: 'short', ttlMs: SHORT_TTL_MS });
+  const long: IssuedLeaf = await issueLeaf(beta, { kind: 'gateway', name: 'long' });
+  const expiring = tunnelSession(alpha.eastWest, short, mesh.root.certPem);
+  const lasting = tunnelSession(alpha.eastWest, long, mesh.root.certPem);
+  const goaway = once(expiring.session, 'goaway');
+  expect(await tunnelGet(expiring.session, short, WEB)).toBe(200);
+  expect(await tunnelGet(lasting.session, long, WEB)).toBe(200);
+  await closedWithGoaway(expiring.session, goaway);
+  expect(await refused('eastWest', 'peer-cert-expired')).toBe(1);
+  // the connection of a peer that is still valid was left alone
+  expect(lasting.session.closed || lasting.session.destroyed).toBe(false);
+  expect(await tunnelGet(lasting.session, long, WEB)).toBe(200);
+  lasting.session.close();
+}, 30_000);
+
+test('an egress mTLS connection whose workload certificate expires is closed', async () => {
+  const workload = await issueLeaf(await mesh.intermediate('alpha'), {
+    kind: 'workload',
+    namespace: 'shop',
+    serviceAccount: 'short',
+    ttlMs: SHORT_TTL_MS,
+  });
+  const session = http2.connect(`https://${alpha.egress}`, {
+    ca: mesh.root.certPem,
+    cert: workload.chainPem,
+    key: workload.keyPem,
+    checkServerIdentity: () => undefined,
+  });
+  session.on('error', () => undefined);
+  const goaway = once(session, 'goaway');
+  const stream = session.request({ ':path': '/', ':authority': 'web.shop.svc.clusterset.local' });
+  const [headers] = (await once(stream, 'response')) as [http2.IncomingHttpHeaders];
+  stream.resume();
+  expect(headers[':status']).toBe(200);
+  await closedWithGoaway(session, goaway);
+  expect(await refused('egress', 'peer-cert-expired')).toBe(1);
+}, 30_000);
+
+test('a pooled tunnel session to a remote gateway whose certificate expires leaves the pool and closes', async () => {
+  const spy = await spyGateway(mesh, 'beta', { ttlMs: SHORT_TTL_MS });
+  try {
+    alpha.catalog.offer('beta', httpService('shop', 'api', ['127.0.0.1:1']), spy.address);
+    expect((await request(alpha.egress, { host: 'api.shop.svc.clusterset.local' })).status).toBe(200);
+    expect(spy.sessions).toHaveLength(1);
+    await waitFor(() => spy.sessions[0]!.closed, {
+      timeoutMs: SHORT_TTL_MS + 10_000,
+      what: 'our tunnel session to the expired gateway to close',
+    });
+    expect(await refused('tunnel', 'peer-cert-expired')).toBe(1);
+  } finally {
+    spy.close();
+  }
+}, 30_000);
