@@ -2,6 +2,7 @@
 // --rate N (req/s, default 1000), --duration S (seconds of load per scenario, default 30),
 // --nats-outage S (default 60). Writes bench/results/chaos.json (merged: a scenario run alone
 // replaces only its own entry) and the table of docs/reliability.md.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -164,4 +165,6 @@ function writeDoc(entries: Record<string, Entry>): void {
   ].join('\n');
   const [head, , tail] = doc.split(marker);
   writeFileSync(DOC, `${head}${table}${tail ?? '\n'}`);
+  // the doc is checked by `biome ci` like every other file: written in its format
+  execFileSync(join(ROOT, 'node_modules', '.bin', 'biome'), ['format', '--write', DOC], { stdio: 'ignore' });
 }
