@@ -28,8 +28,17 @@ const DAY = 24 * HOUR;
 export const DEFAULT_ROOT_TTL_MS = 10 * 365 * DAY;
 export const DEFAULT_INTERMEDIATE_TTL_MS = 365 * DAY;
 export const DEFAULT_LEAF_TTL_MS = 24 * HOUR;
-/** New certificates start this far in the past so peers with a slightly slow clock accept them at once. */
-export const BACKDATE_MS = 60_000;
+/**
+ * New certificates start this far in the past so that peers whose clock is up to a few minutes behind the
+ * issuer's accept them at once: TLS peers check notBefore with their own clock and no allowance at all.
+ * A leaf is backdated by a tenth of its lifetime at most, so short-lived leaves stay short-lived and
+ * their renewal (at 2/3 of the life counted from notBefore) still comes after they were issued.
+ */
+export const BACKDATE_MS = 10 * 60_000;
+
+function leafBackdate(ttlMs: number): number {
+  return Math.min(BACKDATE_MS, Math.floor(ttlMs / 10));
+}
 
 interface Signer {
   cert: X509Certificate;
@@ -379,7 +388,7 @@ export async function issueLeaf(ca: CaMaterial, o: IssueLeafOptions): Promise<Is
   const keyType = o.keyType ?? ca.keyType;
   const keys = await generateKeyPair(keyType);
   const now = Date.now();
-  const notBefore = o.notBefore ? o.notBefore.getTime() : now - BACKDATE_MS;
+  const notBefore = o.notBefore ? o.notBefore.getTime() : now - leafBackdate(ttl);
   const notAfter = Math.min(o.notBefore ? notBefore + ttl : now + ttl, signer.cert.validToDate.getTime());
   const rsa = keyType.startsWith('rsa');
   const eku = EKU[o.kind];

@@ -68,6 +68,6 @@ export interface VerifyExpectations {
   kinds?: IdentityKind[];
   usage?: 'server' | 'client' | 'signing';
   now?: Date;
-  /** default 60 s */
+  /** allowance on both ends of the validity window; unset: 60 s past notAfter, 10 min before notBefore */
   clockSkewMs?: number;
 }

@@ -11,6 +11,13 @@ import { px } from './x509-lib.ts';
 
 const MAX_CHAIN = 8;
 const DEFAULT_SKEW_MS = 60_000;
+/**
+ * How far in the future a certificate's notBefore may be when the caller sets no clockSkewMs. Larger
+ * than the expiry allowance: a start in our future only means the issuer's clock runs ahead of ours
+ * (or ours behind), and refusing it cut a cluster 5 min off from every peer, while accepting a
+ * certificate after its notAfter is what the expiry check exists to prevent.
+ */
+const DEFAULT_START_SKEW_MS = 10 * 60_000;
 
 /** The time-independent outcome of building and checking a chain; cached per (chain, bundle version). */
 interface ChainResult {
@@ -333,7 +340,7 @@ function chainResult(chain: ChainInput, bundle: TrustBundle): ChainResult {
 
 const ROLE = ['leaf', 'intermediate', 'root'];
 
-function checkTime(path: CertFacts[], now: number, skew: number): void {
+function checkTime(path: CertFacts[], now: number, skew: number, startSkew: number): void {
   for (let i = 0; i < path.length; i++) {
     const f = path[i]!;
     const role = i === 0 ? ROLE[0] : i === path.length - 1 ? ROLE[2] : ROLE[1];
@@ -346,7 +353,7 @@ function checkTime(path: CertFacts[], now: number, skew: number): void {
         },
       );
     }
-    if (now + skew < f.notBefore.getTime()) {
+    if (now + startSkew < f.notBefore.getTime()) {
       throw fail(
         'MESHFED_CA_NOT_YET_VALID',
         `the ${role} certificate "${f.subject}" is not valid before ${f.notBefore.toISOString()} (check the clocks)`,
@@ -388,7 +395,7 @@ export function verify(
 ): VerifiedIdentity {
   const r = chainResult(chain, bundle);
   const now = (expect.now ?? new Date()).getTime();
-  checkTime(r.path, now, expect.clockSkewMs ?? DEFAULT_SKEW_MS);
+  checkTime(r.path, now, expect.clockSkewMs ?? DEFAULT_SKEW_MS, expect.clockSkewMs ?? DEFAULT_START_SKEW_MS);
   const { id } = r;
   const td = expect.trustDomain ?? bundle.trustDomain;
   if (td !== undefined && id.trustDomain !== td) {

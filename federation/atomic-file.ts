@@ -1,5 +1,5 @@
 import { mkdirSync } from 'node:fs';
-import { type FileHandle, open, rename } from 'node:fs/promises';
+import { type FileHandle, open, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 
 /**
@@ -12,12 +12,18 @@ export async function replaceFile(target: string, write: (fh: FileHandle) => Pro
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const fh = await open(tmp, 'w', 0o600);
   try {
-    await write(fh);
-    await fh.sync();
-  } finally {
-    await fh.close();
+    try {
+      await write(fh);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, target);
+  } catch (err) {
+    // a half-written temp file would hold on to the space a full disk needs back, and be left behind
+    await rm(tmp, { force: true }).catch(() => undefined);
+    throw err;
   }
-  await rename(tmp, target);
   const dfd = await open(dir, 'r');
   try {
     await dfd.sync();

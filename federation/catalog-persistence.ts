@@ -13,6 +13,8 @@ const PERSIST_DELAY_MS = 500;
 /** after a write that took W ms, the next one waits at least W × this (at most PERSIST_MAX_PAUSE_MS) */
 const PERSIST_PAUSE_FACTOR = 20;
 const PERSIST_MAX_PAUSE_MS = 30_000;
+/** after a failed write (disk full, read-only), the next try waits this long */
+const PERSIST_RETRY_PAUSE_MS = 2000;
 
 export interface CatalogPersistenceOptions {
   dir: string;
@@ -39,6 +41,8 @@ export class CatalogPersistence {
   #notBefore = 0;
   /** the write in progress, if any */
   #writing: Promise<void> | undefined;
+  /** the last write failed: its error was logged, later failures of the same streak are not */
+  #failing = false;
   /** the file just read, until its events are applied */
   #loaded: LoadedCatalog | undefined;
 
@@ -114,11 +118,17 @@ export class CatalogPersistence {
       this.#writtenVersion = version;
       const took = performance.now() - started;
       this.#notBefore = this.#o.now() + Math.min(PERSIST_MAX_PAUSE_MS, took * PERSIST_PAUSE_FACTOR);
+      if (this.#failing) this.#o.log.info({ dir: this.#o.dir }, 'the catalog is persisted again');
+      this.#failing = false;
     } catch (err) {
-      this.#o.log.error(
-        { err: toMeshfedError(err) },
-        'cannot persist the catalog; the view in memory is unaffected',
-      );
+      this.#notBefore = this.#o.now() + PERSIST_RETRY_PAUSE_MS;
+      if (!this.#failing) {
+        this.#o.log.error(
+          { err: toMeshfedError(err) },
+          'cannot persist the catalog; the view in memory is unaffected (logged once until a write succeeds)',
+        );
+      }
+      this.#failing = true;
     }
   }
 

@@ -88,6 +88,9 @@ export interface VerifierOptions {
   now: () => number;
 }
 
+/** ca/'s own default tolerance for certificate validity; a smaller maxClockSkew does not tighten it */
+const CERT_SKEW_FLOOR_MS = 60_000;
+
 const CODE_REASON: Record<string, RejectReason> = {
   MESHFED_CA_EXPIRED: 'certificate_expired',
   MESHFED_CA_NOT_YET_VALID: 'certificate_expired',
@@ -319,6 +322,9 @@ export class MessageVerifier {
         kinds: ['federation'],
         usage: 'signing',
         now: new Date(now),
+        // a signer whose clock runs ahead issues certificates that start in our future: the skew the
+        // operator allows for messages is allowed for their signers' certificates too
+        clockSkewMs: Math.max(this.#o.maxClockSkew, CERT_SKEW_FLOOR_MS),
       });
     } catch (err) {
       const code = isMeshfedError(err) ? err.code : 'MESHFED_INTERNAL';

@@ -16,6 +16,19 @@ import type { PeerRevalidation } from './peer-revalidation.ts';
 export const STREAM_WINDOW_BYTES = 1 << 20;
 export const SESSION_WINDOW_BYTES = 8 << 20;
 
+/**
+ * HTTP/2's connection window starts at 64 KiB for all streams together: one 64 KiB response then
+ * stalls every other stream for a WINDOW_UPDATE round trip. Per-stream windows still bound memory.
+ * False when the session was destroyed before its 'connect' listener ran (the connect timer fired,
+ * or the peer went away): node throws ERR_HTTP2_INVALID_SESSION from inside that listener then, and
+ * an exception there used to end the whole gateway process.
+ */
+export function widenConnectionWindow(session: ClientHttp2Session): boolean {
+  if (session.destroyed) return false;
+  session.setLocalWindowSize(SESSION_WINDOW_BYTES);
+  return true;
+}
+
 export interface TunnelCredentials {
   leaf: () => IssuedLeaf;
   bundle: () => TrustBundle;
@@ -246,9 +259,18 @@ export class H2Pool {
         }
         session.removeAllListeners('error');
         session.on('error', () => undefined);
-        // HTTP/2's connection window starts at 64 KiB for all streams together: one 64 KiB response then
-        // stalls every other stream for a WINDOW_UPDATE round trip. Per-stream windows still bound memory.
-        session.setLocalWindowSize(SESSION_WINDOW_BYTES);
+        if (!widenConnectionWindow(session)) {
+          reject(
+            new MeshfedError(
+              'MESHFED_GATEWAY_UPSTREAM',
+              `connect to ${address}: the session closed as it opened`,
+              {
+                retryable: true,
+              },
+            ),
+          );
+          return;
+        }
         session.unref();
         resolve(session);
       });

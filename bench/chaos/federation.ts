@@ -1,0 +1,463 @@
+// A federation of real processes for the chaos scenarios: a NATS supercluster (one nats-server per
+// cluster), one backend process per serving cluster (bench/chaos/backend.ts) and any number of
+// `meshfed gateway` processes per cluster, all on loopback. Cluster `east` is where the load comes
+// from and serves nothing itself, so every request crosses clusters.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { type CaMaterial, createRoot, issueIntermediate } from '../../ca/index.ts';
+import { waitFor } from '../../core/index.ts';
+import { freePort } from '../../cli/demo/free-port.ts';
+import { type NatsSupercluster, startNatsSupercluster } from '../../cli/demo/nats-topology.ts';
+
+const BIN = fileURLToPath(new URL('../../bin/meshfed.js', import.meta.url));
+const BACKEND = fileURLToPath(new URL('./backend.ts', import.meta.url));
+export const CLOCK_OFFSET_HOOK = fileURLToPath(new URL('./clock-offset.ts', import.meta.url));
+export const NAMESPACE = 'chaos';
+export const TRUST_DOMAIN = 'mesh.example';
+export const HELLO = `hello.${NAMESPACE}.svc.clusterset.local`;
+export const GREETER = `greeter.${NAMESPACE}.svc.clusterset.local:50051`;
+
+/** every process a federation started, so an interrupted run can end them (see run.ts) */
+export const CHILDREN = new Set<ChildProcess>();
+/** every federation started and not yet stopped (their nats-servers are not in CHILDREN) */
+export const LIVE = new Set<Federation>();
+
+function track(child: ChildProcess): ChildProcess {
+  CHILDREN.add(child);
+  child.once('exit', () => CHILDREN.delete(child));
+  return child;
+}
+
+/**
+ * Runs `body` with this process's wall clock an hour back, so the root and intermediates it makes are
+ * valid from an hour ago, as in any federation whose CA was made before its gateways started. A cluster
+ * whose clock runs behind would otherwise see a CA made seconds ago as not valid yet.
+ */
+async function madeAnHourAgo<T>(body: () => Promise<T>): Promise<T> {
+  const realNow = Date.now;
+  Date.now = () => realNow() - 3_600_000;
+  try {
+    return await body();
+  } finally {
+    Date.now = realNow;
+  }
+}
+
+export interface ClusterPlan {
+  name: string;
+  region: string;
+  gateways: number;
+  /** serves hello, greeter and echo (every cluster but the load's source) */
+  serves: boolean;
+  /** answer delay of this cluster's backend */
+  delayMs?: number;
+  /** this cluster's processes run with their clock moved by this much (bench/chaos/clock-offset.ts) */
+  clockOffsetMs?: number;
+  /** the others are expected to refuse this cluster's catalog (start() does not wait to see it) */
+  refused?: boolean;
+  /** merged into every gateway config of the cluster (one level deep) */
+  config?: Record<string, unknown>;
+}
+
+/** east (the load's source, serving nothing), west and eu: the shape most scenarios use */
+export function threeClusters(
+  o: { westGateways?: number; config?: Record<string, unknown> } = {},
+): ClusterPlan[] {
+  const config = o.config ? { config: o.config } : {};
+  return [
+    { name: 'east', region: 'us-east', gateways: 1, serves: false, ...config },
+    { name: 'west', region: 'us-west', gateways: o.westGateways ?? 1, serves: true, ...config },
+    { name: 'eu', region: 'eu-central', gateways: 1, serves: true, ...config },
+  ];
+}
+
+export class GatewayProc {
+  readonly cluster: string;
+  readonly name: string;
+  readonly dir: string;
+  readonly configFile: string;
+  readonly addresses: { eastWest: string; egress: string; admin: string; tcpEcho?: string };
+  child: ChildProcess | undefined;
+  /** pids this gateway ran under, in order: more than one means it was restarted */
+  readonly pids: number[] = [];
+  env: NodeJS.ProcessEnv;
+
+  constructor(o: {
+    cluster: string;
+    name: string;
+    dir: string;
+    configFile: string;
+    addresses: GatewayProc['addresses'];
+    env: NodeJS.ProcessEnv;
+  }) {
+    this.cluster = o.cluster;
+    this.name = o.name;
+    this.dir = o.dir;
+    this.configFile = o.configFile;
+    this.addresses = o.addresses;
+    this.env = o.env;
+  }
+
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  get log(): string {
+    try {
+      return readFileSync(join(this.dir, 'gateway.log'), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  start(): void {
+    const out = openSync(join(this.dir, 'gateway.log'), 'a');
+    const hook = this.env.MESHFED_CHAOS_CLOCK_OFFSET_MS ? ['--import', CLOCK_OFFSET_HOOK] : [];
+    this.child = track(
+      spawn(process.execPath, [...hook, BIN, 'gateway', '--config', this.configFile], {
+        stdio: ['ignore', out, out],
+        cwd: this.dir,
+        env: this.env,
+      }),
+    );
+    closeSync(out);
+    this.pids.push(this.child.pid!);
+  }
+
+  async ready(timeoutMs = 60_000): Promise<void> {
+    await waitFor(
+      async () => {
+        if (!this.running) throw new Error(`${this.cluster}/${this.name} exited: ${this.log.slice(-2000)}`);
+        return (await httpStatus(this.addresses.admin, '/readyz')) === 200;
+      },
+      { timeoutMs, intervalMs: 100, what: `${this.cluster}/${this.name} to be ready` },
+    );
+  }
+
+  /** SIGTERM (drain) and the exit; SIGKILL after `graceMs` */
+  async stop(graceMs = 20_000): Promise<void> {
+    const c = this.child;
+    if (!c || !this.running) return;
+    const exited = once(c, 'exit');
+    c.kill('SIGTERM');
+    const t = setTimeout(() => c.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(t);
+  }
+
+  async kill(): Promise<void> {
+    const c = this.child;
+    if (!c || !this.running) return;
+    const exited = once(c, 'exit');
+    c.kill('SIGKILL');
+    await exited;
+  }
+
+  async metrics(): Promise<string> {
+    const r = await fetch(`http://${this.addresses.admin}/metrics`, { signal: AbortSignal.timeout(5000) });
+    return r.text();
+  }
+}
+
+/** The status of GET http://<address><path>, or 0 when it does not answer within 3 s. */
+export async function httpStatus(address: string, path: string): Promise<number> {
+  try {
+    const r = await fetch(`http://${address}${path}`, { signal: AbortSignal.timeout(3000) });
+    await r.arrayBuffer();
+    return r.status;
+  } catch {
+    return 0;
+  }
+}
+
+/** The sum of the samples of a Prometheus counter whose labels contain every `match` pair. */
+export function metricSum(text: string, name: string, match: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const rest = line.slice(name.length);
+    if (!(rest.startsWith('{') || rest.startsWith(' '))) continue;
+    if (!Object.entries(match).every(([k, v]) => rest.includes(`${k}="${v}"`))) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+interface Backend {
+  cluster: string;
+  child: ChildProcess;
+  ports: { http: number; grpc: number; tcp: number };
+}
+
+export class Federation {
+  readonly dir: string;
+  readonly plans: ClusterPlan[];
+  root: CaMaterial | undefined;
+  nats: NatsSupercluster | undefined;
+  readonly gateways: GatewayProc[] = [];
+  readonly backends: Backend[] = [];
+  /** each cluster's intermediate CA */
+  readonly intermediates = new Map<string, CaMaterial>();
+
+  constructor(dir: string, plans: ClusterPlan[]) {
+    this.dir = resolve(dir);
+    this.plans = plans;
+  }
+
+  gatewaysOf(cluster: string): GatewayProc[] {
+    return this.gateways.filter((g) => g.cluster === cluster);
+  }
+
+  /** the gateway the load enters through */
+  get source(): GatewayProc {
+    return this.gatewaysOf('east')[0]!;
+  }
+
+  async start(): Promise<void> {
+    LIVE.add(this);
+    rmSync(this.dir, { recursive: true, force: true });
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const root = await madeAnHourAgo(() => createRoot({ trustDomain: TRUST_DOMAIN }));
+    this.root = root;
+    writeFileSync(join(this.dir, 'root.crt'), this.root.certPem);
+    writeFileSync(join(this.dir, 'root.key'), this.root.keyPem, { mode: 0o600 });
+    this.nats = await startNatsSupercluster({
+      clusters: this.plans.map((p) => ({ name: p.name, size: 1 })),
+      baseDir: join(this.dir, 'nats'),
+    });
+    for (const plan of this.plans) {
+      const inter = await madeAnHourAgo(() => issueIntermediate(root, { cluster: plan.name }));
+      this.intermediates.set(plan.name, inter);
+      const env: NodeJS.ProcessEnv = { ...process.env };
+      if (plan.clockOffsetMs) env.MESHFED_CHAOS_CLOCK_OFFSET_MS = String(plan.clockOffsetMs);
+      const backend = plan.serves ? await this.startBackend(plan, env) : undefined;
+      for (let i = 0; i < plan.gateways; i++) {
+        this.gateways.push(await this.writeGateway(plan, i, inter, backend, env));
+      }
+    }
+    for (const g of this.gateways) g.start();
+    await Promise.all(this.gateways.map((g) => g.ready()));
+    await this.converged();
+  }
+
+  private async startBackend(plan: ClusterPlan, env: NodeJS.ProcessEnv): Promise<Backend> {
+    const child = track(
+      spawn(process.execPath, [BACKEND, '--cluster', plan.name, '--delay-ms', String(plan.delayMs ?? 0)], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env,
+      }),
+    );
+    const rl = createInterface({ input: child.stdout! });
+    const [line] = (await Promise.race([
+      once(rl, 'line'),
+      once(child, 'exit').then(() => {
+        throw new Error(`the backend of ${plan.name} exited during start`);
+      }),
+    ])) as [string];
+    rl.close();
+    const b = { cluster: plan.name, child, ports: JSON.parse(line) as Backend['ports'] };
+    this.backends.push(b);
+    return b;
+  }
+
+  servicesYaml(backend: Backend | undefined, only?: string[]): string {
+    if (!backend) return stringify({ services: [] });
+    const ep = (name: string, port: number) => ({
+      host: '127.0.0.1',
+      ports: { [name]: port },
+      healthy: true,
+    });
+    const all = [
+      {
+        name: 'hello',
+        port: { name: 'http', port: 80, protocol: 'http' },
+        ep: ep('http', backend.ports.http),
+      },
+      {
+        name: 'greeter',
+        port: { name: 'grpc', port: 50051, protocol: 'grpc' },
+        ep: ep('grpc', backend.ports.grpc),
+      },
+      { name: 'echo', port: { name: 'tcp', port: 7, protocol: 'tcp' }, ep: ep('tcp', backend.ports.tcp) },
+      // withdrawn by the NATS-outage scenario; nothing calls it
+      {
+        name: 'extra',
+        port: { name: 'http', port: 80, protocol: 'http' },
+        ep: ep('http', backend.ports.http),
+      },
+    ].filter((s) => !only || only.includes(s.name));
+    return stringify({
+      services: all.map((s) => ({
+        namespace: NAMESPACE,
+        name: s.name,
+        exported: true,
+        ports: [s.port],
+        endpoints: [s.ep],
+      })),
+    });
+  }
+
+  /** rewrites the static services file of every gateway of `cluster` (they re-read it on change) */
+  setServices(cluster: string, only: string[]): void {
+    const backend = this.backends.find((b) => b.cluster === cluster);
+    for (const g of this.gatewaysOf(cluster))
+      writeFileSync(join(g.dir, 'services.yaml'), this.servicesYaml(backend, only));
+  }
+
+  private async writeGateway(
+    plan: ClusterPlan,
+    i: number,
+    inter: CaMaterial,
+    backend: Backend | undefined,
+    env: NodeJS.ProcessEnv,
+  ): Promise<GatewayProc> {
+    const name = `${plan.name}-gw${i + 1}`;
+    const dir = join(this.dir, name);
+    mkdirSync(join(dir, 'ca'), { recursive: true, mode: 0o700 });
+    writeFileSync(join(dir, 'ca', 'ca.crt'), inter.chainPem);
+    writeFileSync(join(dir, 'ca', 'ca.key'), inter.keyPem, { mode: 0o600 });
+    writeFileSync(join(dir, 'ca', 'bundle.crt'), this.root!.certPem);
+    writeFileSync(join(dir, 'services.yaml'), this.servicesYaml(backend));
+    const addresses: GatewayProc['addresses'] = {
+      eastWest: `127.0.0.1:${await freePort()}`,
+      egress: `127.0.0.1:${await freePort()}`,
+      admin: `127.0.0.1:${await freePort()}`,
+    };
+    if (!plan.serves) addresses.tcpEcho = `127.0.0.1:${await freePort()}`;
+    const base: Record<string, unknown> = {
+      cluster: plan.name,
+      trustDomain: TRUST_DOMAIN,
+      name,
+      locality: { region: plan.region, zone: `${plan.region}-a` },
+      stateDir: 'state',
+      identity: { caDir: 'ca', leafTtl: '1h' },
+      drainTimeout: '10s',
+      gateway: {
+        listeners: addresses.tcpEcho
+          ? { eastWest: addresses.eastWest, egress: addresses.egress, admin: addresses.admin }
+          : { eastWest: addresses.eastWest, egress: addresses.egress, admin: addresses.admin },
+        ...(addresses.tcpEcho
+          ? { tcpPorts: [{ listen: addresses.tcpEcho, service: `echo.${NAMESPACE}` }] }
+          : {}),
+      },
+      balancer: {
+        outlier: { consecutiveFailures: 3, baseEjection: '5s', maxEjection: '30s', maxEjectionPercent: 100 },
+        healthCheck: { interval: '1s', timeout: '500ms' },
+        retry: { attempts: 2, budgetPercent: 20, minRetriesPerSecond: 50 },
+        timeouts: { connect: '500ms', request: '1s' },
+      },
+      federation: {
+        nats: { servers: this.nats!.cluster(plan.name).urls, reconnectWait: '250ms' },
+        heartbeatInterval: '1s',
+        staleAfter: '5s',
+        stateDir: 'state/catalog',
+      },
+      discovery: { sources: [{ type: 'static', file: 'services.yaml' }] },
+      observability: { logLevel: 'info' },
+    };
+    for (const [k, v] of Object.entries(plan.config ?? {})) {
+      const old = base[k];
+      base[k] =
+        old && typeof old === 'object' && v && typeof v === 'object' && !Array.isArray(v)
+          ? { ...(old as object), ...(v as object) }
+          : v;
+    }
+    const configFile = join(dir, 'gateway.yaml');
+    writeFileSync(configFile, stringify(base));
+    return new GatewayProc({ cluster: plan.name, name, dir, configFile, addresses, env });
+  }
+
+  /** the source cluster routes hello, greeter and echo to every serving cluster */
+  async converged(
+    timeoutMs = 60_000,
+    clusters = this.plans.filter((p) => p.serves && !p.refused).map((p) => p.name),
+  ): Promise<void> {
+    await waitFor(async () => (await this.offers(this.source, 'hello')).length >= clusters.length, {
+      timeoutMs,
+      intervalMs: 200,
+      what: `east to see hello offered by ${clusters.join(', ')}`,
+    });
+  }
+
+  /** the raw /debug/catalog of `g` ('' when it does not answer) */
+  async catalogText(g: GatewayProc): Promise<string> {
+    try {
+      const r = await fetch(`http://${g.addresses.admin}/debug/catalog`, {
+        signal: AbortSignal.timeout(3000),
+      });
+      return await r.text();
+    } catch {
+      return '';
+    }
+  }
+
+  /** the clusters `g` has a live offer of service `name` from, from its /debug/catalog view */
+  async offers(g: GatewayProc, name: string): Promise<string[]> {
+    try {
+      const r = await fetch(`http://${g.addresses.admin}/debug/catalog`, {
+        signal: AbortSignal.timeout(3000),
+      });
+      const body = (await r.json()) as unknown;
+      return catalogOffers(body, name);
+    } catch {
+      return [];
+    }
+  }
+
+  /** every gateway, backend and nats-server still answers; the names of those that do not */
+  async unhealthy(): Promise<string[]> {
+    const bad: string[] = [];
+    for (const g of this.gateways) {
+      if (!g.running || (await httpStatus(g.addresses.admin, '/healthz')) !== 200)
+        bad.push(`${g.cluster}/${g.name}`);
+    }
+    for (const b of this.backends)
+      if (b.child.exitCode !== null || b.child.signalCode !== null) bad.push(`backend ${b.cluster}`);
+    for (const s of this.nats?.servers ?? [])
+      if (!(await s.healthy().catch(() => false))) bad.push(`nats ${s.options.name}`);
+    return bad;
+  }
+
+  /** gateways whose process was replaced although the scenario did not restart them */
+  restartedUnexpectedly(expected: GatewayProc[] = []): string[] {
+    return this.gateways
+      .filter((g) => !expected.includes(g) && g.pids.length !== 1)
+      .map((g) => `${g.cluster}/${g.name}`);
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.gateways.map((g) => g.stop(5000)));
+    for (const b of this.backends) b.child.kill('SIGTERM');
+    await this.nats?.stop();
+    LIVE.delete(this);
+  }
+}
+
+/** offers of service `name` in a /debug/catalog body: the cluster names, whatever the body's nesting */
+function catalogOffers(body: unknown, name: string): string[] {
+  const clusters = new Set<string>();
+  const visit = (x: unknown): void => {
+    if (Array.isArray(x)) {
+      for (const y of x) visit(y);
+      return;
+    }
+    if (!x || typeof x !== 'object') return;
+    const o = x as Record<string, unknown>;
+    if (
+      o.name === name &&
+      o.namespace === NAMESPACE &&
+      typeof o.cluster === 'string' &&
+      o.tombstone !== true
+    ) {
+      clusters.add(o.cluster);
+    }
+    for (const v of Object.values(o)) visit(v);
+  };
+  visit(body);
+  return [...clusters];
+}

@@ -1,0 +1,103 @@
+// What a chaos scenario is, and the checks every one of them makes besides its own criterion.
+import type { Federation, GatewayProc } from './federation.ts';
+import { LoadClient, type LoadSummary, summarize } from './load.ts';
+
+export interface ScenarioContext {
+  /** requests per second of the legitimate load */
+  rate: number;
+  /** how long the load runs (scenarios that need longer say so) */
+  durationMs: number;
+  /** the NATS outage of the nats-outage scenario */
+  natsOutageMs: number;
+  /** a fresh directory for this scenario's processes */
+  dir: string;
+  log(line: string): void;
+}
+
+export interface ScenarioResult {
+  pass: boolean;
+  /** the measured figures, named */
+  figures: Record<string, unknown>;
+  /** why it failed, or what a reader should know */
+  notes: string[];
+  /** set when the scenario could not run here, with the reason */
+  skipped?: string;
+}
+
+export interface Scenario {
+  name: string;
+  /** the pass criterion, as docs/reliability.md states it */
+  criterion: string;
+  run(ctx: ScenarioContext): Promise<ScenarioResult>;
+}
+
+export interface LossCheck {
+  /** every request sent has exactly one outcome (none hung past its deadline) */
+  allOutcomesDefinite: boolean;
+  unhealthy: string[];
+  restartedUnexpectedly: string[];
+}
+
+/** nothing lost: every request has an outcome, every process answers, no surprise restart */
+export async function lossCheck(
+  fed: Federation,
+  load: LoadClient,
+  restarted: GatewayProc[] = [],
+): Promise<LossCheck> {
+  return {
+    allOutcomesDefinite: load.outcomes.length === load.scheduled,
+    unhealthy: await fed.unhealthy(),
+    restartedUnexpectedly: fed.restartedUnexpectedly(restarted),
+  };
+}
+
+/** the scenario's load through the source gateway's egress listener and TCP port */
+export function sourceLoad(fed: Federation, ctx: ScenarioContext, durationMs = ctx.durationMs): LoadClient {
+  const src = fed.source;
+  return new LoadClient({
+    egress: src.addresses.egress,
+    tcpEcho: src.addresses.tcpEcho!,
+    rate: ctx.rate,
+    durationMs,
+  });
+}
+
+export function lossOk(c: LossCheck): boolean {
+  return c.allOutcomesDefinite && c.unhealthy.length === 0 && c.restartedUnexpectedly.length === 0;
+}
+
+export function lossNotes(c: LossCheck): string[] {
+  const notes: string[] = [];
+  if (!c.allOutcomesDefinite) notes.push('some requests had no outcome');
+  if (c.unhealthy.length) notes.push(`not answering /healthz: ${c.unhealthy.join(', ')}`);
+  if (c.restartedUnexpectedly.length)
+    notes.push(`restarted unexpectedly: ${c.restartedUnexpectedly.join(', ')}`);
+  return notes;
+}
+
+/** starts `fed`, runs `body`, and always stops every process it started */
+export async function withFederation<T>(fed: Federation, body: (fed: Federation) => Promise<T>): Promise<T> {
+  try {
+    await fed.start();
+    return await body(fed);
+  } finally {
+    await fed.stop();
+  }
+}
+
+export function loadFigures(s: LoadSummary): Record<string, unknown> {
+  return {
+    sent: s.sent,
+    failed: s.failed,
+    timeouts: s.timeouts,
+    successPct: s.successPct,
+    p50Ms: s.p50Ms,
+    p99Ms: s.p99Ms,
+    maxMs: s.maxMs,
+    byKind: s.byKind,
+    errors: s.errors,
+    servedBy: s.servedBy,
+  };
+}
+
+export { summarize };

@@ -1,0 +1,62 @@
+// A remote gateway SIGKILLed mid-load: west runs two gateways, one dies without a word; east must
+// move its traffic to the survivors within 3 s, idempotent requests must not fail (retries), and
+// non-idempotent ones may fail only if they were in flight on the dead gateway.
+import { join } from 'node:path';
+import { sleep } from '../../figures.ts';
+import { Federation, threeClusters } from '../federation.ts';
+import { settleMs } from '../load.ts';
+import {
+  loadFigures,
+  lossCheck,
+  lossNotes,
+  type Scenario,
+  summarize,
+  withFederation,
+  sourceLoad,
+} from '../scenario.ts';
+
+export const gatewayKill: Scenario = {
+  name: 'gateway-kill',
+  criterion:
+    'failover ≤ 3 s; 0 failed idempotent requests (HTTP GET); non-idempotent failures ≤ requests in flight at the kill',
+  async run(ctx) {
+    const fed = new Federation(join(ctx.dir, 'fed'), threeClusters({ westGateways: 2 }));
+    return withFederation(fed, async () => {
+      const _src = fed.source;
+      const load = sourceLoad(fed, ctx);
+      const victim = fed.gatewaysOf('west')[0]!;
+      const done = load.run();
+      await sleep(ctx.durationMs * 0.4);
+      const killAt = load.now();
+      ctx.log(`SIGKILL ${victim.name} at ${Math.round(killAt)} ms`);
+      await victim.kill();
+      const outcomes = await done;
+      await load.close();
+      const s = summarize(outcomes);
+      const inFlight = outcomes.filter(
+        (o) => o.kind !== 'http-get' && o.due <= killAt && o.due + o.latency >= killAt,
+      ).length;
+      const idempotentFailed = outcomes.filter((o) => o.kind === 'http-get' && !o.ok).length;
+      const nonIdempotentFailed = outcomes.filter((o) => o.kind !== 'http-get' && !o.ok).length;
+      const failover = settleMs(outcomes, killAt);
+      const loss = await lossCheck(fed, load);
+      loss.unhealthy = loss.unhealthy.filter((n) => n !== `west/${victim.name}`);
+      const notes = lossNotes(loss);
+      if (failover > 3000) notes.push(`failover took ${failover} ms`);
+      if (idempotentFailed > 0) notes.push(`${idempotentFailed} idempotent requests failed`);
+      if (nonIdempotentFailed > inFlight)
+        notes.push(`${nonIdempotentFailed} non-idempotent failures > ${inFlight} in flight`);
+      return {
+        pass: notes.length === 0,
+        figures: {
+          failoverMs: failover,
+          idempotentFailed,
+          nonIdempotentFailed,
+          inFlightAtKill: inFlight,
+          ...loadFigures(s),
+        },
+        notes,
+      };
+    });
+  },
+};

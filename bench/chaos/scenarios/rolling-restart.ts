@@ -1,0 +1,64 @@
+// Rolling restart of every gateway of a cluster: west's two gateways are stopped with SIGTERM (they
+// drain), started again and seen by east, one after the other, while the load runs. Nothing may fail.
+import { join } from 'node:path';
+import { waitFor } from '../../../core/index.ts';
+import { sleep } from '../../figures.ts';
+import { Federation, threeClusters } from '../federation.ts';
+import {
+  loadFigures,
+  lossCheck,
+  lossNotes,
+  type Scenario,
+  summarize,
+  withFederation,
+  sourceLoad,
+} from '../scenario.ts';
+
+export const rollingRestart: Scenario = {
+  name: 'rolling-restart',
+  criterion:
+    '0 non-2xx (and 0 failed gRPC/TCP) while every gateway of a cluster is restarted in turn with SIGTERM',
+  async run(ctx) {
+    const fed = new Federation(join(ctx.dir, 'fed'), threeClusters({ westGateways: 2 }));
+    return withFederation(fed, async () => {
+      const src = fed.source;
+      const load = sourceLoad(fed, ctx);
+      const done = load.run();
+      const west = fed.gatewaysOf('west');
+      const steps: { gateway: string; drainMs: number; backMs: number }[] = [];
+      await sleep(ctx.durationMs * 0.15);
+      for (const g of west) {
+        const t0 = performance.now();
+        ctx.log(`SIGTERM ${g.name} at ${Math.round(load.now())} ms`);
+        await g.stop();
+        const drainMs = performance.now() - t0;
+        g.start();
+        await g.ready();
+        // east must have heard its announcement again before the next one goes down
+        await waitFor(async () => (await fed.catalogText(src)).includes(g.addresses.eastWest), {
+          timeoutMs: 30_000,
+          intervalMs: 100,
+          what: `east to see ${g.name} again`,
+        });
+        steps.push({
+          gateway: g.name,
+          drainMs: Math.round(drainMs),
+          backMs: Math.round(performance.now() - t0),
+        });
+      }
+      const restartsDoneAt = load.now();
+      const outcomes = await done;
+      await load.close();
+      const s = summarize(outcomes);
+      const loss = await lossCheck(fed, load, west);
+      const notes = lossNotes(loss);
+      if (s.failed > 0) notes.push(`${s.failed} requests failed`);
+      if (restartsDoneAt > ctx.durationMs) notes.push('the restarts outlasted the load; raise --duration');
+      return {
+        pass: notes.length === 0,
+        figures: { failed: s.failed, steps, restartsDoneMs: Math.round(restartsDoneAt), ...loadFigures(s) },
+        notes,
+      };
+    });
+  },
+};
