@@ -1,8 +1,9 @@
 /**
- * The evaluation `meshfed policy explain` needs, behind a small interface. The gateway's enforcement layers
- * (gateway/policy/, branch policy-gw) own the real evaluation; until they are merged this reference evaluator
- * follows the semantics documented in docs/policy.md and core/policy.ts.
- * TODO(policy-gw merge): implement PolicyEvaluation with gateway/policy's functions and delete the reference.
+ * The evaluation `meshfed policy explain` needs. The decision, the deciding rule, the split and the fault
+ * come from the functions the gateways run (gateway/policy, `explainPolicy`): explain says what a gateway
+ * does, not what a second implementation thinks. A reference walk over the rules adds, for each rule, the
+ * reason it did not match (the gateway's hot path does not keep reasons); where the two disagree on a
+ * rule, the gateway's verdict stands and the reason says so.
  */
 import {
   type AuthorizationAction,
@@ -18,6 +19,7 @@ import {
   type ServiceKey,
   type SplitBackend,
 } from '../../core/index.ts';
+import { explainPolicy } from '../../gateway/index.ts';
 
 /** The caller as the destination gateway knows it: a workload identity, or only its source cluster. */
 export interface ExplainCaller {
@@ -214,6 +216,61 @@ export const referenceEvaluation: PolicyEvaluation = {
       ...(fault ? { fault } : {}),
       rateLimits: sp.rateLimits.filter((d) => applies(d.spec.target, r)),
       ...(sp.resilience ? { resilience: sp.resilience } : {}),
+    };
+  },
+};
+
+/** `meshfed policy explain` on the gateway's own evaluation, with the reference's reasons per rule. */
+export const gatewayEvaluation: PolicyEvaluation = {
+  explain(set, r) {
+    const ref = referenceEvaluation.explain(set, r);
+    const g = explainPolicy(set, {
+      service: r.service,
+      destinationCluster: r.destinationCluster ?? '',
+      ...(r.caller.spiffeId ? { caller: r.caller.spiffeId } : {}),
+      sourceCluster: r.caller.cluster,
+      ...(r.method ? { method: r.method } : {}),
+      ...(r.path ? { target: r.path } : r.method ? { target: '/' } : {}),
+      ...(r.port ? { port: r.port } : {}),
+      headers: r.headers,
+    });
+    const matched = new Set(g.authorization.matched.map((m) => m.rule));
+    const a = g.authorization;
+    return {
+      ...ref,
+      authorization: {
+        decision: a.allowed ? 'ALLOW' : 'DENY',
+        decidedBy:
+          a.rule && a.rule !== 'default-deny'
+            ? `AuthorizationPolicy/${a.rule.replace('/', '#')}`
+            : ref.authorization.decidedBy,
+        rules: ref.authorization.rules.map((v) => {
+          const gm = matched.has(`${v.policy}/${v.rule}`);
+          if (gm === v.matched) return v;
+          return {
+            ...v,
+            matched: gm,
+            why: gm
+              ? 'matches (as the gateway evaluates it)'
+              : `does not match as the gateway evaluates it (${v.why})`,
+          };
+        }),
+      },
+      ...(g.route
+        ? {
+            route: {
+              policy: ref.route?.policy ?? '',
+              route: g.route.route,
+              backends: g.route.backends.map((b) => ({
+                service: b.service,
+                weight: b.weight,
+                percent: b.percent,
+                ...(b.cluster ? { cluster: b.cluster } : {}),
+              })),
+              why: ref.route?.why ?? 'the first route whose match holds',
+            },
+          }
+        : {}),
     };
   },
 };

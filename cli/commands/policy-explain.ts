@@ -21,7 +21,7 @@ import {
   type ExplainCaller,
   type Explanation,
   type PolicyEvaluation,
-  referenceEvaluation,
+  gatewayEvaluation,
 } from './policy-evaluation.ts';
 import { fetchAllScopes, scopeSummary } from './policy-plan.ts';
 
@@ -176,4 +176,4 @@ ${POLICY_FLAGS_HELP}`,
   };
 }
 
-export const policyExplainCommand = explainCommandWith(referenceEvaluation);
+export const policyExplainCommand = explainCommandWith(gatewayEvaluation);
