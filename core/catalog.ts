@@ -97,6 +97,10 @@ export type CatalogChange =
 /** The federated catalog: which clusters offer which services. */
 export interface CatalogView {
   services(): readonly ServiceRef[];
+  /**
+   * The offers that may get traffic. The view applies their expiry (and may keep them past it while it
+   * cannot hear their cluster, e.g. its NATS is down); consumers do not filter by `expiresAt` themselves.
+   */
   instances(namespace: string, name: string): readonly RemoteServiceInstance[];
   clusters(): readonly ClusterState[];
   /** called with the smallest diff after every change; returns an unsubscribe function */

@@ -133,7 +133,7 @@ export class Balancers {
    * resolve() results per service/scope/port, dropped on every catalog or endpoint change and when
    * the first remote entry in them expires: pick() runs per request and must not rebuild them.
    */
-  private readonly resolved = new Map<string, { svc: ResolvedService | undefined; validUntil: number }>();
+  private readonly resolved = new Map<string, { svc: ResolvedService | undefined }>();
   private probing = false;
   private lastPrune = 0;
   /** one target per remote gateway address, for the probes; dropped when the catalog changes */
@@ -239,14 +239,13 @@ export class Balancers {
   /** The targets of a service for one of its ports, local endpoints first. */
   resolve(namespace: string, name: string, o: PickOptions = {}): ResolvedService | undefined {
     const cacheKey = `${namespace}/${name}|${o.scope ?? 'any'}|${o.portName ?? ''}|${o.port ?? ''}`;
+    // the catalog view decides which offers are live (and keeps the last verified ones while its NATS is
+    // down): it tells every change, which clears this cache
     const hit = this.resolved.get(cacheKey);
-    if (hit && hit.validUntil > this.now()) return hit.svc;
+    if (hit) return hit.svc;
     if (this.resolved.size > 10_000) this.resolved.clear();
     const svc = this.resolveUncached(namespace, name, o);
-    let validUntil = Number.POSITIVE_INFINITY;
-    for (const inst of o.scope === 'local' ? [] : this.o.catalog.instances(namespace, name))
-      if (inst.expiresAt) validUntil = Math.min(validUntil, inst.expiresAt);
-    this.resolved.set(cacheKey, { svc, validUntil });
+    this.resolved.set(cacheKey, { svc });
     return svc;
   }
 
@@ -282,11 +281,13 @@ export class Balancers {
     return { namespace, name, key, port, targets };
   }
 
-  /** A remote offer that may get traffic: another cluster's, live, with weight and gateways. */
+  /**
+   * A remote offer that may get traffic: another cluster's, not stale, with weight and gateways. Its expiry
+   * is the catalog view's to apply, not ours: a view whose NATS is down keeps the last verified offers past
+   * their expiry (DESIGN.md: a gateway that loses NATS keeps routing), and removes them once it can tell.
+   */
   private usable(inst: RemoteServiceInstance): boolean {
-    if (inst.cluster === this.o.cluster || inst.stale || inst.weight <= 0 || inst.gateways.length === 0)
-      return false;
-    return !inst.expiresAt || inst.expiresAt >= this.now();
+    return !(inst.cluster === this.o.cluster || inst.stale || inst.weight <= 0 || inst.gateways.length === 0);
   }
 
   private activeHealthy(t: BalancerTarget): boolean {

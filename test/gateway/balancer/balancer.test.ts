@@ -192,6 +192,24 @@ describe('locality preference and failover', () => {
     balancers.close();
   });
 
+  test('regression: an offer past its expiresAt still gets traffic while the catalog view keeps it (NATS down); its removal is the view’s to tell', () => {
+    const catalog = new FixedCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' });
+    const { balancers, clock } = makeBalancers(catalog, new FixedSource(), {});
+    // the view stopped hearing west (its NATS is down) and keeps the last verified offer past its expiry
+    catalog.offers[0]!.expiresAt = clock.t - 60_000;
+    catalog.changed();
+    clock.t += 120_000;
+    const p = balancers.pick('shop', 'orders');
+    expect(p?.target.cluster).toBe('west');
+    p?.release({ ok: true, latencyMs: 1 });
+    // once the view removes it, the balancer has nothing left for the service
+    catalog.offers = [];
+    catalog.changed();
+    expect(balancers.pick('shop', 'orders')).toBeUndefined();
+    balancers.close();
+  });
+
   test('stale clusters get no traffic but show in explain; scope local uses only local endpoints', () => {
     const catalog = new FixedCatalog();
     catalog.offer('west', { region: 'us', zone: 'us-a' }, { stale: true });
