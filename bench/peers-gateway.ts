@@ -123,6 +123,7 @@ async function start(o: {
       ...(reuse === 'noreuse' ? { tunnelMaxRequestsPerConnection: 1 } : {}),
     }),
     cluster: o.cluster,
+    name: `${o.cluster}-gw`,
     trustDomain: td,
     locality,
     identity,

@@ -37,8 +37,8 @@ export interface GatewayOptions {
   random?: () => number;
   /** the clock of the rate limits' token buckets, in ms (tests read the times the buckets decided at) */
   rateLimitClock?: () => number;
-  /** the gateway's name in spans and metrics */
-  name?: string;
+  /** the gateway's name (config `name`) in spans, metrics and the dashboard */
+  name: string;
   /**
    * bind the data-plane listeners with SO_REUSEPORT (exclusive, outside node:cluster's sharing): several
    * worker processes listen on the same ports and the kernel spreads connections among them

@@ -224,7 +224,7 @@ export class Gateway {
             traceLayer({
               tracer: options.tracer,
               cluster: options.cluster,
-              gateway: options.name ?? options.cluster,
+              gateway: options.name,
             }),
           ]
         : []),
@@ -427,7 +427,7 @@ export class Gateway {
       dashboard: {
         self: {
           cluster: options.cluster,
-          gateway: options.name ?? options.cluster,
+          gateway: options.name,
           locality: options.locality,
         },
       },

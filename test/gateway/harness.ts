@@ -240,6 +240,7 @@ export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
       const gateway = new Gateway({
         config,
         cluster,
+        name: `${cluster}-gw`,
         trustDomain: TRUST_DOMAIN,
         locality,
         identity,
