@@ -43,7 +43,7 @@ test('/ui/state: clusters, the measured link, every offer of the service', async
   const s = JSON.parse(r.body);
   expect(s.self).toEqual({
     cluster: 'east',
-    gateway: 'east',
+    gateway: 'east-gw',
     locality: { region: 'east-region', zone: 'east-zone' },
   });
   expect(s.clusters.map((c: { name: string }) => c.name)).toEqual(['east', 'west']);
