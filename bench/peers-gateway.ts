@@ -4,13 +4,17 @@ import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { CertificateSource, TrustBundle } from '../ca/index.ts';
 import {
+  buildPolicySet,
   type CatalogView,
   createRegistry,
   type EndpointSource,
   type LocalService,
   parseClustersetHost,
+  parsePolicyDocuments,
+  type PolicyView,
   type RemoteServiceInstance,
   silentLogger,
+  staticPolicyView,
 } from '../core/index.ts';
 import { Balancers, balancerConfigSchema } from '../gateway/balancer/index.ts';
 import { Gateway, gatewayConfigSchema } from '../gateway/index.ts';
@@ -49,6 +53,30 @@ const reuse = env('BENCH_REUSE', 'reuse');
 if (reuse !== 'reuse' && reuse !== 'noreuse')
   throw new Error(`BENCH_REUSE must be reuse or noreuse, got ${reuse}`);
 const ref = parseClustersetHost(env('BENCH_SERVICE_HOST', 'echo.bench.svc.clusterset.local'))!;
+/**
+ * BENCH_POLICIES=N: N AuthorizationPolicies in force at both gateways (one for the bench service that lets
+ * cluster-a in, the others for other services), to measure what enforcing policy costs a request.
+ */
+function benchPolicy(n: number): PolicyView | undefined {
+  if (n <= 0) return undefined;
+  const docs = Array.from({ length: n }, (_, i) => {
+    const service = i === 0 ? `${ref.namespace}/${ref.name}` : `${ref.namespace}/other-${i}`;
+    return [
+      'apiVersion: meshfed.io/v1alpha1',
+      'kind: AuthorizationPolicy',
+      `metadata: { name: bench-${i} }`,
+      'spec:',
+      `  target: { service: ${service} }`,
+      '  rules:',
+      '    - { name: no-legacy, action: DENY, from: [{ namespace: legacy }] }',
+      '    - { name: from-a, action: ALLOW, from: [{ cluster: cluster-a }] }',
+    ].join('\n');
+  });
+  const documents = parsePolicyDocuments(docs.join('\n---\n'), 'BENCH_POLICIES');
+  return staticPolicyView(buildPolicySet(documents, { revision: 1, scopes: [] }));
+}
+const policy = benchPolicy(Number(env('BENCH_POLICIES', '0')));
+
 const split = (a: string) => ({
   host: a.slice(0, a.lastIndexOf(':')),
   port: Number(a.slice(a.lastIndexOf(':') + 1)),
@@ -135,6 +163,7 @@ async function start(o: {
     registry,
     logger,
     reusePort: workers > 1,
+    ...(policy ? { policy } : {}),
   });
   await gw.start();
   return gw;
