@@ -19,22 +19,15 @@ import { fastPathServers, MAX_HEADERS } from './h1/servers.ts';
 import { H2Pool, STREAM_WINDOW_BYTES } from './h2-pool.ts';
 import type { Req, Res } from './http-request.ts';
 import { Identities } from './identity.ts';
-import { answerLayer } from './layers/answer.ts';
-import { authorizationPolicy, passthroughDecision } from './layers/authorization.ts';
-import { faultInjection } from './layers/fault-injection.ts';
-import { authorize, callerRule, egressCaller, peerGateway } from './layers/identity.ts';
+import { passthroughDecision } from './layers/authorization.ts';
 import { GoldenMetrics } from './golden-metrics.ts';
-import { InFlight, metricsLayer } from './layers/metrics.ts';
+import { InFlight } from './layers/metrics.ts';
 import { type PolicyMetrics, policyMetrics } from './layers/policy-facts.ts';
-import { rateLimit } from './layers/rate-limit.ts';
-import { requestTargetCheck, underscoreHeaders } from './layers/request-checks.ts';
-import { connectRoute, egressRoute, tunnelRoute } from './layers/route.ts';
-import { traceLayer } from './layers/trace.ts';
-import { trafficSplit } from './layers/traffic-split.ts';
 import { Listeners } from './listeners.ts';
 import { PeerRevalidation } from './peer-revalidation.ts';
 import { LocalServices } from './local-services.ts';
-import { type Handler, fromNode, type RequestLayer, stack } from './pipeline.ts';
+import { type Handler, fromNode } from './pipeline.ts';
+import { requestPipelines } from './pipelines.ts';
 import { PolicyIndex } from './policy/index.ts';
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
 import { CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
@@ -98,16 +91,18 @@ export class Gateway {
       onClosed: (listener, reason) => this.#refused.inc({ listener, reason }),
       logger: options.logger,
     });
+    // what both pools dial with: our current leaf, the bundle, and the trust domain peers must be of
+    const creds = {
+      leaf: () => options.identity.current(),
+      bundle: options.bundle,
+      trustDomain: options.trustDomain,
+    };
     this.#pool = new H2Pool({
       size: c.tunnelConnectionsPerGateway,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       connectTimeoutMs: bc.timeouts.connect,
       revalidation: this.#revalidation,
-      creds: {
-        leaf: () => options.identity.current(),
-        bundle: options.bundle,
-        trustDomain: options.trustDomain,
-      },
+      creds,
     });
     this.#agent = new UndiciAgent({
       // circuitBreaker.maxConnections per local endpoint; requests past it wait (circuitBreaker.maxPending)
@@ -173,11 +168,7 @@ export class Gateway {
       idleTimeoutMs: Math.min(4_000, bc.timeouts.idle),
       maxIdlePerKey: bc.circuitBreaker.maxConnections,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
-      creds: {
-        leaf: () => options.identity.current(),
-        bundle: options.bundle,
-        trustDomain: options.trustDomain,
-      },
+      creds,
     });
     const codec = byTarget(
       tunnel,
@@ -215,72 +206,21 @@ export class Gateway {
       ...(resilience ? { resilience } : {}),
     });
 
-    // the request pipelines, outermost layer first
-    const answer = answerLayer({ refused: this.#refused, log: this.#log });
-    const headers = underscoreHeaders(c.headersWithUnderscores);
-    const observe: RequestLayer[] = [
-      ...(options.tracer
-        ? [
-            traceLayer({
-              tracer: options.tracer,
-              cluster: options.cluster,
-              gateway: options.name,
-            }),
-          ]
-        : []),
-    ];
-    const golden = metricsLayer({ golden: this.golden, inFlight: this.#inFlight });
-    const authorization = options.authorize ? [authorize(options.authorize, options.cluster)] : [];
-    const p = this.#policy;
-    const random = options.random ?? Math.random;
-    // destination: who may call (on the verified caller), then how often; source: the split, then faults
-    // (both keyed on the service as the caller addressed it)
-    const destinationPolicy: RequestLayer[] = p
-      ? [
-          authorizationPolicy({ ...p, local: this.#local }),
-          rateLimit({ ...p, ...(options.rateLimitClock ? { now: options.rateLimitClock } : {}) }),
-        ]
-      : [];
-    const sourcePolicy: RequestLayer[] = p
-      ? [trafficSplit({ ...p, random }), faultInjection({ ...p, random })]
-      : [];
-    const peer = peerGateway(this.#identities);
-    const callers = callerRule(this.#identities);
-    this.#egress = stack(
+    const pipelines = requestPipelines({
+      options,
       send,
-      answer,
-      requestTargetCheck,
-      headers,
-      egressRoute({ catalog: options.catalog, local: this.#local }),
-      egressCaller(this.#identities),
-      golden,
-      ...observe,
-      ...sourcePolicy,
-    );
-    this.#eastWest = stack(
-      send,
-      answer,
-      peer,
-      requestTargetCheck,
-      headers,
-      tunnelRoute({ local: this.#local }),
-      callers,
-      golden,
-      ...authorization,
-      ...destinationPolicy,
-      ...observe,
-    );
-    // CONNECT passes the same identity, caller and authorization layers as a request
-    this.#connect = stack(
-      this.#relay.connect,
-      answer,
-      peer,
-      connectRoute({ local: this.#local }),
-      callers,
-      golden,
-      ...authorization,
-      ...destinationPolicy,
-    );
+      connect: this.#relay.connect,
+      refused: this.#refused,
+      log: this.#log,
+      identities: this.#identities,
+      local: this.#local,
+      golden: this.golden,
+      inFlight: this.#inFlight,
+      policy: this.#policy,
+    });
+    this.#egress = pipelines.egress;
+    this.#eastWest = pipelines.eastWest;
+    this.#connect = pipelines.connect;
 
     const self = this;
     new Gauge({
