@@ -13,12 +13,12 @@ import {
   MeshfedError,
   parseHostPort,
   type Registry,
-  serviceKey,
 } from '../core/index.ts';
 import { createSinks, createSources, ImportReconciler } from '../discovery/index.ts';
 import { FederationNode } from '../federation/index.ts';
 import type { Balancers } from '../gateway/index.ts';
 import type { Gateway } from '../gateway/index.ts';
+import { adminBackend } from './admin/admin-backend.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { IssuingCaDir } from './issuing-ca.ts';
 import { watchTrustFiles } from './trust-watch.ts';
@@ -374,7 +374,18 @@ export class Daemon {
       await this.reconciler.start();
     }
     this.admin = new AdminServer({
-      backend: this.adminBackend(),
+      backend: adminBackend({
+        config: () => this.config,
+        startedAt: this.startedAt,
+        identity: this.gatewayIdentity,
+        bundle: () => this.bundle,
+        source: this.source,
+        federation: this.federation,
+        balancers: this.balancers,
+        traffic: (windowMs) => this.gateway.traffic(windowMs),
+        addresses: () => this.addresses(),
+        advertise: this.advertise(),
+      }),
       socketPath: this.loaded.adminSocket,
       logger: componentLogger(this.log, 'admin', c.cluster),
       ...(c.admin.grpc
@@ -407,128 +418,6 @@ export class Daemon {
     const out: Record<string, string> = { ...this.gateway.addresses(), adminSocket: this.loaded.adminSocket };
     if (this.admin?.tcpPort) out.adminGrpc = `${this.config.admin.grpc!.host}:${this.admin.tcpPort}`;
     return out;
-  }
-
-  private adminBackend() {
-    const self = this;
-    return {
-      status() {
-        const leaf = self.gatewayIdentity.current();
-        const nats = self.federation.natsStatus();
-        const local = self.source.current();
-        return {
-          cluster: self.config.cluster,
-          gateway: self.config.name,
-          trust_domain: self.config.trustDomain,
-          region: self.config.locality.region,
-          zone: self.config.locality.zone,
-          spiffe_id: leaf.spiffeId,
-          cert_serial: leaf.serial,
-          cert_not_after_ms: leaf.notAfter.getTime(),
-          nats_connected: nats.connected,
-          nats_server: nats.server ?? '',
-          nats_last_error: nats.lastError ?? '',
-          clusters_seen: self.federation.clusters().map((cl) => cl.cluster),
-          uptime_ms: Date.now() - self.startedAt,
-          version: '',
-          now_ms: Date.now(),
-          addresses: self.addresses(),
-          bundle_root_fingerprints: self.bundle.roots().map((r) => r.fingerprint256),
-          local_services: local.length,
-          exported_services: local.filter((s) => s.exported).length,
-          policy_revisions: Object.fromEntries(
-            self.federation.policy.current().scopes.map((p) => [p.scope, p.revision]),
-          ),
-          policy_documents: self.federation.policy.current().documents.length,
-        };
-      },
-      async stats(windowMs: number) {
-        return self.gateway.traffic(windowMs);
-      },
-      clusters() {
-        const c = self.config;
-        const local = self.source.current().filter((x) => x.exported).length;
-        const selfEntry = {
-          name: c.cluster,
-          region: c.locality.region,
-          zone: c.locality.zone,
-          gateways: [{ name: c.name, address: self.advertise() }],
-          last_heartbeat_ms: Date.now(),
-          stale: false,
-          services: local,
-          self: true,
-        };
-        const others = self.federation
-          .clusters()
-          .filter((cl) => cl.cluster !== c.cluster)
-          .map((cl) => ({
-            name: cl.cluster,
-            region: cl.locality?.region ?? '',
-            zone: cl.locality?.zone ?? '',
-            gateways: cl.gateways.map((g) => ({ name: g.name, address: g.address })),
-            last_heartbeat_ms: cl.lastHeartbeat ?? 0,
-            stale: cl.stale,
-            services: cl.services,
-            self: false,
-          }));
-        return [selfEntry, ...others];
-      },
-      services() {
-        const byKey = new Map<
-          string,
-          { namespace: string; name: string; ports: unknown[]; offers: unknown[]; exported: boolean }
-        >();
-        for (const svc of self.source.current()) {
-          byKey.set(serviceKey(svc), {
-            namespace: svc.namespace,
-            name: svc.name,
-            ports: svc.ports,
-            exported: svc.exported,
-            offers: [
-              {
-                cluster: self.config.cluster,
-                region: self.config.locality.region,
-                zone: self.config.locality.zone,
-                weight: svc.endpoints.filter((e) => e.healthy).length,
-                stale: false,
-                revision: 0,
-                local: true,
-              },
-            ],
-          });
-        }
-        for (const ref of self.federation.services()) {
-          const key = serviceKey(ref);
-          const entry = byKey.get(key) ?? {
-            namespace: ref.namespace,
-            name: ref.name,
-            ports: [],
-            offers: [],
-            exported: false,
-          };
-          for (const inst of self.federation.instances(ref.namespace, ref.name)) {
-            if (inst.cluster === self.config.cluster) continue;
-            if (entry.ports.length === 0) entry.ports = inst.ports;
-            entry.offers.push({
-              cluster: inst.cluster,
-              region: inst.locality.region,
-              zone: inst.locality.zone,
-              weight: inst.weight,
-              stale: inst.stale,
-              revision: inst.revision,
-              local: false,
-            });
-          }
-          byKey.set(key, entry);
-        }
-        return [...byKey.values()].sort((a, b) =>
-          `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`),
-        );
-      },
-      routes(namespace: string, name: string) {
-        return self.balancers.explain(namespace, name);
-      },
-    };
   }
 
   /**
