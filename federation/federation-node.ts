@@ -1,4 +1,4 @@
-import { createInbox, type Msg, type NatsConnection, nuid } from '@nats-io/transport-node';
+import { type NatsConnection, nuid } from '@nats-io/transport-node';
 import type { CertificateSource, IssuedLeaf, TrustBundle } from '../ca/index.ts';
 import {
   type CatalogChange,
@@ -39,7 +39,8 @@ import { CatalogPublisher } from './publisher.ts';
 import { RejectionRecorder } from './rejections.ts';
 import { SnapshotAssembly } from './snapshot-assembly.ts';
 import { IntakeQueue } from './intake-queue.ts';
-import { clusterOfSubject, type Subjects, subjects } from './subjects.ts';
+import { type Subjects, subjects } from './subjects.ts';
+import { subscribeAll } from './subscriptions.ts';
 import { SyncRequester } from './sync-requester.ts';
 import { SyncResponder } from './sync-responder.ts';
 import { MessageVerifier } from './verifier.ts';
@@ -197,8 +198,10 @@ export class FederationNode implements CatalogView {
     this.#received = new IntakeQueue({
       maxPerKey: INTAKE_BACKLOG_PER_CLUSTER,
       sliceMs: INTAKE_SLICE_MS,
-      run: (job) => job(),
       onDrop: (cluster) => dropped.inc({ cluster }),
+      // nothing a peer sends may crash the process: a throw here is a bug of ours
+      onError: (err, key) =>
+        this.#log.error({ err: toMeshfedError(err), from: key }, 'catalog message handling failed'),
     });
     this.#intake = new CatalogIntake({
       cluster: o.cluster,
@@ -463,48 +466,18 @@ export class FederationNode implements CatalogView {
   // ---- NATS ----
 
   #subscribe(nc: NatsConnection): void {
-    const s = this.#subjects;
-    // queued per sending cluster (the subject names it), handled off the NATS client's read loop
-    const safe =
-      (fn: (m: Msg) => void, key?: string) =>
-      (err: Error | null, m: Msg): void => {
-        if (err) return;
-        this.#received.push(key ?? clusterOfSubject(m.subject), () => {
-          try {
-            fn(m);
-          } catch (e) {
-            // nothing a peer sends may crash the process; this is a bug of ours, logged with what came in
-            this.#log.error(
-              { err: toMeshfedError(e), subject: m.subject },
-              'catalog message handling failed',
-            );
-          }
-        });
-      };
-    const intake = this.#intake;
-    if (this.#watching) {
-      nc.subscribe(s.catalog('*'), { callback: safe((m) => intake.catalog(m)) });
-      nc.subscribe(s.announce('*'), { callback: safe((m) => intake.announce(m)) });
-      nc.subscribe(s.bulk('*'), { callback: safe((m) => intake.bulk(m)) });
-      this.#inbox = createInbox(this.config.nats.inboxPrefix);
-      nc.subscribe(`${this.#inbox}.*`, { callback: safe((m) => intake.reply(m), 'replies') });
-      const policy = this.policy;
-      const policyInbox = createInbox(this.config.nats.inboxPrefix);
-      policy.setInbox(policyInbox);
-      nc.subscribe(`${policyInbox}.*`, { callback: safe((m) => policy.inboxMessage(m), 'policy-replies') });
-      nc.subscribe(s.policyAll, { callback: safe((m) => policy.bundleMessage(m)) });
-      nc.subscribe(s.policyState('*'), { callback: safe((m) => policy.stateMessage(m)) });
-      nc.subscribe(s.policyPing, { callback: safe((m) => policy.requestMessage(m, 'ping')) });
-      policy.serveAll((subject, queue, onMessage) =>
-        nc.subscribe(subject, { queue, callback: safe(onMessage) }),
-      );
-    }
-    if (this.#publisher) {
+    const inbox = subscribeAll(nc, {
+      subjects: this.#subjects,
+      received: this.#received,
+      intake: this.#intake,
+      policy: this.policy,
+      watching: this.#watching,
+      inboxPrefix: this.config.nats.inboxPrefix,
       // one answer per cluster even when several of its nodes listen
-      const queue = `${this.config.subjectPrefix}.responders.${this.cluster}`;
-      nc.subscribe(s.sync(this.cluster), { queue, callback: safe((m) => intake.syncRequest(m), 'sync') });
-      nc.subscribe(s.syncAll, { queue, callback: safe((m) => intake.syncRequest(m), 'sync') });
-    }
+      responders: this.#publisher ? `${this.config.subjectPrefix}.responders.${this.cluster}` : undefined,
+      cluster: this.cluster,
+    });
+    if (inbox) this.#inbox = inbox;
   }
 
   #answer(subject: string, reply: string | undefined, data: Uint8Array, now: number): void {

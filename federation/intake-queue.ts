@@ -42,6 +42,15 @@ export class IntakeQueue {
     setImmediate(this.#run);
   }
 
+  /** one job; a throwing one is reported and never stops the queue */
+  #run1(key: string, job: () => void): void {
+    try {
+      job();
+    } catch (err) {
+      this.#options.onError(err, key);
+    }
+  }
+
   readonly #run = (): void => {
     this.#scheduled = false;
     const deadline = performance.now() + this.#options.sliceMs;
@@ -49,7 +58,7 @@ export class IntakeQueue {
       for (const [key, q] of this.#queues) {
         const job = q.shift();
         if (q.length === 0) this.#queues.delete(key);
-        if (job) this.#options.run(job);
+        if (job) this.#run1(key, job);
         if (performance.now() >= deadline) break;
       }
     }
@@ -62,7 +71,7 @@ export interface IntakeQueueOptions {
   maxPerKey: number;
   /** how long one turn of the event loop may spend on queued jobs */
   sliceMs: number;
-  /** runs one job (and keeps a throwing one from stopping the queue) */
-  run: (job: () => void) => void;
+  /** a job threw (a bug of ours: nothing a peer sends may crash the process) */
+  onError: (err: unknown, key: string) => void;
   onDrop: (key: string) => void;
 }

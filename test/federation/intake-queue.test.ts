@@ -6,8 +6,14 @@ import { IntakeQueue } from '../../federation/intake-queue.ts';
 
 function queue(maxPerKey = 100) {
   const dropped: string[] = [];
-  const q = new IntakeQueue({ maxPerKey, sliceMs: 50, run: (job) => job(), onDrop: (k) => dropped.push(k) });
-  return { q, dropped };
+  const errors: unknown[] = [];
+  const q = new IntakeQueue({
+    maxPerKey,
+    sliceMs: 50,
+    onError: (err) => errors.push(err),
+    onDrop: (k) => dropped.push(k),
+  });
+  return { q, dropped, errors };
 }
 
 test('push only enqueues: nothing runs on the caller’s stack (the NATS client keeps reading)', async () => {
@@ -62,4 +68,15 @@ test('a long backlog is worked off in slices: the event loop gets turns in betwe
   clearInterval(tick);
   // 400 ms of work in 50 ms slices: timers ran between the slices
   expect(turns).toBeGreaterThanOrEqual(3);
+});
+
+test('a job that throws is reported with its key, and the queue goes on', async () => {
+  const { q, errors } = queue();
+  const ran: string[] = [];
+  q.push('east', () => {
+    throw new Error('a bug');
+  });
+  q.push('east', () => ran.push('after'));
+  await waitFor(() => ran.length === 1, { timeoutMs: 2_000 });
+  expect(errors).toHaveLength(1);
 });
