@@ -118,3 +118,12 @@ export type CatalogMessage = z.infer<typeof messageSchema>;
 export function entryKey(cluster: string, namespace: string, name: string): string {
   return `${cluster}/${namespace}/${name}`;
 }
+
+/** The first problem zod found in a message's payload, as a verifier reports it: `field.path: what`. */
+export function firstIssue(error: {
+  issues: readonly { path: readonly PropertyKey[]; message: string }[];
+}): string {
+  const issue = error.issues[0];
+  if (!issue) return 'payload: invalid';
+  return `${issue.path.map(String).join('.') || 'payload'}: ${issue.message}`;
+}

@@ -19,6 +19,7 @@ import {
   policyBundleSchema,
   policyStateSchema,
 } from './policy-messages.ts';
+import { firstIssue } from './messages.ts';
 
 /** Why a policy message was refused; the `reason` label of meshfed_policy_rejected_total. */
 export type PolicyRejectReason =
@@ -119,8 +120,7 @@ export class PolicyVerifier {
     const { id, payload, text } = opened;
     const parsed = policyBundleSchema.safeParse(payload);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      return refuse('bad_payload', id.spiffeId, `${issue.path.join('.') || 'payload'}: ${issue.message}`);
+      return refuse('bad_payload', id.spiffeId, firstIssue(parsed.error));
     }
     const msg = parsed.data;
     if (o.subjectScope !== undefined && o.subjectScope !== msg.scope) {
@@ -200,8 +200,7 @@ export class PolicyVerifier {
     const { id, payload } = opened;
     const parsed = policyStateSchema.safeParse(payload);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      return refuse('bad_payload', id.spiffeId, `${issue.path.join('.') || 'payload'}: ${issue.message}`);
+      return refuse('bad_payload', id.spiffeId, firstIssue(parsed.error));
     }
     const msg = parsed.data;
     if (msg.cluster !== id.cluster || (o.subjectCluster !== undefined && o.subjectCluster !== msg.cluster)) {

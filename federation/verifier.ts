@@ -3,7 +3,7 @@ import { type TrustBundle, type VerifiedIdentity, verify } from '../ca/index.ts'
 import { isMeshfedError } from '../core/index.ts';
 import type { GatewayAddressPolicy } from './address-policy.ts';
 import type { JwsAlg } from './jws.ts';
-import { type CatalogMessage, messageSchema, SCHEMA_VERSION } from './messages.ts';
+import { type CatalogMessage, firstIssue, messageSchema, SCHEMA_VERSION } from './messages.ts';
 
 /** Why a message was refused; the `reason` label of meshfed_catalog_rejected_total. */
 export type RejectReason =
@@ -177,8 +177,7 @@ export class MessageVerifier {
     }
     const parsed = messageSchema.safeParse(payload);
     if (!parsed.success) {
-      const issue = parsed.error.issues[0]!;
-      return refuse('bad_payload', id.spiffeId, `${issue.path.join('.') || 'payload'}: ${issue.message}`);
+      return refuse('bad_payload', id.spiffeId, firstIssue(parsed.error));
     }
     const msg = parsed.data;
     if (msg.cluster !== id.cluster || (o.subjectCluster !== undefined && o.subjectCluster !== msg.cluster)) {
