@@ -53,6 +53,8 @@ test('a fresh leaf is valid from a tenth of its life ago (at most 10 min), so pe
   expect(verify(hour.chainPem, bundle, { now: new Date(Date.now() - 5 * MIN), clockSkewMs: 0 }).name).toBe(
     'gw-1',
   );
+  // measured from the moment of issuing, not after it: key generation on a busy host takes its own time
+  const issuing = Date.now();
   const short = await issueLeaf(east, { kind: 'gateway', name: 'gw-1', ttlMs: 10_000 });
-  expect(Date.now() - short.notBefore.getTime()).toBeLessThanOrEqual(2_000);
+  expect(issuing - short.notBefore.getTime()).toBeLessThanOrEqual(2_000);
 });
