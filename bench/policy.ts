@@ -1,10 +1,14 @@
 // Policy evaluation cost per request (issue 13): what the destination gateway's authorization layer does for
 // one request — find the service's compiled rules, derive the call's facts (normalised path, gRPC method) and
-// evaluate them — with 1, 100 and 10,000 rules in force, and the same 10,000 rules spread over 10,000
-// services (the cost must not grow with the number of services). A last row shows the worst case the index
-// cannot help: 10,000 rules on one service that all use patterns, so every rule is tested. The source
-// gateway's split and fault draw is measured too. Each evaluation is timed on its own (process.hrtime, so the
-// figures include ~30-60 ns of timer overhead); half the calls match a rule, half match none (default-deny).
+// evaluate them — with 1, 100 and 10,000 rules in force, spread over 1 or 1,000 services (the cost must not
+// grow with either), for two mixes of rules:
+//   exact    every rule names one caller by its SPIFFE ID;
+//   patterns what operators write: caller cluster + namespace prefixes (`team-7-*`), service-account suffixes
+//            with path prefixes, SPIFFE ID prefixes, DENY rules on namespace prefixes and on path prefixes
+//            without a caller, exact namespaces with methods.
+// The source gateway's split and fault draw is measured too. Each evaluation is timed on its own
+// (process.hrtime, so the figures include ~30-60 ns of timer overhead); half the calls match a rule, half
+// match none (default-deny).
 //   npm run bench:policy
 //   npm run bench:policy -- --samples 500000
 // Figures only, never pass/fail; writes bench/results/policy.json.
@@ -28,52 +32,106 @@ const TD = 'meshfed.test';
 const workload = (cluster: string, ns: string, sa: string) =>
   `spiffe://${TD}/cluster/${cluster}/ns/${ns}/sa/${sa}`;
 
-type Shape = 'exact-ids' | 'patterns';
+type Mix = 'exact' | 'patterns';
+type RawRule = { name: string; action: 'ALLOW' | 'DENY'; from?: object[]; to?: object[] };
 
-/** `rules` ALLOW rules over `services` services (round robin), each naming one caller exactly or by pattern. */
-function authorizationDocs(rules: number, services: number, shape: Shape): PolicyDocument[] {
-  const perService = new Map<number, { name: string; action: 'ALLOW'; from: object[]; to?: object[] }[]>();
+/** Rule `i` of a mix (`c` is its caller's cluster). */
+function rule(mix: Mix, i: number): RawRule {
+  const c = `c${i % 3}`;
+  if (mix === 'exact') {
+    return {
+      name: `r${i}`,
+      action: 'ALLOW',
+      from: [{ spiffeId: workload(c, `ns${i}`, `sa${i}`) }],
+      ...(i % 2 ? { to: [{ methods: ['GET', 'POST'] }] } : {}),
+    };
+  }
+  switch (i % 10) {
+    case 0:
+    case 1:
+    case 2:
+    case 3:
+      return { name: `r${i}`, action: 'ALLOW', from: [{ cluster: c, namespace: `team${i}-*` }] };
+    case 4:
+    case 5:
+      return {
+        name: `r${i}`,
+        action: 'ALLOW',
+        from: [{ serviceAccount: `*-sa${i}` }],
+        to: [{ paths: [{ prefix: `/api/v${i}/` }], methods: ['GET', 'POST'] }],
+      };
+    case 6:
+      return {
+        name: `r${i}`,
+        action: 'ALLOW',
+        from: [{ spiffeId: `spiffe://${TD}/cluster/${c}/ns/ns${i}/*` }],
+      };
+    case 7:
+      return { name: `r${i}`, action: 'DENY', from: [{ namespace: `legacy${i}*` }] };
+    case 8:
+      return { name: `r${i}`, action: 'DENY', to: [{ paths: [{ prefix: `/admin/${i}/` }] }] };
+    default:
+      return {
+        name: `r${i}`,
+        action: 'ALLOW',
+        from: [{ cluster: c, namespace: `ns${i}` }],
+        to: [{ methods: ['GET'] }],
+      };
+  }
+}
+
+/** A call rule `i` decides (allows, or denies by a DENY rule). */
+function matchingCall(mix: Mix, i: number): { caller: string; target: string } {
+  const c = `c${i % 3}`;
+  if (mix === 'exact') return { caller: workload(c, `ns${i}`, `sa${i}`), target: `/orders/${i}?page=2` };
+  switch (i % 10) {
+    case 4:
+    case 5:
+      return { caller: workload(c, 'apps', `app-sa${i}`), target: `/api/v${i}/items?page=2` };
+    case 7:
+      return { caller: workload(c, `legacy${i}`, 'web'), target: '/orders' };
+    case 8:
+      return { caller: workload(c, 'shop', 'web'), target: `/admin/${i}/users` };
+    case 6:
+    case 9:
+      return { caller: workload(c, `ns${i}`, 'web'), target: `/orders/${i}` };
+    default:
+      return { caller: workload(c, `team${i}-web`, 'web'), target: `/orders/${i}` };
+  }
+}
+
+/** `rules` rules of a mix over `services` services (round robin: service `i % services` has rule i). */
+function authorizationDocs(mix: Mix, rules: number, services: number): PolicyDocument[] {
+  const perService = new Map<number, RawRule[]>();
   for (let i = 0; i < rules; i++) {
     const s = i % services;
     const list = perService.get(s) ?? [];
-    const from =
-      shape === 'exact-ids'
-        ? [{ spiffeId: workload(`c${i % 3}`, `ns${i}`, `sa${i}`) }]
-        : [{ cluster: `c${i % 3}`, namespace: `ns${i}*`, serviceAccount: `*sa${i}` }];
-    list.push({
-      name: `r${i}`,
-      action: 'ALLOW',
-      from,
-      ...(i % 2 ? { to: [{ methods: ['GET', 'POST'] }] } : {}),
-    });
+    list.push(rule(mix, i));
     perService.set(s, list);
   }
-  const out: PolicyDocument[] = [];
-  for (const [s, list] of perService) {
-    out.push({
-      apiVersion: 'meshfed.io/v1alpha1',
-      kind: 'AuthorizationPolicy',
-      metadata: { name: `svc${s}-access` },
-      spec: { target: { service: `shop/svc${s}` }, rules: list },
-    } as PolicyDocument);
-  }
-  return out;
+  return [...perService].map(
+    ([s, list]) =>
+      ({
+        apiVersion: 'meshfed.io/v1alpha1',
+        kind: 'AuthorizationPolicy',
+        metadata: { name: `svc${s}-access` },
+        spec: { target: { service: `shop/svc${s}` }, rules: list },
+      }) as PolicyDocument,
+  );
 }
 
-function measure(label: string, docs: PolicyDocument[], rules: number, services: number) {
+function measure(mix: Mix, rules: number, services: number) {
+  const docs = authorizationDocs(mix, rules, services);
   const compiled = compilePolicy(buildPolicySet(docs, { revision: 1, scopes: [] }), 'dest');
   // a fixed sequence of calls, built before timing: half name a caller some rule allows, half nobody
   const calls = Array.from({ length: 4096 }, (_, k) => {
     const i = (k * 7919) % rules;
-    const matching = k % 2 === 0;
     const cluster = `c${i % 3}`;
-    return {
-      key: `shop/svc${i % services}`,
-      caller: matching ? workload(cluster, `ns${i}`, `sa${i}`) : workload(cluster, 'other', 'nobody'),
-      sourceCluster: cluster,
-      method: 'GET',
-      target: `/orders/${k}?page=2`,
-    };
+    const call =
+      k % 2 === 0
+        ? matchingCall(mix, i)
+        : { caller: workload(cluster, 'other', 'nobody'), target: `/orders/${k}` };
+    return { key: `shop/svc${i % services}`, sourceCluster: cluster, method: 'GET', ...call };
   });
   let allowed = 0;
   const one = (c: (typeof calls)[number]) => {
@@ -102,16 +160,16 @@ function measure(label: string, docs: PolicyDocument[], rules: number, services:
   }
   const sorted = Array.from(ns).sort((a, b) => a - b);
   const row = {
-    scenario: label,
+    mix,
     rules,
-    services,
+    services: Math.min(rules, services),
     p50_us: round(percentile(sorted, 50) / 1000),
     p99_us: round(percentile(sorted, 99) / 1000),
     p999_us: round(percentile(sorted, 99.9) / 1000),
     allowed_share: round(allowed / SAMPLES),
   };
   console.log(
-    `${label.padEnd(44)} rules ${String(rules).padStart(6)}  services ${String(services).padStart(6)}  p50 ${row.p50_us.toFixed(2).padStart(6)} µs  p99 ${row.p99_us.toFixed(2).padStart(6)} µs  p99.9 ${row.p999_us.toFixed(2).padStart(6)} µs`,
+    `authorization, ${mix.padEnd(8)}  rules ${String(rules).padStart(6)}  services ${String(Math.min(rules, services)).padStart(5)}  p50 ${row.p50_us.toFixed(2).padStart(6)} µs  p99 ${row.p99_us.toFixed(2).padStart(6)} µs  p99.9 ${row.p999_us.toFixed(2).padStart(6)} µs`,
   );
   return row;
 }
@@ -186,30 +244,10 @@ console.log(
     .map((l) => l.toFixed(2))
     .join(' ')}`,
 );
-const rows = [
-  measure('authorization, exact SPIFFE IDs, one service', authorizationDocs(1, 1, 'exact-ids'), 1, 1),
-  measure('authorization, exact SPIFFE IDs, one service', authorizationDocs(100, 1, 'exact-ids'), 100, 1),
-  measure(
-    'authorization, exact SPIFFE IDs, one service',
-    authorizationDocs(10_000, 1, 'exact-ids'),
-    10_000,
-    1,
-  ),
-  measure(
-    'authorization, exact SPIFFE IDs, 100 services',
-    authorizationDocs(10_000, 100, 'exact-ids'),
-    10_000,
-    100,
-  ),
-  measure(
-    'authorization, exact SPIFFE IDs, 10,000 svcs',
-    authorizationDocs(10_000, 10_000, 'exact-ids'),
-    10_000,
-    10_000,
-  ),
-  measure('authorization, patterns, 100 services', authorizationDocs(10_000, 100, 'patterns'), 10_000, 100),
-  measure('authorization, patterns (scan), one service', authorizationDocs(10_000, 1, 'patterns'), 10_000, 1),
-];
+const rows = [];
+for (const mix of ['exact', 'patterns'] as const)
+  for (const services of [1, 1000])
+    for (const rules of [1, 100, 10_000]) rows.push(measure(mix, rules, services));
 const source = measureSource();
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(

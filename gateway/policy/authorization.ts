@@ -2,10 +2,12 @@ import { parseSpiffeId } from '../../ca/index.ts';
 import type {
   AuthorizationAction,
   AuthorizationPolicy,
+  AuthorizationRule,
   CallerMatch,
   RequestMatch,
 } from '../../core/index.ts';
-import { compilePath, compilePattern, grpcCall, isExactPattern, type StringTest } from './matchers.ts';
+import { compilePath, compilePattern, grpcCall, type StringTest } from './matchers.ts';
+import { type IndexDimension, type IndexKey, RuleIndex, type RuleKeys } from './rule-index.ts';
 
 /**
  * Who calls, as the destination gateway verified it. `caller` is a SPIFFE ID: a workload of the source
@@ -85,19 +87,16 @@ interface CompiledRule {
   to: CompiledRequest[] | undefined;
 }
 
-/** Rules of one action, indexed by the exact SPIFFE ID or cluster every `from` entry names. */
-interface RuleIndex {
-  bySpiffeId: Map<string, CompiledRule[]>;
-  byCluster: Map<string, CompiledRule[]>;
-  /** rules with a pattern (or no `from`): tested for every caller */
-  rest: CompiledRule[];
+/** Rules of one action: every rule in evaluation order, and the index that finds the few a call can match. */
+interface ActionRules {
+  index: RuleIndex<CompiledRule>;
   all: CompiledRule[];
 }
 
 /** The authorization rules of one destination service, compiled. */
 export interface CompiledAuthorization {
-  readonly deny: RuleIndex;
-  readonly allow: RuleIndex;
+  readonly deny: ActionRules;
+  readonly allow: ActionRules;
   /** once a service has an ALLOW rule, a call that matches none is denied */
   readonly hasAllow: boolean;
 }
@@ -123,26 +122,56 @@ function compileRequest(m: RequestMatch): CompiledRequest {
   };
 }
 
-function emptyIndex(): RuleIndex {
-  return { bySpiffeId: new Map(), byCluster: new Map(), rest: [], all: [] };
+const CALLER_FIELDS = ['spiffeId', 'cluster', 'namespace', 'serviceAccount'] as const;
+
+/** The index key an identity pattern requires; none for `*`, which every known value matches. */
+function patternKey(dim: IndexDimension, p: string): IndexKey[] {
+  if (p === '*') return [];
+  if (p.endsWith('*')) return [{ dim, kind: 'prefix', key: p.slice(0, -1) }];
+  if (p.startsWith('*')) return [{ dim, kind: 'suffix', key: p.slice(1) }];
+  return [{ dim, kind: 'exact', key: p }];
 }
 
-function addTo(map: Map<string, CompiledRule[]>, key: string, rule: CompiledRule): void {
-  const list = map.get(key);
-  if (!list) map.set(key, [rule]);
-  else if (list[list.length - 1] !== rule) list.push(rule);
+/** How a rule can be found (see RuleKeys): by any one field of each `from` entry, or by each `to` entry. */
+function ruleKeys(r: AuthorizationRule): RuleKeys {
+  const from = (r.from ?? []).map((c) =>
+    CALLER_FIELDS.flatMap((dim) => (c[dim] === undefined ? [] : [patternKey(dim, c[dim])])),
+  );
+  const to = (r.to ?? []).map((t) => {
+    const groups: IndexKey[][] = [];
+    if (t.paths)
+      groups.push(
+        t.paths.map(
+          (p): IndexKey =>
+            p.exact !== undefined
+              ? { dim: 'path', kind: 'exact', key: p.exact }
+              : { dim: 'path', kind: 'prefix', key: p.prefix ?? '/' },
+        ),
+      );
+    if (t.grpc?.service !== undefined)
+      groups.push([{ dim: 'grpcService', kind: 'exact', key: t.grpc.service }]);
+    if (t.grpc?.method !== undefined) groups.push([{ dim: 'grpcMethod', kind: 'exact', key: t.grpc.method }]);
+    return groups;
+  });
+  // an absent side matches every call: it cannot narrow anything down
+  return [...(r.from ? [from] : []), ...(r.to ? [to] : [])];
 }
 
 /**
- * Compiles every AuthorizationPolicy of one service. Rules whose `from` entries all name an exact SPIFFE
- * ID (or all an exact cluster) are indexed by it, so a service with thousands of per-caller rules costs
- * a map lookup per request, not a scan.
+ * Compiles every AuthorizationPolicy of one service. The rules of each action are indexed by the caller
+ * parts (SPIFFE ID, cluster, namespace, service account: exact values, prefixes, suffixes), the paths and
+ * the gRPC service or method they name, so a service with thousands of rules costs a few lookups per
+ * request and a test of the handful of rules found, not a scan.
  */
 export function compileAuthorization(policies: readonly AuthorizationPolicy[]): CompiledAuthorization {
-  const deny = emptyIndex();
-  const allow = emptyIndex();
+  const rules: {
+    deny: { rule: CompiledRule; keys: RuleKeys }[];
+    allow: { rule: CompiledRule; keys: RuleKeys }[];
+  } = {
+    deny: [],
+    allow: [],
+  };
   let ordinal = 0;
-  let hasAllow = false;
   for (const p of policies) {
     for (const r of p.spec.rules) {
       const rule: CompiledRule = {
@@ -152,20 +181,14 @@ export function compileAuthorization(policies: readonly AuthorizationPolicy[]): 
         from: r.from?.map(compileCaller),
         to: r.to?.map(compileRequest),
       };
-      const index = r.action === 'DENY' ? deny : allow;
-      if (r.action === 'ALLOW') hasAllow = true;
-      index.all.push(rule);
-      const from = r.from;
-      if (from?.every((f) => isExactPattern(f.spiffeId))) {
-        for (const f of from) addTo(index.bySpiffeId, f.spiffeId!, rule);
-      } else if (from?.every((f) => isExactPattern(f.cluster))) {
-        for (const f of from) addTo(index.byCluster, f.cluster!, rule);
-      } else {
-        index.rest.push(rule);
-      }
+      (r.action === 'DENY' ? rules.deny : rules.allow).push({ rule, keys: ruleKeys(r) });
     }
   }
-  return { deny, allow, hasAllow };
+  const index = (list: { rule: CompiledRule; keys: RuleKeys }[]): ActionRules => ({
+    index: new RuleIndex(list),
+    all: list.map((e) => e.rule),
+  });
+  return { deny: index(rules.deny), allow: index(rules.allow), hasAllow: rules.allow.length > 0 };
 }
 
 const callerCache = new Map<string, CallerFacts>();
@@ -276,19 +299,22 @@ function matchRule(rule: CompiledRule, f: CallerFacts, known: boolean, call: Aut
   return from === NO ? NO : and(from, matchTo(rule.to, call));
 }
 
-/** The first rule (by ordinal) of `lists` that matches; an unknown counts as a match when `unknownMatches`. */
+/**
+ * The first rule (by ordinal) of `lists` that matches; an unknown counts as a match when `unknownMatches`.
+ * Each list is in ordinal order, and a rule may stand in several.
+ */
 function firstMatch(
-  lists: readonly (CompiledRule[] | undefined)[],
+  lists: readonly CompiledRule[][],
   f: CallerFacts,
   known: boolean,
   call: AuthorizationCall,
   unknownMatches: boolean,
 ): CompiledRule | undefined {
-  // every fact known (a terminated request or stream): two-valued matching, the request path's case
-  const complete = known && call.method !== undefined && call.path !== undefined;
+  // every fact known (a terminated request or stream on a known port): two-valued matching, the request
+  // path's case
+  const complete = known && call.method !== undefined && call.path !== undefined && call.port !== undefined;
   let first: CompiledRule | undefined;
   for (const list of lists) {
-    if (!list) continue;
     for (let i = 0; i < list.length; i++) {
       const rule = list[i]!;
       if (first && rule.ordinal >= first.ordinal) break;
@@ -329,13 +355,27 @@ function ruleMatches(rule: CompiledRule, f: CallerFacts, call: AuthorizationCall
   return false;
 }
 
-function candidates(index: RuleIndex, f: CallerFacts, known: boolean): (CompiledRule[] | undefined)[] {
-  if (!known) return [index.all];
-  return [
-    f.spiffeId !== undefined ? index.bySpiffeId.get(f.spiffeId) : undefined,
-    f.cluster !== undefined ? index.byCluster.get(f.cluster) : undefined,
-    index.rest,
-  ];
+/**
+ * The rules of one action that could match the call. The index needs the facts it looks up: the caller
+ * (or at least its cluster), the method (whether it is gRPC) and the path; without them (passthrough, or
+ * `policy explain` left some out), every rule is tested.
+ */
+function candidates(
+  rules: ActionRules,
+  f: CallerFacts,
+  known: boolean,
+  call: AuthorizationCall,
+): CompiledRule[][] {
+  if (!known || call.method === undefined || call.path === undefined) return [rules.all];
+  return rules.index.candidates({
+    spiffeId: f.spiffeId,
+    cluster: f.cluster,
+    namespace: f.namespace,
+    serviceAccount: f.serviceAccount,
+    path: call.path,
+    grpcService: call.grpc?.service,
+    grpcMethod: call.grpc?.method,
+  });
 }
 
 const ALLOWED_NO_POLICY: AuthorizationDecision = Object.freeze({ allowed: true, reason: 'no-policy' });
@@ -358,10 +398,10 @@ export function evaluateAuthorization(
   if (!compiled) return ALLOWED_NO_POLICY;
   const known = call.caller !== undefined || call.sourceCluster !== undefined;
   const f = callerFacts(call);
-  const deny = firstMatch(candidates(compiled.deny, f, known), f, known, call, true);
+  const deny = firstMatch(candidates(compiled.deny, f, known, call), f, known, call, true);
   if (deny) return { allowed: false, reason: 'deny-rule', rule: deny.id };
   if (!compiled.hasAllow) return ALLOWED_NO_POLICY;
-  const allow = firstMatch(candidates(compiled.allow, f, known), f, known, call, false);
+  const allow = firstMatch(candidates(compiled.allow, f, known, call), f, known, call, false);
   if (allow) return { allowed: true, reason: 'allow-rule', rule: allow.id };
   return DEFAULT_DENY;
 }

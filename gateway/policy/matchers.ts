@@ -22,11 +22,6 @@ export function compilePattern(p: IdentityPattern): StringTest {
   return (v) => v === p;
 }
 
-/** Whether a pattern names exactly one value (it can then key an index). */
-export function isExactPattern(p: IdentityPattern | undefined): p is string {
-  return p !== undefined && !p.includes('*');
-}
-
 export function compilePath(m: PathMatch): StringTest {
   if (m.exact !== undefined) {
     const exact = m.exact;
