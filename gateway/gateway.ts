@@ -145,6 +145,14 @@ export class Gateway {
     });
     const metrics = resilienceMetrics(options.registry);
     const breakers = new CircuitBreakers(bc.circuitBreaker, { metrics, sourceCluster: options.cluster });
+    const index = options.policy
+      ? new PolicyIndex(options.policy, {
+          cluster: options.cluster,
+          onError: (err) =>
+            this.#log.error({ err }, 'policy set not compiled; the previous one stays in force'),
+        })
+      : undefined;
+    this.#policy = index ? { index, metrics: policyMetrics(options.registry, index) } : undefined;
     this.#relay = new TcpRelay({
       balancers: options.balancers,
       breakers,
@@ -155,6 +163,7 @@ export class Gateway {
       log: this.#log,
       cluster: options.cluster,
       golden: this.golden,
+      policy: this.#policy && { ...this.#policy, random: options.random ?? Math.random },
     });
     const tunnel = new H2Upstream({
       pool: this.#pool,
@@ -185,14 +194,6 @@ export class Gateway {
           })
         : undefined,
     );
-    const index = options.policy
-      ? new PolicyIndex(options.policy, {
-          cluster: options.cluster,
-          onError: (err) =>
-            this.#log.error({ err }, 'policy set not compiled; the previous one stays in force'),
-        })
-      : undefined;
-    this.#policy = index ? { index, metrics: policyMetrics(options.registry, index) } : undefined;
     // a service's ResilienceOverride replaces the gateway-wide retry, timeout and outlier settings
     const resilience = index ? (s: ServiceRef) => index.service(serviceKey(s))?.resilience : undefined;
     options.balancers.outlierOverrides(resilience && ((s) => resilience(s)?.outlier));

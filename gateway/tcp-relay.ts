@@ -9,6 +9,7 @@ import type { Identities } from './identity.ts';
 import { type Handler, routeOf } from './pipeline.ts';
 import type { GoldenMetrics } from './golden-metrics.ts';
 import type { CircuitBreakers } from './resilience/index.ts';
+import { type TcpDecision, type TcpSourcePolicy, tcpSourceDecision } from './tcp-source-policy.ts';
 
 export interface TcpRelayOptions {
   balancers: Balancers;
@@ -21,6 +22,8 @@ export interface TcpRelayOptions {
   /** this gateway's cluster: the source of its TCP ports' calls, the destination of passthrough */
   cluster: string;
   golden: GoldenMetrics;
+  /** TrafficSplit and FaultInjection on the TCP ports; undefined: no policy */
+  policy: TcpSourcePolicy | undefined;
 }
 
 /**
@@ -164,7 +167,12 @@ export class TcpRelay {
     });
   }
 
-  /** A per-service TCP port: to a local endpoint, or as a CONNECT stream through a remote gateway. */
+  /**
+   * A per-service TCP port: to a local endpoint, or as a CONNECT stream through a remote gateway. The
+   * source gateway's TrafficSplit and FaultInjection apply once per connection (tcp-source-policy.ts): a
+   * split chooses the service connected to, a delay holds the connection before it is connected onward
+   * (what the client sends meanwhile waits in the socket), an abort refuses it with a TCP reset.
+   */
   tcpPort(socket: Socket, listener: string, service: string, portName: string | undefined): void {
     const refusedHere = (reason: string) => {
       this.#options.refused.inc({ listener, reason });
@@ -178,9 +186,49 @@ export class TcpRelay {
       return;
     }
     const [name, namespace] = service.split('.') as [string, string];
+    const policy = this.#options.policy;
+    const d: TcpDecision = policy
+      ? tcpSourceDecision(policy, { namespace, name })
+      : { backend: { namespace, name } };
+    const onward = () => {
+      if (d.abort === undefined) {
+        this.#tcpOnward(socket, listener, service, portName, caller, d.backend);
+        return;
+      }
+      this.#options.refused.inc({ listener, reason: 'fault-injected' });
+      socket.resetAndDestroy();
+    };
+    if (d.delayMs === undefined) {
+      onward();
+      return;
+    }
+    // a client that leaves during the delay gets nothing opened on its behalf
+    const gone = () => clearTimeout(timer);
+    const timer = setTimeout(() => {
+      socket.off('close', gone);
+      if (!socket.destroyed) onward();
+    }, d.delayMs);
+    socket.once('close', gone);
+  }
+
+  /** A per-service TCP port's connection, to `backend` (the service as addressed, or a split's backend). */
+  #tcpOnward(
+    socket: Socket,
+    listener: string,
+    service: string,
+    portName: string | undefined,
+    caller: string,
+    backend: TcpDecision['backend'],
+  ): void {
+    const refusedHere = (reason: string) => {
+      this.#options.refused.inc({ listener, reason });
+      socket.destroy();
+    };
+    const { namespace, name } = backend;
     const pick = this.#options.balancers.pick(namespace, name, {
       scope: 'any',
       ...(portName ? { portName } : {}),
+      ...(backend.cluster ? { cluster: backend.cluster } : {}),
     });
     const call = recordConnection(this.#options, socket, performance.now(), {
       direction: 'outbound',

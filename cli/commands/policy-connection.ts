@@ -20,6 +20,7 @@ import {
   parsePolicyDocuments,
   policyInvalidError,
   type RemoteServiceInstance,
+  type ServicePort,
 } from '../../core/index.ts';
 import { JwsSigner, PolicyClient, PolicyVerifier, subjects } from '../../federation/index.ts';
 import { AdminClient } from '../admin/admin-client.ts';
@@ -258,16 +259,19 @@ export async function catalogFromAdmin(
       namespace: string;
       name: string;
       exported: boolean;
+      ports?: ServicePort[];
       offers: { cluster: string; local: boolean }[];
     }[];
-    const offers = new Map<string, string[]>();
+    const offers = new Map<string, { clusters: string[]; ports: ServicePort[] }>();
     for (const s of services) {
       const clusters = (s.offers ?? []).filter((o) => !o.local || s.exported).map((o) => o.cluster);
-      offers.set(`${s.namespace}/${s.name}`, clusters);
+      offers.set(`${s.namespace}/${s.name}`, { clusters, ports: Array.isArray(s.ports) ? s.ports : [] });
     }
     return {
-      instances: (namespace, name) =>
-        (offers.get(`${namespace}/${name}`) ?? []).map((cluster) => ({ cluster }) as RemoteServiceInstance),
+      instances: (namespace, name) => {
+        const o = offers.get(`${namespace}/${name}`);
+        return (o?.clusters ?? []).map((cluster) => ({ cluster, ports: o!.ports }) as RemoteServiceInstance);
+      },
     };
   } finally {
     admin.close();

@@ -122,6 +122,7 @@ export function explainCommandWith(evaluation: PolicyEvaluation): Command {
                       [--header k=v]… [--port N] [--at CLUSTER] [-f FILE|DIR] [flags]
 
   --from   the caller: a workload SPIFFE ID, or a cluster (then only cluster-level rules can match it)
+  --method CONNECT explains a TCP connection: only routes and fault rules without an HTTP match apply
   --to     the destination service: name.namespace, namespace/name or name.namespace.svc.clusterset.local
   --at     the destination cluster (for policy pinned to one cluster)
   -f       explain against these documents instead of the policy in force

@@ -5,6 +5,7 @@ import {
   MeshfedError,
   type PolicyDocument,
   policyDocumentId,
+  tcpPolicyNotes,
   validatePolicyDocuments,
 } from '../../core/index.ts';
 import {
@@ -64,6 +65,8 @@ async function checkCatalog(
       );
     return false;
   }
+  // with --json too: notes go to stderr, never into the result
+  for (const note of tcpPolicyNotes(docs, catalog, source)) ctx.stderr.write(`meshfed: note: ${note}\n`);
   const problems = checkPolicyAgainstCatalog(docs, catalog, source);
   if (problems.length > 0) {
     throw new MeshfedError(

@@ -8,10 +8,10 @@ import type {
   ServiceKey,
 } from '../../core/index.ts';
 import { type AuthorizationExplanation, explainAuthorization, requestCall } from './authorization.ts';
-import { matchFault } from './faults.ts';
+import { matchFault, matchTcpFault } from './faults.ts';
 import { policyPath } from './matchers.ts';
 import { compilePolicy } from './policy-index.ts';
-import { matchRoute } from './routes.ts';
+import { matchRoute, matchTcpRoute } from './routes.ts';
 
 /** One call as `meshfed policy explain` describes it with its flags. */
 export interface ExplainInput {
@@ -22,7 +22,7 @@ export interface ExplainInput {
   /** a SPIFFE ID (workload, anonymous or gateway); absent with sourceCluster absent too: an SNI passthrough */
   caller?: string;
   sourceCluster?: string;
-  /** absent: facts the rules cannot test (they are listed as undecided) */
+  /** absent: facts the rules cannot test (they are listed as undecided); 'CONNECT': a TCP connection */
   method?: string;
   /** the request target, query and all (normalised as the gateway does) */
   target?: string;
@@ -79,8 +79,11 @@ export function explainPolicy(set: PolicySet, input: ExplainInput): PolicyExplan
           ...(path !== undefined ? { path } : {}),
           ...(input.port !== undefined ? { port: input.port } : {}),
         };
-  const route = matchRoute(compiled?.split, req);
-  const fault = matchFault(compiled?.faults, req);
+  // a TCP connection (CONNECT) has no headers, path or method to match: only routes and fault rules without
+  // an HTTP match apply to it, as at the source gateway's TCP ports
+  const tcp = input.method === 'CONNECT';
+  const route = tcp ? matchTcpRoute(compiled?.split) : matchRoute(compiled?.split, req);
+  const fault = tcp ? matchTcpFault(compiled?.faults) : matchFault(compiled?.faults, req);
   return {
     generation: set.revision,
     ...(route

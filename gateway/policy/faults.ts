@@ -5,6 +5,8 @@ export interface CompiledFaultRule {
   /** `<policy>/<rule>` */
   id: string;
   matches: (r: PolicyRequest) => boolean;
+  /** the rule has an HTTP match: it never applies to a TCP connection */
+  http: boolean;
   delay?: FaultDelay;
   abort?: FaultAbort;
 }
@@ -18,6 +20,7 @@ export function compileFaults(doc: FaultInjection): CompiledFaults {
     rules: doc.spec.rules.map((r) => ({
       id: `${doc.metadata.name}/${r.name}`,
       matches: compileHttpMatch(r.match),
+      http: r.match !== undefined,
       ...(r.delay ? { delay: r.delay } : {}),
       ...(r.abort ? { abort: r.abort } : {}),
     })),
@@ -41,6 +44,11 @@ export interface FaultDecision {
   abort?: { httpStatus?: number; grpcStatus?: number };
 }
 
+/** The fault rule a TCP connection gets: the first without an HTTP match. */
+export function matchTcpFault(faults: CompiledFaults | undefined): CompiledFaultRule | undefined {
+  return faults?.rules.find((rule) => !rule.http);
+}
+
 /**
  * The matching rule's delay and abort, each drawn on its own with its percentage (`random` in [0, 1)):
  * a 50% delay and a 10% abort delay half the requests and abort a tenth, independently, as Envoy does.
@@ -51,7 +59,19 @@ export function faultsFor(
   random: () => number,
 ): FaultDecision | undefined {
   const rule = matchFault(faults, r);
-  if (!rule) return undefined;
+  return rule && drawFaults(rule, random);
+}
+
+/** faultsFor a TCP connection: a delay before it is connected onward, an abort refuses it. */
+export function tcpFaultsFor(
+  faults: CompiledFaults | undefined,
+  random: () => number,
+): FaultDecision | undefined {
+  const rule = matchTcpFault(faults);
+  return rule && drawFaults(rule, random);
+}
+
+function drawFaults(rule: CompiledFaultRule, random: () => number): FaultDecision | undefined {
   const delay = rule.delay && random() * 100 < rule.delay.percentage ? rule.delay.fixed : undefined;
   const abort = rule.abort && random() * 100 < rule.abort.percentage ? rule.abort : undefined;
   if (delay === undefined && !abort) return undefined;

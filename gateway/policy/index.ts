@@ -13,7 +13,15 @@ export {
   requestCall,
 } from './authorization.ts';
 export { type ExplainInput, explainPolicy, type PolicyExplanation } from './explain.ts';
-export { type CompiledFaults, compileFaults, type FaultDecision, faultsFor, matchFault } from './faults.ts';
+export {
+  type CompiledFaults,
+  compileFaults,
+  type FaultDecision,
+  faultsFor,
+  matchFault,
+  matchTcpFault,
+  tcpFaultsFor,
+} from './faults.ts';
 export { grpcCall, type PolicyRequest, policyPath } from './matchers.ts';
 export {
   type CompiledPolicy,
@@ -27,8 +35,10 @@ export { admit, MAX_BUCKETS_PER_LIMIT, RateLimiter } from './rate-limit.ts';
 export {
   type CompiledSplit,
   chooseRoute,
+  chooseTcpRoute,
   compileSplit,
   matchRoute,
+  matchTcpRoute,
   type RouteChoice,
   type SplitTarget,
 } from './routes.ts';

@@ -13,6 +13,8 @@ export interface CompiledRoute {
   /** `<split>/<route>` */
   id: string;
   matches: (r: PolicyRequest) => boolean;
+  /** the route has an HTTP match (headers, path, methods): it never applies to a TCP connection */
+  http: boolean;
   backends: readonly SplitTarget[];
   /** running sums of the weights, for one draw per request */
   cumulative: readonly number[];
@@ -41,6 +43,7 @@ export function compileSplit(split: TrafficSplit): CompiledSplit {
     routes.push({
       id: `${split.metadata.name}/${r.name}`,
       matches: compileHttpMatch(r.match),
+      http: r.match !== undefined,
       backends,
       cumulative,
       total,
@@ -68,7 +71,27 @@ export function chooseRoute(
   random: () => number,
 ): RouteChoice | undefined {
   const route = matchRoute(split, r);
-  if (!route) return undefined;
+  return route && draw(route, random);
+}
+
+/**
+ * The route a TCP connection takes: the first without an HTTP match (a connection has no headers, path or
+ * method to match), which the schema allows only last. Undefined: the service as addressed.
+ */
+export function matchTcpRoute(split: CompiledSplit | undefined): CompiledRoute | undefined {
+  return split?.routes.find((route) => !route.http);
+}
+
+/** chooseRoute for a TCP connection: one draw per connection on the route without an HTTP match. */
+export function chooseTcpRoute(
+  split: CompiledSplit | undefined,
+  random: () => number,
+): RouteChoice | undefined {
+  const route = matchTcpRoute(split);
+  return route && draw(route, random);
+}
+
+function draw(route: CompiledRoute, random: () => number): RouteChoice {
   const x = random() * route.total;
   let i = 0;
   while (i < route.cumulative.length - 1 && x >= route.cumulative[i]!) i++;

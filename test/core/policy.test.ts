@@ -2,6 +2,7 @@ import {
   buildPolicySet,
   type CatalogView,
   checkPolicyAgainstCatalog,
+  tcpPolicyNotes,
   httpMatchCovers,
   isMeshfedError,
   MAX_POLICY_DOCUMENT_BYTES,
@@ -345,5 +346,60 @@ describe('buildPolicySet', () => {
     expect(set.byService.get('demo/greeter')?.faultInjection?.metadata.name).toBe('greeter-chaos');
     expect(set.byKind.TrafficSplit).toHaveLength(1);
     expect(Object.isFrozen(set)).toBe(true);
+  });
+});
+
+describe('apply-time notes on TCP services', () => {
+  const tcp = { name: 'db', port: 5432, protocol: 'tcp' } as const;
+  const catalog: Pick<CatalogView, 'instances'> = {
+    instances: (namespace, name) =>
+      namespace === 'data' && name === 'db'
+        ? [{ cluster: 'east', ports: [tcp] } as RemoteServiceInstance]
+        : [],
+  };
+  const docs = parsePolicyDocuments(
+    `${HEAD}
+kind: TrafficSplit
+metadata: { name: db-split }
+spec:
+  service: data/db
+  routes:
+    - name: by-header
+      match: { headers: [{ name: x-v, exact: "2" }] }
+      backends: [{ service: data/db-v2, weight: 1 }]
+    - name: canary
+      backends: [{ service: data/db, weight: 9 }, { service: data/db-v2, weight: 1 }]
+---
+${HEAD}
+kind: FaultInjection
+metadata: { name: db-faults }
+spec:
+  service: data/db
+  rules:
+    - name: by-header
+      match: { headers: [{ name: x-chaos, present: true }] }
+      abort: { httpStatus: 503, percentage: 100 }
+---
+${HEAD}
+kind: FaultInjection
+metadata: { name: web-faults }
+spec:
+  service: shop/web
+  rules:
+    - name: by-header
+      match: { headers: [{ name: x-chaos, present: true }] }
+      abort: { httpStatus: 503, percentage: 100 }
+`,
+    'db.yaml',
+  );
+
+  test('routes and fault rules with an HTTP match are named for a service with a TCP port, with what TCP connections get instead', () => {
+    const notes = tcpPolicyNotes(docs, catalog, 'db.yaml');
+    expect(notes).toHaveLength(2);
+    expect(notes[0]).toContain('TrafficSplit/db-split');
+    expect(notes[0]).toContain('route by-header has an HTTP match');
+    expect(notes[0]).toContain('take route canary');
+    expect(notes[1]).toContain('FaultInjection/db-faults');
+    expect(notes[1]).toContain('add a last fault rule without a match');
   });
 });

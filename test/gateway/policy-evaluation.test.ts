@@ -440,6 +440,52 @@ describe('explainPolicy (what `meshfed policy explain` prints)', () => {
     ]);
   });
 
+  test('a TCP connection (CONNECT) gets only the routes and fault rules without an HTTP match', () => {
+    const tcpSet = buildPolicySet(
+      docs(
+        policyDoc('TrafficSplit', 'db-split', {
+          service: 'data/db',
+          routes: [
+            {
+              name: 'any-header',
+              match: { headers: [{ name: 'x-v', present: false }] },
+              backends: [{ service: 'data/db-v3', weight: 1 }],
+            },
+            {
+              name: 'canary',
+              backends: [
+                { service: 'data/db', weight: 9 },
+                { service: 'data/db-v2', weight: 1 },
+              ],
+            },
+          ],
+        }),
+        policyDoc('FaultInjection', 'db-faults', {
+          service: 'data/db',
+          rules: [
+            {
+              name: 'any-header',
+              match: { headers: [{ name: 'x-f', present: false }] },
+              abort: { httpStatus: 503, percentage: 100 },
+            },
+          ],
+        }),
+      ),
+      { revision: 1, scopes: [] },
+    );
+    const call = { service: 'data/db', destinationCluster: 'a', sourceCluster: 'b', target: '/' };
+    // an HTTP request without those headers matches the first route and fault rule
+    const http = explainPolicy(tcpSet, { ...call, method: 'GET' });
+    expect([http.route?.route, http.fault?.rule]).toEqual(['db-split/any-header', 'db-faults/any-header']);
+    const tcp = explainPolicy(tcpSet, {
+      ...call,
+      method: 'CONNECT',
+      target: 'db.data.svc.clusterset.local:5432',
+    });
+    expect(tcp.route?.route).toBe('db-split/canary');
+    expect(tcp.fault).toBeUndefined();
+  });
+
   test('facts left out are undecided; a limit pinned to another cluster is not listed', () => {
     const e = explainPolicy(set, { service: 'shop/api', destinationCluster: 'z', sourceCluster: 'b' });
     expect(e.authorization).toMatchObject({ allowed: false, rule: 'api-access/no-b' });
