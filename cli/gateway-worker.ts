@@ -151,6 +151,15 @@ export async function runWorker(): Promise<number> {
               ),
           );
           return;
+        case 'policy-state':
+          send({
+            t: 'policy-state',
+            id: m.id,
+            pid: process.pid,
+            startedAtMs,
+            policy: gateway.policySummary() ?? null,
+          });
+          return;
         case 'drain':
           drainMs = m.timeoutMs;
           resolve();

@@ -11,11 +11,12 @@ import {
   Gauge,
   type Logger,
   MeshfedError,
+  type PolicyScopeRevision,
   type PolicyView,
   type Registry,
 } from '../core/index.ts';
 import type { Balancers } from '../gateway/index.ts';
-import { adminServer, mergeSnapshots, type TrafficSnapshot } from '../gateway/index.ts';
+import { adminServer, mergeSnapshots, type PolicySummary, type TrafficSnapshot } from '../gateway/index.ts';
 import type { DaemonConfig } from './daemon-config.ts';
 import {
   type FromWorker,
@@ -75,7 +76,7 @@ export class WorkerPool {
   private readonly log: Logger;
   private config!: DaemonConfig;
   private readonly entries = new Map<number, Entry>();
-  private readonly replies = new Map<number, (m: Extract<FromWorker, { t: 'stats' }>) => void>();
+  private readonly replies = new Map<number, (m: FromWorker) => void>();
   private readonly unsubscribe: (() => void)[] = [];
   private readonly restarts: Counter;
   private admin: http.Server | undefined;
@@ -186,6 +187,7 @@ export class WorkerPool {
             reject(new MeshfedError('MESHFED_GATEWAY_LISTEN', `worker ${entry.pid}: ${m.message}`));
             return;
           case 'stats':
+          case 'policy-state':
             this.replies.get(m.id)?.(m);
             return;
         }
@@ -223,31 +225,50 @@ export class WorkerPool {
     timer.unref();
   }
 
-  /** Every live worker's counters and metrics (a worker that does not answer in time is left out). */
-  async collect(
-    windowMs = 60_000,
-  ): Promise<{ stats: WorkerStats[]; metrics: MetricsJson[][]; traffic: TrafficSnapshot[] }> {
+  /**
+   * Sends `request` (with a fresh id) to every live worker and gathers their answers of kind `t`; a worker
+   * that does not answer within STATS_TIMEOUT_MS is left out. `asked`: the pids of the workers asked.
+   */
+  private async ask<T extends 'stats' | 'policy-state'>(
+    t: T,
+    request: (id: number) => ToWorker,
+  ): Promise<{ answers: Extract<FromWorker, { t: T }>[]; asked: number[] }> {
     const id = ++this.seq;
     const live = [...this.entries.values()].filter((e) => e.ready && e.worker.isConnected());
-    const answers: Extract<FromWorker, { t: 'stats' }>[] = [];
+    const answers: Extract<FromWorker, { t: T }>[] = [];
     await new Promise<void>((resolve) => {
       if (live.length === 0) return resolve();
       const timer = setTimeout(resolve, STATS_TIMEOUT_MS);
       this.replies.set(id, (m) => {
-        answers.push(m);
+        if (m.t !== t) return;
+        answers.push(m as Extract<FromWorker, { t: T }>);
         if (answers.length === live.length) {
           clearTimeout(timer);
           resolve();
         }
       });
-      for (const e of live) e.worker.send({ t: 'stats', id, windowMs } satisfies ToWorker);
+      for (const e of live) e.worker.send(request(id));
     });
     this.replies.delete(id);
+    return { answers, asked: live.map((e) => e.pid) };
+  }
+
+  /** Every live worker's counters and metrics (a worker that does not answer in time is left out). */
+  async collect(
+    windowMs = 60_000,
+  ): Promise<{ stats: WorkerStats[]; metrics: MetricsJson[][]; traffic: TrafficSnapshot[] }> {
+    const { answers } = await this.ask('stats', (id) => ({ t: 'stats', id, windowMs }));
     return {
       stats: answers.map((a) => a.stats),
       metrics: answers.map((a) => a.metrics),
       traffic: answers.map((a) => a.traffic),
     };
+  }
+
+  /** /debug/policy of a multi-process gateway: what each worker enforces, against what the supervisor holds. */
+  async policyState(): Promise<WorkersPolicyState> {
+    const { answers, asked } = await this.ask('policy-state', (id) => ({ t: 'policy-state', id }));
+    return workersPolicyState(this.o.policy.current().scopes, answers, asked);
   }
 
   /** The golden metrics' window of every worker, added up (a worker that does not answer in time is left out). */
@@ -290,6 +311,7 @@ export class WorkerPool {
         balancer: c.balancer,
       }),
       views: {
+        '/debug/policy': () => this.policyState(),
         '/debug/workers': async () => ({
           supervisor: process.pid,
           desired: this.o.count,
@@ -344,4 +366,54 @@ export class WorkerPool {
       await new Promise<void>((r) => this.admin!.close(() => r()));
     }
   }
+}
+
+/** What /debug/policy answers for a multi-process gateway. */
+export interface WorkersPolicyState {
+  /** the signed revision per scope the supervisor holds (federation verified it and hands it to the workers) */
+  scopes: readonly PolicyScopeRevision[];
+  /** every worker asked answered and enforces exactly `scopes` */
+  inStep: boolean;
+  /** each worker that answered, oldest first: its local generation, the scopes it enforces, and whether they are the supervisor's */
+  workers: {
+    pid: number;
+    startedAtMs: number;
+    generation: number;
+    scopes: readonly PolicyScopeRevision[];
+    inStep: boolean;
+    services: number;
+  }[];
+  /** workers asked that did not answer in time */
+  unanswered: number[];
+  /** per service, what the oldest worker in step compiled (every worker in step compiled the same set) */
+  services: PolicySummary['services'];
+}
+
+const sameScopes = (a: readonly PolicyScopeRevision[], b: readonly PolicyScopeRevision[]) =>
+  a.length === b.length && a.every((s, i) => s.scope === b[i]!.scope && s.revision === b[i]!.revision);
+
+export function workersPolicyState(
+  scopes: readonly PolicyScopeRevision[],
+  answers: readonly Extract<FromWorker, { t: 'policy-state' }>[],
+  asked: readonly number[],
+): WorkersPolicyState {
+  const sorted = [...answers].sort((x, y) => x.startedAtMs - y.startedAtMs);
+  const workers = sorted.map((a) => ({
+    pid: a.pid,
+    startedAtMs: a.startedAtMs,
+    generation: a.policy?.generation ?? 0,
+    scopes: a.policy?.scopes ?? [],
+    inStep: a.policy !== null && sameScopes(a.policy.scopes, scopes),
+    services: a.policy?.services.length ?? 0,
+  }));
+  const answered = new Set(answers.map((a) => a.pid));
+  const unanswered = asked.filter((pid) => !answered.has(pid));
+  const reference = sorted[workers.findIndex((w) => w.inStep)]?.policy;
+  return {
+    scopes,
+    inStep: unanswered.length === 0 && workers.length > 0 && workers.every((w) => w.inStep),
+    workers,
+    unanswered,
+    services: reference?.services ?? [],
+  };
 }

@@ -16,7 +16,7 @@ import {
   type ServiceRef,
   serviceKey,
 } from '../core/index.ts';
-import type { TrafficSnapshot } from '../gateway/index.ts';
+import type { PolicySummary, TrafficSnapshot } from '../gateway/index.ts';
 import type { DaemonConfig } from './daemon-config.ts';
 
 // Messages between the supervisor (node:cluster primary, which runs identity, discovery and federation)
@@ -48,6 +48,8 @@ export type ToWorker =
   | { t: 'policy'; policy: PolicySnapshot }
   /** counters, metrics and the golden metrics' window of `windowMs` */
   | { t: 'stats'; id: number; windowMs: number }
+  /** what the worker's gateway enforces (/debug/policy) */
+  | { t: 'policy-state'; id: number }
   | { t: 'drain'; timeoutMs: number };
 
 /** A PolicySet as it crosses to a worker (the worker indexes it again). */
@@ -76,6 +78,7 @@ export type FromWorker =
   | { t: 'hello' }
   | { t: 'ready'; addresses: Record<string, string> }
   | { t: 'stats'; id: number; stats: WorkerStats; metrics: MetricsJson[]; traffic: TrafficSnapshot }
+  | { t: 'policy-state'; id: number; pid: number; startedAtMs: number; policy: PolicySummary | null }
   | { t: 'failed'; message: string };
 
 /** The supervisor's catalog as a worker sees it: a snapshot, then every change as the primary saw it. */

@@ -28,7 +28,7 @@ import { PeerRevalidation } from './peer-revalidation.ts';
 import { LocalServices } from './local-services.ts';
 import { type Handler, fromNode } from './pipeline.ts';
 import { requestPipelines } from './pipelines.ts';
-import { PolicyIndex } from './policy/index.ts';
+import { PolicyIndex, type PolicySummary } from './policy/index.ts';
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
 import { CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
 import { TcpRelay } from './tcp-relay.ts';
@@ -378,7 +378,7 @@ export class Gateway {
         gateway: options.config,
         balancer: options.balancerConfig,
       }),
-      ...(this.#policy ? { views: { '/debug/policy': () => this.#policy!.index.summary() } } : {}),
+      ...(this.#policy ? { views: { '/debug/policy': () => this.policySummary() } } : {}),
     });
   }
 
@@ -419,6 +419,11 @@ export class Gateway {
   /** Every golden tuple's calls over the last `windowMs`: what `meshfed stat`, `top` and /ui read. */
   traffic(windowMs: number): TrafficSnapshot {
     return this.golden.traffic(windowMs);
+  }
+
+  /** What this gateway enforces (/debug/policy); undefined when it runs without a PolicyView. */
+  policySummary(): PolicySummary | undefined {
+    return this.#policy?.index.summary();
   }
 
   addresses(): Record<string, string> {

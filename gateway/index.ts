@@ -20,6 +20,7 @@ export {
   matchFault,
   matchRoute,
   type PolicyExplanation,
+  type PolicySummary,
   policyPath,
   requestCall,
 } from './policy/index.ts';

@@ -29,7 +29,7 @@ export {
   compilePolicy,
   PolicyIndex,
 } from './policy-index.ts';
-export { policySummary } from './summary.ts';
+export { type PolicySummary, policySummary } from './summary.ts';
 export { retries5xx, retryOnMatches } from './resilience-override.ts';
 export { admit, MAX_BUCKETS_PER_LIMIT, RateLimiter } from './rate-limit.ts';
 export {

@@ -3,7 +3,7 @@ import { type CompiledAuthorization, compileAuthorization } from './authorizatio
 import { type CompiledFaults, compileFaults } from './faults.ts';
 import { RateLimiter, rateLimitShape } from './rate-limit.ts';
 import { type CompiledSplit, compileSplit } from './routes.ts';
-import { policySummary } from './summary.ts';
+import { type PolicySummary, policySummary } from './summary.ts';
 
 /** Everything in force for one service at this gateway, compiled for the request path. */
 export interface CompiledService {
@@ -18,6 +18,8 @@ export interface CompiledService {
 export interface CompiledPolicy {
   /** the PolicySet's local generation */
   readonly revision: number;
+  /** the signed revision per scope of the set compiled: what this process enforces */
+  readonly scopes: PolicySet['scopes'];
   readonly services: ReadonlyMap<ServiceKey, CompiledService>;
 }
 
@@ -51,7 +53,7 @@ export function compilePolicy(
     };
     services.set(key, compiled);
   }
-  return { revision: set.revision, services };
+  return { revision: set.revision, scopes: set.scopes, services };
 }
 
 /**
@@ -63,12 +65,10 @@ export class PolicyIndex {
   readonly #cluster: string;
   readonly #unsubscribe: () => void;
   readonly #onError: (err: unknown) => void;
-  readonly #view: PolicyView;
 
   constructor(view: PolicyView, o: { cluster: string; onError: (err: unknown) => void }) {
     this.#cluster = o.cluster;
     this.#onError = o.onError;
-    this.#view = view;
     this.#compiled = compilePolicy(view.current(), o.cluster);
     this.#unsubscribe = view.onChange((set) => this.#update(set));
   }
@@ -85,9 +85,12 @@ export class PolicyIndex {
     return this.#compiled.revision;
   }
 
-  /** The set in force and its compiled form, as /debug/policy shows them. */
-  summary(): unknown {
-    return policySummary(this.#view.current(), this.#compiled);
+  /**
+   * What this process enforces, as /debug/policy shows it: the compiled set (a set that failed to compile
+   * is not in force, so it is not shown either).
+   */
+  summary(): PolicySummary {
+    return policySummary(this.#compiled);
   }
 
   /** The compiled policies of `namespace/name`, or undefined when none names it. */
