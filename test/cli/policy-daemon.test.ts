@@ -1,22 +1,19 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { startNatsServer } from '../../cli/demo/nats-topology.ts';
 import type { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
 import { runCli } from '../../cli/main.ts';
 import { waitFor } from '../../core/index.ts';
-import { makePki, type Pki } from '../federation/helpers.ts';
-import { issueAdmin } from '../federation/policy-helpers.ts';
-import { type GatewayProcess, startGatewayProcess } from '../gateway/daemon-process.ts';
+import type { GatewayProcess } from '../gateway/daemon-process.ts';
 import { io } from '../helpers/cli-io.ts';
+import { applyArgs, startPolicyGateway } from './policy-apply-fixture.ts';
 
 // A real `meshfed gateway` process and real `meshfed policy` / `meshfed status` commands: the policy
 // reaches the daemon, its admin API shows the revision in force, and a restart while NATS is down
 // still enforces it (from the persisted file).
 
 let nats: NatsServerProcess;
-let pki: Pki;
 let gw: GatewayProcess;
 let second: ReturnType<typeof spawn> | undefined;
 
@@ -40,17 +37,7 @@ async function cli(args: string[]) {
 }
 
 beforeAll(async () => {
-  [nats, pki] = await Promise.all([startNatsServer({ name: 'policy-daemon' }), makePki(['east'])]);
-  gw = await startGatewayProcess({
-    natsUrl: nats.url,
-    services: { orders: '127.0.0.1:9' },
-    root: pki.root,
-    intermediate: pki.intermediates.get('east')!,
-  });
-  const admin = await issueAdmin(pki);
-  writeFileSync(join(gw.dir, 'admin.crt'), admin.chainPem);
-  writeFileSync(join(gw.dir, 'admin.key'), admin.keyPem, { mode: 0o600 });
-  writeFileSync(join(gw.dir, 'policy.yaml'), POLICY);
+  ({ nats, gw } = await startPolicyGateway('policy-daemon', POLICY));
 }, 90_000);
 
 afterAll(async () => {
@@ -68,20 +55,7 @@ describe('policy and a real gateway process', () => {
   let revision = 0;
 
   test('apply --config reaches the gateway (catalog checked through its admin API); status shows the revision', async () => {
-    const applied = await cli([
-      'policy',
-      'apply',
-      '-f',
-      join(gw.dir, 'policy.yaml'),
-      '--config',
-      gw.config,
-      '--cert',
-      join(gw.dir, 'admin.crt'),
-      '--key',
-      join(gw.dir, 'admin.key'),
-      '--discover',
-      '500ms',
-    ]);
+    const applied = await cli(applyArgs(gw));
     expect(applied.err).toBe('');
     expect(applied.code).toBe(0);
     expect(applied.out.catalogChecked).toBe(true);

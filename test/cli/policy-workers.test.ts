@@ -1,22 +1,18 @@
-import { rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { startNatsServer } from '../../cli/demo/nats-topology.ts';
+import { rmSync } from 'node:fs';
 import type { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
 import { runCli } from '../../cli/main.ts';
 import type { WorkersPolicyState } from '../../cli/worker-pool.ts';
 import { waitFor } from '../../core/index.ts';
-import { makePki, type Pki } from '../federation/helpers.ts';
-import { issueAdmin } from '../federation/policy-helpers.ts';
-import { alive, type GatewayProcess, startGatewayProcess } from '../gateway/daemon-process.ts';
+import { alive, type GatewayProcess } from '../gateway/daemon-process.ts';
 import { request } from '../gateway/harness.ts';
 import { io } from '../helpers/cli-io.ts';
+import { applyArgs, startPolicyGateway } from './policy-apply-fixture.ts';
 
 // A real multi-process gateway (`--workers 2`): /debug/policy on the supervisor's admin listener reports what
 // each worker enforces, compared with what the supervisor holds, and a replacement worker enforces the policy
 // in force from its first moment.
 
 let nats: NatsServerProcess;
-let pki: Pki;
 let gw: GatewayProcess;
 
 const POLICY = `apiVersion: meshfed.io/v1alpha1
@@ -28,18 +24,7 @@ spec:
 `;
 
 beforeAll(async () => {
-  [nats, pki] = await Promise.all([startNatsServer({ name: 'policy-workers' }), makePki(['east'])]);
-  gw = await startGatewayProcess({
-    natsUrl: nats.url,
-    services: { orders: '127.0.0.1:9' },
-    root: pki.root,
-    intermediate: pki.intermediates.get('east')!,
-    args: ['--workers', '2'],
-  });
-  const admin = await issueAdmin(pki);
-  writeFileSync(join(gw.dir, 'admin.crt'), admin.chainPem);
-  writeFileSync(join(gw.dir, 'admin.key'), admin.keyPem, { mode: 0o600 });
-  writeFileSync(join(gw.dir, 'policy.yaml'), POLICY);
+  ({ nats, gw } = await startPolicyGateway('policy-workers', POLICY, ['--workers', '2']));
 }, 90_000);
 
 afterAll(async () => {
@@ -60,24 +45,7 @@ test('/debug/policy reports each worker’s revision in force, and a replacement
   expect(empty.workers).toHaveLength(2);
 
   const s = io();
-  const code = await runCli(
-    [
-      'policy',
-      'apply',
-      '-f',
-      join(gw.dir, 'policy.yaml'),
-      '--config',
-      gw.config,
-      '--cert',
-      join(gw.dir, 'admin.crt'),
-      '--key',
-      join(gw.dir, 'admin.key'),
-      '--discover',
-      '500ms',
-      '--json',
-    ],
-    s,
-  );
+  const code = await runCli([...applyArgs(gw), '--json'], s);
   expect({ code, err: s.err() }).toEqual({ code: 0, err: '' });
   const revision = (JSON.parse(s.out()) as { revision: number }).revision;
   const inForce = (v: WorkersPolicyState) =>

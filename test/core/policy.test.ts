@@ -357,6 +357,15 @@ describe('apply-time notes on TCP services', () => {
         ? [{ cluster: 'east', ports: [tcp] } as RemoteServiceInstance]
         : [],
   };
+  const faults = (name: string, service: string) => `${HEAD}
+kind: FaultInjection
+metadata: { name: ${name} }
+spec:
+  service: ${service}
+  rules:
+    - name: by-header
+      match: { headers: [{ name: x-chaos, present: true }] }
+      abort: { httpStatus: 503, percentage: 100 }`;
   const docs = parsePolicyDocuments(
     `${HEAD}
 kind: TrafficSplit
@@ -370,25 +379,9 @@ spec:
     - name: canary
       backends: [{ service: data/db, weight: 9 }, { service: data/db-v2, weight: 1 }]
 ---
-${HEAD}
-kind: FaultInjection
-metadata: { name: db-faults }
-spec:
-  service: data/db
-  rules:
-    - name: by-header
-      match: { headers: [{ name: x-chaos, present: true }] }
-      abort: { httpStatus: 503, percentage: 100 }
+${faults('db-faults', 'data/db')}
 ---
-${HEAD}
-kind: FaultInjection
-metadata: { name: web-faults }
-spec:
-  service: shop/web
-  rules:
-    - name: by-header
-      match: { headers: [{ name: x-chaos, present: true }] }
-      abort: { httpStatus: 503, percentage: 100 }
+${faults('web-faults', 'shop/web')}
 `,
     'db.yaml',
   );
