@@ -15,7 +15,8 @@ export type IndexDimension =
   | 'grpcService'
   | 'grpcMethod';
 
-const DIMENSIONS: readonly IndexDimension[] = [
+/** The order of the facts in IndexFacts. */
+export const DIMENSIONS: readonly IndexDimension[] = [
   'spiffeId',
   'cluster',
   'namespace',
@@ -25,7 +26,11 @@ const DIMENSIONS: readonly IndexDimension[] = [
   'grpcMethod',
 ];
 
-export type IndexFacts = { readonly [D in IndexDimension]: string | undefined };
+/**
+ * A call's facts, in DIMENSIONS order (an array: the lookup reads them by position, which is cheaper on the
+ * request path than by name); undefined where the call has none.
+ */
+export type IndexFacts = readonly (string | undefined)[];
 
 /** A value a rule entry requires of one fact: exactly `key`, starting with it, or ending with it. */
 export interface IndexKey {
@@ -42,42 +47,100 @@ export interface IndexKey {
  */
 export type RuleKeys = readonly (readonly (readonly (readonly IndexKey[])[])[])[];
 
-interface TrieNode<R> {
-  next: Map<number, TrieNode<R>> | undefined;
+/**
+ * A node of a radix tree: `edge` is the run of characters from its parent to it (in walk order: reversed
+ * for suffixes), so a walk costs a map lookup per branching point, not per character.
+ */
+interface RadixNode<R> {
+  edge: string;
+  next: Map<number, RadixNode<R>> | undefined;
   rules: R[] | undefined;
 }
 
-/** Lists by exact value, and tries of prefixes and of reversed suffixes, for one dimension. */
+const radixNode = <R>(edge: string): RadixNode<R> => ({ edge, next: undefined, rules: undefined });
+
+function addRule<R>(list: R[] | undefined, rule: R): R[] {
+  if (!list) return [rule];
+  // rules come in evaluation order; a rule filed twice under one key (two equal entries) stays once
+  if (list[list.length - 1] !== rule) list.push(rule);
+  return list;
+}
+
+/** Files `rule` under `key` (already in walk order), splitting an edge where the key leaves it. */
+function insert<R>(root: RadixNode<R>, key: string, rule: R): void {
+  let node = root;
+  let i = 0;
+  while (i < key.length) {
+    node.next ??= new Map();
+    const c = key.charCodeAt(i);
+    const child = node.next.get(c);
+    if (!child) {
+      const leaf = radixNode<R>(key.slice(i));
+      node.next.set(c, leaf);
+      node = leaf;
+      break;
+    }
+    const e = child.edge;
+    let j = 1;
+    while (j < e.length && i + j < key.length && e.charCodeAt(j) === key.charCodeAt(i + j)) j++;
+    if (j < e.length) {
+      const mid = radixNode<R>(e.slice(0, j));
+      child.edge = e.slice(j);
+      mid.next = new Map([[child.edge.charCodeAt(0), child]]);
+      node.next.set(c, mid);
+      node = mid;
+    } else node = child;
+    i += j;
+  }
+  node.rules = addRule(node.rules, rule);
+}
+
+/** Pushes the rules of every key that `value` starts with (ends with, when `reverse`). */
+function walk<R>(root: RadixNode<R>, value: string, reverse: boolean, out: R[][]): void {
+  const n = value.length;
+  let node = root;
+  let i = 0;
+  for (;;) {
+    if (node.rules) out.push(node.rules);
+    if (i === n || !node.next) return;
+    const child = node.next.get(value.charCodeAt(reverse ? n - 1 - i : i));
+    if (!child) return;
+    const e = child.edge;
+    if (i + e.length > n) return;
+    // the edge's first character is the map's key
+    for (let j = 1; j < e.length; j++) {
+      if (value.charCodeAt(reverse ? n - 1 - i - j : i + j) !== e.charCodeAt(j)) return;
+    }
+    i += e.length;
+    node = child;
+  }
+}
+
+/** `s` backwards by UTF-16 code unit, as walk() reads a value for suffixes (not by code point). */
+function reversed(s: string): string {
+  let r = '';
+  for (let i = s.length - 1; i >= 0; i--) r += s[i];
+  return r;
+}
+
+/** Lists by exact value, and radix trees of prefixes and of reversed suffixes, for one dimension. */
 class StringIndex<R> {
   readonly #exact = new Map<string, R[]>();
-  readonly #prefixes: TrieNode<R> = { next: undefined, rules: undefined };
-  readonly #suffixes: TrieNode<R> = { next: undefined, rules: undefined };
+  readonly #prefixes = radixNode<R>('');
+  readonly #suffixes = radixNode<R>('');
   #hasPrefixes = false;
   #hasSuffixes = false;
 
   add(kind: IndexKey['kind'], key: string, rule: R): void {
     if (kind === 'exact') {
-      const list = this.#exact.get(key);
-      if (!list) this.#exact.set(key, [rule]);
-      else if (list[list.length - 1] !== rule) list.push(rule);
-      return;
+      this.#exact.set(key, addRule(this.#exact.get(key), rule));
+    } else if (kind === 'prefix') {
+      this.#hasPrefixes = true;
+      insert(this.#prefixes, key, rule);
+    } else {
+      this.#hasSuffixes = true;
+      insert(this.#suffixes, reversed(key), rule);
     }
-    const reverse = kind === 'suffix';
-    if (reverse) this.#hasSuffixes = true;
-    else this.#hasPrefixes = true;
-    let node = reverse ? this.#suffixes : this.#prefixes;
-    for (let i = 0; i < key.length; i++) {
-      const c = key.charCodeAt(reverse ? key.length - 1 - i : i);
-      node.next ??= new Map();
-      let child = node.next.get(c);
-      if (!child) {
-        child = { next: undefined, rules: undefined };
-        node.next.set(c, child);
-      }
-      node = child;
-    }
-    if (!node.rules) node.rules = [rule];
-    else if (node.rules[node.rules.length - 1] !== rule) node.rules.push(rule);
   }
 
   /** Pushes every list whose key `value` equals, starts with or ends with. */
@@ -90,15 +153,6 @@ class StringIndex<R> {
 
   get empty(): boolean {
     return this.#exact.size === 0 && !this.#hasPrefixes && !this.#hasSuffixes;
-  }
-}
-
-function walk<R>(root: TrieNode<R>, value: string, reverse: boolean, out: R[][]): void {
-  let node: TrieNode<R> | undefined = root;
-  for (let i = 0; node; i++) {
-    if (node.rules) out.push(node.rules);
-    if (i === value.length || !node.next) return;
-    node = node.next.get(value.charCodeAt(reverse ? value.length - 1 - i : i));
   }
 }
 
@@ -115,7 +169,8 @@ export class RuleIndex<R> {
   readonly #dims = new Map<IndexDimension, StringIndex<R>>();
   /** rules every call is tested against */
   readonly #always: R[] = [];
-  #lookups: [IndexDimension, StringIndex<R>][] = [];
+  /** the dimensions that index something: their position in IndexFacts, and their index */
+  #lookups: { at: number; index: StringIndex<R> }[] = [];
 
   constructor(rules: readonly { rule: R; keys: RuleKeys }[]) {
     const shared = new Map<string, number>();
@@ -165,9 +220,9 @@ export class RuleIndex<R> {
       }
       for (const group of best) for (const k of group) this.#dim(k.dim).add(k.kind, k.key, rule);
     }
-    this.#lookups = DIMENSIONS.flatMap((d) => {
+    this.#lookups = DIMENSIONS.flatMap((d, at) => {
       const index = this.#dims.get(d);
-      return index && !index.empty ? [[d, index] as [IndexDimension, StringIndex<R>]] : [];
+      return index && !index.empty ? [{ at, index }] : [];
     });
   }
 
@@ -186,9 +241,11 @@ export class RuleIndex<R> {
    */
   candidates(facts: IndexFacts): R[][] {
     const out: R[][] = this.#always.length > 0 ? [this.#always] : [];
-    for (const [d, index] of this.#lookups) {
-      const v = facts[d];
-      if (v !== undefined) index.collect(v, out);
+    const lookups = this.#lookups;
+    for (let i = 0; i < lookups.length; i++) {
+      const l = lookups[i]!;
+      const v = facts[l.at];
+      if (v !== undefined) l.index.collect(v, out);
     }
     return out;
   }
