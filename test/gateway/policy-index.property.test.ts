@@ -8,6 +8,7 @@ import {
   explainAuthorization,
   grpcCall,
 } from '../../gateway/policy/index.ts';
+import { DIMENSIONS, type IndexKey, RuleIndex } from '../../gateway/policy/rule-index.ts';
 
 // The indexed evaluation (rules found by caller part, path and gRPC name) must decide exactly like a plain
 // scan of every rule, for any policy and any call, including calls whose facts are partly unknown.
@@ -249,5 +250,42 @@ test('hundreds of rules sharing keys: the index still finds the first matching r
         ),
     ),
     { numRuns: 25, seed: 7 },
+  );
+});
+
+test('the index returns exactly the rules whose key a value equals, starts with or ends with (radix trees, edges split)', () => {
+  const text = fc.string({ unit: fc.constantFrom('a', 'b', 'c'), minLength: 1, maxLength: 6 });
+  const keyArb = fc.record({
+    kind: fc.constantFrom<IndexKey['kind']>('exact', 'prefix', 'suffix'),
+    key: text,
+  });
+  fc.assert(
+    fc.property(
+      fc.array(keyArb, { minLength: 1, maxLength: 30 }),
+      fc.array(text, { maxLength: 10 }),
+      (keys, values) => {
+        // one rule per key, one entry per rule: each rule is filed under its key alone
+        const index = new RuleIndex(
+          keys.map((k, rule) => ({ rule, keys: [[[[{ dim: 'namespace' as const, ...k }]]]] })),
+        );
+        for (const value of values) {
+          const facts = DIMENSIONS.map((d) => (d === 'namespace' ? value : undefined));
+          const found = new Set(index.candidates(facts).flat());
+          const want = keys.flatMap((k, rule) =>
+            (
+              k.kind === 'exact'
+                ? value === k.key
+                : k.kind === 'prefix'
+                  ? value.startsWith(k.key)
+                  : value.endsWith(k.key)
+            )
+              ? [rule]
+              : [],
+          );
+          expect({ value, found: [...found].sort((a, b) => a - b) }).toEqual({ value, found: want });
+        }
+      },
+    ),
+    { numRuns: 2000, seed: 5 },
   );
 });
