@@ -4,6 +4,7 @@ export * from './errors.ts';
 export * from './logger.ts';
 export * from './metrics.ts';
 export * from './policy.ts';
+export * from './policy-catalog-checks.ts';
 export * from './policy-checks.ts';
 export * from './policy-schema.ts';
 export * from './wait.ts';
