@@ -232,7 +232,7 @@ test('the indexed evaluation decides like a scan of every rule, and explain list
     fc.property(rulesArb, fc.array(callArb, { minLength: 1, maxLength: 20 }), (rules, calls) =>
       decideAlike(rules, calls, true),
     ),
-    { numRuns: 1500, seed: 13 },
+    { numRuns: 1000, seed: 13 },
   );
 });
 
