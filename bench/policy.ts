@@ -7,11 +7,12 @@
 //            with path prefixes, SPIFFE ID prefixes, DENY rules on namespace prefixes and on path prefixes
 //            without a caller, exact namespaces with methods.
 // A last row runs the 10,000 pattern rules through a scan of every rule (policy explain's), for the ratio.
-// The source gateway's split and fault draw is measured too. Each evaluation is timed on its own
+// The source gateway's split and fault draw is measured too. Rows are sampled in interleaved rounds (the host
+// is shared: its noise falls on every row alike) and each figure is the median of the rounds'. Each evaluation is timed on its own
 // (process.hrtime, so the figures include ~30-60 ns of timer overhead); half the calls match a rule, half
 // match none (default-deny).
 //   npm run bench:policy
-//   npm run bench:policy -- --samples 500000
+//   npm run bench:policy -- --samples 500000 --rounds 10
 // Figures only, never pass/fail; writes bench/results/policy.json.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
@@ -26,10 +27,13 @@ import {
   policyPath,
   requestCall,
 } from '../gateway/policy/index.ts';
-import { percentile, round } from './figures.ts';
+import { median, percentile, round } from './figures.ts';
 
-const { values: args } = parseArgs({ options: { samples: { type: 'string', default: '200000' } } });
+const { values: args } = parseArgs({
+  options: { samples: { type: 'string', default: '200000' }, rounds: { type: 'string', default: '5' } },
+});
 const SAMPLES = Number(args.samples);
+const ROUNDS = Math.max(1, Number(args.rounds));
 const TD = 'meshfed.test';
 const workload = (cluster: string, ns: string, sa: string) =>
   `spiffe://${TD}/cluster/${cluster}/ns/${ns}/sa/${sa}`;
@@ -123,11 +127,11 @@ function authorizationDocs(mix: Mix, rules: number, services: number): PolicyDoc
 }
 
 /**
- * `scan`: the same calls through explainAuthorization, which also tests every rule of the service (what
- * `policy explain` prints): the cost without the index, measured in the same run, on fewer samples.
+ * One row of the table, compiled and warmed up once; `sample(n)` times `n` evaluations. `scan`: the same
+ * calls through explainAuthorization, which also tests every rule of the service (what `policy explain`
+ * prints): the cost without the index, measured in the same run, on fewer samples.
  */
-function measure(mix: Mix, rules: number, services: number, scan = false) {
-  const samples = scan ? Math.min(SAMPLES, 5_000) : SAMPLES;
+function prepare(mix: Mix, rules: number, services: number, scan = false) {
   const evaluate = scan ? explainAuthorization : evaluateAuthorization;
   const docs = authorizationDocs(mix, rules, services);
   const compiled = compilePolicy(buildPolicySet(docs, { revision: 1, scopes: [] }), 'dest');
@@ -142,6 +146,7 @@ function measure(mix: Mix, rules: number, services: number, scan = false) {
     return { key: `shop/svc${i % services}`, sourceCluster: cluster, method: 'GET', ...call };
   });
   let allowed = 0;
+  let done = 0;
   const one = (c: (typeof calls)[number]) => {
     const authorization = compiled.services.get(c.key)?.authorization;
     const d = evaluate(
@@ -159,29 +164,25 @@ function measure(mix: Mix, rules: number, services: number, scan = false) {
   };
   for (let i = 0; i < (scan ? 500 : 50_000); i++) one(calls[i % calls.length]!);
   allowed = 0;
-  const ns = new Float64Array(samples);
-  for (let i = 0; i < samples; i++) {
-    const c = calls[i % calls.length]!;
-    const t0 = process.hrtime.bigint();
-    one(c);
-    ns[i] = Number(process.hrtime.bigint() - t0);
-  }
-  const sorted = Array.from(ns).sort((a, b) => a - b);
-  const row = {
+  return {
     mix,
     how: scan ? 'scan' : 'index',
-    samples,
     rules,
     services: Math.min(rules, services),
-    p50_us: round(percentile(sorted, 50) / 1000),
-    p99_us: round(percentile(sorted, 99) / 1000),
-    p999_us: round(percentile(sorted, 99.9) / 1000),
-    allowed_share: round(allowed / samples),
+    /** a round's samples: `n` on the index, a fiftieth as many on the scan */
+    sample(n: number): number[] {
+      const count = scan ? Math.max(100, Math.floor(n / 50)) : n;
+      const ns = new Float64Array(count);
+      for (let i = 0; i < count; i++) {
+        const c = calls[done++ % calls.length]!;
+        const t0 = process.hrtime.bigint();
+        one(c);
+        ns[i] = Number(process.hrtime.bigint() - t0);
+      }
+      return Array.from(ns).sort((a, b) => a - b);
+    },
+    allowedShare: () => round(allowed / Math.max(1, done)),
   };
-  console.log(
-    `authorization, ${mix.padEnd(8)} ${scan ? 'scan ' : 'index'}  rules ${String(rules).padStart(6)}  services ${String(Math.min(rules, services)).padStart(5)}  p50 ${row.p50_us.toFixed(2).padStart(6)} µs  p99 ${row.p99_us.toFixed(2).padStart(6)} µs  p99.9 ${row.p999_us.toFixed(2).padStart(6)} µs`,
-  );
-  return row;
 }
 
 function measureSource() {
@@ -250,19 +251,52 @@ function measureSource() {
 }
 
 console.log(
-  `policy evaluation per request, ${SAMPLES} samples each; ${cpus()[0]?.model ?? 'cpu'} × ${cpus().length}, load ${loadavg()
+  `policy evaluation per request, ${SAMPLES} samples a row in ${ROUNDS} interleaved rounds (the scan a fiftieth); ${cpus()[0]?.model ?? 'cpu'} × ${cpus().length}, load ${loadavg()
     .map((l) => l.toFixed(2))
     .join(' ')}`,
 );
-const rows = [];
+// every row sampled in each round, rows interleaved, so the host's noise falls on all of them alike; a row's
+// figure is the median of its rounds' percentiles (the spread of its p99 is printed beside it)
+const table: ReturnType<typeof prepare>[] = [];
 for (const mix of ['exact', 'patterns'] as const)
   for (const services of [1, 1000])
-    for (const rules of [1, 100, 10_000]) rows.push(measure(mix, rules, services));
+    for (const rules of [1, 100, 10_000]) table.push(prepare(mix, rules, services));
 // the same 10,000 pattern rules on one service, every rule tested: what the index saves
-rows.push(measure('patterns', 10_000, 1, true));
+table.push(prepare('patterns', 10_000, 1, true));
+const rounds = table.map(() => [] as { p50: number; p99: number; p999: number }[]);
+for (let r = 0; r < ROUNDS; r++) {
+  table.forEach((t, i) => {
+    const sorted = t.sample(Math.ceil(SAMPLES / ROUNDS));
+    rounds[i]!.push({
+      p50: percentile(sorted, 50) / 1000,
+      p99: percentile(sorted, 99) / 1000,
+      p999: percentile(sorted, 99.9) / 1000,
+    });
+  });
+}
+const rows = table.map((t, i) => {
+  const of = (k: 'p50' | 'p99' | 'p999') => rounds[i]!.map((x) => x[k]);
+  const row = {
+    mix: t.mix,
+    how: t.how,
+    rules: t.rules,
+    services: t.services,
+    rounds: ROUNDS,
+    p50_us: round(median(of('p50'))),
+    p99_us: round(median(of('p99'))),
+    p99_min_us: round(Math.min(...of('p99'))),
+    p99_max_us: round(Math.max(...of('p99'))),
+    p999_us: round(median(of('p999'))),
+    allowed_share: t.allowedShare(),
+  };
+  console.log(
+    `authorization, ${t.mix.padEnd(8)} ${t.how.padEnd(5)}  rules ${String(t.rules).padStart(6)}  services ${String(t.services).padStart(5)}  p50 ${row.p50_us.toFixed(2).padStart(7)} µs  p99 ${row.p99_us.toFixed(2).padStart(7)} µs (${row.p99_min_us.toFixed(2)}–${row.p99_max_us.toFixed(2)})  p99.9 ${row.p999_us.toFixed(2).padStart(8)} µs`,
+  );
+  return row;
+});
 const source = measureSource();
 mkdirSync('bench/results', { recursive: true });
 writeFileSync(
   'bench/results/policy.json',
-  `${JSON.stringify({ samples: SAMPLES, loadavg: loadavg(), authorization: rows, source }, null, 2)}\n`,
+  `${JSON.stringify({ samples: SAMPLES, rounds: ROUNDS, loadavg: loadavg(), authorization: rows, source }, null, 2)}\n`,
 );
