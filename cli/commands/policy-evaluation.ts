@@ -182,12 +182,16 @@ export const referenceEvaluation: PolicyEvaluation = {
               decidedBy: 'no authorization policy applies (exported = reachable)',
             };
 
+    // a TCP connection (CONNECT) has no headers, path or method: only routes and fault rules without an
+    // HTTP match apply to it
+    const tcp = r.method === 'CONNECT';
+    const holds = (match: HttpMatch | undefined) =>
+      tcp ? match === undefined : httpMismatch(match, r) === undefined;
     let route: Explanation['route'];
     const split = sp.trafficSplit;
     if (split) {
       for (const rt of split.spec.routes) {
-        const why = httpMismatch(rt.match, r);
-        if (why !== undefined) continue;
+        if (!holds(rt.match)) continue;
         const total = rt.backends.reduce((s, b) => s + b.weight, 0);
         route = {
           policy: `TrafficSplit/${split.metadata.name}`,
@@ -195,14 +199,16 @@ export const referenceEvaluation: PolicyEvaluation = {
           backends: rt.backends.map((b) => ({ ...b, percent: Math.round((b.weight / total) * 1000) / 10 })),
           why: rt.match
             ? 'the first route whose match holds'
-            : 'the catch-all route (no earlier route matched)',
+            : tcp
+              ? 'the first route without an HTTP match (routes with one do not apply to TCP)'
+              : 'the catch-all route (no earlier route matched)',
         };
         break;
       }
     }
     let fault: Explanation['fault'];
     const fi = sp.faultInjection;
-    const hit = fi?.spec.rules.find((f) => httpMismatch(f.match, r) === undefined);
+    const hit = fi?.spec.rules.find((f) => holds(f.match));
     if (fi && hit)
       fault = {
         policy: `FaultInjection/${fi.metadata.name}`,

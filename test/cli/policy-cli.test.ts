@@ -262,6 +262,45 @@ describe('meshfed policy', () => {
     ]);
   });
 
+  test('explain --method CONNECT: a TCP connection gets only the route and fault rule without an HTTP match', async () => {
+    writeFileSync(
+      f('tcp.yaml'),
+      `apiVersion: meshfed.io/v1alpha1
+kind: TrafficSplit
+metadata: { name: db-canary }
+spec:
+  service: data/db
+  routes:
+    - name: no-header
+      match: { headers: [{ name: x-v, present: false }] }
+      backends: [{ service: data/db-v3, weight: 1 }]
+    - name: canary
+      backends: [{ service: data/db, weight: 9 }, { service: data/db-v2, weight: 1 }]
+---
+apiVersion: meshfed.io/v1alpha1
+kind: FaultInjection
+metadata: { name: db-faults }
+spec:
+  service: data/db
+  rules:
+    - name: no-header
+      match: { headers: [{ name: x-chaos, present: false }] }
+      abort: { httpStatus: 503, percentage: 100 }
+    - name: slow
+      delay: { fixed: 100ms, percentage: 50 }
+`,
+    );
+    const explain = (method: string) =>
+      policy(['explain', '--from', 'east', '--to', 'db.data', '--method', method, '-f', f('tcp.yaml')], {
+        signer: 'none',
+      });
+    const http = await explain('GET');
+    expect([http.out.route.route, http.out.fault.rule]).toEqual(['db-canary/no-header', 'no-header']);
+    const tcp = await explain('CONNECT');
+    expect([tcp.out.route.route, tcp.out.fault.rule]).toEqual(['db-canary/canary', 'slow']);
+    expect(tcp.out.route.why).toMatch(/without an HTTP match/);
+  });
+
   test('delete removes a document everywhere (as a real meshfed process)', async () => {
     const child = spawn(
       process.execPath,
