@@ -64,6 +64,7 @@ export function createGateway(
     balancerConfig: c.balancer,
     name: c.name,
     registry: i.registry,
+    metricLimits: c.observability.metricLimits,
     logger: componentLogger(i.log, 'gateway', c.cluster),
     policy: i.policy,
     ...worker,
