@@ -1,36 +1,17 @@
-import { existsSync, mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { createMesh, echoServer, httpService, request, type TestGateway } from '../gateway/harness.ts';
+import { artefactDir, chromiumAvailable, launchChromium, type PageDocument } from './browser.ts';
 
 // The dashboard in headless Chromium (Debian's, driven by playwright-core) against three real gateways:
 // it shows the three clusters and their links, and when east's hello instance dies the page shows the
 // ejection and the calls moving to another cluster within 5 s, without a reload.
 
-// the page's globals, as far as the checks that run in it use them (the project compiles without the DOM library)
-interface PageElement {
-  textContent: string | null;
-  getAttribute(name: string): string | null;
-}
-declare const document: {
-  querySelector(selector: string): PageElement | null;
-  querySelectorAll(selector: string): Iterable<PageElement> & { length: number };
-  activeElement: PageElement | null;
-};
+declare const document: PageDocument;
 declare const window: Record<string, unknown>;
 
-const CHROMIUM = '/usr/bin/chromium';
-/** screenshots of each state, kept as test artefacts (gitignored) */
-export const ARTEFACTS = fileURLToPath(new URL('../../test-artifacts/dashboard/', import.meta.url));
 const HOST = 'hello.demo.svc.clusterset.local';
 
-const available = existsSync(CHROMIUM);
-if (!available) {
-  console.warn(
-    `dashboard browser test skipped: ${CHROMIUM} is missing (scripts/ensure-chromium.sh installs it as root with apt-get)`,
-  );
-}
-const maybe = available ? test : test.skip;
+const maybe = chromiumAvailable('dashboard browser test') ? test : test.skip;
 
 let browser: Browser | undefined;
 const closers: (() => unknown)[] = [];
@@ -89,19 +70,7 @@ maybe(
       await load;
     });
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
+    browser = await launchChromium();
     const page = await browser.newPage({ viewport: { width: 1200, height: 1400 } });
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(e.message));
@@ -133,8 +102,8 @@ maybe(
       undefined,
       { timeout: 5_000 },
     );
-    mkdirSync(ARTEFACTS, { recursive: true });
-    await page.screenshot({ path: `${ARTEFACTS}1-steady.png`, fullPage: true });
+    const artefacts = artefactDir('dashboard');
+    await page.screenshot({ path: `${artefacts}1-steady.png`, fullPage: true });
 
     // a reload would lose this mark
     await page.evaluate(() => {
@@ -194,7 +163,7 @@ maybe(
       { timeout: 5_000, polling: 100 },
     );
     const seenWithin = Date.now() - killedAt;
-    await page.screenshot({ path: `${ARTEFACTS}2-failover.png`, fullPage: true });
+    await page.screenshot({ path: `${artefacts}2-failover.png`, fullPage: true });
     expect(seenWithin).toBeLessThan(5_000);
     // the link that now carries the calls reads as busy in words, not only in colour
     const busy = await page.$$eval('#links tbody tr', (rows) =>
