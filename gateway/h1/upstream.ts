@@ -139,6 +139,7 @@ export class FastUpstream implements UpstreamCodec {
       a.fail('reset', err);
     };
     const feed = (d: Buffer) => {
+      const before = framer!.payloadBytes;
       let used: number;
       try {
         used = framer!.feed(d, 0);
@@ -147,7 +148,7 @@ export class FastUpstream implements UpstreamCodec {
         failed(err);
         return;
       }
-      if (res!.framing.kind !== 'close') r.bytesOut += used;
+      r.bytesOut += framer!.payloadBytes - before;
       if (
         res!.framing.kind !== 'close' &&
         used > 0 &&
@@ -203,14 +204,7 @@ export class FastUpstream implements UpstreamCodec {
       }
       framer = bodyFramer(h.framing, {
         maxTrailerBytes: o.maxHeadBytes,
-        ...(h.framing.kind === 'close'
-          ? {
-              onData: (b: Buffer) => {
-                r.bytesOut += b.length;
-                return ex.write(b);
-              },
-            }
-          : {}),
+        ...(h.framing.kind === 'close' ? { onData: (b: Buffer) => ex.write(b) } : {}),
       });
       if (framer.done) complete(buf.length > 0);
       else if (buf.length > 0) feed(buf);
@@ -236,10 +230,10 @@ export class FastUpstream implements UpstreamCodec {
     if (r.hasBody) {
       ex.startBody(
         {
-          write: (b) => {
+          write: (b, payloadBytes) => {
             if (over) return true;
-            // the body as the client framed it (a chunked body counts its chunk lines too)
-            r.bytesIn += b.length;
+            // forwarded as the client framed it, counted by its payload (as every other path counts it)
+            r.bytesIn += payloadBytes;
             if (s.write(b)) return true;
             s.once('drain', () => ex.resumeBody());
             return false;
