@@ -17,7 +17,7 @@ import {
 import { createSinks, createSources, ImportReconciler } from '../discovery/index.ts';
 import { FederationNode } from '../federation/index.ts';
 import type { Balancers } from '../gateway/index.ts';
-import type { Gateway } from '../gateway/index.ts';
+import { type Gateway, outboundLinks } from '../gateway/index.ts';
 import { adminBackend } from './admin/admin-backend.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { IssuingCaDir } from './issuing-ca.ts';
@@ -310,6 +310,8 @@ export class Daemon {
       signer: this.federationIdentity,
       bundle: () => this.bundle,
       source: this.source,
+      // what this gateway reports on links.<cluster>: its outbound calls per destination cluster
+      links: async (windowMs) => (this.gateway ? outboundLinks(await this.gateway.traffic(windowMs)) : []),
       logger: componentLogger(this.log, 'federation', c.cluster),
       registry: this.registry,
       now: Date.now,
@@ -320,6 +322,7 @@ export class Daemon {
       config: c,
       catalog: this.federation,
       policy: this.federation.policy,
+      linkReports: this.federation,
       local: this.source,
       registry: this.registry,
       log: this.log,
@@ -342,6 +345,7 @@ export class Daemon {
             source: this.source,
             catalog: this.federation,
             policy: this.federation.policy,
+            linkReports: this.federation,
             balancers: this.balancers,
             registry: this.registry,
             logger: componentLogger(this.log, 'workers', c.cluster),

@@ -41,6 +41,7 @@ export {
   GoldenSeries,
   goldenSeriesBound,
 } from './golden-metrics.ts';
+export { outboundLinks } from './dashboard/links.ts';
 export {
   mergeSnapshots,
   quantile,
