@@ -3,14 +3,21 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { Demo, dashboardUrl } from '../../cli/demo/demo.ts';
-import { HttpCaller } from '../../cli/demo/traffic.ts';
-import { artefactDir, chromiumAvailable, launchChromium, type PageDocument } from './browser.ts';
+import { greeterClient, HttpCaller, sayHello } from '../../cli/demo/traffic.ts';
+import {
+  artefactDir,
+  chromiumAvailable,
+  launchChromium,
+  type PageDocument,
+  type PageElement,
+} from './browser.ts';
 
 // The issue's must-show, on the demo itself: the same processes `npm run demo` starts (three nats-servers
 // joined as a supercluster, three `meshfed gateway` processes, the demo services), east calling hello.demo
 // as the demo does, and east's dashboard in headless Chromium. It shows three clusters and their links;
 // when east's hello instance is stopped, the page shows it ejected and the calls moving to west/eu within
-// 5 s of the kill, without a reload. A screenshot of each state is kept under test-artifacts/ui/.
+// 5 s of the kill, without a reload. West calls greeter.demo, served by eu: east's page draws that link too,
+// from west's link reports. A screenshot of each state is kept under test-artifacts/ui/.
 
 declare const document: PageDocument;
 declare const window: Record<string, unknown>;
@@ -64,6 +71,37 @@ function eastLoad(egress: string): { served: Map<string, number>; stop: () => Pr
   };
 }
 
+/**
+ * West calls greeter.demo (gRPC) with its own greeter stopped, so eu serves it: a link between two clusters
+ * other than east, which east's page shows only from west's link reports.
+ */
+function westToEu(egress: string): { served: Map<string, number>; stop: () => Promise<void> } {
+  const client = greeterClient(egress);
+  const served = new Map<string, number>();
+  const until = Date.now() + MAX_LOAD_MS;
+  let running = true;
+  let calls = 0;
+  const loop = (async () => {
+    while (running && calls < MAX_CALLS && Date.now() < until) {
+      calls++;
+      const key = await sayHello(client, 'demo test').then(
+        (r) => r.cluster,
+        () => 'failed',
+      );
+      served.set(key, (served.get(key) ?? 0) + 1);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  })();
+  return {
+    served,
+    stop: async () => {
+      running = false;
+      await loop;
+      client.close();
+    },
+  };
+}
+
 async function text(page: Page, selector: string): Promise<string> {
   return (await page.locator(selector).allTextContents()).join(' | ');
 }
@@ -82,6 +120,9 @@ maybe(
 
     const load = eastLoad(east.addresses.egress);
     closers.push(load.stop);
+    await demo.stopService('west', 'greeter');
+    const greeter = westToEu(demo.cluster('west').addresses.egress);
+    closers.push(greeter.stop);
 
     browser = await launchChromium();
     const page = await browser.newPage({ viewport: { width: 1200, height: 1500 } });
@@ -121,6 +162,31 @@ maybe(
         console.log(await text(page, '#services tbody tr'), load.served);
         throw err;
       });
+    // the link between two other clusters: west → eu, as west's gateway reports it, with its figures
+    const reported = await page
+      .waitForFunction(
+        () => {
+          const row = document.querySelector('#links tr[data-from="west"][data-to="eu"]');
+          const t = row?.textContent ?? '';
+          return row?.getAttribute('data-measured') === 'reported' && /\d+\.\d% *[\d.]+ ms/.test(t) && t;
+        },
+        undefined,
+        { timeout: 15_000, polling: 200 },
+      )
+      .then((h) => h.jsonValue() as Promise<string>)
+      .catch(async (err) => {
+        console.log(await text(page, '#links tbody tr'), greeter.served);
+        throw err;
+      });
+    expect(reported).toContain("west's gateway (reported");
+    const westEu = await page.$eval('#links tr[data-from="west"][data-to="eu"]', (r) =>
+      [...(r as unknown as { cells: Iterable<PageElement> }).cells].map((c) => c.textContent ?? ''),
+    );
+    // from, to, req/s, success, p99, state, measured by
+    expect(Number(westEu[2])).toBeGreaterThan(0);
+    expect(westEu[3]).toMatch(/^\d+\.\d%$/);
+    expect(westEu[4]).toMatch(/^[\d.]+ ms$/);
+    expect(await page.locator('#topology .link.reported[aria-label^="link west to eu: "]').count()).toBe(1);
     const artefacts = artefactDir('ui');
     const steady = `${artefacts}demo-1-steady.png`;
     await page.screenshot({ path: steady, fullPage: true });
