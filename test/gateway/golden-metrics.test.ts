@@ -72,6 +72,30 @@ async function seriesCount(g: TestGateway): Promise<number> {
   return n;
 }
 
+/**
+ * Waits until the sending side (`east`, labels `out`) and the receiving side (`west`, `inn`) of a hop have
+ * each recorded `n` calls (a call is recorded when it is over, which may follow the client's last byte by a
+ * tick); then each side with its labels, to check.
+ */
+async function bothSidesRecord(
+  east: TestGateway,
+  out: Record<string, string>,
+  west: TestGateway,
+  inn: Record<string, string>,
+  n: number,
+): Promise<[TestGateway, Record<string, string>][]> {
+  await waitFor(
+    async () =>
+      (await value(east, 'meshfed_requests_total', out)) === n &&
+      (await value(west, 'meshfed_requests_total', inn)) === n,
+    { timeoutMs: 5_000, what: `both sides of the hop to record ${n} call(s)` },
+  );
+  return [
+    [east, out],
+    [west, inn],
+  ];
+}
+
 /** east calls hello.shop, served only by west; a failing backend is never ejected halfway through */
 async function eastToWest(o: Parameters<Mesh['gateway']>[1] = {}) {
   const hop = await helloAcross(mesh, { balancer: { outlier: { consecutiveFailures: 1000 } }, ...o });
@@ -241,16 +265,7 @@ test('TCP ports, CONNECT streams and SNI passthrough carry the same labels on bo
   };
   const out = { ...hop, direction: 'outbound' };
   const inn = { ...hop, direction: 'inbound' };
-  await waitFor(
-    async () =>
-      (await value(east, 'meshfed_requests_total', out)) === 1 &&
-      (await value(west, 'meshfed_requests_total', inn)) === 1,
-    { timeoutMs: 5_000, what: 'both sides to record the connection' },
-  );
-  for (const [g, labels] of [
-    [east, out],
-    [west, inn],
-  ] as const) {
+  for (const [g, labels] of await bothSidesRecord(east, out, west, inn, 1)) {
     expect({
       ok: await value(g, 'meshfed_responses_total', { ...labels, status_class: '2xx' }),
       in: await value(g, 'meshfed_request_bytes_total', labels),
@@ -368,16 +383,7 @@ test.each([
     const hop = { source_cluster: 'east', destination_cluster: 'west', destination_service: 'hello.shop' };
     const out = { ...hop, direction: 'outbound' };
     const inn = { ...hop, direction: 'inbound' };
-    await waitFor(
-      async () =>
-        (await value(east, 'meshfed_requests_total', out)) === 1 &&
-        (await value(west, 'meshfed_requests_total', inn)) === 1,
-      { timeoutMs: 5_000, what: 'both gateways to record the call' },
-    );
-    for (const [g, labels] of [
-      [east, out],
-      [west, inn],
-    ] as const) {
+    for (const [g, labels] of await bothSidesRecord(east, out, west, inn, 1)) {
       expect({
         in: await value(g, 'meshfed_request_bytes_total', labels),
         out: await value(g, 'meshfed_response_bytes_total', labels),

@@ -1,6 +1,14 @@
 import type { Browser } from 'playwright-core';
 import { createMesh, echoServer, httpService, request, type TestGateway } from '../gateway/harness.ts';
-import { artefactDir, chromiumAvailable, launchChromium, type PageDocument } from './browser.ts';
+import {
+  artefactDir,
+  callsLeftEast,
+  chromiumAvailable,
+  expectThreeClustersFromEast,
+  launchChromium,
+  openDashboard,
+  type PageDocument,
+} from './browser.ts';
 
 // The dashboard in headless Chromium (Debian's, driven by playwright-core) against three real gateways:
 // it shows the three clusters and their links, and when east's hello instance dies the page shows the
@@ -71,28 +79,8 @@ maybe(
     });
 
     browser = await launchChromium();
-    const page = await browser.newPage({ viewport: { width: 1200, height: 1400 } });
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(m.text());
-    });
-    await page.goto(`http://${east.admin}/ui`);
-    await page.waitForSelector('#feed-status[data-state="live"]', { timeout: 10_000 });
-
-    // three clusters, drawn and listed, and east's links to the other two
-    await page.waitForFunction(() => document.querySelectorAll('#topology .node').length === 3, undefined, {
-      timeout: 5_000,
-    });
-    const clusters = await page.$$eval('#clusters tbody tr', (rows) =>
-      rows.map((r) => r.getAttribute('data-cluster')),
-    );
-    expect(clusters.sort()).toEqual(['east', 'eu', 'west']);
-    const links = await page.$$eval('#links tbody tr', (rows) =>
-      rows.map((r) => `${r.getAttribute('data-from')}→${r.getAttribute('data-to')}`),
-    );
-    expect(links).toEqual(expect.arrayContaining(['east→west', 'east→eu']));
-    expect(await page.locator('#topology .link').count()).toBeGreaterThanOrEqual(2);
+    const { page, errors } = await openDashboard(browser, `http://${east.admin}/ui`, 1400);
+    await expectThreeClustersFromEast(page, 5_000);
     // east serves its own calls first (same zone), and says so in words
     await page.waitForFunction(
       () => {
@@ -148,20 +136,7 @@ maybe(
       .textContent();
     expect(failover).toMatch(/hello\.demo: calls moved from east to (eu, west|eu|west)$/);
     // and the table says where the calls go now: most of them to the other clusters
-    await page.waitForFunction(
-      () => {
-        const share = (c: string) =>
-          Number(
-            /(\d+)%/.exec(
-              document.querySelector(`#services tr[data-service="hello.demo"][data-cluster="${c}"]`)
-                ?.textContent ?? '',
-            )?.[1] ?? 0,
-          );
-        return share('west') + share('eu') > share('east');
-      },
-      undefined,
-      { timeout: 5_000, polling: 100 },
-    );
+    await page.waitForFunction(callsLeftEast, undefined, { timeout: 5_000, polling: 100 });
     const seenWithin = Date.now() - killedAt;
     await page.screenshot({ path: `${artefacts}2-failover.png`, fullPage: true });
     expect(seenWithin).toBeLessThan(5_000);
