@@ -100,14 +100,14 @@ function renderTopology(s) {
     const a = at.get(l.from);
     const b = at.get(l.to);
     if (!a || !b) continue;
-    // the two directions of a pair share a line: each label sits on its own side, nearer its destination
+    // the two directions of a pair share a line: each label sits at its middle, on its own side (labels
+    // nearer a node run into its circle)
     const side = l.from < l.to ? -1 : 1;
     const dx = b.x - a.x;
     const dy = b.y - a.y;
     const len = Math.hypot(dx, dy) || 1;
-    const t = 0.65;
-    const mx = a.x + dx * t + (side * 18 * -dy) / len;
-    const my = a.y + dy * t + (side * 18 * dx) / len;
+    const mx = a.x + dx / 2 + (side * 20 * -dy) / len;
+    const my = a.y + dy / 2 + (side * 20 * dx) / len;
     const state = linkState(l);
     const figures = l.requests ? `${rps(l.rps)} req/s, ${pct(l.successRate)} ok, p99 ${ms(l.p99Ms)}` : 'idle';
     const by = l.reportedBy ? `, reported by ${measuredBy(l)}` : '';
