@@ -201,12 +201,22 @@ export const demoCommand: Command = {
     '                      then run until SIGINT/SIGTERM',
     '  --phase-seconds N   every phase lasts N seconds (default 12–15 s each)',
   ].join('\n'),
-  async run(ctx) {
+  async run(outer) {
     const { values } = parseFlags(
-      ctx,
+      outer,
       { dir: { type: 'string' }, headless: { type: 'boolean' }, 'phase-seconds': { type: 'string' } },
       'demo',
     );
+    // Closing the terminal sends SIGHUP, on which the gateways and nats-servers reload rather than exit: the
+    // demo stops them itself, and writes to the terminal that went away (EIO) must not end it before that.
+    const hangup = new AbortController();
+    const onHangup = () => {
+      outer.stdout.on('error', () => undefined);
+      outer.stderr.on('error', () => undefined);
+      hangup.abort(new Error('SIGHUP'));
+    };
+    process.once('SIGHUP', onHangup);
+    const ctx = { ...outer, signal: AbortSignal.any([outer.signal, hangup.signal]) };
     const headless = values.headless === true;
     const phaseSeconds = values['phase-seconds'] === undefined ? undefined : Number(values['phase-seconds']);
     if (
@@ -236,6 +246,7 @@ export const demoCommand: Command = {
     } finally {
       if (!headless) ctx.stdout.write('\nstopping the demo: gateways, services and nats-servers…\n');
       await demo.stop();
+      process.off('SIGHUP', onHangup);
     }
     return 0;
   },
