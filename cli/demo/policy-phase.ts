@@ -2,6 +2,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, relative } from 'node:path';
 import { Writable } from 'node:stream';
 import { stringify } from 'yaml';
+import { MeshfedError } from '../../core/index.ts';
 import { runCli } from '../main.ts';
 import type { Demo } from './demo.ts';
 import { DEMO_NAMESPACE } from './demo-layout.ts';
@@ -23,8 +24,17 @@ export const LEDGER_HOST = `ledger.${DEMO_NAMESPACE}.svc.clusterset.local`;
 
 /** What one `meshfed policy apply` did, from its --json answer (or its error). */
 export type ApplyOutcome =
-  | { ok: true; scope: string; revision: number; reached: number; ms: number }
+  | { ok: true; scope: string; revision: number; reached: number; ms: number; unchanged?: boolean }
   | { ok: false; error: string };
+
+/** What `meshfed policy apply --json` answers: a publication, or (nothing changed) the revision in force. */
+interface ApplyAnswer {
+  scope: string;
+  revision?: number;
+  revisionInForce?: number | null;
+  gateways: { reached: string[] } | string[];
+  ms?: number;
+}
 
 /** Collects what a command writes, as the terminal would have shown it. */
 class TextSink extends Writable {
@@ -160,17 +170,29 @@ export class PolicyPhase {
     );
   }
 
-  /** One policy revision: the apply command, run in-process; never throws (the demo shows what failed). */
+  /**
+   * One policy revision: the apply command, run in-process. Never throws (the demo shows what failed). A file
+   * whose documents are already in force (someone replayed it meanwhile) publishes nothing and says so.
+   */
   async apply(file: string): Promise<ApplyOutcome> {
-    const out = await this.#run([...this.applyArgs(file), '--json']).catch((err: Error) => err);
-    if (out instanceof Error) return { ok: false, error: out.message };
-    const r = JSON.parse(out) as {
-      scope: string;
-      revision: number;
-      gateways: { reached: string[] };
-      ms: number;
-    };
-    return { ok: true, scope: r.scope, revision: r.revision, reached: r.gateways.reached.length, ms: r.ms };
+    let r: ApplyAnswer;
+    try {
+      r = JSON.parse(await this.#run([...this.applyArgs(file), '--json'])) as ApplyAnswer;
+    } catch (err) {
+      return { ok: false, error: (err as Error).message };
+    }
+    if (r.revision === undefined) {
+      return {
+        ok: true,
+        scope: r.scope,
+        revision: r.revisionInForce ?? 0,
+        reached: Array.isArray(r.gateways) ? r.gateways.length : 0,
+        ms: 0,
+        unchanged: true,
+      };
+    }
+    const reached = Array.isArray(r.gateways) ? 0 : r.gateways.reached.length;
+    return { ok: true, scope: r.scope, revision: r.revision, reached, ms: r.ms ?? 0 };
   }
 
   /** Runs one meshfed command in this process; its stdout, or an error carrying what it reported. */
@@ -185,7 +207,11 @@ export class PolicyPhase {
       } catch {
         // not --json: the text as the command wrote it
       }
-      throw new Error(`meshfed ${args.slice(0, 2).join(' ')} exited with ${code}: ${message}`);
+      throw new MeshfedError(
+        'MESHFED_INTERNAL',
+        `the demo's "meshfed ${args.slice(0, 2).join(' ')}" exited with ${code}: ${message}`,
+        { details: { args } },
+      );
     }
     return stdout.text;
   }

@@ -18,9 +18,9 @@ interface CanaryStep {
 }
 
 export function describeOutcome(o: ApplyOutcome): string {
-  return o.ok
-    ? `${o.scope} revision ${o.revision} in force at ${o.reached} gateway(s) (${o.ms} ms)`
-    : `apply failed: ${o.error}`;
+  if (!o.ok) return `apply failed: ${o.error}`;
+  if (o.unchanged) return `already in force (${o.scope} revision ${o.revision}): nothing published`;
+  return `${o.scope} revision ${o.revision} in force at ${o.reached} gateway(s) (${o.ms} ms)`;
 }
 
 /** `v1=390 v2=43 failed=0 (v2 9.9%; v1@eu=189 v1@west=201 v2@eu=43)`: the form tests and scripts read. */
