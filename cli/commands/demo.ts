@@ -207,16 +207,6 @@ export const demoCommand: Command = {
       { dir: { type: 'string' }, headless: { type: 'boolean' }, 'phase-seconds': { type: 'string' } },
       'demo',
     );
-    // Closing the terminal sends SIGHUP, on which the gateways and nats-servers reload rather than exit: the
-    // demo stops them itself, and writes to the terminal that went away (EIO) must not end it before that.
-    const hangup = new AbortController();
-    const onHangup = () => {
-      outer.stdout.on('error', () => undefined);
-      outer.stderr.on('error', () => undefined);
-      hangup.abort(new Error('SIGHUP'));
-    };
-    process.once('SIGHUP', onHangup);
-    const ctx = { ...outer, signal: AbortSignal.any([outer.signal, hangup.signal]) };
     const headless = values.headless === true;
     const phaseSeconds = values['phase-seconds'] === undefined ? undefined : Number(values['phase-seconds']);
     if (
@@ -228,6 +218,16 @@ export const demoCommand: Command = {
         `demo: --phase-seconds must be a whole number of seconds from 1 to 600, got "${values['phase-seconds']}"`,
       );
     }
+    // Closing the terminal sends SIGHUP, on which the gateways and nats-servers reload rather than exit: the
+    // demo stops them itself, and writes to the terminal that went away (EIO) must not end it before that.
+    const hangup = new AbortController();
+    const onHangup = () => {
+      outer.stdout.on('error', () => undefined);
+      outer.stderr.on('error', () => undefined);
+      hangup.abort(new Error('SIGHUP'));
+    };
+    process.once('SIGHUP', onHangup);
+    const ctx = { ...outer, signal: AbortSignal.any([outer.signal, hangup.signal]) };
     const demo = new Demo({
       dir: values.dir ?? '.meshfed-demo',
       log: headless ? (l) => ctx.stderr.write(`demo: ${l}\n`) : (l) => ctx.stdout.write(`• ${l}\n`),
