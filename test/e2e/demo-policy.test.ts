@@ -27,6 +27,7 @@ let dir: string;
 let demo: ChildProcess;
 const lines: string[] = [];
 let stderr = '';
+let reachedPolicy = false;
 
 /** A cluster's listener addresses, from the gateway config the demo wrote. */
 function listenersOf(cluster: string): { egress: string; admin: string } {
@@ -37,9 +38,10 @@ function listenersOf(cluster: string): { egress: string; admin: string } {
 }
 
 async function lineMatching(re: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
-  return waitFor(
+  const found = waitFor(
     () => {
-      if (demo.exitCode !== null) throw new Error(`demo exited with ${demo.exitCode}: ${stderr}`);
+      if (demo.exitCode !== null || demo.signalCode !== null)
+        throw new Error(`demo exited (${demo.exitCode ?? demo.signalCode}): ${stderr}`);
       for (const l of lines) {
         const m = l.match(re);
         if (m) return m;
@@ -48,6 +50,12 @@ async function lineMatching(re: RegExp, timeoutMs: number): Promise<RegExpMatchA
     },
     { timeoutMs, intervalMs: 100, what: `a demo line matching ${re}` },
   );
+  // a timeout says where the demo was: its last lines and what it wrote to stderr
+  return found.catch((err: Error) => {
+    throw new Error(
+      `${err.message} (demo directory ${dir})\nlast lines:\n${lines.slice(-30).join('\n')}\nstderr: ${stderr}`,
+    );
+  });
 }
 
 /** The last canary count the demo printed while `percent` was the split in force. */
@@ -72,6 +80,7 @@ beforeAll(async () => {
   createInterface({ input: demo.stdout! }).on('line', (l) => lines.push(l));
   // start-up (up to a few minutes on a busy host), then seven phases and four applies
   await lineMatching(/^\[authorization\] ledger\.demo from east: .*; from west: /, 400_000);
+  reachedPolicy = true;
 }, 420_000);
 
 afterAll(async () => {
@@ -80,7 +89,9 @@ afterAll(async () => {
     demo.kill('SIGTERM');
     await exited;
   }
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  // a demo that never reached the policy phase keeps its directory (gateway logs) for a look
+  if (dir && reachedPolicy) rmSync(dir, { recursive: true, force: true });
+  else if (dir) console.log(`demo-policy: the demo's directory is kept: ${dir}`);
 });
 
 describe('the demo policy phase', () => {
