@@ -166,7 +166,7 @@ export class PolicyPhase {
     ];
     writeFileSync(
       join(this.policyDir, 'README.md'),
-      `# The demo's policy phase, step by step\n\nWhat \`meshfed demo\` ran, in order (from the directory the demo was started in; each apply\nsigns a new revision with the admin certificate and waits until every gateway enforces it):\n\n\`\`\`\n${steps.join('\n')}\n\`\`\`\n`,
+      `# The demo's policy phase, step by step\n\nWhat \`meshfed demo\` ran, in order (from the directory the demo was started in). The first two made the\nadmin identity (they refuse to overwrite it); each apply signs a new revision with it and waits until every\ngateway enforces it, and can be replayed as it is while the demo runs:\n\n\`\`\`\n${steps.join('\n')}\n\`\`\`\n`,
     );
   }
 
