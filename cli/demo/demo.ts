@@ -63,6 +63,8 @@ async function spawnService(o: {
     `${o.name}.${DEMO_NAMESPACE}`,
   ];
   if (o.port) args.push('--port', String(o.port));
+  const version = DEMO_SERVICES.find((s) => s.name === o.name)?.version;
+  if (version) args.push('--version', version);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
@@ -167,7 +169,9 @@ export class Demo {
       this.clusters.push(state);
     }
 
-    this.log('starting the demo services (hello: HTTP, greeter: gRPC, internal: not exported)');
+    this.log(
+      'starting the demo services (hello: HTTP, greeter and its canary greeter-v2: gRPC, ledger: HTTP, internal: not exported)',
+    );
     for (const c of this.clusters) {
       for (const svc of DEMO_SERVICES.filter((s) => s.clusters.includes(c.name))) {
         c.services.push(await spawnService({ name: svc.name, kind: svc.kind, cluster: c.name }));
