@@ -3,13 +3,13 @@ import { once } from 'node:events';
 import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { createRoot, issueIntermediate } from '../../ca/index.ts';
 import { MeshfedError, waitFor } from '../../core/index.ts';
 import { freePort } from './free-port.ts';
 import { type NatsSupercluster, startNatsSupercluster } from './nats-topology.ts';
 import { AdminClient } from '../admin/admin-client.ts';
+import { projectFile } from '../project-file.ts';
 import {
   DEMO_CLUSTERS,
   DEMO_NAMESPACE,
@@ -18,7 +18,7 @@ import {
   type DemoClusterSpec,
 } from './demo-layout.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/meshfed.js', import.meta.url));
+const BIN = projectFile('bin/meshfed.js');
 
 export interface DemoServiceProcess {
   name: string;
