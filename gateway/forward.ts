@@ -6,7 +6,6 @@ import { type GatewayRequest, type Handler, routeOf } from './pipeline.ts';
 import { retryOnMatches } from './policy/index.ts';
 import {
   balancedDispatch,
-  budgetPerService,
   type CallContext,
   type CircuitBreakers,
   callContext,
@@ -17,6 +16,7 @@ import {
   perTryTimeout,
   type ResilienceMetrics,
   retriedByDefault,
+  type RetryBudget,
   retry,
   type TryOutcome,
   UpstreamFailure,
@@ -29,6 +29,8 @@ export interface ForwardOptions {
   breakers: CircuitBreakers;
   config: BalancerConfig;
   metrics: ResilienceMetrics;
+  /** the retry budget of a service (shared with its TCP connections) */
+  budgetFor: (service: ServiceRef) => RetryBudget;
   cluster: string;
   codec: UpstreamCodec;
   /** a service's ResilienceOverride (from the policy in force), replacing the gateway-wide settings */
@@ -93,11 +95,7 @@ export function forward(options: ForwardOptions): Handler {
         // an answer already forwarded to the caller cannot be replaced
         return !sent?.forwarded && retryable(ctx, outcome(ctx, err.failure, sent));
       },
-      budgetFor: budgetPerService({
-        budgetPercent: bc.retry.budgetPercent,
-        minRetriesPerSecond: bc.retry.minRetriesPerSecond,
-        windowMs: bc.retry.budgetWindow,
-      }),
+      budgetFor: options.budgetFor,
       backoffBase: bc.retry.backoffBase,
       backoffMax: bc.retry.backoffMax,
       metrics: options.metrics,
