@@ -1,5 +1,7 @@
 import { issueLeaf } from '../../ca/index.ts';
+import { createRegistry, silentLogger } from '../../core/index.ts';
 import { JwsSigner, MessageVerifier, SCHEMA_VERSION } from '../../federation/index.ts';
+import { SyncResponder } from '../../federation/sync-responder.ts';
 import { makePki, TD } from './helpers.ts';
 
 // Found by the chaos suite (clock skew): a cluster whose clock ran 5 min ahead signed with certificates
@@ -52,4 +54,90 @@ test('a signer 5 min ahead is accepted when maxClockSkew allows 10 min', async (
 test('a signer 5 min ahead is refused under the default 30 s skew', async () => {
   const { text, verifier } = await aheadSigned();
   expect(verifier(30_000).verify(text)).toMatchObject({ ok: false });
+});
+
+// Found by the chaos suite (clock skew): an anti-entropy sync request lives syncTimeout (seconds), and a
+// responder whose clock ran 5 min ahead refused it as expired under maxClockSkew: 10m, since the expiry
+// check allowed no skew at all (issuedAt in the future did). Every expiry now gets the same allowance.
+
+async function syncRequestFromBehind(behindMs: number) {
+  const pki = await makePki(['east']);
+  const now = Date.now();
+  const leaf = await issueLeaf(pki.intermediates.get('east')!, {
+    kind: 'federation',
+    notBefore: new Date(now - behindMs - 60_000),
+    ttlMs: 3_600_000,
+  });
+  const reply = '_INBOX.east.req1';
+  const text = new JwsSigner({ chainPem: leaf.chainPem, keyPem: leaf.keyPem }).sign({
+    v: SCHEMA_VERSION,
+    type: 'sync',
+    cluster: 'east',
+    req: 'req1',
+    reply,
+    issuedAt: now - behindMs,
+    expiresAt: now - behindMs + 5_000,
+  });
+  const responder = (maxClockSkew: number) =>
+    new SyncResponder({
+      verifier: new MessageVerifier({
+        trustDomain: TD,
+        bundle: () => pki.bundle,
+        maxMessageBytes: 16 * 1024,
+        maxSnapshotBytes: 1024 * 1024,
+        maxEntryTtl: 3_600_000,
+        maxClockSkew,
+        now: () => now,
+      }),
+      limits: { perRequester: 10, perRequesterBurst: 10, total: 100, totalBurst: 100 },
+      inboxPrefix: '_INBOX',
+      syncAllSubject: 'meshfed.sync.all',
+      log: silentLogger(),
+      registry: createRegistry(),
+      now,
+    });
+  return { text, reply, now, responder };
+}
+
+test('a sync request from a cluster 5 min behind is answered when maxClockSkew allows 10 min', async () => {
+  const { text, reply, now, responder } = await syncRequestFromBehind(FIVE_MIN);
+  const r = responder(10 * 60_000);
+  expect(r.handle('meshfed.sync.east', reply, Buffer.from(text), now)).toMatchObject({ requester: 'east' });
+  // and it is still remembered as answered: a replay within the allowed skew is refused
+  expect(r.handle('meshfed.sync.east', reply, Buffer.from(text), now)).toBeUndefined();
+});
+
+test('a sync request from a cluster 5 min behind is refused under the default 30 s skew', async () => {
+  const { text, reply, now, responder } = await syncRequestFromBehind(FIVE_MIN);
+  expect(responder(30_000).handle('meshfed.sync.east', reply, Buffer.from(text), now)).toBeUndefined();
+});
+
+test('an entry expired by less than maxClockSkew is accepted, by more refused as expired', async () => {
+  const pki = await makePki(['east']);
+  const now = Date.now();
+  const sign = (expiresAt: number) =>
+    new JwsSigner({
+      chainPem: pki.leaves.get('east')!.chainPem,
+      keyPem: pki.leaves.get('east')!.keyPem,
+    }).sign({
+      v: SCHEMA_VERSION,
+      type: 'tombstone',
+      cluster: 'east',
+      namespace: 'shop',
+      name: 'orders',
+      revision: (now - 60_000) * 1000,
+      issuedAt: now - 60_000,
+      expiresAt,
+    });
+  const v = new MessageVerifier({
+    trustDomain: TD,
+    bundle: () => pki.bundle,
+    maxMessageBytes: 16 * 1024,
+    maxSnapshotBytes: 1024 * 1024,
+    maxEntryTtl: 3_600_000,
+    maxClockSkew: 30_000,
+    now: () => now,
+  });
+  expect(v.verify(sign(now - 29_000))).toMatchObject({ ok: true });
+  expect(v.verify(sign(now - 31_000))).toMatchObject({ ok: false, reason: 'expired' });
 });
