@@ -8,7 +8,12 @@ import type { H2Pool } from './h2-pool.ts';
 import type { Identities } from './identity.ts';
 import { type Handler, routeOf } from './pipeline.ts';
 import type { GoldenMetrics } from './golden-metrics.ts';
-import type { CircuitBreakers, ResilienceMetrics, RetryBudget } from './resilience/index.ts';
+import {
+  backoffMs,
+  type CircuitBreakers,
+  type ResilienceMetrics,
+  type RetryBudget,
+} from './resilience/index.ts';
 
 export interface TcpRelayOptions {
   balancers: Balancers;
@@ -200,13 +205,15 @@ export class TcpRelay {
     budget.recordCall();
     const exclude = new Set<string>();
     const tryTarget = (attempt: number): void => {
-      const pick = this.#options.balancers.pick(namespace, name, {
-        scope: 'any',
-        exclude,
-        ...(portName ? { portName } : {}),
-      });
+      const opts = { scope: 'any' as const, exclude, ...(portName ? { portName } : {}) };
+      // a retry prefers an untried target, but a tried one beats none (as for HTTP: balanced-dispatch.ts)
+      const pick =
+        this.#options.balancers.pick(namespace, name, opts) ??
+        (attempt > 0
+          ? this.#options.balancers.pick(namespace, name, { ...opts, exclude: new Set() })
+          : undefined);
       if (!pick) {
-        // a retry with no untried target left ends here; only a first try counts as a refusal
+        // only a first try counts as a refusal
         if (attempt === 0) refusedHere('no-healthy-upstream');
         else socket.destroy();
         return;
@@ -243,7 +250,14 @@ export class TcpRelay {
           return;
         }
         this.#options.metrics.retries.inc({ ...labels, failure });
-        tryTarget(attempt + 1);
+        // the same full-jitter back-off as the HTTP retries
+        const { backoffBase, backoffMax } = this.#options.config.retry;
+        setTimeout(
+          () => {
+            if (!socket.destroyed) tryTarget(attempt + 1);
+          },
+          backoffMs(attempt, backoffBase, backoffMax, Math.random),
+        );
       };
       if (pick.target.local) this.#dialLocal(pick, socket, relay, retry);
       else
