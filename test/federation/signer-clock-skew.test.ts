@@ -10,6 +10,19 @@ import { makePki, TD } from './helpers.ts';
 
 const FIVE_MIN = 5 * 60_000;
 
+/** a verifier whose clock stands at `now`, allowing `maxClockSkew` */
+function verifierAt(pki: Awaited<ReturnType<typeof makePki>>, now: number, maxClockSkew: number) {
+  return new MessageVerifier({
+    trustDomain: TD,
+    bundle: () => pki.bundle,
+    maxMessageBytes: 16 * 1024,
+    maxSnapshotBytes: 1024 * 1024,
+    maxEntryTtl: 3_600_000,
+    maxClockSkew,
+    now: () => now,
+  });
+}
+
 async function aheadSigned() {
   const pki = await makePki(['east']);
   const now = Date.now();
@@ -33,16 +46,7 @@ async function aheadSigned() {
     gateways: [{ name: 'gw-1', address: '127.0.0.1:15443' }],
     weight: 1,
   });
-  const verifier = (maxClockSkew: number) =>
-    new MessageVerifier({
-      trustDomain: TD,
-      bundle: () => pki.bundle,
-      maxMessageBytes: 16 * 1024,
-      maxSnapshotBytes: 1024 * 1024,
-      maxEntryTtl: 3_600_000,
-      maxClockSkew,
-      now: () => now,
-    });
+  const verifier = (maxClockSkew: number) => verifierAt(pki, now, maxClockSkew);
   return { text, verifier };
 }
 
@@ -80,15 +84,7 @@ async function syncRequestFromBehind(behindMs: number) {
   });
   const responder = (maxClockSkew: number) =>
     new SyncResponder({
-      verifier: new MessageVerifier({
-        trustDomain: TD,
-        bundle: () => pki.bundle,
-        maxMessageBytes: 16 * 1024,
-        maxSnapshotBytes: 1024 * 1024,
-        maxEntryTtl: 3_600_000,
-        maxClockSkew,
-        now: () => now,
-      }),
+      verifier: verifierAt(pki, now, maxClockSkew),
       limits: { perRequester: 10, perRequesterBurst: 10, total: 100, totalBurst: 100 },
       inboxPrefix: '_INBOX',
       syncAllSubject: 'meshfed.sync.all',
@@ -129,15 +125,7 @@ test('an entry expired by less than maxClockSkew is accepted, by more refused as
       issuedAt: now - 60_000,
       expiresAt,
     });
-  const v = new MessageVerifier({
-    trustDomain: TD,
-    bundle: () => pki.bundle,
-    maxMessageBytes: 16 * 1024,
-    maxSnapshotBytes: 1024 * 1024,
-    maxEntryTtl: 3_600_000,
-    maxClockSkew: 30_000,
-    now: () => now,
-  });
+  const v = verifierAt(pki, now, 30_000);
   expect(v.verify(sign(now - 29_000))).toMatchObject({ ok: true });
   expect(v.verify(sign(now - 31_000))).toMatchObject({ ok: false, reason: 'expired' });
 });
