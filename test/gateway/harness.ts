@@ -27,7 +27,13 @@ import {
   silentLogger,
 } from '../../core/index.ts';
 import { Balancers, balancerConfigSchema } from '../../gateway/balancer/index.ts';
-import { Gateway, gatewayConfigSchema, type GoldenLimits, TUNNEL_ALPN } from '../../gateway/index.ts';
+import {
+  FAST_ALPN,
+  Gateway,
+  gatewayConfigSchema,
+  type GoldenLimits,
+  TUNNEL_ALPN,
+} from '../../gateway/index.ts';
 
 export const TRUST_DOMAIN = 'meshfed.test';
 
@@ -407,6 +413,62 @@ export async function spyGateway(
   return {
     address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     sessions,
+    close: () => server.close(),
+  };
+}
+
+/** One connection a fast-path spy gateway accepted. */
+export interface SpyConnection {
+  requests: number;
+  closed: boolean;
+}
+
+/**
+ * A stand-in remote gateway of `cluster` that speaks only the fast path (ALPN meshfed-h1/1), with a real gateway
+ * leaf of that cluster valid for `ttlMs`: it records every connection it accepts and answers each bodyless
+ * request with a keep-alive 200, so the caller's pool keeps the connection.
+ */
+export async function spyFastGateway(
+  mesh: Mesh,
+  cluster: string,
+  o: { ttlMs?: number } = {},
+): Promise<{ address: string; connections: SpyConnection[]; close(): void }> {
+  const leaf = await issueLeaf(await mesh.intermediate(cluster), {
+    kind: 'gateway',
+    name: `${cluster}-fast-spy`,
+    ...(o.ttlMs ? { ttlMs: o.ttlMs } : {}),
+  });
+  const connections: SpyConnection[] = [];
+  const server = tls.createServer({
+    cert: leaf.chainPem,
+    key: leaf.keyPem,
+    ca: mesh.bundle.toPem(),
+    requestCert: true,
+    minVersion: 'TLSv1.3',
+    ALPNProtocols: [FAST_ALPN],
+  });
+  server.on('secureConnection', (socket) => {
+    const c: SpyConnection = { requests: 0, closed: false };
+    connections.push(c);
+    let pending = '';
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      c.closed = true;
+    });
+    socket.on('data', (d: Buffer) => {
+      pending += d.toString('latin1');
+      for (let end = pending.indexOf('\r\n\r\n'); end !== -1; end = pending.indexOf('\r\n\r\n')) {
+        pending = pending.slice(end + 4);
+        c.requests++;
+        socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+      }
+    });
+  });
+  server.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  return {
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    connections,
     close: () => server.close(),
   };
 }

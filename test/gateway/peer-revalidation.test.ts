@@ -11,6 +11,7 @@ import {
   httpService,
   type Mesh,
   request,
+  spyFastGateway,
   spyGateway,
   type TestGateway,
   tunnelGet,
@@ -110,6 +111,27 @@ test('a pooled tunnel session to a remote gateway whose certificate expires leav
       what: 'our tunnel session to the expired gateway to close',
     });
     expect(await refused('tunnel', 'peer-cert-expired')).toBe(1);
+  } finally {
+    spy.close();
+  }
+}, 30_000);
+
+test('regression: a pooled fast-path connection to a remote gateway whose certificate expires leaves the pool and closes', async () => {
+  const spy = await spyFastGateway(mesh, 'gamma', { ttlMs: SHORT_TTL_MS });
+  try {
+    const before = await refused('tunnel', 'peer-cert-expired');
+    alpha.catalog.offer('gamma', httpService('shop', 'fast-api', ['127.0.0.1:1']), spy.address);
+    const host = 'fast-api.shop.svc.clusterset.local';
+    expect((await request(alpha.egress, { host })).status).toBe(200);
+    expect((await request(alpha.egress, { host })).status).toBe(200);
+    // both requests took the one pooled connection, which now sits idle in the pool
+    expect(spy.connections).toHaveLength(1);
+    expect(spy.connections[0]!.requests).toBe(2);
+    await waitFor(() => spy.connections[0]!.closed, {
+      timeoutMs: SHORT_TTL_MS + 10_000,
+      what: 'our pooled fast-path connection to the expired gateway to close',
+    });
+    expect(await refused('tunnel', 'peer-cert-expired')).toBe(before + 1);
   } finally {
     spy.close();
   }
