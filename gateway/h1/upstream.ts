@@ -22,7 +22,8 @@ export interface FastUpstreamOptions {
 }
 
 const EMPTY = Buffer.alloc(0);
-const NO_INJECTION = /[\r\n\0]/;
+/** line breaks and NUL (injection), and what latin1 cannot carry as one byte (U+010A would be an LF) */
+const NO_INJECTION = /[\r\n\0\u0100-\uffff]/;
 
 /** The request head sent upstream: what the layers left of the client's, plus meshfed's own headers. */
 function requestHead(
@@ -38,7 +39,10 @@ function requestHead(
     for (const x of Array.isArray(v) ? v : [v]) {
       const value = String(x);
       if (NO_INJECTION.test(value))
-        throw new MeshfedError('MESHFED_GATEWAY_BAD_REQUEST', `header ${name} has a line break`);
+        throw new MeshfedError(
+          'MESHFED_GATEWAY_BAD_REQUEST',
+          `header ${name} has a line break, a NUL or a character past U+00FF`,
+        );
       s += `${name}: ${value}\r\n`;
     }
   }
@@ -153,8 +157,17 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     this.#a.onCancel(this.#cancel);
     this.#ex.once('close', this.#onClientGone);
     c.attach(this);
-    c.socket.write(head);
-    if (r.hasBody) this.#ex.startBody(this, false);
+    const s = c.socket;
+    if (!r.hasBody) {
+      // latin1: the head's characters are its bytes as received (obs-text included), one byte each
+      s.write(head, 'latin1');
+      return;
+    }
+    // the head and the body bytes read with it leave in one write (one TLS record, one syscall)
+    s.cork();
+    s.write(head, 'latin1');
+    this.#ex.startBody(this, false);
+    s.uncork();
   }
 
   /** BodySink: the body as the client framed it (a chunked body counts its chunk lines too) */
