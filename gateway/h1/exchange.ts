@@ -26,10 +26,12 @@ export interface ClientConnection {
 type Mode = 'none' | 'length' | 'raw-chunked' | 'encode';
 
 /**
- * Characters a header value never carries out: line breaks and NUL (injection), and anything past U+00FF
- * (heads are written as latin1, one byte per character: U+010A would become an LF).
+ * A character a field value must not carry out: anything but HTAB, SP, VCHAR and obs-text (node's own
+ * rule). That refuses line breaks and NUL (injection) and anything past U+00FF, which latin1 cannot write
+ * as one byte (U+010A would become an LF). A negated class of bytes: the class [\r\n\0\u0100-\uffff] cost
+ * 3 % of the fast path's CPU.
  */
-const NO_INJECTION = /[\r\n\0\u0100-\uffff]/;
+const NOT_FIELD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
 /** status line and fields, for a response meshfed writes itself or forwards */
 function serializeHead(status: number, headers: Record<string, unknown>, close: boolean): string {
@@ -38,8 +40,8 @@ function serializeHead(status: number, headers: Record<string, unknown>, close: 
     const v = headers[name];
     if (v === undefined) continue;
     if (Array.isArray(v)) {
-      for (const x of v) if (!NO_INJECTION.test(String(x))) s += `${name}: ${x}\r\n`;
-    } else if (!NO_INJECTION.test(String(v))) {
+      for (const x of v) if (!NOT_FIELD_VALUE.test(String(x))) s += `${name}: ${x}\r\n`;
+    } else if (!NOT_FIELD_VALUE.test(String(v))) {
       s += `${name}: ${v}\r\n`;
     }
   }
@@ -167,7 +169,7 @@ export class Exchange implements AnswerSink {
     if (this.#mode === 'encode') {
       let tail = '0\r\n';
       for (const [k, v] of Object.entries(this.#trailers ?? {})) {
-        for (const x of Array.isArray(v) ? v : [v]) if (!NO_INJECTION.test(x)) tail += `${k}: ${x}\r\n`;
+        for (const x of Array.isArray(v) ? v : [v]) if (!NOT_FIELD_VALUE.test(x)) tail += `${k}: ${x}\r\n`;
       }
       this.#send(Buffer.from(`${tail}\r\n`, 'latin1'));
     } else this.#flushHead();

@@ -22,8 +22,13 @@ export interface FastUpstreamOptions {
 }
 
 const EMPTY = Buffer.alloc(0);
-/** line breaks and NUL (injection), and what latin1 cannot carry as one byte (U+010A would be an LF) */
-const NO_INJECTION = /[\r\n\0\u0100-\uffff]/;
+/**
+ * A character a field value must not carry out: anything but HTAB, SP, VCHAR and obs-text (node's own
+ * rule). That refuses line breaks and NUL (injection) and anything past U+00FF, which latin1 cannot write
+ * as one byte (U+010A would become an LF). A negated class of bytes: the class [\r\n\0\u0100-\uffff] cost
+ * 3 % of the fast path's CPU.
+ */
+const NOT_FIELD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
 /** The request head sent upstream: what the layers left of the client's, plus meshfed's own headers. */
 function requestHead(
@@ -38,10 +43,10 @@ function requestHead(
     if (v === undefined) continue;
     for (const x of Array.isArray(v) ? v : [v]) {
       const value = String(x);
-      if (NO_INJECTION.test(value))
+      if (NOT_FIELD_VALUE.test(value))
         throw new MeshfedError(
           'MESHFED_GATEWAY_BAD_REQUEST',
-          `header ${name} has a line break, a NUL or a character past U+00FF`,
+          `header ${name} has a character a field value cannot carry (a line break, a control character, past U+00FF)`,
         );
       s += `${name}: ${value}\r\n`;
     }

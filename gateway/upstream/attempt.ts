@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { BalancerTarget, Failure } from '../balancer/index.ts';
 import type { GatewayRequest } from '../pipeline.ts';
-import { type CallContext, UpstreamFailure } from '../resilience/index.ts';
+import { type CallContext, type TrySignal, UpstreamFailure } from '../resilience/index.ts';
 
 /** A try whose response headers arrived; `forwarded: false` is a 5xx held back for a retry. */
 export interface Sent {
@@ -49,7 +49,7 @@ export interface UpstreamCodec {
  */
 export function sendTry(
   t: BalancerTarget,
-  ctx: CallContext<GatewayRequest> & { signal: AbortSignal },
+  ctx: CallContext<GatewayRequest> & { signal: TrySignal },
   options: { codec: UpstreamCodec; lastTry: (ctx: CallContext<GatewayRequest>) => boolean },
 ): Promise<Sent> {
   const r = ctx.payload;
