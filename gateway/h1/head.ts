@@ -170,13 +170,21 @@ export function headEnd(buf: Buffer, maxHeadBytes: number): number {
   return end === -1 ? -1 : end + 4;
 }
 
-/** Splits a complete head (ending in CRLFCRLF) into its start line and field lines; refuses bare CR. */
-function lines(head: string): string[] {
-  const out = head.slice(0, -4).split('\r\n');
-  for (const l of out) {
-    if (l.includes('\r') || l.includes('\n')) throw new HeadParseError('bare-cr-or-lf', 'CR without LF');
+/**
+ * The lines of a complete head (`buf` ends in CRLFCRLF; headEnd refused any LF without its CR): how many
+ * there are, and where the first one ends. Refuses a CR that no LF follows. Every later scan of the head
+ * can then take a CR for the end of its line.
+ */
+function lineCount(buf: Buffer): { lines: number; firstEnd: number } {
+  const last = buf.length - 4;
+  let lines = 0;
+  let firstEnd = -1;
+  for (let i = buf.indexOf(CR); i !== -1 && i < last; i = buf.indexOf(CR, i + 1)) {
+    if (buf[i + 1] !== LF) throw new HeadParseError('bare-cr-or-lf', 'CR without LF');
+    if (firstEnd === -1) firstEnd = i;
+    lines++;
   }
-  return out;
+  return { lines: lines + 1, firstEnd: firstEnd === -1 ? last : firstEnd };
 }
 
 function isToken(s: string): boolean {
@@ -204,32 +212,55 @@ function isAuthority(s: string): boolean {
 }
 
 /**
- * Field lines into lower-case headers. A name is a token directly followed by ':' (no whitespace before
- * the colon, RFC 9112 5.1); the value is trimmed of OWS and made of field-content only; a line starting
- * with whitespace is obs-fold, refused (RFC 9112 5.2 lets a proxy refuse it).
+ * The field lines of a head, from `from` (the start of the first one) to the final CRLF, into lower-case
+ * headers, in one pass over the bytes. A name is a token directly followed by ':' (no whitespace before the
+ * colon, RFC 9112 5.1); the value is trimmed of OWS and made of field-content only; a line starting with
+ * whitespace is obs-fold, refused (RFC 9112 5.2 lets a proxy refuse it). `fieldLines` (from lineCount) is
+ * checked against the limit before any field is read.
  */
-function fields(ls: string[], limits: HeadLimits): Headers {
-  if (ls.length - 1 > limits.maxHeaders) {
+function fields(buf: Buffer, from: number, fieldLines: number, limits: HeadLimits): Headers {
+  if (fieldLines > limits.maxHeaders) {
     throw new HeadParseError('too-many-headers', `more than ${limits.maxHeaders} header fields`);
   }
   const headers: Headers = Object.create(null);
-  for (let n = 1; n < ls.length; n++) {
-    const l = ls[n]!;
-    const first = l.charCodeAt(0);
+  const last = buf.length - 2;
+  let i = from;
+  while (i < last) {
+    const start = i;
+    const first = buf[i]!;
     if (first === 0x20 || first === 0x09)
       throw new HeadParseError('obs-fold', 'a field line continues the previous one');
-    const colon = l.indexOf(':');
-    const raw = colon === -1 ? '' : l.slice(0, colon);
-    if (!isToken(raw)) throw new HeadParseError('invalid-header-name', JSON.stringify(l.slice(0, 40)));
-    let a = colon + 1;
-    let b = l.length;
-    while (a < b && (l.charCodeAt(a) === 0x20 || l.charCodeAt(a) === 0x09)) a++;
-    while (b > a && (l.charCodeAt(b - 1) === 0x20 || l.charCodeAt(b - 1) === 0x09)) b--;
-    for (let i = a; i < b; i++) {
-      if (VALUE_CHAR[l.charCodeAt(i)] !== 1) throw new HeadParseError('invalid-header-value', `in ${raw}`);
+    let upper = false;
+    while (TCHAR[buf[i]!] === 1) {
+      const c = buf[i]!;
+      if (c >= 0x41 && c <= 0x5a) upper = true;
+      i++;
     }
-    const name = raw.toLowerCase();
-    const value = l.slice(a, b);
+    if (i === start || buf[i] !== 0x3a) {
+      throw new HeadParseError(
+        'invalid-header-name',
+        JSON.stringify(buf.toString('latin1', start, Math.min(buf.indexOf(CR, start), start + 40))),
+      );
+    }
+    const raw = buf.toString('latin1', start, i);
+    const name = upper ? raw.toLowerCase() : raw;
+    i++;
+    while (buf[i] === 0x20 || buf[i] === 0x09) i++;
+    const a = i;
+    let bad = false;
+    while (buf[i] !== CR) {
+      if (VALUE_CHAR[buf[i]!] !== 1) bad = true;
+      i++;
+    }
+    let b = i;
+    while (b > a && (buf[b - 1] === 0x20 || buf[b - 1] === 0x09)) b--;
+    if (bad) {
+      for (let j = a; j < b; j++)
+        if (VALUE_CHAR[buf[j]!] !== 1) throw new HeadParseError('invalid-header-value', `in ${raw}`);
+    }
+    // past the CRLF (lineCount made sure every CR of the head has its LF)
+    i += 2;
+    const value = buf.toString('latin1', a, b);
     const prev = headers[name];
     if (prev === undefined) {
       headers[name] = name === 'set-cookie' ? [value] : value;
@@ -291,8 +322,8 @@ function keepAliveOf(headers: Headers, minor: 0 | 1): boolean {
 
 /** Parses a complete request head (`buf` ends at its CRLFCRLF, see headEnd). Throws HeadParseError. */
 export function parseRequestHead(buf: Buffer, limits: HeadLimits): RequestHead {
-  const ls = lines(buf.toString('latin1'));
-  const start = ls[0]!;
+  const ls = lineCount(buf);
+  const start = buf.toString('latin1', 0, ls.firstEnd);
   const sp1 = start.indexOf(' ');
   const sp2 = start.indexOf(' ', sp1 + 1);
   if (sp1 <= 0 || sp2 === -1 || start.indexOf(' ', sp2 + 1) !== -1) {
@@ -311,7 +342,7 @@ export function parseRequestHead(buf: Buffer, limits: HeadLimits): RequestHead {
   if (method !== 'CONNECT' && !isOriginFormTarget(method, target)) {
     throw new HeadParseError('invalid-request-target', JSON.stringify(target.slice(0, 60)));
   }
-  const headers = fields(ls, limits);
+  const headers = fields(buf, ls.firstEnd + 2, ls.lines - 1, limits);
   const host = headers.host;
   if (minor === 1 && host === undefined) throw new HeadParseError('missing-host', 'HTTP/1.1 needs Host');
   if (host !== undefined && !isAuthority(String(host)))
@@ -343,12 +374,13 @@ export function parseRequestHead(buf: Buffer, limits: HeadLimits): RequestHead {
  * status (1xx, 204, 304 carry no body); a body without a length ends with the connection.
  */
 export function parseResponseHead(buf: Buffer, limits: HeadLimits, requestMethod: string): ResponseHead {
-  const ls = lines(buf.toString('latin1'));
-  const m = /^HTTP\/1\.([01]) ([1-9][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?$/.exec(ls[0]!);
-  if (!m) throw new HeadParseError('invalid-status-line', JSON.stringify(ls[0]!.slice(0, 60)));
+  const ls = lineCount(buf);
+  const line = buf.toString('latin1', 0, ls.firstEnd);
+  const m = /^HTTP\/1\.([01]) ([1-9][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?$/.exec(line);
+  if (!m) throw new HeadParseError('invalid-status-line', JSON.stringify(line.slice(0, 60)));
   const minor = m[1] === '1' ? 1 : 0;
   const status = Number(m[2]);
-  const headers = fields(ls, limits);
+  const headers = fields(buf, ls.firstEnd + 2, ls.lines - 1, limits);
   let framing: Framing;
   if (requestMethod === 'HEAD' || status < 200 || status === 204 || status === 304) {
     framing = { kind: 'none' };
