@@ -275,13 +275,13 @@ function fields(buf: Buffer, from: number, fieldLines: number, limits: HeadLimit
   return headers;
 }
 
-function tokens(v: string | string[] | undefined): string[] {
-  if (v === undefined) return [];
-  return String(v)
-    .toLowerCase()
-    .split(',')
-    .map((t) => t.trim())
-    .filter((t) => t !== '');
+/** Whether a comma-separated header value lists `token` (case-insensitive, OWS around each element). */
+function hasToken(v: string | string[] | undefined, token: string): boolean {
+  if (v === undefined) return false;
+  const s = String(v).toLowerCase();
+  // most values are one token ("keep-alive"): no list to split
+  if (s.indexOf(',') === -1) return s.trim() === token;
+  return s.split(',').some((t) => t.trim() === token);
 }
 
 /** Content-Length: digits only, one value (a list, even of equal values, is refused), at most 2^53. */
@@ -315,9 +315,8 @@ function framingOf(headers: Headers, minor: 0 | 1): Framing {
 }
 
 function keepAliveOf(headers: Headers, minor: 0 | 1): boolean {
-  const conn = tokens(headers.connection);
   if (minor === 0) return false;
-  return !conn.includes('close');
+  return !hasToken(headers.connection, 'close');
 }
 
 /** Parses a complete request head (`buf` ends at its CRLFCRLF, see headEnd). Throws HeadParseError. */
@@ -355,7 +354,7 @@ export function parseRequestHead(buf: Buffer, limits: HeadLimits): RequestHead {
       throw new HeadParseError('expectation-failed', String(expect).slice(0, 40));
     expectContinue = minor === 1;
   }
-  const upgrade = headers.upgrade !== undefined && tokens(headers.connection).includes('upgrade');
+  const upgrade = headers.upgrade !== undefined && hasToken(headers.connection, 'upgrade');
   return {
     method,
     target,
