@@ -368,17 +368,44 @@ export function parseRequestHead(buf: Buffer, limits: HeadLimits): RequestHead {
   };
 }
 
+const STATUS_PREFIX = Buffer.from('HTTP/1.');
+
+/**
+ * The status of a status line `HTTP/1.x NNN[ reason]` in buf[0, end), read from the bytes: x is 0 or 1, NNN
+ * three digits not starting with 0, the reason made of field-content (HTAB, SP, VCHAR, obs-text); -1 when
+ * the line is anything else.
+ */
+function statusOf(buf: Buffer, end: number): number {
+  if (end < 12 || buf.compare(STATUS_PREFIX, 0, 7, 0, 7) !== 0) return -1;
+  if ((buf[7] !== 0x30 && buf[7] !== 0x31) || buf[8] !== 0x20) return -1;
+  const a = buf[9]! - 0x30;
+  const b = buf[10]! - 0x30;
+  const c = buf[11]! - 0x30;
+  if (a < 1 || a > 9 || b < 0 || b > 9 || c < 0 || c > 9) return -1;
+  if (end > 12) {
+    if (buf[12] !== 0x20) return -1;
+    for (let i = 13; i < end; i++) {
+      const x = buf[i]!;
+      if (x !== 0x09 && (x < 0x20 || x === 0x7f)) return -1;
+    }
+  }
+  return a * 100 + b * 10 + c;
+}
+
 /**
  * Parses a complete response head from an upstream. The framing depends on the request (HEAD) and the
  * status (1xx, 204, 304 carry no body); a body without a length ends with the connection.
  */
 export function parseResponseHead(buf: Buffer, limits: HeadLimits, requestMethod: string): ResponseHead {
   const ls = lineCount(buf);
-  const line = buf.toString('latin1', 0, ls.firstEnd);
-  const m = /^HTTP\/1\.([01]) ([1-9][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?$/.exec(line);
-  if (!m) throw new HeadParseError('invalid-status-line', JSON.stringify(line.slice(0, 60)));
-  const minor = m[1] === '1' ? 1 : 0;
-  const status = Number(m[2]);
+  const status = statusOf(buf, ls.firstEnd);
+  if (status === -1) {
+    throw new HeadParseError(
+      'invalid-status-line',
+      JSON.stringify(buf.toString('latin1', 0, Math.min(ls.firstEnd, 60))),
+    );
+  }
+  const minor = buf[7] === 0x31 ? 1 : 0;
   const headers = fields(buf, ls.firstEnd + 2, ls.lines - 1, limits);
   let framing: Framing;
   if (requestMethod === 'HEAD' || status < 200 || status === 204 || status === 304) {
