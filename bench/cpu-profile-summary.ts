@@ -1,8 +1,9 @@
 // Where a `node --cpu-prof` profile's samples went: self time by function and by area of the code, as
 // shares of all samples (idle and GC included, so two profiles of the same load compare directly).
-//   node bench/cpu-profile-summary.ts PROFILE.cpuprofile [--top 30] [--from-ms N --for-ms M] [--json out.json]
+//   node bench/cpu-profile-summary.ts PROFILE.cpuprofile [--top 30] [--from-ms N --for-ms M] [--cpu-us N] [--json out.json]
 // --from-ms/--for-ms: only the samples of that window after the profile started (leaves start-up, warm-up and
-// shutdown out)
+// shutdown out). Shares are of the busy samples (idle left out), so runs on a quiet and on a loaded host
+// compare; --cpu-us (the process's measured CPU per request) splits that cost by the same shares.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
@@ -30,6 +31,7 @@ const { values, positionals } = parseArgs({
     top: { type: 'string', default: '30' },
     'from-ms': { type: 'string', default: '0' },
     'for-ms': { type: 'string', default: 'Infinity' },
+    'cpu-us': { type: 'string' },
     json: { type: 'string' },
   },
 });
@@ -106,19 +108,39 @@ for (const [id, us] of selfUs) {
   areas.set(a, (areas.get(a) ?? 0) + us);
 }
 
-const pct = (us: number) => ((us / total) * 100).toFixed(1).padStart(5);
+const idle = areas.get('idle') ?? 0;
+const busy = total - idle;
+const cpuUs = values['cpu-us'] === undefined ? undefined : Number(values['cpu-us']);
+const pct = (us: number) =>
+  `${((us / busy) * 100).toFixed(1).padStart(5)}${cpuUs === undefined ? '' : ` ${((us / busy) * cpuUs).toFixed(1).padStart(6)}`}`;
 const sorted = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]);
 const top = Number(values.top);
-process.stdout.write(`${file}: ${(total / 1e6).toFixed(2)} s sampled, ${samples} samples\n\n`);
-process.stdout.write('share  area (self time)\n');
-for (const [a, us] of sorted(areas)) if (us / total >= 0.002) process.stdout.write(`${pct(us)}  ${a}\n`);
-process.stdout.write('\nshare  function (self time)\n');
-for (const [f, us] of sorted(fns).slice(0, top)) process.stdout.write(`${pct(us)}  ${f}\n`);
+process.stdout.write(
+  `${file}: ${(total / 1e6).toFixed(2)} s sampled, ${samples} samples, ${((idle / total) * 100).toFixed(1)} % idle\n\n`,
+);
+const head = cpuUs === undefined ? 'share' : 'share  µs/req';
+process.stdout.write(`${head}  area (self time, share of the busy samples)\n`);
+for (const [a, us] of sorted(areas)) {
+  if (a !== 'idle' && us / busy >= 0.002) process.stdout.write(`${pct(us)}  ${a}\n`);
+}
+process.stdout.write(`\n${head}  function (self time)\n`);
+for (const [f, us] of sorted(fns)
+  .filter(([f]) => f !== '(idle)')
+  .slice(0, top))
+  process.stdout.write(`${pct(us)}  ${f}\n`);
 if (values.json) {
   const shares = (m: Map<string, number>) =>
-    Object.fromEntries(sorted(m).map(([k, us]) => [k, Number(((us / total) * 100).toFixed(2))]));
-  writeFileSync(
-    values.json,
-    `${JSON.stringify({ file, sampledSeconds: total / 1e6, areas: shares(areas), functions: shares(fns) }, null, 2)}\n`,
-  );
+    Object.fromEntries(
+      sorted(m)
+        .filter(([k]) => k !== 'idle' && k !== '(idle)')
+        .map(([k, us]) => [k, Number(((us / busy) * 100).toFixed(2))]),
+    );
+  const summary = {
+    file,
+    sampledSeconds: total / 1e6,
+    idlePercent: Number(((idle / total) * 100).toFixed(2)),
+    cpuUsPerRequest: cpuUs,
+    busyShares: { areas: shares(areas), functions: shares(fns) },
+  };
+  writeFileSync(values.json, `${JSON.stringify(summary, null, 2)}\n`);
 }

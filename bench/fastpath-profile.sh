@@ -62,6 +62,7 @@ for run in $(seq "$RUNS"); do
   kill -TERM "$node"; wait "$gw" 2>/dev/null || true
   SIDS=("${SIDS[@]/$gw/}")
   reqs=$(awk '/requests in/ {print $1}' "$OUT/wrk$run.txt")
+  awk -v r="$reqs" -v t=$((c1 - c0)) -v hz="$hz" 'BEGIN { printf "%.1f", t / hz / r * 1e6 }' >"$OUT/prof/run$run.cpu-us"
   errs=$(awk '/Non-2xx|Socket errors/' "$OUT/wrk$run.txt")
   awk -v run="$run" -v r="$reqs" -v t=$((c1 - c0)) -v hz="$hz" -v d="$DURATION" -v l="$load" -v e="$errs" 'BEGIN {
     cpu = t / hz; printf "run %s: %d requests, %.0f req/s, gateway CPU %.2f s (%.0f%%), %.0f µs CPU per request, %.0f req per CPU-s, load %s %s\n",
@@ -69,6 +70,7 @@ for run in $(seq "$RUNS"); do
 done
 if [ "$PROFILE" = 1 ]; then
   for f in "$OUT"/prof/*.cpuprofile; do node_modules/.bin/node bench/cpu-profile-summary.ts "$f" --from-ms "$(cat "${f%.cpuprofile}.from-ms")" --for-ms $((DURATION * 1000)) \
+    --cpu-us "$(cat "${f%.cpuprofile}.cpu-us")" \
     --json "${f%.cpuprofile}.json"
   done
 fi
