@@ -371,6 +371,7 @@ export class Gateway {
           gateway: options.name,
           locality: options.locality,
         },
+        ...(options.linkReports ? { links: () => options.linkReports!.linkReports() } : {}),
       },
       config: () => ({
         cluster: options.cluster,

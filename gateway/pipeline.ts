@@ -78,6 +78,8 @@ export interface GatewayRequest {
   addressed?: RouteTarget;
   policy?: PolicyNote;
   span?: Span;
+  /** writes the span's W3C trace context into the next hop's headers (set with span, by the trace layer) */
+  injectTrace?: (headers: Record<string, unknown>) => void;
   /** the cluster that answered ('' until a target answered) and the status sent to the caller */
   destination: string;
   status: number;

@@ -175,10 +175,10 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     s.uncork();
   }
 
-  /** BodySink: the body as the client framed it (a chunked body counts its chunk lines too) */
-  write(b: Buffer): boolean {
+  /** BodySink: forwarded as the client framed it, counted by its payload (as every other path counts it) */
+  write(b: Buffer, payloadBytes: number): boolean {
     if (this.#over) return true;
-    this.#r.bytesIn += b.length;
+    this.#r.bytesIn += payloadBytes;
     const s = this.#c.socket;
     if (s.write(b)) return true;
     s.once('drain', () => this.#ex.resumeBody());
@@ -248,16 +248,18 @@ class UpstreamExchange implements ConnectionUser, BodySink {
   #feed(d: Buffer): void {
     const res = this.#res!;
     const ex = this.#ex;
+    const framer = this.#framer!;
+    const before = framer.payloadBytes;
     let used: number;
     try {
-      used = this.#framer!.feed(d, 0);
+      used = framer.feed(d, 0);
     } catch (err) {
       ex.destroy();
       this.#failed(err);
       return;
     }
+    this.#r.bytesOut += framer.payloadBytes - before;
     if (res.framing.kind !== 'close') {
-      this.#r.bytesOut += used;
       if (used > 0 && !ex.write(used === d.length ? d : d.subarray(0, used))) {
         const s = this.#c.socket;
         s.pause();
@@ -305,18 +307,10 @@ class UpstreamExchange implements ConnectionUser, BodySink {
       this.#end(false);
       return;
     }
-    const r = this.#r;
     const ex = this.#ex;
     this.#framer = bodyFramer(h.framing, {
       maxTrailerBytes: this.#o.maxHeadBytes,
-      ...(h.framing.kind === 'close'
-        ? {
-            onData: (b: Buffer) => {
-              r.bytesOut += b.length;
-              return ex.write(b);
-            },
-          }
-        : {}),
+      ...(h.framing.kind === 'close' ? { onData: (b: Buffer) => ex.write(b) } : {}),
     });
     const buf = this.#buf;
     this.#buf = EMPTY;
