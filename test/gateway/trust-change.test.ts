@@ -1,7 +1,6 @@
 import { X509Certificate } from 'node:crypto';
 import { once } from 'node:events';
 import http2 from 'node:http2';
-import tls from 'node:tls';
 import {
   type CaMaterial,
   createRoot,
@@ -10,11 +9,10 @@ import {
   issueLeaf,
 } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
-import { FAST_ALPN, TUNNEL_ALPN } from '../../gateway/index.ts';
 import {
-  chainHeader,
   createMesh,
   echoServer,
+  fastPathWebGet,
   httpService,
   type Mesh,
   request,
@@ -58,32 +56,14 @@ async function freshTunnelGet(leaf: IssuedLeaf): Promise<number> {
 
 /** One request over a new fast-path (ALPN meshfed-h1/1) connection as `leaf`; 0 when the connection is refused. */
 async function freshFastGet(leaf: IssuedLeaf): Promise<number> {
-  const i = alpha.eastWest.lastIndexOf(':');
-  const socket = tls.connect({
-    host: alpha.eastWest.slice(0, i),
-    port: Number(alpha.eastWest.slice(i + 1)),
-    ca: mesh.root.certPem,
-    cert: leaf.chainPem,
-    key: leaf.keyPem,
-    // as a gateway offers it: the fast path beside the tunnel
-    ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN, 'h2'],
-    checkServerIdentity: () => undefined,
-  });
-  socket.on('error', () => undefined);
-  let answer = '';
-  socket.on('data', (d: Buffer) => {
-    answer += d.toString('latin1');
-  });
+  const { socket, received } = fastPathWebGet(alpha.eastWest, leaf, mesh.root.certPem);
   try {
     // with TLS 1.3 the client's handshake completes before the server has checked its certificate: a refusal
     // shows as a connection closed without an answer
-    socket.write(
-      `GET / HTTP/1.1\r\nhost: web.shop.svc.clusterset.local\r\nx-meshfed-service: shop/web/http\r\nx-meshfed-chain: ${chainHeader(leaf.chainPem)}\r\n\r\n`,
-    );
-    await waitFor(() => /^HTTP\/1\.1 \d{3} /.test(answer) || socket.destroyed || socket.readableEnded, {
+    await waitFor(() => /^HTTP\/1\.1 \d{3} /.test(received()) || socket.destroyed || socket.readableEnded, {
       what: 'an answer or a close on the fast-path connection',
     });
-    const m = /^HTTP\/1\.1 (\d{3}) /.exec(answer);
+    const m = /^HTTP\/1\.1 (\d{3}) /.exec(received());
     return m ? Number(m[1]) : 0;
   } finally {
     socket.destroy();
