@@ -191,8 +191,9 @@ export class H1Pool {
     c.idleSince = Date.now();
     k.idle.push(c);
     this.#idleCount++;
-    // one timer for every idle connection of the pool, running only while there are some
-    this.#sweeper ??= setInterval(() => this.#sweep(), this.#sweepMs()).unref();
+    // one timer for every idle connection of the pool, running only while there are some (0: idle ones stay)
+    if (this.#o.idleTimeoutMs > 0)
+      this.#sweeper ??= setInterval(() => this.#sweep(), this.#sweepMs()).unref();
   }
 
   #sweepMs(): number {

@@ -181,9 +181,19 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     this.#r.bytesIn += payloadBytes;
     const s = this.#c.socket;
     if (s.write(b)) return true;
-    s.once('drain', () => this.#ex.resumeBody());
+    // one listener at a time, removed when the exchange ends: the connection may serve another client's
+    // request before it drains
+    if (!this.#onDrain) {
+      this.#onDrain = () => {
+        this.#onDrain = undefined;
+        this.#ex.resumeBody();
+      };
+      s.once('drain', this.#onDrain);
+    }
     return false;
   }
+
+  #onDrain: (() => void) | undefined;
 
   end(): void {
     this.#bodySent = true;
@@ -199,6 +209,7 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     if (this.#over) return;
     this.#over = true;
     this.#ex.off('close', this.#onClientGone);
+    if (this.#onDrain) this.#c.socket.off('drain', this.#onDrain);
     if (reuse && !this.#ex.gone) this.#o.pool.release(this.#c);
     else {
       this.#c.detach();
