@@ -9,6 +9,15 @@ if (major < 24) {
   );
   process.exit(1);
 }
+if (process.argv[2] === 'gateway' && typeof process.execve === 'function') {
+  // the daemon's V8 flags (cli/node-flags.ts): the same command again, same process id, with them
+  const { GATEWAY_NODE_FLAGS, missingNodeFlags } = await import('../cli/node-flags.ts');
+  const flags = missingNodeFlags(GATEWAY_NODE_FLAGS, process.execArgv, process.env.NODE_OPTIONS);
+  if (flags.length > 0) {
+    const args = [process.execPath, ...flags, ...process.execArgv, ...process.argv.slice(1)];
+    process.execve(process.execPath, args, process.env);
+  }
+}
 const { runCli } = await import('../cli/main.ts');
 const controller = new AbortController();
 let interrupted = 0;
