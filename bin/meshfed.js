@@ -10,12 +10,13 @@ if (major < 24) {
   process.exit(1);
 }
 if (process.argv[2] === 'gateway' && typeof process.execve === 'function') {
-  // the daemon's V8 flags (cli/node-flags.ts): the same command again, same process id, with them
-  const { GATEWAY_NODE_FLAGS, missingNodeFlags } = await import('../cli/node-flags.ts');
-  const flags = missingNodeFlags(GATEWAY_NODE_FLAGS, process.execArgv, process.env.NODE_OPTIONS);
-  if (flags.length > 0) {
+  // how the daemon runs (cli/node-flags.ts): the same command again, same process id, with what is missing
+  const nf = await import('../cli/node-flags.ts');
+  const flags = nf.missingNodeFlags(nf.GATEWAY_NODE_FLAGS, process.execArgv, process.env.NODE_OPTIONS);
+  const env = nf.missingEnv(nf.GATEWAY_ENV, process.env);
+  if (flags.length > 0 || Object.keys(env).length > 0) {
     const args = [process.execPath, ...flags, ...process.execArgv, ...process.argv.slice(1)];
-    process.execve(process.execPath, args, process.env);
+    process.execve(process.execPath, args, { ...process.env, ...env });
   }
 }
 const { runCli } = await import('../cli/main.ts');
