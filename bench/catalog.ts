@@ -37,7 +37,7 @@ import {
 } from '../ca/index.ts';
 import { createRegistry, type EndpointSource, type LocalService, silentLogger } from '../core/index.ts';
 import { startNatsSupercluster } from '../cli/demo/nats-topology.ts';
-import { GATEWAY_NODE_FLAGS } from '../cli/node-flags.ts';
+import { GATEWAY_ENV, GATEWAY_NODE_FLAGS, missingEnv } from '../cli/node-flags.ts';
 import { FederationNode } from '../federation/index.ts';
 import { benchService, mergeResults } from './catalog-common.ts';
 import { median, percentile, round, sleep } from './figures.ts';
@@ -249,9 +249,11 @@ async function viewRole(spec: Spec, name: string, serversIdx: number): Promise<v
   });
   const baseRss = process.memoryUsage().rss / 1048576;
   const started = clock();
+  const cpuAtStart = process.cpuUsage();
   await node.start();
   await until(() => node.entryCount() >= expected, 300_000, `${name} to sync`);
   const syncS = (clock() - started) / 1000;
+  const syncCpu = process.cpuUsage(cpuAtStart);
   // what the view holds once the sync's garbage had a chance to go (no forced GC: what an operator would see)
   await sleep(2000);
   const mem = process.memoryUsage();
@@ -261,7 +263,16 @@ async function viewRole(spec: Spec, name: string, serversIdx: number): Promise<v
       (x) =>
         `${x.space_name}=${(x.space_size / 1048576).toFixed(0)}/${(x.space_used_size / 1048576).toFixed(0)}`,
     );
-    console.error(name, 'rss', (mem.rss / 1048576).toFixed(0), spaces.join(' '));
+    // glibc's main malloc arena (brk heap): native memory outside V8's heap that a burst left behind
+    const brk = readFileSync('/proc/self/smaps', 'utf8').match(/\[heap\]\n(?:.*\n)*?Rss:\s+(\d+) kB/);
+    const brkMb = brk ? (Number(brk[1]) / 1024).toFixed(0) : '?';
+    console.error(name, 'rss', (mem.rss / 1048576).toFixed(0), `malloc heap ${brkMb} MB`, spaces.join(' '));
+  }
+  // a joiner also says what it holds once the burst's garbage is collected (V8 frees it within ~10 s of quiet)
+  let settledRss = Number.NaN;
+  if (name.startsWith('joiner')) {
+    await sleep(SETTLE_MS - (clock() - started - syncS * 1000));
+    settledRss = process.memoryUsage().rss / 1048576;
   }
   if (process.env.BENCH_HEAPSNAP && name === 'joiner') {
     console.error(
@@ -272,6 +283,7 @@ async function viewRole(spec: Spec, name: string, serversIdx: number): Promise<v
   send({
     type: 'synced',
     sync_s: syncS,
+    sync_cpu_s: (syncCpu.user + syncCpu.system) / 1e6,
     rss_mb: mem.rss / 1048576,
     heap_mb: mem.heapUsed / 1048576,
     heap_total_mb: mem.heapTotal / 1048576,
@@ -279,6 +291,7 @@ async function viewRole(spec: Spec, name: string, serversIdx: number): Promise<v
     external_mb: mem.external / 1048576,
     base_rss_mb: baseRss,
     rss_anon_mb: rssAnonMb(),
+    rss_settled_mb: settledRss,
     entries: node.entryCount(),
   });
   const seen: [string, number, number][] = [];
@@ -336,15 +349,21 @@ interface Child {
   next<T>(type: string): Promise<T>;
 }
 
-function spawnRole(role: string, specFile: string, extra: string[] = [], v8Flags: string[] = []): Child {
+/**
+ * A child of the given role; `gateway`: started the way bin/meshfed.js starts `meshfed gateway` (its Node flags
+ * and environment, cli/node-flags.ts), else with Node's and the C library's defaults.
+ */
+function spawnRole(role: string, specFile: string, extra: string[], gateway: boolean): Child {
   const prof = process.env.BENCH_PROF;
   const execArgv =
     prof && role.startsWith(prof) ? ['--cpu-prof', '--cpu-prof-dir=/tmp/meshfed-prof'] : ([] as string[]);
-  execArgv.push(...v8Flags);
+  if (gateway) execArgv.push(...GATEWAY_NODE_FLAGS);
   if (role !== 'publishers' && process.env.BENCH_VIEW_FLAGS)
     execArgv.push(...process.env.BENCH_VIEW_FLAGS.split(' '));
+  const env = gateway ? { ...process.env, ...missingEnv(GATEWAY_ENV, process.env) } : process.env;
   const proc = fork(join(here, 'catalog.ts'), ['--role', role, '--spec', specFile, ...extra], {
     execArgv,
+    env,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const queue: { type: string }[] = [];
@@ -378,6 +397,8 @@ async function stopChild(c: Child): Promise<void> {
 
 interface Synced {
   sync_s: number;
+  /** the view's CPU time from its start to the last entry (a shared host stretches the wall time, less this) */
+  sync_cpu_s: number;
   rss_mb: number;
   heap_mb: number;
   heap_total_mb: number;
@@ -385,6 +406,8 @@ interface Synced {
   external_mb: number;
   base_rss_mb: number;
   rss_anon_mb: number;
+  /** a joiner's rss SETTLE_MS after its sync */
+  rss_settled_mb: number;
 }
 
 interface Report {
@@ -407,11 +430,14 @@ interface Streamed {
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 
+/** when a joiner's memory is read again after its sync */
+const SETTLE_MS = 20_000;
+
 /** how long each watching view's idle CPU is measured before the stream */
 const IDLE_WINDOW_MS = 3000;
 
 const memoryLine = (x: Synced) =>
-  `rss ${x.rss_mb.toFixed(0)} MB (private ${x.rss_anon_mb.toFixed(0)} MB; heap ${x.heap_mb.toFixed(0)} of ${x.heap_total_mb.toFixed(0)} MB, young generation ${x.young_mb.toFixed(0)} MB, external ${x.external_mb.toFixed(0)} MB; rss before the view started ${x.base_rss_mb.toFixed(0)} MB)`;
+  `rss ${x.rss_mb.toFixed(0)} MB, ${x.rss_settled_mb.toFixed(0)} MB after ${SETTLE_MS / 1000} s (private ${x.rss_anon_mb.toFixed(0)} MB; heap ${x.heap_mb.toFixed(0)} of ${x.heap_total_mb.toFixed(0)} MB, young generation ${x.young_mb.toFixed(0)} MB, external ${x.external_mb.toFixed(0)} MB; rss before the view started ${x.base_rss_mb.toFixed(0)} MB)`;
 
 /** Three watching views sync one after the other, then every view records a steady change stream. */
 async function watchAndStream(
@@ -426,13 +452,13 @@ async function watchAndStream(
   const views: Child[] = [];
   const viewSync: Synced[] = [];
   for (const [i, v] of viewNames.entries()) {
-    const c = spawnRole('view', specFile, ['--name', v, '--servers', String(i)], [...GATEWAY_NODE_FLAGS]);
+    const c = spawnRole('view', specFile, ['--name', v, '--servers', String(i)], true);
     children.push(c);
     views.push(c);
     viewSync.push(await c.next<Synced>('synced'));
   }
   console.log(
-    `full sync of the 3 watching views, one at a time: ${viewSync.map((x) => x.sync_s.toFixed(2)).join(', ')} s; rss ${viewSync.map((x) => x.rss_mb.toFixed(0)).join(', ')} MB`,
+    `full sync of the 3 watching views, one at a time: ${viewSync.map((x) => x.sync_s.toFixed(2)).join(', ')} s (CPU ${viewSync.map((x) => x.sync_cpu_s.toFixed(2)).join(', ')} s); rss ${viewSync.map((x) => x.rss_mb.toFixed(0)).join(', ')} MB`,
   );
   for (const v of views) v.proc.send({ type: 'idle' });
   await sleep(IDLE_WINDOW_MS);
@@ -501,6 +527,7 @@ async function watchAndStream(
     publisher_cpu_ms_per_change: round(streamed.cpu_ms / n),
     loop_delay_p99_ms: { publishers: streamed.loop_p99_ms, views: reports.map((r) => r.loop_p99_ms) },
     watching_views_sync_s: viewSync.map((x) => round(x.sync_s)),
+    watching_views_sync_cpu_s: viewSync.map((x) => round(x.sync_cpu_s)),
     watching_views_rss_mb: viewSync.map((x) => round(x.rss_mb)),
     watching_views_rss_after_stream_mb: reports.map((r) => round(r.rss_mb)),
   };
@@ -522,7 +549,7 @@ async function runScale(
   const root = await createRoot({ trustDomain: TD });
   const leaves: Record<string, IssuedLeaf> = {};
   const sc = await startNatsSupercluster({ clusters: NATS_CLUSTERS.map((name) => ({ name })) });
-  for (const n of [...names, ...viewNames, 'joiner', 'joiner-v8-defaults'])
+  for (const n of [...names, ...viewNames, 'joiner', 'joiner-node-defaults'])
     leaves[n] = await issueLeaf(await issueIntermediate(root, { cluster: n }), { kind: 'federation' });
   console.log(`setup: supercluster and ${names.length + 5} identities in ${Date.now() - t0} ms`);
   const spec: Spec = {
@@ -537,7 +564,7 @@ async function runScale(
   const children: Child[] = [];
   try {
     const t1 = Date.now();
-    const pubs = spawnRole('publishers', specFile);
+    const pubs = spawnRole('publishers', specFile, [], false);
     children.push(pubs);
     await pubs.next('ready');
     console.log(
@@ -545,33 +572,33 @@ async function runScale(
     );
     const stream = joinOnly ? {} : await watchAndStream(specFile, pubs, children, seconds, rate);
 
-    // full sync of a newly joined cluster, in its own process, with the flags meshfed gateway runs with
-    const joiner = spawnRole(
-      'joiner',
-      specFile,
-      ['--name', 'joiner', '--servers', '1'],
-      [...GATEWAY_NODE_FLAGS],
-    );
+    // full sync of a newly joined cluster, in its own process, started as meshfed gateway is
+    const joiner = spawnRole('joiner', specFile, ['--name', 'joiner', '--servers', '1'], true);
     children.push(joiner);
     const joined = await joiner.next<Synced>('synced');
     console.log(
-      `full sync of a new cluster (${total} entries): ${joined.sync_s.toFixed(2)} s; its ${memoryLine(joined)}`,
+      `full sync of a new cluster (${total} entries): ${joined.sync_s.toFixed(2)} s (CPU ${joined.sync_cpu_s.toFixed(2)} s); its ${memoryLine(joined)}`,
     );
     await stopChild(joiner);
-    // the same join with V8's defaults (a view before cli/node-flags.ts, or run as plain `node`)
-    const plain = spawnRole('joiner', specFile, ['--name', 'joiner-v8-defaults', '--servers', '1']);
+    // the same join with Node's defaults (a view before cli/node-flags.ts, or run as plain `node`)
+    const plain = spawnRole('joiner', specFile, ['--name', 'joiner-node-defaults', '--servers', '1'], false);
     children.push(plain);
     const joinedPlain = await plain.next<Synced>('synced');
     console.log(
-      `the same with V8's defaults: full sync ${joinedPlain.sync_s.toFixed(2)} s, ${memoryLine(joinedPlain)}`,
+      `the same with Node's defaults: full sync ${joinedPlain.sync_s.toFixed(2)} s (CPU ${joinedPlain.sync_cpu_s.toFixed(2)} s), ${memoryLine(joinedPlain)}`,
     );
     return {
       clusters,
       services,
       entries: total,
-      view_flags: GATEWAY_NODE_FLAGS.join(' '),
+      view_started_with: [
+        ...GATEWAY_NODE_FLAGS,
+        ...Object.entries(GATEWAY_ENV).map(([k, v]) => `${k}=${v}`),
+      ].join(' '),
       full_sync_s: round(joined.sync_s),
+      full_sync_cpu_s: round(joined.sync_cpu_s),
       rss_mb: round(joined.rss_mb),
+      rss_settled_mb: round(joined.rss_settled_mb),
       rss_private_mb: round(joined.rss_anon_mb),
       rss_before_view_mb: round(joined.base_rss_mb),
       rss_of_the_view_mb: round(joined.rss_mb - joined.base_rss_mb),
@@ -579,9 +606,11 @@ async function runScale(
       heap_total_mb: round(joined.heap_total_mb),
       young_generation_mb: round(joined.young_mb),
       external_mb: round(joined.external_mb),
-      v8_defaults: {
+      node_defaults: {
         full_sync_s: round(joinedPlain.sync_s),
+        full_sync_cpu_s: round(joinedPlain.sync_cpu_s),
         rss_mb: round(joinedPlain.rss_mb),
+        rss_settled_mb: round(joinedPlain.rss_settled_mb),
         rss_private_mb: round(joinedPlain.rss_anon_mb),
         heap_total_mb: round(joinedPlain.heap_total_mb),
         young_generation_mb: round(joinedPlain.young_mb),
