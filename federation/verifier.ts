@@ -114,6 +114,7 @@ export class MessageVerifier {
   readonly #now: () => number;
   readonly #decoder = new TextDecoder('utf-8', { fatal: true });
   #scratch = Buffer.alloc(0);
+  #bytes = Buffer.alloc(0);
 
   constructor(o: VerifierOptions) {
     this.#o = o;
@@ -151,7 +152,7 @@ export class MessageVerifier {
     const signed =
       typeof raw !== 'string' && text.length === raw.byteLength
         ? raw.subarray(0, dot2)
-        : Buffer.from(text.slice(0, dot2));
+        : this.#encoded(text.slice(0, dot2));
     let good = false;
     try {
       good = cryptoVerify('sha256', signed, { key: signer.key!, dsaEncoding: 'ieee-p1363' }, sig);
@@ -207,6 +208,14 @@ export class MessageVerifier {
       );
     }
     return { ok: true, msg, signer: id.spiffeId, signerCluster: id.cluster! };
+  }
+
+  /** the UTF-8 bytes of `text`, in a buffer kept for the purpose (valid until the next call) */
+  #encoded(text: string): Uint8Array {
+    const need = Buffer.byteLength(text);
+    if (this.#bytes.byteLength < need) this.#bytes = Buffer.allocUnsafeSlow(need);
+    const n = this.#bytes.write(text);
+    return this.#bytes.subarray(0, n);
   }
 
   /**
