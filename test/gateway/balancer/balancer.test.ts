@@ -1,5 +1,6 @@
 import { type CatalogChange, createLogger, Registry, waitFor } from '../../../core/index.ts';
 import {
+  type BalancerTarget,
   Balancers,
   balancerConfigSchema,
   IDLE_STATE_MS,
@@ -337,24 +338,29 @@ describe('outlier detection', () => {
   });
 });
 
+/** balancers that probe the catalog's gateways every 10 ms with `probe` */
+function probingBalancers(catalog: FixedCatalog, probe: (t: BalancerTarget) => Promise<boolean>): Balancers {
+  return new Balancers({
+    cluster: 'home',
+    locality: SELF,
+    catalog,
+    local: new FixedSource(),
+    config: balancerConfigSchema.parse({ healthCheck: { interval: '10ms', timeout: '500ms' } }),
+    registry: new Registry(),
+    logger: createLogger({ level: 'silent' }),
+    probe,
+  });
+}
+
 describe('active health checks', () => {
   test('a gateway failing its probes leaves the rotation and comes back after healthy probes', async () => {
     const catalog = new FixedCatalog();
     catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 2, gateways: 2 });
     let down = true;
     const probed: string[] = [];
-    const balancers = new Balancers({
-      cluster: 'home',
-      locality: SELF,
-      catalog,
-      local: new FixedSource(),
-      config: balancerConfigSchema.parse({ healthCheck: { interval: '10ms', timeout: '500ms' } }),
-      registry: new Registry(),
-      logger: createLogger({ level: 'silent' }),
-      probe: async (t) => {
-        probed.push(t.address);
-        return !(down && t.address === '127.0.0.10:15443');
-      },
+    const balancers = probingBalancers(catalog, async (t) => {
+      probed.push(t.address);
+      return !(down && t.address === '127.0.0.10:15443');
     });
     const stateOf = () =>
       balancers
@@ -666,18 +672,9 @@ describe('catalog changes (a large catalog under a steady change stream)', () =>
     const catalog = new CountingCatalog();
     catalog.offer('west', { region: 'us', zone: 'us-a' }, { gateways: 1 });
     const probed: string[] = [];
-    const balancers = new Balancers({
-      cluster: 'home',
-      locality: SELF,
-      catalog,
-      local: new FixedSource(),
-      config: balancerConfigSchema.parse({ healthCheck: { interval: '10ms', timeout: '500ms' } }),
-      registry: new Registry(),
-      logger: createLogger({ level: 'silent' }),
-      probe: async (t) => {
-        probed.push(t.address);
-        return true;
-      },
+    const balancers = probingBalancers(catalog, async (t) => {
+      probed.push(t.address);
+      return true;
     });
     try {
       await waitFor(() => probed.length >= 1, { what: 'a first probe' });
