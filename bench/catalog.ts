@@ -21,7 +21,8 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { stripTypeScriptTypes } from 'node:module';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -45,6 +46,31 @@ import { median, percentile, round, sleep } from './figures.ts';
 const TD = 'bench.example';
 const NATS_CLUSTERS = ['nats-a', 'nats-b', 'nats-c'];
 const here = new URL('.', import.meta.url).pathname;
+
+/** what a view process runs: this file as JavaScript beside meshfed's build (builtViewScript), or as it is */
+let viewScript = join(here, 'catalog.ts');
+
+/**
+ * `meshfed gateway` runs meshfed's build (scripts/build.js), not its sources, so it does not carry Node's
+ * type-stripping loader (~17 MB). For a view process to hold what a gateway's would, this file and the bench
+ * modules it imports are stripped into the build's folder, their imports pointing at the built modules. The
+ * sources when the build cannot be made.
+ */
+async function builtViewScript(): Promise<string | undefined> {
+  const { BUILD_DIR, ensureBuilt } = (await import('../scripts/build.js')) as {
+    BUILD_DIR: string;
+    ensureBuilt: () => { ok: boolean };
+  };
+  if (!ensureBuilt().ok) return undefined;
+  const out = join(BUILD_DIR, 'bench');
+  mkdirSync(out, { recursive: true });
+  const relativeTs = /(\bfrom\s*|\bimport\s*\(?\s*)(['"])(\.\.?\/[^'"\n]*?)\.ts\2/g;
+  for (const f of ['catalog.ts', 'catalog-common.ts', 'figures.ts']) {
+    const code = stripTypeScriptTypes(readFileSync(join(here, f), 'utf8'), { mode: 'strip' });
+    writeFileSync(join(out, f.replace(/\.ts$/, '.js')), code.replace(relativeTs, '$1$2$3.js$2'));
+  }
+  return join(out, 'catalog.js');
+}
 
 const { values: args } = parseArgs({
   options: {
@@ -361,7 +387,8 @@ function spawnRole(role: string, specFile: string, extra: string[], gateway: boo
   if (role !== 'publishers' && process.env.BENCH_VIEW_FLAGS)
     execArgv.push(...process.env.BENCH_VIEW_FLAGS.split(' '));
   const env = gateway ? { ...process.env, ...missingEnv(GATEWAY_ENV, process.env) } : process.env;
-  const proc = fork(join(here, 'catalog.ts'), ['--role', role, '--spec', specFile, ...extra], {
+  const script = role === 'publishers' ? join(here, 'catalog.ts') : viewScript;
+  const proc = fork(script, ['--role', role, '--spec', specFile, ...extra], {
     execArgv,
     env,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -635,6 +662,8 @@ async function main(): Promise<void> {
     (s) => s.split('x').map(Number) as [number, number],
   );
   const command = `npm run bench:catalog -- ${process.argv.slice(2).join(' ')}`.trim();
+  viewScript = (await builtViewScript()) ?? viewScript;
+  console.log(`view processes run ${viewScript}`);
   const loadAtStart = loadavg().map((x) => round(x));
   console.log(`load average at start: ${loadAtStart.join(', ')}`);
   const results: Record<string, unknown> = {};
