@@ -2,8 +2,8 @@
  * Catalog benchmark (issues 4 and 15): propagation latency under a steady change rate, the CPU a view spends per
  * change, full sync time of a newly joined cluster, and the memory of one view. The NATS side is real (a
  * supercluster of 3 NATS clusters). The mesh clusters' publishers are simulated in one child process (one
- * publish-only FederationNode each); every view is a real FederationNode in its own process, run with the V8
- * flags `meshfed gateway` gets (cli/node-flags.ts) and persistence to a stateDir, as a gateway would run it, so
+ * publish-only FederationNode each); every view is a real FederationNode in its own process, started as
+ * `meshfed gateway` is (cli/node-flags.ts, meshfed's build: builtViewScript) with persistence to a stateDir, so
  * the publishers' work never delays a view's event loop and each view's memory is its own.
  *
  *   npm run bench:catalog                                   10,000 and 100,000 entries
