@@ -13,6 +13,19 @@ if (major < 24) {
 }
 const { runnableModule } = await import('../scripts/build.js');
 const main = process.env.MESHFED_FROM_SOURCES === '1' ? '../cli/main.ts' : runnableModule('cli/main.ts');
+if (process.argv[2] === 'gateway' && typeof process.execve === 'function') {
+  // how the daemon runs (cli/node-flags.ts, beside main in the build or the sources): the same command
+  // again, same process id, with what is missing
+  const nf = await import(
+    new URL(main.endsWith('.ts') ? './node-flags.ts' : './node-flags.js', new URL(main, import.meta.url)).href
+  );
+  const flags = nf.missingNodeFlags(nf.GATEWAY_NODE_FLAGS, process.execArgv, process.env.NODE_OPTIONS);
+  const env = nf.missingEnv(nf.GATEWAY_ENV, process.env);
+  if (flags.length > 0 || Object.keys(env).length > 0) {
+    const args = [process.execPath, ...flags, ...process.execArgv, ...process.argv.slice(1)];
+    process.execve(process.execPath, args, { ...process.env, ...env });
+  }
+}
 const { runCli } = await import(main);
 const controller = new AbortController();
 let interrupted = 0;

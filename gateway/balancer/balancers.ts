@@ -1,4 +1,5 @@
 import {
+  type CatalogChange,
   type CatalogView,
   type EndpointSource,
   Counter,
@@ -139,13 +140,18 @@ export class Balancers {
   private localIndex = new Map<string, LocalService>();
   private readonly unsubscribe: () => void;
   /**
-   * resolve() results per service/scope/port, dropped on every catalog or endpoint change and when
-   * the first remote entry in them expires: pick() runs per request and must not rebuild them.
+   * resolve() results by service key, then scope/port: pick() runs per request and must not rebuild them. A
+   * catalog change drops those of the services it names (all of them for a cluster's change), an endpoint
+   * change all of them: with a large catalog under a steady change stream, dropping every service's at each
+   * change made every request rebuild its targets.
    */
-  private readonly resolved = new Map<string, { svc: ResolvedService | undefined }>();
+  private readonly resolved = new Map<string, Map<string, { svc: ResolvedService | undefined }>>();
   private probing = false;
   private lastPrune = 0;
-  /** one target per remote gateway address, for the probes; dropped when the catalog changes */
+  /**
+   * one target per remote gateway address, for the probes; dropped when a catalog change may change the set
+   * (rebuilding it walks the whole catalog, so not for a weight change to gateways it already holds)
+   */
   private probeSet: Map<string, BalancerTarget> | undefined;
 
   constructor(o: BalancersOptions) {
@@ -192,9 +198,17 @@ export class Balancers {
     };
     reindex(o.local.current());
     const offLocal = o.local.onChange(reindex);
-    const offCatalog = o.catalog.onChange(() => {
-      this.resolved.clear();
-      this.probeSet = undefined;
+    const offCatalog = o.catalog.onChange((changes) => {
+      // a view that cannot say what changed: everything may have
+      if (changes.length === 0) {
+        this.resolved.clear();
+        this.probeSet = undefined;
+      }
+      for (const c of changes) {
+        if (c.type === 'cluster') this.resolved.clear();
+        else this.resolved.delete(serviceKey(c.type === 'upsert' ? c.instance : c));
+        if (this.probeSet && this.changesProbeSet(this.probeSet, c)) this.probeSet = undefined;
+      }
       this.pruneIdle();
     });
     this.unsubscribe = () => {
@@ -245,16 +259,32 @@ export class Balancers {
     return s;
   }
 
+  /**
+   * Whether a catalog change may add or remove a probed gateway address: a new or unusable offer, a removal,
+   * a cluster's change. A weight change to an offer whose gateways are all probed already cannot.
+   */
+  private changesProbeSet(probed: Map<string, BalancerTarget>, c: CatalogChange): boolean {
+    if (c.type !== 'upsert') return true;
+    if (!this.usable(c.instance)) return true;
+    return c.instance.gateways.some((g) => !probed.has(g.address));
+  }
+
   /** The targets of a service for one of its ports, local endpoints first. */
   resolve(namespace: string, name: string, o: PickOptions = {}): ResolvedService | undefined {
-    const cacheKey = `${namespace}/${name}|${o.scope ?? 'any'}|${o.portName ?? ''}|${o.port ?? ''}`;
+    const key = serviceKey({ namespace, name });
+    const variant = `${o.scope ?? 'any'}|${o.portName ?? ''}|${o.port ?? ''}`;
     // the catalog view decides which offers are live (and keeps the last verified ones while its NATS is
-    // down): it tells every change, which clears this cache
-    const hit = this.resolved.get(cacheKey);
+    // down): it tells every change, which drops this service's cache
+    let byVariant = this.resolved.get(key);
+    const hit = byVariant?.get(variant);
     if (hit) return hit.svc;
-    if (this.resolved.size > 10_000) this.resolved.clear();
+    if (!byVariant) {
+      if (this.resolved.size > 10_000) this.resolved.clear();
+      byVariant = new Map();
+      this.resolved.set(key, byVariant);
+    }
     const svc = this.resolveUncached(namespace, name, o);
-    this.resolved.set(cacheKey, { svc });
+    byVariant.set(variant, { svc });
     return svc;
   }
 
