@@ -5,6 +5,7 @@ import { flood } from './flood.ts';
 import { gatewayKill } from './gateway-kill.ts';
 import { natsOutage } from './nats-outage.ts';
 import { rollingRestart } from './rolling-restart.ts';
+import { rootRotation } from './root-rotation.ts';
 import { slowCluster } from './slow-cluster.ts';
 import { stateDiskFull } from './state-disk-full.ts';
 
@@ -18,4 +19,5 @@ export const SCENARIOS: Scenario[] = [
   flood,
   stateDiskFull,
   clockSkew,
+  rootRotation,
 ];
