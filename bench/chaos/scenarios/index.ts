@@ -4,6 +4,7 @@ import { clockSkew } from './clock-skew.ts';
 import { flood } from './flood.ts';
 import { gatewayKill } from './gateway-kill.ts';
 import { natsOutage } from './nats-outage.ts';
+import { networkPartition } from './network-partition.ts';
 import { rollingRestart } from './rolling-restart.ts';
 import { rootRotation } from './root-rotation.ts';
 import { slowCluster } from './slow-cluster.ts';
@@ -20,4 +21,5 @@ export const SCENARIOS: Scenario[] = [
   stateDiskFull,
   clockSkew,
   rootRotation,
+  networkPartition,
 ];
