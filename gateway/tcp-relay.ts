@@ -1,9 +1,10 @@
 import type { ServerResponse } from 'node:http';
-import type { ClientHttp2Stream, Http2ServerResponse } from 'node:http2';
+import { EventEmitter } from 'node:events';
+import http2, { type ClientHttp2Stream, type Http2ServerResponse } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { Counter, LocalService, Logger } from '../core/index.ts';
 import { refuse } from './answers.ts';
-import type { BalancerConfig, Balancers, PickResult } from './balancer/index.ts';
+import type { BalancerConfig, Balancers, Failure, PickResult } from './balancer/index.ts';
 import type { H2Pool } from './h2-pool.ts';
 import type { Identities } from './identity.ts';
 import { type Handler, routeOf } from './pipeline.ts';
@@ -164,7 +165,11 @@ export class TcpRelay {
     });
   }
 
-  /** A per-service TCP port: to a local endpoint, or as a CONNECT stream through a remote gateway. */
+  /**
+   * A per-service TCP port: to a local endpoint, or as a CONNECT stream through a remote gateway. A remote
+   * try that fails before its CONNECT is answered is a connect failure (#throughTunnel): nothing of the
+   * client's has been relayed yet, so the connection is tried on another target, up to retry.attempts.
+   */
   tcpPort(socket: Socket, listener: string, service: string, portName: string | undefined): void {
     const refusedHere = (reason: string) => {
       this.#options.refused.inc({ listener, reason });
@@ -178,10 +183,14 @@ export class TcpRelay {
       return;
     }
     const [name, namespace] = service.split('.') as [string, string];
-    const pick = this.#options.balancers.pick(namespace, name, {
-      scope: 'any',
-      ...(portName ? { portName } : {}),
-    });
+    const exclude = new Set<string>();
+    const pickNext = () =>
+      this.#options.balancers.pick(namespace, name, {
+        scope: 'any',
+        ...(portName ? { portName } : {}),
+        ...(exclude.size > 0 ? { exclude } : {}),
+      });
+    let pick = pickNext();
     const call = recordConnection(this.#options, socket, performance.now(), {
       direction: 'outbound',
       protocol: 'tcp',
@@ -193,64 +202,110 @@ export class TcpRelay {
       refusedHere('no-healthy-upstream');
       return;
     }
-    if (!this.#slot(pick, socket)) {
-      refusedHere('circuit-breaker');
-      return;
-    }
-    const t = pick.target;
-    if (t.local) {
-      const up = this.dialEndpoint(pick);
-      up.once('connect', () => {
-        call.connected();
-        socket.pipe(up);
-        up.pipe(socket);
+    let retries = 0;
+    const tryTarget = (p: PickResult): void => {
+      // this try's circuit-breaker slot: given back when the try fails, or when the client leaves
+      const held = new EventEmitter();
+      socket.once('close', () => held.emit('close'));
+      if (!this.#slot(p, held)) {
+        refusedHere('circuit-breaker');
+        return;
+      }
+      if (p.target.local) {
+        const up = this.dialEndpoint(p);
+        up.once('connect', () => {
+          call.connected();
+          socket.pipe(up);
+          up.pipe(socket);
+        });
+        up.once('error', () => socket.destroy());
+        socket.once('close', () => up.destroy());
+        up.once('close', () => socket.destroy());
+        return;
+      }
+      this.#throughTunnel(socket, p, { name, namespace, caller, call }, () => {
+        held.emit('close');
+        exclude.add(p.target.id);
+        const again = retries++ < this.#options.config.retry.attempts && !socket.destroyed;
+        pick = again ? pickNext() : undefined;
+        if (pick) tryTarget(pick);
+        else socket.destroy();
       });
-      up.once('error', () => socket.destroy());
-      socket.once('close', () => up.destroy());
-      up.once('close', () => socket.destroy());
-      return;
-    }
+    };
+    tryTarget(pick);
+  }
+
+  /**
+   * One try of a TCP port's connection as a CONNECT stream through the remote gateway `pick` names.
+   * `failed` runs (once) when the try ends before the CONNECT is answered with 200: no tunnel, a reset, a
+   * 5xx, or no answer within timeouts.connect (a session whose network went silent answers nothing, and
+   * would otherwise hold the client until it gave up). The pick is settled in every case.
+   */
+  #throughTunnel(
+    socket: Socket,
+    pick: PickResult,
+    o: { name: string; namespace: string; caller: string; call: { connected(): void } },
+    failed: () => void,
+  ): void {
+    const t = pick.target;
     const t0 = performance.now();
+    let over = false;
+    const fail = (failure: Failure) => {
+      if (over) return;
+      over = true;
+      // the client may have left meanwhile: then nobody is to blame and there is nothing to retry
+      if (socket.destroyed) pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
+      else pick.release({ ok: false, latencyMs: performance.now() - t0, failure });
+      failed();
+    };
     this.#options.pool.session(t.address, t.cluster).then(
       (session) => {
         // the client may have left while the tunnel was dialled: its 'close' is past, open nothing
-        if (socket.destroyed) return pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
+        if (socket.destroyed) return fail('cancelled');
         let stream: ClientHttp2Stream;
         try {
           stream = session.request({
             ':method': 'CONNECT',
-            ':authority': `${name}.${namespace}.svc.clusterset.local:${t.port.port}`,
+            ':authority': `${o.name}.${o.namespace}.svc.clusterset.local:${t.port.port}`,
             'x-meshfed-chain': this.#options.identities.localChain().b64,
-            'x-meshfed-caller': caller,
+            'x-meshfed-caller': o.caller,
           });
         } catch {
           // a session closing meanwhile (GOAWAY) refuses new streams; a throw here would be unhandled
-          pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'reset' });
-          socket.destroy();
-          return;
+          return fail('reset');
         }
+        const ms = this.#options.config.timeouts.connect;
+        const timer = setTimeout(() => {
+          fail('timeout');
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+        }, ms);
         stream.once('response', (h) => {
-          const ok = h[':status'] === 200;
+          if (over) return;
+          clearTimeout(timer);
+          const status = Number(h[':status']);
+          if (status >= 500) {
+            fail('5xx');
+            stream.close(http2.constants.NGHTTP2_CANCEL);
+            return;
+          }
+          over = true;
+          const ok = status === 200;
           pick.release({ ok, latencyMs: performance.now() - t0, ...(ok ? {} : { failure: '5xx' as const }) });
           if (!ok) return socket.destroy();
-          call.connected();
+          o.call.connected();
           socket.pipe(stream);
           stream.pipe(socket);
+          stream.once('close', () => socket.destroy());
         });
-        stream.once('error', () => socket.destroy());
+        stream.once('error', () => undefined);
         stream.once('close', () => {
-          // closed before any response (a no-op after one): the target's outstanding count must drop,
-          // without blame when it was the client that left
-          const failure = socket.destroyed ? 'cancelled' : 'reset';
-          pick.release({ ok: false, latencyMs: performance.now() - t0, failure });
-          socket.destroy();
+          clearTimeout(timer);
+          // closed before any answer: a reset of this try (a no-op once it is settled)
+          fail('reset');
         });
         socket.once('close', () => stream.close());
       },
-      () => {
-        pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'connect' });
-        socket.destroy();
-      },
+      () => fail('connect'),
     );
   }
 
