@@ -36,6 +36,14 @@ function settledAfter(outcomes: readonly Outcome[], from: number, to: number): n
   return round(last - from);
 }
 
+function badPerSecond(outcomes: readonly Outcome[], from: number, to: number): number[] {
+  const bins = Array.from({ length: Math.ceil((to - from) / 1000) }, () => 0);
+  for (const o of outcomes)
+    if (o.due >= from && o.due < to && (!o.ok || o.latency > SLOW_MS))
+      bins[Math.floor((o.due - from) / 1000)]!++;
+  return bins;
+}
+
 function servedBy(outcomes: readonly Outcome[], from: number, to: number): Record<string, number> {
   const by: Record<string, number> = {};
   for (const o of outcomes)
@@ -84,6 +92,8 @@ export const networkPartition: Scenario = {
         await at(cutAt + PARTITION_MS - 1000, 'the end of the partition');
         // what east's catalog says of west late in the partition (stale after 5 s without its heartbeats)
         const westLate = westAt(await fed.catalogText(src));
+        // eu still hears west: a partition between two clusters, not west cut off from everyone
+        const westLateAtEu = westAt(await fed.catalogText(fed.gatewaysOf('eu')[0]!));
         await at(cutAt + PARTITION_MS, 'the end of the partition');
         lab.heal('east', 'west');
         const healAt = load.now();
@@ -105,6 +115,10 @@ export const networkPartition: Scenario = {
         const notes = lossNotes(loss);
         const beforeCut = servedBy(outcomes, 0, cutAt);
         if (!beforeCut.west) notes.push('west served nothing before the cut: the scenario proves nothing');
+        const duringBy = servedBy(outcomes, cutAt, healAt);
+        if (duringBy.west)
+          notes.push(`west served ${duringBy.west} requests during the partition: the cut did not cut`);
+        if (westLateAtEu !== 'live') notes.push(`eu saw west as ${westLateAtEu} during the partition`);
         if (failoverMs > 3000) notes.push(`failover took ${failoverMs} ms`);
         if (returnMs === null)
           notes.push(`west served nothing in the ${end - Math.round(healAt)} ms after the heal`);
@@ -124,8 +138,18 @@ export const networkPartition: Scenario = {
             afterHealSettleMs,
             partitionMs: round(healAt - cutAt),
             westAtEastLateInPartition: westLate,
+            westAtEuLateInPartition: westLateAtEu,
+            // per second since the cut: requests that failed or took over 1 s
+            badPerSecondSinceCut: badPerSecond(outcomes, cutAt, end),
+            badSample: outcomes
+              .filter((o) => o.due >= cutAt - SLOW_MS && (!o.ok || o.latency > SLOW_MS))
+              .slice(0, 40)
+              .map(
+                (o) =>
+                  `${o.kind} due ${round(o.due - cutAt)} ms after the cut: ${o.ok ? `ok in ${round(o.latency)} ms from ${o.cluster}` : `${o.error} after ${round(o.latency)} ms`}`,
+              ),
             servedByBeforeCut: beforeCut,
-            servedByDuringPartition: servedBy(outcomes, cutAt, healAt),
+            servedByDuringPartition: duringBy,
             servedByAfterHeal: servedBy(outcomes, healAt, end),
             ...loadFigures(s),
           },
