@@ -141,8 +141,10 @@ export const networkPartition: Scenario = {
             westAtEuLateInPartition: westLateAtEu,
             // per second since the cut: requests that failed or took over 1 s
             badPerSecondSinceCut: badPerSecond(outcomes, cutAt, end),
+            // every failed request, and those around and after the cut that took over 1 s (the first 40)
             badSample: outcomes
-              .filter((o) => o.due >= cutAt - SLOW_MS && (!o.ok || o.latency > SLOW_MS))
+              .filter((o) => !o.ok || (o.due >= cutAt - SLOW_MS && o.latency > SLOW_MS))
+              .sort((a, b) => a.due - b.due)
               .slice(0, 40)
               .map(
                 (o) =>
