@@ -73,6 +73,7 @@ export class H2Pool {
     | undefined;
   /** bumped when our certificate rotates: dials started before do not enter the pool */
   private generation = 0;
+  private readonly keepaliveOptions: { intervalMs: number; timeoutMs: number } | undefined;
 
   constructor(o: {
     size: number;
@@ -82,8 +83,11 @@ export class H2Pool {
     maxRequestsPerConnection?: number;
     /** watches every tunnel session's remote gateway certificate for as long as the session lives */
     revalidation?: PeerRevalidation;
+    /** HTTP/2 PINGs on every tunnel session (gateway.tunnelKeepalive); intervalMs 0: none */
+    keepalive?: { intervalMs: number; timeoutMs: number };
   }) {
     this.revalidation = o.revalidation;
+    this.keepaliveOptions = o.keepalive;
     this.size = o.size;
     this.connectTimeoutMs = o.connectTimeoutMs;
     this.creds = o.creds;
@@ -271,9 +275,47 @@ export class H2Pool {
           );
           return;
         }
+        if (cluster !== undefined) this.keepalive(session, address);
         session.unref();
         resolve(session);
       });
+    });
+  }
+
+  /**
+   * A PING on tunnel session `session` every keepalive.intervalMs; one not answered within keepalive.timeoutMs
+   * destroys the session, and with it every stream on it. A partition neither answers nor errors: without
+   * this, a response under way on the session or a TCP connection relayed over it would wait on a peer that
+   * is cut off until its own client gave up. Tunnel sessions only: a local gRPC server may refuse frequent
+   * PINGs (GOAWAY too_many_pings), a meshfed gateway answers them.
+   */
+  private keepalive(session: ClientHttp2Session, address: string): void {
+    const k = this.keepaliveOptions;
+    if (!k || k.intervalMs <= 0) return;
+    let unanswered: NodeJS.Timeout | undefined;
+    const answered = () => {
+      clearTimeout(unanswered);
+      unanswered = undefined;
+    };
+    const tick = setInterval(() => {
+      if (unanswered || session.closed || session.destroyed) return;
+      unanswered = setTimeout(() => {
+        session.destroy(
+          new MeshfedError(
+            'MESHFED_GATEWAY_UPSTREAM',
+            `tunnel to ${address}: a PING was not answered within ${k.timeoutMs} ms, so the session is closed (gateway.tunnelKeepalive)`,
+            { retryable: true },
+          ),
+        );
+      }, k.timeoutMs);
+      unanswered.unref();
+      // false: the session cannot send one now (too many unanswered); the next tick tries again
+      if (!session.ping(answered)) answered();
+    }, k.intervalMs);
+    tick.unref();
+    session.once('close', () => {
+      clearInterval(tick);
+      answered();
     });
   }
 

@@ -147,3 +147,34 @@ test('regression: a TCP connection whose tunnel went silent (a partition) moves 
   const targets = src.balancers.explain('data', 'db').levels.flatMap((l) => l.targets);
   expect(targets.reduce((n, t) => n + t.outstanding, 0)).toBe(0);
 }, 30_000);
+
+test('regression: a TCP connection relayed over a tunnel session whose network then goes silent is closed once a keepalive PING goes unanswered, not held open', async () => {
+  const db = httpService('data', 'db', [await tcpEcho()], true, 'tcp');
+  const west = await gw('kw');
+  west.source.set([db]);
+  const relay = await freezableRelay(west.eastWest);
+  const src = await gw('ks', {
+    config: {
+      tcpPorts: [{ listen: '127.0.0.1:0', service: 'db.data' }],
+      tunnelKeepalive: { interval: '200ms', timeout: '300ms' },
+    },
+  });
+  src.catalog.offer('kw', db, relay.address);
+  const client = net.connect(splitAddr(src.gateway.addresses()['tcp:db.data']!));
+  client.on('error', () => undefined);
+  const closed = once(client, 'close');
+  client.write('before\n');
+  const [first] = (await once(client, 'data')) as [Buffer];
+  expect(first.toString()).toBe('before\n');
+
+  relay.freeze();
+  const t0 = performance.now();
+  client.write('during\n');
+  // the session's PINGs go unanswered: it is closed within interval + timeout, and the relayed connection with it
+  const closedIn = await Promise.race([
+    closed.then(() => performance.now() - t0),
+    new Promise<number>((r) => setTimeout(() => r(Number.POSITIVE_INFINITY), 5_000)),
+  ]);
+  expect(closedIn).toBeLessThan(3_000);
+  expect(client.destroyed).toBe(true);
+}, 30_000);
