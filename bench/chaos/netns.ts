@@ -9,9 +9,11 @@
 // The namespace that runs the suite reaches each cluster through a veth of its own (a /30 in 10.250.10+N.0),
 // which no partition touches. No namespace has a default route and forwarding stays off everywhere, so no
 // packet can leave these namespaces and their links. 10.250.0.0/16 must be unused on the host (checked).
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 
 const PREFIX = 'mfchaos';
+const run = promisify(execFile);
 
 function ip(...args: string[]): string {
   return execFileSync('ip', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -170,14 +172,25 @@ export class NetLab {
     return p;
   }
 
-  /** the partition: the link between `a` and `b` loses its carrier on both sides */
-  cut(a: string, b: string): void {
-    for (const port of this.#pair(a, b).ports) ip('-n', this.#wire, 'link', 'set', port, 'down');
+  /**
+   * The partition: the link between `a` and `b` loses its carrier on both sides. Asynchronous, so that a
+   * load driven from this process is not held up meanwhile (`ip` can take a while on a busy host).
+   */
+  async cut(a: string, b: string): Promise<void> {
+    await this.#setPorts(a, b, 'down');
   }
 
   /** the partition heals */
-  heal(a: string, b: string): void {
-    for (const port of this.#pair(a, b).ports) ip('-n', this.#wire, 'link', 'set', port, 'up');
+  async heal(a: string, b: string): Promise<void> {
+    await this.#setPorts(a, b, 'up');
+  }
+
+  async #setPorts(a: string, b: string, state: 'up' | 'down'): Promise<void> {
+    await Promise.all(
+      this.#pair(a, b).ports.map((port) =>
+        run('ip', ['-n', this.#wire, 'link', 'set', port, state], { timeout: 10_000 }),
+      ),
+    );
   }
 
   /**

@@ -74,8 +74,14 @@ export const networkPartition: Scenario = {
       const plans = threeClusters().map((p) => ({
         ...p,
         net: lab.net(p.name),
-        // the load comes from the suite's own address on its link into east
-        config: { gateway: { egress: { trustedNetworks: [`${lab.suiteAddress(p.name)}/32`] } } },
+        config: {
+          gateway: {
+            // the load comes from the suite's own address on its link into east
+            egress: { trustedNetworks: [`${lab.suiteAddress(p.name)}/32`] },
+            // a session cut off is found within 3 s, inside the load's 5 s deadline (the default is 10 s + 5 s)
+            tunnelKeepalive: { interval: '1s', timeout: '2s' },
+          },
+        },
       }));
       const fed = new Federation(join(ctx.dir, 'fed'), plans);
       return await withFederation(fed, async () => {
@@ -86,18 +92,23 @@ export const networkPartition: Scenario = {
         const at = (ms: number, what: string) =>
           waitFor(() => load.now() >= ms, { timeoutMs: ms + 10_000, intervalMs: 20, what });
         await at(CUT_AT_MS, 'the time of the cut');
-        lab.cut('east', 'west');
+        // the cut counts from when `ip` is asked to take the link down
         const cutAt = load.now();
-        ctx.log(`link east-west cut at ${Math.round(cutAt)} ms`);
+        await lab.cut('east', 'west');
+        ctx.log(
+          `link east-west cut at ${Math.round(cutAt)} ms (ip took ${Math.round(load.now() - cutAt)} ms)`,
+        );
         await at(cutAt + PARTITION_MS - 1000, 'the end of the partition');
         // what east's catalog says of west late in the partition (stale after 5 s without its heartbeats)
         const westLate = westAt(await fed.catalogText(src));
         // eu still hears west: a partition between two clusters, not west cut off from everyone
         const westLateAtEu = westAt(await fed.catalogText(fed.gatewaysOf('eu')[0]!));
         await at(cutAt + PARTITION_MS, 'the end of the partition');
-        lab.heal('east', 'west');
         const healAt = load.now();
-        ctx.log(`link east-west restored at ${Math.round(healAt)} ms`);
+        await lab.heal('east', 'west');
+        ctx.log(
+          `link east-west restored at ${Math.round(healAt)} ms (ip took ${Math.round(load.now() - healAt)} ms)`,
+        );
         const outcomes = await done;
         await load.close();
         const s = summarize(outcomes);
