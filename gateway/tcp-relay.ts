@@ -238,7 +238,7 @@ export class TcpRelay {
   /**
    * One try of a TCP port's connection as a CONNECT stream through the remote gateway `pick` names.
    * `failed` runs (once) when the try ends before the CONNECT is answered with 200: no tunnel, a reset, a
-   * 5xx, or no answer within timeouts.connect (a session whose network went silent answers nothing, and
+   * 5xx, or no answer within timeouts.request (a session whose network went silent answers nothing, and
    * would otherwise hold the client until it gave up). The pick is settled in every case.
    */
   #throughTunnel(
@@ -274,7 +274,8 @@ export class TcpRelay {
           // a session closing meanwhile (GOAWAY) refuses new streams; a throw here would be unhandled
           return fail('reset');
         }
-        const ms = this.#options.config.timeouts.connect;
+        // the CONNECT's answer is the answer to a request: the per-try timeout applies to it
+        const ms = this.#options.config.timeouts.request;
         const timer = setTimeout(() => {
           fail('timeout');
           stream.close(http2.constants.NGHTTP2_CANCEL);

@@ -114,7 +114,7 @@ afterAll(async () => {
   for (const c of closers.reverse()) await c();
 });
 
-test('regression: a TCP connection whose tunnel went silent (a partition) moves to another cluster after timeouts.connect instead of hanging', async () => {
+test('regression: a TCP connection whose tunnel went silent (a partition) moves to another cluster after the per-try timeout instead of hanging', async () => {
   const db = (address: string) => httpService('data', 'db', [address], true, 'tcp');
   const near = await gw('near');
   const far = await gw('far');
@@ -125,7 +125,7 @@ test('regression: a TCP connection whose tunnel went silent (a partition) moves 
   const relay = await freezableRelay(near.eastWest);
   const src = await gw('src', {
     config: { tcpPorts: [{ listen: '127.0.0.1:0', service: 'db.data' }] },
-    balancer: { timeouts: { connect: 300, request: 15_000, idle: 60_000 } },
+    balancer: { timeouts: { connect: 300, request: 600, idle: 60_000 } },
   });
   // near shares src's zone: while it answers, every connection goes to it first
   src.catalog.offer('near', nearDb, relay.address, { region: 'src-region', zone: 'src-zone' });
