@@ -144,6 +144,8 @@ export const rootRotation: Scenario = {
         );
       const steps: Record<string, number> = {};
       let rotatedAt = 0;
+      /** when each step began, ms into the load: the failures are told apart by step below */
+      const began: [string, number][] = [['before', 0]];
       try {
         await waitFor(() => load.now() >= ctx.durationMs * 0.2, {
           timeoutMs: ctx.durationMs,
@@ -151,6 +153,7 @@ export const rootRotation: Scenario = {
           what: 'the load to be under way',
         });
         const t0 = load.now();
+        began.push(['trustBoth', t0]);
         ctx.log(`step 1 at ${Math.round(t0)} ms: new root, every bundle trusts both`);
         const rotated = await meshfed(['ca', 'rotate', '--ca', root1, '--out', root2]);
         const newRoot = String(rotated.newRoot);
@@ -160,6 +163,7 @@ export const rootRotation: Scenario = {
         steps.trustBothMs = round(load.now() - t0);
 
         const t1 = load.now();
+        began.push(['reissue', t1]);
         ctx.log(`step 2 at ${Math.round(t1)} ms: every cluster's intermediate re-issued under the new root`);
         for (const g of fed.gateways)
           await meshfed([
@@ -180,6 +184,7 @@ export const rootRotation: Scenario = {
         steps.reissueMs = round(load.now() - t1);
 
         const t2 = load.now();
+        began.push(['retire', t2]);
         ctx.log(`step 3 at ${Math.round(t2)} ms: the old root retired from every bundle`);
         const retired = String((await meshfed(['ca', 'rotate', '--ca', root2, '--retire', root1])).retired);
         for (const g of fed.gateways)
@@ -190,6 +195,7 @@ export const rootRotation: Scenario = {
         });
         steps.retireMs = round(load.now() - t2);
         rotatedAt = load.now();
+        began.push(['after', rotatedAt]);
         steps.rotationMs = round(rotatedAt - t0);
       } catch (err) {
         notes.push(`the rotation did not complete: ${(err as Error).message.slice(0, 600)}`);
@@ -204,6 +210,16 @@ export const rootRotation: Scenario = {
       const outcomes = await done;
       await load.close();
       const s = summarize(outcomes);
+      // failed requests by the step they were due in, and why (timeouts apart: those say the host was full)
+      const failedByStep: Record<string, Record<string, number>> = {};
+      for (const o of outcomes) {
+        if (o.ok) continue;
+        const step = began.filter(([, at]) => o.due >= at).at(-1)![0];
+        failedByStep[step] ??= {};
+        const by = failedByStep[step];
+        const key = `${o.kind}: ${o.error}`;
+        by[key] = (by[key] ?? 0) + 1;
+      }
 
       const after = await Promise.all(fed.gateways.map(presented));
       const newBundle = bundleOf(root2);
@@ -236,7 +252,7 @@ export const rootRotation: Scenario = {
       if (s.failed > 0) notes.push(`${s.failed} requests failed during the rotation`);
       return {
         pass: notes.length === 0,
-        figures: { ...steps, ...loadFigures(s), certificates },
+        figures: { ...steps, ...loadFigures(s), failedByStep, certificates },
         notes,
       };
     });
