@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import { createMesh, httpService, type Mesh, type TestGateway } from './harness.ts';
+import { splitAddress } from './tunnel-client.ts';
 
 // What the network-partition chaos scenario found (bench/chaos/scenarios/network-partition.ts): a TCP
 // connection relayed over a tunnel session whose network had gone silent waited for the CONNECT answer
@@ -10,11 +11,6 @@ import { createMesh, httpService, type Mesh, type TestGateway } from './harness.
 
 let mesh: Mesh;
 const closers: (() => unknown)[] = [];
-
-function splitAddr(address: string): { host: string; port: number } {
-  const i = address.lastIndexOf(':');
-  return { host: address.slice(0, i), port: Number(address.slice(i + 1)) };
-}
 
 async function gw(cluster: string, o: Parameters<Mesh['gateway']>[1] = {}): Promise<TestGateway> {
   const g = await mesh.gateway(cluster, o);
@@ -45,7 +41,7 @@ async function freezableRelay(target: string) {
       client.pause();
       return;
     }
-    const upstream = net.connect(splitAddr(target));
+    const upstream = net.connect(splitAddress(target));
     upstream.on('error', () => client.destroy());
     sockets.add(upstream);
     client.pipe(upstream);
@@ -77,7 +73,7 @@ async function freezableRelay(target: string) {
 
 /** one connection: `payload` out and the same bytes back, or a rejection naming how long it hung */
 function roundTrip(address: string, payload: Buffer, deadlineMs: number): Promise<Buffer> {
-  const sock = net.connect(splitAddr(address));
+  const sock = net.connect(splitAddress(address));
   const chunks: Buffer[] = [];
   let got = 0;
   return new Promise<Buffer>((resolve, reject) => {
@@ -160,7 +156,7 @@ test('regression: a TCP connection relayed over a tunnel session whose network t
     },
   });
   src.catalog.offer('kw', db, relay.address);
-  const client = net.connect(splitAddr(src.gateway.addresses()['tcp:db.data']!));
+  const client = net.connect(splitAddress(src.gateway.addresses()['tcp:db.data']!));
   client.on('error', () => undefined);
   const closed = once(client, 'close');
   client.write('before\n');
