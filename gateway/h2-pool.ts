@@ -62,10 +62,12 @@ export class H2Pool {
   /** requests handed out per tunnel session (with maxRequestsPerConnection) */
   private readonly uses = new WeakMap<ClientHttp2Session, number>();
   /**
-   * The last TLS session ticket per tunnel upstream, from a connection whose peer we verified, and how
-   * long that peer's certificate is valid: a resumed handshake shows the client no certificate to check.
+   * The last TLS session ticket per tunnel upstream, from a connection whose peer we verified, how long that
+   * peer's certificate is valid (a resumed handshake shows the client no certificate to check), and our leaf
+   * on that connection: a resumed session presents that leaf again, so a ticket is offered only while it is
+   * current.
    */
-  private readonly tickets = new Map<string, { ticket: Buffer } & VerifiedPeer>();
+  private readonly tickets = new Map<string, { ticket: Buffer; leaf: IssuedLeaf } & VerifiedPeer>();
   private readonly revalidation: PeerRevalidation | undefined;
   private closed = false;
   private context:
@@ -164,6 +166,8 @@ export class H2Pool {
     const port = Number(address.slice(colon + 1));
     let ticket: Buffer | undefined;
     let verified: VerifiedPeer | undefined;
+    /** our leaf on this connection */
+    let ours: IssuedLeaf | undefined;
     return new Promise((resolve, reject) => {
       let session: ClientHttp2Session;
       const settings = { enablePush: false, initialWindowSize: STREAM_WINDOW_BYTES };
@@ -171,6 +175,7 @@ export class H2Pool {
         const creds = this.creds;
         if (!creds) return reject(new MeshfedError('MESHFED_INTERNAL', 'tunnel credentials are missing'));
         const leaf = creds.leaf();
+        ours = leaf;
         const bundle = creds.bundle();
         // building a context parses the PEMs and loads the CA store: a sixth of the CPU of a dial when
         // every request dials (tunnelMaxRequestsPerConnection: 1); one per leaf and bundle version
@@ -190,7 +195,7 @@ export class H2Pool {
           this.context = c;
         }
         const saved = this.tickets.get(`${cluster}|${address}`);
-        const offered = saved && saved.notAfter > Date.now() ? saved : undefined;
+        const offered = saved && saved.notAfter > Date.now() && saved.leaf === leaf ? saved : undefined;
         // http2.connect forces ALPN to ['h2']: dial TLS ourselves so the tunnel ALPN is offered
         const tlsOptions: tls.ConnectionOptions = {
           host,
@@ -207,10 +212,12 @@ export class H2Pool {
             const socket = tls.connect(tlsOptions);
             // Nagle would hold a message's last partial segment until the peer's delayed ACK (~40 ms)
             socket.setNoDelay(true);
-            // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified (below)
+            // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified (below), and
+            // not when our leaf rotated meanwhile (the session would present the old one again)
             socket.on('session', (t: Buffer) => {
               ticket = t;
-              if (verified) this.tickets.set(`${cluster}|${address}`, { ticket: t, ...verified });
+              if (verified && creds.leaf() === leaf)
+                this.tickets.set(`${cluster}|${address}`, { ticket: t, leaf, ...verified });
             });
             return socket;
           },
@@ -247,7 +254,8 @@ export class H2Pool {
               cluster,
               this.tickets.get(`${cluster}|${address}`),
             );
-            if (ticket) this.tickets.set(`${cluster}|${address}`, { ticket, ...verified });
+            if (ticket && ours && this.creds?.leaf() === ours)
+              this.tickets.set(`${cluster}|${address}`, { ticket, leaf: ours, ...verified });
           } catch (err) {
             session.destroy();
             reject(err);

@@ -45,10 +45,11 @@ export class H1Pool {
   /** connections that carried a whole exchange (a dial whose try ended first carried none) */
   readonly #carried = new WeakSet<Socket>();
   /**
-   * The last TLS session ticket per gateway, from a connection whose peer we verified, and how long that
-   * peer's certificate is valid: a resumed handshake shows the client no certificate to check.
+   * The last TLS session ticket per gateway, from a connection whose peer we verified, how long that peer's
+   * certificate is valid (a resumed handshake shows the client no certificate to check), and our leaf on that
+   * connection: a resumed session presents that leaf again, so a ticket is offered only while it is current.
    */
-  readonly #tickets = new Map<string, { ticket: Buffer; notAfter: number }>();
+  readonly #tickets = new Map<string, { ticket: Buffer; notAfter: number; leaf: IssuedLeaf }>();
   readonly #o: H1PoolOptions;
   #context: { leaf: IssuedLeaf; bundle: TrustBundle; version: number; ctx: tls.SecureContext } | undefined;
   #closed = false;
@@ -175,8 +176,9 @@ export class H1Pool {
         return;
       }
       const ticketKey = `${cluster}|${address}`;
+      const leaf = this.#o.creds.leaf();
       const saved = this.#tickets.get(ticketKey);
-      const offered = saved && saved.notAfter > Date.now() ? saved : undefined;
+      const offered = saved && saved.notAfter > Date.now() && saved.leaf === leaf ? saved : undefined;
       let verifiedUntil = 0;
       const t = tls.connect({
         ...(offered ? { session: offered.ticket } : {}),
@@ -191,9 +193,11 @@ export class H1Pool {
       });
       socket = t;
       t.setNoDelay(true);
-      // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified
+      // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified, and not when our leaf
+      // rotated meanwhile (the session would present the old leaf, while our requests carry the new chain)
       t.on('session', (ticket: Buffer) => {
-        if (verifiedUntil > 0) this.#tickets.set(ticketKey, { ticket, notAfter: verifiedUntil });
+        if (verifiedUntil > 0 && this.#o.creds.leaf() === leaf)
+          this.#tickets.set(ticketKey, { ticket, notAfter: verifiedUntil, leaf });
       });
       t.once('error', onError);
       t.once('secureConnect', () => {

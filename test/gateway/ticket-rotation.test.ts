@@ -1,0 +1,74 @@
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
+import { createRoot, issueIntermediate, issueLeaf, TrustBundle } from '../../ca/index.ts';
+import { waitFor } from '../../core/index.ts';
+import { H1Pool } from '../../gateway/h1/pool.ts';
+import { FAST_ALPN } from '../../gateway/index.ts';
+
+// What the root-rotation chaos scenario found (bench/chaos/scenarios/root-rotation.ts): when a gateway's leaf
+// rotated, a TLS 1.3 ticket from a connection made just before (tickets arrive after the handshake) was kept
+// and offered on the next dial. The resumed session presented the old leaf while the requests carried the
+// new leaf's chain, so the remote gateway refused them: requests failed with 502 while intermediates were
+// re-issued under a new root.
+
+test('regression: a TLS ticket that arrives after our leaf rotated is not offered again (the resumed session would present the old leaf)', async () => {
+  const root = await createRoot({ trustDomain: 'meshfed.test' });
+  const bundle = TrustBundle.fromPem(root.certPem);
+  const west = await issueLeaf(await issueIntermediate(root, { cluster: 'west' }), {
+    kind: 'gateway',
+    name: 'west-gw',
+  });
+  const eastCa = await issueIntermediate(root, { cluster: 'east' });
+  const before = await issueLeaf(eastCa, { kind: 'gateway', name: 'east-gw' });
+  const after = await issueLeaf(eastCa, { kind: 'gateway', name: 'east-gw' });
+  let ours = before;
+  // the serial of the client certificate each connection the server accepted stands for
+  const seen: string[] = [];
+  const sockets: { destroy(): void }[] = [];
+  const server = tls.createServer(
+    {
+      cert: west.chainPem,
+      key: west.keyPem,
+      ca: bundle.toPem(),
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: [FAST_ALPN],
+      minVersion: 'TLSv1.3',
+    },
+    (s) => {
+      sockets.push(s);
+      s.on('error', () => undefined);
+      seen.push(s.getPeerCertificate().serialNumber.toLowerCase());
+    },
+  );
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const pool = new H1Pool({
+    connectTimeoutMs: 5_000,
+    idleTimeoutMs: 60_000,
+    maxIdlePerKey: 4,
+    maxRequestsPerConnection: 0,
+    creds: { leaf: () => ours, bundle: () => bundle, trustDomain: 'meshfed.test' },
+  });
+  const address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  try {
+    const first = await pool.acquire(address, 'west');
+    sockets.push(first.socket);
+    const ticket = once(first.socket, 'session');
+    // our leaf rotates between the handshake and the ticket, which TLS 1.3 sends after it
+    ours = after;
+    pool.rotate();
+    await ticket;
+    first.socket.destroy();
+    const second = await pool.acquire(address, 'west');
+    sockets.push(second.socket);
+    expect((second.socket as TLSSocket).isSessionReused()).toBe(false);
+    await waitFor(() => seen.length === 2, { timeoutMs: 5_000, what: 'the server to accept both' });
+    expect(seen).toEqual([before.serial.toLowerCase(), after.serial.toLowerCase()]);
+  } finally {
+    for (const s of sockets) s.destroy();
+    pool.close();
+    server.close();
+  }
+}, 30_000);
