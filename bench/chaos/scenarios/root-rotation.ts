@@ -247,12 +247,20 @@ export const rootRotation: Scenario = {
         if (!c.chainsToNewRoot) notes.push(`${c.gateway}'s certificate does not chain to the new root`);
         return c;
       });
+      // what each gateway refused meanwhile (a peer certificate it could not verify shows here)
+      const refused: Record<string, string[]> = {};
+      for (const g of fed.gateways) {
+        const lines = (await g.metrics().catch(() => ''))
+          .split('\n')
+          .filter((l) => l.startsWith('meshfed_refused_total') && !l.endsWith(' 0'));
+        if (lines.length) refused[`${g.cluster}/${g.name}`] = lines;
+      }
       const loss = await lossCheck(fed, load);
       notes.push(...lossNotes(loss));
       if (s.failed > 0) notes.push(`${s.failed} requests failed during the rotation`);
       return {
         pass: notes.length === 0,
-        figures: { ...steps, ...loadFigures(s), failedByStep, certificates },
+        figures: { ...steps, ...loadFigures(s), failedByStep, refused, certificates },
         notes,
       };
     });
