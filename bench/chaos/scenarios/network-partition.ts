@@ -75,6 +75,9 @@ export const networkPartition: Scenario = {
     try {
       const plans = threeClusters().map((p) => ({
         ...p,
+        // west shares east's locality, so that east sends it everything while it is reachable: the whole
+        // load fails over to eu at the cut, and comes back at the heal
+        region: p.name === 'west' ? 'us-east' : p.region,
         net: lab.net(p.name),
         config: {
           gateway: {
