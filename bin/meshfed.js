@@ -1,6 +1,8 @@
 #!/usr/bin/env node
-// The meshfed command. It runs meshfed's TypeScript sources directly with Node 24's type stripping,
-// so it needs Node.js 24: `npx meshfed` and npm scripts use the Node 24 that `npm ci` installs.
+// The meshfed command. It runs the JavaScript that scripts/build.js makes from meshfed's TypeScript
+// sources (building it first when a source changed), or the sources themselves with Node 24's type
+// stripping when the build cannot be made or MESHFED_FROM_SOURCES=1 asks for them. Either way it needs
+// Node.js 24: `npx meshfed` and npm scripts use the Node 24 that `npm ci` installs.
 const major = Number(process.versions.node.split('.')[0]);
 if (major < 24) {
   process.stderr.write(
@@ -9,7 +11,9 @@ if (major < 24) {
   );
   process.exit(1);
 }
-const { runCli } = await import('../cli/main.ts');
+const { runnableModule } = await import('../scripts/build.js');
+const main = process.env.MESHFED_FROM_SOURCES === '1' ? '../cli/main.ts' : runnableModule('cli/main.ts');
+const { runCli } = await import(main);
 const controller = new AbortController();
 let interrupted = 0;
 for (const sig of ['SIGINT', 'SIGTERM']) {

@@ -120,6 +120,15 @@ export class MessageVerifier {
     this.#now = o.now;
   }
 
+  /**
+   * Whether an expiry stamped by another cluster's clock has passed by ours: only once it is more than
+   * maxClockSkew behind us, the same allowance an issuedAt gets ahead of us. Whatever remembers a message
+   * until its expiry (a replay guard) must remember it until then too.
+   */
+  expired(expiresAt: number, now: number): boolean {
+    return expiresAt + this.#o.maxClockSkew < now;
+  }
+
   /** `checkExpiry: false` is for the persisted catalog: it is re-verified, but kept past expiry until NATS says otherwise. */
   verify(
     raw: string | Uint8Array,
@@ -197,11 +206,12 @@ export class MessageVerifier {
     const now = this.#now();
     const bounds = this.#checkBounds(msg, now, signer.validUntil);
     if (bounds) return refuse(bounds.reason, id.spiffeId, bounds.detail);
-    if (o.checkExpiry !== false && msg.expiresAt < now) {
+    // the signer's clock may run behind ours by up to maxClockSkew, as it may run ahead for issuedAt
+    if (o.checkExpiry !== false && this.expired(msg.expiresAt, now)) {
       return refuse(
         'expired',
         id.spiffeId,
-        `the ${msg.type} expired at ${new Date(msg.expiresAt).toISOString()}`,
+        `the ${msg.type} expired at ${new Date(msg.expiresAt).toISOString()} (by its signer's clock; federation.maxClockSkew allows ${this.#o.maxClockSkew} ms)`,
       );
     }
     return { ok: true, msg, signer: id.spiffeId, signerCluster: id.cluster! };

@@ -30,7 +30,7 @@ import { type Handler, fromNode } from './pipeline.ts';
 import { requestPipelines } from './pipelines.ts';
 import { PolicyIndex } from './policy/index.ts';
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
-import { CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
+import { budgetPerService, CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
 import { TcpRelay } from './tcp-relay.ts';
 import type { TrafficSnapshot } from './traffic-window.ts';
 import { guardSession, secureServer, tlsContextOptions } from './tls-servers.ts';
@@ -146,6 +146,12 @@ export class Gateway {
     });
     const metrics = resilienceMetrics(options.registry);
     const breakers = new CircuitBreakers(bc.circuitBreaker, { metrics, sourceCluster: options.cluster });
+    // one retry budget per service, for its HTTP requests and its TCP connections alike
+    const budgetFor = budgetPerService({
+      budgetPercent: bc.retry.budgetPercent,
+      minRetriesPerSecond: bc.retry.minRetriesPerSecond,
+      windowMs: bc.retry.budgetWindow,
+    });
     this.#relay = new TcpRelay({
       balancers: options.balancers,
       breakers,
@@ -156,6 +162,8 @@ export class Gateway {
       log: this.#log,
       cluster: options.cluster,
       golden: this.golden,
+      budgetFor,
+      metrics,
     });
     const tunnel = new H2Upstream({
       pool: this.#pool,
@@ -202,6 +210,7 @@ export class Gateway {
       breakers,
       config: bc,
       metrics,
+      budgetFor,
       cluster: options.cluster,
       codec,
       ...(resilience ? { resilience } : {}),
@@ -371,6 +380,7 @@ export class Gateway {
           gateway: options.name,
           locality: options.locality,
         },
+        ...(options.linkReports ? { links: () => options.linkReports!.linkReports() } : {}),
       },
       config: () => ({
         cluster: options.cluster,

@@ -1,6 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { EventEmitter } from 'node:events';
-import http2, { type ClientHttp2Stream, type Http2ServerResponse } from 'node:http2';
+import { type ClientHttp2Stream, constants as h2constants, type Http2ServerResponse } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { Counter, LocalService, Logger } from '../core/index.ts';
 import { refuse } from './answers.ts';
@@ -9,7 +8,12 @@ import type { H2Pool } from './h2-pool.ts';
 import type { Identities } from './identity.ts';
 import { type Handler, routeOf } from './pipeline.ts';
 import type { GoldenMetrics } from './golden-metrics.ts';
-import type { CircuitBreakers } from './resilience/index.ts';
+import {
+  backoffMs,
+  type CircuitBreakers,
+  type ResilienceMetrics,
+  type RetryBudget,
+} from './resilience/index.ts';
 
 export interface TcpRelayOptions {
   balancers: Balancers;
@@ -22,6 +26,9 @@ export interface TcpRelayOptions {
   /** this gateway's cluster: the source of its TCP ports' calls, the destination of passthrough */
   cluster: string;
   golden: GoldenMetrics;
+  /** the retry budget of a service, shared with its HTTP requests */
+  budgetFor: (service: { namespace: string; name: string }) => RetryBudget;
+  metrics: ResilienceMetrics;
 }
 
 /**
@@ -166,9 +173,12 @@ export class TcpRelay {
   }
 
   /**
-   * A per-service TCP port: to a local endpoint, or as a CONNECT stream through a remote gateway. A remote
-   * try that fails before its CONNECT is answered is a connect failure (#throughTunnel): nothing of the
-   * client's has been relayed yet, so the connection is tried on another target, up to retry.attempts.
+   * A per-service TCP port: to a local endpoint, or as a CONNECT stream through a remote gateway. Until
+   * the target accepts (the local connect, or a 200 to the CONNECT) the client's bytes wait unread in its
+   * socket and nothing has been relayed either way, so a try that fails then — connect failure, refused,
+   * a tunnel session gone, the stream reset, a 5xx to the CONNECT — is retried on another target, within
+   * retry.attempts and the service's retry budget; the failed target is blamed and outlier detection
+   * ejects it. Once bytes flow, a failure ends the connection.
    */
   tcpPort(socket: Socket, listener: string, service: string, portName: string | undefined): void {
     const refusedHere = (reason: string) => {
@@ -183,130 +193,187 @@ export class TcpRelay {
       return;
     }
     const [name, namespace] = service.split('.') as [string, string];
-    const exclude = new Set<string>();
-    const pickNext = () =>
-      this.#options.balancers.pick(namespace, name, {
-        scope: 'any',
-        ...(portName ? { portName } : {}),
-        ...(exclude.size > 0 ? { exclude } : {}),
-      });
-    let pick = pickNext();
+    let destination = '';
     const call = recordConnection(this.#options, socket, performance.now(), {
       direction: 'outbound',
       protocol: 'tcp',
       source: this.#options.cluster,
-      destination: () => pick?.target.cluster ?? '',
+      destination: () => destination,
       service,
     });
-    if (!pick) {
-      refusedHere('no-healthy-upstream');
-      return;
-    }
-    let retries = 0;
-    const tryTarget = (p: PickResult): void => {
-      // this try's circuit-breaker slot: given back when the try fails, or when the client leaves
-      const held = new EventEmitter();
-      socket.once('close', () => held.emit('close'));
-      if (!this.#slot(p, held)) {
+    const budget = this.#options.budgetFor({ namespace, name });
+    budget.recordCall();
+    const exclude = new Set<string>();
+    const tryTarget = (attempt: number): void => {
+      const opts = { scope: 'any' as const, exclude, ...(portName ? { portName } : {}) };
+      // a retry prefers an untried target, but a tried one beats none (as for HTTP: balanced-dispatch.ts)
+      const pick =
+        this.#options.balancers.pick(namespace, name, opts) ??
+        (attempt > 0
+          ? this.#options.balancers.pick(namespace, name, { ...opts, exclude: new Set() })
+          : undefined);
+      if (!pick) {
+        // only a first try counts as a refusal
+        if (attempt === 0) refusedHere('no-healthy-upstream');
+        else socket.destroy();
+        return;
+      }
+      const releaseSlot = this.#options.breakers.acquireConnection(pick.target);
+      if (!releaseSlot) {
+        pick.release({ ok: false, latencyMs: 0, failure: 'overflow' });
         refusedHere('circuit-breaker');
         return;
       }
-      if (p.target.local) {
-        const up = this.dialEndpoint(p);
-        up.once('connect', () => {
-          call.connected();
-          socket.pipe(up);
-          up.pipe(socket);
-        });
-        up.once('error', () => socket.destroy());
-        socket.once('close', () => up.destroy());
-        up.once('close', () => socket.destroy());
-        return;
-      }
-      this.#throughTunnel(socket, p, { name, namespace, caller, call }, () => {
-        held.emit('close');
-        exclude.add(p.target.id);
-        const again = retries++ < this.#options.config.retry.attempts && !socket.destroyed;
-        pick = again ? pickNext() : undefined;
-        if (pick) tryTarget(pick);
-        else socket.destroy();
-      });
+      destination = pick.target.cluster;
+      let settled = false;
+      const onClientGone = () => releaseSlot();
+      socket.once('close', onClientGone);
+      const relay = (up: NodeJS.ReadWriteStream) => {
+        settled = true;
+        call.connected();
+        socket.pipe(up);
+        up.pipe(socket);
+      };
+      // before any byte was relayed: another target, when the budget allows
+      const retry = (failure: Failure) => {
+        if (settled) return;
+        settled = true;
+        socket.off('close', onClientGone);
+        releaseSlot();
+        if (socket.destroyed) return;
+        exclude.add(pick.target.id);
+        const labels = { source_cluster: this.#options.cluster, destination_cluster: pick.target.cluster };
+        if (attempt >= this.#options.config.retry.attempts) return void socket.destroy();
+        if (!budget.tryAcquire()) {
+          this.#options.metrics.budgetExhausted.inc(labels);
+          socket.destroy();
+          return;
+        }
+        this.#options.metrics.retries.inc({ ...labels, failure });
+        // the same full-jitter back-off as the HTTP retries
+        const { backoffBase, backoffMax } = this.#options.config.retry;
+        setTimeout(
+          () => {
+            if (!socket.destroyed) tryTarget(attempt + 1);
+          },
+          backoffMs(attempt, backoffBase, backoffMax, Math.random),
+        );
+      };
+      if (pick.target.local) this.#dialLocal(pick, socket, relay, retry);
+      else
+        this.#openConnect(
+          pick,
+          socket,
+          { caller, host: `${name}.${namespace}.svc.clusterset.local` },
+          relay,
+          retry,
+        );
     };
-    tryTarget(pick);
+    tryTarget(0);
+  }
+
+  /** A per-service TCP port's try at a local endpoint: dialEndpoint settles the pick itself. */
+  #dialLocal(
+    pick: PickResult,
+    socket: Socket,
+    relay: (up: NodeJS.ReadWriteStream) => void,
+    retry: (failure: Failure) => void,
+  ): void {
+    const up = this.dialEndpoint(pick);
+    let connected = false;
+    up.once('connect', () => {
+      connected = true;
+      relay(up);
+    });
+    up.once('error', () => {
+      if (!connected) retry('connect');
+    });
+    socket.once('close', () => up.destroy());
+    up.once('close', () => {
+      if (connected) socket.destroy();
+    });
   }
 
   /**
-   * One try of a TCP port's connection as a CONNECT stream through the remote gateway `pick` names.
-   * `failed` runs (once) when the try ends before the CONNECT is answered with 200: no tunnel, a reset, a
-   * 5xx, or no answer within timeouts.request (a session whose network went silent answers nothing, and
-   * would otherwise hold the client until it gave up). The pick is settled in every case.
+   * A per-service TCP port's try at a remote gateway: a CONNECT stream on the tunnel session, answered
+   * within the per-try timeout (timeouts.request) or failed as a 'timeout'.
    */
-  #throughTunnel(
-    socket: Socket,
+  #openConnect(
     pick: PickResult,
-    o: { name: string; namespace: string; caller: string; call: { connected(): void } },
-    failed: () => void,
+    socket: Socket,
+    call: { caller: string; host: string },
+    relay: (up: NodeJS.ReadWriteStream) => void,
+    retry: (failure: Failure) => void,
   ): void {
     const t = pick.target;
     const t0 = performance.now();
-    let over = false;
-    const fail = (failure: Failure) => {
-      if (over) return;
-      over = true;
-      // the client may have left meanwhile: then nobody is to blame and there is nothing to retry
-      if (socket.destroyed) pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
-      else pick.release({ ok: false, latencyMs: performance.now() - t0, failure });
-      failed();
+    const failed = (failure: Failure) => {
+      pick.release({ ok: false, latencyMs: performance.now() - t0, failure });
+      retry(failure);
     };
     this.#options.pool.session(t.address, t.cluster).then(
       (session) => {
         // the client may have left while the tunnel was dialled: its 'close' is past, open nothing
-        if (socket.destroyed) return fail('cancelled');
+        if (socket.destroyed) return pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
         let stream: ClientHttp2Stream;
         try {
           stream = session.request({
             ':method': 'CONNECT',
-            ':authority': `${o.name}.${o.namespace}.svc.clusterset.local:${t.port.port}`,
+            ':authority': `${call.host}:${t.port.port}`,
             'x-meshfed-chain': this.#options.identities.localChain().b64,
-            'x-meshfed-caller': o.caller,
+            'x-meshfed-caller': call.caller,
           });
         } catch {
-          // a session closing meanwhile (GOAWAY) refuses new streams; a throw here would be unhandled
-          return fail('reset');
+          // a session closed or going away since the pool handed it out: the stream never left
+          return failed('refused');
         }
-        // the CONNECT's answer is the answer to a request: the per-try timeout applies to it
-        const ms = this.#options.config.timeouts.request;
+        let answered = false;
+        let relaying = false;
+        // a session whose network went silent (a partition) answers nothing and errs nothing: the answer is
+        // awaited for the per-try timeout, then the try fails like any other before bytes flowed
+        let timedOut = false;
         const timer = setTimeout(() => {
-          fail('timeout');
-          stream.close(http2.constants.NGHTTP2_CANCEL);
-        }, ms);
+          timedOut = true;
+          stream.close(h2constants.NGHTTP2_CANCEL);
+          failed('timeout');
+        }, this.#options.config.timeouts.request);
         stream.once('response', (h) => {
-          if (over) return;
+          if (timedOut) return;
           clearTimeout(timer);
+          answered = true;
           const status = Number(h[':status']);
           if (status >= 500) {
-            fail('5xx');
-            stream.close(http2.constants.NGHTTP2_CANCEL);
+            // the remote gateway could not reach an endpoint (503 connect-failed): nothing was relayed
+            stream.close();
+            failed('5xx');
             return;
           }
-          over = true;
-          const ok = status === 200;
-          pick.release({ ok, latencyMs: performance.now() - t0, ...(ok ? {} : { failure: '5xx' as const }) });
-          if (!ok) return socket.destroy();
-          o.call.connected();
-          socket.pipe(stream);
-          stream.pipe(socket);
-          stream.once('close', () => socket.destroy());
+          if (status !== 200) {
+            // refused by the destination's policy: the caller's fault, never retried nor blamed
+            pick.release({ ok: true, latencyMs: performance.now() - t0 });
+            socket.destroy();
+            return;
+          }
+          pick.release({ ok: true, latencyMs: performance.now() - t0 });
+          relaying = true;
+          relay(stream);
         });
-        stream.once('error', () => undefined);
+        // an error is followed by 'close', which decides
+        stream.on('error', () => {});
         stream.once('close', () => {
           clearTimeout(timer);
-          // closed before any answer: a reset of this try (a no-op once it is settled)
-          fail('reset');
+          if (relaying) socket.destroy();
+          if (answered || timedOut) return;
+          // closed before any answer: the client leaving blames nobody; anything else is the target's
+          if (socket.destroyed) {
+            pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'cancelled' });
+            return;
+          }
+          failed(stream.rstCode === h2constants.NGHTTP2_REFUSED_STREAM ? 'refused' : 'reset');
         });
         socket.once('close', () => stream.close());
       },
-      () => fail('connect'),
+      () => failed('connect'),
     );
   }
 

@@ -464,11 +464,42 @@ export class Federation {
       .map((g) => `${g.cluster}/${g.name}`);
   }
 
+  /**
+   * CPU seconds (user + system) used so far by each process of the federation, from /proc: each gateway
+   * by name, `backends` and `nats` summed. Linux only; an empty record elsewhere.
+   */
+  cpuSeconds(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const add = (key: string, pid: number | undefined) => {
+      const s = pid === undefined ? undefined : procCpuSeconds(pid);
+      if (s !== undefined) out[key] = (out[key] ?? 0) + s;
+    };
+    for (const g of this.gateways) add(g.name, g.child?.pid);
+    for (const b of this.backends) add('backends', b.child.pid);
+    for (const n of this.nats?.servers ?? []) add('nats', n.pid);
+    return out;
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.gateways.map((g) => g.stop(5000)));
     for (const b of this.backends) b.child.kill('SIGTERM');
     await this.nats?.stop();
     LIVE.delete(this);
+  }
+}
+
+/** Linux's clock ticks per second (sysconf(_SC_CLK_TCK)), the unit of /proc/<pid>/stat's times */
+const CLK_TCK = 100;
+
+/** user + system CPU seconds of a live process, from /proc/<pid>/stat; undefined when unreadable */
+export function procCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the fields after the command name (which may hold spaces), from field 3 (state) on
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return undefined;
   }
 }
 

@@ -30,10 +30,19 @@ export interface BalancerTarget {
 }
 
 /**
- * How a try failed. 'cancelled' (the caller went away) and 'overflow' (a circuit breaker of this
- * gateway refused before anything was sent) count against nobody.
+ * How a try failed. 'cancelled' (the caller went away), 'overflow' (a circuit breaker of this gateway
+ * refused before anything was sent) and 'declined' (a healthy target turned this call away for now: a
+ * gRPC CANCELLED or RESOURCE_EXHAUSTED answer) count against nobody.
  */
-export type Failure = 'connect' | 'timeout' | '5xx' | 'reset' | 'refused' | 'cancelled' | 'overflow';
+export type Failure =
+  | 'connect'
+  | 'timeout'
+  | '5xx'
+  | 'reset'
+  | 'refused'
+  | 'cancelled'
+  | 'overflow'
+  | 'declined';
 
 export interface PickResult {
   target: BalancerTarget;
@@ -394,7 +403,7 @@ export class Balancers {
     s: TargetStats,
     o: { ok: boolean; latencyMs: number; failure?: Failure },
   ): void {
-    if (o.failure === 'cancelled' || o.failure === 'overflow') return;
+    if (o.failure === 'cancelled' || o.failure === 'overflow' || o.failure === 'declined') return;
     const now = this.now();
     const decayed = s.ewma * Math.exp(-(now - s.lastSample) / DECAY_MS);
     s.ewma = o.latencyMs > decayed ? o.latencyMs : decayed * 0.7 + o.latencyMs * 0.3;

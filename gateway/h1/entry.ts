@@ -229,7 +229,7 @@ class H1Connection implements ClientConnection {
     this.#decoded = decoded;
     const framer = bodyFramer(ex.head.framing, {
       maxTrailerBytes: this.#o.maxHeadBytes,
-      ...(decoded ? { onData: (d: Buffer) => this.#write(d) } : {}),
+      ...(decoded ? { onData: (d: Buffer) => this.#write(d, d.length) } : {}),
     });
     this.#framer = framer;
     if (framer.done) {
@@ -248,8 +248,8 @@ class H1Connection implements ClientConnection {
     if (this.#framer && !this.#framer.done) this.socket.resume();
   }
 
-  #write(d: Buffer): void {
-    if (!this.#sink!.write(d)) {
+  #write(d: Buffer, payloadBytes: number): void {
+    if (!this.#sink!.write(d, payloadBytes)) {
       this.#bodyPaused = true;
       this.socket.pause();
     }
@@ -257,6 +257,7 @@ class H1Connection implements ClientConnection {
 
   #feedBody(d: Buffer): void {
     const framer = this.#framer!;
+    const before = framer.payloadBytes;
     let used: number;
     try {
       used = framer.feed(d, 0);
@@ -277,7 +278,8 @@ class H1Connection implements ClientConnection {
       }
       return;
     }
-    if (!this.#decoded && used > 0) this.#write(used === d.length ? d : d.subarray(0, used));
+    if (!this.#decoded && used > 0)
+      this.#write(used === d.length ? d : d.subarray(0, used), framer.payloadBytes - before);
     if (framer.done) {
       this.#sink!.end();
       if (used < d.length) this.#buf = d.subarray(used);

@@ -8,7 +8,8 @@ import type { RequestHead } from './head.ts';
 
 /** Where a request body goes once a codec asks for it; `write` returning false pauses the client. */
 export interface BodySink {
-  write(chunk: Buffer): boolean;
+  /** `payloadBytes`: how much of `chunk` is the body's payload (all of it, unless it carries chunked framing) */
+  write(chunk: Buffer, payloadBytes: number): boolean;
   end(): void;
 }
 

@@ -5,6 +5,8 @@ import type { Identities } from '../identity.ts';
 import type { GatewayRequest } from '../pipeline.ts';
 import type { CircuitBreakers } from '../resilience/index.ts';
 import type { UpstreamAttempt, UpstreamCodec } from '../upstream/attempt.ts';
+import { BodyReplay } from '../upstream/body-replay.ts';
+import { notReplayable } from '../upstream/h2.ts';
 import { upstreamHeaders } from '../upstream/request-headers.ts';
 import { type BodyFramer, bodyFramer } from './body.ts';
 import type { Exchange } from './exchange.ts';
@@ -105,6 +107,11 @@ export class FastUpstream implements UpstreamCodec {
     // a remote gateway verifies our chain once per connection and keeps the identity with it: only the
     // first request of a connection (one that was never reused) needs to carry it
     if (c.reused && !t.local) delete headers['x-meshfed-chain'];
+    if (r.hasBody && r.replay && !r.replay.replayable) {
+      o.pool.release(c, true);
+      a.fail('cancelled', notReplayable());
+      return;
+    }
     let head: string;
     try {
       head = requestHead(r, r.authority || t.address, headers, ex.head.framing.kind === 'chunked');
@@ -139,6 +146,7 @@ export class FastUpstream implements UpstreamCodec {
       a.fail('reset', err);
     };
     const feed = (d: Buffer) => {
+      const before = framer!.payloadBytes;
       let used: number;
       try {
         used = framer!.feed(d, 0);
@@ -147,7 +155,7 @@ export class FastUpstream implements UpstreamCodec {
         failed(err);
         return;
       }
-      if (res!.framing.kind !== 'close') r.bytesOut += used;
+      r.bytesOut += framer!.payloadBytes - before;
       if (
         res!.framing.kind !== 'close' &&
         used > 0 &&
@@ -203,14 +211,7 @@ export class FastUpstream implements UpstreamCodec {
       }
       framer = bodyFramer(h.framing, {
         maxTrailerBytes: o.maxHeadBytes,
-        ...(h.framing.kind === 'close'
-          ? {
-              onData: (b: Buffer) => {
-                r.bytesOut += b.length;
-                return ex.write(b);
-              },
-            }
-          : {}),
+        ...(h.framing.kind === 'close' ? { onData: (b: Buffer) => ex.write(b) } : {}),
       });
       if (framer.done) complete(buf.length > 0);
       else if (buf.length > 0) feed(buf);
@@ -233,23 +234,38 @@ export class FastUpstream implements UpstreamCodec {
       end(false);
     });
     s.write(head);
-    if (r.hasBody) {
-      ex.startBody(
-        {
-          write: (b) => {
-            if (over) return true;
-            // the body as the client framed it (a chunked body counts its chunk lines too)
-            r.bytesIn += b.length;
-            if (s.write(b)) return true;
-            s.once('drain', () => ex.resumeBody());
-            return false;
-          },
-          end: () => {
-            bodySent = true;
-          },
-        },
-        false,
-      );
+    if (!r.hasBody) return;
+    if (r.replay) {
+      // a retry: the payload an earlier try recorded (the retry layer checked it is whole), framed as
+      // this head says: as it is for a length, as one chunk for chunked
+      const chunked = ex.head.framing.kind === 'chunked';
+      const size = r.replay.chunks.reduce((n, c) => n + c.length, 0);
+      if (chunked && size > 0) s.write(`${size.toString(16)}\r\n`);
+      for (const chunk of r.replay.chunks) s.write(chunk);
+      if (chunked) s.write(size > 0 ? '\r\n0\r\n\r\n' : '0\r\n\r\n');
+      bodySent = true;
+      return;
     }
+    // the framed bytes are the payload only for a length-delimited body: only that one is recorded
+    const recorder = ex.head.framing.kind === 'length' ? new BodyReplay() : BodyReplay.unrecorded();
+    r.replay = recorder;
+    ex.startBody(
+      {
+        write: (b, payloadBytes) => {
+          if (over) return true;
+          // forwarded as the client framed it, counted by its payload (as every other path counts it)
+          r.bytesIn += payloadBytes;
+          recorder.record(b);
+          if (s.write(b)) return true;
+          s.once('drain', () => ex.resumeBody());
+          return false;
+        },
+        end: () => {
+          bodySent = true;
+          recorder.end();
+        },
+      },
+      false,
+    );
   }
 }

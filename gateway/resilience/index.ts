@@ -10,6 +10,7 @@ export {
   UpstreamFailure,
 } from './dispatch.ts';
 export { type ResilienceMetrics, resilienceMetrics } from './metrics.ts';
+export { classifyAnswer, GRPC, retriedByDefault, type TryOutcome } from './retry-conditions.ts';
 export {
   backoffMs,
   budgetPerService,

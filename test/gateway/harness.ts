@@ -19,6 +19,7 @@ import {
   type ClusterState,
   createRegistry,
   type EndpointSource,
+  type LinkReportView,
   type LocalService,
   type PolicyView,
   type Registry,
@@ -177,6 +178,8 @@ export interface Mesh {
       /** balancer settings on top of the harness defaults (slow health checks, a generous retry budget) */
       balancer?: Record<string, unknown>;
       metricLimits?: GoldenLimits;
+      /** the other clusters' link reports the dashboard draws (a LinkReportView double) */
+      linkReports?: LinkReportView;
       /** the federated policy this gateway enforces (a PolicyView double: test/gateway/policy-view.ts) */
       policy?: PolicyView;
       /** the random source of splits and faults */
@@ -254,6 +257,7 @@ export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
         ...(o.authorize ? { authorize: o.authorize } : {}),
         ...(o.tracer ? { tracer: o.tracer } : {}),
         ...(o.metricLimits ? { metricLimits: o.metricLimits } : {}),
+        ...(o.linkReports ? { linkReports: o.linkReports } : {}),
         ...(o.policy ? { policy: o.policy } : {}),
         ...(o.random ? { random: o.random } : {}),
         ...(o.rateLimitClock ? { rateLimitClock: o.rateLimitClock } : {}),
