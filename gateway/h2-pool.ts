@@ -76,6 +76,8 @@ export class H2Pool {
   /** bumped when our certificate rotates: dials started before do not enter the pool */
   private generation = 0;
   private readonly keepaliveOptions: { intervalMs: number; timeoutMs: number } | undefined;
+  /** our leaf on each tunnel session, as its peer saw it (chainHeaderOf) */
+  private readonly leaves = new WeakMap<ClientHttp2Session, IssuedLeaf>();
 
   constructor(o: {
     size: number;
@@ -283,11 +285,19 @@ export class H2Pool {
           );
           return;
         }
-        if (cluster !== undefined) this.keepalive(session, address);
+        if (cluster !== undefined) {
+          if (ours) this.leaves.set(session, ours);
+          this.keepalive(session, address);
+        }
         session.unref();
         resolve(session);
       });
     });
+  }
+
+  /** The leaf we presented on tunnel session `s` (one dialled as it rotated keeps serving with the old one). */
+  leafOf(s: ClientHttp2Session): IssuedLeaf | undefined {
+    return this.leaves.get(s);
   }
 
   /**

@@ -5,7 +5,7 @@ import type { Counter, LocalService, Logger } from '../core/index.ts';
 import { refuse } from './answers.ts';
 import type { BalancerConfig, Balancers, Failure, PickResult } from './balancer/index.ts';
 import type { H2Pool } from './h2-pool.ts';
-import type { Identities } from './identity.ts';
+import { chainHeaderOf, type Identities } from './identity.ts';
 import { type Handler, routeOf } from './pipeline.ts';
 import type { GoldenMetrics } from './golden-metrics.ts';
 import {
@@ -315,12 +315,14 @@ export class TcpRelay {
       (session) => {
         // the client may have left while the tunnel was dialled: its 'close' is past, open nothing
         if (socket.destroyed) return pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
+        // the chain of the leaf this session presented, which may be the one before a rotation
+        const leaf = this.#options.pool.leafOf(session);
         let stream: ClientHttp2Stream;
         try {
           stream = session.request({
             ':method': 'CONNECT',
             ':authority': `${call.host}:${t.port.port}`,
-            'x-meshfed-chain': this.#options.identities.localChain().b64,
+            'x-meshfed-chain': leaf ? chainHeaderOf(leaf) : this.#options.identities.localChain().b64,
             'x-meshfed-caller': call.caller,
           });
         } catch {

@@ -50,6 +50,8 @@ export class H1Pool {
    * connection: a resumed session presents that leaf again, so a ticket is offered only while it is current.
    */
   readonly #tickets = new Map<string, { ticket: Buffer; notAfter: number; leaf: IssuedLeaf }>();
+  /** our leaf on each mTLS connection, as its peer saw it (chainHeaderOf) */
+  readonly #leafOf = new WeakMap<Socket, IssuedLeaf>();
   readonly #o: H1PoolOptions;
   #context: { leaf: IssuedLeaf; bundle: TrustBundle; version: number; ctx: tls.SecureContext } | undefined;
   #closed = false;
@@ -192,6 +194,7 @@ export class H1Pool {
         checkServerIdentity: () => undefined,
       });
       socket = t;
+      this.#leafOf.set(t, leaf);
       t.setNoDelay(true);
       // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified, and not when our leaf
       // rotated meanwhile (the session would present the old leaf, while our requests carry the new chain)
@@ -255,6 +258,11 @@ export class H1Pool {
       this.#context = c;
     }
     return c.ctx;
+  }
+
+  /** The leaf we presented on mTLS connection `s` (a dial under way when it rotated presents the old one). */
+  leafOf(s: Socket): IssuedLeaf | undefined {
+    return this.#leafOf.get(s);
   }
 
   /** Our certificate or the trust bundle changed: idle mTLS connections close; new ones use the new context. */

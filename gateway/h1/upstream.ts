@@ -1,7 +1,7 @@
 import { MeshfedError } from '../../core/index.ts';
 import type { BalancerTarget } from '../balancer/index.ts';
 import { responseHeadersForClient } from '../headers.ts';
-import type { Identities } from '../identity.ts';
+import { chainHeaderOf, type Identities } from '../identity.ts';
 import type { GatewayRequest } from '../pipeline.ts';
 import type { CircuitBreakers } from '../resilience/index.ts';
 import type { UpstreamAttempt, UpstreamCodec } from '../upstream/attempt.ts';
@@ -106,6 +106,12 @@ export class FastUpstream implements UpstreamCodec {
     delete headers.expect;
     // a remote gateway verifies our chain once per connection and keeps the identity with it: only the
     // first request of a connection (one that was never reused) needs to carry it
+    if (!t.local) {
+      // the chain of the leaf this connection presented, which is not the current one when it was dialled
+      // as our leaf rotated
+      const leaf = o.pool.leafOf(s);
+      if (leaf) headers['x-meshfed-chain'] = chainHeaderOf(leaf);
+    }
     if (c.reused && !t.local) delete headers['x-meshfed-chain'];
     if (r.hasBody && r.replay && !r.replay.replayable) {
       o.pool.release(c, true);

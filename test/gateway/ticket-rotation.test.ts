@@ -1,9 +1,10 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
-import { createRoot, issueIntermediate, issueLeaf, TrustBundle } from '../../ca/index.ts';
+import { createRoot, issueIntermediate, issueLeaf, TrustBundle, verify } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
 import { H1Pool } from '../../gateway/h1/pool.ts';
+import { chainHeaderOf } from '../../gateway/identity.ts';
 import { FAST_ALPN } from '../../gateway/index.ts';
 
 // What the root-rotation chaos scenario found (bench/chaos/scenarios/root-rotation.ts): when a gateway's leaf
@@ -66,6 +67,71 @@ test('regression: a TLS ticket that arrives after our leaf rotated is not offere
     expect((second.socket as TLSSocket).isSessionReused()).toBe(false);
     await waitFor(() => seen.length === 2, { timeoutMs: 5_000, what: 'the server to accept both' });
     expect(seen).toEqual([before.serial.toLowerCase(), after.serial.toLowerCase()]);
+  } finally {
+    for (const s of sockets) s.destroy();
+    pool.close();
+    server.close();
+  }
+}, 30_000);
+
+test('regression: a connection dialled as our leaf rotated carries the chain of the leaf it presented, not the new one (the peer refused such requests as peer-identity, 403)', async () => {
+  const root = await createRoot({ trustDomain: 'meshfed.test' });
+  const bundle = TrustBundle.fromPem(root.certPem);
+  const west = await issueLeaf(await issueIntermediate(root, { cluster: 'west' }), {
+    kind: 'gateway',
+    name: 'west-gw',
+  });
+  // a rotation re-issues the intermediate too (root rotation step 2): the two leaves have different chains
+  const before = await issueLeaf(await issueIntermediate(root, { cluster: 'east' }), {
+    kind: 'gateway',
+    name: 'east-gw',
+  });
+  const after = await issueLeaf(await issueIntermediate(root, { cluster: 'east' }), {
+    kind: 'gateway',
+    name: 'east-gw',
+  });
+  let ours = before;
+  const seen: Buffer[] = [];
+  const sockets: { destroy(): void }[] = [];
+  const server = tls.createServer(
+    {
+      cert: west.chainPem,
+      key: west.keyPem,
+      ca: bundle.toPem(),
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: [FAST_ALPN],
+      minVersion: 'TLSv1.3',
+    },
+    (s) => {
+      sockets.push(s);
+      s.on('error', () => undefined);
+      seen.push(s.getPeerCertificate().raw);
+    },
+  );
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const pool = new H1Pool({
+    connectTimeoutMs: 5_000,
+    idleTimeoutMs: 60_000,
+    maxIdlePerKey: 4,
+    maxRequestsPerConnection: 0,
+    creds: { leaf: () => ours, bundle: () => bundle, trustDomain: 'meshfed.test' },
+  });
+  try {
+    const dialling = pool.acquire(`127.0.0.1:${(server.address() as AddressInfo).port}`, 'west');
+    // the leaf rotates while the handshake is under way
+    ours = after;
+    pool.rotate();
+    const c = await dialling;
+    sockets.push(c.socket);
+    expect(pool.leafOf(c.socket)).toBe(before);
+    await waitFor(() => seen.length === 1, { timeoutMs: 5_000, what: 'the server to accept' });
+    // what the peer gets: the leaf it saw and the chain in x-meshfed-chain, which must verify together
+    const header = chainHeaderOf(pool.leafOf(c.socket)!);
+    const chain = [seen[0]!, ...header.split(',').map((b) => Buffer.from(b, 'base64'))];
+    expect(verify(chain, bundle, { kinds: ['gateway'] }).serial).toBe(before.serial);
+    expect(header).not.toBe(chainHeaderOf(after));
   } finally {
     for (const s of sockets) s.destroy();
     pool.close();
