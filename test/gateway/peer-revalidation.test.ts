@@ -146,3 +146,47 @@ test('a fast-path (HTTP/1.1) connection whose peer gateway certificate expires i
   });
   expect(await refused('eastWest', 'peer-cert-expired')).toBe(before + 1);
 }, 30_000);
+
+test('regression: a fast-path connection whose peer certificate stops verifying while a request is in flight answers that request before it closes', async () => {
+  // a backend slower than the peer certificate's remaining life: the request is in flight when it expires
+  const slow = await echoServer('alpha-slow');
+  const answerAfter = SHORT_TTL_MS + 1_500;
+  slow.server.removeAllListeners('request');
+  slow.server.on('request', (_req, res) => {
+    setTimeout(() => res.end('slow answer'), answerAfter);
+  });
+  alpha.source.set([httpService('shop', 'web', [web.address]), httpService('shop', 'slow', [slow.address])]);
+  try {
+    const beta = await mesh.intermediate('beta');
+    const short = await issueLeaf(beta, { kind: 'gateway', name: 'short-busy', ttlMs: SHORT_TTL_MS });
+    const i = alpha.eastWest.lastIndexOf(':');
+    const socket = tls.connect({
+      host: alpha.eastWest.slice(0, i),
+      port: Number(alpha.eastWest.slice(i + 1)),
+      ca: mesh.root.certPem,
+      cert: short.chainPem,
+      key: short.keyPem,
+      ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN, 'h2'],
+      checkServerIdentity: () => undefined,
+    });
+    socket.on('error', () => undefined);
+    await once(socket, 'secureConnect');
+    expect(socket.alpnProtocol).toBe(FAST_ALPN);
+    let answer = '';
+    socket.on('data', (d: Buffer) => {
+      answer += d.toString();
+    });
+    socket.write(
+      `POST / HTTP/1.1\r\nhost: slow.shop.svc.clusterset.local\r\ncontent-length: 2\r\nx-meshfed-service: shop/slow/http\r\nx-meshfed-chain: ${chainHeader(short.chainPem)}\r\n\r\nhi`,
+    );
+    await waitFor(() => socket.destroyed || socket.readableEnded, {
+      timeoutMs: answerAfter + 10_000,
+      what: 'the connection of the expired peer to close',
+    });
+    // closed, but only once the answer under way was out
+    expect(answer).toMatch(/^HTTP\/1\.1 200[\s\S]*slow answer/);
+  } finally {
+    alpha.source.set([httpService('shop', 'web', [web.address])]);
+    slow.server.close();
+  }
+}, 30_000);
