@@ -45,6 +45,28 @@ async function closedWithGoaway(session: http2.ClientHttp2Session, goaway: Promi
   expect(await goaway).toEqual([http2.constants.NGHTTP2_NO_ERROR, expect.any(Number), undefined]);
 }
 
+/** a fast-path (HTTP/1.1 over mTLS) connection to alpha's east-west listener as `leaf`, and what it got back */
+async function fastPathConnect(leaf: IssuedLeaf): Promise<{ socket: tls.TLSSocket; answer: () => string }> {
+  const i = alpha.eastWest.lastIndexOf(':');
+  const socket = tls.connect({
+    host: alpha.eastWest.slice(0, i),
+    port: Number(alpha.eastWest.slice(i + 1)),
+    ca: mesh.root.certPem,
+    cert: leaf.chainPem,
+    key: leaf.keyPem,
+    ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN, 'h2'],
+    checkServerIdentity: () => undefined,
+  });
+  socket.on('error', () => undefined);
+  await once(socket, 'secureConnect');
+  expect(socket.alpnProtocol).toBe(FAST_ALPN);
+  let answer = '';
+  socket.on('data', (d: Buffer) => {
+    answer += d.toString();
+  });
+  return { socket, answer: () => answer };
+}
+
 beforeAll(async () => {
   mesh = await createMesh();
   alpha = await mesh.gateway('alpha', {
@@ -119,27 +141,11 @@ test('a fast-path (HTTP/1.1) connection whose peer gateway certificate expires i
   const beta = await mesh.intermediate('beta');
   const short = await issueLeaf(beta, { kind: 'gateway', name: 'short-h1', ttlMs: SHORT_TTL_MS });
   const before = await refused('eastWest', 'peer-cert-expired');
-  const i = alpha.eastWest.lastIndexOf(':');
-  const socket = tls.connect({
-    host: alpha.eastWest.slice(0, i),
-    port: Number(alpha.eastWest.slice(i + 1)),
-    ca: mesh.root.certPem,
-    cert: short.chainPem,
-    key: short.keyPem,
-    ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN, 'h2'],
-    checkServerIdentity: () => undefined,
-  });
-  socket.on('error', () => undefined);
-  await once(socket, 'secureConnect');
-  expect(socket.alpnProtocol).toBe(FAST_ALPN);
-  let answer = '';
-  socket.on('data', (d: Buffer) => {
-    answer += d.toString();
-  });
+  const { socket, answer } = await fastPathConnect(short);
   socket.write(
     `GET / HTTP/1.1\r\nhost: web.shop.svc.clusterset.local\r\nx-meshfed-service: shop/web/http\r\nx-meshfed-chain: ${chainHeader(short.chainPem)}\r\n\r\n`,
   );
-  await waitFor(() => answer.startsWith('HTTP/1.1 200'), { timeoutMs: 10_000, what: 'the first answer' });
+  await waitFor(() => answer().startsWith('HTTP/1.1 200'), { timeoutMs: 10_000, what: 'the first answer' });
   await waitFor(() => socket.destroyed || socket.readableEnded, {
     timeoutMs: SHORT_TTL_MS + 10_000,
     what: 'the fast-path connection of an expired peer to close',
@@ -159,23 +165,7 @@ test('regression: a fast-path connection whose peer certificate stops verifying 
   try {
     const beta = await mesh.intermediate('beta');
     const short = await issueLeaf(beta, { kind: 'gateway', name: 'short-busy', ttlMs: SHORT_TTL_MS });
-    const i = alpha.eastWest.lastIndexOf(':');
-    const socket = tls.connect({
-      host: alpha.eastWest.slice(0, i),
-      port: Number(alpha.eastWest.slice(i + 1)),
-      ca: mesh.root.certPem,
-      cert: short.chainPem,
-      key: short.keyPem,
-      ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN, 'h2'],
-      checkServerIdentity: () => undefined,
-    });
-    socket.on('error', () => undefined);
-    await once(socket, 'secureConnect');
-    expect(socket.alpnProtocol).toBe(FAST_ALPN);
-    let answer = '';
-    socket.on('data', (d: Buffer) => {
-      answer += d.toString();
-    });
+    const { socket, answer } = await fastPathConnect(short);
     socket.write(
       `POST / HTTP/1.1\r\nhost: slow.shop.svc.clusterset.local\r\ncontent-length: 2\r\nx-meshfed-service: shop/slow/http\r\nx-meshfed-chain: ${chainHeader(short.chainPem)}\r\n\r\nhi`,
     );
@@ -184,7 +174,7 @@ test('regression: a fast-path connection whose peer certificate stops verifying 
       what: 'the connection of the expired peer to close',
     });
     // closed, but only once the answer under way was out
-    expect(answer).toMatch(/^HTTP\/1\.1 200[\s\S]*slow answer/);
+    expect(answer()).toMatch(/^HTTP\/1\.1 200[\s\S]*slow answer/);
   } finally {
     alpha.source.set([httpService('shop', 'web', [web.address])]);
     slow.server.close();

@@ -1,7 +1,16 @@
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
-import { createRoot, issueIntermediate, issueLeaf, TrustBundle, verify } from '../../ca/index.ts';
+import { X509Certificate } from 'node:crypto';
+import {
+  type CaMaterial,
+  createRoot,
+  type IssuedLeaf,
+  issueIntermediate,
+  issueLeaf,
+  TrustBundle,
+  verify,
+} from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
 import { H1Pool } from '../../gateway/h1/pool.ts';
 import { chainHeaderOf } from '../../gateway/identity.ts';
@@ -13,19 +22,16 @@ import { FAST_ALPN } from '../../gateway/index.ts';
 // new leaf's chain, so the remote gateway refused them: requests failed with 502 while intermediates were
 // re-issued under a new root.
 
-test('regression: a TLS ticket that arrives after our leaf rotated is not offered again (the resumed session would present the old leaf)', async () => {
-  const root = await createRoot({ trustDomain: 'meshfed.test' });
-  const bundle = TrustBundle.fromPem(root.certPem);
+/**
+ * A remote gateway of cluster west (a TLS server with the fast-path ALPN that records the client leaf of
+ * every connection it accepts) and an H1Pool dialling it as east with whatever `leaf()` returns now.
+ */
+async function westAndPool(leaf: () => IssuedLeaf, bundle: TrustBundle, root: CaMaterial) {
   const west = await issueLeaf(await issueIntermediate(root, { cluster: 'west' }), {
     kind: 'gateway',
     name: 'west-gw',
   });
-  const eastCa = await issueIntermediate(root, { cluster: 'east' });
-  const before = await issueLeaf(eastCa, { kind: 'gateway', name: 'east-gw' });
-  const after = await issueLeaf(eastCa, { kind: 'gateway', name: 'east-gw' });
-  let ours = before;
-  // the serial of the client certificate each connection the server accepted stands for
-  const seen: string[] = [];
+  const seen: X509Certificate[] = [];
   const sockets: { destroy(): void }[] = [];
   const server = tls.createServer(
     {
@@ -40,7 +46,7 @@ test('regression: a TLS ticket that arrives after our leaf rotated is not offere
     (s) => {
       sockets.push(s);
       s.on('error', () => undefined);
-      seen.push(s.getPeerCertificate().serialNumber.toLowerCase());
+      seen.push(new X509Certificate(s.getPeerCertificate().raw));
     },
   );
   server.listen(0, '127.0.0.1');
@@ -50,37 +56,53 @@ test('regression: a TLS ticket that arrives after our leaf rotated is not offere
     idleTimeoutMs: 60_000,
     maxIdlePerKey: 4,
     maxRequestsPerConnection: 0,
-    creds: { leaf: () => ours, bundle: () => bundle, trustDomain: 'meshfed.test' },
+    creds: { leaf, bundle: () => bundle, trustDomain: 'meshfed.test' },
   });
-  const address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    pool,
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    /** the client leaves the server accepted, in order */
+    seen,
+    /** a connection of the pool's, to be destroyed at the end */
+    hold: (s: { destroy(): void }) => sockets.push(s),
+    close() {
+      for (const s of sockets) s.destroy();
+      pool.close();
+      server.close();
+    },
+  };
+}
+
+test('regression: a TLS ticket that arrives after our leaf rotated is not offered again (the resumed session would present the old leaf)', async () => {
+  const root = await createRoot({ trustDomain: 'meshfed.test' });
+  const bundle = TrustBundle.fromPem(root.certPem);
+  const eastCa = await issueIntermediate(root, { cluster: 'east' });
+  const before = await issueLeaf(eastCa, { kind: 'gateway', name: 'east-gw' });
+  const after = await issueLeaf(eastCa, { kind: 'gateway', name: 'east-gw' });
+  let ours = before;
+  const w = await westAndPool(() => ours, bundle, root);
   try {
-    const first = await pool.acquire(address, 'west');
-    sockets.push(first.socket);
+    const first = await w.pool.acquire(w.address, 'west');
+    w.hold(first.socket);
     const ticket = once(first.socket, 'session');
     // our leaf rotates between the handshake and the ticket, which TLS 1.3 sends after it
     ours = after;
-    pool.rotate();
+    w.pool.rotate();
     await ticket;
     first.socket.destroy();
-    const second = await pool.acquire(address, 'west');
-    sockets.push(second.socket);
+    const second = await w.pool.acquire(w.address, 'west');
+    w.hold(second.socket);
     expect((second.socket as TLSSocket).isSessionReused()).toBe(false);
-    await waitFor(() => seen.length === 2, { timeoutMs: 5_000, what: 'the server to accept both' });
-    expect(seen).toEqual([before.serial.toLowerCase(), after.serial.toLowerCase()]);
+    await waitFor(() => w.seen.length === 2, { timeoutMs: 5_000, what: 'the server to accept both' });
+    expect(w.seen.map((c) => c.serialNumber.toLowerCase())).toEqual([before.serial, after.serial]);
   } finally {
-    for (const s of sockets) s.destroy();
-    pool.close();
-    server.close();
+    w.close();
   }
 }, 30_000);
 
 test('regression: a connection dialled as our leaf rotated carries the chain of the leaf it presented, not the new one (the peer refused such requests as peer-identity, 403)', async () => {
   const root = await createRoot({ trustDomain: 'meshfed.test' });
   const bundle = TrustBundle.fromPem(root.certPem);
-  const west = await issueLeaf(await issueIntermediate(root, { cluster: 'west' }), {
-    kind: 'gateway',
-    name: 'west-gw',
-  });
   // a rotation re-issues the intermediate too (root rotation step 2): the two leaves have different chains
   const before = await issueLeaf(await issueIntermediate(root, { cluster: 'east' }), {
     kind: 'gateway',
@@ -91,50 +113,22 @@ test('regression: a connection dialled as our leaf rotated carries the chain of 
     name: 'east-gw',
   });
   let ours = before;
-  const seen: Buffer[] = [];
-  const sockets: { destroy(): void }[] = [];
-  const server = tls.createServer(
-    {
-      cert: west.chainPem,
-      key: west.keyPem,
-      ca: bundle.toPem(),
-      requestCert: true,
-      rejectUnauthorized: true,
-      ALPNProtocols: [FAST_ALPN],
-      minVersion: 'TLSv1.3',
-    },
-    (s) => {
-      sockets.push(s);
-      s.on('error', () => undefined);
-      seen.push(s.getPeerCertificate().raw);
-    },
-  );
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const pool = new H1Pool({
-    connectTimeoutMs: 5_000,
-    idleTimeoutMs: 60_000,
-    maxIdlePerKey: 4,
-    maxRequestsPerConnection: 0,
-    creds: { leaf: () => ours, bundle: () => bundle, trustDomain: 'meshfed.test' },
-  });
+  const w = await westAndPool(() => ours, bundle, root);
   try {
-    const dialling = pool.acquire(`127.0.0.1:${(server.address() as AddressInfo).port}`, 'west');
+    const dialling = w.pool.acquire(w.address, 'west');
     // the leaf rotates while the handshake is under way
     ours = after;
-    pool.rotate();
+    w.pool.rotate();
     const c = await dialling;
-    sockets.push(c.socket);
-    expect(pool.leafOf(c.socket)).toBe(before);
-    await waitFor(() => seen.length === 1, { timeoutMs: 5_000, what: 'the server to accept' });
+    w.hold(c.socket);
+    expect(w.pool.leafOf(c.socket)).toBe(before);
+    await waitFor(() => w.seen.length === 1, { timeoutMs: 5_000, what: 'the server to accept' });
     // what the peer gets: the leaf it saw and the chain in x-meshfed-chain, which must verify together
-    const header = chainHeaderOf(pool.leafOf(c.socket)!);
-    const chain = [seen[0]!, ...header.split(',').map((b) => Buffer.from(b, 'base64'))];
+    const header = chainHeaderOf(w.pool.leafOf(c.socket)!);
+    const chain = [w.seen[0]!.raw, ...header.split(',').map((b) => Buffer.from(b, 'base64'))];
     expect(verify(chain, bundle, { kinds: ['gateway'] }).serial).toBe(before.serial);
     expect(header).not.toBe(chainHeaderOf(after));
   } finally {
-    for (const s of sockets) s.destroy();
-    pool.close();
-    server.close();
+    w.close();
   }
 }, 30_000);
