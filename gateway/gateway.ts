@@ -175,9 +175,11 @@ export class Gateway {
       connectTimeoutMs: bc.timeouts.connect,
       // under node's default keep-alive timeout (5 s), so a backend never closes a connection we reuse
       idleTimeoutMs: Math.min(4_000, bc.timeouts.idle),
+      exchangeIdleMs: bc.timeouts.idle,
       maxIdlePerKey: bc.circuitBreaker.maxConnections,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       creds,
+      revalidation: this.#revalidation,
     });
     const codec = byTarget(
       tunnel,
@@ -188,7 +190,6 @@ export class Gateway {
             breakers,
             identities: this.#identities,
             tunnel,
-            idleTimeoutMs: bc.timeouts.idle,
             maxHeadBytes: c.limits.maxHeaderBytes,
             maxHeaders: MAX_HEADERS,
           })
@@ -421,7 +422,9 @@ export class Gateway {
     const context = tlsContextOptions(this.#options.identity.current(), this.#options.bundle());
     this.#tls.setSecureContext(context);
     this.#egressTls?.setSecureContext(context);
+    this.#fastTls?.setSecureContext(context);
     this.#pool.trustChanged();
+    this.#fastPool.trustChanged();
     // a root removed: established connections whose peer chained only to it close now
     this.#revalidation.sweep();
   }

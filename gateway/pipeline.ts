@@ -95,7 +95,12 @@ export interface GatewayRequest {
 
 export type Handler = (r: GatewayRequest) => Promise<void>;
 
-/** One per-request job around the rest of the pipeline: `next` is everything inside it. */
+/**
+ * One per-request job around the rest of the pipeline: `next` is everything inside it. A layer that waits
+ * for nothing may be a plain function that returns `next(r)`, saving an async function's promise and its
+ * extra turns per request: what it throws is answered by the answer layer, which every pipeline has
+ * outermost, exactly as a rejection is.
+ */
 export type RequestLayer = (next: Handler) => Handler;
 
 /** `stack(terminal, a, b, c)` = `a(b(c(terminal)))`: a sees the request first. Composed once, at start. */

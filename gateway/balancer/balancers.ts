@@ -322,12 +322,23 @@ export class Balancers {
         ? svc.targets.filter((t) => !o.exclude?.has(t.id) && (pinned === undefined || t.cluster === pinned))
         : svc.targets;
     if (candidates.length === 0) return undefined;
+    // one pass: each target's level, its weight, and whether it is healthy (asked once per target)
     const levels: BalancerTarget[][] = [[], [], []];
-    for (const t of candidates) levels[localityLevel(this.o.locality, t.locality)]!.push(t);
-    const weights = levels.map((l) => ({
-      total: l.reduce((a, t) => a + t.weight, 0),
-      healthy: l.reduce((a, t) => a + (this.healthy(svc, t, now) ? t.weight : 0), 0),
-    }));
+    const healthyTargets: BalancerTarget[][] = [[], [], []];
+    const weights = [
+      { total: 0, healthy: 0 },
+      { total: 0, healthy: 0 },
+      { total: 0, healthy: 0 },
+    ];
+    for (const t of candidates) {
+      const i = localityLevel(this.o.locality, t.locality);
+      levels[i]!.push(t);
+      weights[i]!.total += t.weight;
+      if (this.healthy(svc, t, now)) {
+        healthyTargets[i]!.push(t);
+        weights[i]!.healthy += t.weight;
+      }
+    }
     const c = this.o.config;
     const { loads, panic } = levelPlan(weights, c.overprovisioningFactor, c.panicThreshold);
     if (loads.every((l) => l === 0)) return undefined;
@@ -342,7 +353,7 @@ export class Balancers {
     }
     if (loads[level] === 0) level = loads.findIndex((l) => l > 0) as 0 | 1 | 2;
     // in panic a level balances over all its targets, healthy or not
-    const pool = panic[level] ? levels[level]! : levels[level]!.filter((t) => this.healthy(svc, t, now));
+    const pool = panic[level] ? levels[level]! : healthyTargets[level]!;
     const target = this.p2c(svc, pool, now);
     if (!target) return undefined;
     const s = this.stat(svc, target);

@@ -20,3 +20,4 @@ export {
   retry,
 } from './retry.ts';
 export { type Clock, deadline, grpcTimeoutMs, isTimeoutReason, perTryTimeout } from './timeouts.ts';
+export { NEVER_ABORTED, TryAbort, type TrySignal } from './try-signal.ts';

@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { BalancerTarget, Failure } from '../balancer/index.ts';
 import type { GatewayRequest } from '../pipeline.ts';
-import { type CallContext, UpstreamFailure } from '../resilience/index.ts';
+import { type CallContext, type TrySignal, UpstreamFailure } from '../resilience/index.ts';
 
 /** A try whose response headers arrived; `forwarded: false` is a failed answer held back for a retry. */
 export interface Sent {
@@ -51,7 +51,7 @@ export interface UpstreamCodec {
  */
 export function sendTry(
   t: BalancerTarget,
-  ctx: CallContext<GatewayRequest> & { signal: AbortSignal },
+  ctx: CallContext<GatewayRequest> & { signal: TrySignal },
   options: {
     codec: UpstreamCodec;
     /** a failed answer (5xx, a gRPC error status) that a retry will replace: held back, not forwarded */

@@ -56,6 +56,7 @@ async function westAndPool(leaf: () => IssuedLeaf, bundle: TrustBundle, root: Ca
     idleTimeoutMs: 60_000,
     maxIdlePerKey: 4,
     maxRequestsPerConnection: 0,
+    exchangeIdleMs: 60_000,
     creds: { leaf, bundle: () => bundle, trustDomain: 'meshfed.test' },
   });
   return {
