@@ -101,6 +101,7 @@ export class Gateway {
       size: c.tunnelConnectionsPerGateway,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       connectTimeoutMs: bc.timeouts.connect,
+      keepalive: { intervalMs: c.tunnelKeepalive.interval, timeoutMs: c.tunnelKeepalive.timeout },
       revalidation: this.#revalidation,
       creds,
     });

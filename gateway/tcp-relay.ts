@@ -5,7 +5,7 @@ import type { Counter, LocalService, Logger } from '../core/index.ts';
 import { refuse } from './answers.ts';
 import type { BalancerConfig, Balancers, Failure, PickResult } from './balancer/index.ts';
 import type { H2Pool } from './h2-pool.ts';
-import type { Identities } from './identity.ts';
+import { chainHeaderOf, type Identities } from './identity.ts';
 import { type Handler, routeOf } from './pipeline.ts';
 import type { GoldenMetrics } from './golden-metrics.ts';
 import {
@@ -294,7 +294,10 @@ export class TcpRelay {
     });
   }
 
-  /** A per-service TCP port's try at a remote gateway: a CONNECT stream on the tunnel session. */
+  /**
+   * A per-service TCP port's try at a remote gateway: a CONNECT stream on the tunnel session, answered
+   * within the per-try timeout (timeouts.request) or failed as a 'timeout'.
+   */
   #openConnect(
     pick: PickResult,
     socket: Socket,
@@ -312,12 +315,14 @@ export class TcpRelay {
       (session) => {
         // the client may have left while the tunnel was dialled: its 'close' is past, open nothing
         if (socket.destroyed) return pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
+        // the chain of the leaf this session presented, which may be the one before a rotation
+        const leaf = this.#options.pool.leafOf(session);
         let stream: ClientHttp2Stream;
         try {
           stream = session.request({
             ':method': 'CONNECT',
             ':authority': `${call.host}:${t.port.port}`,
-            'x-meshfed-chain': this.#options.identities.localChain().b64,
+            'x-meshfed-chain': leaf ? chainHeaderOf(leaf) : this.#options.identities.localChain().b64,
             'x-meshfed-caller': call.caller,
           });
         } catch {
@@ -326,7 +331,17 @@ export class TcpRelay {
         }
         let answered = false;
         let relaying = false;
+        // a session whose network went silent (a partition) answers nothing and errs nothing: the answer is
+        // awaited for the per-try timeout, then the try fails like any other before bytes flowed
+        let timedOut = false;
+        const timer = setTimeout(() => {
+          timedOut = true;
+          stream.close(h2constants.NGHTTP2_CANCEL);
+          failed('timeout');
+        }, this.#options.config.timeouts.request);
         stream.once('response', (h) => {
+          if (timedOut) return;
+          clearTimeout(timer);
           answered = true;
           const status = Number(h[':status']);
           if (status >= 500) {
@@ -348,8 +363,9 @@ export class TcpRelay {
         // an error is followed by 'close', which decides
         stream.on('error', () => {});
         stream.once('close', () => {
+          clearTimeout(timer);
           if (relaying) socket.destroy();
-          if (answered) return;
+          if (answered || timedOut) return;
           // closed before any answer: the client leaving blames nobody; anything else is the target's
           if (socket.destroyed) {
             pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'cancelled' });

@@ -5,6 +5,7 @@ import type { Counter, Logger } from '../../core/index.ts';
 import { type Answer, type RefusalReason, refusalStatus, writeAnswer } from '../answers.ts';
 import type { Span } from '@opentelemetry/api';
 import type { VerifiedIdentity } from '../../ca/index.ts';
+import { gracefulClosers } from '../peer-revalidation.ts';
 import type { GatewayRequest, Handler, NodeIo, PolicyNote, RouteTarget } from '../pipeline.ts';
 import { type BodyFramer, bodyFramer } from './body.ts';
 import { type BodySink, type ClientConnection, Exchange } from './exchange.ts';
@@ -52,6 +53,7 @@ export class H1Entry {
 
   accept(socket: Socket): void {
     const c = new H1Connection(this, socket);
+    gracefulClosers.set(socket, () => c.closeIfIdle());
     this.#connections.add(c);
     socket.once('close', () => this.#connections.delete(c));
     // one timer for all connections: a head that takes too long (slowloris) and idle keep-alives

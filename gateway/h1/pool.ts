@@ -96,6 +96,8 @@ interface Ticket {
   notAfter: number;
   chain: readonly Buffer[];
   spiffeId: string;
+  /** our leaf on the connection it came from: a resumed session presents that leaf again */
+  leaf: IssuedLeaf;
 }
 
 /** how long a gateway that answered with the tunnel ALPN is sent the tunnel without asking again */
@@ -119,6 +121,8 @@ export class H1Pool {
    * peer's certificate is valid: a resumed handshake shows the client no certificate to check.
    */
   readonly #tickets = new Map<string, Ticket>();
+  /** our leaf on each mTLS connection, as its peer saw it (chainHeaderOf) */
+  readonly #leafOf = new WeakMap<Socket, IssuedLeaf>();
   readonly #o: H1PoolOptions;
   #context: { leaf: IssuedLeaf; bundle: TrustBundle; version: number; ctx: tls.SecureContext } | undefined;
   #closed = false;
@@ -286,8 +290,10 @@ export class H1Pool {
       }
       const ticketKey = `${cluster}|${address}`;
       const saved = this.#tickets.get(ticketKey);
-      const offered = saved && saved.notAfter > Date.now() ? saved : undefined;
-      let verified: Omit<Ticket, 'ticket'> | undefined;
+      const leaf = this.#o.creds.leaf();
+      // a ticket is offered only while our leaf is the one it came with
+      const offered = saved && saved.notAfter > Date.now() && saved.leaf === leaf ? saved : undefined;
+      let verified: Omit<Ticket, 'ticket' | 'leaf'> | undefined;
       const t = tls.connect({
         ...(offered ? { session: offered.ticket } : {}),
         host,
@@ -300,10 +306,14 @@ export class H1Pool {
         checkServerIdentity: () => undefined,
       });
       socket = t;
+      this.#leafOf.set(t, leaf);
       t.setNoDelay(true);
       // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified
       t.on('session', (ticket: Buffer) => {
-        if (verified) this.#tickets.set(ticketKey, { ticket, ...verified });
+        // not kept when our leaf rotated meanwhile (the session would present the old leaf, while our
+        // requests carry the new chain)
+        if (verified && this.#o.creds.leaf() === leaf)
+          this.#tickets.set(ticketKey, { ...verified, ticket, leaf });
       });
       t.once('error', onError);
       t.once('secureConnect', () => {
@@ -338,7 +348,7 @@ export class H1Pool {
    * The remote gateway must prove a gateway identity of `cluster` (the tunnel's rule); returns what was
    * verified, and its certificate's notAfter (ms): how long a ticket from this connection may be offered.
    */
-  #checkPeer(socket: TLSSocket, cluster: string): Omit<Ticket, 'ticket'> {
+  #checkPeer(socket: TLSSocket, cluster: string): Omit<Ticket, 'ticket' | 'leaf'> {
     const creds = this.#o.creds;
     const chain = peerCertificateChain(socket);
     const id = verify(chain, creds.bundle(), expectation(creds.trustDomain, cluster));
@@ -365,6 +375,11 @@ export class H1Pool {
       this.#context = c;
     }
     return c.ctx;
+  }
+
+  /** The leaf we presented on mTLS connection `s` (a dial under way when it rotated presents the old one). */
+  leafOf(s: Socket): IssuedLeaf | undefined {
+    return this.#leafOf.get(s);
   }
 
   /**

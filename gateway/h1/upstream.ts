@@ -1,7 +1,7 @@
 import { MeshfedError } from '../../core/index.ts';
 import type { BalancerTarget } from '../balancer/index.ts';
 import { responseHeadersForClient } from '../headers.ts';
-import type { Identities } from '../identity.ts';
+import { chainHeaderOf, type Identities } from '../identity.ts';
 import type { GatewayRequest } from '../pipeline.ts';
 import type { CircuitBreakers } from '../resilience/index.ts';
 import type { UpstreamAttempt, UpstreamCodec } from '../upstream/attempt.ts';
@@ -150,6 +150,12 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     const headers = upstreamHeaders(r, t, this.#o.identities);
     // the client's `Expect: 100-continue` is answered by this gateway when the body is asked for
     delete headers.expect;
+    if (!t.local) {
+      // the chain of the leaf this connection presented, which is not the current one when it was dialled
+      // as our leaf rotated
+      const leaf = this.#o.pool.leafOf(c.socket);
+      if (leaf) headers['x-meshfed-chain'] = chainHeaderOf(leaf);
+    }
     // a remote gateway verifies our chain once per connection and keeps the identity with it: only the
     // first request of a connection (one that was never reused) needs to carry it
     if (c.reused && !t.local) delete headers['x-meshfed-chain'];

@@ -4,7 +4,7 @@ import { MeshfedError } from '../../core/index.ts';
 import type { BalancerTarget } from '../balancer/index.ts';
 import type { H2Pool } from '../h2-pool.ts';
 import { responseHeadersForClient } from '../headers.ts';
-import type { Identities } from '../identity.ts';
+import { chainHeaderOf, type Identities } from '../identity.ts';
 import type { GatewayRequest } from '../pipeline.ts';
 import { type CircuitBreakers, UpstreamFailure } from '../resilience/index.ts';
 import type { UpstreamAttempt, UpstreamCodec } from './attempt.ts';
@@ -78,6 +78,9 @@ export class H2Upstream implements UpstreamCodec {
     if (!a.open) return;
     if (r.hasBody && r.replay && !r.replay.replayable) return a.fail('cancelled', notReplayable());
     const headers = upstreamHeaders(r, t, this.#options.identities);
+    // the chain of the leaf this session presented (one dialled as our leaf rotated presents the old one)
+    const leaf = t.local ? undefined : this.#options.pool.leafOf(session);
+    if (leaf) headers['x-meshfed-chain'] = chainHeaderOf(leaf);
     // node sends pseudo-headers first wherever they stand in the object
     headers[':method'] = r.method;
     headers[':path'] = r.target;

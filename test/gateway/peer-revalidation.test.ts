@@ -150,3 +150,30 @@ test('a fast-path (HTTP/1.1) connection whose peer gateway certificate expires i
   });
   expect(await refused('eastWest', 'peer-cert-expired')).toBe(before + 1);
 }, 30_000);
+
+test('regression: a fast-path connection whose peer certificate stops verifying while a request is in flight answers that request before it closes', async () => {
+  // web answers more slowly than the peer certificate lives: the request is in flight when it expires
+  const slow = await echoServer('alpha-slow');
+  const answerAfter = SHORT_TTL_MS + 1_500;
+  slow.server.removeAllListeners('request');
+  slow.server.on('request', (_req, res) => {
+    setTimeout(() => res.end('slow answer'), answerAfter);
+  });
+  alpha.source.set([httpService('shop', 'web', [slow.address])]);
+  try {
+    const beta = await mesh.intermediate('beta');
+    const short = await issueLeaf(beta, { kind: 'gateway', name: 'short-busy', ttlMs: SHORT_TTL_MS });
+    const { socket, received } = fastPathWebGet(alpha.eastWest, short, mesh.root.certPem);
+    await once(socket, 'secureConnect');
+    expect(socket.alpnProtocol).toBe(FAST_ALPN);
+    await waitFor(() => socket.destroyed || socket.readableEnded, {
+      timeoutMs: answerAfter + 10_000,
+      what: 'the connection of the expired peer to close',
+    });
+    // closed, but only once the answer under way was out
+    expect(received()).toMatch(/^HTTP\/1\.1 200[\s\S]*slow answer/);
+  } finally {
+    alpha.source.set([httpService('shop', 'web', [web.address])]);
+    slow.server.close();
+  }
+}, 30_000);
