@@ -11,5 +11,7 @@ export default {
   testMatch: ['<rootDir>/**/*.test.ts'],
   testPathIgnorePatterns: ['/node_modules/', '/.bench-peers/'],
   testTimeout: 60_000,
+  // spawned gateways run the build of the sources under test (bin/meshfed.js): make it once, up front
+  globalSetup: '<rootDir>/test/build-before-tests.js',
   maxWorkers: 2,
 };

@@ -1,27 +1,33 @@
 /**
- * Catalog benchmark (issue 4): propagation latency under a steady change rate, full sync time of a newly joined
- * cluster, and resident memory of one view. The NATS side is real (a supercluster of 3 NATS clusters). The mesh
- * clusters' publishers are simulated in one child process (one publish-only FederationNode each); every view is
- * a real FederationNode in its own process, as a gateway would run it (persistence to a stateDir included), so
+ * Catalog benchmark (issues 4 and 15): propagation latency under a steady change rate, the CPU a view spends per
+ * change, full sync time of a newly joined cluster, and the memory of one view. The NATS side is real (a
+ * supercluster of 3 NATS clusters). The mesh clusters' publishers are simulated in one child process (one
+ * publish-only FederationNode each); every view is a real FederationNode in its own process, started as
+ * `meshfed gateway` is (cli/node-flags.ts, meshfed's build: builtViewScript) with persistence to a stateDir, so
  * the publishers' work never delays a view's event loop and each view's memory is its own.
  *
- *   npm run bench:catalog                                   both scales
+ *   npm run bench:catalog                                   10,000 and 100,000 entries
+ *   npm run bench:catalog -- --scale 50x5000                250,000 entries (opt-in: ~1.5 GB of processes)
  *   npm run bench:catalog -- --scale 10x1000 --seconds 10 --rate 200
+ *   npm run bench:catalog -- --scale 50x2000 --join-only    full sync and memory only (no watching views)
  *   BENCH_PROF=view|joiner|publishers npm run bench:catalog   CPU profiles in /tmp/meshfed-prof
- *   BENCH_VIEW_FLAGS='--max-semi-space-size=2' …             V8 flags for every view process
+ *   BENCH_VIEW_FLAGS='--max-semi-space-size=2' …             more V8 flags for every view process
  *   BENCH_DEBUG=1 …                                            heap spaces of each view after its sync
+ *   BENCH_HEAPSNAP=/tmp/dir …                                  a heap snapshot of the joiner after its sync
  *
  * Latency is publish → visible in all three watching views, timed on the system's monotonic clock, which every
- * process of one machine shares (see `clock`).
+ * process of one machine shares (see `clock`). CPU per change is each watching view's CPU time while the stream
+ * runs, less what the same view spends idle over as long (heartbeats, timers), divided by the changes.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { stripTypeScriptTypes } from 'node:module';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
-import { getHeapSpaceStatistics } from 'node:v8';
+import { getHeapSpaceStatistics, writeHeapSnapshot } from 'node:v8';
 import {
   CertificateSource,
   createRoot,
@@ -32,6 +38,7 @@ import {
 } from '../ca/index.ts';
 import { createRegistry, type EndpointSource, type LocalService, silentLogger } from '../core/index.ts';
 import { startNatsSupercluster } from '../cli/demo/nats-topology.ts';
+import { GATEWAY_ENV, GATEWAY_NODE_FLAGS, missingEnv } from '../cli/node-flags.ts';
 import { FederationNode } from '../federation/index.ts';
 import { benchService, mergeResults } from './catalog-common.ts';
 import { median, percentile, round, sleep } from './figures.ts';
@@ -40,11 +47,37 @@ const TD = 'bench.example';
 const NATS_CLUSTERS = ['nats-a', 'nats-b', 'nats-c'];
 const here = new URL('.', import.meta.url).pathname;
 
+/** what a view process runs: this file as JavaScript beside meshfed's build (builtViewScript), or as it is */
+let viewScript = join(here, 'catalog.ts');
+
+/**
+ * `meshfed gateway` runs meshfed's build (scripts/build.js), not its sources, so it does not carry Node's
+ * type-stripping loader (~17 MB). For a view process to hold what a gateway's would, this file and the bench
+ * modules it imports are stripped into the build's folder, their imports pointing at the built modules. The
+ * sources when the build cannot be made.
+ */
+async function builtViewScript(): Promise<string | undefined> {
+  const { BUILD_DIR, ensureBuilt } = (await import('../scripts/build.js')) as {
+    BUILD_DIR: string;
+    ensureBuilt: () => { ok: boolean };
+  };
+  if (!ensureBuilt().ok) return undefined;
+  const out = join(BUILD_DIR, 'bench');
+  mkdirSync(out, { recursive: true });
+  const relativeTs = /(\bfrom\s*|\bimport\s*\(?\s*)(['"])(\.\.?\/[^'"\n]*?)\.ts\2/g;
+  for (const f of ['catalog.ts', 'catalog-common.ts', 'figures.ts']) {
+    const code = stripTypeScriptTypes(readFileSync(join(here, f), 'utf8'), { mode: 'strip' });
+    writeFileSync(join(out, f.replace(/\.ts$/, '.js')), code.replace(relativeTs, '$1$2$3.js$2'));
+  }
+  return join(out, 'catalog.js');
+}
+
 const { values: args } = parseArgs({
   options: {
     scale: { type: 'string', multiple: true },
     seconds: { type: 'string', default: '10' },
     rate: { type: 'string', default: '200' },
+    'join-only': { type: 'boolean', default: false },
     role: { type: 'string' },
     spec: { type: 'string' },
     name: { type: 'string' },
@@ -242,45 +275,49 @@ async function viewRole(spec: Spec, name: string, serversIdx: number): Promise<v
   });
   const baseRss = process.memoryUsage().rss / 1048576;
   const started = clock();
+  const cpuAtStart = process.cpuUsage();
   await node.start();
   await until(() => node.entryCount() >= expected, 300_000, `${name} to sync`);
   const syncS = (clock() - started) / 1000;
+  const syncCpu = process.cpuUsage(cpuAtStart);
   // what the view holds once the sync's garbage had a chance to go (no forced GC: what an operator would see)
   await sleep(2000);
   const mem = process.memoryUsage();
+  const young = getHeapSpaceStatistics().find((x) => x.space_name === 'new_space');
   if (process.env.BENCH_DEBUG) {
     const spaces = getHeapSpaceStatistics().map(
       (x) =>
         `${x.space_name}=${(x.space_size / 1048576).toFixed(0)}/${(x.space_used_size / 1048576).toFixed(0)}`,
     );
-    const status = readFileSync('/proc/self/status', 'utf8')
-      .split('\n')
-      .filter((l) => /^Rss/.test(l))
-      .join(' ');
-    console.error(name, 'rss', (mem.rss / 1048576).toFixed(0), status.replace(/\s+/g, ' '), spaces.join(' '));
-    for (const wait of [5000, 10000]) {
-      await sleep(wait);
-      const m = process.memoryUsage();
-      console.error(
-        name,
-        `+${wait}ms rss`,
-        (m.rss / 1048576).toFixed(0),
-        'heapTotal',
-        (m.heapTotal / 1048576).toFixed(0),
-        'used',
-        (m.heapUsed / 1048576).toFixed(0),
-      );
-    }
+    // glibc's main malloc arena (brk heap): native memory outside V8's heap that a burst left behind
+    const brk = readFileSync('/proc/self/smaps', 'utf8').match(/\[heap\]\n(?:.*\n)*?Rss:\s+(\d+) kB/);
+    const brkMb = brk ? (Number(brk[1]) / 1024).toFixed(0) : '?';
+    console.error(name, 'rss', (mem.rss / 1048576).toFixed(0), `malloc heap ${brkMb} MB`, spaces.join(' '));
+  }
+  // a joiner also says what it holds once the burst's garbage is collected (V8 frees it within ~10 s of quiet)
+  let settledRss = Number.NaN;
+  if (name.startsWith('joiner')) {
+    await sleep(SETTLE_MS - (clock() - started - syncS * 1000));
+    settledRss = process.memoryUsage().rss / 1048576;
+  }
+  if (process.env.BENCH_HEAPSNAP && name === 'joiner') {
+    console.error(
+      'heap snapshot',
+      writeHeapSnapshot(join(process.env.BENCH_HEAPSNAP, `${name}.heapsnapshot`)),
+    );
   }
   send({
     type: 'synced',
     sync_s: syncS,
+    sync_cpu_s: (syncCpu.user + syncCpu.system) / 1e6,
     rss_mb: mem.rss / 1048576,
     heap_mb: mem.heapUsed / 1048576,
     heap_total_mb: mem.heapTotal / 1048576,
+    young_mb: (young?.space_size ?? Number.NaN) / 1048576,
     external_mb: mem.external / 1048576,
     base_rss_mb: baseRss,
     rss_anon_mb: rssAnonMb(),
+    rss_settled_mb: settledRss,
     entries: node.entryCount(),
   });
   const seen: [string, number, number][] = [];
@@ -294,14 +331,35 @@ async function viewRole(spec: Spec, name: string, serversIdx: number): Promise<v
     }
   });
   const loop = loopDelay();
+  let cpu0 = process.cpuUsage();
+  let wall0 = clock();
+  let idleCpuPerS = Number.NaN;
+  const cpuMs = () => {
+    const c = process.cpuUsage(cpu0);
+    return (c.user + c.system) / 1000;
+  };
   process.on('message', async (m: { type: string }) => {
-    if (m.type === 'record') {
+    if (m.type === 'idle') {
+      cpu0 = process.cpuUsage();
+      wall0 = clock();
+    } else if (m.type === 'record') {
+      idleCpuPerS = cpuMs() / ((clock() - wall0) / 1000);
       recording = true;
       loop.reset();
+      cpu0 = process.cpuUsage();
+      wall0 = clock();
     } else if (m.type === 'report') {
       recording = false;
       const mem2 = process.memoryUsage();
-      send({ type: 'report', seen, rss_mb: mem2.rss / 1048576, ...loop.read() });
+      send({
+        type: 'report',
+        seen,
+        rss_mb: mem2.rss / 1048576,
+        cpu_ms: cpuMs(),
+        wall_ms: clock() - wall0,
+        idle_cpu_ms_per_s: idleCpuPerS,
+        ...loop.read(),
+      });
     } else if (m.type === 'stop') {
       await node.stop();
       rmSync(stateDir, { recursive: true, force: true });
@@ -317,15 +375,22 @@ interface Child {
   next<T>(type: string): Promise<T>;
 }
 
-function spawnRole(role: string, specFile: string, extra: string[] = [], v8Flags: string[] = []): Child {
+/**
+ * A child of the given role; `gateway`: started the way bin/meshfed.js starts `meshfed gateway` (its Node flags
+ * and environment, cli/node-flags.ts), else with Node's and the C library's defaults.
+ */
+function spawnRole(role: string, specFile: string, extra: string[], gateway: boolean): Child {
   const prof = process.env.BENCH_PROF;
   const execArgv =
     prof && role.startsWith(prof) ? ['--cpu-prof', '--cpu-prof-dir=/tmp/meshfed-prof'] : ([] as string[]);
-  execArgv.push(...v8Flags);
+  if (gateway) execArgv.push(...GATEWAY_NODE_FLAGS);
   if (role !== 'publishers' && process.env.BENCH_VIEW_FLAGS)
     execArgv.push(...process.env.BENCH_VIEW_FLAGS.split(' '));
-  const proc = fork(join(here, 'catalog.ts'), ['--role', role, '--spec', specFile, ...extra], {
+  const env = gateway ? { ...process.env, ...missingEnv(GATEWAY_ENV, process.env) } : process.env;
+  const script = role === 'publishers' ? join(here, 'catalog.ts') : viewScript;
+  const proc = fork(script, ['--role', role, '--spec', specFile, ...extra], {
     execArgv,
+    env,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const queue: { type: string }[] = [];
@@ -359,15 +424,149 @@ async function stopChild(c: Child): Promise<void> {
 
 interface Synced {
   sync_s: number;
+  /** the view's CPU time from its start to the last entry (a shared host stretches the wall time, less this) */
+  sync_cpu_s: number;
   rss_mb: number;
   heap_mb: number;
   heap_total_mb: number;
+  young_mb: number;
   external_mb: number;
   base_rss_mb: number;
   rss_anon_mb: number;
+  /** a joiner's rss SETTLE_MS after its sync */
+  rss_settled_mb: number;
 }
 
-async function runScale(clusters: number, services: number, seconds: number, rate: number) {
+interface Report {
+  seen: [string, number, number][];
+  rss_mb: number;
+  cpu_ms: number;
+  wall_ms: number;
+  idle_cpu_ms_per_s: number;
+  loop_p99_ms: number;
+  loop_max_ms: number;
+}
+
+interface Streamed {
+  changes: [string, number, number][];
+  wall_ms: number;
+  cpu_ms: number;
+  loop_p99_ms: number;
+  loop_max_ms: number;
+}
+
+const round3 = (x: number): number => Math.round(x * 1000) / 1000;
+
+/** when a joiner's memory is read again after its sync */
+const SETTLE_MS = 20_000;
+
+/** how long each watching view's idle CPU is measured before the stream */
+const IDLE_WINDOW_MS = 3000;
+
+const memoryLine = (x: Synced) =>
+  `rss ${x.rss_mb.toFixed(0)} MB, ${x.rss_settled_mb.toFixed(0)} MB after ${SETTLE_MS / 1000} s (private ${x.rss_anon_mb.toFixed(0)} MB; heap ${x.heap_mb.toFixed(0)} of ${x.heap_total_mb.toFixed(0)} MB, young generation ${x.young_mb.toFixed(0)} MB, external ${x.external_mb.toFixed(0)} MB; rss before the view started ${x.base_rss_mb.toFixed(0)} MB)`;
+
+/** Three watching views sync one after the other, then every view records a steady change stream. */
+async function watchAndStream(
+  specFile: string,
+  pubs: Child,
+  children: Child[],
+  seconds: number,
+  rate: number,
+) {
+  const viewNames = NATS_CLUSTERS.map((_, i) => `view-${i}`);
+  // the watching views join one after the other (one per NATS cluster): each is a full-sync sample
+  const views: Child[] = [];
+  const viewSync: Synced[] = [];
+  for (const [i, v] of viewNames.entries()) {
+    const c = spawnRole('view', specFile, ['--name', v, '--servers', String(i)], true);
+    children.push(c);
+    views.push(c);
+    viewSync.push(await c.next<Synced>('synced'));
+  }
+  console.log(
+    `full sync of the 3 watching views, one at a time: ${viewSync.map((x) => x.sync_s.toFixed(2)).join(', ')} s (CPU ${viewSync.map((x) => x.sync_cpu_s.toFixed(2)).join(', ')} s); rss ${viewSync.map((x) => x.rss_mb.toFixed(0)).join(', ')} MB`,
+  );
+  for (const v of views) v.proc.send({ type: 'idle' });
+  await sleep(IDLE_WINDOW_MS);
+  for (const v of views) v.proc.send({ type: 'record' });
+  pubs.proc.send({ type: 'stream', rate, seconds });
+  const streamed = await pubs.next<Streamed>('streamed');
+  // give the last changes time to arrive (bounded), then collect what every view saw
+  await sleep(3000);
+  const reports = await Promise.all(
+    views.map((v) => {
+      v.proc.send({ type: 'report' });
+      return v.next<Report>('report');
+    }),
+  );
+  // per view: key → ascending [weight, time] of what it showed
+  const seenBy = reports.map((r) => {
+    const m = new Map<string, [number, number][]>();
+    for (const [key, w, t] of r.seen) {
+      const l = m.get(key) ?? [];
+      if (l.length === 0) m.set(key, l);
+      l.push([w, t]);
+    }
+    return m;
+  });
+  const latencies: number[] = [];
+  let lost = 0;
+  for (const [key, weight, t] of streamed.changes) {
+    let worst = 0;
+    for (const m of seenBy) {
+      // the first time this view showed this weight or a later one (two changes in one turn show only the last)
+      const hit = m.get(key)?.find(([w]) => w >= weight);
+      if (!hit) {
+        worst = Number.NaN;
+        break;
+      }
+      worst = Math.max(worst, hit[1] - t);
+    }
+    if (Number.isNaN(worst)) lost++;
+    else latencies.push(worst);
+  }
+  latencies.sort((a, b) => a - b);
+  const achieved = (streamed.changes.length / streamed.wall_ms) * 1000;
+  const n = Math.max(1, streamed.changes.length);
+  const cpuPerChange = reports.map((r) => r.cpu_ms / n);
+  const netCpuPerChange = reports.map((r) => (r.cpu_ms - (r.idle_cpu_ms_per_s * r.wall_ms) / 1000) / n);
+  console.log(
+    `propagation over ${latencies.length} changes at ${achieved.toFixed(0)}/s (asked ${rate}/s), lost ${lost}: p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${latencies[latencies.length - 1]?.toFixed(1)} ms`,
+  );
+  console.log(
+    `CPU per change of a watching view: ${netCpuPerChange.map((x) => x.toFixed(3)).join(', ')} ms net of idle (${cpuPerChange.map((x) => x.toFixed(3)).join(', ')} ms in all; idle ${reports.map((r) => r.idle_cpu_ms_per_s.toFixed(0)).join(', ')} ms/s)`,
+  );
+  console.log(
+    `event loop delay p99/max: publishers ${streamed.loop_p99_ms}/${streamed.loop_max_ms} ms (CPU ${(streamed.cpu_ms / 1000).toFixed(1)} s in ${(streamed.wall_ms / 1000).toFixed(1)} s); views ${reports.map((r) => `${r.loop_p99_ms}/${r.loop_max_ms}`).join(', ')} ms; view rss after the stream ${reports.map((r) => r.rss_mb.toFixed(0)).join(', ')} MB`,
+  );
+  return {
+    change_rate_per_s: Math.round(achieved),
+    changes_measured: latencies.length,
+    changes_lost: lost,
+    propagation_p50_ms: round(percentile(latencies, 50)),
+    propagation_p99_ms: round(percentile(latencies, 99)),
+    propagation_max_ms: round(latencies[latencies.length - 1] ?? Number.NaN),
+    view_cpu_ms_per_change: round3(median(netCpuPerChange)),
+    view_cpu_ms_per_change_samples: netCpuPerChange.map(round3),
+    view_cpu_ms_per_change_with_idle: round3(median(cpuPerChange)),
+    view_idle_cpu_ms_per_s: reports.map((r) => round(r.idle_cpu_ms_per_s)),
+    publisher_cpu_ms_per_change: round(streamed.cpu_ms / n),
+    loop_delay_p99_ms: { publishers: streamed.loop_p99_ms, views: reports.map((r) => r.loop_p99_ms) },
+    watching_views_sync_s: viewSync.map((x) => round(x.sync_s)),
+    watching_views_sync_cpu_s: viewSync.map((x) => round(x.sync_cpu_s)),
+    watching_views_rss_mb: viewSync.map((x) => round(x.rss_mb)),
+    watching_views_rss_after_stream_mb: reports.map((r) => round(r.rss_mb)),
+  };
+}
+
+async function runScale(
+  clusters: number,
+  services: number,
+  seconds: number,
+  rate: number,
+  joinOnly: boolean,
+) {
   const label = `${clusters}x${services}`;
   const total = clusters * services;
   console.log(`\n== ${label}: ${clusters} clusters × ${services} services = ${total} entries`);
@@ -377,7 +576,7 @@ async function runScale(clusters: number, services: number, seconds: number, rat
   const root = await createRoot({ trustDomain: TD });
   const leaves: Record<string, IssuedLeaf> = {};
   const sc = await startNatsSupercluster({ clusters: NATS_CLUSTERS.map((name) => ({ name })) });
-  for (const n of [...names, ...viewNames, 'joiner', 'joiner-small-young'])
+  for (const n of [...names, ...viewNames, 'joiner', 'joiner-node-defaults'])
     leaves[n] = await issueLeaf(await issueIntermediate(root, { cluster: n }), { kind: 'federation' });
   console.log(`setup: supercluster and ${names.length + 5} identities in ${Date.now() - t0} ms`);
   const spec: Spec = {
@@ -392,127 +591,58 @@ async function runScale(clusters: number, services: number, seconds: number, rat
   const children: Child[] = [];
   try {
     const t1 = Date.now();
-    const pubs = spawnRole('publishers', specFile);
+    const pubs = spawnRole('publishers', specFile, [], false);
     children.push(pubs);
     await pubs.next('ready');
     console.log(
       `${clusters} publishers up (one child process) in ${((Date.now() - t1) / 1000).toFixed(1)} s`,
     );
-    // the watching views join one after the other (one per NATS cluster): each is a full-sync sample
-    const views: Child[] = [];
-    const viewSync: Synced[] = [];
-    for (const [i, v] of viewNames.entries()) {
-      const c = spawnRole(`view`, specFile, ['--name', v, '--servers', String(i)]);
-      children.push(c);
-      views.push(c);
-      viewSync.push(await c.next<Synced>('synced'));
-    }
-    console.log(
-      `full sync of the 3 watching views, one at a time: ${viewSync.map((x) => x.sync_s.toFixed(2)).join(', ')} s; rss ${viewSync.map((x) => x.rss_mb.toFixed(0)).join(', ')} MB`,
-    );
+    const stream = joinOnly ? {} : await watchAndStream(specFile, pubs, children, seconds, rate);
 
-    for (const v of views) v.proc.send({ type: 'record' });
-    pubs.proc.send({ type: 'stream', rate, seconds });
-    const streamed = await pubs.next<{
-      changes: [string, number, number][];
-      wall_ms: number;
-      cpu_ms: number;
-      loop_p99_ms: number;
-      loop_max_ms: number;
-    }>('streamed');
-    // give the last changes time to arrive (bounded), then collect what every view saw
-    await sleep(3000);
-    const reports = await Promise.all(
-      views.map((v) => {
-        v.proc.send({ type: 'report' });
-        return v.next<{
-          seen: [string, number, number][];
-          rss_mb: number;
-          loop_p99_ms: number;
-          loop_max_ms: number;
-        }>('report');
-      }),
-    );
-    // per view: key → ascending [weight, time] of what it showed
-    const seenBy = reports.map((r) => {
-      const m = new Map<string, [number, number][]>();
-      for (const [key, w, t] of r.seen) {
-        const l = m.get(key) ?? [];
-        if (l.length === 0) m.set(key, l);
-        l.push([w, t]);
-      }
-      return m;
-    });
-    const latencies: number[] = [];
-    let lost = 0;
-    for (const [key, weight, t] of streamed.changes) {
-      let worst = 0;
-      for (const m of seenBy) {
-        // the first time this view showed this weight or a later one (two changes in one turn show only the last)
-        const hit = m.get(key)?.find(([w]) => w >= weight);
-        if (!hit) {
-          worst = Number.NaN;
-          break;
-        }
-        worst = Math.max(worst, hit[1] - t);
-      }
-      if (Number.isNaN(worst)) lost++;
-      else latencies.push(worst);
-    }
-    latencies.sort((a, b) => a - b);
-    const achieved = (streamed.changes.length / streamed.wall_ms) * 1000;
-    console.log(
-      `propagation over ${latencies.length} changes at ${achieved.toFixed(0)}/s (asked ${rate}/s), lost ${lost}: p50 ${percentile(latencies, 50).toFixed(1)} ms, p99 ${percentile(latencies, 99).toFixed(1)} ms, max ${latencies[latencies.length - 1]?.toFixed(1)} ms`,
-    );
-    console.log(
-      `event loop delay p99/max: publishers ${streamed.loop_p99_ms}/${streamed.loop_max_ms} ms (CPU ${(streamed.cpu_ms / 1000).toFixed(1)} s in ${(streamed.wall_ms / 1000).toFixed(1)} s); views ${reports.map((r) => `${r.loop_p99_ms}/${r.loop_max_ms}`).join(', ')} ms`,
-    );
-
-    // full sync of a newly joined cluster, in its own process
-    const joiner = spawnRole('joiner', specFile, ['--name', 'joiner', '--servers', '1']);
+    // full sync of a newly joined cluster, in its own process, started as meshfed gateway is
+    const joiner = spawnRole('joiner', specFile, ['--name', 'joiner', '--servers', '1'], true);
     children.push(joiner);
     const joined = await joiner.next<Synced>('synced');
     console.log(
-      `full sync of a new cluster (${total} entries): ${joined.sync_s.toFixed(2)} s; its rss ${joined.rss_mb.toFixed(0)} MB (private ${joined.rss_anon_mb.toFixed(0)} MB; heap ${joined.heap_mb.toFixed(0)} of ${joined.heap_total_mb.toFixed(0)} MB, external ${joined.external_mb.toFixed(0)} MB; rss before the view started ${joined.base_rss_mb.toFixed(0)} MB)`,
+      `full sync of a new cluster (${total} entries): ${joined.sync_s.toFixed(2)} s (CPU ${joined.sync_cpu_s.toFixed(2)} s); its ${memoryLine(joined)}`,
     );
     await stopChild(joiner);
-    // the same join with V8's young generation capped (an operator setting: NODE_OPTIONS=--max-semi-space-size=2)
-    const small = spawnRole(
-      'joiner',
-      specFile,
-      ['--name', 'joiner-small-young', '--servers', '1'],
-      ['--max-semi-space-size=2'],
-    );
-    children.push(small);
-    const joinedSmall = await small.next<Synced>('synced');
+    // the same join with Node's defaults (a view before cli/node-flags.ts, or run as plain `node`)
+    const plain = spawnRole('joiner', specFile, ['--name', 'joiner-node-defaults', '--servers', '1'], false);
+    children.push(plain);
+    const joinedPlain = await plain.next<Synced>('synced');
     console.log(
-      `the same with --max-semi-space-size=2: full sync ${joinedSmall.sync_s.toFixed(2)} s, rss ${joinedSmall.rss_mb.toFixed(0)} MB (private ${joinedSmall.rss_anon_mb.toFixed(0)} MB)`,
+      `the same with Node's defaults: full sync ${joinedPlain.sync_s.toFixed(2)} s (CPU ${joinedPlain.sync_cpu_s.toFixed(2)} s), ${memoryLine(joinedPlain)}`,
     );
-    const rssSamples = [...viewSync.map((s) => s.rss_mb), joined.rss_mb, ...reports.map((r) => r.rss_mb)];
     return {
       clusters,
       services,
       entries: total,
-      change_rate_per_s: Math.round(achieved),
-      changes_measured: latencies.length,
-      changes_lost: lost,
-      propagation_p50_ms: round(percentile(latencies, 50)),
-      propagation_p99_ms: round(percentile(latencies, 99)),
-      propagation_max_ms: round(latencies[latencies.length - 1] ?? Number.NaN),
-      publisher_cpu_ms_per_change: round(streamed.cpu_ms / Math.max(1, streamed.changes.length)),
-      loop_delay_p99_ms: { publishers: streamed.loop_p99_ms, views: reports.map((r) => r.loop_p99_ms) },
+      view_started_with: [
+        ...GATEWAY_NODE_FLAGS,
+        ...Object.entries(GATEWAY_ENV).map(([k, v]) => `${k}=${v}`),
+      ].join(' '),
       full_sync_s: round(joined.sync_s),
-      full_sync_samples_s: [...viewSync.map((s) => s.sync_s), joined.sync_s].map(round),
+      full_sync_cpu_s: round(joined.sync_cpu_s),
       rss_mb: round(joined.rss_mb),
+      rss_settled_mb: round(joined.rss_settled_mb),
       rss_private_mb: round(joined.rss_anon_mb),
       rss_before_view_mb: round(joined.base_rss_mb),
       rss_of_the_view_mb: round(joined.rss_mb - joined.base_rss_mb),
-      rss_semi_space_2_mb: round(joinedSmall.rss_mb),
-      full_sync_semi_space_2_s: round(joinedSmall.sync_s),
-      rss_samples_mb: rssSamples.map(round),
-      rss_max_mb: round(Math.max(...rssSamples)),
-      heap_mb: round(joined.heap_mb),
-      rss_median_mb: round(median(rssSamples)),
+      heap_used_mb: round(joined.heap_mb),
+      heap_total_mb: round(joined.heap_total_mb),
+      young_generation_mb: round(joined.young_mb),
+      external_mb: round(joined.external_mb),
+      node_defaults: {
+        full_sync_s: round(joinedPlain.sync_s),
+        full_sync_cpu_s: round(joinedPlain.sync_cpu_s),
+        rss_mb: round(joinedPlain.rss_mb),
+        rss_settled_mb: round(joinedPlain.rss_settled_mb),
+        rss_private_mb: round(joinedPlain.rss_anon_mb),
+        heap_total_mb: round(joinedPlain.heap_total_mb),
+        young_generation_mb: round(joinedPlain.young_mb),
+      },
+      ...stream,
     };
   } finally {
     await Promise.all(children.map(stopChild));
@@ -532,9 +662,13 @@ async function main(): Promise<void> {
     (s) => s.split('x').map(Number) as [number, number],
   );
   const command = `npm run bench:catalog -- ${process.argv.slice(2).join(' ')}`.trim();
+  viewScript = (await builtViewScript()) ?? viewScript;
+  console.log(`view processes run ${viewScript}`);
+  const loadAtStart = loadavg().map((x) => round(x));
+  console.log(`load average at start: ${loadAtStart.join(', ')}`);
   const results: Record<string, unknown> = {};
   for (const [c, s] of scales) {
-    const figures = await runScale(c, s, Number(args.seconds), Number(args.rate));
+    const figures = await runScale(c, s, Number(args.seconds), Number(args.rate), args['join-only']);
     // each scale says which run it came from: one scale run again replaces its figures but not the other's,
     // which the top-level meta (the last run) would otherwise claim as its own
     results[`${c}x${s}`] = { ...figures, measured: { date: new Date().toISOString(), command } };
@@ -547,12 +681,15 @@ async function main(): Promise<void> {
       cpus: cpus().length,
       cpu: cpus()[0]?.model,
       command,
+      load_average: { start: loadAtStart, end: loadavg().map((x) => round(x)) },
       note: 'shared 2-core machine: figures are noisy; publishers in one child process, every view in its own',
     },
   };
   // scales run separately (--scale) accumulate in one file; a scale run again replaces its own figures
   mergeResults('catalog.json', out);
-  console.log(`\nwrote bench/results/catalog.json`);
+  console.log(
+    `\nload average at the end: ${out.meta.load_average.end.join(', ')}; wrote bench/results/catalog.json`,
+  );
   process.exit(0);
 }
 

@@ -1,7 +1,9 @@
 // Idle resident memory of one meshfed gateway process (issue 5's goal: at most 60 MB), beside haproxy's
 // measured in the same run. The gateways are the real ones: `meshfed demo --headless` starts three clusters
 // (nats-servers, gateways, demo services); once every gateway is up and the demo's traffic is idle, each
-// gateway's RSS is sampled once a second and the median is kept.
+// gateway's RSS is sampled once a second and the median is kept. Then one `meshfed status` asks the first
+// gateway over its admin API, which loads the gRPC server there (cli/admin/admin-server.ts), and that
+// gateway is sampled again: what an operator's first admin call adds.
 //   npm run bench:idle-rss                       (samples for 10 s)
 //   npm run bench:idle-rss -- --seconds 30
 // Writes bench/results/idle-rss.json.
@@ -48,7 +50,7 @@ async function sample(pids: number[]): Promise<Memory[]> {
 
 async function startDemo(
   dir: string,
-): Promise<{ child: ChildProcess; gateways: { cluster: string; pid: number }[] }> {
+): Promise<{ child: ChildProcess; gateways: { cluster: string; pid: number; config: string }[] }> {
   const child = spawn(process.execPath, ['bin/meshfed.js', 'demo', '--headless', '--dir', dir], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -57,8 +59,8 @@ async function startDemo(
   for await (const line of lines) {
     if (!line.startsWith('{')) continue;
     clearTimeout(deadline);
-    const info = JSON.parse(line) as { clusters: { name: string; pid: number }[] };
-    return { child, gateways: info.clusters.map((c) => ({ cluster: c.name, pid: c.pid })) };
+    const info = JSON.parse(line) as { clusters: { name: string; pid: number; config: string }[] };
+    return { child, gateways: info.clusters.map((c) => ({ cluster: c.name, pid: c.pid, config: c.config })) };
   }
   clearTimeout(deadline);
   throw new Error('meshfed demo exited before it was ready (its stderr is above)');
@@ -112,12 +114,25 @@ try {
   const pids = [...started.gateways.map((g) => g.pid), ...(haproxy?.pid ? [haproxy.pid] : [])];
   const mem = await sample(pids);
   const gateways = started.gateways.map((g, i) => ({ cluster: g.cluster, ...mem[i]! }));
+  const first = started.gateways[0]!;
+  const status = spawnSync(
+    process.execPath,
+    ['bin/meshfed.js', 'status', '--config', first.config, '--json'],
+    {
+      encoding: 'utf8',
+    },
+  );
+  if (status.status !== 0) throw new Error(`meshfed status failed: ${status.stderr}`);
+  const [afterAdmin] = await sample([first.pid]);
   const ours = median(gateways.map((g) => g.rss_mb));
   const peer = haproxy ? mem[mem.length - 1] : undefined;
   for (const g of gateways)
     console.log(
       `meshfed gateway ${g.cluster}: rss ${round(g.rss_mb)} MB (anonymous ${round(g.anon_mb)}, file-backed ${round(g.file_mb)})`,
     );
+  console.log(
+    `meshfed gateway ${first.cluster} after one \`meshfed status\`: rss ${round(afterAdmin!.rss_mb)} MB (anonymous ${round(afterAdmin!.anon_mb)})`,
+  );
   if (peer)
     console.log(
       `haproxy (one thread, idle): rss ${round(peer.rss_mb)} MB (anonymous ${round(peer.anon_mb)})`,
@@ -140,6 +155,11 @@ try {
           anon_mb: round(g.anon_mb),
           file_mb: round(g.file_mb),
         })),
+        after_admin_call: {
+          cluster: first.cluster,
+          rss_mb: round(afterAdmin!.rss_mb),
+          anon_mb: round(afterAdmin!.anon_mb),
+        },
         haproxy_rss_mb: peer ? round(peer.rss_mb) : null,
         goal_mb: 60,
       },

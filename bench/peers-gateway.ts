@@ -221,5 +221,6 @@ if (topology === 'passthrough') {
 }
 if (workers > 1) process.send?.('ready');
 else process.stdout.write(`meshfed gateway candidate ready (${topology}, one event loop)\n`);
-// the harness stops candidates with SIGTERM; exiting normally lets `--cpu-prof` write its profile
-process.once('SIGTERM', () => process.exit(0));
+// the harness stops candidates with SIGTERM; exiting normally lets `--cpu-prof` write its profile. `on`, not
+// `once`: the harness's `timeout` wrapper passes the signal on a second time while a large profile is written
+process.on('SIGTERM', () => process.exit(0));

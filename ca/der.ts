@@ -94,6 +94,9 @@ export function decodeOid(v: Buffer): string {
   return [a, first - a * 40, ...parts].join('.');
 }
 
+/** The KeyUsage bits that verification checks, as decodeKeyUsage (and @peculiar/x509's KeyUsageFlags) number them. */
+export const KEY_USAGE = { digitalSignature: 1, keyCertSign: 32 } as const;
+
 /** KeyUsage BIT STRING → flags where bit i of the ASN.1 string is 1 << i (digitalSignature = 1, keyCertSign = 32). */
 export function decodeKeyUsage(v: Buffer): number {
   let flags = 0;

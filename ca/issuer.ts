@@ -1,9 +1,9 @@
 import { type KeyObject, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
-import { px } from './x509-lib.ts';
+import type { px } from './x509-lib.ts';
 import { MeshfedError } from '../core/index.ts';
 import { certFacts, OID, oneLine } from './cert-facts.ts';
-import { nameConstraintsPermittingUriHost } from './der.ts';
+import { KEY_USAGE, nameConstraintsPermittingUriHost } from './der.ts';
 import {
   assertKeyMatches,
   type CryptoKey,
@@ -22,6 +22,13 @@ import {
   spiffeIdFor,
 } from './spiffe.ts';
 import type { CaMaterial, IdentityKind, IssuedLeaf, KeyType } from './types.ts';
+
+/**
+ * @peculiar/x509 and the ASN.1 stack under it are the largest libraries ca/ uses: loaded by the first call
+ * that creates a certificate, so a process that only verifies (or reads its certificates from files)
+ * never holds them.
+ */
+const x509 = async () => (await import('./x509-lib.ts')).px;
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -64,15 +71,16 @@ function signerFor(ca: CaMaterial): Promise<Signer> {
 }
 
 async function makeSigner(ca: CaMaterial): Promise<Signer> {
+  const lib = await x509();
   const cert = parseCertificates(ca.certPem, 'the CA certificate')[0]!;
   const key = readPrivateKey(ca.keyPem, 'the CA key');
   assertKeyMatches(cert, key, 'the CA key');
   const { signingKey, keyType } = await toSigningKey(key, 'the CA key');
-  const p = new px.X509Certificate(cert.raw);
-  const skid = p.getExtension(px.SubjectKeyIdentifierExtension);
+  const p = new lib.X509Certificate(cert.raw);
+  const skid = p.getExtension(lib.SubjectKeyIdentifierExtension);
   const authorityKeyId = skid
-    ? new px.AuthorityKeyIdentifierExtension(skid.keyId)
-    : await px.AuthorityKeyIdentifierExtension.create(new px.PublicKey(p.publicKey.rawData));
+    ? new lib.AuthorityKeyIdentifierExtension(skid.keyId)
+    : await lib.AuthorityKeyIdentifierExtension.create(new lib.PublicKey(p.publicKey.rawData));
   return { cert, subject: p.subjectName, signingKey, keyType, authorityKeyId };
 }
 
@@ -85,7 +93,7 @@ function assertCanIssue(cert: X509Certificate, what: string, issuingCa: boolean,
       `${what} "${f.subject}" is not a CA certificate (basicConstraints CA:FALSE)`,
     );
   }
-  if (f.keyUsage !== undefined && !(f.keyUsage & px.KeyUsageFlags.keyCertSign)) {
+  if (f.keyUsage !== undefined && !(f.keyUsage & KEY_USAGE.keyCertSign)) {
     throw new MeshfedError('MESHFED_CA_NOT_A_CA', `${what} "${f.subject}" lacks the keyCertSign key usage`);
   }
   if (issuingCa && f.pathLen === 0) {
@@ -133,6 +141,7 @@ export async function createRoot(o: {
   ttlMs?: number;
   commonName?: string;
 }): Promise<CaMaterial> {
+  const lib = await x509();
   assertTrustDomain(o.trustDomain);
   const ttl = o.ttlMs ?? DEFAULT_ROOT_TTL_MS;
   assertTtl(ttl);
@@ -143,8 +152,8 @@ export async function createRoot(o: {
   const cn =
     o.commonName ??
     `meshfed root ${o.trustDomain} ${new Date(now).toISOString().slice(0, 10)} ${randomSerial().slice(0, 6)}`;
-  const name = new px.Name([{ CN: [cn] }, { O: [o.trustDomain] }]);
-  const cert = await px.X509CertificateGenerator.create({
+  const name = new lib.Name([{ CN: [cn] }, { O: [o.trustDomain] }]);
+  const cert = await lib.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
     subject: name,
     issuer: name,
@@ -154,10 +163,10 @@ export async function createRoot(o: {
     signingKey: keys.privateKey,
     signingAlgorithm: signingAlgorithm(keyType),
     extensions: [
-      new px.BasicConstraintsExtension(true, 1, true),
-      new px.KeyUsagesExtension(px.KeyUsageFlags.keyCertSign | px.KeyUsageFlags.cRLSign, true),
-      new px.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${o.trustDomain}` }]),
-      await px.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      new lib.BasicConstraintsExtension(true, 1, true),
+      new lib.KeyUsagesExtension(lib.KeyUsageFlags.keyCertSign | lib.KeyUsageFlags.cRLSign, true),
+      new lib.SubjectAlternativeNameExtension([{ type: 'url', value: `spiffe://${o.trustDomain}` }]),
+      await lib.SubjectKeyIdentifierExtension.create(keys.publicKey),
     ],
   });
   const certPem = pemOf(cert);
@@ -285,6 +294,7 @@ async function issueSubordinate(
   parent: CaMaterial,
   o: { spiffeId: string; subject: px.JsonName; ttlMs?: number; keyType?: KeyType },
 ): Promise<CaMaterial> {
+  const lib = await x509();
   const ttl = o.ttlMs ?? DEFAULT_INTERMEDIATE_TTL_MS;
   assertTtl(ttl);
   const signer = await signerFor(parent);
@@ -293,9 +303,9 @@ async function issueSubordinate(
   const keys = await generateKeyPair(keyType);
   const now = Date.now();
   const notAfter = Math.min(now + ttl, signer.cert.validToDate.getTime());
-  const cert = await px.X509CertificateGenerator.create({
+  const cert = await lib.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
-    subject: new px.Name(o.subject),
+    subject: new lib.Name(o.subject),
     issuer: signer.subject,
     notBefore: wholeSeconds(new Date(Math.max(now - BACKDATE_MS, signer.cert.validFromDate.getTime()))),
     notAfter: wholeSeconds(new Date(notAfter)),
@@ -303,14 +313,14 @@ async function issueSubordinate(
     signingKey: signer.signingKey,
     signingAlgorithm: signingAlgorithm(signer.keyType),
     extensions: [
-      new px.BasicConstraintsExtension(true, 0, true),
-      new px.KeyUsagesExtension(
-        px.KeyUsageFlags.keyCertSign | px.KeyUsageFlags.cRLSign | px.KeyUsageFlags.digitalSignature,
+      new lib.BasicConstraintsExtension(true, 0, true),
+      new lib.KeyUsagesExtension(
+        lib.KeyUsageFlags.keyCertSign | lib.KeyUsageFlags.cRLSign | lib.KeyUsageFlags.digitalSignature,
         true,
       ),
-      new px.SubjectAlternativeNameExtension([{ type: 'url', value: o.spiffeId }]),
-      new px.Extension(OID.nameConstraints, true, nameConstraintsPermittingUriHost(parent.trustDomain)),
-      await px.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      new lib.SubjectAlternativeNameExtension([{ type: 'url', value: o.spiffeId }]),
+      new lib.Extension(OID.nameConstraints, true, nameConstraintsPermittingUriHost(parent.trustDomain)),
+      await lib.SubjectKeyIdentifierExtension.create(keys.publicKey),
       signer.authorityKeyId,
     ],
   });
@@ -355,6 +365,7 @@ const EKU: Record<IdentityKind, string[]> = {
  * its cluster's intermediate (verify() refuses anything else, so neither is ever issued here).
  */
 export async function issueLeaf(ca: CaMaterial, o: IssueLeafOptions): Promise<IssuedLeaf> {
+  const lib = await x509();
   if (o.kind === 'admin' && !ca.admin) {
     throw new MeshfedError(
       'MESHFED_CA_WRONG_ISSUER',
@@ -393,9 +404,9 @@ export async function issueLeaf(ca: CaMaterial, o: IssueLeafOptions): Promise<Is
   const rsa = keyType.startsWith('rsa');
   const eku = EKU[o.kind];
   const label = o.kind === 'workload' ? `${o.namespace}/${o.serviceAccount}` : (o.name ?? ca.cluster);
-  const cert = await px.X509CertificateGenerator.create({
+  const cert = await lib.X509CertificateGenerator.create({
     serialNumber: randomSerial(),
-    subject: new px.Name([
+    subject: new lib.Name([
       { CN: [`${o.kind} ${label}`.slice(0, 64)] },
       { OU: [ca.cluster ?? 'admin'] },
       { O: [ca.trustDomain] },
@@ -407,14 +418,14 @@ export async function issueLeaf(ca: CaMaterial, o: IssueLeafOptions): Promise<Is
     signingKey: signer.signingKey,
     signingAlgorithm: signingAlgorithm(signer.keyType),
     extensions: [
-      new px.BasicConstraintsExtension(false, undefined, true),
-      new px.KeyUsagesExtension(
-        px.KeyUsageFlags.digitalSignature |
-          (rsa && o.kind !== 'federation' ? px.KeyUsageFlags.keyEncipherment : 0),
+      new lib.BasicConstraintsExtension(false, undefined, true),
+      new lib.KeyUsagesExtension(
+        lib.KeyUsageFlags.digitalSignature |
+          (rsa && o.kind !== 'federation' ? lib.KeyUsageFlags.keyEncipherment : 0),
         true,
       ),
-      ...(eku.length > 0 ? [new px.ExtendedKeyUsageExtension(eku, false)] : []),
-      new px.SubjectAlternativeNameExtension(
+      ...(eku.length > 0 ? [new lib.ExtendedKeyUsageExtension(eku, false)] : []),
+      new lib.SubjectAlternativeNameExtension(
         [
           { type: 'url', value: spiffeId },
           ...(o.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
@@ -422,7 +433,7 @@ export async function issueLeaf(ca: CaMaterial, o: IssueLeafOptions): Promise<Is
         ],
         true, // the subject is informational only; SPIFFE identities live in the SAN
       ),
-      await px.SubjectKeyIdentifierExtension.create(keys.publicKey),
+      await lib.SubjectKeyIdentifierExtension.create(keys.publicKey),
       signer.authorityKeyId,
     ],
   });

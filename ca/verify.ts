@@ -2,12 +2,11 @@ import { X509Certificate } from 'node:crypto';
 import type { DetailedPeerCertificate, TLSSocket } from 'node:tls';
 import { type ErrorCode, MeshfedError } from '../core/index.ts';
 import { type CertFacts, certFacts, OID, oneLine } from './cert-facts.ts';
-import { uriHostMatches } from './der.ts';
+import { KEY_USAGE, uriHostMatches } from './der.ts';
 import { pemBlocks } from './pem.ts';
 import { adminCaSpiffeId, parseSpiffeId } from './spiffe.ts';
 import type { TrustBundle } from './trust-bundle.ts';
 import type { SpiffeIdentity, VerifiedIdentity, VerifyExpectations } from './types.ts';
-import { px } from './x509-lib.ts';
 
 const MAX_CHAIN = 8;
 const DEFAULT_SKEW_MS = 60_000;
@@ -139,7 +138,7 @@ function checkIssuer(f: CertFacts, role: string): void {
       `${role} "${f.subject}" is not a CA certificate but issued another certificate`,
     );
   }
-  if (f.keyUsage !== undefined && !(f.keyUsage & px.KeyUsageFlags.keyCertSign)) {
+  if (f.keyUsage !== undefined && !(f.keyUsage & KEY_USAGE.keyCertSign)) {
     throw fail('MESHFED_CA_BAD_KEY_USAGE', `${role} "${f.subject}" lacks the keyCertSign key usage`);
   }
 }
@@ -365,7 +364,7 @@ function checkTime(path: CertFacts[], now: number, skew: number, startSkew: numb
 
 function checkUsage(leaf: CertFacts, id: SpiffeIdentity, usage: 'server' | 'client' | 'signing'): void {
   const ku = leaf.keyUsage;
-  if (ku !== undefined && !(ku & px.KeyUsageFlags.digitalSignature)) {
+  if (ku !== undefined && !(ku & KEY_USAGE.digitalSignature)) {
     throw fail(
       'MESHFED_CA_BAD_KEY_USAGE',
       `${id.spiffeId} lacks the digitalSignature key usage needed for ${usage}`,

@@ -1,5 +1,5 @@
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { balancerConfigSchema } from '../gateway/index.ts';
+import { balancerConfigSchema, DEFAULT_GOLDEN_LIMITS } from '../gateway/index.ts';
 import { discoveryConfigSchema } from '../discovery/index.ts';
 import { federationConfigSchema } from '../federation/index.ts';
 import { gatewayConfigSchema } from '../gateway/index.ts';
@@ -53,6 +53,47 @@ const identitySchema = z
     'where the gateway and federation identities come from: either caDir, or all of gatewayCert, gatewayKey, federationCert, federationKey and bundle',
   );
 
+/** A cap of the golden metrics: at least 1, and small enough that the series bound stays a bound. */
+const cap = (max: number, fallback: number, what: string) =>
+  z
+    .number()
+    .int()
+    .min(1)
+    .max(max)
+    .default(fallback)
+    .describe(`${what} (1 to ${max.toLocaleString('en-US')})`);
+
+/**
+ * The caps that bound the golden metrics' series (docs/observability.md, "cardinality"). Past a cap a label
+ * reads `other`; past `tuples` a new label tuple is counted under the overflow tuple of its direction and
+ * protocol. The maxima keep one process under about 450,000 golden series.
+ */
+const metricLimitsSchema = z
+  .strictObject({
+    clusters: cap(
+      4096,
+      DEFAULT_GOLDEN_LIMITS.clusters,
+      'distinct values of source_cluster and destination_cluster together; past it a cluster is labelled "other"',
+    ),
+    services: cap(
+      65_536,
+      DEFAULT_GOLDEN_LIMITS.services,
+      'distinct destination_service values; past it a service is labelled "other"',
+    ),
+    workloads: cap(
+      65_536,
+      DEFAULT_GOLDEN_LIMITS.workloads,
+      'distinct source_workload values ("unknown" not counted); past it a workload is labelled "other"',
+    ),
+    tuples: cap(
+      10_000,
+      DEFAULT_GOLDEN_LIMITS.tuples,
+      'label tuples with series of their own; a call of a new tuple past it is counted under (direction, protocol, other, other, other, other). The golden series of one process stay within (tuples + 8) × 45',
+    ),
+  })
+  .prefault({})
+  .describe('caps on the golden metrics, so no traffic can grow /metrics without bound');
+
 const observabilitySchema = z
   .strictObject({
     logLevel: z
@@ -60,6 +101,7 @@ const observabilitySchema = z
       .default('info')
       .describe('root log level (pino JSON on stdout); SIGHUP applies a change live'),
     tracing: tracingConfigSchema,
+    metricLimits: metricLimitsSchema,
   })
   .prefault({});
 

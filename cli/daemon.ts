@@ -2,7 +2,13 @@ import { readFileSync, statSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { collectDefaultMetrics } from 'prom-client';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
-import { CertificateSource, issueLeaf, TrustBundle, type IssuedLeaf } from '../ca/index.ts';
+import {
+  CertificateSource,
+  type IssuedLeaf,
+  type IssueLeafOptions,
+  issueLeaf,
+  TrustBundle,
+} from '../ca/index.ts';
 import {
   componentLogger,
   createLogger,
@@ -17,10 +23,11 @@ import {
 import { createSinks, createSources, ImportReconciler } from '../discovery/index.ts';
 import { FederationNode } from '../federation/index.ts';
 import type { Balancers } from '../gateway/index.ts';
-import type { Gateway } from '../gateway/index.ts';
+import { type Gateway, outboundLinks } from '../gateway/index.ts';
 import { adminBackend } from './admin/admin-backend.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { IssuingCaDir } from './issuing-ca.ts';
+import { issueLeafInChildProcess } from './leaf-issuer.ts';
 import { watchTrustFiles } from './trust-watch.ts';
 import { WorkerPool } from './worker-pool.ts';
 import { createBalancers, createGateway } from './data-plane.ts';
@@ -115,6 +122,8 @@ export class Daemon {
   private bundle!: TrustBundle;
   /** with identity.caDir: the intermediate this daemon issues its own leaves from */
   private issuingCa: IssuingCaDir | undefined;
+  /** set while the leaves move to a new intermediate (reloadTrust) */
+  private rotatingIntermediate = false;
   /** the trust reload under way: the next one starts after it */
   private trustReloads: Promise<unknown> = Promise.resolve();
   private unwatchTrust: (() => void) | undefined;
@@ -176,13 +185,19 @@ export class Daemon {
       await ca.reload();
       this.issuingCa = ca;
       const ttlMs = c.identity.leafTtl;
+      // Leaves are issued in a child process (the certificate library stays out of this one), except right
+      // after the intermediate changed (root rotation step 2): then both gateways of a link must move to
+      // the new leaves within the reload, and a child's start-up (0.5-2 s on a busy host) let requests
+      // race the rotation (test/e2e/root-rotation.test.ts lost some to upstream resets).
+      const issue = (o: IssueLeafOptions) =>
+        this.rotatingIntermediate ? issueLeaf(ca.current(), o) : issueLeafInChildProcess(ca.current(), o);
       this.gatewayIdentity = new CertificateSource({
-        issue: () => issueLeaf(ca.current(), { kind: 'gateway', name: c.name, ttlMs }),
+        issue: () => issue({ kind: 'gateway', name: c.name, ttlMs }),
         bundle,
         logger: componentLogger(this.log, 'identity'),
       });
       this.federationIdentity = new CertificateSource({
-        issue: () => issueLeaf(ca.current(), { kind: 'federation', ttlMs }),
+        issue: () => issue({ kind: 'federation', ttlMs }),
         bundle,
         logger: componentLogger(this.log, 'identity'),
       });
@@ -310,6 +325,8 @@ export class Daemon {
       signer: this.federationIdentity,
       bundle: () => this.bundle,
       source: this.source,
+      // what this gateway reports on links.<cluster>: its outbound calls per destination cluster
+      links: async (windowMs) => (this.gateway ? outboundLinks(await this.gateway.traffic(windowMs)) : []),
       logger: componentLogger(this.log, 'federation', c.cluster),
       registry: this.registry,
       now: Date.now,
@@ -320,6 +337,7 @@ export class Daemon {
       config: c,
       catalog: this.federation,
       policy: this.federation.policy,
+      linkReports: this.federation,
       local: this.source,
       registry: this.registry,
       log: this.log,
@@ -342,6 +360,7 @@ export class Daemon {
             source: this.source,
             catalog: this.federation,
             policy: this.federation.policy,
+            linkReports: this.federation,
             balancers: this.balancers,
             registry: this.registry,
             logger: componentLogger(this.log, 'workers', c.cluster),
@@ -435,7 +454,12 @@ export class Daemon {
       applied.push('trust bundle re-read');
       if (await this.issuingCa?.reload()) {
         // a new intermediate: the leaves move to it now, not at their next renewal
-        await Promise.all([this.gatewayIdentity.renewNow(), this.federationIdentity.renewNow()]);
+        this.rotatingIntermediate = true;
+        try {
+          await Promise.all([this.gatewayIdentity.renewNow(), this.federationIdentity.renewNow()]);
+        } finally {
+          this.rotatingIntermediate = false;
+        }
         applied.push('identity.caDir re-read: leaves re-issued');
       }
       return applied;

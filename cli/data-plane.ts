@@ -4,6 +4,7 @@ import {
   type CatalogView,
   componentLogger,
   type EndpointSource,
+  type LinkReportView,
   type Logger,
   type PolicyView,
   type Registry,
@@ -21,6 +22,8 @@ export interface DataPlaneInputs {
   catalog: CatalogView;
   /** the federated policy in force (the daemon's FederationNode, or a worker's mirror) */
   policy: PolicyView;
+  /** the other clusters' link reports for the dashboard (the daemon's FederationNode; workers serve no dashboard) */
+  linkReports?: LinkReportView;
   local: EndpointSource;
   registry: Registry;
   /** the process's logger; each component gets its child */
@@ -64,8 +67,10 @@ export function createGateway(
     balancerConfig: c.balancer,
     name: c.name,
     registry: i.registry,
+    metricLimits: c.observability.metricLimits,
     logger: componentLogger(i.log, 'gateway', c.cluster),
     policy: i.policy,
+    ...(i.linkReports ? { linkReports: i.linkReports } : {}),
     ...worker,
     ...(i.tracer ? { tracer: i.tracer } : {}),
   };

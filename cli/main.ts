@@ -2,13 +2,14 @@ import { readFileSync } from 'node:fs';
 import { MeshfedError, toMeshfedError } from '../core/index.ts';
 import type { Command, CommandContext } from './command.ts';
 import { COMMANDS } from './commands/index.ts';
+import { projectFile } from './project-file.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  const pkg = JSON.parse(readFileSync(projectFile('package.json'), 'utf8')) as {
     version: string;
   };
   return pkg.version;

@@ -9,6 +9,7 @@ import {
   Counter,
   type EndpointSource,
   Gauge,
+  type LinkReportView,
   type Logger,
   MeshfedError,
   type PolicyScopeRevision,
@@ -40,6 +41,8 @@ export interface WorkerPoolOptions {
   source: EndpointSource;
   catalog: CatalogView;
   policy: PolicyView;
+  /** the other clusters' gateways' link reports, for the dashboard */
+  linkReports: LinkReportView;
   /** for /debug/routes: the supervisor's view of the routes (outlier state lives in each worker) */
   balancers: Balancers;
   registry: Registry;
@@ -302,7 +305,10 @@ export class WorkerPool {
       local: this.o.source,
       allowedHosts: c.gateway.adminAllowedHosts,
       traffic: (windowMs) => this.traffic(windowMs),
-      dashboard: { self: { cluster: c.cluster, gateway: c.name, locality: c.locality } },
+      dashboard: {
+        self: { cluster: c.cluster, gateway: c.name, locality: c.locality },
+        links: () => this.o.linkReports.linkReports(),
+      },
       config: () => ({
         cluster: c.cluster,
         locality: c.locality,

@@ -1,6 +1,7 @@
 export * from './catalog.ts';
 export * from './config.ts';
 export * from './errors.ts';
+export * from './link-reports.ts';
 export * from './logger.ts';
 export * from './metrics.ts';
 export * from './policy.ts';

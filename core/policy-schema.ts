@@ -52,251 +52,267 @@ export interface PolicyProblem {
   reason: PolicyProblemReason;
 }
 
-const ID_PATTERN = z
-  .string()
-  .min(1)
-  .max(512)
-  .regex(/^(\*|\*?[^*\s]+|[^*\s]+\*)$/, 'expected an exact value, "*", "prefix*" or "*suffix"');
+type PolicySchemas = {
+  readonly [K in PolicyKind]: z.ZodType<Extract<PolicyDocument, { kind: K }>, unknown>;
+};
 
-const serviceKey = z
-  .string()
-  .regex(
-    /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
-    'expected a service as "namespace/name" (DNS labels), e.g. "shop/orders"',
-  );
+let schemas: PolicySchemas | undefined;
 
-const method = z
-  .string()
-  .regex(/^[A-Za-z]{1,20}$/, 'expected an HTTP method such as GET')
-  .transform((m) => m.toUpperCase());
-
-const pathMatch = z
-  .strictObject({
-    exact: z.string().startsWith('/', 'a path starts with "/"').max(2048).optional(),
-    prefix: z.string().startsWith('/', 'a path starts with "/"').max(2048).optional(),
-  })
-  .refine((p) => (p.exact === undefined) !== (p.prefix === undefined), {
-    message: 'give exactly one of "exact" or "prefix"',
-  });
-
-const headerMatch = z
-  .strictObject({
-    name: z
-      .string()
-      .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$/, 'expected an HTTP header name')
-      .transform((n) => n.toLowerCase()),
-    exact: z.string().max(1024).optional(),
-    prefix: z.string().min(1).max(1024).optional(),
-    present: z.boolean().optional(),
-  })
-  .refine((h) => [h.exact, h.prefix, h.present].filter((v) => v !== undefined).length === 1, {
-    message: 'give exactly one of "exact", "prefix" or "present"',
-  });
-
-const httpMatch = z.strictObject({
-  headers: z.array(headerMatch).min(1).max(32).optional(),
-  path: pathMatch.optional(),
-  methods: z.array(method).min(1).max(16).optional(),
-});
-
-const target = z.strictObject({
-  service: serviceKey,
-  cluster: dnsLabel().optional(),
-});
-
-const metadata = z.strictObject({
-  name: z
-    .string()
-    .regex(
-      /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/,
-      'expected a DNS-1123 name (lowercase letters, digits, "-" and ".")',
-    ),
-  labels: z.record(z.string().max(317), z.string().max(63)).optional(),
-});
-
-const ruleName = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'expected a DNS label');
-const percentage = z.number().min(0).max(100);
-
-function documentSchema<K extends PolicyKind, S extends z.ZodType>(kind: K, spec: S) {
-  return z.strictObject({
-    apiVersion: z.literal(POLICY_API_VERSION, { error: `expected apiVersion "${POLICY_API_VERSION}"` }),
-    kind: z.literal(kind),
-    metadata,
-    spec,
-  });
+/**
+ * One schema per kind, built on first use: zod schemas are sizeable objects, and a gateway that never
+ * receives a policy document never needs them.
+ */
+function policyDocumentSchemas(): PolicySchemas {
+  schemas ??= buildPolicySchemas();
+  return schemas;
 }
 
-const callerMatch = z
-  .strictObject({
-    spiffeId: ID_PATTERN.optional(),
-    cluster: ID_PATTERN.optional(),
-    namespace: ID_PATTERN.optional(),
-    serviceAccount: ID_PATTERN.optional(),
-  })
-  .refine((c) => Object.values(c).some((v) => v !== undefined), {
-    message: 'a caller match needs at least one of spiffeId, cluster, namespace, serviceAccount',
-  });
+function buildPolicySchemas(): PolicySchemas {
+  const ID_PATTERN = z
+    .string()
+    .min(1)
+    .max(512)
+    .regex(/^(\*|\*?[^*\s]+|[^*\s]+\*)$/, 'expected an exact value, "*", "prefix*" or "*suffix"');
 
-const requestMatch = z
-  .strictObject({
+  const serviceKey = z
+    .string()
+    .regex(
+      /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\/[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/,
+      'expected a service as "namespace/name" (DNS labels), e.g. "shop/orders"',
+    );
+
+  const method = z
+    .string()
+    .regex(/^[A-Za-z]{1,20}$/, 'expected an HTTP method such as GET')
+    .transform((m) => m.toUpperCase());
+
+  const pathMatch = z
+    .strictObject({
+      exact: z.string().startsWith('/', 'a path starts with "/"').max(2048).optional(),
+      prefix: z.string().startsWith('/', 'a path starts with "/"').max(2048).optional(),
+    })
+    .refine((p) => (p.exact === undefined) !== (p.prefix === undefined), {
+      message: 'give exactly one of "exact" or "prefix"',
+    });
+
+  const headerMatch = z
+    .strictObject({
+      name: z
+        .string()
+        .regex(/^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$/, 'expected an HTTP header name')
+        .transform((n) => n.toLowerCase()),
+      exact: z.string().max(1024).optional(),
+      prefix: z.string().min(1).max(1024).optional(),
+      present: z.boolean().optional(),
+    })
+    .refine((h) => [h.exact, h.prefix, h.present].filter((v) => v !== undefined).length === 1, {
+      message: 'give exactly one of "exact", "prefix" or "present"',
+    });
+
+  const httpMatch = z.strictObject({
+    headers: z.array(headerMatch).min(1).max(32).optional(),
+    path: pathMatch.optional(),
     methods: z.array(method).min(1).max(16).optional(),
-    paths: z.array(pathMatch).min(1).max(64).optional(),
-    ports: z.array(z.number().int().min(1).max(65535)).min(1).max(64).optional(),
-    grpc: z
-      .strictObject({
-        service: z
-          .string()
-          .regex(/^[A-Za-z0-9_.]{1,256}$/, 'expected a gRPC service name such as pkg.Service')
-          .optional(),
-        method: z
-          .string()
-          .regex(/^[A-Za-z0-9_]{1,128}$/, 'expected a gRPC method name')
-          .optional(),
-      })
-      .refine((g) => g.service !== undefined || g.method !== undefined, {
-        message: 'give a gRPC service and/or method',
-      })
-      .optional(),
-  })
-  .refine((r) => Object.values(r).some((v) => v !== undefined), {
-    message:
-      'a request match needs at least one of methods, paths, ports, grpc (omit "to" to match any request)',
   });
 
-const authorizationPolicy: z.ZodType<AuthorizationPolicy, unknown> = documentSchema(
-  'AuthorizationPolicy',
-  z.strictObject({
-    target,
-    rules: z
-      .array(
-        z.strictObject({
-          name: ruleName,
-          action: z.enum(['ALLOW', 'DENY'], { error: 'expected "ALLOW" or "DENY"' }),
-          from: z.array(callerMatch).min(1).max(256).optional(),
-          to: z.array(requestMatch).min(1).max(256).optional(),
-        }),
-      )
-      .min(1, 'an AuthorizationPolicy needs at least one rule')
-      .max(1000),
-  }),
-);
-
-const backend = z.strictObject({
-  service: serviceKey,
-  cluster: dnsLabel().optional(),
-  weight: z.number().int().min(0).max(10_000),
-});
-
-const trafficSplit: z.ZodType<TrafficSplit, unknown> = documentSchema(
-  'TrafficSplit',
-  z.strictObject({
+  const target = z.strictObject({
     service: serviceKey,
-    routes: z
-      .array(
-        z.strictObject({
-          name: ruleName,
-          match: httpMatch.optional(),
-          backends: z.array(backend).min(1, 'a route needs at least one backend').max(64),
-        }),
-      )
-      .min(1, 'a TrafficSplit needs at least one route')
-      .max(1000),
-  }),
-);
+    cluster: dnsLabel().optional(),
+  });
 
-const faultInjection: z.ZodType<FaultInjection, unknown> = documentSchema(
-  'FaultInjection',
-  z.strictObject({
+  const metadata = z.strictObject({
+    name: z
+      .string()
+      .regex(
+        /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/,
+        'expected a DNS-1123 name (lowercase letters, digits, "-" and ".")',
+      ),
+    labels: z.record(z.string().max(317), z.string().max(63)).optional(),
+  });
+
+  const ruleName = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'expected a DNS label');
+  const percentage = z.number().min(0).max(100);
+
+  function documentSchema<K extends PolicyKind, S extends z.ZodType>(kind: K, spec: S) {
+    return z.strictObject({
+      apiVersion: z.literal(POLICY_API_VERSION, { error: `expected apiVersion "${POLICY_API_VERSION}"` }),
+      kind: z.literal(kind),
+      metadata,
+      spec,
+    });
+  }
+
+  const callerMatch = z
+    .strictObject({
+      spiffeId: ID_PATTERN.optional(),
+      cluster: ID_PATTERN.optional(),
+      namespace: ID_PATTERN.optional(),
+      serviceAccount: ID_PATTERN.optional(),
+    })
+    .refine((c) => Object.values(c).some((v) => v !== undefined), {
+      message: 'a caller match needs at least one of spiffeId, cluster, namespace, serviceAccount',
+    });
+
+  const requestMatch = z
+    .strictObject({
+      methods: z.array(method).min(1).max(16).optional(),
+      paths: z.array(pathMatch).min(1).max(64).optional(),
+      ports: z.array(z.number().int().min(1).max(65535)).min(1).max(64).optional(),
+      grpc: z
+        .strictObject({
+          service: z
+            .string()
+            .regex(/^[A-Za-z0-9_.]{1,256}$/, 'expected a gRPC service name such as pkg.Service')
+            .optional(),
+          method: z
+            .string()
+            .regex(/^[A-Za-z0-9_]{1,128}$/, 'expected a gRPC method name')
+            .optional(),
+        })
+        .refine((g) => g.service !== undefined || g.method !== undefined, {
+          message: 'give a gRPC service and/or method',
+        })
+        .optional(),
+    })
+    .refine((r) => Object.values(r).some((v) => v !== undefined), {
+      message:
+        'a request match needs at least one of methods, paths, ports, grpc (omit "to" to match any request)',
+    });
+
+  const authorizationPolicy: z.ZodType<AuthorizationPolicy, unknown> = documentSchema(
+    'AuthorizationPolicy',
+    z.strictObject({
+      target,
+      rules: z
+        .array(
+          z.strictObject({
+            name: ruleName,
+            action: z.enum(['ALLOW', 'DENY'], { error: 'expected "ALLOW" or "DENY"' }),
+            from: z.array(callerMatch).min(1).max(256).optional(),
+            to: z.array(requestMatch).min(1).max(256).optional(),
+          }),
+        )
+        .min(1, 'an AuthorizationPolicy needs at least one rule')
+        .max(1000),
+    }),
+  );
+
+  const backend = z.strictObject({
     service: serviceKey,
-    rules: z
-      .array(
-        z
-          .strictObject({
+    cluster: dnsLabel().optional(),
+    weight: z.number().int().min(0).max(10_000),
+  });
+
+  const trafficSplit: z.ZodType<TrafficSplit, unknown> = documentSchema(
+    'TrafficSplit',
+    z.strictObject({
+      service: serviceKey,
+      routes: z
+        .array(
+          z.strictObject({
             name: ruleName,
             match: httpMatch.optional(),
-            delay: z.strictObject({ fixed: duration(), percentage }).optional(),
-            abort: z
-              .strictObject({
-                httpStatus: z.number().int().min(200).max(599).optional(),
-                grpcStatus: z.number().int().min(1).max(16).optional(),
-                percentage,
-              })
-              .refine((a) => (a.httpStatus === undefined) !== (a.grpcStatus === undefined), {
-                message: 'give exactly one of "httpStatus" or "grpcStatus"',
-              })
-              .optional(),
-          })
-          .refine((r) => r.delay !== undefined || r.abort !== undefined, {
-            message: 'a fault rule needs a "delay", an "abort" or both',
+            backends: z.array(backend).min(1, 'a route needs at least one backend').max(64),
           }),
-      )
-      .min(1, 'a FaultInjection needs at least one rule')
-      .max(1000),
-  }),
-);
-
-const rateLimit: z.ZodType<RateLimit, unknown> = documentSchema(
-  'RateLimit',
-  z
-    .strictObject({
-      target,
-      requests: z.number().int().min(1).max(1_000_000_000),
-      interval: duration().default(1000),
-      burst: z.number().int().min(1).max(1_000_000_000).optional(),
-      bucketPer: z
-        .enum(RATE_LIMIT_BUCKETS as [RateLimitBucket, ...RateLimitBucket[]], {
-          error: `expected one of ${RATE_LIMIT_BUCKETS.join(', ')}`,
-        })
-        .default('gateway'),
-    })
-    .refine((s) => s.interval >= 1, { message: 'interval must be at least 1ms', path: ['interval'] })
-    .transform((s) => ({ ...s, burst: s.burst ?? s.requests })),
-);
-
-const resilienceOverride: z.ZodType<ResilienceOverride, unknown> = documentSchema(
-  'ResilienceOverride',
-  z
-    .strictObject({
-      service: serviceKey,
-      timeouts: z.strictObject({ request: duration().optional(), connect: duration().optional() }).optional(),
-      retry: z
-        .strictObject({
-          attempts: z.number().int().min(0).max(5).optional(),
-          retryOn: z
-            .array(
-              z.enum(RETRY_ON as [RetryOn, ...RetryOn[]], {
-                error: `expected one of ${RETRY_ON.join(', ')}`,
-              }),
-            )
-            .min(1)
-            .optional(),
-          perTryTimeout: duration().optional(),
-        })
-        .optional(),
-      outlier: z
-        .strictObject({
-          consecutiveFailures: z.number().int().min(1).optional(),
-          baseEjection: duration().optional(),
-          maxEjection: duration().optional(),
-          maxEjectionPercent: z.number().min(0).max(100).optional(),
-        })
-        .optional(),
-    })
-    .refine((s) => s.timeouts !== undefined || s.retry !== undefined || s.outlier !== undefined, {
-      message: 'a ResilienceOverride needs at least one of timeouts, retry, outlier',
+        )
+        .min(1, 'a TrafficSplit needs at least one route')
+        .max(1000),
     }),
-);
+  );
 
-/** One schema per kind. */
-export const policyDocumentSchemas: {
-  readonly [K in PolicyKind]: z.ZodType<Extract<PolicyDocument, { kind: K }>, unknown>;
-} = {
-  AuthorizationPolicy: authorizationPolicy,
-  TrafficSplit: trafficSplit,
-  FaultInjection: faultInjection,
-  RateLimit: rateLimit,
-  ResilienceOverride: resilienceOverride,
-};
+  const faultInjection: z.ZodType<FaultInjection, unknown> = documentSchema(
+    'FaultInjection',
+    z.strictObject({
+      service: serviceKey,
+      rules: z
+        .array(
+          z
+            .strictObject({
+              name: ruleName,
+              match: httpMatch.optional(),
+              delay: z.strictObject({ fixed: duration(), percentage }).optional(),
+              abort: z
+                .strictObject({
+                  httpStatus: z.number().int().min(200).max(599).optional(),
+                  grpcStatus: z.number().int().min(1).max(16).optional(),
+                  percentage,
+                })
+                .refine((a) => (a.httpStatus === undefined) !== (a.grpcStatus === undefined), {
+                  message: 'give exactly one of "httpStatus" or "grpcStatus"',
+                })
+                .optional(),
+            })
+            .refine((r) => r.delay !== undefined || r.abort !== undefined, {
+              message: 'a fault rule needs a "delay", an "abort" or both',
+            }),
+        )
+        .min(1, 'a FaultInjection needs at least one rule')
+        .max(1000),
+    }),
+  );
+
+  const rateLimit: z.ZodType<RateLimit, unknown> = documentSchema(
+    'RateLimit',
+    z
+      .strictObject({
+        target,
+        requests: z.number().int().min(1).max(1_000_000_000),
+        interval: duration().default(1000),
+        burst: z.number().int().min(1).max(1_000_000_000).optional(),
+        bucketPer: z
+          .enum(RATE_LIMIT_BUCKETS as [RateLimitBucket, ...RateLimitBucket[]], {
+            error: `expected one of ${RATE_LIMIT_BUCKETS.join(', ')}`,
+          })
+          .default('gateway'),
+      })
+      .refine((s) => s.interval >= 1, { message: 'interval must be at least 1ms', path: ['interval'] })
+      .transform((s) => ({ ...s, burst: s.burst ?? s.requests })),
+  );
+
+  const resilienceOverride: z.ZodType<ResilienceOverride, unknown> = documentSchema(
+    'ResilienceOverride',
+    z
+      .strictObject({
+        service: serviceKey,
+        timeouts: z
+          .strictObject({ request: duration().optional(), connect: duration().optional() })
+          .optional(),
+        retry: z
+          .strictObject({
+            attempts: z.number().int().min(0).max(5).optional(),
+            retryOn: z
+              .array(
+                z.enum(RETRY_ON as [RetryOn, ...RetryOn[]], {
+                  error: `expected one of ${RETRY_ON.join(', ')}`,
+                }),
+              )
+              .min(1)
+              .optional(),
+            perTryTimeout: duration().optional(),
+          })
+          .optional(),
+        outlier: z
+          .strictObject({
+            consecutiveFailures: z.number().int().min(1).optional(),
+            baseEjection: duration().optional(),
+            maxEjection: duration().optional(),
+            maxEjectionPercent: z.number().min(0).max(100).optional(),
+          })
+          .optional(),
+      })
+      .refine((s) => s.timeouts !== undefined || s.retry !== undefined || s.outlier !== undefined, {
+        message: 'a ResilienceOverride needs at least one of timeouts, retry, outlier',
+      }),
+  );
+
+  return {
+    AuthorizationPolicy: authorizationPolicy,
+    TrafficSplit: trafficSplit,
+    FaultInjection: faultInjection,
+    RateLimit: rateLimit,
+    ResilienceOverride: resilienceOverride,
+  };
+}
 
 function describeDocument(base: string, raw: unknown): string {
   const r = raw as { kind?: unknown; metadata?: { name?: unknown } } | null;
@@ -343,7 +359,7 @@ function collect(
       });
       return;
     }
-    const result = policyDocumentSchemas[kind as PolicyKind].safeParse(item);
+    const result = policyDocumentSchemas()[kind as PolicyKind].safeParse(item);
     if (!result.success) {
       for (const p of describeIssues(result.error)) problems.push({ document, ...p, reason: 'schema' });
       return;

@@ -197,6 +197,7 @@ export type RetryOn =
   | 'connect-failure'
   | 'reset'
   | 'refused-stream'
+  | 'cancelled'
   | 'unavailable'
   | 'deadline-exceeded'
   | 'resource-exhausted';
@@ -206,6 +207,7 @@ export const RETRY_ON: readonly RetryOn[] = [
   'connect-failure',
   'reset',
   'refused-stream',
+  'cancelled',
   'unavailable',
   'deadline-exceeded',
   'resource-exhausted',

@@ -33,10 +33,15 @@ export interface CatalogFile {
   announces: [string, number, number, boolean][];
 }
 
+/**
+ * What is written. The lists may be live views of the store (CatalogStore.exportState): they are iterated twice,
+ * once at the call to index the proofs and again while the rows are written, and a row whose proof was not
+ * indexed then (it arrived during the write) is left for the next write, which the change has already asked for.
+ */
 export interface CatalogState {
-  entries: { key: string; revision: number; proof: string | Proof }[];
-  tombstones: { key: string; revision: number; proof: string | Proof }[];
-  announces: { cluster: string; revision: number; proof: string | Proof; stale: boolean }[];
+  entries: Iterable<{ key: string; revision: number; proof: string | Proof }>;
+  tombstones: Iterable<{ key: string; revision: number; proof: string | Proof }>;
+  announces: Iterable<{ cluster: string; revision: number; proof: string | Proof; stale: boolean }>;
 }
 
 /** rows per write: each piece is a few hundred KB of JSON at most */
@@ -51,27 +56,17 @@ export async function writeCatalogFile(
 ): Promise<void> {
   const maker = new ProofMaker();
   const proofs: Proof[] = [];
-  const headers: string[] = [];
-  const headerIndex = new Map<string, number>();
   // a snapshot part vouches for hundreds of entries: it is written once (Proofs are shared objects)
   const index = new Map<string | Proof, number>();
-  const ref = (p: string | Proof): number => {
-    let i = index.get(p);
-    if (i === undefined) {
-      i = proofs.length;
-      proofs.push(typeof p === 'string' ? maker.make(p) : p);
-      index.set(p, i);
-    }
-    return i;
+  const indexProof = (p: string | Proof): void => {
+    if (index.has(p)) return;
+    index.set(p, proofs.length);
+    proofs.push(typeof p === 'string' ? maker.make(p) : p);
   };
-  const entries = state.entries.map((e): [string, number, number] => [e.key, e.revision, ref(e.proof)]);
-  const tombstones = state.tombstones.map((t): [string, number, number] => [t.key, t.revision, ref(t.proof)]);
-  const announces = state.announces.map((a): [string, number, number, boolean] => [
-    a.cluster,
-    a.revision,
-    ref(a.proof),
-    a.stale,
-  ]);
+  for (const list of [state.entries, state.tombstones, state.announces])
+    for (const item of list) indexProof(item.proof);
+  const headers: string[] = [];
+  const headerIndex = new Map<string, number>();
   const stored = (p: Proof): StoredProof => {
     let h = headerIndex.get(p.header);
     if (h === undefined) {
@@ -85,25 +80,48 @@ export async function writeCatalogFile(
   try {
     await replaceFile(target, async (fh) => {
       const write = (s: string) => fh.write(s);
-      const rows = async (name: string, list: unknown[], per: number, last: boolean): Promise<void> => {
+      /** writes `"name":[rows…]` in pieces of `per` rows, never holding more than one piece */
+      const rows = async <T>(name: string, list: Iterable<T>, per: number, row: (item: T) => unknown) => {
         await write(`${JSON.stringify(name)}:[`);
-        for (let i = 0; i < list.length; i += per) {
-          const piece = JSON.stringify(list.slice(i, i + per));
-          await write(`${i === 0 ? '' : ','}${piece.slice(1, -1)}`);
+        let piece: unknown[] = [];
+        let first = true;
+        const flush = async () => {
+          if (piece.length === 0) return;
+          const text = JSON.stringify(piece);
+          piece = [];
+          await write(`${first ? '' : ','}${text.slice(1, -1)}`);
+          first = false;
+        };
+        for (const item of list) {
+          const r = row(item);
+          if (r === undefined) continue;
+          piece.push(r);
+          if (piece.length >= per) await flush();
         }
-        await write(last ? ']' : '],');
+        await flush();
+        await write(']');
       };
+      const proofRef = (p: string | Proof): number | undefined => index.get(p);
       await write(
         `{"format":${JSON.stringify(FORMAT)},"cluster":${JSON.stringify(cluster)},"savedAt":${now},`,
       );
-      const storedProofs: StoredProof[] = [];
       // headers are only known once every proof is encoded: proofs first, then the headers they name
-      for (const p of proofs) storedProofs.push(stored(p));
-      await rows('proofs', storedProofs, PROOFS_PER_PIECE, false);
-      await write(`"headers":${JSON.stringify(headers)},`);
-      await rows('entries', entries, ROWS_PER_PIECE, false);
-      await rows('tombstones', tombstones, ROWS_PER_PIECE, false);
-      await rows('announces', announces, ROWS_PER_PIECE, true);
+      await rows('proofs', proofs, PROOFS_PER_PIECE, stored);
+      await write(`,"headers":${JSON.stringify(headers)},`);
+      await rows('entries', state.entries, ROWS_PER_PIECE, (e) => {
+        const i = proofRef(e.proof);
+        return i === undefined ? undefined : [e.key, e.revision, i];
+      });
+      await write(',');
+      await rows('tombstones', state.tombstones, ROWS_PER_PIECE, (t) => {
+        const i = proofRef(t.proof);
+        return i === undefined ? undefined : [t.key, t.revision, i];
+      });
+      await write(',');
+      await rows('announces', state.announces, ROWS_PER_PIECE, (a) => {
+        const i = proofRef(a.proof);
+        return i === undefined ? undefined : [a.cluster, a.revision, i, a.stale];
+      });
       await write('}');
     });
   } catch (err) {

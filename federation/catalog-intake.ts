@@ -60,6 +60,17 @@ export class CatalogIntake {
     });
   }
 
+  /** `<p>.links.<cluster>`: a gateway's report of its outbound calls per destination cluster */
+  links(m: Msg): void {
+    const v = this.#verified(m, 'nats', false);
+    if (!v) return;
+    if (v.msg.type !== 'links') {
+      this.#wrongType(v, m, 'links', 'nats');
+      return;
+    }
+    this.#o.emit({ type: 'LinkReportReceived', ...this.#meta(v, m, 'nats'), source: 'nats', msg: v.msg });
+  }
+
   /** `<p>.bulk.<cluster>`: snapshot parts a cluster pushes */
   bulk(m: Msg): void {
     const v = this.#verified(m, 'nats', true);

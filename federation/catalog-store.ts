@@ -54,6 +54,13 @@ const PORTS_INTERNED_MAX = 10_000;
 
 export type ApplyResult = 'applied' | 'unchanged' | 'stale_revision' | 'duplicate';
 
+/** The view as persistence reads it: re-iterable lists, read from the view each time they are iterated. */
+export interface CatalogExport {
+  entries: Iterable<{ key: string; revision: number; proof: Proof }>;
+  tombstones: Iterable<{ key: string; revision: number; proof: Proof }>;
+  announces: Iterable<{ cluster: string; revision: number; proof: Proof; stale: boolean }>;
+}
+
 /**
  * The federated view: the newest verified entry per (cluster, namespace, name), tombstones that keep older
  * revisions out, and per-cluster liveness. It only ever receives messages that passed MessageVerifier; its own
@@ -82,7 +89,11 @@ export class CatalogStore implements CatalogView {
     this.#staleAfter = typeof s === 'number' ? () => s : s;
   }
 
-  /** bumps on every change: persistence writes only when it moved */
+  /**
+   * Bumps on every change worth writing to disk: persistence writes only when it moved. A heartbeat that only
+   * moves an announcement's revision is not one (the announcement on disk is still a valid one of that cluster):
+   * counting it made a view rewrite its whole file after every heartbeat of every cluster, forever.
+   */
   get version(): number {
     return this.#version;
   }
@@ -212,7 +223,7 @@ export class CatalogStore implements CatalogView {
     c.locality = msg.locality;
     c.gateways = msg.gateways;
     c.lastSeen = now;
-    this.#version++;
+    if (changed) this.#version++;
     if (c.stale) this.#setStale(c, false);
     else if (changed) this.#queueCluster(c);
     return { result: 'applied', digestMatches: c.digest.hex() === msg.digest };
@@ -270,35 +281,45 @@ export class CatalogStore implements CatalogView {
     return this.#clusters.get(cluster)?.digest.hex();
   }
 
-  /** What persistence writes: every held proof and which (key, revision) it vouches for (items without one are left out). */
-  exportState(): {
-    entries: { key: string; revision: number; proof: Proof }[];
-    tombstones: { key: string; revision: number; proof: Proof }[];
-    announces: { cluster: string; revision: number; proof: Proof; stale: boolean }[];
-  } {
-    const entries: { key: string; revision: number; proof: Proof }[] = [];
-    for (const c of this.#clusters.values()) {
-      for (const [svcKey, proof] of c.proofs) {
-        const held = c.entries.get(svcKey)!;
-        entries.push({ key: entryKey(c.cluster, held.namespace, held.name), revision: held.revision, proof });
-      }
-    }
-    const tombstones: { key: string; revision: number; proof: Proof }[] = [];
-    for (const [key, t] of this.#tombstones) {
-      if (t.proof) tombstones.push({ key, revision: t.revision, proof: t.proof });
-    }
-    const announces: { cluster: string; revision: number; proof: Proof; stale: boolean }[] = [];
-    for (const c of this.#clusters.values()) {
-      if (c.announceProof) {
-        announces.push({
-          cluster: c.cluster,
-          revision: c.announceRevision,
-          proof: c.announceProof,
-          stale: c.stale,
-        });
-      }
-    }
-    return { entries, tombstones, announces };
+  /**
+   * What persistence writes: every held proof and which (key, revision) it vouches for (items without one are left
+   * out). The lists are read lazily, each time they are iterated, so writing a view of 100,000 entries never
+   * copies it; iterated again later, they show the view as it is then.
+   */
+  exportState(): CatalogExport {
+    const clusters = this.#clusters;
+    const tombstones = this.#tombstones;
+    return {
+      entries: {
+        *[Symbol.iterator]() {
+          for (const c of clusters.values()) {
+            for (const [svcKey, proof] of c.proofs) {
+              const held = c.entries.get(svcKey)!;
+              yield { key: entryKey(c.cluster, held.namespace, held.name), revision: held.revision, proof };
+            }
+          }
+        },
+      },
+      tombstones: {
+        *[Symbol.iterator]() {
+          for (const [key, t] of tombstones) if (t.proof) yield { key, revision: t.revision, proof: t.proof };
+        },
+      },
+      announces: {
+        *[Symbol.iterator]() {
+          for (const c of clusters.values()) {
+            if (c.announceProof) {
+              yield {
+                cluster: c.cluster,
+                revision: c.announceRevision,
+                proof: c.announceProof,
+                stale: c.stale,
+              };
+            }
+          }
+        },
+      },
+    };
   }
 
   /** Marks a cluster stale or live as persisted (used when loading from disk). */

@@ -95,7 +95,7 @@ export const federationConfigSchema = z
     maxClockSkew: duration()
       .default(30_000)
       .describe(
-        'how far ahead of this gateway’s clock a remote message’s issuedAt or revision may be; further ahead is refused',
+        'how far another cluster’s clock may be from this gateway’s: a remote message’s issuedAt or revision may be this far ahead, its expiresAt this far behind',
       ),
     gatewayAddresses: gatewayAddressesSchema
       .optional()

@@ -1,6 +1,12 @@
 import type { IssuedLeaf } from '../ca/index.ts';
 import type { LocalService } from '../core/index.ts';
-import type { AnnounceMessage, EntryMessage, SnapshotMessage, TombstoneMessage } from './messages.ts';
+import type {
+  AnnounceMessage,
+  EntryMessage,
+  LinksMessage,
+  SnapshotMessage,
+  TombstoneMessage,
+} from './messages.ts';
 import type { PolicyStateMessage } from './policy-messages.ts';
 import type { VerifiedBundle } from './policy-verifier.ts';
 import type { Proof } from './proof.ts';
@@ -46,6 +52,8 @@ export type FederationEvent =
       msg: SnapshotMessage;
       raw: Uint8Array;
     } & Verified)
+  | ({ type: 'LinkReportReceived'; source: 'nats'; msg: LinksMessage } & Verified)
+  | { type: 'LinkReportDue'; source: 'timer' }
   | { type: 'SyncRequested'; source: 'nats'; subject: string; reply: string | undefined; data: Uint8Array }
   | { type: 'LocalServicesChanged'; source: 'discovery'; services: readonly LocalService[] }
   | { type: 'SignerRotated'; source: 'ca'; leaf: IssuedLeaf }

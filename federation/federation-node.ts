@@ -8,6 +8,9 @@ import {
   componentLogger,
   type EndpointSource,
   type GatewayEndpoint,
+  type LinkFigures,
+  type LinkReport,
+  type LinkReportView,
   type Locality,
   type Logger,
   parseConfig,
@@ -30,6 +33,8 @@ import {
 import type { FederationEvent } from './events.ts';
 import { applyEntryOrTombstone, staleRevision } from './ingest.ts';
 import { JwsSigner } from './jws.ts';
+import { LinkReporter } from './link-reporter.ts';
+import { LinkReports } from './link-reports.ts';
 import { PolicyAgent } from './policy-agent.ts';
 import { PolicyVerifier } from './policy-verifier.ts';
 import { MAX_SNAPSHOT_BYTES } from './messages.ts';
@@ -61,6 +66,11 @@ export interface FederationNodeOptions {
   bundle: () => TrustBundle;
   /** the local services to export (exported: true only); without it the node only watches */
   source?: EndpointSource;
+  /**
+   * what this gateway measured: its outbound calls per destination cluster over the last `windowMs`,
+   * reported on `links.<cluster>` every heartbeat; without it the node reports no links
+   */
+  links?: (windowMs: number) => Promise<readonly LinkFigures[]>;
   /** false: publish and answer snapshots only, hold no view of other clusters (default true) */
   watch?: boolean;
   logger: Logger;
@@ -87,7 +97,7 @@ const SNAPSHOT_PART_BYTES = 64 * 1024;
  * NatsLink (the connection loop), CatalogIntake (subject → verified event), SnapshotAssembly, SyncRequester and
  * SyncResponder (anti-entropy, both sides), CatalogPersistence (the file), CatalogPublisher (our own messages).
  */
-export class FederationNode implements CatalogView {
+export class FederationNode implements CatalogView, LinkReportView {
   readonly config: FederationConfig;
   readonly cluster: string;
   readonly #o: FederationNodeOptions;
@@ -110,6 +120,10 @@ export class FederationNode implements CatalogView {
   readonly #persistence: CatalogPersistence | undefined;
   readonly #proofs: ProofMaker | undefined;
   readonly #watching: boolean;
+  /** the other clusters' gateways' latest link reports */
+  readonly #linkReports = new LinkReports();
+  /** this gateway's own link reports, when it measures any */
+  readonly #linkReporter: LinkReporter | undefined;
   /** the federated policy this gateway enforces (a PolicyView); fed by the same connection and event queue */
   readonly policy: PolicyAgent;
   #jws: JwsSigner | undefined;
@@ -162,7 +176,7 @@ export class FederationNode implements CatalogView {
     this.#accepted = sharedCounter(
       o.registry,
       'meshfed_catalog_accepted_total',
-      'verified catalog messages accepted, by type (entry, tombstone, announce, snapshot)',
+      'verified catalog messages accepted, by type (entry, tombstone, announce, snapshot, links)',
       ['type'],
     );
     this.#responder = new SyncResponder({
@@ -245,6 +259,24 @@ export class FederationNode implements CatalogView {
       registry: o.registry,
       now: this.#now,
     });
+    if (o.links) {
+      this.#linkReporter = new LinkReporter({
+        cluster: o.cluster,
+        gateway: o.gateways[0]?.name ?? 'gateway',
+        heartbeatInterval: this.config.heartbeatInterval,
+        subject: this.#subjects.links(o.cluster),
+        measure: o.links,
+        signer: () => this.#jws,
+        send: (subject, data) => {
+          const nc = this.#link.connection;
+          if (this.#stopped || !nc || !this.#link.connected) return false;
+          nc.publish(subject, data);
+          return true;
+        },
+        log: this.#log,
+        now: this.#now,
+      });
+    }
     if (o.source) {
       this.#publisher = new CatalogPublisher({
         cluster: o.cluster,
@@ -269,6 +301,11 @@ export class FederationNode implements CatalogView {
   }
   onChange(listener: (changes: readonly CatalogChange[]) => void): () => void {
     return this.#store.onChange(listener);
+  }
+
+  // ---- LinkReportView ----
+  linkReports(): readonly LinkReport[] {
+    return this.#linkReports.reports(this.#now());
   }
 
   /** how many remote entries the view holds */
@@ -303,6 +340,8 @@ export class FederationNode implements CatalogView {
     }
     if (this.#watching)
       this.#every(this.config.heartbeatInterval, { type: 'PolicyReportDue', source: 'timer' });
+    if (this.#linkReporter)
+      this.#every(this.config.heartbeatInterval, { type: 'LinkReportDue', source: 'timer' });
     const tick = Math.max(20, Math.min(1000, Math.floor(this.config.staleAfter / 10)));
     this.#every(tick, { type: 'MaintenanceDue', source: 'timer' });
     this.#link.start();
@@ -404,12 +443,19 @@ export class FederationNode implements CatalogView {
       case 'HeartbeatDue':
         this.#announce();
         return;
+      case 'LinkReportReceived':
+        if (this.#linkReports.apply(e.msg)) this.#accepted.inc({ type: 'links' });
+        return;
+      case 'LinkReportDue':
+        void this.#linkReporter?.report();
+        return;
       case 'RefreshDue':
         this.#publisher!.refreshAll();
         this.#publishBulk();
         return;
       case 'MaintenanceDue':
         this.#store.tick(now, this.#link.connected);
+        this.#linkReports.expire(now);
         this.#assembly.expire(now);
         this.#requester.expire();
         this.#persistence?.schedule();

@@ -10,6 +10,8 @@ export {
 export { SetDigest } from './digest.ts';
 export { FederationNode, type FederationNodeOptions, type NatsStatus } from './federation-node.ts';
 export { JwsSigner, type JwsAlg } from './jws.ts';
+export { LinkReporter, toReported } from './link-reporter.ts';
+export { LinkReports } from './link-reports.ts';
 export * from './messages.ts';
 export { CatalogPublisher, RevisionClock } from './publisher.ts';
 export { type Subjects, subjects } from './subjects.ts';

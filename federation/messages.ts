@@ -1,4 +1,4 @@
-import { dnsLabel, PROTOCOLS, z } from '../core/index.ts';
+import { dnsLabel, MAX_REPORTED_LINKS, PROTOCOLS, z } from '../core/index.ts';
 
 /**
  * The catalog wire schema, version 1. Every message is the payload of a compact JWS (see jws.ts) signed by the
@@ -100,7 +100,30 @@ export const syncRequestSchema = z.strictObject({
   reply: z.string().min(1).max(256),
 });
 
+/**
+ * One gateway's outbound golden figures per destination cluster over `windowMs` (ending at issuedAt), on
+ * `links.<cluster>` every heartbeat: what lets another gateway's dashboard draw links between clusters
+ * other than its own. Bounded: at most MAX_REPORTED_LINKS links, each a few numbers.
+ */
+export const linksSchema = z.strictObject({
+  ...envelope,
+  type: z.literal('links'),
+  gateway: z.string().min(1).max(253),
+  windowMs: z.number().int().min(1_000).max(300_000),
+  links: z
+    .array(
+      z.strictObject({
+        to: label,
+        requests: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+        failures: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+        p99Ms: z.number().nonnegative().max(3_600_000),
+      }),
+    )
+    .max(MAX_REPORTED_LINKS),
+});
+
 export const messageSchema = z.discriminatedUnion('type', [
+  linksSchema,
   entrySchema,
   tombstoneSchema,
   announceSchema,
@@ -113,6 +136,7 @@ export type TombstoneMessage = z.infer<typeof tombstoneSchema>;
 export type AnnounceMessage = z.infer<typeof announceSchema>;
 export type SnapshotMessage = z.infer<typeof snapshotSchema>;
 export type SyncRequestMessage = z.infer<typeof syncRequestSchema>;
+export type LinksMessage = z.infer<typeof linksSchema>;
 export type CatalogMessage = z.infer<typeof messageSchema>;
 
 export function entryKey(cluster: string, namespace: string, name: string): string {

@@ -6,6 +6,8 @@ export interface Subjects {
   bulk(cluster: string): string;
   /** gateway announcements (heartbeats) of one cluster */
   announce(cluster: string): string;
+  /** each gateway's outbound golden figures per destination cluster (every heartbeat); subscribe with `links(*)` */
+  links(cluster: string): string;
   /** snapshot request for one cluster (answered by that cluster's publisher) */
   sync(cluster: string): string;
   /** snapshot request for every cluster (each publisher answers for its own) */
@@ -34,6 +36,7 @@ export function subjects(prefix: string): Subjects {
     catalog: (c) => `${prefix}.catalog.${c}`,
     bulk: (c) => `${prefix}.bulk.${c}`,
     announce: (c) => `${prefix}.announce.${c}`,
+    links: (c) => `${prefix}.links.${c}`,
     sync: (c) => `${prefix}.sync.${c}`,
     syncAll: `${prefix}.sync-all`,
     policy: (scope) => `${prefix}.policy.${scope.replace(':', '.')}`,

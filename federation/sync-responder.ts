@@ -97,7 +97,8 @@ export class SyncResponder {
 
   #remember(id: string, expiresAt: number, now: number): void {
     if (this.#seen.size >= SEEN_MAX) {
-      for (const [k, until] of this.#seen) if (until < now) this.#seen.delete(k);
+      // a request is remembered for as long as the verifier would accept it again (its expiry plus the skew)
+      for (const [k, until] of this.#seen) if (this.#verifier.expired(until, now)) this.#seen.delete(k);
       // still full: the oldest goes (it is the closest to its own expiry)
       if (this.#seen.size >= SEEN_MAX) this.#seen.delete(this.#seen.keys().next().value!);
     }

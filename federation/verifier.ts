@@ -113,11 +113,22 @@ export class MessageVerifier {
   readonly #cacheSize: number;
   readonly #now: () => number;
   readonly #decoder = new TextDecoder('utf-8', { fatal: true });
+  #scratch = Buffer.alloc(0);
+  #bytes = Buffer.alloc(0);
 
   constructor(o: VerifierOptions) {
     this.#o = o;
     this.#cacheSize = o.cacheSize ?? 1024;
     this.#now = o.now;
+  }
+
+  /**
+   * Whether an expiry stamped by another cluster's clock has passed by ours: only once it is more than
+   * maxClockSkew behind us, the same allowance an issuedAt gets ahead of us. Whatever remembers a message
+   * until its expiry (a replay guard) must remember it until then too.
+   */
+  expired(expiresAt: number, now: number): boolean {
+    return expiresAt + this.#o.maxClockSkew < now;
   }
 
   /** `checkExpiry: false` is for the persisted catalog: it is re-verified, but kept past expiry until NATS says otherwise. */
@@ -145,14 +156,15 @@ export class MessageVerifier {
     if (signer.refusal) return signer.refusal;
     const id = signer.identity!;
     const sig = Buffer.from(text.slice(dot2 + 1), 'base64url');
+    // the signed bytes are the message's own when it is ASCII (as every JWS is: a character per byte): a snapshot
+    // part is ~90 KB, and a copy of it per message is native memory that waits for a GC
+    const signed =
+      typeof raw !== 'string' && text.length === raw.byteLength
+        ? raw.subarray(0, dot2)
+        : this.#encoded(text.slice(0, dot2));
     let good = false;
     try {
-      good = cryptoVerify(
-        'sha256',
-        Buffer.from(text.slice(0, dot2)),
-        { key: signer.key!, dsaEncoding: 'ieee-p1363' },
-        sig,
-      );
+      good = cryptoVerify('sha256', signed, { key: signer.key!, dsaEncoding: 'ieee-p1363' }, sig);
     } catch {
       good = false;
     }
@@ -160,7 +172,7 @@ export class MessageVerifier {
       return refuse('bad_signature', id.spiffeId, 'the signature does not verify with the x5c leaf key');
     let payload: unknown;
     try {
-      payload = JSON.parse(Buffer.from(text.slice(dot1 + 1, dot2), 'base64url').toString('utf8'));
+      payload = JSON.parse(this.#decodePayload(text.slice(dot1 + 1, dot2)));
     } catch {
       return refuse('bad_payload', id.spiffeId, 'the payload is not JSON');
     }
@@ -197,14 +209,34 @@ export class MessageVerifier {
     const now = this.#now();
     const bounds = this.#checkBounds(msg, now, signer.validUntil);
     if (bounds) return refuse(bounds.reason, id.spiffeId, bounds.detail);
-    if (o.checkExpiry !== false && msg.expiresAt < now) {
+    // the signer's clock may run behind ours by up to maxClockSkew, as it may run ahead for issuedAt
+    if (o.checkExpiry !== false && this.expired(msg.expiresAt, now)) {
       return refuse(
         'expired',
         id.spiffeId,
-        `the ${msg.type} expired at ${new Date(msg.expiresAt).toISOString()}`,
+        `the ${msg.type} expired at ${new Date(msg.expiresAt).toISOString()} (by its signer's clock; federation.maxClockSkew allows ${this.#o.maxClockSkew} ms)`,
       );
     }
     return { ok: true, msg, signer: id.spiffeId, signerCluster: id.cluster! };
+  }
+
+  /** the UTF-8 bytes of `text`, in a buffer kept for the purpose (valid until the next call) */
+  #encoded(text: string): Uint8Array {
+    const need = Buffer.byteLength(text);
+    if (this.#bytes.byteLength < need) this.#bytes = Buffer.allocUnsafeSlow(need);
+    const n = this.#bytes.write(text);
+    return this.#bytes.subarray(0, n);
+  }
+
+  /**
+   * base64url → UTF-8 text through one buffer kept for the purpose (grown to the largest payload seen, at most
+   * 3/4 of maxSnapshotBytes), not a new one per message.
+   */
+  #decodePayload(b64: string): string {
+    const need = Math.ceil((b64.length * 3) / 4);
+    if (this.#scratch.byteLength < need) this.#scratch = Buffer.allocUnsafeSlow(need);
+    const n = this.#scratch.write(b64, 'base64url');
+    return this.#scratch.toString('utf8', 0, n);
   }
 
   /**

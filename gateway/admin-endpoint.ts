@@ -19,7 +19,7 @@ export interface AdminEndpointOptions {
   /** the golden metrics' recent window (one process's, or every worker's merged) */
   traffic: (windowMs: number) => Promise<TrafficSnapshot>;
   /** who this gateway is, for the dashboard at /ui (and the policy hook); no dashboard without it */
-  dashboard?: Pick<DashboardSources, 'self' | 'policy'>;
+  dashboard?: Pick<DashboardSources, 'self' | 'policy' | 'links'>;
   /** more JSON views, by path (e.g. /debug/workers) */
   views?: Record<string, () => unknown>;
 }

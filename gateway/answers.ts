@@ -113,8 +113,18 @@ export function answerFor(err: unknown): Answer {
       ...(err.headers ? { headers: err.headers } : {}),
     };
   if (err instanceof UpstreamFailure) {
-    const sent = err.response as { status: number; forwarded: boolean } | undefined;
-    if (sent) return { status: sent.status, reason: 'upstream-status', message, forwarded: sent.forwarded };
+    const sent = err.response as { status: number; forwarded: boolean; grpcStatus?: number } | undefined;
+    if (sent) {
+      const a: Answer = {
+        status: sent.status,
+        reason: 'upstream-status',
+        message,
+        forwarded: sent.forwarded,
+      };
+      // a gRPC error held back for a retry that was not made: the caller gets the upstream's status
+      if (sent.grpcStatus !== undefined) a.grpcStatus = sent.grpcStatus;
+      return a;
+    }
     const cause = err.cause;
     if (cause instanceof MeshfedError && cause.code.startsWith('MESHFED_CA_'))
       return { status: 503, reason: 'upstream-identity', message: `${message}: ${cause.message}` };
@@ -199,6 +209,21 @@ export function refusalStatus(reason: RefusalReason): number {
 }
 
 /**
+ * gRPC's percent-encoding of grpc-message: UTF-8, with only bytes outside printable ASCII and `%` itself
+ * encoded (encodeURIComponent also encodes `;`, `,` and spaces, which clients then show as `%3B`).
+ */
+function grpcMessage(text: string): string {
+  let out = '';
+  for (const b of Buffer.from(text, 'utf8')) {
+    out +=
+      b < 0x20 || b > 0x7e || b === 0x25
+        ? `%${b.toString(16).toUpperCase().padStart(2, '0')}`
+        : String.fromCharCode(b);
+  }
+  return out;
+}
+
+/**
  * Writes an answer: a JSON body with `x-meshfed-error`, or for gRPC callers a trailers-only response
  * carrying `grpc-status`. A response already started is cut instead (its status was sent).
  */
@@ -210,13 +235,24 @@ export function writeAnswer(req: Pick<Req, 'headers'>, res: Res | AnswerSink, a:
   }
   const out = res as ServerResponse;
   if (isGrpc(req.headers)) {
-    out.writeHead(200, {
+    // a trailers-only answer: the status must travel in the one HEADERS frame that ends the stream.
+    // writeHead() would send the headers at once and end the stream with a DATA frame after them, which
+    // gRPC clients read as a call without a status (grpc-js: INTERNAL, "Call ended without gRPC status");
+    // headers set and then end() go out together with END_STREAM.
+    const headers: Record<string, string> = {
       ...a.headers,
       'content-type': 'application/grpc',
       'grpc-status': String(a.grpcStatus ?? grpcStatusOf(a.status)),
-      'grpc-message': encodeURIComponent(a.message),
+      'grpc-message': grpcMessage(a.message),
       'x-meshfed-error': a.reason,
-    });
+    };
+    if (typeof out.setHeader !== 'function') {
+      // the HTTP/1.1 codec's exchange (a gRPC content type over HTTP/1.1): no trailers-only form there
+      out.writeHead(200, headers);
+    } else {
+      out.statusCode = 200;
+      for (const [name, value] of Object.entries(headers)) out.setHeader(name, value);
+    }
     out.end();
     return;
   }

@@ -121,8 +121,20 @@ export const gatewayConfigSchema = z
     peerRevalidationInterval: duration()
       .default(30_000)
       .describe(
-        'how often the peer certificate of every established mTLS connection (east-west, egress mTLS, our tunnel sessions) is verified again; a connection whose peer certificate expired or no longer chains to the trust bundle is closed gracefully (GOAWAY) and counted as refused{reason="peer-cert-expired"|"peer-cert-untrusted"}. A trust-bundle change re-verifies at once. 0: only on trust-bundle changes',
+        'how often the peer certificate of every established mTLS connection (east-west, egress mTLS, the tunnel sessions and fast-path connections this gateway dialled) is verified again; a connection whose peer certificate expired or no longer chains to the trust bundle is closed gracefully (GOAWAY) and counted as refused{reason="peer-cert-expired"|"peer-cert-untrusted"}. A trust-bundle change re-verifies at once. 0: only on trust-bundle changes',
       ),
+    tunnelKeepalive: z
+      .strictObject({
+        interval: duration()
+          .prefault('10s')
+          .describe('how often each tunnel session to a remote gateway is sent an HTTP/2 PING; 0: never'),
+        timeout: duration()
+          .prefault('5s')
+          .describe(
+            'a tunnel session whose PING is not answered within this is closed, and every stream on it fails at once (a response under way, a relayed TCP connection) instead of waiting on a peer that a network partition cut off',
+          ),
+      })
+      .prefault({}),
     tunnelMaxRequestsPerConnection: z
       .number()
       .int()

@@ -1,29 +1,36 @@
 import type { ResilienceOverrideSpec, ServiceRef } from '../core/index.ts';
 import type { BalancerConfig, Balancers } from './balancer/index.ts';
 import { answerFor } from './answers.ts';
-import { isIdempotent } from './http-request.ts';
+import { isGrpc, isIdempotent } from './http-request.ts';
 import { type GatewayRequest, type Handler, routeOf } from './pipeline.ts';
-import { retries5xx, retryOnMatches } from './policy/index.ts';
+import { retryOnMatches } from './policy/index.ts';
 import {
   balancedDispatch,
-  budgetPerService,
+  type CallContext,
   type CircuitBreakers,
   callContext,
+  classifyAnswer,
   compose,
   deadline,
   grpcTimeoutMs,
   perTryTimeout,
   type ResilienceMetrics,
+  retriedByDefault,
+  type RetryBudget,
   retry,
+  type TryOutcome,
   UpstreamFailure,
 } from './resilience/index.ts';
 import { type Sent, sendTry, type UpstreamCodec } from './upstream/attempt.ts';
+import { canResend } from './upstream/body-replay.ts';
 
 export interface ForwardOptions {
   balancers: Balancers;
   breakers: CircuitBreakers;
   config: BalancerConfig;
   metrics: ResilienceMetrics;
+  /** the retry budget of a service (shared with its TCP connections) */
+  budgetFor: (service: ServiceRef) => RetryBudget;
   cluster: string;
   codec: UpstreamCodec;
   /** a service's ResilienceOverride (from the policy in force), replacing the gateway-wide settings */
@@ -43,6 +50,21 @@ export function forward(options: ForwardOptions): Handler {
   const bc = options.config;
   const override = (ctx: ServiceRef) => options.resilience?.(ctx);
   const attempts = (ctx: ServiceRef) => override(ctx)?.retry?.attempts ?? bc.retry.attempts;
+  const outcome = (ctx: CallContext<GatewayRequest>, failure: TryOutcome['failure'], sent?: Sent) => {
+    const o: TryOutcome = { failure, grpc: isGrpc(ctx.payload.headers) };
+    if (sent) o.status = sent.status;
+    if (sent?.grpcStatus !== undefined) o.grpcStatus = sent.grpcStatus;
+    return o;
+  };
+  // the one retry decision, read both by the retry layer and by a try that must decide whether to hold a
+  // failed answer back, and only for a request that can be sent again whole: the gateway's conditions,
+  // or the service's retry-on, which narrows them for HTTP and decides alone for gRPC (docs/policy.md)
+  const retryable = (ctx: CallContext<GatewayRequest>, o: TryOutcome): boolean => {
+    if (!canResend(ctx.payload)) return false;
+    const on = override(ctx)?.retry?.retryOn;
+    if (!on) return retriedByDefault(o, ctx.idempotent);
+    return retryOnMatches(on, o) && (o.grpc || retriedByDefault(o, ctx.idempotent));
+  };
   const dispatch = compose<Sent, GatewayRequest>(
     balancedDispatch<Sent, GatewayRequest>({
       balancers: options.balancers,
@@ -50,10 +72,15 @@ export function forward(options: ForwardOptions): Handler {
       send: (t, ctx) =>
         sendTry(t, ctx, {
           codec: options.codec,
-          // a 5xx is held back for a retry only when another try may follow and retry-on lets it
-          lastTry: (c) => c.attempt >= attempts(c) || !retries5xx(override(c)),
+          // a failed answer is held back only when another try may follow and would be made
+          holdBack: (c, sent) => {
+            const failure = classifyAnswer(sent.status, sent.grpcStatus);
+            return (
+              failure !== undefined && c.attempt < attempts(c) && retryable(c, outcome(c, failure, sent))
+            );
+          },
         }),
-      classify: (s) => (s.status >= 500 && s.status !== 501 ? '5xx' : undefined),
+      classify: (s) => classifyAnswer(s.status, s.grpcStatus),
     }),
     // a gRPC caller's deadline bounds all tries together, as Envoy honours grpc-timeout; so does a
     // service's request timeout (the whole call, as Istio's route timeout)
@@ -63,15 +90,12 @@ export function forward(options: ForwardOptions): Handler {
     }),
     retry<Sent, GatewayRequest>({
       attempts,
-      retryOn: (ctx, err) => {
-        const on = override(ctx)?.retry?.retryOn;
-        return !on || retryOnMatches(on, err);
+      retryable: (ctx, err) => {
+        const sent = err.response as Sent | undefined;
+        // an answer already forwarded to the caller cannot be replaced
+        return !sent?.forwarded && retryable(ctx, outcome(ctx, err.failure, sent));
       },
-      budgetFor: budgetPerService({
-        budgetPercent: bc.retry.budgetPercent,
-        minRetriesPerSecond: bc.retry.minRetriesPerSecond,
-        windowMs: bc.retry.budgetWindow,
-      }),
+      budgetFor: options.budgetFor,
       backoffBase: bc.retry.backoffBase,
       backoffMax: bc.retry.backoffMax,
       metrics: options.metrics,
@@ -89,8 +113,8 @@ export function forward(options: ForwardOptions): Handler {
           {
             namespace: route.namespace,
             name: route.name,
-            // a body already streamed to a failed try cannot be sent again
-            idempotent: isIdempotent(r.method, r.hasBody),
+            // a body already streamed to a failed try is sent again only from its replay (canResend)
+            idempotent: isIdempotent(r.method),
             scope: route.scope,
             port: route.port,
             portName: route.portName,

@@ -1,6 +1,14 @@
 import type { Tracer } from '@opentelemetry/api';
 import type { CertificateSource, TrustBundle } from '../ca/index.ts';
-import type { CatalogView, EndpointSource, Locality, Logger, PolicyView, Registry } from '../core/index.ts';
+import type {
+  CatalogView,
+  EndpointSource,
+  LinkReportView,
+  Locality,
+  Logger,
+  PolicyView,
+  Registry,
+} from '../core/index.ts';
 import type { BalancerConfig, Balancers } from './balancer/index.ts';
 import type { GatewayConfig } from './config.ts';
 import type { GoldenLimits } from './golden-metrics.ts';
@@ -33,6 +41,11 @@ export interface GatewayOptions {
    * splits and faults as the source gateway. Absent: no policy (exported = reachable), as before.
    */
   policy?: PolicyView;
+  /**
+   * the other clusters' gateways' link reports (federation), so the dashboard draws the links between
+   * other clusters too. Absent: the dashboard shows the links this gateway measures, and no others
+   */
+  linkReports?: LinkReportView;
   /** the random source of traffic splits and fault injection, in [0, 1) (tests pass a seeded one) */
   random?: () => number;
   /** the clock of the rate limits' token buckets, in ms (tests read the times the buckets decided at) */

@@ -30,7 +30,7 @@ import { type Handler, fromNode } from './pipeline.ts';
 import { requestPipelines } from './pipelines.ts';
 import { PolicyIndex, type PolicySummary } from './policy/index.ts';
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
-import { CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
+import { budgetPerService, CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
 import { TcpRelay } from './tcp-relay.ts';
 import type { TrafficSnapshot } from './traffic-window.ts';
 import { guardSession, secureServer, tlsContextOptions } from './tls-servers.ts';
@@ -101,6 +101,7 @@ export class Gateway {
       size: c.tunnelConnectionsPerGateway,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       connectTimeoutMs: bc.timeouts.connect,
+      keepalive: { intervalMs: c.tunnelKeepalive.interval, timeoutMs: c.tunnelKeepalive.timeout },
       revalidation: this.#revalidation,
       creds,
     });
@@ -153,6 +154,12 @@ export class Gateway {
         })
       : undefined;
     this.#policy = index ? { index, metrics: policyMetrics(options.registry, index) } : undefined;
+    // one retry budget per service, for its HTTP requests and its TCP connections alike
+    const budgetFor = budgetPerService({
+      budgetPercent: bc.retry.budgetPercent,
+      minRetriesPerSecond: bc.retry.minRetriesPerSecond,
+      windowMs: bc.retry.budgetWindow,
+    });
     this.#relay = new TcpRelay({
       balancers: options.balancers,
       breakers,
@@ -164,6 +171,8 @@ export class Gateway {
       cluster: options.cluster,
       golden: this.golden,
       policy: this.#policy && { ...this.#policy, random: options.random ?? Math.random },
+      budgetFor,
+      metrics,
     });
     const tunnel = new H2Upstream({
       pool: this.#pool,
@@ -175,9 +184,11 @@ export class Gateway {
       connectTimeoutMs: bc.timeouts.connect,
       // under node's default keep-alive timeout (5 s), so a backend never closes a connection we reuse
       idleTimeoutMs: Math.min(4_000, bc.timeouts.idle),
+      exchangeIdleMs: bc.timeouts.idle,
       maxIdlePerKey: bc.circuitBreaker.maxConnections,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       creds,
+      revalidation: this.#revalidation,
     });
     const codec = byTarget(
       tunnel,
@@ -188,7 +199,6 @@ export class Gateway {
             breakers,
             identities: this.#identities,
             tunnel,
-            idleTimeoutMs: bc.timeouts.idle,
             maxHeadBytes: c.limits.maxHeaderBytes,
             maxHeaders: MAX_HEADERS,
           })
@@ -202,6 +212,7 @@ export class Gateway {
       breakers,
       config: bc,
       metrics,
+      budgetFor,
       cluster: options.cluster,
       codec,
       ...(resilience ? { resilience } : {}),
@@ -371,6 +382,7 @@ export class Gateway {
           gateway: options.name,
           locality: options.locality,
         },
+        ...(options.linkReports ? { links: () => options.linkReports!.linkReports() } : {}),
       },
       config: () => ({
         cluster: options.cluster,
@@ -411,7 +423,9 @@ export class Gateway {
     const context = tlsContextOptions(this.#options.identity.current(), this.#options.bundle());
     this.#tls.setSecureContext(context);
     this.#egressTls?.setSecureContext(context);
+    this.#fastTls?.setSecureContext(context);
     this.#pool.trustChanged();
+    this.#fastPool.trustChanged();
     // a root removed: established connections whose peer chained only to it close now
     this.#revalidation.sweep();
   }

@@ -62,10 +62,12 @@ export class H2Pool {
   /** requests handed out per tunnel session (with maxRequestsPerConnection) */
   private readonly uses = new WeakMap<ClientHttp2Session, number>();
   /**
-   * The last TLS session ticket per tunnel upstream, from a connection whose peer we verified, and how
-   * long that peer's certificate is valid: a resumed handshake shows the client no certificate to check.
+   * The last TLS session ticket per tunnel upstream, from a connection whose peer we verified, how long that
+   * peer's certificate is valid (a resumed handshake shows the client no certificate to check), and our leaf
+   * on that connection: a resumed session presents that leaf again, so a ticket is offered only while it is
+   * current.
    */
-  private readonly tickets = new Map<string, { ticket: Buffer } & VerifiedPeer>();
+  private readonly tickets = new Map<string, { ticket: Buffer; leaf: IssuedLeaf } & VerifiedPeer>();
   private readonly revalidation: PeerRevalidation | undefined;
   private closed = false;
   private context:
@@ -73,6 +75,9 @@ export class H2Pool {
     | undefined;
   /** bumped when our certificate rotates: dials started before do not enter the pool */
   private generation = 0;
+  private readonly keepaliveOptions: { intervalMs: number; timeoutMs: number } | undefined;
+  /** our leaf on each tunnel session, as its peer saw it (chainHeaderOf) */
+  private readonly leaves = new WeakMap<ClientHttp2Session, IssuedLeaf>();
 
   constructor(o: {
     size: number;
@@ -82,8 +87,11 @@ export class H2Pool {
     maxRequestsPerConnection?: number;
     /** watches every tunnel session's remote gateway certificate for as long as the session lives */
     revalidation?: PeerRevalidation;
+    /** HTTP/2 PINGs on every tunnel session (gateway.tunnelKeepalive); intervalMs 0: none */
+    keepalive?: { intervalMs: number; timeoutMs: number };
   }) {
     this.revalidation = o.revalidation;
+    this.keepaliveOptions = o.keepalive;
     this.size = o.size;
     this.connectTimeoutMs = o.connectTimeoutMs;
     this.creds = o.creds;
@@ -160,6 +168,8 @@ export class H2Pool {
     const port = Number(address.slice(colon + 1));
     let ticket: Buffer | undefined;
     let verified: VerifiedPeer | undefined;
+    /** our leaf on this connection */
+    let ours: IssuedLeaf | undefined;
     return new Promise((resolve, reject) => {
       let session: ClientHttp2Session;
       const settings = { enablePush: false, initialWindowSize: STREAM_WINDOW_BYTES };
@@ -167,6 +177,7 @@ export class H2Pool {
         const creds = this.creds;
         if (!creds) return reject(new MeshfedError('MESHFED_INTERNAL', 'tunnel credentials are missing'));
         const leaf = creds.leaf();
+        ours = leaf;
         const bundle = creds.bundle();
         // building a context parses the PEMs and loads the CA store: a sixth of the CPU of a dial when
         // every request dials (tunnelMaxRequestsPerConnection: 1); one per leaf and bundle version
@@ -186,7 +197,7 @@ export class H2Pool {
           this.context = c;
         }
         const saved = this.tickets.get(`${cluster}|${address}`);
-        const offered = saved && saved.notAfter > Date.now() ? saved : undefined;
+        const offered = saved && saved.notAfter > Date.now() && saved.leaf === leaf ? saved : undefined;
         // http2.connect forces ALPN to ['h2']: dial TLS ourselves so the tunnel ALPN is offered
         const tlsOptions: tls.ConnectionOptions = {
           host,
@@ -203,10 +214,12 @@ export class H2Pool {
             const socket = tls.connect(tlsOptions);
             // Nagle would hold a message's last partial segment until the peer's delayed ACK (~40 ms)
             socket.setNoDelay(true);
-            // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified (below)
+            // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified (below), and
+            // not when our leaf rotated meanwhile (the session would present the old one again)
             socket.on('session', (t: Buffer) => {
               ticket = t;
-              if (verified) this.tickets.set(`${cluster}|${address}`, { ticket: t, ...verified });
+              if (verified && creds.leaf() === leaf)
+                this.tickets.set(`${cluster}|${address}`, { ticket: t, leaf, ...verified });
             });
             return socket;
           },
@@ -243,7 +256,8 @@ export class H2Pool {
               cluster,
               this.tickets.get(`${cluster}|${address}`),
             );
-            if (ticket) this.tickets.set(`${cluster}|${address}`, { ticket, ...verified });
+            if (ticket && ours && this.creds?.leaf() === ours)
+              this.tickets.set(`${cluster}|${address}`, { ticket, leaf: ours, ...verified });
           } catch (err) {
             session.destroy();
             reject(err);
@@ -271,9 +285,55 @@ export class H2Pool {
           );
           return;
         }
+        if (cluster !== undefined) {
+          if (ours) this.leaves.set(session, ours);
+          this.keepalive(session, address);
+        }
         session.unref();
         resolve(session);
       });
+    });
+  }
+
+  /** The leaf we presented on tunnel session `s` (one dialled as it rotated keeps serving with the old one). */
+  leafOf(s: ClientHttp2Session): IssuedLeaf | undefined {
+    return this.leaves.get(s);
+  }
+
+  /**
+   * A PING on tunnel session `session` every keepalive.intervalMs; one not answered within keepalive.timeoutMs
+   * destroys the session, and with it every stream on it. A partition neither answers nor errors: without
+   * this, a response under way on the session or a TCP connection relayed over it would wait on a peer that
+   * is cut off until its own client gave up. Tunnel sessions only: a local gRPC server may refuse frequent
+   * PINGs (GOAWAY too_many_pings), a meshfed gateway answers them.
+   */
+  private keepalive(session: ClientHttp2Session, address: string): void {
+    const k = this.keepaliveOptions;
+    if (!k || k.intervalMs <= 0) return;
+    let unanswered: NodeJS.Timeout | undefined;
+    const answered = () => {
+      clearTimeout(unanswered);
+      unanswered = undefined;
+    };
+    const tick = setInterval(() => {
+      if (unanswered || session.closed || session.destroyed) return;
+      unanswered = setTimeout(() => {
+        session.destroy(
+          new MeshfedError(
+            'MESHFED_GATEWAY_UPSTREAM',
+            `tunnel to ${address}: a PING was not answered within ${k.timeoutMs} ms, so the session is closed (gateway.tunnelKeepalive)`,
+            { retryable: true },
+          ),
+        );
+      }, k.timeoutMs);
+      unanswered.unref();
+      // false: the session cannot send one now (too many unanswered); the next tick tries again
+      if (!session.ping(answered)) answered();
+    }, k.intervalMs);
+    tick.unref();
+    session.once('close', () => {
+      clearInterval(tick);
+      answered();
     });
   }
 

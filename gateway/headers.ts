@@ -26,7 +26,18 @@ export const MESHFED_INTERNAL_HEADERS = new Set([
  * HTTP_X_MESHFED_CALLER to them). The one test of "is this an internal header".
  */
 export function isInternalHeader(name: string): boolean {
+  // every internal name starts with x-meshfed (x_meshfed…): anything shorter or not starting with x is not one
+  if (name.length < 9 || (name.charCodeAt(0) | 0x20) !== 0x78) return false;
   return MESHFED_INTERNAL_HEADERS.has(name.toLowerCase().replaceAll('_', '-'));
+}
+
+/** The lower-case tokens of a Connection header (the extra hop-by-hop names it lists); none when absent. */
+function connectionTokens(connection: string | string[] | undefined): string[] | undefined {
+  if (connection === undefined || connection === '') return undefined;
+  return String(connection)
+    .toLowerCase()
+    .split(',')
+    .map((t) => t.trim());
 }
 
 /**
@@ -38,13 +49,11 @@ export function requestHeadersForUpstream(
   keepInternal = false,
 ): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
-  const connectionTokens = String(incoming.connection ?? '')
-    .toLowerCase()
-    .split(',')
-    .map((t) => t.trim());
-  for (const [k, v] of Object.entries(incoming)) {
-    if (v === undefined || k.startsWith(':')) continue;
-    if (HOP_BY_HOP.has(k) || connectionTokens.includes(k)) {
+  const listed = connectionTokens(incoming.connection);
+  for (const k in incoming) {
+    const v = incoming[k];
+    if (v === undefined || k.charCodeAt(0) === 0x3a) continue;
+    if (HOP_BY_HOP.has(k) || listed?.includes(k)) {
       // gRPC needs `te: trailers`; it is the one TE value HTTP/2 allows
       if (k === 'te' && String(v).toLowerCase() === 'trailers') out.te = 'trailers';
       continue;
@@ -57,8 +66,9 @@ export function requestHeadersForUpstream(
 
 export function responseHeadersForClient(incoming: Record<string, unknown>): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(incoming)) {
-    if (v === undefined || k.startsWith(':') || HOP_BY_HOP.has(k)) continue;
+  for (const k in incoming) {
+    const v = incoming[k];
+    if (v === undefined || k.charCodeAt(0) === 0x3a || HOP_BY_HOP.has(k)) continue;
     out[k] = v as string | string[];
   }
   return out;

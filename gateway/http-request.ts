@@ -6,7 +6,7 @@ import type { TLSSocket } from 'node:tls';
 export type Req = IncomingMessage | Http2ServerRequest;
 export type Res = ServerResponse | Http2ServerResponse;
 
-/** Methods a retry may send twice (RFC 9110 9.2.2), when the request carries no body. */
+/** Methods a retry may send twice (RFC 9110 9.2.2); a body must also be replayable (upstream/body-replay.ts). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 /** The authority a request names: `:authority` for HTTP/2, `Host` for HTTP/1.1; '' when it names none. */
@@ -28,9 +28,12 @@ export function hasBody(req: Req): boolean {
   return Number.isNaN(length) || length > 0;
 }
 
-/** Safe to send again to another target: an idempotent method and nothing streamed that cannot be replayed. */
-export function isIdempotent(method: string, body: boolean): boolean {
-  return IDEMPOTENT.has(method) && !body;
+/**
+ * An idempotent method: safe to send again to another target once it may have reached the application,
+ * provided its body (if any) can be sent again whole (upstream/body-replay.ts canResend).
+ */
+export function isIdempotent(method: string): boolean {
+  return IDEMPOTENT.has(method);
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import {
   type CertificateSource,
+  type IssuedLeaf,
   parseCertificates,
   parseSpiffeId,
   peerCertificateChain,
@@ -197,4 +198,23 @@ export class Identities {
     }
     return this.#chain;
   }
+}
+
+const chainHeaders = new WeakMap<IssuedLeaf, string>();
+
+/**
+ * The `x-meshfed-chain` value for a connection on which we presented `leaf`: its intermediates, base64 DER.
+ * It must be the chain of the leaf the peer saw on that connection (a connection dialled just before our
+ * leaf rotated still presents the old one), or the peer cannot build the path and refuses the request.
+ */
+export function chainHeaderOf(leaf: IssuedLeaf): string {
+  let b64 = chainHeaders.get(leaf);
+  if (b64 === undefined) {
+    b64 = parseCertificates(leaf.chainPem, 'the gateway certificate chain')
+      .slice(1)
+      .map((c) => c.raw.toString('base64'))
+      .join(',');
+    chainHeaders.set(leaf, b64);
+  }
+  return b64;
 }

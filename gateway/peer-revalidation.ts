@@ -12,6 +12,13 @@ export type RevalidationReason = 'peer-cert-expired' | 'peer-cert-untrusted';
  */
 export const CLOSE_GRACE_MS = 10_000;
 
+/**
+ * How to close an HTTP/1.1 connection gracefully, set by whoever serves it (the fast path's H1Connection):
+ * the exchange under way finishes first. Ending the socket at once would cut a request whose answer is
+ * still being fetched, and the caller would see a reset (a POST is not retried).
+ */
+export const gracefulClosers = new WeakMap<Socket, () => void>();
+
 /** What a connection needs to be tracked: it tells when it closes. */
 interface Closable {
   once(event: 'close', listener: () => void): unknown;
@@ -92,9 +99,11 @@ export class PeerRevalidation {
       chain,
       expect,
       peer,
-      // HTTP/1.1 has no GOAWAY: the response being written is let out, then the connection ends
+      // HTTP/1.1 has no GOAWAY: the exchange under way is let finish, then the connection ends
       close: () => {
-        socket.end();
+        const graceful = gracefulClosers.get(socket);
+        if (graceful) graceful();
+        else socket.end();
         setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
       },
     });

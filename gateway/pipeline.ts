@@ -6,6 +6,7 @@ import type { Span } from '@opentelemetry/api';
 import type { VerifiedIdentity } from '../ca/index.ts';
 import { type Answer, writeAnswer } from './answers.ts';
 import type { Exchange } from './h1/exchange.ts';
+import type { BodyReplay } from './upstream/body-replay.ts';
 import { authorityOf, hasBody, type Req, type Res, socketOf } from './http-request.ts';
 
 /** The service a request is routed to, once the route layer has resolved it. */
@@ -78,6 +79,8 @@ export interface GatewayRequest {
   addressed?: RouteTarget;
   policy?: PolicyNote;
   span?: Span;
+  /** writes the span's W3C trace context into the next hop's headers (set with span, by the trace layer) */
+  injectTrace?: (headers: Record<string, unknown>) => void;
   /** the cluster that answered ('' until a target answered) and the status sent to the caller */
   destination: string;
   status: number;
@@ -86,11 +89,18 @@ export interface GatewayRequest {
   /** body bytes received from the caller and sent back to it, counted by the codecs as they flow */
   bytesIn: number;
   bytesOut: number;
+  /** the request body as the first try that streamed it recorded it, for a retry (upstream/body-replay.ts) */
+  replay?: BodyReplay;
 }
 
 export type Handler = (r: GatewayRequest) => Promise<void>;
 
-/** One per-request job around the rest of the pipeline: `next` is everything inside it. */
+/**
+ * One per-request job around the rest of the pipeline: `next` is everything inside it. A layer that waits
+ * for nothing may be a plain function that returns `next(r)`, saving an async function's promise and its
+ * extra turns per request: what it throws is answered by the answer layer, which every pipeline has
+ * outermost, exactly as a rejection is.
+ */
 export type RequestLayer = (next: Handler) => Handler;
 
 /** `stack(terminal, a, b, c)` = `a(b(c(terminal)))`: a sees the request first. Composed once, at start. */

@@ -62,6 +62,17 @@ export interface ClusterPlan {
   refused?: boolean;
   /** merged into every gateway config of the cluster (one level deep) */
   config?: Record<string, unknown>;
+  /**
+   * the address this cluster's gateways and nats-server listen on and the command its processes run under
+   * (a network namespace of bench/chaos/netns.ts); loopback in the calling process's namespace by default
+   */
+  net?: { host: string; wrap: string[] };
+}
+
+/** `argv` under `wrap` (e.g. `ip netns exec NAME`), as spawn() takes it */
+function wrapped(wrap: readonly string[] | undefined, argv: string[]): [string, string[]] {
+  const all = [...(wrap ?? []), ...argv];
+  return [all[0]!, all.slice(1)];
 }
 
 /** east (the load's source, serving nothing), west and eu: the shape most scenarios use */
@@ -86,6 +97,8 @@ export class GatewayProc {
   /** pids this gateway ran under, in order: more than one means it was restarted */
   readonly pids: number[] = [];
   env: NodeJS.ProcessEnv;
+  /** the command the gateway runs under (ClusterPlan.net) */
+  readonly wrap: string[] | undefined;
 
   constructor(o: {
     cluster: string;
@@ -94,6 +107,7 @@ export class GatewayProc {
     configFile: string;
     addresses: GatewayProc['addresses'];
     env: NodeJS.ProcessEnv;
+    wrap?: string[];
   }) {
     this.cluster = o.cluster;
     this.name = o.name;
@@ -101,6 +115,7 @@ export class GatewayProc {
     this.configFile = o.configFile;
     this.addresses = o.addresses;
     this.env = o.env;
+    this.wrap = o.wrap;
   }
 
   get running(): boolean {
@@ -118,13 +133,15 @@ export class GatewayProc {
   start(): void {
     const out = openSync(join(this.dir, 'gateway.log'), 'a');
     const hook = this.env.MESHFED_CHAOS_CLOCK_OFFSET_MS ? ['--import', CLOCK_OFFSET_HOOK] : [];
-    this.child = track(
-      spawn(process.execPath, [...hook, BIN, 'gateway', '--config', this.configFile], {
-        stdio: ['ignore', out, out],
-        cwd: this.dir,
-        env: this.env,
-      }),
-    );
+    const [command, args] = wrapped(this.wrap, [
+      process.execPath,
+      ...hook,
+      BIN,
+      'gateway',
+      '--config',
+      this.configFile,
+    ]);
+    this.child = track(spawn(command, args, { stdio: ['ignore', out, out], cwd: this.dir, env: this.env }));
     closeSync(out);
     this.pids.push(this.child.pid!);
   }
@@ -227,7 +244,11 @@ export class Federation {
     writeFileSync(join(this.dir, 'root.crt'), this.root.certPem);
     writeFileSync(join(this.dir, 'root.key'), this.root.keyPem, { mode: 0o600 });
     this.nats = await startNatsSupercluster({
-      clusters: this.plans.map((p) => ({ name: p.name, size: 1 })),
+      clusters: this.plans.map((p) => ({
+        name: p.name,
+        size: 1,
+        ...(p.net ? { host: p.net.host, wrap: p.net.wrap } : {}),
+      })),
       baseDir: join(this.dir, 'nats'),
     });
     for (const plan of this.plans) {
@@ -246,12 +267,15 @@ export class Federation {
   }
 
   private async startBackend(plan: ClusterPlan, env: NodeJS.ProcessEnv): Promise<Backend> {
-    const child = track(
-      spawn(process.execPath, [BACKEND, '--cluster', plan.name, '--delay-ms', String(plan.delayMs ?? 0)], {
-        stdio: ['ignore', 'pipe', 'inherit'],
-        env,
-      }),
-    );
+    const [command, args] = wrapped(plan.net?.wrap, [
+      process.execPath,
+      BACKEND,
+      '--cluster',
+      plan.name,
+      '--delay-ms',
+      String(plan.delayMs ?? 0),
+    ]);
+    const child = track(spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'], env }));
     const rl = createInterface({ input: child.stdout! });
     const [line] = (await Promise.race([
       once(rl, 'line'),
@@ -323,12 +347,14 @@ export class Federation {
     writeFileSync(join(dir, 'ca', 'ca.key'), inter.keyPem, { mode: 0o600 });
     writeFileSync(join(dir, 'ca', 'bundle.crt'), this.root!.certPem);
     writeFileSync(join(dir, 'services.yaml'), this.servicesYaml(backend));
+    // a port free on this namespace's loopback is free in a namespace of the chaos suite's own too
+    const host = plan.net?.host ?? '127.0.0.1';
     const addresses: GatewayProc['addresses'] = {
-      eastWest: `127.0.0.1:${await freePort()}`,
-      egress: `127.0.0.1:${await freePort()}`,
-      admin: `127.0.0.1:${await freePort()}`,
+      eastWest: `${host}:${await freePort()}`,
+      egress: `${host}:${await freePort()}`,
+      admin: `${host}:${await freePort()}`,
     };
-    if (!plan.serves) addresses.tcpEcho = `127.0.0.1:${await freePort()}`;
+    if (!plan.serves) addresses.tcpEcho = `${host}:${await freePort()}`;
     const base: Record<string, unknown> = {
       cluster: plan.name,
       trustDomain: TRUST_DOMAIN,
@@ -369,7 +395,15 @@ export class Federation {
     }
     const configFile = join(dir, 'gateway.yaml');
     writeFileSync(configFile, stringify(base));
-    return new GatewayProc({ cluster: plan.name, name, dir, configFile, addresses, env });
+    return new GatewayProc({
+      cluster: plan.name,
+      name,
+      dir,
+      configFile,
+      addresses,
+      env,
+      ...(plan.net ? { wrap: plan.net.wrap } : {}),
+    });
   }
 
   /** the source cluster routes hello, greeter and echo to every serving cluster */
@@ -430,11 +464,42 @@ export class Federation {
       .map((g) => `${g.cluster}/${g.name}`);
   }
 
+  /**
+   * CPU seconds (user + system) used so far by each process of the federation, from /proc: each gateway
+   * by name, `backends` and `nats` summed. Linux only; an empty record elsewhere.
+   */
+  cpuSeconds(): Record<string, number> {
+    const out: Record<string, number> = {};
+    const add = (key: string, pid: number | undefined) => {
+      const s = pid === undefined ? undefined : procCpuSeconds(pid);
+      if (s !== undefined) out[key] = (out[key] ?? 0) + s;
+    };
+    for (const g of this.gateways) add(g.name, g.child?.pid);
+    for (const b of this.backends) add('backends', b.child.pid);
+    for (const n of this.nats?.servers ?? []) add('nats', n.pid);
+    return out;
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.gateways.map((g) => g.stop(5000)));
     for (const b of this.backends) b.child.kill('SIGTERM');
     await this.nats?.stop();
     LIVE.delete(this);
+  }
+}
+
+/** Linux's clock ticks per second (sysconf(_SC_CLK_TCK)), the unit of /proc/<pid>/stat's times */
+const CLK_TCK = 100;
+
+/** user + system CPU seconds of a live process, from /proc/<pid>/stat; undefined when unreadable */
+export function procCpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // the fields after the command name (which may hold spaces), from field 3 (state) on
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
+  } catch {
+    return undefined;
   }
 }
 

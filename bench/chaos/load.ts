@@ -8,6 +8,7 @@ import { Pool } from 'undici';
 import { greeterClient } from '../../cli/demo/traffic.ts';
 import { percentile, round } from '../figures.ts';
 import { GREETER, HELLO } from './federation.ts';
+import { GreeterWire } from './grpc-wire.ts';
 
 export type Kind = 'http-get' | 'http-post' | 'grpc-unary' | 'grpc-stream' | 'tcp';
 
@@ -76,7 +77,9 @@ export class LoadClient {
   private readonly o: Required<Omit<LoadOptions, 'tcpEcho' | 'mix'>> & Pick<LoadOptions, 'tcpEcho'>;
   private readonly mix: Partial<Record<Kind, number>>;
   private readonly pool: Pool;
-  private readonly grpc: ReturnType<typeof greeterClient>;
+  /** grpc-js, only with MESHFED_CHAOS_CLIENT=legacy (the client before grpc-wire.ts, to compare costs) */
+  private readonly grpc: ReturnType<typeof greeterClient> | undefined;
+  private readonly wire: GreeterWire | undefined;
   readonly outcomes: Outcome[] = [];
   private started = 0;
   private stopped = false;
@@ -93,7 +96,8 @@ export class LoadClient {
       headersTimeout: this.o.deadlineMs,
       bodyTimeout: this.o.deadlineMs,
     });
-    this.grpc = greeterClient(o.egress, GREETER);
+    if (LEGACY) this.grpc = greeterClient(o.egress, GREETER);
+    else this.wire = new GreeterWire(o.egress, GREETER);
   }
 
   /** ms since the load started */
@@ -149,16 +153,48 @@ export class LoadClient {
           method: kind === 'http-get' ? 'GET' : 'POST',
           path: '/chaos',
           headers: { host: this.o.host, 'content-type': 'text/plain' },
-          ...(kind === 'http-post' ? { body: 'x'.repeat(64) } : {}),
-          signal: AbortSignal.timeout(this.o.deadlineMs),
+          ...(kind === 'http-post' ? { body: POST_BODY } : {}),
+          // the pool's headers and body timeouts bound it; a signal per request cost a timer and, at
+          // the deadline, a DOMException with a stack trace (legacy keeps it, to compare costs)
+          ...(LEGACY ? { signal: AbortSignal.timeout(this.o.deadlineMs) } : {}),
         });
         const text = await res.body.text();
         if (res.statusCode !== 200) return { ok: false, error: `http ${res.statusCode}` };
         return { ok: true, cluster: (JSON.parse(text) as { cluster: string }).cluster };
       }
       case 'grpc-unary':
+      case 'grpc-stream':
+        if (this.wire) return this.wireCall(kind);
+        return this.grpcJsCall(kind);
+      case 'tcp':
+        return tcpEcho(this.o.tcpEcho!, this.o.deadlineMs);
+    }
+  }
+
+  /** a Greeter call on the wire client: a reply from a cluster, or every message of the stream in order */
+  private async wireCall(kind: 'grpc-unary' | 'grpc-stream'): Promise<Attempt> {
+    const stream = kind === 'grpc-stream';
+    const r = await this.wire!.call(
+      stream ? 'SayHelloStream' : 'SayHello',
+      'chaos',
+      stream ? 5 : 0,
+      this.o.deadlineMs,
+    );
+    if (!r.ok) return { ok: false, error: `grpc ${r.code}` };
+    const cluster = r.replies.at(-1)?.cluster;
+    if (stream && r.replies.map((m) => m.seq).join() !== '0,1,2,3,4')
+      return { ok: false, error: `stream got ${r.replies.length}/5` };
+    if (!stream && r.replies.length !== 1)
+      return { ok: false, error: `unary got ${r.replies.length} replies` };
+    return { ok: true, ...(cluster ? { cluster } : {}) };
+  }
+
+  private grpcJsCall(kind: 'grpc-unary' | 'grpc-stream'): Promise<Attempt> {
+    const client = this.grpc!;
+    switch (kind) {
+      case 'grpc-unary':
         return new Promise((resolve) =>
-          this.grpc.SayHello(
+          client.SayHello(
             { name: 'chaos' },
             { deadline: Date.now() + this.o.deadlineMs },
             (err: grpc.ServiceError | null, res: { cluster: string }) =>
@@ -169,7 +205,7 @@ export class LoadClient {
         return new Promise((resolve) => {
           const seen: number[] = [];
           let cluster: string | undefined;
-          const s = this.grpc.SayHelloStream(
+          const s = client.SayHelloStream(
             { name: 'chaos', count: 5 },
             { deadline: Date.now() + this.o.deadlineMs },
           );
@@ -186,16 +222,18 @@ export class LoadClient {
             ),
           );
         });
-      case 'tcp':
-        return tcpEcho(this.o.tcpEcho!, this.o.deadlineMs);
     }
   }
 
   async close(): Promise<void> {
-    this.grpc.close();
+    this.grpc?.close();
+    this.wire?.close();
     await this.pool.destroy();
   }
 }
+
+const LEGACY = process.env.MESHFED_CHAOS_CLIENT === 'legacy';
+const POST_BODY = 'x'.repeat(64);
 
 function errorName(err: unknown): string {
   const e = err as { code?: string | number; name?: string };

@@ -2,7 +2,8 @@ import * as grpc from '@grpc/grpc-js';
 import { MeshfedError } from '../../core/index.ts';
 import { parseCertificates } from '../../ca/index.ts';
 import type { TrafficSnapshot } from '../../gateway/index.ts';
-import { ADMIN_CHAIN_METADATA, ADMIN_REFUSAL_METADATA, loadAdminService } from './admin-server.ts';
+import { loadAdminService } from './admin-grpc.ts';
+import { ADMIN_CHAIN_METADATA, ADMIN_REFUSAL_METADATA } from './admin-server.ts';
 
 // biome-ignore lint/suspicious/noExplicitAny: proto-loader objects are untyped JSON
 type Json = any;

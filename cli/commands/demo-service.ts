@@ -8,10 +8,11 @@ export const demoServiceCommand: Command = {
   path: ['demo-service'],
   summary: 'run one demo service (hello: HTTP, greeter: gRPC) until stopped',
   usage: [
-    'meshfed demo-service --kind hello|greeter --cluster NAME [--service NAME] [--port N] [--host ADDR]',
+    'meshfed demo-service --kind hello|greeter --cluster NAME [--service NAME] [--version V] [--port N] [--host ADDR]',
     '',
     'Runs a demo service in the foreground and prints {"port": N} once it listens.',
-    'hello answers JSON that names the cluster; greeter is gRPC (unary and server-streaming).',
+    'hello answers JSON that names the cluster; greeter is gRPC (unary and server-streaming) and names',
+    'its --version (default v1) in every reply.',
   ].join('\n'),
   async run(ctx) {
     const { values } = parseFlags(
@@ -20,6 +21,7 @@ export const demoServiceCommand: Command = {
         kind: { type: 'string' },
         cluster: { type: 'string' },
         service: { type: 'string' },
+        version: { type: 'string' },
         port: { type: 'string' },
         host: { type: 'string' },
       },
@@ -42,7 +44,14 @@ export const demoServiceCommand: Command = {
       close = s.close;
       bound = s.port;
     } else if (kind === 'greeter') {
-      const s = await startGreeterService({ cluster, host, port });
+      const version = values.version ?? 'v1';
+      if (!/^[a-z0-9][a-z0-9.-]{0,31}$/.test(version)) {
+        throw new MeshfedError(
+          'MESHFED_USAGE',
+          `demo-service: --version must be a short release name like v2 (lower-case letters, digits, '.', '-'), got ${version}`,
+        );
+      }
+      const s = await startGreeterService({ cluster, host, port, version });
       close = s.close;
       bound = s.port;
     } else {

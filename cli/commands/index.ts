@@ -57,7 +57,7 @@ export const COMMANDS: Command[] = [
   ),
   lazyCommand(
     ['demo'],
-    'a three-cluster federation on loopback: locality, failover, recovery',
+    'a three-cluster federation on loopback: locality, failover, recovery, canary, authorization',
     async () => (await import('./demo.ts')).demoCommand,
   ),
   lazyCommand(

@@ -19,6 +19,8 @@ export interface DemoServiceSpec {
   /** service name in namespace `demo` */
   name: string;
   kind: 'hello' | 'greeter';
+  /** the greeter's release (default v1): the policy phase's canary is a second service, greeter-v2 */
+  version?: string;
   protocol: 'http' | 'grpc';
   /** the service port clients address (`<name>.demo.svc.clusterset.local:<port>`) */
   port: number;
@@ -43,5 +45,17 @@ export const DEMO_SERVICES: readonly DemoServiceSpec[] = [
     exported: true,
     clusters: ['west', 'eu'],
   },
+  {
+    name: 'greeter-v2',
+    kind: 'greeter',
+    version: 'v2',
+    protocol: 'grpc',
+    port: 50051,
+    exported: true,
+    clusters: ['eu'],
+  },
+  // the service the policy phase's AuthorizationPolicy guards: it runs in eu only, so every caller crosses
+  // to eu's gateway, where authorization is enforced
+  { name: 'ledger', kind: 'hello', protocol: 'http', port: 80, exported: true, clusters: ['eu'] },
   { name: 'internal', kind: 'hello', protocol: 'http', port: 80, exported: false, clusters: ['east'] },
 ];

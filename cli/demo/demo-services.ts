@@ -6,7 +6,8 @@ import * as protoLoader from '@grpc/proto-loader';
 
 /**
  * The demo's services. `hello` answers JSON naming the cluster that served it; `greeter` is a gRPC
- * service (unary and server-streaming). Both echo the caller identity meshfed passed on, so the demo
+ * service (unary and server-streaming) whose replies also name its release (`v1`, or `v2` for the canary
+ * the policy phase shifts traffic to). Both echo the caller identity meshfed passed on, so the demo
  * shows that identity survives the gateways.
  */
 
@@ -81,9 +82,14 @@ export function loadGreeter(): grpc.GrpcObject {
 
 export async function startGreeterService(o: {
   cluster: string;
+  /** the release this instance is (default v1); a v2 greeter says so in every reply */
+  version?: string;
   host?: string;
   port?: number;
 }): Promise<GreeterService> {
+  const version = o.version ?? 'v1';
+  const greeting = (name: string) =>
+    version === 'v1' ? `hello ${name}` : `hello ${name} (greeter ${version})`;
   const pkg = loadGreeter() as unknown as { meshfed: { demo: { Greeter: grpc.ServiceClientConstructor } } };
   const server = new grpc.Server();
   server.addService(pkg.meshfed.demo.Greeter.service, {
@@ -94,12 +100,12 @@ export async function startGreeterService(o: {
       }
       const md = new grpc.Metadata();
       md.set('x-served-by-cluster', o.cluster);
-      cb(null, { message: `hello ${call.request.name}`, cluster: o.cluster, seq: 0 }, md);
+      cb(null, { message: greeting(call.request.name), cluster: o.cluster, seq: 0, version }, md);
     },
     SayHelloStream(call: grpc.ServerWritableStream<HelloRequest, unknown>) {
       const n = Math.min(Math.max(call.request.count || 3, 1), 1000);
       for (let i = 0; i < n; i++)
-        call.write({ message: `hello ${call.request.name} #${i}`, cluster: o.cluster, seq: i });
+        call.write({ message: `${greeting(call.request.name)} #${i}`, cluster: o.cluster, seq: i, version });
       const trailer = new grpc.Metadata();
       trailer.set('x-served-by-cluster', o.cluster);
       call.end(trailer);

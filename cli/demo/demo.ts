@@ -3,13 +3,12 @@ import { once } from 'node:events';
 import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { createRoot, issueIntermediate } from '../../ca/index.ts';
 import { MeshfedError, waitFor } from '../../core/index.ts';
 import { freePort } from './free-port.ts';
 import { type NatsSupercluster, startNatsSupercluster } from './nats-topology.ts';
-import { AdminClient } from '../admin/admin-client.ts';
+import { projectFile } from '../project-file.ts';
 import {
   DEMO_CLUSTERS,
   DEMO_NAMESPACE,
@@ -18,7 +17,7 @@ import {
   type DemoClusterSpec,
 } from './demo-layout.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/meshfed.js', import.meta.url));
+const BIN = projectFile('bin/meshfed.js');
 
 export interface DemoServiceProcess {
   name: string;
@@ -63,6 +62,8 @@ async function spawnService(o: {
     `${o.name}.${DEMO_NAMESPACE}`,
   ];
   if (o.port) args.push('--port', String(o.port));
+  const version = DEMO_SERVICES.find((s) => s.name === o.name)?.version;
+  if (version) args.push('--version', version);
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (d: Buffer) => {
@@ -97,6 +98,23 @@ function assertGatewayRunning(c: DemoClusterState): void {
       `the gateway of ${c.name} exited with code ${code}; see ${join(c.dir, 'gateway.log')}`,
     );
   }
+}
+
+/** service name → the clusters that offer it, as one gateway sees them (its local exports and the catalog) */
+async function catalogOffers(admin: string, self: string): Promise<Map<string, Set<string>>> {
+  const res = await fetch(`http://${admin}/debug/catalog`, { signal: AbortSignal.timeout(2000) });
+  if (!res.ok) throw new Error(`${admin}/debug/catalog: HTTP ${res.status}`);
+  const view = (await res.json()) as {
+    services: { namespace: string; name: string; instances: { cluster: string }[] }[];
+    local: { namespace: string; name: string; exported: boolean }[];
+  };
+  const offers = new Map<string, Set<string>>();
+  const add = (name: string, cluster: string) =>
+    offers.set(name, (offers.get(name) ?? new Set()).add(cluster));
+  for (const s of view.services)
+    if (s.namespace === DEMO_NAMESPACE) for (const i of s.instances) add(s.name, i.cluster);
+  for (const s of view.local) if (s.namespace === DEMO_NAMESPACE && s.exported) add(s.name, self);
+  return offers;
 }
 
 export class Demo {
@@ -167,7 +185,9 @@ export class Demo {
       this.clusters.push(state);
     }
 
-    this.log('starting the demo services (hello: HTTP, greeter: gRPC, internal: not exported)');
+    this.log(
+      'starting the demo services (hello: HTTP, greeter and its canary greeter-v2: gRPC, ledger: HTTP, internal: not exported)',
+    );
     for (const c of this.clusters) {
       for (const svc of DEMO_SERVICES.filter((s) => s.clusters.includes(c.name))) {
         c.services.push(await spawnService({ name: svc.name, kind: svc.kind, cluster: c.name }));
@@ -242,34 +262,26 @@ export class Demo {
     closeSync(out);
   }
 
-  /** Every gateway is up, sees all three clusters, and every exported service from each cluster. */
+  /**
+   * Every gateway is up, sees all three clusters, and every exported service from each cluster. Asked over
+   * the admin listener's HTTP catalog view rather than the gRPC admin API, which a gateway loads only when
+   * someone uses it: the demo's gateways stay as idle as any other (bench/idle-rss.ts measures them).
+   */
   async waitReady(timeoutMs = 180_000): Promise<void> {
     const exported = DEMO_SERVICES.filter((s) => s.exported);
     for (const c of this.clusters) {
-      const client = new AdminClient({ address: `unix:${c.adminSocket}` });
-      try {
-        await waitFor(
-          async () => {
-            assertGatewayRunning(c);
-            const services = await client.services().catch(() => undefined);
-            if (!services) return false;
-            return exported.every((s) => {
-              const got = services.find(
-                (x: { name: string; namespace: string }) =>
-                  x.name === s.name && x.namespace === DEMO_NAMESPACE,
-              );
-              const offers = new Set((got?.offers ?? []).map((o: { cluster: string }) => o.cluster));
-              return s.clusters.every((cl) => offers.has(cl));
-            });
-          },
-          { timeoutMs, intervalMs: 200, what: `the gateway of ${c.name} to see the whole federation` },
-        ).catch((err: unknown) => {
+      await waitFor(
+        async () => {
           assertGatewayRunning(c);
-          throw err;
-        });
-      } finally {
-        client.close();
-      }
+          const seen = await catalogOffers(c.addresses.admin, c.name).catch(() => undefined);
+          if (!seen) return false;
+          return exported.every((s) => s.clusters.every((cl) => seen.get(s.name)?.has(cl)));
+        },
+        { timeoutMs, intervalMs: 200, what: `the gateway of ${c.name} to see the whole federation` },
+      ).catch((err: unknown) => {
+        assertGatewayRunning(c);
+        throw err;
+      });
     }
   }
 

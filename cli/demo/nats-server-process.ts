@@ -31,6 +31,10 @@ export interface NatsServerOptions {
   extraConfig?: string;
   /** the server's environment (config files may read variables with `$NAME`) */
   env?: NodeJS.ProcessEnv;
+  /** the address every listener binds and every URL names; 127.0.0.1 by default */
+  host?: string;
+  /** a command the server runs under, e.g. `ip netns exec NAME` to start it in a network namespace */
+  wrap?: string[];
 }
 
 /** The ports the server bound, as it reported them. */
@@ -52,9 +56,9 @@ function portOf(url: string | undefined): number | undefined {
   return Number.isInteger(port) && port > 0 ? port : undefined;
 }
 
-function tcpReachable(port: number): Promise<boolean> {
+function tcpReachable(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = tcpConnect({ host: '127.0.0.1', port });
+    const s = tcpConnect({ host, port });
     s.once('connect', () => {
       s.destroy();
       resolve(true);
@@ -89,18 +93,22 @@ export class NatsServerProcess {
     return this.ports.client;
   }
 
+  get host(): string {
+    return this.options.host ?? '127.0.0.1';
+  }
+
   get url(): string {
-    return `nats://127.0.0.1:${this.ports.client}`;
+    return `nats://${this.host}:${this.ports.client}`;
   }
 
   /** where other members of its NATS cluster dial it */
   get routeUrl(): string {
-    return `nats-route://127.0.0.1:${this.ports.cluster}`;
+    return `nats-route://${this.host}:${this.ports.cluster}`;
   }
 
   /** where other clusters of a supercluster dial it */
   get gatewayUrl(): string {
-    return `nats://127.0.0.1:${this.ports.gateway}`;
+    return `nats://${this.host}:${this.ports.gateway}`;
   }
 
   get pid(): number | undefined {
@@ -121,9 +129,9 @@ export class NatsServerProcess {
     const p = (port: number | undefined) => port ?? -1;
     const lines = [
       `server_name: ${JSON.stringify(o.name)}`,
-      'host: 127.0.0.1',
+      `host: ${JSON.stringify(this.host)}`,
       `port: ${p(this.#ports?.client)}`,
-      `http: "127.0.0.1:${p(this.#ports?.monitor)}"`,
+      `http: "${this.host}:${p(this.#ports?.monitor)}"`,
       `ports_file_dir: ${JSON.stringify(this.portsDir)}`,
       'max_payload: 1048576',
     ];
@@ -135,7 +143,7 @@ export class NatsServerProcess {
     if (o.cluster) {
       const routes = o.cluster.routes.map((r) => JSON.stringify(r)).join(', ');
       lines.push(
-        `cluster { name: ${JSON.stringify(o.cluster.name)}, listen: "127.0.0.1:${p(this.#ports?.cluster)}", routes: [${routes}] }`,
+        `cluster { name: ${JSON.stringify(o.cluster.name)}, listen: "${this.host}:${p(this.#ports?.cluster)}", routes: [${routes}] }`,
       );
     }
     if (o.gateway) {
@@ -143,7 +151,7 @@ export class NatsServerProcess {
         .map((r) => `{ name: ${JSON.stringify(r.name)}, url: ${JSON.stringify(r.url)} }`)
         .join(', ');
       lines.push(
-        `gateway { name: ${JSON.stringify(o.gateway.name)}, listen: "127.0.0.1:${p(this.#ports?.gateway)}", gateways: [${remotes}] }`,
+        `gateway { name: ${JSON.stringify(o.gateway.name)}, listen: "${this.host}:${p(this.#ports?.gateway)}", gateways: [${remotes}] }`,
       );
     }
     if (o.extraConfig) lines.push(o.extraConfig);
@@ -160,7 +168,15 @@ export class NatsServerProcess {
     mkdirSync(this.portsDir, { recursive: true });
     const conf = join(this.workDir, 'nats.conf');
     writeFileSync(conf, this.config());
-    const child = spawn('nats-server', ['-c', conf, '-l', join(this.workDir, 'nats.log')], {
+    const argv = [
+      ...(this.options.wrap ?? []),
+      'nats-server',
+      '-c',
+      conf,
+      '-l',
+      join(this.workDir, 'nats.log'),
+    ];
+    const child = spawn(argv[0]!, argv.slice(1), {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: this.options.env ?? process.env,
     });
@@ -216,7 +232,10 @@ export class NatsServerProcess {
       );
     }
     this.#ports = ports;
-    await waitFor(() => tcpReachable(ports.client), { timeoutMs: left(), what: what('a TCP connect') });
+    await waitFor(() => tcpReachable(this.host, ports.client), {
+      timeoutMs: left(),
+      what: what('a TCP connect'),
+    });
     await waitFor(() => this.healthy(), { timeoutMs: left(), what: what('to accept clients') });
   }
 
@@ -253,7 +272,7 @@ export class NatsServerProcess {
   ): Promise<Record<string, unknown> | undefined> {
     if (port === undefined) return undefined;
     try {
-      const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(1000) });
+      const res = await fetch(`http://${this.host}:${port}${path}`, { signal: AbortSignal.timeout(1000) });
       if (!res.ok) return undefined;
       return (await res.json()) as Record<string, unknown>;
     } catch {

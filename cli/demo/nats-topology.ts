@@ -41,6 +41,9 @@ export class NatsCluster {
 export interface ClusterSpec {
   name: string;
   size?: number;
+  /** where its servers listen and the command they run under (NatsServerOptions' host and wrap) */
+  host?: string;
+  wrap?: string[];
 }
 
 async function startOrKill(servers: NatsServerProcess[], timeoutMs: number): Promise<void> {
@@ -72,6 +75,8 @@ async function startCluster(
       expect: { routes: size - 1, gateways: o.gateway ? o.gateway.clusters - 1 : 0 },
     };
     if (o.baseDir) opts.workDir = join(o.baseDir, name);
+    if (spec.host) opts.host = spec.host;
+    if (spec.wrap) opts.wrap = spec.wrap;
     // a gateway-joined server needs a cluster name (its gateway name), even alone
     if (size > 1 || o.gateway) opts.cluster = { name: spec.name, routes };
     if (o.gateway) opts.gateway = { name: spec.name, remotes: o.gateway.remotes };

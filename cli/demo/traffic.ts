@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { Pool } from 'undici';
+import { POLICY_HEADER } from '../../gateway/index.ts';
 import { loadGreeter } from './demo-services.ts';
 
 export interface CallResult {
@@ -7,6 +8,8 @@ export interface CallResult {
   cluster?: string;
   status?: number;
   error?: string;
+  /** the policy rule a gateway named when it refused the call (the x-meshfed-policy header) */
+  rule?: string;
   ms: number;
 }
 
@@ -26,7 +29,16 @@ export class HttpCaller {
       const res = await this.pool.request({ method: 'GET', path, headers: { host: this.host } });
       const text = await res.body.text();
       const ms = performance.now() - t0;
-      if (res.statusCode !== 200) return { ok: false, status: res.statusCode, error: text.slice(0, 200), ms };
+      if (res.statusCode !== 200) {
+        const rule = res.headers[POLICY_HEADER];
+        return {
+          ok: false,
+          status: res.statusCode,
+          error: text.slice(0, 200),
+          ms,
+          ...(typeof rule === 'string' ? { rule } : {}),
+        };
+      }
       const body = JSON.parse(text) as { cluster?: string };
       return body.cluster === undefined
         ? { ok: true, status: 200, ms }
@@ -41,6 +53,13 @@ export class HttpCaller {
   }
 }
 
+/** What a demo greeter answers: the greeting, the cluster that served it and the greeter's release. */
+export interface GreeterReply {
+  message: string;
+  cluster: string;
+  version: string;
+}
+
 /** A gRPC client of the demo greeter, through an egress listener (h2c, :authority = the service name). */
 export function greeterClient(egress: string, authority = 'greeter.demo.svc.clusterset.local:50051') {
   const pkg = loadGreeter() as unknown as { meshfed: { demo: { Greeter: grpc.ServiceClientConstructor } } };
@@ -50,24 +69,43 @@ export function greeterClient(egress: string, authority = 'greeter.demo.svc.clus
     SayHello: (
       req: { name: string },
       opts: grpc.CallOptions,
-      cb: (err: grpc.ServiceError | null, res: { message: string; cluster: string }) => void,
+      cb: (err: grpc.ServiceError | null, res: GreeterReply) => void,
     ) => void;
     SayHelloStream: (
       req: { name: string; count: number },
       opts?: grpc.CallOptions,
-    ) => grpc.ClientReadableStream<{ message: string; cluster: string; seq: number }>;
+    ) => grpc.ClientReadableStream<GreeterReply & { seq: number }>;
   };
 }
 
-export function sayHello(
-  client: ReturnType<typeof greeterClient>,
-  name: string,
-): Promise<{ message: string; cluster: string }> {
+export function sayHello(client: ReturnType<typeof greeterClient>, name: string): Promise<GreeterReply> {
   return new Promise((resolve, reject) =>
     client.SayHello({ name }, { deadline: Date.now() + 5000 }, (err, res) =>
       err ? reject(err) : resolve(res),
     ),
   );
+}
+
+/**
+ * Resolves after `ms` (never, without `ms`), or as soon as `signal` aborts. The abort listener goes when the
+ * timer fires: loops that pause every 100 ms would otherwise pile listeners onto one long-lived signal.
+ */
+export function waitAbort(signal: AbortSignal, ms?: number): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer =
+      ms === undefined
+        ? undefined
+        : setTimeout(() => {
+            signal.removeEventListener('abort', onAbort);
+            resolve();
+          }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /** Counts recent results by serving cluster over a sliding window. */

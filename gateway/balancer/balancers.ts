@@ -1,4 +1,5 @@
 import {
+  type CatalogChange,
   type CatalogView,
   type EndpointSource,
   Counter,
@@ -30,10 +31,19 @@ export interface BalancerTarget {
 }
 
 /**
- * How a try failed. 'cancelled' (the caller went away) and 'overflow' (a circuit breaker of this
- * gateway refused before anything was sent) count against nobody.
+ * How a try failed. 'cancelled' (the caller went away), 'overflow' (a circuit breaker of this gateway
+ * refused before anything was sent) and 'declined' (a healthy target turned this call away for now: a
+ * gRPC CANCELLED or RESOURCE_EXHAUSTED answer) count against nobody.
  */
-export type Failure = 'connect' | 'timeout' | '5xx' | 'reset' | 'refused' | 'cancelled' | 'overflow';
+export type Failure =
+  | 'connect'
+  | 'timeout'
+  | '5xx'
+  | 'reset'
+  | 'refused'
+  | 'cancelled'
+  | 'overflow'
+  | 'declined';
 
 export interface PickResult {
   target: BalancerTarget;
@@ -130,13 +140,18 @@ export class Balancers {
   private localIndex = new Map<string, LocalService>();
   private readonly unsubscribe: () => void;
   /**
-   * resolve() results per service/scope/port, dropped on every catalog or endpoint change and when
-   * the first remote entry in them expires: pick() runs per request and must not rebuild them.
+   * resolve() results by service key, then scope/port: pick() runs per request and must not rebuild them. A
+   * catalog change drops those of the services it names (all of them for a cluster's change), an endpoint
+   * change all of them: with a large catalog under a steady change stream, dropping every service's at each
+   * change made every request rebuild its targets.
    */
-  private readonly resolved = new Map<string, { svc: ResolvedService | undefined }>();
+  private readonly resolved = new Map<string, Map<string, { svc: ResolvedService | undefined }>>();
   private probing = false;
   private lastPrune = 0;
-  /** one target per remote gateway address, for the probes; dropped when the catalog changes */
+  /**
+   * one target per remote gateway address, for the probes; dropped when a catalog change may change the set
+   * (rebuilding it walks the whole catalog, so not for a weight change to gateways it already holds)
+   */
   private probeSet: Map<string, BalancerTarget> | undefined;
 
   constructor(o: BalancersOptions) {
@@ -183,9 +198,17 @@ export class Balancers {
     };
     reindex(o.local.current());
     const offLocal = o.local.onChange(reindex);
-    const offCatalog = o.catalog.onChange(() => {
-      this.resolved.clear();
-      this.probeSet = undefined;
+    const offCatalog = o.catalog.onChange((changes) => {
+      // a view that cannot say what changed: everything may have
+      if (changes.length === 0) {
+        this.resolved.clear();
+        this.probeSet = undefined;
+      }
+      for (const c of changes) {
+        if (c.type === 'cluster') this.resolved.clear();
+        else this.resolved.delete(serviceKey(c.type === 'upsert' ? c.instance : c));
+        if (this.probeSet && this.changesProbeSet(this.probeSet, c)) this.probeSet = undefined;
+      }
       this.pruneIdle();
     });
     this.unsubscribe = () => {
@@ -236,16 +259,32 @@ export class Balancers {
     return s;
   }
 
+  /**
+   * Whether a catalog change may add or remove a probed gateway address: a new or unusable offer, a removal,
+   * a cluster's change. A weight change to an offer whose gateways are all probed already cannot.
+   */
+  private changesProbeSet(probed: Map<string, BalancerTarget>, c: CatalogChange): boolean {
+    if (c.type !== 'upsert') return true;
+    if (!this.usable(c.instance)) return true;
+    return c.instance.gateways.some((g) => !probed.has(g.address));
+  }
+
   /** The targets of a service for one of its ports, local endpoints first. */
   resolve(namespace: string, name: string, o: PickOptions = {}): ResolvedService | undefined {
-    const cacheKey = `${namespace}/${name}|${o.scope ?? 'any'}|${o.portName ?? ''}|${o.port ?? ''}`;
+    const key = serviceKey({ namespace, name });
+    const variant = `${o.scope ?? 'any'}|${o.portName ?? ''}|${o.port ?? ''}`;
     // the catalog view decides which offers are live (and keeps the last verified ones while its NATS is
-    // down): it tells every change, which clears this cache
-    const hit = this.resolved.get(cacheKey);
+    // down): it tells every change, which drops this service's cache
+    let byVariant = this.resolved.get(key);
+    const hit = byVariant?.get(variant);
     if (hit) return hit.svc;
-    if (this.resolved.size > 10_000) this.resolved.clear();
+    if (!byVariant) {
+      if (this.resolved.size > 10_000) this.resolved.clear();
+      byVariant = new Map();
+      this.resolved.set(key, byVariant);
+    }
     const svc = this.resolveUncached(namespace, name, o);
-    this.resolved.set(cacheKey, { svc });
+    byVariant.set(variant, { svc });
     return svc;
   }
 
@@ -313,12 +352,23 @@ export class Balancers {
         ? svc.targets.filter((t) => !o.exclude?.has(t.id) && (pinned === undefined || t.cluster === pinned))
         : svc.targets;
     if (candidates.length === 0) return undefined;
+    // one pass: each target's level, its weight, and whether it is healthy (asked once per target)
     const levels: BalancerTarget[][] = [[], [], []];
-    for (const t of candidates) levels[localityLevel(this.o.locality, t.locality)]!.push(t);
-    const weights = levels.map((l) => ({
-      total: l.reduce((a, t) => a + t.weight, 0),
-      healthy: l.reduce((a, t) => a + (this.healthy(svc, t, now) ? t.weight : 0), 0),
-    }));
+    const healthyTargets: BalancerTarget[][] = [[], [], []];
+    const weights = [
+      { total: 0, healthy: 0 },
+      { total: 0, healthy: 0 },
+      { total: 0, healthy: 0 },
+    ];
+    for (const t of candidates) {
+      const i = localityLevel(this.o.locality, t.locality);
+      levels[i]!.push(t);
+      weights[i]!.total += t.weight;
+      if (this.healthy(svc, t, now)) {
+        healthyTargets[i]!.push(t);
+        weights[i]!.healthy += t.weight;
+      }
+    }
     const c = this.o.config;
     const { loads, panic } = levelPlan(weights, c.overprovisioningFactor, c.panicThreshold);
     if (loads.every((l) => l === 0)) return undefined;
@@ -333,7 +383,7 @@ export class Balancers {
     }
     if (loads[level] === 0) level = loads.findIndex((l) => l > 0) as 0 | 1 | 2;
     // in panic a level balances over all its targets, healthy or not
-    const pool = panic[level] ? levels[level]! : levels[level]!.filter((t) => this.healthy(svc, t, now));
+    const pool = panic[level] ? levels[level]! : healthyTargets[level]!;
     const target = this.p2c(svc, pool, now);
     if (!target) return undefined;
     const s = this.stat(svc, target);
@@ -394,7 +444,7 @@ export class Balancers {
     s: TargetStats,
     o: { ok: boolean; latencyMs: number; failure?: Failure },
   ): void {
-    if (o.failure === 'cancelled' || o.failure === 'overflow') return;
+    if (o.failure === 'cancelled' || o.failure === 'overflow' || o.failure === 'declined') return;
     const now = this.now();
     const decayed = s.ewma * Math.exp(-(now - s.lastSample) / DECAY_MS);
     s.ewma = o.latencyMs > decayed ? o.latencyMs : decayed * 0.7 + o.latencyMs * 0.3;

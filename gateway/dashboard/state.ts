@@ -1,6 +1,7 @@
-import type { CatalogView, EndpointSource, Locality } from '../../core/index.ts';
+import type { CatalogView, EndpointSource, LinkReport, Locality } from '../../core/index.ts';
 import { summarize, type TrafficRow, type TrafficSnapshot, type TrafficSummary } from '../traffic-window.ts';
 import { type ExposedSample, samplesOf } from './exposition.ts';
+import { reportedLinks } from './links.ts';
 
 /** The policy in force, as the dashboard shows it (the policy layers fill this in through the hook). */
 export interface PolicySummary {
@@ -17,6 +18,8 @@ export interface DashboardSources {
   metrics: () => Promise<{ text: string }>;
   /** the policy revision in force and its splits; undefined while no policy is configured */
   policy?: () => PolicySummary | undefined;
+  /** the other clusters' gateways' latest link reports (federation); without it only this gateway's links show */
+  links?: () => readonly LinkReport[];
 }
 
 /** The live figures of a link or a service × cluster pair over the dashboard's window. */
@@ -34,6 +37,12 @@ export interface DashboardCluster {
 export interface DashboardLink extends Figures {
   from: string;
   to: string;
+  /**
+   * absent: measured by this gateway. Else the link is between other clusters (or reaches this cluster
+   * through another of its gateways), as `from`'s gateways report it over their last window: how many
+   * reported it and how old the oldest report is
+   */
+  reportedBy?: { gateways: number; ageMs: number };
 }
 
 export interface DashboardOffer {
@@ -177,7 +186,19 @@ export async function buildState(src: DashboardSources): Promise<BuiltState> {
   }
   for (const [key, rows] of byPair) {
     const [from, to] = key.split('|') as [string, string];
-    if (!seen.has(key) && from !== to) links.push({ from, to, ...figures(rows, snap.windowMs) });
+    if (!seen.has(key) && from !== to) {
+      seen.add(key);
+      links.push({ from, to, ...figures(rows, snap.windowMs) });
+    }
+  }
+  // the rest of the federation: links this gateway does not carry, as the gateways that do report them
+  for (const l of reportedLinks(src.links?.() ?? [], self.cluster, snap.atMs)) {
+    const key = `${l.from}|${l.to}`;
+    // what crossed this gateway is measured here; a report says nothing more about it
+    if (seen.has(key) && (byPair.get(key)?.length ?? 0) > 0) continue;
+    const idle = links.findIndex((x) => x.from === l.from && x.to === l.to);
+    if (idle !== -1) links.splice(idle, 1);
+    links.push(l);
   }
 
   // services: every offer of the catalog and of this cluster, with health and the traffic sent to each

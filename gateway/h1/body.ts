@@ -11,6 +11,11 @@ export interface BodyFramer {
   /** bytes of `buf` (from `from`) that are this body's; `done` once its last byte has been seen */
   feed(buf: Buffer, from: number): number;
   readonly done: boolean;
+  /**
+   * the payload bytes fed so far: what the golden metrics count as the body, whatever its framing (a
+   * chunked body's size lines, extensions and trailers are not the caller's bytes)
+   */
+  readonly payloadBytes: number;
 }
 
 /** the size and extensions of one chunk line, and the whole trailer section, are bounded */
@@ -23,7 +28,7 @@ export function bodyFramer(
 ): BodyFramer {
   switch (framing.kind) {
     case 'none':
-      return { feed: () => 0, done: true };
+      return { feed: () => 0, done: true, payloadBytes: 0 };
     case 'length':
       return new LengthFramer(framing.length, o.onData);
     case 'close':
@@ -34,6 +39,7 @@ export function bodyFramer(
 }
 
 class LengthFramer implements BodyFramer {
+  payloadBytes = 0;
   #left: number;
   readonly #onData: ((chunk: Buffer) => void) | undefined;
   constructor(length: number, onData?: (chunk: Buffer) => void) {
@@ -46,6 +52,7 @@ class LengthFramer implements BodyFramer {
   feed(buf: Buffer, from: number): number {
     const n = Math.min(this.#left, buf.length - from);
     this.#left -= n;
+    this.payloadBytes += n;
     if (n > 0 && this.#onData) this.#onData(buf.subarray(from, from + n));
     return n;
   }
@@ -54,11 +61,13 @@ class LengthFramer implements BodyFramer {
 /** A response body delimited by the connection's close: every byte is the body's. */
 class CloseFramer implements BodyFramer {
   readonly done = false;
+  payloadBytes = 0;
   readonly #onData: ((chunk: Buffer) => void) | undefined;
   constructor(onData?: (chunk: Buffer) => void) {
     this.#onData = onData;
   }
   feed(buf: Buffer, from: number): number {
+    this.payloadBytes += buf.length - from;
     if (this.#onData && buf.length > from) this.#onData(buf.subarray(from));
     return buf.length - from;
   }
@@ -88,6 +97,7 @@ type State = (typeof S)[keyof typeof S];
  * part. Trailer fields are checked like header fields, and one that names an internal header is refused.
  */
 class ChunkedFramer implements BodyFramer {
+  payloadBytes = 0;
   #s: State = S.Size;
   #size = 0;
   #digits = 0;
@@ -115,6 +125,7 @@ class ChunkedFramer implements BodyFramer {
         const n = Math.min(this.#size, end - i);
         if (this.#onData) this.#onData(buf.subarray(i, i + n));
         this.#size -= n;
+        this.payloadBytes += n;
         i += n;
         if (this.#size === 0) this.#s = S.DataCr;
         continue;

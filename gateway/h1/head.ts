@@ -170,13 +170,21 @@ export function headEnd(buf: Buffer, maxHeadBytes: number): number {
   return end === -1 ? -1 : end + 4;
 }
 
-/** Splits a complete head (ending in CRLFCRLF) into its start line and field lines; refuses bare CR. */
-function lines(head: string): string[] {
-  const out = head.slice(0, -4).split('\r\n');
-  for (const l of out) {
-    if (l.includes('\r') || l.includes('\n')) throw new HeadParseError('bare-cr-or-lf', 'CR without LF');
+/**
+ * The lines of a complete head (`buf` ends in CRLFCRLF; headEnd refused any LF without its CR): how many
+ * there are, and where the first one ends. Refuses a CR that no LF follows. Every later scan of the head
+ * can then take a CR for the end of its line.
+ */
+function lineCount(buf: Buffer): { lines: number; firstEnd: number } {
+  const last = buf.length - 4;
+  let lines = 0;
+  let firstEnd = -1;
+  for (let i = buf.indexOf(CR); i !== -1 && i < last; i = buf.indexOf(CR, i + 1)) {
+    if (buf[i + 1] !== LF) throw new HeadParseError('bare-cr-or-lf', 'CR without LF');
+    if (firstEnd === -1) firstEnd = i;
+    lines++;
   }
-  return out;
+  return { lines: lines + 1, firstEnd: firstEnd === -1 ? last : firstEnd };
 }
 
 function isToken(s: string): boolean {
@@ -204,32 +212,55 @@ function isAuthority(s: string): boolean {
 }
 
 /**
- * Field lines into lower-case headers. A name is a token directly followed by ':' (no whitespace before
- * the colon, RFC 9112 5.1); the value is trimmed of OWS and made of field-content only; a line starting
- * with whitespace is obs-fold, refused (RFC 9112 5.2 lets a proxy refuse it).
+ * The field lines of a head, from `from` (the start of the first one) to the final CRLF, into lower-case
+ * headers, in one pass over the bytes. A name is a token directly followed by ':' (no whitespace before the
+ * colon, RFC 9112 5.1); the value is trimmed of OWS and made of field-content only; a line starting with
+ * whitespace is obs-fold, refused (RFC 9112 5.2 lets a proxy refuse it). `fieldLines` (from lineCount) is
+ * checked against the limit before any field is read.
  */
-function fields(ls: string[], limits: HeadLimits): Headers {
-  if (ls.length - 1 > limits.maxHeaders) {
+function fields(buf: Buffer, from: number, fieldLines: number, limits: HeadLimits): Headers {
+  if (fieldLines > limits.maxHeaders) {
     throw new HeadParseError('too-many-headers', `more than ${limits.maxHeaders} header fields`);
   }
   const headers: Headers = Object.create(null);
-  for (let n = 1; n < ls.length; n++) {
-    const l = ls[n]!;
-    const first = l.charCodeAt(0);
+  const last = buf.length - 2;
+  let i = from;
+  while (i < last) {
+    const start = i;
+    const first = buf[i]!;
     if (first === 0x20 || first === 0x09)
       throw new HeadParseError('obs-fold', 'a field line continues the previous one');
-    const colon = l.indexOf(':');
-    const raw = colon === -1 ? '' : l.slice(0, colon);
-    if (!isToken(raw)) throw new HeadParseError('invalid-header-name', JSON.stringify(l.slice(0, 40)));
-    let a = colon + 1;
-    let b = l.length;
-    while (a < b && (l.charCodeAt(a) === 0x20 || l.charCodeAt(a) === 0x09)) a++;
-    while (b > a && (l.charCodeAt(b - 1) === 0x20 || l.charCodeAt(b - 1) === 0x09)) b--;
-    for (let i = a; i < b; i++) {
-      if (VALUE_CHAR[l.charCodeAt(i)] !== 1) throw new HeadParseError('invalid-header-value', `in ${raw}`);
+    let upper = false;
+    while (TCHAR[buf[i]!] === 1) {
+      const c = buf[i]!;
+      if (c >= 0x41 && c <= 0x5a) upper = true;
+      i++;
     }
-    const name = raw.toLowerCase();
-    const value = l.slice(a, b);
+    if (i === start || buf[i] !== 0x3a) {
+      throw new HeadParseError(
+        'invalid-header-name',
+        JSON.stringify(buf.toString('latin1', start, Math.min(buf.indexOf(CR, start), start + 40))),
+      );
+    }
+    const raw = buf.toString('latin1', start, i);
+    const name = upper ? raw.toLowerCase() : raw;
+    i++;
+    while (buf[i] === 0x20 || buf[i] === 0x09) i++;
+    const a = i;
+    let bad = false;
+    while (buf[i] !== CR) {
+      if (VALUE_CHAR[buf[i]!] !== 1) bad = true;
+      i++;
+    }
+    let b = i;
+    while (b > a && (buf[b - 1] === 0x20 || buf[b - 1] === 0x09)) b--;
+    if (bad) {
+      for (let j = a; j < b; j++)
+        if (VALUE_CHAR[buf[j]!] !== 1) throw new HeadParseError('invalid-header-value', `in ${raw}`);
+    }
+    // past the CRLF (lineCount made sure every CR of the head has its LF)
+    i += 2;
+    const value = buf.toString('latin1', a, b);
     const prev = headers[name];
     if (prev === undefined) {
       headers[name] = name === 'set-cookie' ? [value] : value;
@@ -244,13 +275,13 @@ function fields(ls: string[], limits: HeadLimits): Headers {
   return headers;
 }
 
-function tokens(v: string | string[] | undefined): string[] {
-  if (v === undefined) return [];
-  return String(v)
-    .toLowerCase()
-    .split(',')
-    .map((t) => t.trim())
-    .filter((t) => t !== '');
+/** Whether a comma-separated header value lists `token` (case-insensitive, OWS around each element). */
+function hasToken(v: string | string[] | undefined, token: string): boolean {
+  if (v === undefined) return false;
+  const s = String(v).toLowerCase();
+  // most values are one token ("keep-alive"): no list to split
+  if (s.indexOf(',') === -1) return s.trim() === token;
+  return s.split(',').some((t) => t.trim() === token);
 }
 
 /** Content-Length: digits only, one value (a list, even of equal values, is refused), at most 2^53. */
@@ -284,15 +315,14 @@ function framingOf(headers: Headers, minor: 0 | 1): Framing {
 }
 
 function keepAliveOf(headers: Headers, minor: 0 | 1): boolean {
-  const conn = tokens(headers.connection);
   if (minor === 0) return false;
-  return !conn.includes('close');
+  return !hasToken(headers.connection, 'close');
 }
 
 /** Parses a complete request head (`buf` ends at its CRLFCRLF, see headEnd). Throws HeadParseError. */
 export function parseRequestHead(buf: Buffer, limits: HeadLimits): RequestHead {
-  const ls = lines(buf.toString('latin1'));
-  const start = ls[0]!;
+  const ls = lineCount(buf);
+  const start = buf.toString('latin1', 0, ls.firstEnd);
   const sp1 = start.indexOf(' ');
   const sp2 = start.indexOf(' ', sp1 + 1);
   if (sp1 <= 0 || sp2 === -1 || start.indexOf(' ', sp2 + 1) !== -1) {
@@ -311,7 +341,7 @@ export function parseRequestHead(buf: Buffer, limits: HeadLimits): RequestHead {
   if (method !== 'CONNECT' && !isOriginFormTarget(method, target)) {
     throw new HeadParseError('invalid-request-target', JSON.stringify(target.slice(0, 60)));
   }
-  const headers = fields(ls, limits);
+  const headers = fields(buf, ls.firstEnd + 2, ls.lines - 1, limits);
   const host = headers.host;
   if (minor === 1 && host === undefined) throw new HeadParseError('missing-host', 'HTTP/1.1 needs Host');
   if (host !== undefined && !isAuthority(String(host)))
@@ -324,7 +354,7 @@ export function parseRequestHead(buf: Buffer, limits: HeadLimits): RequestHead {
       throw new HeadParseError('expectation-failed', String(expect).slice(0, 40));
     expectContinue = minor === 1;
   }
-  const upgrade = headers.upgrade !== undefined && tokens(headers.connection).includes('upgrade');
+  const upgrade = headers.upgrade !== undefined && hasToken(headers.connection, 'upgrade');
   return {
     method,
     target,
@@ -338,17 +368,45 @@ export function parseRequestHead(buf: Buffer, limits: HeadLimits): RequestHead {
   };
 }
 
+const STATUS_PREFIX = Buffer.from('HTTP/1.');
+
+/**
+ * The status of a status line `HTTP/1.x NNN[ reason]` in buf[0, end), read from the bytes: x is 0 or 1, NNN
+ * three digits not starting with 0, the reason made of field-content (HTAB, SP, VCHAR, obs-text); -1 when
+ * the line is anything else.
+ */
+function statusOf(buf: Buffer, end: number): number {
+  if (end < 12 || buf.compare(STATUS_PREFIX, 0, 7, 0, 7) !== 0) return -1;
+  if ((buf[7] !== 0x30 && buf[7] !== 0x31) || buf[8] !== 0x20) return -1;
+  const a = buf[9]! - 0x30;
+  const b = buf[10]! - 0x30;
+  const c = buf[11]! - 0x30;
+  if (a < 1 || a > 9 || b < 0 || b > 9 || c < 0 || c > 9) return -1;
+  if (end > 12) {
+    if (buf[12] !== 0x20) return -1;
+    for (let i = 13; i < end; i++) {
+      const x = buf[i]!;
+      if (x !== 0x09 && (x < 0x20 || x === 0x7f)) return -1;
+    }
+  }
+  return a * 100 + b * 10 + c;
+}
+
 /**
  * Parses a complete response head from an upstream. The framing depends on the request (HEAD) and the
  * status (1xx, 204, 304 carry no body); a body without a length ends with the connection.
  */
 export function parseResponseHead(buf: Buffer, limits: HeadLimits, requestMethod: string): ResponseHead {
-  const ls = lines(buf.toString('latin1'));
-  const m = /^HTTP\/1\.([01]) ([1-9][0-9][0-9])(?: [\t\x20-\x7e\x80-\xff]*)?$/.exec(ls[0]!);
-  if (!m) throw new HeadParseError('invalid-status-line', JSON.stringify(ls[0]!.slice(0, 60)));
-  const minor = m[1] === '1' ? 1 : 0;
-  const status = Number(m[2]);
-  const headers = fields(ls, limits);
+  const ls = lineCount(buf);
+  const status = statusOf(buf, ls.firstEnd);
+  if (status === -1) {
+    throw new HeadParseError(
+      'invalid-status-line',
+      JSON.stringify(buf.toString('latin1', 0, Math.min(ls.firstEnd, 60))),
+    );
+  }
+  const minor = buf[7] === 0x31 ? 1 : 0;
+  const headers = fields(buf, ls.firstEnd + 2, ls.lines - 1, limits);
   let framing: Framing;
   if (requestMethod === 'HEAD' || status < 200 || status === 204 || status === 304) {
     framing = { kind: 'none' };

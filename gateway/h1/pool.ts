@@ -1,32 +1,103 @@
 import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
-import { type IssuedLeaf, peerCertificateChain, type TrustBundle, verify } from '../../ca/index.ts';
+import {
+  type IssuedLeaf,
+  peerCertificateChain,
+  type TrustBundle,
+  type VerifyExpectations,
+  verify,
+} from '../../ca/index.ts';
 import { MeshfedError } from '../../core/index.ts';
 import { FAST_ALPN, TUNNEL_ALPN } from '../config.ts';
 import type { TunnelCredentials } from '../h2-pool.ts';
+import { CLOSE_GRACE_MS, type PeerRevalidation } from '../peer-revalidation.ts';
 
 /** A remote gateway answered our ALPN offer with the HTTP/2 tunnel: it has no fast path. */
 export class TunnelOnly extends Error {}
 
-export interface PooledConnection {
+/** What uses a pooled connection for one exchange: the connection's events go to it, and only to it. */
+export interface ConnectionUser {
+  onData(d: Buffer): void;
+  onClose(): void;
+  /** no byte either way for the exchange idle timeout */
+  onTimeout(): void;
+}
+
+/**
+ * One connection of the pool, with the listeners it got once, at its dial: they hand its events to the
+ * exchange using it, or close it when it speaks, ends or times out while idle. Nothing is added or removed
+ * per exchange.
+ */
+export class PooledConnection {
   readonly socket: Socket;
   readonly key: string;
   /** it carried a whole exchange before (the peer knows our identity on it; its idle close may race us) */
-  readonly reused: boolean;
+  reused = false;
+  /** exchanges carried, against maxRequestsPerConnection */
+  uses = 0;
+  /** when it went back to the pool (0: in use) */
+  idleSince = 0;
+  /** its peer no longer verifies, or our certificate rotated: it carries no new exchange */
+  retired = false;
+  user: ConnectionUser | undefined;
+
+  constructor(socket: Socket, key: string, exchangeIdleMs: number, closed: (c: PooledConnection) => void) {
+    this.socket = socket;
+    this.key = key;
+    socket.on('data', (d: Buffer) => {
+      if (this.user) this.user.onData(d);
+      // an idle connection that speaks is closed: nothing is owed on it
+      else socket.destroy();
+    });
+    socket.on('end', () => {
+      if (!this.user) socket.destroy();
+    });
+    socket.on('close', () => {
+      closed(this);
+      this.user?.onClose();
+    });
+    // one timer per connection, refreshed by node on every read and write; it matters only in use
+    socket.setTimeout(exchangeIdleMs, () => this.user?.onTimeout());
+  }
+
+  /** the exchange `u` uses the connection until it calls detach() */
+  attach(u: ConnectionUser): void {
+    this.user = u;
+  }
+
+  detach(): void {
+    this.user = undefined;
+    // a connection paused for backpressure must read again, to notice a close while idle
+    if (this.socket.isPaused()) this.socket.resume();
+  }
 }
 
 export interface H1PoolOptions {
   connectTimeoutMs: number;
   /** an idle connection closes after this, shorter than a backend's own keep-alive timeout */
   idleTimeoutMs: number;
+  /** a connection in use with no byte either way for this long is cut (timeouts.idle) */
+  exchangeIdleMs: number;
   maxIdlePerKey: number;
   /** mTLS connections to gateways serve at most this many requests (tunnelMaxRequestsPerConnection); 0: no limit */
   maxRequestsPerConnection: number;
   creds: TunnelCredentials;
+  /** re-verifies the peers of the mTLS connections this pool dialled (listener `tunnel`) */
+  revalidation?: PeerRevalidation;
 }
 
 interface Key {
-  idle: Socket[];
+  idle: PooledConnection[];
+}
+
+/** A ticket kept from a verified connection, with what was verified (a resumed handshake shows no chain). */
+interface Ticket {
+  ticket: Buffer;
+  notAfter: number;
+  chain: readonly Buffer[];
+  spiffeId: string;
+  /** our leaf on the connection it came from: a resumed session presents that leaf again */
+  leaf: IssuedLeaf;
 }
 
 /** how long a gateway that answered with the tunnel ALPN is sent the tunnel without asking again */
@@ -35,23 +106,28 @@ const TUNNEL_ONLY_MS = 60_000;
 /**
  * Pooled HTTP/1.1 connections of the fast path: plain TCP to local endpoints, mTLS with the fast-path
  * ALPN to remote gateways. A connection carries one request at a time and goes back to the pool only
- * when its response ended cleanly; idle ones close before the peer's own keep-alive timeout would.
+ * when its response ended cleanly; idle ones close before the peer's own keep-alive timeout would. The
+ * peers of mTLS connections are re-verified like every other established connection
+ * (gateway/peer-revalidation.ts): one that no longer verifies leaves the pool, and closes once the
+ * exchange on it, if any, is over.
  */
 export class H1Pool {
   readonly #keys = new Map<string, Key>();
   readonly #tunnelOnly = new Map<string, number>();
-  /** requests served per mTLS connection, against maxRequestsPerConnection */
-  readonly #uses = new WeakMap<Socket, number>();
-  /** connections that carried a whole exchange (a dial whose try ended first carried none) */
-  readonly #carried = new WeakSet<Socket>();
+  /** every open mTLS connection, to retire them when our certificate rotates */
+  readonly #tls = new Set<PooledConnection>();
   /**
    * The last TLS session ticket per gateway, from a connection whose peer we verified, and how long that
    * peer's certificate is valid: a resumed handshake shows the client no certificate to check.
    */
-  readonly #tickets = new Map<string, { ticket: Buffer; notAfter: number }>();
+  readonly #tickets = new Map<string, Ticket>();
+  /** our leaf on each mTLS connection, as its peer saw it (chainHeaderOf) */
+  readonly #leafOf = new WeakMap<Socket, IssuedLeaf>();
   readonly #o: H1PoolOptions;
   #context: { leaf: IssuedLeaf; bundle: TrustBundle; version: number; ctx: tls.SecureContext } | undefined;
   #closed = false;
+  #sweeper: NodeJS.Timeout | undefined;
+  #idleCount = 0;
 
   constructor(o: H1PoolOptions) {
     this.#o = o;
@@ -66,19 +142,27 @@ export class H1Pool {
     return false;
   }
 
+  /** An idle connection to `address` (mTLS to a gateway of `cluster` when given), if the pool has one. */
+  takeIdle(address: string, cluster?: string): PooledConnection | undefined {
+    const idle = this.#keys.get(keyOf(address, cluster))?.idle;
+    while (idle && idle.length > 0) {
+      const c = idle.pop()!;
+      this.#idleCount--;
+      c.idleSince = 0;
+      const s = c.socket;
+      if (s.destroyed || !s.readable || !s.writable) continue;
+      return c;
+    }
+    return undefined;
+  }
+
   /** An idle connection to `address` (mTLS to a gateway of `cluster` when given), or a new one. */
   acquire(address: string, cluster?: string): Promise<PooledConnection> {
     if (this.#closed)
       return Promise.reject(new MeshfedError('MESHFED_GATEWAY_UPSTREAM', 'the gateway is stopping'));
-    const key = cluster === undefined ? `tcp|${address}` : `tls|${cluster}|${address}`;
-    const idle = this.#keys.get(key)?.idle;
-    while (idle && idle.length > 0) {
-      const s = idle.pop()!;
-      if (s.destroyed || !s.readable || !s.writable) continue;
-      this.#wake(s);
-      return Promise.resolve({ socket: s, key, reused: this.#carried.has(s) });
-    }
-    return this.#dial(address, cluster).then((socket) => ({ socket, key, reused: false }));
+    const c = this.takeIdle(address, cluster);
+    if (c) return Promise.resolve(c);
+    return this.#dial(address, cluster);
   }
 
   /**
@@ -87,16 +171,17 @@ export class H1Pool {
    */
   release(c: PooledConnection, carried = true): void {
     const s = c.socket;
+    c.detach();
     if (this.#closed || s.destroyed) return;
-    if (carried) this.#carried.add(s);
+    if (c.retired) {
+      s.end();
+      return;
+    }
+    if (carried) c.reused = true;
     const max = this.#o.maxRequestsPerConnection;
-    if (max > 0 && c.key.startsWith('tls|')) {
-      const n = (this.#uses.get(s) ?? 0) + 1;
-      this.#uses.set(s, n);
-      if (n >= max) {
-        s.end();
-        return;
-      }
+    if (max > 0 && this.#tls.has(c) && ++c.uses >= max) {
+      s.end();
+      return;
     }
     let k = this.#keys.get(c.key);
     if (!k) {
@@ -107,40 +192,68 @@ export class H1Pool {
       s.destroy();
       return;
     }
-    // an idle connection that speaks, ends or errs is closed: nothing is owed on it
-    s.removeAllListeners('data');
-    s.removeAllListeners('end');
-    s.removeAllListeners('close');
-    s.removeAllListeners('error');
-    s.removeAllListeners('timeout');
-    s.removeAllListeners('drain');
-    s.on('error', () => undefined);
-    const gone = () => {
-      s.destroy();
-      const i = k.idle.indexOf(s);
-      if (i !== -1) k.idle.splice(i, 1);
-    };
-    s.once('data', gone);
-    s.once('end', gone);
-    s.once('close', gone);
-    s.setTimeout(this.#o.idleTimeoutMs, gone);
-    s.resume();
-    k.idle.push(s);
+    c.idleSince = Date.now();
+    k.idle.push(c);
+    this.#idleCount++;
+    // one timer for every idle connection of the pool, running only while there are some (0: idle ones stay)
+    if (this.#o.idleTimeoutMs > 0)
+      this.#sweeper ??= setInterval(() => this.#sweep(), this.#sweepMs()).unref();
   }
 
-  #wake(s: Socket): void {
-    s.removeAllListeners('data');
-    s.removeAllListeners('end');
-    s.removeAllListeners('close');
-    s.removeAllListeners('timeout');
-    s.setTimeout(0);
+  #sweepMs(): number {
+    return Math.max(10, Math.min(1_000, Math.floor(this.#o.idleTimeoutMs / 4)));
   }
 
-  #dial(address: string, cluster: string | undefined): Promise<Socket> {
+  /**
+   * Idle connections close once they have been idle for idleTimeoutMs less one sweep interval, so none
+   * outlives the bound by the timer's coarseness (a backend's own keep-alive close would race our reuse).
+   */
+  #sweep(): void {
+    const cutoff = Date.now() - (this.#o.idleTimeoutMs - this.#sweepMs());
+    for (const k of this.#keys.values()) {
+      // most recently used last: the stale ones are at the front
+      let n = 0;
+      while (n < k.idle.length && k.idle[n]!.idleSince <= cutoff) n++;
+      if (n === 0) continue;
+      for (const c of k.idle.splice(0, n)) {
+        this.#idleCount--;
+        c.idleSince = 0;
+        c.socket.destroy();
+      }
+    }
+    if (this.#idleCount === 0) {
+      clearInterval(this.#sweeper);
+      this.#sweeper = undefined;
+    }
+  }
+
+  /** a connection closed: out of the idle list it was in */
+  readonly #closedConnection = (c: PooledConnection): void => {
+    this.#tls.delete(c);
+    if (c.idleSince === 0) return;
+    c.idleSince = 0;
+    const idle = this.#keys.get(c.key)?.idle;
+    const i = idle ? idle.indexOf(c) : -1;
+    if (i !== -1) {
+      idle!.splice(i, 1);
+      this.#idleCount--;
+    }
+  };
+
+  /** No new exchange is given `c`: idle, it closes now; in use, once its exchange is over. */
+  #retire(c: PooledConnection): void {
+    c.retired = true;
+    if (c.idleSince !== 0) c.socket.destroy();
+    // an exchange that never ends must not keep a connection the peer may no longer hold
+    else setTimeout(() => c.socket.destroy(), CLOSE_GRACE_MS).unref();
+  }
+
+  #dial(address: string, cluster: string | undefined): Promise<PooledConnection> {
     const colon = address.lastIndexOf(':');
     const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
     const port = Number(address.slice(colon + 1));
-    return new Promise<Socket>((resolve, reject) => {
+    const key = keyOf(address, cluster);
+    return new Promise<PooledConnection>((resolve, reject) => {
       let socket: Socket;
       const fail = (err: Error) => {
         clearTimeout(timer);
@@ -163,21 +276,24 @@ export class H1Pool {
             retryable: true,
           }),
         );
+      const connected = (): PooledConnection => {
+        clearTimeout(timer);
+        socket.off('error', onError);
+        socket.on('error', () => undefined);
+        return new PooledConnection(socket, key, this.#o.exchangeIdleMs, this.#closedConnection);
+      };
       if (cluster === undefined) {
         socket = net.connect({ host, port, noDelay: true });
         socket.once('error', onError);
-        socket.once('connect', () => {
-          clearTimeout(timer);
-          socket.off('error', onError);
-          socket.on('error', () => undefined);
-          resolve(socket);
-        });
+        socket.once('connect', () => resolve(connected()));
         return;
       }
       const ticketKey = `${cluster}|${address}`;
       const saved = this.#tickets.get(ticketKey);
-      const offered = saved && saved.notAfter > Date.now() ? saved : undefined;
-      let verifiedUntil = 0;
+      const leaf = this.#o.creds.leaf();
+      // a ticket is offered only while our leaf is the one it came with
+      const offered = saved && saved.notAfter > Date.now() && saved.leaf === leaf ? saved : undefined;
+      let verified: Omit<Ticket, 'ticket' | 'leaf'> | undefined;
       const t = tls.connect({
         ...(offered ? { session: offered.ticket } : {}),
         host,
@@ -190,45 +306,53 @@ export class H1Pool {
         checkServerIdentity: () => undefined,
       });
       socket = t;
+      this.#leafOf.set(t, leaf);
       t.setNoDelay(true);
       // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified
       t.on('session', (ticket: Buffer) => {
-        if (verifiedUntil > 0) this.#tickets.set(ticketKey, { ticket, notAfter: verifiedUntil });
+        // not kept when our leaf rotated meanwhile (the session would present the old leaf, while our
+        // requests carry the new chain)
+        if (verified && this.#o.creds.leaf() === leaf)
+          this.#tickets.set(ticketKey, { ...verified, ticket, leaf });
       });
       t.once('error', onError);
       t.once('secureConnect', () => {
-        clearTimeout(timer);
         if (t.alpnProtocol !== FAST_ALPN) {
+          clearTimeout(timer);
           this.#tunnelOnly.set(address, Date.now() + TUNNEL_ONLY_MS);
           t.destroy();
           reject(new TunnelOnly(`${address} speaks only the HTTP/2 tunnel`));
           return;
         }
         try {
-          verifiedUntil = t.isSessionReused() && offered ? offered.notAfter : this.#checkPeer(t, cluster);
+          verified = t.isSessionReused() && offered ? offered : this.#checkPeer(t, cluster);
         } catch (err) {
           fail(err as Error);
           return;
         }
-        t.off('error', onError);
-        t.on('error', () => undefined);
-        resolve(t);
+        const c = connected();
+        this.#tls.add(c);
+        this.#o.revalidation?.track(t, {
+          listener: 'tunnel',
+          chain: verified.chain,
+          expect: expectation(this.#o.creds.trustDomain, cluster),
+          peer: verified.spiffeId,
+          close: () => this.#retire(c),
+        });
+        resolve(c);
       });
     });
   }
 
   /**
-   * The remote gateway must prove a gateway identity of `cluster` (the tunnel's rule); returns its
-   * certificate's notAfter (ms), how long a ticket from this connection may be offered again.
+   * The remote gateway must prove a gateway identity of `cluster` (the tunnel's rule); returns what was
+   * verified, and its certificate's notAfter (ms): how long a ticket from this connection may be offered.
    */
-  #checkPeer(socket: TLSSocket, cluster: string): number {
+  #checkPeer(socket: TLSSocket, cluster: string): Omit<Ticket, 'ticket' | 'leaf'> {
     const creds = this.#o.creds;
-    const id = verify(peerCertificateChain(socket), creds.bundle(), {
-      trustDomain: creds.trustDomain,
-      cluster,
-      kinds: ['gateway'],
-    });
-    return id.notAfter.getTime();
+    const chain = peerCertificateChain(socket);
+    const id = verify(chain, creds.bundle(), expectation(creds.trustDomain, cluster));
+    return { notAfter: id.notAfter.getTime(), chain, spiffeId: id.spiffeId };
   }
 
   /** one TLS context per leaf and bundle version: building one parses the PEMs and loads the CA store */
@@ -253,19 +377,46 @@ export class H1Pool {
     return c.ctx;
   }
 
-  /** Our certificate or the trust bundle changed: idle mTLS connections close; new ones use the new context. */
+  /** The leaf we presented on mTLS connection `s` (a dial under way when it rotated presents the old one). */
+  leafOf(s: Socket): IssuedLeaf | undefined {
+    return this.#leafOf.get(s);
+  }
+
+  /**
+   * Our certificate rotated: idle mTLS connections close now, busy ones once their exchange is over; new
+   * ones use the new context.
+   */
   rotate(): void {
     // a resumed session would present our old certificate again
     this.#tickets.clear();
-    for (const [key, k] of this.#keys) {
-      if (!key.startsWith('tls|')) continue;
-      for (const s of k.idle.splice(0)) s.destroy();
-    }
+    for (const c of this.#tls) this.#retire(c);
+  }
+
+  /**
+   * The trust bundle changed: new dials verify against it (the context follows the bundle's version) and no
+   * session is resumed from a ticket verified against the old one. Established connections stay; whether
+   * their peer still verifies is the revalidation's decision.
+   */
+  trustChanged(): void {
+    this.#tickets.clear();
+    this.#context = undefined;
   }
 
   close(): void {
     this.#closed = true;
-    for (const k of this.#keys.values()) for (const s of k.idle.splice(0)) s.destroy();
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
+    for (const k of this.#keys.values()) for (const c of k.idle.splice(0)) c.socket.destroy();
     this.#keys.clear();
+    this.#idleCount = 0;
   }
+}
+
+function keyOf(address: string, cluster: string | undefined): string {
+  return cluster === undefined ? `tcp|${address}` : `tls|${cluster}|${address}`;
+}
+
+/** what the remote gateway of `cluster` must prove, at the dial and whenever it is checked again */
+function expectation(trustDomain: string, cluster: string): VerifyExpectations {
+  return { trustDomain, cluster, kinds: ['gateway'] };
 }

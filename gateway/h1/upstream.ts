@@ -1,15 +1,17 @@
 import { MeshfedError } from '../../core/index.ts';
 import type { BalancerTarget } from '../balancer/index.ts';
 import { responseHeadersForClient } from '../headers.ts';
-import type { Identities } from '../identity.ts';
+import { chainHeaderOf, type Identities } from '../identity.ts';
 import type { GatewayRequest } from '../pipeline.ts';
 import type { CircuitBreakers } from '../resilience/index.ts';
 import type { UpstreamAttempt, UpstreamCodec } from '../upstream/attempt.ts';
+import { BodyReplay } from '../upstream/body-replay.ts';
+import { notReplayable } from '../upstream/h2.ts';
 import { upstreamHeaders } from '../upstream/request-headers.ts';
 import { type BodyFramer, bodyFramer } from './body.ts';
-import type { Exchange } from './exchange.ts';
+import type { BodySink, Exchange } from './exchange.ts';
 import { HeadParseError, headEnd, parseResponseHead, type ResponseHead } from './head.ts';
-import { type H1Pool, type PooledConnection, TunnelOnly } from './pool.ts';
+import { type ConnectionUser, type H1Pool, type PooledConnection, TunnelOnly } from './pool.ts';
 
 export interface FastUpstreamOptions {
   pool: H1Pool;
@@ -17,14 +19,18 @@ export interface FastUpstreamOptions {
   identities: Identities;
   /** the HTTP/2 tunnel, for a remote gateway that has no fast path */
   tunnel: UpstreamCodec;
-  /** a connection with no bytes for this long is cut (timeouts.idle) */
-  idleTimeoutMs: number;
   maxHeadBytes: number;
   maxHeaders: number;
 }
 
 const EMPTY = Buffer.alloc(0);
-const NO_INJECTION = /[\r\n\0]/;
+/**
+ * A character a field value must not carry out: anything but HTAB, SP, VCHAR and obs-text (node's own
+ * rule). That refuses line breaks and NUL (injection) and anything past U+00FF, which latin1 cannot write
+ * as one byte (U+010A would become an LF). A negated class of bytes: the class [\r\n\0\u0100-\uffff] cost
+ * 3 % of the fast path's CPU.
+ */
+const NOT_FIELD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
 /** The request head sent upstream: what the layers left of the client's, plus meshfed's own headers. */
 function requestHead(
@@ -39,8 +45,11 @@ function requestHead(
     if (v === undefined) continue;
     for (const x of Array.isArray(v) ? v : [v]) {
       const value = String(x);
-      if (NO_INJECTION.test(value))
-        throw new MeshfedError('MESHFED_GATEWAY_BAD_REQUEST', `header ${name} has a line break`);
+      if (NOT_FIELD_VALUE.test(value))
+        throw new MeshfedError(
+          'MESHFED_GATEWAY_BAD_REQUEST',
+          `header ${name} has a character a field value cannot carry (a line break, a control character, past U+00FF)`,
+        );
       s += `${name}: ${value}\r\n`;
     }
   }
@@ -62,26 +71,34 @@ export class FastUpstream implements UpstreamCodec {
 
   send(r: GatewayRequest, t: BalancerTarget, a: UpstreamAttempt): void {
     const ex = r.fast;
-    if (!ex || (!t.local && this.#o.pool.tunnelOnly(t.address))) {
-      this.#o.tunnel.send(r, t, a);
+    const o = this.#o;
+    if (!ex || (!t.local && o.pool.tunnelOnly(t.address))) {
+      o.tunnel.send(r, t, a);
       return;
     }
-    const release = this.#o.breakers.acquirePending(t);
+    const cluster = t.local ? undefined : t.cluster;
+    // the common case: an idle pooled connection, used at once (no dial, so nothing is pending)
+    const idle = o.pool.takeIdle(t.address, cluster);
+    if (idle) {
+      new UpstreamExchange(o, r, ex, t, a, idle).start();
+      return;
+    }
+    const release = o.breakers.acquirePending(t);
     if (!release) {
       a.fail('overflow', undefined);
       return;
     }
-    this.#o.pool.acquire(t.address, t.local ? undefined : t.cluster).then(
+    o.pool.acquire(t.address, cluster).then(
       (c) => {
         release();
         // the per-try timeout or the caller may have ended the try while the connection was dialled
-        if (!a.open) this.#o.pool.release(c, false);
-        else this.#exchange(r, ex, t, a, c);
+        if (!a.open) o.pool.release(c, false);
+        else new UpstreamExchange(o, r, ex, t, a, c).start();
       },
       (err: unknown) => {
         release();
         if (!a.open) return;
-        if (err instanceof TunnelOnly) this.#o.tunnel.send(r, t, a);
+        if (err instanceof TunnelOnly) o.tunnel.send(r, t, a);
         else {
           const identity = err instanceof MeshfedError && err.code.startsWith('MESHFED_CA_');
           a.fail(identity ? 'refused' : 'connect', err);
@@ -89,167 +106,263 @@ export class FastUpstream implements UpstreamCodec {
       },
     );
   }
+}
 
-  #exchange(
+/**
+ * One request and its response on one pooled connection: it gets the connection's events while it holds
+ * it (ConnectionUser), takes the client's body as the client framed it (BodySink), and hands the
+ * connection back to the pool only after a clean exchange.
+ */
+class UpstreamExchange implements ConnectionUser, BodySink {
+  readonly #o: FastUpstreamOptions;
+  readonly #r: GatewayRequest;
+  readonly #ex: Exchange;
+  readonly #t: BalancerTarget;
+  readonly #a: UpstreamAttempt;
+  readonly #c: PooledConnection;
+  #buf: Buffer = EMPTY;
+  #res: ResponseHead | undefined;
+  #framer: BodyFramer | undefined;
+  #bodySent: boolean;
+  #over = false;
+
+  constructor(
+    o: FastUpstreamOptions,
     r: GatewayRequest,
     ex: Exchange,
     t: BalancerTarget,
     a: UpstreamAttempt,
     c: PooledConnection,
-  ): void {
-    const o = this.#o;
-    const s = c.socket;
-    const headers = upstreamHeaders(r, t, o.identities);
+  ) {
+    this.#o = o;
+    this.#r = r;
+    this.#ex = ex;
+    this.#t = t;
+    this.#a = a;
+    this.#c = c;
+    this.#bodySent = !r.hasBody;
+  }
+
+  start(): void {
+    const r = this.#r;
+    const t = this.#t;
+    const c = this.#c;
+    const headers = upstreamHeaders(r, t, this.#o.identities);
     // the client's `Expect: 100-continue` is answered by this gateway when the body is asked for
     delete headers.expect;
+    if (!t.local) {
+      // the chain of the leaf this connection presented, which is not the current one when it was dialled
+      // as our leaf rotated
+      const leaf = this.#o.pool.leafOf(c.socket);
+      if (leaf) headers['x-meshfed-chain'] = chainHeaderOf(leaf);
+    }
     // a remote gateway verifies our chain once per connection and keeps the identity with it: only the
     // first request of a connection (one that was never reused) needs to carry it
     if (c.reused && !t.local) delete headers['x-meshfed-chain'];
-    let head: string;
-    try {
-      head = requestHead(r, r.authority || t.address, headers, ex.head.framing.kind === 'chunked');
-    } catch (err) {
-      o.pool.release(c, false);
-      a.fail('cancelled', err);
+    if (r.hasBody && r.replay && !r.replay.replayable) {
+      this.#o.pool.release(c, true);
+      this.#a.fail('cancelled', notReplayable());
       return;
     }
-    let buf: Buffer = EMPTY;
-    let res: ResponseHead | undefined;
-    let framer: BodyFramer | undefined;
-    let bodySent = !r.hasBody;
-    let over = false;
-    const end = (reuse: boolean) => {
-      if (over) return;
-      over = true;
-      s.off('data', onData);
-      s.off('close', onClose);
-      ex.off('close', onClientGone);
-      if (reuse && !ex.gone) o.pool.release(c);
-      else s.destroy();
-    };
-    const onClientGone = () => {
-      if (!ex.finished) end(false);
-    };
-    const complete = (extra: boolean) => {
-      end(!extra && bodySent && res!.keepAlive);
-      ex.end();
-    };
-    const failed = (err: unknown) => {
-      end(false);
-      a.fail('reset', err);
-    };
-    const feed = (d: Buffer) => {
-      let used: number;
-      try {
-        used = framer!.feed(d, 0);
-      } catch (err) {
-        ex.destroy();
-        failed(err);
-        return;
-      }
-      if (res!.framing.kind !== 'close') r.bytesOut += used;
-      if (
-        res!.framing.kind !== 'close' &&
-        used > 0 &&
-        !ex.write(used === d.length ? d : d.subarray(0, used))
-      ) {
+    let head: string;
+    try {
+      head = requestHead(r, r.authority || t.address, headers, this.#ex.head.framing.kind === 'chunked');
+    } catch (err) {
+      this.#o.pool.release(c, false);
+      this.#a.fail('cancelled', err);
+      return;
+    }
+    this.#a.onCancel(this.#cancel);
+    this.#ex.once('close', this.#onClientGone);
+    c.attach(this);
+    const s = c.socket;
+    if (!r.hasBody) {
+      // latin1: the head's characters are its bytes as received (obs-text included), one byte each
+      s.write(head, 'latin1');
+      return;
+    }
+    // the head and the body bytes read with it leave in one write (one TLS record, one syscall)
+    s.cork();
+    s.write(head, 'latin1');
+    if (r.replay) this.#replay(r.replay);
+    else {
+      // the framed bytes are the payload only for a length-delimited body: only that one is recorded
+      this.#recorder = this.#ex.head.framing.kind === 'length' ? new BodyReplay() : BodyReplay.unrecorded();
+      r.replay = this.#recorder;
+      this.#ex.startBody(this, false);
+    }
+    s.uncork();
+  }
+
+  /**
+   * A retry: the payload an earlier try recorded (the retry layer checked it is whole), framed as this
+   * head says: as it is for a length, as one chunk for chunked.
+   */
+  #replay(replay: BodyReplay): void {
+    const s = this.#c.socket;
+    const chunked = this.#ex.head.framing.kind === 'chunked';
+    const size = replay.chunks.reduce((n, c) => n + c.length, 0);
+    if (chunked && size > 0) s.write(`${size.toString(16)}\r\n`);
+    for (const chunk of replay.chunks) s.write(chunk);
+    if (chunked) s.write(size > 0 ? '\r\n0\r\n\r\n' : '0\r\n\r\n');
+    this.#bodySent = true;
+  }
+
+  #recorder: BodyReplay | undefined;
+
+  /** BodySink: forwarded as the client framed it, counted by its payload (as every other path counts it) */
+  write(b: Buffer, payloadBytes: number): boolean {
+    if (this.#over) return true;
+    this.#r.bytesIn += payloadBytes;
+    this.#recorder?.record(b);
+    const s = this.#c.socket;
+    if (s.write(b)) return true;
+    // one listener at a time, removed when the exchange ends: the connection may serve another client's
+    // request before it drains
+    if (!this.#onDrain) {
+      this.#onDrain = () => {
+        this.#onDrain = undefined;
+        this.#ex.resumeBody();
+      };
+      s.once('drain', this.#onDrain);
+    }
+    return false;
+  }
+
+  #onDrain: (() => void) | undefined;
+
+  end(): void {
+    this.#bodySent = true;
+    this.#recorder?.end();
+  }
+
+  readonly #cancel = (): void => this.#end(false);
+
+  readonly #onClientGone = (): void => {
+    if (!this.#ex.finished) this.#end(false);
+  };
+
+  #end(reuse: boolean): void {
+    if (this.#over) return;
+    this.#over = true;
+    this.#ex.off('close', this.#onClientGone);
+    if (this.#onDrain) this.#c.socket.off('drain', this.#onDrain);
+    if (reuse && !this.#ex.gone) this.#o.pool.release(this.#c);
+    else {
+      this.#c.detach();
+      this.#c.socket.destroy();
+    }
+  }
+
+  #complete(extra: boolean): void {
+    this.#end(!extra && this.#bodySent && this.#res!.keepAlive);
+    this.#ex.end();
+  }
+
+  #failed(err: unknown): void {
+    this.#end(false);
+    this.#a.fail('reset', err);
+  }
+
+  onTimeout(): void {
+    if (!this.#res) {
+      this.#a.fail('timeout', new MeshfedError('MESHFED_GATEWAY_TIMEOUT', `${this.#t.address} sent nothing`));
+    } else this.#ex.destroy();
+    this.#end(false);
+  }
+
+  onClose(): void {
+    if (this.#over) return;
+    if (this.#res?.framing.kind === 'close') {
+      this.#ex.end();
+      this.#end(false);
+      return;
+    }
+    this.#failed(
+      new MeshfedError('MESHFED_GATEWAY_UPSTREAM', `${this.#t.address} closed the connection mid-exchange`),
+    );
+  }
+
+  onData(d: Buffer): void {
+    if (this.#over) return;
+    try {
+      this.#read(d);
+    } catch (err) {
+      this.#ex.destroy();
+      this.#failed(err);
+    }
+  }
+
+  #feed(d: Buffer): void {
+    const res = this.#res!;
+    const ex = this.#ex;
+    const framer = this.#framer!;
+    const before = framer.payloadBytes;
+    let used: number;
+    try {
+      used = framer.feed(d, 0);
+    } catch (err) {
+      ex.destroy();
+      this.#failed(err);
+      return;
+    }
+    this.#r.bytesOut += framer.payloadBytes - before;
+    if (res.framing.kind !== 'close') {
+      if (used > 0 && !ex.write(used === d.length ? d : d.subarray(0, used))) {
+        const s = this.#c.socket;
         s.pause();
         ex.onceDrain(() => s.resume());
       }
-      if (framer!.done) complete(used < d.length);
-    };
-    const onHead = (): boolean => {
-      for (let guard = 0; guard < 16; guard++) {
-        const e = headEnd(buf, o.maxHeadBytes);
-        if (e === -1) return false;
-        const h = parseResponseHead(buf.subarray(0, e), o, r.method);
-        buf = buf.subarray(e);
-        // interim responses (100 Continue, 103) end here: this gateway answered the client's Expect itself
-        if (h.status >= 200) {
-          res = h;
-          return true;
-        }
-        if (h.status === 101) throw new HeadParseError('invalid-status-line', 'an upgrade nobody asked for');
-      }
-      throw new HeadParseError('invalid-status-line', 'too many interim responses');
-    };
-    const onData = (d: Buffer) => {
-      try {
-        read(d);
-      } catch (err) {
-        ex.destroy();
-        failed(err);
-      }
-    };
-    const read = (d: Buffer) => {
-      if (res) {
-        feed(d);
-        return;
-      }
-      buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
-      try {
-        if (!onHead()) return;
-      } catch (err) {
-        failed(err);
-        return;
-      }
-      const h = res!;
-      const out = responseHeadersForClient(h.headers);
-      if (h.framing.kind === 'chunked') out['transfer-encoding'] = 'chunked';
-      if (!a.respond(h.status, out)) {
-        // a 5xx held back for a retry, or a try already settled: this connection's state is unknown
-        end(false);
-        return;
-      }
-      framer = bodyFramer(h.framing, {
-        maxTrailerBytes: o.maxHeadBytes,
-        ...(h.framing.kind === 'close'
-          ? {
-              onData: (b: Buffer) => {
-                r.bytesOut += b.length;
-                return ex.write(b);
-              },
-            }
-          : {}),
-      });
-      if (framer.done) complete(buf.length > 0);
-      else if (buf.length > 0) feed(buf);
-    };
-    const onClose = () => {
-      if (res?.framing.kind === 'close') {
-        ex.end();
-        end(false);
-        return;
-      }
-      failed(new MeshfedError('MESHFED_GATEWAY_UPSTREAM', `${t.address} closed the connection mid-exchange`));
-    };
-    a.onCancel(() => end(false));
-    ex.once('close', onClientGone);
-    s.on('data', onData);
-    s.on('close', onClose);
-    s.setTimeout(o.idleTimeoutMs, () => {
-      if (!res) a.fail('timeout', new MeshfedError('MESHFED_GATEWAY_TIMEOUT', `${t.address} sent nothing`));
-      else ex.destroy();
-      end(false);
-    });
-    s.write(head);
-    if (r.hasBody) {
-      ex.startBody(
-        {
-          write: (b) => {
-            if (over) return true;
-            // the body as the client framed it (a chunked body counts its chunk lines too)
-            r.bytesIn += b.length;
-            if (s.write(b)) return true;
-            s.once('drain', () => ex.resumeBody());
-            return false;
-          },
-          end: () => {
-            bodySent = true;
-          },
-        },
-        false,
-      );
     }
+    if (this.#framer!.done) this.#complete(used < d.length);
+  }
+
+  /** the response head once it is complete (interim responses skipped), else false */
+  #head(): boolean {
+    const o = this.#o;
+    for (let guard = 0; guard < 16; guard++) {
+      const e = headEnd(this.#buf, o.maxHeadBytes);
+      if (e === -1) return false;
+      const h = parseResponseHead(this.#buf.subarray(0, e), o, this.#r.method);
+      this.#buf = this.#buf.subarray(e);
+      // interim responses (100 Continue, 103) end here: this gateway answered the client's Expect itself
+      if (h.status >= 200) {
+        this.#res = h;
+        return true;
+      }
+      if (h.status === 101) throw new HeadParseError('invalid-status-line', 'an upgrade nobody asked for');
+    }
+    throw new HeadParseError('invalid-status-line', 'too many interim responses');
+  }
+
+  #read(d: Buffer): void {
+    if (this.#res) {
+      this.#feed(d);
+      return;
+    }
+    this.#buf = this.#buf.length === 0 ? d : Buffer.concat([this.#buf, d]);
+    try {
+      if (!this.#head()) return;
+    } catch (err) {
+      this.#failed(err);
+      return;
+    }
+    const h = this.#res!;
+    const out = responseHeadersForClient(h.headers);
+    if (h.framing.kind === 'chunked') out['transfer-encoding'] = 'chunked';
+    if (!this.#a.respond(h.status, out)) {
+      // a 5xx held back for a retry, or a try already settled: this connection's state is unknown
+      this.#end(false);
+      return;
+    }
+    const ex = this.#ex;
+    this.#framer = bodyFramer(h.framing, {
+      maxTrailerBytes: this.#o.maxHeadBytes,
+      ...(h.framing.kind === 'close' ? { onData: (b: Buffer) => ex.write(b) } : {}),
+    });
+    const buf = this.#buf;
+    this.#buf = EMPTY;
+    if (this.#framer.done) this.#complete(buf.length > 0);
+    else if (buf.length > 0) this.#feed(buf);
   }
 }

@@ -4,7 +4,7 @@ import { isOriginForm } from '../http-request.ts';
 import type { RequestLayer } from '../pipeline.ts';
 
 /** Refuses a request target that is not origin-form (meshfed is not a forward proxy) with a 400. */
-export const requestTargetCheck: RequestLayer = (next) => async (r) => {
+export const requestTargetCheck: RequestLayer = (next) => (r) => {
   if (!isOriginForm(r.method, r.target)) {
     refuse(
       'invalid-request-target',
@@ -21,7 +21,7 @@ export type UnderscoreAction = 'allow' | 'drop-header' | 'reject-request';
  * headers (`x_meshfed_caller`) is always dropped (rejected under 'reject-request'), whatever the action.
  */
 export function underscoreHeaders(action: UnderscoreAction): RequestLayer {
-  return (next) => async (r) => {
+  return (next) => (r) => {
     const headers = r.headers as Record<string, unknown>;
     for (const name of Object.keys(headers)) {
       if (!name.includes('_')) continue;

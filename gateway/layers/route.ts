@@ -40,7 +40,7 @@ function httpPort(
 
 /** Egress: the service named by Host/:authority, known locally or offered by another cluster. */
 export function egressRoute(options: { catalog: CatalogView; local: LocalServices }): RequestLayer {
-  return (next) => async (r) => {
+  return (next) => (r) => {
     const authority = r.authority;
     const ref = parseClustersetHost(authority);
     if (!ref) {
@@ -70,7 +70,7 @@ const NOT_EXPORTED = 'no exported service of this cluster has that name';
  * gateways send) or by the authority (what a third-party mTLS client sends).
  */
 export function tunnelRoute(options: { local: LocalServices }): RequestLayer {
-  return (next) => async (r) => {
+  return (next) => (r) => {
     const tunnelled = r.headers['x-meshfed-service'];
     let ref: (ServiceRef & { portName?: string }) | undefined;
     if (typeof tunnelled === 'string') {
@@ -93,7 +93,7 @@ export function tunnelRoute(options: { local: LocalServices }): RequestLayer {
  * in-band headers (an identity header) that no gateway checked, and TLS ports have SNI passthrough.
  */
 export function connectRoute(options: { local: LocalServices }): RequestLayer {
-  return (next) => async (r) => {
+  return (next) => (r) => {
     const ref = parseClustersetHost(r.authority);
     const svc = ref ? options.local.get(ref) : undefined;
     if (!ref || !svc?.exported) refuse('not-exported', NOT_EXPORTED);

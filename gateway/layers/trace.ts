@@ -1,46 +1,35 @@
-import {
-  defaultTextMapGetter,
-  ROOT_CONTEXT,
-  SpanKind,
-  SpanStatusCode,
-  type Tracer,
-} from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import type { Tracer } from '@opentelemetry/api';
 import { type RequestLayer, routeOf } from '../pipeline.ts';
-
-// W3C trace context directly, so traceparent works whether or not a global propagator is installed
-export const W3C = new W3CTraceContextPropagator();
 
 /**
  * A server span per request, child of the caller's `traceparent`; the upstream codecs inject it into
- * the request they send. Ends with the status the caller got.
+ * the request they send (r.injectTrace). Ends with the status the caller got. The OpenTelemetry API is
+ * loaded when this layer is built (trace-context.ts): a gateway without tracing never loads it.
  */
 export function traceLayer(options: { tracer: Tracer; cluster: string; gateway: string }): RequestLayer {
+  const otel = import('./trace-context.ts');
   return (next) => async (r) => {
+    const { startServerSpan, endServerSpan, injectTraceContext } = await otel;
     const route = routeOf(r);
     const service = `${route.name}.${route.namespace}`;
-    const parent = W3C.extract(ROOT_CONTEXT, r.headers, defaultTextMapGetter);
-    const span = options.tracer.startSpan(
+    const span = startServerSpan(
+      options.tracer,
       `${r.listener === 'egress' ? 'egress' : 'ingress'} ${service}`,
       {
-        kind: SpanKind.SERVER,
-        attributes: {
-          'meshfed.listener': r.listener,
-          'meshfed.cluster': options.cluster,
-          'meshfed.gateway': options.gateway,
-          'meshfed.service': service,
-          ...(r.peer ? { 'meshfed.peer': r.peer.spiffeId } : {}),
-        },
+        'meshfed.listener': r.listener,
+        'meshfed.cluster': options.cluster,
+        'meshfed.gateway': options.gateway,
+        'meshfed.service': service,
+        ...(r.peer ? { 'meshfed.peer': r.peer.spiffeId } : {}),
       },
-      parent,
+      r.headers,
     );
     r.span = span;
+    r.injectTrace = (headers) => injectTraceContext(span, headers);
     try {
       await next(r);
     } finally {
-      span.setAttribute('http.response.status_code', r.status);
-      if (r.status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
-      span.end();
+      endServerSpan(span, r.status);
     }
   };
 }

@@ -30,7 +30,7 @@ export {
   PolicyIndex,
 } from './policy-index.ts';
 export { type PolicySummary, policySummary } from './summary.ts';
-export { retries5xx, retryOnMatches } from './resilience-override.ts';
+export { retryOnMatches } from './resilience-override.ts';
 export { admit, MAX_BUCKETS_PER_LIMIT, RateLimiter } from './rate-limit.ts';
 export {
   type CompiledSplit,

@@ -1,44 +1,61 @@
-import type { ResilienceOverrideSpec, RetryOn } from '../../core/index.ts';
-import type { UpstreamFailure } from '../resilience/index.ts';
+import type { RetryOn } from '../../core/index.ts';
+import { GRPC, type TryOutcome } from '../resilience/index.ts';
 
 const GATEWAY_ERRORS = new Set([502, 503, 504]);
+
+/** the try got no answer at all: it failed to connect, was refused, reset, or timed out */
+function noAnswer(o: TryOutcome): boolean {
+  return (
+    o.failure === 'connect' ||
+    o.failure === 'refused' ||
+    o.failure === 'overflow' ||
+    o.failure === 'reset' ||
+    o.failure === 'timeout'
+  );
+}
 
 /**
  * Whether a failed try is one of the retry-on conditions, read as Envoy reads them: `5xx` is any 5xx
  * answer or no answer (connect failure, reset, timeout); `gateway-error` is 502/503/504 or no answer;
  * `connect-failure` never reached the application; `reset` is a reset or a try that timed out;
- * `refused-stream` a refused connection or stream. The gRPC conditions (`unavailable`,
- * `deadline-exceeded`, `resource-exhausted`) need the grpc-status of a trailers-only answer, which the
- * forward path does not classify yet: alone they retry nothing.
+ * `refused-stream` a refused connection or stream. The gRPC conditions read the grpc-status of a
+ * trailers-only answer (an error before any message): `cancelled` (1), `deadline-exceeded` (4, and a gRPC
+ * call's try that reached its per-try timeout), `resource-exhausted` (8), `unavailable` (14). A gRPC
+ * answer is an HTTP 200, so `5xx` and `gateway-error` never match one.
  */
-export function retryOnMatches(conditions: readonly RetryOn[], err: UpstreamFailure): boolean {
-  const f = err.failure;
-  const status = (err.response as { status?: number } | undefined)?.status;
+export function retryOnMatches(conditions: readonly RetryOn[], o: TryOutcome): boolean {
+  const grpcAnswer = o.grpcStatus !== undefined;
   for (const c of conditions) {
     switch (c) {
       case '5xx':
-        return true;
+        if (noAnswer(o) || (o.failure === '5xx' && !grpcAnswer)) return true;
+        break;
       case 'gateway-error':
-        if (f !== '5xx' || (status !== undefined && GATEWAY_ERRORS.has(status))) return true;
+        if (noAnswer(o) || (!grpcAnswer && o.status !== undefined && GATEWAY_ERRORS.has(o.status)))
+          return true;
         break;
       case 'connect-failure':
-        if (f === 'connect' || f === 'refused' || f === 'overflow') return true;
+        if (o.failure === 'connect' || o.failure === 'refused' || o.failure === 'overflow') return true;
         break;
       case 'reset':
-        if (f === 'reset' || f === 'timeout') return true;
+        if (o.failure === 'reset' || o.failure === 'timeout') return true;
         break;
       case 'refused-stream':
-        if (f === 'refused') return true;
+        if (o.failure === 'refused') return true;
         break;
-      default:
+      case 'cancelled':
+        if (o.grpcStatus === GRPC.cancelled) return true;
+        break;
+      case 'deadline-exceeded':
+        if (o.grpcStatus === GRPC.deadlineExceeded || (o.grpc && o.failure === 'timeout')) return true;
+        break;
+      case 'resource-exhausted':
+        if (o.grpcStatus === GRPC.resourceExhausted) return true;
+        break;
+      case 'unavailable':
+        if (o.grpcStatus === GRPC.unavailable) return true;
         break;
     }
   }
   return false;
-}
-
-/** Whether a service's retry-on lets a 5xx answer be retried (else the first 5xx passes straight through). */
-export function retries5xx(spec: ResilienceOverrideSpec | undefined): boolean {
-  const on = spec?.retry?.retryOn;
-  return !on || on.includes('5xx') || on.includes('gateway-error');
 }

@@ -1,5 +1,6 @@
 import { MeshfedError } from '../../core/index.ts';
 import type { BalancerTarget, Failure } from '../balancer/index.ts';
+import type { TrySignal } from './try-signal.ts';
 
 /**
  * The resilience layers are promise-based middleware around one dispatch function:
@@ -20,7 +21,7 @@ export interface CallContext<P = undefined> {
   /** ms on the layers' clock after which no new try starts and the running try is aborted */
   deadline?: number;
   /** aborted when the running try must stop: per-try timeout, deadline, or the caller went away */
-  signal?: AbortSignal;
+  signal?: TrySignal;
   /** 0 for the first try */
   attempt: number;
   /** target ids already tried by this call; retries prefer others */

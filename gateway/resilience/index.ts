@@ -10,6 +10,7 @@ export {
   UpstreamFailure,
 } from './dispatch.ts';
 export { type ResilienceMetrics, resilienceMetrics } from './metrics.ts';
+export { classifyAnswer, GRPC, retriedByDefault, type TryOutcome } from './retry-conditions.ts';
 export {
   backoffMs,
   budgetPerService,
@@ -19,3 +20,4 @@ export {
   retry,
 } from './retry.ts';
 export { type Clock, deadline, grpcTimeoutMs, isTimeoutReason, perTryTimeout } from './timeouts.ts';
+export { NEVER_ABORTED, TryAbort, type TrySignal } from './try-signal.ts';

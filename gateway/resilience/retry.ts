@@ -1,6 +1,6 @@
 import { serviceKey } from '../../core/index.ts';
 import type { CallContext, Layer } from './dispatch.ts';
-import { isRetryable, type UpstreamFailure } from './dispatch.ts';
+import { isRetryable, UpstreamFailure } from './dispatch.ts';
 import type { ResilienceMetrics } from './metrics.ts';
 import type { Clock } from './timeouts.ts';
 
@@ -86,8 +86,8 @@ export function backoffMs(retry: number, base: number, max: number, random: () =
 export interface RetryOptions<P = undefined> {
   /** extra tries after the first (for this call: a service may override the gateway's number) */
   attempts: number | ((ctx: CallContext<P>) => number);
-  /** which failures this call retries, on top of isRetryable (a service's retry-on conditions); default all */
-  retryOn?: (ctx: CallContext<P>, err: UpstreamFailure) => boolean;
+  /** which failures this call retries; default isRetryable (connect failures always, others when idempotent) */
+  retryable?: (ctx: CallContext<P>, err: UpstreamFailure) => boolean;
   /** one budget per upstream service is what Envoy does; share one object per service */
   budgetFor: (ctx: CallContext<P>) => RetryBudget;
   backoffBase: number;
@@ -106,8 +106,8 @@ const realSleep = (ms: number) =>
   });
 
 /**
- * Retries connect failures always and other upstream failures only for idempotent calls, on a
- * different target (the failed one goes into ctx.exclude), with jittered back-off, inside the
+ * Retries the failures `retryable` picks (by default connect failures always, others only for
+ * idempotent calls: isRetryable), on a different target (the failed one goes into ctx.exclude), with jittered back-off, inside the
  * call's deadline and the service's retry budget. Everything else is rethrown at once.
  */
 export function retry<R, P = undefined>(o: RetryOptions<P>): Layer<R, P> {
@@ -122,8 +122,8 @@ export function retry<R, P = undefined>(o: RetryOptions<P>): Layer<R, P> {
       try {
         return await next({ ...ctx, attempt });
       } catch (err) {
-        if (!isRetryable(err, ctx.idempotent) || attempt >= attempts || ctx.signal?.aborted) throw err;
-        if (o.retryOn && !o.retryOn(ctx, err)) throw err;
+        if (!(err instanceof UpstreamFailure) || attempt >= attempts || ctx.signal?.aborted) throw err;
+        if (!(o.retryable ? o.retryable(ctx, err) : isRetryable(err, ctx.idempotent))) throw err;
         const wait = backoffMs(attempt, o.backoffBase, o.backoffMax, random);
         if (ctx.deadline !== undefined && now() + wait >= ctx.deadline) throw err;
         const labels = { source_cluster: o.sourceCluster ?? '', destination_cluster: err.target.cluster };

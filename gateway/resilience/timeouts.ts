@@ -1,5 +1,7 @@
 import { MeshfedError } from '../../core/index.ts';
+import { type DeadlineEntry, DeadlineList } from './deadline-list.ts';
 import type { CallContext, Layer } from './dispatch.ts';
+import { TryAbort } from './try-signal.ts';
 
 export interface Clock {
   now(): number;
@@ -40,21 +42,45 @@ export function grpcTimeoutMs(value: unknown): number | undefined {
 
 export const TIMEOUT_REASON = Symbol('meshfed per-try timeout');
 
+/** One try's abort, listed by when its time is up. */
+class TryTimer extends TryAbort implements DeadlineEntry {
+  due = 0;
+  prev: DeadlineEntry | undefined;
+  next: DeadlineEntry | undefined;
+  listed = false;
+  cancelled = false;
+  readonly service: string;
+  readonly ms: number;
+  constructor(service: string, ms: number) {
+    super();
+    this.service = service;
+    this.ms = ms;
+  }
+}
+
+function timeUp(t: TryTimer): void {
+  const reason = new MeshfedError(
+    'MESHFED_GATEWAY_TIMEOUT',
+    `${t.service}: no answer within ${Math.round(t.ms)} ms (timeouts.request)`,
+    { retryable: true },
+  );
+  t.abort(Object.assign(reason, { [TIMEOUT_REASON]: true }));
+}
+
 /**
  * Aborts each try after `ms` (or at the call's deadline, whichever comes first). The abort reason
  * is a MESHFED_GATEWAY_TIMEOUT error tagged with TIMEOUT_REASON, so the balanced dispatch below
  * records a 'timeout' against the target and the retry layer above may try elsewhere.
  *
- * The abort waits for one more turn of the event loop (setImmediate runs after the I/O poll phase):
- * after a stall (GC, a busy loop, a starved CPU) the timer phase runs before the poll phase, so an
- * answer that arrived in time but was not yet read would otherwise be thrown away as a timeout and
- * counted against a healthy target.
+ * The tries of one layer share one DeadlineList (one timer for all of them); a try's time being up is
+ * acted on one turn of the event loop later, so an answer that arrived in time during a stall still wins.
  */
 export function perTryTimeout<R, P = undefined>(o: {
   ms: number | ((ctx: CallContext<P>) => number);
   clock?: Clock;
 }): Layer<R, P> {
   const now = o.clock?.now ?? Date.now;
+  const tries = new DeadlineList<TryTimer>(timeUp);
   return (next) => async (ctx) => {
     const ms = typeof o.ms === 'number' ? o.ms : o.ms(ctx);
     const left = ctx.deadline === undefined ? ms : Math.min(ms, ctx.deadline - now());
@@ -64,24 +90,14 @@ export function perTryTimeout<R, P = undefined>(o: {
         `${ctx.name}.${ctx.namespace}: the call's deadline passed before a try could start`,
       );
     }
-    const ac = new AbortController();
-    let immediate: NodeJS.Immediate | undefined;
-    const timer = setTimeout(() => {
-      immediate = setImmediate(() => {
-        const reason = new MeshfedError(
-          'MESHFED_GATEWAY_TIMEOUT',
-          `${ctx.name}.${ctx.namespace}: no answer within ${Math.round(left)} ms (timeouts.request)`,
-          { retryable: true },
-        );
-        ac.abort(Object.assign(reason, { [TIMEOUT_REASON]: true }));
-      });
-    }, left);
-    const signal = ctx.signal ? AbortSignal.any([ctx.signal, ac.signal]) : ac.signal;
+    const t = new TryTimer(`${ctx.name}.${ctx.namespace}`, left);
+    if (ctx.signal) t.follow(ctx.signal);
+    tries.add(t, Date.now() + left);
     try {
-      return await next({ ...ctx, signal });
+      return await next({ ...ctx, signal: t });
     } finally {
-      clearTimeout(timer);
-      if (immediate) clearImmediate(immediate);
+      tries.remove(t);
+      t.release();
     }
   };
 }

@@ -2,13 +2,15 @@ import type { ServerResponse } from 'node:http';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { BalancerTarget, Failure } from '../balancer/index.ts';
 import type { GatewayRequest } from '../pipeline.ts';
-import { type CallContext, UpstreamFailure } from '../resilience/index.ts';
+import { type CallContext, type TrySignal, UpstreamFailure } from '../resilience/index.ts';
 
-/** A try whose response headers arrived; `forwarded: false` is a 5xx held back for a retry. */
+/** A try whose response headers arrived; `forwarded: false` is a failed answer held back for a retry. */
 export interface Sent {
   status: number;
   cluster: string;
   forwarded: boolean;
+  /** the grpc-status of a trailers-only answer (a gRPC error before any message) */
+  grpcStatus?: number;
 }
 
 /** What an upstream codec reports to the one place that settles a try. */
@@ -43,20 +45,22 @@ export interface UpstreamCodec {
 
 /**
  * One try against one target, the innermost step of the forward dispatch. Resolves once the response
- * headers are forwarded (the body then streams on its own), or with `forwarded: false` for a 5xx that
- * the retry layer may still replace. Rejects with an UpstreamFailure that says how the try failed, or
+ * headers are forwarded (the body then streams on its own), or with `forwarded: false` for a failed
+ * answer that the retry layer will replace. Rejects with an UpstreamFailure that says how the try failed, or
  * with the abort reason of the per-try timeout.
  */
 export function sendTry(
   t: BalancerTarget,
-  ctx: CallContext<GatewayRequest> & { signal: AbortSignal },
-  options: { codec: UpstreamCodec; lastTry: (ctx: CallContext<GatewayRequest>) => boolean },
+  ctx: CallContext<GatewayRequest> & { signal: TrySignal },
+  options: {
+    codec: UpstreamCodec;
+    /** a failed answer (5xx, a gRPC error status) that a retry will replace: held back, not forwarded */
+    holdBack: (ctx: CallContext<GatewayRequest>, sent: Sent) => boolean;
+  },
 ): Promise<Sent> {
   const r = ctx.payload;
   // the HTTP/1.1 codec's exchange answers like node's response for what a try needs of it
   const res: Downstream = r.fast ?? (r.io.res as ServerResponse);
-  // the last allowed try (and any try of a request that will not be retried) passes a 5xx through
-  const forward5xx = !ctx.idempotent || options.lastTry(ctx);
   return new Promise<Sent>((resolve, reject) => {
     let settled = false;
     let forwarded = false;
@@ -88,14 +92,18 @@ export function sendTry(
       respond: (status, headers, trailers) => {
         if (settled) return false;
         finish();
-        if (status >= 500 && status !== 501 && !forward5xx) {
-          resolve({ status, cluster: t.cluster, forwarded: false });
+        const grpc = trailers?.['grpc-status'];
+        const sent: Sent = { status, cluster: t.cluster, forwarded: false };
+        if (grpc !== undefined) sent.grpcStatus = Number(grpc);
+        if (options.holdBack(ctx, sent)) {
+          resolve(sent);
           return false;
         }
         res.writeHead(status, headers);
         if (trailers) res.addTrailers(trailers);
         forwarded = true;
-        resolve({ status, cluster: t.cluster, forwarded: true });
+        sent.forwarded = true;
+        resolve(sent);
         return true;
       },
       fail: (failure, err) => {

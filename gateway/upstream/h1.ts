@@ -6,8 +6,26 @@ import type { Identities } from '../identity.ts';
 import type { GatewayRequest } from '../pipeline.ts';
 import type { CircuitBreakers } from '../resilience/index.ts';
 import type { UpstreamAttempt, UpstreamCodec } from './attempt.ts';
-import { badRequest } from './h2.ts';
+import { BodyReplay } from './body-replay.ts';
+import { badRequest, notReplayable } from './h2.ts';
 import { upstreamHeaders } from './request-headers.ts';
+
+/** requests whose body is being counted: a retried try must not count it twice */
+const counting = new WeakSet<GatewayRequest>();
+
+/**
+ * Counts the body bytes undici reads, chunked or not (a declared length would say nothing of a chunked
+ * body). Called from onRequestStart: undici attaches its own reader in the same turn, right after, and a
+ * stream starts flowing only on the next tick, so both readers see every chunk, and none is read before
+ * a try is connected (a try that never connects leaves the body whole for the next target).
+ */
+function countBody(r: GatewayRequest, body: IncomingMessage): void {
+  if (counting.has(r)) return;
+  counting.add(r);
+  body.on('data', (d: Buffer) => {
+    r.bytesIn += d.length;
+  });
+}
 
 /**
  * HTTP/1.1 upstream to local endpoints through undici's pooled client: its dispatch API is the leanest
@@ -27,8 +45,13 @@ export class H1Upstream implements UpstreamCodec {
     // node's server has already answered `Expect: 100-continue`; the upstream gets the body directly
     delete headers.expect;
     const out = res as ServerResponse;
-    // undici reads the body itself: its declared length is what this codec can count without a copy
-    if (r.hasBody) r.bytesIn = Number(req.headers['content-length']) || 0;
+    if (r.hasBody && r.replay) {
+      // a retry of a body another codec streamed: undici takes it whole, as a buffer
+      if (!r.replay.replayable) {
+        a.fail('cancelled', notReplayable());
+        return;
+      }
+    }
     // waiting for one of the endpoint's connections is 'pending' (circuitBreaker.maxPending)
     const releasePending = this.#options.breakers.acquirePending(t);
     if (!releasePending) {
@@ -50,7 +73,7 @@ export class H1Upstream implements UpstreamCodec {
           path: r.target,
           method: r.method,
           headers: headers as Record<string, string | string[]>,
-          body: r.hasBody ? (req as IncomingMessage) : null,
+          body: !r.hasBody ? null : r.replay ? Buffer.concat(r.replay.chunks) : (req as IncomingMessage),
         },
         {
           // undici calls this on a connected socket, right before it writes the request
@@ -58,6 +81,9 @@ export class H1Upstream implements UpstreamCodec {
             controller = c;
             connected = true;
             releasePending();
+            if (r.hasBody) countBody(r, req as IncomingMessage);
+            // undici streams the body itself, unrecorded: once it starts, no other try can send it
+            if (r.hasBody) r.replay ??= BodyReplay.unrecorded();
           },
           onResponseStart: (_c, status, h) => {
             if (status < 200) return;

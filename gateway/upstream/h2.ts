@@ -4,10 +4,11 @@ import { MeshfedError } from '../../core/index.ts';
 import type { BalancerTarget } from '../balancer/index.ts';
 import type { H2Pool } from '../h2-pool.ts';
 import { responseHeadersForClient } from '../headers.ts';
-import type { Identities } from '../identity.ts';
+import { chainHeaderOf, type Identities } from '../identity.ts';
 import type { GatewayRequest } from '../pipeline.ts';
 import { type CircuitBreakers, UpstreamFailure } from '../resilience/index.ts';
 import type { UpstreamAttempt, UpstreamCodec } from './attempt.ts';
+import { BodyReplay } from './body-replay.ts';
 import { upstreamHeaders } from './request-headers.ts';
 
 export interface H2UpstreamOptions {
@@ -26,6 +27,25 @@ export function badRequest(err: unknown): MeshfedError {
     {
       cause: err,
     },
+  );
+}
+
+/** node's errors for a request on a session that is closed or going away: the stream never left */
+const SESSION_GONE = new Set([
+  'ERR_HTTP2_INVALID_SESSION',
+  'ERR_HTTP2_GOAWAY_SESSION',
+  'ERR_HTTP2_OUT_OF_STREAMS',
+]);
+
+function refusedStream(stream: ClientHttp2Stream): boolean {
+  return stream.rstCode === h2c.NGHTTP2_REFUSED_STREAM;
+}
+
+/** A retry found the body of an earlier try unrecorded: a guard, the retry layer checks this first. */
+export function notReplayable(): MeshfedError {
+  return new MeshfedError(
+    'MESHFED_GATEWAY_UPSTREAM',
+    'the request body was consumed by an earlier try and cannot be sent again',
   );
 }
 
@@ -56,7 +76,11 @@ export class H2Upstream implements UpstreamCodec {
     }
     // the per-try timeout or the caller may have ended the try while the session was dialled
     if (!a.open) return;
+    if (r.hasBody && r.replay && !r.replay.replayable) return a.fail('cancelled', notReplayable());
     const headers = upstreamHeaders(r, t, this.#options.identities);
+    // the chain of the leaf this session presented (one dialled as our leaf rotated presents the old one)
+    const leaf = t.local ? undefined : this.#options.pool.leafOf(session);
+    if (leaf) headers['x-meshfed-chain'] = chainHeaderOf(leaf);
     // node sends pseudo-headers first wherever they stand in the object
     headers[':method'] = r.method;
     headers[':path'] = r.target;
@@ -67,6 +91,8 @@ export class H2Upstream implements UpstreamCodec {
     try {
       stream = session.request(headers as http2.OutgoingHttpHeaders, { endStream: !body });
     } catch (err) {
+      // a session closed or going away since the pool handed it out: nothing was sent, try elsewhere
+      if (SESSION_GONE.has((err as { code?: string }).code ?? '')) return a.fail('refused', err);
       // node refuses headers it cannot send before any I/O: the request is at fault, not the target
       return a.fail('cancelled', badRequest(err));
     }
@@ -101,19 +127,36 @@ export class H2Upstream implements UpstreamCodec {
       stream.pipe(res as NodeJS.WritableStream);
     });
     // before a response a lost stream is a reset; after one it cuts the client's response short,
-    // but a normal close after the end must not
-    stream.once('error', (err) => a.fail('reset', err));
+    // but a normal close after the end must not. A stream the peer refused (REFUSED_STREAM, or beyond
+    // the last stream of its GOAWAY) never reached its application: 'refused', safe to send elsewhere.
+    stream.once('error', (err: Error & { code?: string }) =>
+      a.fail(err.code === 'ERR_HTTP2_GOAWAY_SESSION' || refusedStream(stream) ? 'refused' : 'reset', err),
+    );
     stream.once('close', () => {
       if (a.open || stream.rstCode !== h2c.NGHTTP2_NO_ERROR)
-        a.fail('reset', new Error(`stream closed (code ${stream.rstCode})`));
+        a.fail(
+          refusedStream(stream) ? 'refused' : 'reset',
+          new Error(`stream closed (code ${stream.rstCode})`),
+        );
     });
     res.once('close', () => {
       if (!stream.closed) stream.close(h2c.NGHTTP2_CANCEL);
     });
     if (body) {
+      const replay = r.replay;
+      if (replay) {
+        // a retry: the body an earlier try streamed, as it recorded it (the retry layer checked it is whole)
+        for (const chunk of replay.chunks) stream.write(chunk);
+        stream.end();
+        return;
+      }
+      const recorder = new BodyReplay();
+      r.replay = recorder;
       req.on('data', (d: Buffer) => {
         r.bytesIn += d.length;
+        recorder.record(d);
       });
+      req.once('end', () => recorder.end());
       req.pipe(stream);
     }
   }

@@ -1,8 +1,6 @@
-import { defaultTextMapSetter, ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import type { BalancerTarget } from '../balancer/index.ts';
 import { requestHeadersForUpstream } from '../headers.ts';
 import type { Identities } from '../identity.ts';
-import { W3C } from '../layers/trace.ts';
 import { type GatewayRequest, routeOf } from '../pipeline.ts';
 
 /**
@@ -16,10 +14,10 @@ export function upstreamHeaders(
   identities: Identities,
 ): Record<string, unknown> {
   const headers = requestHeadersForUpstream(r.headers) as Record<string, unknown>;
-  if (r.span) {
+  if (r.injectTrace) {
     delete headers.traceparent;
     delete headers.tracestate;
-    W3C.inject(trace.setSpan(ROOT_CONTEXT, r.span), headers, defaultTextMapSetter);
+    r.injectTrace(headers);
   }
   if (t.local) {
     if (r.caller) headers['x-meshfed-peer-identity'] = r.caller;

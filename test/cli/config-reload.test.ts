@@ -40,6 +40,12 @@ describe('planReload: what SIGHUP applies and what it refuses', () => {
       needsRestart: ['discovery.sources'],
     },
     {
+      name: 'the golden metrics caps take a restart (the series already made stay until then)',
+      change: { observability: { metricLimits: { tuples: 64 } } },
+      applied: [],
+      needsRestart: ['observability.metricLimits.tuples'],
+    },
+    {
       name: 'live and restart-only keys in one edit are told apart',
       change: { drainTimeout: '3s', observability: { tracing: { sampleRatio: 0.5 } } },
       applied: ['drainTimeout'],

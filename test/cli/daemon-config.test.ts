@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { loadDaemonConfig } from '../../cli/daemon-config.ts';
 import type { ConfigProblem, MeshfedError } from '../../core/index.ts';
+import { DEFAULT_GOLDEN_LIMITS } from '../../gateway/index.ts';
 import { MINIMAL_GATEWAY_CONFIG } from '../helpers/gateway-config.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'meshfed-dcfg-'));
@@ -79,10 +80,37 @@ describe('gateway config: validated once, every problem in one error', () => {
     });
     expect(c.identity.leafTtl).toBe(86_400_000);
     expect(c.drainTimeout).toBe(15_000);
-    expect(c.observability).toEqual({ logLevel: 'info', tracing: { exporter: 'none', sampleRatio: 1 } });
+    expect(c.observability).toEqual({
+      logLevel: 'info',
+      tracing: { exporter: 'none', sampleRatio: 1 },
+      metricLimits: DEFAULT_GOLDEN_LIMITS,
+    });
     expect(c.discovery).toMatchObject({ importDebounce: 200, resyncInterval: 300_000, sinks: [] });
     expect(c.discovery.sources[0]).toEqual({ type: 'static', file: 'services.yaml', debounce: 100 });
     expect(Object.isFrozen(c.gateway.listeners)).toBe(true);
+  });
+
+  test("observability.metricLimits: defaults are the golden metrics' own, and each cap is checked by name", () => {
+    expect(loadDaemonConfig(write({})).config.observability.metricLimits).toEqual(DEFAULT_GOLDEN_LIMITS);
+    const set = loadDaemonConfig(write({ observability: { metricLimits: { clusters: 8, tuples: 2000 } } }));
+    expect(set.config.observability.metricLimits).toEqual({
+      ...DEFAULT_GOLDEN_LIMITS,
+      clusters: 8,
+      tuples: 2000,
+    });
+    // a cap of 0, one past its maximum, a fraction and an unknown key: four problems, one error
+    const file = write({
+      observability: { metricLimits: { clusters: 0, tuples: 10_001, services: 1.5, series: 10 } },
+    });
+    expect(problemsOf(file)).toEqual({
+      code: 'MESHFED_CONFIG_INVALID',
+      paths: [
+        'observability.metricLimits.clusters',
+        'observability.metricLimits.series',
+        'observability.metricLimits.services',
+        'observability.metricLimits.tuples',
+      ],
+    });
   });
 
   test('trusted networks are parsed into canonical CIDRs', () => {

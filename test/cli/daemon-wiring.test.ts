@@ -7,6 +7,7 @@ import { waitFor } from '../../core/index.ts';
 import type { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
 import { startNatsServer } from '../../cli/demo/nats-topology.ts';
 import type { FederationNode } from '../../federation/index.ts';
+import type { Gateway } from '../../gateway/index.ts';
 import { ConsulDouble } from '../doubles/consul-double.ts';
 import { KubeDouble } from '../doubles/kube-double.ts';
 import { kubeconfigYaml } from '../doubles/kube-fixtures.ts';
@@ -44,6 +45,7 @@ async function writeEastFiles(): Promise<string> {
         ],
         importDebounce: '20ms',
       },
+      observability: { metricLimits: { workloads: 8, tuples: 100 } },
     },
   });
   writeFileSync(join(files.dir, 'kubeconfig'), kubeconfigYaml(kube));
@@ -114,6 +116,17 @@ describe('the daemon wires discovery sinks from its config', () => {
   });
 });
 
+describe('the daemon wires the golden metrics from its config', () => {
+  test('observability.metricLimits reaches the gateway (the caps that bound /metrics), defaults filled in', () => {
+    expect((daemon.gateway as Gateway).golden.limits).toEqual({
+      clusters: 64,
+      services: 256,
+      workloads: 8,
+      tuples: 100,
+    });
+  });
+});
+
 describe('reload (SIGHUP)', () => {
   test('live keys change, restart-only keys are refused by name, and status still tells the truth', async () => {
     const admin = new AdminClient({ address: `unix:${daemon.loaded.adminSocket}` });
@@ -124,7 +137,7 @@ describe('reload (SIGHUP)', () => {
         cluster: 'south',
         name: 'other-gw',
         drainTimeout: '3s',
-        observability: { logLevel: 'debug' },
+        observability: { ...config.observability, logLevel: 'debug' },
         gateway: { listeners: { ...config.gateway.listeners, egress: '127.0.0.1:15999' } },
       };
       writeFileSync(configFile, stringify(next));

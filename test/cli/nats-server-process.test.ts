@@ -21,6 +21,30 @@ describe('nats-server helper (real processes)', () => {
     }
   });
 
+  test('with host and wrap, every listener binds that address and the server runs under the wrapping command', async () => {
+    // 127.0.0.2 is loopback too, but nothing listens there unless asked; `env` stands in for `ip netns exec NS`
+    const server = new NatsServerProcess({
+      name: 'wrapped',
+      host: '127.0.0.2',
+      wrap: ['env', 'MESHFED_WRAPPED=1'],
+    });
+    try {
+      await server.start();
+      expect(server.url).toBe(`nats://127.0.0.2:${server.ports.client}`);
+      expect(await server.healthy()).toBe(true);
+      expect(readFileSync(join(server.workDir, 'nats.conf'), 'utf8')).toMatch(/^http: "127\.0\.0\.2:-1"$/m);
+      expect(readFileSync(`/proc/${server.pid}/environ`, 'utf8').split('\0')).toContain('MESHFED_WRAPPED=1');
+      await expect(
+        connect({ servers: `nats://127.0.0.1:${server.ports.client}`, reconnect: false, timeout: 500 }),
+      ).rejects.toThrow();
+      const nc = await connect({ servers: server.url });
+      await nc.close();
+    } finally {
+      await server.stop();
+      server.cleanup();
+    }
+  });
+
   test('a server that exits during start fails at once with MESHFED_NATS_START_FAILED, not at the deadline', async () => {
     const server = new NatsServerProcess({ name: 'broken', extraConfig: 'no_such_option { x: 1 }' });
     const t0 = Date.now();

@@ -23,6 +23,7 @@ import {
   type EntryMessage,
   FederationNode,
   type FederationConfigInput,
+  type FederationNodeOptions,
   JwsSigner,
   SCHEMA_VERSION,
   type SyncRequestMessage,
@@ -127,6 +128,7 @@ export async function startNode(o: {
   registry?: Registry;
   logger?: Logger;
   config?: Partial<FederationConfigInput>;
+  links?: FederationNodeOptions['links'];
 }): Promise<FederationNode> {
   const node = new FederationNode({
     config: {
@@ -142,6 +144,7 @@ export async function startNode(o: {
     signer: await certificateSource(o.pki, o.cluster),
     bundle: () => o.pki.bundle,
     ...(o.source ? { source: o.source } : {}),
+    ...(o.links ? { links: o.links } : {}),
     logger: o.logger ?? silentLogger(),
     registry: o.registry ?? createRegistry(),
     now: Date.now,

@@ -134,10 +134,10 @@ describe('receiver under mutated input (fast-check)', () => {
                   [m.field]: 'x',
                 });
               default:
-                // 'expired': correctly signed but past its expiry
+                // 'expired': correctly signed but past its expiry by more than the allowed clock skew
                 return signers[l.cluster]!.sign({
                   ...payload(l, now),
-                  expiresAt: now - 1,
+                  expiresAt: now - 30_001,
                   revision: l.revision + 100,
                 });
             }

@@ -1,17 +1,22 @@
 import http from 'node:http';
 import { waitFor } from '../../core/index.ts';
+import type { LinkReport } from '../../core/index.ts';
 import { isLoopback } from '../../gateway/dashboard/serve.ts';
-import { createMesh, helloAcross, request, type TestGateway } from './harness.ts';
+import { outboundLinks } from '../../gateway/index.ts';
+import { createMesh, helloAcross, type Mesh, request, type TestGateway } from './harness.ts';
 
 // The dashboard's server side on a real gateway: the page and its headers, the state it is drawn from,
 // and the event stream that turns counter changes into events.
 
 const HOST = 'hello.shop.svc.clusterset.local';
+let mesh: Mesh;
+let hop: Awaited<ReturnType<typeof helloAcross>>;
 let east: TestGateway;
 const closers: (() => unknown)[] = [];
 
 beforeAll(async () => {
-  const hop = await helloAcross(await createMesh());
+  mesh = await createMesh();
+  hop = await helloAcross(mesh);
   east = hop.east;
   closers.push(() => hop.close());
   for (let i = 0; i < 5; i++) expect((await request(east.egress, { host: HOST })).status).toBe(200);
@@ -93,6 +98,74 @@ test('the event stream sends the state each tick and turns a new refusal into an
     what: 'refused on egress',
     reason: 'unknown-service',
     count: 1,
+  });
+});
+
+test('what this gateway reports: its outbound calls per destination cluster, from the golden window', () => {
+  const links = outboundLinks(east.gateway.traffic(60_000));
+  expect(links).toEqual([{ to: 'west', requests: 5, failures: 0, p99Ms: expect.any(Number) }]);
+  expect(links[0]!.p99Ms).toBeGreaterThan(0);
+});
+
+test('/ui/state: links between other clusters, as their gateways report them, beside the links measured here', async () => {
+  const now = Date.now();
+  const reports: LinkReport[] = [
+    // two gateways of west call eu; one of them also calls north (this gateway's cluster)
+    {
+      cluster: 'west',
+      gateway: 'west-gw-1',
+      windowMs: 3_000,
+      issuedAt: now - 500,
+      links: [
+        { to: 'eu', requests: 30, failures: 3, p99Ms: 20 },
+        { to: 'north', requests: 6, failures: 0, p99Ms: 2 },
+      ],
+    },
+    {
+      cluster: 'west',
+      gateway: 'west-gw-2',
+      windowMs: 5_000,
+      issuedAt: now - 1_500,
+      links: [{ to: 'eu', requests: 10, failures: 0, p99Ms: 40 }],
+    },
+    // north's own cluster reports nothing the dashboard takes: north measures its own links
+    {
+      cluster: 'north',
+      gateway: 'north-gw-2',
+      windowMs: 3_000,
+      issuedAt: now,
+      links: [{ to: 'eu', requests: 1, failures: 1, p99Ms: 1 }],
+    },
+  ];
+  const north = await mesh.gateway('north', { linkReports: { linkReports: () => reports } });
+  closers.push(() => north.close());
+  north.catalog.offer('west', hop.hello, hop.west.eastWest);
+  const s = JSON.parse((await request(north.admin, { host: north.admin, path: '/ui/state' })).body);
+  const link = (from: string, to: string) =>
+    s.links.find((l: { from: string; to: string }) => l.from === from && l.to === to);
+  expect(link('west', 'eu')).toEqual({
+    from: 'west',
+    to: 'eu',
+    requests: 40,
+    // 30 calls over 3 s and 10 over 5 s
+    rps: 12,
+    successRate: 37 / 40,
+    // a p99 cannot be added up: the highest of the gateways' stands for the link
+    p99Ms: 40,
+    reportedBy: { gateways: 2, ageMs: expect.any(Number) },
+  });
+  expect(link('west', 'eu').reportedBy.ageMs).toBeGreaterThanOrEqual(1_500);
+  // west's calls to north went through another gateway of north: the report is all north knows of them
+  expect(link('west', 'north')).toMatchObject({ requests: 6, reportedBy: { gateways: 1 } });
+  expect(link('north', 'eu')).toBeUndefined();
+  // the link this gateway carries is its own measurement (idle here), never a report
+  expect(link('north', 'west')).toEqual({
+    from: 'north',
+    to: 'west',
+    requests: 0,
+    rps: 0,
+    successRate: 1,
+    p99Ms: 0,
   });
 });
 

@@ -1,5 +1,7 @@
 import { X509Certificate } from 'node:crypto';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
@@ -68,6 +70,30 @@ async function seriesCount(g: TestGateway): Promise<number> {
   let n = 0;
   for (const name of GOLDEN) n += (await values(g, name)).length;
   return n;
+}
+
+/**
+ * Waits until the sending side (`east`, labels `out`) and the receiving side (`west`, `inn`) of a hop have
+ * each recorded `n` calls (a call is recorded when it is over, which may follow the client's last byte by a
+ * tick); then each side with its labels, to check.
+ */
+async function bothSidesRecord(
+  east: TestGateway,
+  out: Record<string, string>,
+  west: TestGateway,
+  inn: Record<string, string>,
+  n: number,
+): Promise<[TestGateway, Record<string, string>][]> {
+  await waitFor(
+    async () =>
+      (await value(east, 'meshfed_requests_total', out)) === n &&
+      (await value(west, 'meshfed_requests_total', inn)) === n,
+    { timeoutMs: 5_000, what: `both sides of the hop to record ${n} call(s)` },
+  );
+  return [
+    [east, out],
+    [west, inn],
+  ];
 }
 
 /** east calls hello.shop, served only by west; a failing backend is never ejected halfway through */
@@ -239,16 +265,7 @@ test('TCP ports, CONNECT streams and SNI passthrough carry the same labels on bo
   };
   const out = { ...hop, direction: 'outbound' };
   const inn = { ...hop, direction: 'inbound' };
-  await waitFor(
-    async () =>
-      (await value(east, 'meshfed_requests_total', out)) === 1 &&
-      (await value(west, 'meshfed_requests_total', inn)) === 1,
-    { timeoutMs: 5_000, what: 'both sides to record the connection' },
-  );
-  for (const [g, labels] of [
-    [east, out],
-    [west, inn],
-  ] as const) {
+  for (const [g, labels] of await bothSidesRecord(east, out, west, inn, 1)) {
     expect({
       ok: await value(g, 'meshfed_responses_total', { ...labels, status_class: '2xx' }),
       in: await value(g, 'meshfed_request_bytes_total', labels),
@@ -308,3 +325,116 @@ test('TCP ports, CONNECT streams and SNI passthrough carry the same labels on bo
   expect(await value(west, 'meshfed_responses_total', { ...tlsLabels, status_class: '2xx' })).toBe(1);
   expect(await value(west, 'meshfed_request_bytes_total', tlsLabels)).toBeGreaterThan(4);
 }, 30_000);
+
+/** A backend that sends the request body back as it arrives: no content-length, so node frames it chunked. */
+async function chunkedEcho(): Promise<string> {
+  const server = http.createServer((req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    req.pipe(res);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  closers.push(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  return `127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** POSTs `pieces` as a chunked body (one chunk a write, no content-length) and reads the whole answer. */
+async function postChunked(egress: string, pieces: Buffer[]): Promise<{ status: number; body: Buffer }> {
+  const [host, port] = egress.split(':') as [string, string];
+  const req = http.request({
+    host,
+    port: Number(port),
+    method: 'POST',
+    path: '/upload',
+    headers: { host: HOST },
+    agent: false,
+  });
+  for (const p of pieces) req.write(p);
+  req.end();
+  const [res] = (await once(req, 'response')) as [http.IncomingMessage];
+  const chunks: Buffer[] = [];
+  for await (const c of res) chunks.push(c as Buffer);
+  expect(res.headers['content-length']).toBeUndefined();
+  return { status: res.statusCode ?? 0, body: Buffer.concat(chunks) };
+}
+
+test.each([
+  ['the fast path', { east: true, west: true }],
+  ['the HTTP/2 tunnel into an HTTP/1.1 backend (undici)', { east: false, west: false }],
+  ['the fast path falling back to the tunnel', { east: true, west: false }],
+])(
+  'a chunked body counts its payload bytes, in and out, on both sides: %s',
+  async (_path, fast) => {
+    const backend = await chunkedEcho();
+    const hello = httpService('shop', 'hello', [backend]);
+    const west = await gw('west', { config: { fastPath: fast.west } });
+    west.source.set([hello]);
+    const east = await gw('east', { config: { fastPath: fast.east } });
+    east.catalog.offer('west', hello, west.eastWest);
+    // three chunks of odd sizes: chunk lines ("1f3\r\n") would show as extra bytes if they were counted
+    const pieces = [Buffer.alloc(499, 1), Buffer.alloc(4096, 2), Buffer.alloc(7, 3)];
+    const size = pieces.reduce((n, p) => n + p.length, 0);
+    const r = await postChunked(east.egress, pieces);
+    expect(r.status).toBe(200);
+    expect(r.body.length).toBe(size);
+    const hop = { source_cluster: 'east', destination_cluster: 'west', destination_service: 'hello.shop' };
+    const out = { ...hop, direction: 'outbound' };
+    const inn = { ...hop, direction: 'inbound' };
+    for (const [g, labels] of await bothSidesRecord(east, out, west, inn, 1)) {
+      expect({
+        in: await value(g, 'meshfed_request_bytes_total', labels),
+        out: await value(g, 'meshfed_response_bytes_total', labels),
+      }).toEqual({ in: size, out: size });
+    }
+  },
+  30_000,
+);
+
+test("a chunked body to a local HTTP/1.1 backend through node's server and undici counts its payload bytes", async () => {
+  const backend = await chunkedEcho();
+  const east = await gw('east', { config: { fastPath: false } });
+  east.source.set([httpService('shop', 'hello', [backend])]);
+  const pieces = [Buffer.alloc(1000, 1), Buffer.alloc(24, 2)];
+  const r = await postChunked(east.egress, pieces);
+  expect(r.body.length).toBe(1024);
+  const local = {
+    direction: 'outbound',
+    source_cluster: 'east',
+    destination_cluster: 'east',
+    destination_service: 'hello.shop',
+  };
+  await waitFor(async () => (await value(east, 'meshfed_requests_total', local)) === 1, {
+    timeoutMs: 5_000,
+    what: 'the call to be recorded',
+  });
+  expect(await value(east, 'meshfed_request_bytes_total', local)).toBe(1024);
+  expect(await value(east, 'meshfed_response_bytes_total', local)).toBe(1024);
+});
+
+test('a chunked body retried after a refused connect is counted once, whole', async () => {
+  const backend = await chunkedEcho();
+  // a port nothing listens on: a try there fails before undici reads any of the body
+  const dead = net.createServer().listen(0, '127.0.0.1');
+  await once(dead, 'listening');
+  const deadAddress = `127.0.0.1:${(dead.address() as AddressInfo).port}`;
+  await new Promise((r) => dead.close(r));
+  const east = await gw('east', { config: { fastPath: false } });
+  east.source.set([httpService('shop', 'hello', [deadAddress, backend])]);
+  const pieces = [Buffer.alloc(300, 1), Buffer.alloc(33, 2)];
+  const calls = 8;
+  for (let i = 0; i < calls; i++) {
+    const r = await postChunked(east.egress, pieces);
+    expect({ status: r.status, size: r.body.length }).toEqual({ status: 200, size: 333 });
+  }
+  const local = { direction: 'outbound', destination_cluster: 'east', destination_service: 'hello.shop' };
+  await waitFor(async () => (await value(east, 'meshfed_requests_total', local)) === calls, {
+    timeoutMs: 5_000,
+    what: 'every call to be recorded',
+  });
+  expect(await value(east, 'meshfed_request_bytes_total', local)).toBe(calls * 333);
+  // the dead endpoint was tried (so some bodies were retried), and no try counted a body twice
+  expect(await value(east, 'meshfed_upstream_retries_total', { failure: 'connect' })).toBeGreaterThan(0);
+});

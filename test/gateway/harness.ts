@@ -2,11 +2,12 @@ import type { Tracer } from '@opentelemetry/api';
 import http from 'node:http';
 import http2 from 'node:http2';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import {
   type CaMaterial,
   CertificateSource,
+  type IssuedLeaf,
   createRoot,
   issueIntermediate,
   issueLeaf,
@@ -19,6 +20,7 @@ import {
   type ClusterState,
   createRegistry,
   type EndpointSource,
+  type LinkReportView,
   type LocalService,
   type PolicyView,
   type Registry,
@@ -27,7 +29,13 @@ import {
   silentLogger,
 } from '../../core/index.ts';
 import { Balancers, balancerConfigSchema } from '../../gateway/balancer/index.ts';
-import { Gateway, gatewayConfigSchema, type GoldenLimits, TUNNEL_ALPN } from '../../gateway/index.ts';
+import {
+  FAST_ALPN,
+  Gateway,
+  gatewayConfigSchema,
+  type GoldenLimits,
+  TUNNEL_ALPN,
+} from '../../gateway/index.ts';
 
 export const TRUST_DOMAIN = 'meshfed.test';
 
@@ -177,6 +185,8 @@ export interface Mesh {
       /** balancer settings on top of the harness defaults (slow health checks, a generous retry budget) */
       balancer?: Record<string, unknown>;
       metricLimits?: GoldenLimits;
+      /** the other clusters' link reports the dashboard draws (a LinkReportView double) */
+      linkReports?: LinkReportView;
       /** the federated policy this gateway enforces (a PolicyView double: test/gateway/policy-view.ts) */
       policy?: PolicyView;
       /** the random source of splits and faults */
@@ -254,6 +264,7 @@ export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
         ...(o.authorize ? { authorize: o.authorize } : {}),
         ...(o.tracer ? { tracer: o.tracer } : {}),
         ...(o.metricLimits ? { metricLimits: o.metricLimits } : {}),
+        ...(o.linkReports ? { linkReports: o.linkReports } : {}),
         ...(o.policy ? { policy: o.policy } : {}),
         ...(o.random ? { random: o.random } : {}),
         ...(o.rateLimitClock ? { rateLimitClock: o.rateLimitClock } : {}),
@@ -359,6 +370,27 @@ export interface SpySession {
   closed: boolean;
 }
 
+/** A real gateway leaf of `cluster` for a stand-in remote gateway, valid for `ttlMs` when given. */
+async function spyLeaf(mesh: Mesh, cluster: string, name: string, ttlMs: number | undefined) {
+  return issueLeaf(await mesh.intermediate(cluster), {
+    kind: 'gateway',
+    name: `${cluster}-${name}`,
+    ...(ttlMs ? { ttlMs } : {}),
+  });
+}
+
+/** `server` listening on a free loopback port: its address, and how to close it. */
+async function listenSpy(server: Server) {
+  server.listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  return {
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => {
+      server.close();
+    },
+  };
+}
+
 /**
  * A stand-in remote gateway of `cluster` (a real gateway leaf of that cluster, valid for `ttlMs`) that records every
  * tunnel session it accepts and answers each request with the client certificate's serial.
@@ -368,11 +400,7 @@ export async function spyGateway(
   cluster: string,
   o: { ttlMs?: number } = {},
 ): Promise<{ address: string; sessions: SpySession[]; close(): void }> {
-  const leaf = await issueLeaf(await mesh.intermediate(cluster), {
-    kind: 'gateway',
-    name: `${cluster}-spy`,
-    ...(o.ttlMs ? { ttlMs: o.ttlMs } : {}),
-  });
+  const leaf = await spyLeaf(mesh, cluster, 'spy', o.ttlMs);
   const sessions: SpySession[] = [];
   const server = http2.createSecureServer({
     cert: leaf.chainPem,
@@ -402,13 +430,84 @@ export async function spyGateway(
     stream.respond({ ':status': 200 });
     stream.end(entry?.serial ?? '');
   });
-  server.listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  return {
-    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
-    sessions,
-    close: () => server.close(),
-  };
+  return { ...(await listenSpy(server)), sessions };
+}
+
+/** One connection a fast-path spy gateway accepted. */
+export interface SpyConnection {
+  requests: number;
+  closed: boolean;
+}
+
+/**
+ * A stand-in remote gateway of `cluster` that speaks only the fast path (ALPN meshfed-h1/1), with a real gateway
+ * leaf of that cluster valid for `ttlMs`: it records every connection it accepts and answers each bodyless
+ * request with a keep-alive 200, so the caller's pool keeps the connection.
+ */
+export async function spyFastGateway(
+  mesh: Mesh,
+  cluster: string,
+  o: { ttlMs?: number } = {},
+): Promise<{ address: string; connections: SpyConnection[]; close(): void }> {
+  const leaf = await spyLeaf(mesh, cluster, 'fast-spy', o.ttlMs);
+  const connections: SpyConnection[] = [];
+  const server = tls.createServer({
+    cert: leaf.chainPem,
+    key: leaf.keyPem,
+    ca: mesh.bundle.toPem(),
+    requestCert: true,
+    minVersion: 'TLSv1.3',
+    ALPNProtocols: [FAST_ALPN],
+  });
+  server.on('secureConnection', (socket) => {
+    const c: SpyConnection = { requests: 0, closed: false };
+    connections.push(c);
+    let pending = '';
+    socket.on('error', () => undefined);
+    socket.on('close', () => {
+      c.closed = true;
+    });
+    socket.on('data', (d: Buffer) => {
+      pending += d.toString('latin1');
+      for (let end = pending.indexOf('\r\n\r\n'); end !== -1; end = pending.indexOf('\r\n\r\n')) {
+        pending = pending.slice(end + 4);
+        c.requests++;
+        socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+      }
+    });
+  });
+  return { ...(await listenSpy(server)), connections };
+}
+
+/**
+ * A fast-path connection (ALPN meshfed-h1/1, offered beside the tunnel's as a gateway offers it) to the east-west
+ * listener at `address`, as a remote gateway holding `leaf`, carrying one GET for shop/web with the leaf's chain;
+ * `received()` is what came back so far (latin1). The request is written before the handshake completes.
+ */
+export function fastPathWebGet(
+  address: string,
+  leaf: IssuedLeaf,
+  caPem: string,
+): { socket: TLSSocket; received(): string } {
+  const i = address.lastIndexOf(':');
+  const socket = tls.connect({
+    host: address.slice(0, i),
+    port: Number(address.slice(i + 1)),
+    ca: caPem,
+    cert: leaf.chainPem,
+    key: leaf.keyPem,
+    ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN, 'h2'],
+    checkServerIdentity: () => undefined,
+  });
+  socket.on('error', () => undefined);
+  let received = '';
+  socket.on('data', (d: Buffer) => {
+    received += d.toString('latin1');
+  });
+  socket.write(
+    `GET / HTTP/1.1\r\nhost: web.shop.svc.clusterset.local\r\nx-meshfed-service: shop/web/http\r\nx-meshfed-chain: ${chainHeader(leaf.chainPem)}\r\n\r\n`,
+  );
+  return { socket, received: () => received };
 }
 
 /** The `x-meshfed-chain` value a gateway sends for `chainPem`: its intermediates, base64 DER, comma separated. */

@@ -1,16 +1,16 @@
 import { once } from 'node:events';
 import http2 from 'node:http2';
-import tls from 'node:tls';
 import { type IssuedLeaf, issueLeaf } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
-import { FAST_ALPN, TUNNEL_ALPN } from '../../gateway/index.ts';
+import { FAST_ALPN } from '../../gateway/index.ts';
 import {
-  chainHeader,
   createMesh,
   echoServer,
+  fastPathWebGet,
   httpService,
   type Mesh,
   request,
+  spyFastGateway,
   spyGateway,
   type TestGateway,
   tunnelGet,
@@ -115,34 +115,65 @@ test('a pooled tunnel session to a remote gateway whose certificate expires leav
   }
 }, 30_000);
 
+test('regression: a pooled fast-path connection to a remote gateway whose certificate expires leaves the pool and closes', async () => {
+  const spy = await spyFastGateway(mesh, 'gamma', { ttlMs: SHORT_TTL_MS });
+  try {
+    const before = await refused('tunnel', 'peer-cert-expired');
+    alpha.catalog.offer('gamma', httpService('shop', 'fast-api', ['127.0.0.1:1']), spy.address);
+    const host = 'fast-api.shop.svc.clusterset.local';
+    expect((await request(alpha.egress, { host })).status).toBe(200);
+    expect((await request(alpha.egress, { host })).status).toBe(200);
+    // both requests took the one pooled connection, which now sits idle in the pool
+    expect(spy.connections).toHaveLength(1);
+    expect(spy.connections[0]!.requests).toBe(2);
+    await waitFor(() => spy.connections[0]!.closed, {
+      timeoutMs: SHORT_TTL_MS + 10_000,
+      what: 'our pooled fast-path connection to the expired gateway to close',
+    });
+    expect(await refused('tunnel', 'peer-cert-expired')).toBe(before + 1);
+  } finally {
+    spy.close();
+  }
+}, 30_000);
+
 test('a fast-path (HTTP/1.1) connection whose peer gateway certificate expires is closed', async () => {
   const beta = await mesh.intermediate('beta');
   const short = await issueLeaf(beta, { kind: 'gateway', name: 'short-h1', ttlMs: SHORT_TTL_MS });
   const before = await refused('eastWest', 'peer-cert-expired');
-  const i = alpha.eastWest.lastIndexOf(':');
-  const socket = tls.connect({
-    host: alpha.eastWest.slice(0, i),
-    port: Number(alpha.eastWest.slice(i + 1)),
-    ca: mesh.root.certPem,
-    cert: short.chainPem,
-    key: short.keyPem,
-    ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN, 'h2'],
-    checkServerIdentity: () => undefined,
-  });
-  socket.on('error', () => undefined);
+  const { socket, received } = fastPathWebGet(alpha.eastWest, short, mesh.root.certPem);
   await once(socket, 'secureConnect');
   expect(socket.alpnProtocol).toBe(FAST_ALPN);
-  let answer = '';
-  socket.on('data', (d: Buffer) => {
-    answer += d.toString();
-  });
-  socket.write(
-    `GET / HTTP/1.1\r\nhost: web.shop.svc.clusterset.local\r\nx-meshfed-service: shop/web/http\r\nx-meshfed-chain: ${chainHeader(short.chainPem)}\r\n\r\n`,
-  );
-  await waitFor(() => answer.startsWith('HTTP/1.1 200'), { timeoutMs: 10_000, what: 'the first answer' });
+  await waitFor(() => received().startsWith('HTTP/1.1 200'), { timeoutMs: 10_000, what: 'the first answer' });
   await waitFor(() => socket.destroyed || socket.readableEnded, {
     timeoutMs: SHORT_TTL_MS + 10_000,
     what: 'the fast-path connection of an expired peer to close',
   });
   expect(await refused('eastWest', 'peer-cert-expired')).toBe(before + 1);
+}, 30_000);
+
+test('regression: a fast-path connection whose peer certificate stops verifying while a request is in flight answers that request before it closes', async () => {
+  // web answers more slowly than the peer certificate lives: the request is in flight when it expires
+  const slow = await echoServer('alpha-slow');
+  const answerAfter = SHORT_TTL_MS + 1_500;
+  slow.server.removeAllListeners('request');
+  slow.server.on('request', (_req, res) => {
+    setTimeout(() => res.end('slow answer'), answerAfter);
+  });
+  alpha.source.set([httpService('shop', 'web', [slow.address])]);
+  try {
+    const beta = await mesh.intermediate('beta');
+    const short = await issueLeaf(beta, { kind: 'gateway', name: 'short-busy', ttlMs: SHORT_TTL_MS });
+    const { socket, received } = fastPathWebGet(alpha.eastWest, short, mesh.root.certPem);
+    await once(socket, 'secureConnect');
+    expect(socket.alpnProtocol).toBe(FAST_ALPN);
+    await waitFor(() => socket.destroyed || socket.readableEnded, {
+      timeoutMs: answerAfter + 10_000,
+      what: 'the connection of the expired peer to close',
+    });
+    // closed, but only once the answer under way was out
+    expect(received()).toMatch(/^HTTP\/1\.1 200[\s\S]*slow answer/);
+  } finally {
+    alpha.source.set([httpService('shop', 'web', [web.address])]);
+    slow.server.close();
+  }
 }, 30_000);

@@ -12,9 +12,11 @@ import { waitFor } from '../../core/index.ts';
 import {
   createMesh,
   echoServer,
+  fastPathWebGet,
   httpService,
   type Mesh,
   request,
+  spyFastGateway,
   spyGateway,
   type TestGateway,
   TRUST_DOMAIN,
@@ -36,6 +38,8 @@ let betaNext: IssuedLeaf;
 let betaOld: IssuedLeaf;
 /** a remote gateway of cluster beta under the added root, which our pool dials */
 let spy: Awaited<ReturnType<typeof spyGateway>> | undefined;
+/** a remote fast-path gateway of cluster gamma under the added root, which our fast-path pool dials */
+let fastSpy: Awaited<ReturnType<typeof spyFastGateway>> | undefined;
 
 const WEB = { namespace: 'shop', name: 'web' };
 
@@ -47,6 +51,22 @@ async function freshTunnelGet(leaf: IssuedLeaf): Promise<number> {
     return await tunnelGet(t.session, leaf, WEB);
   } finally {
     t.session.destroy();
+  }
+}
+
+/** One request over a new fast-path (ALPN meshfed-h1/1) connection as `leaf`; 0 when the connection is refused. */
+async function freshFastGet(leaf: IssuedLeaf): Promise<number> {
+  const { socket, received } = fastPathWebGet(alpha.eastWest, leaf, mesh.root.certPem);
+  try {
+    // with TLS 1.3 the client's handshake completes before the server has checked its certificate: a refusal
+    // shows as a connection closed without an answer
+    await waitFor(() => /^HTTP\/1\.1 \d{3} /.test(received()) || socket.destroyed || socket.readableEnded, {
+      what: 'an answer or a close on the fast-path connection',
+    });
+    const m = /^HTTP\/1\.1 (\d{3}) /.exec(received());
+    return m ? Number(m[1]) : 0;
+  } finally {
+    socket.destroy();
   }
 }
 
@@ -76,6 +96,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   spy?.close();
+  fastSpy?.close();
   await alpha?.close();
   web?.server.close();
 });
@@ -94,6 +115,8 @@ test('regression: a gateway under a root added to the bundle is accepted after t
   expect(await freshTunnelGet(betaNext)).toBe(200);
   expect(await freshTunnelGet(betaOld)).toBe(200);
   expect(await refusedEastWest()).toBe(1);
+  // the fast-path TLS server of the east-west listener follows the bundle too
+  expect(await freshFastGet(betaNext)).toBe(200);
   // the session opened before the change was not dropped
   expect(old.session.closed || old.session.destroyed).toBe(false);
   expect(await tunnelGet(old.session, betaOld, WEB)).toBe(200);
@@ -108,6 +131,11 @@ test('the tunnel pool dials a remote gateway under the added root', async () => 
   const r = await request(alpha.egress, { host: 'api.shop.svc.clusterset.local' });
   expect(r.status).toBe(200);
   expect(spy.sessions).toHaveLength(1);
+  // and the fast-path pool a fast-path gateway under it (kept open for the next test as well)
+  fastSpy = await spyFastGateway(nextMesh, 'gamma');
+  alpha.catalog.offer('gamma', httpService('shop', 'fast-api', ['127.0.0.1:1']), fastSpy.address);
+  expect((await request(alpha.egress, { host: 'fast-api.shop.svc.clusterset.local' })).status).toBe(200);
+  expect(fastSpy.connections).toHaveLength(1);
 });
 
 test('a root removed from the bundle: established connections of its gateways close with GOAWAY, the others stay', async () => {
@@ -125,9 +153,12 @@ test('a root removed from the bundle: established connections of its gateways cl
   expect(await refused('eastWest', 'peer-cert-untrusted')).toBe(1);
   // our own pooled session to the gateway under that root (previous test) went the same way
   await waitFor(() => spy!.sessions[0]!.closed, { what: 'our tunnel session to close' });
-  expect(await refused('tunnel', 'peer-cert-untrusted')).toBe(1);
+  // and so did our pooled fast-path connection to the fast-path gateway under it
+  await waitFor(() => fastSpy!.connections[0]!.closed, { what: 'our fast-path connection to close' });
+  expect(await refused('tunnel', 'peer-cert-untrusted')).toBe(2);
   expect(old.session.closed || old.session.destroyed).toBe(false);
   expect(await tunnelGet(old.session, betaOld, WEB)).toBe(200);
   expect(await freshTunnelGet(betaNext)).toBe(0);
+  expect(await freshFastGet(betaNext)).toBe(0);
   old.session.close();
 });

@@ -1,6 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
 import { waitFor } from '../../core/index.ts';
+import { SCHEMA_VERSION } from '../../federation/index.ts';
+import { makePki, type Pki, signerOf } from '../federation/helpers.ts';
 import type { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
 import { startNatsServer } from '../../cli/demo/nats-topology.ts';
 import { parsePrometheusText } from '../helpers/prometheus.ts';
@@ -17,6 +20,7 @@ interface WorkersView {
 }
 
 let nats: NatsServerProcess;
+let pki: Pki;
 let gw: GatewayProcess;
 let backend: Awaited<ReturnType<typeof echoServer>>;
 
@@ -39,10 +43,12 @@ async function burst(count: number): Promise<number[]> {
 }
 
 beforeAll(async () => {
-  nats = await startNatsServer({ name: 'workers' });
+  [nats, pki] = await Promise.all([startNatsServer({ name: 'workers' }), makePki(['east', 'west'])]);
   backend = await echoServer('east-web');
   gw = await startGatewayProcess({
     natsUrl: nats.url,
+    root: pki.root,
+    intermediate: pki.intermediates.get('east')!,
     services: { web: backend.address },
     config: { workers: 3 },
     // the flag wins over the file
@@ -94,6 +100,44 @@ test("/stats and the dashboard add up every worker's window", async () => {
   const web = state.services.find((s) => s.service === 'web.shop');
   // health comes from the workers' balancers (the supervisor's own never carry traffic)
   expect(web?.offers).toEqual([expect.objectContaining({ cluster: 'east', local: true, health: 'healthy' })]);
+});
+
+test("the supervisor's dashboard draws the links another cluster's gateways report", async () => {
+  const nc = await connect({ servers: nats.url });
+  try {
+    const report = () => {
+      const now = Date.now();
+      return signerOf(pki, 'west').sign({
+        v: SCHEMA_VERSION,
+        type: 'links',
+        cluster: 'west',
+        gateway: 'west-gw',
+        issuedAt: now,
+        expiresAt: now + 30_000,
+        windowMs: 5_000,
+        links: [{ to: 'eu', requests: 50, failures: 5, p99Ms: 12.5 }],
+      });
+    };
+    // published until the supervisor holds it: its subscription may still be on its way to the server
+    const link = await waitFor(
+      async () => {
+        nc.publish('meshfed.links.west', report());
+        const ui = await request(gw.admin, { host: gw.admin, path: '/ui/state' });
+        const state = JSON.parse(ui.body) as { links: { from: string; to: string }[] };
+        return state.links.find((l) => l.from === 'west' && l.to === 'eu');
+      },
+      { timeoutMs: 15_000, intervalMs: 200, what: 'the reported link west → eu on the dashboard' },
+    );
+    expect(link).toMatchObject({
+      requests: 50,
+      rps: 10,
+      successRate: 0.9,
+      p99Ms: 12.5,
+      reportedBy: { gateways: 1 },
+    });
+  } finally {
+    await nc.close();
+  }
 });
 
 test('a killed worker is replaced and traffic keeps flowing', async () => {

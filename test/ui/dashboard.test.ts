@@ -1,36 +1,25 @@
-import { existsSync, mkdirSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { createMesh, echoServer, httpService, request, type TestGateway } from '../gateway/harness.ts';
+import {
+  artefactDir,
+  callsLeftEast,
+  chromiumAvailable,
+  expectThreeClustersFromEast,
+  launchChromium,
+  openDashboard,
+  type PageDocument,
+} from './browser.ts';
 
 // The dashboard in headless Chromium (Debian's, driven by playwright-core) against three real gateways:
 // it shows the three clusters and their links, and when east's hello instance dies the page shows the
 // ejection and the calls moving to another cluster within 5 s, without a reload.
 
-// the page's globals, as far as the checks that run in it use them (the project compiles without the DOM library)
-interface PageElement {
-  textContent: string | null;
-  getAttribute(name: string): string | null;
-}
-declare const document: {
-  querySelector(selector: string): PageElement | null;
-  querySelectorAll(selector: string): Iterable<PageElement> & { length: number };
-  activeElement: PageElement | null;
-};
+declare const document: PageDocument;
 declare const window: Record<string, unknown>;
 
-const CHROMIUM = '/usr/bin/chromium';
-/** screenshots of each state, kept as test artefacts (gitignored) */
-export const ARTEFACTS = fileURLToPath(new URL('../../test-artifacts/dashboard/', import.meta.url));
 const HOST = 'hello.demo.svc.clusterset.local';
 
-const available = existsSync(CHROMIUM);
-if (!available) {
-  console.warn(
-    `dashboard browser test skipped: ${CHROMIUM} is missing (scripts/ensure-chromium.sh installs it as root with apt-get)`,
-  );
-}
-const maybe = available ? test : test.skip;
+const maybe = chromiumAvailable('dashboard browser test') ? test : test.skip;
 
 let browser: Browser | undefined;
 const closers: (() => unknown)[] = [];
@@ -89,41 +78,9 @@ maybe(
       await load;
     });
 
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
-    const page = await browser.newPage({ viewport: { width: 1200, height: 1400 } });
-    const errors: string[] = [];
-    page.on('pageerror', (e) => errors.push(e.message));
-    page.on('console', (m) => {
-      if (m.type() === 'error') errors.push(m.text());
-    });
-    await page.goto(`http://${east.admin}/ui`);
-    await page.waitForSelector('#feed-status[data-state="live"]', { timeout: 10_000 });
-
-    // three clusters, drawn and listed, and east's links to the other two
-    await page.waitForFunction(() => document.querySelectorAll('#topology .node').length === 3, undefined, {
-      timeout: 5_000,
-    });
-    const clusters = await page.$$eval('#clusters tbody tr', (rows) =>
-      rows.map((r) => r.getAttribute('data-cluster')),
-    );
-    expect(clusters.sort()).toEqual(['east', 'eu', 'west']);
-    const links = await page.$$eval('#links tbody tr', (rows) =>
-      rows.map((r) => `${r.getAttribute('data-from')}→${r.getAttribute('data-to')}`),
-    );
-    expect(links).toEqual(expect.arrayContaining(['east→west', 'east→eu']));
-    expect(await page.locator('#topology .link').count()).toBeGreaterThanOrEqual(2);
+    browser = await launchChromium();
+    const { page, errors } = await openDashboard(browser, `http://${east.admin}/ui`, 1400);
+    await expectThreeClustersFromEast(page, 5_000);
     // east serves its own calls first (same zone), and says so in words
     await page.waitForFunction(
       () => {
@@ -133,8 +90,8 @@ maybe(
       undefined,
       { timeout: 5_000 },
     );
-    mkdirSync(ARTEFACTS, { recursive: true });
-    await page.screenshot({ path: `${ARTEFACTS}1-steady.png`, fullPage: true });
+    const artefacts = artefactDir('dashboard');
+    await page.screenshot({ path: `${artefacts}1-steady.png`, fullPage: true });
 
     // a reload would lose this mark
     await page.evaluate(() => {
@@ -179,22 +136,9 @@ maybe(
       .textContent();
     expect(failover).toMatch(/hello\.demo: calls moved from east to (eu, west|eu|west)$/);
     // and the table says where the calls go now: most of them to the other clusters
-    await page.waitForFunction(
-      () => {
-        const share = (c: string) =>
-          Number(
-            /(\d+)%/.exec(
-              document.querySelector(`#services tr[data-service="hello.demo"][data-cluster="${c}"]`)
-                ?.textContent ?? '',
-            )?.[1] ?? 0,
-          );
-        return share('west') + share('eu') > share('east');
-      },
-      undefined,
-      { timeout: 5_000, polling: 100 },
-    );
+    await page.waitForFunction(callsLeftEast, undefined, { timeout: 5_000, polling: 100 });
     const seenWithin = Date.now() - killedAt;
-    await page.screenshot({ path: `${ARTEFACTS}2-failover.png`, fullPage: true });
+    await page.screenshot({ path: `${artefacts}2-failover.png`, fullPage: true });
     expect(seenWithin).toBeLessThan(5_000);
     // the link that now carries the calls reads as busy in words, not only in colour
     const busy = await page.$$eval('#links tbody tr', (rows) =>

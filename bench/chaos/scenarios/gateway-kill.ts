@@ -1,6 +1,6 @@
 // A remote gateway SIGKILLed mid-load: west runs two gateways, one dies without a word; east must
 // move its traffic to the survivors within 3 s, idempotent requests must not fail (retries), and
-// non-idempotent ones may fail only if they were in flight on the dead gateway.
+// non-idempotent ones may fail only if they were in flight on the dead gateway (sent before it was gone).
 import { join } from 'node:path';
 import { sleep } from '../../figures.ts';
 import { Federation, threeClusters } from '../federation.ts';
@@ -30,11 +30,13 @@ export const gatewayKill: Scenario = {
       const killAt = load.now();
       ctx.log(`SIGKILL ${victim.name} at ${Math.round(killAt)} ms`);
       await victim.kill();
+      // a request sent before the process was gone may have reached it: SIGKILL is not instant
+      const exitedAt = load.now();
       const outcomes = await done;
       await load.close();
       const s = summarize(outcomes);
       const inFlight = outcomes.filter(
-        (o) => o.kind !== 'http-get' && o.due <= killAt && o.due + o.latency >= killAt,
+        (o) => o.kind !== 'http-get' && o.due <= exitedAt && o.due + o.latency >= killAt,
       ).length;
       const idempotentFailed = outcomes.filter((o) => o.kind === 'http-get' && !o.ok).length;
       const nonIdempotentFailed = outcomes.filter((o) => o.kind !== 'http-get' && !o.ok).length;
@@ -53,6 +55,7 @@ export const gatewayKill: Scenario = {
           idempotentFailed,
           nonIdempotentFailed,
           inFlightAtKill: inFlight,
+          killToExitMs: Math.round(exitedAt - killAt),
           ...loadFigures(s),
         },
         notes,

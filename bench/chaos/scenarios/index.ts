@@ -4,7 +4,9 @@ import { clockSkew } from './clock-skew.ts';
 import { flood } from './flood.ts';
 import { gatewayKill } from './gateway-kill.ts';
 import { natsOutage } from './nats-outage.ts';
+import { networkPartition } from './network-partition.ts';
 import { rollingRestart } from './rolling-restart.ts';
+import { rootRotation } from './root-rotation.ts';
 import { slowCluster } from './slow-cluster.ts';
 import { stateDiskFull } from './state-disk-full.ts';
 
@@ -18,4 +20,6 @@ export const SCENARIOS: Scenario[] = [
   flood,
   stateDiskFull,
   clockSkew,
+  rootRotation,
+  networkPartition,
 ];

@@ -55,19 +55,28 @@ function renderClusters(s) {
   );
 }
 
+// who measured a link: this gateway, or the gateways of the cluster the calls leave (their report)
+function measuredBy(l) {
+  if (!l.reportedBy) return 'this gateway';
+  const n = l.reportedBy.gateways;
+  const age = (l.reportedBy.ageMs / 1000).toFixed(1);
+  return `${l.from}'s ${n === 1 ? 'gateway' : `${n} gateways`} (reported ${age} s ago)`;
+}
+
 function renderLinks(s) {
   fill(
     document.querySelector('#links tbody'),
     s.links.map((l) =>
       el(
         'tr',
-        { 'data-from': l.from, 'data-to': l.to },
+        { 'data-from': l.from, 'data-to': l.to, 'data-measured': l.reportedBy ? 'reported' : 'here' },
         el('td', {}, l.from),
         el('td', {}, l.to),
         num(rps(l.rps)),
         num(l.requests ? pct(l.successRate) : '—'),
         num(l.requests ? ms(l.p99Ms) : '—'),
         el('td', {}, word(linkState(l))),
+        el('td', {}, measuredBy(l)),
       ),
     ),
   );
@@ -78,39 +87,47 @@ function renderTopology(s) {
   const title = root.querySelector('title');
   const w = 640;
   const h = 360;
-  const r = Math.min(w, h) / 2 - 60;
+  // an ellipse wider than high: the labels are wider than high too
+  const rx = w / 2 - 120;
+  const ry = h / 2 - 50;
   const at = new Map();
   s.clusters.forEach((c, i) => {
     const a = (2 * Math.PI * i) / s.clusters.length - Math.PI / 2;
-    at.set(c.name, { x: w / 2 + r * Math.cos(a), y: h / 2 + r * Math.sin(a) });
+    at.set(c.name, { x: w / 2 + rx * Math.cos(a), y: h / 2 + ry * Math.sin(a) });
   });
   const links = [];
   for (const l of s.links) {
     const a = at.get(l.from);
     const b = at.get(l.to);
     if (!a || !b) continue;
-    // the two directions of a pair share a line: each label sits on its own side, nearer its destination
+    // the two directions of a pair share a line: each label sits at its middle, on its own side (labels
+    // nearer a node run into its circle)
     const side = l.from < l.to ? -1 : 1;
     const dx = b.x - a.x;
     const dy = b.y - a.y;
     const len = Math.hypot(dx, dy) || 1;
-    const t = 0.7;
-    const mx = a.x + dx * t + (side * 14 * -dy) / len;
-    const my = a.y + dy * t + (side * 14 * dx) / len;
-    const anchor = dx >= 0 ? 'start' : 'end';
+    const mx = a.x + dx / 2 + (side * 20 * -dy) / len;
+    const my = a.y + dy / 2 + (side * 20 * dx) / len;
     const state = linkState(l);
     const figures = l.requests ? `${rps(l.rps)} req/s, ${pct(l.successRate)} ok, p99 ${ms(l.p99Ms)}` : 'idle';
+    const by = l.reportedBy ? `, reported by ${measuredBy(l)}` : '';
     links.push(
       svg(
         'g',
         {
-          class: `link ${state === 'ok' ? 'busy' : state}`,
+          class: `link ${state === 'ok' ? 'busy' : state}${l.reportedBy ? ' reported' : ''}`,
           tabindex: 0,
           role: 'img',
-          'aria-label': `link ${l.from} to ${l.to}: ${figures} (${state})`,
+          'aria-label': `link ${l.from} to ${l.to}: ${figures} (${state})${by}`,
         },
         svg('line', { x1: a.x, y1: a.y, x2: b.x, y2: b.y }),
-        svg('text', { x: mx + (dx >= 0 ? 8 : -8), y: my, class: anchor }, `${l.from}→${l.to}: ${figures}`),
+        // two short lines, not one long one: the labels of a busy federation then overlap less
+        svg(
+          'text',
+          { x: mx, y: my },
+          svg('tspan', { x: mx, dy: '-0.2em' }, `${l.from}→${l.to}`),
+          svg('tspan', { x: mx, dy: '1.1em' }, figures),
+        ),
       ),
     );
   }

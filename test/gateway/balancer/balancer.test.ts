@@ -1,5 +1,6 @@
-import { createLogger, Registry, waitFor } from '../../../core/index.ts';
+import { type CatalogChange, createLogger, Registry, waitFor } from '../../../core/index.ts';
 import {
+  type BalancerTarget,
   Balancers,
   balancerConfigSchema,
   IDLE_STATE_MS,
@@ -337,24 +338,29 @@ describe('outlier detection', () => {
   });
 });
 
+/** balancers that probe the catalog's gateways every 10 ms with `probe` */
+function probingBalancers(catalog: FixedCatalog, probe: (t: BalancerTarget) => Promise<boolean>): Balancers {
+  return new Balancers({
+    cluster: 'home',
+    locality: SELF,
+    catalog,
+    local: new FixedSource(),
+    config: balancerConfigSchema.parse({ healthCheck: { interval: '10ms', timeout: '500ms' } }),
+    registry: new Registry(),
+    logger: createLogger({ level: 'silent' }),
+    probe,
+  });
+}
+
 describe('active health checks', () => {
   test('a gateway failing its probes leaves the rotation and comes back after healthy probes', async () => {
     const catalog = new FixedCatalog();
     catalog.offer('west', { region: 'us', zone: 'us-a' }, { weight: 2, gateways: 2 });
     let down = true;
     const probed: string[] = [];
-    const balancers = new Balancers({
-      cluster: 'home',
-      locality: SELF,
-      catalog,
-      local: new FixedSource(),
-      config: balancerConfigSchema.parse({ healthCheck: { interval: '10ms', timeout: '500ms' } }),
-      registry: new Registry(),
-      logger: createLogger({ level: 'silent' }),
-      probe: async (t) => {
-        probed.push(t.address);
-        return !(down && t.address === '127.0.0.10:15443');
-      },
+    const balancers = probingBalancers(catalog, async (t) => {
+      probed.push(t.address);
+      return !(down && t.address === '127.0.0.10:15443');
     });
     const stateOf = () =>
       balancers
@@ -618,5 +624,75 @@ describe('state of targets that go away', () => {
     catalog.changed();
     expect(await tracked()).toBe(0);
     balancers.close();
+  });
+});
+
+describe('catalog changes (a large catalog under a steady change stream)', () => {
+  /** a FixedCatalog that counts how often the balancer reads it, and tells changes as the federated view does */
+  class CountingCatalog extends FixedCatalog {
+    reads = { services: 0, instances: new Map<string, number>() };
+    override services() {
+      this.reads.services++;
+      return super.services();
+    }
+    override instances(namespace: string, name: string) {
+      this.reads.instances.set(name, (this.reads.instances.get(name) ?? 0) + 1);
+      return super.instances(namespace, name);
+    }
+    readonly #subscribers = new Set<(c: readonly CatalogChange[]) => void>();
+    override onChange(l: (c: readonly CatalogChange[]) => void): () => void {
+      this.#subscribers.add(l);
+      return () => this.#subscribers.delete(l);
+    }
+    tell(changes: CatalogChange[]): void {
+      for (const l of this.#subscribers) l(changes);
+    }
+  }
+
+  test('a weight change re-resolves only its own service', () => {
+    const catalog = new CountingCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { name: 'orders' });
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { name: 'carts' });
+    const { balancers } = makeBalancers(catalog, new FixedSource());
+    const before = balancers.resolve('shop', 'orders')?.targets[0]?.weight;
+    balancers.resolve('shop', 'carts');
+    catalog.offers[0] = { ...catalog.offers[0]!, weight: 9 };
+    catalog.tell([{ type: 'upsert', instance: catalog.offers[0]! }]);
+    expect(balancers.resolve('shop', 'orders')?.targets[0]?.weight).toBeGreaterThan(before!);
+    balancers.resolve('shop', 'carts');
+    expect(catalog.reads.instances.get('orders')).toBe(2);
+    expect(catalog.reads.instances.get('carts')).toBe(1);
+    // a cluster's change (staleness, gateways) may concern every service
+    catalog.tell([{ type: 'cluster', state: { cluster: 'west', gateways: [], stale: false, services: 2 } }]);
+    balancers.resolve('shop', 'carts');
+    expect(catalog.reads.instances.get('carts')).toBe(2);
+  });
+
+  test('the probed gateways are listed again only when a change may add or remove one', async () => {
+    const catalog = new CountingCatalog();
+    catalog.offer('west', { region: 'us', zone: 'us-a' }, { gateways: 1 });
+    const probed: string[] = [];
+    const balancers = probingBalancers(catalog, async (t) => {
+      probed.push(t.address);
+      return true;
+    });
+    try {
+      await waitFor(() => probed.length >= 1, { what: 'a first probe' });
+      const listed = catalog.reads.services;
+      catalog.offers[0] = { ...catalog.offers[0]!, weight: 7 };
+      catalog.tell([{ type: 'upsert', instance: catalog.offers[0]! }]);
+      const after = probed.length;
+      await waitFor(() => probed.length >= after + 2, { what: 'two more probe rounds' });
+      expect(catalog.reads.services).toBe(listed);
+      // a new gateway address is probed
+      catalog.offers[0] = {
+        ...catalog.offers[0]!,
+        gateways: [...catalog.offers[0]!.gateways, { name: 'gw9', address: '127.0.0.99:15443' }],
+      };
+      catalog.tell([{ type: 'upsert', instance: catalog.offers[0]! }]);
+      await waitFor(() => probed.includes('127.0.0.99:15443'), { what: 'the new gateway to be probed' });
+    } finally {
+      balancers.close();
+    }
   });
 });

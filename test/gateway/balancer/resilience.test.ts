@@ -18,6 +18,7 @@ import {
   resilienceMetrics,
   retry,
   UpstreamFailure,
+  type TrySignal,
 } from '../../../gateway/resilience/index.ts';
 import { FixedCatalog, FixedSource, makeBalancers } from './fixtures.ts';
 
@@ -228,7 +229,7 @@ describe('per-try timeout', () => {
     const { balancers } = twoGateways();
     const tried: string[] = [];
     let hung = '';
-    const send = (t: BalancerTarget, c: { signal: AbortSignal }) => {
+    const send = (t: BalancerTarget, c: { signal: TrySignal }) => {
       tried.push(t.id);
       if (tried.length === 1) {
         hung = t.id;
@@ -287,6 +288,28 @@ describe('per-try timeout', () => {
     } finally {
       await peer.terminate();
     }
+  });
+
+  test('the tries of one layer share one deadline list: a shorter timeout added later fires first, a finished try never', async () => {
+    const order: string[] = [];
+    const dispatch = perTryTimeout<string>({ ms: (c) => (c.name === 'slow' ? 400 : 30) })(
+      (c) =>
+        new Promise<string>((resolve, reject) => {
+          if (c.name === 'quick') resolve('answered');
+          else c.signal!.addEventListener('abort', () => reject(c.signal!.reason));
+        }),
+    );
+    const settle = (name: string) =>
+      dispatch({ ...ctx(), name } as never).then(
+        (v) => order.push(`${name}:${v}`),
+        (err: unknown) => order.push(`${name}:${(err as { code?: string }).code}`),
+      );
+    await Promise.all([settle('slow'), settle('short'), settle('quick')]);
+    expect(order).toEqual([
+      'quick:answered',
+      'short:MESHFED_GATEWAY_TIMEOUT',
+      'slow:MESHFED_GATEWAY_TIMEOUT',
+    ]);
   });
 
   test('no time left before a try: MESHFED_GATEWAY_TIMEOUT without sending', async () => {

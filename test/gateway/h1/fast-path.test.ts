@@ -128,6 +128,18 @@ describe('fast path egress → gateway → backend', () => {
     expect(last().headers['transfer-encoding']).toBe('chunked');
   });
 
+  test('regression: obs-text bytes in field values cross both gateways as the same bytes, both ways (were re-encoded as UTF-8)', async () => {
+    const r = await rawExchange(
+      alpha.egress,
+      Buffer.from(`GET /obs-text HTTP/1.1\r\nhost: ${HOST}\r\nx-obs: caf\u00e9\r\n\r\n`, 'latin1'),
+      { until: (s) => s.includes('\r\n\r\n') },
+    );
+    expect(statuses(r.received)).toEqual([200]);
+    // node reads a field value as latin1: one byte 0xe9 is é, a UTF-8 é (0xc3 0xa9) would be Ã©
+    expect(last().headers['x-obs']).toBe('caf\u00e9');
+    expect(r.received).toContain('x-obs: caf\u00e9\r\n');
+  });
+
   test('keep-alive and pipelining: three requests in one write get three responses in order', async () => {
     const one = (p: string) => `GET ${p} HTTP/1.1\r\nhost: ${HOST}\r\n\r\n`;
     const r = await rawExchange(alpha.egress, one('/status/201') + one('/status/202') + one('/status/204'), {

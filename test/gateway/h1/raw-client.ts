@@ -130,6 +130,10 @@ export async function recordingBackend(): Promise<{
           res.end();
         };
         pump();
+      } else if (req.url === '/obs-text') {
+        // a field value with a byte past 0x7f (obs-text), which node writes as that one byte
+        res.writeHead(200, { 'x-obs': 'caf\u00e9', 'content-length': 0 });
+        res.end();
       } else if (req.url === '/chunked') {
         res.writeHead(200, { 'content-type': 'text/plain' });
         res.write('first,');

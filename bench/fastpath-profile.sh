@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# CPU cost of the terminate-reuse path outside the peers harness: both gateways in one process (the peers
+# candidate, bench/peers-gateway.ts) pinned to CPU 1, the harness's nginx backend and wrk on CPU 0, on
+# loopback addresses of their own (so a harness run of another checkout is not disturbed). Prints requests,
+# the gateway process's CPU per request, the load average, and with a profile where its samples went.
+#   bash bench/fastpath-profile.sh [-d SECONDS] [-c CONNS] [-b small|64k] [-r RUNS] [-n] [-o DIR]
+#     -n: no --cpu-prof (the profiler's own cost left out of the CPU per request)
+# Each run is bounded (wrk -d plus timeout); the servers run in sessions of their own and are stopped by
+# their process group on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION=5 CONNS=16 BODY=small RUNS=1 PROFILE=1 OUT=/tmp/meshfed-fastpath-profile
+while getopts d:c:b:r:no: opt; do
+  case $opt in d) DURATION=$OPTARG ;; c) CONNS=$OPTARG ;; b) BODY=$OPTARG ;; r) RUNS=$OPTARG ;; n) PROFILE=0 ;;
+    o) OUT=$OPTARG ;; *) sed -n 2,9p "$0" >&2; exit 2 ;; esac
+done
+HARNESS=/work/shared/bench/peers
+STATE=${BENCH_STATE:-$PWD/.bench-peers}
+export BENCH_SERVICE_HOST=echo.bench.svc.clusterset.local BENCH_TRUST_DOMAIN=mesh.example
+export BENCH_BACKEND_HTTP=${PROFILE_BACKEND:-127.0.0.110:28080} BENCH_BACKEND_TLS=${PROFILE_BACKEND_TLS:-127.0.0.110:28443}
+export BENCH_GW_A_ADDR=${PROFILE_GW_A:-127.0.0.121:25001} BENCH_GW_B_ADDR=${PROFILE_GW_B:-127.0.0.122:25443}
+export BENCH_CERTS_DIR=$STATE/certs BENCH_CA=$STATE/certs/root-ca.crt
+export BENCH_GW_A_CERT=$STATE/certs/gw-a.crt BENCH_GW_A_KEY=$STATE/certs/gw-a.key
+export BENCH_GW_B_CERT=$STATE/certs/gw-b.crt BENCH_GW_B_KEY=$STATE/certs/gw-b.key
+export BENCH_TOPOLOGY=terminate BENCH_REUSE=reuse
+for a in $BENCH_BACKEND_HTTP $BENCH_BACKEND_TLS $BENCH_GW_A_ADDR $BENCH_GW_B_ADDR; do
+  [[ $a =~ ^127\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}:[0-9]+$ ]] || { echo "not a loopback ip:port: $a" >&2; exit 2; }
+  if ss -Htln | awk '{print $4}' | grep -qxF "$a"; then echo "address in use: $a" >&2; exit 1; fi
+done
+bash "$HARNESS/lib/certs.sh" "$BENCH_CERTS_DIR" "$BENCH_SERVICE_HOST" >/dev/null
+rm -rf "$OUT" && mkdir -p "$OUT/backend" "$OUT/prof"
+chmod a+rx "$OUT" "$OUT/backend"
+path=/; [ "$BODY" = 64k ] && path=/64k
+
+SIDS=()
+cleanup() { local s; for s in "${SIDS[@]}"; do kill -TERM -- "-$s" 2>/dev/null || true; wait "$s" 2>/dev/null || true; done; }
+trap cleanup EXIT
+wait_tcp() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+
+BENCH_WORKDIR=$OUT/backend setsid timeout -k 5 600 taskset -c 0 bash "$HARNESS/lib/backend.sh" >/dev/null 2>&1 &
+SIDS+=($!)
+wait_tcp "$BENCH_BACKEND_HTTP" || { echo "the backend did not start" >&2; exit 1; }
+hz=$(getconf CLK_TCK)
+for run in $(seq "$RUNS"); do
+  prof=(); [ "$PROFILE" = 1 ] && prof=(--cpu-prof --cpu-prof-dir="$OUT/prof" --cpu-prof-name="run$run.cpuprofile")
+  t0=$(date +%s%N)
+  BENCH_WORKDIR=$OUT setsid timeout -k 5 $((DURATION + 120)) taskset -c 1 \
+    node_modules/.bin/node "${prof[@]}" bench/peers-gateway.ts >"$OUT/gateway$run.log" 2>&1 &
+  gw=$!; SIDS+=("$gw")
+  wait_tcp "$BENCH_GW_A_ADDR" && wait_tcp "$BENCH_GW_B_ADDR" || { cat "$OUT/gateway$run.log" >&2; exit 1; }
+  node=$(pgrep -s "$gw" -f peers-gateway.ts | tail -n1)
+  # warm up (JIT, pools), then measure
+  taskset -c 0 timeout -k 2 20 wrk -t1 -c"$CONNS" -d2s -H "Host: $BENCH_SERVICE_HOST" "http://$BENCH_GW_A_ADDR$path" >/dev/null
+  c0=$(cpu_ticks "$node") t1=$(date +%s%N)
+  echo $(((t1 - t0) / 1000000)) >"$OUT/prof/run$run.from-ms"
+  taskset -c 0 timeout -k 2 $((DURATION + 15)) wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Host: $BENCH_SERVICE_HOST" \
+    "http://$BENCH_GW_A_ADDR$path" >"$OUT/wrk$run.txt"
+  c1=$(cpu_ticks "$node")
+  load=$(cut -d' ' -f1-3 /proc/loadavg)
+  # node alone: \`timeout\` would pass a second SIGTERM on while the profile is being written
+  kill -TERM "$node"; wait "$gw" 2>/dev/null || true
+  SIDS=("${SIDS[@]/$gw/}")
+  reqs=$(awk '/requests in/ {print $1}' "$OUT/wrk$run.txt")
+  awk -v r="$reqs" -v t=$((c1 - c0)) -v hz="$hz" 'BEGIN { printf "%.1f", t / hz / r * 1e6 }' >"$OUT/prof/run$run.cpu-us"
+  errs=$(awk '/Non-2xx|Socket errors/' "$OUT/wrk$run.txt")
+  awk -v run="$run" -v r="$reqs" -v t=$((c1 - c0)) -v hz="$hz" -v d="$DURATION" -v l="$load" -v e="$errs" 'BEGIN {
+    cpu = t / hz; printf "run %s: %d requests, %.0f req/s, gateway CPU %.2f s (%.0f%%), %.0f µs CPU per request, %.0f req per CPU-s, load %s %s\n",
+      run, r, r / d, cpu, cpu / d * 100, cpu / r * 1e6, r / cpu, l, e }'
+done
+if [ "$PROFILE" = 1 ]; then
+  for f in "$OUT"/prof/*.cpuprofile; do node_modules/.bin/node bench/cpu-profile-summary.ts "$f" --from-ms "$(cat "${f%.cpuprofile}.from-ms")" --for-ms $((DURATION * 1000)) \
+    --cpu-us "$(cat "${f%.cpuprofile}.cpu-us")" \
+    --json "${f%.cpuprofile}.json"
+  done
+fi

@@ -1,0 +1,135 @@
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import tls, { type TLSSocket } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import {
+  type CaMaterial,
+  createRoot,
+  type IssuedLeaf,
+  issueIntermediate,
+  issueLeaf,
+  TrustBundle,
+  verify,
+} from '../../ca/index.ts';
+import { waitFor } from '../../core/index.ts';
+import { H1Pool } from '../../gateway/h1/pool.ts';
+import { chainHeaderOf } from '../../gateway/identity.ts';
+import { FAST_ALPN } from '../../gateway/index.ts';
+
+// What the root-rotation chaos scenario found (bench/chaos/scenarios/root-rotation.ts): when a gateway's leaf
+// rotated, a TLS 1.3 ticket from a connection made just before (tickets arrive after the handshake) was kept
+// and offered on the next dial. The resumed session presented the old leaf while the requests carried the
+// new leaf's chain, so the remote gateway refused them: requests failed with 502 while intermediates were
+// re-issued under a new root.
+
+/**
+ * A remote gateway of cluster west (a TLS server with the fast-path ALPN that records the client leaf of
+ * every connection it accepts) and an H1Pool dialling it as east with whatever `leaf()` returns now.
+ */
+async function westAndPool(leaf: () => IssuedLeaf, bundle: TrustBundle, root: CaMaterial) {
+  const west = await issueLeaf(await issueIntermediate(root, { cluster: 'west' }), {
+    kind: 'gateway',
+    name: 'west-gw',
+  });
+  const seen: X509Certificate[] = [];
+  const sockets: { destroy(): void }[] = [];
+  const server = tls.createServer(
+    {
+      cert: west.chainPem,
+      key: west.keyPem,
+      ca: bundle.toPem(),
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: [FAST_ALPN],
+      minVersion: 'TLSv1.3',
+    },
+    (s) => {
+      sockets.push(s);
+      s.on('error', () => undefined);
+      seen.push(new X509Certificate(s.getPeerCertificate().raw));
+    },
+  );
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const pool = new H1Pool({
+    connectTimeoutMs: 5_000,
+    idleTimeoutMs: 60_000,
+    maxIdlePerKey: 4,
+    maxRequestsPerConnection: 0,
+    exchangeIdleMs: 60_000,
+    creds: { leaf, bundle: () => bundle, trustDomain: 'meshfed.test' },
+  });
+  return {
+    pool,
+    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
+    /** the client leaves the server accepted, in order */
+    seen,
+    /** a connection of the pool's, to be destroyed at the end */
+    hold: (s: { destroy(): void }) => sockets.push(s),
+    close() {
+      for (const s of sockets) s.destroy();
+      pool.close();
+      server.close();
+    },
+  };
+}
+
+test('regression: a TLS ticket that arrives after our leaf rotated is not offered again (the resumed session would present the old leaf)', async () => {
+  const root = await createRoot({ trustDomain: 'meshfed.test' });
+  const bundle = TrustBundle.fromPem(root.certPem);
+  const eastCa = await issueIntermediate(root, { cluster: 'east' });
+  const before = await issueLeaf(eastCa, { kind: 'gateway', name: 'east-gw' });
+  const after = await issueLeaf(eastCa, { kind: 'gateway', name: 'east-gw' });
+  let ours = before;
+  const w = await westAndPool(() => ours, bundle, root);
+  try {
+    const first = await w.pool.acquire(w.address, 'west');
+    w.hold(first.socket);
+    const ticket = once(first.socket, 'session');
+    // our leaf rotates between the handshake and the ticket, which TLS 1.3 sends after it
+    ours = after;
+    w.pool.rotate();
+    await ticket;
+    first.socket.destroy();
+    const second = await w.pool.acquire(w.address, 'west');
+    w.hold(second.socket);
+    expect((second.socket as TLSSocket).isSessionReused()).toBe(false);
+    await waitFor(() => w.seen.length === 2, { timeoutMs: 5_000, what: 'the server to accept both' });
+    expect(w.seen.map((c) => c.serialNumber.toLowerCase())).toEqual([before.serial, after.serial]);
+  } finally {
+    w.close();
+  }
+}, 30_000);
+
+test('regression: a connection dialled as our leaf rotated carries the chain of the leaf it presented, not the new one (the peer refused such requests as peer-identity, 403)', async () => {
+  const root = await createRoot({ trustDomain: 'meshfed.test' });
+  const bundle = TrustBundle.fromPem(root.certPem);
+  // a rotation re-issues the intermediate too (root rotation step 2): the two leaves have different chains
+  const before = await issueLeaf(await issueIntermediate(root, { cluster: 'east' }), {
+    kind: 'gateway',
+    name: 'east-gw',
+  });
+  const after = await issueLeaf(await issueIntermediate(root, { cluster: 'east' }), {
+    kind: 'gateway',
+    name: 'east-gw',
+  });
+  let ours = before;
+  const w = await westAndPool(() => ours, bundle, root);
+  try {
+    const dialling = w.pool.acquire(w.address, 'west');
+    // the leaf rotates while the handshake is under way
+    ours = after;
+    w.pool.rotate();
+    const c = await dialling;
+    w.hold(c.socket);
+    expect(w.pool.leafOf(c.socket)).toBe(before);
+    await waitFor(() => w.seen.length === 1, { timeoutMs: 5_000, what: 'the server to accept' });
+    // what the peer gets: the leaf it saw and the chain in x-meshfed-chain, which must verify together
+    const header = chainHeaderOf(w.pool.leafOf(c.socket)!);
+    const chain = [w.seen[0]!.raw, ...header.split(',').map((b) => Buffer.from(b, 'base64'))];
+    expect(verify(chain, bundle, { kinds: ['gateway'] }).serial).toBe(before.serial);
+    expect(header).not.toBe(chainHeaderOf(after));
+  } finally {
+    w.close();
+  }
+}, 30_000);
