@@ -251,7 +251,8 @@ export const gatewayEvaluation: PolicyEvaluation = {
             ? `AuthorizationPolicy/${a.rule.replace('/', '#')}`
             : ref.authorization.decidedBy,
         rules: ref.authorization.rules.map((v) => {
-          const gm = matched.has(`${v.policy}/${v.rule}`);
+          // the gateway names a rule `<policy name>/<rule>`, the reference `AuthorizationPolicy/<policy name>`
+          const gm = matched.has(`${v.policy.slice(v.policy.indexOf('/') + 1)}/${v.rule}`);
           if (gm === v.matched) return v;
           return {
             ...v,

@@ -243,6 +243,11 @@ describe('meshfed policy', () => {
     expect(allowed.code).toBe(0);
     expect(allowed.out.authorization.decision).toBe('ALLOW');
     expect(allowed.out.authorization.decidedBy).toBe('AuthorizationPolicy/orders#web-reads');
+    // the reference reading and the gateway's own evaluation agree on every rule (a rule named differently
+    // by the two once showed as "does not match as the gateway evaluates it (matches)")
+    const deciding = allowed.out.authorization.rules.find((r: { rule: string }) => r.rule === 'web-reads');
+    expect(deciding.matched).toBe(true);
+    for (const r of allowed.out.authorization.rules) expect(r.why).not.toMatch(/as the gateway evaluates it/);
     const clusterOnly = await policy(
       ['explain', '--from', 'west', '--to', 'shop/orders', '--method', 'GET'],
       {
