@@ -320,11 +320,19 @@ export function summarize(outcomes: readonly Outcome[]): LoadSummary {
 }
 
 /**
- * How long after `at` (ms since the load started) the load took to settle: the due time of the
- * last request after `at` that failed or took longer than `slowMs`, minus `at` (0 when none did).
+ * How long after `at` (ms since the load started) the load took to settle: the due time of the last
+ * request after `at` that failed or was slower than every request due before `at` (and than
+ * `floorMs`), minus `at`; 0 when none was. The requests before the fault are the control: on a loaded
+ * host requests of over a second happen with no fault at all, and a fixed threshold would measure them.
  */
-export function settleMs(outcomes: readonly Outcome[], at: number, slowMs = 1000): number {
+export function settleMs(
+  outcomes: readonly Outcome[],
+  at: number,
+  floorMs = 1000,
+): { settleMs: number; slowMs: number } {
+  let slowMs = floorMs;
+  for (const o of outcomes) if (o.due < at && o.ok) slowMs = Math.max(slowMs, o.latency);
   let last = at;
   for (const o of outcomes) if (o.due >= at && (!o.ok || o.latency > slowMs)) last = Math.max(last, o.due);
-  return round(last - at);
+  return { settleMs: round(last - at), slowMs: round(slowMs) };
 }

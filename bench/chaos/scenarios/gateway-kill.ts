@@ -40,7 +40,7 @@ export const gatewayKill: Scenario = {
       ).length;
       const idempotentFailed = outcomes.filter((o) => o.kind === 'http-get' && !o.ok).length;
       const nonIdempotentFailed = outcomes.filter((o) => o.kind !== 'http-get' && !o.ok).length;
-      const failover = settleMs(outcomes, killAt);
+      const { settleMs: failover, slowMs } = settleMs(outcomes, killAt);
       const loss = await lossCheck(fed, load);
       loss.unhealthy = loss.unhealthy.filter((n) => n !== `west/${victim.name}`);
       const notes = lossNotes(loss);
@@ -52,6 +52,7 @@ export const gatewayKill: Scenario = {
         pass: notes.length === 0,
         figures: {
           failoverMs: failover,
+          slowAfterKillMs: slowMs,
           idempotentFailed,
           nonIdempotentFailed,
           inFlightAtKill: inFlight,
