@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import type { Http2Session } from 'node:http2';
 import type { Socket } from 'node:net';
 import { type TrustBundle, type VerifyExpectations, verify } from '../ca/index.ts';
@@ -119,6 +120,42 @@ export class PeerRevalidation {
       // a connection being watched must not keep a stopping process alive
       this.timer.unref();
     }
+    const notAfter = leafNotAfter(t.chain);
+    this.notAfter.set(connection, notAfter);
+    if (notAfter < this.nextExpiry) this.armExpiry(notAfter);
+  }
+
+  /** each tracked connection's peer leaf notAfter (ms): the sweep at the earliest one closes it on time */
+  private readonly notAfter = new WeakMap<Closable, number>();
+  private nextExpiry = Number.POSITIVE_INFINITY;
+  private expiryTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * A sweep at `at` (a peer leaf's notAfter): an expired peer's connection closes when its certificate
+   * expires, not up to an interval later. Long delays are re-armed in steps (setTimeout's limit is ~24 days).
+   */
+  private armExpiry(at: number): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.nextExpiry = at;
+    const delay = Math.min(Math.max(0, at - Date.now()), 2 ** 31 - 1);
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = undefined;
+      this.nextExpiry = Number.POSITIVE_INFINITY;
+      if (Date.now() >= at) this.sweep();
+      this.armNextExpiry();
+    }, delay);
+    this.expiryTimer.unref();
+  }
+
+  private armNextExpiry(): void {
+    const now = Date.now();
+    let next = Number.POSITIVE_INFINITY;
+    for (const connection of this.tracked.keys()) {
+      const at = this.notAfter.get(connection) ?? Number.POSITIVE_INFINITY;
+      // one already past was swept (or is being closed): the interval sweep keeps watching it
+      if (at > now && at < next) next = at;
+    }
+    if (next !== Number.POSITIVE_INFINITY) this.armExpiry(next);
   }
 
   private untrack(connection: Closable): void {
@@ -126,6 +163,11 @@ export class PeerRevalidation {
     if (this.tracked.size === 0 && this.timer) {
       clearInterval(this.timer);
       this.timer = undefined;
+    }
+    if (this.tracked.size === 0 && this.expiryTimer) {
+      clearTimeout(this.expiryTimer);
+      this.expiryTimer = undefined;
+      this.nextExpiry = Number.POSITIVE_INFINITY;
     }
   }
 
@@ -158,5 +200,17 @@ export class PeerRevalidation {
         ? 'peer-cert-expired'
         : 'peer-cert-untrusted';
     }
+  }
+}
+
+/** The leaf's notAfter in ms; +Infinity when it cannot be read (the interval and trust sweeps still verify it). */
+function leafNotAfter(chain: readonly Buffer[]): number {
+  const leaf = chain[0];
+  if (!leaf) return Number.POSITIVE_INFINITY;
+  try {
+    const at = Date.parse(new X509Certificate(leaf).validTo);
+    return Number.isFinite(at) ? at : Number.POSITIVE_INFINITY;
+  } catch {
+    return Number.POSITIVE_INFINITY;
   }
 }

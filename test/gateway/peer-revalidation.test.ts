@@ -1,8 +1,10 @@
-import { once } from 'node:events';
+import { EventEmitter, once } from 'node:events';
 import http2 from 'node:http2';
 import { type IssuedLeaf, issueLeaf } from '../../ca/index.ts';
-import { waitFor } from '../../core/index.ts';
+import { parseCertificates } from '../../ca/pem.ts';
+import { silentLogger, waitFor } from '../../core/index.ts';
 import { FAST_ALPN } from '../../gateway/index.ts';
+import { PeerRevalidation } from '../../gateway/peer-revalidation.ts';
 import {
   createMesh,
   echoServer,
@@ -14,6 +16,7 @@ import {
   spyGateway,
   type TestGateway,
   tunnelGet,
+  TRUST_DOMAIN,
   tunnelSession,
 } from './harness.ts';
 
@@ -176,4 +179,38 @@ test('regression: a fast-path connection whose peer certificate stops verifying 
     alpha.source.set([httpService('shop', 'web', [web.address])]);
     slow.server.close();
   }
+}, 30_000);
+
+test('with no interval sweep, a tracked connection closes when its peer leaf expires, at its notAfter', async () => {
+  const beta = await mesh.intermediate('beta');
+  const leaf = await issueLeaf(beta, { kind: 'gateway', name: 'expiry-timer', ttlMs: SHORT_TTL_MS });
+  const chain = parseCertificates(leaf.chainPem, 'the leaf chain').map((c) => c.raw);
+  const closedFor: string[] = [];
+  const revalidation = new PeerRevalidation({
+    bundle: () => mesh.bundle,
+    // only the expiry timer (and trust changes) sweep: nothing else would notice the expiry
+    intervalMs: 0,
+    onClosed: (listener, reason) => closedFor.push(`${listener}: ${reason}`),
+    logger: silentLogger(),
+  });
+  const connection = new EventEmitter();
+  let closedAt = 0;
+  revalidation.track(connection, {
+    listener: 'tunnel',
+    chain,
+    expect: { trustDomain: TRUST_DOMAIN, kinds: ['gateway'], usage: 'server' },
+    peer: leaf.spiffeId,
+    close: () => {
+      closedAt = Date.now();
+      connection.emit('close');
+    },
+  });
+  expect(revalidation.sweep()).toBe(0);
+  await waitFor(() => closedAt > 0, {
+    timeoutMs: SHORT_TTL_MS + 10_000,
+    what: 'the connection of the expiring peer to be closed by the expiry timer',
+  });
+  expect(closedFor).toEqual(['tunnel: peer-cert-expired']);
+  expect(closedAt).toBeGreaterThanOrEqual(leaf.notAfter.getTime());
+  expect(revalidation.size).toBe(0);
 }, 30_000);
