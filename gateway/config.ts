@@ -121,7 +121,7 @@ export const gatewayConfigSchema = z
     peerRevalidationInterval: duration()
       .default(30_000)
       .describe(
-        'how often the peer certificate of every established mTLS connection (east-west, egress mTLS, the tunnel sessions and fast-path connections this gateway dialled) is verified again; a connection whose peer certificate expired or no longer chains to the trust bundle is closed gracefully (GOAWAY) and counted as refused{reason="peer-cert-expired"|"peer-cert-untrusted"}. A trust-bundle change re-verifies at once. 0: only on trust-bundle changes',
+        'how often the peer certificate of every established mTLS connection (east-west, egress mTLS, the tunnel sessions and fast-path connections this gateway dialled) is verified again; a connection whose peer certificate expired or no longer chains to the trust bundle is closed gracefully (GOAWAY) and counted as refused{reason="peer-cert-expired"|"peer-cert-untrusted"}. A trust-bundle change re-verifies at once, and a connection is also re-verified when its peer leaf reaches its notAfter. 0: only on trust-bundle changes and at expiry',
       ),
     tunnelKeepalive: z
       .strictObject({
