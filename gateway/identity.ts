@@ -138,13 +138,14 @@ export class Identities {
   peerGateway(socket: TLSSocket, chainHeader: unknown, connection: Connection): VerifiedIdentity {
     const cached = this.#peers.get(socket);
     if (cached) return cached;
-    const chain = peerCertificateChain(socket);
     const extra = String(chainHeader ?? '')
       .split(',')
       .filter(Boolean)
       .slice(0, 3)
       .map((b) => Buffer.from(b, 'base64'));
     try {
+      // inside the try: a session already gone has no socket to read the peer's certificates from
+      const chain = peerCertificateChain(socket);
       const full = chain.length > 1 ? chain : [...chain, ...extra];
       const expect = {
         trustDomain: this.#options.trustDomain,

@@ -228,6 +228,19 @@ describe('callerRule', () => {
     expect(await run(callerRule(identities), r)).toBe(outcome);
     expect(r.caller).toBe(caller);
   });
+
+  test('regression: a tunnel request whose session already went is refused (peer-identity), not a TypeError', () => {
+    // what http2 leaves as a destroyed session's socket: nothing to read certificates from
+    const gone = {} as TLSSocket;
+    let thrown: unknown;
+    try {
+      identities.peerGateway(gone, undefined, {} as Parameters<Identities['peerGateway']>[2]);
+    } catch (err) {
+      thrown = err;
+    }
+    expect(thrown).toBeInstanceOf(Refusal);
+    expect((thrown as Refusal).reason).toBe('peer-identity');
+  });
 });
 
 describe('answerLayer and stack', () => {
