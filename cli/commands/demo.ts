@@ -108,6 +108,15 @@ async function live(ctx: CommandContext, demo: Demo, o: { phaseSeconds?: number 
       await waitAbort(ctx.signal, 100);
     }
   })();
+  // a little traffic of west's own, to ledger (served by eu alone): every dashboard then also draws a link
+  // between two other clusters (west → eu on east's page), and its failures once west is denied
+  const westLedger = new HttpCaller(demo.cluster(DENIED_CLUSTER).addresses.egress, LEDGER_HOST);
+  const background = (async () => {
+    while (running && !ctx.signal.aborted) {
+      await westLedger.call();
+      await waitAbort(ctx.signal, 500);
+    }
+  })();
   const hint = [
     `Dashboard (watch the failover live): ${dashboardUrl(east.addresses.admin)}`,
     'Try, in another terminal (the demo keeps running):',
@@ -178,7 +187,9 @@ async function live(ctx: CommandContext, demo: Demo, o: { phaseSeconds?: number 
   } finally {
     running = false;
     await load;
+    await background;
     await caller.close();
+    await westLedger.close();
     await tour.close();
   }
 }
