@@ -16,6 +16,9 @@ import {
 } from '../../core/index.ts';
 import type { BalancerConfig } from './config.ts';
 import { levelPlan, localityLevel } from './priority.ts';
+import { explainRoute, type RouteExplanation } from './route-explanation.ts';
+
+export type { RouteExplanation } from './route-explanation.ts';
 
 export interface BalancerTarget {
   id: string;
@@ -536,88 +539,27 @@ export class Balancers {
   explain(namespace: string, name: string, o: PickOptions = {}): RouteExplanation {
     const svc = this.resolve(namespace, name, o);
     const now = this.now();
-    if (!svc) {
-      return { service: `${name}.${namespace}`, from: this.o.cluster, known: false, levels: [] };
-    }
-    const names = ['same zone', 'same region', 'other regions'];
-    const levels: RouteExplanation['levels'] = [0, 1, 2].map((i) => ({
-      level: i,
-      locality: names[i]!,
-      load: 0,
-      panic: false,
-      healthyWeight: 0,
-      totalWeight: 0,
-      targets: [],
-    }));
-    for (const t of svc.targets) {
-      const lvl = levels[localityLevel(this.o.locality, t.locality)]!;
-      const s = this.stats.get(svc.key)?.get(t.id);
-      const healthy = this.healthy(svc, t, now);
-      lvl.totalWeight += t.weight;
-      if (healthy) lvl.healthyWeight += t.weight;
-      lvl.targets.push({
-        target: t.local ? `${t.address} (local endpoint)` : `${t.cluster}/${t.gatewayName} ${t.address}`,
-        cluster: t.cluster,
-        zone: t.locality.zone,
-        weight: Math.round(t.weight * 100) / 100,
-        state: !healthy
-          ? s && s.ejectedUntil > now
-            ? `ejected ${Math.ceil((s.ejectedUntil - now) / 1000)}s`
-            : 'failing health checks'
-          : 'healthy',
-        outstanding: s?.outstanding ?? 0,
-        ewmaMs: s ? Math.round(s.ewma * 10) / 10 : 0,
-        requests: s?.requests ?? 0,
-        failures: s?.failures ?? 0,
-        share: healthy ? t.weight : 0,
-        ...(s && s.ejectedUntil > now ? { ejectedUntil: new Date(s.ejectedUntil).toISOString() } : {}),
-      });
-    }
-    // stale clusters are kept in view (no new traffic) so an operator sees why they get nothing
-    if (o.scope !== 'local') {
-      for (const inst of this.o.catalog.instances(namespace, name)) {
-        if (!inst.stale || inst.cluster === this.o.cluster) continue;
-        for (const g of inst.gateways) {
-          const locality = g.locality ?? inst.locality;
-          levels[localityLevel(this.o.locality, locality)]!.targets.push({
-            target: `${inst.cluster}/${g.name} ${g.address}`,
-            cluster: inst.cluster,
-            zone: locality.zone,
-            weight: 0,
-            state: 'stale (cluster heartbeats stopped)',
-            outstanding: 0,
-            ewmaMs: 0,
-            requests: 0,
-            failures: 0,
-            share: 0,
-          });
-        }
-      }
-    }
-    const { loads, panic } = levelPlan(
-      levels.map((l) => ({ healthy: l.healthyWeight, total: l.totalWeight })),
-      this.o.config.overprovisioningFactor,
-      this.o.config.panicThreshold,
-    );
-    levels.forEach((l, i) => {
-      l.load = Math.round(loads[i]! * 1000) / 10;
-      l.panic = panic[i]!;
-      // effective share of a target = its level's load × its part of the weight it is picked from
-      // (the healthy weight, or in panic the whole level's)
-      const base = panic[i] ? l.totalWeight : l.healthyWeight;
-      for (const t of l.targets) {
-        const w = panic[i] ? t.weight : t.share;
-        t.share = base > 0 ? Math.round(((loads[i]! * w) / base) * 1000) / 10 : 0;
-      }
-    });
-    return {
+    return explainRoute({
       service: `${name}.${namespace}`,
       from: this.o.cluster,
-      known: true,
-      port: `${svc.port.port}/${svc.port.protocol}`,
-      panic: panic.some((p, i) => p && loads[i]! > 0),
-      levels: levels.filter((l) => l.targets.length > 0),
-    };
+      locality: this.o.locality,
+      config: this.o.config,
+      now,
+      ...(svc
+        ? {
+            resolved: svc,
+            stats: (t: BalancerTarget) => this.stats.get(svc.key)?.get(t.id),
+            healthy: (t: BalancerTarget) => this.healthy(svc, t, now),
+          }
+        : {}),
+      // stale clusters are kept in view (no new traffic) so an operator sees why they get nothing
+      stale:
+        o.scope === 'local'
+          ? []
+          : this.o.catalog
+              .instances(namespace, name)
+              .filter((inst) => inst.stale && inst.cluster !== this.o.cluster),
+    });
   }
 
   /**
@@ -645,40 +587,6 @@ export class Balancers {
     this.unsubscribe();
     this.healthChecks(undefined);
   }
-}
-
-export interface RouteExplanation {
-  service: string;
-  from: string;
-  known: boolean;
-  port?: string;
-  /** some level that receives traffic is in panic */
-  panic?: boolean;
-  levels: {
-    level: number;
-    locality: string;
-    /** percent of new requests this level receives */
-    load: number;
-    /** the level balances over all its targets, healthy or not (healthy share below panicThreshold) */
-    panic: boolean;
-    healthyWeight: number;
-    totalWeight: number;
-    targets: {
-      target: string;
-      cluster: string;
-      zone: string;
-      weight: number;
-      state: string;
-      outstanding: number;
-      ewmaMs: number;
-      requests: number;
-      failures: number;
-      /** percent of the service's new requests this target receives */
-      share: number;
-      /** ISO time when an outlier ejection ends */
-      ejectedUntil?: string;
-    }[];
-  }[];
 }
 
 function remoteTarget(inst: RemoteServiceInstance, g: GatewayEndpoint, port: ServicePort): BalancerTarget {
