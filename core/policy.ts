@@ -18,6 +18,9 @@ import type { ServiceRef } from './catalog.ts';
 
 export const POLICY_API_VERSION = 'meshfed.io/v1alpha1';
 
+/** The response header naming the policy rule that refused or faulted a request (`<policy>/<rule>`). */
+export const POLICY_HEADER = 'x-meshfed-policy';
+
 export const POLICY_KINDS = [
   'AuthorizationPolicy',
   'TrafficSplit',

@@ -2,7 +2,6 @@
 export { type AuthorizeHook, Gateway, type GatewayOptions } from './gateway.ts';
 export { anonymousCaller } from './identity.ts';
 export { type GatewayRequest, type RequestLayer, stack } from './pipeline.ts';
-export { POLICY_HEADER } from './layers/authorization.ts';
 export { FAST_ALPN, type GatewayConfig, gatewayConfigSchema, TUNNEL_ALPN } from './config.ts';
 export { type HelloResult, parseClientHello } from './client-hello.ts';
 export { H2Pool } from './h2-pool.ts';

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import { Pool } from 'undici';
-import { POLICY_HEADER } from '../../gateway/index.ts';
+import { POLICY_HEADER } from '../../core/index.ts';
 import { loadGreeter } from './demo-services.ts';
 
 export interface CallResult {

@@ -1,12 +1,9 @@
-import { type LocalService, serviceKey } from '../../core/index.ts';
+import { type LocalService, POLICY_HEADER, serviceKey } from '../../core/index.ts';
 import { refuse } from '../answers.ts';
 import type { LocalServices } from '../local-services.ts';
 import { type RequestLayer, routeOf } from '../pipeline.ts';
 import { type AuthorizationDecision, evaluateAuthorization, type PolicyIndex } from '../policy/index.ts';
 import { authorizationCallOf, localPort, type PolicyMetrics, serviceLabel } from './policy-facts.ts';
-
-/** The response header that names the rule that decided a refusal. */
-export const POLICY_HEADER = 'x-meshfed-policy';
 
 /**
  * AuthorizationPolicy at the destination gateway, on the verified caller (east-west requests and CONNECT

@@ -1,8 +1,7 @@
-import { serviceKey } from '../../core/index.ts';
+import { POLICY_HEADER, serviceKey } from '../../core/index.ts';
 import { httpStatusOfGrpc } from '../answers.ts';
 import { type GatewayRequest, type RequestLayer, routeOf } from '../pipeline.ts';
 import { faultsFor, type PolicyIndex } from '../policy/index.ts';
-import { POLICY_HEADER } from './authorization.ts';
 import { type PolicyMetrics, policyRequestOf, serviceLabel } from './policy-facts.ts';
 
 /** the status the metrics record for a caller that left before an answer (nginx's 499) */
