@@ -48,7 +48,8 @@ export function applyArgs(gw: GatewayFiles): string[] {
     join(gw.dir, 'admin.crt'),
     '--key',
     join(gw.dir, 'admin.key'),
+    // every gateway's answer must arrive in the window, on a loaded host too
     '--discover',
-    '500ms',
+    '1500ms',
   ];
 }

@@ -83,7 +83,7 @@ beforeAll(async () => {
   mesh = await createMesh();
   const view = new TestPolicyView([
     // alpha gives up on a try to `slow` long before beta would
-    override('slow', { perTryTimeout: 150 }),
+    override('slow', { perTryTimeout: 500 }),
     override('lonely', { perTryTimeout: 150 }),
     override('flaky-connect-only', { retryOn: ['connect-failure'] }),
     override('flaky-unavailable', { retryOn: ['unavailable'] }),
