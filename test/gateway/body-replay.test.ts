@@ -40,7 +40,7 @@ fastPathOnly('a retry resends the recorded body', () => {
   beforeAll(async () => {
     const mesh = await createMesh();
     g = await mesh.gateway('alpha', {
-      balancer: { timeouts: { request: '300ms' }, outlier: { consecutiveFailures: 1000 } },
+      balancer: { timeouts: { request: '1s' }, outlier: { consecutiveFailures: 1000 } },
     });
     hang = http.createServer((req, res) => {
       req.resume();
@@ -64,7 +64,7 @@ fastPathOnly('a retry resends the recorded body', () => {
 
   /** PUTs until a call meets the hung endpoint first (the balancer's first pick is random); bounded */
   async function putMeetingTheHungEndpoint(service: string, body: Buffer) {
-    for (let i = 0; i < 20; i++) {
+    for (let i = 0; i < 40; i++) {
       const before = hung.size;
       const r = await request(g.egress, {
         host: `${service}.shop.svc.clusterset.local`,
@@ -73,7 +73,7 @@ fastPathOnly('a retry resends the recorded body', () => {
       });
       if (hung.size > before) return r;
     }
-    throw new Error('no PUT met the hung endpoint in 20 calls');
+    throw new Error('no PUT met the hung endpoint in 40 calls');
   }
 
   test('a PUT whose first try times out reaches the other endpoint with its whole body', async () => {
