@@ -28,8 +28,15 @@ beforeAll(async () => {
     startNatsServer({ name: 'snap-flood' }),
     makePki(['east', 'evil', 'view']),
   ]);
-  // a long syncTimeout: whatever the flood holds stays held for the whole test
-  view = await startNode({ pki, cluster: 'view', servers: [nats.url], config: { syncTimeout: '60s' } });
+  // a long syncTimeout: whatever the flood holds stays held for the whole test. A long staleAfter too: the
+  // client pings every staleAfter/4, and on a starved host (load 30) two unanswered pings behind the flood
+  // made it reconnect, losing east's pushes in flight (a real gateway resyncs then; this test has no east)
+  view = await startNode({
+    pki,
+    cluster: 'view',
+    servers: [nats.url],
+    config: { syncTimeout: '60s', staleAfter: '60s' },
+  });
   await waitFor(() => view.natsStatus().connected, { what: 'the view to connect' });
   attacker = await connect({ servers: nats.url });
 });
@@ -93,9 +100,10 @@ test('a cluster flooding incomplete snapshots on its own bulk subject does not h
 
   await waitFor(() => ['orders', 'carts', 'payments'].every((n) => view.instances('shop', n).length === 1), {
     what: 'east’s pushed snapshots to apply despite the flood',
-    timeoutMs: 20_000,
+    // the view verifies the 4,200 flood messages before east's (in order): 20 s was not enough at load 27
+    timeoutMs: 60_000,
   });
-});
+}, 120_000);
 
 describe('SnapshotAssembly', () => {
   const part = (cluster: string, req: string, p: number, parts: number): SnapshotMessage => ({

@@ -171,7 +171,8 @@ describe('tunnel sessions and per-try timeouts', () => {
   test('a peer gateway cancelling streams at its per-try timeout keeps its session (regression: the rapid-reset guard cut it, failing every stream on it)', async () => {
     const beta = await mesh.gateway('beta', { config: { limits: { maxResetsPerSecond: 2 } } });
     const alpha = await mesh.gateway('alpha2', {
-      balancer: { timeouts: { request: '600ms' }, outlier: { consecutiveFailures: 1000 } },
+      // 1 s past the guard's 500 ms premature-reset bound, so a loaded host's event-loop lag cannot close the gap
+      balancer: { timeouts: { request: '1500ms' }, outlier: { consecutiveFailures: 1000 } },
     });
     try {
       const svc = httpService('shop', 'hung', [await endpoint('hang', 'beta-hang')]);
