@@ -1,19 +1,11 @@
-import { readFileSync, statSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { collectDefaultMetrics } from 'prom-client';
 import type { SpanExporter } from '@opentelemetry/sdk-trace-base';
-import {
-  CertificateSource,
-  type IssuedLeaf,
-  type IssueLeafOptions,
-  issueLeaf,
-  TrustBundle,
-} from '../ca/index.ts';
+import type { CertificateSource, TrustBundle } from '../ca/index.ts';
 import {
   componentLogger,
   createLogger,
   createRegistry,
-  Gauge,
   type Logger,
   isWildcardHost,
   MeshfedError,
@@ -26,64 +18,14 @@ import type { Balancers } from '../gateway/index.ts';
 import { type Gateway, outboundLinks } from '../gateway/index.ts';
 import { adminBackend } from './admin/admin-backend.ts';
 import { AdminServer } from './admin/admin-server.ts';
-import { IssuingCaDir } from './issuing-ca.ts';
-import { issueLeafInChildProcess } from './leaf-issuer.ts';
-import { watchTrustFiles } from './trust-watch.ts';
-import { WorkerPool } from './worker-pool.ts';
-import { createBalancers, createGateway } from './data-plane.ts';
 import { planReload } from './config-reload.ts';
 import { type LoadedDaemonConfig, loadDaemonConfig } from './daemon-config.ts';
+import { registerDaemonMetrics } from './daemon-metrics.ts';
+import { DaemonTrust } from './daemon-trust.ts';
+import { createBalancers, createGateway } from './data-plane.ts';
+import { checkEnvironment } from './startup-checks.ts';
 import type { Telemetry } from './telemetry.ts';
-
-/** Refuses environments that would silently turn TLS verification off. */
-export function checkEnvironment(env: NodeJS.ProcessEnv = process.env): void {
-  if (env.NODE_TLS_REJECT_UNAUTHORIZED === '0') {
-    throw new MeshfedError(
-      'MESHFED_INSECURE_ENVIRONMENT',
-      'NODE_TLS_REJECT_UNAUTHORIZED=0 turns TLS certificate verification off; meshfed refuses to start. Unset it.',
-    );
-  }
-}
-
-/** A private key readable by group or others is refused: mTLS identity must not leak. */
-export function checkKeyFile(file: string): void {
-  let mode: number;
-  try {
-    mode = statSync(file).mode;
-  } catch (err) {
-    throw new MeshfedError(
-      'MESHFED_CONFIG_UNREADABLE',
-      `${file}: cannot read key file: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
-  }
-  if ((mode & 0o077) !== 0) {
-    throw new MeshfedError(
-      'MESHFED_FILE_INSECURE',
-      `${file}: private key is readable by other users (mode ${(mode & 0o777).toString(8)}); run: chmod 600 ${file}`,
-    );
-  }
-}
-
-function readTrustFile<T>(file: string, what: string, use: (pem: string) => T): T {
-  try {
-    return use(readFileSync(file, 'utf8'));
-  } catch (err) {
-    throw new MeshfedError(
-      'MESHFED_CA_MALFORMED',
-      `${file}: cannot load ${what}: ${(err as Error).message}`,
-      {
-        cause: err,
-      },
-    );
-  }
-}
-
-/** how often the trust files are checked for changes, and how long they must be quiet before a reload */
-const TRUST_POLL_MS = 2_000;
-const TRUST_DEBOUNCE_MS = 500;
+import { WorkerPool } from './worker-pool.ts';
 
 export interface DaemonOptions {
   logger?: Logger;
@@ -119,16 +61,9 @@ export class Daemon {
   readonly registry: Registry;
   private readonly options: DaemonOptions;
   private readonly startedAt = Date.now();
-  private bundle!: TrustBundle;
-  /** with identity.caDir: the intermediate this daemon issues its own leaves from */
-  private issuingCa: IssuingCaDir | undefined;
-  /** set while the leaves move to a new intermediate (reloadTrust) */
-  private rotatingIntermediate = false;
-  /** the trust reload under way: the next one starts after it */
-  private trustReloads: Promise<unknown> = Promise.resolve();
+  /** the trust bundle and the gateway and federation identities, and their reload */
+  private readonly trust: DaemonTrust;
   private unwatchTrust: (() => void) | undefined;
-  gatewayIdentity!: CertificateSource;
-  federationIdentity!: CertificateSource;
   source!: Awaited<ReturnType<typeof createSources>>;
   federation!: FederationNode;
   balancers!: Balancers;
@@ -150,6 +85,7 @@ export class Daemon {
         base: { pid: process.pid, cluster: c.cluster, gateway: c.name },
       });
     this.registry = createRegistry();
+    this.trust = new DaemonTrust({ loaded: () => this.loaded, log: this.log });
   }
 
   static fromFile(file: string, options: DaemonOptions = {}): Daemon {
@@ -160,76 +96,16 @@ export class Daemon {
     return this.loaded.config;
   }
 
-  private loadBundle(): TrustBundle {
-    const c = this.config;
-    const file = c.identity.caDir
-      ? join(this.loaded.path(c.identity.caDir), 'bundle.crt')
-      : this.loaded.path(c.identity.bundle!);
-    const bundle = readTrustFile(file, 'the trust bundle', (pem) => TrustBundle.fromPem(pem));
-    if (c.identity.intermediates) {
-      const extra = this.loaded.path(c.identity.intermediates);
-      readTrustFile(extra, 'identity.intermediates', (pem) => bundle.addIntermediates(pem));
-    }
-    return bundle;
+  get gatewayIdentity(): CertificateSource {
+    return this.trust.gatewayIdentity;
   }
 
-  private async identities(): Promise<void> {
-    const c = this.config;
-    const bundle = () => this.bundle;
-    if (c.identity.caDir) {
-      const ca = new IssuingCaDir({
-        dir: this.loaded.path(c.identity.caDir),
-        trustDomain: c.trustDomain,
-        checkKey: checkKeyFile,
-      });
-      await ca.reload();
-      this.issuingCa = ca;
-      const ttlMs = c.identity.leafTtl;
-      // Leaves are issued in a child process (the certificate library stays out of this one), except right
-      // after the intermediate changed (root rotation step 2): then both gateways of a link must move to
-      // the new leaves within the reload, and a child's start-up (0.5-2 s on a busy host) let requests
-      // race the rotation (test/e2e/root-rotation.test.ts lost some to upstream resets).
-      const issue = (o: IssueLeafOptions) =>
-        this.rotatingIntermediate ? issueLeaf(ca.current(), o) : issueLeafInChildProcess(ca.current(), o);
-      this.gatewayIdentity = new CertificateSource({
-        issue: () => issue({ kind: 'gateway', name: c.name, ttlMs }),
-        bundle,
-        logger: componentLogger(this.log, 'identity'),
-      });
-      this.federationIdentity = new CertificateSource({
-        issue: () => issue({ kind: 'federation', ttlMs }),
-        bundle,
-        logger: componentLogger(this.log, 'identity'),
-      });
-    } else {
-      const id = c.identity;
-      checkKeyFile(this.loaded.path(id.gatewayKey!));
-      checkKeyFile(this.loaded.path(id.federationKey!));
-      this.gatewayIdentity = CertificateSource.fromFiles({
-        certFile: this.loaded.path(id.gatewayCert!),
-        keyFile: this.loaded.path(id.gatewayKey!),
-        bundleFile: this.loaded.path(id.bundle!),
-        logger: componentLogger(this.log, 'identity'),
-      });
-      this.federationIdentity = CertificateSource.fromFiles({
-        certFile: this.loaded.path(id.federationCert!),
-        keyFile: this.loaded.path(id.federationKey!),
-        bundleFile: this.loaded.path(id.bundle!),
-        logger: componentLogger(this.log, 'identity'),
-      });
-    }
-    const onError = (err: unknown) =>
-      this.log.error({ err }, 'certificate renewal failed; keeping the current one');
-    this.gatewayIdentity.on('error', onError);
-    this.federationIdentity.on('error', onError);
-    this.gatewayIdentity.on('rotated', (leaf: IssuedLeaf) =>
-      this.log.info(
-        { cert: { spiffeId: leaf.spiffeId, serial: leaf.serial, notAfter: leaf.notAfter } },
-        'gateway certificate rotated',
-      ),
-    );
-    await this.gatewayIdentity.start();
-    await this.federationIdentity.start();
+  get federationIdentity(): CertificateSource {
+    return this.trust.federationIdentity;
+  }
+
+  private get bundle(): TrustBundle {
+    return this.trust.bundle;
   }
 
   /** the schema requires `advertise` whenever the east-west listener is a wildcard */
@@ -239,59 +115,17 @@ export class Daemon {
     return `${a.host}:${a.port}`;
   }
 
-  private metrics(): void {
-    collectDefaultMetrics({ register: this.registry, prefix: 'meshfed_process_' });
-    const self = this;
-    new Gauge({
-      name: 'meshfed_cert_expiry_seconds',
-      help: 'seconds until the current certificate of each identity expires',
-      labelNames: ['identity'],
-      registers: [this.registry],
-      collect() {
-        for (const [name, src] of [
-          ['gateway', self.gatewayIdentity],
-          ['federation', self.federationIdentity],
-        ] as const) {
-          const leaf = src?.current();
-          if (leaf) this.set({ identity: name }, (leaf.notAfter.getTime() - Date.now()) / 1000);
-        }
-      },
-    });
-    new Gauge({
-      name: 'meshfed_nats_connected',
-      help: '1 when the federation is connected to NATS',
-      registers: [this.registry],
-      collect() {
-        this.set(self.federation?.natsStatus().connected ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'meshfed_catalog_services',
-      help: 'services in the federated catalog, by serving cluster and staleness',
-      labelNames: ['source_cluster', 'destination_cluster', 'stale'],
-      registers: [this.registry],
-      collect() {
-        this.reset();
-        if (!self.federation) return;
-        for (const ref of self.federation.services()) {
-          for (const inst of self.federation.instances(ref.namespace, ref.name)) {
-            this.inc({
-              source_cluster: self.config.cluster,
-              destination_cluster: inst.cluster,
-              stale: String(inst.stale),
-            });
-          }
-        }
-      },
-    });
-  }
-
   async start(): Promise<void> {
     const c = this.config;
     checkEnvironment();
     mkdirSync(this.loaded.path(c.stateDir), { recursive: true, mode: 0o700 });
-    this.bundle = this.loadBundle();
-    this.metrics();
+    this.trust.loadBundle();
+    registerDaemonMetrics(this.registry, {
+      gatewayIdentity: () => this.trust.gatewayIdentity,
+      federationIdentity: () => this.trust.federationIdentity,
+      federation: () => this.federation,
+      cluster: () => this.config.cluster,
+    });
     if (c.observability.tracing.exporter !== 'none' || this.options.spanExporter) {
       // the OpenTelemetry SDK is large: load it only when tracing is on
       const { startTelemetry } = await import('./telemetry.ts');
@@ -303,7 +137,7 @@ export class Daemon {
         ...(this.options.spanExporter ? { exporter: this.options.spanExporter } : {}),
       });
     }
-    await this.identities();
+    await this.trust.startIdentities();
     const discoveryLog = componentLogger(this.log, 'discovery', c.cluster);
     const basePath = this.loaded.path('.');
     this.source = await createSources(c.discovery, {
@@ -420,16 +254,13 @@ export class Daemon {
     });
     await this.admin.start();
     this.gatewayIdentity.on('rotated', () => this.admin?.credentialsChanged());
-    this.unwatchTrust = watchTrustFiles(this.trustFiles(), {
-      pollMs: TRUST_POLL_MS,
-      debounceMs: TRUST_DEBOUNCE_MS,
-      onChange: () =>
-        this.reloadTrust().then(
-          (applied) => this.log.info({ applied }, 'trust files changed: reloaded'),
-          (err: unknown) =>
-            this.log.error({ err }, 'trust files changed but cannot be used; keeping the ones in use'),
-        ),
-    });
+    this.unwatchTrust = this.trust.watch(() =>
+      this.reloadTrust().then(
+        (applied) => this.log.info({ applied }, 'trust files changed: reloaded'),
+        (err: unknown) =>
+          this.log.error({ err }, 'trust files changed but cannot be used; keeping the ones in use'),
+      ),
+    );
     this.log.info({ addresses: this.addresses(), advertise: address }, 'gateway started');
   }
 
@@ -439,44 +270,12 @@ export class Daemon {
     return out;
   }
 
-  /**
-   * Re-reads the trust material (SIGHUP, or one of its files changed): the bundle and identity.intermediates,
-   * applied to every listener and pool at once, and with identity.caDir the cluster intermediate, from which
-   * the leaves are re-issued when it changed (root rotation step 2). One reload at a time; a file that cannot
-   * be used is refused (the error says which and why) and the material in use stays.
-   */
+  /** Re-reads the trust material (DaemonTrust.reload) and applies a new bundle to every listener and pool. */
   private reloadTrust(): Promise<string[]> {
-    const next = this.trustReloads.then(async () => {
-      const applied: string[] = [];
-      this.bundle = this.loadBundle();
+    return this.trust.reload(() => {
       this.gateway.trustChanged();
       this.admin?.credentialsChanged();
-      applied.push('trust bundle re-read');
-      if (await this.issuingCa?.reload()) {
-        // a new intermediate: the leaves move to it now, not at their next renewal
-        this.rotatingIntermediate = true;
-        try {
-          await Promise.all([this.gatewayIdentity.renewNow(), this.federationIdentity.renewNow()]);
-        } finally {
-          this.rotatingIntermediate = false;
-        }
-        applied.push('identity.caDir re-read: leaves re-issued');
-      }
-      return applied;
     });
-    this.trustReloads = next.catch(() => undefined);
-    return next;
-  }
-
-  /** The files reloadTrust() reads: a change to any of them reloads the trust material without SIGHUP. */
-  private trustFiles(): string[] {
-    const id = this.config.identity;
-    const files = [id.intermediates ? this.loaded.path(id.intermediates) : undefined];
-    if (id.caDir) {
-      const dir = this.loaded.path(id.caDir);
-      files.push(join(dir, 'bundle.crt'), join(dir, 'ca.crt'), join(dir, 'ca.key'));
-    } else files.push(this.loaded.path(id.bundle!));
-    return files.filter((f): f is string => f !== undefined);
   }
 
   /**
@@ -519,8 +318,8 @@ export class Daemon {
     await this.reconciler?.stop();
     await this.federation?.stop();
     await this.source?.stop();
-    this.gatewayIdentity?.stop();
-    this.federationIdentity?.stop();
+    this.trust.gatewayIdentity?.stop();
+    this.trust.federationIdentity?.stop();
     this.balancers?.close();
     await this.telemetry?.shutdown();
     this.log.info('gateway stopped');

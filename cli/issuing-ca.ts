@@ -12,7 +12,7 @@ import { MeshfedError } from '../core/index.ts';
 export class IssuingCaDir {
   readonly #dir: string;
   readonly #trustDomain: string;
-  /** refuses a key file others can read (the daemon's checkKeyFile) */
+  /** refuses a key file others can read (checkKeyFile, cli/startup-checks.ts) */
   readonly #checkKey: (file: string) => void;
   #ca: CaMaterial | undefined;
   #loaded: { certPem: string; keyPem: string } | undefined;

@@ -1,5 +1,4 @@
-import { verify as cryptoVerify, X509Certificate } from 'node:crypto';
-import { type TrustBundle, type VerifiedIdentity, verify } from '../ca/index.ts';
+import type { TrustBundle, VerifiedIdentity } from '../ca/index.ts';
 import {
   ADMIN_POLICY_SCOPE,
   CLUSTER_SIGNABLE_KINDS,
@@ -20,18 +19,21 @@ import {
   policyStateSchema,
 } from './policy-messages.ts';
 import { firstIssue } from './messages.ts';
+import {
+  CHAIN_CODE_REASONS,
+  keyFitsAlg,
+  openCompactJws,
+  type Refusal,
+  readJwsHeader,
+  refuse,
+  type SignedMessageRejectReason,
+  signatureVerifies,
+  verifySigner,
+} from './signed-message.ts';
 
 /** Why a policy message was refused; the `reason` label of meshfed_policy_rejected_total. */
 export type PolicyRejectReason =
-  | 'oversized'
-  | 'not_jws'
-  | 'bad_header'
-  | 'untrusted_chain'
-  | 'certificate_expired'
-  | 'wrong_identity'
-  | 'bad_signature'
-  | 'bad_payload'
-  | 'unsupported_version'
+  | SignedMessageRejectReason
   | 'wrong_scope'
   | 'wrong_cluster'
   | 'kind_not_allowed'
@@ -42,13 +44,7 @@ export type PolicyRejectReason =
   | 'stale_revision'
   | 'conflicting_revision';
 
-export interface PolicyRejected {
-  ok: false;
-  reason: PolicyRejectReason;
-  /** the signer's SPIFFE ID when the chain verified, else its leaf fingerprint or "unknown" */
-  signer: string;
-  detail: string;
-}
+export type PolicyRejected = Refusal<PolicyRejectReason>;
 
 export interface VerifiedBundle {
   ok: true;
@@ -75,20 +71,15 @@ export interface PolicyVerifierOptions {
   now: () => number;
 }
 
-const CODE_REASON: Record<string, PolicyRejectReason> = {
-  MESHFED_CA_EXPIRED: 'certificate_expired',
-  MESHFED_CA_NOT_YET_VALID: 'certificate_expired',
-  MESHFED_CA_WRONG_TRUST_DOMAIN: 'wrong_identity',
-  MESHFED_CA_WRONG_KIND: 'wrong_identity',
+/**
+ * A signer issued by an intermediate that may not issue its kind (an admin under a cluster's intermediate, a
+ * cluster identity under the admin intermediate) is counted as a wrong identity here; the catalog verifier,
+ * which accepts no admins, counts it as an untrusted chain.
+ */
+const CODE_REASON: Readonly<Record<string, PolicyRejectReason>> = {
+  ...CHAIN_CODE_REASONS,
   MESHFED_CA_WRONG_ISSUER: 'wrong_identity',
-  MESHFED_CA_BAD_KEY_USAGE: 'wrong_identity',
-  MESHFED_CA_BAD_SPIFFE_ID: 'wrong_identity',
-  MESHFED_CA_WRONG_CLUSTER: 'wrong_cluster',
 };
-
-function refuse(reason: PolicyRejectReason, signer: string, detail: string): PolicyRejected {
-  return { ok: false, reason, signer, detail };
-}
 
 /**
  * Turns raw bytes into a verified policy bundle or state report, or a refusal; never throws. Who may sign what:
@@ -242,96 +233,31 @@ export class PolicyVerifier {
     kinds: ('admin' | 'federation')[],
     chainAt: 'now' | 'issuedAt',
   ): { ok: true; id: VerifiedIdentity; payload: unknown; text: string } | PolicyRejected {
-    const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.byteLength;
-    if (size > MAX_POLICY_MESSAGE_BYTES) {
-      return refuse(
-        'oversized',
-        'unknown',
-        `${size} bytes is more than the limit of ${MAX_POLICY_MESSAGE_BYTES}`,
-      );
-    }
-    let text: string;
-    try {
-      text = typeof raw === 'string' ? raw : this.#decoder.decode(raw);
-    } catch {
-      return refuse('not_jws', 'unknown', 'the message is not UTF-8 text');
-    }
-    const parts = text.split('.');
-    if (parts.length !== 3 || parts.some((p) => p === '')) {
-      return refuse('not_jws', 'unknown', 'the message is not a compact JWS (header.payload.signature)');
-    }
-    const [headerSeg, payloadSeg, sigSeg] = parts as [string, string, string];
-    let header: { alg?: unknown; x5c?: unknown };
+    const opened = openCompactJws(raw, MAX_POLICY_MESSAGE_BYTES, this.#decoder, { nonEmpty: true });
+    if (!opened.ok) return opened;
+    const { text, dot1, dot2 } = opened;
+    const header = readJwsHeader(text.slice(0, dot1));
+    if (!header.ok) return refuse('bad_header', 'unknown', header.detail);
     let payload: unknown;
     try {
-      header = JSON.parse(Buffer.from(headerSeg, 'base64url').toString('utf8'));
-    } catch {
-      return refuse('bad_header', 'unknown', 'the JWS header is not base64url JSON');
-    }
-    if (header === null || typeof header !== 'object' || (header.alg !== 'ES256' && header.alg !== 'RS256')) {
-      return refuse('bad_header', 'unknown', 'the JWS alg must be ES256 or RS256');
-    }
-    const x5c = header.x5c;
-    if (
-      !Array.isArray(x5c) ||
-      x5c.length === 0 ||
-      x5c.length > 8 ||
-      !x5c.every((c) => typeof c === 'string' && c.length < 16_384)
-    ) {
-      return refuse(
-        'bad_header',
-        'unknown',
-        'the JWS header needs an x5c chain of 1 to 8 base64 certificates',
-      );
-    }
-    try {
-      payload = JSON.parse(Buffer.from(payloadSeg, 'base64url').toString('utf8'));
+      payload = JSON.parse(Buffer.from(text.slice(dot1 + 1, dot2), 'base64url').toString('utf8'));
     } catch {
       return refuse('bad_payload', 'unknown', 'the payload is not JSON');
     }
-    const ders = (x5c as string[]).map((c) => Buffer.from(c, 'base64'));
-    let leaf: X509Certificate;
-    try {
-      leaf = new X509Certificate(ders[0]!);
-    } catch {
-      return refuse('bad_header', 'unknown', 'the first x5c certificate cannot be parsed');
-    }
     const issuedAt = (payload as { issuedAt?: unknown } | null)?.issuedAt;
     const at = chainAt === 'issuedAt' && typeof issuedAt === 'number' ? issuedAt : this.#o.now();
-    let id: VerifiedIdentity;
-    try {
-      id = verify(ders, this.#o.bundle(), {
-        trustDomain: this.#o.trustDomain,
-        kinds,
-        usage: 'signing',
-        now: new Date(at),
-      });
-    } catch (err) {
-      const code = isMeshfedError(err) ? err.code : 'MESHFED_INTERNAL';
-      return refuse(
-        CODE_REASON[code] ?? 'untrusted_chain',
-        leaf.fingerprint256,
-        `${code}: ${err instanceof Error ? err.message : String(err)}`,
-      );
-    }
-    const key = leaf.publicKey;
-    const keyMatches =
-      header.alg === 'ES256'
-        ? key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1'
-        : key.asymmetricKeyType === 'rsa';
-    let good = false;
-    try {
-      good =
-        keyMatches &&
-        cryptoVerify(
-          'sha256',
-          Buffer.from(`${headerSeg}.${payloadSeg}`),
-          { key, dsaEncoding: 'ieee-p1363' },
-          Buffer.from(sigSeg, 'base64url'),
-        );
-    } catch {
-      good = false;
-    }
+    const signer = verifySigner<PolicyRejectReason>(header.ders, {
+      bundle: this.#o.bundle(),
+      trustDomain: this.#o.trustDomain,
+      kinds,
+      at,
+      codeReasons: CODE_REASON,
+    });
+    if (!signer.ok) return signer;
+    const { key, identity: id } = signer;
+    const good =
+      keyFitsAlg(key, header.alg) &&
+      signatureVerifies(key, Buffer.from(text.slice(0, dot2)), text.slice(dot2 + 1));
     if (!good)
       return refuse('bad_signature', id.spiffeId, 'the signature does not verify with the x5c leaf key');
     if ((payload as { v?: unknown } | null)?.v !== POLICY_SCHEMA_VERSION) {

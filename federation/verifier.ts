@@ -1,21 +1,23 @@
-import { type KeyObject, verify as cryptoVerify, X509Certificate } from 'node:crypto';
-import { type TrustBundle, type VerifiedIdentity, verify } from '../ca/index.ts';
-import { isMeshfedError } from '../core/index.ts';
+import type { KeyObject } from 'node:crypto';
+import type { TrustBundle, VerifiedIdentity } from '../ca/index.ts';
 import type { GatewayAddressPolicy } from './address-policy.ts';
 import type { JwsAlg } from './jws.ts';
 import { type CatalogMessage, firstIssue, messageSchema, SCHEMA_VERSION } from './messages.ts';
+import {
+  keyFitsAlg,
+  openCompactJws,
+  type Refusal,
+  readJwsHeader,
+  refuse,
+  SIGNED_MESSAGE_REASONS,
+  type SignedMessageRejectReason,
+  signatureVerifies,
+  verifySigner,
+} from './signed-message.ts';
 
 /** Why a message was refused; the `reason` label of meshfed_catalog_rejected_total. */
 export type RejectReason =
-  | 'oversized'
-  | 'not_jws'
-  | 'bad_header'
-  | 'untrusted_chain'
-  | 'certificate_expired'
-  | 'wrong_identity'
-  | 'bad_signature'
-  | 'bad_payload'
-  | 'unsupported_version'
+  | SignedMessageRejectReason
   | 'wrong_cluster'
   | 'expired'
   | 'issued_in_future'
@@ -24,15 +26,7 @@ export type RejectReason =
   | 'stale_revision';
 
 export const REJECT_REASONS: readonly RejectReason[] = [
-  'oversized',
-  'not_jws',
-  'bad_header',
-  'untrusted_chain',
-  'certificate_expired',
-  'wrong_identity',
-  'bad_signature',
-  'bad_payload',
-  'unsupported_version',
+  ...SIGNED_MESSAGE_REASONS,
   'wrong_cluster',
   'expired',
   'issued_in_future',
@@ -49,13 +43,7 @@ export interface Accepted {
   signerCluster: string;
 }
 
-export interface Rejected {
-  ok: false;
-  reason: RejectReason;
-  /** the signer's SPIFFE ID when the chain verified, else its leaf fingerprint or "unknown" */
-  signer: string;
-  detail: string;
-}
+export type Rejected = Refusal<RejectReason>;
 
 export type Verdict = Accepted | Rejected;
 
@@ -90,16 +78,6 @@ export interface VerifierOptions {
 
 /** ca/'s own default tolerance for certificate validity; a smaller maxClockSkew does not tighten it */
 const CERT_SKEW_FLOOR_MS = 60_000;
-
-const CODE_REASON: Record<string, RejectReason> = {
-  MESHFED_CA_EXPIRED: 'certificate_expired',
-  MESHFED_CA_NOT_YET_VALID: 'certificate_expired',
-  MESHFED_CA_WRONG_TRUST_DOMAIN: 'wrong_identity',
-  MESHFED_CA_WRONG_KIND: 'wrong_identity',
-  MESHFED_CA_BAD_KEY_USAGE: 'wrong_identity',
-  MESHFED_CA_BAD_SPIFFE_ID: 'wrong_identity',
-  MESHFED_CA_WRONG_CLUSTER: 'wrong_cluster',
-};
 
 /**
  * Turns raw bytes into a verified catalog message or a refusal, never throwing. Order matters for cost: the size
@@ -137,38 +115,20 @@ export class MessageVerifier {
     o: { snapshot?: boolean; checkExpiry?: boolean; subjectCluster?: string } = {},
   ): Verdict {
     const limit = o.snapshot ? this.#o.maxSnapshotBytes : this.#o.maxMessageBytes;
-    const size = typeof raw === 'string' ? Buffer.byteLength(raw) : raw.byteLength;
-    if (size > limit)
-      return refuse('oversized', 'unknown', `${size} bytes is more than the limit of ${limit}`);
-    let text: string;
-    try {
-      text = typeof raw === 'string' ? raw : this.#decoder.decode(raw);
-    } catch {
-      return refuse('not_jws', 'unknown', 'the message is not UTF-8 text');
-    }
-    const dot1 = text.indexOf('.');
-    const dot2 = dot1 === -1 ? -1 : text.indexOf('.', dot1 + 1);
-    if (dot1 <= 0 || dot2 === -1 || text.indexOf('.', dot2 + 1) !== -1) {
-      return refuse('not_jws', 'unknown', 'the message is not a compact JWS (header.payload.signature)');
-    }
+    const opened = openCompactJws(raw, limit, this.#decoder);
+    if (!opened.ok) return opened;
+    const { text, dot1, dot2 } = opened;
     const headerSeg = text.slice(0, dot1);
     const signer = this.#signer(headerSeg);
     if (signer.refusal) return signer.refusal;
     const id = signer.identity!;
-    const sig = Buffer.from(text.slice(dot2 + 1), 'base64url');
     // the signed bytes are the message's own when it is ASCII (as every JWS is: a character per byte): a snapshot
     // part is ~90 KB, and a copy of it per message is native memory that waits for a GC
     const signed =
       typeof raw !== 'string' && text.length === raw.byteLength
         ? raw.subarray(0, dot2)
         : this.#encoded(text.slice(0, dot2));
-    let good = false;
-    try {
-      good = cryptoVerify('sha256', signed, { key: signer.key!, dsaEncoding: 'ieee-p1363' }, sig);
-    } catch {
-      good = false;
-    }
-    if (!good)
+    if (!signatureVerifies(signer.key!, signed, text.slice(dot2 + 1)))
       return refuse('bad_signature', id.spiffeId, 'the signature does not verify with the x5c leaf key');
     let payload: unknown;
     try {
@@ -313,64 +273,29 @@ export class MessageVerifier {
       validUntil: now + 60_000,
       refusal: refuse(reason, signer, detail),
     });
-    let header: unknown;
-    try {
-      header = JSON.parse(Buffer.from(headerSeg, 'base64url').toString('utf8'));
-    } catch {
-      return refusal('bad_header', 'unknown', 'the JWS header is not base64url JSON');
+    const header = readJwsHeader(headerSeg);
+    if (!header.ok) {
+      const detail = 'alg' in header ? `${header.detail}, got ${JSON.stringify(header.alg)}` : header.detail;
+      return refusal('bad_header', 'unknown', detail);
     }
-    const h = header as { alg?: unknown; x5c?: unknown };
-    if (typeof header !== 'object' || header === null || (h.alg !== 'ES256' && h.alg !== 'RS256')) {
-      return refusal(
-        'bad_header',
-        'unknown',
-        `the JWS alg must be ES256 or RS256, got ${JSON.stringify(h?.alg)}`,
-      );
+    const { alg } = header;
+    const verified = verifySigner<RejectReason>(header.ders, {
+      bundle,
+      trustDomain: this.#o.trustDomain,
+      kinds: ['federation'],
+      at: now,
+      // a signer whose clock runs ahead issues certificates that start in our future: the skew the
+      // operator allows for messages is allowed for their signers' certificates too
+      clockSkewMs: Math.max(this.#o.maxClockSkew, CERT_SKEW_FLOOR_MS),
+    });
+    if (!verified.ok) {
+      // a leaf that cannot be parsed is a bad header, cached as such; for a chain refused: an expired certificate may
+      // be replaced by a valid one under the same header never; a short retry is enough
+      if (verified.reason === 'bad_header') return refusal(verified.reason, verified.signer, verified.detail);
+      return { ...base, refusal: verified, validUntil: now + 5_000 };
     }
-    if (
-      !Array.isArray(h.x5c) ||
-      h.x5c.length === 0 ||
-      h.x5c.length > 8 ||
-      !h.x5c.every((c) => typeof c === 'string' && c.length < 16_384)
-    ) {
-      return refusal(
-        'bad_header',
-        'unknown',
-        'the JWS header needs an x5c chain of 1 to 8 base64 certificates',
-      );
-    }
-    const ders = (h.x5c as string[]).map((c) => Buffer.from(c, 'base64'));
-    let leaf: X509Certificate;
-    try {
-      leaf = new X509Certificate(ders[0]!);
-    } catch {
-      return refusal('bad_header', 'unknown', 'the first x5c certificate cannot be parsed');
-    }
-    let identity: VerifiedIdentity;
-    try {
-      identity = verify(ders, bundle, {
-        trustDomain: this.#o.trustDomain,
-        kinds: ['federation'],
-        usage: 'signing',
-        now: new Date(now),
-        // a signer whose clock runs ahead issues certificates that start in our future: the skew the
-        // operator allows for messages is allowed for their signers' certificates too
-        clockSkewMs: Math.max(this.#o.maxClockSkew, CERT_SKEW_FLOOR_MS),
-      });
-    } catch (err) {
-      const code = isMeshfedError(err) ? err.code : 'MESHFED_INTERNAL';
-      const reason = CODE_REASON[code] ?? 'untrusted_chain';
-      const detail = `${code}: ${err instanceof Error ? err.message : String(err)}`;
-      // an expired certificate may be replaced by a valid one under the same header never; a short retry is enough
-      return { ...refusal(reason, leaf.fingerprint256, detail), validUntil: now + 5_000 };
-    }
-    const key = leaf.publicKey;
-    const alg: JwsAlg = h.alg;
-    const keyMatches =
-      alg === 'ES256'
-        ? key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1'
-        : key.asymmetricKeyType === 'rsa';
-    if (!keyMatches) {
+    const { key, identity } = verified;
+    if (!keyFitsAlg(key, alg)) {
       return refusal(
         'bad_header',
         identity.spiffeId,
@@ -379,8 +304,4 @@ export class MessageVerifier {
     }
     return { ...base, alg, key, identity, validUntil: identity.notAfter.getTime() };
   }
-}
-
-function refuse(reason: RejectReason, signer: string, detail: string): Rejected {
-  return { ok: false, reason, signer, detail };
 }

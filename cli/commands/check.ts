@@ -14,9 +14,9 @@ import { MeshfedError, toMeshfedError } from '../../core/index.ts';
 import { AdminClient } from '../admin/admin-client.ts';
 import type { Command } from '../command.ts';
 import { parseFlags, requireFlag, writeJson } from '../command.ts';
-import { checkEnvironment, checkKeyFile } from '../daemon.ts';
 import { type LoadedDaemonConfig, loadDaemonConfig } from '../daemon-config.ts';
 import { withProgress } from '../progress.ts';
+import { checkEnvironment, checkKeyFile } from '../startup-checks.ts';
 
 export type CheckStatus = 'OK' | 'WARN' | 'FAIL';
 
