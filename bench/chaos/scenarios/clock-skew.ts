@@ -2,6 +2,7 @@
 // (bench/chaos/clock-offset.ts). With maxClockSkew and entryTtl set above the skew, everything must
 // work; with the defaults (30 s allowed) west's catalog must be refused, counted and logged at east.
 import { join } from 'node:path';
+import { byStep, cpuMark, cpuPerRequest, failureCounters, failuresByPhase } from '../breakdown.ts';
 import { Federation, metricSum } from '../federation.ts';
 import {
   loadFigures,
@@ -46,9 +47,15 @@ export const clockSkew: Scenario = {
     ]);
     try {
       await withFederation(within, async () => {
-        const _src = within.source;
         const load = sourceLoad(within, ctx, ctx.durationMs / 2);
-        const s = summarize(await load.run());
+        const cpu = cpuMark(within);
+        const outcomes = await load.run();
+        const s = summarize(outcomes);
+        figures.withinWhy = {
+          cpuMsPerRequest: cpuPerRequest(cpu, within, s.sent),
+          failuresByPhase: failuresByPhase(outcomes, byStep(5000)),
+          counters: await failureCounters(within),
+        };
         await load.close();
         const loss = await lossCheck(within, load);
         notes.push(...lossNotes(loss));
@@ -85,7 +92,14 @@ export const clockSkew: Scenario = {
     await withFederation(beyond, async () => {
       const src = beyond.source;
       const load = sourceLoad(beyond, ctx, ctx.durationMs / 2);
-      const s = summarize(await load.run());
+      const cpu = cpuMark(beyond);
+      const outcomes = await load.run();
+      const s = summarize(outcomes);
+      figures.beyondWhy = {
+        cpuMsPerRequest: cpuPerRequest(cpu, beyond, s.sent),
+        failuresByPhase: failuresByPhase(outcomes, byStep(5000)),
+        counters: await failureCounters(beyond),
+      };
       await load.close();
       const metrics = await src.metrics();
       const rejected = metricSum(metrics, 'meshfed_catalog_rejected_total');
