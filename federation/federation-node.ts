@@ -121,7 +121,7 @@ export class FederationNode implements CatalogView, LinkReportView {
   readonly #proofs: ProofMaker | undefined;
   readonly #watching: boolean;
   /** the other clusters' gateways' latest link reports */
-  readonly #linkReports = new LinkReports();
+  readonly #linkReports: LinkReports;
   /** this gateway's own link reports, when it measures any */
   readonly #linkReporter: LinkReporter | undefined;
   /** the federated policy this gateway enforces (a PolicyView); fed by the same connection and event queue */
@@ -143,7 +143,12 @@ export class FederationNode implements CatalogView, LinkReportView {
     this.#watching = o.watch !== false;
     this.#log = componentLogger(o.logger, 'federation', o.cluster);
     this.#subjects = subjects(this.config.subjectPrefix);
-    this.#store = new CatalogStore({ self: o.cluster, staleAfter: this.config.staleAfter });
+    this.#store = new CatalogStore({
+      self: o.cluster,
+      staleAfter: this.config.staleAfter,
+      maxClockSkew: this.config.maxClockSkew,
+    });
+    this.#linkReports = new LinkReports(this.config.maxClockSkew);
     this.#verifier = new MessageVerifier({
       trustDomain: o.trustDomain,
       bundle: o.bundle,

@@ -156,7 +156,7 @@ test('a forged or oversized link report is refused, counted, and changes nothing
 
 describe('LinkReports: the latest report per gateway, bounded', () => {
   test("only a newer report replaces a gateway's, failures never exceed requests, and expired ones go", () => {
-    const store = new LinkReports();
+    const store = new LinkReports(0);
     const t = Date.now();
     expect(store.apply(linksMessage({ issuedAt: t, expiresAt: t + 1_000 }))).toBe(true);
     expect(store.apply(linksMessage({ issuedAt: t - 1, links: [] }))).toBe(false);
@@ -184,7 +184,7 @@ describe('LinkReports: the latest report per gateway, bounded', () => {
   });
 
   test('one cluster inventing gateway names holds at most 64 of them, its oldest dropped first', () => {
-    const store = new LinkReports();
+    const store = new LinkReports(0);
     for (let i = 0; i < 100; i++) store.apply(linksMessage({ gateway: `gw-${i}` }));
     store.apply(linksMessage({ cluster: 'west', gateway: 'gw-w' }));
     const held = store.reports(Date.now());

@@ -3,7 +3,7 @@
 // work; with the defaults (30 s allowed) west's catalog must be refused, counted and logged at east.
 import { join } from 'node:path';
 import { byStep, cpuMark, cpuPerRequest, failureCounters, failuresByPhase } from '../breakdown.ts';
-import { Federation, metricSum } from '../federation.ts';
+import { CLOCK_INJECTION, Federation, metricSum } from '../federation.ts';
 import {
   loadFigures,
   lossCheck,
@@ -25,7 +25,7 @@ export const clockSkew: Scenario = {
     'west +5 min and eu −5 min within an allowed skew of 10 min: 0 failed requests, both serve; west +5 min against the default 30 s: its catalog refused, meshfed_catalog_rejected_total counts it, a log line names it',
   async run(ctx) {
     const notes: string[] = [];
-    const figures: Record<string, unknown> = {};
+    const figures: Record<string, unknown> = { clockInjection: CLOCK_INJECTION };
     const within = new Federation(join(ctx.dir, 'within'), [
       { name: 'east', region: 'us-east', gateways: 1, serves: false, config: TOLERANT },
       {
