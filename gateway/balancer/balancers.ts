@@ -12,6 +12,7 @@ import {
   type RemoteServiceInstance,
   type ServicePort,
   type ServiceRef,
+  monotonicNow,
   serviceKey,
 } from '../../core/index.ts';
 import type { BalancerConfig } from './config.ts';
@@ -159,7 +160,8 @@ export class Balancers {
 
   constructor(o: BalancersOptions) {
     this.o = o;
-    this.now = o.now ?? Date.now;
+    // ejections, latency ages and pruning are durations: on the monotonic clock, never stepped
+    this.now = o.now ?? monotonicNow;
     this.random = o.random ?? Math.random;
     const self = this;
     this.ejectionsTotal = new Counter({
@@ -545,6 +547,7 @@ export class Balancers {
       locality: this.o.locality,
       config: this.o.config,
       now,
+      wallNow: Date.now(),
       ...(svc
         ? {
             resolved: svc,
