@@ -2,7 +2,7 @@
 // every gateway that say why (refusals, outlier ejections, retries); CPU per request per process. A
 // scenario that fails at a rate the baseline carries is read from these, not guessed at.
 import type { Federation } from './federation.ts';
-import type { Outcome } from './load.ts';
+import { type LoadClient, type LoadSummary, type Outcome, summarize } from './load.ts';
 
 /** failed requests per phase (named by `phaseOf(due)`), then per `kind: error` */
 export function failuresByPhase(
@@ -81,4 +81,32 @@ export function cpuPerRequest(
   const out: Record<string, number> = { loadClient: perRequest((self.user + self.system) / 1e6) };
   for (const [k, v] of Object.entries(fed.cpuSeconds())) out[k] = perRequest(v - (before.fed[k] ?? 0));
   return out;
+}
+
+/**
+ * Runs `load` against `fed` to its end and closes it: the outcomes, their summary, and why they failed (CPU per
+ * request per process, failures per 5 s phase, the gateways' counters).
+ */
+export async function explainedRun(
+  fed: Federation,
+  load: LoadClient,
+): Promise<{
+  outcomes: Outcome[];
+  s: LoadSummary;
+  why: {
+    cpuMsPerRequest: Record<string, number>;
+    failuresByPhase: ReturnType<typeof failuresByPhase>;
+    counters: Record<string, string[]>;
+  };
+}> {
+  const cpu = cpuMark(fed);
+  const outcomes = await load.run();
+  const s = summarize(outcomes);
+  const why = {
+    cpuMsPerRequest: cpuPerRequest(cpu, fed, s.sent),
+    failuresByPhase: failuresByPhase(outcomes, byStep(5000)),
+    counters: await failureCounters(fed),
+  };
+  await load.close();
+  return { outcomes, s, why };
 }

@@ -2,16 +2,8 @@
 // what a scenario's fault cost from what the host could carry at that rate in the first place.
 import { join } from 'node:path';
 import { Federation, threeClusters } from '../federation.ts';
-import { byStep, cpuMark, cpuPerRequest, failureCounters, failuresByPhase } from '../breakdown.ts';
-import {
-  loadFigures,
-  lossCheck,
-  lossNotes,
-  type Scenario,
-  sourceLoad,
-  summarize,
-  withFederation,
-} from '../scenario.ts';
+import { explainedRun } from '../breakdown.ts';
+import { loadFigures, lossCheck, lossNotes, type Scenario, sourceLoad, withFederation } from '../scenario.ts';
 
 export const baseline: Scenario = {
   name: 'baseline',
@@ -21,15 +13,8 @@ export const baseline: Scenario = {
     return withFederation(fed, async () => {
       const load = sourceLoad(fed, ctx);
       // where the host's CPU goes at this rate: the load client (this process) against the federation
-      const before = cpuMark(fed);
-      const outcomes = await load.run();
-      const s = summarize(outcomes);
-      const cpuMsPerRequest = cpuPerRequest(before, fed, s.sent);
-      const why = {
-        failuresByPhase: failuresByPhase(outcomes, byStep(5000)),
-        counters: await failureCounters(fed),
-      };
-      await load.close();
+      const { s, why: all } = await explainedRun(fed, load);
+      const { cpuMsPerRequest, ...why } = all;
       const notes = lossNotes(await lossCheck(fed, load));
       if (s.successPct < 99.9)
         notes.push(`success ${s.successPct}% < 99.9% with no fault: the host cannot carry this rate`);

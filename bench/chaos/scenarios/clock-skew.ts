@@ -3,17 +3,9 @@
 // everything must work; with the default (30 s allowed) west's catalog must be refused, counted and logged
 // at east.
 import { join } from 'node:path';
-import { byStep, cpuMark, cpuPerRequest, failureCounters, failuresByPhase } from '../breakdown.ts';
+import { explainedRun } from '../breakdown.ts';
 import { CLOCK_INJECTION, Federation, metricSum } from '../federation.ts';
-import {
-  loadFigures,
-  lossCheck,
-  lossNotes,
-  type Scenario,
-  summarize,
-  withFederation,
-  sourceLoad,
-} from '../scenario.ts';
+import { loadFigures, lossCheck, lossNotes, type Scenario, withFederation, sourceLoad } from '../scenario.ts';
 
 const FIVE_MIN = 5 * 60_000;
 // only the allowed skew is raised: entries keep the default 60 s lifetime, so a cluster 5 min behind is
@@ -50,15 +42,8 @@ export const clockSkew: Scenario = {
     try {
       await withFederation(within, async () => {
         const load = sourceLoad(within, ctx, ctx.durationMs / 2);
-        const cpu = cpuMark(within);
-        const outcomes = await load.run();
-        const s = summarize(outcomes);
-        figures.withinWhy = {
-          cpuMsPerRequest: cpuPerRequest(cpu, within, s.sent),
-          failuresByPhase: failuresByPhase(outcomes, byStep(5000)),
-          counters: await failureCounters(within),
-        };
-        await load.close();
+        const { s, why } = await explainedRun(within, load);
+        figures.withinWhy = why;
         const loss = await lossCheck(within, load);
         notes.push(...lossNotes(loss));
         let syncRefused = 0;
@@ -94,15 +79,8 @@ export const clockSkew: Scenario = {
     await withFederation(beyond, async () => {
       const src = beyond.source;
       const load = sourceLoad(beyond, ctx, ctx.durationMs / 2);
-      const cpu = cpuMark(beyond);
-      const outcomes = await load.run();
-      const s = summarize(outcomes);
-      figures.beyondWhy = {
-        cpuMsPerRequest: cpuPerRequest(cpu, beyond, s.sent),
-        failuresByPhase: failuresByPhase(outcomes, byStep(5000)),
-        counters: await failureCounters(beyond),
-      };
-      await load.close();
+      const { s, why } = await explainedRun(beyond, load);
+      figures.beyondWhy = why;
       const metrics = await src.metrics();
       const rejected = metricSum(metrics, 'meshfed_catalog_rejected_total');
       const rejectedLines = metrics
