@@ -114,7 +114,10 @@ export interface BalancersOptions {
   registry: Registry;
   logger: Logger;
   probe?: (t: BalancerTarget) => Promise<boolean>;
+  /** the monotonic clock durations run on (monotonicNow) */
   now?: () => number;
+  /** the wall clock, to show when an ejection ends (Date.now) */
+  wallNow?: () => number;
   random?: () => number;
 }
 
@@ -547,7 +550,7 @@ export class Balancers {
       locality: this.o.locality,
       config: this.o.config,
       now,
-      wallNow: Date.now(),
+      wallNow: (this.o.wallNow ?? Date.now)(),
       ...(svc
         ? {
             resolved: svc,

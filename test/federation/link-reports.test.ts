@@ -64,8 +64,10 @@ test('a gateway reports its links; the other clusters hold them, verified, and d
     },
   });
   nodes.push(east);
-  const west = await startNode({ pki, cluster: 'west', servers: [nats.url] });
-  const eu = await startNode({ pki, cluster: 'eu', servers: [nats.url] });
+  // a report is dropped once its expiry is maxClockSkew past (the reporter's clock may run behind ours)
+  const viewer = { servers: [nats.url], config: { maxClockSkew: '1s' } };
+  const west = await startNode({ pki, cluster: 'west', ...viewer });
+  const eu = await startNode({ pki, cluster: 'eu', ...viewer });
   nodes.push(west, eu);
   for (const view of [west, eu]) {
     const [report] = await waitFor(() => (view.linkReports().length > 0 ? view.linkReports() : undefined), {
