@@ -90,7 +90,7 @@ function receiver(bundle: TrustBundle) {
     maxClockSkew: 30_000,
     now: Date.now,
   });
-  const store = new CatalogStore({ self: 'bench-view', staleAfter: 60_000 });
+  const store = new CatalogStore({ self: 'bench-view', staleAfter: 60_000, maxClockSkew: 30_000 });
   let rejected = 0;
   return {
     store,

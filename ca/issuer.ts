@@ -43,8 +43,15 @@ export const DEFAULT_LEAF_TTL_MS = 24 * HOUR;
  */
 export const BACKDATE_MS = 10 * 60_000;
 
-function leafBackdate(ttlMs: number): number {
-  return Math.min(BACKDATE_MS, Math.floor(ttlMs / 10));
+/**
+ * How far a leaf starts in the past: a tenth of its lifetime up to BACKDATE_MS, and at least `skewMs` (how
+ * far behind ours a peer's clock may be, federation.maxClockSkew) up to a third of its lifetime. A peer whose
+ * clock runs behind the issuer's checks notBefore in its TLS handshake with no allowance, so a smaller
+ * backdate made every handshake between two clusters further apart than it fail, within the allowed skew.
+ * A third keeps the renewal point (2/3 of the life from notBefore) after the issue time.
+ */
+function leafBackdate(ttlMs: number, skewMs = 0): number {
+  return Math.max(Math.min(BACKDATE_MS, Math.floor(ttlMs / 10)), Math.min(skewMs, Math.floor(ttlMs / 3)));
 }
 
 interface Signer {
@@ -347,8 +354,10 @@ export interface IssueLeafOptions {
   keyType?: KeyType;
   dnsNames?: string[];
   ipAddresses?: string[];
-  /** lets tests mint already-expired or not-yet-valid leaves; default: now minus 60 s */
+  /** lets tests mint already-expired or not-yet-valid leaves; default: now minus the backdate */
   notBefore?: Date;
+  /** how far behind the issuer's a peer's clock may be (federation.maxClockSkew): the leaf starts at least that early */
+  clockSkewMs?: number;
 }
 
 const EKU: Record<IdentityKind, string[]> = {
@@ -399,7 +408,7 @@ export async function issueLeaf(ca: CaMaterial, o: IssueLeafOptions): Promise<Is
   const keyType = o.keyType ?? ca.keyType;
   const keys = await generateKeyPair(keyType);
   const now = Date.now();
-  const notBefore = o.notBefore ? o.notBefore.getTime() : now - leafBackdate(ttl);
+  const notBefore = o.notBefore ? o.notBefore.getTime() : now - leafBackdate(ttl, o.clockSkewMs);
   const notAfter = Math.min(o.notBefore ? notBefore + ttl : now + ttl, signer.cert.validToDate.getTime());
   const rsa = keyType.startsWith('rsa');
   const eku = EKU[o.kind];

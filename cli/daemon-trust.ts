@@ -91,6 +91,8 @@ export class DaemonTrust {
       await ca.reload();
       this.#issuingCa = ca;
       const ttlMs = c.identity.leafTtl;
+      // peers whose clocks run up to maxClockSkew behind ours must accept our leaves in their handshakes
+      const clockSkewMs = c.federation.maxClockSkew;
       // Leaves are issued in a child process (the certificate library stays out of this one), except right
       // after the intermediate changed (root rotation step 2): then both gateways of a link must move to
       // the new leaves within the reload, and a child's start-up (0.5-2 s on a busy host) let requests
@@ -98,12 +100,12 @@ export class DaemonTrust {
       const issue = (o: IssueLeafOptions) =>
         this.#rotatingIntermediate ? issueLeaf(ca.current(), o) : issueLeafInChildProcess(ca.current(), o);
       this.gatewayIdentity = new CertificateSource({
-        issue: () => issue({ kind: 'gateway', name: c.name, ttlMs }),
+        issue: () => issue({ kind: 'gateway', name: c.name, ttlMs, clockSkewMs }),
         bundle,
         logger: componentLogger(this.#log, 'identity'),
       });
       this.federationIdentity = new CertificateSource({
-        issue: () => issue({ kind: 'federation', ttlMs }),
+        issue: () => issue({ kind: 'federation', ttlMs, clockSkewMs }),
         bundle,
         logger: componentLogger(this.#log, 'identity'),
       });

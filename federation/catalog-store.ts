@@ -7,6 +7,7 @@ import type {
   RemoteServiceInstance,
   ServiceRef,
 } from '../core/index.ts';
+import { pastExpiry } from './clock-skew.ts';
 import { SetDigest } from './digest.ts';
 import { type AnnounceMessage, type EntryMessage, entryKey, type TombstoneMessage } from './messages.ts';
 import type { Proof } from './proof.ts';
@@ -70,6 +71,7 @@ export interface CatalogExport {
 export class CatalogStore implements CatalogView {
   readonly #self: string;
   readonly #staleAfter: () => number;
+  readonly #maxClockSkew: number;
   readonly #ports = new Map<string, RemoteServiceInstance['ports']>();
   /** by entryKey(cluster, namespace, name) */
   readonly #tombstones = new Map<string, HeldTombstone>();
@@ -83,8 +85,10 @@ export class CatalogStore implements CatalogView {
   #flushScheduled = false;
   #version = 0;
 
-  constructor(o: { self: string; staleAfter: number | (() => number) }) {
+  /** `maxClockSkew`: how far behind ours a remote clock may be; an expiry counts once it is that far past (clock-skew.ts) */
+  constructor(o: { self: string; staleAfter: number | (() => number); maxClockSkew: number }) {
     this.#self = o.self;
+    this.#maxClockSkew = o.maxClockSkew;
     const s = o.staleAfter;
     this.#staleAfter = typeof s === 'number' ? () => s : s;
   }
@@ -167,7 +171,8 @@ export class CatalogStore implements CatalogView {
     cluster.entries.set(svc.key, instance);
     if (proof) cluster.proofs.set(svc.key, proof);
     else cluster.proofs.delete(svc.key);
-    if (msg.expiresAt < this.#nextExpiry) this.#nextExpiry = msg.expiresAt;
+    if (msg.expiresAt + this.#maxClockSkew < this.#nextExpiry)
+      this.#nextExpiry = msg.expiresAt + this.#maxClockSkew;
     if (held) {
       cluster.digest.remove(msg.namespace, msg.name, held.revision);
     } else {
@@ -258,18 +263,24 @@ export class CatalogStore implements CatalogView {
       for (const c of this.#clusters.values()) {
         for (const held of c.entries.values()) {
           // a stale cluster's entries are kept (flagged) until it comes back: the partition may be on our side
-          if (!c.stale && held.expiresAt < now) this.#remove(c, held);
-          else if (held.expiresAt < next) next = Math.max(held.expiresAt, now + 1000);
+          const until = held.expiresAt + this.#maxClockSkew;
+          if (!c.stale && pastExpiry(held.expiresAt, now, this.#maxClockSkew)) this.#remove(c, held);
+          else if (until < next) next = Math.max(until, now + 1000);
         }
       }
       this.#nextExpiry = next;
     }
     for (const [key, t] of this.#tombstones) {
-      if (t.expiresAt < now) {
+      if (pastExpiry(t.expiresAt, now, this.#maxClockSkew)) {
         this.#tombstones.delete(key);
         this.#version++;
       }
     }
+  }
+
+  /** Whether a remote expiry has passed by our clock, with the clock-skew allowance the verifier gave it. */
+  expired(expiresAt: number, now: number): boolean {
+    return pastExpiry(expiresAt, now, this.#maxClockSkew);
   }
 
   /** After (re)connecting: staleness counts from now, not from the start of the outage. */

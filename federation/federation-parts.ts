@@ -109,7 +109,7 @@ export class FederationParts {
   readonly persistence: CatalogPersistence | undefined;
   readonly proofs: ProofMaker | undefined;
   /** the other clusters' gateways' latest link reports */
-  readonly linkReports = new LinkReports();
+  readonly linkReports: LinkReports;
   /** this gateway's own link reports, when it measures any */
   readonly linkReporter: LinkReporter | undefined;
   /** the federated policy this gateway enforces (a PolicyView); fed by the same connection and event queue */
@@ -126,7 +126,12 @@ export class FederationParts {
     this.watching = o.watch !== false;
     this.log = componentLogger(o.logger, 'federation', o.cluster);
     this.subjects = subjects(this.config.subjectPrefix);
-    this.store = new CatalogStore({ self: o.cluster, staleAfter: this.config.staleAfter });
+    this.store = new CatalogStore({
+      self: o.cluster,
+      staleAfter: this.config.staleAfter,
+      maxClockSkew: this.config.maxClockSkew,
+    });
+    this.linkReports = new LinkReports(this.config.maxClockSkew);
     this.verifier = new MessageVerifier({
       trustDomain: o.trustDomain,
       bundle: o.bundle,

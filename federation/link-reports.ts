@@ -1,4 +1,5 @@
 import type { LinkReport } from '../core/index.ts';
+import { pastExpiry } from './clock-skew.ts';
 import type { LinksMessage } from './messages.ts';
 
 /** gateways whose reports are held at once: a cluster inventing gateway names cannot grow it past this */
@@ -13,6 +14,12 @@ const MAX_GATEWAYS_PER_CLUSTER = 64;
  */
 export class LinkReports {
   readonly #byGateway = new Map<string, LinkReport & { expiresAt: number }>();
+  readonly #maxClockSkew: number;
+
+  /** `maxClockSkew`: reports are stamped by their gateway's clock, which may run this far behind ours */
+  constructor(maxClockSkew: number) {
+    this.#maxClockSkew = maxClockSkew;
+  }
 
   /** false when it is not newer than the report this gateway already has */
   apply(msg: LinksMessage): boolean {
@@ -33,13 +40,14 @@ export class LinkReports {
   }
 
   expire(now: number): void {
-    for (const [key, r] of this.#byGateway) if (r.expiresAt < now) this.#byGateway.delete(key);
+    for (const [key, r] of this.#byGateway)
+      if (pastExpiry(r.expiresAt, now, this.#maxClockSkew)) this.#byGateway.delete(key);
   }
 
   reports(now: number): LinkReport[] {
     const out: LinkReport[] = [];
     for (const r of this.#byGateway.values()) {
-      if (r.expiresAt < now) continue;
+      if (pastExpiry(r.expiresAt, now, this.#maxClockSkew)) continue;
       const { expiresAt: _, ...report } = r;
       out.push(report);
     }

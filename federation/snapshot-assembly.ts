@@ -69,7 +69,7 @@ export class SnapshotAssembly {
       if (col.keys.has(key)) continue;
       col.keys.add(key);
       col.digest.add(e.namespace, e.name, e.revision);
-      if (e.expiresAt < now) continue;
+      if (this.#store.expired(e.expiresAt, now)) continue;
       if (this.#store.applyEntry(e as EntryMessage, proof, now) === 'applied') applied++;
     }
     if (col.seen.size < col.parts) return { applied, complete: false };

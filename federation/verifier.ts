@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { TrustBundle, VerifiedIdentity } from '../ca/index.ts';
 import type { GatewayAddressPolicy } from './address-policy.ts';
+import { pastExpiry, skewAdvice } from './clock-skew.ts';
 import type { JwsAlg } from './jws.ts';
 import { type CatalogMessage, firstIssue, messageSchema, SCHEMA_VERSION } from './messages.ts';
 import {
@@ -106,7 +107,7 @@ export class MessageVerifier {
    * until its expiry (a replay guard) must remember it until then too.
    */
   expired(expiresAt: number, now: number): boolean {
-    return expiresAt + this.#o.maxClockSkew < now;
+    return pastExpiry(expiresAt, now, this.#o.maxClockSkew);
   }
 
   /** `checkExpiry: false` is for the persisted catalog: it is re-verified, but kept past expiry until NATS says otherwise. */
@@ -174,7 +175,7 @@ export class MessageVerifier {
       return refuse(
         'expired',
         id.spiffeId,
-        `the ${msg.type} expired at ${new Date(msg.expiresAt).toISOString()} (by its signer's clock; federation.maxClockSkew allows ${this.#o.maxClockSkew} ms)`,
+        `the ${msg.type} issued at ${new Date(msg.issuedAt).toISOString()} expired at ${new Date(msg.expiresAt).toISOString()} by its signer's clock (or it is an old message replayed); ${skewAdvice(msg.cluster, msg.issuedAt, now, this.#o.maxClockSkew)}`,
       );
     }
     return { ok: true, msg, signer: id.spiffeId, signerCluster: id.cluster! };
@@ -218,7 +219,7 @@ export class MessageVerifier {
       if (msg.asOf > horizon * 1000) {
         return {
           reason: 'revision_in_future',
-          detail: `snapshot asOf ${msg.asOf} is ahead of ${horizon * 1000}`,
+          detail: `snapshot asOf ${msg.asOf} µs is ahead of ${horizon * 1000}; ${skewAdvice(msg.cluster, msg.asOf / 1000, now, this.#o.maxClockSkew)}`,
         };
       }
     }
@@ -226,13 +227,13 @@ export class MessageVerifier {
       if (item.issuedAt > horizon) {
         return {
           reason: 'issued_in_future',
-          detail: `issuedAt ${new Date(item.issuedAt).toISOString()} is more than federation.maxClockSkew (${this.#o.maxClockSkew} ms) ahead of this gateway's clock`,
+          detail: `issuedAt ${new Date(item.issuedAt).toISOString()}; ${skewAdvice(msg.cluster, item.issuedAt, now, this.#o.maxClockSkew)}`,
         };
       }
       if (item.revision !== undefined && item.revision > horizon * 1000) {
         return {
           reason: 'revision_in_future',
-          detail: `revision ${item.revision} is more than federation.maxClockSkew (${this.#o.maxClockSkew} ms) ahead of this gateway's clock (revisions are the publisher's clock in µs)`,
+          detail: `revision ${item.revision} (the publisher's clock in µs); ${skewAdvice(msg.cluster, item.revision / 1000, now, this.#o.maxClockSkew)}`,
         };
       }
       item.expiresAt = Math.min(item.expiresAt, item.issuedAt + this.#o.maxEntryTtl, signerNotAfter);

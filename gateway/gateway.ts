@@ -5,7 +5,7 @@ import type tls from 'node:tls';
 import type { Agent } from 'undici';
 import UndiciAgent from 'undici/lib/dispatcher/agent.js';
 import type { IssuedLeaf } from '../ca/index.ts';
-import { Counter, Gauge, type Logger, type ServiceRef, serviceKey } from '../core/index.ts';
+import { Counter, Gauge, type Logger, type ServiceRef, serviceKey, monotonicNow } from '../core/index.ts';
 import { adminServer } from './admin-endpoint.ts';
 import type { BalancerTarget } from './balancer/index.ts';
 import type { HelloResult } from './client-hello.ts';
@@ -540,8 +540,8 @@ export class Gateway {
   async drain(timeoutMs: number): Promise<void> {
     this.#draining = true;
     for (const s of this.#listeners.servers) if (s !== this.#admin) s.close();
-    const deadline = Date.now() + timeoutMs;
-    while (this.#inFlight.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    const deadline = monotonicNow() + timeoutMs;
+    while (this.#inFlight.count > 0 && monotonicNow() < deadline) await new Promise((r) => setTimeout(r, 20));
     this.#egressH1?.closeIdleConnections();
     this.#fastEgress?.closeIdle();
     this.#fastEastWest?.closeIdle();

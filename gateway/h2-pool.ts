@@ -8,7 +8,7 @@ import {
   type VerifyExpectations,
   verify,
 } from '../ca/index.ts';
-import { MeshfedError } from '../core/index.ts';
+import { MeshfedError, monotonicNow } from '../core/index.ts';
 import { TUNNEL_ALPN } from './config.ts';
 import type { PeerRevalidation } from './peer-revalidation.ts';
 
@@ -413,10 +413,10 @@ export class H2Pool {
  */
 function closeAfterNextStream(s: ClientHttp2Session): void {
   const before = s.state.nextStreamID;
-  const deadline = Date.now() + 1_000;
+  const deadline = monotonicNow() + 1_000;
   const check = () => {
     if (s.closed || s.destroyed) return;
-    if (s.state.nextStreamID !== before || Date.now() > deadline) s.close();
+    if (s.state.nextStreamID !== before || monotonicNow() > deadline) s.close();
     else setTimeout(check, 5).unref();
   };
   setImmediate(check);

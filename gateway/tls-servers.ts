@@ -1,6 +1,6 @@
 import http2, { constants as h2c, type Http2SecureServer } from 'node:http2';
 import type { IssuedLeaf, TrustBundle } from '../ca/index.ts';
-import type { Counter } from '../core/index.ts';
+import { type Counter, monotonicNow } from '../core/index.ts';
 import type { GatewayConfig } from './config.ts';
 import { SESSION_WINDOW_BYTES } from './h2-pool.ts';
 
@@ -93,11 +93,11 @@ export function guardSession(
   session.once('close', () => clearTimeout(silent));
   if (limits.sessionIdleTimeout > 0) session.setTimeout(limits.sessionIdleTimeout, () => session.close());
   let resets = 0;
-  let windowStart = Date.now();
+  let windowStart = monotonicNow();
   session.on('stream', (stream) => {
-    const opened = Date.now();
+    const opened = monotonicNow();
     stream.on('aborted', () => {
-      const now = Date.now();
+      const now = monotonicNow();
       // only premature resets count (Envoy's rule): a peer gateway cancelling a stream when its own
       // per-try timeout fires is not an attack, and killing its session would fail every stream it carries
       if (now - opened >= PREMATURE_RESET_MS) return;

@@ -13,10 +13,17 @@ import { type CaMaterial, createRoot, issueIntermediate } from '../../ca/index.t
 import { waitFor } from '../../core/index.ts';
 import { freePort } from '../../cli/demo/free-port.ts';
 import { type NatsSupercluster, startNatsSupercluster } from '../../cli/demo/nats-topology.ts';
+import { LIBFAKETIME, skewedClockEnv } from '../../test/helpers/skewed-clock.ts';
 
 const BIN = fileURLToPath(new URL('../../bin/meshfed.js', import.meta.url));
 const BACKEND = fileURLToPath(new URL('./backend.ts', import.meta.url));
 export const CLOCK_OFFSET_HOOK = fileURLToPath(new URL('./clock-offset.ts', import.meta.url));
+/**
+ * How a cluster's clock is moved: libfaketime where it is installed (the whole process, OpenSSL's
+ * certificate checks included, monotonic clock untouched: what a host with a wrong clock looks like), else a
+ * preloaded hook that moves Date alone (TLS handshakes then see the real time).
+ */
+export const CLOCK_INJECTION: 'libfaketime' | 'date-hook' = LIBFAKETIME ? 'libfaketime' : 'date-hook';
 export const NAMESPACE = 'chaos';
 export const TRUST_DOMAIN = 'mesh.example';
 export const HELLO = `hello.${NAMESPACE}.svc.clusterset.local`;
@@ -132,7 +139,10 @@ export class GatewayProc {
 
   start(): void {
     const out = openSync(join(this.dir, 'gateway.log'), 'a');
-    const hook = this.env.MESHFED_CHAOS_CLOCK_OFFSET_MS ? ['--import', CLOCK_OFFSET_HOOK] : [];
+    const hook =
+      this.env.MESHFED_CHAOS_CLOCK_OFFSET_MS && CLOCK_INJECTION === 'date-hook'
+        ? ['--import', CLOCK_OFFSET_HOOK]
+        : [];
     const [command, args] = wrapped(this.wrap, [
       process.execPath,
       ...hook,
@@ -255,7 +265,10 @@ export class Federation {
       const inter = await madeAnHourAgo(() => issueIntermediate(root, { cluster: plan.name }));
       this.intermediates.set(plan.name, inter);
       const env: NodeJS.ProcessEnv = { ...process.env };
-      if (plan.clockOffsetMs) env.MESHFED_CHAOS_CLOCK_OFFSET_MS = String(plan.clockOffsetMs);
+      if (plan.clockOffsetMs) {
+        env.MESHFED_CHAOS_CLOCK_OFFSET_MS = String(plan.clockOffsetMs);
+        if (CLOCK_INJECTION === 'libfaketime') Object.assign(env, skewedClockEnv(plan.clockOffsetMs));
+      }
       const backend = plan.serves ? await this.startBackend(plan, env) : undefined;
       for (let i = 0; i < plan.gateways; i++) {
         this.gateways.push(await this.writeGateway(plan, i, inter, backend, env));

@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { round } from '../figures.ts';
@@ -22,13 +22,17 @@ const { values, positionals } = parseArgs({
     rate: { type: 'string', default: '1000' },
     duration: { type: 'string', default: '30' },
     'nats-outage': { type: 'string', default: '60' },
-    // another results file (and its own table in docs/reliability.md), e.g. for a run at a lower rate
+    // another results file (and its own table in docs/reliability.md), e.g. for a run at a lower rate;
+    // a path outside bench/results (e.g. /tmp/mine.json) is a scratch run: that file only, no table
     out: { type: 'string', default: 'chaos.json' },
     // rewrite docs/reliability.md's table from the results file, running nothing
     'doc-only': { type: 'boolean', default: false },
   },
 });
-const RESULTS = join(ROOT, 'bench', 'results', values.out);
+const RESULTS_DIR = join(ROOT, 'bench', 'results');
+const RESULTS = resolve(RESULTS_DIR, values.out);
+/** a results file of the repository gets its table in docs/reliability.md; a scratch file does not */
+const WITH_DOC = dirname(RESULTS) === RESULTS_DIR;
 
 interface Entry extends ScenarioResult {
   criterion: string;
@@ -125,12 +129,12 @@ process.stderr.write(
 );
 
 function save(): void {
-  mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
+  mkdirSync(dirname(RESULTS), { recursive: true });
   const ordered = Object.fromEntries(
     SCENARIOS.filter((s) => results[s.name]).map((s) => [s.name, results[s.name]!]),
   );
   writeFileSync(RESULTS, `${JSON.stringify({ scenarios: ordered }, null, 2)}\n`);
-  writeDoc(ordered);
+  if (WITH_DOC) writeDoc(ordered);
 }
 
 function headline(e: Entry): string {

@@ -12,6 +12,7 @@ import {
   type RemoteServiceInstance,
   type ServicePort,
   type ServiceRef,
+  monotonicNow,
   serviceKey,
 } from '../../core/index.ts';
 import type { BalancerConfig } from './config.ts';
@@ -113,7 +114,10 @@ export interface BalancersOptions {
   registry: Registry;
   logger: Logger;
   probe?: (t: BalancerTarget) => Promise<boolean>;
+  /** the monotonic clock durations run on (monotonicNow) */
   now?: () => number;
+  /** the wall clock, to show when an ejection ends (Date.now) */
+  wallNow?: () => number;
   random?: () => number;
 }
 
@@ -159,7 +163,8 @@ export class Balancers {
 
   constructor(o: BalancersOptions) {
     this.o = o;
-    this.now = o.now ?? Date.now;
+    // ejections, latency ages and pruning are durations: on the monotonic clock, never stepped
+    this.now = o.now ?? monotonicNow;
     this.random = o.random ?? Math.random;
     const self = this;
     this.ejectionsTotal = new Counter({
@@ -545,6 +550,7 @@ export class Balancers {
       locality: this.o.locality,
       config: this.o.config,
       now,
+      wallNow: (this.o.wallNow ?? Date.now)(),
       ...(svc
         ? {
             resolved: svc,

@@ -55,6 +55,8 @@ export interface RouteExplanationInput {
   locality: Locality;
   config: Pick<BalancerConfig, 'overprovisioningFactor' | 'panicThreshold'>;
   now: number;
+  /** the wall clock at `now`, to show an ejection's end as a time of day */
+  wallNow: number;
   /** the service's resolved targets; absent: the service is unknown here */
   resolved?: ResolvedService;
   stats?: (t: BalancerTarget) => TargetFigures | undefined;
@@ -103,7 +105,9 @@ export function explainRoute(i: RouteExplanationInput): RouteExplanation {
       requests: s?.requests ?? 0,
       failures: s?.failures ?? 0,
       share: healthy ? t.weight : 0,
-      ...(s && s.ejectedUntil > now ? { ejectedUntil: new Date(s.ejectedUntil).toISOString() } : {}),
+      ...(s && s.ejectedUntil > now
+        ? { ejectedUntil: new Date(i.wallNow + s.ejectedUntil - now).toISOString() }
+        : {}),
     });
   }
   for (const inst of i.stale) {

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { Counter, Logger } from '../../core/index.ts';
+import { type Counter, type Logger, monotonicNow } from '../../core/index.ts';
 import { type Answer, type RefusalReason, refusalStatus, writeAnswer } from '../answers.ts';
 import type { Span } from '@opentelemetry/api';
 import type { VerifiedIdentity } from '../../ca/index.ts';
@@ -72,7 +72,7 @@ export class H1Entry {
   }
 
   #sweep(): void {
-    const now = Date.now();
+    const now = monotonicNow();
     for (const c of this.#connections) c.sweep(now);
     if (this.#connections.size === 0) {
       clearInterval(this.#sweeper);
@@ -159,7 +159,7 @@ class H1Connection implements ClientConnection {
   #decoded = false;
   /** when the first byte of the head being read arrived (0: none yet) */
   #headStart = 0;
-  #idleSince = Date.now();
+  #idleSince = monotonicNow();
   /** the client half-closed: serve what is in flight, then close */
   #ended = false;
   #draining = false;
@@ -234,7 +234,7 @@ class H1Connection implements ClientConnection {
     try {
       const end = headEnd(this.#buf, o.maxHeadBytes);
       if (end === -1) {
-        if (this.#headStart === 0 && this.#buf.length > 0) this.#headStart = Date.now();
+        if (this.#headStart === 0 && this.#buf.length > 0) this.#headStart = monotonicNow();
         return;
       }
       head = parseRequestHead(this.#buf.subarray(0, end), o);
@@ -334,7 +334,7 @@ class H1Connection implements ClientConnection {
   responseDone(ex: Exchange): void {
     if (this.#ex !== ex) return;
     this.#ex = undefined;
-    this.#idleSince = Date.now();
+    this.#idleSince = monotonicNow();
     const bodyLeft = ex.head.framing.kind !== 'none' && !(this.#framer?.done ?? false);
     if (!ex.keepAlive || bodyLeft || this.#ended || this.#draining) {
       // a request body nobody read leaves the connection at an unknown position: close it

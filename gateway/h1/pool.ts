@@ -7,7 +7,7 @@ import {
   type VerifyExpectations,
   verify,
 } from '../../ca/index.ts';
-import { MeshfedError } from '../../core/index.ts';
+import { MeshfedError, monotonicNow } from '../../core/index.ts';
 import { FAST_ALPN, TUNNEL_ALPN } from '../config.ts';
 import type { TunnelCredentials } from '../h2-pool.ts';
 import { CLOSE_GRACE_MS, type PeerRevalidation } from '../peer-revalidation.ts';
@@ -137,7 +137,7 @@ export class H1Pool {
   tunnelOnly(address: string): boolean {
     const until = this.#tunnelOnly.get(address);
     if (until === undefined) return false;
-    if (until > Date.now()) return true;
+    if (until > monotonicNow()) return true;
     this.#tunnelOnly.delete(address);
     return false;
   }
@@ -192,7 +192,7 @@ export class H1Pool {
       s.destroy();
       return;
     }
-    c.idleSince = Date.now();
+    c.idleSince = monotonicNow();
     k.idle.push(c);
     this.#idleCount++;
     // one timer for every idle connection of the pool, running only while there are some (0: idle ones stay)
@@ -209,7 +209,7 @@ export class H1Pool {
    * outlives the bound by the timer's coarseness (a backend's own keep-alive close would race our reuse).
    */
   #sweep(): void {
-    const cutoff = Date.now() - (this.#o.idleTimeoutMs - this.#sweepMs());
+    const cutoff = monotonicNow() - (this.#o.idleTimeoutMs - this.#sweepMs());
     for (const k of this.#keys.values()) {
       // most recently used last: the stale ones are at the front
       let n = 0;
@@ -319,7 +319,7 @@ export class H1Pool {
       t.once('secureConnect', () => {
         if (t.alpnProtocol !== FAST_ALPN) {
           clearTimeout(timer);
-          this.#tunnelOnly.set(address, Date.now() + TUNNEL_ONLY_MS);
+          this.#tunnelOnly.set(address, monotonicNow() + TUNNEL_ONLY_MS);
           t.destroy();
           reject(new TunnelOnly(`${address} speaks only the HTTP/2 tunnel`));
           return;

@@ -1,6 +1,8 @@
+import { monotonicNow } from '../../core/index.ts';
+
 /** An entry of a DeadlineList: the list links its entries through these fields (no node object per entry). */
 export interface DeadlineEntry {
-  /** when it is due, on Date.now()'s clock */
+  /** when it is due, on the monotonic clock (monotonicNow) */
   due: number;
   prev: DeadlineEntry | undefined;
   next: DeadlineEntry | undefined;
@@ -65,7 +67,7 @@ export class DeadlineList<E extends DeadlineEntry> {
   #arm(due: number): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#armedFor = due;
-    this.#timer = setTimeout(this.#fire, Math.max(0, due - Date.now()));
+    this.#timer = setTimeout(this.#fire, Math.max(0, due - monotonicNow()));
   }
 
   #disarm(): void {
@@ -77,7 +79,7 @@ export class DeadlineList<E extends DeadlineEntry> {
   readonly #fire = (): void => {
     this.#timer = undefined;
     this.#armedFor = Number.POSITIVE_INFINITY;
-    const now = Date.now();
+    const now = monotonicNow();
     const due: E[] = [];
     for (let e = this.#head; e && e.due <= now; e = this.#head) {
       this.#head = e.next as E | undefined;

@@ -1,4 +1,4 @@
-import { serviceKey } from '../../core/index.ts';
+import { monotonicNow, serviceKey } from '../../core/index.ts';
 import type { CallContext, Layer } from './dispatch.ts';
 import { isRetryable, UpstreamFailure } from './dispatch.ts';
 import type { ResilienceMetrics } from './metrics.ts';
@@ -35,7 +35,7 @@ export class RetryBudget {
   /** which slot number (time / slot length) each ring entry currently counts for */
   private readonly stamps = new Array<number>(SLOTS).fill(-1);
 
-  constructor(o: RetryBudgetOptions, now: () => number = Date.now) {
+  constructor(o: RetryBudgetOptions, now: () => number = monotonicNow) {
     this.o = o;
     this.now = now;
   }
@@ -111,7 +111,7 @@ const realSleep = (ms: number) =>
  * call's deadline and the service's retry budget. Everything else is rethrown at once.
  */
 export function retry<R, P = undefined>(o: RetryOptions<P>): Layer<R, P> {
-  const now = o.clock?.now ?? Date.now;
+  const now = o.clock?.now ?? monotonicNow;
   const random = o.random ?? Math.random;
   const sleep = o.sleep ?? realSleep;
   return (next) => async (ctx) => {

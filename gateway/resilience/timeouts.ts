@@ -1,4 +1,4 @@
-import { MeshfedError } from '../../core/index.ts';
+import { MeshfedError, monotonicNow } from '../../core/index.ts';
 import { type DeadlineEntry, DeadlineList } from './deadline-list.ts';
 import type { CallContext, Layer } from './dispatch.ts';
 import { TryAbort } from './try-signal.ts';
@@ -16,7 +16,7 @@ export function deadline<R, P = undefined>(o: {
   ms: number | ((ctx: CallContext<P>) => number | undefined);
   clock?: Clock;
 }): Layer<R, P> {
-  const now = o.clock?.now ?? Date.now;
+  const now = o.clock?.now ?? monotonicNow;
   return (next) => (ctx) => {
     if (ctx.deadline !== undefined) return next(ctx);
     const ms = typeof o.ms === 'number' ? o.ms : o.ms(ctx);
@@ -79,7 +79,7 @@ export function perTryTimeout<R, P = undefined>(o: {
   ms: number | ((ctx: CallContext<P>) => number);
   clock?: Clock;
 }): Layer<R, P> {
-  const now = o.clock?.now ?? Date.now;
+  const now = o.clock?.now ?? monotonicNow;
   const tries = new DeadlineList<TryTimer>(timeUp);
   return (next) => async (ctx) => {
     const ms = typeof o.ms === 'number' ? o.ms : o.ms(ctx);
@@ -92,7 +92,8 @@ export function perTryTimeout<R, P = undefined>(o: {
     }
     const t = new TryTimer(`${ctx.name}.${ctx.namespace}`, left);
     if (ctx.signal) t.follow(ctx.signal);
-    tries.add(t, Date.now() + left);
+    // the list runs on the monotonic clock whatever clock the deadline came from
+    tries.add(t, monotonicNow() + left);
     try {
       return await next({ ...ctx, signal: t });
     } finally {

@@ -54,7 +54,7 @@ function announce(cluster: string, revision: number, address = '10.0.0.1:15443')
 const proofOf = (label: string) => proofs.make(`header.${label}.signature`);
 
 test('a heartbeat that only moves the announcement revision does not mark the view for writing', () => {
-  const store = new CatalogStore({ self: 'view', staleAfter: 30_000 });
+  const store = new CatalogStore({ self: 'view', staleAfter: 30_000, maxClockSkew: 0 });
   store.applyAnnounce(announce('east', 1), proofOf('a1'), NOW);
   const v1 = store.version;
   expect(store.applyAnnounce(announce('east', 2), proofOf('a2'), NOW).result).toBe('applied');
@@ -72,7 +72,7 @@ describe('writing the catalog file', () => {
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
   test('writes every held entry once, each shared proof once', async () => {
-    const store = new CatalogStore({ self: 'view', staleAfter: 30_000 });
+    const store = new CatalogStore({ self: 'view', staleAfter: 30_000, maxClockSkew: 0 });
     const part = proofOf('part');
     for (const name of ['a', 'b', 'c']) store.applyEntry(entry('east', name, 5), part, NOW);
     store.applyEntry(entry('west', 'a', 7), proofOf('single'), NOW);
@@ -94,7 +94,7 @@ describe('writing the catalog file', () => {
   });
 
   test('an entry that arrives during a write is left for the next write, not written without its proof', async () => {
-    const store = new CatalogStore({ self: 'view', staleAfter: 30_000 });
+    const store = new CatalogStore({ self: 'view', staleAfter: 30_000, maxClockSkew: 0 });
     store.applyEntry(entry('east', 'a', 5), proofOf('first'), NOW);
     const writing = writeCatalogFile(dir, 'view', store.exportState(), NOW);
     store.applyEntry(entry('east', 'b', 6), proofOf('late'), NOW);

@@ -64,8 +64,10 @@ test('a gateway reports its links; the other clusters hold them, verified, and d
     },
   });
   nodes.push(east);
-  const west = await startNode({ pki, cluster: 'west', servers: [nats.url] });
-  const eu = await startNode({ pki, cluster: 'eu', servers: [nats.url] });
+  // a report is dropped once its expiry is maxClockSkew past (the reporter's clock may run behind ours)
+  const viewer = { servers: [nats.url], config: { maxClockSkew: '1s' } };
+  const west = await startNode({ pki, cluster: 'west', ...viewer });
+  const eu = await startNode({ pki, cluster: 'eu', ...viewer });
   nodes.push(west, eu);
   for (const view of [west, eu]) {
     const [report] = await waitFor(() => (view.linkReports().length > 0 ? view.linkReports() : undefined), {
@@ -156,7 +158,7 @@ test('a forged or oversized link report is refused, counted, and changes nothing
 
 describe('LinkReports: the latest report per gateway, bounded', () => {
   test("only a newer report replaces a gateway's, failures never exceed requests, and expired ones go", () => {
-    const store = new LinkReports();
+    const store = new LinkReports(0);
     const t = Date.now();
     expect(store.apply(linksMessage({ issuedAt: t, expiresAt: t + 1_000 }))).toBe(true);
     expect(store.apply(linksMessage({ issuedAt: t - 1, links: [] }))).toBe(false);
@@ -184,7 +186,7 @@ describe('LinkReports: the latest report per gateway, bounded', () => {
   });
 
   test('one cluster inventing gateway names holds at most 64 of them, its oldest dropped first', () => {
-    const store = new LinkReports();
+    const store = new LinkReports(0);
     for (let i = 0; i < 100; i++) store.apply(linksMessage({ gateway: `gw-${i}` }));
     store.apply(linksMessage({ cluster: 'west', gateway: 'gw-w' }));
     const held = store.reports(Date.now());

@@ -123,7 +123,7 @@ describe('SnapshotAssembly', () => {
 
   test('holds at most one reply and one push collection per cluster; a single part needs none', () => {
     const assembly = new SnapshotAssembly({
-      store: new CatalogStore({ self: 'view', staleAfter: 10_000 }),
+      store: new CatalogStore({ self: 'view', staleAfter: 10_000, maxClockSkew: 0 }),
       proofs: undefined,
       log: silentLogger(),
       syncTimeout: 10_000,

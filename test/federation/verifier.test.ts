@@ -222,7 +222,7 @@ describe('MessageVerifier', () => {
 
 describe('CatalogStore revision rules', () => {
   test('only strictly newer revisions win; tombstones keep older entries out', () => {
-    const store = new CatalogStore({ self: 'west', staleAfter: 10_000 });
+    const store = new CatalogStore({ self: 'west', staleAfter: 10_000, maxClockSkew: 0 });
     const now = Date.now();
     const e1 = entry({ revision: 100 });
     const e2 = entry({ revision: 200, weight: 9 });
@@ -249,7 +249,7 @@ describe('CatalogStore revision rules', () => {
   });
 
   test('a cluster silent past the bound is stale only while we are connected', () => {
-    const store = new CatalogStore({ self: 'west', staleAfter: 1000 });
+    const store = new CatalogStore({ self: 'west', staleAfter: 1000, maxClockSkew: 0 });
     store.applyEntry(entry(), undefined, 0);
     store.tick(5000, false);
     expect(store.clusters()[0]!.stale).toBe(false);

@@ -134,13 +134,18 @@ export async function writeGatewayFiles(o: {
 
 /** A real `meshfed gateway` process from writeGatewayFiles. */
 export async function startGatewayProcess(
-  o: Parameters<typeof writeGatewayFiles>[0] & { args?: string[] },
+  o: Parameters<typeof writeGatewayFiles>[0] & {
+    args?: string[];
+    /** added to this process's environment (e.g. test/helpers/skewed-clock.ts's) */
+    env?: Record<string, string>;
+  },
 ): Promise<GatewayProcess> {
   const files = await writeGatewayFiles(o);
   const { dir, config: file } = files;
   const child = spawn(process.execPath, [BIN, 'gateway', '--config', file, ...(o.args ?? [])], {
     cwd: dir,
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(o.env ? { env: { ...process.env, ...o.env } } : {}),
   });
   let out = '';
   child.stdout?.on('data', (d: Buffer) => {

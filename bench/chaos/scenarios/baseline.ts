@@ -2,15 +2,8 @@
 // what a scenario's fault cost from what the host could carry at that rate in the first place.
 import { join } from 'node:path';
 import { Federation, threeClusters } from '../federation.ts';
-import {
-  loadFigures,
-  lossCheck,
-  lossNotes,
-  type Scenario,
-  sourceLoad,
-  summarize,
-  withFederation,
-} from '../scenario.ts';
+import { explainedRun } from '../breakdown.ts';
+import { loadFigures, lossCheck, lossNotes, type Scenario, sourceLoad, withFederation } from '../scenario.ts';
 
 export const baseline: Scenario = {
   name: 'baseline',
@@ -20,36 +13,16 @@ export const baseline: Scenario = {
     return withFederation(fed, async () => {
       const load = sourceLoad(fed, ctx);
       // where the host's CPU goes at this rate: the load client (this process) against the federation
-      const before = { self: process.cpuUsage(), fed: fed.cpuSeconds() };
-      const s = summarize(await load.run());
-      const cpuMsPerRequest = cpuPerRequest(before, fed, s.sent);
-      await load.close();
+      const { s, why: all } = await explainedRun(fed, load);
+      const { cpuMsPerRequest, ...why } = all;
       const notes = lossNotes(await lossCheck(fed, load));
       if (s.successPct < 99.9)
         notes.push(`success ${s.successPct}% < 99.9% with no fault: the host cannot carry this rate`);
       return {
         pass: notes.length === 0,
-        figures: { successPct: s.successPct, p99Ms: s.p99Ms, ...loadFigures(s), cpuMsPerRequest },
+        figures: { successPct: s.successPct, p99Ms: s.p99Ms, ...loadFigures(s), cpuMsPerRequest, why },
         notes,
       };
     });
   },
 };
-
-/**
- * CPU time per request during the load, in ms, per process (user + system, from the start of the load to
- * its last outcome): `loadClient` is this process, which runs nothing else meanwhile; the others are the
- * federation's processes. A time per request, not a share of the host: on a shared host the wall time
- * stretches, the work per request does not.
- */
-function cpuPerRequest(
-  before: { self: NodeJS.CpuUsage; fed: Record<string, number> },
-  fed: Federation,
-  requests: number,
-): Record<string, number> {
-  const self = process.cpuUsage(before.self);
-  const perRequest = (cpuSeconds: number) => Math.round((cpuSeconds * 1e5) / Math.max(requests, 1)) / 100;
-  const out: Record<string, number> = { loadClient: perRequest((self.user + self.system) / 1e6) };
-  for (const [k, v] of Object.entries(fed.cpuSeconds())) out[k] = perRequest(v - (before.fed[k] ?? 0));
-  return out;
-}

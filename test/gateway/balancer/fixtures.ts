@@ -119,6 +119,7 @@ export function makeBalancers(
     registry,
     logger: createLogger({ level: 'silent' }),
     now: () => clock.t,
+    wallNow: () => clock.t,
     random: seeded(42),
   });
   return { balancers, clock, registry };
