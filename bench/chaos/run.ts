@@ -5,7 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { round } from '../figures.ts';
@@ -22,13 +22,15 @@ const { values, positionals } = parseArgs({
     rate: { type: 'string', default: '1000' },
     duration: { type: 'string', default: '30' },
     'nats-outage': { type: 'string', default: '60' },
-    // another results file (and its own table in docs/reliability.md), e.g. for a run at a lower rate
+    // another results file under bench/results (and its own table in docs/reliability.md), e.g. for a run
+    // at a lower rate; an absolute path is written as it is, with no table (a run of one's own)
     out: { type: 'string', default: 'chaos.json' },
     // rewrite docs/reliability.md's table from the results file, running nothing
     'doc-only': { type: 'boolean', default: false },
   },
 });
-const RESULTS = join(ROOT, 'bench', 'results', values.out);
+const PRIVATE_OUT = isAbsolute(values.out);
+const RESULTS = PRIVATE_OUT ? values.out : join(ROOT, 'bench', 'results', values.out);
 
 interface Entry extends ScenarioResult {
   criterion: string;
@@ -125,12 +127,12 @@ process.stderr.write(
 );
 
 function save(): void {
-  mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
+  mkdirSync(dirname(RESULTS), { recursive: true });
   const ordered = Object.fromEntries(
     SCENARIOS.filter((s) => results[s.name]).map((s) => [s.name, results[s.name]!]),
   );
   writeFileSync(RESULTS, `${JSON.stringify({ scenarios: ordered }, null, 2)}\n`);
-  writeDoc(ordered);
+  if (!PRIVATE_OUT) writeDoc(ordered);
 }
 
 function headline(e: Entry): string {

@@ -1,0 +1,414 @@
+import http from 'node:http';
+import http2 from 'node:http2';
+import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import { issueLeaf } from '../../ca/index.ts';
+import { waitFor } from '../../core/index.ts';
+import type { BalancerTarget } from '../../gateway/balancer/index.ts';
+import { ResetCounter } from '../../gateway/h2-session-guard.ts';
+import type { GatewayRequest } from '../../gateway/pipeline.ts';
+import { NEVER_ABORTED } from '../../gateway/resilience/index.ts';
+import { sendTry, type UpstreamCodec } from '../../gateway/upstream/attempt.ts';
+import {
+  chainHeader,
+  createMesh,
+  httpService,
+  type Mesh,
+  request,
+  type TestGateway,
+  tunnelGet,
+  tunnelSession,
+} from './harness.ts';
+
+// The defences the chaos flood scenario (bench/chaos/scenarios/flood.ts) needs, each alone and small:
+// HTTP/2 rapid reset (CVE-2023-44487), TLS handshake admission, slowloris heads; each time a legitimate
+// request is still served.
+
+let mesh: Mesh;
+const closers: (() => unknown)[] = [];
+
+beforeAll(async () => {
+  mesh = await createMesh();
+}, 30_000);
+
+afterAll(async () => {
+  for (const c of closers.reverse()) await c();
+});
+
+function splitAddr(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  return { host: address.slice(0, i), port: Number(address.slice(i + 1)) };
+}
+
+async function refusedCount(g: TestGateway, reason: string): Promise<number> {
+  const m = await g.registry.getSingleMetric('meshfed_refused_total')?.get();
+  return m?.values.filter((v) => v.labels.reason === reason).reduce((a, v) => a + v.value, 0) ?? 0;
+}
+
+/** a gateway serving shop/web from a backend that counts the requests it gets (`/slow`: answered in 300 ms) */
+async function servedGateway(cluster: string, limits: Record<string, unknown>) {
+  let hits = 0;
+  const backend = http.createServer((req, res) => {
+    hits++;
+    const answer = () => res.end(`web ${req.url}`);
+    if (req.url === '/slow') setTimeout(answer, 300);
+    else answer();
+  });
+  backend.listen(0, '127.0.0.1');
+  await new Promise((r) => backend.once('listening', r));
+  closers.push(() => backend.close());
+  const g = await mesh.gateway(cluster, { config: { limits } });
+  closers.push(() => g.close());
+  const web = httpService('shop', 'web', [`127.0.0.1:${(backend.address() as AddressInfo).port}`]);
+  g.source.set([web]);
+  return { g, web, hits: () => hits };
+}
+
+/** opens and at once cancels `n` streams on `session`, a few at a time; stops when the session goes */
+async function rapidReset(session: http2.ClientHttp2Session, n: number, headers: http2.OutgoingHttpHeaders) {
+  for (let i = 0; i < n && !session.closed && !session.destroyed; i++) {
+    try {
+      const s = session.request(headers);
+      s.on('error', () => undefined);
+      s.close(http2.constants.NGHTTP2_CANCEL);
+    } catch {
+      return;
+    }
+    if (i % 20 === 19) await new Promise((r) => setImmediate(r));
+  }
+}
+
+/** an HTTP/2 frame: 9 octets of header (length, type, flags, stream id), then the payload */
+function frame(type: number, flags: number, streamId: number, payload: Buffer): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(streamId, 5);
+  return Buffer.concat([h, payload]);
+}
+
+/** an HPACK literal header field without indexing, its name from the static table (RFC 7541 6.2.2) */
+function literal(nameIndex: number, value: string): Buffer {
+  return Buffer.concat([Buffer.from([nameIndex, value.length]), Buffer.from(value, 'latin1')]);
+}
+
+/**
+ * The rapid reset of CVE-2023-44487 as it reaches a server: on one h2c connection, `n` streams whose HEADERS
+ * and RST_STREAM (CANCEL) come in the same write, so that each stream is reset before the server could
+ * have answered it. Resolves with the server's GOAWAY once the connection closes.
+ */
+async function rawResetBurst(address: string, n: number, authority: string) {
+  const s = net.connect(splitAddr(address));
+  s.on('error', () => undefined);
+  closers.push(() => s.destroy());
+  await new Promise((r) => s.once('connect', r));
+  const cancel = Buffer.alloc(4);
+  cancel.writeUInt32BE(http2.constants.NGHTTP2_CANCEL);
+  // :method GET (static 2), :scheme http (static 6), :path /reset, :authority
+  const block = Buffer.concat([Buffer.from([0x82, 0x86]), literal(4, '/reset'), literal(1, authority)]);
+  const burst: Buffer[] = [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(4, 0, 0, Buffer.alloc(0))];
+  for (let i = 0; i < n; i++) {
+    const id = 2 * i + 1;
+    burst.push(frame(1, 0x5, id, block), frame(3, 0, id, cancel));
+  }
+  let got = Buffer.alloc(0);
+  s.on('data', (d: Buffer) => {
+    got = Buffer.concat([got, d]);
+  });
+  s.write(Buffer.concat(burst));
+  await new Promise((r) => s.once('close', r));
+  for (let p = 0; p + 9 <= got.length; p += 9 + got.readUIntBE(p, 3)) {
+    if (got[p + 3] === 7)
+      return { lastStreamId: got.readUInt32BE(p + 9) & 0x7fffffff, errorCode: got.readUInt32BE(p + 13) };
+  }
+  throw new Error('the connection closed without a GOAWAY');
+}
+
+describe('ResetCounter', () => {
+  const limits = { maxResetsPerSecond: 10, maxPrematureResets: 4 };
+  test.each([
+    {
+      what: 'resets of streams older than 500 ms never count',
+      streams: 20,
+      resets: Array.from({ length: 20 }, () => ({ ageMs: 600, at: 0 })),
+      closesAt: -1,
+    },
+    {
+      what: 'more than maxResetsPerSecond premature resets in one second close the session',
+      streams: 100,
+      resets: Array.from({ length: 12 }, (_, i) => ({ ageMs: 1, at: i })),
+      closesAt: 10,
+    },
+    {
+      what: 'maxPrematureResets over the session’s life close it once they are half of its streams',
+      streams: 6,
+      resets: Array.from({ length: 4 }, (_, i) => ({ ageMs: 1, at: i * 2000 })),
+      closesAt: 3,
+    },
+    {
+      what: 'a session that carries mostly answered streams keeps the odd premature reset',
+      streams: 100,
+      resets: Array.from({ length: 8 }, (_, i) => ({ ageMs: 1, at: i * 2000 })),
+      closesAt: -1,
+    },
+  ])('$what', ({ streams, resets, closesAt }) => {
+    const c = new ResetCounter(limits);
+    for (let i = 0; i < streams; i++) c.stream();
+    expect(resets.findIndex((r) => c.reset(r.ageMs, 10_000 + r.at))).toBe(closesAt);
+  });
+});
+
+describe('HTTP/2 rapid reset', () => {
+  test('regression: a try for a caller whose stream was already reset (its close event long gone) is never sent upstream', async () => {
+    let sends = 0;
+    const codec: UpstreamCodec = {
+      send: () => {
+        sends++;
+      },
+    };
+    const listeners: string[] = [];
+    const r = {
+      responseOver: () => true,
+      io: { res: { once: (e: string) => listeners.push(e), off: () => undefined } },
+    } as unknown as GatewayRequest;
+    const target = { id: 'remote|west|gw|127.0.0.1:1', cluster: 'west' } as BalancerTarget;
+    const tried = sendTry(
+      target,
+      {
+        namespace: 'shop',
+        name: 'web',
+        idempotent: true,
+        attempt: 0,
+        exclude: new Set(),
+        payload: r,
+        signal: NEVER_ABORTED,
+      },
+      { codec, holdBack: () => false },
+    );
+    await expect(tried).rejects.toMatchObject({ failure: 'cancelled' });
+    // before the fix the try waited for a 'close' that had already fired, and the codec sent the request
+    expect(sends).toBe(0);
+    expect(listeners).toEqual([]);
+  }, 5_000);
+
+  test('regression: a rapid-reset burst on one egress session gets GOAWAY (ENHANCE_YOUR_CALM) and loses the session; no cancelled stream reaches the remote backend; others are still served', async () => {
+    const limits = { maxResetsPerSecond: 100_000, maxPrematureResets: 50 };
+    const { g: west, web, hits } = await servedGateway('rr-west', limits);
+    const g = await mesh.gateway('rr-east', { config: { limits } });
+    closers.push(() => g.close());
+    g.catalog.offer('rr-west', web, west.eastWest);
+    const goaway = await rawResetBurst(g.egress, 200, 'web.shop.svc.clusterset.local');
+    expect(goaway.errorCode).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    // the GOAWAY came before the burst's end: the session was cut at the limit, the rest never read
+    expect(goaway.lastStreamId).toBeLessThan(2 * 200 - 1);
+    expect(await refusedCount(g, 'rapid-reset')).toBe(1);
+    // HEADERS and RST_STREAM of a stream arrive together: the gateway sees the caller gone before it sends
+    // anything to the remote gateway (before the fix each was sent on, and answered there in full)
+    expect(hits()).toBeLessThanOrEqual(5);
+    expect(await refusedCount(west, 'rapid-reset')).toBe(0);
+    const ok = await request(g.egress, { host: 'web.shop.svc.clusterset.local', path: '/after' });
+    expect(ok.status).toBe(200);
+  });
+
+  test('a rapid-reset burst on a tunnel session: a graceful GOAWAY names the last stream taken, a stream in flight on it still finishes, and the session closes', async () => {
+    const { g, web } = await servedGateway('rr-tunnel', {
+      maxResetsPerSecond: 100_000,
+      maxPrematureResets: 50,
+    });
+    const leaf = await issueLeaf(await mesh.intermediate('rr-peer'), { kind: 'gateway', name: 'rr-peer-gw' });
+    const { session, connected } = tunnelSession(g.eastWest, leaf, mesh.bundle.toPem());
+    await connected;
+    const goaway = new Promise<number>((r) => session.once('goaway', (code: number) => r(code)));
+    const closed = new Promise((r) => session.once('close', r));
+    // in flight while the burst comes: answered after 300 ms
+    const slow = tunnelGetPath(session, leaf, '/slow');
+    await rapidReset(session, 2_000, {
+      ':path': '/reset',
+      ':authority': 'web.shop.svc.clusterset.local',
+      'x-meshfed-service': 'shop/web/http',
+    });
+    // NO_ERROR: a node client fails every open stream on a GOAWAY with any other code
+    expect(await goaway).toBe(http2.constants.NGHTTP2_NO_ERROR);
+    expect(await slow).toBe(200);
+    await closed;
+    expect(await refusedCount(g, 'rapid-reset')).toBe(1);
+    // a new session of the same peer is served
+    const again = tunnelSession(g.eastWest, leaf, mesh.bundle.toPem());
+    closers.push(() => again.session.destroy());
+    await again.connected;
+    expect(await tunnelGet(again.session, leaf, web)).toBe(200);
+  });
+});
+
+/** a GET of `path` on shop/web over a tunnel session: its status (0: closed without an answer) */
+function tunnelGetPath(session: http2.ClientHttp2Session, leaf: { chainPem: string }, path: string) {
+  const stream = session.request({
+    ':path': path,
+    ':authority': 'web.shop.svc.clusterset.local',
+    'x-meshfed-service': 'shop/web/http',
+    'x-meshfed-chain': chainHeader(leaf.chainPem),
+  });
+  return new Promise<number>((resolve, reject) => {
+    let status = 0;
+    stream.on('response', (h) => {
+      status = Number(h[':status']);
+    });
+    stream.resume();
+    stream.on('end', () => resolve(status));
+    stream.on('error', reject);
+  });
+}
+
+describe('TLS handshake admission', () => {
+  /** a ClientHello as node's TLS client sends it, captured off a plain socket */
+  async function clientHello(): Promise<Buffer> {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1');
+    await new Promise((r) => srv.once('listening', r));
+    const got = new Promise<Buffer>((r) => srv.once('connection', (s) => s.once('data', r)));
+    const c = tls.connect({
+      ...splitAddr(`127.0.0.1:${(srv.address() as AddressInfo).port}`),
+      ALPNProtocols: ['meshfed-tunnel/1', 'h2'],
+      servername: 'gateway.meshfed.internal',
+      rejectUnauthorized: false,
+    });
+    c.on('error', () => undefined);
+    const hello = await got;
+    c.destroy();
+    srv.close();
+    return hello;
+  }
+
+  test('past limits.maxHandshakes a connection is closed after its ClientHello, before any handshake byte; a freed slot serves again', async () => {
+    const { g } = await servedGateway('hs-limit', { maxHandshakes: 5, helloTimeout: 10_000 });
+    const hello = await clientHello();
+    // five handshakes that never finish: a ClientHello, then silence
+    const stalled = await Promise.all(
+      Array.from({ length: 5 }, async () => {
+        const s = net.connect(splitAddr(g.eastWest));
+        s.on('error', () => undefined);
+        closers.push(() => s.destroy());
+        await new Promise((r) => s.once('connect', r));
+        s.write(hello);
+        // the gateway answers an admitted ClientHello with its ServerHello
+        await new Promise((r) => s.once('data', r));
+        return s;
+      }),
+    );
+    const sixth = net.connect(splitAddr(g.eastWest));
+    sixth.on('error', () => undefined);
+    let bytes = 0;
+    sixth.on('data', (d: Buffer) => {
+      bytes += d.length;
+    });
+    sixth.write(hello);
+    await new Promise((r) => sixth.once('close', r));
+    expect(bytes).toBe(0);
+    expect(await refusedCount(g, 'handshake-limit')).toBe(1);
+    for (const s of stalled) s.destroy();
+    const leaf = await issueLeaf(await mesh.intermediate('hs-peer'), { kind: 'gateway', name: 'hs-peer-gw' });
+    await waitFor(
+      async () => {
+        const t = tunnelSession(g.eastWest, leaf, mesh.bundle.toPem());
+        try {
+          await t.connected;
+          return true;
+        } catch {
+          return false;
+        } finally {
+          t.session.destroy();
+        }
+      },
+      { timeoutMs: 5_000, what: 'a handshake to be admitted once the stalled ones closed' },
+    );
+  });
+
+  test('200 mTLS connections at once beyond handshakesPerSecond 50: the excess is refused before its handshake, the rest complete, and a legitimate request is still served', async () => {
+    const { g, web } = await servedGateway('hs-rate', { handshakesPerSecond: 50 });
+    const leaf = await issueLeaf(await mesh.intermediate('hs-flood'), {
+      kind: 'gateway',
+      name: 'hs-flood-gw',
+    });
+    const outcomes = await Promise.all(
+      Array.from(
+        { length: 200 },
+        () =>
+          new Promise<'secure' | 'closed'>((resolve) => {
+            const s = tls.connect({
+              ...splitAddr(g.eastWest),
+              ca: mesh.bundle.toPem(),
+              cert: leaf.chainPem,
+              key: leaf.keyPem,
+              ALPNProtocols: ['meshfed-tunnel/1', 'h2'],
+              checkServerIdentity: () => undefined,
+            });
+            s.on('error', () => undefined);
+            s.once('secureConnect', () => {
+              s.destroy();
+              resolve('secure');
+            });
+            s.once('close', () => resolve('closed'));
+          }),
+      ),
+    );
+    const secure = outcomes.filter((o) => o === 'secure').length;
+    const refused = await refusedCount(g, 'handshake-rate');
+    // a burst of 50 and 50 more a second while the 200 arrive
+    expect(secure).toBeGreaterThanOrEqual(50);
+    expect(secure).toBeLessThan(200);
+    expect(refused).toBe(200 - secure);
+    // once the bucket refills a peer's tunnel is served
+    const peer = await issueLeaf(await mesh.intermediate('hs-peer2'), {
+      kind: 'gateway',
+      name: 'hs-peer2-gw',
+    });
+    let status = 0;
+    await waitFor(
+      async () => {
+        const t = tunnelSession(g.eastWest, peer, mesh.bundle.toPem());
+        try {
+          await t.connected;
+          status = await tunnelGet(t.session, peer, web);
+          return true;
+        } catch {
+          return false;
+        } finally {
+          t.session.destroy();
+        }
+      },
+      { timeoutMs: 5_000, what: 'a tunnel handshake to be admitted again' },
+    );
+    expect(status).toBe(200);
+  });
+});
+
+describe('slowloris', () => {
+  test('50 clients sending a header byte at a time are all cut at headersTimeout while a legitimate request is served', async () => {
+    const { g } = await servedGateway('slow-heads', { headersTimeout: 1_000 });
+    const t0 = Date.now();
+    let connected = 0;
+    const cut = Promise.all(
+      Array.from({ length: 50 }, async () => {
+        const s = net.connect(splitAddr(g.egress));
+        s.on('error', () => undefined);
+        closers.push(() => s.destroy());
+        await new Promise((r) => s.once('connect', r));
+        connected++;
+        const head = 'GET / HTTP/1.1\r\nHost: web.shop.svc.clusterset.local\r\nX-Slow: ';
+        let i = 0;
+        const drip = setInterval(() => s.write(head[i++] ?? 'a'), 100);
+        await new Promise((r) => s.once('close', r));
+        clearInterval(drip);
+        return Date.now() - t0;
+      }),
+    );
+    await waitFor(async () => connected === 50, { timeoutMs: 5_000, what: 'the 50 slow clients to connect' });
+    const ok = await request(g.egress, { host: 'web.shop.svc.clusterset.local' });
+    expect(ok.status).toBe(200);
+    const cutAfter = await cut;
+    // cut at the head timeout (checked once a second at most), never held on
+    expect(Math.max(...cutAfter)).toBeLessThan(4_000);
+    expect(await refusedCount(g, 'head-timeout')).toBeGreaterThanOrEqual(50);
+  });
+});
