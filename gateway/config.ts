@@ -93,7 +93,7 @@ export const gatewayConfigSchema = z
           .min(1)
           .default(100)
           .describe(
-            'HTTP/2 rapid-reset guard per session (CVE-2023-44487): once this many of its streams were reset prematurely, and they are at least half of the streams it opened, the session gets GOAWAY (ENHANCE_YOUR_CALM) and is closed, counted as refused{reason="rapid-reset"}. A stream reset before the gateway sent it upstream is never forwarded',
+            'HTTP/2 rapid-reset guard per session (CVE-2023-44487): once this many of its streams were reset prematurely, and they are at least half of the streams it opened, the session gets GOAWAY (ENHANCE_YOUR_CALM) and is closed, counted as refused{reason="rapid-reset"}. Tunnel sessions of the east-west listener, which relay their callers\' cancels for hours, get maxResetsPerSecond only, and a graceful GOAWAY (their open streams finish). A stream reset before the gateway sent it upstream is never forwarded',
           ),
         helloTimeout: duration()
           .prefault('5s')

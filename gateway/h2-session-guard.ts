@@ -16,18 +16,21 @@ type ResetLimits = Pick<GatewayConfig['limits'], 'maxResetsPerSecond' | 'maxPrem
  * Counts one session's streams and premature resets (RST_STREAM from the client within PREMATURE_RESET_MS
  * of the stream's HEADERS) and says when the session must go, the way servers mitigated HTTP/2 rapid
  * reset (CVE-2023-44487): more than `maxResetsPerSecond` in one second, or `maxPrematureResets` over the
- * session's life once they are at least half of its streams (a long-lived tunnel session that carries
- * mostly answered streams keeps the odd cancelled one).
+ * session's life once they are at least half of its streams (a session that carries mostly answered
+ * streams keeps the odd cancelled one). `perSecondOnly`: the life count is not kept (a tunnel session
+ * lives for hours and relays its callers' cancels, which would add up to any count).
  */
 export class ResetCounter {
   readonly #limits: ResetLimits;
+  readonly #perSecondOnly: boolean;
   opened = 0;
   premature = 0;
   #windowStart = 0;
   #inWindow = 0;
 
-  constructor(limits: ResetLimits) {
+  constructor(limits: ResetLimits, o: { perSecondOnly?: boolean } = {}) {
     this.#limits = limits;
+    this.#perSecondOnly = o.perSecondOnly === true;
   }
 
   /** a stream was opened */
@@ -44,6 +47,7 @@ export class ResetCounter {
       this.#inWindow = 0;
     }
     if (++this.#inWindow > this.#limits.maxResetsPerSecond) return true;
+    if (this.#perSecondOnly) return false;
     return this.premature >= this.#limits.maxPrematureResets && this.premature * 2 >= this.opened;
   }
 }
@@ -58,10 +62,10 @@ export const GUARD_CLOSE_GRACE_MS = 5_000;
  * memory for nothing); one idle for sessionIdleTimeout is closed gracefully.
  *
  * `graceful`: the session is a tunnel from an authenticated peer (east-west), whose resets may be those
- * of its own callers relayed (a caller that leaves cancels its stream through every gateway on the way):
- * its GOAWAY (NO_ERROR) names the last stream it took, and those still finish (within
- * GUARD_CLOSE_GRACE_MS) while the peer opens a new session for the rest, so the streams of other callers
- * it carries are not failed.
+ * of its own callers relayed (a caller that leaves cancels its stream through every gateway on the way;
+ * the peer's own guard bounds how many): only the per-second limit applies, and its GOAWAY (NO_ERROR)
+ * names the last stream it took, and those still finish (within GUARD_CLOSE_GRACE_MS) while the peer
+ * opens a new session for the rest, so the streams of other callers it carries are not failed.
  * Otherwise (a local client) the session is destroyed at once: nothing more of it is read, and the
  * frames still buffered (more HEADERS and resets of the same burst) are dropped with it.
  */
@@ -80,7 +84,7 @@ export function guardSession(
   session.once('stream', () => clearTimeout(silent));
   session.once('close', () => clearTimeout(silent));
   if (limits.sessionIdleTimeout > 0) session.setTimeout(limits.sessionIdleTimeout, () => session.close());
-  const resets = new ResetCounter(limits);
+  const resets = new ResetCounter(limits, { perSecondOnly: options.graceful });
   let lastStreamId = 0;
   let closing = false;
   const calm = () => {
