@@ -10,7 +10,6 @@ import type { GatewayRequest } from '../../gateway/pipeline.ts';
 import { NEVER_ABORTED } from '../../gateway/resilience/index.ts';
 import { sendTry, type UpstreamCodec } from '../../gateway/upstream/attempt.ts';
 import {
-  chainHeader,
   createMesh,
   httpService,
   type Mesh,
@@ -230,7 +229,7 @@ describe('HTTP/2 rapid reset', () => {
     const goaway = new Promise<number>((r) => session.once('goaway', (code: number) => r(code)));
     const closed = new Promise((r) => session.once('close', r));
     // in flight while the burst comes: answered after 300 ms
-    const slow = tunnelGetPath(session, leaf, '/slow');
+    const slow = tunnelGet(session, leaf, web, '/slow');
     await rapidReset(session, 2_000, {
       ':path': '/reset',
       ':authority': 'web.shop.svc.clusterset.local',
@@ -249,23 +248,24 @@ describe('HTTP/2 rapid reset', () => {
   });
 });
 
-/** a GET of `path` on shop/web over a tunnel session: its status (0: closed without an answer) */
-function tunnelGetPath(session: http2.ClientHttp2Session, leaf: { chainPem: string }, path: string) {
-  const stream = session.request({
-    ':path': path,
-    ':authority': 'web.shop.svc.clusterset.local',
-    'x-meshfed-service': 'shop/web/http',
-    'x-meshfed-chain': chainHeader(leaf.chainPem),
-  });
-  return new Promise<number>((resolve, reject) => {
-    let status = 0;
-    stream.on('response', (h) => {
-      status = Number(h[':status']);
-    });
-    stream.resume();
-    stream.on('end', () => resolve(status));
-    stream.on('error', reject);
-  });
+/**
+ * Whether a tunnel session of `leaf` to `g` completes its handshake and, with `web`, is answered a GET:
+ * the status, or 0 when the handshake was refused.
+ */
+async function tunnelServes(
+  g: TestGateway,
+  leaf: { chainPem: string; keyPem: string },
+  web?: { namespace: string; name: string },
+): Promise<number> {
+  const t = tunnelSession(g.eastWest, leaf, mesh.bundle.toPem());
+  try {
+    await t.connected;
+    return web ? await tunnelGet(t.session, leaf, web) : 200;
+  } catch {
+    return 0;
+  } finally {
+    t.session.destroy();
+  }
 }
 
 describe('TLS handshake admission', () => {
@@ -288,106 +288,64 @@ describe('TLS handshake admission', () => {
     return hello;
   }
 
+  /**
+   * Sends `hello` on a new connection to the east-west listener: 'answered' once the gateway answers with
+   * its ServerHello (the handshake started; the socket is kept open, stalled), 'closed' when it closes the
+   * connection without a byte.
+   */
+  async function offerHello(
+    g: TestGateway,
+    hello: Buffer,
+  ): Promise<{ outcome: 'answered' | 'closed'; s: net.Socket }> {
+    const s = net.connect(splitAddr(g.eastWest));
+    s.on('error', () => undefined);
+    closers.push(() => s.destroy());
+    s.write(hello);
+    const outcome = await new Promise<'answered' | 'closed'>((resolve) => {
+      s.once('data', () => resolve('answered'));
+      s.once('close', () => resolve('closed'));
+    });
+    return { outcome, s };
+  }
+
   test('past limits.maxHandshakes a connection is closed after its ClientHello, before any handshake byte; a freed slot serves again', async () => {
     const { g } = await servedGateway('hs-limit', { maxHandshakes: 5, helloTimeout: 10_000 });
     const hello = await clientHello();
     // five handshakes that never finish: a ClientHello, then silence
-    const stalled = await Promise.all(
-      Array.from({ length: 5 }, async () => {
-        const s = net.connect(splitAddr(g.eastWest));
-        s.on('error', () => undefined);
-        closers.push(() => s.destroy());
-        await new Promise((r) => s.once('connect', r));
-        s.write(hello);
-        // the gateway answers an admitted ClientHello with its ServerHello
-        await new Promise((r) => s.once('data', r));
-        return s;
-      }),
-    );
-    const sixth = net.connect(splitAddr(g.eastWest));
-    sixth.on('error', () => undefined);
-    let bytes = 0;
-    sixth.on('data', (d: Buffer) => {
-      bytes += d.length;
-    });
-    sixth.write(hello);
-    await new Promise((r) => sixth.once('close', r));
-    expect(bytes).toBe(0);
+    const stalled = await Promise.all(Array.from({ length: 5 }, () => offerHello(g, hello)));
+    expect(stalled.map((x) => x.outcome)).toEqual(Array(5).fill('answered'));
+    expect((await offerHello(g, hello)).outcome).toBe('closed');
     expect(await refusedCount(g, 'handshake-limit')).toBe(1);
-    for (const s of stalled) s.destroy();
+    for (const x of stalled) x.s.destroy();
     const leaf = await issueLeaf(await mesh.intermediate('hs-peer'), { kind: 'gateway', name: 'hs-peer-gw' });
-    await waitFor(
-      async () => {
-        const t = tunnelSession(g.eastWest, leaf, mesh.bundle.toPem());
-        try {
-          await t.connected;
-          return true;
-        } catch {
-          return false;
-        } finally {
-          t.session.destroy();
-        }
-      },
-      { timeoutMs: 5_000, what: 'a handshake to be admitted once the stalled ones closed' },
-    );
+    await waitFor(async () => (await tunnelServes(g, leaf)) === 200, {
+      timeoutMs: 5_000,
+      what: 'a handshake to be admitted once the stalled ones closed',
+    });
   });
 
-  test('200 mTLS connections at once beyond handshakesPerSecond 50: the excess is refused before its handshake, the rest complete, and a legitimate request is still served', async () => {
-    const { g, web } = await servedGateway('hs-rate', { handshakesPerSecond: 50 });
-    const leaf = await issueLeaf(await mesh.intermediate('hs-flood'), {
-      kind: 'gateway',
-      name: 'hs-flood-gw',
+  test('200 ClientHellos at once beyond handshakesPerSecond 50: the excess is closed before its handshake, the rest are answered, and a peer is served once the bucket refills', async () => {
+    const { g, web } = await servedGateway('hs-rate', {
+      handshakesPerSecond: 50,
+      maxHandshakes: 1_000,
+      helloTimeout: 10_000,
     });
-    const outcomes = await Promise.all(
-      Array.from(
-        { length: 200 },
-        () =>
-          new Promise<'secure' | 'closed'>((resolve) => {
-            const s = tls.connect({
-              ...splitAddr(g.eastWest),
-              ca: mesh.bundle.toPem(),
-              cert: leaf.chainPem,
-              key: leaf.keyPem,
-              ALPNProtocols: ['meshfed-tunnel/1', 'h2'],
-              checkServerIdentity: () => undefined,
-            });
-            s.on('error', () => undefined);
-            s.once('secureConnect', () => {
-              s.destroy();
-              resolve('secure');
-            });
-            s.once('close', () => resolve('closed'));
-          }),
-      ),
-    );
-    const secure = outcomes.filter((o) => o === 'secure').length;
-    const refused = await refusedCount(g, 'handshake-rate');
-    // a burst of 50 and 50 more a second while the 200 arrive
-    expect(secure).toBeGreaterThanOrEqual(50);
-    expect(secure).toBeLessThan(200);
-    expect(refused).toBe(200 - secure);
-    // once the bucket refills a peer's tunnel is served
+    const hello = await clientHello();
+    const offers = await Promise.all(Array.from({ length: 200 }, () => offerHello(g, hello)));
+    const answered = offers.filter((x) => x.outcome === 'answered').length;
+    for (const x of offers) x.s.destroy();
+    // a burst of 50, and 50 more a second while the 200 arrive
+    expect(answered).toBeGreaterThanOrEqual(50);
+    expect(answered).toBeLessThan(200);
+    expect(await refusedCount(g, 'handshake-rate')).toBe(200 - answered);
     const peer = await issueLeaf(await mesh.intermediate('hs-peer2'), {
       kind: 'gateway',
       name: 'hs-peer2-gw',
     });
-    let status = 0;
-    await waitFor(
-      async () => {
-        const t = tunnelSession(g.eastWest, peer, mesh.bundle.toPem());
-        try {
-          await t.connected;
-          status = await tunnelGet(t.session, peer, web);
-          return true;
-        } catch {
-          return false;
-        } finally {
-          t.session.destroy();
-        }
-      },
-      { timeoutMs: 5_000, what: 'a tunnel handshake to be admitted again' },
-    );
-    expect(status).toBe(200);
+    await waitFor(async () => (await tunnelServes(g, peer, web)) === 200, {
+      timeoutMs: 5_000,
+      what: 'a tunnel handshake to be admitted again, and its GET answered',
+    });
   });
 });
 
