@@ -126,6 +126,7 @@ function rapidReset(perSecond: number): void {
     const s = http2.connect(`http://${egress.host}:${egress.port}`);
     s.on('error', () => undefined);
     s.on('close', () => {
+      live.delete(s);
       if (session === s) session = undefined;
       if (Date.now() < endAt) counts.resetSessionsClosedByServer++;
     });
