@@ -119,7 +119,18 @@ export function sendTry(
     };
     ctx.signal.addEventListener('abort', onAbort, { once: true });
     res.once('close', onClientGone);
-    options.codec.send(r, t, attempt);
+    if (ctx.attempt > 0 || r.fast || !('goaway' in r.connection)) {
+      options.codec.send(r, t, attempt);
+      return;
+    }
+    // an HTTP/2 caller's first try leaves after the event loop has read what else its connection already
+    // holds: a RST_STREAM sent right behind the HEADERS (rapid reset) is then seen before anything goes
+    // upstream, instead of being relayed as a cancel that the peer's guard counts against our tunnel
+    setImmediate(() => {
+      if (settled) return;
+      if (r.responseOver()) onClientGone();
+      else options.codec.send(r, t, attempt);
+    });
   });
 }
 

@@ -198,6 +198,36 @@ describe('HTTP/2 rapid reset', () => {
     expect(listeners).toEqual([]);
   }, 5_000);
 
+  test('an HTTP/2 caller whose RST_STREAM is read in the same turn of the event loop as its HEADERS is not sent upstream', async () => {
+    let sends = 0;
+    const codec: UpstreamCodec = {
+      send: () => {
+        sends++;
+      },
+    };
+    let over = false;
+    const r = {
+      responseOver: () => over,
+      connection: { goaway: () => undefined },
+      io: { res: { once: () => undefined, off: () => undefined } },
+    } as unknown as GatewayRequest;
+    const target = { id: 'remote|west|gw|127.0.0.1:1', cluster: 'west' } as BalancerTarget;
+    const call = { namespace: 'shop', name: 'web', idempotent: true, exclude: new Set<string>(), payload: r };
+    const tried = sendTry(
+      target,
+      { ...call, attempt: 0, signal: NEVER_ABORTED },
+      { codec, holdBack: () => false },
+    );
+    // the reset, read in the same turn (before the 'close' event it will cause)
+    over = true;
+    await expect(tried).rejects.toMatchObject({ failure: 'cancelled' });
+    expect(sends).toBe(0);
+    // a retry (attempt 1) leaves at once: time has passed since the caller's HEADERS
+    over = false;
+    void sendTry(target, { ...call, attempt: 1, signal: NEVER_ABORTED }, { codec, holdBack: () => false });
+    expect(sends).toBe(1);
+  }, 5_000);
+
   test('regression: a rapid-reset burst on one egress session gets GOAWAY (ENHANCE_YOUR_CALM) and loses the session; no cancelled stream reaches the remote backend; others are still served', async () => {
     const limits = { maxResetsPerSecond: 100_000, maxPrematureResets: 50 };
     const { g: west, web, hits } = await servedGateway('rr-west', limits);
