@@ -84,8 +84,38 @@ export const gatewayConfigSchema = z
           .int()
           .min(1)
           .default(200)
-          .describe('HTTP/2 rapid-reset guard per connection'),
-        helloTimeout: duration().prefault('5s').describe('east-west: the TLS ClientHello within this'),
+          .describe(
+            'HTTP/2 rapid-reset guard per session: more premature resets (RST_STREAM from the client within 500 ms of the stream opening) than this in one second, and the session gets GOAWAY (ENHANCE_YOUR_CALM) and is closed, counted as refused{reason="rapid-reset"}',
+          ),
+        maxPrematureResets: z
+          .number()
+          .int()
+          .min(1)
+          .default(100)
+          .describe(
+            'HTTP/2 rapid-reset guard per session (CVE-2023-44487): once this many of its streams were reset prematurely, and they are at least half of the streams it opened, the session gets GOAWAY (ENHANCE_YOUR_CALM) and is closed, counted as refused{reason="rapid-reset"}. Tunnel sessions of the east-west listener, which relay their callers\' cancels for hours, get maxResetsPerSecond only, and a graceful GOAWAY (their open streams finish). A stream reset before the gateway sent it upstream is never forwarded',
+          ),
+        helloTimeout: duration()
+          .prefault('5s')
+          .describe(
+            'east-west: the TLS ClientHello within this, and the TLS handshake after it within as long',
+          ),
+        maxHandshakes: z
+          .number()
+          .int()
+          .min(1)
+          .default(100)
+          .describe(
+            'TLS handshakes in progress per terminating listener (east-west, egress mTLS); a connection past it is closed after its ClientHello, before any handshake work, and counted as refused{reason="handshake-limit"}',
+          ),
+        handshakesPerSecond: z
+          .number()
+          .int()
+          .min(1)
+          .default(200)
+          .describe(
+            'TLS handshakes begun per second per terminating listener (a token bucket with a burst of as many): a client that holds connections idle until they are closed and dials again costs the gateway at most this many handshakes a second. Past it a connection is closed after its ClientHello and counted as refused{reason="handshake-rate"}; a refused peer gateway dials again',
+          ),
         sessionIdleTimeout: duration()
           .prefault('5m')
           .describe(

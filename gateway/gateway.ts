@@ -33,7 +33,8 @@ import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
 import { budgetPerService, CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
 import { TcpRelay } from './tcp-relay.ts';
 import type { TrafficSnapshot } from './traffic-window.ts';
-import { guardSession, secureServer, tlsContextOptions } from './tls-servers.ts';
+import { guardSession } from './h2-session-guard.ts';
+import { secureServer, tlsContextOptions } from './tls-servers.ts';
 import { byTarget } from './upstream/attempt.ts';
 import { H1Upstream } from './upstream/h1.ts';
 import { H2Upstream } from './upstream/h2.ts';
@@ -291,7 +292,9 @@ export class Gateway {
       maxSessionRejectedStreams: 100,
     });
     this.#egressH2.on('request', this.#serve(this.#egress, 'egress'));
-    this.#egressH2.on('session', (s) => guardSession(s, 'egress', limits, this.#refused));
+    this.#egressH2.on('session', (s) =>
+      guardSession(s, { listener: 'egress', limits, refused: this.#refused, graceful: false }),
+    );
 
     const context = tlsContextOptions(this.#options.identity.current(), this.#options.bundle());
     this.#tls = secureServer({
@@ -302,6 +305,7 @@ export class Gateway {
       minVersion: 'TLSv1.3',
       refused: this.#refused,
     });
+    this.#listeners.handshakes.eastWest.watch(this.#tls);
     this.#tls.on('request', this.#serve(this.#eastWest, 'eastWest'));
     const connect = this.#serve(this.#connect, 'eastWest');
     // HTTP/2 CONNECT is a tunnel stream (compat: req, res); HTTP/1.1 CONNECT hands over the raw socket
@@ -320,6 +324,7 @@ export class Gateway {
         minVersion: 'TLSv1.2',
         refused: this.#refused,
       });
+      this.#listeners.handshakes.egress.watch(this.#egressTls);
       this.#egressTls.on('request', this.#serve(this.#egress, 'egress'));
       this.#egressTls.on('connect', (_req: Req, resOrSocket: Res | Socket) => {
         if (resOrSocket instanceof net.Socket) this.#refuseHttp1Connect(resOrSocket, 'egress');
@@ -340,6 +345,7 @@ export class Gateway {
       this.#fastEgress = fast.egress;
       this.#fastEastWest = fast.eastWest;
       this.#fastTls = fast.tls;
+      this.#listeners.handshakes.eastWest.watch(fast.tls);
     }
     this.#options.identity.on('rotated', this.#onRotated);
 
@@ -456,8 +462,9 @@ export class Gateway {
       { tls: this.#egressTls !== undefined, timeoutMs: this.#options.config.limits.headersTimeout },
       (kind) => {
         // the servers take the unshifted bytes over themselves; resuming here would lose them to nobody
-        if (kind === 'tls') this.#egressTls!.emit('connection', socket);
-        else if (kind === 'h2') this.#egressH2.emit('connection', socket);
+        if (kind === 'tls') {
+          if (this.#listeners.handshakes.egress.admit(socket)) this.#egressTls!.emit('connection', socket);
+        } else if (kind === 'h2') this.#egressH2.emit('connection', socket);
         else if (this.#fastEgress) this.#fastEgress.accept(socket);
         else {
           this.#egressH1.emit('connection', socket);
@@ -492,6 +499,8 @@ export class Gateway {
         socket.destroy();
         return;
       case 'terminate':
+        // the ClientHello was cheap to read; the handshake after it is not (handshake-admission.ts)
+        if (!this.#listeners.handshakes.eastWest.admit(socket)) return;
         socket.unshift(buf);
         // TLSSocket reads the unshifted ClientHello and then the handle itself: no resume() here
         if (this.#fastTls && hello.ok && hello.alpn.includes(FAST_ALPN))

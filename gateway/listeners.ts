@@ -3,10 +3,12 @@ import type net from 'node:net';
 import type { BlockList, Server, Socket } from 'node:net';
 import { type Counter, cidrBlockList, MeshfedError } from '../core/index.ts';
 import type { GatewayConfig } from './config.ts';
+import { HandshakeAdmission } from './handshake-admission.ts';
 
 /**
  * The gateway's listening sockets and its connection limits: every data-plane listener (not admin) gets
- * the per-listener limit, and every client connection counts against the gateway-wide one.
+ * the per-listener limit, every client connection counts against the gateway-wide one, and the TLS
+ * handshakes of the terminating listeners are admitted by their HandshakeAdmission.
  */
 export class Listeners {
   readonly #limits: GatewayConfig['limits'];
@@ -17,6 +19,8 @@ export class Listeners {
   /** open client connections of every listener */
   readonly sockets = new Set<Socket>();
   readonly bound: Record<string, string> = {};
+  /** TLS handshake admission of the terminating listeners (limits.maxHandshakes, handshakesPerSecond) */
+  readonly handshakes: Record<'eastWest' | 'egress', HandshakeAdmission>;
 
   constructor(options: {
     limits: GatewayConfig['limits'];
@@ -28,6 +32,14 @@ export class Listeners {
     this.#refused = options.refused;
     this.#reusePort = options.reusePort;
     this.#trusted = cidrBlockList(options.trustedNetworks);
+    const admission = (listener: string) =>
+      new HandshakeAdmission({
+        maxInProgress: options.limits.maxHandshakes,
+        perSecond: options.limits.handshakesPerSecond,
+        refused: options.refused,
+        listener,
+      });
+    this.handshakes = { eastWest: admission('eastWest'), egress: admission('egress') };
   }
 
   /** Binds a listener; a data-plane one (not admin) gets the per-listener connection limit. */

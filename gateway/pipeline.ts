@@ -59,6 +59,8 @@ export interface GatewayRequest {
   answer(a: Answer): void;
   /** calls `fn` once, when the response is over (sent whole, or cut): at once if it already is */
   whenDone(fn: () => void): void;
+  /** the response is over (sent whole, or cut: the caller reset the stream or closed the connection) */
+  responseOver(): boolean;
   /** asks for the connection to close once this exchange ends (h2: GOAWAY; HTTP/1.1: Connection: close) */
   closeConnection(): void;
   /**
@@ -136,6 +138,7 @@ export function fromNode(
       if (responseOver(res)) fn();
       else res.once('close', fn);
     },
+    responseOver: () => responseOver(res),
     closeConnection: () => {
       const session = (req as Http2ServerRequest).stream?.session;
       if (session) session.close();

@@ -1,11 +1,8 @@
-import http2, { constants as h2c, type Http2SecureServer } from 'node:http2';
+import http2, { type Http2SecureServer } from 'node:http2';
 import type { IssuedLeaf, TrustBundle } from '../ca/index.ts';
-import { type Counter, monotonicNow } from '../core/index.ts';
+import type { Counter } from '../core/index.ts';
 import type { GatewayConfig } from './config.ts';
-import { SESSION_WINDOW_BYTES } from './h2-pool.ts';
-
-/** a stream reset by the client sooner than this after it opened counts toward the rapid-reset limit */
-const PREMATURE_RESET_MS = 500;
+import { guardSession } from './h2-session-guard.ts';
 
 /**
  * The ALPN protocols a terminating listener offers: h2 (the tunnel, whose clients offer the tunnel ALPN
@@ -62,55 +59,20 @@ export function secureServer(options: {
     maxSessionRejectedStreams: 100,
     ...{ maxHeaderSize: options.limits.maxHeaderBytes },
   });
-  srv.on('session', (s) => guardSession(s, options.listener, options.limits, options.refused));
+  // east-west sessions are tunnels of authenticated peers, carrying other callers' streams (guardSession)
+  const graceful = options.listener === 'eastWest';
+  srv.on('session', (s) =>
+    guardSession(s, {
+      listener: options.listener,
+      limits: options.limits,
+      refused: options.refused,
+      graceful,
+    }),
+  );
   // a failed or timed-out handshake ends its connection, whatever other listeners node's layers add
   srv.on('tlsClientError', (err, socket) => {
     options.refused.inc({ listener: options.listener, reason: tlsReason(err) });
     socket.destroy();
   });
   return srv;
-}
-
-/**
- * HTTP/2 session guards: a client that resets streams faster than the limit loses the session (rapid
- * reset); a session that opens no stream within headersTimeout is closed (it holds a TLS connection and
- * memory for nothing); one idle for sessionIdleTimeout is closed gracefully.
- */
-export function guardSession(
-  session: http2.ServerHttp2Session,
-  listener: string,
-  limits: GatewayConfig['limits'],
-  refused: Counter,
-): void {
-  // uploads through the tunnel: the whole-connection window must not serialise concurrent streams
-  session.setLocalWindowSize(SESSION_WINDOW_BYTES);
-  const silent = setTimeout(() => {
-    refused.inc({ listener, reason: 'no-request' });
-    session.goaway(h2c.NGHTTP2_NO_ERROR);
-    session.destroy();
-  }, limits.headersTimeout);
-  session.once('stream', () => clearTimeout(silent));
-  session.once('close', () => clearTimeout(silent));
-  if (limits.sessionIdleTimeout > 0) session.setTimeout(limits.sessionIdleTimeout, () => session.close());
-  let resets = 0;
-  let windowStart = monotonicNow();
-  session.on('stream', (stream) => {
-    const opened = monotonicNow();
-    stream.on('aborted', () => {
-      const now = monotonicNow();
-      // only premature resets count (Envoy's rule): a peer gateway cancelling a stream when its own
-      // per-try timeout fires is not an attack, and killing its session would fail every stream it carries
-      if (now - opened >= PREMATURE_RESET_MS) return;
-      if (now - windowStart > 1000) {
-        windowStart = now;
-        resets = 0;
-      }
-      if (++resets > limits.maxResetsPerSecond) {
-        refused.inc({ listener, reason: 'rapid-reset' });
-        session.goaway(h2c.NGHTTP2_ENHANCE_YOUR_CALM);
-        session.destroy();
-      }
-    });
-  });
-  session.on('error', () => undefined);
 }

@@ -2,7 +2,7 @@
 // distort the legitimate load's timings: idle mTLS connections to an east-west listener (opened again
 // whenever the gateway closes one), slowloris clients on an egress listener (one header byte a
 // second), and an HTTP/2 rapid-reset flood (streams opened and cancelled at once, h2c on egress).
-// Everything stops after --seconds; prints one JSON line of counts at the end.
+// Everything stops after --seconds, or at SIGTERM; prints one JSON line of counts at the end.
 import http2 from 'node:http2';
 import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
@@ -37,6 +37,7 @@ const counts = {
   slowlorisOpened: 0,
   slowlorisClosedByServer: 0,
   resetStreams: 0,
+  resetSessionsOpened: 0,
   resetSessionsClosedByServer: 0,
 };
 const tlsOpts = {
@@ -62,6 +63,9 @@ function idle(target: number): void {
     live.add(s);
     let up = false;
     s.on('secureConnect', () => {
+      // read (and drop) what the gateway sends: a socket nobody reads never sees the gateway's FIN, and
+      // would count as held long after the gateway closed it
+      s.resume();
       pending--;
       up = true;
       idleHeld++;
@@ -102,6 +106,7 @@ function slowloris(n: number): void {
       i++;
     }, 1000);
     s.on('error', () => undefined);
+    s.resume();
     s.on('close', () => {
       clearInterval(t);
       live.delete(s);
@@ -117,9 +122,11 @@ function slowloris(n: number): void {
 function rapidReset(perSecond: number): void {
   let session: http2.ClientHttp2Session | undefined;
   const fresh = () => {
+    counts.resetSessionsOpened++;
     const s = http2.connect(`http://${egress.host}:${egress.port}`);
     s.on('error', () => undefined);
     s.on('close', () => {
+      live.delete(s);
       if (session === s) session = undefined;
       if (Date.now() < endAt) counts.resetSessionsClosedByServer++;
     });
@@ -152,12 +159,12 @@ const report = setInterval(
   () => process.stderr.write(`attacker ${JSON.stringify({ idleHeld, ...counts })}\n`),
   5000,
 );
-setTimeout(
-  () => {
-    clearInterval(report);
-    process.stdout.write(`${JSON.stringify(counts)}\n`);
-    for (const s of live) s.destroy();
-    process.exit(0);
-  },
-  endAt - Date.now() + 100,
-);
+const stop = () => {
+  clearInterval(report);
+  process.stdout.write(`${JSON.stringify(counts)}\n`);
+  for (const s of live) s.destroy();
+  process.exit(0);
+};
+setTimeout(stop, endAt - Date.now() + 100);
+// the scenario ends the attack as soon as the legitimate load is over (--seconds is the upper bound)
+process.once('SIGTERM', stop);

@@ -146,6 +146,7 @@ export class GatewayProc {
     const [command, args] = wrapped(this.wrap, [
       process.execPath,
       ...hook,
+      ...cpuProfileFlags(this.env, this.name),
       BIN,
       'gateway',
       '--config',
@@ -499,6 +500,16 @@ export class Federation {
     await this.nats?.stop();
     LIVE.delete(this);
   }
+}
+
+/**
+ * `node` flags that write a CPU profile of process `name` when it exits, into the directory
+ * MESHFED_CHAOS_CPU_PROF_DIR names (none when unset): where a gateway's time went during a scenario,
+ * for bench/cpu-profile-summary.ts.
+ */
+export function cpuProfileFlags(env: NodeJS.ProcessEnv, name: string): string[] {
+  const dir = env.MESHFED_CHAOS_CPU_PROF_DIR;
+  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
 }
 
 /** Linux's clock ticks per second (sysconf(_SC_CLK_TCK)), the unit of /proc/<pid>/stat's times */

@@ -137,9 +137,12 @@ class FastRequest implements GatewayRequest {
   }
 
   whenDone(fn: () => void): void {
-    const ex = this.fast;
-    if (ex.finished || ex.gone) fn();
-    else ex.once('close', fn);
+    if (this.responseOver()) fn();
+    else this.fast.once('close', fn);
+  }
+
+  responseOver(): boolean {
+    return this.fast.finished || this.fast.gone;
   }
 
   get io(): NodeIo {

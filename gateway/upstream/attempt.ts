@@ -59,6 +59,10 @@ export function sendTry(
   },
 ): Promise<Sent> {
   const r = ctx.payload;
+  // a caller that reset its stream before the try (HTTP/2 rapid reset: HEADERS then RST_STREAM at once)
+  // left no response to wait for: its 'close' already fired, and a request sent upstream now would cost
+  // the peer a whole exchange and, cancelled, count against this gateway's own tunnel session there
+  if (r.responseOver()) return Promise.reject(new UpstreamFailure('cancelled', t));
   // the HTTP/1.1 codec's exchange answers like node's response for what a try needs of it
   const res: Downstream = r.fast ?? (r.io.res as ServerResponse);
   return new Promise<Sent>((resolve, reject) => {
@@ -115,7 +119,18 @@ export function sendTry(
     };
     ctx.signal.addEventListener('abort', onAbort, { once: true });
     res.once('close', onClientGone);
-    options.codec.send(r, t, attempt);
+    if (ctx.attempt > 0 || r.fast || !('goaway' in r.connection)) {
+      options.codec.send(r, t, attempt);
+      return;
+    }
+    // an HTTP/2 caller's first try leaves after the event loop has read what else its connection already
+    // holds: a RST_STREAM sent right behind the HEADERS (rapid reset) is then seen before anything goes
+    // upstream, instead of being relayed as a cancel that the peer's guard counts against our tunnel
+    setImmediate(() => {
+      if (settled) return;
+      if (r.responseOver()) onClientGone();
+      else options.codec.send(r, t, attempt);
+    });
   });
 }
 

@@ -562,10 +562,11 @@ export function tunnelGet(
   session: http2.ClientHttp2Session,
   leaf: { chainPem: string },
   service: { namespace: string; name: string },
+  path = '/',
 ): Promise<number> {
   const chain = chainHeader(leaf.chainPem);
   const stream = session.request({
-    ':path': '/',
+    ':path': path,
     ':authority': `${service.name}.${service.namespace}.svc.clusterset.local`,
     'x-meshfed-service': `${service.namespace}/${service.name}/http`,
     'x-meshfed-chain': chain,

@@ -28,6 +28,7 @@ function fakeRequest(o: Partial<Pick<GatewayRequest, 'method' | 'target' | 'auth
     answer: (a) => answers.push(a),
     closeConnection: () => answers.push({ status: 0, reason: 'closed', message: '' }),
     whenDone: (fn) => fn(),
+    responseOver: () => false,
     io: { req: {}, res: { destroy() {} } } as unknown as GatewayRequest['io'],
     sourceCluster: 'alpha',
     destination: '',

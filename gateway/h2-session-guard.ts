@@ -1,0 +1,116 @@
+import { constants as h2c, type ServerHttp2Session } from 'node:http2';
+import { type Counter, monotonicNow } from '../core/index.ts';
+import type { GatewayConfig } from './config.ts';
+import { SESSION_WINDOW_BYTES } from './h2-pool.ts';
+
+/**
+ * A stream the client resets sooner than this after opening it is a premature reset (Envoy's rule, which
+ * uses 1 s): a peer gateway cancelling a stream when its own per-try timeout fires is not an attack, and
+ * closing its session would fail every other stream it carries.
+ */
+export const PREMATURE_RESET_MS = 500;
+
+type ResetLimits = Pick<GatewayConfig['limits'], 'maxResetsPerSecond' | 'maxPrematureResets'>;
+
+/**
+ * Counts one session's streams and premature resets (RST_STREAM from the client within PREMATURE_RESET_MS
+ * of the stream's HEADERS) and says when the session must go, the way servers mitigated HTTP/2 rapid
+ * reset (CVE-2023-44487): more than `maxResetsPerSecond` in one second, or `maxPrematureResets` over the
+ * session's life once they are at least half of its streams (a session that carries mostly answered
+ * streams keeps the odd cancelled one). `perSecondOnly`: the life count is not kept (a tunnel session
+ * lives for hours and relays its callers' cancels, which would add up to any count).
+ */
+export class ResetCounter {
+  readonly #limits: ResetLimits;
+  readonly #perSecondOnly: boolean;
+  opened = 0;
+  premature = 0;
+  #windowStart = 0;
+  #inWindow = 0;
+
+  constructor(limits: ResetLimits, o: { perSecondOnly?: boolean } = {}) {
+    this.#limits = limits;
+    this.#perSecondOnly = o.perSecondOnly === true;
+  }
+
+  /** a stream was opened */
+  stream(): void {
+    this.opened++;
+  }
+
+  /** the client reset a stream `ageMs` after opening it; true: the session crossed a limit and must go */
+  reset(ageMs: number, now: number): boolean {
+    if (ageMs >= PREMATURE_RESET_MS) return false;
+    this.premature++;
+    if (now - this.#windowStart > 1000) {
+      this.#windowStart = now;
+      this.#inWindow = 0;
+    }
+    if (++this.#inWindow > this.#limits.maxResetsPerSecond) return true;
+    if (this.#perSecondOnly) return false;
+    return this.premature >= this.#limits.maxPrematureResets && this.premature * 2 >= this.opened;
+  }
+}
+
+/** how long a session closed gracefully by the guard may take to finish its open streams */
+export const GUARD_CLOSE_GRACE_MS = 5_000;
+
+/**
+ * HTTP/2 session guards of every server session (h2c and TLS, egress and east-west): a client that resets
+ * streams past the ResetCounter's limits gets GOAWAY (ENHANCE_YOUR_CALM) and loses the session (rapid
+ * reset); a session that opens no stream within headersTimeout is closed (it holds a connection and
+ * memory for nothing); one idle for sessionIdleTimeout is closed gracefully.
+ *
+ * `graceful`: the session is a tunnel from an authenticated peer (east-west), whose resets may be those
+ * of its own callers relayed (a caller that leaves cancels its stream through every gateway on the way;
+ * the peer's own guard bounds how many): only the per-second limit applies, and its GOAWAY (NO_ERROR)
+ * names the last stream it took, and those still finish (within GUARD_CLOSE_GRACE_MS) while the peer
+ * opens a new session for the rest, so the streams of other callers it carries are not failed.
+ * Otherwise (a local client) the session is destroyed at once: nothing more of it is read, and the
+ * frames still buffered (more HEADERS and resets of the same burst) are dropped with it.
+ */
+export function guardSession(
+  session: ServerHttp2Session,
+  options: { listener: string; limits: GatewayConfig['limits']; refused: Counter; graceful: boolean },
+): void {
+  const { listener, limits, refused } = options;
+  // uploads through the tunnel: the whole-connection window must not serialise concurrent streams
+  session.setLocalWindowSize(SESSION_WINDOW_BYTES);
+  const silent = setTimeout(() => {
+    refused.inc({ listener, reason: 'no-request' });
+    session.goaway(h2c.NGHTTP2_NO_ERROR);
+    session.destroy();
+  }, limits.headersTimeout);
+  session.once('stream', () => clearTimeout(silent));
+  session.once('close', () => clearTimeout(silent));
+  if (limits.sessionIdleTimeout > 0) session.setTimeout(limits.sessionIdleTimeout, () => session.close());
+  const resets = new ResetCounter(limits, { perSecondOnly: options.graceful });
+  let lastStreamId = 0;
+  let closing = false;
+  const calm = () => {
+    closing = true;
+    refused.inc({ listener, reason: 'rapid-reset' });
+    if (!options.graceful) {
+      session.goaway(h2c.NGHTTP2_ENHANCE_YOUR_CALM, lastStreamId);
+      session.destroy();
+      return;
+    }
+    // NO_ERROR: a node client (meshfed's own pool) fails every open stream on a GOAWAY with any other code
+    session.goaway(h2c.NGHTTP2_NO_ERROR, lastStreamId);
+    session.close();
+    setTimeout(() => session.destroy(), GUARD_CLOSE_GRACE_MS).unref();
+  };
+  session.on('stream', (stream) => {
+    const opened = monotonicNow();
+    lastStreamId = Math.max(lastStreamId, stream.id ?? 0);
+    resets.stream();
+    const onReset = () => {
+      const now = monotonicNow();
+      if (!closing && !session.destroyed && resets.reset(now - opened, now)) calm();
+    };
+    // HEADERS and RST_STREAM read in one go: the stream may be reset before 'stream' is emitted
+    if (stream.aborted) onReset();
+    else stream.once('aborted', onReset);
+  });
+  session.on('error', () => undefined);
+}
