@@ -18,6 +18,7 @@ import {
 } from '../core/index.ts';
 import { Balancers, balancerConfigSchema } from '../gateway/balancer/index.ts';
 import { Gateway, gatewayConfigSchema } from '../gateway/index.ts';
+import { recordPauses } from './pause-stats.ts';
 
 const env = (k: string, d?: string): string => {
   const v = process.env[k] ?? d;
@@ -25,6 +26,10 @@ const env = (k: string, d?: string): string => {
   return v;
 };
 const topology = env('BENCH_TOPOLOGY');
+// BENCH_PAUSE_STATS=<file>: event-loop delay, GC pauses and accepted connections, written there on SIGTERM;
+// SIGUSR2 starts the window again (after a warm-up)
+const pauses = process.env.BENCH_PAUSE_STATS ? recordPauses(process.env.BENCH_PAUSE_STATS) : undefined;
+if (pauses) process.on('SIGUSR2', () => pauses.reset());
 // multi-core mode (BENCH_WORKERS=N > 1): N processes, each running the gateways, share the ports with
 // SO_REUSEPORT as `meshfed gateway --workers N` does; the default is the harness's one event loop
 const workers = Number(env('BENCH_WORKERS', '1'));
@@ -223,4 +228,7 @@ if (workers > 1) process.send?.('ready');
 else process.stdout.write(`meshfed gateway candidate ready (${topology}, one event loop)\n`);
 // the harness stops candidates with SIGTERM; exiting normally lets `--cpu-prof` write its profile. `on`, not
 // `once`: the harness's `timeout` wrapper passes the signal on a second time while a large profile is written
-process.on('SIGTERM', () => process.exit(0));
+process.on('SIGTERM', () => {
+  pauses?.write();
+  process.exit(0);
+});
