@@ -42,7 +42,7 @@ export function recordPauses(file: string): { reset(): void; write(extra?: objec
   let since = performance.now();
   const obs = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
-      const kind = GC_KINDS[(e.detail as { kind: number }).kind] ?? 'other';
+      const kind = GC_KINDS[(e as unknown as { detail: { kind: number } }).detail.kind] ?? 'other';
       gc[kind] ??= { count: 0, totalMs: 0, maxMs: 0, over1ms: 0 };
       const k = gc[kind];
       k.count++;

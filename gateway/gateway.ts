@@ -186,6 +186,9 @@ export class Gateway {
       idleTimeoutMs: Math.min(4_000, bc.timeouts.idle),
       exchangeIdleMs: bc.timeouts.idle,
       maxIdlePerKey: bc.circuitBreaker.maxConnections,
+      // enough to grow a pool at a few connections per handshake time; few enough that a burst's requests
+      // mostly wait for connections freeing up rather than for handshakes of their own
+      maxDialsPerKey: 4,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       creds,
       revalidation: this.#revalidation,

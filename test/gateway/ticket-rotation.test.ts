@@ -55,6 +55,7 @@ async function westAndPool(leaf: () => IssuedLeaf, bundle: TrustBundle, root: Ca
     connectTimeoutMs: 5_000,
     idleTimeoutMs: 60_000,
     maxIdlePerKey: 4,
+    maxDialsPerKey: 4,
     maxRequestsPerConnection: 0,
     exchangeIdleMs: 60_000,
     creds: { leaf, bundle: () => bundle, trustDomain: 'meshfed.test' },

@@ -1,0 +1,125 @@
+import { once } from 'node:events';
+import net, { type AddressInfo } from 'node:net';
+import { waitFor } from '../../../core/index.ts';
+import { H1Pool, type PooledConnection } from '../../../gateway/h1/pool.ts';
+
+// What the chaos baseline showed (issue 16): at 1,000 req/s a stall of the source gateway let requests pile
+// up, and each of them dialled a connection of its own (about 600 mTLS handshakes to the two remote
+// gateways in 30 s), which stalled the event loop further. Requests now wait for the first connection
+// that frees up or is dialled, with few dials under way at once.
+
+function pool(maxDialsPerKey: number): H1Pool {
+  return new H1Pool({
+    connectTimeoutMs: 5_000,
+    idleTimeoutMs: 60_000,
+    exchangeIdleMs: 60_000,
+    maxIdlePerKey: 64,
+    maxDialsPerKey,
+    maxRequestsPerConnection: 0,
+    // plain TCP keys only here: no credentials are asked for
+    creds: {
+      leaf: () => {
+        throw new Error('no TLS in this test');
+      },
+      bundle: () => {
+        throw new Error('no TLS in this test');
+      },
+      trustDomain: 'meshfed.test',
+    },
+  });
+}
+
+/** a TCP server that counts the connections it accepts and keeps them open */
+async function server() {
+  const sockets: net.Socket[] = [];
+  const srv = net.createServer((s) => {
+    sockets.push(s);
+    s.on('error', () => undefined);
+  });
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  return {
+    address: `127.0.0.1:${(srv.address() as AddressInfo).port}`,
+    accepted: () => sockets.length,
+    close() {
+      for (const s of sockets) s.destroy();
+      srv.close();
+    },
+  };
+}
+
+test('regression: a burst of requests with no idle connection takes the connections that free up instead of dialling one each', async () => {
+  const s = await server();
+  const p = pool(2);
+  try {
+    // each request holds its connection for one turn of the event loop, as a short exchange does
+    const served = await Promise.all(
+      Array.from({ length: 20 }, () =>
+        p.acquire(s.address).then((c) => {
+          setImmediate(() => p.release(c));
+          return c;
+        }),
+      ),
+    );
+    expect(served).toHaveLength(20);
+    // two dials at once, one more each time a dial completes while requests still wait (8 here: a dial
+    // takes about as long as an exchange); before, one dial per request
+    const dialled = new Set(served).size;
+    expect(dialled).toBeLessThanOrEqual(10);
+    await waitFor(() => s.accepted() === dialled, { timeoutMs: 5_000, what: 'the server to see every dial' });
+  } finally {
+    p.close();
+    s.close();
+  }
+}, 20_000);
+
+test('a refused dial fails every waiting request that no other dial would serve (they fail over at once)', async () => {
+  const s = await server();
+  const address = s.address;
+  s.close();
+  const p = pool(1);
+  try {
+    const results = await Promise.allSettled(Array.from({ length: 5 }, () => p.acquire(address)));
+    expect(results.map((r) => r.status)).toEqual(Array(5).fill('rejected'));
+    for (const r of results)
+      expect((r as PromiseRejectedResult).reason.code).toBe('MESHFED_GATEWAY_UPSTREAM');
+  } finally {
+    p.close();
+  }
+}, 20_000);
+
+test('a request whose try ends while it waits leaves the queue: the next released connection goes idle, not to it', async () => {
+  const s = await server();
+  const p = pool(1);
+  try {
+    const first = p.acquire(s.address);
+    let stop: (() => void) | undefined;
+    const second = p.acquire(s.address, undefined, (fn) => {
+      stop = fn;
+    });
+    stop!();
+    await expect(second).rejects.toMatchObject({ code: 'MESHFED_GATEWAY_UPSTREAM' });
+    const c: PooledConnection = await first;
+    p.release(c);
+    expect(p.takeIdle(s.address)).toBe(c);
+    expect(s.accepted()).toBe(1);
+  } finally {
+    p.close();
+    s.close();
+  }
+}, 20_000);
+
+test('closing the pool fails the requests still waiting', async () => {
+  const s = await server();
+  const p = pool(1);
+  try {
+    const first = p.acquire(s.address);
+    const second = p.acquire(s.address);
+    const c = await first;
+    p.close();
+    await expect(second).rejects.toMatchObject({ code: 'MESHFED_GATEWAY_UPSTREAM' });
+    c.socket.destroy();
+  } finally {
+    s.close();
+  }
+}, 20_000);
