@@ -7,6 +7,7 @@ import { subscribe } from 'node:diagnostics_channel';
 import { writeFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { constants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { getHeapSpaceStatistics } from 'node:v8';
 
 const GC_KINDS: Record<number, string> = {
   [constants.NODE_PERFORMANCE_GC_MINOR]: 'scavenge',
@@ -21,6 +22,8 @@ interface GcKind {
   maxMs: number;
   /** pauses over 1 ms */
   over1ms: number;
+  /** the median pause: on a busy host the longest ones are mostly time the process was not scheduled */
+  medianMs: number;
 }
 
 export interface PauseStats {
@@ -31,24 +34,28 @@ export interface PauseStats {
   accepted: Record<string, number>;
   /** since the recording started (or was reset) */
   seconds: number;
+  /** resident memory and V8's young generation when written, MB */
+  rssMb: number;
+  youngMb: number;
 }
 
 /** Records from now on; `reset()` starts the window again (after a warm-up), `write()` saves it. */
 export function recordPauses(file: string): { reset(): void; write(extra?: object): PauseStats } {
   const eld = monitorEventLoopDelay({ resolution: 1 });
   eld.enable();
-  let gc: Record<string, GcKind> = {};
+  let gc: Record<string, Omit<GcKind, 'medianMs'> & { pauses: number[] }> = {};
   let accepted: Record<string, number> = {};
   let since = performance.now();
   const obs = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       const kind = GC_KINDS[(e as unknown as { detail: { kind: number } }).detail.kind] ?? 'other';
-      gc[kind] ??= { count: 0, totalMs: 0, maxMs: 0, over1ms: 0 };
+      gc[kind] ??= { count: 0, totalMs: 0, maxMs: 0, over1ms: 0, pauses: [] };
       const k = gc[kind];
       k.count++;
       k.totalMs += e.duration;
       k.maxMs = Math.max(k.maxMs, e.duration);
       if (e.duration > 1) k.over1ms++;
+      if (k.pauses.length < 100_000) k.pauses.push(e.duration);
     }
   });
   obs.observe({ entryTypes: ['gc'] });
@@ -58,6 +65,7 @@ export function recordPauses(file: string): { reset(): void; write(extra?: objec
     accepted[key] = (accepted[key] ?? 0) + 1;
   });
   const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+  const round = (x: number) => Math.round(x * 100) / 100;
   return {
     reset() {
       eld.reset();
@@ -76,13 +84,25 @@ export function recordPauses(file: string): { reset(): void; write(extra?: objec
           samples: eld.count,
         },
         gc: Object.fromEntries(
-          Object.entries(gc).map(([k, v]) => [
-            k,
-            { ...v, totalMs: Math.round(v.totalMs * 100) / 100, maxMs: Math.round(v.maxMs * 100) / 100 },
+          Object.entries(gc).map(([kind, { pauses, ...v }]) => [
+            kind,
+            {
+              ...v,
+              totalMs: round(v.totalMs),
+              maxMs: round(v.maxMs),
+              medianMs: round(pauses.sort((a, b) => a - b)[pauses.length >> 1] ?? 0),
+            },
           ]),
         ),
         accepted,
         seconds: Math.round((performance.now() - since) / 10) / 100,
+        rssMb: round(process.memoryUsage().rss / 2 ** 20),
+        youngMb: round(
+          getHeapSpaceStatistics()
+            .filter((x) => x.space_name === 'new_space')
+            .reduce((n, x) => n + x.space_size, 0) /
+            2 ** 20,
+        ),
       };
       writeFileSync(file, `${JSON.stringify(stats)}\n`);
       return stats;
