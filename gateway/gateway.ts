@@ -184,6 +184,7 @@ export class Gateway {
       connectTimeoutMs: bc.timeouts.connect,
       // under node's default keep-alive timeout (5 s), so a backend never closes a connection we reuse
       idleTimeoutMs: Math.min(4_000, bc.timeouts.idle),
+      gatewayIdleTimeoutMs: Math.min(60_000, bc.timeouts.idle),
       exchangeIdleMs: bc.timeouts.idle,
       maxIdlePerKey: bc.circuitBreaker.maxConnections,
       // enough to grow a pool at a few connections per handshake time; few enough that a burst's requests

@@ -76,6 +76,9 @@ export interface H1PoolOptions {
   connectTimeoutMs: number;
   /** an idle connection closes after this, shorter than a backend's own keep-alive timeout */
   idleTimeoutMs: number;
+  /** the same for mTLS connections to gateways, under their keep-alive timeout (65 s, h1/servers.ts): each
+   * one dialled again is a TLS handshake */
+  gatewayIdleTimeoutMs: number;
   /** a connection in use with no byte either way for this long is cut (timeouts.idle) */
   exchangeIdleMs: number;
   maxIdlePerKey: number;
@@ -277,8 +280,10 @@ export class H1Pool {
    * outlives the bound by the timer's coarseness (a backend's own keep-alive close would race our reuse).
    */
   #sweep(): void {
-    const cutoff = Date.now() - (this.#o.idleTimeoutMs - this.#sweepMs());
-    for (const k of this.#keys.values()) {
+    const { gatewayIdleTimeoutMs: gateway, idleTimeoutMs: local } = this.#o;
+    const now = Date.now() + this.#sweepMs();
+    for (const [key, k] of this.#keys) {
+      const cutoff = now - (key.startsWith('tls|') ? gateway : local);
       // most recently used last: the stale ones are at the front
       let n = 0;
       while (n < k.idle.length && k.idle[n]!.idleSince <= cutoff) n++;

@@ -54,6 +54,7 @@ async function westAndPool(leaf: () => IssuedLeaf, bundle: TrustBundle, root: Ca
   const pool = new H1Pool({
     connectTimeoutMs: 5_000,
     idleTimeoutMs: 60_000,
+    gatewayIdleTimeoutMs: 60_000,
     maxIdlePerKey: 4,
     maxDialsPerKey: 4,
     maxRequestsPerConnection: 0,

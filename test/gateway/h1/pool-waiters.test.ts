@@ -12,6 +12,7 @@ function pool(maxDialsPerKey: number): H1Pool {
   return new H1Pool({
     connectTimeoutMs: 5_000,
     idleTimeoutMs: 60_000,
+    gatewayIdleTimeoutMs: 60_000,
     exchangeIdleMs: 60_000,
     maxIdlePerKey: 64,
     maxDialsPerKey,
