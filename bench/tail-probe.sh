@@ -18,20 +18,11 @@ while getopts d:r:c:q: opt; do
 done
 shift $((OPTIND - 1))
 [ $# -gt 0 ] || { sed -n 2,9p "$0" >&2; exit 2; }
-HARNESS=/work/shared/bench/peers
-STATE=${BENCH_STATE:-$PWD/.bench-peers}
 OUT=$(mktemp -d /tmp/meshfed-tail-probe.XXXXXX)
-export BENCH_SERVICE_HOST=echo.bench.svc.clusterset.local BENCH_TRUST_DOMAIN=mesh.example
-export BENCH_BACKEND_HTTP=127.0.0.130:28080 BENCH_BACKEND_TLS=127.0.0.130:28443
-export BENCH_GW_A_ADDR=127.0.0.131:25001 BENCH_GW_B_ADDR=127.0.0.132:25443
-export BENCH_CERTS_DIR=$STATE/certs BENCH_CA=$STATE/certs/root-ca.crt
-export BENCH_GW_A_CERT=$STATE/certs/gw-a.crt BENCH_GW_A_KEY=$STATE/certs/gw-a.key
-export BENCH_GW_B_CERT=$STATE/certs/gw-b.crt BENCH_GW_B_KEY=$STATE/certs/gw-b.key
-export BENCH_TOPOLOGY=terminate BENCH_REUSE=reuse
+source bench/peers-env.sh 127.0.0.130 127.0.0.131 127.0.0.132
 for a in $BENCH_BACKEND_HTTP $BENCH_GW_A_ADDR $BENCH_GW_B_ADDR; do
   if ss -Htln | awk '{print $4}' | grep -qxF "$a"; then echo "address in use: $a" >&2; exit 1; fi
 done
-bash "$HARNESS/lib/certs.sh" "$BENCH_CERTS_DIR" "$BENCH_SERVICE_HOST" >/dev/null
 
 SIDS=()
 cleanup() { local s; for s in "${SIDS[@]}"; do kill -TERM -- "-$s" 2>/dev/null || true; wait "$s" 2>/dev/null || true; done; rm -rf "$OUT"; }
