@@ -4,7 +4,7 @@
 // duration) and in time (every request has a deadline; the run ends at duration + deadline).
 import { connect } from 'node:net';
 import type * as grpc from '@grpc/grpc-js';
-import { Pool } from 'undici';
+import { buildConnector, Pool } from 'undici';
 import { greeterClient } from '../../cli/demo/traffic.ts';
 import { percentile, round } from '../figures.ts';
 import { GREETER, HELLO } from './federation.ts';
@@ -90,6 +90,11 @@ export class LoadClient {
    * Latency counts from the due time either way; this says whether the client kept its rate.
    */
   readonly sendLag: number[] = [];
+  /**
+   * How long each new connection took to connect (ms), HTTP's (the pool's) and TCP's (one per request):
+   * a second or more is a SYN retransmitted after a listener's queue dropped it, which no event loop shows.
+   */
+  readonly connectMs: { http: number[]; tcp: number[] } = { http: [], tcp: [] };
 
   constructor(o: LoadOptions) {
     this.o = { deadlineMs: 5000, host: HELLO, ...o };
@@ -99,6 +104,7 @@ export class LoadClient {
       // own pool queues adds its queue to HTTP's latency only (gRPC shares one HTTP/2 session), which made
       // the chaos baseline's HTTP tail look ten times gRPC's when the gateway stalled (issue 16)
       connections: Math.max(64, Math.ceil((this.o.rate * this.o.deadlineMs) / 1000)),
+      connect: timedConnector((ms) => this.connectMs.http.push(ms)),
       headersTimeout: this.o.deadlineMs,
       bodyTimeout: this.o.deadlineMs,
     });
@@ -174,7 +180,7 @@ export class LoadClient {
         if (this.wire) return this.wireCall(kind);
         return this.grpcJsCall(kind);
       case 'tcp':
-        return tcpEcho(this.o.tcpEcho!, this.o.deadlineMs);
+        return tcpEcho(this.o.tcpEcho!, this.o.deadlineMs, (ms) => this.connectMs.tcp.push(ms));
     }
   }
 
@@ -249,8 +255,21 @@ function errorName(err: unknown): string {
   return String(e.code ?? e.name ?? 'error');
 }
 
+/** undici's own connector, reporting how long each connection took to connect */
+function timedConnector(connected: (ms: number) => void): buildConnector.connector {
+  const connect = buildConnector({});
+  return (opts, cb) => {
+    const t0 = performance.now();
+    connect(opts, (err, socket) => {
+      if (!err) connected(performance.now() - t0);
+      // undici's callback takes (null, socket) or (error, null)
+      (cb as (e: Error | null, s: unknown) => void)(err, socket);
+    });
+  };
+}
+
 /** one TCP connection: a line out, the same line back, close */
-function tcpEcho(address: string, deadlineMs: number): Promise<Attempt> {
+function tcpEcho(address: string, deadlineMs: number, connected: (ms: number) => void): Promise<Attempt> {
   const [host, port] = [
     address.slice(0, address.lastIndexOf(':')),
     Number(address.slice(address.lastIndexOf(':') + 1)),
@@ -258,9 +277,13 @@ function tcpEcho(address: string, deadlineMs: number): Promise<Attempt> {
   return new Promise((resolve) => {
     const line = `chaos ${Math.random()}\n`;
     let got = '';
+    const t0 = performance.now();
     const s = connect({ host, port });
     s.setTimeout(deadlineMs, () => s.destroy(new Error('tcp timeout')));
-    s.on('connect', () => s.write(line));
+    s.on('connect', () => {
+      connected(performance.now() - t0);
+      s.write(line);
+    });
     s.on('data', (d: Buffer) => {
       got += d.toString();
       if (got.length >= line.length) {

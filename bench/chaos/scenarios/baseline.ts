@@ -35,6 +35,7 @@ export const baseline: Scenario = {
         loopDelayMaxMs: round(loop.max / 1e6),
         sendLagP99Ms: round(percentile(lag, 99)),
         sendLagMaxMs: round(lag.at(-1) ?? 0),
+        ...connectFigures(load.connectMs),
       };
       const cpuMsPerRequest = cpuPerRequest(before, fed, s.sent);
       await load.close();
@@ -65,5 +66,18 @@ function cpuPerRequest(
   const perRequest = (cpuSeconds: number) => Math.round((cpuSeconds * 1e5) / Math.max(requests, 1)) / 100;
   const out: Record<string, number> = { loadClient: perRequest((self.user + self.system) / 1e6) };
   for (const [k, v] of Object.entries(fed.cpuSeconds())) out[k] = perRequest(v - (before.fed[k] ?? 0));
+  return out;
+}
+
+/** new connections of the load client per kind: how many, p99 and max connect time (ms), and how many took ≥ 1 s */
+function connectFigures(c: { http: number[]; tcp: number[] }): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [kind, ms] of Object.entries(c)) {
+    const sorted = [...ms].sort((a, b) => a - b);
+    out[`${kind}Connections`] = sorted.length;
+    out[`${kind}ConnectP99Ms`] = round(percentile(sorted, 99) || 0);
+    out[`${kind}ConnectMaxMs`] = round(sorted.at(-1) ?? 0);
+    out[`${kind}ConnectsOver1s`] = sorted.filter((x) => x >= 1000).length;
+  }
   return out;
 }
