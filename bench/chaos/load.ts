@@ -100,10 +100,11 @@ export class LoadClient {
     this.o = { deadlineMs: 5000, host: HELLO, ...o };
     this.mix = o.mix ?? (o.tcpEcho ? DEFAULT_MIX : { ...DEFAULT_MIX, tcp: 0 });
     this.pool = new Pool(`http://${o.egress}`, {
-      // as many as can be outstanding (every request of a deadline's worth at this rate): a client whose
-      // own pool queues adds its queue to HTTP's latency only (gRPC shares one HTTP/2 session), which made
-      // the chaos baseline's HTTP tail look ten times gRPC's when the gateway stalled (issue 16)
-      connections: Math.max(64, Math.ceil((this.o.rate * this.o.deadlineMs) / 1000)),
+      // bounded: a request that finds every connection busy waits in the client's queue, and that wait
+      // counts (latency is from the due time). A pool sized for every outstanding request (tried: rate ×
+      // deadline) opened connections in bursts whenever the gateway stalled, overflowed the egress
+      // listener's accept queue (1,024) and had SYNs dropped: connects of 1-11 s (issue 16)
+      connections: 512,
       connect: timedConnector((ms) => this.connectMs.http.push(ms)),
       headersTimeout: this.o.deadlineMs,
       bodyTimeout: this.o.deadlineMs,
