@@ -105,6 +105,9 @@ export class LoadClient {
       // deadline) opened connections in bursts whenever the gateway stalled, overflowed the egress
       // listener's accept queue (1,024) and had SYNs dropped: connects of 1-11 s (issue 16)
       connections: 512,
+      // a connection opened in one burst serves the next: idle ones stay a minute (the egress keeps them
+      // 65 s), not undici's 4 s, after which every stall had the pool open its connections again
+      keepAliveTimeout: 60_000,
       connect: timedConnector((ms) => this.connectMs.http.push(ms)),
       headersTimeout: this.o.deadlineMs,
       bodyTimeout: this.o.deadlineMs,
