@@ -188,8 +188,9 @@ export class Gateway {
       exchangeIdleMs: bc.timeouts.idle,
       maxIdlePerKey: bc.circuitBreaker.maxConnections,
       // enough to grow a pool at a few connections per handshake time; few enough that a burst's requests
-      // mostly wait for connections freeing up rather than for handshakes of their own
-      maxDialsPerKey: 4,
+      // mostly wait for connections freeing up rather than for handshakes of their own. Connections that
+      // carry one request each free up for nobody: then every request dials, as before
+      maxDialsPerKey: c.tunnelMaxRequestsPerConnection === 1 ? Number.POSITIVE_INFINITY : 4,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       creds,
       revalidation: this.#revalidation,
