@@ -49,10 +49,23 @@ async function server() {
   };
 }
 
-test('regression: a burst of requests with no idle connection takes the connections that free up instead of dialling one each', async () => {
+/** `body` with a pool of `maxDials` dials per key and a server, both closed after it */
+async function withPool(
+  maxDials: number,
+  body: (p: H1Pool, s: Awaited<ReturnType<typeof server>>) => Promise<void>,
+): Promise<void> {
   const s = await server();
-  const p = pool(2);
+  const p = pool(maxDials);
   try {
+    await body(p, s);
+  } finally {
+    p.close();
+    s.close();
+  }
+}
+
+test('regression: a burst of requests with no idle connection takes the connections that free up instead of dialling one each', async () => {
+  await withPool(2, async (p, s) => {
     // each request holds its connection for one turn of the event loop, as a short exchange does
     const served = await Promise.all(
       Array.from({ length: 20 }, () =>
@@ -68,10 +81,7 @@ test('regression: a burst of requests with no idle connection takes the connecti
     const dialled = new Set(served).size;
     expect(dialled).toBeLessThanOrEqual(10);
     await waitFor(() => s.accepted() === dialled, { timeoutMs: 5_000, what: 'the server to see every dial' });
-  } finally {
-    p.close();
-    s.close();
-  }
+  });
 }, 20_000);
 
 test('a refused dial fails every waiting request that no other dial would serve (they fail over at once)', async () => {
@@ -90,9 +100,7 @@ test('a refused dial fails every waiting request that no other dial would serve 
 }, 20_000);
 
 test('a request whose try ends while it waits leaves the queue: the next released connection goes idle, not to it', async () => {
-  const s = await server();
-  const p = pool(1);
-  try {
+  await withPool(1, async (p, s) => {
     const first = p.acquire(s.address);
     let stop: (() => void) | undefined;
     const second = p.acquire(s.address, undefined, (fn) => {
@@ -104,23 +112,16 @@ test('a request whose try ends while it waits leaves the queue: the next release
     p.release(c);
     expect(p.takeIdle(s.address)).toBe(c);
     expect(s.accepted()).toBe(1);
-  } finally {
-    p.close();
-    s.close();
-  }
+  });
 }, 20_000);
 
 test('closing the pool fails the requests still waiting', async () => {
-  const s = await server();
-  const p = pool(1);
-  try {
+  await withPool(1, async (p, s) => {
     const first = p.acquire(s.address);
     const second = p.acquire(s.address);
     const c = await first;
     p.close();
     await expect(second).rejects.toMatchObject({ code: 'MESHFED_GATEWAY_UPSTREAM' });
     c.socket.destroy();
-  } finally {
-    s.close();
-  }
+  });
 }, 20_000);
