@@ -88,25 +88,25 @@ export class FastUpstream implements UpstreamCodec {
       a.fail('overflow', undefined);
       return;
     }
-    o.pool
-      .acquire(t.address, cluster, (stop) => a.onCancel(stop))
-      .then(
-        (c) => {
-          release();
-          // the per-try timeout or the caller may have ended the try while the connection was dialled
-          if (!a.open) o.pool.release(c, false);
-          else new UpstreamExchange(o, r, ex, t, a, c).start();
-        },
-        (err: unknown) => {
-          release();
-          if (!a.open) return;
-          if (err instanceof TunnelOnly) o.tunnel.send(r, t, a);
-          else {
-            const identity = err instanceof MeshfedError && err.code.startsWith('MESHFED_CA_');
-            a.fail(identity ? 'refused' : 'connect', err);
-          }
-        },
-      );
+    // a try that ends while its request waits for a connection leaves the pool's queue
+    const waitEnds = (stop: () => void) => a.onCancel(stop);
+    o.pool.acquire(t.address, cluster, waitEnds).then(
+      (c) => {
+        release();
+        // the per-try timeout or the caller may have ended the try while the connection was dialled
+        if (!a.open) o.pool.release(c, false);
+        else new UpstreamExchange(o, r, ex, t, a, c).start();
+      },
+      (err: unknown) => {
+        release();
+        if (!a.open) return;
+        if (err instanceof TunnelOnly) o.tunnel.send(r, t, a);
+        else {
+          const identity = err instanceof MeshfedError && err.code.startsWith('MESHFED_CA_');
+          a.fail(identity ? 'refused' : 'connect', err);
+        }
+      },
+    );
   }
 }
 
