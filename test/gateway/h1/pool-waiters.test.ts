@@ -1,7 +1,6 @@
-import { once } from 'node:events';
-import net, { type AddressInfo } from 'node:net';
 import { waitFor } from '../../../core/index.ts';
 import { H1Pool, type PooledConnection } from '../../../gateway/h1/pool.ts';
+import { tcpServer } from './west-gateway.ts';
 
 // What the chaos baseline showed (issue 16): at 1,000 req/s a stall of the source gateway let requests pile
 // up, and each of them dialled a connection of its own (about 600 mTLS handshakes to the two remote
@@ -30,31 +29,12 @@ function pool(maxDialsPerKey: number): H1Pool {
   });
 }
 
-/** a TCP server that counts the connections it accepts and keeps them open */
-async function server() {
-  const sockets: net.Socket[] = [];
-  const srv = net.createServer((s) => {
-    sockets.push(s);
-    s.on('error', () => undefined);
-  });
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  return {
-    address: `127.0.0.1:${(srv.address() as AddressInfo).port}`,
-    accepted: () => sockets.length,
-    close() {
-      for (const s of sockets) s.destroy();
-      srv.close();
-    },
-  };
-}
-
 /** `body` with a pool of `maxDials` dials per key and a server, both closed after it */
 async function withPool(
   maxDials: number,
-  body: (p: H1Pool, s: Awaited<ReturnType<typeof server>>) => Promise<void>,
+  body: (p: H1Pool, s: Awaited<ReturnType<typeof tcpServer>>) => Promise<void>,
 ): Promise<void> {
-  const s = await server();
+  const s = await tcpServer();
   const p = pool(maxDials);
   try {
     await body(p, s);
@@ -85,7 +65,7 @@ test('regression: a burst of requests with no idle connection takes the connecti
 }, 20_000);
 
 test('a refused dial fails every waiting request that no other dial would serve (they fail over at once)', async () => {
-  const s = await server();
+  const s = await tcpServer();
   const address = s.address;
   s.close();
   const p = pool(1);
