@@ -6,19 +6,11 @@
 # Writes bench/results/latency-fixed-rate.json: p50/p99 per path and the latency each pair adds over direct.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-HERE=/work/shared/bench/peers
 D=${D:-10}
-STATE=${BENCH_STATE:-$PWD/.bench-peers}
 OUT=$(mktemp -d)
-export BENCH_SERVICE_HOST=echo.bench.svc.clusterset.local BENCH_TRUST_DOMAIN=mesh.example
-export BENCH_BACKEND_HTTP=127.0.0.10:28080 BENCH_BACKEND_TLS=127.0.0.10:28443
-export BENCH_GW_A_ADDR=127.0.0.21:25001 BENCH_GW_B_ADDR=127.0.0.22:25443
-export BENCH_CERTS_DIR=$STATE/certs BENCH_CA=$STATE/certs/root-ca.crt
-export BENCH_GW_A_CERT=$STATE/certs/gw-a.crt BENCH_GW_A_KEY=$STATE/certs/gw-a.key
-export BENCH_GW_B_CERT=$STATE/certs/gw-b.crt BENCH_GW_B_KEY=$STATE/certs/gw-b.key
-export BENCH_TOPOLOGY=terminate BENCH_REUSE=reuse
 command -v h2load >/dev/null || { echo "h2load is missing (apt-get install nghttp2-client)" >&2; exit 1; }
-bash "$HERE/lib/certs.sh" "$BENCH_CERTS_DIR" "$BENCH_SERVICE_HOST" >/dev/null
+source bench/peers-env.sh 127.0.0.10 127.0.0.21 127.0.0.22
+HERE=$HARNESS
 
 SIDS=()
 start() { # start NAME COMMAND: its own session, bounded lifetime; STARTED=its pid (= session id)

@@ -1,5 +1,7 @@
 // The peers-harness candidate: runs the real meshfed Gateway (real identity checks) in the topology
-// the harness asks for, from its environment (see /work/shared/bench/peers/README.md).
+// the harness asks for, from its environment (see /work/shared/bench/peers/README.md), with the Node flags
+// of `meshfed gateway` (./gateway-flags.ts, imported first).
+import './gateway-flags.ts';
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { CertificateSource, TrustBundle } from '../ca/index.ts';
@@ -18,6 +20,8 @@ import {
 } from '../core/index.ts';
 import { Balancers, balancerConfigSchema } from '../gateway/balancer/index.ts';
 import { Gateway, gatewayConfigSchema } from '../gateway/index.ts';
+import { startAllocSampling } from './alloc-sampling.ts';
+import { recordPauses } from './pause-stats.ts';
 
 const env = (k: string, d?: string): string => {
   const v = process.env[k] ?? d;
@@ -25,6 +29,14 @@ const env = (k: string, d?: string): string => {
   return v;
 };
 const topology = env('BENCH_TOPOLOGY');
+// BENCH_PAUSE_STATS=<file>: event-loop delay, GC pauses and accepted connections, written there on SIGTERM;
+// SIGUSR2 starts the window again (after a warm-up)
+const pauses = process.env.BENCH_PAUSE_STATS ? recordPauses(process.env.BENCH_PAUSE_STATS) : undefined;
+if (pauses) process.on('SIGUSR2', () => pauses.reset());
+// BENCH_ALLOC_PROFILE=<file>: where the process allocates (bench/alloc-sampling.ts), from SIGUSR2 to SIGTERM
+const allocFile = process.env.BENCH_ALLOC_PROFILE;
+let allocs: Promise<Awaited<ReturnType<typeof startAllocSampling>>> | undefined;
+if (allocFile) process.on('SIGUSR2', () => (allocs = startAllocSampling()));
 // multi-core mode (BENCH_WORKERS=N > 1): N processes, each running the gateways, share the ports with
 // SO_REUSEPORT as `meshfed gateway --workers N` does; the default is the harness's one event loop
 const workers = Number(env('BENCH_WORKERS', '1'));
@@ -223,4 +235,8 @@ if (workers > 1) process.send?.('ready');
 else process.stdout.write(`meshfed gateway candidate ready (${topology}, one event loop)\n`);
 // the harness stops candidates with SIGTERM; exiting normally lets `--cpu-prof` write its profile. `on`, not
 // `once`: the harness's `timeout` wrapper passes the signal on a second time while a large profile is written
-process.on('SIGTERM', () => process.exit(0));
+process.on('SIGTERM', () => {
+  pauses?.write();
+  if (!allocs) process.exit(0);
+  void allocs.then((a) => a.stop(allocFile!)).finally(() => process.exit(0));
+});

@@ -185,8 +185,13 @@ export class Gateway {
       connectTimeoutMs: bc.timeouts.connect,
       // under node's default keep-alive timeout (5 s), so a backend never closes a connection we reuse
       idleTimeoutMs: Math.min(4_000, bc.timeouts.idle),
+      gatewayIdleTimeoutMs: Math.min(60_000, bc.timeouts.idle),
       exchangeIdleMs: bc.timeouts.idle,
       maxIdlePerKey: bc.circuitBreaker.maxConnections,
+      // enough to grow a pool at a few connections per handshake time; few enough that a burst's requests
+      // mostly wait for connections freeing up rather than for handshakes of their own. Connections that
+      // carry one request each free up for nobody: then every request dials, as before
+      maxDialsPerKey: c.tunnelMaxRequestsPerConnection === 1 ? Number.POSITIVE_INFINITY : 4,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       creds,
       revalidation: this.#revalidation,

@@ -4,7 +4,7 @@
 // duration) and in time (every request has a deadline; the run ends at duration + deadline).
 import { connect } from 'node:net';
 import type * as grpc from '@grpc/grpc-js';
-import { Pool } from 'undici';
+import { buildConnector, Pool } from 'undici';
 import { greeterClient } from '../../cli/demo/traffic.ts';
 import { percentile, round } from '../figures.ts';
 import { GREETER, HELLO } from './federation.ts';
@@ -85,14 +85,30 @@ export class LoadClient {
   private stopped = false;
   /** requests sent so far; once run() resolves, each has exactly one outcome */
   scheduled = 0;
+  /**
+   * How late each request was sent after its due time (ms): the client's own event loop, not the gateway.
+   * Latency counts from the due time either way; this says whether the client kept its rate.
+   */
+  readonly sendLag: number[] = [];
+  /**
+   * How long each new connection took to connect (ms), HTTP's (the pool's) and TCP's (one per request):
+   * a second or more is a SYN retransmitted after a listener's queue dropped it, which no event loop shows.
+   */
+  readonly connectMs: { http: number[]; tcp: number[] } = { http: [], tcp: [] };
 
   constructor(o: LoadOptions) {
     this.o = { deadlineMs: 5000, host: HELLO, ...o };
     this.mix = o.mix ?? (o.tcpEcho ? DEFAULT_MIX : { ...DEFAULT_MIX, tcp: 0 });
     this.pool = new Pool(`http://${o.egress}`, {
-      // enough that the client's own pool never queues at the rates the suite uses (a queue here
-      // would hide latency the way coordinated omission does)
+      // bounded: a request that finds every connection busy waits in the client's queue, and that wait
+      // counts (latency is from the due time). A pool sized for every outstanding request (tried: rate ×
+      // deadline) opened connections in bursts whenever the gateway stalled, overflowed the egress
+      // listener's accept queue (1,024) and had SYNs dropped: connects of 1-11 s (issue 16)
       connections: 512,
+      // a connection opened in one burst serves the next: idle ones stay a minute (the egress keeps them
+      // 65 s), not undici's 4 s, after which every stall had the pool open its connections again
+      keepAliveTimeout: 60_000,
+      connect: timedConnector((ms) => this.connectMs.http.push(ms)),
       headersTimeout: this.o.deadlineMs,
       bodyTimeout: this.o.deadlineMs,
     });
@@ -117,6 +133,7 @@ export class LoadClient {
       const tick = () => {
         const now = this.now();
         while (i < total && !this.stopped && (i * 1000) / rate <= now) {
+          this.sendLag.push(now - (i * 1000) / rate);
           pending.push(this.one(next(i), (i * 1000) / rate));
           i++;
           this.scheduled = i;
@@ -167,7 +184,7 @@ export class LoadClient {
         if (this.wire) return this.wireCall(kind);
         return this.grpcJsCall(kind);
       case 'tcp':
-        return tcpEcho(this.o.tcpEcho!, this.o.deadlineMs);
+        return tcpEcho(this.o.tcpEcho!, this.o.deadlineMs, (ms) => this.connectMs.tcp.push(ms));
     }
   }
 
@@ -242,8 +259,21 @@ function errorName(err: unknown): string {
   return String(e.code ?? e.name ?? 'error');
 }
 
+/** undici's own connector, reporting how long each connection took to connect */
+function timedConnector(connected: (ms: number) => void): buildConnector.connector {
+  const connect = buildConnector({});
+  return (opts, cb) => {
+    const t0 = performance.now();
+    connect(opts, (err, socket) => {
+      if (!err) connected(performance.now() - t0);
+      // undici's callback takes (null, socket) or (error, null)
+      (cb as (e: Error | null, s: unknown) => void)(err, socket);
+    });
+  };
+}
+
 /** one TCP connection: a line out, the same line back, close */
-function tcpEcho(address: string, deadlineMs: number): Promise<Attempt> {
+function tcpEcho(address: string, deadlineMs: number, connected: (ms: number) => void): Promise<Attempt> {
   const [host, port] = [
     address.slice(0, address.lastIndexOf(':')),
     Number(address.slice(address.lastIndexOf(':') + 1)),
@@ -251,9 +281,13 @@ function tcpEcho(address: string, deadlineMs: number): Promise<Attempt> {
   return new Promise((resolve) => {
     const line = `chaos ${Math.random()}\n`;
     let got = '';
+    const t0 = performance.now();
     const s = connect({ host, port });
     s.setTimeout(deadlineMs, () => s.destroy(new Error('tcp timeout')));
-    s.on('connect', () => s.write(line));
+    s.on('connect', () => {
+      connected(performance.now() - t0);
+      s.write(line);
+    });
     s.on('data', (d: Buffer) => {
       got += d.toString();
       if (got.length >= line.length) {

@@ -76,9 +76,14 @@ export interface H1PoolOptions {
   connectTimeoutMs: number;
   /** an idle connection closes after this, shorter than a backend's own keep-alive timeout */
   idleTimeoutMs: number;
+  /** the same for mTLS connections to gateways, under their keep-alive timeout (65 s, h1/servers.ts): each
+   * one dialled again is a TLS handshake */
+  gatewayIdleTimeoutMs: number;
   /** a connection in use with no byte either way for this long is cut (timeouts.idle) */
   exchangeIdleMs: number;
   maxIdlePerKey: number;
+  /** dials under way per address at once; more requests than that wait for a connection to free up */
+  maxDialsPerKey: number;
   /** mTLS connections to gateways serve at most this many requests (tunnelMaxRequestsPerConnection); 0: no limit */
   maxRequestsPerConnection: number;
   creds: TunnelCredentials;
@@ -86,8 +91,18 @@ export interface H1PoolOptions {
   revalidation?: PeerRevalidation;
 }
 
+/** A request waiting for a connection of its key: the next one released or dialled, whichever comes first. */
+interface Waiter {
+  resolve(c: PooledConnection): void;
+  reject(err: Error): void;
+}
+
 interface Key {
   idle: PooledConnection[];
+  /** oldest first */
+  waiters: Waiter[];
+  /** dials under way, at most maxDialsPerKey */
+  dialling: number;
 }
 
 /** A ticket kept from a verified connection, with what was verified (a resumed handshake shows no chain). */
@@ -156,18 +171,88 @@ export class H1Pool {
     return undefined;
   }
 
-  /** An idle connection to `address` (mTLS to a gateway of `cluster` when given), or a new one. */
-  acquire(address: string, cluster?: string): Promise<PooledConnection> {
+  /**
+   * An idle connection to `address` (mTLS to a gateway of `cluster` when given), else the first one that
+   * is released or dialled for it. A dial starts only while fewer are under way than requests wait, and
+   * at most maxDialsPerKey at once: in a burst, requests take the connections that free up meanwhile
+   * instead of each paying a handshake (a TLS one costs milliseconds of the event loop that serves every
+   * other request, which made a burst longer and called for more dials: docs/performance.md, "The latency
+   * tail"). `onCancel` registers what stops the wait when the try ends first.
+   */
+  acquire(
+    address: string,
+    cluster?: string,
+    onCancel?: (stop: () => void) => void,
+  ): Promise<PooledConnection> {
     if (this.#closed)
       return Promise.reject(new MeshfedError('MESHFED_GATEWAY_UPSTREAM', 'the gateway is stopping'));
     const c = this.takeIdle(address, cluster);
     if (c) return Promise.resolve(c);
-    return this.#dial(address, cluster);
+    const k = this.#key(keyOf(address, cluster));
+    return new Promise<PooledConnection>((resolve, reject) => {
+      const w: Waiter = { resolve, reject };
+      k.waiters.push(w);
+      onCancel?.(() => {
+        const i = k.waiters.indexOf(w);
+        if (i === -1) return;
+        k.waiters.splice(i, 1);
+        reject(new MeshfedError('MESHFED_GATEWAY_UPSTREAM', 'the request stopped waiting for a connection'));
+      });
+      this.#dialIfNeeded(k, address, cluster);
+    });
+  }
+
+  #key(key: string): Key {
+    let k = this.#keys.get(key);
+    if (!k) {
+      k = { idle: [], waiters: [], dialling: 0 };
+      this.#keys.set(key, k);
+    }
+    return k;
+  }
+
+  #dialIfNeeded(k: Key, address: string, cluster: string | undefined): void {
+    if (k.dialling >= k.waiters.length || k.dialling >= this.#o.maxDialsPerKey || this.#closed) return;
+    k.dialling++;
+    this.#dial(address, cluster).then(
+      (c) => {
+        k.dialling--;
+        if (this.#closed || c.socket.destroyed) c.socket.destroy();
+        else this.#handOff(k, c);
+        this.#dialIfNeeded(k, address, cluster);
+      },
+      (err: Error) => {
+        k.dialling--;
+        // the requests that no other dial under way would serve fail with it and fail over: a target that
+        // refused one connection is not waited on (a gateway without the fast path: all go to the tunnel)
+        const keep = err instanceof TunnelOnly ? 0 : k.dialling;
+        for (const w of k.waiters.splice(0, Math.max(0, k.waiters.length - keep))) w.reject(err);
+      },
+    );
+  }
+
+  /** `c` goes to the oldest request waiting for its key, else to the idle list */
+  #handOff(k: Key, c: PooledConnection): void {
+    const w = k.waiters.shift();
+    if (w) {
+      w.resolve(c);
+      return;
+    }
+    if (k.idle.length >= this.#o.maxIdlePerKey) {
+      c.socket.destroy();
+      return;
+    }
+    c.idleSince = monotonicNow();
+    k.idle.push(c);
+    this.#idleCount++;
+    // one timer for every idle connection of the pool, running only while there are some (0: idle ones stay)
+    if (this.#o.idleTimeoutMs > 0)
+      this.#sweeper ??= setInterval(() => this.#sweep(), this.#sweepMs()).unref();
   }
 
   /**
-   * A connection whose exchange ended cleanly goes back to the pool (most recently used first);
-   * `carried: false` for one dialled for a try that ended before using it.
+   * A connection whose exchange ended cleanly goes to a request waiting for one, else back to the pool
+   * (most recently used first); `carried: false` for one dialled for a try that ended before using it.
    */
   release(c: PooledConnection, carried = true): void {
     const s = c.socket;
@@ -183,21 +268,7 @@ export class H1Pool {
       s.end();
       return;
     }
-    let k = this.#keys.get(c.key);
-    if (!k) {
-      k = { idle: [] };
-      this.#keys.set(c.key, k);
-    }
-    if (k.idle.length >= this.#o.maxIdlePerKey) {
-      s.destroy();
-      return;
-    }
-    c.idleSince = monotonicNow();
-    k.idle.push(c);
-    this.#idleCount++;
-    // one timer for every idle connection of the pool, running only while there are some (0: idle ones stay)
-    if (this.#o.idleTimeoutMs > 0)
-      this.#sweeper ??= setInterval(() => this.#sweep(), this.#sweepMs()).unref();
+    this.#handOff(this.#key(c.key), c);
   }
 
   #sweepMs(): number {
@@ -209,8 +280,10 @@ export class H1Pool {
    * outlives the bound by the timer's coarseness (a backend's own keep-alive close would race our reuse).
    */
   #sweep(): void {
-    const cutoff = monotonicNow() - (this.#o.idleTimeoutMs - this.#sweepMs());
-    for (const k of this.#keys.values()) {
+    const { gatewayIdleTimeoutMs: gateway, idleTimeoutMs: local } = this.#o;
+    const now = monotonicNow() + this.#sweepMs();
+    for (const [key, k] of this.#keys) {
+      const cutoff = now - (key.startsWith('tls|') ? gateway : local);
       // most recently used last: the stale ones are at the front
       let n = 0;
       while (n < k.idle.length && k.idle[n]!.idleSince <= cutoff) n++;
@@ -406,7 +479,11 @@ export class H1Pool {
     this.#closed = true;
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;
-    for (const k of this.#keys.values()) for (const c of k.idle.splice(0)) c.socket.destroy();
+    const stopping = new MeshfedError('MESHFED_GATEWAY_UPSTREAM', 'the gateway is stopping');
+    for (const k of this.#keys.values()) {
+      for (const c of k.idle.splice(0)) c.socket.destroy();
+      for (const w of k.waiters.splice(0)) w.reject(stopping);
+    }
     this.#keys.clear();
     this.#idleCount = 0;
   }

@@ -88,7 +88,9 @@ export class FastUpstream implements UpstreamCodec {
       a.fail('overflow', undefined);
       return;
     }
-    o.pool.acquire(t.address, cluster).then(
+    // a try that ends while its request waits for a connection leaves the pool's queue
+    const waitEnds = (stop: () => void) => a.onCancel(stop);
+    o.pool.acquire(t.address, cluster, waitEnds).then(
       (c) => {
         release();
         // the per-try timeout or the caller may have ended the try while the connection was dialled

@@ -1,78 +1,15 @@
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
-import tls, { type TLSSocket } from 'node:tls';
-import { X509Certificate } from 'node:crypto';
-import {
-  type CaMaterial,
-  createRoot,
-  type IssuedLeaf,
-  issueIntermediate,
-  issueLeaf,
-  TrustBundle,
-  verify,
-} from '../../ca/index.ts';
+import type { TLSSocket } from 'node:tls';
+import { createRoot, issueIntermediate, issueLeaf, TrustBundle, verify } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
-import { H1Pool } from '../../gateway/h1/pool.ts';
 import { chainHeaderOf } from '../../gateway/identity.ts';
-import { FAST_ALPN } from '../../gateway/index.ts';
+import { westAndPool } from './h1/west-gateway.ts';
 
 // What the root-rotation chaos scenario found (bench/chaos/scenarios/root-rotation.ts): when a gateway's leaf
 // rotated, a TLS 1.3 ticket from a connection made just before (tickets arrive after the handshake) was kept
 // and offered on the next dial. The resumed session presented the old leaf while the requests carried the
 // new leaf's chain, so the remote gateway refused them: requests failed with 502 while intermediates were
 // re-issued under a new root.
-
-/**
- * A remote gateway of cluster west (a TLS server with the fast-path ALPN that records the client leaf of
- * every connection it accepts) and an H1Pool dialling it as east with whatever `leaf()` returns now.
- */
-async function westAndPool(leaf: () => IssuedLeaf, bundle: TrustBundle, root: CaMaterial) {
-  const west = await issueLeaf(await issueIntermediate(root, { cluster: 'west' }), {
-    kind: 'gateway',
-    name: 'west-gw',
-  });
-  const seen: X509Certificate[] = [];
-  const sockets: { destroy(): void }[] = [];
-  const server = tls.createServer(
-    {
-      cert: west.chainPem,
-      key: west.keyPem,
-      ca: bundle.toPem(),
-      requestCert: true,
-      rejectUnauthorized: true,
-      ALPNProtocols: [FAST_ALPN],
-      minVersion: 'TLSv1.3',
-    },
-    (s) => {
-      sockets.push(s);
-      s.on('error', () => undefined);
-      seen.push(new X509Certificate(s.getPeerCertificate().raw));
-    },
-  );
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const pool = new H1Pool({
-    connectTimeoutMs: 5_000,
-    idleTimeoutMs: 60_000,
-    maxIdlePerKey: 4,
-    maxRequestsPerConnection: 0,
-    exchangeIdleMs: 60_000,
-    creds: { leaf, bundle: () => bundle, trustDomain: 'meshfed.test' },
-  });
-  return {
-    pool,
-    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
-    /** the client leaves the server accepted, in order */
-    seen,
-    /** a connection of the pool's, to be destroyed at the end */
-    hold: (s: { destroy(): void }) => sockets.push(s),
-    close() {
-      for (const s of sockets) s.destroy();
-      pool.close();
-      server.close();
-    },
-  };
-}
 
 test('regression: a TLS ticket that arrives after our leaf rotated is not offered again (the resumed session would present the old leaf)', async () => {
   const root = await createRoot({ trustDomain: 'meshfed.test' });
