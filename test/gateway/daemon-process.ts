@@ -132,7 +132,11 @@ export async function writeGatewayFiles(o: {
   };
 }
 
-/** A real `meshfed gateway` process from writeGatewayFiles. */
+/**
+ * A real `meshfed gateway` process from writeGatewayFiles. Its ports are picked free a moment before it
+ * binds them; when another process took one meanwhile (EADDRINUSE, seen on a busy host), it starts again
+ * with fresh files and ports, up to three times.
+ */
 export async function startGatewayProcess(
   o: Parameters<typeof writeGatewayFiles>[0] & {
     args?: string[];
@@ -140,6 +144,24 @@ export async function startGatewayProcess(
     env?: Record<string, string>;
   },
 ): Promise<GatewayProcess> {
+  for (let attempt = 1; ; attempt++) {
+    const g = await spawnGateway(o);
+    const exited = once(g.child, 'exit').then(() => 'exited' as const);
+    const ready = waitFor(
+      async () => {
+        if (g.child.exitCode !== null) return 'exited' as const;
+        const r = await request(g.admin, { host: g.admin, path: '/readyz' }).catch(() => undefined);
+        return r?.status === 200 ? ('ready' as const) : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 100, what: `gateway ${g.config} to be ready` },
+    );
+    if ((await Promise.race([ready, exited])) === 'ready') return g;
+    const why = `the gateway exited with ${g.child.exitCode}: ${g.output()}`;
+    if (attempt >= 3 || !/EADDRINUSE|address already in use/i.test(g.output())) throw new Error(why);
+  }
+}
+
+async function spawnGateway(o: Parameters<typeof startGatewayProcess>[0]): Promise<GatewayProcess> {
   const files = await writeGatewayFiles(o);
   const { dir, config: file } = files;
   const child = spawn(process.execPath, [BIN, 'gateway', '--config', file, ...(o.args ?? [])], {
@@ -154,7 +176,7 @@ export async function startGatewayProcess(
   child.stderr?.on('data', (d: Buffer) => {
     out += d.toString();
   });
-  const g: GatewayProcess = {
+  return {
     ...files,
     child,
     output: () => out,
@@ -166,15 +188,6 @@ export async function startGatewayProcess(
       return code as number | null;
     },
   };
-  await waitFor(
-    async () => {
-      if (child.exitCode !== null) throw new Error(`the gateway exited with ${child.exitCode}: ${out}`);
-      const r = await request(g.admin, { host: g.admin, path: '/readyz' }).catch(() => undefined);
-      return r?.status === 200;
-    },
-    { timeoutMs: 60_000, intervalMs: 100 },
-  );
-  return g;
 }
 
 export function alive(pid: number): boolean {
