@@ -46,6 +46,18 @@ function badPerSecond(outcomes: readonly Outcome[], from: number, to: number): n
   return bins;
 }
 
+/** per second since `from`, the requests that failed (by kind and error) or took over 1 s (by kind) */
+function badBySecond(outcomes: readonly Outcome[], from: number, to: number): Record<string, number>[] {
+  const bins = Array.from({ length: Math.ceil((to - from) / 1000) }, (): Record<string, number> => ({}));
+  for (const o of outcomes) {
+    if (o.due < from || o.due >= to || (o.ok && o.latency <= SLOW_MS)) continue;
+    const bin = bins[Math.floor((o.due - from) / 1000)]!;
+    const key = o.ok ? `${o.kind}: slow` : `${o.kind}: ${o.error}`;
+    bin[key] = (bin[key] ?? 0) + 1;
+  }
+  return bins;
+}
+
 function servedBy(outcomes: readonly Outcome[], from: number, to: number): Record<string, number> {
   const by: Record<string, number> = {};
   for (const o of outcomes)
@@ -161,6 +173,8 @@ export const networkPartition: Scenario = {
             westAtEuLateInPartition: westLateAtEu,
             // per second since the cut: requests that failed or took over 1 s
             badPerSecondSinceCut: badPerSecond(outcomes, cutAt, end),
+            // the same, for the partition, by kind and error (a slow one is `kind: slow`)
+            badBySecondDuringPartition: badBySecond(outcomes, cutAt, healAt),
             // every failed request, and those around and after the cut that took over 1 s (the first 40)
             badSample: outcomes
               .filter((o) => !o.ok || (o.due >= cutAt - SLOW_MS && o.latency > SLOW_MS))
