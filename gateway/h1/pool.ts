@@ -128,6 +128,8 @@ export class H1Pool {
   #closed = false;
   #sweeper: NodeJS.Timeout | undefined;
   #idleCount = 0;
+  /** dials under way per key */
+  readonly #dialing = new Map<string, number>();
 
   constructor(o: H1PoolOptions) {
     this.#o = o;
@@ -156,13 +158,27 @@ export class H1Pool {
     return undefined;
   }
 
+  /** How many connections to `address` (mTLS to a gateway of `cluster` when given) are being dialled. */
+  dialing(address: string, cluster?: string): number {
+    return this.#dialing.get(keyOf(address, cluster)) ?? 0;
+  }
+
   /** An idle connection to `address` (mTLS to a gateway of `cluster` when given), or a new one. */
   acquire(address: string, cluster?: string): Promise<PooledConnection> {
     if (this.#closed)
       return Promise.reject(new MeshfedError('MESHFED_GATEWAY_UPSTREAM', 'the gateway is stopping'));
     const c = this.takeIdle(address, cluster);
     if (c) return Promise.resolve(c);
-    return this.#dial(address, cluster);
+    const key = keyOf(address, cluster);
+    this.#dialing.set(key, (this.#dialing.get(key) ?? 0) + 1);
+    const settled = () => {
+      const n = (this.#dialing.get(key) ?? 1) - 1;
+      if (n > 0) this.#dialing.set(key, n);
+      else this.#dialing.delete(key);
+    };
+    const dial = this.#dial(address, cluster);
+    dial.then(settled, settled);
+    return dial;
   }
 
   /**

@@ -24,6 +24,8 @@ export interface FastUpstreamOptions {
 }
 
 const EMPTY = Buffer.alloc(0);
+/** fast-path connections dialled at once to one remote gateway; the tunnel carries requests past them */
+export const MAX_DIALS_PER_GATEWAY = 4;
 /**
  * A character a field value must not carry out: anything but HTAB, SP, VCHAR and obs-text (node's own
  * rule). That refuses line breaks and NUL (injection) and anything past U+00FF, which latin1 cannot write
@@ -81,6 +83,15 @@ export class FastUpstream implements UpstreamCodec {
     const idle = o.pool.takeIdle(t.address, cluster);
     if (idle) {
       new UpstreamExchange(o, r, ex, t, a, idle).start();
+      return;
+    }
+    // a failover moves a whole cluster's load onto a gateway at once: hundreds of requests find no idle
+    // connection, and dialling one each started as many TLS handshakes together, which on a busy host
+    // outlasted timeouts.connect, failed as connect errors and ejected the very cluster traffic was
+    // failing over to (network-partition). A few dials per gateway grow the pool; meanwhile the others
+    // share a multiplexed tunnel session, which needs no handshake of its own
+    if (!t.local && o.pool.dialing(t.address, cluster) >= MAX_DIALS_PER_GATEWAY) {
+      o.tunnel.send(r, t, a);
       return;
     }
     const release = o.breakers.acquirePending(t);

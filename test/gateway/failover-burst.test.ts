@@ -1,0 +1,68 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { MAX_DIALS_PER_GATEWAY } from '../../gateway/h1/upstream.ts';
+import { createMesh, FAST_PATH, httpService, type Mesh, request, type TestGateway } from './harness.ts';
+import { type SilentRelay, silentRelay } from './silent-relay.ts';
+
+// What the network-partition chaos scenario found at 1,000 req/s: when the link to the nearest cluster was
+// cut, its whole load moved to the next cluster at once. Hundreds of requests found no idle fast-path
+// connection to that cluster's gateway and each dialled one, so hundreds of TLS handshakes ran together; on
+// a busy host they outlasted timeouts.connect, failed as connect errors and got the healthy cluster ejected
+// too (503 connect-failed). A burst now dials a few connections and shares the tunnel session meanwhile.
+
+const BURST = 60;
+let mesh: Mesh;
+let src: TestGateway;
+let far: TestGateway;
+let relay: SilentRelay;
+let backend: http.Server;
+
+beforeAll(async () => {
+  mesh = await createMesh();
+  // answers after 300 ms, so that every request of the burst holds its connection while the others arrive
+  backend = http.createServer((_req, res) => {
+    setTimeout(() => res.end('far'), 300);
+  });
+  backend.listen(0, '127.0.0.1');
+  await new Promise((r) => backend.once('listening', r));
+  const hello = httpService('shop', 'hello', [`127.0.0.1:${(backend.address() as AddressInfo).port}`]);
+  far = await mesh.gateway('far');
+  far.source.set([hello]);
+  // the relay between the two gateways counts the connections made to far, and holds each new one 500 ms
+  // before its handshake proceeds, as a busy host would: the burst arrives while the first dials are under way
+  relay = await silentRelay(far.eastWest, { connectDelayMs: 500 });
+  src = await mesh.gateway('src', {
+    balancer: { timeouts: { connect: 3_000, request: 10_000, idle: 60_000 } },
+  });
+  src.catalog.offer('far', hello, relay.address);
+}, 30_000);
+
+afterAll(async () => {
+  await src?.close();
+  await far?.close();
+  relay?.close();
+  backend?.close();
+});
+
+(FAST_PATH ? test : test.skip)(
+  'regression: a burst of requests onto a gateway with no pooled connection dials a few fast-path connections, not one per request (network-partition)',
+  async () => {
+    const answers = await Promise.all(
+      Array.from({ length: BURST }, () => request(src.egress, { host: 'hello.shop.svc.clusterset.local' })),
+    );
+    expect(answers.map((a) => a.status)).toEqual(answers.map(() => 200));
+    expect(answers.every((a) => a.body === 'far')).toBe(true);
+    // the fast-path dials, the tunnel sessions the others shared (tunnelConnectionsPerGateway: 2)
+    expect(relay.connections()).toBeLessThanOrEqual(MAX_DIALS_PER_GATEWAY + 2);
+    // and the pool grows: a second burst reuses what the first dialled
+    const before = relay.connections();
+    const again = await Promise.all(
+      Array.from({ length: MAX_DIALS_PER_GATEWAY }, () =>
+        request(src.egress, { host: 'hello.shop.svc.clusterset.local' }),
+      ),
+    );
+    expect(again.every((a) => a.status === 200)).toBe(true);
+    expect(relay.connections()).toBe(before);
+  },
+  30_000,
+);
