@@ -130,6 +130,8 @@ export class H1Pool {
   #idleCount = 0;
   /** dials under way per key */
   readonly #dialing = new Map<string, number>();
+  /** per key, who waits for the next of its dials to settle (nextDial) */
+  readonly #dialWaiters = new Map<string, ((err: unknown) => void)[]>();
 
   constructor(o: H1PoolOptions) {
     this.#o = o;
@@ -163,6 +165,19 @@ export class H1Pool {
     return this.#dialing.get(keyOf(address, cluster)) ?? 0;
   }
 
+  /**
+   * Settles when the next dial to `address` under way settles: with undefined when it connected, else with
+   * its error. Only while dialing() is above 0, which guarantees a dial that will settle (timeouts.connect).
+   */
+  nextDial(address: string, cluster?: string): Promise<unknown> {
+    const key = keyOf(address, cluster);
+    return new Promise((resolve) => {
+      const waiting = this.#dialWaiters.get(key);
+      if (waiting) waiting.push(resolve);
+      else this.#dialWaiters.set(key, [resolve]);
+    });
+  }
+
   /** An idle connection to `address` (mTLS to a gateway of `cluster` when given), or a new one. */
   acquire(address: string, cluster?: string): Promise<PooledConnection> {
     if (this.#closed)
@@ -171,13 +186,17 @@ export class H1Pool {
     if (c) return Promise.resolve(c);
     const key = keyOf(address, cluster);
     this.#dialing.set(key, (this.#dialing.get(key) ?? 0) + 1);
-    const settled = () => {
+    const settled = (err: unknown) => {
       const n = (this.#dialing.get(key) ?? 1) - 1;
       if (n > 0) this.#dialing.set(key, n);
       else this.#dialing.delete(key);
+      const waiting = this.#dialWaiters.get(key);
+      if (!waiting) return;
+      this.#dialWaiters.delete(key);
+      for (const w of waiting) w(err);
     };
     const dial = this.#dial(address, cluster);
-    dial.then(settled, settled);
+    dial.then(() => settled(undefined), settled);
     return dial;
   }
 

@@ -24,7 +24,7 @@ export interface FastUpstreamOptions {
 }
 
 const EMPTY = Buffer.alloc(0);
-/** fast-path connections dialled at once to one remote gateway; the tunnel carries requests past them */
+/** fast-path connections dialled at once to one remote gateway; requests past them wait for one to settle */
 export const MAX_DIALS_PER_GATEWAY = 4;
 /**
  * A character a field value must not carry out: anything but HTAB, SP, VCHAR and obs-text (node's own
@@ -88,10 +88,10 @@ export class FastUpstream implements UpstreamCodec {
     // a failover moves a whole cluster's load onto a gateway at once: hundreds of requests find no idle
     // connection, and dialling one each started as many TLS handshakes together, which on a busy host
     // outlasted timeouts.connect, failed as connect errors and ejected the very cluster traffic was
-    // failing over to (network-partition). A few dials per gateway grow the pool; meanwhile the others
-    // share a multiplexed tunnel session, which needs no handshake of its own
+    // failing over to (network-partition). A few dials per gateway grow the pool; the others wait for one
+    // of them to settle, and share its fate
     if (!t.local && o.pool.dialing(t.address, cluster) >= MAX_DIALS_PER_GATEWAY) {
-      o.tunnel.send(r, t, a);
+      this.#afterNextDial(r, ex, t, a, cluster!);
       return;
     }
     const release = o.breakers.acquirePending(t);
@@ -110,13 +110,45 @@ export class FastUpstream implements UpstreamCodec {
         release();
         if (!a.open) return;
         if (err instanceof TunnelOnly) o.tunnel.send(r, t, a);
-        else {
-          const identity = err instanceof MeshfedError && err.code.startsWith('MESHFED_CA_');
-          a.fail(identity ? 'refused' : 'connect', err);
-        }
+        else a.fail(dialFailure(err), err);
       },
     );
   }
+
+  /**
+   * A request that found the gateway's dials at their bound: once the next of them settles, an idle
+   * connection if one came back meanwhile, else the tunnel's multiplexed session when the dial got through
+   * (the gateway answers; only its handshakes are slow), else the dial's failure. A gateway behind a cut
+   * link thus fails the try as a connect failure within timeouts.connect — a try that never left, retried
+   * elsewhere for any method — instead of stranding it on a silent tunnel session until the per-try timeout.
+   */
+  #afterNextDial(
+    r: GatewayRequest,
+    ex: Exchange,
+    t: BalancerTarget,
+    a: UpstreamAttempt,
+    cluster: string,
+  ): void {
+    const o = this.#o;
+    const release = o.breakers.acquirePending(t);
+    if (!release) {
+      a.fail('overflow', undefined);
+      return;
+    }
+    o.pool.nextDial(t.address, cluster).then((err) => {
+      release();
+      if (!a.open) return;
+      const idle = o.pool.takeIdle(t.address, cluster);
+      if (idle) new UpstreamExchange(o, r, ex, t, a, idle).start();
+      else if (err === undefined || err instanceof TunnelOnly) o.tunnel.send(r, t, a);
+      else a.fail(dialFailure(err), err);
+    });
+  }
+}
+
+/** how a failed dial counts: a peer that failed our identity checks refused us; anything else is a connect failure */
+function dialFailure(err: unknown): 'refused' | 'connect' {
+  return err instanceof MeshfedError && err.code.startsWith('MESHFED_CA_') ? 'refused' : 'connect';
 }
 
 /**

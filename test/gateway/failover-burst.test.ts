@@ -1,7 +1,16 @@
 import http from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { MAX_DIALS_PER_GATEWAY } from '../../gateway/h1/upstream.ts';
-import { createMesh, FAST_PATH, httpService, type Mesh, request, type TestGateway } from './harness.ts';
+import {
+  createMesh,
+  echoServer,
+  FAST_PATH,
+  httpService,
+  type Mesh,
+  request,
+  type TestGateway,
+} from './harness.ts';
 import { type SilentRelay, silentRelay } from './silent-relay.ts';
 
 // What the network-partition chaos scenario found at 1,000 req/s: when the link to the nearest cluster was
@@ -63,6 +72,74 @@ afterAll(async () => {
     );
     expect(again.every((a) => a.status === 200)).toBe(true);
     expect(relay.connections()).toBe(before);
+  },
+  30_000,
+);
+
+/** one h2c request through `egress` (it crosses to a remote gateway over the tunnel); the backend's label */
+async function overTunnel(egress: string, host: string): Promise<string> {
+  const session = http2.connect(`http://${egress}`);
+  try {
+    const stream = session.request({ ':path': '/', ':authority': host });
+    const chunks: Buffer[] = [];
+    await new Promise<void>((resolve, reject) => {
+      stream.on('data', (d: Buffer) => chunks.push(d));
+      stream.on('end', resolve);
+      stream.on('error', reject);
+    });
+    return (JSON.parse(Buffer.concat(chunks).toString()) as { label: string }).label;
+  } finally {
+    session.close();
+  }
+}
+
+(FAST_PATH ? test : test.skip)(
+  'regression: requests past the dial bound to a gateway cut off fail over as connect failures with its dials, POSTs included, not on its silent tunnel session (network-partition)',
+  async () => {
+    const m = await createMesh();
+    const nearBackend = await echoServer('near');
+    const farBackend = await echoServer('far');
+    const svc = (address: string) => httpService('shop', 'api', [address]);
+    const near = await m.gateway('near');
+    const far = await m.gateway('far');
+    near.source.set([svc(nearBackend.address)]);
+    far.source.set([svc(farBackend.address)]);
+    const cut = await silentRelay(near.eastWest);
+    const home = await m.gateway('home', {
+      // idle fast-path connections close within half a second, so none is left to near when it is cut
+      balancer: { timeouts: { connect: 300, request: 2_000, idle: 500 } },
+    });
+    try {
+      // near shares home's zone: it gets everything while it answers
+      home.catalog.offer('near', svc(nearBackend.address), cut.address, {
+        region: 'home-region',
+        zone: 'home-zone',
+      });
+      home.catalog.offer('far', svc(farBackend.address), far.eastWest);
+      const host = 'api.shop.svc.clusterset.local';
+      // a tunnel session to near is up (as the health checks keep one), and no fast-path connection is
+      expect(await overTunnel(home.egress, host)).toBe('near');
+      cut.freeze();
+      const t0 = performance.now();
+      const posts = await Promise.all(
+        Array.from({ length: 3 * MAX_DIALS_PER_GATEWAY }, () =>
+          request(home.egress, { host, method: 'POST', body: 'x' }),
+        ),
+      );
+      const tookMs = performance.now() - t0;
+      // every POST reached far: those that dialled near and those that waited for its dials alike
+      expect(posts.map((p) => p.status)).toEqual(posts.map(() => 200));
+      expect(posts.every((p) => (JSON.parse(p.body) as { label: string }).label === 'far')).toBe(true);
+      // within the connect timeout and a retry, far from the 2 s per-try timeout a silent session costs
+      expect(tookMs).toBeLessThan(1_500);
+    } finally {
+      await home.close();
+      await near.close();
+      await far.close();
+      cut.close();
+      nearBackend.server.close();
+      farBackend.server.close();
+    }
   },
   30_000,
 );
