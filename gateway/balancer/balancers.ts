@@ -13,6 +13,7 @@ import {
   type ServicePort,
   type ServiceRef,
   serviceKey,
+  stallSafeTimeout,
 } from '../../core/index.ts';
 import type { BalancerConfig } from './config.ts';
 import { levelPlan, localityLevel } from './priority.ts';
@@ -535,7 +536,10 @@ export class Balancers {
         [...seen.values()].map(async (t) => {
           const ok = await Promise.race([
             probe(t).catch(() => false),
-            new Promise<boolean>((r) => setTimeout(() => r(false), hc.timeout).unref()),
+            // an answer that arrived during a stall of the loop wins over the timeout
+            new Promise<boolean>((r) => {
+              stallSafeTimeout(() => r(false), hc.timeout, { unref: true });
+            }),
           ]);
           let h = this.health.get(t.address);
           if (!h) {

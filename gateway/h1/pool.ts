@@ -7,7 +7,7 @@ import {
   type VerifyExpectations,
   verify,
 } from '../../ca/index.ts';
-import { MeshfedError } from '../../core/index.ts';
+import { MeshfedError, stallSafeTimeout } from '../../core/index.ts';
 import { FAST_ALPN, TUNNEL_ALPN } from '../config.ts';
 import type { TunnelCredentials } from '../h2-pool.ts';
 import { CLOSE_GRACE_MS, type PeerRevalidation } from '../peer-revalidation.ts';
@@ -291,11 +291,12 @@ export class H1Pool {
     return new Promise<PooledConnection>((resolve, reject) => {
       let socket: Socket;
       const fail = (err: Error) => {
-        clearTimeout(timer);
+        timer.cancel();
         socket.destroy();
         reject(err);
       };
-      const timer = setTimeout(
+      // a handshake that completed during a stall of the loop is read before this gives up on it
+      const timer = stallSafeTimeout(
         () =>
           fail(
             new MeshfedError('MESHFED_GATEWAY_TIMEOUT', `connect to ${address} timed out`, {
@@ -312,7 +313,7 @@ export class H1Pool {
           }),
         );
       const connected = (): PooledConnection => {
-        clearTimeout(timer);
+        timer.cancel();
         socket.off('error', onError);
         socket.on('error', () => undefined);
         return new PooledConnection(socket, key, this.#o.exchangeIdleMs, this.#closedConnection);
@@ -353,7 +354,7 @@ export class H1Pool {
       t.once('error', onError);
       t.once('secureConnect', () => {
         if (t.alpnProtocol !== FAST_ALPN) {
-          clearTimeout(timer);
+          timer.cancel();
           this.#tunnelOnly.set(address, Date.now() + TUNNEL_ONLY_MS);
           t.destroy();
           reject(new TunnelOnly(`${address} speaks only the HTTP/2 tunnel`));
