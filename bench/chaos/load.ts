@@ -333,10 +333,13 @@ export function settleMs(
   outcomes: readonly Outcome[],
   at: number,
   floorMs = 1000,
+  /** only requests due before this count (e.g. the heal that ends a partition) */
+  until = Number.POSITIVE_INFINITY,
 ): { settleMs: number; slowMs: number } {
   let slowMs = floorMs;
   for (const o of outcomes) if (o.due < at && o.ok) slowMs = Math.max(slowMs, o.latency);
   let last = at;
-  for (const o of outcomes) if (o.due >= at && (!o.ok || o.latency > slowMs)) last = Math.max(last, o.due);
+  for (const o of outcomes)
+    if (o.due >= at && o.due < until && (!o.ok || o.latency > slowMs)) last = Math.max(last, o.due);
   return { settleMs: round(last - at), slowMs: round(slowMs) };
 }
