@@ -110,7 +110,10 @@ export class FastUpstream implements UpstreamCodec {
         release();
         if (!a.open) return;
         if (err instanceof TunnelOnly) o.tunnel.send(r, t, a);
-        else a.fail(dialFailure(err), err);
+        else {
+          const identity = err instanceof MeshfedError && err.code.startsWith('MESHFED_CA_');
+          a.fail(identity ? 'refused' : 'connect', err);
+        }
       },
     );
   }
@@ -118,9 +121,11 @@ export class FastUpstream implements UpstreamCodec {
   /**
    * A request that found the gateway's dials at their bound: once the next of them settles, an idle
    * connection if one came back meanwhile, else the tunnel's multiplexed session when the dial got through
-   * (the gateway answers; only its handshakes are slow), else the dial's failure. A gateway behind a cut
-   * link thus fails the try as a connect failure within timeouts.connect — a try that never left, retried
-   * elsewhere for any method — instead of stranding it on a silent tunnel session until the per-try timeout.
+   * (the gateway answers; only its handshakes are slow), else it fails as `overflow`. A gateway behind a cut
+   * link thus fails the try within timeouts.connect — a try that never left, retried elsewhere for any
+   * method — instead of stranding it on a silent tunnel session until the per-try timeout. `overflow`, not
+   * `connect`: the dial that failed counts against the gateway once, for its own request; counting it again
+   * for every request that waited on it turned one handshake slow on a busy host into an ejection.
    */
   #afterNextDial(
     r: GatewayRequest,
@@ -141,14 +146,9 @@ export class FastUpstream implements UpstreamCodec {
       const idle = o.pool.takeIdle(t.address, cluster);
       if (idle) new UpstreamExchange(o, r, ex, t, a, idle).start();
       else if (err === undefined || err instanceof TunnelOnly) o.tunnel.send(r, t, a);
-      else a.fail(dialFailure(err), err);
+      else a.fail('overflow', err);
     });
   }
-}
-
-/** how a failed dial counts: a peer that failed our identity checks refused us; anything else is a connect failure */
-function dialFailure(err: unknown): 'refused' | 'connect' {
-  return err instanceof MeshfedError && err.code.startsWith('MESHFED_CA_') ? 'refused' : 'connect';
 }
 
 /**

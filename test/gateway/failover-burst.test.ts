@@ -94,7 +94,7 @@ async function overTunnel(egress: string, host: string): Promise<string> {
 }
 
 (FAST_PATH ? test : test.skip)(
-  'regression: requests past the dial bound to a gateway cut off fail over as connect failures with its dials, POSTs included, not on its silent tunnel session (network-partition)',
+  'regression: requests past the dial bound to a gateway cut off fail over with its dials, POSTs included, not on its silent tunnel session, and are not charged to it once more each (network-partition)',
   async () => {
     const m = await createMesh();
     const nearBackend = await echoServer('near');
@@ -132,6 +132,13 @@ async function overTunnel(egress: string, host: string): Promise<string> {
       expect(posts.every((p) => (JSON.parse(p.body) as { label: string }).label === 'far')).toBe(true);
       // within the connect timeout and a retry, far from the 2 s per-try timeout a silent session costs
       expect(tookMs).toBeLessThan(1_500);
+      // near is charged with the dials that failed, not once more for every request that waited on one
+      const nearTarget = home.balancers
+        .explain('shop', 'api')
+        .levels.flatMap((l) => l.targets)
+        .find((t) => t.cluster === 'near')!;
+      expect(nearTarget.failures).toBeGreaterThan(0);
+      expect(nearTarget.failures).toBeLessThanOrEqual(MAX_DIALS_PER_GATEWAY);
     } finally {
       await home.close();
       await near.close();
