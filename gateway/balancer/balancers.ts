@@ -360,40 +360,23 @@ export class Balancers {
     const levels: BalancerTarget[][] = [[], [], []];
     const healthyTargets: BalancerTarget[][] = [[], [], []];
     const weights = [
-      { total: 0, healthy: 0 },
-      { total: 0, healthy: 0 },
-      { total: 0, healthy: 0 },
+      { total: 0, healthy: 0, answering: 0 },
+      { total: 0, healthy: 0, answering: 0 },
+      { total: 0, healthy: 0, answering: 0 },
     ];
     for (const t of candidates) {
       const i = localityLevel(this.o.locality, t.locality);
       levels[i]!.push(t);
       weights[i]!.total += t.weight;
+      if (this.activeHealthy(t)) weights[i]!.answering += t.weight;
       if (this.healthy(svc, t, now)) {
         healthyTargets[i]!.push(t);
         weights[i]!.healthy += t.weight;
       }
     }
     const c = this.o.config;
-    const plan = levelPlan(weights, c.overprovisioningFactor, c.panicThreshold);
-    const panic = plan.panic;
-    let loads = plan.loads;
+    const { loads, panic, answeringOnly } = levelPlan(weights, c.overprovisioningFactor, c.panicThreshold);
     if (loads.every((l) => l === 0)) return undefined;
-    let answeringOnly: BalancerTarget[][] | undefined;
-    if (c.panicThreshold > 0 && weights.every((w) => w.healthy === 0)) {
-      // nothing healthy: panic. Outlier ejection is what a loaded but reachable gateway earns too (its
-      // connects time out), a failed health check is what a cut-off one earns: the panic load goes to the
-      // levels whose gateways still answer health checks, not to the nearest one whatever it is
-      // (network-partition: both clusters ejected sent everything to the one behind the cut)
-      const answering = levels.map((l) => l.filter((t) => this.activeHealthy(t)));
-      const answeringWeights = answering.map((l) => ({
-        total: l.reduce((x, t) => x + t.weight, 0),
-        healthy: l.reduce((x, t) => x + t.weight, 0),
-      }));
-      if (answering.some((l) => l.length > 0) && answering.some((l, i) => l.length < levels[i]!.length)) {
-        loads = levelPlan(answeringWeights, c.overprovisioningFactor, c.panicThreshold).loads;
-        answeringOnly = answering;
-      }
-    }
     let r = this.random();
     let level: 0 | 1 | 2 = 2;
     for (let i = 0; i < 3; i++) {
@@ -405,8 +388,12 @@ export class Balancers {
     }
     if (loads[level] === 0) level = loads.findIndex((l) => l > 0) as 0 | 1 | 2;
     // in panic a level balances over all its targets, healthy or not (those answering health checks, when
-    // some do not)
-    const pool = answeringOnly?.[level] ?? (panic[level] ? levels[level]! : healthyTargets[level]!);
+    // some do not: levelPlan)
+    const pool = answeringOnly
+      ? levels[level]!.filter((t) => this.activeHealthy(t))
+      : panic[level]
+        ? levels[level]!
+        : healthyTargets[level]!;
     const target = this.p2c(svc, pool, now);
     if (!target) return undefined;
     const s = this.stat(svc, target);
@@ -573,6 +560,7 @@ export class Balancers {
             resolved: svc,
             stats: (t: BalancerTarget) => this.stats.get(svc.key)?.get(t.id),
             healthy: (t: BalancerTarget) => this.healthy(svc, t, now),
+            answering: (t: BalancerTarget) => this.activeHealthy(t),
           }
         : {}),
       // stale clusters are kept in view (no new traffic) so an operator sees why they get nothing

@@ -435,6 +435,14 @@ describe('panic with a cluster cut off (network-partition)', () => {
     // unhealthy after two failed probes in a row (healthCheck.unhealthyThreshold), applied before the third
     await waitFor(() => nearProbesFailed >= 3, { timeoutMs: 10_000, what: 'near to fail its health checks' });
     expect(clusters()).toEqual({ far: 200 });
+    // and the explanation says so (meshfed routes)
+    const shares = Object.fromEntries(
+      balancers
+        .explain('shop', 'orders')
+        .levels.flatMap((l) => l.targets)
+        .map((t) => [t.cluster, t.share]),
+    );
+    expect(shares).toEqual({ near: 0, far: 100 });
     balancers.close();
   });
 });
