@@ -29,3 +29,33 @@ export async function waitFor<T>(
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
+
+/** A timer from stallSafeTimeout: `cancel` stops it, before or after it fell due. */
+export interface StallSafeTimer {
+  cancel(): void;
+}
+
+/**
+ * setTimeout for a timeout that races I/O: `fn` runs one turn of the event loop after `ms` (setImmediate,
+ * after the I/O poll phase). After a stall of the loop (GC, a busy moment, a starved CPU) the timer phase runs
+ * before the poll phase, so I/O that completed in time but was not read yet — a TLS handshake's last flight,
+ * a PING's answer — would otherwise lose to its own timeout, and a healthy peer would count as failed.
+ */
+export function stallSafeTimeout(fn: () => void, ms: number, o: { unref?: boolean } = {}): StallSafeTimer {
+  let immediate: NodeJS.Immediate | undefined;
+  let cancelled = false;
+  const timer = setTimeout(() => {
+    immediate = setImmediate(() => {
+      if (!cancelled) fn();
+    });
+    if (o.unref) immediate.unref();
+  }, ms);
+  if (o.unref) timer.unref();
+  return {
+    cancel() {
+      cancelled = true;
+      clearTimeout(timer);
+      if (immediate) clearImmediate(immediate);
+    },
+  };
+}

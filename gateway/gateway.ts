@@ -13,7 +13,7 @@ import { FAST_ALPN } from './config.ts';
 import { forward } from './forward.ts';
 import type { GatewayOptions } from './gateway-options.ts';
 import type { H1Entry } from './h1/entry.ts';
-import { H1Pool } from './h1/pool.ts';
+import { H1Pool, MAX_DIALS_PER_GATEWAY } from './h1/pool.ts';
 import { FastUpstream } from './h1/upstream.ts';
 import { fastPathServers, MAX_HEADERS } from './h1/servers.ts';
 import { H2Pool, STREAM_WINDOW_BYTES } from './h2-pool.ts';
@@ -191,7 +191,8 @@ export class Gateway {
       // enough to grow a pool at a few connections per handshake time; few enough that a burst's requests
       // mostly wait for connections freeing up rather than for handshakes of their own. Connections that
       // carry one request each free up for nobody: then every request dials, as before
-      maxDialsPerKey: c.tunnelMaxRequestsPerConnection === 1 ? Number.POSITIVE_INFINITY : 4,
+      maxDialsPerKey:
+        c.tunnelMaxRequestsPerConnection === 1 ? Number.POSITIVE_INFINITY : MAX_DIALS_PER_GATEWAY,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       creds,
       revalidation: this.#revalidation,

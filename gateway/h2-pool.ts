@@ -8,7 +8,7 @@ import {
   type VerifyExpectations,
   verify,
 } from '../ca/index.ts';
-import { MeshfedError, monotonicNow } from '../core/index.ts';
+import { MeshfedError, monotonicNow, type StallSafeTimer, stallSafeTimeout } from '../core/index.ts';
 import { TUNNEL_ALPN } from './config.ts';
 import type { PeerRevalidation } from './peer-revalidation.ts';
 
@@ -232,14 +232,15 @@ export class H2Pool {
           createConnection: () => net.connect({ host, port, noDelay: true }),
         });
       }
-      const timer = setTimeout(() => {
+      // a handshake that completed during a stall of the loop is read before this gives up on it
+      const timer = stallSafeTimeout(() => {
         session.destroy();
         reject(
           new MeshfedError('MESHFED_GATEWAY_TIMEOUT', `connect to ${address} timed out`, { retryable: true }),
         );
       }, this.connectTimeoutMs);
       session.once('error', (err) => {
-        clearTimeout(timer);
+        timer.cancel();
         reject(
           new MeshfedError('MESHFED_GATEWAY_UPSTREAM', `connect to ${address}: ${err.message}`, {
             cause: err,
@@ -248,7 +249,7 @@ export class H2Pool {
         );
       });
       session.once('connect', () => {
-        clearTimeout(timer);
+        timer.cancel();
         if (cluster !== undefined) {
           try {
             verified = this.checkTunnelPeer(
@@ -310,23 +311,27 @@ export class H2Pool {
   private keepalive(session: ClientHttp2Session, address: string): void {
     const k = this.keepaliveOptions;
     if (!k || k.intervalMs <= 0) return;
-    let unanswered: NodeJS.Timeout | undefined;
+    let unanswered: StallSafeTimer | undefined;
     const answered = () => {
-      clearTimeout(unanswered);
+      unanswered?.cancel();
       unanswered = undefined;
     };
     const tick = setInterval(() => {
       if (unanswered || session.closed || session.destroyed) return;
-      unanswered = setTimeout(() => {
-        session.destroy(
-          new MeshfedError(
-            'MESHFED_GATEWAY_UPSTREAM',
-            `tunnel to ${address}: a PING was not answered within ${k.timeoutMs} ms, so the session is closed (gateway.tunnelKeepalive)`,
-            { retryable: true },
-          ),
-        );
-      }, k.timeoutMs);
-      unanswered.unref();
+      // an answer that arrived during a stall of the loop is read before the session is given up
+      unanswered = stallSafeTimeout(
+        () => {
+          session.destroy(
+            new MeshfedError(
+              'MESHFED_GATEWAY_UPSTREAM',
+              `tunnel to ${address}: a PING was not answered within ${k.timeoutMs} ms, so the session is closed (gateway.tunnelKeepalive)`,
+              { retryable: true },
+            ),
+          );
+        },
+        k.timeoutMs,
+        { unref: true },
+      );
       // false: the session cannot send one now (too many unanswered); the next tick tries again
       if (!session.ping(answered)) answered();
     }, k.intervalMs);

@@ -176,7 +176,11 @@ export class LoadClient {
           ...(LEGACY ? { signal: AbortSignal.timeout(this.o.deadlineMs) } : {}),
         });
         const text = await res.body.text();
-        if (res.statusCode !== 200) return { ok: false, error: `http ${res.statusCode}` };
+        if (res.statusCode !== 200) {
+          // the gateway's own answers say why in x-meshfed-error (a reason of gateway/answers.ts)
+          const why = res.headers['x-meshfed-error'];
+          return { ok: false, error: `http ${res.statusCode}${typeof why === 'string' ? ` ${why}` : ''}` };
+        }
         return { ok: true, cluster: (JSON.parse(text) as { cluster: string }).cluster };
       }
       case 'grpc-unary':
@@ -363,10 +367,13 @@ export function settleMs(
   outcomes: readonly Outcome[],
   at: number,
   floorMs = 1000,
+  /** only requests due before this count (e.g. the heal that ends a partition) */
+  until = Number.POSITIVE_INFINITY,
 ): { settleMs: number; slowMs: number } {
   let slowMs = floorMs;
   for (const o of outcomes) if (o.due < at && o.ok) slowMs = Math.max(slowMs, o.latency);
   let last = at;
-  for (const o of outcomes) if (o.due >= at && (!o.ok || o.latency > slowMs)) last = Math.max(last, o.due);
+  for (const o of outcomes)
+    if (o.due >= at && o.due < until && (!o.ok || o.latency > slowMs)) last = Math.max(last, o.due);
   return { settleMs: round(last - at), slowMs: round(slowMs) };
 }

@@ -1,7 +1,9 @@
 // `npm run chaos` runs every chaos scenario; `npm run chaos -- <name>…` only those. Flags:
 // --rate N (req/s, default 1000), --duration S (seconds of load per scenario, default 30),
 // --nats-outage S (default 60). Writes bench/results/chaos.json (merged: a scenario run alone
-// replaces only its own entry) and the table of docs/reliability.md.
+// replaces only its own entry) and the table of docs/reliability.md; `--out NAME` another file of
+// bench/results and its own table, `--out /abs/path.json` that file alone (a development run whose figures
+// belong in no table).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';

@@ -14,6 +14,7 @@ import {
   type ServiceRef,
   monotonicNow,
   serviceKey,
+  stallSafeTimeout,
 } from '../../core/index.ts';
 import type { BalancerConfig } from './config.ts';
 import { levelPlan, localityLevel } from './priority.ts';
@@ -364,21 +365,22 @@ export class Balancers {
     const levels: BalancerTarget[][] = [[], [], []];
     const healthyTargets: BalancerTarget[][] = [[], [], []];
     const weights = [
-      { total: 0, healthy: 0 },
-      { total: 0, healthy: 0 },
-      { total: 0, healthy: 0 },
+      { total: 0, healthy: 0, answering: 0 },
+      { total: 0, healthy: 0, answering: 0 },
+      { total: 0, healthy: 0, answering: 0 },
     ];
     for (const t of candidates) {
       const i = localityLevel(this.o.locality, t.locality);
       levels[i]!.push(t);
       weights[i]!.total += t.weight;
+      if (this.activeHealthy(t)) weights[i]!.answering += t.weight;
       if (this.healthy(svc, t, now)) {
         healthyTargets[i]!.push(t);
         weights[i]!.healthy += t.weight;
       }
     }
     const c = this.o.config;
-    const { loads, panic } = levelPlan(weights, c.overprovisioningFactor, c.panicThreshold);
+    const { loads, panic, answeringOnly } = levelPlan(weights, c.overprovisioningFactor, c.panicThreshold);
     if (loads.every((l) => l === 0)) return undefined;
     let r = this.random();
     let level: 0 | 1 | 2 = 2;
@@ -390,8 +392,13 @@ export class Balancers {
       r -= loads[i]!;
     }
     if (loads[level] === 0) level = loads.findIndex((l) => l > 0) as 0 | 1 | 2;
-    // in panic a level balances over all its targets, healthy or not
-    const pool = panic[level] ? levels[level]! : healthyTargets[level]!;
+    // in panic a level balances over all its targets, healthy or not (those answering health checks, when
+    // some do not: levelPlan)
+    const pool = answeringOnly
+      ? levels[level]!.filter((t) => this.activeHealthy(t))
+      : panic[level]
+        ? levels[level]!
+        : healthyTargets[level]!;
     const target = this.p2c(svc, pool, now);
     if (!target) return undefined;
     const s = this.stat(svc, target);
@@ -521,7 +528,10 @@ export class Balancers {
         [...seen.values()].map(async (t) => {
           const ok = await Promise.race([
             probe(t).catch(() => false),
-            new Promise<boolean>((r) => setTimeout(() => r(false), hc.timeout).unref()),
+            // an answer that arrived during a stall of the loop wins over the timeout
+            new Promise<boolean>((r) => {
+              stallSafeTimeout(() => r(false), hc.timeout, { unref: true });
+            }),
           ]);
           let h = this.health.get(t.address);
           if (!h) {
@@ -556,6 +566,7 @@ export class Balancers {
             resolved: svc,
             stats: (t: BalancerTarget) => this.stats.get(svc.key)?.get(t.id),
             healthy: (t: BalancerTarget) => this.healthy(svc, t, now),
+            answering: (t: BalancerTarget) => this.activeHealthy(t),
           }
         : {}),
       // stale clusters are kept in view (no new traffic) so an operator sees why they get nothing

@@ -8,6 +8,8 @@
 export interface LevelWeights {
   healthy: number;
   total: number;
+  /** weight of the targets passing active health checks, outlier-ejected or not (absent: all of them) */
+  answering?: number;
 }
 
 export function levelLoads(levels: readonly LevelWeights[], overprovisioning: number): number[] {
@@ -32,6 +34,8 @@ export interface LevelPlan {
   loads: number[];
   /** per level: pick among all its targets, healthy or not (Envoy's per-priority panic) */
   panic: boolean[];
+  /** nothing was healthy: the panic load goes to the targets still answering health checks, and only them */
+  answeringOnly?: boolean;
 }
 
 /**
@@ -39,7 +43,8 @@ export interface LevelPlan {
  * (normalised total health 100 %) nothing is in panic, the spill-over already moved the load.
  * Below that, a level whose healthy share is under `panicThresholdPercent` is in panic: its load
  * goes to all its targets, because a few survivors would otherwise take a load meant for many.
- * When nothing at all is healthy, the nearest non-empty level takes everything, in panic. A
+ * When nothing at all is healthy, the nearest non-empty level takes everything, in panic (the nearest
+ * with targets answering health checks, when some do not: only those). A
  * threshold of 0 turns panic off (then a level with no healthy target takes no load, and with
  * nothing healthy anywhere nothing can be picked).
  */
@@ -55,6 +60,18 @@ export function levelPlan(
   );
   if (panicThresholdPercent <= 0) return { loads, panic: levels.map(() => false) };
   if (loads.every((l) => l === 0)) {
+    // outlier ejection is what a reachable gateway on a loaded host earns too (its connects time out); a
+    // gateway behind a cut link fails its health checks as well. When some targets fail them and others do
+    // not, the panic load goes to those still answering, not to the nearest level whatever it holds
+    // (network-partition: both clusters ejected sent everything to the one behind the cut)
+    const answering = levels.map((l) => l.answering ?? l.total);
+    if (answering.some((a, i) => a < levels[i]!.total) && answering.some((a) => a > 0)) {
+      const onAnswering = levelLoads(
+        answering.map((a) => ({ healthy: a, total: a })),
+        overprovisioning,
+      );
+      return { loads: onAnswering, panic: onAnswering.map((l) => l > 0), answeringOnly: true };
+    }
     const nearest = levels.findIndex((l) => l.total > 0);
     return {
       loads: levels.map((_, i) => (i === nearest ? 1 : 0)),

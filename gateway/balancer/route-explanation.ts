@@ -61,6 +61,8 @@ export interface RouteExplanationInput {
   resolved?: ResolvedService;
   stats?: (t: BalancerTarget) => TargetFigures | undefined;
   healthy?: (t: BalancerTarget) => boolean;
+  /** the target passes active health checks (outlier-ejected or not) */
+  answering?: (t: BalancerTarget) => boolean;
   /** the service's instances in stale clusters: shown with no share */
   stale: readonly RemoteServiceInstance[];
 }
@@ -84,12 +86,18 @@ export function explainRoute(i: RouteExplanationInput): RouteExplanation {
     totalWeight: 0,
     targets: [],
   }));
+  /** per level, the weight of its targets answering health checks; per target shown, whether it does */
+  const answeringWeight = [0, 0, 0];
+  const answers = new Map<object, boolean>();
   for (const t of svc.targets) {
-    const lvl = levels[localityLevel(i.locality, t.locality)]!;
+    const n = localityLevel(i.locality, t.locality);
+    const lvl = levels[n]!;
     const s = i.stats?.(t);
     const healthy = i.healthy?.(t) ?? true;
+    const answering = i.answering?.(t) ?? true;
     lvl.totalWeight += t.weight;
     if (healthy) lvl.healthyWeight += t.weight;
+    if (answering) answeringWeight[n]! += t.weight;
     lvl.targets.push({
       target: t.local ? `${t.address} (local endpoint)` : `${t.cluster}/${t.gatewayName} ${t.address}`,
       cluster: t.cluster,
@@ -109,6 +117,7 @@ export function explainRoute(i: RouteExplanationInput): RouteExplanation {
         ? { ejectedUntil: new Date(i.wallNow + s.ejectedUntil - now).toISOString() }
         : {}),
     });
+    answers.set(lvl.targets.at(-1)!, answering);
   }
   for (const inst of i.stale) {
     for (const g of inst.gateways) {
@@ -127,8 +136,12 @@ export function explainRoute(i: RouteExplanationInput): RouteExplanation {
       });
     }
   }
-  const { loads, panic } = levelPlan(
-    levels.map((l) => ({ healthy: l.healthyWeight, total: l.totalWeight })),
+  const { loads, panic, answeringOnly } = levelPlan(
+    levels.map((l, n) => ({
+      healthy: l.healthyWeight,
+      total: l.totalWeight,
+      answering: answeringWeight[n]!,
+    })),
     i.config.overprovisioningFactor,
     i.config.panicThreshold,
   );
@@ -136,10 +149,10 @@ export function explainRoute(i: RouteExplanationInput): RouteExplanation {
     l.load = Math.round(loads[n]! * 1000) / 10;
     l.panic = panic[n]!;
     // effective share of a target = its level's load × its part of the weight it is picked from
-    // (the healthy weight, or in panic the whole level's)
-    const base = panic[n] ? l.totalWeight : l.healthyWeight;
+    // (the healthy weight, in panic the whole level's, or only the answering targets' when some do not)
+    const base = answeringOnly ? answeringWeight[n]! : panic[n] ? l.totalWeight : l.healthyWeight;
     for (const t of l.targets) {
-      const w = panic[n] ? t.weight : t.share;
+      const w = answeringOnly ? (answers.get(t) ? t.weight : 0) : panic[n] ? t.weight : t.share;
       t.share = base > 0 ? Math.round(((loads[n]! * w) / base) * 1000) / 10 : 0;
     }
   });

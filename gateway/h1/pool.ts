@@ -7,13 +7,29 @@ import {
   type VerifyExpectations,
   verify,
 } from '../../ca/index.ts';
-import { MeshfedError, monotonicNow } from '../../core/index.ts';
+import { MeshfedError, monotonicNow, stallSafeTimeout } from '../../core/index.ts';
 import { FAST_ALPN, TUNNEL_ALPN } from '../config.ts';
 import type { TunnelCredentials } from '../h2-pool.ts';
 import { CLOSE_GRACE_MS, type PeerRevalidation } from '../peer-revalidation.ts';
 
 /** A remote gateway answered our ALPN offer with the HTTP/2 tunnel: it has no fast path. */
 export class TunnelOnly extends Error {}
+
+/** fast-path connections dialled at once to one remote gateway; requests past them wait for one to settle */
+export const MAX_DIALS_PER_GATEWAY = 4;
+
+/**
+ * A request that waited on a dial which failed, other than the one request the dial counts against: it
+ * fails over without counting against the target (one slow handshake on a busy host, counted once per
+ * request waiting on it, ejected the very cluster traffic was failing over to: network-partition).
+ */
+export class SharedDialFailure extends Error {
+  readonly dialError: Error;
+  constructor(dialError: Error) {
+    super(dialError.message);
+    this.dialError = dialError;
+  }
+}
 
 /** What uses a pooled connection for one exchange: the connection's events go to it, and only to it. */
 export interface ConnectionUser {
@@ -226,7 +242,11 @@ export class H1Pool {
         // the requests that no other dial under way would serve fail with it and fail over: a target that
         // refused one connection is not waited on (a gateway without the fast path: all go to the tunnel)
         const keep = err instanceof TunnelOnly ? 0 : k.dialling;
-        for (const w of k.waiters.splice(0, Math.max(0, k.waiters.length - keep))) w.reject(err);
+        const failed = k.waiters.splice(0, Math.max(0, k.waiters.length - keep));
+        // the dial counts against the target once, for the first of them; the others just fail over
+        failed.forEach((w, i) =>
+          w.reject(i === 0 || err instanceof TunnelOnly ? err : new SharedDialFailure(err)),
+        );
       },
     );
   }
@@ -329,11 +349,12 @@ export class H1Pool {
     return new Promise<PooledConnection>((resolve, reject) => {
       let socket: Socket;
       const fail = (err: Error) => {
-        clearTimeout(timer);
+        timer.cancel();
         socket.destroy();
         reject(err);
       };
-      const timer = setTimeout(
+      // a handshake that completed during a stall of the loop is read before this gives up on it
+      const timer = stallSafeTimeout(
         () =>
           fail(
             new MeshfedError('MESHFED_GATEWAY_TIMEOUT', `connect to ${address} timed out`, {
@@ -350,7 +371,7 @@ export class H1Pool {
           }),
         );
       const connected = (): PooledConnection => {
-        clearTimeout(timer);
+        timer.cancel();
         socket.off('error', onError);
         socket.on('error', () => undefined);
         return new PooledConnection(socket, key, this.#o.exchangeIdleMs, this.#closedConnection);
@@ -391,7 +412,7 @@ export class H1Pool {
       t.once('error', onError);
       t.once('secureConnect', () => {
         if (t.alpnProtocol !== FAST_ALPN) {
-          clearTimeout(timer);
+          timer.cancel();
           this.#tunnelOnly.set(address, monotonicNow() + TUNNEL_ONLY_MS);
           t.destroy();
           reject(new TunnelOnly(`${address} speaks only the HTTP/2 tunnel`));

@@ -11,7 +11,13 @@ import { upstreamHeaders } from '../upstream/request-headers.ts';
 import { type BodyFramer, bodyFramer } from './body.ts';
 import type { BodySink, Exchange } from './exchange.ts';
 import { HeadParseError, headEnd, parseResponseHead, type ResponseHead } from './head.ts';
-import { type ConnectionUser, type H1Pool, type PooledConnection, TunnelOnly } from './pool.ts';
+import {
+  type ConnectionUser,
+  type H1Pool,
+  type PooledConnection,
+  SharedDialFailure,
+  TunnelOnly,
+} from './pool.ts';
 
 export interface FastUpstreamOptions {
   pool: H1Pool;
@@ -101,6 +107,7 @@ export class FastUpstream implements UpstreamCodec {
         release();
         if (!a.open) return;
         if (err instanceof TunnelOnly) o.tunnel.send(r, t, a);
+        else if (err instanceof SharedDialFailure) a.fail('overflow', err.dialError);
         else {
           const identity = err instanceof MeshfedError && err.code.startsWith('MESHFED_CA_');
           a.fail(identity ? 'refused' : 'connect', err);

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import net, { type AddressInfo } from 'node:net';
 import { createMesh, httpService, type Mesh, type TestGateway } from './harness.ts';
+import { type SilentRelay, silentRelay } from './silent-relay.ts';
 import { splitAddress } from './tunnel-client.ts';
 
 // What the network-partition chaos scenario found (bench/chaos/scenarios/network-partition.ts): a TCP
@@ -29,46 +30,10 @@ async function tcpEcho(): Promise<string> {
   return `127.0.0.1:${(srv.address() as AddressInfo).port}`;
 }
 
-/** A TCP relay to `target` that can go silent: once frozen, no byte moves either way and nothing closes. */
-async function freezableRelay(target: string) {
-  const sockets = new Set<net.Socket>();
-  let frozen = false;
-  const pairs: [net.Socket, net.Socket][] = [];
-  const server = net.createServer((client) => {
-    client.on('error', () => undefined);
-    sockets.add(client);
-    if (frozen) {
-      client.pause();
-      return;
-    }
-    const upstream = net.connect(splitAddress(target));
-    upstream.on('error', () => client.destroy());
-    sockets.add(upstream);
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.once('close', () => upstream.destroy());
-    upstream.once('close', () => client.destroy());
-    pairs.push([client, upstream]);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  closers.push(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return {
-    address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
-    connections: () => pairs.length,
-    freeze() {
-      frozen = true;
-      for (const [a, b] of pairs) {
-        a.unpipe(b);
-        b.unpipe(a);
-        a.pause();
-        b.pause();
-      }
-    },
-  };
+async function freezableRelay(target: string): Promise<SilentRelay> {
+  const relay = await silentRelay(target);
+  closers.push(() => relay.close());
+  return relay;
 }
 
 /** one connection: `payload` out and the same bytes back, or a rejection naming how long it hung */

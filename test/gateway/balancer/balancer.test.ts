@@ -382,6 +382,71 @@ describe('active health checks', () => {
   });
 });
 
+describe('panic with a cluster cut off (network-partition)', () => {
+  /** ejects every gateway of `cluster` for shop/orders: five failed picks pinned to it */
+  function eject(b: Balancers, cluster: string): void {
+    for (let i = 0; i < 5; i++)
+      b.pick('shop', 'orders', { cluster })?.release({ ok: false, latencyMs: 1, failure: 'connect' });
+  }
+
+  test('regression: with every target ejected, panic sends the load to the cluster whose gateway answers health checks, not to the nearer one that does not', async () => {
+    const catalog = new FixedCatalog();
+    // near shares our zone (P0), far is another region (P2); one gateway each, at addresses of their own
+    catalog.offer('near', SELF, { gateways: 1 });
+    catalog.offer('far', { region: 'us', zone: 'us-a' }, { gateways: 1 });
+    catalog.offers[1]!.gateways[0]!.address = '127.0.0.20:15443';
+    let cut = false;
+    let nearProbesFailed = 0;
+    const balancers = new Balancers({
+      cluster: 'home',
+      locality: SELF,
+      catalog,
+      local: new FixedSource(),
+      config: balancerConfigSchema.parse({
+        healthCheck: { interval: '10ms', timeout: '500ms' },
+        outlier: { maxEjectionPercent: 100 },
+      }),
+      registry: new Registry(),
+      logger: createLogger({ level: 'silent' }),
+      probe: async (t) => {
+        if (!cut || t.cluster !== 'near') return true;
+        nearProbesFailed++;
+        return false;
+      },
+    });
+    const clusters = () => {
+      const seen = new Map<string, number>();
+      for (let i = 0; i < 200; i++) {
+        const p = balancers.pick('shop', 'orders')!;
+        seen.set(p.target.cluster, (seen.get(p.target.cluster) ?? 0) + 1);
+        // a cancelled try counts against nobody: the ejections stay as they are
+        p.release({ ok: false, latencyMs: 1, failure: 'cancelled' });
+      }
+      return Object.fromEntries(seen);
+    };
+    eject(balancers, 'near');
+    eject(balancers, 'far');
+    const states = () =>
+      balancers.explain('shop', 'orders').levels.flatMap((l) => l.targets.map((t) => t.state));
+    expect(states().every((s) => s.startsWith('ejected'))).toBe(true);
+    // both merely ejected: the nearest level takes the panic load, as Envoy does
+    expect(clusters()).toEqual({ near: 200 });
+    cut = true;
+    // unhealthy after two failed probes in a row (healthCheck.unhealthyThreshold), applied before the third
+    await waitFor(() => nearProbesFailed >= 3, { timeoutMs: 10_000, what: 'near to fail its health checks' });
+    expect(clusters()).toEqual({ far: 200 });
+    // and the explanation says so (meshfed routes)
+    const shares = Object.fromEntries(
+      balancers
+        .explain('shop', 'orders')
+        .levels.flatMap((l) => l.targets)
+        .map((t) => [t.cluster, t.share]),
+    );
+    expect(shares).toEqual({ near: 0, far: 100 });
+    balancers.close();
+  });
+});
+
 describe('probation after an ejection (regression: a burst queued during the ejection all hit a still-dead endpoint)', () => {
   test('a target back from ejection gets one trial request at a time; a failed trial re-ejects, a success ends probation', () => {
     const catalog = new FixedCatalog();
