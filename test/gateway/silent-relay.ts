@@ -12,6 +12,8 @@ export interface SilentRelay {
   address: string;
   /** connections accepted so far (while live or frozen) */
   connections(): number;
+  /** the most connections held in their connect delay at once (handshakes under way together) */
+  maxHeld(): number;
   freeze(): void;
   close(): void;
 }
@@ -21,6 +23,8 @@ export async function silentRelay(target: string, o: { connectDelayMs?: number }
   const sockets = new Set<net.Socket>();
   let frozen = false;
   let accepted = 0;
+  let held = 0;
+  let maxHeld = 0;
   const pairs: [net.Socket, net.Socket][] = [];
   const server = net.createServer((client) => {
     accepted++;
@@ -41,14 +45,20 @@ export async function silentRelay(target: string, o: { connectDelayMs?: number }
       client.pipe(upstream);
       upstream.pipe(client);
     };
-    if (o.connectDelayMs) setTimeout(relay, o.connectDelayMs);
-    else relay();
+    if (o.connectDelayMs) {
+      maxHeld = Math.max(maxHeld, ++held);
+      setTimeout(() => {
+        held--;
+        relay();
+      }, o.connectDelayMs);
+    } else relay();
   });
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   return {
     address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     connections: () => accepted,
+    maxHeld: () => maxHeld,
     freeze() {
       frozen = true;
       for (const [a, b] of pairs) {

@@ -1,5 +1,5 @@
 import { waitFor } from '../../../core/index.ts';
-import { H1Pool, type PooledConnection } from '../../../gateway/h1/pool.ts';
+import { H1Pool, type PooledConnection, SharedDialFailure } from '../../../gateway/h1/pool.ts';
 import { tcpServer } from './west-gateway.ts';
 
 // What the chaos baseline showed (issue 16): at 1,000 req/s a stall of the source gateway let requests pile
@@ -72,8 +72,13 @@ test('a refused dial fails every waiting request that no other dial would serve 
   try {
     const results = await Promise.allSettled(Array.from({ length: 5 }, () => p.acquire(address)));
     expect(results.map((r) => r.status)).toEqual(Array(5).fill('rejected'));
-    for (const r of results)
-      expect((r as PromiseRejectedResult).reason.code).toBe('MESHFED_GATEWAY_UPSTREAM');
+    const reasons = results.map((r) => (r as PromiseRejectedResult).reason);
+    // the dial's error for the first (counted against the target), a shared failure for the others
+    expect(reasons[0].code).toBe('MESHFED_GATEWAY_UPSTREAM');
+    for (const r of reasons.slice(1)) {
+      expect(r).toBeInstanceOf(SharedDialFailure);
+      expect(r.dialError.code).toBe('MESHFED_GATEWAY_UPSTREAM');
+    }
   } finally {
     p.close();
   }
