@@ -15,7 +15,7 @@ import {
   serviceKey,
 } from '../../core/index.ts';
 import type { BalancerConfig } from './config.ts';
-import { type LevelWeights, levelPlan, localityLevel } from './priority.ts';
+import { levelPlan, localityLevel } from './priority.ts';
 import { explainRoute, type RouteExplanation } from './route-explanation.ts';
 
 export type { RouteExplanation } from './route-explanation.ts';
@@ -156,16 +156,6 @@ export class Balancers {
    * (rebuilding it walks the whole catalog, so not for a weight change to gateways it already holds)
    */
   private probeSet: Map<string, BalancerTarget> | undefined;
-  /** pick()'s lists per locality level, reused by every pick */
-  private readonly scratch = {
-    levels: [[], [], []] as BalancerTarget[][],
-    healthy: [[], [], []] as BalancerTarget[][],
-    weights: [
-      { total: 0, healthy: 0 },
-      { total: 0, healthy: 0 },
-      { total: 0, healthy: 0 },
-    ] as LevelWeights[],
-  };
 
   constructor(o: BalancersOptions) {
     this.o = o;
@@ -365,15 +355,14 @@ export class Balancers {
         ? svc.targets.filter((t) => !o.exclude?.has(t.id) && (pinned === undefined || t.cluster === pinned))
         : svc.targets;
     if (candidates.length === 0) return undefined;
-    // one pass: each target's level, its weight, and whether it is healthy (asked once per target), into
-    // the scratch lists (pick runs to its end before another starts; nothing keeps them past it)
-    const { levels, healthy: healthyTargets, weights } = this.scratch;
-    for (let i = 0; i < 3; i++) {
-      levels[i]!.length = 0;
-      healthyTargets[i]!.length = 0;
-      weights[i]!.total = 0;
-      weights[i]!.healthy = 0;
-    }
+    // one pass: each target's level, its weight, and whether it is healthy (asked once per target)
+    const levels: BalancerTarget[][] = [[], [], []];
+    const healthyTargets: BalancerTarget[][] = [[], [], []];
+    const weights = [
+      { total: 0, healthy: 0 },
+      { total: 0, healthy: 0 },
+      { total: 0, healthy: 0 },
+    ];
     for (const t of candidates) {
       const i = localityLevel(this.o.locality, t.locality);
       levels[i]!.push(t);
