@@ -214,6 +214,43 @@ class CappedValues {
   }
 }
 
+/** a level of RawCache: a map of the next label's values (the last level's values are the series) */
+type Level = Map<string, Level | GoldenSeries>;
+
+/**
+ * Series by their raw label values, as maps nested in the order of series()'s arguments: no key string is
+ * built and hashed per call (that cost more than the call's recording). Cleared when it holds RAW_CACHE
+ * series: the caps, not this cache, bound the series.
+ */
+class RawCache {
+  readonly #top: Level = new Map();
+  #size = 0;
+
+  get(values: readonly string[]): GoldenSeries | undefined {
+    let m: Level | GoldenSeries | undefined = this.#top;
+    for (let i = 0; i < values.length && m !== undefined; i++) m = (m as Level).get(values[i]!);
+    return m as GoldenSeries | undefined;
+  }
+
+  set(values: readonly string[], s: GoldenSeries): void {
+    if (this.#size >= RAW_CACHE) {
+      this.#top.clear();
+      this.#size = 0;
+    }
+    let m = this.#top;
+    for (let i = 0; i < values.length - 1; i++) {
+      let next = m.get(values[i]!) as Level | undefined;
+      if (!next) {
+        next = new Map();
+        m.set(values[i]!, next);
+      }
+      m = next;
+    }
+    m.set(values[values.length - 1]!, s);
+    this.#size++;
+  }
+}
+
 /**
  * The golden metrics of one gateway process, and the recording API every codec and relay uses:
  * `series(...)` once per call (or once per connection, cached by the caller), then `record(...)`.
@@ -221,7 +258,7 @@ class CappedValues {
 export class GoldenMetrics {
   readonly families: Families;
   readonly limits: GoldenLimits;
-  readonly #byRaw = new Map<string, GoldenSeries>();
+  readonly #byRaw = new RawCache();
   readonly #byTuple = new Map<string, GoldenSeries>();
   /** the overflow tuple of each direction × protocol, outside the `tuples` cap */
   readonly #overflow = new Map<string, GoldenSeries>();
@@ -320,7 +357,7 @@ export class GoldenMetrics {
     destinationCluster: string,
     service: string,
   ): GoldenSeries {
-    const raw = `${direction}|${protocol}|${sourceCluster}|${caller ?? ''}|${destinationCluster}|${service}`;
+    const raw = [direction, protocol, sourceCluster, caller ?? '', destinationCluster, service];
     let s = this.#byRaw.get(raw);
     if (s) return s;
     const workload = workloadOf(caller);
@@ -332,7 +369,6 @@ export class GoldenMetrics {
       destination_cluster: destinationCluster ? this.#clusters.of(destinationCluster) : UNKNOWN,
       destination_service: service ? this.#services.of(service) : UNKNOWN,
     });
-    if (this.#byRaw.size >= RAW_CACHE) this.#byRaw.clear();
     this.#byRaw.set(raw, s);
     return s;
   }

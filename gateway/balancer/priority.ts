@@ -31,12 +31,20 @@ export function levelLoads(levels: readonly LevelWeights[], overprovisioning: nu
 
 export interface LevelPlan {
   /** share of new requests per level, summing to 1 (or all 0 when nothing can be picked) */
-  loads: number[];
+  readonly loads: readonly number[];
   /** per level: pick among all its targets, healthy or not (Envoy's per-priority panic) */
-  panic: boolean[];
+  readonly panic: readonly boolean[];
   /** nothing was healthy: the panic load goes to the targets still answering health checks, and only them */
-  answeringOnly?: boolean;
+  readonly answeringOnly?: boolean;
 }
+
+/** the plans of three levels where level i takes all the load, none in panic (shared: never changed) */
+const ALL_LOAD_AT: readonly LevelPlan[] = [0, 1, 2].map((level) =>
+  Object.freeze({
+    loads: Object.freeze([0, 1, 2].map((i) => (i === level ? 1 : 0))),
+    panic: Object.freeze([false, false, false]),
+  }),
+);
 
 /**
  * Loads plus Envoy's per-priority panic: while the levels together have enough healthy capacity
@@ -53,6 +61,15 @@ export function levelPlan(
   overprovisioning: number,
   panicThresholdPercent: number,
 ): LevelPlan {
+  // the common case, computed per pick: the nearest level with any weight is wholly healthy, so it takes all
+  // the load (its health is 1, overprovisioning being at least 1) and no level is in panic
+  let whole = 0;
+  while (whole < levels.length && levels[whole]!.total <= 0) whole++;
+  if (whole < levels.length && levels[whole]!.healthy === levels[whole]!.total && overprovisioning >= 1) {
+    return levels.length === 3
+      ? ALL_LOAD_AT[whole]!
+      : { loads: levels.map((_, i) => (i === whole ? 1 : 0)), panic: levels.map(() => false) };
+  }
   const loads = levelLoads(levels, overprovisioning);
   const totalHealth = levels.reduce(
     (a, l) => a + (l.total <= 0 ? 0 : Math.min(1, (l.healthy / l.total) * overprovisioning)),

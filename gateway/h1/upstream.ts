@@ -156,18 +156,18 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     const r = this.#r;
     const t = this.#t;
     const c = this.#c;
-    const headers = upstreamHeaders(r, t, this.#o.identities);
-    // the client's `Expect: 100-continue` is answered by this gateway when the body is asked for
-    delete headers.expect;
-    if (!t.local) {
-      // the chain of the leaf this connection presented, which is not the current one when it was dialled
-      // as our leaf rotated
-      const leaf = this.#o.pool.leafOf(c.socket);
-      if (leaf) headers['x-meshfed-chain'] = chainHeaderOf(leaf);
-    }
     // a remote gateway verifies our chain once per connection and keeps the identity with it: only the
-    // first request of a connection (one that was never reused) needs to carry it
-    if (c.reused && !t.local) delete headers['x-meshfed-chain'];
+    // first request of a connection (one that was never reused) carries it, the chain of the leaf this
+    // connection presented (not the current one when it was dialled as our leaf rotated). Left out rather
+    // than deleted: a delete turns the headers into a slow dictionary for the serialisation after it.
+    let chain: string | null = null;
+    if (!t.local && !c.reused) {
+      const leaf = this.#o.pool.leafOf(c.socket);
+      chain = leaf ? chainHeaderOf(leaf) : this.#o.identities.localChain().b64;
+    }
+    const headers = upstreamHeaders(r, t, this.#o.identities, chain);
+    // the client's `Expect: 100-continue` is answered by this gateway when the body is asked for
+    if (headers.expect !== undefined) delete headers.expect;
     if (r.hasBody && r.replay && !r.replay.replayable) {
       this.#o.pool.release(c, true);
       this.#a.fail('cancelled', notReplayable());

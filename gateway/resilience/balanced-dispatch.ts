@@ -2,7 +2,7 @@ import { MeshfedError, serviceKey } from '../../core/index.ts';
 import type { Balancers, BalancerTarget, Failure, PickResult } from '../balancer/index.ts';
 import type { CircuitBreakers } from './circuit-breaker.ts';
 import type { CallContext, Dispatch } from './dispatch.ts';
-import { UpstreamFailure } from './dispatch.ts';
+import { NOTHING_EXCLUDED, UpstreamFailure } from './dispatch.ts';
 import { isTimeoutReason } from './timeouts.ts';
 import { NEVER_ABORTED, type TrySignal } from './try-signal.ts';
 
@@ -92,14 +92,15 @@ export function balancedDispatch<R, P = undefined>(o: BalancedDispatchOptions<R,
       pick =
         o.balancers.pick(ctx.namespace, ctx.name, opts) ??
         (i === 0 && exclude.size > 0
-          ? o.balancers.pick(ctx.namespace, ctx.name, { ...opts, exclude: new Set() })
+          ? o.balancers.pick(ctx.namespace, ctx.name, { ...opts, exclude: NOTHING_EXCLUDED })
           : undefined);
       if (!pick) break;
       releaseBreaker = o.breakers ? o.breakers.acquireRequest(pick.target, service) : () => {};
       if (releaseBreaker) break;
       pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
-      if (exclude === ctx.exclude) exclude = new Set(ctx.exclude);
-      exclude.add(pick.target.id);
+      const more = new Set(exclude);
+      more.add(pick.target.id);
+      exclude = more;
       pick = undefined;
     }
     if (!pick || !releaseBreaker) {

@@ -24,8 +24,8 @@ export interface CallContext<P = undefined> {
   signal?: TrySignal;
   /** 0 for the first try */
   attempt: number;
-  /** target ids already tried by this call; retries prefer others */
-  exclude: Set<string>;
+  /** target ids already tried by this call; retries prefer others (NOTHING_EXCLUDED until a retry) */
+  exclude: ReadonlySet<string>;
   /** what the innermost send needs and the layers never look at (the gateway's request and response) */
   payload: P;
 }
@@ -43,12 +43,18 @@ export function compose<R, P = undefined>(
   return d;
 }
 
+/**
+ * The exclude set of a call that has excluded nothing: shared, never added to (the retry layer gives a call
+ * a set of its own at its first retry), so a call that needs no retry allocates none.
+ */
+export const NOTHING_EXCLUDED: ReadonlySet<string> = new Set<string>();
+
 /** Builds the context for a new call; `exclude` starts empty. */
 export function callContext<P = undefined>(
   c: Omit<CallContext<P>, 'attempt' | 'exclude' | 'payload'> & Partial<Pick<CallContext<P>, 'exclude'>>,
   payload?: P,
 ): CallContext<P> {
-  return { ...c, attempt: 0, exclude: c.exclude ?? new Set(), payload: payload as P };
+  return { ...c, attempt: 0, exclude: c.exclude ?? NOTHING_EXCLUDED, payload: payload as P };
 }
 
 /**

@@ -132,7 +132,10 @@ export function retry<R, P = undefined>(o: RetryOptions<P>): Layer<R, P> {
           throw err;
         }
         o.metrics?.retries.inc({ ...labels, failure: err.failure });
-        ctx.exclude.add(err.target.id);
+        // the call's own set from its first retry on (callContext starts every call on a shared empty one)
+        const exclude = new Set(ctx.exclude);
+        exclude.add(err.target.id);
+        ctx.exclude = exclude;
         if (wait > 0) await sleep(wait);
       }
     }
