@@ -244,9 +244,8 @@ export class H1Pool {
         const keep = err instanceof TunnelOnly ? 0 : k.dialling;
         const failed = k.waiters.splice(0, Math.max(0, k.waiters.length - keep));
         // the dial counts against the target once, for the first of them; the others just fail over
-        failed.forEach((w, i) =>
-          w.reject(i === 0 || err instanceof TunnelOnly ? err : new SharedDialFailure(err)),
-        );
+        for (const [i, w] of failed.entries())
+          w.reject(i === 0 || err instanceof TunnelOnly ? err : new SharedDialFailure(err));
       },
     );
   }
