@@ -503,16 +503,17 @@ export class Daemon {
   }
 
   /**
-   * SIGTERM: stop accepting, let in-flight requests finish within the bound, then leave. Nothing is
-   * withdrawn from the federation: other gateways of this cluster may still serve these services,
-   * and the entries age out (stale, then expired) if none does.
+   * SIGTERM: tell peers and clients to move (drainNotice, gateway/drain.ts) while still serving, stop
+   * accepting, let in-flight requests finish within the bound, then leave. Nothing is withdrawn from the
+   * federation: other gateways of this cluster may still serve these services, and the entries age out
+   * (stale, then expired) if none does; peers stop choosing this gateway from its in-band drain notice.
    */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     this.unwatchTrust?.();
     await this.gateway
-      ?.drain(this.config.drainTimeout)
+      ?.drain(this.config.drainTimeout, this.config.drainNotice)
       .catch((err: unknown) => this.log.warn({ err }, 'drain failed'));
     await this.gateway?.stop();
     await this.admin?.stop();

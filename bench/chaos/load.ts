@@ -159,7 +159,11 @@ export class LoadClient {
           ...(LEGACY ? { signal: AbortSignal.timeout(this.o.deadlineMs) } : {}),
         });
         const text = await res.body.text();
-        if (res.statusCode !== 200) return { ok: false, error: `http ${res.statusCode}` };
+        if (res.statusCode !== 200) {
+          // the gateway's own refusals say why (x-meshfed-error); a backend's answer does not
+          const why = res.headers['x-meshfed-error'];
+          return { ok: false, error: `http ${res.statusCode}${why ? ` ${why}` : ''}` };
+        }
         return { ok: true, cluster: (JSON.parse(text) as { cluster: string }).cluster };
       }
       case 'grpc-unary':

@@ -1,11 +1,12 @@
 // `npm run chaos` runs every chaos scenario; `npm run chaos -- <name>…` only those. Flags:
 // --rate N (req/s, default 1000), --duration S (seconds of load per scenario, default 30),
 // --nats-outage S (default 60). Writes bench/results/chaos.json (merged: a scenario run alone
-// replaces only its own entry) and the table of docs/reliability.md.
+// replaces only its own entry) and the table of docs/reliability.md; `--out /abs/path.json` writes that
+// file only (a development run that must not touch the recorded figures).
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, isAbsolute, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { round } from '../figures.ts';
@@ -28,7 +29,7 @@ const { values, positionals } = parseArgs({
     'doc-only': { type: 'boolean', default: false },
   },
 });
-const RESULTS = join(ROOT, 'bench', 'results', values.out);
+const RESULTS = isAbsolute(values.out) ? values.out : join(ROOT, 'bench', 'results', values.out);
 
 interface Entry extends ScenarioResult {
   criterion: string;
@@ -125,12 +126,12 @@ process.stderr.write(
 );
 
 function save(): void {
-  mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
+  mkdirSync(dirname(RESULTS), { recursive: true });
   const ordered = Object.fromEntries(
     SCENARIOS.filter((s) => results[s.name]).map((s) => [s.name, results[s.name]!]),
   );
   writeFileSync(RESULTS, `${JSON.stringify({ scenarios: ordered }, null, 2)}\n`);
-  writeDoc(ordered);
+  if (!isAbsolute(values.out)) writeDoc(ordered);
 }
 
 function headline(e: Entry): string {

@@ -5,6 +5,7 @@ import type { Counter, Logger } from '../../core/index.ts';
 import { type Answer, type RefusalReason, refusalStatus, writeAnswer } from '../answers.ts';
 import type { Span } from '@opentelemetry/api';
 import type { VerifiedIdentity } from '../../ca/index.ts';
+import { CLOSING_NOTICE } from '../drain.ts';
 import { gracefulClosers } from '../peer-revalidation.ts';
 import type { GatewayRequest, Handler, NodeIo, PolicyNote, RouteTarget } from '../pipeline.ts';
 import { type BodyFramer, bodyFramer } from './body.ts';
@@ -42,6 +43,8 @@ export class H1Entry {
   readonly #o: H1EntryOptions;
   readonly #connections = new Set<H1Connection>();
   #sweeper: NodeJS.Timeout | undefined;
+  /** the gateway drains: every response says `connection: close` (and, between gateways, why) */
+  draining = false;
 
   constructor(o: H1EntryOptions) {
     this.#o = o;
@@ -59,6 +62,11 @@ export class H1Entry {
     // one timer for all connections: a head that takes too long (slowloris) and idle keep-alives
     this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(1_000, this.#o.headersTimeoutMs)).unref();
     c.start();
+  }
+
+  /** the drain's notice: connections stay, each response closes its connection and tells the client */
+  drain(): void {
+    this.draining = true;
   }
 
   /** drain: idle keep-alive connections close now, busy ones after their response */
@@ -149,6 +157,7 @@ class FastRequest implements GatewayRequest {
 
 class H1Connection implements ClientConnection {
   readonly socket: Socket;
+  readonly #entry: H1Entry;
   readonly #o: H1EntryOptions;
   #buf: Buffer = EMPTY;
   #ex: Exchange | undefined;
@@ -165,8 +174,18 @@ class H1Connection implements ClientConnection {
   #draining = false;
 
   constructor(entry: H1Entry, socket: Socket) {
+    this.#entry = entry;
     this.#o = entry.options;
     this.socket = socket;
+  }
+
+  get closing(): boolean {
+    return this.#draining || this.#entry.draining;
+  }
+
+  /** a peer gateway is told that this gateway drains (DRAINING_HEADER); an app is only told to close */
+  get tellsDrain(): boolean {
+    return this.#entry.draining && this.#o.listener === 'eastWest';
   }
 
   start(): void {
@@ -225,7 +244,21 @@ class H1Connection implements ClientConnection {
 
   closeIfIdle(): void {
     this.#draining = true;
-    if (!this.#ex && this.#buf.length === 0) this.socket.end();
+    if (!this.#ex && this.#buf.length === 0) this.#closeIdle();
+  }
+
+  /**
+   * Closes this idle connection. Between gateways it first writes CLOSING_NOTICE and reads nothing after
+   * it: a peer whose request crossed the close then knows that request was never read, and sends it again
+   * elsewhere whatever its method. An app (egress) gets a plain close.
+   */
+  #closeIdle(): void {
+    const s = this.socket;
+    if (this.#o.listener === 'eastWest' && s.writable) {
+      s.off('data', this.#onData);
+      s.write(CLOSING_NOTICE, 'latin1');
+    }
+    s.end();
   }
 
   #parse(): void {
@@ -336,10 +369,15 @@ class H1Connection implements ClientConnection {
     this.#ex = undefined;
     this.#idleSince = Date.now();
     const bodyLeft = ex.head.framing.kind !== 'none' && !(this.#framer?.done ?? false);
-    if (!ex.keepAlive || bodyLeft || this.#ended || this.#draining) {
+    if (!ex.keepAlive || bodyLeft || this.#ended) {
       // a request body nobody read leaves the connection at an unknown position: close it
       this.socket.end();
       if (bodyLeft) this.socket.destroySoon();
+      return;
+    }
+    // the response let the client keep the connection, but the gateway began to close it meanwhile
+    if (this.closing && this.#buf.length === 0) {
+      this.#closeIdle();
       return;
     }
     this.#framer = undefined;
