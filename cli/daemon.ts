@@ -330,6 +330,8 @@ export class Daemon {
       logger: componentLogger(this.log, 'federation', c.cluster),
       registry: this.registry,
       now: Date.now,
+      // peers learn of this gateway only once its listeners accept (advertise() below)
+      advertise: false,
     });
     await this.federation.start();
     const workers = this.options.workers ?? c.workers;
@@ -373,6 +375,7 @@ export class Daemon {
             tracer: this.telemetry?.tracer,
           });
     await this.gateway.start();
+    this.federation.advertise();
     // the address the egress listener actually bound, so registrations can never disagree with it
     const sinks = await createSinks(c.discovery, {
       logger: discoveryLog,

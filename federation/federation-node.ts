@@ -73,6 +73,12 @@ export interface FederationNodeOptions {
   links?: (windowMs: number) => Promise<readonly LinkFigures[]>;
   /** false: publish and answer snapshots only, hold no view of other clusters (default true) */
   watch?: boolean;
+  /**
+   * false: publish nothing of this cluster (entries, announcements, snapshot answers) until advertise() is
+   * called. A gateway advertises itself once its data plane listens: a restarted gateway that announced
+   * itself first was sent requests its listeners refused (default true)
+   */
+  advertise?: boolean;
   logger: Logger;
   registry: Registry;
   /** the clock: expiry, staleness, clock-skew bounds and revisions all read it */
@@ -133,6 +139,7 @@ export class FederationNode implements CatalogView, LinkReportView {
   #inbox = '';
   readonly #queue: FederationEvent[] = [];
   #draining = false;
+  #advertising: boolean;
   #onRotated = (leaf: IssuedLeaf): void => this.#enqueue({ type: 'SignerRotated', source: 'ca', leaf });
 
   constructor(o: FederationNodeOptions) {
@@ -141,6 +148,7 @@ export class FederationNode implements CatalogView, LinkReportView {
     this.cluster = o.cluster;
     this.#now = o.now;
     this.#watching = o.watch !== false;
+    this.#advertising = o.advertise !== false;
     this.#log = componentLogger(o.logger, 'federation', o.cluster);
     this.#subjects = subjects(this.config.subjectPrefix);
     this.#store = new CatalogStore({ self: o.cluster, staleAfter: this.config.staleAfter });
@@ -347,6 +355,15 @@ export class FederationNode implements CatalogView, LinkReportView {
     this.#link.start();
   }
 
+  /** Starts publishing this cluster's entries and announcements (see FederationNodeOptions.advertise). */
+  advertise(): void {
+    if (this.#advertising) return;
+    this.#advertising = true;
+    if (this.#stopped || !this.#link.connected) return;
+    this.#publishBulk();
+    this.#announce();
+  }
+
   /** Stops publishing and listening; with `withdraw` (or config withdrawOnStop) tombstones every export first. */
   async stop(o: { withdraw?: boolean } = {}): Promise<void> {
     if (this.#stopped) return;
@@ -527,7 +544,7 @@ export class FederationNode implements CatalogView, LinkReportView {
   }
 
   #answer(subject: string, reply: string | undefined, data: Uint8Array, now: number): void {
-    if (!this.#publisher) return;
+    if (!this.#publisher || !this.#advertising) return;
     const answer = this.#responder.handle(subject, reply, data, now);
     const nc = this.#link.connection;
     if (!answer || !nc) return;
@@ -547,7 +564,7 @@ export class FederationNode implements CatalogView, LinkReportView {
 
   #publishBulk(): void {
     const nc = this.#link.connection;
-    if (!this.#publisher || !nc) return;
+    if (!this.#publisher || !nc || !this.#advertising) return;
     const subject = this.#subjects.bulk(this.cluster);
     for (const part of this.#publisher.snapshot(`push-${nuid.next()}`, SNAPSHOT_PART_BYTES)) {
       nc.publish(subject, part);
@@ -556,14 +573,14 @@ export class FederationNode implements CatalogView, LinkReportView {
 
   #publish(messages: string[]): void {
     const nc = this.#link.connection;
-    if (!nc) return;
+    if (!nc || !this.#advertising) return;
     const subject = this.#subjects.catalog(this.cluster);
     for (const m of messages) nc.publish(subject, m);
   }
 
   #announce(): void {
     const nc = this.#link.connection;
-    if (!this.#publisher || !nc) return;
+    if (!this.#publisher || !nc || !this.#advertising) return;
     nc.publish(this.#subjects.announce(this.cluster), this.#publisher.announce());
   }
 
