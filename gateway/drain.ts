@@ -1,4 +1,5 @@
 import { constants as h2c, type Http2Session } from 'node:http2';
+import type { H1Entry } from './h1/entry.ts';
 import type { InFlight } from './layers/metrics.ts';
 
 /**
@@ -53,23 +54,40 @@ export class Drain {
 
   /** every HTTP/2 session a server of this gateway accepts: one accepted while draining is told at once */
   track(session: Http2Session): void {
-    if (this.draining) {
-      goAway(session);
-      return;
-    }
     this.#sessions.add(session);
     session.once('close', () => this.#sessions.delete(session));
+    if (this.draining) goAway(session);
   }
 
   /**
-   * The notice phase, up to `noticeMs` (ending early after a quiet spell); resolves when the gateway may
-   * stop accepting.
+   * The whole drain: the notice (up to `noticeMs`, ending early after a quiet spell), then no new connection,
+   * idle ones closed, and up to `timeoutMs` for what is in flight: requests, response bodies still streaming
+   * on the HTTP/1.1 codec, and HTTP/2 sessions whose streams (gRPC, CONNECT) have not ended.
    */
-  async notice(noticeMs: number): Promise<void> {
+  async run(o: {
+    timeoutMs: number;
+    noticeMs: number;
+    /** the HTTP/1.1 codec's entries (fast path) */
+    entries: readonly H1Entry[];
+    /** the listeners stop accepting; node's HTTP/1.1 server closes its idle connections */
+    stopAccepting: () => void;
+  }): Promise<void> {
+    for (const e of o.entries) e.drain();
+    await this.#notice(o.noticeMs);
+    o.stopAccepting();
+    for (const e of o.entries) e.closeIdle();
+    const deadline = Date.now() + o.timeoutMs;
+    const busy = () =>
+      this.#inFlight.count + this.#sessions.size + o.entries.reduce((n, e) => n + e.busy(), 0);
+    while (busy() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    for (const e of o.entries) e.closeIdle();
+  }
+
+  /** The notice phase; resolves when the gateway may stop accepting. */
+  async #notice(noticeMs: number): Promise<void> {
     if (this.#phase !== 'serving') return;
     this.#phase = 'notice';
     for (const s of this.#sessions) goAway(s);
-    this.#sessions.clear();
     const start = performance.now();
     const quiet = () => performance.now() - Math.max(start, this.#inFlight.lastStart) >= QUIET_MS;
     while (performance.now() - start < noticeMs && !quiet()) await new Promise((r) => setTimeout(r, 50));

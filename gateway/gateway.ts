@@ -555,21 +555,19 @@ export class Gateway {
   /**
    * The graceful drain (SIGTERM): /readyz answers 503 and for up to `noticeMs` (less once no request came for
    * a moment) every peer and client is told to move (GOAWAY, `connection: close`) while everything is still
-   * served; then the listeners stop accepting, idle connections close, and in-flight requests get up to
-   * `timeoutMs` to finish.
+   * served; then the listeners stop accepting, idle connections close, and in-flight requests (with their
+   * response bodies, gRPC streams and CONNECT streams) get up to `timeoutMs` to finish.
    */
   async drain(timeoutMs: number, noticeMs = 0): Promise<void> {
-    this.#fastEgress?.drain();
-    this.#fastEastWest?.drain();
-    await this.#drain.notice(noticeMs);
-    for (const s of this.#listeners.servers) if (s !== this.#admin) s.close();
-    this.#egressH1?.closeIdleConnections();
-    this.#fastEgress?.closeIdle();
-    this.#fastEastWest?.closeIdle();
-    const deadline = Date.now() + timeoutMs;
-    while (this.#inFlight.count > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    this.#fastEgress?.closeIdle();
-    this.#fastEastWest?.closeIdle();
+    await this.#drain.run({
+      timeoutMs,
+      noticeMs,
+      entries: [this.#fastEgress, this.#fastEastWest].filter((e) => e !== undefined),
+      stopAccepting: () => {
+        for (const s of this.#listeners.servers) if (s !== this.#admin) s.close();
+        this.#egressH1?.closeIdleConnections();
+      },
+    });
   }
 
   async stop(): Promise<void> {

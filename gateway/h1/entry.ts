@@ -69,6 +69,13 @@ export class H1Entry {
     this.draining = true;
   }
 
+  /** connections with an exchange under way (its response may still stream after the headers) */
+  busy(): number {
+    let n = 0;
+    for (const c of this.#connections) if (c.busy) n++;
+    return n;
+  }
+
   /** drain: idle keep-alive connections close now, busy ones after their response */
   closeIdle(): void {
     for (const c of this.#connections) c.closeIfIdle();
@@ -181,6 +188,10 @@ class H1Connection implements ClientConnection {
 
   get closing(): boolean {
     return this.#draining || this.#entry.draining;
+  }
+
+  get busy(): boolean {
+    return this.#ex !== undefined;
   }
 
   /** a peer gateway is told that this gateway drains (DRAINING_HEADER); an app is only told to close */
