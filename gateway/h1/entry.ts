@@ -259,16 +259,15 @@ class H1Connection implements ClientConnection {
   }
 
   /**
-   * Closes this idle connection. Between gateways it first writes CLOSING_NOTICE and reads nothing after
-   * it: a peer whose request crossed the close then knows that request was never read, and sends it again
-   * elsewhere whatever its method. An app (egress) gets a plain close.
+   * Closes this idle connection, reading nothing after the decision: a request that crosses the close is
+   * never served (it could not be answered). Between gateways it first writes CLOSING_NOTICE, so the peer
+   * knows that such a request was never read and sends it again elsewhere whatever its method; an app
+   * (egress) gets a plain close, the usual HTTP/1.1 keep-alive race.
    */
   #closeIdle(): void {
     const s = this.socket;
-    if (this.#o.listener === 'eastWest' && s.writable) {
-      s.off('data', this.#onData);
-      s.write(CLOSING_NOTICE, 'latin1');
-    }
+    s.off('data', this.#onData);
+    if (this.#o.listener === 'eastWest' && s.writable) s.write(CLOSING_NOTICE, 'latin1');
     s.end();
   }
 
