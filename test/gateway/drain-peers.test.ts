@@ -1,13 +1,9 @@
 import http from 'node:http';
 import http2 from 'node:http2';
-import type net from 'node:net';
-import type { AddressInfo } from 'node:net';
-import tls from 'node:tls';
-import { issueLeaf } from '../../ca/index.ts';
+import type { AddressInfo, Socket } from 'node:net';
 import { waitFor } from '../../core/index.ts';
-import { FAST_ALPN } from '../../gateway/config.ts';
 import { CLOSING_NOTICE, isDrainNotice } from '../../gateway/drain.ts';
-import { createMesh, echoServer, httpService, type Mesh, request } from './harness.ts';
+import { createMesh, echoServer, fastGatewayServer, httpService, type Mesh, request } from './harness.ts';
 
 // A gateway that drains (SIGTERM, a rolling restart) must lose nothing: its peers stop choosing it from its
 // in-band notice (GOAWAY, a response header), and what crossed its close is sent elsewhere. Found by the chaos
@@ -31,16 +27,8 @@ afterAll(async () => {
  * close meets a request crossing it: CLOSING_NOTICE, then the close, the request unread.
  */
 async function closingFastGateway(): Promise<{ address: string; answered: number; crossed: number }> {
-  const leaf = await issueLeaf(await mesh.intermediate('spy'), { kind: 'gateway', name: 'spy-gw' });
   const state = { address: '', answered: 0, crossed: 0 };
-  const server = tls.createServer({
-    cert: leaf.chainPem,
-    key: leaf.keyPem,
-    ca: mesh.bundle.toPem(),
-    requestCert: true,
-    minVersion: 'TLSv1.3',
-    ALPNProtocols: [FAST_ALPN],
-  });
+  const server = await fastGatewayServer(mesh, 'spy');
   server.on('secureConnection', (socket) => {
     let first = true;
     let pending = '';
@@ -165,7 +153,7 @@ test('an HTTP/1.1 client of a draining gateway is told connection: close on its 
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   closers.push(() => agent.destroy());
   const get = () =>
-    new Promise<{ status: number; connection: string | undefined; socket: net.Socket }>((resolve, reject) => {
+    new Promise<{ status: number; connection: string | undefined; socket: Socket }>((resolve, reject) => {
       const i = alpha.egress.lastIndexOf(':');
       const req = http.get(
         { host: '127.0.0.1', port: Number(alpha.egress.slice(i + 1)), headers: { host: HOST }, agent },
