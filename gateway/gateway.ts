@@ -193,6 +193,7 @@ export class Gateway {
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       creds,
       revalidation: this.#revalidation,
+      onPeerDraining,
     });
     const codec = byTarget(
       tunnel,

@@ -9,6 +9,7 @@ import {
 } from '../../ca/index.ts';
 import { MeshfedError } from '../../core/index.ts';
 import { FAST_ALPN, TUNNEL_ALPN } from '../config.ts';
+import { DRAINING_HEADER } from '../drain.ts';
 import type { TunnelCredentials } from '../h2-pool.ts';
 import { CLOSE_GRACE_MS, type PeerRevalidation } from '../peer-revalidation.ts';
 
@@ -37,17 +38,30 @@ export class PooledConnection {
   uses = 0;
   /** when it went back to the pool (0: in use) */
   idleSince = 0;
+  /** the remote gateway's address, for an mTLS connection to one */
+  get remote(): string | undefined {
+    return this.key.startsWith('tls|') ? this.key.slice(this.key.indexOf('|', 4) + 1) : undefined;
+  }
   /** its peer no longer verifies, or our certificate rotated: it carries no new exchange */
   retired = false;
   user: ConnectionUser | undefined;
 
-  constructor(socket: Socket, key: string, exchangeIdleMs: number, closed: (c: PooledConnection) => void) {
+  constructor(
+    socket: Socket,
+    key: string,
+    exchangeIdleMs: number,
+    closed: (c: PooledConnection) => void,
+    spokeIdle: (c: PooledConnection, d: Buffer) => void,
+  ) {
     this.socket = socket;
     this.key = key;
     socket.on('data', (d: Buffer) => {
       if (this.user) this.user.onData(d);
-      // an idle connection that speaks is closed: nothing is owed on it
-      else socket.destroy();
+      else {
+        // an idle connection that speaks is closed: nothing is owed on it
+        spokeIdle(this, d);
+        socket.destroy();
+      }
     });
     socket.on('end', () => {
       if (!this.user) socket.destroy();
@@ -79,6 +93,8 @@ export interface H1PoolOptions {
   /** a connection in use with no byte either way for this long is cut (timeouts.idle) */
   exchangeIdleMs: number;
   maxIdlePerKey: number;
+  /** a remote gateway said it drains while a connection to it was idle (see gateway/drain.ts) */
+  onPeerDraining?: (address: string) => void;
   /** mTLS connections to gateways serve at most this many requests (tunnelMaxRequestsPerConnection); 0: no limit */
   maxRequestsPerConnection: number;
   creds: TunnelCredentials;
@@ -124,6 +140,8 @@ export class H1Pool {
   /** our leaf on each mTLS connection, as its peer saw it (chainHeaderOf) */
   readonly #leafOf = new WeakMap<Socket, IssuedLeaf>();
   readonly #o: H1PoolOptions;
+  /** dials under way per key */
+  readonly #dialing = new Map<string, number>();
   #context: { leaf: IssuedLeaf; bundle: TrustBundle; version: number; ctx: tls.SecureContext } | undefined;
   #closed = false;
   #sweeper: NodeJS.Timeout | undefined;
@@ -162,7 +180,21 @@ export class H1Pool {
       return Promise.reject(new MeshfedError('MESHFED_GATEWAY_UPSTREAM', 'the gateway is stopping'));
     const c = this.takeIdle(address, cluster);
     if (c) return Promise.resolve(c);
-    return this.#dial(address, cluster);
+    const key = keyOf(address, cluster);
+    this.#dialing.set(key, this.dialing(address, cluster) + 1);
+    const settled = () => {
+      const n = this.dialing(address, cluster) - 1;
+      if (n > 0) this.#dialing.set(key, n);
+      else this.#dialing.delete(key);
+    };
+    const dial = this.#dial(address, cluster);
+    dial.then(settled, settled);
+    return dial;
+  }
+
+  /** how many connections to `address` (mTLS to a gateway of `cluster` when given) are being dialled */
+  dialing(address: string, cluster?: string): number {
+    return this.#dialing.get(keyOf(address, cluster)) ?? 0;
   }
 
   /**
@@ -227,6 +259,15 @@ export class H1Pool {
     }
   }
 
+  /**
+   * An idle connection spoke: a draining remote gateway closing it says so (CLOSING_NOTICE), and a peer
+   * that had nothing in flight to it learns it there.
+   */
+  readonly #spokeIdle = (c: PooledConnection, d: Buffer): void => {
+    if (c.remote !== undefined && d.includes(DRAINING_HEADER, 0, 'latin1'))
+      this.#o.onPeerDraining?.(c.remote);
+  };
+
   /** a connection closed: out of the idle list it was in */
   readonly #closedConnection = (c: PooledConnection): void => {
     this.#tls.delete(c);
@@ -280,7 +321,13 @@ export class H1Pool {
         clearTimeout(timer);
         socket.off('error', onError);
         socket.on('error', () => undefined);
-        return new PooledConnection(socket, key, this.#o.exchangeIdleMs, this.#closedConnection);
+        return new PooledConnection(
+          socket,
+          key,
+          this.#o.exchangeIdleMs,
+          this.#closedConnection,
+          this.#spokeIdle,
+        );
       };
       if (cluster === undefined) {
         socket = net.connect({ host, port, noDelay: true });

@@ -202,3 +202,17 @@ test('an HTTP/2 (h2c) client of a draining gateway gets a GOAWAY that says why',
   expect(isDrainNotice(await goaway)).toBe(true);
   await drain;
 });
+
+test('a peer holding only an idle connection to a draining gateway learns of the drain from its close', async () => {
+  const beta = await servingGateway('theta', 'theta-echo');
+  const alpha = await mesh.gateway('iota');
+  closers.push(() => alpha.close());
+  alpha.catalog.offer(beta.cluster, httpService('shop', 'orders', []), beta.eastWest);
+  // one request leaves a pooled fast-path connection to beta; nothing is in flight during the drain
+  expect((await request(alpha.egress, { host: HOST })).status).toBe(200);
+  const state = () =>
+    alpha.balancers.explain('shop', 'orders').levels.flatMap((l) => l.targets.map((t) => t.state));
+  expect(state()).toEqual(['healthy']);
+  await beta.gateway.drain(5_000, 2_000);
+  await waitFor(() => state()[0] !== 'healthy', { timeoutMs: 5_000, what: 'alpha to stop choosing beta' });
+});
