@@ -140,8 +140,6 @@ export class H1Pool {
   /** our leaf on each mTLS connection, as its peer saw it (chainHeaderOf) */
   readonly #leafOf = new WeakMap<Socket, IssuedLeaf>();
   readonly #o: H1PoolOptions;
-  /** dials under way per key */
-  readonly #dialing = new Map<string, number>();
   #context: { leaf: IssuedLeaf; bundle: TrustBundle; version: number; ctx: tls.SecureContext } | undefined;
   #closed = false;
   #sweeper: NodeJS.Timeout | undefined;
@@ -180,21 +178,7 @@ export class H1Pool {
       return Promise.reject(new MeshfedError('MESHFED_GATEWAY_UPSTREAM', 'the gateway is stopping'));
     const c = this.takeIdle(address, cluster);
     if (c) return Promise.resolve(c);
-    const key = keyOf(address, cluster);
-    this.#dialing.set(key, this.dialing(address, cluster) + 1);
-    const settled = () => {
-      const n = this.dialing(address, cluster) - 1;
-      if (n > 0) this.#dialing.set(key, n);
-      else this.#dialing.delete(key);
-    };
-    const dial = this.#dial(address, cluster);
-    dial.then(settled, settled);
-    return dial;
-  }
-
-  /** how many connections to `address` (mTLS to a gateway of `cluster` when given) are being dialled */
-  dialing(address: string, cluster?: string): number {
-    return this.#dialing.get(keyOf(address, cluster)) ?? 0;
+    return this.#dial(address, cluster);
   }
 
   /**

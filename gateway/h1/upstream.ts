@@ -28,13 +28,6 @@ export interface FastUpstreamOptions {
 
 const EMPTY = Buffer.alloc(0);
 /**
- * Fast-path connections dialled at once to one remote gateway. A failover moves a whole share of the load
- * to a gateway at once, and a dial per request in flight (a TLS handshake each) then saturated the cores and
- * timed out (chaos rolling-restart); past this many, a request takes the tunnel session to that gateway,
- * which multiplexes, while the pool grows.
- */
-export const MAX_DIALS_PER_GATEWAY = 4;
-/**
  * A character a field value must not carry out: anything but HTAB, SP, VCHAR and obs-text (node's own
  * rule). That refuses line breaks and NUL (injection) and anything past U+00FF, which latin1 cannot write
  * as one byte (U+010A would become an LF). A negated class of bytes: the class [\r\n\0\u0100-\uffff] cost
@@ -91,10 +84,6 @@ export class FastUpstream implements UpstreamCodec {
     const idle = o.pool.takeIdle(t.address, cluster);
     if (idle) {
       new UpstreamExchange(o, r, ex, t, a, idle).start();
-      return;
-    }
-    if (cluster !== undefined && o.pool.dialing(t.address, cluster) >= MAX_DIALS_PER_GATEWAY) {
-      o.tunnel.send(r, t, a);
       return;
     }
     const release = o.breakers.acquirePending(t);
