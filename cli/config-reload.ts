@@ -2,7 +2,7 @@ import { deepFreeze } from '../core/index.ts';
 import type { DaemonConfig } from './daemon-config.ts';
 
 /** Config keys SIGHUP applies to the running process; a change anywhere else needs a restart. */
-export const LIVE_CONFIG_KEYS: readonly string[] = ['observability.logLevel', 'drainTimeout'];
+export const LIVE_CONFIG_KEYS: readonly string[] = ['observability.logLevel', 'drainNotice', 'drainTimeout'];
 
 function isLive(path: string): boolean {
   return LIVE_CONFIG_KEYS.some((k) => path === k || path.startsWith(`${k}.`));

@@ -159,6 +159,11 @@ const daemonFields = z.strictObject({
     .describe(
       'data-plane processes (node:cluster). 1: one event loop in this process. N > 1: N workers bind the data-plane ports with SO_REUSEPORT (Linux spreads connections), this process supervises them (restarts a crashed one) and serves the admin listener with their metrics summed',
     ),
+  drainNotice: duration()
+    .prefault('2s')
+    .describe(
+      'SIGTERM: how long at most the gateway keeps accepting while it tells peers (GOAWAY) and clients (connection: close) to move, before it stops accepting; it stops sooner once no request came for 0.5 s',
+    ),
   drainTimeout: duration()
     .prefault('15s')
     .describe('SIGTERM: how long in-flight requests may take to finish'),

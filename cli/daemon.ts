@@ -164,6 +164,8 @@ export class Daemon {
       logger: componentLogger(this.log, 'federation', c.cluster),
       registry: this.registry,
       now: Date.now,
+      // peers learn of this gateway only once its listeners accept (advertise() below)
+      advertise: false,
     });
     await this.federation.start();
     const workers = this.options.workers ?? c.workers;
@@ -207,6 +209,7 @@ export class Daemon {
             tracer: this.telemetry?.tracer,
           });
     await this.gateway.start();
+    this.federation.advertise();
     // the address the egress listener actually bound, so registrations can never disagree with it
     const sinks = await createSinks(c.discovery, {
       logger: discoveryLog,
@@ -302,16 +305,17 @@ export class Daemon {
   }
 
   /**
-   * SIGTERM: stop accepting, let in-flight requests finish within the bound, then leave. Nothing is
-   * withdrawn from the federation: other gateways of this cluster may still serve these services,
-   * and the entries age out (stale, then expired) if none does.
+   * SIGTERM: tell peers and clients to move (drainNotice, gateway/drain.ts) while still serving, stop
+   * accepting, let in-flight requests finish within the bound, then leave. Nothing is withdrawn from the
+   * federation: other gateways of this cluster may still serve these services, and the entries age out
+   * (stale, then expired) if none does; peers stop choosing this gateway from its in-band drain notice.
    */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     this.unwatchTrust?.();
     await this.gateway
-      ?.drain(this.config.drainTimeout)
+      ?.drain(this.config.drainTimeout, this.config.drainNotice)
       .catch((err: unknown) => this.log.warn({ err }, 'drain failed'));
     await this.gateway?.stop();
     await this.admin?.stop();

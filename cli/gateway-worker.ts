@@ -105,6 +105,7 @@ export async function runWorker(): Promise<number> {
   send({ t: 'ready', addresses: gateway.addresses() });
 
   let drainMs: number | undefined;
+  let noticeMs: number | undefined;
   const stopped = new Promise<void>((resolve) => {
     const handle = (m: ToWorker) => {
       switch (m.t) {
@@ -162,6 +163,7 @@ export async function runWorker(): Promise<number> {
           return;
         case 'drain':
           drainMs = m.timeoutMs;
+          noticeMs = m.noticeMs;
           resolve();
           return;
         case 'init':
@@ -176,7 +178,9 @@ export async function runWorker(): Promise<number> {
     process.once('disconnect', () => resolve());
   });
   await stopped;
-  await gateway.drain(drainMs ?? c.drainTimeout).catch((err: unknown) => log.warn({ err }, 'drain failed'));
+  await gateway
+    .drain(drainMs ?? c.drainTimeout, noticeMs ?? c.drainNotice)
+    .catch((err: unknown) => log.warn({ err }, 'drain failed'));
   await gateway.stop();
   balancers.close();
   identity.stop();

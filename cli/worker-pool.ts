@@ -348,17 +348,20 @@ export class WorkerPool {
     return out;
   }
 
-  /** Every worker stops accepting and finishes in-flight requests within the bound, then exits. */
-  async drain(timeoutMs: number): Promise<void> {
+  /** Every worker drains (notice, then in-flight requests within the bound), then exits. */
+  async drain(timeoutMs: number, noticeMs = 0): Promise<void> {
     this.stopping = true;
     const exits = [...this.entries.values()].map((e) =>
       e.worker.isDead() ? Promise.resolve() : once(e.worker, 'exit').then(() => undefined),
     );
-    this.broadcast({ t: 'drain', timeoutMs });
+    this.broadcast({ t: 'drain', timeoutMs, noticeMs });
     // a worker stuck past the bound (and a grace for its own cleanup) is killed
-    const deadline = setTimeout(() => {
-      for (const e of this.entries.values()) e.worker.process.kill('SIGKILL');
-    }, timeoutMs + 5_000);
+    const deadline = setTimeout(
+      () => {
+        for (const e of this.entries.values()) e.worker.process.kill('SIGKILL');
+      },
+      noticeMs + timeoutMs + 5_000,
+    );
     await Promise.all(exits);
     clearTimeout(deadline);
   }

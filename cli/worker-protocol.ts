@@ -50,7 +50,7 @@ export type ToWorker =
   | { t: 'stats'; id: number; windowMs: number }
   /** what the worker's gateway enforces (/debug/policy) */
   | { t: 'policy-state'; id: number }
-  | { t: 'drain'; timeoutMs: number };
+  | { t: 'drain'; timeoutMs: number; noticeMs: number };
 
 /** A PolicySet as it crosses to a worker (the worker indexes it again). */
 export interface PolicySnapshot {

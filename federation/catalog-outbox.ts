@@ -17,6 +17,8 @@ export interface CatalogOutboxOptions {
   cluster: string;
   /** this cluster's own catalog; without it (a node that only watches) nothing of the catalog is sent */
   publisher: CatalogPublisher | undefined;
+  /** false: nothing of this cluster goes out until `advertising` is set (FederationNodeOptions.advertise) */
+  advertise: boolean;
   log: Logger;
   now: () => number;
 }
@@ -29,9 +31,12 @@ export interface CatalogOutboxOptions {
  */
 export class CatalogOutbox {
   readonly #o: CatalogOutboxOptions;
+  /** this cluster's own catalog goes out (entries, snapshots, announcements, sync answers) */
+  advertising: boolean;
 
   constructor(o: CatalogOutboxOptions) {
     this.#o = o;
+    this.advertising = o.advertise;
   }
 
   /** one message, only while connected; false when it could not go */
@@ -45,7 +50,7 @@ export class CatalogOutbox {
   /** signed entries and tombstones of this cluster, on its catalog subject */
   publish(messages: string[]): void {
     const nc = this.#o.link.connection;
-    if (!nc) return;
+    if (!nc || !this.advertising) return;
     const subject = this.#o.subjects.catalog(this.#o.cluster);
     for (const m of messages) nc.publish(subject, m);
   }
@@ -54,7 +59,7 @@ export class CatalogOutbox {
   publishBulk(): void {
     const nc = this.#o.link.connection;
     const publisher = this.#o.publisher;
-    if (!publisher || !nc) return;
+    if (!publisher || !nc || !this.advertising) return;
     const subject = this.#o.subjects.bulk(this.#o.cluster);
     for (const part of publisher.snapshot(`push-${nuid.next()}`, SNAPSHOT_PART_BYTES)) {
       nc.publish(subject, part);
@@ -64,7 +69,7 @@ export class CatalogOutbox {
   announce(): void {
     const nc = this.#o.link.connection;
     const publisher = this.#o.publisher;
-    if (!publisher || !nc) return;
+    if (!publisher || !nc || !this.advertising) return;
     nc.publish(this.#o.subjects.announce(this.#o.cluster), publisher.announce());
   }
 
@@ -72,7 +77,7 @@ export class CatalogOutbox {
   answer(answer: SyncAnswer): void {
     const nc = this.#o.link.connection;
     const publisher = this.#o.publisher;
-    if (!publisher || !nc) return;
+    if (!publisher || !nc || !this.advertising) return;
     if (answer.kind === 'announce') {
       // everyone asks everyone at once here: answer small, and let the asker pull snapshots at its own pace
       nc.publish(answer.reply, publisher.announce());

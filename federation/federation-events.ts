@@ -47,7 +47,7 @@ export class FederationEventHandler {
         return;
       }
       case 'SyncRequested': {
-        if (!p.publisher) return;
+        if (!p.publisher || !p.outbox.advertising) return;
         const answer = p.responder.handle(e.subject, e.reply, e.data, now);
         if (answer) p.outbox.answer(answer);
         return;

@@ -114,6 +114,16 @@ export class FederationNode implements CatalogView, LinkReportView {
     p.link.start();
   }
 
+  /** Starts publishing this cluster's entries and announcements (see FederationNodeOptions.advertise). */
+  advertise(): void {
+    const p = this.#p;
+    if (p.outbox.advertising) return;
+    p.outbox.advertising = true;
+    if (this.#stopped || !p.link.connected) return;
+    p.outbox.publishBulk();
+    p.outbox.announce();
+  }
+
   /** Stops publishing and listening; with `withdraw` (or config withdrawOnStop) tombstones every export first. */
   async stop(o: { withdraw?: boolean } = {}): Promise<void> {
     if (this.#stopped) return;

@@ -61,6 +61,12 @@ export interface FederationNodeOptions {
   links?: (windowMs: number) => Promise<readonly LinkFigures[]>;
   /** false: publish and answer snapshots only, hold no view of other clusters (default true) */
   watch?: boolean;
+  /**
+   * false: publish nothing of this cluster (entries, announcements, snapshot answers) until advertise() is
+   * called. A gateway advertises itself once its data plane listens: a restarted gateway that announced
+   * itself first was sent requests its listeners refused (default true)
+   */
+  advertise?: boolean;
   logger: Logger;
   registry: Registry;
   /** the clock: expiry, staleness, clock-skew bounds and revisions all read it */
@@ -191,6 +197,7 @@ export class FederationParts {
       subjects: this.subjects,
       cluster: o.cluster,
       publisher: this.publisher,
+      advertise: o.advertise !== false,
       log: this.log,
       now: this.now,
     });

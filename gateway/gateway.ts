@@ -7,6 +7,7 @@ import UndiciAgent from 'undici/lib/dispatcher/agent.js';
 import type { IssuedLeaf } from '../ca/index.ts';
 import { Counter, Gauge, type Logger, type ServiceRef, serviceKey, monotonicNow } from '../core/index.ts';
 import { adminServer } from './admin-endpoint.ts';
+import { Drain } from './drain.ts';
 import type { BalancerTarget } from './balancer/index.ts';
 import type { HelloResult } from './client-hello.ts';
 import { FAST_ALPN } from './config.ts';
@@ -78,7 +79,7 @@ export class Gateway {
   #egressTls: Http2SecureServer | undefined;
   #tls!: Http2SecureServer;
   #admin: http.Server | undefined;
-  #draining = false;
+  readonly #drain = new Drain(this.#inFlight);
   #started = false;
 
   constructor(options: GatewayOptions) {
@@ -98,7 +99,10 @@ export class Gateway {
       bundle: options.bundle,
       trustDomain: options.trustDomain,
     };
+    // a remote gateway that says it drains gets no new request from us until a probe finds it serving
+    const onPeerDraining = (address: string) => options.balancers.peerDraining(address);
     this.#pool = new H2Pool({
+      onPeerDraining,
       size: c.tunnelConnectionsPerGateway,
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       connectTimeoutMs: bc.timeouts.connect,
@@ -196,6 +200,7 @@ export class Gateway {
       maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
       creds,
       revalidation: this.#revalidation,
+      onPeerDraining,
     });
     const codec = byTarget(
       tunnel,
@@ -208,6 +213,7 @@ export class Gateway {
             tunnel,
             maxHeadBytes: c.limits.maxHeaderBytes,
             maxHeaders: MAX_HEADERS,
+            onPeerDraining,
           })
         : undefined,
     );
@@ -263,6 +269,8 @@ export class Gateway {
   /** Runs a pipeline for one request; the answer layer answers every failure, this catches the rest. */
   #serve(pipeline: Handler, listener: 'egress' | 'eastWest') {
     return (req: Req, res: Res) => {
+      // node's HTTP/1.1 server (egress upgrades, HTTP/1.0, fastPath off): the client is told to go elsewhere
+      if (this.#drain.draining && res instanceof http.ServerResponse) res.shouldKeepAlive = false;
       pipeline(fromNode(listener, req, res, this.#options.cluster)).catch((err: unknown) => {
         this.#log.warn({ err, listener }, 'request pipeline failed');
         res.destroy();
@@ -298,9 +306,10 @@ export class Gateway {
       maxSessionRejectedStreams: 100,
     });
     this.#egressH2.on('request', this.#serve(this.#egress, 'egress'));
-    this.#egressH2.on('session', (s) =>
-      guardSession(s, { listener: 'egress', limits, refused: this.#refused, graceful: false }),
-    );
+    this.#egressH2.on('session', (s) => {
+      guardSession(s, { listener: 'egress', limits, refused: this.#refused, graceful: false });
+      this.#drain.track(s);
+    });
 
     const context = tlsContextOptions(this.#options.identity.current(), this.#options.bundle());
     this.#tls = secureServer({
@@ -312,6 +321,7 @@ export class Gateway {
       refused: this.#refused,
     });
     this.#listeners.handshakes.eastWest.watch(this.#tls);
+    this.#tls.on('session', (s) => this.#drain.track(s));
     this.#tls.on('request', this.#serve(this.#eastWest, 'eastWest'));
     const connect = this.#serve(this.#connect, 'eastWest');
     // HTTP/2 CONNECT is a tunnel stream (compat: req, res); HTTP/1.1 CONNECT hands over the raw socket
@@ -331,6 +341,7 @@ export class Gateway {
         refused: this.#refused,
       });
       this.#listeners.handshakes.egress.watch(this.#egressTls);
+      this.#egressTls.on('session', (s) => this.#drain.track(s));
       this.#egressTls.on('request', this.#serve(this.#egress, 'egress'));
       this.#egressTls.on('connect', (_req: Req, resOrSocket: Res | Socket) => {
         if (resOrSocket instanceof net.Socket) this.#refuseHttp1Connect(resOrSocket, 'egress');
@@ -378,7 +389,7 @@ export class Gateway {
   #adminServer(): http.Server {
     const options = this.#options;
     return adminServer({
-      state: () => (this.#draining ? 'draining' : this.#started ? 'ready' : 'starting'),
+      state: () => (this.#drain.draining ? 'draining' : this.#started ? 'ready' : 'starting'),
       metrics: async () => ({
         contentType: options.registry.contentType,
         text: await options.registry.metrics(),
@@ -458,8 +469,11 @@ export class Gateway {
 
   #acceptEgress(socket: Socket): void {
     if (!this.#listeners.admit(socket, 'egress')) return;
-    if (this.#draining || !this.#listeners.trusted(socket)) {
-      this.#refused.inc({ listener: 'egress', reason: this.#draining ? 'draining' : 'untrusted-network' });
+    if (this.#drain.closing || !this.#listeners.trusted(socket)) {
+      this.#refused.inc({
+        listener: 'egress',
+        reason: this.#drain.closing ? 'draining' : 'untrusted-network',
+      });
       socket.destroy();
       return;
     }
@@ -482,7 +496,7 @@ export class Gateway {
 
   #acceptEastWest(socket: Socket): void {
     if (!this.#listeners.admit(socket, 'eastWest')) return;
-    if (this.#draining) {
+    if (this.#drain.closing) {
       this.#refused.inc({ listener: 'eastWest', reason: 'draining' });
       socket.destroy();
       return;
@@ -529,8 +543,8 @@ export class Gateway {
   /** A per-service TCP port: egress.trustedNetworks and clientAuth apply as on the egress listener. */
   #acceptTcp(socket: Socket, listener: string, service: string, portName: string | undefined): void {
     if (!this.#listeners.admit(socket, listener)) return;
-    if (this.#draining || !this.#listeners.trusted(socket)) {
-      this.#refused.inc({ listener, reason: this.#draining ? 'draining' : 'untrusted-network' });
+    if (this.#drain.closing || !this.#listeners.trusted(socket)) {
+      this.#refused.inc({ listener, reason: this.#drain.closing ? 'draining' : 'untrusted-network' });
       socket.destroy();
       return;
     }
@@ -544,26 +558,34 @@ export class Gateway {
   async #probe(t: BalancerTarget): Promise<boolean> {
     if (t.local) return true;
     const session = await this.#pool.session(t.address, t.cluster);
+    // a draining gateway still answers PINGs; its GOAWAY came before the answer
     return new Promise<boolean>((resolve) => {
-      if (!session.ping((err) => resolve(!err))) resolve(false);
+      if (!session.ping((err) => resolve(!err && !this.#pool.draining(session)))) resolve(false);
     });
   }
 
   // ---------------------------------------------------------------- lifecycle
 
-  /** Stops accepting, lets in-flight requests finish (bounded), then closes idle connections. */
-  async drain(timeoutMs: number): Promise<void> {
-    this.#draining = true;
-    for (const s of this.#listeners.servers) if (s !== this.#admin) s.close();
-    const deadline = monotonicNow() + timeoutMs;
-    while (this.#inFlight.count > 0 && monotonicNow() < deadline) await new Promise((r) => setTimeout(r, 20));
-    this.#egressH1?.closeIdleConnections();
-    this.#fastEgress?.closeIdle();
-    this.#fastEastWest?.closeIdle();
+  /**
+   * The graceful drain (SIGTERM): /readyz answers 503 and for up to `noticeMs` (less once no request came for
+   * a moment) every peer and client is told to move (GOAWAY, `connection: close`) while everything is still
+   * served; then the listeners stop accepting, idle connections close, and in-flight requests (with their
+   * response bodies, gRPC streams and CONNECT streams) get up to `timeoutMs` to finish.
+   */
+  async drain(timeoutMs: number, noticeMs = 0): Promise<void> {
+    await this.#drain.run({
+      timeoutMs,
+      noticeMs,
+      entries: [this.#fastEgress, this.#fastEastWest].filter((e) => e !== undefined),
+      stopAccepting: () => {
+        for (const s of this.#listeners.servers) if (s !== this.#admin) s.close();
+        this.#egressH1?.closeIdleConnections();
+      },
+    });
   }
 
   async stop(): Promise<void> {
-    this.#draining = true;
+    this.#drain.close();
     this.#options.balancers.healthChecks(undefined);
     this.#options.balancers.outlierOverrides(undefined);
     this.#local.stop();

@@ -10,6 +10,7 @@ import {
 } from '../ca/index.ts';
 import { MeshfedError, monotonicNow, type StallSafeTimer, stallSafeTimeout } from '../core/index.ts';
 import { TUNNEL_ALPN } from './config.ts';
+import { isDrainNotice } from './drain.ts';
 import type { PeerRevalidation } from './peer-revalidation.ts';
 
 /** Flow-control windows of a tunnel session: per stream, and for the whole connection. */
@@ -78,6 +79,9 @@ export class H2Pool {
   private readonly keepaliveOptions: { intervalMs: number; timeoutMs: number } | undefined;
   /** our leaf on each tunnel session, as its peer saw it (chainHeaderOf) */
   private readonly leaves = new WeakMap<ClientHttp2Session, IssuedLeaf>();
+  /** tunnel sessions whose remote gateway said it drains (gateway/drain.ts) */
+  private readonly drained = new WeakSet<ClientHttp2Session>();
+  private readonly onPeerDraining: ((address: string) => void) | undefined;
 
   constructor(o: {
     size: number;
@@ -89,7 +93,10 @@ export class H2Pool {
     revalidation?: PeerRevalidation;
     /** HTTP/2 PINGs on every tunnel session (gateway.tunnelKeepalive); intervalMs 0: none */
     keepalive?: { intervalMs: number; timeoutMs: number };
+    /** a remote gateway's GOAWAY said it drains: stop choosing it */
+    onPeerDraining?: (address: string) => void;
   }) {
+    this.onPeerDraining = o.onPeerDraining;
     this.revalidation = o.revalidation;
     this.keepaliveOptions = o.keepalive;
     this.size = o.size;
@@ -232,6 +239,14 @@ export class H2Pool {
           createConnection: () => net.connect({ host, port, noDelay: true }),
         });
       }
+      if (cluster !== undefined) {
+        // from the start: a gateway already draining sends its GOAWAY right after the handshake
+        session.on('goaway', (_code: number, _last: number, data?: Buffer) => {
+          if (!isDrainNotice(data)) return;
+          this.drained.add(session);
+          this.onPeerDraining?.(address);
+        });
+      }
       // a handshake that completed during a stall of the loop is read before this gives up on it
       const timer = stallSafeTimeout(() => {
         session.destroy();
@@ -294,6 +309,11 @@ export class H2Pool {
         resolve(session);
       });
     });
+  }
+
+  /** the remote gateway of tunnel session `s` said it drains */
+  draining(s: ClientHttp2Session): boolean {
+    return this.drained.has(s);
   }
 
   /** The leaf we presented on tunnel session `s` (one dialled as it rotated keeps serving with the old one). */

@@ -10,6 +10,8 @@ const HOP_BY_HOP = new Set([
   'te',
   'host',
   'http2-settings',
+  // a draining gateway's word to the peer gateway it answers (gateway/drain.ts), never passed on
+  'x-meshfed-draining',
 ]);
 
 /** Headers meshfed itself sets between gateways and towards backends; a client can never supply them. */

@@ -94,6 +94,11 @@ interface ActiveHealth {
 }
 
 const DECAY_MS = 10_000;
+/**
+ * How long a remote gateway that said it drains gets no new request unless a health probe finds a gateway
+ * serving at its address first (a restarted one): longer than a drain, bounded for a gateway without probes.
+ */
+export const PEER_DRAINING_MS = 30_000;
 /** a target's outlier and latency state is forgotten after this long without traffic (see pruneIdle) */
 export const IDLE_STATE_MS = 10 * 60_000;
 
@@ -139,6 +144,8 @@ export class Balancers {
   private readonly stats = new Map<string, Map<string, TargetStats>>();
   /** keyed by target address; only remote gateways are probed */
   private readonly health = new Map<string, ActiveHealth>();
+  /** remote gateway addresses that said they drain, and until when they get no new request */
+  private readonly drainingUntil = new Map<string, number>();
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly ejectionsTotal: Counter;
@@ -339,7 +346,25 @@ export class Balancers {
   }
 
   private activeHealthy(t: BalancerTarget): boolean {
+    if (this.drainingUntil.size > 0 && this.peerStillDraining(t.address)) return false;
     return this.health.get(t.address)?.healthy ?? true;
+  }
+
+  private peerStillDraining(address: string): boolean {
+    const until = this.drainingUntil.get(address);
+    if (until === undefined) return false;
+    if (until > this.now()) return true;
+    this.drainingUntil.delete(address);
+    return false;
+  }
+
+  /**
+   * The remote gateway at `address` said it drains (a GOAWAY or a response of its drain, gateway/drain.ts):
+   * it gets no new request for any service until a health probe finds a gateway serving there again, or
+   * PEER_DRAINING_MS pass. What it is still serving finishes.
+   */
+  peerDraining(address: string): void {
+    this.drainingUntil.set(address, this.now() + PEER_DRAINING_MS);
   }
 
   private healthy(svc: ResolvedService, t: BalancerTarget, now: number): boolean {
@@ -538,6 +563,8 @@ export class Balancers {
             h = { healthy: true, streak: 0 };
             this.health.set(t.address, h);
           }
+          // a probe answered by a gateway that is not draining: a restarted one serves at that address
+          if (ok) this.drainingUntil.delete(t.address);
           h.streak = ok === h.healthy ? 0 : h.streak + 1;
           if (h.streak >= (ok ? hc.healthyThreshold : hc.unhealthyThreshold)) {
             h.healthy = ok;

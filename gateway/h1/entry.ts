@@ -5,6 +5,7 @@ import { type Counter, type Logger, monotonicNow } from '../../core/index.ts';
 import { type Answer, type RefusalReason, refusalStatus, writeAnswer } from '../answers.ts';
 import type { Span } from '@opentelemetry/api';
 import type { VerifiedIdentity } from '../../ca/index.ts';
+import { CLOSING_NOTICE } from '../drain.ts';
 import { gracefulClosers } from '../peer-revalidation.ts';
 import type { GatewayRequest, Handler, NodeIo, PolicyNote, RouteTarget } from '../pipeline.ts';
 import { type BodyFramer, bodyFramer } from './body.ts';
@@ -42,6 +43,8 @@ export class H1Entry {
   readonly #o: H1EntryOptions;
   readonly #connections = new Set<H1Connection>();
   #sweeper: NodeJS.Timeout | undefined;
+  /** the gateway drains: every response says `connection: close` (and, between gateways, why) */
+  draining = false;
 
   constructor(o: H1EntryOptions) {
     this.#o = o;
@@ -59,6 +62,18 @@ export class H1Entry {
     // one timer for all connections: a head that takes too long (slowloris) and idle keep-alives
     this.#sweeper ??= setInterval(() => this.#sweep(), Math.min(1_000, this.#o.headersTimeoutMs)).unref();
     c.start();
+  }
+
+  /** the drain's notice: connections stay, each response closes its connection and tells the client */
+  drain(): void {
+    this.draining = true;
+  }
+
+  /** connections with an exchange under way (its response may still stream after the headers) */
+  busy(): number {
+    let n = 0;
+    for (const c of this.#connections) if (c.busy) n++;
+    return n;
   }
 
   /** drain: idle keep-alive connections close now, busy ones after their response */
@@ -152,6 +167,7 @@ class FastRequest implements GatewayRequest {
 
 class H1Connection implements ClientConnection {
   readonly socket: Socket;
+  readonly #entry: H1Entry;
   readonly #o: H1EntryOptions;
   #buf: Buffer = EMPTY;
   #ex: Exchange | undefined;
@@ -168,8 +184,22 @@ class H1Connection implements ClientConnection {
   #draining = false;
 
   constructor(entry: H1Entry, socket: Socket) {
+    this.#entry = entry;
     this.#o = entry.options;
     this.socket = socket;
+  }
+
+  get closing(): boolean {
+    return this.#draining || this.#entry.draining;
+  }
+
+  get busy(): boolean {
+    return this.#ex !== undefined;
+  }
+
+  /** a peer gateway is told that this gateway drains (DRAINING_HEADER); an app is only told to close */
+  get tellsDrain(): boolean {
+    return this.#entry.draining && this.#o.listener === 'eastWest';
   }
 
   start(): void {
@@ -228,7 +258,20 @@ class H1Connection implements ClientConnection {
 
   closeIfIdle(): void {
     this.#draining = true;
-    if (!this.#ex && this.#buf.length === 0) this.socket.end();
+    if (!this.#ex && this.#buf.length === 0) this.#closeIdle();
+  }
+
+  /**
+   * Closes this idle connection, reading nothing after the decision: a request that crosses the close is
+   * never served (it could not be answered). Between gateways it first writes CLOSING_NOTICE, so the peer
+   * knows that such a request was never read and sends it again elsewhere whatever its method; an app
+   * (egress) gets a plain close, the usual HTTP/1.1 keep-alive race.
+   */
+  #closeIdle(): void {
+    const s = this.socket;
+    s.off('data', this.#onData);
+    if (this.#o.listener === 'eastWest' && s.writable) s.write(CLOSING_NOTICE, 'latin1');
+    s.end();
   }
 
   #parse(): void {
@@ -339,10 +382,15 @@ class H1Connection implements ClientConnection {
     this.#ex = undefined;
     this.#idleSince = monotonicNow();
     const bodyLeft = ex.head.framing.kind !== 'none' && !(this.#framer?.done ?? false);
-    if (!ex.keepAlive || bodyLeft || this.#ended || this.#draining) {
+    if (!ex.keepAlive || bodyLeft || this.#ended) {
       // a request body nobody read leaves the connection at an unknown position: close it
       this.socket.end();
       if (bodyLeft) this.socket.destroySoon();
+      return;
+    }
+    // the response let the client keep the connection, but the gateway began to close it meanwhile
+    if (this.closing && this.#buf.length === 0) {
+      this.#closeIdle();
       return;
     }
     this.#framer = undefined;

@@ -2,6 +2,7 @@ import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable, Writable } from 'node:stream';
 import type { AnswerSink } from '../answers.ts';
+import { DRAINING_HEADER } from '../drain.ts';
 import type { Req, Res } from '../http-request.ts';
 import type { NodeIo } from '../pipeline.ts';
 import type { RequestHead } from './head.ts';
@@ -16,6 +17,10 @@ export interface BodySink {
 /** The client connection an exchange belongs to (gateway/h1/entry.ts). */
 export interface ClientConnection {
   readonly socket: Socket;
+  /** the connection closes after the response being written (drain, or its peer no longer verifies) */
+  readonly closing: boolean;
+  /** the client is a peer gateway to tell that this gateway drains (DRAINING_HEADER) */
+  readonly tellsDrain: boolean;
   /** starts reading the request body: its framed bytes as sent (`decoded: false`) or its payload */
   startBody(sink: BodySink, decoded: boolean): void;
   /** the sink drained: read on */
@@ -107,6 +112,10 @@ export class Exchange implements AnswerSink {
     this.headersSent = true;
     const noBody = this.head.method === 'HEAD' || status === 204 || status === 304 || status < 200;
     const out = headers;
+    if (this.conn.closing) {
+      this.closeAfter = true;
+      if (this.conn.tellsDrain) out[DRAINING_HEADER] = 'close';
+    }
     if (noBody) this.#mode = 'none';
     else if (out['content-length'] !== undefined) this.#mode = 'length';
     else if (out['transfer-encoding'] === 'chunked') this.#mode = 'raw-chunked';

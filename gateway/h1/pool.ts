@@ -9,6 +9,7 @@ import {
 } from '../../ca/index.ts';
 import { MeshfedError, monotonicNow, stallSafeTimeout } from '../../core/index.ts';
 import { FAST_ALPN, TUNNEL_ALPN } from '../config.ts';
+import { DRAINING_HEADER } from '../drain.ts';
 import type { TunnelCredentials } from '../h2-pool.ts';
 import { CLOSE_GRACE_MS, type PeerRevalidation } from '../peer-revalidation.ts';
 
@@ -53,17 +54,30 @@ export class PooledConnection {
   uses = 0;
   /** when it went back to the pool (0: in use) */
   idleSince = 0;
+  /** the remote gateway's address, for an mTLS connection to one */
+  get remote(): string | undefined {
+    return this.key.startsWith('tls|') ? this.key.slice(this.key.indexOf('|', 4) + 1) : undefined;
+  }
   /** its peer no longer verifies, or our certificate rotated: it carries no new exchange */
   retired = false;
   user: ConnectionUser | undefined;
 
-  constructor(socket: Socket, key: string, exchangeIdleMs: number, closed: (c: PooledConnection) => void) {
+  constructor(
+    socket: Socket,
+    key: string,
+    exchangeIdleMs: number,
+    closed: (c: PooledConnection) => void,
+    spokeIdle: (c: PooledConnection, d: Buffer) => void,
+  ) {
     this.socket = socket;
     this.key = key;
     socket.on('data', (d: Buffer) => {
       if (this.user) this.user.onData(d);
-      // an idle connection that speaks is closed: nothing is owed on it
-      else socket.destroy();
+      else {
+        // an idle connection that speaks is closed: nothing is owed on it
+        spokeIdle(this, d);
+        socket.destroy();
+      }
     });
     socket.on('end', () => {
       if (!this.user) socket.destroy();
@@ -100,6 +114,8 @@ export interface H1PoolOptions {
   maxIdlePerKey: number;
   /** dials under way per address at once; more requests than that wait for a connection to free up */
   maxDialsPerKey: number;
+  /** a remote gateway said it drains while a connection to it was idle (see gateway/drain.ts) */
+  onPeerDraining?: (address: string) => void;
   /** mTLS connections to gateways serve at most this many requests (tunnelMaxRequestsPerConnection); 0: no limit */
   maxRequestsPerConnection: number;
   creds: TunnelCredentials;
@@ -319,6 +335,15 @@ export class H1Pool {
     }
   }
 
+  /**
+   * An idle connection spoke: a draining remote gateway closing it says so (CLOSING_NOTICE), and a peer
+   * that had nothing in flight to it learns it there.
+   */
+  readonly #spokeIdle = (c: PooledConnection, d: Buffer): void => {
+    if (c.remote !== undefined && d.includes(DRAINING_HEADER, 0, 'latin1'))
+      this.#o.onPeerDraining?.(c.remote);
+  };
+
   /** a connection closed: out of the idle list it was in */
   readonly #closedConnection = (c: PooledConnection): void => {
     this.#tls.delete(c);
@@ -373,7 +398,13 @@ export class H1Pool {
         timer.cancel();
         socket.off('error', onError);
         socket.on('error', () => undefined);
-        return new PooledConnection(socket, key, this.#o.exchangeIdleMs, this.#closedConnection);
+        return new PooledConnection(
+          socket,
+          key,
+          this.#o.exchangeIdleMs,
+          this.#closedConnection,
+          this.#spokeIdle,
+        );
       };
       if (cluster === undefined) {
         socket = net.connect({ host, port, noDelay: true });

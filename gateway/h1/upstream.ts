@@ -1,5 +1,6 @@
 import { MeshfedError } from '../../core/index.ts';
 import type { BalancerTarget } from '../balancer/index.ts';
+import { DRAINING_HEADER } from '../drain.ts';
 import { responseHeadersForClient } from '../headers.ts';
 import { chainHeaderOf, type Identities } from '../identity.ts';
 import type { GatewayRequest } from '../pipeline.ts';
@@ -27,6 +28,8 @@ export interface FastUpstreamOptions {
   tunnel: UpstreamCodec;
   maxHeadBytes: number;
   maxHeaders: number;
+  /** a remote gateway said it drains (DRAINING_HEADER on a response): stop choosing it */
+  onPeerDraining: (address: string) => void;
 }
 
 const EMPTY = Buffer.alloc(0);
@@ -134,6 +137,8 @@ class UpstreamExchange implements ConnectionUser, BodySink {
   #framer: BodyFramer | undefined;
   #bodySent: boolean;
   #over = false;
+  /** the remote gateway closed this connection with CLOSING_NOTICE: it read nothing of this request */
+  #unread = false;
 
   constructor(
     o: FastUpstreamOptions,
@@ -287,6 +292,15 @@ class UpstreamExchange implements ConnectionUser, BodySink {
       this.#end(false);
       return;
     }
+    if (this.#unread) {
+      // a connection closed by a draining gateway that never read this request: another may serve it
+      this.#end(false);
+      this.#a.fail(
+        'refused',
+        new MeshfedError('MESHFED_GATEWAY_UPSTREAM', `${this.#t.address} closed the connection unread`),
+      );
+      return;
+    }
     this.#failed(
       new MeshfedError('MESHFED_GATEWAY_UPSTREAM', `${this.#t.address} closed the connection mid-exchange`),
     );
@@ -337,7 +351,13 @@ class UpstreamExchange implements ConnectionUser, BodySink {
       // interim responses (100 Continue, 103) end here: this gateway answered the client's Expect itself
       if (h.status >= 200) {
         this.#res = h;
+        if (h.headers[DRAINING_HEADER] !== undefined && !this.#t.local)
+          this.#o.onPeerDraining(this.#t.address);
         return true;
+      }
+      if (h.headers[DRAINING_HEADER] !== undefined && !this.#t.local) {
+        this.#unread = true;
+        this.#o.onPeerDraining(this.#t.address);
       }
       if (h.status === 101) throw new HeadParseError('invalid-status-line', 'an upgrade nobody asked for');
     }

@@ -6,6 +6,8 @@ import { type GatewayRequest, type RequestLayer, routeOf } from '../pipeline.ts'
 /** Requests in flight through the pipelines (the meshfed_active_requests gauge, and what drain waits for). */
 export class InFlight {
   count = 0;
+  /** performance.now() when the last request started */
+  lastStart = 0;
 }
 
 function protocolOf(r: GatewayRequest): CallProtocol {
@@ -23,6 +25,7 @@ export function metricsLayer(options: { golden: GoldenMetrics; inFlight: InFligh
     const route = routeOf(r);
     const t0 = performance.now();
     options.inFlight.count++;
+    options.inFlight.lastStart = t0;
     try {
       await next(r);
     } finally {

@@ -10,7 +10,7 @@ One YAML file per gateway (\`meshfed gateway --config gateway.yaml\`). It is val
 unknown fields are refused, every problem is reported at once with the field's path, and the
 result is frozen. Relative paths are resolved against the config file's directory. Durations are
 written \`500ms\`, \`30s\`, \`5m\`, \`24h\` (a bare number is milliseconds); addresses \`host:port\`. A field
-marked required has no default. SIGHUP re-reads the file: \`observability.logLevel\`, \`drainTimeout\`
+marked required has no default. SIGHUP re-reads the file: \`observability.logLevel\`, \`drainNotice\`, \`drainTimeout\`
 and the trust bundle apply live; a change to any other field is refused, named in the log, and the
 gateway keeps running on the previous value until it is restarted.
 

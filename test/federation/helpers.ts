@@ -129,6 +129,7 @@ export async function startNode(o: {
   logger?: Logger;
   config?: Partial<FederationConfigInput>;
   links?: FederationNodeOptions['links'];
+  advertise?: boolean;
 }): Promise<FederationNode> {
   const node = new FederationNode({
     config: {
@@ -145,6 +146,7 @@ export async function startNode(o: {
     bundle: () => o.pki.bundle,
     ...(o.source ? { source: o.source } : {}),
     ...(o.links ? { links: o.links } : {}),
+    ...(o.advertise === false ? { advertise: false } : {}),
     logger: o.logger ?? silentLogger(),
     registry: o.registry ?? createRegistry(),
     now: Date.now,

@@ -440,6 +440,22 @@ export interface SpyConnection {
 }
 
 /**
+ * A TLS server that speaks as a remote gateway of `cluster` with the fast path only (ALPN meshfed-h1/1, the
+ * tunnel's rules, a real gateway leaf of that cluster valid for `ttlMs`); its connections are the caller's.
+ */
+export async function fastGatewayServer(mesh: Mesh, cluster: string, ttlMs?: number): Promise<tls.Server> {
+  const leaf = await spyLeaf(mesh, cluster, 'fast-spy', ttlMs);
+  return tls.createServer({
+    cert: leaf.chainPem,
+    key: leaf.keyPem,
+    ca: mesh.bundle.toPem(),
+    requestCert: true,
+    minVersion: 'TLSv1.3',
+    ALPNProtocols: [FAST_ALPN],
+  });
+}
+
+/**
  * A stand-in remote gateway of `cluster` that speaks only the fast path (ALPN meshfed-h1/1), with a real gateway
  * leaf of that cluster valid for `ttlMs`: it records every connection it accepts and answers each bodyless
  * request with a keep-alive 200, so the caller's pool keeps the connection.
@@ -449,16 +465,8 @@ export async function spyFastGateway(
   cluster: string,
   o: { ttlMs?: number } = {},
 ): Promise<{ address: string; connections: SpyConnection[]; close(): void }> {
-  const leaf = await spyLeaf(mesh, cluster, 'fast-spy', o.ttlMs);
   const connections: SpyConnection[] = [];
-  const server = tls.createServer({
-    cert: leaf.chainPem,
-    key: leaf.keyPem,
-    ca: mesh.bundle.toPem(),
-    requestCert: true,
-    minVersion: 'TLSv1.3',
-    ALPNProtocols: [FAST_ALPN],
-  });
+  const server = await fastGatewayServer(mesh, cluster, o.ttlMs);
   server.on('secureConnection', (socket) => {
     const c: SpyConnection = { requests: 0, closed: false };
     connections.push(c);

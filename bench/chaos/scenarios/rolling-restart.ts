@@ -1,5 +1,6 @@
 // Rolling restart of every gateway of a cluster: west's two gateways are stopped with SIGTERM (they
 // drain), started again and seen by east, one after the other, while the load runs. Nothing may fail.
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitFor } from '../../../core/index.ts';
 import { sleep } from '../../figures.ts';
@@ -25,11 +26,12 @@ export const rollingRestart: Scenario = {
       const load = sourceLoad(fed, ctx);
       const done = load.run();
       const west = fed.gatewaysOf('west');
-      const steps: { gateway: string; drainMs: number; backMs: number }[] = [];
+      const steps: { gateway: string; atMs: number; drainMs: number; backMs: number; failed?: number }[] = [];
       await sleep(ctx.durationMs * 0.15);
       for (const g of west) {
         const t0 = performance.now();
-        ctx.log(`SIGTERM ${g.name} at ${Math.round(load.now())} ms`);
+        const atMs = Math.round(load.now());
+        ctx.log(`SIGTERM ${g.name} at ${atMs} ms`);
         await g.stop();
         const drainMs = performance.now() - t0;
         g.start();
@@ -42,6 +44,7 @@ export const rollingRestart: Scenario = {
         });
         steps.push({
           gateway: g.name,
+          atMs,
           drainMs: Math.round(drainMs),
           backMs: Math.round(performance.now() - t0),
         });
@@ -50,6 +53,12 @@ export const rollingRestart: Scenario = {
       const outcomes = await done;
       await load.close();
       const s = summarize(outcomes);
+      // which step each failure fell in: due from its SIGTERM until the next one (or the end)
+      for (const [i, step] of steps.entries()) {
+        const until = steps[i + 1]?.atMs ?? Number.POSITIVE_INFINITY;
+        step.failed = outcomes.filter((o) => !o.ok && o.due >= step.atMs && o.due < until).length;
+      }
+      writeFileSync(join(ctx.dir, 'outcomes.json'), JSON.stringify(outcomes));
       const loss = await lossCheck(fed, load, west);
       const notes = lossNotes(loss);
       if (s.failed > 0) notes.push(`${s.failed} requests failed`);
