@@ -5,7 +5,15 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { percentile, round } from '../../figures.ts';
 import { Federation, threeClusters } from '../federation.ts';
 import { explainedRun } from '../breakdown.ts';
-import { loadFigures, lossCheck, lossNotes, type Scenario, sourceLoad, withFederation } from '../scenario.ts';
+import {
+  loadFigures,
+  lossCheck,
+  lossNotes,
+  type Scenario,
+  sourceLoad,
+  warmUp,
+  withFederation,
+} from '../scenario.ts';
 
 export const baseline: Scenario = {
   name: 'baseline',
@@ -13,6 +21,7 @@ export const baseline: Scenario = {
   async run(ctx) {
     const fed = new Federation(join(ctx.dir, 'fed'), threeClusters());
     return withFederation(fed, async () => {
+      await warmUp(fed, ctx);
       const load = sourceLoad(fed, ctx);
       // where the host's CPU goes at this rate: the load client (this process) against the federation
       // whether the client kept its rate: its own event loop's delay and how late it sent (a late send

@@ -17,6 +17,7 @@ import {
   lossNotes,
   type Scenario,
   summarize,
+  warmUp,
   withFederation,
   sourceLoad,
 } from '../scenario.ts';
@@ -78,6 +79,7 @@ export const flood: Scenario = {
   async run(ctx) {
     const fed = new Federation(join(ctx.dir, 'fed'), threeClusters());
     return withFederation(fed, async () => {
+      await warmUp(fed, ctx);
       const east = fed.source;
       const pid = east.child!.pid!;
       const leaf = await issueLeaf(fed.intermediates.get('eu')!, { kind: 'gateway', name: 'attacker' });

@@ -11,6 +11,7 @@ import {
   lossNotes,
   type Scenario,
   summarize,
+  warmUp,
   withFederation,
   sourceLoad,
 } from '../scenario.ts';
@@ -22,6 +23,7 @@ export const gatewayKill: Scenario = {
   async run(ctx) {
     const fed = new Federation(join(ctx.dir, 'fed'), threeClusters({ westGateways: 2 }));
     return withFederation(fed, async () => {
+      await warmUp(fed, ctx);
       const _src = fed.source;
       const load = sourceLoad(fed, ctx);
       const victim = fed.gatewaysOf('west')[0]!;

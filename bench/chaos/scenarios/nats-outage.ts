@@ -11,6 +11,7 @@ import {
   lossNotes,
   type Scenario,
   summarize,
+  warmUp,
   withFederation,
   sourceLoad,
 } from '../scenario.ts';
@@ -22,6 +23,7 @@ export const natsOutage: Scenario = {
   async run(ctx) {
     const fed = new Federation(join(ctx.dir, 'fed'), threeClusters());
     return withFederation(fed, async () => {
+      await warmUp(fed, ctx);
       const src = fed.source;
       const lead = 5000;
       const load = sourceLoad(fed, ctx, lead + ctx.natsOutageMs + 15_000);

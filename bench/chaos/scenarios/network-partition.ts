@@ -16,6 +16,7 @@ import {
   type Scenario,
   sourceLoad,
   summarize,
+  warmUp,
   withFederation,
 } from '../scenario.ts';
 
@@ -102,6 +103,7 @@ export const networkPartition: Scenario = {
       }));
       const fed = new Federation(join(ctx.dir, 'fed'), plans);
       return await withFederation(fed, async () => {
+        await warmUp(fed, ctx);
         const src = fed.source;
         const durationMs = Math.max(ctx.durationMs, CUT_AT_MS + PARTITION_MS + AFTER_HEAL_MS);
         const load = sourceLoad(fed, ctx, durationMs);

@@ -22,6 +22,7 @@ import {
   type Scenario,
   sourceLoad,
   summarize,
+  warmUp,
   withFederation,
 } from '../scenario.ts';
 
@@ -115,6 +116,7 @@ export const rootRotation: Scenario = {
   async run(ctx) {
     const fed = new Federation(join(ctx.dir, 'fed'), threeClusters());
     return withFederation(fed, async () => {
+      await warmUp(fed, ctx);
       const notes: string[] = [];
       // the federation's root, as `meshfed ca init` lays a root directory out
       const root1 = join(fed.dir, 'root1');

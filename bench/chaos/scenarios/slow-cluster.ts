@@ -8,6 +8,7 @@ import {
   lossNotes,
   type Scenario,
   summarize,
+  warmUp,
   withFederation,
   sourceLoad,
 } from '../scenario.ts';
@@ -23,6 +24,7 @@ export const slowCluster: Scenario = {
       { name: 'ap', region: 'ap-south', gateways: 1, serves: true, delayMs: 2000 },
     ]);
     return withFederation(fed, async () => {
+      await warmUp(fed, ctx);
       const _src = fed.source;
       const load = sourceLoad(fed, ctx);
       const outcomes = await load.run();

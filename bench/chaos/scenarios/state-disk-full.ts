@@ -13,6 +13,7 @@ import {
   lossNotes,
   type Scenario,
   summarize,
+  warmUp,
   withFederation,
   sourceLoad,
 } from '../scenario.ts';
@@ -54,6 +55,7 @@ export const stateDiskFull: Scenario = {
     let skipped: string | undefined;
     try {
       return await withFederation(fed, async () => {
+        await warmUp(fed, ctx);
         // the gateway already wrote its catalog: move it onto the tmpfs by restarting east on it
         const east = fed.source;
         await east.stop();
