@@ -3,6 +3,8 @@ import { isIP } from 'node:net';
 import type { CatalogView, EndpointSource } from '../core/index.ts';
 import type { Balancers } from './balancer/index.ts';
 import { dashboardRoutes } from './dashboard/serve.ts';
+import type { GatewayOptions } from './gateway-options.ts';
+import type { PolicySummary } from './policy/index.ts';
 import type { DashboardSources } from './dashboard/state.ts';
 import { type TrafficSnapshot, windowMsOf } from './traffic-window.ts';
 
@@ -127,4 +129,43 @@ export function hostAllowed(host: string | undefined, allowed: ReadonlySet<strin
 /** The admin listener's server, for a single-process gateway and for a multi-process one's supervisor. */
 export function adminServer(options: AdminEndpointOptions): http.Server {
   return http.createServer(adminHandler(options));
+}
+
+/** The admin listener of a gateway: its parts' views, and what only the running gateway knows (`live`). */
+export function gatewayAdminServer(
+  options: GatewayOptions,
+  live: {
+    state: AdminEndpointOptions['state'];
+    traffic: (windowMs: number) => TrafficSnapshot;
+    /** /debug/policy, when the gateway enforces policy */
+    policySummary?: () => PolicySummary | undefined;
+  },
+): http.Server {
+  return adminServer({
+    state: live.state,
+    metrics: async () => ({
+      contentType: options.registry.contentType,
+      text: await options.registry.metrics(),
+    }),
+    balancers: options.balancers,
+    catalog: options.catalog,
+    local: options.local,
+    allowedHosts: options.config.adminAllowedHosts,
+    traffic: async (windowMs) => live.traffic(windowMs),
+    dashboard: {
+      self: {
+        cluster: options.cluster,
+        gateway: options.name,
+        locality: options.locality,
+      },
+      ...(options.linkReports ? { links: () => options.linkReports!.linkReports() } : {}),
+    },
+    config: () => ({
+      cluster: options.cluster,
+      locality: options.locality,
+      gateway: options.config,
+      balancer: options.balancerConfig,
+    }),
+    ...(live.policySummary ? { views: { '/debug/policy': live.policySummary } } : {}),
+  });
 }

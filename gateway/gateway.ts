@@ -5,12 +5,10 @@ import type tls from 'node:tls';
 import type { Agent } from 'undici';
 import UndiciAgent from 'undici/lib/dispatcher/agent.js';
 import type { IssuedLeaf } from '../ca/index.ts';
-import { Counter, Gauge, type Logger, type ServiceRef, serviceKey, monotonicNow } from '../core/index.ts';
-import { adminServer } from './admin-endpoint.ts';
+import { Counter, Gauge, type Logger, type ServiceRef, serviceKey } from '../core/index.ts';
+import { Acceptors } from './acceptors.ts';
+import { gatewayAdminServer } from './admin-endpoint.ts';
 import { Drain } from './drain.ts';
-import type { BalancerTarget } from './balancer/index.ts';
-import type { HelloResult } from './client-hello.ts';
-import { FAST_ALPN } from './config.ts';
 import { forward } from './forward.ts';
 import type { GatewayOptions } from './gateway-options.ts';
 import type { H1Entry } from './h1/entry.ts';
@@ -20,7 +18,6 @@ import { fastPathServers, MAX_HEADERS } from './h1/servers.ts';
 import { H2Pool, STREAM_WINDOW_BYTES } from './h2-pool.ts';
 import type { Req, Res } from './http-request.ts';
 import { Identities } from './identity.ts';
-import { passthroughDecision } from './layers/authorization.ts';
 import { GoldenMetrics } from './golden-metrics.ts';
 import { InFlight } from './layers/metrics.ts';
 import { type PolicyMetrics, policyMetrics } from './layers/policy-facts.ts';
@@ -30,7 +27,6 @@ import { LocalServices } from './local-services.ts';
 import { type Handler, fromNode } from './pipeline.ts';
 import { requestPipelines } from './pipelines.ts';
 import { PolicyIndex, type PolicySummary } from './policy/index.ts';
-import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
 import { budgetPerService, CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
 import { TcpRelay } from './tcp-relay.ts';
 import type { TrafficSnapshot } from './traffic-window.ts';
@@ -80,6 +76,8 @@ export class Gateway {
   #tls!: Http2SecureServer;
   #admin: http.Server | undefined;
   readonly #drain = new Drain(this.#inFlight);
+  /** what the listeners do with a new connection before a server sees it */
+  readonly #accept: Acceptors;
   #started = false;
 
   constructor(options: GatewayOptions) {
@@ -264,6 +262,23 @@ export class Gateway {
         this.set(self.#inFlight.count);
       },
     });
+    this.#accept = new Acceptors({
+      config: options.config,
+      listeners: this.#listeners,
+      refused: this.#refused,
+      drain: this.#drain,
+      local: this.#local,
+      relay: this.#relay,
+      policy: this.#policy,
+      servers: () => ({
+        egressH1: this.#egressH1,
+        egressH2: this.#egressH2,
+        egressTls: this.#egressTls,
+        fastEgress: this.#fastEgress,
+        tls: this.#tls,
+        fastTls: this.#fastTls,
+      }),
+    });
   }
 
   /** Runs a pipeline for one request; the answer layer answers every failure, this catches the rest. */
@@ -327,7 +342,7 @@ export class Gateway {
     // HTTP/2 CONNECT is a tunnel stream (compat: req, res); HTTP/1.1 CONNECT hands over the raw socket
     this.#tls.on('connect', (req: Req, resOrSocket: Res | Socket) => {
       if ((req as IncomingMessage).httpVersionMajor === 2) connect(req, resOrSocket as Res);
-      else this.#refuseHttp1Connect(resOrSocket as Socket);
+      else this.#accept.refuseHttp1Connect(resOrSocket as Socket);
     });
     if (c.egress.clientAuth !== 'none') {
       // the handshake accepts any client certificate (or none): each request is then checked with
@@ -344,7 +359,7 @@ export class Gateway {
       this.#egressTls.on('session', (s) => this.#drain.track(s));
       this.#egressTls.on('request', this.#serve(this.#egress, 'egress'));
       this.#egressTls.on('connect', (_req: Req, resOrSocket: Res | Socket) => {
-        if (resOrSocket instanceof net.Socket) this.#refuseHttp1Connect(resOrSocket, 'egress');
+        if (resOrSocket instanceof net.Socket) this.#accept.refuseHttp1Connect(resOrSocket, 'egress');
         else (resOrSocket as Res).destroy();
       });
     }
@@ -366,63 +381,31 @@ export class Gateway {
     }
     this.#options.identity.on('rotated', this.#onRotated);
 
-    const egress = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.#acceptEgress(s));
+    const egress = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.#accept.egress(s));
     const eastWest = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) =>
-      this.#acceptEastWest(s),
+      this.#accept.eastWest(s),
     );
     await this.#listeners.bind(egress, c.listeners.egress, 'egress');
     await this.#listeners.bind(eastWest, c.listeners.eastWest, 'eastWest');
     if (this.#options.adminListener !== false) {
-      const admin = this.#adminServer();
+      const admin = gatewayAdminServer(this.#options, {
+        state: () => (this.#drain.draining ? 'draining' : this.#started ? 'ready' : 'starting'),
+        traffic: (windowMs) => this.traffic(windowMs),
+        ...(this.#policy ? { policySummary: () => this.policySummary() } : {}),
+      });
       await this.#listeners.bind(admin, c.listeners.admin, 'admin');
       this.#admin = admin;
     }
     for (const t of c.tcpPorts) {
       const listener = `tcp:${t.service}`;
-      const srv = net.createServer({ noDelay: true }, (s) => this.#acceptTcp(s, listener, t.service, t.port));
+      const srv = net.createServer({ noDelay: true }, (s) =>
+        this.#accept.tcp(s, listener, t.service, t.port),
+      );
       await this.#listeners.bind(srv, t.listen, listener);
     }
     this.#started = true;
-    this.#options.balancers.healthChecks((t) => this.#probe(t));
-  }
-
-  #adminServer(): http.Server {
-    const options = this.#options;
-    return adminServer({
-      state: () => (this.#drain.draining ? 'draining' : this.#started ? 'ready' : 'starting'),
-      metrics: async () => ({
-        contentType: options.registry.contentType,
-        text: await options.registry.metrics(),
-      }),
-      balancers: options.balancers,
-      catalog: options.catalog,
-      local: options.local,
-      allowedHosts: options.config.adminAllowedHosts,
-      traffic: async (windowMs) => this.traffic(windowMs),
-      dashboard: {
-        self: {
-          cluster: options.cluster,
-          gateway: options.name,
-          locality: options.locality,
-        },
-        ...(options.linkReports ? { links: () => options.linkReports!.linkReports() } : {}),
-      },
-      config: () => ({
-        cluster: options.cluster,
-        locality: options.locality,
-        gateway: options.config,
-        balancer: options.balancerConfig,
-      }),
-      ...(this.#policy ? { views: { '/debug/policy': () => this.policySummary() } } : {}),
-    });
-  }
-
-  /** An HTTP/1.1 CONNECT: meshfed tunnels TCP only as HTTP/2 CONNECT streams between gateways. */
-  #refuseHttp1Connect(socket: Socket, listener: 'egress' | 'eastWest' = 'eastWest'): void {
-    this.#refused.inc({ listener, reason: 'connect-over-http1' });
-    socket.on('error', () => undefined);
-    socket.end(
-      'HTTP/1.1 405 Method Not Allowed\r\nconnection: close\r\ncontent-length: 0\r\nx-meshfed-error: connect-over-http1\r\n\r\n',
+    this.#options.balancers.healthChecks((t) =>
+      t.local ? Promise.resolve(true) : this.#pool.probe(t.address, t.cluster),
     );
   }
 
@@ -465,103 +448,6 @@ export class Gateway {
 
   addresses(): Record<string, string> {
     return { ...this.#listeners.bound };
-  }
-
-  #acceptEgress(socket: Socket): void {
-    if (!this.#listeners.admit(socket, 'egress')) return;
-    if (this.#drain.closing || !this.#listeners.trusted(socket)) {
-      this.#refused.inc({
-        listener: 'egress',
-        reason: this.#drain.closing ? 'draining' : 'untrusted-network',
-      });
-      socket.destroy();
-      return;
-    }
-    sniffEgress(
-      socket,
-      { tls: this.#egressTls !== undefined, timeoutMs: this.#options.config.limits.headersTimeout },
-      (kind) => {
-        // the servers take the unshifted bytes over themselves; resuming here would lose them to nobody
-        if (kind === 'tls') {
-          if (this.#listeners.handshakes.egress.admit(socket)) this.#egressTls!.emit('connection', socket);
-        } else if (kind === 'h2') this.#egressH2.emit('connection', socket);
-        else if (this.#fastEgress) this.#fastEgress.accept(socket);
-        else {
-          this.#egressH1.emit('connection', socket);
-          socket.resume();
-        }
-      },
-    );
-  }
-
-  #acceptEastWest(socket: Socket): void {
-    if (!this.#listeners.admit(socket, 'eastWest')) return;
-    if (this.#drain.closing) {
-      this.#refused.inc({ listener: 'eastWest', reason: 'draining' });
-      socket.destroy();
-      return;
-    }
-    readClientHello(
-      socket,
-      {
-        timeoutMs: this.#options.config.limits.helloTimeout,
-        onTimeout: () => this.#refused.inc({ listener: 'eastWest', reason: 'hello-timeout' }),
-      },
-      (buf, hello) => this.#routeHello(socket, buf, hello),
-    );
-  }
-
-  #routeHello(socket: Socket, buf: Buffer, hello: HelloResult): void {
-    const route = routeHello(hello, this.#local);
-    switch (route.kind) {
-      case 'refuse':
-        this.#refused.inc({ listener: 'eastWest', reason: route.reason });
-        socket.destroy();
-        return;
-      case 'terminate':
-        // the ClientHello was cheap to read; the handshake after it is not (handshake-admission.ts)
-        if (!this.#listeners.handshakes.eastWest.admit(socket)) return;
-        socket.unshift(buf);
-        // TLSSocket reads the unshifted ClientHello and then the handle itself: no resume() here
-        if (this.#fastTls && hello.ok && hello.alpn.includes(FAST_ALPN))
-          this.#fastTls.emit('connection', socket);
-        else this.#tls.emit('connection', socket);
-        return;
-      case 'passthrough': {
-        // no caller can be known without terminating TLS: see passthroughDecision
-        const p = this.#policy;
-        if (p && passthroughDecision(p.index, route.service, route.portName, p.metrics)) {
-          this.#refused.inc({ listener: 'eastWest', reason: 'policy-denied' });
-          socket.destroy();
-          return;
-        }
-        this.#relay.passthrough(socket, buf, route.service, route.portName);
-      }
-    }
-  }
-
-  /** A per-service TCP port: egress.trustedNetworks and clientAuth apply as on the egress listener. */
-  #acceptTcp(socket: Socket, listener: string, service: string, portName: string | undefined): void {
-    if (!this.#listeners.admit(socket, listener)) return;
-    if (this.#drain.closing || !this.#listeners.trusted(socket)) {
-      this.#refused.inc({ listener, reason: this.#drain.closing ? 'draining' : 'untrusted-network' });
-      socket.destroy();
-      return;
-    }
-    this.#relay.tcpPort(socket, listener, service, portName);
-  }
-
-  /**
-   * Active health check of a remote gateway: a tunnel session to it (mTLS, its gateway identity for the
-   * cluster checked) answers an HTTP/2 PING. The balancer bounds it with healthCheck.timeout.
-   */
-  async #probe(t: BalancerTarget): Promise<boolean> {
-    if (t.local) return true;
-    const session = await this.#pool.session(t.address, t.cluster);
-    // a draining gateway still answers PINGs; its GOAWAY came before the answer
-    return new Promise<boolean>((resolve) => {
-      if (!session.ping((err) => resolve(!err && !this.#pool.draining(session)))) resolve(false);
-    });
   }
 
   // ---------------------------------------------------------------- lifecycle

@@ -316,6 +316,18 @@ export class H2Pool {
     return this.drained.has(s);
   }
 
+  /**
+   * Active health check of a remote gateway: a tunnel session to it (mTLS, its gateway identity for the
+   * cluster checked) answers an HTTP/2 PING. The balancer bounds it with healthCheck.timeout.
+   */
+  async probe(address: string, cluster: string): Promise<boolean> {
+    const session = await this.session(address, cluster);
+    // a draining gateway still answers PINGs; its GOAWAY came before the answer
+    return new Promise<boolean>((resolve) => {
+      if (!session.ping((err) => resolve(!err && !this.draining(session)))) resolve(false);
+    });
+  }
+
   /** The leaf we presented on tunnel session `s` (one dialled as it rotated keeps serving with the old one). */
   leafOf(s: ClientHttp2Session): IssuedLeaf | undefined {
     return this.leaves.get(s);
