@@ -14,12 +14,13 @@ import {
   type ServiceRef,
   monotonicNow,
   serviceKey,
-  stallSafeTimeout,
 } from '../../core/index.ts';
+import { ActiveHealthChecks } from './active-health.ts';
 import type { BalancerConfig } from './config.ts';
 import { levelPlan, localityLevel } from './priority.ts';
 import { explainRoute, type RouteExplanation } from './route-explanation.ts';
 
+export { PEER_DRAINING_MS } from './active-health.ts';
 export type { RouteExplanation } from './route-explanation.ts';
 
 export interface BalancerTarget {
@@ -86,19 +87,7 @@ class TargetStats {
   failures = 0;
 }
 
-/** Active health of one address (a remote gateway answers for all its services at once). */
-interface ActiveHealth {
-  healthy: boolean;
-  /** probes in a row that disagree with `healthy` */
-  streak: number;
-}
-
 const DECAY_MS = 10_000;
-/**
- * How long a remote gateway that said it drains gets no new request unless a health probe finds a gateway
- * serving at its address first (a restarted one): longer than a drain, bounded for a gateway without probes.
- */
-export const PEER_DRAINING_MS = 30_000;
 /** a target's outlier and latency state is forgotten after this long without traffic (see pruneIdle) */
 export const IDLE_STATE_MS = 10 * 60_000;
 
@@ -142,15 +131,11 @@ export class Balancers {
   private readonly o: BalancersOptions;
   /** per service (`namespace/name`), per target id */
   private readonly stats = new Map<string, Map<string, TargetStats>>();
-  /** keyed by target address; only remote gateways are probed */
-  private readonly health = new Map<string, ActiveHealth>();
-  /** remote gateway addresses that said they drain, and until when they get no new request */
-  private readonly drainingUntil = new Map<string, number>();
+  /** probes of remote gateways, and the ones that said they drain */
+  private readonly active: ActiveHealthChecks;
   private readonly now: () => number;
   private readonly random: () => number;
   private readonly ejectionsTotal: Counter;
-  private healthTimer: NodeJS.Timeout | undefined;
-  private probe: ((t: BalancerTarget) => Promise<boolean>) | undefined;
   private outlierOverride: ((s: ServiceRef) => Partial<BalancerConfig['outlier']> | undefined) | undefined;
   private localIndex = new Map<string, LocalService>();
   private readonly unsubscribe: () => void;
@@ -161,7 +146,6 @@ export class Balancers {
    * change made every request rebuild its targets.
    */
   private readonly resolved = new Map<string, Map<string, { svc: ResolvedService | undefined }>>();
-  private probing = false;
   private lastPrune = 0;
   /**
    * one target per remote gateway address, for the probes; dropped when a catalog change may change the set
@@ -174,6 +158,11 @@ export class Balancers {
     // ejections, latency ages and pruning are durations: on the monotonic clock, never stepped
     this.now = o.now ?? monotonicNow;
     this.random = o.random ?? Math.random;
+    this.active = new ActiveHealthChecks({
+      config: () => this.o.config.healthCheck,
+      now: this.now,
+      targets: () => this.probeTargets().values(),
+    });
     const self = this;
     this.ejectionsTotal = new Counter({
       name: 'meshfed_outlier_ejections_total',
@@ -193,7 +182,7 @@ export class Balancers {
           const [ns, name] = key.split('/');
           for (const [id, s] of targets) {
             const parts = id.split('|');
-            const active = self.health.get(parts[parts.length - 1] ?? '')?.healthy ?? true;
+            const active = self.active.probedHealthy(parts[parts.length - 1] ?? '');
             this.set(
               {
                 source_cluster: o.cluster,
@@ -346,16 +335,7 @@ export class Balancers {
   }
 
   private activeHealthy(t: BalancerTarget): boolean {
-    if (this.drainingUntil.size > 0 && this.peerStillDraining(t.address)) return false;
-    return this.health.get(t.address)?.healthy ?? true;
-  }
-
-  private peerStillDraining(address: string): boolean {
-    const until = this.drainingUntil.get(address);
-    if (until === undefined) return false;
-    if (until > this.now()) return true;
-    this.drainingUntil.delete(address);
-    return false;
+    return this.active.healthy(t.address);
   }
 
   /**
@@ -364,7 +344,7 @@ export class Balancers {
    * PEER_DRAINING_MS pass. What it is still serving finishes.
    */
   peerDraining(address: string): void {
-    this.drainingUntil.set(address, this.now() + PEER_DRAINING_MS);
+    this.active.peerDraining(address);
   }
 
   private healthy(svc: ResolvedService, t: BalancerTarget, now: number): boolean {
@@ -526,55 +506,25 @@ export class Balancers {
     );
   }
 
-  /** Active health checks of remote gateways, with thresholds in both directions. */
-  private async runHealthChecks(): Promise<void> {
-    const probe = this.probe;
-    if (this.probing || !probe) return;
-    this.probing = true;
-    try {
-      // one probe per gateway address; its result holds for every service behind that gateway
-      // (targets never picked included, so a dead gateway is known before traffic goes to it)
-      // the gateway list is rebuilt only after the catalog changed: with a large catalog, resolving
-      // every service at every interval would stall the event loop
-      if (!this.probeSet) {
-        const seen = new Map<string, BalancerTarget>();
-        for (const ref of this.o.catalog.services()) {
-          for (const inst of this.o.catalog.instances(ref.namespace, ref.name)) {
-            if (!this.usable(inst)) continue;
-            for (const g of inst.gateways)
-              if (!seen.has(g.address)) seen.set(g.address, remoteTarget(inst, g, inst.ports[0]!));
-          }
+  /**
+   * One target per remote gateway address, for the probes: their result holds for every service behind
+   * that gateway (targets never picked included, so a dead gateway is known before traffic goes to it).
+   * Rebuilt only after the catalog changed: with a large catalog, resolving every service at every
+   * interval would stall the event loop.
+   */
+  private probeTargets(): Map<string, BalancerTarget> {
+    if (!this.probeSet) {
+      const seen = new Map<string, BalancerTarget>();
+      for (const ref of this.o.catalog.services()) {
+        for (const inst of this.o.catalog.instances(ref.namespace, ref.name)) {
+          if (!this.usable(inst)) continue;
+          for (const g of inst.gateways)
+            if (!seen.has(g.address)) seen.set(g.address, remoteTarget(inst, g, inst.ports[0]!));
         }
-        this.probeSet = seen;
       }
-      const seen = this.probeSet;
-      const hc = this.o.config.healthCheck;
-      await Promise.all(
-        [...seen.values()].map(async (t) => {
-          const ok = await Promise.race([
-            probe(t).catch(() => false),
-            // an answer that arrived during a stall of the loop wins over the timeout
-            new Promise<boolean>((r) => {
-              stallSafeTimeout(() => r(false), hc.timeout, { unref: true });
-            }),
-          ]);
-          let h = this.health.get(t.address);
-          if (!h) {
-            h = { healthy: true, streak: 0 };
-            this.health.set(t.address, h);
-          }
-          // a probe answered by a gateway that is not draining: a restarted one serves at that address
-          if (ok) this.drainingUntil.delete(t.address);
-          h.streak = ok === h.healthy ? 0 : h.streak + 1;
-          if (h.streak >= (ok ? hc.healthyThreshold : hc.unhealthyThreshold)) {
-            h.healthy = ok;
-            h.streak = 0;
-          }
-        }),
-      );
-    } finally {
-      this.probing = false;
+      this.probeSet = seen;
     }
+    return this.probeSet;
   }
 
   /** Why traffic for a service goes where it goes (for `meshfed routes` and /debug/routes). */
@@ -619,12 +569,7 @@ export class Balancers {
    * plane supplies it once it can dial them), or stops them (undefined).
    */
   healthChecks(probe: ((t: BalancerTarget) => Promise<boolean>) | undefined): void {
-    if (this.healthTimer) clearInterval(this.healthTimer);
-    this.healthTimer = undefined;
-    this.probe = probe;
-    if (!probe) return;
-    this.healthTimer = setInterval(() => void this.runHealthChecks(), this.o.config.healthCheck.interval);
-    this.healthTimer.unref();
+    this.active.start(probe);
   }
 
   close(): void {
