@@ -3,25 +3,26 @@ import {
   type CatalogView,
   type EndpointSource,
   Counter,
-  type GatewayEndpoint,
   Gauge,
   type Locality,
   type LocalService,
   type Logger,
   type Registry,
-  type RemoteServiceInstance,
   type ServicePort,
   type ServiceRef,
   monotonicNow,
   serviceKey,
 } from '../../core/index.ts';
 import { ActiveHealthChecks } from './active-health.ts';
+import { TargetStats } from './target-stats.ts';
+import { type ResolvedService, remoteTarget, resolveService, usableOffer } from './targets.ts';
 import type { BalancerConfig } from './config.ts';
 import { levelPlan, localityLevel } from './priority.ts';
 import { explainRoute, type RouteExplanation } from './route-explanation.ts';
 
 export { PEER_DRAINING_MS } from './active-health.ts';
 export type { RouteExplanation } from './route-explanation.ts';
+export type { ResolvedService } from './targets.ts';
 
 export interface BalancerTarget {
   id: string;
@@ -67,38 +68,8 @@ export interface PickOptions {
   cluster?: string;
 }
 
-/**
- * Outlier and load state of one target for one service (Envoy keeps it per upstream cluster: a
- * gateway that fails for `orders` is not ejected for `payments`). Outlives catalog changes.
- */
-class TargetStats {
-  outstanding = 0;
-  /** sum of the start times of the outstanding requests: their mean age is now - startSum / outstanding */
-  startSum = 0;
-  /** peak-EWMA latency in ms: jumps up to a slow sample at once, decays toward fast ones */
-  ewma = 0;
-  lastSample = 0;
-  consecutiveFailures = 0;
-  ejections = 0;
-  ejectedUntil = 0;
-  /** back from an ejection but not yet proven: one trial request at a time until one succeeds */
-  probation = false;
-  requests = 0;
-  failures = 0;
-}
-
-const DECAY_MS = 10_000;
 /** a target's outlier and latency state is forgotten after this long without traffic (see pruneIdle) */
 export const IDLE_STATE_MS = 10 * 60_000;
-
-export interface ResolvedService {
-  namespace: string;
-  name: string;
-  /** `namespace/name`, the key of this service's outlier state */
-  key: string;
-  port: ServicePort;
-  targets: BalancerTarget[];
-}
 
 export interface BalancersOptions {
   cluster: string;
@@ -114,12 +85,6 @@ export interface BalancersOptions {
   /** the wall clock, to show when an ejection ends (Date.now) */
   wallNow?: () => number;
   random?: () => number;
-}
-
-function choosePort(ports: readonly ServicePort[], o: PickOptions): ServicePort | undefined {
-  if (o.portName) return ports.find((p) => p.name === o.portName);
-  if (o.port !== undefined) return ports.find((p) => p.port === o.port);
-  return ports[0];
 }
 
 /**
@@ -270,7 +235,7 @@ export class Balancers {
    */
   private changesProbeSet(probed: Map<string, BalancerTarget>, c: CatalogChange): boolean {
     if (c.type !== 'upsert') return true;
-    if (!this.usable(c.instance)) return true;
+    if (!usableOffer(c.instance, this.o.cluster)) return true;
     return c.instance.gateways.some((g) => !probed.has(g.address));
   }
 
@@ -288,50 +253,9 @@ export class Balancers {
       byVariant = new Map();
       this.resolved.set(key, byVariant);
     }
-    const svc = this.resolveUncached(namespace, name, o);
+    const svc = resolveService(namespace, name, o, this.o, this.localIndex);
     byVariant.set(variant, { svc });
     return svc;
-  }
-
-  private resolveUncached(namespace: string, name: string, o: PickOptions): ResolvedService | undefined {
-    const key = serviceKey({ namespace, name });
-    const local = this.localIndex.get(key);
-    const remotes = o.scope === 'local' ? [] : this.o.catalog.instances(namespace, name);
-    const ports = local?.ports ?? remotes[0]?.ports;
-    if (!ports) return undefined;
-    const port = choosePort(ports, o);
-    if (!port) return undefined;
-    const targets: BalancerTarget[] = [];
-    if (local) {
-      for (const e of local.endpoints) {
-        if (!e.healthy) continue;
-        const p = e.ports[port.name] ?? port.port;
-        targets.push({
-          id: `local|${this.o.cluster}|${e.host}:${p}`,
-          local: true,
-          cluster: this.o.cluster,
-          locality: { region: this.o.locality.region, zone: e.zone ?? this.o.locality.zone },
-          address: `${e.host.includes(':') ? `[${e.host}]` : e.host}:${p}`,
-          weight: 1,
-          port,
-        });
-      }
-    }
-    for (const inst of remotes) {
-      if (!this.usable(inst)) continue;
-      const remotePort = inst.ports.find((p) => p.name === port.name) ?? port;
-      for (const g of inst.gateways) targets.push(remoteTarget(inst, g, remotePort));
-    }
-    return { namespace, name, key, port, targets };
-  }
-
-  /**
-   * A remote offer that may get traffic: another cluster's, not stale, with weight and gateways. Its expiry
-   * is the catalog view's to apply, not ours: a view whose NATS is down keeps the last verified offers past
-   * their expiry (DESIGN.md: a gateway that loses NATS keeps routing), and removes them once it can tell.
-   */
-  private usable(inst: RemoteServiceInstance): boolean {
-    return !(inst.cluster === this.o.cluster || inst.stale || inst.weight <= 0 || inst.gateways.length === 0);
   }
 
   private activeHealthy(t: BalancerTarget): boolean {
@@ -448,14 +372,7 @@ export class Balancers {
   }
 
   private cost(svc: ResolvedService, t: BalancerTarget, now: number): number {
-    const s = this.stats.get(svc.key)?.get(t.id);
-    if (!s) return 0;
-    const age = now - s.lastSample;
-    // requests still waiting are a latency sample in the making: a target that has stopped answering
-    // costs more with every millisecond, long before its first timeout gives the EWMA a sample
-    const waiting = s.outstanding > 0 ? now - s.startSum / s.outstanding : 0;
-    const latency = Math.max(s.ewma * Math.exp(-age / DECAY_MS), waiting) + 1;
-    return ((s.outstanding + 1) * latency) / Math.max(t.weight, 0.001);
+    return this.stats.get(svc.key)?.get(t.id)?.cost(t.weight, now) ?? 0;
   }
 
   private observe(
@@ -466,9 +383,7 @@ export class Balancers {
   ): void {
     if (o.failure === 'cancelled' || o.failure === 'overflow' || o.failure === 'declined') return;
     const now = this.now();
-    const decayed = s.ewma * Math.exp(-(now - s.lastSample) / DECAY_MS);
-    s.ewma = o.latencyMs > decayed ? o.latencyMs : decayed * 0.7 + o.latencyMs * 0.3;
-    s.lastSample = now;
+    s.sample(o.latencyMs, now);
     if (o.ok) {
       s.consecutiveFailures = 0;
       s.probation = false;
@@ -517,7 +432,7 @@ export class Balancers {
       const seen = new Map<string, BalancerTarget>();
       for (const ref of this.o.catalog.services()) {
         for (const inst of this.o.catalog.instances(ref.namespace, ref.name)) {
-          if (!this.usable(inst)) continue;
+          if (!usableOffer(inst, this.o.cluster)) continue;
           for (const g of inst.gateways)
             if (!seen.has(g.address)) seen.set(g.address, remoteTarget(inst, g, inst.ports[0]!));
         }
@@ -576,17 +491,4 @@ export class Balancers {
     this.unsubscribe();
     this.healthChecks(undefined);
   }
-}
-
-function remoteTarget(inst: RemoteServiceInstance, g: GatewayEndpoint, port: ServicePort): BalancerTarget {
-  return {
-    id: `remote|${inst.cluster}|${g.name}|${g.address}`,
-    local: false,
-    cluster: inst.cluster,
-    locality: g.locality ?? inst.locality,
-    address: g.address,
-    weight: inst.weight / inst.gateways.length,
-    gatewayName: g.name,
-    port,
-  };
 }
