@@ -83,7 +83,7 @@ export function lossNotes(c: LossCheck): string[] {
  * percent of the first 5–10 s on this 2-core host with no fault at all — a finding of its own (see
  * docs/reliability.md), not what a fault scenario measures.
  */
-export async function warmUp(fed: Federation, ctx: ScenarioContext): Promise<void> {
+async function warmUp(fed: Federation, ctx: ScenarioContext): Promise<void> {
   let sent = 0;
   let failed = 0;
   for (const share of [0.1, 1 / 3, 1]) {
@@ -96,9 +96,15 @@ export async function warmUp(fed: Federation, ctx: ScenarioContext): Promise<voi
   ctx.log(`warm-up: ${failed} of ${sent} failed (not counted)`);
 }
 
-export async function withFederation<T>(fed: Federation, body: (fed: Federation) => Promise<T>): Promise<T> {
+/** Starts the federation, warms it up at the scenario's rate (warmUp), runs `body`, and always stops it. */
+export async function withFederation<T>(
+  fed: Federation,
+  ctx: ScenarioContext,
+  body: (fed: Federation) => Promise<T>,
+): Promise<T> {
   try {
     await fed.start();
+    await warmUp(fed, ctx);
     return await body(fed);
   } finally {
     await fed.stop();

@@ -20,7 +20,6 @@ import type { BalancerConfig } from './config.ts';
 import { levelPlan, localityLevel } from './priority.ts';
 import { explainRoute, type RouteExplanation } from './route-explanation.ts';
 
-export { PEER_DRAINING_MS } from './active-health.ts';
 export type { RouteExplanation } from './route-explanation.ts';
 export type { ResolvedService } from './targets.ts';
 

@@ -5,23 +5,14 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { percentile, round } from '../../figures.ts';
 import { Federation, threeClusters } from '../federation.ts';
 import { explainedRun } from '../breakdown.ts';
-import {
-  loadFigures,
-  lossCheck,
-  lossNotes,
-  type Scenario,
-  sourceLoad,
-  warmUp,
-  withFederation,
-} from '../scenario.ts';
+import { loadFigures, lossCheck, lossNotes, type Scenario, sourceLoad, withFederation } from '../scenario.ts';
 
 export const baseline: Scenario = {
   name: 'baseline',
   criterion: 'no fault: ≥ 99.9% success (what the host carries at this rate)',
   async run(ctx) {
     const fed = new Federation(join(ctx.dir, 'fed'), threeClusters());
-    return withFederation(fed, async () => {
-      await warmUp(fed, ctx);
+    return withFederation(fed, ctx, async () => {
       const load = sourceLoad(fed, ctx);
       // where the host's CPU goes at this rate: the load client (this process) against the federation
       // whether the client kept its rate: its own event loop's delay and how late it sent (a late send

@@ -5,15 +5,7 @@
 import { join } from 'node:path';
 import { explainedRun } from '../breakdown.ts';
 import { CLOCK_INJECTION, Federation, metricSum } from '../federation.ts';
-import {
-  loadFigures,
-  lossCheck,
-  lossNotes,
-  type Scenario,
-  warmUp,
-  withFederation,
-  sourceLoad,
-} from '../scenario.ts';
+import { loadFigures, lossCheck, lossNotes, type Scenario, withFederation, sourceLoad } from '../scenario.ts';
 
 const FIVE_MIN = 5 * 60_000;
 // only the allowed skew is raised: entries keep the default 60 s lifetime, so a cluster 5 min behind is
@@ -48,8 +40,7 @@ export const clockSkew: Scenario = {
       },
     ]);
     try {
-      await withFederation(within, async () => {
-        await warmUp(within, ctx);
+      await withFederation(within, ctx, async () => {
         const load = sourceLoad(within, ctx, ctx.durationMs / 2);
         const { s, why } = await explainedRun(within, load);
         figures.withinWhy = why;
@@ -85,8 +76,7 @@ export const clockSkew: Scenario = {
       { name: 'west', region: 'us-west', gateways: 1, serves: true, clockOffsetMs: FIVE_MIN, refused: true },
       { name: 'eu', region: 'eu-central', gateways: 1, serves: true },
     ]);
-    await withFederation(beyond, async () => {
-      await warmUp(beyond, ctx);
+    await withFederation(beyond, ctx, async () => {
       const src = beyond.source;
       const load = sourceLoad(beyond, ctx, ctx.durationMs / 2);
       const { s, why } = await explainedRun(beyond, load);

@@ -17,7 +17,6 @@ import {
   lossNotes,
   type Scenario,
   summarize,
-  warmUp,
   withFederation,
   sourceLoad,
 } from '../scenario.ts';
@@ -78,8 +77,7 @@ export const flood: Scenario = {
   criterion: `10,000 idle mTLS connections + 200 slowloris + HTTP/2 rapid reset against one gateway: legitimate success ≥ 99%, its RSS ≤ ${RSS_BOUND_MB} MB, p99 of legitimate requests stated`,
   async run(ctx) {
     const fed = new Federation(join(ctx.dir, 'fed'), threeClusters());
-    return withFederation(fed, async () => {
-      await warmUp(fed, ctx);
+    return withFederation(fed, ctx, async () => {
       const east = fed.source;
       const pid = east.child!.pid!;
       const leaf = await issueLeaf(fed.intermediates.get('eu')!, { kind: 'gateway', name: 'attacker' });

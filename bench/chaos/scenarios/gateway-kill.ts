@@ -11,7 +11,6 @@ import {
   lossNotes,
   type Scenario,
   summarize,
-  warmUp,
   withFederation,
   sourceLoad,
 } from '../scenario.ts';
@@ -22,8 +21,7 @@ export const gatewayKill: Scenario = {
     'failover ≤ 3 s; 0 failed idempotent requests (HTTP GET); non-idempotent failures ≤ requests in flight at the kill',
   async run(ctx) {
     const fed = new Federation(join(ctx.dir, 'fed'), threeClusters({ westGateways: 2 }));
-    return withFederation(fed, async () => {
-      await warmUp(fed, ctx);
+    return withFederation(fed, ctx, async () => {
       const _src = fed.source;
       const load = sourceLoad(fed, ctx);
       const victim = fed.gatewaysOf('west')[0]!;

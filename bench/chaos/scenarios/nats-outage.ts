@@ -11,7 +11,6 @@ import {
   lossNotes,
   type Scenario,
   summarize,
-  warmUp,
   withFederation,
   sourceLoad,
 } from '../scenario.ts';
@@ -22,8 +21,7 @@ export const natsOutage: Scenario = {
     "routing continues on the last verified catalog while the source cluster's NATS is down (60 s); resync ≤ 10 s after it returns; a service withdrawn during the outage is withdrawn everywhere after it",
   async run(ctx) {
     const fed = new Federation(join(ctx.dir, 'fed'), threeClusters());
-    return withFederation(fed, async () => {
-      await warmUp(fed, ctx);
+    return withFederation(fed, ctx, async () => {
       const src = fed.source;
       const lead = 5000;
       const load = sourceLoad(fed, ctx, lead + ctx.natsOutageMs + 15_000);

@@ -16,7 +16,6 @@ import {
   type Scenario,
   sourceLoad,
   summarize,
-  warmUp,
   withFederation,
 } from '../scenario.ts';
 
@@ -102,8 +101,7 @@ export const networkPartition: Scenario = {
         },
       }));
       const fed = new Federation(join(ctx.dir, 'fed'), plans);
-      return await withFederation(fed, async () => {
-        await warmUp(fed, ctx);
+      return await withFederation(fed, ctx, async () => {
         const src = fed.source;
         const durationMs = Math.max(ctx.durationMs, CUT_AT_MS + PARTITION_MS + AFTER_HEAL_MS);
         const load = sourceLoad(fed, ctx, durationMs);

@@ -11,7 +11,6 @@ import {
   lossNotes,
   type Scenario,
   summarize,
-  warmUp,
   withFederation,
   sourceLoad,
 } from '../scenario.ts';
@@ -22,8 +21,7 @@ export const rollingRestart: Scenario = {
     '0 non-2xx (and 0 failed gRPC/TCP) while every gateway of a cluster is restarted in turn with SIGTERM',
   async run(ctx) {
     const fed = new Federation(join(ctx.dir, 'fed'), threeClusters({ westGateways: 2 }));
-    return withFederation(fed, async () => {
-      await warmUp(fed, ctx);
+    return withFederation(fed, ctx, async () => {
       const src = fed.source;
       const load = sourceLoad(fed, ctx);
       const done = load.run();

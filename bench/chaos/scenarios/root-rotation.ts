@@ -22,7 +22,6 @@ import {
   type Scenario,
   sourceLoad,
   summarize,
-  warmUp,
   withFederation,
 } from '../scenario.ts';
 
@@ -115,8 +114,7 @@ export const rootRotation: Scenario = {
     'three-step root rotation (meshfed ca rotate + bundle add, ca cluster --force, rotate --retire + bundle remove) on every gateway under load: 0 failed requests; the certificate every gateway presents has a new serial and issuer and chains to the new root only',
   async run(ctx) {
     const fed = new Federation(join(ctx.dir, 'fed'), threeClusters());
-    return withFederation(fed, async () => {
-      await warmUp(fed, ctx);
+    return withFederation(fed, ctx, async () => {
       const notes: string[] = [];
       // the federation's root, as `meshfed ca init` lays a root directory out
       const root1 = join(fed.dir, 'root1');

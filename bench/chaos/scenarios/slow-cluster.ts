@@ -8,7 +8,6 @@ import {
   lossNotes,
   type Scenario,
   summarize,
-  warmUp,
   withFederation,
   sourceLoad,
 } from '../scenario.ts';
@@ -23,8 +22,7 @@ export const slowCluster: Scenario = {
       { name: 'eu', region: 'eu-central', gateways: 1, serves: true },
       { name: 'ap', region: 'ap-south', gateways: 1, serves: true, delayMs: 2000 },
     ]);
-    return withFederation(fed, async () => {
-      await warmUp(fed, ctx);
+    return withFederation(fed, ctx, async () => {
       const _src = fed.source;
       const load = sourceLoad(fed, ctx);
       const outcomes = await load.run();

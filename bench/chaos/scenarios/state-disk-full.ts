@@ -13,7 +13,6 @@ import {
   lossNotes,
   type Scenario,
   summarize,
-  warmUp,
   withFederation,
   sourceLoad,
 } from '../scenario.ts';
@@ -54,8 +53,7 @@ export const stateDiskFull: Scenario = {
     let mounted = false;
     let skipped: string | undefined;
     try {
-      return await withFederation(fed, async () => {
-        await warmUp(fed, ctx);
+      return await withFederation(fed, ctx, async () => {
         // the gateway already wrote its catalog: move it onto the tmpfs by restarting east on it
         const east = fed.source;
         await east.stop();
