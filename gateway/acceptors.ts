@@ -15,7 +15,7 @@ import type { PolicyIndex } from './policy/index.ts';
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
 import type { TcpRelay } from './tcp-relay.ts';
 
-/** The servers a listener hands its connections to; made at the gateway's start, so read when needed. */
+/** The servers a listener hands its connections to, made at the gateway's start (see Acceptors.serveWith). */
 export interface AcceptServers {
   egressH1: http.Server;
   egressH2: Http2Server;
@@ -33,7 +33,6 @@ export interface AcceptContext {
   local: LocalServices;
   relay: TcpRelay;
   policy: { index: PolicyIndex; metrics: PolicyMetrics } | undefined;
-  servers: () => AcceptServers;
 }
 
 /**
@@ -44,9 +43,15 @@ export interface AcceptContext {
  */
 export class Acceptors {
   readonly #c: AcceptContext;
+  #s: AcceptServers | undefined;
 
   constructor(c: AcceptContext) {
     this.#c = c;
+  }
+
+  /** the servers, once made: the listeners bind only after this */
+  serveWith(servers: AcceptServers): void {
+    this.#s = servers;
   }
 
   /** An HTTP/1.1 CONNECT: meshfed tunnels TCP only as HTTP/2 CONNECT streams between gateways. */
@@ -61,7 +66,7 @@ export class Acceptors {
 
   egress(socket: Socket): void {
     const c = this.#c;
-    const s = this.#c.servers();
+    const s = this.#s!;
     if (!c.listeners.admit(socket, 'egress')) return;
     if (c.drain.closing || !c.listeners.trusted(socket)) {
       c.refused.inc({
@@ -108,7 +113,7 @@ export class Acceptors {
 
   #routeHello(socket: Socket, buf: Buffer, hello: HelloResult): void {
     const c = this.#c;
-    const s = this.#c.servers();
+    const s = this.#s!;
     const route = routeHello(hello, c.local);
     switch (route.kind) {
       case 'refuse':

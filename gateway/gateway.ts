@@ -270,14 +270,6 @@ export class Gateway {
       local: this.#local,
       relay: this.#relay,
       policy: this.#policy,
-      servers: () => ({
-        egressH1: this.#egressH1,
-        egressH2: this.#egressH2,
-        egressTls: this.#egressTls,
-        fastEgress: this.#fastEgress,
-        tls: this.#tls,
-        fastTls: this.#fastTls,
-      }),
     });
   }
 
@@ -381,6 +373,14 @@ export class Gateway {
     }
     this.#options.identity.on('rotated', this.#onRotated);
 
+    this.#accept.serveWith({
+      egressH1: this.#egressH1,
+      egressH2: this.#egressH2,
+      egressTls: this.#egressTls,
+      fastEgress: this.#fastEgress,
+      tls: this.#tls,
+      fastTls: this.#fastTls,
+    });
     const egress = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.#accept.egress(s));
     const eastWest = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) =>
       this.#accept.eastWest(s),
