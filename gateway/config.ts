@@ -60,7 +60,16 @@ export const gatewayConfigSchema = z
           .min(1)
           .default(1024)
           .describe(
-            'pending connections the kernel queues per listener before the gateway accepts them (Envoy: 1024; node: 511). The kernel caps it at net.core.somaxconn',
+            'pending connections the kernel queues per listening socket before the gateway accepts them (node alone would queue 511). The kernel caps it at net.core.somaxconn',
+          ),
+        acceptSockets: z
+          .number()
+          .int()
+          .min(1)
+          .max(64)
+          .default(process.platform === 'linux' ? 8 : 1)
+          .describe(
+            'listening sockets per data-plane listener (egress, east-west, each TCP port), bound together with SO_REUSEPORT. The event loop accepts one connection per listening socket per turn, so a busy gateway (a turn of 20 ms is 50 a second) accepts new connections no faster than this many a turn; past that they wait in the kernel until its backlog overflows and SYNs are dropped (clients then wait 1 s, 3 s for a retransmit). Default 8 on Linux, 1 where the platform has no SO_REUSEPORT',
           ),
         maxTotalConnections: z
           .number()
@@ -68,7 +77,7 @@ export const gatewayConfigSchema = z
           .min(1)
           .default(20_000)
           .describe(
-            'client connections of all listeners together, per gateway process (Envoy\'s global downstream limit); past it a new connection is closed and counted as refused{reason="global-connection-limit"}',
+            'client connections of all listeners together, per gateway process; past it a new connection is closed and counted as refused{reason="global-connection-limit"}',
           ),
         maxHeaderBytes: z
           .number()

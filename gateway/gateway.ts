@@ -381,10 +381,10 @@ export class Gateway {
       tls: this.#tls,
       fastTls: this.#fastTls,
     });
-    const egress = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.#accept.egress(s));
-    const eastWest = net.createServer({ pauseOnConnect: true, noDelay: true }, (s) =>
-      this.#accept.eastWest(s),
-    );
+    const egress = () =>
+      net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.#accept.egress(s));
+    const eastWest = () =>
+      net.createServer({ pauseOnConnect: true, noDelay: true }, (s) => this.#accept.eastWest(s));
     await this.#listeners.bind(egress, c.listeners.egress, 'egress');
     await this.#listeners.bind(eastWest, c.listeners.eastWest, 'eastWest');
     if (this.#options.adminListener !== false) {
@@ -398,9 +398,8 @@ export class Gateway {
     }
     for (const t of c.tcpPorts) {
       const listener = `tcp:${t.service}`;
-      const srv = net.createServer({ noDelay: true }, (s) =>
-        this.#accept.tcp(s, listener, t.service, t.port),
-      );
+      const srv = () =>
+        net.createServer({ noDelay: true }, (s) => this.#accept.tcp(s, listener, t.service, t.port));
       await this.#listeners.bind(srv, t.listen, listener);
     }
     this.#started = true;

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import type net from 'node:net';
-import type { BlockList, Server, Socket } from 'node:net';
+import { type BlockList, createServer, type Server, type Socket } from 'node:net';
 import { type Counter, cidrBlockList, MeshfedError } from '../core/index.ts';
 import type { GatewayConfig } from './config.ts';
 import { HandshakeAdmission } from './handshake-admission.ts';
@@ -18,6 +18,8 @@ export class Listeners {
   readonly servers: Server[] = [];
   /** open client connections of every listener */
   readonly sockets = new Set<Socket>();
+  /** open client connections per data-plane listener (limits.maxConnections), over all its sockets */
+  readonly #counts = new Map<string, number>();
   readonly bound: Record<string, string> = {};
   /** TLS handshake admission of the terminating listeners (limits.maxHandshakes, handshakesPerSecond) */
   readonly handshakes: Record<'eastWest' | 'egress', HandshakeAdmission>;
@@ -42,15 +44,45 @@ export class Listeners {
     this.handshakes = { eastWest: admission('eastWest'), egress: admission('egress') };
   }
 
-  /** Binds a listener; a data-plane one (not admin) gets the per-listener connection limit. */
-  async bind(srv: Server, addr: { host: string; port: number }, name: string): Promise<void> {
+  /**
+   * Binds a listener. A data-plane one (not admin) listens on `limits.acceptSockets` sockets bound together
+   * with SO_REUSEPORT: node's event loop accepts one connection per listening socket per turn, so a busy
+   * loop (a turn of 20 ms is 50 accepts a second) queues new connections in the kernel until its backlog
+   * overflows and SYNs are dropped; with n sockets it accepts up to n a turn, the kernel spreading them.
+   * `make` builds one server (called once per socket, each with the same connection handler).
+   */
+  async bind(
+    make: Server | (() => Server),
+    addr: { host: string; port: number },
+    name: string,
+  ): Promise<void> {
     const dataPlane = name !== 'admin';
-    if (dataPlane) {
-      srv.maxConnections = this.#limits.maxConnections;
-      // node closes a connection past maxConnections itself and tells us with 'drop'
-      srv.on('drop', () => this.#refused.inc({ listener: name, reason: 'listener-connection-limit' }));
+    const count = dataPlane && typeof make === 'function' ? this.#limits.acceptSockets : 1;
+    const one = () => (typeof make === 'function' ? make() : make);
+    const shared = dataPlane && (this.#reusePort || count > 1);
+    // several sockets on one port (or workers sharing it) would also share it with another process of this
+    // user that listens with SO_REUSEPORT: a plain bind first finds the port taken, as a single socket would
+    if (shared && !this.#reusePort && addr.port !== 0)
+      await this.#listenOn(createServer(), addr, name, false, true);
+    if (dataPlane) this.#counts.set(name, 0);
+    let port = addr.port;
+    for (let i = 0; i < count; i++) {
+      const srv = one();
+      await this.#listenOn(srv, { host: addr.host, port }, name, shared, false);
+      const a = srv.address() as net.AddressInfo;
+      port = a.port;
+      if (i === 0) this.bound[name] = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
+      this.servers.push(srv);
     }
-    const shared = this.#reusePort && dataPlane;
+  }
+
+  async #listenOn(
+    srv: Server,
+    addr: { host: string; port: number },
+    name: string,
+    shared: boolean,
+    probe: boolean,
+  ): Promise<void> {
     srv.listen({
       port: addr.port,
       host: addr.host,
@@ -60,30 +92,46 @@ export class Listeners {
     try {
       await Promise.race([once(srv, 'listening'), once(srv, 'error').then(([e]) => Promise.reject(e))]);
     } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      const hint =
+        shared && e.code === 'ENOTSUP'
+          ? ' (this platform has no SO_REUSEPORT: set limits.acceptSockets to 1)'
+          : '';
       throw new MeshfedError(
         'MESHFED_GATEWAY_LISTEN',
-        `listener ${name} cannot bind ${addr.host}:${addr.port}: ${(err as Error).message}`,
+        `listener ${name} cannot bind ${addr.host}:${addr.port}: ${e.message}${hint}`,
         { cause: err },
       );
+    } finally {
+      if (probe) await new Promise((r) => srv.close(r));
     }
-    const a = srv.address() as net.AddressInfo;
-    this.bound[name] = `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`;
-    this.servers.push(srv);
   }
 
   /**
-   * Counts a new client connection against the gateway-wide limit (every listener together, as Envoy's
-   * global downstream connection limit): past it the connection is closed at once and counted.
+   * Counts a new client connection against its listener's limit (limits.maxConnections, over all the
+   * listener's sockets) and the gateway-wide one (every listener together): past either it is closed at
+   * once and counted.
    */
   admit(s: Socket, listener: string): boolean {
     s.on('error', () => undefined);
-    if (this.sockets.size >= this.#limits.maxTotalConnections) {
-      this.#refused.inc({ listener, reason: 'global-connection-limit' });
+    const open = this.#counts.get(listener) ?? 0;
+    const reason =
+      open >= this.#limits.maxConnections
+        ? 'listener-connection-limit'
+        : this.sockets.size >= this.#limits.maxTotalConnections
+          ? 'global-connection-limit'
+          : undefined;
+    if (reason) {
+      this.#refused.inc({ listener, reason });
       s.destroy();
       return false;
     }
     this.sockets.add(s);
-    s.once('close', () => this.sockets.delete(s));
+    this.#counts.set(listener, open + 1);
+    s.once('close', () => {
+      this.sockets.delete(s);
+      this.#counts.set(listener, (this.#counts.get(listener) ?? 1) - 1);
+    });
     return true;
   }
 
