@@ -10,6 +10,12 @@ import type { IssuedLeaf } from './types.ts';
 /** setTimeout cannot wait longer than this; longer waits are taken in steps. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const MIN_RENEW_DELAY_MS = 500;
+/**
+ * How often a pending renewal looks at the wall clock again. Validity is wall-clock time; a timer is not: a
+ * step of the clock (NTP correcting it, a VM resumed, a laptop waking) moves the renewal point, which one
+ * long timer set at the start would miss by as much as the step.
+ */
+const WALL_RECHECK_MS = 30_000;
 
 export interface CertificateSourceOptions {
   issue: () => Promise<IssuedLeaf>;
@@ -17,6 +23,10 @@ export interface CertificateSourceOptions {
   /** fraction of the leaf's lifetime after which it is renewed; default 2/3 */
   renewAt?: number;
   logger: Logger;
+  /** the wall clock validity is read against (tests step it); default Date.now */
+  now?: () => number;
+  /** how often a pending renewal reads the wall clock again; default 30 s */
+  recheckMs?: number;
 }
 
 /**
@@ -30,6 +40,8 @@ export class CertificateSource extends EventEmitter {
   readonly #bundle: () => TrustBundle;
   readonly #renewAt: number;
   readonly #log: Logger;
+  readonly #now: () => number;
+  readonly #recheckMs: number;
   #current: IssuedLeaf | undefined;
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -49,6 +61,8 @@ export class CertificateSource extends EventEmitter {
     this.#bundle = o.bundle;
     this.#renewAt = renewAt;
     this.#log = o.logger;
+    this.#now = o.now ?? Date.now;
+    this.#recheckMs = o.recheckMs ?? WALL_RECHECK_MS;
   }
 
   /** Obtains the first leaf and starts renewing. Rejects when the first issuance fails. */
@@ -57,7 +71,7 @@ export class CertificateSource extends EventEmitter {
     const leaf = await this.#issue();
     this.#current = leaf;
     this.#log.info({ cert: leaf }, 'certificate ready');
-    this.#schedule(this.#renewDelay(leaf));
+    this.#scheduleRenewal(leaf);
     return leaf;
   }
 
@@ -98,7 +112,21 @@ export class CertificateSource extends EventEmitter {
     const start = leaf.notBefore.getTime();
     const life = leaf.notAfter.getTime() - start;
     // never spin: a leaf already past its renewal point (e.g. heavily backdated) is renewed after a short pause
-    return Math.max(MIN_RENEW_DELAY_MS, start + life * this.#renewAt - Date.now());
+    return Math.max(MIN_RENEW_DELAY_MS, start + life * this.#renewAt - this.#now());
+  }
+
+  /** Renews at the leaf's renewal point, reading the wall clock again at least every recheckMs. */
+  #scheduleRenewal(leaf: IssuedLeaf): void {
+    const delay = this.#renewDelay(leaf);
+    // the short pause renewDelay keeps (MIN_RENEW_DELAY_MS) is not worth a recheck
+    if (delay <= Math.max(this.#recheckMs, MIN_RENEW_DELAY_MS)) {
+      this.#schedule(delay);
+      return;
+    }
+    if (this.#stopped) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => this.#scheduleRenewal(leaf), this.#recheckMs);
+    this.#timer.unref();
   }
 
   #schedule(delayMs: number): void {
@@ -118,13 +146,13 @@ export class CertificateSource extends EventEmitter {
       const leaf = await this.#issue();
       if (this.#stopped) return;
       this.#adopt(leaf);
-      this.#schedule(this.#renewDelay(leaf));
+      this.#scheduleRenewal(leaf);
     } catch (err) {
       if (this.#stopped) return;
       this.#failures++;
       const e = toMeshfedError(err);
       const cur = this.#current;
-      const left = cur ? cur.notAfter.getTime() - Date.now() : 0;
+      const left = cur ? cur.notAfter.getTime() - this.#now() : 0;
       // back off 1 s, 2 s, 4 s … but never past a tenth of the remaining lifetime, and at most 30 s
       const delay = Math.max(
         250,

@@ -7,3 +7,15 @@
 export function monotonicNow(): number {
   return performance.now();
 }
+
+/** the wall clock once, at start: steadyWallNow() runs on from it at the monotonic clock's pace */
+const WALL_ORIGIN = Date.now() - performance.now();
+
+/**
+ * Wall-clock-like milliseconds that never step: the wall clock read once when the process started, advanced
+ * by the monotonic clock. For what is bucketed by time and shown as a time (the traffic windows behind
+ * `meshfed stat` and the dashboard): a step of the wall clock neither empties a window nor fills a future one.
+ */
+export function steadyWallNow(): number {
+  return WALL_ORIGIN + performance.now();
+}

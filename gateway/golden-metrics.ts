@@ -1,4 +1,4 @@
-import { Counter, Histogram, LATENCY_BUCKETS, type Registry } from '../core/index.ts';
+import { Counter, Histogram, LATENCY_BUCKETS, type Registry, steadyWallNow } from '../core/index.ts';
 import { type TrafficKey, type TrafficSnapshot, TupleWindow } from './traffic-window.ts';
 
 /**
@@ -186,7 +186,7 @@ export class GoldenSeries {
     this.bytesIn += bytesIn;
     this.bytesOut += bytesOut;
     const failed = status === 0 || status >= 500 || (grpcStatus !== '' && grpcStatus !== '0');
-    this.#window.record(Date.now(), failed, seconds, bytesIn, bytesOut);
+    this.#window.record(steadyWallNow(), failed, seconds, bytesIn, bytesOut);
   }
 }
 
@@ -400,7 +400,7 @@ export class GoldenMetrics {
   }
 
   /** Every tuple's calls over the last `windowMs` (at most WINDOW_SECONDS). */
-  traffic(windowMs: number, nowMs = Date.now()): TrafficSnapshot {
+  traffic(windowMs: number, nowMs = steadyWallNow()): TrafficSnapshot {
     const rows = [];
     for (const s of [...this.#byTuple.values(), ...this.#overflow.values()]) {
       const row = s.window.sum(nowMs, windowMs);

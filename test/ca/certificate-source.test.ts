@@ -167,3 +167,38 @@ test('rotated fires for every renewal while listeners swap TLS contexts', async 
     src.stop();
   }
 });
+
+test('a step of the wall clock past the renewal point renews within a recheck, not at the old timer', async () => {
+  let offset = 0;
+  let reads = 0;
+  const calls: number[] = [];
+  const src = new CertificateSource({
+    logger: silentLogger(),
+    issue: () => {
+      calls.push(Date.now());
+      // an hour of life: the renewal point is 40 min away on a clock that does not step
+      return issueLeaf(east, { kind: 'gateway', name: 'gw-1', ttlMs: 3_600_000, notBefore: new Date() });
+    },
+    bundle: () => bundle,
+    now: () => {
+      reads++;
+      return Date.now() + offset;
+    },
+    recheckMs: 50,
+  });
+  try {
+    const first = await src.start();
+    const next = rotated(src, 10_000);
+    // nothing happens while the clock runs as it should: several rechecks read it, none renews
+    const readsAtStart = reads;
+    await waitFor(() => reads >= readsAtStart + 3, { timeoutMs: 5_000, what: 'three rechecks of the clock' });
+    expect(calls).toHaveLength(1);
+    // the clock steps 50 min forward (past 2/3 of the life): renewed at the next recheck
+    offset = 50 * 60_000;
+    const leaf = await next;
+    expect(calls).toHaveLength(2);
+    expect(leaf.serial).not.toBe(first.serial);
+  } finally {
+    src.stop();
+  }
+});
