@@ -5,7 +5,7 @@
 // bench/results and its own table, `--out /abs/path.json` that file alone (a development run whose figures
 // belong in no table).
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -125,6 +125,14 @@ for (const scenario of chosen) {
   log(JSON.stringify(result.figures));
   for (const n of result.notes) log(`note: ${n}`);
   save();
+  // a failed scenario's folder (every process's log and config) is what tells why: kept; a passed one is not
+  if (result.pass && process.env.MESHFED_CHAOS_KEEP !== '1') {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch (err) {
+      log(`could not remove ${dir}: ${(err as Error).message}`);
+    }
+  } else log(`its processes' logs and configs are in ${dir}`);
 }
 process.stderr.write(
   `chaos: ${chosen.length} scenario(s) in ${round((performance.now() - suiteStart) / 1000)} s, ${failed} failed\n`,
