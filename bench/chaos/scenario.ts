@@ -104,7 +104,9 @@ export async function withFederation<T>(
 ): Promise<T> {
   try {
     await fed.start();
-    await warmUp(fed, ctx);
+    // MESHFED_CHAOS_COLD=1 measures the cold start itself: the load starts at its full rate
+    if (process.env.MESHFED_CHAOS_COLD === '1') ctx.log('cold start: no warm-up');
+    else await warmUp(fed, ctx);
     return await body(fed);
   } finally {
     await fed.stop();
