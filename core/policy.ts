@@ -54,7 +54,7 @@ export interface PolicyTarget {
 
 /**
  * A pattern on one part of an identity: an exact value, `*` (anything), `prefix*` or `*suffix`
- * (Istio's convention for principals and namespaces).
+ * (the same rule for principals and namespaces).
  */
 export type IdentityPattern = string;
 
@@ -100,7 +100,7 @@ export interface AuthorizationRule {
 }
 
 /**
- * Istio semantics: any matching DENY wins; if the service has any ALLOW rule, a request that
+ * The rule: any matching DENY wins; if the service has any ALLOW rule, a request that
  * matches none is denied; a service without policy keeps today's behaviour (exported = reachable).
  */
 export interface AuthorizationPolicySpec {
@@ -180,8 +180,8 @@ export type RateLimitBucket = 'gateway' | 'sourceCluster' | 'caller';
 export const RATE_LIMIT_BUCKETS: readonly RateLimitBucket[] = ['gateway', 'sourceCluster', 'caller'];
 
 /**
- * A token bucket per gateway PROCESS (N gateways admit N× the rate, like Envoy's local rate
- * limit): `requests` tokens are added every `interval` ms, up to `burst`.
+ * A token bucket per gateway PROCESS (N gateways admit N× the rate: a local limit, not a
+ * federated one): `requests` tokens are added every `interval` ms, up to `burst`.
  */
 export interface RateLimitSpec {
   readonly target: PolicyTarget;

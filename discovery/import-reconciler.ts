@@ -42,7 +42,7 @@ function clustersOf(instances: readonly RemoteServiceInstance[]): string[] {
   return [...new Set(instances.map((i) => i.cluster))].sort();
 }
 
-/** The named events of the reconciler's work queue (linkerd2 service-mirror style). */
+/** The named events of the reconciler's work queue. */
 export type ImportEvent =
   | { type: 'CatalogChanged' }
   | { type: 'EntryExpired' }

@@ -26,7 +26,7 @@ interface K8sSlice extends KubeItem {
     | null;
 }
 
-/** appProtocol (or an Istio-style port name prefix) → meshfed protocol. */
+/** appProtocol (or a port name prefix such as `http-` or `grpc-`) → meshfed protocol. */
 export function protocolOf(p: K8sServicePort): Protocol {
   const app = (p.appProtocol ?? '').toLowerCase();
   const byApp: Record<string, Protocol> = {

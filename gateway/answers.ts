@@ -90,7 +90,7 @@ const UPSTREAM_FAILURES: Record<string, { status: number; reason: string }> = {
   refused: { status: 503, reason: 'connect-failed' },
   overflow: { status: 503, reason: 'overloaded' },
   timeout: { status: 504, reason: 'upstream-timeout' },
-  // the caller went away: nobody reads the answer, and the target is not to blame (nginx's 499)
+  // the caller went away: nobody reads the answer, and the target is not to blame (499, client closed request)
   cancelled: { status: 499, reason: 'client-cancelled' },
 };
 

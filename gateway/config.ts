@@ -136,7 +136,7 @@ export const gatewayConfigSchema = z
       .enum(['allow', 'drop-header', 'reject-request'])
       .default('allow')
       .describe(
-        "request headers whose names contain '_' (Envoy's headers_with_underscores_action): allow, drop-header, or reject-request (400). A name that a backend would read as an internal x-meshfed-* header (x_meshfed_caller) is dropped whatever this says",
+        "request headers whose names contain '_': allow, drop-header, or reject-request (400). A name that a backend would read as an internal x-meshfed-* header (x_meshfed_caller) is dropped whatever this says",
       ),
     adminAllowedHosts: z
       .array(z.string().min(1))
@@ -180,7 +180,7 @@ export const gatewayConfigSchema = z
       .min(0)
       .default(0)
       .describe(
-        "a tunnel session serves at most this many requests, then closes once they finish and the next request dials anew (Envoy's max_requests_per_connection). 1: a new TCP+TLS connection per request, TLS sessions resumed. 0: no limit",
+        'a tunnel session serves at most this many requests, then closes once they finish and the next request dials anew. 1: a new TCP+TLS connection per request, TLS sessions resumed. 0: no limit',
       ),
   })
   .prefault({});

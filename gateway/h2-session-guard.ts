@@ -4,8 +4,8 @@ import type { GatewayConfig } from './config.ts';
 import { SESSION_WINDOW_BYTES } from './h2-pool.ts';
 
 /**
- * A stream the client resets sooner than this after opening it is a premature reset (Envoy's rule, which
- * uses 1 s): a peer gateway cancelling a stream when its own per-try timeout fires is not an attack, and
+ * A stream the client resets sooner than this after opening it is a premature reset (half a second, not
+ * more): a peer gateway cancelling a stream when its own per-try timeout fires is not an attack, and
  * closing its session would fail every other stream it carries.
  */
 export const PREMATURE_RESET_MS = 500;

@@ -47,7 +47,7 @@ export interface PeerRevalidationOptions {
 /**
  * Identity is verified when a connection's first request (or a tunnel dial) checks its peer; a connection
  * can then live for hours. This re-verifies every established mTLS connection's peer chain on a timer and
- * at once on a trust-bundle change, as Envoy does, and closes the connections whose peer certificate has
+ * at once on a trust-bundle change, and closes the connections whose peer certificate has
  * expired or no longer chains to the bundle (a root removed): gracefully, GOAWAY first for HTTP/2.
  * A leaf counts as expired at its notAfter exactly, as a new handshake would refuse it then; the clock skew
  * verify() allows applies to everything else.

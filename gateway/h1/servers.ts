@@ -6,7 +6,7 @@ import type { Handler } from '../pipeline.ts';
 import { type tlsContextOptions, tlsReason } from '../tls-servers.ts';
 import { H1Entry } from './entry.ts';
 
-/** header fields per request head on the HTTP/1.1 codec (HAProxy's default is 101) */
+/** header fields per request head on the HTTP/1.1 codec: a head with more is refused (431) */
 export const MAX_HEADERS = 100;
 
 export interface FastPathServers {

@@ -4,7 +4,7 @@ import { type GatewayRequest, type RequestLayer, routeOf } from '../pipeline.ts'
 import { faultsFor, type PolicyIndex } from '../policy/index.ts';
 import { type PolicyMetrics, policyRequestOf, serviceLabel } from './policy-facts.ts';
 
-/** the status the metrics record for a caller that left before an answer (nginx's 499) */
+/** the status the metrics record for a caller that left before an answer (499, client closed request) */
 const CLIENT_GONE = 499;
 
 /** Waits `ms`, or less when the caller goes away first; says whether it is still there. */

@@ -6,7 +6,7 @@ import { type PolicyMetrics, serviceLabel } from './policy-facts.ts';
 
 /**
  * RateLimit at the destination gateway, after authorization (a refused caller spends no token): token
- * buckets of this gateway process, so N gateways admit N× the rate, as Envoy's local rate limit does.
+ * buckets of this gateway process, so N gateways admit N× the rate (a local limit).
  * Over the limit: 429 (gRPC RESOURCE_EXHAUSTED) with `retry-after` in whole seconds.
  */
 export function rateLimit(o: {

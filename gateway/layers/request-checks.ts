@@ -17,7 +17,7 @@ export const requestTargetCheck: RequestLayer = (next) => (r) => {
 export type UnderscoreAction = 'allow' | 'drop-header' | 'reject-request';
 
 /**
- * Envoy's headers_with_underscores_action. A name that a backend would read as one of meshfed's internal
+ * What `headersWithUnderscores` does with a request header whose name contains '_'. A name that a backend would read as one of meshfed's internal
  * headers (`x_meshfed_caller`) is always dropped (rejected under 'reject-request'), whatever the action.
  */
 export function underscoreHeaders(action: UnderscoreAction): RequestLayer {

@@ -202,7 +202,7 @@ const CALLER_CACHE_MAX = 10_000;
 
 /**
  * The facts a rule may test. Only a verified SPIFFE ID of a workload or gateway can match `spiffeId`,
- * `namespace` or `serviceAccount` (as Istio's principals need an authenticated peer); an anonymous caller
+ * `namespace` or `serviceAccount` (a principal needs an authenticated peer); an anonymous caller
  * is known by its cluster alone.
  */
 function callerFacts(call: AuthorizationCaller): CallerFacts {
@@ -393,7 +393,7 @@ const DEFAULT_DENY: AuthorizationDecision = Object.freeze({
 });
 
 /**
- * Istio's semantics on one service's compiled rules: any matching DENY wins; if ALLOW rules exist, a call
+ * The rule on one service's compiled rules: any matching DENY wins; if ALLOW rules exist, a call
  * that matches none is denied; no rules, allowed. A call whose caller is unknown (passthrough) fails
  * closed: a DENY that might match it denies, and only an ALLOW that names no caller and no HTTP
  * condition can admit it.

@@ -51,7 +51,7 @@ export function matchTcpFault(faults: CompiledFaults | undefined): CompiledFault
 
 /**
  * The matching rule's delay and abort, each drawn on its own with its percentage (`random` in [0, 1)):
- * a 50% delay and a 10% abort delay half the requests and abort a tenth, independently, as Envoy does.
+ * a 50% delay and a 10% abort delay half the requests and abort a tenth, independently.
  */
 export function faultsFor(
   faults: CompiledFaults | undefined,

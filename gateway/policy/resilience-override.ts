@@ -15,7 +15,7 @@ function noAnswer(o: TryOutcome): boolean {
 }
 
 /**
- * Whether a failed try is one of the retry-on conditions, read as Envoy reads them: `5xx` is any 5xx
+ * Whether a failed try is one of the retry-on conditions: `5xx` is any 5xx
  * answer or no answer (connect failure, reset, timeout); `gateway-error` is 502/503/504 or no answer;
  * `connect-failure` never reached the application; `reset` is a reset or a try that timed out;
  * `refused-stream` a refused connection or stream. The gRPC conditions read the grpc-status of a
