@@ -94,7 +94,7 @@ export const gatewayConfigSchema = z
           .min(1)
           .default(200)
           .describe(
-            'HTTP/2 rapid-reset guard per session: more premature resets (RST_STREAM from the client within 500 ms of the stream opening) than this in one second, and the session gets GOAWAY (ENHANCE_YOUR_CALM) and is closed, counted as refused{reason="rapid-reset"}',
+            'HTTP/2 rapid-reset guard per session: more premature resets (RST_STREAM from the client within 500 ms of the stream opening) than this in one second, on a session whose streams were at least half reset that way (any tunnel session), and the session gets GOAWAY (ENHANCE_YOUR_CALM) and is closed, counted as refused{reason="rapid-reset"}. A client whose streams were mostly answered keeps its session: after the gateway stalled, its cancels arrive with their streams and look premature',
           ),
         maxPrematureResets: z
           .number()

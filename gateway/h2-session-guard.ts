@@ -16,9 +16,10 @@ type ResetLimits = Pick<GatewayConfig['limits'], 'maxResetsPerSecond' | 'maxPrem
  * Counts one session's streams and premature resets (RST_STREAM from the client within PREMATURE_RESET_MS
  * of the stream's HEADERS) and says when the session must go, the way servers mitigated HTTP/2 rapid
  * reset (CVE-2023-44487): more than `maxResetsPerSecond` in one second, or `maxPrematureResets` over the
- * session's life once they are at least half of its streams (a session that carries mostly answered
- * streams keeps the odd cancelled one). `perSecondOnly`: the life count is not kept (a tunnel session
- * lives for hours and relays its callers' cancels, which would add up to any count).
+ * session's life, once they are at least half of its streams (a session that carries mostly answered
+ * streams keeps its cancels: after this gateway stalled for seconds, a client's cancels at its deadline
+ * arrive with their streams' HEADERS and look premature). `perSecondOnly`: only the per-second limit, and
+ * whatever the share (a tunnel session lives for hours and relays its callers' cancels).
  */
 export class ResetCounter {
   readonly #limits: ResetLimits;
@@ -46,9 +47,13 @@ export class ResetCounter {
       this.#windowStart = now;
       this.#inWindow = 0;
     }
-    if (++this.#inWindow > this.#limits.maxResetsPerSecond) return true;
+    // a client whose streams were mostly answered is not flooding: a burst of its resets is what a stall of
+    // this gateway leaves (HEADERS and the client's cancel at its deadline read in one go look premature)
+    const mostlyPremature = this.premature * 2 >= this.opened;
+    if (++this.#inWindow > this.#limits.maxResetsPerSecond && (this.#perSecondOnly || mostlyPremature))
+      return true;
     if (this.#perSecondOnly) return false;
-    return this.premature >= this.#limits.maxPrematureResets && this.premature * 2 >= this.opened;
+    return this.premature >= this.#limits.maxPrematureResets && mostlyPremature;
   }
 }
 

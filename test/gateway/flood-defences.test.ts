@@ -134,10 +134,23 @@ describe('ResetCounter', () => {
       closesAt: -1,
     },
     {
-      what: 'more than maxResetsPerSecond premature resets in one second close the session',
+      what: 'more than maxResetsPerSecond premature resets in one second close a tunnel session',
       streams: 100,
       resets: Array.from({ length: 12 }, (_, i) => ({ ageMs: 1, at: i })),
       closesAt: 10,
+      perSecondOnly: true,
+    },
+    {
+      what: 'regression: a burst of resets on a session of mostly answered streams (a stall of the gateway) keeps it',
+      streams: 100,
+      resets: Array.from({ length: 40 }, (_, i) => ({ ageMs: 1, at: i })),
+      closesAt: -1,
+    },
+    {
+      what: 'the same burst once the resets are half of the streams closes it',
+      streams: 30,
+      resets: Array.from({ length: 40 }, (_, i) => ({ ageMs: 1, at: i })),
+      closesAt: 14,
     },
     {
       what: 'maxPrematureResets over the session’s life close it once they are half of its streams',
