@@ -40,8 +40,38 @@ interface Entry extends ScenarioResult {
   criterion: string;
   date: string;
   command: string;
-  host: { cpus: number; loadavgBefore: number[]; loadavgAfter: number[]; shared: string };
+  host: {
+    cpus: number;
+    loadavgBefore: number[];
+    loadavgAfter: number[];
+    /** connections the kernel dropped at a full accept queue during the scenario (whole host, this netns) */
+    listenOverflows?: number;
+    shared: string;
+  };
   wallSeconds: number;
+}
+
+/**
+ * The kernel's count of connections dropped at a full listen queue (TcpExt ListenOverflows in
+ * /proc/net/netstat): a listener that accepts too slowly shows here, not in any process's figures.
+ */
+function listenOverflows(): number | undefined {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('TcpExt:'));
+    const names = lines[0]?.split(/\s+/) ?? [];
+    const values = lines[1]?.split(/\s+/) ?? [];
+    const i = names.indexOf('ListenOverflows');
+    return i > 0 ? Number(values[i]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function overflowsSince(before: number | undefined): { listenOverflows?: number } {
+  const after = listenOverflows();
+  return before === undefined || after === undefined ? {} : { listenOverflows: after - before };
 }
 
 const chosen: Scenario[] = positionals.length ? positionals.map(pick) : SCENARIOS;
@@ -86,6 +116,7 @@ for (const scenario of chosen) {
   const dir = mkdtempSync(join(tmpdir(), `meshfed-chaos-${scenario.name}-`));
   const log = (line: string) => process.stderr.write(`[${scenario.name}] ${line}\n`);
   const before = loadavg().map(round);
+  const overflowsBefore = listenOverflows();
   const t0 = performance.now();
   log(`start (rate ${values.rate}/s, ${values.duration} s of load)`);
   let result: ScenarioResult;
@@ -113,6 +144,7 @@ for (const scenario of chosen) {
       cpus: cpus().length,
       loadavgBefore: before,
       loadavgAfter: loadavg().map(round),
+      ...overflowsSince(overflowsBefore),
       shared: 'shared host: other engineers ran tests on the same 2 cores during the run',
     },
     wallSeconds: round((performance.now() - t0) / 1000),
@@ -168,7 +200,7 @@ function writeDoc(entries: Record<string, Entry>): void {
   if (!doc.includes(marker)) doc += `\n${marker}\n${marker}\n`;
   const rows = Object.entries(entries).map(([name, e]) => {
     const verdict = e.skipped ? `skipped: ${e.skipped}` : e.pass ? 'pass' : `FAIL: ${e.notes.join('; ')}`;
-    return `| ${name} | ${e.criterion} | ${verdict} | ${headline(e)} | ${e.date.slice(0, 16).replace('T', ' ')} UTC, load avg ${e.host.loadavgBefore[0]}→${e.host.loadavgAfter[0]} on ${e.host.cpus} shared cores | \`${e.command}\` |`;
+    return `| ${name} | ${e.criterion} | ${verdict} | ${headline(e)} | ${e.date.slice(0, 16).replace('T', ' ')} UTC, load avg ${e.host.loadavgBefore[0]}→${e.host.loadavgAfter[0]} on ${e.host.cpus} shared cores${e.host.listenOverflows === undefined ? '' : `, ${e.host.listenOverflows} listen overflows`} | \`${e.command}\` |`;
   });
   const table = [
     marker,
