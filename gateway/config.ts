@@ -123,7 +123,7 @@ export const gatewayConfigSchema = z
           .min(1)
           .default(200)
           .describe(
-            'TLS handshakes begun per second per terminating listener (a token bucket with a burst of as many): a client that holds connections idle until they are closed and dials again costs the gateway at most this many handshakes a second. Past it a connection is closed after its ClientHello and counted as refused{reason="handshake-rate"}; a refused peer gateway dials again',
+            'TLS handshakes begun per second per terminating listener (a token bucket with a burst of as many): a client that holds connections idle until they are closed and dials again costs the gateway at most this many handshakes a second. Past it a connection is closed after its ClientHello and counted as refused{reason="handshake-rate"}; a refused peer gateway dials again. A handshake that resumes a session (a peer presenting a ticket of this gateway: nothing signed or verified) costs a twentieth',
           ),
         sessionIdleTimeout: duration()
           .prefault('5m')

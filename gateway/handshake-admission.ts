@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import type { Server as TlsServer } from 'node:tls';
+import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import type { Counter } from '../core/index.ts';
 
 /**
@@ -12,7 +12,15 @@ import type { Counter } from '../core/index.ts';
  * at once, before any TLS byte is written, and counted as refused{reason="handshake-limit"} or
  * {reason="handshake-rate"}. A refused peer gateway dials again (its pool backs off); passthrough
  * connections never handshake here and are not counted.
+ *
+ * A handshake that resumed a session (a peer gateway presenting a ticket this gateway issued after a full,
+ * verified handshake) costs RESUMED_COST of a token: no certificate is signed or verified. It is charged a
+ * whole token when admitted, since a ClientHello that offers a ticket may still end in a full handshake,
+ * and refunded the rest once it completed resumed. Without that, a peer that dials per request
+ * (tunnelMaxRequestsPerConnection: 1) was held to perSecond requests a second.
  */
+export const RESUMED_COST = 0.05;
+
 export class HandshakeAdmission {
   readonly #maxInProgress: number;
   readonly #perSecond: number;
@@ -69,14 +77,15 @@ export class HandshakeAdmission {
     return true;
   }
 
-  /** the handshake of this TLS socket completed: its slot is free */
-  secured(tls: Socket): void {
-    this.#inProgress.delete(keyOf(tls));
+  /** the handshake of this TLS socket completed: its slot is free, and a resumed one most of its token */
+  secured(tls: TLSSocket): void {
+    if (this.#inProgress.delete(keyOf(tls)) && tls.isSessionReused())
+      this.#tokens = Math.min(this.#perSecond, this.#tokens + 1 - RESUMED_COST);
   }
 
   /** frees the slot of every handshake `server` completes (a server this admission hands connections to) */
   watch(server: TlsServer): void {
-    server.on('secureConnection', (s: Socket) => this.secured(s));
+    server.on('secureConnection', (s: TLSSocket) => this.secured(s));
   }
 
   #refusal(): 'handshake-limit' | 'handshake-rate' | undefined {

@@ -392,6 +392,25 @@ describe('TLS handshake admission', () => {
   });
 });
 
+describe('TLS handshake admission and resumption', () => {
+  test('regression: a peer that dials per request (tunnelMaxRequestsPerConnection: 1) resumes its sessions and is not held to handshakesPerSecond', async () => {
+    const { g, web } = await servedGateway('hs-resume', { handshakesPerSecond: 10, maxHandshakes: 1_000 });
+    const dialer = await mesh.gateway('hs-dialer', { config: { tunnelMaxRequestsPerConnection: 1 } });
+    closers.push(() => dialer.close());
+    dialer.catalog.offer('hs-resume', web, g.eastWest);
+    const statuses: number[] = [];
+    // 60 requests, each on a connection of its own: 6 times the bucket's burst, in about a second
+    for (let i = 0; i < 12; i++) {
+      const batch = await Promise.all(
+        Array.from({ length: 5 }, () => request(dialer.egress, { host: 'web.shop.svc.clusterset.local' })),
+      );
+      statuses.push(...batch.map((r) => r.status));
+    }
+    expect(statuses.filter((x) => x !== 200)).toEqual([]);
+    expect(await refusedCount(g, 'handshake-rate')).toBe(0);
+  });
+});
+
 describe('slowloris', () => {
   test('50 clients sending a header byte at a time are all cut at headersTimeout while a legitimate request is served', async () => {
     const { g } = await servedGateway('slow-heads', { headersTimeout: 1_000 });
