@@ -125,6 +125,22 @@ export const gatewayConfigSchema = z
           .describe(
             'TLS handshakes begun per second per terminating listener (a token bucket with a burst of as many): a client that holds connections idle until they are closed and dials again costs the gateway at most this many handshakes a second. Past it a connection is closed after its ClientHello and counted as refused{reason="handshake-rate"}; a refused peer gateway dials again. A handshake that resumes a session (a peer presenting a ticket of this gateway: nothing signed or verified) costs a twentieth',
           ),
+        maxHandshakesPerSource: z
+          .number()
+          .int()
+          .min(1)
+          .default(32)
+          .describe(
+            'TLS handshakes in progress per source address (an IPv6 one by its /64) on each terminating listener: one client cannot hold every slot of maxHandshakes. Past it a connection is closed after its ClientHello and counted as refused{reason="handshake-source-limit"}',
+          ),
+        handshakesPerSecondPerSource: z
+          .number()
+          .int()
+          .min(1)
+          .default(50)
+          .describe(
+            'TLS handshakes begun per second per source address (an IPv6 one by its /64) on each terminating listener, a token bucket with a burst of as many: one client that dials as fast as it can does not use up the handshakesPerSecond every other peer needs. Past it refused{reason="handshake-source-rate"}. Peers behind one NAT address share it; raise it for them',
+          ),
         sessionIdleTimeout: duration()
           .prefault('5m')
           .describe(

@@ -38,6 +38,8 @@ export class Listeners {
       new HandshakeAdmission({
         maxInProgress: options.limits.maxHandshakes,
         perSecond: options.limits.handshakesPerSecond,
+        maxInProgressPerSource: options.limits.maxHandshakesPerSource,
+        perSecondPerSource: options.limits.handshakesPerSecondPerSource,
         refused: options.refused,
         listener,
       });

@@ -368,9 +368,12 @@ describe('TLS handshake admission', () => {
   });
 
   test('200 ClientHellos at once beyond handshakesPerSecond 50: the excess is closed before its handshake, the rest are answered, and a peer is served once the bucket refills', async () => {
+    // every ClientHello comes from 127.0.0.1: the per-source share is set out of the way
     const { g, web } = await servedGateway('hs-rate', {
       handshakesPerSecond: 50,
       maxHandshakes: 1_000,
+      maxHandshakesPerSource: 1_000,
+      handshakesPerSecondPerSource: 1_000,
       helloTimeout: 10_000,
     });
     const hello = await clientHello();
