@@ -139,7 +139,7 @@ export const gatewayConfigSchema = z
           .min(1)
           .default(50)
           .describe(
-            'TLS handshakes begun per second per source address (an IPv6 one by its /64) on each terminating listener, a token bucket with a burst of as many: one client that dials as fast as it can does not use up the handshakesPerSecond every other peer needs. Past it refused{reason="handshake-source-rate"}. Peers behind one NAT address share it; raise it for them',
+            'TLS handshakes begun per second per source address (an IPv6 one by its /64) on each terminating listener, a token bucket with a burst of as many: one client that dials as fast as it can does not use up the handshakesPerSecond every other peer needs. Past it refused{reason="handshake-source-rate"}. A handshake that resumes a session does not count here. Peers behind one NAT address share it; raise it for them',
           ),
         sessionIdleTimeout: duration()
           .prefault('5m')

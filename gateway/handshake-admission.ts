@@ -21,8 +21,8 @@ import type { Counter } from '../core/index.ts';
  * A handshake that resumed a session (a peer gateway presenting a ticket this gateway issued after a full,
  * verified handshake) costs RESUMED_COST of a token: no certificate is signed or verified. It is charged a
  * whole token when admitted, since a ClientHello that offers a ticket may still end in a full handshake,
- * and refunded the rest once it completed resumed. Without that, a peer that dials per request
- * (tunnelMaxRequestsPerConnection: 1) was held to perSecond requests a second.
+ * and refunded the rest once it completed resumed (its source's share: all of it). Without that, a peer
+ * that dials per request (tunnelMaxRequestsPerConnection: 1) was held to perSecond requests a second.
  */
 export const RESUMED_COST = 0.05;
 
@@ -148,7 +148,9 @@ export class HandshakeAdmission {
     this.#done(key, admitted);
     if (tls.isSessionReused()) {
       this.#bucket.refund(1 - RESUMED_COST);
-      admitted.source?.bucket.refund(1 - RESUMED_COST);
+      // a source's share is for the handshakes anyone can ask for: a resumed one needs a ticket this gateway
+      // issued to a verified peer, which may dial per request (tunnelMaxRequestsPerConnection: 1)
+      admitted.source?.bucket.refund(1);
     }
   }
 

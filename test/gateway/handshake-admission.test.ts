@@ -89,7 +89,19 @@ test('the listener-wide rate still bounds many sources together', async () => {
   expect(await reasons()).toEqual({ 'handshake-rate': 30 });
 });
 
-test('a resumed handshake costs RESUMED_COST of a token, for the listener and for its source', () => {
+test('a resumed handshake costs its source nothing: a peer may dial per request', () => {
+  const { a } = admission({ perSecond: 1_000, perSource: 10 });
+  let admitted = 0;
+  for (let i = 0; i < 300; i++) {
+    const s = conn('192.0.2.7');
+    if (!a.admit(s)) break;
+    admitted++;
+    a.secured(Object.assign(s, { isSessionReused: () => true }) as unknown as TLSSocket);
+  }
+  expect(admitted).toBe(300);
+});
+
+test('a resumed handshake costs the listener RESUMED_COST of a token', () => {
   const { a } = admission({ perSecond: 10, perSource: 10 });
   let admitted = 0;
   for (let i = 0; i < 1_000; i++) {
