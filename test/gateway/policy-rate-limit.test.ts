@@ -100,7 +100,7 @@ function call(
   });
 }
 
-test(`${RATE} req/s is held within 10% under ${3 * RATE} req/s offered`, async () => {
+test(`${RATE} req/s under ${3 * RATE} req/s offered: never 10% over, and exactly what the bucket allows for the calls as they arrived`, async () => {
   const s = session(alphaGw);
   const offered = 3 * RATE;
   const total = 3 * offered; // three seconds of load, at most
@@ -123,10 +123,28 @@ test(`${RATE} req/s is held within 10% under ${3 * RATE} req/s offered`, async (
   const admitted = results.filter((r) => r.status === 200).length;
   const limited = results.filter((r) => r.status === 429);
   expect(admitted + limited.length).toBe(total);
-  // the sustained rate: the burst the bucket held at the start is not rate
+  // the sustained rate: the burst the bucket held at the start is not rate; never over, whatever the load
   const rate = (admitted - BURST) / elapsedS;
-  expect(rate).toBeGreaterThanOrEqual(RATE * 0.9);
   expect(rate).toBeLessThanOrEqual(RATE * 1.1);
+  // and not under: what a bucket of RATE a second and BURST admits for the calls as the gateway read them
+  // (on a starved machine they arrive bunched after stalls of the host, and any bucket admits fewer then).
+  // Its one token-taking call before the load made the bucket (BURST) and took one.
+  let tokens = BURST - 1;
+  let at = decisions[decisionsBefore - 1]!;
+  let expected = 0;
+  for (const t of decisions.slice(decisionsBefore)) {
+    if (t > at) {
+      tokens = Math.min(BURST, tokens + ((t - at) * RATE) / 1000);
+      at = t;
+    }
+    if (tokens >= 1) {
+      tokens -= 1;
+      expected++;
+    }
+  }
+  expect(Math.abs(admitted - expected)).toBeLessThanOrEqual(1);
+  // and calls were refused: the load was over the limit
+  expect(expected).toBeLessThan(total);
   const one = limited[0]!.headers;
   expect(one['x-meshfed-error']).toBe('rate-limited');
   expect(one['x-meshfed-policy']).toBe('api-limit');
