@@ -323,9 +323,19 @@ export class H2Pool {
   async probe(address: string, cluster: string): Promise<boolean> {
     const session = await this.session(address, cluster);
     // a draining gateway still answers PINGs; its GOAWAY came before the answer
-    return new Promise<boolean>((resolve) => {
-      if (!session.ping((err) => resolve(!err && !this.draining(session)))) resolve(false);
-    });
+    return (await ping(session)) && !this.draining(session);
+  }
+
+  /** Whether the remote gateway at `address` answers a PING on a tunnel session (draining or not). */
+  async answers(address: string, cluster: string): Promise<boolean> {
+    return ping(await this.session(address, cluster));
+  }
+
+  /** The remote gateway at `address` is unresponsive: its sessions get no new stream and close once idle. */
+  forget(address: string): void {
+    for (const [key, e] of this.entries)
+      if (key.startsWith('tls|') && key.endsWith(`|${address}`))
+        for (const s of e.sessions) if (s) this.retire(s);
   }
 
   /** The leaf we presented on tunnel session `s` (one dialled as it rotated keeps serving with the old one). */
@@ -441,6 +451,12 @@ export class H2Pool {
     for (const e of this.entries.values()) for (const s of e.sessions) s?.close();
     this.entries.clear();
   }
+}
+
+function ping(session: ClientHttp2Session): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    if (!session.ping((err) => resolve(!err))) resolve(false);
+  });
 }
 
 /**
