@@ -11,6 +11,7 @@ import { type Outcome, settleMs } from '../load.ts';
 import { NetLab, netnsUnavailable } from '../netns.ts';
 import { settledWindow, settleVerdict } from '../settle.ts';
 import {
+  connectFigures,
   loadFigures,
   lossCheck,
   lossNotes,
@@ -211,6 +212,22 @@ export const networkPartition: Scenario = {
                 (o) =>
                   `${o.kind} due ${round(o.due - cutAt)} ms after the cut: ${o.ok ? `ok in ${round(o.latency)} ms from ${o.cluster}` : `${o.error} after ${round(o.latency)} ms`}`,
               ),
+            // requests past the load's deadline: which kind, when, and how late they were sent (the load
+            // client's own lag), the first 20
+            hungSample: outcomes
+              .filter((o) => o.error === 'timeout')
+              .sort((a, b) => a.due - b.due)
+              .slice(0, 20)
+              .map((o) => {
+                const lag = load.sendLag[Math.round((o.due * ctx.rate) / 1000)] ?? 0;
+                return `${o.kind} due ${round(o.due - cutAt)} ms after the cut, sent ${round(lag)} ms late`;
+              }),
+            // per second since the cut, the most HTTP requests queued in the load client for a connection
+            clientQueuedPerSecondSinceCut: Array.from(
+              load.queuedPerSecond.slice(Math.floor(cutAt / 1000)),
+              (q) => q ?? 0,
+            ),
+            ...connectFigures(load.connectMs),
             servedByBeforeCut: beforeCut,
             servedByDuringPartition: duringBy,
             servedByAfterHeal: servedBy(outcomes, healAt, end),
