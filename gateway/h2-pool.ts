@@ -326,11 +326,6 @@ export class H2Pool {
     return (await ping(session)) && !this.draining(session);
   }
 
-  /** Whether the remote gateway at `address` answers a PING on a tunnel session (draining or not). */
-  async answers(address: string, cluster: string): Promise<boolean> {
-    return ping(await this.session(address, cluster));
-  }
-
   /** The remote gateway at `address` is unresponsive: its sessions get no new stream and close once idle. */
   forget(address: string): void {
     for (const [key, e] of this.entries)

@@ -1,4 +1,4 @@
-import { Counter, type Logger, MeshfedError, type Registry, stallSafeTimeout } from '../core/index.ts';
+import { Counter, MeshfedError, stallSafeTimeout } from '../core/index.ts';
 import type { BalancerTarget } from './balancer/index.ts';
 import type { GatewayOptions } from './gateway-options.ts';
 import type { H1Pool } from './h1/pool.ts';
@@ -38,7 +38,7 @@ export class PeerLiveness {
   /** balancer.unresponsiveAfter: how long a PING may go unanswered; 0 sends none */
   readonly #afterMs: number;
   /** the pools that hold connections to remote gateways: tunnel sessions, and fast-path connections */
-  readonly #tunnel: Pick<H2Pool, 'answers' | 'forget'>;
+  readonly #tunnel: Pick<H2Pool, 'session' | 'forget'>;
   readonly #fast: Pick<H1Pool, 'dropIdle'>;
   /** tries in flight, by remote gateway address */
   readonly #inFlight = new Map<string, Set<Watched>>();
@@ -49,7 +49,7 @@ export class PeerLiveness {
 
   constructor(
     o: PeerLivenessOptions,
-    tunnel: Pick<H2Pool, 'answers' | 'forget'>,
+    tunnel: Pick<H2Pool, 'session' | 'forget'>,
     fast: Pick<H1Pool, 'dropIdle'>,
   ) {
     this.#o = o;
@@ -109,16 +109,7 @@ export class PeerLiveness {
   suspect(t: BalancerTarget): void {
     if (t.local || this.#afterMs <= 0 || this.#pinging.has(t.address)) return;
     this.#pinging.add(t.address);
-    let timer: { cancel(): void } | undefined;
-    const answered = Promise.race([
-      this.#tunnel.answers(t.address, t.cluster).catch(() => false),
-      // an answer that arrived during a stall of the loop wins over the bound
-      new Promise<boolean>((resolve) => {
-        timer = stallSafeTimeout(() => resolve(false), this.#afterMs, { unref: true });
-      }),
-    ]);
-    void answered.then((ok) => {
-      timer?.cancel();
+    void answers(this.#tunnel, t, this.#afterMs).then((ok) => {
       this.#pinging.delete(t.address);
       this.#pings.inc({
         source_cluster: this.#o.cluster,
@@ -130,7 +121,10 @@ export class PeerLiveness {
   }
 
   #unresponsivePeer(t: BalancerTarget): void {
-    if (this.#o.balancers.peerUnresponsive(t.address)) {
+    const marked = this.#o.balancers.peerUnresponsive(t.address);
+    // the last healthy remote gateway keeps its traffic and its connections
+    if (marked === 'last') return;
+    if (marked === 'ejected') {
       this.#unresponsive.inc({ source_cluster: this.#o.cluster, destination_cluster: t.cluster });
       this.#o.logger.warn(
         { gateway: t.gatewayName ?? t.address, address: t.address, cluster: t.cluster },
@@ -143,6 +137,34 @@ export class PeerLiveness {
     // copied: a stopped try leaves the set as its promise settles
     for (const w of [...(this.#inFlight.get(t.address) ?? [])]) if (w.retryable()) w.stop.abort(reason);
   }
+}
+
+/**
+ * Whether the remote gateway of `t` shows it is alive within `ms`: a PING on a tunnel session to it is
+ * answered, or anything at all arrives on that session meanwhile (a busy gateway is not a silent one;
+ * draining or not). No session within `ms`, or a dial that fails, is no answer.
+ */
+function answers(tunnel: Pick<H2Pool, 'session'>, t: BalancerTarget, ms: number): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    let heard = () => false;
+    // an answer that arrived during a stall of the loop is read before this gives up on it
+    const timer = stallSafeTimeout(() => resolve(heard()), ms, { unref: true });
+    tunnel.session(t.address, t.cluster).then(
+      (s) => {
+        const before = s.socket?.bytesRead ?? 0;
+        heard = () => !s.destroyed && (s.socket?.bytesRead ?? 0) > before;
+        s.ping((err) => {
+          if (err) return;
+          timer.cancel();
+          resolve(true);
+        });
+      },
+      () => {
+        timer.cancel();
+        resolve(false);
+      },
+    );
+  });
 }
 
 /** Why a try to a gateway that left a PING unanswered was stopped before its per-try timeout. */

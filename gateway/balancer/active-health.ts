@@ -52,12 +52,19 @@ export class ActiveHealthChecks {
 
   /**
    * The remote gateway at `address` left a PING unanswered: no new request until a probe is answered there,
-   * or `forMs` pass. False when it was marked already (the caller counts and logs an ejection once).
+   * or `forMs` pass. 'last' (nothing marked) when no other remote gateway is healthy: a gateway cannot tell a
+   * silent peer from its own overloaded host, and taking every peer out of rotation on that would turn a slow
+   * host into an outage.
    */
-  peerUnresponsive(address: string, forMs: number): boolean {
+  peerUnresponsive(address: string, forMs: number): 'ejected' | 'already' | 'last' {
     const was = this.unresponsive(address);
+    if (!was) {
+      let others = 0;
+      for (const t of this.#o.targets()) if (t.address !== address && this.healthy(t.address)) others++;
+      if (others === 0) return 'last';
+    }
     this.#unresponsiveUntil.set(address, this.#o.now() + forMs);
-    return !was;
+    return was ? 'already' : 'ejected';
   }
 
   /** whether `address` is marked unresponsive now */

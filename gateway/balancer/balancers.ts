@@ -271,8 +271,8 @@ export class Balancers {
   }
 
   // `address` left a PING unanswered (gateway/peer-liveness.ts): no new request for outlier.baseEjection
-  // or until a probe answers there; false when it was marked already
-  peerUnresponsive(address: string): boolean {
+  // or until a probe answers there; never the last healthy remote gateway (ActiveHealthChecks)
+  peerUnresponsive(address: string): 'ejected' | 'already' | 'last' {
     return this.active.peerUnresponsive(address, this.o.config.outlier.baseEjection);
   }
 
