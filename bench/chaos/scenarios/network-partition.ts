@@ -189,6 +189,12 @@ export const networkPartition: Scenario = {
             failoverFixed1sMs,
             returnMs,
             hungPastDeadline: hung,
+            // when they were due: a stall of a loaded host before the cut hangs requests too
+            hungByPhase: {
+              beforeCut: outcomes.filter((o) => o.error === 'timeout' && o.due < cutAt).length,
+              duringPartition: during.filter((o) => o.error === 'timeout').length,
+              afterHeal: outcomes.filter((o) => o.error === 'timeout' && o.due >= healAt).length,
+            },
             failedDuringPartition: during.filter((o) => !o.ok).length,
             failedInFlightAtCut: inFlightAtCut.filter((o) => !o.ok).length,
             sent: s.sent,
