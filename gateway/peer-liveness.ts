@@ -38,7 +38,7 @@ export class PeerLiveness {
   /** balancer.unresponsiveAfter: how long a PING may go unanswered; 0 sends none */
   readonly #afterMs: number;
   /** the pools that hold connections to remote gateways: tunnel sessions, and fast-path connections */
-  readonly #tunnel: Pick<H2Pool, 'session' | 'forget'>;
+  readonly #tunnel: Pick<H2Pool, 'session' | 'forget' | 'rttOf'>;
   readonly #fast: Pick<H1Pool, 'dropIdle'>;
   /** tries in flight, by remote gateway address */
   readonly #inFlight = new Map<string, Set<Watched>>();
@@ -49,7 +49,7 @@ export class PeerLiveness {
 
   constructor(
     o: PeerLivenessOptions,
-    tunnel: Pick<H2Pool, 'session' | 'forget'>,
+    tunnel: Pick<H2Pool, 'session' | 'forget' | 'rttOf'>,
     fast: Pick<H1Pool, 'dropIdle'>,
   ) {
     this.#o = o;
@@ -109,18 +109,20 @@ export class PeerLiveness {
   suspect(t: BalancerTarget): void {
     if (t.local || this.#afterMs <= 0 || this.#pinging.has(t.address)) return;
     this.#pinging.add(t.address);
-    void answers(this.#tunnel, t, this.#afterMs).then((ok) => {
+    // a peer on a loaded host answers as slowly as its event loop lags: the health checks' PINGs say how slowly
+    const within = Math.max(this.#afterMs, 4 * this.#tunnel.rttOf(t.address));
+    void answers(this.#tunnel, t, within).then((ok) => {
       this.#pinging.delete(t.address);
       this.#pings.inc({
         source_cluster: this.#o.cluster,
         destination_cluster: t.cluster,
         result: ok ? 'answered' : 'unanswered',
       });
-      if (!ok) this.#unresponsivePeer(t);
+      if (!ok) this.#unresponsivePeer(t, within);
     });
   }
 
-  #unresponsivePeer(t: BalancerTarget): void {
+  #unresponsivePeer(t: BalancerTarget, within: number): void {
     const marked = this.#o.balancers.peerUnresponsive(t.address);
     // the last healthy remote gateway keeps its traffic and its connections
     if (marked === 'last') return;
@@ -133,7 +135,7 @@ export class PeerLiveness {
     }
     this.#tunnel.forget(t.address);
     this.#fast.dropIdle(t.address);
-    const reason = new UnresponsivePeer(t, this.#afterMs);
+    const reason = new UnresponsivePeer(t, within);
     // copied: a stopped try leaves the set as its promise settles
     for (const w of [...(this.#inFlight.get(t.address) ?? [])]) if (w.retryable()) w.stop.abort(reason);
   }
@@ -169,10 +171,10 @@ function answers(tunnel: Pick<H2Pool, 'session'>, t: BalancerTarget, ms: number)
 
 /** Why a try to a gateway that left a PING unanswered was stopped before its per-try timeout. */
 class UnresponsivePeer extends MeshfedError {
-  constructor(t: BalancerTarget, afterMs: number) {
+  constructor(t: BalancerTarget, withinMs: number) {
     super(
       'MESHFED_GATEWAY_TIMEOUT',
-      `gateway ${t.gatewayName ?? t.address} of cluster ${t.cluster} did not answer a PING within ${afterMs} ms (balancer.unresponsiveAfter); its tries are retried elsewhere when safe`,
+      `gateway ${t.gatewayName ?? t.address} of cluster ${t.cluster} did not answer a PING within ${Math.round(withinMs)} ms (balancer.unresponsiveAfter); its tries are retried elsewhere when safe`,
       { retryable: true },
     );
   }
