@@ -42,8 +42,8 @@ export class PeerLiveness {
   readonly #fast: Pick<H1Pool, 'dropIdle'>;
   /** tries in flight, by remote gateway address */
   readonly #inFlight = new Map<string, Set<Watched>>();
-  /** addresses with a PING under way */
-  readonly #pinging = new Set<string>();
+  /** addresses with a PING under way, and whether a try to them was answered meanwhile */
+  readonly #pinging = new Map<string, boolean>();
   readonly #unresponsive: Counter;
   readonly #pings: Counter;
 
@@ -91,7 +91,10 @@ export class PeerLiveness {
     }
     set.add(w);
     try {
-      return await send({ ...ctx, signal: w.stop });
+      const answered = await send({ ...ctx, signal: w.stop });
+      // an answer on any connection to it while it is PINGed: alive, whatever its tunnel session says
+      if (this.#pinging.has(t.address)) this.#pinging.set(t.address, true);
+      return answered;
     } catch (err) {
       if (w.stop.aborted && w.stop.reason instanceof UnresponsivePeer)
         throw new UpstreamFailure('timeout', t, { cause: w.stop.reason });
@@ -105,13 +108,17 @@ export class PeerLiveness {
     }
   }
 
-  /** PINGs the remote gateway of `t` (one PING at a time per address); no answer within afterMs ejects it. */
+  /**
+   * PINGs the remote gateway of `t` (one PING at a time per address); no answer within afterMs, nothing else
+   * arriving on the tunnel session, and no try to it answered on any connection meanwhile, eject it.
+   */
   suspect(t: BalancerTarget): void {
     if (t.local || this.#afterMs <= 0 || this.#pinging.has(t.address)) return;
-    this.#pinging.add(t.address);
+    this.#pinging.set(t.address, false);
     // a peer on a loaded host answers as slowly as its event loop lags: the health checks' PINGs say how slowly
     const within = Math.max(this.#afterMs, 4 * this.#tunnel.rttOf(t.address));
-    void answers(this.#tunnel, t, within).then((ok) => {
+    void answers(this.#tunnel, t, within).then((pong) => {
+      const ok = pong || this.#pinging.get(t.address) === true;
       this.#pinging.delete(t.address);
       this.#pings.inc({
         source_cluster: this.#o.cluster,

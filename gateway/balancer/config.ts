@@ -69,7 +69,7 @@ export const balancerConfigSchema = z
     unresponsiveAfter: duration()
       .default(500)
       .describe(
-        "how long a remote gateway has to show it is alive (answer an HTTP/2 PING on its tunnel session, or send anything on it) after the first per-try or connect timeout towards it, or 4 × the smoothed round trip of the health checks' PINGs to it when that is longer; if it does not, it gets no new request (until a health check answers, or outlier.baseEjection; never the last healthy remote gateway), its idle connections close and its in-flight tries that a timeout would retry are retried elsewhere at once; 0: no PING",
+        "how long a remote gateway has to show it is alive (answer an HTTP/2 PING on its tunnel session, send anything on that session, or answer a request on any connection) after the first per-try or connect timeout towards it, or 4 × the smoothed round trip of the health checks' PINGs to it when that is longer; if it does not, it gets no new request (until a health check answers, or outlier.baseEjection; never the last healthy remote gateway), its idle connections close and its in-flight tries that a timeout would retry are retried elsewhere at once; 0: no PING",
       ),
     retry: z
       .strictObject({

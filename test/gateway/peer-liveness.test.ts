@@ -121,3 +121,19 @@ test('the last healthy gateway keeps its connections', async () => {
   await advance(600);
   expect(calls).toEqual({ eject: 1, forget: 0, dropIdle: 0 });
 });
+
+test('a try to the gateway answered on another connection while it is PINGed counts as an answer', async () => {
+  const { live, calls } = liveness();
+  live.suspect(PEER);
+  await advance(100);
+  const ctx = { namespace: 'shop', name: 'hello', idempotent: true, attempt: 0 } as never;
+  // a fast-path exchange, say: its response headers arrive while the tunnel session stays quiet
+  await live.watch(
+    PEER,
+    { ...(ctx as object), signal: new AbortController().signal } as never,
+    async () => 'ok',
+    () => true,
+  );
+  await advance(1000);
+  expect(calls.eject).toBe(0);
+});
