@@ -2,6 +2,7 @@ import type { ResilienceOverrideSpec, ServiceRef } from '../core/index.ts';
 import type { BalancerConfig, Balancers } from './balancer/index.ts';
 import { answerFor } from './answers.ts';
 import { isGrpc, isIdempotent } from './http-request.ts';
+import type { PeerLiveness } from './peer-liveness.ts';
 import { type GatewayRequest, type Handler, routeOf } from './pipeline.ts';
 import { retryOnMatches } from './policy/index.ts';
 import {
@@ -35,6 +36,8 @@ export interface ForwardOptions {
   codec: UpstreamCodec;
   /** a service's ResilienceOverride (from the policy in force), replacing the gateway-wide settings */
   resilience?: (service: ServiceRef) => ResilienceOverrideSpec | undefined;
+  /** PINGs a remote gateway at a timeout and stops the tries to it that can be retried when it is silent */
+  liveness?: PeerLiveness;
 }
 
 function earliest(a: number | undefined, b: number | undefined): number | undefined {
@@ -69,17 +72,29 @@ export function forward(options: ForwardOptions): Handler {
     balancedDispatch<Sent, GatewayRequest>({
       balancers: options.balancers,
       breakers: options.breakers,
-      send: (t, ctx) =>
-        sendTry(t, ctx, {
-          codec: options.codec,
-          // a failed answer is held back only when another try may follow and would be made
-          holdBack: (c, sent) => {
-            const failure = classifyAnswer(sent.status, sent.grpcStatus);
-            return (
-              failure !== undefined && c.attempt < attempts(c) && retryable(c, outcome(c, failure, sent))
-            );
-          },
-        }),
+      send: (t, ctx) => {
+        const one = (c: typeof ctx) =>
+          sendTry(t, c, {
+            codec: options.codec,
+            // a failed answer is held back only when another try may follow and would be made
+            holdBack: (c, sent) => {
+              const failure = classifyAnswer(sent.status, sent.grpcStatus);
+              return (
+                failure !== undefined && c.attempt < attempts(c) && retryable(c, outcome(c, failure, sent))
+              );
+            },
+          });
+        // a try to a silent gateway is stopped early only when a try that timed out would be retried
+        const live = options.liveness;
+        return live
+          ? live.watch(
+              t,
+              ctx,
+              one,
+              () => ctx.attempt < attempts(ctx) && retryable(ctx, outcome(ctx, 'timeout')),
+            )
+          : one(ctx);
+      },
       classify: (s) => classifyAnswer(s.status, s.grpcStatus),
     }),
     // a gRPC caller's deadline bounds all tries together, as Envoy honours grpc-timeout; so does a

@@ -22,6 +22,7 @@ import { GoldenMetrics } from './golden-metrics.ts';
 import { InFlight } from './layers/metrics.ts';
 import { type PolicyMetrics, policyMetrics } from './layers/policy-facts.ts';
 import { Listeners } from './listeners.ts';
+import { PeerLiveness } from './peer-liveness.ts';
 import { PeerRevalidation } from './peer-revalidation.ts';
 import { LocalServices } from './local-services.ts';
 import { type Handler, fromNode } from './pipeline.ts';
@@ -227,8 +228,8 @@ export class Gateway {
       cluster: options.cluster,
       codec,
       ...(resilience ? { resilience } : {}),
+      liveness: new PeerLiveness(options, this.#pool, this.#fastPool),
     });
-
     const pipelines = requestPipelines({
       options,
       send,

@@ -82,6 +82,8 @@ export class H2Pool {
   /** tunnel sessions whose remote gateway said it drains (gateway/drain.ts) */
   private readonly drained = new WeakSet<ClientHttp2Session>();
   private readonly onPeerDraining: ((address: string) => void) | undefined;
+  /** per remote gateway address, the smoothed round trip of the health checks' PINGs (ms) */
+  private readonly rtts = new Map<string, number>();
 
   constructor(o: {
     size: number;
@@ -322,10 +324,25 @@ export class H2Pool {
    */
   async probe(address: string, cluster: string): Promise<boolean> {
     const session = await this.session(address, cluster);
+    const ms = await ping(session);
+    if (ms === undefined) return false;
+    // smoothed: a PING that waits for a loaded peer's event loop takes as long as the loop lags
+    const rtt = this.rtts.get(address);
+    this.rtts.set(address, rtt === undefined ? ms : 0.7 * rtt + 0.3 * ms);
     // a draining gateway still answers PINGs; its GOAWAY came before the answer
-    return new Promise<boolean>((resolve) => {
-      if (!session.ping((err) => resolve(!err && !this.draining(session)))) resolve(false);
-    });
+    return !this.draining(session);
+  }
+
+  /** The smoothed round trip of the health checks' PINGs to the remote gateway at `address` (ms; 0 before any). */
+  rttOf(address: string): number {
+    return this.rtts.get(address) ?? 0;
+  }
+
+  /** The remote gateway at `address` is unresponsive: its sessions get no new stream and close once idle. */
+  forget(address: string): void {
+    for (const [key, e] of this.entries)
+      if (key.startsWith('tls|') && key.endsWith(`|${address}`))
+        for (const s of e.sessions) if (s) this.retire(s);
   }
 
   /** The leaf we presented on tunnel session `s` (one dialled as it rotated keeps serving with the old one). */
@@ -441,6 +458,13 @@ export class H2Pool {
     for (const e of this.entries.values()) for (const s of e.sessions) s?.close();
     this.entries.clear();
   }
+}
+
+/** a PING's round trip on `session` (ms), or undefined when it could not be sent or was not answered */
+function ping(session: ClientHttp2Session): Promise<number | undefined> {
+  return new Promise<number | undefined>((resolve) => {
+    if (!session.ping((err, ms) => resolve(err ? undefined : ms))) resolve(undefined);
+  });
 }
 
 /**

@@ -95,6 +95,11 @@ export class LoadClient {
    * a second or more is a SYN retransmitted after a listener's queue dropped it, which no event loop shows.
    */
   readonly connectMs: { http: number[]; tcp: number[] } = { http: [], tcp: [] };
+  /**
+   * Per second of load, the most HTTP requests waiting in this client for one of its connections (all busy):
+   * that wait counts in their latency, and past the deadline they time out without the gateway seeing them.
+   */
+  readonly queuedPerSecond: number[] = [];
 
   constructor(o: LoadOptions) {
     this.o = { deadlineMs: 5000, host: HELLO, ...o };
@@ -129,6 +134,10 @@ export class LoadClient {
     this.started = performance.now();
     const pending: Promise<void>[] = [];
     let i = 0;
+    const sampler = setInterval(() => {
+      const sec = Math.floor(this.now() / 1000);
+      this.queuedPerSecond[sec] = Math.max(this.queuedPerSecond[sec] ?? 0, this.pool.stats.queued);
+    }, 100);
     await new Promise<void>((resolve) => {
       const tick = () => {
         const now = this.now();
@@ -144,6 +153,7 @@ export class LoadClient {
       tick();
     });
     await Promise.all(pending);
+    clearInterval(sampler);
     return this.outcomes;
   }
 

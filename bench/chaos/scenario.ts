@@ -1,6 +1,7 @@
 // What a chaos scenario is, and the checks every one of them makes besides its own criterion.
 import type { Federation, GatewayProc } from './federation.ts';
 import { LoadClient, type LoadSummary, summarize } from './load.ts';
+import { percentile, round } from '../figures.ts';
 
 export interface ScenarioContext {
   /** requests per second of the legitimate load */
@@ -126,6 +127,19 @@ export function loadFigures(s: LoadSummary): Record<string, unknown> {
     errors: s.errors,
     servedBy: s.servedBy,
   };
+}
+
+/** new connections of the load client per kind: how many, p99 and max connect time (ms), and how many took ≥ 1 s */
+export function connectFigures(c: { http: number[]; tcp: number[] }): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [kind, ms] of Object.entries(c)) {
+    const sorted = [...ms].sort((a, b) => a - b);
+    out[`${kind}Connections`] = sorted.length;
+    out[`${kind}ConnectP99Ms`] = round(percentile(sorted, 99) || 0);
+    out[`${kind}ConnectMaxMs`] = round(sorted.at(-1) ?? 0);
+    out[`${kind}ConnectsOver1s`] = sorted.filter((x) => x >= 1000).length;
+  }
+  return out;
 }
 
 export { summarize };

@@ -33,6 +33,8 @@ export class ActiveHealthChecks {
   readonly #health = new Map<string, ActiveHealth>();
   /** remote gateway addresses that said they drain, and until when they get no new request */
   readonly #drainingUntil = new Map<string, number>();
+  /** remote gateway addresses that left a PING unanswered (gateway/peer-liveness.ts), and until when */
+  readonly #unresponsiveUntil = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
   #probe: ((t: BalancerTarget) => Promise<boolean>) | undefined;
   #probing = false;
@@ -41,10 +43,37 @@ export class ActiveHealthChecks {
     this.#o = o;
   }
 
-  /** neither draining nor failing its probes */
+  /** neither draining, nor unresponsive, nor failing its probes */
   healthy(address: string): boolean {
     if (this.#drainingUntil.size > 0 && this.#stillDraining(address)) return false;
+    if (this.#unresponsiveUntil.size > 0 && this.unresponsive(address)) return false;
     return this.probedHealthy(address);
+  }
+
+  /**
+   * The remote gateway at `address` left a PING unanswered: no new request until a probe is answered there,
+   * or `forMs` pass. 'last' (nothing marked) when no other remote gateway is healthy: a gateway cannot tell a
+   * silent peer from its own overloaded host, and taking every peer out of rotation on that would turn a slow
+   * host into an outage.
+   */
+  peerUnresponsive(address: string, forMs: number): 'ejected' | 'already' | 'last' {
+    const was = this.unresponsive(address);
+    if (!was) {
+      let others = 0;
+      for (const t of this.#o.targets()) if (t.address !== address && this.healthy(t.address)) others++;
+      if (others === 0) return 'last';
+    }
+    this.#unresponsiveUntil.set(address, this.#o.now() + forMs);
+    return was ? 'already' : 'ejected';
+  }
+
+  /** whether `address` is marked unresponsive now */
+  unresponsive(address: string): boolean {
+    const until = this.#unresponsiveUntil.get(address);
+    if (until === undefined) return false;
+    if (until > this.#o.now()) return true;
+    this.#unresponsiveUntil.delete(address);
+    return false;
   }
 
   /** what the probes say of `address` (true until they say otherwise) */
@@ -95,8 +124,12 @@ export class ActiveHealthChecks {
             h = { healthy: true, streak: 0 };
             this.#health.set(t.address, h);
           }
-          // a probe answered by a gateway that is not draining: a restarted one serves at that address
-          if (ok) this.#drainingUntil.delete(t.address);
+          // a probe answered by a gateway that is not draining: a restarted one serves at that address, and
+          // one that was unresponsive answers again
+          if (ok) {
+            this.#drainingUntil.delete(t.address);
+            this.#unresponsiveUntil.delete(t.address);
+          }
           h.streak = ok === h.healthy ? 0 : h.streak + 1;
           if (h.streak >= (ok ? hc.healthyThreshold : hc.unhealthyThreshold)) {
             h.healthy = ok;

@@ -270,6 +270,12 @@ export class Balancers {
     this.active.peerDraining(address);
   }
 
+  // `address` left a PING unanswered (gateway/peer-liveness.ts): no new request for outlier.baseEjection
+  // or until a probe answers there; never the last healthy remote gateway (ActiveHealthChecks)
+  peerUnresponsive(address: string): 'ejected' | 'already' | 'last' {
+    return this.active.peerUnresponsive(address, this.o.config.outlier.baseEjection);
+  }
+
   private healthy(svc: ResolvedService, t: BalancerTarget, now: number): boolean {
     if (!this.activeHealthy(t)) return false;
     const s = this.stats.get(svc.key)?.get(t.id);

@@ -66,6 +66,11 @@ export const balancerConfigSchema = z
         healthyThreshold: z.number().int().min(1).default(2),
       })
       .default({ interval: 5_000, timeout: 1_000, unhealthyThreshold: 2, healthyThreshold: 2 }),
+    unresponsiveAfter: duration()
+      .default(500)
+      .describe(
+        "how long a remote gateway has to show it is alive (answer an HTTP/2 PING on its tunnel session, send anything on that session, or answer a request on any connection) after the first per-try or connect timeout towards it, or 4 × the smoothed round trip of the health checks' PINGs to it when that is longer; if it does not, it gets no new request (until a health check answers, or outlier.baseEjection; never the last healthy remote gateway), its idle connections close and its in-flight tries that a timeout would retry are retried elsewhere at once; 0: no PING",
+      ),
     retry: z
       .strictObject({
         attempts: z
@@ -141,6 +146,7 @@ export const balancerConfigSchema = z
     panicThreshold: 50,
     outlier: { consecutiveFailures: 5, baseEjection: 30_000, maxEjection: 300_000, maxEjectionPercent: 50 },
     healthCheck: { interval: 5_000, timeout: 1_000, unhealthyThreshold: 2, healthyThreshold: 2 },
+    unresponsiveAfter: 500,
     retry: RETRY_DEFAULTS,
     timeouts: { connect: 1_000, request: 15_000, idle: 60_000 },
     circuitBreaker: CIRCUIT_BREAKER_DEFAULTS,

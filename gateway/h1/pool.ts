@@ -123,6 +123,18 @@ export class H1Pool {
     return undefined;
   }
 
+  /** The remote gateway at `address` is unresponsive: its idle connections close (busy ones stay theirs). */
+  dropIdle(address: string): void {
+    for (const [key, k] of this.#keys) {
+      if (!key.startsWith('tls|') || !key.endsWith(`|${address}`)) continue;
+      for (const c of k.idle.splice(0)) {
+        this.#idleCount--;
+        c.idleSince = 0;
+        c.socket.destroy();
+      }
+    }
+  }
+
   /**
    * An idle connection to `address` (mTLS to a gateway of `cluster` when given), else the first one that
    * is released or dialled for it. A dial starts only while fewer are under way than requests wait, and

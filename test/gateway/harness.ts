@@ -197,6 +197,28 @@ export interface Mesh {
   ): Promise<TestGateway>;
 }
 
+/**
+ * The mesh of one test file, made before its tests (beforeAll), and what they ask to close after them, last
+ * first (afterAll): `mesh()` once the tests run, `closing(fn)` from a test or a helper.
+ */
+export function meshOfFile(): { mesh: () => Mesh; closing: (fn: () => unknown) => void } {
+  let made: Mesh | undefined;
+  const closers: (() => unknown)[] = [];
+  beforeAll(async () => {
+    made = await createMesh();
+  }, 30_000);
+  afterAll(async () => {
+    for (const c of closers.reverse()) await c();
+  });
+  return {
+    mesh: () => {
+      if (!made) throw new Error('meshOfFile: the mesh is made in beforeAll; ask for it from a test');
+      return made;
+    },
+    closing: (fn) => closers.push(fn),
+  };
+}
+
 /** A federation on loopback; pass `root` to let several threads or processes share one trust root. */
 export async function createMesh(o: { root?: CaMaterial } = {}): Promise<Mesh> {
   const root = o.root ?? (await createRoot({ trustDomain: TRUST_DOMAIN }));

@@ -5,7 +5,15 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { percentile, round } from '../../figures.ts';
 import { Federation, threeClusters } from '../federation.ts';
 import { explainedRun } from '../breakdown.ts';
-import { loadFigures, lossCheck, lossNotes, type Scenario, sourceLoad, withFederation } from '../scenario.ts';
+import {
+  connectFigures,
+  loadFigures,
+  lossCheck,
+  lossNotes,
+  type Scenario,
+  sourceLoad,
+  withFederation,
+} from '../scenario.ts';
 
 export const baseline: Scenario = {
   name: 'baseline',
@@ -48,16 +56,3 @@ export const baseline: Scenario = {
     });
   },
 };
-
-/** new connections of the load client per kind: how many, p99 and max connect time (ms), and how many took ≥ 1 s */
-function connectFigures(c: { http: number[]; tcp: number[] }): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const [kind, ms] of Object.entries(c)) {
-    const sorted = [...ms].sort((a, b) => a - b);
-    out[`${kind}Connections`] = sorted.length;
-    out[`${kind}ConnectP99Ms`] = round(percentile(sorted, 99) || 0);
-    out[`${kind}ConnectMaxMs`] = round(sorted.at(-1) ?? 0);
-    out[`${kind}ConnectsOver1s`] = sorted.filter((x) => x >= 1000).length;
-  }
-  return out;
-}

@@ -9,7 +9,9 @@ import { round } from '../../figures.ts';
 import { Federation, threeClusters } from '../federation.ts';
 import { type Outcome, settleMs } from '../load.ts';
 import { NetLab, netnsUnavailable } from '../netns.ts';
+import { settledWindow, settleVerdict } from '../settle.ts';
 import {
+  connectFigures,
   loadFigures,
   lossCheck,
   lossNotes,
@@ -79,7 +81,7 @@ function westAt(catalogText: string): string {
 export const networkPartition: Scenario = {
   name: 'network-partition',
   criterion:
-    'the link between east (the load) and west cut for 15 s (data path and NATS; eu reaches both), then restored: failover to eu ≤ 3 s; west serves again after the heal; no request hangs past its 5 s deadline',
+    'the link between east (the load) and west cut for 15 s (data path and NATS; eu reaches both), then restored: failover to eu ≤ 3 s and the load settled after the heal (settled windows: the last failed or slow request before 2 s without one); west serves again after the heal; no request hangs past its 5 s deadline',
   async run(ctx) {
     const why = netnsUnavailable();
     if (why) return { pass: false, figures: {}, notes: [why], skipped: why };
@@ -131,12 +133,19 @@ export const networkPartition: Scenario = {
         await load.close();
         const s = summarize(outcomes);
         const end = durationMs;
-        // failover as gateway-kill measures it: a request counts as slow only past every request before the
-        // cut (and 1 s), since on a loaded host requests of over a second happen with no fault at all; the
-        // figure with a fixed 1 s beside it
-        const { settleMs: failoverMs, slowMs: slowAfterCutMs } = settleMs(outcomes, cutAt, SLOW_MS, healAt);
+        // failover as gateway-kill measures it: a settled window after the cut (until the heal) and one after
+        // the heal; the measures before them beside them for one release (the last request slower than every
+        // one before the cut, and the last one over a fixed 1 s)
+        const failover = settledWindow(outcomes, { at: cutAt, until: healAt, floorMs: SLOW_MS });
+        const afterHeal = settledWindow(outcomes, { at: healAt, controlUntil: cutAt, floorMs: SLOW_MS });
+        const { settleMs: failoverLastSlowMs, slowMs: slowAfterCutMs } = settleMs(
+          outcomes,
+          cutAt,
+          SLOW_MS,
+          healAt,
+        );
         const failoverFixed1sMs = settledAfter(outcomes, cutAt, healAt);
-        const afterHealSettleMs = settledAfter(outcomes, healAt, end);
+        const afterHealFixed1sMs = settledAfter(outcomes, healAt, end);
         const westBack = outcomes
           .filter((o) => o.due >= healAt && o.cluster === 'west')
           .reduce((m, o) => Math.min(m, o.due), Number.POSITIVE_INFINITY);
@@ -155,25 +164,44 @@ export const networkPartition: Scenario = {
         if (westWhileCut > 0)
           notes.push(`west served ${westWhileCut} requests while cut off: the cut did not cut`);
         if (westLateAtEu !== 'live') notes.push(`eu saw west as ${westLateAtEu} during the partition`);
-        if (failoverMs > 3000) notes.push(`failover took ${failoverMs} ms`);
+        for (const v of [
+          settleVerdict(failover, 'failover', 3000),
+          settleVerdict(afterHeal, 'the return after the heal', Number.POSITIVE_INFINITY),
+        ])
+          if (v) notes.push(v);
         if (returnMs === null)
           notes.push(`west served nothing in the ${end - Math.round(healAt)} ms after the heal`);
         if (hung > 0) notes.push(`${hung} requests hung past their deadline`);
         return {
           pass: notes.length === 0,
           figures: {
-            failoverMs,
+            failoverMs: failover.settleMs,
+            failoverSettled: failover.settled,
+            slowMs: failover.slowMs,
+            slowAfterSettled: failover.slowAfterSettled,
+            slowAfterSettledAtMs: failover.slowAfterSettledAtMs,
+            afterHealSettleMs: afterHeal.settleMs,
+            afterHealSettled: afterHeal.settled,
+            slowAfterHealSettled: afterHeal.slowAfterSettled,
+            slowAfterHealSettledAtMs: afterHeal.slowAfterSettledAtMs,
+            failoverLastSlowMs,
             slowAfterCutMs,
             failoverFixed1sMs,
             returnMs,
             hungPastDeadline: hung,
+            // when they were due: a stall of a loaded host before the cut hangs requests too
+            hungByPhase: {
+              beforeCut: outcomes.filter((o) => o.error === 'timeout' && o.due < cutAt).length,
+              duringPartition: during.filter((o) => o.error === 'timeout').length,
+              afterHeal: outcomes.filter((o) => o.error === 'timeout' && o.due >= healAt).length,
+            },
             failedDuringPartition: during.filter((o) => !o.ok).length,
             failedInFlightAtCut: inFlightAtCut.filter((o) => !o.ok).length,
             sent: s.sent,
             failed: s.failed,
             successPct: s.successPct,
             maxMsDuringPartition: round(during.reduce((m, o) => Math.max(m, o.latency), 0)),
-            afterHealSettleMs,
+            afterHealFixed1sMs,
             partitionMs: round(healAt - cutAt),
             westAtEastLateInPartition: westLate,
             westAtEuLateInPartition: westLateAtEu,
@@ -190,6 +218,22 @@ export const networkPartition: Scenario = {
                 (o) =>
                   `${o.kind} due ${round(o.due - cutAt)} ms after the cut: ${o.ok ? `ok in ${round(o.latency)} ms from ${o.cluster}` : `${o.error} after ${round(o.latency)} ms`}`,
               ),
+            // requests past the load's deadline: which kind, when, and how late they were sent (the load
+            // client's own lag), the first 20
+            hungSample: outcomes
+              .filter((o) => o.error === 'timeout')
+              .sort((a, b) => a.due - b.due)
+              .slice(0, 20)
+              .map((o) => {
+                const lag = load.sendLag[Math.round((o.due * ctx.rate) / 1000)] ?? 0;
+                return `${o.kind} due ${round(o.due - cutAt)} ms after the cut, sent ${round(lag)} ms late`;
+              }),
+            // per second since the cut, the most HTTP requests queued in the load client for a connection
+            clientQueuedPerSecondSinceCut: Array.from(
+              load.queuedPerSecond.slice(Math.floor(cutAt / 1000)),
+              (q) => q ?? 0,
+            ),
+            ...connectFigures(load.connectMs),
             servedByBeforeCut: beforeCut,
             servedByDuringPartition: duringBy,
             servedByAfterHeal: servedBy(outcomes, healAt, end),
