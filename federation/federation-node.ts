@@ -124,17 +124,37 @@ export class FederationNode implements CatalogView, LinkReportView {
     p.outbox.announce();
   }
 
-  /** Stops publishing and listening; with `withdraw` (or config withdrawOnStop) tombstones every export first. */
+  /**
+   * This gateway leaves the catalog by name (it drains or stops): other clusters drop it from this cluster's
+   * offers at once, and this cluster's other gateways keep serving them. It publishes nothing of the cluster
+   * afterwards; advertise() starts again. Resolves once the withdrawal reached the NATS server (or at once
+   * without a connection: peers then let it go stale, then expire).
+   */
+  async withdrawGateway(): Promise<void> {
+    const p = this.#p;
+    if (this.#stopped || !p.outbox.withdraw()) return;
+    this.#p.log.info(
+      { gateways: this.#o.gateways.map((g) => g.name) },
+      'withdrew this gateway from the catalog',
+    );
+    await p.link.connection?.flush().catch(() => undefined);
+  }
+
+  /**
+   * Stops publishing and listening, withdrawing this gateway by name first; with `withdraw` (or config
+   * withdrawOnStop) it also tombstones every export, which withdraws the services from the whole cluster.
+   */
   async stop(o: { withdraw?: boolean } = {}): Promise<void> {
     if (this.#stopped) return;
     const p = this.#p;
     const withdraw = o.withdraw ?? this.config.withdrawOnStop;
     const nc = p.link.connection;
-    if (withdraw && p.publisher && nc && p.link.connected) {
+    if (withdraw && p.publisher && nc && p.link.connected && p.outbox.advertising) {
       p.outbox.publish(p.publisher.withdrawAll());
       p.outbox.announce();
-      await nc.flush().catch(() => undefined);
     }
+    await this.withdrawGateway();
+    if (withdraw) await nc?.flush().catch(() => undefined);
     this.#stopped = true;
     this.#events.clear();
     for (const t of this.#timers) clearInterval(t);
