@@ -83,6 +83,20 @@ async function westPair(): Promise<{ a: FederationNode; b: FederationNode }> {
   return { a: await westGateway(GW_A, services), b: await westGateway(GW_B, services) };
 }
 
+/** east's view, letting a silent gateway (or cluster) go stale only after 120 s: longer than any test here */
+function patientView(
+  registry: Registry,
+  config: Partial<FederationConfigInput> = {},
+): Promise<FederationNode> {
+  return node({
+    pki,
+    cluster: 'east',
+    servers: [nats.url],
+    registry,
+    config: { staleAfter: '120s', ...config },
+  });
+}
+
 /** the gateway names a view lists for west's `name` */
 function listed(view: FederationNode, name = 'orders'): string[] {
   const inst = view.instances('shop', name).find((i) => i.cluster === 'west');
@@ -142,14 +156,8 @@ test('regression: a view lists both gateways of a cluster, steadily across repub
 test('a draining gateway is withdrawn by name; the other stays', async () => {
   const { a } = await westPair();
   const registry = createRegistry();
-  // a view that never lets a gateway go stale within this test: only the withdrawal can remove gw-a
-  const view = await node({
-    pki,
-    cluster: 'east',
-    servers: [nats.url],
-    registry,
-    config: { staleAfter: '120s', heartbeatInterval: '200ms' },
-  });
+  // only the withdrawal can remove gw-a within this test
+  const view = await patientView(registry);
   await waitFor(() => listed(view).join() === 'gw-a,gw-b', { timeoutMs: 15_000, what: 'both listed' });
   await a.withdrawGateway();
   await waitFor(() => listed(view).join() === 'gw-b' && listed(view, 'carts').join() === 'gw-b', {
@@ -172,12 +180,7 @@ test('a draining gateway is withdrawn by name; the other stays', async () => {
 test('a gateway that vanishes silently expires after its TTL; the other stays', async () => {
   await westGateway(GW_B);
   // staleness cannot hide gw-a in this test: only its expiry can remove it
-  const view = await node({
-    pki,
-    cluster: 'east',
-    servers: [nats.url],
-    config: { staleAfter: '120s', maxClockSkew: '1s' },
-  });
+  const view = await patientView(createRegistry(), { maxClockSkew: '1s' });
   await waitFor(() => listed(view).join() === 'gw-b', { timeoutMs: 15_000, what: 'gw-b listed' });
   // gw-a says it offers orders, valid for 3 s, announces once, then never speaks again (SIGKILL)
   const now = Date.now();
@@ -305,14 +308,8 @@ test('mixed versions: an old gateway’s messages merge with a new one’s; old 
   await spy.flush();
   const b = await westGateway(GW_B);
   const registry = createRegistry();
-  // the hand-made gw-a announces once: a view that lets gateways go stale only after 120 s keeps it listed
-  const view = await node({
-    pki,
-    cluster: 'east',
-    servers: [nats.url],
-    registry,
-    config: { staleAfter: '120s' },
-  });
+  // the hand-made gw-a announces once: it stays listed
+  const view = await patientView(registry);
   await waitFor(() => listed(view).join() === 'gw-b', { timeoutMs: 15_000, what: 'gw-b listed' });
   // an old gw-a: its entry and heartbeat list itself, as every version did; it never withdraws by name
   const oldEntry: EntryMessage = entryMessage({ cluster: 'west', gateways: [GW_A], weight: 2 });
