@@ -94,12 +94,12 @@ export function exportCatalog(
     announces: {
       *[Symbol.iterator]() {
         for (const c of clusters.values()) {
-          let last = 0;
+          let last: Proof | undefined;
           for (const g of c.gateways.all()) {
             // one announcement that lists several gateways is written once
-            if (!g.announceProof || g.announceRevision === last) continue;
-            last = g.announceRevision;
-            yield { cluster: c.cluster, revision: last, proof: g.announceProof, stale: c.stale };
+            if (!g.announceProof || g.announceProof === last) continue;
+            last = g.announceProof;
+            yield { cluster: c.cluster, revision: g.announceRevision, proof: last, stale: c.stale };
           }
         }
       },

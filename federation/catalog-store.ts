@@ -250,6 +250,8 @@ export class CatalogStore implements CatalogView {
       return { result: duplicate ? 'duplicate' : 'stale_revision', digestMatches: matches() };
     const c = known ?? this.#cluster(msg.cluster, now);
     let changed = c.stale || c.lastHeartbeat === undefined || !sameJson(c.locality, msg.locality);
+    // a cluster heard again after it went stale: its other gateways get a heartbeat's time to be heard too
+    if (c.stale) for (const g of c.gateways.all()) g.lastSeen = Math.max(g.lastSeen, now);
     for (const n of news) {
       const { gateway: g, created, moved } = c.gateways.ensure(n, now);
       g.announceRevision = msg.revision;

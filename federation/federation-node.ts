@@ -16,6 +16,9 @@ import { FederationParts, type FederationNodeOptions, signerFor } from './federa
 import type { LinkState, NatsStatus } from './nats-link.ts';
 import type { PolicyAgent } from './policy-agent.ts';
 
+/** how long a withdrawal waits for the NATS server to have it before the drain goes on */
+const WITHDRAW_FLUSH_MS = 1000;
+
 /**
  * A cluster's member of the federated catalog: it publishes this cluster's exported services as signed entries
  * and announcements on NATS, answers snapshot requests for its own cluster, and keeps the verified view of every
@@ -133,11 +136,16 @@ export class FederationNode implements CatalogView, LinkReportView {
   async withdrawGateway(): Promise<void> {
     const p = this.#p;
     if (this.#stopped || !p.outbox.withdraw()) return;
-    this.#p.log.info(
-      { gateways: this.#o.gateways.map((g) => g.name) },
-      'withdrew this gateway from the catalog',
-    );
-    await p.link.connection?.flush().catch(() => undefined);
+    p.log.info({ gateways: this.#o.gateways.map((g) => g.name) }, 'withdrew this gateway from the catalog');
+    // a drain waits for this: a connection that went bad meanwhile must not hold it up
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      p.link.connection?.flush().catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, WITHDRAW_FLUSH_MS);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 
   /**
