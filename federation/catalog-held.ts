@@ -1,5 +1,5 @@
 import type { Locality, RemoteServiceInstance } from '../core/index.ts';
-import type { ClusterGateways, HeldGateway } from './cluster-gateways.ts';
+import { type ClusterGateways, type HeldGateway, offerProof, offerRevision } from './cluster-gateways.ts';
 import { entryKey } from './messages.ts';
 import type { Proof } from './proof.ts';
 
@@ -77,9 +77,11 @@ export function exportCatalog(
       *[Symbol.iterator]() {
         for (const c of clusters.values()) {
           for (const g of c.gateways.all()) {
-            for (const [svcKey, proof] of g.proofs) {
+            for (const [svcKey, offer] of g.offers) {
+              const proof = offerProof(offer);
+              if (!proof) continue;
               const held = c.entries.get(svcKey)!;
-              const revision = g.offers.get(svcKey)!;
+              const revision = offerRevision(offer, held.revision);
               yield { key: entryKey(c.cluster, held.namespace, held.name), revision, proof };
             }
           }
@@ -111,15 +113,7 @@ export function exportCatalog(
 export function dropOffer(g: HeldGateway, held: RemoteServiceInstance, offered: number): void {
   const svcKey = `${held.namespace}/${held.name}`;
   g.offers.delete(svcKey);
-  g.proofs.delete(svcKey);
   g.digest.remove(held.namespace, held.name, offered);
-}
-
-/** the oldest revision any gateway of `c` offers `svcKey` at */
-export function oldestOffer(c: HeldCluster, svcKey: string): number {
-  let oldest = Number.POSITIVE_INFINITY;
-  for (const g of c.gateways.all()) oldest = Math.min(oldest, g.offers.get(svcKey) ?? oldest);
-  return oldest;
 }
 
 export function sameRouting(a: RemoteServiceInstance, b: RemoteServiceInstance): boolean {

@@ -13,14 +13,13 @@ import {
   exportCatalog,
   type HeldCluster,
   type HeldTombstone,
-  oldestOffer,
   PortLists,
   type Service,
   sameJson,
   sameRouting,
 } from './catalog-held.ts';
 import { CatalogChanges } from './catalog-changes.ts';
-import { ClusterGateways, type HeldGateway } from './cluster-gateways.ts';
+import { ClusterGateways, type HeldGateway, offerRevision } from './cluster-gateways.ts';
 import {
   type AnnounceMessage,
   type EntryMessage,
@@ -114,14 +113,20 @@ export class CatalogStore implements CatalogView {
       return tomb.revision === msg.revision ? 'duplicate' : 'stale_revision';
     const svcKey = `${msg.namespace}/${msg.name}`;
     const known = this.#clusters.get(msg.cluster);
+    const held = known?.entries.get(svcKey);
     const news: (GatewayEndpoint | undefined)[] = [];
     let duplicate = false;
     for (const g of msg.gateways.length === 0 ? [undefined] : msg.gateways) {
       const name = g?.name ?? '';
       if (news.some((n) => (n?.name ?? '') === name)) continue;
       const withdrawn = known?.gateways.withdrawn.get(name);
-      if (withdrawn && withdrawn.revision >= msg.revision) continue;
-      const offered = known?.gateways.get(name)?.offers.get(svcKey);
+      // sent before its gateway withdrew (still in flight then): expected, not a replay to count
+      if (withdrawn && withdrawn.revision >= msg.revision) {
+        duplicate = true;
+        continue;
+      }
+      const offer = known?.gateways.get(name)?.offers.get(svcKey);
+      const offered = offer === undefined ? undefined : offerRevision(offer, held!.revision);
       if (offered !== undefined && offered >= msg.revision) {
         duplicate ||= offered === msg.revision;
         continue;
@@ -136,6 +141,9 @@ export class CatalogStore implements CatalogView {
       svc = { key: svcKey, namespace: msg.namespace, name: msg.name, clusters: [] };
       this.#services.set(svcKey, svc);
     }
+    const newest = !held || msg.revision > held.revision;
+    // the entry's revision moves on: offers stored as "at the entry's revision" keep the one they had
+    if (held && newest) cluster.gateways.pin(svc.key, held.revision);
     let gatewaysChanged = false;
     const moved: HeldGateway[] = [];
     for (const named of news) {
@@ -143,11 +151,10 @@ export class CatalogStore implements CatalogView {
       if (hasMoved) moved.push(g);
       gatewaysChanged ||= created || hasMoved || !g.fresh;
       const before = g.offers.get(svc.key);
-      if (before !== undefined) g.digest.remove(msg.namespace, msg.name, before);
-      g.offers.set(svc.key, msg.revision);
+      if (before !== undefined)
+        g.digest.remove(msg.namespace, msg.name, offerRevision(before, held!.revision));
+      g.offers.set(svc.key, newest ? (proof ?? true) : { revision: msg.revision, proof });
       g.digest.add(msg.namespace, msg.name, msg.revision);
-      if (proof) g.proofs.set(svc.key, proof);
-      else g.proofs.delete(svc.key);
       if (msg.expiresAt > g.expiresAt) g.expiresAt = msg.expiresAt;
       g.lastSeen = Math.max(g.lastSeen, now);
       if (!g.fresh) {
@@ -158,8 +165,6 @@ export class CatalogStore implements CatalogView {
     // a view of 100,000 entries holds ~50 distinct localities, gateway lists and port lists: share them
     if (cluster.lastLocality === undefined || !sameJson(cluster.lastLocality, msg.locality))
       cluster.lastLocality = msg.locality;
-    const held = cluster.entries.get(svc.key);
-    const newest = !held || msg.revision > held.revision;
     const instance: RemoteServiceInstance = Object.freeze({
       cluster: cluster.cluster,
       namespace: svc.namespace,
@@ -201,7 +206,7 @@ export class CatalogStore implements CatalogView {
     const c = this.#clusters.get(msg.cluster);
     const svcKey = `${msg.namespace}/${msg.name}`;
     const held = c?.entries.get(svcKey);
-    if (c && held && oldestOffer(c, svcKey) >= msg.revision) return 'stale_revision';
+    if (c && held && c.gateways.oldestOffer(svcKey, held.revision) >= msg.revision) return 'stale_revision';
     const tomb = this.#tombstones.get(key);
     if (tomb && tomb.revision >= msg.revision)
       return tomb.revision === msg.revision ? 'duplicate' : 'stale_revision';
@@ -209,7 +214,8 @@ export class CatalogStore implements CatalogView {
     this.#version++;
     if (c && held) {
       for (const g of c.gateways.all()) {
-        const offered = g.offers.get(svcKey);
+        const offer = g.offers.get(svcKey);
+        const offered = offer === undefined ? undefined : offerRevision(offer, held.revision);
         if (offered !== undefined && offered < msg.revision) dropOffer(g, held, offered);
       }
       this.#relistEntry(c, svcKey);
@@ -241,7 +247,7 @@ export class CatalogStore implements CatalogView {
       const announced = known?.gateways.get(name)?.announceRevision ?? 0;
       const newer = Math.max(announced, withdrawn?.revision ?? 0);
       if (newer >= msg.revision) {
-        duplicate ||= newer === msg.revision;
+        duplicate ||= newer === msg.revision || (withdrawn?.revision ?? 0) >= msg.revision;
         continue;
       }
       news.push(g);
@@ -312,7 +318,8 @@ export class CatalogStore implements CatalogView {
       const svcKey = `${held.namespace}/${held.name}`;
       let dropped = false;
       for (const g of c.gateways.all()) {
-        const offered = g.offers.get(svcKey);
+        const offer = g.offers.get(svcKey);
+        const offered = offer === undefined ? undefined : offerRevision(offer, held.revision);
         if (offered !== undefined && offered <= asOf) {
           dropOffer(g, held, offered);
           dropped = true;
@@ -423,11 +430,15 @@ export class CatalogStore implements CatalogView {
 
   /** Drops a gateway's offers older than `before`; the gateway goes too once it offers nothing. */
   #dropGateway(c: HeldCluster, g: HeldGateway, before: number): void {
-    for (const [svcKey, offered] of g.offers) {
-      if (offered >= before) continue;
+    for (const [svcKey, offer] of g.offers) {
       const held = c.entries.get(svcKey);
-      if (held) dropOffer(g, held, offered);
-      else g.offers.delete(svcKey);
+      if (!held) {
+        g.offers.delete(svcKey);
+        continue;
+      }
+      const offered = offerRevision(offer, held.revision);
+      if (offered >= before) continue;
+      dropOffer(g, held, offered);
       this.#relistEntry(c, svcKey);
     }
     if (g.offers.size === 0) c.gateways.delete(g.name);
@@ -445,7 +456,7 @@ export class CatalogStore implements CatalogView {
   #relistEntry(c: HeldCluster, svcKey: string): boolean {
     const held = c.entries.get(svcKey);
     if (!held) return false;
-    const revision = c.gateways.newestOffer(svcKey);
+    const revision = c.gateways.newestOffer(svcKey, held.revision);
     if (revision === 0) {
       this.#remove(c, held);
       return false;
@@ -467,8 +478,8 @@ export class CatalogStore implements CatalogView {
   #remove(c: HeldCluster, inst: RemoteServiceInstance): void {
     const svc = this.#services.get(`${inst.namespace}/${inst.name}`)!;
     for (const g of c.gateways.all()) {
-      const offered = g.offers.get(svc.key);
-      if (offered !== undefined) dropOffer(g, inst, offered);
+      const offer = g.offers.get(svc.key);
+      if (offer !== undefined) dropOffer(g, inst, offerRevision(offer, inst.revision));
     }
     c.entries.delete(svc.key);
     this.#size--;

@@ -1,6 +1,23 @@
 import type { GatewayEndpoint } from '../core/index.ts';
 import { SetDigest } from './digest.ts';
-import type { Proof } from './proof.ts';
+import { Proof } from './proof.ts';
+
+/**
+ * One gateway's offer of one service, as small as the common case allows. At the entry's own revision (the
+ * newest offer: with one gateway, every offer) it is only its proof, or `true` when proofs are not kept: no
+ * number and no record per offer. An older offer (another gateway published since) holds its own revision.
+ */
+export type Offer = Proof | true | { readonly revision: number; readonly proof: Proof | undefined };
+
+/** the revision of an offer of an entry whose own revision is `entryRevision` */
+export function offerRevision(o: Offer, entryRevision: number): number {
+  return o === true || o instanceof Proof ? entryRevision : o.revision;
+}
+
+/** what vouches for an offer, when proofs are kept */
+export function offerProof(o: Offer): Proof | undefined {
+  return o === true ? undefined : o instanceof Proof ? o : o.proof;
+}
 
 /**
  * One gateway of a remote cluster as the view holds it. Every offer of that cluster that lists it holds the same
@@ -10,10 +27,8 @@ export interface HeldGateway {
   /** '' stands for entries that named no gateway: they offer a service but give nobody to dial */
   readonly name: string;
   endpoint: GatewayEndpoint | undefined;
-  /** service key (`namespace/name`, its Service record's string) → the revision of this gateway's offer */
-  readonly offers: Map<string, number>;
-  /** what vouches for each offer, when the caller keeps proofs (persistence) */
-  readonly proofs: Map<string, Proof>;
+  /** service key (`namespace/name`, its Service record's string) → this gateway's offer of it */
+  readonly offers: Map<string, Offer>;
   /** its offers as (name, revision): compared with the digest its own announcements carry */
   readonly digest: SetDigest;
   announceRevision: number;
@@ -73,7 +88,6 @@ export class ClusterGateways {
         name,
         endpoint: named ? endpointOf(named) : undefined,
         offers: new Map(),
-        proofs: new Map(),
         digest: new SetDigest(),
         announceRevision: 0,
         announceProof: undefined,
@@ -113,11 +127,33 @@ export class ClusterGateways {
     return list;
   }
 
-  /** the newest revision any gateway offers `svcKey` at (0 when none does) */
-  newestOffer(svcKey: string): number {
+  /** the newest revision any gateway offers `svcKey` at (0 when none does); the entry's own is `entryRevision` */
+  newestOffer(svcKey: string, entryRevision: number): number {
     let newest = 0;
-    for (const g of this.#sorted) newest = Math.max(newest, g.offers.get(svcKey) ?? 0);
+    for (const g of this.#sorted) {
+      const o = g.offers.get(svcKey);
+      if (o !== undefined) newest = Math.max(newest, offerRevision(o, entryRevision));
+    }
     return newest;
+  }
+
+  /** the oldest revision any gateway offers `svcKey` at (infinite when none does) */
+  oldestOffer(svcKey: string, entryRevision: number): number {
+    let oldest = Number.POSITIVE_INFINITY;
+    for (const g of this.#sorted) {
+      const o = g.offers.get(svcKey);
+      if (o !== undefined) oldest = Math.min(oldest, offerRevision(o, entryRevision));
+    }
+    return oldest;
+  }
+
+  /** Before an entry's revision moves on: its offers at the old one say so themselves. */
+  pin(svcKey: string, entryRevision: number): void {
+    for (const g of this.#sorted) {
+      const o = g.offers.get(svcKey);
+      if (o === true || o instanceof Proof)
+        g.offers.set(svcKey, { revision: entryRevision, proof: offerProof(o) });
+    }
   }
 
   /** every fresh gateway with an address, for the cluster's state */

@@ -136,9 +136,9 @@ test('a withdrawal drops one gateway by name, refuses its older messages, and yi
   expect(s.applyWithdraw(withdraw('gw-a', T0 + 1))).toBe('applied');
   expect(listed(s)).toEqual(['gw-b']);
   expect(s.applyWithdraw(withdraw('gw-a', T0 + 1))).toBe('duplicate');
-  // still in flight from before the withdrawal
-  expect(s.applyEntry(entry('gw-a', T0 + 1), undefined, T0)).toBe('stale_revision');
-  expect(s.applyAnnounce(announce('gw-a', T0), undefined, T0).result).toBe('stale_revision');
+  // still in flight from before the withdrawal: dropped, but not counted as replays
+  expect(s.applyEntry(entry('gw-a', T0 + 1), undefined, T0)).toBe('duplicate');
+  expect(s.applyAnnounce(announce('gw-a', T0), undefined, T0).result).toBe('duplicate');
   expect(listed(s)).toEqual(['gw-b']);
   // started again: newer revisions
   expect(s.applyAnnounce(announce('gw-a', T0 + 50), undefined, T0 + 50).result).toBe('applied');
