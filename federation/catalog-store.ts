@@ -2,7 +2,6 @@ import type {
   CatalogChange,
   CatalogView,
   ClusterState,
-  GatewayEndpoint,
   RemoteServiceInstance,
   ServiceRef,
 } from '../core/index.ts';
@@ -19,7 +18,7 @@ import {
   sameRouting,
 } from './catalog-held.ts';
 import { CatalogChanges } from './catalog-changes.ts';
-import { ClusterGateways, type HeldGateway, offerRevision } from './cluster-gateways.ts';
+import { ClusterGateways, type HeldGateway, newsFor, offerRevision } from './cluster-gateways.ts';
 import {
   type AnnounceMessage,
   type EntryMessage,
@@ -114,25 +113,10 @@ export class CatalogStore implements CatalogView {
     const svcKey = `${msg.namespace}/${msg.name}`;
     const known = this.#clusters.get(msg.cluster);
     const held = known?.entries.get(svcKey);
-    const news: (GatewayEndpoint | undefined)[] = [];
-    let duplicate = false;
-    for (const g of msg.gateways.length === 0 ? [undefined] : msg.gateways) {
-      const name = g?.name ?? '';
-      if (news.some((n) => (n?.name ?? '') === name)) continue;
-      const withdrawn = known?.gateways.withdrawn.get(name);
-      // sent before its gateway withdrew (still in flight then): expected, not a replay to count
-      if (withdrawn && withdrawn.revision >= msg.revision) {
-        duplicate = true;
-        continue;
-      }
-      const offer = known?.gateways.get(name)?.offers.get(svcKey);
-      const offered = offer === undefined ? undefined : offerRevision(offer, held!.revision);
-      if (offered !== undefined && offered >= msg.revision) {
-        duplicate ||= offered === msg.revision;
-        continue;
-      }
-      news.push(g);
-    }
+    const { news, duplicate } = newsFor(known?.gateways, msg.gateways, msg.revision, (g) => {
+      const offer = g.offers.get(svcKey);
+      return offer === undefined ? undefined : offerRevision(offer, held!.revision);
+    });
     if (news.length === 0) return duplicate ? 'duplicate' : 'stale_revision';
     if (tomb) this.#tombstones.delete(key);
     const cluster = known ?? this.#cluster(msg.cluster, now);
@@ -238,20 +222,12 @@ export class CatalogStore implements CatalogView {
     const known = this.#clusters.get(msg.cluster);
     // anti-entropy per gateway: the digest is of the announcing gateway's own offers
     const matches = (): boolean => known?.gateways.get(named[0]?.name ?? '')?.digest.hex() === msg.digest;
-    const news: (GatewayEndpoint | undefined)[] = [];
-    let duplicate = false;
-    for (const g of named) {
-      const name = g?.name ?? '';
-      if (news.some((n) => (n?.name ?? '') === name)) continue;
-      const withdrawn = known?.gateways.withdrawn.get(name);
-      const announced = known?.gateways.get(name)?.announceRevision ?? 0;
-      const newer = Math.max(announced, withdrawn?.revision ?? 0);
-      if (newer >= msg.revision) {
-        duplicate ||= newer === msg.revision || (withdrawn?.revision ?? 0) >= msg.revision;
-        continue;
-      }
-      news.push(g);
-    }
+    const { news, duplicate } = newsFor(
+      known?.gateways,
+      msg.gateways,
+      msg.revision,
+      (g) => g.announceRevision,
+    );
     if (news.length === 0)
       return { result: duplicate ? 'duplicate' : 'stale_revision', digestMatches: matches() };
     const c = known ?? this.#cluster(msg.cluster, now);
@@ -330,10 +306,7 @@ export class CatalogStore implements CatalogView {
     return removed;
   }
 
-  /**
-   * Staleness and expiry, of clusters and of each gateway. Skipped while this node is not connected: silence
-   * then says nothing about others.
-   */
+  /** Staleness and expiry of clusters and of each gateway; skipped while not connected (silence says nothing). */
   tick(now: number, connected: boolean): void {
     if (!connected) return;
     const staleAfter = this.#staleAfter();
@@ -378,10 +351,7 @@ export class CatalogStore implements CatalogView {
     }
   }
 
-  /**
-   * What persistence writes: every held proof and which (key, revision) it vouches for, one row per gateway's
-   * offer (catalog-export.ts). Read lazily: writing a view of 100,000 entries never copies it.
-   */
+  /** What persistence writes, one row per gateway's offer, read lazily from the view (catalog-held.ts). */
   exportState(): CatalogExport {
     return exportCatalog(this.#clusters, this.#tombstones);
   }
@@ -449,10 +419,7 @@ export class CatalogStore implements CatalogView {
     for (const svcKey of g.offers.keys()) this.#relistEntry(c, svcKey);
   }
 
-  /**
-   * An entry after its offers changed: the gateways that offer it now, or gone when none does. Returns whether
-   * it is still held.
-   */
+  /** An entry after its offers changed: the gateways that offer it now, or gone when none does (false). */
   #relistEntry(c: HeldCluster, svcKey: string): boolean {
     const held = c.entries.get(svcKey);
     if (!held) return false;

@@ -43,6 +43,32 @@ export interface HeldGateway {
   fresh: boolean;
 }
 
+/**
+ * The gateways a message names (none: the unnamed one) that it is news for: those whose own last revision
+ * (`last`: of their offer of that service, or of their announcement) is older. `duplicate` says some refusal
+ * was no replay: an equal revision, or one sent before that gateway withdrew (still in flight then).
+ */
+export function newsFor(
+  gateways: ClusterGateways | undefined,
+  named: readonly GatewayEndpoint[],
+  revision: number,
+  last: (g: HeldGateway) => number | undefined,
+): { news: (GatewayEndpoint | undefined)[]; duplicate: boolean } {
+  const news: (GatewayEndpoint | undefined)[] = [];
+  let duplicate = false;
+  for (const g of named.length === 0 ? [undefined] : named) {
+    const name = g?.name ?? '';
+    if (news.some((n) => (n?.name ?? '') === name)) continue;
+    const withdrawn = gateways?.withdrawn.get(name);
+    const held = gateways?.get(name);
+    const before = held && last(held);
+    if (withdrawn && withdrawn.revision >= revision) duplicate = true;
+    else if (before !== undefined && before >= revision) duplicate ||= before === revision;
+    else news.push(g);
+  }
+  return { news, duplicate };
+}
+
 /** distinct gateway lists shared between offers; past this many the sharing starts over */
 const LISTS_MAX = 1024;
 
