@@ -67,6 +67,8 @@ export interface Spec {
   servers: string[][];
   clusters: number;
   services: number;
+  /** gateways per cluster, all listed in every entry (each is an offer of its own in a view) */
+  gateways: number;
 }
 
 function nodeConfig(servers: string[], stateDir?: string) {
@@ -165,7 +167,10 @@ export async function publishersRole(spec: Spec): Promise<void> {
       cluster: name,
       trustDomain: TD,
       locality: { region: `region-${i % 5}`, zone: `zone-${i}` },
-      gateways: [{ name: 'gw-1', address: `10.1.${i}.1:15443` }],
+      gateways: Array.from({ length: spec.gateways }, (_, g) => ({
+        name: `gw-${g + 1}`,
+        address: `10.1.${i}.${g + 1}:15443`,
+      })),
       signer: await signerOf(spec, bundle, name),
       bundle: () => bundle,
       source: src,

@@ -189,10 +189,13 @@ export async function runScale(
   seconds: number,
   rate: number,
   joinOnly: boolean,
+  gateways: number,
 ) {
   const label = `${clusters}x${services}`;
   const total = clusters * services;
-  console.log(`\n== ${label}: ${clusters} clusters × ${services} services = ${total} entries`);
+  console.log(
+    `\n== ${label}: ${clusters} clusters × ${services} services = ${total} entries, ${gateways} gateway(s) per cluster`,
+  );
   const names = Array.from({ length: clusters }, (_, i) => `c${i}`);
   const viewNames = NATS_CLUSTERS.map((_, i) => `view-${i}`);
   const t0 = Date.now();
@@ -208,6 +211,7 @@ export async function runScale(
     servers: NATS_CLUSTERS.map((c) => sc.cluster(c).urls),
     clusters,
     services,
+    gateways,
   };
   const specFile = join(tmpdir(), `meshfed-bench-catalog-${process.pid}.json`);
   writeFileSync(specFile, JSON.stringify(spec));

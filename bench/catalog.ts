@@ -10,6 +10,7 @@
  *   npm run bench:catalog -- --scale 50x5000                250,000 entries (opt-in: ~1.5 GB of processes)
  *   npm run bench:catalog -- --scale 10x1000 --seconds 10 --rate 200
  *   npm run bench:catalog -- --scale 50x2000 --join-only    full sync and memory only (no watching views)
+ *   npm run bench:catalog -- --scale 50x2000 --gateways 2   two gateways per cluster (two offers per entry)
  *   BENCH_PROF=view|joiner|publishers npm run bench:catalog   CPU profiles in /tmp/meshfed-prof
  *   BENCH_VIEW_FLAGS='--max-semi-space-size=2' …             more V8 flags for every view process
  *   BENCH_DEBUG=1 …                                            heap spaces of each view after its sync
@@ -64,6 +65,8 @@ const { values: args } = parseArgs({
     seconds: { type: 'string', default: '10' },
     rate: { type: 'string', default: '200' },
     'join-only': { type: 'boolean', default: false },
+    // gateways per simulated cluster: every entry lists them all, so a view holds one offer per gateway
+    gateways: { type: 'string', default: '1' },
     role: { type: 'string' },
     spec: { type: 'string' },
     name: { type: 'string' },
@@ -94,10 +97,14 @@ async function main(): Promise<void> {
       Number(args.seconds),
       Number(args.rate),
       args['join-only'],
+      Number(args.gateways),
     );
     // each scale says which run it came from: one scale run again replaces its figures but not the other's,
     // which the top-level meta (the last run) would otherwise claim as its own
-    results[`${c}x${s}`] = { ...figures, measured: { date: new Date().toISOString(), command } };
+    results[`${c}x${s}${Number(args.gateways) > 1 ? `x${args.gateways}gw` : ''}`] = {
+      ...figures,
+      measured: { date: new Date().toISOString(), command },
+    };
   }
   const out = {
     ...results,

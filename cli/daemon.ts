@@ -305,15 +305,17 @@ export class Daemon {
   }
 
   /**
-   * SIGTERM: tell peers and clients to move (drainNotice, gateway/drain.ts) while still serving, stop
-   * accepting, let in-flight requests finish within the bound, then leave. Nothing is withdrawn from the
-   * federation: other gateways of this cluster may still serve these services, and the entries age out
-   * (stale, then expired) if none does; peers stop choosing this gateway from its in-band drain notice.
+   * SIGTERM: withdraw this gateway from the catalog by name, tell peers and clients to move (drainNotice,
+   * gateway/drain.ts) while still serving, stop accepting, let in-flight requests finish within the bound, then
+   * leave. Only this gateway is withdrawn, not the services: the cluster's other gateways stay in its offers,
+   * and the entries age out (stale, then expired) if none is left. Peers of older versions, which do not read
+   * withdrawals, stop choosing it from its in-band drain notice.
    */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
     this.unwatchTrust?.();
+    await this.federation?.withdrawGateway();
     await this.gateway
       ?.drain(this.config.drainTimeout, this.config.drainNotice)
       .catch((err: unknown) => this.log.warn({ err }, 'drain failed'));

@@ -60,6 +60,17 @@ export class CatalogIntake {
     });
   }
 
+  /** `<p>.withdraw.<cluster>`: a gateway of that cluster withdrawing itself by name */
+  withdraw(m: Msg): void {
+    const v = this.#verified(m, 'nats', false);
+    if (!v) return;
+    if (v.msg.type !== 'withdraw') {
+      this.#wrongType(v, m, 'withdraw', 'nats');
+      return;
+    }
+    this.#o.emit({ type: 'GatewayWithdrawn', ...this.#meta(v, m, 'nats'), source: 'nats', msg: v.msg });
+  }
+
   /** `<p>.links.<cluster>`: a gateway's report of its outbound calls per destination cluster */
   links(m: Msg): void {
     const v = this.#verified(m, 'nats', false);

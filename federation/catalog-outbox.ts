@@ -73,6 +73,22 @@ export class CatalogOutbox {
     nc.publish(this.#o.subjects.announce(this.#o.cluster), publisher.announce());
   }
 
+  /**
+   * This gateway leaves the catalog by name (it drains or stops): its withdrawal goes out on the cluster's
+   * withdraw subject, and from then on it publishes nothing of the cluster (no entries, announcements or sync
+   * answers), which would list it again. The cluster's other gateways go on publishing.
+   */
+  withdraw(): boolean {
+    const nc = this.#o.link.connection;
+    const publisher = this.#o.publisher;
+    if (!publisher || !this.advertising) return false;
+    this.advertising = false;
+    if (!nc || !this.#o.link.connected) return false;
+    const subject = this.#o.subjects.withdraw(this.#o.cluster);
+    for (const m of publisher.withdrawGateways()) nc.publish(subject, m);
+    return true;
+  }
+
   /** what the sync responder decided to answer: an announcement, or our snapshot in parts */
   answer(answer: SyncAnswer): void {
     const nc = this.#o.link.connection;

@@ -2,87 +2,56 @@ import type {
   CatalogChange,
   CatalogView,
   ClusterState,
-  GatewayEndpoint,
-  Locality,
   RemoteServiceInstance,
   ServiceRef,
 } from '../core/index.ts';
 import { pastExpiry } from './clock-skew.ts';
-import { SetDigest } from './digest.ts';
-import { type AnnounceMessage, type EntryMessage, entryKey, type TombstoneMessage } from './messages.ts';
+import {
+  type CatalogExport,
+  dropOffer,
+  exportCatalog,
+  type HeldCluster,
+  type HeldTombstone,
+  PortLists,
+  type Service,
+  sameJson,
+  sameRouting,
+} from './catalog-held.ts';
+import { CatalogChanges } from './catalog-changes.ts';
+import { ClusterGateways, type HeldGateway, newsFor, offerRevision } from './cluster-gateways.ts';
+import {
+  type AnnounceMessage,
+  type EntryMessage,
+  entryKey,
+  type TombstoneMessage,
+  type WithdrawMessage,
+} from './messages.ts';
 import type { Proof } from './proof.ts';
-
-interface HeldTombstone {
-  revision: number;
-  expiresAt: number;
-  proof: Proof | undefined;
-}
-
-interface HeldCluster {
-  cluster: string;
-  locality?: Locality;
-  gateways: GatewayEndpoint[];
-  /** the announcement's own issue time, as the cluster reported it */
-  lastHeartbeat?: number;
-  announceRevision: number;
-  announceProof: Proof | undefined;
-  /** local clock: when we last heard from it (or resumed listening); staleness counts from here */
-  lastSeen: number;
-  stale: boolean;
-  digest: SetDigest;
-  /** its entries by service key (`namespace/name`, the string its Service record holds) */
-  entries: Map<string, RemoteServiceInstance>;
-  /** what vouches for each entry, when the caller keeps proofs (persistence) */
-  proofs: Map<string, Proof>;
-  /** the locality and gateways of its last entry: the next entry that carries equal ones shares them */
-  lastLocality: Locality | undefined;
-  lastGateways: GatewayEndpoint[] | undefined;
-}
-
-/**
- * One service name and the clusters that offer it. Its strings are the only copies: every cluster's entry
- * shares them, so 100,000 entries of 2,000 services hold 2,000 names, not 100,000 (and no per-entry keys).
- */
-interface Service {
-  key: string;
-  namespace: string;
-  name: string;
-  clusters: HeldCluster[];
-}
-
-/** distinct port lists shared between entries; beyond this many, new ones are simply not shared */
-const PORTS_INTERNED_MAX = 10_000;
 
 export type ApplyResult = 'applied' | 'unchanged' | 'stale_revision' | 'duplicate';
 
-/** The view as persistence reads it: re-iterable lists, read from the view each time they are iterated. */
-export interface CatalogExport {
-  entries: Iterable<{ key: string; revision: number; proof: Proof }>;
-  tombstones: Iterable<{ key: string; revision: number; proof: Proof }>;
-  announces: Iterable<{ cluster: string; revision: number; proof: Proof; stale: boolean }>;
-}
-
 /**
- * The federated view: the newest verified entry per (cluster, namespace, name), tombstones that keep older
- * revisions out, and per-cluster liveness. It only ever receives messages that passed MessageVerifier; its own
- * rule is "strictly newer revision wins". Changes are coalesced per key and delivered once per event-loop turn,
- * so listeners get the smallest diff (an entry changed twice in one turn is reported once).
+ * The federated view: per (cluster, namespace, name) the offers of each of that cluster's gateways, merged into
+ * one entry that lists every fresh gateway offering it; tombstones that keep older revisions out; liveness per
+ * cluster and per gateway. It only ever receives messages that passed MessageVerifier; its own rule is "strictly
+ * newer revision wins", per gateway. Listeners get the smallest diff once per event-loop turn (catalog-changes.ts).
  */
 export class CatalogStore implements CatalogView {
   readonly #self: string;
   readonly #staleAfter: () => number;
   readonly #maxClockSkew: number;
-  readonly #ports = new Map<string, RemoteServiceInstance['ports']>();
+  readonly #ports = new PortLists();
   /** by entryKey(cluster, namespace, name) */
   readonly #tombstones = new Map<string, HeldTombstone>();
   readonly #services = new Map<string, Service>();
   #size = 0;
   readonly #clusters = new Map<string, HeldCluster>();
-  readonly #listeners = new Set<(changes: readonly CatalogChange[]) => void>();
-  #pending = new Map<string, CatalogChange>();
+  readonly #changes = new CatalogChanges((cluster) => {
+    const c = this.#clusters.get(cluster);
+    return c && this.#clusterState(c);
+  });
   /** no entry expires before this (a lower bound): the expiry scan runs only when it is due */
   #nextExpiry = Number.POSITIVE_INFINITY;
-  #flushScheduled = false;
   #version = 0;
 
   /** `maxClockSkew`: how far behind ours a remote clock may be; an expiry counts once it is that far past (clock-skew.ts) */
@@ -125,118 +94,195 @@ export class CatalogStore implements CatalogView {
   }
 
   onChange(listener: (changes: readonly CatalogChange[]) => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
+    return this.#changes.listen(listener);
   }
 
   // ---- inputs (verified messages only) ----
 
+  /**
+   * An entry offers its service through the gateways it lists (each gateway publishes its own, listing itself):
+   * it is news for each of them whose own offer of that service is older, and it is refused as a whole only
+   * when it is news for none. The entry's content (ports, weight, locality) is the newest offer's.
+   */
   applyEntry(msg: EntryMessage, proof: Proof | undefined, now: number): ApplyResult {
     if (msg.cluster === this.#self) return 'unchanged';
-    const c = this.#clusters.get(msg.cluster);
-    const svcKey = `${msg.namespace}/${msg.name}`;
-    const held = c?.entries.get(svcKey);
-    if (held) {
-      if (held.revision === msg.revision) return 'duplicate';
-      if (held.revision > msg.revision) return 'stale_revision';
-    }
     const key = entryKey(msg.cluster, msg.namespace, msg.name);
     const tomb = this.#tombstones.get(key);
     if (tomb && tomb.revision >= msg.revision)
       return tomb.revision === msg.revision ? 'duplicate' : 'stale_revision';
+    const svcKey = `${msg.namespace}/${msg.name}`;
+    const known = this.#clusters.get(msg.cluster);
+    const held = known?.entries.get(svcKey);
+    const { news, duplicate } = newsFor(known?.gateways, msg.gateways, msg.revision, (g) => {
+      const offer = g.offers.get(svcKey);
+      return offer === undefined ? undefined : offerRevision(offer, held!.revision);
+    });
+    if (news.length === 0) return duplicate ? 'duplicate' : 'stale_revision';
     if (tomb) this.#tombstones.delete(key);
-    const cluster = c ?? this.#cluster(msg.cluster, now);
+    const cluster = known ?? this.#cluster(msg.cluster, now);
     let svc = this.#services.get(svcKey);
     if (!svc) {
       svc = { key: svcKey, namespace: msg.namespace, name: msg.name, clusters: [] };
       this.#services.set(svcKey, svc);
     }
+    const newest = !held || msg.revision > held.revision;
+    // the entry's revision moves on: offers stored as "at the entry's revision" keep the one they had
+    if (held && newest) cluster.gateways.pin(svc.key, held.revision);
+    let gatewaysChanged = false;
+    const moved: HeldGateway[] = [];
+    for (const named of news) {
+      const { gateway: g, created, moved: hasMoved } = cluster.gateways.ensure(named, now);
+      if (hasMoved) moved.push(g);
+      gatewaysChanged ||= created || hasMoved || !g.fresh;
+      const before = g.offers.get(svc.key);
+      if (before !== undefined)
+        g.digest.remove(msg.namespace, msg.name, offerRevision(before, held!.revision));
+      g.offers.set(svc.key, newest ? (proof ?? true) : { revision: msg.revision, proof });
+      g.digest.add(msg.namespace, msg.name, msg.revision);
+      if (msg.expiresAt > g.expiresAt) g.expiresAt = msg.expiresAt;
+      g.lastSeen = Math.max(g.lastSeen, now);
+      if (!g.fresh) {
+        g.fresh = true;
+        moved.push(g);
+      }
+    }
     // a view of 100,000 entries holds ~50 distinct localities, gateway lists and port lists: share them
     if (cluster.lastLocality === undefined || !sameJson(cluster.lastLocality, msg.locality))
       cluster.lastLocality = msg.locality;
-    if (cluster.lastGateways === undefined || !sameJson(cluster.lastGateways, msg.gateways))
-      cluster.lastGateways = msg.gateways;
     const instance: RemoteServiceInstance = Object.freeze({
       cluster: cluster.cluster,
       namespace: svc.namespace,
       name: svc.name,
-      ports: this.#sharedPorts(msg.ports as RemoteServiceInstance['ports']),
-      locality: cluster.lastLocality,
-      weight: msg.weight,
-      gateways: cluster.lastGateways,
-      revision: msg.revision,
-      expiresAt: msg.expiresAt,
+      ports: newest ? this.#ports.shared(msg.ports as RemoteServiceInstance['ports']) : held.ports,
+      locality: newest ? cluster.lastLocality : held.locality,
+      weight: newest ? msg.weight : held.weight,
+      gateways: cluster.gateways.listFor(svc.key),
+      revision: newest ? msg.revision : held.revision,
+      expiresAt: Math.max(held?.expiresAt ?? 0, msg.expiresAt),
       stale: cluster.stale,
     });
     cluster.entries.set(svc.key, instance);
-    if (proof) cluster.proofs.set(svc.key, proof);
-    else cluster.proofs.delete(svc.key);
     if (msg.expiresAt + this.#maxClockSkew < this.#nextExpiry)
       this.#nextExpiry = msg.expiresAt + this.#maxClockSkew;
-    if (held) {
-      cluster.digest.remove(msg.namespace, msg.name, held.revision);
-    } else {
+    if (!held) {
       svc.clusters.push(cluster);
       this.#size++;
     }
-    cluster.digest.add(msg.namespace, msg.name, msg.revision);
     this.#version++;
     // a refresh that only moves revision and expiry is not news to a router
     if (!held || !sameRouting(held, instance)) {
-      this.#queue(`e:${key}`, { type: 'upsert', instance });
-      if (!held) this.#queueCluster(cluster);
+      this.#changes.queue(`e:${key}`, { type: 'upsert', instance });
+      if (!held) this.#changes.queueCluster(cluster.cluster);
     }
+    // a gateway that moved or came back is listed again in its other offers too
+    for (const g of moved) this.#relist(cluster, g);
+    if (gatewaysChanged) this.#changes.queueCluster(cluster.cluster);
     return 'applied';
   }
 
+  /**
+   * A tombstone withdraws the service from the whole cluster: every gateway's offer older than it goes (a
+   * gateway that offers it again at a newer revision stays). Refused when every offer held is newer.
+   */
   applyTombstone(msg: TombstoneMessage, proof: Proof | undefined, _now: number): ApplyResult {
     if (msg.cluster === this.#self) return 'unchanged';
     const key = entryKey(msg.cluster, msg.namespace, msg.name);
     const c = this.#clusters.get(msg.cluster);
-    const held = c?.entries.get(`${msg.namespace}/${msg.name}`);
-    if (held && held.revision >= msg.revision) return 'stale_revision';
+    const svcKey = `${msg.namespace}/${msg.name}`;
+    const held = c?.entries.get(svcKey);
+    if (c && held && c.gateways.oldestOffer(svcKey, held.revision) >= msg.revision) return 'stale_revision';
     const tomb = this.#tombstones.get(key);
     if (tomb && tomb.revision >= msg.revision)
       return tomb.revision === msg.revision ? 'duplicate' : 'stale_revision';
     this.#tombstones.set(key, { revision: msg.revision, expiresAt: msg.expiresAt, proof });
     this.#version++;
-    if (c && held) this.#remove(c, held);
+    if (c && held) {
+      for (const g of c.gateways.all()) {
+        const offer = g.offers.get(svcKey);
+        const offered = offer === undefined ? undefined : offerRevision(offer, held.revision);
+        if (offered !== undefined && offered < msg.revision) dropOffer(g, held, offered);
+      }
+      this.#relistEntry(c, svcKey);
+    }
     return 'applied';
   }
 
-  /** Returns 'applied' with `digestMatches` telling whether our copy of that cluster's set equals its own. */
+  /**
+   * A gateway's heartbeat: it (each gateway the announcement lists) is fresh again until staleAfter, and lives
+   * until the announcement's expiry. Returns 'applied' with `digestMatches` telling whether our copy of that
+   * gateway's offers equals its own set.
+   */
   applyAnnounce(
     msg: AnnounceMessage,
     proof: Proof | undefined,
     now: number,
   ): { result: ApplyResult; digestMatches: boolean } {
     if (msg.cluster === this.#self) return { result: 'unchanged', digestMatches: true };
-    const c = this.#cluster(msg.cluster, now);
-    if (c.announceRevision >= msg.revision) {
-      return {
-        result: c.announceRevision === msg.revision ? 'duplicate' : 'stale_revision',
-        digestMatches: c.digest.hex() === msg.digest,
-      };
+    const named = msg.gateways.length === 0 ? [undefined] : msg.gateways;
+    const known = this.#clusters.get(msg.cluster);
+    // anti-entropy per gateway: the digest is of the announcing gateway's own offers
+    const matches = (): boolean => known?.gateways.get(named[0]?.name ?? '')?.digest.hex() === msg.digest;
+    const { news, duplicate } = newsFor(
+      known?.gateways,
+      msg.gateways,
+      msg.revision,
+      (g) => g.announceRevision,
+    );
+    if (news.length === 0)
+      return { result: duplicate ? 'duplicate' : 'stale_revision', digestMatches: matches() };
+    const c = known ?? this.#cluster(msg.cluster, now);
+    let changed = c.stale || c.lastHeartbeat === undefined || !sameJson(c.locality, msg.locality);
+    // a cluster heard again after it went stale: its other gateways get a heartbeat's time to be heard too
+    if (c.stale) for (const g of c.gateways.all()) g.lastSeen = Math.max(g.lastSeen, now);
+    for (const n of news) {
+      const { gateway: g, created, moved } = c.gateways.ensure(n, now);
+      g.announceRevision = msg.revision;
+      g.announceProof = proof;
+      g.lastHeartbeat = msg.issuedAt;
+      g.lastSeen = Math.max(g.lastSeen, now);
+      if (msg.expiresAt > g.expiresAt) g.expiresAt = msg.expiresAt;
+      const back = !g.fresh;
+      g.fresh = true;
+      if (moved || back) this.#relist(c, g);
+      changed ||= created || moved || back;
     }
-    const changed =
-      c.stale ||
-      c.lastHeartbeat === undefined ||
-      JSON.stringify([c.locality, c.gateways]) !== JSON.stringify([msg.locality, msg.gateways]);
-    c.announceRevision = msg.revision;
-    c.announceProof = proof;
-    c.lastHeartbeat = msg.issuedAt;
+    c.lastHeartbeat = Math.max(c.lastHeartbeat ?? 0, msg.issuedAt);
     c.locality = msg.locality;
-    c.gateways = msg.gateways;
     c.lastSeen = now;
     if (changed) this.#version++;
     if (c.stale) this.#setStale(c, false);
-    else if (changed) this.#queueCluster(c);
-    return { result: 'applied', digestMatches: c.digest.hex() === msg.digest };
+    else if (changed) this.#changes.queueCluster(c.cluster);
+    return {
+      result: 'applied',
+      digestMatches: c.gateways.get(named[0]?.name ?? '')?.digest.hex() === msg.digest,
+    };
   }
 
   /**
-   * Anti-entropy: after a complete, verified snapshot of `cluster` as of revision `asOf`, entries we hold that it
-   * does not list and that are not newer than the snapshot were withdrawn while we were not listening.
+   * A gateway withdrew itself (it drains or stops): it leaves every offer of its cluster older than the
+   * withdrawal, and its older messages still in flight are refused until the withdrawal expires. Only its own
+   * cluster's identity can sign this for it (the verifier's rule), so no cluster can withdraw another's gateways.
+   */
+  applyWithdraw(msg: WithdrawMessage): ApplyResult {
+    const c = this.#clusters.get(msg.cluster);
+    // nothing of that cluster is held: nothing to withdraw, and no empty cluster to make up
+    if (msg.cluster === this.#self || !c) return 'unchanged';
+    const before = c.gateways.withdrawn.get(msg.gateway);
+    if (before && before.revision >= msg.revision)
+      return before.revision === msg.revision ? 'duplicate' : 'stale_revision';
+    const g = c.gateways.get(msg.gateway);
+    // it has announced itself since (it started again): the withdrawal is old news
+    if (g && g.announceRevision > msg.revision) return 'stale_revision';
+    c.gateways.withdrawn.set(msg.gateway, { revision: msg.revision, expiresAt: msg.expiresAt });
+    this.#version++;
+    if (g) this.#dropGateway(c, g, msg.revision);
+    this.#changes.queueCluster(c.cluster);
+    return 'applied';
+  }
+
+  /**
+   * Anti-entropy: after a complete, verified snapshot of `cluster` as of revision `asOf`, offers we hold of
+   * services it does not list and that are not newer than the snapshot were withdrawn while we were not listening.
    */
   prune(cluster: string, listed: ReadonlySet<string>, asOf: number, _now: number): number {
     const c = this.#clusters.get(cluster);
@@ -244,19 +290,33 @@ export class CatalogStore implements CatalogView {
     let removed = 0;
     // #remove deletes the entry being visited, which a Map's iterator allows: no copy of 2,000 entries
     for (const held of c.entries.values()) {
-      if (held.revision > asOf || listed.has(entryKey(cluster, held.namespace, held.name))) continue;
-      this.#remove(c, held);
-      removed++;
+      if (listed.has(entryKey(cluster, held.namespace, held.name))) continue;
+      const svcKey = `${held.namespace}/${held.name}`;
+      let dropped = false;
+      for (const g of c.gateways.all()) {
+        const offer = g.offers.get(svcKey);
+        const offered = offer === undefined ? undefined : offerRevision(offer, held.revision);
+        if (offered !== undefined && offered <= asOf) {
+          dropOffer(g, held, offered);
+          dropped = true;
+        }
+      }
+      if (dropped && !this.#relistEntry(c, svcKey)) removed++;
     }
     return removed;
   }
 
-  /** Staleness and expiry. Skipped while this node is not connected: silence then says nothing about others. */
+  /** Staleness and expiry of clusters and of each gateway; skipped while not connected (silence says nothing). */
   tick(now: number, connected: boolean): void {
     if (!connected) return;
     const staleAfter = this.#staleAfter();
     for (const c of this.#clusters.values()) {
       if (!c.stale && now - c.lastSeen > staleAfter) this.#setStale(c, true);
+      // a stale cluster keeps its gateways as they were: the partition may be on our side
+      if (!c.stale) this.#tickGateways(c, now, staleAfter);
+      for (const [name, w] of c.gateways.withdrawn) {
+        if (pastExpiry(w.expiresAt, now, this.#maxClockSkew)) c.gateways.withdrawn.delete(name);
+      }
     }
     if (now > this.#nextExpiry) {
       let next = Number.POSITIVE_INFINITY;
@@ -285,52 +345,15 @@ export class CatalogStore implements CatalogView {
 
   /** After (re)connecting: staleness counts from now, not from the start of the outage. */
   resume(now: number): void {
-    for (const c of this.#clusters.values()) c.lastSeen = Math.max(c.lastSeen, now);
+    for (const c of this.#clusters.values()) {
+      c.lastSeen = Math.max(c.lastSeen, now);
+      for (const g of c.gateways.all()) g.lastSeen = Math.max(g.lastSeen, now);
+    }
   }
 
-  digestOf(cluster: string): string | undefined {
-    return this.#clusters.get(cluster)?.digest.hex();
-  }
-
-  /**
-   * What persistence writes: every held proof and which (key, revision) it vouches for (items without one are left
-   * out). The lists are read lazily, each time they are iterated, so writing a view of 100,000 entries never
-   * copies it; iterated again later, they show the view as it is then.
-   */
+  /** What persistence writes, one row per gateway's offer, read lazily from the view (catalog-held.ts). */
   exportState(): CatalogExport {
-    const clusters = this.#clusters;
-    const tombstones = this.#tombstones;
-    return {
-      entries: {
-        *[Symbol.iterator]() {
-          for (const c of clusters.values()) {
-            for (const [svcKey, proof] of c.proofs) {
-              const held = c.entries.get(svcKey)!;
-              yield { key: entryKey(c.cluster, held.namespace, held.name), revision: held.revision, proof };
-            }
-          }
-        },
-      },
-      tombstones: {
-        *[Symbol.iterator]() {
-          for (const [key, t] of tombstones) if (t.proof) yield { key, revision: t.revision, proof: t.proof };
-        },
-      },
-      announces: {
-        *[Symbol.iterator]() {
-          for (const c of clusters.values()) {
-            if (c.announceProof) {
-              yield {
-                cluster: c.cluster,
-                revision: c.announceRevision,
-                proof: c.announceProof,
-                stale: c.stale,
-              };
-            }
-          }
-        },
-      },
-    };
+    return exportCatalog(this.#clusters, this.#tombstones);
   }
 
   /** Marks a cluster stale or live as persisted (used when loading from disk). */
@@ -346,66 +369,118 @@ export class CatalogStore implements CatalogView {
     if (!c) {
       c = {
         cluster: name,
-        gateways: [],
-        announceRevision: 0,
         lastSeen: now,
         stale: false,
-        digest: new SetDigest(),
         entries: new Map(),
-        proofs: new Map(),
-        announceProof: undefined,
+        gateways: new ClusterGateways(),
         lastLocality: undefined,
-        lastGateways: undefined,
       };
       this.#clusters.set(name, c);
-      this.#queueCluster(c);
+      this.#changes.queueCluster(c.cluster);
     }
     return c;
   }
 
-  #sharedPorts(ports: RemoteServiceInstance['ports']): RemoteServiceInstance['ports'] {
-    let id = '';
-    for (const p of ports) id += `${p.name}:${p.port}:${p.protocol},`;
-    const shared = this.#ports.get(id);
-    if (shared) return shared;
-    if (this.#ports.size < PORTS_INTERNED_MAX) this.#ports.set(id, ports);
-    return ports;
+  /** A gateway's freshness and expiry: silent for staleAfter it is no longer listed, expired it is dropped. */
+  #tickGateways(c: HeldCluster, now: number, staleAfter: number): void {
+    for (const g of c.gateways.all()) {
+      if (pastExpiry(g.expiresAt, now, this.#maxClockSkew)) {
+        this.#dropGateway(c, g, Number.POSITIVE_INFINITY);
+        this.#version++;
+        this.#changes.queueCluster(c.cluster);
+        continue;
+      }
+      const fresh = now - g.lastSeen <= staleAfter;
+      if (fresh === g.fresh) continue;
+      g.fresh = fresh;
+      this.#relist(c, g);
+      this.#changes.queueCluster(c.cluster);
+    }
+  }
+
+  /** Drops a gateway's offers older than `before`; the gateway goes too once it offers nothing. */
+  #dropGateway(c: HeldCluster, g: HeldGateway, before: number): void {
+    for (const [svcKey, offer] of g.offers) {
+      const held = c.entries.get(svcKey);
+      if (!held) {
+        g.offers.delete(svcKey);
+        continue;
+      }
+      const offered = offerRevision(offer, held.revision);
+      if (offered >= before) continue;
+      dropOffer(g, held, offered);
+      this.#relistEntry(c, svcKey);
+    }
+    if (g.offers.size === 0) c.gateways.delete(g.name);
+  }
+
+  /** Lists every offer of `g` again (it moved, went silent or came back). */
+  #relist(c: HeldCluster, g: HeldGateway): void {
+    for (const svcKey of g.offers.keys()) this.#relistEntry(c, svcKey);
+  }
+
+  /** An entry after its offers changed: the gateways that offer it now, or gone when none does (false). */
+  #relistEntry(c: HeldCluster, svcKey: string): boolean {
+    const held = c.entries.get(svcKey);
+    if (!held) return false;
+    const revision = c.gateways.newestOffer(svcKey, held.revision);
+    if (revision === 0) {
+      this.#remove(c, held);
+      return false;
+    }
+    const gateways = c.gateways.listFor(svcKey);
+    if (gateways === held.gateways && revision === held.revision) return true;
+    const instance = Object.freeze({ ...held, gateways, revision });
+    c.entries.set(svcKey, instance);
+    this.#version++;
+    if (!sameRouting(held, instance)) {
+      this.#changes.queue(`e:${entryKey(c.cluster, held.namespace, held.name)}`, {
+        type: 'upsert',
+        instance,
+      });
+    }
+    return true;
   }
 
   #remove(c: HeldCluster, inst: RemoteServiceInstance): void {
     const svc = this.#services.get(`${inst.namespace}/${inst.name}`)!;
+    for (const g of c.gateways.all()) {
+      const offer = g.offers.get(svc.key);
+      if (offer !== undefined) dropOffer(g, inst, offerRevision(offer, inst.revision));
+    }
     c.entries.delete(svc.key);
-    c.proofs.delete(svc.key);
     this.#size--;
     const at = svc.clusters.indexOf(c);
     if (at >= 0) svc.clusters.splice(at, 1);
     if (svc.clusters.length === 0) this.#services.delete(svc.key);
-    c.digest.remove(inst.namespace, inst.name, inst.revision);
     this.#version++;
-    this.#queue(`e:${entryKey(inst.cluster, inst.namespace, inst.name)}`, {
+    this.#changes.queue(`e:${entryKey(inst.cluster, inst.namespace, inst.name)}`, {
       type: 'remove',
       cluster: inst.cluster,
       namespace: inst.namespace,
       name: inst.name,
     });
-    this.#queueCluster(c);
+    this.#changes.queueCluster(c.cluster);
   }
 
   #setStale(c: HeldCluster, stale: boolean): void {
     c.stale = stale;
     this.#version++;
-    this.#queueCluster(c);
+    this.#changes.queueCluster(c.cluster);
     for (const [svcKey, held] of c.entries) {
       const instance = Object.freeze({ ...held, stale });
       c.entries.set(svcKey, instance);
-      this.#queue(`e:${entryKey(c.cluster, held.namespace, held.name)}`, { type: 'upsert', instance });
+      this.#changes.queue(`e:${entryKey(c.cluster, held.namespace, held.name)}`, {
+        type: 'upsert',
+        instance,
+      });
     }
   }
 
   #clusterState(c: HeldCluster): ClusterState {
     const s: ClusterState = {
       cluster: c.cluster,
-      gateways: c.gateways,
+      gateways: c.gateways.endpoints(),
       stale: c.stale,
       services: c.entries.size,
     };
@@ -413,71 +488,4 @@ export class CatalogStore implements CatalogView {
     if (c.lastHeartbeat !== undefined) s.lastHeartbeat = c.lastHeartbeat;
     return s;
   }
-
-  #queueCluster(c: HeldCluster): void {
-    // resolved at flush time, so the listener sees the cluster's final state of this turn
-    this.#queue(`c:${c.cluster}`, {
-      type: 'cluster',
-      state: { cluster: c.cluster, gateways: [], stale: false, services: 0 },
-    });
-  }
-
-  #queue(id: string, change: CatalogChange): void {
-    if (this.#listeners.size === 0) return;
-    this.#pending.delete(id);
-    this.#pending.set(id, change);
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      setImmediate(() => this.#flush());
-    }
-  }
-
-  #flush(): void {
-    this.#flushScheduled = false;
-    const pending = this.#pending;
-    this.#pending = new Map();
-    const changes: CatalogChange[] = [];
-    for (const [id, change] of pending) {
-      if (change.type === 'cluster') {
-        const c = this.#clusters.get(id.slice(2));
-        if (c) changes.push({ type: 'cluster', state: this.#clusterState(c) });
-      } else changes.push(change);
-    }
-    if (changes.length === 0) return;
-    for (const l of this.#listeners) {
-      try {
-        l(changes);
-      } catch {
-        // a listener's bug must not stop delivery to the others
-      }
-    }
-  }
-}
-
-function sameRouting(a: RemoteServiceInstance, b: RemoteServiceInstance): boolean {
-  return (
-    a.weight === b.weight &&
-    a.stale === b.stale &&
-    sameJson(a.ports, b.ports) &&
-    sameJson(a.locality, b.locality) &&
-    sameJson(a.gateways, b.gateways)
-  );
-}
-
-/** Deep equality of JSON data (objects, arrays, primitives); key order does not matter. */
-function sameJson(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
-  if (Array.isArray(a)) {
-    if (!Array.isArray(b) || a.length !== b.length) return false;
-    for (let i = 0; i < a.length; i++) if (!sameJson(a[i], b[i])) return false;
-    return true;
-  }
-  if (Array.isArray(b)) return false;
-  const ka = Object.keys(a);
-  if (ka.length !== Object.keys(b).length) return false;
-  for (const k of ka) {
-    if (!sameJson((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
-  }
-  return true;
 }

@@ -6,6 +6,7 @@ import type {
   LinksMessage,
   SnapshotMessage,
   TombstoneMessage,
+  WithdrawMessage,
 } from './messages.ts';
 import type { PolicyStateMessage } from './policy-messages.ts';
 import type { VerifiedBundle } from './policy-verifier.ts';
@@ -53,6 +54,7 @@ export type FederationEvent =
       raw: Uint8Array;
     } & Verified)
   | ({ type: 'LinkReportReceived'; source: 'nats'; msg: LinksMessage } & Verified)
+  | ({ type: 'GatewayWithdrawn'; source: 'nats'; msg: WithdrawMessage } & Verified)
   | { type: 'LinkReportDue'; source: 'timer' }
   | { type: 'SyncRequested'; source: 'nats'; subject: string; reply: string | undefined; data: Uint8Array }
   | { type: 'LocalServicesChanged'; source: 'discovery'; services: readonly LocalService[] }

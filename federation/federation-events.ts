@@ -4,7 +4,10 @@ import type { FederationParts } from './federation-parts.ts';
 import { signerFor } from './federation-parts.ts';
 import { applyEntryOrTombstone, staleRevision } from './ingest.ts';
 
-type ReceivedEntry = Extract<FederationEvent, { type: 'EntryReceived' | 'AnnouncementReceived' }>;
+type ReceivedEntry = Extract<
+  FederationEvent,
+  { type: 'EntryReceived' | 'AnnouncementReceived' | 'GatewayWithdrawn' }
+>;
 
 /**
  * What a federation node does with each of its events (events.ts): applies verified catalog messages to the
@@ -35,6 +38,9 @@ export class FederationEventHandler {
         if (!digestMatches && p.canAsk()) p.requester.ask(e.msg.cluster);
         return;
       }
+      case 'GatewayWithdrawn':
+        this.#afterApply(p.store.applyWithdraw(e.msg), e);
+        return;
       case 'SnapshotPartReceived': {
         const { msg } = e;
         // only the answer to the request in flight to that cluster: a late or unasked reply holds nothing

@@ -16,6 +16,9 @@ import { FederationParts, type FederationNodeOptions, signerFor } from './federa
 import type { LinkState, NatsStatus } from './nats-link.ts';
 import type { PolicyAgent } from './policy-agent.ts';
 
+/** how long a withdrawal waits for the NATS server to have it before the drain goes on */
+const WITHDRAW_FLUSH_MS = 1000;
+
 /**
  * A cluster's member of the federated catalog: it publishes this cluster's exported services as signed entries
  * and announcements on NATS, answers snapshot requests for its own cluster, and keeps the verified view of every
@@ -124,17 +127,42 @@ export class FederationNode implements CatalogView, LinkReportView {
     p.outbox.announce();
   }
 
-  /** Stops publishing and listening; with `withdraw` (or config withdrawOnStop) tombstones every export first. */
+  /**
+   * This gateway leaves the catalog by name (it drains or stops): other clusters drop it from this cluster's
+   * offers at once, and this cluster's other gateways keep serving them. It publishes nothing of the cluster
+   * afterwards; advertise() starts again. Resolves once the withdrawal reached the NATS server (or at once
+   * without a connection: peers then let it go stale, then expire).
+   */
+  async withdrawGateway(): Promise<void> {
+    const p = this.#p;
+    if (this.#stopped || !p.outbox.withdraw()) return;
+    p.log.info({ gateways: this.#o.gateways.map((g) => g.name) }, 'withdrew this gateway from the catalog');
+    // a drain waits for this: a connection that went bad meanwhile must not hold it up
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      p.link.connection?.flush().catch(() => undefined),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, WITHDRAW_FLUSH_MS);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /**
+   * Stops publishing and listening, withdrawing this gateway by name first; with `withdraw` (or config
+   * withdrawOnStop) it also tombstones every export, which withdraws the services from the whole cluster.
+   */
   async stop(o: { withdraw?: boolean } = {}): Promise<void> {
     if (this.#stopped) return;
     const p = this.#p;
     const withdraw = o.withdraw ?? this.config.withdrawOnStop;
     const nc = p.link.connection;
-    if (withdraw && p.publisher && nc && p.link.connected) {
+    if (withdraw && p.publisher && nc && p.link.connected && p.outbox.advertising) {
       p.outbox.publish(p.publisher.withdrawAll());
       p.outbox.announce();
-      await nc.flush().catch(() => undefined);
     }
+    await this.withdrawGateway();
+    if (withdraw) await nc?.flush().catch(() => undefined);
     this.#stopped = true;
     this.#events.clear();
     for (const t of this.#timers) clearInterval(t);

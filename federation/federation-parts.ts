@@ -170,7 +170,7 @@ export class FederationParts {
     this.accepted = sharedCounter(
       o.registry,
       'meshfed_catalog_accepted_total',
-      'verified catalog messages accepted, by type (entry, tombstone, announce, snapshot, links)',
+      'verified catalog messages accepted, by type (entry, tombstone, announce, snapshot, links, withdraw)',
       ['type'],
     );
     if (o.source) {

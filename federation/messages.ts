@@ -71,6 +71,19 @@ export const announceSchema = z.strictObject({
 });
 
 /**
+ * A gateway withdraws itself by name (it drains or stops), on `withdraw.<cluster>`: receivers drop it from every
+ * offer of its cluster whose revision is older, and refuse its older entries until `expiresAt`; the cluster's
+ * other gateways stay. A newer message from a gateway of that name (it started again) brings it back. Gateways
+ * of older versions do not subscribe to the subject (docs/protocol.md, "Several gateways per cluster").
+ */
+export const withdrawSchema = z.strictObject({
+  ...envelope,
+  type: z.literal('withdraw'),
+  gateway: gatewaySchema.shape.name,
+  revision,
+});
+
+/**
  * One part of a snapshot: the sender's whole live set as of revision `asOf` is `count` entries whose digest is
  * `digest`, split into `parts` signed parts. Signing parts rather than single entries makes a full sync cost one
  * signature check per part instead of per entry.
@@ -129,6 +142,7 @@ export const messageSchema = z.discriminatedUnion('type', [
   announceSchema,
   snapshotSchema,
   syncRequestSchema,
+  withdrawSchema,
 ]);
 
 export type EntryMessage = z.infer<typeof entrySchema>;
@@ -137,6 +151,7 @@ export type AnnounceMessage = z.infer<typeof announceSchema>;
 export type SnapshotMessage = z.infer<typeof snapshotSchema>;
 export type SyncRequestMessage = z.infer<typeof syncRequestSchema>;
 export type LinksMessage = z.infer<typeof linksSchema>;
+export type WithdrawMessage = z.infer<typeof withdrawSchema>;
 export type CatalogMessage = z.infer<typeof messageSchema>;
 
 export function entryKey(cluster: string, namespace: string, name: string): string {

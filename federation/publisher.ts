@@ -7,6 +7,7 @@ import {
   SCHEMA_VERSION,
   type SnapshotMessage,
   type TombstoneMessage,
+  type WithdrawMessage,
 } from './messages.ts';
 
 /**
@@ -169,6 +170,27 @@ export class CatalogPublisher {
       digest: this.#digest.hex(),
     };
     return this.#o.signer().sign(msg);
+  }
+
+  /**
+   * This gateway withdrawing itself by name, one message per gateway it publishes for: newer than everything it
+   * published, valid for as long as its entries could still be, so a receiver refuses its older entries until they
+   * would have expired anyway.
+   */
+  withdrawGateways(): string[] {
+    const now = this.#now();
+    return this.#o.gateways.map((g) => {
+      const msg: WithdrawMessage = {
+        v: SCHEMA_VERSION,
+        type: 'withdraw',
+        cluster: this.#o.cluster,
+        gateway: g.name,
+        revision: this.#clock.next(),
+        issuedAt: now,
+        expiresAt: now + this.#o.entryTtl,
+      };
+      return this.#o.signer().sign(msg);
+    });
   }
 
   /** The whole live set as signed parts of at most `partBytes` of payload each. */

@@ -6,6 +6,8 @@ export interface Subjects {
   bulk(cluster: string): string;
   /** gateway announcements (heartbeats) of one cluster */
   announce(cluster: string): string;
+  /** a gateway of one cluster withdrawing itself by name (it drains or stops); subscribe with `withdraw(*)` */
+  withdraw(cluster: string): string;
   /** each gateway's outbound golden figures per destination cluster (every heartbeat); subscribe with `links(*)` */
   links(cluster: string): string;
   /** snapshot request for one cluster (answered by that cluster's publisher) */
@@ -37,6 +39,7 @@ export function subjects(prefix: string): Subjects {
     bulk: (c) => `${prefix}.bulk.${c}`,
     announce: (c) => `${prefix}.announce.${c}`,
     links: (c) => `${prefix}.links.${c}`,
+    withdraw: (c) => `${prefix}.withdraw.${c}`,
     sync: (c) => `${prefix}.sync.${c}`,
     syncAll: `${prefix}.sync-all`,
     policy: (scope) => `${prefix}.policy.${scope.replace(':', '.')}`,

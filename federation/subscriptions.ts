@@ -39,6 +39,7 @@ export function subscribeAll(nc: NatsConnection, o: SubscriptionsOptions): strin
     nc.subscribe(s.announce('*'), { callback: queued((m) => intake.announce(m)) });
     nc.subscribe(s.bulk('*'), { callback: queued((m) => intake.bulk(m)) });
     nc.subscribe(s.links('*'), { callback: queued((m) => intake.links(m)) });
+    nc.subscribe(s.withdraw('*'), { callback: queued((m) => intake.withdraw(m)) });
     inbox = createInbox(o.inboxPrefix);
     nc.subscribe(`${inbox}.*`, { callback: queued((m) => intake.reply(m), 'replies') });
     const policy = o.policy;

@@ -7,8 +7,8 @@ import type { InFlight } from './layers/metrics.ts';
  * How a draining gateway tells its peers, in band, that it is going away: the opaque data of the GOAWAY it
  * sends on its HTTP/2 sessions, and a header on the HTTP/1.1 responses of the fast path (`meshfed-h1/1`). A
  * peer that reads either stops choosing that gateway (Balancers.peerDraining) until a health probe finds a
- * gateway there that is not draining: the federation's catalog learns the same later, and from one gateway
- * only when the others of its cluster publish.
+ * gateway there that is not draining. The catalog says the same: the daemon withdraws the gateway by name
+ * before the drain starts (the peers of older versions, which do not read withdrawals, have this notice).
  */
 export const DRAIN_GOAWAY_DATA = Buffer.from('meshfed-drain');
 /**

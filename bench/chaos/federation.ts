@@ -457,6 +457,29 @@ export class Federation {
     }
   }
 
+  /**
+   * The gateways `g`'s view lists for `cluster`'s offer of service `name` (its /debug/catalog), in name order;
+   * undefined when the view cannot be read or holds no such offer.
+   */
+  async gatewaysListed(g: GatewayProc, cluster: string, name: string): Promise<string[] | undefined> {
+    try {
+      const r = await fetch(`http://${g.addresses.admin}/debug/catalog`, {
+        signal: AbortSignal.timeout(3000),
+      });
+      const body = (await r.json()) as {
+        services?: {
+          namespace: string;
+          name: string;
+          instances: { cluster: string; gateways: { name: string }[] }[];
+        }[];
+      };
+      const svc = body.services?.find((s) => s.namespace === NAMESPACE && s.name === name);
+      return svc?.instances.find((i) => i.cluster === cluster)?.gateways.map((x) => x.name);
+    } catch {
+      return undefined;
+    }
+  }
+
   /** every gateway, backend and nats-server still answers; the names of those that do not */
   async unhealthy(): Promise<string[]> {
     const bad: string[] = [];

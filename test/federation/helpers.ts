@@ -130,6 +130,8 @@ export async function startNode(o: {
   config?: Partial<FederationConfigInput>;
   links?: FederationNodeOptions['links'];
   advertise?: boolean;
+  /** the one gateway this node publishes for (default gw-1 at 127.0.0.1:15443) */
+  gateway?: { name: string; address: string };
 }): Promise<FederationNode> {
   const node = new FederationNode({
     config: {
@@ -141,7 +143,7 @@ export async function startNode(o: {
     cluster: o.cluster,
     trustDomain: TD,
     locality: { region: `region-${o.cluster}`, zone: `zone-${o.cluster}-a` },
-    gateways: [{ name: 'gw-1', address: `127.0.0.1:${15443}` }],
+    gateways: [o.gateway ?? { name: 'gw-1', address: `127.0.0.1:${15443}` }],
     signer: await certificateSource(o.pki, o.cluster),
     bundle: () => o.pki.bundle,
     ...(o.source ? { source: o.source } : {}),

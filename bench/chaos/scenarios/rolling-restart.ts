@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitFor } from '../../../core/index.ts';
 import { sleep } from '../../figures.ts';
-import { Federation, threeClusters } from '../federation.ts';
+import { Federation, type GatewayProc, threeClusters } from '../federation.ts';
 import {
   loadFigures,
   lossCheck,
@@ -26,6 +26,7 @@ export const rollingRestart: Scenario = {
       const load = sourceLoad(fed, ctx);
       const done = load.run();
       const west = fed.gatewaysOf('west');
+      const listing = sampleListing(fed, src, () => load.now() < ctx.durationMs);
       const steps: { gateway: string; atMs: number; drainMs: number; backMs: number; failed?: number }[] = [];
       await sleep(ctx.durationMs * 0.15);
       for (const g of west) {
@@ -51,6 +52,7 @@ export const rollingRestart: Scenario = {
       }
       const restartsDoneAt = load.now();
       const outcomes = await done;
+      const listed = await listing;
       await load.close();
       const s = summarize(outcomes);
       // which step each failure fell in: due from its SIGTERM until the next one (or the end)
@@ -65,9 +67,38 @@ export const rollingRestart: Scenario = {
       if (restartsDoneAt > ctx.durationMs) notes.push('the restarts outlasted the load; raise --duration');
       return {
         pass: notes.length === 0,
-        figures: { failed: s.failed, steps, restartsDoneMs: Math.round(restartsDoneAt), ...loadFigures(s) },
+        figures: {
+          failed: s.failed,
+          steps,
+          restartsDoneMs: Math.round(restartsDoneAt),
+          eastListsWest: listed,
+          ...loadFigures(s),
+        },
         notes,
       };
     });
   },
 };
+
+/**
+ * How east's view lists west's gateways for `hello` while the load runs, sampled every 250 ms: how many
+ * samples listed both, one or none, and how often the listed set changed. Before issue #15 was fixed, east
+ * listed one gateway at a time, the one that published last, and the set changed at every republish.
+ */
+async function sampleListing(fed: Federation, east: GatewayProc, running: () => boolean) {
+  const out = { samples: 0, both: 0, one: 0, none: 0, switches: 0 };
+  let last: string | undefined;
+  // bounded by the load's duration, and by a count in case the clock stalls
+  for (let i = 0; i < 10_000 && running(); i++) {
+    const names = (await fed.gatewaysListed(east, 'west', 'hello')) ?? [];
+    out.samples++;
+    if (names.length >= 2) out.both++;
+    else if (names.length === 1) out.one++;
+    else out.none++;
+    const key = names.join();
+    if (last !== undefined && key !== last) out.switches++;
+    last = key;
+    await sleep(250);
+  }
+  return out;
+}
