@@ -53,6 +53,12 @@ const identitySchema = z
     'where the gateway and federation identities come from: either caDir, or all of gatewayCert, gatewayKey, federationCert, federationKey and bundle',
   );
 
+/**
+ * 65536 → "65,536". Not `toLocaleString('en-US')`: that loads ICU's number-format data, about 5 MB resident in
+ * every gateway from its start (the schema is built at import), for a config description.
+ */
+const withThousands = (n: number) => String(n).replace(/\B(?=(\d{3})+$)/g, ',');
+
 /** A cap of the golden metrics: at least 1, and small enough that the series bound stays a bound. */
 const cap = (max: number, fallback: number, what: string) =>
   z
@@ -61,7 +67,7 @@ const cap = (max: number, fallback: number, what: string) =>
     .min(1)
     .max(max)
     .default(fallback)
-    .describe(`${what} (1 to ${max.toLocaleString('en-US')})`);
+    .describe(`${what} (1 to ${withThousands(max)})`);
 
 /**
  * The caps that bound the golden metrics' series (docs/observability.md, "cardinality"). Past a cap a label

@@ -1,9 +1,10 @@
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { isIP } from 'node:net';
 import type { CatalogView, EndpointSource } from '../core/index.ts';
 import type { Balancers } from './balancer/index.ts';
 import { dashboardRoutes } from './dashboard/serve.ts';
 import type { GatewayOptions } from './gateway-options.ts';
+import { http } from './node-http.ts';
 import type { PolicySummary } from './policy/index.ts';
 import type { DashboardSources } from './dashboard/state.ts';
 import { type TrafficSnapshot, windowMsOf } from './traffic-window.ts';
@@ -127,7 +128,7 @@ export function hostAllowed(host: string | undefined, allowed: ReadonlySet<strin
 }
 
 /** The admin listener's server, for a single-process gateway and for a multi-process one's supervisor. */
-export function adminServer(options: AdminEndpointOptions): http.Server {
+export function adminServer(options: AdminEndpointOptions): Server {
   return http.createServer(adminHandler(options));
 }
 
@@ -140,7 +141,7 @@ export function gatewayAdminServer(
     /** /debug/policy, when the gateway enforces policy */
     policySummary?: () => PolicySummary | undefined;
   },
-): http.Server {
+): Server {
   return adminServer({
     state: live.state,
     metrics: async () => ({

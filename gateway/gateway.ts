@@ -1,4 +1,4 @@
-import http, { type IncomingMessage } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import http2, { type Http2SecureServer, type Http2Server } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type tls from 'node:tls';
@@ -22,6 +22,7 @@ import { GoldenMetrics } from './golden-metrics.ts';
 import { InFlight } from './layers/metrics.ts';
 import { type PolicyMetrics, policyMetrics } from './layers/policy-facts.ts';
 import { Listeners } from './listeners.ts';
+import { http } from './node-http.ts';
 import { PeerLiveness } from './peer-liveness.ts';
 import { PeerRevalidation } from './peer-revalidation.ts';
 import { LocalServices } from './local-services.ts';
@@ -70,12 +71,12 @@ export class Gateway {
   #fastEgress: H1Entry | undefined;
   #fastEastWest: H1Entry | undefined;
   #fastTls: tls.Server | undefined;
-  #egressH1!: http.Server;
+  #egressH1!: Server;
   #egressH2!: Http2Server;
   /** workload mTLS on the egress listener (clientAuth optional/required) */
   #egressTls: Http2SecureServer | undefined;
   #tls!: Http2SecureServer;
-  #admin: http.Server | undefined;
+  #admin: Server | undefined;
   readonly #drain = new Drain(this.#inFlight);
   /** what the listeners do with a new connection before a server sees it */
   readonly #accept: Acceptors;

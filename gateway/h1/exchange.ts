@@ -1,10 +1,10 @@
-import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import { Readable, Writable } from 'node:stream';
 import type { AnswerSink } from '../answers.ts';
 import { DRAINING_HEADER } from '../drain.ts';
 import type { Req, Res } from '../http-request.ts';
 import type { NodeIo } from '../pipeline.ts';
+import { http } from '../node-http.ts';
 import type { RequestHead } from './head.ts';
 
 /** Where a request body goes once a codec asks for it; `write` returning false pauses the client. */
@@ -41,7 +41,7 @@ const NOT_FIELD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
 /** status line and fields, for a response meshfed writes itself or forwards */
 function serializeHead(status: number, headers: Record<string, unknown>, close: boolean): string {
-  let s = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+  let s = `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Unknown'}\r\n`;
   for (const name in headers) {
     const v = headers[name];
     if (v === undefined) continue;
