@@ -121,6 +121,8 @@ if (only.has('resilience')) {
       balancers: { pick: () => ({ target, level: 0, release }) },
       breakers,
       send: () => Promise.resolve(sent),
+      // as forward.ts says of sendTry (a checkout without the option races the abort, as it did there)
+      sendHonoursSignal: true,
     }),
     R.deadline({ ms: () => undefined }),
     R.retry({ attempts: 2, budgetFor: () => budget, backoffBase: 25, backoffMax: 250 }),
