@@ -142,6 +142,8 @@ if (only.has('resilience')) {
   await rounds('resilience stack, 16 in flight', 320_000, 1, (n) =>
     Promise.all(Array.from({ length: 16 }, () => chain(n / 16))),
   );
+  // one at a time, as a fixed-rate load that never overlaps calls: the per-try deadline list empties each time
+  await rounds('resilience stack, 1 in flight', 160_000, 1, (n) => chain(n));
 }
 
 if (sink === -1) console.log(sink);
