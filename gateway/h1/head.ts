@@ -404,7 +404,9 @@ const STATUS_PREFIX = Buffer.from('HTTP/1.');
  * the line is anything else.
  */
 function statusOf(buf: Buffer, end: number): number {
-  if (end < 12 || buf.compare(STATUS_PREFIX, 0, 7, 0, 7) !== 0) return -1;
+  if (end < 12) return -1;
+  // byte by byte: Buffer#compare with ranges validated its five offsets and allocated on every response
+  for (let i = 0; i < 7; i++) if (buf[i] !== STATUS_PREFIX[i]) return -1;
   if ((buf[7] !== 0x30 && buf[7] !== 0x31) || buf[8] !== 0x20) return -1;
   const a = buf[9]! - 0x30;
   const b = buf[10]! - 0x30;
