@@ -48,6 +48,16 @@ if (only.has('head')) {
       for (const b of responses) sink += H.headEnd(b, 16384) + H.parseResponseHead(b, limits, 'GET').size;
     }
   });
+  // and what the fast path does next with each head: the headers for the next hop, walked with for…in
+  const X: typeof import('../gateway/headers.ts') = await import(`${dir}/gateway/headers.ts`);
+  await rounds('head, then its headers for the next hop', 200_000, 5, (n) => {
+    for (let i = 0; i < n; i++) {
+      for (const b of requests)
+        sink += Object.keys(X.requestHeadersForUpstream(H.parseRequestHead(b, limits).headers)).length;
+      for (const b of responses)
+        sink += Object.keys(X.responseHeadersForClient(H.parseResponseHead(b, limits, 'GET').headers)).length;
+    }
+  });
 }
 
 if (only.has('series')) {
@@ -121,6 +131,8 @@ if (only.has('resilience')) {
       balancers: { pick: () => ({ target, level: 0, release }) },
       breakers,
       send: () => Promise.resolve(sent),
+      // as forward.ts says of sendTry (a checkout without the option races the abort, as it did there)
+      sendHonoursSignal: true,
     }),
     R.deadline({ ms: () => undefined }),
     R.retry({ attempts: 2, budgetFor: () => budget, backoffBase: 25, backoffMax: 250 }),
@@ -140,6 +152,8 @@ if (only.has('resilience')) {
   await rounds('resilience stack, 16 in flight', 320_000, 1, (n) =>
     Promise.all(Array.from({ length: 16 }, () => chain(n / 16))),
   );
+  // one at a time, as a fixed-rate load that never overlaps calls: the per-try deadline list empties each time
+  await rounds('resilience stack, 1 in flight', 160_000, 1, (n) => chain(n));
 }
 
 if (sink === -1) console.log(sink);

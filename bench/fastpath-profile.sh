@@ -3,15 +3,16 @@
 # candidate, bench/peers-gateway.ts) pinned to CPU 1, the harness's nginx backend and wrk on CPU 0, on
 # loopback addresses of their own (so a harness run of another checkout is not disturbed). Prints requests,
 # the gateway process's CPU per request, the load average, and with a profile where its samples went.
-#   bash bench/fastpath-profile.sh [-d SECONDS] [-c CONNS] [-b small|64k] [-r RUNS] [-n] [-o DIR]
+#   bash bench/fastpath-profile.sh [-d SECONDS] [-c CONNS] [-b small|64k] [-r RUNS] [-n] [-a] [-o DIR]
 #     -n: no --cpu-prof (the profiler's own cost left out of the CPU per request)
+#     -a: also where the measured window allocated (bench/alloc-sampling.ts): DIR/alloc<run>.json
 # Each run is bounded (wrk -d plus timeout); the servers run in sessions of their own and are stopped by
 # their process group on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=5 CONNS=16 BODY=small RUNS=1 PROFILE=1 OUT=/tmp/meshfed-fastpath-profile
-while getopts d:c:b:r:no: opt; do
-  case $opt in d) DURATION=$OPTARG ;; c) CONNS=$OPTARG ;; b) BODY=$OPTARG ;; r) RUNS=$OPTARG ;; n) PROFILE=0 ;;
+DURATION=5 CONNS=16 BODY=small RUNS=1 PROFILE=1 ALLOC=0 OUT=/tmp/meshfed-fastpath-profile
+while getopts d:c:b:r:nao: opt; do
+  case $opt in d) DURATION=$OPTARG ;; c) CONNS=$OPTARG ;; b) BODY=$OPTARG ;; r) RUNS=$OPTARG ;; n) PROFILE=0 ;; a) ALLOC=1 ;;
     o) OUT=$OPTARG ;; *) sed -n 2,9p "$0" >&2; exit 2 ;; esac
 done
 HARNESS=/work/shared/bench/peers
@@ -45,13 +46,15 @@ hz=$(getconf CLK_TCK)
 for run in $(seq "$RUNS"); do
   prof=(); [ "$PROFILE" = 1 ] && prof=(--cpu-prof --cpu-prof-dir="$OUT/prof" --cpu-prof-name="run$run.cpuprofile")
   t0=$(date +%s%N)
-  BENCH_WORKDIR=$OUT setsid timeout -k 5 $((DURATION + 120)) taskset -c 1 \
+  alloc=(); [ "$ALLOC" = 1 ] && alloc=(env "BENCH_ALLOC_PROFILE=$OUT/alloc$run.json")
+  BENCH_WORKDIR=$OUT setsid timeout -k 5 $((DURATION + 120)) taskset -c 1 "${alloc[@]}" \
     node_modules/.bin/node "${prof[@]}" bench/peers-gateway.ts >"$OUT/gateway$run.log" 2>&1 &
   gw=$!; SIDS+=("$gw")
   wait_tcp "$BENCH_GW_A_ADDR" && wait_tcp "$BENCH_GW_B_ADDR" || { cat "$OUT/gateway$run.log" >&2; exit 1; }
   node=$(pgrep -s "$gw" -f peers-gateway.ts | tail -n1)
   # warm up (JIT, pools), then measure
   taskset -c 0 timeout -k 2 20 wrk -t1 -c"$CONNS" -d2s -H "Host: $BENCH_SERVICE_HOST" "http://$BENCH_GW_A_ADDR$path" >/dev/null
+  [ "$ALLOC" = 1 ] && kill -USR2 "$node"
   c0=$(cpu_ticks "$node") t1=$(date +%s%N)
   echo $(((t1 - t0) / 1000000)) >"$OUT/prof/run$run.from-ms"
   taskset -c 0 timeout -k 2 $((DURATION + 15)) wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Host: $BENCH_SERVICE_HOST" \

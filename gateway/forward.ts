@@ -96,6 +96,7 @@ export function forward(options: ForwardOptions): Handler {
           : one(ctx);
       },
       classify: (s) => classifyAnswer(s.status, s.grpcStatus),
+      sendHonoursSignal: true,
     }),
     // a gRPC caller's deadline bounds all tries together, as Envoy honours grpc-timeout; so does a
     // service's request timeout (the whole call, as Istio's route timeout)
@@ -120,10 +121,12 @@ export function forward(options: ForwardOptions): Handler {
       ms: (ctx) => override(ctx)?.retry?.perTryTimeout ?? bc.timeouts.request,
     }),
   );
-  return async (r) => {
+  // one `then` per request, not an async function's frame
+  return (r) => {
     const route = routeOf(r);
+    let sent: Promise<Sent>;
     try {
-      const sent = await dispatch(
+      sent = dispatch(
         callContext(
           {
             namespace: route.namespace,
@@ -138,14 +141,21 @@ export function forward(options: ForwardOptions): Handler {
           r,
         ),
       );
-      r.destination = sent.cluster;
-      r.status = sent.status;
     } catch (err) {
-      const answer = answerFor(err);
-      if (err instanceof UpstreamFailure) r.destination = err.target.cluster;
-      r.status = answer.status;
-      // a response already under way (a passed-through 5xx, or a body cut short) is not replaced
-      r.answer(answer);
+      sent = Promise.reject(err);
     }
+    return sent.then(
+      (s) => {
+        r.destination = s.cluster;
+        r.status = s.status;
+      },
+      (err: unknown) => {
+        const answer = answerFor(err);
+        if (err instanceof UpstreamFailure) r.destination = err.target.cluster;
+        r.status = answer.status;
+        // a response already under way (a passed-through 5xx, or a body cut short) is not replaced
+        r.answer(answer);
+      },
+    );
   };
 }

@@ -17,6 +17,7 @@ import { ActiveHealthChecks } from './active-health.ts';
 import { TargetStats } from './target-stats.ts';
 import { type ResolvedService, remoteTarget, resolveService, usableOffer } from './targets.ts';
 import type { BalancerConfig } from './config.ts';
+import { p2c } from './p2c.ts';
 import { levelPlan, localityLevel } from './priority.ts';
 import { explainRoute, type RouteExplanation } from './route-explanation.ts';
 
@@ -69,6 +70,9 @@ export interface PickOptions {
 
 /** a target's outlier and latency state is forgotten after this long without traffic (see pruneIdle) */
 export const IDLE_STATE_MS = 10 * 60_000;
+
+/** a picked target and its locality level */
+type Chosen = { target: BalancerTarget; level: 0 | 1 | 2 } | undefined;
 
 export interface BalancersOptions {
   cluster: string;
@@ -295,6 +299,43 @@ export class Balancers {
         ? svc.targets.filter((t) => !o.exclude?.has(t.id) && (pinned === undefined || t.cluster === pinned))
         : svc.targets;
     if (candidates.length === 0) return undefined;
+    const target = this.pickUniform(svc, candidates, now) ?? this.pickByLevel(svc, candidates, now);
+    if (!target) return undefined;
+    const s = this.stat(svc, target.target);
+    s.outstanding++;
+    s.startSum += now;
+    s.requests++;
+    let released = false;
+    return {
+      target: target.target,
+      level: target.level,
+      release: (outcome) => {
+        if (released) return;
+        released = true;
+        s.outstanding--;
+        s.startSum -= now;
+        this.observe(svc, target.target, s, outcome);
+      },
+    };
+  }
+
+  /** Every candidate healthy and of one level: what pickByLevel decides (one draw for the level), no lists. */
+  private pickUniform(svc: ResolvedService, candidates: readonly BalancerTarget[], now: number): Chosen {
+    if (this.o.config.overprovisioningFactor < 1) return undefined;
+    const level = localityLevel(this.o.locality, candidates[0]!.locality);
+    let total = 0;
+    for (const t of candidates) {
+      if (localityLevel(this.o.locality, t.locality) !== level || !this.healthy(svc, t, now))
+        return undefined;
+      total += t.weight;
+    }
+    if (total <= 0) return undefined;
+    this.random();
+    const target = p2c(candidates, this.random, this.stats.get(svc.key), now);
+    return target ? { target, level } : undefined;
+  }
+
+  private pickByLevel(svc: ResolvedService, candidates: readonly BalancerTarget[], now: number): Chosen {
     // one pass: each target's level, its weight, and whether it is healthy (asked once per target)
     const levels: BalancerTarget[][] = [[], [], []];
     const healthyTargets: BalancerTarget[][] = [[], [], []];
@@ -333,51 +374,8 @@ export class Balancers {
       : panic[level]
         ? levels[level]!
         : healthyTargets[level]!;
-    const target = this.p2c(svc, pool, now);
-    if (!target) return undefined;
-    const s = this.stat(svc, target);
-    s.outstanding++;
-    s.startSum += now;
-    s.requests++;
-    let released = false;
-    return {
-      target,
-      level,
-      release: (outcome) => {
-        if (released) return;
-        released = true;
-        s.outstanding--;
-        s.startSum -= now;
-        this.observe(svc, target, s, outcome);
-      },
-    };
-  }
-
-  /** Two random candidates (by weight); the one with less outstanding work × latency wins. */
-  private p2c(
-    svc: ResolvedService,
-    pool: readonly BalancerTarget[],
-    now: number,
-  ): BalancerTarget | undefined {
-    if (pool.length <= 1) return pool[0];
-    const a = this.weighted(pool);
-    let b = this.weighted(pool);
-    if (a === b) b = pool[(pool.indexOf(a) + 1) % pool.length]!;
-    return this.cost(svc, a, now) <= this.cost(svc, b, now) ? a : b;
-  }
-
-  private weighted(pool: readonly BalancerTarget[]): BalancerTarget {
-    const total = pool.reduce((x, t) => x + t.weight, 0);
-    let r = this.random() * total;
-    for (const t of pool) {
-      r -= t.weight;
-      if (r < 0) return t;
-    }
-    return pool[pool.length - 1]!;
-  }
-
-  private cost(svc: ResolvedService, t: BalancerTarget, now: number): number {
-    return this.stats.get(svc.key)?.get(t.id)?.cost(t.weight, now) ?? 0;
+    const target = p2c(pool, this.random, this.stats.get(svc.key), now);
+    return target ? { target, level } : undefined;
   }
 
   private observe(

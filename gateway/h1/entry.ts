@@ -283,12 +283,14 @@ class H1Connection implements ClientConnection {
         if (this.#headStart === 0 && this.#buf.length > 0) this.#headStart = monotonicNow();
         return;
       }
-      head = parseRequestHead(this.#buf.subarray(0, end), o);
+      // a head that is the whole read (the common case) needs no views of it
+      const whole = end === this.#buf.length;
+      head = parseRequestHead(whole ? this.#buf : this.#buf.subarray(0, end), o);
       if (head.upgrade || head.method === 'CONNECT' || head.minor === 0) {
         this.#handover(head);
         return;
       }
-      this.#buf = this.#buf.subarray(end);
+      this.#buf = whole ? EMPTY : this.#buf.subarray(end);
     } catch (err) {
       if (!(err instanceof HeadParseError)) throw err;
       this.#refuse(HEAD_ERROR_REFUSAL[err.reason], err.message);

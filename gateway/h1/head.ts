@@ -223,6 +223,15 @@ function isAuthority(s: string): boolean {
 }
 
 /**
+ * The headers object of a parsed head: nothing on its prototype chain (a field named `constructor` or
+ * `__proto__` is a field like any other, never Object.prototype's), and, unlike Object.create(null), which
+ * V8 makes a hash table, an object with fast properties: adding six fields and walking them with for…in
+ * took 0.2 µs against 1.6 µs.
+ */
+const FieldMap = function FieldMap() {} as unknown as new () => Headers;
+FieldMap.prototype = Object.create(null);
+
+/**
  * The field lines of a head, from `from` (the start of the first one) to the final CRLF, into lower-case
  * headers, in one pass over the bytes. A name is a token directly followed by ':' (no whitespace before the
  * colon, RFC 9112 5.1); the value is trimmed of OWS and made of field-content only; a line starting with
@@ -233,7 +242,7 @@ function fields(buf: Buffer, text: string, from: number, fieldLines: number, lim
   if (fieldLines > limits.maxHeaders) {
     throw new HeadParseError('too-many-headers', `more than ${limits.maxHeaders} header fields`);
   }
-  const headers: Headers = Object.create(null);
+  const headers = new FieldMap();
   const last = buf.length - 2;
   let i = from;
   while (i < last) {
@@ -299,8 +308,13 @@ function hasToken(v: string | string[] | undefined, token: string): boolean {
 
 /** Content-Length: digits only, one value (a list, even of equal values, is refused), at most 2^53. */
 function contentLength(v: string): number {
-  if (!/^[0-9]{1,15}$/.test(v))
-    throw new HeadParseError('invalid-content-length', JSON.stringify(v.slice(0, 40)));
+  // a loop, not /^[0-9]{1,15}$/: every response with a body has one, at each gateway
+  let digits = v.length > 0 && v.length <= 15;
+  for (let i = 0; digits && i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    digits = c >= 0x30 && c <= 0x39;
+  }
+  if (!digits) throw new HeadParseError('invalid-content-length', JSON.stringify(v.slice(0, 40)));
   return Number(v);
 }
 
@@ -390,7 +404,9 @@ const STATUS_PREFIX = Buffer.from('HTTP/1.');
  * the line is anything else.
  */
 function statusOf(buf: Buffer, end: number): number {
-  if (end < 12 || buf.compare(STATUS_PREFIX, 0, 7, 0, 7) !== 0) return -1;
+  if (end < 12) return -1;
+  // byte by byte: Buffer#compare with ranges validated its five offsets and allocated on every response
+  for (let i = 0; i < 7; i++) if (buf[i] !== STATUS_PREFIX[i]) return -1;
   if ((buf[7] !== 0x30 && buf[7] !== 0x31) || buf[8] !== 0x20) return -1;
   const a = buf[9]! - 0x30;
   const b = buf[10]! - 0x30;

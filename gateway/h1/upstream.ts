@@ -346,8 +346,9 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     for (let guard = 0; guard < 16; guard++) {
       const e = headEnd(this.#buf, o.maxHeadBytes);
       if (e === -1) return false;
-      const h = parseResponseHead(this.#buf.subarray(0, e), o, this.#r.method);
-      this.#buf = this.#buf.subarray(e);
+      const whole = e === this.#buf.length;
+      const h = parseResponseHead(whole ? this.#buf : this.#buf.subarray(0, e), o, this.#r.method);
+      this.#buf = whole ? EMPTY : this.#buf.subarray(e);
       // interim responses (100 Continue, 103) end here: this gateway answered the client's Expect itself
       if (h.status >= 200) {
         this.#res = h;

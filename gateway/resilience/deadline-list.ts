@@ -48,6 +48,7 @@ export class DeadlineList<E extends DeadlineEntry> {
     if (after) after.next = e;
     else this.#head = e;
     if (due < this.#armedFor) this.#arm(due);
+    else if (!e.prev && !e.next) this.#timer?.ref();
   }
 
   remove(e: E): void {
@@ -60,20 +61,16 @@ export class DeadlineList<E extends DeadlineEntry> {
     else this.#tail = e.prev as E | undefined;
     e.prev = undefined;
     e.next = undefined;
-    // an early timer finds nothing due and re-arms; an empty list keeps no timer (nor the process alive)
-    if (!this.#head) this.#disarm();
+    // an early timer finds nothing due and re-arms. An empty list keeps its timer, unreferenced (it keeps
+    // no process alive): the next entry, due later with the same timeout, needs no new one, where a list
+    // emptied by every call (calls that do not overlap) cost a clearTimeout and a setTimeout per call
+    if (!this.#head) this.#timer?.unref();
   }
 
   #arm(due: number): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#armedFor = due;
     this.#timer = setTimeout(this.#fire, Math.max(0, due - monotonicNow()));
-  }
-
-  #disarm(): void {
-    if (this.#timer) clearTimeout(this.#timer);
-    this.#timer = undefined;
-    this.#armedFor = Number.POSITIVE_INFINITY;
   }
 
   readonly #fire = (): void => {

@@ -109,19 +109,24 @@ const realSleep = (ms: number) =>
  * Retries the failures `retryable` picks (by default connect failures always, others only for
  * idempotent calls: isRetryable), on a different target (the failed one goes into ctx.exclude), with jittered back-off, inside the
  * call's deadline and the service's retry budget. Everything else is rethrown at once.
+ *
+ * The first try is the call's own context and one `then`: the retry loop (an async function, a context per
+ * try, the exclude set) is made only once a try has failed.
  */
 export function retry<R, P = undefined>(o: RetryOptions<P>): Layer<R, P> {
   const now = o.clock?.now ?? monotonicNow;
   const random = o.random ?? Math.random;
   const sleep = o.sleep ?? realSleep;
-  return (next) => async (ctx) => {
-    const budget = o.budgetFor(ctx);
-    budget.recordCall();
-    const attempts = typeof o.attempts === 'number' ? o.attempts : o.attempts(ctx);
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await next({ ...ctx, attempt });
-      } catch (err) {
+  return (next) => {
+    /** what follows a failed try `attempt`: the next try, or `err` rethrown */
+    const again = async (
+      ctx: CallContext<P>,
+      budget: RetryBudget,
+      attempts: number,
+      failed: unknown,
+    ): Promise<R> => {
+      let err = failed;
+      for (let attempt = 0; ; ) {
         if (!(err instanceof UpstreamFailure) || attempt >= attempts || ctx.signal?.aborted) throw err;
         if (!(o.retryable ? o.retryable(ctx, err) : isRetryable(err, ctx.idempotent))) throw err;
         const wait = backoffMs(attempt, o.backoffBase, o.backoffMax, random);
@@ -137,8 +142,32 @@ export function retry<R, P = undefined>(o: RetryOptions<P>): Layer<R, P> {
         exclude.add(err.target.id);
         ctx.exclude = exclude;
         if (wait > 0) await sleep(wait);
+        attempt++;
+        try {
+          return await next({ ...ctx, attempt });
+        } catch (e) {
+          err = e;
+        }
       }
-    }
+    };
+    return (ctx) => {
+      let budget: RetryBudget;
+      let attempts: number;
+      try {
+        budget = o.budgetFor(ctx);
+        budget.recordCall();
+        attempts = typeof o.attempts === 'number' ? o.attempts : o.attempts(ctx);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      let first: Promise<R>;
+      try {
+        first = next(ctx.attempt === 0 ? ctx : { ...ctx, attempt: 0 });
+      } catch (err) {
+        first = Promise.reject(err);
+      }
+      return first.catch((err: unknown) => again(ctx, budget, attempts, err));
+    };
   };
 }
 

@@ -43,20 +43,118 @@ export interface UpstreamCodec {
   send(r: GatewayRequest, t: BalancerTarget, a: UpstreamAttempt): void;
 }
 
+interface TryOptions {
+  codec: UpstreamCodec;
+  /** a failed answer (5xx, a gRPC error status) that a retry will replace: held back, not forwarded */
+  holdBack: (ctx: CallContext<GatewayRequest>, sent: Sent) => boolean;
+}
+
+const NO_CANCEL = (): void => undefined;
+const ONCE = { once: true } as const;
+
+/**
+ * The attempt of one try: settled once, by the response headers, a failure, the per-try abort or the
+ * caller leaving. A class, so a try is one object with two listeners (the codecs call its methods), not a
+ * literal of five closures and a getter.
+ */
+class Attempt implements UpstreamAttempt {
+  readonly #t: BalancerTarget;
+  readonly #ctx: CallContext<GatewayRequest> & { signal: TrySignal };
+  readonly #holdBack: TryOptions['holdBack'];
+  readonly #res: Downstream;
+  readonly #resolve: (s: Sent) => void;
+  readonly #reject: (err: unknown) => void;
+  #settled = false;
+  #forwarded = false;
+  #cancel = NO_CANCEL;
+
+  constructor(
+    t: BalancerTarget,
+    ctx: CallContext<GatewayRequest> & { signal: TrySignal },
+    holdBack: TryOptions['holdBack'],
+    res: Downstream,
+    resolve: (s: Sent) => void,
+    reject: (err: unknown) => void,
+  ) {
+    this.#t = t;
+    this.#ctx = ctx;
+    this.#holdBack = holdBack;
+    this.#res = res;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    ctx.signal.addEventListener('abort', this.#onAbort, ONCE);
+    res.once('close', this.onClientGone);
+  }
+
+  get open(): boolean {
+    return !this.#settled;
+  }
+
+  onCancel(fn: () => void): void {
+    this.#cancel = fn;
+  }
+
+  #finish(): void {
+    this.#settled = true;
+    this.#ctx.signal.removeEventListener('abort', this.#onAbort);
+    this.#res.off('close', this.onClientGone);
+  }
+
+  readonly #onAbort = (): void => {
+    if (this.#settled) return;
+    this.#finish();
+    this.#cancel();
+    this.#reject(this.#ctx.signal.reason);
+  };
+
+  /** the caller left before the try settled */
+  readonly onClientGone = (): void => {
+    if (this.#settled) return;
+    this.#finish();
+    this.#cancel();
+    this.#reject(new UpstreamFailure('cancelled', this.#t));
+  };
+
+  respond(
+    status: number,
+    headers: OutgoingHttpHeaders,
+    trailers?: Record<string, string | string[]>,
+  ): boolean {
+    if (this.#settled) return false;
+    this.#finish();
+    const grpc = trailers?.['grpc-status'];
+    const sent: Sent = { status, cluster: this.#t.cluster, forwarded: false };
+    if (grpc !== undefined) sent.grpcStatus = Number(grpc);
+    if (this.#holdBack(this.#ctx, sent)) {
+      this.#resolve(sent);
+      return false;
+    }
+    this.#res.writeHead(status, headers);
+    if (trailers) this.#res.addTrailers(trailers);
+    this.#forwarded = true;
+    sent.forwarded = true;
+    this.#resolve(sent);
+    return true;
+  }
+
+  fail(failure: Failure, err: unknown): void {
+    if (!this.#settled) {
+      this.#finish();
+      this.#reject(new UpstreamFailure(failure, this.#t, { cause: err }));
+    } else if (this.#forwarded) this.#res.destroy();
+  }
+}
+
 /**
  * One try against one target, the innermost step of the forward dispatch. Resolves once the response
  * headers are forwarded (the body then streams on its own), or with `forwarded: false` for a failed
  * answer that the retry layer will replace. Rejects with an UpstreamFailure that says how the try failed, or
- * with the abort reason of the per-try timeout.
+ * with the abort reason of the per-try timeout (so the dispatch need not race the abort itself).
  */
 export function sendTry(
   t: BalancerTarget,
   ctx: CallContext<GatewayRequest> & { signal: TrySignal },
-  options: {
-    codec: UpstreamCodec;
-    /** a failed answer (5xx, a gRPC error status) that a retry will replace: held back, not forwarded */
-    holdBack: (ctx: CallContext<GatewayRequest>, sent: Sent) => boolean;
-  },
+  options: TryOptions,
 ): Promise<Sent> {
   const r = ctx.payload;
   // a caller that reset its stream before the try (HTTP/2 rapid reset: HEADERS then RST_STREAM at once)
@@ -66,59 +164,7 @@ export function sendTry(
   // the HTTP/1.1 codec's exchange answers like node's response for what a try needs of it
   const res: Downstream = r.fast ?? (r.io.res as ServerResponse);
   return new Promise<Sent>((resolve, reject) => {
-    let settled = false;
-    let forwarded = false;
-    let cancel = () => {};
-    const finish = () => {
-      settled = true;
-      ctx.signal.removeEventListener('abort', onAbort);
-      res.off('close', onClientGone);
-    };
-    const onAbort = () => {
-      if (settled) return;
-      finish();
-      cancel();
-      reject(ctx.signal.reason);
-    };
-    const onClientGone = () => {
-      if (settled) return;
-      finish();
-      cancel();
-      reject(new UpstreamFailure('cancelled', t));
-    };
-    const attempt: UpstreamAttempt = {
-      get open() {
-        return !settled;
-      },
-      onCancel: (fn) => {
-        cancel = fn;
-      },
-      respond: (status, headers, trailers) => {
-        if (settled) return false;
-        finish();
-        const grpc = trailers?.['grpc-status'];
-        const sent: Sent = { status, cluster: t.cluster, forwarded: false };
-        if (grpc !== undefined) sent.grpcStatus = Number(grpc);
-        if (options.holdBack(ctx, sent)) {
-          resolve(sent);
-          return false;
-        }
-        res.writeHead(status, headers);
-        if (trailers) res.addTrailers(trailers);
-        forwarded = true;
-        sent.forwarded = true;
-        resolve(sent);
-        return true;
-      },
-      fail: (failure, err) => {
-        if (!settled) {
-          finish();
-          reject(new UpstreamFailure(failure, t, { cause: err }));
-        } else if (forwarded) res.destroy();
-      },
-    };
-    ctx.signal.addEventListener('abort', onAbort, { once: true });
-    res.once('close', onClientGone);
+    const attempt = new Attempt(t, ctx, options.holdBack, res, resolve, reject);
     if (ctx.attempt > 0 || r.fast || !('goaway' in r.connection)) {
       options.codec.send(r, t, attempt);
       return;
@@ -127,8 +173,8 @@ export function sendTry(
     // holds: a RST_STREAM sent right behind the HEADERS (rapid reset) is then seen before anything goes
     // upstream, instead of being relayed as a cancel that the peer's guard counts against our tunnel
     setImmediate(() => {
-      if (settled) return;
-      if (r.responseOver()) onClientGone();
+      if (!attempt.open) return;
+      if (r.responseOver()) attempt.onClientGone();
       else options.codec.send(r, t, attempt);
     });
   });
