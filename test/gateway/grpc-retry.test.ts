@@ -143,28 +143,34 @@ describe('the gateway answers a gRPC caller with a status (regression: grpc-js r
 });
 
 describe('retries of gRPC calls on another target', () => {
-  test('a try that reaches the per-try timeout is retried on another cluster; the slow one is ejected', async () => {
+  test('a try that reaches the per-try timeout is retried on another cluster; the slow one is ejected or no longer picked', async () => {
     const retried = { destination_cluster: 'beta', failure: 'timeout' };
     const ejected = { destination_cluster: 'beta', service: 'slow.shop' };
     const before = await metric(alpha, 'meshfed_upstream_retries_total', retried);
-    // waves of calls at once, until beta has met two timeouts in a row and is ejected: the balancer picks
-    // beta only now and then once its latency is known (peak-EWMA), and on a slow machine the calls of one
-    // wave reach alpha spread out, so how many waves that takes is up to chance (bounded: 40 waves; 15 were
-    // not always enough at load average 5 on 2 cores)
+    // waves of calls at once, until beta has met two timeouts in a row and is ejected, or until the balancer
+    // has stopped picking it (its peak-EWMA cost after a timeout makes power-of-two choices prefer gamma:
+    // five waves in a row without a try to beta). Which comes first is up to how the calls of a wave reach
+    // alpha on a loaded machine (bounded: 40 waves)
     const replies: Reply[] = [];
+    let quietWaves = 0;
     for (
       let wave = 0;
-      wave < 40 && (await metric(alpha, 'meshfed_outlier_ejections_total', ejected)) === 0;
+      wave < 40 && quietWaves < 5 && (await metric(alpha, 'meshfed_outlier_ejections_total', ejected)) === 0;
       wave++
     ) {
+      const triedBefore = await metric(alpha, 'meshfed_upstream_retries_total', retried);
       replies.push(...(await Promise.all(Array.from({ length: 6 }, () => hello('slow')))));
+      const tried = (await metric(alpha, 'meshfed_upstream_retries_total', retried)) - triedBefore;
+      quietWaves = tried === 0 && triedBefore > before ? quietWaves + 1 : 0;
     }
     expect(replies).toEqual(Array(replies.length).fill({ label: 'gamma' }));
-    expect(await metric(alpha, 'meshfed_outlier_ejections_total', ejected)).toBe(1);
-    // every try beta timed out on was retried on gamma: two at least, the two in a row that ejected it
-    expect((await metric(alpha, 'meshfed_upstream_retries_total', retried)) - before).toBeGreaterThanOrEqual(
-      2,
-    );
+    // every try beta timed out on was retried on gamma
+    const retries = (await metric(alpha, 'meshfed_upstream_retries_total', retried)) - before;
+    expect(retries).toBeGreaterThanOrEqual(1);
+    const ejections = await metric(alpha, 'meshfed_outlier_ejections_total', ejected);
+    // ejected after two timeouts in a row, or avoided: then five waves (30 calls) went to gamma alone
+    if (ejections === 0) expect(quietWaves).toBe(5);
+    else expect(ejections).toBe(1);
   });
 
   test('a remote gateway answering DEADLINE_EXCEEDED (its own per-try timeout) is retried elsewhere', async () => {
