@@ -3,23 +3,14 @@ import http2 from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import { waitFor } from '../../core/index.ts';
 import { CLOSING_NOTICE, isDrainNotice } from '../../gateway/drain.ts';
-import { createMesh, echoServer, fastGatewayServer, httpService, type Mesh, request } from './harness.ts';
+import { echoServer, fastGatewayServer, httpService, meshOfFile, request } from './harness.ts';
 
 // A gateway that drains (SIGTERM, a rolling restart) must lose nothing: its peers stop choosing it from its
 // in-band notice (GOAWAY, a response header), and what crossed its close is sent elsewhere. Found by the chaos
 // rolling-restart scenario (503s, 502s and cut connections while a gateway of west restarted).
 
 const HOST = 'orders.shop.svc.clusterset.local';
-let mesh: Mesh;
-const closers: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  mesh = await createMesh();
-}, 30_000);
-
-afterAll(async () => {
-  for (const c of closers.reverse()) await c();
-});
+const { mesh, closing } = meshOfFile();
 
 /**
  * A stand-in remote gateway of cluster `spy` on the fast path that answers the first request of each
@@ -28,7 +19,7 @@ afterAll(async () => {
  */
 async function closingFastGateway(): Promise<{ address: string; answered: number; crossed: number }> {
   const state = { address: '', answered: 0, crossed: 0 };
-  const server = await fastGatewayServer(mesh, 'spy');
+  const server = await fastGatewayServer(mesh(), 'spy');
   server.on('secureConnection', (socket) => {
     let first = true;
     let pending = '';
@@ -53,7 +44,7 @@ async function closingFastGateway(): Promise<{ address: string; answered: number
   });
   server.listen(0, '127.0.0.1');
   await new Promise((r) => server.once('listening', r));
-  closers.push(() => server.close());
+  closing(() => server.close());
   state.address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
   return state;
 }
@@ -61,18 +52,18 @@ async function closingFastGateway(): Promise<{ address: string; answered: number
 /** beta serving orders.shop from an echo backend labelled `label` */
 async function servingGateway(cluster: string, label: string, config: Record<string, unknown> = {}) {
   const echo = await echoServer(label);
-  closers.push(() => echo.server.close());
-  const g = await mesh.gateway(cluster, { config });
+  closing(() => echo.server.close());
+  const g = await mesh().gateway(cluster, { config });
   g.source.set([httpService('shop', 'orders', [echo.address])]);
-  closers.push(() => g.close());
+  closing(() => g.close());
   return g;
 }
 
 test('regression: a POST on a pooled fast-path connection that a draining gateway closes as the request crosses is sent to another cluster whole', async () => {
   const spy = await closingFastGateway();
   const beta = await servingGateway('beta', 'beta-echo');
-  const alpha = await mesh.gateway('alpha');
-  closers.push(() => alpha.close());
+  const alpha = await mesh().gateway('alpha');
+  closing(() => alpha.close());
   const svc = httpService('shop', 'orders', []);
   // the spy in alpha's own zone takes every request while it is healthy; beta, farther, takes the retries
   alpha.catalog.offer('spy', svc, spy.address, { region: 'alpha-region', zone: 'alpha-zone' });
@@ -104,8 +95,8 @@ test.each([
   async (_name, fastPath) => {
     const beta = await servingGateway(`beta${fastPath ? 'f' : 't'}`, 'beta-echo', { fastPath });
     const gamma = await servingGateway(`gamma${fastPath ? 'f' : 't'}`, 'gamma-echo', { fastPath });
-    const alpha = await mesh.gateway(`alpha${fastPath ? 'f' : 't'}`, { config: { fastPath } });
-    closers.push(() => alpha.close());
+    const alpha = await mesh().gateway(`alpha${fastPath ? 'f' : 't'}`, { config: { fastPath } });
+    closing(() => alpha.close());
     const svc = httpService('shop', 'orders', []);
     alpha.catalog.offer(beta.cluster, svc, beta.eastWest);
     alpha.catalog.offer(gamma.cluster, svc, gamma.eastWest);
@@ -147,11 +138,11 @@ test.each([
 
 test('an HTTP/1.1 client of a draining gateway is told connection: close on its answer, and is never cut mid-request', async () => {
   const beta = await servingGateway('delta', 'delta-echo');
-  const alpha = await mesh.gateway('epsilon');
-  closers.push(() => alpha.close());
+  const alpha = await mesh().gateway('epsilon');
+  closing(() => alpha.close());
   alpha.catalog.offer(beta.cluster, httpService('shop', 'orders', []), beta.eastWest);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  closers.push(() => agent.destroy());
+  closing(() => agent.destroy());
   const get = () =>
     new Promise<{ status: number; connection: string | undefined; socket: Socket }>((resolve, reject) => {
       const i = alpha.egress.lastIndexOf(':');
@@ -182,11 +173,11 @@ test('an HTTP/1.1 client of a draining gateway is told connection: close on its 
 
 test('an HTTP/2 (h2c) client of a draining gateway gets a GOAWAY that says why', async () => {
   const beta = await servingGateway('zeta', 'zeta-echo');
-  const alpha = await mesh.gateway('eta');
-  closers.push(() => alpha.close());
+  const alpha = await mesh().gateway('eta');
+  closing(() => alpha.close());
   alpha.catalog.offer(beta.cluster, httpService('shop', 'orders', []), beta.eastWest);
   const session = http2.connect(`http://${alpha.egress}`);
-  closers.push(() => session.destroy());
+  closing(() => session.destroy());
   const goaway = new Promise<Buffer | undefined>((r) =>
     session.once('goaway', (_code: number, _last: number, data?: Buffer) => r(data)),
   );
@@ -205,8 +196,8 @@ test('an HTTP/2 (h2c) client of a draining gateway gets a GOAWAY that says why',
 
 test('a peer holding only an idle connection to a draining gateway learns of the drain from its close', async () => {
   const beta = await servingGateway('theta', 'theta-echo');
-  const alpha = await mesh.gateway('iota');
-  closers.push(() => alpha.close());
+  const alpha = await mesh().gateway('iota');
+  closing(() => alpha.close());
   alpha.catalog.offer(beta.cluster, httpService('shop', 'orders', []), beta.eastWest);
   // one request leaves a pooled fast-path connection to beta; nothing is in flight during the drain
   expect((await request(alpha.egress, { host: HOST })).status).toBe(200);

@@ -9,30 +9,13 @@ import { ResetCounter } from '../../gateway/h2-session-guard.ts';
 import type { GatewayRequest } from '../../gateway/pipeline.ts';
 import { NEVER_ABORTED } from '../../gateway/resilience/index.ts';
 import { sendTry, type UpstreamCodec } from '../../gateway/upstream/attempt.ts';
-import {
-  createMesh,
-  httpService,
-  type Mesh,
-  request,
-  type TestGateway,
-  tunnelGet,
-  tunnelSession,
-} from './harness.ts';
+import { meshOfFile, httpService, request, type TestGateway, tunnelGet, tunnelSession } from './harness.ts';
 
 // The defences the chaos flood scenario (bench/chaos/scenarios/flood.ts) needs, each alone and small:
 // HTTP/2 rapid reset (CVE-2023-44487), TLS handshake admission, slowloris heads; each time a legitimate
 // request is still served.
 
-let mesh: Mesh;
-const closers: (() => unknown)[] = [];
-
-beforeAll(async () => {
-  mesh = await createMesh();
-}, 30_000);
-
-afterAll(async () => {
-  for (const c of closers.reverse()) await c();
-});
+const { mesh, closing } = meshOfFile();
 
 function splitAddr(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(':');
@@ -55,9 +38,9 @@ async function servedGateway(cluster: string, limits: Record<string, unknown>) {
   });
   backend.listen(0, '127.0.0.1');
   await new Promise((r) => backend.once('listening', r));
-  closers.push(() => backend.close());
-  const g = await mesh.gateway(cluster, { config: { limits } });
-  closers.push(() => g.close());
+  closing(() => backend.close());
+  const g = await mesh().gateway(cluster, { config: { limits } });
+  closing(() => g.close());
   const web = httpService('shop', 'web', [`127.0.0.1:${(backend.address() as AddressInfo).port}`]);
   g.source.set([web]);
   return { g, web, hits: () => hits };
@@ -100,7 +83,7 @@ function literal(nameIndex: number, value: string): Buffer {
 async function rawResetBurst(address: string, n: number, authority: string) {
   const s = net.connect(splitAddr(address));
   s.on('error', () => undefined);
-  closers.push(() => s.destroy());
+  closing(() => s.destroy());
   await new Promise((r) => s.once('connect', r));
   const cancel = Buffer.alloc(4);
   cancel.writeUInt32BE(http2.constants.NGHTTP2_CANCEL);
@@ -244,8 +227,8 @@ describe('HTTP/2 rapid reset', () => {
   test('regression: a rapid-reset burst on one egress session gets GOAWAY (ENHANCE_YOUR_CALM) and loses the session; no cancelled stream reaches the remote backend; others are still served', async () => {
     const limits = { maxResetsPerSecond: 100_000, maxPrematureResets: 50 };
     const { g: west, web, hits } = await servedGateway('rr-west', limits);
-    const g = await mesh.gateway('rr-east', { config: { limits } });
-    closers.push(() => g.close());
+    const g = await mesh().gateway('rr-east', { config: { limits } });
+    closing(() => g.close());
     g.catalog.offer('rr-west', web, west.eastWest);
     const goaway = await rawResetBurst(g.egress, 200, 'web.shop.svc.clusterset.local');
     expect(goaway.errorCode).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
@@ -266,8 +249,11 @@ describe('HTTP/2 rapid reset', () => {
       maxResetsPerSecond: 50,
       maxPrematureResets: 100_000,
     });
-    const leaf = await issueLeaf(await mesh.intermediate('rr-peer'), { kind: 'gateway', name: 'rr-peer-gw' });
-    const { session, connected } = tunnelSession(g.eastWest, leaf, mesh.bundle.toPem());
+    const leaf = await issueLeaf(await mesh().intermediate('rr-peer'), {
+      kind: 'gateway',
+      name: 'rr-peer-gw',
+    });
+    const { session, connected } = tunnelSession(g.eastWest, leaf, mesh().bundle.toPem());
     await connected;
     const goaway = new Promise<number>((r) => session.once('goaway', (code: number) => r(code)));
     const closed = new Promise((r) => session.once('close', r));
@@ -284,8 +270,8 @@ describe('HTTP/2 rapid reset', () => {
     await closed;
     expect(await refusedCount(g, 'rapid-reset')).toBe(1);
     // a new session of the same peer is served
-    const again = tunnelSession(g.eastWest, leaf, mesh.bundle.toPem());
-    closers.push(() => again.session.destroy());
+    const again = tunnelSession(g.eastWest, leaf, mesh().bundle.toPem());
+    closing(() => again.session.destroy());
     await again.connected;
     expect(await tunnelGet(again.session, leaf, web)).toBe(200);
   });
@@ -300,7 +286,7 @@ async function tunnelServes(
   leaf: { chainPem: string; keyPem: string },
   web?: { namespace: string; name: string },
 ): Promise<number> {
-  const t = tunnelSession(g.eastWest, leaf, mesh.bundle.toPem());
+  const t = tunnelSession(g.eastWest, leaf, mesh().bundle.toPem());
   try {
     await t.connected;
     return web ? await tunnelGet(t.session, leaf, web) : 200;
@@ -342,7 +328,7 @@ describe('TLS handshake admission', () => {
   ): Promise<{ outcome: 'answered' | 'closed'; s: net.Socket }> {
     const s = net.connect(splitAddr(g.eastWest));
     s.on('error', () => undefined);
-    closers.push(() => s.destroy());
+    closing(() => s.destroy());
     s.write(hello);
     const outcome = await new Promise<'answered' | 'closed'>((resolve) => {
       s.once('data', () => resolve('answered'));
@@ -360,7 +346,10 @@ describe('TLS handshake admission', () => {
     expect((await offerHello(g, hello)).outcome).toBe('closed');
     expect(await refusedCount(g, 'handshake-limit')).toBe(1);
     for (const x of stalled) x.s.destroy();
-    const leaf = await issueLeaf(await mesh.intermediate('hs-peer'), { kind: 'gateway', name: 'hs-peer-gw' });
+    const leaf = await issueLeaf(await mesh().intermediate('hs-peer'), {
+      kind: 'gateway',
+      name: 'hs-peer-gw',
+    });
     await waitFor(async () => (await tunnelServes(g, leaf)) === 200, {
       timeoutMs: 5_000,
       what: 'a handshake to be admitted once the stalled ones closed',
@@ -384,7 +373,7 @@ describe('TLS handshake admission', () => {
     expect(answered).toBeGreaterThanOrEqual(50);
     expect(answered).toBeLessThan(200);
     expect(await refusedCount(g, 'handshake-rate')).toBe(200 - answered);
-    const peer = await issueLeaf(await mesh.intermediate('hs-peer2'), {
+    const peer = await issueLeaf(await mesh().intermediate('hs-peer2'), {
       kind: 'gateway',
       name: 'hs-peer2-gw',
     });
@@ -398,8 +387,8 @@ describe('TLS handshake admission', () => {
 describe('TLS handshake admission and resumption', () => {
   test('regression: a peer that dials per request (tunnelMaxRequestsPerConnection: 1) resumes its sessions and is not held to handshakesPerSecond', async () => {
     const { g, web } = await servedGateway('hs-resume', { handshakesPerSecond: 10, maxHandshakes: 1_000 });
-    const dialer = await mesh.gateway('hs-dialer', { config: { tunnelMaxRequestsPerConnection: 1 } });
-    closers.push(() => dialer.close());
+    const dialer = await mesh().gateway('hs-dialer', { config: { tunnelMaxRequestsPerConnection: 1 } });
+    closing(() => dialer.close());
     dialer.catalog.offer('hs-resume', web, g.eastWest);
     const statuses: number[] = [];
     // 60 requests, each on a connection of its own: 6 times the bucket's burst, in about a second
@@ -426,7 +415,7 @@ describe('slowloris', () => {
       Array.from({ length: 50 }, async () => {
         const s = net.connect(splitAddr(g.egress));
         s.on('error', () => undefined);
-        closers.push(() => s.destroy());
+        closing(() => s.destroy());
         await new Promise((r) => s.once('connect', r));
         connected++;
         const head = 'GET / HTTP/1.1\r\nHost: web.shop.svc.clusterset.local\r\nX-Slow: ';
