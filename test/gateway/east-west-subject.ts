@@ -170,7 +170,14 @@ export class GatewayUnderTest {
           admin: `127.0.0.1:${admin}`,
         },
         // short guards: a connection the fuzzer leaves half-open is the gateway's to close, soon
-        limits: { helloTimeout: '2s', headersTimeout: '2s' },
+        // the fuzzer and the checks after it dial from the same address: a per-source share of handshakes
+        // would throttle the checks with the fuzzer (the listener-wide limits stay at their defaults)
+        limits: {
+          helloTimeout: '2s',
+          headersTimeout: '2s',
+          maxHandshakesPerSource: 100,
+          handshakesPerSecondPerSource: 200,
+        },
       },
       federation: { nats: { servers: [natsUrl] }, heartbeatInterval: '1s', staleAfter: '5s' },
       discovery: { sources: [{ type: 'static', file: 'services.yaml' }] },
