@@ -27,7 +27,7 @@ interface Verified {
 }
 
 /**
- * The federation node's work, as named events (linkerd2 service-mirror style): NATS callbacks, timers and the
+ * The federation node's work, as named events: NATS callbacks, timers and the
  * persisted file only turn what happened into one of these, and one dispatcher (FederationEventQueue, handing
  * each to FederationEventHandler) handles them in order.
  */

@@ -98,8 +98,8 @@ export function forward(options: ForwardOptions): Handler {
       classify: (s) => classifyAnswer(s.status, s.grpcStatus),
       sendHonoursSignal: true,
     }),
-    // a gRPC caller's deadline bounds all tries together, as Envoy honours grpc-timeout; so does a
-    // service's request timeout (the whole call, as Istio's route timeout)
+    // a gRPC caller's deadline (grpc-timeout) bounds all tries together; so does a service's request
+    // timeout (the whole call, every try and backoff included)
     deadline<Sent, GatewayRequest>({
       ms: (ctx) =>
         earliest(grpcTimeoutMs(ctx.payload.headers['grpc-timeout']), override(ctx)?.timeouts?.request),

@@ -24,16 +24,14 @@ export const balancerConfigSchema = z
       .min(1)
       .max(10)
       .default(1.4)
-      .describe(
-        "a locality level keeps all its traffic while healthy share × this ≥ 1 (Envoy's default 1.4)",
-      ),
+      .describe('a locality level keeps all its traffic while healthy share × this ≥ 1 (default 1.4)'),
     panicThreshold: z
       .number()
       .min(0)
       .max(100)
       .default(50)
       .describe(
-        "percent: below this healthy share a locality level balances over all its targets, healthy or not (Envoy's per-priority panic); 0 turns panic off",
+        'percent: below this healthy share a locality level balances over all its targets, healthy or not (per-level panic); 0 turns panic off',
       ),
     outlier: z
       .strictObject({
@@ -135,9 +133,7 @@ export const balancerConfigSchema = z
           .int()
           .min(1)
           .default(4096)
-          .describe(
-            "concurrent requests to one service, all targets together (Envoy's cluster max_requests)",
-          ),
+          .describe('concurrent requests to one service, all targets together'),
       })
       .default(CIRCUIT_BREAKER_DEFAULTS),
   })

@@ -1,5 +1,5 @@
 /**
- * Locality priority levels and spill-over, the way Envoy computes them: a level's health is its
+ * Locality priority levels and spill-over: a level's health is its
  * healthy weight share × the overprovisioning factor (capped at 100%). Level 0 takes as much load
  * as its health allows, level 1 the next part up to its own health, and so on. When the levels'
  * health sums to less than 100%, the loads are scaled up so they still sum to 100% (normalised).
@@ -32,7 +32,7 @@ export function levelLoads(levels: readonly LevelWeights[], overprovisioning: nu
 export interface LevelPlan {
   /** share of new requests per level, summing to 1 (or all 0 when nothing can be picked) */
   readonly loads: readonly number[];
-  /** per level: pick among all its targets, healthy or not (Envoy's per-priority panic) */
+  /** per level: pick among all its targets, healthy or not (the level's panic mode) */
   readonly panic: readonly boolean[];
   /** nothing was healthy: the panic load goes to the targets still answering health checks, and only them */
   readonly answeringOnly?: boolean;
@@ -47,7 +47,7 @@ const ALL_LOAD_AT: readonly LevelPlan[] = [0, 1, 2].map((level) =>
 );
 
 /**
- * Loads plus Envoy's per-priority panic: while the levels together have enough healthy capacity
+ * Loads plus per-level panic: while the levels together have enough healthy capacity
  * (normalised total health 100 %) nothing is in panic, the spill-over already moved the load.
  * Below that, a level whose healthy share is under `panicThresholdPercent` is in panic: its load
  * goes to all its targets, because a few survivors would otherwise take a load meant for many.

@@ -1,8 +1,8 @@
 const DECAY_MS = 10_000;
 
 /**
- * Outlier and load state of one target for one service (Envoy keeps it per upstream cluster: a
- * gateway that fails for `orders` is not ejected for `payments`). Outlives catalog changes.
+ * Outlier and load state of one target for one service (kept per service: a gateway that fails for
+ * `orders` is not ejected for `payments`). Outlives catalog changes.
  */
 export class TargetStats {
   outstanding = 0;

@@ -151,7 +151,7 @@ function pickAndAcquire<R, P>(
       port: ctx.port,
       cluster: ctx.cluster,
     };
-    // retries prefer untried targets, but a used one beats none (Envoy's host predicate is best effort)
+    // retries prefer untried targets, but a used one beats none (the preference is best effort)
     const pick =
       o.balancers.pick(ctx.namespace, ctx.name, opts) ??
       (i === 0 && exclude.size > 0

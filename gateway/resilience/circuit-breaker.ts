@@ -18,8 +18,8 @@ interface Counts {
 }
 
 /**
- * Envoy-style circuit breakers: plain concurrency limits per target, per destination cluster and per
- * service (what Envoy calls an upstream cluster),
+ * Circuit breakers: plain concurrency limits per target, per destination cluster and per
+ * service (all targets of one service together),
  * which refuse at once (no queueing) when full. They protect a struggling upstream from a pile-up
  * and this gateway from holding unbounded state for it. `acquire*` returns a release function, or
  * undefined when the limit is reached (counted in meshfed_upstream_circuit_breaker_open_total).

@@ -12,7 +12,7 @@ export interface TryOutcome {
   grpc: boolean;
 }
 
-/** The gRPC statuses Envoy's gRPC retry-on conditions name. */
+/** The gRPC statuses the gRPC retry-on conditions name. */
 export const GRPC = { cancelled: 1, deadlineExceeded: 4, resourceExhausted: 8, unavailable: 14 } as const;
 
 /** gRPC's own mapping of a status to HTTP for what it says of the target (UNAVAILABLE is a 503). */
@@ -42,7 +42,7 @@ function httpOfGrpc(code: number): number {
 
 /**
  * What an answer says of the target: an HTTP 5xx (not 501) or a gRPC status that maps to one is a
- * failure that counts towards ejection (Envoy reads gRPC statuses the same way for outlier detection);
+ * failure that counts towards ejection (outlier detection reads gRPC statuses by their HTTP mapping);
  * a gRPC CANCELLED or RESOURCE_EXHAUSTED is 'declined' (retryable when asked, counted against nobody).
  */
 export function classifyAnswer(status: number, grpcStatus: number | undefined): Failure | undefined {
@@ -56,7 +56,7 @@ export function classifyAnswer(status: number, grpcStatus: number | undefined): 
  * narrow them):
  * - a try that never reached the application (connect failure, refused connection or stream, a full
  *   circuit breaker) is retried for every request;
- * - a gRPC call is retried, by its status as Envoy's gRPC conditions read it, when its try timed out
+ * - a gRPC call is retried, by its status, when its try timed out
  *   (the per-try timeout) or was answered DEADLINE_EXCEEDED or UNAVAILABLE before any message; a gRPC
  *   call is a POST, so its method says nothing of whether it may run twice;
  * - any other failure (timeout, reset, 5xx) only for an idempotent request.

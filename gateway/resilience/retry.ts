@@ -16,12 +16,12 @@ export interface RetryBudgetOptions {
 const SLOTS = 10;
 
 /**
- * A retry budget over a sliding window, the design of Finagle and Linkerd: every call counts in, every
+ * A retry budget over a sliding window: every call counts in, every
  * retry counts out, and the retries of the last `windowMs` may be at most `budgetPercent` of its calls,
  * plus `minRetriesPerSecond` × the window's seconds. A fixed "retry 2 times" multiplies load by 3 exactly
  * when an upstream struggles; with the budget a storm adds at most budgetPercent (plus the small floor).
  *
- * Envoy bounds retries *in flight* instead (20 % of requests in flight, at least 3). At a thousand
+ * A bound on retries *in flight* (say 20 % of requests in flight, at least 3) does not do it: at a thousand
  * requests per second answered in milliseconds only a handful are in flight, so that bound is ~3; when
  * a cluster turns slow, the requests it holds all reach their per-try timeout within a millisecond or
  * two and most of that burst was refused a retry (bench:lb lost 8 of 13,000 that way). A budget over
@@ -78,7 +78,7 @@ export class RetryBudget {
   }
 }
 
-/** Full jitter: uniform in [0, min(max, base × 2^retry)), as in the AWS architecture blog and Envoy. */
+/** Full jitter: uniform in [0, min(max, base × 2^retry)), so retries of one burst spread out. */
 export function backoffMs(retry: number, base: number, max: number, random: () => number): number {
   return random() * Math.min(max, base * 2 ** retry);
 }
@@ -88,7 +88,7 @@ export interface RetryOptions<P = undefined> {
   attempts: number | ((ctx: CallContext<P>) => number);
   /** which failures this call retries; default isRetryable (connect failures always, others when idempotent) */
   retryable?: (ctx: CallContext<P>, err: UpstreamFailure) => boolean;
-  /** one budget per upstream service is what Envoy does; share one object per service */
+  /** one budget per upstream service: share one object per service */
   budgetFor: (ctx: CallContext<P>) => RetryBudget;
   backoffBase: number;
   backoffMax: number;

@@ -2,8 +2,8 @@
  * What a retry needs of a request body that a failed try already consumed: its payload, kept while the
  * first try streams it, up to a bound. A body that is still arriving, larger than the bound, or sent by a
  * codec that cannot record it is not replayable, and a try that consumed it is never retried (the
- * bytes are gone). Envoy buffers a request for a retry the same way, up to its buffer limit; Linkerd
- * retries only requests whose body fits in 64 KiB.
+ * bytes are gone). A bound of 64 KiB keeps what a retry may cost in memory small while covering the
+ * bodies of nearly every API call.
  */
 export const REPLAY_LIMIT_BYTES = 64 * 1024;
 

@@ -4,7 +4,7 @@ import { policyDoc, TestPolicyView } from './policy-view.ts';
 
 // gRPC outcomes in the retry decision (found by the chaos slow-cluster scenario): a try that reaches the
 // per-try timeout, or a trailers-only DEADLINE_EXCEEDED/UNAVAILABLE, is retried on another target as
-// Envoy's gRPC retry-on reads it, and the caller gets a real gRPC status when no retry is left.
+// the gRPC retry-on conditions read it, and the caller gets a real gRPC status when no retry is left.
 
 const json = {
   serialize: (m: unknown) => Buffer.from(JSON.stringify(m)),

@@ -3,7 +3,7 @@ import { retryOnMatches } from '../../gateway/policy/index.ts';
 import { classifyAnswer, retriedByDefault, type TryOutcome } from '../../gateway/resilience/index.ts';
 
 // Which try outcomes a call retries: the gateway's own conditions (by idempotency, and for gRPC by status)
-// and a service's retry-on conditions read as Envoy reads them.
+// and a service's retry-on conditions read as the gateway's defaults read them.
 
 const http = (failure: TryOutcome['failure'], status?: number): TryOutcome => ({
   failure,

@@ -429,7 +429,7 @@ describe('panic with a cluster cut off (network-partition)', () => {
     const states = () =>
       balancers.explain('shop', 'orders').levels.flatMap((l) => l.targets.map((t) => t.state));
     expect(states().every((s) => s.startsWith('ejected'))).toBe(true);
-    // both merely ejected: the nearest level takes the panic load, as Envoy does
+    // both merely ejected: the nearest level takes the panic load
     expect(clusters()).toEqual({ near: 200 });
     cut = true;
     // unhealthy after two failed probes in a row (healthCheck.unhealthyThreshold), applied before the third
@@ -485,7 +485,7 @@ describe('probation after an ejection (regression: a burst queued during the eje
   });
 });
 
-describe('per-priority panic threshold (Envoy semantics)', () => {
+describe('per-priority panic threshold (per level)', () => {
   const F = false;
   const T = true;
   test.each([
