@@ -1,5 +1,5 @@
 import type { Logger } from '../core/index.ts';
-import { toMeshfedError } from '../core/index.ts';
+import { monotonicNow, toMeshfedError } from '../core/index.ts';
 import { type LoadedCatalog, readCatalogFile, writeCatalogFile } from './catalog-file.ts';
 import type { CatalogStore } from './catalog-store.ts';
 import type { FederationEvent } from './events.ts';
@@ -87,7 +87,8 @@ export class CatalogPersistence {
     // once closed, close() writes the last state itself: a timer armed now could overlap that write
     if (!this.#active || this.#timer || this.#writing || this.#o.store.version === this.#writtenVersion)
       return;
-    const delay = Math.max(PERSIST_DELAY_MS, this.#notBefore - this.#o.now());
+    // the pause is measured on the monotonic clock: a wall clock stepped back would hold writes for as long
+    const delay = Math.max(PERSIST_DELAY_MS, this.#notBefore - monotonicNow());
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.#writing = this.#write().finally(() => {
@@ -112,16 +113,16 @@ export class CatalogPersistence {
     const store = this.#o.store;
     if (store.version === this.#writtenVersion) return;
     const version = store.version;
-    const started = performance.now();
+    const started = monotonicNow();
     try {
       await writeCatalogFile(this.#o.dir, this.#o.cluster, store.exportState(), this.#o.now());
       this.#writtenVersion = version;
-      const took = performance.now() - started;
-      this.#notBefore = this.#o.now() + Math.min(PERSIST_MAX_PAUSE_MS, took * PERSIST_PAUSE_FACTOR);
+      const took = monotonicNow() - started;
+      this.#notBefore = monotonicNow() + Math.min(PERSIST_MAX_PAUSE_MS, took * PERSIST_PAUSE_FACTOR);
       if (this.#failing) this.#o.log.info({ dir: this.#o.dir }, 'the catalog is persisted again');
       this.#failing = false;
     } catch (err) {
-      this.#notBefore = this.#o.now() + PERSIST_RETRY_PAUSE_MS;
+      this.#notBefore = monotonicNow() + PERSIST_RETRY_PAUSE_MS;
       if (!this.#failing) {
         this.#o.log.error(
           { err: toMeshfedError(err) },

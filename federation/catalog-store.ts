@@ -104,7 +104,7 @@ export class CatalogStore implements CatalogView {
    * it is news for each of them whose own offer of that service is older, and it is refused as a whole only
    * when it is news for none. The entry's content (ports, weight, locality) is the newest offer's.
    */
-  applyEntry(msg: EntryMessage, proof: Proof | undefined, now: number): ApplyResult {
+  applyEntry(msg: EntryMessage, proof: Proof | undefined, seen: number): ApplyResult {
     if (msg.cluster === this.#self) return 'unchanged';
     const key = entryKey(msg.cluster, msg.namespace, msg.name);
     const tomb = this.#tombstones.get(key);
@@ -119,7 +119,7 @@ export class CatalogStore implements CatalogView {
     });
     if (news.length === 0) return duplicate ? 'duplicate' : 'stale_revision';
     if (tomb) this.#tombstones.delete(key);
-    const cluster = known ?? this.#cluster(msg.cluster, now);
+    const cluster = known ?? this.#cluster(msg.cluster, seen);
     let svc = this.#services.get(svcKey);
     if (!svc) {
       svc = { key: svcKey, namespace: msg.namespace, name: msg.name, clusters: [] };
@@ -131,7 +131,7 @@ export class CatalogStore implements CatalogView {
     let gatewaysChanged = false;
     const moved: HeldGateway[] = [];
     for (const named of news) {
-      const { gateway: g, created, moved: hasMoved } = cluster.gateways.ensure(named, now);
+      const { gateway: g, created, moved: hasMoved } = cluster.gateways.ensure(named, seen);
       if (hasMoved) moved.push(g);
       gatewaysChanged ||= created || hasMoved || !g.fresh;
       const before = g.offers.get(svc.key);
@@ -140,7 +140,7 @@ export class CatalogStore implements CatalogView {
       g.offers.set(svc.key, newest ? (proof ?? true) : { revision: msg.revision, proof });
       g.digest.add(msg.namespace, msg.name, msg.revision);
       if (msg.expiresAt > g.expiresAt) g.expiresAt = msg.expiresAt;
-      g.lastSeen = Math.max(g.lastSeen, now);
+      g.lastSeen = Math.max(g.lastSeen, seen);
       if (!g.fresh) {
         g.fresh = true;
         moved.push(g);
@@ -215,7 +215,7 @@ export class CatalogStore implements CatalogView {
   applyAnnounce(
     msg: AnnounceMessage,
     proof: Proof | undefined,
-    now: number,
+    seen: number,
   ): { result: ApplyResult; digestMatches: boolean } {
     if (msg.cluster === this.#self) return { result: 'unchanged', digestMatches: true };
     const named = msg.gateways.length === 0 ? [undefined] : msg.gateways;
@@ -230,16 +230,16 @@ export class CatalogStore implements CatalogView {
     );
     if (news.length === 0)
       return { result: duplicate ? 'duplicate' : 'stale_revision', digestMatches: matches() };
-    const c = known ?? this.#cluster(msg.cluster, now);
+    const c = known ?? this.#cluster(msg.cluster, seen);
     let changed = c.stale || c.lastHeartbeat === undefined || !sameJson(c.locality, msg.locality);
     // a cluster heard again after it went stale: its other gateways get a heartbeat's time to be heard too
-    if (c.stale) for (const g of c.gateways.all()) g.lastSeen = Math.max(g.lastSeen, now);
+    if (c.stale) for (const g of c.gateways.all()) g.lastSeen = Math.max(g.lastSeen, seen);
     for (const n of news) {
-      const { gateway: g, created, moved } = c.gateways.ensure(n, now);
+      const { gateway: g, created, moved } = c.gateways.ensure(n, seen);
       g.announceRevision = msg.revision;
       g.announceProof = proof;
       g.lastHeartbeat = msg.issuedAt;
-      g.lastSeen = Math.max(g.lastSeen, now);
+      g.lastSeen = Math.max(g.lastSeen, seen);
       if (msg.expiresAt > g.expiresAt) g.expiresAt = msg.expiresAt;
       const back = !g.fresh;
       g.fresh = true;
@@ -248,7 +248,7 @@ export class CatalogStore implements CatalogView {
     }
     c.lastHeartbeat = Math.max(c.lastHeartbeat ?? 0, msg.issuedAt);
     c.locality = msg.locality;
-    c.lastSeen = now;
+    c.lastSeen = seen;
     if (changed) this.#version++;
     if (c.stale) this.#setStale(c, false);
     else if (changed) this.#changes.queueCluster(c.cluster);
@@ -306,14 +306,19 @@ export class CatalogStore implements CatalogView {
     return removed;
   }
 
-  /** Staleness and expiry of clusters and of each gateway; skipped while not connected (silence says nothing). */
-  tick(now: number, connected: boolean): void {
+  /**
+   * Staleness and expiry of clusters and of each gateway; skipped while not connected (silence says nothing).
+   * `now` is the wall clock, for expiries stamped by other clusters; `seen` the clock silence is measured on
+   * (what `apply*` and `resume` were given: monotonic in a gateway), so a step of the wall clock neither makes
+   * every cluster stale at once nor keeps a silent one fresh.
+   */
+  tick(now: number, connected: boolean, seen = now): void {
     if (!connected) return;
     const staleAfter = this.#staleAfter();
     for (const c of this.#clusters.values()) {
-      if (!c.stale && now - c.lastSeen > staleAfter) this.#setStale(c, true);
+      if (!c.stale && seen - c.lastSeen > staleAfter) this.#setStale(c, true);
       // a stale cluster keeps its gateways as they were: the partition may be on our side
-      if (!c.stale) this.#tickGateways(c, now, staleAfter);
+      if (!c.stale) this.#tickGateways(c, now, seen, staleAfter);
       for (const [name, w] of c.gateways.withdrawn) {
         if (pastExpiry(w.expiresAt, now, this.#maxClockSkew)) c.gateways.withdrawn.delete(name);
       }
@@ -343,11 +348,11 @@ export class CatalogStore implements CatalogView {
     return pastExpiry(expiresAt, now, this.#maxClockSkew);
   }
 
-  /** After (re)connecting: staleness counts from now, not from the start of the outage. */
-  resume(now: number): void {
+  /** After (re)connecting: staleness counts from now (`seen`, as tick's), not from the start of the outage. */
+  resume(seen: number): void {
     for (const c of this.#clusters.values()) {
-      c.lastSeen = Math.max(c.lastSeen, now);
-      for (const g of c.gateways.all()) g.lastSeen = Math.max(g.lastSeen, now);
+      c.lastSeen = Math.max(c.lastSeen, seen);
+      for (const g of c.gateways.all()) g.lastSeen = Math.max(g.lastSeen, seen);
     }
   }
 
@@ -364,12 +369,12 @@ export class CatalogStore implements CatalogView {
 
   // ---- internals ----
 
-  #cluster(name: string, now: number): HeldCluster {
+  #cluster(name: string, seen: number): HeldCluster {
     let c = this.#clusters.get(name);
     if (!c) {
       c = {
         cluster: name,
-        lastSeen: now,
+        lastSeen: seen,
         stale: false,
         entries: new Map(),
         gateways: new ClusterGateways(),
@@ -382,7 +387,7 @@ export class CatalogStore implements CatalogView {
   }
 
   /** A gateway's freshness and expiry: silent for staleAfter it is no longer listed, expired it is dropped. */
-  #tickGateways(c: HeldCluster, now: number, staleAfter: number): void {
+  #tickGateways(c: HeldCluster, now: number, seen: number, staleAfter: number): void {
     for (const g of c.gateways.all()) {
       if (pastExpiry(g.expiresAt, now, this.#maxClockSkew)) {
         this.#dropGateway(c, g, Number.POSITIVE_INFINITY);
@@ -390,7 +395,7 @@ export class CatalogStore implements CatalogView {
         this.#changes.queueCluster(c.cluster);
         continue;
       }
-      const fresh = now - g.lastSeen <= staleAfter;
+      const fresh = seen - g.lastSeen <= staleAfter;
       if (fresh === g.fresh) continue;
       g.fresh = fresh;
       this.#relist(c, g);

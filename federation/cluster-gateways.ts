@@ -105,7 +105,7 @@ export class ClusterGateways {
    */
   ensure(
     named: GatewayEndpoint | undefined,
-    now: number,
+    seen: number,
   ): { gateway: HeldGateway; created: boolean; moved: boolean } {
     const name = named?.name ?? '';
     let g = this.#byName.get(name);
@@ -118,7 +118,7 @@ export class ClusterGateways {
         announceRevision: 0,
         announceProof: undefined,
         lastHeartbeat: undefined,
-        lastSeen: now,
+        lastSeen: seen,
         expiresAt: 0,
         fresh: true,
       };

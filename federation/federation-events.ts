@@ -27,12 +27,13 @@ export class FederationEventHandler {
   handle(e: FederationEvent): void {
     const p = this.#p;
     const now = p.now();
+    const seen = p.steady();
     switch (e.type) {
       case 'EntryReceived':
-        this.#afterApply(applyEntryOrTombstone(p.store, e.msg, e.proof, now), e);
+        this.#afterApply(applyEntryOrTombstone(p.store, e.msg, e.proof, seen), e);
         return;
       case 'AnnouncementReceived': {
-        const { result, digestMatches } = p.store.applyAnnounce(e.msg, e.proof, now);
+        const { result, digestMatches } = p.store.applyAnnounce(e.msg, e.proof, seen);
         this.#afterApply(result, e);
         if (e.stale !== undefined) p.store.restoreStale(e.msg.cluster, e.stale);
         if (!digestMatches && p.canAsk()) p.requester.ask(e.msg.cluster);
@@ -46,7 +47,7 @@ export class FederationEventHandler {
         // only the answer to the request in flight to that cluster: a late or unasked reply holds nothing
         if (e.source === 'reply' && !p.requester.isInFlight(msg.cluster, msg.req)) return;
         const via = e.source === 'reply' ? 'reply' : 'push';
-        const out = p.assembly.add(msg, e.raw, via, e.signer, now);
+        const out = p.assembly.add(msg, e.raw, via, e.signer, now, seen);
         p.accepted.inc({ type: 'snapshot' });
         if (out.applied > 0) p.persistence?.schedule();
         if (out.complete && via === 'reply') p.requester.done(msg.cluster, msg.req);
@@ -84,9 +85,9 @@ export class FederationEventHandler {
         p.outbox.publishBulk();
         return;
       case 'MaintenanceDue':
-        p.store.tick(now, p.link.connected);
+        p.store.tick(now, p.link.connected, seen);
         p.linkReports.expire(now);
-        p.assembly.expire(now);
+        p.assembly.expire(seen);
         p.requester.expire();
         p.persistence?.schedule();
         return;
@@ -100,7 +101,7 @@ export class FederationEventHandler {
         p.policy.handle(e);
         return;
       case 'ConnectionStateChanged':
-        if (e.state === 'connected' || e.state === 'reconnected') this.#onConnected(now);
+        if (e.state === 'connected' || e.state === 'reconnected') this.#onConnected(seen);
         return;
     }
   }
@@ -120,11 +121,11 @@ export class FederationEventHandler {
     }
   }
 
-  #onConnected(now: number): void {
+  #onConnected(seen: number): void {
     const p = this.#p;
     // requests sent before will not be answered on this connection
     p.requester.reset(p.inbox);
-    p.store.resume(now);
+    p.store.resume(seen);
     p.outbox.publishBulk();
     p.outbox.announce();
     // anti-entropy: ask every cluster for its whole set, not only for what was missed

@@ -8,6 +8,7 @@ import {
   type LinkFigures,
   type Locality,
   type Logger,
+  monotonicNow,
   parseConfig,
   type Registry,
   sharedCounter,
@@ -69,8 +70,14 @@ export interface FederationNodeOptions {
   advertise?: boolean;
   logger: Logger;
   registry: Registry;
-  /** the clock: expiry, staleness, clock-skew bounds and revisions all read it */
+  /** the wall clock: expiries, clock-skew bounds and revisions read it */
   now: () => number;
+  /**
+   * the clock silence and waits are measured on (a cluster's staleness, a snapshot's sync timeout): default the
+   * monotonic clock, so that a step of the wall clock (NTP, an operator) neither makes every cluster stale at
+   * once nor keeps a silent one listed; a test that drives `now` by hand passes the same function here
+   */
+  steady?: () => number;
 }
 
 /** What the parts may ask of the node that holds them. */
@@ -95,6 +102,7 @@ export class FederationParts {
   readonly cluster: string;
   readonly log: Logger;
   readonly now: () => number;
+  readonly steady: () => number;
   readonly watching: boolean;
   readonly subjects: Subjects;
   readonly store: CatalogStore;
@@ -129,6 +137,7 @@ export class FederationParts {
     this.config = parseConfig(federationConfigSchema, o.config, { source: 'federation' });
     this.cluster = o.cluster;
     this.now = o.now;
+    this.steady = o.steady ?? monotonicNow;
     this.watching = o.watch !== false;
     this.log = componentLogger(o.logger, 'federation', o.cluster);
     this.subjects = subjects(this.config.subjectPrefix);
@@ -219,6 +228,7 @@ export class FederationParts {
       send: (subject, data, reply) => this.outbox.send(subject, data, reply),
       log: this.log,
       now: this.now,
+      steady: this.steady,
     });
     const dropped = sharedCounter(
       o.registry,

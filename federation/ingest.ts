@@ -42,9 +42,9 @@ export function applyEntryOrTombstone(
   store: CatalogStore,
   msg: EntryMessage | TombstoneMessage,
   proof: Proof | undefined,
-  now: number,
+  seen: number,
 ): ApplyResult {
-  return msg.type === 'entry' ? store.applyEntry(msg, proof, now) : store.applyTombstone(msg, proof, now);
+  return msg.type === 'entry' ? store.applyEntry(msg, proof, seen) : store.applyTombstone(msg, proof, seen);
 }
 
 /** A message older than what the view holds is a rejection too: a replay, or a publisher whose clock went back. */

@@ -57,9 +57,17 @@ export class SnapshotAssembly {
     return n;
   }
 
-  add(snap: SnapshotMessage, raw: Uint8Array, via: SnapshotVia, signer: string, now: number): PartOutcome {
+  /** `now`: the wall clock, for the entries' expiries; `seen`: the clock durations are measured on (monotonic) */
+  add(
+    snap: SnapshotMessage,
+    raw: Uint8Array,
+    via: SnapshotVia,
+    signer: string,
+    now: number,
+    seen = now,
+  ): PartOutcome {
     if (snap.part >= snap.parts) return { applied: 0, complete: false };
-    const col = snap.parts === 1 ? newCollection(snap, now) : this.#collection(snap, via, now);
+    const col = snap.parts === 1 ? newCollection(snap, seen) : this.#collection(snap, via, seen);
     if (!col) return { applied: 0, complete: false };
     col.seen.add(snap.part);
     const proof = this.#proofs?.make(raw);
@@ -70,7 +78,7 @@ export class SnapshotAssembly {
       col.keys.add(key);
       col.digest.add(e.namespace, e.name, e.revision);
       if (this.#store.expired(e.expiresAt, now)) continue;
-      if (this.#store.applyEntry(e as EntryMessage, proof, now) === 'applied') applied++;
+      if (this.#store.applyEntry(e as EntryMessage, proof, seen) === 'applied') applied++;
     }
     if (col.seen.size < col.parts) return { applied, complete: false };
     const slots = this.#held.get(snap.cluster);
@@ -83,7 +91,7 @@ export class SnapshotAssembly {
         via,
         parts: col.parts,
         entries: col.count,
-        ms: now - col.startedAt,
+        ms: seen - col.startedAt,
       },
       'snapshot received',
     );
@@ -104,11 +112,11 @@ export class SnapshotAssembly {
     return { applied, complete: true };
   }
 
-  /** Forgets collections older than syncTimeout (the request is asked again by anti-entropy). */
-  expire(now: number): void {
+  /** Forgets collections older than syncTimeout (the request is asked again by anti-entropy); `seen` as add's. */
+  expire(seen: number): void {
     for (const [cluster, slots] of this.#held) {
-      if (slots.reply && now - slots.reply.startedAt > this.#syncTimeout) delete slots.reply;
-      if (slots.push && now - slots.push.startedAt > this.#syncTimeout) delete slots.push;
+      if (slots.reply && seen - slots.reply.startedAt > this.#syncTimeout) delete slots.reply;
+      if (slots.push && seen - slots.push.startedAt > this.#syncTimeout) delete slots.push;
       if (!slots.reply && !slots.push) this.#held.delete(cluster);
     }
   }

@@ -23,7 +23,10 @@ export interface SyncRequesterOptions {
   /** publishes on NATS; false when there is no connection */
   send: (subject: string, data: string, reply: string) => boolean;
   log: Logger;
+  /** the wall clock, for the signed requests' stamps */
   now: () => number;
+  /** the clock waits are measured on (monotonic): a step of the wall clock must not hold back or expire asks */
+  steady: () => number;
 }
 
 /**
@@ -70,8 +73,8 @@ export class SyncRequester {
   /** Queues a snapshot of `cluster`, unless one is queued, in flight, or was asked within a heartbeat interval. */
   ask(cluster: string): void {
     if (this.#inFlight.has(cluster) || this.#queue.has(cluster)) return;
-    const last = this.#lastAsk.get(cluster) ?? 0;
-    if (this.#o.now() - last < this.#o.heartbeatInterval) return;
+    const last = this.#lastAsk.get(cluster) ?? Number.NEGATIVE_INFINITY;
+    if (this.#o.steady() - last < this.#o.heartbeatInterval) return;
     this.#queue.add(cluster);
     this.#pump();
   }
@@ -85,7 +88,7 @@ export class SyncRequester {
 
   /** Forgets requests older than syncTimeout; an unanswered snapshot frees its slot (the next mismatch asks again). */
   expire(): void {
-    const now = this.#o.now();
+    const now = this.#o.steady();
     for (const [req, at] of this.#open) {
       if (now - at > this.#o.syncTimeout) this.#open.delete(req);
     }
@@ -100,7 +103,7 @@ export class SyncRequester {
       const req = nuid.next();
       if (!this.#send(this.#o.subjects.sync(cluster), req)) return;
       this.#queue.delete(cluster);
-      const now = this.#o.now();
+      const now = this.#o.steady();
       this.#lastAsk.set(cluster, now);
       this.#inFlight.set(cluster, { req, at: now });
       this.#o.log.debug({ peer: cluster, req }, 'snapshot requested');
@@ -121,7 +124,7 @@ export class SyncRequester {
       expiresAt: now + this.#o.syncTimeout,
     };
     if (!this.#o.send(subject, this.#o.signer().sign(msg), reply)) return false;
-    this.#open.set(req, now);
+    this.#open.set(req, this.#o.steady());
     return true;
   }
 }

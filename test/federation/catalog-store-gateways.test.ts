@@ -183,3 +183,49 @@ test('the export holds one row per gateway’s offer and announcement', () => {
   s.applyAnnounce(shared, proof(shared), T0 + 9);
   expect([...state.announces].map((a) => a.revision)).toEqual([(T0 + 9) * 1000 + 1]);
 });
+
+describe('silence is measured on the steady clock, expiry on the wall clock', () => {
+  // `seen` stands for the monotonic clock a gateway passes (federation-parts' `steady`); the wall clock is
+  // stepped by 50 minutes either way between two ticks, as NTP or an operator may do
+  const SEEN0 = 5_000;
+  const STEP = 50 * 60_000;
+
+  test('a wall clock stepped forward does not make a cluster heard a second ago stale', () => {
+    const s = store();
+    s.applyEntry(entry('gw-a', T0, { expiresAt: T0 + 2 * STEP }), undefined, SEEN0);
+    s.applyAnnounce(announce('gw-a', T0), undefined, SEEN0);
+    s.tick(T0 + STEP, true, SEEN0 + 1_000);
+    expect(s.clusters()[0]).toMatchObject({ stale: false });
+    expect(listed(s)).toEqual(['gw-a']);
+    // the same step measured on the clock silence is counted on: stale
+    s.tick(T0 + STEP, true, SEEN0 + STALE_AFTER + 1);
+    expect(s.clusters()[0]).toMatchObject({ stale: true });
+  });
+
+  test('a wall clock stepped back does not keep a silent cluster fresh', () => {
+    const s = store();
+    s.applyEntry(entry('gw-a', T0), undefined, SEEN0);
+    s.applyAnnounce(announce('gw-a', T0), undefined, SEEN0);
+    s.tick(T0 - STEP, true, SEEN0 + STALE_AFTER + 1);
+    expect(s.clusters()[0]).toMatchObject({ stale: true });
+  });
+
+  test('a gateway silent on the steady clock is unlisted while its cluster is heard, whatever the wall clock says', () => {
+    const s = store();
+    s.applyEntry(entry('gw-a', T0), undefined, SEEN0);
+    s.applyEntry(entry('gw-b', T0), undefined, SEEN0);
+    const later = SEEN0 + STALE_AFTER + 500;
+    s.applyAnnounce(announce('gw-b', T0 + 4_000), undefined, later);
+    s.tick(T0 - STEP, true, later);
+    expect(listed(s)).toEqual(['gw-b']);
+  });
+
+  test('expiries stamped by the other cluster still follow the wall clock', () => {
+    const s = store();
+    s.applyEntry(entry('gw-a', T0), undefined, SEEN0);
+    s.applyAnnounce(announce('gw-a', T0), undefined, SEEN0);
+    // heard a moment ago on the steady clock, but the wall clock is past the offer's expiry (+ skew allowance)
+    s.tick(T0 + 10_000 + 1_000 + 1, true, SEEN0 + 100);
+    expect(listed(s)).toBeUndefined();
+  });
+});
