@@ -56,6 +56,8 @@ export const ERROR_CODES = {
   MESHFED_POLICY_REJECTED:
     'a received policy was refused (signer not allowed, other cluster, older revision, replayed, expired or malformed)',
   MESHFED_POLICY_NOT_CONVERGED: 'some live gateways did not report the applied policy revision in time',
+  MESHFED_POLICY_NO_GATEWAYS:
+    'no gateway answered a policy ping, so the policy in force cannot be read; nothing was published',
   MESHFED_ADMIN_UNREACHABLE: 'the admin API of a gateway cannot be reached',
   MESHFED_INSECURE_ENVIRONMENT: 'the process environment turns TLS verification off',
 } as const;

@@ -66,21 +66,49 @@ export class PolicyClient {
     this.#inboxPrefix = o.inboxPrefix ?? '_INBOX';
   }
 
-  /** Every gateway that answers a ping within `windowMs` (one entry per process). */
-  async discover(windowMs: number): Promise<GatewayPolicyState[]> {
+  /**
+   * Every gateway that answers a ping (one entry per process): those answering within `windowMs`, and while any
+   * answer keeps arriving, those answering within `windowMs` of the previous one. When none answered within
+   * `windowMs`, it waits up to `maxMs` for a first answer: on a loaded host or a slow NATS link every gateway
+   * may answer late, and an empty list would have `policy apply` build a revision on nothing.
+   */
+  async discover(windowMs: number, maxMs = windowMs): Promise<GatewayPolicyState[]> {
     const found = new Map<string, GatewayPolicyState>();
     const inbox = createInbox(this.#inboxPrefix);
+    const started = performance.now();
+    let lastAnswer = Number.NEGATIVE_INFINITY;
+    let wake: (() => void) | undefined;
     const sub = this.#nc.subscribe(inbox, {
       callback: (err, m) => {
         if (err) return;
         const v = this.#verifier.state(m.data);
-        if (v.ok) found.set(v.msg.instance, stateOf(v.msg));
+        if (!v.ok) return;
+        found.set(v.msg.instance, stateOf(v.msg));
+        lastAnswer = performance.now();
+        wake?.();
       },
     });
+    // listening ends windowMs after the start or after the last answer, whichever is later; with no answer
+    // at all, at maxMs
+    const endsAt = (): number =>
+      found.size === 0
+        ? started + Math.max(windowMs, maxMs)
+        : Math.min(Math.max(started + windowMs, lastAnswer + windowMs), started + Math.max(windowMs, maxMs));
     try {
       this.#nc.publish(this.#subjects.policyPing, new Uint8Array(0), { reply: inbox });
       await this.#nc.flush();
-      await new Promise((resolve) => setTimeout(resolve, windowMs));
+      for (let left = endsAt() - performance.now(); left > 0; left = endsAt() - performance.now()) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          // a first answer after windowMs shortens the wait: wake up and measure again
+          if (found.size > 0) return;
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        wake = undefined;
+      }
     } finally {
       sub.unsubscribe();
     }

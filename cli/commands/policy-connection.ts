@@ -52,7 +52,8 @@ export const POLICY_FLAGS_HELP = `Where and as whom (flags, else environment):
   --admin unix:PATH      a gateway's admin socket, for the catalog check (default: the one of --config)
   --subject-prefix P     (default: from --config, else meshfed)
   --timeout 10s          how long to wait for gateways
-  --discover 1s          how long to listen for gateways answering a ping
+  --discover 1s          how long to listen for gateways answering a ping (and after each late answer;
+                         with no answer, up to --timeout)
   --json                 machine-readable output`;
 
 export type PolicyFlagValues = { [K in keyof typeof POLICY_FLAGS]?: string } & Record<string, unknown>;

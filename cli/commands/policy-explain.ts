@@ -103,7 +103,11 @@ async function policySet(
   const pe = policyEnvironment(values, 'policy explain');
   const { client, close } = await openPolicyClient(pe);
   try {
-    const bundles = await fetchAllScopes(client, await client.discover(pe.discoverMs), pe.timeoutMs);
+    const bundles = await fetchAllScopes(
+      client,
+      await client.discover(pe.discoverMs, pe.timeoutMs),
+      pe.timeoutMs,
+    );
     const set = buildPolicySet(
       bundles.flatMap((b) => b.documents),
       { revision: 1, scopes: bundles.map(scopeSummary) },

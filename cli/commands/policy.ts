@@ -146,9 +146,20 @@ async function publishScope(
   return 0;
 }
 
-/** Discovers gateways and the bundle in force of `scope`. */
+/**
+ * Discovers gateways and the bundle in force of `scope`. With no gateway answering there is nothing to build
+ * on: a revision made from the files alone would replace every other document of the scope, and nothing would
+ * enforce or keep it.
+ */
 async function inForce(client: PolicyClient, pe: PolicyEnvironment, scope: string) {
-  const gateways = await client.discover(pe.discoverMs);
+  const gateways = await client.discover(pe.discoverMs, pe.timeoutMs);
+  if (gateways.length === 0) {
+    throw new MeshfedError(
+      'MESHFED_POLICY_NO_GATEWAYS',
+      `no gateway answered a policy ping on ${pe.servers.join(',')} within ${pe.timeoutMs} ms, so the policy in force cannot be read and nothing was published; check that gateways run and use this NATS and subject prefix (${pe.subjectPrefix}), or give them longer with --timeout`,
+      { retryable: true },
+    );
+  }
   const current = await client.current(scope, gateways, pe.timeoutMs);
   return { gateways, current };
 }
@@ -306,7 +317,7 @@ export const policyListCommand: Command = {
     const pe = policyEnvironment(values, 'policy list');
     const { client, close } = await openPolicyClient(pe);
     try {
-      const gateways = await client.discover(pe.discoverMs);
+      const gateways = await client.discover(pe.discoverMs, pe.timeoutMs);
       const bundles = await fetchAllScopes(client, gateways, pe.timeoutMs);
       if (ctx.json) {
         writeJson(ctx, {
@@ -348,7 +359,11 @@ export const policyGetCommand: Command = {
     const pe = policyEnvironment(values, 'policy get');
     const { client, close } = await openPolicyClient(pe);
     try {
-      const bundles = await fetchAllScopes(client, await client.discover(pe.discoverMs), pe.timeoutMs);
+      const bundles = await fetchAllScopes(
+        client,
+        await client.discover(pe.discoverMs, pe.timeoutMs),
+        pe.timeoutMs,
+      );
       const found = bundles.flatMap((b) =>
         b.documents
           .filter((d) => policyDocumentId(d) === id)

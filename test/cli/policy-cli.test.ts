@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { connect } from '@nats-io/transport-node';
 import { AdminServer } from '../../cli/admin/admin-server.ts';
 import { startNatsServer } from '../../cli/demo/nats-topology.ts';
 import type { NatsServerProcess } from '../../cli/demo/nats-server-process.ts';
@@ -173,6 +174,36 @@ describe('meshfed policy', () => {
     expect(r.err.code).toBe('MESHFED_POLICY_UNKNOWN_SERVICE');
     expect(r.err.details.problems[0].path).toBe('spec.routes[0].backends[1].service');
     expect(nodes.every((n) => adminRevision(n) === undefined)).toBe(true);
+  });
+
+  test('apply with no gateway answering a ping stops with MESHFED_POLICY_NO_GATEWAYS and publishes nothing', async () => {
+    // a subject prefix no gateway listens on: nobody answers, and a revision built on nothing would have
+    // replaced every document of the scope
+    const published: string[] = [];
+    const watch = await connect({ servers: nats.url });
+    const sub = watch.subscribe('nobody.>', { callback: (_e, m) => void published.push(m.subject) });
+    await watch.flush();
+    try {
+      const r = await policy([
+        'apply',
+        '-f',
+        f('canary.yaml'),
+        '--subject-prefix',
+        'nobody',
+        '--timeout',
+        '400ms',
+      ]);
+      expect(r.code).toBe(1);
+      expect(r.err.code).toBe('MESHFED_POLICY_NO_GATEWAYS');
+      expect(r.err.message).toContain('nothing was published');
+      await watch.flush();
+      expect(published.filter((s) => s !== 'nobody.policy-ping')).toEqual([]);
+      expect(published).toContain('nobody.policy-ping');
+      expect(nodes.every((n) => adminRevision(n) === undefined)).toBe(true);
+    } finally {
+      sub.unsubscribe();
+      await watch.close();
+    }
   });
 
   test('apply signs, publishes and waits until every live gateway reports the revision', async () => {

@@ -281,3 +281,64 @@ describe('signed policy over a three-cluster NATS supercluster', () => {
     }
   });
 });
+
+describe('discovery of gateways that answer late', () => {
+  // Gateways that answer a ping only after the discovery window (a loaded host, a slow NATS link): two
+  // recorded, signed answers of real nodes are relayed back on a subject prefix no node listens on, the first
+  // 600 ms after the ping and the second 150 ms after it, while the window is 200 ms.
+  async function lateGateways(): Promise<{ client: PolicyClient; close: () => void }> {
+    const inbox = `_INBOX.discover-record.${Date.now()}`;
+    const answers: Uint8Array[] = [];
+    const rec = nc.subscribe(inbox, { callback: (err, m) => void (err || answers.push(m.data)) });
+    nc.publish(subjects('meshfed').policyPing, new Uint8Array(0), { reply: inbox });
+    await waitFor(() => answers.length >= 2, { what: 'two gateways to answer a ping', timeoutMs: 10_000 });
+    rec.unsubscribe();
+    const timers: NodeJS.Timeout[] = [];
+    const relay = nc.subscribe(subjects('late').policyPing, {
+      callback: (err, m) => {
+        if (err || !m.reply) return;
+        const reply = m.reply;
+        timers.push(setTimeout(() => nc.publish(reply, answers[0]!), 600));
+        timers.push(setTimeout(() => nc.publish(reply, answers[1]!), 750));
+      },
+    });
+    await nc.flush();
+    const late = new PolicyClient({
+      nc,
+      subjects: subjects('late'),
+      verifier: new PolicyVerifier({
+        trustDomain: TD,
+        bundle: () => pki.bundle,
+        maxClockSkew: 30_000,
+        now: Date.now,
+      }),
+    });
+    return {
+      client: late,
+      close: () => {
+        relay.unsubscribe();
+        for (const t of timers) clearTimeout(t);
+      },
+    };
+  }
+
+  test('with no answer within the window, the first is waited for up to maxMs, and one close behind it too', async () => {
+    const { client: late, close } = await lateGateways();
+    try {
+      const found = await late.discover(200, 10_000);
+      expect(found).toHaveLength(2);
+      expect(new Set(found.map((g) => g.instance)).size).toBe(2);
+    } finally {
+      close();
+    }
+  });
+
+  test('without maxMs the window alone decides: nobody answered in time', async () => {
+    const { client: late, close } = await lateGateways();
+    try {
+      expect(await late.discover(200)).toEqual([]);
+    } finally {
+      close();
+    }
+  });
+});
