@@ -68,33 +68,23 @@ export function forward(options: ForwardOptions): Handler {
     if (!on) return retriedByDefault(o, ctx.idempotent);
     return retryOnMatches(on, o) && (o.grpc || retriedByDefault(o, ctx.idempotent));
   };
+  const tryOptions = {
+    codec: options.codec,
+    // a failed answer is held back only when another try may follow and would be made
+    holdBack: (c: CallContext<GatewayRequest>, sent: Sent) => {
+      const failure = classifyAnswer(sent.status, sent.grpcStatus);
+      return failure !== undefined && c.attempt < attempts(c) && retryable(c, outcome(c, failure, sent));
+    },
+  };
   const dispatch = compose<Sent, GatewayRequest>(
     balancedDispatch<Sent, GatewayRequest>({
       balancers: options.balancers,
       breakers: options.breakers,
-      send: (t, ctx) => {
-        const one = (c: typeof ctx) =>
-          sendTry(t, c, {
-            codec: options.codec,
-            // a failed answer is held back only when another try may follow and would be made
-            holdBack: (c, sent) => {
-              const failure = classifyAnswer(sent.status, sent.grpcStatus);
-              return (
-                failure !== undefined && c.attempt < attempts(c) && retryable(c, outcome(c, failure, sent))
-              );
-            },
-          });
-        // a try to a silent gateway is stopped early only when a try that timed out would be retried
-        const live = options.liveness;
-        return live
-          ? live.watch(
-              t,
-              ctx,
-              one,
-              () => ctx.attempt < attempts(ctx) && retryable(ctx, outcome(ctx, 'timeout')),
-            )
-          : one(ctx);
-      },
+      send: (t, ctx) => sendTry(t, ctx, tryOptions),
+      // a try to a silent gateway is stopped early only when a try that timed out would be retried
+      observer: options.liveness?.observer<GatewayRequest>(
+        (ctx) => ctx.attempt < attempts(ctx) && retryable(ctx, outcome(ctx, 'timeout')),
+      ),
       classify: (s) => classifyAnswer(s.status, s.grpcStatus),
       sendHonoursSignal: true,
     }),

@@ -1,14 +1,15 @@
 import { Counter, MeshfedError, stallSafeTimeout } from '../core/index.ts';
-import type { BalancerTarget } from './balancer/index.ts';
+import type { BalancerTarget, Failure } from './balancer/index.ts';
 import type { GatewayOptions } from './gateway-options.ts';
 import type { H1Pool } from './h1/pool.ts';
 import type { H2Pool } from './h2-pool.ts';
 import {
   type CallContext,
   isTimeoutReason,
+  TIMEOUT_REASON,
   TryAbort,
+  type TryObserver,
   type TrySignal,
-  UpstreamFailure,
 } from './resilience/index.ts';
 
 /** What the liveness check reads from the gateway's options: the balancer, its configuration, metrics, log. */
@@ -17,11 +18,9 @@ export type PeerLivenessOptions = Pick<
   'balancers' | 'balancerConfig' | 'cluster' | 'registry' | 'logger'
 >;
 
-/** A try in flight to a remote gateway: whether it would be retried, and how to stop it. */
-interface Watched {
-  retryable: () => boolean;
-  stop: TryAbort;
-}
+/** A try in flight to a remote gateway (its signal is what stops it), and whether it would be retried. */
+type TryContext = CallContext<unknown> & { signal: TrySignal };
+type Retryable = (ctx: never) => boolean;
 
 /**
  * A shared "peer unresponsive" signal. A remote gateway behind a partition neither answers nor errors: what
@@ -40,8 +39,11 @@ export class PeerLiveness {
   /** the pools that hold connections to remote gateways: tunnel sessions, and fast-path connections */
   readonly #tunnel: Pick<H2Pool, 'session' | 'forget' | 'rttOf'>;
   readonly #fast: Pick<H1Pool, 'dropIdle'>;
-  /** tries in flight, by remote gateway address */
-  readonly #inFlight = new Map<string, Set<Watched>>();
+  /**
+   * tries in flight, by remote gateway address: each try's own context, and whether a try that timed out
+   * would be retried (one predicate per dispatch, so watching a try allocates nothing of its own)
+   */
+  readonly #inFlight = new Map<string, Map<TryContext, Retryable>>();
   /** addresses with a PING under way, and whether a try to them was answered meanwhile */
   readonly #pinging = new Map<string, boolean>();
   readonly #unresponsive: Counter;
@@ -71,41 +73,43 @@ export class PeerLiveness {
   }
 
   /**
-   * Sends one try to `t` through `send`, watched: a per-try or connect timeout has the gateway PINGed, and an
-   * unanswered PING stops the try (an UpstreamFailure 'timeout', retried by the layer above) when
-   * `retryable` says a try that timed out would be retried. Local endpoints are sent to as they are.
+   * What watches the tries of one balanced dispatch (`balancedDispatch`'s observer): a per-try or connect
+   * timeout towards a remote gateway has it PINGed, and an unanswered PING aborts the try's own signal (the
+   * per-try timeout's TryAbort) with a timeout reason, so the dispatch counts a 'timeout' and the layer above
+   * retries it, when `retryable` says a try that timed out would be retried. Local endpoints are not
+   * watched; nor are tries whose signal is not a TryAbort (nothing to stop them with: they only report).
+   * A first try costs a map entry, not an async frame, a promise or an abort of its own.
    */
-  async watch<R, P>(
-    t: BalancerTarget,
-    ctx: CallContext<P> & { signal: TrySignal },
-    send: (ctx: CallContext<P> & { signal: TrySignal }) => Promise<R>,
-    retryable: () => boolean,
-  ): Promise<R> {
-    if (t.local || this.#afterMs <= 0) return send(ctx);
-    const w: Watched = { retryable, stop: new TryAbort() };
-    w.stop.follow(ctx.signal);
-    let set = this.#inFlight.get(t.address);
-    if (!set) {
-      set = new Set();
-      this.#inFlight.set(t.address, set);
-    }
-    set.add(w);
-    try {
-      const answered = await send({ ...ctx, signal: w.stop });
-      // an answer on any connection to it while it is PINGed: alive, whatever its tunnel session says
-      if (this.#pinging.has(t.address)) this.#pinging.set(t.address, true);
-      return answered;
-    } catch (err) {
-      if (w.stop.aborted && w.stop.reason instanceof UnresponsivePeer)
-        throw new UpstreamFailure('timeout', t, { cause: w.stop.reason });
-      const timedOut = ctx.signal.aborted && isTimeoutReason(ctx.signal.reason);
-      if (timedOut || (err instanceof UpstreamFailure && err.failure === 'connect')) this.suspect(t);
-      throw err;
-    } finally {
-      set.delete(w);
-      if (set.size === 0 && this.#inFlight.get(t.address) === set) this.#inFlight.delete(t.address);
-      w.stop.release();
-    }
+  observer<P>(retryable: (ctx: CallContext<P> & { signal: TrySignal }) => boolean): TryObserver<P> {
+    const watched = (t: BalancerTarget, ctx: CallContext<P> & { signal: TrySignal }) =>
+      !t.local && this.#afterMs > 0 && ctx.signal instanceof TryAbort;
+    return {
+      started: (t, ctx) => {
+        if (!watched(t, ctx)) return;
+        let tries = this.#inFlight.get(t.address);
+        if (!tries) {
+          tries = new Map();
+          this.#inFlight.set(t.address, tries);
+        }
+        tries.set(ctx as TryContext, retryable as Retryable);
+      },
+      answered: (t, ctx) => {
+        if (t.local) return;
+        this.#settled(t, ctx as TryContext);
+        // an answer on any connection to it while it is PINGed: alive, whatever its tunnel session says
+        if (this.#pinging.has(t.address)) this.#pinging.set(t.address, true);
+      },
+      failed: (t, ctx, failure) => {
+        if (t.local) return;
+        this.#settled(t, ctx as TryContext);
+        if (timedOutOrUnreachable(ctx.signal, failure)) this.suspect(t);
+      },
+    };
+  }
+
+  #settled(t: BalancerTarget, ctx: TryContext): void {
+    const tries = this.#inFlight.get(t.address);
+    if (tries?.delete(ctx) && tries.size === 0) this.#inFlight.delete(t.address);
   }
 
   /**
@@ -143,9 +147,24 @@ export class PeerLiveness {
     this.#tunnel.forget(t.address);
     this.#fast.dropIdle(t.address);
     const reason = new UnresponsivePeer(t, within);
-    // copied: a stopped try leaves the set as its promise settles
-    for (const w of [...(this.#inFlight.get(t.address) ?? [])]) if (w.retryable()) w.stop.abort(reason);
+    // copied: a stopped try leaves the map when its dispatch hears of it
+    for (const [ctx, retryable] of [...(this.#inFlight.get(t.address) ?? [])])
+      if ((retryable as (c: TryContext) => boolean)(ctx)) (ctx.signal as TryAbort).abort(reason);
   }
+}
+
+/**
+ * A try that calls for a PING: its per-try timeout fired (not a stop by this check: that gateway is already
+ * judged), or its connection could not be made.
+ */
+function timedOutOrUnreachable(signal: TrySignal, failure: Failure): boolean {
+  if (failure === 'connect') return true;
+  return (
+    failure === 'timeout' &&
+    signal.aborted &&
+    isTimeoutReason(signal.reason) &&
+    !(signal.reason instanceof UnresponsivePeer)
+  );
 }
 
 /**
@@ -176,8 +195,12 @@ function answers(tunnel: Pick<H2Pool, 'session'>, t: BalancerTarget, ms: number)
   });
 }
 
-/** Why a try to a gateway that left a PING unanswered was stopped before its per-try timeout. */
+/**
+ * Why a try to a gateway that left a PING unanswered was stopped before its per-try timeout: a timeout
+ * reason, so the dispatch counts it as a 'timeout' against the gateway and the retry layer may try elsewhere.
+ */
 class UnresponsivePeer extends MeshfedError {
+  readonly [TIMEOUT_REASON] = true;
   constructor(t: BalancerTarget, withinMs: number) {
     super(
       'MESHFED_GATEWAY_TIMEOUT',

@@ -21,7 +21,22 @@ export interface BalancedDispatchOptions<R, P = undefined> {
    * races nothing against the abort itself
    */
   sendHonoursSignal?: boolean;
+  /** told of each try as it starts and as it ends, with no promise or closure of its own */
+  observer?: TryObserver<P>;
   now?: () => number;
+}
+
+/**
+ * What watches the tries of a balanced dispatch (the peer liveness check): called synchronously, with the
+ * try's own context, whose `signal` is the one that stops the try (the per-try timeout's TryAbort when that
+ * layer is below this one). `failed` runs after the balancer heard the outcome.
+ */
+export interface TryObserver<P = undefined> {
+  started(target: BalancerTarget, ctx: CallContext<P> & { signal: TrySignal }): void;
+  /** the send resolved: an answer arrived, whatever its status */
+  answered(target: BalancerTarget, ctx: CallContext<P> & { signal: TrySignal }): void;
+  /** the send failed: how, as counted against the target ('timeout' or 'cancelled' when the signal aborted) */
+  failed(target: BalancerTarget, ctx: CallContext<P> & { signal: TrySignal }, failure: Failure): void;
 }
 
 const CONNECT_CODES = new Set([
@@ -95,13 +110,13 @@ export function balancedDispatch<R, P = undefined>(o: BalancedDispatchOptions<R,
     const target = pick.target;
     const signal = ctx.signal ?? NEVER_ABORTED;
     const t0 = now();
+    // the context is the per-try timeout's own copy, which already carries the signal
+    const tryCtx = ctx.signal ? (ctx as CallContext<P> & { signal: TrySignal }) : { ...ctx, signal };
+    const observer = o.observer;
     let sent: Promise<R>;
     try {
-      // the context is the per-try timeout's own copy, which already carries the signal
-      sent = o.send(
-        target,
-        ctx.signal ? (ctx as CallContext<P> & { signal: TrySignal }) : { ...ctx, signal },
-      );
+      observer?.started(target, tryCtx);
+      sent = o.send(target, tryCtx);
     } catch (err) {
       sent = Promise.reject(err);
     }
@@ -113,23 +128,24 @@ export function balancedDispatch<R, P = undefined>(o: BalancedDispatchOptions<R,
         const failure = o.classify?.(result);
         pick.release({ ok: !failure, latencyMs: now() - t0, ...(failure ? { failure } : {}) });
         releaseBreaker();
+        observer?.answered(target, tryCtx);
         if (failure) throw new UpstreamFailure(failure, target, { response: result });
         return result;
       },
       (err: unknown) => {
+        // a try stopped by its signal counts as a timeout when the per-try timeout (or the liveness check)
+        // stopped it, and against nobody when the caller left
+        const timeout = signal.aborted && isTimeoutReason(signal.reason);
+        const failure: Failure = signal.aborted ? (timeout ? 'timeout' : 'cancelled') : failureOf(err);
         try {
-          if (signal.aborted) {
-            const timeout = isTimeoutReason(signal.reason);
-            pick.release({ ok: false, latencyMs: now() - t0, failure: timeout ? 'timeout' : 'cancelled' });
-            if (timeout) throw new UpstreamFailure('timeout', target, { cause: signal.reason });
-            throw err;
-          }
-          const failure = failureOf(err);
           pick.release({ ok: false, latencyMs: now() - t0, failure });
-          throw err instanceof UpstreamFailure ? err : new UpstreamFailure(failure, target, { cause: err });
         } finally {
           releaseBreaker();
+          observer?.failed(target, tryCtx, failure);
         }
+        if (timeout) throw new UpstreamFailure('timeout', target, { cause: signal.reason });
+        if (signal.aborted) throw err;
+        throw err instanceof UpstreamFailure ? err : new UpstreamFailure(failure, target, { cause: err });
       },
     );
   };

@@ -1,4 +1,4 @@
-export { balancedDispatch, type BalancedDispatchOptions } from './balanced-dispatch.ts';
+export { balancedDispatch, type BalancedDispatchOptions, type TryObserver } from './balanced-dispatch.ts';
 export { type BreakerConfig, type BreakerLimit, CircuitBreakers } from './circuit-breaker.ts';
 export {
   type CallContext,
@@ -19,5 +19,12 @@ export {
   RetryBudget,
   retry,
 } from './retry.ts';
-export { type Clock, deadline, grpcTimeoutMs, isTimeoutReason, perTryTimeout } from './timeouts.ts';
+export {
+  type Clock,
+  deadline,
+  grpcTimeoutMs,
+  isTimeoutReason,
+  perTryTimeout,
+  TIMEOUT_REASON,
+} from './timeouts.ts';
 export { NEVER_ABORTED, TryAbort, type TrySignal } from './try-signal.ts';

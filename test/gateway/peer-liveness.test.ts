@@ -4,6 +4,13 @@ import { createLogger, createRegistry } from '../../core/index.ts';
 import type { BalancerTarget } from '../../gateway/balancer/index.ts';
 import { balancerConfigSchema } from '../../gateway/balancer/index.ts';
 import { PeerLiveness } from '../../gateway/peer-liveness.ts';
+import {
+  type CallContext,
+  callContext,
+  isTimeoutReason,
+  TIMEOUT_REASON,
+  TryAbort,
+} from '../../gateway/resilience/index.ts';
 
 // The peer-unresponsive signal on its own, with a tunnel session that is a double and the clock in jest's
 // hands: how long a PING may go unanswered, what counts as an answer, and what an unanswered one does.
@@ -122,18 +129,89 @@ test('the last healthy gateway keeps its connections', async () => {
   expect(calls).toEqual({ eject: 1, forget: 0, dropIdle: 0 });
 });
 
+/** a try's context as the balanced dispatch hands it to the observer: the per-try timeout's TryAbort */
+function tryCtx(attempt = 0): CallContext<undefined> & { signal: TryAbort } {
+  return {
+    ...callContext({ namespace: 'shop', name: 'hello', idempotent: true }),
+    attempt,
+    signal: new TryAbort(),
+  };
+}
+
 test('a try to the gateway answered on another connection while it is PINGed counts as an answer', async () => {
   const { live, calls } = liveness();
+  const watch = live.observer(() => true);
   live.suspect(PEER);
   await advance(100);
-  const ctx = { namespace: 'shop', name: 'hello', idempotent: true, attempt: 0 } as never;
   // a fast-path exchange, say: its response headers arrive while the tunnel session stays quiet
-  await live.watch(
-    PEER,
-    { ...(ctx as object), signal: new AbortController().signal } as never,
-    async () => 'ok',
-    () => true,
-  );
+  const c = tryCtx();
+  watch.started(PEER, c);
+  watch.answered(PEER, c);
   await advance(1000);
   expect(calls.eject).toBe(0);
+});
+
+test('an unanswered PING aborts the per-try signal of each try in flight that would be retried, with a timeout reason', async () => {
+  const { live, calls } = liveness();
+  // the first try of a call would be retried, its last one (attempt 1 here) would not
+  const watch = live.observer((c) => c.attempt < 1);
+  const first = tryCtx(0);
+  const last = tryCtx(1);
+  const settled = tryCtx(0);
+  for (const c of [first, last, settled]) watch.started(PEER, c);
+  watch.answered(PEER, settled);
+  const hung = tryCtx(0);
+  watch.started(PEER, hung);
+  // hung's per-try timeout fires: the gateway is PINGed, and leaves it unanswered
+  hung.signal.abort(Object.assign(new Error('time is up'), { [TIMEOUT_REASON]: true }));
+  watch.failed(PEER, hung, 'timeout');
+  await advance(600);
+  expect(calls.eject).toBe(1);
+  expect(first.signal.aborted).toBe(true);
+  expect(isTimeoutReason(first.signal.reason)).toBe(true);
+  expect((first.signal.reason as { code?: string }).code).toBe('MESHFED_GATEWAY_TIMEOUT');
+  expect(last.signal.aborted).toBe(false);
+  expect(settled.signal.aborted).toBe(false);
+});
+
+test('a try stopped by an unanswered PING calls for no PING of its own', async () => {
+  const { live, calls, pings } = liveness({ marked: 'already' });
+  const watch = live.observer(() => true);
+  const inFlight = tryCtx();
+  watch.started(PEER, inFlight);
+  live.suspect(PEER);
+  await advance(600);
+  expect(inFlight.signal.aborted).toBe(true);
+  watch.failed(PEER, inFlight, 'timeout');
+  await advance(100);
+  expect(pings).toHaveLength(1);
+  expect(calls.eject).toBe(1);
+});
+
+test.each([
+  ['a per-try timeout', 'timeout', true, 1],
+  ['a connect failure', 'connect', false, 1],
+  ['a reset', 'reset', false, 0],
+  ['a caller that left', 'cancelled', true, 0],
+] as const)('%s (%s, signal aborted: %s): %i PING(s)', async (_what, failure, abort, expected) => {
+  const { live, pings } = liveness();
+  const watch = live.observer(() => true);
+  const c = tryCtx();
+  watch.started(PEER, c);
+  if (abort) c.signal.abort(failure === 'timeout' ? { [TIMEOUT_REASON]: true } : new Error('gone'));
+  watch.failed(PEER, c, failure);
+  await advance(100);
+  expect(pings).toHaveLength(expected);
+});
+
+test('tries to local endpoints are neither watched nor a reason to PING', async () => {
+  const { live, pings } = liveness();
+  const watch = live.observer(() => true);
+  const local = { ...PEER, local: true };
+  const c = tryCtx();
+  watch.started(local, c);
+  c.signal.abort({ [TIMEOUT_REASON]: true });
+  watch.failed(local, c, 'timeout');
+  await advance(100);
+  expect(pings).toHaveLength(0);
 });
