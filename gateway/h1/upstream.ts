@@ -34,6 +34,14 @@ export interface FastUpstreamOptions {
 
 const EMPTY = Buffer.alloc(0);
 /**
+ * A client that leaves after its whole request went out: the rest of the response is read and dropped, and
+ * the connection kept, when it ends within these bounds (else it closes, as it did before). A connection
+ * closed instead costs a new one later, to a gateway a TLS handshake on this event loop: clients that time
+ * out during a stall (a load client stopping, say) closed pooled connections, and the next burst dialled.
+ */
+const DRAIN_MS = 2_000;
+const DRAIN_MAX_BYTES = 64 * 1024;
+/**
  * A character a field value must not carry out: anything but HTAB, SP, VCHAR and obs-text (node's own
  * rule). That refuses line breaks and NUL (injection) and anything past U+00FF, which latin1 cannot write
  * as one byte (U+010A would become an LF). A negated class of bytes: the class [\r\n\0\u0100-\uffff] cost
@@ -139,6 +147,9 @@ class UpstreamExchange implements ConnectionUser, BodySink {
   #over = false;
   /** the remote gateway closed this connection with CLOSING_NOTICE: it read nothing of this request */
   #unread = false;
+  /** the client left after its whole request was sent: the response is read to its end (DRAIN_MS) */
+  #draining: NodeJS.Timeout | undefined;
+  #drained = 0;
 
   constructor(
     o: FastUpstreamOptions,
@@ -250,18 +261,37 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     this.#recorder?.end();
   }
 
-  readonly #cancel = (): void => this.#end(false);
+  /** the try ended before its response: the per-try timeout (the connection is closed), or the caller left */
+  readonly #cancel = (): void => {
+    if (!this.#drain()) this.#end(false);
+  };
 
   readonly #onClientGone = (): void => {
-    if (!this.#ex.finished) this.#end(false);
+    if (!this.#ex.finished && !this.#drain()) this.#end(false);
   };
+
+  /**
+   * Whether the rest of the response is read to keep the connection: only once the client is gone, after
+   * the whole request went out, for a response that is not delimited by the connection's close.
+   */
+  #drain(): boolean {
+    if (this.#draining) return true;
+    if (this.#over || !this.#ex.gone || !this.#bodySent || this.#unread) return false;
+    if (this.#res?.framing.kind === 'close') return false;
+    this.#ex.off('close', this.#onClientGone);
+    this.#draining = setTimeout(() => this.#end(false), DRAIN_MS).unref();
+    // paused for a client that will never drain
+    this.#c.socket.resume();
+    return true;
+  }
 
   #end(reuse: boolean): void {
     if (this.#over) return;
     this.#over = true;
     this.#ex.off('close', this.#onClientGone);
     if (this.#onDrain) this.#c.socket.off('drain', this.#onDrain);
-    if (reuse && !this.#ex.gone) this.#o.pool.release(this.#c);
+    if (this.#draining) clearTimeout(this.#draining);
+    if (reuse && (!this.#ex.gone || this.#draining)) this.#o.pool.release(this.#c);
     else {
       this.#c.detach();
       this.#c.socket.destroy();
@@ -329,9 +359,19 @@ class UpstreamExchange implements ConnectionUser, BodySink {
       this.#failed(err);
       return;
     }
-    this.#r.bytesOut += framer.payloadBytes - before;
-    if (res.framing.kind !== 'close') {
-      if (used > 0 && !ex.write(used === d.length ? d : d.subarray(0, used))) {
+    if (this.#draining) {
+      this.#drained += used;
+      if (this.#drained > DRAIN_MAX_BYTES) {
+        this.#end(false);
+        return;
+      }
+    } else {
+      this.#r.bytesOut += framer.payloadBytes - before;
+      if (
+        res.framing.kind !== 'close' &&
+        used > 0 &&
+        !ex.write(used === d.length ? d : d.subarray(0, used))
+      ) {
         const s = this.#c.socket;
         s.pause();
         ex.onceDrain(() => s.resume());
@@ -378,6 +418,18 @@ class UpstreamExchange implements ConnectionUser, BodySink {
       return;
     }
     const h = this.#res!;
+    if (this.#draining) {
+      if (h.framing.kind === 'close') {
+        this.#end(false);
+        return;
+      }
+      this.#framer = bodyFramer(h.framing, { maxTrailerBytes: this.#o.maxHeadBytes });
+      const rest = this.#buf;
+      this.#buf = EMPTY;
+      if (this.#framer.done) this.#complete(rest.length > 0);
+      else if (rest.length > 0) this.#feed(rest);
+      return;
+    }
     const out = responseHeadersForClient(h.headers);
     if (h.framing.kind === 'chunked') out['transfer-encoding'] = 'chunked';
     if (!this.#a.respond(h.status, out)) {

@@ -12,6 +12,10 @@ export interface SilentRelay {
   address: string;
   /** connections accepted so far (while live or frozen) */
   connections(): number;
+  /** connections accepted and not yet closed by either side */
+  open(): number;
+  /** bytes relayed from the target back to the connections' clients */
+  bytesDown(): number;
   /** the most connections held in their connect delay at once (handshakes under way together) */
   maxHeld(): number;
   freeze(): void;
@@ -25,9 +29,13 @@ export async function silentRelay(target: string, o: { connectDelayMs?: number }
   let accepted = 0;
   let held = 0;
   let maxHeld = 0;
+  let open = 0;
+  let down = 0;
   const pairs: [net.Socket, net.Socket][] = [];
   const server = net.createServer((client) => {
     accepted++;
+    open++;
+    client.once('close', () => open--);
     client.on('error', () => undefined);
     sockets.add(client);
     if (frozen) {
@@ -36,6 +44,7 @@ export async function silentRelay(target: string, o: { connectDelayMs?: number }
     }
     const upstream = net.connect(splitAddress(target));
     upstream.on('error', () => client.destroy());
+    upstream.on('data', (d: Buffer) => (down += d.length));
     sockets.add(upstream);
     client.once('close', () => upstream.destroy());
     upstream.once('close', () => client.destroy());
@@ -58,6 +67,8 @@ export async function silentRelay(target: string, o: { connectDelayMs?: number }
   return {
     address: `127.0.0.1:${(server.address() as AddressInfo).port}`,
     connections: () => accepted,
+    open: () => open,
+    bytesDown: () => down,
     maxHeld: () => maxHeld,
     freeze() {
       frozen = true;
