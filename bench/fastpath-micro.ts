@@ -1,6 +1,6 @@
 // CPU per call of the fast path's hottest JavaScript, each piece alone in one process, for A/B runs of two
 // checkouts at the same load (a whole-path run cannot show a few per cent on a busy host):
-//   node bench/fastpath-micro.ts [--dir CHECKOUT] [--only head,series,pick,resilience]
+//   node bench/fastpath-micro.ts [--dir CHECKOUT] [--only head,series,pick,resilience,liveness]
 // CHECKOUT (default: this one) is where the code under test is imported from, e.g. a `git archive` of main
 // with this checkout's node_modules linked in. Prints ns per call for each of 5 rounds; read the median.
 import { parseArgs } from 'node:util';
@@ -102,7 +102,12 @@ if (only.has('pick')) {
   balancers.close();
 }
 
-if (only.has('resilience')) {
+/**
+ * forward.ts's resilience stack around a send that answers at once; with `liveness`, the peer liveness check
+ * of the checkout watches each try as forward.ts composes it (an observer of the balanced dispatch where the
+ * checkout has one, else its send wrapped in `watch`)
+ */
+async function resilienceStack(liveness: boolean): Promise<(n: number) => Promise<void>> {
   const R: typeof import('../gateway/resilience/index.ts') = await import(
     `${dir}/gateway/resilience/index.ts`
   );
@@ -125,14 +130,23 @@ if (only.has('resilience')) {
   });
   const budget = new R.RetryBudget({ budgetPercent: 20, minRetriesPerSecond: 10, windowMs: 10_000 });
   const sent = { status: 200 };
-  // forward.ts's stack around a send that answers at once
+  const answer = () => Promise.resolve(sent);
+  let send: (t: unknown, ctx: unknown) => Promise<typeof sent> = answer;
+  let observer: unknown;
+  if (liveness) {
+    const live = await peerLiveness();
+    const retryable = () => true;
+    observer = live.observer?.(retryable);
+    if (!observer) send = (t, ctx) => live.watch!(t, ctx, answer, retryable) as Promise<typeof sent>;
+  }
   const dispatch = R.compose(
     R.balancedDispatch({
       balancers: { pick: () => ({ target, level: 0, release }) },
       breakers,
-      send: () => Promise.resolve(sent),
+      send,
       // as forward.ts says of sendTry (a checkout without the option races the abort, as it did there)
       sendHonoursSignal: true,
+      ...(observer ? { observer: observer as never } : {}),
     }),
     R.deadline({ ms: () => undefined }),
     R.retry({ attempts: 2, budgetFor: () => budget, backoffBase: 25, backoffMax: 250 }),
@@ -145,15 +159,53 @@ if (only.has('resilience')) {
     scope: 'any' as const,
     portName: 'http',
   };
-  const chain = async (n: number) => {
+  return async (n: number) => {
     for (let i = 0; i < n; i++) sink += (await dispatch(R.callContext(call))).status;
   };
+}
+
+/** the checkout's PeerLiveness, with doubles for its balancers and pools (no PING is ever sent here) */
+async function peerLiveness() {
+  const L = (await import(`${dir}/gateway/peer-liveness.ts`)) as {
+    PeerLiveness: new (
+      ...a: unknown[]
+    ) => {
+      observer?: (retryable: () => boolean) => unknown;
+      watch?: (
+        t: unknown,
+        ctx: unknown,
+        send: () => Promise<unknown>,
+        retryable: () => boolean,
+      ) => Promise<unknown>;
+    };
+  };
+  const C: typeof import('../core/index.ts') = await import(`${dir}/core/index.ts`);
+  const B: typeof import('../gateway/balancer/index.ts') = await import(`${dir}/gateway/balancer/index.ts`);
+  return new L.PeerLiveness(
+    {
+      balancers: { peerUnresponsive: () => 'ejected' },
+      balancerConfig: B.balancerConfigSchema.parse({}),
+      cluster: 'cluster-a',
+      registry: C.createRegistry(),
+      logger: C.silentLogger,
+    },
+    { session: () => new Promise(() => undefined), forget: () => undefined, rttOf: () => 0 },
+    { dropIdle: () => undefined },
+  );
+}
+
+for (const [part, label] of [
+  ['resilience', 'resilience stack'],
+  ['liveness', 'resilience stack + liveness'],
+] as const) {
+  if (!only.has(part)) continue;
+  const chain = await resilienceStack(part === 'liveness');
   // 16 calls in flight, as wrk -c16 keeps
-  await rounds('resilience stack, 16 in flight', 320_000, 1, (n) =>
+  await rounds(`${label}, 16 in flight`, 320_000, 1, (n) =>
     Promise.all(Array.from({ length: 16 }, () => chain(n / 16))),
   );
   // one at a time, as a fixed-rate load that never overlaps calls: the per-try deadline list empties each time
-  await rounds('resilience stack, 1 in flight', 160_000, 1, (n) => chain(n));
+  await rounds(`${label}, 1 in flight`, 160_000, 1, (n) => chain(n));
 }
 
 if (sink === -1) console.log(sink);

@@ -37,7 +37,15 @@ export interface PauseStats {
   /** resident memory and V8's young generation when written, MB */
   rssMb: number;
   youngMb: number;
+  /**
+   * when each stall happened (ms since the epoch, to join with a load client's per-request log; at most
+   * 20,000 of each): GC pauses over 1 ms [start, ms, kind], event-loop turns late by 5 ms or more [end, ms],
+   * accepted connections [at, local address]
+   */
+  timeline: { gc: [number, number, string][]; late: [number, number][]; accepts: [number, string][] };
 }
+
+const TIMELINE_MAX = 20_000;
 
 /** Records from now on; `reset()` starts the window again (after a warm-up), `write()` saves it. */
 export function recordPauses(file: string): { reset(): void; write(extra?: object): PauseStats } {
@@ -46,6 +54,17 @@ export function recordPauses(file: string): { reset(): void; write(extra?: objec
   let gc: Record<string, Omit<GcKind, 'medianMs'> & { pauses: number[] }> = {};
   let accepted: Record<string, number> = {};
   let since = performance.now();
+  let timeline: PauseStats['timeline'] = { gc: [], late: [], accepts: [] };
+  const epoch = (t: number) => Math.round((performance.timeOrigin + t) * 1000) / 1000;
+  // a turn of the loop late by 5 ms or more, and when it ended: a timer due every 2 ms, unreferenced
+  let expected = performance.now() + 2;
+  setInterval(() => {
+    const now = performance.now();
+    const late = now - expected;
+    if (late >= 5 && timeline.late.length < TIMELINE_MAX)
+      timeline.late.push([epoch(now), Math.round(late * 100) / 100]);
+    expected = now + 2;
+  }, 2).unref();
   const obs = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       const kind = GC_KINDS[(e as unknown as { detail: { kind: number } }).detail.kind] ?? 'other';
@@ -56,6 +75,8 @@ export function recordPauses(file: string): { reset(): void; write(extra?: objec
       k.maxMs = Math.max(k.maxMs, e.duration);
       if (e.duration > 1) k.over1ms++;
       if (k.pauses.length < 100_000) k.pauses.push(e.duration);
+      if (e.duration > 1 && timeline.gc.length < TIMELINE_MAX)
+        timeline.gc.push([epoch(e.startTime), Math.round(e.duration * 100) / 100, kind]);
     }
   });
   obs.observe({ entryTypes: ['gc'] });
@@ -63,6 +84,7 @@ export function recordPauses(file: string): { reset(): void; write(extra?: objec
     const s = (m as { socket: Socket }).socket;
     const key = `${s.localAddress}:${s.localPort}`;
     accepted[key] = (accepted[key] ?? 0) + 1;
+    if (timeline.accepts.length < TIMELINE_MAX) timeline.accepts.push([epoch(performance.now()), key]);
   });
   const ms = (ns: number) => Math.round(ns / 1e4) / 100;
   const round = (x: number) => Math.round(x * 100) / 100;
@@ -71,6 +93,7 @@ export function recordPauses(file: string): { reset(): void; write(extra?: objec
       eld.reset();
       gc = {};
       accepted = {};
+      timeline = { gc: [], late: [], accepts: [] };
       since = performance.now();
     },
     write(extra = {}) {
@@ -103,6 +126,7 @@ export function recordPauses(file: string): { reset(): void; write(extra?: objec
             .reduce((n, x) => n + x.space_size, 0) /
             2 ** 20,
         ),
+        timeline,
       };
       writeFileSync(file, `${JSON.stringify(stats)}\n`);
       return stats;

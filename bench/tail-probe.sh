@@ -9,6 +9,8 @@
 # Prints one JSON line per run: latency (ms, h2load's log), the gateway process's CPU per request, its
 # event-loop delay and GC pauses (ms), connections accepted, RSS and young generation after the run (MB).
 # ALLOC=<prefix>: also where each run allocated (bench/alloc-sampling.ts), in <prefix>-<label>-<round>.json.
+# KEEP=<dir>: keeps each run's h2load log and the candidate's record (with its timeline of stalls) in
+# <dir>/<label>-<round>/, for `node bench/tail-attribution.ts <dir>/<label>-<round>`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=10 ROUNDS=2 CONNS=10 RPS=100
@@ -54,6 +56,7 @@ for round in $(seq "$ROUNDS"); do
     load=$(cut -d' ' -f1-3 /proc/loadavg)
     kill -TERM "$node"; wait "$gw" 2>/dev/null || true
     SIDS=("${SIDS[@]/$gw/}")
+    if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP/$label-$round" && cp "$run/h2load.log" "$run/pauses.json" "$KEEP/$label-$round/"; fi
     awk -F'\t' '$2 == 200 { print $3 / 1000 }' "$run/h2load.log" | sort -n >"$run/ms"
     n=$(wc -l <"$run/ms")
     e=$(awk -F'\t' '$2 != 200' "$run/h2load.log" | wc -l)
