@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Latency a two-gateway hop adds at a fixed request rate (issue 16): h2load --h1 at 1,000 req/s (10
 # connections x 100 req/s) for D seconds against the backend directly, HAProxy's gw-A -> gw-B and meshfed's,
-# in one run, with the peers harness's backend, certificates and gateway scripts (loopback only).
+# in one run, with the peers harness's backend, certificates and gateway scripts (loopback only). meshfed runs
+# twice: as the harness runs it (both gateways in one event loop: `meshfed`) and as it is deployed and as
+# HAProxy runs here (each gateway its own process: `meshfed-split`, BENCH_ROLE of bench/peers-gateway.ts).
 #   bash bench/latency-fixed-rate.sh            (D=10)
 # Writes bench/results/latency-fixed-rate.json: p50/p99 per path and the latency each pair adds over direct.
 set -euo pipefail
@@ -41,12 +43,19 @@ measure() { # measure NAME URL -> one JSON line of latency percentiles (ms)
 start backend "bash $HERE/lib/backend.sh"
 ready "$BENCH_BACKEND_HTTP"
 rows=("$(measure direct "http://$BENCH_BACKEND_HTTP/")")
-for cand in haproxy meshfed; do
-  if [ "$cand" = haproxy ]; then start "$cand" "bash $HERE/peers/haproxy.sh"; else start "$cand" "bash bench/peers-candidate.sh"; fi
-  gw=$STARTED
+for cand in haproxy meshfed meshfed-split; do
+  gws=()
+  case $cand in
+  haproxy) start "$cand" "bash $HERE/peers/haproxy.sh" && gws+=("$STARTED") ;;
+  meshfed) start "$cand" "bash bench/peers-candidate.sh" && gws+=("$STARTED") ;;
+  meshfed-split)
+    start "$cand-b" "BENCH_ROLE=b bash bench/peers-candidate.sh" && gws+=("$STARTED")
+    ready "$BENCH_GW_B_ADDR"
+    start "$cand-a" "BENCH_ROLE=a bash bench/peers-candidate.sh" && gws+=("$STARTED") ;;
+  esac
   ready "$BENCH_GW_B_ADDR" && ready "$BENCH_GW_A_ADDR"
   rows+=("$(measure "$cand" "http://$BENCH_GW_A_ADDR/")")
-  stop "$gw"
+  for g in "${gws[@]}"; do stop "$g"; done
 done
 mkdir -p bench/results
 printf '%s\n' "${rows[@]}" | jq -s --arg date "$(date -u +%FT%TZ)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" '
@@ -55,5 +64,6 @@ printf '%s\n' "${rows[@]}" | jq -s --arg date "$(date -u +%FT%TZ)" --arg load "$
       loadavg_at_end: $load, paths: .,
       added_ms: (map(select(.path != "direct")) | map({ (.path): { p50: ((.p50_ms - $d.p50_ms) * 1000 | round / 1000),
         p99: ((.p99_ms - $d.p99_ms) * 1000 | round / 1000) } }) | add) }
-  | .p99_added_vs_haproxy = ((.added_ms.meshfed.p99 / .added_ms.haproxy.p99) * 100 | round / 100)' \
+  | .p99_added_vs_haproxy = ((.added_ms.meshfed.p99 / .added_ms.haproxy.p99) * 100 | round / 100)
+  | .p99_added_vs_haproxy_split = ((.added_ms["meshfed-split"].p99 / .added_ms.haproxy.p99) * 100 | round / 100)' \
   | tee bench/results/latency-fixed-rate.json

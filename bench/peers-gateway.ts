@@ -60,6 +60,14 @@ if (workers > 1 && cluster.isPrimary) {
   });
   await new Promise(() => undefined);
 }
+/**
+ * BENCH_ROLE=a or b: only gw-A or only gw-B of the terminate topology in this process, so the two gateways
+ * run as two processes (each gateway its own event loop and no other's, as deployed and as the peers run
+ * them); `both` (the default, the harness's rule) runs them together in one event loop
+ */
+const role = env('BENCH_ROLE', 'both');
+if (role !== 'both' && role !== 'a' && role !== 'b')
+  throw new Error(`BENCH_ROLE must be both, a or b, got ${role}`);
 const td = env('BENCH_TRUST_DOMAIN', 'mesh.example');
 const reuse = env('BENCH_REUSE', 'reuse');
 if (reuse !== 'reuse' && reuse !== 'noreuse')
@@ -202,34 +210,36 @@ if (topology === 'passthrough') {
   });
 } else {
   const local = svc(env('BENCH_BACKEND_HTTP'), 'http');
-  await start({
-    cluster: 'cluster-b',
-    cert: env('BENCH_GW_B_CERT'),
-    key: env('BENCH_GW_B_KEY'),
-    listeners: { eastWest: gwB, egress: spare(22), admin: spare(22) },
-    local: [local],
-    remote: [],
-  });
-  await start({
-    cluster: 'cluster-a',
-    cert: env('BENCH_GW_A_CERT'),
-    key: env('BENCH_GW_A_KEY'),
-    listeners: { eastWest: spare(21), egress: env('BENCH_GW_A_ADDR'), admin: spare(21) },
-    local: [],
-    remote: [
-      {
-        ...ref,
-        cluster: 'cluster-b',
-        ports: local.ports,
-        locality: { region: 'cluster-b', zone: 'cluster-b' },
-        weight: 1,
-        gateways: [{ name: 'gw-b', address: gwB }],
-        revision: 1,
-        expiresAt: 0,
-        stale: false,
-      },
-    ],
-  });
+  if (role !== 'a')
+    await start({
+      cluster: 'cluster-b',
+      cert: env('BENCH_GW_B_CERT'),
+      key: env('BENCH_GW_B_KEY'),
+      listeners: { eastWest: gwB, egress: spare(22), admin: spare(22) },
+      local: [local],
+      remote: [],
+    });
+  if (role !== 'b')
+    await start({
+      cluster: 'cluster-a',
+      cert: env('BENCH_GW_A_CERT'),
+      key: env('BENCH_GW_A_KEY'),
+      listeners: { eastWest: spare(21), egress: env('BENCH_GW_A_ADDR'), admin: spare(21) },
+      local: [],
+      remote: [
+        {
+          ...ref,
+          cluster: 'cluster-b',
+          ports: local.ports,
+          locality: { region: 'cluster-b', zone: 'cluster-b' },
+          weight: 1,
+          gateways: [{ name: 'gw-b', address: gwB }],
+          revision: 1,
+          expiresAt: 0,
+          stale: false,
+        },
+      ],
+    });
 }
 if (workers > 1) process.send?.('ready');
 else process.stdout.write(`meshfed gateway candidate ready (${topology}, one event loop)\n`);
