@@ -93,11 +93,24 @@ export class H1Pool {
   readonly #o: H1PoolOptions;
   #context: { leaf: IssuedLeaf; bundle: TrustBundle; version: number; ctx: tls.SecureContext } | undefined;
   #closed = false;
+  /** connections reading a response to its end for a client that left: closed with the pool */
+  readonly #draining = new Set<PooledConnection>();
   #sweeper: NodeJS.Timeout | undefined;
   #idleCount = 0;
 
   constructor(o: H1PoolOptions) {
     this.#o = o;
+  }
+
+  /** the gateway is stopping: no connection is kept for later */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** `c` reads the rest of a response nobody waits for (true), or no longer does (false) */
+  draining(c: PooledConnection, on: boolean): void {
+    if (on) this.#draining.add(c);
+    else this.#draining.delete(c);
   }
 
   /** the remote gateway at `address` spoke only the HTTP/2 tunnel when last asked */
@@ -224,7 +237,8 @@ export class H1Pool {
   release(c: PooledConnection, carried = true): void {
     const s = c.socket;
     c.detach();
-    if (this.#closed || s.destroyed) return;
+    // an exchange that ended after the pool closed: nothing else would close its connection
+    if (this.#closed || s.destroyed) return void s.destroy();
     if (c.retired) {
       s.end();
       return;
@@ -463,6 +477,8 @@ export class H1Pool {
     clearInterval(this.#sweeper);
     this.#sweeper = undefined;
     const stopping = new MeshfedError('MESHFED_GATEWAY_UPSTREAM', 'the gateway is stopping');
+    for (const c of this.#draining) c.socket.destroy();
+    this.#draining.clear();
     for (const k of this.#keys.values()) {
       for (const c of k.idle.splice(0)) c.socket.destroy();
       for (const w of k.waiters.splice(0)) w.reject(stopping);

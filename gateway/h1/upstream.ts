@@ -276,10 +276,11 @@ class UpstreamExchange implements ConnectionUser, BodySink {
    */
   #drain(): boolean {
     if (this.#draining) return true;
-    if (this.#over || !this.#ex.gone || !this.#bodySent || this.#unread) return false;
+    if (this.#over || !this.#ex.gone || !this.#bodySent || this.#unread || this.#o.pool.closed) return false;
     if (this.#res?.framing.kind === 'close') return false;
     this.#ex.off('close', this.#onClientGone);
     this.#draining = setTimeout(() => this.#end(false), DRAIN_MS).unref();
+    this.#o.pool.draining(this.#c, true);
     // paused for a client that will never drain
     this.#c.socket.resume();
     return true;
@@ -290,7 +291,10 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     this.#over = true;
     this.#ex.off('close', this.#onClientGone);
     if (this.#onDrain) this.#c.socket.off('drain', this.#onDrain);
-    if (this.#draining) clearTimeout(this.#draining);
+    if (this.#draining) {
+      clearTimeout(this.#draining);
+      this.#o.pool.draining(this.#c, false);
+    }
     if (reuse && (!this.#ex.gone || this.#draining)) this.#o.pool.release(this.#c);
     else {
       this.#c.detach();

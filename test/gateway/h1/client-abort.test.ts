@@ -14,6 +14,8 @@ const HOST = 'hello.shop.svc.clusterset.local';
 const { mesh, closing } = meshOfFile();
 let src: TestGateway;
 let relay: SilentRelay;
+let far: TestGateway;
+let hello: ReturnType<typeof httpService>;
 /** responses the backend holds until the test lets them go, by path */
 const held = new Map<string, http.ServerResponse>();
 
@@ -28,8 +30,8 @@ beforeAll(async () => {
     backend.closeAllConnections();
     backend.close();
   });
-  const hello = httpService('shop', 'hello', [`127.0.0.1:${(backend.address() as AddressInfo).port}`]);
-  const far = await mesh().gateway('far');
+  hello = httpService('shop', 'hello', [`127.0.0.1:${(backend.address() as AddressInfo).port}`]);
+  far = await mesh().gateway('far');
   closing(() => far.close());
   far.source.set([hello]);
   // the relay between the two gateways counts the connections src makes to far
@@ -40,22 +42,22 @@ beforeAll(async () => {
   src.catalog.offer('far', hello, relay.address);
 }, 30_000);
 
-function outstanding(): number {
-  return src.balancers
+function outstanding(via: TestGateway): number {
+  return via.balancers
     .explain('shop', 'hello')
     .levels.flatMap((l) => l.targets)
     .reduce((n, t) => n + t.outstanding, 0);
 }
 
-/** sends `path` on a raw connection to src's egress and closes it once the backend holds the request */
-async function leaveAfterSending(path: string): Promise<http.ServerResponse> {
-  const client = net.connect(Number(src.egress.split(':')[1]), '127.0.0.1');
+/** sends `path` on a raw connection to `via`'s egress and closes it once the backend holds the request */
+async function leaveAfterSending(path: string, via = src): Promise<http.ServerResponse> {
+  const client = net.connect(Number(via.egress.split(':')[1]), '127.0.0.1');
   client.on('error', () => undefined);
   client.write(`GET ${path} HTTP/1.1\r\nHost: ${HOST}\r\n\r\n`);
   await waitFor(() => held.has(path), { timeoutMs: 10_000, what: `the backend holding ${path}` });
   client.destroy();
   // the try is over for src: the balancer counts nothing outstanding
-  await waitFor(() => outstanding() === 0, { timeoutMs: 10_000, what: 'src to see the client gone' });
+  await waitFor(() => outstanding(via) === 0, { timeoutMs: 10_000, what: 'src to see the client gone' });
   return held.get(path)!;
 }
 
@@ -87,6 +89,23 @@ async function leaveAfterSending(path: string): Promise<http.ServerResponse> {
     await waitFor(() => relay.open() === 0, { timeoutMs: 10_000, what: 'the connection to far closed' });
     expect(await request(src.egress, { host: HOST })).toMatchObject({ status: 200, body: 'far' });
     expect(relay.connections()).toBe(before + 1);
+  },
+  30_000,
+);
+
+(FAST_PATH ? test : test.skip)(
+  'a gateway that stops reads no response for a client that left: the connection closes with it',
+  async () => {
+    const alone = await silentRelay(far.eastWest);
+    closing(() => alone.close());
+    const stopping = await mesh().gateway('stopping');
+    closing(() => stopping.close());
+    stopping.catalog.offer('far', hello, alone.address);
+    const res = await leaveAfterSending('/held-stop', stopping);
+    closing(() => res.end());
+    expect(alone.open()).toBe(1);
+    await stopping.close();
+    await waitFor(() => alone.open() === 0, { timeoutMs: 10_000, what: 'the connection to far closed' });
   },
   30_000,
 );
