@@ -6,7 +6,9 @@
 // event-loop turn late by 5 ms or more that no GC pause explains, a connection accepted by the process (a dial
 // by the pool between the gateways, whose TLS handshake runs on the same loop), or nothing the process saw
 // (the load client, the backend or the kernel). Slow requests that overlap each other are one episode: a
-// process-wide stall holds every connection's request at once.
+// process-wide stall holds every connection's request at once. It also says how h2load's fixed rate arrives:
+// requests sent within 200 µs of each other are one batch (its connections' timers fire together), and the
+// median latency by place in a batch of `-c` requests shows how much each waits for the others' work.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -51,6 +53,21 @@ for (const r of slow) {
   const d = accepts.filter((x) => x.at >= from && x.at <= to);
   by[g.length > 0 ? 'gc' : l.length > 0 ? 'late turn' : d.length > 0 ? 'dial' : 'nothing']!++;
 }
+// batches: requests sent within 200 µs of the one before
+const bySend = [...requests].sort((a, b) => a.start - b.start);
+const batches: (typeof requests)[] = [];
+for (const r of bySend) {
+  const last = batches.at(-1);
+  if (last && r.start - last.at(-1)!.start < 0.2) last.push(r);
+  else batches.push([r]);
+}
+const widest = Math.max(...batches.map((b) => b.length));
+const full = batches.filter((b) => b.length === widest);
+const median = (xs: number[]) => xs.sort((a, b) => a - b)[xs.length >> 1] ?? 0;
+const byPlace = Array.from(
+  { length: widest },
+  (_, i) => Math.round(median(full.map((b) => b[i]!.ms)) * 100) / 100,
+);
 const share = (n: number) => `${n} (${slow.length ? Math.round((n / slow.length) * 100) : 0} %)`;
 console.log(
   JSON.stringify({
@@ -68,5 +85,14 @@ console.log(
     lateTurns: late.length,
     lateTurnsMaxMs: Math.max(0, ...late.map((x) => x.ms)),
     accepts: accepts.length,
+    batches: {
+      count: batches.length,
+      inBatchesOfHalfOrMore: Math.round(
+        (batches.filter((b) => b.length * 2 >= widest).reduce((n, b) => n + b.length, 0) / requests.length) *
+          100,
+      ),
+      widest,
+      medianMsByPlaceInWidest: byPlace,
+    },
   }),
 );
