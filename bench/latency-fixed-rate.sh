@@ -3,7 +3,7 @@
 # connections x 100 req/s) for D seconds against the backend directly, HAProxy's gw-A -> gw-B and meshfed's,
 # in one run, with the peers harness's backend, certificates and gateway scripts (loopback only). meshfed runs
 # twice: as the harness runs it (both gateways in one event loop: `meshfed`) and as it is deployed and as
-# HAProxy runs here (each gateway its own process: `meshfed-split`, BENCH_ROLE of bench/peers-gateway.ts).
+# the peer gateways run here (each gateway its own process: `meshfed-split`, BENCH_ROLE of bench/peers-gateway.ts).
 #   bash bench/latency-fixed-rate.sh            (D=10)
 # Writes bench/results/latency-fixed-rate.json: p50/p99 per path and the latency each pair adds over direct.
 set -euo pipefail
