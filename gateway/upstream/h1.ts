@@ -33,8 +33,9 @@ function countBody(r: GatewayRequest, body: IncomingMessage): void {
  * connected, so a connect failure has consumed none of it and the request can go to another target.
  */
 export class H1Upstream implements UpstreamCodec {
-  readonly #options: { agent: Agent; breakers: CircuitBreakers; identities: Identities };
-  constructor(options: { agent: Agent; breakers: CircuitBreakers; identities: Identities }) {
+  readonly #options: { agent: () => Agent; breakers: CircuitBreakers; identities: Identities };
+  /** `agent` is asked at each request: the gateway makes its Agent on the first one (gateway.ts, #undici) */
+  constructor(options: { agent: () => Agent; breakers: CircuitBreakers; identities: Identities }) {
     this.#options = options;
   }
 
@@ -67,7 +68,7 @@ export class H1Upstream implements UpstreamCodec {
     });
     const onDrain = () => controller?.resume();
     try {
-      this.#options.agent.dispatch(
+      this.#options.agent().dispatch(
         {
           origin: `http://${t.address}`,
           path: r.target,
