@@ -12,6 +12,7 @@ import { upstreamHeaders } from '../upstream/request-headers.ts';
 import { type BodyFramer, bodyFramer } from './body.ts';
 import type { BodySink, Exchange } from './exchange.ts';
 import { HeadParseError, headEnd, parseResponseHead, type ResponseHead } from './head.ts';
+import { TurnCork } from './turn-cork.ts';
 import {
   type ConnectionUser,
   type H1Pool,
@@ -230,7 +231,10 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     this.#r.bytesIn += payloadBytes;
     this.#recorder?.record(b);
     const s = this.#c.socket;
-    if (s.write(b)) return true;
+    // the body's pieces of this turn leave in one write; the hold ends with the body (end) at the latest
+    this.#cork ??= new TurnCork(s);
+    this.#cork.hold();
+    if (s.write(b) || this.#cork.release()) return true;
     // one listener at a time, removed when the exchange ends: the connection may serve another client's
     // request before it drains
     if (!this.#onDrain) {
@@ -244,10 +248,12 @@ class UpstreamExchange implements ConnectionUser, BodySink {
   }
 
   #onDrain: (() => void) | undefined;
+  #cork: TurnCork | undefined;
 
   end(): void {
     this.#bodySent = true;
     this.#recorder?.end();
+    this.#cork?.release();
   }
 
   readonly #cancel = (): void => this.#end(false);
@@ -261,6 +267,8 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     this.#over = true;
     this.#ex.off('close', this.#onClientGone);
     if (this.#onDrain) this.#c.socket.off('drain', this.#onDrain);
+    // nothing of this exchange stays held on a connection that goes back to the pool
+    this.#cork?.release();
     if (reuse && !this.#ex.gone) this.#o.pool.release(this.#c);
     else {
       this.#c.detach();
@@ -331,7 +339,7 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     }
     this.#r.bytesOut += framer.payloadBytes - before;
     if (res.framing.kind !== 'close') {
-      if (used > 0 && !ex.write(used === d.length ? d : d.subarray(0, used))) {
+      if (used > 0 && !ex.write(used === d.length ? d : d.subarray(0, used), !framer.done)) {
         const s = this.#c.socket;
         s.pause();
         ex.onceDrain(() => s.resume());
