@@ -147,8 +147,9 @@ export class Exchange implements AnswerSink {
     const socket = this.conn.socket;
     if (head === undefined) return socket.write(bytes);
     this.#pendingHead = undefined;
-    if (bytes.length > COALESCE_MAX) {
-      // one writev (a TLS socket encrypts the two as one write) rather than a write for the head alone
+    if (bytes.length > COALESCE_MAX || socket.writableCorked > 0) {
+      // one writev (a TLS socket encrypts the two as one write) rather than a write for the head alone; a
+      // held socket (TurnCork) gathers them without the copy
       socket.cork();
       socket.write(head, 'latin1');
       socket.write(bytes);
