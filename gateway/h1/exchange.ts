@@ -6,6 +6,7 @@ import type { Req, Res } from '../http-request.ts';
 import type { NodeIo } from '../pipeline.ts';
 import { http } from '../node-http.ts';
 import type { RequestHead } from './head.ts';
+import { TurnCork } from './turn-cork.ts';
 
 /** Where a request body goes once a codec asks for it; `write` returning false pauses the client. */
 export interface BodySink {
@@ -79,6 +80,8 @@ export class Exchange implements AnswerSink {
   #pendingHead: string | undefined;
   /** set when the connection must close after this response (a body left unread, an upstream close) */
   closeAfter = false;
+  /** holds the body pieces of a turn, for a body that arrives in several (made on the first) */
+  #cork: TurnCork | undefined;
 
   constructor(conn: ClientConnection, head: RequestHead) {
     this.conn = conn;
@@ -144,9 +147,14 @@ export class Exchange implements AnswerSink {
     const socket = this.conn.socket;
     if (head === undefined) return socket.write(bytes);
     this.#pendingHead = undefined;
-    if (bytes.length > COALESCE_MAX) {
+    if (bytes.length > COALESCE_MAX || socket.writableCorked > 0) {
+      // one writev (a TLS socket encrypts the two as one write) rather than a write for the head alone; a
+      // held socket (TurnCork) gathers them without the copy
+      socket.cork();
       socket.write(head, 'latin1');
-      return socket.write(bytes);
+      socket.write(bytes);
+      socket.uncork();
+      return socket.writableLength < socket.writableHighWaterMark;
     }
     const out = Buffer.allocUnsafe(head.length + bytes.length);
     out.write(head, 0, 'latin1');
@@ -154,13 +162,21 @@ export class Exchange implements AnswerSink {
     return socket.write(out);
   }
 
-  /** Writes body bytes as the mode says; false when the client is slow (wait for onceDrain). */
-  write(chunk: Buffer): boolean {
+  /**
+   * Writes body bytes as the mode says; false when the client is slow (wait for onceDrain). `more`: the
+   * body goes on after this piece, so the pieces of this turn are held to leave in one write (TurnCork).
+   */
+  write(chunk: Buffer, more = false): boolean {
     if (this.gone || this.finished || chunk.length === 0 || this.#mode === 'none') return !this.gone;
-    if (this.#mode === 'encode') {
-      return this.#send(Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, CRLF]));
+    if (more) {
+      this.#cork ??= new TurnCork(this.conn.socket);
+      this.#cork.hold();
     }
-    return this.#send(chunk);
+    const ok =
+      this.#mode === 'encode'
+        ? this.#send(Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, CRLF]))
+        : this.#send(chunk);
+    return ok || this.#cork === undefined ? ok : this.#cork.release();
   }
 
   onceDrain(fn: () => void): void {
@@ -183,6 +199,7 @@ export class Exchange implements AnswerSink {
       }
       this.#send(Buffer.from(`${tail}\r\n`, 'latin1'));
     } else this.#flushHead();
+    this.#cork?.release();
     this.finished = true;
     this.#emitClose();
     this.conn.responseDone(this);

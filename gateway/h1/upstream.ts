@@ -12,6 +12,7 @@ import { upstreamHeaders } from '../upstream/request-headers.ts';
 import { type BodyFramer, bodyFramer } from './body.ts';
 import type { BodySink, Exchange } from './exchange.ts';
 import { HeadParseError, headEnd, parseResponseHead, type ResponseHead } from './head.ts';
+import { TurnCork } from './turn-cork.ts';
 import {
   type ConnectionUser,
   type H1Pool,
@@ -241,7 +242,10 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     this.#r.bytesIn += payloadBytes;
     this.#recorder?.record(b);
     const s = this.#c.socket;
-    if (s.write(b)) return true;
+    // the body's pieces of this turn leave in one write; the hold ends with the body (end) at the latest
+    this.#cork ??= new TurnCork(s);
+    this.#cork.hold();
+    if (s.write(b) || this.#cork.release()) return true;
     // one listener at a time, removed when the exchange ends: the connection may serve another client's
     // request before it drains
     if (!this.#onDrain) {
@@ -255,10 +259,12 @@ class UpstreamExchange implements ConnectionUser, BodySink {
   }
 
   #onDrain: (() => void) | undefined;
+  #cork: TurnCork | undefined;
 
   end(): void {
     this.#bodySent = true;
     this.#recorder?.end();
+    this.#cork?.release();
   }
 
   /** the try ended before its response: the per-try timeout (the connection is closed), or the caller left */
@@ -295,6 +301,8 @@ class UpstreamExchange implements ConnectionUser, BodySink {
       clearTimeout(this.#draining);
       this.#o.pool.draining(this.#c, false);
     }
+    // nothing of this exchange stays held on a connection that goes back to the pool
+    this.#cork?.release();
     if (reuse && (!this.#ex.gone || this.#draining)) this.#o.pool.release(this.#c);
     else {
       this.#c.detach();
@@ -374,7 +382,7 @@ class UpstreamExchange implements ConnectionUser, BodySink {
       if (
         res.framing.kind !== 'close' &&
         used > 0 &&
-        !ex.write(used === d.length ? d : d.subarray(0, used))
+        !ex.write(used === d.length ? d : d.subarray(0, used), !framer.done)
       ) {
         const s = this.#c.socket;
         s.pause();

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Run-to-run spread of the passthrough topology, and what each run's gateway did: one gateway process (the
+# peers candidate, bench/peers-gateway.ts, passthrough topology) pinned to CPU 1 serves every run, as in the
+# peers harness; the harness's nginx TLS backend and wrk (-t1 -c16) on CPU 0, on loopback addresses of their own.
+# Per run: req/s, the gateway's share of its CPU and CPU per request, its read/write syscalls, minor page
+# faults and context switches per request, and nginx's context switches per request. A run whose CPU per
+# request is steady while its req/s moves says the gateway waited (scheduling, batching), not that it worked more.
+#   flock /tmp/meshfed-peers.lock bash bench/passthrough-spread.sh [-r RUNS] [-d SECONDS] [-b small|64k]
+# Each run is bounded (wrk -d plus timeout); the servers run in sessions of their own, stopped by process group.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=6 DURATION=5 BODY=small
+while getopts r:d:b: opt; do
+  case $opt in r) RUNS=$OPTARG ;; d) DURATION=$OPTARG ;; b) BODY=$OPTARG ;; *) sed -n 2,9p "$0" >&2; exit 2 ;; esac
+done
+HARNESS=/work/shared/bench/peers
+STATE=${BENCH_STATE:-$PWD/.bench-peers}
+export BENCH_SERVICE_HOST=echo.bench.svc.clusterset.local BENCH_TRUST_DOMAIN=mesh.example
+export BENCH_BACKEND_HTTP=127.0.0.110:28080 BENCH_BACKEND_TLS=127.0.0.110:28443
+export BENCH_GW_A_ADDR=127.0.0.121:25001 BENCH_GW_B_ADDR=127.0.0.122:25443
+export BENCH_CERTS_DIR=$STATE/certs BENCH_CA=$STATE/certs/root-ca.crt
+export BENCH_GW_A_CERT=$STATE/certs/gw-a.crt BENCH_GW_A_KEY=$STATE/certs/gw-a.key
+export BENCH_GW_B_CERT=$STATE/certs/gw-b.crt BENCH_GW_B_KEY=$STATE/certs/gw-b.key
+export BENCH_TOPOLOGY=passthrough BENCH_REUSE=reuse
+for a in $BENCH_BACKEND_HTTP $BENCH_BACKEND_TLS $BENCH_GW_B_ADDR; do
+  if ss -Htln | awk '{print $4}' | grep -qxF "$a"; then echo "address in use: $a" >&2; exit 1; fi
+done
+bash "$HARNESS/lib/certs.sh" "$BENCH_CERTS_DIR" "$BENCH_SERVICE_HOST" >/dev/null
+OUT=/tmp/meshfed-passthrough-spread
+rm -rf "$OUT" && mkdir -p "$OUT/backend" && chmod a+rx "$OUT" "$OUT/backend"
+path=/; [ "$BODY" = 64k ] && path=/64k
+url="https://$BENCH_SERVICE_HOST:${BENCH_GW_B_ADDR##*:}$path"
+
+SIDS=()
+cleanup() { local s; for s in "${SIDS[@]}"; do kill -TERM -- "-$s" 2>/dev/null || true; wait "$s" 2>/dev/null || true; done; }
+trap cleanup EXIT
+wait_tcp() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+load() { WRK_CONNECT=$BENCH_GW_B_ADDR taskset -c 0 timeout -k 2 $(($1 + 15)) wrk -t1 -c16 -d"$1"s \
+  -s "$HARNESS/lib/wrk.lua" -H "Host: $BENCH_SERVICE_HOST" "$url"; }
+
+BENCH_WORKDIR=$OUT/backend setsid timeout -k 5 $((RUNS * (DURATION + 5) + 120)) taskset -c 0 bash "$HARNESS/lib/backend.sh" >/dev/null 2>&1 &
+SIDS+=($!)
+wait_tcp "$BENCH_BACKEND_TLS" || { echo "the backend did not start" >&2; exit 1; }
+BENCH_WORKDIR=$OUT setsid timeout -k 5 $((RUNS * (DURATION + 5) + 120)) taskset -c 1 \
+  node_modules/.bin/node bench/peers-gateway.ts >"$OUT/gateway.log" 2>&1 &
+gw=$!; SIDS+=("$gw")
+wait_tcp "$BENCH_GW_B_ADDR" || { cat "$OUT/gateway.log" >&2; exit 1; }
+node=$(pgrep -s "$gw" -f peers-gateway.ts | tail -n1)
+nginx=$(pgrep -s "${SIDS[0]}" -f "nginx: worker" | head -n1)
+switches() { awk '/^voluntary_ctxt/ {v = $2} /^nonvoluntary_ctxt/ {n = $2} END {printf "%s %s ", v, n}' "/proc/$1/status"; }
+# gateway CPU ticks and minor faults, its read and write syscalls, its and nginx's context switches
+snap() {
+  awk '{sub(/^.*\) /, ""); printf "%s %s ", $12 + $13, $8}' "/proc/$node/stat"
+  awk '/^sysc/ {printf "%s ", $2}' "/proc/$node/io"
+  switches "$node"; switches "$nginx"; echo
+}
+load 2 >/dev/null # warm-up (JIT, connections)
+hz=$(getconf CLK_TCK)
+for run in $(seq "$RUNS"); do
+  s0=$(snap)
+  load "$DURATION" >"$OUT/wrk$run.txt"
+  s1=$(snap)
+  reqs=$(awk '/requests in/ {print $1}' "$OUT/wrk$run.txt")
+  echo "$s0 $s1" | awk -v run="$run" -v r="$reqs" -v d="$DURATION" -v hz="$hz" -v l="$(cut -d' ' -f1-3 /proc/loadavg)" '{
+    cpu = ($9 - $1) / hz
+    printf "run %d: %.0f req/s, gateway CPU %.0f%%, %.1f µs per request; per request: %.2f reads, %.2f writes, %.3f minor faults, gateway switches %.3f voluntary %.3f forced, nginx %.3f / %.3f; load %s\n",
+      run, r / d, cpu / d * 100, cpu / r * 1e6, ($11 - $3) / r, ($12 - $4) / r, ($10 - $2) / r,
+      ($13 - $5) / r, ($14 - $6) / r, ($15 - $7) / r, ($16 - $8) / r, l }'
+done
