@@ -358,6 +358,14 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     }
   }
 
+  /** A piece of the response body to the client; a client that does not keep up pauses the upstream. */
+  #toClient(piece: Buffer, more: boolean): void {
+    if (this.#ex.write(piece, more)) return;
+    const s = this.#c.socket;
+    s.pause();
+    this.#ex.onceDrain(() => s.resume());
+  }
+
   #feed(d: Buffer): void {
     const res = this.#res!;
     const ex = this.#ex;
@@ -379,15 +387,9 @@ class UpstreamExchange implements ConnectionUser, BodySink {
       }
     } else {
       this.#r.bytesOut += framer.payloadBytes - before;
-      if (
-        res.framing.kind !== 'close' &&
-        used > 0 &&
-        !ex.write(used === d.length ? d : d.subarray(0, used), !framer.done)
-      ) {
-        const s = this.#c.socket;
-        s.pause();
-        ex.onceDrain(() => s.resume());
-      }
+      // a close-delimited body reaches the client through the framer's onData
+      if (res.framing.kind !== 'close' && used > 0)
+        this.#toClient(used === d.length ? d : d.subarray(0, used), !framer.done);
     }
     if (this.#framer!.done) this.#complete(used < d.length);
   }
@@ -449,10 +451,9 @@ class UpstreamExchange implements ConnectionUser, BodySink {
       this.#end(false);
       return;
     }
-    const ex = this.#ex;
     this.#framer = bodyFramer(h.framing, {
       maxTrailerBytes: this.#o.maxHeadBytes,
-      ...(h.framing.kind === 'close' ? { onData: (b: Buffer) => ex.write(b) } : {}),
+      ...(h.framing.kind === 'close' ? { onData: (b: Buffer) => this.#toClient(b, true) } : {}),
     });
     const buf = this.#buf;
     this.#buf = EMPTY;

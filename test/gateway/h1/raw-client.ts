@@ -84,6 +84,29 @@ export interface Seen {
  */
 export const FLOOD_CHUNKS = 512;
 
+/** The flood's body: FLOOD_CHUNKS × 64 KiB to `out`, each write after 'drain' when the last one filled it. */
+function pumpFlood(
+  out: { write(b: Buffer): boolean; once(e: 'drain', f: () => void): unknown; end(): unknown },
+  flood: { written: number; blocked: boolean },
+): void {
+  const chunk = Buffer.alloc(65536, 97);
+  const pump = (): void => {
+    while (flood.written < FLOOD_CHUNKS) {
+      flood.written++;
+      if (!out.write(chunk)) {
+        flood.blocked = true;
+        out.once('drain', () => {
+          flood.blocked = false;
+          pump();
+        });
+        return;
+      }
+    }
+    out.end();
+  };
+  pump();
+}
+
 export async function recordingBackend(): Promise<{
   address: string;
   seen: Seen[];
@@ -111,25 +134,15 @@ export async function recordingBackend(): Promise<{
         // no length, no chunking: HTTP/1.0 style, the body ends with the connection
         res.socket?.write('HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nclose-delimited body');
         res.socket?.end();
+      } else if (req.url === '/flood-close') {
+        // the flood with no length and no chunking: the body ends with the connection
+        const socket = res.socket!;
+        socket.write('HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n');
+        pumpFlood(socket, flood);
       } else if (req.url === '/flood') {
         // 32 MiB in 64 KiB writes that wait for 'drain': how far it gets shows the backpressure
         res.writeHead(200, { 'content-length': FLOOD_CHUNKS * 65536 });
-        const chunk = Buffer.alloc(65536, 97);
-        const pump = () => {
-          while (flood.written < FLOOD_CHUNKS) {
-            flood.written++;
-            if (!res.write(chunk)) {
-              flood.blocked = true;
-              res.once('drain', () => {
-                flood.blocked = false;
-                pump();
-              });
-              return;
-            }
-          }
-          res.end();
-        };
-        pump();
+        pumpFlood(res, flood);
       } else if (req.url === '/obs-text') {
         // a field value with a byte past 0x7f (obs-text), which node writes as that one byte
         res.writeHead(200, { 'x-obs': 'caf\u00e9', 'content-length': 0 });
