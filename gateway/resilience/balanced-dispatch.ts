@@ -120,7 +120,12 @@ export function balancedDispatch<R, P = undefined>(o: BalancedDispatchOptions<R,
         try {
           if (signal.aborted) {
             const timeout = isTimeoutReason(signal.reason);
-            pick.release({ ok: false, latencyMs: now() - t0, failure: timeout ? 'timeout' : 'cancelled' });
+            // a try whose time ran out while it still waited for a connection failed to connect: the
+            // send says so (nothing of the request left), and the retry layer may send it elsewhere
+            const unsent = timeout && err instanceof UpstreamFailure && err.failure === 'connect';
+            const failure = unsent ? 'connect' : timeout ? 'timeout' : 'cancelled';
+            pick.release({ ok: false, latencyMs: now() - t0, failure });
+            if (unsent) throw err;
             if (timeout) throw new UpstreamFailure('timeout', target, { cause: signal.reason });
             throw err;
           }
