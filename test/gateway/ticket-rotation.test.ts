@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import { createRoot, issueIntermediate, issueLeaf, TrustBundle, verify } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
+import { ROTATION_SPREAD_MS } from '../../gateway/h1/pool.ts';
 import { chainHeaderOf } from '../../gateway/identity.ts';
 import { westAndPool } from './h1/west-gateway.ts';
 
@@ -66,6 +67,71 @@ test('regression: a connection dialled as our leaf rotated carries the chain of 
     const chain = [w.seen[0]!.raw, ...header.split(',').map((b) => Buffer.from(b, 'base64'))];
     expect(verify(chain, bundle, { kinds: ['gateway'] }).serial).toBe(before.serial);
     expect(header).not.toBe(chainHeaderOf(after));
+  } finally {
+    w.close();
+  }
+}, 30_000);
+
+// The same scenario at 1,000 req/s: when a gateway's leaf rotated, every pooled fast-path connection it held
+// was retired at once (idle ones closed there and then), so every request after it needed a new connection:
+// a burst of TLS handshakes on both gateways, and requests waiting for them past their per-try timeout.
+
+test('regression: when our leaf rotates, the pooled connections that present the old one retire over a few seconds, not all at once', async () => {
+  const root = await createRoot({ trustDomain: 'meshfed.test' });
+  const bundle = TrustBundle.fromPem(root.certPem);
+  const eastCa = await issueIntermediate(root, { cluster: 'east' });
+  const before = await issueLeaf(eastCa, { kind: 'gateway', name: 'east-gw' });
+  const after = await issueLeaf(eastCa, { kind: 'gateway', name: 'east-gw' });
+  let ours = before;
+  const w = await westAndPool(() => ours, bundle, root);
+  try {
+    const held = await Promise.all([1, 2, 3, 4].map(() => w.pool.acquire(w.address, 'west')));
+    for (const c of held) {
+      w.hold(c.socket);
+      w.pool.release(c);
+    }
+    const t0 = performance.now();
+    ours = after;
+    w.pool.rotate();
+    // they keep serving meanwhile: the next request takes one of them instead of dialling
+    expect(held.filter((c) => c.socket.destroyed).length).toBeLessThan(held.length);
+    const next = w.pool.takeIdle(w.address, 'west');
+    expect(held).toContain(next);
+    w.pool.release(next!);
+    // and all of them are gone within the spread, so no connection presents the old leaf for long
+    await waitFor(() => held.every((c) => c.socket.destroyed), {
+      timeoutMs: ROTATION_SPREAD_MS + 5_000,
+      what: 'every connection of the old leaf to close',
+    });
+    expect(performance.now() - t0).toBeLessThan(ROTATION_SPREAD_MS + 5_000);
+    // the next dial presents the new leaf
+    const fresh = await w.pool.acquire(w.address, 'west');
+    w.hold(fresh.socket);
+    await waitFor(() => w.seen.length === 5, { timeoutMs: 5_000, what: 'the server to accept the new dial' });
+    expect(w.seen[4]!.serialNumber.toLowerCase()).toBe(after.serial);
+  } finally {
+    w.close();
+  }
+}, 30_000);
+
+test('regression: a fast-path connection dialled as our leaf rotated serves the request it was dialled for, then closes (it was pooled for good with the old leaf)', async () => {
+  const root = await createRoot({ trustDomain: 'meshfed.test' });
+  const bundle = TrustBundle.fromPem(root.certPem);
+  const eastCa = await issueIntermediate(root, { cluster: 'east' });
+  const before = await issueLeaf(eastCa, { kind: 'gateway', name: 'east-gw' });
+  const after = await issueLeaf(eastCa, { kind: 'gateway', name: 'east-gw' });
+  let ours = before;
+  const w = await westAndPool(() => ours, bundle, root);
+  try {
+    const dialling = w.pool.acquire(w.address, 'west');
+    ours = after;
+    w.pool.rotate();
+    const c = await dialling;
+    w.hold(c.socket);
+    expect(w.pool.leafOf(c.socket)).toBe(before);
+    w.pool.release(c);
+    expect(c.socket.writableEnded).toBe(true);
+    expect(w.pool.takeIdle(w.address, 'west')).toBeUndefined();
   } finally {
     w.close();
   }
