@@ -11,6 +11,7 @@ import {
 import { MeshfedError, monotonicNow, type StallSafeTimer, stallSafeTimeout } from '../core/index.ts';
 import { TUNNEL_ALPN } from './config.ts';
 import { isDrainNotice } from './drain.ts';
+import { ROTATION_SPREAD_MS } from './h1/pool.ts';
 import type { PeerRevalidation } from './peer-revalidation.ts';
 
 /** Flow-control windows of a tunnel session: per stream, and for the whole connection. */
@@ -76,6 +77,8 @@ export class H2Pool {
     | undefined;
   /** bumped when our certificate rotates: dials started before do not enter the pool */
   private generation = 0;
+  /** pooled tunnel sessions that present our previous leaf: each is replaced, then closed */
+  private readonly stale = new WeakSet<ClientHttp2Session>();
   private readonly keepaliveOptions: { intervalMs: number; timeoutMs: number } | undefined;
   /** our leaf on each tunnel session, as its peer saw it (chainHeaderOf) */
   private readonly leaves = new WeakMap<ClientHttp2Session, IssuedLeaf>();
@@ -139,10 +142,20 @@ export class H2Pool {
     const i = e.next;
     e.next = (e.next + 1) % this.size;
     const s = e.sessions[i];
-    if (s && !s.closed && !s.destroyed) return Promise.resolve(s);
-    const pending = e.connecting[i];
-    if (pending) return pending;
-    const entry = e;
+    if (s && !s.closed && !s.destroyed) {
+      // dialled with our previous leaf: it serves until its replacement is ready (make before break)
+      if (this.stale.has(s) && !e.connecting[i] && cluster !== undefined)
+        this.connect(e, i, address, cluster).then(
+          () => this.retire(s),
+          () => undefined,
+        );
+      return Promise.resolve(s);
+    }
+    return e.connecting[i] ?? this.connect(e, i, address, cluster);
+  }
+
+  /** Dials slot `i` of `entry`; the session takes the slot unless our certificate rotated meanwhile. */
+  private connect(entry: Entry, i: number, address: string, cluster?: string): Promise<ClientHttp2Session> {
     const generation = this.generation;
     const p = this.dial(address, cluster).then(
       (session) => {
@@ -425,8 +438,10 @@ export class H2Pool {
   }
 
   /**
-   * Our certificate rotated: the tunnel sessions dialled with the old one leave the pool and close
-   * gracefully (GOAWAY: streams in flight finish), so the next requests dial with the new one.
+   * Our certificate rotated: each tunnel session dialled with the old one keeps serving until the next
+   * request that finds it has a replacement dialled with the new one, then closes gracefully (GOAWAY: its
+   * streams finish), and at the latest after ROTATION_SPREAD_MS. Closing them all at once had every request
+   * wait for new sessions, and a PING of the liveness check go unanswered on a busy host (root-rotation).
    */
   rotate(): void {
     this.generation++;
@@ -434,10 +449,10 @@ export class H2Pool {
     this.tickets.clear();
     for (const [key, e] of this.entries) {
       if (!key.startsWith('tls|')) continue;
-      for (let i = 0; i < e.sessions.length; i++) {
-        const s = e.sessions[i];
-        e.sessions[i] = undefined;
-        s?.close();
+      for (const s of e.sessions) {
+        if (!s) continue;
+        this.stale.add(s);
+        setTimeout(() => this.retire(s), ROTATION_SPREAD_MS).unref();
       }
     }
   }

@@ -9,7 +9,7 @@ import { CLOSING_NOTICE } from '../drain.ts';
 import { gracefulClosers } from '../peer-revalidation.ts';
 import type { GatewayRequest, Handler, NodeIo, PolicyNote, RouteTarget } from '../pipeline.ts';
 import { type BodyFramer, bodyFramer } from './body.ts';
-import { type BodySink, type ClientConnection, Exchange } from './exchange.ts';
+import { type BodySink, type ClientConnection, Exchange, MAX_DISCARD_BYTES } from './exchange.ts';
 import { HEAD_ERROR_REFUSAL, HeadParseError, headEnd, parseRequestHead, type RequestHead } from './head.ts';
 
 export interface H1EntryOptions {
@@ -195,6 +195,11 @@ class H1Connection implements ClientConnection {
 
   get busy(): boolean {
     return this.#ex !== undefined;
+  }
+
+  bodyInHand(): boolean {
+    const f = this.#ex?.head.framing;
+    return f?.kind === 'length' && this.#framer === undefined && this.#buf.length >= f.length;
   }
 
   /** a peer gateway is told that this gateway drains (DRAINING_HEADER); an app is only told to close */
@@ -384,12 +389,48 @@ class H1Connection implements ClientConnection {
     this.#ex = undefined;
     this.#idleSince = monotonicNow();
     const bodyLeft = ex.head.framing.kind !== 'none' && !(this.#framer?.done ?? false);
-    if (!ex.keepAlive || bodyLeft || this.#ended) {
-      // a request body nobody read leaves the connection at an unknown position: close it
+    if (!ex.keepAlive || this.#ended) {
       this.socket.end();
+      // a request body nobody read leaves the connection at an unknown position
       if (bodyLeft) this.socket.destroySoon();
       return;
     }
+    if (bodyLeft) {
+      this.#discardBody(ex);
+      return;
+    }
+    this.#next();
+  }
+
+  /**
+   * The answer let the client keep the connection (it said nothing of a close), so the client may send its
+   * next request right behind it: the rest of the request body is read and dropped first, at most
+   * MAX_DISCARD_BYTES of it. Closing instead cut that next request ("other side closed" at the client).
+   */
+  #discardBody(ex: Exchange): void {
+    const framer = this.#framer ?? bodyFramer(ex.head.framing, { maxTrailerBytes: this.#o.maxHeadBytes });
+    this.#framer = framer;
+    this.#decoded = false;
+    let left = MAX_DISCARD_BYTES;
+    this.#sink = {
+      write: (_chunk, payloadBytes) => {
+        left -= payloadBytes;
+        if (left < 0) this.socket.destroy();
+        return true;
+      },
+      // #feedBody keeps the bytes after the body once end() returns: the next request is read after that
+      end: () => queueMicrotask(() => this.#next()),
+    };
+    this.#bodyPaused = false;
+    const buffered = this.#buf;
+    this.#buf = EMPTY;
+    if (buffered.length > 0) this.#feedBody(buffered);
+    if (!framer.done) this.socket.resume();
+  }
+
+  /** the response is over and the request wholly read: the next request, or the close the gateway began */
+  #next(): void {
+    if (this.socket.destroyed) return;
     // the response let the client keep the connection, but the gateway began to close it meanwhile
     if (this.closing && this.#buf.length === 0) {
       this.#closeIdle();

@@ -22,6 +22,8 @@ export interface ClientConnection {
   readonly closing: boolean;
   /** the client is a peer gateway to tell that this gateway drains (DRAINING_HEADER) */
   readonly tellsDrain: boolean;
+  /** the request body, which nobody began to read, has wholly arrived (it can be dropped after the answer) */
+  bodyInHand(): boolean;
   /** starts reading the request body: its framed bytes as sent (`decoded: false`) or its payload */
   startBody(sink: BodySink, decoded: boolean): void;
   /** the sink drained: read on */
@@ -31,6 +33,13 @@ export interface ClientConnection {
 }
 
 type Mode = 'none' | 'length' | 'raw-chunked' | 'encode';
+
+/**
+ * Payload of a request body that a try began to send and left unfinished (it failed or timed out), which
+ * the connection reads and drops after the answer so that it stays usable, as the answer's head promised;
+ * past it the connection closes.
+ */
+export const MAX_DISCARD_BYTES = 64 * 1024;
 
 /**
  * A character a field value must not carry out: anything but HTAB, SP, VCHAR and obs-text (node's own
@@ -119,6 +128,11 @@ export class Exchange implements AnswerSink {
       this.closeAfter = true;
       if (this.conn.tellsDrain) out[DRAINING_HEADER] = 'close';
     }
+    // an answer given before anyone read the request body (a try that never got a connection, a refusal):
+    // the connection stays only when that body is wholly here, to be dropped after the answer; otherwise
+    // the client is told that the connection ends with this answer, and sends its next request elsewhere
+    if (this.head.framing.kind !== 'none' && !this.#bodyStarted && !this.conn.bodyInHand())
+      this.closeAfter = true;
     if (noBody) this.#mode = 'none';
     else if (out['content-length'] !== undefined) this.#mode = 'length';
     else if (out['transfer-encoding'] === 'chunked') this.#mode = 'raw-chunked';

@@ -71,6 +71,14 @@ interface Ticket {
 const TUNNEL_ONLY_MS = 60_000;
 
 /**
+ * How long after our certificate rotated the mTLS connections that present the old one are all retired, each
+ * at a random moment of it. Retiring them all at once had every request after a rotation dial (a burst of
+ * handshakes on both gateways, requests waiting for them past their per-try timeout: root-rotation); the old
+ * leaf stays valid meanwhile, and a peer that stops trusting it closes such a connection gracefully anyway.
+ */
+export const ROTATION_SPREAD_MS = 5_000;
+
+/**
  * Pooled HTTP/1.1 connections of the fast path: plain TCP to local endpoints, mTLS with the fast-path
  * ALPN to remote gateways. A connection carries one request at a time and goes back to the pool only
  * when its response ended cleanly; idle ones close before the peer's own keep-alive timeout would. The
@@ -401,6 +409,8 @@ export class H1Pool {
           return;
         }
         const c = connected();
+        // dialled with the leaf that rotated meanwhile: it serves the request it was dialled for, then closes
+        if (leaf !== this.#o.creds.leaf()) c.retired = true;
         this.#tls.add(c);
         this.#o.revalidation?.track(t, {
           listener: 'tunnel',
@@ -453,13 +463,14 @@ export class H1Pool {
   }
 
   /**
-   * Our certificate rotated: idle mTLS connections close now, busy ones once their exchange is over; new
-   * ones use the new context.
+   * Our certificate rotated: new connections use the new context, and each mTLS connection dialled with the
+   * old one is retired at a random moment of the next ROTATION_SPREAD_MS (idle, it closes then; in use, once
+   * its exchange is over), so that their replacements are dialled a few at a time.
    */
   rotate(): void {
     // a resumed session would present our old certificate again
     this.#tickets.clear();
-    for (const c of this.#tls) this.#retire(c);
+    for (const c of this.#tls) setTimeout(() => this.#retire(c), Math.random() * ROTATION_SPREAD_MS).unref();
   }
 
   /**

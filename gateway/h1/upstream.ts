@@ -108,15 +108,18 @@ export class FastUpstream implements UpstreamCodec {
     }
     // a try that ends while its request waits for a connection leaves the pool's queue
     const waitEnds = (stop: () => void) => a.onCancel(stop);
+    a.waitsForConnection = true;
     o.pool.acquire(t.address, cluster, waitEnds).then(
       (c) => {
         release();
+        a.waitsForConnection = false;
         // the per-try timeout or the caller may have ended the try while the connection was dialled
         if (!a.open) o.pool.release(c, false);
         else new UpstreamExchange(o, r, ex, t, a, c).start();
       },
       (err: unknown) => {
         release();
+        a.waitsForConnection = false;
         if (!a.open) return;
         if (err instanceof TunnelOnly) o.tunnel.send(r, t, a);
         else if (err instanceof SharedDialFailure) a.fail('overflow', err.dialError);

@@ -136,13 +136,23 @@ export function balancedDispatch<R, P = undefined>(o: BalancedDispatchOptions<R,
         // a try stopped by its signal counts as a timeout when the per-try timeout (or the liveness check)
         // stopped it, and against nobody when the caller left
         const timeout = signal.aborted && isTimeoutReason(signal.reason);
-        const failure: Failure = signal.aborted ? (timeout ? 'timeout' : 'cancelled') : failureOf(err);
+        // a try whose time ran out while it still waited for a connection failed to connect: the send says
+        // so (nothing of the request left), and the retry layer may send it elsewhere whatever its method
+        const unsent = timeout && err instanceof UpstreamFailure && err.failure === 'connect';
+        const failure: Failure = unsent
+          ? 'connect'
+          : signal.aborted
+            ? timeout
+              ? 'timeout'
+              : 'cancelled'
+            : failureOf(err);
         try {
           pick.release({ ok: false, latencyMs: now() - t0, failure });
         } finally {
           releaseBreaker();
           observer?.failed(target, tryCtx, failure);
         }
+        if (unsent) throw err;
         if (timeout) throw new UpstreamFailure('timeout', target, { cause: signal.reason });
         if (signal.aborted) throw err;
         throw err instanceof UpstreamFailure ? err : new UpstreamFailure(failure, target, { cause: err });

@@ -17,6 +17,12 @@ export interface Sent {
 export interface UpstreamAttempt {
   /** false once the try is settled (answered, failed, timed out, or the caller left) */
   readonly open: boolean;
+  /**
+   * The codec waits for a connection (a dial, a pooled connection or tunnel session to free up) and nothing
+   * of the request has left: a try that runs out of time now failed to connect, which is safe to send
+   * elsewhere whatever the method. Set while waiting, cleared before the first byte is written.
+   */
+  waitsForConnection: boolean;
   /** how to stop the upstream request when the try is abandoned */
   onCancel(fn: () => void): void;
   /** response headers arrived: forwards them and returns true, or false when the upstream must be dropped */
@@ -67,6 +73,7 @@ class Attempt implements UpstreamAttempt {
   #settled = false;
   #forwarded = false;
   #cancel = NO_CANCEL;
+  waitsForConnection = false;
 
   constructor(
     t: BalancerTarget,
@@ -104,7 +111,11 @@ class Attempt implements UpstreamAttempt {
     if (this.#settled) return;
     this.#finish();
     this.#cancel();
-    this.#reject(this.#ctx.signal.reason);
+    const reason = this.#ctx.signal.reason;
+    // the request never left: the dispatch reads a per-try timeout now as a failure to connect (retryable)
+    this.#reject(
+      this.waitsForConnection ? new UpstreamFailure('connect', this.#t, { cause: reason }) : reason,
+    );
   };
 
   /** the caller left before the try settled */

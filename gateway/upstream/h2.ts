@@ -65,6 +65,7 @@ export class H2Upstream implements UpstreamCodec {
     let session: http2.ClientHttp2Session;
     const release = this.#options.breakers.acquirePending(t);
     if (!release) return a.fail('overflow', undefined);
+    a.waitsForConnection = true;
     try {
       session = await this.#options.pool.session(t.address, t.local ? undefined : t.cluster);
     } catch (err) {
@@ -73,6 +74,7 @@ export class H2Upstream implements UpstreamCodec {
       return a.fail(identity ? 'refused' : 'connect', err);
     } finally {
       release();
+      a.waitsForConnection = false;
     }
     // the per-try timeout or the caller may have ended the try while the session was dialled
     if (!a.open) return;

@@ -192,7 +192,46 @@ describe('fast path egress → gateway → backend', () => {
     );
     expect(statuses(r.received)).toEqual([503]);
     expect(r.received).toContain('x-meshfed-error: unknown-service');
+    // the client is told, so that it sends nothing more on this connection
+    expect(r.received).toContain('connection: close');
     expect(r.closed).toBe(true);
+  });
+
+  // root-rotation (bench/chaos): POSTs whose try timed out waiting for a connection were answered 504 with
+  // their body unread; the connection then closed without saying so, and the load client's next request on
+  // it failed with "other side closed" (UND_ERR_SOCKET), counted as a response cut short
+  test('regression: a request answered before its body was read keeps its connection: the next request on it is served', async () => {
+    const refused =
+      'POST / HTTP/1.1\r\nhost: nothing.shop.svc.clusterset.local\r\ncontent-length: 5\r\n\r\nhello';
+    const next = `GET /next HTTP/1.1\r\nhost: ${HOST}\r\n\r\n`;
+    // pipelined: the next request right behind the body
+    const pipelined = await rawExchange(alpha.egress, refused + next, {
+      until: (got) => statuses(got).length === 2,
+    });
+    expect(statuses(pipelined.received)).toEqual([503, 200]);
+    expect(pipelined.received).not.toContain('connection: close');
+    // and as a keep-alive client sends it: once the answer is in
+    const { host, port } = splitAddr(alpha.egress);
+    const socket = net.connect({ host, port });
+    socket.on('error', () => undefined);
+    let got = '';
+    let closed = false;
+    socket.on('data', (d: Buffer) => {
+      got += d.toString('latin1');
+    });
+    socket.on('close', () => {
+      closed = true;
+    });
+    try {
+      socket.write(refused);
+      await waitFor(() => statuses(got).length === 1 || closed, { what: 'the answer to the POST' });
+      socket.write(next);
+      await waitFor(() => statuses(got).length === 2 || closed, { what: 'the answer to the next request' });
+      expect(statuses(got)).toEqual([503, 200]);
+      expect(closed).toBe(false);
+    } finally {
+      socket.destroy();
+    }
   });
 });
 
