@@ -1,7 +1,8 @@
 import { once } from 'node:events';
 import type net from 'node:net';
 import { type BlockList, createServer, type Server, type Socket } from 'node:net';
-import { type Counter, cidrBlockList, MeshfedError } from '../core/index.ts';
+import { type Counter, cidrBlockList, MeshfedError, type Registry } from '../core/index.ts';
+import { acceptQueueGauge } from './accept-queue.ts';
 import type { GatewayConfig } from './config.ts';
 import { HandshakeAdmission } from './handshake-admission.ts';
 
@@ -29,6 +30,8 @@ export class Listeners {
     trustedNetworks: readonly string[];
     refused: Counter;
     reusePort: boolean;
+    /** where meshfed_listener_accept_queue is reported (none: not reported) */
+    registry?: Registry;
   }) {
     this.#limits = options.limits;
     this.#refused = options.refused;
@@ -44,6 +47,7 @@ export class Listeners {
         listener,
       });
     this.handshakes = { eastWest: admission('eastWest'), egress: admission('egress') };
+    if (options.registry) acceptQueueGauge(options.registry, () => this.bound);
   }
 
   /**
