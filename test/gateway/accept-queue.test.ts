@@ -3,6 +3,7 @@
 // nothing anywhere; this gauge is where an operator sees a gateway falling behind on accepting.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { endianness } from 'node:os';
 import { createInterface } from 'node:readline';
@@ -63,6 +64,9 @@ async function stoppedListener(): Promise<{ child: ChildProcess; address: string
     child.kill('SIGKILL');
   });
   const [line] = (await once(createInterface({ input: child.stdout! }), 'line')) as [string];
+  // stopped indeed (state T), not only about to be: a SIGCONT sent before its SIGSTOP would be lost
+  const state = () => readFileSync(`/proc/${child.pid}/stat`, 'utf8').split(') ')[1]?.[0];
+  await waitFor(() => state() === 'T', { timeoutMs: 10_000, what: 'the listener process stopped' });
   return { child, address: `127.0.0.1:${line.trim()}` };
 }
 
