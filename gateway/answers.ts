@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http';
-import { type ErrorCode, MeshfedError } from '../core/index.ts';
+import { Counter, type ErrorCode, MeshfedError, type Registry } from '../core/index.ts';
 import { isGrpc, type Req, type Res } from './http-request.ts';
 import { UpstreamFailure } from './resilience/index.ts';
 
@@ -42,6 +42,16 @@ const REFUSALS = {
   'head-timeout': { status: 408, code: 'MESHFED_GATEWAY_BAD_REQUEST' },
   'circuit-breaker': { status: 503, code: 'MESHFED_GATEWAY_OVERLOADED' },
 } as const satisfies Record<string, { status: number; code: ErrorCode; closes?: true }>;
+
+/** `meshfed_refused_total{listener, reason}`: one per gateway, counted with a reason of the table above */
+export function refusedCounter(registry: Registry): Counter<'listener' | 'reason'> {
+  return new Counter({
+    name: 'meshfed_refused_total',
+    help: 'connections or requests refused before reaching a backend, by reason',
+    labelNames: ['listener', 'reason'],
+    registers: [registry],
+  });
+}
 
 export type RefusalReason = keyof typeof REFUSALS;
 

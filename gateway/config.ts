@@ -69,7 +69,16 @@ export const gatewayConfigSchema = z
           .max(64)
           .default(process.platform === 'linux' ? 8 : 1)
           .describe(
-            'listening sockets per data-plane listener (egress, east-west, each TCP port), bound together with SO_REUSEPORT. The event loop accepts one connection per listening socket per turn, so a busy gateway (a turn of 20 ms is 50 a second) accepts new connections no faster than this many a turn; past that they wait in the kernel until its backlog overflows and SYNs are dropped (clients then wait 1 s, 3 s for a retransmit). Default 8 on Linux, 1 where the platform has no SO_REUSEPORT',
+            'listening sockets of the egress and east-west listeners, bound together with SO_REUSEPORT. The event loop accepts one connection per listening socket per turn, so a busy gateway (a turn of 20 ms is 50 a second) accepts new connections no faster than this many a turn; past that they wait in the kernel until its backlog overflows and SYNs are dropped (clients then wait 1 s, 3 s for a retransmit). Default 8 on Linux, 1 where the platform has no SO_REUSEPORT. TCP ports have their own: tcpPortAcceptSockets',
+          ),
+        tcpPortAcceptSockets: z
+          .number()
+          .int()
+          .min(1)
+          .max(256)
+          .default(process.platform === 'linux' ? 64 : 1)
+          .describe(
+            "listening sockets of each TCP port (gateway.tcpPorts), bound together with SO_REUSEPORT. Every call to a TCP port is a new connection, and the event loop accepts one connection per listening socket per turn: a port that gets more connections a turn than it has sockets falls behind for as long as the load lasts, and its callers wait unseen in the kernel's queue, connected but unanswered, until they give up. A port needs more sockets than the connections it gets in the longest turns of a loaded gateway (100 a second and turns of 200 ms: 20 a turn; the kernel spreads them by address, so allow three times that). Default 64 on Linux, 1 where the platform has no SO_REUSEPORT",
           ),
         maxTotalConnections: z
           .number()

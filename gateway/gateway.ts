@@ -8,6 +8,7 @@ import type { IssuedLeaf } from '../ca/index.ts';
 import { Counter, Gauge, type Logger, type ServiceRef, serviceKey } from '../core/index.ts';
 import { Acceptors } from './acceptors.ts';
 import { gatewayAdminServer } from './admin-endpoint.ts';
+import { refusedCounter } from './answers.ts';
 import { Drain } from './drain.ts';
 import { forward } from './forward.ts';
 import type { GatewayOptions } from './gateway-options.ts';
@@ -119,17 +120,13 @@ export class Gateway {
       revalidation: this.#revalidation,
       creds,
     });
-    this.#refused = new Counter({
-      name: 'meshfed_refused_total',
-      help: 'connections or requests refused before reaching a backend, by reason',
-      labelNames: ['listener', 'reason'],
-      registers: [options.registry],
-    });
+    this.#refused = refusedCounter(options.registry);
     this.#listeners = new Listeners({
       limits: c.limits,
       trustedNetworks: c.egress.trustedNetworks,
       refused: this.#refused,
       reusePort: options.reusePort === true,
+      registry: options.registry,
     });
     this.#local = new LocalServices(options.local);
     this.#identities = new Identities({

@@ -1,7 +1,8 @@
 import { once } from 'node:events';
 import type net from 'node:net';
 import { type BlockList, createServer, type Server, type Socket } from 'node:net';
-import { type Counter, cidrBlockList, MeshfedError } from '../core/index.ts';
+import { type Counter, cidrBlockList, MeshfedError, type Registry } from '../core/index.ts';
+import { acceptQueueGauge } from './accept-queue.ts';
 import type { GatewayConfig } from './config.ts';
 import { HandshakeAdmission } from './handshake-admission.ts';
 
@@ -29,6 +30,8 @@ export class Listeners {
     trustedNetworks: readonly string[];
     refused: Counter;
     reusePort: boolean;
+    /** where meshfed_listener_accept_queue is reported (none: not reported) */
+    registry?: Registry;
   }) {
     this.#limits = options.limits;
     this.#refused = options.refused;
@@ -44,13 +47,15 @@ export class Listeners {
         listener,
       });
     this.handshakes = { eastWest: admission('eastWest'), egress: admission('egress') };
+    if (options.registry) acceptQueueGauge(options.registry, () => this.bound);
   }
 
   /**
-   * Binds a listener. A data-plane one (not admin) listens on `limits.acceptSockets` sockets bound together
-   * with SO_REUSEPORT: node's event loop accepts one connection per listening socket per turn, so a busy
-   * loop (a turn of 20 ms is 50 accepts a second) queues new connections in the kernel until its backlog
-   * overflows and SYNs are dropped; with n sockets it accepts up to n a turn, the kernel spreading them.
+   * Binds a listener. A data-plane one (not admin) listens on several sockets bound together with SO_REUSEPORT
+   * (`limits.acceptSockets`; a TCP port, `tcp:<service>`, `limits.tcpPortAcceptSockets`): node's event loop
+   * accepts one connection per listening socket per turn, so a busy loop (a turn of 20 ms is 50 accepts a
+   * second) queues new connections in the kernel until its backlog overflows and SYNs are dropped; with n
+   * sockets it accepts up to n a turn, the kernel spreading them.
    * `make` builds one server (called once per socket, each with the same connection handler).
    */
   async bind(
@@ -59,7 +64,8 @@ export class Listeners {
     name: string,
   ): Promise<void> {
     const dataPlane = name !== 'admin';
-    const count = dataPlane && typeof make === 'function' ? this.#limits.acceptSockets : 1;
+    const perListener = isTcpPort(name) ? this.#limits.tcpPortAcceptSockets : this.#limits.acceptSockets;
+    const count = dataPlane && typeof make === 'function' ? perListener : 1;
     const one = () => (typeof make === 'function' ? make() : make);
     const shared = dataPlane && (this.#reusePort || count > 1);
     // several sockets on one port (or workers sharing it) would also share it with another process of this
@@ -95,9 +101,10 @@ export class Listeners {
       await Promise.race([once(srv, 'listening'), once(srv, 'error').then(([e]) => Promise.reject(e))]);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
+      const setting = isTcpPort(name) ? 'tcpPortAcceptSockets' : 'acceptSockets';
       const hint =
         shared && e.code === 'ENOTSUP'
-          ? ' (this platform has no SO_REUSEPORT: set limits.acceptSockets to 1)'
+          ? ` (this platform has no SO_REUSEPORT: set limits.${setting} to 1)`
           : '';
       throw new MeshfedError(
         'MESHFED_GATEWAY_LISTEN',
@@ -144,4 +151,12 @@ export class Listeners {
     const family = addr.includes(':') && !mapped ? 'ipv6' : 'ipv4';
     return this.#trusted.check(mapped ? addr.slice(7) : addr, family);
   }
+}
+
+/**
+ * A per-service TCP port's listener (named `tcp:<service>`): every call to it is a new connection, so it
+ * accepts many more a turn than the egress and east-west listeners, whose callers keep theirs open.
+ */
+function isTcpPort(name: string): boolean {
+  return name.startsWith('tcp:');
 }

@@ -519,7 +519,16 @@ export class Federation {
 
   async stop(): Promise<void> {
     await Promise.all(this.gateways.map((g) => g.stop(5000)));
-    for (const b of this.backends) b.child.kill('SIGTERM');
+    // gone before the next scenario starts: a backend still exiting is not part of its host
+    await Promise.all(
+      this.backends.map((b) => {
+        if (b.child.exitCode !== null || b.child.signalCode !== null) return undefined;
+        const exited = once(b.child, 'exit');
+        b.child.kill('SIGTERM');
+        const kill = setTimeout(() => b.child.kill('SIGKILL'), 5_000);
+        return exited.finally(() => clearTimeout(kill));
+      }),
+    );
     await this.nats?.stop();
     LIVE.delete(this);
   }

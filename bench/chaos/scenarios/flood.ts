@@ -118,17 +118,32 @@ export const flood: Scenario = {
         { stdio: ['ignore', 'pipe', 'inherit'] },
       );
       CHILDREN.add(attacker);
+      // a spawn error ('error' instead of 'exit') ends the wait as well
+      const exited = once(attacker, 'exit').catch(() => undefined);
       const lines = createInterface({ input: attacker.stdout! });
       const counts = once(lines, 'line').then(([l]) => JSON.parse(l as string) as Record<string, number>);
-      await sleep(LEAD_MS);
-      const load = sourceLoad(fed, ctx);
-      const cpu = cpuMeter(fed, attacker.pid!);
-      const s = summarize(await load.run());
-      const cpuPct = cpu.read();
-      await load.close();
-      attacker.kill('SIGTERM');
-      const attack = await Promise.race([counts, once(attacker, 'exit').then(() => ({}))]);
-      clearInterval(sampler);
+      counts.catch(() => undefined);
+      let s: ReturnType<typeof summarize>;
+      let cpuPct: Record<string, number>;
+      let attack: Record<string, number>;
+      let load: ReturnType<typeof sourceLoad>;
+      try {
+        await sleep(LEAD_MS);
+        load = sourceLoad(fed, ctx);
+        const cpu = cpuMeter(fed, attacker.pid!);
+        s = summarize(await load.run());
+        cpuPct = cpu.read();
+        await load.close();
+      } finally {
+        // ended and gone before the federation stops, whatever happened: an attacker left running would
+        // redial the dead listeners (64 at a time, every 50 ms) through the next scenario of the suite
+        if (attacker.exitCode === null && attacker.signalCode === null) attacker.kill('SIGTERM');
+        attack = await Promise.race([counts, exited.then(() => ({}))]);
+        const kill = setTimeout(() => attacker.kill('SIGKILL'), 5_000);
+        await exited;
+        clearTimeout(kill);
+        clearInterval(sampler);
+      }
       // every gateway's refusals: a reset relayed by east may trip a peer's guard on east's own tunnel
       const refused: string[] = [];
       for (const g of fed.gateways) {
