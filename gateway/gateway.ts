@@ -1,9 +1,7 @@
 import type { IncomingMessage, Server } from 'node:http';
 import http2, { type Http2SecureServer, type Http2Server } from 'node:http2';
-import { createRequire } from 'node:module';
 import net, { type Socket } from 'node:net';
 import type tls from 'node:tls';
-import type { Agent } from 'undici';
 import type { IssuedLeaf } from '../ca/index.ts';
 import { Counter, Gauge, type Logger, type ServiceRef, serviceKey } from '../core/index.ts';
 import { Acceptors } from './acceptors.ts';
@@ -38,16 +36,9 @@ import { secureServer, tlsContextOptions } from './tls-servers.ts';
 import { byTarget } from './upstream/attempt.ts';
 import { H1Upstream } from './upstream/h1.ts';
 import { H2Upstream } from './upstream/h2.ts';
+import { LocalAgent } from './upstream/local-agent.ts';
 
 export type { AuthorizeHook, GatewayOptions } from './gateway-options.ts';
-
-/**
- * undici's Agent class on its own: the package index also loads fetch, WebSocket, caches and mocks, which
- * cost a gateway process about 13 MB of resident memory that it never uses. The module's export is the class.
- */
-function loadUndiciAgent(): typeof Agent {
-  return createRequire(import.meta.url)('undici/lib/dispatcher/agent.js') as typeof Agent;
-}
 
 /**
  * The east-west gateway's data plane: the egress listener for local apps, the east-west listener (mTLS
@@ -62,8 +53,8 @@ export class Gateway {
   readonly #pool: H2Pool;
   /** re-verifies the peers of established mTLS connections (timer, trust changes) and closes the failing */
   readonly #revalidation: PeerRevalidation;
-  /** undici's pool to local HTTP/1.1 endpoints, made by the first request that needs it (see #undici) */
-  #agent: Agent | undefined;
+  /** undici's pool to local HTTP/1.1 endpoints, made by the first request that needs it */
+  readonly #agent: LocalAgent;
   readonly #listeners: Listeners;
   readonly #local: LocalServices;
   readonly #identities: Identities;
@@ -94,6 +85,7 @@ export class Gateway {
 
   constructor(options: GatewayOptions) {
     this.#options = options;
+    this.#agent = new LocalAgent(options.balancerConfig);
     this.#log = options.logger;
     const c = options.config;
     const bc = options.balancerConfig;
@@ -202,7 +194,7 @@ export class Gateway {
     });
     const codec = byTarget(
       tunnel,
-      new H1Upstream({ agent: () => this.#undici(), breakers, identities: this.#identities }),
+      new H1Upstream({ agent: () => this.#agent.get(), breakers, identities: this.#identities }),
       c.fastPath
         ? new FastUpstream({
             pool: this.#fastPool,
@@ -469,27 +461,6 @@ export class Gateway {
     });
   }
 
-  /**
-   * undici's Agent, made on first use: only requests that reach a local HTTP/1.1 endpoint through node's
-   * HTTP server or the HTTP/2 tunnel take it (the fast path has its own pool), so most gateways never load
-   * undici's clients and parser (about 2 MB resident that would stay from start). The module is CommonJS,
-   * so the first such request loads it synchronously, once.
-   */
-  #undici(): Agent {
-    if (this.#agent) return this.#agent;
-    const bc = this.#options.balancerConfig;
-    const UndiciAgent = loadUndiciAgent();
-    this.#agent = new UndiciAgent({
-      // circuitBreaker.maxConnections per local endpoint; requests past it wait (circuitBreaker.maxPending)
-      connections: bc.circuitBreaker.maxConnections,
-      connect: { timeout: bc.timeouts.connect },
-      headersTimeout: bc.timeouts.request,
-      bodyTimeout: bc.timeouts.idle,
-      keepAliveTimeout: bc.timeouts.idle,
-    });
-    return this.#agent;
-  }
-
   async stop(): Promise<void> {
     this.#drain.close();
     this.#options.balancers.healthChecks(undefined);
@@ -501,7 +472,7 @@ export class Gateway {
     this.#fastPool.close();
     this.#fastEgress?.stop();
     this.#fastEastWest?.stop();
-    void this.#agent?.destroy();
+    this.#agent.close();
     for (const s of this.#listeners.sockets) s.destroy();
     // dashboards' event streams never end on their own
     this.#admin?.closeAllConnections();
