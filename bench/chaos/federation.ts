@@ -4,7 +4,7 @@
 // from and serves nothing itself, so every request crosses clusters.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -13,32 +13,17 @@ import { type CaMaterial, createRoot, issueIntermediate } from '../../ca/index.t
 import { waitFor } from '../../core/index.ts';
 import { freePort } from '../../cli/demo/free-port.ts';
 import { type NatsSupercluster, startNatsSupercluster } from '../../cli/demo/nats-topology.ts';
-import { LIBFAKETIME, skewedClockEnv } from '../../test/helpers/skewed-clock.ts';
+import { skewedClockEnv } from '../../test/helpers/skewed-clock.ts';
+import { CLOCK_INJECTION, GatewayProc, httpStatus, procCpuSeconds, track, wrapped } from './processes.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/meshfed.js', import.meta.url));
 const BACKEND = fileURLToPath(new URL('./backend.ts', import.meta.url));
-export const CLOCK_OFFSET_HOOK = fileURLToPath(new URL('./clock-offset.ts', import.meta.url));
-/**
- * How a cluster's clock is moved: libfaketime where it is installed (the whole process, OpenSSL's
- * certificate checks included, monotonic clock untouched: what a host with a wrong clock looks like), else a
- * preloaded hook that moves Date alone (TLS handshakes then see the real time).
- */
-export const CLOCK_INJECTION: 'libfaketime' | 'date-hook' = LIBFAKETIME ? 'libfaketime' : 'date-hook';
 export const NAMESPACE = 'chaos';
 export const TRUST_DOMAIN = 'mesh.example';
 export const HELLO = `hello.${NAMESPACE}.svc.clusterset.local`;
 export const GREETER = `greeter.${NAMESPACE}.svc.clusterset.local:50051`;
 
-/** every process a federation started, so an interrupted run can end them (see run.ts) */
-export const CHILDREN = new Set<ChildProcess>();
 /** every federation started and not yet stopped (their nats-servers are not in CHILDREN) */
 export const LIVE = new Set<Federation>();
-
-function track(child: ChildProcess): ChildProcess {
-  CHILDREN.add(child);
-  child.once('exit', () => CHILDREN.delete(child));
-  return child;
-}
 
 /**
  * Runs `body` with this process's wall clock an hour back, so the root and intermediates it makes are
@@ -76,12 +61,6 @@ export interface ClusterPlan {
   net?: { host: string; wrap: string[] };
 }
 
-/** `argv` under `wrap` (e.g. `ip netns exec NAME`), as spawn() takes it */
-function wrapped(wrap: readonly string[] | undefined, argv: string[]): [string, string[]] {
-  const all = [...(wrap ?? []), ...argv];
-  return [all[0]!, all.slice(1)];
-}
-
 /** east (the load's source, serving nothing), west and eu: the shape most scenarios use */
 export function threeClusters(
   o: { westGateways?: number; config?: Record<string, unknown> } = {},
@@ -92,128 +71,6 @@ export function threeClusters(
     { name: 'west', region: 'us-west', gateways: o.westGateways ?? 1, serves: true, ...config },
     { name: 'eu', region: 'eu-central', gateways: 1, serves: true, ...config },
   ];
-}
-
-export class GatewayProc {
-  readonly cluster: string;
-  readonly name: string;
-  readonly dir: string;
-  readonly configFile: string;
-  readonly addresses: { eastWest: string; egress: string; admin: string; tcpEcho?: string };
-  child: ChildProcess | undefined;
-  /** pids this gateway ran under, in order: more than one means it was restarted */
-  readonly pids: number[] = [];
-  env: NodeJS.ProcessEnv;
-  /** the command the gateway runs under (ClusterPlan.net) */
-  readonly wrap: string[] | undefined;
-
-  constructor(o: {
-    cluster: string;
-    name: string;
-    dir: string;
-    configFile: string;
-    addresses: GatewayProc['addresses'];
-    env: NodeJS.ProcessEnv;
-    wrap?: string[];
-  }) {
-    this.cluster = o.cluster;
-    this.name = o.name;
-    this.dir = o.dir;
-    this.configFile = o.configFile;
-    this.addresses = o.addresses;
-    this.env = o.env;
-    this.wrap = o.wrap;
-  }
-
-  get running(): boolean {
-    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
-  }
-
-  get log(): string {
-    try {
-      return readFileSync(join(this.dir, 'gateway.log'), 'utf8');
-    } catch {
-      return '';
-    }
-  }
-
-  start(): void {
-    const out = openSync(join(this.dir, 'gateway.log'), 'a');
-    const hook =
-      this.env.MESHFED_CHAOS_CLOCK_OFFSET_MS && CLOCK_INJECTION === 'date-hook'
-        ? ['--import', CLOCK_OFFSET_HOOK]
-        : [];
-    const [command, args] = wrapped(this.wrap, [
-      process.execPath,
-      ...hook,
-      ...cpuProfileFlags(this.env, this.name),
-      BIN,
-      'gateway',
-      '--config',
-      this.configFile,
-    ]);
-    this.child = track(spawn(command, args, { stdio: ['ignore', out, out], cwd: this.dir, env: this.env }));
-    closeSync(out);
-    this.pids.push(this.child.pid!);
-  }
-
-  async ready(timeoutMs = 60_000): Promise<void> {
-    await waitFor(
-      async () => {
-        if (!this.running) throw new Error(`${this.cluster}/${this.name} exited: ${this.log.slice(-2000)}`);
-        return (await httpStatus(this.addresses.admin, '/readyz')) === 200;
-      },
-      { timeoutMs, intervalMs: 100, what: `${this.cluster}/${this.name} to be ready` },
-    );
-  }
-
-  /** SIGTERM (drain) and the exit; SIGKILL after `graceMs` */
-  async stop(graceMs = 20_000): Promise<void> {
-    const c = this.child;
-    if (!c || !this.running) return;
-    const exited = once(c, 'exit');
-    c.kill('SIGTERM');
-    const t = setTimeout(() => c.kill('SIGKILL'), graceMs);
-    await exited;
-    clearTimeout(t);
-  }
-
-  async kill(): Promise<void> {
-    const c = this.child;
-    if (!c || !this.running) return;
-    const exited = once(c, 'exit');
-    c.kill('SIGKILL');
-    await exited;
-  }
-
-  async metrics(): Promise<string> {
-    const r = await fetch(`http://${this.addresses.admin}/metrics`, { signal: AbortSignal.timeout(5000) });
-    return r.text();
-  }
-}
-
-/** The status of GET http://<address><path>, or 0 when it does not answer within 3 s. */
-export async function httpStatus(address: string, path: string): Promise<number> {
-  try {
-    const r = await fetch(`http://${address}${path}`, { signal: AbortSignal.timeout(3000) });
-    await r.arrayBuffer();
-    return r.status;
-  } catch {
-    return 0;
-  }
-}
-
-/** The sum of the samples of a Prometheus counter whose labels contain every `match` pair. */
-export function metricSum(text: string, name: string, match: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name)) continue;
-    const rest = line.slice(name.length);
-    if (!(rest.startsWith('{') || rest.startsWith(' '))) continue;
-    if (!Object.entries(match).every(([k, v]) => rest.includes(`${k}="${v}"`))) continue;
-    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
 }
 
 interface Backend {
@@ -531,31 +388,6 @@ export class Federation {
     );
     await this.nats?.stop();
     LIVE.delete(this);
-  }
-}
-
-/**
- * `node` flags that write a CPU profile of process `name` when it exits, into the directory
- * MESHFED_CHAOS_CPU_PROF_DIR names (none when unset): where a gateway's time went during a scenario,
- * for bench/cpu-profile-summary.ts.
- */
-export function cpuProfileFlags(env: NodeJS.ProcessEnv, name: string): string[] {
-  const dir = env.MESHFED_CHAOS_CPU_PROF_DIR;
-  return dir ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}.cpuprofile`] : [];
-}
-
-/** Linux's clock ticks per second (sysconf(_SC_CLK_TCK)), the unit of /proc/<pid>/stat's times */
-const CLK_TCK = 100;
-
-/** user + system CPU seconds of a live process, from /proc/<pid>/stat; undefined when unreadable */
-export function procCpuSeconds(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // the fields after the command name (which may hold spaces), from field 3 (state) on
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-  } catch {
-    return undefined;
   }
 }
 

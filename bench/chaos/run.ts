@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { round } from '../figures.ts';
 import type { Scenario, ScenarioResult } from './scenario.ts';
 import { SCENARIOS } from './scenarios/index.ts';
-import { CHILDREN, LIVE } from './federation.ts';
+import { LIVE } from './federation.ts';
+import { CHILDREN } from './processes.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DOC = join(ROOT, 'docs', 'reliability.md');

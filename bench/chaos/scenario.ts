@@ -1,5 +1,6 @@
 // What a chaos scenario is, and the checks every one of them makes besides its own criterion.
-import type { Federation, GatewayProc } from './federation.ts';
+import type { Federation } from './federation.ts';
+import type { GatewayProc } from './processes.ts';
 import { LoadClient, type LoadSummary, summarize } from './load.ts';
 import { percentile, round } from '../figures.ts';
 

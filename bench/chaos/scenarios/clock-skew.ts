@@ -4,7 +4,8 @@
 // at east.
 import { join } from 'node:path';
 import { explainedRun } from '../breakdown.ts';
-import { CLOCK_INJECTION, Federation, metricSum } from '../federation.ts';
+import { Federation } from '../federation.ts';
+import { CLOCK_INJECTION, metricSum } from '../processes.ts';
 import { loadFigures, lossCheck, lossNotes, type Scenario, withFederation, sourceLoad } from '../scenario.ts';
 
 const FIVE_MIN = 5 * 60_000;

@@ -10,7 +10,8 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { issueLeaf } from '../../../ca/index.ts';
 import { round, sleep } from '../../figures.ts';
-import { CHILDREN, cpuProfileFlags, Federation, procCpuSeconds, threeClusters } from '../federation.ts';
+import { Federation, threeClusters } from '../federation.ts';
+import { CHILDREN, cpuProfileFlags, procCpuSeconds } from '../processes.ts';
 import {
   loadFigures,
   lossCheck,

@@ -4,7 +4,8 @@
 import { join } from 'node:path';
 import { waitFor } from '../../../core/index.ts';
 import { round, sleep } from '../../figures.ts';
-import { Federation, metricSum, threeClusters } from '../federation.ts';
+import { Federation, threeClusters } from '../federation.ts';
+import { metricSum } from '../processes.ts';
 import {
   loadFigures,
   lossCheck,

@@ -4,7 +4,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitFor } from '../../../core/index.ts';
 import { sleep } from '../../figures.ts';
-import { Federation, type GatewayProc, threeClusters } from '../federation.ts';
+import { Federation, threeClusters } from '../federation.ts';
+import type { GatewayProc } from '../processes.ts';
 import {
   loadFigures,
   lossCheck,

@@ -14,7 +14,8 @@ import { TrustBundle, verify } from '../../../ca/index.ts';
 import { waitFor } from '../../../core/index.ts';
 import { TUNNEL_ALPN } from '../../../gateway/index.ts';
 import { round } from '../../figures.ts';
-import { Federation, type GatewayProc, threeClusters } from '../federation.ts';
+import { Federation, threeClusters } from '../federation.ts';
+import type { GatewayProc } from '../processes.ts';
 import {
   loadFigures,
   lossCheck,
