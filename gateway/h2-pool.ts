@@ -1,15 +1,10 @@
 import http2, { type ClientHttp2Session } from 'node:http2';
 import net from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
-import {
-  type IssuedLeaf,
-  peerCertificateChain,
-  type TrustBundle,
-  type VerifyExpectations,
-  verify,
-} from '../ca/index.ts';
+import type { IssuedLeaf, TrustBundle } from '../ca/index.ts';
 import { MeshfedError, monotonicNow, type StallSafeTimer, stallSafeTimeout } from '../core/index.ts';
 import { TUNNEL_ALPN } from './config.ts';
+import { ClientContext, gatewayExpectation, type VerifiedPeer, verifyGatewayPeer } from './peer-dial.ts';
 import { isDrainNotice } from './drain.ts';
 import { ROTATION_SPREAD_MS } from './h1/pool.ts';
 import type { PeerRevalidation } from './peer-revalidation.ts';
@@ -35,13 +30,6 @@ export interface TunnelCredentials {
   leaf: () => IssuedLeaf;
   bundle: () => TrustBundle;
   trustDomain: string;
-}
-
-/** a tunnel upstream's certificate as it was verified: until when, its chain, its SPIFFE ID */
-interface VerifiedPeer {
-  notAfter: number;
-  chain: readonly Buffer[];
-  spiffeId: string;
 }
 
 interface Entry {
@@ -72,9 +60,7 @@ export class H2Pool {
   private readonly tickets = new Map<string, { ticket: Buffer; leaf: IssuedLeaf } & VerifiedPeer>();
   private readonly revalidation: PeerRevalidation | undefined;
   private closed = false;
-  private context:
-    | { leaf: IssuedLeaf; bundle: TrustBundle; version: number; secureContext: tls.SecureContext }
-    | undefined;
+  private readonly context = new ClientContext();
   /** bumped when our certificate rotates: dials started before do not enter the pool */
   private generation = 0;
   /** pooled tunnel sessions that present our previous leaf: each is replaced, then closed */
@@ -200,31 +186,13 @@ export class H2Pool {
         if (!creds) return reject(new MeshfedError('MESHFED_INTERNAL', 'tunnel credentials are missing'));
         const leaf = creds.leaf();
         ours = leaf;
-        const bundle = creds.bundle();
-        // building a context parses the PEMs and loads the CA store: a sixth of the CPU of a dial when
-        // every request dials (tunnelMaxRequestsPerConnection: 1); one per leaf and bundle version
-        let c = this.context;
-        if (!c || c.leaf !== leaf || c.bundle !== bundle || c.version !== bundle.version) {
-          c = {
-            leaf,
-            bundle,
-            version: bundle.version,
-            secureContext: tls.createSecureContext({
-              cert: leaf.chainPem,
-              key: leaf.keyPem,
-              ca: bundle.toPem(),
-              minVersion: 'TLSv1.3',
-            }),
-          };
-          this.context = c;
-        }
         const saved = this.tickets.get(`${cluster}|${address}`);
         const offered = saved && saved.notAfter > Date.now() && saved.leaf === leaf ? saved : undefined;
         // http2.connect forces ALPN to ['h2']: dial TLS ourselves so the tunnel ALPN is offered
         const tlsOptions: tls.ConnectionOptions = {
           host,
           port,
-          secureContext: c.secureContext,
+          secureContext: this.context.get(leaf, creds.bundle()),
           ALPNProtocols: [TUNNEL_ALPN, 'h2'],
           servername: `gateway.${cluster}.meshfed.internal`,
           // the SPIFFE identity is checked below with ca/verify; the hostname means nothing here
@@ -297,7 +265,7 @@ export class H2Pool {
           this.revalidation?.track(session, {
             listener: 'tunnel',
             chain: verified.chain,
-            expect: this.expectation(cluster),
+            expect: gatewayExpectation(this.creds!.trustDomain, cluster),
             peer: verified.spiffeId,
             close: () => this.retire(session),
           });
@@ -404,11 +372,6 @@ export class H2Pool {
     });
   }
 
-  /** what the remote gateway of `cluster` must prove, at the dial and whenever it is checked again */
-  private expectation(cluster: string): VerifyExpectations {
-    return { trustDomain: this.creds!.trustDomain, cluster, kinds: ['gateway'] };
-  }
-
   /**
    * The remote gateway must prove a gateway identity of `cluster`; returns what was verified. A resumed TLS
    * session shows the client no certificate: it is accepted because we keep tickets only from verified
@@ -418,9 +381,7 @@ export class H2Pool {
     if (socket.isSessionReused() && saved && saved.notAfter > Date.now()) {
       return { notAfter: saved.notAfter, chain: saved.chain, spiffeId: saved.spiffeId };
     }
-    const chain = peerCertificateChain(socket);
-    const id = verify(chain, this.creds!.bundle(), this.expectation(cluster));
-    return { notAfter: id.notAfter.getTime(), chain, spiffeId: id.spiffeId };
+    return verifyGatewayPeer(socket, this.creds!.bundle(), this.creds!.trustDomain, cluster);
   }
 
   /** No new request is given `s`. */
@@ -465,7 +426,7 @@ export class H2Pool {
    */
   trustChanged(): void {
     this.tickets.clear();
-    this.context = undefined;
+    this.context.clear();
   }
 
   close(): void {

@@ -1,17 +1,12 @@
 import net, { type Socket } from 'node:net';
-import tls, { type TLSSocket } from 'node:tls';
-import {
-  type IssuedLeaf,
-  peerCertificateChain,
-  type TrustBundle,
-  type VerifyExpectations,
-  verify,
-} from '../../ca/index.ts';
+import type { IssuedLeaf } from '../../ca/index.ts';
 import { MeshfedError, monotonicNow, stallSafeTimeout } from '../../core/index.ts';
-import { FAST_ALPN, TUNNEL_ALPN } from '../config.ts';
+import { FAST_ALPN } from '../config.ts';
 import { DRAINING_HEADER } from '../drain.ts';
 import type { TunnelCredentials } from '../h2-pool.ts';
 import { CLOSE_GRACE_MS, type PeerRevalidation } from '../peer-revalidation.ts';
+import { gatewayExpectation, type VerifiedPeer } from '../peer-dial.ts';
+import { GatewayTls } from './gateway-tls.ts';
 import { PooledConnection, SharedDialFailure, TunnelOnly } from './pooled-connection.ts';
 
 export {
@@ -57,16 +52,6 @@ interface Key {
   dialling: number;
 }
 
-/** A ticket kept from a verified connection, with what was verified (a resumed handshake shows no chain). */
-interface Ticket {
-  ticket: Buffer;
-  notAfter: number;
-  chain: readonly Buffer[];
-  spiffeId: string;
-  /** our leaf on the connection it came from: a resumed session presents that leaf again */
-  leaf: IssuedLeaf;
-}
-
 /** how long a gateway that answered with the tunnel ALPN is sent the tunnel without asking again */
 const TUNNEL_ONLY_MS = 60_000;
 
@@ -91,15 +76,9 @@ export class H1Pool {
   readonly #tunnelOnly = new Map<string, number>();
   /** every open mTLS connection, to retire them when our certificate rotates */
   readonly #tls = new Set<PooledConnection>();
-  /**
-   * The last TLS session ticket per gateway, from a connection whose peer we verified, and how long that
-   * peer's certificate is valid: a resumed handshake shows the client no certificate to check.
-   */
-  readonly #tickets = new Map<string, Ticket>();
-  /** our leaf on each mTLS connection, as its peer saw it (chainHeaderOf) */
-  readonly #leafOf = new WeakMap<Socket, IssuedLeaf>();
+  /** the mTLS side of dials to gateways: context, tickets, the peer's proof */
+  readonly #gateways: GatewayTls;
   readonly #o: H1PoolOptions;
-  #context: { leaf: IssuedLeaf; bundle: TrustBundle; version: number; ctx: tls.SecureContext } | undefined;
   #closed = false;
   /** connections reading a response to its end for a client that left: closed with the pool */
   readonly #draining = new Set<PooledConnection>();
@@ -108,6 +87,7 @@ export class H1Pool {
 
   constructor(o: H1PoolOptions) {
     this.#o = o;
+    this.#gateways = new GatewayTls(o.creds);
   }
 
   /** the gateway is stopping: no connection is kept for later */
@@ -366,33 +346,8 @@ export class H1Pool {
         socket.once('connect', () => resolve(connected()));
         return;
       }
-      const ticketKey = `${cluster}|${address}`;
-      const saved = this.#tickets.get(ticketKey);
-      const leaf = this.#o.creds.leaf();
-      // a ticket is offered only while our leaf is the one it came with
-      const offered = saved && saved.notAfter > Date.now() && saved.leaf === leaf ? saved : undefined;
-      let verified: Omit<Ticket, 'ticket' | 'leaf'> | undefined;
-      const t = tls.connect({
-        ...(offered ? { session: offered.ticket } : {}),
-        host,
-        port,
-        secureContext: this.#secureContext(),
-        // the fast path first; a gateway without it picks the tunnel (h2) from the same offer
-        ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN, 'h2'],
-        servername: `gateway.${cluster}.meshfed.internal`,
-        // the SPIFFE identity is checked below with ca/verify; the hostname means nothing here
-        checkServerIdentity: () => undefined,
-      });
+      const { socket: t, leaf, verifyPeer } = this.#gateways.connect(address, host, port, cluster);
       socket = t;
-      this.#leafOf.set(t, leaf);
-      t.setNoDelay(true);
-      // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified
-      t.on('session', (ticket: Buffer) => {
-        // not kept when our leaf rotated meanwhile (the session would present the old leaf, while our
-        // requests carry the new chain)
-        if (verified && this.#o.creds.leaf() === leaf)
-          this.#tickets.set(ticketKey, { ...verified, ticket, leaf });
-      });
       t.once('error', onError);
       t.once('secureConnect', () => {
         if (t.alpnProtocol !== FAST_ALPN) {
@@ -402,8 +357,9 @@ export class H1Pool {
           reject(new TunnelOnly(`${address} speaks only the HTTP/2 tunnel`));
           return;
         }
+        let verified: VerifiedPeer;
         try {
-          verified = t.isSessionReused() && offered ? offered : this.#checkPeer(t, cluster);
+          verified = verifyPeer();
         } catch (err) {
           fail(err as Error);
           return;
@@ -415,7 +371,7 @@ export class H1Pool {
         this.#o.revalidation?.track(t, {
           listener: 'tunnel',
           chain: verified.chain,
-          expect: expectation(this.#o.creds.trustDomain, cluster),
+          expect: gatewayExpectation(this.#o.creds.trustDomain, cluster),
           peer: verified.spiffeId,
           close: () => this.#retire(c),
         });
@@ -424,42 +380,9 @@ export class H1Pool {
     });
   }
 
-  /**
-   * The remote gateway must prove a gateway identity of `cluster` (the tunnel's rule); returns what was
-   * verified, and its certificate's notAfter (ms): how long a ticket from this connection may be offered.
-   */
-  #checkPeer(socket: TLSSocket, cluster: string): Omit<Ticket, 'ticket' | 'leaf'> {
-    const creds = this.#o.creds;
-    const chain = peerCertificateChain(socket);
-    const id = verify(chain, creds.bundle(), expectation(creds.trustDomain, cluster));
-    return { notAfter: id.notAfter.getTime(), chain, spiffeId: id.spiffeId };
-  }
-
-  /** one TLS context per leaf and bundle version: building one parses the PEMs and loads the CA store */
-  #secureContext(): tls.SecureContext {
-    const leaf = this.#o.creds.leaf();
-    const bundle = this.#o.creds.bundle();
-    let c = this.#context;
-    if (!c || c.leaf !== leaf || c.bundle !== bundle || c.version !== bundle.version) {
-      c = {
-        leaf,
-        bundle,
-        version: bundle.version,
-        ctx: tls.createSecureContext({
-          cert: leaf.chainPem,
-          key: leaf.keyPem,
-          ca: bundle.toPem(),
-          minVersion: 'TLSv1.3',
-        }),
-      };
-      this.#context = c;
-    }
-    return c.ctx;
-  }
-
   /** The leaf we presented on mTLS connection `s` (a dial under way when it rotated presents the old one). */
   leafOf(s: Socket): IssuedLeaf | undefined {
-    return this.#leafOf.get(s);
+    return this.#gateways.leafOf(s);
   }
 
   /**
@@ -468,8 +391,7 @@ export class H1Pool {
    * its exchange is over), so that their replacements are dialled a few at a time.
    */
   rotate(): void {
-    // a resumed session would present our old certificate again
-    this.#tickets.clear();
+    this.#gateways.rotated();
     for (const c of this.#tls) setTimeout(() => this.#retire(c), Math.random() * ROTATION_SPREAD_MS).unref();
   }
 
@@ -479,8 +401,7 @@ export class H1Pool {
    * their peer still verifies is the revalidation's decision.
    */
   trustChanged(): void {
-    this.#tickets.clear();
-    this.#context = undefined;
+    this.#gateways.trustChanged();
   }
 
   close(): void {
@@ -501,9 +422,4 @@ export class H1Pool {
 
 function keyOf(address: string, cluster: string | undefined): string {
   return cluster === undefined ? `tcp|${address}` : `tls|${cluster}|${address}`;
-}
-
-/** what the remote gateway of `cluster` must prove, at the dial and whenever it is checked again */
-function expectation(trustDomain: string, cluster: string): VerifyExpectations {
-  return { trustDomain, cluster, kinds: ['gateway'] };
 }
