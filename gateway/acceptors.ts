@@ -7,6 +7,7 @@ import type { HelloResult } from './client-hello.ts';
 import { FAST_ALPN, type GatewayConfig } from './config.ts';
 import type { Drain } from './drain.ts';
 import type { H1Entry } from './h1/entry.ts';
+import { ticketIssuedBy } from './handshake-admission.ts';
 import { passthroughDecision } from './layers/authorization.ts';
 import type { PolicyMetrics } from './layers/policy-facts.ts';
 import type { Listeners } from './listeners.ts';
@@ -120,14 +121,16 @@ export class Acceptors {
         c.refused.inc({ listener: 'eastWest', reason: route.reason });
         socket.destroy();
         return;
-      case 'terminate':
+      case 'terminate': {
         // the ClientHello was cheap to read; the handshake after it is not (handshake-admission.ts)
-        if (!c.listeners.handshakes.eastWest.admit(socket)) return;
+        const server = s.fastTls && hello.ok && hello.alpn.includes(FAST_ALPN) ? s.fastTls : s.tls;
+        const ours = hello.ok && ticketIssuedBy(server, hello.ticket);
+        if (!c.listeners.handshakes.eastWest.admit(socket, ours)) return;
         socket.unshift(buf);
         // TLSSocket reads the unshifted ClientHello and then the handle itself: no resume() here
-        if (s.fastTls && hello.ok && hello.alpn.includes(FAST_ALPN)) s.fastTls.emit('connection', socket);
-        else s.tls.emit('connection', socket);
+        server.emit('connection', socket);
         return;
+      }
       case 'passthrough': {
         // no caller can be known without terminating TLS: see passthroughDecision
         const p = c.policy;

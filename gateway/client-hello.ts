@@ -1,10 +1,12 @@
 /**
  * Reads the SNI and ALPN offers out of a TLS ClientHello without terminating TLS, so the
- * east-west listener can route passthrough connections on the name alone. Every length is
- * bounds-checked: garbage yields `{ ok: false }`, never an exception or an out-of-range read.
+ * east-west listener can route passthrough connections on the name alone, and the first
+ * pre-shared-key identity (a session ticket being offered), so handshake admission can tell a
+ * resumption of ours from a full handshake. Every length is bounds-checked: garbage yields
+ * `{ ok: false }`, never an exception or an out-of-range read.
  */
 export type HelloResult =
-  | { ok: true; serverName: string | undefined; alpn: string[] }
+  | { ok: true; serverName: string | undefined; alpn: string[]; ticket?: Buffer }
   | { ok: false; reason: 'incomplete' | 'not-tls' | 'malformed' };
 
 /** A ClientHello spread over several records is legal but rare; we accept up to this much. */
@@ -36,6 +38,7 @@ export function parseClientHello(buf: Buffer): HelloResult {
   p += 1 + buf[p]!; // compression methods
   let serverName: string | undefined;
   const alpn: string[] = [];
+  let ticket: Buffer | undefined;
   if (p === helloEnd) return { ok: true, serverName, alpn };
   if (p + 2 > helloEnd) return { ok: false, reason: 'malformed' };
   const extEnd = p + 2 + buf.readUInt16BE(p);
@@ -71,8 +74,13 @@ export function parseClientHello(buf: Buffer): HelloResult {
         alpn.push(buf.toString('latin1', q, q + l));
         q += l;
       }
+    } else if (type === 0x0029 && len >= 4) {
+      // pre_shared_key: identities<7..2^16-1> { identity<1..2^16-1>, obfuscated_ticket_age u32 }, binders
+      const listEnd = Math.min(p + 2 + buf.readUInt16BE(p), p + len);
+      const idLen = buf.readUInt16BE(p + 2);
+      if (idLen > 0 && p + 4 + idLen + 4 <= listEnd) ticket = buf.subarray(p + 4, p + 4 + idLen);
     }
     p += len;
   }
-  return { ok: true, serverName, alpn };
+  return ticket ? { ok: true, serverName, alpn, ticket } : { ok: true, serverName, alpn };
 }

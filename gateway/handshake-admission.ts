@@ -1,3 +1,4 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { Socket } from 'node:net';
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import type { Counter } from '../core/index.ts';
@@ -18,11 +19,15 @@ import type { Counter } from '../core/index.ts';
  * {reason="handshake-source-rate"}), so one client that dials as fast as it can does not use up the
  * handshakes every other peer needs.
  *
- * A handshake that resumed a session (a peer gateway presenting a ticket this gateway issued after a full,
- * verified handshake) costs RESUMED_COST of a token: no certificate is signed or verified. It is charged a
- * whole token when admitted, since a ClientHello that offers a ticket may still end in a full handshake,
- * and refunded the rest once it completed resumed (its source's share: all of it). Without that, a peer
- * that dials per request (tunnelMaxRequestsPerConnection: 1) was held to perSecond requests a second.
+ * A handshake that resumes a session (a peer gateway presenting a ticket this gateway issued after a full,
+ * verified handshake) costs RESUMED_COST of a token: no certificate is signed or verified. A ClientHello
+ * whose ticket carries this gateway's ticket-key name and MAC (ticketIssuedBy: one HMAC, no decryption) is
+ * admitted for that much, from the listener's bucket only; if its handshake then does not end resumed (the
+ * ticket had expired, the binder failed, the connection closed) the rest of a whole token is charged to
+ * both buckets then, into debt if need be. Any other ClientHello is charged a whole token when admitted and
+ * refunded all but RESUMED_COST if it still ends resumed. Without that, a peer that dials per request
+ * (tunnelMaxRequestsPerConnection: 1) was held to perSecond requests a second, and a few dials at once met
+ * an empty bucket while each held a whole token it would give back.
  */
 export const RESUMED_COST = 0.05;
 
@@ -48,6 +53,11 @@ class Bucket {
     return this;
   }
 
+  /** takes `cost` now, into debt if need be (what a handshake turned out to owe) */
+  charge(now: number, cost: number): void {
+    this.refill(now).tokens -= cost;
+  }
+
   refund(cost: number): void {
     this.tokens = Math.min(this.#perSecond, this.tokens + cost);
   }
@@ -65,6 +75,8 @@ interface Source {
 interface Admitted {
   socket: Socket;
   source: Source | undefined;
+  /** admitted for RESUMED_COST on a ticket of ours: the rest is owed unless it ends resumed */
+  owes: boolean;
 }
 
 export class HandshakeAdmission {
@@ -112,7 +124,7 @@ export class HandshakeAdmission {
    * Whether `socket` may start its handshake now; when not, it has been destroyed and counted. An admitted
    * one counts as in progress until `secured()` names its TLS socket, or it closes.
    */
-  admit(socket: Socket): boolean {
+  admit(socket: Socket, ticketOfOurs = false): boolean {
     // a connection already gone has no address left to key it by, and nothing to handshake
     if (socket.remotePort === undefined || socket.remoteAddress === undefined) {
       socket.destroy();
@@ -120,22 +132,24 @@ export class HandshakeAdmission {
     }
     const now = this.#now();
     const source = this.#sourceOf(socket.remoteAddress, now);
-    const reason = this.#refusal(source, now);
+    const reason = this.#refusal(source, now, ticketOfOurs);
     if (reason) {
       this.#refused.inc({ listener: this.#listener, reason });
       socket.destroy();
       return false;
     }
-    this.#bucket.tokens--;
+    this.#bucket.tokens -= ticketOfOurs ? RESUMED_COST : 1;
     if (source) {
-      source.bucket.tokens--;
+      if (!ticketOfOurs) source.bucket.tokens--;
       source.inProgress++;
     }
     const key = keyOf(socket);
-    const admitted = { socket, source };
+    const admitted: Admitted = { socket, source, owes: ticketOfOurs };
     this.#inProgress.set(key, admitted);
     socket.once('close', () => {
-      if (this.#inProgress.get(key) === admitted) this.#done(key, admitted);
+      if (this.#inProgress.get(key) !== admitted) return;
+      this.#done(key, admitted);
+      this.#settle(admitted, false);
     });
     return true;
   }
@@ -146,7 +160,17 @@ export class HandshakeAdmission {
     const admitted = this.#inProgress.get(key);
     if (!admitted) return;
     this.#done(key, admitted);
-    if (tls.isSessionReused()) {
+    this.#settle(admitted, tls.isSessionReused());
+  }
+
+  /** what a finished handshake still owes (a ticket of ours that did not resume) or is owed (a resumption) */
+  #settle(admitted: Admitted, resumed: boolean): void {
+    if (admitted.owes) {
+      if (resumed) return;
+      const now = this.#now();
+      this.#bucket.charge(now, 1 - RESUMED_COST);
+      admitted.source?.bucket.charge(now, 1);
+    } else if (resumed) {
       this.#bucket.refund(1 - RESUMED_COST);
       // a source's share is for the handshakes anyone can ask for: a resumed one needs a ticket this gateway
       // issued to a verified peer, which may dial per request (tunnelMaxRequestsPerConnection: 1)
@@ -164,11 +188,11 @@ export class HandshakeAdmission {
     if (admitted.source) admitted.source.inProgress--;
   }
 
-  #refusal(source: Source | undefined, now: number): Refusal | undefined {
+  #refusal(source: Source | undefined, now: number, ticketOfOurs: boolean): Refusal | undefined {
     if (this.#inProgress.size >= this.#maxInProgress) return 'handshake-limit';
     if (source && source.inProgress >= this.#maxPerSource) return 'handshake-source-limit';
-    if (this.#bucket.refill(now).tokens < 1) return 'handshake-rate';
-    if (source && source.bucket.refill(now).tokens < 1) return 'handshake-source-rate';
+    if (this.#bucket.refill(now).tokens < (ticketOfOurs ? RESUMED_COST : 1)) return 'handshake-rate';
+    if (!ticketOfOurs && source && source.bucket.refill(now).tokens < 1) return 'handshake-source-rate';
     return undefined;
   }
 
@@ -212,4 +236,20 @@ export function sourceKey(address: string): string {
     .slice(0, 4)
     .map((g) => g.replace(/^0+(?=.)/, ''))
     .join(':')}::/64`;
+}
+
+/**
+ * Whether `identity` (a ClientHello's first pre-shared-key identity: for a ticket, the ticket itself) was
+ * issued by `server` under its current ticket keys: node's tickets are the key's 16-byte name, a 16-byte IV,
+ * the encrypted session, and an HMAC-SHA256 of all of that under the key's 16-byte MAC secret. Checking the
+ * name and MAC costs one HMAC; the ticket is not decrypted, and its age is not known here (an expired one
+ * ends in a full handshake, which HandshakeAdmission then charges).
+ */
+export function ticketIssuedBy(server: TlsServer, identity: Buffer | undefined): boolean {
+  if (!identity || identity.length < 16 + 16 + 16 + 32) return false;
+  const keys = server.getTicketKeys();
+  if (keys.length !== 48 || !identity.subarray(0, 16).equals(keys.subarray(0, 16))) return false;
+  const macAt = identity.length - 32;
+  const mac = createHmac('sha256', keys.subarray(16, 32)).update(identity.subarray(0, macAt)).digest();
+  return timingSafeEqual(mac, identity.subarray(macAt));
 }
