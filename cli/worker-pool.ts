@@ -137,8 +137,10 @@ export class WorkerPool {
       this.o.policy.onChange((set) => this.broadcast({ t: 'policy', policy: policySnapshot(set) })),
     );
     try {
-      await Promise.all(Array.from({ length: this.o.count }, () => this.fork()));
+      // the admin listener first: it answers /healthz and /readyz ("starting") while the workers start, and
+      // a port already taken fails the start at once rather than after every worker is up
       await this.listenAdmin();
+      await Promise.all(Array.from({ length: this.o.count }, () => this.fork()));
     } catch (err) {
       await this.drain(0);
       await this.stop();

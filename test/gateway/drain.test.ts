@@ -60,7 +60,8 @@ test.each([1, 2])(
     const gw = await startGatewayProcess({
       natsUrl: nats.url,
       services: { web: address },
-      config: { workers },
+      // the request in flight is released only after the checks below: a loaded host must not reach the bound first
+      config: { workers, drainTimeout: '60s' },
     });
     expect((await request(gw.egress, { host: 'web.shop.svc.clusterset.local' })).body).toBe('fast');
     const { call } = await slowCallInFlight(gw);
