@@ -8,10 +8,11 @@ import { Acceptors } from './acceptors.ts';
 import { gatewayAdminServer } from './admin-endpoint.ts';
 import { refusedCounter } from './answers.ts';
 import { Drain } from './drain.ts';
+import { LeafCycle } from './leaf-cycle.ts';
 import { forward } from './forward.ts';
 import type { GatewayOptions } from './gateway-options.ts';
 import type { H1Entry } from './h1/entry.ts';
-import { H1Pool, MAX_DIALS_PER_GATEWAY } from './h1/pool.ts';
+import { H1Pool, MAX_DIALS_PER_GATEWAY, ROTATION_SPREAD_MS } from './h1/pool.ts';
 import { FastUpstream } from './h1/upstream.ts';
 import { fastPathServers, MAX_HEADERS } from './h1/servers.ts';
 import { H2Pool, STREAM_WINDOW_BYTES } from './h2-pool.ts';
@@ -79,6 +80,8 @@ export class Gateway {
   #tls!: Http2SecureServer;
   #admin: Server | undefined;
   readonly #drain = new Drain(this.#inFlight);
+  /** after our leaf rotates, the east-west connections peers hold to us are cycled */
+  readonly #leafCycle = new LeafCycle(ROTATION_SPREAD_MS);
   /** what the listeners do with a new connection before a server sees it */
   readonly #accept: Acceptors;
   #started = false;
@@ -320,7 +323,10 @@ export class Gateway {
       refused: this.#refused,
     });
     this.#listeners.handshakes.eastWest.watch(this.#tls);
-    this.#tls.on('session', (s) => this.#drain.track(s));
+    this.#tls.on('session', (s) => {
+      this.#drain.track(s);
+      this.#leafCycle.track(s);
+    });
     this.#tls.on('request', this.#serve(this.#eastWest, 'eastWest'));
     const connect = this.#serve(this.#connect, 'eastWest');
     // HTTP/2 CONNECT is a tunnel stream (compat: req, res); HTTP/1.1 CONNECT hands over the raw socket
@@ -360,6 +366,7 @@ export class Gateway {
       });
       this.#fastEgress = fast.egress;
       this.#fastEastWest = fast.eastWest;
+      this.#leafCycle.fastPath(fast.eastWest);
       this.#fastTls = fast.tls;
       this.#listeners.handshakes.eastWest.watch(fast.tls);
     }
@@ -408,6 +415,7 @@ export class Gateway {
     this.#fastTls?.setSecureContext(context);
     this.#pool.rotate();
     this.#fastPool.rotate();
+    this.#leafCycle.rotated();
   };
 
   /**

@@ -76,6 +76,14 @@ export class H1Entry {
     return n;
   }
 
+  /**
+   * Each connection open now answers its next response with `connection: close`, at a random moment of the
+   * next `spreadMs` (LeafCycle: our leaf rotated); an idle one is left open for its client to retire.
+   */
+  cycle(spreadMs: number): void {
+    for (const c of this.#connections) setTimeout(() => c.cycle(), Math.random() * spreadMs).unref();
+  }
+
   /** drain: idle keep-alive connections close now, busy ones after their response */
   closeIdle(): void {
     for (const c of this.#connections) c.closeIfIdle();
@@ -182,6 +190,8 @@ class H1Connection implements ClientConnection {
   /** the client half-closed: serve what is in flight, then close */
   #ended = false;
   #draining = false;
+  /** its next response says `connection: close` (LeafCycle) */
+  #cycling = false;
 
   constructor(entry: H1Entry, socket: Socket) {
     this.#entry = entry;
@@ -189,8 +199,18 @@ class H1Connection implements ClientConnection {
     this.socket = socket;
   }
 
+  /** the next response closes the connection */
   get closing(): boolean {
+    return this.#cycling || this.#closingNow;
+  }
+
+  /** the gateway closes this connection as soon as it is idle */
+  get #closingNow(): boolean {
     return this.#draining || this.#entry.draining;
+  }
+
+  cycle(): void {
+    this.#cycling = true;
   }
 
   get busy(): boolean {
@@ -432,7 +452,7 @@ class H1Connection implements ClientConnection {
   #next(): void {
     if (this.socket.destroyed) return;
     // the response let the client keep the connection, but the gateway began to close it meanwhile
-    if (this.closing && this.#buf.length === 0) {
+    if (this.#closingNow && this.#buf.length === 0) {
       this.#closeIdle();
       return;
     }

@@ -511,14 +511,14 @@ export async function spyFastGateway(
 
 /**
  * A fast-path connection (ALPN meshfed-h1/1, offered beside the tunnel's as a gateway offers it) to the east-west
- * listener at `address`, as a remote gateway holding `leaf`, carrying one GET for shop/web with the leaf's chain;
- * `received()` is what came back so far (latin1). The request is written before the handshake completes.
+ * listener at `address`, as a remote gateway holding `leaf`, carrying one GET for shop/web with the leaf's chain
+ * (`request`, to send again); `received()` is what came back so far (latin1). The request is written before the handshake completes.
  */
 export function fastPathWebGet(
   address: string,
   leaf: IssuedLeaf,
   caPem: string,
-): { socket: TLSSocket; received(): string } {
+): { socket: TLSSocket; received(): string; request: string } {
   const i = address.lastIndexOf(':');
   const socket = tls.connect({
     host: address.slice(0, i),
@@ -534,10 +534,9 @@ export function fastPathWebGet(
   socket.on('data', (d: Buffer) => {
     received += d.toString('latin1');
   });
-  socket.write(
-    `GET / HTTP/1.1\r\nhost: web.shop.svc.clusterset.local\r\nx-meshfed-service: shop/web/http\r\nx-meshfed-chain: ${chainHeader(leaf.chainPem)}\r\n\r\n`,
-  );
-  return { socket, received: () => received };
+  const request = `GET / HTTP/1.1\r\nhost: web.shop.svc.clusterset.local\r\nx-meshfed-service: shop/web/http\r\nx-meshfed-chain: ${chainHeader(leaf.chainPem)}\r\n\r\n`;
+  socket.write(request);
+  return { socket, received: () => received, request };
 }
 
 /** The `x-meshfed-chain` value a gateway sends for `chainPem`: its intermediates, base64 DER, comma separated. */
