@@ -63,11 +63,13 @@ export function adminHandler(o: AdminEndpointOptions): (req: IncomingMessage, re
     const view = o.views?.[url.pathname];
     if (view) return json(res, 200, await view());
     switch (url.pathname) {
+      // the pid says which process answered: a supervisor's, with workers (and tells a port that another
+      // process took from the one the config names)
       case '/healthz':
-        return json(res, 200, { status: 'ok' });
+        return json(res, 200, { status: 'ok', pid: process.pid });
       case '/readyz': {
         const state = o.state();
-        return json(res, state === 'ready' ? 200 : 503, { status: state });
+        return json(res, state === 'ready' ? 200 : 503, { status: state, pid: process.pid });
       }
       case '/metrics': {
         const m = await o.metrics();

@@ -151,7 +151,9 @@ export async function startGatewayProcess(
       async () => {
         if (g.child.exitCode !== null) return 'exited' as const;
         const r = await request(g.admin, { host: g.admin, path: '/readyz' }).catch(() => undefined);
-        return r?.status === 200 ? ('ready' as const) : undefined;
+        // ready, and said by this process: on a busy host another test's gateway may have taken the admin
+        // port picked for this one (which then exits with EADDRINUSE and is started again below)
+        return r?.status === 200 && answeredBy(r.body) === g.child.pid ? ('ready' as const) : undefined;
       },
       { timeoutMs: 60_000, intervalMs: 100, what: `gateway ${g.config} to be ready` },
     );
@@ -196,5 +198,14 @@ export function alive(pid: number): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** the pid in an admin /readyz answer */
+export function answeredBy(body: string): number | undefined {
+  try {
+    return (JSON.parse(body) as { pid?: number }).pid;
+  } catch {
+    return undefined;
   }
 }

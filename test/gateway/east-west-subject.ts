@@ -18,6 +18,7 @@ import { freePort } from '../../cli/demo/free-port.ts';
 import { waitFor } from '../../core/index.ts';
 import { TUNNEL_ALPN } from '../../gateway/config.ts';
 import { echoServer, request } from './harness.ts';
+import { answeredBy } from './daemon-process.ts';
 
 // A real `meshfed gateway` daemon (cluster east, single process) whose east-west listener the
 // fuzz tests attack. A crash must show as the child process exiting: the gateway never runs
@@ -290,7 +291,8 @@ export class GatewayUnderTest {
         const r = await request(this.gw.admin, { host: this.gw.admin, path: '/readyz' }).catch(
           () => undefined,
         );
-        return r?.status === 200 ? 'ready' : undefined;
+        // said by this process, not another test's gateway on a port picked for this one
+        return r?.status === 200 && answeredBy(r.body) === child.pid ? 'ready' : undefined;
       },
       { timeoutMs: 30_000, intervalMs: 50, what: 'the gateway to be ready' },
     );
