@@ -8,6 +8,7 @@ import { ClientContext, gatewayExpectation, type VerifiedPeer, verifyGatewayPeer
 import { isDrainNotice } from './drain.ts';
 import { ROTATION_SPREAD_MS } from './h1/pool.ts';
 import type { PeerRevalidation } from './peer-revalidation.ts';
+import { SessionTickets, type TicketedDial } from './session-tickets.ts';
 
 /** Flow-control windows of a tunnel session: per stream, and for the whole connection. */
 export const STREAM_WINDOW_BYTES = 1 << 20;
@@ -51,13 +52,8 @@ export class H2Pool {
   private readonly maxRequests: number;
   /** requests handed out per tunnel session (with maxRequestsPerConnection) */
   private readonly uses = new WeakMap<ClientHttp2Session, number>();
-  /**
-   * The last TLS session ticket per tunnel upstream, from a connection whose peer we verified, how long that
-   * peer's certificate is valid (a resumed handshake shows the client no certificate to check), and our leaf
-   * on that connection: a resumed session presents that leaf again, so a ticket is offered only while it is
-   * current.
-   */
-  private readonly tickets = new Map<string, { ticket: Buffer; leaf: IssuedLeaf } & VerifiedPeer>();
+  /** the last TLS session ticket per tunnel upstream (none without creds: h2c only) */
+  private readonly tickets: SessionTickets | undefined;
   private readonly revalidation: PeerRevalidation | undefined;
   private closed = false;
   private readonly context = new ClientContext();
@@ -92,7 +88,9 @@ export class H2Pool {
     this.keepaliveOptions = o.keepalive;
     this.size = o.size;
     this.connectTimeoutMs = o.connectTimeoutMs;
-    this.creds = o.creds;
+    const creds = o.creds;
+    this.creds = creds;
+    this.tickets = creds && new SessionTickets(() => creds.leaf());
     this.maxRequests = o.maxRequestsPerConnection ?? 0;
   }
 
@@ -174,20 +172,21 @@ export class H2Pool {
     const colon = address.lastIndexOf(':');
     const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
     const port = Number(address.slice(colon + 1));
-    let ticket: Buffer | undefined;
-    let verified: VerifiedPeer | undefined;
     /** our leaf on this connection */
     let ours: IssuedLeaf | undefined;
+    /** this dial's side of the session tickets */
+    let resumption: TicketedDial | undefined;
     return new Promise((resolve, reject) => {
       let session: ClientHttp2Session;
       const settings = { enablePush: false, initialWindowSize: STREAM_WINDOW_BYTES };
       if (cluster !== undefined) {
         const creds = this.creds;
-        if (!creds) return reject(new MeshfedError('MESHFED_INTERNAL', 'tunnel credentials are missing'));
+        if (!creds || !this.tickets)
+          return reject(new MeshfedError('MESHFED_INTERNAL', 'tunnel credentials are missing'));
         const leaf = creds.leaf();
         ours = leaf;
-        const saved = this.tickets.get(`${cluster}|${address}`);
-        const offered = saved && saved.notAfter > Date.now() && saved.leaf === leaf ? saved : undefined;
+        const tickets = this.tickets.dial(cluster, address, leaf);
+        resumption = tickets;
         // http2.connect forces ALPN to ['h2']: dial TLS ourselves so the tunnel ALPN is offered
         const tlsOptions: tls.ConnectionOptions = {
           host,
@@ -197,20 +196,15 @@ export class H2Pool {
           servername: `gateway.${cluster}.meshfed.internal`,
           // the SPIFFE identity is checked below with ca/verify; the hostname means nothing here
           checkServerIdentity: () => undefined,
-          ...(offered ? { session: offered.ticket } : {}),
+          ...(tickets.ticket ? { session: tickets.ticket } : {}),
         };
         session = http2.connect(`https://${host}:${port}`, {
           createConnection: () => {
             const socket = tls.connect(tlsOptions);
             // Nagle would hold a message's last partial segment until the peer's delayed ACK (~40 ms)
             socket.setNoDelay(true);
-            // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified (below), and
-            // not when our leaf rotated meanwhile (the session would present the old one again)
-            socket.on('session', (t: Buffer) => {
-              ticket = t;
-              if (verified && creds.leaf() === leaf)
-                this.tickets.set(`${cluster}|${address}`, { ticket: t, leaf, ...verified });
-            });
+            // kept only once the peer is verified (below), by the rules of SessionTickets
+            socket.on('session', (t: Buffer) => tickets.received(t));
             return socket;
           },
           settings,
@@ -248,15 +242,10 @@ export class H2Pool {
       });
       session.once('connect', () => {
         timer.cancel();
-        if (cluster !== undefined) {
+        if (cluster !== undefined && resumption) {
+          let verified: VerifiedPeer;
           try {
-            verified = this.checkTunnelPeer(
-              session.socket as TLSSocket,
-              cluster,
-              this.tickets.get(`${cluster}|${address}`),
-            );
-            if (ticket && ours && this.creds?.leaf() === ours)
-              this.tickets.set(`${cluster}|${address}`, { ticket, leaf: ours, ...verified });
+            verified = this.checkTunnelPeer(session.socket as TLSSocket, cluster, resumption);
           } catch (err) {
             session.destroy();
             reject(err);
@@ -374,14 +363,12 @@ export class H2Pool {
 
   /**
    * The remote gateway must prove a gateway identity of `cluster`; returns what was verified. A resumed TLS
-   * session shows the client no certificate: it is accepted because we keep tickets only from verified
-   * connections to the same upstream, and only until that certificate expires (or the bundle changes).
+   * session shows the client no certificate: it stands on the check its ticket came with (SessionTickets).
    */
-  private checkTunnelPeer(socket: TLSSocket, cluster: string, saved: VerifiedPeer | undefined): VerifiedPeer {
-    if (socket.isSessionReused() && saved && saved.notAfter > Date.now()) {
-      return { notAfter: saved.notAfter, chain: saved.chain, spiffeId: saved.spiffeId };
-    }
-    return verifyGatewayPeer(socket, this.creds!.bundle(), this.creds!.trustDomain, cluster);
+  private checkTunnelPeer(socket: TLSSocket, cluster: string, resumption: TicketedDial): VerifiedPeer {
+    return resumption.verify(socket, () =>
+      verifyGatewayPeer(socket, this.creds!.bundle(), this.creds!.trustDomain, cluster),
+    );
   }
 
   /** No new request is given `s`. */
@@ -407,7 +394,7 @@ export class H2Pool {
   rotate(): void {
     this.generation++;
     // a resumed session would present our old certificate again
-    this.tickets.clear();
+    this.tickets?.clear();
     for (const [key, e] of this.entries) {
       if (!key.startsWith('tls|')) continue;
       for (const s of e.sessions) {
@@ -425,7 +412,7 @@ export class H2Pool {
    * serving; whether their peer still verifies is the revalidation's decision, not the pool's.
    */
   trustChanged(): void {
-    this.tickets.clear();
+    this.tickets?.clear();
     this.context.clear();
   }
 

@@ -9,7 +9,8 @@ import {
 
 /**
  * What dialling another gateway needs on both of its pools (the HTTP/2 tunnel's, gateway/h2-pool.ts, and the
- * fast path's, gateway/h1/gateway-tls.ts): the proof asked of the remote gateway, and our TLS context.
+ * fast path's, gateway/h1/gateway-tls.ts): the proof asked of the remote gateway, and our TLS context. The TLS
+ * session tickets they keep follow gateway/session-tickets.ts.
  */
 
 /** a remote gateway's certificate as it was verified: until when (ms), its chain, its SPIFFE ID */

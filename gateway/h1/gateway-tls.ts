@@ -4,32 +4,24 @@ import type { IssuedLeaf } from '../../ca/index.ts';
 import { FAST_ALPN, TUNNEL_ALPN } from '../config.ts';
 import type { TunnelCredentials } from '../h2-pool.ts';
 import { ClientContext, type VerifiedPeer, verifyGatewayPeer } from '../peer-dial.ts';
-
-/** A ticket kept from a verified connection, with what was verified (a resumed handshake shows no chain). */
-interface Ticket extends VerifiedPeer {
-  ticket: Buffer;
-  /** our leaf on the connection it came from: a resumed session presents that leaf again */
-  leaf: IssuedLeaf;
-}
+import { SessionTickets } from '../session-tickets.ts';
 
 /**
  * The mTLS side of the fast path's dials to remote gateways: one TLS context per leaf and bundle version, the
- * last session ticket per gateway (offered only while our leaf is the one it came with), and the proof the
+ * last session ticket per gateway (kept and offered by the rules of SessionTickets), and the proof the
  * remote gateway must give (a gateway identity of its cluster, the tunnel's rule).
  */
 export class GatewayTls {
   readonly #creds: TunnelCredentials;
-  /**
-   * The last TLS session ticket per gateway, from a connection whose peer we verified, and how long that
-   * peer's certificate is valid: a resumed handshake shows the client no certificate to check.
-   */
-  readonly #tickets = new Map<string, Ticket>();
+  /** the last TLS session ticket per gateway */
+  readonly #tickets: SessionTickets;
   /** our leaf on each mTLS connection, as its peer saw it (chainHeaderOf) */
   readonly #leafOf = new WeakMap<Socket, IssuedLeaf>();
   readonly #context = new ClientContext();
 
   constructor(creds: TunnelCredentials) {
     this.#creds = creds;
+    this.#tickets = new SessionTickets(() => creds.leaf());
   }
 
   /**
@@ -43,14 +35,10 @@ export class GatewayTls {
     port: number,
     cluster: string,
   ): { socket: TLSSocket; leaf: IssuedLeaf; verifyPeer: () => VerifiedPeer } {
-    const ticketKey = `${cluster}|${address}`;
-    const saved = this.#tickets.get(ticketKey);
     const leaf = this.#creds.leaf();
-    // a ticket is offered only while our leaf is the one it came with
-    const offered = saved && saved.notAfter > Date.now() && saved.leaf === leaf ? saved : undefined;
-    let verified: VerifiedPeer | undefined;
+    const tickets = this.#tickets.dial(cluster, address, leaf);
     const t = tls.connect({
-      ...(offered ? { session: offered.ticket } : {}),
+      ...(tickets.ticket ? { session: tickets.ticket } : {}),
       host,
       port,
       secureContext: this.#context.get(leaf, this.#creds.bundle()),
@@ -61,20 +49,10 @@ export class GatewayTls {
     });
     this.#leafOf.set(t, leaf);
     t.setNoDelay(true);
-    // TLS 1.3 tickets arrive after the handshake; kept only once the peer is verified
-    t.on('session', (ticket: Buffer) => {
-      // not kept when our leaf rotated meanwhile (the session would present the old leaf, while our
-      // requests carry the new chain)
-      if (verified && this.#creds.leaf() === leaf)
-        this.#tickets.set(ticketKey, { ...verified, ticket, leaf });
-    });
-    const verifyPeer = (): VerifiedPeer => {
-      verified =
-        t.isSessionReused() && offered
-          ? offered
-          : verifyGatewayPeer(t, this.#creds.bundle(), this.#creds.trustDomain, cluster);
-      return verified;
-    };
+    // kept only once the peer is verified (verifyPeer), by the rules of SessionTickets
+    t.on('session', (ticket: Buffer) => tickets.received(ticket));
+    const verifyPeer = (): VerifiedPeer =>
+      tickets.verify(t, () => verifyGatewayPeer(t, this.#creds.bundle(), this.#creds.trustDomain, cluster));
     return { socket: t, leaf, verifyPeer };
   }
 

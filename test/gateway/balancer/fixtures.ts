@@ -10,7 +10,7 @@ import {
   type RemoteServiceInstance,
   type ServiceRef,
 } from '../../../core/index.ts';
-import { Balancers, balancerConfigSchema } from '../../../gateway/balancer/index.ts';
+import { type BalancerTarget, Balancers, balancerConfigSchema } from '../../../gateway/balancer/index.ts';
 
 export const PORTS = [{ name: 'http', port: 8080, protocol: 'http' as const }];
 
@@ -123,4 +123,52 @@ export function makeBalancers(
     random: seeded(42),
   });
   return { balancers, clock, registry };
+}
+
+/** Picks n times, releasing each at once with the latency/outcome `outcome` gives; returns counts. */
+export function drive(
+  b: Balancers,
+  n: number,
+  outcome: (id: string) => { ok: boolean; latencyMs: number } = () => ({ ok: true, latencyMs: 2 }),
+): { levels: number[]; byTarget: Map<string, number> } {
+  const levels = [0, 0, 0];
+  const byTarget = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const p = b.pick('shop', 'orders');
+    if (!p) throw new Error('no pick');
+    levels[p.level]!++;
+    byTarget.set(p.target.id, (byTarget.get(p.target.id) ?? 0) + 1);
+    const o = outcome(p.target.id);
+    p.release(o.ok ? o : { ...o, failure: '5xx' });
+  }
+  return { levels, byTarget };
+}
+
+export function failTimes(b: Balancers, targetId: string, times: number): void {
+  let done = 0;
+  for (let guard = 0; done < times && guard < 10_000; guard++) {
+    const p = b.pick('shop', 'orders');
+    if (!p) return;
+    if (p.target.id === targetId) {
+      p.release({ ok: false, latencyMs: 1, failure: 'connect' });
+      done++;
+    } else p.release({ ok: true, latencyMs: 1 });
+  }
+}
+
+/** balancers that probe the catalog's gateways every 10 ms with `probe` */
+export function probingBalancers(
+  catalog: FixedCatalog,
+  probe: (t: BalancerTarget) => Promise<boolean>,
+): Balancers {
+  return new Balancers({
+    cluster: 'home',
+    locality: SELF,
+    catalog,
+    local: new FixedSource(),
+    config: balancerConfigSchema.parse({ healthCheck: { interval: '10ms', timeout: '500ms' } }),
+    registry: new Registry(),
+    logger: createLogger({ level: 'silent' }),
+    probe,
+  });
 }
