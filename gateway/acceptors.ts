@@ -3,7 +3,7 @@ import type { Http2SecureServer, Http2Server } from 'node:http2';
 import type { Socket } from 'node:net';
 import type tls from 'node:tls';
 import type { Counter } from '../core/index.ts';
-import type { HelloResult } from './client-hello.ts';
+import { type HelloResult, parseClientHello } from './client-hello.ts';
 import { FAST_ALPN, type GatewayConfig } from './config.ts';
 import type { Drain } from './drain.ts';
 import type { H1Entry } from './h1/entry.ts';
@@ -80,10 +80,13 @@ export class Acceptors {
     sniffEgress(
       socket,
       { tls: s.egressTls !== undefined, timeoutMs: c.config.limits.headersTimeout },
-      (kind) => {
+      (kind, first) => {
         // the servers take the unshifted bytes over themselves; resuming here would lose them to nobody
         if (kind === 'tls') {
-          if (c.listeners.handshakes.egress.admit(socket)) s.egressTls!.emit('connection', socket);
+          // the first bytes read nearly always hold the whole ClientHello: a ticket of ours costs less
+          const hello = parseClientHello(first);
+          const ours = hello.ok && ticketIssuedBy(s.egressTls!, hello.ticket);
+          if (c.listeners.handshakes.egress.admit(socket, ours)) s.egressTls!.emit('connection', socket);
         } else if (kind === 'h2') s.egressH2.emit('connection', socket);
         else if (s.fastEgress) s.fastEgress.accept(socket);
         else {

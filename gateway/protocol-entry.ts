@@ -15,7 +15,7 @@ export type EgressProtocol = 'h1' | 'h2' | 'tls';
 export function sniffEgress(
   socket: Socket,
   options: { tls: boolean; timeoutMs: number },
-  done: (kind: EgressProtocol) => void,
+  done: (kind: EgressProtocol, first: Buffer) => void,
 ): void {
   const timer = setTimeout(() => socket.destroy(), options.timeoutMs);
   socket.once('close', () => clearTimeout(timer));
@@ -25,7 +25,7 @@ export function sniffEgress(
     socket.off('data', onData);
     socket.pause();
     socket.unshift(buf);
-    done(kind);
+    done(kind, buf);
   };
   const onData = (d: Buffer) => {
     // almost always one chunk decides: copy only when the sniff needs a second

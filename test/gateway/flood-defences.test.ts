@@ -404,6 +404,55 @@ describe('TLS handshake admission and resumption', () => {
     // the bucket and be refused (and dialled again); never most of them
     expect(await refusedCount(g, 'handshake-rate')).toBeLessThanOrEqual(10);
   });
+
+  test('twelve workloads resuming their egress mTLS sessions at once are all admitted with handshakesPerSecond 10 (a ticket of ours costs a twentieth when admitted)', async () => {
+    const g = await mesh().gateway('hs-egress', {
+      config: { egress: { clientAuth: 'required' }, limits: { handshakesPerSecond: 10 } },
+    });
+    closing(() => g.close());
+    const app = await issueLeaf(await mesh().intermediate('hs-egress'), {
+      kind: 'workload',
+      namespace: 'shop',
+      serviceAccount: 'app',
+    });
+    const { host, port } = splitAddr(g.egress);
+    const dial = (session?: Buffer) =>
+      new Promise<{ ticket: Buffer | undefined; resumed: boolean }>((resolve) => {
+        let ticket: Buffer | undefined;
+        const s = tls.connect({
+          host,
+          port,
+          ca: mesh().bundle.toPem(),
+          cert: app.chainPem,
+          key: app.keyPem,
+          checkServerIdentity: () => undefined,
+          ...(session ? { session } : {}),
+        });
+        s.on('session', (t: Buffer) => {
+          ticket = t;
+        });
+        s.on('error', () => undefined);
+        s.once('secureConnect', () => {
+          const resumed = s.isSessionReused();
+          // TLS 1.3 sends the ticket after the handshake: wait for it on the first dial
+          if (session || ticket) {
+            s.destroy();
+            resolve({ ticket, resumed });
+          } else
+            s.once('session', (t: Buffer) => {
+              s.destroy();
+              resolve({ ticket: t, resumed });
+            });
+        });
+        s.once('close', () => resolve({ ticket, resumed: false }));
+      });
+    const first = await dial();
+    expect(first.ticket).toBeDefined();
+    // one full handshake spent: nine tokens left, and twelve dials under way at once
+    const resumed = await Promise.all(Array.from({ length: 12 }, () => dial(first.ticket)));
+    expect(resumed.map((r) => r.resumed)).toEqual(Array(12).fill(true));
+    expect(await refusedCount(g, 'handshake-rate')).toBe(0);
+  });
 });
 
 describe('slowloris', () => {
