@@ -1,4 +1,5 @@
 import { X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
@@ -82,7 +83,30 @@ export interface Seen {
  * A backend that records every request it receives and answers by path: `/status/<n>`, `/head-length`
  * (content-length on HEAD), `/close` (a body delimited by the connection's close), else 200 echoing size.
  */
-export const FLOOD_CHUNKS = 512;
+/**
+ * The most payload one loopback connection's kernel buffers can hold: the send buffer and the receive buffer at
+ * the largest sizes autotuning may grow them to (tcp_wmem and tcp_rmem's third fields; Linux's defaults, 4 and
+ * 6 MiB, where they cannot be read). A gateway that reads fast makes its receive buffer grow, and a loaded host
+ * (long measured round trips) grows it further: a host with tcp_rmem up to 32 MiB held a whole 32 MiB flood.
+ */
+function kernelBytesPerConnection(): number {
+  const max = (name: string, fallback: number): number => {
+    try {
+      const n = Number(readFileSync(`/proc/sys/net/ipv4/${name}`, 'latin1').trim().split(/\s+/)[2]);
+      return Number.isSafeInteger(n) && n > 0 ? n : fallback;
+    } catch {
+      return fallback;
+    }
+  };
+  return max('tcp_wmem', 4 << 20) + max('tcp_rmem', 6 << 20);
+}
+
+/**
+ * How many 64 KiB chunks the flood writes: more than the three connections between the backend and a paused
+ * client (backend → beta, beta → alpha, alpha → client) can hold in kernel buffers, and 16 MiB more for what the
+ * streams in each process may queue; so only backpressure through both gateways can stop the backend short.
+ */
+export const FLOOD_CHUNKS = Math.ceil((3 * kernelBytesPerConnection() + (16 << 20)) / 65536);
 
 /** The flood's body: FLOOD_CHUNKS × 64 KiB to `out`, each write after 'drain' when the last one filled it. */
 function pumpFlood(
@@ -140,7 +164,7 @@ export async function recordingBackend(): Promise<{
         socket.write('HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n');
         pumpFlood(socket, flood);
       } else if (req.url === '/flood') {
-        // 32 MiB in 64 KiB writes that wait for 'drain': how far it gets shows the backpressure
+        // FLOOD_CHUNKS × 64 KiB writes that wait for 'drain': how far it gets shows the backpressure
         res.writeHead(200, { 'content-length': FLOOD_CHUNKS * 65536 });
         pumpFlood(res, flood);
       } else if (req.url === '/obs-text') {
