@@ -90,6 +90,11 @@ test('regression: when our leaf rotates, the pooled connections that present the
       w.hold(c.socket);
       w.pool.release(c);
     }
+    await waitFor(() => w.seen.length === 4, {
+      timeoutMs: 5_000,
+      what: 'the server to accept the four dials',
+    });
+    expect(w.seen.map((x) => x.serialNumber.toLowerCase())).toEqual(Array(4).fill(before.serial));
     const t0 = performance.now();
     rotate();
     // they keep serving meanwhile: the next request takes one of them instead of dialling
