@@ -1,4 +1,4 @@
-import http2, { type ClientHttp2Session } from 'node:http2';
+import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import net from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import type { IssuedLeaf, TrustBundle } from '../ca/index.ts';
@@ -13,6 +13,24 @@ import { SessionTickets, type TicketedDial } from './session-tickets.ts';
 /** Flow-control windows of a tunnel session: per stream, and for the whole connection. */
 export const STREAM_WINDOW_BYTES = 1 << 20;
 export const SESSION_WINDOW_BYTES = 8 << 20;
+
+/**
+ * Whether the remote refused `stream` before anything read it, so that it may be sent again whatever its
+ * method: REFUSED_STREAM, or ENHANCE_YOUR_CALM on a stream reset alone before any answer. node's HTTP/2 server
+ * refuses a stream it cannot take at its creation (its concurrent streams or session memory at the limit,
+ * which after a stalled loop still counts streams already cancelled) with a RST_STREAM of that code, before its
+ * application sees it. The same code on a GOAWAY (a peer's rapid-reset guard) ends the session, and the streams
+ * it had already processed are closed with that code too: a stream of a destroyed `session` is not counted here.
+ */
+export function refusedUnread(
+  stream: ClientHttp2Stream,
+  session: ClientHttp2Session,
+  answered: boolean,
+): boolean {
+  if (stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) return true;
+  // (node has let go of stream.session by the stream's error and close: the session is the caller's)
+  return stream.rstCode === http2.constants.NGHTTP2_ENHANCE_YOUR_CALM && !answered && !session.destroyed;
+}
 
 /**
  * HTTP/2's connection window starts at 64 KiB for all streams together: one 64 KiB response then

@@ -4,7 +4,7 @@ import net, { type Socket } from 'node:net';
 import type { Counter, LocalService, Logger } from '../core/index.ts';
 import { refuse } from './answers.ts';
 import type { BalancerConfig, Balancers, Failure, PickResult } from './balancer/index.ts';
-import type { H2Pool } from './h2-pool.ts';
+import { type H2Pool, refusedUnread } from './h2-pool.ts';
 import { chainHeaderOf, type Identities } from './identity.ts';
 import { type Handler, routeOf } from './pipeline.ts';
 import type { GoldenMetrics } from './golden-metrics.ts';
@@ -423,7 +423,7 @@ export class TcpRelay {
             pick.release({ ok: false, latencyMs: performance.now() - t0, failure: 'cancelled' });
             return;
           }
-          failed(stream.rstCode === h2constants.NGHTTP2_REFUSED_STREAM ? 'refused' : 'reset');
+          failed(refusedUnread(stream, session, answered) ? 'refused' : 'reset');
         });
         socket.once('close', () => stream.close());
       },

@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import http2, { type ClientHttp2Stream, constants as h2c, type IncomingHttpHeaders } from 'node:http2';
 import { MeshfedError } from '../../core/index.ts';
 import type { BalancerTarget } from '../balancer/index.ts';
-import type { H2Pool } from '../h2-pool.ts';
+import { type H2Pool, refusedUnread } from '../h2-pool.ts';
 import { responseHeadersForClient } from '../headers.ts';
 import { chainHeaderOf, type Identities } from '../identity.ts';
 import type { GatewayRequest } from '../pipeline.ts';
@@ -36,10 +36,6 @@ const SESSION_GONE = new Set([
   'ERR_HTTP2_GOAWAY_SESSION',
   'ERR_HTTP2_OUT_OF_STREAMS',
 ]);
-
-function refusedStream(stream: ClientHttp2Stream): boolean {
-  return stream.rstCode === h2c.NGHTTP2_REFUSED_STREAM;
-}
 
 /** A retry found the body of an earlier try unrecorded: a guard, the retry layer checks this first. */
 export function notReplayable(): MeshfedError {
@@ -100,7 +96,9 @@ export class H2Upstream implements UpstreamCodec {
     }
     a.onCancel(() => stream.close(h2c.NGHTTP2_CANCEL));
     stream.setTimeout(this.#options.idleTimeoutMs, () => stream.close(h2c.NGHTTP2_CANCEL));
+    let answered = false;
     stream.on('response', (h: IncomingHttpHeaders, flags: number) => {
+      answered = true;
       const status = Number(h[':status'] ?? 502);
       const out = responseHeadersForClient(h);
       let trailers: Record<string, string | string[]> | undefined;
@@ -129,15 +127,20 @@ export class H2Upstream implements UpstreamCodec {
       stream.pipe(res as NodeJS.WritableStream);
     });
     // before a response a lost stream is a reset; after one it cuts the client's response short,
-    // but a normal close after the end must not. A stream the peer refused (REFUSED_STREAM, or beyond
+    // but a normal close after the end must not. A stream the peer refused (refusedUnread, or beyond
     // the last stream of its GOAWAY) never reached its application: 'refused', safe to send elsewhere.
     stream.once('error', (err: Error & { code?: string }) =>
-      a.fail(err.code === 'ERR_HTTP2_GOAWAY_SESSION' || refusedStream(stream) ? 'refused' : 'reset', err),
+      a.fail(
+        err.code === 'ERR_HTTP2_GOAWAY_SESSION' || refusedUnread(stream, session, answered)
+          ? 'refused'
+          : 'reset',
+        err,
+      ),
     );
     stream.once('close', () => {
       if (a.open || stream.rstCode !== h2c.NGHTTP2_NO_ERROR)
         a.fail(
-          refusedStream(stream) ? 'refused' : 'reset',
+          refusedUnread(stream, session, answered) ? 'refused' : 'reset',
           new Error(`stream closed (code ${stream.rstCode})`),
         );
     });

@@ -13,6 +13,10 @@ let alpha: TestGateway;
 let beta: TestGateway;
 let refuser: http2.Http2SecureServer;
 let refusedStreams = 0;
+/** how the stand-in refuses: RST_STREAM with this code, or (`goaway`) a GOAWAY ENHANCE_YOUR_CALM after reading it */
+let refuseWith: number | 'goaway' = h2c.NGHTTP2_REFUSED_STREAM;
+/** requests the beta backend answered */
+let echoed = 0;
 const closers: (() => void)[] = [];
 
 beforeAll(async () => {
@@ -30,11 +34,20 @@ beforeAll(async () => {
   refuser.on('stream', (stream) => {
     refusedStreams++;
     stream.on('error', () => undefined);
-    stream.close(h2c.NGHTTP2_REFUSED_STREAM);
+    if (refuseWith !== 'goaway') {
+      stream.close(refuseWith);
+      return;
+    }
+    // the stream was read (a peer's rapid-reset guard ends the session this way): it must not be sent again
+    stream.session?.goaway(h2c.NGHTTP2_ENHANCE_YOUR_CALM, stream.id);
+    stream.session?.destroy();
   });
   await new Promise<void>((r) => refuser.listen(0, '127.0.0.1', r));
   closers.push(() => refuser.close());
   const echo = await echoServer('beta-echo');
+  echo.server.on('request', () => {
+    echoed++;
+  });
   closers.push(() => echo.server.close());
   beta = await mesh.gateway('beta');
   const svc = httpService('shop', 'orders', [echo.address]);
@@ -50,19 +63,53 @@ afterAll(async () => {
   for (const c of closers) c();
 });
 
-test('a POST whose stream the remote gateway refused reaches the other cluster with its whole body', async () => {
-  const body = Buffer.alloc(5_000, 9);
-  // the balancer's first pick is random: send until one met the refusing gateway first (bounded)
+test.each([
+  ['REFUSED_STREAM', h2c.NGHTTP2_REFUSED_STREAM],
+  // node's HTTP/2 server refuses a stream it cannot take at its creation (its concurrent streams at the
+  // limit, which after a stalled loop still counts streams already cancelled) this way
+  ['ENHANCE_YOUR_CALM on the stream alone, before any answer', h2c.NGHTTP2_ENHANCE_YOUR_CALM],
+])(
+  'a POST whose stream the remote gateway refused (%s) reaches the other cluster with its whole body',
+  async (_, code) => {
+    refuseWith = code;
+    refusedStreams = 0;
+    const body = Buffer.alloc(5_000, 9);
+    // the balancer's first pick is random: send until one met the refusing gateway first (bounded)
+    for (let i = 0; i < 20 && refusedStreams === 0; i++) {
+      const r = await request(alpha.egress, {
+        host: 'orders.shop.svc.clusterset.local',
+        method: 'POST',
+        body,
+      });
+      expect(r.status).toBe(200);
+      expect(JSON.parse(r.body)).toMatchObject({ label: 'beta-echo', method: 'POST', size: 5_000 });
+    }
+    expect(refusedStreams).toBeGreaterThan(0);
+    const m = await alpha.registry.getSingleMetric('meshfed_upstream_retries_total')?.get();
+    expect(
+      m?.values.find((v) => v.labels.destination_cluster === 'spy' && v.labels.failure === 'refused')?.value,
+    ).toBeGreaterThan(0);
+  },
+);
+
+test('a POST on a session the remote gateway ended with GOAWAY ENHANCE_YOUR_CALM after reading it is not sent again', async () => {
+  refuseWith = 'goaway';
+  refusedStreams = 0;
+  // the balancer's first pick is random: send until one met the stand-in first (bounded)
   for (let i = 0; i < 20 && refusedStreams === 0; i++) {
+    const before = echoed;
     const r = await request(alpha.egress, {
       host: 'orders.shop.svc.clusterset.local',
       method: 'POST',
-      body,
+      body: Buffer.alloc(100, 1),
     });
-    expect(r.status).toBe(200);
-    expect(JSON.parse(r.body)).toMatchObject({ label: 'beta-echo', method: 'POST', size: 5_000 });
+    if (refusedStreams === 0) {
+      expect(r.status).toBe(200);
+      continue;
+    }
+    // read, then cut: a reset that a POST never retries
+    expect(r.status).toBeGreaterThanOrEqual(500);
+    expect(echoed).toBe(before);
   }
   expect(refusedStreams).toBeGreaterThan(0);
-  const m = await alpha.registry.getSingleMetric('meshfed_upstream_retries_total')?.get();
-  expect(m?.values.find((v) => v.labels.destination_cluster === 'spy')?.labels.failure).toBe('refused');
 });
