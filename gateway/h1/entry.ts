@@ -1,15 +1,12 @@
-import type { IncomingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
-import type { TLSSocket } from 'node:tls';
 import { type Counter, type Logger, monotonicNow } from '../../core/index.ts';
-import { type Answer, type RefusalReason, refusalStatus, writeAnswer } from '../answers.ts';
-import type { Span } from '@opentelemetry/api';
-import type { VerifiedIdentity } from '../../ca/index.ts';
+import { type RefusalReason, refusalStatus, writeAnswer } from '../answers.ts';
 import { CLOSING_NOTICE } from '../drain.ts';
 import { gracefulClosers } from '../peer-revalidation.ts';
-import type { GatewayRequest, Handler, NodeIo, PolicyNote, RouteTarget } from '../pipeline.ts';
+import type { Handler } from '../pipeline.ts';
 import { type BodyFramer, bodyFramer } from './body.ts';
 import { type BodySink, type ClientConnection, Exchange, MAX_DISCARD_BYTES } from './exchange.ts';
+import { FastRequest } from './fast-request.ts';
 import { HEAD_ERROR_REFUSAL, HeadParseError, headEnd, parseRequestHead, type RequestHead } from './head.ts';
 
 export interface H1EntryOptions {
@@ -101,75 +98,6 @@ export class H1Entry {
       clearInterval(this.#sweeper);
       this.#sweeper = undefined;
     }
-  }
-}
-
-/**
- * The GatewayRequest of a request of the HTTP/1.1 codec: a class, so a request is one object with its
- * methods on the prototype (a literal with three closures and a getter was four allocations more).
- */
-class FastRequest implements GatewayRequest {
-  readonly listener: 'egress' | 'eastWest';
-  readonly method: string;
-  readonly target: string;
-  readonly authority: string;
-  readonly headers: IncomingHttpHeaders;
-  readonly socket: TLSSocket;
-  readonly connection: Socket;
-  readonly hasBody: boolean;
-  readonly fast: Exchange;
-  sourceCluster: string;
-  peer: VerifiedIdentity | undefined = undefined;
-  caller: string | undefined = undefined;
-  route: RouteTarget | undefined = undefined;
-  addressed: RouteTarget | undefined = undefined;
-  policy: PolicyNote | undefined = undefined;
-  span: Span | undefined = undefined;
-  injectTrace: ((headers: Record<string, unknown>) => void) | undefined = undefined;
-  destination = '';
-  status = 0;
-  grpcStatus = '';
-  bytesIn = 0;
-  bytesOut = 0;
-
-  constructor(
-    listener: 'egress' | 'eastWest',
-    head: RequestHead,
-    socket: Socket,
-    ex: Exchange,
-    cluster: string,
-  ) {
-    this.listener = listener;
-    this.method = head.method;
-    this.target = head.target;
-    this.authority = typeof head.headers.host === 'string' ? head.headers.host : '';
-    this.headers = head.headers as IncomingHttpHeaders;
-    this.socket = socket as TLSSocket;
-    this.connection = socket;
-    this.hasBody = head.framing.kind !== 'none';
-    this.fast = ex;
-    this.sourceCluster = cluster;
-  }
-
-  answer(a: Answer): void {
-    writeAnswer(this, this.fast, a);
-  }
-
-  closeConnection(): void {
-    this.fast.closeAfter = true;
-  }
-
-  whenDone(fn: () => void): void {
-    if (this.responseOver()) fn();
-    else this.fast.once('close', fn);
-  }
-
-  responseOver(): boolean {
-    return this.fast.finished || this.fast.gone;
-  }
-
-  get io(): NodeIo {
-    return this.fast.nodeIo();
   }
 }
 
