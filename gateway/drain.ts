@@ -103,10 +103,13 @@ export class Drain {
 
 /**
  * GOAWAY with the last stream the session processed (node's default for 0), so streams the peer opened
- * after it are refused and provably unprocessed; the session closes once its open streams end.
+ * after it are refused and provably unprocessed; the session closes once its open streams end. With
+ * `drainNotice` false the peer only moves to a new session (LeafCycle), without taking this gateway for a
+ * leaving one.
  */
-function goAway(session: Http2Session): void {
+export function goAway(session: Http2Session, drainNotice = true): void {
   if (session.closed || session.destroyed) return;
-  session.goaway(h2c.NGHTTP2_NO_ERROR, 0, DRAIN_GOAWAY_DATA);
+  if (drainNotice) session.goaway(h2c.NGHTTP2_NO_ERROR, 0, DRAIN_GOAWAY_DATA);
+  else session.goaway(h2c.NGHTTP2_NO_ERROR, 0);
   session.close();
 }

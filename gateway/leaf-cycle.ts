@@ -1,4 +1,5 @@
-import { constants as h2c, type Http2Session } from 'node:http2';
+import type { Http2Session } from 'node:http2';
+import { goAway } from './drain.ts';
 import type { H1Entry } from './h1/entry.ts';
 
 /**
@@ -33,14 +34,8 @@ export class LeafCycle {
 
   /** our leaf rotated: every east-west connection open now is cycled within the spread */
   rotated(): void {
-    for (const s of this.#sessions) setTimeout(() => goAway(s), Math.random() * this.#spreadMs).unref();
+    for (const s of this.#sessions)
+      setTimeout(() => goAway(s, false), Math.random() * this.#spreadMs).unref();
     this.#fast?.cycle(this.#spreadMs);
   }
-}
-
-/** GOAWAY with the last stream the session processed (node's default for 0), and no drain notice */
-function goAway(session: Http2Session): void {
-  if (session.closed || session.destroyed) return;
-  session.goaway(h2c.NGHTTP2_NO_ERROR, 0);
-  session.close();
 }
