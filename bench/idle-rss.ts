@@ -6,6 +6,8 @@
 // gateway is sampled again: what an operator's first admin call adds.
 //   npm run bench:idle-rss                       (samples for 10 s)
 //   npm run bench:idle-rss -- --seconds 30
+//   npm run bench:idle-rss -- --after 150         (starts sampling 150 s after the demo is ready, once V8's
+//                                                 memory reducer has run in an idle process: the steady figure)
 // Writes bench/results/idle-rss.json. Whatever way it ends (done, failed, Ctrl-C), it leaves no process behind:
 // the demo runs in its own process group, which is stopped as a whole.
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -18,10 +20,15 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { median, round } from './figures.ts';
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' } } });
+const { values } = parseArgs({
+  options: { seconds: { type: 'string', default: '10' }, after: { type: 'string', default: '3' } },
+});
 const seconds = Number(values.seconds);
 if (!Number.isInteger(seconds) || seconds < 1)
   throw new Error(`--seconds must be a positive integer, got ${values.seconds}`);
+const after = Number(values.after);
+if (!Number.isInteger(after) || after < 0 || after > 600)
+  throw new Error(`--after must be a whole number of seconds from 0 to 600, got ${values.after}`);
 
 interface Memory {
   rss_mb: number;
@@ -153,7 +160,7 @@ try {
   demo = spawnDemo(join(work, 'demo'));
   const started = { gateways: await demoReady(demo) };
   // the demo's own start-up traffic ends once it is ready; let the gateways settle before sampling
-  await new Promise((r) => setTimeout(r, 3000));
+  await new Promise((r) => setTimeout(r, after * 1000));
   if (haproxy && haproxy.exitCode !== null)
     throw new Error('haproxy exited at start (run haproxy -c on the config)');
   const pids = [...started.gateways.map((g) => g.pid), ...(haproxy?.pid ? [haproxy.pid] : [])];
@@ -191,7 +198,8 @@ try {
     `${JSON.stringify(
       {
         date: new Date().toISOString(),
-        command: `npm run bench:idle-rss -- --seconds ${seconds}`,
+        command: `npm run bench:idle-rss -- --seconds ${seconds} --after ${after}`,
+        sampled_after_ready_s: after,
         node: process.version,
         gateway_rss_mb: round(ours),
         gateways: gateways.map((g) => ({
