@@ -5,14 +5,19 @@
 # Per run: req/s, the gateway's share of its CPU and CPU per request, its read/write syscalls, minor page
 # faults and context switches per request, and nginx's context switches per request. A run whose CPU per
 # request is steady while its req/s moves says the gateway waited (scheduling, batching), not that it worked more.
-#   flock /tmp/meshfed-peers.lock bash bench/passthrough-spread.sh [-r RUNS] [-d SECONDS] [-b small|64k]
+# Each run also prints the host's steal time (CPU the hypervisor gave to other guests, from /proc/stat) over
+# the run. With -H, HAProxy (the harness's passthrough adapter, also pinned to CPU 1) gets a run after each of
+# meshfed's, so both see the same host.
+#   flock /tmp/meshfed-peers.lock bash bench/passthrough-spread.sh [-r RUNS] [-d SECONDS] [-b small|64k] [-H]
 # Each run is bounded (wrk -d plus timeout); the servers run in sessions of their own, stopped by process group.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=6 DURATION=5 BODY=small
-while getopts r:d:b: opt; do
-  case $opt in r) RUNS=$OPTARG ;; d) DURATION=$OPTARG ;; b) BODY=$OPTARG ;; *) sed -n 2,9p "$0" >&2; exit 2 ;; esac
+RUNS=6 DURATION=5 BODY=small HAPROXY=0
+while getopts r:d:b:H opt; do
+  case $opt in r) RUNS=$OPTARG ;; d) DURATION=$OPTARG ;; b) BODY=$OPTARG ;; H) HAPROXY=1 ;;
+    *) sed -n 2,12p "$0" >&2; exit 2 ;; esac
 done
+HAPROXY_ADDR=127.0.0.123:25443
 HARNESS=/work/shared/bench/peers
 STATE=${BENCH_STATE:-$PWD/.bench-peers}
 export BENCH_SERVICE_HOST=echo.bench.svc.clusterset.local BENCH_TRUST_DOMAIN=mesh.example
@@ -22,7 +27,7 @@ export BENCH_CERTS_DIR=$STATE/certs BENCH_CA=$STATE/certs/root-ca.crt
 export BENCH_GW_A_CERT=$STATE/certs/gw-a.crt BENCH_GW_A_KEY=$STATE/certs/gw-a.key
 export BENCH_GW_B_CERT=$STATE/certs/gw-b.crt BENCH_GW_B_KEY=$STATE/certs/gw-b.key
 export BENCH_TOPOLOGY=passthrough BENCH_REUSE=reuse
-for a in $BENCH_BACKEND_HTTP $BENCH_BACKEND_TLS $BENCH_GW_B_ADDR; do
+for a in $BENCH_BACKEND_HTTP $BENCH_BACKEND_TLS $BENCH_GW_B_ADDR $HAPROXY_ADDR; do
   if ss -Htln | awk '{print $4}' | grep -qxF "$a"; then echo "address in use: $a" >&2; exit 1; fi
 done
 bash "$HARNESS/lib/certs.sh" "$BENCH_CERTS_DIR" "$BENCH_SERVICE_HOST" >/dev/null
@@ -35,7 +40,7 @@ SIDS=()
 cleanup() { local s; for s in "${SIDS[@]}"; do kill -TERM -- "-$s" 2>/dev/null || true; wait "$s" 2>/dev/null || true; done; }
 trap cleanup EXIT
 wait_tcp() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-load() { WRK_CONNECT=$BENCH_GW_B_ADDR taskset -c 0 timeout -k 2 $(($1 + 15)) wrk -t1 -c16 -d"$1"s \
+load() { WRK_CONNECT=${2:-$BENCH_GW_B_ADDR} taskset -c 0 timeout -k 2 $(($1 + 15)) wrk -t1 -c16 -d"$1"s \
   -s "$HARNESS/lib/wrk.lua" -H "Host: $BENCH_SERVICE_HOST" "$url"; }
 
 BENCH_WORKDIR=$OUT/backend setsid timeout -k 5 $((RUNS * (DURATION + 5) + 120)) taskset -c 0 bash "$HARNESS/lib/backend.sh" >/dev/null 2>&1 &
@@ -46,6 +51,16 @@ BENCH_WORKDIR=$OUT setsid timeout -k 5 $((RUNS * (DURATION + 5) + 120)) taskset 
 gw=$!; SIDS+=("$gw")
 wait_tcp "$BENCH_GW_B_ADDR" || { cat "$OUT/gateway.log" >&2; exit 1; }
 node=$(pgrep -s "$gw" -f peers-gateway.ts | tail -n1)
+if [ "$HAPROXY" = 1 ]; then
+  mkdir -p "$OUT/haproxy" && chmod a+rx "$OUT/haproxy"
+  BENCH_WORKDIR=$OUT/haproxy BENCH_GW_B_ADDR=$HAPROXY_ADDR setsid timeout -k 5 $((RUNS * 2 * (DURATION + 5) + 120)) \
+    taskset -c 1 bash "$HARNESS/peers/haproxy.sh" >"$OUT/haproxy.log" 2>&1 &
+  hap=$!; SIDS+=("$hap")
+  wait_tcp "$HAPROXY_ADDR" || { cat "$OUT/haproxy.log" >&2; exit 1; }
+  hapid=$(pgrep -s "$hap" -x haproxy | tail -n1)
+fi
+# the host's steal and total CPU ticks (all CPUs), /proc/stat's first line
+steal() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; printf "%s %s", $9, t}' /proc/stat; }
 nginx=$(pgrep -s "${SIDS[0]}" -f "nginx: worker" | head -n1)
 switches() { awk '/^voluntary_ctxt/ {v = $2} /^nonvoluntary_ctxt/ {n = $2} END {printf "%s %s ", v, n}' "/proc/$1/status"; }
 # gateway CPU ticks and minor faults, its read and write syscalls, its and nginx's context switches
@@ -56,14 +71,25 @@ snap() {
 }
 load 2 >/dev/null # warm-up (JIT, connections)
 hz=$(getconf CLK_TCK)
+[ "$HAPROXY" = 1 ] && load 2 "$HAPROXY_ADDR" >/dev/null
 for run in $(seq "$RUNS"); do
-  s0=$(snap)
+  s0=$(snap) t0=$(steal)
   load "$DURATION" >"$OUT/wrk$run.txt"
-  s1=$(snap)
+  s1=$(snap) t1=$(steal)
   reqs=$(awk '/requests in/ {print $1}' "$OUT/wrk$run.txt")
-  echo "$s0 $s1" | awk -v run="$run" -v r="$reqs" -v d="$DURATION" -v hz="$hz" -v l="$(cut -d' ' -f1-3 /proc/loadavg)" '{
+  echo "$s0 $s1 $t0 $t1" | awk -v run="$run" -v r="$reqs" -v d="$DURATION" -v hz="$hz" -v l="$(cut -d' ' -f1-3 /proc/loadavg)" '{
     cpu = ($9 - $1) / hz
-    printf "run %d: %.0f req/s, gateway CPU %.0f%%, %.1f µs per request; per request: %.2f reads, %.2f writes, %.3f minor faults, gateway switches %.3f voluntary %.3f forced, nginx %.3f / %.3f; load %s\n",
+    printf "run %d: %.0f req/s, gateway CPU %.0f%%, %.1f µs per request; per request: %.2f reads, %.2f writes, %.3f minor faults, gateway switches %.3f voluntary %.3f forced, nginx %.3f / %.3f; host steal %.1f%%; load %s\n",
       run, r / d, cpu / d * 100, cpu / r * 1e6, ($11 - $3) / r, ($12 - $4) / r, ($10 - $2) / r,
-      ($13 - $5) / r, ($14 - $6) / r, ($15 - $7) / r, ($16 - $8) / r, l }'
+      ($13 - $5) / r, ($14 - $6) / r, ($15 - $7) / r, ($16 - $8) / r, ($19 - $17) / ($20 - $18) * 100, l }'
+  if [ "$HAPROXY" = 1 ]; then
+    c0=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$hapid/stat") t0=$(steal)
+    load "$DURATION" "$HAPROXY_ADDR" >"$OUT/haproxy-wrk$run.txt"
+    c1=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$hapid/stat") t1=$(steal)
+    reqs=$(awk '/requests in/ {print $1}' "$OUT/haproxy-wrk$run.txt")
+    echo "$c0 $c1 $t0 $t1" | awk -v run="$run" -v r="$reqs" -v d="$DURATION" -v hz="$hz" '{
+      cpu = ($2 - $1) / hz
+      printf "run %d haproxy: %.0f req/s, gateway CPU %.0f%%, %.1f µs per request; host steal %.1f%%\n",
+        run, r / d, cpu / d * 100, cpu / r * 1e6, ($5 - $3) / ($6 - $4) * 100 }'
+  fi
 done
