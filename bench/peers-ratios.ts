@@ -2,11 +2,18 @@
 // (and nginx's) measured in the same run. Reads the harness's results.json, prints the table, and writes
 // bench/results/peers.json (or the file given with --out).
 //   node bench/peers-ratios.ts .bench-peers/results/latest/results.json [--out bench/results/peers.json]
-// `npm run bench:peers` runs it after the harness.
+//        [--steal .bench-peers/steal.tsv]
+// `npm run bench:peers` runs it after the harness. With --steal (bench/peers.sh samples the host's steal time
+// while the harness runs) every run's req/s is listed with the steal over it, and each figure gets a second
+// ratio: the medians of the runs with under STEAL_QUIET_PCT % steal, where both sides have such runs.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { round } from './figures.ts';
+import { median, round } from './figures.ts';
+import { type RunSteal, runSteal } from './steal.ts';
+
+/** a run with less steal than this (percent of all CPU time) counts as one the hypervisor left alone */
+const STEAL_QUIET_PCT = 2;
 
 interface Row {
   topology: string;
@@ -24,7 +31,11 @@ interface Row {
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { out: { type: 'string', default: 'bench/results/peers.json' }, candidate: { type: 'string' } },
+  options: {
+    out: { type: 'string', default: 'bench/results/peers.json' },
+    candidate: { type: 'string' },
+    steal: { type: 'string' },
+  },
 });
 const file = positionals[0];
 if (!file) throw new Error('usage: node bench/peers-ratios.ts <harness results.json> [--out FILE]');
@@ -48,11 +59,26 @@ const find = (candidate: string, topology: string, body: string) =>
 const ratio = (a: number | undefined, b: number | undefined) =>
   a !== undefined && b !== undefined && b > 0 ? round(a / b) : null;
 
+const runs: RunSteal[] = values.steal ? runSteal(join(dirname(file), 'logs'), values.steal) : [];
+const conns = (run.meta.conns as number[] | undefined)?.[0] ?? 16;
+/** the median req/s of a candidate's runs of a case that lost less than STEAL_QUIET_PCT to steal */
+const quietRps = (candidate: string, topology: string, body: string): number | undefined => {
+  const xs = runs
+    .filter((r) => r.case === `${topology}.${candidate}.${body}.c${conns}` && r.steal_pct !== null)
+    .filter((r) => r.steal_pct! < STEAL_QUIET_PCT)
+    .map((r) => r.rps);
+  return xs.length > 0 ? median(xs) : undefined;
+};
+
 const rows = GOALS.map((g) => {
   const m = find(ours, g.topology, g.body);
   const h = find('haproxy', g.topology, g.body);
   const n = find('nginx', g.topology, g.body);
   const vsHaproxy = ratio(m?.[g.metric], h?.[g.metric]);
+  const quiet =
+    g.metric === 'rps' && runs.length > 0
+      ? ratio(quietRps(ours, g.topology, g.body), quietRps('haproxy', g.topology, g.body))
+      : null;
   return {
     figure: `${g.topology}, ${g.body}: ${g.metric === 'rps' ? 'req/s' : 'requests per gateway CPU-second'}`,
     meshfed: m?.[g.metric] ?? null,
@@ -64,6 +90,7 @@ const rows = GOALS.map((g) => {
     met: vsHaproxy === null ? null : vsHaproxy >= g.goal,
     // a peer's median taken over runs the harness marked noisy is less trustworthy than a quiet one
     noisy: [m, h].some((r) => r?.noisy === true),
+    ...(runs.length > 0 ? { vs_haproxy_low_steal: quiet } : {}),
   };
 });
 
@@ -73,8 +100,22 @@ console.log(
 );
 for (const r of rows)
   console.log(
-    `${pad(r.figure, 58)}${pad(r.meshfed, 10)}${pad(r.haproxy, 10)}${pad(r.nginx, 10)}${pad(r.vs_haproxy, 10)}${pad(`≥${r.goal}`, 6)}${r.met ? ' met' : r.met === false ? ' not met' : ''}${r.noisy ? ' (noisy runs)' : ''}`,
+    `${pad(r.figure, 58)}${pad(r.meshfed, 10)}${pad(r.haproxy, 10)}${pad(r.nginx, 10)}${pad(r.vs_haproxy, 10)}${pad(`≥${r.goal}`, 6)}${r.met ? ' met' : r.met === false ? ' not met' : ''}${r.noisy ? ' (noisy runs)' : ''}${r.vs_haproxy_low_steal != null ? `; runs under ${STEAL_QUIET_PCT}% steal: ${r.vs_haproxy_low_steal}` : ''}`,
   );
+if (runs.length > 0) {
+  console.log('\nreq/s of every run (host steal over the run):');
+  const cases = [...new Set(runs.map((r) => r.case))];
+  for (const c of cases)
+    console.log(
+      `  ${pad(c, 44)}${runs
+        .filter((r) => r.case === c)
+        .map((r) => `${r.rps} (${r.steal_pct ?? '?'}%)`)
+        .join('  ')}`,
+    );
+}
 mkdirSync(dirname(values.out), { recursive: true });
-writeFileSync(values.out, `${JSON.stringify({ source: file, meta: run.meta, figures: rows }, null, 2)}\n`);
+writeFileSync(
+  values.out,
+  `${JSON.stringify({ source: file, meta: run.meta, figures: rows, ...(runs.length > 0 ? { runs } : {}) }, null, 2)}\n`,
+);
 console.log(`written: ${values.out}`);

@@ -9,7 +9,16 @@ export CANDIDATE_CMD="bash bench/peers-candidate.sh" CANDIDATE_NAME=meshfed BENC
 out="$BENCH_STATE/results/latest"
 args=("$@")
 for ((i = 0; i < ${#args[@]}; i++)); do [ "${args[$i]}" = "-o" ] && out="${args[$((i + 1))]:-$out}"; done
+# the host's steal time while the harness runs (bench/steal.ts joins it with each run), twice a second
+steal_log="$BENCH_STATE/steal.tsv"
+mkdir -p "$BENCH_STATE" && : >"$steal_log"
+(while :; do awk -v t="$(date +%s.%N)" '/^cpu / {s = 0; for (i = 2; i <= NF; i++) s += $i; print t, $9, s}' /proc/stat
+  sleep 0.5; done) >>"$steal_log" &
+sampler=$!
+trap 'kill "$sampler" 2>/dev/null || true' EXIT
 bash /work/shared/bench/peers/run.sh "$@"
+kill "$sampler" 2>/dev/null || true
 if [ -f "$out/results.json" ]; then
-  node_modules/.bin/node bench/peers-ratios.ts "$out/results.json" --out "bench/results/peers${BENCH_WORKERS:+-workers$BENCH_WORKERS}.json"
+  node_modules/.bin/node bench/peers-ratios.ts "$out/results.json" --steal "$steal_log" \
+    --out "bench/results/peers${BENCH_WORKERS:+-workers$BENCH_WORKERS}.json"
 fi
