@@ -5,10 +5,14 @@
 # twice: as the harness runs it (both gateways in one event loop: `meshfed`) and as it is deployed and as
 # the peer gateways run here (each gateway its own process: `meshfed-split`, BENCH_ROLE of bench/peers-gateway.ts).
 #   bash bench/latency-fixed-rate.sh            (D=10)
+#   R=3 bash bench/latency-fixed-rate.sh        (three rounds of every path in turn: medians, and the ratio per round)
+# Each path's line also says how much CPU time the hypervisor took from this host over it (steal_pct): a round
+# with steal is a round of a busier host, for every path it touched; and the gateways' CPU time per request
+# (every process of their sessions, user + system) while h2load ran, warm-up included.
 # Writes bench/results/latency-fixed-rate.json: p50/p99 per path and the latency each pair adds over direct.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-D=${D:-10}
+D=${D:-10} R=${R:-1}
 OUT=$(mktemp -d)
 command -v h2load >/dev/null || { echo "h2load is missing (apt-get install nghttp2-client)" >&2; exit 1; }
 source bench/peers-env.sh 127.0.0.10 127.0.0.21 127.0.0.22
@@ -17,7 +21,7 @@ HERE=$HARNESS
 SIDS=()
 start() { # start NAME COMMAND: its own session, bounded lifetime; STARTED=its pid (= session id)
   mkdir -p "$OUT/$1"
-  BENCH_WORKDIR=$OUT/$1 setsid timeout -k 5 600 bash -c "$2" >"$OUT/$1/stdout.log" 2>"$OUT/$1/stderr.log" </dev/null &
+  BENCH_WORKDIR=$OUT/$1 setsid timeout -k 5 $((600 * R)) bash -c "$2" >"$OUT/$1/stdout.log" 2>"$OUT/$1/stderr.log" </dev/null &
   STARTED=$!
   SIDS+=("$STARTED")
 }
@@ -28,21 +32,42 @@ ready() { # ready ADDR: accepts TCP within 30 s
   for _ in $(seq 300); do (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0; sleep 0.1; done
   return 1
 }
+steal() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; printf "%s %s", $9, t}' /proc/stat; }
+# CPU ticks (user + system) of every process in the sessions of ${gws[@]} (the gateways being measured)
+gw_ticks() {
+  local sid pid t=0
+  for sid in "${gws[@]}"; do
+    for pid in $(ps -o pid= -s "$sid"); do
+      t=$((t + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    done
+  done
+  echo "$t"
+}
 measure() { # measure NAME URL -> one JSON line of latency percentiles (ms)
+  local s0 s1 c0 c1
+  s0=$(steal) c0=$(gw_ticks)
+  rm -f "$OUT/$1.log" # h2load appends to its log file
   h2load --h1 -c 10 --rps 100 -D "$D" --warm-up-time 2 -H ":authority: $BENCH_SERVICE_HOST" \
     --log-file "$OUT/$1.log" "$2" >"$OUT/$1.h2load.txt"
+  s1=$(steal) c1=$(gw_ticks)
   awk -F'\t' '$2 == 200 { print $3 / 1000 }' "$OUT/$1.log" | sort -n >"$OUT/$1.ms"
   local n e
   n=$(wc -l <"$OUT/$1.ms")
   e=$(awk -F'\t' '$2 != 200' "$OUT/$1.log" | wc -l)
-  jq -n --arg path "$1" --argjson n "$n" --argjson e "$e" \
+  jq -n --arg path "$1" --argjson n "$n" --argjson e "$e" --argjson round "$round" \
     --argjson p50 "$(sed -n "$((n / 2 + 1))p" "$OUT/$1.ms")" --argjson p99 "$(sed -n "$((n * 99 / 100 + 1))p" "$OUT/$1.ms")" \
-    '{path: $path, requests: $n, errors: $e, p50_ms: $p50, p99_ms: $p99}' | jq -c .
+    --argjson steal "$(echo "$s0 $s1" | awk '{printf "%.1f", ($4 > $2 ? ($3 - $1) / ($4 - $2) * 100 : 0)}')" \
+    --argjson cpu "$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN {printf "%.1f", (n > 0 ? (b - a) / hz / n * 1e6 : 0)}')" \
+    '{path: $path, round: $round, requests: $n, errors: $e, p50_ms: $p50, p99_ms: $p99, steal_pct: $steal,
+      gateway_cpu_us_per_request: $cpu}' | jq -c .
 }
 
 start backend "bash $HERE/lib/backend.sh"
 ready "$BENCH_BACKEND_HTTP"
-rows=("$(measure direct "http://$BENCH_BACKEND_HTTP/")")
+rows=()
+for round in $(seq "$R"); do
+gws=()
+rows+=("$(measure direct "http://$BENCH_BACKEND_HTTP/")")
 for cand in haproxy meshfed meshfed-split; do
   gws=()
   case $cand in
@@ -57,13 +82,27 @@ for cand in haproxy meshfed meshfed-split; do
   rows+=("$(measure "$cand" "http://$BENCH_GW_A_ADDR/")")
   for g in "${gws[@]}"; do stop "$g"; done
 done
+done
 mkdir -p bench/results
-printf '%s\n' "${rows[@]}" | jq -s --arg date "$(date -u +%FT%TZ)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" '
-  (map(select(.path == "direct"))[0]) as $d
-  | { date: $date, command: "bash bench/latency-fixed-rate.sh", rate: "1000 req/s (h2load --h1 -c 10 --rps 100)",
-      loadavg_at_end: $load, paths: .,
-      added_ms: (map(select(.path != "direct")) | map({ (.path): { p50: ((.p50_ms - $d.p50_ms) * 1000 | round / 1000),
-        p99: ((.p99_ms - $d.p99_ms) * 1000 | round / 1000) } }) | add) }
+# per path: the median over rounds of p50, p99 and steal; added = a path's median minus direct's; and the
+# ratio of added p99s to HAProxy's in each round (the rounds' host states differ, a ratio within one does not)
+printf '%s\n' "${rows[@]}" | jq -s --arg date "$(date -u +%FT%TZ)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+  --arg cmd "$([ "$R" = 1 ] && echo "bash bench/latency-fixed-rate.sh" || echo "R=$R bash bench/latency-fixed-rate.sh")" '
+  def med: sort | .[(length / 2 | floor)];
+  def r3: . * 1000 | round / 1000;
+  . as $runs
+  | (group_by(.path) | map({ key: .[0].path, value: { p50_ms: (map(.p50_ms) | med), p99_ms: (map(.p99_ms) | med),
+      steal_pct: (map(.steal_pct) | med), gateway_cpu_us_per_request: (map(.gateway_cpu_us_per_request) | med),
+      rounds: length } }) | from_entries) as $m
+  | ($runs | group_by(.round) | map(
+      (map(select(.path == "direct"))[0]) as $d | (map({ (.path): (.p99_ms - $d.p99_ms) }) | add) as $a
+      | { round: .[0].round, meshfed: (($a.meshfed / $a.haproxy) * 100 | round / 100),
+          "meshfed-split": (($a["meshfed-split"] / $a.haproxy) * 100 | round / 100) })) as $per
+  | { date: $date, command: $cmd, rate: "1000 req/s (h2load --h1 -c 10 --rps 100)",
+      loadavg_at_end: $load, paths: $runs, medians: $m,
+      added_ms: ($m | to_entries | map(select(.key != "direct")) | map({ (.key): {
+        p50: ((.value.p50_ms - $m.direct.p50_ms) | r3), p99: ((.value.p99_ms - $m.direct.p99_ms) | r3) } }) | add),
+      p99_added_vs_haproxy_per_round: $per }
   | .p99_added_vs_haproxy = ((.added_ms.meshfed.p99 / .added_ms.haproxy.p99) * 100 | round / 100)
   | .p99_added_vs_haproxy_split = ((.added_ms["meshfed-split"].p99 / .added_ms.haproxy.p99) * 100 | round / 100)' \
   | tee bench/results/latency-fixed-rate.json
