@@ -155,6 +155,64 @@ const CR = 0x0d;
 const LF = 0x0a;
 
 /**
+ * Field names most messages carry, lower case, grouped by length. A name that matches one in any case is
+ * taken from here instead of sliced from the head: a string literal is interned, so storing and looking it up
+ * as a property skips V8's hashing and string-table lookup of a fresh slice, and no lower-casing is needed.
+ * Only letters, digits and '-' may appear in these names (knownName relies on it).
+ */
+const KNOWN_NAMES: readonly (readonly string[])[] = (() => {
+  const names = [
+    'host',
+    'date',
+    'accept',
+    'server',
+    'cookie',
+    'expect',
+    'upgrade',
+    'connection',
+    'keep-alive',
+    'user-agent',
+    'set-cookie',
+    'content-type',
+    'content-length',
+    'transfer-encoding',
+    'accept-encoding',
+    'accept-language',
+    'authorization',
+    'cache-control',
+    'traceparent',
+    'tracestate',
+    'x-request-id',
+    'x-forwarded-for',
+    'x-forwarded-proto',
+    'x-meshfed-caller',
+    'x-meshfed-service',
+  ];
+  const byLength: string[][] = [];
+  for (const n of names) {
+    byLength[n.length] ??= [];
+    byLength[n.length]!.push(n);
+  }
+  return byLength;
+})();
+
+/**
+ * The interned lower-case name for the token `buf[start, end)` (already checked to be a token) when it is a
+ * known one, else undefined. `c | 0x20` lower-cases a letter and leaves a known name's digits and '-' alone;
+ * within a token no other byte maps onto one of those (0x0d and 0x10-0x19 are not token characters).
+ */
+function knownName(buf: Buffer, start: number, end: number): string | undefined {
+  const candidates = KNOWN_NAMES[end - start];
+  if (candidates === undefined) return undefined;
+  next: for (let k = 0; k < candidates.length; k++) {
+    const n = candidates[k]!;
+    for (let j = 0; j < n.length; j++) if ((buf[start + j]! | 0x20) !== n.charCodeAt(j)) continue next;
+    return n;
+  }
+  return undefined;
+}
+
+/**
  * Where the head in `buf` ends (the index after its CRLFCRLF), -1 while it is incomplete. Throws on a head
  * longer than the limit, then on a bare LF (an LF not after a CR), so a client cannot hold a buffer open
  * with a head that will never parse. One pass of JavaScript over the bytes: a head is short, and a native
@@ -263,9 +321,12 @@ function fields(buf: Buffer, text: string, from: number, fieldLines: number, lim
       );
     }
     // names and values are slices of the head decoded once (`text`): a latin1 decode per field cost more
-    // than the rest of the parse
-    const raw = text.slice(start, i);
-    const name = upper ? raw.toLowerCase() : raw;
+    // than the rest of the parse; a known name is not even sliced
+    let name = knownName(buf, start, i);
+    if (name === undefined) {
+      const raw = text.slice(start, i);
+      name = upper ? raw.toLowerCase() : raw;
+    }
     i++;
     while (buf[i] === 0x20 || buf[i] === 0x09) i++;
     const a = i;
@@ -278,7 +339,7 @@ function fields(buf: Buffer, text: string, from: number, fieldLines: number, lim
     while (b > a && (buf[b - 1] === 0x20 || buf[b - 1] === 0x09)) b--;
     if (bad) {
       for (let j = a; j < b; j++)
-        if (VALUE_CHAR[buf[j]!] !== 1) throw new HeadParseError('invalid-header-value', `in ${raw}`);
+        if (VALUE_CHAR[buf[j]!] !== 1) throw new HeadParseError('invalid-header-value', `in ${name}`);
     }
     // past the CRLF (lineCount made sure every CR of the head has its LF)
     i += 2;
