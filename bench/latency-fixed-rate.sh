@@ -8,7 +8,8 @@
 #   R=3 bash bench/latency-fixed-rate.sh        (three rounds of every path in turn: medians, and the ratio per round)
 # Each path's line also says how much CPU time the hypervisor took from this host over it (steal_pct): a round
 # with steal is a round of a busier host, for every path it touched; and the gateways' CPU time per request
-# (every process of their sessions, user + system) while h2load ran, warm-up included.
+# (every process of their sessions, user + system) while h2load ran, over the requests of its 2 s warm-up
+# (at the same rate, not in its log) and of the measured seconds.
 # Writes bench/results/latency-fixed-rate.json: p50/p99 per path and the latency each pair adds over direct.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,7 @@ ready() { # ready ADDR: accepts TCP within 30 s
   for _ in $(seq 300); do (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0; sleep 0.1; done
   return 1
 }
-steal() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; printf "%s %s", $9, t}' /proc/stat; }
+source bench/host-steal.sh
 # CPU ticks (user + system) of every process in the sessions of ${gws[@]} (the gateways being measured)
 gw_ticks() {
   local sid pid t=0
@@ -57,7 +58,8 @@ measure() { # measure NAME URL -> one JSON line of latency percentiles (ms)
   jq -n --arg path "$1" --argjson n "$n" --argjson e "$e" --argjson round "$round" \
     --argjson p50 "$(sed -n "$((n / 2 + 1))p" "$OUT/$1.ms")" --argjson p99 "$(sed -n "$((n * 99 / 100 + 1))p" "$OUT/$1.ms")" \
     --argjson steal "$(echo "$s0 $s1" | awk '{printf "%.1f", ($4 > $2 ? ($3 - $1) / ($4 - $2) * 100 : 0)}')" \
-    --argjson cpu "$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN {printf "%.1f", (n > 0 ? (b - a) / hz / n * 1e6 : 0)}')" \
+    --argjson cpu "$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" -v n="$n" -v d="$D" \
+      'BEGIN {printf "%.1f", (n > 0 ? (b - a) / hz / (n * (d + 2) / d) * 1e6 : 0)}')" \
     '{path: $path, round: $round, requests: $n, errors: $e, p50_ms: $p50, p99_ms: $p99, steal_pct: $steal,
       gateway_cpu_us_per_request: $cpu}' | jq -c .
 }

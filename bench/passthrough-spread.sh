@@ -59,8 +59,7 @@ if [ "$HAPROXY" = 1 ]; then
   wait_tcp "$HAPROXY_ADDR" || { cat "$OUT/haproxy.log" >&2; exit 1; }
   hapid=$(pgrep -s "$hap" -x haproxy | tail -n1)
 fi
-# the host's steal and total CPU ticks (all CPUs), /proc/stat's first line
-steal() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; printf "%s %s", $9, t}' /proc/stat; }
+source bench/host-steal.sh
 nginx=$(pgrep -s "${SIDS[0]}" -f "nginx: worker" | head -n1)
 switches() { awk '/^voluntary_ctxt/ {v = $2} /^nonvoluntary_ctxt/ {n = $2} END {printf "%s %s ", v, n}' "/proc/$1/status"; }
 # gateway CPU ticks and minor faults, its read and write syscalls, its and nginx's context switches

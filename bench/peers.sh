@@ -12,8 +12,8 @@ for ((i = 0; i < ${#args[@]}; i++)); do [ "${args[$i]}" = "-o" ] && out="${args[
 # the host's steal time while the harness runs (bench/steal.ts joins it with each run), twice a second
 steal_log="$BENCH_STATE/steal.tsv"
 mkdir -p "$BENCH_STATE" && : >"$steal_log"
-(while :; do awk -v t="$(date +%s.%N)" '/^cpu / {s = 0; for (i = 2; i <= NF; i++) s += $i; print t, $9, s}' /proc/stat
-  sleep 0.5; done) >>"$steal_log" &
+source bench/host-steal.sh
+(while :; do echo "$(date +%s.%N) $(steal)"; sleep 0.5; done) >>"$steal_log" &
 sampler=$!
 trap 'kill "$sampler" 2>/dev/null || true' EXIT
 bash /work/shared/bench/peers/run.sh "$@"
