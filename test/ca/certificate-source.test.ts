@@ -160,7 +160,8 @@ test('rotated fires for every renewal while listeners swap TLS contexts', async 
     await src.start();
     const [leaf] = (await Promise.race([
       once(src, 'rotated'),
-      new Promise((_, reject) => setTimeout(() => reject(new Error('no rotation')), 15_000)),
+      // unref'd: once the rotation is seen it must not keep jest's worker alive for the rest of the 15 s
+      new Promise((_, reject) => setTimeout(() => reject(new Error('no rotation')), 15_000).unref()),
     ])) as [IssuedLeaf];
     expect(verify(leaf.chainPem, bundle, { kinds: ['gateway'] }).serial).toBe(leaf.serial);
   } finally {

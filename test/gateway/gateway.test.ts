@@ -190,15 +190,18 @@ describe('east-west listener', () => {
     leaf: { chainPem: string; keyPem: string } | undefined,
     headers: Record<string, string>,
   ): Promise<{ status: number; error: string | undefined; body: string }> {
+    let socket: tls.TLSSocket | undefined;
     const session = http2.connect(`https://${b.eastWest}`, {
-      createConnection: () =>
-        tls.connect({
+      createConnection: () => {
+        socket = tls.connect({
           ...splitAddr(b.eastWest),
           ca: mesh.bundle.toPem(),
           ...(leaf ? { cert: leaf.chainPem, key: leaf.keyPem } : {}),
           ALPNProtocols: [TUNNEL_ALPN, 'h2'],
           checkServerIdentity: () => undefined,
-        }),
+        });
+        return socket;
+      },
     });
     session.on('error', () => undefined);
     try {
@@ -223,7 +226,9 @@ describe('east-west listener', () => {
         stream.on('error', reject);
       });
     } finally {
-      session.close();
+      // and its socket: a session destroyed before its TLS handshake ended leaves the socket to it
+      session.destroy();
+      socket?.destroy();
     }
   }
 

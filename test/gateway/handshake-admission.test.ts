@@ -202,6 +202,9 @@ describe('ticketIssuedBy', () => {
       up.pipe(c);
       c.on('error', () => undefined);
       up.on('error', () => undefined);
+      // either side gone takes the other with it (pipe alone leaves the relay's side half open)
+      c.once('close', () => up.destroy());
+      up.once('close', () => c.destroy());
     });
     await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
     await connect(ticket, (relay.address() as AddressInfo).port);

@@ -402,7 +402,11 @@ describe('found by the east-west fuzz test', () => {
 
 test('a request its client abandons is recorded as 499 client-cancelled, and blames no target', async () => {
   // an endpoint that accepts and never answers
-  const silent = net.createServer((s) => s.on('error', () => undefined));
+  const silent = net.createServer((s) => {
+    s.on('error', () => undefined);
+    // reads nothing it is sent, but sees the gateway close its connection (a socket never read never does)
+    s.resume();
+  });
   silent.listen(0, '127.0.0.1');
   await new Promise((r) => silent.once('listening', r));
   closers.push(() => silent.close());
