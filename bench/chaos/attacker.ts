@@ -2,6 +2,8 @@
 // distort the legitimate load's timings: idle mTLS connections to an east-west listener (opened again
 // whenever the gateway closes one), slowloris clients on an egress listener (one header byte a
 // second), and an HTTP/2 rapid-reset flood (streams opened and cancelled at once, h2c on egress).
+// The idle connections come from --sources loopback addresses (127.0.1.1, 127.0.1.2, …, one after the other),
+// as a botnet's would: a gateway's per-source defences see many sources, not one.
 // Everything stops after --seconds, or at SIGTERM; prints one JSON line of counts at the end.
 import http2 from 'node:http2';
 import { connect as tcpConnect } from 'node:net';
@@ -17,6 +19,7 @@ const { values } = parseArgs({
     key: { type: 'string' },
     ca: { type: 'string' },
     idle: { type: 'string', default: '10000' },
+    sources: { type: 'string', default: '64' },
     slowloris: { type: 'string', default: '200' },
     'resets-per-second': { type: 'string', default: '2000' },
     seconds: { type: 'string', default: '30' },
@@ -30,6 +33,7 @@ const eastWest = split(values['east-west']!);
 const egress = split(values.egress!);
 const endAt = Date.now() + Number(values.seconds) * 1000;
 const counts = {
+  sources: 0,
   idleOpened: 0,
   idleClosedByServer: 0,
   idleHeldMax: 0,
@@ -52,6 +56,13 @@ const tlsOpts = {
 };
 const live = new Set<{ destroy(): void }>();
 let idleHeld = 0;
+const sources = Number(values.sources);
+if (!Number.isInteger(sources) || sources < 1 || sources > 254)
+  throw new Error(`--sources: a whole number from 1 to 254, got ${values.sources}`);
+let dials = 0;
+/** the next source address, in turn: 127.0.1.1 … 127.0.1.<sources> (all of 127.0.0.0/8 is this host's) */
+const nextSource = () => `127.0.1.${(dials++ % sources) + 1}`;
+counts.sources = sources;
 
 /** keeps `target` idle TLS connections open, at most `perTick` handshakes in flight at once */
 function idle(target: number): void {
@@ -59,7 +70,9 @@ function idle(target: number): void {
   const open = () => {
     if (Date.now() >= endAt) return;
     pending++;
-    const s = tlsConnect(tlsOpts);
+    const raw = tcpConnect({ ...eastWest, localAddress: nextSource() });
+    raw.on('error', () => undefined);
+    const s = tlsConnect({ ...tlsOpts, socket: raw });
     live.add(s);
     let up = false;
     s.on('secureConnect', () => {

@@ -1,5 +1,5 @@
-// 10,000 idle mTLS connections + 200 slowloris clients + an HTTP/2 rapid-reset flood against one
-// gateway (east, the load's entry) while it serves the legitimate load. The attacker is its own
+// 10,000 idle mTLS connections (from 64 loopback source addresses) + 200 slowloris clients + an HTTP/2
+// rapid-reset flood against one gateway (east, the load's entry) while it serves the legitimate load. The attacker is its own
 // process (bench/chaos/attacker.ts) with a gateway certificate of cluster eu, as a compromised or
 // broken peer would hold. East's RSS is sampled from /proc every 500 ms.
 import { spawn } from 'node:child_process';
