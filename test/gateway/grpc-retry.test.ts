@@ -39,7 +39,8 @@ async function greeter(label: string, answer: (n: number) => { delayMs?: number;
     Hello(_call: unknown, cb: grpc.sendUnaryData<unknown>) {
       const a = answer(++n);
       const reply = () => (a.code ? cb({ code: a.code, details: `${label} says no` }) : cb(null, { label }));
-      if (a.delayMs) setTimeout(reply, a.delayMs);
+      // unref'd: a reply the client stopped waiting for must not keep jest's worker alive after the file
+      if (a.delayMs) setTimeout(reply, a.delayMs).unref();
       else reply();
     },
   });
