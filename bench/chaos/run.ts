@@ -47,9 +47,28 @@ interface Entry extends ScenarioResult {
     loadavgAfter: number[];
     /** connections the kernel dropped at a full accept queue during the scenario (whole host, this netns) */
     listenOverflows?: number;
+    /** CPU time the hypervisor gave to other guests over the scenario, % of all (bench/steal.ts says why) */
+    stealPct?: number;
     shared: string;
   };
   wallSeconds: number;
+}
+
+/** The first line of /proc/stat: steal ticks and all ticks, or undefined off Linux. */
+function cpuTicks(): { steal: number; total: number } | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return { steal: f[7] ?? 0, total: f.reduce((a, b) => a + b, 0) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** steal over the interval since `before`, in % of all CPU time */
+function stealSince(before: ReturnType<typeof cpuTicks>): { stealPct?: number } {
+  const after = cpuTicks();
+  if (!before || !after || after.total <= before.total) return {};
+  return { stealPct: round((100 * (after.steal - before.steal)) / (after.total - before.total)) };
 }
 
 /**
@@ -118,6 +137,7 @@ for (const scenario of chosen) {
   const log = (line: string) => process.stderr.write(`[${scenario.name}] ${line}\n`);
   const before = loadavg().map(round);
   const overflowsBefore = listenOverflows();
+  const ticksBefore = cpuTicks();
   const t0 = performance.now();
   log(`start (rate ${values.rate}/s, ${values.duration} s of load)`);
   let result: ScenarioResult;
@@ -146,6 +166,7 @@ for (const scenario of chosen) {
       loadavgBefore: before,
       loadavgAfter: loadavg().map(round),
       ...overflowsSince(overflowsBefore),
+      ...stealSince(ticksBefore),
       shared: 'shared host: other engineers ran tests on the same 2 cores during the run',
     },
     wallSeconds: round((performance.now() - t0) / 1000),
@@ -201,7 +222,7 @@ function writeDoc(entries: Record<string, Entry>): void {
   if (!doc.includes(marker)) doc += `\n${marker}\n${marker}\n`;
   const rows = Object.entries(entries).map(([name, e]) => {
     const verdict = e.skipped ? `skipped: ${e.skipped}` : e.pass ? 'pass' : `FAIL: ${e.notes.join('; ')}`;
-    return `| ${name} | ${e.criterion} | ${verdict} | ${headline(e)} | ${e.date.slice(0, 16).replace('T', ' ')} UTC, load avg ${e.host.loadavgBefore[0]}→${e.host.loadavgAfter[0]} on ${e.host.cpus} shared cores${e.host.listenOverflows === undefined ? '' : `, ${e.host.listenOverflows} listen overflows`} | \`${e.command}\` |`;
+    return `| ${name} | ${e.criterion} | ${verdict} | ${headline(e)} | ${e.date.slice(0, 16).replace('T', ' ')} UTC, load avg ${e.host.loadavgBefore[0]}→${e.host.loadavgAfter[0]} on ${e.host.cpus} shared cores${e.host.stealPct === undefined ? '' : `, steal ${e.host.stealPct} %`}${e.host.listenOverflows === undefined ? '' : `, ${e.host.listenOverflows} listen overflows`} | \`${e.command}\` |`;
   });
   const table = [
     marker,
