@@ -1,5 +1,7 @@
 import { isInternalHeader } from '../headers.ts';
-import { type Framing, HeadParseError, TCHAR, VALUE_CHAR } from './head.ts';
+import { TCHAR, VALUE_CHAR } from './char-classes.ts';
+import type { Framing } from './head.ts';
+import { HeadParseError } from './head-error.ts';
 
 /**
  * Finds where a message body ends in the bytes of a connection, without copying or re-encoding them:

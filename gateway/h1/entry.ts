@@ -7,7 +7,8 @@ import type { Handler } from '../pipeline.ts';
 import { type BodyFramer, bodyFramer } from './body.ts';
 import { type BodySink, type ClientConnection, Exchange, MAX_DISCARD_BYTES } from './exchange.ts';
 import { FastRequest } from './fast-request.ts';
-import { HEAD_ERROR_REFUSAL, HeadParseError, headEnd, parseRequestHead, type RequestHead } from './head.ts';
+import { headEnd, parseRequestHead, type RequestHead } from './head.ts';
+import { HEAD_ERROR_REFUSAL, HeadParseError } from './head-error.ts';
 
 export interface H1EntryOptions {
   listener: 'egress' | 'eastWest';

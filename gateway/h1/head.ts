@@ -1,4 +1,6 @@
-import type { RefusalReason } from '../answers.ts';
+import { CR, HEX, HOST_CHAR, LF, TARGET_CHAR, TCHAR } from './char-classes.ts';
+import { type Headers, parseFieldLines } from './field-lines.ts';
+import { HeadParseError } from './head-error.ts';
 
 /**
  * meshfed's HTTP/1.1 head parser, strict per RFC 9112. It refuses, rather than repairs, everything a proxy
@@ -7,61 +9,6 @@ import type { RefusalReason } from '../answers.ts';
  * version, lower-case headers) plus the body's framing, decided once, here.
  */
 
-/** Why a head was refused; each is answered by the entry with `status` and the connection closed. */
-export type HeadError =
-  | 'bare-cr-or-lf'
-  | 'head-too-large'
-  | 'too-many-headers'
-  | 'invalid-request-line'
-  | 'unsupported-method'
-  | 'invalid-request-target'
-  | 'unsupported-version'
-  | 'invalid-header-name'
-  | 'invalid-header-value'
-  | 'obs-fold'
-  | 'missing-host'
-  | 'duplicate-header'
-  | 'invalid-content-length'
-  | 'content-length-with-transfer-encoding'
-  | 'unsupported-transfer-encoding'
-  | 'expectation-failed'
-  | 'invalid-status-line'
-  | 'invalid-chunk'
-  | 'invalid-chunk-extension'
-  | 'invalid-trailer';
-
-/** The refusal (gateway/answers.ts) each head error is answered with; the connection is then closed. */
-export const HEAD_ERROR_REFUSAL: Record<HeadError, RefusalReason> = {
-  'bare-cr-or-lf': 'malformed-request',
-  'head-too-large': 'head-too-large',
-  'too-many-headers': 'head-too-large',
-  'invalid-request-line': 'malformed-request',
-  'unsupported-method': 'unsupported-method',
-  'invalid-request-target': 'invalid-request-target',
-  'unsupported-version': 'unsupported-version',
-  'invalid-header-name': 'malformed-request',
-  'invalid-header-value': 'malformed-request',
-  'obs-fold': 'malformed-request',
-  'missing-host': 'malformed-request',
-  'duplicate-header': 'malformed-request',
-  'invalid-content-length': 'malformed-request',
-  'content-length-with-transfer-encoding': 'malformed-request',
-  'unsupported-transfer-encoding': 'unsupported-transfer-encoding',
-  'expectation-failed': 'expectation-failed',
-  'invalid-status-line': 'malformed-request',
-  'invalid-chunk': 'malformed-request',
-  'invalid-chunk-extension': 'malformed-request',
-  'invalid-trailer': 'malformed-request',
-};
-
-export class HeadParseError extends Error {
-  readonly reason: HeadError;
-  constructor(reason: HeadError, detail: string) {
-    super(`${reason}: ${detail}`);
-    this.reason = reason;
-  }
-}
-
 /** How a message's body is delimited (RFC 9112 6.3). */
 export type Framing =
   | { kind: 'none' }
@@ -69,8 +16,6 @@ export type Framing =
   | { kind: 'chunked' }
   /** a response body that ends when the connection closes (never a request's) */
   | { kind: 'close' };
-
-export type Headers = Record<string, string | string[]>;
 
 interface Common {
   /** lower-case names; repeated fields joined with ", " (cookie with "; "), set-cookie kept as a list */
@@ -108,109 +53,6 @@ export interface HeadLimits {
  * to happen.
  */
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE', 'CONNECT']);
-
-export const TCHAR = table("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz");
-/** pchar / "/" / "?" of RFC 3986 (origin-form); '%' is checked to start a pct-encoding */
-const TARGET_CHAR = table(
-  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:@/?%",
-);
-/** field-content: VCHAR, obs-text, and SP/HTAB inside a value */
-export const VALUE_CHAR = new Uint8Array(256);
-for (let c = 0x21; c <= 0x7e; c++) VALUE_CHAR[c] = 1;
-for (let c = 0x80; c <= 0xff; c++) VALUE_CHAR[c] = 1;
-VALUE_CHAR[0x20] = 1;
-VALUE_CHAR[0x09] = 1;
-/** the authority of a Host header: reg-name / IPv4 / [IPv6] with an optional port */
-const HOST_CHAR = table("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+,;=:[]%");
-const HEX = table('0123456789ABCDEFabcdef');
-
-function table(chars: string): Uint8Array {
-  const t = new Uint8Array(256);
-  for (let i = 0; i < chars.length; i++) t[chars.charCodeAt(i)] = 1;
-  return t;
-}
-
-/**
- * Fields a message carries at most once: a second copy is a request the next hop may read differently
- * (which Host, which length, which credentials), so it is refused rather than merged or dropped.
- */
-const SINGLETON = new Set([
-  'host',
-  'content-length',
-  'transfer-encoding',
-  'content-type',
-  'authorization',
-  'proxy-authorization',
-  'expect',
-  'upgrade',
-  'max-forwards',
-  'if-modified-since',
-  'if-unmodified-since',
-  'user-agent',
-  'referer',
-  'from',
-]);
-
-const CR = 0x0d;
-const LF = 0x0a;
-
-/**
- * Field names most messages carry, lower case, grouped by length. A name that matches one in any case is
- * taken from here instead of sliced from the head: a string literal is interned, so storing and looking it up
- * as a property skips V8's hashing and string-table lookup of a fresh slice, and no lower-casing is needed.
- * Only letters, digits and '-' may appear in these names (knownName relies on it).
- */
-const KNOWN_NAMES: readonly (readonly string[])[] = (() => {
-  const names = [
-    'host',
-    'date',
-    'accept',
-    'server',
-    'cookie',
-    'expect',
-    'upgrade',
-    'connection',
-    'keep-alive',
-    'user-agent',
-    'set-cookie',
-    'content-type',
-    'content-length',
-    'transfer-encoding',
-    'accept-encoding',
-    'accept-language',
-    'authorization',
-    'cache-control',
-    'traceparent',
-    'tracestate',
-    'x-request-id',
-    'x-forwarded-for',
-    'x-forwarded-proto',
-    'x-meshfed-caller',
-    'x-meshfed-service',
-  ];
-  const byLength: string[][] = [];
-  for (const n of names) {
-    byLength[n.length] ??= [];
-    byLength[n.length]!.push(n);
-  }
-  return byLength;
-})();
-
-/**
- * The interned lower-case name for the token `buf[start, end)` (already checked to be a token) when it is a
- * known one, else undefined. `c | 0x20` lower-cases a letter and leaves a known name's digits and '-' alone;
- * within a token no other byte maps onto one of those (0x0d and 0x10-0x19 are not token characters).
- */
-function knownName(buf: Buffer, start: number, end: number): string | undefined {
-  const candidates = KNOWN_NAMES[end - start];
-  if (candidates === undefined) return undefined;
-  next: for (let k = 0; k < candidates.length; k++) {
-    const n = candidates[k]!;
-    for (let j = 0; j < n.length; j++) if ((buf[start + j]! | 0x20) !== n.charCodeAt(j)) continue next;
-    return n;
-  }
-  return undefined;
-}
 
 /**
  * Where the head in `buf` ends (the index after its CRLFCRLF), -1 while it is incomplete. Throws on a head
@@ -278,84 +120,6 @@ function isAuthority(s: string): boolean {
   if (s.length === 0 || s.length > 255) return false;
   for (let i = 0; i < s.length; i++) if (HOST_CHAR[s.charCodeAt(i)] !== 1) return false;
   return true;
-}
-
-/**
- * The headers object of a parsed head: nothing on its prototype chain (a field named `constructor` or
- * `__proto__` is a field like any other, never Object.prototype's), and, unlike Object.create(null), which
- * V8 makes a hash table, an object with fast properties: adding six fields and walking them with for…in
- * took 0.2 µs against 1.6 µs.
- */
-const FieldMap = function FieldMap() {} as unknown as new () => Headers;
-FieldMap.prototype = Object.create(null);
-
-/**
- * The field lines of a head, from `from` (the start of the first one) to the final CRLF, into lower-case
- * headers, in one pass over the bytes. A name is a token directly followed by ':' (no whitespace before the
- * colon, RFC 9112 5.1); the value is trimmed of OWS and made of field-content only; a line starting with
- * whitespace is obs-fold, refused (RFC 9112 5.2 lets a proxy refuse it). `fieldLines` (from lineCount) is
- * checked against the limit before any field is read. `text` is `buf` decoded as latin1 (a character per byte).
- */
-function fields(buf: Buffer, text: string, from: number, fieldLines: number, limits: HeadLimits): Headers {
-  if (fieldLines > limits.maxHeaders) {
-    throw new HeadParseError('too-many-headers', `more than ${limits.maxHeaders} header fields`);
-  }
-  const headers = new FieldMap();
-  const last = buf.length - 2;
-  let i = from;
-  while (i < last) {
-    const start = i;
-    const first = buf[i]!;
-    if (first === 0x20 || first === 0x09)
-      throw new HeadParseError('obs-fold', 'a field line continues the previous one');
-    let upper = false;
-    while (TCHAR[buf[i]!] === 1) {
-      const c = buf[i]!;
-      if (c >= 0x41 && c <= 0x5a) upper = true;
-      i++;
-    }
-    if (i === start || buf[i] !== 0x3a) {
-      throw new HeadParseError(
-        'invalid-header-name',
-        JSON.stringify(buf.toString('latin1', start, Math.min(buf.indexOf(CR, start), start + 40))),
-      );
-    }
-    // names and values are slices of the head decoded once (`text`): a latin1 decode per field cost more
-    // than the rest of the parse; a known name is not even sliced
-    let name = knownName(buf, start, i);
-    if (name === undefined) {
-      const raw = text.slice(start, i);
-      name = upper ? raw.toLowerCase() : raw;
-    }
-    i++;
-    while (buf[i] === 0x20 || buf[i] === 0x09) i++;
-    const a = i;
-    let bad = false;
-    while (buf[i] !== CR) {
-      if (VALUE_CHAR[buf[i]!] !== 1) bad = true;
-      i++;
-    }
-    let b = i;
-    while (b > a && (buf[b - 1] === 0x20 || buf[b - 1] === 0x09)) b--;
-    if (bad) {
-      for (let j = a; j < b; j++)
-        if (VALUE_CHAR[buf[j]!] !== 1) throw new HeadParseError('invalid-header-value', `in ${name}`);
-    }
-    // past the CRLF (lineCount made sure every CR of the head has its LF)
-    i += 2;
-    const value = text.slice(a, b);
-    const prev = headers[name];
-    if (prev === undefined) {
-      headers[name] = name === 'set-cookie' ? [value] : value;
-    } else if (SINGLETON.has(name)) {
-      throw new HeadParseError('duplicate-header', `${name} appears more than once`);
-    } else if (Array.isArray(prev)) {
-      prev.push(value);
-    } else {
-      headers[name] = `${prev}${name === 'cookie' ? '; ' : ', '}${value}`;
-    }
-  }
-  return headers;
 }
 
 /** Whether a comma-separated header value lists `token` (case-insensitive, OWS around each element). */
@@ -430,7 +194,7 @@ export function parseRequestHead(buf: Buffer, limits: HeadLimits): RequestHead {
   if (method !== 'CONNECT' && !isOriginFormTarget(method, target)) {
     throw new HeadParseError('invalid-request-target', JSON.stringify(target.slice(0, 60)));
   }
-  const headers = fields(buf, text, ls.firstEnd + 2, ls.lines - 1, limits);
+  const headers = parseFieldLines(buf, text, ls.firstEnd + 2, ls.lines - 1, limits.maxHeaders);
   const host = headers.host;
   if (minor === 1 && host === undefined) throw new HeadParseError('missing-host', 'HTTP/1.1 needs Host');
   if (host !== undefined && !isAuthority(String(host)))
@@ -497,7 +261,13 @@ export function parseResponseHead(buf: Buffer, limits: HeadLimits, requestMethod
     );
   }
   const minor = buf[7] === 0x31 ? 1 : 0;
-  const headers = fields(buf, buf.toString('latin1'), ls.firstEnd + 2, ls.lines - 1, limits);
+  const headers = parseFieldLines(
+    buf,
+    buf.toString('latin1'),
+    ls.firstEnd + 2,
+    ls.lines - 1,
+    limits.maxHeaders,
+  );
   let framing: Framing;
   if (requestMethod === 'HEAD' || status < 200 || status === 204 || status === 304) {
     framing = { kind: 'none' };

@@ -11,7 +11,8 @@ import { notReplayable } from '../upstream/h2.ts';
 import { upstreamHeaders } from '../upstream/request-headers.ts';
 import { type BodyFramer, bodyFramer } from './body.ts';
 import type { BodySink, Exchange } from './exchange.ts';
-import { HeadParseError, headEnd, parseResponseHead, type ResponseHead } from './head.ts';
+import { headEnd, parseResponseHead, type ResponseHead } from './head.ts';
+import { HeadParseError } from './head-error.ts';
 import { TurnCork } from './turn-cork.ts';
 import {
   type ConnectionUser,

@@ -1,5 +1,7 @@
 import { bodyFramer } from '../../../gateway/h1/body.ts';
-import { HeadParseError, headEnd, type Headers, parseRequestHead } from '../../../gateway/h1/head.ts';
+import type { Headers } from '../../../gateway/h1/field-lines.ts';
+import { headEnd, parseRequestHead } from '../../../gateway/h1/head.ts';
+import { HeadParseError } from '../../../gateway/h1/head-error.ts';
 
 export const LIMITS = { maxHeadBytes: 16 * 1024, maxHeaders: 100 };
 

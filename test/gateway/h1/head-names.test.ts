@@ -1,4 +1,5 @@
-import { HeadParseError, parseRequestHead, parseResponseHead } from '../../../gateway/h1/head.ts';
+import { parseRequestHead, parseResponseHead } from '../../../gateway/h1/head.ts';
+import { HeadParseError } from '../../../gateway/h1/head-error.ts';
 
 // The head parser takes the field names most messages carry from a table of interned lower-case names
 // instead of slicing them; these cases pin that a table hit and a miss give the same headers.

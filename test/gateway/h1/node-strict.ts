@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
-import type { Headers } from '../../../gateway/h1/head.ts';
+import type { Headers } from '../../../gateway/h1/field-lines.ts';
 import { LIMITS } from './frame-all.ts';
 
 /** What node's own server (llhttp, strict: insecureHTTPParser false) made of one connection's bytes. */
