@@ -37,7 +37,7 @@ SIDS=()
 cleanup() { local s; for s in "${SIDS[@]}"; do kill -TERM -- "-$s" 2>/dev/null || true; wait "$s" 2>/dev/null || true; done; }
 trap cleanup EXIT
 wait_tcp() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+source bench/cpu-ticks.sh
 
 BENCH_WORKDIR=$OUT/backend setsid timeout -k 5 600 taskset -c 0 bash "$HARNESS/lib/backend.sh" >/dev/null 2>&1 &
 SIDS+=($!)
@@ -55,11 +55,11 @@ for run in $(seq "$RUNS"); do
   # warm up (JIT, pools), then measure
   taskset -c 0 timeout -k 2 20 wrk -t1 -c"$CONNS" -d2s -H "Host: $BENCH_SERVICE_HOST" "http://$BENCH_GW_A_ADDR$path" >/dev/null
   [ "$ALLOC" = 1 ] && kill -USR2 "$node"
-  c0=$(cpu_ticks "$node") t1=$(date +%s%N)
+  c0=$(proc_ticks "$node") t1=$(date +%s%N)
   echo $(((t1 - t0) / 1000000)) >"$OUT/prof/run$run.from-ms"
   taskset -c 0 timeout -k 2 $((DURATION + 15)) wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Host: $BENCH_SERVICE_HOST" \
     "http://$BENCH_GW_A_ADDR$path" >"$OUT/wrk$run.txt"
-  c1=$(cpu_ticks "$node")
+  c1=$(proc_ticks "$node")
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   # node alone: \`timeout\` would pass a second SIGTERM on while the profile is being written
   kill -TERM "$node"; wait "$gw" 2>/dev/null || true

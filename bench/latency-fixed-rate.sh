@@ -33,13 +33,13 @@ ready() { # ready ADDR: accepts TCP within 30 s
   for _ in $(seq 300); do (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0; sleep 0.1; done
   return 1
 }
-source bench/host-steal.sh
+source bench/cpu-ticks.sh
 # CPU ticks (user + system) of every process in the sessions of ${gws[@]} (the gateways being measured)
 gw_ticks() {
   local sid pid t=0
   for sid in "${gws[@]}"; do
     for pid in $(ps -o pid= -s "$sid"); do
-      t=$((t + $(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+      t=$((t + $(proc_ticks "$pid")))
     done
   done
   echo "$t"
@@ -68,22 +68,22 @@ start backend "bash $HERE/lib/backend.sh"
 ready "$BENCH_BACKEND_HTTP"
 rows=()
 for round in $(seq "$R"); do
-gws=()
-rows+=("$(measure direct "http://$BENCH_BACKEND_HTTP/")")
-for cand in haproxy meshfed meshfed-split; do
-  gws=()
-  case $cand in
-  haproxy) start "$cand" "bash $HERE/peers/haproxy.sh" && gws+=("$STARTED") ;;
-  meshfed) start "$cand" "bash bench/peers-candidate.sh" && gws+=("$STARTED") ;;
-  meshfed-split)
-    start "$cand-b" "BENCH_ROLE=b bash bench/peers-candidate.sh" && gws+=("$STARTED")
-    ready "$BENCH_GW_B_ADDR"
-    start "$cand-a" "BENCH_ROLE=a bash bench/peers-candidate.sh" && gws+=("$STARTED") ;;
-  esac
-  ready "$BENCH_GW_B_ADDR" && ready "$BENCH_GW_A_ADDR"
-  rows+=("$(measure "$cand" "http://$BENCH_GW_A_ADDR/")")
-  for g in "${gws[@]}"; do stop "$g"; done
-done
+  gws=() # the direct path has no gateway
+  rows+=("$(measure direct "http://$BENCH_BACKEND_HTTP/")")
+  for cand in haproxy meshfed meshfed-split; do
+    gws=()
+    case $cand in
+    haproxy) start "$cand" "bash $HERE/peers/haproxy.sh" && gws+=("$STARTED") ;;
+    meshfed) start "$cand" "bash bench/peers-candidate.sh" && gws+=("$STARTED") ;;
+    meshfed-split)
+      start "$cand-b" "BENCH_ROLE=b bash bench/peers-candidate.sh" && gws+=("$STARTED")
+      ready "$BENCH_GW_B_ADDR"
+      start "$cand-a" "BENCH_ROLE=a bash bench/peers-candidate.sh" && gws+=("$STARTED") ;;
+    esac
+    ready "$BENCH_GW_B_ADDR" && ready "$BENCH_GW_A_ADDR"
+    rows+=("$(measure "$cand" "http://$BENCH_GW_A_ADDR/")")
+    for g in "${gws[@]}"; do stop "$g"; done
+  done
 done
 mkdir -p bench/results
 # per path: the median over rounds of p50, p99 and steal; added = a path's median minus direct's; and the

@@ -59,7 +59,7 @@ if [ "$HAPROXY" = 1 ]; then
   wait_tcp "$HAPROXY_ADDR" || { cat "$OUT/haproxy.log" >&2; exit 1; }
   hapid=$(pgrep -s "$hap" -x haproxy | tail -n1)
 fi
-source bench/host-steal.sh
+source bench/cpu-ticks.sh
 nginx=$(pgrep -s "${SIDS[0]}" -f "nginx: worker" | head -n1)
 switches() { awk '/^voluntary_ctxt/ {v = $2} /^nonvoluntary_ctxt/ {n = $2} END {printf "%s %s ", v, n}' "/proc/$1/status"; }
 # gateway CPU ticks and minor faults, its read and write syscalls, its and nginx's context switches
@@ -82,9 +82,9 @@ for run in $(seq "$RUNS"); do
       run, r / d, cpu / d * 100, cpu / r * 1e6, ($11 - $3) / r, ($12 - $4) / r, ($10 - $2) / r,
       ($13 - $5) / r, ($14 - $6) / r, ($15 - $7) / r, ($16 - $8) / r, ($19 - $17) / ($20 - $18) * 100, l }'
   if [ "$HAPROXY" = 1 ]; then
-    c0=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$hapid/stat") t0=$(steal)
+    c0=$(proc_ticks "$hapid") t0=$(steal)
     load "$DURATION" "$HAPROXY_ADDR" >"$OUT/haproxy-wrk$run.txt"
-    c1=$(awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$hapid/stat") t1=$(steal)
+    c1=$(proc_ticks "$hapid") t1=$(steal)
     reqs=$(awk '/requests in/ {print $1}' "$OUT/haproxy-wrk$run.txt")
     echo "$c0 $c1 $t0 $t1" | awk -v run="$run" -v r="$reqs" -v d="$DURATION" -v hz="$hz" '{
       cpu = ($2 - $1) / hz

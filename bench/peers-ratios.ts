@@ -64,8 +64,8 @@ const conns = (run.meta.conns as number[] | undefined)?.[0] ?? 16;
 /** the median req/s of a candidate's runs of a case that lost less than STEAL_QUIET_PCT to steal */
 const quietRps = (candidate: string, topology: string, body: string): number | undefined => {
   const xs = runs
-    .filter((r) => r.case === `${topology}.${candidate}.${body}.c${conns}` && r.steal_pct !== null)
-    .filter((r) => r.steal_pct! < STEAL_QUIET_PCT)
+    .filter((r) => r.case === `${topology}.${candidate}.${body}.c${conns}`)
+    .filter((r) => r.steal_pct !== null && r.steal_pct < STEAL_QUIET_PCT)
     .map((r) => r.rps);
   return xs.length > 0 ? median(xs) : undefined;
 };

@@ -12,7 +12,7 @@ for ((i = 0; i < ${#args[@]}; i++)); do [ "${args[$i]}" = "-o" ] && out="${args[
 # the host's steal time while the harness runs (bench/steal.ts joins it with each run), twice a second
 steal_log="$BENCH_STATE/steal.tsv"
 mkdir -p "$BENCH_STATE" && : >"$steal_log"
-source bench/host-steal.sh
+source bench/cpu-ticks.sh
 (while :; do echo "$(date +%s.%N) $(steal)"; sleep 0.5; done) >>"$steal_log" &
 sampler=$!
 trap 'kill "$sampler" 2>/dev/null || true' EXIT

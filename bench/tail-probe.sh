@@ -29,7 +29,7 @@ done
 SIDS=()
 cleanup() { local s; for s in "${SIDS[@]}"; do kill -TERM -- "-$s" 2>/dev/null || true; wait "$s" 2>/dev/null || true; done; rm -rf "$OUT"; }
 trap cleanup EXIT
-cpu_ticks() { awk '{sub(/^.*\) /, ""); print $12 + $13}' "/proc/$1/stat"; }
+source bench/cpu-ticks.sh
 wait_tcp() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 mkdir -p "$OUT/backend"
 BENCH_WORKDIR=$OUT/backend setsid timeout -k 5 1800 bash "$HARNESS/lib/backend.sh" >/dev/null 2>&1 &
@@ -49,10 +49,10 @@ for round in $(seq "$ROUNDS"); do
     node=$(pgrep -s "$gw" -f peers-gateway.ts | tail -n1)
     h2load --h1 -c "$CONNS" --rps "$RPS" -D 3 -H ":authority: $BENCH_SERVICE_HOST" "http://$BENCH_GW_A_ADDR/" >/dev/null
     kill -USR2 "$node"
-    c0=$(cpu_ticks "$node")
+    c0=$(proc_ticks "$node")
     timeout -k 2 $((DURATION + 30)) h2load --h1 -c "$CONNS" --rps "$RPS" -D "$DURATION" -H ":authority: $BENCH_SERVICE_HOST" \
       --log-file "$run/h2load.log" "http://$BENCH_GW_A_ADDR/" >"$run/h2load.txt"
-    c1=$(cpu_ticks "$node")
+    c1=$(proc_ticks "$node")
     load=$(cut -d' ' -f1-3 /proc/loadavg)
     kill -TERM "$node"; wait "$gw" 2>/dev/null || true
     SIDS=("${SIDS[@]/$gw/}")
