@@ -67,8 +67,10 @@ test.each([1, 2])(
     const { call } = await slowCallInFlight(gw);
     const exited = new Promise<number | null>((r) => gw.child.once('exit', (code) => r(code)));
     gw.child.kill('SIGTERM');
-    await waitFor(() => refused(gw.egress), { timeoutMs: 10_000 });
-    expect(await refused(gw.eastWest)).toBe(true);
+    // each listener (each worker's, with workers) stops on its own: wait for both, not one then the other at once
+    await waitFor(async () => (await refused(gw.egress)) && (await refused(gw.eastWest)), {
+      timeoutMs: 10_000,
+    });
     const ready = await request(gw.admin, { host: gw.admin, path: '/readyz' });
     expect(ready.status).toBe(503);
     expect(JSON.parse(ready.body).status).toBe('draining');
