@@ -15,26 +15,11 @@
 // stale), so stale output never runs. Every file is written to a temporary name and renamed, so builds
 // started at the same moment by parallel processes (tests spawn gateways side by side) cannot tear a file.
 //
-// Bundle: the modules are then bundled (esbuild) into node_modules/.cache/meshfed/bundle/, one file per
-// entry (cli/main.js, cli/node-flags.js, cli/commands/gateway.js) and shared chunks for what loads later.
-// A gateway that loads a few large modules instead of ~500 small ones (meshfed's and its libraries') holds
-// about 15 MB less for its whole life: no module record, scope and source per file, no unused exports
-// (zod's ~40 locale modules), whitespace and comments gone, every source a one-byte string
-// (docs/performance.md, "Idle memory, fourth round"). Names are kept (stack traces and logs name the
-// functions); line numbers are the bundle's, and each bundle file has a source map to the modules above,
-// whose lines and columns are the .ts sources' (`NODE_OPTIONS=--enable-source-maps` makes traces use it).
-// `import.meta.url` in meshfed's modules becomes the URL of the module it was written in, so the files they
-// read beside themselves (protos, the dashboard's page, the leaf child) are found where the per-file build
-// put them. Libraries that load files, workers or native code at run time (gRPC, protobufjs, the Kubernetes
-// and Consul clients, OpenTelemetry, undici, x509) stay outside the bundle and are imported from node_modules
-// as before; they load only when a feature uses them. Without esbuild (an install that left it out), or with
-// MESHFED_BUNDLE=0, the per-file build runs.
-//
 //   npm run build        (bin/meshfed.js also runs it on demand)
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, sep } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 
 /** the folders of runnable code (tests and benchmarks keep running from their sources) */
 const SOURCE_DIRS = ['core', 'ca', 'federation', 'discovery', 'gateway', 'cli'];
@@ -42,23 +27,6 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
 export const BUILD_DIR = join(ROOT, 'node_modules', '.cache', 'meshfed');
 const MANIFEST = join(BUILD_DIR, 'manifest.json');
-const BUNDLE_DIR = join(BUILD_DIR, 'bundle');
-/** what bin/meshfed.js and tests load: each becomes a bundle file of its own */
-const BUNDLE_ENTRIES = ['cli/main.ts', 'cli/node-flags.ts', 'cli/commands/gateway.ts'];
-/** libraries loaded as they are: they read files beside themselves, start workers or load native code */
-const EXTERNAL = [
-  '@grpc/*',
-  'protobufjs',
-  '@kubernetes/*',
-  'consul',
-  '@opentelemetry/*',
-  'undici',
-  'undici/*',
-  '@peculiar/*',
-  'node-forge',
-  'reflect-metadata',
-  'pino',
-];
 
 /** every file under the source folders, as paths relative to the root, with "/" separators */
 function sourceFiles() {
@@ -83,11 +51,11 @@ function signature(path) {
 function currentState() {
   const files = {};
   for (const f of sourceFiles()) files[f] = signature(join(ROOT, f));
-  return { builder: signature(SELF), node: process.version, root: ROOT, files };
+  return { builder: signature(SELF), node: process.version, files };
 }
 
 function sameState(a, b) {
-  if (a.builder !== b.builder || a.node !== b.node || a.root !== b.root) return false;
+  if (a.builder !== b.builder || a.node !== b.node) return false;
   const ka = Object.keys(a.files);
   if (ka.length !== Object.keys(b.files).length) return false;
   return ka.every((k) => a.files[k] === b.files[k]);
@@ -105,8 +73,7 @@ function readManifest() {
 export function builtModule(rel) {
   const manifest = readManifest();
   if (!manifest || !sameState(manifest, currentState())) return undefined;
-  const bundled = process.env.MESHFED_BUNDLE !== '0' && manifest.bundle?.[rel];
-  return pathToFileURL(join(BUILD_DIR, bundled || outputName(rel))).href;
+  return new URL(`file://${join(BUILD_DIR, outputName(rel))}`).href;
 }
 
 function outputName(rel) {
@@ -137,9 +104,8 @@ function writeAtomically(path, data) {
 export async function build() {
   const { stripTypeScriptTypes } = await import('node:module');
   const before = readManifest();
-  const state = { builder: signature(SELF), node: process.version, root: ROOT, files: {} };
-  const rebuildAll =
-    !before || before.builder !== state.builder || before.node !== state.node || before.root !== state.root;
+  const state = { builder: signature(SELF), node: process.version, files: {} };
+  const rebuildAll = !before || before.builder !== state.builder || before.node !== state.node;
   let written = 0;
   for (const rel of sourceFiles()) {
     const src = join(ROOT, rel);
@@ -162,78 +128,8 @@ export async function build() {
     if (!wanted.has(rel) && !rel.endsWith('.tmp')) rmSync(join(BUILD_DIR, rel), { force: true });
   // the build's own package scope: its .js files are ES modules (node_modules has no scope of ours)
   writeAtomically(join(BUILD_DIR, 'package.json'), '{ "type": "module", "private": true }\n');
-  const bundled = await bundle(Object.keys(state.files));
-  if (bundled) state.bundle = bundled;
   writeAtomically(MANIFEST, `${JSON.stringify(state)}\n`);
   return written;
-}
-
-/** `import.meta.url` of a module in the build, as the URL of that module (not of the chunk it lands in) */
-const moduleUrlPlugin = {
-  name: 'meshfed-module-url',
-  setup(b) {
-    b.onLoad({ filter: /\.js$/ }, (args) => {
-      if (!args.path.startsWith(BUILD_DIR + sep) || args.path.startsWith(BUNDLE_DIR + sep)) return undefined;
-      const code = readFileSync(args.path, 'utf8');
-      return { contents: code.replaceAll('import.meta.url', JSON.stringify(pathToFileURL(args.path).href)) };
-    });
-  },
-};
-
-/**
- * Bundles the per-file build's entries into BUNDLE_DIR; returns { [source entry]: bundle file } for the
- * manifest, or undefined when esbuild is missing or MESHFED_BUNDLE=0 (the per-file build then runs).
- */
-async function bundle(sources) {
-  if (process.env.MESHFED_BUNDLE === '0') return undefined;
-  let esbuild;
-  try {
-    esbuild = await import('esbuild');
-  } catch {
-    return undefined;
-  }
-  const entries = BUNDLE_ENTRIES.filter((rel) => sources.includes(rel));
-  if (entries.length === 0) return undefined;
-  let result;
-  try {
-    result = await esbuild.build({
-      entryPoints: entries.map((rel) => join(BUILD_DIR, outputName(rel))),
-      outbase: BUILD_DIR,
-      outdir: BUNDLE_DIR,
-      entryNames: '[dir]/[name]',
-      chunkNames: 'chunks/[name]-[hash]',
-      bundle: true,
-      splitting: true,
-      format: 'esm',
-      platform: 'node',
-      target: 'node24',
-      minifyWhitespace: true,
-      minifySyntax: true,
-      sourcemap: 'linked',
-      sourcesContent: false,
-      external: EXTERNAL,
-      // the CommonJS libraries inside the bundle call require(); an ES module has none of its own
-      banner: {
-        js: "import{createRequire as __meshfedRequire}from'node:module';const require=__meshfedRequire(import.meta.url);",
-      },
-      plugins: [moduleUrlPlugin],
-      write: false,
-      logLevel: 'silent',
-    });
-  } catch (err) {
-    // the per-file build is complete and runs; say why the bundle is not there
-    process.stderr.write(`meshfed: the bundle was not made, the per-file build runs: ${err.message}\n`);
-    return undefined;
-  }
-  const written = new Set();
-  for (const f of result.outputFiles) {
-    writeAtomically(f.path, f.contents);
-    written.add(relative(BUNDLE_DIR, f.path).split(sep).join('/'));
-  }
-  // chunks of an earlier bundle (their names carry a content hash) must not pile up
-  for (const rel of outputsUnder('bundle').map((r) => r.slice('bundle/'.length)))
-    if (!written.has(rel) && !rel.endsWith('.tmp')) rmSync(join(BUNDLE_DIR, rel), { force: true });
-  return Object.fromEntries(entries.map((rel) => [rel, `bundle/${outputName(rel)}`]));
 }
 
 /**

@@ -7,7 +7,6 @@ import {
   mkdtempSync,
   readFileSync,
   rmSync,
-  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -113,59 +112,6 @@ describe('scripts/build.js', () => {
     buildIn(root);
     expect(existsSync(out(root, 'gateway/added.js'))).toBe(false);
     expect(evaluate(root, "b.builtModule('cli/main.ts')")).toBe(main);
-  });
-
-  test('with esbuild installed, the entries run bundled, reading files beside the modules they were written in', () => {
-    const root = project();
-    roots.push(root);
-    mkdirSync(join(root, 'node_modules', '@esbuild'), { recursive: true });
-    symlinkSync(join(process.cwd(), 'node_modules', 'esbuild'), join(root, 'node_modules', 'esbuild'));
-    for (const p of ['linux-x64', 'linux-arm64', 'darwin-arm64', 'darwin-x64']) {
-      const from = join(process.cwd(), 'node_modules', '@esbuild', p);
-      if (existsSync(from)) symlinkSync(from, join(root, 'node_modules', '@esbuild', p));
-    }
-    writeFileSync(
-      join(root, 'cli', 'main.ts'),
-      [
-        "import { readFileSync } from 'node:fs';",
-        "import { run } from '../core/shape.ts';",
-        "export const main: string = 'bundled';",
-        'export const answer = run({ n: 21 });',
-        "export const proto = readFileSync(new URL('./admin/admin.proto', import.meta.url), 'utf8');",
-        'export const here = import.meta.url;',
-        "export const later = async () => (await import('../core/double.ts')).double(4);",
-        '',
-      ].join('\n'),
-    );
-    buildIn(root);
-    const bundled = pathToFileURL(out(root, 'bundle/cli/main.js')).href;
-    expect(evaluate(root, "b.builtModule('cli/main.ts')")).toBe(bundled);
-    const m = `(await import('${bundled}'))`;
-    expect(evaluate(root, `${m}.main`)).toBe('bundled');
-    expect(evaluate(root, `${m}.answer`)).toBe(42);
-    expect(evaluate(root, `${m}.later()`)).toBe(8);
-    // import.meta.url is the module's own (the per-file build's), so the proto beside it is found
-    expect(evaluate(root, `${m}.here`)).toBe(pathToFileURL(out(root, 'cli/main.js')).href);
-    expect(evaluate(root, `${m}.proto`)).toBe('syntax = "proto3";\n');
-    // a source map beside the bundle points at the per-file modules (whose lines are the sources')
-    const map = JSON.parse(readFileSync(out(root, 'bundle/cli/main.js.map'), 'utf8')) as {
-      sources: string[];
-    };
-    expect(map.sources).toEqual(expect.arrayContaining(['../../cli/main.js', '../../core/shape.js']));
-
-    // a changed source is never run from a stale bundle
-    writeFileSync(join(root, 'core', 'double.ts'), 'export const double = (n: number): number => n * 3;\n');
-    expect(evaluate(root, "b.builtModule('cli/main.ts') ?? null")).toBeNull();
-    expect(evaluate(root, "b.runnableModule('cli/main.ts')")).toBe(bundled);
-    expect(evaluate(root, `${m}.answer`)).toBe(63);
-
-    // MESHFED_BUNDLE=0 runs the per-file build
-    const code = `const b = await import(${JSON.stringify(pathToFileURL(join(root, 'scripts', 'build.js')).href)}); console.log(b.builtModule('cli/main.ts'));`;
-    const r = spawnSync(process.execPath, ['--input-type=module', '-e', code], {
-      encoding: 'utf8',
-      env: { ...process.env, MESHFED_BUNDLE: '0' },
-    });
-    expect(r.stdout.trim()).toBe(pathToFileURL(out(root, 'cli/main.js')).href);
   });
 
   test('when the build cannot be written, the sources run', () => {

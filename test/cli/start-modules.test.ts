@@ -1,7 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { builtModule, ensureBuilt } from '../../scripts/build.js';
 
 // What a gateway loads before it serves anything stays resident for its whole life (docs/performance.md,
 // "Idle memory"). Things that cost a few MB each and that nothing at start needs: Node's bundled fetch
@@ -44,17 +43,6 @@ function afterImport(body: string): { icu: string[]; bundledFetch: boolean; undi
 
 test('the gateway command loads neither Node bundled fetch, ICU locale data nor undici when it is imported', () => {
   expect(afterImport(`await import(${JSON.stringify(GATEWAY_COMMAND)});`)).toEqual({
-    icu: [],
-    bundledFetch: false,
-    undici: false,
-  });
-});
-
-test('so does the bundle that bin/meshfed.js runs', () => {
-  expect(ensureBuilt()).toEqual({ ok: true });
-  const bundled = builtModule('cli/commands/gateway.ts');
-  expect(bundled).toMatch(/\/bundle\/cli\/commands\/gateway\.js$/);
-  expect(afterImport(`await import(${JSON.stringify(bundled)});`)).toEqual({
     icu: [],
     bundledFetch: false,
     undici: false,
