@@ -11,6 +11,11 @@
 # (every process of their sessions, user + system) while h2load ran, over the requests of its 2 s warm-up
 # (at the same rate, not in its log) and of the measured seconds.
 # Writes bench/results/latency-fixed-rate.json: p50/p99 per path and the latency each pair adds over direct.
+# And where its slowest 1 % started (slowest_1pct_in): in how many 100-ms windows of the run, and the share
+# of them in the busiest window. h2load's ten connections send together, so requests come in batches of ten;
+# a p99 made of a few windows is a few stalls of everything in flight, not a cost every batch pays.
+# KEEP=<dir> keeps each path's h2load log (<path>-<round>.log: start µs, status, duration µs per request) and
+# each gateway's stdout (<name>-<round>.stdout.log; e.g. with NODE_OPTIONS=--trace-gc, meshfed's collections).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${D:-10} R=${R:-1}
@@ -52,16 +57,22 @@ measure() { # measure NAME URL -> one JSON line of latency percentiles (ms)
     --log-file "$OUT/$1.log" "$2" >"$OUT/$1.h2load.txt"
   s1=$(steal) c1=$(gw_ticks)
   awk -F'\t' '$2 == 200 { print $3 / 1000 }' "$OUT/$1.log" | sort -n >"$OUT/$1.ms"
+  if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP" && cp "$OUT/$1.log" "$KEEP/$1-$round.log"; fi
   local n e
   n=$(wc -l <"$OUT/$1.ms")
   e=$(awk -F'\t' '$2 != 200' "$OUT/$1.log" | wc -l)
+  local p99 windows
+  p99=$(sed -n "$((n * 99 / 100 + 1))p" "$OUT/$1.ms")
+  # where the slowest 1 % started: how many 100-ms windows hold them, and the share of the busiest one
+  windows=$(awk -F'\t' -v t="$p99" 'NR == 1 { t0 = $1 } $2 == 200 && $3 / 1000 >= t { w[int(($1 - t0) / 100000)]++; k++ }
+    END { for (x in w) { c++; if (w[x] > m) m = w[x] } printf "{\"windows\": %d, \"busiest_share\": %.2f}", c, (k ? m / k : 0) }' "$OUT/$1.log")
   jq -n --arg path "$1" --argjson n "$n" --argjson e "$e" --argjson round "$round" \
-    --argjson p50 "$(sed -n "$((n / 2 + 1))p" "$OUT/$1.ms")" --argjson p99 "$(sed -n "$((n * 99 / 100 + 1))p" "$OUT/$1.ms")" \
+    --argjson p50 "$(sed -n "$((n / 2 + 1))p" "$OUT/$1.ms")" --argjson p99 "$p99" --argjson slow "$windows" \
     --argjson steal "$(echo "$s0 $s1" | awk '{printf "%.1f", ($4 > $2 ? ($3 - $1) / ($4 - $2) * 100 : 0)}')" \
     --argjson cpu "$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" -v n="$n" -v d="$D" \
       'BEGIN {printf "%.1f", (n > 0 ? (b - a) / hz / (n * (d + 2) / d) * 1e6 : 0)}')" \
     '{path: $path, round: $round, requests: $n, errors: $e, p50_ms: $p50, p99_ms: $p99, steal_pct: $steal,
-      gateway_cpu_us_per_request: $cpu}' | jq -c .
+      gateway_cpu_us_per_request: $cpu, slowest_1pct_in: $slow}' | jq -c .
 }
 
 start backend "bash $HERE/lib/backend.sh"
@@ -83,6 +94,9 @@ for round in $(seq "$R"); do
     ready "$BENCH_GW_B_ADDR" && ready "$BENCH_GW_A_ADDR"
     rows+=("$(measure "$cand" "http://$BENCH_GW_A_ADDR/")")
     for g in "${gws[@]}"; do stop "$g"; done
+    if [ -n "${KEEP:-}" ]; then for d in "$OUT/$cand" "$OUT/$cand-a" "$OUT/$cand-b"; do
+      if [ -d "$d" ]; then cp "$d/stdout.log" "$KEEP/$(basename "$d")-$round.stdout.log"; fi
+    done; fi
   done
 done
 mkdir -p bench/results

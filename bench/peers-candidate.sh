@@ -8,4 +8,6 @@ else
   tunnel='HTTP/1.1 fast path: pooled keep-alive mTLS connections gw-A->gw-B (ALPN meshfed-h1/1), bytes forwarded by their framing'
 fi
 echo "meshfed: ${BENCH_WORKERS:-1} event loop(s) (BENCH_WORKERS, SO_REUSEPORT); $tunnel; gw-B->backend keep-alive" >"${BENCH_WORKDIR:-/tmp}/notes.txt"
-exec node_modules/.bin/node bench/peers-gateway.ts
+# BENCH_NODE_ARGS: node options for the candidate that NODE_OPTIONS refuses (e.g. --trace-gc), split on spaces
+# shellcheck disable=SC2086
+exec node_modules/.bin/node ${BENCH_NODE_ARGS:-} bench/peers-gateway.ts
