@@ -1,6 +1,7 @@
 /** jest runs TypeScript through swc (TypeScript 7 has no JS compiler API, so ts-jest cannot work). */
 export default {
-  testEnvironment: 'node',
+  // MESHFED_LEAK_CHECK=1: each test file reports the sockets, servers, children and timers it left running
+  testEnvironment: process.env.MESHFED_LEAK_CHECK === '1' ? '<rootDir>/test/leak-check-env.js' : 'node',
   extensionsToTreatAsEsm: ['.ts'],
   transform: {
     '^.+\\.ts$': [

@@ -1,18 +1,23 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { MeshfedError } from './errors.ts';
 
 /**
  * Polls `check` until it returns a truthy value or the deadline passes. Used instead of fixed
- * sleeps: the wait ends as soon as the condition holds.
+ * sleeps: the wait ends as soon as the condition holds. `signal` ends it early, rejecting with the
+ * signal's reason: a wait raced against something else (a child that exits during start) stops polling
+ * when it loses, rather than keeping its timer, and the process, alive until its own deadline.
  */
 export async function waitFor<T>(
   check: () => T | Promise<T>,
-  options: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+  options: { timeoutMs?: number; intervalMs?: number; what?: string; signal?: AbortSignal } = {},
 ): Promise<NonNullable<T>> {
   const timeoutMs = options.timeoutMs ?? 10_000;
   const intervalMs = options.intervalMs ?? 25;
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
+  const signal = options.signal;
   for (;;) {
+    signal?.throwIfAborted();
     try {
       const value = await check();
       if (value) return value as NonNullable<T>;
@@ -26,7 +31,9 @@ export async function waitFor<T>(
         { cause: lastError },
       );
     }
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    await (signal
+      ? sleep(intervalMs, undefined, { signal }).catch(() => signal.throwIfAborted())
+      : sleep(intervalMs));
   }
 }
 

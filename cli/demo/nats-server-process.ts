@@ -205,21 +205,27 @@ export class NatsServerProcess {
       );
     });
     failed.catch(() => undefined);
+    // the readiness polls stop when the race is lost (the child exited), not at their deadline
+    const stop = new AbortController();
+    const ready = this.ready(timeoutMs, stop.signal);
+    ready.catch(() => undefined);
     try {
-      await Promise.race([this.ready(timeoutMs), failed]);
+      await Promise.race([ready, failed]);
     } catch (err) {
+      stop.abort(err);
       if (this.running) await this.kill();
       throw err;
     }
   }
 
-  private async ready(timeoutMs: number): Promise<void> {
+  private async ready(timeoutMs: number, signal: AbortSignal): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     const left = () => Math.max(1, deadline - Date.now());
     const what = (s: string) => `nats-server ${this.options.name}: ${s}`;
     const ports = await waitFor(() => this.readPortsFile(), {
       timeoutMs: left(),
       what: what(`its ports file in ${this.portsDir}`),
+      signal,
     });
     if (this.options.gateway) {
       // nats-server 2.9 leaves the gateway port out of the ports file; the monitoring endpoint has it
@@ -228,15 +234,16 @@ export class NatsServerProcess {
           const port = (await this.monitor('/gatewayz', ports.monitor))?.port;
           return typeof port === 'number' && port > 0 ? port : undefined;
         },
-        { timeoutMs: left(), what: what('its gateway port') },
+        { timeoutMs: left(), what: what('its gateway port'), signal },
       );
     }
     this.#ports = ports;
     await waitFor(() => tcpReachable(this.host, ports.client), {
       timeoutMs: left(),
       what: what('a TCP connect'),
+      signal,
     });
-    await waitFor(() => this.healthy(), { timeoutMs: left(), what: what('to accept clients') });
+    await waitFor(() => this.healthy(), { timeoutMs: left(), what: what('to accept clients'), signal });
   }
 
   /** `<binary>_<pid>.ports`, written once every listener is bound. */
