@@ -150,6 +150,14 @@ export const gatewayConfigSchema = z
           .describe(
             'TLS handshakes begun per second per source address (an IPv6 one by its /64) on each terminating listener, a token bucket with a burst of as many: one client that dials as fast as it can does not use up the handshakesPerSecond every other peer needs. Past it refused{reason="handshake-source-rate"}. A handshake that resumes a session does not count here. Peers behind one NAT address share it; raise it for them',
           ),
+        maxConnectionsPerPeer: z
+          .number()
+          .int()
+          .min(1)
+          .default(4096)
+          .describe(
+            'east-west connections one authenticated peer (the SPIFFE ID of its verified client certificate) may hold open, over both terminating protocols: a stolen or misbehaving peer certificate cannot take every slot of maxConnections from the other peers. Past it a connection is closed right after its handshake, before any request on it is read, and counted as refused{reason="peer-connection-limit"}. A peer gateway pools at most circuitBreaker.maxConnections connections per target per process: keep this above that times the peer\'s workers. Counted per gateway process (each of --workers has its own count). Passthrough connections carry no verified identity and are not counted',
+          ),
         sessionIdleTimeout: duration()
           .prefault('5m')
           .describe(

@@ -323,6 +323,7 @@ export class Gateway {
       refused: this.#refused,
     });
     this.#listeners.handshakes.eastWest.watch(this.#tls);
+    this.#listeners.peerConnections.watch(this.#tls);
     this.#tls.on('session', (s) => {
       this.#drain.track(s);
       this.#leafCycle.track(s);
@@ -369,6 +370,7 @@ export class Gateway {
       this.#leafCycle.fastPath(fast.eastWest);
       this.#fastTls = fast.tls;
       this.#listeners.handshakes.eastWest.watch(fast.tls);
+      this.#listeners.peerConnections.watch(fast.tls);
     }
     this.#options.identity.on('rotated', this.#onRotated);
 

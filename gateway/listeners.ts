@@ -5,6 +5,7 @@ import { type Counter, cidrBlockList, MeshfedError, type Registry } from '../cor
 import { acceptQueueGauge } from './accept-queue.ts';
 import type { GatewayConfig } from './config.ts';
 import { HandshakeAdmission } from './handshake-admission.ts';
+import { PeerConnections } from './peer-connections.ts';
 
 /**
  * The gateway's listening sockets and its connection limits: every data-plane listener (not admin) gets
@@ -24,6 +25,8 @@ export class Listeners {
   readonly bound: Record<string, string> = {};
   /** TLS handshake admission of the terminating listeners (limits.maxHandshakes, handshakesPerSecond) */
   readonly handshakes: Record<'eastWest' | 'egress', HandshakeAdmission>;
+  /** east-west connections per authenticated peer (limits.maxConnectionsPerPeer) */
+  readonly peerConnections: PeerConnections;
 
   constructor(options: {
     limits: GatewayConfig['limits'];
@@ -47,6 +50,11 @@ export class Listeners {
         listener,
       });
     this.handshakes = { eastWest: admission('eastWest'), egress: admission('egress') };
+    this.peerConnections = new PeerConnections({
+      max: options.limits.maxConnectionsPerPeer,
+      refused: options.refused,
+      listener: 'eastWest',
+    });
     if (options.registry) acceptQueueGauge(options.registry, () => this.bound);
   }
 
