@@ -6,6 +6,9 @@
 # the peer gateways run here (each gateway its own process: `meshfed-split`, BENCH_ROLE of bench/peers-gateway.ts).
 #   bash bench/latency-fixed-rate.sh            (D=10)
 #   R=3 bash bench/latency-fixed-rate.sh        (three rounds of every path in turn: medians, and the ratio per round)
+#   W=15 R=3 bash bench/latency-fixed-rate.sh   (15 s of h2load's warm-up at the same rate before the measured D seconds,
+#                                                default 2: long enough for V8 to have compiled the request path with
+#                                                its optimising compiler, which otherwise happens inside the window)
 # Each path's line also says how much CPU time the hypervisor took from this host over it (steal_pct): a round
 # with steal is a round of a busier host, for every path it touched; and the gateways' CPU time per request
 # (every process of their sessions, user + system) while h2load ran, over the requests of its 2 s warm-up
@@ -18,7 +21,7 @@
 # each gateway's stdout (<name>-<round>.stdout.log; e.g. with NODE_OPTIONS=--trace-gc, meshfed's collections).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-D=${D:-10} R=${R:-1}
+D=${D:-10} R=${R:-1} W=${W:-2}
 OUT=$(mktemp -d)
 command -v h2load >/dev/null || { echo "h2load is missing (apt-get install nghttp2-client)" >&2; exit 1; }
 source bench/peers-env.sh 127.0.0.10 127.0.0.21 127.0.0.22
@@ -53,7 +56,7 @@ measure() { # measure NAME URL -> one JSON line of latency percentiles (ms)
   local s0 s1 c0 c1
   s0=$(steal) c0=$(gw_ticks)
   rm -f "$OUT/$1.log" # h2load appends to its log file
-  h2load --h1 -c 10 --rps 100 -D "$D" --warm-up-time 2 -H ":authority: $BENCH_SERVICE_HOST" \
+  h2load --h1 -c 10 --rps 100 -D "$D" --warm-up-time "$W" -H ":authority: $BENCH_SERVICE_HOST" \
     --log-file "$OUT/$1.log" "$2" >"$OUT/$1.h2load.txt"
   s1=$(steal) c1=$(gw_ticks)
   awk -F'\t' '$2 == 200 { print $3 / 1000 }' "$OUT/$1.log" | sort -n >"$OUT/$1.ms"
@@ -69,8 +72,8 @@ measure() { # measure NAME URL -> one JSON line of latency percentiles (ms)
   jq -n --arg path "$1" --argjson n "$n" --argjson e "$e" --argjson round "$round" \
     --argjson p50 "$(sed -n "$((n / 2 + 1))p" "$OUT/$1.ms")" --argjson p99 "$p99" --argjson slow "$windows" \
     --argjson steal "$(echo "$s0 $s1" | awk '{printf "%.1f", ($4 > $2 ? ($3 - $1) / ($4 - $2) * 100 : 0)}')" \
-    --argjson cpu "$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" -v n="$n" -v d="$D" \
-      'BEGIN {printf "%.1f", (n > 0 ? (b - a) / hz / (n * (d + 2) / d) * 1e6 : 0)}')" \
+    --argjson cpu "$(awk -v a="$c0" -v b="$c1" -v hz="$(getconf CLK_TCK)" -v n="$n" -v d="$D" -v w="$W" \
+      'BEGIN {printf "%.1f", (n > 0 ? (b - a) / hz / (n * (d + w) / d) * 1e6 : 0)}')" \
     '{path: $path, round: $round, requests: $n, errors: $e, p50_ms: $p50, p99_ms: $p99, steal_pct: $steal,
       gateway_cpu_us_per_request: $cpu, slowest_1pct_in: $slow}' | jq -c .
 }
@@ -103,7 +106,7 @@ mkdir -p bench/results
 # per path: the median over rounds of p50, p99 and steal; added = a path's median minus direct's; and the
 # ratio of added p99s to HAProxy's in each round (the rounds' host states differ, a ratio within one does not)
 printf '%s\n' "${rows[@]}" | jq -s --arg date "$(date -u +%FT%TZ)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
-  --arg cmd "$([ "$R" = 1 ] && echo "bash bench/latency-fixed-rate.sh" || echo "R=$R bash bench/latency-fixed-rate.sh")" '
+  --arg cmd "$([ "$W" = 2 ] || echo -n "W=$W ")$([ "$R" = 1 ] || echo -n "R=$R ")bash bench/latency-fixed-rate.sh" --argjson warm "$W" '
   def med: sort | .[(length / 2 | floor)];
   def r3: . * 1000 | round / 1000;
   . as $runs
@@ -114,7 +117,7 @@ printf '%s\n' "${rows[@]}" | jq -s --arg date "$(date -u +%FT%TZ)" --arg load "$
       (map(select(.path == "direct"))[0]) as $d | (map({ (.path): (.p99_ms - $d.p99_ms) }) | add) as $a
       | { round: .[0].round, meshfed: (($a.meshfed / $a.haproxy) * 100 | round / 100),
           "meshfed-split": (($a["meshfed-split"] / $a.haproxy) * 100 | round / 100) })) as $per
-  | { date: $date, command: $cmd, rate: "1000 req/s (h2load --h1 -c 10 --rps 100)",
+  | { date: $date, command: $cmd, rate: "1000 req/s (h2load --h1 -c 10 --rps 100)", warm_up_s: $warm,
       loadavg_at_end: $load, paths: $runs, medians: $m,
       added_ms: ($m | to_entries | map(select(.key != "direct")) | map({ (.key): {
         p50: ((.value.p50_ms - $m.direct.p50_ms) | r3), p99: ((.value.p99_ms - $m.direct.p99_ms) | r3) } }) | add),
