@@ -3,8 +3,9 @@
 // does. Benchmarks measure the gateway as it ships: with Node's defaults this host gives V8 a 128 MB young
 // generation, whose scavenges paused the candidate for ~50 ms each (median, load 16-20) against ~4 ms with
 // the gateway's 4 MB semi-spaces (docs/performance.md, "The latency tail"). BENCH_NODE_DEFAULTS=1 keeps
-// Node's defaults, to compare.
+// Node's defaults, to compare (V8's worker threads at the event loop's priority included).
 import { GATEWAY_ENV, GATEWAY_NODE_FLAGS, missingEnv, missingNodeFlags } from '../cli/node-flags.ts';
+import { lowerV8WorkerPriority, v8WorkerNice } from '../cli/thread-priority.ts';
 
 if (process.env.BENCH_NODE_DEFAULTS !== '1' && typeof process.execve === 'function') {
   const flags = missingNodeFlags(GATEWAY_NODE_FLAGS, process.execArgv, process.env.NODE_OPTIONS);
@@ -19,3 +20,5 @@ if (process.env.BENCH_NODE_DEFAULTS !== '1' && typeof process.execve === 'functi
       },
     );
 }
+// and V8's worker threads at the priority `meshfed gateway` gives them (cli/thread-priority.ts)
+if (process.env.BENCH_NODE_DEFAULTS !== '1') lowerV8WorkerPriority(v8WorkerNice());

@@ -4,6 +4,7 @@ import type { Command } from '../command.ts';
 import { parseFlags, requireFlag } from '../command.ts';
 import { Daemon } from '../daemon.ts';
 import { runWorker } from '../gateway-worker.ts';
+import { lowerV8WorkerPriority, v8WorkerNice } from '../thread-priority.ts';
 
 export const gatewayCommand: Command = {
   path: ['gateway'],
@@ -23,6 +24,8 @@ export const gatewayCommand: Command = {
     '             (SO_REUSEPORT), replaces a worker that dies, and serves /metrics summed over all.',
   ].join('\n'),
   async run(ctx) {
+    // V8's background compiling and GC yield to the event loop (cli/thread-priority.ts); each worker too
+    lowerV8WorkerPriority(v8WorkerNice());
     // a data-plane worker forked by the supervisor (node:cluster re-runs this same command line)
     if (cluster.isWorker) process.exit(await runWorker());
     const { values } = parseFlags(
