@@ -148,6 +148,15 @@ function parseFacts(cert: X509Certificate, fingerprint256: string): CertFacts {
   return facts;
 }
 
+/**
+ * The SPIFFE ID a certificate names (its first `spiffe://` URI SAN), read with the same DER parser and cache as
+ * verification; undefined when it names none. Not a verification: the caller has verified the certificate
+ * (a TLS handshake, `verify`). Throws MESHFED_CA_MALFORMED on undecodable extensions.
+ */
+export function spiffeIdOf(cert: X509Certificate): string | undefined {
+  return certFacts(cert).uris.find((u) => u.startsWith('spiffe://'));
+}
+
 /** node:crypto prints distinguished names one attribute per line; messages want them on one line. */
 export function oneLine(dn: string): string {
   return dn.split('\n').join(', ');

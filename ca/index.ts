@@ -1,5 +1,6 @@
 // The public surface of ca/: the federated trust root, cluster intermediates, leaves, bundles and verification.
 export { CertificateSource, type CertificateSourceOptions, readLeafFiles } from './certificate-source.ts';
+export { spiffeIdOf } from './cert-facts.ts';
 export { isKeyType } from './keys.ts';
 export {
   BACKDATE_MS,

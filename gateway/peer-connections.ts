@@ -1,4 +1,5 @@
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
+import { spiffeIdOf } from '../ca/index.ts';
 import type { Counter } from '../core/index.ts';
 
 /**
@@ -67,11 +68,18 @@ export class PeerConnections {
 }
 
 /**
- * The SPIFFE ID of the verified client certificate (its URI SAN); a certificate without one (a listener
- * that verified it but whose CA issues other kinds) by its SHA-256 fingerprint, so it still has a share.
+ * The SPIFFE ID of the verified client certificate (ca's SAN reader, cached per certificate); a certificate
+ * without one (a listener that verified it but whose CA issues other kinds) by its SHA-256 fingerprint, so it
+ * still has a share.
  */
 function peerIdentity(tls: TLSSocket): string {
-  const cert = tls.getPeerCertificate();
-  const uri = /(?:^|, )URI:(spiffe:\/\/[^,]+)/.exec(cert?.subjectaltname ?? '')?.[1];
-  return uri ?? `sha256:${cert?.fingerprint256 ?? 'none'}`;
+  const cert = tls.getPeerX509Certificate();
+  if (!cert) return 'none';
+  try {
+    const id = spiffeIdOf(cert);
+    if (id) return id;
+  } catch {
+    // extensions the handshake accepted but meshfed cannot decode: counted by fingerprint
+  }
+  return `sha256:${cert.fingerprint256}`;
 }

@@ -1,6 +1,8 @@
+import { X509Certificate, webcrypto } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
-import { type IssuedLeaf, issueLeaf } from '../../ca/index.ts';
+import { createRoot, type IssuedLeaf, issueIntermediate, issueLeaf } from '../../ca/index.ts';
+import { px } from '../../ca/x509-lib.ts';
 import { waitFor } from '../../core/index.ts';
 import { Counter, createRegistry } from '../../core/metrics.ts';
 import { FAST_ALPN } from '../../gateway/index.ts';
@@ -18,12 +20,13 @@ import {
 // limits.maxConnectionsPerPeer: one authenticated peer identity holds at most that many east-west
 // connections, whichever protocol they speak; other peers keep theirs, and a closed connection frees its slot.
 
-/** a TLS socket as PeerConnections sees it: a verified certificate with `san`, closed by destroy() */
-function fakeTls(san: string, fingerprint = 'AA:BB'): TLSSocket & { destroyed: boolean } {
+/** a TLS socket as PeerConnections sees it: a verified certificate `pem`, closed by destroy() */
+function fakeTls(pem: string): TLSSocket & { destroyed: boolean } {
   const s = new EventEmitter() as EventEmitter & { destroyed: boolean };
   s.destroyed = false;
+  const cert = new X509Certificate(pem);
   Object.assign(s, {
-    getPeerCertificate: () => ({ subjectaltname: san, fingerprint256: fingerprint }),
+    getPeerX509Certificate: () => cert,
     destroy() {
       if (s.destroyed) return;
       s.destroyed = true;
@@ -31,6 +34,21 @@ function fakeTls(san: string, fingerprint = 'AA:BB'): TLSSocket & { destroyed: b
     },
   });
   return s as unknown as TLSSocket & { destroyed: boolean };
+}
+
+/** a self-signed certificate naming `dns` and no SPIFFE ID */
+async function plainCert(dns: string): Promise<string> {
+  const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair;
+  const cert = await px.X509CertificateGenerator.createSelfSigned({
+    name: `CN=${dns}`,
+    keys,
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+    extensions: [new px.SubjectAlternativeNameExtension([{ type: 'dns', value: dns }])],
+  });
+  return cert.toString('pem');
 }
 
 describe('PeerConnections', () => {
@@ -46,18 +64,31 @@ describe('PeerConnections', () => {
     return { peers: new PeerConnections({ max, refused, listener: 'eastWest' }), count };
   }
 
+  let west: string;
+  let eu: string;
+  let other: string;
+  beforeAll(async () => {
+    const root = await createRoot({ trustDomain: 'mesh.example' });
+    west = (
+      await issueLeaf(await issueIntermediate(root, { cluster: 'west' }), { kind: 'gateway', name: 'gw' })
+    ).certPem;
+    eu = (await issueLeaf(await issueIntermediate(root, { cluster: 'eu' }), { kind: 'gateway', name: 'gw' }))
+      .certPem;
+    other = (await issueLeaf(await issueIntermediate(root, { cluster: 'x' }), { kind: 'gateway', name: 'g' }))
+      .certPem;
+  });
+
   test('admits up to max connections per SPIFFE ID; past it destroys and counts; a close frees a slot', async () => {
     const { peers, count } = limited(2);
-    const west = 'URI:spiffe://mesh.example/cluster/west/gateway/gw';
     const a = fakeTls(west);
-    const b = fakeTls(`DNS:gw.west, ${west}`);
+    const b = fakeTls(west);
     expect([peers.admit(a), peers.admit(b)]).toEqual([true, true]);
     const c = fakeTls(west);
     expect(peers.admit(c)).toBe(false);
     expect(c.destroyed).toBe(true);
     expect(await count()).toBe(1);
     // another identity has its own share
-    expect(peers.admit(fakeTls('URI:spiffe://mesh.example/cluster/eu/gateway/gw'))).toBe(true);
+    expect(peers.admit(fakeTls(eu))).toBe(true);
     expect(peers.peers).toBe(2);
     a.destroy();
     expect(peers.of('spiffe://mesh.example/cluster/west/gateway/gw')).toBe(1);
@@ -65,13 +96,15 @@ describe('PeerConnections', () => {
     expect(await count()).toBe(1);
   });
 
-  test('a certificate without a SPIFFE ID is counted by its fingerprint; a socket already gone is not counted', () => {
+  test('a certificate without a SPIFFE ID is counted by its fingerprint; a socket already gone is not counted', async () => {
     const { peers } = limited(1);
-    expect(peers.admit(fakeTls('DNS:somewhere', '01:02'))).toBe(true);
-    expect(peers.of('sha256:01:02')).toBe(1);
-    expect(peers.admit(fakeTls('DNS:somewhere', '01:02'))).toBe(false);
-    expect(peers.admit(fakeTls('DNS:elsewhere', '03:04'))).toBe(true);
-    const gone = fakeTls('URI:spiffe://mesh.example/cluster/x/gateway/g');
+    const somewhere = await plainCert('somewhere');
+    const fingerprint = new X509Certificate(somewhere).fingerprint256;
+    expect(peers.admit(fakeTls(somewhere))).toBe(true);
+    expect(peers.of(`sha256:${fingerprint}`)).toBe(1);
+    expect(peers.admit(fakeTls(somewhere))).toBe(false);
+    expect(peers.admit(fakeTls(await plainCert('elsewhere')))).toBe(true);
+    const gone = fakeTls(other);
     gone.destroy();
     expect(peers.admit(gone)).toBe(false);
     expect(peers.of('spiffe://mesh.example/cluster/x/gateway/g')).toBe(0);
