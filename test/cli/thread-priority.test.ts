@@ -16,11 +16,17 @@ function threadsAfter(nice: number): { changed: number; threads: { name: string;
     import { readdirSync, readFileSync } from 'node:fs';
     const { lowerV8WorkerPriority } = await import(${JSON.stringify(MODULE)});
     const changed = lowerV8WorkerPriority(${nice});
-    const threads = readdirSync('/proc/self/task').map((tid) => ({
-      name: readFileSync('/proc/self/task/' + tid + '/comm', 'utf8').trim(),
-      // field 19 of stat, counted after the command name's closing parenthesis
-      nice: Number(readFileSync('/proc/self/task/' + tid + '/stat', 'utf8').split(') ')[1].split(' ')[16]),
-    }));
+    const threads = readdirSync('/proc/self/task').flatMap((tid) => {
+      try {
+        return [{
+          name: readFileSync('/proc/self/task/' + tid + '/comm', 'utf8').trim(),
+          // field 19 of stat, counted after the command name's closing parenthesis
+          nice: Number(readFileSync('/proc/self/task/' + tid + '/stat', 'utf8').split(') ')[1].split(' ')[16]),
+        }];
+      } catch {
+        return []; // a short-lived thread that ended after it was listed
+      }
+    });
     console.log(JSON.stringify({ changed, threads }));
   `;
   const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
