@@ -7,7 +7,8 @@
 import { GATEWAY_ENV, GATEWAY_NODE_FLAGS, missingEnv, missingNodeFlags } from '../cli/node-flags.ts';
 import { lowerV8WorkerPriority, v8WorkerNice } from '../cli/thread-priority.ts';
 
-if (process.env.BENCH_NODE_DEFAULTS !== '1' && typeof process.execve === 'function') {
+const shipped = process.env.BENCH_NODE_DEFAULTS !== '1';
+if (shipped && typeof process.execve === 'function') {
   const flags = missingNodeFlags(GATEWAY_NODE_FLAGS, process.execArgv, process.env.NODE_OPTIONS);
   const env = missingEnv(GATEWAY_ENV, process.env);
   if (flags.length > 0 || Object.keys(env).length > 0)
@@ -21,4 +22,4 @@ if (process.env.BENCH_NODE_DEFAULTS !== '1' && typeof process.execve === 'functi
     );
 }
 // and V8's worker threads at the priority `meshfed gateway` gives them (cli/thread-priority.ts)
-if (process.env.BENCH_NODE_DEFAULTS !== '1') lowerV8WorkerPriority(v8WorkerNice());
+if (shipped) lowerV8WorkerPriority(v8WorkerNice());

@@ -11,14 +11,14 @@
 #                                                its optimising compiler, which otherwise happens inside the window)
 # Each path's line also says how much CPU time the hypervisor took from this host over it (steal_pct): a round
 # with steal is a round of a busier host, for every path it touched; and the gateways' CPU time per request
-# (every process of their sessions, user + system) while h2load ran, over the requests of its 2 s warm-up
+# (every process of their sessions, user + system) while h2load ran, over the requests of its W s warm-up
 # (at the same rate, not in its log) and of the measured seconds.
 # Writes bench/results/latency-fixed-rate.json: p50/p99 per path and the latency each pair adds over direct.
 # And where its slowest 1 % started (slowest_1pct_in): in how many 100-ms windows of the run, and the share
 # of them in the busiest window. h2load's ten connections send together, so requests come in batches of ten;
 # a p99 made of a few windows is a few stalls of everything in flight, not a cost every batch pays.
 # KEEP=<dir> keeps each path's h2load log (<path>-<round>.log: start µs, status, duration µs per request) and
-# each gateway's stdout (<name>-<round>.stdout.log; e.g. with NODE_OPTIONS=--trace-gc, meshfed's collections).
+# each gateway's stdout (<name>-<round>.stdout.log; e.g. with BENCH_NODE_ARGS=--trace-gc, meshfed's collections).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${D:-10} R=${R:-1} W=${W:-2}

@@ -29,6 +29,25 @@ function samples(file: string): Sample[] {
     .map(([t, steal, total]) => ({ t: t!, steal: steal!, total: total! }));
 }
 
+/** The host's steal ticks and all ticks now (/proc/stat's first line), or undefined off Linux. */
+export function hostTicks(): { steal: number; total: number } | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
+    return { steal: f[7] ?? 0, total: f.reduce((x, y) => x + y, 0) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Steal between two readings, in % of all CPU time; null when they do not span any time. */
+export function stealPct(
+  a: { steal: number; total: number } | undefined,
+  b: { steal: number; total: number } | undefined,
+): number | null {
+  if (!a || !b || b.total <= a.total) return null;
+  return (100 * (b.steal - a.steal)) / (b.total - a.total);
+}
+
 /** Steal over [from, to] (epoch seconds) from the last sample at or before `from` to the first at or after `to`. */
 function stealOver(s: Sample[], from: number, to: number): number | null {
   let a: Sample | undefined;
@@ -37,8 +56,7 @@ function stealOver(s: Sample[], from: number, to: number): number | null {
     if (x.t <= from) a = x;
     if (x.t >= to && b === undefined) b = x;
   }
-  if (!a || !b || b.total <= a.total) return null;
-  return (100 * (b.steal - a.steal)) / (b.total - a.total);
+  return stealPct(a, b);
 }
 
 /** Every run whose wrk log is in `logsDir` (`<case>.<run>.json`, written when the run ends). */

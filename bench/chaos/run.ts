@@ -11,6 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { round } from '../figures.ts';
+import { hostTicks, stealPct } from '../steal.ts';
 import type { Scenario, ScenarioResult } from './scenario.ts';
 import { SCENARIOS } from './scenarios/index.ts';
 import { LIVE } from './federation.ts';
@@ -54,21 +55,10 @@ interface Entry extends ScenarioResult {
   wallSeconds: number;
 }
 
-/** The first line of /proc/stat: steal ticks and all ticks, or undefined off Linux. */
-function cpuTicks(): { steal: number; total: number } | undefined {
-  try {
-    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1).map(Number);
-    return { steal: f[7] ?? 0, total: f.reduce((a, b) => a + b, 0) };
-  } catch {
-    return undefined;
-  }
-}
-
 /** steal over the interval since `before`, in % of all CPU time */
-function stealSince(before: ReturnType<typeof cpuTicks>): { stealPct?: number } {
-  const after = cpuTicks();
-  if (!before || !after || after.total <= before.total) return {};
-  return { stealPct: round((100 * (after.steal - before.steal)) / (after.total - before.total)) };
+function stealSince(before: ReturnType<typeof hostTicks>): { stealPct?: number } {
+  const pct = stealPct(before, hostTicks());
+  return pct === null ? {} : { stealPct: round(pct) };
 }
 
 /**
@@ -137,7 +127,7 @@ for (const scenario of chosen) {
   const log = (line: string) => process.stderr.write(`[${scenario.name}] ${line}\n`);
   const before = loadavg().map(round);
   const overflowsBefore = listenOverflows();
-  const ticksBefore = cpuTicks();
+  const ticksBefore = hostTicks();
   const t0 = performance.now();
   log(`start (rate ${values.rate}/s, ${values.duration} s of load)`);
   let result: ScenarioResult;
