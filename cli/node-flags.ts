@@ -7,11 +7,17 @@
  */
 
 /**
- * `--max-semi-space-size=4` (MB): V8 grows its young generation to 2 × 32 MB during a catalog sync burst and keeps
- * it, 56 MB of a 100,000-entry view's resident memory for nothing; capped, the same sync took between the same
- * and a fifth more CPU time in our runs.
+ * - `--max-semi-space-size=4` (MB): V8 grows its young generation to 2 × 32 MB during a catalog sync burst and
+ *   keeps it, 56 MB of a 100,000-entry view's resident memory for nothing; capped, the same sync took between the
+ *   same and a fifth more CPU time in our runs.
+ * - `--v8-pool-size=1`: one V8 worker thread instead of Node's four. V8 compiles hot code and marks and sweeps
+ *   the heap on those threads, in bursts; four of them took both cores of a two-core host for tens of
+ *   milliseconds at a time, nice 19 or not (the load client and the backend waited up to 16 ms for a CPU). With
+ *   one, a burst takes at most one core: p99 added by two gateways at 1,000 req/s was lower in nine alternating
+ *   pairs of runs of nine (medians 4.8 and 3.1 ms; a gateway's heap is tens of MB: one thread marks it in time).
+ *   docs/performance.md, "V8's worker pool".
  */
-export const GATEWAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4'];
+export const GATEWAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--v8-pool-size=1'];
 
 /**
  * `MALLOC_MMAP_THRESHOLD_=65537` (glibc; ignored elsewhere): allocations above 64 KiB get their own mapping, given

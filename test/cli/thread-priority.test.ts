@@ -50,10 +50,16 @@ linux('0 leaves every thread as it was', () => {
   expect(threads.every((t) => t.nice === getPriority())).toBe(true);
 });
 
+test("on one CPU the thread keeps the loop's priority: at 19 a busy loop would starve the compiler", () => {
+  expect(v8WorkerNice({}, 1)).toBe(0);
+  expect(v8WorkerNice({}, 64)).toBe(19);
+});
+
 test('MESHFED_V8_WORKER_NICE chooses the value, and a wrong one is refused with what to write', () => {
-  expect(v8WorkerNice({})).toBe(19);
-  expect(v8WorkerNice({ MESHFED_V8_WORKER_NICE: '5' })).toBe(5);
-  expect(v8WorkerNice({ MESHFED_V8_WORKER_NICE: '0' })).toBe(0);
+  expect(v8WorkerNice({}, 2)).toBe(19);
+  expect(v8WorkerNice({ MESHFED_V8_WORKER_NICE: '5' }, 2)).toBe(5);
+  expect(v8WorkerNice({ MESHFED_V8_WORKER_NICE: '0' }, 2)).toBe(0);
+  expect(v8WorkerNice({ MESHFED_V8_WORKER_NICE: '19' }, 1)).toBe(19);
   for (const bad of ['20', '-1', 'low', '2.5'])
     expect(() => v8WorkerNice({ MESHFED_V8_WORKER_NICE: bad })).toThrow(
       /MESHFED_V8_WORKER_NICE: expected a whole number from 0 .* to 19/,
