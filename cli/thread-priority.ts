@@ -36,6 +36,12 @@ export function v8WorkerNice(
   return n;
 }
 
+/**
+ * Gives every V8 worker thread of this process (`/proc/self/task/<tid>/comm` "V8Worker"; V8 starts them with
+ * the process and keeps them) the nice value `nice`. Linux only (elsewhere a thread's priority is not its
+ * own): returns the threads changed, 0 where there is no /proc or nothing to do. A thread that cannot be
+ * changed (a container that forbids it) is left as it is.
+ */
 export function lowerV8WorkerPriority(nice: number): number {
   if (nice === 0 || process.platform !== 'linux') return 0;
   let tids: string[];
