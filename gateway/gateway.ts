@@ -322,8 +322,7 @@ export class Gateway {
       minVersion: 'TLSv1.3',
       refused: this.#refused,
     });
-    this.#listeners.handshakes.eastWest.watch(this.#tls);
-    this.#listeners.peerConnections.watch(this.#tls);
+    this.#listeners.watchEastWest(this.#tls);
     this.#tls.on('session', (s) => {
       this.#drain.track(s);
       this.#leafCycle.track(s);
@@ -369,8 +368,7 @@ export class Gateway {
       this.#fastEastWest = fast.eastWest;
       this.#leafCycle.fastPath(fast.eastWest);
       this.#fastTls = fast.tls;
-      this.#listeners.handshakes.eastWest.watch(fast.tls);
-      this.#listeners.peerConnections.watch(fast.tls);
+      this.#listeners.watchEastWest(fast.tls);
     }
     this.#options.identity.on('rotated', this.#onRotated);
 

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import type net from 'node:net';
 import { type BlockList, createServer, type Server, type Socket } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
 import { type Counter, cidrBlockList, MeshfedError, type Registry } from '../core/index.ts';
 import { acceptQueueGauge } from './accept-queue.ts';
 import type { GatewayConfig } from './config.ts';
@@ -26,7 +27,7 @@ export class Listeners {
   /** TLS handshake admission of the terminating listeners (limits.maxHandshakes, handshakesPerSecond) */
   readonly handshakes: Record<'eastWest' | 'egress', HandshakeAdmission>;
   /** east-west connections per authenticated peer (limits.maxConnectionsPerPeer) */
-  readonly peerConnections: PeerConnections;
+  readonly #peerConnections: PeerConnections;
 
   constructor(options: {
     limits: GatewayConfig['limits'];
@@ -50,12 +51,21 @@ export class Listeners {
         listener,
       });
     this.handshakes = { eastWest: admission('eastWest'), egress: admission('egress') };
-    this.peerConnections = new PeerConnections({
+    this.#peerConnections = new PeerConnections({
       max: options.limits.maxConnectionsPerPeer,
       refused: options.refused,
       listener: 'eastWest',
     });
     if (options.registry) acceptQueueGauge(options.registry, () => this.bound);
+  }
+
+  /**
+   * The east-west limits on a terminating TLS server (the HTTP/2 tunnel's, the fast path's): its handshakes
+   * end in admission's count, and each completed connection counts against its peer's share.
+   */
+  watchEastWest(server: TlsServer): void {
+    this.handshakes.eastWest.watch(server);
+    this.#peerConnections.watch(server);
   }
 
   /**

@@ -24,7 +24,8 @@ export const gatewayCommand: Command = {
     '             (SO_REUSEPORT), replaces a worker that dies, and serves /metrics summed over all.',
   ].join('\n'),
   async run(ctx) {
-    // V8's background compiling and GC yield to the event loop (cli/thread-priority.ts); each worker too
+    // V8's background compiling and GC yield to the event loop where it has another CPU to run on
+    // (cli/thread-priority.ts); each worker too
     lowerV8WorkerPriority(v8WorkerNice());
     // a data-plane worker forked by the supervisor (node:cluster re-runs this same command line)
     if (cluster.isWorker) process.exit(await runWorker());
