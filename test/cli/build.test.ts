@@ -114,6 +114,84 @@ describe('scripts/build.js', () => {
     expect(evaluate(root, "b.builtModule('cli/main.ts')")).toBe(main);
   });
 
+  test('the build keeps one byte per character and the same values: escapes, and the stripper blanks as spaces', () => {
+    const root = project();
+    roots.push(root);
+    // a dash and an arrow in a comment, in strings, a template and a regular expression; an emoji; a type whose
+    // comment the stripper blanks with a wide space
+    const text = [
+      '// a comment \u2014 with a dash \u2192 and an arrow',
+      'interface Port {',
+      '  /** name \u2192 number */',
+      '  n: number;',
+      '}',
+      "export const s: string = '\u2014\u2192 \u{1f600}';",
+      // biome-ignore lint/suspicious/noTemplateCurlyInString: the text of a template literal, for the build
+      'export const t = `\u2716 ${1 + 1}`;',
+      "export const r: boolean = /^[\u2013\u2014]+$/u.test('\u2014\u2013');",
+      "export const e: boolean = /\u{1f600}/u.test('x\u{1f600}');",
+      'export const p: Port = { n: 1 };',
+      '',
+    ].join('\n');
+    writeFileSync(join(root, 'core', 'wide.ts'), text);
+    buildIn(root);
+    const built = readFileSync(out(root, 'core/wide.js'), 'utf8');
+    expect(built).not.toMatch(/[\u0100-\uffff]/);
+    expect(built.split('\n')).toHaveLength(text.split('\n').length);
+    const wide = pathToFileURL(out(root, 'core/wide.js')).href;
+    expect(
+      evaluate(root, `(async () => { const m = await import('${wide}'); return [m.s, m.t, m.r, m.e]; })()`),
+    ).toEqual(['\u2014\u2192 \u{1f600}', '\u2716 2', true, true]);
+  });
+
+  test('a character above U+00FF after a backslash leaves the file as it is', () => {
+    const root = project();
+    roots.push(root);
+    writeFileSync(join(root, 'core', 'odd.ts'), "export const odd: string = '\\\u2014';\n");
+    buildIn(root);
+    expect(readFileSync(out(root, 'core/odd.js'), 'utf8')).toContain('\\\u2014');
+    const odd = pathToFileURL(out(root, 'core/odd.js')).href;
+    expect(evaluate(root, `(await import('${odd}')).odd`)).toBe('\u2014');
+  });
+
+  test("the build's copy of zod: its modules, one byte per character, English alone among its translations", () => {
+    const root = project();
+    roots.push(root);
+    const zod = join(root, 'node_modules', 'zod');
+    mkdirSync(join(zod, 'v4', 'locales'), { recursive: true });
+    mkdirSync(join(zod, 'src'));
+    const pkg = { name: 'zod', version: '1.0.0', type: 'module', exports: { '.': './index.js' } };
+    writeFileSync(join(zod, 'package.json'), JSON.stringify(pkg));
+    writeFileSync(
+      join(zod, 'index.js'),
+      "export * as locales from './v4/locales/index.js';\nexport const mark = '\u2716';\n",
+    );
+    writeFileSync(
+      join(zod, 'v4', 'locales', 'index.js'),
+      "export { default as en } from './en.js';\nexport { default as fr } from './fr.js';\n",
+    );
+    writeFileSync(join(zod, 'v4', 'locales', 'en.js'), "export default () => 'en';\n");
+    writeFileSync(join(zod, 'v4', 'locales', 'fr.js'), "export default () => 'fr';\n");
+    writeFileSync(join(zod, 'src', 'index.ts'), 'export {};\n');
+    writeFileSync(
+      join(root, 'cli', 'main.ts'),
+      "import * as z from 'zod';\nexport const main: string[] = [...Object.keys(z.locales), z.mark];\n",
+    );
+    buildIn(root);
+    const copy = out(root, 'node_modules/zod');
+    expect(existsSync(join(copy, 'src'))).toBe(false);
+    expect(existsSync(join(copy, 'v4', 'locales', 'fr.js'))).toBe(true);
+    expect(readFileSync(join(copy, 'index.js'), 'utf8')).not.toMatch(/[\u0100-\uffff]/);
+    const main = pathToFileURL(out(root, 'cli/main.js')).href;
+    expect(evaluate(root, `(await import('${main}')).main`)).toEqual(['en', '\u2716']);
+    // a new zod (npm ci, an upgrade) makes the build stale, and the copy is made again
+    writeFileSync(join(zod, 'package.json'), JSON.stringify({ ...pkg, version: '1.0.1' }));
+    expect(evaluate(root, "b.builtModule('cli/main.ts') ?? null")).toBeNull();
+    buildIn(root);
+    expect(JSON.parse(readFileSync(join(copy, 'package.json'), 'utf8')).version).toBe('1.0.1');
+    expect(evaluate(root, "b.builtModule('cli/main.ts')")).toBe(main);
+  });
+
   test('when the build cannot be written, the sources run', () => {
     const root = project();
     roots.push(root);
