@@ -9,6 +9,7 @@ import { type SilentRelay, silentRelay } from './silent-relay.ts';
 // runs out while it still waits for a connection now fails as a connect failure, retried for every method.
 
 const HOST = 'hello.shop.svc.clusterset.local';
+const PER_TRY_MS = 1_500;
 let mesh: Mesh;
 let ok: TestGateway;
 /** a remote gateway whose handshakes never complete: every dial to it waits until its connect timeout */
@@ -34,11 +35,13 @@ afterAll(async () => {
 
 /**
  * A source gateway whose calls to hello try the silent gateway first (it is in the source's own zone) and
- * then ok: a per-try timeout far shorter than the connect timeout, so the try times out while it dials.
+ * then ok: a per-try timeout far shorter than the connect timeout, so the try times out while it dials. The
+ * retry has the same per-try timeout for its own dial, handshake and answer: 1.5 s leaves a loaded host room
+ * (at 300 ms a busy run once answered the retry 504).
  */
 async function source(): Promise<TestGateway> {
   const src = await mesh.gateway('src', {
-    balancer: { timeouts: { connect: 10_000, request: 300, idle: 60_000 }, unresponsiveAfter: 0 },
+    balancer: { timeouts: { connect: 10_000, request: PER_TRY_MS, idle: 60_000 }, unresponsiveAfter: 0 },
   });
   sources.push(src);
   const hello = httpService('shop', 'hello', [backend.address]);
@@ -95,7 +98,7 @@ test('a POST whose request left before its try timed out is still not sent again
   const slow = await echoServer('slow');
   slow.server.removeAllListeners('request');
   slow.server.on('request', (_req, res) => {
-    setTimeout(() => res.end('late'), 1_000).unref();
+    setTimeout(() => res.end('late'), 2 * PER_TRY_MS).unref();
   });
   try {
     ok.source.set([httpService('shop', 'late', [slow.address])]);
