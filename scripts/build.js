@@ -7,9 +7,9 @@
 // How: each file goes through Node's own type stripper (module.stripTypeScriptTypes, mode "strip"), the
 // one Node uses to run the sources, so the build runs exactly the code the sources run. Types become
 // blanks, so every line of a stack trace is the same as in the .ts file, and every column on a line without
-// a character above U+00FF (below). Relative imports of
-// `./x.ts` become `./x.js` (same length: positions are kept). Files that are not TypeScript (protos, the
-// dashboard's page) are copied beside the modules that read them.
+// a character above U+00FF (below). Relative imports of `./x.ts` become `./x.js` (same length: positions are
+// kept). Files that are not TypeScript (protos, the dashboard's page) are copied beside the modules that read
+// them.
 //
 // Sources are kept one byte per character: V8 holds every module's source for as long as the process runs,
 // and one character above U+00FF (a dash or an arrow in a comment) makes it hold the whole file at two bytes
