@@ -23,16 +23,16 @@ declare -A ARGS=([A]="$1" [B]="$2")
 for ((round = 1; round <= N; round++)); do
   for which in A B B A; do
     BENCH_NODE_ARGS="${ARGS[$which]}" R=1 bash bench/latency-fixed-rate.sh >/dev/null
-    jq -r --arg which "$which" '[$which, .added_ms.meshfed.p99, .added_ms["meshfed-split"].p99, .added_ms.haproxy.p99,
-        ([.paths[] | select(.path == "meshfed") | .gateway_cpu_us_per_request] | first)] | @tsv' "$RESULT" |
+    jq -c --arg which "$which" --arg args "${ARGS[$which]:-as shipped}" '{ which: $which, args: $args,
+        meshfed: .added_ms.meshfed.p99, split: .added_ms["meshfed-split"].p99, haproxy: .added_ms.haproxy.p99,
+        cpu: ([.paths[] | select(.path == "meshfed") | .gateway_cpu_us_per_request] | first) }' "$RESULT" |
       tee -a "$ROWS" |
-      awk -v args="${ARGS[$which]:-as shipped}" '{ printf "%s (%s): meshfed +%.2f ms, split +%.2f, haproxy +%.2f; meshfed CPU %s us/request\n", $1, args, $2, $3, $4, $5 }'
+      jq -r 'def r2: . * 100 | round / 100;
+        "\(.which) (\(.args)): meshfed +\(.meshfed | r2) ms, split +\(.split | r2), haproxy +\(.haproxy | r2); meshfed CPU \(.cpu) us/request"'
   done
 done
-for which in A B; do
-  awk -v w="$which" -v args="${ARGS[$which]:-as shipped}" '
-    function median(a, n,   i, j, t) { for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2 }
-    $1 == w { n++; m[n] = $2; s[n] = $3; h[n] = $4 }
-    END { printf "%s (%s), median of %d: meshfed +%.2f ms, split +%.2f, haproxy +%.2f\n", w, args, n, median(m, n), median(s, n), median(h, n) }' "$ROWS"
-done
+# each setting's medians (of an even count: the mean of the middle two)
+jq -rs 'def r2: . * 100 | round / 100;
+  def med: sort | if length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
+  group_by(.which)[]
+  | "\(.[0].which) (\(.[0].args)), median of \(length): meshfed +\(map(.meshfed) | med | r2) ms, split +\(map(.split) | med | r2), haproxy +\(map(.haproxy) | med | r2)"' "$ROWS"

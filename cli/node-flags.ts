@@ -13,9 +13,9 @@
  * - `--v8-pool-size=1`: one V8 worker thread instead of Node's four. V8 compiles hot code and marks and sweeps
  *   the heap on those threads, in bursts; four of them took both cores of a two-core host for tens of
  *   milliseconds at a time, nice 19 or not (the load client and the backend waited up to 16 ms for a CPU). With
- *   one, a burst takes at most one core: p99 added by two gateways at 1,000 req/s was lower in nine alternating
- *   pairs of runs of nine (medians 4.8 and 3.1 ms; a gateway's heap is tens of MB: one thread marks it in time).
- *   docs/performance.md, "V8's worker pool".
+ *   one, a burst takes at most one core: p99 added by two gateways at 1,000 req/s, runs in ABBA order, medians
+ *   4.08 → 3.50 ms in one process and 7.31 → 4.34 ms in two (a gateway's heap is tens of MB: one thread marks it
+ *   in time). docs/performance.md, "V8's worker pool" and "Idle memory, fifth round".
  */
 export const GATEWAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--v8-pool-size=1'];
 

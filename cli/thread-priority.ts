@@ -9,8 +9,8 @@ import { MeshfedError } from '../core/index.ts';
  * request path tiers up a few seconds into its traffic). At the event loop's priority it takes the CPU the
  * loop needs the moment a request arrives, and every request in flight waits. At 19 the loop preempts it
  * whenever it has work, and it runs on any CPU the loop leaves idle. Measured: p99 added by two gateways at
- * 1,000 req/s −25 % with V8's four threads, a third lower again with one (docs/performance.md, "The fixed-rate
- * tail" and "V8's worker pool").
+ * 1,000 req/s −25 % with V8's four threads; with one, lower again (docs/performance.md, "The fixed-rate tail",
+ * "V8's worker pool" and, with the runs' order balanced, "Idle memory, fifth round").
  */
 export const V8_WORKER_NICE = 19;
 

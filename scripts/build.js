@@ -61,9 +61,11 @@ function signature(path) {
   return `${s.size}:${s.mtimeMs}`;
 }
 
-/** zod's package.json in the project, when it has zod: the copy is made again when it changes */
+/** the project's zod, and the build's copy of it (see the top of this file) */
 const ZOD = join(ROOT, 'node_modules', 'zod');
 const ZOD_COPY = join(BUILD_DIR, 'node_modules', 'zod');
+
+/** the signature of zod's package.json (the copy is made again when it changes); null without zod */
 function zodSignature() {
   try {
     return signature(join(ZOD, 'package.json'));
@@ -72,10 +74,15 @@ function zodSignature() {
   }
 }
 
+/** what the whole build depends on besides the source files: this script, Node, zod */
+function buildInputs() {
+  return { builder: signature(SELF), node: process.version, zod: zodSignature() };
+}
+
 function currentState() {
   const files = {};
   for (const f of sourceFiles()) files[f] = signature(join(ROOT, f));
-  return { builder: signature(SELF), node: process.version, zod: zodSignature(), files };
+  return { ...buildInputs(), files };
 }
 
 function sameState(a, b) {
@@ -119,6 +126,7 @@ function outputsUnder(dir) {
 
 /** Unicode's spaces above U+00FF: what Node's type stripper puts where it blanks a multi-byte character */
 const WIDE_SPACE = /[\u1680\u2000-\u200a\u202f\u205f\u3000\ufeff]/;
+const WIDE_SPACES = new RegExp(WIDE_SPACE, 'g');
 
 /**
  * `code` with every character above U+00FF written as a \uXXXX escape (a surrogate pair as two): one byte per
@@ -127,10 +135,10 @@ const WIDE_SPACE = /[\u1680\u2000-\u200a\u202f\u205f\u3000\ufeff]/;
  * Unchanged when such a character follows a backslash (`'\—'` would become a different string), or when
  * `source` has wide spaces of its own: that file keeps two bytes per character rather than risk its meaning.
  */
-export function oneByte(code, source) {
+function oneByte(code, source) {
   if (source !== undefined) {
     if (WIDE_SPACE.test(source)) return code;
-    code = code.replace(new RegExp(WIDE_SPACE, 'g'), ' ');
+    code = code.replace(WIDE_SPACES, ' ');
   }
   if (/\\[\u0100-\uffff]/.test(code)) return code;
   return code.replace(/[\u0100-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
@@ -182,7 +190,7 @@ function writeAtomically(path, data) {
 export async function build() {
   const { stripTypeScriptTypes } = await import('node:module');
   const before = readManifest();
-  const state = { builder: signature(SELF), node: process.version, zod: zodSignature(), files: {} };
+  const state = { ...buildInputs(), files: {} };
   const rebuildAll = !before || before.builder !== state.builder || before.node !== state.node;
   if (rebuildAll || before.zod !== state.zod) {
     if (state.zod !== null) copyZod();
