@@ -48,7 +48,7 @@ for run in $(seq "$RUNS"); do
   t0=$(date +%s%N)
   alloc=(); [ "$ALLOC" = 1 ] && alloc=(env "BENCH_ALLOC_PROFILE=$OUT/alloc$run.json")
   BENCH_WORKDIR=$OUT setsid timeout -k 5 $((DURATION + 120)) taskset -c 1 "${alloc[@]}" \
-    node_modules/.bin/node "${prof[@]}" bench/peers-gateway.ts >"$OUT/gateway$run.log" 2>&1 &
+    node_modules/.bin/node ${BENCH_NODE_ARGS:-} "${prof[@]}" bench/peers-gateway.ts >"$OUT/gateway$run.log" 2>&1 &
   gw=$!; SIDS+=("$gw")
   wait_tcp "$BENCH_GW_A_ADDR" && wait_tcp "$BENCH_GW_B_ADDR" || { cat "$OUT/gateway$run.log" >&2; exit 1; }
   node=$(pgrep -s "$gw" -f peers-gateway.ts | tail -n1)

@@ -25,7 +25,7 @@ import { DaemonTrust } from './daemon-trust.ts';
 import { createBalancers, createGateway } from './data-plane.ts';
 import { checkEnvironment } from './startup-checks.ts';
 import type { Telemetry } from './telemetry.ts';
-import { WorkerPool } from './worker-pool.ts';
+import type { WorkerPool } from './worker-pool.ts';
 
 export interface DaemonOptions {
   logger?: Logger;
@@ -182,7 +182,7 @@ export class Daemon {
     this.balancers = createBalancers(inputs, workers > 1 ? createRegistry() : this.registry);
     this.gateway =
       workers > 1
-        ? new WorkerPool({
+        ? new (await import('./worker-pool.ts')).WorkerPool({
             count: workers,
             config: c,
             identity: this.gatewayIdentity,

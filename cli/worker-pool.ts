@@ -21,6 +21,7 @@ import { adminServer, mergeSnapshots, type PolicySummary, type TrafficSnapshot }
 import type { DaemonConfig } from './daemon-config.ts';
 import {
   type FromWorker,
+  GATEWAY_WORKER_ENV,
   type MetricsJson,
   policySnapshot,
   type ToWorker,
@@ -173,7 +174,7 @@ export class WorkerPool {
 
   /** Starts one worker; resolves once it listens, rejects when it fails or exits first. */
   private fork(initial = true): Promise<void> {
-    const worker = cluster.fork();
+    const worker = cluster.fork({ [GATEWAY_WORKER_ENV]: '1' });
     const entry: Entry = { worker, pid: worker.process.pid ?? 0, ready: false, startedAt: Date.now() };
     this.entries.set(worker.id, entry);
     return new Promise((resolve, reject) => {

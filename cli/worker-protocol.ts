@@ -52,6 +52,12 @@ export type ToWorker =
   | { t: 'policy-state'; id: number }
   | { t: 'drain'; timeoutMs: number; noticeMs: number };
 
+/**
+ * Set in the environment of every data-plane worker the supervisor forks: `meshfed gateway` loads node:cluster
+ * and the worker's modules only then (a gateway of one process never needs them).
+ */
+export const GATEWAY_WORKER_ENV = 'MESHFED_GATEWAY_WORKER';
+
 /** A PolicySet as it crosses to a worker (the worker indexes it again). */
 export interface PolicySnapshot {
   documents: readonly PolicyDocument[];

@@ -1,10 +1,9 @@
-import cluster from 'node:cluster';
 import { MeshfedError } from '../../core/index.ts';
 import type { Command } from '../command.ts';
 import { parseFlags, requireFlag } from '../command.ts';
 import { Daemon } from '../daemon.ts';
-import { runWorker } from '../gateway-worker.ts';
 import { lowerV8WorkerPriority, v8WorkerNice } from '../thread-priority.ts';
+import { GATEWAY_WORKER_ENV } from '../worker-protocol.ts';
 
 export const gatewayCommand: Command = {
   path: ['gateway'],
@@ -27,8 +26,12 @@ export const gatewayCommand: Command = {
     // V8's background compiling and GC yield to the event loop where it has another CPU to run on
     // (cli/thread-priority.ts); each worker too
     lowerV8WorkerPriority(v8WorkerNice());
-    // a data-plane worker forked by the supervisor (node:cluster re-runs this same command line)
-    if (cluster.isWorker) process.exit(await runWorker());
+    // a data-plane worker forked by the supervisor (node:cluster re-runs this same command line; Node has
+    // set up the worker's side of node:cluster before any module loads, so importing it here costs nothing)
+    if (process.env[GATEWAY_WORKER_ENV] === '1' && (await import('node:cluster')).default.isWorker) {
+      const { runWorker } = await import('../gateway-worker.ts');
+      process.exit(await runWorker());
+    }
     const { values } = parseFlags(
       ctx,
       { config: { type: 'string', short: 'c' }, workers: { type: 'string' } },
