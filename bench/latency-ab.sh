@@ -6,14 +6,15 @@
 # and the gateways' CPU per request; then each setting's medians.
 #   bash bench/latency-ab.sh '--v8-pool-size=4' ''            (A, B: BENCH_NODE_ARGS of each; '' = as shipped)
 #   N=3 bash bench/latency-ab.sh '--max-semi-space-size=2' ''  (N rounds of ABBA, default 2: 4N runs of ~55 s)
-# bench/results/latency-fixed-rate.json is left as it was.
+# PIN=1 runs both placed as the peers harness places processes (bench/latency-fixed-rate.sh). The script's result
+# file (bench/results/latency-fixed-rate.json, or -pinned.json) is left as it was.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: bash bench/latency-ab.sh 'NODE ARGS OF A' 'NODE ARGS OF B'" >&2; exit 2; }
 N=${N:-2}
 [[ "$N" =~ ^[1-9][0-9]?$ ]] || { echo "N must be a whole number from 1 to 99, got '$N'" >&2; exit 2; }
 command -v jq >/dev/null || { echo "jq is missing (apt-get install jq)" >&2; exit 1; }
-RESULT=bench/results/latency-fixed-rate.json
+RESULT=bench/results/latency-fixed-rate$([ "${PIN:-0}" = 1 ] && echo -n -pinned).json
 SAVED=$(mktemp)
 ROWS=$(mktemp)
 [ -f "$RESULT" ] && cp "$RESULT" "$SAVED"

@@ -13,15 +13,22 @@
 # with steal is a round of a busier host, for every path it touched; and the gateways' CPU time per request
 # (every process of their sessions, user + system) while h2load ran, over the requests of its W s warm-up
 # (at the same rate, not in its log) and of the measured seconds.
-# Writes bench/results/latency-fixed-rate.json: p50/p99 per path and the latency each pair adds over direct.
+# Writes bench/results/latency-fixed-rate.json (PIN=1: latency-fixed-rate-pinned.json): p50/p99 per path and the
+# latency each pair adds over direct.
 # And where its slowest 1 % started (slowest_1pct_in): in how many 100-ms windows of the run, and the share
 # of them in the busiest window. h2load's ten connections send together, so requests come in batches of ten;
 # a p99 made of a few windows is a few stalls of everything in flight, not a cost every batch pays.
+# PIN=1 places the processes as the peers harness does: h2load and the backend on CPU 0, every gateway process
+# (HAProxy's two, meshfed's one or two) on CPU 1; without it nothing is pinned and HAProxy's two processes may
+# run side by side on both CPUs while meshfed's one loop (the harness's candidate) has one. The output says which.
 # KEEP=<dir> keeps each path's h2load log (<path>-<round>.log: start µs, status, duration µs per request) and
 # each gateway's stdout (<name>-<round>.stdout.log; e.g. with BENCH_NODE_ARGS=--trace-gc, meshfed's collections).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-D=${D:-10} R=${R:-1} W=${W:-2}
+D=${D:-10} R=${R:-1} W=${W:-2} PIN=${PIN:-0}
+[[ $PIN =~ ^[01]$ ]] || { echo "PIN must be 0 or 1, got '$PIN'" >&2; exit 2; }
+# the command prefix of the load client and backend, and of the gateways
+if [ "$PIN" = 1 ]; then CLIENT_CPU=(taskset -c 0) GATEWAY_CPU='taskset -c 1 '; else CLIENT_CPU=() GATEWAY_CPU=''; fi
 OUT=$(mktemp -d)
 command -v h2load >/dev/null || { echo "h2load is missing (apt-get install nghttp2-client)" >&2; exit 1; }
 source bench/peers-env.sh 127.0.0.10 127.0.0.21 127.0.0.22
@@ -56,7 +63,7 @@ measure() { # measure NAME URL -> one JSON line of latency percentiles (ms)
   local s0 s1 c0 c1
   s0=$(steal) c0=$(gw_ticks)
   rm -f "$OUT/$1.log" # h2load appends to its log file
-  h2load --h1 -c 10 --rps 100 -D "$D" --warm-up-time "$W" -H ":authority: $BENCH_SERVICE_HOST" \
+  "${CLIENT_CPU[@]}" h2load --h1 -c 10 --rps 100 -D "$D" --warm-up-time "$W" -H ":authority: $BENCH_SERVICE_HOST" \
     --log-file "$OUT/$1.log" "$2" >"$OUT/$1.h2load.txt"
   s1=$(steal) c1=$(gw_ticks)
   awk -F'\t' '$2 == 200 { print $3 / 1000 }' "$OUT/$1.log" | sort -n >"$OUT/$1.ms"
@@ -78,7 +85,7 @@ measure() { # measure NAME URL -> one JSON line of latency percentiles (ms)
       gateway_cpu_us_per_request: $cpu, slowest_1pct_in: $slow}' | jq -c .
 }
 
-start backend "bash $HERE/lib/backend.sh"
+start backend "${CLIENT_CPU[*]} bash $HERE/lib/backend.sh"
 ready "$BENCH_BACKEND_HTTP"
 rows=()
 for round in $(seq "$R"); do
@@ -87,12 +94,12 @@ for round in $(seq "$R"); do
   for cand in haproxy meshfed meshfed-split; do
     gws=()
     case $cand in
-    haproxy) start "$cand" "bash $HERE/peers/haproxy.sh" && gws+=("$STARTED") ;;
-    meshfed) start "$cand" "bash bench/peers-candidate.sh" && gws+=("$STARTED") ;;
+    haproxy) start "$cand" "${GATEWAY_CPU}bash $HERE/peers/haproxy.sh" && gws+=("$STARTED") ;;
+    meshfed) start "$cand" "${GATEWAY_CPU}bash bench/peers-candidate.sh" && gws+=("$STARTED") ;;
     meshfed-split)
-      start "$cand-b" "BENCH_ROLE=b bash bench/peers-candidate.sh" && gws+=("$STARTED")
+      start "$cand-b" "BENCH_ROLE=b ${GATEWAY_CPU}bash bench/peers-candidate.sh" && gws+=("$STARTED")
       ready "$BENCH_GW_B_ADDR"
-      start "$cand-a" "BENCH_ROLE=a bash bench/peers-candidate.sh" && gws+=("$STARTED") ;;
+      start "$cand-a" "BENCH_ROLE=a ${GATEWAY_CPU}bash bench/peers-candidate.sh" && gws+=("$STARTED") ;;
     esac
     ready "$BENCH_GW_B_ADDR" && ready "$BENCH_GW_A_ADDR"
     rows+=("$(measure "$cand" "http://$BENCH_GW_A_ADDR/")")
@@ -106,7 +113,8 @@ mkdir -p bench/results
 # per path: the median over rounds of p50, p99 and steal; added = a path's median minus direct's; and the
 # ratio of added p99s to HAProxy's in each round (the rounds' host states differ, a ratio within one does not)
 printf '%s\n' "${rows[@]}" | jq -s --arg date "$(date -u +%FT%TZ)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
-  --arg cmd "$([ "$W" = 2 ] || echo -n "W=$W ")$([ "$R" = 1 ] || echo -n "R=$R ")bash bench/latency-fixed-rate.sh" --argjson warm "$W" '
+  --arg cmd "$([ "$PIN" = 0 ] || echo -n "PIN=1 ")$([ "$W" = 2 ] || echo -n "W=$W ")$([ "$R" = 1 ] || echo -n "R=$R ")bash bench/latency-fixed-rate.sh" \
+  --arg placement "$([ "$PIN" = 1 ] && echo 'pinned as the peers harness: h2load and backend CPU 0, every gateway process CPU 1' || echo 'not pinned')" --argjson warm "$W" '
   def med: sort | .[(length / 2 | floor)];
   def r3: . * 1000 | round / 1000;
   . as $runs
@@ -117,11 +125,11 @@ printf '%s\n' "${rows[@]}" | jq -s --arg date "$(date -u +%FT%TZ)" --arg load "$
       (map(select(.path == "direct"))[0]) as $d | (map({ (.path): (.p99_ms - $d.p99_ms) }) | add) as $a
       | { round: .[0].round, meshfed: (($a.meshfed / $a.haproxy) * 100 | round / 100),
           "meshfed-split": (($a["meshfed-split"] / $a.haproxy) * 100 | round / 100) })) as $per
-  | { date: $date, command: $cmd, rate: "1000 req/s (h2load --h1 -c 10 --rps 100)", warm_up_s: $warm,
+  | { date: $date, command: $cmd, placement: $placement, rate: "1000 req/s (h2load --h1 -c 10 --rps 100)", warm_up_s: $warm,
       loadavg_at_end: $load, paths: $runs, medians: $m,
       added_ms: ($m | to_entries | map(select(.key != "direct")) | map({ (.key): {
         p50: ((.value.p50_ms - $m.direct.p50_ms) | r3), p99: ((.value.p99_ms - $m.direct.p99_ms) | r3) } }) | add),
       p99_added_vs_haproxy_per_round: $per }
   | .p99_added_vs_haproxy = ((.added_ms.meshfed.p99 / .added_ms.haproxy.p99) * 100 | round / 100)
   | .p99_added_vs_haproxy_split = ((.added_ms["meshfed-split"].p99 / .added_ms.haproxy.p99) * 100 | round / 100)' \
-  | tee bench/results/latency-fixed-rate.json
+  | tee "bench/results/latency-fixed-rate$([ "$PIN" = 1 ] && echo -n -pinned).json"
