@@ -3,18 +3,25 @@
 # candidate, bench/peers-gateway.ts) pinned to CPU 1, the harness's nginx backend and wrk on CPU 0, on
 # loopback addresses of their own (so a harness run of another checkout is not disturbed). Prints requests,
 # the gateway process's CPU per request, the load average, and with a profile where its samples went.
-#   bash bench/fastpath-profile.sh [-d SECONDS] [-c CONNS] [-b small|64k] [-r RUNS] [-n] [-a] [-o DIR]
+#   bash bench/fastpath-profile.sh [-d SECONDS] [-c CONNS] [-b small|64k] [-r RUNS] [-w WINDOWS] [-n] [-a] [-o DIR]
 #     -n: no --cpu-prof (the profiler's own cost left out of the CPU per request)
 #     -a: also where the measured window allocated (bench/alloc-sampling.ts): DIR/alloc<run>.json
+#     -w: the run measured as WINDOWS consecutive wrk windows of SECONDS in the same process, each printed with the
+#         gateway's mmap calls and page faults (perf stat -I; needs linux-perf): whether a figure drifts within one
+#         process, and with malloc's mapping churn (docs/performance.md, "Sixth round")
 # Each run is bounded (wrk -d plus timeout); the servers run in sessions of their own and are stopped by
 # their process group on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=5 CONNS=16 BODY=small RUNS=1 PROFILE=1 ALLOC=0 OUT=/tmp/meshfed-fastpath-profile
-while getopts d:c:b:r:nao: opt; do
-  case $opt in d) DURATION=$OPTARG ;; c) CONNS=$OPTARG ;; b) BODY=$OPTARG ;; r) RUNS=$OPTARG ;; n) PROFILE=0 ;; a) ALLOC=1 ;;
-    o) OUT=$OPTARG ;; *) sed -n 2,9p "$0" >&2; exit 2 ;; esac
+DURATION=5 CONNS=16 BODY=small RUNS=1 WINDOWS=0 PROFILE=1 ALLOC=0 OUT=/tmp/meshfed-fastpath-profile
+while getopts d:c:b:r:w:nao: opt; do
+  case $opt in d) DURATION=$OPTARG ;; c) CONNS=$OPTARG ;; b) BODY=$OPTARG ;; r) RUNS=$OPTARG ;; w) WINDOWS=$OPTARG ;;
+    n) PROFILE=0 ;; a) ALLOC=1 ;; o) OUT=$OPTARG ;; *) sed -n 2,12p "$0" >&2; exit 2 ;; esac
 done
+[[ $WINDOWS =~ ^[0-9]{1,2}$ ]] || { echo "-w takes 0 (one window) to 99, got '$WINDOWS'" >&2; exit 2; }
+if [ "$WINDOWS" -gt 0 ] && ! command -v perf >/dev/null; then echo "-w needs perf (apt-get install linux-perf)" >&2; exit 1; fi
+# the seconds measured per run
+MEASURED=$((DURATION * (WINDOWS > 0 ? WINDOWS : 1)))
 HARNESS=/work/shared/bench/peers
 STATE=${BENCH_STATE:-$PWD/.bench-peers}
 export BENCH_SERVICE_HOST=echo.bench.svc.clusterset.local BENCH_TRUST_DOMAIN=mesh.example
@@ -47,7 +54,7 @@ for run in $(seq "$RUNS"); do
   prof=(); [ "$PROFILE" = 1 ] && prof=(--cpu-prof --cpu-prof-dir="$OUT/prof" --cpu-prof-name="run$run.cpuprofile")
   t0=$(date +%s%N)
   alloc=(); [ "$ALLOC" = 1 ] && alloc=(env "BENCH_ALLOC_PROFILE=$OUT/alloc$run.json")
-  BENCH_WORKDIR=$OUT setsid timeout -k 5 $((DURATION + 120)) taskset -c 1 "${alloc[@]}" \
+  BENCH_WORKDIR=$OUT setsid timeout -k 5 $((MEASURED + 120)) taskset -c 1 "${alloc[@]}" \
     node_modules/.bin/node ${BENCH_NODE_ARGS:-} "${prof[@]}" bench/peers-gateway.ts >"$OUT/gateway$run.log" 2>&1 &
   gw=$!; SIDS+=("$gw")
   wait_tcp "$BENCH_GW_A_ADDR" && wait_tcp "$BENCH_GW_B_ADDR" || { cat "$OUT/gateway$run.log" >&2; exit 1; }
@@ -57,22 +64,39 @@ for run in $(seq "$RUNS"); do
   [ "$ALLOC" = 1 ] && kill -USR2 "$node"
   c0=$(proc_ticks "$node") t1=$(date +%s%N)
   echo $(((t1 - t0) / 1000000)) >"$OUT/prof/run$run.from-ms"
-  taskset -c 0 timeout -k 2 $((DURATION + 15)) wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Host: $BENCH_SERVICE_HOST" \
-    "http://$BENCH_GW_A_ADDR$path" >"$OUT/wrk$run.txt"
+  measure() { taskset -c 0 timeout -k 2 $((DURATION + 15)) wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Host: $BENCH_SERVICE_HOST" \
+    "http://$BENCH_GW_A_ADDR$path"; }
+  if [ "$WINDOWS" = 0 ]; then
+    measure >"$OUT/wrk$run.txt"
+  else
+    perf stat -I $((DURATION * 1000)) -x, -e syscalls:sys_enter_mmap,page-faults -p "$node" -o "$OUT/perf$run.csv" \
+      -- sleep $((MEASURED + 1)) &
+    stat=$!
+    : >"$OUT/wrk$run.txt"
+    for w in $(seq "$WINDOWS"); do measure | tee -a "$OUT/wrk$run.txt" >"$OUT/wrk$run.$w.txt"; done
+    wait "$stat" || true
+    # perf's interval lines: time, count, unit, event, ...; one line per event and window (the last, partial, left out)
+    mapfile -t mmaps < <(awk -F, '$4 == "syscalls:sys_enter_mmap" {print $2}' "$OUT/perf$run.csv" | head -n "$WINDOWS")
+    mapfile -t faults < <(awk -F, '$4 == "page-faults" {print $2}' "$OUT/perf$run.csv" | head -n "$WINDOWS")
+    for w in $(seq "$WINDOWS"); do
+      awk -v w="$w" -v m="${mmaps[$((w - 1))]:-?}" -v f="${faults[$((w - 1))]:-?}" \
+        '/Requests\/sec/ {printf "  window %d: %d req/s, %s mmap calls, %s page faults\n", w, $2, m, f}' "$OUT/wrk$run.$w.txt"
+    done
+  fi
   c1=$(proc_ticks "$node")
   load=$(cut -d' ' -f1-3 /proc/loadavg)
   # node alone: \`timeout\` would pass a second SIGTERM on while the profile is being written
   kill -TERM "$node"; wait "$gw" 2>/dev/null || true
   SIDS=("${SIDS[@]/$gw/}")
-  reqs=$(awk '/requests in/ {print $1}' "$OUT/wrk$run.txt")
+  reqs=$(awk '/requests in/ {n += $1} END {print n}' "$OUT/wrk$run.txt")
   awk -v r="$reqs" -v t=$((c1 - c0)) -v hz="$hz" 'BEGIN { printf "%.1f", t / hz / r * 1e6 }' >"$OUT/prof/run$run.cpu-us"
   errs=$(awk '/Non-2xx|Socket errors/' "$OUT/wrk$run.txt")
-  awk -v run="$run" -v r="$reqs" -v t=$((c1 - c0)) -v hz="$hz" -v d="$DURATION" -v l="$load" -v e="$errs" 'BEGIN {
+  awk -v run="$run" -v r="$reqs" -v t=$((c1 - c0)) -v hz="$hz" -v d="$MEASURED" -v l="$load" -v e="$errs" 'BEGIN {
     cpu = t / hz; printf "run %s: %d requests, %.0f req/s, gateway CPU %.2f s (%.0f%%), %.0f µs CPU per request, %.0f req per CPU-s, load %s %s\n",
       run, r, r / d, cpu, cpu / d * 100, cpu / r * 1e6, r / cpu, l, e }'
 done
 if [ "$PROFILE" = 1 ]; then
-  for f in "$OUT"/prof/*.cpuprofile; do node_modules/.bin/node bench/cpu-profile-summary.ts "$f" --from-ms "$(cat "${f%.cpuprofile}.from-ms")" --for-ms $((DURATION * 1000)) \
+  for f in "$OUT"/prof/*.cpuprofile; do node_modules/.bin/node bench/cpu-profile-summary.ts "$f" --from-ms "$(cat "${f%.cpuprofile}.from-ms")" --for-ms $((MEASURED * 1000)) \
     --cpu-us "$(cat "${f%.cpuprofile}.cpu-us")" \
     --json "${f%.cpuprofile}.json"
   done

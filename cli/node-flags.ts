@@ -23,10 +23,11 @@ export const GATEWAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4',
  * `MALLOC_MMAP_THRESHOLD_=65537` (glibc; ignored elsewhere): allocations above 64 KiB get their own mapping, given
  * back to the system when freed. A catalog sync burst passes ~100 MB of NATS messages (~90 KB each) through native
  * buffers; with glibc's adaptive threshold they came from its heap, which kept ~50 MB of them resident after they
- * were freed. A socket read's 64 KiB buffer is above it too (65,552 bytes with malloc's header): it is mapped
- * when the heap has no free chunk that size, which under 64 KiB bodies comes and goes (up to ~7 page faults a
- * request). A 128 KiB threshold removed that and did not change the 64 KiB row's throughput in three alternating
- * pairs: docs/performance.md, "Idle memory, fifth round".
+ * were freed. A socket read's 64 KiB buffer is above it too (65,552 bytes with malloc's header), as is a TLS write
+ * that joins a head and a 64 KiB body: they are mapped whenever the top of the heap is too small for them, which
+ * under 64 KiB bodies comes and goes within a process and costs that path 20-45 % of its throughput while it is on.
+ * A 68 KiB threshold removes it but keeps ~12 MB more in a 100,000-entry catalog view after its sync (over that
+ * view's 150 MB goal), so it stays; the fix belongs in the data plane (docs/performance.md, "Sixth round").
  */
 export const GATEWAY_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '65537' };
 

@@ -7,7 +7,7 @@ import { pathToFileURL } from 'node:url';
 // (an ES import of node:http reads its lazy WebSocket/CloseEvent/MessageEvent exports, which load it), ICU's
 // locale data (Number#toLocaleString, Intl formatters, localeCompare), undici (only requests to local
 // HTTP/1.1 endpoints off the fast path use it; the gateway makes its Agent on the first one) and node:cluster
-// with child_process (only a gateway with `workers` above 1 forks; cli/worker-protocol.ts). Each case runs
+// (only a gateway with `workers` above 1 forks; cli/worker-protocol.ts). Each case runs
 // in a fresh Node, importing the sources the way `meshfed gateway` does (cli/commands/gateway.ts and all
 // under it).
 
@@ -16,13 +16,16 @@ const GATEWAY_COMMAND = pathToFileURL(join(process.cwd(), 'cli', 'commands', 'ga
 const BUNDLED_FETCH = 'NativeModule internal/deps/undici/undici';
 const CLUSTER = 'NativeModule cluster';
 
-/** Runs `body` (an ES module's code) in a fresh Node after wrapping the ICU entry points; what it saw. */
-function afterImport(body: string): {
+/** What a fresh Node had loaded after a module's code ran. */
+interface Loaded {
   icu: string[];
   bundledFetch: boolean;
   undici: boolean;
   cluster: boolean;
-} {
+}
+
+/** Runs `body` (an ES module's code) in a fresh Node after wrapping the ICU entry points; what it saw. */
+function afterImport(body: string): Loaded {
   const script = `
     const icu = new Set();
     const wrap = (obj, key, name) => {
@@ -41,12 +44,7 @@ function afterImport(body: string): {
   `;
   const r = spawnSync(node, ['--input-type=module', '-e', script], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`the child failed (${r.status}): ${r.stderr}`);
-  return JSON.parse(r.stdout.trim().split('\n').pop()!) as {
-    icu: string[];
-    bundledFetch: boolean;
-    undici: boolean;
-    cluster: boolean;
-  };
+  return JSON.parse(r.stdout.trim().split('\n').pop()!) as Loaded;
 }
 
 test('the gateway command loads neither Node bundled fetch, ICU locale data, undici nor node:cluster when it is imported', () => {
@@ -58,7 +56,7 @@ test('the gateway command loads neither Node bundled fetch, ICU locale data, und
   });
 });
 
-test('both checks see what they look for (so the test above can fail)', () => {
+test('every check sees what it looks for (so the test above can fail)', () => {
   expect(
     afterImport(
       `await import('node:http'); (4096).toLocaleString('en-US'); await import('undici/lib/dispatcher/agent.js'); await import('node:cluster');`,
