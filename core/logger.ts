@@ -60,7 +60,13 @@ export function createLogger(options: LoggerOptions = {}): Logger {
 
 /** A component's logger: `log.child({ component, cluster })`. */
 export function componentLogger(parent: Logger, component: string, cluster?: string): Logger {
-  return parent.child(cluster === undefined ? { component } : { component, cluster });
+  // pino writes a binding once per child that sets it: a key the parent already binds to the same value is
+  // left out, or a line would carry it twice (JSON with duplicate keys)
+  const bound = parent.bindings();
+  const add: Record<string, string> = {};
+  if (bound.component !== component) add.component = component;
+  if (cluster !== undefined && bound.cluster !== cluster) add.cluster = cluster;
+  return Object.keys(add).length === 0 ? parent : parent.child(add);
 }
 
 /** Certificates are logged by allowlist: identity, serial, fingerprint and expiry, never the PEM. */

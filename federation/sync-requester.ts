@@ -48,10 +48,15 @@ export class SyncRequester {
     this.#o = o;
   }
 
-  /** A new connection's inbox: requests sent on an old connection will not be answered. */
+  /**
+   * A new connection's inbox: requests sent on an old connection will not be answered. What waits in the queue
+   * goes out now: nothing else would send it (an ask for a queued cluster only pumps, and done() needs an answer
+   * to a request in flight, which the old connection took with it).
+   */
   reset(inbox: string): void {
     this.#inbox = inbox;
     this.#inFlight.clear();
+    this.#pump();
   }
 
   isOpen(req: string): boolean {
@@ -70,12 +75,17 @@ export class SyncRequester {
       this.#o.log.debug({ peer: 'all', req }, 'announcements requested');
   }
 
-  /** Queues a snapshot of `cluster`, unless one is queued, in flight, or was asked within a heartbeat interval. */
+  /**
+   * Queues a snapshot of `cluster`, unless one is queued, in flight, or was asked within a heartbeat interval;
+   * then sends what the queue and the free slots allow (a queued ask whose send failed is tried again here).
+   */
   ask(cluster: string): void {
-    if (this.#inFlight.has(cluster) || this.#queue.has(cluster)) return;
-    const last = this.#lastAsk.get(cluster) ?? Number.NEGATIVE_INFINITY;
-    if (this.#o.steady() - last < this.#o.heartbeatInterval) return;
-    this.#queue.add(cluster);
+    if (this.#inFlight.has(cluster)) return;
+    if (!this.#queue.has(cluster)) {
+      const last = this.#lastAsk.get(cluster) ?? Number.NEGATIVE_INFINITY;
+      if (this.#o.steady() - last < this.#o.heartbeatInterval) return;
+      this.#queue.add(cluster);
+    }
     this.#pump();
   }
 

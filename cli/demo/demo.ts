@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
@@ -100,15 +100,57 @@ function assertGatewayRunning(c: DemoClusterState): void {
   }
 }
 
+/** The last warnings and errors of a gateway's JSON log, one line each (level, component, message). */
+function logWarnings(file: string, count = 12): string {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return `  (cannot read it: ${(err as Error).message})`;
+  }
+  const lines = text
+    .split('\n')
+    .map((l) => {
+      try {
+        return JSON.parse(l) as {
+          level?: string;
+          time?: string;
+          component?: string;
+          msg?: string;
+          err?: { message?: string };
+        };
+      } catch {
+        return undefined;
+      }
+    })
+    .filter((e) => e !== undefined && (e.level === 'warn' || e.level === 'error' || e.level === 'fatal'))
+    .slice(-count)
+    .map(
+      (e) =>
+        `  ${e!.time ?? ''} ${e!.level} ${e!.component ?? ''}: ${e!.msg ?? ''}${e!.err?.message ? ` (${e!.err.message})` : ''}`,
+    );
+  return lines.length > 0 ? lines.join('\n') : '  (none)';
+}
+
+/** service name → the clusters that offer it; `clusters`: the catalog's clusters as one line */
+type Offers = Map<string, Set<string>> & { clusters?: string };
+
 /** service name → the clusters that offer it, as one gateway sees them (its local exports and the catalog) */
-async function catalogOffers(admin: string, self: string): Promise<Map<string, Set<string>>> {
+async function catalogOffers(admin: string, self: string): Promise<Offers> {
   const res = await fetch(`http://${admin}/debug/catalog`, { signal: AbortSignal.timeout(2000) });
   if (!res.ok) throw new Error(`${admin}/debug/catalog: HTTP ${res.status}`);
   const view = (await res.json()) as {
+    clusters: { cluster: string; stale: boolean; services: number; gateways: unknown[] }[];
     services: { namespace: string; name: string; instances: { cluster: string }[] }[];
     local: { namespace: string; name: string; exported: boolean }[];
   };
-  const offers = new Map<string, Set<string>>();
+  const offers = new Map<string, Set<string>>() as Offers;
+  offers.clusters = view.clusters
+    .map(
+      (c) =>
+        `${c.cluster} (${c.stale ? 'stale' : 'live'}, ${c.services} services, ${c.gateways.length} gateways)`,
+    )
+    .join(', ');
   const add = (name: string, cluster: string) =>
     offers.set(name, (offers.get(name) ?? new Set()).add(cluster));
   for (const s of view.services)
@@ -270,17 +312,30 @@ export class Demo {
   async waitReady(timeoutMs = 180_000): Promise<void> {
     const exported = DEMO_SERVICES.filter((s) => s.exported);
     for (const c of this.clusters) {
+      // what this gateway saw last, so a timeout can say what it was missing
+      let missing = 'its admin listener never answered';
       await waitFor(
         async () => {
           assertGatewayRunning(c);
-          const seen = await catalogOffers(c.addresses.admin, c.name).catch(() => undefined);
+          const seen = await catalogOffers(c.addresses.admin, c.name).catch((err: Error) => {
+            const cause = err.cause as { code?: string; message?: string } | undefined;
+            missing = `its admin listener did not answer: ${err.message}${cause ? ` (${cause.code ?? cause.message})` : ''}`;
+            return undefined;
+          });
           if (!seen) return false;
-          return exported.every((s) => s.clusters.every((cl) => seen.get(s.name)?.has(cl)));
+          const absent = exported.flatMap((s) =>
+            s.clusters.filter((cl) => !seen.get(s.name)?.has(cl)).map((cl) => `${s.name} in ${cl}`),
+          );
+          missing = `it does not see ${absent.join(', ')}; its catalog's clusters: ${seen.clusters || 'none'}`;
+          return absent.length === 0;
         },
         { timeoutMs, intervalMs: 200, what: `the gateway of ${c.name} to see the whole federation` },
-      ).catch((err: unknown) => {
+      ).catch((err: Error) => {
         assertGatewayRunning(c);
-        throw err;
+        throw new MeshfedError(
+          'MESHFED_INTERNAL',
+          `${err.message}: ${missing}. Its last warnings (${join(c.dir, 'gateway.log')}):\n${logWarnings(join(c.dir, 'gateway.log'))}`,
+        );
       });
     }
   }

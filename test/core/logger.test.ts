@@ -26,6 +26,28 @@ describe('logger', () => {
     });
   });
 
+  test('a component logger of a component logger writes each binding once (no duplicate JSON keys)', () => {
+    const raw: string[] = [];
+    const stream = new Writable({
+      write(chunk, _enc, cb) {
+        raw.push(...chunk.toString().split('\n').filter(Boolean));
+        cb();
+      },
+    });
+    const daemon = createLogger({ destination: stream }).child({ cluster: 'east', gateway: 'east-gw' });
+    // the daemon hands its federation a component logger, and the federation makes its own of it
+    const federation = componentLogger(componentLogger(daemon, 'federation', 'east'), 'federation', 'east');
+    federation.warn('NATS disconnected');
+    const keys = [...raw[0]!.matchAll(/"(\w+)":/g)].map((m) => m[1]);
+    expect(keys.filter((k) => k === 'cluster')).toHaveLength(1);
+    expect(keys.filter((k) => k === 'component')).toHaveLength(1);
+    expect(JSON.parse(raw[0]!)).toMatchObject({
+      cluster: 'east',
+      gateway: 'east-gw',
+      component: 'federation',
+    });
+  });
+
   test('key material, tokens and credentials are redacted at any level of a child', () => {
     const { lines, stream } = capture();
     const log = componentLogger(createLogger({ destination: stream }), 'ca');

@@ -28,6 +28,8 @@ let demo: ChildProcess;
 const lines: string[] = [];
 let stderr = '';
 let reachedPolicy = false;
+/** aborted when the demo exits, with its exit code as the reason */
+const demoExited = new AbortController();
 
 /** A cluster's listener addresses, from the gateway config the demo wrote. */
 function listenersOf(cluster: string): { egress: string; admin: string } {
@@ -38,17 +40,16 @@ function listenersOf(cluster: string): { egress: string; admin: string } {
 }
 
 async function lineMatching(re: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+  // waitFor retries a check that throws, so the demo's exit ends the wait through its signal instead
   const found = waitFor(
     () => {
-      if (demo.exitCode !== null || demo.signalCode !== null)
-        throw new Error(`demo exited (${demo.exitCode ?? demo.signalCode}): ${stderr}`);
       for (const l of lines) {
         const m = l.match(re);
         if (m) return m;
       }
       return undefined;
     },
-    { timeoutMs, intervalMs: 100, what: `a demo line matching ${re}` },
+    { timeoutMs, intervalMs: 100, what: `a demo line matching ${re}`, signal: demoExited.signal },
   );
   // a timeout says where the demo was: its last lines and what it wrote to stderr
   return found.catch((err: Error) => {
@@ -78,6 +79,7 @@ beforeAll(async () => {
     if (stderr.length < 20_000) stderr += d.toString();
   });
   createInterface({ input: demo.stdout! }).on('line', (l) => lines.push(l));
+  demo.once('close', (code, sig) => demoExited.abort(new Error(`the demo exited (${code ?? sig})`)));
   // start-up (up to a few minutes on a busy host), then seven phases and four applies
   await lineMatching(/^\[authorization\] ledger\.demo from east: .*; from west: /, 400_000);
   reachedPolicy = true;
