@@ -17,9 +17,24 @@ const CHILD = fileURLToPath(
  * otherwise keep for its whole life to renew two leaves a few times a day; the child costs a Node start
  * per leaf instead. The CA's key reaches the child on its stdin, never in its arguments or environment.
  */
-export function issueLeafInChildProcess(ca: CaMaterial, options: IssueLeafOptions): Promise<IssuedLeaf> {
+/**
+ * How long a child may take. It needs 0.1-2 s (a Node start on a busy host); one that hangs would otherwise hold
+ * the gateway's start, or a renewal, for ever without a word.
+ */
+const CHILD_TIMEOUT_MS = 60_000;
+
+export function issueLeafInChildProcess(
+  ca: CaMaterial,
+  options: IssueLeafOptions,
+  timeoutMs = CHILD_TIMEOUT_MS,
+): Promise<IssuedLeaf> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [CHILD], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     let out = '';
     let err = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => {
@@ -28,8 +43,22 @@ export function issueLeafInChildProcess(ca: CaMaterial, options: IssueLeafOption
     child.stderr.setEncoding('utf8').on('data', (d: string) => {
       err += d;
     });
-    child.once('error', (e) => reject(new MeshfedError('MESHFED_INTERNAL', `leaf issuer: ${e.message}`)));
+    child.once('error', (e) => {
+      clearTimeout(timer);
+      reject(new MeshfedError('MESHFED_INTERNAL', `leaf issuer: ${e.message}`));
+    });
     child.once('close', (status) => {
+      clearTimeout(timer);
+      if (timedOut) {
+        reject(
+          new MeshfedError(
+            'MESHFED_INTERNAL',
+            `leaf issuer: its child process (${CHILD}) gave no answer within ${timeoutMs} ms and was killed; check that ${process.execPath} starts on this host (CPU, memory, a full disk), then start the gateway again`,
+            { retryable: true },
+          ),
+        );
+        return;
+      }
       let answer: { leaf?: IssuedLeaf; error?: { code: ErrorCode; message: string } } | undefined;
       try {
         answer = JSON.parse(out);

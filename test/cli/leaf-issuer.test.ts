@@ -34,4 +34,13 @@ describe('issueLeafInChildProcess', () => {
       code: 'MESHFED_CA_WRONG_ISSUER',
     });
   });
+
+  test('a child that does not answer in time is killed, and the error says so and what to check', async () => {
+    // no Node process starts and issues a certificate within 1 ms
+    const err = await issueLeafInChildProcess(east, { kind: 'gateway', name: 'east-gw' }, 1).catch((e) => e);
+    expect(err).toMatchObject({ code: 'MESHFED_INTERNAL' });
+    expect(err.message).toMatch(
+      /gave no answer within 1 ms and was killed; check that .* starts on this host/,
+    );
+  });
 });
