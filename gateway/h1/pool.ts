@@ -7,7 +7,7 @@ import type { TunnelCredentials } from '../h2-pool.ts';
 import { CLOSE_GRACE_MS, type PeerRevalidation } from '../peer-revalidation.ts';
 import { gatewayExpectation, type VerifiedPeer } from '../peer-dial.ts';
 import { GatewayTls } from './gateway-tls.ts';
-import { PooledConnection, SharedDialFailure, TunnelOnly } from './pooled-connection.ts';
+import { PooledConnection, plainReads, SharedDialFailure, TunnelOnly } from './pooled-connection.ts';
 
 export {
   type ConnectionUser,
@@ -328,7 +328,7 @@ export class H1Pool {
             retryable: true,
           }),
         );
-      const connected = (): PooledConnection => {
+      const connected = (ownReads = false): PooledConnection => {
         timer.cancel();
         socket.off('error', onError);
         socket.on('error', () => undefined);
@@ -338,12 +338,18 @@ export class H1Pool {
           this.#o.exchangeIdleMs,
           this.#closedConnection,
           this.#spokeIdle,
+          ownReads,
         );
       };
       if (cluster === undefined) {
-        socket = net.connect({ host, port, noDelay: true });
+        // a local endpoint: read into the pool's own buffer (plainReads); nothing is read before 'connect'
+        let conn: PooledConnection | undefined;
+        socket = net.connect({ host, port, noDelay: true, onread: plainReads((d) => conn?.received(d)) });
         socket.once('error', onError);
-        socket.once('connect', () => resolve(connected()));
+        socket.once('connect', () => {
+          conn = connected(true);
+          resolve(conn);
+        });
         return;
       }
       const { socket: t, leaf, verifyPeer } = this.#gateways.connect(address, host, port, cluster);

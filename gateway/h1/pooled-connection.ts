@@ -49,23 +49,24 @@ export class PooledConnection {
   retired = false;
   user: ConnectionUser | undefined;
 
+  readonly #spokeIdle: (c: PooledConnection, d: Buffer) => void;
+
+  /**
+   * `ownReads`: the socket was dialled with an `onread` callback (plainReads) that hands its bytes to
+   * `received`, so it emits no 'data'.
+   */
   constructor(
     socket: Socket,
     key: string,
     exchangeIdleMs: number,
     closed: (c: PooledConnection) => void,
     spokeIdle: (c: PooledConnection, d: Buffer) => void,
+    ownReads = false,
   ) {
     this.socket = socket;
     this.key = key;
-    socket.on('data', (d: Buffer) => {
-      if (this.user) this.user.onData(d);
-      else {
-        // an idle connection that speaks is closed: nothing is owed on it
-        spokeIdle(this, d);
-        socket.destroy();
-      }
-    });
+    this.#spokeIdle = spokeIdle;
+    if (!ownReads) socket.on('data', this.received);
     socket.on('end', () => {
       if (!this.user) socket.destroy();
     });
@@ -77,6 +78,16 @@ export class PooledConnection {
     socket.setTimeout(exchangeIdleMs, () => this.user?.onTimeout());
   }
 
+  /** bytes the connection read: the exchange's, or, while idle, the reason to close it */
+  readonly received = (d: Buffer): void => {
+    if (this.user) this.user.onData(d);
+    else {
+      // an idle connection that speaks is closed: nothing is owed on it
+      this.#spokeIdle(this, d);
+      this.socket.destroy();
+    }
+  };
+
   /** the exchange `u` uses the connection until it calls detach() */
   attach(u: ConnectionUser): void {
     this.user = u;
@@ -87,4 +98,31 @@ export class PooledConnection {
     // a connection paused for backpressure must read again, to notice a close while idle
     if (this.socket.isPaused()) this.socket.resume();
   }
+}
+
+/**
+ * Where every plain connection of the pool reads (they read one at a time, on this thread). Node otherwise reads
+ * a socket into a fresh 64 KiB allocation each time, which glibc maps on its own whenever the top of its heap is
+ * short (the gateway runs with MALLOC_MMAP_THRESHOLD_=65537, cli/node-flags.ts): under 64 KiB bodies that
+ * mapping came and went with every response from a local endpoint and cost the path 20-45 % of its throughput
+ * while it lasted (docs/performance.md, "Sixth round"). 64 bytes short of 64 KiB, so that the copy of a full
+ * read stays below the threshold and comes from malloc's heap.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024 - 64);
+
+/**
+ * The `onread` option of a plain connection the pool dials: reads land in READ_BUFFER, and `to` gets a copy of
+ * each (whoever gets the bytes may keep them, or queue them in a socket's write buffer, past the next read).
+ */
+export function plainReads(to: (d: Buffer) => void): {
+  buffer: Buffer;
+  callback: (n: number, b: Buffer) => boolean;
+} {
+  return {
+    buffer: READ_BUFFER,
+    callback: (n, b) => {
+      to(Buffer.from(b.subarray(0, n)));
+      return true;
+    },
+  };
 }
