@@ -12,17 +12,17 @@ const CHILD = fileURLToPath(
 );
 
 /**
- * Issues a leaf like ca/'s issueLeaf, in a short-lived child process (issue-leaf-child.ts). Creating a
- * certificate needs @peculiar/x509 and its ASN.1 stack, about 8 MB of resident memory that a daemon would
- * otherwise keep for its whole life to renew two leaves a few times a day; the child costs a Node start
- * per leaf instead. The CA's key reaches the child on its stdin, never in its arguments or environment.
- */
-/**
  * How long a child may take. It needs 0.1-2 s (a Node start on a busy host); one that hangs would otherwise hold
  * the gateway's start, or a renewal, for ever without a word.
  */
 const CHILD_TIMEOUT_MS = 60_000;
 
+/**
+ * Issues a leaf like ca/'s issueLeaf, in a short-lived child process (issue-leaf-child.ts). Creating a
+ * certificate needs @peculiar/x509 and its ASN.1 stack, about 8 MB of resident memory that a daemon would
+ * otherwise keep for its whole life to renew two leaves a few times a day; the child costs a Node start
+ * per leaf instead. The CA's key reaches the child on its stdin, never in its arguments or environment.
+ */
 export function issueLeafInChildProcess(
   ca: CaMaterial,
   options: IssueLeafOptions,

@@ -27,9 +27,9 @@ export const GATEWAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4',
  * that joins a head and a 64 KiB body: they are mapped whenever the top of the heap is too small for them, which
  * under 64 KiB bodies comes and goes within a process and costs that path 20-45 % of its throughput while it is on.
  * A 68 KiB threshold removes it but keeps ~12 MB more in a 100,000-entry catalog view after its sync (over that
- * view's 150 MB goal), and so does one just above a read's chunk (65,560: the NATS client's own 64 KiB reads then
- * stay in the heap), so it stays. The data plane avoids it instead: the pool's plain connections read into a
- * buffer of its own (gateway/h1/pooled-connection.ts, plainReads; docs/performance.md, "Seventh round").
+ * view's 150 MB goal), and one just above a read's chunk (65,560) cost that view 11-18 MB too, so it stays. The
+ * data plane avoids the churn instead: the pool's plain connections read into a buffer of its own
+ * (gateway/h1/pooled-connection.ts, plainReads; docs/performance.md, "Seventh round").
  */
 export const GATEWAY_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '65537' };
 
