@@ -136,8 +136,10 @@ export class DaemonTrust {
         'gateway certificate rotated',
       ),
     );
-    await this.gatewayIdentity.start();
-    await this.federationIdentity.start();
+    // both leaves at once: with identity.caDir each is a child process of 0.5-2 s on a busy host
+    // (leaf-issuer.ts); both settle before a failure is reported, so none is left starting behind a failed start
+    const started = await Promise.allSettled([this.gatewayIdentity.start(), this.federationIdentity.start()]);
+    for (const r of started) if (r.status === 'rejected') throw r.reason;
   }
 
   /**
