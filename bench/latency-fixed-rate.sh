@@ -27,8 +27,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${D:-10} R=${R:-1} W=${W:-2} PIN=${PIN:-0}
 [[ $PIN =~ ^[01]$ ]] || { echo "PIN must be 0 or 1, got '$PIN'" >&2; exit 2; }
-# the command prefix of the load client and backend, and of the gateways
-if [ "$PIN" = 1 ]; then CLIENT_CPU=(taskset -c 0) GATEWAY_CPU='taskset -c 1 '; else CLIENT_CPU=() GATEWAY_CPU=''; fi
+# the command prefix of the load client and backend, and of the gateways; how the result names the placement; where
+# the result goes
+if [ "$PIN" = 1 ]; then
+  CLIENT_CPU=(taskset -c 0) GATEWAY_CPU='taskset -c 1 '
+  PLACEMENT='pinned as the peers harness: h2load and backend CPU 0, every gateway process CPU 1'
+  RESULT=bench/results/latency-fixed-rate-pinned.json
+else
+  CLIENT_CPU=() GATEWAY_CPU='' PLACEMENT='not pinned' RESULT=bench/results/latency-fixed-rate.json
+fi
 OUT=$(mktemp -d)
 command -v h2load >/dev/null || { echo "h2load is missing (apt-get install nghttp2-client)" >&2; exit 1; }
 source bench/peers-env.sh 127.0.0.10 127.0.0.21 127.0.0.22
@@ -114,7 +121,7 @@ mkdir -p bench/results
 # ratio of added p99s to HAProxy's in each round (the rounds' host states differ, a ratio within one does not)
 printf '%s\n' "${rows[@]}" | jq -s --arg date "$(date -u +%FT%TZ)" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
   --arg cmd "$([ "$PIN" = 0 ] || echo -n "PIN=1 ")$([ "$W" = 2 ] || echo -n "W=$W ")$([ "$R" = 1 ] || echo -n "R=$R ")bash bench/latency-fixed-rate.sh" \
-  --arg placement "$([ "$PIN" = 1 ] && echo 'pinned as the peers harness: h2load and backend CPU 0, every gateway process CPU 1' || echo 'not pinned')" --argjson warm "$W" '
+  --arg placement "$PLACEMENT" --argjson warm "$W" '
   def med: sort | .[(length / 2 | floor)];
   def r3: . * 1000 | round / 1000;
   . as $runs
@@ -132,4 +139,4 @@ printf '%s\n' "${rows[@]}" | jq -s --arg date "$(date -u +%FT%TZ)" --arg load "$
       p99_added_vs_haproxy_per_round: $per }
   | .p99_added_vs_haproxy = ((.added_ms.meshfed.p99 / .added_ms.haproxy.p99) * 100 | round / 100)
   | .p99_added_vs_haproxy_split = ((.added_ms["meshfed-split"].p99 / .added_ms.haproxy.p99) * 100 | round / 100)' \
-  | tee "bench/results/latency-fixed-rate$([ "$PIN" = 1 ] && echo -n -pinned).json"
+  | tee "$RESULT"

@@ -90,13 +90,35 @@ export function dashboardUrl(admin: string): string {
 }
 
 /** A gateway that exited during start-up is reported with its log, not as a readiness timeout. */
+/** where a cluster's gateway writes its log */
+function gatewayLog(c: DemoClusterState): string {
+  return join(c.dir, 'gateway.log');
+}
+
 function assertGatewayRunning(c: DemoClusterState): void {
   const code = c.gateway?.exitCode;
   if (code !== null && code !== undefined) {
     throw new MeshfedError(
       'MESHFED_INTERNAL',
-      `the gateway of ${c.name} exited with code ${code}; see ${join(c.dir, 'gateway.log')}`,
+      `the gateway of ${c.name} exited with code ${code}; see ${gatewayLog(c)}`,
     );
+  }
+}
+
+/** a line of a gateway's JSON log, as far as logWarnings reads it */
+interface LogLine {
+  level?: string;
+  time?: string;
+  component?: string;
+  msg?: string;
+  err?: { message?: string };
+}
+
+function parseLogLine(line: string): LogLine | undefined {
+  try {
+    return JSON.parse(line) as LogLine;
+  } catch {
+    return undefined;
   }
 }
 
@@ -110,53 +132,60 @@ function logWarnings(file: string, count = 12): string {
   }
   const lines = text
     .split('\n')
-    .map((l) => {
-      try {
-        return JSON.parse(l) as {
-          level?: string;
-          time?: string;
-          component?: string;
-          msg?: string;
-          err?: { message?: string };
-        };
-      } catch {
-        return undefined;
-      }
-    })
-    .filter((e) => e !== undefined && (e.level === 'warn' || e.level === 'error' || e.level === 'fatal'))
+    .map(parseLogLine)
+    .filter((e): e is LogLine => e?.level === 'warn' || e?.level === 'error' || e?.level === 'fatal')
     .slice(-count)
     .map(
       (e) =>
-        `  ${e!.time ?? ''} ${e!.level} ${e!.component ?? ''}: ${e!.msg ?? ''}${e!.err?.message ? ` (${e!.err.message})` : ''}`,
+        `  ${e.time ?? ''} ${e.level} ${e.component ?? ''}: ${e.msg ?? ''}${e.err?.message ? ` (${e.err.message})` : ''}`,
     );
   return lines.length > 0 ? lines.join('\n') : '  (none)';
 }
 
-/** service name → the clusters that offer it; `clusters`: the catalog's clusters as one line */
-type Offers = Map<string, Set<string>> & { clusters?: string };
+/** What one gateway sees: service name → the clusters that offer it (its local exports and the catalog), and the catalog's clusters. */
+interface CatalogSeen {
+  offers: Map<string, Set<string>>;
+  clusters: { cluster: string; stale: boolean; services: number; gateways: unknown[] }[];
+}
 
-/** service name → the clusters that offer it, as one gateway sees them (its local exports and the catalog) */
-async function catalogOffers(admin: string, self: string): Promise<Offers> {
+async function catalogSeen(admin: string, self: string): Promise<CatalogSeen> {
   const res = await fetch(`http://${admin}/debug/catalog`, { signal: AbortSignal.timeout(2000) });
   if (!res.ok) throw new Error(`${admin}/debug/catalog: HTTP ${res.status}`);
   const view = (await res.json()) as {
-    clusters: { cluster: string; stale: boolean; services: number; gateways: unknown[] }[];
+    clusters: CatalogSeen['clusters'];
     services: { namespace: string; name: string; instances: { cluster: string }[] }[];
     local: { namespace: string; name: string; exported: boolean }[];
   };
-  const offers = new Map<string, Set<string>>() as Offers;
-  offers.clusters = view.clusters
-    .map(
-      (c) =>
-        `${c.cluster} (${c.stale ? 'stale' : 'live'}, ${c.services} services, ${c.gateways.length} gateways)`,
-    )
-    .join(', ');
+  const offers = new Map<string, Set<string>>();
   const add = (name: string, cluster: string) =>
     offers.set(name, (offers.get(name) ?? new Set()).add(cluster));
   for (const s of view.services)
     if (s.namespace === DEMO_NAMESPACE) for (const i of s.instances) add(s.name, i.cluster);
   for (const s of view.local) if (s.namespace === DEMO_NAMESPACE && s.exported) add(s.name, self);
-  return offers;
+  return { offers, clusters: view.clusters };
+}
+
+/** the exported demo services, as "name in cluster", that `seen` does not offer */
+function unseen(seen: CatalogSeen): string[] {
+  return DEMO_SERVICES.filter((s) => s.exported).flatMap((s) =>
+    s.clusters.filter((cl) => !seen.offers.get(s.name)?.has(cl)).map((cl) => `${s.name} in ${cl}`),
+  );
+}
+
+/** what a gateway that is not ready was missing, from the last answer (or error) of its admin listener */
+function notReadyBecause(last: CatalogSeen | Error | undefined): string {
+  if (last === undefined) return 'its admin listener never answered';
+  if (last instanceof Error) {
+    const cause = last.cause as { code?: string; message?: string } | undefined;
+    return `its admin listener did not answer: ${last.message}${cause ? ` (${cause.code ?? cause.message})` : ''}`;
+  }
+  const clusters = last.clusters
+    .map(
+      (c) =>
+        `${c.cluster} (${c.stale ? 'stale' : 'live'}, ${c.services} services, ${c.gateways.length} gateways)`,
+    )
+    .join(', ');
+  return `it does not see ${unseen(last).join(', ')}; its catalog's clusters: ${clusters || 'none'}`;
 }
 
 export class Demo {
@@ -295,8 +324,7 @@ export class Demo {
   }
 
   startGateway(c: DemoClusterState): void {
-    const logFile = join(c.dir, 'gateway.log');
-    const out = openSync(logFile, 'a');
+    const out = openSync(gatewayLog(c), 'a');
     c.gateway = spawn(process.execPath, [BIN, 'gateway', '--config', c.configFile], {
       stdio: ['ignore', out, out],
       cwd: c.dir,
@@ -310,31 +338,21 @@ export class Demo {
    * someone uses it: the demo's gateways stay as idle as any other (bench/idle-rss.ts measures them).
    */
   async waitReady(timeoutMs = 180_000): Promise<void> {
-    const exported = DEMO_SERVICES.filter((s) => s.exported);
     for (const c of this.clusters) {
-      // what this gateway saw last, so a timeout can say what it was missing
-      let missing = 'its admin listener never answered';
+      // the admin listener's last answer, or why there was none: a timeout says what the gateway was missing
+      let last: CatalogSeen | Error | undefined;
       await waitFor(
         async () => {
           assertGatewayRunning(c);
-          const seen = await catalogOffers(c.addresses.admin, c.name).catch((err: Error) => {
-            const cause = err.cause as { code?: string; message?: string } | undefined;
-            missing = `its admin listener did not answer: ${err.message}${cause ? ` (${cause.code ?? cause.message})` : ''}`;
-            return undefined;
-          });
-          if (!seen) return false;
-          const absent = exported.flatMap((s) =>
-            s.clusters.filter((cl) => !seen.get(s.name)?.has(cl)).map((cl) => `${s.name} in ${cl}`),
-          );
-          missing = `it does not see ${absent.join(', ')}; its catalog's clusters: ${seen.clusters || 'none'}`;
-          return absent.length === 0;
+          last = await catalogSeen(c.addresses.admin, c.name).catch((err: Error) => err);
+          return !(last instanceof Error) && unseen(last).length === 0;
         },
         { timeoutMs, intervalMs: 200, what: `the gateway of ${c.name} to see the whole federation` },
       ).catch((err: Error) => {
         assertGatewayRunning(c);
         throw new MeshfedError(
           'MESHFED_INTERNAL',
-          `${err.message}: ${missing}. Its last warnings (${join(c.dir, 'gateway.log')}):\n${logWarnings(join(c.dir, 'gateway.log'))}`,
+          `${err.message}: ${notReadyBecause(last)}. Its last warnings (${gatewayLog(c)}):\n${logWarnings(gatewayLog(c))}`,
         );
       });
     }
