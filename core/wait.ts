@@ -1,9 +1,23 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { MeshfedError } from './errors.ts';
 
+/** errors that end a wait when its check throws them (endsWait) */
+const FINAL = new WeakSet<Error>();
+
+/**
+ * Marks `err` as one that ends a waitFor when its check throws it: a condition that can no longer come true
+ * (the process being waited on exited) is reported at once, not as a timeout at the deadline. Returns `err`.
+ */
+export function endsWait<E extends Error>(err: E): E {
+  FINAL.add(err);
+  return err;
+}
+
 /**
  * Polls `check` until it returns a truthy value or the deadline passes. Used instead of fixed
- * sleeps: the wait ends as soon as the condition holds. `signal` ends it early, rejecting with the
+ * sleeps: the wait ends as soon as the condition holds. A check that throws is tried again (the thing
+ * may not be up yet; the last error is the timeout's cause) unless what it throws was marked with
+ * endsWait, which ends the wait with that error. `signal` ends it early, rejecting with the
  * signal's reason: a wait raced against something else (a child that exits during start) stops polling
  * when it loses, rather than keeping its timer, and the process, alive until its own deadline.
  */
@@ -22,6 +36,7 @@ export async function waitFor<T>(
       const value = await check();
       if (value) return value as NonNullable<T>;
     } catch (err) {
+      if (err instanceof Error && FINAL.has(err)) throw err;
       lastError = err;
     }
     if (Date.now() >= deadline) {

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { stringify } from 'yaml';
 import { createRoot, issueIntermediate } from '../../ca/index.ts';
-import { MeshfedError, waitFor } from '../../core/index.ts';
+import { endsWait, MeshfedError, waitFor } from '../../core/index.ts';
 import { freePort } from './free-port.ts';
 import { type NatsSupercluster, startNatsSupercluster } from './nats-topology.ts';
 import { projectFile } from '../project-file.ts';
@@ -89,18 +89,24 @@ export function dashboardUrl(admin: string): string {
   return `http://${admin}/ui`;
 }
 
-/** A gateway that exited during start-up is reported with its log, not as a readiness timeout. */
 /** where a cluster's gateway writes its log */
 function gatewayLog(c: DemoClusterState): string {
   return join(c.dir, 'gateway.log');
 }
 
+/**
+ * A gateway that exited during start-up is reported with its log, not as a readiness timeout: the error
+ * ends the readiness wait (endsWait) at once.
+ */
 function assertGatewayRunning(c: DemoClusterState): void {
-  const code = c.gateway?.exitCode;
-  if (code !== null && code !== undefined) {
-    throw new MeshfedError(
-      'MESHFED_INTERNAL',
-      `the gateway of ${c.name} exited with code ${code}; see ${gatewayLog(c)}`,
+  const child = c.gateway;
+  if (child && (child.exitCode !== null || child.signalCode !== null)) {
+    const how = child.exitCode !== null ? `code ${child.exitCode}` : `signal ${child.signalCode}`;
+    throw endsWait(
+      new MeshfedError(
+        'MESHFED_INTERNAL',
+        `the gateway of ${c.name} exited with ${how}; see ${gatewayLog(c)}`,
+      ),
     );
   }
 }
@@ -343,13 +349,14 @@ export class Demo {
       let last: CatalogSeen | Error | undefined;
       await waitFor(
         async () => {
-          assertGatewayRunning(c);
+          // every gateway, not only this one: one that exits while an earlier one is waited on ends the wait
+          for (const g of this.clusters) assertGatewayRunning(g);
           last = await catalogSeen(c.addresses.admin, c.name).catch((err: Error) => err);
           return !(last instanceof Error) && unseen(last).length === 0;
         },
         { timeoutMs, intervalMs: 200, what: `the gateway of ${c.name} to see the whole federation` },
       ).catch((err: Error) => {
-        assertGatewayRunning(c);
+        for (const g of this.clusters) assertGatewayRunning(g);
         throw new MeshfedError(
           'MESHFED_INTERNAL',
           `${err.message}: ${notReadyBecause(last)}. Its last warnings (${gatewayLog(c)}):\n${logWarnings(gatewayLog(c))}`,

@@ -1,4 +1,4 @@
-import { waitFor } from '../../core/index.ts';
+import { endsWait, waitFor } from '../../core/index.ts';
 
 describe('waitFor', () => {
   test('returns the first truthy value of its check', async () => {
@@ -10,6 +10,38 @@ describe('waitFor', () => {
     await expect(waitFor(() => false, { timeoutMs: 30, intervalMs: 5, what: 'the moon' })).rejects.toThrow(
       /timed out after 30 ms waiting for the moon/,
     );
+  });
+
+  test("a check that throws is tried again; the last error is the timeout's cause", async () => {
+    let calls = 0;
+    const last = await waitFor(
+      () => {
+        calls++;
+        throw new Error(`not yet ${calls}`);
+      },
+      { timeoutMs: 40, intervalMs: 1 },
+    ).catch((err: Error) => err);
+    expect(calls).toBeGreaterThan(1);
+    expect(last).toBeInstanceOf(Error);
+    expect((last as Error).message).toMatch(/timed out after 40 ms/);
+    expect(((last as Error).cause as Error).message).toBe(`not yet ${calls}`);
+  });
+
+  test('an error marked with endsWait ends the wait at once with that error', async () => {
+    let calls = 0;
+    const gone = new Error('the process exited');
+    expect(endsWait(gone)).toBe(gone);
+    const waiting = waitFor(
+      () => {
+        calls++;
+        if (calls === 2) throw gone;
+        throw new Error('not yet');
+      },
+      // an hour of deadline: only the marked error can end the wait within the test's time limit
+      { timeoutMs: 3_600_000, intervalMs: 1 },
+    );
+    await expect(waiting).rejects.toBe(gone);
+    expect(calls).toBe(2);
   });
 
   test('an aborted signal ends the wait with its reason, and the check is not called again', async () => {
