@@ -4,7 +4,13 @@
 // generation, whose scavenges paused the candidate for ~50 ms each (median, load 16-20) against ~4 ms with
 // the gateway's 4 MB semi-spaces (docs/performance.md, "The latency tail"). BENCH_NODE_DEFAULTS=1 keeps
 // Node's defaults, to compare (V8's worker threads at the event loop's priority included).
-import { GATEWAY_ENV, GATEWAY_NODE_FLAGS, missingEnv, missingNodeFlags } from '../cli/node-flags.ts';
+import {
+  GATEWAY_BUFFER_POOL_SIZE,
+  GATEWAY_ENV,
+  GATEWAY_NODE_FLAGS,
+  missingEnv,
+  missingNodeFlags,
+} from '../cli/node-flags.ts';
 import { lowerV8WorkerPriority, v8WorkerNice } from '../cli/thread-priority.ts';
 
 const shipped = process.env.BENCH_NODE_DEFAULTS !== '1';
@@ -21,5 +27,8 @@ if (shipped && typeof process.execve === 'function') {
       },
     );
 }
-// and V8's worker threads at the priority `meshfed gateway` gives them (cli/thread-priority.ts)
-if (shipped) lowerV8WorkerPriority(v8WorkerNice());
+// and V8's worker threads at the priority `meshfed gateway` gives them (cli/thread-priority.ts), and its Buffer pool
+if (shipped) {
+  lowerV8WorkerPriority(v8WorkerNice());
+  Buffer.poolSize = GATEWAY_BUFFER_POOL_SIZE;
+}

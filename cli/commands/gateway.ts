@@ -2,6 +2,7 @@ import { MeshfedError } from '../../core/index.ts';
 import type { Command } from '../command.ts';
 import { parseFlags, requireFlag } from '../command.ts';
 import { Daemon } from '../daemon.ts';
+import { GATEWAY_BUFFER_POOL_SIZE } from '../node-flags.ts';
 import { lowerV8WorkerPriority, v8WorkerNice } from '../thread-priority.ts';
 import { GATEWAY_WORKER_ENV } from '../worker-protocol.ts';
 
@@ -23,6 +24,8 @@ export const gatewayCommand: Command = {
     '             (SO_REUSEPORT), replaces a worker that dies, and serves /metrics summed over all.',
   ].join('\n'),
   async run(ctx) {
+    // Node's Buffer pool below glibc's mmap threshold (cli/node-flags.ts), in the supervisor and each worker
+    Buffer.poolSize = GATEWAY_BUFFER_POOL_SIZE;
     // V8's background compiling and GC yield to the event loop where it has another CPU to run on
     // (cli/thread-priority.ts); each worker too
     lowerV8WorkerPriority(v8WorkerNice());
