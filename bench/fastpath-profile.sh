@@ -3,7 +3,7 @@
 # candidate, bench/peers-gateway.ts) pinned to CPU 1, the harness's nginx backend and wrk on CPU 0, on
 # loopback addresses of their own (so a harness run of another checkout is not disturbed). Prints requests,
 # the gateway process's CPU per request, the load average, and with a profile where its samples went.
-#   bash bench/fastpath-profile.sh [-d SECONDS] [-c CONNS] [-b small|64k] [-r RUNS] [-w WINDOWS] [-n] [-a] [-o DIR]
+#   bash bench/fastpath-profile.sh [-d SECONDS] [-c CONNS] [-b small|16k|64k] [-r RUNS] [-w WINDOWS] [-n] [-a] [-o DIR]
 #     -n: no --cpu-prof (the profiler's own cost left out of the CPU per request)
 #     -a: also where the measured window allocated (bench/alloc-sampling.ts): DIR/alloc<run>.json
 #     -w: the run measured as WINDOWS consecutive wrk windows of SECONDS in the same process, each printed with the
@@ -38,7 +38,7 @@ done
 bash "$HARNESS/lib/certs.sh" "$BENCH_CERTS_DIR" "$BENCH_SERVICE_HOST" >/dev/null
 rm -rf "$OUT" && mkdir -p "$OUT/backend" "$OUT/prof"
 chmod a+rx "$OUT" "$OUT/backend"
-path=/; [ "$BODY" = 64k ] && path=/64k
+case $BODY in small) path=/ ;; 16k | 64k) path=/$BODY ;; *) echo "-b takes small, 16k or 64k, got '$BODY'" >&2; exit 2 ;; esac
 
 SIDS=()
 cleanup() { local s; for s in "${SIDS[@]}"; do kill -TERM -- "-$s" 2>/dev/null || true; wait "$s" 2>/dev/null || true; done; }
@@ -49,6 +49,8 @@ source bench/cpu-ticks.sh
 BENCH_WORKDIR=$OUT/backend setsid timeout -k 5 600 taskset -c 0 bash "$HARNESS/lib/backend.sh" >/dev/null 2>&1 &
 SIDS+=($!)
 wait_tcp "$BENCH_BACKEND_HTTP" || { echo "the backend did not start" >&2; exit 1; }
+# the harness's backend serves / and /64k; a 16 KiB body (a response copied behind its head in one piece) is ours
+if [ "$BODY" = 16k ]; then head -c 16384 /dev/zero | tr '\0' 'x' >"$OUT/backend/www/16k" && chmod a+r "$OUT/backend/www/16k"; fi
 hz=$(getconf CLK_TCK)
 for run in $(seq "$RUNS"); do
   prof=(); [ "$PROFILE" = 1 ] && prof=(--cpu-prof --cpu-prof-dir="$OUT/prof" --cpu-prof-name="run$run.cpuprofile")
