@@ -35,13 +35,13 @@ export const GATEWAY_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRES
 
 /**
  * `Buffer.poolSize` in a gateway process: 64 bytes short of 64 KiB. Node cuts every Buffer under half the pool's
- * size (Buffer.allocUnsafe, Buffer.from, small concats: request heads, copies of reads, TLS pieces) from a shared
- * pool, and makes a new pool whenever the last one is used up; Node 24's pool is 65,536 bytes, which with
- * MALLOC_MMAP_THRESHOLD_ above (65,552 with malloc's header) is mapped on its own and unmapped once the last buffer
- * cut from it is collected. Under 64 KiB bodies that was a pool, a mapping and an unmapping per response (2,000-5,000
- * mmap calls in 5 s where 16 KiB pieces were copied). 64 bytes short, a pool comes from malloc's heap; buffers up to
- * 32,735 bytes still come from it. Unlike the settings above it takes effect inside the process: `meshfed gateway`
- * sets it first thing (cli/commands/gateway.ts). docs/performance.md, "Eighth round".
+ * size (Buffer.allocUnsafe, Buffer.from, small concats: request heads, copies of reads, a body piece copied behind
+ * its head) from a shared pool, and makes a new pool whenever the last one is used up. Node 24's pool is 65,536
+ * bytes, which with MALLOC_MMAP_THRESHOLD_ above (65,552 with malloc's header) is mapped on its own and unmapped once
+ * the last buffer cut from it is collected: a 16 KiB response body, copied behind its head, mapped a pool every four
+ * responses (700-1,600 mmap calls in 5 s; 1-5 with this). 64 bytes short, a pool comes from malloc's heap, and
+ * buffers up to 32,735 bytes are still cut from it. Unlike the settings above it takes effect inside the process:
+ * `meshfed gateway` sets it first thing (cli/commands/gateway.ts). docs/performance.md, "Eighth round".
  */
 export const GATEWAY_BUFFER_POOL_SIZE = 64 * 1024 - 64;
 

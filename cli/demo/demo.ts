@@ -96,18 +96,21 @@ function gatewayLog(c: DemoClusterState): string {
 
 /**
  * A gateway that exited during start-up is reported with its log, not as a readiness timeout: the error
- * ends the readiness wait (endsWait) at once.
+ * ends the readiness wait (endsWait) at once. Every gateway, not only the one waited on: one that exits while
+ * an earlier one is waited on ends the wait too.
  */
-function assertGatewayRunning(c: DemoClusterState): void {
-  const child = c.gateway;
-  if (child && (child.exitCode !== null || child.signalCode !== null)) {
-    const how = child.exitCode !== null ? `code ${child.exitCode}` : `signal ${child.signalCode}`;
-    throw endsWait(
-      new MeshfedError(
-        'MESHFED_INTERNAL',
-        `the gateway of ${c.name} exited with ${how}; see ${gatewayLog(c)}`,
-      ),
-    );
+function assertGatewaysRunning(clusters: readonly DemoClusterState[]): void {
+  for (const c of clusters) {
+    const child = c.gateway;
+    if (child && (child.exitCode !== null || child.signalCode !== null)) {
+      const how = child.exitCode !== null ? `code ${child.exitCode}` : `signal ${child.signalCode}`;
+      throw endsWait(
+        new MeshfedError(
+          'MESHFED_INTERNAL',
+          `the gateway of ${c.name} exited with ${how}; see ${gatewayLog(c)}`,
+        ),
+      );
+    }
   }
 }
 
@@ -349,14 +352,13 @@ export class Demo {
       let last: CatalogSeen | Error | undefined;
       await waitFor(
         async () => {
-          // every gateway, not only this one: one that exits while an earlier one is waited on ends the wait
-          for (const g of this.clusters) assertGatewayRunning(g);
+          assertGatewaysRunning(this.clusters);
           last = await catalogSeen(c.addresses.admin, c.name).catch((err: Error) => err);
           return !(last instanceof Error) && unseen(last).length === 0;
         },
         { timeoutMs, intervalMs: 200, what: `the gateway of ${c.name} to see the whole federation` },
       ).catch((err: Error) => {
-        for (const g of this.clusters) assertGatewayRunning(g);
+        assertGatewaysRunning(this.clusters);
         throw new MeshfedError(
           'MESHFED_INTERNAL',
           `${err.message}: ${notReadyBecause(last)}. Its last warnings (${gatewayLog(c)}):\n${logWarnings(gatewayLog(c))}`,
