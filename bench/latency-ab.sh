@@ -14,7 +14,9 @@ cd "$(dirname "$0")/.."
 N=${N:-2}
 [[ "$N" =~ ^[1-9][0-9]?$ ]] || { echo "N must be a whole number from 1 to 99, got '$N'" >&2; exit 2; }
 command -v jq >/dev/null || { echo "jq is missing (apt-get install jq)" >&2; exit 1; }
-RESULT=bench/results/latency-fixed-rate$([ "${PIN:-0}" = 1 ] && echo -n -pinned).json
+# the file bench/latency-fixed-rate.sh writes for this placement (a test in a command substitution would end the
+# script under `set -e` when it is false)
+if [ "${PIN:-0}" = 1 ]; then RESULT=bench/results/latency-fixed-rate-pinned.json; else RESULT=bench/results/latency-fixed-rate.json; fi
 SAVED=$(mktemp)
 ROWS=$(mktemp)
 [ -f "$RESULT" ] && cp "$RESULT" "$SAVED"
