@@ -14,21 +14,17 @@ cd "$(dirname "$0")/.."
 N=${N:-2}
 [[ "$N" =~ ^[1-9][0-9]?$ ]] || { echo "N must be a whole number from 1 to 99, got '$N'" >&2; exit 2; }
 command -v jq >/dev/null || { echo "jq is missing (apt-get install jq)" >&2; exit 1; }
-# the file bench/latency-fixed-rate.sh writes for this placement (a test in a command substitution would end the
-# script under `set -e` when it is false)
-if [ "${PIN:-0}" = 1 ]; then RESULT=bench/results/latency-fixed-rate-pinned.json; else RESULT=bench/results/latency-fixed-rate.json; fi
-SAVED=$(mktemp)
+# each run's result goes to a file of its own (RESULT_FILE), so bench/results is left as it was
+RUN=$(mktemp)
 ROWS=$(mktemp)
-[ -f "$RESULT" ] && cp "$RESULT" "$SAVED"
-restore() { if [ -s "$SAVED" ]; then cp "$SAVED" "$RESULT"; fi; rm -f "$SAVED" "$ROWS"; }
-trap restore EXIT
+trap 'rm -f "$RUN" "$ROWS"' EXIT
 declare -A ARGS=([A]="$1" [B]="$2")
 for ((round = 1; round <= N; round++)); do
   for which in A B B A; do
-    BENCH_NODE_ARGS="${ARGS[$which]}" R=1 bash bench/latency-fixed-rate.sh >/dev/null
+    BENCH_NODE_ARGS="${ARGS[$which]}" R=1 RESULT_FILE="$RUN" bash bench/latency-fixed-rate.sh >/dev/null
     jq -c --arg which "$which" --arg args "${ARGS[$which]:-as shipped}" '{ which: $which, args: $args,
         meshfed: .added_ms.meshfed.p99, split: .added_ms["meshfed-split"].p99, haproxy: .added_ms.haproxy.p99,
-        cpu: ([.paths[] | select(.path == "meshfed") | .gateway_cpu_us_per_request] | first) }' "$RESULT" |
+        cpu: ([.paths[] | select(.path == "meshfed") | .gateway_cpu_us_per_request] | first) }' "$RUN" |
       tee -a "$ROWS" |
       jq -r 'def r2: . * 100 | round / 100;
         "\(.which) (\(.args)): meshfed +\(.meshfed | r2) ms, split +\(.split | r2), haproxy +\(.haproxy | r2); meshfed CPU \(.cpu) us/request"'

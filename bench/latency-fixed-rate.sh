@@ -21,6 +21,7 @@
 # PIN=1 places the processes as the peers harness does: h2load and the backend on CPU 0, every gateway process
 # (HAProxy's two, meshfed's one or two) on CPU 1; without it nothing is pinned and HAProxy's two processes may
 # run side by side on both CPUs while meshfed's one loop (the harness's candidate) has one. The output says which.
+# RESULT_FILE=<path> writes the result there instead (bench/latency-ab.sh: its runs leave bench/results alone).
 # KEEP=<dir> keeps each path's h2load log (<path>-<round>.log: start µs, status, duration µs per request) and
 # each gateway's stdout (<name>-<round>.stdout.log; e.g. with BENCH_NODE_ARGS=--trace-gc, meshfed's collections).
 set -euo pipefail
@@ -36,25 +37,17 @@ if [ "$PIN" = 1 ]; then
 else
   CLIENT_CPU=() GATEWAY_CPU='' PLACEMENT='not pinned' RESULT=bench/results/latency-fixed-rate.json
 fi
+RESULT=${RESULT_FILE:-$RESULT}
 OUT=$(mktemp -d)
 command -v h2load >/dev/null || { echo "h2load is missing (apt-get install nghttp2-client)" >&2; exit 1; }
 source bench/peers-env.sh 127.0.0.10 127.0.0.21 127.0.0.22
 HERE=$HARNESS
 
-SIDS=()
-start() { # start NAME COMMAND: its own session, bounded lifetime; STARTED=its pid (= session id)
-  mkdir -p "$OUT/$1"
-  BENCH_WORKDIR=$OUT/$1 setsid timeout -k 5 $((600 * R)) bash -c "$2" >"$OUT/$1/stdout.log" 2>"$OUT/$1/stderr.log" </dev/null &
-  STARTED=$!
-  SIDS+=("$STARTED")
-}
-stop() { kill -TERM -- "-$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-cleanup() { local s; for s in "${SIDS[@]}"; do stop "$s"; done; rm -rf "$OUT"; }
+source bench/sessions.sh
+# the longest any server of the run lives
+LIFE=$((600 * R))
+cleanup() { stop_all; rm -rf "$OUT"; }
 trap cleanup EXIT
-ready() { # ready ADDR: accepts TCP within 30 s
-  for _ in $(seq 300); do (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
 source bench/cpu-ticks.sh
 # CPU ticks (user + system) of every process in the sessions of ${gws[@]} (the gateways being measured)
 gw_ticks() {
@@ -92,8 +85,8 @@ measure() { # measure NAME URL -> one JSON line of latency percentiles (ms)
       gateway_cpu_us_per_request: $cpu, slowest_1pct_in: $slow}' | jq -c .
 }
 
-start backend "${CLIENT_CPU[*]} bash $HERE/lib/backend.sh"
-ready "$BENCH_BACKEND_HTTP"
+start backend "$LIFE" "${CLIENT_CPU[*]} bash $HERE/lib/backend.sh"
+wait_tcp "$BENCH_BACKEND_HTTP"
 rows=()
 for round in $(seq "$R"); do
   gws=() # the direct path has no gateway
@@ -101,14 +94,14 @@ for round in $(seq "$R"); do
   for cand in haproxy meshfed meshfed-split; do
     gws=()
     case $cand in
-    haproxy) start "$cand" "${GATEWAY_CPU}bash $HERE/peers/haproxy.sh" && gws+=("$STARTED") ;;
-    meshfed) start "$cand" "${GATEWAY_CPU}bash bench/peers-candidate.sh" && gws+=("$STARTED") ;;
+    haproxy) start "$cand" "$LIFE" "${GATEWAY_CPU}bash $HERE/peers/haproxy.sh" && gws+=("$STARTED") ;;
+    meshfed) start "$cand" "$LIFE" "${GATEWAY_CPU}bash bench/peers-candidate.sh" && gws+=("$STARTED") ;;
     meshfed-split)
-      start "$cand-b" "BENCH_ROLE=b ${GATEWAY_CPU}bash bench/peers-candidate.sh" && gws+=("$STARTED")
-      ready "$BENCH_GW_B_ADDR"
-      start "$cand-a" "BENCH_ROLE=a ${GATEWAY_CPU}bash bench/peers-candidate.sh" && gws+=("$STARTED") ;;
+      start "$cand-b" "$LIFE" "BENCH_ROLE=b ${GATEWAY_CPU}bash bench/peers-candidate.sh" && gws+=("$STARTED")
+      wait_tcp "$BENCH_GW_B_ADDR"
+      start "$cand-a" "$LIFE" "BENCH_ROLE=a ${GATEWAY_CPU}bash bench/peers-candidate.sh" && gws+=("$STARTED") ;;
     esac
-    ready "$BENCH_GW_B_ADDR" && ready "$BENCH_GW_A_ADDR"
+    wait_tcp "$BENCH_GW_B_ADDR" && wait_tcp "$BENCH_GW_A_ADDR"
     rows+=("$(measure "$cand" "http://$BENCH_GW_A_ADDR/")")
     for g in "${gws[@]}"; do stop "$g"; done
     if [ -n "${KEEP:-}" ]; then for d in "$OUT/$cand" "$OUT/$cand-a" "$OUT/$cand-b"; do

@@ -15,30 +15,27 @@ D=${D:-10} OUT=${OUT:-/tmp/meshfed-syscalls} PERF=${PERF:-0}
 for tool in h2load strace perf; do command -v $tool >/dev/null || { echo "$tool is missing (apt-get install nghttp2-client strace linux-perf)" >&2; exit 1; }; done
 source bench/peers-env.sh 127.0.0.13 127.0.0.23 127.0.0.24
 rm -rf "$OUT" && mkdir -p "$OUT" && chmod a+rx "$OUT"
-SIDS=()
-start() { # start NAME COMMAND: its own session, bounded lifetime; STARTED=its pid (= session id)
-  mkdir -p "$OUT/$1" && chmod a+rx "$OUT/$1"
-  BENCH_WORKDIR=$OUT/$1 setsid timeout -k 5 $((D + 120)) bash -c "$2" >"$OUT/$1/stdout.log" 2>&1 </dev/null &
-  STARTED=$!
-  SIDS+=("$STARTED")
+source bench/sessions.sh
+trap stop_all EXIT
+# the longest any server of the run lives
+LIFE=$((D + 120))
+# the tracer of $cand's processes $pids is attached (strace: the first is traced; perf: its file begun)
+attached() {
+  if [ "$PERF" = 1 ]; then [ -s "$OUT/$cand.perf.data" ]; else grep -q "TracerPid:[[:space:]]*[1-9]" "/proc/${pids%% *}/status"; fi
 }
-stop() { kill -TERM -- "-$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
-cleanup() { local s; for s in "${SIDS[@]}"; do stop "$s"; done; }
-trap cleanup EXIT
-ready() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 load() { h2load --h1 -c 10 --rps 100 -D "$1" -H ":authority: $BENCH_SERVICE_HOST" "http://$BENCH_GW_A_ADDR/"; }
 
-start backend "bash $HARNESS/lib/backend.sh"
-ready "$BENCH_BACKEND_HTTP" || { echo "the backend did not start" >&2; exit 1; }
+start backend "$LIFE" "bash $HARNESS/lib/backend.sh"
+wait_tcp "$BENCH_BACKEND_HTTP" || { echo "the backend did not start" >&2; exit 1; }
 for cand in haproxy meshfed; do
   case $cand in
-  haproxy) start $cand "bash $HARNESS/peers/haproxy.sh" ;;
+  haproxy) start $cand "$LIFE" "bash $HARNESS/peers/haproxy.sh" ;;
   meshfed)
     args=''; [ "$PERF" = 1 ] && args=--perf-basic-prof
-    start $cand "BENCH_NODE_ARGS=$args bash bench/peers-candidate.sh" ;;
+    start $cand "$LIFE" "BENCH_NODE_ARGS=$args bash bench/peers-candidate.sh" ;;
   esac
   sid=$STARTED
-  ready "$BENCH_GW_B_ADDR" && ready "$BENCH_GW_A_ADDR" || { cat "$OUT/$cand/stdout.log" >&2; exit 1; }
+  wait_tcp "$BENCH_GW_B_ADDR" && wait_tcp "$BENCH_GW_A_ADDR" || { cat "$OUT/$cand/stdout.log" "$OUT/$cand/stderr.log" >&2; exit 1; }
   load 3 >/dev/null # warm-up at the same rate: the request path compiled before it is measured
   pids=$(ps -o pid= -s "$sid" | xargs)
   if [ "$PERF" = 1 ]; then
@@ -48,10 +45,7 @@ for cand in haproxy meshfed; do
     timeout $((D + 10)) strace -c -f "${threads[@]}" -o "$OUT/$cand.strace" 2>/dev/null &
   fi
   tracer=$!
-  # the measured load begins once the tracer is attached (strace: the process is traced; perf: its file begun)
-  attached() {
-    if [ "$PERF" = 1 ]; then [ -s "$OUT/$cand.perf.data" ]; else grep -q "TracerPid:[[:space:]]*[1-9]" "/proc/${pids%% *}/status"; fi
-  }
+  # the measured load begins once the tracer is attached
   for _ in $(seq 100); do attached && break; sleep 0.1; done
   load "$D" >"$OUT/$cand.h2load"
   kill -INT "$tracer" 2>/dev/null || true

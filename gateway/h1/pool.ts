@@ -328,7 +328,7 @@ export class H1Pool {
             retryable: true,
           }),
         );
-      const connected = (ownReads = false): PooledConnection => {
+      const connected = (): PooledConnection => {
         timer.cancel();
         socket.off('error', onError);
         socket.on('error', () => undefined);
@@ -338,7 +338,6 @@ export class H1Pool {
           this.#o.exchangeIdleMs,
           this.#closedConnection,
           this.#spokeIdle,
-          ownReads,
         );
       };
       if (cluster === undefined) {
@@ -347,7 +346,7 @@ export class H1Pool {
         socket = net.connect({ host, port, noDelay: true, onread: plainReads((d) => conn?.received(d)) });
         socket.once('error', onError);
         socket.once('connect', () => {
-          conn = connected(true);
+          conn = connected();
           resolve(conn);
         });
         return;
@@ -371,6 +370,7 @@ export class H1Pool {
           return;
         }
         const c = connected();
+        t.on('data', c.received);
         // dialled with the leaf that rotated meanwhile: it serves the request it was dialled for, then closes
         if (leaf !== this.#o.creds.leaf()) c.retired = true;
         this.#tls.add(c);

@@ -52,8 +52,8 @@ export class PooledConnection {
   readonly #spokeIdle: (c: PooledConnection, d: Buffer) => void;
 
   /**
-   * `ownReads`: the socket was dialled with an `onread` callback (plainReads) that hands its bytes to
-   * `received`, so it emits no 'data'.
+   * What `socket` reads goes to `received`, as its dialler wires it: the pool's plain connections through
+   * their `onread` callback (plainReads), its mTLS ones through 'data'.
    */
   constructor(
     socket: Socket,
@@ -61,12 +61,10 @@ export class PooledConnection {
     exchangeIdleMs: number,
     closed: (c: PooledConnection) => void,
     spokeIdle: (c: PooledConnection, d: Buffer) => void,
-    ownReads = false,
   ) {
     this.socket = socket;
     this.key = key;
     this.#spokeIdle = spokeIdle;
-    if (!ownReads) socket.on('data', this.received);
     socket.on('end', () => {
       if (!this.user) socket.destroy();
     });
