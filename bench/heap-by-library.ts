@@ -101,7 +101,7 @@ interface Snapshot {
 /** the edges from a function's shared info to what it owns (V8's names vary by version) */
 const PARTS = /function_data|scope_info|feedback_metadata|bytecode/;
 
-/** the package a script belongs to: `zod`, `@nats-io/nats-core`, `meshfed:gateway`, `node` for Node's own */
+/** the package a script belongs to: `yaml`, `@nats-io/nats-core`, `meshfed:gateway`, `node` for Node's own */
 function owner(url: string): string {
   if (url === '' || url.startsWith('node:') || !url.includes('/')) return 'node';
   const dep = /node_modules\/(?:\.cache\/meshfed\/node_modules\/)?((?:@[^/]+\/)?[^/.][^/]*)\//.exec(url);

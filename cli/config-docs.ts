@@ -1,19 +1,5 @@
 import { z } from '../core/index.ts';
 
-interface JsonSchema {
-  type?: string | string[];
-  format?: string;
-  properties?: Record<string, JsonSchema>;
-  required?: string[];
-  items?: JsonSchema;
-  enum?: unknown[];
-  const?: unknown;
-  default?: unknown;
-  description?: string;
-  anyOf?: JsonSchema[];
-  oneOf?: JsonSchema[];
-}
-
 export interface ConfigField {
   path: string;
   type: string;
@@ -37,69 +23,105 @@ function formatMs(ms: number): string {
   return `${ms}ms`;
 }
 
-function typeOf(s: JsonSchema): string {
-  if (s.format) return s.format;
-  if (s.enum) return s.enum.map((v) => JSON.stringify(v)).join(' \\| ');
-  if (s.const !== undefined) return JSON.stringify(s.const);
-  const alts = s.anyOf ?? s.oneOf;
-  if (alts) return [...new Set(alts.map(typeOf))].join(' \\| ');
-  if (s.type === 'array') return `list of ${s.items ? typeOf(s.items) : 'any'}`;
-  if (Array.isArray(s.type)) return s.type.join(' \\| ');
-  return s.type ?? 'any';
-}
-
 function isHostPort(v: unknown): v is { host: string; port: number } {
   return v !== null && typeof v === 'object' && 'host' in v && 'port' in v;
 }
 
-function defaultOf(s: JsonSchema): string {
-  const v = s.default;
+/** A field's default as written in a config file ('' for none, or an object section's "every field at its default"). */
+function written(v: unknown, format: string | undefined): string {
   if (v === undefined) return '';
-  // an object section's default is "every field at its default": its rows below say what that is
   if (v !== null && typeof v === 'object' && !Array.isArray(v) && !isHostPort(v)) return '';
-  if (s.format === 'duration' && typeof v === 'number') return `\`"${formatMs(v)}"\``;
-  if (s.format === 'host:port' && isHostPort(v)) return `\`"${v.host}:${v.port}"\``;
+  if (format === 'duration' && typeof v === 'number') return `\`"${formatMs(v)}"\``;
+  if (format === 'host:port' && isHostPort(v)) return `\`"${v.host}:${v.port}"\``;
   return `\`${JSON.stringify(v)}\``;
 }
 
-/** The alternatives of a tagged union of objects (`type: static | consul | …`), if `s` is one. */
-function taggedForms(s: JsonSchema): { label: string; schema: JsonSchema }[] | undefined {
-  const alts = s.anyOf ?? s.oneOf;
-  if (!alts?.every((a) => a.type === 'object' && a.properties)) return undefined;
-  return alts.map((a, i) => {
-    const tag = Object.entries(a.properties ?? {}).find(([, p]) => p.const !== undefined);
-    return { label: tag ? `${tag[0]}=${String(tag[1].const)}` : `form ${i + 1}`, schema: a };
+/** What a field node is under its wrappers: the node that says its type, and what the wrappers add. */
+interface Unwrapped {
+  node: z.Schema;
+  /** absent is fine (optional, or a default) */
+  optional: boolean;
+  /** the default as written in a file */
+  default: string;
+  description: string | undefined;
+  format: string | undefined;
+}
+
+function unwrap(s: z.Schema): Unwrapped {
+  const u: Unwrapped = { node: s, optional: false, default: '', description: undefined, format: undefined };
+  let defaultValue: unknown;
+  for (let n: z.Schema = s; ; ) {
+    u.description ??= n.description;
+    u.format ??= n.format;
+    if (n instanceof z.Wrapper) {
+      if (n.kind !== 'nullable') u.optional = true;
+      if ((n.kind === 'default' || n.kind === 'prefault') && defaultValue === undefined)
+        defaultValue = n.value;
+      n = n.inner;
+    } else if (n instanceof z.Refinement || n instanceof z.Transform) {
+      n = n.inner;
+    } else {
+      u.node = n;
+      break;
+    }
+  }
+  u.default = written(defaultValue, u.format);
+  return u;
+}
+
+function typeOf(s: z.Schema): string {
+  const u = unwrap(s);
+  if (u.format) return u.format;
+  const n = u.node;
+  if (n instanceof z.NumberSchema) return n.integer ? 'integer' : 'number';
+  if (n instanceof z.EnumSchema) return n.values.map((v) => JSON.stringify(v)).join(' \\| ');
+  if (n instanceof z.LiteralSchema) return JSON.stringify(n.value);
+  if (n instanceof z.UnionSchema) return [...new Set(n.options.map(typeOf))].join(' \\| ');
+  if (n instanceof z.ArraySchema) return `list of ${typeOf(n.item)}`;
+  if (n instanceof z.RecordSchema) return 'object';
+  return n.kind === 'unknown' ? 'any' : n.kind;
+}
+
+/** The forms of a tagged union of objects (`type: static | consul | …`), if `s` is one. */
+function taggedForms(s: z.Schema): { label: string; schema: z.Schema }[] | undefined {
+  const n = unwrap(s).node;
+  if (!(n instanceof z.DiscriminatedUnionSchema)) return undefined;
+  return n.options.map((o: z.ObjectSchema<z.Shape>) => {
+    const tag = o.shape[n.key] as z.LiteralSchema<z.Primitive>;
+    return { label: `${n.key}=${String(tag.value)}`, schema: o };
   });
 }
 
-function walk(s: JsonSchema, path: string, required: boolean, out: ConfigField[]): void {
+function walk(s: z.Schema, path: string, required: boolean, out: ConfigField[], describe = true): void {
+  const u = unwrap(s);
   const row = (type: string) =>
     out.push({
       path,
       type,
-      required: required && s.default === undefined,
-      default: defaultOf(s),
-      description: s.description ?? '',
+      required: required && !u.optional,
+      default: u.default,
+      description: (describe && u.description) || '',
     });
-  if (s.type === 'object' && s.properties) {
+  const n = u.node;
+  if (n instanceof z.ObjectSchema) {
     if (path !== '') row('object');
-    for (const [k, v] of Object.entries(s.properties)) {
-      walk(v, path === '' ? k : `${path}.${k}`, s.required?.includes(k) ?? false, out);
+    for (const [k, v] of Object.entries(n.shape as z.Shape))
+      walk(v, path === '' ? k : `${path}.${k}`, true, out);
+    return;
+  }
+  if (n instanceof z.ArraySchema && !u.format) {
+    const item = unwrap(n.item).node;
+    if (item instanceof z.ObjectSchema) {
+      row('list');
+      walk(n.item, `${path}[]`, true, out, false);
+      return;
     }
-    return;
-  }
-  const items = s.type === 'array' ? s.items : undefined;
-  const itemForms = items ? taggedForms(items) : undefined;
-  if (items?.type === 'object' && items.properties) {
-    row('list');
-    walk({ ...items, description: undefined }, `${path}[]`, true, out);
-    return;
-  }
-  if (itemForms) {
-    row(`list of ${itemForms.map((f) => f.label).join(' \\| ')}`);
-    for (const f of itemForms)
-      walk({ ...f.schema, description: undefined }, `${path}[]{${f.label}}`, true, out);
-    return;
+    const itemForms = taggedForms(n.item);
+    if (itemForms) {
+      row(`list of ${itemForms.map((f) => f.label).join(' \\| ')}`);
+      for (const f of itemForms) walk(f.schema, `${path}[]{${f.label}}`, true, out, false);
+      return;
+    }
   }
   const forms = taggedForms(s);
   if (forms) {
@@ -111,27 +133,18 @@ function walk(s: JsonSchema, path: string, required: boolean, out: ConfigField[]
 }
 
 /**
- * Every field of a config schema with its type, default and description (from `.describe()`). The
- * input form of the schema gives types, requirement and the defaults written with `.prefault()` (as a
- * file would write them); a `.default()` behind a transform appears only in the output form, from
- * which it is taken and written back in input form (milliseconds as a duration, `{host, port}` as
- * `host:port`).
+ * Every field of a config schema with its type, default and description (from `.describe()`): the schema's
+ * nodes walked from the top. A default written with `.prefault()` is shown as the file would write it; one
+ * written with `.default()` (a result, such as milliseconds or `{ host, port }`) is written back in input
+ * form (a duration, `host:port`).
  */
-export function configFields(schema: z.ZodType): ConfigField[] {
-  const fields = (io: 'input' | 'output') => {
-    const out: ConfigField[] = [];
-    walk(z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as JsonSchema, '', true, out);
-    return out;
-  };
-  const outputDefaults = new Map(fields('output').map((f) => [f.path, f.default]));
-  return fields('input').map((f) => {
-    if (f.default !== '') return f;
-    const d = outputDefaults.get(f.path) ?? '';
-    return d === '' ? f : { ...f, default: d, required: false };
-  });
+export function configFields(schema: z.Schema): ConfigField[] {
+  const out: ConfigField[] = [];
+  walk(schema, '', true, out);
+  return out;
 }
 
-export function renderConfigDocs(schema: z.ZodType, intro: string): string {
+export function renderConfigDocs(schema: z.Schema, intro: string): string {
   const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
   const rows = configFields(schema).map(
     (f) =>

@@ -192,7 +192,7 @@ export const daemonConfigSchema = daemonFields.refine(
     const ew = (c as Partial<DaemonConfig>).gateway?.listeners?.eastWest;
     return c.advertise !== undefined || typeof ew?.host !== 'string' || !isWildcardHost(ew.host);
   },
-  { path: ['advertise'], message: WILDCARD_ADVERTISE, when: () => true },
+  { path: ['advertise'], message: WILDCARD_ADVERTISE, always: true },
 );
 
 /** daemonConfigSchema plus the rules that depend on where the file lives (`base`, its directory). */
@@ -208,7 +208,7 @@ export function daemonConfigSchemaAt(base: string) {
     {
       path: ['admin', 'socket'],
       message: `the admin socket path is longer than a Unix socket allows (${MAX_SOCKET_PATH} bytes); set admin.socket to a shorter path`,
-      when: () => true,
+      always: true,
     },
   );
 }

@@ -2,10 +2,10 @@ import { readFileSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import { basename } from 'node:path';
 import { parseDocument } from 'yaml';
-import { z } from 'zod';
 import { MeshfedError } from './errors.ts';
+import * as z from './schema.ts';
 
-export { z } from 'zod';
+export { z };
 
 const HOST_PORT = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+|\*)?:)?(\d{1,5})$/;
 
@@ -134,12 +134,12 @@ function joinPath(path: readonly PropertyKey[]): string {
   return out === '' ? '(top level)' : out;
 }
 
-/** Turns zod issues into one line per problem: `field.path: what is wrong`. */
-export function describeIssues(error: z.ZodError): ConfigProblem[] {
+/** Turns schema issues into one line per problem: `field.path: what is wrong`. */
+export function describeIssues(error: z.SchemaError): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   for (const issue of error.issues) {
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) {
+      for (const key of issue.keys ?? []) {
         problems.push({
           path: joinPath([...issue.path, key]),
           message: 'unknown field (remove it or check its spelling)',
@@ -184,7 +184,7 @@ export function deepFreeze<T>(value: T): T {
  * Validates a plain object against a schema. All problems are collected into one
  * MESHFED_CONFIG_INVALID error (one line per field); the result is deeply frozen.
  */
-export function parseConfig<S extends z.ZodType>(
+export function parseConfig<S extends z.Schema>(
   schema: S,
   raw: unknown,
   options: ParseConfigOptions,
@@ -207,11 +207,11 @@ export function parseConfig<S extends z.ZodType>(
       details: { source: options.source, problems },
     });
   }
-  return deepFreeze(result.data);
+  return deepFreeze(result.data as z.output<S>);
 }
 
 /** Reads a YAML file and validates it (see parseConfig). Errors name the file and each bad field. */
-export function loadConfigFile<S extends z.ZodType>(
+export function loadConfigFile<S extends z.Schema>(
   schema: S,
   file: string,
   options: Omit<ParseConfigOptions, 'source'> & { source?: string } = {},
@@ -231,7 +231,7 @@ export function loadConfigFile<S extends z.ZodType>(
 }
 
 /** Parses YAML text and validates it; YAML syntax errors name the line and column. */
-export function parseConfigText<S extends z.ZodType>(
+export function parseConfigText<S extends z.Schema>(
   schema: S,
   text: string,
   options: ParseConfigOptions,

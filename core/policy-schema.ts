@@ -1,5 +1,5 @@
 /**
- * One zod schema per policy kind, and the parser that turns YAML (one or many documents) into
+ * One schema per policy kind, and the parser that turns YAML (one or many documents) into
  * validated, frozen PolicyDocuments, reporting every problem at once: the document, the field, the fix.
  */
 
@@ -53,13 +53,13 @@ export interface PolicyProblem {
 }
 
 type PolicySchemas = {
-  readonly [K in PolicyKind]: z.ZodType<Extract<PolicyDocument, { kind: K }>, unknown>;
+  readonly [K in PolicyKind]: z.Schema<Extract<PolicyDocument, { kind: K }>, unknown>;
 };
 
 let schemas: PolicySchemas | undefined;
 
 /**
- * One schema per kind, built on first use: zod schemas are sizeable objects, and a gateway that never
+ * One schema per kind, built on first use: schemas are objects of their own, and a gateway that never
  * receives a policy document never needs them.
  */
 function policyDocumentSchemas(): PolicySchemas {
@@ -133,7 +133,7 @@ function buildPolicySchemas(): PolicySchemas {
   const ruleName = z.string().regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'expected a DNS label');
   const percentage = z.number().min(0).max(100);
 
-  function documentSchema<K extends PolicyKind, S extends z.ZodType>(kind: K, spec: S) {
+  function documentSchema<K extends PolicyKind, S extends z.Schema>(kind: K, spec: S) {
     return z.strictObject({
       apiVersion: z.literal(POLICY_API_VERSION, { error: `expected apiVersion "${POLICY_API_VERSION}"` }),
       kind: z.literal(kind),
@@ -179,7 +179,7 @@ function buildPolicySchemas(): PolicySchemas {
         'a request match needs at least one of methods, paths, ports, grpc (omit "to" to match any request)',
     });
 
-  const authorizationPolicy: z.ZodType<AuthorizationPolicy, unknown> = documentSchema(
+  const authorizationPolicy: z.Schema<AuthorizationPolicy, unknown> = documentSchema(
     'AuthorizationPolicy',
     z.strictObject({
       target,
@@ -203,7 +203,7 @@ function buildPolicySchemas(): PolicySchemas {
     weight: z.number().int().min(0).max(10_000),
   });
 
-  const trafficSplit: z.ZodType<TrafficSplit, unknown> = documentSchema(
+  const trafficSplit: z.Schema<TrafficSplit, unknown> = documentSchema(
     'TrafficSplit',
     z.strictObject({
       service: serviceKey,
@@ -220,7 +220,7 @@ function buildPolicySchemas(): PolicySchemas {
     }),
   );
 
-  const faultInjection: z.ZodType<FaultInjection, unknown> = documentSchema(
+  const faultInjection: z.Schema<FaultInjection, unknown> = documentSchema(
     'FaultInjection',
     z.strictObject({
       service: serviceKey,
@@ -251,7 +251,7 @@ function buildPolicySchemas(): PolicySchemas {
     }),
   );
 
-  const rateLimit: z.ZodType<RateLimit, unknown> = documentSchema(
+  const rateLimit: z.Schema<RateLimit, unknown> = documentSchema(
     'RateLimit',
     z
       .strictObject({
@@ -269,7 +269,7 @@ function buildPolicySchemas(): PolicySchemas {
       .transform((s) => ({ ...s, burst: s.burst ?? s.requests })),
   );
 
-  const resilienceOverride: z.ZodType<ResilienceOverride, unknown> = documentSchema(
+  const resilienceOverride: z.Schema<ResilienceOverride, unknown> = documentSchema(
     'ResilienceOverride',
     z
       .strictObject({

@@ -164,7 +164,7 @@ export class ConsulSource implements EndpointSource {
     key: string,
     what: string,
     call: (c: ConsulApi['consul'], o: Record<string, unknown>) => Promise<unknown>,
-    schema: z.ZodType<T>,
+    schema: z.Schema<T>,
     onAnswer: (body: T, index: number) => void,
     signal: AbortSignal,
   ): Promise<void> {
@@ -415,7 +415,7 @@ export class ConsulSource implements EndpointSource {
   }
 }
 
-function invalid(what: string, error: z.ZodError): MeshfedError {
+function invalid(what: string, error: z.SchemaError): MeshfedError {
   return new MeshfedError(
     'MESHFED_DISCOVERY_INVALID',
     `Consul answered ${what} with an unexpected shape: ${error.issues[0]?.message}`,

@@ -145,20 +145,20 @@ export const messageSchema = z.discriminatedUnion('type', [
   withdrawSchema,
 ]);
 
-export type EntryMessage = z.infer<typeof entrySchema>;
-export type TombstoneMessage = z.infer<typeof tombstoneSchema>;
-export type AnnounceMessage = z.infer<typeof announceSchema>;
-export type SnapshotMessage = z.infer<typeof snapshotSchema>;
-export type SyncRequestMessage = z.infer<typeof syncRequestSchema>;
-export type LinksMessage = z.infer<typeof linksSchema>;
-export type WithdrawMessage = z.infer<typeof withdrawSchema>;
-export type CatalogMessage = z.infer<typeof messageSchema>;
+export type EntryMessage = z.output<typeof entrySchema>;
+export type TombstoneMessage = z.output<typeof tombstoneSchema>;
+export type AnnounceMessage = z.output<typeof announceSchema>;
+export type SnapshotMessage = z.output<typeof snapshotSchema>;
+export type SyncRequestMessage = z.output<typeof syncRequestSchema>;
+export type LinksMessage = z.output<typeof linksSchema>;
+export type WithdrawMessage = z.output<typeof withdrawSchema>;
+export type CatalogMessage = z.output<typeof messageSchema>;
 
 export function entryKey(cluster: string, namespace: string, name: string): string {
   return `${cluster}/${namespace}/${name}`;
 }
 
-/** The first problem zod found in a message's payload, as a verifier reports it: `field.path: what`. */
+/** The first problem the schema found in a message's payload, as a verifier reports it: `field.path: what`. */
 export function firstIssue(error: {
   issues: readonly { path: readonly PropertyKey[]; message: string }[];
 }): string {

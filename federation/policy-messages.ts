@@ -45,5 +45,5 @@ export const policyStateSchema = z.strictObject({
   issuedAt: epochMs,
 });
 
-export type PolicyBundleMessage = z.infer<typeof policyBundleSchema>;
-export type PolicyStateMessage = z.infer<typeof policyStateSchema>;
+export type PolicyBundleMessage = z.output<typeof policyBundleSchema>;
+export type PolicyStateMessage = z.output<typeof policyStateSchema>;

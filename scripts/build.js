@@ -16,16 +16,10 @@
 // per character. The build writes such characters as \uXXXX escapes, which mean the same in comments,
 // strings, templates and regular expressions; only the columns after one, on its line, move.
 //
-// zod, for the gateway: the build also writes a copy of the zod package into node_modules/.cache/meshfed/
-// node_modules/zod, where the built modules find it before the project's own. The copy has zod's ES modules
-// only, one byte per character, and of its ~60 translations of validation messages only English (which is
-// what meshfed reports in): zod loads every translation at import. With the one-byte sources, 1.5 MB less
-// V8 heap and 2 to 2.5 MB less resident memory in a process that imports the gateway command.
-//
-// Freshness: manifest.json records the size and mtime of every source file, of this script and of zod's
-// package.json. The build is used only when the manifest matches them exactly (a file changed, added or
-// removed makes it stale), so stale output never runs. Every file is written to a temporary name and renamed
-// (the zod copy as a whole folder), so builds started at the same moment by parallel processes (tests spawn
+// Freshness: manifest.json records the size and mtime of every source file and of this script, and Node's
+// version. The build is used only when the manifest matches them exactly (a file changed, added or
+// removed makes it stale), so stale output never runs. Every file is written to a temporary name and renamed,
+// so builds started at the same moment by parallel processes (tests spawn
 // gateways side by side) cannot tear a file.
 //
 //   npm run build        (bin/meshfed.js also runs it on demand)
@@ -61,22 +55,9 @@ function signature(path) {
   return `${s.size}:${s.mtimeMs}`;
 }
 
-/** the project's zod, and the build's copy of it (see the top of this file) */
-const ZOD = join(ROOT, 'node_modules', 'zod');
-const ZOD_COPY = join(BUILD_DIR, 'node_modules', 'zod');
-
-/** the signature of zod's package.json (the copy is made again when it changes); null without zod */
-function zodSignature() {
-  try {
-    return signature(join(ZOD, 'package.json'));
-  } catch {
-    return null;
-  }
-}
-
-/** what the whole build depends on besides the source files: this script, Node, zod */
+/** what the whole build depends on besides the source files: this script, Node */
 function buildInputs() {
-  return { builder: signature(SELF), node: process.version, zod: zodSignature() };
+  return { builder: signature(SELF), node: process.version };
 }
 
 function currentState() {
@@ -86,7 +67,7 @@ function currentState() {
 }
 
 function sameState(a, b) {
-  if (a.builder !== b.builder || a.node !== b.node || a.zod !== b.zod) return false;
+  if (a.builder !== b.builder || a.node !== b.node) return false;
   const ka = Object.keys(a.files);
   if (ka.length !== Object.keys(b.files).length) return false;
   return ka.every((k) => a.files[k] === b.files[k]);
@@ -144,41 +125,6 @@ function oneByte(code, source) {
   return code.replace(/[\u0100-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
-/** every ES module of zod's package (its `.js` files; not its TypeScript sources), relative to it */
-function zodModules(dir = '') {
-  return readdirSync(join(ZOD, dir), { withFileTypes: true }).flatMap((e) => {
-    const rel = dir ? `${dir}/${e.name}` : e.name;
-    if (e.isDirectory()) return rel === 'src' ? [] : zodModules(rel);
-    return e.isFile() && e.name.endsWith('.js') ? [rel] : [];
-  });
-}
-
-/**
- * The gateway's copy of zod (see the top of this file): written beside the old one, then swapped in whole, so
- * a reader never finds half a package. The translations' index keeps English alone.
- */
-function copyZod() {
-  const next = `${ZOD_COPY}.${process.pid}.tmp`;
-  rmSync(next, { recursive: true, force: true });
-  for (const rel of zodModules()) {
-    const code =
-      rel === 'v4/locales/index.js'
-        ? 'export { default as en } from "./en.js";\n'
-        : oneByte(readFileSync(join(ZOD, rel), 'utf8'));
-    mkdirSync(dirname(join(next, rel)), { recursive: true });
-    writeFileSync(join(next, rel), code);
-  }
-  writeFileSync(join(next, 'package.json'), readFileSync(join(ZOD, 'package.json')));
-  rmSync(ZOD_COPY, { recursive: true, force: true });
-  try {
-    renameSync(next, ZOD_COPY);
-  } catch (err) {
-    // a build started beside this one put its copy, the same, in place first
-    rmSync(next, { recursive: true, force: true });
-    if (err.code !== 'ENOTEMPTY' && err.code !== 'EEXIST') throw err;
-  }
-}
-
 function writeAtomically(path, data) {
   mkdirSync(dirname(path), { recursive: true });
   const tmp = `${path}.${process.pid}.tmp`;
@@ -192,10 +138,8 @@ export async function build() {
   const before = readManifest();
   const state = { ...buildInputs(), files: {} };
   const rebuildAll = !before || before.builder !== state.builder || before.node !== state.node;
-  if (rebuildAll || before.zod !== state.zod) {
-    if (state.zod !== null) copyZod();
-    else rmSync(ZOD_COPY, { recursive: true, force: true });
-  }
+  // earlier builds carried a copy of a validator package here; nothing loads it any more
+  if (rebuildAll) rmSync(join(BUILD_DIR, 'node_modules'), { recursive: true, force: true });
   let written = 0;
   for (const rel of sourceFiles()) {
     const src = join(ROOT, rel);
