@@ -71,7 +71,7 @@ function area(f: CallFrame): string {
   if (w.startsWith('gateway/balancer/')) return 'balancer';
   if (w === 'gateway/headers.ts') return 'header rewriting';
   if (w.startsWith('gateway/')) return `gateway (other): ${w}`;
-  if (w.includes('prom-client')) return 'metrics (prom-client)';
+  if (w.startsWith('core/metrics') || w === 'core/process-metrics.ts') return 'metrics (core)';
   if (w.startsWith('node_modules/')) return `library: ${w.split('/')[1]}`;
   if (w.startsWith('node:internal/streams') || w.startsWith('node:internal/stream_base'))
     return 'node streams';

@@ -1,6 +1,5 @@
-import { collectDefaultMetrics } from 'prom-client';
 import type { CertificateSource } from '../ca/index.ts';
-import { Gauge, type Registry } from '../core/index.ts';
+import { Gauge, type Registry, registerProcessMetrics } from '../core/index.ts';
 import type { FederationNode } from '../federation/index.ts';
 
 /** What the daemon's own gauges read at each scrape; a part not built yet reads as absent. */
@@ -13,7 +12,7 @@ export interface DaemonMetricsSources {
 
 /** The process metrics and the gauges only the composition root can fill: certificates, NATS, the catalog. */
 export function registerDaemonMetrics(registry: Registry, s: DaemonMetricsSources): void {
-  collectDefaultMetrics({ register: registry, prefix: 'meshfed_process_' });
+  registerProcessMetrics(registry);
   new Gauge({
     name: 'meshfed_cert_expiry_seconds',
     help: 'seconds until the current certificate of each identity expires',

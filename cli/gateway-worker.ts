@@ -1,7 +1,13 @@
 import cluster from 'node:cluster';
-import { collectDefaultMetrics } from 'prom-client';
 import { CertificateSource, type IssuedLeaf, TrustBundle } from '../ca/index.ts';
-import { componentLogger, createLogger, createRegistry, type Registry } from '../core/index.ts';
+import {
+  componentLogger,
+  createLogger,
+  createRegistry,
+  type MetricFamily,
+  type Registry,
+  registerProcessMetrics,
+} from '../core/index.ts';
 import { createBalancers, createGateway } from './data-plane.ts';
 import type { Telemetry } from './telemetry.ts';
 import {
@@ -25,7 +31,7 @@ export function trustBundleOf(t: TrustMaterial): TrustBundle {
 }
 
 /** Sums a metric's values in a registry's JSON (requests, connections) for the supervisor's worker view. */
-function total(metrics: { name: string; values?: { value: number }[] }[], name: string): number {
+function total(metrics: readonly MetricFamily[], name: string): number {
   return (metrics.find((m) => m.name === name)?.values ?? []).reduce((sum, v) => sum + v.value, 0);
 }
 
@@ -68,7 +74,7 @@ export async function runWorker(): Promise<number> {
   });
   const startedAtMs = Date.now();
   const registry: Registry = createRegistry();
-  collectDefaultMetrics({ register: registry, prefix: 'meshfed_process_' });
+  registerProcessMetrics(registry);
   let bundle = trustBundleOf(init.trust);
   let leaf: IssuedLeaf = init.leaf;
   const identity = new CertificateSource({

@@ -2,9 +2,9 @@ import cluster, { type Worker } from 'node:cluster';
 import { once } from 'node:events';
 import type http from 'node:http';
 import net from 'node:net';
-import { AggregatorRegistry } from 'prom-client';
 import type { CertificateSource, IssuedLeaf } from '../ca/index.ts';
 import {
+  aggregate,
   type CatalogView,
   Counter,
   type EndpointSource,
@@ -12,6 +12,8 @@ import {
   type LinkReportView,
   type Logger,
   MeshfedError,
+  type MetricFamily,
+  exposition,
   type PolicyScopeRevision,
   type PolicyView,
   type Registry,
@@ -22,7 +24,6 @@ import type { DaemonConfig } from './daemon-config.ts';
 import {
   type FromWorker,
   GATEWAY_WORKER_ENV,
-  type MetricsJson,
   policySnapshot,
   type ToWorker,
   type TrustMaterial,
@@ -262,7 +263,7 @@ export class WorkerPool {
   /** Every live worker's counters and metrics (a worker that does not answer in time is left out). */
   async collect(
     windowMs = 60_000,
-  ): Promise<{ stats: WorkerStats[]; metrics: MetricsJson[][]; traffic: TrafficSnapshot[] }> {
+  ): Promise<{ stats: WorkerStats[]; metrics: MetricFamily[][]; traffic: TrafficSnapshot[] }> {
     const { answers } = await this.ask('stats', (id) => ({ t: 'stats', id, windowMs }));
     return {
       stats: answers.map((a) => a.stats),
@@ -295,13 +296,7 @@ export class WorkerPool {
       metrics: async () => {
         const own = await this.o.registry.getMetricsAsJSON();
         const { metrics } = await this.collect();
-        // prom-client's aggregator prints NaN (e.g. a young process's event-loop lag) as "Nan", which
-        // Prometheus cannot parse: an undefined sample is left out instead
-        const defined = [own, ...metrics].map((list) =>
-          list.map((m) => ({ ...m, values: m.values.filter((v) => !Number.isNaN(v.value)) })),
-        );
-        const sum = AggregatorRegistry.aggregate(defined);
-        return { contentType: sum.contentType, text: await sum.metrics() };
+        return { contentType: this.o.registry.contentType, text: exposition(aggregate([own, ...metrics])) };
       },
       balancers: this.o.balancers,
       catalog: this.o.catalog,

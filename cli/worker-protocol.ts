@@ -7,11 +7,11 @@ import {
   type EndpointSource,
   EMPTY_POLICY_SET,
   type LocalService,
+  type MetricFamily,
   type PolicyDocument,
   type PolicyScopeRevision,
   type PolicySet,
   type PolicyView,
-  type Registry,
   type RemoteServiceInstance,
   type ServiceRef,
   serviceKey,
@@ -76,14 +76,11 @@ export interface WorkerStats {
   startedAtMs: number;
 }
 
-/** one metric of a registry's getMetricsAsJSON() */
-export type MetricsJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>[number];
-
 export type FromWorker =
   /** the worker listens for messages: the supervisor answers with init */
   | { t: 'hello' }
   | { t: 'ready'; addresses: Record<string, string> }
-  | { t: 'stats'; id: number; stats: WorkerStats; metrics: MetricsJson[]; traffic: TrafficSnapshot }
+  | { t: 'stats'; id: number; stats: WorkerStats; metrics: MetricFamily[]; traffic: TrafficSnapshot }
   | { t: 'policy-state'; id: number; pid: number; startedAtMs: number; policy: PolicySummary | null }
   | { t: 'failed'; message: string };
 

@@ -74,9 +74,7 @@ export function adminHandler(o: AdminEndpointOptions): (req: IncomingMessage, re
       case '/metrics': {
         const m = await o.metrics();
         res.writeHead(200, { 'content-type': m.contentType });
-        // prom-client spells an undefined sample (a young process's event-loop lag) "Nan"; the text
-        // format's spelling is "NaN", which strict parsers require
-        res.end(m.text.replace(/ Nan$/gm, ' NaN'));
+        res.end(m.text);
         return;
       }
       case '/stats':
