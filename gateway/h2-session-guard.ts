@@ -64,7 +64,8 @@ export const GUARD_CLOSE_GRACE_MS = 5_000;
  * HTTP/2 session guards of every server session (h2c and TLS, egress and east-west): a client that resets
  * streams past the ResetCounter's limits gets GOAWAY (ENHANCE_YOUR_CALM) and loses the session (rapid
  * reset); a session that opens no stream within headersTimeout is closed (it holds a connection and
- * memory for nothing); one idle for sessionIdleTimeout is closed gracefully.
+ * memory for nothing), unless it is a peer's tunnel session that it pings (health checks, keepalive); one idle
+ * for sessionIdleTimeout is closed gracefully.
  *
  * `graceful`: the session is a tunnel from an authenticated peer (east-west), whose resets may be those
  * of its own callers relayed (a caller that leaves cancels its stream through every gateway on the way;
@@ -87,8 +88,15 @@ export function guardSession(
     session.destroy();
   }, limits.headersTimeout);
   session.once('stream', () => clearTimeout(silent));
-  session.once('close', () => clearTimeout(silent));
+  // a peer gateway's pool keeps its tunnel sessions for its health checks and keepalives, which are PINGs: a
+  // session it pings is in use (a local client's session must still carry a request)
+  if (options.graceful) session.once('ping', () => clearTimeout(silent));
   if (limits.sessionIdleTimeout > 0) session.setTimeout(limits.sessionIdleTimeout, () => session.close());
+  session.once('close', () => {
+    clearTimeout(silent);
+    // the idle timer holds the session (and its socket's objects) until it fires: minutes after its close
+    if (limits.sessionIdleTimeout > 0) session.setTimeout(0);
+  });
   const resets = new ResetCounter(limits, { perSecondOnly: options.graceful });
   let lastStreamId = 0;
   let closing = false;

@@ -84,3 +84,17 @@ test('a session idle for sessionIdleTimeout after its requests gets a graceful G
   const m = await strict.registry.getSingleMetric('meshfed_refused_total')?.get();
   expect(m?.values.find((v) => v.labels.reason === 'no-request')?.value).toBe(1);
 });
+
+test("a peer's tunnel session that only carries PINGs (its health checks) stays open past headersTimeout", async () => {
+  const leaf = await issueLeaf(await mesh.intermediate('alpha'), { kind: 'gateway', name: 'prober' });
+  const pinged = tunnelSession(strict.eastWest, leaf, mesh.bundle.toPem()).session;
+  await new Promise((r) => pinged.once('connect', r));
+  await new Promise((resolve, reject) => pinged.ping((err) => (err ? reject(err) : resolve(undefined))));
+  // a silent session opened after it: once the guard has closed that one, it has had its chance at the first
+  const silent = tunnelSession(strict.eastWest, leaf, mesh.bundle.toPem()).session;
+  await new Promise((r) => silent.once('close', r));
+  expect(pinged.closed || pinged.destroyed).toBe(false);
+  const m = await strict.registry.getSingleMetric('meshfed_refused_total')?.get();
+  expect(m?.values.find((v) => v.labels.reason === 'no-request')?.value).toBe(2);
+  pinged.close();
+});
