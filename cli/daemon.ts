@@ -15,14 +15,15 @@ import {
 import { createSinks, createSources, ImportReconciler } from '../discovery/index.ts';
 import { FederationNode } from '../federation/index.ts';
 import type { Balancers } from '../gateway/index.ts';
-import { type Gateway, outboundLinks } from '../gateway/index.ts';
+import { Gateway, outboundLinks } from '../gateway/index.ts';
 import { adminBackend } from './admin/admin-backend.ts';
 import { AdminServer } from './admin/admin-server.ts';
 import { planReload } from './config-reload.ts';
 import { type LoadedDaemonConfig, loadDaemonConfig } from './daemon-config.ts';
 import { registerDaemonMetrics } from './daemon-metrics.ts';
 import { DaemonTrust } from './daemon-trust.ts';
-import { createBalancers, createGateway } from './data-plane.ts';
+import { createBalancers, createGateway, startIdleHeap } from './data-plane.ts';
+import type { IdleHeap } from './idle-heap.ts';
 import { checkEnvironment } from './startup-checks.ts';
 import type { Telemetry } from './telemetry.ts';
 import type { WorkerPool } from './worker-pool.ts';
@@ -72,6 +73,8 @@ export class Daemon {
   private reconciler: ImportReconciler | undefined;
   private admin: AdminServer | undefined;
   private telemetry: Telemetry | undefined;
+  /** workers: 1 only (each worker process has its own) */
+  private idleHeap: IdleHeap | undefined;
   private stopping = false;
 
   constructor(loaded: LoadedDaemonConfig, options: DaemonOptions = {}) {
@@ -209,6 +212,7 @@ export class Daemon {
             tracer: this.telemetry?.tracer,
           });
     await this.gateway.start();
+    if (this.gateway instanceof Gateway) this.idleHeap = startIdleHeap(this.gateway, inputs);
     this.federation.advertise();
     // the address the egress listener actually bound, so registrations can never disagree with it
     const sinks = await createSinks(c.discovery, {
@@ -315,6 +319,7 @@ export class Daemon {
     if (this.stopping) return;
     this.stopping = true;
     this.unwatchTrust?.();
+    this.idleHeap?.stop();
     await this.federation?.withdrawGateway();
     await this.gateway
       ?.drain(this.config.drainTimeout, this.config.drainNotice)

@@ -12,6 +12,7 @@ import {
 import { Balancers } from '../gateway/index.ts';
 import { Gateway, type GatewayOptions } from '../gateway/index.ts';
 import type { DaemonConfig } from './daemon-config.ts';
+import { IdleHeap, lastResortCollection } from './idle-heap.ts';
 
 /**
  * What a data plane is built from: the daemon config and the views of the control plane (the daemon's
@@ -75,4 +76,16 @@ export function createGateway(
     ...(i.tracer ? { tracer: i.tracer } : {}),
   };
   return new Gateway(options);
+}
+
+/** The idle heap shrink of a process that runs `gateway` (cli/idle-heap.ts), started. */
+export function startIdleHeap(gateway: Gateway, i: DataPlaneInputs): IdleHeap {
+  const heap = new IdleHeap({
+    afterMs: i.config.idleHeapShrink,
+    activity: gateway.requestActivity,
+    collect: lastResortCollection(),
+    log: componentLogger(i.log, 'process', i.config.cluster),
+  });
+  heap.start();
+  return heap;
 }

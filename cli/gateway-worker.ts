@@ -8,7 +8,7 @@ import {
   type Registry,
   registerProcessMetrics,
 } from '../core/index.ts';
-import { createBalancers, createGateway } from './data-plane.ts';
+import { createBalancers, createGateway, startIdleHeap } from './data-plane.ts';
 import type { Telemetry } from './telemetry.ts';
 import {
   type FromWorker,
@@ -109,6 +109,7 @@ export async function runWorker(): Promise<number> {
     return 1;
   }
   send({ t: 'ready', addresses: gateway.addresses() });
+  const idleHeap = startIdleHeap(gateway, inputs);
 
   let drainMs: number | undefined;
   let noticeMs: number | undefined;
@@ -184,6 +185,7 @@ export async function runWorker(): Promise<number> {
     process.once('disconnect', () => resolve());
   });
   await stopped;
+  idleHeap.stop();
   await gateway
     .drain(drainMs ?? c.drainTimeout, noticeMs ?? c.drainNotice)
     .catch((err: unknown) => log.warn({ err }, 'drain failed'));

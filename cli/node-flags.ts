@@ -16,8 +16,14 @@
  *   one, a burst takes at most one core: p99 added by two gateways at 1,000 req/s, runs in ABBA order, medians
  *   4.08 → 3.50 ms in one process and 7.31 → 4.34 ms in two (a gateway's heap is tens of MB: one thread marks it
  *   in time). docs/performance.md, "V8's worker pool" and "Idle memory, fifth round".
+ * - `--expose-gc`: the one way a process can ask V8 for a last-resort collection, which gives back the pages V8
+ *   keeps pooled after bursts; an idle gateway does it once it is quiet (cli/idle-heap.ts, config idleHeapShrink).
  */
-export const GATEWAY_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=4', '--v8-pool-size=1'];
+export const GATEWAY_NODE_FLAGS: readonly string[] = [
+  '--max-semi-space-size=4',
+  '--v8-pool-size=1',
+  '--expose-gc',
+];
 
 /**
  * `MALLOC_MMAP_THRESHOLD_=65537` (glibc; ignored elsewhere): allocations above 64 KiB get their own mapping, given

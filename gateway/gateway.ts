@@ -440,6 +440,11 @@ export class Gateway {
     return this.golden.traffic(windowMs);
   }
 
+  /** The requests through this gateway's pipelines: how many are in flight, when the last one started. */
+  get requestActivity(): Readonly<InFlight> {
+    return this.#inFlight;
+  }
+
   /** What this gateway enforces (/debug/policy); undefined when it runs without a PolicyView. */
   policySummary(): PolicySummary | undefined {
     return this.#policy?.index.summary();

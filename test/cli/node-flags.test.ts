@@ -61,7 +61,7 @@ describe('meshfed gateway processes', () => {
   test('an operator setting of the same option wins, and other commands are not restarted', () => {
     const own = run(
       ['gateway', '--config', join(dir, 'missing.yaml')],
-      `--require ${preload} --max-semi-space-size=16 --v8-pool-size=2`,
+      `--require ${preload} --max-semi-space-size=16 --v8-pool-size=2 --expose-gc`,
       { MALLOC_MMAP_THRESHOLD_: '131072' },
     );
     expect(own).toHaveLength(1);

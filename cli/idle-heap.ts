@@ -1,0 +1,101 @@
+import type { Logger } from '../core/index.ts';
+
+/**
+ * Gives the memory an idle gateway no longer uses back to the system. After a burst of allocation (start-up,
+ * a catalog sync, traffic) V8 keeps the pages it freed in a pool of its own for later use, and neither its
+ * ordinary collections nor its memory reducer return them: a demo gateway idle for minutes held 7-9 MB of them
+ * (docs/performance.md, "Ninth round"). A last-resort collection (several full, compacting collections, then the
+ * pool released) returns them, at the price of one pause of the process (20-50 ms for a gateway's heap). So it
+ * runs only when nothing waits on it: once no request has been in flight, or started, for `afterMs`. It runs
+ * again only after requests came and went (or after REARM_MS of idleness, for what catalog syncs pooled in the
+ * meantime): an idle gateway pays the pause once per quiet spell, and a busy one never.
+ */
+
+/** the requests of a gateway: how many are in flight, and when (performance.now()) the last one started */
+export interface RequestActivity {
+  readonly count: number;
+  readonly lastStart: number;
+}
+
+/** a quiet gateway shrinks again after this long, requests or not */
+export const REARM_MS = 10 * 60_000;
+
+export interface IdleHeapOptions {
+  /** how long without a request before the heap is shrunk; 0: never */
+  afterMs: number;
+  activity: RequestActivity;
+  /** the last-resort collection; undefined where the process cannot run one (see lastResortCollection) */
+  collect: (() => void) | undefined;
+  log: Logger;
+  now?: () => number;
+}
+
+/** The collection that returns V8's pooled pages: `gc` with the `last-resort` flavour (node --expose-gc). */
+export function lastResortCollection(): (() => void) | undefined {
+  const gc = globalThis.gc;
+  if (typeof gc !== 'function') return undefined;
+  return () => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+}
+
+function residentMb(): number {
+  return Math.round((process.memoryUsage.rss() / 1048576) * 10) / 10;
+}
+
+export class IdleHeap {
+  readonly #o: IdleHeapOptions;
+  readonly #now: () => number;
+  #timer: NodeJS.Timeout | undefined;
+  /** when the last shrink ran (or, before the first, when this started) */
+  #since: number;
+  /** the activity's lastStart at the last shrink: a later start re-arms */
+  #lastStartSeen = Number.NaN;
+  #shrinks = 0;
+
+  constructor(options: IdleHeapOptions) {
+    this.#o = options;
+    this.#now = options.now ?? (() => performance.now());
+    this.#since = this.#now();
+  }
+
+  /** how many times the heap was shrunk */
+  get shrinks(): number {
+    return this.#shrinks;
+  }
+
+  start(): void {
+    const { afterMs, collect, log } = this.#o;
+    if (afterMs <= 0) return;
+    if (!collect) {
+      log.debug('idle heap shrink off: this process runs without --expose-gc');
+      return;
+    }
+    // a third of the quiet spell: the shrink comes at most a third late, and an idle process wakes rarely
+    this.#timer = setInterval(() => this.check(), Math.max(1000, Math.floor(afterMs / 3)));
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Shrinks the heap if the gateway has been quiet long enough and something may have been pooled since. */
+  check(): boolean {
+    const { activity, afterMs, collect } = this.#o;
+    if (!collect || afterMs <= 0 || activity.count > 0) return false;
+    const now = this.#now();
+    if (now - Math.max(activity.lastStart, this.#since) < afterMs) return false;
+    const armed =
+      this.#shrinks === 0 || activity.lastStart !== this.#lastStartSeen || now - this.#since >= REARM_MS;
+    if (!armed) return false;
+    const before = residentMb();
+    const t0 = performance.now();
+    collect();
+    const pauseMs = Math.round((performance.now() - t0) * 10) / 10;
+    this.#since = this.#now();
+    this.#lastStartSeen = activity.lastStart;
+    this.#shrinks++;
+    this.#o.log.debug({ rssMb: { before, after: residentMb() }, pauseMs }, 'idle: heap shrunk');
+    return true;
+  }
+}
