@@ -5,7 +5,7 @@ import type { Logger } from '../core/index.ts';
  * a catalog sync, traffic) V8 keeps the pages it freed in a pool of its own for later use, and neither its
  * ordinary collections nor its memory reducer return them: a demo gateway idle for minutes held 7-9 MB of them
  * (docs/performance.md, "Ninth round"). A last-resort collection (several full, compacting collections, then the
- * pool released) returns them, at the price of one pause of the process (20-50 ms for a gateway's heap). So it
+ * pool released) returns them, at the price of one pause of the process (79 ms on a demo gateway). So it
  * runs only when nothing waits on it: once no request has been in flight, or started, for `afterMs`. It runs
  * again only after requests came and went (or after REARM_MS of idleness, for what catalog syncs pooled in the
  * meantime): an idle gateway pays the pause once per quiet spell, and a busy one never.
