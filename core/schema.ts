@@ -38,6 +38,8 @@ export interface Issue {
   message: string;
   /** for `unrecognized_keys`: the keys that are not part of the object's schema */
   keys?: string[];
+  /** for `invalid_type`: the type that was expected */
+  expected?: string;
 }
 
 /** What `safeParse` reports: every problem found, in input order. */
@@ -86,10 +88,15 @@ class Run {
   readonly path: PathItem[] = [];
   fatal = 0;
 
-  add(code: IssueCode, message: string, extra?: { keys?: string[]; at?: readonly PathItem[] }): void {
+  add(
+    code: IssueCode,
+    message: string,
+    extra?: { keys?: string[]; expected?: string; at?: readonly PathItem[] },
+  ): void {
     const path = extra?.at ? [...this.path, ...extra.at] : [...this.path];
     const issue: Issue = { code, path, message };
     if (extra?.keys) issue.keys = extra.keys;
+    if (extra?.expected) issue.expected = extra.expected;
     this.issues.push(issue);
     if (code === 'invalid_type' || code === 'invalid_value') this.fatal++;
   }
@@ -113,7 +120,7 @@ function typeName(value: unknown): string {
 }
 
 function invalidType(run: Run, expected: string, value: unknown): void {
-  run.add('invalid_type', `Invalid input: expected ${expected}, received ${typeName(value)}`);
+  run.add('invalid_type', `Invalid input: expected ${expected}, received ${typeName(value)}`, { expected });
 }
 
 /** True for an object that is not an array; reports the wrong type otherwise. */
@@ -190,11 +197,9 @@ export abstract class Schema<O = unknown, I = unknown> {
     return this.with({ description });
   }
 
-  meta(meta: { format?: string; description?: string }): this {
-    return this.with({
-      format: meta.format ?? this.format,
-      description: meta.description ?? this.description,
-    });
+  /** How the value is written (`duration`, `host:port`), for the config documentation. */
+  meta(meta: { format: string }): this {
+    return this.with({ format: meta.format });
   }
 
   optional(): Schema<O | undefined, I | undefined> {
@@ -444,7 +449,7 @@ export class NumberSchema extends Schema<number, number> {
       return value;
     }
     if (this.integer && !Number.isSafeInteger(value)) {
-      run.add('invalid_type', 'Invalid input: expected int, received number');
+      run.add('invalid_type', 'Invalid input: expected int, received number', { expected: 'int' });
       return value;
     }
     const min = this.minimum;
@@ -686,7 +691,7 @@ export class UnionSchema<T extends readonly Schema[]> extends Schema<output<T[nu
         t.issues.length === 1 && t.issues[0]!.code === 'invalid_type' && t.issues[0]!.path.length === depth,
     );
     if (typeOnly) {
-      const expected = tries.map((t) => /expected (\S+),/.exec(t.issues[0]!.message)?.[1] ?? '?');
+      const expected = tries.map((t) => t.issues[0]!.expected);
       invalidType(run, [...new Set(expected)].join(' or '), value);
       return value;
     }
