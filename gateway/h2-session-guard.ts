@@ -92,11 +92,7 @@ export function guardSession(
   // session it pings is in use (a local client's session must still carry a request)
   if (options.graceful) session.once('ping', () => clearTimeout(silent));
   if (limits.sessionIdleTimeout > 0) session.setTimeout(limits.sessionIdleTimeout, () => session.close());
-  session.once('close', () => {
-    clearTimeout(silent);
-    // the idle timer holds the session (and its socket's objects) until it fires: minutes after its close
-    if (limits.sessionIdleTimeout > 0) session.setTimeout(0);
-  });
+  session.once('close', () => clearTimeout(silent));
   const resets = new ResetCounter(limits, { perSecondOnly: options.graceful });
   let lastStreamId = 0;
   let closing = false;
