@@ -141,14 +141,16 @@ export class PeerRevalidation {
     this.expiryTimer = setTimeout(() => {
       this.expiryTimer = undefined;
       this.nextExpiry = Number.POSITIVE_INFINITY;
-      if (Date.now() >= at) this.sweep();
-      this.armNextExpiry();
+      // one reading for both decisions: a timer may fire a millisecond before the wall clock reaches `at`, and
+      // had the next reading crossed it, the connection was neither swept nor armed for again
+      const now = Date.now();
+      if (now >= at) this.sweep();
+      this.armNextExpiry(now);
     }, delay);
     this.expiryTimer.unref();
   }
 
-  private armNextExpiry(): void {
-    const now = Date.now();
+  private armNextExpiry(now: number): void {
     let next = Number.POSITIVE_INFINITY;
     for (const connection of this.tracked.keys()) {
       const at = this.notAfter.get(connection) ?? Number.POSITIVE_INFINITY;

@@ -1,5 +1,7 @@
+import { jest } from '@jest/globals';
 import { EventEmitter, once } from 'node:events';
 import http2 from 'node:http2';
+import { X509Certificate } from 'node:crypto';
 import { type IssuedLeaf, issueLeaf } from '../../ca/index.ts';
 import { parseCertificates } from '../../ca/pem.ts';
 import { silentLogger, waitFor } from '../../core/index.ts';
@@ -214,3 +216,50 @@ test('with no interval sweep, a tracked connection closes when its peer leaf exp
   expect(closedAt).toBeGreaterThanOrEqual(leaf.notAfter.getTime());
   expect(revalidation.size).toBe(0);
 }, 30_000);
+
+test('an expiry timer that fires just before the wall clock reaches notAfter arms itself again and closes on time', async () => {
+  const beta = await mesh.intermediate('beta');
+  const leaf = await issueLeaf(beta, { kind: 'gateway', name: 'early-timer', ttlMs: SHORT_TTL_MS });
+  const chain = parseCertificates(leaf.chainPem, 'the leaf chain').map((c) => c.raw);
+  // notAfter as the certificate holds it (whole seconds), which is when the timer is armed for
+  const at = Date.parse(new X509Certificate(chain[0]!).validTo);
+  const revalidation = new PeerRevalidation({
+    bundle: () => mesh.bundle,
+    intervalMs: 0,
+    onClosed: () => undefined,
+    logger: silentLogger(),
+  });
+  const connection = new EventEmitter();
+  let closed = false;
+  // the wall clock as the timer sees it: 1 ms short of notAfter at its first reading, past it from the next
+  // (a millisecond that ticks over inside the callback); real time once the timer has re-armed
+  const realNow = Date.now.bind(Date);
+  const readings: number[] = [];
+  jest.useFakeTimers({ doNotFake: ['Date', 'nextTick', 'queueMicrotask', 'setImmediate'] });
+  try {
+    revalidation.track(connection, {
+      listener: 'tunnel',
+      chain,
+      expect: { trustDomain: TRUST_DOMAIN, kinds: ['gateway'], usage: 'server' },
+      peer: leaf.spiffeId,
+      close: () => {
+        closed = true;
+        connection.emit('close');
+      },
+    });
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => {
+      const t = readings.length === 0 ? at - 1 : at;
+      readings.push(t);
+      return t;
+    });
+    jest.advanceTimersByTime(at - realNow() + 1);
+    expect(readings.length).toBeGreaterThan(0);
+    // not swept at its first reading (not yet expired): it must have armed again for the millisecond left
+    clock.mockImplementation(() => at + 1);
+    jest.advanceTimersByTime(5);
+    expect(closed).toBe(true);
+    clock.mockRestore();
+  } finally {
+    jest.useRealTimers();
+  }
+});
