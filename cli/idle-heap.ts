@@ -47,19 +47,13 @@ export class IdleHeap {
   #timer: NodeJS.Timeout | undefined;
   /** when the last shrink ran (or, before the first, when this started) */
   #since: number;
-  /** the activity's lastStart at the last shrink: a later start re-arms */
+  /** the activity's lastStart at the last shrink (NaN before the first: armed at start) */
   #lastStartSeen = Number.NaN;
-  #shrinks = 0;
 
   constructor(options: IdleHeapOptions) {
     this.#o = options;
     this.#now = options.now ?? (() => performance.now());
     this.#since = this.#now();
-  }
-
-  /** how many times the heap was shrunk */
-  get shrinks(): number {
-    return this.#shrinks;
   }
 
   start(): void {
@@ -85,16 +79,14 @@ export class IdleHeap {
     if (!collect || afterMs <= 0 || activity.count > 0) return false;
     const now = this.#now();
     if (now - Math.max(activity.lastStart, this.#since) < afterMs) return false;
-    const armed =
-      this.#shrinks === 0 || activity.lastStart !== this.#lastStartSeen || now - this.#since >= REARM_MS;
-    if (!armed) return false;
+    // a request started since the last shrink, or REARM_MS passed (NaN never equals: the first one is armed)
+    if (activity.lastStart === this.#lastStartSeen && now - this.#since < REARM_MS) return false;
     const before = residentMb();
     const t0 = performance.now();
     collect();
     const pauseMs = Math.round((performance.now() - t0) * 10) / 10;
     this.#since = this.#now();
     this.#lastStartSeen = activity.lastStart;
-    this.#shrinks++;
     this.#o.log.debug({ rssMb: { before, after: residentMb() }, pauseMs }, 'idle: heap shrunk');
     return true;
   }

@@ -12,10 +12,9 @@ import { LeafCycle } from './leaf-cycle.ts';
 import { forward } from './forward.ts';
 import type { GatewayOptions } from './gateway-options.ts';
 import type { H1Entry } from './h1/entry.ts';
-import { H1Pool, MAX_DIALS_PER_GATEWAY, ROTATION_SPREAD_MS } from './h1/pool.ts';
-import { FastUpstream } from './h1/upstream.ts';
-import { fastPathServers, MAX_HEADERS } from './h1/servers.ts';
-import { H2Pool, STREAM_WINDOW_BYTES } from './h2-pool.ts';
+import { type H1Pool, ROTATION_SPREAD_MS } from './h1/pool.ts';
+import { fastPathServers } from './h1/servers.ts';
+import { type H2Pool, STREAM_WINDOW_BYTES } from './h2-pool.ts';
 import type { Req, Res } from './http-request.ts';
 import { Identities } from './identity.ts';
 import { GoldenMetrics } from './golden-metrics.ts';
@@ -31,12 +30,10 @@ import { requestPipelines } from './pipelines.ts';
 import { PolicyIndex, type PolicySummary } from './policy/index.ts';
 import { budgetPerService, CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
 import { TcpRelay } from './tcp-relay.ts';
+import { createUpstreams } from './upstreams.ts';
 import type { TrafficSnapshot } from './traffic-window.ts';
 import { guardSession } from './h2-session-guard.ts';
 import { secureServer, tlsContextOptions } from './tls-servers.ts';
-import { byTarget } from './upstream/attempt.ts';
-import { H1Upstream } from './upstream/h1.ts';
-import { H2Upstream } from './upstream/h2.ts';
 import { LocalAgent } from './upstream/local-agent.ts';
 
 export type { AuthorizeHook, GatewayOptions } from './gateway-options.ts';
@@ -98,23 +95,6 @@ export class Gateway {
       onClosed: (listener, reason) => this.#refused.inc({ listener, reason }),
       logger: options.logger,
     });
-    // what both pools dial with: our current leaf, the bundle, and the trust domain peers must be of
-    const creds = {
-      leaf: () => options.identity.current(),
-      bundle: options.bundle,
-      trustDomain: options.trustDomain,
-    };
-    // a remote gateway that says it drains gets no new request from us until a probe finds it serving
-    const onPeerDraining = (address: string) => options.balancers.peerDraining(address);
-    this.#pool = new H2Pool({
-      onPeerDraining,
-      size: c.tunnelConnectionsPerGateway,
-      maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
-      connectTimeoutMs: bc.timeouts.connect,
-      keepalive: { intervalMs: c.tunnelKeepalive.interval, timeoutMs: c.tunnelKeepalive.timeout },
-      revalidation: this.#revalidation,
-      creds,
-    });
     this.#refused = refusedCounter(options.registry);
     this.#listeners = new Listeners({
       limits: c.limits,
@@ -144,6 +124,15 @@ export class Gateway {
     });
     const metrics = resilienceMetrics(options.registry);
     const breakers = new CircuitBreakers(bc.circuitBreaker, { metrics, sourceCluster: options.cluster });
+    const upstreams = createUpstreams({
+      options,
+      revalidation: this.#revalidation,
+      breakers,
+      identities: this.#identities,
+      agent: () => this.#agent.get(),
+    });
+    this.#pool = upstreams.pool;
+    this.#fastPool = upstreams.fastPool;
     const index = options.policy
       ? new PolicyIndex(options.policy, {
           cluster: options.cluster,
@@ -172,44 +161,6 @@ export class Gateway {
       budgetFor,
       metrics,
     });
-    const tunnel = new H2Upstream({
-      pool: this.#pool,
-      breakers,
-      identities: this.#identities,
-      idleTimeoutMs: bc.timeouts.idle,
-    });
-    this.#fastPool = new H1Pool({
-      connectTimeoutMs: bc.timeouts.connect,
-      // under node's default keep-alive timeout (5 s), so a backend never closes a connection we reuse
-      idleTimeoutMs: Math.min(4_000, bc.timeouts.idle),
-      gatewayIdleTimeoutMs: Math.min(60_000, bc.timeouts.idle),
-      exchangeIdleMs: bc.timeouts.idle,
-      maxIdlePerKey: bc.circuitBreaker.maxConnections,
-      // enough to grow a pool at a few connections per handshake time; few enough that a burst's requests
-      // mostly wait for connections freeing up rather than for handshakes of their own. Connections that
-      // carry one request each free up for nobody: then every request dials, as before
-      maxDialsPerKey:
-        c.tunnelMaxRequestsPerConnection === 1 ? Number.POSITIVE_INFINITY : MAX_DIALS_PER_GATEWAY,
-      maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
-      creds,
-      revalidation: this.#revalidation,
-      onPeerDraining,
-    });
-    const codec = byTarget(
-      tunnel,
-      new H1Upstream({ agent: () => this.#agent.get(), breakers, identities: this.#identities }),
-      c.fastPath
-        ? new FastUpstream({
-            pool: this.#fastPool,
-            breakers,
-            identities: this.#identities,
-            tunnel,
-            maxHeadBytes: c.limits.maxHeaderBytes,
-            maxHeaders: MAX_HEADERS,
-            onPeerDraining,
-          })
-        : undefined,
-    );
     // a service's ResilienceOverride replaces the gateway-wide retry, timeout and outlier settings
     const resilience = index ? (s: ServiceRef) => index.service(serviceKey(s))?.resilience : undefined;
     options.balancers.outlierOverrides(resilience && ((s) => resilience(s)?.outlier));
@@ -220,7 +171,7 @@ export class Gateway {
       metrics,
       budgetFor,
       cluster: options.cluster,
-      codec,
+      codec: upstreams.codec,
       ...(resilience ? { resilience } : {}),
       liveness: new PeerLiveness(options, this.#pool, this.#fastPool),
     });

@@ -183,70 +183,65 @@ test('regression: a fast-path connection whose peer certificate stops verifying 
   }
 }, 30_000);
 
-test('with no interval sweep, a tracked connection closes when its peer leaf expires, at its notAfter', async () => {
-  const beta = await mesh.intermediate('beta');
-  const leaf = await issueLeaf(beta, { kind: 'gateway', name: 'expiry-timer', ttlMs: SHORT_TTL_MS });
+/**
+ * A PeerRevalidation with no interval sweep (only its expiry timer and trust changes sweep: nothing else would
+ * notice an expiry) and a connection whose peer leaf expires SHORT_TTL_MS from now; `track()` starts watching
+ * it (after a test's fake timers are in place), `closed.at` is when it was closed.
+ */
+async function expiringPeer(name: string) {
+  const leaf = await issueLeaf(await mesh.intermediate('beta'), {
+    kind: 'gateway',
+    name,
+    ttlMs: SHORT_TTL_MS,
+  });
   const chain = parseCertificates(leaf.chainPem, 'the leaf chain').map((c) => c.raw);
   const closedFor: string[] = [];
   const revalidation = new PeerRevalidation({
     bundle: () => mesh.bundle,
-    // only the expiry timer (and trust changes) sweep: nothing else would notice the expiry
     intervalMs: 0,
     onClosed: (listener, reason) => closedFor.push(`${listener}: ${reason}`),
     logger: silentLogger(),
   });
   const connection = new EventEmitter();
-  let closedAt = 0;
-  revalidation.track(connection, {
-    listener: 'tunnel',
-    chain,
-    expect: { trustDomain: TRUST_DOMAIN, kinds: ['gateway'], usage: 'server' },
-    peer: leaf.spiffeId,
-    close: () => {
-      closedAt = Date.now();
-      connection.emit('close');
-    },
-  });
-  expect(revalidation.sweep()).toBe(0);
-  await waitFor(() => closedAt > 0, {
-    timeoutMs: SHORT_TTL_MS + 10_000,
-    what: 'the connection of the expiring peer to be closed by the expiry timer',
-  });
-  expect(closedFor).toEqual(['tunnel: peer-cert-expired']);
-  expect(closedAt).toBeGreaterThanOrEqual(leaf.notAfter.getTime());
-  expect(revalidation.size).toBe(0);
-}, 30_000);
-
-test('an expiry timer that fires just before the wall clock reaches notAfter arms itself again and closes on time', async () => {
-  const beta = await mesh.intermediate('beta');
-  const leaf = await issueLeaf(beta, { kind: 'gateway', name: 'early-timer', ttlMs: SHORT_TTL_MS });
-  const chain = parseCertificates(leaf.chainPem, 'the leaf chain').map((c) => c.raw);
-  // notAfter as the certificate holds it (whole seconds), which is when the timer is armed for
-  const at = Date.parse(new X509Certificate(chain[0]!).validTo);
-  const revalidation = new PeerRevalidation({
-    bundle: () => mesh.bundle,
-    intervalMs: 0,
-    onClosed: () => undefined,
-    logger: silentLogger(),
-  });
-  const connection = new EventEmitter();
-  let closed = false;
-  // the wall clock as the timer sees it: 1 ms short of notAfter at its first reading, past it from the next
-  // (a millisecond that ticks over inside the callback); real time once the timer has re-armed
-  const realNow = Date.now.bind(Date);
-  const readings: number[] = [];
-  jest.useFakeTimers({ doNotFake: ['Date', 'nextTick', 'queueMicrotask', 'setImmediate'] });
-  try {
+  const closed = { at: 0 };
+  const track = () =>
     revalidation.track(connection, {
       listener: 'tunnel',
       chain,
       expect: { trustDomain: TRUST_DOMAIN, kinds: ['gateway'], usage: 'server' },
       peer: leaf.spiffeId,
       close: () => {
-        closed = true;
+        closed.at = Date.now();
         connection.emit('close');
       },
     });
+  return { leaf, chain, revalidation, closedFor, closed, track };
+}
+
+test('with no interval sweep, a tracked connection closes when its peer leaf expires, at its notAfter', async () => {
+  const { leaf, revalidation, closedFor, closed, track } = await expiringPeer('expiry-timer');
+  track();
+  expect(revalidation.sweep()).toBe(0);
+  await waitFor(() => closed.at > 0, {
+    timeoutMs: SHORT_TTL_MS + 10_000,
+    what: 'the connection of the expiring peer to be closed by the expiry timer',
+  });
+  expect(closedFor).toEqual(['tunnel: peer-cert-expired']);
+  expect(closed.at).toBeGreaterThanOrEqual(leaf.notAfter.getTime());
+  expect(revalidation.size).toBe(0);
+}, 30_000);
+
+test('an expiry timer that fires just before the wall clock reaches notAfter arms itself again and closes on time', async () => {
+  const { chain, closed, track } = await expiringPeer('early-timer');
+  // notAfter as the certificate holds it (whole seconds), which is when the timer is armed for
+  const at = Date.parse(new X509Certificate(chain[0]!).validTo);
+  // the wall clock as the timer sees it: 1 ms short of notAfter at its first reading, past it from the next
+  // (a millisecond that ticks over inside the callback); real time once the timer has re-armed
+  const realNow = Date.now.bind(Date);
+  const readings: number[] = [];
+  jest.useFakeTimers({ doNotFake: ['Date', 'nextTick', 'queueMicrotask', 'setImmediate'] });
+  try {
+    track();
     const clock = jest.spyOn(Date, 'now').mockImplementation(() => {
       const t = readings.length === 0 ? at - 1 : at;
       readings.push(t);
@@ -257,7 +252,7 @@ test('an expiry timer that fires just before the wall clock reaches notAfter arm
     // not swept at its first reading (not yet expired): it must have armed again for the millisecond left
     clock.mockImplementation(() => at + 1);
     jest.advanceTimersByTime(5);
-    expect(closed).toBe(true);
+    expect(closed.at).toBeGreaterThan(0);
     clock.mockRestore();
   } finally {
     jest.useRealTimers();
