@@ -19,14 +19,18 @@ function ephemeralLow(): number | undefined {
   }
 }
 
-/** binds `port` (0: the kernel picks) on 127.0.0.1 for a moment; the port bound, or undefined if taken */
-async function tryBind(port: number): Promise<number | undefined> {
+/**
+ * Binds `port` (0: the kernel picks) on 127.0.0.1 for a moment; the port bound, or undefined if taken.
+ * `once(srv, 'listening')` rejects with the listen error (events.once does that for 'error'): a taken port is
+ * that rejection, turned into undefined here.
+ */
+export async function tryBind(port: number): Promise<number | undefined> {
   const srv = createServer();
   srv.listen(port, '127.0.0.1');
-  const [ok] = await Promise.race([
-    once(srv, 'listening').then(() => [true] as const),
-    once(srv, 'error').then(() => [false] as const),
-  ]);
+  const ok = await once(srv, 'listening').then(
+    () => true,
+    () => false,
+  );
   if (!ok) return undefined;
   const addr = srv.address();
   const bound = typeof addr === 'object' && addr ? addr.port : undefined;
