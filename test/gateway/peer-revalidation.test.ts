@@ -241,13 +241,16 @@ test('an expiry timer that fires just before the wall clock reaches notAfter arm
   const readings: number[] = [];
   jest.useFakeTimers({ doNotFake: ['Date', 'nextTick', 'queueMicrotask', 'setImmediate'] });
   try {
+    // the timer's delay is notAfter less the clock it read inside track(), never later than this reading: advancing
+    // the fake timers from here reaches it however long the lines between took on a busy host
+    const trackedAt = realNow();
     track();
     const clock = jest.spyOn(Date, 'now').mockImplementation(() => {
       const t = readings.length === 0 ? at - 1 : at;
       readings.push(t);
       return t;
     });
-    jest.advanceTimersByTime(at - realNow() + 1);
+    jest.advanceTimersByTime(at - trackedAt + 1);
     expect(readings.length).toBeGreaterThan(0);
     // not swept at its first reading (not yet expired): it must have armed again for the millisecond left
     clock.mockImplementation(() => at + 1);
