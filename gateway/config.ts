@@ -161,7 +161,7 @@ export const gatewayConfigSchema = z
         sessionIdleTimeout: duration()
           .prefault('5m')
           .describe(
-            'HTTP/2 sessions (tunnel, h2c, egress TLS) with no frames for this long are closed gracefully (GOAWAY; open streams finish). 0: never. A session must open its first stream within headersTimeout',
+            "HTTP/2 sessions (tunnel, h2c, egress TLS) with no stream open for this long are closed gracefully (GOAWAY); a PING counts as use only on a peer gateway's tunnel session (its health checks). 0: never. A session must open its first stream within headersTimeout",
           ),
       })
       .prefault({}),
