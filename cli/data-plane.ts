@@ -85,6 +85,7 @@ export function startIdleHeap(gateway: Gateway, i: DataPlaneInputs): IdleHeap {
     activity: gateway.requestActivity,
     collect: lastResortCollection(),
     log: componentLogger(i.log, 'process', i.config.cluster),
+    registry: i.registry,
   });
   heap.start();
   return heap;

@@ -1,4 +1,4 @@
-import type { Logger } from '../core/index.ts';
+import { Counter, type Logger, type Registry } from '../core/index.ts';
 
 /**
  * Gives the memory an idle gateway no longer uses back to the system. After a burst of allocation (start-up,
@@ -27,7 +27,11 @@ export interface IdleHeapOptions {
   /** the last-resort collection; undefined where the process cannot run one (see lastResortCollection) */
   collect: (() => void) | undefined;
   log: Logger;
+  /** where the shrinks are counted (meshfed_idle_heap_*); none in unit tests */
+  registry?: Registry;
   now?: () => number;
+  /** the process's resident bytes; process.memoryUsage.rss by default */
+  resident?: () => number;
 }
 
 /** The collection that returns V8's pooled pages: `gc` with the `last-resort` flavour (node --expose-gc). */
@@ -37,13 +41,14 @@ export function lastResortCollection(): (() => void) | undefined {
   return () => gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
 }
 
-function residentMb(): number {
-  return Math.round((process.memoryUsage.rss() / 1048576) * 10) / 10;
-}
+const mb = (bytes: number) => Math.round((bytes / 1048576) * 10) / 10;
 
 export class IdleHeap {
   readonly #o: IdleHeapOptions;
   readonly #now: () => number;
+  readonly #resident: () => number;
+  /** shrinks run, the event loop's time spent in them, and the resident memory they gave back */
+  readonly #metrics: { shrinks: Counter; pause: Counter; released: Counter } | undefined;
   #timer: NodeJS.Timeout | undefined;
   /** when the last shrink ran (or, before the first, when this started) */
   #since: number;
@@ -53,7 +58,26 @@ export class IdleHeap {
   constructor(options: IdleHeapOptions) {
     this.#o = options;
     this.#now = options.now ?? (() => performance.now());
+    this.#resident = options.resident ?? (() => process.memoryUsage.rss());
     this.#since = this.#now();
+    const registers = options.registry ? [options.registry] : undefined;
+    this.#metrics = registers && {
+      shrinks: new Counter({
+        name: 'meshfed_idle_heap_shrinks_total',
+        help: 'last-resort collections an idle gateway ran to give pooled heap pages back (idleHeapShrink)',
+        registers,
+      }),
+      pause: new Counter({
+        name: 'meshfed_idle_heap_shrink_pause_seconds_total',
+        help: 'time the event loop was paused by those collections',
+        registers,
+      }),
+      released: new Counter({
+        name: 'meshfed_idle_heap_released_bytes_total',
+        help: 'resident memory those collections gave back to the system',
+        registers,
+      }),
+    };
   }
 
   start(): void {
@@ -81,13 +105,20 @@ export class IdleHeap {
     if (now - Math.max(activity.lastStart, this.#since) < afterMs) return false;
     // a request started since the last shrink, or REARM_MS passed (NaN never equals: the first one is armed)
     if (activity.lastStart === this.#lastStartSeen && now - this.#since < REARM_MS) return false;
-    const before = residentMb();
+    const before = this.#resident();
     const t0 = performance.now();
     collect();
-    const pauseMs = Math.round((performance.now() - t0) * 10) / 10;
+    const pauseMs = performance.now() - t0;
+    const after = this.#resident();
     this.#since = this.#now();
     this.#lastStartSeen = activity.lastStart;
-    this.#o.log.debug({ rssMb: { before, after: residentMb() }, pauseMs }, 'idle: heap shrunk');
+    this.#metrics?.shrinks.inc();
+    this.#metrics?.pause.inc(pauseMs / 1000);
+    this.#metrics?.released.inc(Math.max(0, before - after));
+    this.#o.log.debug(
+      { rssMb: { before: mb(before), after: mb(after) }, pauseMs: Math.round(pauseMs * 10) / 10 },
+      'idle: heap shrunk',
+    );
     return true;
   }
 }

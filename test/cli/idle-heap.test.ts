@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { IdleHeap, REARM_MS, type RequestActivity } from '../../cli/idle-heap.ts';
-import { createLogger } from '../../core/index.ts';
+import { createLogger, Registry } from '../../core/index.ts';
 
 const log = createLogger({ level: 'silent' });
 
@@ -72,6 +72,51 @@ describe('idle heap shrink', () => {
     expect(s.heap.check()).toBe(false);
     s.clock.now += 1;
     expect(s.heap.check()).toBe(true);
+  });
+
+  test('each shrink is counted, with its pause and the resident memory it gave back', async () => {
+    const registry = new Registry();
+    const clock = { now: 0 };
+    let resident = 90 * 1048576;
+    const heap = new IdleHeap({
+      afterMs: 1_000,
+      activity: { count: 0, lastStart: 0 },
+      collect: () => {
+        resident -= 8 * 1048576;
+      },
+      log,
+      registry,
+      now: () => clock.now,
+      resident: () => resident,
+    });
+    clock.now = 1_000;
+    expect(heap.check()).toBe(true);
+    const value = async (name: string, r = registry) =>
+      (await r.getSingleMetric(name)?.get())?.values[0]?.value;
+    expect(await value('meshfed_idle_heap_shrinks_total')).toBe(1);
+    expect(await value('meshfed_idle_heap_released_bytes_total')).toBe(8 * 1048576);
+    expect(await value('meshfed_idle_heap_shrink_pause_seconds_total')).toBeGreaterThanOrEqual(0);
+    // a shrink that gives nothing back counts no negative release
+    resident += 12 * 1048576;
+    clock.now += REARM_MS;
+    const grown = new Registry();
+    const collectsNothing = new IdleHeap({
+      afterMs: 1_000,
+      activity: { count: 0, lastStart: 0 },
+      collect: () => {
+        resident += 1048576;
+      },
+      log,
+      registry: grown,
+      now: () => clock.now,
+      resident: () => resident,
+    });
+    clock.now += 1_000;
+    expect(collectsNothing.check()).toBe(true);
+    expect(await value('meshfed_idle_heap_released_bytes_total', grown)).toBe(0);
+    expect(heap.check()).toBe(true);
+    expect(await value('meshfed_idle_heap_shrinks_total')).toBe(2);
+    expect(await value('meshfed_idle_heap_released_bytes_total')).toBe(16 * 1048576);
   });
 
   test('afterMs 0 turns it off; without a collection it does nothing and schedules nothing', () => {
