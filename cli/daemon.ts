@@ -22,7 +22,7 @@ import { planReload } from './config-reload.ts';
 import { type LoadedDaemonConfig, loadDaemonConfig } from './daemon-config.ts';
 import { registerDaemonMetrics } from './daemon-metrics.ts';
 import { DaemonTrust } from './daemon-trust.ts';
-import { createBalancers, createGateway, startIdleHeap } from './data-plane.ts';
+import { createBalancers, createGateway, NO_REQUESTS, startIdleHeap } from './data-plane.ts';
 import type { IdleHeap } from './idle-heap.ts';
 import { checkEnvironment } from './startup-checks.ts';
 import type { Telemetry } from './telemetry.ts';
@@ -212,7 +212,11 @@ export class Daemon {
             tracer: this.telemetry?.tracer,
           });
     await this.gateway.start();
-    if (this.gateway instanceof Gateway) this.idleHeap = startIdleHeap(this.gateway, inputs);
+    // a supervisor of workers shrinks too: it holds the catalog, the federation and the admin API
+    this.idleHeap = startIdleHeap(
+      this.gateway instanceof Gateway ? this.gateway.requestActivity : NO_REQUESTS,
+      inputs,
+    );
     this.federation.advertise();
     // the address the egress listener actually bound, so registrations can never disagree with it
     const sinks = await createSinks(c.discovery, {

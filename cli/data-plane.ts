@@ -12,7 +12,7 @@ import {
 import { Balancers } from '../gateway/index.ts';
 import { Gateway, type GatewayOptions } from '../gateway/index.ts';
 import type { DaemonConfig } from './daemon-config.ts';
-import { IdleHeap, lastResortCollection } from './idle-heap.ts';
+import { IdleHeap, lastResortCollection, type RequestActivity } from './idle-heap.ts';
 
 /**
  * What a data plane is built from: the daemon config and the views of the control plane (the daemon's
@@ -78,11 +78,18 @@ export function createGateway(
   return new Gateway(options);
 }
 
-/** The idle heap shrink of a process that runs `gateway` (cli/idle-heap.ts), started. */
-export function startIdleHeap(gateway: Gateway, i: DataPlaneInputs): IdleHeap {
+/**
+ * The idle heap shrink of a gateway process (cli/idle-heap.ts), started: quiet means no request of `activity` in
+ * flight or started for idleHeapShrink. A multi-process gateway's supervisor serves no request (NO_REQUESTS): it
+ * shrinks once that long after start, then every REARM_MS, like a worker that stays idle.
+ */
+/** the requests of a process that serves none */
+export const NO_REQUESTS: RequestActivity = { count: 0, lastStart: Number.NEGATIVE_INFINITY };
+
+export function startIdleHeap(activity: RequestActivity, i: DataPlaneInputs): IdleHeap {
   const heap = new IdleHeap({
     afterMs: i.config.idleHeapShrink,
-    activity: gateway.requestActivity,
+    activity,
     collect: lastResortCollection(),
     log: componentLogger(i.log, 'process', i.config.cluster),
     registry: i.registry,

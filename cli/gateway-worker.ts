@@ -109,7 +109,7 @@ export async function runWorker(): Promise<number> {
     return 1;
   }
   send({ t: 'ready', addresses: gateway.addresses() });
-  const idleHeap = startIdleHeap(gateway, inputs);
+  const idleHeap = startIdleHeap(gateway.requestActivity, inputs);
 
   let drainMs: number | undefined;
   let noticeMs: number | undefined;

@@ -173,6 +173,32 @@ test('meshfed status answers from the supervisor', () => {
   expect(status.addresses.egress).toBe(gw.egress);
 }, 30_000);
 
+test('every process of a quiet multi-worker gateway shrinks its heap once: both workers and the supervisor', async () => {
+  // a gateway of its own that serves nothing: each process's first shrink comes a second after it starts, and
+  // none again for 10 minutes (no request re-arms them), so the sum over processes is the number of processes
+  const quiet = await startGatewayProcess({
+    natsUrl: nats.url,
+    root: pki.root,
+    intermediate: pki.intermediates.get('east')!,
+    services: { web: backend.address },
+    config: { workers: 2, idleHeapShrink: '1s' },
+  });
+  try {
+    const shrinks = async () => {
+      const m = await request(quiet.admin, { host: quiet.admin, path: '/metrics' });
+      return parsePrometheusText(m.body).get('meshfed_idle_heap_shrinks_total')?.samples[0]?.value ?? 0;
+    };
+    await waitFor(async () => (await shrinks()) >= 3, {
+      timeoutMs: 30_000,
+      intervalMs: 250,
+      what: 'two workers and the supervisor to shrink their heaps',
+    });
+    expect(await shrinks()).toBe(3);
+  } finally {
+    await quiet.stop();
+  }
+}, 60_000);
+
 test('SIGTERM drains every worker and the supervisor exits 0', async () => {
   const pids = (await workers()).workers.map((w) => w.pid);
   expect(await gw.stop()).toBe(0);
