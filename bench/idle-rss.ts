@@ -3,7 +3,8 @@
 // (nats-servers, gateways, demo services); once every gateway is up and the demo's traffic is idle, each
 // gateway's RSS is sampled once a second and the median is kept. Then one `meshfed status` asks the first
 // gateway over its admin API, which loads the gRPC server there (cli/admin/admin-server.ts), and that
-// gateway is sampled again: what an operator's first admin call adds.
+// gateway is sampled again: what an operator's first admin call adds, and 45 s after the call, once the idle
+// heap shrink the call re-armed has run (cli/idle-heap.ts).
 //   npm run bench:idle-rss                       (samples for 10 s)
 //   npm run bench:idle-rss -- --seconds 30
 //   npm run bench:idle-rss -- --after 150         (starts sampling 150 s after the demo is ready, once V8's
@@ -29,6 +30,9 @@ if (!Number.isInteger(seconds) || seconds < 1)
 const after = Number(values.after);
 if (!Number.isInteger(after) || after < 0 || after > 600)
   throw new Error(`--after must be a whole number of seconds from 0 to 600, got ${values.after}`);
+
+/** when the gateway sampled right after `meshfed status` is sampled again: past its idle shrink (30 s + one check) */
+const ADMIN_SETTLE_S = 45;
 
 interface Memory {
   rss_mb: number;
@@ -176,6 +180,10 @@ try {
   );
   if (status.status !== 0) throw new Error(`meshfed status failed: ${status.stderr}`);
   const [afterAdmin] = await sample([first.pid]);
+  // the call re-arms the gateway's idle shrink (idleHeapShrink, 30 s by default, checked every 10 s): sampled
+  // again once that has had its time, counted from the call
+  await new Promise((r) => setTimeout(r, Math.max(0, ADMIN_SETTLE_S - seconds) * 1000));
+  const [adminSettled] = await sample([first.pid]);
   const ours = median(gateways.map((g) => g.rss_mb));
   const peer = haproxy ? mem[mem.length - 1] : undefined;
   for (const g of gateways)
@@ -183,7 +191,7 @@ try {
       `meshfed gateway ${g.cluster}: rss ${round(g.rss_mb)} MB (anonymous ${round(g.anon_mb)}, file-backed ${round(g.file_mb)})`,
     );
   console.log(
-    `meshfed gateway ${first.cluster} after one \`meshfed status\`: rss ${round(afterAdmin!.rss_mb)} MB (anonymous ${round(afterAdmin!.anon_mb)})`,
+    `meshfed gateway ${first.cluster} after one \`meshfed status\`: rss ${round(afterAdmin!.rss_mb)} MB (anonymous ${round(afterAdmin!.anon_mb)}); ${ADMIN_SETTLE_S}-${ADMIN_SETTLE_S + seconds} s after it: ${round(adminSettled!.rss_mb)} MB`,
   );
   if (peer)
     console.log(
@@ -212,6 +220,9 @@ try {
           cluster: first.cluster,
           rss_mb: round(afterAdmin!.rss_mb),
           anon_mb: round(afterAdmin!.anon_mb),
+          // the median of the samples from ADMIN_SETTLE_S to ADMIN_SETTLE_S + seconds after the call
+          settled_after_s: ADMIN_SETTLE_S,
+          settled_rss_mb: round(adminSettled!.rss_mb),
         },
         haproxy_rss_mb: peer ? round(peer.rss_mb) : null,
         goal_mb: 80,

@@ -176,7 +176,7 @@ const daemonFields = z.strictObject({
   idleHeapShrink: duration()
     .prefault('30s')
     .describe(
-      'once no request has been in flight or started for this long, the gateway process runs one compacting collection that gives back the memory V8 keeps pooled after bursts (start-up, catalog syncs, traffic): 7-9 MB for an idle gateway. It pauses the process for tens of milliseconds (79 ms on a demo gateway), with no request in flight; it runs again after requests came and went, or after 10 minutes. With workers, each worker does this for its own requests, and the supervisor (which serves none) this long after start, then every 10 minutes. Counted by meshfed_idle_heap_*. Needs node --expose-gc, which `meshfed gateway` sets. 0: never',
+      'once no request has been in flight or started for this long, the gateway process runs one compacting collection that gives back the memory V8 keeps pooled after bursts (start-up, catalog syncs, traffic): 7-9 MB for an idle gateway. It pauses the process for tens of milliseconds (79 ms on a demo gateway), with no request in flight; it runs again after requests (or calls on the admin socket, whose first one loads the gRPC server) came and went, or after 10 minutes. With workers, each worker does this for its own requests, and the supervisor (which serves none) this long after start, then every 10 minutes. Counted by meshfed_idle_heap_*. Needs node --expose-gc, which `meshfed gateway` sets. 0: never',
     ),
   gateway: gatewayConfigSchema,
   balancer: balancerConfigSchema,

@@ -52,8 +52,10 @@ export class IdleHeap {
   #timer: NodeJS.Timeout | undefined;
   /** when the last shrink ran (or, before the first, when this started) */
   #since: number;
-  /** the activity's lastStart at the last shrink (NaN before the first: armed at start) */
-  #lastStartSeen = Number.NaN;
+  /** the last activity (request start or touch) at the last shrink (NaN before the first: armed at start) */
+  #lastSeen = Number.NaN;
+  /** when touch() was last called: work outside the request path (an admin call) that allocated */
+  #touched = Number.NEGATIVE_INFINITY;
 
   constructor(options: IdleHeapOptions) {
     this.#o = options;
@@ -98,20 +100,29 @@ export class IdleHeap {
   }
 
   /** Shrinks the heap if the gateway has been quiet long enough and something may have been pooled since. */
+  /**
+   * Work outside the request path happened now (an operator's admin call: its first one loads the gRPC server):
+   * it re-arms the shrink, which then waits for afterMs of quiet after it as after a request.
+   */
+  touch(): void {
+    this.#touched = this.#now();
+  }
+
   check(): boolean {
     const { activity, afterMs, collect } = this.#o;
     if (!collect || afterMs <= 0 || activity.count > 0) return false;
     const now = this.#now();
-    if (now - Math.max(activity.lastStart, this.#since) < afterMs) return false;
+    const last = Math.max(activity.lastStart, this.#touched);
+    if (now - Math.max(last, this.#since) < afterMs) return false;
     // a request started since the last shrink, or REARM_MS passed (NaN never equals: the first one is armed)
-    if (activity.lastStart === this.#lastStartSeen && now - this.#since < REARM_MS) return false;
+    if (last === this.#lastSeen && now - this.#since < REARM_MS) return false;
     const before = this.#resident();
     const t0 = performance.now();
     collect();
     const pauseMs = performance.now() - t0;
     const after = this.#resident();
     this.#since = this.#now();
-    this.#lastStartSeen = activity.lastStart;
+    this.#lastSeen = last;
     this.#metrics?.shrinks.inc();
     this.#metrics?.pause.inc(pauseMs / 1000);
     this.#metrics?.released.inc(Math.max(0, before - after));

@@ -37,6 +37,8 @@ export interface AdminServerOptions {
     trustDomain: string;
   };
   logger: Logger;
+  /** an admin connection was accepted (the daemon re-arms its idle heap shrink) */
+  onConnection?: () => void;
 }
 
 export interface AdminConnectionInjector {
@@ -70,6 +72,7 @@ export class AdminServer {
   }
 
   private accept(socket: Socket): void {
+    this.options.onConnection?.();
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     // bytes that arrive before gRPC is loaded wait in the socket, which is not read until it is injected

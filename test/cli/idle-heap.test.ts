@@ -54,6 +54,20 @@ describe('idle heap shrink', () => {
     expect(s.collections()).toBe(2);
   });
 
+  test('an admin call (touch) re-arms it like a request, and delays it like one', () => {
+    const s = subject();
+    s.clock.now += 30_000;
+    expect(s.heap.check()).toBe(true);
+    s.clock.now += 60_000;
+    expect(s.heap.check()).toBe(false);
+    s.heap.touch();
+    s.clock.now += 29_999;
+    expect(s.heap.check()).toBe(false);
+    s.clock.now += 1;
+    expect(s.heap.check()).toBe(true);
+    expect(s.collections()).toBe(2);
+  });
+
   test('never while a request is in flight, however long it lasts', () => {
     const s = subject();
     s.activity.count = 1;
