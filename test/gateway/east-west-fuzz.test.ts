@@ -17,20 +17,22 @@ import {
 import {
   alpnProtocols,
   clientHello,
+  h1Bytes,
+  h1Requests,
+  hostNames,
+  mutate,
+  mutations,
+} from './east-west-inputs.ts';
+import {
   frame,
   H2_PREFACE,
   type H2Action,
   type H2HeaderSet,
-  h1Bytes,
-  h1Requests,
   h2Actions,
-  hostNames,
-  mutate,
-  mutations,
   type RawFrame,
   rawFrameBytes,
   rawFrames,
-} from './east-west-inputs.ts';
+} from './east-west-inputs-h2.ts';
 import { GatewayUnderTest } from './east-west-subject.ts';
 
 // Issue 11: no input on the east-west listener kills the gateway. The gateway is a real daemon in a
