@@ -57,6 +57,9 @@ export class ResetCounter {
   }
 }
 
+/** the longest delay setTimeout takes (2^31 - 1 ms); a longer one fires after 1 ms */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
  * Closes `session` gracefully (GOAWAY, open streams finish) once it has had no stream open for `idleMs`: idle
  * means no request in progress, as an HTTP connection manager's idle timeout counts it. On a peer's tunnel
@@ -73,7 +76,8 @@ function closeWhenIdle(session: ServerHttp2Session, idleMs: number, graceful: bo
   let lastUse = monotonicNow();
   let timer: NodeJS.Timeout;
   const arm = (ms: number) => {
-    timer = setTimeout(check, ms);
+    // past setTimeout's limit (~24.8 days) node would fire at once: check again then instead
+    timer = setTimeout(check, Math.min(ms, MAX_TIMER_MS));
     timer.unref();
   };
   const check = () => {

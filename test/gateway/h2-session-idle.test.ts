@@ -1,3 +1,4 @@
+import { jest } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import http2 from 'node:http2';
@@ -18,7 +19,7 @@ function limits(o: { sessionIdleTimeout: number }) {
 }
 
 /** an h2c server whose sessions the guard watches; `hold`: streams to /hold are answered only when asked */
-async function guardedServer(graceful: boolean) {
+async function guardedServer(graceful: boolean, idleMs = IDLE_MS) {
   const refused = new Counter({
     name: 'refused_test',
     help: 'x',
@@ -30,7 +31,7 @@ async function guardedServer(graceful: boolean) {
   server.on('session', (s) =>
     guardSession(s, {
       listener: 'egress',
-      limits: limits({ sessionIdleTimeout: IDLE_MS }),
+      limits: limits({ sessionIdleTimeout: idleMs }),
       refused,
       graceful,
     }),
@@ -94,6 +95,25 @@ test("PINGs keep a peer's tunnel session (graceful) open past sessionIdleTimeout
   } finally {
     peer.server.close();
     local.server.close();
+  }
+});
+
+test("a sessionIdleTimeout beyond setTimeout's limit (~24.8 days) keeps sessions, and no timer is set past it", async () => {
+  // node turns an overlong delay into 1 ms (a TimeoutOverflowWarning): a check every millisecond per session
+  const timers = jest.spyOn(globalThis, 'setTimeout');
+  const { server, url } = await guardedServer(false, 30 * 86_400_000);
+  try {
+    const client = http2.connect(url);
+    client.on('error', () => undefined);
+    await once(client, 'connect');
+    const gone = () => client.closed || client.destroyed;
+    await expect(waitFor(gone, { timeoutMs: 500, intervalMs: 25 })).rejects.toThrow(/timed out/);
+    const overlong = timers.mock.calls.filter(([, ms]) => typeof ms === 'number' && ms > 2 ** 31 - 1);
+    expect(overlong).toEqual([]);
+    client.close();
+  } finally {
+    timers.mockRestore();
+    server.close();
   }
 });
 
