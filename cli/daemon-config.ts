@@ -15,7 +15,7 @@ const identitySchema = z
       .describe(
         'directory made by `meshfed ca cluster` (ca.crt, ca.key, bundle.crt): the gateway issues and renews its own short-lived gateway and federation leaves from it',
       ),
-    leafTtl: duration()
+    leafTtl: duration({ long: true })
       .prefault('24h')
       .describe('lifetime of self-issued leaves (with caDir); renewed at 2/3 of it'),
     gatewayCert: z

@@ -93,17 +93,30 @@ export function parseDuration(value: string): number | undefined {
   return Math.round(Number(m[1]) * UNIT_MS[m[2]!]!);
 }
 
-/** A duration written as "30s", "5m", "24h" (or a number of milliseconds); parsed into milliseconds. */
-export function duration() {
+/** the longest a timer can wait (setTimeout's limit, ~24.8 days); node fires a longer one after 1 ms */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * A duration written as "30s", "5m", "24h" (or a number of milliseconds); parsed into milliseconds. At most
+ * MAX_TIMER_MS unless `long` says the field is a validity period rather than a wait (a certificate's TTL): a
+ * timeout or an interval past it would fire at once, so it is refused here, with the field's name.
+ */
+export function duration(o: { long?: boolean } = {}) {
   return z
     .union([z.number().int().nonnegative(), z.string()])
     .transform((value, ctx) => {
-      if (typeof value === 'number') return value;
-      const ms = parseDuration(value);
+      const ms = typeof value === 'number' ? value : parseDuration(value);
       if (ms === undefined) {
         ctx.addIssue({
           code: 'custom',
           message: `expected a duration such as "500ms", "30s", "5m" or "24h", got ${JSON.stringify(value)}`,
+        });
+        return z.NEVER;
+      }
+      if (!o.long && ms > MAX_TIMER_MS) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a duration of at most 24d (${MAX_TIMER_MS} ms, the longest a timer waits), got ${JSON.stringify(value)}`,
         });
         return z.NEVER;
       }

@@ -9,10 +9,11 @@ const INTRO = `# meshfed gateway configuration
 One YAML file per gateway (\`meshfed gateway --config gateway.yaml\`). It is validated at start:
 unknown fields are refused, every problem is reported at once with the field's path, and the
 result is frozen. Relative paths are resolved against the config file's directory. Durations are
-written \`500ms\`, \`30s\`, \`5m\`, \`24h\` (a bare number is milliseconds); addresses \`host:port\`. A field
-marked required has no default. SIGHUP re-reads the file: \`observability.logLevel\`, \`drainNotice\`, \`drainTimeout\`
-and the trust bundle apply live; a change to any other field is refused, named in the log, and the
-gateway keeps running on the previous value until it is restarted.
+written \`500ms\`, \`30s\`, \`5m\`, \`24h\`, \`7d\` (a bare number is milliseconds), at most \`24d\` (the longest a
+timer waits) except \`identity.leafTtl\`; addresses \`host:port\`. A field marked required has no default.
+SIGHUP re-reads the file: \`observability.logLevel\`, \`drainNotice\`, \`drainTimeout\` and the trust bundle
+apply live; a change to any other field is refused, named in the log, and the gateway keeps running on the
+previous value until it is restarted.
 
 This page is generated from the schema (\`cli/daemon-config.ts\` and the component schemas it
 composes); \`UPDATE=1 npm run jest -- test/cli/config-docs.test.ts\` rewrites it, and the test fails

@@ -77,6 +77,16 @@ describe('config files', () => {
       'cluster: east\ntimeouts:\n  connect: "5 minutes"\n',
       'gateway.yaml: timeouts.connect: expected a duration such as "500ms", "30s", "5m" or "24h", got "5 minutes"',
     ],
+    [
+      'a duration no timer can wait',
+      'cluster: east\ntimeouts:\n  connect: 30d\n',
+      'gateway.yaml: timeouts.connect: expected a duration of at most 24d (2147483647 ms, the longest a timer waits), got "30d"',
+    ],
+    [
+      'the same in milliseconds',
+      'cluster: east\ntimeouts:\n  connect: 2147483648\n',
+      'gateway.yaml: timeouts.connect: expected a duration of at most 24d (2147483647 ms, the longest a timer waits), got 2147483648',
+    ],
     ['regex', 'cluster: East_1\n', 'gateway.yaml: cluster: expected a DNS label'],
     [
       'out of range',
@@ -87,6 +97,12 @@ describe('config files', () => {
     const err = errorOf(() => loadConfigFile(schema, file('gateway.yaml', text)));
     expect(err.code).toBe('MESHFED_CONFIG_INVALID');
     expect(err.message.split('\n')).toContain(message);
+  });
+
+  test('24 days is the longest duration a timer field takes; a validity period (long) may be longer', () => {
+    expect(duration().parse('24d')).toBe(24 * 86_400_000);
+    expect(duration({ long: true }).parse('90d')).toBe(90 * 86_400_000);
+    expect(duration().safeParse('25d').success).toBe(false);
   });
 
   test('all problems are reported together, one line each', () => {
