@@ -1,14 +1,12 @@
 import { EventEmitter } from 'node:events';
 import { readFileSync, unwatchFile, watchFile } from 'node:fs';
-import { MeshfedError, type Logger, toMeshfedError } from '../core/index.ts';
+import { MAX_TIMER_MS, MeshfedError, type Logger, toMeshfedError } from '../core/index.ts';
 import { certFacts } from './cert-facts.ts';
 import { assertKeyMatches, readPrivateKey } from './keys.ts';
 import { parseCertificates } from './pem.ts';
 import { TrustBundle } from './trust-bundle.ts';
 import type { IssuedLeaf } from './types.ts';
 
-/** setTimeout cannot wait longer than this; longer waits are taken in steps. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const MIN_RENEW_DELAY_MS = 500;
 /**
  * How often a pending renewal looks at the wall clock again. Validity is wall-clock time; a timer is not: a

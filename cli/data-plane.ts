@@ -78,14 +78,14 @@ export function createGateway(
   return new Gateway(options);
 }
 
+/** the requests of a process that serves none */
+export const NO_REQUESTS: RequestActivity = { count: 0, lastStart: Number.NEGATIVE_INFINITY };
+
 /**
  * The idle heap shrink of a gateway process (cli/idle-heap.ts), started: quiet means no request of `activity` in
  * flight or started for idleHeapShrink. A multi-process gateway's supervisor serves no request (NO_REQUESTS): it
  * shrinks once that long after start, then every REARM_MS, like a worker that stays idle.
  */
-/** the requests of a process that serves none */
-export const NO_REQUESTS: RequestActivity = { count: 0, lastStart: Number.NEGATIVE_INFINITY };
-
 export function startIdleHeap(activity: RequestActivity, i: DataPlaneInputs): IdleHeap {
   const heap = new IdleHeap({
     afterMs: i.config.idleHeapShrink,

@@ -7,8 +7,9 @@ import { Counter, type Logger, type Registry } from '../core/index.ts';
  * (docs/performance.md, "Ninth round"). A last-resort collection (several full, compacting collections, then the
  * pool released) returns them, at the price of one pause of the process (79 ms on a demo gateway). So it
  * runs only when nothing waits on it: once no request has been in flight, or started, for `afterMs`. It runs
- * again only after requests came and went (or after REARM_MS of idleness, for what catalog syncs pooled in the
- * meantime): an idle gateway pays the pause once per quiet spell, and a busy one never.
+ * again only after requests came and went, or an admin call (touch()), or after REARM_MS of idleness (for what
+ * catalog syncs pooled in the meantime): an idle gateway pays the pause once per quiet spell, and a busy one
+ * never. Each shrink is counted (meshfed_idle_heap_*).
  */
 
 /** the requests of a gateway: how many are in flight, and when (performance.now()) the last one started */
@@ -99,7 +100,6 @@ export class IdleHeap {
     this.#timer = undefined;
   }
 
-  /** Shrinks the heap if the gateway has been quiet long enough and something may have been pooled since. */
   /**
    * Work outside the request path happened now (an operator's admin call: its first one loads the gRPC server):
    * it re-arms the shrink, which then waits for afterMs of quiet after it as after a request.
@@ -108,6 +108,7 @@ export class IdleHeap {
     this.#touched = this.#now();
   }
 
+  /** Shrinks the heap if the gateway has been quiet long enough and something may have been pooled since. */
   check(): boolean {
     const { activity, afterMs, collect } = this.#o;
     if (!collect || afterMs <= 0 || activity.count > 0) return false;

@@ -7,6 +7,7 @@ import {
   type RemoteServiceInstance,
   type ServicePort,
   serviceKey,
+  MAX_TIMER_MS,
 } from '../core/index.ts';
 import { Backoff } from './backoff.ts';
 import { type ImportMetrics, importMetrics } from './metrics.ts';
@@ -221,7 +222,7 @@ export class ImportReconciler {
       }
     }
     if (next === Number.POSITIVE_INFINITY) return;
-    const delay = Math.min(Math.max(0, next - now) + 5, 2 ** 31 - 1);
+    const delay = Math.min(Math.max(0, next - now) + 5, MAX_TIMER_MS);
     this.expiryTimer = setTimeout(() => {
       this.expiryTimer = undefined;
       this.handle({ type: 'EntryExpired' });

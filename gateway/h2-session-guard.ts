@@ -1,5 +1,5 @@
 import { constants as h2c, type ServerHttp2Session } from 'node:http2';
-import { type Counter, monotonicNow } from '../core/index.ts';
+import { type Counter, MAX_TIMER_MS, monotonicNow } from '../core/index.ts';
 import type { GatewayConfig } from './config.ts';
 import { SESSION_WINDOW_BYTES } from './h2-pool.ts';
 
@@ -56,9 +56,6 @@ export class ResetCounter {
     return this.premature >= this.#limits.maxPrematureResets && mostlyPremature;
   }
 }
-
-/** the longest delay setTimeout takes (2^31 - 1 ms); a longer one fires after 1 ms */
-const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Closes `session` gracefully (GOAWAY, open streams finish) once it has had no stream open for `idleMs`: idle

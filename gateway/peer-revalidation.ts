@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import type { Http2Session } from 'node:http2';
 import type { Socket } from 'node:net';
 import { type TrustBundle, type VerifyExpectations, verify } from '../ca/index.ts';
-import { type Logger, MeshfedError } from '../core/index.ts';
+import { type Logger, MAX_TIMER_MS, MeshfedError } from '../core/index.ts';
 
 /** Why an established connection was closed: its peer's certificate expired, or no longer verifies. */
 export type RevalidationReason = 'peer-cert-expired' | 'peer-cert-untrusted';
@@ -137,7 +137,7 @@ export class PeerRevalidation {
   private armExpiry(at: number): void {
     if (this.expiryTimer) clearTimeout(this.expiryTimer);
     this.nextExpiry = at;
-    const delay = Math.min(Math.max(0, at - Date.now()), 2 ** 31 - 1);
+    const delay = Math.min(Math.max(0, at - Date.now()), MAX_TIMER_MS);
     this.expiryTimer = setTimeout(() => {
       this.expiryTimer = undefined;
       this.nextExpiry = Number.POSITIVE_INFINITY;
