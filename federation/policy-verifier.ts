@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { TrustBundle, VerifiedIdentity } from '../ca/index.ts';
 import {
   ADMIN_POLICY_SCOPE,
@@ -20,12 +21,14 @@ import {
 } from './policy-messages.ts';
 import { firstIssue } from './messages.ts';
 import {
+  type CachedSigner,
   CHAIN_CODE_REASONS,
   keyFitsAlg,
   openCompactJws,
   type Refusal,
   readJwsHeader,
   refuse,
+  SignerCache,
   type SignedMessageRejectReason,
   signatureVerifies,
   verifySigner,
@@ -63,6 +66,14 @@ export interface VerifiedState {
   signer: string;
 }
 
+/** A signer verified as of now, remembered per header (and the identity kinds asked for). */
+interface PolicySigner extends CachedSigner {
+  key: KeyObject;
+  identity: VerifiedIdentity;
+  /** the leaf key is of the kind the header's alg signs with */
+  keyFits: boolean;
+}
+
 export interface PolicyVerifierOptions {
   trustDomain: string;
   bundle: () => TrustBundle;
@@ -86,12 +97,14 @@ const CODE_REASON: Readonly<Record<string, PolicyRejectReason>> = {
  * an admin identity (`spiffe://<td>/admin/<name>`) signs the `admin` scope, any kind, for any service; a
  * cluster's federation identity signs only its own scope `cluster:<c>`, and in it only AuthorizationPolicy and
  * RateLimit pinned to its own cluster (`spec.target.cluster: <c>`), so no cluster can set policy for another.
- * Policy messages are rare (one per apply), so chains are verified every time rather than cached here (ca/verify
- * caches the chain walk itself).
+ * Bundles are rare (one per apply), but every gateway's state report arrives once per heartbeat interval: a chain
+ * verified as of now is remembered per `x5c` header (SignerCache), so a report costs one signature check; a
+ * bundle read back from its file is checked as of its signing time, every time.
  */
 export class PolicyVerifier {
   readonly #o: PolicyVerifierOptions;
   readonly #decoder = new TextDecoder('utf-8', { fatal: true });
+  readonly #signers = new SignerCache<PolicySigner>(256);
 
   constructor(o: PolicyVerifierOptions) {
     this.#o = o;
@@ -236,28 +249,45 @@ export class PolicyVerifier {
     const opened = openCompactJws(raw, MAX_POLICY_MESSAGE_BYTES, this.#decoder, { nonEmpty: true });
     if (!opened.ok) return opened;
     const { text, dot1, dot2 } = opened;
-    const header = readJwsHeader(text.slice(0, dot1));
-    if (!header.ok) return refuse('bad_header', 'unknown', header.detail);
+    const headerSeg = text.slice(0, dot1);
+    const bundle = this.#o.bundle();
+    const now = this.#o.now();
+    // a chain checked as of now is remembered per header and kinds; one checked as of a signing time is not
+    const cacheKey = chainAt === 'now' ? `${kinds.join(',')} ${headerSeg}` : undefined;
+    const cached = cacheKey === undefined ? undefined : this.#signers.get(cacheKey, bundle, now);
+    const header = cached ? undefined : readJwsHeader(headerSeg);
+    if (header && !header.ok) return refuse('bad_header', 'unknown', header.detail);
     let payload: unknown;
     try {
       payload = JSON.parse(Buffer.from(text.slice(dot1 + 1, dot2), 'base64url').toString('utf8'));
     } catch {
       return refuse('bad_payload', 'unknown', 'the payload is not JSON');
     }
-    const issuedAt = (payload as { issuedAt?: unknown } | null)?.issuedAt;
-    const at = chainAt === 'issuedAt' && typeof issuedAt === 'number' ? issuedAt : this.#o.now();
-    const signer = verifySigner<PolicyRejectReason>(header.ders, {
-      bundle: this.#o.bundle(),
-      trustDomain: this.#o.trustDomain,
-      kinds,
-      at,
-      codeReasons: CODE_REASON,
-    });
-    if (!signer.ok) return signer;
+    let signer = cached;
+    if (!signer) {
+      const issuedAt = (payload as { issuedAt?: unknown } | null)?.issuedAt;
+      const at = chainAt === 'issuedAt' && typeof issuedAt === 'number' ? issuedAt : now;
+      const verified = verifySigner<PolicyRejectReason>(header!.ders, {
+        bundle,
+        trustDomain: this.#o.trustDomain,
+        kinds,
+        at,
+        codeReasons: CODE_REASON,
+      });
+      if (!verified.ok) return verified;
+      signer = {
+        bundle,
+        bundleVersion: bundle.version,
+        validUntil: verified.identity.notAfter.getTime(),
+        key: verified.key,
+        identity: verified.identity,
+        keyFits: keyFitsAlg(verified.key, header!.alg),
+      };
+      if (cacheKey !== undefined) this.#signers.set(cacheKey, signer);
+    }
     const { key, identity: id } = signer;
     const good =
-      keyFitsAlg(key, header.alg) &&
-      signatureVerifies(key, Buffer.from(text.slice(0, dot2)), text.slice(dot2 + 1));
+      signer.keyFits && signatureVerifies(key, Buffer.from(text.slice(0, dot2)), text.slice(dot2 + 1));
     if (!good)
       return refuse('bad_signature', id.spiffeId, 'the signature does not verify with the x5c leaf key');
     if ((payload as { v?: unknown } | null)?.v !== POLICY_SCHEMA_VERSION) {

@@ -126,6 +126,43 @@ export function readJwsHeader(headerSeg: string): JwsHeaderFacts | JwsHeaderProb
   return { ok: true, alg: h.alg, ders: (h.x5c as string[]).map((c) => Buffer.from(c, 'base64')) };
 }
 
+/** What a verifier remembers of one `x5c` header: good while the bundle is the one it was checked against. */
+export interface CachedSigner {
+  bundle: TrustBundle;
+  bundleVersion: number;
+  /** re-verified after this (the leaf's notAfter; sooner for a refusal) */
+  validUntil: number;
+}
+
+/**
+ * A bounded LRU of what encoded `x5c` headers resolved to (the header is identical on every message of one
+ * signer): a hit costs a map lookup instead of parsing the chain and walking it to the bundle. An entry is used
+ * only with the same bundle at the same version and until its validUntil.
+ */
+export class SignerCache<T extends CachedSigner> {
+  readonly #map = new Map<string, T>();
+  readonly #size: number;
+
+  constructor(size: number) {
+    this.#size = size;
+  }
+
+  get(key: string, bundle: TrustBundle, now: number): T | undefined {
+    const hit = this.#map.get(key);
+    if (!hit || hit.bundle !== bundle || hit.bundleVersion !== bundle.version || now > hit.validUntil) return;
+    // refresh its LRU position
+    this.#map.delete(key);
+    this.#map.set(key, hit);
+    return hit;
+  }
+
+  set(key: string, value: T): void {
+    this.#map.delete(key);
+    if (this.#map.size >= this.#size) this.#map.delete(this.#map.keys().next().value!);
+    this.#map.set(key, value);
+  }
+}
+
 /** A leaf that chains to the bundle, and the identity it names. */
 export interface VerifiedSigner {
   ok: true;

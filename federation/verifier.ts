@@ -5,12 +5,14 @@ import { pastExpiry, skewAdvice } from './clock-skew.ts';
 import type { JwsAlg } from './jws.ts';
 import { type CatalogMessage, firstIssue, messageSchema, SCHEMA_VERSION } from './messages.ts';
 import {
+  type CachedSigner,
   keyFitsAlg,
   openCompactJws,
   type Refusal,
   readJwsHeader,
   refuse,
   SIGNED_MESSAGE_REASONS,
+  SignerCache,
   type SignedMessageRejectReason,
   signatureVerifies,
   verifySigner,
@@ -49,14 +51,10 @@ export type Rejected = Refusal<RejectReason>;
 export type Verdict = Accepted | Rejected;
 
 /** What one `x5c` header resolved to: a trusted signing key or a refusal; cached per header. */
-interface SignerResult {
-  bundle: TrustBundle;
-  bundleVersion: number;
+interface SignerResult extends CachedSigner {
   alg: JwsAlg;
   key?: KeyObject;
   identity?: VerifiedIdentity;
-  /** the chain is good until then (leaf notAfter); re-verified after */
-  validUntil: number;
   refusal?: Rejected;
 }
 
@@ -88,8 +86,7 @@ const CERT_SKEW_FLOOR_MS = 60_000;
  */
 export class MessageVerifier {
   readonly #o: VerifierOptions;
-  readonly #cache = new Map<string, SignerResult>();
-  readonly #cacheSize: number;
+  readonly #cache: SignerCache<SignerResult>;
   readonly #now: () => number;
   readonly #decoder = new TextDecoder('utf-8', { fatal: true });
   #scratch = Buffer.alloc(0);
@@ -97,7 +94,7 @@ export class MessageVerifier {
 
   constructor(o: VerifierOptions) {
     this.#o = o;
-    this.#cacheSize = o.cacheSize ?? 1024;
+    this.#cache = new SignerCache(o.cacheSize ?? 1024);
     this.#now = o.now;
   }
 
@@ -252,16 +249,9 @@ export class MessageVerifier {
   #signer(headerSeg: string): SignerResult {
     const bundle = this.#o.bundle();
     const now = this.#now();
-    const hit = this.#cache.get(headerSeg);
-    if (hit && hit.bundle === bundle && hit.bundleVersion === bundle.version && now <= hit.validUntil) {
-      // refresh its LRU position
-      this.#cache.delete(headerSeg);
-      this.#cache.set(headerSeg, hit);
-      return hit;
-    }
+    const hit = this.#cache.get(headerSeg, bundle, now);
+    if (hit) return hit;
     const result = this.#resolve(headerSeg, bundle, now);
-    this.#cache.delete(headerSeg);
-    if (this.#cache.size >= this.#cacheSize) this.#cache.delete(this.#cache.keys().next().value!);
     this.#cache.set(headerSeg, result);
     return result;
   }

@@ -1,9 +1,11 @@
-import { createRoot, issueIntermediate, issueLeaf } from '../../ca/index.ts';
+import { X509Certificate } from 'node:crypto';
+import { createRoot, issueIntermediate, issueLeaf, TrustBundle } from '../../ca/index.ts';
 import { createRegistry, type PolicySet } from '../../core/index.ts';
 import {
   type JwsSigner,
   PolicyAgent,
   PolicyStore,
+  POLICY_SCHEMA_VERSION,
   PolicyVerifier,
   subjects,
   type VerifiedBundle,
@@ -178,6 +180,45 @@ describe('PolicyVerifier: what a bundle may hold', () => {
     const live = later.bundle(b.raw);
     expect(live.ok ? 'ok' : live.reason).toBe('certificate_expired');
     expect(later.bundle(b.raw, { chainAt: 'issuedAt' }).ok).toBe(true);
+  });
+});
+
+describe('PolicyVerifier: state reports and the signers it remembers', () => {
+  const report = (issuedAt: number) =>
+    signerOf(pki, 'east').sign({
+      v: POLICY_SCHEMA_VERSION,
+      type: 'policy-state',
+      cluster: 'east',
+      gateway: 'east-gw',
+      instance: 'i1',
+      scopes: [],
+      issuedAt,
+    });
+
+  test('a remembered signer is checked again once its certificate expires or the trust bundle changes', () => {
+    const trust = TrustBundle.fromPem(pki.root.certPem);
+    let now = Date.now();
+    const v = new PolicyVerifier({
+      trustDomain: TD,
+      bundle: () => trust,
+      maxClockSkew: 30_000,
+      now: () => now,
+    });
+    const outcome = () => {
+      const r = v.state(report(now), { subjectCluster: 'east' });
+      return r.ok ? 'ok' : r.reason;
+    };
+    expect(outcome()).toBe('ok');
+    // the second from the same signer: its chain is remembered
+    expect(outcome()).toBe('ok');
+    // past the signer's notAfter (and ca/'s allowance): refused, not answered from memory
+    now = pki.leaves.get('east')!.notAfter.getTime() + 10 * 60_000;
+    expect(outcome()).toBe('certificate_expired');
+    now = Date.now();
+    expect(outcome()).toBe('ok');
+    // the root leaves the bundle: the next report is refused at once
+    expect(trust.remove(new X509Certificate(pki.root.certPem).fingerprint256)).toBe(true);
+    expect(outcome()).toBe('untrusted_chain');
   });
 });
 
