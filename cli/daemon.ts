@@ -22,8 +22,8 @@ import { planReload } from './config-reload.ts';
 import { type LoadedDaemonConfig, loadDaemonConfig } from './daemon-config.ts';
 import { registerDaemonMetrics } from './daemon-metrics.ts';
 import { DaemonTrust } from './daemon-trust.ts';
-import { createBalancers, createGateway, NO_REQUESTS, startIdleHeap } from './data-plane.ts';
-import type { IdleHeap } from './idle-heap.ts';
+import { createBalancers, createGateway, startIdleHeap } from './data-plane.ts';
+import { type IdleHeap, NO_REQUESTS } from './idle-heap.ts';
 import { checkEnvironment } from './startup-checks.ts';
 import type { Telemetry } from './telemetry.ts';
 import type { WorkerPool } from './worker-pool.ts';
@@ -73,7 +73,7 @@ export class Daemon {
   private reconciler: ImportReconciler | undefined;
   private admin: AdminServer | undefined;
   private telemetry: Telemetry | undefined;
-  /** workers: 1 only (each worker process has its own) */
+  /** this process's (with workers, the supervisor's; each worker runs its own) */
   private idleHeap: IdleHeap | undefined;
   private stopping = false;
 

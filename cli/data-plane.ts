@@ -78,9 +78,6 @@ export function createGateway(
   return new Gateway(options);
 }
 
-/** the requests of a process that serves none */
-export const NO_REQUESTS: RequestActivity = { count: 0, lastStart: Number.NEGATIVE_INFINITY };
-
 /**
  * The idle heap shrink of a gateway process (cli/idle-heap.ts), started: quiet means no request of `activity` in
  * flight or started for idleHeapShrink. A multi-process gateway's supervisor serves no request (NO_REQUESTS): it

@@ -18,6 +18,9 @@ export interface RequestActivity {
   readonly lastStart: number;
 }
 
+/** the requests of a process that serves none (a multi-process gateway's supervisor) */
+export const NO_REQUESTS: RequestActivity = { count: 0, lastStart: Number.NEGATIVE_INFINITY };
+
 /** a quiet gateway shrinks again after this long, requests or not */
 export const REARM_MS = 10 * 60_000;
 
