@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import { basename } from 'node:path';
-import { parseDocument } from 'yaml';
 import { MeshfedError } from './errors.ts';
 import * as z from './schema.ts';
+import { yaml } from './yaml.ts';
 
 export { z };
 
@@ -249,7 +249,7 @@ export function parseConfigText<S extends z.Schema>(
   text: string,
   options: ParseConfigOptions,
 ): z.output<S> {
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  const doc = yaml().parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const lines = doc.errors.map((e) => {
       const pos = e.linePos?.[0];

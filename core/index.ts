@@ -13,3 +13,4 @@ export * from './policy-checks.ts';
 export * from './policy-schema.ts';
 export * from './process-metrics.ts';
 export * from './wait.ts';
+export * from './yaml.ts';

@@ -3,9 +3,9 @@
  * validated, frozen PolicyDocuments, reporting every problem at once: the document, the field, the fix.
  */
 
-import { parseAllDocuments } from 'yaml';
 import { deepFreeze, describeIssues, dnsLabel, duration, z } from './config.ts';
 import { MeshfedError } from './errors.ts';
+import { yaml } from './yaml.ts';
 import type {
   AuthorizationPolicy,
   FaultInjection,
@@ -403,7 +403,7 @@ export function parsePolicyDocuments(text: string, source: string): PolicyDocume
   const raw: unknown[] = [];
   const bases: string[] = [];
   let index = 0;
-  for (const doc of parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true })) {
+  for (const doc of yaml().parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true })) {
     if (doc.contents === null && doc.errors.length === 0) continue; // an empty document between `---`
     index++;
     const document = `${source}#${index}`;

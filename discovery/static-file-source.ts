@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { type FSWatcher, readFileSync, renameSync, unlinkSync, watch, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { isMap, isSeq, parseDocument } from 'yaml';
 import {
   type EndpointSource,
   type LocalService,
@@ -10,6 +9,7 @@ import {
   parseConfigText,
   type ServiceRef,
   toMeshfedError,
+  yaml,
 } from '../core/index.ts';
 import { type StaticFile, staticFileSchema } from './config.ts';
 import { ServiceSetHolder } from './service-set.ts';
@@ -211,6 +211,7 @@ export function setExportedInFile(file: string, ref: ServiceRef, exported: boole
     );
   }
   if (parsed.services[index]!.exported === exported) return false;
+  const { isMap, isSeq, parseDocument } = yaml();
   const doc = parseDocument(text);
   const services = doc.get('services');
   if (!isSeq(services)) throw new MeshfedError('MESHFED_INTERNAL', `${file}: services is not a list`);
