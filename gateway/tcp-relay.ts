@@ -14,6 +14,7 @@ import {
   type ResilienceMetrics,
   type RetryBudget,
 } from './resilience/index.ts';
+import { plainReads } from './socket-reads.ts';
 import { type TcpDecision, type TcpSourcePolicy, tcpSourceDecision } from './tcp-source-policy.ts';
 
 export interface TcpRelayOptions {
@@ -90,10 +91,12 @@ export class TcpRelay {
    * once: ok when connected, a 'connect' failure when it cannot connect, and without blame when it is
    * destroyed first (the client left meanwhile).
    */
-  dialEndpoint(pick: PickResult): Socket {
+  dialEndpoint(pick: PickResult, reads?: ReturnType<typeof plainReads>): Socket {
     const { host, port } = splitHostPort(pick.target.address);
     const t0 = performance.now();
-    const up = net.connect({ host, port, noDelay: true });
+    const up = net.connect(
+      reads ? { host, port, noDelay: true, onread: reads } : { host, port, noDelay: true },
+    );
     const ms = this.#options.config.timeouts.connect;
     const timer = setTimeout(() => up.destroy(new Error(`no connection within ${ms} ms`)), ms);
     up.once('connect', () => {
@@ -149,7 +152,18 @@ export class TcpRelay {
       client.destroy();
       return;
     }
-    const upstream = this.dialEndpoint(pick);
+    // the endpoint's bytes go to the client from the shared read buffer (socket-reads.ts), not through a
+    // stream pipe: no 64 KiB allocation per read and no stream machinery on the response's way; a client
+    // that cannot take them pauses the endpoint until it drains
+    const resume = () => upstream.resume();
+    const upstream = this.dialEndpoint(
+      pick,
+      plainReads((d) => {
+        if (client.write(d)) return true;
+        client.once('drain', resume);
+        return false;
+      }),
+    );
     // node clears `connecting` before it reports a failed connect: this flag is what says it failed
     let connected = false;
     upstream.once('error', (err) => {
@@ -168,7 +182,7 @@ export class TcpRelay {
       call.connected();
       upstream.write(hello);
       client.pipe(upstream);
-      upstream.pipe(client);
+      upstream.once('end', () => client.end());
       client.resume();
       client.once('close', () => upstream.destroy());
       upstream.once('close', () => client.destroy());

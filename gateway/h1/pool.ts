@@ -7,7 +7,8 @@ import type { TunnelCredentials } from '../h2-pool.ts';
 import { CLOSE_GRACE_MS, type PeerRevalidation } from '../peer-revalidation.ts';
 import { gatewayExpectation, type VerifiedPeer } from '../peer-dial.ts';
 import { GatewayTls } from './gateway-tls.ts';
-import { PooledConnection, plainReads, SharedDialFailure, TunnelOnly } from './pooled-connection.ts';
+import { plainReads } from '../socket-reads.ts';
+import { PooledConnection, SharedDialFailure, TunnelOnly } from './pooled-connection.ts';
 
 export {
   type ConnectionUser,
@@ -343,7 +344,12 @@ export class H1Pool {
       if (cluster === undefined) {
         // a local endpoint: read into the pool's own buffer (plainReads); nothing is read before 'connect'
         let conn: PooledConnection | undefined;
-        socket = net.connect({ host, port, noDelay: true, onread: plainReads((d) => conn?.received(d)) });
+        socket = net.connect({
+          host,
+          port,
+          noDelay: true,
+          onread: plainReads((d) => void conn?.received(d)),
+        });
         socket.once('error', onError);
         socket.once('connect', () => {
           conn = connected();

@@ -97,31 +97,3 @@ export class PooledConnection {
     if (this.socket.isPaused()) this.socket.resume();
   }
 }
-
-/**
- * Where every plain connection of the pool reads (they read one at a time, on this thread); made by the first
- * dial, so a gateway that never dials a local endpoint does not allocate it. Node otherwise reads a socket into a
- * fresh 64 KiB allocation each time, which glibc maps on its own whenever the top of its heap is short (the gateway runs with MALLOC_MMAP_THRESHOLD_=65537, cli/node-flags.ts): under 64 KiB bodies that
- * mapping came and went with every response from a local endpoint and cost the path 20-45 % of its throughput
- * while it lasted (docs/performance.md, "Sixth round"). 64 bytes short of 64 KiB, so that the copy of a full
- * read stays below the threshold and comes from malloc's heap.
- */
-let readBuffer: Buffer | undefined;
-
-/**
- * The `onread` option of a plain connection the pool dials: reads land in readBuffer, and `to` gets a copy of
- * each (whoever gets the bytes may keep them, or queue them in a socket's write buffer, past the next read).
- */
-export function plainReads(to: (d: Buffer) => void): {
-  buffer: Buffer;
-  callback: (n: number, b: Buffer) => boolean;
-} {
-  readBuffer ??= Buffer.allocUnsafe(64 * 1024 - 64);
-  return {
-    buffer: readBuffer,
-    callback: (n, b) => {
-      to(Buffer.from(b.subarray(0, n)));
-      return true;
-    },
-  };
-}
