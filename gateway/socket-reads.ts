@@ -1,6 +1,6 @@
 /**
- * Where every plain connection a gateway dials reads: the pool's connections to local endpoints
- * (h1/pool.ts) and the relays' connections to local endpoints (tcp-relay.ts). They read one at a time, on
+ * Where the plain connections a gateway dials to local endpoints read: the pool's (h1/pool.ts) and SNI
+ * passthrough's (tcp-relay.ts; its TCP-port and CONNECT relays still pipe). They read one at a time, on
  * this thread, and each read is copied out before the next; made by the first dial, so a gateway that never
  * dials a local endpoint does not allocate it. Node otherwise reads a socket into a fresh 64 KiB allocation
  * each time, which glibc maps on its own whenever the top of its heap is short (the gateway runs with

@@ -89,7 +89,8 @@ export class TcpRelay {
   /**
    * A TCP connection to the picked local endpoint, given up after timeouts.connect. It settles the pick
    * once: ok when connected, a 'connect' failure when it cannot connect, and without blame when it is
-   * destroyed first (the client left meanwhile).
+   * destroyed first (the client left meanwhile). With `reads`, the socket reads through that `onread`
+   * option (socket-reads.ts) and emits no 'data'.
    */
   dialEndpoint(pick: PickResult, reads?: ReturnType<typeof plainReads>): Socket {
     const { host, port } = splitHostPort(pick.target.address);
