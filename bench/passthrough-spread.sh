@@ -6,18 +6,23 @@
 # faults and context switches per request, and nginx's context switches per request. A run whose CPU per
 # request is steady while its req/s moves says the gateway waited (scheduling, batching), not that it worked more.
 # Each run also prints the host's steal time (CPU the hypervisor gave to other guests, from /proc/stat) over
-# the run. With -H, HAProxy (the harness's passthrough adapter, also pinned to CPU 1) gets a run after each of
-# meshfed's, so both see the same host.
-#   flock /tmp/meshfed-peers.lock bash bench/passthrough-spread.sh [-r RUNS] [-d SECONDS] [-b small|64k] [-H]
+# the run. With -H, HAProxy (the harness's adapter for the topology, also pinned to CPU 1) gets a run after each of
+# meshfed's, so both see the same host: the peers harness runs every case of one peer before the next peer's, minutes
+# apart, and this host's speed drifts by a third within an hour (docs/performance.md, "Eleventh round"). With
+# -t terminate the topology is terminate-reuse (wrk -> gw-A -> pooled mTLS -> gw-B -> the nginx backend; meshfed's
+# two gateways share one process, HAProxy's are two, their CPU summed).
+#   flock /tmp/meshfed-peers.lock bash bench/passthrough-spread.sh [-r RUNS] [-d SECONDS] [-b small|64k] [-t passthrough|terminate] [-H]
 # Each run is bounded (wrk -d plus timeout); the servers run in sessions of their own, stopped by process group.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=6 DURATION=5 BODY=small HAPROXY=0
-while getopts r:d:b:H opt; do
-  case $opt in r) RUNS=$OPTARG ;; d) DURATION=$OPTARG ;; b) BODY=$OPTARG ;; H) HAPROXY=1 ;;
+RUNS=6 DURATION=5 BODY=small HAPROXY=0 TOPO=passthrough
+while getopts r:d:b:t:H opt; do
+  case $opt in r) RUNS=$OPTARG ;; d) DURATION=$OPTARG ;; b) BODY=$OPTARG ;; t) TOPO=$OPTARG ;; H) HAPROXY=1 ;;
     *) sed -n 2,12p "$0" >&2; exit 2 ;; esac
 done
-HAPROXY_ADDR=127.0.0.123:25443
+case $TOPO in passthrough | terminate) ;; *) echo "-t takes passthrough or terminate, got '$TOPO'" >&2; exit 2 ;; esac
+# HAProxy's gateways: B (and A for terminate) on addresses of their own
+HAPROXY_ADDR=127.0.0.123:25443 HAPROXY_A_ADDR=127.0.0.124:25001
 HARNESS=/work/shared/bench/peers
 STATE=${BENCH_STATE:-$PWD/.bench-peers}
 export BENCH_SERVICE_HOST=echo.bench.svc.clusterset.local BENCH_TRUST_DOMAIN=mesh.example
@@ -26,21 +31,26 @@ export BENCH_GW_A_ADDR=127.0.0.121:25001 BENCH_GW_B_ADDR=127.0.0.122:25443
 export BENCH_CERTS_DIR=$STATE/certs BENCH_CA=$STATE/certs/root-ca.crt
 export BENCH_GW_A_CERT=$STATE/certs/gw-a.crt BENCH_GW_A_KEY=$STATE/certs/gw-a.key
 export BENCH_GW_B_CERT=$STATE/certs/gw-b.crt BENCH_GW_B_KEY=$STATE/certs/gw-b.key
-export BENCH_TOPOLOGY=passthrough BENCH_REUSE=reuse
-for a in $BENCH_BACKEND_HTTP $BENCH_BACKEND_TLS $BENCH_GW_B_ADDR $HAPROXY_ADDR; do
+export BENCH_TOPOLOGY=$TOPO BENCH_REUSE=reuse
+for a in $BENCH_BACKEND_HTTP $BENCH_BACKEND_TLS $BENCH_GW_A_ADDR $BENCH_GW_B_ADDR $HAPROXY_ADDR $HAPROXY_A_ADDR; do
   if ss -Htln | awk '{print $4}' | grep -qxF "$a"; then echo "address in use: $a" >&2; exit 1; fi
 done
 bash "$HARNESS/lib/certs.sh" "$BENCH_CERTS_DIR" "$BENCH_SERVICE_HOST" >/dev/null
 OUT=/tmp/meshfed-passthrough-spread
 rm -rf "$OUT" && mkdir -p "$OUT/backend" && chmod a+rx "$OUT" "$OUT/backend"
 path=/; [ "$BODY" = 64k ] && path=/64k
-url="https://$BENCH_SERVICE_HOST:${BENCH_GW_B_ADDR##*:}$path"
+# where wrk connects: gw-B's TLS port for passthrough, gw-A's plain port for terminate (meshfed's; HAProxy's below)
+if [ "$TOPO" = passthrough ]; then
+  ENTRY=$BENCH_GW_B_ADDR HAPROXY_ENTRY=$HAPROXY_ADDR url="https://$BENCH_SERVICE_HOST:${BENCH_GW_B_ADDR##*:}$path"
+else
+  ENTRY=$BENCH_GW_A_ADDR HAPROXY_ENTRY=$HAPROXY_A_ADDR url="http://$BENCH_SERVICE_HOST:${BENCH_GW_A_ADDR##*:}$path"
+fi
 
 SIDS=()
 cleanup() { local s; for s in "${SIDS[@]}"; do kill -TERM -- "-$s" 2>/dev/null || true; wait "$s" 2>/dev/null || true; done; }
 trap cleanup EXIT
 wait_tcp() { for _ in $(seq 300); do (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-load() { WRK_CONNECT=${2:-$BENCH_GW_B_ADDR} taskset -c 0 timeout -k 2 $(($1 + 15)) wrk -t1 -c16 -d"$1"s \
+load() { WRK_CONNECT=${2:-$ENTRY} taskset -c 0 timeout -k 2 $(($1 + 15)) wrk -t1 -c16 -d"$1"s \
   -s "$HARNESS/lib/wrk.lua" -H "Host: $BENCH_SERVICE_HOST" "$url"; }
 
 BENCH_WORKDIR=$OUT/backend setsid timeout -k 5 $((RUNS * (DURATION + 5) + 120)) taskset -c 0 bash "$HARNESS/lib/backend.sh" >/dev/null 2>&1 &
@@ -49,15 +59,15 @@ wait_tcp "$BENCH_BACKEND_TLS" || { echo "the backend did not start" >&2; exit 1;
 BENCH_WORKDIR=$OUT setsid timeout -k 5 $((RUNS * (DURATION + 5) + 120)) taskset -c 1 \
   node_modules/.bin/node bench/peers-gateway.ts >"$OUT/gateway.log" 2>&1 &
 gw=$!; SIDS+=("$gw")
-wait_tcp "$BENCH_GW_B_ADDR" || { cat "$OUT/gateway.log" >&2; exit 1; }
+wait_tcp "$ENTRY" && wait_tcp "$BENCH_GW_B_ADDR" || { cat "$OUT/gateway.log" >&2; exit 1; }
 node=$(pgrep -s "$gw" -f peers-gateway.ts | tail -n1)
 if [ "$HAPROXY" = 1 ]; then
   mkdir -p "$OUT/haproxy" && chmod a+rx "$OUT/haproxy"
-  BENCH_WORKDIR=$OUT/haproxy BENCH_GW_B_ADDR=$HAPROXY_ADDR setsid timeout -k 5 $((RUNS * 2 * (DURATION + 5) + 120)) \
+  BENCH_WORKDIR=$OUT/haproxy BENCH_GW_A_ADDR=$HAPROXY_A_ADDR BENCH_GW_B_ADDR=$HAPROXY_ADDR setsid timeout -k 5 $((RUNS * 2 * (DURATION + 5) + 120)) \
     taskset -c 1 bash "$HARNESS/peers/haproxy.sh" >"$OUT/haproxy.log" 2>&1 &
   hap=$!; SIDS+=("$hap")
-  wait_tcp "$HAPROXY_ADDR" || { cat "$OUT/haproxy.log" >&2; exit 1; }
-  hapid=$(pgrep -s "$hap" -x haproxy | tail -n1)
+  wait_tcp "$HAPROXY_ENTRY" && wait_tcp "$HAPROXY_ADDR" || { cat "$OUT/haproxy.log" >&2; exit 1; }
+  hapids=$(pgrep -s "$hap" -x haproxy)
 fi
 source bench/cpu-ticks.sh
 nginx=$(pgrep -s "${SIDS[0]}" -f "nginx: worker" | head -n1)
@@ -70,7 +80,9 @@ snap() {
 }
 load 2 >/dev/null # warm-up (JIT, connections)
 hz=$(getconf CLK_TCK)
-[ "$HAPROXY" = 1 ] && load 2 "$HAPROXY_ADDR" >/dev/null
+[ "$HAPROXY" = 1 ] && load 2 "$HAPROXY_ENTRY" >/dev/null
+# HAProxy's CPU ticks: both processes of a terminate pair
+hap_ticks() { local p t=0; for p in $hapids; do t=$((t + $(proc_ticks "$p"))); done; echo "$t"; }
 for run in $(seq "$RUNS"); do
   s0=$(snap) t0=$(steal)
   load "$DURATION" >"$OUT/wrk$run.txt"
@@ -82,9 +94,9 @@ for run in $(seq "$RUNS"); do
       run, r / d, cpu / d * 100, cpu / r * 1e6, ($11 - $3) / r, ($12 - $4) / r, ($10 - $2) / r,
       ($13 - $5) / r, ($14 - $6) / r, ($15 - $7) / r, ($16 - $8) / r, ($19 - $17) / ($20 - $18) * 100, l }'
   if [ "$HAPROXY" = 1 ]; then
-    c0=$(proc_ticks "$hapid") t0=$(steal)
-    load "$DURATION" "$HAPROXY_ADDR" >"$OUT/haproxy-wrk$run.txt"
-    c1=$(proc_ticks "$hapid") t1=$(steal)
+    c0=$(hap_ticks) t0=$(steal)
+    load "$DURATION" "$HAPROXY_ENTRY" >"$OUT/haproxy-wrk$run.txt"
+    c1=$(hap_ticks) t1=$(steal)
     reqs=$(awk '/requests in/ {print $1}' "$OUT/haproxy-wrk$run.txt")
     echo "$c0 $c1 $t0 $t1" | awk -v run="$run" -v r="$reqs" -v d="$DURATION" -v hz="$hz" '{
       cpu = ($2 - $1) / hz
