@@ -254,20 +254,21 @@ export class PolicyVerifier {
     const now = this.#o.now();
     // a chain checked as of now is remembered per header and kinds; one checked as of a signing time is not
     const cacheKey = chainAt === 'now' ? `${kinds.join(',')} ${headerSeg}` : undefined;
-    const cached = cacheKey === undefined ? undefined : this.#signers.get(cacheKey, bundle, now);
-    const header = cached ? undefined : readJwsHeader(headerSeg);
-    if (header && !header.ok) return refuse('bad_header', 'unknown', header.detail);
+    // a remembered signer, or the header to verify one from (after the payload: its issuedAt may be the time)
+    const source =
+      (cacheKey !== undefined && this.#signers.get(cacheKey, bundle, now)) || readJwsHeader(headerSeg);
+    if ('ok' in source && !source.ok) return refuse('bad_header', 'unknown', source.detail);
     let payload: unknown;
     try {
       payload = JSON.parse(Buffer.from(text.slice(dot1 + 1, dot2), 'base64url').toString('utf8'));
     } catch {
       return refuse('bad_payload', 'unknown', 'the payload is not JSON');
     }
-    let signer = cached;
-    if (!signer) {
+    let signer: PolicySigner;
+    if ('ders' in source) {
       const issuedAt = (payload as { issuedAt?: unknown } | null)?.issuedAt;
       const at = chainAt === 'issuedAt' && typeof issuedAt === 'number' ? issuedAt : now;
-      const verified = verifySigner<PolicyRejectReason>(header!.ders, {
+      const verified = verifySigner<PolicyRejectReason>(source.ders, {
         bundle,
         trustDomain: this.#o.trustDomain,
         kinds,
@@ -281,10 +282,10 @@ export class PolicyVerifier {
         validUntil: verified.identity.notAfter.getTime(),
         key: verified.key,
         identity: verified.identity,
-        keyFits: keyFitsAlg(verified.key, header!.alg),
+        keyFits: keyFitsAlg(verified.key, source.alg),
       };
       if (cacheKey !== undefined) this.#signers.set(cacheKey, signer);
-    }
+    } else signer = source;
     const { key, identity: id } = signer;
     const good =
       signer.keyFits && signatureVerifies(key, Buffer.from(text.slice(0, dot2)), text.slice(dot2 + 1));

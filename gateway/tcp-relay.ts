@@ -95,9 +95,7 @@ export class TcpRelay {
   dialEndpoint(pick: PickResult, reads?: ReturnType<typeof plainReads>): Socket {
     const { host, port } = splitHostPort(pick.target.address);
     const t0 = performance.now();
-    const up = net.connect(
-      reads ? { host, port, noDelay: true, onread: reads } : { host, port, noDelay: true },
-    );
+    const up = net.connect({ host, port, noDelay: true, ...(reads ? { onread: reads } : {}) });
     const ms = this.#options.config.timeouts.connect;
     const timer = setTimeout(() => up.destroy(new Error(`no connection within ${ms} ms`)), ms);
     up.once('connect', () => {
