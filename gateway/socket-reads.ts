@@ -1,8 +1,8 @@
 /**
- * Where the plain connections a gateway dials to local endpoints read: the pool's (h1/pool.ts) and SNI
- * passthrough's (tcp-relay.ts; its TCP-port and CONNECT relays still pipe). They read one at a time, on
- * this thread, and each read is copied out before the next; made by the first dial, so a gateway that never
- * dials a local endpoint does not allocate it. Node otherwise reads a socket into a fresh 64 KiB allocation
+ * Where the connections a gateway dials read: the pool's, plain to local endpoints and mTLS to remote gateways
+ * (h1/pool.ts; a TLS socket decrypts into it), and SNI passthrough's (tcp-relay.ts; its TCP-port and CONNECT
+ * relays still pipe). They read one at a time, on this thread, and each read is copied out before anything
+ * else runs; made by the first dial, so a gateway that never dials does not allocate it. Node otherwise reads a socket into a fresh 64 KiB allocation
  * each time, which glibc maps on its own whenever the top of its heap is short (the gateway runs with
  * MALLOC_MMAP_THRESHOLD_=65537, cli/node-flags.ts): under 64 KiB bodies that mapping came and went with every
  * response from a local endpoint and cost the path 20-45 % of its throughput while it lasted
@@ -13,11 +13,11 @@
 let readBuffer: Buffer | undefined;
 
 /**
- * The `onread` option of a plain connection a gateway dials: reads land in readBuffer, and `to` gets a copy
- * of each (whoever gets the bytes may keep them, or queue them in a socket's write buffer, past the next
+ * The `onread` option of a connection a gateway dials (net.connect's and tls.connect's): reads land in
+ * readBuffer, and `to` gets a copy of each (whoever gets the bytes may keep them, or queue them in a socket's write buffer, past the next
  * read). When `to` returns false the socket stops reading until its `resume()` (backpressure).
  */
-export function plainReads(to: (d: Buffer) => boolean | undefined): {
+export function sharedReads(to: (d: Buffer) => boolean | undefined): {
   buffer: Buffer;
   callback: (n: number, b: Buffer) => boolean;
 } {

@@ -14,7 +14,7 @@ import {
   type ResilienceMetrics,
   type RetryBudget,
 } from './resilience/index.ts';
-import { plainReads } from './socket-reads.ts';
+import { sharedReads } from './socket-reads.ts';
 import { type TcpDecision, type TcpSourcePolicy, tcpSourceDecision } from './tcp-source-policy.ts';
 
 export interface TcpRelayOptions {
@@ -92,7 +92,7 @@ export class TcpRelay {
    * destroyed first (the client left meanwhile). With `reads`, the socket reads through that `onread`
    * option (socket-reads.ts) and emits no 'data'.
    */
-  dialEndpoint(pick: PickResult, reads?: ReturnType<typeof plainReads>): Socket {
+  dialEndpoint(pick: PickResult, reads?: ReturnType<typeof sharedReads>): Socket {
     const { host, port } = splitHostPort(pick.target.address);
     const t0 = performance.now();
     const up = net.connect({ host, port, noDelay: true, ...(reads ? { onread: reads } : {}) });
@@ -157,7 +157,7 @@ export class TcpRelay {
     const resume = () => upstream.resume();
     const upstream = this.dialEndpoint(
       pick,
-      plainReads((d) => {
+      sharedReads((d) => {
         if (client.write(d)) return true;
         client.once('drain', resume);
         return false;

@@ -1,4 +1,4 @@
-import type { Socket } from 'node:net';
+import type { OnReadOpts, Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import type { IssuedLeaf } from '../../ca/index.ts';
 import { FAST_ALPN, TUNNEL_ALPN } from '../config.ts';
@@ -27,26 +27,31 @@ export class GatewayTls {
   /**
    * Opens an mTLS connection to `cluster`'s gateway at host:port, offering the fast-path ALPN first (a gateway
    * without it picks the tunnel from the same offer). `verifyPeer`, called once the handshake is done, returns
-   * what the peer proved, or throws; a ticket from this connection is kept only after it.
+   * what the peer proved, or throws; a ticket from this connection is kept only after it. What it reads goes
+   * to `onread` (net.Socket's option: no 'data' events).
    */
   connect(
     address: string,
     host: string,
     port: number,
     cluster: string,
+    onread: OnReadOpts,
   ): { socket: TLSSocket; leaf: IssuedLeaf; verifyPeer: () => VerifiedPeer } {
     const leaf = this.#creds.leaf();
     const tickets = this.#tickets.dial(cluster, address, leaf);
-    const t = tls.connect({
+    // tls.connect takes net's `onread` (Node 15+, not in its type)
+    const options: tls.ConnectionOptions & { onread: OnReadOpts } = {
       ...(tickets.ticket ? { session: tickets.ticket } : {}),
       host,
       port,
+      onread,
       secureContext: this.#context.get(leaf, this.#creds.bundle()),
       ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN, 'h2'],
       servername: `gateway.${cluster}.meshfed.internal`,
       // the SPIFFE identity is checked by verifyPeer with ca/verify; the hostname means nothing here
       checkServerIdentity: () => undefined,
-    });
+    };
+    const t = tls.connect(options);
     this.#leafOf.set(t, leaf);
     t.setNoDelay(true);
     // kept only once the peer is verified (verifyPeer), by the rules of SessionTickets

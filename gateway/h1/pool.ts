@@ -7,7 +7,7 @@ import type { TunnelCredentials } from '../h2-pool.ts';
 import { CLOSE_GRACE_MS, type PeerRevalidation } from '../peer-revalidation.ts';
 import { gatewayExpectation, type VerifiedPeer } from '../peer-dial.ts';
 import { GatewayTls } from './gateway-tls.ts';
-import { plainReads } from '../socket-reads.ts';
+import { sharedReads } from '../socket-reads.ts';
 import { PooledConnection, SharedDialFailure, TunnelOnly } from './pooled-connection.ts';
 
 export {
@@ -342,13 +342,13 @@ export class H1Pool {
         );
       };
       if (cluster === undefined) {
-        // a local endpoint: read into the pool's own buffer (plainReads); nothing is read before 'connect'
+        // a local endpoint: read into the pool's own buffer (sharedReads); nothing is read before 'connect'
         let conn: PooledConnection | undefined;
         socket = net.connect({
           host,
           port,
           noDelay: true,
-          onread: plainReads((d) => void conn?.received(d)),
+          onread: sharedReads((d) => void conn?.received(d)),
         });
         socket.once('error', onError);
         socket.once('connect', () => {
@@ -357,7 +357,23 @@ export class H1Pool {
         });
         return;
       }
-      const { socket: t, leaf, verifyPeer } = this.#gateways.connect(address, host, port, cluster);
+      // a remote gateway: its cleartext is read into the same buffer; a byte before the handshake is done
+      // and the peer verified is one nothing asked for, and closes the connection
+      let conn: PooledConnection | undefined;
+      const {
+        socket: t,
+        leaf,
+        verifyPeer,
+      } = this.#gateways.connect(
+        address,
+        host,
+        port,
+        cluster,
+        sharedReads((d) => {
+          if (conn) conn.received(d);
+          else t.destroy();
+        }),
+      );
       socket = t;
       t.once('error', onError);
       t.once('secureConnect', () => {
@@ -376,7 +392,7 @@ export class H1Pool {
           return;
         }
         const c = connected();
-        t.on('data', c.received);
+        conn = c;
         // dialled with the leaf that rotated meanwhile: it serves the request it was dialled for, then closes
         if (leaf !== this.#o.creds.leaf()) c.retired = true;
         this.#tls.add(c);

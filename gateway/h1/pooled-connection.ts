@@ -52,8 +52,8 @@ export class PooledConnection {
   readonly #spokeIdle: (c: PooledConnection, d: Buffer) => void;
 
   /**
-   * What `socket` reads goes to `received`, as its dialler wires it: the pool's plain connections through
-   * their `onread` callback (plainReads), its mTLS ones through 'data'.
+   * What `socket` reads goes to `received`, as its dialler wires it: through its `onread` callback
+   * (socket-reads.ts, sharedReads).
    */
   constructor(
     socket: Socket,

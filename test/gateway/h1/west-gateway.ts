@@ -23,6 +23,8 @@ export async function westAndPool(
   bundle: TrustBundle,
   root: CaMaterial,
   idle: { local: number; gateway: number } = { local: 60_000, gateway: 60_000 },
+  /** what else the remote gateway does with each connection it accepts */
+  serve?: (s: tls.TLSSocket) => void,
 ) {
   const west = await issueLeaf(await issueIntermediate(root, { cluster: 'west' }), {
     kind: 'gateway',
@@ -44,6 +46,7 @@ export async function westAndPool(
       sockets.push(s);
       s.on('error', () => undefined);
       seen.push(new X509Certificate(s.getPeerCertificate().raw));
+      serve?.(s);
     },
   );
   server.listen(0, '127.0.0.1');
