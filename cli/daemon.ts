@@ -252,7 +252,7 @@ export class Daemon {
       }),
       socketPath: this.loaded.adminSocket,
       logger: componentLogger(this.log, 'admin', c.cluster),
-      onConnection: () => this.idleHeap?.touch(),
+      onActivity: () => this.idleHeap?.touch(),
       ...(c.admin.grpc
         ? {
             tcp: {

@@ -63,6 +63,8 @@ export class AdminGrpcServer {
     const admin =
       (check: (call: grpc.ServerUnaryCall<Json, Json>) => void, h: ReturnType<typeof unary>) =>
       (call: grpc.ServerUnaryCall<Json, Json>, cb: grpc.sendUnaryData<Json>) => {
+        // a TCP caller's connection is accepted inside grpc-js: its calls are what this server sees of it
+        options.onActivity?.();
         try {
           check(call);
         } catch (err) {

@@ -37,8 +37,11 @@ export interface AdminServerOptions {
     trustDomain: string;
   };
   logger: Logger;
-  /** an admin connection was accepted (the daemon re-arms its idle heap shrink) */
-  onConnection?: () => void;
+  /**
+   * an admin connection was accepted on the Unix socket, or a call came on either listener (the daemon re-arms
+   * its idle heap shrink: both allocate, the first one loads the gRPC server)
+   */
+  onActivity?: () => void;
 }
 
 export interface AdminConnectionInjector {
@@ -72,7 +75,7 @@ export class AdminServer {
   }
 
   private accept(socket: Socket): void {
-    this.options.onConnection?.();
+    this.options.onActivity?.();
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     // bytes that arrive before gRPC is loaded wait in the socket, which is not read until it is injected

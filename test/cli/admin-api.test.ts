@@ -35,10 +35,11 @@ const backend: AdminBackend = {
 };
 
 /** An admin server on loopback TCP (mTLS), presenting `leaf()` and trusting `bundle`. */
-async function tcpAdminServer(leaf: () => IssuedLeaf, bundle: TrustBundle) {
+async function tcpAdminServer(leaf: () => IssuedLeaf, bundle: TrustBundle, onActivity?: () => void) {
   const server = new AdminServer({
     backend,
     logger: silentLogger(),
+    ...(onActivity ? { onActivity } : {}),
     tcp: { host: '127.0.0.1', port: 0, leaf, bundle: () => bundle, trustDomain: 'mesh.example' },
   });
   await server.start();
@@ -80,7 +81,13 @@ describe('admin gRPC API', () => {
     // what the holder of one cluster's intermediate key can make with openssl
     const forged = forgeLeaf(east, 'spiffe://mesh.example/admin/mallory');
     const bundle = TrustBundle.fromPem(root.certPem);
-    const { server, address } = await tcpAdminServer(() => serverLeaf, bundle);
+    // every call is admin activity (the daemon re-arms its idle heap shrink on it), refused or not
+    let activity = 0;
+    const { server, address } = await tcpAdminServer(
+      () => serverLeaf,
+      bundle,
+      () => activity++,
+    );
     const ok = new AdminClient({
       address,
       tls: { caPem: root.certPem, certPem: adminLeaf.chainPem, keyPem: adminLeaf.keyPem },
@@ -94,7 +101,9 @@ describe('admin gRPC API', () => {
       tls: { caPem: root.certPem, certPem: forged.chainPem, keyPem: forged.keyPem },
     });
     try {
+      expect(activity).toBe(0);
       expect((await ok.status()).cluster).toBe('east');
+      expect(activity).toBe(1);
       // regression: any cluster intermediate could issue an admin identity every gateway accepted
       await expect(clusterIssued.status()).rejects.toMatchObject({
         code: 'MESHFED_GATEWAY_IDENTITY_REFUSED',
@@ -104,6 +113,7 @@ describe('admin gRPC API', () => {
         code: 'MESHFED_GATEWAY_IDENTITY_REFUSED',
         details: { reason: 'MESHFED_CA_WRONG_KIND' },
       });
+      expect(activity).toBe(3);
     } finally {
       ok.close();
       wrong.close();
