@@ -77,6 +77,21 @@ function splitHostPort(address: string): { host: string; port: number } {
 }
 
 /**
+ * The `reads` (dialEndpoint's) of a relay from a local endpoint to `client`: the endpoint's bytes go to the
+ * client from the shared read buffer (socket-reads.ts), not through a stream pipe, so no 64 KiB allocation per
+ * read and no stream machinery on their way; a client that cannot take them pauses the endpoint (`endpoint()`,
+ * the socket these reads are for) until it drains. The endpoint's end is the caller's to pass on.
+ */
+function readsToClient(client: Socket, endpoint: () => Socket): ReturnType<typeof sharedReads> {
+  const resume = () => endpoint().resume();
+  return sharedReads((d) => {
+    if (client.write(d)) return true;
+    client.once('drain', resume);
+    return false;
+  });
+}
+
+/**
  * Byte relays: SNI passthrough to a local TLS endpoint, a per-service TCP port (to a local endpoint, or
  * over a CONNECT stream of the tunnel), and the terminal of the east-west CONNECT pipeline.
  */
@@ -151,17 +166,9 @@ export class TcpRelay {
       client.destroy();
       return;
     }
-    // the endpoint's bytes go to the client from the shared read buffer (socket-reads.ts), not through a
-    // stream pipe: no 64 KiB allocation per read and no stream machinery on the response's way; a client
-    // that cannot take them pauses the endpoint until it drains
-    const resume = () => upstream.resume();
     const upstream = this.dialEndpoint(
       pick,
-      sharedReads((d) => {
-        if (client.write(d)) return true;
-        client.once('drain', resume);
-        return false;
-      }),
+      readsToClient(client, () => upstream),
     );
     // node clears `connecting` before it reports a failed connect: this flag is what says it failed
     let connected = false;
@@ -293,11 +300,14 @@ export class TcpRelay {
       let settled = false;
       const onClientGone = () => releaseSlot();
       socket.once('close', onClientGone);
-      const relay = (up: NodeJS.ReadWriteStream) => {
+      // `up`'s bytes reach the client through its own reads (`viaReads`: a local endpoint, #dialLocal) or
+      // through a pipe (a CONNECT stream)
+      const relay = (up: NodeJS.ReadWriteStream, viaReads = false) => {
         settled = true;
         call.connected();
         socket.pipe(up);
-        up.pipe(socket);
+        if (viaReads) up.once('end', () => socket.end());
+        else up.pipe(socket);
       };
       // before any byte was relayed: another target, when the budget allows
       const retry = (failure: Failure) => {
@@ -341,14 +351,17 @@ export class TcpRelay {
   #dialLocal(
     pick: PickResult,
     socket: Socket,
-    relay: (up: NodeJS.ReadWriteStream) => void,
+    relay: (up: NodeJS.ReadWriteStream, viaReads: boolean) => void,
     retry: (failure: Failure) => void,
   ): void {
-    const up = this.dialEndpoint(pick);
+    const up = this.dialEndpoint(
+      pick,
+      readsToClient(socket, () => up),
+    );
     let connected = false;
     up.once('connect', () => {
       connected = true;
-      relay(up);
+      relay(up, true);
     });
     up.once('error', () => {
       if (!connected) retry('connect');

@@ -1,15 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import tls from 'node:tls';
 import { issueLeaf } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
 import { httpService, meshOfFile, type TestGateway } from './harness.ts';
 
-// SNI passthrough relays the endpoint's bytes to the client from the gateway's shared read buffer
-// (gateway/socket-reads.ts), not through a stream pipe. What the client gets must still be every byte in
-// order, through a client that reads slowly (the endpoint is paused, not buffered without bound), and each
-// side's end must reach the other.
+// SNI passthrough and a per-service TCP port to a local endpoint relay the endpoint's bytes to the client from
+// the gateway's shared read buffer (gateway/socket-reads.ts), not through a stream pipe. What the client gets must
+// still be every byte in order, through a client that reads slowly (the endpoint is paused, not buffered without
+// bound), and each side's end must reach the other.
 
 const { mesh, closing } = meshOfFile();
 
@@ -23,104 +23,152 @@ interface Backend {
   queued: () => number;
 }
 
-/** A TLS backend for `vault.data` of `cluster` that sends `PAYLOAD` on 'send' and ends on 'end'. */
-async function backend(g: TestGateway, cluster: string): Promise<Backend> {
-  const leaf = await issueLeaf(await mesh().intermediate(cluster), {
-    kind: 'workload',
-    namespace: 'data',
-    serviceAccount: 'vault',
-    dnsNames: ['vault.data.svc.clusterset.local'],
+/** What an endpoint does with a connection: sends `PAYLOAD` on 'send', ends on 'end'. */
+function serve(s: Socket, seen: { ended: boolean }): void {
+  s.on('error', () => undefined);
+  s.on('data', (d: Buffer) => {
+    if (d.toString().includes('send')) s.write(PAYLOAD);
+    if (d.toString().includes('end')) s.end();
   });
-  const seen = { ended: false };
-  let last: tls.TLSSocket | undefined;
-  const server = tls.createServer({ cert: leaf.chainPem, key: leaf.keyPem }, (s) => {
-    last = s;
-    s.on('error', () => undefined);
-    s.on('data', (d: Buffer) => {
-      if (d.toString().includes('send')) s.write(PAYLOAD);
-      if (d.toString().includes('end')) s.end();
-    });
-    s.on('end', () => {
-      seen.ended = true;
-    });
+  s.on('end', () => {
+    seen.ended = true;
   });
+}
+
+/** A relay under test: how its endpoint is served, and how a client reaches it through the gateway. */
+interface Relay {
+  name: string;
+  /** the gateway's config for it */
+  config: Record<string, unknown>;
+  /** an endpoint for `vault.data` of `g`'s cluster, registered with the gateway */
+  backend(g: TestGateway): Promise<Backend>;
+  connect(g: TestGateway): Promise<Socket>;
+}
+
+async function listening(server: net.Server): Promise<string> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
   closing(() => server.close());
-  const address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-  g.source.set([httpService('data', 'vault', [address], true, 'tls')]);
-  return { seen, queued: () => last?.writableLength ?? 0 };
+  return `127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-async function gateway(cluster: string): Promise<TestGateway> {
-  const g = await mesh().gateway(cluster);
-  closing(() => g.close());
-  return g;
+function hostPort(address: string): { host: string; port: number } {
+  const i = address.lastIndexOf(':');
+  return { host: address.slice(0, i), port: Number(address.slice(i + 1)) };
 }
 
-function connect(g: TestGateway): Promise<tls.TLSSocket> {
-  const i = g.eastWest.lastIndexOf(':');
-  const client = tls.connect({
-    host: g.eastWest.slice(0, i),
-    port: Number(g.eastWest.slice(i + 1)),
-    servername: 'vault.data.svc.clusterset.local',
-    ca: mesh().bundle.toPem(),
-  });
-  return new Promise((resolve, reject) => {
-    client.once('secureConnect', () => resolve(client));
-    client.once('error', reject);
-  });
-}
+const passthrough: Relay = {
+  name: 'SNI passthrough',
+  config: {},
+  async backend(g) {
+    const leaf = await issueLeaf(await mesh().intermediate(g.cluster), {
+      kind: 'workload',
+      namespace: 'data',
+      serviceAccount: 'vault',
+      dnsNames: ['vault.data.svc.clusterset.local'],
+    });
+    const seen = { ended: false };
+    let last: Socket | undefined;
+    const server = tls.createServer({ cert: leaf.chainPem, key: leaf.keyPem }, (s) => {
+      last = s;
+      serve(s, seen);
+    });
+    g.source.set([httpService('data', 'vault', [await listening(server)], true, 'tls')]);
+    return { seen, queued: () => last?.writableLength ?? 0 };
+  },
+  connect(g) {
+    const client = tls.connect({
+      ...hostPort(g.eastWest),
+      servername: 'vault.data.svc.clusterset.local',
+      ca: mesh().bundle.toPem(),
+    });
+    return new Promise((resolve, reject) => {
+      client.once('secureConnect', () => resolve(client));
+      client.once('error', reject);
+    });
+  },
+};
 
-test('a slow client gets every byte in order, and the endpoint is held back meanwhile', async () => {
-  const g = await gateway('pr1');
-  const b = await backend(g, 'pr1');
-  const client = await connect(g);
-  client.pause();
-  client.write('send');
-  // the client reads nothing: once the socket buffers on the way are full, the gateway stops reading the
-  // endpoint, and the rest waits at the endpoint rather than in the gateway's memory. Settled: the
-  // endpoint's queue has not moved for five looks 50 ms apart.
-  let previous = -1;
-  let still = 0;
-  await waitFor(
-    () => {
-      const q = b.queued();
-      still = q > 0 && q === previous ? still + 1 : 0;
-      previous = q;
-      return still >= 5;
-    },
-    { timeoutMs: 20_000, intervalMs: 50, what: 'the flow to the paused client to settle' },
-  );
-  expect(b.queued()).toBeGreaterThan(PAYLOAD.length / 2);
-  const got: Buffer[] = [];
-  let total = 0;
-  client.on('data', (d: Buffer) => {
-    got.push(d);
-    total += d.length;
-    // read slowly: a pause after each piece
+const tcpPort: Relay = {
+  name: 'a TCP port to a local endpoint',
+  config: { tcpPorts: [{ listen: '127.0.0.1:0', service: 'vault.data' }] },
+  async backend(g) {
+    const seen = { ended: false };
+    let last: Socket | undefined;
+    const server = net.createServer((s) => {
+      last = s;
+      serve(s, seen);
+    });
+    g.source.set([httpService('data', 'vault', [await listening(server)], true, 'tcp')]);
+    return { seen, queued: () => last?.writableLength ?? 0 };
+  },
+  connect(g) {
+    const client = net.connect(hostPort(g.gateway.addresses()['tcp:vault.data']!));
+    return new Promise((resolve, reject) => {
+      client.once('connect', () => resolve(client));
+      client.once('error', reject);
+    });
+  },
+};
+
+describe.each([passthrough, tcpPort])('$name', (relay) => {
+  let n = 0;
+  async function gateway(): Promise<TestGateway> {
+    const g = await mesh().gateway(`${relay === passthrough ? 'pt' : 'tp'}${++n}`, { config: relay.config });
+    closing(() => g.close());
+    return g;
+  }
+
+  test('a slow client gets every byte in order, and the endpoint is held back meanwhile', async () => {
+    const g = await gateway();
+    const b = await relay.backend(g);
+    const client = await relay.connect(g);
     client.pause();
-    setImmediate(() => client.resume());
-  });
-  client.resume();
-  await waitFor(() => total >= PAYLOAD.length, { timeoutMs: 60_000, what: 'the whole payload' });
-  expect(Buffer.concat(got).equals(PAYLOAD)).toBe(true);
-  client.destroy();
-}, 90_000);
+    client.write('send');
+    // the client reads nothing: once the socket buffers on the way are full, the gateway stops reading the
+    // endpoint, and the rest waits at the endpoint rather than in the gateway's memory. Settled: the
+    // endpoint's queue has not moved for five looks 50 ms apart.
+    let previous = -1;
+    let still = 0;
+    await waitFor(
+      () => {
+        const q = b.queued();
+        still = q > 0 && q === previous ? still + 1 : 0;
+        previous = q;
+        return still >= 5;
+      },
+      { timeoutMs: 20_000, intervalMs: 50, what: 'the flow to the paused client to settle' },
+    );
+    expect(b.queued()).toBeGreaterThan(PAYLOAD.length / 2);
+    const got: Buffer[] = [];
+    let total = 0;
+    client.on('data', (d: Buffer) => {
+      got.push(d);
+      total += d.length;
+      // read slowly: a pause after each piece
+      client.pause();
+      setImmediate(() => client.resume());
+    });
+    client.resume();
+    await waitFor(() => total >= PAYLOAD.length, { timeoutMs: 60_000, what: 'the whole payload' });
+    expect(Buffer.concat(got).equals(PAYLOAD)).toBe(true);
+    client.destroy();
+  }, 90_000);
 
-test("the endpoint's end reaches the client, and the client's end reaches the endpoint", async () => {
-  const g = await gateway('pr2');
-  const b = await backend(g, 'pr2');
-  // the endpoint ends: the client sees the end of its stream (and TLS's close_notify with it)
-  const first = await connect(g);
-  first.resume();
-  first.write('end');
-  await once(first, 'end');
-  first.destroy();
-  // the client ends: the endpoint sees the end
-  const second = await connect(g);
-  second.resume();
-  second.end('bye');
-  await waitFor(() => b.seen.ended, { timeoutMs: 5_000, what: "the client's end at the endpoint" });
-  second.destroy();
-}, 30_000);
+  test("the endpoint's end reaches the client, and the client's end reaches the endpoint", async () => {
+    const g = await gateway();
+    const b = await relay.backend(g);
+    // the endpoint ends: the client sees the end of its stream
+    const first = await relay.connect(g);
+    first.resume();
+    first.write('end');
+    await once(first, 'end');
+    first.destroy();
+    // the client ends: the endpoint sees the end
+    const second = await relay.connect(g);
+    second.resume();
+    second.end('bye');
+    await waitFor(() => b.seen.ended, { timeoutMs: 5_000, what: "the client's end at the endpoint" });
+    second.destroy();
+  }, 30_000);
+});
