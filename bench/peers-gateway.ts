@@ -136,6 +136,7 @@ async function start(o: {
   listeners: Record<string, string>;
   local: LocalService[];
   remote: RemoteServiceInstance[];
+  tcpPorts?: { listen: string; service: string }[];
 }) {
   const identity = CertificateSource.fromFiles({
     logger: silentLogger(),
@@ -167,6 +168,7 @@ async function start(o: {
   const gw = new Gateway({
     config: gatewayConfigSchema.parse({
       listeners: o.listeners,
+      ...(o.tcpPorts ? { tcpPorts: o.tcpPorts } : {}),
       // BENCH_REUSE=noreuse: a new TCP+TLS connection from gw-A to gw-B per request (TLS sessions resumed)
       ...(reuse === 'noreuse' ? { tunnelMaxRequestsPerConnection: 1 } : {}),
     }),
@@ -189,7 +191,7 @@ async function start(o: {
   return gw;
 }
 
-const svc = (addr: string, protocol: 'http' | 'tls'): LocalService => ({
+const svc = (addr: string, protocol: 'http' | 'tls' | 'tcp'): LocalService => ({
   ...ref,
   ports: [{ name: protocol, port: split(addr).port, protocol }],
   endpoints: [{ host: split(addr).host, ports: { [protocol]: split(addr).port }, healthy: true }],
@@ -206,6 +208,18 @@ if (topology === 'passthrough') {
     key: env('BENCH_GW_B_KEY'),
     listeners: { eastWest: gwB, egress: spare(22), admin: spare(22) },
     local: [svc(env('BENCH_BACKEND_TLS'), 'tls')],
+    remote: [],
+  });
+} else if (topology === 'tcp-port') {
+  // not a harness topology: a per-service TCP port at gw-B's address to the plain backend, a local endpoint
+  // (bench/passthrough-spread.sh -t tcp-port)
+  await start({
+    cluster: 'cluster-b',
+    cert: env('BENCH_GW_B_CERT'),
+    key: env('BENCH_GW_B_KEY'),
+    listeners: { eastWest: spare(22), egress: spare(22), admin: spare(22) },
+    tcpPorts: [{ listen: gwB, service: `${ref.name}.${ref.namespace}` }],
+    local: [svc(env('BENCH_BACKEND_HTTP'), 'tcp')],
     remote: [],
   });
 } else {

@@ -14,8 +14,9 @@ let readBuffer: Buffer | undefined;
 
 /**
  * The `onread` option of a connection a gateway dials (net.connect's and tls.connect's): reads land in
- * readBuffer, and `to` gets a copy of each (whoever gets the bytes may keep them, or queue them in a socket's write buffer, past the next
- * read). When `to` returns false the socket stops reading until its `resume()` (backpressure).
+ * readBuffer, and `to` gets a copy of each (whoever gets the bytes may keep them, or queue them in a socket's
+ * write buffer, past the next read). When `to` returns false the socket stops reading until its `resume()`
+ * (backpressure).
  */
 export function sharedReads(to: (d: Buffer) => boolean | undefined): {
   buffer: Buffer;

@@ -342,7 +342,7 @@ export class H1Pool {
         );
       };
       if (cluster === undefined) {
-        // a local endpoint: read into the pool's own buffer (sharedReads); nothing is read before 'connect'
+        // a local endpoint: read into the shared read buffer (sharedReads); nothing is read before 'connect'
         let conn: PooledConnection | undefined;
         socket = net.connect({
           host,
