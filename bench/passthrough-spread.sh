@@ -11,18 +11,20 @@
 # apart, and this host's speed drifts by a third within an hour (docs/performance.md, "Eleventh round"). With
 # -t terminate the topology is terminate-reuse (wrk -> gw-A -> pooled mTLS -> gw-B -> the nginx backend; meshfed's
 # two gateways share one process, HAProxy's are two, their CPU summed). -t tcp-port: wrk -> a per-service TCP port of
-# gw-B -> the nginx backend's plain port, a local endpoint (no HAProxy counterpart: -H does not apply).
-#   flock /tmp/meshfed-peers.lock bash bench/passthrough-spread.sh [-r RUNS] [-d SECONDS] [-b small|64k] [-t passthrough|terminate|tcp-port] [-H]
+# gw-B -> the nginx backend's plain port, a local endpoint; -t tcp-tunnel: wrk -> a TCP port of gw-A -> CONNECT over
+# the HTTP/2 tunnel -> gw-B's terminal -> the same port (neither has a HAProxy counterpart: no -H).
+#   flock /tmp/meshfed-peers.lock bash bench/passthrough-spread.sh [-r RUNS] [-d SECONDS] [-b small|64k] [-t passthrough|terminate|tcp-port|tcp-tunnel] [-H]
 # Each run is bounded (wrk -d plus timeout); the servers run in sessions of their own, stopped by process group.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=6 DURATION=5 BODY=small HAPROXY=0 TOPO=passthrough
 while getopts r:d:b:t:H opt; do
   case $opt in r) RUNS=$OPTARG ;; d) DURATION=$OPTARG ;; b) BODY=$OPTARG ;; t) TOPO=$OPTARG ;; H) HAPROXY=1 ;;
-    *) sed -n 2,16p "$0" >&2; exit 2 ;; esac
+    *) sed -n 2,17p "$0" >&2; exit 2 ;; esac
 done
-case $TOPO in passthrough | terminate | tcp-port) ;; *) echo "-t takes passthrough, terminate or tcp-port, got '$TOPO'" >&2; exit 2 ;; esac
-if [ "$TOPO" = tcp-port ] && [ "$HAPROXY" = 1 ]; then echo "-H: HAProxy has no tcp-port topology here" >&2; exit 2; fi
+case $TOPO in passthrough | terminate | tcp-port | tcp-tunnel) ;;
+  *) echo "-t takes passthrough, terminate, tcp-port or tcp-tunnel, got '$TOPO'" >&2; exit 2 ;; esac
+if [[ $TOPO == tcp-* ]] && [ "$HAPROXY" = 1 ]; then echo "-H: HAProxy has no $TOPO topology here" >&2; exit 2; fi
 # HAProxy's gateways: B (and A for terminate) on addresses of their own
 HAPROXY_ADDR=127.0.0.123:25443 HAPROXY_A_ADDR=127.0.0.124:25001
 HARNESS=/work/shared/bench/peers
@@ -46,6 +48,8 @@ if [ "$TOPO" = passthrough ]; then
   ENTRY=$BENCH_GW_B_ADDR HAPROXY_ENTRY=$HAPROXY_ADDR url="https://$BENCH_SERVICE_HOST:${BENCH_GW_B_ADDR##*:}$path"
 elif [ "$TOPO" = tcp-port ]; then
   ENTRY=$BENCH_GW_B_ADDR url="http://$BENCH_SERVICE_HOST:${BENCH_GW_B_ADDR##*:}$path"
+elif [ "$TOPO" = tcp-tunnel ]; then
+  ENTRY=$BENCH_GW_A_ADDR url="http://$BENCH_SERVICE_HOST:${BENCH_GW_A_ADDR##*:}$path"
 else
   ENTRY=$BENCH_GW_A_ADDR HAPROXY_ENTRY=$HAPROXY_A_ADDR url="http://$BENCH_SERVICE_HOST:${BENCH_GW_A_ADDR##*:}$path"
 fi

@@ -223,7 +223,11 @@ if (topology === 'passthrough') {
     remote: [],
   });
 } else {
-  const local = svc(env('BENCH_BACKEND_HTTP'), 'http');
+  // terminate: gw-A's egress listener, HTTP/1.1 through gw-B to the backend; tcp-tunnel (not a harness topology,
+  // bench/passthrough-spread.sh -t tcp-tunnel): a per-service TCP port of gw-A at its address instead, over the
+  // tunnel's CONNECT to gw-B, whose terminal relays to the backend's plain port
+  const tunnel = topology === 'tcp-tunnel';
+  const local = svc(env('BENCH_BACKEND_HTTP'), tunnel ? 'tcp' : 'http');
   if (role !== 'a')
     await start({
       cluster: 'cluster-b',
@@ -238,7 +242,14 @@ if (topology === 'passthrough') {
       cluster: 'cluster-a',
       cert: env('BENCH_GW_A_CERT'),
       key: env('BENCH_GW_A_KEY'),
-      listeners: { eastWest: spare(21), egress: env('BENCH_GW_A_ADDR'), admin: spare(21) },
+      listeners: {
+        eastWest: spare(21),
+        egress: tunnel ? spare(21) : env('BENCH_GW_A_ADDR'),
+        admin: spare(21),
+      },
+      ...(tunnel
+        ? { tcpPorts: [{ listen: env('BENCH_GW_A_ADDR'), service: `${ref.name}.${ref.namespace}` }] }
+        : {}),
       local: [],
       remote: [
         {

@@ -76,15 +76,28 @@ function splitHostPort(address: string): { host: string; port: number } {
   return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
 }
 
+/** Where a relay writes a local endpoint's bytes: the client's socket, or a CONNECT stream's response. */
+interface ByteSink {
+  write(d: Buffer): boolean;
+  once(event: 'drain', listener: () => void): unknown;
+}
+
 /**
  * The `reads` (dialEndpoint's) of a relay from a local endpoint to `client`: the endpoint's bytes go to the
  * client from the shared read buffer (socket-reads.ts), not through a stream pipe, so no 64 KiB allocation per
- * read and no stream machinery on their way; a client that cannot take them pauses the endpoint (`endpoint()`,
- * the socket these reads are for) until it drains. The endpoint's end is the caller's to pass on.
+ * read (mapped and unmapped by malloc each time: a TCP port relayed 64 KiB responses at a third of the rate
+ * through a pipe, docs/performance.md, "Twelfth round") and no stream machinery on their way; a client that
+ * cannot take them pauses the endpoint (`endpoint()`, the socket these reads are for) until it drains.
+ * `counted` hears each piece's size. The endpoint's end is the caller's to pass on.
  */
-function readsToClient(client: Socket, endpoint: () => Socket): ReturnType<typeof sharedReads> {
+function readsToClient(
+  client: ByteSink,
+  endpoint: () => Socket,
+  counted?: (bytes: number) => void,
+): ReturnType<typeof sharedReads> {
   const resume = () => endpoint().resume();
   return sharedReads((d) => {
+    counted?.(d.length);
     if (client.write(d)) return true;
     client.once('drain', resume);
     return false;
@@ -473,7 +486,16 @@ export class TcpRelay {
     if (!this.#slot(pick, res))
       refuse('circuit-breaker', `${service}: every endpoint is at circuitBreaker.maxConnections`);
     r.destination = pick.target.cluster;
-    const up = this.dialEndpoint(pick);
+    const up = this.dialEndpoint(
+      pick,
+      readsToClient(
+        res,
+        () => up,
+        (n) => {
+          r.bytesOut += n;
+        },
+      ),
+    );
     // settles once the stream is relayed or refused, so the layers around it see how it began
     await new Promise<void>((settle) => {
       up.once('connect', () => {
@@ -482,11 +504,8 @@ export class TcpRelay {
         r.io.req.on('data', (d: Buffer) => {
           r.bytesIn += d.length;
         });
-        up.on('data', (d: Buffer) => {
-          r.bytesOut += d.length;
-        });
         r.io.req.pipe(up);
-        up.pipe(res as unknown as NodeJS.WritableStream);
+        up.once('end', () => res.end());
         this.#options.log.debug({ peer: r.peer?.spiffeId, caller: r.caller, service }, 'tcp tunnel opened');
         settle();
       });

@@ -6,10 +6,11 @@ import { issueLeaf } from '../../ca/index.ts';
 import { waitFor } from '../../core/index.ts';
 import { httpService, meshOfFile, type TestGateway } from './harness.ts';
 
-// SNI passthrough and a per-service TCP port to a local endpoint relay the endpoint's bytes to the client from
-// the gateway's shared read buffer (gateway/socket-reads.ts), not through a stream pipe. What the client gets must
-// still be every byte in order, through a client that reads slowly (the endpoint is paused, not buffered without
-// bound), and each side's end must reach the other.
+// SNI passthrough, a per-service TCP port to a local endpoint, and the terminal of a TCP port's CONNECT at the
+// remote gateway relay the endpoint's bytes to the client from the gateway's shared read buffer
+// (gateway/socket-reads.ts), not through a stream pipe. What the client gets must still be every byte in order,
+// through a client that reads slowly (the endpoint is paused, not buffered without bound), and each side's end
+// must reach the other.
 
 const { mesh, closing } = meshOfFile();
 
@@ -43,6 +44,27 @@ interface Relay {
   /** an endpoint for `vault.data` of `g`'s cluster, registered with the gateway */
   backend(g: TestGateway): Promise<Backend>;
   connect(g: TestGateway): Promise<Socket>;
+}
+
+/** A plain TCP endpoint for `vault.data`, registered with `g`. */
+async function tcpBackend(g: TestGateway): Promise<Backend> {
+  const seen = { ended: false };
+  let last: Socket | undefined;
+  const server = net.createServer((s) => {
+    last = s;
+    serve(s, seen);
+  });
+  g.source.set([httpService('data', 'vault', [await listening(server)], true, 'tcp')]);
+  return { seen, queued: () => last?.writableLength ?? 0 };
+}
+
+/** A client of `g`'s TCP port for `vault.data`. */
+function tcpClient(g: TestGateway): Promise<Socket> {
+  const client = net.connect(hostPort(g.gateway.addresses()['tcp:vault.data']!));
+  return new Promise((resolve, reject) => {
+    client.once('connect', () => resolve(client));
+    client.once('error', reject);
+  });
 }
 
 async function listening(server: net.Server): Promise<string> {
@@ -89,32 +111,40 @@ const passthrough: Relay = {
   },
 };
 
+const TCP_PORT = { tcpPorts: [{ listen: '127.0.0.1:0', service: 'vault.data' }] };
+
 const tcpPort: Relay = {
   name: 'a TCP port to a local endpoint',
-  config: { tcpPorts: [{ listen: '127.0.0.1:0', service: 'vault.data' }] },
-  async backend(g) {
-    const seen = { ended: false };
-    let last: Socket | undefined;
-    const server = net.createServer((s) => {
-      last = s;
-      serve(s, seen);
-    });
-    g.source.set([httpService('data', 'vault', [await listening(server)], true, 'tcp')]);
-    return { seen, queued: () => last?.writableLength ?? 0 };
-  },
-  connect(g) {
-    const client = net.connect(hostPort(g.gateway.addresses()['tcp:vault.data']!));
-    return new Promise((resolve, reject) => {
-      client.once('connect', () => resolve(client));
-      client.once('error', reject);
-    });
-  },
+  config: TCP_PORT,
+  backend: tcpBackend,
+  connect: tcpClient,
 };
 
-describe.each([passthrough, tcpPort])('$name', (relay) => {
+let remotes = 0;
+const tcpTunnel: Relay = {
+  name: "a TCP port to a remote gateway's endpoint (the CONNECT terminal)",
+  config: TCP_PORT,
+  // the endpoint is the remote gateway's, offered to `g` through its catalog
+  async backend(g) {
+    const remote = await mesh().gateway(`${g.cluster}-r${++remotes}`);
+    closing(() => remote.close());
+    const b = await tcpBackend(remote);
+    g.catalog.offer(remote.cluster, remote.source.current()[0]!, remote.eastWest);
+    return b;
+  },
+  connect: tcpClient,
+};
+
+const prefixes = new Map<Relay, string>([
+  [passthrough, 'pt'],
+  [tcpPort, 'tp'],
+  [tcpTunnel, 'tt'],
+]);
+
+describe.each([passthrough, tcpPort, tcpTunnel])('$name', (relay) => {
   let n = 0;
   async function gateway(): Promise<TestGateway> {
-    const g = await mesh().gateway(`${relay === passthrough ? 'pt' : 'tp'}${++n}`, { config: relay.config });
+    const g = await mesh().gateway(`${prefixes.get(relay)}${++n}`, { config: relay.config });
     closing(() => g.close());
     return g;
   }
