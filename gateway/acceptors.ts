@@ -14,6 +14,7 @@ import type { Listeners } from './listeners.ts';
 import type { LocalServices } from './local-services.ts';
 import type { PolicyIndex } from './policy/index.ts';
 import { readClientHello, routeHello, sniffEgress } from './protocol-entry.ts';
+import type { TcpPorts } from './tcp-port.ts';
 import type { TcpRelay } from './tcp-relay.ts';
 
 /** The servers a listener hands its connections to, made at the gateway's start (see Acceptors.serveWith). */
@@ -33,6 +34,7 @@ export interface AcceptContext {
   drain: Drain;
   local: LocalServices;
   relay: TcpRelay;
+  ports: TcpPorts;
   policy: { index: PolicyIndex; metrics: PolicyMetrics } | undefined;
 }
 
@@ -156,6 +158,6 @@ export class Acceptors {
       socket.destroy();
       return;
     }
-    c.relay.tcpPort(socket, listener, service, portName);
+    c.ports.tcpPort(socket, listener, service, portName);
   }
 }

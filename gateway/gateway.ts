@@ -29,6 +29,7 @@ import { type Handler, fromNode } from './pipeline.ts';
 import { requestPipelines } from './pipelines.ts';
 import { PolicyIndex, type PolicySummary } from './policy/index.ts';
 import { budgetPerService, CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
+import { TcpPorts } from './tcp-port.ts';
 import { TcpRelay } from './tcp-relay.ts';
 import { createUpstreams } from './upstreams.ts';
 import type { TrafficSnapshot } from './traffic-window.ts';
@@ -147,7 +148,7 @@ export class Gateway {
       minRetriesPerSecond: bc.retry.minRetriesPerSecond,
       windowMs: bc.retry.budgetWindow,
     });
-    this.#relay = new TcpRelay({
+    const relayOptions = {
       balancers: options.balancers,
       breakers,
       pool: this.#pool,
@@ -160,7 +161,9 @@ export class Gateway {
       policy: this.#policy && { ...this.#policy, random: options.random ?? Math.random },
       budgetFor,
       metrics,
-    });
+    };
+    this.#relay = new TcpRelay(relayOptions);
+    const ports = new TcpPorts(relayOptions);
     // a service's ResilienceOverride replaces the gateway-wide retry, timeout and outlier settings
     const resilience = index ? (s: ServiceRef) => index.service(serviceKey(s))?.resilience : undefined;
     options.balancers.outlierOverrides(resilience && ((s) => resilience(s)?.outlier));
@@ -215,6 +218,7 @@ export class Gateway {
       drain: this.#drain,
       local: this.#local,
       relay: this.#relay,
+      ports,
       policy: this.#policy,
     });
   }

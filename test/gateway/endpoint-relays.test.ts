@@ -39,6 +39,8 @@ function serve(s: Socket, seen: { ended: boolean }): void {
 /** A relay under test: how its endpoint is served, and how a client reaches it through the gateway. */
 interface Relay {
   name: string;
+  /** its gateways' cluster names start with it */
+  prefix: string;
   /** the gateway's config for it */
   config: Record<string, unknown>;
   /** an endpoint for `vault.data` of `g`'s cluster, registered with the gateway */
@@ -81,6 +83,7 @@ function hostPort(address: string): { host: string; port: number } {
 
 const passthrough: Relay = {
   name: 'SNI passthrough',
+  prefix: 'pt',
   config: {},
   async backend(g) {
     const leaf = await issueLeaf(await mesh().intermediate(g.cluster), {
@@ -115,6 +118,7 @@ const TCP_PORT = { tcpPorts: [{ listen: '127.0.0.1:0', service: 'vault.data' }] 
 
 const tcpPort: Relay = {
   name: 'a TCP port to a local endpoint',
+  prefix: 'tp',
   config: TCP_PORT,
   backend: tcpBackend,
   connect: tcpClient,
@@ -123,6 +127,7 @@ const tcpPort: Relay = {
 let remotes = 0;
 const tcpTunnel: Relay = {
   name: "a TCP port to a remote gateway's endpoint (the CONNECT terminal)",
+  prefix: 'tt',
   config: TCP_PORT,
   // the endpoint is the remote gateway's, offered to `g` through its catalog
   async backend(g) {
@@ -135,23 +140,17 @@ const tcpTunnel: Relay = {
   connect: tcpClient,
 };
 
-const prefixes = new Map<Relay, string>([
-  [passthrough, 'pt'],
-  [tcpPort, 'tp'],
-  [tcpTunnel, 'tt'],
-]);
-
 describe.each([passthrough, tcpPort, tcpTunnel])('$name', (relay) => {
   let n = 0;
-  async function gateway(): Promise<TestGateway> {
-    const g = await mesh().gateway(`${prefixes.get(relay)}${++n}`, { config: relay.config });
+  /** a gateway of its own for the test, and the relay's endpoint behind it */
+  async function relayed(): Promise<{ g: TestGateway; b: Backend }> {
+    const g = await mesh().gateway(`${relay.prefix}${++n}`, { config: relay.config });
     closing(() => g.close());
-    return g;
+    return { g, b: await relay.backend(g) };
   }
 
   test('a slow client gets every byte in order, and the endpoint is held back meanwhile', async () => {
-    const g = await gateway();
-    const b = await relay.backend(g);
+    const { g, b } = await relayed();
     const client = await relay.connect(g);
     client.pause();
     client.write('send');
@@ -186,8 +185,7 @@ describe.each([passthrough, tcpPort, tcpTunnel])('$name', (relay) => {
   }, 90_000);
 
   test("the endpoint's end reaches the client, and the client's end reaches the endpoint", async () => {
-    const g = await gateway();
-    const b = await relay.backend(g);
+    const { g, b } = await relayed();
     // the endpoint ends: the client sees the end of its stream
     const first = await relay.connect(g);
     first.resume();
