@@ -12,21 +12,24 @@
 # -t terminate the topology is terminate-reuse (wrk -> gw-A -> pooled mTLS -> gw-B -> the nginx backend; meshfed's
 # two gateways share one process, HAProxy's are two, their CPU summed). -t tcp-port: wrk -> a per-service TCP port of
 # gw-B -> the nginx backend's plain port, a local endpoint; -t tcp-tunnel: wrk -> a TCP port of gw-A -> CONNECT over
-# the HTTP/2 tunnel -> gw-B's terminal -> the same port (neither has a HAProxy counterpart: no -H).
-#   flock /tmp/meshfed-peers.lock bash bench/passthrough-spread.sh [-r RUNS] [-d SECONDS] [-b small|64k] [-t passthrough|terminate|tcp-port|tcp-tunnel] [-H]
+# the HTTP/2 tunnel -> gw-B's terminal -> the same port (neither has a HAProxy counterpart: no -H). With -F (terminate
+# only), the Node floor (bench/node-floor.ts: the same exchange with none of meshfed's logic, in one event loop with
+# the gateway's flags, also pinned to CPU 1) gets a run after each of meshfed's: meshfed against what Node itself costs.
+#   flock /tmp/meshfed-peers.lock bash bench/passthrough-spread.sh [-r RUNS] [-d SECONDS] [-b small|64k] [-t passthrough|terminate|tcp-port|tcp-tunnel] [-H] [-F]
 # Each run is bounded (wrk -d plus timeout); the servers run in sessions of their own, stopped by process group.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-RUNS=6 DURATION=5 BODY=small HAPROXY=0 TOPO=passthrough
-while getopts r:d:b:t:H opt; do
+RUNS=6 DURATION=5 BODY=small HAPROXY=0 FLOOR=0 TOPO=passthrough
+while getopts r:d:b:t:HF opt; do
   case $opt in r) RUNS=$OPTARG ;; d) DURATION=$OPTARG ;; b) BODY=$OPTARG ;; t) TOPO=$OPTARG ;; H) HAPROXY=1 ;;
-    *) sed -n 2,17p "$0" >&2; exit 2 ;; esac
+    F) FLOOR=1 ;; *) sed -n 2,20p "$0" >&2; exit 2 ;; esac
 done
 case $TOPO in passthrough | terminate | tcp-port | tcp-tunnel) ;;
   *) echo "-t takes passthrough, terminate, tcp-port or tcp-tunnel, got '$TOPO'" >&2; exit 2 ;; esac
 if [[ $TOPO == tcp-* ]] && [ "$HAPROXY" = 1 ]; then echo "-H: HAProxy has no $TOPO topology here" >&2; exit 2; fi
-# HAProxy's gateways: B (and A for terminate) on addresses of their own
-HAPROXY_ADDR=127.0.0.123:25443 HAPROXY_A_ADDR=127.0.0.124:25001
+if [ "$TOPO" != terminate ] && [ "$FLOOR" = 1 ]; then echo "-F: the Node floor is a terminate pair, not $TOPO" >&2; exit 2; fi
+# HAProxy's gateways: B (and A for terminate) on addresses of their own; the Node floor's, the same way
+HAPROXY_ADDR=127.0.0.123:25443 HAPROXY_A_ADDR=127.0.0.124:25001 FLOOR_B_ADDR=127.0.0.126:25443 FLOOR_A_ADDR=127.0.0.125:25001
 HARNESS=/work/shared/bench/peers
 STATE=${BENCH_STATE:-$PWD/.bench-peers}
 export BENCH_SERVICE_HOST=echo.bench.svc.clusterset.local BENCH_TRUST_DOMAIN=mesh.example
@@ -36,7 +39,8 @@ export BENCH_CERTS_DIR=$STATE/certs BENCH_CA=$STATE/certs/root-ca.crt
 export BENCH_GW_A_CERT=$STATE/certs/gw-a.crt BENCH_GW_A_KEY=$STATE/certs/gw-a.key
 export BENCH_GW_B_CERT=$STATE/certs/gw-b.crt BENCH_GW_B_KEY=$STATE/certs/gw-b.key
 export BENCH_TOPOLOGY=$TOPO BENCH_REUSE=reuse
-for a in $BENCH_BACKEND_HTTP $BENCH_BACKEND_TLS $BENCH_GW_A_ADDR $BENCH_GW_B_ADDR $HAPROXY_ADDR $HAPROXY_A_ADDR; do
+for a in $BENCH_BACKEND_HTTP $BENCH_BACKEND_TLS $BENCH_GW_A_ADDR $BENCH_GW_B_ADDR $HAPROXY_ADDR $HAPROXY_A_ADDR \
+  $FLOOR_A_ADDR $FLOOR_B_ADDR; do
   if ss -Htln | awk '{print $4}' | grep -qxF "$a"; then echo "address in use: $a" >&2; exit 1; fi
 done
 bash "$HARNESS/lib/certs.sh" "$BENCH_CERTS_DIR" "$BENCH_SERVICE_HOST" >/dev/null
@@ -77,6 +81,13 @@ if [ "$HAPROXY" = 1 ]; then
   wait_tcp "$HAPROXY_ENTRY" && wait_tcp "$HAPROXY_ADDR" || { cat "$OUT/haproxy.log" >&2; exit 1; }
   hapids=$(pgrep -s "$hap" -x haproxy)
 fi
+if [ "$FLOOR" = 1 ]; then
+  BENCH_GW_A_ADDR=$FLOOR_A_ADDR BENCH_GW_B_ADDR=$FLOOR_B_ADDR setsid timeout -k 5 $((RUNS * 3 * (DURATION + 5) + 120)) \
+    taskset -c 1 node_modules/.bin/node bench/node-floor.ts >"$OUT/floor.log" 2>&1 &
+  fl=$!; SIDS+=("$fl")
+  wait_tcp "$FLOOR_A_ADDR" && wait_tcp "$FLOOR_B_ADDR" || { cat "$OUT/floor.log" >&2; exit 1; }
+  floor=$(pgrep -s "$fl" -f node-floor.ts | tail -n1)
+fi
 source bench/cpu-ticks.sh
 nginx=$(pgrep -s "${SIDS[0]}" -f "nginx: worker" | head -n1)
 switches() { awk '/^voluntary_ctxt/ {v = $2} /^nonvoluntary_ctxt/ {n = $2} END {printf "%s %s ", v, n}' "/proc/$1/status"; }
@@ -89,6 +100,7 @@ snap() {
 load 2 >/dev/null # warm-up (JIT, connections)
 hz=$(getconf CLK_TCK)
 [ "$HAPROXY" = 1 ] && load 2 "$HAPROXY_ENTRY" >/dev/null
+[ "$FLOOR" = 1 ] && load 2 "$FLOOR_A_ADDR" >/dev/null
 # HAProxy's CPU ticks: both processes of a terminate pair
 hap_ticks() { local p t=0; for p in $hapids; do t=$((t + $(proc_ticks "$p"))); done; echo "$t"; }
 for run in $(seq "$RUNS"); do
@@ -101,6 +113,16 @@ for run in $(seq "$RUNS"); do
     printf "run %d: %.0f req/s, gateway CPU %.0f%%, %.1f µs per request; per request: %.2f reads, %.2f writes, %.3f minor faults, gateway switches %.3f voluntary %.3f forced, nginx %.3f / %.3f; host steal %.1f%%; load %s\n",
       run, r / d, cpu / d * 100, cpu / r * 1e6, ($11 - $3) / r, ($12 - $4) / r, ($10 - $2) / r,
       ($13 - $5) / r, ($14 - $6) / r, ($15 - $7) / r, ($16 - $8) / r, ($19 - $17) / ($20 - $18) * 100, l }'
+  if [ "$FLOOR" = 1 ]; then
+    c0=$(proc_ticks "$floor") t0=$(steal)
+    load "$DURATION" "$FLOOR_A_ADDR" >"$OUT/floor-wrk$run.txt"
+    c1=$(proc_ticks "$floor") t1=$(steal)
+    reqs=$(awk '/requests in/ {print $1}' "$OUT/floor-wrk$run.txt")
+    echo "$c0 $c1 $t0 $t1" | awk -v run="$run" -v r="$reqs" -v d="$DURATION" -v hz="$hz" '{
+      cpu = ($2 - $1) / hz
+      printf "run %d floor: %.0f req/s, gateway CPU %.0f%%, %.1f µs per request; host steal %.1f%%\n",
+        run, r / d, cpu / d * 100, cpu / r * 1e6, ($5 - $3) / ($6 - $4) * 100 }'
+  fi
   if [ "$HAPROXY" = 1 ]; then
     c0=$(hap_ticks) t0=$(steal)
     load "$DURATION" "$HAPROXY_ENTRY" >"$OUT/haproxy-wrk$run.txt"

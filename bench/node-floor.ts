@@ -1,0 +1,179 @@
+// The Node floor of the terminate-reuse topology: gw-A and gw-B as the least a Node.js gateway pair can do, in
+// one event loop, from the peers harness's environment (the addresses and certificates of bench/peers-gateway.ts).
+// gw-A reads a request head, forwards it over a pooled keep-alive mTLS connection to gw-B, which forwards it over
+// a pooled keep-alive connection to the backend; each response comes back by its Content-Length, its bytes
+// copied out of one shared read buffer (as meshfed's gateways read the connections they dial). No routing,
+// identity, policy, retries, metrics or header rewriting, and a request with a body, pipelining or a response
+// framed otherwise is refused: this is not a gateway, it is the measure of what Node's sockets, TLS and event
+// loop cost the same exchange, so that meshfed's figures can be read against it in the same minute
+// (bench/passthrough-spread.sh -t terminate -F; docs/performance.md, "Thirteenth round").
+import './gateway-flags.ts';
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
+
+const env = (k: string): string => {
+  const v = process.env[k];
+  if (v === undefined) throw new Error(`${k} is not set`);
+  return v;
+};
+const addr = (a: string): { host: string; port: number } => {
+  const i = a.lastIndexOf(':');
+  return { host: a.slice(0, i), port: Number(a.slice(i + 1)) };
+};
+const HEAD_END = Buffer.from('\r\n\r\n');
+const MAX_HEAD = 16 * 1024;
+let readBuffer: Buffer | undefined;
+
+/** A pooled connection to the next hop; `to` gets the response bytes of the exchange in flight. */
+interface Hop {
+  socket: net.Socket;
+  to: Exchange | undefined;
+}
+
+/** One request forwarded and its response relayed back to `client`, framed by its Content-Length. */
+class Exchange {
+  #head = true;
+  #buf: Buffer = Buffer.alloc(0);
+  #left = 0;
+  readonly client: net.Socket;
+  readonly hop: Hop;
+  readonly done: (ok: boolean) => void;
+  constructor(client: net.Socket, hop: Hop, done: (ok: boolean) => void) {
+    this.client = client;
+    this.hop = hop;
+    this.done = done;
+  }
+
+  /** Response bytes from the hop; false asks the hop to stop reading until the client drains. */
+  received(d: Buffer): boolean {
+    if (this.#head) {
+      this.#buf = this.#buf.length === 0 ? d : Buffer.concat([this.#buf, d]);
+      const end = this.#buf.indexOf(HEAD_END);
+      if (end < 0) {
+        if (this.#buf.length > MAX_HEAD) this.done(false);
+        return true;
+      }
+      const m = /\r\ncontent-length: *(\d+)\r\n/i.exec(this.#buf.toString('latin1', 0, end + 2));
+      if (m === null) {
+        this.done(false);
+        return true;
+      }
+      this.#head = false;
+      this.#left = end + 4 + Number(m[1]);
+      d = this.#buf;
+    }
+    const piece = d.length > this.#left ? d.subarray(0, this.#left) : d;
+    this.#left -= piece.length;
+    const ok = this.client.write(piece);
+    if (this.#left === 0) this.done(piece.length === d.length);
+    else if (!ok) {
+      this.client.once('drain', () => this.hop.socket.resume());
+      return false;
+    }
+    return true;
+  }
+}
+
+/** Keep-alive connections to one next hop, dialled on demand. */
+class Pool {
+  readonly #idle: Hop[] = [];
+  readonly dial: (onread: net.OnReadOpts) => net.Socket;
+  constructor(dial: (onread: net.OnReadOpts) => net.Socket) {
+    this.dial = dial;
+  }
+
+  /** Sends `head` on an idle connection (or a new one) and relays the response to `client`. */
+  forward(head: Buffer, client: net.Socket, done: (ok: boolean) => void): void {
+    let hop = this.#idle.pop();
+    if (hop === undefined || hop.socket.destroyed) {
+      const h: Hop = { socket: undefined as unknown as net.Socket, to: undefined };
+      readBuffer ??= Buffer.allocUnsafe(64 * 1024 - 64);
+      h.socket = this.dial({
+        buffer: readBuffer,
+        callback: (n, b) => (h.to === undefined ? false : h.to.received(Buffer.from(b.subarray(0, n)))),
+      });
+      h.socket.setNoDelay(true);
+      h.socket.on('error', () => h.to?.done(false));
+      h.socket.on('close', () => h.to?.done(false));
+      hop = h;
+    }
+    const used = hop;
+    used.to = new Exchange(client, used, (ok) => {
+      if (used.to === undefined) return;
+      used.to = undefined;
+      if (ok) this.#idle.push(used);
+      else used.socket.destroy();
+      done(ok);
+    });
+    used.socket.write(head);
+  }
+}
+
+/** Serves a listener's connections: one request at a time each, forwarded through `pool`. */
+function serve(client: net.Socket, pool: Pool): void {
+  client.setNoDelay(true);
+  let buf: Buffer = Buffer.alloc(0);
+  let busy = false;
+  const next = (): void => {
+    const end = buf.indexOf(HEAD_END);
+    if (end < 0) {
+      if (buf.length > MAX_HEAD) client.destroy();
+      return;
+    }
+    const head = buf.subarray(0, end + 4);
+    buf = buf.subarray(end + 4);
+    // a body, or a request pipelined behind this one: not the floor's business
+    if (buf.length > 0 || /\r\n(content-length|transfer-encoding):/i.test(head.toString('latin1'))) {
+      client.destroy();
+      return;
+    }
+    busy = true;
+    pool.forward(Buffer.from(head), client, (ok) => {
+      busy = false;
+      if (!ok) client.destroy();
+      else next();
+    });
+  };
+  client.on('data', (d: Buffer) => {
+    buf = buf.length === 0 ? d : Buffer.concat([buf, d]);
+    if (!busy) next();
+  });
+  client.on('error', () => client.destroy());
+}
+
+const certs = env('BENCH_CERTS_DIR');
+const ca = [env('BENCH_CA'), `${certs}/cluster-a-ca.crt`, `${certs}/cluster-b-ca.crt`].map((f) =>
+  readFileSync(f),
+);
+const backend = addr(env('BENCH_BACKEND_HTTP'));
+const gwB = addr(env('BENCH_GW_B_ADDR'));
+const gwA = addr(env('BENCH_GW_A_ADDR'));
+const toBackend = new Pool((onread) => net.connect({ ...backend, onread }));
+const toGwB = new Pool((onread) =>
+  tls.connect({
+    ...gwB,
+    servername: 'gw.cluster-b.mesh',
+    ca,
+    cert: readFileSync(env('BENCH_GW_A_CERT')),
+    key: readFileSync(env('BENCH_GW_A_KEY')),
+    minVersion: 'TLSv1.3',
+    onread,
+  } as tls.ConnectionOptions),
+);
+const serverB = tls.createServer(
+  {
+    cert: readFileSync(env('BENCH_GW_B_CERT')),
+    key: readFileSync(env('BENCH_GW_B_KEY')),
+    ca,
+    requestCert: true,
+    rejectUnauthorized: true,
+    minVersion: 'TLSv1.3',
+  },
+  (s) => serve(s, toBackend),
+);
+const serverA = net.createServer((s) => serve(s, toGwB));
+await new Promise<void>((r) => serverB.listen(gwB.port, gwB.host, r));
+await new Promise<void>((r) => serverA.listen(gwA.port, gwA.host, r));
+process.stdout.write('node floor ready (terminate-reuse, one event loop)\n');
+process.once('SIGTERM', () => process.exit(0));
