@@ -24,6 +24,13 @@ const addr = (a: string): { host: string; port: number } => {
 const HEAD_END = Buffer.from('\r\n\r\n');
 const MAX_HEAD = 16 * 1024;
 let readBuffer: Buffer | undefined;
+/**
+ * FLOOR_READS=stream: the dialled connections read as Node's streams do ('data', a fresh allocation a read) rather
+ * than into one shared buffer copied out of (shared, the default, as meshfed's gateways read them)
+ */
+const SHARED_READS = (process.env.FLOOR_READS ?? 'shared') === 'shared';
+if (!['shared', 'stream'].includes(process.env.FLOOR_READS ?? 'shared'))
+  throw new Error(`FLOOR_READS must be shared or stream, got ${process.env.FLOOR_READS}`);
 
 /** A pooled connection to the next hop; `to` gets the response bytes of the exchange in flight. */
 interface Hop {
@@ -78,8 +85,8 @@ class Exchange {
 /** Keep-alive connections to one next hop, dialled on demand. */
 class Pool {
   readonly #idle: Hop[] = [];
-  readonly dial: (onread: net.OnReadOpts) => net.Socket;
-  constructor(dial: (onread: net.OnReadOpts) => net.Socket) {
+  readonly dial: (onread: net.OnReadOpts | undefined) => net.Socket;
+  constructor(dial: (onread: net.OnReadOpts | undefined) => net.Socket) {
     this.dial = dial;
   }
 
@@ -88,11 +95,14 @@ class Pool {
     let hop = this.#idle.pop();
     if (hop === undefined || hop.socket.destroyed) {
       const h: Hop = { socket: undefined as unknown as net.Socket, to: undefined };
-      readBuffer ??= Buffer.allocUnsafe(64 * 1024 - 64);
-      h.socket = this.dial({
-        buffer: readBuffer,
-        callback: (n, b) => (h.to === undefined ? false : h.to.received(Buffer.from(b.subarray(0, n)))),
-      });
+      const to = (d: Buffer): boolean => (h.to === undefined ? false : h.to.received(d));
+      if (SHARED_READS) {
+        readBuffer ??= Buffer.allocUnsafe(64 * 1024 - 64);
+        h.socket = this.dial({ buffer: readBuffer, callback: (n, b) => to(Buffer.from(b.subarray(0, n))) });
+      } else {
+        h.socket = this.dial(undefined);
+        h.socket.on('data', (d: Buffer) => to(d) || h.socket.pause());
+      }
       h.socket.setNoDelay(true);
       h.socket.on('error', () => h.to?.done(false));
       h.socket.on('close', () => h.to?.done(false));
