@@ -29,6 +29,14 @@ const env = (k: string, d?: string): string => {
   return v;
 };
 const topology = env('BENCH_TOPOLOGY');
+// the harness's topologies (terminate-reuse and terminate-noreuse arrive as terminate, BENCH_REUSE says which) and
+// this project's two TCP-port ones (bench/passthrough-spread.sh)
+const TOPOLOGIES = ['passthrough', 'terminate', 'tcp-port', 'tcp-tunnel'];
+if (!TOPOLOGIES.includes(topology)) {
+  // exit 3: the harness's "unsupported" (it skips the case rather than calling it a failure to start)
+  process.stderr.write(`BENCH_TOPOLOGY must be one of ${TOPOLOGIES.join(', ')}, got ${topology}\n`);
+  process.exit(3);
+}
 // BENCH_PAUSE_STATS=<file>: event-loop delay, GC pauses and accepted connections, written there on SIGTERM;
 // SIGUSR2 starts the window again (after a warm-up)
 const pauses = process.env.BENCH_PAUSE_STATS ? recordPauses(process.env.BENCH_PAUSE_STATS) : undefined;
