@@ -15,6 +15,7 @@
 # the HTTP/2 tunnel -> gw-B's terminal -> the same port (neither has a HAProxy counterpart: no -H). With -F (terminate
 # only), the Node floor (bench/node-floor.ts: the same exchange with none of meshfed's logic, in one event loop with
 # the gateway's flags, also pinned to CPU 1) gets a run after each of meshfed's: meshfed against what Node itself costs.
+# With either, the script ends with the medians of the per-run ratios of each pair.
 #   flock /tmp/meshfed-peers.lock bash bench/passthrough-spread.sh [-r RUNS] [-d SECONDS] [-b small|64k] [-t passthrough|terminate|tcp-port|tcp-tunnel] [-H] [-F]
 # Each run is bounded (wrk -d plus timeout); the servers run in sessions of their own, stopped by process group.
 set -euo pipefail
@@ -22,7 +23,7 @@ cd "$(dirname "$0")/.."
 RUNS=6 DURATION=5 BODY=small HAPROXY=0 FLOOR=0 TOPO=passthrough
 while getopts r:d:b:t:HF opt; do
   case $opt in r) RUNS=$OPTARG ;; d) DURATION=$OPTARG ;; b) BODY=$OPTARG ;; t) TOPO=$OPTARG ;; H) HAPROXY=1 ;;
-    F) FLOOR=1 ;; *) sed -n 2,20p "$0" >&2; exit 2 ;; esac
+    F) FLOOR=1 ;; *) sed -n 2,21p "$0" >&2; exit 2 ;; esac
 done
 case $TOPO in passthrough | terminate | tcp-port | tcp-tunnel) ;;
   *) echo "-t takes passthrough, terminate, tcp-port or tcp-tunnel, got '$TOPO'" >&2; exit 2 ;; esac
@@ -133,4 +134,23 @@ for run in $(seq "$RUNS"); do
       printf "run %d haproxy: %.0f req/s, gateway CPU %.0f%%, %.1f µs per request; host steal %.1f%%\n",
         run, r / d, cpu / d * 100, cpu / r * 1e6, ($5 - $3) / ($6 - $4) * 100 }'
   fi
-done
+done | tee "$OUT/runs.txt"
+# with a peer alternated (-H, -F): the medians of the per-run ratios, req/s and CPU a request (run N of each
+# candidate against run N of the other, so both saw the same minutes)
+if [ "$HAPROXY" = 1 ] || [ "$FLOOR" = 1 ]; then
+  awk '/^run [0-9]+(:| floor:| haproxy:)/ {
+      who = $3 == "floor:" ? "floor" : ($3 == "haproxy:" ? "haproxy" : "meshfed")
+      i = who == "meshfed" ? 3 : 4
+      r = $2 + 0; rps[who, r] = $i; us[who, r] = $(i + 5); n[who]++
+    }
+    function median(a, k,   i, j, t) {
+      for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+      return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+    }
+    function pair(x, y,   r, k, q, c) {
+      if (!n[x] || !n[y]) return
+      for (r = 1; r <= n[x]; r++) { q[r] = rps[x, r] / rps[y, r]; c[r] = us[y, r] / us[x, r] }
+      printf "%s / %s: req/s %.2f, CPU a request %.2f (medians of %d per-run ratios)\n", x, y, median(q, n[x]), median(c, n[x]), n[x]
+    }
+    END { pair("meshfed", "haproxy"); pair("floor", "haproxy"); pair("meshfed", "floor") }' "$OUT/runs.txt"
+fi
