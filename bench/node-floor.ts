@@ -54,6 +54,11 @@ class Exchange {
 
   /** Response bytes from the hop; false asks the hop to stop reading until the client drains. */
   received(d: Buffer): boolean {
+    // a client gone mid-response: its drain never comes, so the hop is closed rather than left paused
+    if (this.client.destroyed) {
+      this.done(false);
+      return true;
+    }
     if (this.#head) {
       this.#buf = this.#buf.length === 0 ? d : Buffer.concat([this.#buf, d]);
       const end = this.#buf.indexOf(HEAD_END);
