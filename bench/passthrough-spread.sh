@@ -147,7 +147,7 @@ if [ "$HAPROXY" = 1 ] || [ "$FLOOR" = 1 ]; then
       for (i = 2; i <= k; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
       return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
     }
-    function pair(x, y,   r, k, q, c) {
+    function pair(x, y,   r, q, c) {
       if (!n[x] || !n[y]) return
       for (r = 1; r <= n[x]; r++) { q[r] = rps[x, r] / rps[y, r]; c[r] = us[y, r] / us[x, r] }
       printf "%s / %s: req/s %.2f, CPU a request %.2f (medians of %d per-run ratios)\n", x, y, median(q, n[x]), median(c, n[x]), n[x]
