@@ -1,29 +1,21 @@
-// The Node floor of the terminate-reuse topology: gw-A and gw-B as the least a Node.js gateway pair can do, in
-// one event loop, from the peers harness's environment (the addresses and certificates of bench/peers-gateway.ts).
-// gw-A reads a request head, forwards it over a pooled keep-alive mTLS connection to gw-B, which forwards it over
-// a pooled keep-alive connection to the backend; each response comes back by its Content-Length, its bytes
-// copied out of one shared read buffer (as meshfed's gateways read the connections they dial). No routing,
-// identity, policy, retries, metrics or header rewriting, and a request with a body, pipelining or a response
-// framed otherwise is refused: this is not a gateway, it is the measure of what Node's sockets, TLS and event
-// loop cost the same exchange, so that meshfed's figures can be read against it in the same minute
+// The Node floor of the terminate-reuse topology: gw-A and gw-B as the least a Node.js gateway pair can do, in one
+// event loop, from the peers harness's environment (the addresses and certificates of bench/peers-gateway.ts). gw-A
+// reads a request head, forwards it over a pooled keep-alive mTLS connection to gw-B, which forwards it over a
+// pooled keep-alive connection to the backend; each response comes back by its Content-Length, its bytes copied out
+// of the gateway's shared read buffer (gateway/socket-reads.ts, as meshfed's gateways read the connections they
+// dial). No routing, identity, policy, retries, metrics or header rewriting, and a request with a body, pipelining
+// or a response framed otherwise is refused: this is not a gateway, it is the measure of what Node's sockets, TLS
+// and event loop cost the same exchange, so that meshfed's figures can be read against it in the same minute
 // (bench/passthrough-spread.sh -t terminate -F; docs/performance.md, "Thirteenth round").
 import './gateway-flags.ts';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
+import { sharedReads } from '../gateway/socket-reads.ts';
+import { env, hostPort } from './bench-env.ts';
 
-const env = (k: string): string => {
-  const v = process.env[k];
-  if (v === undefined) throw new Error(`${k} is not set`);
-  return v;
-};
-const addr = (a: string): { host: string; port: number } => {
-  const i = a.lastIndexOf(':');
-  return { host: a.slice(0, i), port: Number(a.slice(i + 1)) };
-};
 const HEAD_END = Buffer.from('\r\n\r\n');
 const MAX_HEAD = 16 * 1024;
-let readBuffer: Buffer | undefined;
 /**
  * FLOOR_READS=stream: the dialled connections read as Node's streams do ('data', a fresh allocation a read) rather
  * than into one shared buffer copied out of (shared, the default, as meshfed's gateways read them)
@@ -102,8 +94,7 @@ class Pool {
       const h: Hop = { socket: undefined as unknown as net.Socket, to: undefined };
       const to = (d: Buffer): boolean => (h.to === undefined ? false : h.to.received(d));
       if (SHARED_READS) {
-        readBuffer ??= Buffer.allocUnsafe(64 * 1024 - 64);
-        h.socket = this.dial({ buffer: readBuffer, callback: (n, b) => to(Buffer.from(b.subarray(0, n))) });
+        h.socket = this.dial(sharedReads(to));
       } else {
         h.socket = this.dial(undefined);
         h.socket.on('data', (d: Buffer) => to(d) || h.socket.pause());
@@ -161,9 +152,9 @@ const certs = env('BENCH_CERTS_DIR');
 const ca = [env('BENCH_CA'), `${certs}/cluster-a-ca.crt`, `${certs}/cluster-b-ca.crt`].map((f) =>
   readFileSync(f),
 );
-const backend = addr(env('BENCH_BACKEND_HTTP'));
-const gwB = addr(env('BENCH_GW_B_ADDR'));
-const gwA = addr(env('BENCH_GW_A_ADDR'));
+const backend = hostPort(env('BENCH_BACKEND_HTTP'));
+const gwB = hostPort(env('BENCH_GW_B_ADDR'));
+const gwA = hostPort(env('BENCH_GW_A_ADDR'));
 const toBackend = new Pool((onread) => net.connect({ ...backend, onread }));
 const toGwB = new Pool((onread) =>
   tls.connect({

@@ -21,13 +21,9 @@ import {
 import { Balancers, balancerConfigSchema } from '../gateway/balancer/index.ts';
 import { Gateway, gatewayConfigSchema } from '../gateway/index.ts';
 import { startAllocSampling } from './alloc-sampling.ts';
+import { env, hostPort } from './bench-env.ts';
 import { recordPauses } from './pause-stats.ts';
 
-const env = (k: string, d?: string): string => {
-  const v = process.env[k] ?? d;
-  if (v === undefined) throw new Error(`${k} is not set`);
-  return v;
-};
 const topology = env('BENCH_TOPOLOGY');
 // the harness's topologies (terminate-reuse and terminate-noreuse arrive as terminate, BENCH_REUSE says which) and
 // this project's two TCP-port ones (bench/passthrough-spread.sh)
@@ -104,11 +100,6 @@ function benchPolicy(n: number): PolicyView | undefined {
   return staticPolicyView(buildPolicySet(documents, { revision: 1, scopes: [] }));
 }
 const policy = benchPolicy(Number(env('BENCH_POLICIES', '0')));
-
-const split = (a: string) => ({
-  host: a.slice(0, a.lastIndexOf(':')),
-  port: Number(a.slice(a.lastIndexOf(':') + 1)),
-});
 
 class Static implements EndpointSource, CatalogView {
   readonly name = 'bench';
@@ -201,8 +192,8 @@ async function start(o: {
 
 const svc = (addr: string, protocol: 'http' | 'tls' | 'tcp'): LocalService => ({
   ...ref,
-  ports: [{ name: protocol, port: split(addr).port, protocol }],
-  endpoints: [{ host: split(addr).host, ports: { [protocol]: split(addr).port }, healthy: true }],
+  ports: [{ name: protocol, port: hostPort(addr).port, protocol }],
+  endpoints: [{ host: hostPort(addr).host, ports: { [protocol]: hostPort(addr).port }, healthy: true }],
   exported: true,
   source: 'bench',
 });

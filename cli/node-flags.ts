@@ -34,7 +34,7 @@ export const GATEWAY_NODE_FLAGS: readonly string[] = [
  * under 64 KiB bodies comes and goes within a process and costs that path 20-45 % of its throughput while it is on.
  * A 68 KiB threshold removes it but keeps ~12 MB more in a 100,000-entry catalog view after its sync (over that
  * view's 150 MB goal), and one just above a read's chunk (65,560) cost that view 11-18 MB too, so it stays. The
- * data plane avoids the churn instead: the pool's plain connections read into a buffer of its own
+ * data plane avoids the churn instead: the connections a gateway dials read into one shared buffer
  * (gateway/socket-reads.ts, sharedReads; docs/performance.md, "Seventh round").
  */
 export const GATEWAY_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '65537' };

@@ -9,8 +9,8 @@ import { sharedReads } from './socket-reads.ts';
 import type { TcpSourcePolicy } from './tcp-source-policy.ts';
 
 // What the byte relays share (tcp-relay.ts: SNI passthrough and the CONNECT terminal; tcp-port.ts: the
-// per-service TCP ports): their options, the dial to a local endpoint and the relay of its bytes, and how a
-// relayed connection is recorded.
+// per-service TCP ports): their options, the dial to a local endpoint that relays its bytes to the client, and
+// how a relayed connection is recorded.
 
 /** The byte relays' options (TcpRelay's and TcpPorts'). */
 export interface TcpRelayOptions {
@@ -72,22 +72,40 @@ function splitHostPort(address: string): { host: string; port: number } {
   return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(address.slice(i + 1)) };
 }
 
+/** Where a relay writes a local endpoint's bytes: the client's socket, or a CONNECT stream's response. */
+export interface ByteSink {
+  write(d: Buffer): boolean;
+  once(event: 'drain', listener: () => void): unknown;
+}
+
 /**
- * A TCP connection to the picked local endpoint, given up after `connectMs` (timeouts.connect). It settles the pick
- * once: ok when connected, a 'connect' failure when it cannot connect, and without blame when it is
- * destroyed first (the client left meanwhile). With `reads`, the socket reads through that `onread`
- * option (socket-reads.ts) and emits no 'data'.
+ * A TCP connection to the picked local endpoint, given up after `connectMs` (timeouts.connect), whose bytes go
+ * to `client`. It settles the pick once: ok when connected, a 'connect' failure when it cannot connect, and
+ * without blame when it is destroyed first (the client left meanwhile).
+ *
+ * The endpoint's bytes reach the client from the shared read buffer (socket-reads.ts), not through a stream
+ * pipe, so no 64 KiB allocation per read (mapped and unmapped by malloc each time: a TCP port relayed 64 KiB
+ * responses at a third of the rate through a pipe, docs/performance.md, "Twelfth round") and no stream
+ * machinery on their way; the socket emits no 'data'. A client that cannot take them pauses the endpoint until
+ * it drains. `counted` hears each piece's size. The endpoint's end is the caller's to pass on.
  */
 export function dialEndpoint(
   pick: PickResult,
   connectMs: number,
-  reads?: ReturnType<typeof sharedReads>,
+  client: ByteSink,
+  counted?: (bytes: number) => void,
 ): Socket {
   const { host, port } = splitHostPort(pick.target.address);
   const t0 = performance.now();
-  const up = net.connect({ host, port, noDelay: true, ...(reads ? { onread: reads } : {}) });
-  const ms = connectMs;
-  const timer = setTimeout(() => up.destroy(new Error(`no connection within ${ms} ms`)), ms);
+  const resume = () => up.resume();
+  const onread = sharedReads((d) => {
+    counted?.(d.length);
+    if (client.write(d)) return true;
+    client.once('drain', resume);
+    return false;
+  });
+  const up = net.connect({ host, port, noDelay: true, onread });
+  const timer = setTimeout(() => up.destroy(new Error(`no connection within ${connectMs} ms`)), connectMs);
   up.once('connect', () => {
     clearTimeout(timer);
     pick.release({ ok: true, latencyMs: performance.now() - t0 });
@@ -99,32 +117,4 @@ export function dialEndpoint(
     pick.release({ ok: true, latencyMs: 0, failure: 'cancelled' });
   });
   return up;
-}
-
-/** Where a relay writes a local endpoint's bytes: the client's socket, or a CONNECT stream's response. */
-export interface ByteSink {
-  write(d: Buffer): boolean;
-  once(event: 'drain', listener: () => void): unknown;
-}
-
-/**
- * The `reads` (dialEndpoint's) of a relay from a local endpoint to `client`: the endpoint's bytes go to the
- * client from the shared read buffer (socket-reads.ts), not through a stream pipe, so no 64 KiB allocation per
- * read (mapped and unmapped by malloc each time: a TCP port relayed 64 KiB responses at a third of the rate
- * through a pipe, docs/performance.md, "Twelfth round") and no stream machinery on their way; a client that
- * cannot take them pauses the endpoint (`endpoint()`, the socket these reads are for) until it drains.
- * `counted` hears each piece's size. The endpoint's end is the caller's to pass on.
- */
-export function readsToClient(
-  client: ByteSink,
-  endpoint: () => Socket,
-  counted?: (bytes: number) => void,
-): ReturnType<typeof sharedReads> {
-  const resume = () => endpoint().resume();
-  return sharedReads((d) => {
-    counted?.(d.length);
-    if (client.write(d)) return true;
-    client.once('drain', resume);
-    return false;
-  });
 }

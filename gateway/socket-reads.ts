@@ -1,7 +1,7 @@
 /**
  * Where the connections a gateway dials read: the pool's, plain to local endpoints and mTLS to remote gateways
  * (h1/pool.ts; a TLS socket decrypts into it), and the byte relays' to local endpoints (endpoint-relay.ts,
- * readsToClient: SNI passthrough, a TCP port's, the CONNECT terminal's). They read one at a time, on this thread,
+ * dialEndpoint: SNI passthrough, a TCP port's, the CONNECT terminal's). They read one at a time, on this thread,
  * and each read is copied out before anything else runs; made by the first dial, so a gateway that never dials
  * does not allocate it. Node otherwise reads a socket into a fresh 64 KiB allocation each time, which glibc maps
  * on its own whenever the top of its heap is short (the gateway runs with MALLOC_MMAP_THRESHOLD_=65537,

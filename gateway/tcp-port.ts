@@ -2,7 +2,7 @@ import type { ClientHttp2Stream } from 'node:http2';
 import { constants as h2constants } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Failure, PickResult } from './balancer/index.ts';
-import { dialEndpoint, readsToClient, recordConnection, type TcpRelayOptions } from './endpoint-relay.ts';
+import { dialEndpoint, recordConnection, type TcpRelayOptions } from './endpoint-relay.ts';
 import { refusedUnread } from './h2-pool.ts';
 import { chainHeaderOf } from './identity.ts';
 import { backoffMs } from './resilience/index.ts';
@@ -177,11 +177,7 @@ export class TcpPorts {
     relay: (up: NodeJS.ReadWriteStream, viaReads: boolean) => void,
     retry: (failure: Failure) => void,
   ): void {
-    const up = dialEndpoint(
-      pick,
-      this.#options.config.timeouts.connect,
-      readsToClient(socket, () => up),
-    );
+    const up = dialEndpoint(pick, this.#options.config.timeouts.connect, socket);
     let connected = false;
     up.once('connect', () => {
       connected = true;

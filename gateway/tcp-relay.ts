@@ -4,7 +4,7 @@ import type { Socket } from 'node:net';
 import type { LocalService } from '../core/index.ts';
 import { refuse } from './answers.ts';
 import type { PickResult } from './balancer/index.ts';
-import { dialEndpoint, readsToClient, recordConnection, type TcpRelayOptions } from './endpoint-relay.ts';
+import { dialEndpoint, recordConnection, type TcpRelayOptions } from './endpoint-relay.ts';
 import { type Handler, routeOf } from './pipeline.ts';
 
 /**
@@ -55,11 +55,7 @@ export class TcpRelay {
       client.destroy();
       return;
     }
-    const upstream = dialEndpoint(
-      pick,
-      this.#options.config.timeouts.connect,
-      readsToClient(client, () => upstream),
-    );
+    const upstream = dialEndpoint(pick, this.#options.config.timeouts.connect, client);
     // node clears `connecting` before it reports a failed connect: this flag is what says it failed
     let connected = false;
     upstream.once('error', (err) => {
@@ -101,17 +97,9 @@ export class TcpRelay {
     if (!this.#slot(pick, res))
       refuse('circuit-breaker', `${service}: every endpoint is at circuitBreaker.maxConnections`);
     r.destination = pick.target.cluster;
-    const up = dialEndpoint(
-      pick,
-      this.#options.config.timeouts.connect,
-      readsToClient(
-        res,
-        () => up,
-        (n) => {
-          r.bytesOut += n;
-        },
-      ),
-    );
+    const up = dialEndpoint(pick, this.#options.config.timeouts.connect, res, (n) => {
+      r.bytesOut += n;
+    });
     // settles once the stream is relayed or refused, so the layers around it see how it began
     await new Promise<void>((settle) => {
       up.once('connect', () => {

@@ -48,16 +48,25 @@ interface Relay {
   connect(g: TestGateway): Promise<Socket>;
 }
 
-/** A plain TCP endpoint for `vault.data`, registered with `g`. */
-async function tcpBackend(g: TestGateway): Promise<Backend> {
+/** An endpoint for `vault.data` on the server `make` creates, registered with `g` under `protocol`. */
+async function endpoint(
+  g: TestGateway,
+  protocol: 'tcp' | 'tls',
+  make: (onConnection: (s: Socket) => void) => net.Server,
+): Promise<Backend> {
   const seen = { ended: false };
   let last: Socket | undefined;
-  const server = net.createServer((s) => {
+  const server = make((s) => {
     last = s;
     serve(s, seen);
   });
-  g.source.set([httpService('data', 'vault', [await listening(server)], true, 'tcp')]);
+  g.source.set([httpService('data', 'vault', [await listening(server)], true, protocol)]);
   return { seen, queued: () => last?.writableLength ?? 0 };
+}
+
+/** A plain TCP endpoint for `vault.data`, registered with `g`. */
+function tcpBackend(g: TestGateway): Promise<Backend> {
+  return endpoint(g, 'tcp', (on) => net.createServer(on));
 }
 
 /** A client of `g`'s TCP port for `vault.data`. */
@@ -92,14 +101,7 @@ const passthrough: Relay = {
       serviceAccount: 'vault',
       dnsNames: ['vault.data.svc.clusterset.local'],
     });
-    const seen = { ended: false };
-    let last: Socket | undefined;
-    const server = tls.createServer({ cert: leaf.chainPem, key: leaf.keyPem }, (s) => {
-      last = s;
-      serve(s, seen);
-    });
-    g.source.set([httpService('data', 'vault', [await listening(server)], true, 'tls')]);
-    return { seen, queued: () => last?.writableLength ?? 0 };
+    return endpoint(g, 'tls', (on) => tls.createServer({ cert: leaf.chainPem, key: leaf.keyPem }, on));
   },
   connect(g) {
     const client = tls.connect({
