@@ -31,6 +31,7 @@ import { PolicyIndex, type PolicySummary } from './policy/index.ts';
 import { budgetPerService, CircuitBreakers, resilienceMetrics } from './resilience/index.ts';
 import { TcpPorts } from './tcp-port.ts';
 import { TcpRelay } from './tcp-relay.ts';
+import type { UpstreamConnections } from './upstream-connections.ts';
 import { createUpstreams } from './upstreams.ts';
 import type { TrafficSnapshot } from './traffic-window.ts';
 import { guardSession } from './h2-session-guard.ts';
@@ -68,6 +69,7 @@ export class Gateway {
   readonly #connect: Handler;
   /** the HTTP/1.1 fast path (config.fastPath): its pool, its two entries and its east-west TLS server */
   readonly #fastPool: H1Pool;
+  readonly #connections: UpstreamConnections;
   #fastEgress: H1Entry | undefined;
   #fastEastWest: H1Entry | undefined;
   #fastTls: tls.Server | undefined;
@@ -134,6 +136,7 @@ export class Gateway {
     });
     this.#pool = upstreams.pool;
     this.#fastPool = upstreams.fastPool;
+    this.#connections = upstreams.connections;
     const index = options.policy
       ? new PolicyIndex(options.policy, {
           cluster: options.cluster,
@@ -438,6 +441,7 @@ export class Gateway {
     this.#options.identity.off('rotated', this.#onRotated);
     this.#pool.close();
     this.#fastPool.close();
+    this.#connections.close();
     this.#fastEgress?.stop();
     this.#fastEastWest?.stop();
     this.#agent.close();

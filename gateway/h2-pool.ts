@@ -9,6 +9,7 @@ import { isDrainNotice } from './drain.ts';
 import { ROTATION_SPREAD_MS } from './h1/pool.ts';
 import type { PeerRevalidation } from './peer-revalidation.ts';
 import { SessionTickets, type TicketedDial } from './session-tickets.ts';
+import type { UpstreamConnections } from './upstream-connections.ts';
 
 /** Flow-control windows of a tunnel session: per stream, and for the whole connection. */
 export const STREAM_WINDOW_BYTES = 1 << 20;
@@ -87,6 +88,7 @@ export class H2Pool {
   private readonly onPeerDraining: ((address: string) => void) | undefined;
   /** per remote gateway address, the smoothed round trip of the health checks' PINGs (ms) */
   private readonly rtts = new Map<string, number>();
+  private readonly connections: UpstreamConnections | undefined;
 
   constructor(o: {
     size: number;
@@ -100,8 +102,11 @@ export class H2Pool {
     keepalive?: { intervalMs: number; timeoutMs: number };
     /** a remote gateway's GOAWAY said it drains: stop choosing it */
     onPeerDraining?: (address: string) => void;
+    /** counts the dials and the sessions open (meshfed_upstream_connects_total, meshfed_upstream_connections) */
+    connections?: UpstreamConnections;
   }) {
     this.onPeerDraining = o.onPeerDraining;
+    this.connections = o.connections;
     this.revalidation = o.revalidation;
     this.keepaliveOptions = o.keepalive;
     this.size = o.size;
@@ -196,6 +201,13 @@ export class H2Pool {
     let resumption: TicketedDial | undefined;
     return new Promise((resolve, reject) => {
       let session: ClientHttp2Session;
+      let settled = false;
+      /** a dial that ends without a session is counted once, whichever way it ends */
+      const failed = (err: unknown) => {
+        if (!settled) this.connections?.failed(cluster, cluster === undefined ? 'h2c' : 'tunnel', 'failed');
+        settled = true;
+        reject(err);
+      };
       const settings = { enablePush: false, initialWindowSize: STREAM_WINDOW_BYTES };
       if (cluster !== undefined) {
         const creds = this.creds;
@@ -245,13 +257,13 @@ export class H2Pool {
       // a handshake that completed during a stall of the loop is read before this gives up on it
       const timer = stallSafeTimeout(() => {
         session.destroy();
-        reject(
+        failed(
           new MeshfedError('MESHFED_GATEWAY_TIMEOUT', `connect to ${address} timed out`, { retryable: true }),
         );
       }, this.connectTimeoutMs);
       session.once('error', (err) => {
         timer.cancel();
-        reject(
+        failed(
           new MeshfedError('MESHFED_GATEWAY_UPSTREAM', `connect to ${address}: ${err.message}`, {
             cause: err,
             retryable: true,
@@ -266,7 +278,7 @@ export class H2Pool {
             verified = this.checkTunnelPeer(session.socket as TLSSocket, cluster, resumption);
           } catch (err) {
             session.destroy();
-            reject(err);
+            failed(err);
             return;
           }
           this.revalidation?.track(session, {
@@ -280,7 +292,7 @@ export class H2Pool {
         session.removeAllListeners('error');
         session.on('error', () => undefined);
         if (!widenConnectionWindow(session)) {
-          reject(
+          failed(
             new MeshfedError(
               'MESHFED_GATEWAY_UPSTREAM',
               `connect to ${address}: the session closed as it opened`,
@@ -296,6 +308,13 @@ export class H2Pool {
           this.keepalive(session, address);
         }
         session.unref();
+        settled = true;
+        const closed = this.connections?.opened(
+          cluster,
+          cluster === undefined ? 'h2c' : 'tunnel',
+          cluster !== undefined && (session.socket as TLSSocket).isSessionReused(),
+        );
+        if (closed) session.once('close', closed);
         resolve(session);
       });
     });

@@ -5,6 +5,7 @@ import { MAX_HEADERS } from './h1/servers.ts';
 import { FastUpstream } from './h1/upstream.ts';
 import { H2Pool } from './h2-pool.ts';
 import type { Identities } from './identity.ts';
+import { UpstreamConnections } from './upstream-connections.ts';
 import type { PeerRevalidation } from './peer-revalidation.ts';
 import type { CircuitBreakers } from './resilience/index.ts';
 import { byTarget, type UpstreamCodec } from './upstream/attempt.ts';
@@ -19,6 +20,8 @@ export interface Upstreams {
   fastPool: H1Pool;
   /** by target and request: the fast path, the tunnel, or node's HTTP/1.1 agent to a local endpoint */
   codec: UpstreamCodec;
+  /** both pools' dials and open connections, on the gateway's registry */
+  connections: UpstreamConnections;
 }
 
 /**
@@ -44,7 +47,9 @@ export function createUpstreams(o: {
     trustDomain: options.trustDomain,
   };
   const onPeerDraining = (address: string) => options.balancers.peerDraining(address);
+  const connections = new UpstreamConnections(options.registry, options.cluster);
   const pool = new H2Pool({
+    connections,
     onPeerDraining,
     size: c.tunnelConnectionsPerGateway,
     maxRequestsPerConnection: c.tunnelMaxRequestsPerConnection,
@@ -55,6 +60,7 @@ export function createUpstreams(o: {
   });
   const tunnel = new H2Upstream({ pool, breakers, identities, idleTimeoutMs: bc.timeouts.idle });
   const fastPool = new H1Pool({
+    connections,
     connectTimeoutMs: bc.timeouts.connect,
     // under node's default keep-alive timeout (5 s), so a backend never closes a connection we reuse
     idleTimeoutMs: Math.min(4_000, bc.timeouts.idle),
@@ -85,5 +91,5 @@ export function createUpstreams(o: {
         })
       : undefined,
   );
-  return { pool, fastPool, codec };
+  return { pool, fastPool, codec, connections };
 }

@@ -11,6 +11,7 @@ import {
   verify,
 } from '../../ca/index.ts';
 import { MeshfedError, toMeshfedError } from '../../core/index.ts';
+import { FAST_ALPN, TUNNEL_ALPN } from '../../gateway/index.ts';
 import { AdminClient } from '../admin/admin-client.ts';
 import type { Command } from '../command.ts';
 import { parseFlags, requireFlag, writeJson } from '../command.ts';
@@ -28,7 +29,8 @@ export interface CheckResult {
   fix?: string;
 }
 
-const TUNNEL_ALPN = ['meshfed-tunnel/1', 'h2'];
+/** what a gateway of ours offers a remote one: the fast path first, the tunnel otherwise (gateway/h1/gateway-tls.ts) */
+const GATEWAY_ALPN = [FAST_ALPN, TUNNEL_ALPN, 'h2'];
 
 function result(check: string, status: CheckStatus, detail: string, fix?: string): CheckResult {
   return fix === undefined ? { check, status, detail } : { check, status, detail, fix };
@@ -204,7 +206,11 @@ async function checkNats(l: LoadedDaemonConfig, out: CheckResult[]): Promise<voi
   }
 }
 
-function handshake(address: string, id: Identity, timeoutMs = 3000): Promise<{ ms: number; peer: string }> {
+function handshake(
+  address: string,
+  id: Identity,
+  timeoutMs = 3000,
+): Promise<{ ms: number; peer: string; alpn: string }> {
   const [host, port] = [
     address.slice(0, address.lastIndexOf(':')),
     Number(address.slice(address.lastIndexOf(':') + 1)),
@@ -217,7 +223,7 @@ function handshake(address: string, id: Identity, timeoutMs = 3000): Promise<{ m
       cert: id.chainPem,
       key: id.keyPem,
       ca: id.bundle.toPem(),
-      ALPNProtocols: TUNNEL_ALPN,
+      ALPNProtocols: GATEWAY_ALPN,
       minVersion: 'TLSv1.3',
       checkServerIdentity: () => undefined,
       timeout: timeoutMs,
@@ -226,7 +232,7 @@ function handshake(address: string, id: Identity, timeoutMs = 3000): Promise<{ m
       try {
         const chain = peerCertificateChain(sock);
         const v = verify(chain.slice(0, 4), id.bundle, { kinds: ['gateway'] });
-        resolve({ ms: performance.now() - t0, peer: v.spiffeId });
+        resolve({ ms: performance.now() - t0, peer: v.spiffeId, alpn: sock.alpnProtocol || '' });
       } catch (err) {
         reject(err);
       } finally {
@@ -239,6 +245,18 @@ function handshake(address: string, id: Identity, timeoutMs = 3000): Promise<{ m
     });
     sock.once('error', reject);
   });
+}
+
+/**
+ * What HTTP/1.1 calls to a remote gateway travel over, from the protocol it chose when offered both (and whether
+ * this gateway offers the fast path at all): mixed versions interoperate, so either is a working federation.
+ */
+export function dataPlane(alpn: string, fastPathHere: boolean): string {
+  if (alpn === FAST_ALPN)
+    return fastPathHere
+      ? `data plane: HTTP/1.1 fast path (${FAST_ALPN})`
+      : `data plane: HTTP/2 tunnel (it offers the fast path, which this gateway's fastPath: false turns off)`;
+  return `data plane: HTTP/2 tunnel (${alpn || 'no ALPN'}; it has no fast path: an older version, or fastPath: false there)`;
 }
 
 async function runChecks(file: string): Promise<CheckResult[]> {
@@ -261,6 +279,7 @@ async function runChecks(file: string): Promise<CheckResult[]> {
     out.push(result('environment', 'FAIL', (err as Error).message, 'unset NODE_TLS_REJECT_UNAUTHORIZED'));
   }
   const id = await loadIdentity(l, out);
+  const fastPath = l.config.gateway.fastPath;
   await checkNats(l, out);
 
   const admin = new AdminClient({ address: `unix:${l.adminSocket}` });
@@ -331,7 +350,7 @@ async function runChecks(file: string): Promise<CheckResult[]> {
               ? result(
                   `mTLS to ${c.name}/${g.name}`,
                   'OK',
-                  `${g.address}: handshake ${h.ms.toFixed(1)} ms, peer ${h.peer}`,
+                  `${g.address}: handshake ${h.ms.toFixed(1)} ms, peer ${h.peer}, ${dataPlane(h.alpn, fastPath)}`,
                 )
               : result(
                   `mTLS to ${c.name}/${g.name}`,

@@ -1,4 +1,5 @@
 import net, { type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import type { IssuedLeaf } from '../../ca/index.ts';
 import { MeshfedError, monotonicNow, stallSafeTimeout } from '../../core/index.ts';
 import { FAST_ALPN } from '../config.ts';
@@ -8,6 +9,7 @@ import { CLOSE_GRACE_MS, type PeerRevalidation } from '../peer-revalidation.ts';
 import { gatewayExpectation, type VerifiedPeer } from '../peer-dial.ts';
 import { GatewayTls } from './gateway-tls.ts';
 import { sharedReads } from '../socket-reads.ts';
+import type { UpstreamConnections } from '../upstream-connections.ts';
 import { PooledConnection, SharedDialFailure, TunnelOnly } from './pooled-connection.ts';
 
 export {
@@ -37,6 +39,8 @@ export interface H1PoolOptions {
   creds: TunnelCredentials;
   /** re-verifies the peers of the mTLS connections this pool dialled (listener `tunnel`) */
   revalidation?: PeerRevalidation;
+  /** counts the dials and the connections open (meshfed_upstream_connects_total, meshfed_upstream_connections) */
+  connections?: UpstreamConnections;
 }
 
 /** A request waiting for a connection of its key: the next one released or dialled, whichever comes first. */
@@ -307,9 +311,15 @@ export class H1Pool {
     const key = keyOf(address, cluster);
     return new Promise<PooledConnection>((resolve, reject) => {
       let socket: Socket;
-      const fail = (err: Error) => {
+      /** what the dial is for: the fast path to a gateway, plain HTTP/1.1 to a local endpoint */
+      const protocol = cluster === undefined ? 'http1' : 'fast-path';
+      let settled = false;
+      const fail = (err: Error, result: 'failed' | 'tunnel-only' = 'failed') => {
         timer.cancel();
         socket.destroy();
+        if (settled) return;
+        settled = true;
+        this.#o.connections?.failed(cluster, protocol, result);
         reject(err);
       };
       // a handshake that completed during a stall of the loop is read before this gives up on it
@@ -331,8 +341,15 @@ export class H1Pool {
         );
       const connected = (): PooledConnection => {
         timer.cancel();
+        settled = true;
         socket.off('error', onError);
         socket.on('error', () => undefined);
+        const closed = this.#o.connections?.opened(
+          cluster,
+          protocol,
+          cluster !== undefined && (socket as TLSSocket).isSessionReused(),
+        );
+        if (closed) socket.once('close', closed);
         return new PooledConnection(
           socket,
           key,
@@ -378,10 +395,8 @@ export class H1Pool {
       t.once('error', onError);
       t.once('secureConnect', () => {
         if (t.alpnProtocol !== FAST_ALPN) {
-          timer.cancel();
           this.#tunnelOnly.set(address, monotonicNow() + TUNNEL_ONLY_MS);
-          t.destroy();
-          reject(new TunnelOnly(`${address} speaks only the HTTP/2 tunnel`));
+          fail(new TunnelOnly(`${address} speaks only the HTTP/2 tunnel`), 'tunnel-only');
           return;
         }
         let verified: VerifiedPeer;

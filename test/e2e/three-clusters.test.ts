@@ -174,6 +174,11 @@ describe('three clusters, end to end', () => {
     const mtls = results.filter((x) => x.check.startsWith('mTLS to '));
     expect(mtls.map((x) => x.check).sort()).toEqual(['mTLS to east/east-gw', 'mTLS to eu/eu-gw']);
     expect(mtls.every((x) => x.status === 'OK')).toBe(true);
+    // every gateway of this version offers the fast path, and check says which protocol each one chose
+    expect(mtls.map((x) => x.detail.includes('data plane: HTTP/1.1 fast path (meshfed-h1/1)'))).toEqual([
+      true,
+      true,
+    ]);
     expect(results.find((x) => x.check === 'NATS reachable')?.status).toBe('OK');
   });
 
@@ -191,6 +196,8 @@ describe('three clusters, end to end', () => {
       'meshfed_catalog_rejected_total',
       'meshfed_cert_expiry_seconds',
       'meshfed_nats_connected',
+      'meshfed_upstream_connects_total',
+      'meshfed_upstream_connections',
     ]) {
       expect({ name, present: families.has(name) }).toEqual({ name, present: true });
     }
@@ -200,6 +207,18 @@ describe('three clusters, end to end', () => {
       served.some((s) => s.labels.source_cluster === 'east' && s.labels.destination_cluster === 'west'),
     ).toBe(true);
     expect(families.get('meshfed_nats_connected')!.samples[0]!.value).toBe(1);
+    // the HTTP calls from east to west went over the fast path: dialled, and counted by how the dial ended
+    const dials = families.get('meshfed_upstream_connects_total')!.samples;
+    expect(
+      dials.some(
+        (s) =>
+          s.labels.source_cluster === 'east' &&
+          s.labels.destination_cluster === 'west' &&
+          s.labels.protocol === 'fast-path' &&
+          ['new', 'resumed'].includes(s.labels.result!) &&
+          s.value > 0,
+      ),
+    ).toBe(true);
     expect(families.get('meshfed_cert_expiry_seconds')!.samples.every((s) => s.value > 0)).toBe(true);
   });
 

@@ -260,6 +260,40 @@ describe('mixed versions: a fast-path gateway and one on the HTTP/2 tunnel only'
     expect(last().headers['x-meshfed-peer-identity']).toBe('spiffe://meshfed.test/cluster/old/anonymous');
   });
 
+  test('the operator sees which protocol each peer speaks: the fast path to beta, the tunnel to the old gateway', async () => {
+    await request(alpha.egress, { host: HOST, path: '/m' });
+    await request(alpha.egress, { host: 'legacy.shop.svc.clusterset.local', path: '/m' });
+    const series = async (name: string) =>
+      ((await alpha.registry.getSingleMetric(name)?.get())?.values ?? []) as {
+        labels: Record<string, string>;
+        value: number;
+      }[];
+    const dials = await series('meshfed_upstream_connects_total');
+    const dialled = (cluster: string, protocol: string, results: string[]) =>
+      dials
+        .filter(
+          (v) =>
+            v.labels.source_cluster === 'alpha' &&
+            v.labels.destination_cluster === cluster &&
+            v.labels.protocol === protocol &&
+            results.includes(v.labels.result!),
+        )
+        .reduce((n, v) => n + v.value, 0);
+    expect(dialled('beta', 'fast-path', ['new', 'resumed'])).toBeGreaterThanOrEqual(1);
+    expect(dialled('beta', 'fast-path', ['tunnel-only', 'failed'])).toBe(0);
+    // the old gateway chose the tunnel when offered the fast path, and the tunnel carried the request
+    expect(dialled('old', 'fast-path', ['tunnel-only'])).toBeGreaterThanOrEqual(1);
+    expect(dialled('old', 'fast-path', ['new', 'resumed'])).toBe(0);
+    expect(dialled('old', 'tunnel', ['new', 'resumed'])).toBeGreaterThanOrEqual(1);
+    const open = await series('meshfed_upstream_connections');
+    const openTo = (cluster: string, protocol: string) =>
+      open.find((v) => v.labels.destination_cluster === cluster && v.labels.protocol === protocol)?.value ??
+      0;
+    expect(openTo('beta', 'fast-path')).toBeGreaterThanOrEqual(1);
+    expect(openTo('old', 'tunnel')).toBeGreaterThanOrEqual(1);
+    expect(openTo('old', 'fast-path')).toBe(0);
+  });
+
   test('an old gateway answers the fast-path offer with the tunnel (h2), never HTTP/1.1', async () => {
     const leaf = await issueLeaf(await mesh.intermediate('alpha'), { kind: 'gateway', name: 'alpha-probe' });
     const socket = tls.connect({

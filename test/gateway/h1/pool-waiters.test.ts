@@ -1,33 +1,11 @@
 import { waitFor } from '../../../core/index.ts';
-import { H1Pool, type PooledConnection, SharedDialFailure } from '../../../gateway/h1/pool.ts';
-import { tcpServer } from './west-gateway.ts';
+import { type H1Pool, type PooledConnection, SharedDialFailure } from '../../../gateway/h1/pool.ts';
+import { plainPool, tcpServer } from './west-gateway.ts';
 
 // What the chaos baseline showed (issue 16): at 1,000 req/s a stall of the source gateway let requests pile
 // up, and each of them dialled a connection of its own (about 600 mTLS handshakes to the two remote
 // gateways in 30 s), which stalled the event loop further. Requests now wait for the first connection
 // that frees up or is dialled, with few dials under way at once.
-
-function pool(maxDialsPerKey: number): H1Pool {
-  return new H1Pool({
-    connectTimeoutMs: 5_000,
-    idleTimeoutMs: 60_000,
-    gatewayIdleTimeoutMs: 60_000,
-    exchangeIdleMs: 60_000,
-    maxIdlePerKey: 64,
-    maxDialsPerKey,
-    maxRequestsPerConnection: 0,
-    // plain TCP keys only here: no credentials are asked for
-    creds: {
-      leaf: () => {
-        throw new Error('no TLS in this test');
-      },
-      bundle: () => {
-        throw new Error('no TLS in this test');
-      },
-      trustDomain: 'meshfed.test',
-    },
-  });
-}
 
 /** `body` with a pool of `maxDials` dials per key and a server, both closed after it */
 async function withPool(
@@ -35,7 +13,7 @@ async function withPool(
   body: (p: H1Pool, s: Awaited<ReturnType<typeof tcpServer>>) => Promise<void>,
 ): Promise<void> {
   const s = await tcpServer();
-  const p = pool(maxDials);
+  const p = plainPool({ maxDialsPerKey: maxDials });
   try {
     await body(p, s);
   } finally {
@@ -68,7 +46,7 @@ test('a refused dial fails every waiting request that no other dial would serve 
   const s = await tcpServer();
   const address = s.address;
   s.close();
-  const p = pool(1);
+  const p = plainPool({ maxDialsPerKey: 1 });
   try {
     const results = await Promise.allSettled(Array.from({ length: 5 }, () => p.acquire(address)));
     expect(results.map((r) => r.status)).toEqual(Array(5).fill('rejected'));

@@ -11,8 +11,9 @@ import {
   issueLeaf,
   type TrustBundle,
 } from '../../../ca/index.ts';
-import { H1Pool } from '../../../gateway/h1/pool.ts';
+import { H1Pool, type H1PoolOptions } from '../../../gateway/h1/pool.ts';
 import { FAST_ALPN } from '../../../gateway/index.ts';
+import type { UpstreamConnections } from '../../../gateway/upstream-connections.ts';
 
 /**
  * A remote gateway of cluster west (a TLS server with the fast-path ALPN that records the client leaf of
@@ -25,6 +26,8 @@ export async function westAndPool(
   idle: { local: number; gateway: number } = { local: 60_000, gateway: 60_000 },
   /** what else the remote gateway does with each connection it accepts */
   serve?: (s: tls.TLSSocket) => void,
+  /** where the pool counts its dials and open connections */
+  connections?: UpstreamConnections,
 ) {
   const west = await issueLeaf(await issueIntermediate(root, { cluster: 'west' }), {
     kind: 'gateway',
@@ -60,6 +63,7 @@ export async function westAndPool(
     maxRequestsPerConnection: 0,
     exchangeIdleMs: 60_000,
     creds: { leaf, bundle: () => bundle, trustDomain: 'meshfed.test' },
+    ...(connections ? { connections } : {}),
   });
   return {
     pool,
@@ -74,6 +78,27 @@ export async function westAndPool(
       server.close();
     },
   };
+}
+
+/**
+ * A pool for plain TCP keys only (local endpoints): no credentials are asked for, and one that is throws. Long
+ * timeouts unless `o` says otherwise.
+ */
+export function plainPool(o: Partial<H1PoolOptions> = {}): H1Pool {
+  const noTls = () => {
+    throw new Error('no TLS in this test');
+  };
+  return new H1Pool({
+    connectTimeoutMs: 5_000,
+    idleTimeoutMs: 60_000,
+    gatewayIdleTimeoutMs: 60_000,
+    exchangeIdleMs: 60_000,
+    maxIdlePerKey: 64,
+    maxDialsPerKey: 4,
+    maxRequestsPerConnection: 0,
+    creds: { leaf: noTls, bundle: noTls, trustDomain: 'meshfed.test' },
+    ...o,
+  });
 }
 
 /** a TCP server that counts the connections it accepts and keeps them open */
