@@ -48,8 +48,50 @@ function families(registry: Registry): Families {
         }
     },
   });
+  // the fast path's pools, read at each scrape: requests waiting for a connection, connections waiting for one
+  const pools = (
+    name: string,
+    help: string,
+    field: 'waiting' | 'idle',
+  ): Gauge<'source_cluster' | 'destination_cluster'> =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ['source_cluster', 'destination_cluster'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const s of sources) {
+          const sum = new Map<string, number>();
+          for (const u of s.poolUsage()) {
+            const cluster = u.cluster ?? s.source;
+            sum.set(cluster, (sum.get(cluster) ?? 0) + u[field]);
+          }
+          for (const [cluster, n] of sum)
+            this.set({ source_cluster: s.source, destination_cluster: cluster }, n);
+        }
+      },
+    });
+  pools(
+    'meshfed_upstream_requests_pending',
+    'requests waiting for a fast-path connection: none idle, and a dial under way or the dials per address at their limit',
+    'waiting',
+  );
+  pools(
+    'meshfed_upstream_connections_idle',
+    'fast-path connections open and waiting for a request (of meshfed_upstream_connections)',
+    'idle',
+  );
   byRegistry.set(registry, f);
   return f;
+}
+
+/** what a pool of the fast path holds for one destination (h1/pool.ts, usage) */
+export interface PoolUsage {
+  /** a remote gateway's cluster; undefined: a local endpoint */
+  cluster: string | undefined;
+  waiting: number;
+  idle: number;
 }
 
 /**
@@ -62,6 +104,7 @@ export class UpstreamConnections {
   /** open connections by `cluster \n protocol`; a pair once seen stays (at 0), as a counter's series would */
   readonly open = new Map<string, number>();
   readonly #families: Families;
+  #usage: () => Iterable<PoolUsage> = () => [];
 
   constructor(registry: Registry, source: string) {
     this.source = source;
@@ -96,6 +139,15 @@ export class UpstreamConnections {
       closed = true;
       this.open.set(key, (this.open.get(key) ?? 1) - 1);
     };
+  }
+
+  /** where the pending and idle gauges read the fast path's pool */
+  watchPool(usage: () => Iterable<PoolUsage>): void {
+    this.#usage = usage;
+  }
+
+  poolUsage(): Iterable<PoolUsage> {
+    return this.#usage();
   }
 
   /** this gateway stopped: its connections leave the gauge */

@@ -76,6 +76,7 @@ export function createUpstreams(o: {
     revalidation,
     onPeerDraining,
   });
+  connections.watchPool(() => fastPool.usage());
   const codec = byTarget(
     tunnel,
     new H1Upstream({ agent: o.agent, breakers, identities }),

@@ -50,6 +50,8 @@ interface Waiter {
 }
 
 interface Key {
+  /** the remote gateway's cluster (undefined: a local endpoint) */
+  cluster: string | undefined;
   idle: PooledConnection[];
   /** oldest first */
   waiters: Waiter[];
@@ -129,6 +131,15 @@ export class H1Pool {
     return undefined;
   }
 
+  /**
+   * Per destination: the requests waiting for a connection (none idle, a dial under way or maxDialsPerKey
+   * reached) and the idle connections; read when metrics are scraped, never per request.
+   */
+  *usage(): Generator<{ cluster: string | undefined; waiting: number; idle: number }> {
+    for (const k of this.#keys.values())
+      yield { cluster: k.cluster, waiting: k.waiters.length, idle: k.idle.length };
+  }
+
   /** The remote gateway at `address` is unresponsive: its idle connections close (busy ones stay theirs). */
   dropIdle(address: string): void {
     for (const [key, k] of this.#keys) {
@@ -175,7 +186,7 @@ export class H1Pool {
   #key(key: string): Key {
     let k = this.#keys.get(key);
     if (!k) {
-      k = { idle: [], waiters: [], dialling: 0 };
+      k = { cluster: clusterOfKey(key), idle: [], waiters: [], dialling: 0 };
       this.#keys.set(key, k);
     }
     return k;
@@ -465,4 +476,9 @@ export class H1Pool {
 
 function keyOf(address: string, cluster: string | undefined): string {
   return cluster === undefined ? `tcp|${address}` : `tls|${cluster}|${address}`;
+}
+
+/** the cluster of a key made by keyOf (cluster names are DNS labels: no `|`) */
+function clusterOfKey(key: string): string | undefined {
+  return key.startsWith('tls|') ? key.slice(4, key.indexOf('|', 4)) : undefined;
 }

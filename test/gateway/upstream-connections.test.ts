@@ -171,3 +171,26 @@ test('mTLS dials to a gateway are counted as new, then as resumed once a ticket 
     w.close();
   }
 }, 30_000);
+
+test('requests waiting for a fast-path connection and the connections idle are read from the pool at each scrape', async () => {
+  const registry = createRegistry();
+  const connections = new UpstreamConnections(registry, 'east');
+  const pool = plainPool({ connections, maxDialsPerKey: 1 });
+  connections.watchPool(() => pool.usage());
+  const server = await tcpServer();
+  const local = { source_cluster: 'east', destination_cluster: 'east' };
+  try {
+    const waiting = [1, 2, 3].map(() => pool.acquire(server.address));
+    // none idle, one dial at a time: all three wait for it
+    expect(await value(registry, 'meshfed_upstream_requests_pending', local)).toBe(3);
+    const held = await Promise.all(waiting);
+    expect(await value(registry, 'meshfed_upstream_requests_pending', local)).toBe(0);
+    expect(await value(registry, 'meshfed_upstream_connections_idle', local)).toBe(0);
+    for (const c of held) pool.release(c);
+    expect(await value(registry, 'meshfed_upstream_connections_idle', local)).toBe(3);
+    expect(await value(registry, 'meshfed_upstream_connections', { ...local, protocol: 'http1' })).toBe(3);
+  } finally {
+    pool.close();
+    server.close();
+  }
+});
