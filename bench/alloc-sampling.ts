@@ -60,3 +60,13 @@ export async function startAllocSampling(): Promise<{
     },
   };
 }
+
+/**
+ * A benchmark process's sampling from SIGUSR2 (sent after its warm-up) to `stop()`, which it calls on SIGTERM
+ * before it exits; with no `file`, or no SIGUSR2 yet, `stop()` writes nothing.
+ */
+export function allocSamplingOnSignal(file: string | undefined): { stop(): Promise<void> } {
+  let allocs: ReturnType<typeof startAllocSampling> | undefined;
+  if (file) process.on('SIGUSR2', () => (allocs = startAllocSampling()));
+  return { stop: () => (file && allocs ? allocs.then((a) => a.stop(file)) : Promise.resolve()) };
+}

@@ -3,9 +3,12 @@
 # candidate, bench/peers-gateway.ts) pinned to CPU 1, the harness's nginx backend and wrk on CPU 0, on
 # loopback addresses of their own (so a harness run of another checkout is not disturbed). Prints requests,
 # the gateway process's CPU per request, the load average, and with a profile where its samples went.
-#   bash bench/fastpath-profile.sh [-d SECONDS] [-c CONNS] [-b small|16k|64k] [-r RUNS] [-w WINDOWS] [-n] [-a] [-o DIR]
+#   bash bench/fastpath-profile.sh [-d SECONDS] [-c CONNS] [-b small|16k|64k] [-r RUNS] [-w WINDOWS] [-n] [-a] [-p] [-F] [-o DIR]
 #     -n: no --cpu-prof (the profiler's own cost left out of the CPU per request)
-#     -a: also where the measured window allocated (bench/alloc-sampling.ts): DIR/alloc<run>.json
+#     -a: also where the measured window allocated (bench/alloc-sampling.ts): DIR/alloc<run>.json, and bytes a request
+#     -p: also the promises, nextTicks, microtasks and timers the measured window made, a request (bench/async-counts.ts;
+#         the counting slows the process: its CPU figures are not comparable)
+#     -F: the Node floor (bench/node-floor.ts) instead of meshfed's gateways: what the same exchange costs Node alone
 #     -w: the run measured as WINDOWS consecutive wrk windows of SECONDS in the same process, each printed with the
 #         gateway's mmap calls and page faults (perf stat -I; needs linux-perf): whether a figure drifts within one
 #         process, and with malloc's mapping churn (docs/performance.md, "Sixth round")
@@ -13,10 +16,12 @@
 # their process group on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DURATION=5 CONNS=16 BODY=small RUNS=1 WINDOWS=0 PROFILE=1 ALLOC=0 OUT=/tmp/meshfed-fastpath-profile
-while getopts d:c:b:r:w:nao: opt; do
+DURATION=5 CONNS=16 BODY=small RUNS=1 WINDOWS=0 PROFILE=1 ALLOC=0 ASYNC=0 TARGET=bench/peers-gateway.ts
+OUT=/tmp/meshfed-fastpath-profile
+while getopts d:c:b:r:w:napFo: opt; do
   case $opt in d) DURATION=$OPTARG ;; c) CONNS=$OPTARG ;; b) BODY=$OPTARG ;; r) RUNS=$OPTARG ;; w) WINDOWS=$OPTARG ;;
-    n) PROFILE=0 ;; a) ALLOC=1 ;; o) OUT=$OPTARG ;; *) sed -n 2,12p "$0" >&2; exit 2 ;; esac
+    n) PROFILE=0 ;; a) ALLOC=1 ;; p) ASYNC=1 ;; F) TARGET=bench/node-floor.ts ;; o) OUT=$OPTARG ;;
+    *) sed -n 2,15p "$0" >&2; exit 2 ;; esac
 done
 [[ $WINDOWS =~ ^[0-9]{1,2}$ ]] || { echo "-w takes 0 (one window) to 99, got '$WINDOWS'" >&2; exit 2; }
 if [ "$WINDOWS" -gt 0 ] && ! command -v perf >/dev/null; then echo "-w needs perf (apt-get install linux-perf)" >&2; exit 1; fi
@@ -56,14 +61,16 @@ for run in $(seq "$RUNS"); do
   prof=(); [ "$PROFILE" = 1 ] && prof=(--cpu-prof --cpu-prof-dir="$OUT/prof" --cpu-prof-name="run$run.cpuprofile")
   t0=$(date +%s%N)
   alloc=(); [ "$ALLOC" = 1 ] && alloc=(env "BENCH_ALLOC_PROFILE=$OUT/alloc$run.json")
+  counts=(); [ "$ASYNC" = 1 ] && counts=(--import ./bench/async-counts.ts)
   BENCH_WORKDIR=$OUT setsid timeout -k 5 $((MEASURED + 120)) taskset -c 1 "${alloc[@]}" \
-    node_modules/.bin/node ${BENCH_NODE_ARGS:-} "${prof[@]}" bench/peers-gateway.ts >"$OUT/gateway$run.log" 2>&1 &
+    env "BENCH_ASYNC_COUNTS=$OUT/async$run.json" node_modules/.bin/node ${BENCH_NODE_ARGS:-} "${counts[@]}" "${prof[@]}" \
+    "$TARGET" >"$OUT/gateway$run.log" 2>&1 &
   gw=$!; SIDS+=("$gw")
   wait_tcp "$BENCH_GW_A_ADDR" && wait_tcp "$BENCH_GW_B_ADDR" || { cat "$OUT/gateway$run.log" >&2; exit 1; }
-  node=$(pgrep -s "$gw" -f peers-gateway.ts | tail -n1)
+  node=$(pgrep -s "$gw" -f "$TARGET" | tail -n1)
   # warm up (JIT, pools), then measure
   taskset -c 0 timeout -k 2 20 wrk -t1 -c"$CONNS" -d2s -H "Host: $BENCH_SERVICE_HOST" "http://$BENCH_GW_A_ADDR$path" >/dev/null
-  [ "$ALLOC" = 1 ] && kill -USR2 "$node"
+  if [ "$ALLOC" = 1 ] || [ "$ASYNC" = 1 ]; then kill -USR2 "$node"; fi
   c0=$(proc_ticks "$node") t1=$(date +%s%N)
   echo $(((t1 - t0) / 1000000)) >"$OUT/prof/run$run.from-ms"
   measure() { taskset -c 0 timeout -k 2 $((DURATION + 15)) wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Host: $BENCH_SERVICE_HOST" \
@@ -96,6 +103,15 @@ for run in $(seq "$RUNS"); do
   awk -v run="$run" -v r="$reqs" -v t=$((c1 - c0)) -v hz="$hz" -v d="$MEASURED" -v l="$load" -v e="$errs" 'BEGIN {
     cpu = t / hz; printf "run %s: %d requests, %.0f req/s, gateway CPU %.2f s (%.0f%%), %.0f µs CPU per request, %.0f req per CPU-s, load %s %s\n",
       run, r, r / d, cpu, cpu / d * 100, cpu / r * 1e6, r / cpu, l, e }'
+  # per request of the measured window (the counts start at SIGUSR2, after the warm-up)
+  if [ "$ALLOC" = 1 ]; then
+    jq -r --argjson r "$reqs" '"  allocated: \(.totalMb * 1024 / $r | . * 10 | round / 10) KiB a request (\(.totalMb) MiB)"' \
+      "$OUT/alloc$run.json"
+  fi
+  if [ "$ASYNC" = 1 ]; then
+    jq -r --argjson r "$reqs" 'to_entries | map("\(.key) \(.value / $r | . * 100 | round / 100)") | "  a request: " + join(", ")' \
+      "$OUT/async$run.json"
+  fi
 done
 if [ "$PROFILE" = 1 ]; then
   for f in "$OUT"/prof/*.cpuprofile; do node_modules/.bin/node bench/cpu-profile-summary.ts "$f" --from-ms "$(cat "${f%.cpuprofile}.from-ms")" --for-ms $((MEASURED * 1000)) \

@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import tls from 'node:tls';
 import { sharedReads } from '../gateway/socket-reads.ts';
+import { allocSamplingOnSignal } from './alloc-sampling.ts';
 import { env, hostPort } from './bench-env.ts';
 
 const HEAD_END = Buffer.from('\r\n\r\n');
@@ -182,4 +183,6 @@ const serverA = net.createServer((s) => serve(s, toGwB));
 await new Promise<void>((r) => serverB.listen(gwB.port, gwB.host, r));
 await new Promise<void>((r) => serverA.listen(gwA.port, gwA.host, r));
 process.stdout.write('node floor ready (terminate-reuse, one event loop)\n');
-process.once('SIGTERM', () => process.exit(0));
+// BENCH_ALLOC_PROFILE=<file>: where the floor allocates, from SIGUSR2 to SIGTERM (bench/fastpath-profile.sh -F -a)
+const allocs = allocSamplingOnSignal(process.env.BENCH_ALLOC_PROFILE);
+process.once('SIGTERM', () => void allocs.stop().finally(() => process.exit(0)));

@@ -20,7 +20,7 @@ import {
 } from '../core/index.ts';
 import { Balancers, balancerConfigSchema } from '../gateway/balancer/index.ts';
 import { Gateway, gatewayConfigSchema } from '../gateway/index.ts';
-import { startAllocSampling } from './alloc-sampling.ts';
+import { allocSamplingOnSignal } from './alloc-sampling.ts';
 import { env, hostPort } from './bench-env.ts';
 import { recordPauses } from './pause-stats.ts';
 
@@ -38,9 +38,7 @@ if (!TOPOLOGIES.includes(topology)) {
 const pauses = process.env.BENCH_PAUSE_STATS ? recordPauses(process.env.BENCH_PAUSE_STATS) : undefined;
 if (pauses) process.on('SIGUSR2', () => pauses.reset());
 // BENCH_ALLOC_PROFILE=<file>: where the process allocates (bench/alloc-sampling.ts), from SIGUSR2 to SIGTERM
-const allocFile = process.env.BENCH_ALLOC_PROFILE;
-let allocs: Promise<Awaited<ReturnType<typeof startAllocSampling>>> | undefined;
-if (allocFile) process.on('SIGUSR2', () => (allocs = startAllocSampling()));
+const allocs = allocSamplingOnSignal(process.env.BENCH_ALLOC_PROFILE);
 // multi-core mode (BENCH_WORKERS=N > 1): N processes, each running the gateways, share the ports with
 // SO_REUSEPORT as `meshfed gateway --workers N` does; the default is the harness's one event loop
 const workers = Number(env('BENCH_WORKERS', '1'));
@@ -271,6 +269,5 @@ else process.stdout.write(`meshfed gateway candidate ready (${topology}, one eve
 // `once`: the harness's `timeout` wrapper passes the signal on a second time while a large profile is written
 process.on('SIGTERM', () => {
   pauses?.write();
-  if (!allocs) process.exit(0);
-  void allocs.then((a) => a.stop(allocFile!)).finally(() => process.exit(0));
+  void allocs.stop().finally(() => process.exit(0));
 });
