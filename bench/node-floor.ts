@@ -25,6 +25,24 @@ const SHARED_READS = (process.env.FLOOR_READS ?? 'shared') === 'shared';
 if (!['shared', 'stream'].includes(process.env.FLOOR_READS ?? 'shared'))
   throw new Error(`FLOOR_READS must be shared or stream, got ${process.env.FLOOR_READS}`);
 
+/**
+ * FLOOR_SPIN=N: N thousand iterations of a busy loop before each request is forwarded, so that the floor runs at a
+ * slower gateway's rate (the CPU per request the scripts print says how much slower): what the same sockets and TLS
+ * cost at that rate (docs/performance.md, "Fourteenth round"). The loop calls nothing; a profile shows it as the
+ * floor's own work.
+ */
+const SPINS = 1000 * Number(process.env.FLOOR_SPIN ?? '0');
+if (!Number.isInteger(SPINS) || SPINS < 0 || SPINS > 1e9)
+  throw new Error(
+    `FLOOR_SPIN must be a whole number of thousands up to 1000000, got ${process.env.FLOOR_SPIN}`,
+  );
+let sink = 0;
+function spin(iterations: number): void {
+  let x = sink;
+  for (let i = 0; i < iterations; i++) x = (x * 31 + i) | 0;
+  sink = x;
+}
+
 /** A pooled connection to the next hop; `to` gets the response bytes of the exchange in flight. */
 interface Hop {
   socket: net.Socket;
@@ -136,6 +154,7 @@ function serve(client: net.Socket, pool: Pool): void {
       return;
     }
     busy = true;
+    if (SPINS > 0) spin(SPINS);
     pool.forward(Buffer.from(head), client, (ok) => {
       busy = false;
       if (!ok) client.destroy();
