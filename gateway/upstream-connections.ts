@@ -28,7 +28,7 @@ function families(registry: Registry): Families {
   f = {
     connects: new Counter({
       name: 'meshfed_upstream_connects_total',
-      help: 'connections dialled to remote gateways and local endpoints, by the protocol offered or negotiated and how the dial ended',
+      help: 'connections dialled to remote gateways and local endpoints, by what they are for (fast-path, tunnel, http1, h2c) and how the dial ended (new, resumed, failed, tunnel-only)',
       labelNames: ['source_cluster', 'destination_cluster', 'protocol', 'result'],
       registers: [registry],
     }),
@@ -113,7 +113,11 @@ export class UpstreamConnections {
   }
 
   /** a dial to `cluster` (undefined: a local endpoint) ended without a connection */
-  failed(cluster: string | undefined, protocol: UpstreamProtocol, result: 'failed' | 'tunnel-only'): void {
+  failed(
+    cluster: string | undefined,
+    protocol: UpstreamProtocol,
+    result: Exclude<ConnectResult, 'new' | 'resumed'>,
+  ): void {
     this.#families.connects.inc({
       source_cluster: this.source,
       destination_cluster: cluster ?? this.source,
