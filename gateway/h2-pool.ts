@@ -286,6 +286,7 @@ export class H2Pool {
             chain: verified.chain,
             expect: gatewayExpectation(this.creds!.trustDomain, cluster),
             peer: verified.spiffeId,
+            notAfter: verified.notAfter,
             close: () => this.retire(session),
           });
         }

@@ -115,6 +115,7 @@ export class Identities {
         full,
         { ...expect, cluster: this.#options.cluster },
         id.spiffeId,
+        id.notAfter.getTime(),
       );
       return id.spiffeId;
     } catch (err) {
@@ -154,7 +155,14 @@ export class Identities {
       };
       const id = verify(full, this.#options.bundle(), expect);
       this.#peers.set(socket, id);
-      this.#options.revalidation.trackConnection('eastWest', connection, full, expect, id.spiffeId);
+      this.#options.revalidation.trackConnection(
+        'eastWest',
+        connection,
+        full,
+        expect,
+        id.spiffeId,
+        id.notAfter.getTime(),
+      );
       return id;
     } catch (err) {
       throw new Refusal('peer-identity', `peer certificate refused: ${(err as Error).message}`);

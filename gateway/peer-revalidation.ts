@@ -31,6 +31,11 @@ interface Tracked {
   chain: readonly Buffer[];
   expect: VerifyExpectations;
   peer: string;
+  /**
+   * the leaf's notAfter (ms) as the verification that admitted the peer read it; absent, it is read from the chain
+   * (parsing the certificate again cost a new connection more than its own verification, which is cached)
+   */
+  notAfter?: number;
   /** closes the connection gracefully */
   close: () => void;
 }
@@ -77,8 +82,10 @@ export class PeerRevalidation {
     chain: readonly Buffer[],
     expect: VerifyExpectations,
     peer: string,
+    notAfter?: number,
   ): void {
     if (this.tracked.has(connection)) return;
+    const known = notAfter === undefined ? {} : { notAfter };
     if ('goaway' in connection) {
       const session = connection;
       this.track(session, {
@@ -86,6 +93,7 @@ export class PeerRevalidation {
         chain,
         expect,
         peer,
+        ...known,
         close: () => {
           if (session.closed || session.destroyed) return;
           session.close();
@@ -100,6 +108,7 @@ export class PeerRevalidation {
       chain,
       expect,
       peer,
+      ...known,
       // HTTP/1.1 has no GOAWAY: the exchange under way is let finish, then the connection ends
       close: () => {
         const graceful = gracefulClosers.get(socket);
@@ -120,7 +129,7 @@ export class PeerRevalidation {
       // a connection being watched must not keep a stopping process alive
       this.timer.unref();
     }
-    const notAfter = leafNotAfter(t.chain);
+    const notAfter = t.notAfter ?? leafNotAfter(t.chain);
     this.notAfter.set(connection, notAfter);
     if (notAfter < this.nextExpiry) this.armExpiry(notAfter);
   }

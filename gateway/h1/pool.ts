@@ -427,6 +427,7 @@ export class H1Pool {
           chain: verified.chain,
           expect: gatewayExpectation(this.#o.creds.trustDomain, cluster),
           peer: verified.spiffeId,
+          notAfter: verified.notAfter,
           close: () => this.#retire(c),
         });
         resolve(c);

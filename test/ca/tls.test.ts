@@ -12,6 +12,7 @@ import {
   TrustBundle,
   verify,
 } from '../../ca/index.ts';
+import { waitFor } from '../../core/index.ts';
 import { codeOf } from './helpers.ts';
 
 const TD = 'mesh.example';
@@ -194,3 +195,86 @@ test('root rotation keeps open and new connections working through the overlap',
     server.close();
   }
 });
+
+test('a peer chain is read the same each time on both sides; a server reads the leaf without the detailed certificate objects', async () => {
+  const root = await createRoot({ trustDomain: TD });
+  const bundle = TrustBundle.fromPem(root.certPem);
+  const east = await issueLeaf(await issueIntermediate(root, { cluster: 'east' }), {
+    kind: 'gateway',
+    name: 'a',
+  });
+  const west = await issueLeaf(await issueIntermediate(root, { cluster: 'west' }), {
+    kind: 'gateway',
+    name: 'b',
+  });
+  const seen: {
+    first: Buffer[];
+    second: Buffer[];
+    detailedCalls: number;
+    detailedAfter: Buffer | undefined;
+  }[] = [];
+  const server = createServer(
+    {
+      cert: west.chainPem,
+      key: west.keyPem,
+      ca: bundle.toPem(),
+      requestCert: true,
+      rejectUnauthorized: true,
+    },
+    (socket) => {
+      let detailedCalls = 0;
+      const detailed = socket.getPeerCertificate.bind(socket);
+      socket.getPeerCertificate = ((d?: boolean) => {
+        detailedCalls++;
+        return detailed(d as true);
+      }) as typeof socket.getPeerCertificate;
+      const first = peerCertificateChain(socket);
+      const second = peerCertificateChain(socket);
+      seen.push({ first, second, detailedCalls, detailedAfter: detailed(true)?.raw });
+      socket.destroy();
+    },
+  );
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  try {
+    const socket = dial((server.address() as AddressInfo).port, { leaf: east, bundle });
+    await once(socket, 'secureConnect');
+    // the client: the leaf and the intermediate its server sent (and the root node appends), twice the same
+    const first = peerCertificateChain(socket);
+    const second = peerCertificateChain(socket);
+    expect(first.length).toBeGreaterThanOrEqual(2);
+    expect(second).toEqual(first);
+    expect(verify(first, bundle, { cluster: 'west', kinds: ['gateway'] }).spiffeId).toMatch(
+      /cluster\/west\/gateway\/b$/,
+    );
+    // the server reads the client's certificate once it has the client's Finished, after the client's secureConnect
+    await waitFor(() => seen.length > 0, { timeoutMs: 10_000, what: 'the server to accept the connection' });
+    socket.destroy();
+    const s = seen[0]!;
+    // the server: the client's leaf only, read without getPeerCertificate, and still there for node's own calls
+    expect(s.first).toHaveLength(1);
+    expect(s.second).toEqual(s.first);
+    expect(s.detailedCalls).toBe(0);
+    expect(s.detailedAfter?.equals(s.first[0]!)).toBe(true);
+    expect(
+      verify(
+        [
+          ...s.first,
+          ...east.chainPem
+            .split(/(?=-----BEGIN)/)
+            .slice(1)
+            .map(derOf),
+        ],
+        bundle,
+        { kinds: ['gateway'] },
+      ).spiffeId,
+    ).toMatch(/cluster\/east\/gateway\/a$/);
+  } finally {
+    server.close();
+  }
+});
+
+/** the DER of one PEM certificate block */
+function derOf(pem: string): Buffer {
+  return Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+}

@@ -1,4 +1,5 @@
 // Handshake admission's shares: the listener's, each source address's, and what a resumed handshake costs.
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
@@ -226,6 +227,12 @@ describe('ticketIssuedBy', () => {
     expect(ticketIssuedBy(server, changed)).toBe(false);
     expect(ticketIssuedBy(server, ticket!.subarray(0, 60))).toBe(false);
     expect(ticketIssuedBy(server, undefined)).toBe(false);
+    // the MAC secret changed under the same key name: the secret checked is the one in force, not one kept from before
+    const keys = server.getTicketKeys();
+    server.setTicketKeys(Buffer.concat([keys.subarray(0, 16), randomBytes(32)]));
+    expect(ticketIssuedBy(server, ticket)).toBe(false);
+    server.setTicketKeys(keys);
+    expect(ticketIssuedBy(server, ticket)).toBe(true);
     // new ticket keys (a new secure context, as on every rotation): the old ticket is no longer ours
     rotate();
     expect(ticketIssuedBy(server, ticket)).toBe(false);
