@@ -2,7 +2,12 @@ import type { ClientHttp2Stream } from 'node:http2';
 import { constants as h2constants } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Failure, PickResult } from './balancer/index.ts';
-import { dialEndpoint, recordConnection, type TcpRelayOptions } from './endpoint-relay.ts';
+import {
+  afterOtherSideClosed,
+  dialEndpoint,
+  recordConnection,
+  type TcpRelayOptions,
+} from './endpoint-relay.ts';
 import { refusedUnread } from './h2-pool.ts';
 import { chainHeaderOf } from './identity.ts';
 import { backoffMs } from './resilience/index.ts';
@@ -187,8 +192,9 @@ export class TcpPorts {
       if (!connected) retry('connect');
     });
     socket.once('close', () => up.destroy());
-    up.once('close', () => {
-      if (connected) socket.destroy();
+    up.once('close', (hadError: boolean) => {
+      if (connected)
+        afterOtherSideClosed(socket, !hadError && up.readableEnded, this.#options.config.timeouts.idle);
     });
   }
 
@@ -262,7 +268,13 @@ export class TcpPorts {
         stream.on('error', () => {});
         stream.once('close', () => {
           clearTimeout(timer);
-          if (relaying) socket.destroy();
+          // a stream the remote gateway ended cleanly: the pipe passes its end on after its bytes
+          if (relaying)
+            afterOtherSideClosed(
+              socket,
+              stream.rstCode === h2constants.NGHTTP2_NO_ERROR,
+              this.#options.config.timeouts.idle,
+            );
           if (answered || timedOut) return;
           // closed before any answer: the client leaving blames nobody; anything else is the target's
           if (socket.destroyed) {

@@ -4,7 +4,12 @@ import type { Socket } from 'node:net';
 import type { LocalService } from '../core/index.ts';
 import { refuse } from './answers.ts';
 import type { PickResult } from './balancer/index.ts';
-import { dialEndpoint, recordConnection, type TcpRelayOptions } from './endpoint-relay.ts';
+import {
+  afterOtherSideClosed,
+  dialEndpoint,
+  recordConnection,
+  type TcpRelayOptions,
+} from './endpoint-relay.ts';
 import { type Handler, routeOf } from './pipeline.ts';
 
 /**
@@ -77,7 +82,10 @@ export class TcpRelay {
       upstream.once('end', () => client.end());
       client.resume();
       client.once('close', () => upstream.destroy());
-      upstream.once('close', () => client.destroy());
+      // the endpoint's end reached the client after what it had sent: the client takes that before it closes
+      upstream.once('close', (hadError: boolean) =>
+        afterOtherSideClosed(client, !hadError && upstream.readableEnded, this.#options.config.timeouts.idle),
+      );
     });
   }
 
