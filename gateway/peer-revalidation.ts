@@ -82,10 +82,10 @@ export class PeerRevalidation {
     chain: readonly Buffer[],
     expect: VerifyExpectations,
     peer: string,
-    notAfter?: number,
+    /** the leaf's notAfter (ms), as the verification that admitted the peer read it */
+    notAfter: number,
   ): void {
     if (this.tracked.has(connection)) return;
-    const known = notAfter === undefined ? {} : { notAfter };
     if ('goaway' in connection) {
       const session = connection;
       this.track(session, {
@@ -93,7 +93,7 @@ export class PeerRevalidation {
         chain,
         expect,
         peer,
-        ...known,
+        notAfter,
         close: () => {
           if (session.closed || session.destroyed) return;
           session.close();
@@ -108,7 +108,7 @@ export class PeerRevalidation {
       chain,
       expect,
       peer,
-      ...known,
+      notAfter,
       // HTTP/1.1 has no GOAWAY: the exchange under way is let finish, then the connection ends
       close: () => {
         const graceful = gracefulClosers.get(socket);
