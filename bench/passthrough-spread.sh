@@ -102,8 +102,21 @@ load 2 >/dev/null # warm-up (JIT, connections)
 hz=$(getconf CLK_TCK)
 [ "$HAPROXY" = 1 ] && load 2 "$HAPROXY_ENTRY" >/dev/null
 [ "$FLOOR" = 1 ] && load 2 "$FLOOR_A_ADDR" >/dev/null
-# HAProxy's CPU ticks: both processes of a terminate pair
+# HAProxy's CPU ticks: both processes of a terminate pair; the floor's: its one process
 hap_ticks() { local p t=0; for p in $hapids; do t=$((t + $(proc_ticks "$p"))); done; echo "$t"; }
+floor_ticks() { proc_ticks "$floor"; }
+# one run of a peer alternated with meshfed's: NAME ENTRY TICKS-FUNCTION; prints "run N NAME: ..."
+peer_run() {
+  local name=$1 entry=$2 ticks=$3 c0 c1 t0 t1 reqs
+  c0=$($ticks) t0=$(steal)
+  load "$DURATION" "$entry" >"$OUT/$name-wrk$run.txt"
+  c1=$($ticks) t1=$(steal)
+  reqs=$(awk '/requests in/ {print $1}' "$OUT/$name-wrk$run.txt")
+  echo "$c0 $c1 $t0 $t1" | awk -v run="$run" -v who="$name" -v r="$reqs" -v d="$DURATION" -v hz="$hz" '{
+    cpu = ($2 - $1) / hz
+    printf "run %d %s: %.0f req/s, gateway CPU %.0f%%, %.1f µs per request; host steal %.1f%%\n",
+      run, who, r / d, cpu / d * 100, cpu / r * 1e6, ($5 - $3) / ($6 - $4) * 100 }'
+}
 for run in $(seq "$RUNS"); do
   s0=$(snap) t0=$(steal)
   load "$DURATION" >"$OUT/wrk$run.txt"
@@ -114,26 +127,8 @@ for run in $(seq "$RUNS"); do
     printf "run %d: %.0f req/s, gateway CPU %.0f%%, %.1f µs per request; per request: %.2f reads, %.2f writes, %.3f minor faults, gateway switches %.3f voluntary %.3f forced, nginx %.3f / %.3f; host steal %.1f%%; load %s\n",
       run, r / d, cpu / d * 100, cpu / r * 1e6, ($11 - $3) / r, ($12 - $4) / r, ($10 - $2) / r,
       ($13 - $5) / r, ($14 - $6) / r, ($15 - $7) / r, ($16 - $8) / r, ($19 - $17) / ($20 - $18) * 100, l }'
-  if [ "$FLOOR" = 1 ]; then
-    c0=$(proc_ticks "$floor") t0=$(steal)
-    load "$DURATION" "$FLOOR_A_ADDR" >"$OUT/floor-wrk$run.txt"
-    c1=$(proc_ticks "$floor") t1=$(steal)
-    reqs=$(awk '/requests in/ {print $1}' "$OUT/floor-wrk$run.txt")
-    echo "$c0 $c1 $t0 $t1" | awk -v run="$run" -v r="$reqs" -v d="$DURATION" -v hz="$hz" '{
-      cpu = ($2 - $1) / hz
-      printf "run %d floor: %.0f req/s, gateway CPU %.0f%%, %.1f µs per request; host steal %.1f%%\n",
-        run, r / d, cpu / d * 100, cpu / r * 1e6, ($5 - $3) / ($6 - $4) * 100 }'
-  fi
-  if [ "$HAPROXY" = 1 ]; then
-    c0=$(hap_ticks) t0=$(steal)
-    load "$DURATION" "$HAPROXY_ENTRY" >"$OUT/haproxy-wrk$run.txt"
-    c1=$(hap_ticks) t1=$(steal)
-    reqs=$(awk '/requests in/ {print $1}' "$OUT/haproxy-wrk$run.txt")
-    echo "$c0 $c1 $t0 $t1" | awk -v run="$run" -v r="$reqs" -v d="$DURATION" -v hz="$hz" '{
-      cpu = ($2 - $1) / hz
-      printf "run %d haproxy: %.0f req/s, gateway CPU %.0f%%, %.1f µs per request; host steal %.1f%%\n",
-        run, r / d, cpu / d * 100, cpu / r * 1e6, ($5 - $3) / ($6 - $4) * 100 }'
-  fi
+  if [ "$FLOOR" = 1 ]; then peer_run floor "$FLOOR_A_ADDR" floor_ticks; fi
+  if [ "$HAPROXY" = 1 ]; then peer_run haproxy "$HAPROXY_ENTRY" hap_ticks; fi
 done | tee "$OUT/runs.txt"
 # with a peer alternated (-H, -F): the medians of the per-run ratios, req/s and CPU a request (run N of each
 # candidate against run N of the other, so both saw the same minutes)

@@ -7,6 +7,9 @@ export const TUNNEL_ALPN = 'meshfed-tunnel/1';
  */
 export const FAST_ALPN = 'meshfed-h1/1';
 
+/** What a gateway offers a remote one: the fast path first, the tunnel's ALPN and h2 for a gateway without it. */
+export const GATEWAY_ALPN_OFFER: readonly string[] = [FAST_ALPN, TUNNEL_ALPN, 'h2'];
+
 const tcpPortSchema = z.strictObject({
   listen: hostPort('127.0.0.1').describe('local address apps connect to for this service'),
   service: z.string().regex(/^[a-z0-9-]+\.[a-z0-9-]+$/, 'expected name.namespace, e.g. "db.shop"'),

@@ -73,14 +73,14 @@ function splitHostPort(address: string): { host: string; port: number } {
 }
 
 /**
- * What a relay does with its client once the other side (a local endpoint, or a CONNECT stream) closed. A clean
- * end was passed on to the client (`end()`), after the bytes still queued for it: the client is left to take
+ * Closes a relay's client once the other side (a local endpoint, or a CONNECT stream) closed. A clean end was
+ * passed on to the client (`end()`), after the bytes still queued for it: the client is left to take
  * them and close, within `graceMs` (timeouts.idle), then cut. Destroying it at once cut those bytes: a slow
  * client of a passthrough or a TCP port lost the tail of what the endpoint sent before it closed (up to its
  * socket's queue, 32 KiB in the test that found it). A close that was not clean (an error, a reset, no end) cuts
  * the client at once, so that it does not take a cut stream for a whole one.
  */
-export function afterOtherSideClosed(client: Socket, clean: boolean, graceMs: number): void {
+export function closeRelayedClient(client: Socket, clean: boolean, graceMs: number): void {
   if (client.destroyed) return;
   if (!clean) {
     client.destroy();

@@ -201,10 +201,11 @@ export class H2Pool {
     let resumption: TicketedDial | undefined;
     return new Promise((resolve, reject) => {
       let session: ClientHttp2Session;
+      const protocol = cluster === undefined ? 'h2c' : 'tunnel';
       let settled = false;
       /** a dial that ends without a session is counted once, whichever way it ends */
       const failed = (err: unknown) => {
-        if (!settled) this.connections?.failed(cluster, cluster === undefined ? 'h2c' : 'tunnel', 'failed');
+        if (!settled) this.connections?.failed(cluster, protocol, 'failed');
         settled = true;
         reject(err);
       };
@@ -312,7 +313,7 @@ export class H2Pool {
         settled = true;
         const closed = this.connections?.opened(
           cluster,
-          cluster === undefined ? 'h2c' : 'tunnel',
+          protocol,
           cluster !== undefined && (session.socket as TLSSocket).isSessionReused(),
         );
         if (closed) session.once('close', closed);

@@ -2,7 +2,13 @@
 export { type AuthorizeHook, Gateway, type GatewayOptions } from './gateway.ts';
 export { anonymousCaller } from './identity.ts';
 export { type GatewayRequest, type RequestLayer, stack } from './pipeline.ts';
-export { FAST_ALPN, type GatewayConfig, gatewayConfigSchema, TUNNEL_ALPN } from './config.ts';
+export {
+  FAST_ALPN,
+  GATEWAY_ALPN_OFFER,
+  type GatewayConfig,
+  gatewayConfigSchema,
+  TUNNEL_ALPN,
+} from './config.ts';
 export { type HelloResult, parseClientHello } from './client-hello.ts';
 export { H2Pool } from './h2-pool.ts';
 // the policy evaluation the enforcement layers run, for `meshfed policy explain`

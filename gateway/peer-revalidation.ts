@@ -1,4 +1,3 @@
-import { X509Certificate } from 'node:crypto';
 import type { Http2Session } from 'node:http2';
 import type { Socket } from 'node:net';
 import { type TrustBundle, type VerifyExpectations, verify } from '../ca/index.ts';
@@ -32,10 +31,10 @@ interface Tracked {
   expect: VerifyExpectations;
   peer: string;
   /**
-   * the leaf's notAfter (ms) as the verification that admitted the peer read it; absent, it is read from the chain
-   * (parsing the certificate again cost a new connection more than its own verification, which is cached)
+   * the leaf's notAfter (ms) as the verification that admitted the peer read it (parsing the certificate again here
+   * cost a new connection more than its own verification, which is cached)
    */
-  notAfter?: number;
+  notAfter: number;
   /** closes the connection gracefully */
   close: () => void;
 }
@@ -129,9 +128,8 @@ export class PeerRevalidation {
       // a connection being watched must not keep a stopping process alive
       this.timer.unref();
     }
-    const notAfter = t.notAfter ?? leafNotAfter(t.chain);
-    this.notAfter.set(connection, notAfter);
-    if (notAfter < this.nextExpiry) this.armExpiry(notAfter);
+    this.notAfter.set(connection, t.notAfter);
+    if (t.notAfter < this.nextExpiry) this.armExpiry(t.notAfter);
   }
 
   /** each tracked connection's peer leaf notAfter (ms): the sweep at the earliest one closes it on time */
@@ -211,17 +209,5 @@ export class PeerRevalidation {
         ? 'peer-cert-expired'
         : 'peer-cert-untrusted';
     }
-  }
-}
-
-/** The leaf's notAfter in ms; +Infinity when it cannot be read (the interval and trust sweeps still verify it). */
-function leafNotAfter(chain: readonly Buffer[]): number {
-  const leaf = chain[0];
-  if (!leaf) return Number.POSITIVE_INFINITY;
-  try {
-    const at = Date.parse(new X509Certificate(leaf).validTo);
-    return Number.isFinite(at) ? at : Number.POSITIVE_INFINITY;
-  } catch {
-    return Number.POSITIVE_INFINITY;
   }
 }

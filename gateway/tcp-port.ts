@@ -3,7 +3,7 @@ import { constants as h2constants } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Failure, PickResult } from './balancer/index.ts';
 import {
-  afterOtherSideClosed,
+  closeRelayedClient,
   dialEndpoint,
   recordConnection,
   type TcpRelayOptions,
@@ -194,7 +194,7 @@ export class TcpPorts {
     socket.once('close', () => up.destroy());
     up.once('close', (hadError: boolean) => {
       if (connected)
-        afterOtherSideClosed(socket, !hadError && up.readableEnded, this.#options.config.timeouts.idle);
+        closeRelayedClient(socket, !hadError && up.readableEnded, this.#options.config.timeouts.idle);
     });
   }
 
@@ -270,7 +270,7 @@ export class TcpPorts {
           clearTimeout(timer);
           // a stream the remote gateway ended cleanly: the pipe passes its end on after its bytes
           if (relaying)
-            afterOtherSideClosed(
+            closeRelayedClient(
               socket,
               stream.rstCode === h2constants.NGHTTP2_NO_ERROR,
               this.#options.config.timeouts.idle,

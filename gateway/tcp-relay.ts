@@ -5,7 +5,7 @@ import type { LocalService } from '../core/index.ts';
 import { refuse } from './answers.ts';
 import type { PickResult } from './balancer/index.ts';
 import {
-  afterOtherSideClosed,
+  closeRelayedClient,
   dialEndpoint,
   recordConnection,
   type TcpRelayOptions,
@@ -84,7 +84,7 @@ export class TcpRelay {
       client.once('close', () => upstream.destroy());
       // the endpoint's end reached the client after what it had sent: the client takes that before it closes
       upstream.once('close', (hadError: boolean) =>
-        afterOtherSideClosed(client, !hadError && upstream.readableEnded, this.#options.config.timeouts.idle),
+        closeRelayedClient(client, !hadError && upstream.readableEnded, this.#options.config.timeouts.idle),
       );
     });
   }

@@ -11,7 +11,7 @@ import {
   verify,
 } from '../../ca/index.ts';
 import { MeshfedError, toMeshfedError } from '../../core/index.ts';
-import { FAST_ALPN, TUNNEL_ALPN } from '../../gateway/index.ts';
+import { FAST_ALPN, GATEWAY_ALPN_OFFER } from '../../gateway/index.ts';
 import { AdminClient } from '../admin/admin-client.ts';
 import type { Command } from '../command.ts';
 import { parseFlags, requireFlag, writeJson } from '../command.ts';
@@ -28,9 +28,6 @@ export interface CheckResult {
   /** what to do about a WARN or FAIL */
   fix?: string;
 }
-
-/** what a gateway of ours offers a remote one: the fast path first, the tunnel otherwise (gateway/h1/gateway-tls.ts) */
-const GATEWAY_ALPN = [FAST_ALPN, TUNNEL_ALPN, 'h2'];
 
 function result(check: string, status: CheckStatus, detail: string, fix?: string): CheckResult {
   return fix === undefined ? { check, status, detail } : { check, status, detail, fix };
@@ -223,7 +220,7 @@ function handshake(
       cert: id.chainPem,
       key: id.keyPem,
       ca: id.bundle.toPem(),
-      ALPNProtocols: GATEWAY_ALPN,
+      ALPNProtocols: [...GATEWAY_ALPN_OFFER],
       minVersion: 'TLSv1.3',
       checkServerIdentity: () => undefined,
       timeout: timeoutMs,

@@ -1,7 +1,7 @@
 import type { OnReadOpts, Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import type { IssuedLeaf } from '../../ca/index.ts';
-import { FAST_ALPN, TUNNEL_ALPN } from '../config.ts';
+import { GATEWAY_ALPN_OFFER } from '../config.ts';
 import type { TunnelCredentials } from '../h2-pool.ts';
 import { ClientContext, type VerifiedPeer, verifyGatewayPeer } from '../peer-dial.ts';
 import { SessionTickets } from '../session-tickets.ts';
@@ -46,7 +46,7 @@ export class GatewayTls {
       port,
       onread,
       secureContext: this.#context.get(leaf, this.#creds.bundle()),
-      ALPNProtocols: [FAST_ALPN, TUNNEL_ALPN, 'h2'],
+      ALPNProtocols: [...GATEWAY_ALPN_OFFER],
       servername: `gateway.${cluster}.meshfed.internal`,
       // the SPIFFE identity is checked by verifyPeer with ca/verify; the hostname means nothing here
       checkServerIdentity: () => undefined,

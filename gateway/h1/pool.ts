@@ -9,7 +9,7 @@ import { CLOSE_GRACE_MS, type PeerRevalidation } from '../peer-revalidation.ts';
 import { gatewayExpectation, type VerifiedPeer } from '../peer-dial.ts';
 import { GatewayTls } from './gateway-tls.ts';
 import { sharedReads } from '../socket-reads.ts';
-import type { UpstreamConnections } from '../upstream-connections.ts';
+import type { PoolUsage, UpstreamConnections } from '../upstream-connections.ts';
 import { PooledConnection, SharedDialFailure, TunnelOnly } from './pooled-connection.ts';
 
 export {
@@ -135,7 +135,7 @@ export class H1Pool {
    * Per destination: the requests waiting for a connection (none idle, a dial under way or maxDialsPerKey
    * reached) and the idle connections; read when metrics are scraped, never per request.
    */
-  *usage(): Generator<{ cluster: string | undefined; waiting: number; idle: number }> {
+  *usage(): Generator<PoolUsage> {
     for (const k of this.#keys.values())
       yield { cluster: k.cluster, waiting: k.waiters.length, idle: k.idle.length };
   }

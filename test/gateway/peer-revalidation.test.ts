@@ -210,6 +210,8 @@ async function expiringPeer(name: string) {
       chain,
       expect: { trustDomain: TRUST_DOMAIN, kinds: ['gateway'], usage: 'server' },
       peer: leaf.spiffeId,
+      // as the verification that admits a peer reads it: the certificate's (whole seconds)
+      notAfter: Date.parse(new X509Certificate(chain[0]!).validTo),
       close: () => {
         closed.at = Date.now();
         connection.emit('close');

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import { waitFor } from '../../core/index.ts';
-import { afterOtherSideClosed } from '../../gateway/endpoint-relay.ts';
+import { closeRelayedClient } from '../../gateway/endpoint-relay.ts';
 
 // What the byte relays (SNI passthrough, TCP ports, their CONNECT streams) do with the client when the other side
 // closes. The slow-client relay test found it intermittently under load: an endpoint that sent its last bytes
@@ -55,7 +55,7 @@ test('regression: after a clean close of the other side, the client still gets e
   try {
     queueAndEnd(p.gateway);
     expect(p.gateway.writableLength).toBeGreaterThan(0);
-    afterOtherSideClosed(p.gateway, true, 10_000);
+    closeRelayedClient(p.gateway, true, 10_000);
     expect(p.gateway.destroyed).toBe(false);
     expect(await readAll(p.client)).toBe(QUEUED);
   } finally {
@@ -67,7 +67,7 @@ test('a close that was not clean cuts the client at once: it does not get a cut 
   const p = await pair();
   try {
     queueAndEnd(p.gateway);
-    afterOtherSideClosed(p.gateway, false, 10_000);
+    closeRelayedClient(p.gateway, false, 10_000);
     expect(p.gateway.destroyed).toBe(true);
     let n = 0;
     p.client.on('data', (d: Buffer) => {
@@ -86,7 +86,7 @@ test('a client that never takes the rest is cut after the grace', async () => {
   const p = await pair();
   try {
     queueAndEnd(p.gateway);
-    afterOtherSideClosed(p.gateway, true, 200);
+    closeRelayedClient(p.gateway, true, 200);
     expect(p.gateway.destroyed).toBe(false);
     await waitFor(() => p.gateway.destroyed, {
       timeoutMs: 5_000,
