@@ -15,7 +15,8 @@ export function authorizationPolicy(o: {
   local: LocalServices;
   metrics: PolicyMetrics;
 }): RequestLayer {
-  return (next) => async (r) => {
+  // not an async function: it waits for nothing, and what it refuses (throws) the answer layer answers
+  return (next) => (r) => {
     const route = routeOf(r);
     const compiled = o.index.service(serviceKey(route))?.authorization;
     if (!compiled) return next(r);

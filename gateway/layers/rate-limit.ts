@@ -15,7 +15,8 @@ export function rateLimit(o: {
   now?: () => number;
 }): RequestLayer {
   const now = o.now ?? (() => performance.timeOrigin + performance.now());
-  return (next) => async (r) => {
+  // not an async function: it waits for nothing, and what it refuses (throws) the answer layer answers
+  return (next) => (r) => {
     const route = routeOf(r);
     const limiters = o.index.service(serviceKey(route))?.rateLimits;
     if (!limiters || limiters.length === 0) return next(r);

@@ -13,7 +13,8 @@ export function trafficSplit(o: {
   metrics: PolicyMetrics;
   random: () => number;
 }): RequestLayer {
-  return (next) => async (r) => {
+  // not an async function: it waits for nothing, and what it refuses (throws) the answer layer answers
+  return (next) => (r) => {
     const route = routeOf(r);
     const split = o.index.service(serviceKey(route))?.split;
     if (!split) return next(r);

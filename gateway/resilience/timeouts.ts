@@ -17,10 +17,19 @@ export function deadline<R, P = undefined>(o: {
   clock?: Clock;
 }): Layer<R, P> {
   const now = o.clock?.now ?? monotonicNow;
-  return (next) => (ctx) => {
-    if (ctx.deadline !== undefined) return next(ctx);
-    const ms = typeof o.ms === 'number' ? o.ms : o.ms(ctx);
-    return next(ms === undefined ? ctx : { ...ctx, deadline: now() + ms });
+  return (next) => (ctx, done) => {
+    if (ctx.deadline !== undefined) {
+      next(ctx, done);
+      return;
+    }
+    let ms: number | undefined;
+    try {
+      ms = typeof o.ms === 'number' ? o.ms : o.ms(ctx);
+    } catch (err) {
+      done(err);
+      return;
+    }
+    next(ms === undefined ? ctx : { ...ctx, deadline: now() + ms }, done);
   };
 }
 
@@ -75,7 +84,7 @@ function timeUp(t: TryTimer): void {
  *
  * The tries of one layer share one DeadlineList (one timer for all of them); a try's time being up is
  * acted on one turn of the event loop later, so an answer that arrived in time during a stall still wins.
- * Not an async function (its frame cost ~1.5 KB per try): one `then` takes the try off the list.
+ * A try's end takes it off the list (one callback, no promise).
  */
 export function perTryTimeout<R, P = undefined>(o: {
   ms: number | ((ctx: CallContext<P>) => number);
@@ -83,9 +92,8 @@ export function perTryTimeout<R, P = undefined>(o: {
 }): Layer<R, P> {
   const now = o.clock?.now ?? monotonicNow;
   const tries = new DeadlineList<TryTimer>(timeUp);
-  return (next) => (ctx) => {
+  return (next) => (ctx, done) => {
     let t: TryTimer;
-    let tried: Promise<R>;
     try {
       const ms = typeof o.ms === 'number' ? o.ms : o.ms(ctx);
       const left = ctx.deadline === undefined ? ms : Math.min(ms, ctx.deadline - now());
@@ -100,25 +108,14 @@ export function perTryTimeout<R, P = undefined>(o: {
       // the list runs on the monotonic clock whatever clock the deadline came from
       tries.add(t, monotonicNow() + left);
     } catch (err) {
-      return Promise.reject(err);
+      done(err);
+      return;
     }
-    try {
-      tried = next({ ...ctx, signal: t });
-    } catch (err) {
-      tried = Promise.reject(err);
-    }
-    return tried.then(
-      (v) => {
-        tries.remove(t);
-        t.release();
-        return v;
-      },
-      (err: unknown) => {
-        tries.remove(t);
-        t.release();
-        throw err;
-      },
-    );
+    next({ ...ctx, signal: t }, (err, v) => {
+      tries.remove(t);
+      t.release();
+      done(err, v);
+    });
   };
 }
 
