@@ -54,6 +54,21 @@ async function slowCallInFlight(gw: GatewayProcess) {
   return { call };
 }
 
+/**
+ * `p`, or a failure that says which step did not end and what the gateway process wrote, well before the
+ * test's own bound (a bare jest timeout says neither)
+ */
+function within<T>(p: Promise<T>, ms: number, step: string, gw: GatewayProcess): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${step}: not within ${ms} ms; the gateway process wrote:\n${gw.output()}`)),
+      ms,
+    );
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
 test.each([1, 2])(
   'workers: %i: SIGTERM refuses new connections, lets the request in flight finish, then exits 0',
   async (workers) => {
@@ -61,7 +76,7 @@ test.each([1, 2])(
       natsUrl: nats.url,
       services: { web: address },
       // the request in flight is released only after the checks below: a loaded host must not reach the bound first
-      config: { workers, drainTimeout: '60s' },
+      config: { workers, drainTimeout: '60s', observability: { logLevel: 'info' } },
     });
     expect((await request(gw.egress, { host: 'web.shop.svc.clusterset.local' })).body).toBe('fast');
     const { call } = await slowCallInFlight(gw);
@@ -77,10 +92,10 @@ test.each([1, 2])(
     // still draining: the process waits for the request
     expect(gw.child.exitCode).toBeNull();
     held.shift()!.end('slow done');
-    const r = await call;
+    const r = await within(call, 20_000, 'the answer to the request in flight', gw);
     expect(r.status).toBe(200);
     expect(r.body).toBe('slow done');
-    expect(await exited).toBe(0);
+    expect(await within(exited, 25_000, 'the exit after the drain', gw)).toBe(0);
   },
   60_000,
 );
