@@ -119,7 +119,7 @@ export function retry<R, P = undefined>(o: RetryOptions<P>): Layer<R, P> {
   const random = o.random ?? Math.random;
   const sleep = o.sleep ?? realSleep;
   return (next) => {
-    /** what follows failed try number `attempt` of a call allowed `attempts` retries: another try, or `err` passed up */
+    /** what follows failed try number `attempt` of a call allowed `attempts` retries: another try, or `err` */
     const after = (
       ctx: CallContext<P>,
       budget: RetryBudget,

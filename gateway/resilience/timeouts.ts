@@ -26,7 +26,8 @@ export function deadline<R, P = undefined>(o: {
     try {
       ms = typeof o.ms === 'number' ? o.ms : o.ms(ctx);
     } catch (err) {
-      done(err);
+      // from the microtask queue, as every failure the layers above hear of
+      queueMicrotask(() => done(err));
       return;
     }
     next(ms === undefined ? ctx : { ...ctx, deadline: now() + ms }, done);
