@@ -121,16 +121,22 @@ export class PeerLiveness {
     this.#pinging.set(t.address, false);
     // a peer on a loaded host answers as slowly as its event loop lags: the health checks' PINGs say how slowly
     const within = Math.max(this.#afterMs, 4 * this.#tunnel.rttOf(t.address));
-    void answers(this.#tunnel, t, within).then((pong) => {
-      const ok = pong || this.#pinging.get(t.address) === true;
-      this.#pinging.delete(t.address);
-      this.#pings.inc({
-        source_cluster: this.#o.cluster,
-        destination_cluster: t.cluster,
-        result: ok ? 'answered' : 'unanswered',
+    answers(this.#tunnel, t, within)
+      .then((pong) => {
+        const ok = pong || this.#pinging.get(t.address) === true;
+        this.#pinging.delete(t.address);
+        this.#pings.inc({
+          source_cluster: this.#o.cluster,
+          destination_cluster: t.cluster,
+          result: ok ? 'answered' : 'unanswered',
+        });
+        if (!ok) this.#unresponsivePeer(t, within);
+      })
+      // stopping the tries in flight runs their reports: a fault there is logged, never a crash of the gateway
+      .catch((err: unknown) => {
+        this.#pinging.delete(t.address);
+        this.#o.logger.error({ err, address: t.address }, 'the unresponsive-gateway check failed');
       });
-      if (!ok) this.#unresponsivePeer(t, within);
-    });
   }
 
   #unresponsivePeer(t: BalancerTarget, within: number): void {
@@ -181,11 +187,15 @@ function answers(tunnel: Pick<H2Pool, 'session'>, t: BalancerTarget, ms: number)
       (s) => {
         const before = s.socket?.bytesRead ?? 0;
         heard = () => !s.destroyed && (s.socket?.bytesRead ?? 0) > before;
-        s.ping((err) => {
-          if (err) return;
-          timer.cancel();
-          resolve(true);
-        });
+        try {
+          s.ping((err) => {
+            if (err) return;
+            timer.cancel();
+            resolve(true);
+          });
+        } catch {
+          // destroyed since the pool handed it over (node throws): nothing will be heard on it, the bound decides
+        }
       },
       () => {
         timer.cancel();

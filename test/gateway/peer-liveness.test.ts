@@ -215,3 +215,28 @@ test('tries to local endpoints are neither watched nor a reason to PING', async 
   await advance(100);
   expect(pings).toHaveLength(0);
 });
+
+test('regression: a session destroyed before its PING leaves the gateway to the bound, with no unhandled rejection', async () => {
+  const { live, calls, session } = liveness();
+  // what node's Http2Session.ping does once the session is destroyed
+  Object.assign(session, {
+    destroyed: true,
+    ping: () => {
+      throw Object.assign(new Error('The session has been destroyed'), { code: 'ERR_HTTP2_INVALID_SESSION' });
+    },
+  });
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown) => void unhandled.push(reason);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    live.suspect(PEER);
+    await advance(600);
+    // nothing was heard from a destroyed session: the gateway is taken for silent, as without a session
+    expect(calls.eject).toBe(1);
+    jest.useRealTimers();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(unhandled).toEqual([]);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
+});
