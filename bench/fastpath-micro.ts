@@ -131,11 +131,7 @@ async function resilienceStack(liveness: boolean): Promise<(n: number) => Promis
   const budget = new R.RetryBudget({ budgetPercent: 20, minRetriesPerSecond: 10, windowMs: 10_000 });
   const sent = { status: 200 };
   const answer = () => Promise.resolve(sent);
-  // a checkout from before the stack was callbacks (its `Dispatch` returned a promise) has no `promised`
-  const callbacks = 'promised' in R;
-  let send: (t: unknown, ctx: unknown, done?: (err: unknown, s?: typeof sent) => void) => unknown = callbacks
-    ? (_t, _ctx, done) => done!(undefined, sent)
-    : answer;
+  let send: (t: unknown, ctx: unknown) => Promise<typeof sent> = answer;
   let observer: unknown;
   if (liveness) {
     const live = await peerLiveness();
@@ -147,7 +143,7 @@ async function resilienceStack(liveness: boolean): Promise<(n: number) => Promis
     R.balancedDispatch({
       balancers: { pick: () => ({ target, level: 0, release }) },
       breakers,
-      send: send as never,
+      send,
       // as forward.ts says of sendTry (a checkout without the option races the abort, as it did there)
       sendHonoursSignal: true,
       ...(observer ? { observer: observer as never } : {}),
@@ -163,11 +159,8 @@ async function resilienceStack(liveness: boolean): Promise<(n: number) => Promis
     scope: 'any' as const,
     portName: 'http',
   };
-  const once = (callbacks ? R.promised(dispatch) : dispatch) as unknown as (
-    c: unknown,
-  ) => Promise<typeof sent>;
   return async (n: number) => {
-    for (let i = 0; i < n; i++) sink += (await once(R.callContext(call))).status;
+    for (let i = 0; i < n; i++) sink += (await dispatch(R.callContext(call))).status;
   };
 }
 

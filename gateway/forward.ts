@@ -80,7 +80,7 @@ export function forward(options: ForwardOptions): Handler {
     balancedDispatch<Sent, GatewayRequest>({
       balancers: options.balancers,
       breakers: options.breakers,
-      send: (t, ctx, done) => sendTry(t, ctx, tryOptions, done),
+      send: (t, ctx) => sendTry(t, ctx, tryOptions),
       // a try to a silent gateway is stopped early only when a try that timed out would be retried
       observer: options.liveness?.observer<GatewayRequest>(
         (ctx) => ctx.attempt < attempts(ctx) && retryable(ctx, outcome(ctx, 'timeout')),
@@ -111,41 +111,41 @@ export function forward(options: ForwardOptions): Handler {
       ms: (ctx) => override(ctx)?.retry?.perTryTimeout ?? bc.timeouts.request,
     }),
   );
-  // one promise per request (the pipeline's handlers return one); the stack below it is callbacks
-  return (r) =>
-    new Promise<void>((resolve, reject) => {
-      const route = routeOf(r);
-      const ctx = callContext(
-        {
-          namespace: route.namespace,
-          name: route.name,
-          // a body already streamed to a failed try is sent again only from its replay (canResend)
-          idempotent: isIdempotent(r.method),
-          scope: route.scope,
-          port: route.port,
-          portName: route.portName,
-          cluster: route.cluster,
-        },
-        r,
+  // one `then` per request, not an async function's frame
+  return (r) => {
+    const route = routeOf(r);
+    let sent: Promise<Sent>;
+    try {
+      sent = dispatch(
+        callContext(
+          {
+            namespace: route.namespace,
+            name: route.name,
+            // a body already streamed to a failed try is sent again only from its replay (canResend)
+            idempotent: isIdempotent(r.method),
+            scope: route.scope,
+            port: route.port,
+            portName: route.portName,
+            cluster: route.cluster,
+          },
+          r,
+        ),
       );
-      dispatch(ctx, (err, s) => {
-        if (err === undefined) {
-          r.destination = (s as Sent).cluster;
-          r.status = (s as Sent).status;
-        } else {
-          const answer = answerFor(err);
-          if (err instanceof UpstreamFailure) r.destination = err.target.cluster;
-          r.status = answer.status;
-          // a response already under way (a passed-through 5xx, or a body cut short) is not replaced
-          try {
-            r.answer(answer);
-          } catch (e) {
-            // the answer layer outside cuts the exchange
-            reject(e);
-            return;
-          }
-        }
-        resolve();
-      });
-    });
+    } catch (err) {
+      sent = Promise.reject(err);
+    }
+    return sent.then(
+      (s) => {
+        r.destination = s.cluster;
+        r.status = s.status;
+      },
+      (err: unknown) => {
+        const answer = answerFor(err);
+        if (err instanceof UpstreamFailure) r.destination = err.target.cluster;
+        r.status = answer.status;
+        // a response already under way (a passed-through 5xx, or a body cut short) is not replaced
+        r.answer(answer);
+      },
+    );
+  };
 }

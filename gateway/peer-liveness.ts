@@ -132,7 +132,7 @@ export class PeerLiveness {
         });
         if (!ok) this.#unresponsivePeer(t, within);
       })
-      // stopping the tries in flight runs their reports: a fault there is logged, never a crash of the gateway
+      // stopping the tries in flight runs their codecs' cancels: a fault there is logged, never a crash
       .catch((err: unknown) => {
         this.#pinging.delete(t.address);
         this.#o.logger.error({ err, address: t.address }, 'the unresponsive-gateway check failed');

@@ -1,7 +1,7 @@
 import { MeshfedError, serviceKey } from '../../core/index.ts';
 import type { Balancers, BalancerTarget, Failure, PickResult } from '../balancer/index.ts';
 import type { CircuitBreakers } from './circuit-breaker.ts';
-import type { CallContext, Dispatch, Done } from './dispatch.ts';
+import type { CallContext, Dispatch } from './dispatch.ts';
 import { NOTHING_EXCLUDED, UpstreamFailure } from './dispatch.ts';
 import { isTimeoutReason } from './timeouts.ts';
 import { NEVER_ABORTED, type TrySignal } from './try-signal.ts';
@@ -10,15 +10,14 @@ export interface BalancedDispatchOptions<R, P = undefined> {
   balancers: Pick<Balancers, 'pick'>;
   breakers?: CircuitBreakers;
   /**
-   * Sends one try to one target and reports its outcome through `done`, once: an UpstreamFailure (or any
-   * error: it counts as 'reset', or 'connect' if the error code says the connection failed); honour `signal`
-   * to stop early. (`fromPromise` makes one of a function that returns a promise.)
+   * Sends one try to one target. Throw an UpstreamFailure (or any error: it counts as 'reset', or
+   * 'connect' if the error code says the connection failed); honour `signal` to stop early.
    */
-  send: (target: BalancerTarget, ctx: CallContext<P> & { signal: TrySignal }, done: Done<R>) => void;
+  send: (target: BalancerTarget, ctx: CallContext<P> & { signal: TrySignal }) => Promise<R>;
   /** Says whether an answer is a failure (e.g. HTTP 5xx); the default treats every answer as ok. */
   classify?: (result: R) => Failure | undefined;
   /**
-   * `send` fails with the signal's reason as soon as it aborts (as sendTry does): the dispatch then
+   * `send` rejects with the signal's reason as soon as it aborts (as sendTry does): the dispatch then
    * races nothing against the abort itself
    */
   sendHonoursSignal?: boolean;
@@ -59,6 +58,32 @@ function failureOf(err: unknown): Failure {
   return 'reset';
 }
 
+/**
+ * `sent`, or a rejection with the signal's reason as soon as it aborts, whether or not the send honours it
+ * (one promise, where a Promise.race against an abort promise made three).
+ */
+function untilAborted<R>(sent: Promise<R>, signal: TrySignal): Promise<R> {
+  if (signal === NEVER_ABORTED) return sent;
+  if (signal.aborted) {
+    sent.catch(() => undefined);
+    return Promise.reject(signal.reason);
+  }
+  return new Promise<R>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    sent.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
 /** How many other targets to look at when a picked target's breaker is full. */
 const BREAKER_REPICKS = 3;
 
@@ -67,133 +92,73 @@ const BREAKER_REPICKS = 3;
  * send, and report the outcome back to the balancer. A try aborted by the per-try timeout counts as
  * a 'timeout' against its target; a caller that goes away counts against nobody.
  *
- * A call is the picking (synchronous), the send, and one object that hears how it went (BalancedTry): no
- * promise, no async frame (an async function with try/catch/finally cost ~1.4 KB per call, measured with the
- * young generation's used bytes, the largest single allocation of a forwarded request before it went).
+ * Not an async function: a call is the picking (synchronous), the send, and one `then` on it. An async
+ * function with try/catch/finally cost a frame of ~1.4 KB per call (measured with the young generation's
+ * used bytes), the largest single allocation of a forwarded request.
  */
 export function balancedDispatch<R, P = undefined>(o: BalancedDispatchOptions<R, P>): Dispatch<R, P> {
   const now = o.now ?? (() => performance.now());
   const honoured = o.sendHonoursSignal === true;
-  return (ctx, done) => {
+  return (ctx) => {
     let pick: PickResult;
     let releaseBreaker: () => void;
     try {
       [pick, releaseBreaker] = pickAndAcquire(o, ctx);
     } catch (err) {
-      done(err);
-      return;
+      return Promise.reject(err);
     }
+    const target = pick.target;
     const signal = ctx.signal ?? NEVER_ABORTED;
+    const t0 = now();
     // the context is the per-try timeout's own copy, which already carries the signal
     const tryCtx = ctx.signal ? (ctx as CallContext<P> & { signal: TrySignal }) : { ...ctx, signal };
-    const t = new BalancedTry(o, now, pick, releaseBreaker, tryCtx, done);
-    // a send that fails with the abort reason itself needs no race (unless already aborted: it may never
-    // hear of it, as a listener added after the abort is not called)
-    const aborted = signal.aborted;
-    if (!honoured && !aborted && signal !== NEVER_ABORTED) t.raceAbort();
+    const observer = o.observer;
+    let sent: Promise<R>;
     try {
-      o.observer?.started(pick.target, tryCtx);
-      o.send(pick.target, tryCtx, aborted ? IGNORED : t.settle);
+      observer?.started(target, tryCtx);
+      sent = o.send(target, tryCtx);
     } catch (err) {
-      if (!aborted) t.settle(err);
+      sent = Promise.reject(err);
     }
-    if (aborted) t.settle(signal.reason);
+    // a send that rejects with the abort reason itself needs no race (unless already aborted: it may
+    // never hear of it, as a listener added after the abort is not called)
+    if (!honoured || signal.aborted) sent = untilAborted(sent, signal);
+    return sent.then(
+      (result) => {
+        const failure = o.classify?.(result);
+        pick.release({ ok: !failure, latencyMs: now() - t0, ...(failure ? { failure } : {}) });
+        releaseBreaker();
+        observer?.answered(target, tryCtx);
+        if (failure) throw new UpstreamFailure(failure, target, { response: result });
+        return result;
+      },
+      (err: unknown) => {
+        // a try stopped by its signal counts as a timeout when the per-try timeout (or the liveness check)
+        // stopped it, and against nobody when the caller left
+        const timeout = signal.aborted && isTimeoutReason(signal.reason);
+        // a try whose time ran out while it still waited for a connection failed to connect: the send says
+        // so (nothing of the request left), and the retry layer may send it elsewhere whatever its method
+        const unsent = timeout && err instanceof UpstreamFailure && err.failure === 'connect';
+        const failure: Failure = unsent
+          ? 'connect'
+          : signal.aborted
+            ? timeout
+              ? 'timeout'
+              : 'cancelled'
+            : failureOf(err);
+        try {
+          pick.release({ ok: false, latencyMs: now() - t0, failure });
+        } finally {
+          releaseBreaker();
+          observer?.failed(target, tryCtx, failure);
+        }
+        if (unsent) throw err;
+        if (timeout) throw new UpstreamFailure('timeout', target, { cause: signal.reason });
+        if (signal.aborted) throw err;
+        throw err instanceof UpstreamFailure ? err : new UpstreamFailure(failure, target, { cause: err });
+      },
+    );
   };
-}
-
-const IGNORED: Done<unknown> = () => undefined;
-
-/** One try of a balanced dispatch, from its send to its report: what the balancer and the breaker hear of it. */
-class BalancedTry<R, P> {
-  readonly #o: BalancedDispatchOptions<R, P>;
-  readonly #now: () => number;
-  readonly #pick: PickResult;
-  readonly #releaseBreaker: () => void;
-  readonly #ctx: CallContext<P> & { signal: TrySignal };
-  readonly #done: Done<R>;
-  readonly #t0: number;
-  #settled = false;
-  #race: (() => void) | undefined;
-
-  constructor(
-    o: BalancedDispatchOptions<R, P>,
-    now: () => number,
-    pick: PickResult,
-    releaseBreaker: () => void,
-    ctx: CallContext<P> & { signal: TrySignal },
-    done: Done<R>,
-  ) {
-    this.#o = o;
-    this.#now = now;
-    this.#pick = pick;
-    this.#releaseBreaker = releaseBreaker;
-    this.#ctx = ctx;
-    this.#done = done;
-    this.#t0 = now();
-  }
-
-  /** the send does not stop at its signal: the try ends at the abort whatever the send does */
-  raceAbort(): void {
-    const signal = this.#ctx.signal;
-    this.#race = () => this.settle(signal.reason);
-    signal.addEventListener('abort', this.#race, { once: true });
-  }
-
-  /** the send's report (the first one counts) */
-  readonly settle: Done<R> = (sendErr, result) => {
-    if (this.#settled) return;
-    this.#settled = true;
-    if (this.#race) this.#ctx.signal.removeEventListener('abort', this.#race);
-    let err: unknown;
-    try {
-      err = sendErr === undefined ? this.#answered(result as R) : this.#failed(sendErr);
-    } catch (e) {
-      err = e;
-    }
-    if (err === undefined) this.#done(undefined, result);
-    else this.#done(err);
-  };
-
-  /** Returns the error of a failed answer (a 5xx), which fails the try, else undefined. */
-  #answered(result: R): UpstreamFailure | undefined {
-    const failure = this.#o.classify?.(result);
-    const target = this.#pick.target;
-    this.#pick.release({ ok: !failure, latencyMs: this.#now() - this.#t0, ...(failure ? { failure } : {}) });
-    this.#releaseBreaker();
-    this.#o.observer?.answered(target, this.#ctx);
-    return failure ? new UpstreamFailure(failure, target, { response: result }) : undefined;
-  }
-
-  /**
-   * How a failed try counts against its target, and the error it fails with. A try stopped by its signal counts
-   * as a timeout when the per-try timeout (or the liveness check) stopped it, and against nobody when the
-   * caller left.
-   */
-  #failed(err: unknown): unknown {
-    const signal = this.#ctx.signal;
-    const target = this.#pick.target;
-    const timeout = signal.aborted && isTimeoutReason(signal.reason);
-    // a try whose time ran out while it still waited for a connection failed to connect: the send says so
-    // (nothing of the request left), and the retry layer may send it elsewhere whatever its method
-    const unsent = timeout && err instanceof UpstreamFailure && err.failure === 'connect';
-    const failure: Failure = unsent
-      ? 'connect'
-      : signal.aborted
-        ? timeout
-          ? 'timeout'
-          : 'cancelled'
-        : failureOf(err);
-    try {
-      this.#pick.release({ ok: false, latencyMs: this.#now() - this.#t0, failure });
-    } finally {
-      this.#releaseBreaker();
-      this.#o.observer?.failed(target, this.#ctx, failure);
-    }
-    if (unsent) return err;
-    if (timeout) return new UpstreamFailure('timeout', target, { cause: signal.reason });
-    if (signal.aborted) return err;
-    return err instanceof UpstreamFailure ? err : new UpstreamFailure(failure, target, { cause: err });
-  }
 }
 
 /** A target and its circuit breaker's release, or the error that says why there is none. */

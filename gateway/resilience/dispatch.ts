@@ -3,15 +3,10 @@ import type { BalancerTarget, Failure } from '../balancer/index.ts';
 import type { TrySignal } from './try-signal.ts';
 
 /**
- * The resilience layers are middleware around one dispatch function, driven by callbacks:
- * `Layer = (next) => (ctx, done) => void`. Each layer does one job (deadline, retry, per-try timeout) and is
- * testable alone; `compose` stacks them, the first layer outermost. The innermost dispatch is
- * `balancedDispatch`, which picks a target and calls the data plane's `send`.
- *
- * Callbacks, not promises: a request's way through the stack and back is then plain calls, where a promise a
- * layer made a promise, a reaction and a turn of the microtask queue each (eight promises a gateway a request
- * with the codec's own; docs/performance.md, "Fifteenth round"). `promised` and `fromPromise` join the two
- * worlds for a caller or a send written with promises.
+ * The resilience layers are promise-based middleware around one dispatch function:
+ * `Layer = (next) => (ctx) => Promise<result>`. Each layer does one job (deadline, retry, per-try
+ * timeout) and is testable alone; `compose` stacks them, the first layer outermost. The
+ * innermost dispatch is `balancedDispatch`, which picks a target and calls the data plane's `send`.
  */
 export interface CallContext<P = undefined> {
   namespace: string;
@@ -35,48 +30,8 @@ export interface CallContext<P = undefined> {
   payload: P;
 }
 
-/**
- * How a dispatch reports its one outcome: `done(err)` when it failed, `done(undefined, result)` when it did not.
- * Called exactly once, possibly before the dispatch returns; it must not throw (the dispatch that calls it may
- * be a codec in the middle of a read).
- */
-export type Done<R> = (err: unknown, result?: R) => void;
-/** Starts one call (or one try); never throws: whatever goes wrong is reported through `done`. */
-export type Dispatch<R, P = undefined> = (ctx: CallContext<P>, done: Done<R>) => void;
+export type Dispatch<R, P = undefined> = (ctx: CallContext<P>) => Promise<R>;
 export type Layer<R, P = undefined> = (next: Dispatch<R, P>) => Dispatch<R, P>;
-
-/** An error to report for a rejection without a reason: `undefined` would read as success. */
-function reasonOf(err: unknown): unknown {
-  return err === undefined ? new Error('rejected without a reason') : err;
-}
-
-/** The dispatch of a function that returns a promise (a send written with async/await, a test's terminal). */
-export function fromPromise<R, P = undefined>(fn: (ctx: CallContext<P>) => Promise<R>): Dispatch<R, P> {
-  return (ctx, done) => {
-    let p: Promise<R>;
-    try {
-      p = fn(ctx);
-    } catch (err) {
-      done(reasonOf(err));
-      return;
-    }
-    p.then(
-      (v) => done(undefined, v),
-      (err: unknown) => done(reasonOf(err)),
-    );
-  };
-}
-
-/** The outcome of a dispatch as a promise, for a caller that awaits it. */
-export function promised<R, P = undefined>(d: Dispatch<R, P>): (ctx: CallContext<P>) => Promise<R> {
-  return (ctx) =>
-    new Promise<R>((resolve, reject) => {
-      d(ctx, (err, v) => {
-        if (err === undefined) resolve(v as R);
-        else reject(err);
-      });
-    });
-}
 
 /** `compose(terminal, a, b, c)` = `a(b(c(terminal)))`: a sees the call first. */
 export function compose<R, P = undefined>(

@@ -5,11 +5,8 @@ export {
   callContext,
   compose,
   type Dispatch,
-  type Done,
-  fromPromise,
   isRetryable,
   type Layer,
-  promised,
   UpstreamFailure,
 } from './dispatch.ts';
 export { type ResilienceMetrics, resilienceMetrics } from './metrics.ts';

@@ -1,5 +1,5 @@
 import { monotonicNow, serviceKey } from '../../core/index.ts';
-import type { CallContext, Done, Layer } from './dispatch.ts';
+import type { CallContext, Layer } from './dispatch.ts';
 import { isRetryable, UpstreamFailure } from './dispatch.ts';
 import type { ResilienceMetrics } from './metrics.ts';
 import type { Clock } from './timeouts.ts';
@@ -107,68 +107,50 @@ const realSleep = (ms: number) =>
 
 /**
  * Retries the failures `retryable` picks (by default connect failures always, others only for
- * idempotent calls: isRetryable), on a different target (the failed one goes into ctx.exclude), with jittered
- * back-off, inside the call's deadline and the service's retry budget. Everything else is passed up.
+ * idempotent calls: isRetryable), on a different target (the failed one goes into ctx.exclude), with jittered back-off, inside the
+ * call's deadline and the service's retry budget. Everything else is rethrown at once.
  *
- * A call that succeeds costs one callback; the layers above hear of a failure, and the next try starts, from
- * the microtask queue, never inside the failed try's own report (a codec in the middle of a read, or the
- * balancer's pick): the data plane is never re-entered by its own failure.
+ * The first try is the call's own context and one `then`: the retry loop (an async function, a context per
+ * try, the exclude set) is made only once a try has failed.
  */
 export function retry<R, P = undefined>(o: RetryOptions<P>): Layer<R, P> {
   const now = o.clock?.now ?? monotonicNow;
   const random = o.random ?? Math.random;
   const sleep = o.sleep ?? realSleep;
   return (next) => {
-    /** what follows failed try number `attempt` of a call allowed `attempts` retries: another try, or `err` */
-    const after = (
+    /** what follows a failed try `attempt`: the next try, or `err` rethrown */
+    const again = async (
       ctx: CallContext<P>,
       budget: RetryBudget,
       attempts: number,
-      attempt: number,
-      err: unknown,
-      done: Done<R>,
-    ): void => {
-      let wait: number;
-      try {
-        if (!(err instanceof UpstreamFailure) || attempt >= attempts || ctx.signal?.aborted) {
-          done(err);
-          return;
-        }
-        if (!(o.retryable ? o.retryable(ctx, err) : isRetryable(err, ctx.idempotent))) {
-          done(err);
-          return;
-        }
-        wait = backoffMs(attempt, o.backoffBase, o.backoffMax, random);
-        if (ctx.deadline !== undefined && now() + wait >= ctx.deadline) {
-          done(err);
-          return;
-        }
+      failed: unknown,
+    ): Promise<R> => {
+      let err = failed;
+      for (let attempt = 0; ; ) {
+        if (!(err instanceof UpstreamFailure) || attempt >= attempts || ctx.signal?.aborted) throw err;
+        if (!(o.retryable ? o.retryable(ctx, err) : isRetryable(err, ctx.idempotent))) throw err;
+        const wait = backoffMs(attempt, o.backoffBase, o.backoffMax, random);
+        if (ctx.deadline !== undefined && now() + wait >= ctx.deadline) throw err;
         const labels = { source_cluster: o.sourceCluster ?? '', destination_cluster: err.target.cluster };
         if (!budget.tryAcquire()) {
           o.metrics?.budgetExhausted.inc(labels);
-          done(err);
-          return;
+          throw err;
         }
         o.metrics?.retries.inc({ ...labels, failure: err.failure });
-      } catch (e) {
-        done(e);
-        return;
+        // the call's own set from its first retry on (callContext starts every call on a shared empty one)
+        const exclude = new Set(ctx.exclude);
+        exclude.add(err.target.id);
+        ctx.exclude = exclude;
+        if (wait > 0) await sleep(wait);
+        attempt++;
+        try {
+          return await next({ ...ctx, attempt });
+        } catch (e) {
+          err = e;
+        }
       }
-      // the call's own set from its first retry on (callContext starts every call on a shared empty one)
-      const exclude = new Set(ctx.exclude);
-      exclude.add(err.target.id);
-      ctx.exclude = exclude;
-      const again = () => {
-        const n = attempt + 1;
-        next({ ...ctx, attempt: n }, (e, v) => {
-          if (e === undefined) done(undefined, v);
-          else queueMicrotask(() => after(ctx, budget, attempts, n, e, done));
-        });
-      };
-      if (wait > 0) sleep(wait).then(again, (e: unknown) => done(e));
-      else again();
     };
-    return (ctx, done) => {
+    return (ctx) => {
       let budget: RetryBudget;
       let attempts: number;
       try {
@@ -176,13 +158,15 @@ export function retry<R, P = undefined>(o: RetryOptions<P>): Layer<R, P> {
         budget.recordCall();
         attempts = typeof o.attempts === 'number' ? o.attempts : o.attempts(ctx);
       } catch (err) {
-        queueMicrotask(() => done(err));
-        return;
+        return Promise.reject(err);
       }
-      next(ctx.attempt === 0 ? ctx : { ...ctx, attempt: 0 }, (err, v) => {
-        if (err === undefined) done(undefined, v);
-        else queueMicrotask(() => after(ctx, budget, attempts, 0, err, done));
-      });
+      let first: Promise<R>;
+      try {
+        first = next(ctx.attempt === 0 ? ctx : { ...ctx, attempt: 0 });
+      } catch (err) {
+        first = Promise.reject(err);
+      }
+      return first.catch((err: unknown) => again(ctx, budget, attempts, err));
     };
   };
 }

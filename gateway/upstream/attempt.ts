@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { BalancerTarget, Failure } from '../balancer/index.ts';
 import type { GatewayRequest } from '../pipeline.ts';
-import { type CallContext, type Done, type TrySignal, UpstreamFailure } from '../resilience/index.ts';
+import { type CallContext, type TrySignal, UpstreamFailure } from '../resilience/index.ts';
 
 /** A try whose response headers arrived; `forwarded: false` is a failed answer held back for a retry. */
 export interface Sent {
@@ -68,7 +68,8 @@ class Attempt implements UpstreamAttempt {
   readonly #ctx: CallContext<GatewayRequest> & { signal: TrySignal };
   readonly #holdBack: TryOptions['holdBack'];
   readonly #res: Downstream;
-  readonly #done: Done<Sent>;
+  readonly #resolve: (s: Sent) => void;
+  readonly #reject: (err: unknown) => void;
   #settled = false;
   #forwarded = false;
   #cancel = NO_CANCEL;
@@ -79,13 +80,15 @@ class Attempt implements UpstreamAttempt {
     ctx: CallContext<GatewayRequest> & { signal: TrySignal },
     holdBack: TryOptions['holdBack'],
     res: Downstream,
-    done: Done<Sent>,
+    resolve: (s: Sent) => void,
+    reject: (err: unknown) => void,
   ) {
     this.#t = t;
     this.#ctx = ctx;
     this.#holdBack = holdBack;
     this.#res = res;
-    this.#done = done;
+    this.#resolve = resolve;
+    this.#reject = reject;
     ctx.signal.addEventListener('abort', this.#onAbort, ONCE);
     res.once('close', this.onClientGone);
   }
@@ -110,7 +113,9 @@ class Attempt implements UpstreamAttempt {
     this.#cancel();
     const reason = this.#ctx.signal.reason;
     // the request never left: the dispatch reads a per-try timeout now as a failure to connect (retryable)
-    this.#done(this.waitsForConnection ? new UpstreamFailure('connect', this.#t, { cause: reason }) : reason);
+    this.#reject(
+      this.waitsForConnection ? new UpstreamFailure('connect', this.#t, { cause: reason }) : reason,
+    );
   };
 
   /** the caller left before the try settled */
@@ -118,7 +123,7 @@ class Attempt implements UpstreamAttempt {
     if (this.#settled) return;
     this.#finish();
     this.#cancel();
-    this.#done(new UpstreamFailure('cancelled', this.#t));
+    this.#reject(new UpstreamFailure('cancelled', this.#t));
   };
 
   respond(
@@ -132,77 +137,57 @@ class Attempt implements UpstreamAttempt {
     const sent: Sent = { status, cluster: this.#t.cluster, forwarded: false };
     if (grpc !== undefined) sent.grpcStatus = Number(grpc);
     if (this.#holdBack(this.#ctx, sent)) {
-      this.#done(undefined, sent);
+      this.#resolve(sent);
       return false;
     }
     this.#res.writeHead(status, headers);
     if (trailers) this.#res.addTrailers(trailers);
     this.#forwarded = true;
     sent.forwarded = true;
-    this.#done(undefined, sent);
+    this.#resolve(sent);
     return true;
   }
 
   fail(failure: Failure, err: unknown): void {
     if (!this.#settled) {
       this.#finish();
-      this.#done(new UpstreamFailure(failure, this.#t, { cause: err }));
+      this.#reject(new UpstreamFailure(failure, this.#t, { cause: err }));
     } else if (this.#forwarded) this.#res.destroy();
-  }
-  /** the codec threw before it could report: the try fails with what it threw (nothing, once settled) */
-  threw(err: unknown): void {
-    if (this.#settled) return;
-    this.#finish();
-    this.#cancel();
-    this.#done(err);
   }
 }
 
 /**
- * One try against one target, the innermost step of the forward dispatch. Reports (`done`) once the response
+ * One try against one target, the innermost step of the forward dispatch. Resolves once the response
  * headers are forwarded (the body then streams on its own), or with `forwarded: false` for a failed
- * answer that the retry layer will replace; fails with an UpstreamFailure that says how the try failed, or
- * with the abort reason of the per-try timeout (so the dispatch need not race the abort itself). The report
- * comes from the codec as the response head is read, in the same call.
+ * answer that the retry layer will replace. Rejects with an UpstreamFailure that says how the try failed, or
+ * with the abort reason of the per-try timeout (so the dispatch need not race the abort itself).
  */
 export function sendTry(
   t: BalancerTarget,
   ctx: CallContext<GatewayRequest> & { signal: TrySignal },
   options: TryOptions,
-  done: Done<Sent>,
-): void {
+): Promise<Sent> {
   const r = ctx.payload;
   // a caller that reset its stream before the try (HTTP/2 rapid reset: HEADERS then RST_STREAM at once)
   // left no response to wait for: its 'close' already fired, and a request sent upstream now would cost
   // the peer a whole exchange and, cancelled, count against this gateway's own tunnel session there
-  if (r.responseOver()) {
-    done(new UpstreamFailure('cancelled', t));
-    return;
-  }
+  if (r.responseOver()) return Promise.reject(new UpstreamFailure('cancelled', t));
   // the HTTP/1.1 codec's exchange answers like node's response for what a try needs of it
   const res: Downstream = r.fast ?? (r.io.res as ServerResponse);
-  const attempt = new Attempt(t, ctx, options.holdBack, res, done);
-  if (ctx.attempt > 0 || r.fast || !('goaway' in r.connection)) {
-    try {
+  return new Promise<Sent>((resolve, reject) => {
+    const attempt = new Attempt(t, ctx, options.holdBack, res, resolve, reject);
+    if (ctx.attempt > 0 || r.fast || !('goaway' in r.connection)) {
       options.codec.send(r, t, attempt);
-    } catch (err) {
-      attempt.threw(err);
+      return;
     }
-    return;
-  }
-  // an HTTP/2 caller's first try leaves after the event loop has read what else its connection already
-  // holds: a RST_STREAM sent right behind the HEADERS (rapid reset) is then seen before anything goes
-  // upstream, instead of being relayed as a cancel that the peer's guard counts against our tunnel
-  setImmediate(() => {
-    if (!attempt.open) return;
-    if (r.responseOver()) attempt.onClientGone();
-    else {
-      try {
-        options.codec.send(r, t, attempt);
-      } catch (err) {
-        attempt.threw(err);
-      }
-    }
+    // an HTTP/2 caller's first try leaves after the event loop has read what else its connection already
+    // holds: a RST_STREAM sent right behind the HEADERS (rapid reset) is then seen before anything goes
+    // upstream, instead of being relayed as a cancel that the peer's guard counts against our tunnel
+    setImmediate(() => {
+      if (!attempt.open) return;
+      if (r.responseOver()) attempt.onClientGone();
+      else options.codec.send(r, t, attempt);
+    });
   });
 }
 

@@ -7,8 +7,8 @@ import { waitFor } from '../../core/index.ts';
 import type { BalancerTarget } from '../../gateway/balancer/index.ts';
 import { ResetCounter } from '../../gateway/h2-session-guard.ts';
 import type { GatewayRequest } from '../../gateway/pipeline.ts';
-import { type Done, NEVER_ABORTED } from '../../gateway/resilience/index.ts';
-import { type Sent, sendTry, type UpstreamCodec } from '../../gateway/upstream/attempt.ts';
+import { NEVER_ABORTED } from '../../gateway/resilience/index.ts';
+import { sendTry, type UpstreamCodec } from '../../gateway/upstream/attempt.ts';
 import { meshOfFile, httpService, request, type TestGateway, tunnelGet, tunnelSession } from './harness.ts';
 
 // The defences the chaos flood scenario (bench/chaos/scenarios/flood.ts) needs, each alone and small:
@@ -16,13 +16,6 @@ import { meshOfFile, httpService, request, type TestGateway, tunnelGet, tunnelSe
 // request is still served.
 
 const { mesh, closing } = meshOfFile();
-
-/** the outcome of one try as a promise */
-function tryOf(start: (done: Done<Sent>) => void): Promise<Sent> {
-  return new Promise((resolve, reject) =>
-    start((err, s) => (err === undefined ? resolve(s as Sent) : reject(err))),
-  );
-}
 
 function splitAddr(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(':');
@@ -182,21 +175,18 @@ describe('HTTP/2 rapid reset', () => {
       io: { res: { once: (e: string) => listeners.push(e), off: () => undefined } },
     } as unknown as GatewayRequest;
     const target = { id: 'remote|west|gw|127.0.0.1:1', cluster: 'west' } as BalancerTarget;
-    const tried = tryOf((done) =>
-      sendTry(
-        target,
-        {
-          namespace: 'shop',
-          name: 'web',
-          idempotent: true,
-          attempt: 0,
-          exclude: new Set(),
-          payload: r,
-          signal: NEVER_ABORTED,
-        },
-        { codec, holdBack: () => false },
-        done,
-      ),
+    const tried = sendTry(
+      target,
+      {
+        namespace: 'shop',
+        name: 'web',
+        idempotent: true,
+        attempt: 0,
+        exclude: new Set(),
+        payload: r,
+        signal: NEVER_ABORTED,
+      },
+      { codec, holdBack: () => false },
     );
     await expect(tried).rejects.toMatchObject({ failure: 'cancelled' });
     // before the fix the try waited for a 'close' that had already fired, and the codec sent the request
@@ -219,8 +209,10 @@ describe('HTTP/2 rapid reset', () => {
     } as unknown as GatewayRequest;
     const target = { id: 'remote|west|gw|127.0.0.1:1', cluster: 'west' } as BalancerTarget;
     const call = { namespace: 'shop', name: 'web', idempotent: true, exclude: new Set<string>(), payload: r };
-    const tried = tryOf((done) =>
-      sendTry(target, { ...call, attempt: 0, signal: NEVER_ABORTED }, { codec, holdBack: () => false }, done),
+    const tried = sendTry(
+      target,
+      { ...call, attempt: 0, signal: NEVER_ABORTED },
+      { codec, holdBack: () => false },
     );
     // the reset, read in the same turn (before the 'close' event it will cause)
     over = true;
@@ -228,12 +220,7 @@ describe('HTTP/2 rapid reset', () => {
     expect(sends).toBe(0);
     // a retry (attempt 1) leaves at once: time has passed since the caller's HEADERS
     over = false;
-    sendTry(
-      target,
-      { ...call, attempt: 1, signal: NEVER_ABORTED },
-      { codec, holdBack: () => false },
-      () => {},
-    );
+    void sendTry(target, { ...call, attempt: 1, signal: NEVER_ABORTED }, { codec, holdBack: () => false });
     expect(sends).toBe(1);
   }, 5_000);
 

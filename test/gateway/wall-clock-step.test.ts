@@ -1,12 +1,5 @@
 import { isMeshfedError } from '../../core/index.ts';
-import {
-  callContext,
-  compose,
-  deadline,
-  fromPromise,
-  perTryTimeout,
-  promised,
-} from '../../gateway/resilience/index.ts';
+import { callContext, compose, deadline, perTryTimeout } from '../../gateway/resilience/index.ts';
 
 // A host's wall clock is stepped when NTP or an operator sets it right (minutes, on a host that ran skewed).
 // Durations must not move with it: every per-try timeout and call deadline of the data path runs
@@ -48,15 +41,11 @@ test.each([
 ])(
   'a per-try timeout fires on time when the wall clock steps 5 min %s during the try (regression for back: it waited 5 min more)',
   async (_, step) => {
-    const dispatch = promised(
-      perTryTimeout<number>({ ms: 150 })(
-        fromPromise((c) => {
-          // the step comes once the try's timer is armed
-          setImmediate(() => stepWallClock(step));
-          return hangs(c);
-        }),
-      ),
-    );
+    const dispatch = perTryTimeout<number>({ ms: 150 })((c) => {
+      // the step comes once the try's timer is armed
+      setImmediate(() => stepWallClock(step));
+      return hangs(c);
+    });
     const r = await outcome(dispatch(ctx()));
     expect(r.code).toBe('MESHFED_GATEWAY_TIMEOUT');
     // on time: not at once (forward) and not minutes late (back); generous for a loaded host
@@ -66,31 +55,25 @@ test.each([
 );
 
 test('regression: a try that answers in time is not timed out when the wall clock steps 5 min forward', async () => {
-  const dispatch = promised(
-    perTryTimeout<number>({ ms: 400 })(
-      fromPromise(
-        (c) =>
-          new Promise<number>((resolve, reject) => {
-            c.signal!.addEventListener('abort', () => reject(c.signal!.reason));
-            stepWallClock(FIVE_MIN);
-            setTimeout(() => resolve(200), 50);
-          }),
-      ),
-    ),
+  const dispatch = perTryTimeout<number>({ ms: 400 })(
+    (c) =>
+      new Promise<number>((resolve, reject) => {
+        c.signal!.addEventListener('abort', () => reject(c.signal!.reason));
+        stepWallClock(FIVE_MIN);
+        setTimeout(() => resolve(200), 50);
+      }),
   );
   expect(await outcome(dispatch(ctx()))).toMatchObject({ code: 'answered' });
 });
 
 test('regression: a call deadline set before a 5 min step back still ends the call on time', async () => {
-  const dispatch = promised(
-    compose<number>(
-      fromPromise((c) => {
-        setImmediate(() => stepWallClock(-FIVE_MIN));
-        return hangs(c);
-      }),
-      deadline<number>({ ms: 200 }),
-      perTryTimeout<number>({ ms: 10_000 }),
-    ),
+  const dispatch = compose<number>(
+    (c) => {
+      setImmediate(() => stepWallClock(-FIVE_MIN));
+      return hangs(c);
+    },
+    deadline<number>({ ms: 200 }),
+    perTryTimeout<number>({ ms: 10_000 }),
   );
   const r = await outcome(dispatch(ctx()));
   expect(r.code).toBe('MESHFED_GATEWAY_TIMEOUT');

@@ -1,12 +1,7 @@
 import { Registry } from '../../../core/index.ts';
 import type { BalancerTarget } from '../../../gateway/balancer/index.ts';
-import {
-  balancedDispatch,
-  CircuitBreakers,
-  promised,
-  resilienceMetrics,
-} from '../../../gateway/resilience/index.ts';
-import { codeOf, ctx, sendOf, twoGateways } from './resilience-fixtures.ts';
+import { balancedDispatch, CircuitBreakers, resilienceMetrics } from '../../../gateway/resilience/index.ts';
+import { codeOf, ctx, twoGateways } from './resilience-fixtures.ts';
 
 // Circuit breakers: each limit refuses past its bound and admits again after a release; balanced dispatch
 // refuses when every target is full.
@@ -93,9 +88,7 @@ describe('circuit breakers', () => {
     const gate = new Promise<void>((r) => {
       open = r;
     });
-    const dispatch = promised(
-      balancedDispatch({ balancers, breakers, send: sendOf(() => gate.then(() => 200)) }),
-    );
+    const dispatch = balancedDispatch({ balancers, breakers, send: () => gate.then(() => 200) });
     const a = dispatch(ctx());
     const b = dispatch(ctx());
     expect(await codeOf(dispatch(ctx()))).toBe('MESHFED_GATEWAY_OVERLOADED');

@@ -3,27 +3,24 @@ import {
   balancedDispatch,
   compose,
   perTryTimeout,
-  promised,
   TIMEOUT_REASON,
   TryAbort,
   UpstreamFailure,
   type TrySignal,
 } from '../../../gateway/resilience/index.ts';
-import { ctx, sendOf, twoGateways } from './resilience-fixtures.ts';
+import { ctx, twoGateways } from './resilience-fixtures.ts';
 
 // What balanced dispatch reports of each try: to the balancer (outstanding, failures) and to an observer.
 
 describe('outcome reporting', () => {
   test('a send that throws UpstreamFailure itself is still reported to the balancer (regression: outstanding leaked)', async () => {
     const { balancers } = twoGateways();
-    const dispatch = promised(
-      balancedDispatch<number>({
-        balancers,
-        send: sendOf(async (t) => {
-          throw new UpstreamFailure('refused', t);
-        }),
-      }),
-    );
+    const dispatch = balancedDispatch<number>({
+      balancers,
+      send: async (t) => {
+        throw new UpstreamFailure('refused', t);
+      },
+    });
     for (let i = 0; i < 4; i++) await dispatch(ctx()).catch(() => {});
     const targets = balancers.explain('shop', 'orders').levels[0]!.targets;
     expect(targets.reduce((a, t) => a + t.outstanding, 0)).toBe(0);
@@ -43,26 +40,24 @@ describe('outcome reporting', () => {
         c.signal.addEventListener('abort', () => reject(c.signal.reason)),
       );
     };
-    const dispatch = promised(
-      compose(
-        balancedDispatch<number>({
-          balancers,
-          send: sendOf(send),
-          sendHonoursSignal: true,
-          observer: {
-            started: (_t, c) => {
-              signals.add(c.signal);
-              heard.push(`started ${c.signal instanceof TryAbort}`);
-              // what the peer liveness check does to a try it stops: the try's own signal, a timeout reason
-              if (outcome === 'stopped')
-                queueMicrotask(() => (c.signal as TryAbort).abort({ [TIMEOUT_REASON]: true }));
-            },
-            answered: (_t, c) => heard.push(`answered ${signals.has(c.signal)}`),
-            failed: (_t, c, failure) => heard.push(`failed ${failure} ${signals.has(c.signal)}`),
+    const dispatch = compose(
+      balancedDispatch<number>({
+        balancers,
+        send,
+        sendHonoursSignal: true,
+        observer: {
+          started: (_t, c) => {
+            signals.add(c.signal);
+            heard.push(`started ${c.signal instanceof TryAbort}`);
+            // what the peer liveness check does to a try it stops: the try's own signal, a timeout reason
+            if (outcome === 'stopped')
+              queueMicrotask(() => (c.signal as TryAbort).abort({ [TIMEOUT_REASON]: true }));
           },
-        }),
-        perTryTimeout<number>({ ms: 60_000 }),
-      ),
+          answered: (_t, c) => heard.push(`answered ${signals.has(c.signal)}`),
+          failed: (_t, c, failure) => heard.push(`failed ${failure} ${signals.has(c.signal)}`),
+        },
+      }),
+      perTryTimeout<number>({ ms: 60_000 }),
     );
     await expect(dispatch(ctx())).resolves.toBe(200);
     outcome = 'refused';

@@ -5,13 +5,12 @@ import {
   balancedDispatch,
   budgetPerService,
   compose,
-  promised,
   RetryBudget,
   resilienceMetrics,
   retry,
   UpstreamFailure,
 } from '../../../gateway/resilience/index.ts';
-import { ctx, noSleep, sendOf, twoGateways } from './resilience-fixtures.ts';
+import { ctx, noSleep, twoGateways } from './resilience-fixtures.ts';
 
 // Retries: which failures are retried and where, the retry budget that bounds them, and the back-off between them.
 
@@ -50,21 +49,15 @@ describe('retry', () => {
       }
       return 200;
     };
-    const dispatch = promised(
-      compose(
-        balancedDispatch({
-          balancers,
-          send: sendOf(send),
-          classify: (s: number) => (s >= 500 ? '5xx' : undefined),
-        }),
-        retry<number>({
-          attempts: 2,
-          budgetFor: budgetPerService({ budgetPercent: 20, minRetriesPerSecond: 1, windowMs: 10_000 }),
-          backoffBase: 25,
-          backoffMax: 250,
-          sleep: noSleep,
-        }),
-      ),
+    const dispatch = compose(
+      balancedDispatch({ balancers, send, classify: (s: number) => (s >= 500 ? '5xx' : undefined) }),
+      retry<number>({
+        attempts: 2,
+        budgetFor: budgetPerService({ budgetPercent: 20, minRetriesPerSecond: 1, windowMs: 10_000 }),
+        backoffBase: 25,
+        backoffMax: 250,
+        sleep: noSleep,
+      }),
     );
     const result = await dispatch(ctx(idempotent)).then(
       (v) => v,
@@ -94,19 +87,17 @@ describe('retry', () => {
       await gate;
       throw new UpstreamFailure('connect', t);
     };
-    const dispatch = promised(
-      compose(
-        balancedDispatch({ balancers, send: sendOf(send) }),
-        retry<number>({
-          attempts: 2,
-          budgetFor: budgetPerService({ budgetPercent: percent, minRetriesPerSecond: min, windowMs: 10_000 }),
-          backoffBase: 1,
-          backoffMax: 1,
-          sleep: noSleep,
-          metrics,
-          sourceCluster: 'home',
-        }),
-      ),
+    const dispatch = compose(
+      balancedDispatch({ balancers, send }),
+      retry<number>({
+        attempts: 2,
+        budgetFor: budgetPerService({ budgetPercent: percent, minRetriesPerSecond: min, windowMs: 10_000 }),
+        backoffBase: 1,
+        backoffMax: 1,
+        sleep: noSleep,
+        metrics,
+        sourceCluster: 'home',
+      }),
     );
     const calls = Array.from({ length: 100 }, () => dispatch(ctx()).catch(() => 'failed'));
     open();
@@ -187,11 +178,9 @@ describe('retry', () => {
       return 200;
     };
     const budgets = budgetPerService({ budgetPercent: 20, minRetriesPerSecond: 10, windowMs: 10_000 });
-    const dispatch = promised(
-      compose(
-        balancedDispatch({ balancers, send: sendOf(send) }),
-        retry<number>({ attempts: 2, budgetFor: budgets, backoffBase: 1, backoffMax: 1, sleep: noSleep }),
-      ),
+    const dispatch = compose(
+      balancedDispatch({ balancers, send }),
+      retry<number>({ attempts: 2, budgetFor: budgets, backoffBase: 1, backoffMax: 1, sleep: noSleep }),
     );
     // 40 calls held by a target that then times out all at once: 8 from the 20 % share + 100 from the floor
     const calls = Array.from({ length: 40 }, () => dispatch(ctx()));

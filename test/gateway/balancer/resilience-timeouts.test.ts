@@ -8,14 +8,12 @@ import {
   compose,
   deadline,
   grpcTimeoutMs,
-  fromPromise,
   perTryTimeout,
-  promised,
   retry,
   UpstreamFailure,
   type TrySignal,
 } from '../../../gateway/resilience/index.ts';
-import { codeOf, ctx, noSleep, sendOf, twoGateways } from './resilience-fixtures.ts';
+import { codeOf, ctx, noSleep, twoGateways } from './resilience-fixtures.ts';
 
 // Time limits on a call: the per-try timeout, and the per-call deadline (grpc-timeout) that stops retries.
 
@@ -34,18 +32,16 @@ describe('per-try timeout', () => {
       }
       return Promise.resolve(200);
     };
-    const dispatch = promised(
-      compose(
-        balancedDispatch({ balancers, send: sendOf(send) }),
-        retry<number>({
-          attempts: 1,
-          budgetFor: budgetPerService({ budgetPercent: 20, minRetriesPerSecond: 1, windowMs: 10_000 }),
-          backoffBase: 1,
-          backoffMax: 1,
-          sleep: noSleep,
-        }),
-        perTryTimeout<number>({ ms: 20 }),
-      ),
+    const dispatch = compose(
+      balancedDispatch({ balancers, send }),
+      retry<number>({
+        attempts: 1,
+        budgetFor: budgetPerService({ budgetPercent: 20, minRetriesPerSecond: 1, windowMs: 10_000 }),
+        backoffBase: 1,
+        backoffMax: 1,
+        sleep: noSleep,
+      }),
+      perTryTimeout<number>({ ms: 20 }),
     );
     await expect(dispatch(ctx())).resolves.toBe(200);
     expect(tried[1]).not.toBe(hung);
@@ -69,20 +65,16 @@ describe('per-try timeout', () => {
       const [port] = (await once(peer, 'message')) as [number];
       const socket = net.connect(port, '127.0.0.1');
       await once(socket, 'connect');
-      const dispatch = promised(
-        perTryTimeout<string>({ ms: 50 })(
-          fromPromise(
-            (c) =>
-              new Promise<string>((resolve, reject) => {
-                socket.once('data', (d) => resolve(d.toString()));
-                c.signal!.addEventListener('abort', () => reject(c.signal!.reason));
-                socket.write('ping');
-                // a stall longer than the per-try timeout: the answer lands in the socket meanwhile
-                const until = Date.now() + 300;
-                while (Date.now() < until);
-              }),
-          ),
-        ),
+      const dispatch = perTryTimeout<string>({ ms: 50 })(
+        (c) =>
+          new Promise<string>((resolve, reject) => {
+            socket.once('data', (d) => resolve(d.toString()));
+            c.signal!.addEventListener('abort', () => reject(c.signal!.reason));
+            socket.write('ping');
+            // a stall longer than the per-try timeout: the answer lands in the socket meanwhile
+            const until = Date.now() + 300;
+            while (Date.now() < until);
+          }),
       );
       await expect(dispatch(ctx() as never)).resolves.toBe('pong');
       socket.destroy();
@@ -93,16 +85,12 @@ describe('per-try timeout', () => {
 
   test('the tries of one layer share one deadline list: a shorter timeout added later fires first, a finished try never', async () => {
     const order: string[] = [];
-    const dispatch = promised(
-      perTryTimeout<string>({ ms: (c) => (c.name === 'slow' ? 400 : 30) })(
-        fromPromise(
-          (c) =>
-            new Promise<string>((resolve, reject) => {
-              if (c.name === 'quick') resolve('answered');
-              else c.signal!.addEventListener('abort', () => reject(c.signal!.reason));
-            }),
-        ),
-      ),
+    const dispatch = perTryTimeout<string>({ ms: (c) => (c.name === 'slow' ? 400 : 30) })(
+      (c) =>
+        new Promise<string>((resolve, reject) => {
+          if (c.name === 'quick') resolve('answered');
+          else c.signal!.addEventListener('abort', () => reject(c.signal!.reason));
+        }),
     );
     const settle = (name: string) =>
       dispatch({ ...ctx(), name } as never).then(
@@ -119,9 +107,7 @@ describe('per-try timeout', () => {
 
   test('no time left before a try: MESHFED_GATEWAY_TIMEOUT without sending', async () => {
     let sends = 0;
-    const dispatch = promised(
-      perTryTimeout<number>({ ms: 1000, clock: { now: () => 10 } })(fromPromise(async () => ++sends)),
-    );
+    const dispatch = perTryTimeout<number>({ ms: 1000, clock: { now: () => 10 } })(async () => ++sends);
     expect(await codeOf(dispatch({ ...ctx(), deadline: 10 }))).toBe('MESHFED_GATEWAY_TIMEOUT');
     expect(sends).toBe(0);
   });
@@ -152,23 +138,18 @@ describe('deadline', () => {
       clock.t += 60; // each try takes 60 ms of the call's time
       throw new UpstreamFailure('reset', t);
     };
-    const dispatch = promised(
-      compose(
-        balancedDispatch({ balancers, send: sendOf(send) }),
-        deadline<number>({
-          ms: (c) => (c.name === 'orders' ? 100 : undefined),
-          clock: { now: () => clock.t },
-        }),
-        retry<number>({
-          attempts: 5,
-          budgetFor: budgetPerService({ budgetPercent: 100, minRetriesPerSecond: 100, windowMs: 10_000 }),
-          backoffBase: 1,
-          backoffMax: 1,
-          sleep: noSleep,
-          clock: { now: () => clock.t },
-          random: () => 0,
-        }),
-      ),
+    const dispatch = compose(
+      balancedDispatch({ balancers, send }),
+      deadline<number>({ ms: (c) => (c.name === 'orders' ? 100 : undefined), clock: { now: () => clock.t } }),
+      retry<number>({
+        attempts: 5,
+        budgetFor: budgetPerService({ budgetPercent: 100, minRetriesPerSecond: 100, windowMs: 10_000 }),
+        backoffBase: 1,
+        backoffMax: 1,
+        sleep: noSleep,
+        clock: { now: () => clock.t },
+        random: () => 0,
+      }),
     );
     expect(await codeOf(dispatch(ctx()))).toBe('MESHFED_GATEWAY_UPSTREAM');
     // tries at 0 and 60 ms; at 120 ms the 100 ms deadline has passed
