@@ -1,6 +1,7 @@
 import { constants as h2c, type Http2Session } from 'node:http2';
 import { monotonicNow } from '../core/index.ts';
 import type { H1Entry } from './h1/entry.ts';
+import { closeSessionWithin } from './session-close.ts';
 import type { InFlight } from './layers/metrics.ts';
 
 /**
@@ -103,13 +104,15 @@ export class Drain {
 
 /**
  * GOAWAY with the last stream the session processed (node's default for 0), so streams the peer opened
- * after it are refused and provably unprocessed; the session closes once its open streams end. With
- * `drainNotice` false the peer only moves to a new session (LeafCycle), without taking this gateway for a
- * leaving one.
+ * after it are refused and provably unprocessed; the session closes once its open streams end, and with
+ * `graceMs` is cut that long after the GOAWAY if it has not (closeSessionWithin: node leaves some sessions
+ * stuck after their GOAWAY). A drain passes none: the process ends at its drainTimeout. With `drainNotice`
+ * false the peer only moves to a new session (LeafCycle), without taking this gateway for a leaving one.
  */
-export function goAway(session: Http2Session, drainNotice = true): void {
+export function goAway(session: Http2Session, drainNotice = true, graceMs?: number): void {
   if (session.closed || session.destroyed) return;
   if (drainNotice) session.goaway(h2c.NGHTTP2_NO_ERROR, 0, DRAIN_GOAWAY_DATA);
   else session.goaway(h2c.NGHTTP2_NO_ERROR, 0);
-  session.close();
+  if (graceMs === undefined) session.close();
+  else closeSessionWithin(session, graceMs);
 }

@@ -81,13 +81,14 @@ export class Gateway {
   #admin: Server | undefined;
   readonly #drain = new Drain(this.#inFlight);
   /** after our leaf rotates, the east-west connections peers hold to us are cycled */
-  readonly #leafCycle = new LeafCycle(ROTATION_SPREAD_MS);
+  readonly #leafCycle: LeafCycle;
   /** what the listeners do with a new connection before a server sees it */
   readonly #accept: Acceptors;
   #started = false;
 
   constructor(options: GatewayOptions) {
     this.#options = options;
+    this.#leafCycle = new LeafCycle(ROTATION_SPREAD_MS, () => options.identity.current().notAfter.getTime());
     this.#agent = new LocalAgent(options.balancerConfig);
     this.#log = options.logger;
     const c = options.config;

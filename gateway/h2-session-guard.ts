@@ -2,6 +2,7 @@ import { constants as h2c, type ServerHttp2Session } from 'node:http2';
 import { type Counter, MAX_TIMER_MS, monotonicNow } from '../core/index.ts';
 import type { GatewayConfig } from './config.ts';
 import { SESSION_WINDOW_BYTES } from './h2-pool.ts';
+import { closeSessionWithin } from './session-close.ts';
 
 /**
  * A stream the client resets sooner than this after opening it is a premature reset (half a second, not
@@ -145,8 +146,7 @@ export function guardSession(
     }
     // NO_ERROR: a node client (meshfed's own pool) fails every open stream on a GOAWAY with any other code
     session.goaway(h2c.NGHTTP2_NO_ERROR, lastStreamId);
-    session.close();
-    setTimeout(() => session.destroy(), GUARD_CLOSE_GRACE_MS).unref();
+    closeSessionWithin(session, GUARD_CLOSE_GRACE_MS);
   };
   session.on('stream', (stream) => {
     const opened = monotonicNow();

@@ -1,6 +1,7 @@
 import type { Http2Session } from 'node:http2';
 import { goAway } from './drain.ts';
 import type { H1Entry } from './h1/entry.ts';
+import { CLOSE_GRACE_MS } from './peer-revalidation.ts';
 
 /**
  * After this gateway's own leaf rotates, the connections its peers opened to it still present the old
@@ -13,17 +14,21 @@ import type { H1Entry } from './h1/entry.ts';
  * retires it, since closing it here could cross a request on its way).
  */
 export class LeafCycle {
-  readonly #sessions = new Set<Http2Session>();
+  /** each session, with the notAfter (ms) of the leaf it was opened with */
+  readonly #sessions = new Map<Http2Session, number>();
   readonly #spreadMs: number;
+  readonly #leafNotAfter: () => number;
   #fast: H1Entry | undefined;
 
-  constructor(spreadMs: number) {
+  /** `leafNotAfter`: when the leaf this gateway presents now expires (ms since the epoch) */
+  constructor(spreadMs: number, leafNotAfter: () => number) {
     this.#spreadMs = spreadMs;
+    this.#leafNotAfter = leafNotAfter;
   }
 
   /** an HTTP/2 session of the east-west listener, cycled on the next rotation while it lives */
   track(session: Http2Session): void {
-    this.#sessions.add(session);
+    this.#sessions.set(session, this.#leafNotAfter());
     session.once('close', () => this.#sessions.delete(session));
   }
 
@@ -32,10 +37,19 @@ export class LeafCycle {
     this.#fast = entry;
   }
 
-  /** our leaf rotated: every east-west connection open now is cycled within the spread */
+  /**
+   * Our leaf rotated: every east-west connection open now is cycled within the spread. A cycled session's
+   * open streams may finish until the leaf it was opened with expires (and CLOSE_GRACE_MS after, as a peer
+   * whose own leaf expired gets): a long CONNECT stream is not cut sooner than the peer's revalidation of that
+   * leaf would end its session, and a session node leaves stuck after its GOAWAY (closeSessionWithin) is not
+   * kept for the life of the process.
+   */
   rotated(): void {
-    for (const s of this.#sessions)
-      setTimeout(() => goAway(s, false), Math.random() * this.#spreadMs).unref();
+    const now = Date.now();
+    for (const [s, notAfter] of this.#sessions) {
+      const graceMs = Math.max(0, notAfter - now) + CLOSE_GRACE_MS;
+      setTimeout(() => goAway(s, false, graceMs), Math.random() * this.#spreadMs).unref();
+    }
     this.#fast?.cycle(this.#spreadMs);
   }
 }

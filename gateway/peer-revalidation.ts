@@ -2,6 +2,7 @@ import type { Http2Session } from 'node:http2';
 import type { Socket } from 'node:net';
 import { type TrustBundle, type VerifyExpectations, verify } from '../ca/index.ts';
 import { type Logger, MAX_TIMER_MS, MeshfedError } from '../core/index.ts';
+import { closeSessionWithin } from './session-close.ts';
 
 /** Why an established connection was closed: its peer's certificate expired, or no longer verifies. */
 export type RevalidationReason = 'peer-cert-expired' | 'peer-cert-untrusted';
@@ -93,11 +94,7 @@ export class PeerRevalidation {
         expect,
         peer,
         notAfter,
-        close: () => {
-          if (session.closed || session.destroyed) return;
-          session.close();
-          setTimeout(() => session.destroy(), CLOSE_GRACE_MS).unref();
-        },
+        close: () => closeSessionWithin(session, CLOSE_GRACE_MS),
       });
       return;
     }

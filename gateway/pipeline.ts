@@ -5,6 +5,8 @@ import type { TLSSocket } from 'node:tls';
 import type { Span } from '@opentelemetry/api';
 import type { VerifiedIdentity } from '../ca/index.ts';
 import { type Answer, writeAnswer } from './answers.ts';
+import { GUARD_CLOSE_GRACE_MS } from './h2-session-guard.ts';
+import { closeSessionWithin } from './session-close.ts';
 import type { Exchange } from './h1/exchange.ts';
 import type { BodyReplay } from './upstream/body-replay.ts';
 import { authorityOf, hasBody, type Req, type Res, socketOf } from './http-request.ts';
@@ -141,7 +143,7 @@ export function fromNode(
     responseOver: () => responseOver(res),
     closeConnection: () => {
       const session = (req as Http2ServerRequest).stream?.session;
-      if (session) session.close();
+      if (session) closeSessionWithin(session, GUARD_CLOSE_GRACE_MS);
       else (res as ServerResponse).shouldKeepAlive = false;
     },
     io: { req, res },

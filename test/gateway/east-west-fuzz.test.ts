@@ -446,6 +446,62 @@ test('c) no HTTP/2 session (odd HEADERS and CONNECTs, reset storms, settings, ra
   );
 }, 60_000);
 
+/** the gateway's open client connections: 0 once it has let go of every connection a test opened */
+async function activeConnections(): Promise<number | undefined> {
+  return (await gw.metrics()).get('meshfed_active_connections')?.[0]?.value;
+}
+
+test('regression: a request refused with its session, then a frame that breaks HTTP/2, leaves no connection behind', async () => {
+  // found with MESHFED_FUZZ_SEED=1207102: a workload that speaks as a peer gateway is refused (peer-identity)
+  // and its session closed gracefully (GOAWAY); node 24 reads nothing more on a session after its GOAWAY
+  // once a frame breaks the protocol (here HEADERS on an even stream, padded past its payload), so only
+  // the gateway's bound on a graceful close lets the connection go (gateway/session-close.ts)
+  await gw.ensureRunning();
+  await waitFor(async () => ((await activeConnections()) === 0 ? true : undefined), {
+    timeoutMs: 15_000,
+    intervalMs: 100,
+    what: 'no open connection before the input',
+  });
+  const c = await tlsConnect(
+    gw.eastWest,
+    gw.ids.rootPem,
+    offer('westWorkload', ['h2'], 'web.shop.svc.clusterset.local'),
+    3_000,
+  );
+  if (!('socket' in c)) throw new Error(`handshake ${c.outcome}`);
+  const frames: RawFrame[] = [
+    {
+      kind: 'headers',
+      streamId: 1,
+      endStream: true,
+      fields: [
+        {
+          ':method': 'POST',
+          ':scheme': 'https',
+          ':path': '/',
+          ':authority': 'web.shop.svc.clusterset.local',
+          'x-meshfed-caller': 'spiffe://mesh.example/cluster/west/ns/shop/sa/client',
+          'x-meshfed-chain': 'WEST_CHAIN',
+        },
+        [],
+      ],
+    },
+    { kind: 'random', type: 1, flags: 0x9c, streamId: 2, payload: Uint8Array.from([127]) },
+  ];
+  await rawSession(c, frames);
+  const refused = (await gw.metrics())
+    .get('meshfed_refused_total')
+    ?.find((r) => r.labels.listener === 'eastWest' && r.labels.reason === 'peer-identity');
+  expect(refused?.value ?? 0).toBeGreaterThan(0);
+  // the client is gone: the gateway must close its side within the graceful close's bound (5 s)
+  const left = await waitFor(async () => ((await activeConnections()) === 0 ? true : undefined), {
+    timeoutMs: 15_000,
+    intervalMs: 100,
+    what: 'the refused connection to be let go',
+  }).catch(async (err: Error) => `${err.message}: ${await activeConnections()} open`);
+  expect(left).toBe(true);
+}, 45_000);
+
 test('after the fuzz, the gateway holds no connection or request the fuzzer opened', async () => {
   await gw.ensureRunning();
   // every fuzz client is closed by now: what the gateway still counts, it leaked

@@ -68,7 +68,7 @@ test('after a rotation, new handshakes present the new leaf and open connections
   expect(await get(old.session)).toBe(200);
 
   // a request under way on the connection made before the rotation is not dropped (the connection itself is
-  // cycled within ROTATION_SPREAD_MS: leaf-cycle.test.ts)
+  // cycled within ROTATION_SPREAD_MS: the tests below, and leaf-cycle.test.ts)
   const inFlight = get(old.session);
   const rotated = await a.identity.renewNow();
   expect(rotated.serial).not.toBe(before.serial);
