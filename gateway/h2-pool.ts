@@ -7,7 +7,8 @@ import { TUNNEL_ALPN } from './config.ts';
 import { ClientContext, gatewayExpectation, type VerifiedPeer, verifyGatewayPeer } from './peer-dial.ts';
 import { isDrainNotice } from './drain.ts';
 import { ROTATION_SPREAD_MS } from './h1/pool.ts';
-import type { PeerRevalidation } from './peer-revalidation.ts';
+import { CLOSE_GRACE_MS, type PeerRevalidation } from './peer-revalidation.ts';
+import { closeSessionWithin } from './session-close.ts';
 import { SessionTickets, type TicketedDial } from './session-tickets.ts';
 import type { UpstreamConnections } from './upstream-connections.ts';
 
@@ -132,7 +133,7 @@ export class H2Pool {
     if (n > this.maxRequests) return false;
     if (n === this.maxRequests) {
       this.unpool(s);
-      closeAfterNextStream(s);
+      closeAfterNextStream(s, () => this.closeBounded(s));
     }
     return true;
   }
@@ -170,7 +171,7 @@ export class H2Pool {
         if (generation !== this.generation && cluster !== undefined) {
           // dialled with the certificate that rotated meanwhile: it serves the callers already waiting
           // for it (their streams open right away and finish after the graceful close), then no one
-          setTimeout(() => session.close(), 1_000).unref();
+          setTimeout(() => this.closeBounded(session), 1_000).unref();
           return session;
         }
         entry.sessions[i] = session;
@@ -288,7 +289,8 @@ export class H2Pool {
             expect: gatewayExpectation(this.creds!.trustDomain, cluster),
             peer: verified.spiffeId,
             notAfter: verified.notAfter,
-            close: () => this.retire(session),
+            // an expired or distrusted peer may finish what is in flight, not keep a CONNECT stream for ever
+            close: () => this.retire(session, CLOSE_GRACE_MS),
           });
         }
         session.removeAllListeners('error');
@@ -419,9 +421,23 @@ export class H2Pool {
   }
 
   /** Takes `s` out of the pool and closes it gracefully (GOAWAY: its streams finish, no new ones). */
-  private retire(s: ClientHttp2Session): void {
+  private retire(s: ClientHttp2Session, graceMs?: number): void {
     this.unpool(s);
-    if (!s.closed && !s.destroyed) s.close();
+    this.closeBounded(s, graceMs);
+  }
+
+  /**
+   * Closes `s` gracefully, and cuts it if it is still open `graceMs` later (closeSessionWithin: node leaves a
+   * session stuck for good when the peer breaks the protocol after our GOAWAY). By default a tunnel session
+   * may finish its streams until the leaf we presented on it expires, and CLOSE_GRACE_MS more: when the
+   * remote gateway's revalidation of that leaf would end the session anyway, so no stream is cut sooner.
+   */
+  private closeBounded(s: ClientHttp2Session, graceMs?: number): void {
+    const leaf = this.leaves.get(s);
+    const bound =
+      graceMs ?? (leaf ? Math.max(0, leaf.notAfter.getTime() - Date.now()) + CLOSE_GRACE_MS : undefined);
+    if (bound !== undefined) closeSessionWithin(s, bound);
+    else if (!s.closed && !s.destroyed) s.close();
   }
 
   /**
@@ -474,12 +490,12 @@ function ping(session: ClientHttp2Session): Promise<number | undefined> {
  * opened its stream, which it does as soon as the session promise settles; a caller still waiting on
  * something else is given up to a second before the session closes anyway.
  */
-function closeAfterNextStream(s: ClientHttp2Session): void {
+function closeAfterNextStream(s: ClientHttp2Session, close: () => void): void {
   const before = s.state.nextStreamID;
   const deadline = monotonicNow() + 1_000;
   const check = () => {
     if (s.closed || s.destroyed) return;
-    if (s.state.nextStreamID !== before || monotonicNow() > deadline) s.close();
+    if (s.state.nextStreamID !== before || monotonicNow() > deadline) close();
     else setTimeout(check, 5).unref();
   };
   setImmediate(check);

@@ -1,15 +1,16 @@
 import type { Http2Session } from 'node:http2';
 
 /**
- * Closes a server session gracefully (no new stream; the open ones may finish) and destroys it if it is still
+ * Closes a session gracefully (no new stream; the open ones may finish) and destroys it if it is still
  * open `graceMs` later. The bound is not only for slow streams: once node 24 has sent a session's GOAWAY, a
  * frame that breaks the protocol read after it leaves the session stuck. Node then reads its socket no more
  * (the client's FIN stays unread, the connection sits in CLOSE-WAIT), emits nothing, and keeps it for the life
  * of the process: before this bound, any client of the east-west listener could leave one behind with each
  * request the gateway refused by closing its connection (test/gateway/h2-close-bound.test.ts, and the
  * east-west fuzz's regression). Those refusals, the rapid-reset guard, peer revalidation and the leaf cycle
- * (bounded by the expiry of the leaf a session was opened with, leaf-cycle.ts) close sessions through here. A
- * drain's GOAWAY needs no bound: the process ends at its drainTimeout.
+ * (bounded by the expiry of the leaf a session was opened with, leaf-cycle.ts) close sessions through here, and
+ * so does the tunnel pool for its own sessions to peers (a client session gets stuck the same way: h2-pool.ts).
+ * A drain's GOAWAY needs no bound: the process ends at its drainTimeout.
  */
 export function closeSessionWithin(session: Http2Session, graceMs: number): void {
   if (session.closed || session.destroyed) return;

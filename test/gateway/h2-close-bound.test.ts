@@ -93,3 +93,36 @@ test('a session whose streams end closes at once, without waiting for the bound'
     s.srv.close();
   }
 });
+
+test('a client session closed gracefully, then sent a frame that breaks HTTP/2, is cut within the bound', async () => {
+  // the tunnel pool's side (gateway/h2-pool.ts): a remote gateway that breaks the protocol after our GOAWAY
+  let peer: net.Socket | undefined;
+  const raw = net.createServer((s) => {
+    peer = s;
+    s.on('error', () => undefined);
+    s.resume();
+    s.write(frame(4, 0, 0, Buffer.alloc(0)));
+  });
+  raw.listen(0, '127.0.0.1');
+  await once(raw, 'listening');
+  const client = http2.connect(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`);
+  client.on('error', () => undefined);
+  try {
+    await once(client, 'connect');
+    const req = client.request({ ':path': '/' });
+    req.on('error', () => undefined);
+    closeSessionWithin(client, 300);
+    // SETTINGS ack, then HEADERS on an even stream padded past its payload; then the peer is gone
+    peer!.write(Buffer.concat([frame(4, 1, 0, Buffer.alloc(0)), BROKEN]));
+    peer!.destroy();
+    const gone = await waitFor(() => (client.destroyed ? true : undefined), {
+      timeoutMs: 5_000,
+      intervalMs: 20,
+      what: 'the client session to be cut',
+    });
+    expect(gone).toBe(true);
+  } finally {
+    client.destroy();
+    raw.close();
+  }
+});
