@@ -1,31 +1,25 @@
 import { readdirSync, readFileSync } from 'node:fs';
-import { availableParallelism, setPriority } from 'node:os';
+import { setPriority } from 'node:os';
 import { MeshfedError } from '../core/index.ts';
 
 /**
- * The nice value `meshfed gateway` gives V8's worker thread (Linux; one, `--v8-pool-size=1` in node-flags.ts)
- * when the process may run on more than one CPU: V8 compiles hot functions with its optimising compiler, marks
- * the heap and sweeps on that thread, in bursts (600 ms of compile work within one second when a gateway's
- * request path tiers up a few seconds into its traffic). At the event loop's priority it takes the CPU the
- * loop needs the moment a request arrives, and every request in flight waits. At 19 the loop preempts it
- * whenever it has work, and it runs on any CPU the loop leaves idle. Measured: p99 added by two gateways at
- * 1,000 req/s −25 % with V8's four threads; with one, lower again (docs/performance.md, "The fixed-rate tail",
- * "V8's worker pool" and, with the runs' order balanced, "Idle memory, fifth round").
+ * The nice value an operator may give V8's worker thread (Linux; one, `--v8-pool-size=1` in node-flags.ts) with
+ * MESHFED_V8_WORKER_NICE=19. V8 compiles hot functions with its optimising compiler, marks the heap and sweeps
+ * on that thread, in bursts; at 19 the event loop preempts it, which took the added p99 of two gateways at
+ * 1,000 req/s down by a quarter on a host with a CPU to spare (docs/performance.md, "The fixed-rate tail").
+ * It is no longer the default: on a host whose CPUs are all busy (the chaos suite's root rotation at 400 req/s,
+ * every process of the federation on two cores) a thread at 19 gets about 1.5 % of a CPU, and gateways with it
+ * failed 12 to 4,849 requests in each of ten runs (dials and tries past their timeouts), against 0, 0, 0, 3 and
+ * 127 in five runs without it: the event loop waits, most likely, for work the starved thread has taken
+ * (docs/performance.md, "Sixteenth round"). Opt in only on a host with CPU to spare, and never for a process
+ * pinned to one CPU: a busy loop leaves no idle cycle there, and the compiler's work would wait for minutes.
  */
 export const V8_WORKER_NICE = 19;
 
-/**
- * The nice value asked for: MESHFED_V8_WORKER_NICE when set (0 to 19); else V8_WORKER_NICE when the process
- * may use more than one CPU (`cpus`: its affinity mask's), and 0 when it has one. On one CPU a busy event loop
- * leaves no idle cycle: a thread at 19 gets ~1.5 % of it, and the optimising compiler's work waits for minutes
- * (a gateway pinned to one core served half the requests per second: docs/performance.md, "V8's worker pool").
- */
-export function v8WorkerNice(
-  env: Readonly<Record<string, string | undefined>> = process.env,
-  cpus: number = availableParallelism(),
-): number {
+/** The nice value asked for: MESHFED_V8_WORKER_NICE when set (0 to 19); else 0 (V8's threads left as they are). */
+export function v8WorkerNice(env: Readonly<Record<string, string | undefined>> = process.env): number {
   const raw = env.MESHFED_V8_WORKER_NICE;
-  if (raw === undefined || raw === '') return cpus > 1 ? V8_WORKER_NICE : 0;
+  if (raw === undefined || raw === '') return 0;
   const n = Number(raw);
   if (!Number.isInteger(n) || n < 0 || n > 19) {
     throw new MeshfedError(

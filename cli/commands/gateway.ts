@@ -26,7 +26,7 @@ export const gatewayCommand: Command = {
   async run(ctx) {
     // Node's Buffer pool below glibc's mmap threshold (cli/node-flags.ts), in the supervisor and each worker
     Buffer.poolSize = GATEWAY_BUFFER_POOL_SIZE;
-    // V8's background compiling and GC yield to the event loop where it has another CPU to run on
+    // V8's background compiling and GC at the nice value MESHFED_V8_WORKER_NICE asks for, none by default
     // (cli/thread-priority.ts); each worker too
     lowerV8WorkerPriority(v8WorkerNice());
     // a data-plane worker forked by the supervisor (node:cluster re-runs this same command line; Node has
