@@ -1,4 +1,5 @@
 import type { Http2Session } from 'node:http2';
+import { MAX_TIMER_MS } from '../core/index.ts';
 
 /**
  * Closes a session gracefully (no new stream; the open ones may finish) and destroys it if it is still
@@ -15,7 +16,9 @@ import type { Http2Session } from 'node:http2';
 export function closeSessionWithin(session: Http2Session, graceMs: number): void {
   if (session.closed || session.destroyed) return;
   session.close();
-  const cut = setTimeout(() => session.destroy(), graceMs);
+  // a grace past setTimeout's limit (a leaf valid for more than 24.8 days) would fire at once: the limit is
+  // a bound all the same
+  const cut = setTimeout(() => session.destroy(), Math.min(graceMs, MAX_TIMER_MS));
   cut.unref();
   session.once('close', () => clearTimeout(cut));
 }

@@ -1,7 +1,8 @@
-import { once } from 'node:events';
-import http2, { type ServerHttp2Session } from 'node:http2';
+import { EventEmitter, once } from 'node:events';
+import http2, { type Http2Session, type ServerHttp2Session } from 'node:http2';
+import { jest } from '@jest/globals';
 import net, { type AddressInfo } from 'node:net';
-import { waitFor } from '../../core/index.ts';
+import { MAX_TIMER_MS, waitFor } from '../../core/index.ts';
 import { closeSessionWithin } from '../../gateway/session-close.ts';
 import { frame, H2_PREFACE, hpackBlock } from './east-west-inputs-h2.ts';
 
@@ -91,6 +92,20 @@ test('a session whose streams end closes at once, without waiting for the bound'
     client.close();
   } finally {
     s.srv.close();
+  }
+});
+
+test("a bound past setTimeout's limit (a leaf valid for 40 days) is armed at the limit, not fired at once", () => {
+  // node fires a timer longer than 2^31 - 1 ms after 1 ms: unclamped, such a bound would cut at once
+  const session = Object.assign(new EventEmitter(), { closed: false, destroyed: false, close() {} });
+  const timers = jest.spyOn(globalThis, 'setTimeout');
+  try {
+    closeSessionWithin(session as unknown as Http2Session, 40 * 24 * 3_600_000);
+    const delay = timers.mock.calls.at(-1)?.[1];
+    expect(delay).toBe(MAX_TIMER_MS);
+  } finally {
+    timers.mockRestore();
+    session.emit('close');
   }
 });
 
