@@ -2,13 +2,13 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:htt
 import net from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import type { IssuedLeaf, TrustBundle } from '../ca/index.ts';
-import { MeshfedError, monotonicNow, type StallSafeTimer, stallSafeTimeout } from '../core/index.ts';
+import { MeshfedError, type StallSafeTimer, stallSafeTimeout } from '../core/index.ts';
 import { TUNNEL_ALPN } from './config.ts';
 import { ClientContext, gatewayExpectation, type VerifiedPeer, verifyGatewayPeer } from './peer-dial.ts';
 import { isDrainNotice } from './drain.ts';
 import { ROTATION_SPREAD_MS } from './h1/pool.ts';
-import { CLOSE_GRACE_MS, type PeerRevalidation } from './peer-revalidation.ts';
-import { closeSessionWithin } from './session-close.ts';
+import { CLOSE_GRACE_MS, msUntilRevalidationCut, type PeerRevalidation } from './peer-revalidation.ts';
+import { closeAfterNextStream, closeSessionWithin } from './session-close.ts';
 import { SessionTickets, type TicketedDial } from './session-tickets.ts';
 import type { UpstreamConnections } from './upstream-connections.ts';
 
@@ -434,8 +434,7 @@ export class H2Pool {
    */
   private closeBounded(s: ClientHttp2Session, graceMs?: number): void {
     const leaf = this.leaves.get(s);
-    const bound =
-      graceMs ?? (leaf ? Math.max(0, leaf.notAfter.getTime() - Date.now()) + CLOSE_GRACE_MS : undefined);
+    const bound = graceMs ?? (leaf ? msUntilRevalidationCut(leaf.notAfter.getTime()) : undefined);
     if (bound !== undefined) closeSessionWithin(s, bound);
     else if (!s.closed && !s.destroyed) s.close();
   }
@@ -483,20 +482,4 @@ function ping(session: ClientHttp2Session): Promise<number | undefined> {
   return new Promise<number | undefined>((resolve) => {
     if (!session.ping((err, ms) => resolve(err ? undefined : ms))) resolve(undefined);
   });
-}
-
-/**
- * Closes `s` gracefully (GOAWAY: open streams finish, no new ones) once the caller that claimed it has
- * opened its stream, which it does as soon as the session promise settles; a caller still waiting on
- * something else is given up to a second before the session closes anyway.
- */
-function closeAfterNextStream(s: ClientHttp2Session, close: () => void): void {
-  const before = s.state.nextStreamID;
-  const deadline = monotonicNow() + 1_000;
-  const check = () => {
-    if (s.closed || s.destroyed) return;
-    if (s.state.nextStreamID !== before || monotonicNow() > deadline) close();
-    else setTimeout(check, 5).unref();
-  };
-  setImmediate(check);
 }

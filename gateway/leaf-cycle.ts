@@ -1,7 +1,7 @@
 import type { Http2Session } from 'node:http2';
 import { goAway } from './drain.ts';
 import type { H1Entry } from './h1/entry.ts';
-import { CLOSE_GRACE_MS } from './peer-revalidation.ts';
+import { msUntilRevalidationCut } from './peer-revalidation.ts';
 
 /**
  * After this gateway's own leaf rotates, the connections its peers opened to it still present the old
@@ -47,7 +47,7 @@ export class LeafCycle {
   rotated(): void {
     const now = Date.now();
     for (const [s, notAfter] of this.#sessions) {
-      const graceMs = Math.max(0, notAfter - now) + CLOSE_GRACE_MS;
+      const graceMs = msUntilRevalidationCut(notAfter, now);
       setTimeout(() => goAway(s, false, graceMs), Math.random() * this.#spreadMs).unref();
     }
     this.#fast?.cycle(this.#spreadMs);

@@ -14,6 +14,15 @@ export type RevalidationReason = 'peer-cert-expired' | 'peer-cert-untrusted';
 export const CLOSE_GRACE_MS = 10_000;
 
 /**
+ * How long from now until a connection made with a leaf that expires at `notAfterMs` would be cut by its peer's
+ * revalidation of that leaf: until the expiry, then CLOSE_GRACE_MS. A graceful close bounded by it never cuts a
+ * stream sooner than the peer would (leaf-cycle.ts, h2-pool.ts).
+ */
+export function msUntilRevalidationCut(notAfterMs: number, now = Date.now()): number {
+  return Math.max(0, notAfterMs - now) + CLOSE_GRACE_MS;
+}
+
+/**
  * How to close an HTTP/1.1 connection gracefully, set by whoever serves it (the fast path's H1Connection):
  * the exchange under way finishes first. Ending the socket at once would cut a request whose answer is
  * still being fetched, and the caller would see a reset (a POST is not retried).

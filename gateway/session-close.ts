@@ -1,5 +1,5 @@
-import type { Http2Session } from 'node:http2';
-import { MAX_TIMER_MS } from '../core/index.ts';
+import type { ClientHttp2Session, Http2Session } from 'node:http2';
+import { MAX_TIMER_MS, monotonicNow } from '../core/index.ts';
 
 /**
  * Closes a session gracefully (no new stream; the open ones may finish) and destroys it if it is still
@@ -21,4 +21,20 @@ export function closeSessionWithin(session: Http2Session, graceMs: number): void
   const cut = setTimeout(() => session.destroy(), Math.min(graceMs, MAX_TIMER_MS));
   cut.unref();
   session.once('close', () => clearTimeout(cut));
+}
+
+/**
+ * Closes `s` gracefully (GOAWAY: open streams finish, no new ones) once the caller that claimed it has
+ * opened its stream, which it does as soon as the session promise settles; a caller still waiting on
+ * something else is given up to a second before the session closes anyway.
+ */
+export function closeAfterNextStream(s: ClientHttp2Session, close: () => void): void {
+  const before = s.state.nextStreamID;
+  const deadline = monotonicNow() + 1_000;
+  const check = () => {
+    if (s.closed || s.destroyed) return;
+    if (s.state.nextStreamID !== before || monotonicNow() > deadline) close();
+    else setTimeout(check, 5).unref();
+  };
+  setImmediate(check);
 }
