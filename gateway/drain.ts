@@ -106,8 +106,9 @@ export class Drain {
  * GOAWAY with the last stream the session processed (node's default for 0), so streams the peer opened
  * after it are refused and provably unprocessed; the session closes once its open streams end, and with
  * `graceMs` is cut that long after the GOAWAY if it has not (closeSessionWithin: node leaves some sessions
- * stuck after their GOAWAY). A drain passes none: the process ends at its drainTimeout. With `drainNotice`
- * false the peer only moves to a new session (LeafCycle), without taking this gateway for a leaving one.
+ * stuck after their GOAWAY). A drain passes none: the gateway's stop, at the latest drainTimeout later,
+ * destroys every socket its listeners accepted. With `drainNotice` false the peer only moves to a new session
+ * (LeafCycle), without taking this gateway for a leaving one.
  */
 export function goAway(session: Http2Session, drainNotice = true, graceMs?: number): void {
   if (session.closed || session.destroyed) return;

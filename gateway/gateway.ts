@@ -201,10 +201,12 @@ export class Gateway {
     const self = this;
     new Gauge({
       name: 'meshfed_active_connections',
-      help: 'open client connections on the egress and east-west listeners',
+      help: 'open client connections per data-plane listener (egress, eastWest, tcp:<service>)',
+      labelNames: ['listener'],
       registers: [options.registry],
       collect() {
-        this.set(self.#listeners.sockets.size);
+        this.reset();
+        for (const [listener, open] of self.#listeners.connectionsByListener()) this.set({ listener }, open);
       },
     });
     new Gauge({

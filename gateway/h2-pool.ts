@@ -470,9 +470,14 @@ export class H2Pool {
     this.context.clear();
   }
 
-  close(): void {
+  /**
+   * The gateway stops: every session closes gracefully and is cut if it is still open `graceMs` later. A
+   * session node leaves stuck after its GOAWAY (closeSessionWithin) would otherwise keep its socket, and with
+   * it the stopped process, alive for ever.
+   */
+  close(graceMs = CLOSE_GRACE_MS): void {
     this.closed = true;
-    for (const e of this.entries.values()) for (const s of e.sessions) s?.close();
+    for (const e of this.entries.values()) for (const s of e.sessions) if (s) closeSessionWithin(s, graceMs);
     this.entries.clear();
   }
 }

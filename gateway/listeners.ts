@@ -162,6 +162,11 @@ export class Listeners {
     return true;
   }
 
+  /** open client connections per data-plane listener, every bound one (0 when none is open) */
+  connectionsByListener(): ReadonlyMap<string, number> {
+    return this.#counts;
+  }
+
   /** Whether a local caller's address is in egress.trustedNetworks (egress and the TCP ports). */
   trusted(s: Socket): boolean {
     const addr = s.remoteAddress ?? '';

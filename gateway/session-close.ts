@@ -10,8 +10,9 @@ import { MAX_TIMER_MS, monotonicNow } from '../core/index.ts';
  * request the gateway refused by closing its connection (test/gateway/h2-close-bound.test.ts, and the
  * east-west fuzz's regression). Those refusals, the rapid-reset guard, peer revalidation and the leaf cycle
  * (bounded by the expiry of the leaf a session was opened with, leaf-cycle.ts) close sessions through here, and
- * so does the tunnel pool for its own sessions to peers (a client session gets stuck the same way: h2-pool.ts).
- * A drain's GOAWAY needs no bound: the process ends at its drainTimeout.
+ * so does the tunnel pool for its own sessions to peers (a client session gets stuck the same way: h2-pool.ts),
+ * also when the gateway stops. A drain's GOAWAY needs no bound of its own: the stop that follows the drain
+ * destroys every socket the listeners accepted.
  */
 export function closeSessionWithin(session: Http2Session, graceMs: number): void {
   if (session.closed || session.destroyed) return;

@@ -446,9 +446,23 @@ test('c) no HTTP/2 session (odd HEADERS and CONNECTs, reset storms, settings, ra
   );
 }, 60_000);
 
+type Samples = Map<string, { labels: Record<string, string>; value: number }[]>;
+
+/** the gateway's open client connections over all its listeners, from a scrape */
+function connectionsIn(m: Samples): number | undefined {
+  const samples = m.get('meshfed_active_connections');
+  return samples?.reduce((n, s) => n + s.value, 0);
+}
+
+/** the listeners holding connections, e.g. `eastWest=1` (meshfed_active_connections' listener label) */
+function listenersHolding(m: Samples): string {
+  const held = (m.get('meshfed_active_connections') ?? []).filter((s) => s.value > 0);
+  return held.map((s) => `${s.labels.listener}=${s.value}`).join(', ') || 'none';
+}
+
 /** the gateway's open client connections: 0 once it has let go of every connection a test opened */
 async function activeConnections(): Promise<number | undefined> {
-  return (await gw.metrics()).get('meshfed_active_connections')?.[0]?.value;
+  return connectionsIn(await gw.metrics());
 }
 
 test('regression: a request refused with its session, then a frame that breaks HTTP/2, leaves no connection behind', async () => {
@@ -508,14 +522,14 @@ test('after the fuzz, the gateway holds no connection or request the fuzzer open
   const settled = await waitFor(
     async () => {
       const m = await gw.metrics();
-      const connections = m.get('meshfed_active_connections')?.[0]?.value;
+      const connections = connectionsIn(m);
       const requests = m.get('meshfed_active_requests')?.[0]?.value;
       return connections === 0 && requests === 0 ? true : undefined;
     },
     { timeoutMs: 10_000, intervalMs: 100, what: 'no open connections and no requests in flight' },
   ).catch(async (err: Error) => {
     const m = await gw.metrics();
-    return `${err.message}: meshfed_active_connections ${m.get('meshfed_active_connections')?.[0]?.value}, meshfed_active_requests ${m.get('meshfed_active_requests')?.[0]?.value}`;
+    return `${err.message}: meshfed_active_connections ${connectionsIn(m)} (${listenersHolding(m)}), meshfed_active_requests ${m.get('meshfed_active_requests')?.[0]?.value}`;
   });
   expect(settled).toBe(true);
   await gw.checkServes();

@@ -390,7 +390,10 @@ describe('connection limits', () => {
   async function holds(g: TestGateway, n: number): Promise<void> {
     await waitFor(
       async () =>
-        (await g.registry.getSingleMetric('meshfed_active_connections')?.get())?.values[0]?.value === n,
+        (await g.registry.getSingleMetric('meshfed_active_connections')?.get())?.values.reduce(
+          (sum, v) => sum + v.value,
+          0,
+        ) === n,
       { timeoutMs: 5_000, what: `the gateway to hold ${n} client connections` },
     );
   }
@@ -408,6 +411,14 @@ describe('connection limits', () => {
     await open(g.eastWest);
     await holds(g, 3);
     for (const s of kept) expect(s.destroyed).toBe(false);
+    // and the gauge says which listener holds them
+    const byListener = (await g.registry.getSingleMetric('meshfed_active_connections')?.get())?.values;
+    expect(new Map(byListener?.map((v) => [v.labels.listener, v.value]))).toEqual(
+      new Map([
+        ['egress', 2],
+        ['eastWest', 1],
+      ]),
+    );
   });
 
   test('past the gateway-wide limit a connection to any listener is closed and counted', async () => {

@@ -3,6 +3,7 @@ import http2, { type Http2Session, type ServerHttp2Session } from 'node:http2';
 import { jest } from '@jest/globals';
 import net, { type AddressInfo } from 'node:net';
 import { MAX_TIMER_MS, waitFor } from '../../core/index.ts';
+import { H2Pool } from '../../gateway/h2-pool.ts';
 import { closeSessionWithin } from '../../gateway/session-close.ts';
 import { frame, H2_PREFACE, hpackBlock } from './east-west-inputs-h2.ts';
 
@@ -109,8 +110,12 @@ test("a bound past setTimeout's limit (a leaf valid for 40 days) is armed at the
   }
 });
 
-test('a client session closed gracefully, then sent a frame that breaks HTTP/2, is cut within the bound', async () => {
-  // the tunnel pool's side (gateway/h2-pool.ts): a remote gateway that breaks the protocol after our GOAWAY
+/**
+ * A raw HTTP/2 server (SETTINGS on accept, reads everything) that the client sessions under test dial.
+ * `breakAfterGoaway` answers the client's SETTINGS, sends HEADERS on an even stream padded past its
+ * payload, and hangs up: what a remote gateway that breaks the protocol after our GOAWAY does.
+ */
+async function rawPeer() {
   let peer: net.Socket | undefined;
   const raw = net.createServer((s) => {
     peer = s;
@@ -120,24 +125,55 @@ test('a client session closed gracefully, then sent a frame that breaks HTTP/2, 
   });
   raw.listen(0, '127.0.0.1');
   await once(raw, 'listening');
-  const client = http2.connect(`http://127.0.0.1:${(raw.address() as AddressInfo).port}`);
+  return {
+    address: `127.0.0.1:${(raw.address() as AddressInfo).port}`,
+    breakAfterGoaway() {
+      peer!.write(Buffer.concat([frame(4, 1, 0, Buffer.alloc(0)), BROKEN]));
+      peer!.destroy();
+    },
+    close: () => raw.close(),
+  };
+}
+
+/** resolves true once `session` is destroyed (within 5 s) */
+function cut(session: Http2Session): Promise<boolean | undefined> {
+  return waitFor(() => (session.destroyed ? true : undefined), {
+    timeoutMs: 5_000,
+    intervalMs: 20,
+    what: 'the client session to be cut',
+  });
+}
+
+test('a client session closed gracefully, then sent a frame that breaks HTTP/2, is cut within the bound', async () => {
+  // the tunnel pool's side (gateway/h2-pool.ts): a remote gateway that breaks the protocol after our GOAWAY
+  const raw = await rawPeer();
+  const client = http2.connect(`http://${raw.address}`);
   client.on('error', () => undefined);
   try {
     await once(client, 'connect');
-    const req = client.request({ ':path': '/' });
-    req.on('error', () => undefined);
+    client.request({ ':path': '/' }).on('error', () => undefined);
     closeSessionWithin(client, 300);
-    // SETTINGS ack, then HEADERS on an even stream padded past its payload; then the peer is gone
-    peer!.write(Buffer.concat([frame(4, 1, 0, Buffer.alloc(0)), BROKEN]));
-    peer!.destroy();
-    const gone = await waitFor(() => (client.destroyed ? true : undefined), {
-      timeoutMs: 5_000,
-      intervalMs: 20,
-      what: 'the client session to be cut',
-    });
-    expect(gone).toBe(true);
+    raw.breakAfterGoaway();
+    expect(await cut(client)).toBe(true);
   } finally {
     client.destroy();
+    raw.close();
+  }
+});
+
+test('the tunnel pool stopping cuts a session the peer leaves stuck after its GOAWAY', async () => {
+  // H2Pool.close() (the gateway's stop): before the bound, such a session kept its socket, and with it the
+  // stopped gateway's process, alive for ever
+  const raw = await rawPeer();
+  const pool = new H2Pool({ size: 1, connectTimeoutMs: 5_000 });
+  try {
+    const session = await pool.session(raw.address);
+    session.request({ ':path': '/' }).on('error', () => undefined);
+    pool.close(300);
+    raw.breakAfterGoaway();
+    expect(await cut(session)).toBe(true);
+  } finally {
+    pool.close(0);
     raw.close();
   }
 });
