@@ -149,21 +149,25 @@ function contentLength(v: string): number {
  */
 function framingOf(headers: Headers, minor: 0 | 1): Framing {
   const te = headers['transfer-encoding'];
-  const cl = headers['content-length'];
+  const length = lengthOf(headers);
   if (te !== undefined) {
-    if (cl !== undefined)
-      throw new HeadParseError('content-length-with-transfer-encoding', 'both framings given');
     if (minor === 0)
       throw new HeadParseError('unsupported-transfer-encoding', 'Transfer-Encoding in HTTP/1.0');
     if (String(te).toLowerCase() !== 'chunked')
       throw new HeadParseError('unsupported-transfer-encoding', JSON.stringify(String(te).slice(0, 40)));
     return { kind: 'chunked' };
   }
-  if (cl !== undefined) {
-    const length = contentLength(String(cl));
-    return length === 0 ? { kind: 'none' } : { kind: 'length', length };
-  }
-  return { kind: 'none' };
+  if (length === undefined || length === 0) return { kind: 'none' };
+  return { kind: 'length', length };
+}
+
+/** The Content-Length of a message, undefined without one; refused beside Transfer-Encoding. */
+function lengthOf(headers: Headers): number | undefined {
+  const cl = headers['content-length'];
+  if (cl === undefined) return undefined;
+  if (headers['transfer-encoding'] !== undefined)
+    throw new HeadParseError('content-length-with-transfer-encoding', 'both framings given');
+  return contentLength(String(cl));
 }
 
 function keepAliveOf(headers: Headers, minor: 0 | 1): boolean {
@@ -270,6 +274,10 @@ export function parseResponseHead(buf: Buffer, limits: HeadLimits, requestMethod
   );
   let framing: Framing;
   if (requestMethod === 'HEAD' || status < 200 || status === 204 || status === 304) {
+    // no body, whatever the fields say (RFC 9112 6.3), but a Content-Length is still checked: it is forwarded
+    // (RFC 9110 8.6: never an invalid one), and node's parser refuses an invalid one, or one beside
+    // Transfer-Encoding, here too (a HEAD response with `Content-Length: abc` was passed on)
+    lengthOf(headers);
     framing = { kind: 'none' };
   } else {
     framing = framingOf(headers, minor);

@@ -419,6 +419,10 @@ class UpstreamExchange implements ConnectionUser, BodySink {
         this.#o.onPeerDraining(this.#t.address);
       }
       if (h.status === 101) throw new HeadParseError('invalid-status-line', 'an upgrade nobody asked for');
+      // an interim response that ends the connection (HTTP/1.0, `Connection: close`): nothing after it is a
+      // response to this request (node's parser refuses what follows, HPE_CLOSED_CONNECTION)
+      if (!h.keepAlive)
+        throw new HeadParseError('invalid-status-line', 'an interim response that ends the connection');
     }
     throw new HeadParseError('invalid-status-line', 'too many interim responses');
   }

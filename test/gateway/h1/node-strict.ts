@@ -11,7 +11,7 @@ export type NodeEvent =
   | { kind: 'expectation' };
 
 /** Joins repeated fields the way meshfed's head parser does, so both sides compare as one record. */
-function record(raw: string[]): Headers {
+export function record(raw: string[]): Headers {
   const h: Headers = Object.create(null);
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();

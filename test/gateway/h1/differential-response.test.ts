@@ -1,0 +1,630 @@
+import fc from 'fast-check';
+import { LIMITS } from './frame-all.ts';
+import { type FramedResponse, frameResponse } from './frame-response.ts';
+import { type NodeResponse, nodeStrictClient } from './node-strict-client.ts';
+
+// meshfed's reading of an upstream's RESPONSE against node's own client parser (llhttp in response mode,
+// strict): the same bytes, answered to a GET or a HEAD, go to both, to node from a raw server over
+// loopback that closes after them. On the fast path gw-B reads a backend's response (untrusted) and streams
+// it by its framing over a pooled connection shared by callers of many identities, and gw-A reads it again:
+// if meshfed accepted a response node refuses, or ended it at another byte, the bytes left over would be
+// read as the next caller's response. So meshfed may refuse what node accepts only for a reason listed
+// below; it must never accept what node refuses, or frame it differently (status, headers, body, and the
+// byte where the response ends). The seed is fixed and printed.
+
+const SEED = Number(process.env.H1_RDIFF_SEED ?? 20261219);
+const RUNS = Number(process.env.H1_RDIFF_RUNS ?? 400);
+
+/** where meshfed is deliberately stricter than node, when reading a response */
+const STRICTER = new Set([
+  // exactly `chunked`: meshfed decodes no other coding, and a response whose coding list does not end in
+  // chunked (read to the close by node, RFC 9112 6.3) is refused rather than forwarded to the close
+  'unsupported-transfer-encoding',
+  'invalid-content-length', // a list, even of equal values
+  'too-many-headers',
+  'head-too-large', // node counts the head a little differently; meshfed's limit is never looser
+  'invalid-chunk-extension', // `;token[=token]` only, a chunk line at most 128 bytes
+  'invalid-chunk', // a chunk size of at most 16 hex digits, leading zeros counted (node takes any number of them)
+  'invalid-trailer', // an internal header as a trailer
+  // a status line is `HTTP/1.0` or `HTTP/1.1`, a status 100-999 and a reason of field-content; a bare LF ends no
+  // line (RFC 9112 2.2 lets a recipient take it for one, llhttp does)
+  'invalid-status-line',
+  'bare-cr-or-lf',
+  'duplicate-header', // a second Content-Type, Upgrade… is refused, not merged
+  // upstream.ts's own: a 101 nobody asked for, more than 16 interim responses before the final one, and an
+  // HTTP/1.0 interim response even with `Connection: keep-alive` (node reads on after that one)
+  'unexpected-upgrade',
+  'too-many-interim-responses',
+  'interim-response-ends-connection',
+]);
+
+/** how many cases exercised each outcome, so a vacuous run (everything refused) fails */
+const tally = {
+  cases: 0,
+  accepted: 0,
+  refused: 0,
+  incomplete: 0,
+  nodeAccepted: 0,
+  /** responses meshfed accepted, by framing */
+  framings: new Map<string, number>(),
+  interim: 0,
+  reasons: new Map<string, number>(),
+  stricter: new Map<string, number>(),
+  /** the first response node accepted and meshfed refused, per reason: what the STRICTER entries cover */
+  examples: new Map<string, string>(),
+};
+const count = (m: Map<string, number>, k: string) => m.set(k, (m.get(k) ?? 0) + 1);
+
+let node: Awaited<ReturnType<typeof nodeStrictClient>>;
+beforeAll(async () => {
+  node = await nodeStrictClient();
+  console.log(
+    `h1 response differential: seed ${SEED}, ${RUNS} runs per property (H1_RDIFF_SEED / H1_RDIFF_RUNS)`,
+  );
+});
+afterAll(async () => {
+  console.log(
+    `h1 response differential: ${JSON.stringify({
+      ...tally,
+      framings: Object.fromEntries(tally.framings),
+      reasons: Object.fromEntries(tally.reasons),
+      stricter: Object.fromEntries(tally.stricter),
+      examples: Object.fromEntries(tally.examples),
+    })}`,
+  );
+  await node.close();
+});
+
+const whole = (n: NodeResponse) => n.kind === 'response' && n.complete;
+
+function sameResponse(a: FramedResponse, b: NodeResponse): boolean {
+  if (b.kind !== 'response' || !b.complete) return false;
+  return (
+    a.status === b.status && a.body === b.body && JSON.stringify(a.headers) === JSON.stringify(b.headers)
+  );
+}
+
+/** Compares meshfed's reading of `bytes` with node's; returns a description of the difference, or ''. */
+async function difference(bytes: Buffer, method: string, splits: number[]): Promise<string> {
+  const ours = frameResponse(bytes, method, splits);
+  const theirs = await node.run(bytes, method);
+  const e = ours.ending;
+  tally.cases++;
+  tally.interim += ours.interim > 0 ? 1 : 0;
+  tally.nodeAccepted += whole(theirs) ? 1 : 0;
+  const show = (more = '') =>
+    `${method} answered with ${JSON.stringify(bytes.toString('latin1'))}\nmeshfed ${JSON.stringify(ours)}\nnode ${JSON.stringify(theirs)}${more}`;
+  switch (e.kind) {
+    case 'error':
+      tally.refused++;
+      count(tally.reasons, e.reason);
+      if (!whole(theirs)) return '';
+      count(tally.stricter, e.reason);
+      if (!tally.examples.has(e.reason))
+        tally.examples.set(e.reason, `${method} ${bytes.toString('latin1', 0, 120)}`);
+      return STRICTER.has(e.reason) ? '' : `meshfed refused (${e.reason}), node accepted\n${show()}`;
+    case 'incomplete':
+      tally.incomplete++;
+      return whole(theirs) ? `meshfed saw an incomplete response, node a whole one\n${show()}` : '';
+    case 'response': {
+      tally.accepted++;
+      const r = e.response;
+      count(tally.framings, r.framing);
+      if (!whole(theirs)) return `meshfed accepted a response node refused\n${show()}`;
+      if (!sameResponse(r, theirs)) return `the responses differ\n${show()}`;
+      if (r.framing === 'close') return '';
+      // where it ends: node must read the same response from the bytes up to meshfed's end, and no whole one
+      // from a byte fewer (what follows meshfed's end would be read as the connection's next response)
+      const upTo = await node.run(bytes.subarray(0, r.end), method);
+      if (!sameResponse(r, upTo))
+        return `node needs bytes past meshfed's end (${r.end})\n${show(`\nnode up to it ${JSON.stringify(upTo)}`)}`;
+      const short = await node.run(bytes.subarray(0, r.end - 1), method);
+      if (whole(short))
+        return `node's response ends before meshfed's (${r.end})\n${show(`\nnode short ${JSON.stringify(short)}`)}`;
+      return '';
+    }
+  }
+}
+
+// ------------------------------------------------------------------ generators
+
+const eol = fc.oneof(
+  { weight: 80, arbitrary: fc.constant('\r\n') },
+  { weight: 1, arbitrary: fc.constantFrom('\n', '\r', '\r\r\n', '\n\r') },
+);
+const method = fc.oneof(
+  { weight: 3, arbitrary: fc.constant('GET') },
+  { weight: 1, arbitrary: fc.constant('HEAD') },
+);
+const version = fc.oneof(
+  { weight: 30, arbitrary: fc.constant('HTTP/1.1') },
+  { weight: 6, arbitrary: fc.constant('HTTP/1.0') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      'HTTP/2.0',
+      'HTTP/1.2',
+      'HTTP/0.9',
+      'http/1.1',
+      'HTTP/11',
+      'HTTP/1.1 ',
+      'ICY',
+      'RTSP/1.0',
+    ),
+  },
+);
+const status = fc.oneof(
+  { weight: 30, arbitrary: fc.constantFrom('200', '201', '206', '301', '404', '500', '503') },
+  { weight: 6, arbitrary: fc.constantFrom('204', '304', '205') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      '100',
+      '101',
+      '103',
+      '199',
+      '099',
+      '000',
+      '600',
+      '999',
+      '20',
+      '2000',
+      '2x0',
+      ' 200',
+      '+20',
+    ),
+  },
+);
+const reason = fc.oneof(
+  { weight: 30, arbitrary: fc.constantFrom(' OK', ' Not Found', ' Partial Content', ' No Content') },
+  { weight: 3, arbitrary: fc.constantFrom('', ' ', ' a\tb', '  OK', ' caf\xe9') },
+  { weight: 1, arbitrary: fc.constantFrom(' a\x00b', ' a\x7fb', ' a\x01', '\tOK', ' OK\r') },
+);
+const name = fc.oneof(
+  {
+    weight: 40,
+    arbitrary: fc.constantFrom(
+      'server',
+      'date',
+      'content-type',
+      'set-cookie',
+      'cache-control',
+      'vary',
+      'x-a',
+    ),
+  },
+  {
+    weight: 4,
+    arbitrary: fc.constantFrom(
+      'Content-Length',
+      'Transfer-Encoding',
+      'Connection',
+      'Keep-Alive',
+      'Trailer',
+      'Upgrade',
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      'x a',
+      'x_a',
+      'x-a ',
+      ' x-a',
+      'x:a',
+      '',
+      'x\x00',
+      'x(a)',
+      'x\xe9',
+      'Content-Length ',
+    ),
+  },
+);
+const value = fc.oneof(
+  {
+    weight: 40,
+    arbitrary: fc.constantFrom(
+      '1',
+      'a b',
+      'text/html',
+      'close',
+      'keep-alive',
+      'chunked',
+      'max-age=0',
+      'a=b; Path=/',
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      '',
+      ' ',
+      '\t1',
+      'a\x00b',
+      'a\x7fb',
+      'caf\xe9',
+      '1, 1',
+      '-1',
+      '+1',
+      '0x10',
+      '1 1',
+      'gzip, chunked',
+      'chunked, gzip',
+      'chunked, chunked',
+      'identity',
+      'CHUNKED',
+      'chunked ',
+      ' chunked',
+      'upgrade',
+    ),
+  },
+  { weight: 1, arbitrary: fc.string({ unit: 'binary-ascii', maxLength: 12 }) },
+  { weight: 3, arbitrary: fc.string({ unit: fc.constantFrom(...'abc xyz/;=,-'), maxLength: 12 }) },
+);
+const sep = fc.oneof(
+  { weight: 40, arbitrary: fc.constant(': ') },
+  { weight: 1, arbitrary: fc.constantFrom(':', ' : ', ':\t', ': \t ', ' :') },
+);
+const header = fc.tuple(name, sep, value).map(([n, s, v]) => `${n}${s}${v}`);
+
+/** a chunked body: chunks with plain, padded, extended or malformed size lines, then trailers */
+const chunked = fc
+  .tuple(
+    fc.array(
+      fc.tuple(
+        fc.string({ unit: 'binary-ascii', minLength: 1, maxLength: 20 }),
+        fc.oneof(
+          { weight: 12, arbitrary: fc.constantFrom('', ';a', ';a=b', ';a=b;c') },
+          { weight: 1, arbitrary: fc.constantFrom(';a="b"', ' ;a', ';', '\t', ' ', '0', ';a=b c', ';a=') },
+        ),
+        fc.oneof(
+          { weight: 12, arbitrary: fc.constantFrom('x', 'X') },
+          { weight: 1, arbitrary: fc.constantFrom('r', '0x', '-', 'short', 'long') },
+        ),
+      ),
+      { maxLength: 4 },
+    ),
+    fc.oneof(
+      { weight: 12, arbitrary: fc.constantFrom('', 'x-t: 1\r\n', 'x-t: 1\r\nx-u: a b\r\n') },
+      {
+        weight: 1,
+        arbitrary: fc.constantFrom(
+          'x-meshfed-caller: spiffe://x\r\n',
+          ' bad\r\n',
+          'x : 1\r\n',
+          'x-t: a\x00\r\n',
+        ),
+      },
+    ),
+    fc.oneof(
+      { weight: 12, arbitrary: fc.constantFrom('0', '00', '0;a') },
+      { weight: 1, arbitrary: fc.constantFrom('0 ', '000000000000000000', '0\t') },
+    ),
+    fc.oneof(
+      { weight: 12, arbitrary: fc.constant('\r\n') },
+      { weight: 1, arbitrary: fc.constantFrom('', '\n', '\r') },
+    ),
+  )
+  .map(([chunks, trailer, last, end]) => {
+    let s = '';
+    for (const [data, ext, form] of chunks) {
+      const n = form === 'short' ? data.length - 1 : form === 'long' ? data.length + 1 : data.length;
+      let size = n.toString(16);
+      if (form === 'X') size = size.toUpperCase();
+      else if (form === 'r') size = `${size}0`;
+      else if (form === '0x') size = `0x${size}`;
+      else if (form === '-') size = `-${size}`;
+      s += `${size}${ext}\r\n${data}\r\n`;
+    }
+    return `${s}${last}\r\n${trailer}${end}`;
+  });
+
+/** 1xx responses before the final one, some carrying framing headers they must not be framed by */
+const interim = fc.oneof(
+  { weight: 12, arbitrary: fc.constant('') },
+  {
+    weight: 2,
+    arbitrary: fc.constantFrom(
+      'HTTP/1.1 100 Continue\r\n\r\n',
+      'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n',
+      'HTTP/1.1 102 Processing\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n',
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      'HTTP/1.1 100 Continue\r\nContent-Length: 3\r\n\r\n',
+      'HTTP/1.1 100 Continue\r\nTransfer-Encoding: chunked\r\n\r\n',
+      'HTTP/1.1 199 Odd\r\nContent-Length: 3\r\n\r\nabc',
+      'HTTP/1.1 150 Odd\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      'HTTP/1.0 100 Continue\r\n\r\n',
+      'HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n',
+      'HTTP/1.1 100 Continue\r\n\r\n'.repeat(17),
+    ),
+  },
+);
+
+/** a head near, at or over the size and field-count limits */
+const bulk = fc.oneof(
+  { weight: 20, arbitrary: fc.constant<string[]>([]) },
+  {
+    weight: 1,
+    arbitrary: fc
+      .constantFrom(
+        LIMITS.maxHeadBytes - 200,
+        LIMITS.maxHeadBytes - 80,
+        LIMITS.maxHeadBytes,
+        LIMITS.maxHeadBytes + 100,
+      )
+      .map((n) => [`x-big: ${'a'.repeat(n)}`]),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .constantFrom(LIMITS.maxHeaders - 3, LIMITS.maxHeaders - 1, LIMITS.maxHeaders + 1)
+      .map((n) => Array.from({ length: n }, (_, i) => `x-${i}: ${i}`)),
+  },
+);
+
+/** what follows the response: nothing, or bytes a desynchronised reader would take for the next response */
+const after = fc.oneof(
+  { weight: 8, arbitrary: fc.constant('') },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nevil!',
+      'HTTP/1.1 302 Found\r\nLocation: http://evil/\r\nContent-Length: 0\r\n\r\n',
+      'garbage',
+      '\r\n',
+    ),
+  },
+);
+
+/** one upstream exchange: interim responses, a status line, headers, a framing of its own, a body shaped to fit (or not) */
+const response = fc
+  .tuple(
+    fc.tuple(interim, version, status, reason),
+    fc.array(header, { maxLength: 4 }),
+    bulk,
+    fc.constantFrom(
+      'close',
+      'length',
+      'length',
+      'length',
+      'chunked',
+      'chunked',
+      'chunked',
+      'both',
+      'te-cl',
+      'two-lengths',
+      'same-lengths',
+      'te-list',
+      'te-gzip',
+      'zero',
+      'longer',
+      'shorter',
+    ),
+    fc.string({ unit: 'binary-ascii', maxLength: 24 }),
+    chunked,
+    eol,
+    after,
+  )
+  .map(([[pre, v, st, rs], hs, big, framing, data, chunks, nl, tail]) => {
+    const lines = [`${v} ${st}${rs}`, ...hs, ...big];
+    let body = data;
+    if (framing === 'length' || framing === 'longer' || framing === 'shorter') {
+      const n = data.length + (framing === 'longer' ? 1 : framing === 'shorter' ? -1 : 0);
+      lines.push(`Content-Length: ${Math.max(0, n)}`);
+    } else if (framing === 'zero') lines.push('Content-Length: 0');
+    else if (framing === 'chunked') {
+      lines.push('Transfer-Encoding: chunked');
+      body = chunks;
+    } else if (framing === 'both') {
+      lines.push(`Content-Length: ${data.length}`, 'Transfer-Encoding: chunked');
+      body = chunks;
+    } else if (framing === 'te-cl') {
+      lines.push('Transfer-Encoding: chunked', `Content-Length: ${chunks.length}`);
+      body = chunks;
+    } else if (framing === 'two-lengths') {
+      lines.push(`Content-Length: ${data.length}`, `Content-Length: ${data.length + 1}`);
+    } else if (framing === 'same-lengths') {
+      lines.push(`Content-Length: ${data.length}`, `Content-Length: ${data.length}`);
+    } else if (framing === 'te-list') {
+      lines.push('Transfer-Encoding: gzip', 'Transfer-Encoding: chunked');
+      body = chunks;
+    } else if (framing === 'te-gzip') {
+      lines.push('Transfer-Encoding: gzip');
+    }
+    return `${pre}${lines.join(nl)}${nl}${nl}${body}${tail}`;
+  });
+
+const exchange = fc.tuple(
+  method,
+  response.map((s) => Buffer.from(s, 'latin1')),
+);
+const splits = fc.array(fc.integer({ min: 1, max: 9 }), { maxLength: 4 });
+
+/** a byte-level mutation: replace, insert or delete one byte at a position */
+const mutated = fc
+  .tuple(
+    exchange,
+    fc.array(
+      fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert', 'delete')),
+      { minLength: 1, maxLength: 3 },
+    ),
+  )
+  .map(([[m, bytes], edits]): [string, Buffer] => {
+    let b = Buffer.from(bytes);
+    for (const [pos, byte, op] of edits) {
+      const at = pos % Math.max(1, b.length);
+      if (op === 'set') b[at] = byte;
+      else if (op === 'insert') b = Buffer.concat([b.subarray(0, at), Buffer.from([byte]), b.subarray(at)]);
+      else b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1)]);
+    }
+    return [m, b];
+  });
+
+async function check(arb: fc.Arbitrary<[string, Buffer]>, seed: number): Promise<void> {
+  await fc.assert(
+    fc.asyncProperty(arb, splits, async ([m, bytes], s) => {
+      const d = await difference(bytes, m, s);
+      if (d !== '') throw new Error(d);
+    }),
+    { seed, numRuns: RUNS, endOnFailure: true },
+  );
+}
+
+/** known response-smuggling and desync cases: what meshfed makes of each ('refused', or where it ends) */
+const CORPUS: { m?: string; bytes: string; ours: 'refused' | number }[] = [
+  // two framings: CL with TE either way round
+  {
+    bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+    ours: 'refused',
+  },
+  {
+    bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n0\r\n\r\n',
+    ours: 'refused',
+  },
+  // two lengths, different or equal, or a list
+  { bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\nabc', ours: 'refused' },
+  // lengths that are not 1*DIGIT
+  { bytes: 'HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nabc', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nContent-Length: +3\r\n\r\nabc', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 0x3\r\n\r\nabc', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 3 3\r\n\r\nabc', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\nabc', ours: 'refused' },
+  // codings other than exactly chunked (node reads `chunked, identity` and `gzip` to the close)
+  { bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: identity, chunked\r\n\r\n0\r\n\r\n', ours: 'refused' },
+  {
+    bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n0\r\n\r\n',
+    ours: 'refused',
+  },
+  { bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n', ours: 'refused' },
+  // chunked in an HTTP/1.0 response
+  { bytes: 'HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n', ours: 'refused' },
+  // a chunk size past 64 bits, past 2^48, with a sign or a prefix, or padded
+  {
+    bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff1\r\nabc\r\n0\r\n\r\n',
+    ours: 'refused',
+  },
+  {
+    bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000001\r\nabc\r\n0\r\n\r\n',
+    ours: 'refused',
+  },
+  { bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n-3\r\nabc\r\n0\r\n\r\n', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x3\r\nabc\r\n0\r\n\r\n', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3 \r\nabc\r\n0\r\n\r\n', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n', ours: 'refused' },
+  {
+    bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x="a\r\nb"\r\nabc\r\n0\r\n\r\n',
+    ours: 'refused',
+  },
+  // chunk data longer than its size
+  { bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n', ours: 'refused' },
+  // whitespace before the colon, obs-fold, bare CR and LF, NUL
+  { bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nContent-Length : 3\r\n\r\nabc', ours: 'refused' },
+  {
+    bytes: 'HTTP/1.1 200 OK\r\nX-a: 1\r\n Transfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n',
+    ours: 'refused',
+  },
+  { bytes: 'HTTP/1.1 200 OK\nContent-Length: 0\n\n', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nX: a\rContent-Length: 0\r\n\r\n', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\nX: a\x00b\r\nContent-Length: 0\r\n\r\n', ours: 'refused' },
+  { bytes: 'HTTP/1.1 200 OK\r\n\x00X: 1\r\nContent-Length: 0\r\n\r\n', ours: 'refused' },
+  // status lines node and meshfed must read alike
+  { bytes: 'HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n', ours: 'refused' },
+  { bytes: 'HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n', ours: 'refused' },
+  { bytes: 'HTTP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n', ours: 'refused' },
+  // a 101 nobody asked for: what follows is not HTTP
+  {
+    bytes:
+      'HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\nHTTP/1.1 200 OK\r\n\r\n',
+    ours: 'refused',
+  },
+  // a head over the limit
+  {
+    bytes: `HTTP/1.1 200 OK\r\nX-big: ${'a'.repeat(LIMITS.maxHeadBytes)}\r\nContent-Length: 0\r\n\r\n`,
+    ours: 'refused',
+  },
+  // bytes past the Content-Length (or past a chunked body's end) are no part of the response: the connection
+  // is closed after it, never read for the next caller's response
+  {
+    bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil',
+    ours: 41,
+  },
+  {
+    bytes:
+      'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHTTP/1.1 200 OK\r\n\r\n',
+    ours: 60,
+  },
+  // no body after a 204, a 304 or a HEAD, whatever the framing headers say
+  { bytes: 'HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nevil!', ours: 46 },
+  { bytes: 'HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', ours: 57 },
+  { m: 'HEAD', bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nevil!', ours: 38 },
+  { m: 'HEAD', bytes: 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', ours: 47 },
+  // ...but their Content-Length is still checked, as node does: it is forwarded (found by this test: meshfed
+  // passed each of these on)
+  { m: 'HEAD', bytes: 'HTTP/1.1 200 OK\r\nContent-Length: abc\r\n\r\n', ours: 'refused' },
+  {
+    m: 'HEAD',
+    bytes: 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n',
+    ours: 'refused',
+  },
+  {
+    bytes: 'HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\nContent-Length: 26\r\n\r\n',
+    ours: 'refused',
+  },
+  { bytes: 'HTTP/1.1 304 Not Modified\r\nContent-Length: -1\r\n\r\n', ours: 'refused' },
+  {
+    bytes: 'HTTP/1.1 100 Continue\r\nContent-Length: +3\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n',
+    ours: 'refused',
+  },
+  // an interim response that ends the connection: what follows is no response to this request (found by this
+  // test: meshfed read on past it; node refuses, HPE_CLOSED_CONNECTION)
+  { bytes: 'HTTP/1.0 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx', ours: 'refused' },
+  {
+    bytes:
+      'HTTP/1.1 103 Early Hints\r\nConnection: close\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx',
+    ours: 'refused',
+  },
+  // interim responses carry no body, whatever their framing headers say
+  {
+    bytes:
+      'HTTP/1.1 100 Continue\r\nContent-Length: 3\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc',
+    ours: 85,
+  },
+  // a body delimited by the close
+  { bytes: 'HTTP/1.1 200 OK\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n', ours: 57 },
+  { bytes: 'HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\nabc', ours: 46 },
+];
+
+describe('meshfed h1 response reading vs node strict client (llhttp)', () => {
+  test('generated responses: never accepts or frames what node would not', async () => {
+    await check(exchange, SEED);
+    // the generators must reach both outcomes, and every framing a response can have
+    expect(tally.accepted).toBeGreaterThan(RUNS / 5);
+    expect(tally.refused).toBeGreaterThan(RUNS / 10);
+    for (const f of ['none', 'length', 'chunked', 'close']) expect(tally.framings.get(f)).toBeGreaterThan(0);
+    expect(tally.interim).toBeGreaterThan(0);
+  });
+
+  test('mutated responses: never accepts or frames what node would not', async () => {
+    await check(mutated, SEED + 1);
+  });
+
+  test('the corpus of known response desyncs agrees with node, or is refused on purpose', async () => {
+    for (const c of CORPUS) {
+      const m = c.m ?? 'GET';
+      const bytes = Buffer.from(c.bytes, 'latin1');
+      expect(await difference(bytes, m, [3])).toBe('');
+      const e = frameResponse(bytes, m).ending;
+      expect(e.kind === 'response' ? e.response.end : e.kind === 'error' ? 'refused' : e.kind).toBe(c.ours);
+    }
+  });
+});
