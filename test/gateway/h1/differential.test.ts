@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { type Ending, type Framed, frameAll } from './frame-all.ts';
 import { type NodeEvent, nodeStrictServer } from './node-strict.ts';
+import { eol, fieldLine } from './line-arbitraries.ts';
 
 // meshfed's HTTP/1.1 codec against node's own parser (llhttp, strict): the same bytes go to both, over
 // loopback for node. meshfed may refuse what node accepts only for a reason listed below (each a rule
@@ -105,10 +106,6 @@ async function difference(bytes: Buffer, splits: number[]): Promise<string> {
 
 // ------------------------------------------------------------------ generators
 
-const eol = fc.oneof(
-  { weight: 80, arbitrary: fc.constant('\r\n') },
-  { weight: 1, arbitrary: fc.constantFrom('\n', '\r', '\r\r\n', '\n\r') },
-);
 const method = fc.oneof(
   { weight: 40, arbitrary: fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS', 'HEAD') },
   { weight: 1, arbitrary: fc.constantFrom('get', 'FOO', 'G ET', 'GET\t', 'PRI', 'PROPFIND', 'CONNECT', '') },
@@ -191,11 +188,7 @@ const value = fc.oneof(
   { weight: 1, arbitrary: fc.string({ unit: 'binary-ascii', maxLength: 12 }) },
   { weight: 3, arbitrary: fc.string({ unit: fc.constantFrom(...'abc xyz/;=,-'), maxLength: 12 }) },
 );
-const sep = fc.oneof(
-  { weight: 40, arbitrary: fc.constant(': ') },
-  { weight: 1, arbitrary: fc.constantFrom(':', ' : ', ':\t', ': \t ', ' :') },
-);
-const header = fc.tuple(name, sep, value).map(([n, s, v]) => `${n}${s}${v}`);
+const header = fieldLine(name, value);
 
 /** a chunked body: chunks with plain, padded, extended or malformed size lines, then trailers */
 const chunked = fc
