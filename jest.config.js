@@ -14,6 +14,8 @@ export default {
   testTimeout: 60_000,
   // spawned gateways run the build of the sources under test (bin/meshfed.js): make it once, up front
   globalSetup: '<rootDir>/test/build-before-tests.js',
+  // FC_SEED=N replays a property test that draws its own seed (scripts/fuzz.sh prints it with a failure)
+  setupFilesAfterEnv: ['<rootDir>/test/fast-check-seed.js'],
   maxWorkers: 2,
   // Under --experimental-vm-modules (the ESM tests need it) a jest worker never frees a test file's vm context
   // and the modules evaluated in it (jestjs/jest#14605): 3 MB more heap after an empty test file, 13 MB after
