@@ -11,7 +11,7 @@ import { notReplayable } from '../upstream/h2.ts';
 import { upstreamHeaders } from '../upstream/request-headers.ts';
 import { type BodyFramer, bodyFramer } from './body.ts';
 import type { BodySink, Exchange } from './exchange.ts';
-import { headEnd, parseResponseHead, type ResponseHead } from './head.ts';
+import { type Framing, headEnd, parseResponseHead, type ResponseHead } from './head.ts';
 import { HeadParseError } from './head-error.ts';
 import { TurnCork } from './turn-cork.ts';
 import {
@@ -51,13 +51,19 @@ const DRAIN_MAX_BYTES = 64 * 1024;
  */
 const NOT_FIELD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
-/** The request head sent upstream: what the layers left of the client's, plus meshfed's own headers. */
+/**
+ * The request head sent upstream: what the layers left of the client's, plus meshfed's own headers, and the
+ * framing of the body as it leaves: as the client framed it, whatever the headers say. A Content-Length that
+ * the client named in Connection is gone from the headers (hop-by-hop, requestHeadersForUpstream) while its
+ * body still follows: sent without it, the body was read upstream as the next request (emitted-heads.test.ts).
+ */
 function requestHead(
   r: GatewayRequest,
   host: string,
   headers: Record<string, unknown>,
-  chunked: boolean,
+  framing: Framing,
 ): string {
+  if (framing.kind === 'length') headers['content-length'] = String(framing.length);
   let s = `${r.method} ${r.target} HTTP/1.1\r\nhost: ${host}\r\n`;
   for (const name in headers) {
     const v = headers[name];
@@ -72,7 +78,7 @@ function requestHead(
       s += `${name}: ${value}\r\n`;
     }
   }
-  if (chunked) s += 'transfer-encoding: chunked\r\n';
+  if (framing.kind === 'chunked') s += 'transfer-encoding: chunked\r\n';
   return `${s}\r\n`;
 }
 
@@ -196,7 +202,7 @@ class UpstreamExchange implements ConnectionUser, BodySink {
     }
     let head: string;
     try {
-      head = requestHead(r, r.authority || t.address, headers, this.#ex.head.framing.kind === 'chunked');
+      head = requestHead(r, r.authority || t.address, headers, this.#ex.head.framing);
     } catch (err) {
       this.#o.pool.release(c, false);
       this.#a.fail('cancelled', err);
