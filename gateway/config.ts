@@ -95,7 +95,10 @@ export const gatewayConfigSchema = z
           .number()
           .int()
           .min(1024)
-          .default(32 * 1024),
+          .default(32 * 1024)
+          .describe(
+            "the largest request or response head, in bytes, on every listener and from every local endpoint; a peer gateway's heads may be 8 KiB and 16 fields larger, for the identity and trace headers it adds",
+          ),
         headersTimeout: duration()
           .prefault('10s')
           .describe('slowloris guard: the whole header block within this'),

@@ -89,7 +89,7 @@ export class Gateway {
   constructor(options: GatewayOptions) {
     this.#options = options;
     this.#leafCycle = new LeafCycle(ROTATION_SPREAD_MS, () => options.identity.current().notAfter.getTime());
-    this.#agent = new LocalAgent(options.balancerConfig);
+    this.#agent = new LocalAgent(options.balancerConfig, options.config.limits.maxHeaderBytes);
     this.#log = options.logger;
     const c = options.config;
     const bc = options.balancerConfig;

@@ -48,6 +48,22 @@ export interface HeadLimits {
 }
 
 /**
+ * What a gateway may add to a head it forwards to another gateway: the identity headers (our chain on a
+ * connection's first request, about 1 KiB; the caller; the service), the trace context, a `transfer-encoding`
+ * or `connection` of its own. A head a gateway accepted within its limits would otherwise be refused by a
+ * peer running the same ones (431, or 502 for a response), and only on the first request of each connection.
+ */
+export const PEER_HEAD_ALLOWANCE = { bytes: 8 * 1024, fields: 16 } as const;
+
+/** `limits` with the allowance for what a peer gateway added (PEER_HEAD_ALLOWANCE) */
+export function fromPeer(limits: HeadLimits): HeadLimits {
+  return {
+    maxHeadBytes: limits.maxHeadBytes + PEER_HEAD_ALLOWANCE.bytes,
+    maxHeaders: limits.maxHeaders + PEER_HEAD_ALLOWANCE.fields,
+  };
+}
+
+/**
  * Methods the fast path forwards. CONNECT is parsed (its authority-form target is refused by the caller
  * or handed to the tunnel path); anything else is 501: an unknown method is a parser disagreement waiting
  * to happen.

@@ -5,6 +5,7 @@ import { FAST_ALPN, type GatewayConfig } from '../config.ts';
 import type { Handler } from '../pipeline.ts';
 import { type tlsContextOptions, tlsReason } from '../tls-servers.ts';
 import { H1Entry } from './entry.ts';
+import { fromPeer, type HeadLimits } from './head.ts';
 
 /** header fields per request head on the HTTP/1.1 codec: a head with more is refused (431) */
 export const MAX_HEADERS = 100;
@@ -33,12 +34,13 @@ export function fastPathServers(o: {
   refused: Counter;
   log: Logger;
 }): FastPathServers {
+  const limits: HeadLimits = { maxHeadBytes: o.config.limits.maxHeaderBytes, maxHeaders: MAX_HEADERS };
   const entry = (listener: 'egress' | 'eastWest', pipeline: Handler) => ({
     listener,
     pipeline,
     cluster: o.cluster,
-    maxHeadBytes: o.config.limits.maxHeaderBytes,
-    maxHeaders: MAX_HEADERS,
+    // a peer gateway's heads carry what it added to its caller's (fromPeer)
+    ...(listener === 'eastWest' ? fromPeer(limits) : limits),
     headersTimeoutMs: o.config.limits.headersTimeout,
     keepAliveTimeoutMs: 65_000,
     refused: o.refused,

@@ -11,7 +11,14 @@ import { notReplayable } from '../upstream/h2.ts';
 import { upstreamHeaders } from '../upstream/request-headers.ts';
 import { type BodyFramer, bodyFramer } from './body.ts';
 import type { BodySink, Exchange } from './exchange.ts';
-import { type Framing, headEnd, parseResponseHead, type ResponseHead } from './head.ts';
+import {
+  type Framing,
+  fromPeer,
+  type HeadLimits,
+  headEnd,
+  parseResponseHead,
+  type ResponseHead,
+} from './head.ts';
 import { HeadParseError } from './head-error.ts';
 import { TurnCork } from './turn-cork.ts';
 import {
@@ -33,6 +40,9 @@ export interface FastUpstreamOptions {
   /** a remote gateway said it drains (DRAINING_HEADER on a response): stop choosing it */
   onPeerDraining: (address: string) => void;
 }
+
+/** the options, and the head limits of a response from a remote gateway (what it added: fromPeer) */
+type UpstreamOptions = FastUpstreamOptions & { peerLimits: HeadLimits };
 
 const EMPTY = Buffer.alloc(0);
 /**
@@ -89,9 +99,9 @@ function requestHead(
  * connection returns to the pool only after a clean exchange.
  */
 export class FastUpstream implements UpstreamCodec {
-  readonly #o: FastUpstreamOptions;
+  readonly #o: UpstreamOptions;
   constructor(o: FastUpstreamOptions) {
-    this.#o = o;
+    this.#o = { ...o, peerLimits: fromPeer(o) };
   }
 
   send(r: GatewayRequest, t: BalancerTarget, a: UpstreamAttempt): void {
@@ -145,7 +155,7 @@ export class FastUpstream implements UpstreamCodec {
  * connection back to the pool only after a clean exchange.
  */
 class UpstreamExchange implements ConnectionUser, BodySink {
-  readonly #o: FastUpstreamOptions;
+  readonly #o: UpstreamOptions;
   readonly #r: GatewayRequest;
   readonly #ex: Exchange;
   readonly #t: BalancerTarget;
@@ -163,7 +173,7 @@ class UpstreamExchange implements ConnectionUser, BodySink {
   #drained = 0;
 
   constructor(
-    o: FastUpstreamOptions,
+    o: UpstreamOptions,
     r: GatewayRequest,
     ex: Exchange,
     t: BalancerTarget,
@@ -407,11 +417,12 @@ class UpstreamExchange implements ConnectionUser, BodySink {
   /** the response head once it is complete (interim responses skipped), else false */
   #head(): boolean {
     const o = this.#o;
+    const limits = this.#t.local ? o : o.peerLimits;
     for (let guard = 0; guard < 16; guard++) {
-      const e = headEnd(this.#buf, o.maxHeadBytes);
+      const e = headEnd(this.#buf, limits.maxHeadBytes);
       if (e === -1) return false;
       const whole = e === this.#buf.length;
-      const h = parseResponseHead(whole ? this.#buf : this.#buf.subarray(0, e), o, this.#r.method);
+      const h = parseResponseHead(whole ? this.#buf : this.#buf.subarray(0, e), limits, this.#r.method);
       this.#buf = whole ? EMPTY : this.#buf.subarray(e);
       // interim responses (100 Continue, 103) end here: this gateway answered the client's Expect itself
       if (h.status >= 200) {

@@ -11,10 +11,13 @@ import type { BalancerConfig } from '../balancer/config.ts';
  */
 export class LocalAgent {
   readonly #config: BalancerConfig;
+  readonly #maxHeaderBytes: number;
   #agent: Agent | undefined;
 
-  constructor(config: BalancerConfig) {
+  /** `maxHeaderBytes`: the largest response head taken from an endpoint (limits.maxHeaderBytes, as the fast path) */
+  constructor(config: BalancerConfig, maxHeaderBytes: number) {
     this.#config = config;
+    this.#maxHeaderBytes = maxHeaderBytes;
   }
 
   get(): Agent {
@@ -28,6 +31,8 @@ export class LocalAgent {
       headersTimeout: bc.timeouts.request,
       bodyTimeout: bc.timeouts.idle,
       keepAliveTimeout: bc.timeouts.idle,
+      // undici's default is node's 16 KiB: a response head the fast path forwards was a 502 on this path
+      maxHeaderSize: this.#maxHeaderBytes,
     });
     return this.#agent;
   }
