@@ -66,11 +66,17 @@ export function requestHeadersForUpstream(
   return out;
 }
 
+/**
+ * The response headers a client gets: no hop-by-hop header, none the upstream named in its Connection header
+ * (RFC 9110 7.6.1: a backend's `Connection: x-a` keeps `x-a` to that hop), no pseudo-header. The framing is the
+ * forwarding codec's to state, not these headers'.
+ */
 export function responseHeadersForClient(incoming: Record<string, unknown>): OutgoingHttpHeaders {
   const out: OutgoingHttpHeaders = {};
+  const listed = connectionTokens(incoming.connection as string | string[] | undefined);
   for (const k in incoming) {
     const v = incoming[k];
-    if (v === undefined || k.charCodeAt(0) === 0x3a || HOP_BY_HOP.has(k)) continue;
+    if (v === undefined || k.charCodeAt(0) === 0x3a || HOP_BY_HOP.has(k) || listed?.includes(k)) continue;
     out[k] = v as string | string[];
   }
   return out;

@@ -470,7 +470,9 @@ class UpstreamExchange implements ConnectionUser, BodySink {
       return;
     }
     const out = responseHeadersForClient(h.headers);
+    // the framing the body is forwarded in, whatever the upstream's Connection header took out of the headers
     if (h.framing.kind === 'chunked') out['transfer-encoding'] = 'chunked';
+    else if (h.framing.kind === 'length') out['content-length'] = String(h.framing.length);
     if (!this.#a.respond(h.status, out)) {
       // a 5xx held back for a retry, or a try already settled: this connection's state is unknown
       this.#end(false);

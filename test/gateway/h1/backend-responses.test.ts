@@ -18,6 +18,11 @@ const ANSWERS: Record<string, string> = {
   // invalid one was passed on (RFC 9110 8.6)
   '/head-bad-length': 'HTTP/1.1 200 OK\r\ncontent-length: abc\r\n\r\n',
   '/head-length-and-chunked': 'HTTP/1.1 200 OK\r\ncontent-length: 3\r\ntransfer-encoding: chunked\r\n\r\n',
+  // connection options (RFC 9110 7.6.1): the fields a Connection header names are for that hop only
+  '/connection-listed':
+    'HTTP/1.1 200 OK\r\nconnection: x-hop-secret\r\nx-hop-secret: s3cret\r\nx-kept: 1\r\ncontent-length: 5\r\n\r\nhello',
+  '/connection-listed-length':
+    'HTTP/1.1 200 OK\r\nconnection: content-length, x-hop-secret\r\nx-hop-secret: s3cret\r\nx-kept: 1\r\ncontent-length: 5\r\n\r\nhello',
 };
 const PLAIN = 'HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok';
 
@@ -75,3 +80,15 @@ test.each([
     expect([next.status, next.body]).toEqual([200, 'ok']);
   },
 );
+
+test.each([
+  ['/connection-listed', 'a header the backend named in Connection'],
+  ['/connection-listed-length', 'a Content-Length the backend named in Connection'],
+])('%s: %s stays on the backend’s hop; the body arrives whole', async (path) => {
+  const res = await request(alpha.egress, { host: HOST, path });
+  expect([res.status, res.body]).toEqual([200, 'hello']);
+  expect(res.headers['x-hop-secret']).toBeUndefined();
+  expect(res.headers['x-kept']).toBe('1');
+  // the length the body is forwarded in, stated by the gateway (not re-framed chunked)
+  expect(res.headers['content-length']).toBe('5');
+});
