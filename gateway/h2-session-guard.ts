@@ -81,7 +81,8 @@ function closeWhenIdle(session: ServerHttp2Session, idleMs: number, graceful: bo
   const check = () => {
     if (session.closed || session.destroyed) return;
     const quiet = monotonicNow() - lastUse;
-    if (open === 0 && quiet >= idleMs) session.close();
+    // no stream is open: the bound only cuts a session node leaves stuck (gateway/session-close.ts)
+    if (open === 0 && quiet >= idleMs) closeSessionWithin(session, GUARD_CLOSE_GRACE_MS);
     else arm(open > 0 ? idleMs : idleMs - quiet);
   };
   arm(idleMs);

@@ -1,4 +1,5 @@
 import type { ClientHttp2Session, Http2Session } from 'node:http2';
+import { Socket } from 'node:net';
 import { MAX_TIMER_MS, monotonicNow } from '../core/index.ts';
 
 /**
@@ -16,12 +17,32 @@ import { MAX_TIMER_MS, monotonicNow } from '../core/index.ts';
  */
 export function closeSessionWithin(session: Http2Session, graceMs: number): void {
   if (session.closed || session.destroyed) return;
+  const tcp = tcpSocketOf(session);
   session.close();
   // a grace past setTimeout's limit (a leaf valid for more than 24.8 days) would fire at once: the limit is
   // a bound all the same
-  const cut = setTimeout(() => session.destroy(), Math.min(graceMs, MAX_TIMER_MS));
+  const cut = setTimeout(
+    () => {
+      session.destroy();
+      // node ends, but never destroys, the socket of a session that was closed gracefully, and emits the
+      // session's 'close' only once that socket closes: one the client left without a FIN stayed open for good
+      // (east-west fuzz, MESHFED_FUZZ_SEED=1208281). The connection goes with the session.
+      tcp?.destroy();
+    },
+    Math.min(graceMs, MAX_TIMER_MS),
+  );
   cut.unref();
   session.once('close', () => clearTimeout(cut));
+}
+
+/**
+ * The TCP connection under a session on TLS (the socket the listeners count), or none (a plain session: its
+ * socket is the connection, which node does not hand out). node's proxy of a session's socket passes other
+ * properties through to the TLS socket, whose `_parent` is the connection it wraps.
+ */
+function tcpSocketOf(session: Http2Session): Socket | undefined {
+  const parent = (session.socket as unknown as { _parent?: unknown } | undefined)?._parent;
+  return parent instanceof Socket ? parent : undefined;
 }
 
 /**
