@@ -162,15 +162,23 @@ export function routeOf(r: GatewayRequest): RouteTarget {
   return r.route;
 }
 
-/** The response is over (sent, or cut): its 'close' has fired or is the next thing to happen. */
+/**
+ * The response is over (sent, or cut): its 'close' has fired or is the next thing to happen. A finished
+ * writable side counts only once the head is out: node's HTTP/2 server ends a HEAD request's stream for
+ * writing as it arrives (no body may follow), so its response reads as finished before any answer was sent.
+ */
 function responseOver(res: Res): boolean {
   const s = res as {
     writableFinished?: boolean;
+    headersSent?: boolean;
     destroyed?: boolean;
     closed?: boolean;
     stream?: { closed?: boolean };
   };
   return (
-    s.writableFinished === true || s.destroyed === true || s.closed === true || s.stream?.closed === true
+    (s.writableFinished === true && s.headersSent === true) ||
+    s.destroyed === true ||
+    s.closed === true ||
+    s.stream?.closed === true
   );
 }

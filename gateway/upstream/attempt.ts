@@ -140,8 +140,17 @@ class Attempt implements UpstreamAttempt {
       this.#resolve(sent);
       return false;
     }
-    this.#res.writeHead(status, headers);
-    if (trailers) this.#res.addTrailers(trailers);
+    try {
+      this.#res.writeHead(status, headers);
+      if (trailers) this.#res.addTrailers(trailers);
+    } catch (err) {
+      // a head node cannot write for the caller (HTTP/2: a single-valued field the upstream repeated,
+      // ERR_HTTP2_HEADER_SINGLE_VALUE): the upstream's answer is at fault. The response has taken some of its
+      // fields, so it is cut rather than answered; the caller would otherwise wait for an answer that never comes
+      this.#res.destroy();
+      this.#reject(new UpstreamFailure('reset', this.#t, { cause: err }));
+      return false;
+    }
     this.#forwarded = true;
     sent.forwarded = true;
     this.#resolve(sent);

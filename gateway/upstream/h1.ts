@@ -45,6 +45,9 @@ export class H1Upstream implements UpstreamCodec {
     headers.host = r.authority;
     // node's server has already answered `Expect: 100-continue`; the upstream gets the body directly
     delete headers.expect;
+    // `te: trailers` crosses HTTP/2 hops (gRPC needs it) but is hop-by-hop here: HTTP/1.1 sends TE only with a
+    // `Connection: TE` (RFC 9110 10.1.4), which undici cannot write, and this codec forwards no trailers
+    if (headers.te !== undefined) delete headers.te;
     const out = res as ServerResponse;
     if (r.hasBody && r.replay) {
       // a retry of a body another codec streamed: undici takes it whole, as a buffer
@@ -104,9 +107,12 @@ export class H1Upstream implements UpstreamCodec {
           onResponseError: (_c, err: Error & { code?: string }) => {
             releasePending();
             const code = err.code ?? '';
+            if (discard) return;
+            // undici refuses a request it cannot write (an asterisk-form `OPTIONS *` target) before it connects:
+            // the request is at fault, never the endpoint, whose health a caller could otherwise wear down
+            if (code === 'UND_ERR_INVALID_ARG') return a.fail('cancelled', badRequest(err));
             const beforeConnect = !connected || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'ECONNREFUSED';
             const timedOut = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
-            if (discard) return;
             a.fail(beforeConnect ? 'connect' : timedOut ? 'timeout' : 'reset', err);
           },
         },
