@@ -289,44 +289,49 @@ test('an `OPTIONS *` the backend’s client cannot send is a 400, not a connect 
   expect(relay.connections.length).toBe(from);
 });
 
-test('requests and responses cross the tunnel with their end-to-end fields and bodies, nothing of any hop', async () => {
-  tally.clear();
-  await fc.assert(fc.asyncProperty(clientRequest, backendResponse, runCase), {
-    seed: SEED,
-    numRuns: RUNS,
-    endOnFailure: true,
-  });
-  // each kind this test is about was exercised, in a share the default runs reach
-  const least = Math.max(1, Math.floor(RUNS / 40));
-  const missing: string[] = [];
-  for (const kind of [
-    'client:h1',
-    'client:h10',
-    'client:h10-fast',
-    'client:h2',
-    'client:kept-in-step',
-    'request:none',
-    'request:length',
-    'request:chunked',
-    'request:HEAD',
-    'request:OPTIONS',
-    'request:forged',
-    'request:forged-underscore',
-    'request:connection-list',
-    'request:repeated',
-    'request:cookie-split',
-    'request:hop-by-hop',
-    'backend:chunked',
-    'backend:length',
-    'response:length',
-    'response:chunked',
-    'response:close',
-    'response:interim',
-    'response:set-cookies',
-    'response:connection-list',
-    'response:bodiless',
-  ]) {
-    if ((tally.get(kind) ?? 0) < least) missing.push(kind);
-  }
-  expect(missing).toEqual([]);
-}, 120_000);
+test(
+  'requests and responses cross the tunnel with their end-to-end fields and bodies, nothing of any hop',
+  async () => {
+    tally.clear();
+    await fc.assert(fc.asyncProperty(clientRequest, backendResponse, runCase), {
+      seed: SEED,
+      numRuns: RUNS,
+      endOnFailure: true,
+    });
+    // each kind this test is about was exercised, in a share the default runs reach
+    const least = Math.max(1, Math.floor(RUNS / 40));
+    const missing: string[] = [];
+    for (const kind of [
+      'client:h1',
+      'client:h10',
+      'client:h10-fast',
+      'client:h2',
+      'client:kept-in-step',
+      'request:none',
+      'request:length',
+      'request:chunked',
+      'request:HEAD',
+      'request:OPTIONS',
+      'request:forged',
+      'request:forged-underscore',
+      'request:connection-list',
+      'request:repeated',
+      'request:cookie-split',
+      'request:hop-by-hop',
+      'backend:chunked',
+      'backend:length',
+      'response:length',
+      'response:chunked',
+      'response:close',
+      'response:interim',
+      'response:set-cookies',
+      'response:connection-list',
+      'response:bodiless',
+    ]) {
+      if ((tally.get(kind) ?? 0) < least) missing.push(kind);
+    }
+    expect(missing).toEqual([]);
+    // about 0.2 s a case on a loaded two-core host: longer runs get the time they need
+  },
+  Math.max(120_000, RUNS * 500),
+);
