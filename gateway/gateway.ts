@@ -232,8 +232,14 @@ export class Gateway {
   /** Runs a pipeline for one request; the answer layer answers every failure, this catches the rest. */
   #serve(pipeline: Handler, listener: 'egress' | 'eastWest') {
     return (req: Req, res: Res) => {
-      // node's HTTP/1.1 server (egress upgrades, HTTP/1.0, fastPath off): the client is told to go elsewhere
-      if (this.#drain.draining && res instanceof http.ServerResponse) res.shouldKeepAlive = false;
+      // node's HTTP/1.1 server (egress upgrades, HTTP/1.0, fastPath off): the client is told to go elsewhere;
+      // and after an Upgrade it did not take, node reads nothing more on the connection: it closes after the answer
+      // rather than leave a keep-alive client waiting for its timeouts
+      if (
+        res instanceof http.ServerResponse &&
+        (this.#drain.draining || (req as IncomingMessage).headers.upgrade)
+      )
+        res.shouldKeepAlive = false;
       pipeline(fromNode(listener, req, res, this.#options.cluster)).catch((err: unknown) => {
         this.#log.warn({ err, listener }, 'request pipeline failed');
         res.destroy();
