@@ -11,6 +11,8 @@
 #     (test/gateway/h1/differential-response.test.ts) with H1_RDIFF_SEED=<seed>, H1_RDIFF_RUNS=5000;
 #   - what the codec writes, read back by node's strict parsers (test/gateway/h1/emitted-heads.test.ts) with
 #     H1_EMIT_SEED=<seed>, H1_EMIT_RUNS=3000;
+#   - the HTTP/2 tunnel end to end, both ways, read by node's strict parsers (test/gateway/tunnel-heads.test.ts)
+#     with TUNNEL_EMIT_SEED=<seed>, TUNNEL_EMIT_RUNS=600;
 #   - the fast path's untrusted bytes (test/gateway/h1/fast-path.test.ts -t "untrusted bytes") with
 #     H1_FUZZ_SEED=<seed>, H1_FUZZ_RUNS=400;
 #   - the property tests that draw a seed of their own in `npm test`, with FC_SEED=<seed> (test/fast-check-seed.js).
@@ -69,6 +71,7 @@ for round in $(seq 0 $((ROUNDS - 1))); do
   run "differential-$seed" H1_DIFF_SEED=$seed H1_DIFF_RUNS=20000 -- test/gateway/h1/differential.test.ts
   run "differential-response-$seed" H1_RDIFF_SEED=$seed H1_RDIFF_RUNS=5000 -- test/gateway/h1/differential-response.test.ts
   run "emitted-heads-$seed" H1_EMIT_SEED=$seed H1_EMIT_RUNS=3000 -- test/gateway/h1/emitted-heads.test.ts
+  run "tunnel-heads-$seed" TUNNEL_EMIT_SEED=$seed TUNNEL_EMIT_RUNS=600 -- test/gateway/tunnel-heads.test.ts
   run "fast-path-$seed" H1_FUZZ_SEED=$seed H1_FUZZ_RUNS=400 -- test/gateway/h1/fast-path.test.ts -t "untrusted bytes"
   run "properties-$seed" FC_SEED=$seed -- test/ca/fuzz.test.ts test/federation/property.test.ts test/core/schema.test.ts \
     test/core/metrics-aggregate.test.ts test/core/metrics.test.ts
