@@ -77,7 +77,25 @@ export function responseHeadersForClient(incoming: Record<string, unknown>): Out
   for (const k in incoming) {
     const v = incoming[k];
     if (v === undefined || k.charCodeAt(0) === 0x3a || HOP_BY_HOP.has(k) || listed?.includes(k)) continue;
-    out[k] = v as string | string[];
+    out[k] = typeof v === 'string' ? withoutOws(v) : (v as string[]).map(withoutOws);
   }
   return out;
+}
+
+/**
+ * A field value without the whitespace around it (OWS, RFC 9110 5.5: no part of the value). An HTTP/1.1 parser
+ * may hand it over (undici does), and node's HTTP/2 drops a field whose value starts or ends with it (RFC 9113
+ * 8.2.1): a backend's `Set-Cookie: a=" ` never reached an HTTP/2 client, nor crossed the tunnel.
+ */
+function withoutOws(v: string): string {
+  const last = v.length - 1;
+  if (last < 0) return v;
+  const a = v.charCodeAt(0);
+  const z = v.charCodeAt(last);
+  if (a !== 0x20 && a !== 0x09 && z !== 0x20 && z !== 0x09) return v;
+  let i = 0;
+  let j = last;
+  while (i <= j && (v.charCodeAt(i) === 0x20 || v.charCodeAt(i) === 0x09)) i++;
+  while (j >= i && (v.charCodeAt(j) === 0x20 || v.charCodeAt(j) === 0x09)) j--;
+  return v.slice(i, j + 1);
 }

@@ -369,9 +369,11 @@ export function endToEnd(
 ): Record<string, string | string[]> {
   const listed = connectionTokens(fields);
   const out: Record<string, string | string[]> = Object.create(null);
-  for (const [raw, v] of fields) {
+  for (const [raw, value] of fields) {
     const n = raw.toLowerCase();
     if (HOP_BY_HOP.has(n) || listed.has(n) || n === 'content-length' || drop(n)) continue;
+    // the whitespace around a field value is no part of it (RFC 9110 5.5)
+    const v = value.replace(/^[ \t]+|[ \t]+$/g, '');
     const prev = out[n];
     if (prev === undefined) out[n] = n === 'set-cookie' ? [v] : v;
     else if (Array.isArray(prev)) prev.push(v);

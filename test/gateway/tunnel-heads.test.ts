@@ -280,6 +280,28 @@ test('a response repeating a single-valued field is a 502 across the tunnel, not
   await settled(relay.connections, from);
 });
 
+test('a response field with whitespace around its value reaches the client, without it', async () => {
+  // undici hands such a value over as it came; node's HTTP/2 drops a field whose value starts or ends with
+  // whitespace (RFC 9113 8.2.1): the cookie never crossed the tunnel (found by `npm run fuzz`, seed 492676001)
+  reply = {
+    ...ok,
+    fields: [
+      ['Set-Cookie', 'g4=" '],
+      ['X-Padded', ' a b\t'],
+    ],
+  };
+  const from = relay.connections.length;
+  for (const client of ['h1', 'h2'] as const) {
+    const got = await exchange(plain({ client, keepAlive: false }));
+    expect([got.status, got.headers['set-cookie'], got.headers['x-padded']]).toEqual([
+      ok.status,
+      ['g4="'],
+      'a b',
+    ]);
+  }
+  await settled(relay.connections, from);
+});
+
 test('an `OPTIONS *` the backend’s client cannot send is a 400, not a connect failure of the backend', async () => {
   // undici refuses the asterisk-form target before connecting: it read as 503 connect-failed, counted against
   // the endpoint's health (outlier detection), so a caller could have it ejected
