@@ -41,8 +41,13 @@ export function closeSessionWithin(session: Http2Session, graceMs: number): void
  * properties through to the TLS socket, whose `_parent` is the connection it wraps.
  */
 function tcpSocketOf(session: Http2Session): Socket | undefined {
-  const parent = (session.socket as unknown as { _parent?: unknown } | undefined)?._parent;
-  return parent instanceof Socket ? parent : undefined;
+  try {
+    const parent = (session.socket as unknown as { _parent?: unknown } | undefined)?._parent;
+    return parent instanceof Socket ? parent : undefined;
+  } catch {
+    // node's proxy throws once the session has let go of its socket: nothing to take along then
+    return undefined;
+  }
 }
 
 /**
