@@ -33,9 +33,15 @@ export function isInternalHeader(name: string): boolean {
   return MESHFED_INTERNAL_HEADERS.has(name.toLowerCase().replaceAll('_', '-'));
 }
 
+const KEEP_ALIVE: readonly string[] = ['keep-alive'];
+const CLOSE: readonly string[] = ['close'];
+
 /** The lower-case tokens of a Connection header (the extra hop-by-hop names it lists); none when absent. */
-function connectionTokens(connection: string | string[] | undefined): string[] | undefined {
+function connectionTokens(connection: string | string[] | undefined): readonly string[] | undefined {
   if (connection === undefined || connection === '') return undefined;
+  // most messages carry one of these: their tokens without a split and an array a message
+  if (connection === 'keep-alive') return KEEP_ALIVE;
+  if (connection === 'close') return CLOSE;
   return String(connection)
     .toLowerCase()
     .split(',')

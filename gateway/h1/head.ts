@@ -56,11 +56,22 @@ export interface HeadLimits {
 export const PEER_HEAD_ALLOWANCE = { bytes: 8 * 1024, fields: 16 } as const;
 
 /** `limits` with the allowance for what a peer gateway added (PEER_HEAD_ALLOWANCE) */
-export function fromPeer(limits: HeadLimits): HeadLimits {
+export function peerHeadLimits(limits: HeadLimits): HeadLimits {
   return {
     maxHeadBytes: limits.maxHeadBytes + PEER_HEAD_ALLOWANCE.bytes,
     maxHeaders: limits.maxHeaders + PEER_HEAD_ALLOWANCE.fields,
   };
+}
+
+/**
+ * Sets the fields that state `framing` on the fields of a head the codec writes: the body leaves as it was
+ * framed when it arrived, whatever the fields say (a Content-Length the sender named in its Connection field is
+ * gone from them, while its body still follows: sent without it, the next hop read the body as a message of its
+ * own, emitted-heads.test.ts). A message without a body, or delimited by its connection's close, gets none.
+ */
+export function stateFraming(fields: Record<string, unknown>, framing: Framing): void {
+  if (framing.kind === 'length') fields['content-length'] = String(framing.length);
+  else if (framing.kind === 'chunked') fields['transfer-encoding'] = 'chunked';
 }
 
 /**

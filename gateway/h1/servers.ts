@@ -5,7 +5,7 @@ import { FAST_ALPN, type GatewayConfig } from '../config.ts';
 import type { Handler } from '../pipeline.ts';
 import { type tlsContextOptions, tlsReason } from '../tls-servers.ts';
 import { H1Entry } from './entry.ts';
-import { fromPeer, type HeadLimits } from './head.ts';
+import { peerHeadLimits, type HeadLimits } from './head.ts';
 
 /** header fields per request head on the HTTP/1.1 codec: a head with more is refused (431) */
 export const MAX_HEADERS = 100;
@@ -39,8 +39,8 @@ export function fastPathServers(o: {
     listener,
     pipeline,
     cluster: o.cluster,
-    // a peer gateway's heads carry what it added to its caller's (fromPeer)
-    ...(listener === 'eastWest' ? fromPeer(limits) : limits),
+    // a peer gateway's heads carry what it added to its caller's (peerHeadLimits)
+    ...(listener === 'eastWest' ? peerHeadLimits(limits) : limits),
     headersTimeoutMs: o.config.limits.headersTimeout,
     keepAliveTimeoutMs: 65_000,
     refused: o.refused,

@@ -13,11 +13,12 @@ import { type BodyFramer, bodyFramer } from './body.ts';
 import type { BodySink, Exchange } from './exchange.ts';
 import {
   type Framing,
-  fromPeer,
+  peerHeadLimits,
   type HeadLimits,
   headEnd,
   parseResponseHead,
   type ResponseHead,
+  stateFraming,
 } from './head.ts';
 import { HeadParseError } from './head-error.ts';
 import { TurnCork } from './turn-cork.ts';
@@ -41,7 +42,7 @@ export interface FastUpstreamOptions {
   onPeerDraining: (address: string) => void;
 }
 
-/** the options, and the head limits of a response from a remote gateway (what it added: fromPeer) */
+/** the options, and the head limits of a response from a remote gateway (what it added: peerHeadLimits) */
 type UpstreamOptions = FastUpstreamOptions & { peerLimits: HeadLimits };
 
 const EMPTY = Buffer.alloc(0);
@@ -63,9 +64,7 @@ const NOT_FIELD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
 /**
  * The request head sent upstream: what the layers left of the client's, plus meshfed's own headers, and the
- * framing of the body as it leaves: as the client framed it, whatever the headers say. A Content-Length that
- * the client named in Connection is gone from the headers (hop-by-hop, requestHeadersForUpstream) while its
- * body still follows: sent without it, the body was read upstream as the next request (emitted-heads.test.ts).
+ * fields that state the body's framing (stateFraming).
  */
 function requestHead(
   r: GatewayRequest,
@@ -73,7 +72,7 @@ function requestHead(
   headers: Record<string, unknown>,
   framing: Framing,
 ): string {
-  if (framing.kind === 'length') headers['content-length'] = String(framing.length);
+  stateFraming(headers, framing);
   let s = `${r.method} ${r.target} HTTP/1.1\r\nhost: ${host}\r\n`;
   for (const name in headers) {
     const v = headers[name];
@@ -88,7 +87,6 @@ function requestHead(
       s += `${name}: ${value}\r\n`;
     }
   }
-  if (framing.kind === 'chunked') s += 'transfer-encoding: chunked\r\n';
   return `${s}\r\n`;
 }
 
@@ -101,7 +99,7 @@ function requestHead(
 export class FastUpstream implements UpstreamCodec {
   readonly #o: UpstreamOptions;
   constructor(o: FastUpstreamOptions) {
-    this.#o = { ...o, peerLimits: fromPeer(o) };
+    this.#o = { ...o, peerLimits: peerHeadLimits(o) };
   }
 
   send(r: GatewayRequest, t: BalancerTarget, a: UpstreamAttempt): void {
@@ -470,9 +468,7 @@ class UpstreamExchange implements ConnectionUser, BodySink {
       return;
     }
     const out = responseHeadersForClient(h.headers);
-    // the framing the body is forwarded in, whatever the upstream's Connection header took out of the headers
-    if (h.framing.kind === 'chunked') out['transfer-encoding'] = 'chunked';
-    else if (h.framing.kind === 'length') out['content-length'] = String(h.framing.length);
+    stateFraming(out, h.framing);
     if (!this.#a.respond(h.status, out)) {
       // a 5xx held back for a retry, or a try already settled: this connection's state is unknown
       this.#end(false);

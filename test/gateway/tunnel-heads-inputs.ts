@@ -30,7 +30,11 @@ export interface BackendResponse {
   chunks: number[];
 }
 
-/** Connection-specific fields (RFC 9110 7.6.1, 9113 8.2.2) and meshfed's hop-scoped word to a peer. */
+/**
+ * Connection-specific fields (RFC 9110 7.6.1, 9113 8.2.2) and meshfed's hop-scoped word to a peer. The oracle's
+ * own list, on purpose not gateway/headers.ts's: a name missing from the gateway's list would be missing from
+ * the expectation too, and the leak would pass.
+ */
 export const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',

@@ -3,6 +3,7 @@ import { type FramedResponse, frameResponse } from './frame-response.ts';
 import { type NodeResponse, nodeStrictClient } from './node-strict-client.ts';
 import { CORPUS } from './response-corpus.ts';
 import { method, response } from './response-arbitraries.ts';
+import { byteEdits, edited, splits } from './line-arbitraries.ts';
 
 // meshfed's reading of an upstream's RESPONSE against node's own client parser (llhttp in response mode,
 // strict): the same bytes, answered to a GET or a HEAD, go to both, to node from a raw server over
@@ -131,27 +132,10 @@ const exchange = fc.tuple(
   method,
   response.map((s) => Buffer.from(s, 'latin1')),
 );
-const splits = fc.array(fc.integer({ min: 1, max: 9 }), { maxLength: 4 });
-
-/** a byte-level mutation: replace, insert or delete one byte at a position */
+/** a response's bytes with a few bytes replaced, inserted or deleted */
 const mutated = fc
-  .tuple(
-    exchange,
-    fc.array(
-      fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert', 'delete')),
-      { minLength: 1, maxLength: 3 },
-    ),
-  )
-  .map(([[m, bytes], edits]): [string, Buffer] => {
-    let b = Buffer.from(bytes);
-    for (const [pos, byte, op] of edits) {
-      const at = pos % Math.max(1, b.length);
-      if (op === 'set') b[at] = byte;
-      else if (op === 'insert') b = Buffer.concat([b.subarray(0, at), Buffer.from([byte]), b.subarray(at)]);
-      else b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1)]);
-    }
-    return [m, b];
-  });
+  .tuple(exchange, byteEdits)
+  .map(([[m, bytes], edits]): [string, Buffer] => [m, edited(bytes, edits)]);
 
 async function check(arb: fc.Arbitrary<[string, Buffer]>, seed: number): Promise<void> {
   await fc.assert(

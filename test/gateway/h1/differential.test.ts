@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { type Ending, type Framed, frameAll } from './frame-all.ts';
 import { type NodeEvent, nodeStrictServer } from './node-strict.ts';
 import { request } from './request-arbitraries.ts';
+import { byteEdits, edited, splits } from './line-arbitraries.ts';
 
 // meshfed's HTTP/1.1 codec against node's own parser (llhttp, strict): the same bytes go to both, over
 // loopback for node. meshfed may refuse what node accepts only for a reason listed below (each a rule
@@ -107,27 +108,8 @@ async function difference(bytes: Buffer, splits: number[]): Promise<string> {
 const connection = fc
   .array(request, { minLength: 1, maxLength: 3 })
   .map((rs) => Buffer.from(rs.join(''), 'latin1'));
-const splits = fc.array(fc.integer({ min: 1, max: 9 }), { maxLength: 4 });
-
-/** a byte-level mutation: replace, insert or delete one byte at a position */
-const mutated = fc
-  .tuple(
-    connection,
-    fc.array(
-      fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 }), fc.constantFrom('set', 'insert', 'delete')),
-      { minLength: 1, maxLength: 3 },
-    ),
-  )
-  .map(([bytes, edits]) => {
-    let b = Buffer.from(bytes);
-    for (const [pos, byte, op] of edits) {
-      const at = pos % Math.max(1, b.length);
-      if (op === 'set') b[at] = byte;
-      else if (op === 'insert') b = Buffer.concat([b.subarray(0, at), Buffer.from([byte]), b.subarray(at)]);
-      else b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1)]);
-    }
-    return b;
-  });
+/** a connection's bytes with a few bytes replaced, inserted or deleted */
+const mutated = fc.tuple(connection, byteEdits).map(([bytes, edits]) => edited(bytes, edits));
 
 async function check(arb: fc.Arbitrary<Buffer>, seed: number): Promise<void> {
   await fc.assert(
